@@ -1,0 +1,70 @@
+/* backend: memory objects from memfd_create, POSIX shm_open or an unlinked temporary file. */
+#pragma once
+
+/*
+ * Shared by libiomem (local API) and iomemd. Every fd made here is
+ * close-on-exec. Nothing is left behind in the file system: shm objects and
+ * temporary files are unlinked before backend_create() returns, even on error.
+ */
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto.h"
+
+/* default upper bound on a region's size when the caller passes 0 */
+#define BACKEND_DEFAULT_MAX_SIZE (UINT64_C(64) << 30) /* 64 GiB */
+
+/*
+ * backend_create() - make a memory object of @size bytes.
+ * @backend: PROTO_BACKEND_AUTO tries memfd, then shm, then file.
+ * @max_size: sizes above it fail with -EFBIG before anything is created;
+ *            0 means BACKEND_DEFAULT_MAX_SIZE.
+ * @tmpdir: directory for the file backend; NULL means $TMPDIR or /tmp.
+ * @fdp: receives the new fd (O_RDWR, close-on-exec).
+ * @chosenp: receives the backend used (may be NULL).
+ * Return: 0; -EFBIG; -EINVAL for an unknown backend; -ENOSPC, -ENOMEM,
+ * -EMFILE or another negative errno from the kernel.
+ */
+int backend_create(enum proto_backend backend, uint64_t size, uint64_t max_size, const char *tmpdir,
+                   int *fdp, enum proto_backend *chosenp);
+
+/*
+ * backend_resize() - change the size with ftruncate.
+ * Return: 0; -EFBIG above max_size (0 = default); -EPERM if a seal forbids
+ * it; negative errno.
+ */
+int backend_resize(int fd, uint64_t size, uint64_t max_size);
+
+/*
+ * backend_seal() - add seals (PROTO_SEAL_* bits) to a memfd.
+ * Return: 0; -EOPNOTSUPP if @fd is not a sealable memfd; -EBUSY if
+ * F_SEAL_WRITE is asked while a writable shared mapping exists; -EPERM if
+ * F_SEAL_SEAL is already set; -EINVAL for unknown bits.
+ */
+int backend_seal(int fd, uint32_t seals);
+
+/* Return: the seals in force (>= 0), 0 for objects that cannot be sealed, or negative errno. */
+int backend_get_seals(int fd);
+
+/* Return: the size of the object behind @fd via fstat, or negative errno. */
+int backend_get_size(int fd, uint64_t *sizep);
+
+/*
+ * backend_detect() - guess the backend of an fd (memfd if F_GET_SEALS works
+ * and the name starts with "memfd:", shm if it lives on /dev/shm, else file).
+ * Return: the backend, or negative errno.
+ */
+int backend_detect(int fd);
+
+/* Return: "memfd", "shm", "file", "auto" or NULL. */
+const char *backend_name(enum proto_backend backend);
+/* Return: the backend for a name, or -EINVAL. */
+int backend_from_name(const char *name);
+
+/*
+ * backend_reopen_rdonly() - a new read-only fd to the same object, made
+ * without going through the file system by name (memfd: /proc/self/fd
+ * reopen with O_RDONLY). Return: 0 with *fdp set, or negative errno.
+ */
+int backend_reopen_rdonly(int fd, int *fdp);

@@ -1,0 +1,257 @@
+/* iomem.h: libiomem, the client library of iomemd (memory regions shared by fd). */
+#pragma once
+
+/*
+ * Two halves:
+ *   - local regions (no daemon): iomem_region_new_local() makes a memory
+ *     object with memfd_create, shm_open or an unlinked temporary file;
+ *   - daemon regions: iomem_connect() to iomemd, then create/open/... by name.
+ * Both give a struct iomem_region, which owns one fd and can be mapped.
+ *
+ * Errors: every function returning int returns 0 (or a documented
+ * non-negative value) on success and a negative errno on failure, exactly as
+ * the daemon sent it. iomem_strerror() turns one into words.
+ *
+ * Threads: a struct iomem_client is not thread-safe; use one per thread or
+ * serialize calls to it with a lock. Regions are independent of the client
+ * that produced them and may be used from any thread; a single region must
+ * not be resized or freed while another thread uses it. Every fd the library
+ * creates or receives is close-on-exec.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum iomem_backend {
+        IOMEM_BACKEND_AUTO = 0,
+        IOMEM_BACKEND_MEMFD = 1,
+        IOMEM_BACKEND_SHM = 2,
+        IOMEM_BACKEND_FILE = 3,
+};
+
+/* seals: the Linux F_SEAL_* bits */
+#define IOMEM_SEAL_SEAL 0x0001u
+#define IOMEM_SEAL_SHRINK 0x0002u
+#define IOMEM_SEAL_GROW 0x0004u
+#define IOMEM_SEAL_WRITE 0x0008u
+#define IOMEM_SEAL_FUTURE_WRITE 0x0010u
+
+/* iomem_create() flags */
+#define IOMEM_CREATE_EXCLUSIVE 0x0001u /* fail with -EEXIST if the name exists */
+#define IOMEM_CREATE_LEASE 0x0002u     /* delete the name when this connection closes */
+#define IOMEM_CREATE_RESIZABLE 0x0004u /* allow shrinking later (no F_SEAL_SHRINK) */
+
+/* iomem_open() flags */
+#define IOMEM_OPEN_RDONLY 0x0001u
+
+/* iomem_region_flags() bits */
+#define IOMEM_REGION_RDONLY 0x0001u
+#define IOMEM_REGION_LEASED 0x0002u
+#define IOMEM_REGION_RESIZABLE 0x0004u
+#define IOMEM_REGION_ANONYMOUS 0x0008u
+
+struct iomem_region;
+struct iomem_client;
+
+/* ---- local regions ------------------------------------------------------ */
+
+/*
+ * iomem_region_new_local() - make a memory object without a daemon.
+ * @size: bytes (0 allowed).
+ * @backend: IOMEM_BACKEND_AUTO picks memfd, then shm, then file.
+ * @max_size: sizes above it fail with -EFBIG before anything is made; 0 = 64 GiB.
+ * Return: 0; -EFBIG; -EINVAL (unknown backend); -ENOSPC, -ENOMEM, -EMFILE...
+ */
+int iomem_region_new_local(uint64_t size, enum iomem_backend backend, uint64_t max_size,
+                           struct iomem_region **regionp);
+
+/*
+ * iomem_region_new_consume_fd() - wrap an fd (taken over, even on error)
+ * received some other way, e.g. from a parent or over a socket. The size
+ * is read with fstat and the backend detected.
+ * Return: 0; -EBADF; -EINVAL if it is not a regular memory-like file.
+ */
+int iomem_region_new_consume_fd(int fd, struct iomem_region **regionp);
+
+/* Close the fd and free. Mappings stay valid until unmapped. NULL-safe. Return: NULL. */
+struct iomem_region *iomem_region_free(struct iomem_region *region);
+
+/* Return: the region's fd (borrowed: still owned by the region). */
+int iomem_region_fd(const struct iomem_region *region);
+/* Return: a close-on-exec duplicate of the fd (caller owns it), or negative errno. */
+int iomem_region_dup_fd(const struct iomem_region *region);
+/* Return: the size known to the region (updated by resize and refresh). */
+uint64_t iomem_region_size(const struct iomem_region *region);
+enum iomem_backend iomem_region_backend(const struct iomem_region *region);
+/* Return: IOMEM_REGION_* bits. */
+uint32_t iomem_region_flags(const struct iomem_region *region);
+/* Return: the daemon's id for the region, 0 for local regions. */
+uint64_t iomem_region_id(const struct iomem_region *region);
+/* Return: 0 with the size re-read by fstat, or negative errno. */
+int iomem_region_refresh(struct iomem_region *region);
+
+/*
+ * iomem_region_map() - mmap(MAP_SHARED) a range of the region.
+ * @offset: must be a multiple of the page size.
+ * @length: 0 = from @offset to the end.
+ * @prot: PROT_READ and/or PROT_WRITE; PROT_WRITE on a read-only region is -EACCES.
+ * The size is checked with fstat first: a range past the end fails with
+ * -ERANGE instead of a later SIGBUS. Mapping 0 bytes gives -EINVAL.
+ * Return: 0 with *addrp set; -EINVAL (alignment, zero length); -EOVERFLOW
+ * (offset + length wraps); -ERANGE; -EACCES; negative errno from mmap.
+ */
+int iomem_region_map(struct iomem_region *region, uint64_t offset, size_t length, int prot, void **addrp);
+
+/* Return: 0 or negative errno from munmap. */
+int iomem_unmap(void *addr, size_t length);
+
+/*
+ * iomem_region_resize() - change a local region's size.
+ * Return: 0; -EFBIG; -EPERM if sealed against it.
+ */
+int iomem_region_resize(struct iomem_region *region, uint64_t size);
+
+/*
+ * iomem_region_seal() - add seals to a local memfd region.
+ * Return: 0; -EOPNOTSUPP for shm/file; -EBUSY (F_SEAL_WRITE while mapped
+ * writable); -EPERM (already sealed with F_SEAL_SEAL).
+ */
+int iomem_region_seal(struct iomem_region *region, uint32_t seals);
+
+/* Return: seals in force (>= 0, 0 for shm/file), or negative errno. */
+int iomem_region_get_seals(const struct iomem_region *region);
+
+/* Return: "memfd", "shm", "file", "auto", or NULL for an unknown value. */
+const char *iomem_backend_name(enum iomem_backend backend);
+
+/* ---- the daemon --------------------------------------------------------- */
+
+/*
+ * iomem_socket_path() - the default socket: $IOMEM_SOCKET if set; else
+ * /run/iomemd/iomemd.sock for root; else $XDG_RUNTIME_DIR/iomemd.sock.
+ * Return: the length written (without NUL); -ENAMETOOLONG; -ENOENT if
+ * none can be determined (not root and no XDG_RUNTIME_DIR).
+ */
+int iomem_socket_path(char *buf, size_t size);
+
+/*
+ * iomem_connect() - connect to iomemd and do the HELLO handshake.
+ * @path: socket path, or NULL for iomem_socket_path().
+ * Return: 0; -ENOENT/-ECONNREFUSED if no daemon listens; -EPROTONOSUPPORT
+ * if no common protocol version; negative errno.
+ */
+int iomem_connect(const char *path, struct iomem_client **clientp);
+
+/* Close the connection (leased regions go away). NULL-safe. Return: NULL. */
+struct iomem_client *iomem_disconnect(struct iomem_client *client);
+
+/* Return: the connection's socket fd (borrowed), e.g. to poll it. */
+int iomem_client_fd(const struct iomem_client *client);
+
+/*
+ * Per-call timeout for replies, in milliseconds (-1 = wait forever, the
+ * default). An OPEN that waits for a name adds its own timeout to this.
+ */
+void iomem_client_set_timeout(struct iomem_client *client, int timeout_ms);
+
+struct iomem_create_opts {
+        uint32_t flags;  /* IOMEM_CREATE_* */
+        uint32_t seals;  /* initial seals (memfd only) */
+        uint32_t mode;   /* 0 = daemon default */
+        enum iomem_backend backend; /* AUTO = daemon default */
+};
+
+/*
+ * iomem_create() - create a region in the daemon.
+ * @name: NULL or "" for an anonymous region (only the returned fd refers to it).
+ * @opts: NULL for defaults.
+ * Return: 0 with *regionp (read-write); -EEXIST (exclusive); -EINVAL (bad
+ * name, flags, mode, seals); -EFBIG (size limit); -EDQUOT; -ENOSPC; ...
+ */
+int iomem_create(struct iomem_client *client, const char *name, uint64_t size,
+                 const struct iomem_create_opts *opts, struct iomem_region **regionp);
+
+/*
+ * iomem_open() - open a named region.
+ * @flags: IOMEM_OPEN_RDONLY for a read-only fd.
+ * @wait_ms: 0 = fail at once with -ENOENT if the name does not exist;
+ *           > 0 = wait up to that long for it to be created (-ETIMEDOUT);
+ *           -1 = wait without limit.
+ * Return: 0 with *regionp; -ENOENT; -ETIMEDOUT; -EACCES; ...
+ */
+int iomem_open(struct iomem_client *client, const char *name, uint32_t flags, int wait_ms,
+               struct iomem_region **regionp);
+
+struct iomem_stat {
+        uint64_t id;
+        uint64_t size;
+        uint64_t ctime_ns;   /* creation, CLOCK_REALTIME */
+        uint64_t open_count; /* times opened */
+        uint32_t seals;
+        uint32_t flags;      /* IOMEM_REGION_* */
+        uint32_t uid;
+        uint32_t gid;
+        uint32_t mode;
+        enum iomem_backend backend;
+};
+
+/* Return: 0; -ENOENT; -EINVAL. */
+int iomem_stat(struct iomem_client *client, const char *name, struct iomem_stat *st);
+
+struct iomem_list_entry {
+        uint64_t id;
+        uint64_t size;
+        uint32_t seals;
+        uint32_t mode;
+        uint32_t uid;
+        uint32_t gid;
+        const char *name; /* valid during the callback only */
+};
+
+/*
+ * iomem_list() - call @cb for every named region whose name starts with
+ * @prefix (NULL or "" = all), fetching page after page. A non-zero return
+ * from @cb stops the walk and is returned.
+ * Return: 0; the callback's value; negative errno.
+ */
+int iomem_list(struct iomem_client *client, const char *prefix,
+               int (*cb)(const struct iomem_list_entry *e, void *userdata), void *userdata);
+
+/* Return: 0; -ENOENT; -EPERM if seals forbid it; -EFBIG; -EACCES. */
+int iomem_resize(struct iomem_client *client, const char *name, uint64_t size);
+
+/* Return: 0 with *sealsp (may be NULL) = seals now; -EOPNOTSUPP (not memfd); -EBUSY; -EPERM. */
+int iomem_seal(struct iomem_client *client, const char *name, uint32_t seals, uint32_t *sealsp);
+
+/* Remove the name; fds and mappings already handed out stay valid. Return: 0; -ENOENT; -EACCES. */
+int iomem_delete(struct iomem_client *client, const char *name);
+
+/* Return: 0 after a round trip. */
+int iomem_ping(struct iomem_client *client);
+
+struct iomem_status {
+        uint64_t regions;
+        uint64_t bytes;
+        uint64_t connections;
+        uint64_t uptime_sec;
+        enum iomem_backend backend;
+        char server_version[65];
+};
+
+/* Return: 0; negative errno. */
+int iomem_status(struct iomem_client *client, struct iomem_status *st);
+
+/* Return: a static description of a negative errno (also iomemd-specific meanings). */
+const char *iomem_strerror(int error);
+
+/* Return: the seal bits for a comma- or space-separated list such as "shrink,grow", or -EINVAL. */
+int iomem_seals_parse(const char *text, uint32_t *sealsp);
+
+#ifdef __cplusplus
+}
+#endif

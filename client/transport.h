@@ -1,0 +1,130 @@
+/* transport: framed stream over a Unix socket, with fds tied to frames (SCM_RIGHTS). */
+#pragma once
+
+/*
+ * Shared by iomemd (non-blocking, driven by an event loop) and libiomem
+ * (blocking, through transport_wait()). One struct transport per connection.
+ *
+ * Rules on the wire (docs/protocol.md, "File descriptors"):
+ *   - a frame that carries fds is sent by one sendmsg() that starts at the
+ *     frame's first byte, carries all its fds, and holds no other frame's bytes;
+ *   - the receiver ties fds to the frame holding the last byte of the
+ *     recvmsg() they arrived with. A frame whose tied fds differ in number
+ *     from its header's nfds is a protocol violation (D1-D4).
+ *
+ * Fds received are close-on-exec (MSG_CMSG_CLOEXEC). MSG_CTRUNC, a control
+ * message other than one SCM_RIGHTS block, or more than PROTO_MAX_FDS fds in
+ * one recvmsg is a violation: everything received is closed (D5, D6).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+#define TRANSPORT_IN_SIZE (PROTO_HEADER_SIZE + PROTO_MAX_PAYLOAD)
+
+struct transport_fdbatch; /* internal */
+struct transport_out;     /* internal */
+
+struct transport {
+        int fd; /* the socket, borrowed: transport_deinit() does not close it */
+
+        /* input */
+        uint8_t *in;     /* TRANSPORT_IN_SIZE bytes */
+        size_t in_start; /* first unparsed byte */
+        size_t in_end;   /* one past the last received byte */
+        uint64_t in_pos; /* stream offset of in[0] */
+        struct transport_fdbatch *batches; /* fds received, oldest first */
+        struct transport_fdbatch *batches_tail;
+        unsigned in_fds; /* fds held in batches */
+        bool eof;
+
+        /* output */
+        struct transport_out *out_head;
+        struct transport_out *out_tail;
+        size_t out_bytes; /* queued, not yet sent */
+        unsigned out_fds;
+        size_t max_out_bytes;
+        unsigned max_out_fds;
+};
+
+/* A received frame. The caller owns fds[] and payload (free with transport_frame_deinit()). */
+struct transport_frame {
+        struct proto_header hdr;
+        uint8_t *payload; /* hdr.length bytes, malloc'd; NULL if length is 0 */
+        int fds[PROTO_MAX_FDS];
+        unsigned nfds;
+};
+
+/*
+ * transport_init() - set up a transport over the socket @fd (borrowed).
+ * @max_out_bytes, @max_out_fds: bounds of the output queue (F8, D10); 0 = defaults.
+ * Return: 0 or -ENOMEM.
+ */
+int transport_init(struct transport *t, int fd, size_t max_out_bytes, unsigned max_out_fds);
+
+/* Free buffers and close every fd still queued in either direction. NULL-safe. */
+void transport_deinit(struct transport *t);
+
+/*
+ * transport_read() - one recvmsg(MSG_DONTWAIT|MSG_CMSG_CLOEXEC) into the input buffer.
+ * Return: bytes read (> 0); 0 at end of stream (t->eof set); -EAGAIN;
+ * -EPROTO for a control-message violation (D5, D6; fds closed); -ENOBUFS
+ * if the input buffer is full (a caller bug: parse frames first); other
+ * negative errno from recvmsg.
+ */
+int transport_read(struct transport *t);
+
+/*
+ * transport_next_frame() - take the next complete frame out of the input buffer.
+ * Return: 1 with *f filled (caller owns it); 0 if no complete frame is
+ * buffered yet; -EBADMSG/-EMSGSIZE for a bad header (F1-F3, drop);
+ * -EPROTO for fds not matching the header's nfds (D1-D4, drop; fds closed);
+ * -EPIPE if the stream ended inside a frame (F4); -ENOMEM.
+ * A header with an unknown version or opcode is returned as a frame: the
+ * caller answers it with an error reply (F5).
+ */
+int transport_next_frame(struct transport *t, struct transport_frame *f);
+
+/* Close fds, free the payload, reset *f. NULL-safe. */
+void transport_frame_deinit(struct transport_frame *f);
+
+/*
+ * transport_queue() - append a frame to the output queue.
+ * The header's magic, version, length and nfds are filled in here from the
+ * arguments. @fds are consumed: they are closed once sent, or by
+ * transport_deinit(), or here on error.
+ * Return: 0; -ENOBUFS if the queue bounds would be exceeded (the caller
+ * should drop the peer); -EMSGSIZE if @len or @nfds exceed the protocol
+ * limits; -ENOMEM.
+ */
+int transport_queue(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                    int *fds, unsigned nfds);
+
+/*
+ * transport_flush() - send queued frames with sendmsg(MSG_NOSIGNAL|MSG_DONTWAIT).
+ * Return: 0 when the queue is empty; -EAGAIN if bytes remain (wait for
+ * POLLOUT); -EPIPE/-ECONNRESET if the peer is gone; other negative errno.
+ */
+int transport_flush(struct transport *t);
+
+/* Return: true if output is queued. */
+bool transport_has_output(const struct transport *t);
+
+/*
+ * transport_wait() - poll the socket for @events (POLLIN/POLLOUT) for up to
+ * @timeout_ms (-1 = forever), retrying on EINTR. For blocking clients.
+ * Return: 0 when ready; -ETIMEDOUT; negative errno.
+ */
+int transport_wait(struct transport *t, short events, int timeout_ms);
+
+/*
+ * transport_send_frame_blocking() / transport_recv_frame_blocking() -
+ * convenience for blocking clients: queue + flush until sent; read until a
+ * whole frame is buffered. Return as above; -ETIMEDOUT after @timeout_ms.
+ */
+int transport_send_blocking(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                            int *fds, unsigned nfds, int timeout_ms);
+int transport_recv_blocking(struct transport *t, struct transport_frame *f, int timeout_ms);

@@ -1,0 +1,308 @@
+/* proto: the iomemd wire format (frame header, opcodes, messages), pure encode/decode. */
+#pragma once
+
+/*
+ * Everything here is a pure function over caller-provided byte buffers: no
+ * syscalls, no allocation, no global state. docs/protocol.md is the normative
+ * description; this header mirrors it.
+ *
+ * All integers are little-endian on the wire. Decoders check the exact shape
+ * of a payload (length, string terminators, enum ranges) and return a
+ * negative errno on any mismatch. Decoded strings point into the decoded
+ * buffer: they are valid as long as that buffer is.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_MAGIC 0x444D4F49u /* the bytes "IOMD" */
+#define PROTO_VERSION 1
+#define PROTO_HEADER_SIZE 20
+#define PROTO_MAX_PAYLOAD (64u * 1024u)
+#define PROTO_MAX_FDS 4           /* per frame */
+#define PROTO_NAME_MAX 255        /* bytes, not counting the NUL */
+#define PROTO_MESSAGE_MAX 1024    /* error message bytes, not counting the NUL */
+#define PROTO_VERSION_STRING_MAX 64
+
+/* header flags */
+#define PROTO_FLAG_REPLY 0x01u
+#define PROTO_FLAG_ERROR 0x02u /* only with REPLY: payload is struct proto_error */
+#define PROTO_FLAGS_KNOWN (PROTO_FLAG_REPLY | PROTO_FLAG_ERROR)
+
+enum proto_opcode {
+        PROTO_OP_HELLO = 0x0001,
+        PROTO_OP_PING = 0x0002,
+        PROTO_OP_STATUS = 0x0003,
+        PROTO_OP_CREATE = 0x0010,
+        PROTO_OP_OPEN = 0x0011,
+        PROTO_OP_RESIZE = 0x0012,
+        PROTO_OP_SEAL = 0x0013,
+        PROTO_OP_STAT = 0x0014,
+        PROTO_OP_LIST = 0x0015,
+        PROTO_OP_DELETE = 0x0016,
+        /* reserved ranges, answered with -EOPNOTSUPP until assigned */
+        PROTO_OP_ACCESS_FIRST = 0x0100, /* access control: chmod, chown, quota */
+        PROTO_OP_ACCESS_LAST = 0x01ff,
+        PROTO_OP_REGISTER_FIRST = 0x0200, /* registering a client-made memfd */
+        PROTO_OP_REGISTER_LAST = 0x02ff,
+        PROTO_OP_EVENT_FIRST = 0x0300, /* events and subscriptions */
+        PROTO_OP_EVENT_LAST = 0x03ff,
+};
+
+enum proto_backend {
+        PROTO_BACKEND_AUTO = 0, /* only in requests/configuration */
+        PROTO_BACKEND_MEMFD = 1,
+        PROTO_BACKEND_SHM = 2,
+        PROTO_BACKEND_FILE = 3,
+};
+
+/* seal bits: the Linux F_SEAL_* values */
+#define PROTO_SEAL_SEAL 0x0001u
+#define PROTO_SEAL_SHRINK 0x0002u
+#define PROTO_SEAL_GROW 0x0004u
+#define PROTO_SEAL_WRITE 0x0008u
+#define PROTO_SEAL_FUTURE_WRITE 0x0010u
+#define PROTO_SEALS_KNOWN 0x001fu
+
+/* CREATE flags */
+#define PROTO_CREATE_EXCLUSIVE 0x0001u /* fail with -EEXIST if the name exists */
+#define PROTO_CREATE_LEASE 0x0002u     /* delete when the creating connection closes */
+#define PROTO_CREATE_RESIZABLE 0x0004u /* do not seal against shrinking */
+#define PROTO_CREATE_KNOWN 0x0007u
+
+/* OPEN flags */
+#define PROTO_OPEN_RDONLY 0x0001u /* read-only fd; default is read-write */
+#define PROTO_OPEN_WAIT 0x0002u   /* wait up to timeout_ms for the name to appear */
+#define PROTO_OPEN_KNOWN 0x0003u
+
+/* region_info.flags / stat.flags */
+#define PROTO_REGION_RDONLY 0x0001u    /* the fd in this reply is read-only */
+#define PROTO_REGION_LEASED 0x0002u
+#define PROTO_REGION_RESIZABLE 0x0004u
+#define PROTO_REGION_ANONYMOUS 0x0008u
+
+struct proto_header {
+        uint32_t magic;
+        uint8_t version;
+        uint8_t flags;
+        uint16_t opcode;
+        uint32_t id;     /* request id, echoed in the reply */
+        uint32_t length; /* payload bytes following the header */
+        uint16_t nfds;   /* fds carried by this frame */
+        uint16_t reserved;
+};
+
+/* A string on the wire: u16 length (excluding NUL), bytes, one NUL byte. */
+
+struct proto_error {
+        int32_t error; /* negative errno */
+        const char *message; /* may be "" */
+};
+
+struct proto_hello {
+        uint16_t min_version;
+        uint16_t max_version;
+        uint32_t flags; /* must be 0 */
+};
+
+struct proto_hello_reply {
+        uint16_t version;
+        uint16_t max_fds;
+        uint32_t max_payload;
+        uint64_t max_region_size;
+        uint32_t name_max;
+        uint16_t backend; /* daemon's default backend */
+        uint16_t reserved;
+        const char *server_version;
+};
+
+struct proto_ping {
+        uint64_t cookie; /* echoed */
+};
+
+struct proto_status_reply {
+        uint64_t regions;
+        uint64_t bytes;
+        uint64_t connections;
+        uint64_t uptime_sec;
+        uint16_t backend;
+        uint16_t reserved;
+        uint32_t reserved2;
+        const char *server_version;
+};
+
+struct proto_create {
+        uint64_t size;
+        uint32_t flags;   /* PROTO_CREATE_* */
+        uint32_t seals;   /* initial seals (PROTO_SEAL_*) */
+        uint32_t mode;    /* 0 = daemon default; else permission bits 0..0777 */
+        uint16_t backend; /* PROTO_BACKEND_*, AUTO = daemon's choice */
+        uint16_t reserved;
+        const char *name; /* "" = anonymous */
+};
+
+/* reply to CREATE and OPEN; the frame carries exactly one fd */
+struct proto_region_info {
+        uint64_t id;
+        uint64_t size;
+        uint32_t seals;
+        uint32_t flags; /* PROTO_REGION_* */
+        uint16_t backend;
+        uint16_t reserved;
+        uint32_t reserved2;
+};
+
+struct proto_open {
+        uint32_t flags; /* PROTO_OPEN_* */
+        uint32_t timeout_ms;
+        const char *name;
+};
+
+struct proto_resize {
+        uint64_t size;
+        const char *name;
+};
+
+struct proto_resize_reply {
+        uint64_t size;
+};
+
+struct proto_seal {
+        uint32_t seals; /* seals to add */
+        uint32_t reserved;
+        const char *name;
+};
+
+struct proto_seal_reply {
+        uint32_t seals; /* seals now in force */
+};
+
+struct proto_name { /* STAT and DELETE requests */
+        const char *name;
+};
+
+struct proto_stat_reply {
+        uint64_t id;
+        uint64_t size;
+        uint64_t ctime_ns; /* CLOCK_REALTIME at create */
+        uint64_t open_count;
+        uint32_t seals;
+        uint32_t flags;
+        uint32_t uid;
+        uint32_t gid;
+        uint32_t mode;
+        uint16_t backend;
+        uint16_t reserved;
+};
+
+struct proto_list {
+        uint64_t cursor; /* 0 = from the start; else next_cursor of the previous page */
+        uint32_t max_entries; /* 0 = as many as fit */
+        uint32_t reserved;
+        const char *prefix; /* "" = all */
+};
+
+struct proto_list_reply {
+        uint64_t next_cursor; /* 0 = no more */
+        uint32_t count;
+        uint32_t reserved;
+        /* followed by count entries; walk them with proto_list_entry_next() */
+        const uint8_t *entries;
+        size_t entries_len;
+};
+
+struct proto_list_entry {
+        uint64_t id;
+        uint64_t size;
+        uint32_t seals;
+        uint32_t mode;
+        uint32_t uid;
+        uint32_t gid;
+        const char *name;
+};
+
+/* Return: 0 if name is a valid region name, -EINVAL otherwise. */
+int proto_name_check(const char *name, size_t len);
+
+/*
+ * proto_header_encode() - write a header into out[PROTO_HEADER_SIZE].
+ */
+void proto_header_encode(const struct proto_header *h, uint8_t *out);
+
+/*
+ * proto_header_decode() - parse and check a header.
+ * Return: 0 on success; -EBADMSG for bad magic, unknown flag bits or nonzero
+ * reserved field; -EPROTONOSUPPORT for an unknown version; -EMSGSIZE for a
+ * length above PROTO_MAX_PAYLOAD or nfds above PROTO_MAX_FDS. The header is
+ * filled in on every error except bad magic, so the caller can decide
+ * whether an error reply is possible.
+ */
+int proto_header_decode(const uint8_t *buf, size_t len, struct proto_header *h);
+
+/*
+ * Encoders: write the payload into buf (size bytes).
+ * Return: payload length (>= 0), -ENOBUFS if it does not fit, -EINVAL for a
+ * value that cannot be represented (string too long).
+ *
+ * Decoders: parse exactly len bytes.
+ * Return: 0; -EBADMSG if the length or layout does not match; -EINVAL for a
+ * malformed string (missing NUL, NUL inside, too long) or invalid name, an
+ * unknown flag or seal bit, or a bad enum value.
+ */
+int proto_error_encode(const struct proto_error *m, uint8_t *buf, size_t size);
+int proto_error_decode(const uint8_t *buf, size_t len, struct proto_error *m);
+int proto_hello_encode(const struct proto_hello *m, uint8_t *buf, size_t size);
+int proto_hello_decode(const uint8_t *buf, size_t len, struct proto_hello *m);
+int proto_hello_reply_encode(const struct proto_hello_reply *m, uint8_t *buf, size_t size);
+int proto_hello_reply_decode(const uint8_t *buf, size_t len, struct proto_hello_reply *m);
+int proto_ping_encode(const struct proto_ping *m, uint8_t *buf, size_t size);
+int proto_ping_decode(const uint8_t *buf, size_t len, struct proto_ping *m);
+int proto_status_reply_encode(const struct proto_status_reply *m, uint8_t *buf, size_t size);
+int proto_status_reply_decode(const uint8_t *buf, size_t len, struct proto_status_reply *m);
+int proto_create_encode(const struct proto_create *m, uint8_t *buf, size_t size);
+int proto_create_decode(const uint8_t *buf, size_t len, struct proto_create *m);
+int proto_region_info_encode(const struct proto_region_info *m, uint8_t *buf, size_t size);
+int proto_region_info_decode(const uint8_t *buf, size_t len, struct proto_region_info *m);
+int proto_open_encode(const struct proto_open *m, uint8_t *buf, size_t size);
+int proto_open_decode(const uint8_t *buf, size_t len, struct proto_open *m);
+int proto_resize_encode(const struct proto_resize *m, uint8_t *buf, size_t size);
+int proto_resize_decode(const uint8_t *buf, size_t len, struct proto_resize *m);
+int proto_resize_reply_encode(const struct proto_resize_reply *m, uint8_t *buf, size_t size);
+int proto_resize_reply_decode(const uint8_t *buf, size_t len, struct proto_resize_reply *m);
+int proto_seal_encode(const struct proto_seal *m, uint8_t *buf, size_t size);
+int proto_seal_decode(const uint8_t *buf, size_t len, struct proto_seal *m);
+int proto_seal_reply_encode(const struct proto_seal_reply *m, uint8_t *buf, size_t size);
+int proto_seal_reply_decode(const uint8_t *buf, size_t len, struct proto_seal_reply *m);
+int proto_name_encode(const struct proto_name *m, uint8_t *buf, size_t size);
+int proto_name_decode(const uint8_t *buf, size_t len, struct proto_name *m);
+int proto_stat_reply_encode(const struct proto_stat_reply *m, uint8_t *buf, size_t size);
+int proto_stat_reply_decode(const uint8_t *buf, size_t len, struct proto_stat_reply *m);
+int proto_list_encode(const struct proto_list *m, uint8_t *buf, size_t size);
+int proto_list_decode(const uint8_t *buf, size_t len, struct proto_list *m);
+
+/*
+ * LIST replies are built incrementally: begin, then append entries until
+ * -ENOBUFS, then finish with the cursor.
+ */
+struct proto_list_writer {
+        uint8_t *buf;
+        size_t size;
+        size_t len;
+        uint32_t count;
+};
+void proto_list_writer_init(struct proto_list_writer *w, uint8_t *buf, size_t size);
+/* Return: 0, or -ENOBUFS if the entry does not fit (the writer is unchanged). */
+int proto_list_writer_add(struct proto_list_writer *w, const struct proto_list_entry *e);
+/* Return: the payload length. */
+int proto_list_writer_finish(struct proto_list_writer *w, uint64_t next_cursor);
+int proto_list_reply_decode(const uint8_t *buf, size_t len, struct proto_list_reply *m);
+/*
+ * proto_list_entry_next() - decode the entry at *offsetp in r->entries and
+ * advance *offsetp. Return: 1 if an entry was decoded, 0 at the end,
+ * negative errno on a malformed entry.
+ */
+int proto_list_entry_next(const struct proto_list_reply *r, size_t *offsetp, struct proto_list_entry *e);
+
+/* Return: a static name for an opcode, or NULL. */
+const char *proto_opcode_name(uint16_t opcode);
