@@ -1,1 +1,536 @@
-/* placeholder: being written */
+/* client: the daemon half of libiomem (connect, HELLO, and one blocking request per call). */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "iomem.h"
+#include "proto.h"
+#include "region-internal.h"
+#include "transport.h"
+
+#define CLIENT_REQUEST_MAX 1024 /* every request we send: fixed fields + one name */
+
+struct iomem_client {
+        int fd; /* the socket, owned */
+        struct transport t;
+        bool transport_ready;
+        uint32_t next_id;
+        int timeout_ms;
+        /*
+         * Once a reply may have been missed (timeout) or the stream is out of
+         * sync, a later reply could be mistaken for the answer to a later
+         * request: the connection is then unusable and every call fails.
+         */
+        int broken;
+        struct proto_hello_reply hello;
+        char server_version[PROTO_VERSION_STRING_MAX + 1];
+};
+
+IOMEM_EXPORT int iomem_socket_path(char *buf, size_t size)
+{
+        const char *env = getenv("IOMEM_SOCKET");
+        int n;
+
+        if (!buf && size > 0)
+                return -EINVAL;
+        if (env && *env)
+                n = snprintf(buf, size, "%s", env);
+        else if (geteuid() == 0)
+                n = snprintf(buf, size, "%s", "/run/iomemd/iomemd.sock");
+        else {
+                const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+                if (!xdg || !*xdg)
+                        return -ENOENT;
+                n = snprintf(buf, size, "%s/iomemd.sock", xdg);
+        }
+        if (n < 0)
+                return -EINVAL;
+        if ((size_t)n >= size)
+                return -ENAMETOOLONG;
+        return n;
+}
+
+/* Return: the timeout for one reply when the daemon may itself wait @extra_ms (-1 = forever). */
+static int client_timeout(const struct iomem_client *c, int extra_ms)
+{
+        long long sum;
+
+        if (c->timeout_ms < 0 || extra_ms < 0)
+                return -1;
+        sum = (long long)c->timeout_ms + extra_ms;
+        return sum > INT_MAX ? INT_MAX : (int)sum;
+}
+
+/*
+ * client_call() - send one request and receive its reply.
+ * @len: the encoder's result; a negative value is returned as is.
+ * @want_fds: how many fds the successful reply must carry.
+ * On success *replyp holds the reply frame (caller deinits it).
+ * Return: 0; the daemon's negative errno from an error reply; -EPROTO for a
+ * reply that does not answer this request; -ETIMEDOUT; -ENOTCONN after a
+ * previous failure broke the stream; negative errno from the transport.
+ */
+static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len, int extra_ms,
+                       unsigned want_fds, struct transport_frame *replyp)
+{
+        struct proto_header h = { .opcode = opcode };
+        struct transport_frame f = { .nfds = 0 };
+        struct proto_error err;
+        int timeout = client_timeout(c, extra_ms);
+        int r;
+
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                f.fds[i] = -1;
+        if (len < 0)
+                return len;
+        if (c->broken)
+                return -ENOTCONN;
+
+        h.id = c->next_id++;
+        if (c->next_id == 0)
+                c->next_id = 1;
+        r = transport_send_blocking(&c->t, &h, payload, (size_t)len, NULL, 0, c->timeout_ms);
+        if (r < 0) {
+                c->broken = r;
+                return r;
+        }
+        r = transport_recv_blocking(&c->t, &f, timeout);
+        if (r < 0) {
+                c->broken = r;
+                return r == -EPIPE ? -ECONNRESET : r;
+        }
+
+        if (f.hdr.id != h.id || f.hdr.opcode != opcode || !(f.hdr.flags & PROTO_FLAG_REPLY)) {
+                r = -EPROTO;
+                c->broken = r;
+                goto fail;
+        }
+        if (f.hdr.flags & PROTO_FLAG_ERROR) {
+                r = proto_error_decode(f.payload, f.hdr.length, &err);
+                if (r < 0 || err.error >= 0 || f.nfds != 0)
+                        r = -EPROTO;
+                else
+                        r = err.error;
+                goto fail;
+        }
+        if (f.nfds != want_fds) {
+                r = -EPROTO;
+                goto fail;
+        }
+        *replyp = f;
+        return 0;
+
+fail:
+        transport_frame_deinit(&f);
+        return r;
+}
+
+/* HELLO: agree on the protocol version. Return: 0, -EPROTONOSUPPORT, negative errno. */
+static int client_hello(struct iomem_client *c)
+{
+        struct proto_hello m = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION };
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        r = client_call(c, PROTO_OP_HELLO, buf, proto_hello_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = proto_hello_reply_decode(f.payload, f.hdr.length, &c->hello);
+        if (r < 0)
+                r = -EPROTO;
+        else if (c->hello.version != PROTO_VERSION)
+                r = -EPROTONOSUPPORT;
+        else {
+                snprintf(c->server_version, sizeof(c->server_version), "%s",
+                         c->hello.server_version ? c->hello.server_version : "");
+                c->hello.server_version = c->server_version;
+        }
+        transport_frame_deinit(&f);
+        return r;
+}
+
+IOMEM_EXPORT int iomem_connect(const char *path, struct iomem_client **clientp)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char def[sizeof(sa.sun_path)];
+        struct iomem_client *c;
+        int r;
+
+        if (!clientp)
+                return -EINVAL;
+        if (!path) {
+                r = iomem_socket_path(def, sizeof(def));
+                if (r < 0)
+                        return r;
+                path = def;
+        }
+        if (!*path)
+                return -EINVAL;
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->timeout_ms = -1;
+        c->next_id = 1;
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        do
+                r = connect(c->fd, (const struct sockaddr *)&sa, sizeof(sa));
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = transport_init(&c->t, c->fd, 0, 0);
+        if (r < 0)
+                goto fail;
+        c->transport_ready = true;
+        r = client_hello(c);
+        if (r < 0)
+                goto fail;
+        *clientp = c;
+        return 0;
+
+fail:
+        iomem_disconnect(c);
+        return r;
+}
+
+IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
+{
+        int saved = errno;
+
+        if (!client)
+                return NULL;
+        if (client->transport_ready)
+                transport_deinit(&client->t);
+        if (client->fd >= 0)
+                close(client->fd);
+        free(client);
+        errno = saved;
+        return NULL;
+}
+
+IOMEM_EXPORT int iomem_client_fd(const struct iomem_client *client)
+{
+        return client ? client->fd : -EINVAL;
+}
+
+IOMEM_EXPORT void iomem_client_set_timeout(struct iomem_client *client, int timeout_ms)
+{
+        if (client)
+                client->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+/* Return: -EINVAL for a name that cannot go on the wire at all; the daemon judges the rest. */
+static int client_name_check(const char *name)
+{
+        if (!name || strlen(name) > PROTO_NAME_MAX)
+                return -EINVAL;
+        return 0;
+}
+
+/*
+ * Turn a CREATE/OPEN reply into a region: the fd is taken over, and its real
+ * size must cover what the daemon announced, so that mapping the announced
+ * size can never fault (S1).
+ * Return: 0; -EPROTO; negative errno.
+ */
+static int client_region_from_reply(struct transport_frame *f, struct iomem_region **regionp)
+{
+        struct proto_region_info info;
+        struct stat st;
+        int fd, r;
+
+        r = proto_region_info_decode(f->payload, f->hdr.length, &info);
+        if (r < 0)
+                return -EPROTO;
+        fd = f->fds[0];
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) || st.st_size < 0 || (uint64_t)st.st_size < info.size)
+                return -EPROTO;
+
+        f->fds[0] = -1;
+        f->nfds = 0;
+        return region_new_consume_fd(fd, info.size, (enum iomem_backend)info.backend, info.flags, info.id,
+                                     regionp); /* fd consumed */
+}
+
+IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uint64_t size,
+                              const struct iomem_create_opts *opts, struct iomem_region **regionp)
+{
+        struct proto_create m = { .size = size, .name = name ? name : "" };
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client || !regionp)
+                return -EINVAL;
+        r = client_name_check(m.name);
+        if (r < 0)
+                return r;
+        if (opts) {
+                m.flags = opts->flags;
+                m.seals = opts->seals;
+                m.mode = opts->mode;
+                m.backend = (uint16_t)opts->backend;
+        }
+        r = client_call(client, PROTO_OP_CREATE, buf, proto_create_encode(&m, buf, sizeof(buf)), 0, 1, &f);
+        if (r < 0)
+                return r;
+        r = client_region_from_reply(&f, regionp);
+        transport_frame_deinit(&f);
+        return r;
+}
+
+IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint32_t flags, int wait_ms,
+                            struct iomem_region **regionp)
+{
+        struct proto_open m = { .name = name };
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client || !regionp)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        if (flags & ~IOMEM_OPEN_RDONLY)
+                return -EINVAL;
+        if (flags & IOMEM_OPEN_RDONLY)
+                m.flags |= PROTO_OPEN_RDONLY;
+        if (wait_ms != 0) {
+                m.flags |= PROTO_OPEN_WAIT;
+                m.timeout_ms = wait_ms < 0 ? UINT32_MAX : (uint32_t)wait_ms;
+        }
+        r = client_call(client, PROTO_OP_OPEN, buf, proto_open_encode(&m, buf, sizeof(buf)), wait_ms, 1, &f);
+        if (r < 0)
+                return r;
+        r = client_region_from_reply(&f, regionp);
+        transport_frame_deinit(&f);
+        return r;
+}
+
+IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struct iomem_stat *st)
+{
+        struct proto_name m = { .name = name };
+        struct proto_stat_reply rep;
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client || !st)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        r = client_call(client, PROTO_OP_STAT, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = proto_stat_reply_decode(f.payload, f.hdr.length, &rep);
+        transport_frame_deinit(&f);
+        if (r < 0)
+                return -EPROTO;
+        *st = (struct iomem_stat){
+                .id = rep.id,
+                .size = rep.size,
+                .ctime_ns = rep.ctime_ns,
+                .open_count = rep.open_count,
+                .seals = rep.seals,
+                .flags = rep.flags,
+                .uid = rep.uid,
+                .gid = rep.gid,
+                .mode = rep.mode,
+                .backend = (enum iomem_backend)rep.backend,
+        };
+        return 0;
+}
+
+IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
+                            int (*cb)(const struct iomem_list_entry *e, void *userdata), void *userdata)
+{
+        struct proto_list m = { .prefix = prefix ? prefix : "" };
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client || !cb)
+                return -EINVAL;
+        r = client_name_check(m.prefix);
+        if (r < 0)
+                return r;
+        do {
+                struct proto_list_reply rep;
+                struct proto_list_entry pe;
+                struct transport_frame f;
+                size_t off = 0;
+
+                r = client_call(client, PROTO_OP_LIST, buf, proto_list_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+                if (r < 0)
+                        return r;
+                r = proto_list_reply_decode(f.payload, f.hdr.length, &rep);
+                if (r < 0)
+                        r = -EPROTO;
+                /* a cursor that does not move would make us loop forever */
+                else if (rep.next_cursor != 0 && rep.next_cursor == m.cursor)
+                        r = -EPROTO;
+                while (r >= 0) {
+                        struct iomem_list_entry e;
+
+                        r = proto_list_entry_next(&rep, &off, &pe);
+                        if (r <= 0) {
+                                r = r < 0 ? -EPROTO : 0;
+                                break;
+                        }
+                        e = (struct iomem_list_entry){
+                                .id = pe.id,
+                                .size = pe.size,
+                                .seals = pe.seals,
+                                .mode = pe.mode,
+                                .uid = pe.uid,
+                                .gid = pe.gid,
+                                .name = pe.name,
+                        };
+                        r = cb(&e, userdata);
+                        if (r != 0)
+                                break;
+                }
+                transport_frame_deinit(&f);
+                if (r != 0)
+                        return r;
+                m.cursor = rep.next_cursor;
+        } while (m.cursor != 0);
+        return 0;
+}
+
+IOMEM_EXPORT int iomem_resize(struct iomem_client *client, const char *name, uint64_t size)
+{
+        struct proto_resize m = { .size = size, .name = name };
+        struct proto_resize_reply rep;
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        r = client_call(client, PROTO_OP_RESIZE, buf, proto_resize_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = proto_resize_reply_decode(f.payload, f.hdr.length, &rep);
+        transport_frame_deinit(&f);
+        return r < 0 ? -EPROTO : 0;
+}
+
+IOMEM_EXPORT int iomem_seal(struct iomem_client *client, const char *name, uint32_t seals, uint32_t *sealsp)
+{
+        struct proto_seal m = { .seals = seals, .name = name };
+        struct proto_seal_reply rep;
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        r = client_call(client, PROTO_OP_SEAL, buf, proto_seal_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = proto_seal_reply_decode(f.payload, f.hdr.length, &rep);
+        transport_frame_deinit(&f);
+        if (r < 0)
+                return -EPROTO;
+        if (sealsp)
+                *sealsp = rep.seals;
+        return 0;
+}
+
+IOMEM_EXPORT int iomem_delete(struct iomem_client *client, const char *name)
+{
+        struct proto_name m = { .name = name };
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        r = client_call(client, PROTO_OP_DELETE, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = f.hdr.length == 0 ? 0 : -EPROTO;
+        transport_frame_deinit(&f);
+        return r;
+}
+
+IOMEM_EXPORT int iomem_ping(struct iomem_client *client)
+{
+        static uint64_t counter;
+        struct proto_ping m = { .cookie = ((uint64_t)getpid() << 32) ^ ++counter };
+        struct proto_ping rep;
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client)
+                return -EINVAL;
+        r = client_call(client, PROTO_OP_PING, buf, proto_ping_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = proto_ping_decode(f.payload, f.hdr.length, &rep);
+        transport_frame_deinit(&f);
+        return r < 0 || rep.cookie != m.cookie ? -EPROTO : 0;
+}
+
+IOMEM_EXPORT int iomem_status(struct iomem_client *client, struct iomem_status *st)
+{
+        struct proto_status_reply rep;
+        struct transport_frame f;
+        int r;
+
+        if (!client || !st)
+                return -EINVAL;
+        r = client_call(client, PROTO_OP_STATUS, NULL, 0, 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = proto_status_reply_decode(f.payload, f.hdr.length, &rep);
+        if (r < 0) {
+                transport_frame_deinit(&f);
+                return -EPROTO;
+        }
+        *st = (struct iomem_status){
+                .regions = rep.regions,
+                .bytes = rep.bytes,
+                .connections = rep.connections,
+                .uptime_sec = rep.uptime_sec,
+                .backend = (enum iomem_backend)rep.backend,
+        };
+        snprintf(st->server_version, sizeof(st->server_version), "%s",
+                 rep.server_version ? rep.server_version : "");
+        transport_frame_deinit(&f);
+        return 0;
+}

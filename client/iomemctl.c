@@ -1,1 +1,1014 @@
-int main(void){return 0;}
+/* iomemctl: command-line client of iomemd (create, read, write, list, exec with a region...). */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "iomem.h"
+
+#define EXIT_USAGE 2
+
+struct ctl {
+        const char *socket; /* NULL = iomem_socket_path() */
+        bool json;
+        struct iomem_client *client;
+};
+
+static const char usage_text[] =
+        "Usage: iomemctl [--socket PATH] [--json] COMMAND [ARGS]\n"
+        "\n"
+        "Commands:\n"
+        "  create NAME SIZE [--exclusive] [--lease] [--resizable] [--mode MODE]\n"
+        "                   [--backend memfd|shm|file] [--seal SEAL,...]\n"
+        "  write NAME [--offset N] [FILE]     copy FILE (or stdin) into the region\n"
+        "  read NAME [--offset N] [--length N]  copy region bytes to stdout\n"
+        "  stat NAME                          show a region (--json: one object)\n"
+        "  list [PREFIX]                      list regions (--json: an array)\n"
+        "  rm NAME                            delete the name\n"
+        "  resize NAME SIZE\n"
+        "  seal NAME SEAL...                  add seals: seal, shrink, grow, write, future-write\n"
+        "  wait NAME [--timeout SECONDS]      wait until NAME exists\n"
+        "  exec NAME [--read-only] -- COMMAND [ARG...]\n"
+        "                                     run COMMAND with the region's fd in IOMEM_FD\n"
+        "                                     and its size in IOMEM_SIZE\n"
+        "  status                             daemon counters (--json: one object)\n"
+        "  ping                               check that the daemon answers\n"
+        "\n"
+        "Sizes and offsets take K, M, G, T suffixes (powers of 1024).\n"
+        "The socket is $IOMEM_SOCKET, else /run/iomemd/iomemd.sock for root,\n"
+        "else $XDG_RUNTIME_DIR/iomemd.sock.\n"
+        "A --lease region is deleted when its creator disconnects: with iomemctl,\n"
+        "that is as soon as the create command exits.\n";
+
+/* Print the one error line: "iomemctl: <what>: <text>". Return: EXIT_FAILURE. */
+__attribute__((format(printf, 2, 3))) static int ctl_fail(int error, const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("iomemctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, ": %s\n", iomem_strerror(error));
+        return EXIT_FAILURE;
+}
+
+/* A usage error: one line, then exit status 2. Return: EXIT_USAGE. */
+__attribute__((format(printf, 1, 2))) static int ctl_usage(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("iomemctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs(" (see iomemctl --help)\n", stderr);
+        return EXIT_USAGE;
+}
+
+/*
+ * ctl_parse_size() - a decimal number with an optional K/M/G/T suffix
+ * (powers of 1024, "KiB"/"KB" spellings accepted).
+ * Return: 0; -EINVAL for garbage; -ERANGE on overflow.
+ */
+static int ctl_parse_size(const char *s, uint64_t *sizep)
+{
+        unsigned long long v;
+        unsigned shift = 0;
+        char *end;
+
+        if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (end == s)
+                return -EINVAL;
+        switch (*end) {
+        case 'k': case 'K': shift = 10; end++; break;
+        case 'm': case 'M': shift = 20; end++; break;
+        case 'g': case 'G': shift = 30; end++; break;
+        case 't': case 'T': shift = 40; end++; break;
+        default: break;
+        }
+        if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
+                end += strlen(end);
+        if (*end)
+                return -EINVAL;
+        if (shift && v > (UINT64_MAX >> shift))
+                return -ERANGE;
+        *sizep = (uint64_t)v << shift;
+        return 0;
+}
+
+static int ctl_parse_backend(const char *s, enum iomem_backend *backendp)
+{
+        static const enum iomem_backend all[] = { IOMEM_BACKEND_AUTO, IOMEM_BACKEND_MEMFD, IOMEM_BACKEND_SHM,
+                                                  IOMEM_BACKEND_FILE };
+
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+                const char *name = iomem_backend_name(all[i]);
+
+                if (name && !strcmp(name, s)) {
+                        *backendp = all[i];
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+static const char *ctl_backend_name(enum iomem_backend b)
+{
+        const char *name = iomem_backend_name(b);
+
+        return name ? name : "unknown";
+}
+
+struct bit_name {
+        uint32_t bit;
+        const char *name;
+};
+
+static const struct bit_name seal_names[] = {
+        { IOMEM_SEAL_SEAL, "seal" },   { IOMEM_SEAL_SHRINK, "shrink" },
+        { IOMEM_SEAL_GROW, "grow" },   { IOMEM_SEAL_WRITE, "write" },
+        { IOMEM_SEAL_FUTURE_WRITE, "future-write" },
+}, flag_names[] = {
+        { IOMEM_REGION_RDONLY, "read-only" },
+        { IOMEM_REGION_LEASED, "leased" },
+        { IOMEM_REGION_RESIZABLE, "resizable" },
+        { IOMEM_REGION_ANONYMOUS, "anonymous" },
+};
+
+/* Print the names of @bits from @table separated by @sep (JSON strings if @json). */
+static void ctl_print_bits(uint32_t bits, const struct bit_name *table, size_t n, bool json)
+{
+        bool first = true;
+
+        for (size_t i = 0; i < n; i++) {
+                if (!(bits & table[i].bit))
+                        continue;
+                printf(json ? "%s\"%s\"" : "%s%s", first ? "" : ",", table[i].name);
+                first = false;
+                bits &= ~table[i].bit;
+        }
+        if (bits)
+                printf(json ? "%s\"0x%" PRIx32 "\"" : "%s0x%" PRIx32, first ? "" : ",", bits);
+        else if (first && !json)
+                fputs("none", stdout);
+}
+
+#define SEAL_NAMES seal_names, sizeof(seal_names) / sizeof(seal_names[0])
+#define FLAG_NAMES flag_names, sizeof(flag_names) / sizeof(flag_names[0])
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
+static size_t ctl_utf8_len(const unsigned char *s)
+{
+        size_t n;
+        uint32_t cp;
+
+        if (s[0] < 0x80)
+                return 1;
+        if ((s[0] & 0xe0) == 0xc0) {
+                n = 2;
+                cp = s[0] & 0x1f;
+        } else if ((s[0] & 0xf0) == 0xe0) {
+                n = 3;
+                cp = s[0] & 0x0f;
+        } else if ((s[0] & 0xf8) == 0xf0) {
+                n = 4;
+                cp = s[0] & 0x07;
+        } else
+                return 0;
+        for (size_t i = 1; i < n; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        return n;
+}
+
+/* Print @s as a JSON string; bytes that are not UTF-8 become U+FFFD. */
+static void ctl_json_string(const char *s)
+{
+        const unsigned char *p = (const unsigned char *)s;
+
+        putchar('"');
+        while (*p) {
+                size_t n;
+
+                if (*p == '"' || *p == '\\') {
+                        printf("\\%c", *p++);
+                        continue;
+                }
+                if (*p < 0x20 || *p == 0x7f) {
+                        printf("\\u%04x", *p++);
+                        continue;
+                }
+                n = ctl_utf8_len(p);
+                if (!n) {
+                        fputs("\\ufffd", stdout);
+                        p++;
+                        continue;
+                }
+                fwrite(p, 1, n, stdout);
+                p += n;
+        }
+        putchar('"');
+}
+
+/* Print @s for a terminal: control characters are shown as \xNN. */
+static void ctl_text_string(const char *s)
+{
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+                if (*p < 0x20 || *p == 0x7f || *p == '\\')
+                        printf("\\x%02x", *p);
+                else
+                        putchar(*p);
+        }
+}
+
+static int ctl_connect(struct ctl *c)
+{
+        char path[4096];
+        int r;
+
+        if (c->client)
+                return 0;
+        r = iomem_connect(c->socket, &c->client);
+        if (r < 0) {
+                if (c->socket)
+                        snprintf(path, sizeof(path), "%s", c->socket);
+                else if (iomem_socket_path(path, sizeof(path)) < 0)
+                        snprintf(path, sizeof(path), "%s", "the default socket");
+                return ctl_fail(r, "connect to %s", path);
+        }
+        return 0;
+}
+
+/* ---- option parsing ---------------------------------------------------- */
+
+enum {
+        OPT_SOCKET = 0x100,
+        OPT_JSON,
+        OPT_EXCLUSIVE,
+        OPT_LEASE,
+        OPT_RESIZABLE,
+        OPT_MODE,
+        OPT_BACKEND,
+        OPT_SEAL,
+        OPT_OFFSET,
+        OPT_LENGTH,
+        OPT_TIMEOUT,
+        OPT_READ_ONLY,
+        OPT_HELP,
+};
+
+struct ctl_args {
+        /* positional arguments, in order */
+        char *pos[8];
+        int npos;
+        /* options seen */
+        uint32_t create_flags;
+        uint32_t mode;
+        enum iomem_backend backend;
+        uint32_t seals;
+        uint64_t offset;
+        uint64_t length;
+        bool have_length;
+        double timeout;
+        bool have_timeout;
+        bool read_only;
+};
+
+/*
+ * ctl_parse_args() - parse a command's options (permuted: options may come
+ * before or after positionals) and up to @max_pos positional arguments.
+ * @allowed: which OPT_* the command takes (bit OPT_x - OPT_SOCKET).
+ * Return: 0, or an exit status after printing a usage error.
+ */
+static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed, int min_pos, int max_pos,
+                          struct ctl_args *a)
+{
+        static const struct option opts[] = {
+                { "socket", required_argument, NULL, OPT_SOCKET },
+                { "json", no_argument, NULL, OPT_JSON },
+                { "exclusive", no_argument, NULL, OPT_EXCLUSIVE },
+                { "lease", no_argument, NULL, OPT_LEASE },
+                { "resizable", no_argument, NULL, OPT_RESIZABLE },
+                { "mode", required_argument, NULL, OPT_MODE },
+                { "backend", required_argument, NULL, OPT_BACKEND },
+                { "seal", required_argument, NULL, OPT_SEAL },
+                { "offset", required_argument, NULL, OPT_OFFSET },
+                { "length", required_argument, NULL, OPT_LENGTH },
+                { "timeout", required_argument, NULL, OPT_TIMEOUT },
+                { "read-only", no_argument, NULL, OPT_READ_ONLY },
+                { "help", no_argument, NULL, OPT_HELP },
+                {},
+        };
+        const char *cmd = argv[0];
+        int o, r;
+
+        allowed |= 1u << (OPT_SOCKET - OPT_SOCKET) | 1u << (OPT_JSON - OPT_SOCKET) | 1u << (OPT_HELP - OPT_SOCKET);
+        optind = 0; /* GNU: reinitialize */
+        opterr = 0;
+        while ((o = getopt_long(argc, argv, "-", opts, NULL)) != -1) {
+                char *end;
+
+                if (o == 1) {
+                        if (a->npos >= max_pos)
+                                return ctl_usage("%s: unexpected argument '%s'", cmd, optarg);
+                        a->pos[a->npos++] = optarg;
+                        continue;
+                }
+                if (o == '?' || o == ':')
+                        return ctl_usage("%s: bad option '%s'", cmd, argv[optind - 1]);
+                if (!(allowed & (1u << (o - OPT_SOCKET))))
+                        return ctl_usage("%s: option '%s' does not apply", cmd, argv[optind - 1]);
+                switch (o) {
+                case OPT_SOCKET:
+                        c->socket = optarg;
+                        break;
+                case OPT_JSON:
+                        c->json = true;
+                        break;
+                case OPT_HELP:
+                        fputs(usage_text, stdout);
+                        exit(EXIT_SUCCESS);
+                case OPT_EXCLUSIVE:
+                        a->create_flags |= IOMEM_CREATE_EXCLUSIVE;
+                        break;
+                case OPT_LEASE:
+                        a->create_flags |= IOMEM_CREATE_LEASE;
+                        break;
+                case OPT_RESIZABLE:
+                        a->create_flags |= IOMEM_CREATE_RESIZABLE;
+                        break;
+                case OPT_MODE: {
+                        unsigned long m;
+
+                        errno = 0;
+                        m = strtoul(optarg, &end, 8);
+                        if (errno || end == optarg || *end || m > 0777 || *optarg == '-')
+                                return ctl_usage("%s: bad mode '%s' (octal, at most 0777)", cmd, optarg);
+                        a->mode = (uint32_t)m;
+                        break;
+                }
+                case OPT_BACKEND:
+                        if (ctl_parse_backend(optarg, &a->backend) < 0)
+                                return ctl_usage("%s: unknown backend '%s' (memfd, shm, file, auto)", cmd, optarg);
+                        break;
+                case OPT_SEAL: {
+                        uint32_t s;
+
+                        if (iomem_seals_parse(optarg, &s) < 0)
+                                return ctl_usage("%s: bad seal list '%s'", cmd, optarg);
+                        a->seals |= s;
+                        break;
+                }
+                case OPT_OFFSET:
+                case OPT_LENGTH: {
+                        uint64_t v;
+
+                        r = ctl_parse_size(optarg, &v);
+                        if (r < 0)
+                                return ctl_usage("%s: bad %s '%s'", cmd, o == OPT_OFFSET ? "offset" : "length",
+                                                 optarg);
+                        if (o == OPT_OFFSET)
+                                a->offset = v;
+                        else {
+                                a->length = v;
+                                a->have_length = true;
+                        }
+                        break;
+                }
+                case OPT_TIMEOUT:
+                        errno = 0;
+                        a->timeout = strtod(optarg, &end);
+                        if (errno || end == optarg || *end || !(a->timeout >= 0) || a->timeout > INT_MAX / 1000)
+                                return ctl_usage("%s: bad timeout '%s' (seconds)", cmd, optarg);
+                        a->have_timeout = true;
+                        break;
+                case OPT_READ_ONLY:
+                        a->read_only = true;
+                        break;
+                }
+        }
+        if (a->npos < min_pos)
+                return ctl_usage("%s: missing argument", cmd);
+        return 0;
+}
+
+#define ALLOW(o) (1u << ((o) - OPT_SOCKET))
+
+/* ---- commands ---------------------------------------------------------- */
+
+static int cmd_create(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { .backend = IOMEM_BACKEND_AUTO };
+        struct iomem_create_opts opts;
+        struct iomem_region *region = NULL;
+        uint64_t size;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv,
+                           ALLOW(OPT_EXCLUSIVE) | ALLOW(OPT_LEASE) | ALLOW(OPT_RESIZABLE) | ALLOW(OPT_MODE) |
+                                   ALLOW(OPT_BACKEND) | ALLOW(OPT_SEAL),
+                           2, 2, &a);
+        if (r)
+                return r;
+        r = ctl_parse_size(a.pos[1], &size);
+        if (r < 0)
+                return ctl_usage("create: bad size '%s'", a.pos[1]);
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        opts = (struct iomem_create_opts){
+                .flags = a.create_flags, .seals = a.seals, .mode = a.mode, .backend = a.backend
+        };
+        r = iomem_create(c->client, a.pos[0], size, &opts, &region);
+        if (r < 0)
+                return ctl_fail(r, "create %s", a.pos[0]);
+        region = iomem_region_free(region);
+        return 0;
+}
+
+/* Read all of @fd (not a regular file) into a buffer, failing past @limit bytes. Return: 0; -EFBIG; negative errno. */
+static int ctl_slurp(int fd, uint64_t limit, char **bufp, size_t *lenp)
+{
+        char *buf = NULL;
+        size_t len = 0, cap = 0;
+
+        for (;;) {
+                ssize_t n;
+
+                if (len == cap) {
+                        size_t ncap = cap ? cap * 2 : 65536;
+                        char *nbuf;
+
+                        if ((uint64_t)cap > limit) {
+                                free(buf);
+                                return -EFBIG;
+                        }
+                        nbuf = realloc(buf, ncap);
+                        if (!nbuf) {
+                                free(buf);
+                                return -ENOMEM;
+                        }
+                        buf = nbuf;
+                        cap = ncap;
+                }
+                n = read(fd, buf + len, cap - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int r = -errno;
+
+                        free(buf);
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if ((uint64_t)len > limit) {
+                        free(buf);
+                        return -EFBIG;
+                }
+        }
+        *bufp = buf;
+        *lenp = len;
+        return 0;
+}
+
+/* Map [offset, offset+length) of @region; *basep and *maplenp are what to unmap. Return: 0 or negative errno. */
+static int ctl_map_range(struct iomem_region *region, uint64_t offset, uint64_t length, int prot, char **datap,
+                         void **basep, size_t *maplenp)
+{
+        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+        uint64_t start = offset - offset % page;
+        uint64_t maplen = offset - start + length;
+        void *base;
+        int r;
+
+        if (maplen > SIZE_MAX)
+                return -ENOMEM;
+        r = iomem_region_map(region, start, (size_t)maplen, prot, &base);
+        if (r < 0)
+                return r;
+        *basep = base;
+        *maplenp = (size_t)maplen;
+        *datap = (char *)base + (offset - start);
+        return 0;
+}
+
+static int cmd_write(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        struct iomem_region *region = NULL;
+        const char *name, *file;
+        char *data, *buf = NULL;
+        void *base;
+        size_t maplen, len = 0;
+        uint64_t size, room;
+        struct stat st;
+        int in = STDIN_FILENO, r;
+
+        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_OFFSET), 1, 2, &a);
+        if (r)
+                return r;
+        name = a.pos[0];
+        file = a.npos > 1 && strcmp(a.pos[1], "-") ? a.pos[1] : NULL;
+        if (file) {
+                in = open(file, O_RDONLY | O_CLOEXEC);
+                if (in < 0)
+                        return ctl_fail(-errno, "write %s: open %s", name, file);
+        }
+        r = ctl_connect(c);
+        if (r)
+                goto out;
+        r = iomem_open(c->client, name, 0, 0, &region);
+        if (r < 0) {
+                r = ctl_fail(r, "write %s", name);
+                goto out;
+        }
+        size = iomem_region_size(region);
+        room = a.offset <= size ? size - a.offset : 0;
+        if (a.offset > size) {
+                r = ctl_fail(-ERANGE, "write %s: offset %" PRIu64 " is past the end (%" PRIu64 " bytes)", name,
+                             a.offset, size);
+                goto out;
+        }
+
+        if (fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
+                off_t pos = lseek(in, 0, SEEK_CUR);
+
+                len = (size_t)(st.st_size - (pos > 0 ? pos : 0));
+                if ((uint64_t)len > room) {
+                        r = ctl_fail(-ERANGE,
+                                     "write %s: %zu bytes at offset %" PRIu64 " do not fit in %" PRIu64 " bytes",
+                                     name, len, a.offset, size);
+                        goto out;
+                }
+        } else {
+                r = ctl_slurp(in, room, &buf, &len);
+                if (r == -EFBIG) {
+                        r = ctl_fail(-ERANGE, "write %s: input does not fit in %" PRIu64 " bytes at offset %" PRIu64,
+                                     name, size, a.offset);
+                        goto out;
+                }
+                if (r < 0) {
+                        r = ctl_fail(r, "write %s: read input", name);
+                        goto out;
+                }
+        }
+        if (len == 0) {
+                r = 0;
+                goto out;
+        }
+
+        r = ctl_map_range(region, a.offset, len, PROT_READ | PROT_WRITE, &data, &base, &maplen);
+        if (r < 0) {
+                r = ctl_fail(r, "write %s: map", name);
+                goto out;
+        }
+        if (buf)
+                memcpy(data, buf, len);
+        else {
+                /* read(2) straight into the mapping: no copy through a buffer */
+                size_t done = 0;
+
+                while (done < len) {
+                        ssize_t n = read(in, data + done, len - done);
+
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0) {
+                                r = ctl_fail(n < 0 ? -errno : -EIO, "write %s: read %s", name, file);
+                                break;
+                        }
+                        done += (size_t)n;
+                }
+        }
+        iomem_unmap(base, maplen);
+out:
+        free(buf);
+        if (in != STDIN_FILENO)
+                close(in);
+        iomem_region_free(region);
+        return r;
+}
+
+static int ctl_write_all(int fd, const char *p, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+static int cmd_read(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        struct iomem_region *region = NULL;
+        const char *name;
+        uint64_t size, length;
+        char *data;
+        void *base;
+        size_t maplen;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_OFFSET) | ALLOW(OPT_LENGTH), 1, 1, &a);
+        if (r)
+                return r;
+        name = a.pos[0];
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_open(c->client, name, IOMEM_OPEN_RDONLY, 0, &region);
+        if (r < 0)
+                return ctl_fail(r, "read %s", name);
+        r = iomem_region_refresh(region);
+        size = iomem_region_size(region);
+        if (r < 0) {
+                r = ctl_fail(r, "read %s", name);
+                goto out;
+        }
+        if (a.offset > size || (a.have_length && a.length > size - a.offset)) {
+                r = ctl_fail(-ERANGE, "read %s: range past the end (%" PRIu64 " bytes)", name, size);
+                goto out;
+        }
+        length = a.have_length ? a.length : size - a.offset;
+        if (length == 0)
+                goto out;
+        r = ctl_map_range(region, a.offset, length, PROT_READ, &data, &base, &maplen);
+        if (r < 0) {
+                r = ctl_fail(r, "read %s: map", name);
+                goto out;
+        }
+        r = ctl_write_all(STDOUT_FILENO, data, (size_t)length);
+        iomem_unmap(base, maplen);
+        if (r < 0)
+                r = ctl_fail(r, "read %s: write to stdout", name);
+out:
+        iomem_region_free(region);
+        return r;
+}
+
+static int cmd_stat(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        struct iomem_stat st;
+        char when[64] = "";
+        time_t t;
+        struct tm tm;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 1, 1, &a);
+        if (r)
+                return r;
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_stat(c->client, a.pos[0], &st);
+        if (r < 0)
+                return ctl_fail(r, "stat %s", a.pos[0]);
+        t = (time_t)(st.ctime_ns / 1000000000u);
+        if (gmtime_r(&t, &tm))
+                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+        if (c->json) {
+                fputs("{\"name\":", stdout);
+                ctl_json_string(a.pos[0]);
+                printf(",\"id\":%" PRIu64 ",\"size\":%" PRIu64 ",\"backend\":\"%s\",\"seals\":[", st.id, st.size,
+                       ctl_backend_name(st.backend));
+                ctl_print_bits(st.seals, SEAL_NAMES, true);
+                fputs("],\"flags\":[", stdout);
+                ctl_print_bits(st.flags, FLAG_NAMES, true);
+                printf("],\"mode\":\"%04o\",\"uid\":%" PRIu32 ",\"gid\":%" PRIu32 ",\"open_count\":%" PRIu64
+                       ",\"ctime_ns\":%" PRIu64 ",\"ctime\":\"%s\"}\n",
+                       st.mode, st.uid, st.gid, st.open_count, st.ctime_ns, when);
+        } else {
+                fputs("name:       ", stdout);
+                ctl_text_string(a.pos[0]);
+                printf("\nid:         %" PRIu64 "\nsize:       %" PRIu64 "\nbackend:    %s\nseals:      ", st.id,
+                       st.size, ctl_backend_name(st.backend));
+                ctl_print_bits(st.seals, SEAL_NAMES, false);
+                fputs("\nflags:      ", stdout);
+                ctl_print_bits(st.flags, FLAG_NAMES, false);
+                printf("\nmode:       %04o\nowner:      %" PRIu32 ":%" PRIu32 "\nopen count: %" PRIu64
+                       "\ncreated:    %s\n",
+                       st.mode, st.uid, st.gid, st.open_count, when);
+        }
+        return 0;
+}
+
+struct list_state {
+        bool json;
+        uint64_t n;
+};
+
+static int list_one(const struct iomem_list_entry *e, void *userdata)
+{
+        struct list_state *s = userdata;
+
+        if (s->json) {
+                fputs(s->n ? ",\n{\"name\":" : "{\"name\":", stdout);
+                ctl_json_string(e->name);
+                printf(",\"id\":%" PRIu64 ",\"size\":%" PRIu64 ",\"seals\":[", e->id, e->size);
+                ctl_print_bits(e->seals, SEAL_NAMES, true);
+                printf("],\"mode\":\"%04o\",\"uid\":%" PRIu32 ",\"gid\":%" PRIu32 "}", e->mode, e->uid, e->gid);
+        } else {
+                ctl_text_string(e->name);
+                printf("\t%" PRIu64 "\t%04o\t%" PRIu32 ":%" PRIu32 "\t", e->size, e->mode, e->uid, e->gid);
+                ctl_print_bits(e->seals, SEAL_NAMES, false);
+                putchar('\n');
+        }
+        s->n++;
+        return 0;
+}
+
+static int cmd_list(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        struct list_state s;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 0, 1, &a);
+        if (r)
+                return r;
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        s = (struct list_state){ .json = c->json };
+        if (s.json)
+                putchar('[');
+        r = iomem_list(c->client, a.npos ? a.pos[0] : NULL, list_one, &s);
+        if (r < 0) {
+                /* do not leave half a JSON document behind a failure */
+                fflush(stdout);
+                return ctl_fail(r, "list");
+        }
+        if (s.json)
+                puts("]");
+        return 0;
+}
+
+static int cmd_rm(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 1, 1, &a);
+        if (r)
+                return r;
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_delete(c->client, a.pos[0]);
+        return r < 0 ? ctl_fail(r, "rm %s", a.pos[0]) : 0;
+}
+
+static int cmd_resize(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        uint64_t size;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 2, 2, &a);
+        if (r)
+                return r;
+        if (ctl_parse_size(a.pos[1], &size) < 0)
+                return ctl_usage("resize: bad size '%s'", a.pos[1]);
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_resize(c->client, a.pos[0], size);
+        return r < 0 ? ctl_fail(r, "resize %s", a.pos[0]) : 0;
+}
+
+static int cmd_seal(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        uint32_t seals = 0, s;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 2, 8, &a);
+        if (r)
+                return r;
+        for (int i = 1; i < a.npos; i++) {
+                if (iomem_seals_parse(a.pos[i], &s) < 0)
+                        return ctl_usage("seal: bad seal '%s' (seal, shrink, grow, write, future-write)", a.pos[i]);
+                seals |= s;
+        }
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_seal(c->client, a.pos[0], seals, NULL);
+        return r < 0 ? ctl_fail(r, "seal %s", a.pos[0]) : 0;
+}
+
+static int cmd_wait(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        struct iomem_region *region = NULL;
+        int wait_ms, r;
+
+        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_TIMEOUT), 1, 1, &a);
+        if (r)
+                return r;
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        /* --timeout 0 still asks once; a fraction of a millisecond rounds up */
+        wait_ms = !a.have_timeout ? -1 : (int)(a.timeout * 1000.0 + 0.999);
+        r = iomem_open(c->client, a.pos[0], IOMEM_OPEN_RDONLY, wait_ms, &region);
+        if (r < 0)
+                return ctl_fail(r, "wait %s", a.pos[0]);
+        iomem_region_free(region);
+        return 0;
+}
+
+static int cmd_exec(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        struct iomem_region *region = NULL;
+        char **child_argv;
+        int sep = -1, status, fd, r;
+        pid_t pid;
+
+        for (int i = 1; i < argc; i++)
+                if (!strcmp(argv[i], "--")) {
+                        sep = i;
+                        break;
+                }
+        if (sep < 0 || sep + 1 >= argc)
+                return ctl_usage("exec: expected NAME [--read-only] -- COMMAND [ARG...]");
+        child_argv = argv + sep + 1;
+        r = ctl_parse_args(c, sep, argv, ALLOW(OPT_READ_ONLY), 1, 1, &a);
+        if (r)
+                return r;
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_open(c->client, a.pos[0], a.read_only ? IOMEM_OPEN_RDONLY : 0, 0, &region);
+        if (r < 0)
+                return ctl_fail(r, "exec %s", a.pos[0]);
+        fd = iomem_region_fd(region);
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0) {
+                r = ctl_fail(-errno, "exec %s: fork", a.pos[0]);
+                iomem_region_free(region);
+                return r;
+        }
+        if (pid == 0) {
+                char num[32];
+
+                /* the one fd the child is meant to inherit: clear close-on-exec in the child only */
+                if (fcntl(fd, F_SETFD, 0) < 0)
+                        _exit(ctl_fail(-errno, "exec %s: fcntl", a.pos[0]));
+                snprintf(num, sizeof(num), "%d", fd);
+                setenv("IOMEM_FD", num, 1);
+                snprintf(num, sizeof(num), "%" PRIu64, iomem_region_size(region));
+                setenv("IOMEM_SIZE", num, 1);
+                execvp(child_argv[0], child_argv);
+                r = errno;
+                ctl_fail(-r, "exec %s: %s", a.pos[0], child_argv[0]);
+                _exit(r == ENOENT ? 127 : 126);
+        }
+        /* the daemon connection is not needed while the child runs */
+        c->client = iomem_disconnect(c->client);
+        region = iomem_region_free(region);
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return ctl_fail(-errno, "exec %s: waitpid", a.pos[0]);
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        return 128 + WTERMSIG(status);
+}
+
+static int cmd_status(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        struct iomem_status st;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 0, 0, &a);
+        if (r)
+                return r;
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_status(c->client, &st);
+        if (r < 0)
+                return ctl_fail(r, "status");
+        if (c->json) {
+                printf("{\"version\":");
+                ctl_json_string(st.server_version);
+                printf(",\"regions\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"connections\":%" PRIu64
+                       ",\"uptime_sec\":%" PRIu64 ",\"backend\":\"%s\"}\n",
+                       st.regions, st.bytes, st.connections, st.uptime_sec, ctl_backend_name(st.backend));
+        } else {
+                fputs("version:     ", stdout);
+                ctl_text_string(st.server_version);
+                printf("\nregions:     %" PRIu64 "\nbytes:       %" PRIu64 "\nconnections: %" PRIu64
+                       "\nuptime:      %" PRIu64 " s\nbackend:     %s\n",
+                       st.regions, st.bytes, st.connections, st.uptime_sec, ctl_backend_name(st.backend));
+        }
+        return 0;
+}
+
+static int cmd_ping(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 0, 0, &a);
+        if (r)
+                return r;
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_ping(c->client);
+        if (r < 0)
+                return ctl_fail(r, "ping");
+        puts("pong");
+        return 0;
+}
+
+static const struct {
+        const char *name;
+        int (*fn)(struct ctl *c, int argc, char **argv);
+} commands[] = {
+        { "create", cmd_create }, { "write", cmd_write }, { "read", cmd_read },     { "stat", cmd_stat },
+        { "list", cmd_list },     { "rm", cmd_rm },       { "resize", cmd_resize }, { "seal", cmd_seal },
+        { "wait", cmd_wait },     { "exec", cmd_exec },   { "status", cmd_status }, { "ping", cmd_ping },
+};
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "socket", required_argument, NULL, OPT_SOCKET },
+                { "json", no_argument, NULL, OPT_JSON },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        struct ctl c = { 0 };
+        int o, r;
+
+        opterr = 0;
+        while ((o = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
+                switch (o) {
+                case OPT_SOCKET:
+                        c.socket = optarg;
+                        break;
+                case OPT_JSON:
+                        c.json = true;
+                        break;
+                case 'h':
+                        fputs(usage_text, stdout);
+                        return EXIT_SUCCESS;
+                case 'V':
+                        printf("iomemctl %s\n", IOMEM_VERSION);
+                        return EXIT_SUCCESS;
+                default:
+                        return ctl_usage("bad option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind >= argc)
+                return ctl_usage("no command given");
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                if (strcmp(commands[i].name, argv[optind]))
+                        continue;
+                r = commands[i].fn(&c, argc - optind, argv + optind);
+                c.client = iomem_disconnect(c.client);
+                if (fflush(stdout) != 0 && r == 0)
+                        r = ctl_fail(-errno, "write to stdout");
+                return r;
+        }
+        return ctl_usage("unknown command '%s'", argv[optind]);
+}
