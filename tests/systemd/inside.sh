@@ -1,0 +1,150 @@
+#!/bin/bash
+# Runs inside systemd-nspawn as a oneshot unit, with systemd as PID 1 and the project's own units installed.
+# Usage: inside.sh BUILD_DIR SOURCE_DIR OUT_DIR. Ends the container with `systemctl exit 0` on success.
+set -uo pipefail
+B=$1; S=$2; OUT=$3
+SOCK=/run/iomemd/iomemd.sock
+ctl() { "$B/client/iomemctl" --socket "$SOCK" "$@"; }
+log() { echo "$*" >> "$OUT/log"; }
+finish() {
+  log "--- journal of iomemd ---"
+  journalctl -u iomemd.service --no-pager -o cat 2>/dev/null | tail -n 80 >> "$OUT/log"
+  systemctl exit "$1"; exit "$1"
+}
+fail() { log "FAIL: $*"; finish 1; }
+pass() { log "ok: $*"; }
+mainpid() { systemctl show -p MainPID --value iomemd.service; }
+wait_active_new_pid() { # OLD_PID SECONDS
+  local old=$1 n=$(( $2 * 10 )) pid
+  for ((i = 0; i < n; i++)); do
+    pid=$(mainpid)
+    if [ "$pid" != 0 ] && [ "$pid" != "$old" ] && [ "$(systemctl is-active iomemd.service)" = active ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+check_regions() { # WHEN
+  local when=$1 st
+  for r in r1 r2 r3; do
+    ctl read "$r" > "$OUT/$r.back" 2>>"$OUT/log" || fail "$when: read $r"
+    cmp -s "$OUT/$r.data" "$OUT/$r.back" || fail "$when: bytes of $r differ"
+  done
+  st=$(ctl --json stat r2) || fail "$when: stat r2"
+  echo "$st" | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["uid"]==4242 and s["gid"]==4343 and s["mode"]==0o604 else 1)' \
+    || fail "$when: owner/mode of r2 not kept: $st"
+  st=$(ctl --json stat r1) || fail "$when: stat r1"
+  echo "$st" | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["uid"]==0 and s["mode"]==0o640 else 1)' \
+    || fail "$when: owner/mode of r1 not kept: $st"
+  local names; names=$(ctl list) || fail "$when: list"
+  for r in r1 r2 r3 dir/r4; do
+    grep -qx -- "$r" <<<"$names" || fail "$when: $r missing from list: $(tr '\n' ' ' <<<"$names")"
+  done
+  pass "$when: every region back with its bytes, name, owner and mode"
+}
+
+: > "$OUT/log"
+log "systemd $(systemctl --version | head -1)"
+
+# 1. socket activation and readiness
+[ "$(systemctl is-active iomemd.socket)" = active ] || fail "iomemd.socket not active"
+[ "$(systemctl is-active iomemd.service)" != active ] || fail "service active before any client"
+ctl ping >>"$OUT/log" 2>&1 || fail "first client could not reach the daemon"
+[ "$(systemctl is-active iomemd.service)" = active ] || fail "service not active (READY=1) after a client connected"
+[ "$(systemctl show -p Type --value iomemd.service)" = notify ] || fail "not Type=notify"
+pass "a client's connection activated iomemd and READY=1 was reached"
+[ "$(systemctl show -p User --value iomemd.service)" = iomemd ] || fail "not running as its own user"
+uid=$(ps -o uid= -p "$(mainpid)" | tr -d ' ')
+[ "$uid" != 0 ] || fail "daemon runs as root"
+pass "daemon runs as dynamic user uid $uid"
+
+# 2. regions of several owners and modes, with bytes
+head -c 12288 /dev/urandom > "$OUT/r1.data"
+head -c 1000 /dev/urandom > "$OUT/r2.data"
+head -c 1048576 /dev/urandom > "$OUT/r3.data"
+ctl create r1 12288 --mode 0640 >/dev/null || fail "create r1"
+setpriv --reuid 4242 --regid 4343 --clear-groups "$B/client/iomemctl" --socket "$SOCK" create r2 4096 --mode 0604 \
+  >/dev/null || fail "create r2 as uid 4242"
+ctl create r3 1M >/dev/null || fail "create r3"
+ctl create dir/r4 100 >/dev/null || fail "create dir/r4"
+ctl write r1 "$OUT/r1.data" || fail "write r1"
+setpriv --reuid 4242 --regid 4343 --clear-groups "$B/client/iomemctl" --socket "$SOCK" write r2 "$OUT/r2.data" \
+  || fail "write r2"
+ctl write r3 "$OUT/r3.data" || fail "write r3"
+sleep 2.5
+systemctl show -p StatusText --value iomemd.service | grep -q "4 regions" \
+  || fail "STATUS= does not report the regions: $(systemctl show -p StatusText --value iomemd.service)"
+pass "STATUS=$(systemctl show -p StatusText --value iomemd.service)"
+
+# a client holding a mapping across restarts
+ctl exec r1 -- /usr/bin/python3 "$S/tests/systemd/holder.py" "$OUT" 3 >>"$OUT/log" 2>&1 &
+holder=$!
+for ((i = 0; i < 100; i++)); do [ -e "$OUT/holder-ready" ] && break; sleep 0.1; done
+[ -e "$OUT/holder-ready" ] || fail "holder did not start"
+holder_round() { # N WHEN
+  touch "$OUT/holder-go-$1"
+  for ((i = 0; i < 100; i++)); do [ -e "$OUT/holder-done-$1" ] && break; sleep 0.1; done
+  [ "$(cat "$OUT/holder-done-$1" 2>/dev/null)" = ok ] || fail "$2: the holder's mapping lost its bytes"
+  ctl read r1 --offset 8192 --length 15 | grep -q "holder-round-$1" \
+    || fail "$2: a new client does not see what the holder wrote"
+  # the holder's write is now part of r1's expected bytes
+  ctl read r1 > "$OUT/r1.data" || fail "$2: read r1"
+  pass "$2: the holder kept reading and writing its mapping; a new client sees the same bytes"
+}
+
+# 3. systemctl restart
+pid=$(mainpid)
+systemctl restart iomemd.service || fail "systemctl restart"
+wait_active_new_pid "$pid" 10 || fail "no new daemon after restart"
+check_regions "after systemctl restart"
+holder_round 1 "after systemctl restart"
+
+# 4. kill -9
+pid=$(mainpid)
+kill -9 "$pid"
+wait_active_new_pid "$pid" 10 || fail "no new daemon after kill -9"
+check_regions "after kill -9"
+holder_round 2 "after kill -9"
+
+# 5. the watchdog restarts a daemon that stops answering (test hook: SIGUSR2 hangs the event loop)
+pid=$(mainpid)
+kill -USR2 "$pid"
+sleep 0.5
+timeout 2 "$B/client/iomemctl" --socket "$SOCK" ping >/dev/null 2>&1 && fail "hung daemon still answers"
+wait_active_new_pid "$pid" 40 || fail "the watchdog did not restart the hung daemon"
+journalctl -u iomemd.service --no-pager | grep -qi watchdog || fail "no watchdog line in the journal"
+check_regions "after a watchdog restart"
+holder_round 3 "after a watchdog restart"
+wait "$holder" || fail "holder exited with an error"
+
+# 6. delete takes a region out of the store for good
+ctl create gone 4096 >/dev/null || fail "create gone"
+ctl rm gone || fail "rm gone"
+pid=$(mainpid)
+systemctl restart iomemd.service
+wait_active_new_pid "$pid" 10 || fail "no new daemon after restart"
+ctl stat gone >/dev/null 2>&1 && fail "a deleted region came back"
+check_regions "after delete + restart"
+
+# 7. L2: a full fd store gives the creator a clear error and a log line, and loses nothing
+mkdir -p /run/systemd/system/iomemd.service.d
+printf '[Service]\nFileDescriptorStoreMax=7\nEnvironment=IOMEMD_FDSTORE_MAX=7\n' \
+  > /run/systemd/system/iomemd.service.d/small-store.conf
+systemctl daemon-reload
+pid=$(mainpid)
+systemctl restart iomemd.service
+wait_active_new_pid "$pid" 10 || fail "no new daemon after restart"
+# meta + r1 r2 r3 dir/r4 = 5 fds; two more fit
+ctl create f1 10 >/dev/null || fail "create f1"
+ctl create f2 10 >/dev/null || fail "create f2"
+err=$(ctl create f3 10 2>&1 >/dev/null) && fail "create past a full fd store succeeded"
+log "full store: $err"
+echo "$err" | grep -qi "space" || fail "unclear error for a full store: $err"
+journalctl -u iomemd.service --no-pager | grep -q "fd store full" || fail "no log line for the full store"
+ctl stat f3 >/dev/null 2>&1 && fail "refused region exists anyway"
+check_regions "with a full fd store"
+pass "a full fd store is refused with a clear error and a log line"
+
+log "ALL PASSED"
+finish 0

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Boot a real systemd as PID 1 in systemd-nspawn over the host's root (read-only, tmpfs on top), install the
+# project's units pointing at the build tree, and run tests/systemd/inside.sh as a oneshot unit.
+# Usage: run-nspawn.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$(realpath "$1")
+src=$(realpath "$2")
+
+if [ "$(id -u)" != 0 ] || ! command -v systemd-nspawn >/dev/null; then
+  echo "SKIP: needs root and systemd-nspawn (package systemd-container)"
+  exit 77
+fi
+
+work=$(mktemp -d /tmp/iomemd-nspawn.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/out" "$work/units/iomemd.service.d"
+
+# The shipped units; only the binary's path changes, because the build tree is bind-mounted at its own path.
+sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#$build/daemon/iomemd#" "$src/systemd/iomemd.service.in" \
+  > "$work/units/iomemd.service"
+cp "$src/systemd/iomemd.socket" "$work/units/iomemd.socket"
+# test-only: SIGUSR2 makes the daemon stop answering, to exercise the watchdog
+printf '[Service]\nEnvironment=IOMEMD_TEST_HOOKS=1\n' > "$work/units/iomemd.service.d/test-hooks.conf"
+cat > "$work/units/it-test.service" <<UNIT
+[Unit]
+Description=iomemd integration test under systemd
+After=iomemd.socket
+Requires=iomemd.socket
+
+[Service]
+Type=oneshot
+StandardOutput=journal+console
+ExecStart=/bin/bash $src/tests/systemd/inside.sh $build $src /out
+UNIT
+
+set +e
+timeout 240 systemd-nspawn -q -D / --volatile=yes --boot --register=no --keep-unit --console=pipe \
+  --private-network \
+  --bind-ro="$build:$build" --bind-ro="$src:$src" --bind="$work/out:/out" \
+  --bind-ro="$work/units/iomemd.socket:/etc/systemd/system/iomemd.socket" \
+  --bind-ro="$work/units/iomemd.service:/etc/systemd/system/iomemd.service" \
+  --bind-ro="$work/units/iomemd.service.d:/etc/systemd/system/iomemd.service.d" \
+  --bind-ro="$work/units/it-test.service:/etc/systemd/system/it-test.service" \
+  -- systemd.wants=it-test.service systemd.wants=iomemd.socket </dev/null >"$work/console.log" 2>&1
+rc=$?
+set -e
+cat "$work/out/log" 2>/dev/null || true
+if [ $rc != 0 ]; then
+  echo "--- container console (tail) ---"
+  tail -n 60 "$work/console.log"
+  echo "FAILED: systemd test exited with $rc"
+  exit 1
+fi
+grep -q '^ALL PASSED$' "$work/out/log" || { echo "FAILED: no completion line"; exit 1; }
+echo "systemd test passed"
