@@ -1,1 +1,495 @@
-/* placeholder: being written */
+/* backend: memory objects from memfd_create, POSIX shm_open or an unlinked temporary file. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/magic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "backend.h"
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
+
+#define BACKEND_MEMFD_NAME "iomem"
+#define BACKEND_SHM_ATTEMPTS 8
+
+_Static_assert(PROTO_SEAL_SEAL == F_SEAL_SEAL && PROTO_SEAL_SHRINK == F_SEAL_SHRINK &&
+                       PROTO_SEAL_GROW == F_SEAL_GROW && PROTO_SEAL_WRITE == F_SEAL_WRITE &&
+                       PROTO_SEAL_FUTURE_WRITE == F_SEAL_FUTURE_WRITE,
+               "PROTO_SEAL_* must be the kernel's F_SEAL_* bits");
+
+/* Return: 0 if @size is allowed under @max_size (0 = default), else -EFBIG. */
+static int backend_check_size(uint64_t size, uint64_t max_size)
+{
+        if (max_size == 0)
+                max_size = BACKEND_DEFAULT_MAX_SIZE;
+        if (size > max_size || size > (uint64_t)INT64_MAX)
+                return -EFBIG;
+        return 0;
+}
+
+/* Return: 0, or -errno from ftruncate; closes @fd on error. */
+static int backend_truncate_or_close(int fd, uint64_t size)
+{
+        if (ftruncate(fd, (off_t)size) < 0) {
+                int r = -errno;
+
+                close(fd);
+                return r;
+        }
+        return 0;
+}
+
+/*
+ * tmpfs and disk file systems accept a sparse ftruncate of any size below
+ * their file size limit, and the missing space would only show later as
+ * SIGBUS in whoever touches the pages. Refuse sizes the file system cannot
+ * hold right now with -ENOSPC instead (R4). Not done for memfd: its
+ * internal mount has no size limit, memory accounting applies instead.
+ */
+static int backend_check_space(int fd, uint64_t size)
+{
+        struct statvfs sv;
+
+        if (fstatvfs(fd, &sv) < 0)
+                return -errno;
+        if (sv.f_blocks == 0) /* no limit reported */
+                return 0;
+        if ((uint64_t)sv.f_bavail > UINT64_MAX / sv.f_frsize)
+                return 0;
+        if (size > (uint64_t)sv.f_bavail * sv.f_frsize)
+                return -ENOSPC;
+        return 0;
+}
+
+static int backend_create_memfd(uint64_t size, int *fdp)
+{
+        int fd, r;
+
+        /* P6: never executable; kernels before 6.3 do not know the flag and say EINVAL */
+        fd = memfd_create(BACKEND_MEMFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+        if (fd < 0 && errno == EINVAL)
+                fd = memfd_create(BACKEND_MEMFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return -errno;
+
+        r = backend_truncate_or_close(fd, size);
+        if (r < 0)
+                return r;
+        *fdp = fd;
+        return 0;
+}
+
+static int backend_random_u64(uint64_t *valuep)
+{
+        ssize_t n;
+
+        /* the name need not be secret (O_EXCL and the checks below protect it), so never block at boot */
+        n = getrandom(valuep, sizeof(*valuep), GRND_INSECURE);
+        if (n < 0 && errno == EINVAL)
+                n = getrandom(valuep, sizeof(*valuep), GRND_NONBLOCK);
+        if (n < 0)
+                return -errno;
+        if ((size_t)n != sizeof(*valuep))
+                return -EIO;
+        return 0;
+}
+
+static int backend_create_shm(uint64_t size, int *fdp)
+{
+        for (int attempt = 0; attempt < BACKEND_SHM_ATTEMPTS; attempt++) {
+                char name[64];
+                uint64_t rnd[2];
+                struct stat st;
+                int fd, r;
+
+                r = backend_random_u64(&rnd[0]);
+                if (r < 0)
+                        return r;
+                r = backend_random_u64(&rnd[1]);
+                if (r < 0)
+                        return r;
+                snprintf(name, sizeof(name), "/iomem-%016" PRIx64 "%016" PRIx64, rnd[0], rnd[1]);
+
+                /* P5: a fresh random name, never an existing object or a symlink planted there */
+                fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd < 0) {
+                        if (errno == EEXIST)
+                                continue;
+                        return -errno;
+                }
+
+                /*
+                 * O_EXCL made the name ours and /dev/shm is sticky, so
+                 * unlinking it is safe and comes first: nothing is left
+                 * behind whatever happens next. After that the object
+                 * must have no link at all: a hard link planted between
+                 * shm_open and here would let its maker reopen it.
+                 */
+                shm_unlink(name);
+                if (fstat(fd, &st) < 0) {
+                        r = -errno;
+                        close(fd);
+                        return r;
+                }
+                if (st.st_uid != geteuid() || !S_ISREG(st.st_mode) || st.st_nlink != 0) {
+                        close(fd);
+                        continue;
+                }
+
+                r = backend_check_space(fd, size);
+                if (r < 0) {
+                        close(fd);
+                        return r;
+                }
+                r = backend_truncate_or_close(fd, size);
+                if (r < 0)
+                        return r;
+                *fdp = fd;
+                return 0;
+        }
+        return -EEXIST;
+}
+
+static const char *backend_tmpdir(const char *tmpdir)
+{
+        if (tmpdir && *tmpdir)
+                return tmpdir;
+        tmpdir = secure_getenv("TMPDIR");
+        if (tmpdir && *tmpdir)
+                return tmpdir;
+        return "/tmp";
+}
+
+/* mkostemp + unlink, for file systems without O_TMPFILE. */
+static int backend_open_mkostemp(const char *dir, int *fdp)
+{
+        char path[4096];
+        int fd, n;
+
+        n = snprintf(path, sizeof(path), "%s/iomem-XXXXXX", dir);
+        if (n < 0 || (size_t)n >= sizeof(path))
+                return -ENAMETOOLONG;
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        unlink(path);
+        *fdp = fd;
+        return 0;
+}
+
+static int backend_create_file(uint64_t size, const char *tmpdir, int *fdp)
+{
+        const char *dir = backend_tmpdir(tmpdir);
+        int fd, r;
+
+        /* O_EXCL: the file can never be given a name with linkat() */
+        fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC | O_EXCL, 0600);
+        if (fd < 0) {
+                /* EISDIR/EINVAL: kernel or libc without O_TMPFILE; EOPNOTSUPP: the file system lacks it */
+                if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+                        return -errno;
+                r = backend_open_mkostemp(dir, &fd);
+                if (r < 0)
+                        return r;
+        }
+
+        r = backend_check_space(fd, size);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        r = backend_truncate_or_close(fd, size);
+        if (r < 0)
+                return r;
+        *fdp = fd;
+        return 0;
+}
+
+/* Return: true if @error means "this backend is not available here", so AUTO may try the next one. */
+static bool backend_unavailable(int error)
+{
+        switch (error) {
+        case -ENOSYS:
+        case -EOPNOTSUPP:
+        case -EACCES:
+        case -EPERM: /* seccomp filters often answer EPERM */
+        case -ENOENT:
+                return true;
+        default:
+                return false;
+        }
+}
+
+/*
+ * backend_create() - make a memory object of @size bytes; see backend.h.
+ * Return: 0; -EFBIG; -EINVAL; -ENOSPC, -ENOMEM, -EMFILE or another negative errno.
+ */
+int backend_create(enum proto_backend backend, uint64_t size, uint64_t max_size, const char *tmpdir,
+                   int *fdp, enum proto_backend *chosenp)
+{
+        int fd = -1, r;
+
+        if (!fdp)
+                return -EINVAL;
+        switch (backend) {
+        case PROTO_BACKEND_AUTO:
+        case PROTO_BACKEND_MEMFD:
+        case PROTO_BACKEND_SHM:
+        case PROTO_BACKEND_FILE:
+                break;
+        default:
+                return -EINVAL;
+        }
+
+        /* R3: before anything exists */
+        r = backend_check_size(size, max_size);
+        if (r < 0)
+                return r;
+
+        switch (backend) {
+        case PROTO_BACKEND_MEMFD:
+                r = backend_create_memfd(size, &fd);
+                break;
+        case PROTO_BACKEND_SHM:
+                r = backend_create_shm(size, &fd);
+                break;
+        case PROTO_BACKEND_FILE:
+                r = backend_create_file(size, tmpdir, &fd);
+                break;
+        default:
+                backend = PROTO_BACKEND_MEMFD;
+                r = backend_create_memfd(size, &fd);
+                if (r < 0 && backend_unavailable(r)) {
+                        backend = PROTO_BACKEND_SHM;
+                        r = backend_create_shm(size, &fd);
+                }
+                if (r < 0 && backend_unavailable(r)) {
+                        backend = PROTO_BACKEND_FILE;
+                        r = backend_create_file(size, tmpdir, &fd);
+                }
+                break;
+        }
+        if (r < 0)
+                return r;
+
+        *fdp = fd;
+        if (chosenp)
+                *chosenp = backend;
+        return 0;
+}
+
+/*
+ * backend_resize() - change the size with ftruncate.
+ * Return: 0; -EFBIG; -EPERM if a seal forbids it; negative errno.
+ */
+int backend_resize(int fd, uint64_t size, uint64_t max_size)
+{
+        int r;
+
+        r = backend_check_size(size, max_size);
+        if (r < 0)
+                return r;
+        if (ftruncate(fd, (off_t)size) < 0)
+                return -errno;
+        return 0;
+}
+
+/*
+ * A regular tmpfs file (what shm_open makes) also answers F_GET_SEALS,
+ * with F_SEAL_SEAL set from birth, and F_ADD_SEALS on it says EPERM. Only
+ * a memfd can really be sealed, so ask what the object is first.
+ */
+static int backend_is_memfd(int fd)
+{
+        int r = backend_detect(fd);
+
+        if (r < 0)
+                return r;
+        return r == PROTO_BACKEND_MEMFD;
+}
+
+/*
+ * backend_seal() - add seals (PROTO_SEAL_* bits) to a memfd.
+ * Return: 0; -EOPNOTSUPP; -EBUSY; -EPERM; -EINVAL for unknown bits.
+ */
+int backend_seal(int fd, uint32_t seals)
+{
+        int r;
+
+        if (seals & ~PROTO_SEALS_KNOWN)
+                return -EINVAL;
+        r = backend_is_memfd(fd);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -EOPNOTSUPP;
+        if (fcntl(fd, F_ADD_SEALS, (int)seals) < 0)
+                return errno == EINVAL ? -EOPNOTSUPP : -errno;
+        return 0;
+}
+
+/*
+ * backend_get_seals() - the seals in force, limited to PROTO_SEALS_KNOWN
+ * (the kernel adds bits such as F_SEAL_EXEC that the protocol does not carry).
+ * Return: the seals (>= 0), 0 for objects that cannot be sealed, or negative errno.
+ */
+int backend_get_seals(int fd)
+{
+        int r;
+
+        r = backend_is_memfd(fd);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 0;
+        r = fcntl(fd, F_GET_SEALS);
+        if (r < 0)
+                return errno == EINVAL ? 0 : -errno;
+        return (int)((uint32_t)r & PROTO_SEALS_KNOWN);
+}
+
+/* Return: the size of the object behind @fd via fstat, or negative errno. */
+int backend_get_size(int fd, uint64_t *sizep)
+{
+        struct stat st;
+
+        if (!sizep)
+                return -EINVAL;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (st.st_size < 0)
+                return -EINVAL;
+        *sizep = (uint64_t)st.st_size;
+        return 0;
+}
+
+/* Return: the length of the /proc/self/fd link read into @buf, or negative errno. */
+static int backend_fd_link(int fd, char *buf, size_t size)
+{
+        char path[64];
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n = readlink(path, buf, size - 1);
+        if (n < 0)
+                return -errno;
+        buf[n] = '\0';
+        return (int)n;
+}
+
+/*
+ * backend_detect() - guess the backend of an fd from its /proc/self/fd link
+ * and file system; without /proc, a tmpfs object answering F_GET_SEALS is
+ * taken for a memfd.
+ * Return: the backend; -EINVAL if @fd is not a regular file; negative errno.
+ */
+int backend_detect(int fd)
+{
+        char link[4096];
+        struct stat st;
+        struct statfs sfs;
+        bool tmpfs;
+        int r;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        if (fstatfs(fd, &sfs) < 0)
+                return -errno;
+        tmpfs = sfs.f_type == TMPFS_MAGIC;
+
+        r = backend_fd_link(fd, link, sizeof(link));
+        if (r >= 0) {
+                if (strncmp(link, "/memfd:", strlen("/memfd:")) == 0)
+                        return PROTO_BACKEND_MEMFD;
+                if (tmpfs && strncmp(link, "/dev/shm/", strlen("/dev/shm/")) == 0)
+                        return PROTO_BACKEND_SHM;
+                return PROTO_BACKEND_FILE;
+        }
+
+        if (fcntl(fd, F_GET_SEALS) >= 0 && tmpfs)
+                return PROTO_BACKEND_MEMFD;
+        return PROTO_BACKEND_FILE;
+}
+
+/* Return: "memfd", "shm", "file", "auto" or NULL. */
+const char *backend_name(enum proto_backend backend)
+{
+        switch (backend) {
+        case PROTO_BACKEND_AUTO:
+                return "auto";
+        case PROTO_BACKEND_MEMFD:
+                return "memfd";
+        case PROTO_BACKEND_SHM:
+                return "shm";
+        case PROTO_BACKEND_FILE:
+                return "file";
+        }
+        return NULL;
+}
+
+/* Return: the backend for a name, or -EINVAL. */
+int backend_from_name(const char *name)
+{
+        static const enum proto_backend all[] = {
+                PROTO_BACKEND_AUTO,
+                PROTO_BACKEND_MEMFD,
+                PROTO_BACKEND_SHM,
+                PROTO_BACKEND_FILE,
+        };
+
+        if (!name)
+                return -EINVAL;
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+                if (strcmp(name, backend_name(all[i])) == 0)
+                        return (int)all[i];
+        return -EINVAL;
+}
+
+/*
+ * backend_reopen_rdonly() - a new read-only fd to the same object via
+ * /proc/self/fd, checked to be the same inode.
+ * Return: 0 with *fdp set, or negative errno.
+ */
+int backend_reopen_rdonly(int fd, int *fdp)
+{
+        char path[64];
+        struct stat a, b;
+        int nfd, r;
+
+        if (!fdp)
+                return -EINVAL;
+        if (fstat(fd, &a) < 0)
+                return -errno;
+        if (!S_ISREG(a.st_mode))
+                return -EINVAL;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        nfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (nfd < 0)
+                return -errno;
+        if (fstat(nfd, &b) < 0) {
+                r = -errno;
+                close(nfd);
+                return r;
+        }
+        if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+                close(nfd);
+                return -ESTALE;
+        }
+        *fdp = nfd;
+        return 0;
+}
