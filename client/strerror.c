@@ -1,1 +1,66 @@
-/* placeholder: being written */
+/* strerror: words for the negative errno values libiomem and iomemd return. */
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include "iomem.h"
+#include "region-internal.h"
+
+/* What each code means coming from iomemd or libiomem; others fall back to the C library's text. */
+static const struct {
+        int error;
+        const char *text;
+} strerror_table[] = {
+        { 0, "success" },
+        { EEXIST, "a region with this name already exists" },
+        { ENOENT, "no region with this name" },
+        { EDQUOT, "quota exceeded" },
+        { EFBIG, "size above the limit" },
+        { EPROTO, "protocol error: malformed message or file descriptors from the peer" },
+        { EPROTONOSUPPORT, "no protocol version in common with the daemon" },
+        { EACCES, "permission denied by the region's mode or owner" },
+        { EPERM, "forbidden by the region's seals" },
+        { EBUSY, "the region is mapped writable, so it cannot be sealed against writes" },
+        { ETIMEDOUT, "timed out waiting for the daemon or for the name to appear" },
+        { EINVAL, "invalid argument: name, flags, size, seals or file descriptor" },
+        { EOPNOTSUPP, "not supported: only memfd regions can be sealed, or the daemon lacks this operation" },
+        { ENOSPC, "no space left for shared memory" },
+        { ENOMEM, "out of memory" },
+        { EMFILE, "too many open files in this process" },
+        { ENFILE, "too many open files in the system" },
+        { EOVERFLOW, "offset plus length overflows" },
+        { ERANGE, "range past the end of the region" },
+        { EBADMSG, "malformed message" },
+        { EMSGSIZE, "message larger than the protocol allows" },
+        { ENOBUFS, "too much data or too many file descriptors queued on the connection" },
+        { ECONNREFUSED, "the daemon is not running (connection refused)" },
+        { ECONNRESET, "the connection to the daemon was reset" },
+        { EPIPE, "the connection to the daemon is closed" },
+        { ENAMETOOLONG, "name or socket path too long" },
+        { EBADF, "bad file descriptor" },
+        { ESTALE, "the file descriptor no longer refers to the same object" },
+};
+
+/*
+ * iomem_strerror() - a static description of an error code; negative
+ * errno as returned by libiomem (a positive one is accepted as well).
+ * Thread-safe: never calls strerror().
+ * Return: a static string, never NULL.
+ */
+IOMEM_EXPORT const char *iomem_strerror(int error)
+{
+        const char *text;
+
+        if (error == INT_MIN)
+                return "unknown error";
+        if (error < 0)
+                error = -error;
+
+        for (size_t i = 0; i < sizeof(strerror_table) / sizeof(strerror_table[0]); i++)
+                if (strerror_table[i].error == error)
+                        return strerror_table[i].text;
+
+        text = strerrordesc_np(error);
+        return text ? text : "unknown error";
+}
