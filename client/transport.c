@@ -1,1 +1,574 @@
-/* placeholder: being written */
+/* transport: framed stream over a Unix socket, with fds tied to frames (SCM_RIGHTS). */
+
+#include <assert.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "transport.h"
+
+/* iovecs per sendmsg() batch of fd-less frames */
+#define TRANSPORT_IOV_MAX 64
+
+/*
+ * Room for exactly one SCM_RIGHTS block of the most fds a frame may carry.
+ * Anything larger shows up as MSG_CTRUNC, which is what we want (D5).
+ */
+#define TRANSPORT_CMSG_SIZE CMSG_SPACE(PROTO_MAX_FDS * sizeof(int))
+
+struct transport_fdbatch {
+        struct transport_fdbatch *next;
+        uint64_t end; /* stream offset one past the last byte received with these fds */
+        unsigned nfds;
+        int fds[PROTO_MAX_FDS];
+};
+
+struct transport_out {
+        struct transport_out *next;
+        size_t len;    /* header + payload */
+        size_t sent;   /* bytes of data[] already sent */
+        unsigned nfds; /* fds not yet sent; 0 once the first byte went out */
+        int fds[PROTO_MAX_FDS];
+        uint8_t data[];
+};
+
+static void transport_close_fds(int *fds, unsigned n)
+{
+        int saved = errno;
+
+        for (unsigned i = 0; i < n; i++) {
+                if (fds[i] >= 0)
+                        close(fds[i]);
+                fds[i] = -1;
+        }
+        errno = saved;
+}
+
+/* Close every fd received and not yet handed out in a frame. */
+static void transport_drop_batches(struct transport *t)
+{
+        struct transport_fdbatch *b, *next;
+
+        for (b = t->batches; b; b = next) {
+                next = b->next;
+                transport_close_fds(b->fds, b->nfds);
+                free(b);
+        }
+        t->batches = NULL;
+        t->batches_tail = NULL;
+        t->in_fds = 0;
+}
+
+static uint64_t transport_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Return: the deadline for @timeout_ms from now; UINT64_MAX for a negative timeout (forever). */
+static uint64_t transport_deadline(int timeout_ms)
+{
+        return timeout_ms < 0 ? UINT64_MAX : transport_now_ms() + (uint64_t)timeout_ms;
+}
+
+int transport_init(struct transport *t, int fd, size_t max_out_bytes, unsigned max_out_fds)
+{
+        *t = (struct transport){
+                .fd = fd,
+                .max_out_bytes = max_out_bytes ? max_out_bytes : TRANSPORT_DEFAULT_MAX_OUT_BYTES,
+                .max_out_fds = max_out_fds ? max_out_fds : TRANSPORT_DEFAULT_MAX_OUT_FDS,
+        };
+        t->in = malloc(TRANSPORT_IN_SIZE);
+        if (!t->in)
+                return -ENOMEM;
+        return 0;
+}
+
+void transport_deinit(struct transport *t)
+{
+        struct transport_out *o, *next;
+
+        if (!t)
+                return;
+        transport_drop_batches(t);
+        for (o = t->out_head; o; o = next) {
+                next = o->next;
+                transport_close_fds(o->fds, o->nfds);
+                free(o);
+        }
+        free(t->in);
+        *t = (struct transport){ .fd = -1 };
+}
+
+/*
+ * Collect the fds of every control message. A peer may send anything here, so
+ * everything that carries fds is gathered (and closed by the caller on error)
+ * even when the message as a whole is a violation.
+ * Return: 0 if the control data is acceptable, -EPROTO otherwise.
+ */
+static int transport_collect_fds(struct msghdr *msg, int *fds, unsigned size, unsigned *nfdsp)
+{
+        struct cmsghdr *cmsg;
+        unsigned nfds = 0, nblocks = 0;
+        int r = 0;
+
+        for (cmsg = CMSG_FIRSTHDR(msg); cmsg; cmsg = CMSG_NXTHDR(msg, cmsg)) {
+                size_t n;
+
+                if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
+                        r = -EPROTO;
+                        continue;
+                }
+                nblocks++;
+                if (cmsg->cmsg_len < CMSG_LEN(0))
+                        continue;
+                n = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < n; i++) {
+                        int fd;
+
+                        memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(fd));
+                        if (nfds < size) {
+                                fds[nfds++] = fd;
+                        } else {
+                                close(fd);
+                                r = -EPROTO;
+                        }
+                }
+        }
+        *nfdsp = nfds;
+        /*
+         * MSG_CTRUNC means some fds were dropped by the kernel: the buffer was
+         * too small for them, or they could not be installed (RLIMIT_NOFILE, a
+         * security module). Either way the frame they belong to is lost.
+         */
+        if ((msg->msg_flags & MSG_CTRUNC) || nblocks > 1 || nfds > PROTO_MAX_FDS)
+                r = -EPROTO;
+        return r;
+}
+
+int transport_read(struct transport *t)
+{
+        union {
+                struct cmsghdr align;
+                uint8_t buf[TRANSPORT_CMSG_SIZE];
+        } ctrl;
+        int fds[TRANSPORT_CMSG_SIZE / sizeof(int)];
+        struct transport_fdbatch *b;
+        struct iovec iov;
+        struct msghdr msg = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = ctrl.buf,
+                .msg_controllen = sizeof(ctrl.buf),
+        };
+        unsigned nfds = 0;
+        ssize_t n;
+        int r;
+
+        if (t->in_start > 0) {
+                memmove(t->in, t->in + t->in_start, t->in_end - t->in_start);
+                t->in_pos += t->in_start;
+                t->in_end -= t->in_start;
+                t->in_start = 0;
+        }
+        if (t->in_end >= TRANSPORT_IN_SIZE)
+                return -ENOBUFS;
+
+        iov.iov_base = t->in + t->in_end;
+        iov.iov_len = TRANSPORT_IN_SIZE - t->in_end;
+        memset(&ctrl, 0, sizeof(ctrl));
+        do
+                n = recvmsg(t->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+
+        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds);
+        if (r >= 0 && nfds > 0 && (n == 0 || t->in_fds + nfds > TRANSPORT_MAX_HELD_FDS))
+                r = -EPROTO; /* fds without bytes, or piling up with no frame to claim them */
+        if (r < 0) {
+                transport_close_fds(fds, nfds);
+                transport_drop_batches(t);
+                return r;
+        }
+        if (n == 0) {
+                t->eof = true;
+                return 0;
+        }
+
+        if (nfds > 0) {
+                b = malloc(sizeof(*b));
+                if (!b) {
+                        transport_close_fds(fds, nfds);
+                        return -ENOMEM;
+                }
+                *b = (struct transport_fdbatch){ .end = t->in_pos + t->in_end + (size_t)n, .nfds = nfds };
+                memcpy(b->fds, fds, nfds * sizeof(int));
+                if (t->batches_tail)
+                        t->batches_tail->next = b;
+                else
+                        t->batches = b;
+                t->batches_tail = b;
+                t->in_fds += nfds;
+        }
+        t->in_end += (size_t)n;
+        return (int)n;
+}
+
+void transport_frame_deinit(struct transport_frame *f)
+{
+        if (!f)
+                return;
+        transport_close_fds(f->fds, f->nfds);
+        free(f->payload);
+        f->payload = NULL;
+        f->nfds = 0;
+}
+
+/*
+ * Check the fds held while the frame starting at @start is incomplete: none
+ * may belong to an earlier frame, and no more than @limit may have arrived for
+ * this one. Catches D1/D3/D4 early, so a peer cannot pile up fds in a frame it
+ * never finishes.
+ * Return: 0, or -EPROTO with every held fd closed.
+ */
+static int transport_check_pending(struct transport *t, uint64_t start, unsigned limit)
+{
+        struct transport_fdbatch *b;
+        unsigned n = 0;
+
+        for (b = t->batches; b; b = b->next) {
+                if (b->end <= start)
+                        goto fail;
+                n += b->nfds;
+        }
+        if (n > limit)
+                goto fail;
+        return 0;
+fail:
+        transport_drop_batches(t);
+        return -EPROTO;
+}
+
+/*
+ * Move the fds of the frame [@start, @end) of the stream into @f: those that
+ * arrived with a recvmsg() whose last byte lies inside the frame.
+ * Return: 0, or -EPROTO (every held fd closed) if they do not match @nfds or
+ * fds of an earlier frame were left over.
+ */
+static int transport_claim_fds(struct transport *t, uint64_t start, uint64_t end, unsigned nfds,
+                               struct transport_frame *f)
+{
+        struct transport_fdbatch *b;
+        unsigned n = 0;
+
+        for (b = t->batches; b && b->end <= end; b = b->next) {
+                if (b->end <= start)
+                        goto fail;
+                n += b->nfds;
+        }
+        if (n != nfds)
+                goto fail;
+
+        while (t->batches && t->batches->end <= end) {
+                b = t->batches;
+                memcpy(f->fds + f->nfds, b->fds, b->nfds * sizeof(int));
+                f->nfds += b->nfds;
+                t->in_fds -= b->nfds;
+                t->batches = b->next;
+                free(b);
+        }
+        if (!t->batches)
+                t->batches_tail = NULL;
+        return 0;
+fail:
+        transport_drop_batches(t);
+        return -EPROTO;
+}
+
+int transport_next_frame(struct transport *t, struct transport_frame *f)
+{
+        size_t avail = t->in_end - t->in_start;
+        uint64_t start = t->in_pos + t->in_start;
+        uint64_t len;
+        struct proto_header h;
+        uint8_t *payload = NULL;
+        int r;
+
+        *f = (struct transport_frame){ .nfds = 0 };
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                f->fds[i] = -1;
+
+        if (avail < PROTO_HEADER_SIZE) {
+                r = transport_check_pending(t, start, PROTO_MAX_FDS);
+                if (r < 0)
+                        return r;
+                return t->eof && avail > 0 ? -EPIPE : 0;
+        }
+
+        /*
+         * An unknown version still has a well-defined header (the caller
+         * answers it); every other decode error means the stream cannot be
+         * trusted any more. Limits are checked here too so that they hold
+         * whatever order the decoder checks things in (F2, F3).
+         */
+        r = proto_header_decode(t->in + t->in_start, PROTO_HEADER_SIZE, &h);
+        if (r < 0 && r != -EPROTONOSUPPORT)
+                return r;
+        if (h.length > PROTO_MAX_PAYLOAD || h.nfds > PROTO_MAX_FDS)
+                return -EMSGSIZE;
+        len = (uint64_t)PROTO_HEADER_SIZE + h.length;
+
+        if (avail < len) {
+                r = transport_check_pending(t, start, h.nfds);
+                if (r < 0)
+                        return r;
+                return t->eof ? -EPIPE : 0;
+        }
+
+        if (h.length > 0) {
+                payload = malloc(h.length);
+                if (!payload)
+                        return -ENOMEM;
+                memcpy(payload, t->in + t->in_start + PROTO_HEADER_SIZE, h.length);
+        }
+        r = transport_claim_fds(t, start, start + len, h.nfds, f);
+        if (r < 0) {
+                free(payload);
+                return r;
+        }
+        f->hdr = h;
+        f->payload = payload;
+
+        t->in_start += (size_t)len;
+        if (t->in_start == t->in_end) {
+                t->in_pos += t->in_end;
+                t->in_start = 0;
+                t->in_end = 0;
+        }
+        return 1;
+}
+
+int transport_queue(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                    int *fds, unsigned nfds)
+{
+        struct proto_header hdr;
+        struct transport_out *o;
+        uint64_t size;
+        int r;
+
+        if (len > PROTO_MAX_PAYLOAD || nfds > PROTO_MAX_FDS) {
+                r = -EMSGSIZE;
+                goto fail;
+        }
+        for (unsigned i = 0; i < nfds; i++)
+                if (fds[i] < 0) {
+                        r = -EBADF;
+                        goto fail;
+                }
+        size = (uint64_t)PROTO_HEADER_SIZE + len;
+        if ((uint64_t)t->out_bytes + size > t->max_out_bytes || (uint64_t)t->out_fds + nfds > t->max_out_fds) {
+                r = -ENOBUFS;
+                goto fail;
+        }
+        o = malloc(sizeof(*o) + (size_t)size);
+        if (!o) {
+                r = -ENOMEM;
+                goto fail;
+        }
+
+        hdr = *h;
+        hdr.magic = PROTO_MAGIC;
+        hdr.version = PROTO_VERSION;
+        hdr.length = (uint32_t)len;
+        hdr.nfds = (uint16_t)nfds;
+        *o = (struct transport_out){ .len = (size_t)size, .nfds = nfds };
+        proto_header_encode(&hdr, o->data);
+        if (len > 0)
+                memcpy(o->data + PROTO_HEADER_SIZE, payload, len);
+        for (unsigned i = 0; i < nfds; i++) {
+                o->fds[i] = fds[i];
+                fds[i] = -1; /* consumed */
+        }
+
+        if (t->out_tail)
+                t->out_tail->next = o;
+        else
+                t->out_head = o;
+        t->out_tail = o;
+        t->out_bytes += o->len;
+        t->out_fds += nfds;
+        return 0;
+
+fail:
+        if (fds)
+                transport_close_fds(fds, nfds);
+        return r;
+}
+
+/* Account for @n bytes sent from the head of the queue. */
+static void transport_advance(struct transport *t, size_t n)
+{
+        struct transport_out *o = t->out_head;
+
+        /* fds travel with the first byte of their frame: they are the peer's now */
+        if (n > 0 && o->nfds > 0) {
+                transport_close_fds(o->fds, o->nfds);
+                t->out_fds -= o->nfds;
+                o->nfds = 0;
+        }
+        while (n > 0) {
+                size_t take;
+
+                o = t->out_head;
+                assert(o);
+                take = o->len - o->sent;
+                if (take > n)
+                        take = n;
+                o->sent += take;
+                t->out_bytes -= take;
+                n -= take;
+                if (o->sent == o->len) {
+                        t->out_head = o->next;
+                        if (!t->out_head)
+                                t->out_tail = NULL;
+                        free(o);
+                }
+        }
+}
+
+int transport_flush(struct transport *t)
+{
+        while (t->out_head) {
+                union {
+                        struct cmsghdr align;
+                        uint8_t buf[TRANSPORT_CMSG_SIZE];
+                } ctrl;
+                struct iovec iov[TRANSPORT_IOV_MAX];
+                struct msghdr msg = { .msg_iov = iov };
+                struct transport_out *o = t->out_head;
+                size_t niov = 0;
+                ssize_t n;
+
+                if (o->nfds > 0) {
+                        /* alone, from its first byte, with all its fds */
+                        struct cmsghdr *cmsg;
+
+                        assert(o->sent == 0);
+                        iov[niov++] = (struct iovec){ .iov_base = o->data, .iov_len = o->len };
+                        memset(&ctrl, 0, sizeof(ctrl));
+                        msg.msg_control = ctrl.buf;
+                        msg.msg_controllen = CMSG_SPACE(o->nfds * sizeof(int));
+                        cmsg = CMSG_FIRSTHDR(&msg);
+                        cmsg->cmsg_level = SOL_SOCKET;
+                        cmsg->cmsg_type = SCM_RIGHTS;
+                        cmsg->cmsg_len = CMSG_LEN(o->nfds * sizeof(int));
+                        memcpy(CMSG_DATA(cmsg), o->fds, o->nfds * sizeof(int));
+                } else {
+                        for (; o && o->nfds == 0 && niov < TRANSPORT_IOV_MAX; o = o->next)
+                                iov[niov++] = (struct iovec){ .iov_base = o->data + o->sent,
+                                                              .iov_len = o->len - o->sent };
+                }
+                msg.msg_iovlen = niov;
+
+                do
+                        n = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+                while (n < 0 && errno == EINTR);
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EAGAIN; /* cannot happen for non-empty iovecs; do not spin */
+                transport_advance(t, (size_t)n);
+        }
+        return 0;
+}
+
+bool transport_has_output(const struct transport *t)
+{
+        return t->out_head != NULL;
+}
+
+static int transport_wait_until(struct transport *t, short events, uint64_t deadline)
+{
+        struct pollfd p = { .fd = t->fd, .events = events };
+        int r;
+
+        for (;;) {
+                int timeout = -1;
+
+                if (deadline != UINT64_MAX) {
+                        uint64_t now = transport_now_ms();
+                        uint64_t left = now >= deadline ? 0 : deadline - now;
+
+                        timeout = left > INT32_MAX ? INT32_MAX : (int)left;
+                }
+                r = poll(&p, 1, timeout);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (r == 0) {
+                        if (deadline != UINT64_MAX && transport_now_ms() < deadline)
+                                continue; /* woke early: clamped timeout */
+                        return -ETIMEDOUT;
+                }
+                if (p.revents & POLLNVAL)
+                        return -EBADF;
+                /* POLLHUP/POLLERR: the next read or flush reports what happened */
+                return 0;
+        }
+}
+
+int transport_wait(struct transport *t, short events, int timeout_ms)
+{
+        return transport_wait_until(t, events, transport_deadline(timeout_ms));
+}
+
+int transport_send_blocking(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                            int *fds, unsigned nfds, int timeout_ms)
+{
+        uint64_t deadline = transport_deadline(timeout_ms);
+        int r;
+
+        r = transport_queue(t, h, payload, len, fds, nfds);
+        if (r < 0)
+                return r;
+        for (;;) {
+                r = transport_flush(t);
+                if (r != -EAGAIN)
+                        return r;
+                r = transport_wait_until(t, POLLOUT, deadline);
+                if (r < 0)
+                        return r;
+        }
+}
+
+int transport_recv_blocking(struct transport *t, struct transport_frame *f, int timeout_ms)
+{
+        uint64_t deadline = transport_deadline(timeout_ms);
+        int r;
+
+        for (;;) {
+                r = transport_next_frame(t, f);
+                if (r != 0)
+                        return r;
+                if (t->eof)
+                        return -EPIPE;
+                r = transport_read(t);
+                if (r == -EAGAIN) {
+                        r = transport_wait_until(t, POLLIN, deadline);
+                        if (r < 0)
+                                return r;
+                } else if (r < 0) {
+                        return r;
+                }
+        }
+}

@@ -24,6 +24,14 @@
 #include "proto.h"
 
 #define TRANSPORT_IN_SIZE (PROTO_HEADER_SIZE + PROTO_MAX_PAYLOAD)
+#define TRANSPORT_DEFAULT_MAX_OUT_BYTES (4u * 1024u * 1024u)
+#define TRANSPORT_DEFAULT_MAX_OUT_FDS 64u
+/*
+ * Received fds not yet claimed by a complete frame. Callers parse every
+ * complete frame after each transport_read(), so a well-behaved peer never
+ * gets past one frame's worth from the previous read plus one from this one.
+ */
+#define TRANSPORT_MAX_HELD_FDS (2u * PROTO_MAX_FDS)
 
 struct transport_fdbatch; /* internal */
 struct transport_out;     /* internal */
@@ -71,9 +79,10 @@ void transport_deinit(struct transport *t);
 /*
  * transport_read() - one recvmsg(MSG_DONTWAIT|MSG_CMSG_CLOEXEC) into the input buffer.
  * Return: bytes read (> 0); 0 at end of stream (t->eof set); -EAGAIN;
- * -EPROTO for a control-message violation (D5, D6; fds closed); -ENOBUFS
- * if the input buffer is full (a caller bug: parse frames first); other
- * negative errno from recvmsg.
+ * -EPROTO for a control-message violation (D5, D6), fds with no bytes, or
+ * more than TRANSPORT_MAX_HELD_FDS unclaimed fds (every held fd closed);
+ * -ENOBUFS if the input buffer is full (a caller bug: parse frames first);
+ * -ENOMEM (drop the peer); other negative errno from recvmsg.
  */
 int transport_read(struct transport *t);
 
@@ -98,7 +107,7 @@ void transport_frame_deinit(struct transport_frame *f);
  * transport_deinit(), or here on error.
  * Return: 0; -ENOBUFS if the queue bounds would be exceeded (the caller
  * should drop the peer); -EMSGSIZE if @len or @nfds exceed the protocol
- * limits; -ENOMEM.
+ * limits; -EBADF for a negative fd; -ENOMEM.
  */
 int transport_queue(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
                     int *fds, unsigned nfds);
@@ -121,9 +130,10 @@ bool transport_has_output(const struct transport *t);
 int transport_wait(struct transport *t, short events, int timeout_ms);
 
 /*
- * transport_send_frame_blocking() / transport_recv_frame_blocking() -
+ * transport_send_blocking() / transport_recv_blocking() -
  * convenience for blocking clients: queue + flush until sent; read until a
- * whole frame is buffered. Return as above; -ETIMEDOUT after @timeout_ms.
+ * whole frame is buffered. Return as above (recv: 1 with a frame); -ETIMEDOUT
+ * after @timeout_ms; recv: -EPIPE at end of stream, even between frames.
  */
 int transport_send_blocking(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
                             int *fds, unsigned nfds, int timeout_ms);

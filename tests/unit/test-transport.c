@@ -1,0 +1,1304 @@
+/* test-transport: framing and fd passing over a socketpair, with the test playing a hostile peer. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+#include "transport.h"
+
+#define TIMEOUT_MS 10000 /* a safety net against hangs, never asserted on */
+
+/* ---- helpers: the hostile peer ---- */
+
+static void pair_new(int sv[2])
+{
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static void pair_close(int sv[2])
+{
+        if (sv[0] >= 0)
+                close(sv[0]);
+        if (sv[1] >= 0)
+                close(sv[1]);
+        sv[0] = sv[1] = -1;
+}
+
+/* a fresh memfd: every one has its own inode, so fds can be told apart */
+static int memfd_new(void)
+{
+        int fd = memfd_create("test-transport", MFD_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        return fd;
+}
+
+static void fds_close(int *fds, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++)
+                if (fds[i] >= 0) {
+                        close(fds[i]);
+                        fds[i] = -1;
+                }
+}
+
+static bool same_file(int a, int b)
+{
+        struct stat sa, sb;
+
+        ck_assert_int_eq(fstat(a, &sa), 0);
+        ck_assert_int_eq(fstat(b, &sb), 0);
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static bool is_cloexec(int fd)
+{
+        int flags = fcntl(fd, F_GETFD);
+
+        ck_assert_int_ge(flags, 0);
+        return flags & FD_CLOEXEC;
+}
+
+/* Encode a header with arbitrary (possibly hostile) values. */
+static size_t hdr_put(uint8_t *buf, uint8_t version, uint16_t opcode, uint32_t id, uint32_t length,
+                      uint16_t nfds)
+{
+        struct proto_header h = {
+                .magic = PROTO_MAGIC,
+                .version = version,
+                .opcode = opcode,
+                .id = id,
+                .length = length,
+                .nfds = nfds,
+        };
+
+        proto_header_encode(&h, buf);
+        return PROTO_HEADER_SIZE;
+}
+
+/* Build a whole frame with a recognisable payload into buf. Return: its size. */
+static size_t frame_put(uint8_t *buf, uint16_t opcode, uint32_t id, uint32_t length, uint16_t nfds)
+{
+        hdr_put(buf, PROTO_VERSION, opcode, id, length, nfds);
+        for (uint32_t i = 0; i < length; i++)
+                buf[PROTO_HEADER_SIZE + i] = (uint8_t)(id * 31u + i);
+        return PROTO_HEADER_SIZE + length;
+}
+
+static void payload_check(const struct transport_frame *f, uint32_t id, uint32_t length)
+{
+        ck_assert_uint_eq(f->hdr.length, length);
+        if (length == 0) {
+                ck_assert_ptr_null(f->payload);
+                return;
+        }
+        ck_assert_ptr_nonnull(f->payload);
+        for (uint32_t i = 0; i < length; i++)
+                ck_assert_uint_eq(f->payload[i], (uint8_t)(id * 31u + i));
+}
+
+/*
+ * One sendmsg() with @nblocks SCM_RIGHTS blocks, each carrying @nfds fds.
+ * Return: sendmsg()'s result, or -errno.
+ */
+static ssize_t raw_sendv(int sock, const void *buf, size_t len, const int *fds, unsigned nfds, unsigned nblocks)
+{
+        size_t space = CMSG_SPACE(nfds * sizeof(int)) * nblocks;
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(256 * sizeof(int)) * 2];
+        } ctrl;
+        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+        struct cmsghdr *cmsg;
+        ssize_t n;
+
+        ck_assert_uint_le(space, sizeof(ctrl.buf));
+        memset(&ctrl, 0, sizeof(ctrl));
+        if (nfds > 0 && nblocks > 0) {
+                msg.msg_control = ctrl.buf;
+                msg.msg_controllen = space;
+                cmsg = CMSG_FIRSTHDR(&msg);
+                for (unsigned b = 0; b < nblocks; b++) {
+                        cmsg->cmsg_level = SOL_SOCKET;
+                        cmsg->cmsg_type = SCM_RIGHTS;
+                        cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+                        memcpy(CMSG_DATA(cmsg), fds + b * nfds, nfds * sizeof(int));
+                        cmsg = CMSG_NXTHDR(&msg, cmsg);
+                }
+        }
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+        return n < 0 ? -errno : n;
+}
+
+static void raw_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
+{
+        ck_assert_int_eq(raw_sendv(sock, buf, len, fds, nfds, nfds ? 1 : 0), (ssize_t)len);
+}
+
+/* Send @n fresh memfds with @buf; they are closed here (the kernel holds them in flight). */
+static void raw_send_new_fds(int sock, const void *buf, size_t len, unsigned n)
+{
+        int fds[256];
+
+        ck_assert_uint_le(n, 256);
+        for (unsigned i = 0; i < n; i++)
+                fds[i] = memfd_new();
+        raw_send(sock, buf, len, fds, n);
+        fds_close(fds, n);
+}
+
+/*
+ * Read and parse until a frame or an error comes out, or nothing more is
+ * available. Return: transport_next_frame()'s result, a read error, or 0.
+ */
+static int pump(struct transport *t, struct transport_frame *f)
+{
+        for (;;) {
+                int r = transport_next_frame(t, f);
+
+                if (r != 0)
+                        return r;
+                if (t->eof)
+                        return 0;
+                r = transport_read(t);
+                if (r == -EAGAIN)
+                        return 0;
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* ---- round trips ---- */
+
+static void roundtrip(unsigned nfds, uint32_t length)
+{
+        struct transport a, b;
+        struct transport_frame f;
+        struct proto_header h = { .opcode = PROTO_OP_PING, .id = 7 + nfds, .flags = PROTO_FLAG_REPLY };
+        uint8_t *payload = malloc(length + 1);
+        int fds[PROTO_MAX_FDS], orig[PROTO_MAX_FDS];
+        int sv[2];
+
+        ck_assert_ptr_nonnull(payload);
+        for (uint32_t i = 0; i < length; i++)
+                payload[i] = (uint8_t)(i * 7u + nfds);
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        for (unsigned i = 0; i < nfds; i++) {
+                fds[i] = memfd_new();
+                orig[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+                ck_assert_int_ge(orig[i], 0);
+        }
+
+        ck_assert_int_eq(transport_send_blocking(&a, &h, payload, length, fds, nfds, TIMEOUT_MS), 0);
+        for (unsigned i = 0; i < nfds; i++)
+                ck_assert_int_eq(fds[i], -1); /* consumed */
+        ck_assert(!transport_has_output(&a));
+
+        ck_assert_int_eq(transport_recv_blocking(&b, &f, TIMEOUT_MS), 1);
+        ck_assert_uint_eq(f.hdr.magic, PROTO_MAGIC);
+        ck_assert_uint_eq(f.hdr.version, PROTO_VERSION);
+        ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_PING);
+        ck_assert_uint_eq(f.hdr.flags, PROTO_FLAG_REPLY);
+        ck_assert_uint_eq(f.hdr.id, 7 + nfds);
+        ck_assert_uint_eq(f.hdr.length, length);
+        ck_assert_uint_eq(f.hdr.nfds, nfds);
+        ck_assert_uint_eq(f.nfds, nfds);
+        if (length)
+                ck_assert_mem_eq(f.payload, payload, length);
+        else
+                ck_assert_ptr_null(f.payload);
+        for (unsigned i = 0; i < nfds; i++) {
+                ck_assert(is_cloexec(f.fds[i])); /* D9 */
+                ck_assert(same_file(f.fds[i], orig[i]));
+        }
+
+        transport_frame_deinit(&f);
+        ck_assert_uint_eq(f.nfds, 0);
+        ck_assert_ptr_null(f.payload);
+        fds_close(orig, nfds);
+        transport_deinit(&a);
+        transport_deinit(&b);
+        pair_close(sv);
+        free(payload);
+}
+
+START_TEST(test_roundtrip_0_fds)
+{
+        roundtrip(0, 13);
+        roundtrip(0, 0); /* length 0 is a valid payload length */
+}
+END_TEST
+
+START_TEST(test_roundtrip_1_fd)
+{
+        roundtrip(1, 100);
+        roundtrip(1, 0);
+}
+END_TEST
+
+START_TEST(test_roundtrip_max_fds)
+{
+        roundtrip(PROTO_MAX_FDS, 4096);
+}
+END_TEST
+
+START_TEST(test_roundtrip_max_payload)
+{
+        /* exactly fills the input buffer */
+        roundtrip(1, PROTO_MAX_PAYLOAD);
+}
+END_TEST
+
+/* F4: many frames in one write */
+START_TEST(test_many_frames_one_write)
+{
+        enum { N = 200 };
+        uint8_t *buf = malloc(N * (PROTO_HEADER_SIZE + 64));
+        struct transport t;
+        struct transport_frame f;
+        size_t len = 0;
+        int sv[2];
+
+        ck_assert_ptr_nonnull(buf);
+        for (uint32_t i = 0; i < N; i++)
+                len += frame_put(buf + len, PROTO_OP_STAT, i, i % 64, 0);
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send(sv[0], buf, len, NULL, 0);
+
+        for (uint32_t i = 0; i < N; i++) {
+                ck_assert_int_eq(pump(&t, &f), 1);
+                ck_assert_uint_eq(f.hdr.id, i);
+                ck_assert_uint_eq(f.nfds, 0);
+                payload_check(&f, i, i % 64);
+                transport_frame_deinit(&f);
+        }
+        ck_assert_int_eq(pump(&t, &f), 0);
+
+        transport_deinit(&t);
+        pair_close(sv);
+        free(buf);
+}
+END_TEST
+
+/* The writer batches fd-less frames but sends every frame with fds on its own. */
+START_TEST(test_queue_mixed_batch)
+{
+        static const unsigned pattern[] = { 0, 0, 1, 0, 2, 4, 0, 0, 0, 3, 1, 0 };
+        enum { N = sizeof(pattern) / sizeof(pattern[0]) };
+        int orig[N][PROTO_MAX_FDS];
+        struct transport a, b;
+        struct transport_frame f;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        for (unsigned i = 0; i < N; i++) {
+                struct proto_header h = { .opcode = PROTO_OP_OPEN, .id = i };
+                uint8_t payload[32];
+                int fds[PROTO_MAX_FDS];
+
+                memset(payload, (int)i, sizeof(payload));
+                for (unsigned k = 0; k < pattern[i]; k++) {
+                        fds[k] = memfd_new();
+                        orig[i][k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+                }
+                ck_assert_int_eq(transport_queue(&a, &h, payload, i, fds, pattern[i]), 0);
+        }
+        ck_assert(transport_has_output(&a));
+        ck_assert_int_eq(transport_flush(&a), 0);
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_bytes, 0);
+        ck_assert_uint_eq(a.out_fds, 0);
+
+        for (unsigned i = 0; i < N; i++) {
+                ck_assert_int_eq(pump(&b, &f), 1);
+                ck_assert_uint_eq(f.hdr.id, i);
+                ck_assert_uint_eq(f.hdr.length, i);
+                ck_assert_uint_eq(f.nfds, pattern[i]);
+                for (unsigned k = 0; k < i; k++)
+                        ck_assert_uint_eq(f.payload[k], i);
+                for (unsigned k = 0; k < pattern[i]; k++)
+                        ck_assert(same_file(f.fds[k], orig[i][k]));
+                transport_frame_deinit(&f);
+                fds_close(orig[i], pattern[i]);
+        }
+        ck_assert_int_eq(pump(&b, &f), 0);
+
+        transport_deinit(&a);
+        transport_deinit(&b);
+        pair_close(sv);
+}
+END_TEST
+
+/* F4: a frame sent one byte per write, parsed after every byte; the fd rides with the first byte. */
+static void one_byte_per_write(unsigned nfds, bool read_each)
+{
+        uint8_t buf[PROTO_HEADER_SIZE + 50];
+        int fds[PROTO_MAX_FDS], orig[PROTO_MAX_FDS];
+        struct transport t;
+        struct transport_frame f;
+        size_t len = frame_put(buf, PROTO_OP_CREATE, 99, 50, (uint16_t)nfds);
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        for (unsigned k = 0; k < nfds; k++) {
+                fds[k] = memfd_new();
+                orig[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+        }
+        for (size_t i = 0; i < len; i++) {
+                raw_send(sv[0], buf + i, 1, fds, i == 0 ? nfds : 0);
+                if (i == 0)
+                        fds_close(fds, nfds);
+                if (read_each && i + 1 < len)
+                        ck_assert_int_eq(pump(&t, &f), 0);
+        }
+        ck_assert_int_eq(pump(&t, &f), 1);
+        ck_assert_uint_eq(f.hdr.id, 99);
+        payload_check(&f, 99, 50);
+        ck_assert_uint_eq(f.nfds, nfds);
+        for (unsigned k = 0; k < nfds; k++) {
+                ck_assert(is_cloexec(f.fds[k]));
+                ck_assert(same_file(f.fds[k], orig[k]));
+        }
+        transport_frame_deinit(&f);
+        ck_assert_int_eq(pump(&t, &f), 0);
+        fds_close(orig, nfds);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+
+START_TEST(test_f4_one_byte_per_write)
+{
+        one_byte_per_write(0, true);
+        one_byte_per_write(0, false);
+}
+END_TEST
+
+START_TEST(test_f4_one_byte_per_write_fds)
+{
+        one_byte_per_write(1, true);
+        one_byte_per_write(1, false);
+        one_byte_per_write(PROTO_MAX_FDS, true);
+        one_byte_per_write(PROTO_MAX_FDS, false);
+}
+END_TEST
+
+/* ---- end of stream ---- */
+
+/* F4: EOF in the middle of a frame's payload, with its fd already received */
+START_TEST(test_f4_eof_mid_frame)
+{
+        uint8_t buf[PROTO_HEADER_SIZE + 100];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        frame_put(buf, PROTO_OP_CREATE, 1, 100, 1);
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send_new_fds(sv[0], buf, PROTO_HEADER_SIZE + 40, 1);
+        ck_assert_int_eq(pump(&t, &f), 0);
+        close(sv[0]);
+        sv[0] = -1;
+        ck_assert_int_eq(pump(&t, &f), -EPIPE);
+        ck_assert_int_eq(transport_next_frame(&t, &f), -EPIPE);
+        ck_assert_int_eq(transport_recv_blocking(&t, &f, TIMEOUT_MS), -EPIPE);
+        transport_deinit(&t); /* closes the held fd: the fixture checks */
+        pair_close(sv);
+}
+END_TEST
+
+/* F4: EOF in the middle of a header */
+START_TEST(test_f4_eof_mid_header)
+{
+        uint8_t buf[PROTO_HEADER_SIZE];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        hdr_put(buf, PROTO_VERSION, PROTO_OP_PING, 1, 8, 0);
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send(sv[0], buf, PROTO_HEADER_SIZE - 1, NULL, 0);
+        ck_assert_int_eq(pump(&t, &f), 0);
+        shutdown(sv[0], SHUT_WR);
+        ck_assert_int_eq(pump(&t, &f), -EPIPE);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* A clean EOF between frames is not an error for the parser; the blocking reader reports -EPIPE. */
+START_TEST(test_eof_between_frames)
+{
+        uint8_t buf[PROTO_HEADER_SIZE + 4];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send(sv[0], buf, frame_put(buf, PROTO_OP_PING, 5, 4, 0), NULL, 0);
+        shutdown(sv[0], SHUT_WR);
+        ck_assert_int_eq(transport_recv_blocking(&t, &f, TIMEOUT_MS), 1);
+        transport_frame_deinit(&f);
+        ck_assert_int_eq(pump(&t, &f), 0);
+        ck_assert(t.eof);
+        ck_assert_int_eq(transport_read(&t), 0);
+        ck_assert_int_eq(transport_recv_blocking(&t, &f, TIMEOUT_MS), -EPIPE);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* ---- framing attacks ---- */
+
+/* F1: garbage shorter than a header, then EOF */
+START_TEST(test_f1_short_garbage_eof)
+{
+        static const uint8_t junk[7] = { 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00 };
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send(sv[0], junk, sizeof(junk), NULL, 0);
+        shutdown(sv[0], SHUT_WR);
+        ck_assert_int_eq(pump(&t, &f), -EPIPE);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* F1: a header-sized block of garbage is rejected as soon as it is complete, fd and all */
+START_TEST(test_f1_garbage_header)
+{
+        uint8_t junk[PROTO_HEADER_SIZE];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        memset(junk, 0x5a, sizeof(junk));
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send_new_fds(sv[0], junk, sizeof(junk), 1);
+        ck_assert_int_eq(pump(&t, &f), -EBADMSG);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* F2: length 0xFFFFFFFF is refused from the header alone, before any payload arrives */
+START_TEST(test_f2_huge_length)
+{
+        static const uint32_t lengths[] = { 0xffffffffu, PROTO_MAX_PAYLOAD + 1u, 0x80000000u };
+        uint8_t buf[PROTO_HEADER_SIZE];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        for (unsigned i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+                pair_new(sv);
+                ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+                hdr_put(buf, PROTO_VERSION, PROTO_OP_CREATE, 1, lengths[i], 0);
+                raw_send(sv[0], buf, sizeof(buf), NULL, 0);
+                ck_assert_int_eq(pump(&t, &f), -EMSGSIZE);
+                ck_assert_ptr_null(f.payload);
+                transport_deinit(&t);
+                pair_close(sv);
+        }
+}
+END_TEST
+
+/* F2: too many fds declared */
+START_TEST(test_f2_too_many_nfds)
+{
+        uint8_t buf[PROTO_HEADER_SIZE];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        hdr_put(buf, PROTO_VERSION, PROTO_OP_CREATE, 1, 0, PROTO_MAX_FDS + 1);
+        raw_send(sv[0], buf, sizeof(buf), NULL, 0);
+        ck_assert_int_eq(pump(&t, &f), -EMSGSIZE);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* F3: lengths for which header + payload wraps around in 32 bits */
+START_TEST(test_f3_wrapping_length)
+{
+        static const uint32_t lengths[] = {
+                UINT32_MAX - PROTO_HEADER_SIZE + 1u, /* header + length == 2^32 == 0 */
+                UINT32_MAX - PROTO_HEADER_SIZE + 2u, /* == 1 */
+                UINT32_MAX - PROTO_HEADER_SIZE + 20u,
+        };
+        uint8_t buf[PROTO_HEADER_SIZE + 32];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        for (unsigned i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+                pair_new(sv);
+                ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+                hdr_put(buf, PROTO_VERSION, PROTO_OP_CREATE, 1, lengths[i], 0);
+                memset(buf + PROTO_HEADER_SIZE, 0, 32); /* what a wrapped size might "cover" */
+                raw_send(sv[0], buf, sizeof(buf), NULL, 0);
+                ck_assert_int_eq(pump(&t, &f), -EMSGSIZE);
+                transport_deinit(&t);
+                pair_close(sv);
+        }
+}
+END_TEST
+
+/* F5: unknown opcode or version with a sane header is handed to the caller */
+START_TEST(test_f5_unknown_opcode_version)
+{
+        uint8_t buf[2 * PROTO_HEADER_SIZE + 8];
+        struct transport t;
+        struct transport_frame f;
+        size_t len;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        len = frame_put(buf, 0x7777, 3, 8, 0);
+        len += hdr_put(buf + len, PROTO_VERSION + 41, PROTO_OP_HELLO, 4, 0, 0);
+        raw_send(sv[0], buf, len, NULL, 0);
+
+        ck_assert_int_eq(pump(&t, &f), 1);
+        ck_assert_uint_eq(f.hdr.opcode, 0x7777);
+        payload_check(&f, 3, 8);
+        transport_frame_deinit(&f);
+        ck_assert_int_eq(pump(&t, &f), 1);
+        ck_assert_uint_eq(f.hdr.version, PROTO_VERSION + 41);
+        ck_assert_uint_eq(f.hdr.id, 4);
+        transport_frame_deinit(&f);
+        ck_assert_int_eq(pump(&t, &f), 0);
+
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* F2 with an unknown version: the size limit holds whatever the version */
+START_TEST(test_f2_unknown_version_huge_length)
+{
+        uint8_t buf[PROTO_HEADER_SIZE];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        hdr_put(buf, PROTO_VERSION + 1, PROTO_OP_HELLO, 1, 0xffffffffu, 0);
+        raw_send(sv[0], buf, sizeof(buf), NULL, 0);
+        ck_assert_int_eq(pump(&t, &f), -EMSGSIZE);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* ---- fd attacks ---- */
+
+/* D1: fds attached to a frame that declares none */
+START_TEST(test_d1_undeclared_fds)
+{
+        uint8_t buf[PROTO_HEADER_SIZE + 16];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_PING, 1, 16, 0), 1);
+        ck_assert_int_eq(pump(&t, &f), -EPROTO);
+        ck_assert_uint_eq(t.in_fds, 0); /* closed at once, not left for deinit */
+        ck_assert_uint_eq(f.nfds, 0);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* D2: fewer fds than declared (one of two, and none of one) */
+START_TEST(test_d2_missing_fds)
+{
+        uint8_t buf[PROTO_HEADER_SIZE + 16];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 16, 2), 1);
+        ck_assert_int_eq(pump(&t, &f), -EPROTO);
+        ck_assert_uint_eq(t.in_fds, 0);
+        transport_deinit(&t);
+        pair_close(sv);
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 16, 1), NULL, 0);
+        ck_assert_int_eq(pump(&t, &f), -EPROTO);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* D3: more fds than declared, in one go or piled up over several writes of an unfinished frame */
+START_TEST(test_d3_extra_fds)
+{
+        uint8_t buf[PROTO_HEADER_SIZE + 100];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        /* whole frame with 3 fds declaring 1 */
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 100, 1), 3);
+        ck_assert_int_eq(pump(&t, &f), -EPROTO);
+        ck_assert_uint_eq(t.in_fds, 0);
+        transport_deinit(&t);
+        pair_close(sv);
+
+        /* the frame is never finished: the extras are caught before it completes */
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        frame_put(buf, PROTO_OP_OPEN, 1, 100, 1);
+        raw_send_new_fds(sv[0], buf, PROTO_HEADER_SIZE + 10, 1);
+        ck_assert_int_eq(pump(&t, &f), 0);
+        raw_send_new_fds(sv[0], buf + PROTO_HEADER_SIZE + 10, 1, 1);
+        ck_assert_int_eq(pump(&t, &f), -EPROTO);
+        ck_assert_uint_eq(t.in_fds, 0);
+        transport_deinit(&t);
+        pair_close(sv);
+
+        /* before the header is even complete: at most one frame's worth */
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send_new_fds(sv[0], buf, 3, PROTO_MAX_FDS);
+        ck_assert_int_eq(pump(&t, &f), 0);
+        raw_send_new_fds(sv[0], buf + 3, 3, 1);
+        ck_assert_int_eq(pump(&t, &f), -EPROTO);
+        ck_assert_uint_eq(t.in_fds, 0);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* A reader that does not parse between reads cannot be made to hoard fds. */
+START_TEST(test_d3_held_fds_cap)
+{
+        uint8_t byte = 0;
+        struct transport t;
+        int sv[2];
+        int r = 0;
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        for (unsigned i = 0; i <= TRANSPORT_MAX_HELD_FDS / PROTO_MAX_FDS; i++) {
+                raw_send_new_fds(sv[0], &byte, 1, PROTO_MAX_FDS);
+                r = transport_read(&t);
+                if (r < 0)
+                        break;
+                ck_assert_uint_le(t.in_fds, TRANSPORT_MAX_HELD_FDS);
+        }
+        ck_assert_int_eq(r, -EPROTO);
+        ck_assert_uint_eq(t.in_fds, 0);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* D4: fds sent with frame N's bytes but declared by frame N+1 */
+START_TEST(test_d4_fd_on_previous_frame)
+{
+        uint8_t n0[PROTO_HEADER_SIZE + 8], n1[PROTO_HEADER_SIZE + 8];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send_new_fds(sv[0], n0, frame_put(n0, PROTO_OP_PING, 1, 8, 0), 1);
+        raw_send(sv[0], n1, frame_put(n1, PROTO_OP_OPEN, 2, 8, 1), NULL, 0);
+        ck_assert_int_eq(pump(&t, &f), -EPROTO);
+        ck_assert_uint_eq(t.in_fds, 0);
+        transport_deinit(&t);
+        pair_close(sv);
+
+        /* same, with frame N+1 already buffered when frame N is parsed */
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send_new_fds(sv[0], n0, sizeof(n0), 1);
+        raw_send(sv[0], n1, sizeof(n1), NULL, 0);
+        ck_assert_int_gt(transport_read(&t), 0);
+        ck_assert_int_gt(transport_read(&t), 0);
+        ck_assert_int_eq(transport_next_frame(&t, &f), -EPROTO);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* D5: two SCM_RIGHTS blocks in one sendmsg: -EPROTO or correct attribution, never a leak */
+START_TEST(test_d5_two_scm_rights)
+{
+        uint8_t buf[PROTO_HEADER_SIZE + 8];
+        int fds[2], orig[2];
+        struct transport t;
+        struct transport_frame f;
+        ssize_t n;
+        int sv[2], r;
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        for (unsigned k = 0; k < 2; k++) {
+                fds[k] = memfd_new();
+                orig[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+        }
+        frame_put(buf, PROTO_OP_OPEN, 1, 8, 2);
+        n = raw_sendv(sv[0], buf, sizeof(buf), fds, 1, 2);
+        fds_close(fds, 2);
+        if (n < 0) {
+                /* the kernel refused the message itself: nothing to receive */
+                ck_assert_int_eq(pump(&t, &f), 0);
+        } else {
+                r = pump(&t, &f);
+                if (r == 1) {
+                        ck_assert_uint_eq(f.nfds, 2);
+                        ck_assert(same_file(f.fds[0], orig[0]));
+                        ck_assert(same_file(f.fds[1], orig[1]));
+                        transport_frame_deinit(&f);
+                } else {
+                        ck_assert_int_eq(r, -EPROTO);
+                        ck_assert_uint_eq(t.in_fds, 0);
+                }
+        }
+        fds_close(orig, 2);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* D5: more than PROTO_MAX_FDS fds in one message overflow the control buffer: -EPROTO, all closed */
+START_TEST(test_d5_too_many_fds)
+{
+        static const unsigned counts[] = { PROTO_MAX_FDS + 1, 2 * PROTO_MAX_FDS, 64, 253 };
+        uint8_t buf[PROTO_HEADER_SIZE + 8];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        for (unsigned i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+                pair_new(sv);
+                ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+                raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 8, PROTO_MAX_FDS), counts[i]);
+                ck_assert_int_eq(transport_read(&t), -EPROTO);
+                ck_assert_uint_eq(t.in_fds, 0);
+                ck_assert_int_eq(pump(&t, &f), 0); /* the bytes of a violating read are not kept */
+                transport_deinit(&t);
+                pair_close(sv);
+        }
+}
+END_TEST
+
+/* D6: received fds cannot be installed (RLIMIT_NOFILE): MSG_CTRUNC => -EPROTO, the process goes on */
+START_TEST(test_d6_ctrunc_rlimit)
+{
+        pid_t pid;
+        int status;
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                uint8_t buf[PROTO_HEADER_SIZE + 8];
+                struct rlimit saved, low;
+                struct transport t;
+                struct transport_frame f;
+                int sv[2], fds[2], before, after, lowest, r;
+
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                        _exit(2);
+                if (transport_init(&t, sv[1], 0, 0) < 0)
+                        _exit(3);
+                before = test_fd_count();
+                fds[0] = memfd_create("d6", MFD_CLOEXEC);
+                fds[1] = memfd_create("d6", MFD_CLOEXEC);
+                frame_put(buf, PROTO_OP_OPEN, 1, 8, 2);
+                if (fds[0] < 0 || fds[1] < 0 || raw_sendv(sv[0], buf, sizeof(buf), fds, 2, 1) != sizeof(buf))
+                        _exit(4);
+                close(fds[0]);
+                close(fds[1]);
+
+                /* no free fd number below the limit: the kernel cannot install what arrives */
+                lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+                if (lowest < 0)
+                        _exit(5);
+                close(lowest);
+                if (getrlimit(RLIMIT_NOFILE, &saved) < 0)
+                        _exit(6);
+                low = saved;
+                low.rlim_cur = (rlim_t)lowest;
+                if (setrlimit(RLIMIT_NOFILE, &low) < 0)
+                        _exit(7);
+                r = transport_read(&t);
+                if (setrlimit(RLIMIT_NOFILE, &saved) < 0)
+                        _exit(8);
+                if (r != -EPROTO)
+                        _exit(9);
+                if (transport_next_frame(&t, &f) != 0 || t.in_fds != 0)
+                        _exit(10);
+                after = test_fd_count();
+                if (after != before)
+                        _exit(11);
+                transport_deinit(&t);
+                close(sv[0]);
+                close(sv[1]);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status), "child died (signal %d)", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
+/* One malformed session of kind @kind over a fresh socketpair. */
+static void malformed_session(unsigned kind)
+{
+        uint8_t buf[2 * PROTO_HEADER_SIZE + 64];
+        struct transport t;
+        struct transport_frame f;
+        int sv[2], r;
+        size_t len;
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        switch (kind) {
+        case 0: /* D1 */
+                raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_PING, 1, 8, 0), 2);
+                break;
+        case 1: /* D3 */
+                raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 8, 1), 3);
+                break;
+        case 2: /* D4 */
+                raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_PING, 1, 8, 0), 1);
+                raw_send(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 2, 8, 1), NULL, 0);
+                break;
+        case 3: /* D5 */
+                raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 8, 4), PROTO_MAX_FDS + 2);
+                break;
+        case 4: /* F2 with fds */
+                len = hdr_put(buf, PROTO_VERSION, PROTO_OP_CREATE, 1, 0xffffffffu, 1);
+                raw_send_new_fds(sv[0], buf, len, 1);
+                break;
+        case 5: /* EOF mid-frame, holding fds */
+                frame_put(buf, PROTO_OP_OPEN, 1, 64, 2);
+                raw_send_new_fds(sv[0], buf, PROTO_HEADER_SIZE + 3, 2);
+                shutdown(sv[0], SHUT_WR);
+                break;
+        default: /* F1 with an fd */
+                memset(buf, 0xee, PROTO_HEADER_SIZE);
+                raw_send_new_fds(sv[0], buf, PROTO_HEADER_SIZE, 1);
+                break;
+        }
+        r = pump(&t, &f);
+        ck_assert_int_lt(r, 0);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+
+/* Collect the fds of this process that an exec'd child would inherit. */
+static unsigned inheritable_fds(int *out, unsigned max)
+{
+        unsigned n = 0;
+
+        for (int fd = 0; fd < 1024 && n < max; fd++) {
+                int flags = fcntl(fd, F_GETFD);
+
+                if (flags >= 0 && !(flags & FD_CLOEXEC))
+                        out[n++] = fd;
+        }
+        return n;
+}
+
+static bool fd_in(int fd, const int *set, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++)
+                if (set[i] == fd)
+                        return true;
+        return false;
+}
+
+/* D9: after 10,000 malformed sessions, and while holding received fds, an exec'd child inherits none */
+START_TEST(test_d9_cloexec_after_malformed_sessions)
+{
+        uint8_t buf[PROTO_HEADER_SIZE + 8];
+        int harness[64], seen[256];
+        unsigned nharness, nseen = 0, extra = 0;
+        struct transport t;
+        struct transport_frame f;
+        char out[4096];
+        size_t outlen = 0;
+        int sv[2], pipefd[2], status;
+        pid_t pid;
+
+        /* the test harness's own inheritable fds (stdio, Check's) are not under test */
+        nharness = inheritable_fds(harness, 64);
+
+        for (unsigned i = 0; i < 10000; i++)
+                malformed_session(i % 7);
+
+        /* hold fds received in a frame and fds still waiting for theirs */
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 8, PROTO_MAX_FDS), PROTO_MAX_FDS);
+        ck_assert_int_eq(pump(&t, &f), 1);
+        raw_send_new_fds(sv[0], buf, 5, 2);
+        ck_assert_int_gt(transport_read(&t), 0);
+        ck_assert_uint_eq(t.in_fds, 2);
+        for (unsigned k = 0; k < f.nfds; k++)
+                ck_assert(is_cloexec(f.fds[k]));
+
+        ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (dup2(pipefd[1], 1) < 0)
+                        _exit(126);
+                execl("/bin/sh", "sh", "-c", "ls /proc/self/fd", (char *)NULL);
+                _exit(127);
+        }
+        close(pipefd[1]);
+        for (;;) {
+                ssize_t n = read(pipefd[0], out + outlen, sizeof(out) - 1 - outlen);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                ck_assert_int_ge(n, 0);
+                if (n == 0)
+                        break;
+                outlen += (size_t)n;
+        }
+        out[outlen] = 0;
+        close(pipefd[0]);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        for (char *s = strtok(out, " \n"); s && nseen < 256; s = strtok(NULL, " \n"))
+                seen[nseen++] = atoi(s);
+        ck_assert_uint_ge(nseen, 3);
+        for (unsigned i = 0; i < nseen; i++) {
+                if (seen[i] <= 2 || fd_in(seen[i], harness, nharness))
+                        continue;
+                extra++;
+        }
+        /* the only fd beyond stdio and the harness's is the one ls reads /proc/self/fd with */
+        ck_assert_msg(extra <= 1, "the exec'd child holds %u unexpected fds: %s", extra, out);
+
+        transport_frame_deinit(&f);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+/* ---- output side ---- */
+
+/* F8/D10: the output queue is bounded in bytes and in fds; a refused frame's fds are closed */
+START_TEST(test_f8_queue_bounds)
+{
+        struct proto_header h = { .opcode = PROTO_OP_STAT };
+        uint8_t payload[100] = { 0 };
+        struct transport t;
+        int sv[2], fds[PROTO_MAX_FDS + 1];
+        unsigned queued = 0;
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[0], 1000, 3), 0);
+        while (transport_queue(&t, &h, payload, sizeof(payload), NULL, 0) == 0)
+                queued++;
+        ck_assert_uint_eq(queued, 1000 / (PROTO_HEADER_SIZE + sizeof(payload)));
+        ck_assert_uint_le(t.out_bytes, 1000);
+        transport_deinit(&t);
+
+        ck_assert_int_eq(transport_init(&t, sv[0], 0, 3), 0);
+        fds[0] = memfd_new();
+        fds[1] = memfd_new();
+        ck_assert_int_eq(transport_queue(&t, &h, NULL, 0, fds, 2), 0);
+        fds[0] = memfd_new();
+        fds[1] = memfd_new();
+        ck_assert_int_eq(transport_queue(&t, &h, NULL, 0, fds, 2), -ENOBUFS);
+        ck_assert_uint_eq(t.out_fds, 2);
+        /* protocol limits */
+        ck_assert_int_eq(transport_queue(&t, &h, NULL, PROTO_MAX_PAYLOAD + 1, NULL, 0), -EMSGSIZE);
+        for (unsigned k = 0; k < PROTO_MAX_FDS + 1; k++)
+                fds[k] = memfd_new();
+        ck_assert_int_eq(transport_queue(&t, &h, NULL, 0, fds, PROTO_MAX_FDS + 1), -EMSGSIZE);
+        fds[0] = -1;
+        ck_assert_int_eq(transport_queue(&t, &h, NULL, 0, fds, 1), -EBADF);
+        transport_deinit(&t); /* closes the 2 queued fds: the fixture checks */
+        pair_close(sv);
+}
+END_TEST
+
+/* F8: a peer that never reads: flushing stalls, queueing hits the bound */
+START_TEST(test_f8_peer_never_reads)
+{
+        struct proto_header h = { .opcode = PROTO_OP_STAT };
+        uint8_t *payload = calloc(1, 4096);
+        struct transport t;
+        bool stalled = false;
+        int sv[2], r = 0;
+
+        ck_assert_ptr_nonnull(payload);
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[0], 0, 0), 0);
+        for (unsigned i = 0; i < 100000; i++) {
+                r = transport_queue(&t, &h, payload, 4096, NULL, 0);
+                if (r < 0)
+                        break;
+                r = transport_flush(&t);
+                if (r == -EAGAIN)
+                        stalled = true;
+                else
+                        ck_assert_int_eq(r, 0);
+        }
+        ck_assert_int_eq(r, -ENOBUFS);
+        ck_assert(stalled);
+        ck_assert_uint_le(t.out_bytes, TRANSPORT_DEFAULT_MAX_OUT_BYTES);
+        transport_deinit(&t);
+        /* the socket is full too: nothing can be sent within a zero timeout while the peer does not read */
+        ck_assert_int_eq(transport_init(&t, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_send_blocking(&t, &h, payload, 16, NULL, 0, 0), -ETIMEDOUT);
+        transport_deinit(&t);
+        pair_close(sv);
+        free(payload);
+}
+END_TEST
+
+/* Partial writes: small socket buffers, a large frame with an fd, then more frames. */
+START_TEST(test_partial_writes)
+{
+        enum { N = 4 };
+        static const uint32_t lengths[N] = { PROTO_MAX_PAYLOAD, 300, PROTO_MAX_PAYLOAD - 1, 0 };
+        static const unsigned nfds[N] = { 1, 0, 2, 1 };
+        int orig[N][PROTO_MAX_FDS];
+        struct transport a, b;
+        struct transport_frame f;
+        uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
+        int small = 4096, sv[2], r;
+        unsigned got = 0, eagain = 0, rounds = 0;
+
+        ck_assert_ptr_nonnull(payload);
+        pair_new(sv);
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        for (unsigned i = 0; i < N; i++) {
+                struct proto_header h = { .opcode = PROTO_OP_CREATE, .id = i };
+                int fds[PROTO_MAX_FDS];
+
+                for (uint32_t k = 0; k < lengths[i]; k++)
+                        payload[k] = (uint8_t)(i * 31u + k);
+                for (unsigned k = 0; k < nfds[i]; k++) {
+                        fds[k] = memfd_new();
+                        orig[i][k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+                }
+                ck_assert_int_eq(transport_queue(&a, &h, payload, lengths[i], fds, nfds[i]), 0);
+        }
+
+        while (got < N) {
+                ck_assert_uint_lt(rounds++, 1000000);
+                r = transport_flush(&a);
+                if (r == -EAGAIN)
+                        eagain++;
+                else
+                        ck_assert_int_eq(r, 0);
+                for (;;) {
+                        r = pump(&b, &f);
+                        if (r == 0)
+                                break;
+                        ck_assert_int_eq(r, 1);
+                        ck_assert_uint_eq(f.hdr.id, got);
+                        payload_check(&f, got, lengths[got]);
+                        ck_assert_uint_eq(f.nfds, nfds[got]);
+                        for (unsigned k = 0; k < f.nfds; k++)
+                                ck_assert(same_file(f.fds[k], orig[got][k]));
+                        transport_frame_deinit(&f);
+                        fds_close(orig[got], nfds[got]);
+                        got++;
+                }
+        }
+        ck_assert_uint_gt(eagain, 0); /* the buffers really were too small for one sendmsg */
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_fds, 0);
+
+        transport_deinit(&a);
+        transport_deinit(&b);
+        pair_close(sv);
+        free(payload);
+}
+END_TEST
+
+/* L4: the peer has gone: -EPIPE (or -ECONNRESET), no SIGPIPE, queued fds closed */
+START_TEST(test_l4_epipe_no_sigpipe)
+{
+        struct proto_header h = { .opcode = PROTO_OP_PING };
+        uint8_t payload[8] = { 0 };
+        struct transport t;
+        int sv[2], fds[1], r;
+
+        signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill this test */
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[0], 0, 0), 0);
+        close(sv[1]);
+        sv[1] = -1;
+        r = transport_send_blocking(&t, &h, payload, sizeof(payload), NULL, 0, TIMEOUT_MS);
+        ck_assert_msg(r == -EPIPE || r == -ECONNRESET, "r = %d", r);
+        fds[0] = memfd_new();
+        ck_assert_int_eq(transport_queue(&t, &h, payload, sizeof(payload), fds, 1), 0);
+        r = transport_flush(&t);
+        ck_assert_msg(r == -EPIPE || r == -ECONNRESET, "r = %d", r);
+        ck_assert(transport_has_output(&t));
+        transport_deinit(&t); /* closes what was never sent */
+        pair_close(sv);
+}
+END_TEST
+
+/* ---- odds and ends ---- */
+
+START_TEST(test_read_buffer_full)
+{
+        uint8_t *buf = malloc(2 * TRANSPORT_IN_SIZE);
+        struct transport t;
+        struct transport_frame f;
+        size_t len = 0;
+        int sv[2], r, size = 4 * TRANSPORT_IN_SIZE;
+
+        ck_assert_ptr_nonnull(buf);
+        pair_new(sv);
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+        while (len + PROTO_HEADER_SIZE + 100 <= 2 * TRANSPORT_IN_SIZE)
+                len += frame_put(buf + len, PROTO_OP_PING, 1, 100, 0);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        raw_send(sv[0], buf, len, NULL, 0);
+        do
+                r = transport_read(&t);
+        while (r > 0);
+        ck_assert_int_eq(r, -ENOBUFS);
+        /* parsing makes room again */
+        ck_assert_int_eq(transport_next_frame(&t, &f), 1);
+        transport_frame_deinit(&f);
+        ck_assert_int_gt(transport_read(&t), 0);
+        transport_deinit(&t);
+        pair_close(sv);
+        free(buf);
+}
+END_TEST
+
+START_TEST(test_wait_and_timeouts)
+{
+        struct transport t;
+        struct transport_frame f;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        ck_assert_int_eq(transport_wait(&t, POLLIN, 0), -ETIMEDOUT);
+        ck_assert_int_eq(transport_recv_blocking(&t, &f, 0), -ETIMEDOUT);
+        ck_assert_int_eq(transport_wait(&t, POLLOUT, 0), 0);
+        ck_assert_int_eq(write(sv[0], "x", 1), 1);
+        ck_assert_int_eq(transport_wait(&t, POLLIN, -1), 0);
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
+START_TEST(test_null_safe)
+{
+        transport_deinit(NULL);
+        transport_frame_deinit(NULL);
+}
+END_TEST
+
+static Suite *transport_suite(void)
+{
+        Suite *s = suite_create("transport");
+        TCase *tc;
+
+        tc = tcase_create("roundtrip");
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_roundtrip_0_fds);
+        tcase_add_test(tc, test_roundtrip_1_fd);
+        tcase_add_test(tc, test_roundtrip_max_fds);
+        tcase_add_test(tc, test_roundtrip_max_payload);
+        tcase_add_test(tc, test_many_frames_one_write);
+        tcase_add_test(tc, test_queue_mixed_batch);
+        tcase_add_test(tc, test_f4_one_byte_per_write);
+        tcase_add_test(tc, test_f4_one_byte_per_write_fds);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("framing");
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_f4_eof_mid_frame);
+        tcase_add_test(tc, test_f4_eof_mid_header);
+        tcase_add_test(tc, test_eof_between_frames);
+        tcase_add_test(tc, test_f1_short_garbage_eof);
+        tcase_add_test(tc, test_f1_garbage_header);
+        tcase_add_test(tc, test_f2_huge_length);
+        tcase_add_test(tc, test_f2_too_many_nfds);
+        tcase_add_test(tc, test_f2_unknown_version_huge_length);
+        tcase_add_test(tc, test_f3_wrapping_length);
+        tcase_add_test(tc, test_f5_unknown_opcode_version);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("fds");
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_d1_undeclared_fds);
+        tcase_add_test(tc, test_d2_missing_fds);
+        tcase_add_test(tc, test_d3_extra_fds);
+        tcase_add_test(tc, test_d3_held_fds_cap);
+        tcase_add_test(tc, test_d4_fd_on_previous_frame);
+        tcase_add_test(tc, test_d5_two_scm_rights);
+        tcase_add_test(tc, test_d5_too_many_fds);
+        tcase_add_test(tc, test_d6_ctrunc_rlimit);
+        tcase_add_test(tc, test_d9_cloexec_after_malformed_sessions);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("output");
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_f8_queue_bounds);
+        tcase_add_test(tc, test_f8_peer_never_reads);
+        tcase_add_test(tc, test_partial_writes);
+        tcase_add_test(tc, test_l4_epipe_no_sigpipe);
+        tcase_add_test(tc, test_read_buffer_full);
+        tcase_add_test(tc, test_wait_and_timeouts);
+        tcase_add_test(tc, test_null_safe);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return test_run_suite(transport_suite());
+}
