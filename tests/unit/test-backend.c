@@ -3,11 +3,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -234,6 +237,71 @@ START_TEST(test_file_tmpdir)
         ck_assert_int_eq(backend_create(PROTO_BACKEND_FILE, 1, 0, "/nonexistent/iomem-test", &fd, NULL),
                          -ENOENT);
         ck_assert_int_eq(fd, -77);
+}
+END_TEST
+
+/*
+ * Mount a @size-byte tmpfs on @dir in a private mount namespace of this
+ * process (Check runs each test in its own child).
+ * Return: true if mounted; false if this environment does not allow it.
+ */
+static bool mount_small_tmpfs(const char *dir, const char *size)
+{
+        char opts[64];
+
+        if (unshare(CLONE_NEWNS) < 0)
+                return false;
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return false;
+        snprintf(opts, sizeof(opts), "size=%s,mode=1777", size);
+        return mount("tmpfs", dir, "tmpfs", 0, opts) == 0;
+}
+
+static int dir_entries(const char *dir)
+{
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        int n = 0;
+
+        ck_assert_ptr_nonnull(d);
+        while ((e = readdir(d)))
+                if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+/* R4: a full tmpfs gives -ENOSPC at creation, not SIGBUS later; nothing is left behind */
+START_TEST(test_enospc)
+{
+        const enum proto_backend backend = _i == 0 ? PROTO_BACKEND_SHM : PROTO_BACKEND_FILE;
+        char tmp[] = "/tmp/test-backend-XXXXXX";
+        const char *dir = backend == PROTO_BACKEND_SHM ? "/dev/shm" : tmp;
+        int fd = -77;
+
+        ck_assert_ptr_nonnull(mkdtemp(tmp));
+        if (!mount_small_tmpfs(dir, "1m")) {
+                fprintf(stderr, "test_enospc: cannot mount a tmpfs here, skipped\n");
+                ck_assert_int_eq(rmdir(tmp), 0);
+                return;
+        }
+
+        ck_assert_int_eq(backend_create(backend, 2 * MIB, 0, tmp, &fd, NULL), -ENOSPC);
+        ck_assert_int_eq(fd, -77);
+        ck_assert_int_eq(dir_entries(dir), 0);
+        ck_assert_int_eq(backend_create(backend, MIB / 2, 0, tmp, &fd, NULL), 0);
+        ck_assert_int_eq(dir_entries(dir), 0);
+        /* the region can really be filled: the pages fit */
+        {
+                char *p = mmap(NULL, MIB / 2, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+                ck_assert(p != MAP_FAILED);
+                memset(p, 0xa5, MIB / 2);
+                ck_assert_int_eq(munmap(p, MIB / 2), 0);
+        }
+        close(fd);
+        ck_assert_int_eq(umount(dir), 0);
+        ck_assert_int_eq(rmdir(tmp), 0);
 }
 END_TEST
 
@@ -531,6 +599,7 @@ static Suite *backend_suite(void)
         tcase_add_test(tc, test_shm_leaves_nothing);
         tcase_add_test(tc, test_file_tmpdir);
         tcase_add_test(tc, test_auto_prefers_memfd);
+        tcase_add_loop_test(tc, test_enospc, 0, 2);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("resize-seal");
