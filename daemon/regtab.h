@@ -36,3 +36,110 @@ struct region {
         struct region *prev, *next; /* all regions in id order (ids only grow) */
         struct region *lease_prev, *lease_next; /* regions leased to the same conn */
 };
+
+/*
+ * A waiter for a name that does not exist yet (OPEN with WAIT). The caller
+ * embeds it and keeps @name alive while it is registered. When a region of
+ * that name is announced with regtab_wake(), the waiter is unregistered and
+ * @wake is called once. A wake callback must not register or remove other
+ * waiters.
+ */
+struct regtab_waiter;
+typedef void (*regtab_wake_fn)(struct regtab_waiter *w, struct region *r);
+
+struct regtab_waiter {
+        const char *name; /* borrowed */
+        size_t name_len;
+        regtab_wake_fn wake;
+        /* regtab's own links */
+        uint64_t hash;
+        struct regtab_waiter *prev, *next;
+        bool linked;
+};
+
+/*
+ * regtab_region_new() - make a region (not yet in any table).
+ * @fd: consumed, even on error. @name must be 1..PROTO_NAME_MAX bytes.
+ * Return: 0 with *regionp set; -EINVAL for a bad name or fd; -ENOMEM.
+ */
+int regtab_region_new(const char *name, int fd, uint64_t size, const struct region_meta *meta,
+                      struct region **regionp);
+
+/*
+ * regtab_region_free() - close the fd and free. The region must not be in a
+ * table. NULL-safe, keeps errno. Return: NULL.
+ */
+struct region *regtab_region_free(struct region *r);
+
+/* For __attribute__((cleanup)). */
+void regtab_region_freep(struct region **rp);
+
+/*
+ * regtab_new() - an empty table; the hash key for names is random.
+ * Return: 0 with *tp set, or -ENOMEM.
+ */
+int regtab_new(struct regtab **tp);
+
+/*
+ * regtab_free() - free every region still in the table (closing their fds).
+ * Waiters must have been removed by their owners. NULL-safe. Return: NULL.
+ */
+struct regtab *regtab_free(struct regtab *t);
+
+/*
+ * regtab_add() - insert @r (the table owns it from then on). If r->meta.id
+ * is 0 the next id is assigned; otherwise it is kept and the counter moves
+ * past it. Waiters are not woken here: see regtab_wake().
+ * Return: 0; -EEXIST if the name or the id is taken; -ENOMEM.
+ */
+int regtab_add(struct regtab *t, struct region *r);
+
+/*
+ * regtab_remove() - take @r out of the table; the caller owns it again
+ * (free it with regtab_region_free()). Return: nothing.
+ */
+void regtab_remove(struct regtab *t, struct region *r);
+
+/* Return: the region named @name, or NULL. */
+struct region *regtab_lookup(struct regtab *t, const char *name);
+
+/* Return: the region with id @id, or NULL. */
+struct region *regtab_lookup_id(struct regtab *t, uint64_t id);
+
+/*
+ * regtab_next_after() - iteration in id order for LIST: the first region
+ * whose id is greater than @cursor (0 = from the start). O(1) when the
+ * region @cursor still exists, else a scan.
+ * Return: the region, or NULL at the end.
+ */
+struct region *regtab_next_after(struct regtab *t, uint64_t cursor);
+
+/* Return: the first region in id order, or NULL. */
+struct region *regtab_first(struct regtab *t);
+
+/* regtab_set_size() - record a new size of @r, keeping the byte count right. Return: nothing. */
+void regtab_set_size(struct regtab *t, struct region *r, uint64_t size);
+
+/* Return: the number of regions in the table. */
+uint64_t regtab_count(const struct regtab *t);
+
+/* Return: the sum of the sizes of the regions in the table. */
+uint64_t regtab_bytes(const struct regtab *t);
+
+/* Return: the id the next regtab_add() of an id-less region will assign. */
+uint64_t regtab_next_id(const struct regtab *t);
+
+/* regtab_waiter_add() - register @w (name, name_len and wake filled in). Return: nothing. */
+void regtab_waiter_add(struct regtab *t, struct regtab_waiter *w);
+
+/* regtab_waiter_remove() - unregister @w if registered. Return: nothing. */
+void regtab_waiter_remove(struct regtab *t, struct regtab_waiter *w);
+
+/* Return: the number of registered waiters. */
+uint64_t regtab_waiter_count(const struct regtab *t);
+
+/*
+ * regtab_wake() - wake every waiter for r->name (call once the region is
+ * in the table for good). Return: how many were woken.
+ */
+unsigned regtab_wake(struct regtab *t, struct region *r);

@@ -1,0 +1,124 @@
+/* conn: one client connection's state and request dispatch (policy; no libevent here). */
+#pragma once
+
+/*
+ * server.c owns the event loop and calls in here: conn_handle_input() when
+ * the socket is readable, conn_flush() when it is writable, conn_timeout()
+ * when conn_deadline() passes. Anything that happens to a connection outside
+ * those calls (a reply to a parked OPEN queued because another client
+ * created the name) is reported through ctx->notify so the loop can arm its
+ * write event. A connection that must go is marked dead and keeps its
+ * memory until conn_free(), which the loop calls later (deferred free).
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "regtab.h"
+
+struct conn;
+
+/* State shared by all connections of one daemon. */
+struct conn_ctx {
+        struct regtab *regtab;
+        const struct config *config;
+        uint64_t start_ns;    /* CLOCK_MONOTONIC at startup, for STATUS uptime */
+        uint64_t connections; /* live struct conn (maintained by conn_new/conn_free) */
+        uint64_t generation;  /* bumped whenever regions or connections change */
+        /* called when @c got output or died outside its own callbacks; may be NULL */
+        void (*notify)(struct conn *c, void *userdata);
+};
+
+/* What a request wants to do with a region (conn_check_access()). */
+enum conn_access {
+        CONN_ACCESS_READ,   /* OPEN read-only, STAT, LIST */
+        CONN_ACCESS_WRITE,  /* OPEN read-write, CREATE of an existing name */
+        CONN_ACCESS_RESIZE,
+        CONN_ACCESS_SEAL,
+        CONN_ACCESS_DELETE,
+};
+
+/* Most OPEN requests one connection may have parked (WAIT) at once. */
+#define CONN_MAX_WAITS 64u
+
+/* Return: CLOCK_MONOTONIC in nanoseconds. */
+uint64_t conn_now_ns(void);
+
+/*
+ * conn_new() - a connection over the accepted socket @fd (consumed, even on
+ * error). The peer's uid/gid/pid are read here with SO_PEERCRED.
+ * Return: 0 with *connp set; -ENOMEM; negative errno from getsockopt.
+ */
+int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp);
+
+/*
+ * conn_free() - close the socket and every fd queued on it, drop parked
+ * OPENs, delete the regions leased to this connection. NULL-safe, keeps
+ * errno. Return: NULL.
+ */
+struct conn *conn_free(struct conn *c);
+
+/* Return: the socket fd (owned by the connection). */
+int conn_fd(const struct conn *c);
+
+/* conn_set_userdata() - an opaque pointer for the event loop. Return: nothing. */
+void conn_set_userdata(struct conn *c, void *userdata);
+
+/* Return: the pointer set with conn_set_userdata(). */
+void *conn_get_userdata(const struct conn *c);
+
+/* conn_peer() - the SO_PEERCRED identity read at accept; NULL outputs are skipped. Return: nothing. */
+void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp);
+
+/*
+ * conn_handle_input() - read what the socket has (a bounded number of
+ * recvmsg calls), then parse and dispatch every complete frame, queueing
+ * replies. Return: 0; a negative errno when the connection is dead (the
+ * caller frees it later).
+ */
+int conn_handle_input(struct conn *c);
+
+/*
+ * conn_flush() - send queued replies. Return: 0 when all is sent; -EAGAIN
+ * if output remains (wait until writable); another negative errno when the
+ * connection is dead.
+ */
+int conn_flush(struct conn *c);
+
+/* Return: true if replies are queued. */
+bool conn_has_output(const struct conn *c);
+
+/* Return: true while the connection wants its socket read (not closing, not dead). */
+bool conn_wants_input(const struct conn *c);
+
+/* Return: true if the connection was dropped and should be freed. */
+bool conn_is_dead(const struct conn *c);
+
+/*
+ * conn_is_done() - Return: true if the connection should be freed now: it is
+ * dead, or it is closing (after a fatal error reply) and everything is sent.
+ */
+bool conn_is_done(const struct conn *c);
+
+/*
+ * conn_deadline() - Return: the CLOCK_MONOTONIC time (ns) at which
+ * conn_timeout() has work (handshake timeout, parked OPEN timeouts, closing
+ * grace), or 0 if none.
+ */
+uint64_t conn_deadline(const struct conn *c);
+
+/*
+ * conn_timeout() - act on everything due at @now_ns: answer timed-out OPENs
+ * with -ETIMEDOUT, drop a connection that never sent HELLO (F9) or that
+ * cannot finish closing. Return: 0; a negative errno when the connection is dead.
+ */
+int conn_timeout(struct conn *c, uint64_t now_ns);
+
+/*
+ * conn_check_access() - may @c do @what to @r? The single place for
+ * owner/mode rules. For now every connected user may do anything.
+ * Return: 0, or -EACCES.
+ */
+int conn_check_access(const struct conn *c, const struct region *r, enum conn_access what);

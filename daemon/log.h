@@ -1,0 +1,44 @@
+/* log: the daemon's log lines on stderr, journal-aware, with a level threshold. */
+#pragma once
+
+#include <stdbool.h>
+
+/* syslog priorities, as sd-daemon(3) prefixes use them */
+enum log_level {
+        LOG_LEVEL_ERROR = 3,
+        LOG_LEVEL_WARNING = 4,
+        LOG_LEVEL_NOTICE = 5,
+        LOG_LEVEL_INFO = 6,
+        LOG_LEVEL_DEBUG = 7,
+};
+
+/*
+ * log_init() - pick the line format: "<N>" prefixes when $JOURNAL_STREAM is
+ * set (stderr goes to the journal), "iomemd: <level>: " otherwise.
+ * Return: nothing.
+ */
+void log_init(void);
+
+/* log_set_level() - drop messages less important than @level. Return: nothing. */
+void log_set_level(enum log_level level);
+
+/* Return: the current threshold. */
+enum log_level log_get_level(void);
+
+/* Return: true if a message at @level would be written. */
+bool log_enabled(enum log_level level);
+
+/* Return: the level for "error".."debug" or "3".."7", or -EINVAL. */
+int log_level_from_name(const char *name);
+
+/*
+ * log_message() - write one line at @level (a newline is added); errno is preserved.
+ * Return: nothing.
+ */
+void log_message(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_message(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warning(...) log_message(LOG_LEVEL_WARNING, __VA_ARGS__)
+#define log_notice(...) log_message(LOG_LEVEL_NOTICE, __VA_ARGS__)
+#define log_info(...) log_message(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...) log_message(LOG_LEVEL_DEBUG, __VA_ARGS__)

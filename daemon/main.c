@@ -1,0 +1,25 @@
+/* main: iomemd's entry point: configuration, logging, the event loop. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+int main(int argc, char **argv)
+{
+        struct config config;
+        int r;
+
+        log_init();
+        config_init(&config);
+        r = config_parse(&config, argc, argv);
+        if (r != 0) {
+                config_deinit(&config);
+                return r > 0 ? EXIT_SUCCESS : 2;
+        }
+        log_set_level(config.log_level);
+        r = server_run(&config);
+        config_deinit(&config);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

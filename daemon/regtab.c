@@ -1,0 +1,406 @@
+/* regtab: the daemon's table of named regions (hash by name and by id), waiters for names. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "regtab.h"
+
+#define REGTAB_MIN_BUCKETS 64u
+#define REGTAB_WAITER_BUCKETS 1024u
+
+struct regtab {
+        struct region **by_name; /* chained through hnext_name */
+        struct region **by_id;   /* chained through hnext_id */
+        size_t nbuckets;         /* power of two, same for both */
+        struct region *head, *tail; /* id order */
+        uint64_t count;
+        uint64_t bytes;
+        uint64_t next_id;
+        uint64_t key[2]; /* siphash key: names come from clients, so the hash must not be predictable */
+        struct regtab_waiter *waiters[REGTAB_WAITER_BUCKETS];
+        uint64_t nwaiters;
+};
+
+/* SipHash-2-4 (Aumasson, Bernstein), on the bytes of a name. */
+#define SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIP_ROUND(v0, v1, v2, v3)                                                                              \
+        do {                                                                                                   \
+                v0 += v1; v1 = SIP_ROTL(v1, 13); v1 ^= v0; v0 = SIP_ROTL(v0, 32);                              \
+                v2 += v3; v3 = SIP_ROTL(v3, 16); v3 ^= v2;                                                     \
+                v0 += v3; v3 = SIP_ROTL(v3, 21); v3 ^= v0;                                                     \
+                v2 += v1; v1 = SIP_ROTL(v1, 17); v1 ^= v2; v2 = SIP_ROTL(v2, 32);                              \
+        } while (0)
+
+static uint64_t regtab_siphash(const uint64_t key[2], const void *data, size_t len)
+{
+        const uint8_t *p = data;
+        uint64_t v0 = 0x736f6d6570736575ULL ^ key[0];
+        uint64_t v1 = 0x646f72616e646f6dULL ^ key[1];
+        uint64_t v2 = 0x6c7967656e657261ULL ^ key[0];
+        uint64_t v3 = 0x7465646279746573ULL ^ key[1];
+        uint64_t b = (uint64_t)len << 56, m;
+        size_t i, tail = len & 7;
+
+        for (i = 0; i + 8 <= len; i += 8) {
+                m = 0;
+                for (int k = 0; k < 8; k++)
+                        m |= (uint64_t)p[i + k] << (8 * k);
+                v3 ^= m;
+                SIP_ROUND(v0, v1, v2, v3);
+                SIP_ROUND(v0, v1, v2, v3);
+                v0 ^= m;
+        }
+        for (size_t k = 0; k < tail; k++)
+                b |= (uint64_t)p[i + k] << (8 * k);
+        v3 ^= b;
+        SIP_ROUND(v0, v1, v2, v3);
+        SIP_ROUND(v0, v1, v2, v3);
+        v0 ^= b;
+        v2 ^= 0xff;
+        for (int k = 0; k < 4; k++)
+                SIP_ROUND(v0, v1, v2, v3);
+        return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static uint64_t regtab_hash_id(uint64_t id)
+{
+        /* ids are ours, not the client's: a multiplicative hash spreads consecutive ids */
+        return id * 0x9E3779B97F4A7C15ULL;
+}
+
+static size_t regtab_name_bucket(const struct regtab *t, const char *name, size_t len)
+{
+        return regtab_siphash(t->key, name, len) & (t->nbuckets - 1);
+}
+
+static size_t regtab_id_bucket(const struct regtab *t, uint64_t id)
+{
+        return (regtab_hash_id(id) >> 32) & (t->nbuckets - 1);
+}
+
+int regtab_region_new(const char *name, int fd, uint64_t size, const struct region_meta *meta,
+                      struct region **regionp)
+{
+        struct region *r;
+        size_t len;
+
+        if (fd < 0)
+                return -EINVAL;
+        len = name ? strnlen(name, PROTO_NAME_MAX + 1) : 0;
+        if (len == 0 || len > PROTO_NAME_MAX) {
+                close(fd);
+                return -EINVAL;
+        }
+        r = calloc(1, sizeof(*r));
+        if (!r) {
+                close(fd);
+                return -ENOMEM;
+        }
+        r->name = strndup(name, len);
+        if (!r->name) {
+                free(r);
+                close(fd);
+                return -ENOMEM;
+        }
+        r->name_len = len;
+        r->fd = fd; /* consumed */
+        r->size = size;
+        if (meta)
+                r->meta = *meta;
+        r->store_slot = UINT32_MAX;
+        *regionp = r;
+        return 0;
+}
+
+struct region *regtab_region_free(struct region *r)
+{
+        int saved = errno;
+
+        if (!r)
+                return NULL;
+        if (r->fd >= 0)
+                close(r->fd);
+        free(r->name);
+        free(r);
+        errno = saved;
+        return NULL;
+}
+
+void regtab_region_freep(struct region **rp)
+{
+        *rp = regtab_region_free(*rp);
+}
+
+int regtab_new(struct regtab **tp)
+{
+        struct regtab *t = calloc(1, sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        t->nbuckets = REGTAB_MIN_BUCKETS;
+        t->by_name = calloc(t->nbuckets, sizeof(*t->by_name));
+        t->by_id = calloc(t->nbuckets, sizeof(*t->by_id));
+        if (!t->by_name || !t->by_id) {
+                free(t->by_name);
+                free(t->by_id);
+                free(t);
+                return -ENOMEM;
+        }
+        t->next_id = 1;
+        if (getrandom(t->key, sizeof(t->key), GRND_NONBLOCK) != sizeof(t->key)) {
+                /* no entropy yet (early boot): degrade to a time- and address-based key */
+                struct timespec ts;
+
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                t->key[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)t;
+                t->key[1] = regtab_hash_id(t->key[0] ^ (uint64_t)getpid());
+        }
+        *tp = t;
+        return 0;
+}
+
+struct regtab *regtab_free(struct regtab *t)
+{
+        struct region *r, *next;
+
+        if (!t)
+                return NULL;
+        for (r = t->head; r; r = next) {
+                next = r->next;
+                regtab_region_free(r);
+        }
+        free(t->by_name);
+        free(t->by_id);
+        free(t);
+        return NULL;
+}
+
+/* Double the bucket arrays. Return: 0 or -ENOMEM (the table stays usable). */
+static int regtab_grow(struct regtab *t)
+{
+        size_t n = t->nbuckets * 2;
+        struct region **by_name = calloc(n, sizeof(*by_name));
+        struct region **by_id = calloc(n, sizeof(*by_id));
+
+        if (!by_name || !by_id) {
+                free(by_name);
+                free(by_id);
+                return -ENOMEM;
+        }
+        free(t->by_name);
+        free(t->by_id);
+        t->by_name = by_name;
+        t->by_id = by_id;
+        t->nbuckets = n;
+        /* rebuild both chains from the id-ordered list */
+        for (struct region *r = t->head; r; r = r->next) {
+                size_t b = regtab_name_bucket(t, r->name, r->name_len);
+
+                r->hnext_name = t->by_name[b];
+                t->by_name[b] = r;
+                b = regtab_id_bucket(t, r->meta.id);
+                r->hnext_id = t->by_id[b];
+                t->by_id[b] = r;
+        }
+        return 0;
+}
+
+struct region *regtab_lookup(struct regtab *t, const char *name)
+{
+        size_t len;
+
+        if (!name)
+                return NULL;
+        len = strnlen(name, PROTO_NAME_MAX + 1);
+        if (len == 0 || len > PROTO_NAME_MAX)
+                return NULL;
+        for (struct region *r = t->by_name[regtab_name_bucket(t, name, len)]; r; r = r->hnext_name)
+                if (r->name_len == len && memcmp(r->name, name, len) == 0)
+                        return r;
+        return NULL;
+}
+
+struct region *regtab_lookup_id(struct regtab *t, uint64_t id)
+{
+        for (struct region *r = t->by_id[regtab_id_bucket(t, id)]; r; r = r->hnext_id)
+                if (r->meta.id == id)
+                        return r;
+        return NULL;
+}
+
+int regtab_add(struct regtab *t, struct region *r)
+{
+        struct region *after;
+        size_t b;
+
+        if (regtab_lookup(t, r->name))
+                return -EEXIST;
+        if (r->meta.id != 0 && regtab_lookup_id(t, r->meta.id))
+                return -EEXIST;
+        if (t->count >= t->nbuckets)
+                (void)regtab_grow(t); /* on -ENOMEM the chains just get longer */
+        if (r->meta.id == 0)
+                r->meta.id = t->next_id++;
+        else if (r->meta.id >= t->next_id)
+                t->next_id = r->meta.id + 1;
+
+        b = regtab_name_bucket(t, r->name, r->name_len);
+        r->hnext_name = t->by_name[b];
+        t->by_name[b] = r;
+        b = regtab_id_bucket(t, r->meta.id);
+        r->hnext_id = t->by_id[b];
+        t->by_id[b] = r;
+
+        /* new ids go at the tail; restored ones may need to go further back */
+        for (after = t->tail; after && after->meta.id > r->meta.id; after = after->prev)
+                ;
+        r->prev = after;
+        r->next = after ? after->next : t->head;
+        if (r->next)
+                r->next->prev = r;
+        else
+                t->tail = r;
+        if (after)
+                after->next = r;
+        else
+                t->head = r;
+
+        t->count++;
+        t->bytes += r->size;
+        return 0;
+}
+
+void regtab_remove(struct regtab *t, struct region *r)
+{
+        struct region **pp;
+
+        for (pp = &t->by_name[regtab_name_bucket(t, r->name, r->name_len)]; *pp; pp = &(*pp)->hnext_name)
+                if (*pp == r) {
+                        *pp = r->hnext_name;
+                        break;
+                }
+        for (pp = &t->by_id[regtab_id_bucket(t, r->meta.id)]; *pp; pp = &(*pp)->hnext_id)
+                if (*pp == r) {
+                        *pp = r->hnext_id;
+                        break;
+                }
+        if (r->prev)
+                r->prev->next = r->next;
+        else
+                t->head = r->next;
+        if (r->next)
+                r->next->prev = r->prev;
+        else
+                t->tail = r->prev;
+        r->prev = r->next = r->hnext_name = r->hnext_id = NULL;
+        t->count--;
+        t->bytes -= r->size;
+}
+
+struct region *regtab_first(struct regtab *t)
+{
+        return t->head;
+}
+
+struct region *regtab_next_after(struct regtab *t, uint64_t cursor)
+{
+        struct region *r;
+
+        if (cursor == 0)
+                return t->head;
+        r = regtab_lookup_id(t, cursor);
+        if (r)
+                return r->next;
+        /* the cursor's region is gone: regions after it are near the tail, walk from there */
+        if (!t->tail || t->tail->meta.id <= cursor)
+                return NULL;
+        for (r = t->tail; r->prev && r->prev->meta.id > cursor; r = r->prev)
+                ;
+        return r;
+}
+
+void regtab_set_size(struct regtab *t, struct region *r, uint64_t size)
+{
+        t->bytes = t->bytes - r->size + size;
+        r->size = size;
+}
+
+uint64_t regtab_count(const struct regtab *t)
+{
+        return t->count;
+}
+
+uint64_t regtab_bytes(const struct regtab *t)
+{
+        return t->bytes;
+}
+
+uint64_t regtab_next_id(const struct regtab *t)
+{
+        return t->next_id;
+}
+
+void regtab_waiter_add(struct regtab *t, struct regtab_waiter *w)
+{
+        size_t b;
+
+        if (w->linked)
+                return;
+        w->hash = regtab_siphash(t->key, w->name, w->name_len);
+        b = w->hash % REGTAB_WAITER_BUCKETS;
+        w->prev = NULL;
+        w->next = t->waiters[b];
+        if (w->next)
+                w->next->prev = w;
+        t->waiters[b] = w;
+        w->linked = true;
+        t->nwaiters++;
+}
+
+void regtab_waiter_remove(struct regtab *t, struct regtab_waiter *w)
+{
+        if (!w->linked)
+                return;
+        if (w->prev)
+                w->prev->next = w->next;
+        else
+                t->waiters[w->hash % REGTAB_WAITER_BUCKETS] = w->next;
+        if (w->next)
+                w->next->prev = w->prev;
+        w->prev = w->next = NULL;
+        w->linked = false;
+        t->nwaiters--;
+}
+
+uint64_t regtab_waiter_count(const struct regtab *t)
+{
+        return t->nwaiters;
+}
+
+unsigned regtab_wake(struct regtab *t, struct region *r)
+{
+        uint64_t h = regtab_siphash(t->key, r->name, r->name_len);
+        struct regtab_waiter *w, *next, *woken = NULL;
+        unsigned n = 0;
+
+        /* detach first, then call: callbacks may free their waiter */
+        for (w = t->waiters[h % REGTAB_WAITER_BUCKETS]; w; w = next) {
+                next = w->next;
+                if (w->hash != h || w->name_len != r->name_len || memcmp(w->name, r->name, r->name_len) != 0)
+                        continue;
+                regtab_waiter_remove(t, w);
+                w->next = woken;
+                woken = w;
+        }
+        /* buckets are newest-first, so prepending made woken oldest-first: served in arrival order */
+        for (w = woken; w; w = next) {
+                next = w->next;
+                w->next = NULL;
+                n++;
+                w->wake(w, r);
+        }
+        return n;
+}

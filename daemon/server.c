@@ -1,0 +1,509 @@
+/* server: the event loop of iomemd (libevent): listening socket, connections, timers, signals. */
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "regtab.h"
+#include "server.h"
+#include "service.h"
+
+#define SERVER_BACKLOG 1024
+#define SERVER_ACCEPTS_PER_CALL 256
+#define SERVER_ACCEPT_PAUSE_MS 100
+#define SERVER_STATUS_INTERVAL_SEC 2
+#define SERVER_LIMIT_LOG_INTERVAL_NS (10ULL * 1000000000ULL)
+
+struct server;
+
+/* The loop's view of one connection: its events and list links. */
+struct server_conn {
+        struct server *server;
+        struct conn *conn;
+        struct event *rev, *wev, *timer;
+        uint64_t armed_deadline_ns;
+        bool doomed; /* on the dead list, freed by the reaper */
+        struct server_conn *prev, *next;
+};
+
+struct server {
+        const struct config *config;
+        struct event_base *base;
+        struct regtab *regtab;
+        struct conn_ctx ctx;
+        int listen_fd;
+        bool bound; /* we bound the socket file, so we unlink it at exit */
+        struct event *listen_ev, *accept_pause_ev, *reap_ev, *status_ev, *watchdog_ev;
+        struct event *signal_evs[3];
+        struct server_conn *conns; /* live */
+        struct server_conn *dead;  /* waiting for the reaper */
+        bool accept_paused_logged;
+        uint64_t limit_logged_ns;
+        uint64_t status_generation;
+};
+
+/* ---- connections -------------------------------------------------------- */
+
+static struct server_conn *server_conn_free(struct server_conn *sc)
+{
+        if (!sc)
+                return NULL;
+        if (sc->rev)
+                event_free(sc->rev);
+        if (sc->wev)
+                event_free(sc->wev);
+        if (sc->timer)
+                event_free(sc->timer);
+        conn_free(sc->conn);
+        free(sc);
+        return NULL;
+}
+
+static void server_list_unlink(struct server_conn **headp, struct server_conn *sc)
+{
+        if (sc->prev)
+                sc->prev->next = sc->next;
+        else
+                *headp = sc->next;
+        if (sc->next)
+                sc->next->prev = sc->prev;
+        sc->prev = sc->next = NULL;
+}
+
+static void server_list_push(struct server_conn **headp, struct server_conn *sc)
+{
+        sc->prev = NULL;
+        sc->next = *headp;
+        if (sc->next)
+                sc->next->prev = sc;
+        *headp = sc;
+}
+
+/* Stop watching a finished connection; the reaper frees it outside this callback (deferred free). */
+static void server_conn_doom(struct server_conn *sc)
+{
+        struct server *s = sc->server;
+
+        if (sc->doomed)
+                return;
+        sc->doomed = true;
+        event_del(sc->rev);
+        event_del(sc->wev);
+        event_del(sc->timer);
+        server_list_unlink(&s->conns, sc);
+        server_list_push(&s->dead, sc);
+        event_active(s->reap_ev, EV_WRITE, 0);
+}
+
+/* Bring the events of @sc in line with its connection's state. */
+static void server_conn_update(struct server_conn *sc)
+{
+        uint64_t deadline, now;
+        int r;
+
+        if (sc->doomed)
+                return;
+        if (conn_has_output(sc->conn)) {
+                r = conn_flush(sc->conn);
+                if (r == -EAGAIN)
+                        event_add(sc->wev, NULL);
+                else
+                        event_del(sc->wev);
+        } else {
+                event_del(sc->wev);
+        }
+        if (conn_is_done(sc->conn)) {
+                server_conn_doom(sc);
+                return;
+        }
+        if (!conn_wants_input(sc->conn))
+                event_del(sc->rev);
+
+        deadline = conn_deadline(sc->conn);
+        if (deadline != sc->armed_deadline_ns) {
+                sc->armed_deadline_ns = deadline;
+                if (!deadline) {
+                        evtimer_del(sc->timer);
+                } else {
+                        uint64_t delta;
+                        struct timeval tv;
+
+                        now = conn_now_ns();
+                        delta = deadline > now ? deadline - now : 0;
+                        tv.tv_sec = (time_t)(delta / 1000000000ULL);
+                        tv.tv_usec = (suseconds_t)((delta % 1000000000ULL) / 1000);
+                        evtimer_add(sc->timer, &tv);
+                }
+        }
+}
+
+static void server_conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct server_conn *sc = arg;
+
+        (void)fd;
+        (void)what;
+        conn_handle_input(sc->conn);
+        server_conn_update(sc);
+}
+
+static void server_conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct server_conn *sc = arg;
+
+        (void)fd;
+        (void)what;
+        server_conn_update(sc); /* flushes */
+}
+
+static void server_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct server_conn *sc = arg;
+
+        (void)fd;
+        (void)what;
+        sc->armed_deadline_ns = 0;
+        conn_timeout(sc->conn, conn_now_ns());
+        server_conn_update(sc);
+}
+
+/* conn.c reports output or death outside our callbacks (a parked OPEN answered by another client's CREATE). */
+static void server_conn_notify(struct conn *c, void *userdata)
+{
+        (void)c;
+        server_conn_update(userdata);
+}
+
+static void server_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct server *s = arg;
+        struct server_conn *sc;
+
+        (void)fd;
+        (void)what;
+        while ((sc = s->dead)) {
+                server_list_unlink(&s->dead, sc);
+                server_conn_free(sc);
+        }
+}
+
+static int server_conn_add(struct server *s, int fd)
+{
+        struct server_conn *sc;
+        int r;
+
+        sc = calloc(1, sizeof(*sc));
+        if (!sc) {
+                close(fd);
+                return -ENOMEM;
+        }
+        sc->server = s;
+        r = conn_new(&s->ctx, fd, &sc->conn);
+        fd = -1; /* consumed */
+        if (r < 0) {
+                free(sc);
+                return r;
+        }
+        conn_set_userdata(sc->conn, sc);
+        sc->rev = event_new(s->base, conn_fd(sc->conn), EV_READ | EV_PERSIST, server_conn_read_cb, sc);
+        sc->wev = event_new(s->base, conn_fd(sc->conn), EV_WRITE | EV_PERSIST, server_conn_write_cb, sc);
+        sc->timer = evtimer_new(s->base, server_conn_timer_cb, sc);
+        if (!sc->rev || !sc->wev || !sc->timer || event_add(sc->rev, NULL) < 0) {
+                server_conn_free(sc);
+                return -ENOMEM;
+        }
+        server_list_push(&s->conns, sc);
+        server_conn_update(sc); /* arms the handshake timer */
+        return 0;
+}
+
+/* ---- listening ---------------------------------------------------------- */
+
+static void server_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct server *s = arg;
+
+        (void)fd;
+        (void)what;
+        event_add(s->listen_ev, NULL);
+}
+
+static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+        struct server *s = arg;
+        int fd, r;
+
+        (void)what;
+        for (int i = 0; i < SERVER_ACCEPTS_PER_CALL; i++) {
+                fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        if (errno == EAGAIN || errno == EWOULDBLOCK)
+                                return;
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                                /* R1: out of fds; pause instead of spinning on a level-triggered event */
+                                struct timeval tv = { 0, SERVER_ACCEPT_PAUSE_MS * 1000 };
+
+                                if (!s->accept_paused_logged)
+                                        log_warning("accept: %s; pausing new connections", strerror(errno));
+                                s->accept_paused_logged = true;
+                                event_del(s->listen_ev);
+                                evtimer_add(s->accept_pause_ev, &tv);
+                                return;
+                        }
+                        log_error("accept: %s", strerror(errno));
+                        return;
+                }
+                s->accept_paused_logged = false;
+                if (s->ctx.connections >= s->config->max_connections) {
+                        uint64_t now = conn_now_ns();
+
+                        close(fd);
+                        if (now - s->limit_logged_ns >= SERVER_LIMIT_LOG_INTERVAL_NS || !s->limit_logged_ns) {
+                                log_warning("connection limit (%llu) reached: refusing new clients",
+                                            (unsigned long long)s->config->max_connections);
+                                s->limit_logged_ns = now;
+                        }
+                        continue;
+                }
+                r = server_conn_add(s, fd);
+                if (r < 0)
+                        log_warning("cannot set up a connection: %s", strerror(-r));
+        }
+}
+
+/* Bind the configured path, replacing a stale socket file only if nobody answers on it. Return: fd or -errno. */
+static int server_bind(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd, probe, r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                if (errno != EADDRINUSE) {
+                        r = -errno;
+                        goto fail;
+                }
+                probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (probe < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                r = connect(probe, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0;
+                close(probe);
+                if (r != ECONNREFUSED) {
+                        r = r == 0 ? -EADDRINUSE : -r;
+                        log_error("%s is in use (another iomemd running?)", path);
+                        goto fail;
+                }
+                log_info("removing stale socket %s", path);
+                if (unlink(path) < 0 && errno != ENOENT) {
+                        r = -errno;
+                        goto fail;
+                }
+                if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+        }
+        /* access is decided by the daemon's checks (P1), not by the socket file */
+        if (chmod(path, 0666) < 0 || listen(fd, SERVER_BACKLOG) < 0) {
+                r = -errno;
+                unlink(path);
+                goto fail;
+        }
+        return fd;
+fail:
+        close(fd);
+        return r;
+}
+
+/* ---- signals and periodic work ----------------------------------------- */
+
+static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+        struct server *s = arg;
+
+        (void)what;
+        if (sig == SIGHUP) {
+                log_notice("SIGHUP: configuration reload is not supported yet");
+                return;
+        }
+        log_notice("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        service_stopping();
+        event_base_loopbreak(s->base);
+}
+
+static void server_status_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct server *s = arg;
+
+        (void)fd;
+        (void)what;
+        if (s->ctx.generation == s->status_generation)
+                return;
+        s->status_generation = s->ctx.generation;
+        service_status(regtab_count(s->regtab), regtab_bytes(s->regtab), s->ctx.connections);
+}
+
+static void server_watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+        (void)fd;
+        (void)what;
+        (void)arg;
+        service_watchdog();
+}
+
+/* Clients are fds: take every fd the hard limit allows. */
+static void server_raise_nofile(void)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning("cannot raise the fd limit: %s", strerror(errno));
+}
+
+/* ---- setup and teardown ------------------------------------------------- */
+
+static void server_deinit(struct server *s)
+{
+        struct server_conn *sc;
+
+        while ((sc = s->conns)) {
+                server_list_unlink(&s->conns, sc);
+                server_conn_free(sc);
+        }
+        while ((sc = s->dead)) {
+                server_list_unlink(&s->dead, sc);
+                server_conn_free(sc);
+        }
+        for (size_t i = 0; i < sizeof(s->signal_evs) / sizeof(s->signal_evs[0]); i++)
+                if (s->signal_evs[i])
+                        event_free(s->signal_evs[i]);
+        if (s->listen_ev)
+                event_free(s->listen_ev);
+        if (s->accept_pause_ev)
+                event_free(s->accept_pause_ev);
+        if (s->reap_ev)
+                event_free(s->reap_ev);
+        if (s->status_ev)
+                event_free(s->status_ev);
+        if (s->watchdog_ev)
+                event_free(s->watchdog_ev);
+        if (s->listen_fd >= 0)
+                close(s->listen_fd);
+        if (s->bound)
+                unlink(s->config->socket_path);
+        s->regtab = regtab_free(s->regtab);
+        if (s->base)
+                event_base_free(s->base);
+}
+
+static int server_setup_events(struct server *s)
+{
+        static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
+        struct timeval status_tv = { SERVER_STATUS_INTERVAL_SEC, 0 };
+        uint64_t wd = service_watchdog_usec();
+
+        s->listen_ev = event_new(s->base, s->listen_fd, EV_READ | EV_PERSIST, server_accept_cb, s);
+        s->accept_pause_ev = evtimer_new(s->base, server_accept_resume_cb, s);
+        s->reap_ev = event_new(s->base, -1, 0, server_reap_cb, s);
+        s->status_ev = event_new(s->base, -1, EV_PERSIST, server_status_cb, s);
+        if (!s->listen_ev || !s->accept_pause_ev || !s->reap_ev || !s->status_ev)
+                return -ENOMEM;
+        for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+                s->signal_evs[i] = evsignal_new(s->base, signals[i], server_signal_cb, s);
+                if (!s->signal_evs[i] || event_add(s->signal_evs[i], NULL) < 0)
+                        return -ENOMEM;
+        }
+        if (event_add(s->status_ev, &status_tv) < 0)
+                return -ENOMEM;
+        if (wd > 0) {
+                struct timeval tv = { (time_t)(wd / 2 / 1000000), (suseconds_t)(wd / 2 % 1000000) };
+
+                s->watchdog_ev = event_new(s->base, -1, EV_PERSIST, server_watchdog_cb, s);
+                if (!s->watchdog_ev || event_add(s->watchdog_ev, &tv) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+int server_run(const struct config *config)
+{
+        struct server s = { .config = config, .listen_fd = -1 };
+        int r;
+
+        signal(SIGPIPE, SIG_IGN); /* L4: sendmsg uses MSG_NOSIGNAL; this covers everything else */
+        server_raise_nofile();
+        s.ctx.config = config;
+        s.ctx.start_ns = conn_now_ns();
+        s.ctx.notify = server_conn_notify;
+        r = regtab_new(&s.regtab);
+        if (r < 0)
+                goto out;
+        s.ctx.regtab = s.regtab;
+        s.base = event_base_new();
+        if (!s.base) {
+                r = -ENOMEM;
+                goto out;
+        }
+
+        r = service_listen_fd(&s.listen_fd);
+        if (r < 0) {
+                log_error("cannot use the socket passed by the service manager: %s", strerror(-r));
+                goto out;
+        }
+        if (r == 0) {
+                r = server_bind(config->socket_path);
+                if (r < 0) {
+                        log_error("cannot listen on %s: %s", config->socket_path, strerror(-r));
+                        goto out;
+                }
+                s.listen_fd = r;
+                s.bound = true;
+        }
+
+        r = service_restore(s.regtab);
+        if (r < 0) {
+                log_error("cannot restore regions from the fd store: %s", strerror(-r));
+                goto out;
+        }
+        if (r > 0)
+                log_notice("restored %d regions", r);
+
+        r = server_setup_events(&s);
+        if (r < 0 || event_add(s.listen_ev, NULL) < 0) {
+                log_error("cannot set up the event loop");
+                r = r < 0 ? r : -ENOMEM;
+                goto out;
+        }
+        service_ready();
+        log_notice("iomemd " IOMEM_VERSION " serving %s", s.bound ? config->socket_path : "the activated socket");
+
+        if (event_base_dispatch(s.base) < 0) {
+                log_error("event loop failed");
+                r = -EIO;
+                goto out;
+        }
+        r = 0;
+out:
+        server_deinit(&s);
+        return r;
+}

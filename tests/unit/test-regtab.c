@@ -1,0 +1,377 @@
+/* test-regtab: the daemon's region table: hashing by name and id, id order, LIST cursors, waiters. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "regtab.h"
+#include "testutil.h"
+
+#define MANY 100000u
+
+/* A region without an fd: the table never touches fds, and 100,000 fds exceed the test's limit. */
+static struct region *fake_region(const char *name, uint64_t size)
+{
+        struct region *r = calloc(1, sizeof(*r));
+
+        ck_assert_ptr_nonnull(r);
+        r->name = strdup(name);
+        ck_assert_ptr_nonnull(r->name);
+        r->name_len = strlen(name);
+        r->fd = -1;
+        r->size = size;
+        r->store_slot = UINT32_MAX;
+        return r;
+}
+
+static void fake_name(char *buf, size_t size, unsigned i)
+{
+        snprintf(buf, size, "region-%u", i);
+}
+
+START_TEST(test_region_new_consumes_fd)
+{
+        struct region_meta meta = { .uid = 1, .mode = 0600 };
+        struct region *r = NULL;
+        char longname[PROTO_NAME_MAX + 2];
+        int fd;
+
+        fd = memfd_create("t", MFD_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(regtab_region_new("a", fd, 7, &meta, &r), 0);
+        ck_assert_str_eq(r->name, "a");
+        ck_assert_uint_eq(r->name_len, 1);
+        ck_assert_int_eq(r->fd, fd);
+        ck_assert_uint_eq(r->size, 7);
+        ck_assert_uint_eq(r->meta.mode, 0600);
+        ck_assert_uint_eq(r->store_slot, UINT32_MAX);
+        ck_assert_ptr_null(regtab_region_free(r));
+
+        /* errors still consume the fd: the fixture's fd count proves it */
+        fd = memfd_create("t", MFD_CLOEXEC);
+        ck_assert_int_eq(regtab_region_new("", fd, 1, NULL, &r), -EINVAL);
+        memset(longname, 'x', sizeof(longname) - 1);
+        longname[sizeof(longname) - 1] = '\0';
+        fd = memfd_create("t", MFD_CLOEXEC);
+        ck_assert_int_eq(regtab_region_new(longname, fd, 1, NULL, &r), -EINVAL);
+        fd = memfd_create("t", MFD_CLOEXEC);
+        ck_assert_int_eq(regtab_region_new(NULL, fd, 1, NULL, &r), -EINVAL);
+        ck_assert_int_eq(regtab_region_new("b", -1, 1, NULL, &r), -EINVAL);
+        ck_assert_ptr_null(regtab_region_free(NULL));
+}
+END_TEST
+
+START_TEST(test_add_lookup_remove_many)
+{
+        struct regtab *t = NULL;
+        char name[64];
+        uint64_t bytes = 0;
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        for (unsigned i = 0; i < MANY; i++) {
+                fake_name(name, sizeof(name), i);
+                ck_assert_int_eq(regtab_add(t, fake_region(name, i)), 0);
+                bytes += i;
+        }
+        ck_assert_uint_eq(regtab_count(t), MANY);
+        ck_assert_uint_eq(regtab_bytes(t), bytes);
+        ck_assert_uint_eq(regtab_next_id(t), MANY + 1);
+
+        for (unsigned i = 0; i < MANY; i++) {
+                struct region *r;
+
+                fake_name(name, sizeof(name), i);
+                r = regtab_lookup(t, name);
+                ck_assert_ptr_nonnull(r);
+                ck_assert_str_eq(r->name, name);
+                ck_assert_uint_eq(r->meta.id, i + 1); /* ids from 1, in add order */
+                ck_assert_ptr_eq(regtab_lookup_id(t, i + 1), r);
+        }
+        ck_assert_ptr_null(regtab_lookup(t, "region-x"));
+        ck_assert_ptr_null(regtab_lookup(t, ""));
+        ck_assert_ptr_null(regtab_lookup_id(t, 0));
+        ck_assert_ptr_null(regtab_lookup_id(t, MANY + 1));
+
+        /* duplicate names are refused and not inserted */
+        {
+                struct region *dup = fake_region("region-5", 1);
+
+                ck_assert_int_eq(regtab_add(t, dup), -EEXIST);
+                ck_assert_uint_eq(dup->meta.id, 0);
+                regtab_region_free(dup);
+        }
+
+        /* remove the even ones */
+        for (unsigned i = 0; i < MANY; i += 2) {
+                struct region *r;
+
+                fake_name(name, sizeof(name), i);
+                r = regtab_lookup(t, name);
+                ck_assert_ptr_nonnull(r);
+                regtab_remove(t, r);
+                bytes -= r->size;
+                regtab_region_free(r);
+        }
+        ck_assert_uint_eq(regtab_count(t), MANY / 2);
+        ck_assert_uint_eq(regtab_bytes(t), bytes);
+        for (unsigned i = 0; i < MANY; i++) {
+                fake_name(name, sizeof(name), i);
+                if (i % 2)
+                        ck_assert_ptr_nonnull(regtab_lookup(t, name));
+                else
+                        ck_assert_ptr_null(regtab_lookup(t, name));
+        }
+
+        /* a name can come back; it gets a new id, never an old one (S3) */
+        {
+                struct region *again = fake_region("region-0", 3);
+
+                ck_assert_int_eq(regtab_add(t, again), 0);
+                ck_assert_uint_eq(again->meta.id, MANY + 1);
+        }
+        ck_assert_ptr_null(regtab_free(t));
+}
+END_TEST
+
+START_TEST(test_id_order_and_kept_ids)
+{
+        struct regtab *t = NULL;
+        const uint64_t kept[] = { 50, 10, 30 };
+        uint64_t prev = 0, n = 0;
+        struct region *r;
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        /* restored regions keep their ids, in any order; the counter moves past the largest */
+        for (size_t i = 0; i < 3; i++) {
+                char name[16];
+
+                snprintf(name, sizeof(name), "kept-%zu", i);
+                r = fake_region(name, 1);
+                r->meta.id = kept[i];
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_uint_eq(r->meta.id, kept[i]);
+        }
+        ck_assert_uint_eq(regtab_next_id(t), 51);
+        r = fake_region("fresh", 1);
+        ck_assert_int_eq(regtab_add(t, r), 0);
+        ck_assert_uint_eq(r->meta.id, 51);
+
+        /* an id already in use is refused */
+        r = fake_region("clash", 1);
+        r->meta.id = 30;
+        ck_assert_int_eq(regtab_add(t, r), -EEXIST);
+        regtab_region_free(r);
+
+        for (r = regtab_first(t); r; r = r->next) {
+                ck_assert_uint_gt(r->meta.id, prev);
+                prev = r->meta.id;
+                n++;
+        }
+        ck_assert_uint_eq(n, 4);
+        ck_assert_uint_eq(prev, 51);
+        regtab_free(t);
+}
+END_TEST
+
+START_TEST(test_cursor_resume)
+{
+        struct regtab *t = NULL;
+        struct region *r;
+        char name[32];
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        for (unsigned i = 0; i < 10; i++) {
+                fake_name(name, sizeof(name), i);
+                ck_assert_int_eq(regtab_add(t, fake_region(name, 1)), 0); /* ids 1..10 */
+        }
+        ck_assert_uint_eq(regtab_next_after(t, 0)->meta.id, 1);
+        ck_assert_uint_eq(regtab_next_after(t, 4)->meta.id, 5);
+        ck_assert_ptr_null(regtab_next_after(t, 10));
+        ck_assert_ptr_null(regtab_next_after(t, 1000));
+
+        /* the cursor's own region is deleted (and its neighbour): resume at the first greater id */
+        r = regtab_lookup_id(t, 4);
+        regtab_remove(t, r);
+        regtab_region_free(r);
+        r = regtab_lookup_id(t, 5);
+        regtab_remove(t, r);
+        regtab_region_free(r);
+        ck_assert_uint_eq(regtab_next_after(t, 4)->meta.id, 6);
+        ck_assert_uint_eq(regtab_next_after(t, 3)->meta.id, 6);
+
+        /* the last region deleted: nothing follows */
+        r = regtab_lookup_id(t, 10);
+        regtab_remove(t, r);
+        regtab_region_free(r);
+        ck_assert_ptr_null(regtab_next_after(t, 10));
+        ck_assert_uint_eq(regtab_next_after(t, 8)->meta.id, 9);
+
+        /* the first region deleted with cursor 0 */
+        r = regtab_lookup_id(t, 1);
+        regtab_remove(t, r);
+        regtab_region_free(r);
+        ck_assert_uint_eq(regtab_next_after(t, 0)->meta.id, 2);
+        ck_assert_uint_eq(regtab_next_after(t, 1)->meta.id, 2);
+        regtab_free(t);
+}
+END_TEST
+
+START_TEST(test_set_size)
+{
+        struct regtab *t = NULL;
+        struct region *a = fake_region("a", 100), *b = fake_region("b", 50);
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        ck_assert_int_eq(regtab_add(t, a), 0);
+        ck_assert_int_eq(regtab_add(t, b), 0);
+        ck_assert_uint_eq(regtab_bytes(t), 150);
+        regtab_set_size(t, a, 10);
+        ck_assert_uint_eq(a->size, 10);
+        ck_assert_uint_eq(regtab_bytes(t), 60);
+        regtab_set_size(t, b, 1000);
+        ck_assert_uint_eq(regtab_bytes(t), 1010);
+        regtab_remove(t, b);
+        ck_assert_uint_eq(regtab_bytes(t), 10);
+        regtab_region_free(b);
+        regtab_free(t);
+}
+END_TEST
+
+struct test_waiter {
+        struct regtab_waiter w;
+        struct region *woken_by;
+        int order;
+};
+
+static int test_wake_seq;
+
+static void test_wake(struct regtab_waiter *w, struct region *r)
+{
+        struct test_waiter *tw = (struct test_waiter *)w;
+
+        ck_assert(!w->linked);
+        ck_assert_ptr_null(tw->woken_by);
+        tw->woken_by = r;
+        tw->order = ++test_wake_seq;
+}
+
+static void test_waiter_init(struct test_waiter *tw, const char *name)
+{
+        memset(tw, 0, sizeof(*tw));
+        tw->w.name = name;
+        tw->w.name_len = strlen(name);
+        tw->w.wake = test_wake;
+}
+
+START_TEST(test_waiters)
+{
+        struct test_waiter a1, a2, b, gone;
+        struct regtab *t = NULL;
+        struct region *ra, *rb;
+
+        test_wake_seq = 0;
+        ck_assert_int_eq(regtab_new(&t), 0);
+        test_waiter_init(&a1, "a");
+        test_waiter_init(&a2, "a");
+        test_waiter_init(&b, "b");
+        test_waiter_init(&gone, "a");
+        regtab_waiter_add(t, &a1.w);
+        regtab_waiter_add(t, &gone.w);
+        regtab_waiter_add(t, &a2.w);
+        regtab_waiter_add(t, &b.w);
+        regtab_waiter_remove(t, &gone.w); /* a connection that went away */
+        regtab_waiter_remove(t, &gone.w); /* twice is harmless */
+        ck_assert_uint_eq(regtab_waiter_count(t), 3);
+
+        /* adding alone wakes nobody: the caller decides when the region is there for good */
+        ra = fake_region("a", 1);
+        ck_assert_int_eq(regtab_add(t, ra), 0);
+        ck_assert_ptr_null(a1.woken_by);
+        ck_assert_uint_eq(regtab_wake(t, ra), 2);
+        ck_assert_ptr_eq(a1.woken_by, ra);
+        ck_assert_ptr_eq(a2.woken_by, ra);
+        ck_assert_int_eq(a1.order, 1); /* in the order they came */
+        ck_assert_int_eq(a2.order, 2);
+        ck_assert_ptr_null(gone.woken_by);
+        ck_assert_ptr_null(b.woken_by);
+        ck_assert_uint_eq(regtab_waiter_count(t), 1);
+
+        /* woken once only */
+        ck_assert_uint_eq(regtab_wake(t, ra), 0);
+
+        /* a name with no waiters, then the other one */
+        rb = fake_region("bb", 1);
+        ck_assert_int_eq(regtab_add(t, rb), 0);
+        ck_assert_uint_eq(regtab_wake(t, rb), 0);
+        ck_assert_ptr_null(b.woken_by);
+        regtab_waiter_remove(t, &b.w);
+        ck_assert_uint_eq(regtab_waiter_count(t), 0);
+        regtab_free(t);
+}
+END_TEST
+
+START_TEST(test_many_waiters)
+{
+        enum { N = 5000 };
+        struct test_waiter *w = calloc(N, sizeof(*w));
+        char (*names)[32] = calloc(N, sizeof(*names));
+        struct regtab *t = NULL;
+        unsigned woken = 0;
+
+        ck_assert_ptr_nonnull(w);
+        ck_assert_ptr_nonnull(names);
+        test_wake_seq = 0;
+        ck_assert_int_eq(regtab_new(&t), 0);
+        for (unsigned i = 0; i < N; i++) {
+                fake_name(names[i], sizeof(names[i]), i % (N / 2));
+                test_waiter_init(&w[i], names[i]);
+                regtab_waiter_add(t, &w[i].w);
+        }
+        for (unsigned i = 0; i < N / 2; i += 2) {
+                struct region *r = fake_region(names[i], 1);
+
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                woken += regtab_wake(t, r);
+        }
+        ck_assert_uint_eq(woken, N / 2); /* two waiters per even name */
+        for (unsigned i = 0; i < N; i++) {
+                bool even = (i % (N / 2)) % 2 == 0;
+
+                ck_assert_int_eq(w[i].woken_by != NULL, even);
+                if (w[i].woken_by)
+                        ck_assert_str_eq(w[i].woken_by->name, names[i]);
+                regtab_waiter_remove(t, &w[i].w);
+        }
+        ck_assert_uint_eq(regtab_waiter_count(t), 0);
+        regtab_free(t);
+        free(w);
+        free(names);
+}
+END_TEST
+
+static Suite *regtab_suite(void)
+{
+        Suite *s = suite_create("regtab");
+        TCase *tc = tcase_create("regtab");
+
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_region_new_consumes_fd);
+        tcase_add_test(tc, test_add_lookup_remove_many);
+        tcase_add_test(tc, test_id_order_and_kept_ids);
+        tcase_add_test(tc, test_cursor_resume);
+        tcase_add_test(tc, test_set_size);
+        tcase_add_test(tc, test_waiters);
+        tcase_add_test(tc, test_many_waiters);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return test_run_suite(regtab_suite());
+}
