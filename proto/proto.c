@@ -1,1 +1,966 @@
-/* placeholder: being written */
+/* proto: the iomemd wire format (frame header, opcodes, messages), pure encode/decode. */
+
+#include <errno.h>
+#include <string.h>
+
+#include "proto.h"
+
+/*
+ * Layout rules (docs/protocol.md): every integer is little-endian and written
+ * byte by byte; fields follow each other without padding in the order of the
+ * structs in proto.h; a string is u16 length, the bytes, one NUL.
+ *
+ * Decoders check layout first (-EBADMSG: lengths, string bounds, trailing
+ * bytes), then values (-EINVAL: strings, names, bits, enums, reserved
+ * fields), and write the caller's struct only on success.
+ *
+ * Encoders check only what the wire format bounds (string lengths against
+ * their field's maximum); they do not check names' characters, flag bits or
+ * enum values, so tests can build frames that a decoder must refuse.
+ */
+
+#define HELLO_SIZE 8
+#define HELLO_REPLY_FIXED 24
+#define PING_SIZE 8
+#define STATUS_REPLY_FIXED 40
+#define CREATE_FIXED 24
+#define REGION_INFO_SIZE 32
+#define OPEN_FIXED 8
+#define RESIZE_FIXED 8
+#define RESIZE_REPLY_SIZE 8
+#define SEAL_FIXED 8
+#define SEAL_REPLY_SIZE 4
+#define STAT_REPLY_SIZE 56
+#define LIST_FIXED 16
+#define LIST_REPLY_FIXED 16
+#define LIST_ENTRY_FIXED 32
+#define ERROR_FIXED 4
+#define STRING_OVERHEAD 3 /* u16 length + NUL */
+
+#define ERRNO_MAX 4095 /* the kernel's MAX_ERRNO */
+#define MODE_MAX 0777u
+
+/* ---- integers ----------------------------------------------------------- */
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+        p[0] = (uint8_t)v;
+        p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+        p[0] = (uint8_t)v;
+        p[1] = (uint8_t)(v >> 8);
+        p[2] = (uint8_t)(v >> 16);
+        p[3] = (uint8_t)(v >> 24);
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+        put_u32(p, (uint32_t)v);
+        put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+        return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+        return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+/* ---- strings and names -------------------------------------------------- */
+
+/* Return: 0 with *lenp = strlen(s) (NULL counts as ""), or -EINVAL if longer than @max. */
+static int str_measure(const char *s, size_t max, size_t *lenp)
+{
+        size_t n = s ? strnlen(s, max + 1) : 0;
+
+        if (n > max)
+                return -EINVAL;
+        *lenp = n;
+        return 0;
+}
+
+/* Write a string of @len bytes at @p (room checked by the caller). Return: bytes written. */
+static size_t str_put(uint8_t *p, const char *s, size_t len)
+{
+        put_u16(p, (uint16_t)len);
+        if (len > 0)
+                memcpy(p + 2, s, len);
+        p[2 + len] = 0;
+        return len + STRING_OVERHEAD;
+}
+
+/*
+ * Locate the string at @off in buf[0..len): its bytes must lie inside the
+ * buffer, including the terminator's place. Contents are checked by
+ * str_check(). Return: 0 with *sp, *slenp and *endp (offset after the
+ * string) set, or -EBADMSG.
+ */
+static int str_locate(const uint8_t *buf, size_t len, size_t off, const char **sp, size_t *slenp, size_t *endp)
+{
+        uint64_t end;
+        size_t n;
+
+        if (off > len || len - off < 2)
+                return -EBADMSG;
+        n = get_u16(buf + off);
+        end = (uint64_t)off + STRING_OVERHEAD + n;
+        if (end > len)
+                return -EBADMSG;
+        *sp = (const char *)buf + off + 2;
+        *slenp = n;
+        *endp = (size_t)end;
+        return 0;
+}
+
+/* Return: 0 if the located string ends with NUL at its declared place, holds no NUL and fits @max; else -EINVAL. */
+static int str_check(const char *s, size_t n, size_t max)
+{
+        if (n > max)
+                return -EINVAL;
+        if (s[n] != '\0')
+                return -EINVAL;
+        if (memchr(s, '\0', n))
+                return -EINVAL;
+        return 0;
+}
+
+static bool name_char_ok(char c)
+{
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+                return true;
+        return c && strchr("._-/:@+=,", c);
+}
+
+int proto_name_check(const char *name, size_t len)
+{
+        if (!name || len == 0 || len > PROTO_NAME_MAX)
+                return -EINVAL;
+        if (name[0] == '/' || name[0] == '.')
+                return -EINVAL;
+        for (size_t i = 0; i < len; i++) {
+                if (!name_char_ok(name[i]))
+                        return -EINVAL;
+                if (name[i] == '/' && i + 1 < len && name[i + 1] == '/')
+                        return -EINVAL;
+        }
+        return 0;
+}
+
+/* A LIST prefix: empty, or up to PROTO_NAME_MAX name characters (no rule on the first one). */
+static int prefix_check(const char *prefix, size_t len)
+{
+        if (len > PROTO_NAME_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < len; i++)
+                if (!name_char_ok(prefix[i]))
+                        return -EINVAL;
+        return 0;
+}
+
+/* Locate and check a non-empty region name at @off. Return: as str_locate(); -EINVAL. */
+static int name_get(const uint8_t *buf, size_t len, size_t off, const char **namep, size_t *endp)
+{
+        const char *s;
+        size_t n;
+        int r;
+
+        r = str_locate(buf, len, off, &s, &n, endp);
+        if (r < 0)
+                return r;
+        if (*endp != len)
+                return -EBADMSG;
+        r = str_check(s, n, PROTO_NAME_MAX);
+        if (r < 0)
+                return r;
+        r = proto_name_check(s, n);
+        if (r < 0)
+                return r;
+        *namep = s;
+        return 0;
+}
+
+static bool backend_ok(uint16_t backend, bool allow_auto)
+{
+        return (allow_auto && backend == PROTO_BACKEND_AUTO) || backend == PROTO_BACKEND_MEMFD ||
+               backend == PROTO_BACKEND_SHM || backend == PROTO_BACKEND_FILE;
+}
+
+/* ---- header ------------------------------------------------------------- */
+
+void proto_header_encode(const struct proto_header *h, uint8_t *out)
+{
+        put_u32(out + 0, h->magic);
+        out[4] = h->version;
+        out[5] = h->flags;
+        put_u16(out + 6, h->opcode);
+        put_u32(out + 8, h->id);
+        put_u32(out + 12, h->length);
+        put_u16(out + 16, h->nfds);
+        put_u16(out + 18, h->reserved);
+}
+
+int proto_header_decode(const uint8_t *buf, size_t len, struct proto_header *h)
+{
+        if (!buf || len < PROTO_HEADER_SIZE)
+                return -EBADMSG;
+        if (get_u32(buf) != PROTO_MAGIC)
+                return -EBADMSG;
+
+        *h = (struct proto_header){
+                .magic = PROTO_MAGIC,
+                .version = buf[4],
+                .flags = buf[5],
+                .opcode = get_u16(buf + 6),
+                .id = get_u32(buf + 8),
+                .length = get_u32(buf + 12),
+                .nfds = get_u16(buf + 16),
+                .reserved = get_u16(buf + 18),
+        };
+
+        /* stream-level errors first: only an unknown version leaves the stream in sync */
+        if (h->flags & ~PROTO_FLAGS_KNOWN)
+                return -EBADMSG;
+        if ((h->flags & PROTO_FLAG_ERROR) && !(h->flags & PROTO_FLAG_REPLY))
+                return -EBADMSG;
+        if (h->reserved != 0)
+                return -EBADMSG;
+        if (h->length > PROTO_MAX_PAYLOAD || h->nfds > PROTO_MAX_FDS)
+                return -EMSGSIZE;
+        if (h->version != PROTO_VERSION)
+                return -EPROTONOSUPPORT;
+        return 0;
+}
+
+/* ---- error -------------------------------------------------------------- */
+
+int proto_error_encode(const struct proto_error *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->message, PROTO_MESSAGE_MAX, &n);
+        if (r < 0)
+                return r;
+        total = ERROR_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u32(buf, (uint32_t)m->error);
+        str_put(buf + ERROR_FIXED, m->message, n);
+        return (int)total;
+}
+
+int proto_error_decode(const uint8_t *buf, size_t len, struct proto_error *m)
+{
+        const char *s;
+        size_t n, end;
+        int32_t error;
+        int r;
+
+        if (!buf || len < ERROR_FIXED)
+                return -EBADMSG;
+        r = str_locate(buf, len, ERROR_FIXED, &s, &n, &end);
+        if (r < 0)
+                return r;
+        if (end != len)
+                return -EBADMSG;
+        r = str_check(s, n, PROTO_MESSAGE_MAX);
+        if (r < 0)
+                return r;
+        error = (int32_t)get_u32(buf);
+        if (error >= 0 || error < -ERRNO_MAX)
+                return -EINVAL;
+        *m = (struct proto_error){ .error = error, .message = s };
+        return 0;
+}
+
+/* ---- HELLO -------------------------------------------------------------- */
+
+int proto_hello_encode(const struct proto_hello *m, uint8_t *buf, size_t size)
+{
+        if (size < HELLO_SIZE)
+                return -ENOBUFS;
+        put_u16(buf + 0, m->min_version);
+        put_u16(buf + 2, m->max_version);
+        put_u32(buf + 4, m->flags);
+        return HELLO_SIZE;
+}
+
+int proto_hello_decode(const uint8_t *buf, size_t len, struct proto_hello *m)
+{
+        struct proto_hello v;
+
+        if (!buf || len != HELLO_SIZE)
+                return -EBADMSG;
+        v = (struct proto_hello){
+                .min_version = get_u16(buf + 0),
+                .max_version = get_u16(buf + 2),
+                .flags = get_u32(buf + 4),
+        };
+        if (v.min_version == 0 || v.min_version > v.max_version || v.flags != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_hello_reply_encode(const struct proto_hello_reply *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->server_version, PROTO_VERSION_STRING_MAX, &n);
+        if (r < 0)
+                return r;
+        total = HELLO_REPLY_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u16(buf + 0, m->version);
+        put_u16(buf + 2, m->max_fds);
+        put_u32(buf + 4, m->max_payload);
+        put_u64(buf + 8, m->max_region_size);
+        put_u32(buf + 16, m->name_max);
+        put_u16(buf + 20, m->backend);
+        put_u16(buf + 22, m->reserved);
+        str_put(buf + HELLO_REPLY_FIXED, m->server_version, n);
+        return (int)total;
+}
+
+int proto_hello_reply_decode(const uint8_t *buf, size_t len, struct proto_hello_reply *m)
+{
+        struct proto_hello_reply v;
+        const char *s;
+        size_t n, end;
+        int r;
+
+        if (!buf || len < HELLO_REPLY_FIXED)
+                return -EBADMSG;
+        r = str_locate(buf, len, HELLO_REPLY_FIXED, &s, &n, &end);
+        if (r < 0)
+                return r;
+        if (end != len)
+                return -EBADMSG;
+        r = str_check(s, n, PROTO_VERSION_STRING_MAX);
+        if (r < 0)
+                return r;
+        v = (struct proto_hello_reply){
+                .version = get_u16(buf + 0),
+                .max_fds = get_u16(buf + 2),
+                .max_payload = get_u32(buf + 4),
+                .max_region_size = get_u64(buf + 8),
+                .name_max = get_u32(buf + 16),
+                .backend = get_u16(buf + 20),
+                .reserved = get_u16(buf + 22),
+                .server_version = s,
+        };
+        if (v.version == 0 || !backend_ok(v.backend, false) || v.reserved != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+/* ---- PING --------------------------------------------------------------- */
+
+int proto_ping_encode(const struct proto_ping *m, uint8_t *buf, size_t size)
+{
+        if (size < PING_SIZE)
+                return -ENOBUFS;
+        put_u64(buf, m->cookie);
+        return PING_SIZE;
+}
+
+int proto_ping_decode(const uint8_t *buf, size_t len, struct proto_ping *m)
+{
+        if (!buf || len != PING_SIZE)
+                return -EBADMSG;
+        m->cookie = get_u64(buf);
+        return 0;
+}
+
+/* ---- STATUS ------------------------------------------------------------- */
+
+int proto_status_reply_encode(const struct proto_status_reply *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->server_version, PROTO_VERSION_STRING_MAX, &n);
+        if (r < 0)
+                return r;
+        total = STATUS_REPLY_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->regions);
+        put_u64(buf + 8, m->bytes);
+        put_u64(buf + 16, m->connections);
+        put_u64(buf + 24, m->uptime_sec);
+        put_u16(buf + 32, m->backend);
+        put_u16(buf + 34, m->reserved);
+        put_u32(buf + 36, m->reserved2);
+        str_put(buf + STATUS_REPLY_FIXED, m->server_version, n);
+        return (int)total;
+}
+
+int proto_status_reply_decode(const uint8_t *buf, size_t len, struct proto_status_reply *m)
+{
+        struct proto_status_reply v;
+        const char *s;
+        size_t n, end;
+        int r;
+
+        if (!buf || len < STATUS_REPLY_FIXED)
+                return -EBADMSG;
+        r = str_locate(buf, len, STATUS_REPLY_FIXED, &s, &n, &end);
+        if (r < 0)
+                return r;
+        if (end != len)
+                return -EBADMSG;
+        r = str_check(s, n, PROTO_VERSION_STRING_MAX);
+        if (r < 0)
+                return r;
+        v = (struct proto_status_reply){
+                .regions = get_u64(buf + 0),
+                .bytes = get_u64(buf + 8),
+                .connections = get_u64(buf + 16),
+                .uptime_sec = get_u64(buf + 24),
+                .backend = get_u16(buf + 32),
+                .reserved = get_u16(buf + 34),
+                .reserved2 = get_u32(buf + 36),
+                .server_version = s,
+        };
+        if (!backend_ok(v.backend, false) || v.reserved != 0 || v.reserved2 != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+/* ---- CREATE and its reply (also OPEN's reply) --------------------------- */
+
+int proto_create_encode(const struct proto_create *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = CREATE_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->size);
+        put_u32(buf + 8, m->flags);
+        put_u32(buf + 12, m->seals);
+        put_u32(buf + 16, m->mode);
+        put_u16(buf + 20, m->backend);
+        put_u16(buf + 22, m->reserved);
+        str_put(buf + CREATE_FIXED, m->name, n);
+        return (int)total;
+}
+
+int proto_create_decode(const uint8_t *buf, size_t len, struct proto_create *m)
+{
+        struct proto_create v;
+        const char *s;
+        size_t n, end;
+        int r;
+
+        if (!buf || len < CREATE_FIXED)
+                return -EBADMSG;
+        r = str_locate(buf, len, CREATE_FIXED, &s, &n, &end);
+        if (r < 0)
+                return r;
+        if (end != len)
+                return -EBADMSG;
+        r = str_check(s, n, PROTO_NAME_MAX);
+        if (r < 0)
+                return r;
+        if (n > 0) { /* "" = anonymous */
+                r = proto_name_check(s, n);
+                if (r < 0)
+                        return r;
+        }
+        v = (struct proto_create){
+                .size = get_u64(buf + 0),
+                .flags = get_u32(buf + 8),
+                .seals = get_u32(buf + 12),
+                .mode = get_u32(buf + 16),
+                .backend = get_u16(buf + 20),
+                .reserved = get_u16(buf + 22),
+                .name = s,
+        };
+        if ((v.flags & ~PROTO_CREATE_KNOWN) || (v.seals & ~PROTO_SEALS_KNOWN) || v.mode > MODE_MAX ||
+            !backend_ok(v.backend, true) || v.reserved != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_region_info_encode(const struct proto_region_info *m, uint8_t *buf, size_t size)
+{
+        if (size < REGION_INFO_SIZE)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->id);
+        put_u64(buf + 8, m->size);
+        put_u32(buf + 16, m->seals);
+        put_u32(buf + 20, m->flags);
+        put_u16(buf + 24, m->backend);
+        put_u16(buf + 26, m->reserved);
+        put_u32(buf + 28, m->reserved2);
+        return REGION_INFO_SIZE;
+}
+
+int proto_region_info_decode(const uint8_t *buf, size_t len, struct proto_region_info *m)
+{
+        struct proto_region_info v;
+
+        if (!buf || len != REGION_INFO_SIZE)
+                return -EBADMSG;
+        v = (struct proto_region_info){
+                .id = get_u64(buf + 0),
+                .size = get_u64(buf + 8),
+                .seals = get_u32(buf + 16), /* the kernel's F_GET_SEALS: unknown bits allowed (P7) */
+                .flags = get_u32(buf + 20),
+                .backend = get_u16(buf + 24),
+                .reserved = get_u16(buf + 26),
+                .reserved2 = get_u32(buf + 28),
+        };
+        if ((v.flags & ~PROTO_REGION_KNOWN) || !backend_ok(v.backend, false) || v.reserved != 0 ||
+            v.reserved2 != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+/* ---- OPEN --------------------------------------------------------------- */
+
+int proto_open_encode(const struct proto_open *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = OPEN_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u32(buf + 0, m->flags);
+        put_u32(buf + 4, m->timeout_ms);
+        str_put(buf + OPEN_FIXED, m->name, n);
+        return (int)total;
+}
+
+int proto_open_decode(const uint8_t *buf, size_t len, struct proto_open *m)
+{
+        struct proto_open v = { .name = NULL };
+        size_t end;
+        int r;
+
+        if (!buf || len < OPEN_FIXED)
+                return -EBADMSG;
+        r = name_get(buf, len, OPEN_FIXED, &v.name, &end);
+        if (r < 0)
+                return r;
+        v.flags = get_u32(buf + 0);
+        v.timeout_ms = get_u32(buf + 4);
+        if (v.flags & ~PROTO_OPEN_KNOWN)
+                return -EINVAL;
+        if (!(v.flags & PROTO_OPEN_WAIT) && v.timeout_ms != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+/* ---- RESIZE ------------------------------------------------------------- */
+
+int proto_resize_encode(const struct proto_resize *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = RESIZE_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->size);
+        str_put(buf + RESIZE_FIXED, m->name, n);
+        return (int)total;
+}
+
+int proto_resize_decode(const uint8_t *buf, size_t len, struct proto_resize *m)
+{
+        struct proto_resize v = { .name = NULL };
+        size_t end;
+        int r;
+
+        if (!buf || len < RESIZE_FIXED)
+                return -EBADMSG;
+        r = name_get(buf, len, RESIZE_FIXED, &v.name, &end);
+        if (r < 0)
+                return r;
+        v.size = get_u64(buf + 0);
+        *m = v;
+        return 0;
+}
+
+int proto_resize_reply_encode(const struct proto_resize_reply *m, uint8_t *buf, size_t size)
+{
+        if (size < RESIZE_REPLY_SIZE)
+                return -ENOBUFS;
+        put_u64(buf, m->size);
+        return RESIZE_REPLY_SIZE;
+}
+
+int proto_resize_reply_decode(const uint8_t *buf, size_t len, struct proto_resize_reply *m)
+{
+        if (!buf || len != RESIZE_REPLY_SIZE)
+                return -EBADMSG;
+        m->size = get_u64(buf);
+        return 0;
+}
+
+/* ---- SEAL --------------------------------------------------------------- */
+
+int proto_seal_encode(const struct proto_seal *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = SEAL_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u32(buf + 0, m->seals);
+        put_u32(buf + 4, m->reserved);
+        str_put(buf + SEAL_FIXED, m->name, n);
+        return (int)total;
+}
+
+int proto_seal_decode(const uint8_t *buf, size_t len, struct proto_seal *m)
+{
+        struct proto_seal v = { .name = NULL };
+        size_t end;
+        int r;
+
+        if (!buf || len < SEAL_FIXED)
+                return -EBADMSG;
+        r = name_get(buf, len, SEAL_FIXED, &v.name, &end);
+        if (r < 0)
+                return r;
+        v.seals = get_u32(buf + 0);
+        v.reserved = get_u32(buf + 4);
+        if ((v.seals & ~PROTO_SEALS_KNOWN) || v.reserved != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_seal_reply_encode(const struct proto_seal_reply *m, uint8_t *buf, size_t size)
+{
+        if (size < SEAL_REPLY_SIZE)
+                return -ENOBUFS;
+        put_u32(buf, m->seals);
+        return SEAL_REPLY_SIZE;
+}
+
+int proto_seal_reply_decode(const uint8_t *buf, size_t len, struct proto_seal_reply *m)
+{
+        if (!buf || len != SEAL_REPLY_SIZE)
+                return -EBADMSG;
+        m->seals = get_u32(buf); /* the kernel's F_GET_SEALS: unknown bits allowed (P7) */
+        return 0;
+}
+
+/* ---- STAT and DELETE ---------------------------------------------------- */
+
+int proto_name_encode(const struct proto_name *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        str_put(buf, m->name, n);
+        return (int)total;
+}
+
+int proto_name_decode(const uint8_t *buf, size_t len, struct proto_name *m)
+{
+        const char *s;
+        size_t end;
+        int r;
+
+        if (!buf)
+                return -EBADMSG;
+        r = name_get(buf, len, 0, &s, &end);
+        if (r < 0)
+                return r;
+        m->name = s;
+        return 0;
+}
+
+int proto_stat_reply_encode(const struct proto_stat_reply *m, uint8_t *buf, size_t size)
+{
+        if (size < STAT_REPLY_SIZE)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->id);
+        put_u64(buf + 8, m->size);
+        put_u64(buf + 16, m->ctime_ns);
+        put_u64(buf + 24, m->open_count);
+        put_u32(buf + 32, m->seals);
+        put_u32(buf + 36, m->flags);
+        put_u32(buf + 40, m->uid);
+        put_u32(buf + 44, m->gid);
+        put_u32(buf + 48, m->mode);
+        put_u16(buf + 52, m->backend);
+        put_u16(buf + 54, m->reserved);
+        return STAT_REPLY_SIZE;
+}
+
+int proto_stat_reply_decode(const uint8_t *buf, size_t len, struct proto_stat_reply *m)
+{
+        struct proto_stat_reply v;
+
+        if (!buf || len != STAT_REPLY_SIZE)
+                return -EBADMSG;
+        v = (struct proto_stat_reply){
+                .id = get_u64(buf + 0),
+                .size = get_u64(buf + 8),
+                .ctime_ns = get_u64(buf + 16),
+                .open_count = get_u64(buf + 24),
+                .seals = get_u32(buf + 32), /* unknown bits allowed (P7) */
+                .flags = get_u32(buf + 36),
+                .uid = get_u32(buf + 40),
+                .gid = get_u32(buf + 44),
+                .mode = get_u32(buf + 48),
+                .backend = get_u16(buf + 52),
+                .reserved = get_u16(buf + 54),
+        };
+        if ((v.flags & ~PROTO_REGION_KNOWN) || v.mode > MODE_MAX || !backend_ok(v.backend, false) ||
+            v.reserved != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+/* ---- LIST --------------------------------------------------------------- */
+
+int proto_list_encode(const struct proto_list *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->prefix, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = LIST_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->cursor);
+        put_u32(buf + 8, m->max_entries);
+        put_u32(buf + 12, m->reserved);
+        str_put(buf + LIST_FIXED, m->prefix, n);
+        return (int)total;
+}
+
+int proto_list_decode(const uint8_t *buf, size_t len, struct proto_list *m)
+{
+        struct proto_list v;
+        const char *s;
+        size_t n, end;
+        int r;
+
+        if (!buf || len < LIST_FIXED)
+                return -EBADMSG;
+        r = str_locate(buf, len, LIST_FIXED, &s, &n, &end);
+        if (r < 0)
+                return r;
+        if (end != len)
+                return -EBADMSG;
+        r = str_check(s, n, PROTO_NAME_MAX);
+        if (r < 0)
+                return r;
+        r = prefix_check(s, n);
+        if (r < 0)
+                return r;
+        v = (struct proto_list){
+                .cursor = get_u64(buf + 0),
+                .max_entries = get_u32(buf + 8),
+                .reserved = get_u32(buf + 12),
+                .prefix = s,
+        };
+        if (v.reserved != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+void proto_list_writer_init(struct proto_list_writer *w, uint8_t *buf, size_t size)
+{
+        *w = (struct proto_list_writer){ .buf = buf, .size = size, .len = LIST_REPLY_FIXED, .count = 0 };
+}
+
+int proto_list_writer_add(struct proto_list_writer *w, const struct proto_list_entry *e)
+{
+        uint8_t *p;
+        size_t n;
+        uint64_t need;
+        int r;
+
+        r = str_measure(e->name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        need = (uint64_t)w->len + LIST_ENTRY_FIXED + n + STRING_OVERHEAD;
+        if (need > w->size || w->count == UINT32_MAX)
+                return -ENOBUFS;
+        p = w->buf + w->len;
+        put_u64(p + 0, e->id);
+        put_u64(p + 8, e->size);
+        put_u32(p + 16, e->seals);
+        put_u32(p + 20, e->mode);
+        put_u32(p + 24, e->uid);
+        put_u32(p + 28, e->gid);
+        str_put(p + LIST_ENTRY_FIXED, e->name, n);
+        w->len = (size_t)need;
+        w->count++;
+        return 0;
+}
+
+int proto_list_writer_finish(struct proto_list_writer *w, uint64_t next_cursor)
+{
+        if (w->size < LIST_REPLY_FIXED || w->len > (size_t)INT32_MAX)
+                return -ENOBUFS;
+        put_u64(w->buf + 0, next_cursor);
+        put_u32(w->buf + 8, w->count);
+        put_u32(w->buf + 12, 0);
+        return (int)w->len;
+}
+
+/*
+ * Decode the entry at @off of entries[0..len): layout, then values.
+ * Return: 0 with *e and *endp set; -EBADMSG; -EINVAL.
+ */
+static int list_entry_parse(const uint8_t *entries, size_t len, size_t off, struct proto_list_entry *e, size_t *endp)
+{
+        struct proto_list_entry v;
+        const char *s;
+        size_t n;
+        int r;
+
+        if (off > len || len - off < LIST_ENTRY_FIXED)
+                return -EBADMSG;
+        r = str_locate(entries, len, off + LIST_ENTRY_FIXED, &s, &n, endp);
+        if (r < 0)
+                return r;
+        r = str_check(s, n, PROTO_NAME_MAX);
+        if (r < 0)
+                return r;
+        r = proto_name_check(s, n);
+        if (r < 0)
+                return r;
+        v = (struct proto_list_entry){
+                .id = get_u64(entries + off + 0),
+                .size = get_u64(entries + off + 8),
+                .seals = get_u32(entries + off + 16), /* unknown bits allowed (P7) */
+                .mode = get_u32(entries + off + 20),
+                .uid = get_u32(entries + off + 24),
+                .gid = get_u32(entries + off + 28),
+                .name = s,
+        };
+        if (v.mode > MODE_MAX)
+                return -EINVAL;
+        *e = v;
+        return 0;
+}
+
+int proto_list_reply_decode(const uint8_t *buf, size_t len, struct proto_list_reply *m)
+{
+        struct proto_list_reply v;
+        struct proto_list_entry e;
+        size_t off = 0;
+        uint32_t i;
+        int r;
+
+        if (!buf || len < LIST_REPLY_FIXED)
+                return -EBADMSG;
+        v = (struct proto_list_reply){
+                .next_cursor = get_u64(buf + 0),
+                .count = get_u32(buf + 8),
+                .reserved = get_u32(buf + 12),
+                .entries = buf + LIST_REPLY_FIXED,
+                .entries_len = len - LIST_REPLY_FIXED,
+        };
+        /* every entry is checked here, so walking a decoded reply cannot fail */
+        for (i = 0; i < v.count; i++) {
+                r = list_entry_parse(v.entries, v.entries_len, off, &e, &off);
+                if (r < 0)
+                        return r;
+        }
+        if (off != v.entries_len)
+                return -EBADMSG;
+        if (v.reserved != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_list_entry_next(const struct proto_list_reply *r, size_t *offsetp, struct proto_list_entry *e)
+{
+        size_t end;
+        int k;
+
+        if (*offsetp >= r->entries_len)
+                return 0;
+        k = list_entry_parse(r->entries, r->entries_len, *offsetp, e, &end);
+        if (k < 0)
+                return k;
+        *offsetp = end;
+        return 1;
+}
+
+/* ---- names of opcodes --------------------------------------------------- */
+
+const char *proto_opcode_name(uint16_t opcode)
+{
+        switch (opcode) {
+        case PROTO_OP_HELLO:
+                return "HELLO";
+        case PROTO_OP_PING:
+                return "PING";
+        case PROTO_OP_STATUS:
+                return "STATUS";
+        case PROTO_OP_CREATE:
+                return "CREATE";
+        case PROTO_OP_OPEN:
+                return "OPEN";
+        case PROTO_OP_RESIZE:
+                return "RESIZE";
+        case PROTO_OP_SEAL:
+                return "SEAL";
+        case PROTO_OP_STAT:
+                return "STAT";
+        case PROTO_OP_LIST:
+                return "LIST";
+        case PROTO_OP_DELETE:
+                return "DELETE";
+        default:
+                return NULL;
+        }
+}

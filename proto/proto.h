@@ -57,7 +57,12 @@ enum proto_backend {
         PROTO_BACKEND_FILE = 3,
 };
 
-/* seal bits: the Linux F_SEAL_* values */
+/*
+ * seal bits: the Linux F_SEAL_* values. Requests may only use
+ * PROTO_SEALS_KNOWN; seals in replies are what the kernel reports
+ * (F_GET_SEALS) and may hold newer bits such as F_SEAL_EXEC (0x0020), which
+ * decoders accept and clients must ignore (P7).
+ */
 #define PROTO_SEAL_SEAL 0x0001u
 #define PROTO_SEAL_SHRINK 0x0002u
 #define PROTO_SEAL_GROW 0x0004u
@@ -81,6 +86,7 @@ enum proto_backend {
 #define PROTO_REGION_LEASED 0x0002u
 #define PROTO_REGION_RESIZABLE 0x0004u
 #define PROTO_REGION_ANONYMOUS 0x0008u
+#define PROTO_REGION_KNOWN 0x000fu
 
 struct proto_header {
         uint32_t magic;
@@ -226,29 +232,39 @@ struct proto_list_entry {
 int proto_name_check(const char *name, size_t len);
 
 /*
- * proto_header_encode() - write a header into out[PROTO_HEADER_SIZE].
+ * proto_header_encode() - write a header into out[PROTO_HEADER_SIZE], as given
+ * (no checks: tests use it to build bad headers).
+ * Return: nothing.
  */
 void proto_header_encode(const struct proto_header *h, uint8_t *out);
 
 /*
  * proto_header_decode() - parse and check a header.
- * Return: 0 on success; -EBADMSG for bad magic, unknown flag bits or nonzero
- * reserved field; -EPROTONOSUPPORT for an unknown version; -EMSGSIZE for a
- * length above PROTO_MAX_PAYLOAD or nfds above PROTO_MAX_FDS. The header is
- * filled in on every error except bad magic, so the caller can decide
- * whether an error reply is possible.
+ * Return: 0 on success; -EBADMSG for fewer than PROTO_HEADER_SIZE bytes, bad
+ * magic, unknown flag bits, ERROR without REPLY or nonzero reserved field;
+ * -EMSGSIZE for a length above PROTO_MAX_PAYLOAD or nfds above PROTO_MAX_FDS;
+ * -EPROTONOSUPPORT for an unknown version, returned only when nothing else
+ * is wrong, so the stream is still in sync and an error reply is possible.
+ * The header is filled in on every error except a short buffer or bad magic.
  */
 int proto_header_decode(const uint8_t *buf, size_t len, struct proto_header *h);
 
 /*
- * Encoders: write the payload into buf (size bytes).
+ * Encoders: write the payload into buf (size bytes). A NULL string is
+ * written as "". Encoders check only string lengths against their field's
+ * maximum, not characters, flag bits or enum values, so that tests can build
+ * frames a decoder must refuse.
  * Return: payload length (>= 0), -ENOBUFS if it does not fit, -EINVAL for a
  * value that cannot be represented (string too long).
  *
  * Decoders: parse exactly len bytes.
  * Return: 0; -EBADMSG if the length or layout does not match; -EINVAL for a
  * malformed string (missing NUL, NUL inside, too long) or invalid name, an
- * unknown flag or seal bit, or a bad enum value.
+ * unknown flag or seal bit, a bad enum value, or a nonzero reserved field.
+ * *m is written only on success.
+ *
+ * Requests without a payload (STATUS) and replies without one (DELETE) have
+ * length 0 and no decoder: any other length is -EBADMSG.
  */
 int proto_error_encode(const struct proto_error *m, uint8_t *buf, size_t size);
 int proto_error_decode(const uint8_t *buf, size_t len, struct proto_error *m);
@@ -294,8 +310,9 @@ struct proto_list_writer {
 void proto_list_writer_init(struct proto_list_writer *w, uint8_t *buf, size_t size);
 /* Return: 0, or -ENOBUFS if the entry does not fit (the writer is unchanged). */
 int proto_list_writer_add(struct proto_list_writer *w, const struct proto_list_entry *e);
-/* Return: the payload length. */
+/* Return: the payload length, or -ENOBUFS if the buffer cannot hold even the fixed part. */
 int proto_list_writer_finish(struct proto_list_writer *w, uint64_t next_cursor);
+/* Decodes and checks every entry, so walking a decoded reply does not fail. Return: as the decoders above. */
 int proto_list_reply_decode(const uint8_t *buf, size_t len, struct proto_list_reply *m);
 /*
  * proto_list_entry_next() - decode the entry at *offsetp in r->entries and
