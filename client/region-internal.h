@@ -13,9 +13,10 @@
  * @fd: taken over, even on error (closed then).
  * @size: the size the sender reported; the region records the size read
  *        with fstat, which is the truth if they differ (S1).
- * @backend: IOMEM_BACKEND_MEMFD/SHM/FILE as reported; AUTO = detect.
- * @flags: IOMEM_REGION_* bits; IOMEM_REGION_RDONLY is also set when the fd
- *         itself is not writable (O_RDONLY).
+ * @backend: IOMEM_BACKEND_MEMFD/SHM/FILE as reported; AUTO (or a value
+ *           this library does not know) = detect from the fd.
+ * @flags: IOMEM_REGION_* bits (unknown bits are dropped); IOMEM_REGION_RDONLY
+ *         is also set when the fd itself is not writable (O_RDONLY).
  * @id: the daemon's id, 0 for local regions.
  * The fd must be a regular file (memfd, shm object or file), else -EINVAL (D7).
  * Return: 0 with *regionp set; -EBADF; -EINVAL; -ENOMEM.

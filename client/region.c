@@ -67,10 +67,14 @@ int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uin
 
         if (fd < 0)
                 return -EBADF;
-        if (!regionp || !region_backend_valid(backend) || (flags & ~REGION_FLAGS_KNOWN)) {
+        if (!regionp) {
                 r = -EINVAL;
                 goto fail;
         }
+        /* a newer daemon may send bits or backends we do not know: keep what we understand */
+        flags &= REGION_FLAGS_KNOWN;
+        if (!region_backend_valid(backend))
+                backend = IOMEM_BACKEND_AUTO;
 
         /* D7: only regular files can be memory regions; this also refuses O_PATH fds below */
         if (fstat(fd, &st) < 0) {
