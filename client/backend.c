@@ -84,6 +84,19 @@ static int backend_create_memfd(uint64_t size, int *fdp)
         if (fd < 0)
                 return -errno;
 
+        /*
+         * A memfd is born 0777 (0666 with MFD_NOEXEC_SEAL), and whoever holds
+         * any fd to it may reopen /proc/<pid>/fd/N with the access the mode
+         * grants. 0600, like the other backends: a read-only fd handed to
+         * another uid cannot be turned into a writable one (P4), and without
+         * MFD_NOEXEC_SEAL the object is still not executable (P6).
+         */
+        if (fchmod(fd, 0600) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+
         r = backend_truncate_or_close(fd, size);
         if (r < 0)
                 return r;

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -107,6 +108,8 @@ START_TEST(test_create_sizes)
                 ck_assert(S_ISREG(st.st_mode));
                 ck_assert_uint_eq(st.st_nlink, 0);
                 ck_assert_uint_eq(st.st_uid, geteuid());
+                /* P4, P6: only the owner may reopen it, nobody may execute it */
+                ck_assert_uint_eq(st.st_mode & 07777, 0600);
                 close(fd);
         }
 }
@@ -478,6 +481,70 @@ START_TEST(test_reopen_rdonly)
 }
 END_TEST
 
+/*
+ * P4: in a child running as another uid, a read-only fd to a region cannot
+ * be made to write: not by reopening /proc/self/fd/N O_RDWR, not by
+ * mmap(PROT_WRITE, MAP_SHARED), mprotect, write, ftruncate or fallocate.
+ * Return: 0 if every attempt failed, 77 if the uid could not be changed,
+ * else the number of the attempt that succeeded.
+ */
+static int p4_child(int ro)
+{
+        const size_t page = (size_t)page_size();
+        char path[64];
+        void *p;
+        int fd;
+
+        if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+                return 77;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", ro);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd >= 0 || errno != EACCES)
+                return 1;
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0)
+                return 2;
+        if (mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0) != MAP_FAILED)
+                return 3;
+        p = mmap(NULL, page, PROT_READ, MAP_SHARED, ro, 0);
+        if (p == MAP_FAILED)
+                return 4; /* reading must still work */
+        if (mprotect(p, page, PROT_READ | PROT_WRITE) == 0)
+                return 5;
+        if (write(ro, "x", 1) >= 0 || pwrite(ro, "x", 1, 0) >= 0)
+                return 6;
+        if (ftruncate(ro, 0) == 0 || ftruncate(ro, 2 * (off_t)page) == 0)
+                return 7;
+        if (fallocate(ro, 0, 0, 2 * (off_t)page) == 0)
+                return 8;
+        return 0;
+}
+
+START_TEST(test_rdonly_other_uid)
+{
+        pid_t pid;
+        int fd, ro, status;
+
+        fd = create(backends[_i], page_size(), NULL);
+        ck_assert_int_eq(backend_reopen_rdonly(fd, &ro), 0);
+        close(fd);
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                _exit(p4_child(ro));
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 77)
+                fprintf(stderr, "test_rdonly_other_uid: cannot change uid here, skipped\n");
+        else
+                ck_assert_msg(WEXITSTATUS(status) == 0, "attempt %d to write through a read-only fd worked",
+                              WEXITSTATUS(status));
+        close(ro);
+}
+END_TEST
+
 START_TEST(test_names)
 {
         for (int i = 0; i < N_BACKENDS; i++) {
@@ -615,6 +682,7 @@ static Suite *backend_suite(void)
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
         tcase_add_loop_test(tc, test_detect, 0, N_BACKENDS);
         tcase_add_loop_test(tc, test_reopen_rdonly, 0, N_BACKENDS);
+        tcase_add_loop_test(tc, test_rdonly_other_uid, 0, N_BACKENDS);
         tcase_add_test(tc, test_names);
         tcase_add_loop_test(tc, test_fexecve_fails, 0, N_BACKENDS);
         suite_add_tcase(s, tc);
