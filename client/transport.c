@@ -368,6 +368,8 @@ int transport_queue(struct transport *t, const struct proto_header *h, const voi
                 r = -EMSGSIZE;
                 goto fail;
         }
+        if (nfds > 0 && !fds)
+                return -EINVAL;
         for (unsigned i = 0; i < nfds; i++)
                 if (fds[i] < 0) {
                         r = -EBADF;

@@ -107,7 +107,8 @@ void transport_frame_deinit(struct transport_frame *f);
  * transport_deinit(), or here on error.
  * Return: 0; -ENOBUFS if the queue bounds would be exceeded (the caller
  * should drop the peer); -EMSGSIZE if @len or @nfds exceed the protocol
- * limits; -EBADF for a negative fd; -ENOMEM.
+ * limits; -EBADF for a negative fd; -EINVAL for @nfds > 0 without @fds;
+ * -ENOMEM.
  */
 int transport_queue(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
                     int *fds, unsigned nfds);
