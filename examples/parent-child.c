@@ -38,6 +38,7 @@ static int child(struct iomem_region *region)
         }
         memcpy(buf + CHILD_OFFSET, CHILD_MSG, sizeof(CHILD_MSG));
         iomem_unmap(addr, SIZE);
+        fflush(stdout); /* the child leaves with _exit() */
         return EXIT_SUCCESS;
 }
 

@@ -83,6 +83,7 @@ static int worker(int id, int sock)
                 return EXIT_FAILURE;
         buf = addr;
         printf("worker %d started\n", id);
+        fflush(stdout);
         while (read(sock, &job, sizeof(job)) == sizeof(job) && job.length > 0) {
                 if (job.offset + job.length * 2 + RESULT_DISTANCE > REGION_SIZE)
                         return EXIT_FAILURE;
@@ -96,6 +97,7 @@ static int worker(int id, int sock)
         iomem_region_free(region);
         close(sock);
         printf("worker %d finished\n", id);
+        fflush(stdout); /* workers leave with _exit() */
         return EXIT_SUCCESS;
 }
 

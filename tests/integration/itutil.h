@@ -1,0 +1,261 @@
+/* itutil: helpers of the integration suites (start the real iomemd, run programs, count a process's fds). */
+#pragma once
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/*
+ * The binaries under test come from the build through the environment
+ * (tests/integration/CMakeLists.txt sets IOMEMD, IOMEMCTL, IOMEM_EXAMPLES).
+ */
+static inline const char *it_env(const char *name)
+{
+        const char *v = getenv(name);
+
+        ck_assert_msg(v && *v, "%s is not set: run the test through ctest", name);
+        return v;
+}
+
+/* One running iomemd on its own socket in its own temporary directory. */
+struct it_daemon {
+        pid_t pid;
+        char dir[64];
+        char socket[108]; /* sizeof(sockaddr_un.sun_path) */
+};
+
+/* Sleep @ms milliseconds (polling helpers only; no test asserts on time). */
+static inline void it_sleep_ms(int ms)
+{
+        struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+/* Return: true once something accepts connections on @path. */
+static inline bool it_socket_ready(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd, r;
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return false;
+        r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+        close(fd);
+        return r == 0;
+}
+
+/*
+ * it_daemon_start() - run iomemd --socket DIR/sock with @extra arguments
+ * (NULL-terminated, may be NULL) and wait until it accepts connections.
+ * The daemon dies with the test process (PR_SET_PDEATHSIG), so a failed
+ * assertion cannot leave it behind.
+ */
+static inline void it_daemon_start(struct it_daemon *d, const char *const *extra)
+{
+        const char *argv[32];
+        int n = 0;
+
+        snprintf(d->dir, sizeof(d->dir), "/tmp/iomem-it.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(d->dir));
+        snprintf(d->socket, sizeof(d->socket), "%s/sock", d->dir);
+
+        argv[n++] = it_env("IOMEMD");
+        argv[n++] = "--socket";
+        argv[n++] = d->socket;
+        argv[n++] = "--log-level";
+        argv[n++] = "warning";
+        argv[n++] = "--tmpdir";
+        argv[n++] = d->dir;
+        for (; extra && *extra && n < 30; extra++)
+                argv[n++] = *extra;
+        argv[n] = NULL;
+
+        fflush(NULL);
+        d->pid = fork();
+        ck_assert_int_ge(d->pid, 0);
+        if (d->pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                execv(argv[0], (char *const *)argv);
+                fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+                _exit(127);
+        }
+        for (int i = 0; i < 1000; i++) {
+                int status;
+
+                if (it_socket_ready(d->socket))
+                        return;
+                ck_assert_msg(waitpid(d->pid, &status, WNOHANG) == 0, "iomemd exited during startup (status %d)",
+                              status);
+                it_sleep_ms(10);
+        }
+        ck_abort_msg("iomemd did not start listening on %s", d->socket);
+}
+
+/* Stop the daemon with SIGTERM and check it exited cleanly. Return: nothing. */
+static inline void it_daemon_stop(struct it_daemon *d)
+{
+        int status = 0;
+
+        if (d->pid <= 0)
+                return;
+        kill(d->pid, SIGTERM);
+        ck_assert_int_eq(waitpid(d->pid, &status, 0), d->pid);
+        d->pid = 0;
+        unlink(d->socket);
+        rmdir(d->dir);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "iomemd did not exit cleanly (status 0x%x)",
+                      status);
+}
+
+/* Return: the number of open fds of process @pid, or -1. */
+static inline int it_fd_count_of(pid_t pid)
+{
+        char path[64];
+        DIR *dir;
+        struct dirent *e;
+        int n = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+        dir = opendir(path);
+        if (!dir)
+                return -1;
+        while ((e = readdir(dir)))
+                if (e->d_name[0] != '.')
+                        n++;
+        closedir(dir);
+        return n;
+}
+
+/*
+ * it_wait_fd_count() - the daemon handles disconnects asynchronously: wait
+ * (bounded) until its fd count is @want. Return: the last count seen.
+ */
+static inline int it_wait_fd_count(pid_t pid, int want)
+{
+        int n = -1;
+
+        for (int i = 0; i < 500; i++) {
+                n = it_fd_count_of(pid);
+                if (n == want)
+                        break;
+                it_sleep_ms(10);
+        }
+        return n;
+}
+
+/* Raise RLIMIT_NOFILE (soft and, if needed, hard) to at least @n. Return: 0 or -errno. */
+static inline int it_raise_nofile(rlim_t n)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur >= n)
+                return 0;
+        if (rl.rlim_max < n)
+                rl.rlim_max = n;
+        rl.rlim_cur = n;
+        return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
+}
+
+/*
+ * it_run() - run argv (argv[0] a path), feeding @input (may be NULL) on stdin
+ * and collecting up to @outsize-1 bytes of stdout into @out (NUL-terminated;
+ * may be NULL) and stderr into @err (may be NULL).
+ * Return: the wait status.
+ */
+static inline int it_run(const char *const *argv, const char *input, size_t inlen, char *out, size_t outsize,
+                         char *err, size_t errsize)
+{
+        int pin[2], pout[2], perr[2], status;
+        size_t olen = 0, elen = 0, ilen = 0;
+        pid_t pid;
+
+        ck_assert_int_eq(pipe2(pin, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(pout, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(perr, O_CLOEXEC), 0);
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                dup2(pin[0], STDIN_FILENO);
+                dup2(pout[1], STDOUT_FILENO);
+                dup2(perr[1], STDERR_FILENO);
+                execv(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        close(pin[0]);
+        close(pout[1]);
+        close(perr[1]);
+        if (!input || inlen == 0) {
+                close(pin[1]);
+                pin[1] = -1;
+        }
+        for (;;) {
+                struct pollfd p[3] = { { pout[0], POLLIN, 0 }, { perr[0], POLLIN, 0 }, { pin[1], POLLOUT, 0 } };
+                char buf[4096];
+                ssize_t n;
+
+                if (pout[0] < 0 && perr[0] < 0)
+                        break;
+                if (poll(p, 3, -1) < 0) {
+                        ck_assert_int_eq(errno, EINTR);
+                        continue;
+                }
+                if (p[2].revents) {
+                        n = write(pin[1], input + ilen, inlen - ilen);
+                        if (n > 0)
+                                ilen += (size_t)n;
+                        if (n <= 0 || ilen == inlen) {
+                                close(pin[1]);
+                                pin[1] = -1;
+                        }
+                }
+                for (int i = 0; i < 2; i++) {
+                        int *fd = i == 0 ? &pout[0] : &perr[0];
+                        char *dst = i == 0 ? out : err;
+                        size_t size = i == 0 ? outsize : errsize, *len = i == 0 ? &olen : &elen;
+
+                        if (!p[i].revents)
+                                continue;
+                        n = read(*fd, buf, sizeof(buf));
+                        if (n <= 0) {
+                                close(*fd);
+                                *fd = -1;
+                                continue;
+                        }
+                        if (dst && size > 0) {
+                                size_t k = (size_t)n < size - 1 - *len ? (size_t)n : size - 1 - *len;
+
+                                memcpy(dst + *len, buf, k);
+                                *len += k;
+                        }
+                }
+        }
+        if (pin[1] >= 0)
+                close(pin[1]);
+        if (out && outsize)
+                out[olen] = '\0';
+        if (err && errsize)
+                err[elen] = '\0';
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        return status;
+}

@@ -1,0 +1,82 @@
+# lib.sh: shared helpers of the integration shell tests (sourced, not run).
+# Needs IOMEMD and IOMEMCTL from the environment (set by ctest).
+
+: "${IOMEMD:?run through ctest (IOMEMD unset)}"
+: "${IOMEMCTL:?run through ctest (IOMEMCTL unset)}"
+
+TMP=$(mktemp -d /tmp/iomem-it-sh.XXXXXX)
+SOCK=$TMP/sock
+DAEMON_PID=
+FAILURES=0
+
+cleanup() {
+        if [ -n "$DAEMON_PID" ]; then
+                kill "$DAEMON_PID" 2>/dev/null || true
+                wait "$DAEMON_PID" 2>/dev/null || true
+        fi
+        rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() {
+        echo "FAIL: $*" >&2
+        FAILURES=$((FAILURES + 1))
+}
+
+# start_daemon [ARGS...]: run iomemd on $SOCK and wait until it accepts connections
+start_daemon() {
+        "$IOMEMD" --socket "$SOCK" --log-level warning --tmpdir "$TMP" "$@" &
+        DAEMON_PID=$!
+        for _ in $(seq 1 500); do
+                if "$IOMEMCTL" --socket "$SOCK" ping >/dev/null 2>&1; then
+                        return 0
+                fi
+                kill -0 "$DAEMON_PID" 2>/dev/null || { echo "iomemd died at startup" >&2; exit 1; }
+                sleep 0.01
+        done
+        echo "iomemd did not start" >&2
+        exit 1
+}
+
+stop_daemon() {
+        kill "$DAEMON_PID"
+        local rc=0
+        wait "$DAEMON_PID" || rc=$?
+        DAEMON_PID=
+        [ "$rc" -eq 0 ] || fail "iomemd exited with $rc"
+        rm -f "$SOCK"
+}
+
+ctl() {
+        "$IOMEMCTL" --socket "$SOCK" "$@"
+}
+
+# expect_ok DESCRIPTION COMMAND...: the command must exit 0
+expect_ok() {
+        local what=$1
+        shift
+        local err
+        if ! err=$("$@" 2>&1 >/dev/null); then
+                fail "$what: exit status non-zero: $err"
+        fi
+}
+
+# expect_err DESCRIPTION STATUS PATTERN COMMAND...: exit STATUS, exactly one stderr line matching PATTERN, no stdout
+expect_err() {
+        local what=$1 want=$2 pattern=$3
+        shift 3
+        local rc=0
+        "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+        [ "$rc" -eq "$want" ] || fail "$what: exit status $rc, want $want"
+        [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$what: stderr is not one line: $(cat "$TMP/err")"
+        grep -Eq "^iomemctl: $pattern" "$TMP/err" || fail "$what: stderr '$(cat "$TMP/err")' does not match '$pattern'"
+        [ ! -s "$TMP/out" ] || fail "$what: unexpected stdout: $(cat "$TMP/out")"
+}
+
+finish() {
+        if [ "$FAILURES" -ne 0 ]; then
+                echo "$FAILURES failure(s)" >&2
+                exit 1
+        fi
+        echo "all passed"
+}

@@ -1,0 +1,35 @@
+#!/bin/bash
+# test-examples: run every example; producer and consumer are unrelated processes meeting by name through iomemd.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+: "${IOMEM_EXAMPLES:?run through ctest (IOMEM_EXAMPLES unset)}"
+
+for ex in parent-child worker-pool alignment; do
+        "$IOMEM_EXAMPLES/$ex" >"$TMP/$ex.out" 2>&1 || fail "$ex: $(cat "$TMP/$ex.out")"
+done
+grep -q "child received: Hello from parent!" "$TMP/parent-child.out" || fail "parent-child output"
+grep -q 'result from worker 2: "CPI ypoC oreZ"' "$TMP/worker-pool.out" || fail "worker-pool output"
+
+for backend in memfd shm file; do
+        start_daemon --backend "$backend"
+        # the consumer starts first and waits for the name; the producer comes later
+        "$IOMEM_EXAMPLES/consumer" "$SOCK" "ex.$backend" 30000 >"$TMP/consumer.out" 2>&1 &
+        consumer=$!
+        sleep 0.1
+        rc=0
+        "$IOMEM_EXAMPLES/producer" "$SOCK" "ex.$backend" "message via $backend" >"$TMP/producer.out" 2>&1 || rc=$?
+        [ "$rc" -eq 0 ] || fail "producer ($backend): $(cat "$TMP/producer.out")"
+        rc=0
+        wait "$consumer" || rc=$?
+        [ "$rc" -eq 0 ] || fail "consumer ($backend): $(cat "$TMP/consumer.out")"
+        grep -q "received \"message via $backend\"" "$TMP/consumer.out" || fail "consumer output ($backend)"
+        # the producer's lease ended: the name is gone
+        for _ in $(seq 1 100); do ctl stat "ex.$backend" >/dev/null 2>&1 || break; sleep 0.02; done
+        ctl stat "ex.$backend" >/dev/null 2>&1 && fail "ex.$backend survived its producer"
+        # a consumer with nobody producing gives up with an error
+        if "$IOMEM_EXAMPLES/consumer" "$SOCK" ex.nobody 100 >/dev/null 2>&1; then
+                fail "consumer without producer succeeded ($backend)"
+        fi
+        stop_daemon
+done
+finish

@@ -1,0 +1,430 @@
+/* test-it-api: every opcode's success and error paths through libiomem against the real iomemd, per backend. */
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "iomem.h"
+#include "itutil.h"
+
+#define NAME_MAX_LEN 255 /* docs/protocol.md: names are 1..255 bytes */
+
+static const enum iomem_backend backends[] = { IOMEM_BACKEND_MEMFD, IOMEM_BACKEND_SHM, IOMEM_BACKEND_FILE };
+
+static struct it_daemon daemon_;
+static struct iomem_client *client_;
+
+static struct iomem_client *it_connect(void)
+{
+        struct iomem_client *c = NULL;
+        int r = iomem_connect(daemon_.socket, &c);
+
+        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
+        return c;
+}
+
+static struct iomem_region *it_create(const char *name, uint64_t size, uint32_t flags, enum iomem_backend b)
+{
+        struct iomem_create_opts o = { .flags = flags, .backend = b };
+        struct iomem_region *region = NULL;
+        int r = iomem_create(client_, name, size, &o, &region);
+
+        ck_assert_msg(r == 0, "create %s: %s", name, iomem_strerror(r));
+        return region;
+}
+
+static void *it_map(struct iomem_region *region, size_t len, int prot)
+{
+        void *addr = NULL;
+        int r = iomem_region_map(region, 0, len, prot, &addr);
+
+        ck_assert_msg(r == 0, "map: %s", iomem_strerror(r));
+        return addr;
+}
+
+/* Each test gets its own daemon and one connection; both are gone before the fd-leak check. */
+static void setup(void)
+{
+        test_fd_setup();
+        it_daemon_start(&daemon_, NULL);
+        client_ = it_connect();
+}
+
+static void teardown(void)
+{
+        client_ = iomem_disconnect(client_);
+        it_daemon_stop(&daemon_);
+        test_fd_teardown();
+}
+
+/* Create, open from another connection, see each other's writes, stat, delete (S4 within the library). */
+START_TEST(test_create_open_delete)
+{
+        enum iomem_backend b = backends[_i];
+        struct iomem_client *other = it_connect();
+        struct iomem_region *r1, *r2 = NULL, *r3 = NULL;
+        struct iomem_stat st;
+        char *p1, *p2;
+        int r;
+
+        r1 = it_create("it.a", 8192, 0, b);
+        ck_assert_uint_eq(iomem_region_size(r1), 8192);
+        ck_assert_int_eq(iomem_region_backend(r1), b);
+        ck_assert_uint_ne(iomem_region_id(r1), 0);
+        ck_assert_uint_eq(iomem_region_flags(r1) & IOMEM_REGION_RDONLY, 0);
+
+        r = iomem_open(other, "it.a", 0, 0, &r2);
+        ck_assert_msg(r == 0, "open: %s", iomem_strerror(r));
+        ck_assert_uint_eq(iomem_region_id(r2), iomem_region_id(r1));
+        ck_assert_uint_eq(iomem_region_size(r2), 8192);
+
+        p1 = it_map(r1, 8192, PROT_READ | PROT_WRITE);
+        p2 = it_map(r2, 8192, PROT_READ | PROT_WRITE);
+        memcpy(p1 + 5000, "from one", 9);
+        ck_assert_str_eq(p2 + 5000, "from one");
+        memcpy(p2 + 100, "from two", 9);
+        ck_assert_str_eq(p1 + 100, "from two");
+
+        ck_assert_int_eq(iomem_stat(client_, "it.a", &st), 0);
+        ck_assert_uint_eq(st.id, iomem_region_id(r1));
+        ck_assert_uint_eq(st.size, 8192);
+        ck_assert_int_eq(st.backend, b);
+        ck_assert_uint_eq(st.uid, getuid());
+        ck_assert_uint_eq(st.mode, 0600);
+        ck_assert_uint_ge(st.open_count, 1);
+        ck_assert_uint_ne(st.ctime_ns, 0);
+
+        ck_assert_int_eq(iomem_delete(client_, "it.a"), 0);
+        ck_assert_int_eq(iomem_stat(client_, "it.a", &st), -ENOENT);
+        ck_assert_int_eq(iomem_open(other, "it.a", 0, 0, &r3), -ENOENT);
+        ck_assert_ptr_null(r3);
+        /* mappings and fds handed out earlier stay valid after the name is gone */
+        memcpy(p1, "still", 6);
+        ck_assert_str_eq(p2, "still");
+
+        iomem_unmap(p1, 8192);
+        iomem_unmap(p2, 8192);
+        iomem_region_free(r1);
+        iomem_region_free(r2);
+        iomem_disconnect(other);
+}
+END_TEST
+
+/* Create with a mode and the daemon's default backend; an existing name without EXCLUSIVE is opened (same id). */
+START_TEST(test_create_existing)
+{
+        struct iomem_create_opts o = { .mode = 0640, .backend = backends[_i] };
+        struct iomem_region *a = NULL, *b = NULL;
+        struct iomem_stat st;
+
+        ck_assert_int_eq(iomem_create(client_, "it.mode", 4096, &o, &a), 0);
+        ck_assert_int_eq(iomem_stat(client_, "it.mode", &st), 0);
+        ck_assert_uint_eq(st.mode, 0640);
+        o.flags = IOMEM_CREATE_EXCLUSIVE;
+        ck_assert_int_eq(iomem_create(client_, "it.mode", 4096, &o, &b), -EEXIST);
+        ck_assert_ptr_null(b);
+        o.flags = 0;
+        ck_assert_int_eq(iomem_create(client_, "it.mode", 4096, &o, &b), 0);
+        ck_assert_uint_eq(iomem_region_id(b), iomem_region_id(a));
+        iomem_region_free(a);
+        iomem_region_free(b);
+}
+END_TEST
+
+/* F6, F7: names, sizes and unknown names, each answered with its errno; the connection stays usable. */
+START_TEST(test_errors)
+{
+        enum iomem_backend b = backends[_i];
+        struct iomem_create_opts o = { .backend = b };
+        static const char *const bad_names[] = { "bad name", "bad\nname", "/abs", ".hidden", "a//b", "semi;colon" };
+        struct iomem_region *region = NULL;
+        struct iomem_stat st;
+        char longname[NAME_MAX_LEN + 2];
+        uint32_t seals;
+
+        for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+                ck_assert_msg(iomem_create(client_, bad_names[i], 4096, &o, &region) == -EINVAL, "create '%s'",
+                              bad_names[i]);
+                ck_assert_int_eq(iomem_open(client_, bad_names[i], 0, 0, &region), -EINVAL);
+                ck_assert_int_eq(iomem_stat(client_, bad_names[i], &st), -EINVAL);
+                ck_assert_int_eq(iomem_delete(client_, bad_names[i]), -EINVAL);
+        }
+        memset(longname, 'x', sizeof(longname) - 1);
+        longname[sizeof(longname) - 1] = '\0';
+        ck_assert_int_eq(iomem_create(client_, longname, 4096, &o, &region), -EINVAL);
+        longname[sizeof(longname) - 2] = '\0'; /* exactly the maximum */
+        ck_assert_int_eq(iomem_create(client_, longname, 4096, &o, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_open(client_, "", 0, 0, &region), -EINVAL);
+
+        /* R3: terabytes are refused before anything is made */
+        ck_assert_int_eq(iomem_create(client_, "it.huge", UINT64_C(1) << 40, &o, &region), -EFBIG);
+        ck_assert_int_eq(iomem_create(client_, "it.huge", UINT64_MAX, &o, &region), -EFBIG);
+        ck_assert_int_eq(iomem_stat(client_, "it.huge", &st), -ENOENT);
+
+        ck_assert_int_eq(iomem_open(client_, "it.missing", 0, 0, &region), -ENOENT);
+        ck_assert_int_eq(iomem_stat(client_, "it.missing", &st), -ENOENT);
+        ck_assert_int_eq(iomem_resize(client_, "it.missing", 4096), -ENOENT);
+        ck_assert_int_eq(iomem_seal(client_, "it.missing", IOMEM_SEAL_GROW, &seals), -ENOENT);
+        ck_assert_int_eq(iomem_delete(client_, "it.missing"), -ENOENT);
+        ck_assert_ptr_null(region);
+
+        region = it_create("it.r", 4096, 0, b);
+        ck_assert_int_eq(iomem_resize(client_, "it.r", UINT64_C(1) << 40), -EFBIG);
+        ck_assert_int_eq(iomem_create(client_, "it.r2", 4096, &(struct iomem_create_opts){ .mode = 01000 },
+                                      &(struct iomem_region *){ NULL }),
+                         -EINVAL);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_ping(client_), 0);
+}
+END_TEST
+
+/* Seals: memfd regions refuse what their seals forbid (EPERM); shm and file cannot be sealed (EOPNOTSUPP). */
+START_TEST(test_seal)
+{
+        enum iomem_backend b = backends[_i];
+        struct iomem_region *region = it_create("it.s", 4096, IOMEM_CREATE_RESIZABLE, b);
+        struct iomem_stat st;
+        uint32_t seals = 0;
+        int r;
+
+        r = iomem_seal(client_, "it.s", IOMEM_SEAL_GROW, &seals);
+        if (b != IOMEM_BACKEND_MEMFD) {
+                ck_assert_int_eq(r, -EOPNOTSUPP);
+                ck_assert_int_eq(iomem_resize(client_, "it.s", 8192), 0);
+                iomem_region_free(region);
+                return;
+        }
+        ck_assert_msg(r == 0, "seal: %s", iomem_strerror(r));
+        ck_assert_uint_eq(seals & IOMEM_SEAL_GROW, IOMEM_SEAL_GROW);
+        ck_assert_int_eq(iomem_resize(client_, "it.s", 8192), -EPERM);
+        ck_assert_int_eq(iomem_resize(client_, "it.s", 2048), 0); /* shrinking is still allowed */
+        ck_assert_int_eq(iomem_stat(client_, "it.s", &st), 0);
+        ck_assert_uint_eq(st.size, 2048);
+        ck_assert_uint_eq(st.seals & IOMEM_SEAL_GROW, IOMEM_SEAL_GROW);
+        ck_assert_int_eq(iomem_region_get_seals(region) & IOMEM_SEAL_GROW, IOMEM_SEAL_GROW);
+
+        ck_assert_int_eq(iomem_seal(client_, "it.s", IOMEM_SEAL_SEAL, &seals), 0);
+        ck_assert_int_eq(iomem_seal(client_, "it.s", IOMEM_SEAL_SHRINK, &seals), -EPERM);
+        ck_assert_int_eq(iomem_seal(client_, "it.s", 0x8000, &seals), -EINVAL);
+        iomem_region_free(region);
+}
+END_TEST
+
+/* S2: F_SEAL_WRITE while a writable mapping exists is -EBUSY, and the region is still usable. */
+START_TEST(test_seal_write_busy)
+{
+        struct iomem_region *region = it_create("it.w", 4096, 0, IOMEM_BACKEND_MEMFD);
+        char *p = it_map(region, 4096, PROT_READ | PROT_WRITE);
+
+        ck_assert_int_eq(iomem_seal(client_, "it.w", IOMEM_SEAL_WRITE, NULL), -EBUSY);
+        iomem_unmap(p, 4096);
+        ck_assert_int_eq(iomem_seal(client_, "it.w", IOMEM_SEAL_WRITE, NULL), 0);
+        /* once sealed, a writable shared mapping is refused by the kernel */
+        ck_assert_int_lt(iomem_region_map(region, 0, 4096, PROT_READ | PROT_WRITE, (void **)&p), 0);
+        p = it_map(region, 4096, PROT_READ);
+        iomem_unmap(p, 4096);
+        iomem_region_free(region);
+}
+END_TEST
+
+/* A read-only open gives an fd that cannot be mapped for writing, by the library or by mmap itself (P4). */
+START_TEST(test_read_only)
+{
+        enum iomem_backend b = backends[_i];
+        struct iomem_region *rw = it_create("it.ro", 4096, 0, b), *ro = NULL;
+        char *prw, *pro;
+        void *addr = NULL;
+
+        prw = it_map(rw, 4096, PROT_READ | PROT_WRITE);
+        memcpy(prw, "written", 8);
+        ck_assert_int_eq(iomem_open(client_, "it.ro", IOMEM_OPEN_RDONLY, 0, &ro), 0);
+        ck_assert_uint_eq(iomem_region_flags(ro) & IOMEM_REGION_RDONLY, IOMEM_REGION_RDONLY);
+        ck_assert_int_eq(iomem_region_map(ro, 0, 4096, PROT_READ | PROT_WRITE, &addr), -EACCES);
+        ck_assert_ptr_eq(mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, iomem_region_fd(ro), 0), MAP_FAILED);
+        ck_assert_int_eq(errno, EACCES);
+        ck_assert_int_lt(write(iomem_region_fd(ro), "x", 1), 0);
+        ck_assert_int_lt(ftruncate(iomem_region_fd(ro), 0), 0);
+        pro = it_map(ro, 4096, PROT_READ);
+        ck_assert_str_eq(pro, "written");
+        ck_assert_int_lt(mprotect(pro, 4096, PROT_READ | PROT_WRITE), 0);
+        memcpy(prw, "changed", 8);
+        ck_assert_str_eq(pro, "changed");
+        iomem_unmap(prw, 4096);
+        iomem_unmap(pro, 4096);
+        iomem_region_free(rw);
+        iomem_region_free(ro);
+}
+END_TEST
+
+/* RESIZE: growing is seen by the holder of another fd after a refresh; shrinking needs RESIZABLE. */
+START_TEST(test_resize)
+{
+        enum iomem_backend b = backends[_i];
+        struct iomem_region *fixed = it_create("it.fixed", 4096, 0, b);
+        struct iomem_region *res = it_create("it.res", 4096, IOMEM_CREATE_RESIZABLE, b);
+        struct iomem_stat st;
+
+        ck_assert_int_eq(iomem_resize(client_, "it.fixed", 16384), 0);
+        ck_assert_int_eq(iomem_region_refresh(fixed), 0);
+        ck_assert_uint_eq(iomem_region_size(fixed), 16384);
+        ck_assert_int_eq(iomem_stat(client_, "it.fixed", &st), 0);
+        ck_assert_uint_eq(st.size, 16384);
+        if (b == IOMEM_BACKEND_MEMFD)
+                ck_assert_int_eq(iomem_resize(client_, "it.fixed", 4096), -EPERM);
+
+        ck_assert_int_eq(iomem_resize(client_, "it.res", 1024), 0);
+        ck_assert_int_eq(iomem_region_refresh(res), 0);
+        ck_assert_uint_eq(iomem_region_size(res), 1024);
+        iomem_region_free(fixed);
+        iomem_region_free(res);
+}
+END_TEST
+
+struct list_count {
+        unsigned n;
+        unsigned with_prefix;
+        const char *prefix;
+        int stop_after;
+};
+
+static int count_cb(const struct iomem_list_entry *e, void *userdata)
+{
+        struct list_count *c = userdata;
+
+        c->n++;
+        if (c->prefix && !strncmp(e->name, c->prefix, strlen(c->prefix)))
+                c->with_prefix++;
+        ck_assert_uint_eq(e->size, 4096);
+        ck_assert_uint_ne(e->id, 0);
+        return c->stop_after && (int)c->n == c->stop_after ? 42 : 0;
+}
+
+/* LIST: everything, by prefix, and a callback that stops the walk; anonymous regions are not listed. */
+START_TEST(test_list)
+{
+        struct iomem_region *regions[9];
+        struct list_count c;
+        char name[32];
+
+        for (int i = 0; i < 8; i++) {
+                snprintf(name, sizeof(name), i < 5 ? "it.list.%d" : "other.%d", i);
+                regions[i] = it_create(name, 4096, 0, backends[_i]);
+        }
+        regions[8] = it_create(NULL, 4096, 0, backends[_i]);
+        ck_assert_uint_eq(iomem_region_flags(regions[8]) & IOMEM_REGION_ANONYMOUS, IOMEM_REGION_ANONYMOUS);
+
+        c = (struct list_count){ .prefix = "it.list." };
+        ck_assert_int_eq(iomem_list(client_, NULL, count_cb, &c), 0);
+        ck_assert_uint_eq(c.n, 8);
+        ck_assert_uint_eq(c.with_prefix, 5);
+        c = (struct list_count){ .prefix = "it.list." };
+        ck_assert_int_eq(iomem_list(client_, "it.list.", count_cb, &c), 0);
+        ck_assert_uint_eq(c.n, 5);
+        ck_assert_uint_eq(c.with_prefix, 5);
+        c = (struct list_count){ .stop_after = 3 };
+        ck_assert_int_eq(iomem_list(client_, "", count_cb, &c), 42);
+        ck_assert_uint_eq(c.n, 3);
+        c = (struct list_count){ 0 };
+        ck_assert_int_eq(iomem_list(client_, "nothing-here", count_cb, &c), 0);
+        ck_assert_uint_eq(c.n, 0);
+        ck_assert_int_eq(iomem_list(client_, "bad prefix", count_cb, &c), -EINVAL);
+        for (int i = 0; i < 9; i++)
+                iomem_region_free(regions[i]);
+}
+END_TEST
+
+START_TEST(test_ping_status)
+{
+        struct iomem_region *region = it_create("it.st", 65536, 0, backends[_i]);
+        struct iomem_client *other = it_connect();
+        struct iomem_status st;
+
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        ck_assert_int_eq(iomem_ping(other), 0);
+        ck_assert_int_eq(iomem_status(other, &st), 0);
+        ck_assert_uint_eq(st.regions, 1);
+        ck_assert_uint_ge(st.bytes, 65536);
+        ck_assert_uint_ge(st.connections, 2);
+        ck_assert_uint_gt(strlen(st.server_version), 0);
+        ck_assert_uint_gt(iomem_client_fd(other), 2);
+        iomem_region_free(region);
+        iomem_disconnect(other);
+}
+END_TEST
+
+/*
+ * S4 across programs: this process keeps a mapping while a separately
+ * exec'd iomemctl, which opens the region by name, writes; the bytes show up
+ * in our mapping with no further request. Then the other way round.
+ */
+START_TEST(test_s4_with_cli)
+{
+        struct iomem_region *region = it_create("it.s4", 8192, 0, backends[_i]);
+        char *p = it_map(region, 8192, PROT_READ | PROT_WRITE);
+        const char *ctl = it_env("IOMEMCTL");
+        char out[256], err[256];
+        int status;
+
+        const char *const wargv[] = { ctl, "--socket", daemon_.socket, "write", "it.s4", "--offset", "4100", NULL };
+        status = it_run(wargv, "written by iomemctl", 19, out, sizeof(out), err, sizeof(err));
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "iomemctl write: %s", err);
+        ck_assert_int_eq(memcmp(p + 4100, "written by iomemctl", 19), 0);
+
+        memcpy(p + 10, "written by the test", 19);
+        const char *const rargv[] = { ctl,  "--socket", daemon_.socket, "read", "it.s4", "--offset", "10",
+                                      "--length", "19", NULL };
+        status = it_run(rargv, NULL, 0, out, sizeof(out), err, sizeof(err));
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "iomemctl read: %s", err);
+        ck_assert_str_eq(out, "written by the test");
+        iomem_unmap(p, 8192);
+        iomem_region_free(region);
+}
+END_TEST
+
+/* A protocol-level timeout on the client does not hang; a closed daemon gives a clear error. */
+START_TEST(test_daemon_gone)
+{
+        struct iomem_region *region = NULL;
+
+        iomem_client_set_timeout(client_, 5000);
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        kill(daemon_.pid, SIGKILL);
+        waitpid(daemon_.pid, NULL, 0);
+        daemon_.pid = 0;
+        unlink(daemon_.socket);
+        rmdir(daemon_.dir);
+        ck_assert_int_lt(iomem_create(client_, "it.x", 4096, NULL, &region), 0);
+        ck_assert_int_lt(iomem_ping(client_), 0);
+        ck_assert_ptr_null(region);
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &(struct iomem_client *){ NULL }), -ENOENT);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("integration-api");
+        TCase *tc = tcase_create("api");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_loop_test(tc, test_create_open_delete, 0, 3);
+        tcase_add_loop_test(tc, test_create_existing, 0, 3);
+        tcase_add_loop_test(tc, test_errors, 0, 3);
+        tcase_add_loop_test(tc, test_seal, 0, 3);
+        tcase_add_test(tc, test_seal_write_busy);
+        tcase_add_loop_test(tc, test_read_only, 0, 3);
+        tcase_add_loop_test(tc, test_resize, 0, 3);
+        tcase_add_loop_test(tc, test_list, 0, 3);
+        tcase_add_loop_test(tc, test_ping_status, 0, 3);
+        tcase_add_loop_test(tc, test_s4_with_cli, 0, 3);
+        tcase_add_test(tc, test_daemon_gone);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return test_run_suite(suite());
+}

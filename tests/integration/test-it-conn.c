@@ -1,0 +1,351 @@
+/* test-it-conn: waiting for names, leases, pipelined requests and the daemon's fds, against the real iomemd. */
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "iomem.h"
+#include "itutil.h"
+#include "proto.h"
+#include "transport.h"
+
+static struct it_daemon daemon_;
+
+static struct iomem_client *it_connect(void)
+{
+        struct iomem_client *c = NULL;
+        int r = iomem_connect(daemon_.socket, &c);
+
+        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
+        return c;
+}
+
+static void setup(void)
+{
+        test_fd_setup();
+        it_daemon_start(&daemon_, NULL);
+}
+
+static void teardown(void)
+{
+        it_daemon_stop(&daemon_);
+        test_fd_teardown();
+}
+
+struct waiter {
+        pthread_t thread;
+        struct iomem_client *client;
+        const char *name;
+        int wait_ms;
+        int r;
+        struct iomem_region *region;
+        atomic_bool done;
+};
+
+static void *waiter_run(void *userdata)
+{
+        struct waiter *w = userdata;
+
+        w->r = iomem_open(w->client, w->name, 0, w->wait_ms, &w->region);
+        atomic_store(&w->done, true);
+        return NULL;
+}
+
+/* The consumer asks first and waits; another client is served meanwhile; the producer's create wakes it. */
+START_TEST(test_wait_for_name)
+{
+        struct waiter w = { .client = it_connect(), .name = "it.later", .wait_ms = _i == 0 ? 60000 : -1 };
+        struct iomem_client *producer = it_connect();
+        struct iomem_region *region = NULL;
+        struct iomem_stat st;
+        char *p, *q;
+
+        ck_assert_int_eq(pthread_create(&w.thread, NULL, waiter_run, &w), 0);
+        /* give the OPEN time to reach the daemon; correctness does not depend on it */
+        it_sleep_ms(200);
+        ck_assert_msg(!atomic_load(&w.done), "open returned before the name existed: %s", iomem_strerror(w.r));
+
+        /* the daemon keeps serving others while one client waits */
+        ck_assert_int_eq(iomem_ping(producer), 0);
+        ck_assert_int_eq(iomem_stat(producer, "it.later", &st), -ENOENT);
+        ck_assert(!atomic_load(&w.done));
+
+        ck_assert_int_eq(iomem_create(producer, "it.later", 4096, NULL, &region), 0);
+        ck_assert_int_eq(pthread_join(w.thread, NULL), 0);
+        ck_assert_msg(w.r == 0, "waiting open: %s", iomem_strerror(w.r));
+        ck_assert_uint_eq(iomem_region_id(w.region), iomem_region_id(region));
+        ck_assert_int_eq(iomem_region_map(region, 0, 4096, PROT_READ | PROT_WRITE, (void **)&p), 0);
+        ck_assert_int_eq(iomem_region_map(w.region, 0, 4096, PROT_READ, (void **)&q), 0);
+        strcpy(p, "hello waiter");
+        ck_assert_str_eq(q, "hello waiter");
+        iomem_unmap(p, 4096);
+        iomem_unmap(q, 4096);
+        /* the waiting connection is usable again */
+        ck_assert_int_eq(iomem_ping(w.client), 0);
+        iomem_region_free(region);
+        iomem_region_free(w.region);
+        iomem_disconnect(w.client);
+        iomem_disconnect(producer);
+}
+END_TEST
+
+START_TEST(test_wait_timeout)
+{
+        struct iomem_client *c = it_connect();
+        struct iomem_region *region = NULL;
+
+        ck_assert_int_eq(iomem_open(c, "it.never", 0, 100, &region), -ETIMEDOUT);
+        ck_assert_ptr_null(region);
+        ck_assert_int_eq(iomem_open(c, "it.never", 0, 0, &region), -ENOENT);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* A waiter that disconnects while parked leaves nothing behind in the daemon. */
+START_TEST(test_wait_disconnect)
+{
+        int base = it_wait_fd_count(daemon_.pid, it_fd_count_of(daemon_.pid));
+        struct iomem_region *region = NULL;
+        struct iomem_client *c;
+        pid_t pid;
+        int status;
+
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (iomem_connect(daemon_.socket, &c) < 0)
+                        _exit(1);
+                iomem_open(c, "it.never", 0, -1, &region);
+                _exit(2);
+        }
+        it_sleep_ms(200);
+        kill(pid, SIGKILL);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFSIGNALED(status));
+        ck_assert_int_eq(it_wait_fd_count(daemon_.pid, base), base);
+        /* creating the name the dead client waited for wakes nobody and works */
+        c = it_connect();
+        ck_assert_int_eq(iomem_create(c, "it.never", 4096, NULL, &region), 0);
+        region = iomem_region_free(region);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* L3: a leased region goes away with the connection that created it; fds already handed out stay valid. */
+START_TEST(test_lease)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_LEASE };
+        struct iomem_client *owner = it_connect(), *other = it_connect();
+        struct iomem_region *mine = NULL, *theirs = NULL;
+        struct iomem_stat st;
+        char *p;
+        int r = 0;
+
+        ck_assert_int_eq(iomem_create(owner, "it.lease", 4096, &o, &mine), 0);
+        ck_assert_uint_eq(iomem_region_flags(mine) & IOMEM_REGION_LEASED, IOMEM_REGION_LEASED);
+        ck_assert_int_eq(iomem_stat(other, "it.lease", &st), 0);
+        ck_assert_uint_eq(st.flags & IOMEM_REGION_LEASED, IOMEM_REGION_LEASED);
+        ck_assert_int_eq(iomem_open(other, "it.lease", 0, 0, &theirs), 0);
+
+        owner = iomem_disconnect(owner);
+        /* the daemon sees the close asynchronously: poll, bounded */
+        for (int i = 0; i < 500; i++) {
+                r = iomem_stat(other, "it.lease", &st);
+                if (r == -ENOENT)
+                        break;
+                it_sleep_ms(10);
+        }
+        ck_assert_int_eq(r, -ENOENT);
+        ck_assert_int_eq(iomem_region_map(theirs, 0, 4096, PROT_READ | PROT_WRITE, (void **)&p), 0);
+        strcpy(p, "still mapped");
+        iomem_unmap(p, 4096);
+        iomem_region_free(mine);
+        iomem_region_free(theirs);
+        iomem_disconnect(other);
+}
+END_TEST
+
+/* A client killed while holding leased regions: its regions go, the daemon's fd count returns (L3). */
+START_TEST(test_lease_killed_client)
+{
+        int base = it_wait_fd_count(daemon_.pid, it_fd_count_of(daemon_.pid));
+        struct iomem_client *c;
+        struct iomem_stat st;
+        int p[2], status, r = 0;
+        pid_t pid;
+        char ok;
+
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct iomem_create_opts o = { .flags = IOMEM_CREATE_LEASE };
+                struct iomem_region *region;
+
+                close(p[0]);
+                if (iomem_connect(daemon_.socket, &c) < 0)
+                        _exit(1);
+                for (int i = 0; i < 10; i++) {
+                        char name[32];
+
+                        snprintf(name, sizeof(name), "it.killed.%d", i);
+                        if (iomem_create(c, name, 4096, &o, &region) < 0)
+                                _exit(1);
+                }
+                if (write(p[1], "k", 1) != 1)
+                        _exit(1);
+                pause();
+                _exit(0);
+        }
+        close(p[1]);
+        ck_assert_int_eq(read(p[0], &ok, 1), 1);
+        close(p[0]);
+        c = it_connect();
+        ck_assert_int_eq(iomem_stat(c, "it.killed.9", &st), 0);
+        kill(pid, SIGKILL);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        for (int i = 0; i < 500; i++) {
+                r = iomem_stat(c, "it.killed.9", &st);
+                if (r == -ENOENT)
+                        break;
+                it_sleep_ms(10);
+        }
+        ck_assert_int_eq(r, -ENOENT);
+        iomem_disconnect(c);
+        ck_assert_int_eq(it_wait_fd_count(daemon_.pid, base), base);
+}
+END_TEST
+
+/* Raw protocol: HELLO, then several requests in one write before reading any reply; ids match in order. */
+START_TEST(test_pipelining)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct transport t;
+        struct transport_frame f;
+        uint8_t buf[512];
+        static const uint16_t ops[] = { PROTO_OP_PING, PROTO_OP_STAT, PROTO_OP_CREATE, PROTO_OP_PING,
+                                        PROTO_OP_OPEN, PROTO_OP_STATUS, PROTO_OP_DELETE, PROTO_OP_STAT };
+        int fd, len;
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", daemon_.socket);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(transport_init(&t, fd, 0, 0), 0);
+
+        len = proto_hello_encode(&(struct proto_hello){ .min_version = 1, .max_version = 1 }, buf, sizeof(buf));
+        ck_assert_int_gt(len, 0);
+        ck_assert_int_eq(transport_queue(&t, &(struct proto_header){ .opcode = PROTO_OP_HELLO, .id = 1 }, buf,
+                                         (size_t)len, NULL, 0),
+                         0);
+        for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+                struct proto_header h = { .opcode = ops[i], .id = 1000 + i * 7 };
+
+                switch (ops[i]) {
+                case PROTO_OP_PING:
+                        len = proto_ping_encode(&(struct proto_ping){ .cookie = i }, buf, sizeof(buf));
+                        break;
+                case PROTO_OP_STAT:
+                case PROTO_OP_DELETE:
+                        len = proto_name_encode(&(struct proto_name){ .name = "it.pipe" }, buf, sizeof(buf));
+                        break;
+                case PROTO_OP_CREATE:
+                        len = proto_create_encode(&(struct proto_create){ .size = 4096, .name = "it.pipe" }, buf,
+                                                  sizeof(buf));
+                        break;
+                case PROTO_OP_OPEN:
+                        len = proto_open_encode(&(struct proto_open){ .name = "it.pipe" }, buf, sizeof(buf));
+                        break;
+                default:
+                        len = 0;
+                }
+                ck_assert_int_ge(len, 0);
+                ck_assert_int_eq(transport_queue(&t, &h, buf, (size_t)len, NULL, 0), 0);
+        }
+        ck_assert_int_eq(transport_flush(&t), 0);
+
+        ck_assert_int_eq(transport_recv_blocking(&t, &f, 10000), 1);
+        ck_assert_uint_eq(f.hdr.id, 1);
+        ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_HELLO);
+        transport_frame_deinit(&f);
+        for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+                bool error;
+
+                ck_assert_int_eq(transport_recv_blocking(&t, &f, 10000), 1);
+                ck_assert_uint_eq(f.hdr.id, 1000 + i * 7);
+                ck_assert_uint_eq(f.hdr.opcode, ops[i]);
+                ck_assert(f.hdr.flags & PROTO_FLAG_REPLY);
+                error = f.hdr.flags & PROTO_FLAG_ERROR;
+                /* the first STAT comes before CREATE, the last after DELETE */
+                ck_assert_int_eq(error, ops[i] == PROTO_OP_STAT);
+                ck_assert_uint_eq(f.nfds, ops[i] == PROTO_OP_CREATE || ops[i] == PROTO_OP_OPEN ? 1 : 0);
+                if (ops[i] == PROTO_OP_PING) {
+                        struct proto_ping ping;
+
+                        ck_assert_int_eq(proto_ping_decode(f.payload, f.hdr.length, &ping), 0);
+                        ck_assert_uint_eq(ping.cookie, i);
+                }
+                transport_frame_deinit(&f);
+        }
+        transport_deinit(&t);
+        close(fd);
+}
+END_TEST
+
+/* No fd stays behind in the daemon once clients that created, opened and deleted regions are gone. */
+START_TEST(test_daemon_fds)
+{
+        int base = it_wait_fd_count(daemon_.pid, it_fd_count_of(daemon_.pid));
+        struct iomem_client *clients[50];
+        struct iomem_region *regions[50];
+        char name[32];
+
+        ck_assert_int_gt(base, 0);
+        for (int i = 0; i < 50; i++) {
+                clients[i] = it_connect();
+                snprintf(name, sizeof(name), "it.fds.%d", i / 2);
+                ck_assert_int_eq(iomem_create(clients[i], name, 4096,
+                                              &(struct iomem_create_opts){ .backend = 1 + i % 3 }, &regions[i]),
+                                 0);
+        }
+        ck_assert_int_gt(it_fd_count_of(daemon_.pid), base + 50);
+        for (int i = 0; i < 50; i += 2) {
+                snprintf(name, sizeof(name), "it.fds.%d", i / 2);
+                ck_assert_int_eq(iomem_delete(clients[i], name), 0);
+        }
+        for (int i = 0; i < 50; i++) {
+                clients[i] = iomem_disconnect(clients[i]);
+                regions[i] = iomem_region_free(regions[i]);
+        }
+        ck_assert_int_eq(it_wait_fd_count(daemon_.pid, base), base);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("integration-conn");
+        TCase *tc = tcase_create("conn");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_loop_test(tc, test_wait_for_name, 0, 2);
+        tcase_add_test(tc, test_wait_timeout);
+        tcase_add_test(tc, test_wait_disconnect);
+        tcase_add_test(tc, test_lease);
+        tcase_add_test(tc, test_lease_killed_client);
+        tcase_add_test(tc, test_pipelining);
+        tcase_add_test(tc, test_daemon_fds);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return test_run_suite(suite());
+}

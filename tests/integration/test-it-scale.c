@@ -1,0 +1,186 @@
+/* test-it-scale: 100,000 regions through LIST pagination, and 1,000 concurrent connections, on the real iomemd. */
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "iomem.h"
+#include "itutil.h"
+
+#define NREGIONS_WANTED 100000u
+#define NCONNS 1000
+#define FD_MARGIN 1024u
+
+static struct it_daemon daemon_;
+static unsigned nregions_;
+
+/*
+ * The daemon holds one fd per region, so the regions test needs
+ * RLIMIT_NOFILE above 100,000. Raising the hard limit takes
+ * CAP_SYS_RESOURCE; without it the test runs with as many regions as the
+ * hard limit allows and says so on stderr.
+ */
+static void setup(void)
+{
+        struct rlimit rl;
+
+        ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        if (it_raise_nofile(NREGIONS_WANTED + FD_MARGIN) == 0)
+                nregions_ = NREGIONS_WANTED;
+        else {
+                ck_assert_int_eq(it_raise_nofile(rl.rlim_max), 0);
+                ck_assert_uint_ge(rl.rlim_max, 10000 + FD_MARGIN); /* the prefix check needs r.009999 */
+                nregions_ = (unsigned)(rl.rlim_max - FD_MARGIN);
+                fprintf(stderr,
+                        "test-it-scale: RLIMIT_NOFILE hard limit is %llu and cannot be raised "
+                        "(no CAP_SYS_RESOURCE): testing %u regions instead of %u\n",
+                        (unsigned long long)rl.rlim_max, nregions_, NREGIONS_WANTED);
+        }
+        test_fd_setup();
+        it_daemon_start(&daemon_, (const char *const[]){ "--backend", "memfd", NULL });
+}
+
+static void teardown(void)
+{
+        it_daemon_stop(&daemon_);
+        test_fd_teardown();
+}
+
+struct seen {
+        uint8_t *bits;
+        unsigned n;
+        unsigned dup;
+        unsigned bad;
+};
+
+static int seen_cb(const struct iomem_list_entry *e, void *userdata)
+{
+        struct seen *s = userdata;
+        unsigned i;
+        char tail;
+
+        if (sscanf(e->name, "r.%6u%c", &i, &tail) != 1 || i >= nregions_) {
+                s->bad++;
+                return 0;
+        }
+        if (s->bits[i / 8] & (1u << (i % 8)))
+                s->dup++;
+        s->bits[i / 8] |= (uint8_t)(1u << (i % 8));
+        s->n++;
+        return 0;
+}
+
+START_TEST(test_100k_regions)
+{
+        struct iomem_client *c = NULL;
+        struct iomem_status st;
+        struct seen s = { .bits = calloc(NREGIONS_WANTED / 8 + 1, 1) };
+        char name[32];
+        int r;
+
+        ck_assert_ptr_nonnull(s.bits);
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &c), 0);
+        for (unsigned i = 0; i < nregions_; i++) {
+                struct iomem_region *region = NULL;
+
+                snprintf(name, sizeof(name), "r.%06u", i);
+                r = iomem_create(c, name, 4096, NULL, &region);
+                ck_assert_msg(r == 0, "create %s: %s", name, iomem_strerror(r));
+                iomem_region_free(region);
+        }
+        ck_assert_int_eq(iomem_status(c, &st), 0);
+        ck_assert_uint_eq(st.regions, nregions_);
+
+        ck_assert_int_eq(iomem_list(c, NULL, seen_cb, &s), 0);
+        ck_assert_uint_eq(s.bad, 0);
+        ck_assert_uint_eq(s.dup, 0);
+        ck_assert_uint_eq(s.n, nregions_);
+
+        memset(s.bits, 0, NREGIONS_WANTED / 8 + 1);
+        s.n = 0;
+        /* a prefix selects exactly the names r.00999x: ten of them */
+        ck_assert_int_eq(iomem_list(c, "r.00999", seen_cb, &s), 0);
+        ck_assert_uint_eq(s.n, 10);
+        for (unsigned i = 9990; i < 10000; i++)
+                ck_assert(s.bits[i / 8] & (1u << (i % 8)));
+
+        for (unsigned i = 0; i < nregions_; i++) {
+                snprintf(name, sizeof(name), "r.%06u", i);
+                r = iomem_delete(c, name);
+                ck_assert_msg(r == 0, "delete %s: %s", name, iomem_strerror(r));
+        }
+        s.n = 0;
+        ck_assert_int_eq(iomem_list(c, NULL, seen_cb, &s), 0);
+        ck_assert_uint_eq(s.n, 0);
+        ck_assert_int_eq(iomem_status(c, &st), 0);
+        ck_assert_uint_eq(st.regions, 0);
+        iomem_disconnect(c);
+        free(s.bits);
+}
+END_TEST
+
+START_TEST(test_1000_connections)
+{
+        int base = it_wait_fd_count(daemon_.pid, it_fd_count_of(daemon_.pid));
+        struct iomem_create_opts lease = { .flags = IOMEM_CREATE_LEASE };
+        struct iomem_client **c = calloc(NCONNS, sizeof(*c));
+        struct iomem_status st;
+        struct iomem_stat rs;
+        char name[32];
+
+        ck_assert_ptr_nonnull(c);
+        for (int i = 0; i < NCONNS; i++) {
+                int r = iomem_connect(daemon_.socket, &c[i]);
+
+                ck_assert_msg(r == 0, "connection %d: %s", i, iomem_strerror(r));
+        }
+        /* all connected at once; each does requests in turn, interleaved with the others */
+        for (int round = 0; round < 3; round++)
+                for (int i = 0; i < NCONNS; i++) {
+                        struct iomem_region *region = NULL;
+
+                        snprintf(name, sizeof(name), "c.%d", i);
+                        switch (round) {
+                        case 0:
+                                ck_assert_int_eq(iomem_create(c[i], name, 4096, &lease, &region), 0);
+                                iomem_region_free(region);
+                                break;
+                        case 1:
+                                ck_assert_int_eq(iomem_ping(c[i]), 0);
+                                snprintf(name, sizeof(name), "c.%d", (i + 1) % NCONNS);
+                                ck_assert_int_eq(iomem_stat(c[i], name, &rs), 0);
+                                break;
+                        case 2:
+                                ck_assert_int_eq(iomem_open(c[i], name, IOMEM_OPEN_RDONLY, 0, &region), 0);
+                                iomem_region_free(region);
+                                break;
+                        }
+                }
+        ck_assert_int_eq(iomem_status(c[0], &st), 0);
+        ck_assert_uint_ge(st.connections, NCONNS);
+        ck_assert_uint_eq(st.regions, NCONNS);
+        for (int i = 0; i < NCONNS; i++)
+                c[i] = iomem_disconnect(c[i]);
+        free(c);
+        /* leases end, sockets close: the daemon is back where it started */
+        ck_assert_int_eq(it_wait_fd_count(daemon_.pid, base), base);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("integration-scale");
+        TCase *tc = tcase_create("scale");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_100k_regions);
+        tcase_add_test(tc, test_1000_connections);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return test_run_suite(suite());
+}
