@@ -1,0 +1,1548 @@
+/* test-conn: the daemon's request dispatch, driven over a socketpair without an event loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "conn.h"
+#include "proto.h"
+#include "regtab.h"
+#include "testutil.h"
+#include "transport.h"
+
+#define TEST_MAX_REGION (UINT64_C(1) << 20)
+
+/* One daemon (context, table, config) and its connections, each with a raw client end. */
+struct env {
+        struct config cfg;
+        struct regtab *regtab;
+        struct conn_ctx ctx;
+};
+
+struct peer {
+        struct env *env;
+        struct conn *conn;
+        int fd;                 /* client end, blocking */
+        struct transport t;     /* client-side reader of replies */
+};
+
+static void env_init(struct env *e)
+{
+        memset(e, 0, sizeof(*e));
+        config_init(&e->cfg);
+        e->cfg.max_region_size = TEST_MAX_REGION;
+        e->cfg.backend = PROTO_BACKEND_MEMFD;
+        ck_assert_int_eq(regtab_new(&e->regtab), 0);
+        e->ctx.regtab = e->regtab;
+        e->ctx.config = &e->cfg;
+        e->ctx.start_ns = conn_now_ns();
+}
+
+static void env_deinit(struct env *e)
+{
+        ck_assert_uint_eq(e->ctx.connections, 0);
+        ck_assert_uint_eq(regtab_waiter_count(e->regtab), 0);
+        regtab_free(e->regtab);
+        config_deinit(&e->cfg);
+}
+
+static void peer_open(struct env *e, struct peer *p)
+{
+        int sv[2];
+
+        memset(p, 0, sizeof(*p));
+        p->env = e;
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        ck_assert_int_eq(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+        ck_assert_int_eq(conn_new(&e->ctx, sv[0], &p->conn), 0);
+        p->fd = sv[1];
+        ck_assert_int_eq(transport_init(&p->t, p->fd, 0, 0), 0);
+}
+
+static void peer_close(struct peer *p)
+{
+        p->conn = conn_free(p->conn);
+        transport_deinit(&p->t);
+        close(p->fd);
+        p->fd = -1;
+}
+
+/* Write one frame as given (version, flags, nfds are not fixed up), with @fds attached if any. */
+static void send_raw(struct peer *p, uint8_t version, uint8_t flags, uint16_t opcode, uint32_t id, uint16_t nfds,
+                     const void *payload, size_t len, const int *fds, unsigned nattached)
+{
+        struct proto_header h = {
+                .magic = PROTO_MAGIC, .version = version, .flags = flags, .opcode = opcode,
+                .id = id, .length = (uint32_t)len, .nfds = nfds,
+        };
+        uint8_t *buf = malloc(PROTO_HEADER_SIZE + len);
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int) * 8)];
+        } ctl;
+        struct iovec iov;
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        ck_assert_ptr_nonnull(buf);
+        proto_header_encode(&h, buf);
+        if (len)
+                memcpy(buf + PROTO_HEADER_SIZE, payload, len);
+        iov.iov_base = buf;
+        iov.iov_len = PROTO_HEADER_SIZE + len;
+        if (nattached) {
+                struct cmsghdr *cm;
+
+                memset(&ctl, 0, sizeof(ctl));
+                msg.msg_control = ctl.buf;
+                msg.msg_controllen = CMSG_SPACE(sizeof(int) * nattached);
+                cm = CMSG_FIRSTHDR(&msg);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(sizeof(int) * nattached);
+                memcpy(CMSG_DATA(cm), fds, sizeof(int) * nattached);
+        }
+        ck_assert_int_eq(sendmsg(p->fd, &msg, MSG_NOSIGNAL), (ssize_t)iov.iov_len);
+        free(buf);
+}
+
+static void send_req(struct peer *p, uint16_t opcode, uint32_t id, const void *payload, int len)
+{
+        ck_assert_int_ge(len, 0);
+        send_raw(p, PROTO_VERSION, 0, opcode, id, 0, payload, (size_t)len, NULL, 0);
+}
+
+/* Let the connection read, dispatch and send. Return: conn_handle_input()'s result. */
+static int pump(struct peer *p)
+{
+        int r = conn_handle_input(p->conn);
+
+        if (!conn_is_dead(p->conn))
+                conn_flush(p->conn);
+        return r;
+}
+
+/* Return: true if a reply is waiting on the client end. */
+static bool reply_pending(struct peer *p)
+{
+        struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
+
+        return p->t.in_end > p->t.in_start || poll(&pfd, 1, 0) == 1;
+}
+
+static void recv_frame(struct peer *p, struct transport_frame *f)
+{
+        ck_assert_int_eq(transport_recv_blocking(&p->t, f, 5000), 1);
+        ck_assert(f->hdr.flags & PROTO_FLAG_REPLY);
+}
+
+static void expect_error(struct peer *p, uint16_t opcode, uint32_t id, int error)
+{
+        struct transport_frame f;
+        struct proto_error e;
+
+        recv_frame(p, &f);
+        ck_assert_uint_eq(f.hdr.opcode, opcode);
+        ck_assert_uint_eq(f.hdr.id, id);
+        ck_assert_msg(f.hdr.flags & PROTO_FLAG_ERROR, "expected error %d for opcode 0x%x", error, opcode);
+        ck_assert_uint_eq(f.nfds, 0);
+        ck_assert_int_eq(proto_error_decode(f.payload, f.hdr.length, &e), 0);
+        ck_assert_msg(e.error == error, "opcode 0x%x: got error %d (%s), expected %d (%s)", opcode, e.error,
+                      strerror(-e.error), error, strerror(-error));
+        transport_frame_deinit(&f);
+}
+
+/* Receive a successful reply; the caller deinits it. */
+static void expect_ok(struct peer *p, uint16_t opcode, uint32_t id, struct transport_frame *f)
+{
+        recv_frame(p, f);
+        ck_assert_uint_eq(f->hdr.opcode, opcode);
+        ck_assert_uint_eq(f->hdr.id, id);
+        if (f->hdr.flags & PROTO_FLAG_ERROR) {
+                struct proto_error e = { 0 };
+
+                proto_error_decode(f->payload, f->hdr.length, &e);
+                ck_abort_msg("opcode 0x%x id %u: error %d (%s) '%s'", opcode, id, e.error, strerror(-e.error),
+                             e.message ? e.message : "");
+        }
+}
+
+static void do_hello(struct peer *p)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1 };
+        struct transport_frame f;
+        uint8_t buf[64];
+
+        send_req(p, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(p), 0);
+        expect_ok(p, PROTO_OP_HELLO, 1, &f);
+        transport_frame_deinit(&f);
+}
+
+static void send_create(struct peer *p, uint32_t id, const char *name, uint64_t size, uint32_t flags,
+                        uint32_t seals, uint16_t backend, uint32_t mode)
+{
+        struct proto_create m = { .size = size, .flags = flags, .seals = seals, .mode = mode,
+                                  .backend = backend, .name = name };
+        uint8_t buf[512];
+
+        send_req(p, PROTO_OP_CREATE, id, buf, proto_create_encode(&m, buf, sizeof(buf)));
+}
+
+static void send_open(struct peer *p, uint32_t id, const char *name, uint32_t flags, uint32_t timeout_ms)
+{
+        struct proto_open m = { .flags = flags, .timeout_ms = timeout_ms, .name = name };
+        uint8_t buf[512];
+
+        send_req(p, PROTO_OP_OPEN, id, buf, proto_open_encode(&m, buf, sizeof(buf)));
+}
+
+static void send_name(struct peer *p, uint16_t opcode, uint32_t id, const char *name)
+{
+        struct proto_name m = { .name = name };
+        uint8_t buf[512];
+
+        send_req(p, opcode, id, buf, proto_name_encode(&m, buf, sizeof(buf)));
+}
+
+/* Expect a CREATE/OPEN reply: Return: its fd (caller closes), *infop filled. */
+static int expect_region(struct peer *p, uint16_t opcode, uint32_t id, struct proto_region_info *infop)
+{
+        struct transport_frame f;
+        int fd;
+
+        expect_ok(p, opcode, id, &f);
+        ck_assert_uint_eq(f.nfds, 1);
+        ck_assert_int_eq(proto_region_info_decode(f.payload, f.hdr.length, infop), 0);
+        fd = f.fds[0];
+        f.fds[0] = -1;
+        f.nfds = 0;
+        transport_frame_deinit(&f);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC); /* D9 */
+        return fd;
+}
+
+/* CREATE and check success. Return: the fd. */
+static int create_ok(struct peer *p, uint32_t id, const char *name, uint64_t size, uint32_t flags,
+                     struct proto_region_info *infop)
+{
+        struct proto_region_info info;
+
+        send_create(p, id, name, size, flags, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(p), 0);
+        return expect_region(p, PROTO_OP_CREATE, id, infop ? infop : &info);
+}
+
+static void stat_ok(struct peer *p, uint32_t id, const char *name, struct proto_stat_reply *st)
+{
+        struct transport_frame f;
+
+        send_name(p, PROTO_OP_STAT, id, name);
+        ck_assert_int_eq(pump(p), 0);
+        expect_ok(p, PROTO_OP_STAT, id, &f);
+        ck_assert_int_eq(proto_stat_reply_decode(f.payload, f.hdr.length, st), 0);
+        transport_frame_deinit(&f);
+}
+
+/* ---- handshake ----------------------------------------------------------- */
+
+START_TEST(test_hello_required_first)
+{
+        struct env e;
+        struct peer p;
+        struct proto_ping ping = { .cookie = 7 };
+        uint8_t buf[16];
+
+        env_init(&e);
+        peer_open(&e, &p);
+        send_req(&p, PROTO_OP_PING, 3, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
+        send_req(&p, PROTO_OP_PING, 4, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_PING, 3, -EPROTO);
+        /* the connection closes after that reply; the second request is never answered */
+        ck_assert(conn_is_done(p.conn));
+        ck_assert(!conn_wants_input(p.conn));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_hello_ok_and_again)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 9 };
+        struct proto_hello_reply rep;
+        struct transport_frame f;
+        struct env e;
+        struct peer p;
+        uint8_t buf[64];
+
+        env_init(&e);
+        peer_open(&e, &p);
+        ck_assert_uint_ne(conn_deadline(p.conn), 0); /* handshake timer armed (F9) */
+        send_req(&p, PROTO_OP_HELLO, 77, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_HELLO, 77, &f);
+        ck_assert_int_eq(proto_hello_reply_decode(f.payload, f.hdr.length, &rep), 0);
+        ck_assert_uint_eq(rep.version, PROTO_VERSION);
+        ck_assert_uint_eq(rep.max_region_size, TEST_MAX_REGION);
+        ck_assert_uint_eq(rep.max_fds, PROTO_MAX_FDS);
+        ck_assert_uint_eq(rep.name_max, PROTO_NAME_MAX);
+        ck_assert_uint_eq(rep.backend, PROTO_BACKEND_MEMFD);
+        ck_assert_str_eq(rep.server_version, IOMEM_VERSION);
+        transport_frame_deinit(&f);
+        ck_assert_uint_eq(conn_deadline(p.conn), 0);
+
+        send_req(&p, PROTO_OP_HELLO, 78, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_HELLO, 78, -EALREADY);
+        ck_assert(conn_wants_input(p.conn));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_hello_version_mismatch)
+{
+        struct proto_hello m = { .min_version = 2, .max_version = 5 };
+        struct env e;
+        struct peer p;
+        uint8_t buf[64];
+
+        env_init(&e);
+        peer_open(&e, &p);
+        send_req(&p, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_HELLO, 1, -EPROTONOSUPPORT);
+        ck_assert(conn_is_done(p.conn));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* F9: a connection that never sends HELLO is dropped once its deadline passes. */
+START_TEST(test_f9_handshake_timeout)
+{
+        struct env e;
+        struct peer p;
+        uint64_t d;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        d = conn_deadline(p.conn);
+        ck_assert_uint_ne(d, 0);
+        ck_assert_int_eq(conn_timeout(p.conn, d - 1), 0);
+        ck_assert(!conn_is_dead(p.conn));
+        ck_assert_int_lt(conn_timeout(p.conn, d), 0);
+        ck_assert(conn_is_dead(p.conn));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* ---- F5: unknown opcodes, versions, shapes ------------------------------ */
+
+START_TEST(test_f5_unknown_opcodes)
+{
+        static const uint16_t ops[] = { 0x0000, 0x0004, 0x7777, 0xffff, PROTO_OP_ACCESS_FIRST, PROTO_OP_ACCESS_LAST,
+                                        PROTO_OP_REGISTER_FIRST, PROTO_OP_EVENT_FIRST, PROTO_OP_EVENT_LAST };
+        struct proto_ping ping = { .cookie = 1 };
+        struct transport_frame f;
+        struct env e;
+        struct peer p;
+        uint8_t buf[16];
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+                send_req(&p, ops[i], 100 + (uint32_t)i, "xyz", 3);
+                ck_assert_int_eq(pump(&p), 0);
+                expect_error(&p, ops[i], 100 + (uint32_t)i, -EOPNOTSUPP);
+        }
+        /* still in sync */
+        send_req(&p, PROTO_OP_PING, 9, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_PING, 9, &f);
+        transport_frame_deinit(&f);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_f5_unknown_version)
+{
+        struct env e;
+        struct peer p;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        send_raw(&p, PROTO_VERSION + 1, 0, PROTO_OP_PING, 5, 0, "12345678", 8, NULL, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_PING, 5, -EPROTONOSUPPORT);
+        ck_assert(conn_is_done(p.conn));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_f5_bad_shapes)
+{
+        struct env e;
+        struct peer p;
+        uint8_t zeros[64] = { 0 };
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        send_req(&p, PROTO_OP_PING, 1, zeros, 3);        /* PING is 8 bytes */
+        send_req(&p, PROTO_OP_STATUS, 2, zeros, 4);      /* STATUS has no payload */
+        send_req(&p, PROTO_OP_CREATE, 3, zeros, 5);      /* too short */
+        send_req(&p, PROTO_OP_OPEN, 4, NULL, 0);
+        send_req(&p, PROTO_OP_LIST, 5, zeros, 64);       /* trailing garbage */
+        send_raw(&p, PROTO_VERSION, PROTO_FLAG_REPLY, PROTO_OP_PING, 6, 0, zeros, 8, NULL, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_PING, 1, -EBADMSG);
+        expect_error(&p, PROTO_OP_STATUS, 2, -EBADMSG);
+        expect_error(&p, PROTO_OP_CREATE, 3, -EBADMSG);
+        expect_error(&p, PROTO_OP_OPEN, 4, -EBADMSG);
+        ck_assert_int_eq(reply_pending(&p), true);
+        {
+                struct transport_frame f;
+
+                recv_frame(&p, &f); /* LIST: -EBADMSG or -EINVAL depending on where the garbage is seen */
+                ck_assert_uint_eq(f.hdr.id, 5);
+                ck_assert(f.hdr.flags & PROTO_FLAG_ERROR);
+                transport_frame_deinit(&f);
+        }
+        expect_error(&p, PROTO_OP_PING, 6, -EBADMSG); /* a reply frame sent as a request */
+        ck_assert(!conn_is_dead(p.conn));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* ---- F6 / F7: names and sizes ------------------------------------------- */
+
+/* Encode CREATE for @name, then return the offset of the name's u16 length field. */
+static size_t create_name_offset(uint8_t *buf, size_t size, int *lenp)
+{
+        struct proto_create m = { .size = 10, .name = "QQQQ" };
+        uint8_t *q;
+
+        *lenp = proto_create_encode(&m, buf, size);
+        ck_assert_int_gt(*lenp, 0);
+        q = memmem(buf, (size_t)*lenp, "QQQQ", 4);
+        ck_assert_ptr_nonnull(q);
+        return (size_t)(q - buf) - 2;
+}
+
+START_TEST(test_f6_bad_names)
+{
+        static const char *const bad[] = { "/abs", ".hidden", "a b", "semi;colon", "a//b", "tab\there", "\x01" };
+        uint8_t buf[1024];
+        struct env e;
+        struct peer p;
+        size_t off;
+        int len;
+        uint32_t id = 10;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                send_create(&p, id, bad[i], 10, 0, 0, PROTO_BACKEND_AUTO, 0);
+                send_open(&p, id + 1, bad[i], 0, 0);
+                send_name(&p, PROTO_OP_STAT, id + 2, bad[i]);
+                ck_assert_int_eq(pump(&p), 0);
+                expect_error(&p, PROTO_OP_CREATE, id, -EINVAL);
+                expect_error(&p, PROTO_OP_OPEN, id + 1, -EINVAL);
+                expect_error(&p, PROTO_OP_STAT, id + 2, -EINVAL);
+                id += 3;
+        }
+        /* empty names where a name is required */
+        send_open(&p, 50, "", 0, 0);
+        send_name(&p, PROTO_OP_DELETE, 51, "");
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_OPEN, 50, -EINVAL);
+        expect_error(&p, PROTO_OP_DELETE, 51, -EINVAL);
+
+        /* NUL inside the name */
+        off = create_name_offset(buf, sizeof(buf), &len);
+        buf[off + 2 + 1] = '\0';
+        send_req(&p, PROTO_OP_CREATE, 60, buf, len);
+        /* no NUL at the end */
+        off = create_name_offset(buf, sizeof(buf), &len);
+        buf[off + 2 + 4] = 'Q';
+        send_req(&p, PROTO_OP_CREATE, 61, buf, len);
+        /* too long: 256 bytes */
+        off = create_name_offset(buf, sizeof(buf), &len);
+        buf[off] = 0x00;
+        buf[off + 1] = 0x01; /* u16 little-endian 256 */
+        memset(buf + off + 2, 'n', 256);
+        buf[off + 2 + 256] = '\0';
+        send_req(&p, PROTO_OP_CREATE, 62, buf, (int)(off + 2 + 257));
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CREATE, 60, -EINVAL);
+        expect_error(&p, PROTO_OP_CREATE, 61, -EINVAL);
+        expect_error(&p, PROTO_OP_CREATE, 62, -EINVAL);
+        ck_assert_uint_eq(regtab_count(e.regtab), 0);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_f7_sizes_and_modes)
+{
+        struct proto_resize rs = { .size = TEST_MAX_REGION + 1, .name = "r" };
+        struct env e;
+        struct peer p;
+        uint8_t buf[512];
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        send_create(&p, 1, "big", TEST_MAX_REGION + 1, 0, 0, PROTO_BACKEND_AUTO, 0);
+        send_create(&p, 2, "", UINT64_MAX, 0, 0, PROTO_BACKEND_AUTO, 0); /* R3: terabytes refused early */
+        send_create(&p, 3, "mode", 10, 0, 0, PROTO_BACKEND_AUTO, 01000);
+        send_create(&p, 4, "flags", 10, 0x80, 0, PROTO_BACKEND_AUTO, 0);
+        send_create(&p, 5, "seals", 10, 0, 0x8000, PROTO_BACKEND_AUTO, 0);
+        send_create(&p, 6, "backend", 10, 0, 0, 99, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CREATE, 1, -EFBIG);
+        expect_error(&p, PROTO_OP_CREATE, 2, -EFBIG);
+        expect_error(&p, PROTO_OP_CREATE, 3, -EINVAL);
+        expect_error(&p, PROTO_OP_CREATE, 4, -EINVAL);
+        expect_error(&p, PROTO_OP_CREATE, 5, -EINVAL);
+        expect_error(&p, PROTO_OP_CREATE, 6, -EINVAL);
+        ck_assert_uint_eq(regtab_count(e.regtab), 0);
+
+        fd = create_ok(&p, 7, "r", 4096, PROTO_CREATE_RESIZABLE, NULL);
+        send_req(&p, PROTO_OP_RESIZE, 8, buf, proto_resize_encode(&rs, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_RESIZE, 8, -EFBIG);
+        ck_assert_uint_eq(regtab_lookup(e.regtab, "r")->size, 4096);
+        close(fd);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* ---- CREATE ------------------------------------------------------------- */
+
+START_TEST(test_create_named)
+{
+        struct proto_region_info info, info2;
+        struct proto_stat_reply st;
+        struct env e;
+        struct peer p;
+        struct stat sb;
+        char *m1, *m2;
+        int fd, fd2, seals;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        fd = create_ok(&p, 2, "shared/a", 8192, 0, &info);
+        ck_assert_uint_eq(info.id, 1);
+        ck_assert_uint_eq(info.size, 8192);
+        ck_assert_uint_eq(info.backend, PROTO_BACKEND_MEMFD);
+        ck_assert_uint_eq(info.flags & (PROTO_REGION_RDONLY | PROTO_REGION_ANONYMOUS), 0);
+        ck_assert(info.seals & PROTO_SEAL_SHRINK); /* S1 */
+        ck_assert_int_eq(fstat(fd, &sb), 0);
+        ck_assert_int_eq(sb.st_size, 8192);
+        seals = fcntl(fd, F_GET_SEALS);
+        ck_assert(seals & F_SEAL_SHRINK);
+        ck_assert_int_eq(ftruncate(fd, 100), -1); /* nobody can shrink it under a mapping */
+        ck_assert_uint_eq(regtab_count(e.regtab), 1);
+        ck_assert_uint_eq(regtab_bytes(e.regtab), 8192);
+
+        /* EXCLUSIVE on an existing name; another size; the same size opens it */
+        send_create(&p, 3, "shared/a", 8192, PROTO_CREATE_EXCLUSIVE, 0, PROTO_BACKEND_AUTO, 0);
+        send_create(&p, 4, "shared/a", 4096, 0, 0, PROTO_BACKEND_AUTO, 0);
+        send_create(&p, 5, "shared/a", 8192, 0, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CREATE, 3, -EEXIST);
+        expect_error(&p, PROTO_OP_CREATE, 4, -EEXIST);
+        fd2 = expect_region(&p, PROTO_OP_CREATE, 5, &info2);
+        ck_assert_uint_eq(info2.id, info.id);
+        ck_assert_uint_eq(regtab_count(e.regtab), 1);
+
+        /* S4: the same bytes */
+        m1 = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        m2 = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, 0);
+        ck_assert_ptr_ne(m1, MAP_FAILED);
+        ck_assert_ptr_ne(m2, MAP_FAILED);
+        strcpy(m1 + 100, "hello through the daemon");
+        ck_assert_str_eq(m2 + 100, "hello through the daemon");
+        munmap(m1, 8192);
+        munmap(m2, 8192);
+
+        stat_ok(&p, 6, "shared/a", &st);
+        ck_assert_uint_eq(st.id, info.id);
+        ck_assert_uint_eq(st.size, 8192);
+        ck_assert_uint_eq(st.uid, getuid());
+        ck_assert_uint_eq(st.gid, getgid());
+        ck_assert_uint_eq(st.mode, CONFIG_DEFAULT_MODE);
+        ck_assert_uint_eq(st.backend, PROTO_BACKEND_MEMFD);
+        ck_assert_uint_eq(st.open_count, 2);
+        ck_assert_uint_ne(st.ctime_ns, 0);
+
+        /* explicit mode, RESIZABLE: no shrink seal */
+        close(fd2);
+        send_create(&p, 7, "b", 10, PROTO_CREATE_RESIZABLE, 0, PROTO_BACKEND_AUTO, 0640);
+        ck_assert_int_eq(pump(&p), 0);
+        fd2 = expect_region(&p, PROTO_OP_CREATE, 7, &info2);
+        ck_assert_uint_eq(info2.id, 2);
+        ck_assert(info2.flags & PROTO_REGION_RESIZABLE);
+        ck_assert_uint_eq(info2.seals & PROTO_SEAL_SHRINK, 0);
+        stat_ok(&p, 8, "b", &st);
+        ck_assert_uint_eq(st.mode, 0640);
+        ck_assert(st.flags & PROTO_REGION_RESIZABLE);
+        close(fd2);
+        close(fd);
+        peer_close(&p);
+        /* regions outlive their creator's connection unless leased */
+        ck_assert_uint_eq(regtab_count(e.regtab), 2);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_create_seals_and_backends)
+{
+        struct proto_region_info info;
+        struct env e;
+        struct peer p;
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        send_create(&p, 2, "sealed", 4096, 0, PROTO_SEAL_GROW, PROTO_BACKEND_MEMFD, 0);
+        send_create(&p, 3, "shmseal", 4096, 0, PROTO_SEAL_GROW, PROTO_BACKEND_SHM, 0);
+        send_create(&p, 4, "shm", 4096, 0, 0, PROTO_BACKEND_SHM, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        fd = expect_region(&p, PROTO_OP_CREATE, 2, &info);
+        ck_assert_uint_eq(info.seals & (PROTO_SEAL_GROW | PROTO_SEAL_SHRINK), PROTO_SEAL_GROW | PROTO_SEAL_SHRINK);
+        ck_assert_int_eq(ftruncate(fd, 8192), -1);
+        close(fd);
+        expect_error(&p, PROTO_OP_CREATE, 3, -EOPNOTSUPP);
+        ck_assert_ptr_null(regtab_lookup(e.regtab, "shmseal"));
+        fd = expect_region(&p, PROTO_OP_CREATE, 4, &info);
+        ck_assert_uint_eq(info.backend, PROTO_BACKEND_SHM);
+        close(fd);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_create_anonymous)
+{
+        struct proto_region_info info;
+        struct env e;
+        struct peer p;
+        struct stat sb;
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        send_create(&p, 2, "", 12345, 0, 0, PROTO_BACKEND_AUTO, 0);
+        send_create(&p, 3, "", 10, PROTO_CREATE_EXCLUSIVE, 0, PROTO_BACKEND_AUTO, 0);
+        send_create(&p, 4, "", 10, PROTO_CREATE_LEASE, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        fd = expect_region(&p, PROTO_OP_CREATE, 2, &info);
+        ck_assert(info.flags & PROTO_REGION_ANONYMOUS);
+        ck_assert_uint_eq(info.id, 0);
+        ck_assert_int_eq(fstat(fd, &sb), 0);
+        ck_assert_int_eq(sb.st_size, 12345);
+        close(fd);
+        expect_error(&p, PROTO_OP_CREATE, 3, -EINVAL);
+        expect_error(&p, PROTO_OP_CREATE, 4, -EINVAL);
+        ck_assert_uint_eq(regtab_count(e.regtab), 0); /* nothing kept; the fd fixture shows no copy left */
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_create_quota)
+{
+        struct env e;
+        struct peer p;
+        int fds[3];
+
+        env_init(&e);
+        e.cfg.max_regions = 3;
+        e.cfg.max_bytes = 10000;
+        peer_open(&e, &p);
+        do_hello(&p);
+        fds[0] = create_ok(&p, 2, "q1", 4000, PROTO_CREATE_RESIZABLE, NULL);
+        fds[1] = create_ok(&p, 3, "q2", 4000, 0, NULL);
+        send_create(&p, 4, "q3", 4000, 0, 0, PROTO_BACKEND_AUTO, 0); /* 12000 > 10000 bytes */
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CREATE, 4, -EDQUOT);
+        fds[2] = create_ok(&p, 5, "q3", 2000, 0, NULL);
+        send_create(&p, 6, "q4", 0, 0, 0, PROTO_BACKEND_AUTO, 0); /* fourth region */
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CREATE, 6, -EDQUOT);
+        {
+                struct proto_resize rs = { .size = 4001, .name = "q1" };
+                uint8_t buf[64];
+
+                send_req(&p, PROTO_OP_RESIZE, 7, buf, proto_resize_encode(&rs, buf, sizeof(buf)));
+                ck_assert_int_eq(pump(&p), 0);
+                expect_error(&p, PROTO_OP_RESIZE, 7, -EDQUOT);
+        }
+        for (int i = 0; i < 3; i++)
+                close(fds[i]);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* ---- OPEN --------------------------------------------------------------- */
+
+START_TEST(test_open)
+{
+        struct proto_region_info info;
+        struct env e;
+        struct peer p;
+        void *m;
+        int fd, ro, rw;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        send_open(&p, 2, "missing", 0, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_OPEN, 2, -ENOENT);
+
+        fd = create_ok(&p, 3, "o", 4096, 0, NULL);
+        send_open(&p, 4, "o", PROTO_OPEN_RDONLY, 0);
+        send_open(&p, 5, "o", 0, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        ro = expect_region(&p, PROTO_OP_OPEN, 4, &info);
+        ck_assert(info.flags & PROTO_REGION_RDONLY);
+        ck_assert_int_eq(fcntl(ro, F_GETFL) & O_ACCMODE, O_RDONLY);
+        m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0);
+        ck_assert_ptr_eq(m, MAP_FAILED); /* P4 */
+        ck_assert_int_eq(write(ro, "x", 1), -1);
+        rw = expect_region(&p, PROTO_OP_OPEN, 5, &info);
+        ck_assert_uint_eq(info.flags & PROTO_REGION_RDONLY, 0);
+        ck_assert_int_eq(fcntl(rw, F_GETFL) & O_ACCMODE, O_RDWR);
+        ck_assert_uint_eq(regtab_lookup(e.regtab, "o")->open_count, 3);
+        close(ro);
+        close(rw);
+        close(fd);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_open_wait_same_conn_pipelined)
+{
+        struct proto_region_info info, cinfo;
+        struct env e;
+        struct peer p;
+        int fd, cfd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        send_open(&p, 40, "later", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
+        ck_assert_int_eq(pump(&p), 0);
+        ck_assert(!reply_pending(&p)); /* parked */
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 1);
+        ck_assert_uint_eq(conn_deadline(p.conn), 0); /* forever */
+        send_create(&p, 41, "later", 100, 0, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        cfd = expect_region(&p, PROTO_OP_CREATE, 41, &cinfo);
+        fd = expect_region(&p, PROTO_OP_OPEN, 40, &info);
+        ck_assert_uint_eq(info.id, cinfo.id);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 0);
+        close(fd);
+        close(cfd);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+static int notified;
+
+static void test_notify(struct conn *c, void *userdata)
+{
+        (void)c;
+        (void)userdata;
+        notified++;
+}
+
+START_TEST(test_open_wait_other_conn)
+{
+        struct proto_region_info info;
+        struct proto_ping ping = { .cookie = 99 };
+        struct transport_frame f;
+        struct env e;
+        struct peer a, b;
+        uint8_t buf[16];
+        int fd, bfd;
+
+        env_init(&e);
+        e.ctx.notify = test_notify;
+        notified = 0;
+        peer_open(&e, &a);
+        peer_open(&e, &b);
+        do_hello(&a);
+        do_hello(&b);
+        send_open(&a, 7, "x", PROTO_OPEN_WAIT | PROTO_OPEN_RDONLY, 60000);
+        /* other requests on the waiting connection are still served */
+        send_req(&a, PROTO_OP_PING, 8, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(&a), 0);
+        expect_ok(&a, PROTO_OP_PING, 8, &f);
+        transport_frame_deinit(&f);
+        ck_assert_uint_ne(conn_deadline(a.conn), 0);
+
+        bfd = create_ok(&b, 2, "x", 64, 0, NULL);
+        ck_assert_int_eq(notified, 1);
+        ck_assert(conn_has_output(a.conn));
+        ck_assert_int_eq(conn_flush(a.conn), 0);
+        fd = expect_region(&a, PROTO_OP_OPEN, 7, &info);
+        ck_assert(info.flags & PROTO_REGION_RDONLY);
+        ck_assert_uint_eq(conn_deadline(a.conn), 0);
+        close(fd);
+        close(bfd);
+        peer_close(&a);
+        peer_close(&b);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_open_wait_timeout_and_drop)
+{
+        struct env e;
+        struct peer p;
+        uint64_t d;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        send_open(&p, 3, "never", PROTO_OPEN_WAIT, 5000);
+        send_open(&p, 4, "never", PROTO_OPEN_WAIT, 0); /* no waiting at all */
+        send_open(&p, 5, "never2", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_OPEN, 4, -ETIMEDOUT);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 2);
+        d = conn_deadline(p.conn);
+        ck_assert_uint_ne(d, 0);
+        ck_assert_int_eq(conn_timeout(p.conn, d - 1), 0);
+        ck_assert(!conn_has_output(p.conn));
+        ck_assert_int_eq(conn_timeout(p.conn, d), 0);
+        ck_assert_int_eq(conn_flush(p.conn), 0);
+        expect_error(&p, PROTO_OP_OPEN, 3, -ETIMEDOUT);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 1);
+        ck_assert_uint_eq(conn_deadline(p.conn), 0);
+        /* the forever-waiter goes with its connection */
+        peer_close(&p);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 0);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_open_wait_limit)
+{
+        struct env e;
+        struct peer p;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        for (unsigned i = 0; i < CONN_MAX_WAITS; i++)
+                send_open(&p, 100 + i, "w", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
+        send_open(&p, 99, "w", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_OPEN, 99, -EDQUOT);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab), CONN_MAX_WAITS);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* ---- RESIZE, SEAL, DELETE ----------------------------------------------- */
+
+static void send_resize(struct peer *p, uint32_t id, const char *name, uint64_t size)
+{
+        struct proto_resize m = { .size = size, .name = name };
+        uint8_t buf[512];
+
+        send_req(p, PROTO_OP_RESIZE, id, buf, proto_resize_encode(&m, buf, sizeof(buf)));
+}
+
+static void send_seal(struct peer *p, uint32_t id, const char *name, uint32_t seals)
+{
+        struct proto_seal m = { .seals = seals, .name = name };
+        uint8_t buf[512];
+
+        send_req(p, PROTO_OP_SEAL, id, buf, proto_seal_encode(&m, buf, sizeof(buf)));
+}
+
+static uint64_t expect_resized(struct peer *p, uint32_t id)
+{
+        struct proto_resize_reply rep;
+        struct transport_frame f;
+
+        expect_ok(p, PROTO_OP_RESIZE, id, &f);
+        ck_assert_int_eq(proto_resize_reply_decode(f.payload, f.hdr.length, &rep), 0);
+        transport_frame_deinit(&f);
+        return rep.size;
+}
+
+START_TEST(test_resize)
+{
+        struct env e;
+        struct peer p;
+        struct stat sb;
+        int fr, ff;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        fr = create_ok(&p, 2, "res", 4096, PROTO_CREATE_RESIZABLE, NULL);
+        ff = create_ok(&p, 3, "fixed", 4096, 0, NULL);
+        send_resize(&p, 4, "res", 65536);
+        send_resize(&p, 5, "res", 100);
+        send_resize(&p, 6, "fixed", 8192);
+        send_resize(&p, 7, "fixed", 100); /* S1: would fault other mappings */
+        send_resize(&p, 8, "nope", 100);
+        ck_assert_int_eq(pump(&p), 0);
+        ck_assert_uint_eq(expect_resized(&p, 4), 65536);
+        ck_assert_uint_eq(expect_resized(&p, 5), 100);
+        ck_assert_uint_eq(expect_resized(&p, 6), 8192);
+        expect_error(&p, PROTO_OP_RESIZE, 7, -EPERM);
+        expect_error(&p, PROTO_OP_RESIZE, 8, -ENOENT);
+        ck_assert_int_eq(fstat(fr, &sb), 0);
+        ck_assert_int_eq(sb.st_size, 100);
+        ck_assert_int_eq(fstat(ff, &sb), 0);
+        ck_assert_int_eq(sb.st_size, 8192);
+        ck_assert_uint_eq(regtab_bytes(e.regtab), 100 + 8192);
+
+        /* a GROW seal forbids growing */
+        send_seal(&p, 9, "fixed", PROTO_SEAL_GROW);
+        send_resize(&p, 10, "fixed", 16384);
+        ck_assert_int_eq(pump(&p), 0);
+        {
+                struct transport_frame f;
+
+                expect_ok(&p, PROTO_OP_SEAL, 9, &f);
+                transport_frame_deinit(&f);
+        }
+        expect_error(&p, PROTO_OP_RESIZE, 10, -EPERM);
+        ck_assert_uint_eq(regtab_lookup(e.regtab, "fixed")->size, 8192);
+        close(fr);
+        close(ff);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_seal)
+{
+        struct proto_seal_reply rep;
+        struct transport_frame f;
+        struct env e;
+        struct peer p;
+        void *m;
+        int fd, fs;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        fd = create_ok(&p, 2, "s", 4096, 0, NULL);
+        send_create(&p, 3, "shm", 4096, 0, 0, PROTO_BACKEND_SHM, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        {
+                struct proto_region_info info;
+
+                fs = expect_region(&p, PROTO_OP_CREATE, 3, &info);
+        }
+        send_seal(&p, 4, "s", PROTO_SEAL_GROW);
+        send_seal(&p, 5, "shm", PROTO_SEAL_GROW);
+        send_seal(&p, 6, "absent", PROTO_SEAL_GROW);
+        send_seal(&p, 7, "s", 0x4000); /* unknown bit */
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_SEAL, 4, &f);
+        ck_assert_int_eq(proto_seal_reply_decode(f.payload, f.hdr.length, &rep), 0);
+        ck_assert_uint_eq(rep.seals & (PROTO_SEAL_GROW | PROTO_SEAL_SHRINK), PROTO_SEAL_GROW | PROTO_SEAL_SHRINK);
+        transport_frame_deinit(&f);
+        expect_error(&p, PROTO_OP_SEAL, 5, -EOPNOTSUPP);
+        expect_error(&p, PROTO_OP_SEAL, 6, -ENOENT);
+        expect_error(&p, PROTO_OP_SEAL, 7, -EINVAL);
+
+        /* S2: F_SEAL_WRITE while a writable shared mapping exists */
+        m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ck_assert_ptr_ne(m, MAP_FAILED);
+        send_seal(&p, 8, "s", PROTO_SEAL_WRITE);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_SEAL, 8, -EBUSY);
+        munmap(m, 4096);
+        send_seal(&p, 9, "s", PROTO_SEAL_WRITE | PROTO_SEAL_SEAL);
+        send_seal(&p, 10, "s", PROTO_SEAL_GROW);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_SEAL, 9, &f);
+        ck_assert_int_eq(proto_seal_reply_decode(f.payload, f.hdr.length, &rep), 0);
+        ck_assert(rep.seals & PROTO_SEAL_WRITE);
+        ck_assert(rep.seals & PROTO_SEAL_SEAL);
+        transport_frame_deinit(&f);
+        expect_error(&p, PROTO_OP_SEAL, 10, -EPERM); /* already F_SEAL_SEAL */
+        ck_assert_int_eq(write(fd, "x", 1), -1);
+        close(fd);
+        close(fs);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_delete)
+{
+        struct transport_frame f;
+        struct env e;
+        struct peer p;
+        char c = 0;
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        fd = create_ok(&p, 2, "d", 4096, 0, NULL);
+        ck_assert_int_eq(pwrite(fd, "k", 1, 10), 1);
+        send_name(&p, PROTO_OP_DELETE, 3, "d");
+        send_name(&p, PROTO_OP_DELETE, 4, "d");
+        send_open(&p, 5, "d", 0, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_DELETE, 3, &f);
+        ck_assert_uint_eq(f.hdr.length, 0);
+        transport_frame_deinit(&f);
+        expect_error(&p, PROTO_OP_DELETE, 4, -ENOENT);
+        expect_error(&p, PROTO_OP_OPEN, 5, -ENOENT);
+        ck_assert_uint_eq(regtab_count(e.regtab), 0);
+        /* the holder's fd still works */
+        ck_assert_int_eq(pread(fd, &c, 1, 10), 1);
+        ck_assert_int_eq(c, 'k');
+        close(fd);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* L3: a leased region goes away with the connection that created it; holders keep their fds. */
+START_TEST(test_lease)
+{
+        struct proto_region_info info;
+        struct env e;
+        struct peer a, b;
+        char c = 0;
+        int fa, fb, fc;
+
+        env_init(&e);
+        peer_open(&e, &a);
+        peer_open(&e, &b);
+        do_hello(&a);
+        do_hello(&b);
+        fa = create_ok(&a, 2, "leased", 4096, PROTO_CREATE_LEASE, &info);
+        ck_assert(info.flags & PROTO_REGION_LEASED);
+        fc = create_ok(&a, 3, "kept", 4096, 0, NULL);
+        fb = create_ok(&a, 4, "leased2", 4096, PROTO_CREATE_LEASE, NULL);
+        close(fb);
+        /* one leased region deleted explicitly before the connection goes */
+        send_name(&b, PROTO_OP_DELETE, 5, "leased2");
+        send_open(&b, 6, "leased", 0, 0);
+        ck_assert_int_eq(pump(&b), 0);
+        {
+                struct transport_frame f;
+
+                expect_ok(&b, PROTO_OP_DELETE, 5, &f);
+                transport_frame_deinit(&f);
+        }
+        fb = expect_region(&b, PROTO_OP_OPEN, 6, &info);
+        ck_assert_int_eq(pwrite(fa, "L", 1, 0), 1);
+        peer_close(&a);
+        ck_assert_ptr_null(regtab_lookup(e.regtab, "leased"));
+        ck_assert_ptr_nonnull(regtab_lookup(e.regtab, "kept"));
+        ck_assert_uint_eq(regtab_count(e.regtab), 1);
+        ck_assert_int_eq(pread(fb, &c, 1, 0), 1);
+        ck_assert_int_eq(c, 'L');
+        send_open(&b, 7, "leased", 0, 0);
+        ck_assert_int_eq(pump(&b), 0);
+        expect_error(&b, PROTO_OP_OPEN, 7, -ENOENT);
+        close(fa);
+        close(fb);
+        close(fc);
+        peer_close(&b);
+        env_deinit(&e);
+}
+END_TEST
+
+/* ---- LIST --------------------------------------------------------------- */
+
+struct list_page {
+        uint64_t next_cursor;
+        uint32_t count;
+        uint64_t ids[4096];
+        char first[PROTO_NAME_MAX + 1];
+};
+
+static void list_page(struct peer *p, uint32_t id, uint64_t cursor, uint32_t max, const char *prefix,
+                      struct list_page *pg)
+{
+        struct proto_list m = { .cursor = cursor, .max_entries = max, .prefix = prefix };
+        struct proto_list_reply rep;
+        struct proto_list_entry ent;
+        struct transport_frame f;
+        uint8_t buf[512];
+        size_t off = 0;
+        uint32_t n = 0;
+
+        send_req(p, PROTO_OP_LIST, id, buf, proto_list_encode(&m, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(p), 0);
+        expect_ok(p, PROTO_OP_LIST, id, &f);
+        ck_assert_int_eq(proto_list_reply_decode(f.payload, f.hdr.length, &rep), 0);
+        pg->next_cursor = rep.next_cursor;
+        pg->count = rep.count;
+        pg->first[0] = '\0';
+        while (proto_list_entry_next(&rep, &off, &ent) == 1) {
+                ck_assert_uint_lt(n, 4096);
+                ck_assert(strncmp(ent.name, prefix, strlen(prefix)) == 0);
+                ck_assert_uint_eq(ent.uid, getuid());
+                if (n == 0)
+                        snprintf(pg->first, sizeof(pg->first), "%s", ent.name);
+                pg->ids[n++] = ent.id;
+        }
+        ck_assert_uint_eq(n, rep.count);
+        transport_frame_deinit(&f);
+}
+
+START_TEST(test_list_pages_and_deleted_cursor)
+{
+        struct list_page *pg = malloc(sizeof(*pg));
+        struct env e;
+        struct peer p;
+        char name[32];
+        uint64_t prev = 0;
+        unsigned seen = 0;
+        uint32_t id = 10;
+
+        ck_assert_ptr_nonnull(pg);
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        for (unsigned i = 0; i < 25; i++) {
+                snprintf(name, sizeof(name), "l-%02u", i);
+                close(create_ok(&p, id++, name, 1, 0, NULL));
+                snprintf(name, sizeof(name), "other-%02u", i);
+                close(create_ok(&p, id++, name, 1, 0, NULL));
+        }
+        /* the "l-" regions have ids 1, 3, 5, ... 49 */
+        list_page(&p, id++, 0, 10, "l-", pg);
+        ck_assert_uint_eq(pg->count, 10);
+        ck_assert_str_eq(pg->first, "l-00");
+        ck_assert_uint_eq(pg->next_cursor, pg->ids[9]);
+        for (unsigned i = 0; i < pg->count; i++) {
+                ck_assert_uint_gt(pg->ids[i], prev);
+                prev = pg->ids[i];
+        }
+        seen += pg->count;
+
+        /* delete the cursor's region between pages: the next page starts after it anyway */
+        send_name(&p, PROTO_OP_DELETE, id, regtab_lookup_id(e.regtab, pg->next_cursor)->name);
+        ck_assert_int_eq(pump(&p), 0);
+        {
+                struct transport_frame f;
+
+                expect_ok(&p, PROTO_OP_DELETE, id++, &f);
+                transport_frame_deinit(&f);
+        }
+        list_page(&p, id++, pg->next_cursor, 10, "l-", pg);
+        ck_assert_uint_eq(pg->count, 10);
+        ck_assert_str_eq(pg->first, "l-10");
+        ck_assert_uint_gt(pg->ids[0], prev);
+        prev = pg->ids[9];
+        seen += pg->count;
+
+        list_page(&p, id++, pg->next_cursor, 10, "l-", pg);
+        ck_assert_uint_eq(pg->count, 5);
+        ck_assert_uint_eq(pg->next_cursor, 0); /* nothing more matches */
+        ck_assert_uint_gt(pg->ids[0], prev);
+        seen += pg->count;
+        ck_assert_uint_eq(seen, 25);
+
+        /* exactly max_entries left: next_cursor is 0 since no more match */
+        list_page(&p, id++, 0, 49, "", pg);
+        ck_assert_uint_eq(pg->count, 49);
+        ck_assert_uint_eq(pg->next_cursor, 0);
+        list_page(&p, id++, 0, 0, "nomatch", pg);
+        ck_assert_uint_eq(pg->count, 0);
+        ck_assert_uint_eq(pg->next_cursor, 0);
+        peer_close(&p);
+        env_deinit(&e);
+        free(pg);
+}
+END_TEST
+
+START_TEST(test_list_fills_payload)
+{
+        struct list_page *pg = malloc(sizeof(*pg));
+        char name[PROTO_NAME_MAX + 1];
+        struct env e;
+        struct peer p;
+        unsigned total = 0, pages = 0;
+        uint64_t cursor = 0;
+        struct region *r;
+
+        ck_assert_ptr_nonnull(pg);
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        /* 400 regions with 250-byte names do not fit one 64 KiB reply; added directly, fds are not needed */
+        for (unsigned i = 0; i < 400; i++) {
+                memset(name, 'n', 250);
+                snprintf(name + 240, sizeof(name) - 240, "%010u", i);
+                r = calloc(1, sizeof(*r));
+                r->name = strdup(name);
+                r->name_len = strlen(name);
+                r->fd = -1;
+                ck_assert_int_eq(regtab_add(e.regtab, r), 0);
+        }
+        /* fake regions have no fd: LIST reports seals 0 for them */
+        do {
+                list_page(&p, 100 + pages, cursor, 0, "", pg);
+                ck_assert_uint_gt(pg->count, 0);
+                total += pg->count;
+                cursor = pg->next_cursor;
+                pages++;
+        } while (cursor);
+        ck_assert_uint_eq(total, 400);
+        ck_assert_uint_ge(pages, 2);
+        peer_close(&p);
+        env_deinit(&e);
+        free(pg);
+}
+END_TEST
+
+/* ---- PING, STATUS, pipelining, framing ---------------------------------- */
+
+START_TEST(test_ping_status)
+{
+        struct proto_status_reply st;
+        struct proto_ping ping = { .cookie = 0x1122334455667788ULL }, echo;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        uint8_t buf[64];
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello(&p);
+        fd = create_ok(&p, 2, "st", 3000, 0, NULL);
+        send_req(&p, PROTO_OP_PING, 3, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
+        send_req(&p, PROTO_OP_STATUS, 4, NULL, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_PING, 3, &f);
+        ck_assert_int_eq(proto_ping_decode(f.payload, f.hdr.length, &echo), 0);
+        ck_assert_uint_eq(echo.cookie, ping.cookie);
+        transport_frame_deinit(&f);
+        expect_ok(&p, PROTO_OP_STATUS, 4, &f);
+        ck_assert_int_eq(proto_status_reply_decode(f.payload, f.hdr.length, &st), 0);
+        ck_assert_uint_eq(st.regions, 1);
+        ck_assert_uint_eq(st.bytes, 3000);
+        ck_assert_uint_eq(st.connections, 2);
+        ck_assert_uint_eq(st.backend, PROTO_BACKEND_MEMFD);
+        ck_assert_str_eq(st.server_version, IOMEM_VERSION);
+        transport_frame_deinit(&f);
+        close(fd);
+        peer_close(&q);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_pipelined_ids)
+{
+        enum { N = 200 };
+        uint8_t *all = malloc(N * 64), one[16];
+        struct proto_ping ping, echo;
+        struct transport_frame f;
+        struct env e;
+        struct peer p;
+        size_t len = 0;
+
+        ck_assert_ptr_nonnull(all);
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        /* many requests in one write (F4) */
+        for (unsigned i = 0; i < N; i++) {
+                struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = PROTO_OP_PING,
+                                          .id = 1000 + i, .length = 8 };
+
+                ping.cookie = i * 7919u;
+                proto_header_encode(&h, all + len);
+                ck_assert_int_eq(proto_ping_encode(&ping, one, sizeof(one)), 8);
+                memcpy(all + len + PROTO_HEADER_SIZE, one, 8);
+                len += PROTO_HEADER_SIZE + 8;
+        }
+        ck_assert_int_eq(write(p.fd, all, len), (ssize_t)len);
+        ck_assert_int_eq(pump(&p), 0);
+        for (unsigned i = 0; i < N; i++) {
+                expect_ok(&p, PROTO_OP_PING, 1000 + i, &f);
+                ck_assert_int_eq(proto_ping_decode(f.payload, f.hdr.length, &echo), 0);
+                ck_assert_uint_eq(echo.cookie, i * 7919u);
+                transport_frame_deinit(&f);
+        }
+        peer_close(&p);
+        env_deinit(&e);
+        free(all);
+}
+END_TEST
+
+/* F4: one byte per write gives the same result as a whole frame. */
+START_TEST(test_f4_byte_by_byte)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1 };
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = PROTO_OP_HELLO, .id = 5 };
+        uint8_t frame[PROTO_HEADER_SIZE + 64];
+        struct transport_frame f;
+        struct env e;
+        struct peer p;
+        int len;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        len = proto_hello_encode(&m, frame + PROTO_HEADER_SIZE, 64);
+        ck_assert_int_gt(len, 0);
+        h.length = (uint32_t)len;
+        proto_header_encode(&h, frame);
+        for (int i = 0; i < PROTO_HEADER_SIZE + len; i++) {
+                ck_assert_int_eq(write(p.fd, frame + i, 1), 1);
+                ck_assert_int_eq(pump(&p), 0);
+                if (i + 1 < PROTO_HEADER_SIZE + len)
+                        ck_assert(!reply_pending(&p));
+        }
+        expect_ok(&p, PROTO_OP_HELLO, 5, &f);
+        transport_frame_deinit(&f);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* F4: end of stream in the middle of a frame drops the connection. */
+START_TEST(test_f4_eof_mid_frame)
+{
+        uint8_t hdr[PROTO_HEADER_SIZE];
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = PROTO_OP_PING,
+                                  .id = 1, .length = 8 };
+        struct env e;
+        struct peer p;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        proto_header_encode(&h, hdr);
+        ck_assert_int_eq(write(p.fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+        ck_assert_int_eq(write(p.fd, "1234", 4), 4);
+        ck_assert_int_eq(shutdown(p.fd, SHUT_WR), 0);
+        ck_assert_int_lt(pump(&p), 0);
+        ck_assert(conn_is_dead(p.conn));
+        ck_assert(conn_is_done(p.conn));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* A clean EOF between frames: replies already queued are still delivered, then the connection is done. */
+START_TEST(test_eof_after_requests)
+{
+        struct proto_ping ping = { .cookie = 5 };
+        struct transport_frame f;
+        struct env e;
+        struct peer p;
+        uint8_t buf[16];
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        send_req(&p, PROTO_OP_PING, 2, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
+        ck_assert_int_eq(shutdown(p.fd, SHUT_WR), 0);
+        conn_handle_input(p.conn);
+        ck_assert(!conn_wants_input(p.conn));
+        ck_assert_int_eq(conn_flush(p.conn), 0);
+        ck_assert(conn_is_done(p.conn));
+        expect_ok(&p, PROTO_OP_PING, 2, &f);
+        transport_frame_deinit(&f);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* F2: a length above the maximum drops the connection before anything is allocated. */
+START_TEST(test_f2_huge_length)
+{
+        uint8_t hdr[PROTO_HEADER_SIZE];
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = PROTO_OP_PING,
+                                  .id = 1, .length = 0xFFFFFFFFu };
+        struct env e;
+        struct peer p;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        proto_header_encode(&h, hdr);
+        ck_assert_int_eq(write(p.fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+        ck_assert_int_lt(pump(&p), 0);
+        ck_assert(conn_is_dead(p.conn));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* D1-D3: fds on requests that take none. */
+START_TEST(test_d_fds_on_requests)
+{
+        struct proto_ping ping = { .cookie = 1 };
+        struct env e;
+        struct peer p, q;
+        uint8_t buf[16];
+        int pfd[2];
+
+        env_init(&e);
+        ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+        peer_open(&e, &p);
+        do_hello(&p);
+        /* declared and attached: in sync, refused, the fd is closed by the daemon */
+        send_raw(&p, PROTO_VERSION, 0, PROTO_OP_PING, 2, 1, buf, (size_t)proto_ping_encode(&ping, buf, sizeof(buf)),
+                 &pfd[0], 1);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_PING, 2, -EINVAL);
+
+        /* D1: attached but not declared: dropped */
+        send_raw(&p, PROTO_VERSION, 0, PROTO_OP_PING, 3, 0, buf, 8, &pfd[0], 1);
+        ck_assert_int_lt(pump(&p), 0);
+        ck_assert(conn_is_dead(p.conn));
+        peer_close(&p);
+
+        /* D2: declared but not attached: dropped */
+        peer_open(&e, &q);
+        do_hello(&q);
+        send_raw(&q, PROTO_VERSION, 0, PROTO_OP_PING, 4, 2, buf, 8, &pfd[0], 1);
+        ck_assert_int_lt(pump(&q), 0);
+        ck_assert(conn_is_dead(q.conn));
+        peer_close(&q);
+        close(pfd[0]);
+        close(pfd[1]);
+        env_deinit(&e);
+}
+END_TEST
+
+/* F8: a client that never reads is dropped once its output queue is full. */
+START_TEST(test_f8_unread_replies)
+{
+        struct proto_ping ping = { .cookie = 1 };
+        struct env e;
+        struct peer p;
+        uint8_t buf[16];
+        int r = 0;
+
+        env_init(&e);
+        e.cfg.max_out_bytes = 4096;
+        peer_open(&e, &p);
+        do_hello(&p);
+        /* fill the socket buffer with replies nobody reads, then the queue */
+        for (int i = 0; i < 100000 && r == 0; i++) {
+                send_req(&p, PROTO_OP_PING, (uint32_t)i, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
+                r = conn_handle_input(p.conn);
+                if (r == 0)
+                        conn_flush(p.conn);
+        }
+        ck_assert_int_lt(r, 0);
+        ck_assert(conn_is_dead(p.conn));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+START_TEST(test_peer_identity)
+{
+        struct env e;
+        struct peer p;
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        conn_peer(p.conn, &uid, &gid, &pid);
+        ck_assert_uint_eq(uid, getuid());
+        ck_assert_uint_eq(gid, getgid());
+        ck_assert_int_eq(pid, getpid());
+        ck_assert_uint_eq(e.ctx.connections, 1);
+        ck_assert_int_eq(conn_check_access(p.conn, NULL, CONN_ACCESS_WRITE), 0);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+static Suite *conn_suite(void)
+{
+        Suite *s = suite_create("conn");
+        TCase *tc = tcase_create("conn");
+
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_hello_required_first);
+        tcase_add_test(tc, test_hello_ok_and_again);
+        tcase_add_test(tc, test_hello_version_mismatch);
+        tcase_add_test(tc, test_f9_handshake_timeout);
+        tcase_add_test(tc, test_f5_unknown_opcodes);
+        tcase_add_test(tc, test_f5_unknown_version);
+        tcase_add_test(tc, test_f5_bad_shapes);
+        tcase_add_test(tc, test_f6_bad_names);
+        tcase_add_test(tc, test_f7_sizes_and_modes);
+        tcase_add_test(tc, test_create_named);
+        tcase_add_test(tc, test_create_seals_and_backends);
+        tcase_add_test(tc, test_create_anonymous);
+        tcase_add_test(tc, test_create_quota);
+        tcase_add_test(tc, test_open);
+        tcase_add_test(tc, test_open_wait_same_conn_pipelined);
+        tcase_add_test(tc, test_open_wait_other_conn);
+        tcase_add_test(tc, test_open_wait_timeout_and_drop);
+        tcase_add_test(tc, test_open_wait_limit);
+        tcase_add_test(tc, test_resize);
+        tcase_add_test(tc, test_seal);
+        tcase_add_test(tc, test_delete);
+        tcase_add_test(tc, test_lease);
+        tcase_add_test(tc, test_list_pages_and_deleted_cursor);
+        tcase_add_test(tc, test_list_fills_payload);
+        tcase_add_test(tc, test_ping_status);
+        tcase_add_test(tc, test_pipelined_ids);
+        tcase_add_test(tc, test_f4_byte_by_byte);
+        tcase_add_test(tc, test_f4_eof_mid_frame);
+        tcase_add_test(tc, test_eof_after_requests);
+        tcase_add_test(tc, test_f2_huge_length);
+        tcase_add_test(tc, test_d_fds_on_requests);
+        tcase_add_test(tc, test_f8_unread_replies);
+        tcase_add_test(tc, test_peer_identity);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return test_run_suite(conn_suite());
+}
