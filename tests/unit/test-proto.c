@@ -623,8 +623,7 @@ START_TEST(test_codec_mutations)
                         free(p);
                 }
                 /* some flips hit free-valued fields (ids, sizes): the decoder must not refuse everything */
-                if (strcmp(c->what, "hello") != 0)
-                        ck_assert_msg(accepted > 0, "%s accepted nothing", c->what);
+                ck_assert_msg(accepted > 0, "%s accepted nothing", c->what);
         }
 }
 END_TEST
@@ -1136,7 +1135,6 @@ START_TEST(test_f6_name_too_long)
         ck_assert_int_eq(proto_list_encode(&(struct proto_list){ .prefix = name }, buf, sizeof(buf)), -EINVAL);
         n = (int)raw_name_payload(buf, PROTO_NAME_MAX + 1, name, PROTO_NAME_MAX + 2); /* with its NUL */
         ck_assert_int_eq(decode_raw(buf, (size_t)n), -EINVAL);
-        n = (int)raw_name_payload(buf, PROTO_NAME_MAX + 1, name, PROTO_NAME_MAX + 2);
         {
                 struct proto_list ld;
                 uint8_t lb[1024] = { 0 };
