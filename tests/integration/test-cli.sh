@@ -85,6 +85,12 @@ done
 expect_err "exec missing program" 127 "exec cli.x: /nonexistent: " bash -c \
         "'$IOMEMCTL' --socket '$SOCK' create cli.x 4K && '$IOMEMCTL' --socket '$SOCK' exec cli.x -- /nonexistent"
 
+# D9: the exec'd child holds what a child of the caller holds, plus the region fd, and nothing else
+fdnum=$(ctl exec cli.x -- sh -c 'echo "$IOMEM_FD"')
+want=$( (sh -c 'ls /proc/$$/fd'; echo "$fdnum") | sort -n | tr '\n' ' ')
+got=$(ctl exec cli.x -- sh -c 'ls /proc/$$/fd' | sort -n | tr '\n' ' ')
+[ "$got" = "$want" ] || fail "exec child fds: got '$got', want '$want'"
+
 # list, text and JSON, with a name that needs no escaping and prefixes
 ctl create 'cli.list/a:b@c+d=e,f' 4K
 ctl create cli.list.2 1M --seal shrink,grow
