@@ -362,7 +362,7 @@ int proto_hello_reply_decode(const uint8_t *buf, size_t len, struct proto_hello_
                 .reserved = get_u16(buf + 22),
                 .server_version = s,
         };
-        if (v.version == 0 || !backend_ok(v.backend, false) || v.reserved != 0)
+        if (v.version == 0 || !backend_ok(v.backend, true) || v.reserved != 0)
                 return -EINVAL;
         *m = v;
         return 0;
@@ -437,7 +437,7 @@ int proto_status_reply_decode(const uint8_t *buf, size_t len, struct proto_statu
                 .reserved2 = get_u32(buf + 36),
                 .server_version = s,
         };
-        if (!backend_ok(v.backend, false) || v.reserved != 0 || v.reserved2 != 0)
+        if (!backend_ok(v.backend, true) || v.reserved != 0 || v.reserved2 != 0)
                 return -EINVAL;
         *m = v;
         return 0;

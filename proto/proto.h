@@ -51,7 +51,7 @@ enum proto_opcode {
 };
 
 enum proto_backend {
-        PROTO_BACKEND_AUTO = 0, /* only in requests/configuration */
+        PROTO_BACKEND_AUTO = 0, /* requests, configuration, and the daemon default in HELLO/STATUS replies */
         PROTO_BACKEND_MEMFD = 1,
         PROTO_BACKEND_SHM = 2,
         PROTO_BACKEND_FILE = 3,
@@ -118,7 +118,7 @@ struct proto_hello_reply {
         uint32_t max_payload;
         uint64_t max_region_size;
         uint32_t name_max;
-        uint16_t backend; /* daemon's default backend */
+        uint16_t backend; /* daemon's default backend; AUTO = memfd, else shm, else file */
         uint16_t reserved;
         const char *server_version;
 };

@@ -745,9 +745,10 @@ START_TEST(test_hello_bad_values)
 
         n = proto_hello_reply_encode(&rm, buf, sizeof(buf));
         ck_assert_int_eq(proto_hello_reply_decode(buf, (size_t)n, &rd), 0);
-        rm.backend = PROTO_BACKEND_AUTO; /* a reply names a real backend */
+        rm.backend = PROTO_BACKEND_AUTO; /* the daemon's default may be "auto" */
         n = proto_hello_reply_encode(&rm, buf, sizeof(buf));
-        ck_assert_int_eq(proto_hello_reply_decode(buf, (size_t)n, &rd), -EINVAL);
+        ck_assert_int_eq(proto_hello_reply_decode(buf, (size_t)n, &rd), 0);
+        ck_assert_uint_eq(rd.backend, PROTO_BACKEND_AUTO);
         rm.backend = 4;
         n = proto_hello_reply_encode(&rm, buf, sizeof(buf));
         ck_assert_int_eq(proto_hello_reply_decode(buf, (size_t)n, &rd), -EINVAL);
@@ -802,6 +803,12 @@ START_TEST(test_roundtrip_ping_status)
         ck_assert_uint_eq(sd.backend, PROTO_BACKEND_MEMFD);
         ck_assert_str_eq(sd.server_version, "0.1.0");
 
+        s.backend = 4;
+        n = proto_status_reply_encode(&s, buf, sizeof(buf));
+        ck_assert_int_eq(proto_status_reply_decode(buf, (size_t)n, &sd), -EINVAL);
+        s.backend = PROTO_BACKEND_AUTO;
+        n = proto_status_reply_encode(&s, buf, sizeof(buf));
+        ck_assert_int_eq(proto_status_reply_decode(buf, (size_t)n, &sd), 0);
         s.reserved2 = 1;
         n = proto_status_reply_encode(&s, buf, sizeof(buf));
         ck_assert_int_eq(proto_status_reply_decode(buf, (size_t)n, &sd), -EINVAL);
