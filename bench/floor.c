@@ -1,0 +1,261 @@
+/* floor: the daemon-less floor, the same exchanges done by hand (socketpair with one fd; shm_open). */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "floor.h"
+#include "proto.h"
+
+#define FLOOR_NAME "bench-open"
+
+struct floor_ctx {
+        int sock;
+        size_t map_size;
+        uint8_t req[PROTO_HEADER_SIZE + 64];
+        size_t req_len;
+        size_t reply_len;
+        const char *shm_name;
+};
+
+static int floor_write_full(int fd, const void *buf, size_t len)
+{
+        size_t done = 0;
+
+        while (done < len) {
+                ssize_t k = write(fd, (const char *)buf + done, len - done);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                done += (size_t)k;
+        }
+        return 0;
+}
+
+static int floor_read_full(int fd, void *buf, size_t len)
+{
+        size_t done = 0;
+
+        while (done < len) {
+                ssize_t k = read(fd, (char *)buf + done, len - done);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -EPIPE;
+                done += (size_t)k;
+        }
+        return 0;
+}
+
+/* Return: the frame length, header included, or negative errno. */
+static int floor_frame(uint16_t opcode, uint8_t flags, uint16_t nfds, const uint8_t *payload, int len,
+                       uint8_t *out, size_t size)
+{
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .flags = flags,
+                                  .opcode = opcode, .id = 1, .length = (uint32_t)len, .nfds = nfds };
+
+        if (len < 0)
+                return len;
+        if ((size_t)len + PROTO_HEADER_SIZE > size)
+                return -ENOBUFS;
+        proto_header_encode(&h, out);
+        memmove(out + PROTO_HEADER_SIZE, payload, (size_t)len);
+        return PROTO_HEADER_SIZE + len;
+}
+
+/* The server: read a request frame, answer with the region-info reply and the memfd. Return: exit status. */
+static int floor_server(int sock, int memfd)
+{
+        uint8_t payload[256], reply[PROTO_HEADER_SIZE + 256], buf[PROTO_HEADER_SIZE + 256];
+        struct proto_region_info info = { .id = 1, .size = 4096, .backend = PROTO_BACKEND_MEMFD };
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control;
+        int len, r;
+
+        len = floor_frame(PROTO_OP_OPEN, PROTO_FLAG_REPLY, 1, payload,
+                          proto_region_info_encode(&info, payload, sizeof(payload)), reply, sizeof(reply));
+        if (len < 0)
+                return 1;
+        for (;;) {
+                struct proto_header h;
+                struct iovec iov = { .iov_base = reply, .iov_len = (size_t)len };
+                struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                                      .msg_controllen = sizeof(control.buf) };
+                struct cmsghdr *cm;
+
+                r = floor_read_full(sock, buf, PROTO_HEADER_SIZE);
+                if (r == -EPIPE)
+                        return 0;
+                if (r < 0 || proto_header_decode(buf, PROTO_HEADER_SIZE, &h) < 0 ||
+                    h.length > sizeof(buf) - PROTO_HEADER_SIZE)
+                        return 1;
+                if (floor_read_full(sock, buf + PROTO_HEADER_SIZE, h.length) < 0)
+                        return 1;
+                cm = CMSG_FIRSTHDR(&msg);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(cm), &memfd, sizeof(int));
+                if (sendmsg(sock, &msg, MSG_NOSIGNAL) != len)
+                        return 1;
+        }
+}
+
+static int floor_socketpair_op(void *userdata)
+{
+        struct floor_ctx *c = userdata;
+        uint8_t buf[PROTO_HEADER_SIZE + 256];
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
+        } control;
+        struct iovec iov = { .iov_base = buf, .iov_len = c->reply_len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                              .msg_controllen = sizeof(control.buf) };
+        struct cmsghdr *cm;
+        int fd = -1, r;
+        ssize_t k;
+        void *p;
+
+        r = floor_write_full(c->sock, c->req, c->req_len);
+        if (r < 0)
+                return r;
+        k = recvmsg(c->sock, &msg, MSG_CMSG_CLOEXEC);
+        if (k <= 0)
+                return k < 0 ? -errno : -EPIPE;
+        for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+                    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+                        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        if (fd < 0)
+                return -EPROTO;
+        if ((size_t)k < c->reply_len) {
+                r = floor_read_full(c->sock, buf + k, c->reply_len - (size_t)k);
+                if (r < 0)
+                        goto out;
+        }
+        p = mmap(NULL, c->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+                r = -errno;
+                goto out;
+        }
+        r = munmap(p, c->map_size) < 0 ? -errno : 0;
+out:
+        close(fd);
+        return r;
+}
+
+int floor_socketpair(const struct runner_opts *o, size_t map_size, size_t sample_cap, struct stats_result *res)
+{
+        struct proto_region_info info = { 0 };
+        struct floor_ctx c = { .sock = -1, .map_size = map_size };
+        struct proto_open open_req = { .name = FLOOR_NAME };
+        uint8_t payload[256];
+        struct stats s;
+        int sv[2], memfd, len, r, status;
+        double seconds;
+        pid_t pid;
+
+        len = floor_frame(PROTO_OP_OPEN, 0, 0, payload, proto_open_encode(&open_req, payload, sizeof(payload)),
+                          c.req, sizeof(c.req));
+        if (len < 0)
+                return len;
+        c.req_len = (size_t)len;
+        len = proto_region_info_encode(&info, payload, sizeof(payload));
+        if (len < 0)
+                return len;
+        c.reply_len = PROTO_HEADER_SIZE + (size_t)len;
+
+        memfd = memfd_create("iomem-bench-floor", MFD_CLOEXEC);
+        if (memfd < 0)
+                return -errno;
+        if (ftruncate(memfd, (off_t)map_size) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                r = -errno;
+                close(memfd);
+                return r;
+        }
+        pid = fork();
+        if (pid < 0) {
+                r = -errno;
+                close(sv[0]);
+                close(sv[1]);
+                close(memfd);
+                return r;
+        }
+        if (pid == 0) {
+                close(sv[0]);
+                _exit(floor_server(sv[1], memfd));
+        }
+        close(sv[1]);
+        close(memfd);
+        c.sock = sv[0];
+
+        r = stats_init(&s, sample_cap);
+        if (r == 0)
+                r = runner_loop(floor_socketpair_op, &c, o, &s, &seconds);
+        close(c.sock); /* the server sees EOF and exits */
+        waitpid(pid, &status, 0);
+        if (r == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                r = -ECHILD;
+        if (r == 0)
+                stats_finish(&s, seconds, "floor-socketpair",
+                             "socketpair request + reply with 1 memfd, mmap + munmap + close, no daemon", res);
+        stats_deinit(&s);
+        return r;
+}
+
+static int floor_shm_op(void *userdata)
+{
+        struct floor_ctx *c = userdata;
+        int fd, r;
+        void *p;
+
+        fd = shm_open(c->shm_name, O_RDWR | O_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        p = mmap(NULL, c->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED)
+                r = -errno;
+        else
+                r = munmap(p, c->map_size) < 0 ? -errno : 0;
+        close(fd);
+        return r;
+}
+
+int floor_shm(const struct runner_opts *o, size_t map_size, size_t sample_cap, struct stats_result *res)
+{
+        char name[64];
+        struct floor_ctx c = { .map_size = map_size, .shm_name = name };
+        struct stats s;
+        double seconds;
+        int fd, r;
+
+        snprintf(name, sizeof(name), "/iomem-bench-floor-%d", (int)getpid());
+        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        r = ftruncate(fd, (off_t)map_size) < 0 ? -errno : 0;
+        close(fd);
+        if (r == 0)
+                r = stats_init(&s, sample_cap);
+        if (r == 0) {
+                r = runner_loop(floor_shm_op, &c, o, &s, &seconds);
+                if (r == 0)
+                        stats_finish(&s, seconds, "floor-shm-open",
+                                     "shm_open of an existing object + mmap + munmap + close, no daemon", res);
+                stats_deinit(&s);
+        }
+        shm_unlink(name);
+        return r;
+}

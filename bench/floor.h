@@ -1,0 +1,19 @@
+/* floor: the daemon-less floor, the same exchanges done by hand (socketpair with one fd; shm_open). */
+#pragma once
+
+#include "runner.h"
+#include "stats.h"
+
+/*
+ * floor_socketpair() - a request frame of the size of an OPEN, answered by a
+ * forked server with a reply frame of the size of OPEN's reply carrying one
+ * memfd, which the client maps (@map_size bytes, read-write), unmaps and closes.
+ * Return: 0 with *res filled; negative errno.
+ */
+int floor_socketpair(const struct runner_opts *o, size_t map_size, size_t sample_cap, struct stats_result *res);
+
+/*
+ * floor_shm() - shm_open of an existing object, mmap, munmap, close.
+ * Return: 0 with *res filled; negative errno.
+ */
+int floor_shm(const struct runner_opts *o, size_t map_size, size_t sample_cap, struct stats_result *res);

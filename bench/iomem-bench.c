@@ -1,0 +1,686 @@
+/* iomem-bench: the benchmark of iomemd and libiomem against the daemon-less floor (docs/performance.md). */
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dataplane.h"
+#include "floor.h"
+#include "iomem.h"
+#include "runner.h"
+#include "spawn.h"
+#include "stats.h"
+
+#ifndef IOMEM_BENCH_IOMEMD
+#define IOMEM_BENCH_IOMEMD "iomemd"
+#endif
+
+#define BENCH_MAP_SIZE 4096
+#define BENCH_OPEN_NAME "bench-open"
+#define BENCH_MAX_RESULTS 48
+#define BENCH_SAMPLE_CAP (1u << 22)
+
+struct bench_plan {
+        const char *mode;
+        double seconds;         /* window of each single-process scenario */
+        double clients_seconds; /* window of each concurrency scenario */
+        uint64_t warmup;
+        unsigned regions;       /* scenario 6/7 table size */
+        unsigned small_regions; /* scenario 6 small table */
+        unsigned idle_conns;    /* scenario 7 */
+        uint64_t dp_bytes;      /* scenario 8 */
+        int dp_reps;
+};
+
+static const struct bench_plan bench_full = {
+        .mode = "full", .seconds = 2.0, .clients_seconds = 3.0, .warmup = 2000, .regions = 100000,
+        .small_regions = 100, .idle_conns = 10000, .dp_bytes = UINT64_C(1) << 30, .dp_reps = 5,
+};
+
+static const struct bench_plan bench_quick = {
+        .mode = "quick", .seconds = 0.05, .clients_seconds = 0.1, .warmup = 20, .regions = 2000,
+        .small_regions = 100, .idle_conns = 200, .dp_bytes = UINT64_C(16) << 20, .dp_reps = 2,
+};
+
+static const int bench_client_counts[] = { 1, 8, 64, 512 };
+
+struct bench {
+        struct bench_plan plan;
+        const char *iomemd;
+        FILE *json; /* --json FILE, or NULL */
+        struct stats_result results[BENCH_MAX_RESULTS];
+        int nresults;
+        int failures;
+        const char *only; /* --only: comma-separated groups, NULL = all */
+};
+
+/* Return: whether the group @name is to run (--only). */
+static int bench_wants(const struct bench *b, const char *name)
+{
+        size_t len = strlen(name);
+
+        for (const char *p = b->only; p && *p;) {
+                const char *end = strchrnul(p, ',');
+
+                if ((size_t)(end - p) == len && strncmp(p, name, len) == 0)
+                        return 1;
+                p = *end ? end + 1 : end;
+        }
+        return !b->only;
+}
+
+/* Emit a line of JSON on stdout and to the --json file. */
+static void bench_json_line(struct bench *b, const char *line)
+{
+        fputs(line, stdout);
+        if (b->json)
+                fputs(line, b->json);
+        fflush(stdout);
+}
+
+static void bench_record(struct bench *b, const struct stats_result *res)
+{
+        char *line = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        if (b->nresults < BENCH_MAX_RESULTS)
+                b->results[b->nresults++] = *res;
+        f = open_memstream(&line, &len);
+        if (!f)
+                return;
+        stats_print_json(f, res);
+        fclose(f);
+        bench_json_line(b, line);
+        free(line);
+}
+
+static void bench_fail(struct bench *b, const char *scenario, int r)
+{
+        fprintf(stderr, "iomem-bench: %s: %s\n", scenario, iomem_strerror(r));
+        b->failures++;
+}
+
+static const struct stats_result *bench_find(const struct bench *b, const char *scenario)
+{
+        for (int i = 0; i < b->nresults; i++)
+                if (strcmp(b->results[i].scenario, scenario) == 0)
+                        return &b->results[i];
+        return NULL;
+}
+
+/* Run @op in this process and record it. Return: 0 or negative errno. */
+static int bench_loop(struct bench *b, const char *scenario, const char *desc, runner_op_fn op, void *ctx,
+                      struct stats_result *resp)
+{
+        struct runner_opts o = { .seconds = b->plan.seconds, .warmup = b->plan.warmup };
+        struct stats_result res;
+        struct stats s;
+        double seconds;
+        int r;
+
+        r = stats_init(&s, BENCH_SAMPLE_CAP);
+        if (r == 0)
+                r = runner_loop(op, ctx, &o, &s, &seconds);
+        if (r == 0) {
+                stats_finish(&s, seconds, scenario, desc, &res);
+                if (resp)
+                        *resp = res;
+                else
+                        bench_record(b, &res);
+        } else {
+                bench_fail(b, scenario, r);
+        }
+        stats_deinit(&s);
+        return r;
+}
+
+/* ---- scenarios 2-5: one daemon, persistent and cold clients ---------------------------------------- */
+
+struct bench_conn {
+        struct iomem_client *c;
+        const char *socket;
+        const char *name;
+        unsigned counter;
+        unsigned nnames;  /* scenario 6: names bench-r-0..nnames-1 */
+        uint64_t rng;
+};
+
+static int bench_open_map_op(void *userdata)
+{
+        struct bench_conn *x = userdata;
+        struct iomem_region *region = NULL;
+        void *p;
+        int r;
+
+        r = iomem_open(x->c, x->name, 0, 0, &region);
+        if (r < 0)
+                return r;
+        r = iomem_region_map(region, 0, BENCH_MAP_SIZE, PROT_READ | PROT_WRITE, &p);
+        if (r == 0)
+                r = iomem_unmap(p, BENCH_MAP_SIZE);
+        iomem_region_free(region);
+        return r;
+}
+
+static int bench_create_delete_op(void *userdata)
+{
+        struct bench_conn *x = userdata;
+        struct iomem_region *region = NULL;
+        int r;
+
+        r = iomem_create(x->c, "bench-create", BENCH_MAP_SIZE, NULL, &region);
+        if (r < 0)
+                return r;
+        iomem_region_free(region);
+        return iomem_delete(x->c, "bench-create");
+}
+
+static int bench_create_anon_op(void *userdata)
+{
+        struct bench_conn *x = userdata;
+        struct iomem_region *region = NULL;
+        int r;
+
+        r = iomem_create(x->c, NULL, BENCH_MAP_SIZE, NULL, &region);
+        iomem_region_free(region);
+        return r;
+}
+
+static int bench_cold_open_op(void *userdata)
+{
+        struct bench_conn *x = userdata;
+        struct iomem_client *c = NULL;
+        struct iomem_region *region = NULL;
+        int r;
+
+        r = iomem_connect(x->socket, &c);
+        if (r == 0)
+                r = iomem_open(c, x->name, 0, 0, &region);
+        iomem_region_free(region);
+        iomem_disconnect(c);
+        return r;
+}
+
+static int bench_client_setup(int index, void *arg, void **ctxp)
+{
+        static struct bench_conn x; /* one per forked client process */
+        int r;
+
+        x = *(const struct bench_conn *)arg;
+        x.c = NULL;
+        r = iomem_connect(x.socket, &x.c);
+        if (r < 0)
+                return r;
+        *ctxp = &x;
+        return 0;
+}
+
+static void bench_client_teardown(void *ctx)
+{
+        struct bench_conn *x = ctx;
+
+        x->c = iomem_disconnect(x->c);
+}
+
+static void bench_clients(struct bench *b, struct bench_conn *proto)
+{
+        struct runner_client rc = { .setup = bench_client_setup, .op = bench_open_map_op,
+                                    .teardown = bench_client_teardown, .arg = proto };
+        struct runner_opts o = { .seconds = b->plan.clients_seconds };
+
+        for (size_t i = 0; i < sizeof(bench_client_counts) / sizeof(bench_client_counts[0]); i++) {
+                int n = bench_client_counts[i], r;
+                char scenario[32], desc[112];
+                struct stats_result res;
+                struct stats s;
+                double seconds;
+
+                snprintf(scenario, sizeof(scenario), "clients-%d", n);
+                snprintf(desc, sizeof(desc), "%d forked clients, each OPEN + mmap + munmap + close in a loop", n);
+                r = stats_init(&s, BENCH_SAMPLE_CAP);
+                if (r == 0)
+                        r = runner_clients(n, &rc, &o, &s, &seconds);
+                if (r == 0) {
+                        stats_finish(&s, seconds, scenario, desc, &res);
+                        res.clients = n;
+                        bench_record(b, &res);
+                } else {
+                        bench_fail(b, scenario, r);
+                }
+                stats_deinit(&s);
+        }
+}
+
+static void bench_daemon_ops(struct bench *b)
+{
+        struct iomem_region *region = NULL;
+        struct spawn d;
+        struct bench_conn x = { .name = BENCH_OPEN_NAME };
+        struct stats_result res[DATAPLANE_MODES];
+        int r, n;
+
+        r = spawn_iomemd(b->iomemd, &d);
+        if (r < 0) {
+                bench_fail(b, "spawn iomemd", r);
+                return;
+        }
+        x.socket = d.socket;
+        r = iomem_connect(d.socket, &x.c);
+        if (r == 0)
+                r = iomem_create(x.c, BENCH_OPEN_NAME, BENCH_MAP_SIZE, NULL, &region);
+        region = iomem_region_free(region);
+        if (r < 0) {
+                bench_fail(b, "setup", r);
+                goto out;
+        }
+        if (!bench_wants(b, "ops"))
+                goto clients;
+        bench_loop(b, "open-map", "OPEN + mmap + munmap + close on a persistent connection", bench_open_map_op,
+                   &x, NULL);
+        bench_loop(b, "create-delete", "CREATE + DELETE of a named region (4 KiB)", bench_create_delete_op, &x,
+                   NULL);
+        bench_loop(b, "create-anon", "anonymous CREATE (4 KiB) + close", bench_create_anon_op, &x, NULL);
+        bench_loop(b, "cold-open", "connect + HELLO + OPEN + close + disconnect per op", bench_cold_open_op, &x,
+                   NULL);
+clients:
+        if (bench_wants(b, "clients"))
+                bench_clients(b, &x);
+        if (!bench_wants(b, "dataplane"))
+                goto out;
+        n = dataplane_run(d.socket, b->plan.dp_bytes, b->plan.dp_reps, res);
+        if (n < 0)
+                bench_fail(b, "dataplane", n);
+        for (int i = 0; i < n; i++)
+                bench_record(b, &res[i]);
+out:
+        iomem_disconnect(x.c);
+        spawn_stop(&d);
+}
+
+/* ---- scenarios 6 and 7: a big table, many idle connections, and the daemon's RSS ------------------ */
+
+static int bench_open_random_op(void *userdata)
+{
+        struct bench_conn *x = userdata;
+        struct iomem_region *region = NULL;
+        char name[32];
+        int r;
+
+        /* xorshift64: a spread of names, so the hash table is not walked in one hot spot */
+        x->rng ^= x->rng << 13;
+        x->rng ^= x->rng >> 7;
+        x->rng ^= x->rng << 17;
+        snprintf(name, sizeof(name), "bench-r-%06u", (unsigned)(x->rng % x->nnames));
+        r = iomem_open(x->c, name, 0, 0, &region);
+        iomem_region_free(region);
+        return r;
+}
+
+struct bench_creator {
+        struct bench_conn *x;
+        uint64_t size;
+};
+
+static int bench_create_next_op(void *userdata)
+{
+        struct bench_creator *cr = userdata;
+        struct iomem_region *region = NULL;
+        char name[32];
+        int r;
+
+        snprintf(name, sizeof(name), "bench-r-%06u", cr->x->counter);
+        r = iomem_create(cr->x->c, name, cr->size, NULL, &region);
+        iomem_region_free(region);
+        if (r == 0)
+                cr->x->counter++;
+        return r;
+}
+
+/* Create regions until @count exist, timing each. Return: 0 or negative errno. */
+static int bench_fill_table(struct bench_creator *cr, unsigned count, struct stats *s, double *secondsp)
+{
+        struct runner_opts o = { .seconds = 1e6, .max_ops = count - cr->x->counter };
+
+        return runner_loop(bench_create_next_op, cr, &o, s, secondsp);
+}
+
+static double bench_rss_delta(const struct spawn_rss *a, const struct spawn_rss *b)
+{
+        /* the daemon's own memory: resident minus any region memory it maps (shmem) */
+        return ((double)b->rss_kb - (double)b->shmem_kb - ((double)a->rss_kb - (double)a->shmem_kb)) * 1024.0;
+}
+
+static void bench_regions(struct bench *b)
+{
+        struct spawn d;
+        struct spawn_rss rss0, rss1;
+        struct bench_conn x = { .rng = 0x9E3779B97F4A7C15u };
+        struct bench_creator cr = { .x = &x, .size = 0 };
+        struct stats_result res;
+        struct stats s = { 0 };
+        double seconds;
+        char desc[112];
+        int r;
+
+        r = spawn_iomemd(b->iomemd, &d);
+        if (r < 0) {
+                bench_fail(b, "spawn iomemd", r);
+                return;
+        }
+        r = iomem_connect(d.socket, &x.c);
+        if (r == 0) {
+                /* size 0 keeps the regions' own memory out of the count; 4 KiB untouched if 0 is refused */
+                r = bench_create_next_op(&cr);
+                if (r == -EINVAL) {
+                        cr.size = BENCH_MAP_SIZE;
+                        r = bench_create_next_op(&cr);
+                }
+        }
+        if (r == 0)
+                r = stats_init(&s, BENCH_SAMPLE_CAP);
+        if (r == 0)
+                r = bench_fill_table(&cr, b->plan.small_regions, &s, &seconds);
+        stats_deinit(&s);
+        if (r < 0) {
+                bench_fail(b, "regions setup", r);
+                goto out;
+        }
+        x.nnames = x.counter;
+        snprintf(desc, sizeof(desc), "OPEN + close of a random name, %u regions in the table", x.counter);
+        bench_loop(b, "open-small-table", desc, bench_open_random_op, &x, NULL);
+
+        r = spawn_rss(d.pid, &rss0);
+        if (r == 0)
+                r = stats_init(&s, BENCH_SAMPLE_CAP);
+        if (r == 0)
+                r = bench_fill_table(&cr, b->plan.regions, &s, &seconds);
+        if (r == 0)
+                r = spawn_rss(d.pid, &rss1);
+        if (r == 0) {
+                unsigned added = x.counter - x.nnames;
+
+                snprintf(desc, sizeof(desc), "CREATE of named regions of %llu bytes until %u exist; daemon RSS",
+                         (unsigned long long)cr.size, x.counter);
+                stats_finish(&s, seconds, "regions-rss", desc, &res);
+                stats_extra(&res, "regions", "%u", x.counter);
+                stats_extra(&res, "region_size", "%llu", (unsigned long long)cr.size);
+                stats_extra(&res, "rss_before_kb", "%llu", (unsigned long long)rss0.rss_kb);
+                stats_extra(&res, "rss_after_kb", "%llu", (unsigned long long)rss1.rss_kb);
+                stats_extra(&res, "shmem_after_kb", "%llu", (unsigned long long)rss1.shmem_kb);
+                stats_extra(&res, "rss_per_region_bytes", "%.1f", bench_rss_delta(&rss0, &rss1) / added);
+                bench_record(b, &res);
+        }
+        stats_deinit(&s);
+        if (r < 0) {
+                bench_fail(b, "regions-rss", r);
+                goto out;
+        }
+        x.nnames = x.counter;
+        snprintf(desc, sizeof(desc), "OPEN + close of a random name, %u regions in the table", x.counter);
+        bench_loop(b, "open-big-table", desc, bench_open_random_op, &x, NULL);
+out:
+        iomem_disconnect(x.c);
+        spawn_stop(&d);
+}
+
+struct bench_idle {
+        const char *socket;
+        struct iomem_client **clients;
+        unsigned n;
+};
+
+static int bench_idle_connect_op(void *userdata)
+{
+        struct bench_idle *idle = userdata;
+        int r;
+
+        r = iomem_connect(idle->socket, &idle->clients[idle->n]);
+        if (r == 0)
+                idle->n++;
+        return r;
+}
+
+static void bench_idle_connections(struct bench *b, unsigned count)
+{
+        struct spawn d;
+        struct spawn_rss rss0, rss1;
+        struct bench_idle idle = { 0 };
+        struct runner_opts o = { .seconds = 1e6, .max_ops = count };
+        struct stats_result res;
+        struct stats s = { 0 };
+        double seconds;
+        char desc[112];
+        int r;
+
+        r = spawn_iomemd(b->iomemd, &d);
+        if (r < 0) {
+                bench_fail(b, "spawn iomemd", r);
+                return;
+        }
+        idle.socket = d.socket;
+        idle.clients = calloc(count, sizeof(*idle.clients));
+        r = idle.clients ? 0 : -ENOMEM;
+        if (r == 0)
+                r = spawn_rss(d.pid, &rss0);
+        if (r == 0)
+                r = stats_init(&s, BENCH_SAMPLE_CAP);
+        if (r == 0)
+                r = runner_loop(bench_idle_connect_op, &idle, &o, &s, &seconds);
+        if (r == 0)
+                r = spawn_rss(d.pid, &rss1);
+        if (r == 0) {
+                snprintf(desc, sizeof(desc), "connect + HELLO, %u connections kept open idle; daemon RSS",
+                         idle.n);
+                stats_finish(&s, seconds, "idle-connections", desc, &res);
+                stats_extra(&res, "connections", "%u", idle.n);
+                stats_extra(&res, "rss_before_kb", "%llu", (unsigned long long)rss0.rss_kb);
+                stats_extra(&res, "rss_after_kb", "%llu", (unsigned long long)rss1.rss_kb);
+                stats_extra(&res, "rss_per_connection_bytes", "%.1f", bench_rss_delta(&rss0, &rss1) / idle.n);
+                bench_record(b, &res);
+        } else {
+                bench_fail(b, "idle-connections", r);
+        }
+        stats_deinit(&s);
+        for (unsigned i = 0; i < idle.n; i++)
+                iomem_disconnect(idle.clients[i]);
+        free(idle.clients);
+        spawn_stop(&d);
+}
+
+/* ---- targets ------------------------------------------------------------------------------------- */
+
+/* Print and record one target. @higher: the value must be >= @limit, else <= @limit. */
+static void bench_target(struct bench *b, FILE *table, const char *target, const char *what, double value,
+                         double limit, int higher)
+{
+        const char *verdict = value < 0 ? "N/A" : (higher ? value >= limit : value <= limit) ? "PASS" : "MISS";
+        char line[512];
+
+        fprintf(table, "%-4s %-28s %12.3f %s %-10g %s\n", verdict, target, value, higher ? ">=" : "<=", limit,
+                what);
+        snprintf(line, sizeof(line),
+                 "{\"target\":\"%s\",\"desc\":\"%s\",\"value\":%.4f,\"limit\":%g,\"op\":\"%s\",\"verdict\":\"%s\"}\n",
+                 target, what, value, limit, higher ? ">=" : "<=", verdict);
+        bench_json_line(b, line);
+}
+
+static double bench_ratio(const struct stats_result *num, double numv, const struct stats_result *den,
+                          double denv)
+{
+        return num && den && denv > 0 ? numv / denv : -1;
+}
+
+static double bench_extra_value(const struct stats_result *res, const char *key)
+{
+        char pat[64];
+        const char *p;
+
+        if (!res)
+                return -1;
+        snprintf(pat, sizeof(pat), "\"%s\":", key);
+        p = strstr(res->extra, pat);
+        return p ? strtod(p + strlen(pat), NULL) : -1;
+}
+
+static void bench_targets(struct bench *b)
+{
+        const struct stats_result *floor = bench_find(b, "floor-socketpair"), *om = bench_find(b, "open-map"),
+                                  *c64 = bench_find(b, "clients-64"), *small = bench_find(b, "open-small-table"),
+                                  *big = bench_find(b, "open-big-table"), *reg = bench_find(b, "regions-rss"),
+                                  *idle = bench_find(b, "idle-connections"),
+                                  *pcopy = bench_find(b, "dp-pipe-copy"), *hand = bench_find(b, "dp-handover"),
+                                  *pread = bench_find(b, "dp-pipe-read"), *rd = bench_find(b, "dp-read");
+        const struct stats_result *best = NULL;
+        FILE *t = stdout;
+
+        for (int i = 0; i < b->nresults; i++)
+                if (strncmp(b->results[i].scenario, "dp-read", 7) == 0 &&
+                    (!best || b->results[i].p50_us < best->p50_us))
+                        best = &b->results[i];
+
+        fprintf(t, "\nTargets (ratios within this run; informational):\n");
+        bench_target(b, t, "open-map/floor ops", "scenario 2 ops/s over the socketpair floor's",
+                     bench_ratio(om, om ? om->ops_per_s : 0, floor, floor ? floor->ops_per_s : 0), 0.8, 1);
+        bench_target(b, t, "clients-64 p99/p50", "latency spread at 64 clients",
+                     bench_ratio(c64, c64 ? c64->p99_us : 0, c64, c64 ? c64->p50_us : 0), 3.0, 0);
+        bench_target(b, t, "open big/small table p50", "OPEN p50 with the big table over the small one",
+                     bench_ratio(big, big ? big->p50_us : 0, small, small ? small->p50_us : 0), 1.2, 0);
+        bench_target(b, t, "RSS bytes per region", "daemon RSS per named region (region memory excluded)",
+                     bench_extra_value(reg, "rss_per_region_bytes"), 1024, 0);
+        bench_target(b, t, "RSS bytes per idle conn", "daemon RSS per idle connection",
+                     bench_extra_value(idle, "rss_per_connection_bytes"), 16384, 0);
+        bench_target(b, t, "pipe/handover time", "8a: pipe copy p50 time over handover p50 time",
+                     bench_ratio(pcopy, pcopy ? pcopy->p50_us : 0, hand, hand ? hand->p50_us : 0), 100, 1);
+        bench_target(b, t, "pipe/read-all time", "8b: pipe + read p50 time over OPEN + map + read (default map)",
+                     bench_ratio(pread, pread ? pread->p50_us : 0, rd, rd ? rd->p50_us : 0), 5, 1);
+        if (best)
+                fprintf(t, "     (best 8b receiver variant: %s)\n", best->scenario);
+        bench_target(b, t, "pipe/read-all time, best", "8b: as above with the best receiver-side mapping choice",
+                     bench_ratio(pread, pread ? pread->p50_us : 0, best, best ? best->p50_us : 0), 5, 1);
+}
+
+static void bench_meta(struct bench *b, long nofile)
+{
+        struct utsname u;
+        char line[512];
+
+        uname(&u);
+        snprintf(line, sizeof(line),
+                 "{\"meta\":\"iomem-bench\",\"mode\":\"%s\",\"kernel\":\"%s\",\"machine\":\"%s\",\"cpus\":%ld,"
+                 "\"time\":%lld,\"nofile\":%ld}\n",
+                 b->plan.mode, u.release, u.machine, sysconf(_SC_NPROCESSORS_ONLN), (long long)time(NULL),
+                 nofile);
+        bench_json_line(b, line);
+}
+
+static void bench_usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: iomem-bench [--quick] [--iomemd PATH] [--json FILE]\n"
+                "  --quick        smoke run: small counts, a few seconds\n"
+                "  --iomemd PATH  the daemon to start (default: %s)\n"
+                "  --json FILE    also write the JSON lines to FILE\n"
+                "  --only GROUPS  run only these (comma-separated): floor, ops, clients,\n"
+                "                 dataplane, regions, idle\n",
+                IOMEM_BENCH_IOMEMD);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "quick", no_argument, NULL, 'q' },
+                { "iomemd", required_argument, NULL, 'd' },
+                { "json", required_argument, NULL, 'j' },
+                { "only", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        struct bench *b;
+        struct runner_opts fo = { 0 };
+        struct stats_result res;
+        long nofile;
+        unsigned conns;
+        int c, r;
+
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return 1;
+        b->plan = bench_full;
+        b->iomemd = IOMEM_BENCH_IOMEMD;
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'q':
+                        b->plan = bench_quick;
+                        break;
+                case 'd':
+                        b->iomemd = optarg;
+                        break;
+                case 'j':
+                        if (b->json)
+                                fclose(b->json);
+                        b->json = fopen(optarg, "we");
+                        if (!b->json) {
+                                fprintf(stderr, "iomem-bench: %s: %m\n", optarg);
+                                return 1;
+                        }
+                        break;
+                case 'o':
+                        b->only = optarg;
+                        break;
+                case 'h':
+                        bench_usage(stdout);
+                        return 0;
+                default:
+                        bench_usage(stderr);
+                        return 2;
+                }
+        }
+        signal(SIGPIPE, SIG_IGN);
+        nofile = spawn_raise_nofile(1L << 20);
+        /* each region and each connection is one fd in the daemon; keep headroom */
+        if (nofile > 0 && (long)b->plan.regions + 1000 > nofile)
+                b->plan.regions = (unsigned)(nofile - 1000);
+        conns = b->plan.idle_conns;
+        if (nofile > 0 && (long)conns + 1000 > nofile)
+                conns = (unsigned)(nofile - 1000);
+        bench_meta(b, nofile);
+
+        fo = (struct runner_opts){ .seconds = b->plan.seconds, .warmup = b->plan.warmup };
+        if (bench_wants(b, "floor")) {
+                r = floor_socketpair(&fo, BENCH_MAP_SIZE, BENCH_SAMPLE_CAP, &res);
+                if (r == 0)
+                        bench_record(b, &res);
+                else
+                        bench_fail(b, "floor-socketpair", r);
+                r = floor_shm(&fo, BENCH_MAP_SIZE, BENCH_SAMPLE_CAP, &res);
+                if (r == 0)
+                        bench_record(b, &res);
+                else
+                        bench_fail(b, "floor-shm-open", r);
+        }
+        if (bench_wants(b, "ops") || bench_wants(b, "clients") || bench_wants(b, "dataplane"))
+                bench_daemon_ops(b);
+        if (bench_wants(b, "regions"))
+                bench_regions(b);
+        if (bench_wants(b, "idle"))
+                bench_idle_connections(b, conns);
+
+        printf("\n");
+        stats_print_table_header(stdout);
+        for (int i = 0; i < b->nresults; i++)
+                stats_print_table_row(stdout, &b->results[i]);
+        bench_targets(b);
+        if (b->json)
+                fclose(b->json);
+        r = b->failures ? 1 : 0;
+        free(b);
+        return r;
+}

@@ -1,0 +1,135 @@
+/* spawn: start and stop a private iomemd for the benchmark, and read a process's RSS. */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "iomem.h"
+#include "spawn.h"
+
+long spawn_raise_nofile(long want)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if ((rlim_t)want > rl.rlim_max) {
+                struct rlimit up = { .rlim_cur = (rlim_t)want, .rlim_max = (rlim_t)want };
+
+                if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+                        return want;
+        }
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        return (long)rl.rlim_cur;
+}
+
+static void spawn_sleep_ms(long ms)
+{
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+        nanosleep(&ts, NULL);
+}
+
+int spawn_iomemd(const char *binary, struct spawn *d)
+{
+        struct iomem_client *c = NULL;
+        int r = -ETIMEDOUT;
+        pid_t pid;
+
+        *d = (struct spawn){ .pid = -1 };
+        snprintf(d->dir, sizeof(d->dir), "/tmp/iomem-bench.XXXXXX");
+        if (!mkdtemp(d->dir))
+                return -errno;
+        snprintf(d->socket, sizeof(d->socket), "%s/iomemd.sock", d->dir);
+
+        pid = fork();
+        if (pid < 0) {
+                r = -errno;
+                rmdir(d->dir);
+                return r;
+        }
+        if (pid == 0) {
+                execl(binary, binary, "--socket", d->socket, "--backend", "memfd", "--max-connections", "1000000", "--max-regions",
+                      "2000000", "--log-level", "warning", (char *)NULL);
+                fprintf(stderr, "iomem-bench: cannot run %s: %m\n", binary);
+                _exit(127);
+        }
+        d->pid = pid;
+
+        for (int i = 0; i < 1000; i++) {
+                int status;
+
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        d->pid = -1;
+                        spawn_stop(d);
+                        return -ECHILD;
+                }
+                r = iomem_connect(d->socket, &c);
+                if (r == 0)
+                        break;
+                spawn_sleep_ms(10);
+        }
+        c = iomem_disconnect(c);
+        if (r < 0)
+                spawn_stop(d);
+        return r;
+}
+
+void spawn_stop(struct spawn *d)
+{
+        if (!d)
+                return;
+        if (d->pid > 0) {
+                int status;
+
+                kill(d->pid, SIGTERM);
+                for (int i = 0; i < 300; i++) {
+                        if (waitpid(d->pid, &status, WNOHANG) == d->pid)
+                                goto reaped;
+                        spawn_sleep_ms(10);
+                }
+                kill(d->pid, SIGKILL);
+                waitpid(d->pid, &status, 0);
+        reaped:
+                d->pid = -1;
+        }
+        if (d->socket[0])
+                unlink(d->socket);
+        if (d->dir[0])
+                rmdir(d->dir);
+        d->socket[0] = d->dir[0] = '\0';
+}
+
+int spawn_rss(pid_t pid, struct spawn_rss *rssp)
+{
+        char path[64], line[256];
+        FILE *f;
+
+        *rssp = (struct spawn_rss){ 0 };
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long long v;
+
+                if (sscanf(line, "VmRSS: %llu kB", &v) == 1)
+                        rssp->rss_kb = v;
+                else if (sscanf(line, "RssAnon: %llu kB", &v) == 1)
+                        rssp->anon_kb = v;
+                else if (sscanf(line, "RssFile: %llu kB", &v) == 1)
+                        rssp->file_kb = v;
+                else if (sscanf(line, "RssShmem: %llu kB", &v) == 1)
+                        rssp->shmem_kb = v;
+        }
+        fclose(f);
+        return rssp->rss_kb ? 0 : -EIO;
+}

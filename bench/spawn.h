@@ -1,0 +1,41 @@
+/* spawn: start and stop a private iomemd for the benchmark, and read a process's RSS. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct spawn {
+        pid_t pid;
+        char dir[64];     /* private temporary directory, holds the socket */
+        char socket[128];
+};
+
+struct spawn_rss {
+        uint64_t rss_kb;   /* VmRSS */
+        uint64_t anon_kb;  /* RssAnon */
+        uint64_t file_kb;  /* RssFile */
+        uint64_t shmem_kb; /* RssShmem: mapped region memory, if the daemon maps any */
+};
+
+/*
+ * spawn_raise_nofile() - raise RLIMIT_NOFILE: to @want for soft and hard if
+ * permitted (root), else soft to hard. Children (iomemd) inherit it.
+ * Return: the soft limit now in force.
+ */
+long spawn_raise_nofile(long want);
+
+/*
+ * spawn_iomemd() - run @binary on a socket in a new temporary directory with
+ * generous limits and wait until it answers a connect.
+ * Return: 0 with *d filled; -ECHILD if it exited; -ETIMEDOUT; negative errno.
+ */
+int spawn_iomemd(const char *binary, struct spawn *d);
+
+/* spawn_stop() - SIGTERM (then SIGKILL), reap, remove the directory. NULL-safe. Return: nothing. */
+void spawn_stop(struct spawn *d);
+
+/*
+ * spawn_rss() - read /proc/@pid/status.
+ * Return: 0; negative errno.
+ */
+int spawn_rss(pid_t pid, struct spawn_rss *rssp);

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""smoke: run iomem-bench --quick; every scenario must run and print well-formed JSON (no timing asserted)."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+EXPECTED = [
+    "floor-socketpair", "floor-shm-open", "open-map", "create-delete", "create-anon", "cold-open",
+    "clients-1", "clients-8", "clients-64", "clients-512",
+    "dp-pipe-copy", "dp-handover", "dp-pipe-read", "dp-read", "dp-read-populate", "dp-read-populate-read",
+    "dp-read-hugepage", "dp-read-premapped", "dp-handover-notify",
+    "open-small-table", "regions-rss", "open-big-table", "idle-connections",
+]
+NUMBERS = ["clients", "ops", "seconds", "ops_per_s", "p50_us", "p99_us", "p999_us"]
+TARGETS = 8
+
+
+def main():
+    bench = sys.argv[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "quick.jsonl")
+        proc = subprocess.run([bench, "--quick", "--json", out], stdout=subprocess.PIPE, timeout=240)
+        if proc.returncode != 0:
+            sys.exit(f"iomem-bench exited with {proc.returncode}")
+        with open(out) as f:
+            lines = [json.loads(line) for line in f]  # raises on malformed JSON
+    scenarios = {}
+    targets = []
+    for obj in lines[1:]:
+        if "scenario" in obj:
+            for key in NUMBERS:
+                if not isinstance(obj.get(key), (int, float)):
+                    sys.exit(f"{obj['scenario']}: '{key}' missing or not a number")
+            if obj["ops"] <= 0:
+                sys.exit(f"{obj['scenario']}: no operation ran")
+            scenarios[obj["scenario"]] = obj
+        elif "target" in obj:
+            targets.append(obj)
+        else:
+            sys.exit(f"unexpected line: {obj}")
+    if lines[0].get("meta") != "iomem-bench":
+        sys.exit("first line is not the meta line")
+    missing = [s for s in EXPECTED if s not in scenarios]
+    if missing:
+        sys.exit(f"scenarios that did not run: {missing}")
+    for key, scen in (("rss_per_region_bytes", "regions-rss"), ("rss_per_connection_bytes", "idle-connections")):
+        if not isinstance(scenarios[scen].get(key), (int, float)):
+            sys.exit(f"{scen}: '{key}' missing")
+    if len(targets) != TARGETS or any(t["verdict"] not in ("PASS", "MISS") for t in targets):
+        sys.exit(f"targets not all computed: {targets}")
+    print(f"ok: {len(scenarios)} scenarios, {len(targets)} targets")
+
+
+if __name__ == "__main__":
+    main()
