@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""gen-seeds: write the seed corpora of the fuzz targets (corpus-fuzz-proto/, corpus-fuzz-conn/) from scratch."""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAGIC = 0x444D4F49
+OPS = dict(HELLO=1, PING=2, STATUS=3, CREATE=0x10, OPEN=0x11, RESIZE=0x12, SEAL=0x13, STAT=0x14, LIST=0x15,
+           DELETE=0x16)
+OPIDX = dict(HELLO=0, PING=1, STATUS=2, CREATE=3, OPEN=4, RESIZE=5, SEAL=6, STAT=7, LIST=8, DELETE=9)
+
+
+def s(name):
+    b = name.encode()
+    return struct.pack('<H', len(b)) + b + b'\0'
+
+
+def hdr(op, length, nfds=0, flags=0, version=1, rid=1):
+    return struct.pack('<IBBHIIHH', MAGIC, version, flags, op, rid, length, nfds, 0)
+
+
+PAYLOADS = {
+    'HELLO': struct.pack('<HHI', 1, 1, 0),
+    'PING': struct.pack('<Q', 0x1234),
+    'STATUS': b'',
+    'CREATE': struct.pack('<QIIIHH', 4096, 0, 0, 0o600, 0, 0) + s('a'),
+    'CREATE_lease': struct.pack('<QIIIHH', 8192, 2 | 4, 0, 0, 1, 0) + s('lease'),
+    'CREATE_anon': struct.pack('<QIIIHH', 4096, 0, 0x8, 0, 0, 0) + s(''),
+    'CREATE_shm': struct.pack('<QIIIHH', 4096, 1, 0, 0o644, 2, 0) + s('shm'),
+    'CREATE_file': struct.pack('<QIIIHH', 4096, 4, 0, 0, 3, 0) + s('file'),
+    'OPEN': struct.pack('<II', 0, 0) + s('a'),
+    'OPEN_ro': struct.pack('<II', 1, 0) + s('a'),
+    'OPEN_wait': struct.pack('<II', 2, 100) + s('later'),
+    'RESIZE': struct.pack('<Q', 65536) + s('a'),
+    'SEAL': struct.pack('<II', 0x4, 0) + s('a'),
+    'STAT': s('a'),
+    'LIST': struct.pack('<QII', 0, 0, 0) + s(''),
+    'DELETE': s('a'),
+}
+
+
+def frame(key, **kw):
+    op = OPS[key.split('_')[0]]
+    p = PAYLOADS[key]
+    return hdr(op, len(p), **kw) + p
+
+
+def write(dirname, name, data):
+    d = os.path.join(HERE, dirname)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), 'wb') as f:
+        f.write(data)
+
+
+def conn_frame(key, fdspec=0, kinds=0, flags=0):
+    op = key.split('_')[0]
+    p = PAYLOADS[key]
+    return bytes([1, OPIDX[op], flags, len(p), fdspec, kinds]) + p
+
+
+def main():
+    for key in PAYLOADS:
+        write('corpus-fuzz-proto', 'frame-' + key.lower(), frame(key))
+        write('corpus-fuzz-proto', 'payload-' + key.lower(), PAYLOADS[key])
+    write('corpus-fuzz-proto', 'stream-session', b''.join(frame(k) for k in ('HELLO', 'CREATE', 'OPEN', 'LIST')))
+    write('corpus-fuzz-proto', 'f2-huge-length', hdr(1, 0xFFFFFFFF))
+    write('corpus-fuzz-proto', 'f5-bad-version', hdr(1, 8, version=9) + PAYLOADS['HELLO'])
+    write('corpus-fuzz-proto', 'list-reply',
+          struct.pack('<QII', 0, 1, 0) + struct.pack('<QQIIII', 1, 4096, 2, 0o600, 0, 0) + s('a'))
+
+    pump = bytes([3])
+    session = bytes([2]) + pump
+    write('corpus-fuzz-conn', 'hello', session)
+    write('corpus-fuzz-conn', 'create-open-resize-seal-stat-list-delete',
+          session + b''.join(conn_frame(k) + pump for k in
+                             ('CREATE', 'OPEN', 'OPEN_ro', 'RESIZE', 'SEAL', 'STAT', 'LIST', 'DELETE')))
+    write('corpus-fuzz-conn', 'backends-lease',
+          session + b''.join(conn_frame(k) + pump for k in
+                             ('CREATE_lease', 'CREATE_anon', 'CREATE_shm', 'CREATE_file', 'LIST')))
+    write('corpus-fuzz-conn', 'open-wait-then-create',
+          session + conn_frame('OPEN_wait') + pump + bytes([4, 50]) + conn_frame('PING') + bytes([5]) + pump)
+    # fds with requests that take none, declared and undeclared (D1-D3, D5, D7)
+    write('corpus-fuzz-conn', 'fds-declared', session + conn_frame('PING', fdspec=0x22, kinds=0b1110) + pump)
+    write('corpus-fuzz-conn', 'fds-undeclared', session + conn_frame('STATUS', fdspec=0x03, kinds=0b111001) + pump)
+    write('corpus-fuzz-conn', 'fds-too-many', session + conn_frame('STATUS', fdspec=0x57, kinds=0xff) + pump)
+    write('corpus-fuzz-conn', 'raw-garbage-fds', session + bytes([0, 5, 0x01, 0x03]) + b'IOMD\x01' + pump)
+    write('corpus-fuzz-conn', 'no-hello-timeout', bytes([4, 200]) + pump)
+    write('corpus-fuzz-conn', 'cut-frame', session + bytes([0, 10]) + bytes([0, 0]) + hdr(1, 8)[:10] + bytes([5]) + pump)
+
+
+if __name__ == '__main__':
+    main()
