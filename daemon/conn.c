@@ -42,6 +42,7 @@ struct conn {
         pid_t pid;
         bool hello_done;
         bool closing; /* a fatal error reply is queued: read nothing more, free once sent */
+        bool throttled; /* replies pile up: parse no more requests until they drain */
         bool dead;
         uint64_t handshake_deadline_ns; /* 0 = none */
         uint64_t close_deadline_ns;
@@ -818,13 +819,37 @@ static int conn_dispatch(struct conn *c, struct transport_frame *f)
         return conn_reply_error(c, h->opcode, h->id, -EOPNOTSUPP, "unknown opcode");
 }
 
-/* Dispatch every complete buffered frame. Return: 0, or a negative errno when the connection is dead. */
+/* Return: true if the output queue is past half its bounds: time to stop taking requests. */
+static bool conn_output_high(const struct conn *c)
+{
+        const struct transport *t = &c->transport;
+
+        return t->out_bytes > t->max_out_bytes / 2 || t->out_fds > t->max_out_fds / 2;
+}
+
+/*
+ * Dispatch every complete buffered frame, unless replies pile up: then send
+ * what the socket takes and, if still high, stop until conn_flush() drains
+ * them. A client that pipelines requests is slowed down, not dropped; its
+ * queue stays bounded (F8, D10), and only replies it did not ask for just
+ * now (parked OPENs) can overflow it.
+ * Return: 0, or a negative errno when the connection is dead.
+ */
 static int conn_process_frames(struct conn *c)
 {
         struct transport_frame f;
         int r;
 
         while (!c->dead && !c->closing) {
+                if (conn_output_high(c)) {
+                        r = transport_flush(&c->transport);
+                        if (r < 0 && r != -EAGAIN && r != -EINTR)
+                                return conn_drop(c, r);
+                        if (conn_output_high(c)) {
+                                c->throttled = true;
+                                return 0;
+                        }
+                }
                 r = transport_next_frame(&c->transport, &f);
                 if (r == 0)
                         return 0;
@@ -844,7 +869,7 @@ int conn_handle_input(struct conn *c)
 
         if (c->dead)
                 return -ECONNRESET;
-        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing; i++) {
+        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled; i++) {
                 r = transport_read(&c->transport);
                 if (r == -EAGAIN || r == -EINTR)
                         break;
@@ -879,9 +904,19 @@ int conn_flush(struct conn *c)
         if (c->dead)
                 return -ECONNRESET;
         r = transport_flush(&c->transport);
-        if (r == 0 || r == -EAGAIN || r == -EINTR)
-                return r == -EINTR ? -EAGAIN : r;
-        return conn_drop(c, r); /* L4: EPIPE/ECONNRESET are ordinary departures */
+        if (r < 0 && r != -EAGAIN && r != -EINTR)
+                return conn_drop(c, r); /* L4: EPIPE/ECONNRESET are ordinary departures */
+        if (c->throttled && !conn_output_high(c)) {
+                /* resume the requests already buffered */
+                c->throttled = false;
+                r = conn_process_frames(c);
+                if (r < 0)
+                        return r;
+                r = transport_flush(&c->transport);
+                if (r < 0 && r != -EAGAIN && r != -EINTR)
+                        return conn_drop(c, r);
+        }
+        return transport_has_output(&c->transport) ? -EAGAIN : 0;
 }
 
 bool conn_has_output(const struct conn *c)
@@ -891,7 +926,7 @@ bool conn_has_output(const struct conn *c)
 
 bool conn_wants_input(const struct conn *c)
 {
-        return !c->dead && !c->closing;
+        return !c->dead && !c->closing && !c->throttled;
 }
 
 bool conn_is_dead(const struct conn *c)

@@ -81,7 +81,8 @@ void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp);
 int conn_handle_input(struct conn *c);
 
 /*
- * conn_flush() - send queued replies. Return: 0 when all is sent; -EAGAIN
+ * conn_flush() - send queued replies; once they drain below half the queue
+ * bound, requests held back by throttling are dispatched. Return: 0 when all is sent; -EAGAIN
  * if output remains (wait until writable); another negative errno when the
  * connection is dead.
  */
@@ -90,7 +91,10 @@ int conn_flush(struct conn *c);
 /* Return: true if replies are queued. */
 bool conn_has_output(const struct conn *c);
 
-/* Return: true while the connection wants its socket read (not closing, not dead). */
+/*
+ * Return: true while the connection wants its socket read: not dead, not
+ * closing, and not throttled because its replies are not being read.
+ */
 bool conn_wants_input(const struct conn *c);
 
 /* Return: true if the connection was dropped and should be freed. */

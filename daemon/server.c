@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -111,21 +112,19 @@ static void server_conn_update(struct server_conn *sc)
 
         if (sc->doomed)
                 return;
-        if (conn_has_output(sc->conn)) {
-                r = conn_flush(sc->conn);
-                if (r == -EAGAIN)
-                        event_add(sc->wev, NULL);
-                else
-                        event_del(sc->wev);
-        } else {
+        r = conn_flush(sc->conn); /* also resumes a throttled connection whose replies drained */
+        if (r == -EAGAIN)
+                event_add(sc->wev, NULL);
+        else
                 event_del(sc->wev);
-        }
         if (conn_is_done(sc->conn)) {
                 server_conn_doom(sc);
                 return;
         }
-        if (!conn_wants_input(sc->conn))
-                event_del(sc->rev);
+        if (conn_wants_input(sc->conn))
+                event_add(sc->rev, NULL);
+        else
+                event_del(sc->rev); /* closing, or throttled until its replies drain */
 
         deadline = conn_deadline(sc->conn);
         if (deadline != sc->armed_deadline_ns) {
@@ -368,12 +367,33 @@ static void server_watchdog_cb(evutil_socket_t fd, short what, void *arg)
         service_watchdog();
 }
 
-/* Clients are fds: take every fd the hard limit allows. */
+/*
+ * Every named region and every client is an fd: take every fd allowed. With
+ * CAP_SYS_RESOURCE the hard limit itself may go up to fs.nr_open.
+ */
 static void server_raise_nofile(void)
 {
         struct rlimit rl;
+        unsigned long long nr_open = 0;
+        FILE *f;
 
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        f = fopen("/proc/sys/fs/nr_open", "re");
+        if (f) {
+                if (fscanf(f, "%llu", &nr_open) != 1)
+                        nr_open = 0;
+                fclose(f);
+        }
+        if (nr_open > rl.rlim_max) {
+                struct rlimit more = { .rlim_cur = nr_open, .rlim_max = nr_open };
+
+                if (setrlimit(RLIMIT_NOFILE, &more) == 0) {
+                        log_debug("fd limit raised to %llu", nr_open);
+                        return;
+                }
+        }
+        if (rl.rlim_cur >= rl.rlim_max)
                 return;
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)

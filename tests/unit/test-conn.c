@@ -1451,29 +1451,82 @@ START_TEST(test_d_fds_on_requests)
 }
 END_TEST
 
-/* F8: a client that never reads is dropped once its output queue is full. */
-START_TEST(test_f8_unread_replies)
+/* F8: a client that pipelines without reading is throttled: its queue stays bounded, nothing is lost. */
+START_TEST(test_f8_unread_replies_throttle)
 {
         struct proto_ping ping = { .cookie = 1 };
+        struct transport_frame f;
         struct env e;
         struct peer p;
-        uint8_t buf[16];
-        int r = 0;
+        uint8_t frame[PROTO_HEADER_SIZE + 8];
+        uint32_t sent = 0;
 
         env_init(&e);
         e.cfg.max_out_bytes = 4096;
         peer_open(&e, &p);
         do_hello(&p);
-        /* fill the socket buffer with replies nobody reads, then the queue */
-        for (int i = 0; i < 100000 && r == 0; i++) {
-                send_req(&p, PROTO_OP_PING, (uint32_t)i, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
-                r = conn_handle_input(p.conn);
-                if (r == 0)
-                        conn_flush(p.conn);
+        /* send until the daemon stops taking requests (its socket buffers fill up) */
+        for (;;) {
+                struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION,
+                                          .opcode = PROTO_OP_PING, .id = 100 + sent, .length = 8 };
+
+                ping.cookie = sent;
+                proto_header_encode(&h, frame);
+                ck_assert_int_eq(proto_ping_encode(&ping, frame + PROTO_HEADER_SIZE, 8), 8);
+                if (send(p.fd, frame, sizeof(frame), MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(frame))
+                        break; /* a partial send would desync the test: frames are small, so it does not happen */
+                sent++;
+                ck_assert_int_eq(conn_handle_input(p.conn), 0);
+                conn_flush(p.conn);
+                ck_assert_uint_lt(sent, 10000000);
         }
-        ck_assert_int_lt(r, 0);
-        ck_assert(conn_is_dead(p.conn));
+        ck_assert(!conn_wants_input(p.conn)); /* throttled, not dropped */
+        ck_assert(!conn_is_dead(p.conn));
+        /* now read: every request is answered, in order */
+        for (uint32_t i = 0; i < sent; i++) {
+                struct proto_ping echo;
+
+                while (!reply_pending(&p)) {
+                        ck_assert_int_ne(conn_flush(p.conn), -ECONNRESET);
+                        if (conn_wants_input(p.conn))
+                                ck_assert_int_eq(conn_handle_input(p.conn), 0);
+                }
+                expect_ok(&p, PROTO_OP_PING, 100 + i, &f);
+                ck_assert_int_eq(proto_ping_decode(f.payload, f.hdr.length, &echo), 0);
+                ck_assert_uint_eq(echo.cookie, i);
+                transport_frame_deinit(&f);
+        }
+        ck_assert(conn_wants_input(p.conn));
         peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* F8/D10: replies nobody asked for just now (parked OPENs) overflow the queue: that client is dropped. */
+START_TEST(test_f8_overflow_drops)
+{
+        struct env e;
+        struct peer a, b;
+        int fd;
+
+        env_init(&e);
+        e.cfg.max_out_bytes = 1024;
+        peer_open(&e, &a);
+        peer_open(&e, &b);
+        do_hello(&a);
+        do_hello(&b);
+        for (unsigned i = 0; i < CONN_MAX_WAITS; i++)
+                send_open(&a, 10 + i, "w", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
+        ck_assert_int_eq(pump(&a), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab), CONN_MAX_WAITS);
+        /* no notify hook here, so nothing is flushed while the replies are queued */
+        fd = create_ok(&b, 2, "w", 64, 0, NULL);
+        ck_assert(conn_is_dead(a.conn));
+        ck_assert(!conn_is_dead(b.conn));
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 0);
+        close(fd);
+        peer_close(&a);
+        peer_close(&b);
         env_deinit(&e);
 }
 END_TEST
@@ -1536,7 +1589,8 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_eof_after_requests);
         tcase_add_test(tc, test_f2_huge_length);
         tcase_add_test(tc, test_d_fds_on_requests);
-        tcase_add_test(tc, test_f8_unread_replies);
+        tcase_add_test(tc, test_f8_unread_replies_throttle);
+        tcase_add_test(tc, test_f8_overflow_drops);
         tcase_add_test(tc, test_peer_identity);
         suite_add_tcase(s, tc);
         return s;
