@@ -1214,7 +1214,9 @@ START_TEST(test_list_fills_payload)
                 memset(name, 'n', 250);
                 snprintf(name + 240, sizeof(name) - 240, "%010u", i);
                 r = calloc(1, sizeof(*r));
+                ck_assert_ptr_nonnull(r);
                 r->name = strdup(name);
+                ck_assert_ptr_nonnull(r->name);
                 r->name_len = strlen(name);
                 r->fd = -1;
                 ck_assert_int_eq(regtab_add(e.regtab, r), 0);
