@@ -1,0 +1,39 @@
+/* fault: the control page shared by the fault-injection preload library (fault.c) and its driver. */
+#pragma once
+
+#include <stdint.h>
+
+/*
+ * The driver creates a file of sizeof(struct fault_ctl) bytes and names it
+ * in $IOMEM_FAULT_CTL for the daemon, which maps it shared (fault.c's
+ * constructor). To arm, the driver sets func and err, then countdown = N:
+ * the Nth call of that function from then on fails with err, once.
+ * calls[] counts every call of each function (the driver's counting pass);
+ * live_allocs is allocations minus frees, to find leaks (R5).
+ */
+
+#define FAULT_MAGIC 0x544c5546u /* "FULT" */
+
+enum fault_func {
+        FAULT_MALLOC, /* malloc, calloc, realloc: one counter */
+        FAULT_MEMFD_CREATE,
+        FAULT_SHM_OPEN,
+        FAULT_OPEN, /* open, openat (and their 64 names) */
+        FAULT_FTRUNCATE,
+        FAULT_FALLOCATE,
+        FAULT_ACCEPT4,
+        FAULT_RECVMSG,
+        FAULT_SENDMSG,
+        FAULT_DUPFD, /* fcntl(F_DUPFD_CLOEXEC) */
+        FAULT_COUNT,
+};
+
+struct fault_ctl {
+        uint32_t magic;
+        int32_t func;      /* enum fault_func, -1 = none */
+        int32_t err;       /* errno to fail with */
+        int32_t countdown; /* fail when this reaches 0 from 1; 0 = disarmed */
+        uint64_t injected; /* faults injected so far */
+        int64_t live_allocs;
+        uint64_t calls[FAULT_COUNT];
+};
