@@ -59,7 +59,20 @@ struct bench {
         int nresults;
         int failures;
         const char *only; /* --only: comma-separated groups, NULL = all */
+        int pin;          /* one-to-one scenarios: client and server on one CPU */
+        const char *backend; /* iomemd --backend */
+        const char *tmpdir;  /* iomemd --tmpdir, or NULL */
 };
+
+/* Put this process and @server (0 = none) on one CPU, or back on all CPUs (@on = 0). */
+static void bench_pin(const struct bench *b, pid_t server, int on)
+{
+        if (!b->pin)
+                return;
+        (void)spawn_pin(0, on ? 0 : -1);
+        if (server > 0)
+                (void)spawn_pin(server, on ? 0 : -1);
+}
 
 /* Return: whether the group @name is to run (--only). */
 static int bench_wants(const struct bench *b, const char *name)
@@ -267,7 +280,7 @@ static void bench_daemon_ops(struct bench *b)
         struct stats_result res[DATAPLANE_MODES];
         int r, n;
 
-        r = spawn_iomemd(b->iomemd, &d);
+        r = spawn_iomemd(b->iomemd, b->backend, b->tmpdir, &d);
         if (r < 0) {
                 bench_fail(b, "spawn iomemd", r);
                 return;
@@ -283,6 +296,7 @@ static void bench_daemon_ops(struct bench *b)
         }
         if (!bench_wants(b, "ops"))
                 goto clients;
+        bench_pin(b, d.pid, 1);
         bench_loop(b, "open-map", "OPEN + mmap + munmap + close on a persistent connection", bench_open_map_op,
                    &x, NULL);
         bench_loop(b, "create-delete", "CREATE + DELETE of a named region (4 KiB)", bench_create_delete_op, &x,
@@ -291,6 +305,7 @@ static void bench_daemon_ops(struct bench *b)
         bench_loop(b, "cold-open", "connect + HELLO + OPEN + close + disconnect per op", bench_cold_open_op, &x,
                    NULL);
 clients:
+        bench_pin(b, d.pid, 0);
         if (bench_wants(b, "clients"))
                 bench_clients(b, &x);
         if (!bench_wants(b, "dataplane"))
@@ -370,7 +385,7 @@ static void bench_regions(struct bench *b)
         char desc[112];
         int r;
 
-        r = spawn_iomemd(b->iomemd, &d);
+        r = spawn_iomemd(b->iomemd, b->backend, b->tmpdir, &d);
         if (r < 0) {
                 bench_fail(b, "spawn iomemd", r);
                 return;
@@ -395,7 +410,9 @@ static void bench_regions(struct bench *b)
         }
         x.nnames = x.counter;
         snprintf(desc, sizeof(desc), "OPEN + close of a random name, %u regions in the table", x.counter);
+        bench_pin(b, d.pid, 1);
         bench_loop(b, "open-small-table", desc, bench_open_random_op, &x, NULL);
+        bench_pin(b, d.pid, 0);
 
         r = spawn_rss(d.pid, &rss0);
         if (r == 0)
@@ -425,7 +442,9 @@ static void bench_regions(struct bench *b)
         }
         x.nnames = x.counter;
         snprintf(desc, sizeof(desc), "OPEN + close of a random name, %u regions in the table", x.counter);
+        bench_pin(b, d.pid, 1);
         bench_loop(b, "open-big-table", desc, bench_open_random_op, &x, NULL);
+        bench_pin(b, d.pid, 0);
 out:
         iomem_disconnect(x.c);
         spawn_stop(&d);
@@ -460,7 +479,7 @@ static void bench_idle_connections(struct bench *b, unsigned count)
         char desc[112];
         int r;
 
-        r = spawn_iomemd(b->iomemd, &d);
+        r = spawn_iomemd(b->iomemd, b->backend, b->tmpdir, &d);
         if (r < 0) {
                 bench_fail(b, "spawn iomemd", r);
                 return;
@@ -575,21 +594,26 @@ static void bench_meta(struct bench *b, long nofile)
         uname(&u);
         snprintf(line, sizeof(line),
                  "{\"meta\":\"iomem-bench\",\"mode\":\"%s\",\"kernel\":\"%s\",\"machine\":\"%s\",\"cpus\":%ld,"
-                 "\"time\":%lld,\"nofile\":%ld}\n",
+                 "\"time\":%lld,\"nofile\":%ld,\"backend\":\"%s\",\"pin\":%d}\n",
                  b->plan.mode, u.release, u.machine, sysconf(_SC_NPROCESSORS_ONLN), (long long)time(NULL),
-                 nofile);
+                 nofile, b->backend, b->pin);
         bench_json_line(b, line);
 }
 
 static void bench_usage(FILE *f)
 {
         fprintf(f,
-                "Usage: iomem-bench [--quick] [--iomemd PATH] [--json FILE]\n"
+                "Usage: iomem-bench [--quick] [--iomemd PATH] [--json FILE] [--only GROUPS] [--no-pin]\n"
+                "                   [--backend NAME] [--tmpdir DIR]\n"
                 "  --quick        smoke run: small counts, a few seconds\n"
                 "  --iomemd PATH  the daemon to start (default: %s)\n"
                 "  --json FILE    also write the JSON lines to FILE\n"
                 "  --only GROUPS  run only these (comma-separated): floor, ops, clients,\n"
-                "                 dataplane, regions, idle\n",
+                "                 dataplane, regions, idle\n"
+                "  --no-pin       do not put client and server of the one-to-one scenarios\n"
+                "                 (floor, ops, table size) on one CPU\n"
+                "  --backend NAME iomemd's backend: memfd (default), shm, file\n"
+                "  --tmpdir DIR   iomemd's directory for the file backend\n",
                 IOMEM_BENCH_IOMEMD);
 }
 
@@ -600,6 +624,9 @@ int main(int argc, char **argv)
                 { "iomemd", required_argument, NULL, 'd' },
                 { "json", required_argument, NULL, 'j' },
                 { "only", required_argument, NULL, 'o' },
+                { "no-pin", no_argument, NULL, 'P' },
+                { "backend", required_argument, NULL, 'b' },
+                { "tmpdir", required_argument, NULL, 't' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -615,6 +642,8 @@ int main(int argc, char **argv)
                 return 1;
         b->plan = bench_full;
         b->iomemd = IOMEM_BENCH_IOMEMD;
+        b->pin = 1;
+        b->backend = "memfd";
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 switch (c) {
                 case 'q':
@@ -634,6 +663,15 @@ int main(int argc, char **argv)
                         break;
                 case 'o':
                         b->only = optarg;
+                        break;
+                case 'P':
+                        b->pin = 0;
+                        break;
+                case 'b':
+                        b->backend = optarg;
+                        break;
+                case 't':
+                        b->tmpdir = optarg;
                         break;
                 case 'h':
                         bench_usage(stdout);
@@ -655,6 +693,7 @@ int main(int argc, char **argv)
 
         fo = (struct runner_opts){ .seconds = b->plan.seconds, .warmup = b->plan.warmup };
         if (bench_wants(b, "floor")) {
+                bench_pin(b, 0, 1); /* the floor's server is forked: it inherits the CPU */
                 r = floor_socketpair(&fo, BENCH_MAP_SIZE, BENCH_SAMPLE_CAP, &res);
                 if (r == 0)
                         bench_record(b, &res);
@@ -665,6 +704,7 @@ int main(int argc, char **argv)
                         bench_record(b, &res);
                 else
                         bench_fail(b, "floor-shm-open", r);
+                bench_pin(b, 0, 0);
         }
         if (bench_wants(b, "ops") || bench_wants(b, "clients") || bench_wants(b, "dataplane"))
                 bench_daemon_ops(b);

@@ -1,6 +1,7 @@
 /* spawn: start and stop a private iomemd for the benchmark, and read a process's RSS. */
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,7 @@ static void spawn_sleep_ms(long ms)
         nanosleep(&ts, NULL);
 }
 
-int spawn_iomemd(const char *binary, struct spawn *d)
+int spawn_iomemd(const char *binary, const char *backend, const char *tmpdir, struct spawn *d)
 {
         struct iomem_client *c = NULL;
         int r = -ETIMEDOUT;
@@ -57,8 +58,15 @@ int spawn_iomemd(const char *binary, struct spawn *d)
                 return r;
         }
         if (pid == 0) {
-                execl(binary, binary, "--socket", d->socket, "--backend", "memfd", "--max-connections", "1000000", "--max-regions",
-                      "2000000", "--log-level", "warning", (char *)NULL);
+                const char *argv[16] = { binary, "--socket", d->socket, "--backend", backend,
+                                         "--max-connections", "1000000", "--max-regions", "2000000",
+                                         "--log-level", "warning" };
+
+                if (tmpdir) {
+                        argv[11] = "--tmpdir";
+                        argv[12] = tmpdir;
+                }
+                execv(binary, (char *const *)argv);
                 fprintf(stderr, "iomem-bench: cannot run %s: %m\n", binary);
                 _exit(127);
         }
@@ -132,4 +140,16 @@ int spawn_rss(pid_t pid, struct spawn_rss *rssp)
         }
         fclose(f);
         return rssp->rss_kb ? 0 : -EIO;
+}
+
+int spawn_pin(pid_t pid, int cpu)
+{
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cpu_set_t set;
+
+        CPU_ZERO(&set);
+        for (long i = 0; i < n && i < CPU_SETSIZE; i++)
+                if (cpu < 0 || i == cpu)
+                        CPU_SET((int)i, &set);
+        return sched_setaffinity(pid, sizeof(set), &set) < 0 ? -errno : 0;
 }

@@ -26,10 +26,11 @@ long spawn_raise_nofile(long want);
 
 /*
  * spawn_iomemd() - run @binary on a socket in a new temporary directory with
- * generous limits and wait until it answers a connect.
+ * generous limits, @backend ("memfd", ...) and @tmpdir (NULL = its default)
+ * for the file backend, and wait until it answers a connect.
  * Return: 0 with *d filled; -ECHILD if it exited; -ETIMEDOUT; negative errno.
  */
-int spawn_iomemd(const char *binary, struct spawn *d);
+int spawn_iomemd(const char *binary, const char *backend, const char *tmpdir, struct spawn *d);
 
 /* spawn_stop() - SIGTERM (then SIGKILL), reap, remove the directory. NULL-safe. Return: nothing. */
 void spawn_stop(struct spawn *d);
@@ -39,3 +40,10 @@ void spawn_stop(struct spawn *d);
  * Return: 0; negative errno.
  */
 int spawn_rss(pid_t pid, struct spawn_rss *rssp);
+
+/*
+ * spawn_pin() - set the CPU affinity of @pid (0 = this process) to @cpu, or
+ * to every online CPU for @cpu < 0.
+ * Return: 0; negative errno.
+ */
+int spawn_pin(pid_t pid, int cpu);
