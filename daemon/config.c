@@ -274,7 +274,9 @@ int config_parse(struct config *c, int argc, char **argv)
         }
         if (!c->socket_path) {
                 r = config_default_socket(&c->socket_path);
-                if (r == -ENOENT) {
+                if (r == -ENOENT && getenv("LISTEN_FDS")) {
+                        r = 0; /* socket activation: systemd passes the socket, no path needed */
+                } else if (r == -ENOENT) {
                         fprintf(stderr, "iomemd: no socket path: pass --socket, or set $IOMEM_SOCKET or "
                                         "$XDG_RUNTIME_DIR\n");
                         return -EINVAL;

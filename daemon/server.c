@@ -43,7 +43,7 @@ struct server {
         int listen_fd;
         bool bound; /* we bound the socket file, so we unlink it at exit */
         struct event *listen_ev, *accept_pause_ev, *reap_ev, *status_ev, *watchdog_ev;
-        struct event *signal_evs[3];
+        struct event *signal_evs[4];
         struct server_conn *conns; /* live */
         struct server_conn *dead;  /* waiting for the reaper */
         bool accept_paused_logged;
@@ -338,6 +338,12 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
         struct server *s = arg;
 
         (void)what;
+        if (sig == SIGUSR2) {
+                /* test hook (IOMEMD_TEST_HOOKS=1): stop answering, so the watchdog test sees a hung loop */
+                log_warning("SIGUSR2 with IOMEMD_TEST_HOOKS set: hanging the event loop on purpose");
+                for (;;)
+                        sleep(1);
+        }
         if (sig == SIGHUP) {
                 log_notice("SIGHUP: configuration reload is not supported yet");
                 return;
@@ -438,7 +444,7 @@ static void server_deinit(struct server *s)
 
 static int server_setup_events(struct server *s)
 {
-        static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
+        static const int signals[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR2 };
         struct timeval status_tv = { SERVER_STATUS_INTERVAL_SEC, 0 };
         uint64_t wd = service_watchdog_usec();
 
@@ -449,6 +455,8 @@ static int server_setup_events(struct server *s)
         if (!s->listen_ev || !s->accept_pause_ev || !s->reap_ev || !s->status_ev)
                 return -ENOMEM;
         for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+                if (signals[i] == SIGUSR2 && !getenv("IOMEMD_TEST_HOOKS"))
+                        continue;
                 s->signal_evs[i] = evsignal_new(s->base, signals[i], server_signal_cb, s);
                 if (!s->signal_evs[i] || event_add(s->signal_evs[i], NULL) < 0)
                         return -ENOMEM;
@@ -490,6 +498,11 @@ int server_run(const struct config *config)
                 log_error("cannot use the socket passed by the service manager: %s", strerror(-r));
                 goto out;
         }
+        if (r == 0 && !config->socket_path) {
+                log_error("no socket passed by the service manager and no socket path: pass --socket");
+                r = -EINVAL;
+                goto out;
+        }
         if (r == 0) {
                 r = server_bind(config->socket_path);
                 if (r < 0) {
@@ -505,8 +518,6 @@ int server_run(const struct config *config)
                 log_error("cannot restore regions from the fd store: %s", strerror(-r));
                 goto out;
         }
-        if (r > 0)
-                log_notice("restored %d regions", r);
 
         r = server_setup_events(&s);
         if (r < 0 || event_add(s.listen_ev, NULL) < 0) {

@@ -348,7 +348,7 @@ static int meta_setup(void)
 
         for (size_t i = 0; i < svc.n_passed; i++) {
                 struct passed_fd *p = &svc.passed[i];
-                uint32_t n;
+                uint32_t n = 0;
 
                 if (!p->name || strcmp(p->name, META_FDNAME) != 0 || p->fd < 0)
                         continue;
@@ -469,7 +469,7 @@ int service_restore(struct regtab *t)
 int service_region_added(struct region *reg)
 {
         char state[400], fdname[64];
-        uint32_t slot;
+        uint32_t slot = 0;
         int r;
 
         reg->store_slot = UINT32_MAX;

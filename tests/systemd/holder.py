@@ -8,7 +8,6 @@ rounds = int(sys.argv[2])
 fd = int(os.environ["IOMEM_FD"])
 size = int(os.environ["IOMEM_SIZE"])
 m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-expected = open(os.path.join(out, "r1.data"), "rb").read()
 open(os.path.join(out, "holder-ready"), "w").close()
 for n in range(1, rounds + 1):
     go = os.path.join(out, "holder-go-%d" % n)
@@ -17,6 +16,8 @@ for n in range(1, rounds + 1):
         if time.time() > deadline:
             sys.exit("holder: timed out waiting for " + go)
         time.sleep(0.05)
+    # inside.sh refreshes r1.data (through a new client) after each round
+    expected = open(os.path.join(out, "r1.data"), "rb").read()
     ok = m[:len(expected)] == expected
     marker = b"holder-round-%d" % n
     m[8192:8192 + len(marker)] = marker

@@ -28,16 +28,16 @@ wait_active_new_pid() { # OLD_PID SECONDS
 check_regions() { # WHEN
   local when=$1 st
   for r in r1 r2 r3; do
-    ctl read "$r" > "$OUT/$r.back" 2>>"$OUT/log" || fail "$when: read $r"
+    ctl read "$r" --length "$(stat -c %s "$OUT/$r.data")" > "$OUT/$r.back" 2>>"$OUT/log" || fail "$when: read $r"
     cmp -s "$OUT/$r.data" "$OUT/$r.back" || fail "$when: bytes of $r differ"
   done
   st=$(ctl --json stat r2) || fail "$when: stat r2"
-  echo "$st" | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["uid"]==4242 and s["gid"]==4343 and s["mode"]==0o604 else 1)' \
+  echo "$st" | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["uid"]==4242 and s["gid"]==4343 and int(s["mode"],8)==0o604 else 1)' \
     || fail "$when: owner/mode of r2 not kept: $st"
   st=$(ctl --json stat r1) || fail "$when: stat r1"
-  echo "$st" | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["uid"]==0 and s["mode"]==0o640 else 1)' \
+  echo "$st" | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["uid"]==0 and int(s["mode"],8)==0o640 else 1)' \
     || fail "$when: owner/mode of r1 not kept: $st"
-  local names; names=$(ctl list) || fail "$when: list"
+  local names; names=$(ctl list | cut -f1) || fail "$when: list"
   for r in r1 r2 r3 dir/r4; do
     grep -qx -- "$r" <<<"$names" || fail "$when: $r missing from list: $(tr '\n' ' ' <<<"$names")"
   done

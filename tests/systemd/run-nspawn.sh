@@ -15,8 +15,9 @@ work=$(mktemp -d /tmp/iomemd-nspawn.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/out" "$work/units/iomemd.service.d"
 
-# The shipped units; only the binary's path changes, because the build tree is bind-mounted at its own path.
-sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#$build/daemon/iomemd#" "$src/systemd/iomemd.service.in" \
+# The shipped units; only the binary's path changes: the build tree is bind-mounted at /it for the service (a
+# hardened service sees neither /tmp nor /home of the host), and at its own path for the test's clients.
+sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/daemon/iomemd#" "$src/systemd/iomemd.service.in" \
   > "$work/units/iomemd.service"
 cp "$src/systemd/iomemd.socket" "$work/units/iomemd.socket"
 # test-only: SIGUSR2 makes the daemon stop answering, to exercise the watchdog
@@ -36,7 +37,7 @@ UNIT
 set +e
 timeout 240 systemd-nspawn -q -D / --volatile=yes --boot --register=no --keep-unit --console=pipe \
   --private-network \
-  --bind-ro="$build:$build" --bind-ro="$src:$src" --bind="$work/out:/out" \
+  --bind-ro="$build:/it" --bind-ro="$build:$build" --bind-ro="$src:$src" --bind="$work/out:/out" \
   --bind-ro="$work/units/iomemd.socket:/etc/systemd/system/iomemd.socket" \
   --bind-ro="$work/units/iomemd.service:/etc/systemd/system/iomemd.service" \
   --bind-ro="$work/units/iomemd.service.d:/etc/systemd/system/iomemd.service.d" \
