@@ -133,6 +133,8 @@ static void config_usage(FILE *f)
                 "  --max-out-bytes SIZE       per-client reply queue bound, 0 = built-in (default: 0)\n"
                 "  --log-level LEVEL          error|warning|notice|info|debug (default: info)\n"
                 "  --tmpdir DIR               directory for the file backend (default: $TMPDIR or /tmp)\n"
+                "  --max-region-fds N         region fds kept in the daemon itself; the others are held by\n"
+                "                             keeper processes (default: 0 = derived from the fd limit)\n"
                 "  -h, --help                 show this help\n"
                 "  -V, --version              show the version\n",
                 CONFIG_DEFAULT_MAX_REGIONS, CONFIG_DEFAULT_MAX_CONNECTIONS, CONFIG_DEFAULT_MODE,
@@ -161,7 +163,7 @@ int config_parse(struct config *c, int argc, char **argv)
         enum {
                 OPT_SOCKET = 0x100, OPT_BACKEND, OPT_MAX_REGION_SIZE, OPT_MAX_REGIONS, OPT_MAX_CONNECTIONS,
                 OPT_MAX_BYTES, OPT_DEFAULT_MODE, OPT_HANDSHAKE_TIMEOUT, OPT_MAX_OUT_BYTES, OPT_LOG_LEVEL,
-                OPT_TMPDIR,
+                OPT_TMPDIR, OPT_MAX_REGION_FDS,
         };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, OPT_SOCKET },
@@ -175,6 +177,7 @@ int config_parse(struct config *c, int argc, char **argv)
                 { "max-out-bytes", required_argument, NULL, OPT_MAX_OUT_BYTES },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
                 { "tmpdir", required_argument, NULL, OPT_TMPDIR },
+                { "max-region-fds", required_argument, NULL, OPT_MAX_REGION_FDS },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -217,6 +220,11 @@ int config_parse(struct config *c, int argc, char **argv)
                         if (config_parse_u64(optarg, &v, NULL) < 0 || v == 0)
                                 return config_error("--max-connections", optarg, "expected a positive number");
                         c->max_connections = v;
+                        break;
+                case OPT_MAX_REGION_FDS:
+                        if (config_parse_u64(optarg, &v, NULL) < 0)
+                                return config_error("--max-region-fds", optarg, "expected a number");
+                        c->max_region_fds = v;
                         break;
                 case OPT_MAX_BYTES:
                         if (config_parse_size(optarg, &v) < 0)

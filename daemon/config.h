@@ -26,6 +26,7 @@ struct config {
         size_t max_out_bytes;       /* per-connection output queue; 0 = transport default */
         int log_level;              /* enum log_level */
         char *tmpdir;               /* owned; file backend directory, NULL = $TMPDIR or /tmp */
+        uint64_t max_region_fds;    /* region fds held in-process, the rest in keepers; 0 = from the fd limit */
 };
 
 /* config_init() - fill in the defaults. Return: nothing. */

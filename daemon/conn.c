@@ -307,6 +307,18 @@ static int conn_reply_encoded(struct conn *c, const struct proto_header *req, in
 
 /* ---- regions ------------------------------------------------------------ */
 
+/* Return: @r's seals, read live when its fd is here, else the last seen (parked regions). */
+static uint32_t conn_region_seals(struct region *r)
+{
+        int k;
+
+        if (r->fd >= 0) {
+                k = backend_get_seals(r->fd);
+                r->seals = k > 0 ? (uint32_t)k : 0;
+        }
+        return r->seals;
+}
+
 /* Send the holder's fd to @r: a read-only reopen or a read-write dup, with its description. */
 static int conn_reply_region(struct conn *c, uint16_t opcode, uint32_t id, struct region *r, bool rdonly)
 {
@@ -318,22 +330,32 @@ static int conn_reply_region(struct conn *c, uint16_t opcode, uint32_t id, struc
         };
         struct proto_header req = { .opcode = opcode, .id = id };
         uint8_t buf[64];
-        int fd, seals, k;
+        int fd, rfd, seals, k;
 
         if (conn_check_access(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_reply_error(c, opcode, id, -EACCES, "permission denied");
+        k = regtab_region_get_fd(c->ctx->regtab, r, &rfd);
+        if (k < 0)
+                return conn_reply_error(c, opcode, id, k, "the region's fd keeper is gone");
         if (rdonly) {
-                k = backend_reopen_rdonly(r->fd, &fd);
-                if (k < 0)
+                k = backend_reopen_rdonly(rfd, &fd);
+                if (k < 0) {
+                        regtab_region_put_fd(r, rfd);
                         return conn_reply_error(c, opcode, id, k, "cannot make a read-only fd");
+                }
                 info.flags |= PROTO_REGION_RDONLY;
         } else {
-                fd = fcntl(r->fd, F_DUPFD_CLOEXEC, 3);
-                if (fd < 0)
-                        return conn_reply_error(c, opcode, id, -errno, "cannot duplicate the region fd");
+                fd = fcntl(rfd, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0) {
+                        k = -errno;
+                        regtab_region_put_fd(r, rfd);
+                        return conn_reply_error(c, opcode, id, k, "cannot duplicate the region fd");
+                }
         }
-        seals = backend_get_seals(r->fd);
-        info.seals = seals > 0 ? (uint32_t)seals : 0;
+        seals = backend_get_seals(rfd);
+        r->seals = seals > 0 ? (uint32_t)seals : 0;
+        info.seals = r->seals;
+        regtab_region_put_fd(r, rfd);
         r->open_count++;
         return conn_reply_encoded(c, &req, proto_region_info_encode(&info, buf, sizeof(buf)), buf, &fd, 1);
 }
@@ -439,7 +461,7 @@ static int conn_handle_create(struct conn *c, const struct transport_frame *f)
         enum proto_backend backend, chosen;
         struct region *existing;
         uint32_t seals;
-        int fd, r;
+        int fd, r, k;
 
         r = proto_create_decode(f->payload, f->hdr.length, &m);
         if (r < 0)
@@ -519,6 +541,9 @@ static int conn_handle_create(struct conn *c, const struct transport_frame *f)
         region = NULL;
         r = conn_reply_region(c, f->hdr.opcode, f->hdr.id, added, false);
         regtab_wake(ctx->regtab, added);
+        k = regtab_settle(ctx->regtab, added);
+        if (k < 0)
+                log_warning("cannot park region '%s' in an fd keeper: %s", added->name, strerror(-k));
         return r;
 }
 
@@ -604,7 +629,7 @@ static int conn_handle_resize(struct conn *c, const struct transport_frame *f)
         struct proto_resize m;
         struct region *r;
         uint8_t buf[16];
-        int k;
+        int fd, k;
 
         k = proto_resize_decode(f->payload, f->hdr.length, &m);
         if (k < 0)
@@ -621,7 +646,11 @@ static int conn_handle_resize(struct conn *c, const struct transport_frame *f)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EPERM, "region is not resizable");
         if (m.size > r->size && conn_over_bytes(ctx, r->size, m.size))
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "daemon byte quota reached");
-        k = backend_resize(r->fd, m.size, cfg->max_region_size);
+        k = regtab_region_get_fd(ctx->regtab, r, &fd);
+        if (k < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "the region's fd keeper is gone");
+        k = backend_resize(fd, m.size, cfg->max_region_size);
+        regtab_region_put_fd(r, fd);
         if (k < 0)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "cannot resize");
         regtab_set_size(ctx->regtab, r, m.size);
@@ -637,7 +666,7 @@ static int conn_handle_seal(struct conn *c, const struct transport_frame *f)
         struct proto_seal m;
         struct region *r;
         uint8_t buf[16];
-        int k;
+        int fd, k;
 
         k = proto_seal_decode(f->payload, f->hdr.length, &m);
         if (k < 0)
@@ -649,11 +678,19 @@ static int conn_handle_seal(struct conn *c, const struct transport_frame *f)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EACCES, "permission denied");
         if (r->meta.backend != PROTO_BACKEND_MEMFD)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EOPNOTSUPP, "only memfd can be sealed");
-        k = backend_seal(r->fd, m.seals);
+        k = regtab_region_get_fd(c->ctx->regtab, r, &fd);
         if (k < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "the region's fd keeper is gone");
+        k = backend_seal(fd, m.seals);
+        if (k < 0) {
+                regtab_region_put_fd(r, fd);
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k,
                                         k == -EBUSY ? "a writable mapping exists" : "cannot seal");
-        k = backend_get_seals(r->fd);
+        }
+        k = backend_get_seals(fd);
+        regtab_region_put_fd(r, fd);
+        if (k >= 0)
+                r->seals = (uint32_t)k;
         if (k < 0)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "cannot read the seals");
         service_region_changed(r);
@@ -678,12 +715,11 @@ static int conn_handle_stat(struct conn *c, const struct transport_frame *f)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -ENOENT, "no such region");
         if (conn_check_access(c, r, CONN_ACCESS_READ) < 0)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EACCES, "permission denied");
-        k = backend_get_seals(r->fd);
         rep.id = r->meta.id;
         rep.size = r->size;
         rep.ctime_ns = r->meta.ctime_ns;
         rep.open_count = r->open_count;
-        rep.seals = k > 0 ? (uint32_t)k : 0;
+        rep.seals = conn_region_seals(r);
         rep.flags = r->meta.flags & (PROTO_REGION_LEASED | PROTO_REGION_RESIZABLE);
         rep.uid = r->meta.uid;
         rep.gid = r->meta.gid;
@@ -723,11 +759,10 @@ static int conn_handle_list(struct conn *c, const struct transport_frame *f)
                         continue;
                 if (m.max_entries && w.count >= m.max_entries)
                         break;
-                k = backend_get_seals(r->fd);
                 e = (struct proto_list_entry){
                         .id = r->meta.id,
                         .size = r->size,
-                        .seals = k > 0 ? (uint32_t)k : 0,
+                        .seals = conn_region_seals(r),
                         .mode = r->meta.mode,
                         .uid = r->meta.uid,
                         .gid = r->meta.gid,

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keeper.h"
 #include "regtab.h"
 
 #define REGTAB_MIN_BUCKETS 64u
@@ -22,6 +23,10 @@ struct regtab {
         uint64_t key[2]; /* siphash key: names come from clients, so the hash must not be predictable */
         struct regtab_waiter *waiters[REGTAB_WAITER_BUCKETS];
         uint64_t nwaiters;
+        /* fd budget: region fds beyond hot_max live in keepers */
+        struct keepers keepers;
+        uint64_t hot_max; /* 0 = no limit */
+        uint64_t hot_fds;
 };
 
 /* SipHash-2-4 (Aumasson, Bernstein), on the bytes of a name. */
@@ -107,6 +112,7 @@ int regtab_region_new(const char *name, int fd, uint64_t size, const struct regi
         }
         r->name_len = len;
         r->fd = fd; /* consumed */
+        r->keeper = -1;
         r->size = size;
         if (meta)
                 r->meta = *meta;
@@ -172,6 +178,7 @@ struct regtab *regtab_free(struct regtab *t)
                 next = r->next;
                 regtab_region_free(r);
         }
+        keepers_deinit(&t->keepers);
         free(t->by_name);
         free(t->by_id);
         free(t);
@@ -269,6 +276,8 @@ int regtab_add(struct regtab *t, struct region *r)
                 t->head = r;
 
         t->count++;
+        if (r->fd >= 0)
+                t->hot_fds++;
         t->bytes += r->size;
         return 0;
 }
@@ -298,6 +307,67 @@ void regtab_remove(struct regtab *t, struct region *r)
         r->prev = r->next = r->hnext_name = r->hnext_id = NULL;
         t->count--;
         t->bytes -= r->size;
+        if (r->fd >= 0) {
+                t->hot_fds--;
+        } else if (r->keeper >= 0) {
+                /* the object lives on in clients' fds and mappings only */
+                (void)keepers_drop(&t->keepers, r->keeper, r->meta.id);
+                r->keeper = -1;
+        }
+}
+
+void regtab_set_fd_budget(struct regtab *t, unsigned hot_max, unsigned per_keeper)
+{
+        t->hot_max = hot_max;
+        keepers_init(&t->keepers, per_keeper);
+}
+
+int regtab_settle(struct regtab *t, struct region *r)
+{
+        int k;
+
+        if (!t->hot_max || r->fd < 0 || t->hot_fds <= t->hot_max)
+                return 0;
+        k = keepers_park_with_fd(&t->keepers, r->meta.id, r->fd);
+        if (k < 0)
+                return k;
+        close(r->fd);
+        r->fd = -1;
+        r->keeper = k;
+        t->hot_fds--;
+        return 1;
+}
+
+int regtab_region_get_fd(struct regtab *t, struct region *r, int *fdp)
+{
+        if (r->fd >= 0) {
+                *fdp = r->fd;
+                return 0;
+        }
+        if (r->keeper < 0)
+                return -EIO;
+        return keepers_fetch(&t->keepers, r->keeper, r->meta.id, fdp);
+}
+
+void regtab_region_put_fd(struct region *r, int fd)
+{
+        if (fd >= 0 && fd != r->fd)
+                close(fd);
+}
+
+size_t regtab_keeper_count(const struct regtab *t)
+{
+        return keepers_count(&t->keepers);
+}
+
+pid_t regtab_keeper_pid(const struct regtab *t, size_t index)
+{
+        return keepers_pid(&t->keepers, index);
+}
+
+uint64_t regtab_hot_fds(const struct regtab *t)
+{
+        return t->hot_fds;
 }
 
 struct region *regtab_first(struct regtab *t)

@@ -25,7 +25,9 @@ struct region {
         struct region_meta meta;
         char *name;          /* NUL-terminated, valid per proto_name_check() */
         size_t name_len;
-        int fd;              /* owned: O_RDWR, close-on-exec */
+        int fd;              /* owned: O_RDWR, close-on-exec; -1 while parked in a keeper */
+        int keeper;          /* index of the keeper holding the fd while fd is -1, else -1 */
+        uint32_t seals;      /* last seals seen (LIST shows it for parked regions) */
         uint64_t size;       /* as last set by create/resize */
         uint64_t open_count;
         struct conn *lease;  /* the connection whose close deletes this region, or NULL */
@@ -134,6 +136,34 @@ void regtab_waiter_add(struct regtab *t, struct regtab_waiter *w);
 
 /* regtab_waiter_remove() - unregister @w if registered. Return: nothing. */
 void regtab_waiter_remove(struct regtab *t, struct regtab_waiter *w);
+
+/*
+ * regtab_set_fd_budget() - keep at most @hot_max region fds in this process
+ * and park the others in keeper processes (keeper.h). 0 = no limit.
+ * @per_keeper: fds per keeper, 0 = a keeper's fd hard limit. Return: nothing.
+ */
+void regtab_set_fd_budget(struct regtab *t, unsigned hot_max, unsigned per_keeper);
+
+/*
+ * regtab_settle() - once @r is in the table for good (stored, acknowledged),
+ * park its fd if this process is over its fd budget. On failure the fd just
+ * stays here. Return: 1 if parked, 0 if not, negative errno on failure.
+ */
+int regtab_settle(struct regtab *t, struct region *r);
+
+/*
+ * regtab_region_get_fd() - an fd to @r's object for the duration of one
+ * request: r->fd itself, or a copy fetched from its keeper. Give it back
+ * with regtab_region_put_fd(). Return: 0 with *fdp; -EIO if the keeper is gone.
+ */
+int regtab_region_get_fd(struct regtab *t, struct region *r, int *fdp);
+void regtab_region_put_fd(struct region *r, int fd);
+
+/* Return: the number of keeper processes, and the pid of one (for tests and benchmarks). */
+size_t regtab_keeper_count(const struct regtab *t);
+pid_t regtab_keeper_pid(const struct regtab *t, size_t index);
+/* Return: region fds held by this process itself. */
+uint64_t regtab_hot_fds(const struct regtab *t);
 
 /* Return: the number of registered waiters. */
 uint64_t regtab_waiter_count(const struct regtab *t);

@@ -406,6 +406,27 @@ static void server_raise_nofile(void)
                 log_warning("cannot raise the fd limit: %s", strerror(errno));
 }
 
+/*
+ * Each region costs the daemon one fd. Keep those that fit next to the
+ * connections' fds, and park the rest in keeper processes (keeper.h), so
+ * that the number of regions is not bounded by RLIMIT_NOFILE.
+ */
+static void server_set_fd_budget(struct server *s)
+{
+        const struct config *cfg = s->config;
+        uint64_t budget = cfg->max_region_fds;
+        struct rlimit rl;
+
+        if (!budget && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+                uint64_t limit = rl.rlim_cur;
+                uint64_t conns = cfg->max_connections < limit / 2 ? cfg->max_connections : limit / 2;
+
+                budget = limit > conns + 256 + 64 ? limit - conns - 256 : 64;
+        }
+        regtab_set_fd_budget(s->regtab, (unsigned)(budget > UINT32_MAX ? UINT32_MAX : budget), 0);
+        log_debug("keeping up to %llu region fds in the daemon", (unsigned long long)budget);
+}
+
 /* ---- setup and teardown ------------------------------------------------- */
 
 static void server_deinit(struct server *s)
@@ -487,6 +508,7 @@ int server_run(const struct config *config)
         if (r < 0)
                 goto out;
         s.ctx.regtab = s.regtab;
+        server_set_fd_budget(&s);
         s.base = event_base_new();
         if (!s.base) {
                 r = -ENOMEM;

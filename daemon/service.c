@@ -449,6 +449,9 @@ int service_restore(struct regtab *t)
                 claimed[slot] = 1;
                 svc.stored++;
                 restored++;
+                r = regtab_settle(t, reg);
+                if (r < 0)
+                        log_warning("cannot park restored region \"%s\" in an fd keeper: %s", s.name, strerror(-r));
         }
         /* slots nobody claimed: never acknowledged, or their fd was lost */
         for (uint32_t s = svc.n_slots; s-- > 0;) {

@@ -1,0 +1,370 @@
+/* keeper: helper processes that hold region fds beyond the daemon's own fd budget. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "keeper.h"
+#include "log.h"
+
+#define KEEPER_MARGIN 32 /* fds a keeper keeps free for itself */
+#define KEEPER_TIMEOUT_SEC 5
+
+enum {
+        KEEPER_PARK = 1,
+        KEEPER_FETCH = 2,
+        KEEPER_DROP = 3,
+};
+
+struct keeper_msg {
+        uint32_t op;
+        int32_t status;
+        uint64_t id;
+};
+
+struct keeper_child {
+        pid_t pid;
+        int sock; /* our end; -1 once the keeper is gone */
+        unsigned held;
+};
+
+/* ---- the keeper process ------------------------------------------------- */
+
+struct keeper_slot {
+        uint64_t id; /* 0 = empty, UINT64_MAX = deleted */
+        int fd;
+};
+
+static size_t keeper_hash(uint64_t id, size_t mask)
+{
+        id ^= id >> 33;
+        id *= UINT64_C(0xff51afd7ed558ccd);
+        id ^= id >> 33;
+        return (size_t)id & mask;
+}
+
+static struct keeper_slot *keeper_find(struct keeper_slot *tab, size_t mask, uint64_t id, bool insert)
+{
+        struct keeper_slot *tomb = NULL;
+
+        for (size_t i = keeper_hash(id, mask), n = 0; n <= mask; i = (i + 1) & mask, n++) {
+                if (tab[i].id == id)
+                        return &tab[i];
+                if (tab[i].id == UINT64_MAX && !tomb)
+                        tomb = &tab[i];
+                if (tab[i].id == 0)
+                        return insert ? (tomb ? tomb : &tab[i]) : NULL;
+        }
+        return insert ? tomb : NULL;
+}
+
+static int keeper_send(int sock, const struct keeper_msg *m, int fd)
+{
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct iovec iov = { .iov_base = (void *)m, .iov_len = sizeof(*m) };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t n;
+
+        if (fd >= 0) {
+                memset(&u, 0, sizeof(u));
+                msg.msg_control = u.buf;
+                msg.msg_controllen = sizeof(u.buf);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        }
+        do
+                n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        return n == (ssize_t)sizeof(*m) ? 0 : -EIO;
+}
+
+/* Return: 1 with *m (and *fdp, -1 if none); 0 at EOF; negative errno. */
+static int keeper_recv(int sock, struct keeper_msg *m, int *fdp)
+{
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct iovec iov = { .iov_base = m, .iov_len = sizeof(*m) };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                              .msg_controllen = sizeof(u.buf) };
+        ssize_t n;
+
+        *fdp = -1;
+        do
+                n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return errno == EAGAIN ? -EIO : -errno;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < nfds; i++) {
+                        int fd;
+
+                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        if (*fdp < 0)
+                                *fdp = fd;
+                        else
+                                close(fd);
+                }
+        }
+        if (n == 0)
+                return 0;
+        if (n != (ssize_t)sizeof(*m) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+                if (*fdp >= 0)
+                        close(*fdp);
+                *fdp = -1;
+                return -EBADMSG;
+        }
+        return 1;
+}
+
+static _Noreturn void keeper_main(int sock, unsigned capacity)
+{
+        static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD };
+        struct keeper_slot *tab;
+        struct rlimit rl;
+        size_t mask = 1;
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+                signal(sigs[i], SIG_DFL);
+        signal(SIGPIPE, SIG_IGN);
+        prctl(PR_SET_NAME, "iomemd-keeper");
+        /* hold nothing of the daemon's: only the socket, at fd 3 */
+        if (sock != 3) {
+                if (dup3(sock, 3, O_CLOEXEC) < 0)
+                        _exit(1);
+                sock = 3;
+        }
+        close_range(4, ~0U, 0);
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        while (mask + 1 < (size_t)capacity * 2)
+                mask = mask * 2 + 1;
+        tab = calloc(mask + 1, sizeof(*tab));
+        if (!tab)
+                _exit(1);
+
+        for (;;) {
+                struct keeper_msg m;
+                struct keeper_slot *s;
+                int fd, r, reply_fd = -1;
+
+                r = keeper_recv(sock, &m, &fd);
+                if (r <= 0)
+                        _exit(r == 0 ? 0 : 1); /* the daemon is gone: what we hold is closed */
+                switch (m.op) {
+                case KEEPER_PARK:
+                        s = (fd >= 0 && m.id && m.id != UINT64_MAX) ? keeper_find(tab, mask, m.id, true) : NULL;
+                        if (!s || s->id == m.id) {
+                                m.status = fd < 0 ? -EBADF : -EEXIST;
+                                if (fd >= 0)
+                                        close(fd);
+                                break;
+                        }
+                        s->id = m.id;
+                        s->fd = fd;
+                        m.status = 0;
+                        fd = -1;
+                        break;
+                case KEEPER_FETCH:
+                        s = keeper_find(tab, mask, m.id, false);
+                        m.status = s ? 0 : -ENOENT;
+                        reply_fd = s ? s->fd : -1;
+                        break;
+                case KEEPER_DROP:
+                        s = keeper_find(tab, mask, m.id, false);
+                        m.status = s ? 0 : -ENOENT;
+                        if (s) {
+                                close(s->fd);
+                                s->id = UINT64_MAX;
+                                s->fd = -1;
+                        }
+                        break;
+                default:
+                        m.status = -EOPNOTSUPP;
+                        break;
+                }
+                if (fd >= 0)
+                        close(fd);
+                if (keeper_send(sock, &m, reply_fd) < 0)
+                        _exit(1);
+        }
+}
+
+/* ---- the daemon's side -------------------------------------------------- */
+
+void keepers_init(struct keepers *k, unsigned per_keeper)
+{
+        *k = (struct keepers){ .per_keeper = per_keeper };
+        if (!k->per_keeper) {
+                struct rlimit rl;
+
+                if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && rl.rlim_max > 2 * KEEPER_MARGIN)
+                        k->per_keeper = rl.rlim_max > 1u << 20 ? 1u << 20 : (unsigned)rl.rlim_max - KEEPER_MARGIN;
+                else
+                        k->per_keeper = 1024 - KEEPER_MARGIN;
+        }
+}
+
+static void keeper_child_close(struct keeper_child *c)
+{
+        if (c->sock >= 0) {
+                close(c->sock);
+                c->sock = -1;
+        }
+        if (c->pid > 0) {
+                while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                c->pid = -1;
+        }
+}
+
+void keepers_deinit(struct keepers *k)
+{
+        for (size_t i = 0; i < k->n; i++)
+                keeper_child_close(&k->v[i]);
+        free(k->v);
+        *k = (struct keepers){ .per_keeper = k->per_keeper };
+}
+
+static int keepers_spawn(struct keepers *k)
+{
+        struct timeval tv = { KEEPER_TIMEOUT_SEC, 0 };
+        int sv[2];
+        pid_t pid;
+
+        if (k->n == k->cap) {
+                size_t cap = k->cap ? k->cap * 2 : 4;
+                struct keeper_child *v = realloc(k->v, cap * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                k->v = v;
+                k->cap = cap;
+        }
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+
+                close(sv[0]);
+                close(sv[1]);
+                return r;
+        }
+        if (pid == 0) {
+                close(sv[0]);
+                keeper_main(sv[1], k->per_keeper);
+        }
+        close(sv[1]);
+        setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        k->v[k->n++] = (struct keeper_child){ .pid = pid, .sock = sv[0] };
+        log_info("started fd keeper %zu (pid %d) for up to %u region fds", k->n - 1, (int)pid, k->per_keeper);
+        return (int)(k->n - 1);
+}
+
+/* One round trip; @fd is sent (not consumed) when >= 0; *fdp receives a reply fd. */
+static int keepers_call(struct keepers *k, int index, uint32_t op, uint64_t id, int fd, int *fdp)
+{
+        struct keeper_child *c;
+        struct keeper_msg m = { .op = op, .id = id };
+        int r, reply_fd;
+
+        if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0)
+                return -EIO;
+        c = &k->v[index];
+        r = keeper_send(c->sock, &m, fd);
+        if (r >= 0)
+                r = keeper_recv(c->sock, &m, &reply_fd);
+        if (r <= 0) {
+                log_error("fd keeper %d (pid %d) failed: %s; the region fds it held are lost", index, (int)c->pid,
+                          r == 0 ? "it exited" : strerror(-r));
+                keeper_child_close(c);
+                return -EIO;
+        }
+        if (fdp)
+                *fdp = reply_fd;
+        else if (reply_fd >= 0)
+                close(reply_fd);
+        return m.status;
+}
+
+int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd)
+{
+        int index = -1, r;
+
+        for (size_t i = 0; i < k->n; i++) {
+                if (k->v[i].sock >= 0 && k->v[i].held < k->per_keeper) {
+                        index = (int)i;
+                        break;
+                }
+        }
+        if (index < 0) {
+                index = keepers_spawn(k);
+                if (index < 0)
+                        return index;
+        }
+        r = keepers_call(k, index, KEEPER_PARK, id, fd, NULL);
+        if (r < 0)
+                return r;
+        k->v[index].held++;
+        return index;
+}
+
+int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp)
+{
+        int fd = -1, r;
+
+        r = keepers_call(k, index, KEEPER_FETCH, id, -1, &fd);
+        if (r < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return r;
+        }
+        if (fd < 0)
+                return -EIO;
+        *fdp = fd;
+        return 0;
+}
+
+int keepers_drop(struct keepers *k, int index, uint64_t id)
+{
+        int r = keepers_call(k, index, KEEPER_DROP, id, -1, NULL);
+
+        if (r >= 0 && k->v[index].held)
+                k->v[index].held--;
+        return r;
+}
+
+size_t keepers_count(const struct keepers *k)
+{
+        return k->n;
+}
+
+pid_t keepers_pid(const struct keepers *k, size_t index)
+{
+        return index < k->n ? k->v[index].pid : -1;
+}

@@ -1,0 +1,62 @@
+/* keeper: helper processes that hold region fds beyond the daemon's own fd budget. */
+#pragma once
+
+/*
+ * Every region is a kernel object that stays alive only while someone holds
+ * an fd (or a mapping) of it. A daemon that holds one fd per region is
+ * limited by RLIMIT_NOFILE, whose hard limit an unprivileged service cannot
+ * raise (20,000 on some hosts). Past a budget, region fds are therefore
+ * "parked" in keeper processes: children forked by the daemon that do
+ * nothing but hold fds, keyed by region id, and hand back a copy on request
+ * over a SOCK_SEQPACKET socketpair. Each keeper has its own fd table, so the
+ * daemon's capacity grows by a keeper's fd limit per keeper.
+ *
+ * Keepers exit when the daemon's end of their socket closes (or the daemon
+ * dies: PR_SET_PDEATHSIG), closing what they held; clients' fds and mappings
+ * are unaffected. Requests are synchronous round trips of a few microseconds
+ * to a process that never blocks on anything else.
+ */
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct keeper_child;
+
+struct keepers {
+        struct keeper_child *v;
+        size_t n;
+        size_t cap;
+        unsigned per_keeper; /* fds each keeper may hold */
+};
+
+/*
+ * keepers_init() - set up an empty pool; keepers are forked on demand.
+ * @per_keeper: fds a keeper may hold; 0 = its RLIMIT_NOFILE hard limit less a margin.
+ * Return: nothing.
+ */
+void keepers_init(struct keepers *k, unsigned per_keeper);
+
+/* Close every keeper's socket and reap it (they exit on EOF). Return: nothing. */
+void keepers_deinit(struct keepers *k);
+
+/*
+ * keepers_park_with_fd() - give a copy of @fd (borrowed: the caller closes
+ * it once this succeeded) to a keeper under @id.
+ * Return: the keeper's index (>= 0); -ENOMEM/-EAGAIN if no keeper could be
+ * made; -EIO if a keeper died; negative errno.
+ */
+int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd);
+
+/*
+ * keepers_fetch() - a new fd (close-on-exec, caller owns) to the object
+ * parked under @id in keeper @index.
+ * Return: 0 with *fdp set; -ENOENT if the keeper does not hold @id; -EIO.
+ */
+int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp);
+
+/* keepers_drop() - the keeper closes what it holds under @id. Return: 0 or negative errno. */
+int keepers_drop(struct keepers *k, int index, uint64_t id);
+
+/* Return: the number of keeper processes; their pids through keepers_pid(). */
+size_t keepers_count(const struct keepers *k);
+pid_t keepers_pid(const struct keepers *k, size_t index);

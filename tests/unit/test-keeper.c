@@ -1,0 +1,187 @@
+/* test-keeper: region fds parked in keeper processes and handed back (keeper.c, regtab's fd budget). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "backend.h"
+#include "keeper.h"
+#include "regtab.h"
+#include "testutil.h"
+
+static int make_memfd(uint64_t size)
+{
+        enum proto_backend chosen;
+        int fd = -1;
+
+        ck_assert_int_eq(backend_create(PROTO_BACKEND_MEMFD, size, 0, NULL, &fd, &chosen), 0);
+        return fd;
+}
+
+static bool same_file(int a, int b)
+{
+        struct stat sa, sb;
+
+        ck_assert_int_eq(fstat(a, &sa), 0);
+        ck_assert_int_eq(fstat(b, &sb), 0);
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+START_TEST(test_park_fetch_drop)
+{
+        struct keepers k;
+        int fds[100], where[100];
+
+        keepers_init(&k, 30); /* 100 fds => 4 keepers */
+        for (int i = 0; i < 100; i++) {
+                fds[i] = make_memfd(4096);
+                where[i] = keepers_park_with_fd(&k, (uint64_t)i + 1, fds[i]);
+                ck_assert_int_ge(where[i], 0);
+        }
+        ck_assert_uint_eq(keepers_count(&k), 4);
+        for (int i = 0; i < 100; i++) {
+                int fd = -1;
+
+                ck_assert_int_eq(keepers_fetch(&k, where[i], (uint64_t)i + 1, &fd), 0);
+                ck_assert_msg(same_file(fd, fds[i]), "keeper returned another object for id %d", i + 1);
+                ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+                close(fd);
+        }
+        /* the parked copy keeps the object alive once ours is closed */
+        uint64_t id = 7;
+        char *p;
+        int fd = -1;
+
+        p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fds[id - 1], 0);
+        ck_assert_ptr_ne(p, MAP_FAILED);
+        strcpy(p, "kept");
+        munmap(p, 4096);
+        for (int i = 0; i < 100; i++)
+                close(fds[i]);
+        ck_assert_int_eq(keepers_fetch(&k, where[id - 1], id, &fd), 0);
+        p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+        ck_assert_ptr_ne(p, MAP_FAILED);
+        ck_assert_str_eq(p, "kept");
+        munmap(p, 4096);
+        close(fd);
+
+        ck_assert_int_eq(keepers_drop(&k, where[id - 1], id), 0);
+        ck_assert_int_eq(keepers_fetch(&k, where[id - 1], id, &fd), -ENOENT);
+        ck_assert_int_eq(keepers_drop(&k, where[id - 1], id), -ENOENT);
+        ck_assert_int_eq(keepers_fetch(&k, where[0], 999999, &fd), -ENOENT);
+        /* a duplicate id is refused, and the fd stays ours */
+        fd = make_memfd(1);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd), -EEXIST);
+        ck_assert_int_eq(fcntl(fd, F_GETFD) >= 0, 1);
+        close(fd);
+        keepers_deinit(&k);
+}
+END_TEST
+
+START_TEST(test_keeper_dies)
+{
+        struct keepers k;
+        int fd = make_memfd(10), idx, out = -1;
+
+        keepers_init(&k, 0);
+        idx = keepers_park_with_fd(&k, 1, fd);
+        ck_assert_int_eq(idx, 0);
+        close(fd);
+        ck_assert_int_eq(kill(keepers_pid(&k, 0), SIGKILL), 0);
+        ck_assert_int_eq(keepers_fetch(&k, idx, 1, &out), -EIO);
+        ck_assert_int_eq(out, -1);
+        ck_assert_int_eq(keepers_fetch(&k, idx, 1, &out), -EIO);
+        /* a new park gets a new keeper */
+        fd = make_memfd(10);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd), 1);
+        close(fd);
+        keepers_deinit(&k);
+}
+END_TEST
+
+/* the keeper holds nothing of its parent: only its socket and stdio */
+START_TEST(test_keeper_holds_only_its_socket)
+{
+        struct keepers k;
+        char path[64];
+        int fd = make_memfd(10), extra = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        DIR *d;
+        struct dirent *e;
+        int n = 0;
+
+        keepers_init(&k, 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd), 0);
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)keepers_pid(&k, 0));
+        d = opendir(path);
+        ck_assert_ptr_nonnull(d);
+        while ((e = readdir(d)))
+                if (e->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        ck_assert_int_le(n, 5); /* 0, 1, 2, its socket, the parked memfd */
+        close(fd);
+        close(extra);
+        keepers_deinit(&k);
+}
+END_TEST
+
+/* regtab parks fds past its budget and hands out working copies */
+START_TEST(test_regtab_budget)
+{
+        struct regtab *t = NULL;
+        struct region *r;
+        char name[32];
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        regtab_set_fd_budget(t, 3, 4);
+        for (int i = 0; i < 20; i++) {
+                snprintf(name, sizeof(name), "r%d", i);
+                ck_assert_int_eq(regtab_region_new(name, make_memfd(4096), 4096, NULL, &r), 0);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_int_ge(regtab_settle(t, r), 0);
+                /* write the region's number through whatever fd it has */
+                int fd = -1;
+                ck_assert_int_eq(regtab_region_get_fd(t, r, &fd), 0);
+                ck_assert_int_eq(pwrite(fd, &i, sizeof(i), 0), (ssize_t)sizeof(i));
+                regtab_region_put_fd(r, fd);
+        }
+        ck_assert_uint_eq(regtab_hot_fds(t), 3);
+        ck_assert_uint_eq(regtab_keeper_count(t), 5); /* 17 parked, 4 per keeper */
+        for (int i = 0; i < 20; i++) {
+                int fd = -1, v = -1;
+
+                snprintf(name, sizeof(name), "r%d", i);
+                r = regtab_lookup(t, name);
+                ck_assert_ptr_nonnull(r);
+                ck_assert_int_eq(regtab_region_get_fd(t, r, &fd), 0);
+                ck_assert_int_eq(pread(fd, &v, sizeof(v), 0), (ssize_t)sizeof(v));
+                ck_assert_int_eq(v, i);
+                regtab_region_put_fd(r, fd);
+        }
+        /* removing parked and hot regions */
+        for (int i = 0; i < 20; i += 2) {
+                snprintf(name, sizeof(name), "r%d", i);
+                r = regtab_lookup(t, name);
+                regtab_remove(t, r);
+                regtab_region_free(r);
+        }
+        ck_assert_uint_eq(regtab_count(t), 10);
+        t = regtab_free(t);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("keeper");
+        TCase *tc = tcase_create("keeper");
+
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_park_fetch_drop);
+        tcase_add_test(tc, test_keeper_dies);
+        tcase_add_test(tc, test_keeper_holds_only_its_socket);
+        tcase_add_test(tc, test_regtab_budget);
+        suite_add_tcase(s, tc);
+        return test_run_suite(s);
+}
