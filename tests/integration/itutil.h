@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "iomem.h"
 #include "testutil.h"
 
 /*
@@ -145,19 +146,34 @@ static inline int it_fd_count_of(pid_t pid)
 }
 
 /*
- * it_wait_fd_count() - the daemon handles disconnects asynchronously: wait
- * (bounded) until its fd count is @want. Return: the last count seen.
+ * it_daemon_settled_fds() - the daemon's fd count once every other client is
+ * gone. Disconnects are handled asynchronously, so this connects a probe and
+ * asks STATUS (bounded polling) until the probe is the only connection: the
+ * daemon frees a connection, its fds and its leased regions, before it stops
+ * counting it. Then the count is taken with the probe still connected, so
+ * two results are comparable.
+ * Return: the count (including the probe's one socket).
  */
-static inline int it_wait_fd_count(pid_t pid, int want)
+static inline int it_daemon_settled_fds(const struct it_daemon *d)
 {
-        int n = -1;
+        struct iomem_client *probe = NULL;
+        struct iomem_status st = { 0 };
+        int r, n;
 
-        for (int i = 0; i < 500; i++) {
-                n = it_fd_count_of(pid);
-                if (n == want)
+        r = iomem_connect(d->socket, &probe);
+        ck_assert_msg(r == 0, "probe connect: %s", iomem_strerror(r));
+        for (int i = 0; i < 1000; i++) {
+                r = iomem_status(probe, &st);
+                ck_assert_msg(r == 0, "probe status: %s", iomem_strerror(r));
+                if (st.connections == 1)
                         break;
                 it_sleep_ms(10);
         }
+        ck_assert_msg(st.connections == 1, "the daemon still counts %llu connections",
+                      (unsigned long long)st.connections);
+        n = it_fd_count_of(d->pid);
+        iomem_disconnect(probe);
+        ck_assert_int_gt(n, 0);
         return n;
 }
 

@@ -108,7 +108,7 @@ END_TEST
 /* A waiter that disconnects while parked leaves nothing behind in the daemon. */
 START_TEST(test_wait_disconnect)
 {
-        int base = it_wait_fd_count(daemon_.pid, it_fd_count_of(daemon_.pid));
+        int base = it_daemon_settled_fds(&daemon_);
         struct iomem_region *region = NULL;
         struct iomem_client *c;
         pid_t pid;
@@ -127,7 +127,7 @@ START_TEST(test_wait_disconnect)
         kill(pid, SIGKILL);
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
         ck_assert(WIFSIGNALED(status));
-        ck_assert_int_eq(it_wait_fd_count(daemon_.pid, base), base);
+        ck_assert_int_eq(it_daemon_settled_fds(&daemon_), base);
         /* creating the name the dead client waited for wakes nobody and works */
         c = it_connect();
         ck_assert_int_eq(iomem_create(c, "it.never", 4096, NULL, &region), 0);
@@ -173,7 +173,7 @@ END_TEST
 /* A client killed while holding leased regions: its regions go, the daemon's fd count returns (L3). */
 START_TEST(test_lease_killed_client)
 {
-        int base = it_wait_fd_count(daemon_.pid, it_fd_count_of(daemon_.pid));
+        int base = it_daemon_settled_fds(&daemon_);
         struct iomem_client *c;
         struct iomem_stat st;
         int p[2], status, r = 0;
@@ -218,7 +218,7 @@ START_TEST(test_lease_killed_client)
         }
         ck_assert_int_eq(r, -ENOENT);
         iomem_disconnect(c);
-        ck_assert_int_eq(it_wait_fd_count(daemon_.pid, base), base);
+        ck_assert_int_eq(it_daemon_settled_fds(&daemon_), base);
 }
 END_TEST
 
@@ -301,7 +301,7 @@ END_TEST
 /* No fd stays behind in the daemon once clients that created, opened and deleted regions are gone. */
 START_TEST(test_daemon_fds)
 {
-        int base = it_wait_fd_count(daemon_.pid, it_fd_count_of(daemon_.pid));
+        int base = it_daemon_settled_fds(&daemon_);
         struct iomem_client *clients[50];
         struct iomem_region *regions[50];
         char name[32];
@@ -323,7 +323,7 @@ START_TEST(test_daemon_fds)
                 clients[i] = iomem_disconnect(clients[i]);
                 regions[i] = iomem_region_free(regions[i]);
         }
-        ck_assert_int_eq(it_wait_fd_count(daemon_.pid, base), base);
+        ck_assert_int_eq(it_daemon_settled_fds(&daemon_), base);
 }
 END_TEST
 

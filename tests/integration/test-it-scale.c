@@ -121,7 +121,7 @@ END_TEST
 
 START_TEST(test_1000_connections)
 {
-        int base = it_wait_fd_count(daemon_.pid, it_fd_count_of(daemon_.pid));
+        int base = it_daemon_settled_fds(&daemon_);
         struct iomem_create_opts lease = { .flags = IOMEM_CREATE_LEASE };
         struct iomem_client **c = calloc(NCONNS, sizeof(*c));
         struct iomem_status st;
@@ -163,7 +163,7 @@ START_TEST(test_1000_connections)
                 c[i] = iomem_disconnect(c[i]);
         free(c);
         /* leases end, sockets close: the daemon is back where it started */
-        ck_assert_int_eq(it_wait_fd_count(daemon_.pid, base), base);
+        ck_assert_int_eq(it_daemon_settled_fds(&daemon_), base);
 }
 END_TEST
 
