@@ -12,6 +12,7 @@
 
 #include "dataplane.h"
 #include "iomem.h"
+#include "spawn.h"
 
 #define DP_CHUNK (1u << 20) /* pattern size, pipe write and read size */
 #define DP_NAME "bench-dataplane"
@@ -223,7 +224,7 @@ static int dp_once(struct dp_sender *s, int mode, uint64_t *nsp)
         return 0;
 }
 
-int dataplane_run(const char *socket, uint64_t bytes, int reps, struct stats_result *res)
+int dataplane_run(const char *socket, uint64_t bytes, int reps, int pin, struct stats_result *res)
 {
         static const int order[] = { DP_PIPE_COPY, DP_HANDOVER, DP_PIPE_READ, DP_READ, DP_READ_POPULATE,
                                      DP_READ_POPULATE_READ, DP_READ_HUGEPAGE, DP_PREMAP, DP_READ_PREMAPPED,
@@ -270,11 +271,15 @@ int dataplane_run(const char *socket, uint64_t bytes, int reps, struct stats_res
         if (pid == 0) {
                 close(sv[0]);
                 close(pfd[1]);
+                if (pin)
+                        (void)spawn_pin(0, 1);
                 _exit(dp_receiver(socket, sv[1], pfd[0]));
         }
         close(sv[1]);
         close(pfd[0]);
         sv[1] = pfd[0] = -1;
+        if (pin)
+                (void)spawn_pin(0, 0);
         s.ctl = sv[0];
         s.pipe_wr = pfd[1];
 
@@ -326,6 +331,8 @@ out:
                 close(pfd[0]);
         if (pid > 0)
                 waitpid(pid, &status, 0);
+        if (pin)
+                (void)spawn_pin(0, -1);
         if (map)
                 iomem_unmap(map, bytes);
         iomem_region_free(region);

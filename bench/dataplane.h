@@ -13,7 +13,9 @@
  * the daemon at @socket and fills it; a forked receiver takes it over @reps
  * times in each mode (handover only; reading every byte with several mapping
  * choices; through a pipe), each checked by a checksum of what was read.
+ * @pin: sender on CPU 0, receiver on CPU 1 (a stable placement; else the
+ * scheduler's, which makes the pipe bimodal).
  * Return: the number of results written to @res (at most DATAPLANE_MODES), or
  * negative errno.
  */
-int dataplane_run(const char *socket, uint64_t bytes, int reps, struct stats_result *res);
+int dataplane_run(const char *socket, uint64_t bytes, int reps, int pin, struct stats_result *res);

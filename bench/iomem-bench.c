@@ -310,7 +310,7 @@ clients:
                 bench_clients(b, &x);
         if (!bench_wants(b, "dataplane"))
                 goto out;
-        n = dataplane_run(d.socket, b->plan.dp_bytes, b->plan.dp_reps, res);
+        n = dataplane_run(d.socket, b->plan.dp_bytes, b->plan.dp_reps, b->pin && sysconf(_SC_NPROCESSORS_ONLN) > 1, res);
         if (n < 0)
                 bench_fail(b, "dataplane", n);
         for (int i = 0; i < n; i++)
