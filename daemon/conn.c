@@ -307,15 +307,26 @@ static int conn_reply_encoded(struct conn *c, const struct proto_header *req, in
 
 /* ---- regions ------------------------------------------------------------ */
 
-/* Return: @r's seals, read live when its fd is here, else the last seen (parked regions). */
-static uint32_t conn_region_seals(struct region *r)
+/*
+ * The seals of an object whose backend we know. Cheaper than
+ * backend_get_seals(), which must first find out whether the fd is a memfd
+ * (fstat, fstatfs and a readlink): this is on every OPEN's path.
+ */
+static uint32_t conn_seals_of(int fd, uint16_t backend)
 {
         int k;
 
-        if (r->fd >= 0) {
-                k = backend_get_seals(r->fd);
-                r->seals = k > 0 ? (uint32_t)k : 0;
-        }
+        if (backend != PROTO_BACKEND_MEMFD)
+                return 0;
+        k = fcntl(fd, F_GET_SEALS);
+        return k > 0 ? (uint32_t)k & PROTO_SEALS_KNOWN : 0;
+}
+
+/* Return: @r's seals, read live when its fd is here, else the last seen (parked regions). */
+static uint32_t conn_region_seals(struct region *r)
+{
+        if (r->fd >= 0)
+                r->seals = conn_seals_of(r->fd, r->meta.backend);
         return r->seals;
 }
 
@@ -330,7 +341,7 @@ static int conn_reply_region(struct conn *c, uint16_t opcode, uint32_t id, struc
         };
         struct proto_header req = { .opcode = opcode, .id = id };
         uint8_t buf[64];
-        int fd, rfd, seals, k;
+        int fd, rfd, k;
 
         if (conn_check_access(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_reply_error(c, opcode, id, -EACCES, "permission denied");
@@ -352,8 +363,7 @@ static int conn_reply_region(struct conn *c, uint16_t opcode, uint32_t id, struc
                         return conn_reply_error(c, opcode, id, k, "cannot duplicate the region fd");
                 }
         }
-        seals = backend_get_seals(rfd);
-        r->seals = seals > 0 ? (uint32_t)seals : 0;
+        r->seals = conn_seals_of(rfd, r->meta.backend);
         info.seals = r->seals;
         regtab_region_put_fd(r, rfd);
         r->open_count++;
@@ -426,7 +436,7 @@ static int conn_create_anonymous(struct conn *c, const struct transport_frame *f
         struct proto_region_info info = { .size = m->size, .flags = PROTO_REGION_ANONYMOUS };
         enum proto_backend chosen;
         uint8_t buf[64];
-        int fd, r, seals;
+        int fd, r;
 
         if (m->flags & (PROTO_CREATE_EXCLUSIVE | PROTO_CREATE_LEASE))
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EINVAL,
@@ -444,8 +454,7 @@ static int conn_create_anonymous(struct conn *c, const struct transport_frame *f
                         return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "cannot apply the seals");
                 }
         }
-        seals = backend_get_seals(fd);
-        info.seals = seals > 0 ? (uint32_t)seals : 0;
+        info.seals = conn_seals_of(fd, (uint16_t)chosen);
         info.backend = chosen;
         /* the transport closes the daemon's copy once it is sent */
         return conn_reply_encoded(c, &f->hdr, proto_region_info_encode(&info, buf, sizeof(buf)), buf, &fd, 1);
