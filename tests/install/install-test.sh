@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `cmake --install --prefix P` gives everything a user needs: iomemd, iomemctl, libiomem with its soname, iomem.h,
+# iomem.pc and the units (ExecStart= pointing into P); a program built against P with pkg-config runs.
+# Usage: install-test.sh BUILD_DIR
+set -euo pipefail
+build=$1
+prefix=$(mktemp -d /tmp/iomem-install.XXXXXX)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install "$build" --prefix "$prefix" >/dev/null
+for f in bin/iomemd bin/iomemctl include/iomem.h lib/pkgconfig/iomem.pc lib/systemd/system/iomemd.socket \
+         lib/systemd/system/iomemd.service; do
+  [ -e "$prefix/$f" ] || { echo "FAIL: $f not installed"; exit 1; }
+done
+ls "$prefix"/lib/libiomem.so.0* >/dev/null || { echo "FAIL: no libiomem.so.0"; exit 1; }
+grep -qx "ExecStart=$prefix/bin/iomemd --log-level=info" "$prefix/lib/systemd/system/iomemd.service" \
+  || { echo "FAIL: ExecStart does not point into the prefix"; grep ExecStart "$prefix/lib/systemd/system/iomemd.service"; exit 1; }
+"$prefix/bin/iomemd" --version | grep -q iomemd || { echo "FAIL: iomemd --version"; exit 1; }
+cat > "$prefix/hello.c" <<'C'
+#include <iomem.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+int main(void)
+{
+        struct iomem_region *r = NULL;
+        void *p = NULL;
+        if (iomem_region_new_local(4096, IOMEM_BACKEND_AUTO, 0, &r) < 0 ||
+            iomem_region_map(r, 0, 0, PROT_READ | PROT_WRITE, &p) < 0)
+                return 1;
+        strcpy(p, "installed");
+        printf("%s %s\n", (char *)p, iomem_backend_name(iomem_region_backend(r)));
+        iomem_unmap(p, 4096);
+        iomem_region_free(r);
+        return 0;
+}
+C
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+cc -std=c11 -Wall -Werror $(pkg-config --cflags iomem) "$prefix/hello.c" -o "$prefix/hello" $(pkg-config --libs iomem)
+out=$(LD_LIBRARY_PATH="$prefix/lib" "$prefix/hello")
+[ "$out" = "installed memfd" ] || { echo "FAIL: program built against the install printed '$out'"; exit 1; }
+echo "install test passed"
