@@ -397,6 +397,43 @@ static void disarm(void)
         __atomic_store_n(&ctl->func, -1, __ATOMIC_RELEASE);
 }
 
+/*
+ * R1: with accept4 failing EMFILE/ENFILE for as long as it lasts, the daemon
+ * pauses accepting instead of spinning, stays up, and serves the waiting
+ * client once the fds are back. Spinning is measured as accept4 calls, not
+ * time: during the window a pausing daemon makes a handful (one per pause),
+ * a spinning one thousands.
+ */
+static void check_accept_pause(int err)
+{
+        uint8_t buf[64];
+        struct client cl;
+        uint64_t before, calls;
+        int e, r;
+
+        __atomic_store_n(&ctl->err, err, __ATOMIC_RELEASE);
+        __atomic_store_n(&ctl->func, (int32_t)FAULT_ACCEPT4, __ATOMIC_RELEASE);
+        __atomic_store_n(&ctl->sticky, 1, __ATOMIC_RELEASE);
+        before = __atomic_load_n(&ctl->calls[FAULT_ACCEPT4], __ATOMIC_ACQUIRE);
+        if (client_connect(&cl) < 0) /* queued in the backlog: connect succeeds */
+                die("R1: connect during %s", strerrorname_np(err));
+        sleep_ms(500);
+        calls = __atomic_load_n(&ctl->calls[FAULT_ACCEPT4], __ATOMIC_ACQUIRE) - before;
+        __atomic_store_n(&ctl->sticky, 0, __ATOMIC_RELEASE);
+        disarm();
+        daemon_check_alive("while accept4 failed");
+        if (calls < 1 || calls > 50)
+                die("R1: %llu accept4 calls in 500 ms of %s (expected a pause between tries, not a spin)",
+                    (unsigned long long)calls, strerrorname_np(err));
+        r = client_call(&cl, PROTO_OP_HELLO, buf, proto_hello_encode(&(struct proto_hello){ 1, 1, 0 }, buf, sizeof(buf)),
+                        "HELLO after the pause", &e, NULL);
+        if (r != 1)
+                die("R1: the waiting client was not served after %s ended", strerrorname_np(err));
+        client_close(&cl);
+        printf("accept4 %-6s lasting:    %3llu tries in 500 ms, client served afterwards: ok\n", strerrorname_np(err),
+               (unsigned long long)calls);
+}
+
 int main(int argc, char **argv)
 {
         char dir[] = "/tmp/iomem-fault.XXXXXX", ctl_path[128], env_ctl[160], env_preload[1024];
@@ -500,6 +537,9 @@ int main(int argc, char **argv)
                 printf("%-24s %4u calls per mix, %5lu faults injected: ok\n", fault_sites[s].name, calls, injected);
                 fflush(stdout);
         }
+        check_accept_pause(EMFILE);
+        check_accept_pause(ENFILE);
+        settle(fds_base, allocs_base, "accept pause", 0, 0);
         printf("%lu runs; replies: %lu success, %lu error, %lu connection closed by the daemon\n", n_runs, n_ok,
                n_error, n_dropped);
         kill(daemon_pid, SIGTERM);

@@ -63,8 +63,14 @@ static bool fault_hit(enum fault_func f)
         if (!c)
                 return false;
         __atomic_fetch_add(&c->calls[f], 1, __ATOMIC_RELAXED);
-        if (__atomic_load_n(&c->func, __ATOMIC_ACQUIRE) != (int32_t)f ||
-            __atomic_load_n(&c->countdown, __ATOMIC_ACQUIRE) <= 0)
+        if (__atomic_load_n(&c->func, __ATOMIC_ACQUIRE) != (int32_t)f)
+                return false;
+        if (__atomic_load_n(&c->sticky, __ATOMIC_ACQUIRE)) {
+                __atomic_fetch_add(&c->injected, 1, __ATOMIC_RELAXED);
+                errno = c->err;
+                return true;
+        }
+        if (__atomic_load_n(&c->countdown, __ATOMIC_ACQUIRE) <= 0)
                 return false;
         if (__atomic_sub_fetch(&c->countdown, 1, __ATOMIC_ACQ_REL) != 0)
                 return false;

@@ -7,7 +7,8 @@
  * The driver creates a file of sizeof(struct fault_ctl) bytes and names it
  * in $IOMEM_FAULT_CTL for the daemon, which maps it shared (fault.c's
  * constructor). To arm, the driver sets func and err, then countdown = N:
- * the Nth call of that function from then on fails with err, once.
+ * the Nth call of that function from then on fails with err, once. With
+ * sticky set, every call of func fails instead (a lasting EMFILE).
  * calls[] counts every call of each function (the driver's counting pass);
  * live_allocs is allocations minus frees, to find leaks (R5).
  */
@@ -33,6 +34,7 @@ struct fault_ctl {
         int32_t func;      /* enum fault_func, -1 = none */
         int32_t err;       /* errno to fail with */
         int32_t countdown; /* fail when this reaches 0 from 1; 0 = disarmed */
+        int32_t sticky;    /* nonzero: every call of func fails (err) until cleared */
         uint64_t injected; /* faults injected so far */
         int64_t live_allocs;
         uint64_t calls[FAULT_COUNT];

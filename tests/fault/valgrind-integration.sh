@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# valgrind-integration: the integration suites once more, with every iomemd they start running under valgrind memcheck.
+#
+#   tests/fault/valgrind-integration.sh BUILD_DIR TEST...
+#
+# IOMEMD points at a wrapper that execs `valgrind --error-exitcode=99 --leak-check=full iomemd ...`:
+# the suites already require iomemd to exit with status 0 after SIGTERM, so a memcheck error or a
+# definite/indirect leak fails the suite. Each valgrind log is also scanned afterwards, which
+# catches errors in daemons the suites kill with SIGKILL (no exit status to look at).
+set -euo pipefail
+build=$(cd "${1:?usage: valgrind-integration.sh BUILD_DIR TEST...}" && pwd)
+shift
+command -v valgrind >/dev/null || { echo "valgrind is not installed (run .ci/install-deps)"; exit 1; }
+
+work=$(mktemp -d /tmp/iomem-vg.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cat >"$work/iomemd" <<WRAP
+#!/bin/sh
+exec valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \\
+  --errors-for-leak-kinds=definite,indirect --track-fds=no --log-file=$work/vg.%p.log \\
+  "$build/daemon/iomemd" "\$@"
+WRAP
+chmod +x "$work/iomemd"
+
+export IOMEMD="$work/iomemd"
+export IOMEMCTL="$build/client/iomemctl"
+export IOMEM_EXAMPLES="$build/examples"
+export CK_DEFAULT_TIMEOUT=600
+status=0
+for t in "$@"; do
+  echo "== $t (iomemd under valgrind)"
+  case "$t" in
+    *.sh) bash "$t" || { echo "$t FAILED"; status=1; } ;;
+    *) "$t" || { echo "$t FAILED"; status=1; } ;;
+  esac
+done
+logs=$(ls "$work"/vg.*.log 2>/dev/null | wc -l)
+echo "valgrind: $logs iomemd runs checked"
+# with -q a log holds only errors: any non-empty log is a failure
+for f in "$work"/vg.*.log; do
+  [ -s "$f" ] || continue
+  echo "--- $f"
+  cat "$f"
+  status=1
+done
+[ "$logs" -gt 0 ] || { echo "valgrind: no iomemd ran under valgrind"; status=1; }
+exit $status
