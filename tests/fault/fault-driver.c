@@ -22,7 +22,10 @@
 #include "transport.h"
 
 /*
- * usage: fault-driver IOMEMD LIBFAULT [MAX_N]
+ * usage: fault-driver IOMEMD LIBFAULT [MAX_N [IOMEMD-OPTION...]]
+ *
+ * (ctest runs it twice: as is, and with --max-region-fds=1 so that region
+ * fds go through keeper processes and their sendmsg/recvmsg are failed too.)
  *
  * For every (function, errno) pair below and N = 1..min(calls, MAX_N),
  * where calls is how often the daemon calls that function during one
@@ -58,6 +61,7 @@ static const struct {
 };
 
 static struct fault_ctl *ctl;
+static bool sentinels_made;
 static pid_t daemon_pid;
 static char socket_path[108];
 static unsigned long n_ok, n_error, n_dropped, n_runs;
@@ -221,6 +225,15 @@ static void check_region_reply(struct transport_frame *f, const char *what)
         transport_frame_deinit(f);
 }
 
+/* Regions made before any fault: every fault must leave them openable with their bytes (R5: others untouched). */
+#define SENTINELS 4
+static const char *const sentinel_names[SENTINELS] = { "sentinel-0", "sentinel-1", "sentinel-2", "sentinel-3" };
+
+static uint8_t sentinel_byte(unsigned k, size_t i)
+{
+        return (uint8_t)(k * 31u + i * 7u + 1u);
+}
+
 static const char *const mix_names[] = { "fault-memfd", "fault-shm", "fault-file", "fault-lease" };
 
 /* The request mix: every request kind, every backend, the daemon's fd-making paths. */
@@ -301,6 +314,68 @@ static void run_mix(void)
         client_close(&cl); /* the leased region goes with this connection (L3) */
 }
 
+static void sentinels_create(void)
+{
+        uint8_t buf[512];
+        struct transport_frame f;
+        struct client cl;
+        int e;
+
+        if (client_connect(&cl) < 0 ||
+            client_call(&cl, PROTO_OP_HELLO, buf, proto_hello_encode(&(struct proto_hello){ 1, 1, 0 }, buf, sizeof(buf)),
+                        "HELLO", &e, NULL) != 1)
+                die("sentinels: HELLO");
+        for (unsigned k = 0; k < SENTINELS; k++) {
+                uint8_t *p;
+
+                if (client_call(&cl, PROTO_OP_CREATE, buf,
+                                proto_create_encode(&(struct proto_create){ .size = 4096, .name = sentinel_names[k] },
+                                                    buf, sizeof(buf)),
+                                "CREATE sentinel", &e, &f) != 1 || f.nfds != 1)
+                        die("sentinels: CREATE %s", sentinel_names[k]);
+                p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, f.fds[0], 0);
+                if (p == MAP_FAILED)
+                        die("sentinels: mmap: %m");
+                for (size_t i = 0; i < 4096; i++)
+                        p[i] = sentinel_byte(k, i);
+                munmap(p, 4096);
+                transport_frame_deinit(&f);
+        }
+        client_close(&cl);
+}
+
+/* Every sentinel opens read-only with its bytes intact. */
+static void sentinels_check(struct client *cl, const char *site, int err, unsigned n)
+{
+        uint8_t buf[512];
+        struct transport_frame f;
+        int e, r;
+
+        for (unsigned k = 0; k < SENTINELS; k++) {
+                const uint8_t *p;
+                bool ok = true;
+
+                r = client_call(cl, PROTO_OP_OPEN, buf,
+                                proto_open_encode(&(struct proto_open){ .flags = PROTO_OPEN_RDONLY,
+                                                                        .name = sentinel_names[k] },
+                                                  buf, sizeof(buf)),
+                                "OPEN sentinel", &e, &f);
+                if (r != 1)
+                        die("%s=%s #%u: region %s made before the fault cannot be opened any more (%s)", site,
+                            strerrorname_np(err), n, sentinel_names[k], r == 0 ? strerror(-e) : "connection closed");
+                p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, f.fds[0], 0);
+                if (p == MAP_FAILED)
+                        die("%s=%s #%u: sentinel %s: mmap: %m", site, strerrorname_np(err), n, sentinel_names[k]);
+                for (size_t i = 0; i < 4096 && ok; i++)
+                        ok = p[i] == sentinel_byte(k, i);
+                munmap((void *)p, 4096);
+                transport_frame_deinit(&f);
+                if (!ok)
+                        die("%s=%s #%u: the bytes of region %s changed", site, strerrorname_np(err), n,
+                            sentinel_names[k]);
+        }
+}
+
 /* Delete what a mix left, then wait until the daemon is back at its baseline. */
 static void settle(int fds_base, int64_t allocs_base, const char *site, int err, unsigned n)
 {
@@ -330,13 +405,15 @@ static void settle(int fds_base, int64_t allocs_base, const char *site, int err,
                 if (r < 0 || (r == 0 && e != -ENOENT))
                         die("%s=%s #%u: cleanup DELETE %s: %d", site, strerrorname_np(err), n, mix_names[k], e);
         }
+        if (sentinels_made)
+                sentinels_check(&cl, site, err, n);
         /* the lease of the mix's connection may take a moment to go: poll STATUS */
         for (i = 0; i < SETTLE_TRIES; i++) {
                 r = client_call(&cl, PROTO_OP_STATUS, buf, 0, "STATUS", &e, &f);
                 if (r != 1 || proto_status_reply_decode(f.payload, f.hdr.length, &st) < 0)
                         die("%s=%s #%u: STATUS afterwards failed", site, strerrorname_np(err), n);
                 transport_frame_deinit(&f);
-                if (st.regions == 0 && st.connections == 1)
+                if (st.regions == (sentinels_made ? SENTINELS : 0) && st.connections == 1)
                         break;
                 sleep_ms(10);
         }
@@ -345,8 +422,9 @@ static void settle(int fds_base, int64_t allocs_base, const char *site, int err,
                     (unsigned long long)st.regions, (unsigned long long)st.connections);
         r = client_call(&cl, PROTO_OP_LIST, buf, proto_list_encode(&(struct proto_list){ .prefix = "" }, buf, sizeof(buf)),
                         "LIST", &e, &f);
-        if (r != 1 || proto_list_reply_decode(f.payload, f.hdr.length, &lr) < 0 || lr.count != 0)
-                die("%s=%s #%u: LIST afterwards is not empty", site, strerrorname_np(err), n);
+        if (r != 1 || proto_list_reply_decode(f.payload, f.hdr.length, &lr) < 0 ||
+            lr.count != (sentinels_made ? SENTINELS : 0))
+                die("%s=%s #%u: LIST afterwards shows regions other than the sentinels", site, strerrorname_np(err), n);
         transport_frame_deinit(&f);
         client_close(&cl);
 
@@ -473,13 +551,21 @@ int main(int argc, char **argv)
 
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 snprintf(tmpdir_arg, sizeof(tmpdir_arg), "--tmpdir=%s", dir);
-                execle(argv[1], argv[1], "--socket", socket_path, "--log-level=error", tmpdir_arg, (char *)NULL, env);
+                const char *args[32] = { argv[1], "--socket", socket_path, "--log-level=error", tmpdir_arg };
+                int n = 5;
+
+                for (int k = 4; k < argc && n < 31; k++)
+                        args[n++] = argv[k];
+                args[n] = NULL;
+                execve(argv[1], (char *const *)args, env);
                 _exit(127);
         }
         for (i = 0; i < 500 && access(socket_path, F_OK) < 0; i++) {
                 daemon_check_alive("at start");
                 sleep_ms(10);
         }
+        sentinels_create();
+        sentinels_made = true;
         /* warm up: libevent and libc grow their tables once */
         for (i = 0; i < 3; i++) {
                 run_mix();
@@ -509,6 +595,10 @@ int main(int argc, char **argv)
                 unsigned calls = (unsigned)counts[fault_sites[s].func];
                 unsigned limit = calls < max_n ? calls : max_n;
                 unsigned long injected = 0;
+                const char *only = getenv("IOMEM_FAULT_ONLY"); /* debugging: one site, by name */
+
+                if (only && !strstr(fault_sites[s].name, only))
+                        continue;
 
                 /* accept4 runs once per connection: fail the next accept, not a count within the mix */
                 for (int k = 0; k < 4 && fault_sites[s].errors[k]; k++) {

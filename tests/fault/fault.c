@@ -18,7 +18,9 @@
  * Interposed: malloc/calloc/realloc (counted in live_allocs with free and
  * the aligned allocators), memfd_create, shm_open, open/openat,
  * ftruncate, fallocate, accept4, recvmsg, sendmsg, fcntl(F_DUPFD_CLOEXEC).
- * Without $IOMEM_FAULT_CTL every call passes straight through.
+ * Without $IOMEM_FAULT_CTL every call passes straight through. Children
+ * forked without exec (fd keepers) share the control page: their calls are
+ * counted and failed like the daemon's, but not their heap blocks.
  * The allocators call glibc's __libc_* entry points, so dlsym's own
  * allocations cannot recurse into us.
  */
@@ -31,6 +33,7 @@ extern void *__libc_memalign(size_t align, size_t size);
 
 static struct fault_ctl *fault_ctl;
 static bool fault_trace; /* $IOMEM_FAULT_TRACE: print a backtrace at each injected fault */
+static pid_t fault_pid;  /* live_allocs counts this process only, not children forked without exec (keepers) */
 
 __attribute__((constructor)) static void fault_init(void)
 {
@@ -51,8 +54,10 @@ __attribute__((constructor)) static void fault_init(void)
                 return;
         p = mmap(NULL, sizeof(struct fault_ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         syscall(SYS_close, fd);
-        if (p != MAP_FAILED && ((struct fault_ctl *)p)->magic == FAULT_MAGIC)
+        if (p != MAP_FAILED && ((struct fault_ctl *)p)->magic == FAULT_MAGIC) {
+                fault_pid = (pid_t)syscall(SYS_getpid);
                 fault_ctl = p;
+        }
 }
 
 /* Count a call of @f. Return: true if this call must fail (errno is set). */
@@ -88,7 +93,7 @@ static bool fault_hit(enum fault_func f)
 
 static void fault_allocs(int64_t delta)
 {
-        if (fault_ctl)
+        if (fault_ctl && (pid_t)syscall(SYS_getpid) == fault_pid)
                 __atomic_fetch_add(&fault_ctl->live_allocs, delta, __ATOMIC_RELAXED);
 }
 
