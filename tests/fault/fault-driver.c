@@ -604,6 +604,10 @@ int main(int argc, char **argv)
                 for (int k = 0; k < 4 && fault_sites[s].errors[k]; k++) {
                         int err = fault_sites[s].errors[k];
                         uint64_t before = ctl->injected;
+                        const char *only_err = getenv("IOMEM_FAULT_ERRNO"); /* debugging: one errno, by name */
+
+                        if (only_err && strcmp(only_err, strerrorname_np(err)) != 0)
+                                continue;
 
                         for (unsigned n = 1; n <= limit; n++) {
                                 /*
