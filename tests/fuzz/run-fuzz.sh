@@ -10,6 +10,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: run-fuzz.sh BUILD_DIR [SECONDS] [TARGET...]}
+mkdir -p "$build"
+build=$(cd "$build" && pwd)
 secs=${2:-25}
 shift $(( $# >= 2 ? 2 : 1 ))
 targets=("$@")
@@ -24,6 +26,7 @@ for t in "${targets[@]}"; do
   corpus="$build/corpus-$t"
   mkdir -p "$corpus"
   log="$build/$t.log"
+  rm -f "$log"
   echo "== $t: ${secs}s"
   # detect_leaks stays on (LeakSanitizer): a leak on any path is a failure
   if ! (cd "$build" && ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
