@@ -51,6 +51,31 @@ static size_t keeper_hash(uint64_t id, size_t mask)
         return (size_t)id & mask;
 }
 
+/*
+ * Drops leave tombstones; once live slots and tombstones fill 3/4 of the
+ * table, rehash the live ones into a clean table of the same size, so that
+ * lookups stay short however many regions come and go.
+ */
+static void keeper_rehash(struct keeper_slot **tabp, size_t mask, size_t *tombsp)
+{
+        struct keeper_slot *old = *tabp, *tab = calloc(mask + 1, sizeof(*tab));
+
+        if (!tab)
+                return; /* keep the old one: slower, still correct */
+        for (size_t i = 0; i <= mask; i++) {
+                if (old[i].id == 0 || old[i].id == UINT64_MAX)
+                        continue;
+                size_t j = keeper_hash(old[i].id, mask);
+
+                while (tab[j].id)
+                        j = (j + 1) & mask;
+                tab[j] = old[i];
+        }
+        free(old);
+        *tabp = tab;
+        *tombsp = 0;
+}
+
 static struct keeper_slot *keeper_find(struct keeper_slot *tab, size_t mask, uint64_t id, bool insert)
 {
         struct keeper_slot *tomb = NULL;
@@ -155,7 +180,15 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
                         _exit(1);
                 sock = 3;
         }
-        close_range(4, ~0U, 0);
+        if (close_range(4, ~0U, 0) < 0) {
+                /* kernels before 5.9: close one by one, or the keeper would keep clients' sockets open */
+                struct rlimit cur;
+                int max = getrlimit(RLIMIT_NOFILE, &cur) == 0 && cur.rlim_cur != RLIM_INFINITY ? (int)cur.rlim_cur
+                                                                                               : 1 << 20;
+
+                for (int fd = 4; fd < max; fd++)
+                        close(fd);
+        }
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
                 rl.rlim_cur = rl.rlim_max;
                 setrlimit(RLIMIT_NOFILE, &rl);
@@ -165,6 +198,7 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
         tab = calloc(mask + 1, sizeof(*tab));
         if (!tab)
                 _exit(1);
+        size_t live = 0, tombs = 0;
 
         for (;;) {
                 struct keeper_msg m;
@@ -176,13 +210,21 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
                         _exit(r == 0 ? 0 : 1); /* the daemon is gone: what we hold is closed */
                 switch (m.op) {
                 case KEEPER_PARK:
-                        s = (fd >= 0 && m.id && m.id != UINT64_MAX) ? keeper_find(tab, mask, m.id, true) : NULL;
+                        if ((live + tombs + 1) * 4 > (mask + 1) * 3)
+                                keeper_rehash(&tab, mask, &tombs);
+                        s = (fd >= 0 && m.id && m.id != UINT64_MAX && live < capacity)
+                                    ? keeper_find(tab, mask, m.id, true)
+                                    : NULL;
                         if (!s || s->id == m.id) {
-                                m.status = fd < 0 ? -EBADF : -EEXIST;
+                                m.status = fd < 0 ? -EBADF : s ? -EEXIST : -ENOSPC;
                                 if (fd >= 0)
                                         close(fd);
+                                fd = -1;
                                 break;
                         }
+                        if (s->id == UINT64_MAX)
+                                tombs--;
+                        live++;
                         s->id = m.id;
                         s->fd = fd;
                         m.status = 0;
@@ -200,6 +242,8 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
                                 close(s->fd);
                                 s->id = UINT64_MAX;
                                 s->fd = -1;
+                                live--;
+                                tombs++;
                         }
                         break;
                 default:

@@ -174,11 +174,20 @@ static void server_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         server_conn_update(sc);
 }
 
-/* conn.c reports output or death outside our callbacks (a parked OPEN answered by another client's CREATE). */
+/*
+ * conn.c reports output or death outside our callbacks (a parked OPEN
+ * answered by another client's CREATE). Only schedule the work: running this
+ * connection's flush now could dispatch its buffered requests (a throttled
+ * connection resumes in conn_flush) in the middle of the other connection's
+ * request, which may then use a region those requests deleted.
+ */
 static void server_conn_notify(struct conn *c, void *userdata)
 {
+        struct server_conn *sc = userdata;
+
         (void)c;
-        server_conn_update(userdata);
+        if (!sc->doomed)
+                event_active(sc->wev, EV_WRITE, 0);
 }
 
 static void server_reap_cb(evutil_socket_t fd, short what, void *arg)

@@ -433,13 +433,27 @@ int service_restore(struct regtab *t)
                 }
                 meta = (struct region_meta){ .id = s.id, .ctime_ns = s.ctime_ns, .uid = s.uid, .gid = s.gid,
                                              .mode = s.mode, .flags = s.flags, .backend = s.backend };
+                int seals = s.backend == PROTO_BACKEND_MEMFD ? fcntl(p->fd, F_GET_SEALS) : 0;
+
                 r = regtab_region_new(s.name, p->fd, size, &meta, &reg);
                 p->fd = -1; /* consumed */
                 if (r >= 0) {
                         reg->store_slot = slot;
+                        reg->seals = seals > 0 ? (uint32_t)seals & PROTO_SEALS_KNOWN : 0;
                         r = regtab_add(t, reg);
                         if (r < 0)
                                 reg = regtab_region_free(reg);
+                }
+                if (r == -ENOMEM) {
+                        /*
+                         * Out of memory is not the region's fault: stop here with the store
+                         * untouched, so that the restart systemd makes tries again.
+                         */
+                        log_error("fd store: out of memory restoring region \"%s\"; leaving the store as it is",
+                                  s.name);
+                        free(claimed);
+                        passed_clear();
+                        return -ENOMEM;
                 }
                 if (r < 0) {
                         log_error("fd store: cannot restore region \"%s\": %s", s.name, strerror(-r));

@@ -127,6 +127,29 @@ START_TEST(test_keeper_holds_only_its_socket)
 }
 END_TEST
 
+/* many parks and drops through one small keeper: tombstones must not fill its table */
+START_TEST(test_keeper_churn)
+{
+        struct keepers k;
+        int fd = make_memfd(1), keep = make_memfd(1), out = -1;
+
+        keepers_init(&k, 8);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, keep), 0);
+        for (uint64_t id = 2; id < 20000; id++) {
+                ck_assert_int_eq(keepers_park_with_fd(&k, id, fd), 0);
+                ck_assert_int_eq(keepers_drop(&k, 0, id), 0);
+        }
+        ck_assert_uint_eq(keepers_count(&k), 1);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), 0);
+        ck_assert(same_file(out, keep));
+        close(out);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 19999, &out), -ENOENT);
+        close(fd);
+        close(keep);
+        keepers_deinit(&k);
+}
+END_TEST
+
 /* regtab parks fds past its budget and hands out working copies */
 START_TEST(test_regtab_budget)
 {
@@ -180,6 +203,7 @@ int main(void)
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
         tcase_add_test(tc, test_park_fetch_drop);
         tcase_add_test(tc, test_keeper_dies);
+        tcase_add_test(tc, test_keeper_churn);
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_regtab_budget);
         suite_add_tcase(s, tc);
