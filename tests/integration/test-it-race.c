@@ -1,0 +1,153 @@
+/* test-it-race: one connection's requests must never run inside another's (a woken, throttled waiter). */
+#include "itutil.h"
+#include "proto.h"
+
+static int it_raw_connect(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        ck_assert_int_ge(fd, 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+static size_t it_frame(uint8_t *out, uint16_t op, uint32_t id, const uint8_t *payload, int len)
+{
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = op, .id = id };
+
+        ck_assert_int_ge(len, 0);
+        h.length = (uint32_t)len;
+        proto_header_encode(&h, out);
+        memcpy(out + PROTO_HEADER_SIZE, payload, (size_t)len);
+        return PROTO_HEADER_SIZE + (size_t)len;
+}
+
+static void it_send_all(int fd, const uint8_t *buf, size_t len)
+{
+        ck_assert_int_eq(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static void it_hello(int fd)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1 };
+        uint8_t p[64], f[128], rb[512];
+        size_t n = it_frame(f, PROTO_OP_HELLO, 1, p, proto_hello_encode(&m, p, sizeof(p)));
+
+        it_send_all(fd, f, n);
+        ck_assert_int_gt(read(fd, rb, sizeof(rb)), 0);
+}
+
+/*
+ * B parks an OPEN WAIT for "x", then pipelines DELETE "x" until the daemon
+ * throttles it (its replies pile up). With the daemon stopped, A sends
+ * CREATE "x" and B drains its replies. When the daemon resumes, A's CREATE
+ * wakes B; B's buffered DELETEs must run later, in B's own turn, not inside
+ * A's request (they used to, freeing the region A's CREATE still used:
+ * a use-after-free, seen with ASan). Afterwards the daemon must be up, A must
+ * have its region, B its OPEN reply, and the daemon's fds back to baseline.
+ */
+START_TEST(test_wake_does_not_run_other_requests)
+{
+        static const char *const extra[] = { "--max-out-bytes", "64K", NULL };
+        struct it_daemon d;
+        struct proto_name del = { .name = "x" };
+        struct proto_open o = { .flags = PROTO_OPEN_WAIT, .timeout_ms = 0xFFFFFFFFu, .name = "x" };
+        struct proto_create c = { .size = 4096, .name = "x" };
+        uint8_t p[512], f[600], rb[1 << 16];
+        int a, b, fails = 0, baseline, dl;
+        unsigned sent = 0;
+        size_t n;
+
+        it_daemon_start(&d, extra);
+        baseline = it_daemon_settled_fds(&d);
+        a = it_raw_connect(d.socket);
+        b = it_raw_connect(d.socket);
+        it_hello(a);
+        it_hello(b);
+
+        n = it_frame(f, PROTO_OP_OPEN, 2, p, proto_open_encode(&o, p, sizeof(p)));
+        it_send_all(b, f, n);
+        ck_assert_int_eq(fcntl(b, F_SETFL, O_NONBLOCK), 0);
+        dl = proto_name_encode(&del, p, sizeof(p));
+        for (uint32_t id = 3; fails < 200;) {
+                n = it_frame(f, PROTO_OP_DELETE, id, p, dl);
+                if (send(b, f, n, MSG_NOSIGNAL) != (ssize_t)n) {
+                        fails++;
+                        it_sleep_ms(1);
+                        continue;
+                }
+                fails = 0;
+                id++;
+                sent++;
+        }
+        ck_assert_uint_gt(sent, 100);
+        it_sleep_ms(200);
+
+        ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+        it_sleep_ms(100);
+        n = it_frame(f, PROTO_OP_CREATE, 2, p, proto_create_encode(&c, p, sizeof(p)));
+        it_send_all(a, f, n); /* A's CREATE is ready first */
+        it_sleep_ms(50);
+        while (read(b, rb, sizeof(rb)) > 0) /* then B drains */
+                ;
+        ck_assert_int_eq(kill(d.pid, SIGCONT), 0);
+
+        /* A gets its CREATE reply, with an fd */
+        {
+                union {
+                        char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
+                        struct cmsghdr align;
+                } u;
+                struct iovec iov = { .iov_base = rb, .iov_len = sizeof(rb) };
+                struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                                      .msg_controllen = sizeof(u.buf) };
+                struct proto_header h;
+                struct pollfd pfd = { .fd = a, .events = POLLIN };
+                ssize_t k;
+
+                ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+                k = recvmsg(a, &msg, MSG_CMSG_CLOEXEC);
+                ck_assert_int_ge(k, PROTO_HEADER_SIZE);
+                ck_assert_int_eq(proto_header_decode(rb, (size_t)k, &h), 0);
+                ck_assert_uint_eq(h.opcode, PROTO_OP_CREATE);
+                ck_assert_uint_eq(h.flags & PROTO_FLAG_ERROR, 0);
+                ck_assert_uint_eq(h.nfds, 1);
+                struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+                ck_assert_ptr_nonnull(cm);
+                int fd;
+                memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+                close(fd);
+        }
+        /* the daemon is alive and serving */
+        it_sleep_ms(300);
+        ck_assert_int_eq(waitpid(d.pid, NULL, WNOHANG), 0);
+        {
+                struct iomem_client *cl = NULL;
+
+                ck_assert_int_eq(iomem_connect(d.socket, &cl), 0);
+                ck_assert_int_eq(iomem_ping(cl), 0);
+                /* B's DELETEs may have run before or after A's CREATE: either way, clean up */
+                int k = iomem_delete(cl, "x");
+                ck_assert_msg(k == 0 || k == -ENOENT, "delete: %s", iomem_strerror(k));
+                iomem_disconnect(cl);
+        }
+        close(a);
+        close(b);
+        ck_assert_int_eq(it_daemon_settled_fds(&d), baseline);
+        it_daemon_stop(&d);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("it-race");
+        TCase *tc = tcase_create("race");
+
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_wake_does_not_run_other_requests);
+        suite_add_tcase(s, tc);
+        return test_run_suite(s);
+}
