@@ -139,7 +139,39 @@ int spawn_rss(pid_t pid, struct spawn_rss *rssp)
                         rssp->shmem_kb = v;
         }
         fclose(f);
-        return rssp->rss_kb ? 0 : -EIO;
+        if (!rssp->rss_kb)
+                return -EIO;
+        /*
+         * The daemon's fd keepers (daemon/keeper.c) are part of it: add what
+         * each owns alone (Private_*; the pages they share with the daemon
+         * since fork are already in its VmRSS).
+         */
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+        f = fopen(path, "re");
+        if (f) {
+                int child;
+
+                while (fscanf(f, "%d", &child) == 1) {
+                        char cpath[64];
+                        FILE *cf;
+
+                        snprintf(cpath, sizeof(cpath), "/proc/%d/smaps_rollup", child);
+                        cf = fopen(cpath, "re");
+                        if (!cf)
+                                continue;
+                        while (fgets(line, sizeof(line), cf)) {
+                                unsigned long long v;
+
+                                if (sscanf(line, "Private_Clean: %llu kB", &v) == 1 ||
+                                    sscanf(line, "Private_Dirty: %llu kB", &v) == 1)
+                                        rssp->keepers_kb += v;
+                        }
+                        fclose(cf);
+                }
+                fclose(f);
+        }
+        rssp->rss_kb += rssp->keepers_kb;
+        return 0;
 }
 
 int spawn_pin(pid_t pid, int cpu)

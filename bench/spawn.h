@@ -15,6 +15,7 @@ struct spawn_rss {
         uint64_t anon_kb;  /* RssAnon */
         uint64_t file_kb;  /* RssFile */
         uint64_t shmem_kb; /* RssShmem: mapped region memory, if the daemon maps any */
+        uint64_t keepers_kb; /* private memory of the daemon's fd keeper children (included in rss_kb) */
 };
 
 /*

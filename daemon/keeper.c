@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -257,7 +258,30 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
         }
 }
 
+int keeper_exec_main(int argc, char **argv)
+{
+        unsigned long capacity;
+        char *end;
+
+        if (argc != 3 || strcmp(argv[1], KEEPER_ARG) != 0)
+                return -EINVAL;
+        errno = 0;
+        capacity = strtoul(argv[2], &end, 10);
+        if (errno || *end || capacity == 0 || capacity > (1ul << 24))
+                return -EINVAL;
+        if (fcntl(3, F_GETFD) < 0)
+                return -EBADF;
+        keeper_main(3, (unsigned)capacity);
+}
+
 /* ---- the daemon's side -------------------------------------------------- */
+
+static const char *keeper_exec_path;
+
+void keepers_set_exec(const char *path)
+{
+        keeper_exec_path = path;
+}
 
 void keepers_init(struct keepers *k, unsigned per_keeper)
 {
@@ -320,6 +344,16 @@ static int keepers_spawn(struct keepers *k)
         }
         if (pid == 0) {
                 close(sv[0]);
+                if (keeper_exec_path) {
+                        char cap[16];
+                        char *argv[] = { (char *)"iomemd-keeper", (char *)KEEPER_ARG, cap, NULL };
+
+                        snprintf(cap, sizeof(cap), "%u", k->per_keeper);
+                        /* the socket goes to fd 3 and stays open across exec; all else is close-on-exec */
+                        if (sv[1] == 3 ? fcntl(3, F_SETFD, 0) == 0 : dup2(sv[1], 3) == 3)
+                                execv(keeper_exec_path, argv);
+                        /* no exec (e.g. the binary is gone): serve as a forked copy */
+                }
                 keeper_main(sv[1], k->per_keeper);
         }
         close(sv[1]);

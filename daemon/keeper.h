@@ -57,6 +57,23 @@ int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp);
 /* keepers_drop() - the keeper closes what it holds under @id. Return: 0 or negative errno. */
 int keepers_drop(struct keepers *k, int index, uint64_t id);
 
+/*
+ * keepers_set_exec() - start keepers as a fresh program: fork, then exec
+ * @path (e.g. "/proc/self/exe") with the arguments KEEPER_ARG and the
+ * capacity, so that a keeper shares no memory with the daemon (a forked
+ * copy would keep every daemon heap page the daemon later writes to). The
+ * program's main() must hand such an invocation to keeper_exec_main().
+ * Without it (tests) keepers are forked copies. Return: nothing.
+ */
+#define KEEPER_ARG "--internal-fd-keeper"
+void keepers_set_exec(const char *path);
+
+/*
+ * keeper_exec_main() - the keeper's main() after exec: serve the socket at
+ * fd 3. Return: never returns when argv is a keeper invocation; -EINVAL otherwise.
+ */
+int keeper_exec_main(int argc, char **argv);
+
 /* Return: the number of keeper processes; their pids through keepers_pid(). */
 size_t keepers_count(const struct keepers *k);
 pid_t keepers_pid(const struct keepers *k, size_t index);

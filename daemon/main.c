@@ -1,8 +1,10 @@
 /* main: iomemd's entry point: configuration, logging, the event loop. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
+#include "keeper.h"
 #include "log.h"
 #include "server.h"
 
@@ -11,7 +13,10 @@ int main(int argc, char **argv)
         struct config config;
         int r;
 
+        if (argc == 3 && argv[1] && !strcmp(argv[1], KEEPER_ARG))
+                return keeper_exec_main(argc, argv) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
         log_init();
+        keepers_set_exec("/proc/self/exe");
         config_init(&config);
         r = config_parse(&config, argc, argv);
         if (r != 0) {
