@@ -1,4 +1,5 @@
 /* config: iomemd's settings, their defaults and the command line. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -33,8 +34,16 @@ void config_deinit(struct config *c)
                 return;
         free(c->socket_path);
         free(c->tmpdir);
+        free(c->config_file);
+        free(c->rules);
+        free(c->allow_uids);
+        free(c->allow_gids);
         c->socket_path = NULL;
         c->tmpdir = NULL;
+        c->config_file = NULL;
+        c->rules = NULL;
+        c->allow_uids = c->allow_gids = NULL;
+        c->nrules = c->nallow_uids = c->nallow_gids = 0;
 }
 
 /* Return: 0 with *np set; -EINVAL unless @s is a plain decimal number; -ERANGE. */
@@ -120,6 +129,8 @@ static void config_usage(FILE *f)
         fprintf(f,
                 "Usage: iomemd [OPTIONS]\n"
                 "Broker of shared memory regions passed as file descriptors.\n\n"
+                "  --config PATH              configuration file (default: " CONFIG_DEFAULT_FILE " if it\n"
+                "                             exists); options given here win over it; SIGHUP rereads it\n"
                 "  --socket PATH              listening socket (default: $IOMEM_SOCKET, else\n"
                 "                             " CONFIG_SYSTEM_SOCKET " as root, else\n"
                 "                             $XDG_RUNTIME_DIR/iomemd.sock)\n"
@@ -129,6 +140,12 @@ static void config_usage(FILE *f)
                 "  --max-connections N        clients connected at once (default: %u)\n"
                 "  --max-bytes SIZE           total bytes of named regions, 0 = unlimited (default: 0)\n"
                 "  --default-mode OCTAL       mode of regions created with mode 0 (default: %04o)\n"
+                "  --quota-bytes SIZE         per uid: bytes of named regions owned, 0 = unlimited (default: 0)\n"
+                "  --quota-regions N          per uid: named regions owned, 0 = unlimited (default: 0)\n"
+                "  --quota-connections N      per uid: connections at once, 0 = unlimited (default: 0)\n"
+                "  --quota-fds N              per uid: fds queued towards it, 0 = unlimited (default: 0)\n"
+                "  --allow-uids LIST          only these uids (comma-separated) and --allow-gids may connect\n"
+                "  --allow-gids LIST          only members of these gids and --allow-uids may connect\n"
                 "  --handshake-timeout SEC    drop clients that send no HELLO in time, 0 = never (default: %u)\n"
                 "  --max-out-bytes SIZE       per-client reply queue bound, 0 = built-in (default: 0)\n"
                 "  --log-level LEVEL          error|warning|notice|info|debug (default: info)\n"
@@ -139,12 +156,6 @@ static void config_usage(FILE *f)
                 "  -V, --version              show the version\n",
                 CONFIG_DEFAULT_MAX_REGIONS, CONFIG_DEFAULT_MAX_CONNECTIONS, CONFIG_DEFAULT_MODE,
                 CONFIG_DEFAULT_HANDSHAKE_TIMEOUT);
-}
-
-static int config_error(const char *opt, const char *arg, const char *why)
-{
-        fprintf(stderr, "iomemd: invalid %s '%s': %s (see --help)\n", opt, arg, why);
-        return -EINVAL;
 }
 
 static int config_replace(char **dstp, const char *s)
@@ -158,128 +169,523 @@ static int config_replace(char **dstp, const char *s)
         return 0;
 }
 
-int config_parse(struct config *c, int argc, char **argv)
+/* Parse "1000, 1001,1002" into a fresh array. Return: 0; -EINVAL with *whyp; -ENOMEM. */
+static int config_parse_ids(const char *s, uint32_t **idsp, size_t *np, const char **whyp)
 {
-        enum {
-                OPT_SOCKET = 0x100, OPT_BACKEND, OPT_MAX_REGION_SIZE, OPT_MAX_REGIONS, OPT_MAX_CONNECTIONS,
-                OPT_MAX_BYTES, OPT_DEFAULT_MODE, OPT_HANDSHAKE_TIMEOUT, OPT_MAX_OUT_BYTES, OPT_LOG_LEVEL,
-                OPT_TMPDIR, OPT_MAX_REGION_FDS,
-        };
-        static const struct option options[] = {
-                { "socket", required_argument, NULL, OPT_SOCKET },
-                { "backend", required_argument, NULL, OPT_BACKEND },
-                { "max-region-size", required_argument, NULL, OPT_MAX_REGION_SIZE },
-                { "max-regions", required_argument, NULL, OPT_MAX_REGIONS },
-                { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
-                { "max-bytes", required_argument, NULL, OPT_MAX_BYTES },
-                { "default-mode", required_argument, NULL, OPT_DEFAULT_MODE },
-                { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
-                { "max-out-bytes", required_argument, NULL, OPT_MAX_OUT_BYTES },
-                { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
-                { "tmpdir", required_argument, NULL, OPT_TMPDIR },
-                { "max-region-fds", required_argument, NULL, OPT_MAX_REGION_FDS },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, 'V' },
-                {},
-        };
+        uint32_t *ids = NULL;
+        size_t n = 0;
+
+        for (const char *p = s;;) {
+                uint64_t v;
+                char *end;
+
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                if (config_parse_u64(p, &v, &end) < 0 || v >= UINT32_MAX) {
+                        free(ids);
+                        *whyp = "expected comma-separated numeric ids below 4294967295";
+                        return -EINVAL;
+                }
+                if (n >= CONFIG_MAX_ALLOW) {
+                        free(ids);
+                        *whyp = "too many ids";
+                        return -EINVAL;
+                }
+                uint32_t *grown = realloc(ids, (n + 1) * sizeof(*ids));
+                if (!grown) {
+                        free(ids);
+                        return -ENOMEM;
+                }
+                ids = grown;
+                ids[n++] = (uint32_t)v;
+                p = end;
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                if (*p == '\0')
+                        break;
+                if (*p != ',') {
+                        free(ids);
+                        *whyp = "expected comma-separated numeric ids";
+                        return -EINVAL;
+                }
+                p++;
+        }
+        *idsp = ids;
+        *np = n;
+        return 0;
+}
+
+/* Return: 0 with *vp; -EINVAL with *whyp. */
+static int config_value_count(const char *value, uint64_t *vp, const char **whyp)
+{
+        if (config_parse_u64(value, vp, NULL) < 0) {
+                *whyp = "expected a number";
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int config_value_size(const char *value, uint64_t *vp, const char **whyp)
+{
+        if (config_parse_size(value, vp) < 0) {
+                *whyp = "expected a size like 16G";
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/*
+ * A quota-* key, for the defaults (@rule NULL) or a [uid]/[gid] section.
+ * Return: 1 if @key is a quota key (applied), 0 if not, -EINVAL with *whyp.
+ */
+static int config_set_quota(struct config *c, struct config_quota_rule *rule, const char *key, const char *value,
+                            const char **whyp)
+{
+        struct config_quota *q = rule ? &rule->quota : &c->quota;
+        uint64_t v;
+        uint32_t bit;
+        int r;
+
+        if (strcmp(key, "quota-bytes") == 0) {
+                r = config_value_size(value, &v, whyp);
+                q->bytes = v;
+                bit = CONFIG_QUOTA_SET_BYTES;
+        } else if (strcmp(key, "quota-regions") == 0) {
+                r = config_value_count(value, &v, whyp);
+                q->regions = v;
+                bit = CONFIG_QUOTA_SET_REGIONS;
+        } else if (strcmp(key, "quota-connections") == 0) {
+                r = config_value_count(value, &v, whyp);
+                q->connections = v;
+                bit = CONFIG_QUOTA_SET_CONNECTIONS;
+        } else if (strcmp(key, "quota-fds") == 0) {
+                r = config_value_count(value, &v, whyp);
+                q->fds = v;
+                bit = CONFIG_QUOTA_SET_FDS;
+        } else {
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        if (rule)
+                rule->set |= bit;
+        return 1;
+}
+
+/*
+ * config_set() - one setting, by its long option name, from the command
+ * line or the file. Return: 0; -ENOENT for an unknown key; -EINVAL with
+ * *whyp; -ENOMEM.
+ */
+static int config_set(struct config *c, const char *key, const char *value, const char **whyp)
+{
         uint64_t v;
         char *end;
-        int opt, r;
+        int r;
 
-        optind = 0; /* full reinitialisation: config_parse() may be called more than once */
+        r = config_set_quota(c, NULL, key, value, whyp);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        if (strcmp(key, "backend") == 0) {
+                r = backend_from_name(value);
+                if (r < 0) {
+                        *whyp = "expected auto, memfd, shm or file";
+                        return -EINVAL;
+                }
+                c->backend = r;
+        } else if (strcmp(key, "max-region-size") == 0) {
+                if (config_parse_size(value, &v) < 0 || v == 0) {
+                        *whyp = "expected a positive size like 1G";
+                        return -EINVAL;
+                }
+                c->max_region_size = v;
+        } else if (strcmp(key, "max-regions") == 0 || strcmp(key, "max-connections") == 0) {
+                if (config_parse_u64(value, &v, NULL) < 0 || v == 0) {
+                        *whyp = "expected a positive number";
+                        return -EINVAL;
+                }
+                if (key[4] == 'r')
+                        c->max_regions = v;
+                else
+                        c->max_connections = v;
+        } else if (strcmp(key, "max-region-fds") == 0) {
+                r = config_value_count(value, &c->max_region_fds, whyp);
+                if (r < 0)
+                        return r;
+        } else if (strcmp(key, "max-bytes") == 0) {
+                r = config_value_size(value, &c->max_bytes, whyp);
+                if (r < 0)
+                        return r;
+        } else if (strcmp(key, "default-mode") == 0) {
+                errno = 0;
+                v = strtoull(value, &end, 8);
+                if (errno || end == value || *end || value[0] == '-' || value[0] == '+' || value[0] == ' ' ||
+                    v == 0 || v > 0777) {
+                        *whyp = "expected octal 1..0777";
+                        return -EINVAL;
+                }
+                c->default_mode = (uint32_t)v;
+        } else if (strcmp(key, "handshake-timeout") == 0) {
+                if (config_parse_u64(value, &v, NULL) < 0 || v > 86400) {
+                        *whyp = "expected seconds 0..86400";
+                        return -EINVAL;
+                }
+                c->handshake_timeout_sec = (unsigned)v;
+        } else if (strcmp(key, "max-out-bytes") == 0) {
+                if (config_parse_size(value, &v) < 0 || v > SIZE_MAX) {
+                        *whyp = "expected a size like 4M";
+                        return -EINVAL;
+                }
+                c->max_out_bytes = (size_t)v;
+        } else if (strcmp(key, "log-level") == 0) {
+                r = log_level_from_name(value);
+                if (r < 0) {
+                        *whyp = "expected error, warning, notice, info or debug";
+                        return -EINVAL;
+                }
+                c->log_level = r;
+        } else if (strcmp(key, "tmpdir") == 0) {
+                if (!*value) {
+                        *whyp = "empty path";
+                        return -EINVAL;
+                }
+                return config_replace(&c->tmpdir, value);
+        } else if (strcmp(key, "allow-uids") == 0 || strcmp(key, "allow-gids") == 0) {
+                bool uids = key[6] == 'u';
+                uint32_t *ids;
+                size_t n;
+
+                r = config_parse_ids(value, &ids, &n, whyp);
+                if (r < 0)
+                        return r;
+                free(uids ? c->allow_uids : c->allow_gids);
+                if (uids) {
+                        c->allow_uids = ids;
+                        c->nallow_uids = n;
+                } else {
+                        c->allow_gids = ids;
+                        c->nallow_gids = n;
+                }
+                c->allow_list = true;
+        } else {
+                return -ENOENT;
+        }
+        return 0;
+}
+
+/* "[uid 1000]" or "[gid 100]" (spaces trimmed by the caller). Return: 0; -EINVAL with *whyp; -ENOMEM. */
+static int config_section(struct config *c, char *line, struct config_quota_rule **rulep, const char **whyp)
+{
+        size_t len = strlen(line);
+        struct config_quota_rule *rules;
+        bool group;
+        uint64_t v;
+        char *p;
+
+        *whyp = "expected [uid N] or [gid N]";
+        if (len < 2 || line[len - 1] != ']')
+                return -EINVAL;
+        line[len - 1] = '\0';
+        p = line + 1;
+        if (strncmp(p, "uid", 3) != 0 && strncmp(p, "gid", 3) != 0)
+                return -EINVAL;
+        group = p[0] == 'g';
+        p += 3;
+        if (*p != ' ' && *p != '\t')
+                return -EINVAL;
+        while (*p == ' ' || *p == '\t')
+                p++;
+        len = strlen(p);
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+                p[--len] = '\0';
+        if (config_parse_u64(p, &v, NULL) < 0 || v >= UINT32_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < c->nrules; i++) {
+                if (c->rules[i].group == group && c->rules[i].id == v) {
+                        *rulep = &c->rules[i];
+                        return 0;
+                }
+        }
+        if (c->nrules >= CONFIG_MAX_RULES) {
+                *whyp = "too many sections";
+                return -EINVAL;
+        }
+        rules = realloc(c->rules, (c->nrules + 1) * sizeof(*rules));
+        if (!rules)
+                return -ENOMEM;
+        c->rules = rules;
+        c->rules[c->nrules] = (struct config_quota_rule){ .group = group, .id = (uint32_t)v };
+        *rulep = &c->rules[c->nrules++];
+        return 0;
+}
+
+static char *config_trim(char *s)
+{
+        size_t len;
+
+        while (isspace((unsigned char)*s))
+                s++;
+        len = strlen(s);
+        while (len && isspace((unsigned char)s[len - 1]))
+                s[--len] = '\0';
+        return s;
+}
+
+int config_load_file(struct config *c, const char *path, char *err, size_t errsize)
+{
+        struct config_quota_rule *rule = NULL;
+        const char *why = "";
+        unsigned lineno = 0;
+        char *buf = NULL;
+        size_t bufsize = 0;
+        FILE *f;
+        int r = 0;
+
+        f = fopen(path, "re");
+        if (!f) {
+                r = -errno;
+                snprintf(err, errsize, "%s: %s", path, strerror(-r));
+                return r;
+        }
+        while (getline(&buf, &bufsize, f) >= 0) {
+                char *line, *eq, *key, *value;
+
+                lineno++;
+                line = buf;
+                if ((eq = strchr(line, '#')))
+                        *eq = '\0';
+                line = config_trim(line);
+                if (!*line)
+                        continue;
+                if (*line == '[') {
+                        r = config_section(c, line, &rule, &why);
+                        if (r < 0)
+                                break;
+                        continue;
+                }
+                eq = strchr(line, '=');
+                if (!eq) {
+                        why = "expected key = value";
+                        r = -EINVAL;
+                        break;
+                }
+                *eq = '\0';
+                key = config_trim(line);
+                value = config_trim(eq + 1);
+                if (rule) {
+                        r = config_set_quota(c, rule, key, value, &why);
+                        if (r == 0) {
+                                why = "only quota-bytes, quota-regions, quota-connections and quota-fds belong "
+                                      "in a [uid]/[gid] section";
+                                r = -EINVAL;
+                        }
+                        if (r < 0)
+                                break;
+                        r = 0;
+                        continue;
+                }
+                if (strcmp(key, "socket") == 0 || strcmp(key, "config") == 0) {
+                        why = "only on the command line";
+                        r = -EINVAL;
+                        break;
+                }
+                r = config_set(c, key, value, &why);
+                if (r == -ENOENT) {
+                        why = "unknown key";
+                        r = -EINVAL;
+                }
+                if (r < 0)
+                        break;
+        }
+        if (r == -ENOMEM)
+                snprintf(err, errsize, "%s:%u: out of memory", path, lineno);
+        else if (r < 0)
+                snprintf(err, errsize, "%s:%u: %s", path, lineno, why);
+        else if (ferror(f)) {
+                r = -EIO;
+                snprintf(err, errsize, "%s: read error", path);
+        }
+        free(buf);
+        fclose(f);
+        return r;
+}
+
+void config_quota_for(const struct config *c, uint32_t uid, uint32_t gid, struct config_quota *q)
+{
+        *q = c->quota;
+        /* groups first, so that a [uid] section wins */
+        for (int pass = 0; pass < 2; pass++) {
+                for (size_t i = 0; i < c->nrules; i++) {
+                        const struct config_quota_rule *rule = &c->rules[i];
+
+                        if (rule->group != (pass == 0) || rule->id != (pass == 0 ? gid : uid))
+                                continue;
+                        if (rule->set & CONFIG_QUOTA_SET_BYTES)
+                                q->bytes = rule->quota.bytes;
+                        if (rule->set & CONFIG_QUOTA_SET_REGIONS)
+                                q->regions = rule->quota.regions;
+                        if (rule->set & CONFIG_QUOTA_SET_CONNECTIONS)
+                                q->connections = rule->quota.connections;
+                        if (rule->set & CONFIG_QUOTA_SET_FDS)
+                                q->fds = rule->quota.fds;
+                }
+        }
+}
+
+bool config_allows(const struct config *c, uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups)
+{
+        if (!c->allow_list || uid == 0 || uid == geteuid())
+                return true;
+        for (size_t i = 0; i < c->nallow_uids; i++)
+                if (c->allow_uids[i] == uid)
+                        return true;
+        for (size_t i = 0; i < c->nallow_gids; i++) {
+                if (c->allow_gids[i] == gid)
+                        return true;
+                for (size_t j = 0; j < ngroups; j++)
+                        if (c->allow_gids[i] == groups[j])
+                                return true;
+        }
+        return false;
+}
+
+static const struct option config_options[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "socket", required_argument, NULL, 's' },
+        { "backend", required_argument, NULL, 0 },
+        { "max-region-size", required_argument, NULL, 0 },
+        { "max-regions", required_argument, NULL, 0 },
+        { "max-connections", required_argument, NULL, 0 },
+        { "max-bytes", required_argument, NULL, 0 },
+        { "default-mode", required_argument, NULL, 0 },
+        { "quota-bytes", required_argument, NULL, 0 },
+        { "quota-regions", required_argument, NULL, 0 },
+        { "quota-connections", required_argument, NULL, 0 },
+        { "quota-fds", required_argument, NULL, 0 },
+        { "allow-uids", required_argument, NULL, 0 },
+        { "allow-gids", required_argument, NULL, 0 },
+        { "handshake-timeout", required_argument, NULL, 0 },
+        { "max-out-bytes", required_argument, NULL, 0 },
+        { "log-level", required_argument, NULL, 0 },
+        { "tmpdir", required_argument, NULL, 0 },
+        { "max-region-fds", required_argument, NULL, 0 },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        {},
+};
+
+/*
+ * One pass over the command line. @config_only: handle --config, --help,
+ * --version and usage errors only (the file is read between the passes).
+ * Return: as config_parse().
+ */
+static int config_parse_args(struct config *c, int argc, char **argv, bool config_only, bool quiet)
+{
+        int opt, idx, r;
+
+        optind = 0; /* full reinitialisation: this runs more than once */
         opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":hV", options, NULL)) >= 0) {
+        while ((opt = getopt_long(argc, argv, ":hV", config_options, &idx)) >= 0) {
                 const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+                const char *why = "";
 
                 switch (opt) {
-                case OPT_SOCKET:
-                        if (!*optarg)
-                                return config_error("--socket", optarg, "empty path");
+                case 'c':
+                        if (!config_only)
+                                break;
+                        if (!*optarg) {
+                                if (!quiet)
+                                        fprintf(stderr, "iomemd: invalid --config '': empty path (see --help)\n");
+                                return -EINVAL;
+                        }
+                        r = config_replace(&c->config_file, optarg);
+                        if (r < 0)
+                                return r;
+                        break;
+                case 's':
+                        if (config_only)
+                                break;
+                        if (!*optarg) {
+                                if (!quiet)
+                                        fprintf(stderr, "iomemd: invalid --socket '': empty path (see --help)\n");
+                                return -EINVAL;
+                        }
                         r = config_replace(&c->socket_path, optarg);
                         if (r < 0)
                                 return r;
                         break;
-                case OPT_BACKEND:
-                        r = backend_from_name(optarg);
-                        if (r < 0)
-                                return config_error("--backend", optarg, "expected auto, memfd, shm or file");
-                        c->backend = r;
-                        break;
-                case OPT_MAX_REGION_SIZE:
-                        if (config_parse_size(optarg, &v) < 0 || v == 0)
-                                return config_error("--max-region-size", optarg,
-                                                    "expected a positive size like 1G");
-                        c->max_region_size = v;
-                        break;
-                case OPT_MAX_REGIONS:
-                        if (config_parse_u64(optarg, &v, NULL) < 0 || v == 0)
-                                return config_error("--max-regions", optarg, "expected a positive number");
-                        c->max_regions = v;
-                        break;
-                case OPT_MAX_CONNECTIONS:
-                        if (config_parse_u64(optarg, &v, NULL) < 0 || v == 0)
-                                return config_error("--max-connections", optarg, "expected a positive number");
-                        c->max_connections = v;
-                        break;
-                case OPT_MAX_REGION_FDS:
-                        if (config_parse_u64(optarg, &v, NULL) < 0)
-                                return config_error("--max-region-fds", optarg, "expected a number");
-                        c->max_region_fds = v;
-                        break;
-                case OPT_MAX_BYTES:
-                        if (config_parse_size(optarg, &v) < 0)
-                                return config_error("--max-bytes", optarg, "expected a size like 16G");
-                        c->max_bytes = v;
-                        break;
-                case OPT_DEFAULT_MODE:
-                        errno = 0;
-                        v = strtoull(optarg, &end, 8);
-                        if (errno || end == optarg || *end || optarg[0] == '-' || v == 0 || v > 0777)
-                                return config_error("--default-mode", optarg, "expected octal 1..0777");
-                        c->default_mode = (uint32_t)v;
-                        break;
-                case OPT_HANDSHAKE_TIMEOUT:
-                        if (config_parse_u64(optarg, &v, NULL) < 0 || v > 86400)
-                                return config_error("--handshake-timeout", optarg, "expected seconds 0..86400");
-                        c->handshake_timeout_sec = (unsigned)v;
-                        break;
-                case OPT_MAX_OUT_BYTES:
-                        if (config_parse_size(optarg, &v) < 0 || v > SIZE_MAX)
-                                return config_error("--max-out-bytes", optarg, "expected a size like 4M");
-                        c->max_out_bytes = (size_t)v;
-                        break;
-                case OPT_LOG_LEVEL:
-                        r = log_level_from_name(optarg);
-                        if (r < 0)
-                                return config_error("--log-level", optarg,
-                                                    "expected error, warning, notice, info or debug");
-                        c->log_level = r;
-                        break;
-                case OPT_TMPDIR:
-                        if (!*optarg)
-                                return config_error("--tmpdir", optarg, "empty path");
-                        r = config_replace(&c->tmpdir, optarg);
+                case 0:
+                        if (config_only)
+                                break;
+                        r = config_set(c, config_options[idx].name, optarg, &why);
+                        if (r == -EINVAL && !quiet)
+                                fprintf(stderr, "iomemd: invalid --%s '%s': %s (see --help)\n",
+                                        config_options[idx].name, optarg, why);
                         if (r < 0)
                                 return r;
                         break;
                 case 'h':
-                        config_usage(stdout);
+                        if (config_only)
+                                config_usage(stdout);
                         return 1;
                 case 'V':
-                        printf("iomemd " IOMEM_VERSION "\n");
+                        if (config_only)
+                                printf("iomemd " IOMEM_VERSION "\n");
                         return 1;
                 case ':':
-                        fprintf(stderr, "iomemd: option '%s' needs an argument (see --help)\n", name);
+                        if (!quiet)
+                                fprintf(stderr, "iomemd: option '%s' needs an argument (see --help)\n", name);
                         return -EINVAL;
                 default:
-                        fprintf(stderr, "iomemd: unknown option '%s' (see --help)\n", name);
+                        if (!quiet)
+                                fprintf(stderr, "iomemd: unknown option '%s' (see --help)\n", name);
                         return -EINVAL;
                 }
         }
         if (optind < argc) {
-                fprintf(stderr, "iomemd: unexpected argument '%s' (see --help)\n", argv[optind]);
+                if (!quiet)
+                        fprintf(stderr, "iomemd: unexpected argument '%s' (see --help)\n", argv[optind]);
                 return -EINVAL;
         }
+        return 0;
+}
+
+/* The file, then the command line. Return: as config_parse(); errors go to stderr or, if @quiet, the log. */
+static int config_apply(struct config *c, int argc, char **argv, bool quiet)
+{
+        char err[512];
+        int r;
+
+        c->argc = argc;
+        c->argv = argv;
+        r = config_parse_args(c, argc, argv, true, quiet);
+        if (r != 0)
+                return r;
+        if (!c->config_file && access(CONFIG_DEFAULT_FILE, F_OK) == 0) {
+                r = config_replace(&c->config_file, CONFIG_DEFAULT_FILE);
+                if (r < 0)
+                        return r;
+        }
+        if (c->config_file) {
+                r = config_load_file(c, c->config_file, err, sizeof(err));
+                if (r < 0) {
+                        if (quiet)
+                                log_error("configuration: %s", err);
+                        else
+                                fprintf(stderr, "iomemd: %s\n", err);
+                        return r == -ENOMEM ? r : -EINVAL;
+                }
+        }
+        return config_parse_args(c, argc, argv, false, quiet);
+}
+
+int config_parse(struct config *c, int argc, char **argv)
+{
+        int r;
+
+        r = config_apply(c, argc, argv, false);
+        if (r != 0)
+                return r;
         if (!c->socket_path) {
                 r = config_default_socket(&c->socket_path);
                 if (r == -ENOENT && getenv("LISTEN_FDS")) {
@@ -294,5 +700,29 @@ int config_parse(struct config *c, int argc, char **argv)
                         return -EINVAL;
                 }
         }
+        return 0;
+}
+
+int config_reload(struct config *c)
+{
+        struct config fresh;
+        int r;
+
+        config_init(&fresh);
+        r = config_apply(&fresh, c->argc, c->argv, true);
+        if (r != 0) {
+                config_deinit(&fresh);
+                if (r > 0)
+                        r = -EINVAL;
+                log_error("configuration reload failed (%s): keeping the running configuration", strerror(-r));
+                return r;
+        }
+        /* startup-only settings */
+        free(fresh.socket_path);
+        fresh.socket_path = c->socket_path;
+        fresh.max_region_fds = c->max_region_fds;
+        c->socket_path = NULL;
+        config_deinit(c);
+        *c = fresh;
         return 0;
 }

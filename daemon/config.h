@@ -1,8 +1,10 @@
 /* config: iomemd's settings, their defaults and the command line. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "proto.h"
 
@@ -13,6 +15,31 @@
 #define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT 10u
 #define CONFIG_SYSTEM_SOCKET_DIR "/run/iomemd"
 #define CONFIG_SYSTEM_SOCKET CONFIG_SYSTEM_SOCKET_DIR "/iomemd.sock"
+#define CONFIG_DEFAULT_FILE "/etc/iomemd/iomemd.conf"
+#define CONFIG_MAX_RULES 4096u    /* [uid N] / [gid N] sections */
+#define CONFIG_MAX_ALLOW 4096u    /* entries of allow-uids plus allow-gids */
+
+/* Per-uid limits; 0 = unlimited. */
+struct config_quota {
+        uint64_t bytes;       /* bytes of named regions owned */
+        uint64_t regions;     /* named regions owned */
+        uint64_t connections; /* connections open at once */
+        uint64_t fds;         /* fds queued towards the uid's connections, not yet received */
+};
+
+/* config_quota_rule.set bits: which fields of the rule override the defaults */
+#define CONFIG_QUOTA_SET_BYTES 0x1u
+#define CONFIG_QUOTA_SET_REGIONS 0x2u
+#define CONFIG_QUOTA_SET_CONNECTIONS 0x4u
+#define CONFIG_QUOTA_SET_FDS 0x8u
+
+/* A [uid N] or [gid N] section of the configuration file. */
+struct config_quota_rule {
+        bool group;
+        uint32_t id;
+        uint32_t set; /* CONFIG_QUOTA_SET_* */
+        struct config_quota quota;
+};
 
 struct config {
         char *socket_path;          /* owned; NULL until config_parse() picks one */
@@ -27,6 +54,18 @@ struct config {
         int log_level;              /* enum log_level */
         char *tmpdir;               /* owned; file backend directory, NULL = $TMPDIR or /tmp */
         uint64_t max_region_fds;    /* region fds held in-process, the rest in keepers; 0 = from the fd limit */
+        /* access control and quotas (docs/security.md) */
+        char *config_file;          /* owned; the file read, NULL = none */
+        struct config_quota quota;  /* per-uid defaults */
+        struct config_quota_rule *rules; /* owned; per-uid and per-group overrides */
+        size_t nrules;
+        uint32_t *allow_uids;       /* owned; with allow_gids: who may connect, if allow_list */
+        size_t nallow_uids;
+        uint32_t *allow_gids;
+        size_t nallow_gids;
+        bool allow_list;            /* allow-uids or allow-gids was given */
+        int argc;                   /* the command line, borrowed, for config_reload() */
+        char **argv;
 };
 
 /* config_init() - fill in the defaults. Return: nothing. */
@@ -51,9 +90,44 @@ int config_parse_size(const char *s, uint64_t *sizep);
 int config_default_socket(char **pathp);
 
 /*
- * config_parse() - apply the command line on top of the defaults in @c.
+ * config_parse() - read the configuration file (--config PATH, else
+ * CONFIG_DEFAULT_FILE if it exists), then apply the command line on top:
+ * the command line wins.
  * Errors and --help/--version output are written here.
  * Return: 0 to run; 1 if --help or --version was handled (exit 0);
  * -EINVAL for a usage error (one line on stderr; exit 2); -ENOMEM.
  */
 int config_parse(struct config *c, int argc, char **argv);
+
+/*
+ * config_load_file() - apply the settings of file @path to @c. Lines are
+ * "key = value" with the long option names as keys, "#" comments, and
+ * "[uid N]" / "[gid N]" sections holding quota-* keys. On error, one line
+ * (file:line: why) is written to @err.
+ * Return: 0; -ENOENT and other errors from opening it; -EINVAL for a bad
+ * line; -ENOMEM.
+ */
+int config_load_file(struct config *c, const char *path, char *err, size_t errsize);
+
+/*
+ * config_reload() - read the configuration file and command line again
+ * into a fresh configuration and, only if that succeeds, replace @c's
+ * settings with it (the socket path and max_region_fds stay: they are used
+ * at startup only). @c must have come from config_parse().
+ * Return: 0; a negative errno with the old settings kept and the reason logged.
+ */
+int config_reload(struct config *c);
+
+/*
+ * config_quota_for() - the limits of @uid whose primary group is @gid: the
+ * defaults, then what a [gid] section of @gid sets, then what a [uid]
+ * section of @uid sets. Return: nothing.
+ */
+void config_quota_for(const struct config *c, uint32_t uid, uint32_t gid, struct config_quota *q);
+
+/*
+ * config_allows() - may a peer connect? True if no allow-list is set, for
+ * uid 0 and the daemon's own uid, for a listed uid, or a listed gid among
+ * @gid and @groups. Return: true or false.
+ */
+bool config_allows(const struct config *c, uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups);

@@ -5,13 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "backend.h"
 #include "conn.h"
 #include "log.h"
 #include "proto.h"
+#include "quota.h"
 #include "service.h"
 #include "transport.h"
 
@@ -40,6 +43,10 @@ struct conn {
         uid_t uid;
         gid_t gid;
         pid_t pid;
+        gid_t *groups; /* SO_PEERGROUPS, may be NULL */
+        size_t ngroups;
+        unsigned refusals; /* logged so far (CONN_MAX_LOGGED_REFUSALS) */
+        uint64_t fds_charged; /* queued fds counted in the uid's quota usage */
         bool hello_done;
         bool closing; /* a fatal error reply is queued: read nothing more, free once sent */
         bool throttled; /* replies pile up: parse no more requests until they drain */
@@ -118,6 +125,8 @@ static void conn_lease_unlink(struct region *r)
 /* Take a region out of the table and the fd store and free the daemon's copy; holders' fds stay valid. */
 static void conn_region_delete(struct conn_ctx *ctx, struct region *r)
 {
+        /* a refund never allocates */
+        quota_charge(ctx->quota, r->meta.uid, -(int64_t)r->size, -1, 0, 0);
         conn_lease_unlink(r);
         regtab_remove(ctx->regtab, r);
         service_region_removed(r);
@@ -136,12 +145,88 @@ static bool conn_over_bytes(const struct conn_ctx *ctx, uint64_t old_size, uint6
         return held > limit || new_size > limit - held;
 }
 
+/*
+ * conn_quota_check() - may @uid (whose limits come from @c's primary gid if
+ * @uid is @c's peer, else from its [uid] section and defaults) take these
+ * amounts more? Return: 0 or -EDQUOT.
+ */
+static int conn_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds)
+{
+        struct config_quota limits;
+
+        config_quota_for(c->ctx->config, uid, uid == c->uid ? c->gid : UINT32_MAX, &limits);
+        return quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds);
+}
+
 /* ---- lifetime ----------------------------------------------------------- */
+
+/*
+ * Refuse a peer at accept: one error reply it can read as the answer to its
+ * HELLO, sent without waiting (a fresh socket's buffer has room), then close.
+ */
+static void conn_refuse(int fd, int error, const char *message)
+{
+        struct proto_error e = { .error = error, .message = message };
+        struct proto_header h = {
+                .magic = PROTO_MAGIC,
+                .version = PROTO_VERSION,
+                .flags = PROTO_FLAG_REPLY | PROTO_FLAG_ERROR,
+                .opcode = PROTO_OP_HELLO,
+                .id = 0,
+        };
+        uint8_t buf[PROTO_HEADER_SIZE + 128];
+        int len;
+
+        len = proto_error_encode(&e, buf + PROTO_HEADER_SIZE, sizeof(buf) - PROTO_HEADER_SIZE);
+        if (len >= 0) {
+                h.length = (uint32_t)len;
+                proto_header_encode(&h, buf);
+                (void)!send(fd, buf, PROTO_HEADER_SIZE + (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+        close(fd);
+}
+
+/* Return: 0 with the peer's supplementary groups (malloc'd, may be NULL with 0); negative errno. */
+static int conn_peer_groups(int fd, gid_t **groupsp, size_t *np)
+{
+        socklen_t len = 16 * sizeof(gid_t);
+        gid_t *groups = NULL;
+
+        for (int attempt = 0; attempt < 4; attempt++) {
+                gid_t *grown = realloc(groups, len ? len : sizeof(gid_t));
+
+                if (!grown) {
+                        free(groups);
+                        return -ENOMEM;
+                }
+                groups = grown;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
+                        *groupsp = groups;
+                        *np = len / sizeof(gid_t);
+                        return 0;
+                }
+                if (errno != ERANGE) {
+                        free(groups);
+                        /* kernels before 4.13: primary group only */
+                        if (errno == ENOPROTOOPT) {
+                                *groupsp = NULL;
+                                *np = 0;
+                                return 0;
+                        }
+                        return -errno;
+                }
+        }
+        free(groups);
+        return -ERANGE;
+}
 
 int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
 {
+        struct config_quota limits;
         struct ucred cred;
         socklen_t len = sizeof(cred);
+        gid_t *groups = NULL;
+        size_t ngroups = 0;
         struct conn *c;
         int r;
 
@@ -150,21 +235,62 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
                 close(fd);
                 return r;
         }
-        c = calloc(1, sizeof(*c));
-        if (!c) {
+        r = conn_peer_groups(fd, &groups, &ngroups);
+        if (r < 0) {
                 close(fd);
-                return -ENOMEM;
+                return r;
+        }
+        if (!config_allows(ctx->config, cred.uid, cred.gid, groups, ngroups)) {
+                uint64_t now = conn_now_ns();
+
+                if (!ctx->refused_logged_ns || now - ctx->refused_logged_ns >= NSEC_PER_SEC) {
+                        log_notice("refused connection of pid=%d uid=%u gid=%u: not in the allow-list",
+                                   (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
+                        ctx->refused_logged_ns = now;
+                }
+                free(groups);
+                conn_refuse(fd, -EACCES, "not allowed to connect");
+                return -EACCES;
+        }
+        if (!ctx->quota) {
+                r = quota_new(ctx->regtab, &ctx->quota);
+                if (r < 0) {
+                        free(groups);
+                        close(fd);
+                        return r;
+                }
+        }
+        config_quota_for(ctx->config, cred.uid, cred.gid, &limits);
+        if (quota_check(ctx->quota, cred.uid, &limits, 0, 0, 1, 0) < 0) {
+                log_debug("refused connection of pid=%d uid=%u: connection quota (%llu) reached", (int)cred.pid,
+                          (unsigned)cred.uid, (unsigned long long)limits.connections);
+                free(groups);
+                conn_refuse(fd, -EDQUOT, "connection quota reached");
+                r = -EDQUOT;
+                goto fail_quota;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c || quota_charge(ctx->quota, cred.uid, 0, 0, 1, 0) < 0) {
+                free(c);
+                free(groups);
+                close(fd);
+                r = -ENOMEM;
+                goto fail_quota;
         }
         c->ctx = ctx;
         c->fd = fd; /* consumed */
         c->uid = cred.uid;
         c->gid = cred.gid;
         c->pid = cred.pid;
+        c->groups = groups;
+        c->ngroups = ngroups;
         r = transport_init(&c->transport, fd, ctx->config->max_out_bytes, 0);
         if (r < 0) {
+                quota_charge(ctx->quota, cred.uid, 0, 0, -1, 0);
                 close(fd);
+                free(c->groups);
                 free(c);
-                return r;
+                goto fail_quota;
         }
         c->transport_ready = true;
         if (ctx->config->handshake_timeout_sec)
@@ -173,6 +299,23 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         ctx->generation++;
         *connp = c;
         return 0;
+
+fail_quota:
+        if (ctx->connections == 0)
+                ctx->quota = quota_free(ctx->quota);
+        return r;
+}
+
+/* Bring the uid's count of queued fds in line with the transport's (after every queue and flush). */
+static void conn_sync_fds(struct conn *c)
+{
+        uint64_t now = c->transport_ready ? c->transport.out_fds : 0;
+
+        if (now == c->fds_charged)
+                return;
+        /* the uid has an entry (its connection is counted): this never allocates */
+        quota_charge(c->ctx->quota, c->uid, 0, 0, 0, (int64_t)now - (int64_t)c->fds_charged);
+        c->fds_charged = now;
 }
 
 struct conn *conn_free(struct conn *c)
@@ -191,11 +334,15 @@ struct conn *conn_free(struct conn *c)
                 log_debug("deleting leased region '%s'", c->leases->name);
                 conn_region_delete(c->ctx, c->leases);
         }
+        quota_charge(c->ctx->quota, c->uid, 0, 0, -1, -(int64_t)c->fds_charged);
         if (c->transport_ready)
                 transport_deinit(&c->transport);
         close(c->fd);
         c->ctx->connections--;
         c->ctx->generation++;
+        if (c->ctx->connections == 0)
+                c->ctx->quota = quota_free(c->ctx->quota); /* rebuilt from the table by the next conn_new() */
+        free(c->groups);
         free(c);
         errno = saved;
         return NULL;
@@ -226,13 +373,77 @@ void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp)
                 *pidp = c->pid;
 }
 
+static const char *conn_access_name(enum conn_access what)
+{
+        switch (what) {
+        case CONN_ACCESS_READ:
+                return "read";
+        case CONN_ACCESS_WRITE:
+                return "write";
+        case CONN_ACCESS_RESIZE:
+                return "resize";
+        case CONN_ACCESS_SEAL:
+                return "seal";
+        case CONN_ACCESS_DELETE:
+                return "delete";
+        case CONN_ACCESS_CHMOD:
+                return "chmod/chown";
+        }
+        return "?";
+}
+
+/* Return: the identity of @c for access.h. */
+static struct access_cred conn_cred(const struct conn *c)
+{
+        return (struct access_cred){ .uid = c->uid, .gid = c->gid, .groups = c->groups, .ngroups = c->ngroups };
+}
+
+/* Log a refusal, at most CONN_MAX_LOGGED_REFUSALS times per connection. */
+static void conn_log_refusal(const struct conn *c, const char *what, const struct region *r)
+{
+        struct conn *mc = (struct conn *)c; /* the counter is bookkeeping, not state */
+
+        if (mc->refusals > CONN_MAX_LOGGED_REFUSALS)
+                return;
+        if (++mc->refusals > CONN_MAX_LOGGED_REFUSALS) {
+                log_notice("pid=%d uid=%u: further refusals on this connection are not logged", (int)c->pid,
+                           (unsigned)c->uid);
+                return;
+        }
+        log_notice("refused %s of region '%s' (owner %u:%u mode %04o) to pid=%d uid=%u gid=%u", what,
+                   r ? r->name : "?", r ? (unsigned)r->meta.uid : 0, r ? (unsigned)r->meta.gid : 0,
+                   r ? (unsigned)r->meta.mode : 0, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid);
+}
+
+/* Return: as conn_check_access(); refusals are logged only if @log. */
+static int conn_access(const struct conn *c, const struct region *r, enum conn_access what, bool log)
+{
+        struct access_cred cred = conn_cred(c);
+        enum access_need need;
+        int k;
+
+        switch (what) {
+        case CONN_ACCESS_READ:
+                need = ACCESS_NEED_READ;
+                break;
+        case CONN_ACCESS_WRITE:
+                need = ACCESS_NEED_WRITE;
+                break;
+        default:
+                need = ACCESS_NEED_OWNER;
+                break;
+        }
+        if (!r)
+                return c->uid == 0 ? 0 : -EACCES;
+        k = access_check(&cred, &r->meta, need);
+        if (k < 0 && log)
+                conn_log_refusal(c, conn_access_name(what), r);
+        return k;
+}
+
 int conn_check_access(const struct conn *c, const struct region *r, enum conn_access what)
 {
-        /* owner/mode rules come with the access-control work; every connected user may do anything */
-        (void)c;
-        (void)r;
-        (void)what;
-        return 0;
+        return conn_access(c, r, what, true);
 }
 
 /* ---- replies ------------------------------------------------------------ */
@@ -254,6 +465,7 @@ static int conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t 
                 return -ECONNRESET;
         }
         r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
+        conn_sync_fds(c);
         if (r < 0) {
                 if (r == -ENOBUFS)
                         log_warning("client pid=%d uid=%u does not read its replies: dropping it", (int)c->pid,
@@ -345,6 +557,8 @@ static int conn_reply_region(struct conn *c, uint16_t opcode, uint32_t id, struc
 
         if (conn_check_access(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_reply_error(c, opcode, id, -EACCES, "permission denied");
+        if (conn_quota_check(c, c->uid, 0, 0, 1) < 0)
+                return conn_reply_error(c, opcode, id, -EDQUOT, "fds in flight quota reached: read your replies");
         k = regtab_region_get_fd(c->ctx->regtab, r, &rfd);
         if (k < 0)
                 return conn_reply_error(c, opcode, id, k, "the region's fd keeper is gone");
@@ -496,6 +710,8 @@ static int conn_handle_create(struct conn *c, const struct transport_frame *f)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "too many regions");
         if (conn_over_bytes(ctx, 0, m.size))
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "daemon byte quota reached");
+        if (conn_quota_check(c, c->uid, m.size, 1, 0) < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "your region or byte quota is reached");
         backend = m.backend != PROTO_BACKEND_AUTO ? (enum proto_backend)m.backend : cfg->backend;
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EOPNOTSUPP, "only memfd can be sealed");
@@ -541,6 +757,7 @@ static int conn_handle_create(struct conn *c, const struct transport_frame *f)
         }
         if (m.flags & PROTO_CREATE_LEASE)
                 conn_lease_link(c, region);
+        quota_charge(ctx->quota, c->uid, (int64_t)m.size, 1, 0, 0); /* the uid has an entry: never allocates */
         ctx->generation++;
         log_debug("created region '%s' id=%llu size=%llu for uid %u", region->name,
                   (unsigned long long)region->meta.id, (unsigned long long)region->size, (unsigned)c->uid);
@@ -655,6 +872,9 @@ static int conn_handle_resize(struct conn *c, const struct transport_frame *f)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EPERM, "region is not resizable");
         if (m.size > r->size && conn_over_bytes(ctx, r->size, m.size))
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "daemon byte quota reached");
+        /* the owner pays, whoever asks (only the owner or root may) */
+        if (m.size > r->size && conn_quota_check(c, r->meta.uid, m.size - r->size, 0, 0) < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "the owner's byte quota is reached");
         k = regtab_region_get_fd(ctx->regtab, r, &fd);
         if (k < 0)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "the region's fd keeper is gone");
@@ -662,6 +882,8 @@ static int conn_handle_resize(struct conn *c, const struct transport_frame *f)
         regtab_region_put_fd(r, fd);
         if (k < 0)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "cannot resize");
+        /* the owner has an entry (it owns this region): never allocates */
+        quota_charge(ctx->quota, r->meta.uid, (int64_t)m.size - (int64_t)r->size, 0, 0, 0);
         regtab_set_size(ctx->regtab, r, m.size);
         service_region_changed(r);
         ctx->generation++;
@@ -764,7 +986,8 @@ static int conn_handle_list(struct conn *c, const struct transport_frame *f)
         for (r = regtab_next_after(t, m.cursor); r; r = r->next) {
                 struct proto_list_entry e;
 
-                if (!conn_list_match(r, m.prefix, prefix_len) || conn_check_access(c, r, CONN_ACCESS_READ) < 0)
+                /* not seeing a region in LIST is not worth a log line */
+                if (!conn_list_match(r, m.prefix, prefix_len) || conn_access(c, r, CONN_ACCESS_READ, false) < 0)
                         continue;
                 if (m.max_entries && w.count >= m.max_entries)
                         break;
@@ -808,6 +1031,237 @@ static int conn_handle_delete(struct conn *c, const struct transport_frame *f)
         return conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
 }
 
+/* ---- CHMOD, CHOWN, QUOTA ------------------------------------------------ */
+
+static int conn_handle_chmod(struct conn *c, const struct transport_frame *f)
+{
+        struct proto_chmod m;
+        struct region *r;
+        int k;
+
+        k = proto_chmod_decode(f->payload, f->hdr.length, &m);
+        if (k < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "malformed CHMOD");
+        r = regtab_lookup(c->ctx->regtab, m.name);
+        if (!r)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -ENOENT, "no such region");
+        if (conn_check_access(c, r, CONN_ACCESS_CHMOD) < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EACCES, "only the owner may change the mode");
+        log_info("region '%s': mode %04o -> %04o by uid %u", r->name, (unsigned)r->meta.mode, (unsigned)m.mode,
+                 (unsigned)c->uid);
+        r->meta.mode = m.mode;
+        service_region_changed(r);
+        c->ctx->generation++;
+        return conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
+}
+
+static int conn_handle_chown(struct conn *c, const struct transport_frame *f)
+{
+        struct access_cred cred = conn_cred(c);
+        struct proto_chown m;
+        struct region *r;
+        int k;
+
+        k = proto_chown_decode(f->payload, f->hdr.length, &m);
+        if (k < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "malformed CHOWN");
+        r = regtab_lookup(c->ctx->regtab, m.name);
+        if (!r)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -ENOENT, "no such region");
+        if (access_check_chown(&cred, &r->meta, m.uid, m.gid) < 0) {
+                conn_log_refusal(c, "chown", r);
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EACCES,
+                                        "only root may change the owner; the owner may change the group to "
+                                        "one of its groups");
+        }
+        if (m.uid != PROTO_ID_UNCHANGED && m.uid != r->meta.uid) {
+                /* the new owner pays from now on; root is trusted with other users' quotas */
+                k = quota_charge(c->ctx->quota, m.uid, (int64_t)r->size, 1, 0, 0);
+                if (k < 0)
+                        return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "out of memory");
+                quota_charge(c->ctx->quota, r->meta.uid, -(int64_t)r->size, -1, 0, 0);
+                r->meta.uid = m.uid;
+        }
+        if (m.gid != PROTO_ID_UNCHANGED)
+                r->meta.gid = m.gid;
+        log_info("region '%s': owner now %u:%u (by uid %u)", r->name, (unsigned)r->meta.uid,
+                 (unsigned)r->meta.gid, (unsigned)c->uid);
+        service_region_changed(r);
+        c->ctx->generation++;
+        return conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
+}
+
+static int conn_handle_quota(struct conn *c, const struct transport_frame *f)
+{
+        const struct quota_usage *u = quota_get(c->ctx->quota, c->uid);
+        struct proto_quota_reply rep = {
+                .uid = c->uid,
+                .gid = c->gid,
+                .max_region_size = c->ctx->config->max_region_size,
+        };
+        struct config_quota limits;
+        uint8_t buf[128];
+
+        if (f->hdr.length != 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EBADMSG, "QUOTA takes no payload");
+        config_quota_for(c->ctx->config, c->uid, c->gid, &limits);
+        if (u) {
+                rep.bytes = u->bytes;
+                rep.regions = u->regions;
+                rep.connections = u->connections;
+                rep.fds = u->fds;
+        }
+        rep.max_bytes = limits.bytes;
+        rep.max_regions = limits.regions;
+        rep.max_connections = limits.connections;
+        rep.max_fds = limits.fds;
+        return conn_reply_encoded(c, &f->hdr, proto_quota_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+}
+
+/* ---- REGISTER ----------------------------------------------------------- */
+
+/*
+ * Is a client's @fd a memfd the daemon may publish under a name (D7, D8)?
+ * Only fstat, fcntl, fstatfs and readlink are used on it: nothing that can
+ * block on a pipe or socket, nothing that maps it. Read-only hand-outs are
+ * reopened through /proc by the daemon, so the inode's own mode is what a
+ * reader's reopen is checked against: group and other must not be able to
+ * write it unless writes are sealed off.
+ * Return: 0 with *sealsp; -EINVAL (wrong kind, size, access mode); -EPERM
+ * (missing seals, mode too open); -EACCES (the daemon cannot reopen it).
+ */
+static int conn_register_check(int fd, uint64_t size, uint32_t *sealsp, const char **whyp)
+{
+        struct stat st;
+        int fl, seals, rfd, k;
+
+        fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || (fl & O_PATH)) {
+                *whyp = "an O_PATH fd is not a memory object";
+                return -EINVAL;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                *whyp = "not a memfd (a socket, pipe, directory or device)";
+                return -EINVAL;
+        }
+        if ((fl & O_ACCMODE) != O_RDWR) {
+                *whyp = "the memfd must be passed open read-write";
+                return -EINVAL;
+        }
+        if (backend_detect(fd) != PROTO_BACKEND_MEMFD) {
+                *whyp = "not a memfd (a regular file)";
+                return -EINVAL;
+        }
+        seals = fcntl(fd, F_GET_SEALS);
+        if (seals < 0) {
+                *whyp = "not a sealable memfd";
+                return -EINVAL;
+        }
+        if (st.st_size < 0 || (uint64_t)st.st_size != size) {
+                *whyp = "the memfd's size is not the declared size";
+                return -EINVAL;
+        }
+        /* P7: the bits we need must be set; other bits (F_SEAL_EXEC, future ones) do not matter */
+        if (((uint32_t)seals & PROTO_REGISTER_SEALS_REQUIRED) != PROTO_REGISTER_SEALS_REQUIRED) {
+                *whyp = "the memfd must be sealed with F_SEAL_SHRINK and F_SEAL_GROW";
+                return -EPERM;
+        }
+        if ((st.st_mode & 0022) && !((uint32_t)seals & (PROTO_SEAL_WRITE | PROTO_SEAL_FUTURE_WRITE))) {
+                *whyp = "group or other may write the memfd's inode: fchmod it (0600 or 0644) first";
+                return -EPERM;
+        }
+        if (st.st_mode & 0111) {
+                *whyp = "the memfd's inode is executable: fchmod it (0600 or 0644) first";
+                return -EPERM;
+        }
+        /* read-only hand-outs are reopened: find out now, not at the first OPEN */
+        k = backend_reopen_rdonly(fd, &rfd);
+        if (k < 0) {
+                *whyp = "the daemon cannot reopen the memfd read-only (its uid may not read the inode)";
+                return -EACCES;
+        }
+        close(rfd);
+        *sealsp = (uint32_t)seals;
+        return 0;
+}
+
+static int conn_handle_register(struct conn *c, struct transport_frame *f)
+{
+        struct conn_ctx *ctx = c->ctx;
+        const struct config *cfg = ctx->config;
+        __attribute__((cleanup(regtab_region_freep))) struct region *region = NULL;
+        struct region_meta meta = {};
+        struct proto_register_reply rep = {};
+        struct proto_register m;
+        const char *why = "";
+        uint32_t seals = 0;
+        uint8_t buf[32];
+        int fd, r, k;
+
+        r = proto_register_decode(f->payload, f->hdr.length, &m);
+        if (r < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "malformed REGISTER");
+        if (f->nfds != 1)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EINVAL, "REGISTER carries exactly one fd");
+        if (m.size > cfg->max_region_size)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EFBIG, "size above the daemon's limit");
+        if (regtab_lookup(ctx->regtab, m.name))
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EEXIST, "name exists");
+        if (regtab_count(ctx->regtab) >= cfg->max_regions)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "too many regions");
+        if (conn_over_bytes(ctx, 0, m.size))
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "daemon byte quota reached");
+        if (conn_quota_check(c, c->uid, m.size, 1, 0) < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "your region or byte quota is reached");
+        r = conn_register_check(f->fds[0], m.size, &seals, &why);
+        if (r < 0) {
+                log_info("REGISTER of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid, (unsigned)c->uid,
+                         why);
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, why);
+        }
+
+        meta.ctime_ns = conn_realtime_ns();
+        meta.uid = c->uid;
+        meta.gid = c->gid;
+        meta.mode = m.mode ? m.mode : cfg->default_mode;
+        meta.flags = m.flags & PROTO_REGISTER_LEASE ? PROTO_REGION_LEASED : 0;
+        meta.backend = PROTO_BACKEND_MEMFD;
+        fd = f->fds[0];
+        f->fds[0] = -1; /* ours now */
+        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "out of memory");
+        region->seals = seals & PROTO_SEALS_KNOWN;
+        r = regtab_add(ctx->regtab, region);
+        if (r < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "cannot add the region");
+        r = service_region_added(region);
+        if (r < 0) {
+                log_error("cannot save region '%s' in the service manager's fd store: %s", region->name,
+                          strerror(-r));
+                regtab_remove(ctx->regtab, region);
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "cannot save the region (fd store)");
+        }
+        if (m.flags & PROTO_REGISTER_LEASE)
+                conn_lease_link(c, region);
+        quota_charge(ctx->quota, c->uid, (int64_t)m.size, 1, 0, 0); /* the uid has an entry: never allocates */
+        ctx->generation++;
+        log_debug("registered region '%s' id=%llu size=%llu for uid %u", region->name,
+                  (unsigned long long)region->meta.id, (unsigned long long)region->size, (unsigned)c->uid);
+
+        struct region *added = region;
+        region = NULL; /* the table owns it now */
+        rep.id = added->meta.id;
+        rep.seals = seals;
+        r = conn_reply_encoded(c, &f->hdr, proto_register_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        regtab_wake(ctx->regtab, added);
+        k = regtab_settle(ctx->regtab, added);
+        if (k < 0)
+                log_warning("cannot park region '%s' in an fd keeper: %s", added->name, strerror(-k));
+        return r;
+}
+
 /* ---- dispatch ----------------------------------------------------------- */
 
 static bool conn_opcode_known(uint16_t opcode)
@@ -815,6 +1269,7 @@ static bool conn_opcode_known(uint16_t opcode)
         switch (opcode) {
         case PROTO_OP_HELLO: case PROTO_OP_PING: case PROTO_OP_STATUS: case PROTO_OP_CREATE: case PROTO_OP_OPEN:
         case PROTO_OP_RESIZE: case PROTO_OP_SEAL: case PROTO_OP_STAT: case PROTO_OP_LIST: case PROTO_OP_DELETE:
+        case PROTO_OP_CHMOD: case PROTO_OP_CHOWN: case PROTO_OP_QUOTA: case PROTO_OP_REGISTER:
                 return true;
         default:
                 return false;
@@ -834,8 +1289,8 @@ static int conn_dispatch(struct conn *c, struct transport_frame *f)
                 return conn_reply_fatal(c, h->opcode, h->id, -EPROTO, "the first request must be HELLO");
         if (!conn_opcode_known(h->opcode))
                 return conn_reply_error(c, h->opcode, h->id, -EOPNOTSUPP, "unknown opcode");
-        /* no request defined so far carries fds: their fds are closed with the frame */
-        if (f->nfds)
+        /* only REGISTER carries an fd; fds of other requests are closed with the frame */
+        if (f->nfds && h->opcode != PROTO_OP_REGISTER)
                 return conn_reply_error(c, h->opcode, h->id, -EINVAL, "this request takes no fds");
 
         switch (h->opcode) {
@@ -859,6 +1314,14 @@ static int conn_dispatch(struct conn *c, struct transport_frame *f)
                 return conn_handle_list(c, f);
         case PROTO_OP_DELETE:
                 return conn_handle_delete(c, f);
+        case PROTO_OP_CHMOD:
+                return conn_handle_chmod(c, f);
+        case PROTO_OP_CHOWN:
+                return conn_handle_chown(c, f);
+        case PROTO_OP_QUOTA:
+                return conn_handle_quota(c, f);
+        case PROTO_OP_REGISTER:
+                return conn_handle_register(c, f);
         }
         return conn_reply_error(c, h->opcode, h->id, -EOPNOTSUPP, "unknown opcode");
 }
@@ -887,6 +1350,7 @@ static int conn_process_frames(struct conn *c)
         while (!c->dead && !c->closing) {
                 if (conn_output_high(c)) {
                         r = transport_flush(&c->transport);
+                        conn_sync_fds(c);
                         if (r < 0 && r != -EAGAIN && r != -EINTR)
                                 return conn_drop(c, r);
                         if (conn_output_high(c)) {
@@ -948,6 +1412,7 @@ int conn_flush(struct conn *c)
         if (c->dead)
                 return -ECONNRESET;
         r = transport_flush(&c->transport);
+        conn_sync_fds(c);
         if (r < 0 && r != -EAGAIN && r != -EINTR)
                 return conn_drop(c, r); /* L4: EPIPE/ECONNRESET are ordinary departures */
         if (c->throttled && !conn_output_high(c)) {
@@ -957,6 +1422,7 @@ int conn_flush(struct conn *c)
                 if (r < 0)
                         return r;
                 r = transport_flush(&c->transport);
+                conn_sync_fds(c);
                 if (r < 0 && r != -EAGAIN && r != -EINTR)
                         return conn_drop(c, r);
         }

@@ -19,6 +19,7 @@
 #include "regtab.h"
 
 struct conn;
+struct quota;
 
 /* State shared by all connections of one daemon. */
 struct conn_ctx {
@@ -27,6 +28,8 @@ struct conn_ctx {
         uint64_t start_ns;    /* CLOCK_MONOTONIC at startup, for STATUS uptime */
         uint64_t connections; /* live struct conn (maintained by conn_new/conn_free) */
         uint64_t generation;  /* bumped whenever regions or connections change */
+        struct quota *quota;  /* per-uid usage; conn.c makes it with the first connection, frees it with the last */
+        uint64_t refused_logged_ns; /* last log line about a refused connection (one per second at most) */
         /* called when @c got output or died outside its own callbacks; may be NULL */
         void (*notify)(struct conn *c, void *userdata);
 };
@@ -35,10 +38,14 @@ struct conn_ctx {
 enum conn_access {
         CONN_ACCESS_READ,   /* OPEN read-only, STAT, LIST */
         CONN_ACCESS_WRITE,  /* OPEN read-write, CREATE of an existing name */
-        CONN_ACCESS_RESIZE,
+        CONN_ACCESS_RESIZE, /* the others need ownership (or root) */
         CONN_ACCESS_SEAL,
         CONN_ACCESS_DELETE,
+        CONN_ACCESS_CHMOD,
 };
+
+/* Refusals logged per connection; later ones are counted, not logged (a hostile peer cannot flood the log). */
+#define CONN_MAX_LOGGED_REFUSALS 16u
 
 /* Most OPEN requests one connection may have parked (WAIT) at once. */
 #define CONN_MAX_WAITS 64u
@@ -48,8 +55,12 @@ uint64_t conn_now_ns(void);
 
 /*
  * conn_new() - a connection over the accepted socket @fd (consumed, even on
- * error). The peer's uid/gid/pid are read here with SO_PEERCRED.
- * Return: 0 with *connp set; -ENOMEM; negative errno from getsockopt.
+ * error). The peer's uid/gid/pid are read here with SO_PEERCRED and its
+ * groups with SO_PEERGROUPS (P2). A peer that the allow-list refuses or
+ * that is at its connection quota gets one error reply (opcode HELLO, id 0)
+ * and the socket is closed, before anything it sent is parsed (P1, R6).
+ * Return: 0 with *connp set; -EACCES (allow-list); -EDQUOT (connection
+ * quota); -ENOMEM; negative errno from getsockopt.
  */
 int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp);
 
@@ -122,7 +133,9 @@ int conn_timeout(struct conn *c, uint64_t now_ns);
 
 /*
  * conn_check_access() - may @c do @what to @r? The single place for
- * owner/mode rules. For now every connected user may do anything.
+ * owner/mode rules (access.h): read or write by mode, RESIZE, SEAL, DELETE
+ * and CHMOD by the owner; uid 0 may do anything. A refusal is logged with
+ * who asked for what (rate-limited per connection).
  * Return: 0, or -EACCES.
  */
 int conn_check_access(const struct conn *c, const struct region *r, enum conn_access what);

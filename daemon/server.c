@@ -284,7 +284,7 @@ static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
                         continue;
                 }
                 r = server_conn_add(s, fd);
-                if (r < 0)
+                if (r < 0 && r != -EACCES && r != -EDQUOT) /* refusals are logged by conn.c */
                         log_warning("cannot set up a connection: %s", strerror(-r));
         }
 }
@@ -354,7 +354,14 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
                         sleep(1);
         }
         if (sig == SIGHUP) {
-                log_notice("SIGHUP: configuration reload is not supported yet");
+                /* the config is main()'s, not const; a bad file keeps the running settings (config.c) */
+                service_reloading(true);
+                if (config_reload((struct config *)s->config) == 0) {
+                        log_set_level(s->config->log_level);
+                        log_notice("SIGHUP: configuration reloaded%s%s", s->config->config_file ? " from " : "",
+                                   s->config->config_file ? s->config->config_file : "");
+                }
+                service_reloading(false);
                 return;
         }
         log_notice("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");

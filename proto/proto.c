@@ -34,6 +34,11 @@
 #define LIST_FIXED 16
 #define LIST_REPLY_FIXED 16
 #define LIST_ENTRY_FIXED 32
+#define CHMOD_FIXED 8
+#define CHOWN_FIXED 8
+#define QUOTA_REPLY_SIZE 80
+#define REGISTER_FIXED 16
+#define REGISTER_REPLY_SIZE 16
 #define ERROR_FIXED 4
 #define STRING_OVERHEAD 3 /* u16 length + NUL */
 
@@ -684,6 +689,181 @@ int proto_seal_reply_decode(const uint8_t *buf, size_t len, struct proto_seal_re
         return 0;
 }
 
+/* ---- CHMOD, CHOWN, QUOTA ------------------------------------------------ */
+
+/* A fixed part of two u32 then a name: CHMOD and CHOWN share this layout. Return: as the encoders. */
+static int u32_pair_name_encode(uint32_t a, uint32_t b, const char *name, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = 8 + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u32(buf + 0, a);
+        put_u32(buf + 4, b);
+        str_put(buf + 8, name, n);
+        return (int)total;
+}
+
+/* Return: as the decoders (layout only; the caller checks the values). */
+static int u32_pair_name_decode(const uint8_t *buf, size_t len, uint32_t *ap, uint32_t *bp, const char **namep)
+{
+        size_t end;
+        int r;
+
+        if (!buf || len < 8)
+                return -EBADMSG;
+        r = name_get(buf, len, 8, namep, &end);
+        if (r < 0)
+                return r;
+        *ap = get_u32(buf + 0);
+        *bp = get_u32(buf + 4);
+        return 0;
+}
+
+int proto_chmod_encode(const struct proto_chmod *m, uint8_t *buf, size_t size)
+{
+        return u32_pair_name_encode(m->mode, m->reserved, m->name, buf, size);
+}
+
+int proto_chmod_decode(const uint8_t *buf, size_t len, struct proto_chmod *m)
+{
+        struct proto_chmod v = { .name = NULL };
+        int r;
+
+        r = u32_pair_name_decode(buf, len, &v.mode, &v.reserved, &v.name);
+        if (r < 0)
+                return r;
+        if (v.mode > MODE_MAX || v.reserved != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_chown_encode(const struct proto_chown *m, uint8_t *buf, size_t size)
+{
+        return u32_pair_name_encode(m->uid, m->gid, m->name, buf, size);
+}
+
+int proto_chown_decode(const uint8_t *buf, size_t len, struct proto_chown *m)
+{
+        struct proto_chown v = { .name = NULL };
+        int r;
+
+        r = u32_pair_name_decode(buf, len, &v.uid, &v.gid, &v.name);
+        if (r < 0)
+                return r;
+        *m = v;
+        return 0;
+}
+
+int proto_quota_reply_encode(const struct proto_quota_reply *m, uint8_t *buf, size_t size)
+{
+        if (size < QUOTA_REPLY_SIZE)
+                return -ENOBUFS;
+        put_u32(buf + 0, m->uid);
+        put_u32(buf + 4, m->gid);
+        put_u64(buf + 8, m->bytes);
+        put_u64(buf + 16, m->max_bytes);
+        put_u64(buf + 24, m->regions);
+        put_u64(buf + 32, m->max_regions);
+        put_u64(buf + 40, m->connections);
+        put_u64(buf + 48, m->max_connections);
+        put_u64(buf + 56, m->fds);
+        put_u64(buf + 64, m->max_fds);
+        put_u64(buf + 72, m->max_region_size);
+        return QUOTA_REPLY_SIZE;
+}
+
+int proto_quota_reply_decode(const uint8_t *buf, size_t len, struct proto_quota_reply *m)
+{
+        if (!buf || len != QUOTA_REPLY_SIZE)
+                return -EBADMSG;
+        *m = (struct proto_quota_reply){
+                .uid = get_u32(buf + 0),
+                .gid = get_u32(buf + 4),
+                .bytes = get_u64(buf + 8),
+                .max_bytes = get_u64(buf + 16),
+                .regions = get_u64(buf + 24),
+                .max_regions = get_u64(buf + 32),
+                .connections = get_u64(buf + 40),
+                .max_connections = get_u64(buf + 48),
+                .fds = get_u64(buf + 56),
+                .max_fds = get_u64(buf + 64),
+                .max_region_size = get_u64(buf + 72),
+        };
+        return 0;
+}
+
+/* ---- REGISTER ----------------------------------------------------------- */
+
+int proto_register_encode(const struct proto_register *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = REGISTER_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->size);
+        put_u32(buf + 8, m->flags);
+        put_u32(buf + 12, m->mode);
+        str_put(buf + REGISTER_FIXED, m->name, n);
+        return (int)total;
+}
+
+int proto_register_decode(const uint8_t *buf, size_t len, struct proto_register *m)
+{
+        struct proto_register v = { .name = NULL };
+        size_t end;
+        int r;
+
+        if (!buf || len < REGISTER_FIXED)
+                return -EBADMSG;
+        r = name_get(buf, len, REGISTER_FIXED, &v.name, &end);
+        if (r < 0)
+                return r;
+        v.size = get_u64(buf + 0);
+        v.flags = get_u32(buf + 8);
+        v.mode = get_u32(buf + 12);
+        if ((v.flags & ~PROTO_REGISTER_KNOWN) || v.mode > MODE_MAX)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_register_reply_encode(const struct proto_register_reply *m, uint8_t *buf, size_t size)
+{
+        if (size < REGISTER_REPLY_SIZE)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->id);
+        put_u32(buf + 8, m->seals);
+        put_u32(buf + 12, m->reserved);
+        return REGISTER_REPLY_SIZE;
+}
+
+int proto_register_reply_decode(const uint8_t *buf, size_t len, struct proto_register_reply *m)
+{
+        struct proto_register_reply v;
+
+        if (!buf || len != REGISTER_REPLY_SIZE)
+                return -EBADMSG;
+        v.id = get_u64(buf + 0);
+        v.seals = get_u32(buf + 8); /* the kernel's F_GET_SEALS: unknown bits allowed (P7) */
+        v.reserved = get_u32(buf + 12);
+        if (v.reserved != 0 || v.id == 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
 /* ---- STAT and DELETE ---------------------------------------------------- */
 
 int proto_name_encode(const struct proto_name *m, uint8_t *buf, size_t size)
@@ -960,6 +1140,14 @@ const char *proto_opcode_name(uint16_t opcode)
                 return "LIST";
         case PROTO_OP_DELETE:
                 return "DELETE";
+        case PROTO_OP_CHMOD:
+                return "CHMOD";
+        case PROTO_OP_CHOWN:
+                return "CHOWN";
+        case PROTO_OP_QUOTA:
+                return "QUOTA";
+        case PROTO_OP_REGISTER:
+                return "REGISTER";
         default:
                 return NULL;
         }

@@ -41,7 +41,11 @@ enum proto_opcode {
         PROTO_OP_STAT = 0x0014,
         PROTO_OP_LIST = 0x0015,
         PROTO_OP_DELETE = 0x0016,
-        /* reserved ranges, answered with -EOPNOTSUPP until assigned */
+        PROTO_OP_CHMOD = 0x0100,
+        PROTO_OP_CHOWN = 0x0101,
+        PROTO_OP_QUOTA = 0x0102,
+        PROTO_OP_REGISTER = 0x0200,
+        /* ranges; values not assigned above are answered with -EOPNOTSUPP */
         PROTO_OP_ACCESS_FIRST = 0x0100, /* access control: chmod, chown, quota */
         PROTO_OP_ACCESS_LAST = 0x01ff,
         PROTO_OP_REGISTER_FIRST = 0x0200, /* registering a client-made memfd */
@@ -80,6 +84,16 @@ enum proto_backend {
 #define PROTO_OPEN_RDONLY 0x0001u /* read-only fd; default is read-write */
 #define PROTO_OPEN_WAIT 0x0002u   /* wait up to timeout_ms for the name to appear */
 #define PROTO_OPEN_KNOWN 0x0003u
+
+/* REGISTER flags */
+#define PROTO_REGISTER_LEASE 0x0001u /* delete when the registering connection closes */
+#define PROTO_REGISTER_KNOWN 0x0001u
+
+/* seals a REGISTERed memfd must carry (tested as "all set", never equality: P7) */
+#define PROTO_REGISTER_SEALS_REQUIRED (PROTO_SEAL_SHRINK | PROTO_SEAL_GROW)
+
+/* CHOWN: leave this id as it is */
+#define PROTO_ID_UNCHANGED 0xFFFFFFFFu
 
 /* region_info.flags / stat.flags */
 #define PROTO_REGION_RDONLY 0x0001u    /* the fd in this reply is read-only */
@@ -228,6 +242,43 @@ struct proto_list_entry {
         const char *name;
 };
 
+struct proto_chmod {
+        uint32_t mode; /* 0..0777 */
+        uint32_t reserved;
+        const char *name;
+};
+
+struct proto_chown {
+        uint32_t uid; /* PROTO_ID_UNCHANGED = keep */
+        uint32_t gid; /* PROTO_ID_UNCHANGED = keep */
+        const char *name;
+};
+
+/* reply to QUOTA (the request has no payload): the peer's usage and limits, 0 = unlimited */
+struct proto_quota_reply {
+        uint32_t uid;
+        uint32_t gid;
+        uint64_t bytes, max_bytes;             /* bytes of named regions owned */
+        uint64_t regions, max_regions;         /* named regions owned */
+        uint64_t connections, max_connections; /* connections open */
+        uint64_t fds, max_fds;                 /* fds queued towards the uid's connections */
+        uint64_t max_region_size;              /* the daemon's size limit */
+};
+
+/* REGISTER request; the frame carries exactly one fd, a memfd of @size bytes */
+struct proto_register {
+        uint64_t size;
+        uint32_t flags; /* PROTO_REGISTER_* */
+        uint32_t mode;  /* 0 = daemon default; else 1..0777 */
+        const char *name;
+};
+
+struct proto_register_reply {
+        uint64_t id;
+        uint32_t seals; /* kernel value */
+        uint32_t reserved;
+};
+
 /* Return: 0 if name is a valid region name, -EINVAL otherwise. */
 int proto_name_check(const char *name, size_t len);
 
@@ -296,6 +347,16 @@ int proto_stat_reply_encode(const struct proto_stat_reply *m, uint8_t *buf, size
 int proto_stat_reply_decode(const uint8_t *buf, size_t len, struct proto_stat_reply *m);
 int proto_list_encode(const struct proto_list *m, uint8_t *buf, size_t size);
 int proto_list_decode(const uint8_t *buf, size_t len, struct proto_list *m);
+int proto_chmod_encode(const struct proto_chmod *m, uint8_t *buf, size_t size);
+int proto_chmod_decode(const uint8_t *buf, size_t len, struct proto_chmod *m);
+int proto_chown_encode(const struct proto_chown *m, uint8_t *buf, size_t size);
+int proto_chown_decode(const uint8_t *buf, size_t len, struct proto_chown *m);
+int proto_quota_reply_encode(const struct proto_quota_reply *m, uint8_t *buf, size_t size);
+int proto_quota_reply_decode(const uint8_t *buf, size_t len, struct proto_quota_reply *m);
+int proto_register_encode(const struct proto_register *m, uint8_t *buf, size_t size);
+int proto_register_decode(const uint8_t *buf, size_t len, struct proto_register *m);
+int proto_register_reply_encode(const struct proto_register_reply *m, uint8_t *buf, size_t size);
+int proto_register_reply_decode(const uint8_t *buf, size_t len, struct proto_register_reply *m);
 
 /*
  * LIST replies are built incrementally: begin, then append entries until

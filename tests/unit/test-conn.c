@@ -351,8 +351,8 @@ END_TEST
 
 START_TEST(test_f5_unknown_opcodes)
 {
-        static const uint16_t ops[] = { 0x0000, 0x0004, 0x7777, 0xffff, PROTO_OP_ACCESS_FIRST, PROTO_OP_ACCESS_LAST,
-                                        PROTO_OP_REGISTER_FIRST, PROTO_OP_EVENT_FIRST, PROTO_OP_EVENT_LAST };
+        static const uint16_t ops[] = { 0x0000, 0x0004, 0x7777, 0xffff, 0x0103, PROTO_OP_ACCESS_LAST,
+                                        0x0201, PROTO_OP_REGISTER_LAST, PROTO_OP_EVENT_FIRST, PROTO_OP_EVENT_LAST };
         struct proto_ping ping = { .cookie = 1 };
         struct transport_frame f;
         struct env e;

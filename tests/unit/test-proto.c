@@ -485,10 +485,11 @@ START_TEST(test_opcode_names)
 {
         static const uint16_t known[] = { PROTO_OP_HELLO, PROTO_OP_PING, PROTO_OP_STATUS, PROTO_OP_CREATE,
                                           PROTO_OP_OPEN, PROTO_OP_RESIZE, PROTO_OP_SEAL, PROTO_OP_STAT,
-                                          PROTO_OP_LIST, PROTO_OP_DELETE };
-        static const uint16_t unknown[] = { 0x0000, 0x0004, 0x000F, 0x0017, 0x00FF,
-                                            PROTO_OP_ACCESS_FIRST, PROTO_OP_ACCESS_LAST,
-                                            PROTO_OP_REGISTER_FIRST, PROTO_OP_EVENT_LAST, 0x8000, 0xFFFF };
+                                          PROTO_OP_LIST, PROTO_OP_DELETE, PROTO_OP_CHMOD, PROTO_OP_CHOWN,
+                                          PROTO_OP_QUOTA, PROTO_OP_REGISTER };
+        static const uint16_t unknown[] = { 0x0000, 0x0004, 0x000F, 0x0017, 0x00FF, 0x0103,
+                                            PROTO_OP_ACCESS_LAST, 0x0201, PROTO_OP_REGISTER_LAST,
+                                            PROTO_OP_EVENT_FIRST, PROTO_OP_EVENT_LAST, 0x8000, 0xFFFF };
         uint8_t buf[PROTO_HEADER_SIZE];
         struct proto_header h;
 

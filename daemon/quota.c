@@ -1,0 +1,143 @@
+/* quota: what each uid holds in the daemon (bytes, regions, connections, fds in flight) against its limits. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quota.h"
+
+struct quota {
+        struct quota_usage *v; /* sorted by uid */
+        size_t n, cap;
+};
+
+/* Return: the index of @uid, or of where it would go, with *foundp. */
+static size_t quota_find(const struct quota *q, uint32_t uid, bool *foundp)
+{
+        size_t lo = 0, hi = q->n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (q->v[mid].uid < uid)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        *foundp = lo < q->n && q->v[lo].uid == uid;
+        return lo;
+}
+
+int quota_new(struct regtab *t, struct quota **qp)
+{
+        struct quota *q = calloc(1, sizeof(*q));
+        int r;
+
+        if (!q)
+                return -ENOMEM;
+        for (struct region *reg = t ? regtab_first(t) : NULL; reg; reg = reg->next) {
+                r = quota_charge(q, reg->meta.uid, (int64_t)reg->size, 1, 0, 0);
+                if (r < 0) {
+                        quota_free(q);
+                        return r;
+                }
+        }
+        *qp = q;
+        return 0;
+}
+
+struct quota *quota_free(struct quota *q)
+{
+        if (!q)
+                return NULL;
+        free(q->v);
+        free(q);
+        return NULL;
+}
+
+const struct quota_usage *quota_get(const struct quota *q, uint32_t uid)
+{
+        bool found;
+        size_t i;
+
+        if (!q)
+                return NULL;
+        i = quota_find(q, uid, &found);
+        return found ? &q->v[i] : NULL;
+}
+
+static uint64_t quota_add(uint64_t v, int64_t delta)
+{
+        uint64_t d;
+
+        if (delta < 0) {
+                d = (uint64_t)-(delta + 1) + 1; /* no overflow for INT64_MIN */
+                return d > v ? 0 : v - d;
+        }
+        d = (uint64_t)delta;
+        return d > UINT64_MAX - v ? UINT64_MAX : v + d;
+}
+
+int quota_charge(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, int64_t connections, int64_t fds)
+{
+        struct quota_usage *u;
+        bool found;
+        size_t i;
+
+        if (!q)
+                return 0; /* no connection, no accounting (see quota.h) */
+        i = quota_find(q, uid, &found);
+        if (!found) {
+                if (bytes <= 0 && regions <= 0 && connections <= 0 && fds <= 0)
+                        return 0; /* nothing held, nothing to refund */
+                if (q->n == q->cap) {
+                        size_t cap = q->cap ? q->cap * 2 : 8;
+                        struct quota_usage *v = realloc(q->v, cap * sizeof(*v));
+
+                        if (!v)
+                                return -ENOMEM;
+                        q->v = v;
+                        q->cap = cap;
+                }
+                memmove(&q->v[i + 1], &q->v[i], (q->n - i) * sizeof(*q->v));
+                q->v[i] = (struct quota_usage){ .uid = uid };
+                q->n++;
+        }
+        u = &q->v[i];
+        u->bytes = quota_add(u->bytes, bytes);
+        u->regions = quota_add(u->regions, regions);
+        u->connections = quota_add(u->connections, connections);
+        u->fds = quota_add(u->fds, fds);
+        if (!u->bytes && !u->regions && !u->connections && !u->fds) {
+                memmove(&q->v[i], &q->v[i + 1], (q->n - i - 1) * sizeof(*q->v));
+                q->n--;
+        }
+        return 0;
+}
+
+/* Return: true if @used + @add passes @limit (0 = unlimited). */
+static bool quota_over(uint64_t used, uint64_t add, uint64_t limit)
+{
+        if (!limit || !add)
+                return false;
+        return used > limit || add > limit - used;
+}
+
+int quota_check(const struct quota *q, uint32_t uid, const struct config_quota *limits, uint64_t bytes,
+                uint64_t regions, uint64_t connections, uint64_t fds)
+{
+        static const struct quota_usage none;
+        const struct quota_usage *u = quota_get(q, uid);
+
+        if (!u)
+                u = &none;
+        if (quota_over(u->bytes, bytes, limits->bytes) || quota_over(u->regions, regions, limits->regions) ||
+            quota_over(u->connections, connections, limits->connections) || quota_over(u->fds, fds, limits->fds))
+                return -EDQUOT;
+        return 0;
+}
+
+size_t quota_count(const struct quota *q)
+{
+        return q ? q->n : 0;
+}

@@ -1,0 +1,56 @@
+/* quota: what each uid holds in the daemon (bytes, regions, connections, fds in flight) against its limits. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "regtab.h"
+
+/* One uid's usage. */
+struct quota_usage {
+        uint32_t uid;
+        uint64_t bytes;       /* sizes of the named regions it owns */
+        uint64_t regions;     /* named regions it owns */
+        uint64_t connections; /* connections open */
+        uint64_t fds;         /* fds queued towards its connections, not yet sent */
+};
+
+/*
+ * The table of usages, sorted by uid. It only exists while connections do
+ * (conn.c makes it at the first connection and frees it with the last):
+ * nothing charges or refunds while no client is connected, and a fresh table
+ * counts the regions already in the table (quota_new()).
+ */
+struct quota;
+
+/*
+ * quota_new() - an empty table, then charge every region of @t (may be
+ * NULL) to its owner. Return: 0 with *qp set; -ENOMEM.
+ */
+int quota_new(struct regtab *t, struct quota **qp);
+
+/* quota_free() - NULL-safe. Return: NULL. */
+struct quota *quota_free(struct quota *q);
+
+/* Return: @uid's usage, or NULL if it holds nothing (all counts zero). */
+const struct quota_usage *quota_get(const struct quota *q, uint32_t uid);
+
+/*
+ * quota_charge() - add the deltas (which may be negative) to @uid's usage,
+ * making its entry if needed; entries whose counts all drop to zero are
+ * removed. Counts never go below zero. A NULL @q is ignored. Return: 0;
+ * -ENOMEM (nothing changed).
+ */
+int quota_charge(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, int64_t connections, int64_t fds);
+
+/*
+ * quota_check() - would adding these amounts to @uid's usage pass @limits
+ * (0 = unlimited)? Sums are done without wrapping.
+ * Return: 0, or -EDQUOT.
+ */
+int quota_check(const struct quota *q, uint32_t uid, const struct config_quota *limits, uint64_t bytes,
+                uint64_t regions, uint64_t connections, uint64_t fds);
+
+/* Return: the number of uids with an entry. */
+size_t quota_count(const struct quota *q);
