@@ -127,9 +127,11 @@ wait_active_new_pid "$pid" 10 || fail "no new daemon after restart"
 ctl stat gone >/dev/null 2>&1 && fail "a deleted region came back"
 check_regions "after delete + restart"
 
-# 7. L2: a full fd store gives the creator a clear error and a log line, and loses nothing
+# 7. L2: a full fd store gives the creator a clear error and a log line, and loses nothing.
+# The daemon also keeps only 2 region fds itself here, so restored and new regions go through its fd keepers
+# (keeper processes exec'd from /proc/self/exe, under the hardened unit).
 mkdir -p /run/systemd/system/iomemd.service.d
-printf '[Service]\nFileDescriptorStoreMax=7\nEnvironment=IOMEMD_FDSTORE_MAX=7\n' \
+printf '[Service]\nFileDescriptorStoreMax=7\nEnvironment=IOMEMD_FDSTORE_MAX=7\nExecStart=\nExecStart=/it/daemon/iomemd --log-level=info --max-region-fds=2\n' \
   > /run/systemd/system/iomemd.service.d/small-store.conf
 systemctl daemon-reload
 pid=$(mainpid)
@@ -145,6 +147,17 @@ journalctl -u iomemd.service --no-pager | grep -q "fd store full" || fail "no lo
 ctl stat f3 >/dev/null 2>&1 && fail "refused region exists anyway"
 check_regions "with a full fd store"
 pass "a full fd store is refused with a clear error and a log line"
+journalctl -u iomemd.service --no-pager | grep -q "started fd keeper" || fail "no fd keeper was started"
+pgrep -f -- "--internal-fd-keeper" >/dev/null || fail "no keeper process"
+echo kept | ctl write f2 || fail "write through a keeper"
+[ "$(ctl read f2 --length 4)" = kept ] || fail "read through a keeper"
+pass "regions parked in fd keepers (exec'd under the hardened unit) are served"
+pid=$(mainpid)
+systemctl restart iomemd.service
+wait_active_new_pid "$pid" 10 || fail "no new daemon after restart"
+check_regions "after a restart with keepers"
+[ "$(ctl read f2 --length 4)" = kept ] || fail "f2 lost across a restart with keepers"
+pass "regions come back from the fd store into keepers after a restart"
 
 log "ALL PASSED"
 finish 0
