@@ -72,7 +72,8 @@ static int client_timeout(const struct iomem_client *c, int extra_ms)
 }
 
 /*
- * client_call() - send one request and receive its reply.
+ * client_call_fds() - send one request, with @nsend fds (consumed, even on
+ * error), and receive its reply.
  * @len: the encoder's result; a negative value is returned as is.
  * @want_fds: how many fds the successful reply must carry.
  * On success *replyp holds the reply frame (caller deinits it).
@@ -80,8 +81,9 @@ static int client_timeout(const struct iomem_client *c, int extra_ms)
  * reply that does not answer this request; -ETIMEDOUT; -ENOTCONN after a
  * previous failure broke the stream; negative errno from the transport.
  */
-static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len, int extra_ms,
-                       unsigned want_fds, struct transport_frame *replyp)
+static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len,
+                           int *send_fds, unsigned nsend, int extra_ms, unsigned want_fds,
+                           struct transport_frame *replyp)
 {
         struct proto_header h = { .opcode = opcode };
         struct transport_frame f = { .nfds = 0 };
@@ -91,15 +93,16 @@ static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *p
 
         for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
                 f.fds[i] = -1;
-        if (len < 0)
-                return len;
-        if (c->broken)
-                return -ENOTCONN;
+        if (len < 0 || c->broken) {
+                for (unsigned i = 0; i < nsend; i++)
+                        close(send_fds[i]);
+                return len < 0 ? len : -ENOTCONN;
+        }
 
         h.id = c->next_id++;
         if (c->next_id == 0)
                 c->next_id = 1;
-        r = transport_send_blocking(&c->t, &h, payload, (size_t)len, NULL, 0, c->timeout_ms);
+        r = transport_send_blocking(&c->t, &h, payload, (size_t)len, send_fds, nsend, c->timeout_ms);
         if (r < 0) {
                 c->broken = r;
                 return r;
@@ -110,6 +113,10 @@ static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *p
                 return r == -EPIPE ? -ECONNRESET : r;
         }
 
+        /* a daemon that refuses the connection at accept answers HELLO with id 0 (allow-list, quota) */
+        if (opcode == PROTO_OP_HELLO && f.hdr.id == 0 && f.hdr.opcode == PROTO_OP_HELLO &&
+            (f.hdr.flags & PROTO_FLAG_ERROR))
+                f.hdr.id = h.id;
         if (f.hdr.id != h.id || f.hdr.opcode != opcode || !(f.hdr.flags & PROTO_FLAG_REPLY)) {
                 r = -EPROTO;
                 c->broken = r;
@@ -133,6 +140,13 @@ static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *p
 fail:
         transport_frame_deinit(&f);
         return r;
+}
+
+/* client_call_fds() without fds to send. Return: as client_call_fds(). */
+static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len, int extra_ms,
+                       unsigned want_fds, struct transport_frame *replyp)
+{
+        return client_call_fds(c, opcode, payload, len, NULL, 0, extra_ms, want_fds, replyp);
 }
 
 /* HELLO: agree on the protocol version. Return: 0, -EPROTONOSUPPORT, negative errno. */
@@ -532,5 +546,115 @@ IOMEM_EXPORT int iomem_status(struct iomem_client *client, struct iomem_status *
         snprintf(st->server_version, sizeof(st->server_version), "%s",
                  rep.server_version ? rep.server_version : "");
         transport_frame_deinit(&f);
+        return 0;
+}
+
+/* A request whose successful reply is empty. Return: 0 or as client_call(). */
+static int client_call_empty(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len)
+{
+        struct transport_frame f;
+        int r;
+
+        r = client_call(c, opcode, payload, len, 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = f.hdr.length == 0 ? 0 : -EPROTO;
+        transport_frame_deinit(&f);
+        return r;
+}
+
+IOMEM_EXPORT int iomem_chmod(struct iomem_client *client, const char *name, uint32_t mode)
+{
+        struct proto_chmod m = { .mode = mode, .name = name };
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        return client_call_empty(client, PROTO_OP_CHMOD, buf, proto_chmod_encode(&m, buf, sizeof(buf)));
+}
+
+IOMEM_EXPORT int iomem_chown(struct iomem_client *client, const char *name, uint32_t uid, uint32_t gid)
+{
+        struct proto_chown m = { .uid = uid, .gid = gid, .name = name };
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        return client_call_empty(client, PROTO_OP_CHOWN, buf, proto_chown_encode(&m, buf, sizeof(buf)));
+}
+
+IOMEM_EXPORT int iomem_quota(struct iomem_client *client, struct iomem_quota *q)
+{
+        struct proto_quota_reply rep;
+        struct transport_frame f;
+        int r;
+
+        if (!client || !q)
+                return -EINVAL;
+        r = client_call(client, PROTO_OP_QUOTA, NULL, 0, 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = proto_quota_reply_decode(f.payload, f.hdr.length, &rep);
+        transport_frame_deinit(&f);
+        if (r < 0)
+                return -EPROTO;
+        *q = (struct iomem_quota){
+                .uid = rep.uid,
+                .gid = rep.gid,
+                .bytes = rep.bytes,
+                .max_bytes = rep.max_bytes,
+                .regions = rep.regions,
+                .max_regions = rep.max_regions,
+                .connections = rep.connections,
+                .max_connections = rep.max_connections,
+                .fds = rep.fds,
+                .max_fds = rep.max_fds,
+                .max_region_size = rep.max_region_size,
+        };
+        return 0;
+}
+
+IOMEM_EXPORT int iomem_register(struct iomem_client *client, const char *name, const struct iomem_region *region,
+                                uint32_t flags, uint32_t mode, uint64_t *idp)
+{
+        struct proto_register m = { .flags = flags, .mode = mode, .name = name };
+        struct proto_register_reply rep;
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int fd, r;
+
+        if (!client || !region || !name || !*name)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        if (flags & ~IOMEM_REGISTER_LEASE)
+                return -EINVAL;
+        r = iomem_region_refresh((struct iomem_region *)region);
+        if (r < 0)
+                return r;
+        m.size = iomem_region_size(region);
+        fd = iomem_region_dup_fd(region);
+        if (fd < 0)
+                return fd;
+        /* fd consumed */
+        r = client_call_fds(client, PROTO_OP_REGISTER, buf, proto_register_encode(&m, buf, sizeof(buf)), &fd, 1, 0,
+                            0, &f);
+        if (r < 0)
+                return r;
+        r = proto_register_reply_decode(f.payload, f.hdr.length, &rep);
+        transport_frame_deinit(&f);
+        if (r < 0)
+                return -EPROTO;
+        if (idp)
+                *idp = rep.id;
         return 0;
 }

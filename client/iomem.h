@@ -12,6 +12,19 @@
  * non-negative value) on success and a negative errno on failure, exactly as
  * the daemon sent it. iomem_strerror() turns one into words.
  *
+ * A broken connection stays broken: after a reply timeout (-ETIMEDOUT, see
+ * iomem_client_set_timeout()), a reply that does not answer the request
+ * (-EPROTO), or a transport failure, a later reply could be taken for the
+ * answer to a later request, so every further call on that client fails
+ * with -ENOTCONN. Disconnect and connect again.
+ *
+ * Access control: the daemon identifies a connection by the uid and groups
+ * the kernel reports for it (SO_PEERCRED), never by anything sent. A named
+ * region has an owner uid and gid and a mode (owner/group/other read 4,
+ * write 2): OPEN read-only needs read, OPEN read-write needs write; RESIZE,
+ * SEAL, DELETE and CHMOD need ownership; uid 0 may do anything. Refusals
+ * are -EACCES; quotas give -EDQUOT (docs/security.md).
+ *
  * Threads: a struct iomem_client is not thread-safe; use one per thread or
  * serialize calls to it with a lock. Regions are independent of the client
  * that produced them and may be used from any thread; a single region must
@@ -45,6 +58,15 @@ enum iomem_backend {
 #define IOMEM_CREATE_EXCLUSIVE 0x0001u /* fail with -EEXIST if the name exists */
 #define IOMEM_CREATE_LEASE 0x0002u     /* delete the name when this connection closes */
 #define IOMEM_CREATE_RESIZABLE 0x0004u /* allow shrinking later (no F_SEAL_SHRINK) */
+
+/* iomem_register() flags */
+#define IOMEM_REGISTER_LEASE 0x0001u /* delete the name when this connection closes */
+
+/* seals a memfd must carry to be registered (both bits set; others allowed) */
+#define IOMEM_REGISTER_SEALS (IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW)
+
+/* iomem_chown(): leave this id as it is */
+#define IOMEM_ID_UNCHANGED 0xFFFFFFFFu
 
 /* iomem_open() flags */
 #define IOMEM_OPEN_RDONLY 0x0001u
@@ -143,7 +165,8 @@ int iomem_socket_path(char *buf, size_t size);
  * iomem_connect() - connect to iomemd and do the HELLO handshake.
  * @path: socket path, or NULL for iomem_socket_path().
  * Return: 0; -ENOENT/-ECONNREFUSED if no daemon listens; -EPROTONOSUPPORT
- * if no common protocol version; negative errno.
+ * if no common protocol version; -EACCES if the daemon's allow-list refuses
+ * this uid; -EDQUOT if the uid is at its connection quota; negative errno.
  */
 int iomem_connect(const char *path, struct iomem_client **clientp);
 
@@ -156,6 +179,8 @@ int iomem_client_fd(const struct iomem_client *client);
 /*
  * Per-call timeout for replies, in milliseconds (-1 = wait forever, the
  * default). An OPEN that waits for a name adds its own timeout to this.
+ * A call that times out returns -ETIMEDOUT and breaks the connection:
+ * later calls return -ENOTCONN.
  */
 void iomem_client_set_timeout(struct iomem_client *client, int timeout_ms);
 
@@ -182,7 +207,9 @@ int iomem_create(struct iomem_client *client, const char *name, uint64_t size,
  * @wait_ms: 0 = fail at once with -ENOENT if the name does not exist;
  *           > 0 = wait up to that long for it to be created (-ETIMEDOUT);
  *           -1 = wait without limit.
- * Return: 0 with *regionp; -ENOENT; -ETIMEDOUT; -EACCES; ...
+ * Return: 0 with *regionp; -ENOENT; -ETIMEDOUT; -EACCES without read
+ * (RDONLY) or write permission; -EDQUOT if too many fds are queued towards
+ * this uid; ...
  */
 int iomem_open(struct iomem_client *client, const char *name, uint32_t flags, int wait_ms,
                struct iomem_region **regionp);
@@ -200,7 +227,7 @@ struct iomem_stat {
         enum iomem_backend backend;
 };
 
-/* Return: 0; -ENOENT; -EINVAL. */
+/* Return: 0; -ENOENT; -EINVAL; -EACCES without read permission. */
 int iomem_stat(struct iomem_client *client, const char *name, struct iomem_stat *st);
 
 struct iomem_list_entry {
@@ -222,13 +249,16 @@ struct iomem_list_entry {
 int iomem_list(struct iomem_client *client, const char *prefix,
                int (*cb)(const struct iomem_list_entry *e, void *userdata), void *userdata);
 
-/* Return: 0; -ENOENT; -EPERM if seals forbid it; -EFBIG; -EACCES. */
+/* Return: 0; -ENOENT; -EPERM if seals forbid it; -EFBIG; -EACCES unless owner or root; -EDQUOT. */
 int iomem_resize(struct iomem_client *client, const char *name, uint64_t size);
 
-/* Return: 0 with *sealsp (may be NULL) = seals now; -EOPNOTSUPP (not memfd); -EBUSY; -EPERM. */
+/*
+ * Return: 0 with *sealsp (may be NULL) = seals now; -EOPNOTSUPP (not memfd);
+ * -EBUSY; -EPERM; -EACCES unless owner or root.
+ */
 int iomem_seal(struct iomem_client *client, const char *name, uint32_t seals, uint32_t *sealsp);
 
-/* Remove the name; fds and mappings already handed out stay valid. Return: 0; -ENOENT; -EACCES. */
+/* Remove the name; fds and mappings already handed out stay valid. Return: 0; -ENOENT; -EACCES unless owner or root. */
 int iomem_delete(struct iomem_client *client, const char *name);
 
 /* Return: 0 after a round trip. */
@@ -245,6 +275,59 @@ struct iomem_status {
 
 /* Return: 0; negative errno. */
 int iomem_status(struct iomem_client *client, struct iomem_status *st);
+
+/* ---- access control, quotas, registering -------------------------------- */
+
+/*
+ * iomem_chmod() - set a region's mode (0..0777; owner/group/other, read 4,
+ * write 2). Fds already handed out keep the access they were given.
+ * Return: 0; -ENOENT; -EINVAL (mode above 0777, bad name); -EACCES unless
+ * the caller owns the region or is root.
+ */
+int iomem_chmod(struct iomem_client *client, const char *name, uint32_t mode);
+
+/*
+ * iomem_chown() - set a region's owner and/or group (IOMEM_ID_UNCHANGED
+ * keeps one). Only root may change the owner (the new owner's quota is
+ * charged); the owner may change the group to one it is a member of.
+ * Return: 0; -ENOENT; -EINVAL; -EACCES.
+ */
+int iomem_chown(struct iomem_client *client, const char *name, uint32_t uid, uint32_t gid);
+
+/* The caller's usage and limits (0 = unlimited), as the daemon counts them for its uid. */
+struct iomem_quota {
+        uint32_t uid;
+        uint32_t gid;
+        uint64_t bytes, max_bytes;             /* bytes of named regions owned */
+        uint64_t regions, max_regions;         /* named regions owned */
+        uint64_t connections, max_connections; /* connections open */
+        uint64_t fds, max_fds;                 /* fds queued towards the uid, not yet received */
+        uint64_t max_region_size;              /* the daemon's size limit (-EFBIG above it) */
+};
+
+/* Return: 0 with *q filled; negative errno. */
+int iomem_quota(struct iomem_client *client, struct iomem_quota *q);
+
+/*
+ * iomem_register() - publish a memfd made by the caller under @name: the
+ * daemon keeps a copy of its fd and hands out copies to OPEN as for CREATE.
+ * The memory stays charged to whoever allocates its pages (typically the
+ * caller's memory cgroup), not to the daemon's. Requirements, checked by
+ * the daemon: a memfd (not a file, socket, pipe, directory, device or
+ * O_PATH fd) open read-write, of exactly the size the region reports
+ * (iomem_region_refresh() is called first), sealed with at least
+ * IOMEM_REGISTER_SEALS, and whose inode mode gives group and other no
+ * write (unless sealed with F_SEAL_WRITE or F_SEAL_FUTURE_WRITE) and no
+ * execute permission: iomem_region_new_local() memfds are 0600 already.
+ * The region stays the caller's (the fd is copied).
+ * @flags: IOMEM_REGISTER_LEASE or 0. @mode: 0 = the daemon's default.
+ * Return: 0 with *idp (may be NULL) = the region id; -EEXIST; -EINVAL
+ * (not a memfd, wrong size, read-only fd, bad name or flags); -EPERM
+ * (missing seals, inode mode too open); -EACCES (the daemon cannot reopen
+ * it read-only); -EFBIG; -EDQUOT.
+ */
+int iomem_register(struct iomem_client *client, const char *name, const struct iomem_region *region,
+                   uint32_t flags, uint32_t mode, uint64_t *idp);
 
 /* Return: a static description of a negative errno (also iomemd-specific meanings). */
 const char *iomem_strerror(int error);

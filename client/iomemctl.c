@@ -43,7 +43,13 @@ static const char usage_text[] =
         "  exec NAME [--read-only] -- COMMAND [ARG...]\n"
         "                                     run COMMAND with the region's fd in IOMEM_FD\n"
         "                                     and its size in IOMEM_SIZE\n"
-        "  status                             daemon counters (--json: one object)\n"
+        "  chmod NAME MODE                    set the mode (octal, owner or root only)\n"
+        "  chown NAME [UID][:GID]             set owner (root only) and/or group (numeric ids)\n"
+        "  quota                              your usage and limits (--json: one object)\n"
+        "  register NAME SIZE [FILE] [--mode MODE] [--lease] [--seal SEAL,...]\n"
+        "                                     make a memfd here (filled from FILE, - = stdin),\n"
+        "                                     seal it shrink,grow and publish it as NAME\n"
+        "  status                             daemon totals (--json: one object)\n"
         "  ping                               check that the daemon answers\n"
         "\n"
         "Sizes and offsets take K, M, G, T suffixes (powers of 1024).\n"
@@ -959,10 +965,212 @@ static int cmd_ping(struct ctl *c, int argc, char **argv)
         return 0;
 }
 
+/* Return: 0 with *modep, or -EINVAL unless @s is octal 0..0777. */
+static int ctl_parse_mode(const char *s, uint32_t *modep)
+{
+        unsigned long m;
+        char *end;
+
+        errno = 0;
+        m = strtoul(s, &end, 8);
+        if (errno || end == s || *end || m > 0777 || *s == '-' || *s == '+' || *s == ' ')
+                return -EINVAL;
+        *modep = (uint32_t)m;
+        return 0;
+}
+
+/* Return: 0 with *idp, or -EINVAL unless @s (up to @end) is a decimal id below 2^32-1. */
+static int ctl_parse_id(const char *s, const char *end, uint32_t *idp)
+{
+        uint64_t v = 0;
+
+        if (s == end)
+                return -EINVAL;
+        for (const char *p = s; p < end; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                v = v * 10 + (uint64_t)(*p - '0');
+                if (v >= UINT32_MAX)
+                        return -EINVAL;
+        }
+        *idp = (uint32_t)v;
+        return 0;
+}
+
+static int cmd_chmod(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        uint32_t mode;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 2, 2, &a);
+        if (r)
+                return r;
+        if (ctl_parse_mode(a.pos[1], &mode) < 0)
+                return ctl_usage("chmod: bad mode '%s' (octal, at most 0777)", a.pos[1]);
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_chmod(c->client, a.pos[0], mode);
+        return r < 0 ? ctl_fail(r, "chmod %s", a.pos[0]) : 0;
+}
+
+static int cmd_chown(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        uint32_t uid = IOMEM_ID_UNCHANGED, gid = IOMEM_ID_UNCHANGED;
+        const char *spec, *colon;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 2, 2, &a);
+        if (r)
+                return r;
+        spec = a.pos[1];
+        colon = strchr(spec, ':');
+        if (!colon)
+                colon = spec + strlen(spec);
+        if ((colon > spec && ctl_parse_id(spec, colon, &uid) < 0) ||
+            (*colon && colon[1] && ctl_parse_id(colon + 1, colon + 1 + strlen(colon + 1), &gid) < 0) ||
+            (uid == IOMEM_ID_UNCHANGED && gid == IOMEM_ID_UNCHANGED))
+                return ctl_usage("chown: bad owner '%s' (UID, UID:GID or :GID, numeric)", spec);
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_chown(c->client, a.pos[0], uid, gid);
+        return r < 0 ? ctl_fail(r, "chown %s", a.pos[0]) : 0;
+}
+
+/* One "used / limit" line; a limit of 0 is "unlimited". */
+static void ctl_print_quota_line(const char *label, uint64_t used, uint64_t limit)
+{
+        if (limit)
+                printf("%-13s%" PRIu64 " / %" PRIu64 "\n", label, used, limit);
+        else
+                printf("%-13s%" PRIu64 " / unlimited\n", label, used);
+}
+
+static int cmd_quota(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        struct iomem_quota q;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 0, 0, &a);
+        if (r)
+                return r;
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_quota(c->client, &q);
+        if (r < 0)
+                return ctl_fail(r, "quota");
+        if (c->json) {
+                printf("{\"uid\":%" PRIu32 ",\"gid\":%" PRIu32 ",\"bytes\":%" PRIu64 ",\"max_bytes\":%" PRIu64
+                       ",\"regions\":%" PRIu64 ",\"max_regions\":%" PRIu64 ",\"connections\":%" PRIu64
+                       ",\"max_connections\":%" PRIu64 ",\"fds\":%" PRIu64 ",\"max_fds\":%" PRIu64
+                       ",\"max_region_size\":%" PRIu64 "}\n",
+                       q.uid, q.gid, q.bytes, q.max_bytes, q.regions, q.max_regions, q.connections,
+                       q.max_connections, q.fds, q.max_fds, q.max_region_size);
+                return 0;
+        }
+        printf("uid:         %" PRIu32 " (gid %" PRIu32 ")\n", q.uid, q.gid);
+        ctl_print_quota_line("bytes:", q.bytes, q.max_bytes);
+        ctl_print_quota_line("regions:", q.regions, q.max_regions);
+        ctl_print_quota_line("connections:", q.connections, q.max_connections);
+        ctl_print_quota_line("fds:", q.fds, q.max_fds);
+        printf("region size: at most %" PRIu64 "\n", q.max_region_size);
+        return 0;
+}
+
+/* Copy up to @size bytes of @path ("-" = stdin) into @fd from offset 0. Return: 0 or negative errno. */
+static int ctl_fill_fd(int fd, const char *path, uint64_t size)
+{
+        char buf[65536];
+        uint64_t off = 0;
+        int in = 0, r = 0;
+
+        if (strcmp(path, "-") != 0) {
+                in = open(path, O_RDONLY | O_CLOEXEC);
+                if (in < 0)
+                        return -errno;
+        }
+        while (off < size) {
+                size_t want = size - off < sizeof(buf) ? (size_t)(size - off) : sizeof(buf);
+                ssize_t n = read(in, buf, want);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (n == 0)
+                        break;
+                for (ssize_t done = 0; done < n;) {
+                        ssize_t w = pwrite(fd, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
+
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w < 0) {
+                                r = -errno;
+                                goto out;
+                        }
+                        done += w;
+                }
+                off += (uint64_t)n;
+        }
+out:
+        if (in > 0)
+                close(in);
+        return r;
+}
+
+static int cmd_register(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        struct iomem_region *region = NULL;
+        uint64_t size, id;
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_LEASE) | ALLOW(OPT_MODE) | ALLOW(OPT_SEAL), 2, 3, &a);
+        if (r)
+                return r;
+        if (ctl_parse_size(a.pos[1], &size) < 0)
+                return ctl_usage("register: bad size '%s'", a.pos[1]);
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        /* a memfd made here, 0600: its pages are charged to whoever first touches them, this process for FILE */
+        r = iomem_region_new_local(size, IOMEM_BACKEND_MEMFD, 0, &region);
+        if (r < 0)
+                return ctl_fail(r, "register %s: memfd", a.pos[0]);
+        if (a.npos > 2) {
+                r = ctl_fill_fd(iomem_region_fd(region), a.pos[2], size);
+                if (r < 0) {
+                        iomem_region_free(region);
+                        return ctl_fail(r, "register %s: %s", a.pos[0], a.pos[2]);
+                }
+        }
+        r = iomem_region_seal(region, IOMEM_REGISTER_SEALS | a.seals);
+        if (r < 0) {
+                iomem_region_free(region);
+                return ctl_fail(r, "register %s: seal", a.pos[0]);
+        }
+        r = iomem_register(c->client, a.pos[0], region, a.create_flags & IOMEM_CREATE_LEASE ? IOMEM_REGISTER_LEASE : 0,
+                           a.mode, &id);
+        iomem_region_free(region);
+        if (r < 0)
+                return ctl_fail(r, "register %s", a.pos[0]);
+        if (c->json)
+                printf("{\"id\":%" PRIu64 "}\n", id);
+        return 0;
+}
+
 static const struct {
         const char *name;
         int (*fn)(struct ctl *c, int argc, char **argv);
 } commands[] = {
+        { "chmod", cmd_chmod },   { "chown", cmd_chown }, { "quota", cmd_quota },   { "register", cmd_register },
         { "create", cmd_create }, { "write", cmd_write }, { "read", cmd_read },     { "stat", cmd_stat },
         { "list", cmd_list },     { "rm", cmd_rm },       { "resize", cmd_resize }, { "seal", cmd_seal },
         { "wait", cmd_wait },     { "exec", cmd_exec },   { "status", cmd_status }, { "ping", cmd_ping },
