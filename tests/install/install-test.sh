@@ -35,7 +35,7 @@ int main(void)
 }
 C
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-cc -std=c11 -Wall -Werror $(pkg-config --cflags iomem) "$prefix/hello.c" -o "$prefix/hello" $(pkg-config --libs iomem)
+cc -std=c11 -Wall -Werror ${HELLO_CFLAGS:-} $(pkg-config --cflags iomem) "$prefix/hello.c" -o "$prefix/hello" $(pkg-config --libs iomem)
 out=$(LD_LIBRARY_PATH="$prefix/lib" "$prefix/hello")
 [ "$out" = "installed memfd" ] || { echo "FAIL: program built against the install printed '$out'"; exit 1; }
 echo "install test passed"
