@@ -103,7 +103,10 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
         if (c->next_id == 0)
                 c->next_id = 1;
         r = transport_send_blocking(&c->t, &h, payload, (size_t)len, send_fds, nsend, c->timeout_ms);
-        if (r < 0) {
+        if (r < 0 && opcode == PROTO_OP_HELLO && (r == -EPIPE || r == -ECONNRESET)) {
+                /* a daemon refusing us at accept may have closed before HELLO went out: its answer is queued */
+                timeout = 0;
+        } else if (r < 0) {
                 c->broken = r;
                 return r;
         }
