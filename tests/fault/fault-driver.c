@@ -545,8 +545,11 @@ int main(int argc, char **argv)
         if (daemon_pid < 0)
                 die("fork: %m");
         if (daemon_pid == 0) {
-                char *env[] = { env_ctl, env_preload, "PATH=/usr/bin:/bin",
-                                 getenv("IOMEM_FAULT_TRACE") ? "IOMEM_FAULT_TRACE=1" : NULL, NULL };
+                char env_pid[64];
+                char *env[] = { env_ctl, env_preload, "PATH=/usr/bin:/bin", env_pid,
+                                getenv("IOMEM_FAULT_TRACE") ? "IOMEM_FAULT_TRACE=1" : NULL, NULL };
+
+                snprintf(env_pid, sizeof(env_pid), "IOMEM_FAULT_COUNT_PID=%d", (int)getpid());
                 char tmpdir_arg[160];
 
                 prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -18,9 +18,11 @@
  * Interposed: malloc/calloc/realloc (counted in live_allocs with free and
  * the aligned allocators), memfd_create, shm_open, open/openat,
  * ftruncate, fallocate, accept4, recvmsg, sendmsg, fcntl(F_DUPFD_CLOEXEC).
- * Without $IOMEM_FAULT_CTL every call passes straight through. Children
- * forked without exec (fd keepers) share the control page: their calls are
- * counted and failed like the daemon's, but not their heap blocks.
+ * Without $IOMEM_FAULT_CTL every call passes straight through. Helper
+ * processes of the daemon (fd keepers, forked or exec'd) share the control
+ * page: their calls are counted and failed like the daemon's, but only the
+ * process named by $IOMEM_FAULT_COUNT_PID (default: the first to load us)
+ * counts heap blocks.
  * The allocators call glibc's __libc_* entry points, so dlsym's own
  * allocations cannot recurse into us.
  */
@@ -55,7 +57,10 @@ __attribute__((constructor)) static void fault_init(void)
         p = mmap(NULL, sizeof(struct fault_ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         syscall(SYS_close, fd);
         if (p != MAP_FAILED && ((struct fault_ctl *)p)->magic == FAULT_MAGIC) {
-                fault_pid = (pid_t)syscall(SYS_getpid);
+                const char *owner = getenv("IOMEM_FAULT_COUNT_PID");
+
+                /* exec'd helpers (fd keepers run /proc/self/exe) inherit the env: count the daemon's blocks only */
+                fault_pid = owner ? (pid_t)atoi(owner) : (pid_t)syscall(SYS_getpid);
                 fault_ctl = p;
         }
 }

@@ -685,6 +685,10 @@ int main(int argc, char **argv)
         if (daemon_pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 if (heap_ctl) {
+                        char env_pid[64];
+
+                        snprintf(env_pid, sizeof(env_pid), "%d", (int)getpid());
+                        setenv("IOMEM_FAULT_COUNT_PID", env_pid, 1);
                         putenv(env_ctl);
                         putenv(env_preload);
                 }
