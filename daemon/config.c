@@ -387,6 +387,8 @@ static int config_section(struct config *c, char *line, struct config_quota_rule
                 return -EINVAL;
         line[len - 1] = '\0';
         p = line + 1;
+        while (*p == ' ' || *p == '\t')
+                p++;
         if (strncmp(p, "uid", 3) != 0 && strncmp(p, "gid", 3) != 0)
                 return -EINVAL;
         group = p[0] == 'g';

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "conn.h"
 #include "proto.h"
+#include "quota.h"
 #include "regtab.h"
 #include "testutil.h"
 #include "transport.h"
@@ -49,6 +50,7 @@ static void env_init(struct env *e)
 static void env_deinit(struct env *e)
 {
         ck_assert_uint_eq(e->ctx.connections, 0);
+        ck_assert_ptr_null(e->ctx.quota); /* freed with the last connection */
         ck_assert_uint_eq(regtab_waiter_count(e->regtab), 0);
         regtab_free(e->regtab);
         config_deinit(&e->cfg);
@@ -1548,8 +1550,360 @@ START_TEST(test_peer_identity)
         ck_assert_uint_eq(gid, getgid());
         ck_assert_int_eq(pid, getpid());
         ck_assert_uint_eq(e.ctx.connections, 1);
-        ck_assert_int_eq(conn_check_access(p.conn, NULL, CONN_ACCESS_WRITE), 0);
+        /* the test runs as root (uid 0 may do anything) or not: the rule follows the kernel's uid */
+        ck_assert_int_eq(conn_check_access(p.conn, NULL, CONN_ACCESS_WRITE), getuid() == 0 ? 0 : -EACCES);
         peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* ---- access control, quotas, REGISTER ----------------------------------- */
+
+static void send_chmod(struct peer *p, uint32_t id, const char *name, uint32_t mode)
+{
+        struct proto_chmod m = { .mode = mode, .name = name };
+        uint8_t buf[512];
+
+        send_req(p, PROTO_OP_CHMOD, id, buf, proto_chmod_encode(&m, buf, sizeof(buf)));
+}
+
+/* Return: the QUOTA reply of @p. */
+static struct proto_quota_reply get_quota(struct peer *p, uint32_t id)
+{
+        struct proto_quota_reply q;
+        struct transport_frame f;
+
+        send_req(p, PROTO_OP_QUOTA, id, NULL, 0);
+        ck_assert_int_eq(pump(p), 0);
+        expect_ok(p, PROTO_OP_QUOTA, id, &f);
+        ck_assert_int_eq(proto_quota_reply_decode(f.payload, f.hdr.length, &q), 0);
+        transport_frame_deinit(&f);
+        return q;
+}
+
+/* CHMOD, CHOWN, QUOTA: shapes, values, and what STAT shows afterwards. */
+START_TEST(test_chmod_chown_quota)
+{
+        struct proto_chown own = { .uid = PROTO_ID_UNCHANGED, .gid = 77, .name = "m" };
+        struct proto_stat_reply st;
+        struct proto_quota_reply q;
+        struct proto_region_info info;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, p2;
+        uint8_t buf[512];
+        int fd;
+
+        env_init(&e);
+        e.cfg.quota.regions = 5;
+        peer_open(&e, &p);
+        peer_open(&e, &p2);
+        do_hello(&p);
+        fd = create_ok(&p, 2, "m", 4096, 0, &info);
+        close(fd);
+
+        send_chmod(&p, 3, "m", 0604);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_CHMOD, 3, &f);
+        ck_assert_uint_eq(f.hdr.length, 0);
+        transport_frame_deinit(&f);
+        send_chmod(&p, 4, "m", 01000);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CHMOD, 4, -EINVAL);
+        send_chmod(&p, 5, "nope", 0600);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CHMOD, 5, -ENOENT);
+        send_req(&p, PROTO_OP_CHOWN, 6, buf, proto_chown_encode(&own, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(&p), 0);
+        if (getuid() == 0) {
+                expect_ok(&p, PROTO_OP_CHOWN, 6, &f);
+                transport_frame_deinit(&f);
+        } else {
+                expect_error(&p, PROTO_OP_CHOWN, 6, -EACCES);
+        }
+        send_name(&p, PROTO_OP_STAT, 7, "m");
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_STAT, 7, &f);
+        ck_assert_int_eq(proto_stat_reply_decode(f.payload, f.hdr.length, &st), 0);
+        transport_frame_deinit(&f);
+        ck_assert_uint_eq(st.mode, 0604);
+        ck_assert_uint_eq(st.uid, getuid());
+        ck_assert_uint_eq(st.gid, getuid() == 0 ? 77 : getgid());
+
+        /* F5: QUOTA takes no payload */
+        send_req(&p, PROTO_OP_QUOTA, 8, "x", 1);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_QUOTA, 8, -EBADMSG);
+        q = get_quota(&p, 9);
+        ck_assert_uint_eq(q.uid, getuid());
+        ck_assert_uint_eq(q.regions, 1);
+        ck_assert_uint_eq(q.bytes, 4096);
+        ck_assert_uint_eq(q.connections, 2);
+        ck_assert_uint_eq(q.max_regions, 5);
+        ck_assert_uint_eq(q.max_bytes, 0);
+        ck_assert_uint_eq(q.max_region_size, TEST_MAX_REGION);
+
+        send_name(&p, PROTO_OP_DELETE, 10, "m");
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_DELETE, 10, &f);
+        transport_frame_deinit(&f);
+        q = get_quota(&p, 11);
+        ck_assert_uint_eq(q.regions, 0);
+        ck_assert_uint_eq(q.bytes, 0);
+        peer_close(&p2);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* R2: per-uid region and byte quotas; a lease gives them back when its connection goes. */
+START_TEST(test_r2_uid_quota)
+{
+        struct proto_region_info info;
+        struct proto_quota_reply q;
+        struct env e;
+        struct peer p, p2;
+        int fd;
+
+        env_init(&e);
+        e.cfg.quota.regions = 2;
+        e.cfg.quota.bytes = 3 * 4096;
+        peer_open(&e, &p);
+        peer_open(&e, &p2);
+        do_hello(&p);
+        do_hello(&p2);
+        fd = create_ok(&p, 2, "a", 8192, PROTO_CREATE_LEASE, &info);
+        close(fd);
+        send_create(&p, 3, "b", 8192, 0, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CREATE, 3, -EDQUOT); /* bytes */
+        fd = create_ok(&p, 4, "b", 4096, 0, &info);
+        close(fd);
+        /* the same uid on another connection shares the count */
+        send_create(&p2, 5, "c", 1, 0, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&p2), 0);
+        expect_error(&p2, PROTO_OP_CREATE, 5, -EDQUOT); /* regions */
+        /* growing past the byte quota */
+        {
+                struct proto_resize m = { .size = 8192, .name = "b" };
+                uint8_t buf[512];
+
+                send_req(&p2, PROTO_OP_RESIZE, 6, buf, proto_resize_encode(&m, buf, sizeof(buf)));
+                ck_assert_int_eq(pump(&p2), 0);
+                expect_error(&p2, PROTO_OP_RESIZE, 6, -EDQUOT);
+        }
+        /* the leased region goes with p, and its charge with it */
+        peer_close(&p);
+        q = get_quota(&p2, 7);
+        ck_assert_uint_eq(q.regions, 1);
+        ck_assert_uint_eq(q.bytes, 4096);
+        ck_assert_uint_eq(q.connections, 1);
+        fd = create_ok(&p2, 8, "c", 4096, 0, &info);
+        close(fd);
+        peer_close(&p2);
+        env_deinit(&e);
+}
+END_TEST
+
+/* D10/R2: fds queued towards a uid that does not read are capped; past the cap OPEN says -EDQUOT. */
+START_TEST(test_fds_in_flight_quota)
+{
+        struct proto_region_info info;
+        struct proto_quota_reply q;
+        struct env e;
+        struct peer p, p2;
+        int fd, ok = 0, dquot = 0, sndbuf = 1;
+
+        env_init(&e);
+        e.cfg.quota.fds = 2;
+        peer_open(&e, &p);
+        peer_open(&e, &p2);
+        do_hello(&p);
+        do_hello(&p2);
+        fd = create_ok(&p2, 2, "m", 4096, 0, &info);
+        close(fd);
+        /* the smallest send buffer: the daemon's socket takes a few fd frames, the rest stay queued */
+        ck_assert_int_eq(setsockopt(conn_fd(p.conn), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+        for (uint32_t id = 10; id < 74; id++)
+                send_open(&p, id, "m", PROTO_OPEN_RDONLY, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        /* p's uid has at most 2 fds queued in the daemon; p2 (same uid) is told so too */
+        q = get_quota(&p2, 3);
+        ck_assert_uint_le(q.fds, 2);
+        for (uint32_t id = 10; id < 74; id++) {
+                struct transport_frame f;
+
+                pump(&p);
+                recv_frame(&p, &f);
+                ck_assert_uint_eq(f.hdr.id, id);
+                if (f.hdr.flags & PROTO_FLAG_ERROR) {
+                        struct proto_error err;
+
+                        ck_assert_int_eq(proto_error_decode(f.payload, f.hdr.length, &err), 0);
+                        ck_assert_int_eq(err.error, -EDQUOT);
+                        dquot++;
+                } else {
+                        ck_assert_uint_eq(f.nfds, 1);
+                        ok++;
+                }
+                transport_frame_deinit(&f);
+        }
+        ck_assert_int_gt(ok, 0);
+        ck_assert_int_gt(dquot, 0);
+        q = get_quota(&p2, 4);
+        ck_assert_uint_eq(q.fds, 0);
+        peer_close(&p);
+        peer_close(&p2);
+        env_deinit(&e);
+}
+END_TEST
+
+/* Open a connection whose conn_new() must fail with @error after sending one HELLO error reply (P1, R6). */
+static void expect_refused(struct env *e, int error)
+{
+        struct transport_frame f;
+        struct transport t;
+        struct proto_error err;
+        struct conn *c = NULL;
+        int sv[2];
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        ck_assert_int_eq(conn_new(&e->ctx, sv[0], &c), error);
+        ck_assert_ptr_null(c);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        ck_assert_int_eq(transport_recv_blocking(&t, &f, 5000), 1);
+        ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_HELLO);
+        ck_assert_uint_eq(f.hdr.id, 0);
+        ck_assert_uint_eq(f.hdr.flags, PROTO_FLAG_REPLY | PROTO_FLAG_ERROR);
+        ck_assert_int_eq(proto_error_decode(f.payload, f.hdr.length, &err), 0);
+        ck_assert_int_eq(err.error, error);
+        transport_frame_deinit(&f);
+        /* and then the end of the stream */
+        ck_assert_int_eq(transport_recv_blocking(&t, &f, 5000), -EPIPE);
+        transport_deinit(&t);
+        close(sv[1]);
+}
+
+START_TEST(test_refused_at_accept)
+{
+        uint32_t nobody = 4242;
+        struct env e;
+        struct peer p;
+
+        env_init(&e);
+        /* R6: a connection quota of 1 */
+        e.cfg.quota.connections = 1;
+        peer_open(&e, &p);
+        expect_refused(&e, -EDQUOT);
+        ck_assert_uint_eq(e.ctx.connections, 1);
+        peer_close(&p);
+        /* P1: an allow-list without us (root and the daemon's own uid always pass: we are the daemon's uid) */
+        e.cfg.quota.connections = 0;
+        e.cfg.allow_list = true;
+        e.cfg.allow_uids = &nobody;
+        e.cfg.nallow_uids = 1;
+        peer_open(&e, &p);
+        peer_close(&p);
+        ck_assert_ptr_null(e.ctx.quota);
+        e.cfg.allow_uids = NULL;
+        e.cfg.nallow_uids = 0;
+        env_deinit(&e);
+}
+END_TEST
+
+/* Send REGISTER of @name (@size) with the @nfds fds. */
+static void send_register(struct peer *p, uint32_t id, const char *name, uint64_t size, uint32_t flags,
+                          const int *fds, unsigned nfds)
+{
+        struct proto_register m = { .size = size, .flags = flags, .name = name };
+        uint8_t buf[512];
+        int len = proto_register_encode(&m, buf, sizeof(buf));
+
+        ck_assert_int_ge(len, 0);
+        send_raw(p, PROTO_VERSION, 0, PROTO_OP_REGISTER, id, (uint16_t)nfds, buf, (size_t)len, fds, nfds);
+}
+
+static int sealed_memfd(uint64_t size, unsigned seals)
+{
+        int fd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+        ck_assert_int_eq(fchmod(fd, 0600), 0);
+        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
+        return fd;
+}
+
+/* REGISTER: fd count, shape, the seals check (P7: bits set, not equality), then OPEN hands it out; LEASE. */
+START_TEST(test_register)
+{
+        const unsigned need = F_SEAL_SHRINK | F_SEAL_GROW;
+        struct proto_register_reply rep;
+        struct proto_region_info info;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, p2;
+        int fds[2], back;
+        uint8_t buf[64];
+
+        env_init(&e);
+        peer_open(&e, &p);
+        peer_open(&e, &p2);
+        do_hello(&p);
+        do_hello(&p2);
+        send_register(&p, 2, "r", 4096, 0, NULL, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_REGISTER, 2, -EINVAL);
+        fds[0] = sealed_memfd(4096, need);
+        fds[1] = sealed_memfd(4096, need);
+        send_register(&p, 3, "r", 4096, 0, fds, 2);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_REGISTER, 3, -EINVAL);
+        send_register(&p, 4, "r", 4096, 0x80, fds, 1); /* unknown flag */
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_REGISTER, 4, -EINVAL);
+        send_register(&p, 5, "r", TEST_MAX_REGION + 1, 0, fds, 1);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_REGISTER, 5, -EFBIG);
+        send_register(&p, 6, "", 4096, 0, fds, 1);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_REGISTER, 6, -EINVAL);
+        close(fds[1]);
+        fds[1] = sealed_memfd(4096, F_SEAL_SHRINK);
+        send_register(&p, 7, "r", 4096, 0, &fds[1], 1);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_REGISTER, 7, -EPERM); /* D8 */
+        close(fds[1]);
+
+        /* extra seal bits are fine (P7) */
+        ck_assert_int_eq(fcntl(fds[0], F_ADD_SEALS, F_SEAL_SEAL), 0);
+        send_register(&p, 8, "r", 4096, PROTO_REGISTER_LEASE, fds, 1);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_REGISTER, 8, &f);
+        ck_assert_uint_eq(f.nfds, 0);
+        ck_assert_int_eq(proto_register_reply_decode(f.payload, f.hdr.length, &rep), 0);
+        transport_frame_deinit(&f);
+        ck_assert_uint_eq(rep.seals & (need | F_SEAL_SEAL), need | F_SEAL_SEAL);
+
+        /* another client gets the same object */
+        send_open(&p2, 9, "r", 0, 0);
+        ck_assert_int_eq(pump(&p2), 0);
+        back = expect_region(&p2, PROTO_OP_OPEN, 9, &info);
+        ck_assert_uint_eq(info.id, rep.id);
+        ck_assert_uint_eq(info.size, 4096);
+        ck_assert_uint_eq(info.backend, PROTO_BACKEND_MEMFD);
+        ck_assert_int_eq(pwrite(back, "hi", 2, 0), 2);
+        ck_assert_int_eq(pread(fds[0], buf, 2, 0), 2);
+        ck_assert_int_eq(memcmp(buf, "hi", 2), 0);
+        close(back);
+        close(fds[0]);
+
+        /* LEASE: gone with the registering connection */
+        peer_close(&p);
+        send_name(&p2, PROTO_OP_STAT, 10, "r");
+        ck_assert_int_eq(pump(&p2), 0);
+        expect_error(&p2, PROTO_OP_STAT, 10, -ENOENT);
+        peer_close(&p2);
         env_deinit(&e);
 }
 END_TEST
@@ -1594,6 +1948,11 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_f8_unread_replies_throttle);
         tcase_add_test(tc, test_f8_overflow_drops);
         tcase_add_test(tc, test_peer_identity);
+        tcase_add_test(tc, test_chmod_chown_quota);
+        tcase_add_test(tc, test_r2_uid_quota);
+        tcase_add_test(tc, test_fds_in_flight_quota);
+        tcase_add_test(tc, test_refused_at_accept);
+        tcase_add_test(tc, test_register);
         suite_add_tcase(s, tc);
         return s;
 }
