@@ -80,6 +80,11 @@ RECODE(seal_reply)
 RECODE(name)
 RECODE(stat_reply)
 RECODE(list)
+RECODE(chmod)
+RECODE(chown)
+RECODE(quota_reply)
+RECODE(register)
+RECODE(register_reply)
 
 static int recode_list_reply(const uint8_t *in, size_t len, uint8_t *out, size_t size)
 {
@@ -262,7 +267,45 @@ static int sample_list_reply_empty(uint8_t *buf, size_t size)
         return proto_list_writer_finish(&w, 0);
 }
 
+static int sample_chmod(uint8_t *buf, size_t size)
+{
+        struct proto_chmod m = { .mode = 0640, .name = "cam/frame0" };
+        return proto_chmod_encode(&m, buf, size);
+}
+
+static int sample_chown(uint8_t *buf, size_t size)
+{
+        struct proto_chown m = { .uid = PROTO_ID_UNCHANGED, .gid = 100, .name = "c" };
+        return proto_chown_encode(&m, buf, size);
+}
+
+static int sample_quota_reply(uint8_t *buf, size_t size)
+{
+        struct proto_quota_reply m = {
+                .uid = 1000, .gid = 100, .bytes = 1, .max_bytes = UINT64_MAX, .regions = 3, .max_regions = 4,
+                .connections = 5, .max_connections = 6, .fds = 7, .max_fds = 8, .max_region_size = 9,
+        };
+        return proto_quota_reply_encode(&m, buf, size);
+}
+
+static int sample_register(uint8_t *buf, size_t size)
+{
+        struct proto_register m = { .size = 4096, .flags = PROTO_REGISTER_LEASE, .mode = 0644, .name = "pub" };
+        return proto_register_encode(&m, buf, size);
+}
+
+static int sample_register_reply(uint8_t *buf, size_t size)
+{
+        struct proto_register_reply m = { .id = 12, .seals = 0x26 };
+        return proto_register_reply_encode(&m, buf, size);
+}
+
 static const struct codec codecs[] = {
+        { "chmod", PROTO_OP_CHMOD, 0, sample_chmod, recode_chmod },
+        { "chown", PROTO_OP_CHOWN, 0, sample_chown, recode_chown },
+        { "quota_reply", PROTO_OP_QUOTA, PROTO_FLAG_REPLY, sample_quota_reply, recode_quota_reply },
+        { "register", PROTO_OP_REGISTER, 0, sample_register, recode_register },
+        { "register_reply", PROTO_OP_REGISTER, PROTO_FLAG_REPLY, sample_register_reply, recode_register_reply },
         { "error", PROTO_OP_OPEN, PROTO_FLAG_REPLY | PROTO_FLAG_ERROR, sample_error, recode_error },
         { "hello", PROTO_OP_HELLO, 0, sample_hello, recode_hello },
         { "hello_reply", PROTO_OP_HELLO, PROTO_FLAG_REPLY, sample_hello_reply, recode_hello_reply },
@@ -1362,6 +1405,70 @@ END_TEST
 
 /* ---- the worked example in docs/protocol.md -------------------------------- */
 
+/* The byte layouts of docs/protocol.md for CHMOD, CHOWN, QUOTA and REGISTER, and their value checks. */
+START_TEST(test_access_messages)
+{
+        static const uint8_t chmod_bytes[] = { 0xa0, 0x01, 0, 0, 0, 0, 0, 0, 1, 0, 'm', 0 };
+        static const uint8_t chown_bytes[] = { 0xff, 0xff, 0xff, 0xff, 0x64, 0, 0, 0, 1, 0, 'm', 0 };
+        static const uint8_t register_bytes[] = { 0, 0x10, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0xa4, 0x01, 0, 0,
+                                                  1, 0, 'm', 0 };
+        struct proto_chmod cm = { .mode = 0640, .name = "m" }, cmd;
+        struct proto_chown co = { .uid = PROTO_ID_UNCHANGED, .gid = 100, .name = "m" }, cod;
+        struct proto_register rg = { .size = 4096, .flags = PROTO_REGISTER_LEASE, .mode = 0644, .name = "m" }, rgd;
+        struct proto_register_reply rr = { .id = 5, .seals = 0x22 }, rrd;
+        struct proto_quota_reply qr = { .uid = 1, .max_region_size = 2 }, qrd;
+        uint8_t buf[128];
+
+        ck_assert_int_eq(proto_chmod_encode(&cm, buf, sizeof(buf)), (int)sizeof(chmod_bytes));
+        ck_assert_mem_eq(buf, chmod_bytes, sizeof(chmod_bytes));
+        ck_assert_int_eq(proto_chmod_decode(buf, sizeof(chmod_bytes), &cmd), 0);
+        ck_assert_uint_eq(cmd.mode, 0640);
+        ck_assert_int_eq(proto_chown_encode(&co, buf, sizeof(buf)), (int)sizeof(chown_bytes));
+        ck_assert_mem_eq(buf, chown_bytes, sizeof(chown_bytes));
+        ck_assert_int_eq(proto_chown_decode(buf, sizeof(chown_bytes), &cod), 0);
+        ck_assert_uint_eq(cod.uid, PROTO_ID_UNCHANGED);
+        ck_assert_uint_eq(cod.gid, 100);
+        ck_assert_int_eq(proto_register_encode(&rg, buf, sizeof(buf)), (int)sizeof(register_bytes));
+        ck_assert_mem_eq(buf, register_bytes, sizeof(register_bytes));
+        ck_assert_int_eq(proto_register_decode(buf, sizeof(register_bytes), &rgd), 0);
+        ck_assert_uint_eq(rgd.size, 4096);
+        ck_assert_int_eq(proto_register_reply_encode(&rr, buf, sizeof(buf)), 16);
+        ck_assert_int_eq(proto_register_reply_decode(buf, 16, &rrd), 0);
+        ck_assert_uint_eq(rrd.seals, 0x22); /* unknown kernel bits pass (P7) */
+        ck_assert_int_eq(proto_quota_reply_encode(&qr, buf, sizeof(buf)), 80);
+        ck_assert_int_eq(proto_quota_reply_encode(&qr, buf, 79), -ENOBUFS);
+        ck_assert_int_eq(proto_quota_reply_decode(buf, 80, &qrd), 0);
+        ck_assert_uint_eq(qrd.max_region_size, 2);
+        ck_assert_int_eq(proto_quota_reply_decode(buf, 81, &qrd), -EBADMSG);
+
+        /* values */
+        cm.mode = 01000;
+        ck_assert_int_gt(proto_chmod_encode(&cm, buf, sizeof(buf)), 0);
+        ck_assert_int_eq(proto_chmod_decode(buf, sizeof(chmod_bytes), &cmd), -EINVAL);
+        cm.mode = 0;
+        cm.reserved = 1;
+        ck_assert_int_gt(proto_chmod_encode(&cm, buf, sizeof(buf)), 0);
+        ck_assert_int_eq(proto_chmod_decode(buf, sizeof(chmod_bytes), &cmd), -EINVAL);
+        co.name = "";
+        ck_assert_int_gt(proto_chown_encode(&co, buf, sizeof(buf)), 0);
+        ck_assert_int_eq(proto_chown_decode(buf, 11, &cod), -EINVAL);
+        rg.flags = 2;
+        ck_assert_int_gt(proto_register_encode(&rg, buf, sizeof(buf)), 0);
+        ck_assert_int_eq(proto_register_decode(buf, sizeof(register_bytes), &rgd), -EINVAL);
+        rg.flags = 0;
+        rg.mode = 01000;
+        ck_assert_int_gt(proto_register_encode(&rg, buf, sizeof(buf)), 0);
+        ck_assert_int_eq(proto_register_decode(buf, sizeof(register_bytes), &rgd), -EINVAL);
+        rr.id = 0;
+        ck_assert_int_eq(proto_register_reply_encode(&rr, buf, sizeof(buf)), 16);
+        ck_assert_int_eq(proto_register_reply_decode(buf, 16, &rrd), -EINVAL);
+        rr.id = 1;
+        rr.reserved = 1;
+        ck_assert_int_eq(proto_register_reply_encode(&rr, buf, sizeof(buf)), 16);
+        ck_assert_int_eq(proto_register_reply_decode(buf, 16, &rrd), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_doc_example_bytes)
 {
         static const uint8_t hello[] = {
@@ -1438,6 +1545,7 @@ static Suite *proto_suite(void)
         tcase_add_test(tc, test_roundtrip_stat);
         tcase_add_test(tc, test_roundtrip_list_request);
         tcase_add_test(tc, test_doc_example_bytes);
+        tcase_add_test(tc, test_access_messages);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("names");
