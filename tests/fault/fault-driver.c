@@ -158,18 +158,21 @@ static void client_close(struct client *cl)
  * One request, one reply. Return: 1 success, 0 error reply (*errp set),
  * -1 the daemon closed the connection. A reply timeout is a failure (hang).
  */
-static int client_call(struct client *cl, uint16_t opcode, const uint8_t *payload, int len, const char *what,
-                       int *errp, struct transport_frame *replyp)
+static int client_call_fds(struct client *cl, uint16_t opcode, const uint8_t *payload, int len, int *fds,
+                           unsigned nfds, const char *what, int *errp, struct transport_frame *replyp)
 {
         struct proto_header h = { .opcode = opcode, .id = cl->next_id++ };
         struct transport_frame f;
         int r;
 
-        if (cl->gone)
+        if (cl->gone) {
+                for (unsigned i = 0; i < nfds; i++)
+                        close(fds[i]);
                 return -1;
+        }
         if (len < 0)
                 die("cannot encode %s", what);
-        r = transport_send_blocking(&cl->t, &h, payload, (size_t)len, NULL, 0, REPLY_TIMEOUT_MS);
+        r = transport_send_blocking(&cl->t, &h, payload, (size_t)len, fds, nfds, REPLY_TIMEOUT_MS); /* consumed */
         if (r == -ETIMEDOUT)
                 die("%s: the daemon does not read (hang)", what);
         if (r < 0) {
@@ -200,6 +203,12 @@ static int client_call(struct client *cl, uint16_t opcode, const uint8_t *payloa
         else
                 transport_frame_deinit(&f);
         return 1;
+}
+
+static int client_call(struct client *cl, uint16_t opcode, const uint8_t *payload, int len, const char *what,
+                       int *errp, struct transport_frame *replyp)
+{
+        return client_call_fds(cl, opcode, payload, len, NULL, 0, what, errp, replyp);
 }
 
 static void tally(int r)
@@ -234,9 +243,20 @@ static uint8_t sentinel_byte(unsigned k, size_t i)
         return (uint8_t)(k * 31u + i * 7u + 1u);
 }
 
-static const char *const mix_names[] = { "fault-memfd", "fault-shm", "fault-file", "fault-lease" };
+static const char *const mix_names[] = { "fault-memfd", "fault-shm", "fault-file", "fault-lease", "fault-reg" };
 
-/* The request mix: every request kind, every backend, the daemon's fd-making paths. */
+/* A memfd as REGISTER wants it: sealed against shrinking and growing, no write for group/other. */
+static int register_memfd(void)
+{
+        int fd = memfd_create("fault-reg", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+        if (fd < 0 || ftruncate(fd, 8192) < 0 || fchmod(fd, 0600) < 0 ||
+            fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+                die("register memfd: %m");
+        return fd;
+}
+
+/* The request mix: every request kind, every backend, the daemon's fd-making and fd-receiving paths. */
 static void run_mix(void)
 {
         uint8_t buf[512];
@@ -307,6 +327,18 @@ static void run_mix(void)
              "SEAL");
         CALL(PROTO_OP_STAT, proto_name_encode(&(struct proto_name){ mix_names[0] }, buf, sizeof(buf)), "STAT");
         CALL(PROTO_OP_LIST, proto_list_encode(&(struct proto_list){ .prefix = "fault-" }, buf, sizeof(buf)), "LIST");
+        CALL(PROTO_OP_CHMOD, proto_chmod_encode(&(struct proto_chmod){ 0640, 0, mix_names[0] }, buf, sizeof(buf)),
+             "CHMOD");
+        CALL(PROTO_OP_QUOTA, 0, "QUOTA");
+        {
+                int fd = register_memfd();
+
+                r = client_call_fds(&cl, PROTO_OP_REGISTER, buf,
+                                    proto_register_encode(&(struct proto_register){ .size = 8192, .name = mix_names[4] },
+                                                          buf, sizeof(buf)),
+                                    &fd, 1, "REGISTER", &err, NULL);
+                tally(r);
+        }
         CALL(PROTO_OP_DELETE, proto_name_encode(&(struct proto_name){ mix_names[2] }, buf, sizeof(buf)), "DELETE");
         CALL(0x0777, 0, "unknown opcode");
 #undef CALL

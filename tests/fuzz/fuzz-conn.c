@@ -19,7 +19,9 @@
 
 /*
  * The input is a little program for a hostile client (one op byte, then
- * its operands; see fuzz_conn_run()). After each input the connection is
+ * its operands; see fuzz_conn_run()). In a frame op, fdspec holds the fds
+ * attached (bits 0-2), the nfds declared (bits 4-6) and whether memfds are
+ * sealed as REGISTER requires (bit 7). After each input the connection is
  * freed and these must hold, else the target aborts:
  *   - every reply the daemon wrote is a well-formed REPLY frame whose fds
  *     match its nfds (read back through a client-side transport);
@@ -44,8 +46,8 @@ enum { FUZZ_OP_RAW, FUZZ_OP_FRAME, FUZZ_OP_HELLO, FUZZ_OP_PUMP, FUZZ_OP_TIMEOUT,
 
 static const uint16_t fuzz_opcodes[] = {
         PROTO_OP_HELLO, PROTO_OP_PING, PROTO_OP_STATUS, PROTO_OP_CREATE, PROTO_OP_OPEN,  PROTO_OP_RESIZE,
-        PROTO_OP_SEAL,  PROTO_OP_STAT, PROTO_OP_LIST,   PROTO_OP_DELETE, 0x0100,         0x0200,
-        0x0300,         0x0000,        0xffff,
+        PROTO_OP_SEAL,  PROTO_OP_STAT, PROTO_OP_LIST,   PROTO_OP_DELETE, PROTO_OP_CHMOD, PROTO_OP_REGISTER,
+        0x0300,         0x0000,        0xffff,         PROTO_OP_CHOWN, PROTO_OP_QUOTA,  0x0103,          0x0201,
 };
 
 static struct config fuzz_config;
@@ -91,8 +93,12 @@ static int fuzz_fd_count(void)
         return n - 1;
 }
 
-/* One fd of the kind @kind (D7: memfd, pipe, socket, O_PATH); -1 if it cannot be made. */
-static int fuzz_make_fd(unsigned kind)
+/*
+ * One fd of the kind @kind (D7: memfd, pipe, socket, O_PATH); -1 if it
+ * cannot be made. With @good, a memfd is what REGISTER wants (sealed
+ * SHRINK|GROW, mode 0600), else it lacks the seals (D8).
+ */
+static int fuzz_make_fd(unsigned kind, bool good)
 {
         int p[2], fd;
 
@@ -101,7 +107,11 @@ static int fuzz_make_fd(unsigned kind)
                 fd = memfd_create("fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING);
                 if (fd >= 0 && ftruncate(fd, 4096) < 0) {
                         close(fd);
-                        fd = -1;
+                        return -1;
+                }
+                if (fd >= 0 && good) {
+                        (void)fchmod(fd, 0600);
+                        (void)fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
                 }
                 return fd;
         case 1:
@@ -120,7 +130,7 @@ static int fuzz_make_fd(unsigned kind)
 }
 
 /* Send @len bytes with @nfds fds of the kinds in @kinds (2 bits each); our copies are closed after. */
-static void fuzz_send(int sock, const void *buf, size_t len, unsigned nfds, unsigned kinds)
+static void fuzz_send(int sock, const void *buf, size_t len, unsigned nfds, unsigned kinds, bool good)
 {
         union {
                 char buf[CMSG_SPACE(8 * sizeof(int))];
@@ -132,7 +142,7 @@ static void fuzz_send(int sock, const void *buf, size_t len, unsigned nfds, unsi
         struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
         for (unsigned i = 0; i < nfds && i < 8; i++) {
-                int fd = fuzz_make_fd(kinds >> (2 * i));
+                int fd = fuzz_make_fd(kinds >> (2 * i), good);
 
                 if (fd >= 0)
                         fds[n++] = fd;
@@ -239,7 +249,7 @@ static void fuzz_conn_run(struct conn *c, int sock, struct transport *client, st
                         uint8_t len = fuzz_byte(in), fdspec = fuzz_byte(in), kinds = fuzz_byte(in);
 
                         n = fuzz_take(in, len, &bytes);
-                        fuzz_send(sock, bytes, n, fdspec & 7, kinds);
+                        fuzz_send(sock, bytes, n, fdspec & 7, kinds, fdspec & 0x80);
                         break;
                 }
                 case FUZZ_OP_FRAME: { /* a header that matches its payload, so the dispatch is reached */
@@ -261,7 +271,7 @@ static void fuzz_conn_run(struct conn *c, int sock, struct transport *client, st
                         h.nfds = (fdspec >> 4) & 7;
                         proto_header_encode(&h, frame);
                         memcpy(frame + PROTO_HEADER_SIZE, bytes, n);
-                        fuzz_send(sock, frame, PROTO_HEADER_SIZE + n, fdspec & 7, kinds);
+                        fuzz_send(sock, frame, PROTO_HEADER_SIZE + n, fdspec & 7, kinds, fdspec & 0x80);
                         break;
                 }
                 case FUZZ_OP_HELLO: {
@@ -273,7 +283,7 @@ static void fuzz_conn_run(struct conn *c, int sock, struct transport *client, st
                         FUZZ_CHECK(len > 0);
                         h.length = (uint32_t)len;
                         proto_header_encode(&h, frame);
-                        fuzz_send(sock, frame, PROTO_HEADER_SIZE + (size_t)len, 0, 0);
+                        fuzz_send(sock, frame, PROTO_HEADER_SIZE + (size_t)len, 0, 0, false);
                         break;
                 }
                 case FUZZ_OP_PUMP:

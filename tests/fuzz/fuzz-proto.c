@@ -37,6 +37,11 @@ static void fuzz_decoders(const uint8_t *p, size_t n)
                 struct proto_name name;
                 struct proto_stat_reply stat_reply;
                 struct proto_list list;
+                struct proto_chmod chmod;
+                struct proto_chown chown;
+                struct proto_quota_reply quota_reply;
+                struct proto_register register_;
+                struct proto_register_reply register_reply;
         } m, m2;
         struct proto_list_reply lr;
         struct proto_list_entry e;
@@ -68,6 +73,16 @@ static void fuzz_decoders(const uint8_t *p, size_t n)
         FUZZ_ROUND_TRIP(name);
         FUZZ_ROUND_TRIP(stat_reply);
         FUZZ_ROUND_TRIP(list);
+        FUZZ_ROUND_TRIP(chmod);
+        FUZZ_ROUND_TRIP(chown);
+        FUZZ_ROUND_TRIP(quota_reply);
+        FUZZ_ROUND_TRIP(register_reply);
+        if (proto_register_decode(p, n, &m.register_) == 0) { /* "register" is a keyword: no macro */
+                len = proto_register_encode(&m.register_, out, sizeof(out));
+                FUZZ_CHECK(len >= 0);
+                FUZZ_CHECK(proto_register_decode(out, (size_t)len, &m2.register_) == 0);
+                FUZZ_CHECK((size_t)len == n && memcmp(out, p, n) == 0);
+        }
 #undef FUZZ_ROUND_TRIP
 
         if (proto_list_reply_decode(p, n, &lr) == 0) {

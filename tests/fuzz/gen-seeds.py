@@ -6,8 +6,10 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAGIC = 0x444D4F49
 OPS = dict(HELLO=1, PING=2, STATUS=3, CREATE=0x10, OPEN=0x11, RESIZE=0x12, SEAL=0x13, STAT=0x14, LIST=0x15,
-           DELETE=0x16)
-OPIDX = dict(HELLO=0, PING=1, STATUS=2, CREATE=3, OPEN=4, RESIZE=5, SEAL=6, STAT=7, LIST=8, DELETE=9)
+           DELETE=0x16, CHMOD=0x100, CHOWN=0x101, QUOTA=0x102, REGISTER=0x200)
+# index into fuzz_opcodes[] of fuzz-conn.c
+OPIDX = dict(HELLO=0, PING=1, STATUS=2, CREATE=3, OPEN=4, RESIZE=5, SEAL=6, STAT=7, LIST=8, DELETE=9, CHMOD=10,
+             REGISTER=11, CHOWN=15, QUOTA=16)
 
 
 def s(name):
@@ -36,6 +38,11 @@ PAYLOADS = {
     'STAT': s('a'),
     'LIST': struct.pack('<QII', 0, 0, 0) + s(''),
     'DELETE': s('a'),
+    'CHMOD': struct.pack('<II', 0o640, 0) + s('a'),
+    'CHOWN': struct.pack('<II', 0xFFFFFFFF, 0) + s('a'),
+    'QUOTA': b'',
+    'REGISTER': struct.pack('<QII', 4096, 0, 0) + s('reg'),
+    'REGISTER_lease': struct.pack('<QII', 4096, 1, 0o600) + s('reg-lease'),
 }
 
 
@@ -85,6 +92,14 @@ def main():
     write('corpus-fuzz-conn', 'fds-too-many', session + conn_frame('STATUS', fdspec=0x57, kinds=0xff) + pump)
     write('corpus-fuzz-conn', 'raw-garbage-fds', session + bytes([0, 5, 0x01, 0x03]) + b'IOMD\x01' + pump)
     write('corpus-fuzz-conn', 'no-hello-timeout', bytes([4, 200]) + pump)
+    # REGISTER: a good memfd (sealed, 0600), one without seals (D8), a pipe (D7), none, two
+    write('corpus-fuzz-conn', 'register-good',
+          session + conn_frame('REGISTER', fdspec=0x91, kinds=0) + pump + conn_frame('REGISTER_lease', fdspec=0x91)
+          + pump + conn_frame('CHMOD') + pump + conn_frame('CHOWN') + pump + conn_frame('QUOTA') + pump)
+    write('corpus-fuzz-conn', 'register-unsealed', session + conn_frame('REGISTER', fdspec=0x11, kinds=0) + pump)
+    write('corpus-fuzz-conn', 'register-pipe', session + conn_frame('REGISTER', fdspec=0x91, kinds=1) + pump)
+    write('corpus-fuzz-conn', 'register-nofd', session + conn_frame('REGISTER') + pump)
+    write('corpus-fuzz-conn', 'register-two', session + conn_frame('REGISTER', fdspec=0xa2, kinds=0) + pump)
     write('corpus-fuzz-conn', 'cut-frame', session + bytes([0, 10]) + bytes([0, 0]) + hdr(1, 8)[:10] + bytes([5]) + pump)
 
 
