@@ -543,7 +543,8 @@ static uint32_t conn_region_seals(struct region *r)
 }
 
 /* Send the holder's fd to @r: a read-only reopen or a read-write dup, with its description. */
-static int conn_reply_region(struct conn *c, uint16_t opcode, uint32_t id, struct region *r, bool rdonly)
+static int conn_reply_region_checked(struct conn *c, uint16_t opcode, uint32_t id, struct region *r, bool rdonly,
+                                     bool check)
 {
         struct proto_region_info info = {
                 .id = r->meta.id,
@@ -555,9 +556,9 @@ static int conn_reply_region(struct conn *c, uint16_t opcode, uint32_t id, struc
         uint8_t buf[64];
         int fd, rfd, k;
 
-        if (conn_check_access(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
+        if (check && conn_check_access(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_reply_error(c, opcode, id, -EACCES, "permission denied");
-        if (conn_quota_check(c, c->uid, 0, 0, 1) < 0)
+        if (check && conn_quota_check(c, c->uid, 0, 0, 1) < 0)
                 return conn_reply_error(c, opcode, id, -EDQUOT, "fds in flight quota reached: read your replies");
         k = regtab_region_get_fd(c->ctx->regtab, r, &rfd);
         if (k < 0)
@@ -582,6 +583,12 @@ static int conn_reply_region(struct conn *c, uint16_t opcode, uint32_t id, struc
         regtab_region_put_fd(r, rfd);
         r->open_count++;
         return conn_reply_encoded(c, &req, proto_region_info_encode(&info, buf, sizeof(buf)), buf, &fd, 1);
+}
+
+/* Send @r to a peer that asked for it: access and the fds-in-flight quota are checked. Return: as conn_reply_raw(). */
+static int conn_reply_region(struct conn *c, uint16_t opcode, uint32_t id, struct region *r, bool rdonly)
+{
+        return conn_reply_region_checked(c, opcode, id, r, rdonly, true);
 }
 
 static int conn_handle_hello(struct conn *c, const struct transport_frame *f)
@@ -657,6 +664,8 @@ static int conn_create_anonymous(struct conn *c, const struct transport_frame *f
                                         "EXCLUSIVE and LEASE need a name");
         if (m->seals && m->backend != PROTO_BACKEND_AUTO && m->backend != PROTO_BACKEND_MEMFD)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EOPNOTSUPP, "only memfd can be sealed");
+        if (conn_quota_check(c, c->uid, 0, 0, 1) < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "fds in flight quota reached");
         r = backend_create(m->backend != PROTO_BACKEND_AUTO ? m->backend : cfg->backend, m->size,
                            cfg->max_region_size, cfg->tmpdir, &fd, &chosen);
         if (r < 0)
@@ -710,8 +719,10 @@ static int conn_handle_create(struct conn *c, const struct transport_frame *f)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "too many regions");
         if (conn_over_bytes(ctx, 0, m.size))
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "daemon byte quota reached");
-        if (conn_quota_check(c, c->uid, m.size, 1, 0) < 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "your region or byte quota is reached");
+        /* the fd of the reply too: a CREATE is never half-applied (made, then refused) */
+        if (conn_quota_check(c, c->uid, m.size, 1, 1) < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT,
+                                        "your region, byte or fds-in-flight quota is reached");
         backend = m.backend != PROTO_BACKEND_AUTO ? (enum proto_backend)m.backend : cfg->backend;
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EOPNOTSUPP, "only memfd can be sealed");
@@ -765,7 +776,8 @@ static int conn_handle_create(struct conn *c, const struct transport_frame *f)
         /* the table owns it now */
         struct region *added = region;
         region = NULL;
-        r = conn_reply_region(c, f->hdr.opcode, f->hdr.id, added, false);
+        /* the creator gets its read-write fd whatever the mode says (as open(O_CREAT) with 0444 does) */
+        r = conn_reply_region_checked(c, f->hdr.opcode, f->hdr.id, added, false, false);
         regtab_wake(ctx->regtab, added);
         k = regtab_settle(ctx->regtab, added);
         if (k < 0)

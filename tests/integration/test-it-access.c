@@ -183,13 +183,16 @@ static int child_create_named(void *p)
 {
         struct iomem_client *c = NULL;
         struct iomem_region *region = NULL;
-        struct iomem_create_opts o = { .mode = 0640 };
+        struct iomem_create_opts o = { .mode = strcmp(p, "mine") == 0 ? 0640 : 0444 };
         int r;
 
         r = iomem_connect(daemon_.socket, &c);
         if (r < 0)
                 return r;
         r = iomem_create(c, p, 4096, &o, &region);
+        /* the creator gets a read-write fd whatever the mode (as open(O_CREAT, 0444) does) */
+        if (r == 0 && (iomem_region_flags(region) & IOMEM_REGION_RDONLY))
+                r = -EPROTO;
         iomem_region_free(region);
         iomem_disconnect(c);
         return r;
@@ -208,6 +211,12 @@ START_TEST(test_p2_owner_is_peercred)
         ck_assert_uint_eq(st.uid, MEMBER_UID);
         ck_assert_uint_eq(st.gid, 3000);
         ck_assert_uint_eq(st.mode, 0640);
+        /* a mode that denies the creator write: CREATE still succeeds, whole; later opens follow the mode */
+        ck_assert_int_eq(run_as(&other_, child_create_named, "ro"), 0);
+        ck_assert_int_eq(iomem_stat(root, "ro", &st), 0);
+        ck_assert_uint_eq(st.uid, OTHER_UID);
+        ck_assert_int_eq(run_as(&other_, child_op, &(struct op_arg){ .op = OP_OPEN_RW, .name = "ro" }), -EACCES);
+        ck_assert_int_eq(run_as(&other_, child_op, &(struct op_arg){ .op = OP_OPEN_RO, .name = "ro" }), 0);
         iomem_disconnect(root);
         it_daemon_stop(&daemon_);
 }
