@@ -12,6 +12,7 @@
 #include "access.h"
 #include "backend.h"
 #include "conn.h"
+#include "conn-internal.h"
 #include "log.h"
 #include "proto.h"
 #include "quota.h"
@@ -35,30 +36,6 @@ struct conn_wait {
         char name[];
 };
 
-struct conn {
-        struct conn_ctx *ctx;
-        int fd; /* owned */
-        struct transport transport;
-        bool transport_ready;
-        uid_t uid;
-        gid_t gid;
-        pid_t pid;
-        gid_t *groups; /* SO_PEERGROUPS, may be NULL */
-        size_t ngroups;
-        unsigned refusals; /* logged so far (CONN_MAX_LOGGED_REFUSALS) */
-        uint64_t fds_charged; /* queued fds counted in the uid's quota usage */
-        bool hello_done;
-        bool closing; /* a fatal error reply is queued: read nothing more, free once sent */
-        bool throttled; /* replies pile up: parse no more requests until they drain */
-        bool dead;
-        uint64_t handshake_deadline_ns; /* 0 = none */
-        uint64_t close_deadline_ns;
-        struct conn_wait *waits;
-        unsigned nwaits;
-        struct region *leases; /* through region.lease_next */
-        void *userdata;
-};
-
 uint64_t conn_now_ns(void)
 {
         struct timespec ts;
@@ -67,7 +44,7 @@ uint64_t conn_now_ns(void)
         return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t conn_realtime_ns(void)
+uint64_t conn_realtime_ns(void)
 {
         struct timespec ts;
 
@@ -96,7 +73,7 @@ static int conn_drop(struct conn *c, int error)
 
 /* ---- leases and deletion ------------------------------------------------ */
 
-static void conn_lease_link(struct conn *c, struct region *r)
+void conn_lease_link(struct conn *c, struct region *r)
 {
         r->lease = c;
         r->lease_prev = NULL;
@@ -135,7 +112,7 @@ static void conn_region_delete(struct conn_ctx *ctx, struct region *r)
 }
 
 /* Return: true if replacing @old_size bytes by @new_size would pass --max-bytes (sums in 64 bits, no wrap). */
-static bool conn_over_bytes(const struct conn_ctx *ctx, uint64_t old_size, uint64_t new_size)
+bool conn_over_bytes(const struct conn_ctx *ctx, uint64_t old_size, uint64_t new_size)
 {
         uint64_t limit = ctx->config->max_bytes;
         uint64_t held = regtab_bytes(ctx->regtab) - old_size;
@@ -145,80 +122,7 @@ static bool conn_over_bytes(const struct conn_ctx *ctx, uint64_t old_size, uint6
         return held > limit || new_size > limit - held;
 }
 
-/*
- * conn_quota_check() - may @uid (whose limits come from @c's primary gid if
- * @uid is @c's peer, else from its [uid] section and defaults) take these
- * amounts more? Return: 0 or -EDQUOT.
- */
-static int conn_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds)
-{
-        struct config_quota limits;
-
-        config_quota_for(c->ctx->config, uid, uid == c->uid ? c->gid : UINT32_MAX, &limits);
-        return quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds);
-}
-
 /* ---- lifetime ----------------------------------------------------------- */
-
-/*
- * Refuse a peer at accept: one error reply it can read as the answer to its
- * HELLO, sent without waiting (a fresh socket's buffer has room), then close.
- */
-static void conn_refuse(int fd, int error, const char *message)
-{
-        struct proto_error e = { .error = error, .message = message };
-        struct proto_header h = {
-                .magic = PROTO_MAGIC,
-                .version = PROTO_VERSION,
-                .flags = PROTO_FLAG_REPLY | PROTO_FLAG_ERROR,
-                .opcode = PROTO_OP_HELLO,
-                .id = 0,
-        };
-        uint8_t buf[PROTO_HEADER_SIZE + 128];
-        int len;
-
-        len = proto_error_encode(&e, buf + PROTO_HEADER_SIZE, sizeof(buf) - PROTO_HEADER_SIZE);
-        if (len >= 0) {
-                h.length = (uint32_t)len;
-                proto_header_encode(&h, buf);
-                (void)!send(fd, buf, PROTO_HEADER_SIZE + (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        }
-        close(fd);
-}
-
-/* Return: 0 with the peer's supplementary groups (malloc'd, may be NULL with 0); negative errno. */
-static int conn_peer_groups(int fd, gid_t **groupsp, size_t *np)
-{
-        socklen_t len = 16 * sizeof(gid_t);
-        gid_t *groups = NULL;
-
-        for (int attempt = 0; attempt < 4; attempt++) {
-                gid_t *grown = realloc(groups, len ? len : sizeof(gid_t));
-
-                if (!grown) {
-                        free(groups);
-                        return -ENOMEM;
-                }
-                groups = grown;
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
-                        *groupsp = groups;
-                        *np = len / sizeof(gid_t);
-                        return 0;
-                }
-                if (errno != ERANGE) {
-                        free(groups);
-                        /* kernels before 4.13: primary group only */
-                        if (errno == ENOPROTOOPT) {
-                                *groupsp = NULL;
-                                *np = 0;
-                                return 0;
-                        }
-                        return -errno;
-                }
-        }
-        free(groups);
-        return -ERANGE;
-}
 
 int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
 {
@@ -373,83 +277,10 @@ void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp)
                 *pidp = c->pid;
 }
 
-static const char *conn_access_name(enum conn_access what)
-{
-        switch (what) {
-        case CONN_ACCESS_READ:
-                return "read";
-        case CONN_ACCESS_WRITE:
-                return "write";
-        case CONN_ACCESS_RESIZE:
-                return "resize";
-        case CONN_ACCESS_SEAL:
-                return "seal";
-        case CONN_ACCESS_DELETE:
-                return "delete";
-        case CONN_ACCESS_CHMOD:
-                return "chmod/chown";
-        }
-        return "?";
-}
-
-/* Return: the identity of @c for access.h. */
-static struct access_cred conn_cred(const struct conn *c)
-{
-        return (struct access_cred){ .uid = c->uid, .gid = c->gid, .groups = c->groups, .ngroups = c->ngroups };
-}
-
-/* Log a refusal, at most CONN_MAX_LOGGED_REFUSALS times per connection. */
-static void conn_log_refusal(const struct conn *c, const char *what, const struct region *r)
-{
-        struct conn *mc = (struct conn *)c; /* the counter is bookkeeping, not state */
-
-        if (mc->refusals > CONN_MAX_LOGGED_REFUSALS)
-                return;
-        if (++mc->refusals > CONN_MAX_LOGGED_REFUSALS) {
-                log_notice("pid=%d uid=%u: further refusals on this connection are not logged", (int)c->pid,
-                           (unsigned)c->uid);
-                return;
-        }
-        log_notice("refused %s of region '%s' (owner %u:%u mode %04o) to pid=%d uid=%u gid=%u", what,
-                   r ? r->name : "?", r ? (unsigned)r->meta.uid : 0, r ? (unsigned)r->meta.gid : 0,
-                   r ? (unsigned)r->meta.mode : 0, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid);
-}
-
-/* Return: as conn_check_access(); refusals are logged only if @log. */
-static int conn_access(const struct conn *c, const struct region *r, enum conn_access what, bool log)
-{
-        struct access_cred cred = conn_cred(c);
-        enum access_need need;
-        int k;
-
-        switch (what) {
-        case CONN_ACCESS_READ:
-                need = ACCESS_NEED_READ;
-                break;
-        case CONN_ACCESS_WRITE:
-                need = ACCESS_NEED_WRITE;
-                break;
-        default:
-                need = ACCESS_NEED_OWNER;
-                break;
-        }
-        if (!r)
-                return c->uid == 0 ? 0 : -EACCES;
-        k = access_check(&cred, &r->meta, need);
-        if (k < 0 && log)
-                conn_log_refusal(c, conn_access_name(what), r);
-        return k;
-}
-
-int conn_check_access(const struct conn *c, const struct region *r, enum conn_access what)
-{
-        return conn_access(c, r, what, true);
-}
-
 /* ---- replies ------------------------------------------------------------ */
 
 /* Queue a reply; @fds are consumed. Return: 0, or a negative errno after dropping the connection (F8, D10). */
-static int conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload,
+int conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload,
                           size_t len, int *fds, unsigned nfds)
 {
         struct proto_header h = {
@@ -475,7 +306,7 @@ static int conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t 
         return 0;
 }
 
-static int conn_reply_error(struct conn *c, uint16_t opcode, uint32_t id, int error, const char *message)
+int conn_reply_error(struct conn *c, uint16_t opcode, uint32_t id, int error, const char *message)
 {
         struct proto_error e = { .error = error, .message = message ? message : "" };
         uint8_t buf[8 + PROTO_MESSAGE_MAX];
@@ -504,7 +335,7 @@ static int conn_reply_fatal(struct conn *c, uint16_t opcode, uint32_t id, int er
 }
 
 /* Return: 0 or the negative errno of the encoder (a daemon bug: the connection is dropped). */
-static int conn_reply_encoded(struct conn *c, const struct proto_header *req, int len, const uint8_t *buf,
+int conn_reply_encoded(struct conn *c, const struct proto_header *req, int len, const uint8_t *buf,
                               int *fds, unsigned nfds)
 {
         if (len < 0) {
@@ -1043,236 +874,6 @@ static int conn_handle_delete(struct conn *c, const struct transport_frame *f)
         return conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
 }
 
-/* ---- CHMOD, CHOWN, QUOTA ------------------------------------------------ */
-
-static int conn_handle_chmod(struct conn *c, const struct transport_frame *f)
-{
-        struct proto_chmod m;
-        struct region *r;
-        int k;
-
-        k = proto_chmod_decode(f->payload, f->hdr.length, &m);
-        if (k < 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "malformed CHMOD");
-        r = regtab_lookup(c->ctx->regtab, m.name);
-        if (!r)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -ENOENT, "no such region");
-        if (conn_check_access(c, r, CONN_ACCESS_CHMOD) < 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EACCES, "only the owner may change the mode");
-        log_info("region '%s': mode %04o -> %04o by uid %u", r->name, (unsigned)r->meta.mode, (unsigned)m.mode,
-                 (unsigned)c->uid);
-        r->meta.mode = m.mode;
-        service_region_changed(r);
-        c->ctx->generation++;
-        return conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
-}
-
-static int conn_handle_chown(struct conn *c, const struct transport_frame *f)
-{
-        struct access_cred cred = conn_cred(c);
-        struct proto_chown m;
-        struct region *r;
-        int k;
-
-        k = proto_chown_decode(f->payload, f->hdr.length, &m);
-        if (k < 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "malformed CHOWN");
-        r = regtab_lookup(c->ctx->regtab, m.name);
-        if (!r)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -ENOENT, "no such region");
-        if (access_check_chown(&cred, &r->meta, m.uid, m.gid) < 0) {
-                conn_log_refusal(c, "chown", r);
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EACCES,
-                                        "only root may change the owner; the owner may change the group to "
-                                        "one of its groups");
-        }
-        if (m.uid != PROTO_ID_UNCHANGED && m.uid != r->meta.uid) {
-                /* the new owner pays from now on; root is trusted with other users' quotas */
-                k = quota_charge(c->ctx->quota, m.uid, (int64_t)r->size, 1, 0, 0);
-                if (k < 0)
-                        return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "out of memory");
-                quota_charge(c->ctx->quota, r->meta.uid, -(int64_t)r->size, -1, 0, 0);
-                r->meta.uid = m.uid;
-        }
-        if (m.gid != PROTO_ID_UNCHANGED)
-                r->meta.gid = m.gid;
-        log_info("region '%s': owner now %u:%u (by uid %u)", r->name, (unsigned)r->meta.uid,
-                 (unsigned)r->meta.gid, (unsigned)c->uid);
-        service_region_changed(r);
-        c->ctx->generation++;
-        return conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
-}
-
-static int conn_handle_quota(struct conn *c, const struct transport_frame *f)
-{
-        const struct quota_usage *u = quota_get(c->ctx->quota, c->uid);
-        struct proto_quota_reply rep = {
-                .uid = c->uid,
-                .gid = c->gid,
-                .max_region_size = c->ctx->config->max_region_size,
-        };
-        struct config_quota limits;
-        uint8_t buf[128];
-
-        if (f->hdr.length != 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EBADMSG, "QUOTA takes no payload");
-        config_quota_for(c->ctx->config, c->uid, c->gid, &limits);
-        if (u) {
-                rep.bytes = u->bytes;
-                rep.regions = u->regions;
-                rep.connections = u->connections;
-                rep.fds = u->fds;
-        }
-        rep.max_bytes = limits.bytes;
-        rep.max_regions = limits.regions;
-        rep.max_connections = limits.connections;
-        rep.max_fds = limits.fds;
-        return conn_reply_encoded(c, &f->hdr, proto_quota_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
-}
-
-/* ---- REGISTER ----------------------------------------------------------- */
-
-/*
- * Is a client's @fd a memfd the daemon may publish under a name (D7, D8)?
- * Only fstat, fcntl, fstatfs and readlink are used on it: nothing that can
- * block on a pipe or socket, nothing that maps it. Read-only hand-outs are
- * reopened through /proc by the daemon, so the inode's own mode is what a
- * reader's reopen is checked against: group and other must not be able to
- * write it unless writes are sealed off.
- * Return: 0 with *sealsp; -EINVAL (wrong kind, size, access mode); -EPERM
- * (missing seals, mode too open); -EACCES (the daemon cannot reopen it).
- */
-static int conn_register_check(int fd, uint64_t size, uint32_t *sealsp, const char **whyp)
-{
-        struct stat st;
-        int fl, seals, rfd, k;
-
-        fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || (fl & O_PATH)) {
-                *whyp = "an O_PATH fd is not a memory object";
-                return -EINVAL;
-        }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                *whyp = "not a memfd (a socket, pipe, directory or device)";
-                return -EINVAL;
-        }
-        if ((fl & O_ACCMODE) != O_RDWR) {
-                *whyp = "the memfd must be passed open read-write";
-                return -EINVAL;
-        }
-        if (backend_detect(fd) != PROTO_BACKEND_MEMFD) {
-                *whyp = "not a memfd (a regular file)";
-                return -EINVAL;
-        }
-        seals = fcntl(fd, F_GET_SEALS);
-        if (seals < 0) {
-                *whyp = "not a sealable memfd";
-                return -EINVAL;
-        }
-        if (st.st_size < 0 || (uint64_t)st.st_size != size) {
-                *whyp = "the memfd's size is not the declared size";
-                return -EINVAL;
-        }
-        /* P7: the bits we need must be set; other bits (F_SEAL_EXEC, future ones) do not matter */
-        if (((uint32_t)seals & PROTO_REGISTER_SEALS_REQUIRED) != PROTO_REGISTER_SEALS_REQUIRED) {
-                *whyp = "the memfd must be sealed with F_SEAL_SHRINK and F_SEAL_GROW";
-                return -EPERM;
-        }
-        if ((st.st_mode & 0022) && !((uint32_t)seals & (PROTO_SEAL_WRITE | PROTO_SEAL_FUTURE_WRITE))) {
-                *whyp = "group or other may write the memfd's inode: fchmod it (0600 or 0644) first";
-                return -EPERM;
-        }
-        if (st.st_mode & 0111) {
-                *whyp = "the memfd's inode is executable: fchmod it (0600 or 0644) first";
-                return -EPERM;
-        }
-        /* read-only hand-outs are reopened: find out now, not at the first OPEN */
-        k = backend_reopen_rdonly(fd, &rfd);
-        if (k < 0) {
-                *whyp = "the daemon cannot reopen the memfd read-only (its uid may not read the inode)";
-                return -EACCES;
-        }
-        close(rfd);
-        *sealsp = (uint32_t)seals;
-        return 0;
-}
-
-static int conn_handle_register(struct conn *c, struct transport_frame *f)
-{
-        struct conn_ctx *ctx = c->ctx;
-        const struct config *cfg = ctx->config;
-        __attribute__((cleanup(regtab_region_freep))) struct region *region = NULL;
-        struct region_meta meta = {};
-        struct proto_register_reply rep = {};
-        struct proto_register m;
-        const char *why = "";
-        uint32_t seals = 0;
-        uint8_t buf[32];
-        int fd, r, k;
-
-        r = proto_register_decode(f->payload, f->hdr.length, &m);
-        if (r < 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "malformed REGISTER");
-        if (f->nfds != 1)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EINVAL, "REGISTER carries exactly one fd");
-        if (m.size > cfg->max_region_size)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EFBIG, "size above the daemon's limit");
-        if (regtab_lookup(ctx->regtab, m.name))
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EEXIST, "name exists");
-        if (regtab_count(ctx->regtab) >= cfg->max_regions)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "too many regions");
-        if (conn_over_bytes(ctx, 0, m.size))
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "daemon byte quota reached");
-        if (conn_quota_check(c, c->uid, m.size, 1, 0) < 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EDQUOT, "your region or byte quota is reached");
-        r = conn_register_check(f->fds[0], m.size, &seals, &why);
-        if (r < 0) {
-                log_info("REGISTER of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid, (unsigned)c->uid,
-                         why);
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, why);
-        }
-
-        meta.ctime_ns = conn_realtime_ns();
-        meta.uid = c->uid;
-        meta.gid = c->gid;
-        meta.mode = m.mode ? m.mode : cfg->default_mode;
-        meta.flags = m.flags & PROTO_REGISTER_LEASE ? PROTO_REGION_LEASED : 0;
-        meta.backend = PROTO_BACKEND_MEMFD;
-        fd = f->fds[0];
-        f->fds[0] = -1; /* ours now */
-        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
-        fd = -1; /* consumed */
-        if (r < 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "out of memory");
-        region->seals = seals & PROTO_SEALS_KNOWN;
-        r = regtab_add(ctx->regtab, region);
-        if (r < 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "cannot add the region");
-        r = service_region_added(region);
-        if (r < 0) {
-                log_error("cannot save region '%s' in the service manager's fd store: %s", region->name,
-                          strerror(-r));
-                regtab_remove(ctx->regtab, region);
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "cannot save the region (fd store)");
-        }
-        if (m.flags & PROTO_REGISTER_LEASE)
-                conn_lease_link(c, region);
-        quota_charge(ctx->quota, c->uid, (int64_t)m.size, 1, 0, 0); /* the uid has an entry: never allocates */
-        ctx->generation++;
-        log_debug("registered region '%s' id=%llu size=%llu for uid %u", region->name,
-                  (unsigned long long)region->meta.id, (unsigned long long)region->size, (unsigned)c->uid);
-
-        struct region *added = region;
-        region = NULL; /* the table owns it now */
-        rep.id = added->meta.id;
-        rep.seals = seals;
-        r = conn_reply_encoded(c, &f->hdr, proto_register_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
-        regtab_wake(ctx->regtab, added);
-        k = regtab_settle(ctx->regtab, added);
-        if (k < 0)
-                log_warning("cannot park region '%s' in an fd keeper: %s", added->name, strerror(-k));
-        return r;
-}
 
 /* ---- dispatch ----------------------------------------------------------- */
 
