@@ -55,7 +55,7 @@ static const struct {
         { FAULT_FTRUNCATE, "ftruncate", { ENOSPC, EINTR } },
         { FAULT_FALLOCATE, "fallocate", { ENOSPC, EINTR } },
         { FAULT_ACCEPT4, "accept4", { EMFILE, ENFILE, ENOMEM, EINTR } },
-        { FAULT_RECVMSG, "recvmsg", { EINTR, EAGAIN, ENOMEM } },
+        { FAULT_RECVMSG, "recvmsg", { EINTR, ENOMEM, EAGAIN } },
         { FAULT_SENDMSG, "sendmsg", { EINTR, EAGAIN, ENOBUFS } },
         { FAULT_DUPFD, "fcntl(F_DUPFD_CLOEXEC)", { EMFILE } },
 };
