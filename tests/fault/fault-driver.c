@@ -550,12 +550,15 @@ int main(int argc, char **argv)
         unsigned max_n = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 10) : 400;
         uint64_t counts[FAULT_COUNT];
         int64_t allocs_base;
+        bool keepers = false;
         int fd, fds_base, i;
 
         if (argc < 3) {
                 fprintf(stderr, "usage: fault-driver IOMEMD LIBFAULT [MAX_N]\n");
                 return 2;
         }
+        for (i = 4; i < argc; i++)
+                keepers |= strncmp(argv[i], "--max-region-fds", 16) == 0;
         signal(SIGPIPE, SIG_IGN);
         if (!mkdtemp(dir))
                 die("mkdtemp: %m");
@@ -662,6 +665,14 @@ int main(int argc, char **argv)
                         const char *only_err = getenv("IOMEM_FAULT_ERRNO"); /* debugging: one errno, by name */
 
                         if (only_err && strcmp(only_err, strerrorname_np(err)) != 0)
+                                continue;
+                        /*
+                         * With keepers, EAGAIN from a blocking keeper socket means its SO_RCVTIMEO/
+                         * SO_SNDTIMEO expired: the keeper is dead by definition, and its regions
+                         * with it. The injection cannot tell sockets apart, so skip it there.
+                         */
+                        if (keepers && err == EAGAIN &&
+                            (fault_sites[s].func == FAULT_RECVMSG || fault_sites[s].func == FAULT_SENDMSG))
                                 continue;
 
                         for (unsigned n = 1; n <= limit; n++) {
