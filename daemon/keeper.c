@@ -163,6 +163,14 @@ static int keeper_recv(int sock, struct keeper_msg *m, int *fdp)
         return 1;
 }
 
+/* Errors of a syscall that say nothing about the keeper: try again. */
+static bool keeper_transient(int r)
+{
+        return r == -ENOMEM || r == -ENOBUFS || r == -ETOOMANYREFS;
+}
+
+#define KEEPER_RETRIES 8
+
 static _Noreturn void keeper_main(int sock, unsigned capacity)
 {
         static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD };
@@ -207,6 +215,10 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
                 int fd, r, reply_fd = -1;
 
                 r = keeper_recv(sock, &m, &fd);
+                if (r < 0 && keeper_transient(r)) {
+                        usleep(1000); /* the request is still queued */
+                        continue;
+                }
                 if (r <= 0)
                         _exit(r == 0 ? 0 : 1); /* the daemon is gone: what we hold is closed */
                 switch (m.op) {
@@ -253,8 +265,14 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
                 }
                 if (fd >= 0)
                         close(fd);
-                if (keeper_send(sock, &m, reply_fd) < 0)
-                        _exit(1);
+                for (int tries = 0;; tries++) {
+                        r = keeper_send(sock, &m, reply_fd);
+                        if (r >= 0)
+                                break;
+                        if (!keeper_transient(r) || tries == KEEPER_RETRIES)
+                                _exit(1);
+                        usleep(1000);
+                }
         }
 }
 
@@ -364,19 +382,42 @@ static int keepers_spawn(struct keepers *k)
         return (int)(k->n - 1);
 }
 
-/* One round trip; @fd is sent (not consumed) when >= 0; *fdp receives a reply fd. */
+/*
+ * One round trip; @fd is sent (not consumed) when >= 0; *fdp receives a reply
+ * fd. A transient failure to send fails only this request; once the request
+ * is sent its reply must be read, or the stream is out of step and the keeper
+ * is given up (its fds are then lost: logged loudly).
+ */
 static int keepers_call(struct keepers *k, int index, uint32_t op, uint64_t id, int fd, int *fdp)
 {
         struct keeper_child *c;
         struct keeper_msg m = { .op = op, .id = id };
-        int r, reply_fd;
+        int r, reply_fd = -1;
 
         if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0)
                 return -EIO;
         c = &k->v[index];
-        r = keeper_send(c->sock, &m, fd);
-        if (r >= 0)
-                r = keeper_recv(c->sock, &m, &reply_fd);
+        for (int tries = 0;; tries++) {
+                r = keeper_send(c->sock, &m, fd);
+                if (r >= 0 || !keeper_transient(r) || tries == KEEPER_RETRIES)
+                        break;
+                usleep(1000);
+        }
+        if (r < 0 && keeper_transient(r))
+                return r; /* nothing was sent: the keeper is fine */
+        if (r >= 0) {
+                for (int tries = 0;; tries++) {
+                        r = keeper_recv(c->sock, &m, &reply_fd);
+                        if (!keeper_transient(r) || tries == KEEPER_RETRIES)
+                                break;
+                        usleep(1000);
+                }
+        }
+        if (r > 0 && (m.op != op || m.id != id)) {
+                if (reply_fd >= 0)
+                        close(reply_fd);
+                r = -EBADMSG;
+        }
         if (r <= 0) {
                 log_error("fd keeper %d (pid %d) failed: %s; the region fds it held are lost", index, (int)c->pid,
                           r == 0 ? "it exited" : strerror(-r));
