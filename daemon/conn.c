@@ -807,6 +807,9 @@ static bool conn_list_match(const struct region *r, const char *prefix, size_t p
         return r->name_len >= prefix_len && memcmp(r->name, prefix, prefix_len) == 0;
 }
 
+/* regions one LIST request examines at most (whatever its prefix matches) */
+#define CONN_LIST_SCAN_MAX 16384u
+
 static int conn_handle_list(struct conn *c, const struct transport_frame *f)
 {
         struct regtab *t = c->ctx->regtab;
@@ -814,7 +817,7 @@ static int conn_handle_list(struct conn *c, const struct transport_frame *f)
         struct proto_list m;
         struct region *r;
         uint64_t last = 0, next_cursor = 0;
-        size_t prefix_len;
+        size_t prefix_len, scanned = 0;
         uint8_t *buf;
         int k;
 
@@ -829,6 +832,15 @@ static int conn_handle_list(struct conn *c, const struct transport_frame *f)
         for (r = regtab_next_after(t, m.cursor); r; r = r->next) {
                 struct proto_list_entry e;
 
+                /*
+                 * One LIST looks at a bounded number of regions, so that a prefix
+                 * matching nothing in a huge table cannot stall every other client:
+                 * the reply then says where to go on, with fewer entries (maybe none).
+                 */
+                if (++scanned > CONN_LIST_SCAN_MAX) {
+                        last = r->prev ? r->prev->meta.id : 0;
+                        break;
+                }
                 /* not seeing a region in LIST is not worth a log line */
                 if (!conn_list_match(r, m.prefix, prefix_len) || conn_access(c, r, CONN_ACCESS_READ, false) < 0)
                         continue;
@@ -847,7 +859,10 @@ static int conn_handle_list(struct conn *c, const struct transport_frame *f)
                         break;
                 last = r->meta.id;
         }
-        /* r is the first matching region not written, if any: then the client asks again after `last` */
+        /*
+         * r is the first region not looked at or not written, if any: then the
+         * client asks again after `last`, the last region looked at or written.
+         */
         if (r && last)
                 next_cursor = last;
         k = conn_reply_encoded(c, &f->hdr, proto_list_writer_finish(&w, next_cursor), buf, NULL, 0);

@@ -6,6 +6,7 @@
 
 #include "iomem.h"
 #include "itutil.h"
+#include "proto.h"
 
 #define NREGIONS 100000u
 #define NCONNS 1000
@@ -91,6 +92,43 @@ START_TEST(test_100k_regions)
         ck_assert_uint_eq(s.n, 10);
         for (unsigned i = 9990; i < 10000; i++)
                 ck_assert(s.bits[i / 8] & (1u << (i % 8)));
+
+        /*
+         * A prefix that only the last regions match: one LIST request examines a
+         * bounded number of regions, so the walk goes through pages with no entries
+         * and still finds them.
+         */
+        memset(s.bits, 0, NREGIONS / 8 + 1);
+        s.n = 0;
+        snprintf(name, sizeof(name), "r.%05u", (NREGIONS - 1) / 10);
+        ck_assert_int_eq(iomem_list(c, name, seen_cb, &s), 0);
+        ck_assert_uint_eq(s.n, 10);
+        ck_assert(s.bits[(NREGIONS - 1) / 8] & (1u << ((NREGIONS - 1) % 8)));
+        {
+                /* the raw reply of one request is bounded: no entries and a cursor to go on */
+                uint8_t req[64], rep[PROTO_HEADER_SIZE + 64];
+                struct proto_list lm = { .prefix = "nothing-matches" };
+                struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION,
+                                          .opcode = PROTO_OP_LIST, .id = 77 };
+                struct proto_list_reply lr;
+                int len = proto_list_encode(&lm, req + PROTO_HEADER_SIZE, sizeof(req) - PROTO_HEADER_SIZE);
+                int fd = iomem_client_fd(c);
+                ssize_t k;
+
+                ck_assert_int_gt(len, 0);
+                h.length = (uint32_t)len;
+                proto_header_encode(&h, req);
+                ck_assert_int_eq(send(fd, req, PROTO_HEADER_SIZE + (size_t)len, MSG_NOSIGNAL),
+                                 PROTO_HEADER_SIZE + len);
+                k = recv(fd, rep, PROTO_HEADER_SIZE + 16, MSG_WAITALL);
+                ck_assert_int_eq(k, PROTO_HEADER_SIZE + 16);
+                ck_assert_int_eq(proto_header_decode(rep, (size_t)k, &h), 0);
+                ck_assert_uint_eq(h.id, 77);
+                ck_assert_int_eq(proto_list_reply_decode(rep + PROTO_HEADER_SIZE, h.length, &lr), 0);
+                ck_assert_uint_eq(lr.count, 0);
+                ck_assert_uint_ne(lr.next_cursor, 0);
+                ck_assert_uint_lt(lr.next_cursor, NREGIONS);
+        }
 
         for (unsigned i = 0; i < NREGIONS; i++) {
                 snprintf(name, sizeof(name), "r.%06u", i);
