@@ -8,7 +8,7 @@ prefix=$(mktemp -d /tmp/iomem-install.XXXXXX)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
 for f in bin/iomemd bin/iomemctl include/iomem.h lib/pkgconfig/iomem.pc lib/systemd/system/iomemd.socket \
-         lib/systemd/system/iomemd.service; do
+         lib/systemd/system/iomemd.service share/man/man1/iomemctl.1 share/man/man8/iomemd.8; do
   [ -e "$prefix/$f" ] || { echo "FAIL: $f not installed"; exit 1; }
 done
 ls "$prefix"/lib/libiomem.so.0* >/dev/null || { echo "FAIL: no libiomem.so.0"; exit 1; }
