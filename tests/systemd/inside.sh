@@ -118,6 +118,26 @@ check_regions "after a watchdog restart"
 holder_round 3 "after a watchdog restart"
 wait "$holder" || fail "holder exited with an error"
 
+# 5b. systemctl reload: SIGHUP rereads /etc/iomemd/iomemd.conf between RELOADING=1 and READY=1; same process
+mkdir -p /etc/iomemd
+printf 'default-mode = 0644\n' > /etc/iomemd/iomemd.conf
+pid=$(mainpid)
+systemctl reload iomemd.service || fail "systemctl reload"
+for ((i = 0; i < 50; i++)); do
+  journalctl -u iomemd.service --no-pager -o cat | grep -q "configuration reloaded" && break
+  sleep 0.1
+done
+journalctl -u iomemd.service --no-pager -o cat | grep -q "configuration reloaded" || fail "no reload line"
+[ "$(mainpid)" = "$pid" ] || fail "reload restarted the daemon"
+[ "$(systemctl is-active iomemd.service)" = active ] || fail "not active after reload"
+ctl create reloaded 10 >/dev/null || fail "create after reload"
+st=$(ctl --json stat reloaded) || fail "stat reloaded"
+echo "$st" | /usr/bin/python3 -c 'import json,sys; sys.exit(0 if int(json.load(sys.stdin)["mode"],8)==0o644 else 1)' \
+  || fail "the reloaded default mode is not applied: $st"
+ctl rm reloaded || fail "rm reloaded"
+rm /etc/iomemd/iomemd.conf
+pass "systemctl reload applied the configuration file in the same process"
+
 # 6. delete takes a region out of the store for good
 ctl create gone 4096 >/dev/null || fail "create gone"
 ctl rm gone || fail "rm gone"
