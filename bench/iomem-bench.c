@@ -60,8 +60,11 @@ struct bench {
         int failures;
         const char *only; /* --only: comma-separated groups, NULL = all */
         int pin;          /* one-to-one scenarios: client and server on one CPU */
+        int pin_keepers;  /* --pin-keepers: the server's fd keepers on that CPU too */
         const char *backend; /* iomemd --backend */
         const char *tmpdir;  /* iomemd --tmpdir, or NULL */
+        const char *extra[SPAWN_MAX_EXTRA + 1]; /* --iomemd-arg, NULL-terminated */
+        int nextra;
 };
 
 /* Put this process and @server (0 = none) on one CPU, or back on all CPUs (@on = 0). */
@@ -70,8 +73,11 @@ static void bench_pin(const struct bench *b, pid_t server, int on)
         if (!b->pin)
                 return;
         (void)spawn_pin(0, on ? 0 : -1);
-        if (server > 0)
+        if (server > 0) {
                 (void)spawn_pin(server, on ? 0 : -1);
+                if (b->pin_keepers)
+                        (void)spawn_pin_children(server, on ? 0 : -1);
+        }
 }
 
 /* Return: whether the group @name is to run (--only). */
@@ -280,7 +286,7 @@ static void bench_daemon_ops(struct bench *b)
         struct stats_result res[DATAPLANE_MODES];
         int r, n;
 
-        r = spawn_iomemd(b->iomemd, b->backend, b->tmpdir, &d);
+        r = spawn_iomemd(b->iomemd, b->backend, b->tmpdir, b->extra, &d);
         if (r < 0) {
                 bench_fail(b, "spawn iomemd", r);
                 return;
@@ -385,7 +391,7 @@ static void bench_regions(struct bench *b)
         char desc[112];
         int r;
 
-        r = spawn_iomemd(b->iomemd, b->backend, b->tmpdir, &d);
+        r = spawn_iomemd(b->iomemd, b->backend, b->tmpdir, b->extra, &d);
         if (r < 0) {
                 bench_fail(b, "spawn iomemd", r);
                 return;
@@ -433,6 +439,7 @@ static void bench_regions(struct bench *b)
                 stats_extra(&res, "rss_after_kb", "%llu", (unsigned long long)rss1.rss_kb);
                 stats_extra(&res, "shmem_after_kb", "%llu", (unsigned long long)rss1.shmem_kb);
                 stats_extra(&res, "keepers_after_kb", "%llu", (unsigned long long)rss1.keepers_kb);
+                stats_extra(&res, "keepers", "%u", rss1.keepers);
                 stats_extra(&res, "rss_per_region_bytes", "%.1f", bench_rss_delta(&rss0, &rss1) / added);
                 bench_record(b, &res);
         }
@@ -480,7 +487,7 @@ static void bench_idle_connections(struct bench *b, unsigned count)
         char desc[112];
         int r;
 
-        r = spawn_iomemd(b->iomemd, b->backend, b->tmpdir, &d);
+        r = spawn_iomemd(b->iomemd, b->backend, b->tmpdir, b->extra, &d);
         if (r < 0) {
                 bench_fail(b, "spawn iomemd", r);
                 return;
@@ -590,14 +597,27 @@ static void bench_targets(struct bench *b)
 static void bench_meta(struct bench *b, long nofile)
 {
         struct utsname u;
-        char line[512];
+        char line[1024], args[512] = "";
+        size_t n = 0;
 
         uname(&u);
+        /* the extra daemon arguments, space-separated; quotes and backslashes dropped to keep the JSON valid */
+        for (int i = 0; i < b->nextra; i++)
+                for (const char *p = b->extra[i]; n + 2 < sizeof(args); p++) {
+                        if (!*p) {
+                                args[n++] = i + 1 < b->nextra ? ' ' : '\0';
+                                break;
+                        }
+                        if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+                                args[n++] = *p;
+                }
+        args[n < sizeof(args) ? n : sizeof(args) - 1] = '\0';
         snprintf(line, sizeof(line),
                  "{\"meta\":\"iomem-bench\",\"mode\":\"%s\",\"kernel\":\"%s\",\"machine\":\"%s\",\"cpus\":%ld,"
-                 "\"time\":%lld,\"nofile\":%ld,\"backend\":\"%s\",\"pin\":%d}\n",
+                 "\"time\":%lld,\"nofile\":%ld,\"backend\":\"%s\",\"pin\":%d,\"pin_keepers\":%d,\"regions\":%u,"
+                 "\"iomemd_args\":\"%s\"}\n",
                  b->plan.mode, u.release, u.machine, sysconf(_SC_NPROCESSORS_ONLN), (long long)time(NULL),
-                 nofile, b->backend, b->pin);
+                 nofile, b->backend, b->pin, b->pin_keepers, b->plan.regions, args);
         bench_json_line(b, line);
 }
 
@@ -605,7 +625,7 @@ static void bench_usage(FILE *f)
 {
         fprintf(f,
                 "Usage: iomem-bench [--quick] [--iomemd PATH] [--json FILE] [--only GROUPS] [--no-pin]\n"
-                "                   [--backend NAME] [--tmpdir DIR]\n"
+                "                   [--backend NAME] [--tmpdir DIR] [--regions N] [--iomemd-arg ARG]...\n"
                 "  --quick        smoke run: small counts, a few seconds\n"
                 "  --iomemd PATH  the daemon to start (default: %s)\n"
                 "  --json FILE    also write the JSON lines to FILE\n"
@@ -613,9 +633,16 @@ static void bench_usage(FILE *f)
                 "                 dataplane, regions, idle\n"
                 "  --no-pin       do not put client and server of the one-to-one scenarios\n"
                 "                 (floor, ops, table size) on one CPU\n"
+                "  --pin-keepers  put iomemd's fd keeper processes on that CPU too (default:\n"
+                "                 they run where the scheduler puts them)\n"
                 "  --backend NAME iomemd's backend: memfd (default), shm, file\n"
-                "  --tmpdir DIR   iomemd's directory for the file backend\n",
-                IOMEM_BENCH_IOMEMD);
+                "  --tmpdir DIR   iomemd's directory for the file backend\n"
+                "  --regions N    scenario 6/7 big table size (default: 100000; --quick: 2000)\n"
+                "  --iomemd-arg ARG\n"
+                "                 one more argument for every iomemd started, after the benchmark's\n"
+                "                 own (repeat for each word, e.g. --iomemd-arg=--max-region-fds\n"
+                "                 --iomemd-arg=1); at most %d\n",
+                IOMEM_BENCH_IOMEMD, SPAWN_MAX_EXTRA);
 }
 
 int main(int argc, char **argv)
@@ -628,11 +655,15 @@ int main(int argc, char **argv)
                 { "no-pin", no_argument, NULL, 'P' },
                 { "backend", required_argument, NULL, 'b' },
                 { "tmpdir", required_argument, NULL, 't' },
+                { "regions", required_argument, NULL, 'r' },
+                { "pin-keepers", no_argument, NULL, 'K' },
+                { "iomemd-arg", required_argument, NULL, 'a' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         struct bench *b;
         struct runner_opts fo = { 0 };
+        unsigned regions = 0;
         struct stats_result res;
         long nofile;
         unsigned conns;
@@ -668,11 +699,34 @@ int main(int argc, char **argv)
                 case 'P':
                         b->pin = 0;
                         break;
+                case 'K':
+                        b->pin_keepers = 1;
+                        break;
                 case 'b':
                         b->backend = optarg;
                         break;
                 case 't':
                         b->tmpdir = optarg;
+                        break;
+                case 'r': {
+                        char *end;
+                        unsigned long v;
+
+                        errno = 0;
+                        v = strtoul(optarg, &end, 10);
+                        if (errno || *end || v < 200 || v > 10000000) {
+                                fprintf(stderr, "iomem-bench: --regions: expected 200..10000000\n");
+                                return 2;
+                        }
+                        regions = (unsigned)v;
+                        break;
+                }
+                case 'a':
+                        if (b->nextra >= SPAWN_MAX_EXTRA) {
+                                fprintf(stderr, "iomem-bench: at most %d --iomemd-arg\n", SPAWN_MAX_EXTRA);
+                                return 2;
+                        }
+                        b->extra[b->nextra++] = optarg;
                         break;
                 case 'h':
                         bench_usage(stdout);
@@ -682,6 +736,8 @@ int main(int argc, char **argv)
                         return 2;
                 }
         }
+        if (regions)
+                b->plan.regions = regions;
         signal(SIGPIPE, SIG_IGN);
         nofile = spawn_raise_nofile(1L << 20);
         /*

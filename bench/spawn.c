@@ -39,7 +39,8 @@ static void spawn_sleep_ms(long ms)
         nanosleep(&ts, NULL);
 }
 
-int spawn_iomemd(const char *binary, const char *backend, const char *tmpdir, struct spawn *d)
+int spawn_iomemd(const char *binary, const char *backend, const char *tmpdir, const char *const *extra,
+                 struct spawn *d)
 {
         struct iomem_client *c = NULL;
         int r = -ETIMEDOUT;
@@ -58,14 +59,17 @@ int spawn_iomemd(const char *binary, const char *backend, const char *tmpdir, st
                 return r;
         }
         if (pid == 0) {
-                const char *argv[16] = { binary, "--socket", d->socket, "--backend", backend,
-                                         "--max-connections", "1000000", "--max-regions", "2000000",
-                                         "--log-level", "warning" };
+                const char *argv[16 + SPAWN_MAX_EXTRA] = { binary, "--socket", d->socket, "--backend", backend,
+                                                           "--max-connections", "1000000", "--max-regions",
+                                                           "2000000", "--log-level", "warning" };
+                int n = 11;
 
                 if (tmpdir) {
-                        argv[11] = "--tmpdir";
-                        argv[12] = tmpdir;
+                        argv[n++] = "--tmpdir";
+                        argv[n++] = tmpdir;
                 }
+                for (int i = 0; extra && extra[i] && i < SPAWN_MAX_EXTRA; i++)
+                        argv[n++] = extra[i]; /* after ours: the daemon takes the last value of an option */
                 execv(binary, (char *const *)argv);
                 fprintf(stderr, "iomem-bench: cannot run %s: %m\n", binary);
                 _exit(127);
@@ -159,6 +163,7 @@ int spawn_rss(pid_t pid, struct spawn_rss *rssp)
                         cf = fopen(cpath, "re");
                         if (!cf)
                                 continue;
+                        rssp->keepers++;
                         while (fgets(line, sizeof(line), cf)) {
                                 unsigned long long v;
 
@@ -184,4 +189,21 @@ int spawn_pin(pid_t pid, int cpu)
                 if (cpu < 0 || i == cpu)
                         CPU_SET((int)i, &set);
         return sched_setaffinity(pid, sizeof(set), &set) < 0 ? -errno : 0;
+}
+
+int spawn_pin_children(pid_t pid, int cpu)
+{
+        char path[64];
+        int child, n = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fscanf(f, "%d", &child) == 1)
+                if (spawn_pin(child, cpu) == 0)
+                        n++;
+        fclose(f);
+        return n;
 }

@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#define SPAWN_MAX_EXTRA 16 /* extra iomemd arguments (iomem-bench --iomemd-arg) */
+
 struct spawn {
         pid_t pid;
         char dir[64];     /* private temporary directory, holds the socket */
@@ -16,6 +18,7 @@ struct spawn_rss {
         uint64_t file_kb;  /* RssFile */
         uint64_t shmem_kb; /* RssShmem: mapped region memory, if the daemon maps any */
         uint64_t keepers_kb; /* private memory of the daemon's fd keeper children (included in rss_kb) */
+        unsigned keepers;    /* number of those children */
 };
 
 /*
@@ -28,10 +31,12 @@ long spawn_raise_nofile(long want);
 /*
  * spawn_iomemd() - run @binary on a socket in a new temporary directory with
  * generous limits, @backend ("memfd", ...) and @tmpdir (NULL = its default)
- * for the file backend, and wait until it answers a connect.
+ * for the file backend, then the NULL-terminated @extra arguments (NULL = none,
+ * at most SPAWN_MAX_EXTRA), and wait until it answers a connect.
  * Return: 0 with *d filled; -ECHILD if it exited; -ETIMEDOUT; negative errno.
  */
-int spawn_iomemd(const char *binary, const char *backend, const char *tmpdir, struct spawn *d);
+int spawn_iomemd(const char *binary, const char *backend, const char *tmpdir, const char *const *extra,
+                 struct spawn *d);
 
 /* spawn_stop() - SIGTERM (then SIGKILL), reap, remove the directory. NULL-safe. Return: nothing. */
 void spawn_stop(struct spawn *d);
@@ -48,3 +53,10 @@ int spawn_rss(pid_t pid, struct spawn_rss *rssp);
  * Return: 0; negative errno.
  */
 int spawn_pin(pid_t pid, int cpu);
+
+/*
+ * spawn_pin_children() - spawn_pin() every child process of @pid (iomemd's fd
+ * keepers) that exists now.
+ * Return: the number of children pinned; negative errno.
+ */
+int spawn_pin_children(pid_t pid, int cpu);
