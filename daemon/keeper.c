@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -240,7 +241,7 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
                         live++;
                         s->id = m.id;
                         s->fd = fd;
-                        m.status = 0;
+                        m.status = fd; /* its number here, for the daemon's /proc/PID/fd/N open */
                         fd = -1;
                         break;
                 case KEEPER_FETCH:
@@ -431,7 +432,7 @@ static int keepers_call(struct keepers *k, int index, uint32_t op, uint64_t id, 
         return m.status;
 }
 
-int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd)
+int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp)
 {
         int index = -1, r;
 
@@ -450,7 +451,30 @@ int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd)
         if (r < 0)
                 return r;
         k->v[index].held++;
+        if (remote_fdp)
+                *remote_fdp = r;
         return index;
+}
+
+int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint64_t ino, int *fdp)
+{
+        char path[64];
+        struct stat st;
+        int fd;
+
+        if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0 || remote_fd < 0)
+                return -EIO;
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)k->v[index].pid, remote_fd);
+        fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0 || (uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino) {
+                close(fd);
+                return -ESTALE;
+        }
+        fcntl(fd, F_SETFL, 0); /* O_NONBLOCK was only for the open of an fd not yet checked */
+        *fdp = fd;
+        return 0;
 }
 
 int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp)

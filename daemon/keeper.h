@@ -42,10 +42,21 @@ void keepers_deinit(struct keepers *k);
 /*
  * keepers_park_with_fd() - give a copy of @fd (borrowed: the caller closes
  * it once this succeeded) to a keeper under @id.
+ * @remote_fdp: if not NULL, receives the fd's number in the keeper, for keepers_open().
  * Return: the keeper's index (>= 0); -ENOMEM/-EAGAIN if no keeper could be
  * made; -EIO if a keeper died; negative errno.
  */
-int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd);
+int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp);
+
+/*
+ * keepers_open() - the fast way back to a parked object: open the keeper's
+ * fd through /proc/PID/fd/N (the keeper is ours: same uid, and the object's
+ * inode is ours and mode 0600), with no round trip to the keeper. The
+ * result is checked to be the object parked (@dev, @ino); on any failure
+ * the caller falls back to keepers_fetch().
+ * Return: 0 with *fdp (O_RDWR, close-on-exec); negative errno.
+ */
+int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint64_t ino, int *fdp);
 
 /*
  * keepers_fetch() - a new fd (close-on-exec, caller owns) to the object

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -328,9 +329,15 @@ int regtab_settle(struct regtab *t, struct region *r)
 
         if (!t->hot_max || r->fd < 0 || t->hot_fds <= t->hot_max)
                 return 0;
-        k = keepers_park_with_fd(&t->keepers, r->meta.id, r->fd);
+        struct stat st;
+
+        if (fstat(r->fd, &st) < 0)
+                return -errno;
+        k = keepers_park_with_fd(&t->keepers, r->meta.id, r->fd, &r->keeper_fd);
         if (k < 0)
                 return k;
+        r->dev = (uint64_t)st.st_dev;
+        r->ino = (uint64_t)st.st_ino;
         close(r->fd);
         r->fd = -1;
         r->keeper = k;
@@ -346,6 +353,9 @@ int regtab_region_get_fd(struct regtab *t, struct region *r, int *fdp)
         }
         if (r->keeper < 0)
                 return -EIO;
+        /* one open() of /proc/PID/fd/N instead of a round trip to the keeper; the round trip if that fails */
+        if (keepers_open(&t->keepers, r->keeper, r->keeper_fd, r->dev, r->ino, fdp) == 0)
+                return 0;
         return keepers_fetch(&t->keepers, r->keeper, r->meta.id, fdp);
 }
 

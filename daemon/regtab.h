@@ -27,6 +27,8 @@ struct region {
         size_t name_len;
         int fd;              /* owned: O_RDWR, close-on-exec; -1 while parked in a keeper */
         int keeper;          /* index of the keeper holding the fd while fd is -1, else -1 */
+        int keeper_fd;       /* the fd's number in that keeper */
+        uint64_t dev, ino;   /* the object's identity, checked when reopened from the keeper */
         uint32_t seals;      /* last seals seen (LIST shows it for parked regions) */
         uint64_t size;       /* as last set by create/resize */
         uint64_t open_count;

@@ -32,22 +32,34 @@ static bool same_file(int a, int b)
 START_TEST(test_park_fetch_drop)
 {
         struct keepers k;
-        int fds[100], where[100];
+        int fds[100], where[100], remote[100];
 
         keepers_init(&k, 30); /* 100 fds => 4 keepers */
         for (int i = 0; i < 100; i++) {
                 fds[i] = make_memfd(4096);
-                where[i] = keepers_park_with_fd(&k, (uint64_t)i + 1, fds[i]);
+                where[i] = keepers_park_with_fd(&k, (uint64_t)i + 1, fds[i], &remote[i]);
                 ck_assert_int_ge(where[i], 0);
         }
         ck_assert_uint_eq(keepers_count(&k), 4);
         for (int i = 0; i < 100; i++) {
                 int fd = -1;
 
+                struct stat st;
+
                 ck_assert_int_eq(keepers_fetch(&k, where[i], (uint64_t)i + 1, &fd), 0);
                 ck_assert_msg(same_file(fd, fds[i]), "keeper returned another object for id %d", i + 1);
                 ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
                 close(fd);
+                /* the fast path: /proc/PID/fd/N of the keeper, checked against the object's identity */
+                ck_assert_int_eq(fstat(fds[i], &st), 0);
+                fd = -1;
+                ck_assert_int_eq(keepers_open(&k, where[i], remote[i], st.st_dev, st.st_ino, &fd), 0);
+                ck_assert_msg(same_file(fd, fds[i]), "keepers_open gave another object for id %d", i + 1);
+                ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+                ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+                close(fd);
+                /* a wrong identity is refused */
+                ck_assert_int_eq(keepers_open(&k, where[i], remote[i], st.st_dev, st.st_ino + 1, &fd), -ESTALE);
         }
         /* the parked copy keeps the object alive once ours is closed */
         uint64_t id = 7;
@@ -73,7 +85,7 @@ START_TEST(test_park_fetch_drop)
         ck_assert_int_eq(keepers_fetch(&k, where[0], 999999, &fd), -ENOENT);
         /* a duplicate id is refused, and the fd stays ours */
         fd = make_memfd(1);
-        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd), -EEXIST);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd, NULL), -EEXIST);
         ck_assert_int_eq(fcntl(fd, F_GETFD) >= 0, 1);
         close(fd);
         keepers_deinit(&k);
@@ -86,7 +98,7 @@ START_TEST(test_keeper_dies)
         int fd = make_memfd(10), idx, out = -1;
 
         keepers_init(&k, 0);
-        idx = keepers_park_with_fd(&k, 1, fd);
+        idx = keepers_park_with_fd(&k, 1, fd, NULL);
         ck_assert_int_eq(idx, 0);
         close(fd);
         ck_assert_int_eq(kill(keepers_pid(&k, 0), SIGKILL), 0);
@@ -95,7 +107,7 @@ START_TEST(test_keeper_dies)
         ck_assert_int_eq(keepers_fetch(&k, idx, 1, &out), -EIO);
         /* a new park gets a new keeper */
         fd = make_memfd(10);
-        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd), 1);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd, NULL), 1);
         close(fd);
         keepers_deinit(&k);
 }
@@ -112,7 +124,7 @@ START_TEST(test_keeper_holds_only_its_socket)
         int n = 0;
 
         keepers_init(&k, 0);
-        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd), 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
         snprintf(path, sizeof(path), "/proc/%d/fd", (int)keepers_pid(&k, 0));
         d = opendir(path);
         ck_assert_ptr_nonnull(d);
@@ -134,9 +146,9 @@ START_TEST(test_keeper_churn)
         int fd = make_memfd(1), keep = make_memfd(1), out = -1;
 
         keepers_init(&k, 8);
-        ck_assert_int_eq(keepers_park_with_fd(&k, 1, keep), 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, keep, NULL), 0);
         for (uint64_t id = 2; id < 20000; id++) {
-                ck_assert_int_eq(keepers_park_with_fd(&k, id, fd), 0);
+                ck_assert_int_eq(keepers_park_with_fd(&k, id, fd, NULL), 0);
                 ck_assert_int_eq(keepers_drop(&k, 0, id), 0);
         }
         ck_assert_uint_eq(keepers_count(&k), 1);
