@@ -373,6 +373,24 @@ static uint32_t conn_region_seals(struct region *r)
         return r->seals;
 }
 
+/*
+ * Holders of a writable fd can change a region's size with ftruncate where no
+ * seal forbids it (RESIZABLE memfds grow and shrink, other memfds only grow,
+ * shm and file regions do both). The daemon takes the size it finds whenever
+ * it hands out, reports or resizes a region, and charges the owner for it:
+ * quotas then refuse the owner's next CREATE or RESIZE (docs/security.md).
+ */
+static void conn_region_sync_size(struct conn_ctx *ctx, struct region *r, int fd)
+{
+        uint64_t size;
+
+        if (backend_get_size(fd, &size) < 0 || size == r->size)
+                return;
+        (void)quota_charge(ctx->quota, r->meta.uid, (int64_t)size - (int64_t)r->size, 0, 0, 0);
+        regtab_set_size(ctx->regtab, r, size);
+        ctx->generation++;
+}
+
 /* Send the holder's fd to @r: a read-only reopen or a read-write dup, with its description. */
 static int conn_reply_region_checked(struct conn *c, uint16_t opcode, uint32_t id, struct region *r, bool rdonly,
                                      bool check)
@@ -411,6 +429,8 @@ static int conn_reply_region_checked(struct conn *c, uint16_t opcode, uint32_t i
         }
         r->seals = conn_seals_of(rfd, r->meta.backend);
         info.seals = r->seals;
+        conn_region_sync_size(c->ctx, r, rfd);
+        info.size = r->size;
         regtab_region_put_fd(r, rfd);
         r->open_count++;
         return conn_reply_encoded(c, &req, proto_region_info_encode(&info, buf, sizeof(buf)), buf, &fd, 1);
@@ -710,6 +730,12 @@ static int conn_handle_resize(struct conn *c, const struct transport_frame *f)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EACCES, "permission denied");
         if (m.size > cfg->max_region_size)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EFBIG, "size above the daemon's limit");
+        k = regtab_region_get_fd(ctx->regtab, r, &fd);
+        if (k < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "the region's fd keeper is gone");
+        /* decide on the size the object has now, not the one last recorded */
+        conn_region_sync_size(ctx, r, fd);
+        regtab_region_put_fd(r, fd);
         /* S1 for backends without seals: only RESIZABLE regions may shrink under their holders */
         if (m.size < r->size && !(r->meta.flags & PROTO_REGION_RESIZABLE))
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EPERM, "region is not resizable");
@@ -779,7 +805,7 @@ static int conn_handle_stat(struct conn *c, const struct transport_frame *f)
         struct proto_name m;
         struct region *r;
         uint8_t buf[128];
-        int k;
+        int fd, k;
 
         k = proto_name_decode(f->payload, f->hdr.length, &m);
         if (k < 0)
@@ -789,6 +815,10 @@ static int conn_handle_stat(struct conn *c, const struct transport_frame *f)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -ENOENT, "no such region");
         if (conn_check_access(c, r, CONN_ACCESS_READ) < 0)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, -EACCES, "permission denied");
+        if (regtab_region_get_fd(c->ctx->regtab, r, &fd) == 0) {
+                conn_region_sync_size(c->ctx, r, fd);
+                regtab_region_put_fd(r, fd);
+        }
         rep.id = r->meta.id;
         rep.size = r->size;
         rep.ctime_ns = r->meta.ctime_ns;

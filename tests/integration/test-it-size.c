@@ -1,0 +1,91 @@
+/* test-it-size: a region whose holder changed its size with ftruncate is reported and charged as it is. */
+#include "itutil.h"
+
+static const enum iomem_backend backends[] = { IOMEM_BACKEND_MEMFD, IOMEM_BACKEND_SHM, IOMEM_BACKEND_FILE };
+
+/*
+ * The byte quota cannot be dodged by growing one's own region with ftruncate
+ * (where no seal forbids it): the daemon takes the real size when it next
+ * reports or hands out the region, charges the owner, and the owner's next
+ * CREATE is refused.
+ */
+START_TEST(test_grown_by_holder_is_charged)
+{
+        static const char *const extra[] = { "--quota-bytes", "1M", NULL };
+        struct it_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL, *r2 = NULL;
+        struct iomem_create_opts o = { .backend = backends[_i] };
+        struct iomem_quota q;
+        struct iomem_stat st;
+
+        it_daemon_start(&d, extra);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_create(c, "grow", 4096, &o, &r), 0);
+        ck_assert_int_eq(iomem_quota(c, &q), 0);
+        ck_assert_uint_eq(q.bytes, 4096);
+
+        /* the holder grows it behind the daemon's back: 64 MiB, sparse */
+        ck_assert_int_eq(ftruncate(iomem_region_fd(r), 64 << 20), 0);
+        ck_assert_int_eq(iomem_stat(c, "grow", &st), 0);
+        ck_assert_uint_eq(st.size, 64 << 20);
+        ck_assert_int_eq(iomem_quota(c, &q), 0);
+        ck_assert_uint_eq(q.bytes, 64 << 20);
+        ck_assert_int_eq(iomem_create(c, "more", 4096, &o, &r2), -EDQUOT);
+
+        /* an OPEN reports the real size too */
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_open(c, "grow", 0, 0, &r), 0);
+        ck_assert_uint_eq(iomem_region_size(r), 64 << 20);
+
+        /* deleting it refunds what was charged */
+        ck_assert_int_eq(iomem_delete(c, "grow"), 0);
+        ck_assert_int_eq(iomem_quota(c, &q), 0);
+        ck_assert_uint_eq(q.bytes, 0);
+        ck_assert_int_eq(iomem_create(c, "more", 4096, &o, &r2), 0);
+        iomem_region_free(r2);
+        iomem_region_free(r);
+        iomem_disconnect(c);
+        it_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * S1 with backends that cannot be sealed: a RESIZE that shrinks a region not
+ * created RESIZABLE is refused even if a holder grew it meanwhile (the check
+ * is against the real size, not the one last recorded).
+ */
+START_TEST(test_no_shrink_below_real_size)
+{
+        struct it_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        struct iomem_create_opts o = { .backend = backends[_i] };
+
+        it_daemon_start(&d, NULL);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_create(c, "fixed", 4096, &o, &r), 0);
+        ck_assert_int_eq(ftruncate(iomem_region_fd(r), 65536), 0);
+        /* 8192 is more than recorded but less than real: a shrink, refused */
+        ck_assert_int_eq(iomem_resize(c, "fixed", 8192), -EPERM);
+        ck_assert_int_eq(iomem_region_refresh(r), 0);
+        ck_assert_uint_eq(iomem_region_size(r), 65536);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_delete(c, "fixed"), 0);
+        iomem_disconnect(c);
+        it_daemon_stop(&d);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("it-size");
+        TCase *tc = tcase_create("size");
+
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_loop_test(tc, test_grown_by_holder_is_charged, 0, 3);
+        tcase_add_loop_test(tc, test_no_shrink_below_real_size, 0, 3);
+        suite_add_tcase(s, tc);
+        return test_run_suite(s);
+}
