@@ -37,13 +37,28 @@ struct transport_out {
         uint8_t data[];
 };
 
+static void (*transport_fd_closer)(int fd);
+
+void transport_set_fd_closer(void (*fn)(int fd))
+{
+        transport_fd_closer = fn;
+}
+
+static void transport_close_fd(int fd)
+{
+        if (transport_fd_closer)
+                transport_fd_closer(fd);
+        else
+                close(fd);
+}
+
 static void transport_close_fds(int *fds, unsigned n)
 {
         int saved = errno;
 
         for (unsigned i = 0; i < n; i++) {
                 if (fds[i] >= 0)
-                        close(fds[i]);
+                        transport_close_fd(fds[i]);
                 fds[i] = -1;
         }
         errno = saved;
@@ -137,7 +152,7 @@ static int transport_collect_fds(struct msghdr *msg, int *fds, unsigned size, un
                         if (nfds < size) {
                                 fds[nfds++] = fd;
                         } else {
-                                close(fd);
+                                transport_close_fd(fd);
                                 r = -EPROTO;
                         }
                 }

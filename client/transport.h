@@ -97,6 +97,14 @@ int transport_read(struct transport *t);
  */
 int transport_next_frame(struct transport *t, struct transport_frame *f);
 
+/*
+ * transport_set_fd_closer() - how this process closes the fds that transports
+ * hold (received fds not yet handed out, frames' fds, queued output): @fn, or
+ * close() when NULL. The daemon passes a closer that cannot block its event
+ * loop (daemon/closer.h). Return: nothing.
+ */
+void transport_set_fd_closer(void (*fn)(int fd));
+
 /* Close fds, free the payload, reset *f. NULL-safe. */
 void transport_frame_deinit(struct transport_frame *f);
 

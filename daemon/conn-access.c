@@ -276,6 +276,16 @@ static int conn_register_check(int fd, uint64_t size, uint32_t *sealsp, const ch
                 *whyp = "an O_PATH fd is not a memory object";
                 return -EINVAL;
         }
+        /*
+         * Ask the kernel first, before anything that could reach a file system:
+         * only shmem answers F_GET_SEALS, and fstat of a FUSE file would wait for
+         * its (hostile) server while every other client waits for us.
+         */
+        seals = fcntl(fd, F_GET_SEALS);
+        if (seals < 0) {
+                *whyp = "not a sealable memfd (a socket, pipe, directory, device or regular file)";
+                return -EINVAL;
+        }
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
                 *whyp = "not a memfd (a socket, pipe, directory or device)";
                 return -EINVAL;
@@ -286,11 +296,6 @@ static int conn_register_check(int fd, uint64_t size, uint32_t *sealsp, const ch
         }
         if (backend_detect(fd) != PROTO_BACKEND_MEMFD) {
                 *whyp = "not a memfd (a regular file)";
-                return -EINVAL;
-        }
-        seals = fcntl(fd, F_GET_SEALS);
-        if (seals < 0) {
-                *whyp = "not a sealable memfd";
                 return -EINVAL;
         }
         if (st.st_size < 0 || (uint64_t)st.st_size != size) {

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "conn.h"
 #include "log.h"
 #include "regtab.h"
@@ -475,6 +476,7 @@ static void server_deinit(struct server *s)
         if (s->bound)
                 unlink(s->config->socket_path);
         s->regtab = regtab_free(s->regtab);
+        closer_stop();
         if (s->base)
                 event_base_free(s->base);
 }
@@ -516,6 +518,9 @@ int server_run(const struct config *config)
         int r;
 
         signal(SIGPIPE, SIG_IGN); /* L4: sendmsg uses MSG_NOSIGNAL; this covers everything else */
+        r = closer_start();
+        if (r < 0)
+                log_warning("cannot start the closer thread (%s): clients' fds are closed inline", strerror(-r));
         server_raise_nofile();
         s.ctx.config = config;
         s.ctx.start_ns = conn_now_ns();

@@ -1,4 +1,7 @@
 /* test-it-race: one connection's requests must never run inside another's (a woken, throttled waiter). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "itutil.h"
 #include "proto.h"
 
@@ -140,6 +143,101 @@ START_TEST(test_wake_does_not_run_other_requests)
 }
 END_TEST
 
+/*
+ * A client sends the daemon an fd whose last close blocks (here a TCP socket
+ * with unsent data and SO_LINGER, standing in for a file on a FUSE mount
+ * whose server never answers). The daemon closes what clients send on its
+ * closer thread: another client is still served meanwhile.
+ */
+START_TEST(test_blocking_close_stalls_nobody)
+{
+        struct it_daemon d;
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t salen = sizeof(sa);
+        struct linger lg = { .l_onoff = 1, .l_linger = 30 };
+        int lis, tcp, raw, one = 4096;
+        uint8_t p[64], f[128], junk[4096] = { 0 };
+        struct proto_ping pm = { .cookie = 7 };
+        struct iomem_client *cl = NULL;
+        size_t n;
+
+        it_daemon_start(&d, NULL);
+        lis = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(lis, 0);
+        /* a small receive window (inherited by the connection), so the sender's data cannot all go */
+        ck_assert_int_eq(setsockopt(lis, SOL_SOCKET, SO_RCVBUF, &one, sizeof(one)), 0);
+        ck_assert_int_eq(bind(lis, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(getsockname(lis, (struct sockaddr *)&sa, &salen), 0);
+        ck_assert_int_eq(listen(lis, 1), 0);
+        tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(tcp, 0);
+        ck_assert_int_eq(setsockopt(tcp, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)), 0);
+        ck_assert_int_eq(connect(tcp, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        /* nobody accepts or reads: fill both buffers so data stays unsent */
+        ck_assert_int_eq(fcntl(tcp, F_SETFL, O_NONBLOCK), 0);
+        for (int i = 0; i < 5; i++) {
+                while (send(tcp, junk, sizeof(junk), MSG_NOSIGNAL) > 0)
+                        ;
+                it_sleep_ms(50);
+        }
+        ck_assert_int_eq(setsockopt(tcp, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        ck_assert_int_eq(fcntl(tcp, F_SETFL, 0), 0); /* a blocking close lingers */
+
+        raw = it_raw_connect(d.socket);
+        it_hello(raw);
+        n = it_frame(f, PROTO_OP_PING, 2, p, proto_ping_encode(&pm, p, sizeof(p)));
+        {
+                union {
+                        char buf[CMSG_SPACE(sizeof(int))];
+                        struct cmsghdr align;
+                } u = { 0 };
+                struct iovec iov = { .iov_base = f, .iov_len = n - 1 }; /* all but the last byte */
+                struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                                      .msg_controllen = sizeof(u.buf) };
+                struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+                struct proto_header h;
+
+                /* the header declares the fd (nfds 1): a PING must not carry one, -EINVAL, fd closed */
+                ck_assert_int_eq(proto_header_decode(f, n, &h), 0);
+                h.nfds = 1;
+                proto_header_encode(&h, f);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(cm), &tcp, sizeof(int));
+                ck_assert_int_eq(sendmsg(raw, &msg, MSG_NOSIGNAL), (ssize_t)n - 1);
+        }
+        /* drop our copy while the frame is incomplete: the daemon's copy is then the last one */
+        close(tcp);
+        it_send_all(raw, f + n - 1, 1);
+        it_sleep_ms(200);
+
+        /*
+         * Another client is served: its HELLO is answered while the close lingers
+         * (30 s). A liveness check with a wide margin, not a timing measurement.
+         */
+        {
+                struct proto_hello hm = { .min_version = 1, .max_version = 1 };
+                struct pollfd pfd = { .events = POLLIN };
+                int other = it_raw_connect(d.socket);
+
+                n = it_frame(f, PROTO_OP_HELLO, 1, p, proto_hello_encode(&hm, p, sizeof(p)));
+                it_send_all(other, f, n);
+                pfd.fd = other;
+                ck_assert_msg(poll(&pfd, 1, 10000) == 1, "the daemon did not answer while a client's fd lingered");
+                close(other);
+        }
+        ck_assert_int_eq(iomem_connect(d.socket, &cl), 0);
+        ck_assert_int_eq(iomem_ping(cl), 0);
+        iomem_disconnect(cl);
+
+        /* resetting the connection ends the linger */
+        close(lis);
+        close(raw);
+        it_daemon_stop(&d);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-race");
@@ -148,6 +246,7 @@ int main(void)
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
         tcase_set_timeout(tc, 120);
         tcase_add_test(tc, test_wake_does_not_run_other_requests);
+        tcase_add_test(tc, test_blocking_close_stalls_nobody);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
