@@ -171,7 +171,17 @@ static inline int it_daemon_settled_fds(const struct it_daemon *d)
         }
         ck_assert_msg(st.connections == 1, "the daemon still counts %llu connections",
                       (unsigned long long)st.connections);
+        /* fds clients sent are closed by the daemon's closer thread, a little later: wait until the count holds */
         n = it_fd_count_of(d->pid);
+        for (int i = 0; i < 500; i++) {
+                int again;
+
+                it_sleep_ms(10);
+                again = it_fd_count_of(d->pid);
+                if (again == n)
+                        break;
+                n = again;
+        }
         iomem_disconnect(probe);
         ck_assert_int_gt(n, 0);
         return n;
