@@ -52,16 +52,34 @@ static void transport_close_fd(int fd)
                 close(fd);
 }
 
-static void transport_close_fds(int *fds, unsigned n)
+/*
+ * Close fds a peer sent (through the process's closer: such a close may block,
+ * e.g. on FUSE), or, with @own, fds we made and queued for sending (plain close).
+ */
+static void transport_close_fds_how(int *fds, unsigned n, bool own)
 {
         int saved = errno;
 
         for (unsigned i = 0; i < n; i++) {
-                if (fds[i] >= 0)
-                        transport_close_fd(fds[i]);
+                if (fds[i] >= 0) {
+                        if (own)
+                                close(fds[i]);
+                        else
+                                transport_close_fd(fds[i]);
+                }
                 fds[i] = -1;
         }
         errno = saved;
+}
+
+static void transport_close_fds(int *fds, unsigned n)
+{
+        transport_close_fds_how(fds, n, false);
+}
+
+static void transport_close_own_fds(int *fds, unsigned n)
+{
+        transport_close_fds_how(fds, n, true);
 }
 
 /* Close every fd received and not yet handed out in a frame. */
@@ -115,7 +133,7 @@ void transport_deinit(struct transport *t)
         transport_drop_batches(t);
         for (o = t->out_head; o; o = next) {
                 next = o->next;
-                transport_close_fds(o->fds, o->nfds);
+                transport_close_own_fds(o->fds, o->nfds);
                 free(o);
         }
         free(t->in);
@@ -426,7 +444,7 @@ int transport_queue(struct transport *t, const struct proto_header *h, const voi
 
 fail:
         if (fds)
-                transport_close_fds(fds, nfds);
+                transport_close_own_fds(fds, nfds);
         return r;
 }
 
@@ -437,7 +455,7 @@ static void transport_advance(struct transport *t, size_t n)
 
         /* fds travel with the first byte of their frame: they are the peer's now */
         if (n > 0 && o->nfds > 0) {
-                transport_close_fds(o->fds, o->nfds);
+                transport_close_own_fds(o->fds, o->nfds);
                 t->out_fds -= o->nfds;
                 o->nfds = 0;
         }

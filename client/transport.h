@@ -98,9 +98,9 @@ int transport_read(struct transport *t);
 int transport_next_frame(struct transport *t, struct transport_frame *f);
 
 /*
- * transport_set_fd_closer() - how this process closes the fds that transports
- * hold (received fds not yet handed out, frames' fds, queued output): @fn, or
- * close() when NULL. The daemon passes a closer that cannot block its event
+ * transport_set_fd_closer() - how this process closes the fds that peers sent
+ * (received fds not yet handed out, and frames' fds): @fn, or close() when
+ * NULL. Fds queued for sending are ours and closed with close(). The daemon passes a closer that cannot block its event
  * loop (daemon/closer.h). Return: nothing.
  */
 void transport_set_fd_closer(void (*fn)(int fd));
