@@ -337,7 +337,7 @@ int conn_handle_register(struct conn *c, struct transport_frame *f)
         const char *why = "";
         uint32_t seals = 0;
         uint8_t buf[32];
-        int fd, r, k;
+        int fd, r;
 
         r = proto_register_decode(f->payload, f->hdr.length, &m);
         if (r < 0)
@@ -374,31 +374,14 @@ int conn_handle_register(struct conn *c, struct transport_frame *f)
         if (r < 0)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "out of memory");
         region->seals = seals & PROTO_SEALS_KNOWN;
-        r = regtab_add(ctx->regtab, region);
-        if (r < 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "cannot add the region");
-        r = service_region_added(region);
-        if (r < 0) {
-                log_error("cannot save region '%s' in the service manager's fd store: %s", region->name,
-                          strerror(-r));
-                regtab_remove(ctx->regtab, region);
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "cannot save the region (fd store)");
-        }
-        if (m.flags & PROTO_REGISTER_LEASE)
-                conn_lease_link(c, region);
-        quota_charge(ctx->quota, c->uid, (int64_t)m.size, 1, 0, 0); /* the uid has an entry: never allocates */
-        ctx->generation++;
-        log_debug("registered region '%s' id=%llu size=%llu for uid %u", region->name,
-                  (unsigned long long)region->meta.id, (unsigned long long)region->size, (unsigned)c->uid);
-
+        r = conn_region_publish(c, f, region, m.flags & PROTO_REGISTER_LEASE, "registered");
+        if (r <= 0)
+                return r;
         struct region *added = region;
         region = NULL; /* the table owns it now */
         rep.id = added->meta.id;
         rep.seals = seals;
         r = conn_reply_encoded(c, &f->hdr, proto_register_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
-        regtab_wake(ctx->regtab, added);
-        k = regtab_settle(ctx->regtab, added);
-        if (k < 0)
-                log_warning("cannot park region '%s' in an fd keeper: %s", added->name, strerror(-k));
+        conn_region_announce(c, added);
         return r;
 }

@@ -43,6 +43,11 @@ struct conn {
 /* Return: CLOCK_REALTIME in nanoseconds. */
 uint64_t conn_realtime_ns(void);
 
+struct transport_frame;
+int conn_region_publish(struct conn *c, const struct transport_frame *f, struct region *r, bool lease,
+                        const char *what);
+void conn_region_announce(struct conn *c, struct region *r);
+
 /* conn_lease_link() - @r goes away when @c is freed. Return: nothing. */
 void conn_lease_link(struct conn *c, struct region *r);
 

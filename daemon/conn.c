@@ -534,6 +534,52 @@ static int conn_create_anonymous(struct conn *c, const struct transport_frame *f
         return conn_reply_encoded(c, &f->hdr, proto_region_info_encode(&info, buf, sizeof(buf)), buf, &fd, 1);
 }
 
+/*
+ * conn_region_publish() - make a new named region public: add it to the table,
+ * save it in the fd store (a region that would not survive a restart is
+ * refused, not silently kept: L2), lease it to @c if asked, charge its owner.
+ * On failure @r is not in the table (the caller frees it) and an error reply
+ * is queued. Return: 1 if published; else what conn_reply_error() returned.
+ */
+int conn_region_publish(struct conn *c, const struct transport_frame *f, struct region *r, bool lease,
+                        const char *what)
+{
+        struct conn_ctx *ctx = c->ctx;
+        int k;
+
+        k = regtab_add(ctx->regtab, r);
+        if (k < 0)
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "cannot add the region");
+        k = service_region_added(r);
+        if (k < 0) {
+                log_error("cannot save region '%s' in the service manager's fd store: %s", r->name, strerror(-k));
+                regtab_remove(ctx->regtab, r);
+                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, k, "cannot save the region (fd store)");
+        }
+        if (lease)
+                conn_lease_link(c, r);
+        quota_charge(ctx->quota, c->uid, (int64_t)r->size, 1, 0, 0); /* the uid has an entry: never allocates */
+        ctx->generation++;
+        log_debug("%s region '%s' id=%llu size=%llu for uid %u", what, r->name, (unsigned long long)r->meta.id,
+                  (unsigned long long)r->size, (unsigned)c->uid);
+        return 1;
+}
+
+/*
+ * conn_region_announce() - after the creator's reply: wake the OPENs waiting
+ * for the name, then park the fd in a keeper if the daemon is over its fd
+ * budget. Return: nothing.
+ */
+void conn_region_announce(struct conn *c, struct region *r)
+{
+        int k;
+
+        regtab_wake(c->ctx->regtab, r);
+        k = regtab_settle(c->ctx->regtab, r);
+        if (k < 0)
+                log_warning("cannot park region '%s' in an fd keeper: %s", r->name, strerror(-k));
+}
+
 static int conn_handle_create(struct conn *c, const struct transport_frame *f)
 {
         struct conn_ctx *ctx = c->ctx;
@@ -544,7 +590,7 @@ static int conn_handle_create(struct conn *c, const struct transport_frame *f)
         enum proto_backend backend, chosen;
         struct region *existing;
         uint32_t seals;
-        int fd, r, k;
+        int fd, r;
 
         r = proto_create_decode(f->payload, f->hdr.length, &m);
         if (r < 0)
@@ -606,33 +652,15 @@ static int conn_handle_create(struct conn *c, const struct transport_frame *f)
         fd = -1; /* consumed */
         if (r < 0)
                 return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "out of memory");
-        r = regtab_add(ctx->regtab, region);
-        if (r < 0)
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "cannot add the region");
-        r = service_region_added(region);
-        if (r < 0) {
-                /* L2: a region that would not survive a restart is refused, not silently kept */
-                log_error("cannot save region '%s' in the service manager's fd store: %s", region->name,
-                          strerror(-r));
-                regtab_remove(ctx->regtab, region);
-                return conn_reply_error(c, f->hdr.opcode, f->hdr.id, r, "cannot save the region (fd store)");
-        }
-        if (m.flags & PROTO_CREATE_LEASE)
-                conn_lease_link(c, region);
-        quota_charge(ctx->quota, c->uid, (int64_t)m.size, 1, 0, 0); /* the uid has an entry: never allocates */
-        ctx->generation++;
-        log_debug("created region '%s' id=%llu size=%llu for uid %u", region->name,
-                  (unsigned long long)region->meta.id, (unsigned long long)region->size, (unsigned)c->uid);
-
+        r = conn_region_publish(c, f, region, m.flags & PROTO_CREATE_LEASE, "created");
+        if (r <= 0)
+                return r;
         /* the table owns it now */
         struct region *added = region;
         region = NULL;
         /* the creator gets its read-write fd whatever the mode says (as open(O_CREAT) with 0444 does) */
         r = conn_reply_region_checked(c, f->hdr.opcode, f->hdr.id, added, false, false);
-        regtab_wake(ctx->regtab, added);
-        k = regtab_settle(ctx->regtab, added);
-        if (k < 0)
-                log_warning("cannot park region '%s' in an fd keeper: %s", added->name, strerror(-k));
+        conn_region_announce(c, added);
         return r;
 }
 
