@@ -419,6 +419,8 @@ static int conn_reply_region_checked(struct conn *c, uint16_t opcode, uint32_t i
                         return conn_reply_error(c, opcode, id, k, "cannot make a read-only fd");
                 }
                 info.flags |= PROTO_REGION_RDONLY;
+        } else if (rfd != r->fd) {
+                fd = rfd; /* a parked region's fd fetched for this request: send it as it is */
         } else {
                 fd = fcntl(rfd, F_DUPFD_CLOEXEC, 3);
                 if (fd < 0) {
@@ -431,7 +433,8 @@ static int conn_reply_region_checked(struct conn *c, uint16_t opcode, uint32_t i
         info.seals = r->seals;
         conn_region_sync_size(c->ctx, r, rfd);
         info.size = r->size;
-        regtab_region_put_fd(r, rfd);
+        if (rfd != fd)
+                regtab_region_put_fd(r, rfd);
         r->open_count++;
         return conn_reply_encoded(c, &req, proto_region_info_encode(&info, buf, sizeof(buf)), buf, &fd, 1);
 }

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,7 +35,8 @@ struct keeper_msg {
 
 struct keeper_child {
         pid_t pid;
-        int sock; /* our end; -1 once the keeper is gone */
+        int pidfd; /* for pidfd_getfd(); -1 if the kernel has none */
+        int sock;  /* our end; -1 once the keeper is gone */
         unsigned held;
 };
 
@@ -296,6 +298,7 @@ int keeper_exec_main(int argc, char **argv)
 /* ---- the daemon's side -------------------------------------------------- */
 
 static const char *keeper_exec_path;
+static bool keepers_no_getfd; /* pidfd_getfd() was refused once: use /proc */
 
 void keepers_set_exec(const char *path)
 {
@@ -320,6 +323,10 @@ static void keeper_child_close(struct keeper_child *c)
         if (c->sock >= 0) {
                 close(c->sock);
                 c->sock = -1;
+        }
+        if (c->pidfd >= 0) {
+                close(c->pidfd);
+                c->pidfd = -1;
         }
         if (c->pid > 0) {
                 while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
@@ -378,7 +385,9 @@ static int keepers_spawn(struct keepers *k)
         close(sv[1]);
         setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        k->v[k->n++] = (struct keeper_child){ .pid = pid, .sock = sv[0] };
+        k->v[k->n++] = (struct keeper_child){ .pid = pid, .sock = sv[0], .pidfd = (int)syscall(SYS_pidfd_open, pid, 0) };
+        if (k->v[k->n - 1].pidfd >= 0)
+                fcntl(k->v[k->n - 1].pidfd, F_SETFD, FD_CLOEXEC); /* pidfds are close-on-exec already; say so */
         log_info("started fd keeper %zu (pid %d) for up to %u region fds", k->n - 1, (int)pid, k->per_keeper);
         return (int)(k->n - 1);
 }
@@ -464,6 +473,24 @@ int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint
 
         if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0 || remote_fd < 0)
                 return -EIO;
+        /*
+         * pidfd_getfd() copies the keeper's fd in one syscall (the keeper is our
+         * child: ptrace access, even with Yama's scope 1); a seccomp filter or an
+         * old kernel refusing it leaves the /proc/PID/fd/N open.
+         */
+        if (k->v[index].pidfd >= 0 && !keepers_no_getfd) {
+                fd = (int)syscall(SYS_pidfd_getfd, k->v[index].pidfd, remote_fd, 0);
+                if (fd >= 0) {
+                        if (fstat(fd, &st) < 0 || (uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino) {
+                                close(fd);
+                                return -ESTALE;
+                        }
+                        *fdp = fd; /* close-on-exec: pidfd_getfd sets it */
+                        return 0;
+                }
+                if (errno == ENOSYS || errno == EPERM || errno == EACCES)
+                        keepers_no_getfd = true;
+        }
         snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)k->v[index].pid, remote_fd);
         fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
