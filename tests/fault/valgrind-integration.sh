@@ -23,7 +23,7 @@ WRAP
 chmod +x "$work/iomemd"
 
 export IOMEMD="$work/iomemd"
-export IOMEMCTL="$build/client/iomemctl"
+export IOMEMCTL="$build/cli/iomemctl"
 export IOMEM_EXAMPLES="$build/examples"
 export CK_DEFAULT_TIMEOUT=600
 status=0

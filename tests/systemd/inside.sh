@@ -4,7 +4,7 @@
 set -uo pipefail
 B=$1; S=$2; OUT=$3
 SOCK=/run/iomemd/iomemd.sock
-ctl() { "$B/client/iomemctl" --socket "$SOCK" "$@"; }
+ctl() { "$B/cli/iomemctl" --socket "$SOCK" "$@"; }
 log() { echo "$*" >> "$OUT/log"; }
 finish() {
   log "--- journal of iomemd ---"
@@ -64,12 +64,12 @@ head -c 12288 /dev/urandom > "$OUT/r1.data"
 head -c 1000 /dev/urandom > "$OUT/r2.data"
 head -c 1048576 /dev/urandom > "$OUT/r3.data"
 ctl create r1 12288 --mode 0640 >/dev/null || fail "create r1"
-setpriv --reuid 4242 --regid 4343 --clear-groups "$B/client/iomemctl" --socket "$SOCK" create r2 4096 --mode 0604 \
+setpriv --reuid 4242 --regid 4343 --clear-groups "$B/cli/iomemctl" --socket "$SOCK" create r2 4096 --mode 0604 \
   >/dev/null || fail "create r2 as uid 4242"
 ctl create r3 1M >/dev/null || fail "create r3"
 ctl create dir/r4 100 >/dev/null || fail "create dir/r4"
 ctl write r1 "$OUT/r1.data" || fail "write r1"
-setpriv --reuid 4242 --regid 4343 --clear-groups "$B/client/iomemctl" --socket "$SOCK" write r2 "$OUT/r2.data" \
+setpriv --reuid 4242 --regid 4343 --clear-groups "$B/cli/iomemctl" --socket "$SOCK" write r2 "$OUT/r2.data" \
   || fail "write r2"
 ctl write r3 "$OUT/r3.data" || fail "write r3"
 sleep 2.5
@@ -111,7 +111,7 @@ holder_round 2 "after kill -9"
 pid=$(mainpid)
 kill -USR2 "$pid"
 sleep 0.5
-timeout 2 "$B/client/iomemctl" --socket "$SOCK" ping >/dev/null 2>&1 && fail "hung daemon still answers"
+timeout 2 "$B/cli/iomemctl" --socket "$SOCK" ping >/dev/null 2>&1 && fail "hung daemon still answers"
 wait_active_new_pid "$pid" 40 || fail "the watchdog did not restart the hung daemon"
 journalctl -u iomemd.service --no-pager | grep -qi watchdog || fail "no watchdog line in the journal"
 check_regions "after a watchdog restart"

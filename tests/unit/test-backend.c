@@ -1,4 +1,4 @@
-/* test-backend: the memfd, shm and file backends (client/backend.c), each forced and through AUTO. */
+/* test-backend: the memfd, shm and file backends (common/backend.c), each forced and through AUTO. */
 
 #include <dirent.h>
 #include <errno.h>
