@@ -34,7 +34,7 @@ struct conn_ctx {
         void (*notify)(struct conn *c, void *userdata);
 };
 
-/* What a request wants to do with a region (conn_check_access()). */
+/* What a request wants to do with a region (conn_access_check(), conn-access.h). */
 enum conn_access {
         CONN_ACCESS_READ,   /* OPEN read-only, STAT, LIST */
         CONN_ACCESS_WRITE,  /* OPEN read-write, CREATE of an existing name */
@@ -130,12 +130,3 @@ uint64_t conn_deadline(const struct conn *c);
  * cannot finish closing. Return: 0; a negative errno when the connection is dead.
  */
 int conn_timeout(struct conn *c, uint64_t now_ns);
-
-/*
- * conn_check_access() - may @c do @what to @r? The single place for
- * owner/mode rules (access.h): read or write by mode, RESIZE, SEAL, DELETE
- * and CHMOD by the owner; uid 0 may do anything. A refusal is logged with
- * who asked for what (rate-limited per connection).
- * Return: 0, or -EACCES.
- */
-int conn_check_access(const struct conn *c, const struct region *r, enum conn_access what);

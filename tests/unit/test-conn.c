@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "conn-access.h"
 #include "conn.h"
 #include "proto.h"
 #include "quota.h"
@@ -1551,7 +1552,7 @@ START_TEST(test_peer_identity)
         ck_assert_int_eq(pid, getpid());
         ck_assert_uint_eq(e.ctx.connections, 1);
         /* the test runs as root (uid 0 may do anything) or not: the rule follows the kernel's uid */
-        ck_assert_int_eq(conn_check_access(p.conn, NULL, CONN_ACCESS_WRITE), getuid() == 0 ? 0 : -EACCES);
+        ck_assert_int_eq(conn_access_check(p.conn, NULL, CONN_ACCESS_WRITE), getuid() == 0 ? 0 : -EACCES);
         peer_close(&p);
         env_deinit(&e);
 }

@@ -1,0 +1,58 @@
+/* conn-access: who may connect and do what (allow-list at accept, region access, quotas) and CHMOD/CHOWN/QUOTA. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "access.h"
+#include "conn-internal.h"
+#include "conn.h"
+
+struct region;
+
+/* conn_access_refuse() - one error reply (HELLO, id 0) without waiting, then close @fd (consumed). Return: nothing. */
+void conn_access_refuse(int fd, int error, const char *message);
+
+/* conn_access_peer_groups() - SO_PEERGROUPS of @fd. Return: 0 with *groupsp (malloc'd, may be NULL) and *np; negative errno. */
+int conn_access_peer_groups(int fd, gid_t **groupsp, size_t *np);
+
+/* Return: @c's identity for access.h. */
+struct access_cred conn_access_cred(const struct conn *c);
+
+/* conn_access_log_refusal() - log who was refused @what on @r (at most CONN_MAX_LOGGED_REFUSALS per connection). Return: nothing. */
+void conn_access_log_refusal(const struct conn *c, const char *what, const struct region *r);
+
+/*
+ * conn_access_check() - may @c do @what to @r? The single place for
+ * owner/mode rules (access.h): read or write by mode, RESIZE, SEAL, DELETE
+ * and CHMOD by the owner; uid 0 may do anything. A refusal is logged with
+ * who asked for what (rate-limited per connection).
+ * Return: 0, or -EACCES.
+ */
+int conn_access_check(const struct conn *c, const struct region *r, enum conn_access what);
+
+/* conn_access_allowed() - conn_access_check() without logging a refusal (LIST). Return: 0 or -EACCES. */
+int conn_access_allowed(const struct conn *c, const struct region *r, enum conn_access what);
+
+/*
+ * conn_access_find() - the prologue of a request on a named region: look up
+ * @name and check that @c may do @what to it (a refusal is logged).
+ * Return: 0 with *regionp; -ENOENT ("no such region") or -EACCES (@denied,
+ * or "permission denied" if NULL) with @res's message set.
+ */
+int conn_access_find(struct conn *c, const char *name, enum conn_access what, const char *denied,
+                     struct region **regionp, struct conn_result *res);
+
+/*
+ * conn_access_quota_check() - may @uid (whose limits come from @c's primary gid if
+ * @uid is @c's peer, else from its [uid] section and defaults) take these
+ * amounts more? Return: 0 or -EDQUOT.
+ */
+int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds);
+
+/* Request handlers (conn-internal.h's conn_handler_fn). */
+conn_handler_fn conn_access_handle_chmod;
+conn_handler_fn conn_access_handle_chown;
+conn_handler_fn conn_access_handle_quota;

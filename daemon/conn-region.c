@@ -1,0 +1,814 @@
+/* conn-region: a connection's region requests (CREATE, OPEN and its waiters, RESIZE, SEAL, STAT, LIST, DELETE, REGISTER) and leases. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "conn-access.h"
+#include "conn-internal.h"
+#include "conn-region.h"
+#include "log.h"
+#include "proto.h"
+#include "quota.h"
+#include "regtab.h"
+#include "service.h"
+
+#define CONN_WAIT_FOREVER 0xFFFFFFFFu
+#define NSEC_PER_MSEC 1000000ULL
+#define NSEC_PER_SEC 1000000000ULL
+
+/* regions one LIST request examines at most (whatever its prefix matches) */
+#define CONN_LIST_SCAN_MAX 16384u
+
+/* An OPEN with WAIT whose name does not exist yet. */
+struct conn_wait {
+        struct regtab_waiter waiter;
+        struct conn *conn;
+        uint32_t request_id;
+        uint32_t flags;        /* PROTO_OPEN_* */
+        uint64_t deadline_ns;  /* 0 = forever */
+        struct conn_wait *prev, *next;
+        char name[];
+};
+
+static uint64_t conn_region_realtime_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- leases and deletion ------------------------------------------------ */
+
+static void conn_region_lease_link(struct conn *c, struct region *r)
+{
+        r->lease = c;
+        r->lease_prev = NULL;
+        r->lease_next = c->leases;
+        if (c->leases)
+                c->leases->lease_prev = r;
+        c->leases = r;
+}
+
+static void conn_region_lease_unlink(struct region *r)
+{
+        struct conn *owner = r->lease;
+
+        if (!owner)
+                return;
+        if (r->lease_prev)
+                r->lease_prev->lease_next = r->lease_next;
+        else
+                owner->leases = r->lease_next;
+        if (r->lease_next)
+                r->lease_next->lease_prev = r->lease_prev;
+        r->lease = NULL;
+        r->lease_prev = r->lease_next = NULL;
+}
+
+/* Take a region out of the table and the fd store and free the daemon's copy; holders' fds stay valid. */
+static void conn_region_delete(struct conn_ctx *ctx, struct region *r)
+{
+        /* a refund never allocates */
+        quota_charge(ctx->quota, r->meta.uid, -(int64_t)r->size, -1, 0, 0);
+        conn_region_lease_unlink(r);
+        regtab_remove(ctx->regtab, r);
+        service_region_removed(r);
+        regtab_region_free(r);
+        ctx->generation++;
+}
+
+/* Return: true if replacing @old_size bytes by @new_size would pass --max-bytes (sums in 64 bits, no wrap). */
+static bool conn_region_over_bytes(const struct conn_ctx *ctx, uint64_t old_size, uint64_t new_size)
+{
+        uint64_t limit = ctx->config->max_bytes;
+        uint64_t held = regtab_bytes(ctx->regtab) - old_size;
+
+        if (!limit)
+                return false;
+        return held > limit || new_size > limit - held;
+}
+
+/* ---- handing regions out ------------------------------------------------ */
+
+/*
+ * The seals of an object whose backend we know. Cheaper than
+ * backend_get_seals(), which must first find out whether the fd is a memfd
+ * (fstat, fstatfs and a readlink): this is on every OPEN's path.
+ */
+static uint32_t conn_region_seals_of(int fd, uint16_t backend)
+{
+        int k;
+
+        if (backend != PROTO_BACKEND_MEMFD)
+                return 0;
+        k = fcntl(fd, F_GET_SEALS);
+        return k > 0 ? (uint32_t)k & PROTO_SEALS_KNOWN : 0;
+}
+
+/* Return: @r's seals, read live when its fd is here, else the last seen (parked regions). */
+static uint32_t conn_region_seals(struct region *r)
+{
+        if (r->fd >= 0)
+                r->seals = conn_region_seals_of(r->fd, r->meta.backend);
+        return r->seals;
+}
+
+/*
+ * Holders of a writable fd can change a region's size with ftruncate where no
+ * seal forbids it (RESIZABLE memfds grow and shrink, other memfds only grow,
+ * shm and file regions do both). The daemon takes the size it finds whenever
+ * it hands out, reports or resizes a region, and charges the owner for it:
+ * quotas then refuse the owner's next CREATE or RESIZE (docs/security.md).
+ */
+static void conn_region_sync_size(struct conn_ctx *ctx, struct region *r, int fd)
+{
+        uint64_t size;
+
+        if (backend_get_size(fd, &size) < 0 || size == r->size)
+                return;
+        (void)quota_charge(ctx->quota, r->meta.uid, (int64_t)size - (int64_t)r->size, 0, 0, 0);
+        regtab_set_size(ctx->regtab, r, size);
+        ctx->generation++;
+}
+
+/*
+ * Send the holder's fd to @r: a read-only reopen or a read-write dup, with
+ * its description. With @check, access and the fds-in-flight quota are
+ * checked first. Return: 0 (the reply is queued); a negative errno with @res
+ * filled in (nothing was queued).
+ */
+static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct region *r, bool rdonly, bool check,
+                            struct conn_result *res)
+{
+        struct proto_region_info info = {
+                .id = r->meta.id,
+                .size = r->size,
+                .flags = r->meta.flags & (PROTO_REGION_LEASED | PROTO_REGION_RESIZABLE),
+                .backend = r->meta.backend,
+        };
+        struct proto_header req = { .opcode = opcode, .id = id };
+        uint8_t buf[64];
+        int fd, rfd, k;
+
+        if (check && conn_access_check(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
+                return conn_fail(res, -EACCES, "permission denied");
+        if (check && conn_access_quota_check(c, c->uid, 0, 0, 1) < 0)
+                return conn_fail(res, -EDQUOT, "fds in flight quota reached: read your replies");
+        k = regtab_region_get_fd(c->ctx->regtab, r, &rfd);
+        if (k < 0)
+                return conn_fail(res, k, "the region's fd keeper is gone");
+        if (rdonly) {
+                k = backend_reopen_rdonly(rfd, &fd);
+                if (k < 0) {
+                        regtab_region_put_fd(r, rfd);
+                        return conn_fail(res, k, "cannot make a read-only fd");
+                }
+                info.flags |= PROTO_REGION_RDONLY;
+        } else if (rfd != r->fd) {
+                fd = rfd; /* a parked region's fd fetched for this request: send it as it is */
+        } else {
+                fd = fcntl(rfd, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0) {
+                        k = -errno;
+                        regtab_region_put_fd(r, rfd);
+                        return conn_fail(res, k, "cannot duplicate the region fd");
+                }
+        }
+        r->seals = conn_region_seals_of(rfd, r->meta.backend);
+        info.seals = r->seals;
+        conn_region_sync_size(c->ctx, r, rfd);
+        info.size = r->size;
+        if (rfd != fd)
+                regtab_region_put_fd(r, rfd);
+        r->open_count++;
+        conn_reply_encoded(c, &req, proto_region_info_encode(&info, buf, sizeof(buf)), buf, &fd, 1);
+        return 0;
+}
+
+/*
+ * Make a new named region public: add it to the table, save it in the fd
+ * store (a region that would not survive a restart is refused, not silently
+ * kept: L2), lease it to @c if asked, charge its owner. On failure @r is not
+ * in the table (the caller frees it). Return: 0, or a negative errno with
+ * @res filled in.
+ */
+static int conn_region_publish(struct conn *c, struct region *r, bool lease, const char *what,
+                               struct conn_result *res)
+{
+        struct conn_ctx *ctx = c->ctx;
+        int k;
+
+        k = regtab_add(ctx->regtab, r);
+        if (k < 0)
+                return conn_fail(res, k, "cannot add the region");
+        k = service_region_added(r);
+        if (k < 0) {
+                log_error("cannot save region '%s' in the service manager's fd store: %s", r->name, strerror(-k));
+                regtab_remove(ctx->regtab, r);
+                return conn_fail(res, k, "cannot save the region (fd store)");
+        }
+        if (lease)
+                conn_region_lease_link(c, r);
+        quota_charge(ctx->quota, c->uid, (int64_t)r->size, 1, 0, 0); /* the uid has an entry: never allocates */
+        ctx->generation++;
+        log_debug("%s region '%s' id=%llu size=%llu for uid %u", what, r->name, (unsigned long long)r->meta.id,
+                  (unsigned long long)r->size, (unsigned)c->uid);
+        return 0;
+}
+
+/*
+ * After the creator's reply (conn_result.after): wake the OPENs waiting for
+ * the name, then park the fd in a keeper if the daemon is over its fd budget.
+ */
+static void conn_region_announce(struct conn *c, void *arg)
+{
+        struct region *r = arg;
+        int k;
+
+        regtab_wake(c->ctx->regtab, r);
+        k = regtab_settle(c->ctx->regtab, r);
+        if (k < 0)
+                log_warning("cannot park region '%s' in an fd keeper: %s", r->name, strerror(-k));
+}
+
+/* ---- CREATE ------------------------------------------------------------- */
+
+/* CREATE with an empty name: a fresh object for the requester alone; nothing is kept. */
+static int conn_region_create_anonymous(struct conn *c, const struct transport_frame *f, const struct proto_create *m,
+                                        struct conn_result *res)
+{
+        const struct config *cfg = c->ctx->config;
+        struct proto_region_info info = { .size = m->size, .flags = PROTO_REGION_ANONYMOUS };
+        enum proto_backend chosen;
+        uint8_t buf[64];
+        int fd, r;
+
+        if (m->flags & (PROTO_CREATE_EXCLUSIVE | PROTO_CREATE_LEASE))
+                return conn_fail(res, -EINVAL, "EXCLUSIVE and LEASE need a name");
+        if (m->seals && m->backend != PROTO_BACKEND_AUTO && m->backend != PROTO_BACKEND_MEMFD)
+                return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
+        if (conn_access_quota_check(c, c->uid, 0, 0, 1) < 0)
+                return conn_fail(res, -EDQUOT, "fds in flight quota reached");
+        r = backend_create(m->backend != PROTO_BACKEND_AUTO ? m->backend : cfg->backend, m->size,
+                           cfg->max_region_size, cfg->tmpdir, &fd, &chosen);
+        if (r < 0)
+                return conn_fail(res, r, "cannot create the memory object");
+        if (m->seals) {
+                r = chosen == PROTO_BACKEND_MEMFD ? backend_seal(fd, m->seals) : -EOPNOTSUPP;
+                if (r < 0) {
+                        close(fd);
+                        return conn_fail(res, r, "cannot apply the seals");
+                }
+        }
+        info.seals = conn_region_seals_of(fd, (uint16_t)chosen);
+        info.backend = chosen;
+        /* the transport closes the daemon's copy once it is sent */
+        conn_reply_encoded(c, &f->hdr, proto_region_info_encode(&info, buf, sizeof(buf)), buf, &fd, 1);
+        return 0;
+}
+
+int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct conn_ctx *ctx = c->ctx;
+        const struct config *cfg = ctx->config;
+        __attribute__((cleanup(regtab_region_freep))) struct region *region = NULL;
+        struct region_meta meta = {};
+        struct proto_create m;
+        enum proto_backend backend, chosen;
+        struct region *existing, *added;
+        uint32_t seals;
+        int fd, r;
+
+        r = proto_create_decode(f->payload, f->hdr.length, &m);
+        if (r < 0)
+                return r;
+        if (m.size > cfg->max_region_size)
+                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        if (m.name[0] == '\0')
+                return conn_region_create_anonymous(c, f, &m, res);
+
+        existing = regtab_lookup(ctx->regtab, m.name);
+        if (existing) {
+                if (m.flags & PROTO_CREATE_EXCLUSIVE)
+                        return conn_fail(res, -EEXIST, "name exists");
+                if (existing->size != m.size)
+                        return conn_fail(res, -EEXIST, "name exists with another size");
+                return conn_region_send(c, f->hdr.opcode, f->hdr.id, existing, false, true, res);
+        }
+
+        if (regtab_count(ctx->regtab) >= cfg->max_regions)
+                return conn_fail(res, -EDQUOT, "too many regions");
+        if (conn_region_over_bytes(ctx, 0, m.size))
+                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
+        /* the fd of the reply too: a CREATE is never half-applied (made, then refused) */
+        if (conn_access_quota_check(c, c->uid, m.size, 1, 1) < 0)
+                return conn_fail(res, -EDQUOT, "your region, byte or fds-in-flight quota is reached");
+        backend = m.backend != PROTO_BACKEND_AUTO ? (enum proto_backend)m.backend : cfg->backend;
+        if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
+                return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
+
+        r = backend_create(backend, m.size, cfg->max_region_size, cfg->tmpdir, &fd, &chosen);
+        if (r < 0)
+                return conn_fail(res, r, "cannot create the memory object");
+        /*
+         * F_SEAL_SHRINK on named memfds: another client's mapping can never
+         * fault (SIGBUS) because someone shrank the object under it (S1).
+         */
+        seals = m.seals | (m.flags & PROTO_CREATE_RESIZABLE ? 0 : PROTO_SEAL_SHRINK);
+        if (chosen == PROTO_BACKEND_MEMFD)
+                r = backend_seal(fd, seals);
+        else
+                r = m.seals ? -EOPNOTSUPP : 0;
+        if (r < 0) {
+                close(fd);
+                return conn_fail(res, r, "cannot apply the seals");
+        }
+
+        meta.ctime_ns = conn_region_realtime_ns();
+        meta.uid = c->uid;
+        meta.gid = c->gid;
+        meta.mode = m.mode ? m.mode : cfg->default_mode;
+        meta.flags = (m.flags & PROTO_CREATE_LEASE ? PROTO_REGION_LEASED : 0) |
+                     (m.flags & PROTO_CREATE_RESIZABLE ? PROTO_REGION_RESIZABLE : 0);
+        meta.backend = chosen;
+        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                return conn_fail(res, r, "out of memory");
+        r = conn_region_publish(c, region, m.flags & PROTO_CREATE_LEASE, "created", res);
+        if (r < 0)
+                return r;
+        added = region;
+        region = NULL; /* stolen: the table owns it */
+        /* waiters are woken after the creator's reply, whatever it is */
+        res->after = conn_region_announce;
+        res->after_arg = added;
+        /* the creator gets its read-write fd whatever the mode says (as open(O_CREAT) with 0444 does) */
+        return conn_region_send(c, f->hdr.opcode, f->hdr.id, added, false, false, res);
+}
+
+/* ---- OPEN and its waiters ---------------------------------------------- */
+
+static void conn_region_wait_unlink(struct conn *c, struct conn_wait *w)
+{
+        regtab_waiter_remove(c->ctx->regtab, &w->waiter);
+        if (w->prev)
+                w->prev->next = w->next;
+        else
+                c->waits = w->next;
+        if (w->next)
+                w->next->prev = w->prev;
+        c->nwaits--;
+}
+
+/* A parked OPEN's name was created: its reply (or error) goes out now, outside any request of @c. */
+static void conn_region_wait_wake(struct regtab_waiter *waiter, struct region *r)
+{
+        struct conn_wait *w = (struct conn_wait *)((char *)waiter - offsetof(struct conn_wait, waiter));
+        struct conn *c = w->conn;
+        struct conn_result res = {};
+        int k;
+
+        conn_region_wait_unlink(c, w);
+        if (!c->dead) {
+                k = conn_region_send(c, PROTO_OP_OPEN, w->request_id, r, w->flags & PROTO_OPEN_RDONLY, true, &res);
+                if (k < 0)
+                        conn_reply_error(c, PROTO_OP_OPEN, w->request_id, k, res.message);
+                conn_notify(c);
+        }
+        free(w);
+}
+
+void conn_region_unhook(struct conn *c)
+{
+        for (struct conn_wait *w = c->waits; w; w = w->next)
+                regtab_waiter_remove(c->ctx->regtab, &w->waiter);
+}
+
+void conn_region_release(struct conn *c)
+{
+        struct conn_wait *w, *next;
+
+        for (w = c->waits; w; w = next) {
+                next = w->next;
+                free(w);
+        }
+        c->waits = NULL;
+        c->nwaits = 0;
+        while (c->leases) {
+                log_debug("deleting leased region '%s'", c->leases->name);
+                conn_region_delete(c->ctx, c->leases);
+        }
+}
+
+uint64_t conn_region_deadline(const struct conn *c)
+{
+        uint64_t d = 0;
+
+        for (const struct conn_wait *w = c->waits; w; w = w->next)
+                if (w->deadline_ns && (!d || w->deadline_ns < d))
+                        d = w->deadline_ns;
+        return d;
+}
+
+void conn_region_timeout(struct conn *c, uint64_t now_ns)
+{
+        struct conn_wait *w, *next;
+
+        for (w = c->waits; w && !c->dead; w = next) {
+                next = w->next;
+                if (!w->deadline_ns || now_ns < w->deadline_ns)
+                        continue;
+                conn_region_wait_unlink(c, w);
+                conn_reply_error(c, PROTO_OP_OPEN, w->request_id, -ETIMEDOUT, "no such region yet");
+                free(w);
+        }
+}
+
+int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct proto_open m;
+        struct conn_wait *w;
+        struct region *r;
+        size_t len;
+        int k;
+
+        /* the decoder refuses an empty name */
+        k = proto_open_decode(f->payload, f->hdr.length, &m);
+        if (k < 0)
+                return k;
+        r = regtab_lookup(c->ctx->regtab, m.name);
+        if (r)
+                return conn_region_send(c, f->hdr.opcode, f->hdr.id, r, m.flags & PROTO_OPEN_RDONLY, true, res);
+        if (!(m.flags & PROTO_OPEN_WAIT))
+                return conn_fail(res, -ENOENT, "no such region");
+        if (m.timeout_ms == 0)
+                return conn_fail(res, -ETIMEDOUT, "no such region");
+        if (c->nwaits >= CONN_MAX_WAITS)
+                return conn_fail(res, -EDQUOT, "too many waiting OPENs");
+
+        len = strlen(m.name);
+        w = calloc(1, sizeof(*w) + len + 1);
+        if (!w)
+                return conn_fail(res, -ENOMEM, "out of memory");
+        memcpy(w->name, m.name, len + 1);
+        w->waiter.name = w->name;
+        w->waiter.name_len = len;
+        w->waiter.wake = conn_region_wait_wake;
+        w->conn = c;
+        w->request_id = f->hdr.id;
+        w->flags = m.flags;
+        if (m.timeout_ms != CONN_WAIT_FOREVER)
+                w->deadline_ns = conn_now_ns() + (uint64_t)m.timeout_ms * NSEC_PER_MSEC;
+        w->next = c->waits;
+        if (w->next)
+                w->next->prev = w;
+        c->waits = w;
+        c->nwaits++;
+        regtab_waiter_add(c->ctx->regtab, &w->waiter);
+        return 0;
+}
+
+/* ---- RESIZE, SEAL, STAT, LIST, DELETE ----------------------------------- */
+
+int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct conn_ctx *ctx = c->ctx;
+        const struct config *cfg = ctx->config;
+        struct proto_resize_reply rep;
+        struct proto_resize m;
+        struct region *r;
+        uint8_t buf[16];
+        int fd, k;
+
+        k = proto_resize_decode(f->payload, f->hdr.length, &m);
+        if (k < 0)
+                return k;
+        k = conn_access_find(c, m.name, CONN_ACCESS_RESIZE, NULL, &r, res);
+        if (k < 0)
+                return k;
+        if (m.size > cfg->max_region_size)
+                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        k = regtab_region_get_fd(ctx->regtab, r, &fd);
+        if (k < 0)
+                return conn_fail(res, k, "the region's fd keeper is gone");
+        /* decide on the size the object has now, not the one last recorded */
+        conn_region_sync_size(ctx, r, fd);
+        regtab_region_put_fd(r, fd);
+        /* S1 for backends without seals: only RESIZABLE regions may shrink under their holders */
+        if (m.size < r->size && !(r->meta.flags & PROTO_REGION_RESIZABLE))
+                return conn_fail(res, -EPERM, "region is not resizable");
+        if (m.size > r->size && conn_region_over_bytes(ctx, r->size, m.size))
+                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
+        /* the owner pays, whoever asks (only the owner or root may) */
+        if (m.size > r->size && conn_access_quota_check(c, r->meta.uid, m.size - r->size, 0, 0) < 0)
+                return conn_fail(res, -EDQUOT, "the owner's byte quota is reached");
+        k = regtab_region_get_fd(ctx->regtab, r, &fd);
+        if (k < 0)
+                return conn_fail(res, k, "the region's fd keeper is gone");
+        k = backend_resize(fd, m.size, cfg->max_region_size);
+        regtab_region_put_fd(r, fd);
+        if (k < 0)
+                return conn_fail(res, k, "cannot resize");
+        /* the owner has an entry (it owns this region): never allocates */
+        quota_charge(ctx->quota, r->meta.uid, (int64_t)m.size - (int64_t)r->size, 0, 0, 0);
+        regtab_set_size(ctx->regtab, r, m.size);
+        service_region_changed(r);
+        ctx->generation++;
+        rep.size = r->size;
+        conn_reply_encoded(c, &f->hdr, proto_resize_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        return 0;
+}
+
+int conn_region_handle_seal(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct proto_seal_reply rep;
+        struct proto_seal m;
+        struct region *r;
+        uint8_t buf[16];
+        int fd, k;
+
+        k = proto_seal_decode(f->payload, f->hdr.length, &m);
+        if (k < 0)
+                return k;
+        k = conn_access_find(c, m.name, CONN_ACCESS_SEAL, NULL, &r, res);
+        if (k < 0)
+                return k;
+        if (r->meta.backend != PROTO_BACKEND_MEMFD)
+                return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
+        k = regtab_region_get_fd(c->ctx->regtab, r, &fd);
+        if (k < 0)
+                return conn_fail(res, k, "the region's fd keeper is gone");
+        k = backend_seal(fd, m.seals);
+        if (k < 0) {
+                regtab_region_put_fd(r, fd);
+                return conn_fail(res, k, k == -EBUSY ? "a writable mapping exists" : "cannot seal");
+        }
+        k = backend_get_seals(fd);
+        regtab_region_put_fd(r, fd);
+        if (k < 0)
+                return conn_fail(res, k, "cannot read the seals");
+        r->seals = (uint32_t)k;
+        service_region_changed(r);
+        c->ctx->generation++;
+        rep.seals = (uint32_t)k;
+        conn_reply_encoded(c, &f->hdr, proto_seal_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        return 0;
+}
+
+int conn_region_handle_stat(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct proto_stat_reply rep = {};
+        struct proto_name m;
+        struct region *r;
+        uint8_t buf[128];
+        int fd, k;
+
+        k = proto_name_decode(f->payload, f->hdr.length, &m);
+        if (k < 0)
+                return k;
+        k = conn_access_find(c, m.name, CONN_ACCESS_READ, NULL, &r, res);
+        if (k < 0)
+                return k;
+        if (regtab_region_get_fd(c->ctx->regtab, r, &fd) == 0) {
+                conn_region_sync_size(c->ctx, r, fd);
+                regtab_region_put_fd(r, fd);
+        }
+        rep.id = r->meta.id;
+        rep.size = r->size;
+        rep.ctime_ns = r->meta.ctime_ns;
+        rep.open_count = r->open_count;
+        rep.seals = conn_region_seals(r);
+        rep.flags = r->meta.flags & (PROTO_REGION_LEASED | PROTO_REGION_RESIZABLE);
+        rep.uid = r->meta.uid;
+        rep.gid = r->meta.gid;
+        rep.mode = r->meta.mode;
+        rep.backend = r->meta.backend;
+        conn_reply_encoded(c, &f->hdr, proto_stat_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        return 0;
+}
+
+static bool conn_region_list_match(const struct region *r, const char *prefix, size_t prefix_len)
+{
+        return r->name_len >= prefix_len && memcmp(r->name, prefix, prefix_len) == 0;
+}
+
+int conn_region_handle_list(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct regtab *t = c->ctx->regtab;
+        struct proto_list_writer w;
+        struct proto_list m;
+        struct region *r;
+        uint64_t last = 0, next_cursor = 0;
+        size_t prefix_len, scanned = 0;
+        uint8_t *buf;
+        int k;
+
+        k = proto_list_decode(f->payload, f->hdr.length, &m);
+        if (k < 0)
+                return k;
+        buf = malloc(PROTO_MAX_PAYLOAD);
+        if (!buf)
+                return conn_fail(res, -ENOMEM, "out of memory");
+        prefix_len = strlen(m.prefix);
+        proto_list_writer_init(&w, buf, PROTO_MAX_PAYLOAD);
+        for (r = regtab_next_after(t, m.cursor); r; r = r->next) {
+                struct proto_list_entry e;
+
+                /*
+                 * One LIST looks at a bounded number of regions, so that a prefix
+                 * matching nothing in a huge table cannot stall every other client:
+                 * the reply then says where to go on, with fewer entries (maybe none).
+                 */
+                if (++scanned > CONN_LIST_SCAN_MAX) {
+                        last = r->prev ? r->prev->meta.id : 0;
+                        break;
+                }
+                /* not seeing a region in LIST is not worth a log line */
+                if (!conn_region_list_match(r, m.prefix, prefix_len) ||
+                    conn_access_allowed(c, r, CONN_ACCESS_READ) < 0)
+                        continue;
+                if (m.max_entries && w.count >= m.max_entries)
+                        break;
+                e = (struct proto_list_entry){
+                        .id = r->meta.id,
+                        .size = r->size,
+                        .seals = conn_region_seals(r),
+                        .mode = r->meta.mode,
+                        .uid = r->meta.uid,
+                        .gid = r->meta.gid,
+                        .name = r->name,
+                };
+                if (proto_list_writer_add(&w, &e) < 0)
+                        break;
+                last = r->meta.id;
+        }
+        /*
+         * r is the first region not looked at or not written, if any: then the
+         * client asks again after `last`, the last region looked at or written.
+         */
+        if (r && last)
+                next_cursor = last;
+        conn_reply_encoded(c, &f->hdr, proto_list_writer_finish(&w, next_cursor), buf, NULL, 0);
+        free(buf);
+        return 0;
+}
+
+int conn_region_handle_delete(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct proto_name m;
+        struct region *r;
+        int k;
+
+        k = proto_name_decode(f->payload, f->hdr.length, &m);
+        if (k < 0)
+                return k;
+        k = conn_access_find(c, m.name, CONN_ACCESS_DELETE, NULL, &r, res);
+        if (k < 0)
+                return k;
+        log_debug("deleting region '%s' for uid %u", r->name, (unsigned)c->uid);
+        conn_region_delete(c->ctx, r);
+        conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
+        return 0;
+}
+
+/* ---- REGISTER ----------------------------------------------------------- */
+
+/*
+ * Is a client's @fd a memfd the daemon may publish under a name (D7, D8)?
+ * Only fstat, fcntl, fstatfs and readlink are used on it: nothing that can
+ * block on a pipe or socket, nothing that maps it. Read-only hand-outs are
+ * reopened through /proc by the daemon, so the inode's own mode is what a
+ * reader's reopen is checked against: group and other must not be able to
+ * write it unless writes are sealed off.
+ * Return: 0 with *sealsp; -EINVAL (wrong kind, size, access mode); -EPERM
+ * (missing seals, mode too open); -EACCES (the daemon cannot reopen it).
+ */
+static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, const char **whyp)
+{
+        struct stat st;
+        int fl, seals, rfd, k;
+
+        fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || (fl & O_PATH)) {
+                *whyp = "an O_PATH fd is not a memory object";
+                return -EINVAL;
+        }
+        /*
+         * Ask the kernel first, before anything that could reach a file system:
+         * only shmem answers F_GET_SEALS, and fstat of a FUSE file would wait for
+         * its (hostile) server while every other client waits for us.
+         */
+        seals = fcntl(fd, F_GET_SEALS);
+        if (seals < 0) {
+                *whyp = "not a sealable memfd (a socket, pipe, directory, device or regular file)";
+                return -EINVAL;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                *whyp = "not a memfd (a socket, pipe, directory or device)";
+                return -EINVAL;
+        }
+        if ((fl & O_ACCMODE) != O_RDWR) {
+                *whyp = "the memfd must be passed open read-write";
+                return -EINVAL;
+        }
+        if (backend_detect(fd) != PROTO_BACKEND_MEMFD) {
+                *whyp = "not a memfd (a regular file)";
+                return -EINVAL;
+        }
+        if (st.st_size < 0 || (uint64_t)st.st_size != size) {
+                *whyp = "the memfd's size is not the declared size";
+                return -EINVAL;
+        }
+        /* P7: the bits we need must be set; other bits (F_SEAL_EXEC, future ones) do not matter */
+        if (((uint32_t)seals & PROTO_REGISTER_SEALS_REQUIRED) != PROTO_REGISTER_SEALS_REQUIRED) {
+                *whyp = "the memfd must be sealed with F_SEAL_SHRINK and F_SEAL_GROW";
+                return -EPERM;
+        }
+        if ((st.st_mode & 0022) && !((uint32_t)seals & (PROTO_SEAL_WRITE | PROTO_SEAL_FUTURE_WRITE))) {
+                *whyp = "group or other may write the memfd's inode: fchmod it (0600 or 0644) first";
+                return -EPERM;
+        }
+        if (st.st_mode & 0111) {
+                *whyp = "the memfd's inode is executable: fchmod it (0600 or 0644) first";
+                return -EPERM;
+        }
+        /* read-only hand-outs are reopened: find out now, not at the first OPEN */
+        k = backend_reopen_rdonly(fd, &rfd);
+        if (k < 0) {
+                *whyp = "the daemon cannot reopen the memfd read-only (its uid may not read the inode)";
+                return -EACCES;
+        }
+        close(rfd);
+        *sealsp = (uint32_t)seals;
+        return 0;
+}
+
+int conn_region_handle_register(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct conn_ctx *ctx = c->ctx;
+        const struct config *cfg = ctx->config;
+        __attribute__((cleanup(regtab_region_freep))) struct region *region = NULL;
+        struct region_meta meta = {};
+        struct proto_register_reply rep = {};
+        struct proto_register m;
+        struct region *added;
+        const char *why = "";
+        uint32_t seals = 0;
+        uint8_t buf[32];
+        int fd, r;
+
+        r = proto_register_decode(f->payload, f->hdr.length, &m);
+        if (r < 0)
+                return r;
+        if (f->nfds != 1)
+                return conn_fail(res, -EINVAL, "REGISTER carries exactly one fd");
+        if (m.size > cfg->max_region_size)
+                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        if (regtab_lookup(ctx->regtab, m.name))
+                return conn_fail(res, -EEXIST, "name exists");
+        if (regtab_count(ctx->regtab) >= cfg->max_regions)
+                return conn_fail(res, -EDQUOT, "too many regions");
+        if (conn_region_over_bytes(ctx, 0, m.size))
+                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
+        if (conn_access_quota_check(c, c->uid, m.size, 1, 0) < 0)
+                return conn_fail(res, -EDQUOT, "your region or byte quota is reached");
+        r = conn_region_register_check(f->fds[0], m.size, &seals, &why);
+        if (r < 0) {
+                log_info("REGISTER of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid, (unsigned)c->uid,
+                         why);
+                return conn_fail(res, r, why);
+        }
+
+        meta.ctime_ns = conn_region_realtime_ns();
+        meta.uid = c->uid;
+        meta.gid = c->gid;
+        meta.mode = m.mode ? m.mode : cfg->default_mode;
+        meta.flags = m.flags & PROTO_REGISTER_LEASE ? PROTO_REGION_LEASED : 0;
+        meta.backend = PROTO_BACKEND_MEMFD;
+        fd = f->fds[0];
+        f->fds[0] = -1; /* ours now */
+        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                return conn_fail(res, r, "out of memory");
+        region->seals = seals & PROTO_SEALS_KNOWN;
+        r = conn_region_publish(c, region, m.flags & PROTO_REGISTER_LEASE, "registered", res);
+        if (r < 0)
+                return r;
+        added = region;
+        region = NULL; /* stolen: the table owns it */
+        rep.id = added->meta.id;
+        rep.seals = seals;
+        conn_reply_encoded(c, &f->hdr, proto_register_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        res->after = conn_region_announce;
+        res->after_arg = added;
+        return 0;
+}

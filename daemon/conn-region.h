@@ -1,0 +1,34 @@
+/* conn-region: a connection's region requests (CREATE, OPEN and its waiters, RESIZE, SEAL, STAT, LIST, DELETE, REGISTER) and leases. */
+#pragma once
+
+#include <stdint.h>
+
+#include "conn-internal.h"
+
+struct conn;
+
+/* Request handlers (conn-internal.h's conn_handler_fn). */
+conn_handler_fn conn_region_handle_create;
+conn_handler_fn conn_region_handle_open;
+conn_handler_fn conn_region_handle_resize;
+conn_handler_fn conn_region_handle_seal;
+conn_handler_fn conn_region_handle_stat;
+conn_handler_fn conn_region_handle_list;
+conn_handler_fn conn_region_handle_delete;
+conn_handler_fn conn_region_handle_register;
+
+/*
+ * conn_region_unhook() - @c is dropped: take its parked OPENs out of the
+ * table's waiters (their memory stays until conn_region_release()).
+ * Return: nothing.
+ */
+void conn_region_unhook(struct conn *c);
+
+/* conn_region_release() - free @c's parked OPENs and delete the regions leased to it. Return: nothing. */
+void conn_region_release(struct conn *c);
+
+/* Return: the earliest deadline (CLOCK_MONOTONIC ns) of @c's parked OPENs, or 0 if none has one. */
+uint64_t conn_region_deadline(const struct conn *c);
+
+/* conn_region_timeout() - answer the parked OPENs due at @now_ns with -ETIMEDOUT. Return: nothing. */
+void conn_region_timeout(struct conn *c, uint64_t now_ns);
