@@ -154,39 +154,37 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
                 .backend = r->meta.backend,
         };
         struct proto_header req = { .opcode = opcode, .id = id };
+        struct regtab_fd h;
         uint8_t buf[64];
-        int fd, rfd, k;
+        int fd, k;
 
         if (check && conn_access_check(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_fail(res, -EACCES, "permission denied");
         if (check && conn_access_quota_check(c, c->uid, 0, 0, 1) < 0)
                 return conn_fail(res, -EDQUOT, "fds in flight quota reached: read your replies");
-        k = regtab_region_get_fd(c->ctx->regtab, r, &rfd);
+        k = regtab_region_get_fd(c->ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
         if (rdonly) {
-                k = backend_reopen_rdonly(rfd, &fd);
+                k = backend_reopen_rdonly(h.fd, &fd);
                 if (k < 0) {
-                        regtab_region_put_fd(r, rfd);
+                        regtab_fd_put(&h);
                         return conn_fail(res, k, "cannot make a read-only fd");
                 }
                 info.flags |= PROTO_REGION_RDONLY;
-        } else if (rfd != r->fd) {
-                fd = rfd; /* a parked region's fd fetched for this request: send it as it is */
         } else {
-                fd = fcntl(rfd, F_DUPFD_CLOEXEC, 3);
-                if (fd < 0) {
-                        k = -errno;
-                        regtab_region_put_fd(r, rfd);
+                /* a parked region's fd fetched for this request is sent as it is; the region's own is duplicated */
+                k = regtab_fd_take(&h, &fd);
+                if (k < 0) {
+                        regtab_fd_put(&h);
                         return conn_fail(res, k, "cannot duplicate the region fd");
                 }
         }
-        r->seals = conn_region_seals_of(rfd, r->meta.backend);
+        r->seals = conn_region_seals_of(h.fd, r->meta.backend);
         info.seals = r->seals;
-        conn_region_sync_size(c->ctx, r, rfd);
+        conn_region_sync_size(c->ctx, r, h.fd);
         info.size = r->size;
-        if (rfd != fd)
-                regtab_region_put_fd(r, rfd);
+        regtab_fd_put(&h);
         r->open_count++;
         conn_reply_encoded(c, &req, proto_region_info_encode(&info, buf, sizeof(buf)), buf, &fd, 1);
         return 0;
@@ -484,9 +482,10 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         const struct config *cfg = ctx->config;
         struct proto_resize_reply rep;
         struct proto_resize m;
+        struct regtab_fd h;
         struct region *r;
         uint8_t buf[16];
-        int fd, k;
+        int k;
 
         k = proto_resize_decode(f->payload, f->hdr.length, &m);
         if (k < 0)
@@ -496,12 +495,12 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
                 return k;
         if (m.size > cfg->max_region_size)
                 return conn_fail(res, -EFBIG, "size above the daemon's limit");
-        k = regtab_region_get_fd(ctx->regtab, r, &fd);
+        k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
         /* decide on the size the object has now, not the one last recorded */
-        conn_region_sync_size(ctx, r, fd);
-        regtab_region_put_fd(r, fd);
+        conn_region_sync_size(ctx, r, h.fd);
+        regtab_fd_put(&h);
         /* S1 for backends without seals: only RESIZABLE regions may shrink under their holders */
         if (m.size < r->size && !(r->meta.flags & PROTO_REGION_RESIZABLE))
                 return conn_fail(res, -EPERM, "region is not resizable");
@@ -510,11 +509,11 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         /* the owner pays, whoever asks (only the owner or root may) */
         if (m.size > r->size && conn_access_quota_check(c, r->meta.uid, m.size - r->size, 0, 0) < 0)
                 return conn_fail(res, -EDQUOT, "the owner's byte quota is reached");
-        k = regtab_region_get_fd(ctx->regtab, r, &fd);
+        k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
-        k = backend_resize(fd, m.size, cfg->max_region_size);
-        regtab_region_put_fd(r, fd);
+        k = backend_resize(h.fd, m.size, cfg->max_region_size);
+        regtab_fd_put(&h);
         if (k < 0)
                 return conn_fail(res, k, "cannot resize");
         /* the owner has an entry (it owns this region): never allocates */
@@ -531,9 +530,10 @@ int conn_region_handle_seal(struct conn *c, struct transport_frame *f, struct co
 {
         struct proto_seal_reply rep;
         struct proto_seal m;
+        struct regtab_fd h;
         struct region *r;
         uint8_t buf[16];
-        int fd, k;
+        int k;
 
         k = proto_seal_decode(f->payload, f->hdr.length, &m);
         if (k < 0)
@@ -543,16 +543,16 @@ int conn_region_handle_seal(struct conn *c, struct transport_frame *f, struct co
                 return k;
         if (r->meta.backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
-        k = regtab_region_get_fd(c->ctx->regtab, r, &fd);
+        k = regtab_region_get_fd(c->ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
-        k = backend_seal(fd, m.seals);
+        k = backend_seal(h.fd, m.seals);
         if (k < 0) {
-                regtab_region_put_fd(r, fd);
+                regtab_fd_put(&h);
                 return conn_fail(res, k, k == -EBUSY ? "a writable mapping exists" : "cannot seal");
         }
-        k = backend_get_seals(fd);
-        regtab_region_put_fd(r, fd);
+        k = backend_get_seals(h.fd);
+        regtab_fd_put(&h);
         if (k < 0)
                 return conn_fail(res, k, "cannot read the seals");
         r->seals = (uint32_t)k;
@@ -567,9 +567,10 @@ int conn_region_handle_stat(struct conn *c, struct transport_frame *f, struct co
 {
         struct proto_stat_reply rep = {};
         struct proto_name m;
+        struct regtab_fd h;
         struct region *r;
         uint8_t buf[128];
-        int fd, k;
+        int k;
 
         k = proto_name_decode(f->payload, f->hdr.length, &m);
         if (k < 0)
@@ -577,9 +578,9 @@ int conn_region_handle_stat(struct conn *c, struct transport_frame *f, struct co
         k = conn_access_find(c, m.name, CONN_ACCESS_READ, NULL, &r, res);
         if (k < 0)
                 return k;
-        if (regtab_region_get_fd(c->ctx->regtab, r, &fd) == 0) {
-                conn_region_sync_size(c->ctx, r, fd);
-                regtab_region_put_fd(r, fd);
+        if (regtab_region_get_fd(c->ctx->regtab, r, &h) == 0) {
+                conn_region_sync_size(c->ctx, r, h.fd);
+                regtab_fd_put(&h);
         }
         rep.id = r->meta.id;
         rep.size = r->size;

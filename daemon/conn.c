@@ -53,26 +53,47 @@ static int conn_drop(struct conn *c, int error)
 
 /* ---- lifetime ----------------------------------------------------------- */
 
+/* For __attribute__((cleanup)) in conn_new(). */
+static void conn_closep(int *fdp)
+{
+        if (*fdp >= 0)
+                close(*fdp);
+}
+
+static void conn_groups_freep(gid_t **groupsp)
+{
+        free(*groupsp);
+}
+
+/* A connection conn_new() has not handed out: not charged, not counted. */
+static void conn_unbuilt_freep(struct conn **cp)
+{
+        struct conn *c = *cp;
+
+        if (!c)
+                return;
+        if (c->transport_ready)
+                transport_deinit(&c->transport);
+        free(c->groups);
+        free(c);
+}
+
 int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
 {
+        __attribute__((cleanup(conn_closep))) int sock = fd; /* consumed, even on error */
+        __attribute__((cleanup(conn_groups_freep))) gid_t *groups = NULL;
+        __attribute__((cleanup(conn_unbuilt_freep))) struct conn *c = NULL;
         struct config_quota limits;
         struct ucred cred;
         socklen_t len = sizeof(cred);
-        gid_t *groups = NULL;
         size_t ngroups = 0;
-        struct conn *c;
         int r;
 
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-                r = -errno;
-                close(fd);
+        if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return -errno;
+        r = conn_access_peer_groups(sock, &groups, &ngroups);
+        if (r < 0)
                 return r;
-        }
-        r = conn_access_peer_groups(fd, &groups, &ngroups);
-        if (r < 0) {
-                close(fd);
-                return r;
-        }
         if (!config_allows(ctx->config, cred.uid, cred.gid, groups, ngroups)) {
                 uint64_t now = conn_now_ns();
 
@@ -81,62 +102,44 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
                                    (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
                         ctx->refused_logged_ns = now;
                 }
-                free(groups);
-                conn_access_refuse(fd, -EACCES, "not allowed to connect");
+                conn_access_refuse(sock, -EACCES, "not allowed to connect");
+                sock = -1; /* consumed */
                 return -EACCES;
-        }
-        if (!ctx->quota) {
-                r = quota_new(ctx->regtab, &ctx->quota);
-                if (r < 0) {
-                        free(groups);
-                        close(fd);
-                        return r;
-                }
         }
         config_quota_for(ctx->config, cred.uid, cred.gid, &limits);
         if (quota_check(ctx->quota, cred.uid, &limits, 0, 0, 1, 0) < 0) {
                 log_debug("refused connection of pid=%d uid=%u: connection quota (%llu) reached", (int)cred.pid,
                           (unsigned)cred.uid, (unsigned long long)limits.connections);
-                free(groups);
-                conn_access_refuse(fd, -EDQUOT, "connection quota reached");
-                r = -EDQUOT;
-                goto fail_quota;
+                conn_access_refuse(sock, -EDQUOT, "connection quota reached");
+                sock = -1; /* consumed */
+                return -EDQUOT;
         }
         c = calloc(1, sizeof(*c));
-        if (!c || quota_charge(ctx->quota, cred.uid, 0, 0, 1, 0) < 0) {
-                free(c);
-                free(groups);
-                close(fd);
-                r = -ENOMEM;
-                goto fail_quota;
-        }
+        if (!c)
+                return -ENOMEM;
         c->ctx = ctx;
-        c->fd = fd; /* consumed */
         c->uid = cred.uid;
         c->gid = cred.gid;
         c->pid = cred.pid;
         c->groups = groups;
+        groups = NULL; /* stolen */
         c->ngroups = ngroups;
-        r = transport_init(&c->transport, fd, ctx->config->max_out_bytes, 0);
-        if (r < 0) {
-                quota_charge(ctx->quota, cred.uid, 0, 0, -1, 0);
-                close(fd);
-                free(c->groups);
-                free(c);
-                goto fail_quota;
-        }
+        r = transport_init(&c->transport, sock, ctx->config->max_out_bytes, 0);
+        if (r < 0)
+                return r;
         c->transport_ready = true;
+        /* the last step that can fail: from here on conn_free() gives the charge back */
+        if (quota_charge(ctx->quota, cred.uid, 0, 0, 1, 0) < 0)
+                return -ENOMEM;
+        c->fd = sock;
+        sock = -1; /* stolen */
         if (ctx->config->handshake_timeout_sec)
                 c->handshake_deadline_ns = conn_now_ns() + ctx->config->handshake_timeout_sec * NSEC_PER_SEC;
         ctx->connections++;
         ctx->generation++;
         *connp = c;
+        c = NULL; /* stolen */
         return 0;
-
-fail_quota:
-        if (ctx->connections == 0)
-                ctx->quota = quota_free(ctx->quota);
-        return r;
 }
 
 /* Bring the uid's count of queued fds in line with the transport's (after every queue and flush). */
@@ -165,8 +168,6 @@ struct conn *conn_free(struct conn *c)
         close(c->fd);
         c->ctx->connections--;
         c->ctx->generation++;
-        if (c->ctx->connections == 0)
-                c->ctx->quota = quota_free(c->ctx->quota); /* rebuilt from the table by the next conn_new() */
         free(c->groups);
         free(c);
         errno = saved;

@@ -28,7 +28,8 @@ struct conn_ctx {
         uint64_t start_ns;    /* CLOCK_MONOTONIC at startup, for STATUS uptime */
         uint64_t connections; /* live struct conn (maintained by conn_new/conn_free) */
         uint64_t generation;  /* bumped whenever regions or connections change */
-        struct quota *quota;  /* per-uid usage; conn.c makes it with the first connection, frees it with the last */
+        struct quota *quota;  /* per-uid usage: made by the owner of the context (quota_new() once the regions
+                               * are restored), freed after the last connection */
         uint64_t refused_logged_ns; /* last log line about a refused connection (one per second at most) */
         /* called when @c got output or died outside its own callbacks; may be NULL */
         void (*notify)(struct conn *c, void *userdata);

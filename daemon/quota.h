@@ -17,10 +17,9 @@ struct quota_usage {
 };
 
 /*
- * The table of usages, sorted by uid. It only exists while connections do
- * (conn.c makes it at the first connection and frees it with the last):
- * nothing charges or refunds while no client is connected, and a fresh table
- * counts the regions already in the table (quota_new()).
+ * The table of usages, sorted by uid. The server makes it once, after
+ * restoring regions from the fd store (quota_new() counts the regions
+ * already in the table), and frees it after its last connection.
  */
 struct quota;
 

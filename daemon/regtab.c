@@ -1,5 +1,6 @@
 /* regtab: the daemon's table of named regions (hash by name and by id), waiters for names. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -345,24 +346,49 @@ int regtab_settle(struct regtab *t, struct region *r)
         return 1;
 }
 
-int regtab_region_get_fd(struct regtab *t, struct region *r, int *fdp)
+int regtab_region_get_fd(struct regtab *t, struct region *r, struct regtab_fd *fdp)
 {
+        int k;
+
         if (r->fd >= 0) {
-                *fdp = r->fd;
+                *fdp = (struct regtab_fd){ .fd = r->fd, .owned = false };
                 return 0;
         }
         if (r->keeper < 0)
                 return -EIO;
+        *fdp = (struct regtab_fd){ .fd = -1, .owned = true };
         /* one open() of /proc/PID/fd/N instead of a round trip to the keeper; the round trip if that fails */
-        if (keepers_open(&t->keepers, r->keeper, r->keeper_fd, r->dev, r->ino, fdp) == 0)
+        if (keepers_open(&t->keepers, r->keeper, r->keeper_fd, r->dev, r->ino, &fdp->fd) == 0)
                 return 0;
-        return keepers_fetch(&t->keepers, r->keeper, r->meta.id, fdp);
+        k = keepers_fetch(&t->keepers, r->keeper, r->meta.id, &fdp->fd);
+        if (k < 0)
+                fdp->fd = -1;
+        return k;
 }
 
-void regtab_region_put_fd(struct region *r, int fd)
+void regtab_fd_put(struct regtab_fd *h)
 {
-        if (fd >= 0 && fd != r->fd)
-                close(fd);
+        if (!h)
+                return;
+        if (h->owned && h->fd >= 0)
+                close(h->fd);
+        *h = (struct regtab_fd){ .fd = -1, .owned = false };
+}
+
+int regtab_fd_take(struct regtab_fd *h, int *fdp)
+{
+        int fd;
+
+        if (h->owned) {
+                *fdp = h->fd;
+                h->owned = false; /* stolen: the handle only borrows it now */
+                return 0;
+        }
+        fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return -errno;
+        *fdp = fd;
+        return 0;
 }
 
 size_t regtab_keeper_count(const struct regtab *t)

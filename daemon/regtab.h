@@ -153,13 +153,29 @@ void regtab_set_fd_budget(struct regtab *t, unsigned hot_max, unsigned per_keepe
  */
 int regtab_settle(struct regtab *t, struct region *r);
 
+/* An fd to a region's object for one request, saying whether it must be closed. */
+struct regtab_fd {
+        int fd;
+        bool owned; /* a copy fetched from a keeper (close it); else the region's own fd, borrowed */
+};
+
 /*
  * regtab_region_get_fd() - an fd to @r's object for the duration of one
- * request: r->fd itself, or a copy fetched from its keeper. Give it back
- * with regtab_region_put_fd(). Return: 0 with *fdp; -EIO if the keeper is gone.
+ * request: r's own fd (borrowed) or a copy fetched from its keeper (owned).
+ * Give it back with regtab_fd_put(). Return: 0 with *fdp; -EIO if the keeper is gone.
  */
-int regtab_region_get_fd(struct regtab *t, struct region *r, int *fdp);
-void regtab_region_put_fd(struct region *r, int fd);
+int regtab_region_get_fd(struct regtab *t, struct region *r, struct regtab_fd *fdp);
+
+/* regtab_fd_put() - close @h's fd if it owns it; @h is then empty. NULL-safe. Return: nothing. */
+void regtab_fd_put(struct regtab_fd *h);
+
+/*
+ * regtab_fd_take() - an fd of the caller's own to the same object: @h's fd
+ * itself if @h owns it (@h then borrows it until regtab_fd_put(), which no
+ * longer closes it), else a F_DUPFD_CLOEXEC copy.
+ * Return: 0 with *fdp; negative errno from fcntl.
+ */
+int regtab_fd_take(struct regtab_fd *h, int *fdp);
 
 /* Return: the number of keeper processes, and the pid of one (for tests and benchmarks). */
 size_t regtab_keeper_count(const struct regtab *t);

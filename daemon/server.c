@@ -14,6 +14,7 @@
 #include "closer.h"
 #include "conn.h"
 #include "log.h"
+#include "quota.h"
 #include "regtab.h"
 #include "server.h"
 #include "service.h"
@@ -475,6 +476,7 @@ static void server_deinit(struct server *s)
                 close(s->listen_fd);
         if (s->bound)
                 unlink(s->config->socket_path);
+        s->ctx.quota = quota_free(s->ctx.quota); /* after the last connection */
         s->regtab = regtab_free(s->regtab);
         closer_stop();
         if (s->base)
@@ -559,6 +561,12 @@ int server_run(const struct config *config)
         r = service_restore(s.regtab);
         if (r < 0) {
                 log_error("cannot restore regions from the fd store: %s", strerror(-r));
+                goto out;
+        }
+        /* the restored regions are charged to their owners; the table lives as long as the server */
+        r = quota_new(s.regtab, &s.ctx.quota);
+        if (r < 0) {
+                log_error("cannot make the quota table: %s", strerror(-r));
                 goto out;
         }
 

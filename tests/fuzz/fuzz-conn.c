@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "log.h"
 #include "proto.h"
+#include "quota.h"
 #include "regtab.h"
 #include "transport.h"
 
@@ -328,6 +329,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fds_before = fuzz_fd_count();
         FUZZ_CHECK(regtab_new(&fuzz_regtab) == 0);
         ctx.regtab = fuzz_regtab;
+        FUZZ_CHECK(quota_new(fuzz_regtab, &ctx.quota) == 0); /* as server_run() does */
         FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == 0);
         FUZZ_CHECK(conn_new(&ctx, sv[0], &c) == 0); /* sv[0] consumed */
         FUZZ_CHECK(transport_init(&client, sv[1], 0, 0) == 0);
@@ -347,6 +349,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         transport_deinit(&client);
         close(sv[1]);
 
+        ctx.quota = quota_free(ctx.quota);
         left = regtab_count(fuzz_regtab);
         FUZZ_CHECK(fuzz_fd_count() == fds_before + (int)left); /* one fd per region, nothing else */
         fuzz_regtab = regtab_free(fuzz_regtab);

@@ -177,23 +177,24 @@ START_TEST(test_regtab_budget)
                 ck_assert_int_eq(regtab_add(t, r), 0);
                 ck_assert_int_ge(regtab_settle(t, r), 0);
                 /* write the region's number through whatever fd it has */
-                int fd = -1;
-                ck_assert_int_eq(regtab_region_get_fd(t, r, &fd), 0);
-                ck_assert_int_eq(pwrite(fd, &i, sizeof(i), 0), (ssize_t)sizeof(i));
-                regtab_region_put_fd(r, fd);
+                struct regtab_fd h;
+                ck_assert_int_eq(regtab_region_get_fd(t, r, &h), 0);
+                ck_assert_int_eq(pwrite(h.fd, &i, sizeof(i), 0), (ssize_t)sizeof(i));
+                regtab_fd_put(&h);
         }
         ck_assert_uint_eq(regtab_hot_fds(t), 3);
         ck_assert_uint_eq(regtab_keeper_count(t), 5); /* 17 parked, 4 per keeper */
         for (int i = 0; i < 20; i++) {
-                int fd = -1, v = -1;
+                struct regtab_fd h;
+                int v = -1;
 
                 snprintf(name, sizeof(name), "r%d", i);
                 r = regtab_lookup(t, name);
                 ck_assert_ptr_nonnull(r);
-                ck_assert_int_eq(regtab_region_get_fd(t, r, &fd), 0);
-                ck_assert_int_eq(pread(fd, &v, sizeof(v), 0), (ssize_t)sizeof(v));
+                ck_assert_int_eq(regtab_region_get_fd(t, r, &h), 0);
+                ck_assert_int_eq(pread(h.fd, &v, sizeof(v), 0), (ssize_t)sizeof(v));
                 ck_assert_int_eq(v, i);
-                regtab_region_put_fd(r, fd);
+                regtab_fd_put(&h);
         }
         /* removing parked and hot regions */
         for (int i = 0; i < 20; i += 2) {
