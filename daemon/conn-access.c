@@ -1,4 +1,4 @@
-/* conn-access: who may connect and do what (allow-list at accept, region access, quotas) and CHMOD/CHOWN/QUOTA. */
+/* conn-access: who may connect and do what (allow-list, region access, quotas); CHMOD, CHOWN, QUOTA. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>

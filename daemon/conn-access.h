@@ -1,4 +1,4 @@
-/* conn-access: who may connect and do what (allow-list at accept, region access, quotas) and CHMOD/CHOWN/QUOTA. */
+/* conn-access: who may connect and do what (allow-list, region access, quotas); CHMOD, CHOWN, QUOTA. */
 #pragma once
 
 #include <stdbool.h>
@@ -12,16 +12,22 @@
 
 struct region;
 
-/* conn_access_refuse() - one error reply (HELLO, id 0) without waiting, then close @fd (consumed). Return: nothing. */
+/* conn_access_refuse() - one error reply (HELLO, id 0) at once, then close @fd (consumed). Return: nothing. */
 void conn_access_refuse(int fd, int error, const char *message);
 
-/* conn_access_peer_groups() - SO_PEERGROUPS of @fd. Return: 0 with *groupsp (malloc'd, may be NULL) and *np; negative errno. */
+/*
+ * conn_access_peer_groups() - SO_PEERGROUPS of @fd.
+ * Return: 0 with *groupsp (malloc'd, may be NULL) and *np; negative errno.
+ */
 int conn_access_peer_groups(int fd, gid_t **groupsp, size_t *np);
 
 /* Return: @c's identity for access.h. */
 struct access_cred conn_access_cred(const struct conn *c);
 
-/* conn_access_log_refusal() - log who was refused @what on @r (at most CONN_MAX_LOGGED_REFUSALS per connection). Return: nothing. */
+/*
+ * conn_access_log_refusal() - log who was refused @what on @r (at most
+ * CONN_MAX_LOGGED_REFUSALS per connection). Return: nothing.
+ */
 void conn_access_log_refusal(const struct conn *c, const char *what, const struct region *r);
 
 /*

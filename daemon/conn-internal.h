@@ -1,4 +1,4 @@
-/* conn-internal: the connection state, request results and reply helpers (conn.c) the request modules use. Not an API. */
+/* conn-internal: the connection state, request results and reply helpers that the request modules use. */
 #pragma once
 
 #include <stdbool.h>
@@ -33,7 +33,7 @@ struct conn {
         uint64_t close_deadline_ns;
         struct conn_wait *waits; /* conn-region.c: parked OPENs */
         unsigned nwaits;
-        struct region *leases; /* conn-region.c: regions deleted with @c, through region.lease.next */
+        struct region *leases; /* conn-region.c: regions deleted with @c, through region.lease */
         void *userdata;
 };
 

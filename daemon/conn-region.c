@@ -1,4 +1,4 @@
-/* conn-region: a connection's region requests (CREATE, OPEN and its waiters, RESIZE, SEAL, STAT, LIST, DELETE, REGISTER) and leases. */
+/* conn-region: a connection's region requests (CREATE, OPEN and its waiters, RESIZE, SEAL, STAT, LIST, ...). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -48,28 +48,27 @@ static uint64_t conn_region_realtime_ns(void)
 
 static void conn_region_lease_link(struct conn *c, struct region *r)
 {
-        r->lease = c;
-        r->lease_prev = NULL;
-        r->lease_next = c->leases;
+        r->lease.conn = c;
+        r->lease.prev = NULL;
+        r->lease.next = c->leases;
         if (c->leases)
-                c->leases->lease_prev = r;
+                c->leases->lease.prev = r;
         c->leases = r;
 }
 
 static void conn_region_lease_unlink(struct region *r)
 {
-        struct conn *owner = r->lease;
+        struct conn *owner = r->lease.conn;
 
         if (!owner)
                 return;
-        if (r->lease_prev)
-                r->lease_prev->lease_next = r->lease_next;
+        if (r->lease.prev)
+                r->lease.prev->lease.next = r->lease.next;
         else
-                owner->leases = r->lease_next;
-        if (r->lease_next)
-                r->lease_next->lease_prev = r->lease_prev;
-        r->lease = NULL;
-        r->lease_prev = r->lease_next = NULL;
+                owner->leases = r->lease.next;
+        if (r->lease.next)
+                r->lease.next->lease.prev = r->lease.prev;
+        r->lease = (struct region_lease){ NULL, NULL, NULL };
 }
 
 /* Take a region out of the table and the fd store and free the daemon's copy; holders' fds stay valid. */
@@ -620,7 +619,7 @@ int conn_region_handle_list(struct conn *c, struct transport_frame *f, struct co
                 return conn_fail(res, -ENOMEM, "out of memory");
         prefix_len = strlen(m.prefix);
         proto_list_writer_init(&w, buf, PROTO_MAX_PAYLOAD);
-        for (r = regtab_next_after(t, m.cursor); r; r = r->next) {
+        for (r = regtab_next_after(t, m.cursor); r; r = r->tab.next) {
                 struct proto_list_entry e;
 
                 /*
@@ -629,7 +628,7 @@ int conn_region_handle_list(struct conn *c, struct transport_frame *f, struct co
                  * the reply then says where to go on, with fewer entries (maybe none).
                  */
                 if (++scanned > CONN_LIST_SCAN_MAX) {
-                        last = r->prev ? r->prev->meta.id : 0;
+                        last = r->tab.prev ? r->tab.prev->meta.id : 0;
                         break;
                 }
                 /* not seeing a region in LIST is not worth a log line */

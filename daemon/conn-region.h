@@ -1,4 +1,4 @@
-/* conn-region: a connection's region requests (CREATE, OPEN and its waiters, RESIZE, SEAL, STAT, LIST, DELETE, REGISTER) and leases. */
+/* conn-region: a connection's region requests (CREATE, OPEN and its waiters, RESIZE, SEAL, STAT, LIST, ...). */
 #pragma once
 
 #include <stdint.h>

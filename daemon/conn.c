@@ -1,4 +1,4 @@
-/* conn: one client connection: lifetime, I/O, replies, throttling, and the request table that dispatches to handlers. */
+/* conn: one client connection: lifetime, I/O, replies, throttling, and the request table (dispatch). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* conn: one client connection's state and request dispatch (policy; no libevent here). */
+/* conn: one client connection: lifetime, I/O, replies, throttling, and the request table (dispatch). */
 #pragma once
 
 /*

@@ -114,11 +114,11 @@ int regtab_region_new(const char *name, int fd, uint64_t size, const struct regi
         }
         r->name_len = len;
         r->fd = fd; /* consumed */
-        r->keeper = -1;
+        r->park.keeper = -1;
         r->size = size;
         if (meta)
                 r->meta = *meta;
-        r->store_slot = UINT32_MAX;
+        r->store.slot = UINT32_MAX;
         *regionp = r;
         return 0;
 }
@@ -177,7 +177,7 @@ struct regtab *regtab_free(struct regtab *t)
         if (!t)
                 return NULL;
         for (r = t->head; r; r = next) {
-                next = r->next;
+                next = r->tab.next;
                 regtab_region_free(r);
         }
         keepers_deinit(&t->keepers);
@@ -205,13 +205,13 @@ static int regtab_grow(struct regtab *t)
         t->by_id = by_id;
         t->nbuckets = n;
         /* rebuild both chains from the id-ordered list */
-        for (struct region *r = t->head; r; r = r->next) {
+        for (struct region *r = t->head; r; r = r->tab.next) {
                 size_t b = regtab_name_bucket(t, r->name, r->name_len);
 
-                r->hnext_name = t->by_name[b];
+                r->tab.hnext_name = t->by_name[b];
                 t->by_name[b] = r;
                 b = regtab_id_bucket(t, r->meta.id);
-                r->hnext_id = t->by_id[b];
+                r->tab.hnext_id = t->by_id[b];
                 t->by_id[b] = r;
         }
         return 0;
@@ -226,7 +226,7 @@ struct region *regtab_lookup(struct regtab *t, const char *name)
         len = strnlen(name, PROTO_NAME_MAX + 1);
         if (len == 0 || len > PROTO_NAME_MAX)
                 return NULL;
-        for (struct region *r = t->by_name[regtab_name_bucket(t, name, len)]; r; r = r->hnext_name)
+        for (struct region *r = t->by_name[regtab_name_bucket(t, name, len)]; r; r = r->tab.hnext_name)
                 if (r->name_len == len && memcmp(r->name, name, len) == 0)
                         return r;
         return NULL;
@@ -234,7 +234,7 @@ struct region *regtab_lookup(struct regtab *t, const char *name)
 
 struct region *regtab_lookup_id(struct regtab *t, uint64_t id)
 {
-        for (struct region *r = t->by_id[regtab_id_bucket(t, id)]; r; r = r->hnext_id)
+        for (struct region *r = t->by_id[regtab_id_bucket(t, id)]; r; r = r->tab.hnext_id)
                 if (r->meta.id == id)
                         return r;
         return NULL;
@@ -257,23 +257,23 @@ int regtab_add(struct regtab *t, struct region *r)
                 t->next_id = r->meta.id + 1;
 
         b = regtab_name_bucket(t, r->name, r->name_len);
-        r->hnext_name = t->by_name[b];
+        r->tab.hnext_name = t->by_name[b];
         t->by_name[b] = r;
         b = regtab_id_bucket(t, r->meta.id);
-        r->hnext_id = t->by_id[b];
+        r->tab.hnext_id = t->by_id[b];
         t->by_id[b] = r;
 
         /* new ids go at the tail; restored ones may need to go further back */
-        for (after = t->tail; after && after->meta.id > r->meta.id; after = after->prev)
+        for (after = t->tail; after && after->meta.id > r->meta.id; after = after->tab.prev)
                 ;
-        r->prev = after;
-        r->next = after ? after->next : t->head;
-        if (r->next)
-                r->next->prev = r;
+        r->tab.prev = after;
+        r->tab.next = after ? after->tab.next : t->head;
+        if (r->tab.next)
+                r->tab.next->tab.prev = r;
         else
                 t->tail = r;
         if (after)
-                after->next = r;
+                after->tab.next = r;
         else
                 t->head = r;
 
@@ -288,33 +288,33 @@ void regtab_remove(struct regtab *t, struct region *r)
 {
         struct region **pp;
 
-        for (pp = &t->by_name[regtab_name_bucket(t, r->name, r->name_len)]; *pp; pp = &(*pp)->hnext_name)
+        for (pp = &t->by_name[regtab_name_bucket(t, r->name, r->name_len)]; *pp; pp = &(*pp)->tab.hnext_name)
                 if (*pp == r) {
-                        *pp = r->hnext_name;
+                        *pp = r->tab.hnext_name;
                         break;
                 }
-        for (pp = &t->by_id[regtab_id_bucket(t, r->meta.id)]; *pp; pp = &(*pp)->hnext_id)
+        for (pp = &t->by_id[regtab_id_bucket(t, r->meta.id)]; *pp; pp = &(*pp)->tab.hnext_id)
                 if (*pp == r) {
-                        *pp = r->hnext_id;
+                        *pp = r->tab.hnext_id;
                         break;
                 }
-        if (r->prev)
-                r->prev->next = r->next;
+        if (r->tab.prev)
+                r->tab.prev->tab.next = r->tab.next;
         else
-                t->head = r->next;
-        if (r->next)
-                r->next->prev = r->prev;
+                t->head = r->tab.next;
+        if (r->tab.next)
+                r->tab.next->tab.prev = r->tab.prev;
         else
-                t->tail = r->prev;
-        r->prev = r->next = r->hnext_name = r->hnext_id = NULL;
+                t->tail = r->tab.prev;
+        r->tab.prev = r->tab.next = r->tab.hnext_name = r->tab.hnext_id = NULL;
         t->count--;
         t->bytes -= r->size;
         if (r->fd >= 0) {
                 t->hot_fds--;
-        } else if (r->keeper >= 0) {
+        } else if (r->park.keeper >= 0) {
                 /* the object lives on in clients' fds and mappings only */
-                (void)keepers_drop(&t->keepers, r->keeper, r->meta.id);
-                r->keeper = -1;
+                (void)keepers_drop(&t->keepers, r->park.keeper, r->meta.id);
+                r->park.keeper = -1;
         }
 }
 
@@ -334,14 +334,14 @@ int regtab_settle(struct regtab *t, struct region *r)
 
         if (fstat(r->fd, &st) < 0)
                 return -errno;
-        k = keepers_park_with_fd(&t->keepers, r->meta.id, r->fd, &r->keeper_fd);
+        k = keepers_park_with_fd(&t->keepers, r->meta.id, r->fd, &r->park.fd);
         if (k < 0)
                 return k;
-        r->dev = (uint64_t)st.st_dev;
-        r->ino = (uint64_t)st.st_ino;
+        r->park.dev = (uint64_t)st.st_dev;
+        r->park.ino = (uint64_t)st.st_ino;
         close(r->fd);
         r->fd = -1;
-        r->keeper = k;
+        r->park.keeper = k;
         t->hot_fds--;
         return 1;
 }
@@ -354,13 +354,13 @@ int regtab_region_get_fd(struct regtab *t, struct region *r, struct regtab_fd *f
                 *fdp = (struct regtab_fd){ .fd = r->fd, .owned = false };
                 return 0;
         }
-        if (r->keeper < 0)
+        if (r->park.keeper < 0)
                 return -EIO;
         *fdp = (struct regtab_fd){ .fd = -1, .owned = true };
         /* one open() of /proc/PID/fd/N instead of a round trip to the keeper; the round trip if that fails */
-        if (keepers_open(&t->keepers, r->keeper, r->keeper_fd, r->dev, r->ino, &fdp->fd) == 0)
+        if (keepers_open(&t->keepers, r->park.keeper, r->park.fd, r->park.dev, r->park.ino, &fdp->fd) == 0)
                 return 0;
-        k = keepers_fetch(&t->keepers, r->keeper, r->meta.id, &fdp->fd);
+        k = keepers_fetch(&t->keepers, r->park.keeper, r->meta.id, &fdp->fd);
         if (k < 0)
                 fdp->fd = -1;
         return k;
@@ -419,11 +419,11 @@ struct region *regtab_next_after(struct regtab *t, uint64_t cursor)
                 return t->head;
         r = regtab_lookup_id(t, cursor);
         if (r)
-                return r->next;
+                return r->tab.next;
         /* the cursor's region is gone: regions after it are near the tail, walk from there */
         if (!t->tail || t->tail->meta.id <= cursor)
                 return NULL;
-        for (r = t->tail; r->prev && r->prev->meta.id > cursor; r = r->prev)
+        for (r = t->tail; r->tab.prev && r->tab.prev->meta.id > cursor; r = r->tab.prev)
                 ;
         return r;
 }

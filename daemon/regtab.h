@@ -21,24 +21,44 @@ struct region_meta {
         uint16_t backend;   /* PROTO_BACKEND_* */
 };
 
+/* Where a region's fd is while it is parked in a keeper process (regtab.c, keeper.h). */
+struct region_park {
+        int keeper;          /* index of the keeper holding the fd while region.fd is -1, else -1 */
+        int fd;              /* the fd's number in that keeper */
+        uint64_t dev, ino;   /* the object's identity, checked when reopened from the keeper */
+};
+
+/* The connection whose close deletes a region (conn-region.c), and the other regions leased to it. */
+struct region_lease {
+        struct conn *conn;   /* NULL if not leased */
+        struct region *prev, *next;
+};
+
+/* service.c's bookkeeping in the service manager's fd store. */
+struct region_store {
+        uint32_t slot;       /* UINT32_MAX if none */
+};
+
+/* regtab's own links. */
+struct region_tab {
+        struct region *hnext_name;
+        struct region *hnext_id;
+        struct region *prev, *next; /* all regions in id order (ids only grow) */
+};
+
 struct region {
         struct region_meta meta;
         char *name;          /* NUL-terminated, valid per proto_name_check() */
         size_t name_len;
         int fd;              /* owned: O_RDWR, close-on-exec; -1 while parked in a keeper */
-        int keeper;          /* index of the keeper holding the fd while fd is -1, else -1 */
-        int keeper_fd;       /* the fd's number in that keeper */
-        uint64_t dev, ino;   /* the object's identity, checked when reopened from the keeper */
         uint32_t seals;      /* last seals seen (LIST shows it for parked regions) */
         uint64_t size;       /* as last set by create/resize */
         uint64_t open_count;
-        struct conn *lease;  /* the connection whose close deletes this region, or NULL */
-        uint32_t store_slot; /* service.c's bookkeeping (fd store slot), UINT32_MAX if none */
-        /* regtab's own links */
-        struct region *hnext_name;
-        struct region *hnext_id;
-        struct region *prev, *next; /* all regions in id order (ids only grow) */
-        struct region *lease_prev, *lease_next; /* regions leased to the same conn */
+        /* each owning module's fields */
+        struct region_park park;
+        struct region_lease lease;
+        struct region_store store;
+        struct region_tab tab;
 };
 
 /*

@@ -438,7 +438,7 @@ int service_restore(struct regtab *t)
                 r = regtab_region_new(s.name, p->fd, size, &meta, &reg);
                 p->fd = -1; /* consumed */
                 if (r >= 0) {
-                        reg->store_slot = slot;
+                        reg->store.slot = slot;
                         reg->seals = seals > 0 ? (uint32_t)seals & PROTO_SEALS_KNOWN : 0;
                         r = regtab_add(t, reg);
                         if (r < 0)
@@ -489,7 +489,7 @@ int service_region_added(struct region *reg)
         uint32_t slot = 0;
         int r;
 
-        reg->store_slot = UINT32_MAX;
+        reg->store.slot = UINT32_MAX;
         if (svc.meta_fd < 0 || (reg->meta.flags & PROTO_REGION_LEASED))
                 return 0;
         if (svc.stored >= svc.store_max) {
@@ -517,7 +517,7 @@ int service_region_added(struct region *reg)
                 free_push(slot);
                 goto fail;
         }
-        reg->store_slot = slot;
+        reg->store.slot = slot;
         svc.stored++;
         return 0;
 fail:
@@ -527,9 +527,9 @@ fail:
 
 void service_region_changed(struct region *reg)
 {
-        if (svc.meta_fd < 0 || reg->store_slot == UINT32_MAX)
+        if (svc.meta_fd < 0 || reg->store.slot == UINT32_MAX)
                 return;
-        if (slot_write(reg->store_slot, reg) < 0)
+        if (slot_write(reg->store.slot, reg) < 0)
                 log_error("fd store: cannot update metadata of region \"%s\"", reg->name);
 }
 
@@ -537,13 +537,13 @@ void service_region_removed(struct region *reg)
 {
         char fdname[64];
 
-        if (svc.meta_fd < 0 || reg->store_slot == UINT32_MAX)
+        if (svc.meta_fd < 0 || reg->store.slot == UINT32_MAX)
                 return;
-        slot_clear(reg->store_slot);
-        fdname_format(fdname, sizeof(fdname), reg->store_slot, reg->meta.id);
+        slot_clear(reg->store.slot);
+        fdname_format(fdname, sizeof(fdname), reg->store.slot, reg->meta.id);
         store_remove(fdname);
-        free_push(reg->store_slot);
-        reg->store_slot = UINT32_MAX;
+        free_push(reg->store.slot);
+        reg->store.slot = UINT32_MAX;
         if (svc.stored)
                 svc.stored--;
 }

@@ -213,7 +213,7 @@ static uint64_t fuzz_check_regtab(struct regtab *t, const struct conn *c)
 {
         uint64_t n = 0, bytes = 0, leased = 0, last_id = 0;
 
-        for (struct region *r = regtab_first(t); r; r = r->next) {
+        for (struct region *r = regtab_first(t); r; r = r->tab.next) {
                 struct stat st;
 
                 FUZZ_CHECK(r->meta.id > last_id);
@@ -224,9 +224,9 @@ static uint64_t fuzz_check_regtab(struct regtab *t, const struct conn *c)
                 FUZZ_CHECK(fcntl(r->fd, F_GETFD) == FD_CLOEXEC);
                 FUZZ_CHECK(fstat(r->fd, &st) == 0 && (uint64_t)st.st_size == r->size);
                 FUZZ_CHECK(r->size <= fuzz_config.max_region_size);
-                FUZZ_CHECK(r->lease == NULL || r->lease == c);
-                FUZZ_CHECK(!r->lease == !(r->meta.flags & PROTO_REGION_LEASED));
-                leased += r->lease != NULL;
+                FUZZ_CHECK(r->lease.conn == NULL || r->lease.conn == c);
+                FUZZ_CHECK(!r->lease.conn == !(r->meta.flags & PROTO_REGION_LEASED));
+                leased += r->lease.conn != NULL;
                 bytes += r->size;
                 n++;
         }

@@ -24,7 +24,7 @@ static struct region *fake_region(const char *name, uint64_t size)
         r->name_len = strlen(name);
         r->fd = -1;
         r->size = size;
-        r->store_slot = UINT32_MAX;
+        r->store.slot = UINT32_MAX;
         return r;
 }
 
@@ -48,7 +48,7 @@ START_TEST(test_region_new_consumes_fd)
         ck_assert_int_eq(r->fd, fd);
         ck_assert_uint_eq(r->size, 7);
         ck_assert_uint_eq(r->meta.mode, 0600);
-        ck_assert_uint_eq(r->store_slot, UINT32_MAX);
+        ck_assert_uint_eq(r->store.slot, UINT32_MAX);
         ck_assert_ptr_null(regtab_region_free(r));
 
         /* errors still consume the fd: the fixture's fd count proves it */
@@ -166,7 +166,7 @@ START_TEST(test_id_order_and_kept_ids)
         ck_assert_int_eq(regtab_add(t, r), -EEXIST);
         regtab_region_free(r);
 
-        for (r = regtab_first(t); r; r = r->next) {
+        for (r = regtab_first(t); r; r = r->tab.next) {
                 ck_assert_uint_gt(r->meta.id, prev);
                 prev = r->meta.id;
                 n++;
