@@ -33,6 +33,7 @@ struct iomem_client {
         int broken;
         struct proto_hello_reply hello;
         char server_version[PROTO_VERSION_STRING_MAX + 1];
+        char error_message[PROTO_MESSAGE_MAX + 1]; /* the last error reply's detail, "" otherwise */
 };
 
 IOMEM_EXPORT int iomem_socket_path(char *buf, size_t size)
@@ -93,6 +94,7 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
 
         for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
                 f.fds[i] = -1;
+        c->error_message[0] = '\0';
         if (len < 0 || c->broken) {
                 for (unsigned i = 0; i < nsend; i++)
                         close(send_fds[i]);
@@ -127,10 +129,13 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
         }
         if (f.hdr.flags & PROTO_FLAG_ERROR) {
                 r = proto_error_decode(f.payload, f.hdr.length, &err);
-                if (r < 0 || err.error >= 0 || f.nfds != 0)
+                if (r < 0 || err.error >= 0 || f.nfds != 0) {
                         r = -EPROTO;
-                else
+                } else {
                         r = err.error;
+                        snprintf(c->error_message, sizeof(c->error_message), "%s",
+                                 err.message ? err.message : "");
+                }
                 goto fail;
         }
         if (f.nfds != want_fds) {
@@ -248,6 +253,11 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
 IOMEM_EXPORT int iomem_client_fd(const struct iomem_client *client)
 {
         return client ? client->fd : -EINVAL;
+}
+
+IOMEM_EXPORT const char *iomem_client_error_message(const struct iomem_client *client)
+{
+        return client ? client->error_message : "";
 }
 
 IOMEM_EXPORT void iomem_client_set_timeout(struct iomem_client *client, int timeout_ms)

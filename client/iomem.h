@@ -177,6 +177,16 @@ struct iomem_client *iomem_disconnect(struct iomem_client *client);
 int iomem_client_fd(const struct iomem_client *client);
 
 /*
+ * iomem_client_error_message() - the daemon's detail for the last call's
+ * error reply (e.g. "name exists"), for logs and people: its wording is not
+ * part of the protocol. "" when the last call succeeded or failed without
+ * an error reply from the daemon (timeout, transport, argument checks).
+ * Valid until the next call on @client.
+ * Return: a string owned by @client, never NULL.
+ */
+const char *iomem_client_error_message(const struct iomem_client *client);
+
+/*
  * Per-call timeout for replies, in milliseconds (-1 = wait forever, the
  * default). An OPEN that waits for a name adds its own timeout to this.
  * A call that times out returns -ETIMEDOUT and breaks the connection:
