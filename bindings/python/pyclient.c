@@ -1,0 +1,820 @@
+/* pyclient: iomem.Client, one connection to iomemd; every request runs without the GIL, one at a time. */
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pyiomem.h"
+#include "pythread.h"
+
+typedef struct {
+        PyObject_HEAD
+        struct iomem_client *client; /* owned; NULL once closed */
+        PyThread_type_lock lock;     /* one request at a time: struct iomem_client is not thread-safe */
+        pid_t pid;                   /* the process that connected: a forked child must connect again */
+        int timeout_ms;              /* -1 = none */
+        PyObject *socket;            /* str, the path given, or None for the default */
+} PyIomemClient;
+
+static PyTypeObject pyclient_stat_type, pyclient_entry_type, pyclient_status_type, pyclient_quota_type;
+
+/* ---- locking and errors ---------------------------------------------------------------------------- */
+
+/*
+ * pyclient_enter() - take the client's lock (waiting without the GIL) and
+ * check the connection is usable from this process.
+ * Return: 0 with the lock held; -1 with an exception and the lock free.
+ */
+static int pyclient_enter(PyIomemClient *self)
+{
+        if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+                Py_BEGIN_ALLOW_THREADS
+                PyThread_acquire_lock(self->lock, WAIT_LOCK);
+                Py_END_ALLOW_THREADS
+        }
+        if (!self->client) {
+                PyThread_release_lock(self->lock);
+                PyErr_SetString(PyExc_ValueError, "operation on a closed iomem.Client");
+                return -1;
+        }
+        if (self->pid != getpid()) {
+                PyThread_release_lock(self->lock);
+                PyErr_SetString(PyExc_RuntimeError,
+                                "this iomem.Client was connected by another process (fork): connect again");
+                return -1;
+        }
+        return 0;
+}
+
+/*
+ * pyclient_leave() - release the lock taken by pyclient_enter(); for @r < 0
+ * raise the errno's OSError with the daemon's message (read before another
+ * thread can make a call) and @filename (may be NULL).
+ * Return: 0, or -1 with the exception set.
+ */
+static int pyclient_leave(PyIomemClient *self, int r, PyObject *filename)
+{
+        if (r < 0)
+                pymodule_set_error(r, iomem_client_error_message(self->client), filename);
+        PyThread_release_lock(self->lock);
+        return r < 0 ? -1 : 0;
+}
+
+/* "O&" converter for a region name: a str without NUL. */
+static int pyclient_name_converter(PyObject *obj, void *namep)
+{
+        Py_ssize_t len;
+        const char *name;
+
+        if (!PyUnicode_Check(obj)) {
+                PyErr_Format(PyExc_TypeError, "a region name must be a str, not %.100s", Py_TYPE(obj)->tp_name);
+                return 0;
+        }
+        name = PyUnicode_AsUTF8AndSize(obj, &len);
+        if (!name)
+                return 0;
+        if ((size_t)len != strlen(name)) {
+                PyErr_SetString(PyExc_ValueError, "embedded null character in region name");
+                return 0;
+        }
+        *(const char **)namep = name;
+        return 1;
+}
+
+/* "O&" converter for seconds (int or float, >= 0, or None = -1) to milliseconds. */
+static int pyclient_timeout_converter(PyObject *obj, void *msp)
+{
+        double s;
+
+        if (obj == Py_None) {
+                *(int *)msp = -1;
+                return 1;
+        }
+        s = PyFloat_AsDouble(obj);
+        if (s == -1.0 && PyErr_Occurred())
+                return 0;
+        if (!(s >= 0.0) || s * 1000.0 > (double)INT_MAX) {
+                PyErr_SetString(PyExc_ValueError, "timeout must be None or seconds between 0 and about 24 days");
+                return 0;
+        }
+        *(int *)msp = (int)ceil(s * 1000.0);
+        return 1;
+}
+
+/* ---- connection ------------------------------------------------------------------------------------ */
+
+static PyObject *pyclient_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+        static char *kwlist[] = { "socket", "timeout", NULL };
+        PyObject *socket = Py_None, *path_bytes = NULL, *timeout = Py_None;
+        struct iomem_client *client = NULL;
+        PyIomemClient *self;
+        const char *path = NULL;
+        int timeout_ms = -1, r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:Client", kwlist, &socket, &timeout))
+                return NULL;
+        if (!pyclient_timeout_converter(timeout, &timeout_ms))
+                return NULL;
+        if (socket != Py_None) {
+                if (!PyUnicode_FSConverter(socket, &path_bytes))
+                        return NULL;
+                path = PyBytes_AS_STRING(path_bytes);
+        }
+        self = (PyIomemClient *)type->tp_alloc(type, 0);
+        if (!self) {
+                Py_XDECREF(path_bytes);
+                return NULL;
+        }
+        self->lock = PyThread_allocate_lock();
+        if (!self->lock) {
+                Py_XDECREF(path_bytes);
+                Py_DECREF(self);
+                return PyErr_NoMemory();
+        }
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_connect(path, &client); /* NULL: libiomem's default socket rule */
+        Py_END_ALLOW_THREADS
+        if (r < 0) {
+                pymodule_set_error(r, r == -ENOENT ? "no socket at this path (is iomemd running?)" : NULL,
+                                   socket != Py_None ? socket : NULL);
+                Py_XDECREF(path_bytes);
+                Py_DECREF(self);
+                return NULL;
+        }
+        Py_XDECREF(path_bytes);
+        iomem_client_set_timeout(client, timeout_ms);
+        self->client = client;
+        self->pid = getpid();
+        self->timeout_ms = timeout_ms;
+        self->socket = socket;
+        Py_INCREF(socket);
+        return (PyObject *)self;
+}
+
+PyDoc_STRVAR(pyclient_close_doc,
+             "close()\n\nDisconnect (regions created with lease=True go away). Regions stay usable. Idempotent.");
+
+static PyObject *pyclient_close(PyObject *obj, PyObject *unused)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+
+        if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+                Py_BEGIN_ALLOW_THREADS
+                PyThread_acquire_lock(self->lock, WAIT_LOCK);
+                Py_END_ALLOW_THREADS
+        }
+        self->client = iomem_disconnect(self->client);
+        PyThread_release_lock(self->lock);
+        Py_RETURN_NONE;
+}
+
+static PyObject *pyclient_enter_ctx(PyObject *obj, PyObject *unused)
+{
+        if (!((PyIomemClient *)obj)->client) {
+                PyErr_SetString(PyExc_ValueError, "operation on a closed iomem.Client");
+                return NULL;
+        }
+        Py_INCREF(obj);
+        return obj;
+}
+
+static PyObject *pyclient_exit_ctx(PyObject *obj, PyObject *args)
+{
+        return pyclient_close(obj, NULL);
+}
+
+PyDoc_STRVAR(pyclient_fileno_doc, "fileno() -> int\n\nThe connection's socket (borrowed), e.g. to poll it.");
+
+static PyObject *pyclient_fileno(PyObject *obj, PyObject *unused)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+
+        if (!self->client) {
+                PyErr_SetString(PyExc_ValueError, "operation on a closed iomem.Client");
+                return NULL;
+        }
+        return PyLong_FromLong(iomem_client_fd(self->client));
+}
+
+static void pyclient_dealloc(PyObject *obj)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+
+        /* no call can be running: it would hold a reference */
+        self->client = iomem_disconnect(self->client);
+        if (self->lock)
+                PyThread_free_lock(self->lock);
+        Py_CLEAR(self->socket);
+        Py_TYPE(obj)->tp_free(obj);
+}
+
+static PyObject *pyclient_get_closed(PyObject *obj, void *closure)
+{
+        return PyBool_FromLong(((PyIomemClient *)obj)->client == NULL);
+}
+
+static PyObject *pyclient_get_socket(PyObject *obj, void *closure)
+{
+        PyObject *socket = ((PyIomemClient *)obj)->socket;
+
+        Py_INCREF(socket);
+        return socket;
+}
+
+static PyObject *pyclient_get_timeout(PyObject *obj, void *closure)
+{
+        int ms = ((PyIomemClient *)obj)->timeout_ms;
+
+        if (ms < 0)
+                Py_RETURN_NONE;
+        return PyFloat_FromDouble(ms / 1000.0);
+}
+
+static int pyclient_set_timeout(PyObject *obj, PyObject *value, void *closure)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        int ms;
+
+        if (!value) {
+                PyErr_SetString(PyExc_AttributeError, "cannot delete timeout");
+                return -1;
+        }
+        if (!pyclient_timeout_converter(value, &ms) || pyclient_enter(self) < 0)
+                return -1;
+        iomem_client_set_timeout(self->client, ms);
+        self->timeout_ms = ms;
+        return pyclient_leave(self, 0, NULL);
+}
+
+static PyObject *pyclient_repr(PyObject *obj)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+
+        if (!self->client)
+                return PyUnicode_FromFormat("<iomem.Client socket=%R closed>", self->socket);
+        return PyUnicode_FromFormat("<iomem.Client socket=%R fd=%d>", self->socket, iomem_client_fd(self->client));
+}
+
+/* ---- regions --------------------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(pyclient_create_doc,
+             "create(name, size, *, exclusive=False, lease=False, resizable=False, seals=0, mode=0, backend=None)\n"
+             "-> Region\n\n"
+             "Create a region in the daemon (read-write). name=None makes an anonymous one. exclusive: fail\n"
+             "with FileExistsError if the name exists; lease: the name goes away when this connection closes;\n"
+             "resizable: allow shrinking later; seals: initial seals (memfd); mode: 0..0o777, 0 = daemon default.");
+
+static PyObject *pyclient_create(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+        static char *kwlist[] = { "name", "size", "exclusive", "lease", "resizable", "seals", "mode", "backend", NULL };
+        PyIomemClient *self = (PyIomemClient *)obj;
+        struct iomem_create_opts opts = { 0 };
+        struct iomem_region *region = NULL;
+        PyObject *nameobj;
+        const char *name = NULL;
+        int exclusive = 0, lease = 0, resizable = 0, r;
+        unsigned int mode = 0;
+        uint64_t size;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO&|$pppO&IO&:create", kwlist, &nameobj,
+                                         pymodule_u64_converter, &size, &exclusive, &lease, &resizable,
+                                         pymodule_seals_converter, &opts.seals, &mode, pymodule_backend_converter,
+                                         &opts.backend))
+                return NULL;
+        if (nameobj != Py_None && !pyclient_name_converter(nameobj, &name))
+                return NULL;
+        opts.flags = (exclusive ? IOMEM_CREATE_EXCLUSIVE : 0) | (lease ? IOMEM_CREATE_LEASE : 0) |
+                     (resizable ? IOMEM_CREATE_RESIZABLE : 0);
+        opts.mode = mode;
+        if (pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_create(self->client, name, size, &opts, &region);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, nameobj != Py_None ? nameobj : NULL) < 0)
+                return NULL;
+        return pyregion_new_consume(region, nameobj);
+}
+
+PyDoc_STRVAR(pyclient_open_doc,
+             "open(name, *, read_only=False, wait=False, timeout=None) -> Region\n\n"
+             "Open a named region. read_only: a read-only fd (needs read permission; buffers are read-only).\n"
+             "wait: if the name does not exist yet, wait for it to be created, at most timeout seconds\n"
+             "(None = without limit; TimeoutError after). Without wait a missing name is FileNotFoundError.");
+
+static PyObject *pyclient_open(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+        static char *kwlist[] = { "name", "read_only", "wait", "timeout", NULL };
+        PyIomemClient *self = (PyIomemClient *)obj;
+        struct iomem_region *region = NULL;
+        PyObject *nameobj, *timeout = Py_None;
+        const char *name;
+        int read_only = 0, wait = 0, wait_ms = 0, r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$ppO:open", kwlist, &nameobj, &read_only, &wait, &timeout))
+                return NULL;
+        if (!pyclient_name_converter(nameobj, &name))
+                return NULL;
+        if (!wait && timeout != Py_None) {
+                PyErr_SetString(PyExc_ValueError, "timeout is for wait=True");
+                return NULL;
+        }
+        if (wait) {
+                if (!pyclient_timeout_converter(timeout, &wait_ms))
+                        return NULL;
+                if (wait_ms == 0)
+                        wait_ms = 1; /* 0 means "do not wait" to libiomem */
+        }
+        if (pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_open(self->client, name, read_only ? IOMEM_OPEN_RDONLY : 0, wait_ms, &region);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, nameobj) < 0)
+                return NULL;
+        return pyregion_new_consume(region, nameobj);
+}
+
+PyDoc_STRVAR(pyclient_stat_doc, "stat(name) -> StatResult\n\nA named region's size, seals, owner, mode, ...");
+
+static PyObject *pyclient_stat(PyObject *obj, PyObject *args)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        struct iomem_stat st;
+        PyObject *nameobj, *res;
+        const char *name;
+        int r;
+
+        if (!PyArg_ParseTuple(args, "O:stat", &nameobj) || !pyclient_name_converter(nameobj, &name) ||
+            pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_stat(self->client, name, &st);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, nameobj) < 0)
+                return NULL;
+        res = PyStructSequence_New(&pyclient_stat_type);
+        if (!res)
+                return NULL;
+        PyStructSequence_SET_ITEM(res, 0, PyLong_FromUnsignedLongLong(st.id));
+        PyStructSequence_SET_ITEM(res, 1, PyLong_FromUnsignedLongLong(st.size));
+        PyStructSequence_SET_ITEM(res, 2, PyLong_FromUnsignedLongLong(st.ctime_ns));
+        PyStructSequence_SET_ITEM(res, 3, PyLong_FromUnsignedLongLong(st.open_count));
+        PyStructSequence_SET_ITEM(res, 4, PyLong_FromUnsignedLong(st.seals));
+        PyStructSequence_SET_ITEM(res, 5, PyLong_FromUnsignedLong(st.flags));
+        PyStructSequence_SET_ITEM(res, 6, PyLong_FromUnsignedLong(st.uid));
+        PyStructSequence_SET_ITEM(res, 7, PyLong_FromUnsignedLong(st.gid));
+        PyStructSequence_SET_ITEM(res, 8, PyLong_FromUnsignedLong(st.mode));
+        PyStructSequence_SET_ITEM(res, 9, pymodule_backend_str(st.backend));
+        if (PyErr_Occurred()) {
+                Py_DECREF(res);
+                return NULL;
+        }
+        return res;
+}
+
+/* LIST entries gathered without the GIL, turned into Python objects after */
+struct pyclient_list {
+        struct iomem_list_entry *v;
+        size_t n, cap;
+};
+
+static int pyclient_list_add(const struct iomem_list_entry *e, void *userdata)
+{
+        struct pyclient_list *l = userdata;
+
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 64;
+                struct iomem_list_entry *v = realloc(l->v, cap * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                l->cap = cap;
+        }
+        l->v[l->n] = *e;
+        l->v[l->n].name = strdup(e->name);
+        if (!l->v[l->n].name)
+                return -ENOMEM;
+        l->n++;
+        return 0;
+}
+
+static void pyclient_list_free(struct pyclient_list *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                free((char *)l->v[i].name);
+        free(l->v);
+}
+
+PyDoc_STRVAR(pyclient_list_doc,
+             "list(prefix=None) -> list of ListEntry\n\nThe named regions whose name starts with prefix (all if None).");
+
+static PyObject *pyclient_list(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+        static char *kwlist[] = { "prefix", NULL };
+        PyIomemClient *self = (PyIomemClient *)obj;
+        struct pyclient_list l = { 0 };
+        PyObject *prefixobj = Py_None, *res = NULL;
+        const char *prefix = NULL;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:list", kwlist, &prefixobj))
+                return NULL;
+        if (prefixobj != Py_None && !pyclient_name_converter(prefixobj, &prefix))
+                return NULL;
+        if (pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_list(self->client, prefix, pyclient_list_add, &l);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, NULL) < 0)
+                goto out;
+        res = PyList_New((Py_ssize_t)l.n);
+        for (size_t i = 0; res && i < l.n; i++) {
+                PyObject *e = PyStructSequence_New(&pyclient_entry_type);
+
+                if (!e) {
+                        Py_CLEAR(res);
+                        break;
+                }
+                PyStructSequence_SET_ITEM(e, 0, PyUnicode_FromString(l.v[i].name));
+                PyStructSequence_SET_ITEM(e, 1, PyLong_FromUnsignedLongLong(l.v[i].id));
+                PyStructSequence_SET_ITEM(e, 2, PyLong_FromUnsignedLongLong(l.v[i].size));
+                PyStructSequence_SET_ITEM(e, 3, PyLong_FromUnsignedLong(l.v[i].seals));
+                PyStructSequence_SET_ITEM(e, 4, PyLong_FromUnsignedLong(l.v[i].mode));
+                PyStructSequence_SET_ITEM(e, 5, PyLong_FromUnsignedLong(l.v[i].uid));
+                PyStructSequence_SET_ITEM(e, 6, PyLong_FromUnsignedLong(l.v[i].gid));
+                PyList_SET_ITEM(res, (Py_ssize_t)i, e);
+                if (PyErr_Occurred())
+                        Py_CLEAR(res);
+        }
+out:
+        pyclient_list_free(&l);
+        return res;
+}
+
+PyDoc_STRVAR(pyclient_delete_doc,
+             "delete(name)\n\nRemove the name; fds and mappings already handed out stay valid. Owner or root.");
+
+static PyObject *pyclient_delete(PyObject *obj, PyObject *args)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        PyObject *nameobj;
+        const char *name;
+        int r;
+
+        if (!PyArg_ParseTuple(args, "O:delete", &nameobj) || !pyclient_name_converter(nameobj, &name) ||
+            pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_delete(self->client, name);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, nameobj) < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(pyclient_resize_doc,
+             "resize(name, size)\n\nChange a named region's size (owner or root; shrinking needs resizable=True).");
+
+static PyObject *pyclient_resize(PyObject *obj, PyObject *args)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        PyObject *nameobj;
+        const char *name;
+        uint64_t size;
+        int r;
+
+        if (!PyArg_ParseTuple(args, "OO&:resize", &nameobj, pymodule_u64_converter, &size) ||
+            !pyclient_name_converter(nameobj, &name) || pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_resize(self->client, name, size);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, nameobj) < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(pyclient_seal_doc,
+             "seal(name, seals) -> int\n\n"
+             "Add seals (SEAL_* bits or a string such as \"write\") to a named memfd region; return the seals now.");
+
+static PyObject *pyclient_seal(PyObject *obj, PyObject *args)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        PyObject *nameobj;
+        const char *name;
+        uint32_t seals, now = 0;
+        int r;
+
+        if (!PyArg_ParseTuple(args, "OO&:seal", &nameobj, pymodule_seals_converter, &seals) ||
+            !pyclient_name_converter(nameobj, &name) || pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_seal(self->client, name, seals, &now);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, nameobj) < 0)
+                return NULL;
+        return PyLong_FromUnsignedLong(now);
+}
+
+PyDoc_STRVAR(pyclient_chmod_doc, "chmod(name, mode)\n\nSet a named region's mode (0..0o777). Owner or root.");
+
+static PyObject *pyclient_chmod(PyObject *obj, PyObject *args)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        PyObject *nameobj;
+        const char *name;
+        unsigned int mode;
+        int r;
+
+        if (!PyArg_ParseTuple(args, "OI:chmod", &nameobj, &mode) || !pyclient_name_converter(nameobj, &name) ||
+            pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_chmod(self->client, name, mode);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, nameobj) < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+/* "O&" converter: a uid/gid, or None for IOMEM_ID_UNCHANGED */
+static int pyclient_id_converter(PyObject *obj, void *idp)
+{
+        unsigned long v;
+
+        if (obj == Py_None) {
+                *(uint32_t *)idp = IOMEM_ID_UNCHANGED;
+                return 1;
+        }
+        v = PyLong_AsUnsignedLong(obj);
+        if (v == (unsigned long)-1 && PyErr_Occurred())
+                return 0;
+        if (v >= IOMEM_ID_UNCHANGED) {
+                PyErr_SetString(PyExc_ValueError, "uid/gid out of range");
+                return 0;
+        }
+        *(uint32_t *)idp = (uint32_t)v;
+        return 1;
+}
+
+PyDoc_STRVAR(pyclient_chown_doc,
+             "chown(name, uid=None, gid=None)\n\n"
+             "Set a named region's owner (root only) and/or group (None keeps it).");
+
+static PyObject *pyclient_chown(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+        static char *kwlist[] = { "name", "uid", "gid", NULL };
+        PyIomemClient *self = (PyIomemClient *)obj;
+        PyObject *nameobj;
+        const char *name;
+        uint32_t uid = IOMEM_ID_UNCHANGED, gid = IOMEM_ID_UNCHANGED;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O&O&:chown", kwlist, &nameobj, pyclient_id_converter, &uid,
+                                         pyclient_id_converter, &gid) ||
+            !pyclient_name_converter(nameobj, &name) || pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_chown(self->client, name, uid, gid);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, nameobj) < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(pyclient_register_doc,
+             "register(name, region, *, lease=False, mode=0) -> int\n\n"
+             "Publish a local memfd Region under name; return the daemon's id. The memfd must be sealed with\n"
+             "at least REGISTER_SEALS (\"shrink,grow\"); the region stays yours (the daemon keeps a copy).");
+
+static PyObject *pyclient_register(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+        static char *kwlist[] = { "name", "region", "lease", "mode", NULL };
+        PyIomemClient *self = (PyIomemClient *)obj;
+        PyIomemRegion *region;
+        PyObject *nameobj;
+        const char *name;
+        unsigned int mode = 0;
+        uint64_t id = 0;
+        int lease = 0, r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!|$pI:register", kwlist, &nameobj, &pyregion_type, &region,
+                                         &lease, &mode) ||
+            !pyclient_name_converter(nameobj, &name))
+                return NULL;
+        if (!region->region) {
+                PyErr_SetString(PyExc_ValueError, "I/O operation on a closed region");
+                return NULL;
+        }
+        if (pyclient_enter(self) < 0)
+                return NULL;
+        region->exports++; /* close() and resize() wait for this call: it uses the region without the GIL */
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_register(self->client, name, region->region, lease ? IOMEM_REGISTER_LEASE : 0, mode, &id);
+        Py_END_ALLOW_THREADS
+        region->exports--;
+        if (pyclient_leave(self, r, nameobj) < 0)
+                return NULL;
+        return PyLong_FromUnsignedLongLong(id);
+}
+
+/* ---- the daemon ------------------------------------------------------------------------------------ */
+
+PyDoc_STRVAR(pyclient_ping_doc, "ping()\n\nOne round trip to the daemon.");
+
+static PyObject *pyclient_ping(PyObject *obj, PyObject *unused)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        int r;
+
+        if (pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_ping(self->client);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, NULL) < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(pyclient_status_doc, "status() -> Status\n\nThe daemon's region, byte and connection counts.");
+
+static PyObject *pyclient_status(PyObject *obj, PyObject *unused)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        struct iomem_status st;
+        PyObject *res;
+        int r;
+
+        if (pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_status(self->client, &st);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, NULL) < 0)
+                return NULL;
+        res = PyStructSequence_New(&pyclient_status_type);
+        if (!res)
+                return NULL;
+        PyStructSequence_SET_ITEM(res, 0, PyLong_FromUnsignedLongLong(st.regions));
+        PyStructSequence_SET_ITEM(res, 1, PyLong_FromUnsignedLongLong(st.bytes));
+        PyStructSequence_SET_ITEM(res, 2, PyLong_FromUnsignedLongLong(st.connections));
+        PyStructSequence_SET_ITEM(res, 3, PyLong_FromUnsignedLongLong(st.uptime_sec));
+        PyStructSequence_SET_ITEM(res, 4, pymodule_backend_str(st.backend));
+        PyStructSequence_SET_ITEM(res, 5, PyUnicode_DecodeUTF8(st.server_version, strlen(st.server_version), "replace"));
+        if (PyErr_Occurred()) {
+                Py_DECREF(res);
+                return NULL;
+        }
+        return res;
+}
+
+PyDoc_STRVAR(pyclient_quota_doc, "quota() -> Quota\n\nThis uid's usage and limits as the daemon counts them (0 = unlimited).");
+
+static PyObject *pyclient_quota(PyObject *obj, PyObject *unused)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        struct iomem_quota q;
+        uint64_t v[11];
+        PyObject *res;
+        int r;
+
+        if (pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_quota(self->client, &q);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, NULL) < 0)
+                return NULL;
+        res = PyStructSequence_New(&pyclient_quota_type);
+        if (!res)
+                return NULL;
+        v[0] = q.uid, v[1] = q.gid, v[2] = q.bytes, v[3] = q.max_bytes, v[4] = q.regions, v[5] = q.max_regions;
+        v[6] = q.connections, v[7] = q.max_connections, v[8] = q.fds, v[9] = q.max_fds, v[10] = q.max_region_size;
+        for (int i = 0; i < 11; i++)
+                PyStructSequence_SET_ITEM(res, i, PyLong_FromUnsignedLongLong(v[i]));
+        if (PyErr_Occurred()) {
+                Py_DECREF(res);
+                return NULL;
+        }
+        return res;
+}
+
+static PyMethodDef pyclient_methods[] = {
+        { "close", pyclient_close, METH_NOARGS, pyclient_close_doc },
+        { "fileno", pyclient_fileno, METH_NOARGS, pyclient_fileno_doc },
+        { "create", (PyCFunction)(void (*)(void))pyclient_create, METH_VARARGS | METH_KEYWORDS, pyclient_create_doc },
+        { "open", (PyCFunction)(void (*)(void))pyclient_open, METH_VARARGS | METH_KEYWORDS, pyclient_open_doc },
+        { "stat", pyclient_stat, METH_VARARGS, pyclient_stat_doc },
+        { "list", (PyCFunction)(void (*)(void))pyclient_list, METH_VARARGS | METH_KEYWORDS, pyclient_list_doc },
+        { "delete", pyclient_delete, METH_VARARGS, pyclient_delete_doc },
+        { "resize", pyclient_resize, METH_VARARGS, pyclient_resize_doc },
+        { "seal", pyclient_seal, METH_VARARGS, pyclient_seal_doc },
+        { "chmod", pyclient_chmod, METH_VARARGS, pyclient_chmod_doc },
+        { "chown", (PyCFunction)(void (*)(void))pyclient_chown, METH_VARARGS | METH_KEYWORDS, pyclient_chown_doc },
+        { "register", (PyCFunction)(void (*)(void))pyclient_register, METH_VARARGS | METH_KEYWORDS,
+          pyclient_register_doc },
+        { "ping", pyclient_ping, METH_NOARGS, pyclient_ping_doc },
+        { "status", pyclient_status, METH_NOARGS, pyclient_status_doc },
+        { "quota", pyclient_quota, METH_NOARGS, pyclient_quota_doc },
+        { "__enter__", pyclient_enter_ctx, METH_NOARGS, NULL },
+        { "__exit__", pyclient_exit_ctx, METH_VARARGS, NULL },
+        { NULL, NULL, 0, NULL },
+};
+
+static PyGetSetDef pyclient_getset[] = {
+        { "closed", pyclient_get_closed, NULL, "True after close()", NULL },
+        { "socket", pyclient_get_socket, NULL, "the socket path given, or None for the default", NULL },
+        { "timeout", pyclient_get_timeout, pyclient_set_timeout,
+          "seconds to wait for each reply (None = forever); a timeout breaks the connection", NULL },
+        { NULL, NULL, NULL, NULL, NULL },
+};
+
+PyDoc_STRVAR(pyclient_doc,
+             "Client(socket=None, timeout=None)\n\n"
+             "A connection to iomemd. socket=None follows libiomem's rule: $IOMEM_SOCKET; else\n"
+             "/run/iomemd/iomemd.sock for root; else $XDG_RUNTIME_DIR/iomemd.sock. timeout: seconds per reply.\n"
+             "Requests release the GIL; calls from several threads on one Client take turns.\n"
+             "After a timeout or a broken reply every call fails with OSError(ENOTCONN): connect again.\n"
+             "A forked child cannot use its parent's Client (RuntimeError): connect again there.");
+
+PyTypeObject pyclient_type = {
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "iomem.Client",
+        .tp_basicsize = sizeof(PyIomemClient),
+        .tp_dealloc = pyclient_dealloc,
+        .tp_repr = pyclient_repr,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_doc = pyclient_doc,
+        .tp_methods = pyclient_methods,
+        .tp_getset = pyclient_getset,
+        .tp_new = pyclient_tp_new,
+};
+
+/* ---- result types ---------------------------------------------------------------------------------- */
+
+static PyStructSequence_Field pyclient_stat_fields[] = {
+        { "id", "the daemon's id" }, { "size", "bytes" }, { "ctime_ns", "creation, CLOCK_REALTIME ns" },
+        { "open_count", "times opened" }, { "seals", "SEAL_* bits" }, { "flags", "REGION_* bits" },
+        { "uid", "owner" }, { "gid", "group" }, { "mode", "permission bits" }, { "backend", "memfd, shm or file" },
+        { NULL, NULL },
+};
+static PyStructSequence_Desc pyclient_stat_desc = { "iomem.StatResult", "Client.stat()", pyclient_stat_fields, 10 };
+
+static PyStructSequence_Field pyclient_entry_fields[] = {
+        { "name", NULL }, { "id", NULL }, { "size", NULL }, { "seals", NULL },
+        { "mode", NULL }, { "uid", NULL }, { "gid", NULL }, { NULL, NULL },
+};
+static PyStructSequence_Desc pyclient_entry_desc = { "iomem.ListEntry", "Client.list()", pyclient_entry_fields, 7 };
+
+static PyStructSequence_Field pyclient_status_fields[] = {
+        { "regions", NULL }, { "bytes", NULL },   { "connections", NULL },    { "uptime_sec", NULL },
+        { "backend", NULL }, { "server_version", NULL }, { NULL, NULL },
+};
+static PyStructSequence_Desc pyclient_status_desc = { "iomem.Status", "Client.status()", pyclient_status_fields, 6 };
+
+static PyStructSequence_Field pyclient_quota_fields[] = {
+        { "uid", NULL },         { "gid", NULL },          { "bytes", NULL },          { "max_bytes", NULL },
+        { "regions", NULL },     { "max_regions", NULL },  { "connections", NULL },    { "max_connections", NULL },
+        { "fds", NULL },         { "max_fds", NULL },      { "max_region_size", NULL }, { NULL, NULL },
+};
+static PyStructSequence_Desc pyclient_quota_desc = { "iomem.Quota", "Client.quota()", pyclient_quota_fields, 11 };
+
+int pyclient_ready(PyObject *module)
+{
+        struct {
+                PyTypeObject *type;
+                PyStructSequence_Desc *desc;
+                const char *name;
+        } results[] = {
+                { &pyclient_stat_type, &pyclient_stat_desc, "StatResult" },
+                { &pyclient_entry_type, &pyclient_entry_desc, "ListEntry" },
+                { &pyclient_status_type, &pyclient_status_desc, "Status" },
+                { &pyclient_quota_type, &pyclient_quota_desc, "Quota" },
+        };
+
+        if (PyType_Ready(&pyclient_type) < 0)
+                return -1;
+        Py_INCREF(&pyclient_type);
+        if (PyModule_AddObject(module, "Client", (PyObject *)&pyclient_type) < 0) {
+                Py_DECREF(&pyclient_type);
+                return -1;
+        }
+        for (size_t i = 0; i < sizeof(results) / sizeof(results[0]); i++) {
+                if (PyStructSequence_InitType2(results[i].type, results[i].desc) < 0)
+                        return -1;
+                Py_INCREF(results[i].type);
+                if (PyModule_AddObject(module, results[i].name, (PyObject *)results[i].type) < 0) {
+                        Py_DECREF(results[i].type);
+                        return -1;
+                }
+        }
+        return 0;
+}
