@@ -548,16 +548,21 @@ static PyObject *pyclient_chmod(PyObject *obj, PyObject *args)
 /* "O&" converter: a uid/gid, or None for IOMEM_ID_UNCHANGED */
 static int pyclient_id_converter(PyObject *obj, void *idp)
 {
-        unsigned long v;
+        long long v;
 
         if (obj == Py_None) {
                 *(uint32_t *)idp = IOMEM_ID_UNCHANGED;
                 return 1;
         }
-        v = PyLong_AsUnsignedLong(obj);
-        if (v == (unsigned long)-1 && PyErr_Occurred())
+        if (!PyLong_Check(obj)) {
+                PyErr_Format(PyExc_TypeError, "uid/gid must be an int or None, not %.100s", Py_TYPE(obj)->tp_name);
                 return 0;
-        if (v >= IOMEM_ID_UNCHANGED) {
+        }
+        v = PyLong_AsLongLong(obj);
+        if (v == -1 && PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_OverflowError))
+                return 0;
+        if (PyErr_Occurred() || v < 0 || v >= IOMEM_ID_UNCHANGED) {
+                PyErr_Clear();
                 PyErr_SetString(PyExc_ValueError, "uid/gid out of range");
                 return 0;
         }

@@ -1,0 +1,125 @@
+"""pyitutil: helpers of the Python suites (start the real iomemd on a temporary socket, count fds)."""
+
+import gc
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import iomem
+
+
+def env(name):
+    """A path the build passes through ctest (bindings/python/CMakeLists.txt)."""
+    value = os.environ.get(name)
+    if not value:
+        raise unittest.SkipTest(f"{name} is not set: run the test through ctest")
+    return value
+
+
+def fd_count(pid="self"):
+    """The number of open fds of a process."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _socket_ready(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Daemon:
+    """One iomemd on its own socket in its own temporary directory."""
+
+    def __init__(self, *extra):
+        self.dir = tempfile.mkdtemp(prefix="iomem-py.")
+        self.socket = os.path.join(self.dir, "sock")
+        self.proc = subprocess.Popen(
+            [env("IOMEMD"), "--socket", self.socket, "--log-level", "warning", "--tmpdir", self.dir, *extra],
+            stdin=subprocess.DEVNULL)
+        for _ in range(1000):
+            if _socket_ready(self.socket):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"iomemd exited during startup (status {self.proc.returncode})")
+            time.sleep(0.01)
+        self.proc.kill()
+        raise RuntimeError("iomemd did not start listening")
+
+    def settled_fds(self):
+        """The daemon's fd count once every other client is gone (as itutil.h it_daemon_settled_fds)."""
+        with iomem.Client(self.socket) as probe:
+            for _ in range(1000):
+                if probe.status().connections == 1:
+                    break
+                time.sleep(0.01)
+            n = fd_count(self.proc.pid)
+            for _ in range(500):
+                time.sleep(0.01)
+                again = fd_count(self.proc.pid)
+                if again == n:
+                    break
+                n = again
+        return n
+
+    def stop(self):
+        """SIGTERM; return the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return rc
+
+
+class FdCheckedCase(unittest.TestCase):
+    """Every test checks it leaked no fd (and, with a daemon, that the daemon leaked none for it)."""
+
+    daemon_args = None  # a tuple of iomemd arguments to start one daemon per test class
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon(*cls.daemon_args) if cls.daemon_args is not None else None
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.daemon:
+            rc = cls.daemon.stop()
+            if rc != 0:
+                raise AssertionError(f"iomemd exited with {rc}")
+
+    def setUp(self):
+        gc.collect()
+        self.fds_before = fd_count()
+        self.daemon_fds_before = self.daemon.settled_fds() if self.daemon else None
+        # cleanups run last-in first-out: this one, added first, runs after every other cleanup of the test
+        self.addCleanup(self.check_leaks)
+
+    def check_leaks(self):
+        gc.collect()
+        self.assertEqual(fd_count(), self.fds_before, "the test leaked fds")
+        if self.daemon:
+            # the regions a test made hold fds in the daemon: remove them before counting
+            with iomem.Client(self.daemon.socket) as c:
+                for e in c.list():
+                    c.delete(e.name)
+            self.assertEqual(self.daemon.settled_fds(), self.daemon_fds_before, "the daemon leaked fds")
+
+    def client(self, **kwargs):
+        c = iomem.Client(self.daemon.socket, **kwargs)
+        self.addCleanup(c.close)
+        return c
+
+    def run_python(self, code, *args, **kwargs):
+        """Run @code in a fresh Debian python3 (an unrelated process); return CompletedProcess."""
+        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                              **kwargs)

@@ -1,0 +1,488 @@
+"""iomem.Client against the real iomemd: every call, every error mapping, read-only enforcement, threads, fds."""
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+import iomem
+from pyitutil import Daemon, FdCheckedCase, env
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class TestClient(FdCheckedCase):
+    daemon_args = ("--quota-regions", "50", "--max-region-size", "1G")
+
+    def test_connect(self):
+        with iomem.Client(self.daemon.socket) as c:
+            self.assertFalse(c.closed)
+            self.assertEqual(c.socket, self.daemon.socket)
+            self.assertIsNone(c.timeout)
+            self.assertGreaterEqual(c.fileno(), 0)
+            c.ping()
+            self.assertIn("fd=", repr(c))
+        self.assertTrue(c.closed)
+        c.close()  # idempotent
+        for call in (c.ping, c.status, c.fileno, lambda: c.open("x")):
+            with self.assertRaises(ValueError):
+                call()
+
+    def test_connect_default_socket(self):
+        old = os.environ.get("IOMEM_SOCKET")
+        os.environ["IOMEM_SOCKET"] = self.daemon.socket
+        try:
+            with iomem.Client() as c:
+                self.assertIsNone(c.socket)
+                c.ping()
+        finally:
+            if old is None:
+                del os.environ["IOMEM_SOCKET"]
+            else:
+                os.environ["IOMEM_SOCKET"] = old
+
+    def test_connect_errors(self):
+        with self.assertRaises(FileNotFoundError) as cm:
+            iomem.Client(self.daemon.dir + "/nothing")
+        self.assertEqual(cm.exception.filename, self.daemon.dir + "/nothing")
+        self.assertIn("is iomemd running", cm.exception.strerror)
+        path = self.daemon.dir + "/stale"
+        import socket
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(path)
+        s.close()
+        with self.assertRaises(ConnectionRefusedError):
+            iomem.Client(path)
+        os.unlink(path)
+        with self.assertRaises(OSError) as cm:
+            iomem.Client("/" + "x" * 200)
+        self.assertEqual(cm.exception.errno, errno.ENAMETOOLONG)
+        with self.assertRaises(ValueError):
+            iomem.Client(self.daemon.socket, timeout=-1)
+
+    def test_create_open_share_bytes(self):
+        c = self.client()
+        with c.create("t.share", 4096, mode=0o640) as w:
+            self.assertEqual((w.name, w.size, w.read_only), ("t.share", 4096, False))
+            self.assertNotEqual(w.id, 0)
+            with memoryview(w) as m:
+                m[0:5] = b"hello"
+            with c.open("t.share") as r:
+                self.assertEqual(r.id, w.id)
+                with memoryview(r) as m:
+                    self.assertEqual(bytes(m[0:5]), b"hello")
+                    m[5:6] = b"!"
+            with memoryview(w) as m:
+                self.assertEqual(bytes(m[0:6]), b"hello!")
+
+    def test_create_options(self):
+        c = self.client()
+        with c.create(None, 4096) as anon:
+            self.assertIsNone(anon.name)
+            self.assertTrue(anon.flags & iomem.REGION_ANONYMOUS)
+        with c.create("t.opts", 4096, resizable=True, seals="write", backend="memfd", mode=0o604) as r:
+            self.assertTrue(r.flags & iomem.REGION_RESIZABLE)
+            st = c.stat("t.opts")
+            self.assertTrue(st.seals & iomem.SEAL_WRITE)
+            self.assertEqual(st.mode, 0o604)
+            self.assertIn(st.backend, ("auto", "memfd"))  # the daemon's default backend
+        with c.create("t.exists", 4096, exclusive=True):
+            pass
+        with c.create("t.exists", 4096) as again:  # not exclusive: the existing region
+            self.assertEqual(again.size, 4096)
+        with self.assertRaises(FileExistsError) as cm:
+            c.create("t.exists", 4096, exclusive=True)
+        e = cm.exception
+        self.assertEqual((e.errno, e.filename), (errno.EEXIST, "t.exists"))
+        self.assertEqual(e.strerror, "name exists")  # the daemon's own words, not libiomem's
+        for bad in (dict(mode=0o1000), dict(seals=1 << 20)):
+            with self.assertRaises(OSError) as cm:
+                c.create("t.bad", 4096, **bad)
+            self.assertEqual(cm.exception.errno, errno.EINVAL)
+        with self.assertRaises(OSError) as cm:
+            c.create("t.big", 2 << 30)
+        self.assertEqual(cm.exception.errno, errno.EFBIG)
+        with self.assertRaises(OSError) as cm:
+            c.create("", 4096, backend="shm", seals="grow")
+        self.assertIn(cm.exception.errno, (errno.EOPNOTSUPP, errno.EINVAL))
+        with self.assertRaises(ValueError):
+            c.create("a\0b", 1)
+        with self.assertRaises(TypeError):
+            c.create(b"bytes", 1)
+        with self.assertRaises(TypeError):
+            c.create("t.pos", 4096, True)  # options are keyword-only
+
+    def test_lease(self):
+        with iomem.Client(self.daemon.socket) as owner:
+            owner.create("t.lease", 4096, lease=True).close()
+            self.client().stat("t.lease")
+        c = self.client()
+        for _ in range(500):
+            try:
+                c.stat("t.lease")
+            except FileNotFoundError:
+                break
+            time.sleep(0.01)
+        else:
+            self.fail("a leased region survived its connection")
+
+    def test_open_errors(self):
+        c = self.client()
+        with self.assertRaises(FileNotFoundError) as cm:
+            c.open("t.none")
+        self.assertEqual((cm.exception.errno, cm.exception.filename), (errno.ENOENT, "t.none"))
+        with self.assertRaises(TimeoutError) as cm:
+            c.open("t.none", wait=True, timeout=0.05)
+        self.assertEqual(cm.exception.errno, errno.ETIMEDOUT)
+        c.ping()  # a daemon-side wait timeout leaves the connection usable
+        with self.assertRaises(ValueError):
+            c.open("t.none", timeout=1)
+        with self.assertRaises(OSError) as cm:
+            c.open("x" * 5000)
+        self.assertEqual(cm.exception.errno, errno.EINVAL)
+
+    def test_open_wait_releases_the_gil(self):
+        # a thread blocks in open(wait=True) while this thread creates the name: only possible without the GIL
+        c = self.client()
+        got = {}
+
+        def opener():
+            try:
+                with iomem.Client(self.daemon.socket) as c2, c2.open("t.wait", wait=True, timeout=60) as r:
+                    with memoryview(r) as m:
+                        got["bytes"] = bytes(m[0:4])
+            except Exception as e:  # reported below
+                got["error"] = e
+
+        t = threading.Thread(target=opener)
+        t.start()
+        for _ in range(1000):  # wait until the daemon has the OPEN parked
+            if c.status().connections >= 2:
+                break
+            time.sleep(0.01)
+        with c.create("t.wait", 4096) as r:
+            with memoryview(r) as m:
+                m[0:4] = b"woke"
+            t.join(60)
+        self.assertFalse(t.is_alive())
+        self.assertNotIn("error", got)
+        self.assertIn(got["bytes"], (b"woke", b"\0\0\0\0"))  # opened at create; the bytes may follow
+
+    def test_threads_share_one_client(self):
+        c = self.client()
+        errors = []
+
+        def work(i):
+            try:
+                for j in range(50):
+                    name = f"t.thr{i}"
+                    with c.create(name, 4096) as r, memoryview(r) as m:
+                        m[0] = j
+                    with c.open(name, read_only=True) as r, memoryview(r) as m:
+                        if m[0] != j:
+                            errors.append(f"thread {i}: read {m[0]}, wrote {j}")
+                    self.assertEqual(c.stat(name).size, 4096)
+                    c.delete(name)
+            except Exception as e:
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+
+    def test_read_only(self):
+        c = self.client()
+        with c.create("t.ro", 4096) as w:
+            with memoryview(w) as m:
+                m[0:2] = b"ok"
+            with c.open("t.ro", read_only=True) as r:
+                self.assertTrue(r.read_only)
+                self.assertTrue(r.flags & iomem.REGION_RDONLY)
+                m = memoryview(r)
+                self.assertTrue(m.readonly)
+                with self.assertRaises(TypeError):
+                    m[0] = 1
+                with self.assertRaises(TypeError):
+                    m[0:2] = b"no"
+                self.assertEqual(bytes(m[0:2]), b"ok")
+                a = np.frombuffer(r, dtype=np.uint8)
+                self.assertFalse(a.flags.writeable)
+                with self.assertRaises(ValueError):
+                    a[0] = 1
+                with self.assertRaises(ValueError):
+                    a.setflags(write=True)
+                with self.assertRaises(OSError):  # the fd is read-only too: the kernel refuses writes
+                    os.pwrite(r.fileno(), b"x", 0)
+                self.assertEqual(os.pread(w.fileno(), 2, 0), b"ok")
+                del a
+                m.release()
+
+    def test_stat_list_delete(self):
+        c = self.client()
+        for name in ("t.list.a", "t.list.b", "t.other"):
+            c.create(name, 8192, mode=0o640).close()
+        st = c.stat("t.list.a")
+        self.assertEqual((st.size, st.mode, st.uid, st.gid), (8192, 0o640, os.getuid(), os.getgid()))
+        self.assertGreater(st.id, 0)
+        self.assertGreater(st.ctime_ns, 0)
+        self.assertEqual(st.seals & (iomem.SEAL_SHRINK | iomem.SEAL_GROW), iomem.SEAL_SHRINK)
+        self.assertEqual(st.size, st[1])  # a struct sequence, like os.stat_result
+        names = sorted(e.name for e in c.list("t.list."))
+        self.assertEqual(names, ["t.list.a", "t.list.b"])
+        entry = [e for e in c.list() if e.name == "t.other"][0]
+        self.assertEqual((entry.size, entry.mode, entry.uid), (8192, 0o640, os.getuid()))
+        self.assertEqual(c.list("t.nothing"), [])
+        c.delete("t.list.a")
+        with self.assertRaises(FileNotFoundError):
+            c.stat("t.list.a")
+        with self.assertRaises(FileNotFoundError) as cm:
+            c.delete("t.list.a")
+        self.assertEqual(cm.exception.filename, "t.list.a")
+
+    def test_list_many_pages(self):
+        c = self.client()
+        for i in range(40):
+            c.create(f"t.page.{i:03d}", 1).close()
+        self.assertEqual([e.name for e in sorted(c.list("t.page."))], [f"t.page.{i:03d}" for i in range(40)])
+
+    def test_quota_edquot(self):
+        c = self.client()
+        q = c.quota()
+        self.assertEqual((q.uid, q.max_regions, q.max_region_size), (os.getuid(), 50, 1 << 30))
+        for i in range(50 - q.regions):
+            c.create(f"t.q{i}", 1).close()
+        with self.assertRaises(OSError) as cm:
+            c.create("t.q.over", 1)
+        self.assertEqual(cm.exception.errno, errno.EDQUOT)
+        self.assertTrue(cm.exception.strerror)
+
+    def test_resize(self):
+        c = self.client()
+        with c.create("t.rs", PAGE) as r:
+            c.resize("t.rs", 4 * PAGE)
+            self.assertEqual(c.stat("t.rs").size, 4 * PAGE)
+            self.assertEqual(r.refresh(), 4 * PAGE)
+            with memoryview(r) as m:
+                self.assertEqual(m.nbytes, 4 * PAGE)
+            with self.assertRaises(PermissionError) as cm:  # not resizable: sealed against shrinking
+                c.resize("t.rs", PAGE)
+            self.assertEqual(cm.exception.errno, errno.EPERM)
+        with self.assertRaises(OSError) as cm:
+            c.resize("t.rs", 4 << 30)
+        self.assertEqual(cm.exception.errno, errno.EFBIG)
+        with self.assertRaises(FileNotFoundError):
+            c.resize("t.none", PAGE)
+        c.create("t.rs2", 4 * PAGE, resizable=True).close()
+        c.resize("t.rs2", PAGE)
+        self.assertEqual(c.stat("t.rs2").size, PAGE)
+
+    def test_seal(self):
+        c = self.client()
+        with c.create("t.seal", 4096) as r:
+            now = c.seal("t.seal", "write")
+            self.assertTrue(now & iomem.SEAL_WRITE)
+            self.assertEqual(r.seals, now)
+            with memoryview(r) as m:  # our fd is read-write, but the memory is sealed: the buffer is read-only
+                self.assertTrue(m.readonly)
+            self.assertEqual(c.seal("t.seal", iomem.SEAL_SEAL) & iomem.SEAL_SEAL, iomem.SEAL_SEAL)
+            with self.assertRaises(PermissionError):
+                c.seal("t.seal", "grow")
+        with c.create("t.busy", 4096) as r, memoryview(r) as m:
+            with self.assertRaises(OSError) as cm:  # mapped writable here
+                c.seal("t.busy", "write")
+            self.assertEqual(cm.exception.errno, errno.EBUSY)
+            m[0] = 1
+        with self.assertRaises(FileNotFoundError):
+            c.seal("t.none", "write")
+
+    def test_seal_not_memfd(self):
+        d = Daemon("--backend", "shm")
+        try:
+            with iomem.Client(d.socket) as c:
+                c.create("t.shm", 4096).close()
+                self.assertEqual(c.stat("t.shm").backend, "shm")
+                with self.assertRaises(OSError) as cm:
+                    c.seal("t.shm", "write")
+                self.assertEqual(cm.exception.errno, errno.EOPNOTSUPP)
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+    def test_chmod_chown(self):
+        c = self.client()
+        c.create("t.mode", 4096).close()
+        c.chmod("t.mode", 0o644)
+        self.assertEqual(c.stat("t.mode").mode, 0o644)
+        with self.assertRaises(OSError) as cm:
+            c.chmod("t.mode", 0o1777)
+        self.assertEqual(cm.exception.errno, errno.EINVAL)
+        with self.assertRaises(FileNotFoundError):
+            c.chmod("t.none", 0o600)
+        if os.getuid() == 0:
+            c.chown("t.mode", uid=1500, gid=1600)
+            st = c.stat("t.mode")
+            self.assertEqual((st.uid, st.gid), (1500, 1600))
+            c.chown("t.mode", gid=1700)
+            st = c.stat("t.mode")
+            self.assertEqual((st.uid, st.gid), (1500, 1700))
+        with self.assertRaises(FileNotFoundError):
+            c.chown("t.none", gid=0)
+        with self.assertRaises(ValueError):
+            c.chown("t.mode", uid=-1)
+
+    def test_register(self):
+        c = self.client()
+        with iomem.Region(4096) as mine:
+            with memoryview(mine) as m:
+                m[0:4] = b"mine"
+            with self.assertRaises(PermissionError) as cm:  # not sealed against shrink/grow
+                c.register("t.reg", mine)
+            self.assertEqual(cm.exception.errno, errno.EPERM)
+            mine.seal(iomem.REGISTER_SEALS)
+            rid = c.register("t.reg", mine, mode=0o644)
+            self.assertEqual(c.stat("t.reg").id, rid)
+            with self.assertRaises(FileExistsError):
+                c.register("t.reg", mine)
+            with c.open("t.reg") as other, memoryview(other) as m:
+                self.assertEqual(bytes(m[0:4]), b"mine")
+                m[0:4] = b"both"
+            with memoryview(mine) as m:
+                self.assertEqual(bytes(m[0:4]), b"both")
+            with self.assertRaises(OSError) as cm:
+                c.register("", mine)
+            self.assertEqual(cm.exception.errno, errno.EINVAL)
+        with iomem.Region(4096, backend="file") as f:
+            with self.assertRaises(OSError) as cm:
+                c.register("t.file", f)
+            self.assertEqual(cm.exception.errno, errno.EINVAL)
+        closed = iomem.Region(1)
+        closed.close()
+        with self.assertRaises(ValueError):
+            c.register("t.closed", closed)
+        with self.assertRaises(TypeError):
+            c.register("t.notregion", b"bytes")
+
+    def test_status(self):
+        c = self.client()
+        st = c.status()
+        self.assertGreaterEqual(st.connections, 1)
+        self.assertIn(st.backend, ("auto", "memfd"))  # the daemon's default backend
+        self.assertTrue(st.server_version)
+        self.assertGreaterEqual(st.uptime_sec, 0)
+
+    def test_timeout_breaks_connection(self):
+        # a stopped daemon does not answer: the call times out, and the stream is then unusable (ENOTCONN)
+        c = self.client(timeout=0.2)
+        self.assertEqual(c.timeout, 0.2)
+        c.ping()
+        os.kill(self.daemon.proc.pid, signal.SIGSTOP)
+        try:
+            with self.assertRaises(TimeoutError):
+                c.ping()
+        finally:
+            os.kill(self.daemon.proc.pid, signal.SIGCONT)
+        with self.assertRaises(OSError) as cm:
+            c.ping()
+        self.assertEqual(cm.exception.errno, errno.ENOTCONN)
+        c.timeout = None
+        self.assertIsNone(c.timeout)
+
+    def test_forked_child_must_reconnect(self):
+        c = self.client()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                c.ping()
+                code = 1
+            except RuntimeError:
+                code = 0
+            except BaseException:
+                code = 2
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        c.ping()  # the parent's connection is untouched
+
+    def test_no_fd_leak_10000_open_close(self):
+        c = self.client()
+        c.create("t.cycle", 4096).close()
+        opened = c.stat("t.cycle").open_count
+        base = None
+        for i in range(10000):
+            with c.open("t.cycle", read_only=(i % 2 == 1)) as r, memoryview(r) as m:
+                m[0]
+            if i == 0:
+                base = len(os.listdir("/proc/self/fd"))
+        self.assertEqual(len(os.listdir("/proc/self/fd")), base)
+        for i in range(1000):  # regions dropped without close() are freed too
+            r = c.open("t.cycle")
+            memoryview(r)[1] = 1
+            del r
+        self.assertEqual(len(os.listdir("/proc/self/fd")), base)
+        self.assertEqual(c.stat("t.cycle").open_count, opened + 11000)
+
+
+class TestOtherUid(FdCheckedCase):
+    """Access control from a Python process running as another uid (needs root and setpriv)."""
+
+    daemon_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        if os.getuid() != 0 or not shutil.which("setpriv"):
+            raise __import__("unittest").SkipTest("needs root and setpriv")
+        super().setUpClass()
+        os.chmod(cls.daemon.dir, 0o755)
+
+    def as_other(self, code):
+        env = dict(os.environ, SOCK=self.daemon.socket)
+        return subprocess.run(["setpriv", "--reuid", "1501", "--regid", "1601", "--clear-groups", sys.executable,
+                               "-c", code], capture_output=True, text=True, timeout=120, env=env)
+
+    def test_permission_errors(self):
+        c = self.client()
+        with c.create("t.private", 4096, mode=0o600):
+            pass
+        with c.create("t.public", 4096, mode=0o644) as w, memoryview(w) as m:
+            m[0:3] = b"pub"
+        out = self.as_other(r"""
+import errno, os, iomem
+c = iomem.Client(os.environ["SOCK"])
+for call in (lambda: c.open("t.private", read_only=True), lambda: c.stat("t.private"),
+             lambda: c.open("t.public"), lambda: c.delete("t.public"), lambda: c.chmod("t.public", 0o666),
+             lambda: c.resize("t.public", 8192), lambda: c.seal("t.public", "write")):
+    try:
+        call()
+        print("allowed")
+    except PermissionError as e:
+        assert e.errno == errno.EACCES, e
+        print("refused", e.strerror)
+with c.open("t.public", read_only=True) as r:
+    m = memoryview(r)
+    assert m.readonly and bytes(m[0:3]) == b"pub"
+    try:
+        m[0] = 1
+        print("wrote")
+    except TypeError:
+        print("read-only")
+    m.release()
+""")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = out.stdout.splitlines()
+        self.assertEqual(len(lines), 8, out.stdout)
+        self.assertTrue(all(line.startswith("refused ") for line in lines[:7]), out.stdout)
+        self.assertEqual(lines[7], "read-only")
+        self.assertIn("refused permission denied", lines[0])  # the daemon's message
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
