@@ -1,0 +1,77 @@
+"""examples/python: each seed-guide scenario with a local region and with a named one, the numpy producer and
+consumer as unrelated processes (either may start first), and multiprocessing workers sharing one region."""
+
+import os
+import subprocess
+import sys
+import time
+
+import iomem
+from pyitutil import FdCheckedCase, env
+
+
+class TestExamples(FdCheckedCase):
+    daemon_args = ()
+
+    def example(self, script, *args, check=True):
+        path = os.path.join(env("IOMEM_PY_EXAMPLES"), script)
+        out = subprocess.run([sys.executable, path, *args], capture_output=True, text=True, timeout=300)
+        if check:
+            self.assertEqual(out.returncode, 0, f"{script} {args}: {out.stdout}{out.stderr}")
+        return out
+
+    def test_seed_scenarios_local_and_named(self):
+        for extra in ((), ("--socket", self.daemon.socket)):
+            with self.subTest(named=bool(extra)):
+                out = self.example("parent_child.py", *extra).stdout
+                self.assertIn("child received: Hello from parent!", out)
+                self.assertIn("parent received: Hello from child!", out)
+                out = self.example("fd_passing.py", *extra).stdout
+                self.assertIn("child read: Shared data from parent", out)
+                self.assertIn("child wrote: Data from child proc", out)
+                out = self.example("worker_pool.py", *extra).stdout
+                self.assertIn('result from worker 2: "CPI ypoC oreZ"', out)
+                self.assertEqual(out.count("finished"), 3)
+                out = self.example("alignment.py", *extra).stdout
+                self.assertIn("Data 2 at offset 128", out)
+                self.assertIn("alignment ok", out)
+        with iomem.Client(self.daemon.socket) as c:  # the named runs leased their regions: none is left
+            for _ in range(500):
+                if not c.list("example."):
+                    break
+                time.sleep(0.01)
+            self.assertEqual(c.list("example."), [])
+
+    def test_numpy_consumer_first(self):
+        path = os.path.join(env("IOMEM_PY_EXAMPLES"), "numpy_consumer.py")
+        consumer = subprocess.Popen([sys.executable, path, self.daemon.socket, "np.a", "60", "--delete"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with iomem.Client(self.daemon.socket) as c:  # wait until the consumer's OPEN is parked in the daemon
+            for _ in range(1000):
+                if c.status().connections >= 2:
+                    break
+                time.sleep(0.01)
+        out = self.example("numpy_producer.py", self.daemon.socket, "np.a", "100000").stdout
+        self.assertIn("producer: 100000 x float64 in np.a", out)
+        cout, _ = consumer.communicate(timeout=120)
+        self.assertEqual(consumer.returncode, 0, cout)
+        self.assertIn("consumer: 100000 x float64 from np.a", cout)
+        self.assertIn("matches", cout)
+        self.assertEqual(out.split("sum ")[1].strip(), cout.split("sum ")[1].split(",")[0])
+        with iomem.Client(self.daemon.socket) as c, self.assertRaises(FileNotFoundError):
+            c.stat("np.a")  # --delete
+
+    def test_numpy_producer_first(self):
+        self.example("numpy_producer.py", self.daemon.socket, "np.b", "1000")
+        with iomem.Client(self.daemon.socket) as c:
+            self.assertEqual(c.stat("np.b").size, 64 + 8000)  # the region outlived its producer
+        out = self.example("numpy_consumer.py", self.daemon.socket, "np.b").stdout
+        self.assertIn("matches", out)
+        # nobody produces: the consumer gives up with an error
+        out = self.example("numpy_consumer.py", self.daemon.socket, "np.none", "0.1", check=False)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("TimeoutError", out.stderr)
+
+    def test_mp_workers(self):
+        out = self.example("mp_workers.py", self.daemon.socket, "3").stdout
+        self.assertIn("squared 64x4096 in place: correct", out)

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""mp_workers: a multiprocessing pool whose workers share one named region (a numpy matrix) in iomemd.
+
+Usage: mp_workers.py SOCKET [WORKERS]
+
+The workers are started with "spawn" (fresh interpreters, nothing inherited): each one opens the region
+by name and squares its own rows in place. Nothing but the name and row numbers goes through the pool's
+pipes; the parent sees the results in the same memory.
+"""
+
+import multiprocessing
+import os
+import sys
+
+import numpy as np
+
+import iomem
+
+ROWS, COLS = 64, 4096
+_matrix = None  # per worker: the shared matrix
+
+
+def init_worker(socket_path, name):
+    global _matrix
+    with iomem.Client(socket_path) as client:
+        region = client.open(name)  # the connection may close: the region and its mapping stay
+    _matrix = np.frombuffer(region, dtype=np.float64).reshape(ROWS, COLS)
+
+
+def square_rows(rows):
+    start, stop = rows
+    np.square(_matrix[start:stop], out=_matrix[start:stop])
+    return os.getpid()
+
+
+def main():
+    socket_path = sys.argv[1]
+    workers = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    name = f"mp_workers.{os.getpid()}"
+    with iomem.Client(socket_path) as client:
+        # leased: the name goes away with this connection, even if we crash
+        with client.create(name, ROWS * COLS * 8, exclusive=True, lease=True) as region:
+            matrix = np.frombuffer(region, dtype=np.float64).reshape(ROWS, COLS)
+            matrix[:] = np.arange(ROWS * COLS, dtype=np.float64).reshape(ROWS, COLS)
+            chunks = [(i, i + ROWS // (workers * 2)) for i in range(0, ROWS, ROWS // (workers * 2))]
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers, initializer=init_worker, initargs=(socket_path, name)) as pool:
+                pids = set(pool.map(square_rows, chunks))
+            ok = np.array_equal(matrix, np.square(np.arange(ROWS * COLS, dtype=np.float64)).reshape(ROWS, COLS))
+            print(f"mp_workers: {len(pids)} worker processes squared {ROWS}x{COLS} in place: "
+                  f"{'correct' if ok else 'WRONG'}")
+            del matrix
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
