@@ -17,6 +17,11 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class TestRegion(FdCheckedCase):
+    @staticmethod
+    def maps_lines():
+        with open("/proc/self/maps") as f:
+            return len(f.read().splitlines())
+
     def test_backends(self):
         for backend in ("memfd", "shm", "file"):
             with iomem.Region(8192, backend=backend) as r:
@@ -98,7 +103,7 @@ class TestRegion(FdCheckedCase):
                 pass
 
     def test_dealloc_unmaps_and_closes(self):
-        before = len(open("/proc/self/maps").read().splitlines())
+        before = self.maps_lines()
         r = iomem.Region(1 << 20)
         m = memoryview(r)
         m[-1] = 1
@@ -109,7 +114,7 @@ class TestRegion(FdCheckedCase):
         del m
         gc.collect()
         self.assertIsNone(ref())
-        after = len(open("/proc/self/maps").read().splitlines())
+        after = self.maps_lines()
         self.assertLessEqual(after, before)
 
     def test_empty_region(self):
@@ -287,7 +292,8 @@ class TestRegion(FdCheckedCase):
 
     def test_sanitizer_runtime_loaded(self):
         # the sanitized build runs this suite with libasan preloaded: make sure it really is in this process
-        maps = open("/proc/self/maps").read()
+        with open("/proc/self/maps") as f:
+            maps = f.read()
         if os.environ.get("IOMEM_PY_SANITIZED"):
             self.assertTrue("libasan" in maps or "clang_rt.asan" in maps, "ASan runtime not loaded")
         else:
