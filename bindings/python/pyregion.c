@@ -440,6 +440,102 @@ PyTypeObject pyregion_type = {
         .tp_new = pyregion_tp_new,
 };
 
+/* ---- multiprocessing -------------------------------------------------------------------------------- */
+
+/*
+ * Regions travel through multiprocessing (Process arguments with spawn/forkserver, Queue, Pipe) as their fd:
+ * multiprocessing.reduction.DupFd hands a duplicate to the other process (inherited at spawn, else sent by
+ * its resource sharer over a Unix socket), and the receiver wraps it. Only multiprocessing's ForkingPickler
+ * knows this reducer; plain pickle refuses a Region, as it refuses a socket.
+ */
+PyDoc_STRVAR(pyregion_reduce_doc, "_reduce_region(region): the ForkingPickler reducer of Region (internal).");
+
+static PyObject *pyregion_reduce(PyObject *module, PyObject *obj)
+{
+        PyIomemRegion *self = (PyIomemRegion *)obj;
+        PyObject *reduction, *dupfd, *rebuild;
+
+        if (!PyObject_TypeCheck(obj, &pyregion_type)) {
+                PyErr_SetString(PyExc_TypeError, "_reduce_region() takes an iomem.Region");
+                return NULL;
+        }
+        if (pyregion_check_open(self) < 0)
+                return NULL;
+        reduction = PyImport_ImportModule("multiprocessing.reduction");
+        if (!reduction)
+                return NULL;
+        dupfd = PyObject_CallMethod(reduction, "DupFd", "i", iomem_region_fd(self->region));
+        Py_DECREF(reduction);
+        if (!dupfd)
+                return NULL;
+        rebuild = PyObject_GetAttrString(module, "_rebuild_region");
+        if (!rebuild) {
+                Py_DECREF(dupfd);
+                return NULL;
+        }
+        return Py_BuildValue("(N(NO))", rebuild, dupfd, self->name);
+}
+
+PyDoc_STRVAR(pyregion_rebuild_doc, "_rebuild_region(dupfd, name): a Region from a multiprocessing DupFd (internal).");
+
+static PyObject *pyregion_rebuild(PyObject *module, PyObject *args)
+{
+        struct iomem_region *region = NULL;
+        PyObject *dupfd, *name, *fdobj;
+        long fd;
+        int r;
+
+        if (!PyArg_ParseTuple(args, "OO:_rebuild_region", &dupfd, &name))
+                return NULL;
+        fdobj = PyObject_CallMethod(dupfd, "detach", NULL);
+        if (!fdobj)
+                return NULL;
+        fd = PyLong_AsLong(fdobj);
+        Py_DECREF(fdobj);
+        if (fd == -1 && PyErr_Occurred())
+                return NULL;
+        r = iomem_region_new_consume_fd((int)fd, &region); /* fd consumed */
+        if (r < 0)
+                return pymodule_set_error(r, NULL, NULL);
+        return pyregion_new_consume(region, name);
+}
+
+static PyMethodDef pyregion_module_methods[] = {
+        { "_reduce_region", pyregion_reduce, METH_O, pyregion_reduce_doc },
+        { "_rebuild_region", pyregion_rebuild, METH_VARARGS, pyregion_rebuild_doc },
+        { NULL, NULL, 0, NULL },
+};
+
+/* Register the reducer with multiprocessing's ForkingPickler. Return: 0 or -1. */
+static int pyregion_register_reducer(PyObject *module)
+{
+        PyObject *reduction, *pickler, *reducer, *res;
+
+        if (PyModule_AddFunctions(module, pyregion_module_methods) < 0)
+                return -1;
+        reduction = PyImport_ImportModule("multiprocessing.reduction");
+        if (!reduction) {
+                /* an interpreter without multiprocessing: regions just cannot travel through it */
+                PyErr_Clear();
+                return 0;
+        }
+        pickler = PyObject_GetAttrString(reduction, "ForkingPickler");
+        Py_DECREF(reduction);
+        reducer = PyObject_GetAttrString(module, "_reduce_region");
+        if (!pickler || !reducer) {
+                Py_XDECREF(pickler);
+                Py_XDECREF(reducer);
+                return -1;
+        }
+        res = PyObject_CallMethod(pickler, "register", "OO", (PyObject *)&pyregion_type, reducer);
+        Py_DECREF(pickler);
+        Py_DECREF(reducer);
+        if (!res)
+                return -1;
+        Py_DECREF(res);
+        return 0;
+}
+
 int pyregion_ready(PyObject *module)
 {
         if (PyType_Ready(&pyregion_type) < 0)
@@ -449,5 +545,5 @@ int pyregion_ready(PyObject *module)
                 Py_DECREF(&pyregion_type);
                 return -1;
         }
-        return 0;
+        return pyregion_register_reducer(module);
 }

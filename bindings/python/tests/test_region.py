@@ -11,9 +11,25 @@ import weakref
 import numpy as np
 
 import iomem
-from pyitutil import FdCheckedCase
+from pyitutil import FdCheckedCase, fd_count
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _mp_child_writes(region, text):
+    """multiprocessing target (spawn: a fresh interpreter): write into the region it was given."""
+    with region, memoryview(region) as m:
+        m[0:len(text)] = text
+
+
+def _mp_child_echoes(conn):
+    """multiprocessing target: receive regions over a Pipe, write their name's length into each, close them."""
+    while (region := conn.recv()) is not None:
+        with region, memoryview(region) as m:
+            if not region.read_only:
+                m[0] = 42
+            conn.send(region.read_only)
+    conn.close()
 
 
 class TestRegion(FdCheckedCase):
@@ -266,6 +282,54 @@ class TestRegion(FdCheckedCase):
                 self.assertEqual(bytes(m[1000:1004]), b"back")
             a.close()
             b.close()
+
+    def test_pickle_only_through_multiprocessing(self):
+        import pickle
+        with iomem.Region(4096) as r:
+            with self.assertRaises(TypeError):
+                pickle.dumps(r)
+
+    def spawn_context(self):
+        """multiprocessing's spawn context, with its resource tracker (a process-lifetime fd) already running."""
+        import multiprocessing
+        from multiprocessing import resource_tracker
+        resource_tracker.ensure_running()
+        self.fds_before = fd_count()
+        return multiprocessing.get_context("spawn")
+
+    def test_multiprocessing_spawn_argument(self):
+        ctx = self.spawn_context()
+        with iomem.Region(4096) as r:
+            p = ctx.Process(target=_mp_child_writes, args=(r, b"from a spawned child"))
+            p.start()
+            p.join(120)
+            self.assertEqual(p.exitcode, 0)
+            with memoryview(r) as m:
+                self.assertEqual(bytes(m[0:20]), b"from a spawned child")
+
+    def test_multiprocessing_pipe(self):
+        ctx = self.spawn_context()
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_mp_child_echoes, args=(child,))
+        p.start()
+        child.close()
+        with iomem.Region(4096) as r:
+            parent.send(r)  # the fd goes over multiprocessing's resource sharer
+            self.assertFalse(parent.recv())
+            with memoryview(r) as m:
+                self.assertEqual(m[0], 42)
+        with iomem.Region(4096, backend="file") as f:
+            fd = os.open(f"/proc/self/fd/{f.fileno()}", os.O_RDONLY)
+            with iomem.Region.from_fd(fd) as ro:
+                os.close(fd)
+                parent.send(ro)
+                self.assertTrue(parent.recv())  # a read-only fd stays read-only on the other side
+        parent.send(None)
+        p.join(120)
+        self.assertEqual(p.exitcode, 0)
+        parent.close()
+        from multiprocessing import resource_sharer
+        resource_sharer.stop()  # its listening socket is an fd of this process
 
     def test_many_regions_no_leak(self):
         for _ in range(2000):
