@@ -1,6 +1,7 @@
 """iomem.Client against the real iomemd: every call, every error mapping, read-only enforcement, threads, fds."""
 
 import errno
+import fcntl
 import os
 import shutil
 import signal
@@ -66,15 +67,49 @@ class TestClient(FdCheckedCase):
         with self.assertRaises(ValueError):
             iomem.Client(self.daemon.socket, timeout=-1)
 
+    def test_daemon_gone_and_connection_quota(self):
+        d = Daemon("--quota-connections", "1")
+
+        def connect():  # the start-up probe's connection may still count for a moment
+            for _ in range(500):
+                try:
+                    return iomem.Client(d.socket)
+                except OSError as e:
+                    if e.errno != errno.EDQUOT:
+                        raise
+                    time.sleep(0.01)
+            self.fail("the daemon kept refusing connections")
+
+        try:
+            c = connect()
+            with self.assertRaises(OSError) as cm:  # this uid's one connection is in use
+                iomem.Client(d.socket)
+            self.assertEqual(cm.exception.errno, errno.EDQUOT)
+            d.proc.send_signal(signal.SIGTERM)
+            d.proc.wait(60)
+            with self.assertRaises(OSError) as cm:
+                c.ping()
+            self.assertIn(cm.exception.errno, (errno.ECONNRESET, errno.EPIPE))
+            self.assertIsInstance(cm.exception, ConnectionError)
+            with self.assertRaises(OSError) as cm:
+                c.ping()
+            self.assertEqual(cm.exception.errno, errno.ENOTCONN)
+            c.close()
+        finally:
+            self.assertEqual(d.stop(), 0)
+
     def test_create_open_share_bytes(self):
         c = self.client()
+        self.assertTrue(fcntl.fcntl(c.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
         with c.create("t.share", 4096, mode=0o640) as w:
+            self.assertTrue(fcntl.fcntl(w.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
             self.assertEqual((w.name, w.size, w.read_only), ("t.share", 4096, False))
             self.assertNotEqual(w.id, 0)
             with memoryview(w) as m:
                 m[0:5] = b"hello"
             with c.open("t.share") as r:
                 self.assertEqual(r.id, w.id)
+                self.assertTrue(fcntl.fcntl(r.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
                 with memoryview(r) as m:
                     self.assertEqual(bytes(m[0:5]), b"hello")
                     m[5:6] = b"!"
