@@ -1,5 +1,4 @@
 /* fault-driver: run iomemd under the fault library and fail each allocation/syscall site in turn (R5, R1, L4). */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "fdutil.h"
 #include "proto.h"
 #include "transport.h"
 
@@ -87,24 +87,6 @@ static void sleep_ms(int ms)
 
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
-}
-
-static int fd_count_of(pid_t pid)
-{
-        char path[64];
-        struct dirent *e;
-        DIR *d;
-        int n = 0;
-
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-        d = opendir(path);
-        if (!d)
-                return -1;
-        while ((e = readdir(d)))
-                if (e->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
 }
 
 static void daemon_check_alive(const char *when)
@@ -463,7 +445,7 @@ static void settle(int fds_base, int64_t allocs_base, const char *site, int err,
         if (fds_base < 0)
                 return; /* warm-up: no baseline yet */
         for (i = 0; i < SETTLE_TRIES; i++) {
-                fds = fd_count_of(daemon_pid);
+                fds = fdutil_count(daemon_pid);
                 allocs = __atomic_load_n(&ctl->live_allocs, __ATOMIC_ACQUIRE);
                 if (fds == fds_base && (allocs_base < 0 || allocs == allocs_base))
                         break;
@@ -633,7 +615,7 @@ int main(int argc, char **argv)
         fds_base = -1;
         allocs_base = 0;
         for (i = 0, fd = 0; i < 1000 && fd < 20; i++) {
-                int now_fds = fd_count_of(daemon_pid);
+                int now_fds = fdutil_count(daemon_pid);
                 int64_t now_allocs = __atomic_load_n(&ctl->live_allocs, __ATOMIC_ACQUIRE);
 
                 fd = now_fds == fds_base && now_allocs == allocs_base ? fd + 1 : 0;

@@ -1,4 +1,5 @@
 /* test-reliability-daemon: checklist items that need the real iomemd: D6 at its fd limit, D9, L1 kill -9, L5 restart under load. */
+#include <dirent.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -147,7 +148,7 @@ START_TEST(test_d6_ctrunc_at_fd_limit)
         /* room for exactly one more fd in the daemon */
         ck_assert_int_eq(prlimit(daemon_.pid, RLIMIT_NOFILE, NULL, &old), 0);
         low = old;
-        low.rlim_cur = (rlim_t)it_fd_count_of(daemon_.pid) + 1;
+        low.rlim_cur = (rlim_t)fdutil_count(daemon_.pid) + 1;
         ck_assert_int_eq(prlimit(daemon_.pid, RLIMIT_NOFILE, &low, NULL), 0);
 
         for (int i = 0; i < PROTO_MAX_FDS; i++)
@@ -207,11 +208,6 @@ START_TEST(test_d9_many_malformed_sessions)
                 struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = PROTO_OP_PING,
                                           .length = 8, .nfds = (uint16_t)(i % 3) };
                 int fd = memfd_create("d9", MFD_CLOEXEC), kind = i % 4;
-                char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-                struct iovec iov = { frame, sizeof(frame) };
-                struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                                      .msg_controllen = sizeof(cbuf) };
-                struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
 
                 ck_assert_int_eq(raw_connect(daemon_.socket, &c), 0);
                 if (kind == 0)
@@ -220,11 +216,7 @@ START_TEST(test_d9_many_malformed_sessions)
                         h.magic = 0; /* garbage */
                 proto_header_encode(&h, frame);
                 memset(frame + PROTO_HEADER_SIZE, 0, 8);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-                (void)!sendmsg(c.fd, &msg, MSG_NOSIGNAL);
+                (void)fdutil_sendmsg(c.fd, frame, sizeof(frame), &fd, 1, 1, MSG_NOSIGNAL);
                 close(fd);
                 raw_close(&c);
         }

@@ -1,5 +1,4 @@
 /* fuzz-conn: libFuzzer target driving one whole daemon connection (conn.c) with bytes and fuzzer-chosen fds. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -12,6 +11,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "fdutil.h"
 #include "log.h"
 #include "proto.h"
 #include "quota.h"
@@ -82,16 +82,10 @@ static size_t fuzz_take(struct fuzz_input *in, size_t want, const uint8_t **byte
 
 static int fuzz_fd_count(void)
 {
-        DIR *d = opendir("/proc/self/fd");
-        struct dirent *e;
-        int n = 0;
+        int n = fdutil_count(0);
 
-        FUZZ_CHECK(d);
-        while ((e = readdir(d)))
-                if (e->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n - 1;
+        FUZZ_CHECK(n >= 0);
+        return n;
 }
 
 /*
@@ -133,14 +127,8 @@ static int fuzz_make_fd(unsigned kind, bool good)
 /* Send @len bytes with @nfds fds of the kinds in @kinds (2 bits each); our copies are closed after. */
 static void fuzz_send(int sock, const void *buf, size_t len, unsigned nfds, unsigned kinds, bool good)
 {
-        union {
-                char buf[CMSG_SPACE(8 * sizeof(int))];
-                struct cmsghdr align;
-        } u;
         int fds[8];
         unsigned n = 0;
-        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
         for (unsigned i = 0; i < nfds && i < 8; i++) {
                 int fd = fuzz_make_fd(kinds >> (2 * i), good);
@@ -148,20 +136,8 @@ static void fuzz_send(int sock, const void *buf, size_t len, unsigned nfds, unsi
                 if (fd >= 0)
                         fds[n++] = fd;
         }
-        if (n) {
-                struct cmsghdr *cm;
-
-                memset(&u, 0, sizeof(u));
-                msg.msg_control = u.buf;
-                msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
-                cm = CMSG_FIRSTHDR(&msg);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(n * sizeof(int));
-                memcpy(CMSG_DATA(cm), fds, n * sizeof(int));
-        }
         if (len || n)
-                (void)sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+                (void)fdutil_sendmsg(sock, buf, len, fds, n, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         for (unsigned i = 0; i < n; i++)
                 close(fds[i]);
 }

@@ -314,7 +314,7 @@ START_TEST(test_daemon_fds)
                                               &(struct iomem_create_opts){ .backend = 1 + i % 3 }, &regions[i]),
                                  0);
         }
-        ck_assert_int_gt(it_fd_count_of(daemon_.pid), base + 50);
+        ck_assert_int_gt(fdutil_count(daemon_.pid), base + 50);
         for (int i = 0; i < 50; i += 2) {
                 snprintf(name, sizeof(name), "it.fds.%d", i / 2);
                 ck_assert_int_eq(iomem_delete(clients[i], name), 0);

@@ -187,25 +187,14 @@ START_TEST(test_blocking_close_stalls_nobody)
         it_hello(raw);
         n = it_frame(f, PROTO_OP_PING, 2, p, proto_ping_encode(&pm, p, sizeof(p)));
         {
-                union {
-                        char buf[CMSG_SPACE(sizeof(int))];
-                        struct cmsghdr align;
-                } u = { 0 };
-                struct iovec iov = { .iov_base = f, .iov_len = n - 1 }; /* all but the last byte */
-                struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                                      .msg_controllen = sizeof(u.buf) };
-                struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
                 struct proto_header h;
 
                 /* the header declares the fd (nfds 1): a PING must not carry one, -EINVAL, fd closed */
                 ck_assert_int_eq(proto_header_decode(f, n, &h), 0);
                 h.nfds = 1;
                 proto_header_encode(&h, f);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(cm), &tcp, sizeof(int));
-                ck_assert_int_eq(sendmsg(raw, &msg, MSG_NOSIGNAL), (ssize_t)n - 1);
+                /* all but the last byte */
+                ck_assert_int_eq(fdutil_sendmsg(raw, f, n - 1, &tcp, 1, 1, MSG_NOSIGNAL), (ssize_t)n - 1);
         }
         /* drop our copy while the frame is incomplete: the daemon's copy is then the last one */
         close(tcp);

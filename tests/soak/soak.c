@@ -1,5 +1,4 @@
 /* soak: 64 hostile and well-behaved clients against one iomemd; afterwards its RSS, fds and regions are checked. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -19,6 +18,7 @@
 #include <unistd.h>
 
 #include "../fault/fault.h"
+#include "fdutil.h"
 #include "proto.h"
 #include "transport.h"
 
@@ -76,24 +76,6 @@ static void sleep_ms(int ms)
 
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
-}
-
-static int fd_count_of(pid_t pid)
-{
-        char path[64];
-        struct dirent *e;
-        DIR *d;
-        int n = 0;
-
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-        d = opendir(path);
-        if (!d)
-                return -1;
-        while ((e = readdir(d)))
-                if (e->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
 }
 
 static long rss_kb_of(pid_t pid)
@@ -479,20 +461,11 @@ static void session_fd_flood(struct worker *w)
         /* then undeclared fds: D1, the connection goes */
         {
                 int fd = make_fd(0);
-                char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
                 uint8_t frame[PROTO_HEADER_SIZE];
                 struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = PROTO_OP_STATUS };
-                struct iovec iov = { frame, sizeof(frame) };
-                struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                                      .msg_controllen = sizeof(cbuf) };
-                struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
 
                 proto_header_encode(&h, frame);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-                (void)!sendmsg(cl.fd, &msg, MSG_NOSIGNAL);
+                (void)fdutil_sendmsg(cl.fd, frame, sizeof(frame), &fd, 1, 1, MSG_NOSIGNAL);
                 close(fd);
                 if (!client_wait_closed(&cl))
                         fail("client %u: undeclared fds did not drop the connection", w->index);
@@ -623,7 +596,7 @@ static int daemon_idle(void)
         int fds = -1, stable = 0;
 
         for (int i = 0; i < 2000 && stable < 20; i++) {
-                int now = fd_count_of(daemon_pid);
+                int now = fdutil_count(daemon_pid);
 
                 stable = now == fds ? stable + 1 : 0;
                 fds = now;
@@ -636,9 +609,9 @@ static int daemon_idle(void)
         }
         if (st.regions != 0)
                 fail("%llu regions left in the daemon", (unsigned long long)st.regions);
-        for (int i = 0; i < 200 && fd_count_of(daemon_pid) != fds; i++)
+        for (int i = 0; i < 200 && fdutil_count(daemon_pid) != fds; i++)
                 sleep_ms(5);
-        return fd_count_of(daemon_pid);
+        return fdutil_count(daemon_pid);
 }
 
 int main(int argc, char **argv)

@@ -97,32 +97,13 @@ static void send_raw(struct peer *p, uint8_t version, uint8_t flags, uint16_t op
                 .id = id, .length = (uint32_t)len, .nfds = nfds,
         };
         uint8_t *buf = malloc(PROTO_HEADER_SIZE + len);
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int) * 8)];
-        } ctl;
-        struct iovec iov;
-        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
         ck_assert_ptr_nonnull(buf);
         proto_header_encode(&h, buf);
         if (len)
                 memcpy(buf + PROTO_HEADER_SIZE, payload, len);
-        iov.iov_base = buf;
-        iov.iov_len = PROTO_HEADER_SIZE + len;
-        if (nattached) {
-                struct cmsghdr *cm;
-
-                memset(&ctl, 0, sizeof(ctl));
-                msg.msg_control = ctl.buf;
-                msg.msg_controllen = CMSG_SPACE(sizeof(int) * nattached);
-                cm = CMSG_FIRSTHDR(&msg);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int) * nattached);
-                memcpy(CMSG_DATA(cm), fds, sizeof(int) * nattached);
-        }
-        ck_assert_int_eq(sendmsg(p->fd, &msg, MSG_NOSIGNAL), (ssize_t)iov.iov_len);
+        ck_assert_int_eq(fdutil_sendmsg(p->fd, buf, PROTO_HEADER_SIZE + len, fds, nattached, 1, MSG_NOSIGNAL),
+                         (ssize_t)(PROTO_HEADER_SIZE + len));
         free(buf);
 }
 

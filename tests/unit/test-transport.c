@@ -106,43 +106,9 @@ static void payload_check(const struct transport_frame *f, uint32_t id, uint32_t
                 ck_assert_uint_eq(f->payload[i], (uint8_t)(id * 31u + i));
 }
 
-/*
- * One sendmsg() with @nblocks SCM_RIGHTS blocks, each carrying @nfds fds.
- * Return: sendmsg()'s result, or -errno.
- */
-static ssize_t raw_sendv(int sock, const void *buf, size_t len, const int *fds, unsigned nfds, unsigned nblocks)
-{
-        size_t space = CMSG_SPACE(nfds * sizeof(int)) * nblocks;
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(256 * sizeof(int)) * 2];
-        } ctrl;
-        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-        struct cmsghdr *cmsg;
-        ssize_t n;
-
-        ck_assert_uint_le(space, sizeof(ctrl.buf));
-        memset(&ctrl, 0, sizeof(ctrl));
-        if (nfds > 0 && nblocks > 0) {
-                msg.msg_control = ctrl.buf;
-                msg.msg_controllen = space;
-                cmsg = CMSG_FIRSTHDR(&msg);
-                for (unsigned b = 0; b < nblocks; b++) {
-                        cmsg->cmsg_level = SOL_SOCKET;
-                        cmsg->cmsg_type = SCM_RIGHTS;
-                        cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-                        memcpy(CMSG_DATA(cmsg), fds + b * nfds, nfds * sizeof(int));
-                        cmsg = CMSG_NXTHDR(&msg, cmsg);
-                }
-        }
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-        return n < 0 ? -errno : n;
-}
-
 static void raw_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
 {
-        ck_assert_int_eq(raw_sendv(sock, buf, len, fds, nfds, nfds ? 1 : 0), (ssize_t)len);
+        ck_assert_int_eq(fdutil_sendmsg(sock, buf, len, fds, nfds, nfds ? 1 : 0, MSG_NOSIGNAL), (ssize_t)len);
 }
 
 /* Send @n fresh memfds with @buf; they are closed here (the kernel holds them in flight). */
@@ -777,7 +743,7 @@ START_TEST(test_d5_two_scm_rights)
                 orig[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
         }
         frame_put(buf, PROTO_OP_OPEN, 1, 8, 2);
-        n = raw_sendv(sv[0], buf, sizeof(buf), fds, 1, 2);
+        n = fdutil_sendmsg(sv[0], buf, sizeof(buf), fds, 1, 2, MSG_NOSIGNAL);
         fds_close(fds, 2);
         if (n < 0) {
                 /* the kernel refused the message itself: nothing to receive */
@@ -846,7 +812,8 @@ START_TEST(test_d6_ctrunc_rlimit)
                 fds[0] = memfd_create("d6", MFD_CLOEXEC);
                 fds[1] = memfd_create("d6", MFD_CLOEXEC);
                 frame_put(buf, PROTO_OP_OPEN, 1, 8, 2);
-                if (fds[0] < 0 || fds[1] < 0 || raw_sendv(sv[0], buf, sizeof(buf), fds, 2, 1) != sizeof(buf))
+                if (fds[0] < 0 || fds[1] < 0 ||
+                    fdutil_sendmsg(sv[0], buf, sizeof(buf), fds, 2, 1, MSG_NOSIGNAL) != sizeof(buf))
                         _exit(4);
                 close(fds[0]);
                 close(fds[1]);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-# smoke: start iomemd on a temporary socket and serve a hand-made HELLO + CREATE + OPEN (wire format by hand).
-# Usage: daemon/smoke.py path/to/iomemd
+# wire-smoke: start iomemd on a temporary socket and serve a hand-made HELLO + CREATE + OPEN (wire format by hand).
+# Usage: tests/integration/wire-smoke.py path/to/iomemd (ctest: integration/wire-smoke)
 import array, mmap, os, socket, struct, subprocess, sys, tempfile, time
 
 MAGIC, VERSION = 0x444D4F49, 1
@@ -33,6 +33,7 @@ def recv(sock):
 
 def main():
     daemon = sys.argv[1]
+    fds_before = sorted(os.listdir("/proc/self/fd"))
     d = tempfile.mkdtemp()
     path = os.path.join(d, "x.sock")
     p = subprocess.Popen([daemon, "--socket", path, "--log-level", "debug"])
@@ -62,6 +63,8 @@ def main():
         m1[0:5] = b"smoke"
         assert m2[0:5] == b"smoke", "not shared"
         print("shared bytes ok")
+        m1.close()  # an mmap object holds a dup of its fd
+        m2.close()
         send(b, DELETE, 4, string("smoke/region"))
         recv(b)
         # OPEN with WAIT: a timeout, then a wake-up by another client's CREATE (served by the event loop)
@@ -87,6 +90,9 @@ def main():
         p.terminate()
         rc = p.wait(10)
     assert not os.path.exists(path), "socket file left behind"
+    os.rmdir(d)
+    fds_after = sorted(os.listdir("/proc/self/fd"))
+    assert fds_after == fds_before, "fd leak: %s before, %s after" % (fds_before, fds_after)
     print("iomemd exit status", rc)
     return rc
 

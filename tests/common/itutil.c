@@ -1,30 +1,9 @@
-/* itutil: helpers of the integration suites (start the real iomemd, run programs, count a process's fds). */
-#pragma once
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* itutil: helpers of the integration suites (start the real iomemd, wait for it, run programs). */
 
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+#include "itutil.h"
 
-#include "iomem.h"
-#include "testutil.h"
-
-/*
- * The binaries under test come from the build through the environment
- * (tests/integration/CMakeLists.txt sets IOMEMD, IOMEMCTL, IOMEM_EXAMPLES).
- */
-static inline const char *it_env(const char *name)
+const char *it_env(const char *name)
 {
         const char *v = getenv(name);
 
@@ -32,15 +11,8 @@ static inline const char *it_env(const char *name)
         return v;
 }
 
-/* One running iomemd on its own socket in its own temporary directory. */
-struct it_daemon {
-        pid_t pid;
-        char dir[64];
-        char socket[108]; /* sizeof(sockaddr_un.sun_path) */
-};
 
-/* Sleep @ms milliseconds (polling helpers only; no test asserts on time). */
-static inline void it_sleep_ms(int ms)
+void it_sleep_ms(int ms)
 {
         struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
@@ -48,8 +20,8 @@ static inline void it_sleep_ms(int ms)
                 ;
 }
 
-/* Return: true once something accepts connections on @path. */
-static inline bool it_socket_ready(const char *path)
+
+bool it_socket_ready(const char *path)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int fd, r;
@@ -63,13 +35,8 @@ static inline bool it_socket_ready(const char *path)
         return r == 0;
 }
 
-/*
- * it_daemon_start() - run iomemd --socket DIR/sock with @extra arguments
- * (NULL-terminated, may be NULL) and wait until it accepts connections.
- * The daemon dies with the test process (PR_SET_PDEATHSIG), so a failed
- * assertion cannot leave it behind.
- */
-static inline void it_daemon_start(struct it_daemon *d, const char *const *extra)
+
+void it_daemon_start(struct it_daemon *d, const char *const *extra)
 {
         const char *argv[32];
         int n = 0;
@@ -110,8 +77,8 @@ static inline void it_daemon_start(struct it_daemon *d, const char *const *extra
         ck_abort_msg("iomemd did not start listening on %s", d->socket);
 }
 
-/* Stop the daemon with SIGTERM and check it exited cleanly. Return: nothing. */
-static inline void it_daemon_stop(struct it_daemon *d)
+
+void it_daemon_stop(struct it_daemon *d)
 {
         int status = 0;
 
@@ -126,35 +93,8 @@ static inline void it_daemon_stop(struct it_daemon *d)
                       status);
 }
 
-/* Return: the number of open fds of process @pid, or -1. */
-static inline int it_fd_count_of(pid_t pid)
-{
-        char path[64];
-        DIR *dir;
-        struct dirent *e;
-        int n = 0;
 
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-        dir = opendir(path);
-        if (!dir)
-                return -1;
-        while ((e = readdir(dir)))
-                if (e->d_name[0] != '.')
-                        n++;
-        closedir(dir);
-        return n;
-}
-
-/*
- * it_daemon_settled_fds() - the daemon's fd count once every other client is
- * gone. Disconnects are handled asynchronously, so this connects a probe and
- * asks STATUS (bounded polling) until the probe is the only connection: the
- * daemon frees a connection, its fds and its leased regions, before it stops
- * counting it. Then the count is taken with the probe still connected, so
- * two results are comparable.
- * Return: the count (including the probe's one socket).
- */
-static inline int it_daemon_settled_fds(const struct it_daemon *d)
+int it_daemon_settled_fds(const struct it_daemon *d)
 {
         struct iomem_client *probe = NULL;
         struct iomem_status st = { 0 };
@@ -172,12 +112,12 @@ static inline int it_daemon_settled_fds(const struct it_daemon *d)
         ck_assert_msg(st.connections == 1, "the daemon still counts %llu connections",
                       (unsigned long long)st.connections);
         /* fds clients sent are closed by the daemon's closer thread, a little later: wait until the count holds */
-        n = it_fd_count_of(d->pid);
+        n = fdutil_count(d->pid);
         for (int i = 0; i < 500; i++) {
                 int again;
 
                 it_sleep_ms(10);
-                again = it_fd_count_of(d->pid);
+                again = fdutil_count(d->pid);
                 if (again == n)
                         break;
                 n = again;
@@ -187,8 +127,8 @@ static inline int it_daemon_settled_fds(const struct it_daemon *d)
         return n;
 }
 
-/* Raise RLIMIT_NOFILE (soft and, if needed, hard) to at least @n. Return: 0 or -errno. */
-static inline int it_raise_nofile(rlim_t n)
+
+int it_raise_nofile(rlim_t n)
 {
         struct rlimit rl;
 
@@ -202,14 +142,9 @@ static inline int it_raise_nofile(rlim_t n)
         return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
 }
 
-/*
- * it_run() - run argv (argv[0] a path), feeding @input (may be NULL) on stdin
- * and collecting up to @outsize-1 bytes of stdout into @out (NUL-terminated;
- * may be NULL) and stderr into @err (may be NULL).
- * Return: the wait status.
- */
-static inline int it_run(const char *const *argv, const char *input, size_t inlen, char *out, size_t outsize,
-                         char *err, size_t errsize)
+
+int it_run(const char *const *argv, const char *input, size_t inlen, char *out, size_t outsize, char *err,
+           size_t errsize)
 {
         int pin[2], pout[2], perr[2], status;
         size_t olen = 0, elen = 0, ilen = 0;

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* itutil: helpers of the integration suites (start the real iomemd, wait for it, run programs). */
+#pragma once
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "iomem.h"
+#include "testutil.h"
+
+/*
+ * The binaries under test come from the build through the environment
+ * (tests/integration/CMakeLists.txt sets IOMEMD, IOMEMCTL, IOMEM_EXAMPLES).
+ */
+const char *it_env(const char *name);
+
+/* One running iomemd on its own socket in its own temporary directory. */
+struct it_daemon {
+        pid_t pid;
+        char dir[64];
+        char socket[108]; /* sizeof(sockaddr_un.sun_path) */
+};
+
+/* Sleep @ms milliseconds (polling helpers only; no test asserts on time). */
+void it_sleep_ms(int ms);
+
+/* Return: true once something accepts connections on @path. */
+bool it_socket_ready(const char *path);
+
+/*
+ * it_daemon_start() - run iomemd --socket DIR/sock with @extra arguments
+ * (NULL-terminated, may be NULL) and wait until it accepts connections.
+ * The daemon dies with the test process (PR_SET_PDEATHSIG), so a failed
+ * assertion cannot leave it behind.
+ */
+void it_daemon_start(struct it_daemon *d, const char *const *extra);
+
+/* Stop the daemon with SIGTERM and check it exited cleanly. Return: nothing. */
+void it_daemon_stop(struct it_daemon *d);
+
+/*
+ * it_daemon_settled_fds() - the daemon's fd count once every other client is
+ * gone. Disconnects are handled asynchronously, so this connects a probe and
+ * asks STATUS (bounded polling) until the probe is the only connection: the
+ * daemon frees a connection, its fds and its leased regions, before it stops
+ * counting it. Then the count is taken with the probe still connected, so
+ * two results are comparable.
+ * Return: the count (including the probe's one socket).
+ */
+int it_daemon_settled_fds(const struct it_daemon *d);
+
+/* Raise RLIMIT_NOFILE (soft and, if needed, hard) to at least @n. Return: 0 or -errno. */
+int it_raise_nofile(rlim_t n);
+
+/*
+ * it_run() - run argv (argv[0] a path), feeding @input (may be NULL) on stdin
+ * and collecting up to @outsize-1 bytes of stdout into @out (NUL-terminated;
+ * may be NULL) and stderr into @err (may be NULL).
+ * Return: the wait status.
+ */
+int it_run(const char *const *argv, const char *input, size_t inlen, char *out, size_t outsize, char *err,
+           size_t errsize);

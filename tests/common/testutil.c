@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* testutil: helpers shared by the Check suites (the fd-leak fixture, running a suite). */
+
+#include "testutil.h"
+
+/* the count test_fd_setup() took; Check runs each test's fixture in the test's own process */
+static int test_fd_baseline = -1;
+
+int test_fd_count(void)
+{
+        return fdutil_count(0);
+}
+
+void test_fd_setup(void)
+{
+        test_fd_baseline = test_fd_count();
+}
+
+void test_fd_teardown(void)
+{
+        int now = test_fd_count();
+
+        ck_assert_msg(now == test_fd_baseline, "fd leak: %d open before the test, %d after", test_fd_baseline,
+                      now);
+}
+
+int test_run_suite(Suite *s)
+{
+        SRunner *sr = srunner_create(s);
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
