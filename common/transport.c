@@ -186,6 +186,22 @@ static int transport_collect_fds(struct msghdr *msg, int *fds, unsigned size, un
         return r;
 }
 
+/* Attach @nfds fds as one SCM_RIGHTS block to @msg, in @ctrl (room for TRANSPORT_CMSG_SIZE bytes). */
+static void transport_attach_fds(struct msghdr *msg, void *ctrl, const int *fds, unsigned nfds)
+{
+        struct cmsghdr *cmsg;
+
+        assert(nfds > 0 && nfds <= PROTO_MAX_FDS);
+        memset(ctrl, 0, TRANSPORT_CMSG_SIZE);
+        msg->msg_control = ctrl;
+        msg->msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        cmsg = CMSG_FIRSTHDR(msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
+}
+
 int transport_read(struct transport *t)
 {
         union {
@@ -494,18 +510,9 @@ int transport_flush(struct transport *t)
 
                 if (o->nfds > 0) {
                         /* alone, from its first byte, with all its fds */
-                        struct cmsghdr *cmsg;
-
                         assert(o->sent == 0);
                         iov[niov++] = (struct iovec){ .iov_base = o->data, .iov_len = o->len };
-                        memset(&ctrl, 0, sizeof(ctrl));
-                        msg.msg_control = ctrl.buf;
-                        msg.msg_controllen = CMSG_SPACE(o->nfds * sizeof(int));
-                        cmsg = CMSG_FIRSTHDR(&msg);
-                        cmsg->cmsg_level = SOL_SOCKET;
-                        cmsg->cmsg_type = SCM_RIGHTS;
-                        cmsg->cmsg_len = CMSG_LEN(o->nfds * sizeof(int));
-                        memcpy(CMSG_DATA(cmsg), o->fds, o->nfds * sizeof(int));
+                        transport_attach_fds(&msg, ctrl.buf, o->fds, o->nfds);
                 } else {
                         for (; o && o->nfds == 0 && niov < TRANSPORT_IOV_MAX; o = o->next)
                                 iov[niov++] = (struct iovec){ .iov_base = o->data + o->sent,
@@ -606,4 +613,59 @@ int transport_recv_blocking(struct transport *t, struct transport_frame *f, int 
                         return r;
                 }
         }
+}
+
+int transport_send_fd(int sock, const void *buf, size_t len, int fd)
+{
+        union {
+                struct cmsghdr align;
+                uint8_t buf[TRANSPORT_CMSG_SIZE];
+        } ctrl;
+        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t n;
+
+        if (fd >= 0)
+                transport_attach_fds(&msg, ctrl.buf, &fd, 1);
+        do
+                n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        return (size_t)n == len ? 0 : -EIO;
+}
+
+int transport_recv_fd(int sock, void *buf, size_t len, int *fdp)
+{
+        union {
+                struct cmsghdr align;
+                uint8_t buf[TRANSPORT_CMSG_SIZE];
+        } ctrl;
+        int fds[TRANSPORT_CMSG_SIZE / sizeof(int)];
+        struct iovec iov = { .iov_base = buf, .iov_len = len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf,
+                              .msg_controllen = sizeof(ctrl.buf) };
+        unsigned nfds = 0;
+        ssize_t n;
+        int r;
+
+        *fdp = -1;
+        memset(&ctrl, 0, sizeof(ctrl));
+        do
+                n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds);
+        if (r >= 0 && nfds > 1)
+                r = -EPROTO;
+        if (r >= 0 && (n == 0 ? nfds > 0 : ((size_t)n != len || (msg.msg_flags & MSG_TRUNC))))
+                r = -EBADMSG;
+        if (r < 0 || n == 0) {
+                transport_close_fds(fds, nfds);
+                return r < 0 ? r : 0;
+        }
+        if (nfds == 1)
+                *fdp = fds[0];
+        return 1;
 }

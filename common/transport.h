@@ -100,8 +100,9 @@ int transport_next_frame(struct transport *t, struct transport_frame *f);
 /*
  * transport_set_fd_closer() - how this process closes the fds that peers sent
  * (received fds not yet handed out, and frames' fds): @fn, or close() when
- * NULL. Fds queued for sending are ours and closed with close(). The daemon passes a closer that cannot block its event
- * loop (daemon/closer.h). Return: nothing.
+ * NULL. Fds queued for sending are ours and closed with close(). The daemon
+ * passes a closer that cannot block its event loop (daemon/closer.h).
+ * Return: nothing.
  */
 void transport_set_fd_closer(void (*fn)(int fd));
 
@@ -147,3 +148,29 @@ int transport_wait(struct transport *t, short events, int timeout_ms);
 int transport_send_blocking(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
                             int *fds, unsigned nfds, int timeout_ms);
 int transport_recv_blocking(struct transport *t, struct transport_frame *f, int timeout_ms);
+
+/*
+ * Records with at most one fd, for a private channel between two processes
+ * that speak no frames (iomemd and its fd keepers, over SOCK_SEQPACKET): the
+ * same rules as the stream above, without the framing.
+ *
+ * transport_send_fd() - one blocking sendmsg(MSG_NOSIGNAL) of the @len bytes
+ * at @buf with @fd (borrowed: the caller still owns it; -1 for none) as one
+ * SCM_RIGHTS block. EINTR is retried; other errors, transient ones included
+ * (ENOMEM, ENOBUFS, ETOOMANYREFS), are the caller's to retry.
+ * Return: 0 once all @len bytes went; -EIO on a short send; sendmsg()'s
+ * negative errno (nothing was sent).
+ */
+int transport_send_fd(int sock, const void *buf, size_t len, int fd);
+
+/*
+ * transport_recv_fd() - one blocking recvmsg(MSG_CMSG_CLOEXEC) of a record of
+ * exactly @len bytes into @buf, with at most one fd. EINTR is retried.
+ * Return: 1 with the record and *@fdp (received, owned by the caller, close-
+ * on-exec; -1 if none); 0 at end of stream; -EBADMSG for a record of another
+ * size (or cut short: MSG_TRUNC); -EPROTO for control data the stream would
+ * refuse too (MSG_CTRUNC, more than one fd or block, anything but
+ * SCM_RIGHTS). On every error *@fdp is -1 and whatever arrived is closed.
+ * Otherwise recvmsg()'s negative errno (-EAGAIN after SO_RCVTIMEO).
+ */
+int transport_recv_fd(int sock, void *buf, size_t len, int *fdp);

@@ -17,6 +17,7 @@
 
 #include "keeper.h"
 #include "log.h"
+#include "transport.h"
 
 #define KEEPER_MARGIN 32 /* fds a keeper keeps free for itself */
 #define KEEPER_TIMEOUT_SEC 5
@@ -95,75 +96,18 @@ static struct keeper_slot *keeper_find(struct keeper_slot *tab, size_t mask, uin
         return insert ? tomb : NULL;
 }
 
+/* The keeper channel is a SOCK_SEQPACKET socketpair: one struct keeper_msg a record, with at most one fd. */
 static int keeper_send(int sock, const struct keeper_msg *m, int fd)
 {
-        union {
-                char buf[CMSG_SPACE(sizeof(int))];
-                struct cmsghdr align;
-        } u;
-        struct iovec iov = { .iov_base = (void *)m, .iov_len = sizeof(*m) };
-        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-        ssize_t n;
-
-        if (fd >= 0) {
-                memset(&u, 0, sizeof(u));
-                msg.msg_control = u.buf;
-                msg.msg_controllen = sizeof(u.buf);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(c), &fd, sizeof(int));
-        }
-        do
-                n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return -errno;
-        return n == (ssize_t)sizeof(*m) ? 0 : -EIO;
+        return transport_send_fd(sock, m, sizeof(*m), fd);
 }
 
-/* Return: 1 with *m (and *fdp, -1 if none); 0 at EOF; negative errno. */
+/* Return: 1 with *m (and *fdp, -1 if none); 0 at EOF; negative errno (-EIO after the receive timeout). */
 static int keeper_recv(int sock, struct keeper_msg *m, int *fdp)
 {
-        union {
-                char buf[CMSG_SPACE(sizeof(int))];
-                struct cmsghdr align;
-        } u;
-        struct iovec iov = { .iov_base = m, .iov_len = sizeof(*m) };
-        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                              .msg_controllen = sizeof(u.buf) };
-        ssize_t n;
+        int r = transport_recv_fd(sock, m, sizeof(*m), fdp);
 
-        *fdp = -1;
-        do
-                n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return errno == EAGAIN ? -EIO : -errno;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t i = 0; i < nfds; i++) {
-                        int fd;
-
-                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                        if (*fdp < 0)
-                                *fdp = fd;
-                        else
-                                close(fd);
-                }
-        }
-        if (n == 0)
-                return 0;
-        if (n != (ssize_t)sizeof(*m) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-                if (*fdp >= 0)
-                        close(*fdp);
-                *fdp = -1;
-                return -EBADMSG;
-        }
-        return 1;
+        return r == -EAGAIN ? -EIO : r;
 }
 
 /* Errors of a syscall that say nothing about the keeper: try again. */
@@ -182,6 +126,7 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
         size_t mask = 1;
 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        transport_set_fd_closer(NULL); /* a forked keeper has no closer thread: close() what it refuses */
         for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
                 signal(sigs[i], SIG_DFL);
         signal(SIGPIPE, SIG_IGN);

@@ -1210,6 +1210,81 @@ START_TEST(test_null_safe)
 }
 END_TEST
 
+/* ---- records with at most one fd (transport_send_fd / transport_recv_fd) ---- */
+
+static void seqpacket_pair(int sv[2])
+{
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static bool same_inode(int a, int b)
+{
+        struct stat sa, sb;
+
+        ck_assert_int_eq(fstat(a, &sa), 0);
+        ck_assert_int_eq(fstat(b, &sb), 0);
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+START_TEST(test_record_roundtrip)
+{
+        uint64_t out[2] = { 1, 2 }, in[2] = { 0 };
+        int sv[2], fd = memfd_new(), got = -2;
+
+        seqpacket_pair(sv);
+        /* with an fd: the caller keeps its own; the received one is another fd on the same file, close-on-exec */
+        ck_assert_int_eq(transport_send_fd(sv[0], out, sizeof(out), fd), 0);
+        ck_assert_int_eq(transport_recv_fd(sv[1], in, sizeof(in), &got), 1);
+        ck_assert_mem_eq(in, out, sizeof(in));
+        ck_assert_int_ge(got, 0);
+        ck_assert_int_ne(got, fd);
+        ck_assert(same_inode(got, fd));
+        ck_assert_int_eq(fcntl(got, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+        close(got);
+        /* without one */
+        out[0] = 3;
+        ck_assert_int_eq(transport_send_fd(sv[0], out, sizeof(out), -1), 0);
+        ck_assert_int_eq(transport_recv_fd(sv[1], in, sizeof(in), &got), 1);
+        ck_assert_uint_eq(in[0], 3);
+        ck_assert_int_eq(got, -1);
+        /* end of stream */
+        close(sv[0]);
+        sv[0] = -1;
+        ck_assert_int_eq(transport_recv_fd(sv[1], in, sizeof(in), &got), 0);
+        ck_assert_int_eq(got, -1);
+        close(fd);
+        pair_close(sv);
+}
+END_TEST
+
+/* a record of another size, or control data the stream refuses: an error, and nothing that arrived stays open */
+START_TEST(test_record_refused)
+{
+        uint64_t in[2], big[3] = { 0 };
+        int sv[2], fds[2] = { memfd_new(), memfd_new() }, got = -2;
+
+        seqpacket_pair(sv);
+        /* too short */
+        ck_assert_int_eq(fdutil_sendmsg(sv[0], big, 8, fds, 1, 1, MSG_NOSIGNAL), 8);
+        ck_assert_int_eq(transport_recv_fd(sv[1], in, sizeof(in), &got), -EBADMSG);
+        ck_assert_int_eq(got, -1);
+        /* too long: MSG_TRUNC */
+        ck_assert_int_eq(fdutil_sendmsg(sv[0], big, sizeof(big), fds, 1, 1, MSG_NOSIGNAL), (ssize_t)sizeof(big));
+        ck_assert_int_eq(transport_recv_fd(sv[1], in, sizeof(in), &got), -EBADMSG);
+        ck_assert_int_eq(got, -1);
+        /* two fds in one block (D3), then two blocks (D5) */
+        ck_assert_int_eq(fdutil_sendmsg(sv[0], big, sizeof(in), fds, 2, 1, MSG_NOSIGNAL), (ssize_t)sizeof(in));
+        ck_assert_int_eq(transport_recv_fd(sv[1], in, sizeof(in), &got), -EPROTO);
+        ck_assert_int_eq(got, -1);
+        if (fdutil_sendmsg(sv[0], big, sizeof(in), fds, 1, 2, MSG_NOSIGNAL) == (ssize_t)sizeof(in)) {
+                ck_assert_int_eq(transport_recv_fd(sv[1], in, sizeof(in), &got), -EPROTO);
+                ck_assert_int_eq(got, -1);
+        }
+        fds_close(fds, 2);
+        pair_close(sv); /* the fd-leak fixture proves every received fd was closed */
+}
+END_TEST
+
 static Suite *transport_suite(void)
 {
         Suite *s = suite_create("transport");
@@ -1263,6 +1338,12 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_read_buffer_full);
         tcase_add_test(tc, test_wait_and_timeouts);
         tcase_add_test(tc, test_null_safe);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("records");
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_record_roundtrip);
+        tcase_add_test(tc, test_record_refused);
         suite_add_tcase(s, tc);
         return s;
 }
