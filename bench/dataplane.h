@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* dataplane: scenario 8, moving bytes from one process to another through a region vs through a pipe. */
 #pragma once
 

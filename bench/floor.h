@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* floor: the daemon-less floor, the same exchanges done by hand (socketpair with one fd; shm_open). */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* iomem-bench: the benchmark of iomemd and libiomem against the daemon-less floor (docs/performance.md). */
 
 #include <errno.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """plot: ops/s and latency against the number of clients, from iomem-bench JSON lines, as a PNG."""
 import json
 import sys

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* runner: run one operation in a timed loop, in this process or in N forked clients started together. */
 
 #include <errno.h>

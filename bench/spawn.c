@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* spawn: start and stop a private iomemd for the benchmark, and read a process's RSS. */
 
 #include <errno.h>

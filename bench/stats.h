@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* stats: latency samples of one scenario, their percentiles, and its JSON line and table row. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* iomemctl: command-line client of iomemd (create, read, write, list, exec with a region...). */
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* client: the daemon half of libiomem (connect, HELLO, and one blocking request per call). */
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* iomem.h: libiomem, the client library of iomemd (memory regions shared by fd). */
 #pragma once
 

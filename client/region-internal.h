@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* region-internal: the libiomem-internal constructor of struct iomem_region (used by client.c). */
 #pragma once
 

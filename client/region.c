@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* region: libiomem's struct iomem_region, one memory fd that can be mapped, resized and sealed. */
 
 #include <errno.h>

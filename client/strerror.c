@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* strerror: words for the negative errno values libiomem and iomemd return. */
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* backend: memory objects from memfd_create, POSIX shm_open or an unlinked temporary file. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* transport: framed stream over a Unix socket, with fds tied to frames (SCM_RIGHTS). */
 
 #include <assert.h>

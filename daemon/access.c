@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* access: who may do what to a named region (owner, group, mode), from SO_PEERCRED identities. */
 #include <errno.h>
 

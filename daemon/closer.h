@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* closer: closes fds that clients sent, on a thread of its own. */
 #pragma once
 

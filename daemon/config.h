@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* config: iomemd's settings, their defaults and the command line. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* keeper: helper processes that hold region fds beyond the daemon's own fd budget. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* log: the daemon's log lines on stderr, journal-aware, with a level threshold. */
 #pragma once
 

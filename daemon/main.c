@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* main: iomemd's entry point: configuration, logging, the event loop. */
 #include <errno.h>
 #include <stdlib.h>

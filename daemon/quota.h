@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* quota: what each uid holds in the daemon (bytes, regions, connections, fds in flight) against its limits. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* server: the event loop of iomemd (libevent): listening socket, connections, timers, signals. */
 #include <errno.h>
 #include <event2/event.h>

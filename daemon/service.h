@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* service: systemd integration (socket activation, readiness, watchdog, fd store of named regions). */
 #pragma once
 

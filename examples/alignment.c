@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* alignment: place records at 64-byte (cache line) aligned offsets in a region and check them. */
 
 #include <stdint.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* consumer: wait for a name in iomemd, read the producer's message from the region, reply in it. */
 
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* parent-child: a parent and a forked child share one local region; each sees the other's writes. */
 
 #include <stdio.h>

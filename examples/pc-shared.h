@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* pc-shared: the layout producer.c and consumer.c agree on inside their shared region. */
 #pragma once
 

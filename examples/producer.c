@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* producer: create a named region in iomemd, publish a message in it, wait for the consumer's reply. */
 
 #include <stdio.h>

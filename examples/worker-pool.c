@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* worker-pool: pass one region's fd to N workers with SCM_RIGHTS; work and results travel through it. */
 
 #include <errno.h>

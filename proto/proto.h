@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* proto: the iomemd wire format (frame header, opcodes, messages), pure encode/decode. */
 #pragma once
 

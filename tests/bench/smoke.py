@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """smoke: run iomem-bench --quick; every scenario must run and print well-formed JSON (no timing asserted)."""
 import json
 import os

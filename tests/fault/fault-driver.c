@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* fault-driver: run iomemd under the fault library and fail each allocation/syscall site in turn (R5, R1, L4). */
 #include <errno.h>
 #include <fcntl.h>

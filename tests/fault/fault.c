@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* fault: LD_PRELOAD library that fails the Nth call of an allocator or syscall in iomemd (test builds only). */
 #include <dlfcn.h>
 #include <errno.h>

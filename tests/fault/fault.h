@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* fault: the control page shared by the fault-injection preload library (fault.c) and its driver. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-reliability-daemon: checklist items that need the real iomemd: D6 at its fd limit, D9, L1 kill -9, L5 restart under load. */
 #include <dirent.h>
 #include <pthread.h>

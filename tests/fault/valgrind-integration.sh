@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # valgrind-integration: the integration suites once more, with every iomemd they start running under valgrind memcheck.
 #
 #   tests/fault/valgrind-integration.sh BUILD_DIR TEST...

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* fuzz-conn: libFuzzer target driving one whole daemon connection (conn.c) with bytes and fuzzer-chosen fds. */
 #include <errno.h>
 #include <fcntl.h>

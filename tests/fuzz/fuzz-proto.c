@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* fuzz-proto: libFuzzer target for the frame decoder (proto_header_decode, every payload decoder, the transport's framing). */
 #include <errno.h>
 #include <stdint.h>

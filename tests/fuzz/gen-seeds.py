@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """gen-seeds: write the seed corpora of the fuzz targets (corpus-fuzz-proto/, corpus-fuzz-conn/) from scratch."""
 import os
 import struct

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # run-fuzz: build the libFuzzer targets with clang in their own sub-build and run each for a bounded time.
 #
 #   tests/fuzz/run-fuzz.sh BUILD_DIR [SECONDS_PER_TARGET] [TARGET...]

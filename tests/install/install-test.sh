@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # `cmake --install --prefix P` gives everything a user needs: iomemd, iomemctl, libiomem with its soname, iomem.h,
 # iomem.pc and the units (ExecStart= pointing into P); a program built against P with pkg-config runs.
 # Usage: install-test.sh BUILD_DIR

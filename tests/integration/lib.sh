@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # lib.sh: shared helpers of the integration shell tests (sourced, not run).
 # Needs IOMEMD and IOMEMCTL from the environment (set by ctest).
 

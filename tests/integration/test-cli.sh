@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test-cli: every iomemctl command against the real iomemd, per backend: output, exit codes, one-line errors, --json.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test-examples: run every example; producer and consumer are unrelated processes meeting by name through iomemd.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

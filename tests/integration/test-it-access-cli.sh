@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test-it-access-cli: iomemctl chmod, chown, quota and register against the real iomemd, as root and as other uids.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-access: access control, read-only enforcement, REGISTER and quotas against the real iomemd, as other uids. */
 
 /*

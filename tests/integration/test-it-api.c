@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-api: every opcode's success and error paths through libiomem against the real iomemd, per backend. */
 
 #include <errno.h>

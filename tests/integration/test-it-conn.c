@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-conn: waiting for names, leases, pipelined requests and the daemon's fds, against the real iomemd. */
 
 #include <errno.h>

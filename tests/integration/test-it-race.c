@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-race: one connection's requests must never run inside another's (a woken, throttled waiter). */
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-scale: 100,000 regions through LIST pagination, and 1,000 concurrent connections, on the real iomemd. */
 
 #include <errno.h>

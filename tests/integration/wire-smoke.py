@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # wire-smoke: start iomemd on a temporary socket and serve a hand-made HELLO + CREATE + OPEN (wire format by hand).
 # Usage: tests/integration/wire-smoke.py path/to/iomemd (ctest: integration/wire-smoke)
 import array, mmap, os, socket, struct, subprocess, sys, tempfile, time

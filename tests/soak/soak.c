@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* soak: 64 hostile and well-behaved clients against one iomemd; afterwards its RSS, fds and regions are checked. */
 #include <errno.h>
 #include <fcntl.h>

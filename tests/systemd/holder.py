@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Holds a mapping of the region whose fd iomemctl exec passed in IOMEM_FD across daemon restarts.
 # Protocol with inside.sh through files in $OUT: writes holder-ready, waits for holder-go-N, checks that its
 # mapping still shows the expected bytes, writes a marker, answers holder-done-N.

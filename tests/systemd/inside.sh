@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs inside systemd-nspawn as a oneshot unit, with systemd as PID 1 and the project's own units installed.
 # Usage: inside.sh BUILD_DIR SOURCE_DIR OUT_DIR. Ends the container with `systemctl exit 0` on success.
 set -uo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Boot a real systemd as PID 1 in systemd-nspawn over the host's root (read-only, tmpfs on top), install the
 # project's units pointing at the build tree, and run tests/systemd/inside.sh as a oneshot unit.
 # Usage: run-nspawn.sh BUILD_DIR SOURCE_DIR

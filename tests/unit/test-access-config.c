@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-access-config: the configuration file, quota overrides, the allow-list and reloading (config.c). */
 #include <errno.h>
 #include <stdint.h>

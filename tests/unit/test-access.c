@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-access: the access rules (access.c) and per-uid usage accounting (quota.c). */
 #include <errno.h>
 #include <stdint.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-backend: the memfd, shm and file backends (common/backend.c), each forced and through AUTO. */
 
 #include <dirent.h>

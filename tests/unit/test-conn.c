@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-conn: the daemon's request dispatch, driven over a socketpair without an event loop. */
 #include <errno.h>
 #include <fcntl.h>

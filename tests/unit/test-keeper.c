@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-keeper: region fds parked in keeper processes and handed back (keeper.c, regtab's fd budget). */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-proto: the wire format: round trips, exact shapes, truncations, hostile fields (F1-F3, F5-F7). */
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-region: local regions of libiomem (client/region.c), iomem_seals_parse() and iomem_strerror(). */
 
 #include <dirent.h>

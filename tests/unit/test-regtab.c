@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-regtab: the daemon's region table: hashing by name and id, id order, LIST cursors, waiters. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-transport: framing and fd passing over a socketpair, with the test playing a hostile peer. */
 
 #include <errno.h>
