@@ -53,10 +53,6 @@ static bool region_backend_valid(enum iomem_backend backend)
         return false;
 }
 
-/*
- * region_new_consume_fd() - wrap an fd (taken over, even on error); see region-internal.h.
- * Return: 0 with *regionp set; -EBADF; -EINVAL; -ENOMEM.
- */
 int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uint32_t flags, uint64_t id,
                           struct iomem_region **regionp)
 {

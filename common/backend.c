@@ -246,10 +246,6 @@ static bool backend_unavailable(int error)
         }
 }
 
-/*
- * backend_create() - make a memory object of @size bytes; see backend.h.
- * Return: 0; -EFBIG; -EINVAL; -ENOSPC, -ENOMEM, -EMFILE or another negative errno.
- */
 int backend_create(enum proto_backend backend, uint64_t size, uint64_t max_size, const char *tmpdir,
                    int *fdp, enum proto_backend *chosenp)
 {
@@ -304,10 +300,6 @@ int backend_create(enum proto_backend backend, uint64_t size, uint64_t max_size,
         return 0;
 }
 
-/*
- * backend_resize() - change the size with ftruncate.
- * Return: 0; -EFBIG; -EPERM if a seal forbids it; negative errno.
- */
 int backend_resize(int fd, uint64_t size, uint64_t max_size)
 {
         int r;
@@ -334,10 +326,6 @@ static int backend_is_memfd(int fd)
         return r == PROTO_BACKEND_MEMFD;
 }
 
-/*
- * backend_seal() - add seals (PROTO_SEAL_* bits) to a memfd.
- * Return: 0; -EOPNOTSUPP; -EBUSY; -EPERM; -EINVAL for unknown bits.
- */
 int backend_seal(int fd, uint32_t seals)
 {
         int r;
@@ -354,11 +342,6 @@ int backend_seal(int fd, uint32_t seals)
         return 0;
 }
 
-/*
- * backend_get_seals() - the seals in force, limited to PROTO_SEALS_KNOWN
- * (the kernel adds bits such as F_SEAL_EXEC that the protocol does not carry).
- * Return: the seals (>= 0), 0 for objects that cannot be sealed, or negative errno.
- */
 int backend_get_seals(int fd)
 {
         int r;
@@ -374,7 +357,6 @@ int backend_get_seals(int fd)
         return (int)((uint32_t)r & PROTO_SEALS_KNOWN);
 }
 
-/* Return: the size of the object behind @fd via fstat, or negative errno. */
 int backend_get_size(int fd, uint64_t *sizep)
 {
         struct stat st;
@@ -403,12 +385,6 @@ static int backend_fd_link(int fd, char *buf, size_t size)
         return (int)n;
 }
 
-/*
- * backend_detect() - guess the backend of an fd from its /proc/self/fd link
- * and file system; without /proc, a tmpfs object answering F_GET_SEALS is
- * taken for a memfd.
- * Return: the backend; -EINVAL if @fd is not a regular file; negative errno.
- */
 int backend_detect(int fd)
 {
         char link[4096];
@@ -473,11 +449,6 @@ int backend_from_name(const char *name)
         return -EINVAL;
 }
 
-/*
- * backend_reopen_rdonly() - a new read-only fd to the same object via
- * /proc/self/fd, checked to be the same inode.
- * Return: 0 with *fdp set, or negative errno.
- */
 int backend_reopen_rdonly(int fd, int *fdp)
 {
         char path[64];

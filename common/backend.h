@@ -45,16 +45,23 @@ int backend_resize(int fd, uint64_t size, uint64_t max_size);
  */
 int backend_seal(int fd, uint32_t seals);
 
-/* Return: the seals in force (>= 0), 0 for objects that cannot be sealed, or negative errno. */
+/*
+ * backend_get_seals() - the seals in force, limited to PROTO_SEALS_KNOWN (the
+ * kernel adds bits such as F_SEAL_EXEC that the protocol does not carry).
+ * Return: the seals (>= 0), 0 for objects that cannot be sealed, or negative
+ * errno.
+ */
 int backend_get_seals(int fd);
 
 /* Return: the size of the object behind @fd via fstat, or negative errno. */
 int backend_get_size(int fd, uint64_t *sizep);
 
 /*
- * backend_detect() - guess the backend of an fd (memfd if F_GET_SEALS works
- * and the name starts with "memfd:", shm if it lives on /dev/shm, else file).
- * Return: the backend, or negative errno.
+ * backend_detect() - guess the backend of an fd from its /proc/self/fd link:
+ * memfd if the link starts with "/memfd:", shm if it starts with "/dev/shm/"
+ * on tmpfs, else file. Without /proc, a tmpfs object that answers
+ * F_GET_SEALS is taken for a memfd, anything else for a file.
+ * Return: the backend; -EINVAL if @fd is not a regular file; negative errno.
  */
 int backend_detect(int fd);
 
@@ -65,7 +72,8 @@ int backend_from_name(const char *name);
 
 /*
  * backend_reopen_rdonly() - a new read-only fd to the same object, made
- * without going through the file system by name (memfd: /proc/self/fd
- * reopen with O_RDONLY). Return: 0 with *fdp set, or negative errno.
+ * without going through the file system by name: /proc/self/fd/N reopened
+ * O_RDONLY, checked to be the same inode.
+ * Return: 0 with *fdp set, or negative errno.
  */
 int backend_reopen_rdonly(int fd, int *fdp);
