@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* fdutil: the tests' raw fd passing (one sendmsg with SCM_RIGHTS) and fd counting, with no test framework. */
+/* fdutil: the tests' raw fd passing (one sendmsg with SCM_RIGHTS), fd counting and raw connect, no framework. */
 
 #include "fdutil.h"
 
@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 ssize_t fdutil_sendmsg(int sock, const void *buf, size_t len, const int *fds, unsigned nfds, unsigned nblocks,
                        int flags)
@@ -40,6 +42,26 @@ ssize_t fdutil_sendmsg(int sock, const void *buf, size_t len, const int *fds, un
         }
         n = sendmsg(sock, &msg, flags);
         return n < 0 ? -errno : n;
+}
+
+int fdutil_connect(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                int r = -errno;
+
+                close(fd);
+                return r;
+        }
+        return fd;
 }
 
 int fdutil_count(pid_t pid)

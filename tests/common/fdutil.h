@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* fdutil: the tests' raw fd passing (one sendmsg with SCM_RIGHTS) and fd counting, with no test framework. */
+/* fdutil: the tests' raw fd passing (one sendmsg with SCM_RIGHTS), fd counting and raw connect, no framework. */
 #pragma once
 
 #include <stddef.h>
@@ -20,6 +20,13 @@
  */
 ssize_t fdutil_sendmsg(int sock, const void *buf, size_t len, const int *fds, unsigned nfds, unsigned nblocks,
                        int flags);
+
+/*
+ * fdutil_connect() - a blocking, close-on-exec stream socket connected to the
+ * Unix socket at @path.
+ * Return: the fd (the caller's), or the negative errno of socket()/connect().
+ */
+int fdutil_connect(const char *path);
 
 /*
  * fdutil_count() - the number of open fds of process @pid, 0 for this

@@ -11,7 +11,6 @@ const char *it_env(const char *name)
         return v;
 }
 
-
 void it_sleep_ms(int ms)
 {
         struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -20,21 +19,15 @@ void it_sleep_ms(int ms)
                 ;
 }
 
-
 bool it_socket_ready(const char *path)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd, r;
+        int fd = fdutil_connect(path);
 
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return false;
-        r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
         close(fd);
-        return r == 0;
+        return true;
 }
-
 
 void it_daemon_start(struct it_daemon *d, const char *const *extra)
 {
@@ -77,7 +70,6 @@ void it_daemon_start(struct it_daemon *d, const char *const *extra)
         ck_abort_msg("iomemd did not start listening on %s", d->socket);
 }
 
-
 void it_daemon_stop(struct it_daemon *d)
 {
         int status = 0;
@@ -92,7 +84,6 @@ void it_daemon_stop(struct it_daemon *d)
         ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "iomemd did not exit cleanly (status 0x%x)",
                       status);
 }
-
 
 int it_daemon_settled_fds(const struct it_daemon *d)
 {
@@ -127,7 +118,6 @@ int it_daemon_settled_fds(const struct it_daemon *d)
         return n;
 }
 
-
 int it_raise_nofile(rlim_t n)
 {
         struct rlimit rl;
@@ -141,7 +131,6 @@ int it_raise_nofile(rlim_t n)
         rl.rlim_cur = n;
         return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
 }
-
 
 int it_run(const char *const *argv, const char *input, size_t inlen, char *out, size_t outsize, char *err,
            size_t errsize)

@@ -111,20 +111,11 @@ struct client {
 
 static int client_connect(struct client *cl)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
         memset(cl, 0, sizeof(*cl));
         cl->next_id = 1;
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", socket_path);
-        cl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cl->fd = fdutil_connect(socket_path);
         if (cl->fd < 0)
-                die("socket: %m");
-        if (connect(cl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                int r = -errno;
-
-                close(cl->fd);
-                return r;
-        }
+                return cl->fd;
         if (transport_init(&cl->t, cl->fd, 0, 0) < 0)
                 die("transport_init");
         return 0;

@@ -23,20 +23,11 @@ struct raw {
 
 static int raw_connect(const char *path, struct raw *c)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
         memset(c, 0, sizeof(*c));
         c->next_id = 1;
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        c->fd = fdutil_connect(path);
         if (c->fd < 0)
-                return -errno;
-        if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                int r = -errno;
-
-                close(c->fd);
-                return r;
-        }
+                return c->fd;
         ck_assert_int_eq(transport_init(&c->t, c->fd, 0, 0), 0);
         return 0;
 }

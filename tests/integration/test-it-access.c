@@ -418,16 +418,13 @@ struct raw {
 
 static void raw_open(struct raw *c)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct proto_hello hello = { .min_version = 1, .max_version = 1 };
         struct proto_header h = { .opcode = PROTO_OP_HELLO, .id = 1 };
         struct transport_frame f;
         uint8_t buf[64];
 
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", daemon_.socket);
-        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        c->fd = fdutil_connect(daemon_.socket);
         ck_assert_int_ge(c->fd, 0);
-        ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
         ck_assert_int_eq(transport_init(&c->t, c->fd, 0, 0), 0);
         ck_assert_int_eq(transport_send_blocking(&c->t, &h, buf, (size_t)proto_hello_encode(&hello, buf, sizeof(buf)),
                                                  NULL, 0, 10000),

@@ -226,7 +226,6 @@ END_TEST
 /* Raw protocol: HELLO, then several requests in one write before reading any reply; ids match in order. */
 START_TEST(test_pipelining)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct transport t;
         struct transport_frame f;
         uint8_t buf[512];
@@ -234,10 +233,8 @@ START_TEST(test_pipelining)
                                         PROTO_OP_OPEN, PROTO_OP_STATUS, PROTO_OP_DELETE, PROTO_OP_STAT };
         int fd, len;
 
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", daemon_.socket);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fd = fdutil_connect(daemon_.socket);
         ck_assert_int_ge(fd, 0);
-        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
         ck_assert_int_eq(transport_init(&t, fd, 0, 0), 0);
 
         len = proto_hello_encode(&(struct proto_hello){ .min_version = 1, .max_version = 1 }, buf, sizeof(buf));
