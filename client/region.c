@@ -15,6 +15,9 @@
 #include "iomem.h"
 #include "region-internal.h"
 
+/*
+ * The public constants repeat the wire's (iomem.h must not include proto.h); these asserts keep the two in step.
+ */
 _Static_assert(IOMEM_SEAL_SEAL == PROTO_SEAL_SEAL && IOMEM_SEAL_SHRINK == PROTO_SEAL_SHRINK &&
                        IOMEM_SEAL_GROW == PROTO_SEAL_GROW && IOMEM_SEAL_WRITE == PROTO_SEAL_WRITE &&
                        IOMEM_SEAL_FUTURE_WRITE == PROTO_SEAL_FUTURE_WRITE,

@@ -18,6 +18,15 @@
  * Encoders check only what the wire format bounds (string lengths against
  * their field's maximum); they do not check names' characters, flag bits or
  * enum values, so tests can build frames that a decoder must refuse.
+ *
+ * Each message has its own encoder and decoder, written out by hand, so the
+ * pairs below look alike (measure, check room, put fields at fixed offsets;
+ * check length, locate strings, get fields, check values). That repetition
+ * is on purpose: each decoder's value checks are its own (OPEN's timeout
+ * only with WAIT, LIST's prefix charset, unknown seal bits accepted in
+ * replies: P7), and a plain function per message is what the fuzzers and a
+ * reader stepping through a frame want. A duplicate-code scan lists these
+ * pairs; they are not a shared rule written twice.
  */
 
 #define HELLO_SIZE 8
