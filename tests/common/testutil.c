@@ -6,19 +6,14 @@
 /* the count test_fd_setup() took; Check runs each test's fixture in the test's own process */
 static int test_fd_baseline = -1;
 
-int test_fd_count(void)
-{
-        return fdutil_count(0);
-}
-
 void test_fd_setup(void)
 {
-        test_fd_baseline = test_fd_count();
+        test_fd_baseline = fdutil_count(0);
 }
 
 void test_fd_teardown(void)
 {
-        int now = test_fd_count();
+        int now = fdutil_count(0);
 
         ck_assert_msg(now == test_fd_baseline, "fd leak: %d open before the test, %d after", test_fd_baseline,
                       now);

@@ -10,9 +10,6 @@
 
 #include "fdutil.h"
 
-/* Return: the number of open fds of this process, or -1. */
-int test_fd_count(void);
-
 /*
  * Every test checks that it leaked no fd: add these as a checked fixture
  * (tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown)). Setup

@@ -809,7 +809,7 @@ START_TEST(test_d6_ctrunc_rlimit)
                         _exit(2);
                 if (transport_init(&t, sv[1], 0, 0) < 0)
                         _exit(3);
-                before = test_fd_count();
+                before = fdutil_count(0);
                 fds[0] = memfd_create("d6", MFD_CLOEXEC);
                 fds[1] = memfd_create("d6", MFD_CLOEXEC);
                 frame_put(buf, PROTO_OP_OPEN, 1, 8, 2);
@@ -837,7 +837,7 @@ START_TEST(test_d6_ctrunc_rlimit)
                         _exit(9);
                 if (transport_next_frame(&t, &f) != 0 || t.in_fds != 0)
                         _exit(10);
-                after = test_fd_count();
+                after = fdutil_count(0);
                 if (after != before)
                         _exit(11);
                 transport_deinit(&t);
