@@ -3,6 +3,8 @@
 
 #include "testutil.h"
 
+#include <sys/stat.h>
+
 /* the count test_fd_setup() took; Check runs each test's fixture in the test's own process */
 static int test_fd_baseline = -1;
 
@@ -17,6 +19,15 @@ void test_fd_teardown(void)
 
         ck_assert_msg(now == test_fd_baseline, "fd leak: %d open before the test, %d after", test_fd_baseline,
                       now);
+}
+
+bool test_same_file(int a, int b)
+{
+        struct stat sa, sb;
+
+        ck_assert_int_eq(fstat(a, &sa), 0);
+        ck_assert_int_eq(fstat(b, &sb), 0);
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 int test_run_suite(Suite *s)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,9 @@
  */
 void test_fd_setup(void);
 void test_fd_teardown(void);
+
+/* Return: true if @a and @b are fds of the same file (device and inode); a failed fstat fails the test. */
+bool test_same_file(int a, int b);
 
 /* Run a suite. Return: the exit status for main(). */
 int test_run_suite(Suite *s);

@@ -21,15 +21,6 @@ static int make_memfd(uint64_t size)
         return fd;
 }
 
-static bool same_file(int a, int b)
-{
-        struct stat sa, sb;
-
-        ck_assert_int_eq(fstat(a, &sa), 0);
-        ck_assert_int_eq(fstat(b, &sb), 0);
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 START_TEST(test_park_fetch_drop)
 {
         struct keepers k;
@@ -48,14 +39,14 @@ START_TEST(test_park_fetch_drop)
                 struct stat st;
 
                 ck_assert_int_eq(keepers_fetch(&k, where[i], (uint64_t)i + 1, &fd), 0);
-                ck_assert_msg(same_file(fd, fds[i]), "keeper returned another object for id %d", i + 1);
+                ck_assert_msg(test_same_file(fd, fds[i]), "keeper returned another object for id %d", i + 1);
                 ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
                 close(fd);
                 /* the fast path: /proc/PID/fd/N of the keeper, checked against the object's identity */
                 ck_assert_int_eq(fstat(fds[i], &st), 0);
                 fd = -1;
                 ck_assert_int_eq(keepers_open(&k, where[i], remote[i], st.st_dev, st.st_ino, &fd), 0);
-                ck_assert_msg(same_file(fd, fds[i]), "keepers_open gave another object for id %d", i + 1);
+                ck_assert_msg(test_same_file(fd, fds[i]), "keepers_open gave another object for id %d", i + 1);
                 ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
                 ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
                 close(fd);
@@ -146,7 +137,7 @@ START_TEST(test_keeper_churn)
         }
         ck_assert_uint_eq(keepers_count(&k), 1);
         ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), 0);
-        ck_assert(same_file(out, keep));
+        ck_assert(test_same_file(out, keep));
         close(out);
         ck_assert_int_eq(keepers_fetch(&k, 0, 19999, &out), -ENOENT);
         close(fd);

@@ -52,15 +52,6 @@ static void fds_close(int *fds, unsigned n)
                 }
 }
 
-static bool same_file(int a, int b)
-{
-        struct stat sa, sb;
-
-        ck_assert_int_eq(fstat(a, &sa), 0);
-        ck_assert_int_eq(fstat(b, &sb), 0);
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 static bool is_cloexec(int fd)
 {
         int flags = fcntl(fd, F_GETFD);
@@ -188,7 +179,7 @@ static void roundtrip(unsigned nfds, uint32_t length)
                 ck_assert_ptr_null(f.payload);
         for (unsigned i = 0; i < nfds; i++) {
                 ck_assert(is_cloexec(f.fds[i])); /* D9 */
-                ck_assert(same_file(f.fds[i], orig[i]));
+                ck_assert(test_same_file(f.fds[i], orig[i]));
         }
 
         transport_frame_deinit(&f);
@@ -299,7 +290,7 @@ START_TEST(test_queue_mixed_batch)
                 for (unsigned k = 0; k < i; k++)
                         ck_assert_uint_eq(f.payload[k], i);
                 for (unsigned k = 0; k < pattern[i]; k++)
-                        ck_assert(same_file(f.fds[k], orig[i][k]));
+                        ck_assert(test_same_file(f.fds[k], orig[i][k]));
                 transport_frame_deinit(&f);
                 fds_close(orig[i], pattern[i]);
         }
@@ -340,7 +331,7 @@ static void one_byte_per_write(unsigned nfds, bool read_each)
         ck_assert_uint_eq(f.nfds, nfds);
         for (unsigned k = 0; k < nfds; k++) {
                 ck_assert(is_cloexec(f.fds[k]));
-                ck_assert(same_file(f.fds[k], orig[k]));
+                ck_assert(test_same_file(f.fds[k], orig[k]));
         }
         transport_frame_deinit(&f);
         ck_assert_int_eq(pump(&t, &f), 0);
@@ -753,8 +744,8 @@ START_TEST(test_d5_two_scm_rights)
                 r = pump(&t, &f);
                 if (r == 1) {
                         ck_assert_uint_eq(f.nfds, 2);
-                        ck_assert(same_file(f.fds[0], orig[0]));
-                        ck_assert(same_file(f.fds[1], orig[1]));
+                        ck_assert(test_same_file(f.fds[0], orig[0]));
+                        ck_assert(test_same_file(f.fds[1], orig[1]));
                         transport_frame_deinit(&f);
                 } else {
                         ck_assert_int_eq(r, -EPROTO);
@@ -1113,7 +1104,7 @@ START_TEST(test_partial_writes)
                         payload_check(&f, got, lengths[got]);
                         ck_assert_uint_eq(f.nfds, nfds[got]);
                         for (unsigned k = 0; k < f.nfds; k++)
-                                ck_assert(same_file(f.fds[k], orig[got][k]));
+                                ck_assert(test_same_file(f.fds[k], orig[got][k]));
                         transport_frame_deinit(&f);
                         fds_close(orig[got], nfds[got]);
                         got++;
@@ -1218,15 +1209,6 @@ static void seqpacket_pair(int sv[2])
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 }
 
-static bool same_inode(int a, int b)
-{
-        struct stat sa, sb;
-
-        ck_assert_int_eq(fstat(a, &sa), 0);
-        ck_assert_int_eq(fstat(b, &sb), 0);
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 START_TEST(test_record_roundtrip)
 {
         uint64_t out[2] = { 1, 2 }, in[2] = { 0 };
@@ -1239,7 +1221,7 @@ START_TEST(test_record_roundtrip)
         ck_assert_mem_eq(in, out, sizeof(in));
         ck_assert_int_ge(got, 0);
         ck_assert_int_ne(got, fd);
-        ck_assert(same_inode(got, fd));
+        ck_assert(test_same_file(got, fd));
         ck_assert_int_eq(fcntl(got, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
         close(got);
         /* without one */
