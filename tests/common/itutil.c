@@ -102,15 +102,19 @@ int it_daemon_settled_fds(const struct it_daemon *d)
         }
         ck_assert_msg(st.connections == 1, "the daemon still counts %llu connections",
                       (unsigned long long)st.connections);
-        /* fds clients sent are closed by the daemon's closer thread, a little later: wait until the count holds */
+        /*
+         * fds clients sent are closed by the daemon's closer thread, a little
+         * later: wait until the count holds. On a loaded machine that thread
+         * can be off the CPU for more than one 10 ms sample with hundreds of
+         * closes queued, so the count must hold for 5 samples in a row.
+         */
         n = fdutil_count(d->pid);
-        for (int i = 0; i < 500; i++) {
+        for (int i = 0, same = 0; i < 1000 && same < 5; i++) {
                 int again;
 
                 it_sleep_ms(10);
                 again = fdutil_count(d->pid);
-                if (again == n)
-                        break;
+                same = again == n ? same + 1 : 0;
                 n = again;
         }
         iomem_disconnect(probe);
