@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* pyclient: iomem.Client, one connection to iomemd; every request runs without the GIL, one at a time. */
 
 #include <errno.h>

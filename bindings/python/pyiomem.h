@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* pyiomem: what the three files of the CPython module iomem share (region and client types, errors). */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* pymodule: the CPython module iomem (constants, errors, argument converters, module functions). */
 
 #include <errno.h>

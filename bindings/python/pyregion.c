@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* pyregion: iomem.Region, one memory fd with the buffer protocol (memoryview and numpy without a copy). */
 
 #include <errno.h>

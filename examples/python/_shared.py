@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """_shared: what the seed-guide examples have in common: a region that is local or named in iomemd."""
 
 import argparse

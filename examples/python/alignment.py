@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """alignment: the seed guide's performance notes. Records at cache-line aligned offsets, one batch write
 instead of many small ones, and a numpy view whose rows start on cache lines."""
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """fd_passing: the seed guide's second scenario. The region's fd goes to a child over a Unix socket (SCM_RIGHTS)."""
 
 import os

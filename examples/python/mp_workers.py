@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """mp_workers: a multiprocessing pool whose workers share one named region (a numpy matrix) in iomemd.
 
 Usage: mp_workers.py SOCKET [WORKERS]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """npshm: a numpy array in a region, as numpy_producer.py writes it and numpy_consumer.py reads it.
 
 Header (64 bytes, little-endian): magic b"NPSHM\\0\\0\\0", u32 ready, u32 reserved, dtype string (16 bytes,

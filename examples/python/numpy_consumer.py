@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """numpy_consumer: read the array numpy_producer.py published, without copying it.
 
 Usage: numpy_consumer.py SOCKET NAME [TIMEOUT_SECONDS] [--delete]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """numpy_producer: compute a numpy array directly in a named iomemd region, for any program to read.
 
 Usage: numpy_producer.py SOCKET NAME [COUNT]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """parent_child: the seed guide's first scenario. A parent writes, a forked child reads and answers."""
 
 import os

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """worker_pool: the seed guide's worker pool. Workers get the region (its fd over a socket, or its name in
 iomemd with --socket), read work from it, write results back into it, and answer with offsets only."""
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* open-map: the C side of bench/open_map.py: N times OPEN a named region, map it, touch a byte, unmap, free. */
 /* Prints: wall ns per operation, CPU ns per operation of this process. */
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """open_map: the Python binding's overhead. OPEN a named region + map it + touch a byte + unmap + close, from
 Python (iomem.Client.open + memoryview) and from C (iomem_open + iomem_region_map, bench/open-map.c), against
 the same iomemd in the same run, rounds alternating. Prints the median time per operation of each, wall clock

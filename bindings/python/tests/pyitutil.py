@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """pyitutil: helpers of the Python suites (start the real iomemd on a temporary socket, count fds)."""
 
 import gc

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """bench/open_map.py runs and reports both sides and their ratio (a smoke run: no timing is asserted)."""
 
 import os

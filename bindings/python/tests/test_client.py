@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """iomem.Client against the real iomemd: every call, every error mapping, read-only enforcement, threads, fds."""
 
 import errno

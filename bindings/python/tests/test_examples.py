@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """examples/python: each seed-guide scenario with a local region and with a named one, the numpy producer and
 consumer as unrelated processes (either may start first), and multiprocessing workers sharing one region."""
 

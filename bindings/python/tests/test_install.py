@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """`cmake --install` puts the module where Debian's python3 looks: <prefix>/lib/python3.X/dist-packages for
 /usr/local and other prefixes, /usr/lib/python3/dist-packages for /usr; the installed module imports and works."""
 

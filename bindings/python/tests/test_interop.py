@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Python and C programs sharing the same bytes through iomemd: the C producer/consumer examples talking to a
 Python process, and iomemctl reading what Python (numpy) wrote and writing what Python reads. The programs
 are started separately by the test: none is another's parent."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Local regions (no daemon): construction, the buffer protocol, numpy, seals, resize, lifetimes, fds."""
 
 import ctypes
