@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* conn-access: who may connect and do what (allow-list, region access, quotas); CHMOD, CHOWN, QUOTA. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* conn-internal: the connection state, request results and reply helpers that the request modules use. */
 #pragma once
 

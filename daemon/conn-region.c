@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* conn-region: a connection's region requests (CREATE, OPEN and its waiters, RESIZE, SEAL, STAT, LIST, ...). */
 #include <errno.h>
 #include <fcntl.h>

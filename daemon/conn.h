@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* conn: one client connection: lifetime, I/O, replies, throttling, and the request table (dispatch). */
 #pragma once
 

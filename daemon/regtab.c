@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* regtab: the daemon's table of named regions (hash by name and by id), waiters for names. */
 #include <errno.h>
 #include <fcntl.h>
