@@ -1,0 +1,1203 @@
+/* iomem_ext: the Ruby binding of libiomem (module IOMem: Region, Client), built on client/iomem.h only. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ruby.h>
+#include <ruby/io.h>
+#include <ruby/io/buffer.h>
+#include <ruby/thread.h>
+
+#include "iomem.h"
+
+/* names are copied out of Ruby strings before the GVL is released (a string may move or change meanwhile) */
+#define NAME_COPY_MAX 1024
+
+/* OPEN with a wait asks the daemon in slices this long, so that Ctrl-C and Thread#kill get through in between */
+#define WAIT_SLICE_MS 200
+
+static VALUE mIOMem, cRegion, cClient, cStat, cEntry, cStatus, cQuota;
+
+/* ---- errors ------------------------------------------------------------- */
+
+/*
+ * Raise the Errno:: class of the negative errno @r. The message says what
+ * was asked (@what, and @name when not nil) and what the error means for
+ * iomemd (iomem_strerror), e.g. Errno::ENOENT "... - open "x": no region
+ * with this name".
+ */
+static void NORETURN(raise_error(int r, const char *what, VALUE name));
+static void raise_error(int r, const char *what, VALUE name)
+{
+        VALUE msg;
+
+        if (NIL_P(name))
+                msg = rb_sprintf("%s: %s", what, iomem_strerror(r));
+        else
+                msg = rb_sprintf("%s \"%" PRIsVALUE "\": %s", what, name, iomem_strerror(r));
+        rb_syserr_fail_str(r < 0 ? -r : r, msg);
+}
+
+/* Raise the Errno:: class of @r with @what alone (checks of our own, where iomem_strerror's words would mislead). */
+static void NORETURN(raise_errno(int r, const char *what));
+static void raise_errno(int r, const char *what)
+{
+        rb_syserr_fail(r < 0 ? -r : r, what);
+}
+
+/* Return: @v (an Integer) as uint64_t; Errno::EINVAL "@what: negative size" below 0. */
+static uint64_t to_u64(VALUE v, const char *what)
+{
+        v = rb_to_int(v);
+        if (FIXNUM_P(v) ? FIX2LONG(v) < 0 : RTEST(rb_funcall(v, '<', 1, INT2FIX(0))))
+                raise_errno(-EINVAL, what);
+        return NUM2ULL(v);
+}
+
+static bool io_closed(VALUE io)
+{
+        return RTEST(rb_funcall(io, rb_intern("closed?"), 0));
+}
+
+/* ---- seals -------------------------------------------------------------- */
+
+static const struct {
+        const char *name;
+        uint32_t bit;
+} seal_names[] = {
+        { "seal", IOMEM_SEAL_SEAL },   { "shrink", IOMEM_SEAL_SHRINK },
+        { "grow", IOMEM_SEAL_GROW },   { "write", IOMEM_SEAL_WRITE },
+        { "future_write", IOMEM_SEAL_FUTURE_WRITE },
+};
+
+/* Return: the seal bits as an Array of Symbols (:seal, :shrink, :grow, :write, :future_write). */
+static VALUE seals_to_ruby(uint32_t seals)
+{
+        VALUE a = rb_ary_new();
+
+        for (size_t i = 0; i < sizeof(seal_names) / sizeof(seal_names[0]); i++)
+                if (seals & seal_names[i].bit)
+                        rb_ary_push(a, ID2SYM(rb_intern(seal_names[i].name)));
+        return a;
+}
+
+/* Return: the bits of @v: an Integer, a Symbol or String such as "shrink,grow", or an Array of those. */
+static uint32_t seals_from_ruby(VALUE v)
+{
+        uint32_t seals = 0;
+        int r;
+
+        if (RB_TYPE_P(v, T_ARRAY)) {
+                for (long i = 0; i < RARRAY_LEN(v); i++)
+                        seals |= seals_from_ruby(RARRAY_AREF(v, i));
+                return seals;
+        }
+        if (RB_INTEGER_TYPE_P(v))
+                return NUM2UINT(v);
+        if (SYMBOL_P(v))
+                v = rb_sym2str(v);
+        r = iomem_seals_parse(StringValueCStr(v), &seals);
+        if (r < 0)
+                rb_raise(rb_eArgError, "unknown seal in %" PRIsVALUE " (seal, shrink, grow, write, future_write)", v);
+        return seals;
+}
+
+static enum iomem_backend backend_from_ruby(VALUE v)
+{
+        static const char *const names[] = { "auto", "memfd", "shm", "file" };
+
+        if (NIL_P(v))
+                return IOMEM_BACKEND_AUTO;
+        if (SYMBOL_P(v))
+                v = rb_sym2str(v);
+        for (int i = 0; i < 4; i++)
+                if (strcmp(StringValueCStr(v), names[i]) == 0)
+                        return (enum iomem_backend)i;
+        rb_raise(rb_eArgError, "unknown backend %" PRIsVALUE " (auto, memfd, shm, file)", v);
+}
+
+static VALUE backend_to_ruby(enum iomem_backend b)
+{
+        const char *name = iomem_backend_name(b);
+
+        return name ? ID2SYM(rb_intern(name)) : INT2NUM((int)b);
+}
+
+/* Copy a name out of @v (nil or "" gives NULL when @allow_null). */
+static const char *name_copy(VALUE v, char buf[NAME_COPY_MAX + 1], bool allow_null)
+{
+        const char *s;
+        long len;
+
+        if (allow_null && NIL_P(v))
+                return NULL;
+        s = StringValueCStr(v); /* ArgumentError for an embedded NUL */
+        len = RSTRING_LEN(v);
+        if (allow_null && len == 0)
+                return NULL;
+        if (len > NAME_COPY_MAX)
+                raise_errno(-EINVAL, "name longer than 255 bytes");
+        memcpy(buf, s, (size_t)len + 1);
+        return buf;
+}
+
+/* ---- IOMem::Region ------------------------------------------------------ */
+
+/*
+ * A Region owns one struct iomem_region, hence one fd. Region#io hands out
+ * an IO over a duplicate of that fd (so IO#close and Region#close never
+ * close each other's fd); it is remembered and closed by Region#close.
+ * Mappings are IO::Buffers flagged MAPPED: Ruby unmaps them when the
+ * buffer is freed or collected, and they stay valid after Region#close,
+ * as mmap() does.
+ */
+struct rb_region {
+        struct iomem_region *region;
+        VALUE io;
+};
+
+static void region_mark(void *p)
+{
+        struct rb_region *rr = p;
+
+        rb_gc_mark(rr->io);
+}
+
+static void region_free(void *p)
+{
+        struct rb_region *rr = p;
+
+        iomem_region_free(rr->region);
+        xfree(rr);
+}
+
+static size_t region_memsize(const void *p)
+{
+        return sizeof(struct rb_region);
+}
+
+static const rb_data_type_t region_type = {
+        .wrap_struct_name = "IOMem::Region",
+        .function = { .dmark = region_mark, .dfree = region_free, .dsize = region_memsize },
+        .flags = RUBY_TYPED_FREE_IMMEDIATELY,
+};
+
+static VALUE region_alloc(VALUE klass)
+{
+        struct rb_region *rr;
+        VALUE obj = TypedData_Make_Struct(klass, struct rb_region, &region_type, rr);
+
+        rr->io = Qnil;
+        return obj;
+}
+
+static struct rb_region *region_get(VALUE self)
+{
+        return rb_check_typeddata(self, &region_type);
+}
+
+static struct iomem_region *region_open_get(VALUE self)
+{
+        struct rb_region *rr = region_get(self);
+
+        if (!rr->region)
+                rb_raise(rb_eIOError, "closed region");
+        return rr->region;
+}
+
+/*
+ * Region.new(size, backend: :auto, max_size: 0) - a local region (memfd,
+ * shm or unlinked file), no daemon involved.
+ */
+static VALUE region_initialize(int argc, VALUE *argv, VALUE self)
+{
+        static ID kw[2];
+        struct rb_region *rr = region_get(self);
+        VALUE size, opts, vals[2] = { Qundef, Qundef };
+        enum iomem_backend backend = IOMEM_BACKEND_AUTO;
+        uint64_t max_size = 0;
+        int r;
+
+        if (!kw[0]) {
+                kw[0] = rb_intern("backend");
+                kw[1] = rb_intern("max_size");
+        }
+        rb_scan_args(argc, argv, "1:", &size, &opts);
+        if (!NIL_P(opts))
+                rb_get_kwargs(opts, kw, 0, 2, vals);
+        if (vals[0] != Qundef)
+                backend = backend_from_ruby(vals[0]);
+        if (vals[1] != Qundef)
+                max_size = NUM2ULL(vals[1]);
+        if (rr->region)
+                rb_raise(rb_eRuntimeError, "region already initialized");
+        r = iomem_region_new_local(to_u64(size, "new region: negative size"), backend, max_size, &rr->region);
+        if (r < 0)
+                raise_error(r, "new region", Qnil);
+        return self;
+}
+
+/* Region.from_io(io) - a region over a duplicate of an IO's fd (e.g. one received with recv_io). */
+static VALUE region_s_from_io(VALUE klass, VALUE io)
+{
+        VALUE obj = region_alloc(klass);
+        struct rb_region *rr = region_get(obj);
+        int fd, r;
+
+        io = rb_convert_type(io, T_FILE, "IO", "to_io");
+        fd = fcntl(rb_io_descriptor(io), F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                raise_errno(-errno, "from_io: dup");
+        r = iomem_region_new_consume_fd(fd, &rr->region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                raise_error(r, "from_io", Qnil);
+        return obj;
+}
+
+static VALUE region_close(VALUE self)
+{
+        struct rb_region *rr = region_get(self);
+        VALUE io = rr->io;
+
+        rr->io = Qnil;
+        if (!NIL_P(io) && !io_closed(io))
+                rb_io_close(io);
+        rr->region = iomem_region_free(rr->region);
+        return Qnil;
+}
+
+static VALUE region_closed_p(VALUE self)
+{
+        return region_get(self)->region ? Qfalse : Qtrue;
+}
+
+static VALUE region_size(VALUE self)
+{
+        return ULL2NUM(iomem_region_size(region_open_get(self)));
+}
+
+static bool region_read_only(struct iomem_region *region)
+{
+        return iomem_region_flags(region) & IOMEM_REGION_RDONLY;
+}
+
+static VALUE region_read_only_p(VALUE self)
+{
+        return region_read_only(region_open_get(self)) ? Qtrue : Qfalse;
+}
+
+static VALUE region_id(VALUE self)
+{
+        return ULL2NUM(iomem_region_id(region_open_get(self)));
+}
+
+static VALUE region_backend(VALUE self)
+{
+        return backend_to_ruby(iomem_region_backend(region_open_get(self)));
+}
+
+static VALUE region_flags(VALUE self)
+{
+        return UINT2NUM(iomem_region_flags(region_open_get(self)));
+}
+
+/* Region#refresh - re-read the size with fstat (another process may have resized it). Return: the size. */
+static VALUE region_refresh(VALUE self)
+{
+        struct iomem_region *region = region_open_get(self);
+        int r = iomem_region_refresh(region);
+
+        if (r < 0)
+                raise_error(r, "refresh", Qnil);
+        return ULL2NUM(iomem_region_size(region));
+}
+
+struct map_args {
+        void *addr;
+        size_t length;
+        int flags;
+};
+
+static VALUE map_wrap(VALUE p)
+{
+        struct map_args *a = (struct map_args *)p;
+
+        return rb_io_buffer_new(a->addr, a->length, (enum rb_io_buffer_flags)a->flags);
+}
+
+/*
+ * Region#map(size = nil, offset = 0, read_only: nil) - an IO::Buffer over a
+ * new shared mapping (no copy). size nil = to the end. read_only nil =
+ * read-only if the region's fd is read-only or it is sealed against
+ * writes; read_only: false on such a region raises Errno::EACCES/EPERM.
+ * A read-only mapping gives a READONLY buffer: writes raise
+ * IO::Buffer::AccessError. The buffer owns the mapping (IO::Buffer#free or
+ * GC unmaps it), and stays valid after Region#close.
+ */
+static VALUE region_map(int argc, VALUE *argv, VALUE self)
+{
+        static ID kw;
+        struct iomem_region *region = region_open_get(self);
+        VALUE vsize, voffset, opts, ro = Qundef, buf;
+        struct map_args a = { 0 };
+        uint64_t offset = 0, size;
+        bool read_only;
+        int r, prot, state = 0;
+
+        if (!kw)
+                kw = rb_intern("read_only");
+        rb_scan_args(argc, argv, "02:", &vsize, &voffset, &opts);
+        if (!NIL_P(opts))
+                rb_get_kwargs(opts, &kw, 0, 1, &ro);
+        if (!NIL_P(voffset))
+                offset = to_u64(voffset, "map: negative offset");
+        if (ro == Qundef || NIL_P(ro)) {
+                int seals = iomem_region_get_seals(region);
+
+                read_only = region_read_only(region) ||
+                            (seals > 0 && (seals & (IOMEM_SEAL_WRITE | IOMEM_SEAL_FUTURE_WRITE)));
+        } else {
+                read_only = RTEST(ro);
+        }
+        if (NIL_P(vsize)) {
+                r = iomem_region_refresh(region);
+                if (r < 0)
+                        raise_error(r, "map", Qnil);
+                size = iomem_region_size(region);
+                if (offset > size)
+                        raise_error(-ERANGE, "map", Qnil);
+                size -= offset;
+        } else {
+                size = to_u64(vsize, "map: negative size");
+        }
+        if (size > SIZE_MAX)
+                raise_error(-EOVERFLOW, "map", Qnil);
+        if (size == 0) /* libiomem reads 0 as "to the end"; an empty mapping is what was asked, and is invalid */
+                raise_errno(-EINVAL, "map: zero length");
+        prot = read_only ? PROT_READ : PROT_READ | PROT_WRITE;
+        r = iomem_region_map(region, offset, (size_t)size, prot, &a.addr);
+        if (r < 0)
+                raise_error(r, "map", Qnil);
+        a.length = (size_t)size;
+        /* EXTERNAL: shared with others, never resized; MAPPED: IO::Buffer munmaps it when freed */
+        a.flags = RB_IO_BUFFER_EXTERNAL | RB_IO_BUFFER_MAPPED | (read_only ? RB_IO_BUFFER_READONLY : 0);
+        buf = rb_protect(map_wrap, (VALUE)&a, &state);
+        if (state) {
+                iomem_unmap(a.addr, a.length);
+                rb_jump_tag(state);
+        }
+        return buf;
+}
+
+/* Region#io (alias to_io) - an IO over a close-on-exec duplicate of the fd; send_io works with it. */
+static VALUE region_io(VALUE self)
+{
+        struct rb_region *rr = region_get(self);
+        int fd;
+
+        if (!rr->region)
+                rb_raise(rb_eIOError, "closed region");
+        if (!NIL_P(rr->io) && !io_closed(rr->io))
+                return rr->io;
+        fd = iomem_region_dup_fd(rr->region);
+        if (fd < 0)
+                raise_error(fd, "io: dup", Qnil);
+        rr->io = rb_io_fdopen(fd, region_read_only(rr->region) ? O_RDONLY : O_RDWR, NULL);
+        return rr->io;
+}
+
+/* Region#resize(size) - a local region's new size (ftruncate). Mapped bytes beyond a shrink fault (SIGBUS). */
+static VALUE region_resize(VALUE self, VALUE size)
+{
+        int r;
+
+        r = iomem_region_resize(region_open_get(self), to_u64(size, "resize: negative size"));
+        if (r < 0)
+                raise_error(r, "resize", Qnil);
+        return self;
+}
+
+/* Region#seal(*seals) - add seals to a memfd region. Return: the seals now in force. */
+static VALUE region_seal(int argc, VALUE *argv, VALUE self)
+{
+        struct iomem_region *region = region_open_get(self);
+        uint32_t seals = seals_from_ruby(rb_ary_new_from_values(argc, argv));
+        int r = iomem_region_seal(region, seals);
+
+        if (r < 0)
+                raise_error(r, "seal", Qnil);
+        r = iomem_region_get_seals(region);
+        if (r < 0)
+                raise_error(r, "seals", Qnil);
+        return seals_to_ruby((uint32_t)r);
+}
+
+/* Region#seals - the seals in force, e.g. [:shrink, :grow] ([] for shm/file). */
+static VALUE region_seals(VALUE self)
+{
+        int r = iomem_region_get_seals(region_open_get(self));
+
+        if (r < 0)
+                raise_error(r, "seals", Qnil);
+        return seals_to_ruby((uint32_t)r);
+}
+
+/* ---- IOMem::Client ------------------------------------------------------ */
+
+/*
+ * A Client owns one connection. libiomem's client is not thread-safe, and
+ * calls run without the GVL, so each call holds the client's Mutex.
+ */
+struct rb_client {
+        struct iomem_client *client;
+        VALUE lock;
+};
+
+static void client_mark(void *p)
+{
+        struct rb_client *rc = p;
+
+        rb_gc_mark(rc->lock);
+}
+
+static void client_free(void *p)
+{
+        struct rb_client *rc = p;
+
+        iomem_disconnect(rc->client);
+        xfree(rc);
+}
+
+static size_t client_memsize(const void *p)
+{
+        return sizeof(struct rb_client);
+}
+
+static const rb_data_type_t client_type = {
+        .wrap_struct_name = "IOMem::Client",
+        .function = { .dmark = client_mark, .dfree = client_free, .dsize = client_memsize },
+        .flags = RUBY_TYPED_FREE_IMMEDIATELY,
+};
+
+static VALUE client_alloc(VALUE klass)
+{
+        struct rb_client *rc;
+        VALUE obj = TypedData_Make_Struct(klass, struct rb_client, &client_type, rc);
+
+        rc->lock = rb_mutex_new();
+        return obj;
+}
+
+static struct rb_client *client_get(VALUE self)
+{
+        return rb_check_typeddata(self, &client_type);
+}
+
+/*
+ * One request, run without the GVL. Fields are filled by the method, the
+ * result goes to r (and the outputs). Regions land in a Region object made
+ * before the call, so an exception raised afterwards (an interrupt) cannot
+ * leak their fd: the object owns it and GC frees it.
+ */
+struct op {
+        struct iomem_client *client;
+        const char *name;
+        uint64_t size;
+        uint32_t flags, mode, seals, uid, gid;
+        int wait_ms;
+        struct iomem_create_opts opts;
+        struct iomem_region **regionp;
+        const struct iomem_region *region;
+        uint64_t id;
+        struct iomem_stat st;
+        struct iomem_status status;
+        struct iomem_quota quota;
+        struct list_acc *list;
+        int r;
+};
+
+static void *op_connect(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_connect(o->name, &o->client);
+        return NULL;
+}
+
+static void *op_create(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_create(o->client, o->name, o->size, &o->opts, o->regionp);
+        return NULL;
+}
+
+static void *op_open(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_open(o->client, o->name, o->flags, o->wait_ms, o->regionp);
+        return NULL;
+}
+
+static void *op_stat(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_stat(o->client, o->name, &o->st);
+        return NULL;
+}
+
+static void *op_delete(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_delete(o->client, o->name);
+        return NULL;
+}
+
+static void *op_resize(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_resize(o->client, o->name, o->size);
+        return NULL;
+}
+
+static void *op_seal(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_seal(o->client, o->name, o->seals, &o->seals);
+        return NULL;
+}
+
+static void *op_chmod(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_chmod(o->client, o->name, o->mode);
+        return NULL;
+}
+
+static void *op_chown(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_chown(o->client, o->name, o->uid, o->gid);
+        return NULL;
+}
+
+static void *op_register(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_register(o->client, o->name, o->region, o->flags, o->mode, &o->id);
+        return NULL;
+}
+
+static void *op_ping(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_ping(o->client);
+        return NULL;
+}
+
+static void *op_status(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_status(o->client, &o->status);
+        return NULL;
+}
+
+static void *op_quota(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_quota(o->client, &o->quota);
+        return NULL;
+}
+
+/* LIST entries gathered without the GVL (the callback cannot touch Ruby objects), freed by the holder object */
+struct list_acc {
+        struct iomem_list_entry *v;
+        size_t n, cap;
+        bool nomem;
+};
+
+static int list_cb(const struct iomem_list_entry *e, void *userdata)
+{
+        struct list_acc *acc = userdata;
+        char *name;
+
+        if (acc->n == acc->cap) {
+                size_t cap = acc->cap ? acc->cap * 2 : 64;
+                struct iomem_list_entry *v = realloc(acc->v, cap * sizeof(*v));
+
+                if (!v) {
+                        acc->nomem = true;
+                        return -ENOMEM;
+                }
+                acc->v = v;
+                acc->cap = cap;
+        }
+        name = strdup(e->name);
+        if (!name) {
+                acc->nomem = true;
+                return -ENOMEM;
+        }
+        acc->v[acc->n] = *e;
+        acc->v[acc->n].name = name;
+        acc->n++;
+        return 0;
+}
+
+static void *op_list(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_list(o->client, o->name, list_cb, o->list);
+        return NULL;
+}
+
+static void list_acc_free(void *p)
+{
+        struct list_acc *acc = p;
+
+        for (size_t i = 0; i < acc->n; i++)
+                free((char *)acc->v[i].name);
+        free(acc->v);
+        xfree(acc);
+}
+
+static const rb_data_type_t list_acc_type = {
+        .wrap_struct_name = "IOMem::ListBuffer",
+        .function = { .dfree = list_acc_free },
+        .flags = RUBY_TYPED_FREE_IMMEDIATELY,
+};
+
+struct locked_call {
+        VALUE self;
+        void *(*fn)(void *);
+        struct op *o;
+};
+
+static VALUE client_call_locked(VALUE p)
+{
+        struct locked_call *lc = (struct locked_call *)p;
+        struct rb_client *rc = client_get(lc->self);
+
+        if (!rc->client)
+                rb_raise(rb_eIOError, "closed client");
+        lc->o->client = rc->client;
+        rb_thread_call_without_gvl(lc->fn, lc->o, RUBY_UBF_IO, NULL);
+        return Qnil;
+}
+
+/*
+ * Run @fn(@o) on the client's connection without the GVL, holding the
+ * client's Mutex. libiomem retries EINTR, so an interrupt takes effect
+ * when the call returns; use Client.new(timeout:) against a stuck daemon.
+ */
+static void client_call(VALUE self, void *(*fn)(void *), struct op *o)
+{
+        struct locked_call lc = { self, fn, o };
+
+        rb_mutex_synchronize(client_get(self)->lock, client_call_locked, (VALUE)&lc);
+}
+
+/*
+ * Client.new(socket: nil, timeout: nil) - connect to iomemd. socket nil =
+ * libiomem's default ($IOMEM_SOCKET, /run/iomemd/iomemd.sock for root,
+ * $XDG_RUNTIME_DIR/iomemd.sock). timeout: seconds to wait for each reply
+ * (a call that times out breaks the connection).
+ */
+static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
+{
+        static ID kw[2];
+        struct rb_client *rc = client_get(self);
+        VALUE opts, vals[2] = { Qundef, Qundef }, sock = Qnil;
+        char path[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+
+        if (!kw[0]) {
+                kw[0] = rb_intern("socket");
+                kw[1] = rb_intern("timeout");
+        }
+        rb_scan_args(argc, argv, ":", &opts);
+        if (!NIL_P(opts))
+                rb_get_kwargs(opts, kw, 0, 2, vals);
+        if (vals[0] != Qundef && !NIL_P(vals[0]))
+                sock = rb_get_path(vals[0]);
+        if (rc->client)
+                rb_raise(rb_eRuntimeError, "client already connected");
+        o.name = name_copy(sock, path, true);
+        rb_thread_call_without_gvl(op_connect, &o, RUBY_UBF_IO, NULL);
+        if (o.r == -ENOENT) { /* iomem_strerror() would speak of a region */
+                if (NIL_P(sock) && iomem_socket_path(path, sizeof(path)) < 0)
+                        snprintf(path, sizeof(path), "(no default socket: XDG_RUNTIME_DIR unset)");
+                rb_syserr_fail_str(ENOENT, rb_sprintf("connect \"%s\": no daemon socket there",
+                                                      NIL_P(sock) ? path : RSTRING_PTR(sock)));
+        }
+        if (o.r < 0)
+                raise_error(o.r, "connect", sock);
+        rc->client = o.client;
+        if (vals[1] != Qundef && !NIL_P(vals[1])) {
+                double t = NUM2DBL(vals[1]);
+
+                iomem_client_set_timeout(rc->client, t < 0 ? -1 : (int)(t * 1000.0 + 0.5));
+        }
+        return self;
+}
+
+static VALUE client_close_locked(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+
+        rc->client = iomem_disconnect(rc->client);
+        return Qnil;
+}
+
+/* Client#close - disconnect (leased regions of this connection go away). */
+static VALUE client_close(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_close_locked, self);
+}
+
+static VALUE client_closed_p(VALUE self)
+{
+        return client_get(self)->client ? Qfalse : Qtrue;
+}
+
+/* Client#fileno - the connection's socket fd (borrowed: do not close it). */
+static VALUE client_fileno(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+
+        if (!rc->client)
+                rb_raise(rb_eIOError, "closed client");
+        return INT2NUM(iomem_client_fd(rc->client));
+}
+
+/* Client#timeout = seconds (nil or negative = wait forever) */
+static VALUE client_set_timeout(VALUE self, VALUE t)
+{
+        struct rb_client *rc = client_get(self);
+        double d = NIL_P(t) ? -1.0 : NUM2DBL(t);
+
+        if (!rc->client)
+                rb_raise(rb_eIOError, "closed client");
+        iomem_client_set_timeout(rc->client, d < 0 ? -1 : (int)(d * 1000.0 + 0.5));
+        return t;
+}
+
+/* kwargs helper: fetch the keywords @names (NULL-terminated) of @opts into @vals (Qundef when absent) */
+static void kwargs(VALUE opts, const char *const *names, VALUE *vals)
+{
+        ID ids[8];
+        int n = 0;
+
+        for (; names[n]; n++) {
+                ids[n] = rb_intern(names[n]);
+                vals[n] = Qundef;
+        }
+        if (!NIL_P(opts))
+                rb_get_kwargs(opts, ids, 0, n, vals);
+}
+
+static bool kw_true(VALUE v)
+{
+        return v != Qundef && RTEST(v);
+}
+
+/*
+ * Client#create(name, size, exclusive: false, lease: false, resizable:
+ * false, seals: nil, mode: nil, backend: nil) - name nil = anonymous.
+ * Return: a read-write Region.
+ */
+static VALUE client_create(int argc, VALUE *argv, VALUE self)
+{
+        static const char *const names[] = { "exclusive", "lease", "resizable", "seals", "mode", "backend", NULL };
+        VALUE name, size, opts, v[6], obj;
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+
+        rb_scan_args(argc, argv, "2:", &name, &size, &opts);
+        kwargs(opts, names, v);
+        if (kw_true(v[0]))
+                o.opts.flags |= IOMEM_CREATE_EXCLUSIVE;
+        if (kw_true(v[1]))
+                o.opts.flags |= IOMEM_CREATE_LEASE;
+        if (kw_true(v[2]))
+                o.opts.flags |= IOMEM_CREATE_RESIZABLE;
+        if (v[3] != Qundef && !NIL_P(v[3]))
+                o.opts.seals = seals_from_ruby(v[3]);
+        if (v[4] != Qundef && !NIL_P(v[4]))
+                o.opts.mode = NUM2UINT(v[4]);
+        if (v[5] != Qundef)
+                o.opts.backend = backend_from_ruby(v[5]);
+        o.size = to_u64(size, "create: negative size");
+        o.name = name_copy(name, buf, true);
+        obj = region_alloc(cRegion);
+        o.regionp = &region_get(obj)->region;
+        client_call(self, op_create, &o);
+        if (o.r < 0)
+                raise_error(o.r, "create", name);
+        return obj;
+}
+
+static double now_sec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Client#open(name, read_only: false, wait: false, timeout: nil) - wait:
+ * true waits for the name to be created, without limit or up to timeout:
+ * seconds (then Errno::ETIMEDOUT); timeout: alone implies wait. The wait
+ * is asked of the daemon in slices so interrupts get through.
+ * Return: a Region (read-only fd with read_only: true).
+ */
+static VALUE client_open(int argc, VALUE *argv, VALUE self)
+{
+        static const char *const names[] = { "read_only", "wait", "timeout", NULL };
+        VALUE name, opts, v[3], obj;
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+        bool wait = false, forever = false;
+        double deadline = 0;
+
+        rb_scan_args(argc, argv, "1:", &name, &opts);
+        kwargs(opts, names, v);
+        if (kw_true(v[0]))
+                o.flags |= IOMEM_OPEN_RDONLY;
+        if (v[2] != Qundef && !NIL_P(v[2])) {
+                double t = NUM2DBL(v[2]);
+
+                wait = true;
+                deadline = now_sec() + (t < 0 ? 0 : t);
+        } else if (kw_true(v[1])) {
+                wait = forever = true;
+        }
+        o.name = name_copy(name, buf, false);
+        obj = region_alloc(cRegion);
+        o.regionp = &region_get(obj)->region;
+        for (;;) {
+                double left = wait && !forever ? deadline - now_sec() : 0;
+
+                o.wait_ms = 0;
+                if (forever)
+                        o.wait_ms = WAIT_SLICE_MS;
+                else if (wait && left > 0)
+                        o.wait_ms = left * 1000.0 > WAIT_SLICE_MS ? WAIT_SLICE_MS : (int)(left * 1000.0) + 1;
+                client_call(self, op_open, &o);
+                if (o.r != -ETIMEDOUT || o.wait_ms == 0 || !wait)
+                        break;
+                if (!forever && deadline - now_sec() <= 0)
+                        break;
+                rb_thread_check_ints(); /* Ctrl-C, Thread#kill, Timeout between slices */
+        }
+        if (o.r < 0)
+                raise_error(o.r, "open", name);
+        return obj;
+}
+
+static VALUE time_from_ns(uint64_t ns)
+{
+        struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
+
+        return rb_time_timespec_new(&ts, INT_MAX); /* local time */
+}
+
+/* Client#stat(name) - an IOMem::Stat. */
+static VALUE client_stat(VALUE self, VALUE name)
+{
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+
+        o.name = name_copy(name, buf, false);
+        client_call(self, op_stat, &o);
+        if (o.r < 0)
+                raise_error(o.r, "stat", name);
+        return rb_struct_new(cStat, ULL2NUM(o.st.id), ULL2NUM(o.st.size), time_from_ns(o.st.ctime_ns),
+                             ULL2NUM(o.st.open_count), seals_to_ruby(o.st.seals), UINT2NUM(o.st.flags),
+                             UINT2NUM(o.st.uid), UINT2NUM(o.st.gid), UINT2NUM(o.st.mode),
+                             backend_to_ruby(o.st.backend));
+}
+
+/* Client#list(prefix = nil) - IOMem::Entry for each named region (yielded with a block, else an Array). */
+static VALUE client_list(int argc, VALUE *argv, VALUE self)
+{
+        VALUE prefix, holder, result;
+        char buf[NAME_COPY_MAX + 1];
+        struct list_acc *acc;
+        struct op o = { 0 };
+
+        rb_scan_args(argc, argv, "01", &prefix);
+        o.name = name_copy(prefix, buf, true);
+        holder = TypedData_Make_Struct(rb_cObject, struct list_acc, &list_acc_type, acc);
+        o.list = acc;
+        client_call(self, op_list, &o);
+        if (o.r < 0)
+                raise_error(acc->nomem ? -ENOMEM : o.r, "list", prefix);
+        result = rb_ary_new_capa((long)acc->n);
+        for (size_t i = 0; i < acc->n; i++) {
+                const struct iomem_list_entry *e = &acc->v[i];
+
+                rb_ary_push(result, rb_struct_new(cEntry, rb_str_new_cstr(e->name), ULL2NUM(e->id), ULL2NUM(e->size),
+                                                  seals_to_ruby(e->seals), UINT2NUM(e->mode), UINT2NUM(e->uid),
+                                                  UINT2NUM(e->gid)));
+        }
+        RB_GC_GUARD(holder);
+        if (rb_block_given_p()) {
+                for (long i = 0; i < RARRAY_LEN(result); i++)
+                        rb_yield(RARRAY_AREF(result, i));
+                return self;
+        }
+        return result;
+}
+
+/* Client#delete(name) */
+static VALUE client_delete(VALUE self, VALUE name)
+{
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+
+        o.name = name_copy(name, buf, false);
+        client_call(self, op_delete, &o);
+        if (o.r < 0)
+                raise_error(o.r, "delete", name);
+        return Qnil;
+}
+
+/* Client#resize(name, size) */
+static VALUE client_resize(VALUE self, VALUE name, VALUE size)
+{
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+
+        o.size = to_u64(size, "resize: negative size");
+        o.name = name_copy(name, buf, false);
+        client_call(self, op_resize, &o);
+        if (o.r < 0)
+                raise_error(o.r, "resize", name);
+        return Qnil;
+}
+
+/* Client#seal(name, *seals) - Return: the seals now in force. */
+static VALUE client_seal(int argc, VALUE *argv, VALUE self)
+{
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+        VALUE name, seals;
+
+        rb_scan_args(argc, argv, "1*", &name, &seals);
+        o.seals = seals_from_ruby(seals);
+        o.name = name_copy(name, buf, false);
+        client_call(self, op_seal, &o);
+        if (o.r < 0)
+                raise_error(o.r, "seal", name);
+        return seals_to_ruby(o.seals);
+}
+
+/* Client#chmod(name, mode) */
+static VALUE client_chmod(VALUE self, VALUE name, VALUE mode)
+{
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+
+        o.mode = NUM2UINT(mode);
+        o.name = name_copy(name, buf, false);
+        client_call(self, op_chmod, &o);
+        if (o.r < 0)
+                raise_error(o.r, "chmod", name);
+        return Qnil;
+}
+
+/* Client#chown(name, uid, gid) - nil keeps one. */
+static VALUE client_chown(VALUE self, VALUE name, VALUE uid, VALUE gid)
+{
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+
+        o.uid = NIL_P(uid) ? IOMEM_ID_UNCHANGED : NUM2UINT(uid);
+        o.gid = NIL_P(gid) ? IOMEM_ID_UNCHANGED : NUM2UINT(gid);
+        o.name = name_copy(name, buf, false);
+        client_call(self, op_chown, &o);
+        if (o.r < 0)
+                raise_error(o.r, "chown", name);
+        return Qnil;
+}
+
+/*
+ * Client#register(name, region, lease: false, mode: nil) - publish a local
+ * memfd region (sealed against shrink and grow) under name. The daemon
+ * gets a copy of the fd; the region stays the caller's. Return: the id.
+ */
+static VALUE client_register(int argc, VALUE *argv, VALUE self)
+{
+        static const char *const names[] = { "lease", "mode", NULL };
+        VALUE name, region, opts, v[2], tmp;
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+        int fd, r;
+
+        rb_scan_args(argc, argv, "2:", &name, &region, &opts);
+        kwargs(opts, names, v);
+        if (kw_true(v[0]))
+                o.flags |= IOMEM_REGISTER_LEASE;
+        if (v[1] != Qundef && !NIL_P(v[1]))
+                o.mode = NUM2UINT(v[1]);
+        o.name = name_copy(name, buf, false);
+        /* a private copy of the region: another thread may close the caller's while the GVL is released */
+        fd = iomem_region_dup_fd(region_open_get(region));
+        if (fd < 0)
+                raise_error(fd, "register: dup", Qnil);
+        tmp = region_alloc(cRegion);
+        r = iomem_region_new_consume_fd(fd, &region_get(tmp)->region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                raise_error(r, "register", name);
+        o.region = region_get(tmp)->region;
+        client_call(self, op_register, &o);
+        region_close(tmp);
+        if (o.r < 0)
+                raise_error(o.r, "register", name);
+        return ULL2NUM(o.id);
+}
+
+/* Client#ping - one round trip. */
+static VALUE client_ping(VALUE self)
+{
+        struct op o = { 0 };
+
+        client_call(self, op_ping, &o);
+        if (o.r < 0)
+                raise_error(o.r, "ping", Qnil);
+        return self;
+}
+
+/* Client#status - an IOMem::Status. */
+static VALUE client_status(VALUE self)
+{
+        struct op o = { 0 };
+
+        client_call(self, op_status, &o);
+        if (o.r < 0)
+                raise_error(o.r, "status", Qnil);
+        return rb_struct_new(cStatus, ULL2NUM(o.status.regions), ULL2NUM(o.status.bytes),
+                             ULL2NUM(o.status.connections), ULL2NUM(o.status.uptime_sec),
+                             backend_to_ruby(o.status.backend), rb_str_new_cstr(o.status.server_version));
+}
+
+/* Client#quota - an IOMem::Quota (0 = unlimited). */
+static VALUE client_quota(VALUE self)
+{
+        struct op o = { 0 };
+        const struct iomem_quota *q = &o.quota;
+
+        client_call(self, op_quota, &o);
+        if (o.r < 0)
+                raise_error(o.r, "quota", Qnil);
+        return rb_struct_new(cQuota, UINT2NUM(q->uid), UINT2NUM(q->gid), ULL2NUM(q->bytes), ULL2NUM(q->max_bytes),
+                             ULL2NUM(q->regions), ULL2NUM(q->max_regions), ULL2NUM(q->connections),
+                             ULL2NUM(q->max_connections), ULL2NUM(q->fds), ULL2NUM(q->max_fds),
+                             ULL2NUM(q->max_region_size));
+}
+
+/* IOMem.socket_path - libiomem's default socket path. */
+static VALUE iomem_s_socket_path(VALUE mod)
+{
+        char buf[4096];
+        int r = iomem_socket_path(buf, sizeof(buf));
+
+        if (r < 0)
+                raise_error(r, "socket_path", Qnil);
+        return rb_str_new(buf, r);
+}
+
+/* IOMem.strerror(errno) - iomemd's words for an error code. */
+static VALUE iomem_s_strerror(VALUE mod, VALUE e)
+{
+        return rb_str_new_cstr(iomem_strerror(NUM2INT(e)));
+}
+
+__attribute__((visibility("default"))) void Init_iomem_ext(void);
+void Init_iomem_ext(void)
+{
+        mIOMem = rb_define_module("IOMem");
+
+        rb_define_const(mIOMem, "SEAL_SEAL", UINT2NUM(IOMEM_SEAL_SEAL));
+        rb_define_const(mIOMem, "SEAL_SHRINK", UINT2NUM(IOMEM_SEAL_SHRINK));
+        rb_define_const(mIOMem, "SEAL_GROW", UINT2NUM(IOMEM_SEAL_GROW));
+        rb_define_const(mIOMem, "SEAL_WRITE", UINT2NUM(IOMEM_SEAL_WRITE));
+        rb_define_const(mIOMem, "SEAL_FUTURE_WRITE", UINT2NUM(IOMEM_SEAL_FUTURE_WRITE));
+        rb_define_const(mIOMem, "REGION_RDONLY", UINT2NUM(IOMEM_REGION_RDONLY));
+        rb_define_const(mIOMem, "REGION_LEASED", UINT2NUM(IOMEM_REGION_LEASED));
+        rb_define_const(mIOMem, "REGION_RESIZABLE", UINT2NUM(IOMEM_REGION_RESIZABLE));
+        rb_define_const(mIOMem, "REGION_ANONYMOUS", UINT2NUM(IOMEM_REGION_ANONYMOUS));
+        rb_define_module_function(mIOMem, "socket_path", iomem_s_socket_path, 0);
+        rb_define_module_function(mIOMem, "strerror", iomem_s_strerror, 1);
+
+        cStat = rb_struct_define_under(mIOMem, "Stat", "id", "size", "ctime", "open_count", "seals", "flags", "uid",
+                                       "gid", "mode", "backend", NULL);
+        cEntry = rb_struct_define_under(mIOMem, "Entry", "name", "id", "size", "seals", "mode", "uid", "gid", NULL);
+        cStatus = rb_struct_define_under(mIOMem, "Status", "regions", "bytes", "connections", "uptime",
+                                         "backend", "server_version", NULL);
+        cQuota = rb_struct_define_under(mIOMem, "Quota", "uid", "gid", "bytes", "max_bytes", "regions",
+                                        "max_regions", "connections", "max_connections", "fds", "max_fds",
+                                        "max_region_size", NULL);
+
+        cRegion = rb_define_class_under(mIOMem, "Region", rb_cObject);
+        rb_define_alloc_func(cRegion, region_alloc);
+        rb_define_method(cRegion, "initialize", region_initialize, -1);
+        rb_define_singleton_method(cRegion, "from_io", region_s_from_io, 1);
+        rb_define_method(cRegion, "close", region_close, 0);
+        rb_define_method(cRegion, "closed?", region_closed_p, 0);
+        rb_define_method(cRegion, "size", region_size, 0);
+        rb_define_method(cRegion, "read_only?", region_read_only_p, 0);
+        rb_define_method(cRegion, "id", region_id, 0);
+        rb_define_method(cRegion, "backend", region_backend, 0);
+        rb_define_method(cRegion, "flags", region_flags, 0);
+        rb_define_method(cRegion, "refresh", region_refresh, 0);
+        rb_define_method(cRegion, "map", region_map, -1);
+        rb_define_method(cRegion, "io", region_io, 0);
+        rb_define_method(cRegion, "to_io", region_io, 0);
+        rb_define_method(cRegion, "resize", region_resize, 1);
+        rb_define_method(cRegion, "seal", region_seal, -1);
+        rb_define_method(cRegion, "seals", region_seals, 0);
+
+        cClient = rb_define_class_under(mIOMem, "Client", rb_cObject);
+        rb_define_alloc_func(cClient, client_alloc);
+        rb_define_method(cClient, "initialize", client_initialize, -1);
+        rb_define_method(cClient, "close", client_close, 0);
+        rb_define_method(cClient, "closed?", client_closed_p, 0);
+        rb_define_method(cClient, "fileno", client_fileno, 0);
+        rb_define_method(cClient, "timeout=", client_set_timeout, 1);
+        rb_define_method(cClient, "create", client_create, -1);
+        rb_define_method(cClient, "open", client_open, -1);
+        rb_define_method(cClient, "stat", client_stat, 1);
+        rb_define_method(cClient, "list", client_list, -1);
+        rb_define_method(cClient, "delete", client_delete, 1);
+        rb_define_method(cClient, "resize", client_resize, 2);
+        rb_define_method(cClient, "seal", client_seal, -1);
+        rb_define_method(cClient, "chmod", client_chmod, 2);
+        rb_define_method(cClient, "chown", client_chown, 3);
+        rb_define_method(cClient, "register", client_register, -1);
+        rb_define_method(cClient, "ping", client_ping, 0);
+        rb_define_method(cClient, "status", client_status, 0);
+        rb_define_method(cClient, "quota", client_quota, 0);
+}
