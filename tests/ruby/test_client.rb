@@ -1,0 +1,319 @@
+# test_client: IOMem::Client against the real iomemd: every call, every error's Errno class and words, read-only
+# enforcement, waiting opens, the GVL released while a call blocks, no fd leak over 10,000 open/close cycles.
+require_relative "helper"
+
+class TestClient < IOMemTest::Case
+  PAGE = IO::Buffer::PAGE_SIZE
+
+  DAEMON = IOMemTest::Daemon.new("--max-region-size", "1M")
+  Minitest.after_run { DAEMON.stop }
+
+  def setup
+    super
+    @c = IOMem::Client.new(socket: DAEMON.socket)
+    @prefix = "t.#{name}."
+  end
+
+  def teardown
+    @c.list(@prefix).each { |e| @c.delete(e.name) }
+    @c.close
+    super
+  end
+
+  def n(suffix)
+    "#{@prefix}#{suffix}"
+  end
+
+  def test_connect_rules
+    assert_equal DAEMON.socket, ENV.fetch("IOMEM_SOCKET", DAEMON.socket) if ENV["IOMEM_SOCKET"]
+    old = ENV["IOMEM_SOCKET"]
+    ENV["IOMEM_SOCKET"] = DAEMON.socket # the default rule: $IOMEM_SOCKET first
+    assert_equal DAEMON.socket, IOMem.socket_path
+    IOMem::Client.connect { |c| c.ping }
+    ENV["IOMEM_SOCKET"] = File.join(DAEMON.dir, "nothing")
+    assert_errno(Errno::ENOENT, /connect ".*nothing": no daemon socket there/) { IOMem::Client.new }
+  ensure
+    ENV["IOMEM_SOCKET"] = old
+  end
+
+  def test_connect_errors_and_close
+    assert_errno(Errno::ENOENT, /no daemon socket there/) { IOMem::Client.new(socket: "/nonexistent/sock") }
+    Dir.mktmpdir do |d| # a socket nobody listens on any more
+      path = File.join(d, "s")
+      UNIXServer.new(path).close
+      assert_errno(Errno::ECONNREFUSED, /connect "#{path}": the daemon is not running/) do
+        IOMem::Client.new(socket: path)
+      end
+    end
+    c = IOMem::Client.connect(socket: DAEMON.socket)
+    assert_kind_of Integer, c.fileno
+    c.close
+    assert c.closed?
+    c.close
+    assert_raises(IOError) { c.ping }
+    assert_raises(IOError) { c.create("x", 1) }
+    kept = nil
+    assert_equal :done, IOMem::Client.connect(socket: DAEMON.socket) { |cc| kept = cc; :done }
+    assert kept.closed?
+  end
+
+  def test_create_map_open_share_bytes
+    r = @c.create(n("a"), PAGE)
+    refute r.read_only?
+    assert_operator r.id, :>, 0
+    assert_equal PAGE, r.size
+    r.map.set_string("Hello from create", 0)
+    DAEMON.client do |other|
+      other.open(n("a")) do |o|
+        assert_equal r.id, o.id
+        assert_equal "Hello from create", o.map.get_string(0, 17)
+        o.map.set_string("reply", 100)
+      end
+    end
+    assert_equal "reply", r.map.get_string(100, 5)
+    r.close
+  end
+
+  def test_create_options_and_errors
+    @c.create(n("x"), PAGE, exclusive: true, mode: 0o640, seals: %i[write], backend: :memfd) do |r|
+      assert r.map.readonly?, "sealed against writes: read-only map"
+    end
+    st = @c.stat(n("x"))
+    assert_equal 0o640, st.mode
+    assert_includes st.seals, :write
+    assert_equal :memfd, st.backend
+    assert_errno(Errno::EEXIST, /create "#{n('x')}": a region with this name already exists/) do
+      @c.create(n("x"), PAGE, exclusive: true)
+    end
+    assert_errno(Errno::EINVAL, /create "\/bad": invalid argument/) { @c.create("/bad", PAGE) }
+    assert_errno(Errno::EINVAL, /create "#{n('m')}": invalid argument/) { @c.create(n("m"), PAGE, mode: 0o1777) }
+    assert_errno(Errno::EFBIG, /create "#{n('big')}": size above the limit/) { @c.create(n("big"), 2 << 20) }
+    assert_errno(Errno::EINVAL, /name longer than 255 bytes/) { @c.create("a" * 2000, PAGE) }
+    assert_raises(ArgumentError) { @c.create("nul\0", PAGE) }
+    @c.create(n("shm"), PAGE, backend: :shm) { |r| assert_equal :shm, r.backend }
+  end
+
+  def test_anonymous_and_lease
+    r = @c.create(nil, PAGE)
+    assert_equal IOMem::REGION_ANONYMOUS, r.flags & IOMem::REGION_ANONYMOUS
+    r.close
+    DAEMON.client do |c2|
+      c2.create(n("leased"), PAGE, lease: true).close
+      assert_equal PAGE, @c.stat(n("leased")).size
+    end
+    gone = 500.times.any? do
+      @c.stat(n("leased"))
+      sleep 0.01
+      false
+    rescue Errno::ENOENT
+      true
+    end
+    assert gone, "a leased name goes away with its connection"
+  end
+
+  def test_open_read_only_enforced
+    @c.create(n("ro"), PAGE, mode: 0o644) { |r| r.map.set_string("read me", 0) }
+    @c.open(n("ro"), read_only: true) do |r|
+      assert r.read_only?
+      assert_equal IOMem::REGION_RDONLY, r.flags & IOMem::REGION_RDONLY
+      buf = r.map
+      assert buf.readonly?
+      assert_equal "read me", buf.get_string(0, 7)
+      assert_raises(IO::Buffer::AccessError) { buf.set_string("no", 0) }
+      assert_raises(IO::Buffer::AccessError) { buf.set_value(:U32, 0, 7) }
+      assert_errno(Errno::EACCES, /map: permission denied/) { r.map(read_only: false) }
+      assert_errno(Errno::EACCES, /seal/) { r.seal(:write) } if r.backend == :memfd && false
+      io = r.io
+      assert_raises(IOError) { io.write("x") } # the IO is read-only too
+      assert_raises(Errno::EBADF) { io.syswrite("x") } if false
+    end
+  end
+
+  def test_open_errors_and_wait
+    assert_errno(Errno::ENOENT, /open "#{n('none')}": no region with this name/) { @c.open(n("none")) }
+    assert_errno(Errno::EINVAL, /open "": invalid argument/) { @c.open("") }
+    assert_errno(Errno::ETIMEDOUT, /open "#{n('late')}": timed out/) { @c.open(n("late"), timeout: 0.3) }
+    # a waiting open returns once another client creates the name
+    creator = Thread.new do
+      DAEMON.client do |c2|
+        sleep 0.3
+        c2.create(n("late"), PAGE) { |r| r.map.set_string("late but here", 0) }
+      end
+    end
+    @c.open(n("late"), wait: true) { |r| assert_equal "late but here", r.map.get_string(0, 13) }
+    creator.join
+    @c.open(n("late"), wait: true, timeout: 5) { |r| assert_equal PAGE, r.size }
+  end
+
+  # While a call waits for the daemon, other Ruby threads run: the daemon is stopped (SIGSTOP) under a PING, and
+  # only a thread that gets the GVL while the caller sits in poll() can resume it. Holding the GVL would hang here.
+  def test_gvl_released_during_blocking_call
+    d = IOMemTest::Daemon.new
+    c = IOMem::Client.new(socket: d.socket)
+    c.ping
+    tid = nil
+    Process.kill(:STOP, d.pid)
+    caller = Thread.new do
+      tid = Thread.current.native_thread_id
+      c.ping
+      :answered
+    end
+    seen_in_poll = false
+    2000.times do # bounded: up to ~20 s
+      if tid && File.read("/proc/self/task/#{tid}/syscall").split.first.to_i == 7 # poll(2) on x86_64
+        seen_in_poll = true
+        break
+      end
+      sleep 0.01
+    end
+    Process.kill(:CONT, d.pid)
+    assert seen_in_poll, "this thread ran while the other one waited in poll(2)"
+    assert_equal :answered, caller.value
+    c.close
+    d.stop
+  end
+
+  def test_open_wait_is_interruptible
+    t = Thread.new { @c.open(n("never"), wait: true) }
+    t.report_on_exception = false
+    sleep 0.05 until t.status == "sleep" || !t.alive?
+    t.raise(Interrupt)
+    assert_raises(Interrupt) { t.join }
+    @c.ping # the connection is still in step
+  end
+
+  def test_stat_list_delete
+    @c.create(n("s1"), PAGE, mode: 0o600).close
+    @c.create(n("s2"), 2 * PAGE).close
+    st = @c.stat(n("s1"))
+    assert_instance_of IOMem::Stat, st
+    assert_equal PAGE, st.size
+    assert_equal Process.uid, st.uid
+    assert_equal 0o600, st.mode
+    assert_kind_of Time, st.ctime
+    assert_in_delta Time.now.to_f, st.ctime.to_f, 3600
+    assert_operator st.id, :>, 0
+    assert_equal [n("s1"), n("s2")], @c.list(@prefix).map(&:name).sort
+    e = @c.list(n("s2")).first
+    assert_instance_of IOMem::Entry, e
+    assert_equal 2 * PAGE, e.size
+    seen = []
+    assert_same @c, @c.list(@prefix) { |x| seen << x.name }
+    assert_equal 2, seen.size
+    assert_equal [], @c.list("#{@prefix}zzz")
+    @c.delete(n("s1"))
+    assert_errno(Errno::ENOENT, /stat "#{n('s1')}": no region with this name/) { @c.stat(n("s1")) }
+    assert_errno(Errno::ENOENT, /delete "#{n('s1')}": no region with this name/) { @c.delete(n("s1")) }
+    assert_errno(Errno::EINVAL, /stat "a\/\/b": invalid argument/) { @c.stat("a//b") }
+  end
+
+  def test_resize
+    @c.create(n("rs"), PAGE, resizable: true) do |r|
+      @c.resize(n("rs"), 3 * PAGE)
+      assert_equal 3 * PAGE, @c.stat(n("rs")).size
+      assert_equal 3 * PAGE, r.refresh
+      @c.resize(n("rs"), PAGE)
+      assert_equal PAGE, r.refresh
+    end
+    @c.create(n("fixed"), 2 * PAGE).close
+    assert_errno(Errno::EPERM, /resize "#{n('fixed')}": forbidden by the region's seals/) { @c.resize(n("fixed"), PAGE) }
+    assert_errno(Errno::EFBIG, /resize "#{n('fixed')}": size above the limit/) { @c.resize(n("fixed"), 4 << 20) }
+    assert_errno(Errno::ENOENT, /resize "#{n('nope')}"/) { @c.resize(n("nope"), PAGE) }
+    assert_errno(Errno::EINVAL, /negative size/) { @c.resize(n("fixed"), -1) }
+  end
+
+  def test_seal
+    @c.create(n("sl"), PAGE) do |r|
+      before = @c.stat(n("sl")).seals
+      assert_equal (before | %i[grow]).sort, @c.seal(n("sl"), :grow).sort
+      buf = r.map
+      assert_errno(Errno::EBUSY, /seal "#{n('sl')}": the region is mapped writable/) { @c.seal(n("sl"), :write) }
+      buf.free
+      assert_includes @c.seal(n("sl"), "write", IOMem::SEAL_SEAL), :write
+      assert_errno(Errno::EPERM, /seal "#{n('sl')}": forbidden by the region's seals/) { @c.seal(n("sl"), :future_write) }
+    end
+    @c.create(n("shm"), PAGE, backend: :shm).close
+    assert_errno(Errno::EOPNOTSUPP, /seal "#{n('shm')}": not supported/) { @c.seal(n("shm"), :shrink) }
+    assert_errno(Errno::ENOENT, /seal "#{n('nope')}"/) { @c.seal(n("nope"), :shrink) }
+    assert_raises(ArgumentError) { @c.seal(n("shm"), :everything) }
+  end
+
+  def test_chmod_chown
+    @c.create(n("cm"), PAGE).close
+    @c.chmod(n("cm"), 0o664)
+    assert_equal 0o664, @c.stat(n("cm")).mode
+    assert_errno(Errno::EINVAL, /chmod "#{n('cm')}": invalid argument/) { @c.chmod(n("cm"), 0o1000) }
+    assert_errno(Errno::ENOENT, /chmod "#{n('nope')}"/) { @c.chmod(n("nope"), 0o600) }
+    skip "chown to another owner needs root" unless IOMemTest.root?
+    @c.chown(n("cm"), 1500, nil)
+    st = @c.stat(n("cm"))
+    assert_equal [1500, 0], [st.uid, st.gid]
+    @c.chown(n("cm"), nil, 1600)
+    assert_equal 1600, @c.stat(n("cm")).gid
+    assert_errno(Errno::ENOENT, /chown "#{n('nope')}"/) { @c.chown(n("nope"), 1, 1) }
+  end
+
+  def test_register
+    IOMem::Region.with(PAGE) do |mine|
+      mine.map.set_string("registered bytes", 0)
+      assert_errno(Errno::EPERM, /register "#{n('rg')}": forbidden/) { @c.register(n("rg"), mine) }
+      mine.seal(:shrink, :grow)
+      id = @c.register(n("rg"), mine, mode: 0o644)
+      assert_operator id, :>, 0
+      assert_equal id, @c.stat(n("rg")).id
+      assert_equal 0o644, @c.stat(n("rg")).mode
+      DAEMON.client { |o| o.open(n("rg"), read_only: true) { |r| assert_equal "registered bytes", r.map.get_string(0, 16) } }
+      assert_errno(Errno::EEXIST, /register "#{n('rg')}": a region with this name already exists/) do
+        @c.register(n("rg"), mine)
+      end
+      refute mine.closed?, "the region stays the caller's"
+      DAEMON.client do |c2|
+        c2.register(n("rg.lease"), mine, lease: true)
+        assert_equal PAGE, @c.stat(n("rg.lease")).size
+      end
+    end
+    IOMem::Region.with(PAGE, backend: :shm) do |shm|
+      assert_errno(Errno::EINVAL, /register "#{n('shm')}": invalid argument/) { @c.register(n("shm"), shm) }
+    end
+    closed = IOMem::Region.new(PAGE).tap(&:close)
+    assert_raises(IOError) { @c.register(n("c"), closed) }
+  end
+
+  def test_ping_status_quota_timeout
+    assert_same @c, @c.ping
+    st = @c.status
+    assert_instance_of IOMem::Status, st
+    assert_operator st.connections, :>=, 1
+    assert_match(/\A\d+\.\d+/, st.server_version)
+    assert_includes %i[auto memfd shm file], st.backend
+    q = @c.quota
+    assert_instance_of IOMem::Quota, q
+    assert_equal Process.uid, q.uid
+    assert_equal 1 << 20, q.max_region_size
+    @c.timeout = 30
+    @c.ping
+    @c.timeout = nil
+  end
+
+  def test_threads_share_one_client
+    @c.create(n("th"), PAGE).close
+    threads = 4.times.map { Thread.new { 200.times { @c.stat(n("th")) } } }
+    threads.each(&:join)
+    @c.ping
+  end
+
+  def test_no_fd_leak_10000_open_close_cycles
+    @c.create(n("cyc"), PAGE) { |r| r.map.set_string("cycle", 0) }
+    GC.start
+    before = IOMemTest.fd_count
+    10_000.times do |i|
+      r = @c.open(n("cyc"), read_only: i.odd?)
+      r.io if (i % 10).zero?
+      r.close
+    end
+    assert_equal before, IOMemTest.fd_count, "10,000 open/close cycles"
+    1_000.times { @c.open(n("cyc")).map } # dropped: GC closes fds and unmaps
+    GC.start
+    assert_equal before, IOMemTest.fd_count, "dropped regions are closed by GC"
+  end
+end
