@@ -1,0 +1,89 @@
+#!/bin/bash
+# test-examples (Ruby): every seed-guide example in examples/ruby/, once with local regions (fork, send_io) and
+# once with named regions of a real iomemd shared by unrelated Ruby programs (started here side by side, none
+# forked from another); then Ruby and C programs sharing the same bytes (examples/producer.c, consumer.c).
+set -euo pipefail
+. "$(dirname "$0")/../integration/lib.sh"
+: "${IOMEM_EXAMPLES:?run through ctest (IOMEM_EXAMPLES unset)}"
+: "${IOMEM_RUBY_EXAMPLES:?run through ctest (IOMEM_RUBY_EXAMPLES unset)}"
+RUBY=${RUBY:-ruby}
+EX=$IOMEM_RUBY_EXAMPLES
+
+# expect_out FILE PATTERN: the output must contain PATTERN
+expect_out() {
+        grep -q -- "$2" "$1" || fail "$(basename "$1"): no '$2' in: $(cat "$1")"
+}
+
+# local regions
+for ex in parent_child send_io worker_pool alignment batch; do
+        "$RUBY" "$EX/$ex.rb" local >"$TMP/$ex.local" 2>&1 || fail "$ex local: $(cat "$TMP/$ex.local")"
+done
+expect_out "$TMP/parent_child.local" "Child received: Hello from parent!"
+expect_out "$TMP/parent_child.local" "Parent received: Hello from child!"
+expect_out "$TMP/send_io.local" "Child wrote: Data from child proc"
+expect_out "$TMP/worker_pool.local" 'result from worker 2: "CPI ypoC oreZ"'
+expect_out "$TMP/alignment.local" "offset 256: Data 3"
+expect_out "$TMP/batch.local" 'last "rec 0064........"'
+
+# named regions: run_pair EXAMPLE ROLE_A ROLE_B: two unrelated programs; B starts first and waits for the name
+run_pair() {
+        local ex=$1 a=$2 b=$3 rc=0 pid
+        "$RUBY" "$EX/$ex.rb" named "$SOCK" "ex.$ex" "$b" >"$TMP/$ex.$b" 2>&1 &
+        pid=$!
+        "$RUBY" "$EX/$ex.rb" named "$SOCK" "ex.$ex" "$a" >"$TMP/$ex.$a" 2>&1 || fail "$ex $a: $(cat "$TMP/$ex.$a")"
+        wait "$pid" || rc=$?
+        [ "$rc" -eq 0 ] || fail "$ex $b: $(cat "$TMP/$ex.$b")"
+}
+
+start_daemon
+chmod 0755 "$TMP"
+run_pair parent_child parent child
+expect_out "$TMP/parent_child.child" "Child received: Hello from parent!"
+expect_out "$TMP/parent_child.parent" "Parent received: Hello from child!"
+run_pair send_io parent child
+expect_out "$TMP/send_io.child" "Child read: Shared data from parent"
+expect_out "$TMP/send_io.parent" "Child wrote: Data from child proc"
+run_pair alignment writer reader
+expect_out "$TMP/alignment.reader" "offset 128: Data 2"
+run_pair batch writer reader
+expect_out "$TMP/batch.reader" "read ABC and 64 records"
+
+# the worker pool: one pool and three workers, four unrelated programs
+pids=()
+for id in 0 1 2; do
+        "$RUBY" "$EX/worker_pool.rb" named "$SOCK" ex.pool worker "$TMP/ctrl" "$id" >"$TMP/worker.$id" 2>&1 &
+        pids+=($!)
+done
+"$RUBY" "$EX/worker_pool.rb" named "$SOCK" ex.pool pool "$TMP/ctrl" 3 >"$TMP/pool" 2>&1 || fail "pool: $(cat "$TMP/pool")"
+for id in 0 1 2; do
+        wait "${pids[$id]}" || fail "worker $id: $(cat "$TMP/worker.$id")"
+        expect_out "$TMP/worker.$id" "Worker $id finished"
+done
+expect_out "$TMP/pool" 'result from worker [0-2]: "CPI ypoC oreZ"'
+
+# every name is gone: leases ended with their programs, signals were deleted by their readers
+for _ in $(seq 1 100); do [ -z "$(ctl list 2>/dev/null)" ] && break; sleep 0.02; done
+[ -z "$(ctl list)" ] || fail "names left behind: $(ctl list)"
+
+# Ruby and C share the same bytes, each way round (consumer first: it waits for the name)
+"$RUBY" "$EX/consumer.rb" "$SOCK" x.rb 30000 >"$TMP/rb-consumer" 2>&1 &
+pid=$!
+"$IOMEM_EXAMPLES/producer" "$SOCK" x.rb "from C to Ruby" >"$TMP/c-producer" 2>&1 || fail "C producer: $(cat "$TMP/c-producer")"
+wait "$pid" || fail "Ruby consumer: $(cat "$TMP/rb-consumer")"
+expect_out "$TMP/rb-consumer" 'received "from C to Ruby"'
+expect_out "$TMP/c-producer" 'consumer replied "ack: from C to Ruby"'
+
+"$IOMEM_EXAMPLES/consumer" "$SOCK" x.c 30000 >"$TMP/c-consumer" 2>&1 &
+pid=$!
+"$RUBY" "$EX/producer.rb" "$SOCK" x.c "from Ruby to C" >"$TMP/rb-producer" 2>&1 || fail "Ruby producer: $(cat "$TMP/rb-producer")"
+wait "$pid" || fail "C consumer: $(cat "$TMP/c-consumer")"
+expect_out "$TMP/c-consumer" 'received "from Ruby to C"'
+expect_out "$TMP/rb-producer" 'consumer replied "ack: from Ruby to C"'
+
+# a consumer with nobody producing gives up with the daemon's error
+if "$RUBY" "$EX/consumer.rb" "$SOCK" x.nobody 100 >"$TMP/nobody" 2>&1; then
+        fail "Ruby consumer without producer succeeded"
+fi
+expect_out "$TMP/nobody" 'consumer: Connection timed out - open "x.nobody": timed out'
+stop_daemon
+finish
