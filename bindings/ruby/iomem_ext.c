@@ -360,33 +360,28 @@ static VALUE region_map(int argc, VALUE *argv, VALUE self)
         if (!NIL_P(voffset))
                 offset = to_u64(voffset, "map: negative offset");
         if (ro == Qundef || NIL_P(ro)) {
-                int seals = iomem_region_get_seals(region);
+                read_only = region_read_only(region);
+                if (!read_only) {
+                        int seals = iomem_region_get_seals(region);
 
-                read_only = region_read_only(region) ||
-                            (seals > 0 && (seals & (IOMEM_SEAL_WRITE | IOMEM_SEAL_FUTURE_WRITE)));
+                        read_only = seals > 0 && (seals & (IOMEM_SEAL_WRITE | IOMEM_SEAL_FUTURE_WRITE));
+                }
         } else {
                 read_only = RTEST(ro);
         }
-        if (NIL_P(vsize)) {
-                r = iomem_region_refresh(region);
-                if (r < 0)
-                        raise_error(r, "map", Qnil);
-                size = iomem_region_size(region);
-                if (offset > size)
-                        raise_error(-ERANGE, "map", Qnil);
-                size -= offset;
-        } else {
-                size = to_u64(vsize, "map: negative size");
-        }
+        /* nil = to the end: libiomem maps from its own fstat and updates the region's size */
+        size = NIL_P(vsize) ? 0 : to_u64(vsize, "map: negative size");
+        if (!NIL_P(vsize) && size == 0) /* libiomem reads 0 as "to the end"; an empty mapping is invalid */
+                raise_errno(-EINVAL, "map: zero length");
         if (size > SIZE_MAX)
                 raise_error(-EOVERFLOW, "map", Qnil);
-        if (size == 0) /* libiomem reads 0 as "to the end"; an empty mapping is what was asked, and is invalid */
-                raise_errno(-EINVAL, "map: zero length");
         prot = read_only ? PROT_READ : PROT_READ | PROT_WRITE;
         r = iomem_region_map(region, offset, (size_t)size, prot, &a.addr);
+        if (r == -EINVAL && size == 0 && iomem_region_size(region) == offset)
+                raise_errno(-EINVAL, "map: zero length");
         if (r < 0)
                 raise_error(r, "map", Qnil);
-        a.length = (size_t)size;
+        a.length = size ? (size_t)size : (size_t)(iomem_region_size(region) - offset);
         /* EXTERNAL: shared with others, never resized; MAPPED: IO::Buffer munmaps it when freed */
         a.flags = RB_IO_BUFFER_EXTERNAL | RB_IO_BUFFER_MAPPED | (read_only ? RB_IO_BUFFER_READONLY : 0);
         buf = rb_protect(map_wrap, (VALUE)&a, &state);
