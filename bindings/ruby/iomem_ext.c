@@ -349,7 +349,7 @@ static VALUE region_map(int argc, VALUE *argv, VALUE self)
         VALUE vsize, voffset, opts, ro = Qundef, buf;
         struct map_args a = { 0 };
         uint64_t offset = 0, size;
-        bool read_only;
+        bool read_only, guess;
         int r, prot, state = 0;
 
         if (!kw)
@@ -359,16 +359,8 @@ static VALUE region_map(int argc, VALUE *argv, VALUE self)
                 rb_get_kwargs(opts, &kw, 0, 1, &ro);
         if (!NIL_P(voffset))
                 offset = to_u64(voffset, "map: negative offset");
-        if (ro == Qundef || NIL_P(ro)) {
-                read_only = region_read_only(region);
-                if (!read_only) {
-                        int seals = iomem_region_get_seals(region);
-
-                        read_only = seals > 0 && (seals & (IOMEM_SEAL_WRITE | IOMEM_SEAL_FUTURE_WRITE));
-                }
-        } else {
-                read_only = RTEST(ro);
-        }
+        guess = ro == Qundef || NIL_P(ro);
+        read_only = guess ? region_read_only(region) : RTEST(ro);
         /* nil = to the end: libiomem maps from its own fstat and updates the region's size */
         size = NIL_P(vsize) ? 0 : to_u64(vsize, "map: negative size");
         if (!NIL_P(vsize) && size == 0) /* libiomem reads 0 as "to the end"; an empty mapping is invalid */
@@ -377,6 +369,13 @@ static VALUE region_map(int argc, VALUE *argv, VALUE self)
                 raise_error(-EOVERFLOW, "map", Qnil);
         prot = read_only ? PROT_READ : PROT_READ | PROT_WRITE;
         r = iomem_region_map(region, offset, (size_t)size, prot, &a.addr);
+        if (r == -EPERM && guess && !read_only) {
+                /* sealed against writes (F_SEAL_WRITE, F_SEAL_FUTURE_WRITE): mmap refuses PROT_WRITE; asking
+                 * the seals first would cost four syscalls on every map, so only a refusal falls back */
+                read_only = true;
+                prot = PROT_READ;
+                r = iomem_region_map(region, offset, (size_t)size, prot, &a.addr);
+        }
         if (r == -EINVAL && size == 0 && iomem_region_size(region) == offset)
                 raise_errno(-EINVAL, "map: zero length");
         if (r < 0)
