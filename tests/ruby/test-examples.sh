@@ -85,5 +85,11 @@ if "$RUBY" "$EX/consumer.rb" "$SOCK" x.nobody 100 >"$TMP/nobody" 2>&1; then
         fail "Ruby consumer without producer succeeded"
 fi
 expect_out "$TMP/nobody" 'consumer: Connection timed out - open "x.nobody": timed out'
+# the three lines at the top of docs/ruby.md (and README.md), on the default socket rule ($IOMEM_SOCKET)
+doc=$EX/../../docs/ruby.md
+awk '/^```ruby$/ { on = 1; next } on && /^```$/ { exit } on' "$doc" >"$TMP/three.rb"
+[ "$(wc -l <"$TMP/three.rb")" -eq 3 ] || fail "docs/ruby.md: the first example is not three lines: $(cat "$TMP/three.rb")"
+out=$(IOMEM_SOCKET=$SOCK "$RUBY" -W:no-experimental "$TMP/three.rb" 2>&1) || fail "docs/ruby.md three lines: $out"
+[ "$out" = hello ] || fail "docs/ruby.md three lines printed '$out'"
 stop_daemon
 finish
