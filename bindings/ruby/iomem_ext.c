@@ -942,7 +942,7 @@ static VALUE client_list(int argc, VALUE *argv, VALUE self)
 
         rb_scan_args(argc, argv, "01", &prefix);
         o.name = name_copy(prefix, buf, true);
-        holder = TypedData_Make_Struct(rb_cObject, struct list_acc, &list_acc_type, acc);
+        holder = TypedData_Make_Struct(0, struct list_acc, &list_acc_type, acc); /* hidden */
         o.list = acc;
         client_call(self, op_list, &o);
         if (o.r < 0)
