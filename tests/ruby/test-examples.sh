@@ -80,6 +80,69 @@ wait "$pid" || fail "C consumer: $(cat "$TMP/c-consumer")"
 expect_out "$TMP/c-consumer" 'received "from Ruby to C"'
 expect_out "$TMP/rb-producer" 'consumer replied "ack: from Ruby to C"'
 
+# Ruby, Python and C on the same bytes, when the Python module is built (bindings/python): a Ruby producer and a
+# Python consumer, a Python producer and a Ruby consumer, and one region that Ruby writes and Python and iomemctl
+# (C) read while it waits: unrelated programs, all started from here
+if [ -n "${IOMEM_PYTHONPATH:-}" ]; then
+        export PYTHONPATH=$IOMEM_PYTHONPATH
+        py_consumer='
+import struct, sys, time, iomem
+with iomem.Client(sys.argv[1]) as c, c.open(sys.argv[2], wait=True, timeout=30) as r, memoryview(r) as m:
+    for _ in range(30000):
+        if struct.unpack_from("<I", m, 0)[0] == 1:
+            break
+        time.sleep(0.001)
+    message = bytes(m[8:1032]).split(b"\0")[0]
+    print("received:", message.decode())
+    m[1032:1032 + len(message) + 6] = b"ack: " + message + b"\0"
+    struct.pack_into("<I", m, 4, 1)
+'
+        py_producer='
+import struct, sys, time, iomem
+with iomem.Client(sys.argv[1]) as c, c.create(sys.argv[2], 4096, exclusive=True, lease=True) as r, memoryview(r) as m:
+    m[8:8 + len(sys.argv[3]) + 1] = sys.argv[3].encode() + b"\0"
+    struct.pack_into("<I", m, 0, 1)
+    for _ in range(30000):
+        if struct.unpack_from("<I", m, 4)[0] == 1:
+            break
+        time.sleep(0.001)
+    print("reply:", bytes(m[1032:2056]).split(b"\0")[0].decode())
+'
+        python3 -c "$py_consumer" "$SOCK" x.rb2py >"$TMP/py-consumer" 2>&1 &
+        pid=$!
+        "$RUBY" "$EX/producer.rb" "$SOCK" x.rb2py "from Ruby to Python" >"$TMP/rb-producer2" 2>&1 \
+                || fail "Ruby producer (Python): $(cat "$TMP/rb-producer2")"
+        wait "$pid" || fail "Python consumer: $(cat "$TMP/py-consumer")"
+        expect_out "$TMP/py-consumer" "received: from Ruby to Python"
+        expect_out "$TMP/rb-producer2" 'consumer replied "ack: from Ruby to Python"'
+
+        "$RUBY" "$EX/consumer.rb" "$SOCK" x.py2rb 30000 >"$TMP/rb-consumer2" 2>&1 &
+        pid=$!
+        python3 -c "$py_producer" "$SOCK" x.py2rb "from Python to Ruby" >"$TMP/py-producer" 2>&1 \
+                || fail "Python producer: $(cat "$TMP/py-producer")"
+        wait "$pid" || fail "Ruby consumer (Python): $(cat "$TMP/rb-consumer2")"
+        expect_out "$TMP/rb-consumer2" 'received "from Python to Ruby"'
+        expect_out "$TMP/py-producer" "reply: ack: from Python to Ruby"
+
+        # three at once on one region: the Ruby batch writer waits for "done" while Python (read-only, zero-copy
+        # memoryview) and iomemctl (C) read what it wrote
+        "$RUBY" "$EX/batch.rb" named "$SOCK" x.three writer >"$TMP/rb-three" 2>&1 &
+        pid=$!
+        ctl wait x.three.ready --timeout 30 >/dev/null && ctl rm x.three.ready || fail "batch writer (three) not ready"
+        python3 -c '
+import sys, iomem
+with iomem.Client(sys.argv[1]) as c, c.open("x.three", read_only=True) as r, memoryview(r) as m:
+    print("python read:", bytes(m[0:3]).decode(), bytes(m[64:80]).decode(), "readonly" if m.readonly else "WRITABLE")
+' "$SOCK" >"$TMP/py-three" 2>&1 || fail "Python (three): $(cat "$TMP/py-three")"
+        ctl read x.three --offset 64 --length 16 >"$TMP/c-three" 2>&1 || fail "iomemctl read (three): $(cat "$TMP/c-three")"
+        ctl create x.three.done 1 >/dev/null || fail "create x.three.done"
+        wait "$pid" || fail "Ruby batch writer (three): $(cat "$TMP/rb-three")"
+        expect_out "$TMP/py-three" "python read: ABC rec 0001........ readonly"
+        expect_out "$TMP/c-three" "rec 0001........"
+else
+        echo "no Python module in this build: Ruby-Python sharing not tested"
+fi
+
 # a consumer with nobody producing gives up with the daemon's error
 if "$RUBY" "$EX/consumer.rb" "$SOCK" x.nobody 100 >"$TMP/nobody" 2>&1; then
         fail "Ruby consumer without producer succeeded"
