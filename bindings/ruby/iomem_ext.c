@@ -444,6 +444,14 @@ static VALUE region_seals(VALUE self)
         return seals_to_ruby((uint32_t)r);
 }
 
+/* With a block: yield @region and close it when the block ends (Return: the block's value); else @region. */
+static VALUE region_yield_closing(VALUE region)
+{
+        if (!rb_block_given_p())
+                return region;
+        return rb_ensure(rb_yield, region, region_close, region);
+}
+
 /* ---- IOMem::Client ------------------------------------------------------ */
 
 /*
@@ -817,7 +825,7 @@ static bool kw_true(VALUE v)
 /*
  * Client#create(name, size, exclusive: false, lease: false, resizable:
  * false, seals: nil, mode: nil, backend: nil) - name nil = anonymous.
- * Return: a read-write Region.
+ * Return: a read-write Region; with a block, the block's value (the region is closed when it ends).
  */
 static VALUE client_create(int argc, VALUE *argv, VALUE self)
 {
@@ -847,7 +855,7 @@ static VALUE client_create(int argc, VALUE *argv, VALUE self)
         client_call(self, op_create, &o);
         if (o.r < 0)
                 raise_error(o.r, "create", name);
-        return obj;
+        return region_yield_closing(obj);
 }
 
 static double now_sec(void)
@@ -863,7 +871,7 @@ static double now_sec(void)
  * true waits for the name to be created, without limit or up to timeout:
  * seconds (then Errno::ETIMEDOUT); timeout: alone implies wait. The wait
  * is asked of the daemon in slices so interrupts get through.
- * Return: a Region (read-only fd with read_only: true).
+ * Return: a Region (read-only fd with read_only: true); with a block, the block's value (closed at its end).
  */
 static VALUE client_open(int argc, VALUE *argv, VALUE self)
 {
@@ -906,7 +914,7 @@ static VALUE client_open(int argc, VALUE *argv, VALUE self)
         }
         if (o.r < 0)
                 raise_error(o.r, "open", name);
-        return obj;
+        return region_yield_closing(obj);
 }
 
 static VALUE time_from_ns(uint64_t ns)

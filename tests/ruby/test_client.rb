@@ -71,6 +71,11 @@ class TestClient < IOMemTest::Case
     end
     assert_equal "reply", r.map.get_string(100, 5)
     r.close
+    # block forms close the region at the end, also when the block raises, and return the block's value
+    kept = []
+    assert_equal :value, @c.open(n("a")) { |o| kept << o; :value }
+    assert_raises(RuntimeError) { @c.create(nil, PAGE) { |o| kept << o; raise "boom" } }
+    assert kept.all?(&:closed?)
   end
 
   def test_create_options_and_errors

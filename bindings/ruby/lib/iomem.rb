@@ -34,13 +34,5 @@ module IOMem
     def self.connect(**kw, &block)
       IOMem.closing(new(**kw), &block)
     end
-
-    # create and open take a block too: the region is closed when it ends (the block's value is returned).
-    %i[create open].each do |m|
-      impl = instance_method(m)
-      define_method(m) do |*args, **kw, &block|
-        IOMem.closing(impl.bind_call(self, *args, **kw), &block)
-      end
-    end
   end
 end
