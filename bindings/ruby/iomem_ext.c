@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* iomem_ext: the Ruby binding of libiomem (module IOMem: Region, Client), built on client/iomem.h only. */
 
 #include <errno.h>

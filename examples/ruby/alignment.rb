@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # alignment: the seed guide's "Memory Alignment": records written at cache-line (64-byte) aligned offsets.
 #   ruby alignment.rb local                         - write and read back in one program
 #   ruby alignment.rb named SOCKET NAME writer      - unrelated programs: the writer publishes the records,

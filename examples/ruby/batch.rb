@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # batch: the seed guide's "Batch Operations": build the bytes first and write them with one set_string instead
 # of many small writes.
 #   ruby batch.rb local                        - in one program

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # consumer: examples/consumer.c in Ruby (layout of examples/pc-shared.h): wait for NAME in iomemd, read the
 # producer's message in place, answer through the same memory.
 #   ruby consumer.rb SOCKET NAME [TIMEOUT_MS]

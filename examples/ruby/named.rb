@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # named: what the named-region variants of the examples share: arguments, and signalling through iomemd.
 #
 # In "named" mode an example runs as separate, unrelated programs (started by hand or by a test, not forked from

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # parent_child: the seed guide's "Basic Process Sharing": a parent and a child share one region and see each
 # other's writes.
 #   ruby parent_child.rb local                      - the guide's fork: the child inherits the region

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # producer: examples/producer.c in Ruby, byte for byte the same layout (examples/pc-shared.h), so a Ruby program
 # and a C program share one region: create NAME in iomemd, publish a message, wait for the consumer's reply.
 #   ruby producer.rb SOCKET NAME [MESSAGE]

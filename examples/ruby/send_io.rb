@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # send_io: the seed guide's "Unix Domain Socket File Descriptor Passing": the parent passes the region's fd to a
 # child over a socket; the child maps it with IO::Buffer.map and writes back.
 #   ruby send_io.rb local                       - the guide's socketpair, send_io and recv_io

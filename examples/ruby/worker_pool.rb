@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # worker_pool: the seed guide's "Multi-Process Worker Pool": work is written into one shared region, workers are
 # told where over a socket, read it in place and write their result back into the region.
 #   ruby worker_pool.rb local                              - the guide: forked workers get the fd with send_io

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # access_child: run by test_access.rb as uid 1501 (gid 1601) against a daemon where root made acc.private (0600),
 # acc.shared (0644) and acc.group (0660, group 1601). Usage: access_child.rb SOCKET
 Warning[:experimental] = false

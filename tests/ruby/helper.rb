@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # helper: the Ruby tests' common ground: the real iomemd on a temporary socket, and an fd-leak check around every test.
 Warning[:experimental] = false # IO::Buffer warns once per process on Ruby 3.1
 require "minitest/autorun"

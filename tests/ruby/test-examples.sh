@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test-examples (Ruby): every seed-guide example in examples/ruby/, once with local regions (fork, send_io) and
 # once with named regions of a real iomemd shared by unrelated Ruby programs (started here side by side, none
 # forked from another); then Ruby and C programs sharing the same bytes (examples/producer.c, consumer.c).

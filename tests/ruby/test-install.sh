@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test-install (Ruby): `cmake --install --prefix P` puts iomem.rb and iomem_ext.so where ruby finds them (for a
 # private prefix: P plus the vendorarchdir path, given to ruby as RUBYLIB), without the build tree's RPATH.
 # Usage: test-install.sh BUILD_DIR

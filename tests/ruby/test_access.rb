@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test_access: as another uid (setpriv): EACCES for every refused call, read-only enforcement across owners,
 # EDQUOT at the per-uid quota. Needs root to switch uids; exits 77 (skipped) otherwise.
 unless Process.uid.zero? && system("command -v setpriv >/dev/null")

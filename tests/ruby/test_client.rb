@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test_client: IOMem::Client against the real iomemd: every call, every error's Errno class and words, read-only
 # enforcement, waiting opens, the GVL released while a call blocks, no fd leak over 10,000 open/close cycles.
 require_relative "helper"

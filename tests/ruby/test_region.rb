@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test_region: IOMem::Region without a daemon: sizes, backends, IO::Buffer maps, read-only buffers, io/send_io, seals.
 require_relative "helper"
 

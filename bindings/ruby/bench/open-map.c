@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* open-map: the C side of bindings/ruby/bench/open_map.rb: N times OPEN + map + unmap + free of one named region. */
 
 #include <stdio.h>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # open_map: OPEN + map of a named region from Ruby against the same from C, in one run against one iomemd.
 # Each cycle: open by name, map the whole region, write one byte, unmap, close. Rounds alternate C and Ruby
 # so both see the same machine load. Printed: the median per-cycle wall time of each and their ratio, and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # iomem: Ruby binding of libiomem (memory regions shared by fd, locally or through iomemd). See docs/ruby.md.
 require "iomem_ext"
 
