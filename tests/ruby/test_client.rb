@@ -145,8 +145,10 @@ class TestClient < IOMemTest::Case
         c2.create(n("late"), PAGE) { |r| r.map.set_string("late but here", 0) }
       end
     end
-    @c.open(n("late"), wait: true) { |r| assert_equal "late but here", r.map.get_string(0, 13) }
+    r = @c.open(n("late"), wait: true) # returns once the name exists: maybe before the creator wrote
     creator.join
+    assert_equal "late but here", r.map.get_string(0, 13)
+    r.close
     @c.open(n("late"), wait: true, timeout: 5) { |r| assert_equal PAGE, r.size }
   end
 
