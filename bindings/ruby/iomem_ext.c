@@ -32,7 +32,8 @@ static VALUE mIOMem, cRegion, cClient, cStat, cEntry, cStatus, cQuota;
  * Raise the Errno:: class of the negative errno @r. The message says what
  * was asked (@what, and @name when not nil) and what the error means for
  * iomemd (iomem_strerror), e.g. Errno::ENOENT "... - open "x": no region
- * with this name".
+ * with this name". Daemon calls use raise_op_error(), which prefers the
+ * daemon's own detail.
  */
 static void NORETURN(raise_error(int r, const char *what, VALUE name));
 static void raise_error(int r, const char *what, VALUE name)
@@ -45,6 +46,10 @@ static void raise_error(int r, const char *what, VALUE name)
                 msg = rb_sprintf("%s \"%" PRIsVALUE "\": %s", what, name, iomem_strerror(r));
         rb_syserr_fail_str(r < 0 ? -r : r, msg);
 }
+
+/* Raise for a failed daemon call: the daemon's own detail when it sent one, else iomem_strerror's words. */
+struct op;
+static void NORETURN(raise_op_error(const struct op *o, const char *what, VALUE name));
 
 /* Raise the Errno:: class of @r with @what alone (checks of our own, where iomem_strerror's words would mislead). */
 static void NORETURN(raise_errno(int r, const char *what));
@@ -525,6 +530,7 @@ struct op {
         struct iomem_quota quota;
         struct list_acc *list;
         int r;
+        char msg[256]; /* the daemon's detail for a failed call, copied under the client's lock */
 };
 
 static void *op_connect(void *p)
@@ -695,6 +701,19 @@ struct locked_call {
         struct op *o;
 };
 
+static void raise_op_error(const struct op *o, const char *what, VALUE name)
+{
+        VALUE msg;
+
+        if (!o->msg[0])
+                raise_error(o->r, what, name);
+        if (NIL_P(name))
+                msg = rb_sprintf("%s: %s", what, o->msg);
+        else
+                msg = rb_sprintf("%s \"%" PRIsVALUE "\": %s", what, name, o->msg);
+        rb_syserr_fail_str(o->r < 0 ? -o->r : o->r, msg);
+}
+
 static VALUE client_call_locked(VALUE p)
 {
         struct locked_call *lc = (struct locked_call *)p;
@@ -704,6 +723,8 @@ static VALUE client_call_locked(VALUE p)
                 rb_raise(rb_eIOError, "closed client");
         lc->o->client = rc->client;
         rb_thread_call_without_gvl(lc->fn, lc->o, RUBY_UBF_IO, NULL);
+        if (lc->o->r < 0)
+                snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", iomem_client_error_message(rc->client));
         return Qnil;
 }
 
@@ -753,7 +774,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
                                                       NIL_P(sock) ? path : RSTRING_PTR(sock)));
         }
         if (o.r < 0)
-                raise_error(o.r, "connect", sock);
+                raise_op_error(&o, "connect", sock);
         rc->client = o.client;
         if (vals[1] != Qundef && !NIL_P(vals[1])) {
                 double t = NUM2DBL(vals[1]);
@@ -855,7 +876,7 @@ static VALUE client_create(int argc, VALUE *argv, VALUE self)
         o.regionp = &region_get(obj)->region;
         client_call(self, op_create, &o);
         if (o.r < 0)
-                raise_error(o.r, "create", name);
+                raise_op_error(&o, "create", name);
         return region_yield_closing(obj);
 }
 
@@ -914,7 +935,7 @@ static VALUE client_open(int argc, VALUE *argv, VALUE self)
                 rb_thread_check_ints(); /* Ctrl-C, Thread#kill, Timeout between slices */
         }
         if (o.r < 0)
-                raise_error(o.r, "open", name);
+                raise_op_error(&o, "open", name);
         return region_yield_closing(obj);
 }
 
@@ -934,7 +955,7 @@ static VALUE client_stat(VALUE self, VALUE name)
         o.name = name_copy(name, buf, false);
         client_call(self, op_stat, &o);
         if (o.r < 0)
-                raise_error(o.r, "stat", name);
+                raise_op_error(&o, "stat", name);
         return rb_struct_new(cStat, ULL2NUM(o.st.id), ULL2NUM(o.st.size), time_from_ns(o.st.ctime_ns),
                              ULL2NUM(o.st.open_count), seals_to_ruby(o.st.seals), UINT2NUM(o.st.flags),
                              UINT2NUM(o.st.uid), UINT2NUM(o.st.gid), UINT2NUM(o.st.mode),
@@ -982,7 +1003,7 @@ static VALUE client_delete(VALUE self, VALUE name)
         o.name = name_copy(name, buf, false);
         client_call(self, op_delete, &o);
         if (o.r < 0)
-                raise_error(o.r, "delete", name);
+                raise_op_error(&o, "delete", name);
         return Qnil;
 }
 
@@ -996,7 +1017,7 @@ static VALUE client_resize(VALUE self, VALUE name, VALUE size)
         o.name = name_copy(name, buf, false);
         client_call(self, op_resize, &o);
         if (o.r < 0)
-                raise_error(o.r, "resize", name);
+                raise_op_error(&o, "resize", name);
         return Qnil;
 }
 
@@ -1012,7 +1033,7 @@ static VALUE client_seal(int argc, VALUE *argv, VALUE self)
         o.name = name_copy(name, buf, false);
         client_call(self, op_seal, &o);
         if (o.r < 0)
-                raise_error(o.r, "seal", name);
+                raise_op_error(&o, "seal", name);
         return seals_to_ruby(o.seals);
 }
 
@@ -1026,7 +1047,7 @@ static VALUE client_chmod(VALUE self, VALUE name, VALUE mode)
         o.name = name_copy(name, buf, false);
         client_call(self, op_chmod, &o);
         if (o.r < 0)
-                raise_error(o.r, "chmod", name);
+                raise_op_error(&o, "chmod", name);
         return Qnil;
 }
 
@@ -1041,7 +1062,7 @@ static VALUE client_chown(VALUE self, VALUE name, VALUE uid, VALUE gid)
         o.name = name_copy(name, buf, false);
         client_call(self, op_chown, &o);
         if (o.r < 0)
-                raise_error(o.r, "chown", name);
+                raise_op_error(&o, "chown", name);
         return Qnil;
 }
 
@@ -1078,7 +1099,7 @@ static VALUE client_register(int argc, VALUE *argv, VALUE self)
         client_call(self, op_register, &o);
         region_close(tmp);
         if (o.r < 0)
-                raise_error(o.r, "register", name);
+                raise_op_error(&o, "register", name);
         return ULL2NUM(o.id);
 }
 
@@ -1089,7 +1110,7 @@ static VALUE client_ping(VALUE self)
 
         client_call(self, op_ping, &o);
         if (o.r < 0)
-                raise_error(o.r, "ping", Qnil);
+                raise_op_error(&o, "ping", Qnil);
         return self;
 }
 
@@ -1100,7 +1121,7 @@ static VALUE client_status(VALUE self)
 
         client_call(self, op_status, &o);
         if (o.r < 0)
-                raise_error(o.r, "status", Qnil);
+                raise_op_error(&o, "status", Qnil);
         return rb_struct_new(cStatus, ULL2NUM(o.status.regions), ULL2NUM(o.status.bytes),
                              ULL2NUM(o.status.connections), ULL2NUM(o.status.uptime_sec),
                              backend_to_ruby(o.status.backend), rb_str_new_cstr(o.status.server_version));
@@ -1114,7 +1135,7 @@ static VALUE client_quota(VALUE self)
 
         client_call(self, op_quota, &o);
         if (o.r < 0)
-                raise_error(o.r, "quota", Qnil);
+                raise_op_error(&o, "quota", Qnil);
         return rb_struct_new(cQuota, UINT2NUM(q->uid), UINT2NUM(q->gid), ULL2NUM(q->bytes), ULL2NUM(q->max_bytes),
                              ULL2NUM(q->regions), ULL2NUM(q->max_regions), ULL2NUM(q->connections),
                              ULL2NUM(q->max_connections), ULL2NUM(q->fds), ULL2NUM(q->max_fds),

@@ -148,7 +148,7 @@ fi
 if "$RUBY" "$EX/consumer.rb" "$SOCK" x.nobody 100 >"$TMP/nobody" 2>&1; then
         fail "Ruby consumer without producer succeeded"
 fi
-expect_out "$TMP/nobody" 'consumer: Connection timed out - open "x.nobody": timed out'
+expect_out "$TMP/nobody" 'consumer: Connection timed out - open "x.nobody": no such region yet'
 # the three lines at the top of docs/ruby.md (and README.md), on the default socket rule ($IOMEM_SOCKET)
 doc=$EX/../../docs/ruby.md
 awk '/^```ruby$/ { on = 1; next } on && /^```$/ { exit } on' "$doc" >"$TMP/three.rb"

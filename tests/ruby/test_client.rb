@@ -87,12 +87,12 @@ class TestClient < IOMemTest::Case
     assert_equal 0o640, st.mode
     assert_includes st.seals, :write
     assert_equal :memfd, st.backend
-    assert_errno(Errno::EEXIST, /create "#{n('x')}": a region with this name already exists/) do
+    assert_errno(Errno::EEXIST, /create "#{n('x')}": name exists/) do
       @c.create(n("x"), PAGE, exclusive: true)
     end
-    assert_errno(Errno::EINVAL, /create "\/bad": invalid argument/) { @c.create("/bad", PAGE) }
-    assert_errno(Errno::EINVAL, /create "#{n('m')}": invalid argument/) { @c.create(n("m"), PAGE, mode: 0o1777) }
-    assert_errno(Errno::EFBIG, /create "#{n('big')}": size above the limit/) { @c.create(n("big"), 2 << 20) }
+    assert_errno(Errno::EINVAL, /create "\/bad": (malformed [A-Z]+|not a memfd)/) { @c.create("/bad", PAGE) }
+    assert_errno(Errno::EINVAL, /create "#{n('m')}": (malformed [A-Z]+|not a memfd)/) { @c.create(n("m"), PAGE, mode: 0o1777) }
+    assert_errno(Errno::EFBIG, /create "#{n('big')}": size above the (daemon.s )?limit/) { @c.create(n("big"), 2 << 20) }
     assert_errno(Errno::EINVAL, /name longer than 255 bytes/) { @c.create("a" * 2000, PAGE) }
     assert_raises(ArgumentError) { @c.create("nul\0", PAGE) }
     @c.create(n("shm"), PAGE, backend: :shm) { |r| assert_equal :shm, r.backend }
@@ -135,9 +135,9 @@ class TestClient < IOMemTest::Case
   end
 
   def test_open_errors_and_wait
-    assert_errno(Errno::ENOENT, /open "#{n('none')}": no region with this name/) { @c.open(n("none")) }
-    assert_errno(Errno::EINVAL, /open "": invalid argument/) { @c.open("") }
-    assert_errno(Errno::ETIMEDOUT, /open "#{n('late')}": timed out/) { @c.open(n("late"), timeout: 0.3) }
+    assert_errno(Errno::ENOENT, /open "#{n('none')}": no such region/) { @c.open(n("none")) }
+    assert_errno(Errno::EINVAL, /open "": (malformed [A-Z]+|not a memfd)/) { @c.open("") }
+    assert_errno(Errno::ETIMEDOUT, /open "#{n('late')}": no such region yet/) { @c.open(n("late"), timeout: 0.3) }
     # a waiting open returns once another client creates the name
     creator = Thread.new do
       DAEMON.client do |c2|
@@ -226,9 +226,9 @@ class TestClient < IOMemTest::Case
     assert_equal 2, seen.size
     assert_equal [], @c.list("#{@prefix}zzz")
     @c.delete(n("s1"))
-    assert_errno(Errno::ENOENT, /stat "#{n('s1')}": no region with this name/) { @c.stat(n("s1")) }
-    assert_errno(Errno::ENOENT, /delete "#{n('s1')}": no region with this name/) { @c.delete(n("s1")) }
-    assert_errno(Errno::EINVAL, /stat "a\/\/b": invalid argument/) { @c.stat("a//b") }
+    assert_errno(Errno::ENOENT, /stat "#{n('s1')}": no such region/) { @c.stat(n("s1")) }
+    assert_errno(Errno::ENOENT, /delete "#{n('s1')}": no such region/) { @c.delete(n("s1")) }
+    assert_errno(Errno::EINVAL, /stat "a\/\/b": (malformed [A-Z]+|not a memfd)/) { @c.stat("a//b") }
   end
 
   def test_resize
@@ -240,8 +240,8 @@ class TestClient < IOMemTest::Case
       assert_equal PAGE, r.refresh
     end
     @c.create(n("fixed"), 2 * PAGE).close
-    assert_errno(Errno::EPERM, /resize "#{n('fixed')}": forbidden by the region's seals/) { @c.resize(n("fixed"), PAGE) }
-    assert_errno(Errno::EFBIG, /resize "#{n('fixed')}": size above the limit/) { @c.resize(n("fixed"), 4 << 20) }
+    assert_errno(Errno::EPERM, /resize "#{n('fixed')}": region is not resizable/) { @c.resize(n("fixed"), PAGE) }
+    assert_errno(Errno::EFBIG, /resize "#{n('fixed')}": size above the (daemon.s )?limit/) { @c.resize(n("fixed"), 4 << 20) }
     assert_errno(Errno::ENOENT, /resize "#{n('nope')}"/) { @c.resize(n("nope"), PAGE) }
     assert_errno(Errno::EINVAL, /negative size/) { @c.resize(n("fixed"), -1) }
   end
@@ -251,13 +251,13 @@ class TestClient < IOMemTest::Case
       before = @c.stat(n("sl")).seals
       assert_equal (before | %i[grow]).sort, @c.seal(n("sl"), :grow).sort
       buf = r.map
-      assert_errno(Errno::EBUSY, /seal "#{n('sl')}": the region is mapped writable/) { @c.seal(n("sl"), :write) }
+      assert_errno(Errno::EBUSY, /seal "#{n('sl')}": a writable mapping exists/) { @c.seal(n("sl"), :write) }
       buf.free
       assert_includes @c.seal(n("sl"), "write", IOMem::SEAL_SEAL), :write
-      assert_errno(Errno::EPERM, /seal "#{n('sl')}": forbidden by the region's seals/) { @c.seal(n("sl"), :future_write) }
+      assert_errno(Errno::EPERM, /seal "#{n('sl')}": cannot seal/) { @c.seal(n("sl"), :future_write) }
     end
     @c.create(n("shm"), PAGE, backend: :shm).close
-    assert_errno(Errno::EOPNOTSUPP, /seal "#{n('shm')}": not supported/) { @c.seal(n("shm"), :shrink) }
+    assert_errno(Errno::EOPNOTSUPP, /seal "#{n('shm')}": only memfd can be sealed/) { @c.seal(n("shm"), :shrink) }
     assert_errno(Errno::ENOENT, /seal "#{n('nope')}"/) { @c.seal(n("nope"), :shrink) }
     assert_raises(ArgumentError) { @c.seal(n("shm"), :everything) }
   end
@@ -266,7 +266,7 @@ class TestClient < IOMemTest::Case
     @c.create(n("cm"), PAGE).close
     @c.chmod(n("cm"), 0o664)
     assert_equal 0o664, @c.stat(n("cm")).mode
-    assert_errno(Errno::EINVAL, /chmod "#{n('cm')}": invalid argument/) { @c.chmod(n("cm"), 0o1000) }
+    assert_errno(Errno::EINVAL, /chmod "#{n('cm')}": (malformed [A-Z]+|not a memfd)/) { @c.chmod(n("cm"), 0o1000) }
     assert_errno(Errno::ENOENT, /chmod "#{n('nope')}"/) { @c.chmod(n("nope"), 0o600) }
     skip "chown to another owner needs root" unless IOMemTest.root?
     @c.chown(n("cm"), 1500, nil)
@@ -280,14 +280,14 @@ class TestClient < IOMemTest::Case
   def test_register
     IOMem::Region.with(PAGE) do |mine|
       mine.map.set_string("registered bytes", 0)
-      assert_errno(Errno::EPERM, /register "#{n('rg')}": forbidden/) { @c.register(n("rg"), mine) }
+      assert_errno(Errno::EPERM, /register "#{n('rg')}": the memfd must be sealed/) { @c.register(n("rg"), mine) }
       mine.seal(:shrink, :grow)
       id = @c.register(n("rg"), mine, mode: 0o644)
       assert_operator id, :>, 0
       assert_equal id, @c.stat(n("rg")).id
       assert_equal 0o644, @c.stat(n("rg")).mode
       DAEMON.client { |o| o.open(n("rg"), read_only: true) { |r| assert_equal "registered bytes", r.map.get_string(0, 16) } }
-      assert_errno(Errno::EEXIST, /register "#{n('rg')}": a region with this name already exists/) do
+      assert_errno(Errno::EEXIST, /register "#{n('rg')}": name exists/) do
         @c.register(n("rg"), mine)
       end
       refute mine.closed?, "the region stays the caller's"
@@ -297,7 +297,7 @@ class TestClient < IOMemTest::Case
       end
     end
     IOMem::Region.with(PAGE, backend: :shm) do |shm|
-      assert_errno(Errno::EINVAL, /register "#{n('shm')}": invalid argument/) { @c.register(n("shm"), shm) }
+      assert_errno(Errno::EINVAL, /register "#{n('shm')}": (malformed [A-Z]+|not a memfd)/) { @c.register(n("shm"), shm) }
     end
     closed = IOMem::Region.new(PAGE).tap(&:close)
     assert_raises(IOError) { @c.register(n("c"), closed) }
