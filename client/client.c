@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +12,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "iomem.h"
+#include "paths.h"
 #include "proto.h"
 #include "region-internal.h"
 #include "transport.h"
@@ -21,45 +24,56 @@
 #define CLIENT_REQUEST_MAX 1024 /* every request we send: fixed fields + one name */
 
 struct iomem_client {
-        int fd; /* the socket, owned */
+        int fd; /* the socket, owned; a new one after each reconnect */
         struct transport t;
         bool transport_ready;
         uint32_t next_id;
         int timeout_ms;
+        int reconnect_ms;    /* 0 = never reconnect; -1 = no limit */
+        unsigned reconnects; /* successful reconnects so far */
         /*
          * Once a reply may have been missed (timeout) or the stream is out of
          * sync, a later reply could be mistaken for the answer to a later
          * request: the connection is then unusable and every call fails.
+         * @gone: it broke because the daemon closed it (EOF, reset): the
+         * next call may connect again (iomem_client_set_reconnect()).
          */
         int broken;
+        bool gone;
+        char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
         struct proto_hello_reply hello;
         char server_version[PROTO_VERSION_STRING_MAX + 1];
         char error_message[PROTO_MESSAGE_MAX + 1]; /* the last error reply's detail, "" otherwise */
 };
 
+/* a call repeated this often after losing its connection each time gives up */
+#define CLIENT_MAX_TRIES 8
+
 IOMEM_EXPORT int iomem_socket_path(char *buf, size_t size)
 {
-        const char *env = getenv("IOMEM_SOCKET");
-        int n;
-
         if (!buf && size > 0)
                 return -EINVAL;
-        if (env && *env)
-                n = snprintf(buf, size, "%s", env);
-        else if (geteuid() == 0)
-                n = snprintf(buf, size, "%s", "/run/iomemd/iomemd.sock");
-        else {
-                const char *xdg = getenv("XDG_RUNTIME_DIR");
+        return paths_client_socket(buf, size, NULL);
+}
 
-                if (!xdg || !*xdg)
-                        return -ENOENT;
-                n = snprintf(buf, size, "%s/iomemd.sock", xdg);
-        }
-        if (n < 0)
-                return -EINVAL;
-        if ((size_t)n >= size)
-                return -ENAMETOOLONG;
-        return n;
+/* Return: CLOCK_MONOTONIC in milliseconds. */
+static int64_t client_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Return: the milliseconds left until @deadline (-1 = none), at least 0. */
+static int client_left_ms(int64_t deadline)
+{
+        int64_t left;
+
+        if (deadline < 0)
+                return -1;
+        left = deadline - client_now_ms();
+        return left < 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
 }
 
 /* Return: the timeout for one reply when the daemon may itself wait @extra_ms (-1 = forever). */
@@ -73,17 +87,20 @@ static int client_timeout(const struct iomem_client *c, int extra_ms)
         return sum > INT_MAX ? INT_MAX : (int)sum;
 }
 
+/* The connection ended from the daemon's side (it exited, crashed or closed us). */
+static bool client_error_is_gone(int r)
+{
+        return r == -EPIPE || r == -ECONNRESET;
+}
+
 /*
- * client_call_fds() - send one request, with @nsend fds (consumed, even on
- * error), and receive its reply.
- * @len: the encoder's result; a negative value is returned as is.
- * @want_fds: how many fds the successful reply must carry.
- * On success *replyp holds the reply frame (caller deinits it).
- * Return: 0; the daemon's negative errno from an error reply; -EPROTO for a
- * reply that does not answer this request; -ETIMEDOUT; -ENOTCONN after a
- * previous failure broke the stream; negative errno from the transport.
+ * client_exchange() - send one request (with @nsend fds, consumed) and read its reply.
+ * Return: 0 with *replyp; the daemon's negative errno; -EPIPE if the
+ * request could not be sent because the daemon had closed the connection
+ * (it was not applied); -ECONNRESET if the connection ended after it was
+ * sent (outcome unknown); -EPROTO; -ETIMEDOUT; negative errno.
  */
-static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len,
+static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, size_t len,
                            int *send_fds, unsigned nsend, int extra_ms, unsigned want_fds,
                            struct transport_frame *replyp)
 {
@@ -95,28 +112,24 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
 
         for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
                 f.fds[i] = -1;
-        c->error_message[0] = '\0';
-        if (len < 0 || c->broken) {
-                for (unsigned i = 0; i < nsend; i++)
-                        close(send_fds[i]);
-                return len < 0 ? len : -ENOTCONN;
-        }
-
         h.id = c->next_id++;
         if (c->next_id == 0)
                 c->next_id = 1;
-        r = transport_send_blocking(&c->t, &h, payload, (size_t)len, send_fds, nsend, c->timeout_ms);
-        if (r < 0 && opcode == PROTO_OP_HELLO && (r == -EPIPE || r == -ECONNRESET)) {
+        c->error_message[0] = '\0';
+        r = transport_send_blocking(&c->t, &h, payload, len, send_fds, nsend, c->timeout_ms);
+        if (r < 0 && opcode == PROTO_OP_HELLO && client_error_is_gone(r)) {
                 /* a daemon refusing us at accept may have closed before HELLO went out: its answer is queued */
                 timeout = 0;
         } else if (r < 0) {
                 c->broken = r;
-                return r;
+                c->gone = client_error_is_gone(r);
+                return c->gone ? -EPIPE : r;
         }
         r = transport_recv_blocking(&c->t, &f, timeout);
         if (r < 0) {
                 c->broken = r;
-                return r == -EPIPE ? -ECONNRESET : r;
+                c->gone = client_error_is_gone(r);
+                return c->gone ? -ECONNRESET : r;
         }
 
         /* a daemon that refuses the connection at accept answers HELLO with id 0 (allow-list, quota) */
@@ -149,6 +162,164 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
 fail:
         transport_frame_deinit(&f);
         return r;
+}
+
+static int client_hello(struct iomem_client *c);
+
+/* Close the socket (leased regions of this connection go away). */
+static void client_close(struct iomem_client *c)
+{
+        if (c->transport_ready)
+                transport_deinit(&c->t);
+        c->transport_ready = false;
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+}
+
+/*
+ * client_open() - a new socket connected to c->path, and the HELLO
+ * handshake; the HELLO reply is awaited at most @timeout_ms (-1 = forever).
+ * Return: 0; negative errno from socket/connect (-ENOENT, -ECONNREFUSED,
+ * -EACCES...) or from HELLO.
+ */
+static int client_open(struct iomem_client *c, int timeout_ms)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int saved_timeout = c->timeout_ms;
+        int r;
+
+        client_close(c);
+        c->broken = 0;
+        c->gone = false;
+        memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0)
+                return -errno;
+        do
+                r = connect(c->fd, (const struct sockaddr *)&sa, sizeof(sa));
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return -errno;
+        r = transport_init(&c->t, c->fd, 0, 0);
+        if (r < 0)
+                return r;
+        c->transport_ready = true;
+        c->timeout_ms = timeout_ms;
+        r = client_hello(c);
+        c->timeout_ms = saved_timeout;
+        if (r < 0 && !c->broken)
+                c->broken = r;
+        return r;
+}
+
+/* Errors of connect/HELLO that a restarting daemon gives for a moment: try again. */
+static bool client_error_is_transient(int r)
+{
+        return r == -ENOENT || r == -ECONNREFUSED || r == -EPIPE || r == -ECONNRESET || r == -EAGAIN;
+}
+
+/*
+ * client_reconnect() - connect again after the daemon closed the
+ * connection, retrying with backoff (10 ms doubling to 500 ms) for up to
+ * the reconnect window, capped by the reply timeout if one is set.
+ * Return: 0; the last connect/HELLO error once the window is over.
+ */
+static int client_reconnect(struct iomem_client *c)
+{
+        int window = c->reconnect_ms;
+        int64_t deadline;
+        int delay = 10, r;
+
+        if (c->timeout_ms >= 0 && (window < 0 || c->timeout_ms < window))
+                window = c->timeout_ms;
+        deadline = window < 0 ? -1 : client_now_ms() + window;
+        for (;;) {
+                r = client_open(c, client_left_ms(deadline));
+                if (r == 0) {
+                        c->reconnects++;
+                        return 0;
+                }
+                if (!client_error_is_transient(r) || client_left_ms(deadline) == 0)
+                        break;
+                if (deadline >= 0 && delay > client_left_ms(deadline))
+                        delay = client_left_ms(deadline);
+                poll(NULL, 0, delay);
+                delay = delay * 2 > 500 ? 500 : delay * 2;
+        }
+        /* keep the connection marked as gone: a later call tries again */
+        client_close(c);
+        c->broken = r;
+        c->gone = true;
+        return r;
+}
+
+/*
+ * client_call_fds() - send one request, with @nsend fds (consumed, even on
+ * error), and receive its reply. A connection the daemon closed is opened
+ * again first (unless reconnecting is off); a request that could not be sent
+ * because the daemon had gone is sent again on the new connection (it was
+ * not applied). A reply lost after sending is not retried here: see
+ * client_again().
+ * @len: the encoder's result; a negative value is returned as is.
+ * @want_fds: how many fds the successful reply must carry.
+ * On success *replyp holds the reply frame (caller deinits it).
+ * Return: 0; the daemon's negative errno from an error reply; -EPROTO for a
+ * reply that does not answer this request; -ETIMEDOUT; -ECONNRESET when the
+ * connection ended after the request was sent (outcome unknown); -EPIPE
+ * when the daemon was gone and reconnecting is off; -ENOTCONN after a
+ * previous failure broke the stream; a connect error when reconnecting
+ * failed; negative errno from the transport.
+ */
+static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len,
+                           int *send_fds, unsigned nsend, int extra_ms, unsigned want_fds,
+                           struct transport_frame *replyp)
+{
+        int copies[PROTO_MAX_FDS];
+        int r = len;
+
+        c->error_message[0] = '\0';
+        if (len < 0 || nsend > PROTO_MAX_FDS)
+                goto out;
+        for (unsigned tries = 0;; tries++) {
+                if (c->broken) {
+                        r = -ENOTCONN;
+                        if (!c->gone || c->reconnect_ms == 0 || opcode == PROTO_OP_HELLO)
+                                break;
+                        r = client_reconnect(c);
+                        if (r < 0)
+                                break;
+                }
+                /* the fds go out as copies, so that a request that could not be sent can be sent again */
+                for (unsigned i = 0; i < nsend; i++) {
+                        copies[i] = fcntl(send_fds[i], F_DUPFD_CLOEXEC, 3);
+                        if (copies[i] < 0) {
+                                r = -errno;
+                                while (i-- > 0)
+                                        close(copies[i]);
+                                goto out;
+                        }
+                }
+                r = client_exchange(c, opcode, payload, (size_t)len, copies, nsend, extra_ms, want_fds, replyp);
+                if (r != -EPIPE || c->reconnect_ms == 0 || opcode == PROTO_OP_HELLO || tries + 1 >= CLIENT_MAX_TRIES)
+                        break;
+        }
+out:
+        for (unsigned i = 0; i < nsend; i++)
+                close(send_fds[i]);
+        return r;
+}
+
+/*
+ * client_again() - whether a request that is safe to repeat (OPEN, STAT,
+ * LIST, PING, STATUS, QUOTA) should be sent again after it failed with @r:
+ * the connection ended after it was sent, reconnecting is on, and it was
+ * not already tried CLIENT_MAX_TRIES times (*triesp counts).
+ * Return: true to send it again (the next call reconnects first).
+ */
+static bool client_again(struct iomem_client *c, int r, unsigned *triesp)
+{
+        return r == -ECONNRESET && c->gone && c->reconnect_ms != 0 && ++*triesp < CLIENT_MAX_TRIES;
 }
 
 /* client_call_fds() without fds to send. Return: as client_call_fds(). */
@@ -185,47 +356,31 @@ static int client_hello(struct iomem_client *c)
 
 IOMEM_EXPORT int iomem_connect(const char *path, struct iomem_client **clientp)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char def[sizeof(sa.sun_path)];
         struct iomem_client *c;
         int r;
 
         if (!clientp)
                 return -EINVAL;
-        if (!path) {
-                r = iomem_socket_path(def, sizeof(def));
-                if (r < 0)
-                        return r;
-                path = def;
-        }
-        if (!*path)
-                return -EINVAL;
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
+        c->fd = -1;
         c->timeout_ms = -1;
+        c->reconnect_ms = IOMEM_RECONNECT_DEFAULT_MS;
         c->next_id = 1;
-        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (c->fd < 0) {
-                r = -errno;
+        if (!path) {
+                r = iomem_socket_path(c->path, sizeof(c->path));
+                if (r < 0)
+                        goto fail;
+        } else if (!*path) {
+                r = -EINVAL;
                 goto fail;
-        }
-        do
-                r = connect(c->fd, (const struct sockaddr *)&sa, sizeof(sa));
-        while (r < 0 && errno == EINTR);
-        if (r < 0) {
-                r = -errno;
+        } else if (strlen(path) >= sizeof(c->path)) {
+                r = -ENAMETOOLONG;
                 goto fail;
-        }
-        r = transport_init(&c->t, c->fd, 0, 0);
-        if (r < 0)
-                goto fail;
-        c->transport_ready = true;
-        r = client_hello(c);
+        } else
+                memcpy(c->path, path, strlen(path) + 1);
+        r = client_open(c, -1);
         if (r < 0)
                 goto fail;
         *clientp = c;
@@ -242,10 +397,7 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
 
         if (!client)
                 return NULL;
-        if (client->transport_ready)
-                transport_deinit(&client->t);
-        if (client->fd >= 0)
-                close(client->fd);
+        client_close(client);
         free(client);
         errno = saved;
         return NULL;
@@ -253,7 +405,9 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
 
 IOMEM_EXPORT int iomem_client_fd(const struct iomem_client *client)
 {
-        return client ? client->fd : -EINVAL;
+        if (!client)
+                return -EINVAL;
+        return client->fd >= 0 ? client->fd : -ENOTCONN;
 }
 
 IOMEM_EXPORT const char *iomem_client_error_message(const struct iomem_client *client)
@@ -265,6 +419,17 @@ IOMEM_EXPORT void iomem_client_set_timeout(struct iomem_client *client, int time
 {
         if (client)
                 client->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+IOMEM_EXPORT void iomem_client_set_reconnect(struct iomem_client *client, int max_wait_ms)
+{
+        if (client)
+                client->reconnect_ms = max_wait_ms < 0 ? -1 : max_wait_ms;
+}
+
+IOMEM_EXPORT unsigned iomem_client_reconnects(const struct iomem_client *client)
+{
+        return client ? client->reconnects : 0;
 }
 
 /* Return: -EINVAL for a name that cannot go on the wire at all; the daemon judges the rest. */
@@ -335,6 +500,8 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
         struct proto_open m = { .name = name };
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
+        unsigned tries = 0;
+        int64_t deadline;
         int r;
 
         if (!client || !regionp)
@@ -346,11 +513,18 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
                 return -EINVAL;
         if (flags & IOMEM_OPEN_RDONLY)
                 m.flags |= PROTO_OPEN_RDONLY;
-        if (wait_ms != 0) {
+        if (wait_ms != 0)
                 m.flags |= PROTO_OPEN_WAIT;
-                m.timeout_ms = wait_ms < 0 ? UINT32_MAX : (uint32_t)wait_ms;
-        }
-        r = client_call(client, PROTO_OP_OPEN, buf, proto_open_encode(&m, buf, sizeof(buf)), wait_ms, 1, &f);
+        deadline = wait_ms > 0 ? client_now_ms() + wait_ms : -1;
+        do {
+                /* sent again after a reconnect: a waiting OPEN waits only for what is left of its time */
+                int left = wait_ms > 0 ? client_left_ms(deadline) : wait_ms;
+
+                if (wait_ms > 0 && left == 0)
+                        left = 1; /* 0 would mean "do not wait" */
+                m.timeout_ms = left < 0 ? UINT32_MAX : (uint32_t)left;
+                r = client_call(client, PROTO_OP_OPEN, buf, proto_open_encode(&m, buf, sizeof(buf)), left, 1, &f);
+        } while (client_again(client, r, &tries));
         if (r < 0)
                 return r;
         r = client_region_from_reply(&f, regionp);
@@ -364,6 +538,7 @@ IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struc
         struct proto_stat_reply rep;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
+        unsigned tries = 0;
         int r;
 
         if (!client || !st)
@@ -371,7 +546,9 @@ IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struc
         r = client_name_check(name);
         if (r < 0)
                 return r;
-        r = client_call(client, PROTO_OP_STAT, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        do
+                r = client_call(client, PROTO_OP_STAT, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        while (client_again(client, r, &tries));
         if (r < 0)
                 return r;
         r = proto_stat_reply_decode(f.payload, f.hdr.length, &rep);
@@ -398,6 +575,7 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
 {
         struct proto_list m = { .prefix = prefix ? prefix : "" };
         uint8_t buf[CLIENT_REQUEST_MAX];
+        unsigned tries = 0;
         int r;
 
         if (!client || !cb)
@@ -411,7 +589,11 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                 struct transport_frame f;
                 size_t off = 0;
 
-                r = client_call(client, PROTO_OP_LIST, buf, proto_list_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+                /* a page is asked again with the same cursor: region ids survive a restart */
+                do
+                        r = client_call(client, PROTO_OP_LIST, buf, proto_list_encode(&m, buf, sizeof(buf)), 0, 0,
+                                        &f);
+                while (client_again(client, r, &tries));
                 if (r < 0)
                         return r;
                 r = proto_list_reply_decode(f.payload, f.hdr.length, &rep);
@@ -522,11 +704,14 @@ IOMEM_EXPORT int iomem_ping(struct iomem_client *client)
         struct proto_ping rep;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
+        unsigned tries = 0;
         int r;
 
         if (!client)
                 return -EINVAL;
-        r = client_call(client, PROTO_OP_PING, buf, proto_ping_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        do
+                r = client_call(client, PROTO_OP_PING, buf, proto_ping_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        while (client_again(client, r, &tries));
         if (r < 0)
                 return r;
         r = proto_ping_decode(f.payload, f.hdr.length, &rep);
@@ -538,11 +723,14 @@ IOMEM_EXPORT int iomem_status(struct iomem_client *client, struct iomem_status *
 {
         struct proto_status_reply rep;
         struct transport_frame f;
+        unsigned tries = 0;
         int r;
 
         if (!client || !st)
                 return -EINVAL;
-        r = client_call(client, PROTO_OP_STATUS, NULL, 0, 0, 0, &f);
+        do
+                r = client_call(client, PROTO_OP_STATUS, NULL, 0, 0, 0, &f);
+        while (client_again(client, r, &tries));
         if (r < 0)
                 return r;
         r = proto_status_reply_decode(f.payload, f.hdr.length, &rep);
@@ -609,11 +797,14 @@ IOMEM_EXPORT int iomem_quota(struct iomem_client *client, struct iomem_quota *q)
 {
         struct proto_quota_reply rep;
         struct transport_frame f;
+        unsigned tries = 0;
         int r;
 
         if (!client || !q)
                 return -EINVAL;
-        r = client_call(client, PROTO_OP_QUOTA, NULL, 0, 0, 0, &f);
+        do
+                r = client_call(client, PROTO_OP_QUOTA, NULL, 0, 0, 0, &f);
+        while (client_again(client, r, &tries));
         if (r < 0)
                 return r;
         r = proto_quota_reply_decode(f.payload, f.hdr.length, &rep);

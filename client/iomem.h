@@ -13,11 +13,32 @@
  * non-negative value) on success and a negative errno on failure, exactly as
  * the daemon sent it. iomem_strerror() turns one into words.
  *
- * A broken connection stays broken: after a reply timeout (-ETIMEDOUT, see
- * iomem_client_set_timeout()), a reply that does not answer the request
- * (-EPROTO), or a transport failure, a later reply could be taken for the
- * answer to a later request, so every further call on that client fails
- * with -ENOTCONN. Disconnect and connect again.
+ * Restarts: when the daemon closes the connection (it exited, crashed or
+ * was restarted), the next call connects again on its own to the same
+ * path, retrying for up to iomem_client_set_reconnect()'s window (default
+ * IOMEM_RECONNECT_DEFAULT_MS, capped by the reply timeout if one is set).
+ * A request that could not be sent because the daemon was already gone is
+ * sent on the new connection (it was never applied). A request whose
+ * reply was lost with the connection is sent again only if repeating it is
+ * harmless: OPEN (a waiting OPEN with what is left of its time), STAT,
+ * LIST (the page is asked again with the same cursor), PING, STATUS, QUOTA.
+ * CREATE, DELETE, RESIZE, SEAL, CHMOD, CHOWN and REGISTER are never sent
+ * twice: they return -ECONNRESET, which means "the connection ended after
+ * the request was sent: whether it was applied is unknown" (look with
+ * iomem_stat() before repeating it). Regions already received, and their
+ * mappings, are unaffected by any of this.
+ *
+ * Leases cannot survive a restart: a region created with
+ * IOMEM_CREATE_LEASE (or registered with IOMEM_REGISTER_LEASE) is deleted
+ * when the connection that made it ends, and a daemon restart ends it.
+ * iomem_client_reconnects() tells a lease holder that this happened.
+ *
+ * A broken connection otherwise stays broken: after a reply timeout
+ * (-ETIMEDOUT, see iomem_client_set_timeout()) or a reply that does not
+ * answer the request (-EPROTO), a later reply could be taken for the answer
+ * to a later request, so every further call on that client fails with
+ * -ENOTCONN (the daemon is still there, and reconnecting would silently end
+ * this connection's leases). Disconnect and connect again.
  *
  * Access control: the daemon identifies a connection by the uid and groups
  * the kernel reports for it (SO_PEERCRED), never by anything sent. A named
@@ -155,33 +176,43 @@ const char *iomem_backend_name(enum iomem_backend backend);
 /* ---- the daemon --------------------------------------------------------- */
 
 /*
- * iomem_socket_path() - the default socket: $IOMEM_SOCKET if set; else
- * /run/iomemd/iomemd.sock for root; else $XDG_RUNTIME_DIR/iomemd.sock.
- * Return: the length written (without NUL); -ENAMETOOLONG; -ENOENT if
- * none can be determined (not root and no XDG_RUNTIME_DIR).
+ * iomem_socket_path() - the default socket, for every uid: $IOMEM_SOCKET if
+ * set; else $XDG_RUNTIME_DIR/iomemd.sock if a socket exists there (a
+ * per-user daemon, e.g. `systemctl --user start iomemd.socket`); else the
+ * system service's /run/iomemd/iomemd.sock.
+ * Return: the length written (without NUL); -ENAMETOOLONG; -EINVAL.
  */
 int iomem_socket_path(char *buf, size_t size);
 
 /*
  * iomem_connect() - connect to iomemd and do the HELLO handshake.
- * @path: socket path, or NULL for iomem_socket_path().
- * Return: 0; -ENOENT/-ECONNREFUSED if no daemon listens; -EPROTONOSUPPORT
- * if no common protocol version; -EACCES if the daemon's allow-list refuses
- * this uid; -EDQUOT if the uid is at its connection quota; negative errno.
+ * @path: socket path, or NULL for iomem_socket_path() (resolved once: a
+ *        reconnect goes to the same path).
+ * Return: 0; -ENOENT (no socket at the path) or -ECONNREFUSED (a socket
+ * nobody listens on): no daemon, start it (iomemd.socket); -EACCES if the
+ * socket's permissions refuse this uid, or the daemon's allow-list does;
+ * -EPROTONOSUPPORT if no common protocol version;
+ * -EDQUOT if the uid is at its connection quota; -ENAMETOOLONG; negative
+ * errno.
  */
 int iomem_connect(const char *path, struct iomem_client **clientp);
 
 /* Close the connection (leased regions go away). NULL-safe. Return: NULL. */
 struct iomem_client *iomem_disconnect(struct iomem_client *client);
 
-/* Return: the connection's socket fd (borrowed), e.g. to poll it. */
+/*
+ * Return: the connection's socket fd (borrowed), e.g. to poll it; it
+ * changes when the client reconnects; -ENOTCONN while not connected.
+ */
 int iomem_client_fd(const struct iomem_client *client);
 
 /*
  * iomem_client_error_message() - the daemon's detail for the last call's
  * error reply (e.g. "name exists"), for logs and people: its wording is not
  * part of the protocol. "" when the last call succeeded or failed without
- * an error reply from the daemon (timeout, transport, argument checks).
+ * an error reply from the daemon (timeout, transport, argument checks),
+ * except for a daemon that went away and did not come back (-ENOTCONN):
+ * then it says so, with the socket path and the connect error.
  * Valid until the next call on @client.
  * Return: a string owned by @client, never NULL.
  */
@@ -194,6 +225,25 @@ const char *iomem_client_error_message(const struct iomem_client *client);
  * later calls return -ENOTCONN.
  */
 void iomem_client_set_timeout(struct iomem_client *client, int timeout_ms);
+
+/* how long a call may spend connecting again after the daemon went away, by default */
+#define IOMEM_RECONNECT_DEFAULT_MS 15000
+
+/*
+ * iomem_client_set_reconnect() - reconnecting after the daemon went away
+ * (see "Restarts" above).
+ * @max_wait_ms: 0 = never: a connection the daemon closed stays closed,
+ *               calls return -EPIPE (not sent) or -ECONNRESET (sent, no
+ *               reply) and then -ENOTCONN, as in libiomem 0.1;
+ *               > 0 = retry connecting for up to that long per call, with
+ *               backoff from 10 ms to 500 ms (capped by the reply timeout
+ *               if one is set); -1 = without limit.
+ * Default: IOMEM_RECONNECT_DEFAULT_MS.
+ */
+void iomem_client_set_reconnect(struct iomem_client *client, int max_wait_ms);
+
+/* Return: how many times this client connected again after losing its daemon. */
+unsigned iomem_client_reconnects(const struct iomem_client *client);
 
 struct iomem_create_opts {
         uint32_t flags;  /* IOMEM_CREATE_* */

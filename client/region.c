@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "iomem.h"
+#include "parse.h"
 #include "region-internal.h"
 
 /*
@@ -332,53 +333,13 @@ IOMEM_EXPORT const char *iomem_backend_name(enum iomem_backend backend)
         return backend_name((enum proto_backend)backend);
 }
 
-static const struct {
-        const char *name;
-        uint32_t bit;
-} region_seal_names[] = {
-        { "seal", IOMEM_SEAL_SEAL },
-        { "shrink", IOMEM_SEAL_SHRINK },
-        { "grow", IOMEM_SEAL_GROW },
-        { "write", IOMEM_SEAL_WRITE },
-        { "future-write", IOMEM_SEAL_FUTURE_WRITE },
-        { "future_write", IOMEM_SEAL_FUTURE_WRITE },
-};
-
 /*
  * iomem_seals_parse() - seal bits from a list such as "shrink,grow" or
- * "seal write" (names case-insensitive; "" gives 0). *sealsp is only
- * written on success.
+ * "seal write" (the one table is common/parse.c). *sealsp is only written
+ * on success.
  * Return: 0; -EINVAL for NULL or an unknown name.
  */
 IOMEM_EXPORT int iomem_seals_parse(const char *text, uint32_t *sealsp)
 {
-        static const char separators[] = ", \t\n";
-        uint32_t seals = 0;
-
-        if (!text || !sealsp)
-                return -EINVAL;
-
-        for (const char *p = text; *p;) {
-                size_t len;
-                bool found = false;
-
-                p += strspn(p, separators);
-                len = strcspn(p, separators);
-                if (len == 0)
-                        break;
-                for (size_t i = 0; i < sizeof(region_seal_names) / sizeof(region_seal_names[0]); i++) {
-                        if (strlen(region_seal_names[i].name) == len &&
-                            strncasecmp(p, region_seal_names[i].name, len) == 0) {
-                                seals |= region_seal_names[i].bit;
-                                found = true;
-                                break;
-                        }
-                }
-                if (!found)
-                        return -EINVAL;
-                p += len;
-        }
-
-        *sealsp = seals;
-        return 0;
+        return parse_seals(text, sealsp);
 }

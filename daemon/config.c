@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 #include "backend.h"
 #include "config.h"
 #include "log.h"
+#include "parse.h"
+#include "paths.h"
 
 void config_init(struct config *c)
 {
@@ -69,60 +72,19 @@ static int config_parse_u64(const char *s, uint64_t *np, char **endp)
         return 0;
 }
 
-int config_parse_size(const char *s, uint64_t *sizep)
-{
-        uint64_t v;
-        unsigned shift = 0;
-        char *end;
-        int r;
-
-        r = config_parse_u64(s, &v, &end);
-        if (r < 0)
-                return r;
-        switch (*end) {
-        case '\0':
-                break;
-        case 'k': case 'K': shift = 10; end++; break;
-        case 'm': case 'M': shift = 20; end++; break;
-        case 'g': case 'G': shift = 30; end++; break;
-        case 't': case 'T': shift = 40; end++; break;
-        default:
-                return -EINVAL;
-        }
-        /* accept "64G", "64GB", "64GiB" */
-        if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
-                end += strlen(end);
-        if (*end)
-                return -EINVAL;
-        if (shift && v > (UINT64_MAX >> shift))
-                return -ERANGE;
-        *sizep = v << shift;
-        return 0;
-}
-
 int config_default_socket(char **pathp)
 {
-        const char *env = getenv("IOMEM_SOCKET");
-        const char *xdg;
-        char *p;
+        char path[PATH_MAX];
+        enum paths_source source;
+        int r;
 
-        if (env && *env) {
-                p = strdup(env);
-        } else if (geteuid() == 0) {
-                if (mkdir(CONFIG_SYSTEM_SOCKET_DIR, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                p = strdup(CONFIG_SYSTEM_SOCKET);
-        } else {
-                xdg = getenv("XDG_RUNTIME_DIR");
-                if (!xdg || !*xdg)
-                        return -ENOENT;
-                if (asprintf(&p, "%s/iomemd.sock", xdg) < 0)
-                        p = NULL;
-        }
-        if (!p)
-                return -ENOMEM;
-        *pathp = p;
-        return 0;
+        r = paths_daemon_socket(path, sizeof(path), geteuid() == 0, &source);
+        if (r < 0)
+                return r;
+        if (source == PATHS_FROM_SYSTEM && mkdir(PATHS_SYSTEM_SOCKET_DIR, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        *pathp = strdup(path);
+        return *pathp ? 0 : -ENOMEM;
 }
 
 static void config_usage(FILE *f)
@@ -228,7 +190,7 @@ static int config_value_count(const char *value, uint64_t *vp, const char **whyp
 
 static int config_value_size(const char *value, uint64_t *vp, const char **whyp)
 {
-        if (config_parse_size(value, vp) < 0) {
+        if (parse_size(value, vp) < 0) {
                 *whyp = "expected a size like 16G";
                 return -EINVAL;
         }
@@ -281,7 +243,6 @@ static int config_set_quota(struct config *c, struct config_quota_rule *rule, co
 static int config_set(struct config *c, const char *key, const char *value, const char **whyp)
 {
         uint64_t v;
-        char *end;
         int r;
 
         r = config_set_quota(c, NULL, key, value, whyp);
@@ -295,7 +256,7 @@ static int config_set(struct config *c, const char *key, const char *value, cons
                 }
                 c->backend = r;
         } else if (strcmp(key, "max-region-size") == 0) {
-                if (config_parse_size(value, &v) < 0 || v == 0) {
+                if (parse_size(value, &v) < 0 || v == 0) {
                         *whyp = "expected a positive size like 1G";
                         return -EINVAL;
                 }
@@ -318,14 +279,13 @@ static int config_set(struct config *c, const char *key, const char *value, cons
                 if (r < 0)
                         return r;
         } else if (strcmp(key, "default-mode") == 0) {
-                errno = 0;
-                v = strtoull(value, &end, 8);
-                if (errno || end == value || *end || value[0] == '-' || value[0] == '+' || value[0] == ' ' ||
-                    v == 0 || v > 0777) {
+                uint32_t mode;
+
+                if (parse_mode(value, &mode) < 0 || mode == 0) {
                         *whyp = "expected octal 1..0777";
                         return -EINVAL;
                 }
-                c->default_mode = (uint32_t)v;
+                c->default_mode = mode;
         } else if (strcmp(key, "handshake-timeout") == 0) {
                 if (config_parse_u64(value, &v, NULL) < 0 || v > 86400) {
                         *whyp = "expected seconds 0..86400";
@@ -333,7 +293,7 @@ static int config_set(struct config *c, const char *key, const char *value, cons
                 }
                 c->handshake_timeout_sec = (unsigned)v;
         } else if (strcmp(key, "max-out-bytes") == 0) {
-                if (config_parse_size(value, &v) < 0 || v > SIZE_MAX) {
+                if (parse_size(value, &v) < 0 || v > SIZE_MAX) {
                         *whyp = "expected a size like 4M";
                         return -EINVAL;
                 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "paths.h"
 #include "proto.h"
 
 #define CONFIG_DEFAULT_MAX_REGION_SIZE (UINT64_C(64) << 30)
@@ -14,8 +15,8 @@
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 65536u
 #define CONFIG_DEFAULT_MODE 0600u
 #define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT 10u
-#define CONFIG_SYSTEM_SOCKET_DIR "/run/iomemd"
-#define CONFIG_SYSTEM_SOCKET CONFIG_SYSTEM_SOCKET_DIR "/iomemd.sock"
+#define CONFIG_SYSTEM_SOCKET_DIR PATHS_SYSTEM_SOCKET_DIR
+#define CONFIG_SYSTEM_SOCKET PATHS_SYSTEM_SOCKET
 #define CONFIG_DEFAULT_FILE "/etc/iomemd/iomemd.conf"
 #define CONFIG_MAX_RULES 4096u    /* [uid N] / [gid N] sections */
 #define CONFIG_MAX_ALLOW 4096u    /* entries of allow-uids plus allow-gids */
@@ -76,15 +77,10 @@ void config_init(struct config *c);
 void config_deinit(struct config *c);
 
 /*
- * config_parse_size() - parse "123", "4K", "64G", "1T" (binary multiples).
- * Return: 0 with *sizep set; -EINVAL for a malformed number; -ERANGE on overflow.
- */
-int config_parse_size(const char *s, uint64_t *sizep);
-
-/*
  * config_default_socket() - the socket path when --socket is not given:
- * $IOMEM_SOCKET, else /run/iomemd/iomemd.sock for euid 0 (the directory is
- * made 0755 if missing), else $XDG_RUNTIME_DIR/iomemd.sock.
+ * paths_daemon_socket() (common/paths.h): $IOMEM_SOCKET, else
+ * /run/iomemd/iomemd.sock for euid 0 (the directory is made 0755 if
+ * missing), else $XDG_RUNTIME_DIR/iomemd.sock.
  * Return: 0 with *pathp malloc'd; -ENOENT if none applies
  * (no $XDG_RUNTIME_DIR); -ENOMEM; negative errno from mkdir.
  */
