@@ -17,7 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "iomem.h"
+#include "parse.h"
+#include "paths.h"
+#include "proto.h"
 
 #define EXIT_USAGE 2
 
@@ -25,6 +29,10 @@ struct ctl {
         const char *socket; /* NULL = iomem_socket_path() */
         bool json;
         struct iomem_client *client;
+        /* what the current command asks for, to explain a refusal */
+        const char *name;
+        uint64_t size;
+        bool have_size;
 };
 
 static const char usage_text[] =
@@ -39,7 +47,7 @@ static const char usage_text[] =
         "  list [PREFIX]                      list regions (--json: an array)\n"
         "  rm NAME                            delete the name\n"
         "  resize NAME SIZE\n"
-        "  seal NAME SEAL...                  add seals: seal, shrink, grow, write, future-write\n"
+        "  seal NAME SEAL...                  add seals: " PARSE_SEAL_NAMES "\n"
         "  wait NAME [--timeout SECONDS]      wait until NAME exists\n"
         "  exec NAME [--read-only] -- COMMAND [ARG...]\n"
         "                                     run COMMAND with the region's fd in IOMEM_FD\n"
@@ -54,13 +62,13 @@ static const char usage_text[] =
         "  ping                               check that the daemon answers\n"
         "\n"
         "Sizes and offsets take K, M, G, T suffixes (powers of 1024).\n"
-        "The socket is $IOMEM_SOCKET, else /run/iomemd/iomemd.sock for root,\n"
-        "else $XDG_RUNTIME_DIR/iomemd.sock.\n"
+        "The socket is --socket PATH, else $IOMEM_SOCKET, else $XDG_RUNTIME_DIR/iomemd.sock\n"
+        "if a per-user daemon listens there, else the system service's " PATHS_SYSTEM_SOCKET ".\n"
         "A --lease region is deleted when its creator disconnects: with iomemctl,\n"
         "that is as soon as the create command exits.\n";
 
-/* Print the one error line: "iomemctl: <what>: <text>". Return: EXIT_FAILURE. */
-__attribute__((format(printf, 2, 3))) static int ctl_fail(int error, const char *fmt, ...)
+/* Print one error line, "iomemctl: <text>". Return: EXIT_FAILURE. */
+__attribute__((format(printf, 1, 2))) static int ctl_error(const char *fmt, ...)
 {
         va_list ap;
 
@@ -68,7 +76,21 @@ __attribute__((format(printf, 2, 3))) static int ctl_fail(int error, const char 
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
         va_end(ap);
-        fprintf(stderr, ": %s\n", iomem_strerror(error));
+        fputc('\n', stderr);
+        return EXIT_FAILURE;
+}
+
+/* Print "iomemctl: <what>: <the C library's text for a system call's error>". Return: EXIT_FAILURE. */
+__attribute__((format(printf, 2, 3))) static int ctl_fail_os(int error, const char *fmt, ...)
+{
+        const char *text = strerrordesc_np(error < 0 ? -error : error);
+        va_list ap;
+
+        fputs("iomemctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, ": %s\n", text ? text : "unknown error");
         return EXIT_FAILURE;
 }
 
@@ -85,58 +107,6 @@ __attribute__((format(printf, 1, 2))) static int ctl_usage(const char *fmt, ...)
         return EXIT_USAGE;
 }
 
-/*
- * ctl_parse_size() - a decimal number with an optional K/M/G/T suffix
- * (powers of 1024, "KiB"/"KB" spellings accepted).
- * Return: 0; -EINVAL for garbage; -ERANGE on overflow.
- */
-static int ctl_parse_size(const char *s, uint64_t *sizep)
-{
-        unsigned long long v;
-        unsigned shift = 0;
-        char *end;
-
-        if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
-        if (end == s)
-                return -EINVAL;
-        switch (*end) {
-        case 'k': case 'K': shift = 10; end++; break;
-        case 'm': case 'M': shift = 20; end++; break;
-        case 'g': case 'G': shift = 30; end++; break;
-        case 't': case 'T': shift = 40; end++; break;
-        default: break;
-        }
-        if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
-                end += strlen(end);
-        if (*end)
-                return -EINVAL;
-        if (shift && v > (UINT64_MAX >> shift))
-                return -ERANGE;
-        *sizep = (uint64_t)v << shift;
-        return 0;
-}
-
-static int ctl_parse_backend(const char *s, enum iomem_backend *backendp)
-{
-        static const enum iomem_backend all[] = { IOMEM_BACKEND_AUTO, IOMEM_BACKEND_MEMFD, IOMEM_BACKEND_SHM,
-                                                  IOMEM_BACKEND_FILE };
-
-        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-                const char *name = iomem_backend_name(all[i]);
-
-                if (name && !strcmp(name, s)) {
-                        *backendp = all[i];
-                        return 0;
-                }
-        }
-        return -EINVAL;
-}
-
 static const char *ctl_backend_name(enum iomem_backend b)
 {
         const char *name = iomem_backend_name(b);
@@ -149,28 +119,26 @@ struct bit_name {
         const char *name;
 };
 
-static const struct bit_name seal_names[] = {
-        { IOMEM_SEAL_SEAL, "seal" },   { IOMEM_SEAL_SHRINK, "shrink" },
-        { IOMEM_SEAL_GROW, "grow" },   { IOMEM_SEAL_WRITE, "write" },
-        { IOMEM_SEAL_FUTURE_WRITE, "future-write" },
-}, flag_names[] = {
+static const struct bit_name flag_names[] = {
         { IOMEM_REGION_RDONLY, "read-only" },
         { IOMEM_REGION_LEASED, "leased" },
         { IOMEM_REGION_RESIZABLE, "resizable" },
         { IOMEM_REGION_ANONYMOUS, "anonymous" },
 };
 
-/* Print the names of @bits from @table separated by @sep (JSON strings if @json). */
-static void ctl_print_bits(uint32_t bits, const struct bit_name *table, size_t n, bool json)
+/* Print the names of @bits, comma-separated (JSON strings if @json); @name gives one bit's name or NULL. */
+static void ctl_print_bits(uint32_t bits, const char *(*name)(uint32_t bit), bool json)
 {
         bool first = true;
 
-        for (size_t i = 0; i < n; i++) {
-                if (!(bits & table[i].bit))
+        for (uint32_t bit = 1; bit; bit <<= 1) {
+                const char *n = bits & bit ? name(bit) : NULL;
+
+                if (!n)
                         continue;
-                printf(json ? "%s\"%s\"" : "%s%s", first ? "" : ",", table[i].name);
+                printf(json ? "%s\"%s\"" : "%s%s", first ? "" : ",", n);
                 first = false;
-                bits &= ~table[i].bit;
+                bits &= ~bit;
         }
         if (bits)
                 printf(json ? "%s\"0x%" PRIx32 "\"" : "%s0x%" PRIx32, first ? "" : ",", bits);
@@ -178,8 +146,16 @@ static void ctl_print_bits(uint32_t bits, const struct bit_name *table, size_t n
                 fputs("none", stdout);
 }
 
-#define SEAL_NAMES seal_names, sizeof(seal_names) / sizeof(seal_names[0])
-#define FLAG_NAMES flag_names, sizeof(flag_names) / sizeof(flag_names[0])
+static const char *ctl_flag_name(uint32_t bit)
+{
+        for (size_t i = 0; i < sizeof(flag_names) / sizeof(flag_names[0]); i++)
+                if (flag_names[i].bit == bit)
+                        return flag_names[i].name;
+        return NULL;
+}
+
+#define SEAL_NAMES parse_seal_name
+#define FLAG_NAMES ctl_flag_name
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
 static size_t ctl_utf8_len(const unsigned char *s)
@@ -251,22 +227,176 @@ static void ctl_text_string(const char *s)
         }
 }
 
+/* Return: "unlimited" for a limit of 0, else the number (sizes as 64G) in @buf. */
+static const char *ctl_limit(uint64_t v, bool size, char *buf, size_t bufsize)
+{
+        if (v == 0)
+                return "unlimited";
+        if (size)
+                return parse_size_format(v, buf, bufsize);
+        snprintf(buf, bufsize, "%" PRIu64, v);
+        return buf;
+}
+
+/*
+ * ctl_reason() - the words for an error a request to the daemon returned:
+ * the limit and its value where one was hit, the daemon's own text where it
+ * says more than the error code (quotas, REGISTER's requirements, a daemon
+ * that did not come back), else iomem_strerror().
+ * Return: @buf or a static string.
+ */
+static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
+{
+        char msg[256], a[32], b[32], d[32], e[32];
+        struct iomem_quota q;
+
+        snprintf(msg, sizeof(msg), "%s", c->client ? iomem_client_error_message(c->client) : "");
+        switch (error) {
+        case -EFBIG:
+                if (!c->client || iomem_quota(c->client, &q) < 0 || !q.max_region_size)
+                        break;
+                if (c->have_size)
+                        snprintf(buf, size, "size %s above the limit %s", parse_size_format(c->size, a, sizeof(a)),
+                                 parse_size_format(q.max_region_size, b, sizeof(b)));
+                else
+                        snprintf(buf, size, "size above the limit %s", parse_size_format(q.max_region_size, b, sizeof(b)));
+                return buf;
+        case -EDQUOT:
+                if (!c->client || iomem_quota(c->client, &q) < 0)
+                        break;
+                snprintf(buf, size, "%s (uid %" PRIu32 ": %" PRIu64 " of %s regions, %s of %s bytes, %" PRIu64
+                         " of %s connections)",
+                         *msg ? msg : iomem_strerror(error), q.uid, q.regions,
+                         ctl_limit(q.max_regions, false, a, sizeof(a)), parse_size_format(q.bytes, b, sizeof(b)),
+                         ctl_limit(q.max_bytes, true, d, sizeof(d)), q.connections,
+                         ctl_limit(q.max_connections, false, e, sizeof(e)));
+                return buf;
+        case -EINVAL:
+                if (c->name && proto_name_check(c->name, strlen(c->name)) < 0)
+                        return "invalid region name (1 to 255 bytes of A-Z a-z 0-9 . _ - / : @ + = , not starting "
+                               "with / or . and without //)";
+                if (*msg && strncmp(msg, "malformed", 9) != 0)
+                        break;
+                return iomem_strerror(error);
+        case -EPERM:
+                if (!strcmp(msg, "region is not resizable"))
+                        return "it was not created --resizable, so it cannot shrink";
+                if (*msg && strncmp(msg, "cannot", 6) != 0)
+                        break;
+                return iomem_strerror(error);
+        case -EACCES:
+                if (*msg && strcmp(msg, "permission denied") != 0)
+                        break;
+                snprintf(buf, size, "%s (you are uid %u)", iomem_strerror(error), (unsigned)geteuid());
+                return buf;
+        case -ENOTCONN:
+                if (*msg)
+                        break;
+                return iomem_strerror(error);
+        default:
+                return iomem_strerror(error);
+        }
+        if (!*msg)
+                return iomem_strerror(error);
+        snprintf(buf, size, "%s", msg);
+        return buf;
+}
+
+/* Print "iomemctl: <what>: <ctl_reason()>" for an error from the daemon or libiomem. Return: EXIT_FAILURE. */
+__attribute__((format(printf, 3, 4))) static int ctl_fail(struct ctl *c, int error, const char *fmt, ...)
+{
+        char reason[512];
+        va_list ap;
+
+        /* ctl_reason() may ask the daemon for its limits: before anything is printed */
+        const char *text = ctl_reason(c, error, reason, sizeof(reason));
+
+        fputs("iomemctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, ": %s\n", text);
+        return EXIT_FAILURE;
+}
+
+/* Return: how to start the daemon that should listen on the socket of @source. */
+static const char *ctl_start_hint(enum paths_source source)
+{
+        switch (source) {
+        case PATHS_FROM_SYSTEM:
+                return "start it with `systemctl start iomemd.socket` (as root)";
+        case PATHS_FROM_USER:
+                return "start it with `systemctl --user start iomemd.socket`";
+        case PATHS_FROM_ENV:
+                break;
+        }
+        return "start iomemd on it (`iomemd --socket PATH`) or point --socket or $IOMEM_SOCKET at the running one";
+}
+
+/*
+ * ctl_connect() - connect once per command; a failure is explained with the
+ * path, where it came from, the likely cause and what to do.
+ * Return: 0, or EXIT_FAILURE after printing the error.
+ */
 static int ctl_connect(struct ctl *c)
 {
-        char path[4096];
+        enum paths_source source = PATHS_FROM_ENV;
+        char path[4096], where[4200];
+        const char *from = "--socket";
         int r;
 
         if (c->client)
                 return 0;
-        r = iomem_connect(c->socket, &c->client);
-        if (r < 0) {
-                if (c->socket)
-                        snprintf(path, sizeof(path), "%s", c->socket);
-                else if (iomem_socket_path(path, sizeof(path)) < 0)
-                        snprintf(path, sizeof(path), "%s", "the default socket");
-                return ctl_fail(r, "connect to %s", path);
+        if (c->socket)
+                snprintf(path, sizeof(path), "%s", c->socket);
+        else if (paths_client_socket(path, sizeof(path), &source) >= 0)
+                from = paths_source_name(source);
+        else
+                return ctl_error("connect: the default socket path is too long ($IOMEM_SOCKET or $XDG_RUNTIME_DIR)");
+        snprintf(where, sizeof(where), "connect to %s (%s)", path, from);
+        r = iomem_connect(path, &c->client);
+        switch (r) {
+        case 0:
+                return 0;
+        case -ENOENT:
+                return ctl_error("%s: no such socket, so no daemon is running there: %s", where,
+                                 ctl_start_hint(source));
+        case -ECONNREFUSED:
+                return ctl_error("%s: nothing listens on the socket (the daemon exited): %s", where,
+                                 ctl_start_hint(source));
+        case -ENOTSOCK:
+                return ctl_error("%s: not a socket", where);
+        case -EACCES:
+        case -EPERM:
+                /* refused by the file system (socket or a directory on the way), or by the daemon's allow-list */
+                if (faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) < 0)
+                        return ctl_error("%s: permission denied on the socket or its directory for uid %u: ask the "
+                                         "socket's owner for access, or run your own daemon "
+                                         "(`systemctl --user start iomemd.socket`)",
+                                         where, (unsigned)geteuid());
+                return ctl_error("%s: the daemon's allow-list refuses uid %u (allow-uids and allow-gids in "
+                                 "/etc/iomemd/iomemd.conf)",
+                                 where, (unsigned)geteuid());
+        case -EPROTONOSUPPORT:
+                return ctl_error("%s: the daemon speaks another protocol version than iomemctl %s: use an iomemctl "
+                                 "and libiomem from the daemon's release",
+                                 where, IOMEM_VERSION);
+        case -EPROTO:
+                return ctl_error("%s: the peer does not speak the iomemd protocol", where);
+        case -EDQUOT:
+                return ctl_error("%s: uid %u is at its connection quota (quota-connections in "
+                                 "/etc/iomemd/iomemd.conf): close other connections",
+                                 where, (unsigned)geteuid());
+        case -ENAMETOOLONG:
+                return ctl_error("%s: the path is too long for a socket (at most 107 bytes)", where);
+        case -ECONNRESET:
+        case -EPIPE:
+                return ctl_error("%s: the daemon closed the connection during the handshake (see its log: "
+                                 "`journalctl -u iomemd`)",
+                                 where);
+        default:
+                return ctl_fail_os(r, "%s", where);
         }
-        return 0;
 }
 
 /* ---- option parsing ---------------------------------------------------- */
@@ -367,19 +497,15 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
                 case OPT_RESIZABLE:
                         a->create_flags |= IOMEM_CREATE_RESIZABLE;
                         break;
-                case OPT_MODE: {
-                        unsigned long m;
-
-                        errno = 0;
-                        m = strtoul(optarg, &end, 8);
-                        if (errno || end == optarg || *end || m > 0777 || *optarg == '-')
+                case OPT_MODE:
+                        if (parse_mode(optarg, &a->mode) < 0)
                                 return ctl_usage("%s: bad mode '%s' (octal, at most 0777)", cmd, optarg);
-                        a->mode = (uint32_t)m;
                         break;
-                }
                 case OPT_BACKEND:
-                        if (ctl_parse_backend(optarg, &a->backend) < 0)
+                        r = backend_from_name(optarg);
+                        if (r < 0)
                                 return ctl_usage("%s: unknown backend '%s' (memfd, shm, file, auto)", cmd, optarg);
+                        a->backend = (enum iomem_backend)r;
                         break;
                 case OPT_SEAL: {
                         uint32_t s;
@@ -393,7 +519,7 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
                 case OPT_LENGTH: {
                         uint64_t v;
 
-                        r = ctl_parse_size(optarg, &v);
+                        r = parse_size(optarg, &v);
                         if (r < 0)
                                 return ctl_usage("%s: bad %s '%s'", cmd, o == OPT_OFFSET ? "offset" : "length",
                                                  optarg);
@@ -419,6 +545,7 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
         }
         if (a->npos < min_pos)
                 return ctl_usage("%s: missing argument", cmd);
+        c->name = a->npos ? a->pos[0] : NULL;
         return 0;
 }
 
@@ -440,9 +567,11 @@ static int cmd_create(struct ctl *c, int argc, char **argv)
                            2, 2, &a);
         if (r)
                 return r;
-        r = ctl_parse_size(a.pos[1], &size);
+        r = parse_size(a.pos[1], &size);
         if (r < 0)
                 return ctl_usage("create: bad size '%s'", a.pos[1]);
+        c->size = size;
+        c->have_size = true;
         r = ctl_connect(c);
         if (r)
                 return r;
@@ -451,7 +580,7 @@ static int cmd_create(struct ctl *c, int argc, char **argv)
         };
         r = iomem_create(c->client, a.pos[0], size, &opts, &region);
         if (r < 0)
-                return ctl_fail(r, "create %s", a.pos[0]);
+                return ctl_fail(c, r, "create %s", a.pos[0]);
         region = iomem_region_free(region);
         return 0;
 }
@@ -544,20 +673,20 @@ static int cmd_write(struct ctl *c, int argc, char **argv)
         if (file) {
                 in = open(file, O_RDONLY | O_CLOEXEC);
                 if (in < 0)
-                        return ctl_fail(-errno, "write %s: open %s", name, file);
+                        return ctl_fail_os(-errno, "write %s: open %s", name, file);
         }
         r = ctl_connect(c);
         if (r)
                 goto out;
         r = iomem_open(c->client, name, 0, 0, &region);
         if (r < 0) {
-                r = ctl_fail(r, "write %s", name);
+                r = ctl_fail(c, r, "write %s", name);
                 goto out;
         }
         size = iomem_region_size(region);
         room = a.offset <= size ? size - a.offset : 0;
         if (a.offset > size) {
-                r = ctl_fail(-ERANGE, "write %s: offset %" PRIu64 " is past the end (%" PRIu64 " bytes)", name,
+                r = ctl_error("write %s: offset %" PRIu64 " is past the end of the region (%" PRIu64 " bytes)", name,
                              a.offset, size);
                 goto out;
         }
@@ -567,20 +696,21 @@ static int cmd_write(struct ctl *c, int argc, char **argv)
 
                 len = (size_t)(st.st_size - (pos > 0 ? pos : 0));
                 if ((uint64_t)len > room) {
-                        r = ctl_fail(-ERANGE,
-                                     "write %s: %zu bytes at offset %" PRIu64 " do not fit in %" PRIu64 " bytes",
-                                     name, len, a.offset, size);
+                        r = ctl_error("write %s: %zu bytes at offset %" PRIu64 " do not fit in the region (%" PRIu64
+                                      " bytes); nothing was written",
+                                      name, len, a.offset, size);
                         goto out;
                 }
         } else {
                 r = ctl_slurp(in, room, &buf, &len);
                 if (r == -EFBIG) {
-                        r = ctl_fail(-ERANGE, "write %s: input does not fit in %" PRIu64 " bytes at offset %" PRIu64,
-                                     name, size, a.offset);
+                        r = ctl_error("write %s: the input does not fit in the region (%" PRIu64
+                                      " bytes) at offset %" PRIu64 "; nothing was written",
+                                      name, size, a.offset);
                         goto out;
                 }
                 if (r < 0) {
-                        r = ctl_fail(r, "write %s: read input", name);
+                        r = ctl_fail_os(r, "write %s: read input", name);
                         goto out;
                 }
         }
@@ -591,7 +721,7 @@ static int cmd_write(struct ctl *c, int argc, char **argv)
 
         r = ctl_map_range(region, a.offset, len, PROT_READ | PROT_WRITE, &data, &base, &maplen);
         if (r < 0) {
-                r = ctl_fail(r, "write %s: map", name);
+                r = ctl_fail(c, r, "write %s: map", name);
                 goto out;
         }
         if (buf)
@@ -606,7 +736,7 @@ static int cmd_write(struct ctl *c, int argc, char **argv)
                         if (n < 0 && errno == EINTR)
                                 continue;
                         if (n <= 0) {
-                                r = ctl_fail(n < 0 ? -errno : -EIO, "write %s: read %s", name, file);
+                                r = ctl_fail_os(n < 0 ? -errno : -EIO, "write %s: read %s", name, file);
                                 break;
                         }
                         done += (size_t)n;
@@ -642,7 +772,7 @@ static int cmd_read(struct ctl *c, int argc, char **argv)
         struct iomem_region *region = NULL;
         const char *name;
         uint64_t size, length;
-        char *data;
+        char num[32], *data;
         void *base;
         size_t maplen;
         int r;
@@ -656,15 +786,17 @@ static int cmd_read(struct ctl *c, int argc, char **argv)
                 return r;
         r = iomem_open(c->client, name, IOMEM_OPEN_RDONLY, 0, &region);
         if (r < 0)
-                return ctl_fail(r, "read %s", name);
+                return ctl_fail(c, r, "read %s", name);
         r = iomem_region_refresh(region);
         size = iomem_region_size(region);
         if (r < 0) {
-                r = ctl_fail(r, "read %s", name);
+                r = ctl_fail(c, r, "read %s", name);
                 goto out;
         }
         if (a.offset > size || (a.have_length && a.length > size - a.offset)) {
-                r = ctl_fail(-ERANGE, "read %s: range past the end (%" PRIu64 " bytes)", name, size);
+                r = ctl_error("read %s: offset %" PRIu64 "%s%s is past the end of the region (%" PRIu64 " bytes)",
+                              name, a.offset, a.have_length ? " + length " : "",
+                              a.have_length ? parse_size_format(a.length, num, sizeof(num)) : "", size);
                 goto out;
         }
         length = a.have_length ? a.length : size - a.offset;
@@ -672,13 +804,13 @@ static int cmd_read(struct ctl *c, int argc, char **argv)
                 goto out;
         r = ctl_map_range(region, a.offset, length, PROT_READ, &data, &base, &maplen);
         if (r < 0) {
-                r = ctl_fail(r, "read %s: map", name);
+                r = ctl_fail(c, r, "read %s: map", name);
                 goto out;
         }
         r = ctl_write_all(STDOUT_FILENO, data, (size_t)length);
         iomem_unmap(base, maplen);
         if (r < 0)
-                r = ctl_fail(r, "read %s: write to stdout", name);
+                r = ctl_fail_os(r, "read %s: write to stdout", name);
 out:
         iomem_region_free(region);
         return r;
@@ -701,7 +833,7 @@ static int cmd_stat(struct ctl *c, int argc, char **argv)
                 return r;
         r = iomem_stat(c->client, a.pos[0], &st);
         if (r < 0)
-                return ctl_fail(r, "stat %s", a.pos[0]);
+                return ctl_fail(c, r, "stat %s", a.pos[0]);
         t = (time_t)(st.ctime_ns / 1000000000u);
         if (gmtime_r(&t, &tm))
                 strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -776,7 +908,7 @@ static int cmd_list(struct ctl *c, int argc, char **argv)
         if (r < 0) {
                 /* do not leave half a JSON document behind a failure */
                 fflush(stdout);
-                return ctl_fail(r, "list");
+                return ctl_fail(c, r, "list");
         }
         if (s.json)
                 puts("]");
@@ -795,7 +927,7 @@ static int cmd_rm(struct ctl *c, int argc, char **argv)
         if (r)
                 return r;
         r = iomem_delete(c->client, a.pos[0]);
-        return r < 0 ? ctl_fail(r, "rm %s", a.pos[0]) : 0;
+        return r < 0 ? ctl_fail(c, r, "rm %s", a.pos[0]) : 0;
 }
 
 static int cmd_resize(struct ctl *c, int argc, char **argv)
@@ -807,13 +939,15 @@ static int cmd_resize(struct ctl *c, int argc, char **argv)
         r = ctl_parse_args(c, argc, argv, 0, 2, 2, &a);
         if (r)
                 return r;
-        if (ctl_parse_size(a.pos[1], &size) < 0)
+        if (parse_size(a.pos[1], &size) < 0)
                 return ctl_usage("resize: bad size '%s'", a.pos[1]);
+        c->size = size;
+        c->have_size = true;
         r = ctl_connect(c);
         if (r)
                 return r;
         r = iomem_resize(c->client, a.pos[0], size);
-        return r < 0 ? ctl_fail(r, "resize %s", a.pos[0]) : 0;
+        return r < 0 ? ctl_fail(c, r, "resize %s", a.pos[0]) : 0;
 }
 
 static int cmd_seal(struct ctl *c, int argc, char **argv)
@@ -827,14 +961,14 @@ static int cmd_seal(struct ctl *c, int argc, char **argv)
                 return r;
         for (int i = 1; i < a.npos; i++) {
                 if (iomem_seals_parse(a.pos[i], &s) < 0)
-                        return ctl_usage("seal: bad seal '%s' (seal, shrink, grow, write, future-write)", a.pos[i]);
+                        return ctl_usage("seal: bad seal '%s' (" PARSE_SEAL_NAMES ")", a.pos[i]);
                 seals |= s;
         }
         r = ctl_connect(c);
         if (r)
                 return r;
         r = iomem_seal(c->client, a.pos[0], seals, NULL);
-        return r < 0 ? ctl_fail(r, "seal %s", a.pos[0]) : 0;
+        return r < 0 ? ctl_fail(c, r, "seal %s", a.pos[0]) : 0;
 }
 
 static int cmd_wait(struct ctl *c, int argc, char **argv)
@@ -852,8 +986,10 @@ static int cmd_wait(struct ctl *c, int argc, char **argv)
         /* --timeout 0 still asks once; a fraction of a millisecond rounds up */
         wait_ms = !a.have_timeout ? -1 : (int)(a.timeout * 1000.0 + 0.999);
         r = iomem_open(c->client, a.pos[0], IOMEM_OPEN_RDONLY, wait_ms, &region);
+        if (r == -ETIMEDOUT)
+                return ctl_error("wait %s: no region with this name after %g s", a.pos[0], a.timeout);
         if (r < 0)
-                return ctl_fail(r, "wait %s", a.pos[0]);
+                return ctl_fail(c, r, "wait %s", a.pos[0]);
         iomem_region_free(region);
         return 0;
 }
@@ -882,12 +1018,12 @@ static int cmd_exec(struct ctl *c, int argc, char **argv)
                 return r;
         r = iomem_open(c->client, a.pos[0], a.read_only ? IOMEM_OPEN_RDONLY : 0, 0, &region);
         if (r < 0)
-                return ctl_fail(r, "exec %s", a.pos[0]);
+                return ctl_fail(c, r, "exec %s", a.pos[0]);
         fd = iomem_region_fd(region);
         fflush(NULL);
         pid = fork();
         if (pid < 0) {
-                r = ctl_fail(-errno, "exec %s: fork", a.pos[0]);
+                r = ctl_fail_os(-errno, "exec %s: fork", a.pos[0]);
                 iomem_region_free(region);
                 return r;
         }
@@ -896,14 +1032,14 @@ static int cmd_exec(struct ctl *c, int argc, char **argv)
 
                 /* the one fd the child is meant to inherit: clear close-on-exec in the child only */
                 if (fcntl(fd, F_SETFD, 0) < 0)
-                        _exit(ctl_fail(-errno, "exec %s: fcntl", a.pos[0]));
+                        _exit(ctl_fail_os(-errno, "exec %s: fcntl", a.pos[0]));
                 snprintf(num, sizeof(num), "%d", fd);
                 setenv("IOMEM_FD", num, 1);
                 snprintf(num, sizeof(num), "%" PRIu64, iomem_region_size(region));
                 setenv("IOMEM_SIZE", num, 1);
                 execvp(child_argv[0], child_argv);
                 r = errno;
-                ctl_fail(-r, "exec %s: %s", a.pos[0], child_argv[0]);
+                ctl_fail_os(-r, "exec %s: %s", a.pos[0], child_argv[0]);
                 _exit(r == ENOENT ? 127 : 126);
         }
         /* the daemon connection is not needed while the child runs */
@@ -911,7 +1047,7 @@ static int cmd_exec(struct ctl *c, int argc, char **argv)
         region = iomem_region_free(region);
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
-                        return ctl_fail(-errno, "exec %s: waitpid", a.pos[0]);
+                        return ctl_fail_os(-errno, "exec %s: waitpid", a.pos[0]);
         if (WIFEXITED(status))
                 return WEXITSTATUS(status);
         return 128 + WTERMSIG(status);
@@ -931,7 +1067,7 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
                 return r;
         r = iomem_status(c->client, &st);
         if (r < 0)
-                return ctl_fail(r, "status");
+                return ctl_fail(c, r, "status");
         if (c->json) {
                 printf("{\"version\":");
                 ctl_json_string(st.server_version);
@@ -961,22 +1097,8 @@ static int cmd_ping(struct ctl *c, int argc, char **argv)
                 return r;
         r = iomem_ping(c->client);
         if (r < 0)
-                return ctl_fail(r, "ping");
+                return ctl_fail(c, r, "ping");
         puts("pong");
-        return 0;
-}
-
-/* Return: 0 with *modep, or -EINVAL unless @s is octal 0..0777. */
-static int ctl_parse_mode(const char *s, uint32_t *modep)
-{
-        unsigned long m;
-        char *end;
-
-        errno = 0;
-        m = strtoul(s, &end, 8);
-        if (errno || end == s || *end || m > 0777 || *s == '-' || *s == '+' || *s == ' ')
-                return -EINVAL;
-        *modep = (uint32_t)m;
         return 0;
 }
 
@@ -1007,13 +1129,13 @@ static int cmd_chmod(struct ctl *c, int argc, char **argv)
         r = ctl_parse_args(c, argc, argv, 0, 2, 2, &a);
         if (r)
                 return r;
-        if (ctl_parse_mode(a.pos[1], &mode) < 0)
+        if (parse_mode(a.pos[1], &mode) < 0)
                 return ctl_usage("chmod: bad mode '%s' (octal, at most 0777)", a.pos[1]);
         r = ctl_connect(c);
         if (r)
                 return r;
         r = iomem_chmod(c->client, a.pos[0], mode);
-        return r < 0 ? ctl_fail(r, "chmod %s", a.pos[0]) : 0;
+        return r < 0 ? ctl_fail(c, r, "chmod %s", a.pos[0]) : 0;
 }
 
 static int cmd_chown(struct ctl *c, int argc, char **argv)
@@ -1038,7 +1160,7 @@ static int cmd_chown(struct ctl *c, int argc, char **argv)
         if (r)
                 return r;
         r = iomem_chown(c->client, a.pos[0], uid, gid);
-        return r < 0 ? ctl_fail(r, "chown %s", a.pos[0]) : 0;
+        return r < 0 ? ctl_fail(c, r, "chown %s", a.pos[0]) : 0;
 }
 
 /* One "used / limit" line; a limit of 0 is "unlimited". */
@@ -1064,7 +1186,7 @@ static int cmd_quota(struct ctl *c, int argc, char **argv)
                 return r;
         r = iomem_quota(c->client, &q);
         if (r < 0)
-                return ctl_fail(r, "quota");
+                return ctl_fail(c, r, "quota");
         if (c->json) {
                 printf("{\"uid\":%" PRIu32 ",\"gid\":%" PRIu32 ",\"bytes\":%" PRIu64 ",\"max_bytes\":%" PRIu64
                        ",\"regions\":%" PRIu64 ",\"max_regions\":%" PRIu64 ",\"connections\":%" PRIu64
@@ -1136,32 +1258,34 @@ static int cmd_register(struct ctl *c, int argc, char **argv)
         r = ctl_parse_args(c, argc, argv, ALLOW(OPT_LEASE) | ALLOW(OPT_MODE) | ALLOW(OPT_SEAL), 2, 3, &a);
         if (r)
                 return r;
-        if (ctl_parse_size(a.pos[1], &size) < 0)
+        if (parse_size(a.pos[1], &size) < 0)
                 return ctl_usage("register: bad size '%s'", a.pos[1]);
+        c->size = size;
+        c->have_size = true;
         r = ctl_connect(c);
         if (r)
                 return r;
         /* a memfd made here, 0600: its pages are charged to whoever first touches them, this process for FILE */
         r = iomem_region_new_local(size, IOMEM_BACKEND_MEMFD, 0, &region);
         if (r < 0)
-                return ctl_fail(r, "register %s: memfd", a.pos[0]);
+                return ctl_fail(c, r, "register %s: memfd", a.pos[0]);
         if (a.npos > 2) {
                 r = ctl_fill_fd(iomem_region_fd(region), a.pos[2], size);
                 if (r < 0) {
                         iomem_region_free(region);
-                        return ctl_fail(r, "register %s: %s", a.pos[0], a.pos[2]);
+                        return ctl_fail_os(r, "register %s: %s", a.pos[0], a.pos[2]);
                 }
         }
         r = iomem_region_seal(region, IOMEM_REGISTER_SEALS | a.seals);
         if (r < 0) {
                 iomem_region_free(region);
-                return ctl_fail(r, "register %s: seal", a.pos[0]);
+                return ctl_fail(c, r, "register %s: seal", a.pos[0]);
         }
         r = iomem_register(c->client, a.pos[0], region, a.create_flags & IOMEM_CREATE_LEASE ? IOMEM_REGISTER_LEASE : 0,
                            a.mode, &id);
         iomem_region_free(region);
         if (r < 0)
-                return ctl_fail(r, "register %s", a.pos[0]);
+                return ctl_fail(c, r, "register %s", a.pos[0]);
         if (c->json)
                 printf("{\"id\":%" PRIu64 "}\n", id);
         return 0;
@@ -1216,7 +1340,7 @@ int main(int argc, char **argv)
                 r = commands[i].fn(&c, argc - optind, argv + optind);
                 c.client = iomem_disconnect(c.client);
                 if (fflush(stdout) != 0 && r == 0)
-                        r = ctl_fail(-errno, "write to stdout");
+                        r = ctl_fail_os(-errno, "write to stdout");
                 return r;
         }
         return ctl_usage("unknown command '%s'", argv[optind]);

@@ -287,8 +287,16 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
                         if (!c->gone || c->reconnect_ms == 0 || opcode == PROTO_OP_HELLO)
                                 break;
                         r = client_reconnect(c);
-                        if (r < 0)
+                        if (r < 0) {
+                                /* -ENOENT here would read as "no such region": say what happened instead */
+                                const char *why = strerrordesc_np(-r);
+
+                                snprintf(c->message, sizeof(c->message),
+                                         "the daemon went away and none answered again on %s (%s)", c->path,
+                                         why ? why : "unknown error");
+                                r = -ENOTCONN;
                                 break;
+                        }
                 }
                 /* the fds go out as copies, so that a request that could not be sent can be sent again */
                 for (unsigned i = 0; i < nsend; i++) {

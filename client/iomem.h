@@ -33,6 +33,10 @@
  * when the connection that made it ends, and a daemon restart ends it.
  * iomem_client_reconnects() tells a lease holder that this happened.
  *
+ * When no daemon answers again within the window, the call returns
+ * -ENOTCONN and iomem_client_error_message() says why; the next call tries
+ * again.
+ *
  * A broken connection otherwise stays broken: after a reply timeout
  * (-ETIMEDOUT, see iomem_client_set_timeout()) or a reply that does not
  * answer the request (-EPROTO), a later reply could be taken for the answer
