@@ -31,12 +31,16 @@ bool it_socket_ready(const char *path)
 
 void it_daemon_start(struct it_daemon *d, const char *const *extra)
 {
-        const char *argv[32];
-        int n = 0;
-
         snprintf(d->dir, sizeof(d->dir), "/tmp/iomem-it.XXXXXX");
         ck_assert_ptr_nonnull(mkdtemp(d->dir));
         snprintf(d->socket, sizeof(d->socket), "%s/sock", d->dir);
+        it_daemon_spawn(d, extra);
+}
+
+void it_daemon_spawn(struct it_daemon *d, const char *const *extra)
+{
+        const char *argv[32];
+        int n = 0;
 
         argv[n++] = it_env("IOMEMD");
         argv[n++] = "--socket";
@@ -68,6 +72,16 @@ void it_daemon_start(struct it_daemon *d, const char *const *extra)
                 it_sleep_ms(10);
         }
         ck_abort_msg("iomemd did not start listening on %s", d->socket);
+}
+
+void it_daemon_kill(struct it_daemon *d, int sig)
+{
+        int status = 0;
+
+        ck_assert_int_gt(d->pid, 0);
+        kill(d->pid, sig);
+        ck_assert_int_eq(waitpid(d->pid, &status, 0), d->pid);
+        d->pid = 0;
 }
 
 void it_daemon_stop(struct it_daemon *d)

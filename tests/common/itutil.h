@@ -48,6 +48,16 @@ bool it_socket_ready(const char *path);
  */
 void it_daemon_start(struct it_daemon *d, const char *const *extra);
 
+/*
+ * it_daemon_spawn() - start iomemd again on d->socket in d->dir (made by
+ * it_daemon_start()) and wait until it accepts connections: a restart on
+ * the same socket after it_daemon_kill().
+ */
+void it_daemon_spawn(struct it_daemon *d, const char *const *extra);
+
+/* Kill the daemon with @sig (e.g. SIGKILL, a crash) and reap it; its directory stays for it_daemon_spawn(). */
+void it_daemon_kill(struct it_daemon *d, int sig);
+
 /* Stop the daemon with SIGTERM and check it exited cleanly. Return: nothing. */
 void it_daemon_stop(struct it_daemon *d);
 
