@@ -289,6 +289,7 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
                         break;
                 snprintf(buf, size, "%s (you are uid %u)", iomem_strerror(error), (unsigned)geteuid());
                 return buf;
+        case -EOPNOTSUPP:
         case -ENOTCONN:
                 if (*msg)
                         break;
@@ -343,6 +344,7 @@ static int ctl_connect(struct ctl *c)
         enum paths_source source = PATHS_FROM_ENV;
         char path[4096], where[4200];
         const char *from = "--socket";
+        struct stat st;
         int r;
 
         if (c->client)
@@ -362,10 +364,10 @@ static int ctl_connect(struct ctl *c)
                 return ctl_error("%s: no such socket, so no daemon is running there: %s", where,
                                  ctl_start_hint(source));
         case -ECONNREFUSED:
+                if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+                        return ctl_error("%s: not a socket", where);
                 return ctl_error("%s: nothing listens on the socket (the daemon exited): %s", where,
                                  ctl_start_hint(source));
-        case -ENOTSOCK:
-                return ctl_error("%s: not a socket", where);
         case -EACCES:
         case -EPERM:
                 /* refused by the file system (socket or a directory on the way), or by the daemon's allow-list */
@@ -382,6 +384,8 @@ static int ctl_connect(struct ctl *c)
                                  "and libiomem from the daemon's release",
                                  where, IOMEM_VERSION);
         case -EPROTO:
+        case -EBADMSG:
+        case -EMSGSIZE:
                 return ctl_error("%s: the peer does not speak the iomemd protocol", where);
         case -EDQUOT:
                 return ctl_error("%s: uid %u is at its connection quota (quota-connections in "
@@ -908,6 +912,8 @@ static int cmd_list(struct ctl *c, int argc, char **argv)
         if (r < 0) {
                 /* do not leave half a JSON document behind a failure */
                 fflush(stdout);
+                if (r == -EINVAL && a.npos)
+                        return ctl_error("list: invalid prefix '%s' (only A-Z a-z 0-9 . _ - / : @ + = ,)", a.pos[0]);
                 return ctl_fail(c, r, "list");
         }
         if (s.json)

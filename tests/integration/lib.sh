@@ -72,6 +72,22 @@ expect_err() {
         [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$what: stderr is not one line: $(cat "$TMP/err")"
         grep -Eq "^iomemctl: $pattern" "$TMP/err" || fail "$what: stderr '$(cat "$TMP/err")' does not match '$pattern'"
         [ ! -s "$TMP/out" ] || fail "$what: unexpected stdout: $(cat "$TMP/out")"
+        no_repeated_phrase "$what" "$(cat "$TMP/err")"
+}
+
+# no_repeated_phrase DESCRIPTION LINE: no run of 4 words appears twice in an error line ("range past the end (4096
+# bytes): range past the end of the region" says it twice), and a socket is never "no region with this name"
+no_repeated_phrase() {
+        local what=$1 line=$2
+        python3 - "$line" <<'PY' || fail "$what: a phrase is repeated in '$line'"
+import re, sys
+words = re.findall(r"[a-z]+", sys.argv[1].lower())
+runs = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
+sys.exit(1 if len(runs) != len(set(runs)) else 0)
+PY
+        case "$line" in
+        *connect*"no region"*) fail "$what: a connect error speaks of regions: $line" ;;
+        esac
 }
 
 finish() {

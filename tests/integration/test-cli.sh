@@ -23,7 +23,7 @@ expect_err "bad backend" 2 "create: unknown backend 'tape'" "$IOMEMCTL" create x
 expect_err "bad seal" 2 "seal: bad seal 'glue'" "$IOMEMCTL" seal x glue
 expect_err "option for another command" 2 "read: option '--exclusive' does not apply" "$IOMEMCTL" read x --exclusive
 expect_err "exec without --" 2 "exec: expected" "$IOMEMCTL" exec x true
-expect_err "no daemon" 1 "connect to $SOCK: " ctl ping
+expect_err "no daemon" 1 "connect to $SOCK \(--socket\): no such socket, so no daemon is running there: " ctl ping
 
 start_daemon
 
@@ -49,12 +49,16 @@ for backend in memfd shm file; do
         cmp -s "$TMP/blob" "$TMP/back" || fail "file round trip $backend"
         [ "$(ctl read "$n" | wc -c)" -eq 8192 ] || fail "read whole region $backend"
         # too big: clear -ERANGE-style error, nothing written
-        expect_err "write too big $backend" 1 "write $n: 5000 bytes at offset 4000 do not fit in 8192 bytes: " \
+        expect_err "write too big $backend" 1 \
+                "write $n: 5000 bytes at offset 4000 do not fit in the region \(8192 bytes\); nothing was written$" \
                 ctl write "$n" --offset 4000 "$TMP/blob"
-        head -c 9000 /dev/zero | expect_err "write too big from stdin $backend" 1 "write $n: input does not fit" \
+        head -c 9000 /dev/zero | expect_err "write too big from stdin $backend" 1 \
+                "write $n: the input does not fit in the region \(8192 bytes\) at offset 0; nothing was written$" \
                 ctl write "$n"
         cmp -s "$TMP/blob" <(ctl read "$n" --offset 3000 --length 5000) || fail "failed write changed bytes $backend"
-        expect_err "read past end $backend" 1 "read $n: range past the end" ctl read "$n" --offset 8K --length 1
+        expect_err "read past end $backend" 1 \
+                "read $n: offset 8192 \+ length 1 is past the end of the region \(8192 bytes\)$" \
+                ctl read "$n" --offset 8K --length 1
         # resize
         expect_ok "resize $backend" ctl resize "$n" 16K
         [ "$(ctl --json stat "$n" | json 'j["size"]')" = 16384 ] || fail "resize $backend"

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""fake-daemon: a peer on a Unix socket that misbehaves in one way, for iomemctl's connect errors.
+
+Usage: fake-daemon.py MODE SOCKET READY_FILE
+  version  answer HELLO with -EPROTONOSUPPORT (a daemon of another protocol version)
+  garbage  answer with bytes that are not a frame (not iomemd at all)
+  close    accept and close at once (a daemon dying during the handshake)
+  hello    answer HELLO properly, then close the connection on the next request, unanswered (a daemon that
+           dies with the request in flight, again and again)
+  gone     answer HELLO properly, then close the connection and stop listening (a daemon that never comes back)
+Serves connections until killed; touches READY_FILE once listening.
+"""
+import os
+import signal
+import socket
+import struct
+import sys
+
+MAGIC = 0x444D4F49
+EPROTONOSUPPORT = 93
+
+
+def frame(flags, opcode, ident, payload):
+    return struct.pack("<IBBHIIHH", MAGIC, 1, flags, opcode, ident, len(payload), 0, 0) + payload
+
+
+def main():
+    mode, path, ready = sys.argv[1:4]
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(8)
+    open(ready, "w").close()
+    while True:
+        conn, _ = srv.accept()
+        with conn:
+            if mode == "close":
+                continue
+            head = conn.recv(20)
+            if len(head) < 20:
+                continue
+            _, _, _, opcode, ident, length, _, _ = struct.unpack("<IBBHIIHH", head)
+            if length:
+                conn.recv(length)
+            if mode in ("hello", "gone"):
+                ver = b"fake"
+                payload = struct.pack("<HHIQIHHH", 1, 4, 65536, 64 << 30, 255, 0, 0, len(ver)) + ver + b"\0"
+                conn.sendall(frame(0x01, opcode, ident, payload))
+                if mode == "gone":
+                    srv.close()
+                    os.unlink(path)
+                    conn.close()
+                    while True:
+                        signal.pause()
+                conn.recv(100)  # the next request: never answered
+                continue
+            if mode == "version":
+                msg = b"this daemon speaks protocol version 7 only"
+                payload = struct.pack("<iH", -EPROTONOSUPPORT, len(msg)) + msg + b"\0"
+                conn.sendall(frame(0x03, opcode, ident, payload))
+            else:
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n" + b"x" * 40)
+            try:
+                conn.recv(100)
+            except OSError:
+                pass
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        os._exit(0)
