@@ -9,12 +9,17 @@ prefix=$(mktemp -d /tmp/iomem-install.XXXXXX)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
 for f in bin/iomemd bin/iomemctl include/iomem.h lib/pkgconfig/iomem.pc lib/systemd/system/iomemd.socket \
-         lib/systemd/system/iomemd.service share/man/man1/iomemctl.1 share/man/man8/iomemd.8; do
+         lib/systemd/system/iomemd.service lib/systemd/user/iomemd.socket lib/systemd/user/iomemd.service \
+         share/man/man1/iomemctl.1 share/man/man8/iomemd.8; do
   [ -e "$prefix/$f" ] || { echo "FAIL: $f not installed"; exit 1; }
 done
 ls "$prefix"/lib/libiomem.so.0* >/dev/null || { echo "FAIL: no libiomem.so.0"; exit 1; }
 grep -qx "ExecStart=$prefix/bin/iomemd --log-level=info" "$prefix/lib/systemd/system/iomemd.service" \
   || { echo "FAIL: ExecStart does not point into the prefix"; grep ExecStart "$prefix/lib/systemd/system/iomemd.service"; exit 1; }
+grep -qx "ExecStart=$prefix/bin/iomemd --log-level=info" "$prefix/lib/systemd/user/iomemd.service" \
+  || { echo "FAIL: the user unit's ExecStart does not point into the prefix"; exit 1; }
+grep -qx "ListenStream=%t/iomemd.sock" "$prefix/lib/systemd/user/iomemd.socket" \
+  || { echo "FAIL: the user socket does not listen on \$XDG_RUNTIME_DIR/iomemd.sock"; exit 1; }
 "$prefix/bin/iomemd" --version | grep -q iomemd || { echo "FAIL: iomemd --version"; exit 1; }
 cat > "$prefix/hello.c" <<'C'
 #include <iomem.h>

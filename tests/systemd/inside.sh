@@ -78,6 +78,31 @@ systemctl show -p StatusText --value iomemd.service | grep -q "4 regions" \
   || fail "STATUS= does not report the regions: $(systemctl show -p StatusText --value iomemd.service)"
 pass "STATUS=$(systemctl show -p StatusText --value iomemd.service)"
 
+# 2b. the default socket (no --socket, no $IOMEM_SOCKET) of a non-root uid is the system service, with or without
+# XDG_RUNTIME_DIR (issue 11: it used to be $XDG_RUNTIME_DIR/iomemd.sock, or nothing)
+as4242() { setpriv --reuid 4242 --regid 4343 --clear-groups "$@"; }
+as4242 env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/cli/iomemctl" stat r2 >/dev/null 2>>"$OUT/log" \
+  || fail "uid 4242 without XDG_RUNTIME_DIR does not reach the system service"
+mkdir -p /run/user/4242 && chown 4242:4343 /run/user/4242 && chmod 0700 /run/user/4242
+as4242 env -u IOMEM_SOCKET XDG_RUNTIME_DIR=/run/user/4242 "$B/cli/iomemctl" stat r2 >/dev/null 2>>"$OUT/log" \
+  || fail "uid 4242 with XDG_RUNTIME_DIR (no per-user daemon) does not reach the system service"
+pass "uid 4242 reaches the system service by default, with and without XDG_RUNTIME_DIR"
+
+# 2c. 8 clients loop OPEN + map + read-and-check through the restarts below (sections 3-5); default socket
+LOOP_SIZE=262144
+/usr/bin/python3 -c 'import sys; sys.stdout.buffer.write(bytes((o * 7 + o // 4096) & 255 for o in range(int(sys.argv[1]))))' \
+  "$LOOP_SIZE" > "$OUT/loop.data"
+ctl create loop "$LOOP_SIZE" --mode 0644 >/dev/null || fail "create loop"
+ctl write loop "$OUT/loop.data" || fail "write loop"
+loopers=()
+for i in 1 2 3 4 5 6 7 8; do
+  if [ $((i % 2)) = 0 ]; then run=as4242; else run=env; fi
+  $run env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/tests/systemd/iomem-loop-client" loop "$LOOP_SIZE" "$OUT/loop-stop" \
+    > "$OUT/loop-$i.out" 2>&1 &
+  loopers+=($!)
+done
+sleep 1
+
 # a client holding a mapping across restarts
 ctl exec r1 -- /usr/bin/python3 "$S/tests/systemd/holder.py" "$OUT" 3 >>"$OUT/log" 2>&1 &
 holder=$!
@@ -118,6 +143,24 @@ journalctl -u iomemd.service --no-pager | grep -qi watchdog || fail "no watchdog
 check_regions "after a watchdog restart"
 holder_round 3 "after a watchdog restart"
 wait "$holder" || fail "holder exited with an error"
+
+# the 8 loop clients went through a restart, a kill -9 and a watchdog restart
+sleep 1
+touch "$OUT/loop-stop"
+stall=0
+for i in 1 2 3 4 5 6 7 8; do
+  wait "${loopers[$((i - 1))]}"; rc=$?
+  line=$(cat "$OUT/loop-$i.out")
+  log "loop client $i: $line"
+  [ "$rc" = 0 ] || fail "loop client $i saw failures or wrong bytes: $line"
+  r=$(sed -n 's/.*reconnects=\([0-9]*\).*/\1/p' <<<"$line")
+  [ "${r:-0}" -ge 3 ] || fail "loop client $i did not reconnect after each of the 3 restarts: $line"
+  s=$(sed -n 's/.*max_stall_ms=\([0-9]*\).*/\1/p' <<<"$line")
+  [ "${s:-0}" -gt "$stall" ] && stall=$s
+done
+ctl rm loop || fail "rm loop" # section 7 counts the fd store's slots
+log "LONGEST STALL: ${stall} ms (8 loop clients, across systemctl restart, kill -9 and a watchdog restart)"
+pass "8 clients looping OPEN + map + check saw no failed operation and no wrong byte; longest stall ${stall} ms"
 
 # 5b. systemctl reload: SIGHUP rereads /etc/iomemd/iomemd.conf between RELOADING=1 and READY=1; same process
 mkdir -p /etc/iomemd
@@ -179,6 +222,49 @@ wait_active_new_pid "$pid" 10 || fail "no new daemon after restart"
 check_regions "after a restart with keepers"
 [ "$(ctl read f2 --length 4)" = kept ] || fail "f2 lost across a restart with keepers"
 pass "regions come back from the fd store into keepers after a restart"
+
+# 8. a per-user daemon from the user units, for uid 4300: its clients find it first; the system service otherwise
+U=4300
+echo "iomtest:x:$U:$U:iomemd test:/tmp/home-$U:/bin/sh" >> /etc/passwd
+echo "iomtest:x:$U:" >> /etc/group
+mkdir -p "/tmp/home-$U" && chown "$U:$U" "/tmp/home-$U"
+# this volatile container has an empty /etc: give user@.service the PAM stack it asks for (permit, nothing else)
+if [ ! -e /etc/pam.d/systemd-user ]; then
+  mkdir -p /etc/pam.d
+  printf 'auth required pam_permit.so\naccount required pam_permit.so\nsession required pam_permit.so\n' \
+    > /etc/pam.d/systemd-user
+fi
+# no logind here to set XDG_RUNTIME_DIR for the session (pam_systemd): the unit sets it
+mkdir -p "/run/systemd/system/user@$U.service.d"
+printf '[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/%s\n' "$U" > "/run/systemd/system/user@$U.service.d/xdg.conf"
+systemctl daemon-reload
+systemctl start "user@$U.service" 2>>"$OUT/log" || {
+  journalctl -u "user@$U.service" --no-pager -o cat | tail -n 30 >> "$OUT/log"
+  fail "systemctl start user@$U.service"
+}
+how="user@$U.service"
+for ((i = 0; i < 100; i++)); do [ -S "/run/user/$U/systemd/private" ] && break; sleep 0.1; done
+asU() {
+  setpriv --reuid $U --regid $U --clear-groups env HOME=/tmp/home-$U XDG_RUNTIME_DIR=/run/user/$U \
+    DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$U/bus "$@"
+}
+asU systemctl --user enable --now iomemd.socket >>"$OUT/log" 2>&1 || fail "systemctl --user enable --now iomemd.socket"
+[ -S "/run/user/$U/iomemd.sock" ] || fail "the user socket is not at \$XDG_RUNTIME_DIR/iomemd.sock"
+asU env -u IOMEM_SOCKET "$B/cli/iomemctl" create mine 4096 >/dev/null 2>>"$OUT/log" \
+  || fail "uid $U does not reach its per-user daemon"
+asU env -u IOMEM_SOCKET "$B/cli/iomemctl" stat mine >/dev/null 2>>"$OUT/log" || fail "stat mine in the per-user daemon"
+upid=$(asU systemctl --user show -p MainPID --value iomemd.service)
+[ "$(ps -o uid= -p "$upid" | tr -d ' ')" = "$U" ] || fail "the per-user daemon does not run as uid $U"
+ctl stat mine >/dev/null 2>&1 && fail "the region went to the system service instead"
+setpriv --reuid $U --regid $U --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/cli/iomemctl" stat r2 \
+  >/dev/null 2>>"$OUT/log" || fail "uid $U without XDG_RUNTIME_DIR does not reach the system service"
+setpriv --reuid $U --regid $U --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/cli/iomemctl" stat mine \
+  >/dev/null 2>&1 && fail "without XDG_RUNTIME_DIR, uid $U still reached its per-user daemon"
+# its regions survive a restart of the per-user service too (the user manager's fd store)
+asU systemctl --user restart iomemd.service || fail "systemctl --user restart iomemd.service"
+asU env -u IOMEM_SOCKET "$B/cli/iomemctl" stat mine >/dev/null 2>>"$OUT/log" \
+  || fail "the per-user daemon lost its region across a restart"
+pass "per-user daemon ($how, user units enabled with systemctl --user): found by its uid's clients first, keeps its regions across a restart; without XDG_RUNTIME_DIR the uid reaches the system service"
 
 log "ALL PASSED"
 finish 0

@@ -21,6 +21,11 @@ mkdir -p "$work/out" "$work/units/iomemd.service.d"
 sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/daemon/iomemd#" "$src/systemd/iomemd.service.in" \
   > "$work/units/iomemd.service"
 cp "$src/systemd/iomemd.socket" "$work/units/iomemd.socket"
+# the per-user units, installed under their installed names into the user unit directory
+mkdir -p "$work/units/user"
+sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/daemon/iomemd#" "$src/systemd/iomemd-user.service.in" \
+  > "$work/units/user/iomemd.service"
+cp "$src/systemd/iomemd-user.socket" "$work/units/user/iomemd.socket"
 # test-only: SIGUSR2 makes the daemon stop answering, to exercise the watchdog
 printf '[Service]\nEnvironment=IOMEMD_TEST_HOOKS=1\n' > "$work/units/iomemd.service.d/test-hooks.conf"
 cat > "$work/units/it-test.service" <<UNIT
@@ -36,13 +41,14 @@ ExecStart=/bin/bash $src/tests/systemd/inside.sh $build $src /out
 UNIT
 
 set +e
-timeout 240 systemd-nspawn -q -D / --volatile=yes --boot --register=no --keep-unit --console=pipe \
+timeout 360 systemd-nspawn -q -D / --volatile=yes --boot --register=no --keep-unit --console=pipe \
   --private-network \
   --bind-ro="$build:/it" --bind-ro="$build:$build" --bind-ro="$src:$src" --bind="$work/out:/out" \
   --bind-ro="$work/units/iomemd.socket:/etc/systemd/system/iomemd.socket" \
   --bind-ro="$work/units/iomemd.service:/etc/systemd/system/iomemd.service" \
   --bind-ro="$work/units/iomemd.service.d:/etc/systemd/system/iomemd.service.d" \
   --bind-ro="$work/units/it-test.service:/etc/systemd/system/it-test.service" \
+  --bind-ro="$work/units/user:/etc/systemd/user" \
   -- systemd.wants=it-test.service systemd.wants=iomemd.socket </dev/null >"$work/console.log" 2>&1
 rc=$?
 set -e
