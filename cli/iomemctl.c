@@ -67,16 +67,23 @@ static const char usage_text[] =
         "A --lease region is deleted when its creator disconnects: with iomemctl,\n"
         "that is as soon as the create command exits.\n";
 
+/* Print "iomemctl: " + @fmt + @tail + newline on stderr: every line iomemctl prints about a failure. */
+static void ctl_vline(const char *fmt, va_list ap, const char *tail)
+{
+        fputs("iomemctl: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputs(tail, stderr);
+        fputc('\n', stderr);
+}
+
 /* Print one error line, "iomemctl: <text>". Return: EXIT_FAILURE. */
 __attribute__((format(printf, 1, 2))) static int ctl_error(const char *fmt, ...)
 {
         va_list ap;
 
-        fputs("iomemctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        ctl_vline(fmt, ap, "");
         va_end(ap);
-        fputc('\n', stderr);
         return EXIT_FAILURE;
 }
 
@@ -84,13 +91,13 @@ __attribute__((format(printf, 1, 2))) static int ctl_error(const char *fmt, ...)
 __attribute__((format(printf, 2, 3))) static int ctl_fail_os(int error, const char *fmt, ...)
 {
         const char *text = strerrordesc_np(error < 0 ? -error : error);
+        char tail[128];
         va_list ap;
 
-        fputs("iomemctl: ", stderr);
+        snprintf(tail, sizeof(tail), ": %s", text ? text : "unknown error");
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        ctl_vline(fmt, ap, tail);
         va_end(ap);
-        fprintf(stderr, ": %s\n", text ? text : "unknown error");
         return EXIT_FAILURE;
 }
 
@@ -99,11 +106,9 @@ __attribute__((format(printf, 1, 2))) static int ctl_usage(const char *fmt, ...)
 {
         va_list ap;
 
-        fputs("iomemctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        ctl_vline(fmt, ap, " (see iomemctl --help)");
         va_end(ap);
-        fputs(" (see iomemctl --help)\n", stderr);
         return EXIT_USAGE;
 }
 
@@ -309,14 +314,13 @@ __attribute__((format(printf, 3, 4))) static int ctl_fail(struct ctl *c, int err
         char reason[512];
         va_list ap;
 
-        /* ctl_reason() may ask the daemon for its limits: before anything is printed */
-        const char *text = ctl_reason(c, error, reason, sizeof(reason));
+        char tail[sizeof(reason) + 2];
 
-        fputs("iomemctl: ", stderr);
+        /* ctl_reason() may ask the daemon for its limits: before anything is printed */
+        snprintf(tail, sizeof(tail), ": %s", ctl_reason(c, error, reason, sizeof(reason)));
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        ctl_vline(fmt, ap, tail);
         va_end(ap);
-        fprintf(stderr, ": %s\n", text);
         return EXIT_FAILURE;
 }
 

@@ -11,10 +11,9 @@
 #include "parse.h"
 #include "proto.h"
 
-int parse_size(const char *s, uint64_t *sizep)
+int parse_u64(const char *s, uint64_t *np, char **endp)
 {
         unsigned long long v;
-        unsigned shift = 0;
         char *end;
 
         if (!s || *s < '0' || *s > '9')
@@ -23,6 +22,24 @@ int parse_size(const char *s, uint64_t *sizep)
         v = strtoull(s, &end, 10);
         if (errno == ERANGE)
                 return -ERANGE;
+        if (!endp && *end)
+                return -EINVAL;
+        if (endp)
+                *endp = end;
+        *np = v;
+        return 0;
+}
+
+int parse_size(const char *s, uint64_t *sizep)
+{
+        uint64_t v;
+        unsigned shift = 0;
+        char *end;
+        int r;
+
+        r = parse_u64(s, &v, &end);
+        if (r < 0)
+                return r;
         switch (*end) {
         case 'k': case 'K': shift = 10; end++; break;
         case 'm': case 'M': shift = 20; end++; break;
@@ -37,7 +54,7 @@ int parse_size(const char *s, uint64_t *sizep)
                 return -EINVAL;
         if (shift && v > (UINT64_MAX >> shift))
                 return -ERANGE;
-        *sizep = (uint64_t)v << shift;
+        *sizep = v << shift;
         return 0;
 }
 

@@ -5,6 +5,13 @@
 #include <stdint.h>
 
 /*
+ * parse_u64() - a plain decimal number: digits only, no sign or space.
+ * @endp: NULL = nothing may follow; else receives where the digits end.
+ * Return: 0 with *np; -EINVAL; -ERANGE on overflow.
+ */
+int parse_u64(const char *s, uint64_t *np, char **endp);
+
+/*
  * parse_size() - "4096", "4K", "64G", "1T" (powers of 1024; "KiB" and "KB"
  * spellings accepted). No sign, no space, no empty string.
  * Return: 0 with *sizep; -EINVAL; -ERANGE on overflow.

@@ -50,28 +50,6 @@ void config_deinit(struct config *c)
         c->nrules = c->nallow_uids = c->nallow_gids = 0;
 }
 
-/* Return: 0 with *np set; -EINVAL unless @s is a plain decimal number; -ERANGE. */
-static int config_parse_u64(const char *s, uint64_t *np, char **endp)
-{
-        unsigned long long v;
-        char *end;
-
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
-        if (end == s)
-                return -EINVAL;
-        *np = v;
-        if (endp)
-                *endp = end;
-        else if (*end)
-                return -EINVAL;
-        return 0;
-}
-
 int config_default_socket(char **pathp)
 {
         char path[PATH_MAX];
@@ -144,7 +122,7 @@ static int config_parse_ids(const char *s, uint32_t **idsp, size_t *np, const ch
 
                 while (*p == ' ' || *p == '\t')
                         p++;
-                if (config_parse_u64(p, &v, &end) < 0 || v >= UINT32_MAX) {
+                if (parse_u64(p, &v, &end) < 0 || v >= UINT32_MAX) {
                         free(ids);
                         *whyp = "expected comma-separated numeric ids below 4294967295";
                         return -EINVAL;
@@ -181,7 +159,7 @@ static int config_parse_ids(const char *s, uint32_t **idsp, size_t *np, const ch
 /* Return: 0 with *vp; -EINVAL with *whyp. */
 static int config_value_count(const char *value, uint64_t *vp, const char **whyp)
 {
-        if (config_parse_u64(value, vp, NULL) < 0) {
+        if (parse_u64(value, vp, NULL) < 0) {
                 *whyp = "expected a number";
                 return -EINVAL;
         }
@@ -262,7 +240,7 @@ static int config_set(struct config *c, const char *key, const char *value, cons
                 }
                 c->max_region_size = v;
         } else if (strcmp(key, "max-regions") == 0 || strcmp(key, "max-connections") == 0) {
-                if (config_parse_u64(value, &v, NULL) < 0 || v == 0) {
+                if (parse_u64(value, &v, NULL) < 0 || v == 0) {
                         *whyp = "expected a positive number";
                         return -EINVAL;
                 }
@@ -287,7 +265,7 @@ static int config_set(struct config *c, const char *key, const char *value, cons
                 }
                 c->default_mode = mode;
         } else if (strcmp(key, "handshake-timeout") == 0) {
-                if (config_parse_u64(value, &v, NULL) < 0 || v > 86400) {
+                if (parse_u64(value, &v, NULL) < 0 || v > 86400) {
                         *whyp = "expected seconds 0..86400";
                         return -EINVAL;
                 }
@@ -361,7 +339,7 @@ static int config_section(struct config *c, char *line, struct config_quota_rule
         len = strlen(p);
         while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
                 p[--len] = '\0';
-        if (config_parse_u64(p, &v, NULL) < 0 || v >= UINT32_MAX)
+        if (parse_u64(p, &v, NULL) < 0 || v >= UINT32_MAX)
                 return -EINVAL;
         for (size_t i = 0; i < c->nrules; i++) {
                 if (c->rules[i].group == group && c->rules[i].id == v) {
