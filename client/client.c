@@ -291,7 +291,7 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
                                 /* -ENOENT here would read as "no such region": say what happened instead */
                                 const char *why = strerrordesc_np(-r);
 
-                                snprintf(c->message, sizeof(c->message),
+                                snprintf(c->error_message, sizeof(c->error_message),
                                          "the daemon went away and none answered again on %s (%s)", c->path,
                                          why ? why : "unknown error");
                                 r = -ENOTCONN;

@@ -747,8 +747,10 @@ static PyGetSetDef pyclient_getset[] = {
 PyDoc_STRVAR(pyclient_doc,
              "Client(socket=None, timeout=None)\n\n"
              "A connection to iomemd. socket=None follows libiomem's rule: $IOMEM_SOCKET; else\n"
-             "/run/iomemd/iomemd.sock for root; else $XDG_RUNTIME_DIR/iomemd.sock. timeout: seconds per reply.\n"
-             "Requests release the GIL; calls from several threads on one Client take turns.\n"
+             "$XDG_RUNTIME_DIR/iomemd.sock if a per-user daemon listens there; else /run/iomemd/iomemd.sock.\n"
+             "timeout: seconds per reply. Requests release the GIL; calls from several threads on one Client\n"
+             "take turns. If the daemon restarts, the next call connects again and repeats what changes\n"
+             "nothing; a change whose reply was lost fails with ConnectionResetError (outcome unknown).\n"
              "After a timeout or a broken reply every call fails with OSError(ENOTCONN): connect again.\n"
              "A forked child cannot use its parent's Client (RuntimeError): connect again there.");
 

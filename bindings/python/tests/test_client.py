@@ -88,13 +88,13 @@ class TestClient(FdCheckedCase):
             self.assertEqual(cm.exception.errno, errno.EDQUOT)
             d.proc.send_signal(signal.SIGTERM)
             d.proc.wait(60)
-            with self.assertRaises(OSError) as cm:
-                c.ping()
-            self.assertIn(cm.exception.errno, (errno.ECONNRESET, errno.EPIPE))
-            self.assertIsInstance(cm.exception, ConnectionError)
-            with self.assertRaises(OSError) as cm:
-                c.ping()
-            self.assertEqual(cm.exception.errno, errno.ENOTCONN)
+            # libiomem tries to reconnect for its window, capped by the timeout (issue 11); no daemon comes back
+            c.timeout = 0.3
+            for _ in range(2):
+                with self.assertRaises(OSError) as cm:
+                    c.ping()
+                self.assertEqual(cm.exception.errno, errno.ENOTCONN)
+                self.assertIn("went away", str(cm.exception))
             c.close()
         finally:
             self.assertEqual(d.stop(), 0)
