@@ -279,7 +279,9 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
         int r = len;
 
         c->error_message[0] = '\0';
-        if (len < 0 || nsend > PROTO_MAX_FDS)
+        if (nsend > PROTO_MAX_FDS)
+                r = -EINVAL;
+        if (r < 0)
                 goto out;
         for (unsigned tries = 0;; tries++) {
                 if (c->broken) {

@@ -39,7 +39,8 @@ static const struct {
         { ECONNRESET, "the connection to the daemon ended after the request was sent: whether it was applied is "
                       "unknown" },
         { EPIPE, "the daemon had closed the connection: the request was not sent" },
-        { ENOTCONN, "the connection to the daemon is broken by an earlier error: connect again" },
+        { ENOTCONN, "not connected to the daemon: an earlier error broke the connection, or the daemon went away "
+                    "and did not come back" },
         { ENAMETOOLONG, "name or socket path too long" },
         { EBADF, "bad file descriptor" },
         { ESTALE, "the file descriptor no longer refers to the same object" },
