@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* parse: sizes, modes and seal names as people write them (CLI, config file, libiomem). */
 #pragma once
 

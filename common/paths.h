@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* paths: the one rule for where iomemd listens and where clients look for it. */
 #pragma once
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """fake-daemon: a peer on a Unix socket that misbehaves in one way, for iomemctl's connect errors.
 
 Usage: fake-daemon.py MODE SOCKET READY_FILE

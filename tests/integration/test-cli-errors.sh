@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test-cli-errors: every error path of iomemctl, with the exact line it prints (one line, the cause and what to do,
 # limits with their values, no phrase twice). Paths that need other uids run when the test runs as root.
 set -euo pipefail

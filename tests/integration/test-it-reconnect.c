@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-reconnect: libiomem across a daemon killed and started again on the same socket (issue 11). */
 #include <linux/sockios.h>
 #include <pthread.h>

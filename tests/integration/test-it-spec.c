@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * test-it-spec: where docs/protocol.md and the daemon used to disagree (issue 11, "what a client written from
  * the spec alone found"), the daemon does what the spec now says. Raw frames where libiomem would hide the point.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* loop-client: OPEN + map + read-and-check in a loop until told to stop, counting failures and the longest stall. */
 #include <errno.h>
 #include <inttypes.h>

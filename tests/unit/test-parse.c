@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-parse: common/parse.c (sizes, modes, seal names) and common/paths.c (the default socket rule). */
 
 #include <errno.h>
