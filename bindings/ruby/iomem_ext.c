@@ -742,8 +742,9 @@ static void client_call(VALUE self, void *(*fn)(void *), struct op *o)
 
 /*
  * Client.new(socket: nil, timeout: nil) - connect to iomemd. socket nil =
- * libiomem's default ($IOMEM_SOCKET, /run/iomemd/iomemd.sock for root,
- * $XDG_RUNTIME_DIR/iomemd.sock). timeout: seconds to wait for each reply
+ * libiomem's default ($IOMEM_SOCKET, else a per-user daemon's
+ * $XDG_RUNTIME_DIR/iomemd.sock, else /run/iomemd/iomemd.sock). timeout:
+ * seconds to wait for each reply
  * (a call that times out breaks the connection).
  */
 static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
