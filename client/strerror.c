@@ -35,7 +35,7 @@ static const struct {
         { EBADMSG, "malformed message" },
         { EMSGSIZE, "message larger than the protocol allows" },
         { ENOBUFS, "too much data or too many file descriptors queued on the connection" },
-        { ECONNREFUSED, "no daemon is listening on the socket (connection refused)" },
+        { ECONNREFUSED, "the daemon is not running (connection refused)" },
         { ECONNRESET, "the connection to the daemon ended after the request was sent: whether it was applied is "
                       "unknown" },
         { EPIPE, "the daemon had closed the connection: the request was not sent" },
