@@ -807,7 +807,7 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
         added = region;
         region = NULL; /* stolen: the table owns it */
         rep.id = added->meta.id;
-        rep.seals = seals;
+        rep.seals = added->seals; /* the protocol's bits, as every other reply (docs/protocol.md) */
         conn_reply_encoded(c, &f->hdr, proto_register_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         res->after = conn_region_announce;
         res->after_arg = added;

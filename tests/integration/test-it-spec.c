@@ -5,6 +5,8 @@
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "itutil.h"
 #include "proto.h"
@@ -161,6 +163,48 @@ START_TEST(test_seals_protocol_bits_only)
         ck_assert_uint_eq(le.seals, sealed);
         transport_frame_deinit(&f);
         iomem_region_free(region);
+        iomem_disconnect(c);
+        raw_close(&r);
+}
+END_TEST
+
+/*
+ * REGISTER's reply reports seals as every other reply does: the kernel's value restricted to the protocol's bits.
+ * A memfd sealed with F_SEAL_EXEC (0x20, Linux 6.3+) too used to come back as 0x26 where STAT said 0x06.
+ */
+START_TEST(test_register_reply_seals)
+{
+        struct iomem_client *c = NULL;
+        struct iomem_stat st;
+        struct raw r;
+        struct transport_frame f;
+        struct proto_register_reply rep;
+        uint8_t buf[256];
+        int fd, kernel;
+
+        fd = memfd_create("spec-register", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, 4096), 0);
+        ck_assert_int_eq(fchmod(fd, 0600), 0); /* the daemon refuses an inode others may write or execute */
+        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+        if (fcntl(fd, F_ADD_SEALS, 0x0020 /* F_SEAL_EXEC */) < 0)
+                ck_assert_int_eq(errno, EINVAL); /* older kernel: the point is then only the protocol bits */
+        kernel = fcntl(fd, F_GET_SEALS);
+        ck_assert_int_ge(kernel, 0);
+        raw_open(&r);
+        raw_hello(&r, 1);
+        raw_send(&r, PROTO_OP_REGISTER, 2, 0, buf,
+                 proto_register_encode(&(struct proto_register){ .size = 4096, .mode = 0644, .name = "reg-seals" },
+                                       buf, sizeof(buf)),
+                 &fd, 1);
+        fd = -1; /* consumed */
+        ck_assert_int_eq(raw_reply(&r, PROTO_OP_REGISTER, 2, &f), 0);
+        ck_assert_int_eq(proto_register_reply_decode(f.payload, f.hdr.length, &rep), 0);
+        transport_frame_deinit(&f);
+        ck_assert_uint_eq(rep.seals, (uint32_t)kernel & PROTO_SEALS_KNOWN);
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &c), 0);
+        ck_assert_int_eq(iomem_stat(c, "reg-seals", &st), 0);
+        ck_assert_uint_eq(st.seals, rep.seals);
         iomem_disconnect(c);
         raw_close(&r);
 }
@@ -398,6 +442,7 @@ static Suite *spec_suite(void)
 
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_seals_protocol_bits_only);
+        tcase_add_test(tc, test_register_reply_seals);
         tcase_add_test(tc, test_first_frame_checks);
         tcase_add_test(tc, test_open_timeout_without_wait);
         tcase_add_test(tc, test_create_order);
