@@ -10,8 +10,12 @@ PKGS="iomemd iomemctl libiomem0 libiomem-dev"
 export DEBIAN_FRONTEND=noninteractive
 log() { echo "$*" >> "$OUT/log"; }
 finish() {
-  log "--- journal of iomemd ---"
-  journalctl -u iomemd.service -u iomemd.socket --no-pager -o short-monotonic 2>/dev/null | tail -n 60 >> "$OUT/log"
+  if [ "$1" != 0 ]; then
+    log "--- dpkg (tail) ---"
+    tail -n 30 "$OUT/dpkg.log" >> "$OUT/log" 2>/dev/null
+    log "--- journal of iomemd ---"
+    journalctl -u iomemd.service -u iomemd.socket --no-pager -o short-monotonic 2>/dev/null | tail -n 60 >> "$OUT/log"
+  fi
   systemctl exit "$1"; exit "$1"
 }
 fail() { log "FAIL: $*"; finish 1; }
@@ -37,7 +41,7 @@ useradd -u 1000 -U alice || fail "useradd alice"
 snapshot > "$OUT/before"
 
 # 1. install
-dpkg -i "$V1"/libiomem0_*.deb "$V1"/iomemctl_*.deb "$V1"/iomemd_*.deb "$V1"/libiomem-dev_*.deb >>"$OUT/log" 2>&1 \
+dpkg -i "$V1"/libiomem0_*.deb "$V1"/iomemctl_*.deb "$V1"/iomemd_*.deb "$V1"/libiomem-dev_*.deb >>"$OUT/dpkg.log" 2>&1 \
   || fail "dpkg -i of the first build"
 v1=$(dpkg-query -W -f '${Version}' iomemd)
 [ "$(systemctl is-enabled iomemd.socket)" = enabled ] || fail "iomemd.socket not enabled after install"
@@ -51,6 +55,10 @@ for f in /lib/systemd/system/iomemd.service /lib/systemd/system/iomemd.socket /u
   [ -e "$f" ] || fail "$f not installed"
 done
 grep -qx 'ExecStart=/usr/bin/iomemd --log-level=info' /lib/systemd/system/iomemd.service || fail "ExecStart= of the unit"
+if [ -e /usr/lib/systemd/user/iomemd.socket ]; then # the per-user units: installed, opt-in for each user
+  [ ! -e /etc/systemd/user/sockets.target.wants/iomemd.socket ] || fail "user socket enabled for every user"
+  pass "user units installed in /usr/lib/systemd/user, not enabled globally"
+fi
 pass "install $v1: socket enabled and active, service waiting for a client, conffile, units and manuals in place"
 
 # 2. a non-root user creates, writes and reads a region
@@ -77,7 +85,7 @@ q=$(actl --json quota) || fail "alice: quota"
 pass "the shipped iomemd.conf with its examples uncommented reloads and applies ([uid 1000]: $q)"
 
 # 3. upgrade: the service restarts, the region's bytes come back from the fd store, the edited conffile stays
-dpkg -i "$V2"/libiomem0_*.deb "$V2"/iomemctl_*.deb "$V2"/iomemd_*.deb "$V2"/libiomem-dev_*.deb >>"$OUT/log" 2>&1 \
+dpkg -i "$V2"/libiomem0_*.deb "$V2"/iomemctl_*.deb "$V2"/iomemd_*.deb "$V2"/libiomem-dev_*.deb >>"$OUT/dpkg.log" 2>&1 \
   || fail "dpkg -i of the second build"
 v2=$(dpkg-query -W -f '${Version}' iomemd)
 [ "$v2" != "$v1" ] && dpkg --compare-versions "$v2" gt "$v1" || fail "version after upgrade: $v2 (was $v1)"
@@ -93,7 +101,7 @@ q=$(actl --json quota) || fail "alice: quota after upgrade"
 pass "upgrade $v1 -> $v2: service restarted (pid $pid1 -> $pid2), region demo kept its bytes, edited conffile kept"
 
 # 4. remove: units stopped and gone, no daemon left, the conffile stays (Debian's rule) until purge
-dpkg -r $PKGS >>"$OUT/log" 2>&1 || fail "dpkg -r"
+dpkg -r $PKGS >>"$OUT/dpkg.log" 2>&1 || fail "dpkg -r"
 for i in $(seq 50); do [ -z "$(daemon_pids)" ] && break; sleep 0.1; done
 [ -z "$(daemon_pids)" ] || fail "iomemd processes left after remove: $(daemon_pids)"
 for u in iomemd.socket iomemd.service; do
@@ -105,7 +113,7 @@ done
 pass "remove: units stopped and unloaded, no iomemd process, socket file gone, conffile kept"
 
 # 5. purge: nothing of the packages is left
-dpkg -P $PKGS >>"$OUT/log" 2>&1 || fail "dpkg -P"
+dpkg -P $PKGS >>"$OUT/dpkg.log" 2>&1 || fail "dpkg -P"
 for p in $PKGS; do
   s=$(dpkg-query -W -f '${db:Status-Abbrev}' "$p" 2>/dev/null || true)
   [ -z "$s" ] || [ "$s" = "un " ] || fail "$p still known to dpkg after purge: '$s'"
