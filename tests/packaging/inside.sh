@@ -6,7 +6,7 @@
 set -uo pipefail
 V1=$1; V2=$2; OUT=$3
 SOCK=/run/iomemd/iomemd.sock
-PKGS="iomemd iomemctl libiomem0 libiomem-dev"
+PKGS="iomemd iomemctl libiomem0 libiomem-dev python3-iomem"
 export DEBIAN_FRONTEND=noninteractive
 log() { echo "$*" >> "$OUT/log"; }
 finish() {
@@ -41,7 +41,8 @@ useradd -u 1000 -U alice || fail "useradd alice"
 snapshot > "$OUT/before"
 
 # 1. install
-dpkg -i "$V1"/libiomem0_*.deb "$V1"/iomemctl_*.deb "$V1"/iomemd_*.deb "$V1"/libiomem-dev_*.deb >>"$OUT/dpkg.log" 2>&1 \
+dpkg -i "$V1"/libiomem0_*.deb "$V1"/iomemctl_*.deb "$V1"/iomemd_*.deb "$V1"/libiomem-dev_*.deb \
+  "$V1"/python3-iomem_*.deb >>"$OUT/dpkg.log" 2>&1 \
   || fail "dpkg -i of the first build"
 v1=$(dpkg-query -W -f '${Version}' iomemd)
 [ "$(systemctl is-enabled iomemd.socket)" = enabled ] || fail "iomemd.socket not enabled after install"
@@ -51,7 +52,8 @@ v1=$(dpkg-query -W -f '${Version}' iomemd)
 dpkg-query -W -f '${Conffiles}\n' iomemd | grep -q '^ /etc/iomemd/iomemd.conf ' || fail "iomemd.conf is not a conffile"
 for f in /lib/systemd/system/iomemd.service /lib/systemd/system/iomemd.socket /usr/bin/iomemd /usr/bin/iomemctl \
          /usr/include/iomem.h /usr/share/man/man3/iomem.3.gz /usr/share/man/man3/iomem_create.3.gz \
-         /usr/share/man/man5/iomemd.conf.5.gz /usr/share/man/man8/iomemd.8.gz /usr/share/man/man1/iomemctl.1.gz; do
+         /usr/share/man/man5/iomemd.conf.5.gz /usr/share/man/man8/iomemd.8.gz /usr/share/man/man1/iomemctl.1.gz \
+         /usr/lib/python3/dist-packages/iomem.cpython-*.so; do
   [ -e "$f" ] || fail "$f not installed"
 done
 grep -qx 'ExecStart=/usr/bin/iomemd --log-level=info' /lib/systemd/system/iomemd.service || fail "ExecStart= of the unit"
@@ -74,6 +76,13 @@ st=$(actl --json stat demo) || fail "alice: stat"
 pid1=$(mainpid)
 [ "$(stat -c %u "/proc/$pid1")" != 0 ] || fail "daemon runs as root"
 pass "alice (uid 1000) created, wrote and read region demo; the daemon (pid $pid1) runs as uid $(stat -c %u "/proc/$pid1")"
+# the same region from Python, as alice, with the packaged module
+as_alice python3 -c 'import iomem, sys
+with iomem.Client(sys.argv[1]) as c, c.open("demo", read_only=True) as r:
+    sys.stdout.buffer.write(bytes(r)[:int(sys.argv[2])])' "$SOCK" "$(stat -c %s "$OUT/data")" > "$OUT/back.py" \
+  2>>"$OUT/log" || fail "alice: python3 -c 'import iomem' and open demo"
+cmp -s "$OUT/data" "$OUT/back.py" || fail "python3-iomem read other bytes"
+pass "alice read the same bytes through python3-iomem"
 
 # the shipped configuration: every example line uncommented is valid and applies on reload
 sed -i 's/^#\([a-z[]\)/\1/' /etc/iomemd/iomemd.conf
@@ -85,7 +94,8 @@ q=$(actl --json quota) || fail "alice: quota"
 pass "the shipped iomemd.conf with its examples uncommented reloads and applies ([uid 1000]: $q)"
 
 # 3. upgrade: the service restarts, the region's bytes come back from the fd store, the edited conffile stays
-dpkg -i "$V2"/libiomem0_*.deb "$V2"/iomemctl_*.deb "$V2"/iomemd_*.deb "$V2"/libiomem-dev_*.deb >>"$OUT/dpkg.log" 2>&1 \
+dpkg -i "$V2"/libiomem0_*.deb "$V2"/iomemctl_*.deb "$V2"/iomemd_*.deb "$V2"/libiomem-dev_*.deb \
+  "$V2"/python3-iomem_*.deb >>"$OUT/dpkg.log" 2>&1 \
   || fail "dpkg -i of the second build"
 v2=$(dpkg-query -W -f '${Version}' iomemd)
 [ "$v2" != "$v1" ] && dpkg --compare-versions "$v2" gt "$v1" || fail "version after upgrade: $v2 (was $v1)"

@@ -8,8 +8,8 @@ cache=${IOMEMD_CI_CACHE:-/var/cache/iomemd-ci}
 suite=bookworm
 mirror=${IOMEMD_CI_MIRROR:-http://deb.debian.org/debian}
 # systemd as PID 1, and what the packages depend on (libc6 and libsystemd0 come with these; procps has the
-# /bin/kill of the unit's ExecReload=)
-include=systemd,systemd-sysv,libevent-core-2.1-7,procps
+# /bin/kill of the unit's ExecReload=; python3 for python3-iomem)
+include=systemd,systemd-sysv,libevent-core-2.1-7,procps,python3
 key=$(printf '%s %s %s\n' "$suite" minbase "$include" | sha1sum | cut -c1-12)
 tarball=$cache/$suite-minbase-$key.tar.gz
 if [ -s "$tarball" ]; then
