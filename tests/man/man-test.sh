@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The manuals: every page (hand-written and generated) passes `mandoc -T lint` without a warning, every .so link
-# points at a page that exists, and every function that iomem.h declares or libiomem.so exports has its own
-# section, with its prototype, in a generated iomem(3) page and a page of its own name (`man iomem_create`).
+# points at a page that exists, every function that iomem.h declares or libiomem.so exports has its own
+# section, with its prototype, in a generated iomem(3) page and a page of its own name (`man iomem_create`), and
+# the hand-written pages cover every option of iomemd and every command of iomemctl.
 # Usage: man-test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1
@@ -55,5 +56,24 @@ for fn in $funcs; do
                    END { exit !ok }' "$page" || bad "$fn: no prototype in its section of $(basename "$page")"
   sed -n '/^\.SH NAME/{n;p;}' "$page" | grep -qw "$fn" || bad "$fn: not in the NAME line of $(basename "$page")"
 done
+# the hand-written pages in step with the code: every option of iomemd (daemon/config.c's table) in iomemd(8),
+# every key of the file in iomemd.conf(5) and in the shipped commented iomemd.conf, every command of iomemctl
+# (cli/iomemctl.c's table) in iomemctl(1)
+opts=$(grep -o '{ "[a-z-]*", required_argument' "$src/daemon/config.c" | cut -d'"' -f2)
+[ "$(echo "$opts" | wc -w)" -ge 15 ] || bad "read only $(echo "$opts" | wc -w) options from daemon/config.c"
+for o in $opts; do
+  roff=${o//-/\\-} # max-regions -> max\-regions, as roff writes it
+  grep -qF -- "\\-\\-$roff" "$src/docs/man/iomemd.8" || bad "iomemd.8 does not document --$o"
+  case $o in socket|config) continue ;; esac # command line only
+  grep -qF -- ".BI \"$roff = " "$src/docs/man/iomemd.conf.5" || bad "iomemd.conf.5 does not document $o"
+  grep -q "^#$o = " "$src/daemon/iomemd.conf" || bad "daemon/iomemd.conf does not show $o"
+done
+cmds=$(grep -o '{ "[a-z]*", cmd_' "$src/cli/iomemctl.c" | cut -d'"' -f2)
+[ "$(echo "$cmds" | wc -w)" -ge 10 ] || bad "read only $(echo "$cmds" | wc -w) commands from cli/iomemctl.c"
+for c in $cmds; do
+  grep -q "^\.B[IR]* \"\?$c\b" "$src/docs/man/iomemctl.1" || bad "iomemctl.1 does not document the command $c"
+done
+
 [ $fail = 0 ] || exit 1
-echo "man test passed: ${#pages[@]} pages lint clean, ${#links[@]} links, $(echo "$funcs" | wc -w) functions documented"
+echo "man test passed: ${#pages[@]} pages lint clean, ${#links[@]} links, $(echo "$funcs" | wc -w) functions," \
+     "$(echo "$opts" | wc -w) options and $(echo "$cmds" | wc -w) commands documented"
