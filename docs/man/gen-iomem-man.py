@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """gen-iomem-man: the library's manual pages, made from client/iomem.h at build time so they cannot drift.
 
 iomem(3) is the overview: the header's leading comment, the constants and a list of the functions. Each

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The manuals: every page (hand-written and generated) passes `mandoc -T lint` without a warning, every .so link
 # points at a page that exists, every function that iomem.h declares or libiomem.so exports has its own
 # section, with its prototype, in a generated iomem(3) page and a page of its own name (`man iomem_create`), and

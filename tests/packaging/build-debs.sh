@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Build the Debian packages from a clean copy of the tree (its tracked and not-ignored files) with
 # `dpkg-buildpackage -us -uc -b`, and put the .debs and .changes in OUT_DIR. With NEXT, the copy first gets a
 # changelog entry one Debian revision above the current one (an upgrade to install over the first build).
@@ -13,7 +14,9 @@ work=$(mktemp -d /tmp/iomemd-debs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/iomemd"
 if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
-  git -C "$src" ls-files -co --exclude-standard -z | (cd "$src" && xargs -0 tar -c) | tar -x -C "$work/iomemd"
+  # tracked and new files as they are in the tree (a tracked file deleted there is left out)
+  (cd "$src" && git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do
+     [ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"; done | xargs -0 tar -c) | tar -x -C "$work/iomemd"
 else
   tar -C "$src" --exclude='./build*' --exclude='./obj-*' -c . | tar -x -C "$work/iomemd"
 fi

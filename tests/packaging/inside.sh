@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs inside a fresh Debian 12 root booted with systemd-nspawn, as a oneshot unit with systemd as PID 1:
 # installs the packages with dpkg as an administrator would, and checks install, use by a non-root user,
 # upgrade (the region's bytes survive the restart through the fd store), remove and purge.
@@ -6,7 +7,7 @@
 set -uo pipefail
 V1=$1; V2=$2; OUT=$3
 SOCK=/run/iomemd/iomemd.sock
-PKGS="iomemd iomemctl libiomem0 libiomem-dev python3-iomem"
+PKGS="iomemd iomemctl libiomem0 libiomem-dev python3-iomem ruby-iomem"
 export DEBIAN_FRONTEND=noninteractive
 log() { echo "$*" >> "$OUT/log"; }
 finish() {
@@ -42,7 +43,7 @@ snapshot > "$OUT/before"
 
 # 1. install
 dpkg -i "$V1"/libiomem0_*.deb "$V1"/iomemctl_*.deb "$V1"/iomemd_*.deb "$V1"/libiomem-dev_*.deb \
-  "$V1"/python3-iomem_*.deb >>"$OUT/dpkg.log" 2>&1 \
+  "$V1"/python3-iomem_*.deb "$V1"/ruby-iomem_*.deb >>"$OUT/dpkg.log" 2>&1 \
   || fail "dpkg -i of the first build"
 v1=$(dpkg-query -W -f '${Version}' iomemd)
 [ "$(systemctl is-enabled iomemd.socket)" = enabled ] || fail "iomemd.socket not enabled after install"
@@ -53,7 +54,7 @@ dpkg-query -W -f '${Conffiles}\n' iomemd | grep -q '^ /etc/iomemd/iomemd.conf ' 
 for f in /lib/systemd/system/iomemd.service /lib/systemd/system/iomemd.socket /usr/bin/iomemd /usr/bin/iomemctl \
          /usr/include/iomem.h /usr/share/man/man3/iomem.3.gz /usr/share/man/man3/iomem_create.3.gz \
          /usr/share/man/man5/iomemd.conf.5.gz /usr/share/man/man8/iomemd.8.gz /usr/share/man/man1/iomemctl.1.gz \
-         /usr/lib/python3/dist-packages/iomem.cpython-*.so; do
+         /usr/lib/python3/dist-packages/iomem.cpython-*.so /usr/lib/*/ruby/vendor_ruby/*/iomem_ext.so; do
   [ -e "$f" ] || fail "$f not installed"
 done
 grep -qx 'ExecStart=/usr/bin/iomemd --log-level=info' /lib/systemd/system/iomemd.service || fail "ExecStart= of the unit"
@@ -83,6 +84,11 @@ with iomem.Client(sys.argv[1]) as c, c.open("demo", read_only=True) as r:
   2>>"$OUT/log" || fail "alice: python3 -c 'import iomem' and open demo"
 cmp -s "$OUT/data" "$OUT/back.py" || fail "python3-iomem read other bytes"
 pass "alice read the same bytes through python3-iomem"
+as_alice ruby -e 'require "iomem"
+IOMem::Client.connect(socket: ARGV[0]) { |c| c.open("demo", read_only: true) { |r| $stdout.write(r.map.get_string(0, ARGV[1].to_i)) } }' \
+  "$SOCK" "$(stat -c %s "$OUT/data")" > "$OUT/back.rb" 2>>"$OUT/log" || fail "alice: ruby -e 'require \"iomem\"' and open demo"
+cmp -s "$OUT/data" "$OUT/back.rb" || fail "ruby-iomem read other bytes"
+pass "alice read the same bytes through ruby-iomem"
 
 # the shipped configuration: every example line uncommented is valid and applies on reload
 sed -i 's/^#\([a-z[]\)/\1/' /etc/iomemd/iomemd.conf
@@ -95,7 +101,7 @@ pass "the shipped iomemd.conf with its examples uncommented reloads and applies 
 
 # 3. upgrade: the service restarts, the region's bytes come back from the fd store, the edited conffile stays
 dpkg -i "$V2"/libiomem0_*.deb "$V2"/iomemctl_*.deb "$V2"/iomemd_*.deb "$V2"/libiomem-dev_*.deb \
-  "$V2"/python3-iomem_*.deb >>"$OUT/dpkg.log" 2>&1 \
+  "$V2"/python3-iomem_*.deb "$V2"/ruby-iomem_*.deb >>"$OUT/dpkg.log" 2>&1 \
   || fail "dpkg -i of the second build"
 v2=$(dpkg-query -W -f '${Version}' iomemd)
 [ "$v2" != "$v1" ] && dpkg --compare-versions "$v2" gt "$v1" || fail "version after upgrade: $v2 (was $v1)"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # A minimal Debian 12 root with systemd, for the package test: made once with debootstrap and kept as a tarball
 # under $IOMEMD_CI_CACHE (default /var/cache/iomemd-ci), keyed by suite and package list so a change of either
 # makes a new one. Prints the tarball's path.
@@ -8,8 +9,8 @@ cache=${IOMEMD_CI_CACHE:-/var/cache/iomemd-ci}
 suite=bookworm
 mirror=${IOMEMD_CI_MIRROR:-http://deb.debian.org/debian}
 # systemd as PID 1, and what the packages depend on (libc6 and libsystemd0 come with these; procps has the
-# /bin/kill of the unit's ExecReload=; python3 for python3-iomem)
-include=systemd,systemd-sysv,libevent-core-2.1-7,procps,python3
+# /bin/kill of the unit's ExecReload=; python3 for python3-iomem, ruby for ruby-iomem)
+include=systemd,systemd-sysv,libevent-core-2.1-7,procps,python3,ruby
 key=$(printf '%s %s %s\n' "$suite" minbase "$include" | sha1sum | cut -c1-12)
 tarball=$cache/$suite-minbase-$key.tar.gz
 if [ -s "$tarball" ]; then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The packages for real: build them (and a rebuilt newer version), lint them, install them with dpkg into a fresh
 # Debian 12 root booted with systemd-nspawn (tests/packaging/inside.sh), and check install, use by a non-root
 # user, upgrade, remove and purge. The root comes from a debootstrap tarball cached under /var/cache/iomemd-ci
