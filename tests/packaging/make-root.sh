@@ -29,4 +29,6 @@ debootstrap --variant=minbase --include="$include" "$suite" "$work/root" "$mirro
 rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"*
 tar -C "$work/root" --numeric-owner -czf "$work/root.tar.gz" .
 mv "$work/root.tar.gz" "$tarball"
+# roots made for an older package list are not used again
+find "$cache" -maxdepth 1 -name "$suite-minbase-*.tar.gz" ! -name "$(basename "$tarball")" -delete
 echo "$tarball"
