@@ -64,7 +64,8 @@ def strip_comment(text):
 
 
 def parse(header):
-    text = open(header, encoding="utf-8").read()
+    with open(header, encoding="utf-8") as f:
+        text = f.read()
     # C++ guards are not API
     text = re.sub(r"#ifdef __cplusplus\n.*?#endif\n", "", text, flags=re.S)
     title = None
@@ -252,7 +253,7 @@ def see_also(sections, this):
     refs = ["iomem"] + [s.page for s in sections[1:]]
     refs = [r for r in refs if r != this]
     out = [".SH SEE ALSO"]
-    for k, r in enumerate(refs):
+    for r in refs:
         out.append(".BR %s (3)," % r)
     out += [".BR iomemctl (1),", ".BR iomemd (8)"]
     return out
