@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # `cmake --install --prefix P` gives everything a user needs: iomemd, iomemctl, libiomem with its soname, iomem.h,
-# iomem.pc and the units (ExecStart= pointing into P); a program built against P with pkg-config runs.
+# iomem.pc, the units (ExecStart= pointing into P), the manuals and the commented configuration (under
+# share/doc: iomemd reads /etc/iomemd/iomemd.conf, not P/etc); a program built against P with pkg-config runs.
 # Usage: install-test.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -10,7 +11,9 @@ trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
 for f in bin/iomemd bin/iomemctl include/iomem.h lib/pkgconfig/iomem.pc lib/systemd/system/iomemd.socket \
          lib/systemd/system/iomemd.service lib/systemd/user/iomemd.socket lib/systemd/user/iomemd.service \
-         share/man/man1/iomemctl.1 share/man/man8/iomemd.8; do
+         share/man/man1/iomemctl.1 share/man/man8/iomemd.8 \
+         share/man/man5/iomemd.conf.5 share/man/man3/iomem.3 share/man/man3/iomem_client.3 \
+         share/man/man3/iomem_create.3 share/doc/iomemd/iomemd.conf; do
   [ -e "$prefix/$f" ] || { echo "FAIL: $f not installed"; exit 1; }
 done
 ls "$prefix"/lib/libiomem.so.0* >/dev/null || { echo "FAIL: no libiomem.so.0"; exit 1; }
