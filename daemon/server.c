@@ -296,6 +296,7 @@ static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 static int server_bind(const char *path)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct stat st;
         int fd, probe, r;
 
         if (strlen(path) >= sizeof(sa.sun_path))
@@ -319,6 +320,13 @@ static int server_bind(const char *path)
                 if (r != ECONNREFUSED) {
                         r = r == 0 ? -EADDRINUSE : -r;
                         log_error("%s is in use (another iomemd running?)", path);
+                        goto fail;
+                }
+                /* only a socket is ours to replace: never unlink a file, device or link someone named by mistake */
+                if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+                        r = -EADDRINUSE;
+                        log_error("%s exists and is not a socket; refusing to remove it: choose another --socket "
+                                  "path or remove the file yourself", path);
                         goto fail;
                 }
                 log_info("removing stale socket %s", path);

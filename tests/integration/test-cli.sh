@@ -25,6 +25,15 @@ expect_err "option for another command" 2 "read: option '--exclusive' does not a
 expect_err "exec without --" 2 "exec: expected" "$IOMEMCTL" exec x true
 expect_err "no daemon" 1 "connect to $SOCK \(--socket\): no such socket, so no daemon is running there: " ctl ping
 
+# --- a --socket path that is not a socket is refused and left alone (it used to be unlinked as "stale")
+echo keep >"$TMP/not-a-socket"
+if timeout 10 "$IOMEMD" --socket "$TMP/not-a-socket" --log-level warning --tmpdir "$TMP" 2>"$TMP/notsock.err"; then
+        fail "iomemd started on a regular file"
+fi
+[ "$(cat "$TMP/not-a-socket")" = keep ] || fail "iomemd removed a regular file given as --socket"
+grep -q "not-a-socket exists and is not a socket; refusing to remove it" "$TMP/notsock.err" ||
+        fail "no clear error for a --socket that is not a socket: $(cat "$TMP/notsock.err")"
+
 start_daemon
 
 for backend in memfd shm file; do
