@@ -24,12 +24,12 @@ fake() {
         echo "fake daemon did not start" >&2
         exit 1
 }
-fake_stop() {
-        kill "$FAKE_PID" 2>/dev/null || true
-        wait "$FAKE_PID" 2>/dev/null || true
-        rm -f "$1"
+fake_stop() { # fake_stop [SOCKET]: stop the fake daemon, then remove its socket if one is named
+        [ -n "${FAKE_PID:-}" ] && { kill "$FAKE_PID" 2>/dev/null || true; wait "$FAKE_PID" 2>/dev/null || true; }
+        FAKE_PID=
+        [ $# -eq 0 ] || rm -f "$1"
 }
-trap 'fake_stop /dev/null; cleanup' EXIT
+trap 'fake_stop; cleanup' EXIT
 
 # ---- usage errors (exit 2), one per check in the argument parsers
 expect_err "bad global option" 2 "bad option '--frob' \(see iomemctl --help\)$" "$IOMEMCTL" --frob ping
