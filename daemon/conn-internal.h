@@ -79,3 +79,10 @@ void conn_reply_error(struct conn *c, uint16_t opcode, uint32_t id, int error, c
  */
 void conn_reply_encoded(struct conn *c, const struct proto_header *req, int len, const uint8_t *buf, int *fds,
                         unsigned nfds);
+
+/*
+ * conn_request_opcode() - the opcode of row @slot of the request table, for
+ * the counters in struct metrics. Return: the opcode; 0 for METRICS_REQUEST_SLOTS
+ * (requests without a row); -1 past the last row.
+ */
+int conn_request_opcode(unsigned slot);

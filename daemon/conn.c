@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "conn-access.h"
 #include "conn-internal.h"
+#include "conn-metrics.h"
 #include "conn-region.h"
 #include "conn.h"
 #include "log.h"
@@ -103,6 +104,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
                                    (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
                         ctx->refused_logged_ns = now;
                 }
+                ctx->metrics.connections_refused++;
                 conn_access_refuse(sock, -EACCES, "not allowed to connect");
                 sock = -1; /* consumed */
                 return -EACCES;
@@ -111,6 +113,8 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         if (quota_check(ctx->quota, cred.uid, &limits, 0, 0, 1, 0) < 0) {
                 log_debug("refused connection of pid=%d uid=%u: connection quota (%llu) reached", (int)cred.pid,
                           (unsigned)cred.uid, (unsigned long long)limits.connections);
+                ctx->metrics.connections_refused++;
+                metrics_count_refusal(&ctx->metrics, cred.uid);
                 conn_access_refuse(sock, -EDQUOT, "connection quota reached");
                 sock = -1; /* consumed */
                 return -EDQUOT;
@@ -137,6 +141,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         if (ctx->config->handshake_timeout_sec)
                 c->handshake_deadline_ns = conn_now_ns() + ctx->config->handshake_timeout_sec * NSEC_PER_SEC;
         ctx->connections++;
+        ctx->metrics.connections_accepted++;
         ctx->generation++;
         *connp = c;
         c = NULL; /* stolen */
@@ -202,6 +207,8 @@ void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp)
 
 /* ---- replies ------------------------------------------------------------ */
 
+static unsigned conn_request_slot(uint16_t opcode);
+
 /* On failure (queue bounds: F8, D10) the connection is dropped. */
 void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload, size_t len,
                     int *fds, unsigned nfds)
@@ -234,6 +241,7 @@ void conn_reply_error(struct conn *c, uint16_t opcode, uint32_t id, int error, c
         uint8_t buf[8 + PROTO_MESSAGE_MAX];
         int len;
 
+        metrics_count_error(&c->ctx->metrics, conn_request_slot(opcode), error, c->uid);
         len = proto_error_encode(&e, buf, sizeof(buf));
         if (len < 0) {
                 e.message = "";
@@ -366,6 +374,7 @@ static const struct conn_request conn_requests[] = {
         CONN_REQUEST(HELLO, conn_handle_hello, .before_hello = true),
         CONN_REQUEST(PING, conn_handle_ping),
         CONN_REQUEST(STATUS, conn_handle_status, .no_payload = true),
+        CONN_REQUEST(METRICS, conn_metrics_handle, .no_payload = true),
         CONN_REQUEST(CREATE, conn_region_handle_create),
         CONN_REQUEST(OPEN, conn_region_handle_open),
         CONN_REQUEST(RESIZE, conn_region_handle_resize),
@@ -379,13 +388,31 @@ static const struct conn_request conn_requests[] = {
         CONN_REQUEST(REGISTER, conn_region_handle_register, .takes_fds = true),
 };
 
+#define CONN_REQUEST_ROWS (sizeof(conn_requests) / sizeof(conn_requests[0]))
+_Static_assert(CONN_REQUEST_ROWS <= METRICS_REQUEST_SLOTS, "struct metrics counts every row");
+
 /* Return: the row of @opcode, or NULL. */
 static const struct conn_request *conn_request_find(uint16_t opcode)
 {
-        for (size_t i = 0; i < sizeof(conn_requests) / sizeof(conn_requests[0]); i++)
+        for (size_t i = 0; i < CONN_REQUEST_ROWS; i++)
                 if (conn_requests[i].opcode == opcode)
                         return &conn_requests[i];
         return NULL;
+}
+
+/* Return: the counter slot of @opcode: its row, or METRICS_REQUEST_SLOTS. */
+static unsigned conn_request_slot(uint16_t opcode)
+{
+        const struct conn_request *req = conn_request_find(opcode);
+
+        return req ? (unsigned)(req - conn_requests) : METRICS_REQUEST_SLOTS;
+}
+
+int conn_request_opcode(unsigned slot)
+{
+        if (slot == METRICS_REQUEST_SLOTS)
+                return 0;
+        return slot < CONN_REQUEST_ROWS ? conn_requests[slot].opcode : -1;
 }
 
 /*
@@ -400,6 +427,7 @@ static int conn_dispatch(struct conn *c, struct transport_frame *f)
         struct conn_result res = {};
         int r;
 
+        c->ctx->metrics.requests[req ? (size_t)(req - conn_requests) : METRICS_REQUEST_SLOTS]++;
         if (h->version != PROTO_VERSION) {
                 r = conn_fail(&res, -EPROTONOSUPPORT, "unknown frame version");
                 res.fatal = true;

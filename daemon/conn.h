@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "regtab.h"
 
 struct conn;
@@ -32,6 +33,7 @@ struct conn_ctx {
         struct quota *quota;  /* per-uid usage: made by the owner of the context (quota_new() once the regions
                                * are restored), freed after the last connection */
         uint64_t refused_logged_ns; /* last log line about a refused connection (one per second at most) */
+        struct metrics metrics;     /* counters since start (zeroed with the context), for METRICS */
         /* called when @c got output or died outside its own callbacks; may be NULL */
         void (*notify)(struct conn *c, void *userdata);
 };

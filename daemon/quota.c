@@ -142,3 +142,8 @@ size_t quota_count(const struct quota *q)
 {
         return q ? q->n : 0;
 }
+
+const struct quota_usage *quota_nth(const struct quota *q, size_t index)
+{
+        return &q->v[index];
+}

@@ -54,3 +54,6 @@ int quota_check(const struct quota *q, uint32_t uid, const struct config_quota *
 
 /* Return: the number of uids with an entry. */
 size_t quota_count(const struct quota *q);
+
+/* Return: the @index-th usage in uid order (@index < quota_count()), for METRICS. */
+const struct quota_usage *quota_nth(const struct quota *q, size_t index);

@@ -588,3 +588,11 @@ void service_watchdog(void)
 {
         notify("WATCHDOG=1");
 }
+
+void service_store_usage(uint64_t *storedp, uint64_t *maxp)
+{
+        bool used = svc.meta_fd >= 0;
+
+        *storedp = used ? svc.stored : 0;
+        *maxp = used ? svc.store_max : 0;
+}

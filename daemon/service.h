@@ -55,3 +55,9 @@ void service_reloading(bool begin);
  */
 uint64_t service_watchdog_usec(void);
 void service_watchdog(void);
+
+/*
+ * service_store_usage() - fds in the fd store (the metadata file included)
+ * and its capacity; both 0 when the store is not used. Return: nothing.
+ */
+void service_store_usage(uint64_t *storedp, uint64_t *maxp);

@@ -50,6 +50,8 @@
 #define REGISTER_FIXED 16
 #define REGISTER_REPLY_SIZE 16
 #define ERROR_FIXED 4
+#define METRICS_REPLY_FIXED 8
+#define METRICS_ENTRY_SIZE 16
 #define STRING_OVERHEAD 3 /* u16 length + NUL */
 
 #define ERRNO_MAX 4095 /* the kernel's MAX_ERRNO */
@@ -1125,6 +1127,115 @@ int proto_list_entry_next(const struct proto_list_reply *r, size_t *offsetp, str
         return 1;
 }
 
+/* ---- METRICS ------------------------------------------------------------ */
+
+void proto_metrics_writer_init(struct proto_metrics_writer *w, uint8_t *buf, size_t size)
+{
+        *w = (struct proto_metrics_writer){ .buf = buf, .size = size, .len = METRICS_REPLY_FIXED, .count = 0 };
+}
+
+int proto_metrics_writer_add(struct proto_metrics_writer *w, const struct proto_metric_entry *e)
+{
+        uint8_t *p;
+
+        if ((uint64_t)w->len + METRICS_ENTRY_SIZE > w->size || w->count == UINT32_MAX)
+                return -ENOBUFS;
+        p = w->buf + w->len;
+        put_u16(p + 0, e->metric);
+        put_u16(p + 2, e->reserved);
+        put_u32(p + 4, e->label);
+        put_u64(p + 8, e->value);
+        w->len += METRICS_ENTRY_SIZE;
+        w->count++;
+        return 0;
+}
+
+int proto_metrics_writer_finish(struct proto_metrics_writer *w, uint16_t flags)
+{
+        if (w->size < METRICS_REPLY_FIXED || w->len > (size_t)INT32_MAX)
+                return -ENOBUFS;
+        put_u16(w->buf + 0, PROTO_METRICS_VERSION);
+        put_u16(w->buf + 2, flags);
+        put_u32(w->buf + 4, w->count);
+        return (int)w->len;
+}
+
+int proto_metrics_reply_decode(const uint8_t *buf, size_t len, struct proto_metrics_reply *m)
+{
+        struct proto_metrics_reply v;
+
+        if (!buf || len < METRICS_REPLY_FIXED)
+                return -EBADMSG;
+        v = (struct proto_metrics_reply){
+                .version = get_u16(buf + 0),
+                .flags = get_u16(buf + 2),
+                .count = get_u32(buf + 4),
+                .entries = buf + METRICS_REPLY_FIXED,
+        };
+        if ((uint64_t)v.count * METRICS_ENTRY_SIZE != len - METRICS_REPLY_FIXED)
+                return -EBADMSG;
+        if (v.version != PROTO_METRICS_VERSION || (v.flags & ~PROTO_METRICS_FLAGS_KNOWN))
+                return -EINVAL;
+        for (uint32_t i = 0; i < v.count; i++)
+                if (get_u16(v.entries + (size_t)i * METRICS_ENTRY_SIZE + 2) != 0)
+                        return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+void proto_metrics_entry_get(const struct proto_metrics_reply *m, uint32_t index, struct proto_metric_entry *e)
+{
+        const uint8_t *p = m->entries + (size_t)index * METRICS_ENTRY_SIZE;
+
+        *e = (struct proto_metric_entry){
+                .metric = get_u16(p + 0),
+                .reserved = get_u16(p + 2),
+                .label = get_u32(p + 4),
+                .value = get_u64(p + 8),
+        };
+}
+
+#define METRIC(id, t, l, n, h) { .metric = PROTO_METRIC_##id, .type = PROTO_METRIC_##t, \
+                                 .label = PROTO_METRIC_LABEL_##l, .name = n, .help = h }
+
+/* docs/metrics.md lists the same; names follow Prometheus' conventions (base units, _total only on samples) */
+static const struct proto_metric_info proto_metrics[] = {
+        METRIC(REGIONS, GAUGE, NONE, "iomemd_regions", "Named regions the daemon holds."),
+        METRIC(BYTES, GAUGE, NONE, "iomemd_region_bytes", "Sum of the sizes of the named regions, in bytes."),
+        METRIC(CONNECTIONS, GAUGE, NONE, "iomemd_connections", "Client connections open."),
+        METRIC(UPTIME, GAUGE, NONE, "iomemd_uptime_seconds", "Seconds since the daemon started."),
+        METRIC(CONNECTIONS_ACCEPTED, COUNTER, NONE, "iomemd_connections_accepted",
+               "Client connections accepted since start."),
+        METRIC(CONNECTIONS_REFUSED, COUNTER, NONE, "iomemd_connections_refused",
+               "Client connections refused (allow-list or connection quota) since start."),
+        METRIC(WAITING_OPENS, GAUGE, NONE, "iomemd_waiting_opens", "OPEN requests waiting for a name to appear."),
+        METRIC(FD_STORE_FDS, GAUGE, NONE, "iomemd_fd_store_fds", "File descriptors in systemd's fd store."),
+        METRIC(FD_STORE_MAX, GAUGE, NONE, "iomemd_fd_store_max_fds",
+               "Capacity of systemd's fd store (FileDescriptorStoreMax), 0 without a store."),
+        METRIC(KEEPERS, GAUGE, NONE, "iomemd_keepers", "Keeper processes holding region fds for the daemon."),
+        METRIC(REGION_FDS, GAUGE, NONE, "iomemd_region_fds", "Region fds held by the daemon process itself."),
+        METRIC(QUOTA_REFUSALS, COUNTER, NONE, "iomemd_quota_refusals",
+               "Requests and connections refused with EDQUOT since start."),
+        METRIC(REQUESTS, COUNTER, REQUEST, "iomemd_requests", "Requests received since start, by request."),
+        METRIC(REQUEST_ERRORS, COUNTER, REQUEST, "iomemd_request_errors",
+               "Error replies sent since start, by request."),
+        METRIC(ERRORS, COUNTER, CODE, "iomemd_errors", "Error replies sent since start, by error code."),
+        METRIC(UID_REGIONS, GAUGE, UID, "iomemd_uid_regions", "Named regions owned, by uid."),
+        METRIC(UID_BYTES, GAUGE, UID, "iomemd_uid_region_bytes", "Bytes of named regions owned, by uid."),
+        METRIC(UID_CONNECTIONS, GAUGE, UID, "iomemd_uid_connections", "Connections open, by uid."),
+        METRIC(UID_QUEUED_FDS, GAUGE, UID, "iomemd_uid_queued_fds", "Fds queued towards a uid's connections."),
+        METRIC(UID_QUOTA_REFUSALS, COUNTER, UID, "iomemd_uid_quota_refusals",
+               "Requests and connections refused with EDQUOT since start, by uid."),
+};
+
+const struct proto_metric_info *proto_metric_info(uint16_t metric)
+{
+        for (size_t i = 0; i < sizeof(proto_metrics) / sizeof(proto_metrics[0]); i++)
+                if (proto_metrics[i].metric == metric)
+                        return &proto_metrics[i];
+        return NULL;
+}
+
 /* ---- names of opcodes --------------------------------------------------- */
 
 const char *proto_opcode_name(uint16_t opcode)
@@ -1136,6 +1247,8 @@ const char *proto_opcode_name(uint16_t opcode)
                 return "PING";
         case PROTO_OP_STATUS:
                 return "STATUS";
+        case PROTO_OP_METRICS:
+                return "METRICS";
         case PROTO_OP_CREATE:
                 return "CREATE";
         case PROTO_OP_OPEN:

@@ -35,6 +35,7 @@ enum proto_opcode {
         PROTO_OP_HELLO = 0x0001,
         PROTO_OP_PING = 0x0002,
         PROTO_OP_STATUS = 0x0003,
+        PROTO_OP_METRICS = 0x0004,
         PROTO_OP_CREATE = 0x0010,
         PROTO_OP_OPEN = 0x0011,
         PROTO_OP_RESIZE = 0x0012,
@@ -280,6 +281,79 @@ struct proto_register_reply {
         uint32_t reserved;
 };
 
+/*
+ * METRICS reply: a version, flags, then @count entries of (metric, label,
+ * value). New metrics come as new ids in version 1; a client skips ids it
+ * does not know. What a label means depends on the metric (enum
+ * proto_metric_label): nothing, an opcode, an errno (positive) or a uid.
+ */
+#define PROTO_METRICS_VERSION 1
+#define PROTO_METRICS_TRUNCATED 0x0001u /* entries were left out: the reply was full */
+#define PROTO_METRICS_FLAGS_KNOWN 0x0001u
+
+enum proto_metric {
+        /* daemon-wide: every caller gets these */
+        PROTO_METRIC_REGIONS = 1,              /* gauge: named regions held */
+        PROTO_METRIC_BYTES = 2,                /* gauge: sum of their sizes */
+        PROTO_METRIC_CONNECTIONS = 3,          /* gauge: connections open */
+        PROTO_METRIC_UPTIME = 4,               /* gauge: seconds since start */
+        PROTO_METRIC_CONNECTIONS_ACCEPTED = 5, /* counter */
+        PROTO_METRIC_CONNECTIONS_REFUSED = 6,  /* counter: allow-list or connection quota */
+        PROTO_METRIC_WAITING_OPENS = 7,        /* gauge: OPENs parked with WAIT */
+        PROTO_METRIC_FD_STORE_FDS = 8,         /* gauge: fds in systemd's fd store */
+        PROTO_METRIC_FD_STORE_MAX = 9,         /* gauge: FileDescriptorStoreMax, 0 = no store */
+        PROTO_METRIC_KEEPERS = 10,             /* gauge: keeper processes */
+        PROTO_METRIC_REGION_FDS = 11,          /* gauge: region fds the daemon holds itself */
+        PROTO_METRIC_QUOTA_REFUSALS = 12,      /* counter: -EDQUOT replies and quota-refused connections */
+        /* label: opcode (0 = a request without a row: unknown opcode) */
+        PROTO_METRIC_REQUESTS = 32,       /* counter: requests received */
+        PROTO_METRIC_REQUEST_ERRORS = 33, /* counter: error replies sent */
+        /* label: errno, positive (0 = beyond the counted range) */
+        PROTO_METRIC_ERRORS = 48, /* counter: error replies sent */
+        /* label: uid; root sees every uid, others their own */
+        PROTO_METRIC_UID_REGIONS = 64,        /* gauge */
+        PROTO_METRIC_UID_BYTES = 65,          /* gauge */
+        PROTO_METRIC_UID_CONNECTIONS = 66,    /* gauge */
+        PROTO_METRIC_UID_QUEUED_FDS = 67,     /* gauge: fds queued towards its connections */
+        PROTO_METRIC_UID_QUOTA_REFUSALS = 68, /* counter */
+};
+
+enum proto_metric_type {
+        PROTO_METRIC_GAUGE = 1,
+        PROTO_METRIC_COUNTER = 2,
+};
+
+enum proto_metric_label {
+        PROTO_METRIC_LABEL_NONE = 0,
+        PROTO_METRIC_LABEL_REQUEST = 1, /* an opcode */
+        PROTO_METRIC_LABEL_CODE = 2,    /* an errno, positive */
+        PROTO_METRIC_LABEL_UID = 3,
+};
+
+struct proto_metric_entry {
+        uint16_t metric; /* enum proto_metric, or a newer id */
+        uint16_t reserved;
+        uint32_t label;
+        uint64_t value;
+};
+
+struct proto_metrics_reply {
+        uint16_t version; /* PROTO_METRICS_VERSION */
+        uint16_t flags;   /* PROTO_METRICS_* */
+        uint32_t count;
+        /* followed by count entries; walk them with proto_metrics_entry_get() */
+        const uint8_t *entries;
+};
+
+/* What a known metric is: its name (OpenMetrics family name, without _total), type, label and help text. */
+struct proto_metric_info {
+        uint16_t metric;
+        uint8_t type;  /* enum proto_metric_type */
+        uint8_t label; /* enum proto_metric_label */
+        const char *name;
+        const char *help;
+};
+
 /* Return: 0 if name is a valid region name, -EINVAL otherwise. */
 int proto_name_check(const char *name, size_t len);
 
@@ -382,6 +456,29 @@ int proto_list_reply_decode(const uint8_t *buf, size_t len, struct proto_list_re
  * negative errno on a malformed entry.
  */
 int proto_list_entry_next(const struct proto_list_reply *r, size_t *offsetp, struct proto_list_entry *e);
+
+/* METRICS replies are built like LIST replies: begin, add until -ENOBUFS, finish with the flags. */
+struct proto_metrics_writer {
+        uint8_t *buf;
+        size_t size;
+        size_t len;
+        uint32_t count;
+};
+void proto_metrics_writer_init(struct proto_metrics_writer *w, uint8_t *buf, size_t size);
+/* Return: 0, or -ENOBUFS if the entry does not fit (the writer is unchanged). */
+int proto_metrics_writer_add(struct proto_metrics_writer *w, const struct proto_metric_entry *e);
+/* Return: the payload length, or -ENOBUFS if the buffer cannot hold even the fixed part. */
+int proto_metrics_writer_finish(struct proto_metrics_writer *w, uint16_t flags);
+/*
+ * proto_metrics_reply_decode() - checks the fixed part and every entry
+ * (reserved fields 0); unknown metric ids are accepted. Return: as the
+ * decoders above; -EINVAL also for a version other than PROTO_METRICS_VERSION.
+ */
+int proto_metrics_reply_decode(const uint8_t *buf, size_t len, struct proto_metrics_reply *m);
+/* proto_metrics_entry_get() - entry @index (< m->count) of a decoded reply. Return: nothing. */
+void proto_metrics_entry_get(const struct proto_metrics_reply *m, uint32_t index, struct proto_metric_entry *e);
+/* Return: what @metric is, or NULL for an id this build does not know. */
+const struct proto_metric_info *proto_metric_info(uint16_t metric);
 
 /* Return: a static name for an opcode, or NULL. */
 const char *proto_opcode_name(uint16_t opcode);
