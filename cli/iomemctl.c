@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "ctl-metrics.h"
 #include "iomem.h"
 #include "parse.h"
 #include "paths.h"
@@ -60,6 +61,7 @@ static const char usage_text[] =
         "                                     seal it shrink,grow and publish it as NAME\n"
         "  status                             daemon totals (--json: one object)\n"
         "  ping                               check that the daemon answers\n"
+        "  metrics [openmetrics|prometheus]   counters and gauges for monitoring (--json: one object)\n"
         "\n"
         "Sizes and offsets take K, M, G, T suffixes (powers of 1024).\n"
         "The socket is --socket PATH, else $IOMEM_SOCKET, else $XDG_RUNTIME_DIR/iomemd.sock\n"
@@ -1301,10 +1303,33 @@ static int cmd_register(struct ctl *c, int argc, char **argv)
         return 0;
 }
 
+static int cmd_metrics(struct ctl *c, int argc, char **argv)
+{
+        enum ctl_metrics_format format = CTL_METRICS_OPENMETRICS;
+        struct ctl_args a = { 0 };
+        int r;
+
+        r = ctl_parse_args(c, argc, argv, 0, 0, 1, &a);
+        if (r)
+                return r;
+        if (a.npos && ctl_metrics_parse_format(a.pos[0], &format) < 0)
+                return ctl_usage("metrics: unknown format '%s' (openmetrics, prometheus)", a.pos[0]);
+        if (c->json)
+                format = CTL_METRICS_JSON;
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = ctl_metrics_print(c->client, format, stdout);
+        if (r < 0)
+                return ctl_fail(c, r, "metrics");
+        return 0;
+}
+
 static const struct {
         const char *name;
         int (*fn)(struct ctl *c, int argc, char **argv);
 } commands[] = {
+        { "metrics", cmd_metrics },
         { "chmod", cmd_chmod },   { "chown", cmd_chown }, { "quota", cmd_quota },   { "register", cmd_register },
         { "create", cmd_create }, { "write", cmd_write }, { "read", cmd_read },     { "stat", cmd_stat },
         { "list", cmd_list },     { "rm", cmd_rm },       { "resize", cmd_resize }, { "seal", cmd_seal },

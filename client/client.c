@@ -761,6 +761,79 @@ IOMEM_EXPORT int iomem_status(struct iomem_client *client, struct iomem_status *
         return 0;
 }
 
+/* The text of a metric's label, as iomem.h describes it. */
+static void client_metric_label(struct iomem_metric *m)
+{
+        const char *s = NULL;
+
+        switch (m->label_kind) {
+        case IOMEM_METRIC_LABEL_REQUEST:
+                s = m->label ? proto_opcode_name((uint16_t)m->label) : "other";
+                if (!s) {
+                        snprintf(m->label_value, sizeof(m->label_value), "0x%04x", (unsigned)m->label);
+                        return;
+                }
+                break;
+        case IOMEM_METRIC_LABEL_CODE:
+                s = m->label ? strerrorname_np((int)m->label) : "other";
+                if (!s) {
+                        snprintf(m->label_value, sizeof(m->label_value), "%u", (unsigned)m->label);
+                        return;
+                }
+                break;
+        case IOMEM_METRIC_LABEL_UID:
+                snprintf(m->label_value, sizeof(m->label_value), "%u", (unsigned)m->label);
+                return;
+        case IOMEM_METRIC_LABEL_NONE:
+        default:
+                s = "";
+                break;
+        }
+        snprintf(m->label_value, sizeof(m->label_value), "%s", s);
+}
+
+IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
+                               int (*cb)(const struct iomem_metric *m, void *userdata), void *userdata)
+{
+        static const char *const label_names[] = { NULL, "request", "code", "uid" };
+        struct proto_metrics_reply rep;
+        struct transport_frame f;
+        int r;
+
+        if (!client || !cb)
+                return -EINVAL;
+        r = client_call(client, PROTO_OP_METRICS, NULL, 0, 0, 0, &f);
+        if (r < 0)
+                return r;
+        if (proto_metrics_reply_decode(f.payload, f.hdr.length, &rep) < 0) {
+                transport_frame_deinit(&f);
+                return -EPROTO;
+        }
+        if (flagsp)
+                *flagsp = rep.flags;
+        r = 0;
+        for (uint32_t i = 0; i < rep.count && r == 0; i++) {
+                const struct proto_metric_info *info;
+                struct proto_metric_entry e;
+                struct iomem_metric m;
+
+                proto_metrics_entry_get(&rep, i, &e);
+                info = proto_metric_info(e.metric);
+                m = (struct iomem_metric){ .id = e.metric, .label = e.label, .value = e.value };
+                if (info && info->label < sizeof(label_names) / sizeof(label_names[0])) {
+                        m.name = info->name;
+                        m.help = info->help;
+                        m.type = (enum iomem_metric_type)info->type;
+                        m.label_kind = (enum iomem_metric_label)info->label;
+                        m.label_name = label_names[info->label];
+                        client_metric_label(&m);
+                }
+                r = cb(&m, userdata);
+        }
+        transport_frame_deinit(&f);
+        return r;
+}
+
 /* A request whose successful reply is empty. Return: 0 or as client_call(). */
 static int client_call_empty(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len)
 {

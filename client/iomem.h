@@ -341,6 +341,49 @@ struct iomem_status {
 /* Return: 0; negative errno. */
 int iomem_status(struct iomem_client *client, struct iomem_status *st);
 
+/* ---- metrics ------------------------------------------------------------ */
+
+enum iomem_metric_type {
+        IOMEM_METRIC_GAUGE = 1,
+        IOMEM_METRIC_COUNTER = 2, /* OpenMetrics samples of a counter are named name + "_total" */
+};
+
+/* What a metric's label is; each metric has at most one. */
+enum iomem_metric_label {
+        IOMEM_METRIC_LABEL_NONE = 0,
+        IOMEM_METRIC_LABEL_REQUEST = 1, /* "request": a request name such as "OPEN" ("other" for unknown opcodes) */
+        IOMEM_METRIC_LABEL_CODE = 2,    /* "code": an errno name such as "EDQUOT" ("other" above the counted range) */
+        IOMEM_METRIC_LABEL_UID = 3,     /* "uid": a uid in decimal */
+};
+
+/* One sample of the daemon's metrics (docs/metrics.md lists them). */
+struct iomem_metric {
+        uint16_t id;    /* the wire id (docs/protocol.md, METRICS) */
+        const char *name; /* OpenMetrics family name, without "_total"; NULL for an id this library does not
+                           * know (a newer daemon): skip such samples */
+        const char *help;
+        enum iomem_metric_type type;
+        enum iomem_metric_label label_kind;
+        const char *label_name;  /* "request", "code", "uid", or NULL */
+        uint32_t label;          /* raw label: an opcode, an errno (positive) or a uid; 0 without a label */
+        char label_value[32];    /* the label as text ("OPEN", "EDQUOT", "1000"), "" without a label */
+        uint64_t value;
+};
+
+#define IOMEM_METRICS_TRUNCATED 0x0001u /* the daemon left samples out: its reply was full */
+
+/*
+ * iomem_metrics() - fetch the daemon's counters and gauges in one request and
+ * call @cb for each sample, daemon-wide ones first, then per uid: root gets
+ * every uid that holds something or was refused, any other caller only its
+ * own. A non-zero return from @cb stops the walk and is returned.
+ * @flagsp: if not NULL, receives IOMEM_METRICS_* flags.
+ * Return: 0; the callback's value; -EOPNOTSUPP from a daemon without
+ * METRICS; -EPROTO for a malformed reply; negative errno.
+ */
+int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
+                  int (*cb)(const struct iomem_metric *m, void *userdata), void *userdata);
+
 /* ---- access control, quotas, registering -------------------------------- */
 
 /*
