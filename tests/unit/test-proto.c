@@ -109,6 +109,26 @@ static int recode_list_reply(const uint8_t *in, size_t len, uint8_t *out, size_t
         return proto_list_writer_finish(&w, rep.next_cursor);
 }
 
+static int recode_metrics_reply(const uint8_t *in, size_t len, uint8_t *out, size_t size)
+{
+        struct proto_metrics_writer w;
+        struct proto_metrics_reply rep;
+        struct proto_metric_entry e;
+        int r;
+
+        r = proto_metrics_reply_decode(in, len, &rep);
+        if (r < 0)
+                return r;
+        proto_metrics_writer_init(&w, out, size);
+        for (uint32_t i = 0; i < rep.count; i++) {
+                proto_metrics_entry_get(&rep, i, &e);
+                r = proto_metrics_writer_add(&w, &e);
+                if (r < 0)
+                        return r;
+        }
+        return proto_metrics_writer_finish(&w, rep.flags);
+}
+
 static int sample_error(uint8_t *buf, size_t size)
 {
         struct proto_error m = { .error = -ENOENT, .message = "no such region: cam/0" };
@@ -301,7 +321,36 @@ static int sample_register_reply(uint8_t *buf, size_t size)
         return proto_register_reply_encode(&m, buf, size);
 }
 
+static int sample_metrics_reply(uint8_t *buf, size_t size)
+{
+        static const struct proto_metric_entry e[] = {
+                { .metric = PROTO_METRIC_REGIONS, .value = 3 },
+                { .metric = PROTO_METRIC_REQUESTS, .label = PROTO_OP_OPEN, .value = UINT64_MAX },
+                { .metric = PROTO_METRIC_ERRORS, .label = EDQUOT, .value = 2 },
+                { .metric = PROTO_METRIC_UID_BYTES, .label = 1000, .value = 4096 },
+                { .metric = 0xFFFF, .label = 0xFFFFFFFF, .value = 1 }, /* a newer daemon's metric */
+        };
+        struct proto_metrics_writer w;
+
+        proto_metrics_writer_init(&w, buf, size);
+        for (size_t i = 0; i < sizeof(e) / sizeof(e[0]); i++)
+                if (proto_metrics_writer_add(&w, &e[i]) < 0)
+                        return -ENOBUFS;
+        return proto_metrics_writer_finish(&w, PROTO_METRICS_TRUNCATED);
+}
+
+static int sample_metrics_reply_empty(uint8_t *buf, size_t size)
+{
+        struct proto_metrics_writer w;
+
+        proto_metrics_writer_init(&w, buf, size);
+        return proto_metrics_writer_finish(&w, 0);
+}
+
 static const struct codec codecs[] = {
+        { "metrics_reply", PROTO_OP_METRICS, PROTO_FLAG_REPLY, sample_metrics_reply, recode_metrics_reply },
+        { "metrics_reply_empty", PROTO_OP_METRICS, PROTO_FLAG_REPLY, sample_metrics_reply_empty,
+          recode_metrics_reply },
         { "chmod", PROTO_OP_CHMOD, 0, sample_chmod, recode_chmod },
         { "chown", PROTO_OP_CHOWN, 0, sample_chown, recode_chown },
         { "quota_reply", PROTO_OP_QUOTA, PROTO_FLAG_REPLY, sample_quota_reply, recode_quota_reply },
@@ -527,11 +576,12 @@ END_TEST
 /* F5: unknown opcodes have no name; the header itself does not judge opcodes. */
 START_TEST(test_opcode_names)
 {
-        static const uint16_t known[] = { PROTO_OP_HELLO, PROTO_OP_PING, PROTO_OP_STATUS, PROTO_OP_CREATE,
+        static const uint16_t known[] = { PROTO_OP_HELLO, PROTO_OP_PING, PROTO_OP_STATUS, PROTO_OP_METRICS,
+                                          PROTO_OP_CREATE,
                                           PROTO_OP_OPEN, PROTO_OP_RESIZE, PROTO_OP_SEAL, PROTO_OP_STAT,
                                           PROTO_OP_LIST, PROTO_OP_DELETE, PROTO_OP_CHMOD, PROTO_OP_CHOWN,
                                           PROTO_OP_QUOTA, PROTO_OP_REGISTER };
-        static const uint16_t unknown[] = { 0x0000, 0x0004, 0x000F, 0x0017, 0x00FF, 0x0103,
+        static const uint16_t unknown[] = { 0x0000, 0x0005, 0x000F, 0x0017, 0x00FF, 0x0103,
                                             PROTO_OP_ACCESS_LAST, 0x0201, PROTO_OP_REGISTER_LAST,
                                             PROTO_OP_EVENT_FIRST, PROTO_OP_EVENT_LAST, 0x8000, 0xFFFF };
         uint8_t buf[PROTO_HEADER_SIZE];
@@ -1506,6 +1556,158 @@ START_TEST(test_doc_example_bytes)
 }
 END_TEST
 
+/* ---- METRICS ------------------------------------------------------------ */
+
+START_TEST(test_metrics_writer_fill_and_decode)
+{
+        static const size_t sizes[] = { 8, 23, 24, 40, 1000, PROTO_MAX_PAYLOAD };
+        static uint8_t buf[PROTO_MAX_PAYLOAD];
+
+        for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+                struct proto_metrics_writer w;
+                struct proto_metrics_reply rep;
+                struct proto_metric_entry e, got;
+                uint32_t added = 0;
+                int n, r;
+
+                proto_metrics_writer_init(&w, buf, sizes[s]);
+                for (;;) {
+                        size_t len_before = w.len;
+
+                        e = (struct proto_metric_entry){ .metric = (uint16_t)(added + 1), .label = added * 7,
+                                                         .value = (uint64_t)added << 40 | added };
+                        r = proto_metrics_writer_add(&w, &e);
+                        if (r == -ENOBUFS) {
+                                ck_assert_uint_eq(w.len, len_before);
+                                ck_assert_uint_eq(w.count, added);
+                                break;
+                        }
+                        ck_assert_int_eq(r, 0);
+                        ck_assert_uint_eq(w.len, len_before + 16);
+                        added++;
+                }
+                ck_assert_uint_eq(added, (sizes[s] - 8) / 16);
+                n = proto_metrics_writer_finish(&w, PROTO_METRICS_TRUNCATED);
+                ck_assert_int_eq(n, (int)(8 + 16 * added));
+                ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), 0);
+                ck_assert_uint_eq(rep.version, PROTO_METRICS_VERSION);
+                ck_assert_uint_eq(rep.flags, PROTO_METRICS_TRUNCATED);
+                ck_assert_uint_eq(rep.count, added);
+                for (uint32_t i = 0; i < added; i++) {
+                        proto_metrics_entry_get(&rep, i, &got);
+                        ck_assert_uint_eq(got.metric, i + 1);
+                        ck_assert_uint_eq(got.reserved, 0);
+                        ck_assert_uint_eq(got.label, i * 7);
+                        ck_assert_uint_eq(got.value, (uint64_t)i << 40 | i);
+                }
+        }
+}
+END_TEST
+
+START_TEST(test_metrics_tiny_buffer)
+{
+        uint8_t buf[8];
+        struct proto_metrics_writer w;
+        struct proto_metric_entry e = { .metric = 1 };
+
+        proto_metrics_writer_init(&w, buf, 7);
+        ck_assert_int_eq(proto_metrics_writer_add(&w, &e), -ENOBUFS);
+        ck_assert_int_eq(proto_metrics_writer_finish(&w, 0), -ENOBUFS);
+        proto_metrics_writer_init(&w, buf, 8);
+        ck_assert_int_eq(proto_metrics_writer_add(&w, &e), -ENOBUFS);
+        ck_assert_int_eq(proto_metrics_writer_finish(&w, 0), 8);
+}
+END_TEST
+
+/* F5/F7: count and entries that disagree, other versions, unknown flags, reserved bits; unknown ids pass. */
+START_TEST(test_metrics_reply_bad_shapes)
+{
+        static uint8_t buf[256];
+        struct proto_metrics_writer w;
+        struct proto_metrics_reply rep;
+        struct proto_metric_entry e = { .metric = PROTO_METRIC_BYTES, .value = 5 };
+        int n;
+
+        ck_assert_int_eq(proto_metrics_reply_decode(NULL, 0, &rep), -EBADMSG);
+        proto_metrics_writer_init(&w, buf, sizeof(buf));
+        ck_assert_int_eq(proto_metrics_writer_add(&w, &e), 0);
+        e.metric = 0x7777; /* unknown to this build: accepted */
+        ck_assert_int_eq(proto_metrics_writer_add(&w, &e), 0);
+        n = proto_metrics_writer_finish(&w, 0);
+        ck_assert_int_eq(n, 40);
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), 0);
+        ck_assert_uint_eq(rep.count, 2);
+
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, 7, &rep), -EBADMSG);
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n - 1, &rep), -EBADMSG);
+        buf[4] = 3; /* count says three, two present */
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), -EBADMSG);
+        buf[4] = 1;
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), -EBADMSG);
+        memset(buf + 4, 0xFF, 4); /* count 0xFFFFFFFF: 16 * count must not wrap */
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), -EBADMSG);
+        buf[4] = 2;
+        buf[5] = buf[6] = buf[7] = 0;
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), 0);
+
+        buf[0] = 2; /* version 2 */
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), -EINVAL);
+        buf[0] = 0;
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), -EINVAL);
+        buf[0] = 1;
+        buf[2] = 0x02; /* unknown flag */
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), -EINVAL);
+        buf[2] = 0;
+        buf[8 + 16 + 3] = 0x80; /* second entry's reserved field */
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), -EINVAL);
+        buf[8 + 16 + 3] = 0;
+        ck_assert_int_eq(proto_metrics_reply_decode(buf, (size_t)n, &rep), 0);
+}
+END_TEST
+
+/* The table the CLI prints from: every metric named once, with a valid name, help text, type and label. */
+START_TEST(test_metric_info)
+{
+        static const uint16_t ids[] = {
+                PROTO_METRIC_REGIONS, PROTO_METRIC_BYTES, PROTO_METRIC_CONNECTIONS, PROTO_METRIC_UPTIME,
+                PROTO_METRIC_CONNECTIONS_ACCEPTED, PROTO_METRIC_CONNECTIONS_REFUSED, PROTO_METRIC_WAITING_OPENS,
+                PROTO_METRIC_FD_STORE_FDS, PROTO_METRIC_FD_STORE_MAX, PROTO_METRIC_KEEPERS,
+                PROTO_METRIC_REGION_FDS, PROTO_METRIC_QUOTA_REFUSALS, PROTO_METRIC_REQUESTS,
+                PROTO_METRIC_REQUEST_ERRORS, PROTO_METRIC_ERRORS, PROTO_METRIC_UID_REGIONS,
+                PROTO_METRIC_UID_BYTES, PROTO_METRIC_UID_CONNECTIONS, PROTO_METRIC_UID_QUEUED_FDS,
+                PROTO_METRIC_UID_QUOTA_REFUSALS,
+        };
+        const struct proto_metric_info *info[sizeof(ids) / sizeof(ids[0])];
+
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                const char *n;
+                size_t len;
+
+                info[i] = proto_metric_info(ids[i]);
+                ck_assert_ptr_nonnull(info[i]);
+                ck_assert_uint_eq(info[i]->metric, ids[i]);
+                n = info[i]->name;
+                len = strlen(n);
+                ck_assert_int_eq(strncmp(n, "iomemd_", 7), 0);
+                ck_assert_uint_eq(strspn(n, "abcdefghijklmnopqrstuvwxyz_"), len);
+                ck_assert(len < 6 || strcmp(n + len - 6, "_total") != 0);
+                ck_assert(info[i]->type == PROTO_METRIC_GAUGE || info[i]->type == PROTO_METRIC_COUNTER);
+                ck_assert_uint_le(info[i]->label, PROTO_METRIC_LABEL_UID);
+                ck_assert_uint_gt(strlen(info[i]->help), 0);
+                ck_assert_ptr_null(strchr(info[i]->help, '\n'));
+                ck_assert_ptr_null(strchr(info[i]->help, '\\'));
+                for (size_t j = 0; j < i; j++)
+                        ck_assert_str_ne(n, info[j]->name);
+        }
+        ck_assert_uint_eq(proto_metric_info(PROTO_METRIC_REQUESTS)->label, PROTO_METRIC_LABEL_REQUEST);
+        ck_assert_uint_eq(proto_metric_info(PROTO_METRIC_ERRORS)->label, PROTO_METRIC_LABEL_CODE);
+        ck_assert_uint_eq(proto_metric_info(PROTO_METRIC_UID_BYTES)->label, PROTO_METRIC_LABEL_UID);
+        ck_assert_ptr_null(proto_metric_info(0));
+        ck_assert_ptr_null(proto_metric_info(13));
+        ck_assert_ptr_null(proto_metric_info(0xFFFF));
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
         Suite *s = suite_create("proto");
@@ -1564,6 +1766,14 @@ static Suite *proto_suite(void)
         tcase_add_test(tc, test_list_writer_tiny_buffer);
         tcase_add_test(tc, test_list_reply_bad_shapes);
         tcase_add_test(tc, test_list_entry_next_offsets);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("metrics");
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_metrics_writer_fill_and_decode);
+        tcase_add_test(tc, test_metrics_tiny_buffer);
+        tcase_add_test(tc, test_metrics_reply_bad_shapes);
+        tcase_add_test(tc, test_metric_info);
         suite_add_tcase(s, tc);
         return s;
 }
