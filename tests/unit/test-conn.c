@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "conn-access.h"
+#include "conn-internal.h"
 #include "conn.h"
 #include "proto.h"
 #include "quota.h"
@@ -346,7 +347,7 @@ END_TEST
 
 START_TEST(test_f5_unknown_opcodes)
 {
-        static const uint16_t ops[] = { 0x0000, 0x0004, 0x7777, 0xffff, 0x0103, PROTO_OP_ACCESS_LAST,
+        static const uint16_t ops[] = { 0x0000, 0x0005, 0x7777, 0xffff, 0x0103, PROTO_OP_ACCESS_LAST,
                                         0x0201, PROTO_OP_REGISTER_LAST, PROTO_OP_EVENT_FIRST, PROTO_OP_EVENT_LAST };
         struct proto_ping ping = { .cookie = 1 };
         struct transport_frame f;
@@ -1901,6 +1902,235 @@ START_TEST(test_register)
 }
 END_TEST
 
+/* ---- METRICS ------------------------------------------------------------ */
+
+/* Send METRICS and decode the reply into @rep, which points into @f (the caller deinits it). */
+static void get_metrics(struct peer *p, uint32_t id, struct transport_frame *f, struct proto_metrics_reply *rep)
+{
+        send_req(p, PROTO_OP_METRICS, id, NULL, 0);
+        ck_assert_int_eq(pump(p), 0);
+        expect_ok(p, PROTO_OP_METRICS, id, f);
+        ck_assert_int_eq(proto_metrics_reply_decode(f->payload, f->hdr.length, rep), 0);
+}
+
+/* Return: how many entries of @metric there are with @label; *valuep is the last one's value. */
+static unsigned metric_find(const struct proto_metrics_reply *rep, uint16_t metric, uint32_t label, uint64_t *valuep)
+{
+        struct proto_metric_entry e;
+        unsigned n = 0;
+
+        for (uint32_t i = 0; i < rep->count; i++) {
+                proto_metrics_entry_get(rep, i, &e);
+                if (e.metric == metric && e.label == label) {
+                        *valuep = e.value;
+                        n++;
+                }
+        }
+        return n;
+}
+
+/* Return: the value of the one entry (@metric, @label); fails the test if there is not exactly one. */
+static uint64_t metric_value(const struct proto_metrics_reply *rep, uint16_t metric, uint32_t label)
+{
+        uint64_t v = 0;
+
+        ck_assert_msg(metric_find(rep, metric, label, &v) == 1, "metric %u label %u: not exactly once",
+                      (unsigned)metric, (unsigned)label);
+        return v;
+}
+
+/* Return: true if some entry of @metric has a label other than @label. */
+static bool metric_other_label(const struct proto_metrics_reply *rep, uint16_t metric, uint32_t label)
+{
+        struct proto_metric_entry e;
+
+        for (uint32_t i = 0; i < rep->count; i++) {
+                proto_metrics_entry_get(rep, i, &e);
+                if (e.metric == metric && e.label != label)
+                        return true;
+        }
+        return false;
+}
+
+/* The counters move as requests happen: requests and errors by opcode, errors by code, refusals by uid. */
+START_TEST(test_metrics_counts)
+{
+        const uint32_t me = getuid();
+        struct proto_metrics_reply rep;
+        struct transport_frame f;
+        struct env e;
+        struct peer p;
+        int fd;
+
+        env_init(&e);
+        e.cfg.quota.regions = 1;
+        e.cfg.quota.connections = 1;
+        peer_open(&e, &p);
+        expect_refused(&e, -EDQUOT); /* a second connection: quota */
+        do_hello(&p);
+        get_metrics(&p, 2, &f, &rep);
+        ck_assert_uint_eq(rep.flags, 0);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REGIONS, 0), 0);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_CONNECTIONS, 0), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_CONNECTIONS_ACCEPTED, 0), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_CONNECTIONS_REFUSED, 0), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_QUOTA_REFUSALS, 0), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_QUOTA_REFUSALS, me), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUESTS, PROTO_OP_HELLO), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUESTS, PROTO_OP_METRICS), 1); /* this one */
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUESTS, PROTO_OP_OPEN), 0);  /* there from the start */
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUEST_ERRORS, PROTO_OP_OPEN), 0);
+        ck_assert_uint_eq(metric_find(&rep, PROTO_METRIC_REQUESTS, 0, &(uint64_t){ 0 }), 0);
+        ck_assert_uint_eq(metric_find(&rep, PROTO_METRIC_ERRORS, EDQUOT, &(uint64_t){ 0 }), 0); /* no reply yet */
+        transport_frame_deinit(&f);
+
+        fd = create_ok(&p, 3, "m1", 5000, 0, NULL);
+        close(fd);
+        send_create(&p, 4, "m2", 1, 0, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CREATE, 4, -EDQUOT);
+        for (uint32_t id = 5; id < 8; id++) {
+                struct transport_frame o;
+
+                send_open(&p, id, "m1", PROTO_OPEN_RDONLY, 0);
+                ck_assert_int_eq(pump(&p), 0);
+                expect_ok(&p, PROTO_OP_OPEN, id, &o);
+                ck_assert_uint_eq(o.nfds, 1);
+                transport_frame_deinit(&o);
+        }
+        send_open(&p, 8, "nope", 0, 0);
+        send_req(&p, 0x0555, 9, NULL, 0);
+        send_req(&p, PROTO_OP_METRICS, 10, "x", 1); /* METRICS takes no payload */
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_OPEN, 8, -ENOENT);
+        expect_error(&p, 0x0555, 9, -EOPNOTSUPP);
+        expect_error(&p, PROTO_OP_METRICS, 10, -EBADMSG);
+
+        get_metrics(&p, 11, &f, &rep);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REGIONS, 0), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_BYTES, 0), 5000);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REGION_FDS, 0), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_KEEPERS, 0), 0);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_WAITING_OPENS, 0), 0);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_FD_STORE_MAX, 0), 0); /* no systemd here */
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUESTS, PROTO_OP_CREATE), 2);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUEST_ERRORS, PROTO_OP_CREATE), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUESTS, PROTO_OP_OPEN), 4);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUEST_ERRORS, PROTO_OP_OPEN), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUESTS, PROTO_OP_METRICS), 3);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUEST_ERRORS, PROTO_OP_METRICS), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUESTS, 0), 1); /* the unknown opcode */
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REQUEST_ERRORS, 0), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_ERRORS, EDQUOT), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_ERRORS, ENOENT), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_ERRORS, EOPNOTSUPP), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_ERRORS, EBADMSG), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_QUOTA_REFUSALS, 0), 2);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_QUOTA_REFUSALS, me), 2);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_REGIONS, me), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_BYTES, me), 5000);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_CONNECTIONS, me), 1);
+        transport_frame_deinit(&f);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * Per uid: root sees every uid that holds something or was refused; another
+ * uid sees daemon-wide totals and only its own uid. The connection's uid is
+ * set by hand (the test runs as one uid) and put back before it closes, so
+ * the quota charges made at accept are given back to the uid that got them.
+ */
+START_TEST(test_metrics_per_uid_rule)
+{
+        const uint32_t me = getuid(), other = 4242;
+        struct proto_metrics_reply rep;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        int fd;
+
+        ck_assert_uint_ne(me, other);
+        env_init(&e);
+        e.cfg.quota.regions = 1;
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello(&p);
+        do_hello(&q);
+        q.conn->uid = other;
+        fd = create_ok(&q, 2, "theirs", 100, 0, NULL);
+        close(fd);
+        send_create(&q, 3, "theirs2", 100, 0, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&q), 0);
+        expect_error(&q, PROTO_OP_CREATE, 3, -EDQUOT);
+        fd = create_ok(&p, 2, "mine", 300, 0, NULL);
+        close(fd);
+
+        /* @other: totals, and its own uid only */
+        get_metrics(&q, 4, &f, &rep);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_REGIONS, 0), 2);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_BYTES, 0), 400);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_QUOTA_REFUSALS, 0), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_REGIONS, other), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_BYTES, other), 100);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_QUOTA_REFUSALS, other), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_CONNECTIONS, other), 0); /* charged at accept to me */
+        for (uint16_t m = PROTO_METRIC_UID_REGIONS; m <= PROTO_METRIC_UID_QUOTA_REFUSALS; m++)
+                ck_assert(!metric_other_label(&rep, m, other));
+        transport_frame_deinit(&f);
+
+        /* root (uid 0, whoever runs the test): every uid */
+        p.conn->uid = 0;
+        get_metrics(&p, 3, &f, &rep);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_REGIONS, other), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_QUOTA_REFUSALS, other), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_REGIONS, me), 1);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_BYTES, me), 300);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_CONNECTIONS, me), 2);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_QUOTA_REFUSALS, me), 0);
+        transport_frame_deinit(&f);
+        p.conn->uid = me;
+        q.conn->uid = me;
+        peer_close(&q);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* More uids than one reply holds: the reply is full, flagged TRUNCATED, and still decodes. */
+START_TEST(test_metrics_truncated)
+{
+        struct proto_metrics_reply rep;
+        struct transport_frame f;
+        struct env e;
+        struct peer p;
+
+        env_init(&e);
+        for (uint32_t uid = 10000; uid < 11000; uid++)
+                ck_assert_int_eq(quota_charge(e.ctx.quota, uid, 1, 1, 0, 0), 0);
+        peer_open(&e, &p);
+        do_hello(&p);
+        p.conn->uid = 0;
+        get_metrics(&p, 2, &f, &rep);
+        ck_assert_uint_eq(rep.flags, PROTO_METRICS_TRUNCATED);
+        ck_assert_uint_gt(f.hdr.length, PROTO_MAX_PAYLOAD - 16);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_REGIONS, 10000), 1);
+        transport_frame_deinit(&f);
+        p.conn->uid = 10500; /* one uid: fits */
+        get_metrics(&p, 3, &f, &rep);
+        ck_assert_uint_eq(rep.flags, 0);
+        ck_assert_uint_eq(metric_value(&rep, PROTO_METRIC_UID_BYTES, 10500), 1);
+        ck_assert(!metric_other_label(&rep, PROTO_METRIC_UID_BYTES, 10500));
+        transport_frame_deinit(&f);
+        p.conn->uid = getuid();
+        peer_close(&p);
+        for (uint32_t uid = 10000; uid < 11000; uid++)
+                ck_assert_int_eq(quota_charge(e.ctx.quota, uid, -1, -1, 0, 0), 0);
+        env_deinit(&e);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
         Suite *s = suite_create("conn");
@@ -1946,6 +2176,9 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_fds_in_flight_quota);
         tcase_add_test(tc, test_refused_at_accept);
         tcase_add_test(tc, test_register);
+        tcase_add_test(tc, test_metrics_counts);
+        tcase_add_test(tc, test_metrics_per_uid_rule);
+        tcase_add_test(tc, test_metrics_truncated);
         suite_add_tcase(s, tc);
         return s;
 }
