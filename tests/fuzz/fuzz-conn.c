@@ -50,6 +50,7 @@ static const uint16_t fuzz_opcodes[] = {
         PROTO_OP_HELLO, PROTO_OP_PING, PROTO_OP_STATUS, PROTO_OP_CREATE, PROTO_OP_OPEN,  PROTO_OP_RESIZE,
         PROTO_OP_SEAL,  PROTO_OP_STAT, PROTO_OP_LIST,   PROTO_OP_DELETE, PROTO_OP_CHMOD, PROTO_OP_REGISTER,
         0x0300,         0x0000,        0xffff,         PROTO_OP_CHOWN, PROTO_OP_QUOTA,  0x0103,          0x0201,
+        PROTO_OP_METRICS,
 };
 
 static struct config fuzz_config;
@@ -162,6 +163,10 @@ static bool fuzz_drain(struct transport *client)
 
                                 FUZZ_CHECK(proto_error_decode(f.payload, f.hdr.length, &e) == 0);
                                 FUZZ_CHECK(e.error < 0 && f.nfds == 0);
+                        } else if (f.hdr.opcode == PROTO_OP_METRICS) {
+                                struct proto_metrics_reply m;
+
+                                FUZZ_CHECK(proto_metrics_reply_decode(f.payload, f.hdr.length, &m) == 0);
                         }
                         for (unsigned i = 0; i < f.nfds; i++)
                                 FUZZ_CHECK(fcntl(f.fds[i], F_GETFD) == FD_CLOEXEC); /* D9 */

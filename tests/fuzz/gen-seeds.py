@@ -6,11 +6,11 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAGIC = 0x444D4F49
-OPS = dict(HELLO=1, PING=2, STATUS=3, CREATE=0x10, OPEN=0x11, RESIZE=0x12, SEAL=0x13, STAT=0x14, LIST=0x15,
+OPS = dict(HELLO=1, PING=2, STATUS=3, METRICS=4, CREATE=0x10, OPEN=0x11, RESIZE=0x12, SEAL=0x13, STAT=0x14, LIST=0x15,
            DELETE=0x16, CHMOD=0x100, CHOWN=0x101, QUOTA=0x102, REGISTER=0x200)
 # index into fuzz_opcodes[] of fuzz-conn.c
 OPIDX = dict(HELLO=0, PING=1, STATUS=2, CREATE=3, OPEN=4, RESIZE=5, SEAL=6, STAT=7, LIST=8, DELETE=9, CHMOD=10,
-             REGISTER=11, CHOWN=15, QUOTA=16)
+             REGISTER=11, CHOWN=15, QUOTA=16, METRICS=19)
 
 
 def s(name):
@@ -26,6 +26,7 @@ PAYLOADS = {
     'HELLO': struct.pack('<HHI', 1, 1, 0),
     'PING': struct.pack('<Q', 0x1234),
     'STATUS': b'',
+    'METRICS': b'',
     'CREATE': struct.pack('<QIIIHH', 4096, 0, 0, 0o600, 0, 0) + s('a'),
     'CREATE_lease': struct.pack('<QIIIHH', 8192, 2 | 4, 0, 0, 1, 0) + s('lease'),
     'CREATE_anon': struct.pack('<QIIIHH', 4096, 0, 0x8, 0, 0, 0) + s(''),
@@ -73,6 +74,11 @@ def main():
     write('corpus-fuzz-proto', 'stream-session', b''.join(frame(k) for k in ('HELLO', 'CREATE', 'OPEN', 'LIST')))
     write('corpus-fuzz-proto', 'f2-huge-length', hdr(1, 0xFFFFFFFF))
     write('corpus-fuzz-proto', 'f5-bad-version', hdr(1, 8, version=9) + PAYLOADS['HELLO'])
+    # METRICS reply: version 1, TRUNCATED, entries (metric, reserved, label, value); 0x7777 is a newer id
+    write('corpus-fuzz-proto', 'metrics-reply',
+          struct.pack('<HHI', 1, 1, 4) + struct.pack('<HHIQ', 1, 0, 0, 3) + struct.pack('<HHIQ', 32, 0, 0x11, 9)
+          + struct.pack('<HHIQ', 68, 0, 1000, 2) + struct.pack('<HHIQ', 0x7777, 0, 0xFFFFFFFF, 1))
+    write('corpus-fuzz-proto', 'metrics-reply-empty', struct.pack('<HHI', 1, 0, 0))
     write('corpus-fuzz-proto', 'list-reply',
           struct.pack('<QII', 0, 1, 0) + struct.pack('<QQIIII', 1, 4096, 2, 0o600, 0, 0) + s('a'))
 
@@ -101,6 +107,9 @@ def main():
     write('corpus-fuzz-conn', 'register-pipe', session + conn_frame('REGISTER', fdspec=0x91, kinds=1) + pump)
     write('corpus-fuzz-conn', 'register-nofd', session + conn_frame('REGISTER') + pump)
     write('corpus-fuzz-conn', 'register-two', session + conn_frame('REGISTER', fdspec=0xa2, kinds=0) + pump)
+    write('corpus-fuzz-conn', 'metrics-after-errors',
+          session + conn_frame('CREATE') + pump + conn_frame('CREATE') + pump + conn_frame('STAT') + pump
+          + conn_frame('METRICS') + pump + conn_frame('STATUS') + pump + conn_frame('METRICS') + pump)
     write('corpus-fuzz-conn', 'cut-frame', session + bytes([0, 10]) + bytes([0, 0]) + hdr(1, 8)[:10] + bytes([5]) + pump)
 
 
