@@ -18,6 +18,31 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A decoded METRICS reply: every entry readable, and writing them again gives the same bytes. */
+static void fuzz_metrics_reply(const uint8_t *p, size_t n)
+{
+        static uint8_t out[PROTO_MAX_PAYLOAD];
+        struct proto_metrics_writer w;
+        struct proto_metrics_reply mr;
+        struct proto_metric_entry e;
+        const struct proto_metric_info *info;
+        int len;
+
+        if (n > sizeof(out) || proto_metrics_reply_decode(p, n, &mr) != 0)
+                return;
+        FUZZ_CHECK(mr.version == PROTO_METRICS_VERSION && (mr.flags & ~PROTO_METRICS_FLAGS_KNOWN) == 0);
+        proto_metrics_writer_init(&w, out, n); /* exactly the room the entries take */
+        for (uint32_t i = 0; i < mr.count; i++) {
+                proto_metrics_entry_get(&mr, i, &e);
+                FUZZ_CHECK(e.reserved == 0);
+                info = proto_metric_info(e.metric);
+                FUZZ_CHECK(!info || (info->metric == e.metric && info->name && info->help));
+                FUZZ_CHECK(proto_metrics_writer_add(&w, &e) == 0);
+        }
+        len = proto_metrics_writer_finish(&w, mr.flags);
+        FUZZ_CHECK(len >= 0 && (size_t)len == n && memcmp(out, p, n) == 0);
+}
+
 /* Every decoder on the same bytes; a successful decode must re-encode to a payload that decodes again. */
 static void fuzz_decoders(const uint8_t *p, size_t n)
 {
@@ -98,31 +123,6 @@ static void fuzz_decoders(const uint8_t *p, size_t n)
                 }
                 FUZZ_CHECK(k == 0 && count == lr.count);
         }
-}
-
-/* A decoded METRICS reply: every entry readable, and writing them again gives the same bytes. */
-static void fuzz_metrics_reply(const uint8_t *p, size_t n)
-{
-        static uint8_t out[PROTO_MAX_PAYLOAD];
-        struct proto_metrics_writer w;
-        struct proto_metrics_reply mr;
-        struct proto_metric_entry e;
-        const struct proto_metric_info *info;
-        int len;
-
-        if (n > sizeof(out) || proto_metrics_reply_decode(p, n, &mr) != 0)
-                return;
-        FUZZ_CHECK(mr.version == PROTO_METRICS_VERSION && (mr.flags & ~PROTO_METRICS_FLAGS_KNOWN) == 0);
-        proto_metrics_writer_init(&w, out, n); /* exactly the room the entries take */
-        for (uint32_t i = 0; i < mr.count; i++) {
-                proto_metrics_entry_get(&mr, i, &e);
-                FUZZ_CHECK(e.reserved == 0);
-                info = proto_metric_info(e.metric);
-                FUZZ_CHECK(!info || (info->metric == e.metric && info->name && info->help));
-                FUZZ_CHECK(proto_metrics_writer_add(&w, &e) == 0);
-        }
-        len = proto_metrics_writer_finish(&w, mr.flags);
-        FUZZ_CHECK(len >= 0 && (size_t)len == n && memcmp(out, p, n) == 0);
 }
 
 /* The input as a byte stream through a transport: every frame it yields must have a header that decodes. */
