@@ -374,7 +374,6 @@ static const struct conn_request conn_requests[] = {
         CONN_REQUEST(HELLO, conn_handle_hello, .before_hello = true),
         CONN_REQUEST(PING, conn_handle_ping),
         CONN_REQUEST(STATUS, conn_handle_status, .no_payload = true),
-        CONN_REQUEST(METRICS, conn_metrics_handle, .no_payload = true),
         CONN_REQUEST(CREATE, conn_region_handle_create),
         CONN_REQUEST(OPEN, conn_region_handle_open),
         CONN_REQUEST(RESIZE, conn_region_handle_resize),
@@ -386,26 +385,20 @@ static const struct conn_request conn_requests[] = {
         CONN_REQUEST(CHOWN, conn_access_handle_chown),
         CONN_REQUEST(QUOTA, conn_access_handle_quota, .no_payload = true),
         CONN_REQUEST(REGISTER, conn_region_handle_register, .takes_fds = true),
+        /* last: the scan above finds the frequent requests first */
+        CONN_REQUEST(METRICS, conn_metrics_handle, .no_payload = true),
 };
 
 #define CONN_REQUEST_ROWS (sizeof(conn_requests) / sizeof(conn_requests[0]))
 _Static_assert(CONN_REQUEST_ROWS <= METRICS_REQUEST_SLOTS, "struct metrics counts every row");
 
-/* Return: the row of @opcode, or NULL. */
-static const struct conn_request *conn_request_find(uint16_t opcode)
-{
-        for (size_t i = 0; i < CONN_REQUEST_ROWS; i++)
-                if (conn_requests[i].opcode == opcode)
-                        return &conn_requests[i];
-        return NULL;
-}
-
-/* Return: the counter slot of @opcode: its row, or METRICS_REQUEST_SLOTS. */
+/* Return: the index of @opcode's row (also its slot in struct metrics), or METRICS_REQUEST_SLOTS if none. */
 static unsigned conn_request_slot(uint16_t opcode)
 {
-        const struct conn_request *req = conn_request_find(opcode);
-
-        return req ? (unsigned)(req - conn_requests) : METRICS_REQUEST_SLOTS;
+        for (unsigned i = 0; i < CONN_REQUEST_ROWS; i++)
+                if (conn_requests[i].opcode == opcode)
+                        return i;
+        return METRICS_REQUEST_SLOTS;
 }
 
 int conn_request_opcode(unsigned slot)
@@ -423,11 +416,12 @@ int conn_request_opcode(unsigned slot)
 static int conn_dispatch(struct conn *c, struct transport_frame *f)
 {
         const struct proto_header *h = &f->hdr;
-        const struct conn_request *req = conn_request_find(h->opcode);
+        unsigned slot = conn_request_slot(h->opcode);
+        const struct conn_request *req = slot < CONN_REQUEST_ROWS ? &conn_requests[slot] : NULL;
         struct conn_result res = {};
         int r;
 
-        c->ctx->metrics.requests[req ? (size_t)(req - conn_requests) : METRICS_REQUEST_SLOTS]++;
+        c->ctx->metrics.requests[slot]++;
         if (h->version != PROTO_VERSION) {
                 r = conn_fail(&res, -EPROTONOSUPPORT, "unknown frame version");
                 res.fatal = true;
