@@ -2,6 +2,7 @@
 /* test-it-api: every opcode's success and error paths through libiomem against the real iomemd, per backend. */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -355,6 +356,71 @@ START_TEST(test_ping_status)
 }
 END_TEST
 
+struct metrics_seen {
+        unsigned samples, stop_after;
+        uint64_t regions, opens, open_errors, enoent;
+        bool regions_seen, unnamed;
+};
+
+static int metrics_cb(const struct iomem_metric *m, void *userdata)
+{
+        struct metrics_seen *s = userdata;
+
+        s->samples++;
+        if (!m->name) {
+                s->unnamed = true;
+                return 0;
+        }
+        ck_assert_ptr_nonnull(m->help);
+        ck_assert(m->type == IOMEM_METRIC_GAUGE || m->type == IOMEM_METRIC_COUNTER);
+        ck_assert((m->label_kind == IOMEM_METRIC_LABEL_NONE) == (m->label_name == NULL));
+        ck_assert((m->label_kind == IOMEM_METRIC_LABEL_NONE) == (m->label_value[0] == '\0'));
+        if (!strcmp(m->name, "iomemd_regions")) {
+                s->regions = m->value;
+                s->regions_seen = true;
+        } else if (!strcmp(m->name, "iomemd_requests") && !strcmp(m->label_value, "OPEN")) {
+                s->opens = m->value;
+        } else if (!strcmp(m->name, "iomemd_request_errors") && !strcmp(m->label_value, "OPEN")) {
+                s->open_errors = m->value;
+        } else if (!strcmp(m->name, "iomemd_errors") && !strcmp(m->label_value, "ENOENT")) {
+                ck_assert_uint_eq(m->label, ENOENT);
+                s->enoent = m->value;
+        }
+        return s->stop_after && s->samples == s->stop_after ? 7 : 0;
+}
+
+/* iomem_metrics(): names, labels and values through the library; a callback's nonzero value stops the walk. */
+START_TEST(test_metrics)
+{
+        struct iomem_region *a = it_create("it.m1", 4096, 0, IOMEM_BACKEND_MEMFD);
+        struct iomem_region *b = it_create("it.m2", 4096, 0, IOMEM_BACKEND_MEMFD);
+        struct iomem_region *o = NULL;
+        struct metrics_seen s = { 0 };
+        uint32_t flags = 0xFFFF;
+
+        ck_assert_int_eq(iomem_open(client_, "it.m1", 0, 0, &o), 0);
+        o = iomem_region_free(o);
+        ck_assert_int_eq(iomem_open(client_, "it.none", 0, 0, &o), -ENOENT);
+        ck_assert_int_eq(iomem_metrics(client_, &flags, metrics_cb, &s), 0);
+        ck_assert_uint_eq(flags, 0);
+        ck_assert(s.regions_seen && !s.unnamed);
+        ck_assert_uint_eq(s.regions, 2);
+        ck_assert_uint_eq(s.opens, 2);
+        ck_assert_uint_eq(s.open_errors, 1);
+        ck_assert_uint_eq(s.enoent, 1);
+        ck_assert_uint_gt(s.samples, 20);
+        s = (struct metrics_seen){ .stop_after = 3 };
+        ck_assert_int_eq(iomem_metrics(client_, NULL, metrics_cb, &s), 7);
+        ck_assert_uint_eq(s.samples, 3);
+        ck_assert_int_eq(iomem_metrics(client_, NULL, NULL, NULL), -EINVAL);
+        ck_assert_int_eq(iomem_metrics(NULL, NULL, metrics_cb, &s), -EINVAL);
+        /* the connection is still in step: a plain request after the walk that stopped early */
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        iomem_region_free(a);
+        iomem_region_free(b);
+}
+END_TEST
+
 /*
  * S4 across programs: this process keeps a mapping while a separately
  * exec'd iomemctl, which opens the region by name, writes; the bytes show up
@@ -421,6 +487,7 @@ static Suite *suite(void)
         tcase_add_loop_test(tc, test_ping_status, 0, 3);
         tcase_add_loop_test(tc, test_s4_with_cli, 0, 3);
         tcase_add_test(tc, test_daemon_gone);
+        tcase_add_test(tc, test_metrics);
         suite_add_tcase(s, tc);
         return s;
 }
