@@ -216,6 +216,16 @@ pgrep -f -- "--internal-fd-keeper" >/dev/null || fail "no keeper process"
 echo kept | ctl write f2 || fail "write through a keeper"
 [ "$(ctl read f2 --length 4)" = kept ] || fail "read through a keeper"
 pass "regions parked in fd keepers (exec'd under the hardened unit) are served"
+# the metrics see the store and the keepers: meta + 6 regions in a store of 7, at most 2 region fds in the daemon
+metrics=$(ctl metrics) || fail "iomemctl metrics"
+metric() { local k v; while read -r k v; do [ "$k" != "$1" ] || echo "$v"; done <<<"$metrics"; }
+[ "$(metric iomemd_fd_store_fds)" = 7 ] || fail "fd store fds in metrics: $(metric iomemd_fd_store_fds)"
+[ "$(metric iomemd_fd_store_max_fds)" = 7 ] || fail "fd store max in metrics: $(metric iomemd_fd_store_max_fds)"
+[ "$(metric iomemd_regions)" = 6 ] || fail "regions in metrics: $(metric iomemd_regions)"
+[ "$(metric iomemd_keepers)" -ge 1 ] || fail "keepers in metrics: $(metric iomemd_keepers)"
+[ "$(metric iomemd_region_fds)" -le 2 ] || fail "region fds in metrics: $(metric iomemd_region_fds)"
+[ "$(metric 'iomemd_errors_total{code="ENOSPC"}')" = 1 ] || fail "the full store's ENOSPC is not counted"
+pass "metrics show the fd store, the keepers and the refused create"
 pid=$(mainpid)
 systemctl restart iomemd.service
 wait_active_new_pid "$pid" 10 || fail "no new daemon after restart"
