@@ -322,7 +322,7 @@ out:
 
 /*
  * client_again() - whether a request that is safe to repeat (OPEN, STAT,
- * LIST, PING, STATUS, QUOTA) should be sent again after it failed with @r:
+ * LIST, PING, STATUS, QUOTA, METRICS) should be sent again after it failed with @r:
  * the connection ended after it was sent, reconnecting is on, and it was
  * not already tried CLIENT_MAX_TRIES times (*triesp counts).
  * Return: true to send it again (the next call reconnects first).
@@ -798,11 +798,14 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
         static const char *const label_names[] = { NULL, "request", "code", "uid" };
         struct proto_metrics_reply rep;
         struct transport_frame f;
+        unsigned tries = 0;
         int r;
 
         if (!client || !cb)
                 return -EINVAL;
-        r = client_call(client, PROTO_OP_METRICS, NULL, 0, 0, 0, &f);
+        do /* safe to repeat: it changes nothing */
+                r = client_call(client, PROTO_OP_METRICS, NULL, 0, 0, 0, &f);
+        while (client_again(client, r, &tries));
         if (r < 0)
                 return r;
         if (proto_metrics_reply_decode(f.payload, f.hdr.length, &rep) < 0) {

@@ -21,7 +21,7 @@
  * sent on the new connection (it was never applied). A request whose
  * reply was lost with the connection is sent again only if repeating it is
  * harmless: OPEN (a waiting OPEN with what is left of its time), STAT,
- * LIST (the page is asked again with the same cursor), PING, STATUS, QUOTA.
+ * LIST (the page is asked again with the same cursor), PING, STATUS, QUOTA, METRICS.
  * CREATE, DELETE, RESIZE, SEAL, CHMOD, CHOWN and REGISTER are never sent
  * twice: they return -ECONNRESET, which means "the connection ended after
  * the request was sent: whether it was applied is unknown" (look with

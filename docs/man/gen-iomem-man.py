@@ -20,6 +20,7 @@ PAGES = {
     "local regions": ("iomem_region", "local memory regions, their file descriptors and mappings"),
     "the daemon": ("iomem_client", "talk to iomemd: connect, create, open, list and change named regions"),
     "access control, quotas, registering": ("iomem_access", "ownership, modes, quotas and registering a memfd"),
+    "metrics": ("iomem_monitoring", "the daemon's counters and gauges for monitoring"),
 }
 
 
