@@ -49,6 +49,16 @@
 #define QUOTA_REPLY_SIZE 80
 #define REGISTER_FIXED 16
 #define REGISTER_REPLY_SIZE 16
+#define WATCH_FIXED 8
+#define WATCH_REPLY_SIZE 8
+#define UNWATCH_SIZE 8
+#define PUBLISH_FIXED 24
+#define PUBLISH_REPLY_SIZE 32
+#define OPENV_FIXED 16
+#define REGION_INFOV_SIZE (REGION_INFO_SIZE + 8)
+#define STAT_REPLYV_SIZE (STAT_REPLY_SIZE + 8)
+#define EVENT_FIXED 48
+#define EVENT_OVERFLOW_SIZE 8
 #define ERROR_FIXED 4
 #define METRICS_REPLY_FIXED 8
 #define METRICS_ENTRY_SIZE 16
@@ -324,7 +334,7 @@ int proto_hello_decode(const uint8_t *buf, size_t len, struct proto_hello *m)
                 .max_version = get_u16(buf + 2),
                 .flags = get_u32(buf + 4),
         };
-        if (v.min_version == 0 || v.min_version > v.max_version || v.flags != 0)
+        if (v.min_version == 0 || v.min_version > v.max_version || (v.flags & ~PROTO_HELLO_KNOWN))
                 return -EINVAL;
         *m = v;
         return 0;
@@ -1236,6 +1246,386 @@ const struct proto_metric_info *proto_metric_info(uint16_t metric)
         return NULL;
 }
 
+/* ---- the EVENTS feature: WATCH, UNWATCH, PUBLISH, OPENV, STATV, events -- */
+
+/* A LIST-style prefix string at @off that must end the payload. Return: 0, -EBADMSG, -EINVAL. */
+static int prefix_get(const uint8_t *buf, size_t len, size_t off, const char **prefixp)
+{
+        const char *s;
+        size_t n, end;
+        int r;
+
+        r = str_locate(buf, len, off, &s, &n, &end);
+        if (r < 0)
+                return r;
+        if (end != len)
+                return -EBADMSG;
+        r = str_check(s, n, PROTO_NAME_MAX);
+        if (r < 0)
+                return r;
+        r = prefix_check(s, n);
+        if (r < 0)
+                return r;
+        *prefixp = s;
+        return 0;
+}
+
+int proto_watch_encode(const struct proto_watch *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->prefix, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = WATCH_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u32(buf + 0, m->flags);
+        put_u32(buf + 4, m->reserved);
+        str_put(buf + WATCH_FIXED, m->prefix, n);
+        return (int)total;
+}
+
+int proto_watch_decode(const uint8_t *buf, size_t len, struct proto_watch *m)
+{
+        struct proto_watch v = { .prefix = NULL };
+        int r;
+
+        if (!buf || len < WATCH_FIXED)
+                return -EBADMSG;
+        r = prefix_get(buf, len, WATCH_FIXED, &v.prefix);
+        if (r < 0)
+                return r;
+        v.flags = get_u32(buf + 0);
+        v.reserved = get_u32(buf + 4);
+        if ((v.flags & ~PROTO_WATCH_KNOWN) || v.reserved != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+/* WATCH reply and UNWATCH request share one shape: u32 watch_id (not 0), u32 reserved. */
+static int watch_id_encode(uint32_t watch_id, uint32_t reserved, uint8_t *buf, size_t size)
+{
+        if (size < WATCH_REPLY_SIZE)
+                return -ENOBUFS;
+        put_u32(buf + 0, watch_id);
+        put_u32(buf + 4, reserved);
+        return WATCH_REPLY_SIZE;
+}
+
+static int watch_id_decode(const uint8_t *buf, size_t len, uint32_t *watch_idp)
+{
+        uint32_t id;
+
+        if (!buf || len != WATCH_REPLY_SIZE)
+                return -EBADMSG;
+        id = get_u32(buf + 0);
+        if (id == 0 || get_u32(buf + 4) != 0)
+                return -EINVAL;
+        *watch_idp = id;
+        return 0;
+}
+
+int proto_watch_reply_encode(const struct proto_watch_reply *m, uint8_t *buf, size_t size)
+{
+        return watch_id_encode(m->watch_id, m->reserved, buf, size);
+}
+
+int proto_watch_reply_decode(const uint8_t *buf, size_t len, struct proto_watch_reply *m)
+{
+        uint32_t id;
+        int r;
+
+        r = watch_id_decode(buf, len, &id);
+        if (r < 0)
+                return r;
+        *m = (struct proto_watch_reply){ .watch_id = id };
+        return 0;
+}
+
+int proto_unwatch_encode(const struct proto_unwatch *m, uint8_t *buf, size_t size)
+{
+        return watch_id_encode(m->watch_id, m->reserved, buf, size);
+}
+
+int proto_unwatch_decode(const uint8_t *buf, size_t len, struct proto_unwatch *m)
+{
+        uint32_t id;
+        int r;
+
+        r = watch_id_decode(buf, len, &id);
+        if (r < 0)
+                return r;
+        *m = (struct proto_unwatch){ .watch_id = id };
+        return 0;
+}
+
+int proto_publish_encode(const struct proto_publish *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = PUBLISH_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->size);
+        put_u64(buf + 8, m->expect_generation);
+        put_u32(buf + 16, m->flags);
+        put_u32(buf + 20, m->mode);
+        str_put(buf + PUBLISH_FIXED, m->name, n);
+        return (int)total;
+}
+
+int proto_publish_decode(const uint8_t *buf, size_t len, struct proto_publish *m)
+{
+        struct proto_publish v = { .name = NULL };
+        size_t end;
+        int r;
+
+        if (!buf || len < PUBLISH_FIXED)
+                return -EBADMSG;
+        r = name_get(buf, len, PUBLISH_FIXED, &v.name, &end);
+        if (r < 0)
+                return r;
+        v.size = get_u64(buf + 0);
+        v.expect_generation = get_u64(buf + 8);
+        v.flags = get_u32(buf + 16);
+        v.mode = get_u32(buf + 20);
+        if ((v.flags & ~PROTO_PUBLISH_KNOWN) || v.mode > MODE_MAX)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_publish_reply_encode(const struct proto_publish_reply *m, uint8_t *buf, size_t size)
+{
+        if (size < PUBLISH_REPLY_SIZE)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->id);
+        put_u64(buf + 8, m->generation);
+        put_u64(buf + 16, m->replaced_id);
+        put_u32(buf + 24, m->seals);
+        put_u32(buf + 28, m->reserved);
+        return PUBLISH_REPLY_SIZE;
+}
+
+int proto_publish_reply_decode(const uint8_t *buf, size_t len, struct proto_publish_reply *m)
+{
+        struct proto_publish_reply v;
+
+        if (!buf || len != PUBLISH_REPLY_SIZE)
+                return -EBADMSG;
+        v = (struct proto_publish_reply){
+                .id = get_u64(buf + 0),
+                .generation = get_u64(buf + 8),
+                .replaced_id = get_u64(buf + 16),
+                .seals = get_u32(buf + 24), /* the kernel's F_GET_SEALS: unknown bits allowed (P7) */
+                .reserved = get_u32(buf + 28),
+        };
+        if (v.id == 0 || v.generation == 0 || v.reserved != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_openv_encode(const struct proto_openv *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = OPENV_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u32(buf + 0, m->flags);
+        put_u32(buf + 4, m->timeout_ms);
+        put_u64(buf + 8, m->after_generation);
+        str_put(buf + OPENV_FIXED, m->name, n);
+        return (int)total;
+}
+
+int proto_openv_decode(const uint8_t *buf, size_t len, struct proto_openv *m)
+{
+        struct proto_openv v = { .name = NULL };
+        size_t end;
+        int r;
+
+        if (!buf || len < OPENV_FIXED)
+                return -EBADMSG;
+        r = name_get(buf, len, OPENV_FIXED, &v.name, &end);
+        if (r < 0)
+                return r;
+        v.flags = get_u32(buf + 0);
+        v.timeout_ms = get_u32(buf + 4);
+        v.after_generation = get_u64(buf + 8);
+        if (v.flags & ~PROTO_OPEN_KNOWN)
+                return -EINVAL;
+        if (!(v.flags & PROTO_OPEN_WAIT) && v.timeout_ms != 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_region_infov_encode(const struct proto_region_infov *m, uint8_t *buf, size_t size)
+{
+        int r;
+
+        if (size < REGION_INFOV_SIZE)
+                return -ENOBUFS;
+        r = proto_region_info_encode(&m->info, buf, size);
+        if (r < 0)
+                return r;
+        put_u64(buf + REGION_INFO_SIZE, m->generation);
+        return REGION_INFOV_SIZE;
+}
+
+int proto_region_infov_decode(const uint8_t *buf, size_t len, struct proto_region_infov *m)
+{
+        struct proto_region_infov v;
+        int r;
+
+        if (!buf || len != REGION_INFOV_SIZE)
+                return -EBADMSG;
+        r = proto_region_info_decode(buf, REGION_INFO_SIZE, &v.info);
+        if (r < 0)
+                return r;
+        v.generation = get_u64(buf + REGION_INFO_SIZE);
+        if (v.generation == 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_stat_replyv_encode(const struct proto_stat_replyv *m, uint8_t *buf, size_t size)
+{
+        int r;
+
+        if (size < STAT_REPLYV_SIZE)
+                return -ENOBUFS;
+        r = proto_stat_reply_encode(&m->stat, buf, size);
+        if (r < 0)
+                return r;
+        put_u64(buf + STAT_REPLY_SIZE, m->generation);
+        return STAT_REPLYV_SIZE;
+}
+
+int proto_stat_replyv_decode(const uint8_t *buf, size_t len, struct proto_stat_replyv *m)
+{
+        struct proto_stat_replyv v;
+        int r;
+
+        if (!buf || len != STAT_REPLYV_SIZE)
+                return -EBADMSG;
+        r = proto_stat_reply_decode(buf, STAT_REPLY_SIZE, &v.stat);
+        if (r < 0)
+                return r;
+        v.generation = get_u64(buf + STAT_REPLY_SIZE);
+        if (v.generation == 0)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_event_encode(const struct proto_event *m, uint8_t *buf, size_t size)
+{
+        size_t n, total;
+        int r;
+
+        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        if (r < 0)
+                return r;
+        total = EVENT_FIXED + n + STRING_OVERHEAD;
+        if (total > size)
+                return -ENOBUFS;
+        put_u64(buf + 0, m->id);
+        put_u64(buf + 8, m->generation);
+        put_u64(buf + 16, m->size);
+        put_u64(buf + 24, m->replaced_id);
+        put_u32(buf + 32, m->seals);
+        put_u32(buf + 36, m->mode);
+        put_u32(buf + 40, m->uid);
+        put_u32(buf + 44, m->gid);
+        str_put(buf + EVENT_FIXED, m->name, n);
+        return (int)total;
+}
+
+int proto_event_decode(const uint8_t *buf, size_t len, struct proto_event *m)
+{
+        struct proto_event v = { .name = NULL };
+        size_t end;
+        int r;
+
+        if (!buf || len < EVENT_FIXED)
+                return -EBADMSG;
+        r = name_get(buf, len, EVENT_FIXED, &v.name, &end);
+        if (r < 0)
+                return r;
+        v.id = get_u64(buf + 0);
+        v.generation = get_u64(buf + 8);
+        v.size = get_u64(buf + 16);
+        v.replaced_id = get_u64(buf + 24);
+        v.seals = get_u32(buf + 32); /* unknown bits allowed (P7) */
+        v.mode = get_u32(buf + 36);
+        v.uid = get_u32(buf + 40);
+        v.gid = get_u32(buf + 44);
+        if (v.id == 0 || v.generation == 0 || v.mode > MODE_MAX)
+                return -EINVAL;
+        *m = v;
+        return 0;
+}
+
+int proto_event_overflow_encode(const struct proto_event_overflow *m, uint8_t *buf, size_t size)
+{
+        if (size < EVENT_OVERFLOW_SIZE)
+                return -ENOBUFS;
+        put_u64(buf, m->dropped);
+        return EVENT_OVERFLOW_SIZE;
+}
+
+int proto_event_overflow_decode(const uint8_t *buf, size_t len, struct proto_event_overflow *m)
+{
+        if (!buf || len != EVENT_OVERFLOW_SIZE)
+                return -EBADMSG;
+        m->dropped = get_u64(buf);
+        return 0;
+}
+
+bool proto_opcode_is_event(uint16_t opcode)
+{
+        return opcode >= PROTO_OP_EVENT_FIRST && opcode <= PROTO_OP_EVENT_LAST;
+}
+
+const char *proto_event_name(uint16_t opcode)
+{
+        switch (opcode) {
+        case PROTO_EV_OVERFLOW:
+                return "overflow";
+        case PROTO_EV_CREATED:
+                return "created";
+        case PROTO_EV_DELETED:
+                return "deleted";
+        case PROTO_EV_RESIZED:
+                return "resized";
+        case PROTO_EV_SEALED:
+                return "sealed";
+        case PROTO_EV_CHMOD:
+                return "chmod";
+        case PROTO_EV_CHOWN:
+                return "chown";
+        case PROTO_EV_PUBLISHED:
+                return "published";
+        default:
+                return NULL;
+        }
+}
+
 /* ---- names of opcodes --------------------------------------------------- */
 
 const char *proto_opcode_name(uint16_t opcode)
@@ -1271,6 +1661,16 @@ const char *proto_opcode_name(uint16_t opcode)
                 return "QUOTA";
         case PROTO_OP_REGISTER:
                 return "REGISTER";
+        case PROTO_OP_WATCH:
+                return "WATCH";
+        case PROTO_OP_UNWATCH:
+                return "UNWATCH";
+        case PROTO_OP_PUBLISH:
+                return "PUBLISH";
+        case PROTO_OP_OPENV:
+                return "OPENV";
+        case PROTO_OP_STATV:
+                return "STATV";
         default:
                 return NULL;
         }

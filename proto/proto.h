@@ -47,14 +47,45 @@ enum proto_opcode {
         PROTO_OP_CHOWN = 0x0101,
         PROTO_OP_QUOTA = 0x0102,
         PROTO_OP_REGISTER = 0x0200,
+        /* watching and publishing (only after HELLO with PROTO_HELLO_EVENTS) */
+        PROTO_OP_WATCH = 0x0400,
+        PROTO_OP_UNWATCH = 0x0401,
+        PROTO_OP_PUBLISH = 0x0402,
+        PROTO_OP_OPENV = 0x0403,
+        PROTO_OP_STATV = 0x0404,
         /* ranges; values not assigned above are answered with -EOPNOTSUPP */
         PROTO_OP_ACCESS_FIRST = 0x0100, /* access control: chmod, chown, quota */
         PROTO_OP_ACCESS_LAST = 0x01ff,
         PROTO_OP_REGISTER_FIRST = 0x0200, /* registering a client-made memfd */
         PROTO_OP_REGISTER_LAST = 0x02ff,
-        PROTO_OP_EVENT_FIRST = 0x0300, /* events and subscriptions */
+        PROTO_OP_EVENT_FIRST = 0x0300, /* daemon-initiated event frames; never a request or a reply */
         PROTO_OP_EVENT_LAST = 0x03ff,
+        PROTO_OP_WATCH_FIRST = 0x0400, /* requests of the EVENTS feature */
+        PROTO_OP_WATCH_LAST = 0x04ff,
 };
+
+/*
+ * Event frames (daemon to client, only on connections that negotiated
+ * PROTO_HELLO_EVENTS and only after a WATCH): header flags REPLY, nfds 0, id
+ * the watch id (0 for OVERFLOW), opcode one of these. A client tells an event
+ * from a reply by the opcode alone (PROTO_OP_EVENT_FIRST..LAST).
+ */
+enum proto_event_kind {
+        PROTO_EV_OVERFLOW = 0x0301,  /* payload proto_event_overflow; queued events were dropped */
+        PROTO_EV_CREATED = 0x0302,   /* payload proto_event for all of the following */
+        PROTO_EV_DELETED = 0x0303,
+        PROTO_EV_RESIZED = 0x0304,
+        PROTO_EV_SEALED = 0x0305,
+        PROTO_EV_CHMOD = 0x0306,
+        PROTO_EV_CHOWN = 0x0307,
+        PROTO_EV_PUBLISHED = 0x0308, /* a new version replaced the region of that name */
+};
+#define PROTO_EV_FIRST PROTO_EV_OVERFLOW
+#define PROTO_EV_LAST PROTO_EV_PUBLISHED
+
+/* HELLO flags */
+#define PROTO_HELLO_EVENTS 0x0002u /* WATCH, UNWATCH, PUBLISH, OPENV, STATV and event frames */
+#define PROTO_HELLO_KNOWN 0x0002u  /* bit 0 stays reserved (-EINVAL), as version-1 daemons answer it */
 
 enum proto_backend {
         PROTO_BACKEND_AUTO = 0, /* requests, configuration, and the daemon default in HELLO/STATUS replies */
@@ -91,6 +122,13 @@ enum proto_backend {
 #define PROTO_REGISTER_LEASE 0x0001u /* delete when the registering connection closes */
 #define PROTO_REGISTER_KNOWN 0x0001u
 
+/* PUBLISH flags */
+#define PROTO_PUBLISH_LEASE 0x0001u /* delete the new version when the publishing connection closes */
+#define PROTO_PUBLISH_KNOWN 0x0001u
+
+/* WATCH flags: none defined yet */
+#define PROTO_WATCH_KNOWN 0x0000u
+
 /* seals a REGISTERed memfd must carry (tested as "all set", never equality: P7) */
 #define PROTO_REGISTER_SEALS_REQUIRED (PROTO_SEAL_SHRINK | PROTO_SEAL_GROW)
 
@@ -125,7 +163,7 @@ struct proto_error {
 struct proto_hello {
         uint16_t min_version;
         uint16_t max_version;
-        uint32_t flags; /* must be 0 */
+        uint32_t flags; /* PROTO_HELLO_* (0 for a version-1 session) */
 };
 
 struct proto_hello_reply {
@@ -354,6 +392,78 @@ struct proto_metric_info {
         const char *help;
 };
 
+/* ---- the EVENTS feature (docs/protocol.md section 14) ---- */
+
+struct proto_watch {
+        uint32_t flags;    /* PROTO_WATCH_*, none defined: 0 */
+        uint32_t reserved;
+        const char *prefix; /* "" = every name */
+};
+
+struct proto_watch_reply {
+        uint32_t watch_id; /* never 0 */
+        uint32_t reserved;
+};
+
+struct proto_unwatch {
+        uint32_t watch_id;
+        uint32_t reserved;
+};
+
+/* PUBLISH request; the frame carries exactly one fd, a memfd of @size bytes (as REGISTER) */
+struct proto_publish {
+        uint64_t size;
+        uint64_t expect_generation; /* 0 = whatever is there (or nothing); else -ESTALE unless it is current */
+        uint32_t flags;             /* PROTO_PUBLISH_* */
+        uint32_t mode;              /* 0 = the replaced version's mode (daemon default for a new name) */
+        const char *name;
+};
+
+struct proto_publish_reply {
+        uint64_t id;
+        uint64_t generation;
+        uint64_t replaced_id; /* id of the version this one replaced, 0 if the name was free */
+        uint32_t seals;       /* kernel value */
+        uint32_t reserved;
+};
+
+/* OPENV: OPEN of a version newer than @after_generation */
+struct proto_openv {
+        uint32_t flags; /* PROTO_OPEN_* */
+        uint32_t timeout_ms;
+        uint64_t after_generation; /* 0 = any version */
+        const char *name;
+};
+
+/* reply to OPENV: region info and the version's generation; one fd */
+struct proto_region_infov {
+        struct proto_region_info info;
+        uint64_t generation;
+};
+
+/* reply to STATV: stat reply and the version's generation */
+struct proto_stat_replyv {
+        struct proto_stat_reply stat;
+        uint64_t generation;
+};
+
+/* payload of every region event (PROTO_EV_CREATED..PUBLISHED) */
+struct proto_event {
+        uint64_t id;
+        uint64_t generation;
+        uint64_t size;
+        uint64_t replaced_id; /* PUBLISHED: the version replaced; else 0 */
+        uint32_t seals;       /* kernel value */
+        uint32_t mode;
+        uint32_t uid;
+        uint32_t gid;
+        const char *name;
+};
+
+struct proto_event_overflow {
+        uint64_t dropped; /* events dropped since the last OVERFLOW */
+};
+
 /* Return: 0 if name is a valid region name, -EINVAL otherwise. */
 int proto_name_check(const char *name, size_t len);
 
@@ -433,6 +543,30 @@ int proto_register_decode(const uint8_t *buf, size_t len, struct proto_register 
 int proto_register_reply_encode(const struct proto_register_reply *m, uint8_t *buf, size_t size);
 int proto_register_reply_decode(const uint8_t *buf, size_t len, struct proto_register_reply *m);
 
+int proto_watch_encode(const struct proto_watch *m, uint8_t *buf, size_t size);
+int proto_watch_decode(const uint8_t *buf, size_t len, struct proto_watch *m);
+int proto_watch_reply_encode(const struct proto_watch_reply *m, uint8_t *buf, size_t size);
+int proto_watch_reply_decode(const uint8_t *buf, size_t len, struct proto_watch_reply *m);
+int proto_unwatch_encode(const struct proto_unwatch *m, uint8_t *buf, size_t size);
+int proto_unwatch_decode(const uint8_t *buf, size_t len, struct proto_unwatch *m);
+int proto_publish_encode(const struct proto_publish *m, uint8_t *buf, size_t size);
+int proto_publish_decode(const uint8_t *buf, size_t len, struct proto_publish *m);
+int proto_publish_reply_encode(const struct proto_publish_reply *m, uint8_t *buf, size_t size);
+int proto_publish_reply_decode(const uint8_t *buf, size_t len, struct proto_publish_reply *m);
+int proto_openv_encode(const struct proto_openv *m, uint8_t *buf, size_t size);
+int proto_openv_decode(const uint8_t *buf, size_t len, struct proto_openv *m);
+int proto_region_infov_encode(const struct proto_region_infov *m, uint8_t *buf, size_t size);
+int proto_region_infov_decode(const uint8_t *buf, size_t len, struct proto_region_infov *m);
+int proto_stat_replyv_encode(const struct proto_stat_replyv *m, uint8_t *buf, size_t size);
+int proto_stat_replyv_decode(const uint8_t *buf, size_t len, struct proto_stat_replyv *m);
+int proto_event_encode(const struct proto_event *m, uint8_t *buf, size_t size);
+int proto_event_decode(const uint8_t *buf, size_t len, struct proto_event *m);
+int proto_event_overflow_encode(const struct proto_event_overflow *m, uint8_t *buf, size_t size);
+int proto_event_overflow_decode(const uint8_t *buf, size_t len, struct proto_event_overflow *m);
+
+/* Return: true if @opcode is in the event band (PROTO_OP_EVENT_FIRST..LAST): the frame is an event, not a reply. */
+bool proto_opcode_is_event(uint16_t opcode);
+
 /*
  * LIST replies are built incrementally: begin, then append entries until
  * -ENOBUFS, then finish with the cursor.
@@ -480,5 +614,8 @@ void proto_metrics_entry_get(const struct proto_metrics_reply *m, uint32_t index
 /* Return: what @metric is, or NULL for an id this build does not know. */
 const struct proto_metric_info *proto_metric_info(uint16_t metric);
 
-/* Return: a static name for an opcode, or NULL. */
+/* Return: a static name for a request opcode, or NULL (event opcodes too: see proto_event_name()). */
 const char *proto_opcode_name(uint16_t opcode);
+
+/* Return: a static lower-case name for an event opcode ("created", "overflow", ...), or NULL. */
+const char *proto_event_name(uint16_t opcode);

@@ -86,6 +86,16 @@ RECODE(chown)
 RECODE(quota_reply)
 RECODE(register)
 RECODE(register_reply)
+RECODE(watch)
+RECODE(watch_reply)
+RECODE(unwatch)
+RECODE(publish)
+RECODE(publish_reply)
+RECODE(openv)
+RECODE(region_infov)
+RECODE(stat_replyv)
+RECODE(event)
+RECODE(event_overflow)
 
 static int recode_list_reply(const uint8_t *in, size_t len, uint8_t *out, size_t size)
 {
@@ -347,10 +357,98 @@ static int sample_metrics_reply_empty(uint8_t *buf, size_t size)
         return proto_metrics_writer_finish(&w, 0);
 }
 
+static int sample_watch(uint8_t *buf, size_t size)
+{
+        struct proto_watch m = { .prefix = "cam/" };
+        return proto_watch_encode(&m, buf, size);
+}
+
+static int sample_watch_all(uint8_t *buf, size_t size)
+{
+        struct proto_watch m = { .prefix = "" };
+        return proto_watch_encode(&m, buf, size);
+}
+
+static int sample_watch_reply(uint8_t *buf, size_t size)
+{
+        struct proto_watch_reply m = { .watch_id = 0x01020304u };
+        return proto_watch_reply_encode(&m, buf, size);
+}
+
+static int sample_unwatch(uint8_t *buf, size_t size)
+{
+        struct proto_unwatch m = { .watch_id = 7 };
+        return proto_unwatch_encode(&m, buf, size);
+}
+
+static int sample_publish(uint8_t *buf, size_t size)
+{
+        struct proto_publish m = { .size = 1u << 20, .expect_generation = UINT64_C(0x1122334455667788),
+                                   .flags = PROTO_PUBLISH_LEASE, .mode = 0644, .name = "model/weights" };
+        return proto_publish_encode(&m, buf, size);
+}
+
+static int sample_publish_reply(uint8_t *buf, size_t size)
+{
+        struct proto_publish_reply m = { .id = 9, .generation = 9, .replaced_id = 3, .seals = 0x2f };
+        return proto_publish_reply_encode(&m, buf, size);
+}
+
+static int sample_openv(uint8_t *buf, size_t size)
+{
+        struct proto_openv m = { .flags = PROTO_OPEN_RDONLY | PROTO_OPEN_WAIT, .timeout_ms = 1000,
+                                 .after_generation = UINT64_MAX - 3, .name = "frame" };
+        return proto_openv_encode(&m, buf, size);
+}
+
+static int sample_region_infov(uint8_t *buf, size_t size)
+{
+        struct proto_region_infov m = {
+                .info = { .id = 5, .size = 4096, .seals = 0x2e, .flags = PROTO_REGION_RDONLY,
+                          .backend = PROTO_BACKEND_MEMFD },
+                .generation = 5,
+        };
+        return proto_region_infov_encode(&m, buf, size);
+}
+
+static int sample_stat_replyv(uint8_t *buf, size_t size)
+{
+        struct proto_stat_replyv m = {
+                .stat = { .id = 42, .size = 1000, .ctime_ns = 1, .open_count = 2, .seals = 0x8, .flags = 0,
+                          .uid = 1000, .gid = 1000, .mode = 0644, .backend = PROTO_BACKEND_MEMFD },
+                .generation = UINT64_MAX,
+        };
+        return proto_stat_replyv_encode(&m, buf, size);
+}
+
+static int sample_event(uint8_t *buf, size_t size)
+{
+        struct proto_event m = { .id = 12, .generation = 12, .size = 8192, .replaced_id = 4, .seals = 0x0f,
+                                 .mode = 0640, .uid = 1000, .gid = 100, .name = "cam/frame0" };
+        return proto_event_encode(&m, buf, size);
+}
+
+static int sample_event_overflow(uint8_t *buf, size_t size)
+{
+        struct proto_event_overflow m = { .dropped = 1025 };
+        return proto_event_overflow_encode(&m, buf, size);
+}
+
 static const struct codec codecs[] = {
         { "metrics_reply", PROTO_OP_METRICS, PROTO_FLAG_REPLY, sample_metrics_reply, recode_metrics_reply },
         { "metrics_reply_empty", PROTO_OP_METRICS, PROTO_FLAG_REPLY, sample_metrics_reply_empty,
           recode_metrics_reply },
+        { "watch", PROTO_OP_WATCH, 0, sample_watch, recode_watch },
+        { "watch_all", PROTO_OP_WATCH, 0, sample_watch_all, recode_watch },
+        { "watch_reply", PROTO_OP_WATCH, PROTO_FLAG_REPLY, sample_watch_reply, recode_watch_reply },
+        { "unwatch", PROTO_OP_UNWATCH, 0, sample_unwatch, recode_unwatch },
+        { "publish", PROTO_OP_PUBLISH, 0, sample_publish, recode_publish },
+        { "publish_reply", PROTO_OP_PUBLISH, PROTO_FLAG_REPLY, sample_publish_reply, recode_publish_reply },
+        { "openv", PROTO_OP_OPENV, 0, sample_openv, recode_openv },
+        { "region_infov", PROTO_OP_OPENV, PROTO_FLAG_REPLY, sample_region_infov, recode_region_infov },
+        { "stat_replyv", PROTO_OP_STATV, PROTO_FLAG_REPLY, sample_stat_replyv, recode_stat_replyv },
+        { "event", PROTO_EV_PUBLISHED, PROTO_FLAG_REPLY, sample_event, recode_event },
+        { "event_overflow", PROTO_EV_OVERFLOW, PROTO_FLAG_REPLY, sample_event_overflow, recode_event_overflow },
         { "chmod", PROTO_OP_CHMOD, 0, sample_chmod, recode_chmod },
         { "chown", PROTO_OP_CHOWN, 0, sample_chown, recode_chown },
         { "quota_reply", PROTO_OP_QUOTA, PROTO_FLAG_REPLY, sample_quota_reply, recode_quota_reply },
@@ -1708,6 +1806,188 @@ START_TEST(test_metric_info)
 }
 END_TEST
 
+/* ---- the EVENTS feature (docs/protocol.md section 14) ------------------- */
+
+/* HELLO: EVENTS is accepted; bit 0 and every other bit stay -EINVAL. */
+START_TEST(test_hello_events_flag)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = PROTO_HELLO_EVENTS }, d;
+        uint8_t buf[16];
+
+        ck_assert_int_eq(proto_hello_encode(&m, buf, sizeof(buf)), 8);
+        ck_assert_uint_eq(buf[4], 0x02);
+        ck_assert_int_eq(proto_hello_decode(buf, 8, &d), 0);
+        ck_assert_uint_eq(d.flags, PROTO_HELLO_EVENTS);
+        for (unsigned bit = 0; bit < 32; bit++) {
+                m.flags = 1u << bit;
+                proto_hello_encode(&m, buf, sizeof(buf));
+                ck_assert_int_eq(proto_hello_decode(buf, 8, &d), m.flags == PROTO_HELLO_EVENTS ? 0 : -EINVAL);
+        }
+}
+END_TEST
+
+/* The byte tables of section 14: a region event frame and a PUBLISH request. */
+START_TEST(test_event_layout)
+{
+        static const uint8_t ev[] = {
+                0x49, 0x4f, 0x4d, 0x44, 0x01, 0x01, 0x08, 0x03, 0x03, 0x00, 0x00, 0x00, 0x35, 0x00, 0x00, 0x00,
+                0x00, 0x00, 0x00, 0x00, /* header: REPLY, opcode 0x0308 PUBLISHED, id (watch) 3, length 53 */
+                0x0c, 0, 0, 0, 0, 0, 0, 0, /* id 12 */
+                0x0c, 0, 0, 0, 0, 0, 0, 0, /* generation 12 */
+                0x00, 0x20, 0, 0, 0, 0, 0, 0, /* size 8192 */
+                0x04, 0, 0, 0, 0, 0, 0, 0, /* replaced_id 4 */
+                0x0f, 0, 0, 0, 0xa0, 0x01, 0, 0, 0xe8, 0x03, 0, 0, 0x64, 0, 0, 0, /* seals, mode, uid, gid */
+                0x02, 0x00, 'f', 'm', 0x00,
+        };
+        static const uint8_t pub[] = {
+                0x00, 0x10, 0, 0, 0, 0, 0, 0, /* size 4096 */
+                0x07, 0, 0, 0, 0, 0, 0, 0,    /* expect_generation 7 */
+                0x01, 0, 0, 0, 0xa4, 0x01, 0, 0, /* LEASE, 0644 */
+                0x01, 0x00, 'p', 0x00,
+        };
+        struct proto_event e = { .id = 12, .generation = 12, .size = 8192, .replaced_id = 4, .seals = 0x0f,
+                                 .mode = 0640, .uid = 1000, .gid = 100, .name = "fm" }, d;
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .flags = PROTO_FLAG_REPLY,
+                                  .opcode = PROTO_EV_PUBLISHED, .id = 3 }, hd;
+        struct proto_publish p = { .size = 4096, .expect_generation = 7, .flags = PROTO_PUBLISH_LEASE,
+                                   .mode = 0644, .name = "p" };
+        uint8_t buf[128];
+        int n;
+
+        n = proto_event_encode(&e, buf + PROTO_HEADER_SIZE, sizeof(buf) - PROTO_HEADER_SIZE);
+        ck_assert_int_eq(n, 53);
+        h.length = (uint32_t)n;
+        proto_header_encode(&h, buf);
+        ck_assert_mem_eq(buf, ev, sizeof(ev));
+        ck_assert_int_eq(proto_header_decode(ev, sizeof(ev), &hd), 0);
+        ck_assert(proto_opcode_is_event(hd.opcode));
+        ck_assert_int_eq(proto_event_decode(ev + PROTO_HEADER_SIZE, hd.length, &d), 0);
+        ck_assert_str_eq(d.name, "fm");
+        ck_assert_uint_eq(d.replaced_id, 4);
+        ck_assert_uint_eq(d.gid, 100);
+
+        n = proto_publish_encode(&p, buf, sizeof(buf));
+        ck_assert_int_eq(n, (int)sizeof(pub));
+        ck_assert_mem_eq(buf, pub, sizeof(pub));
+}
+END_TEST
+
+/* Values the decoders refuse: zero ids and generations, unknown flags, reserved fields, bad names and modes. */
+START_TEST(test_events_bad_values)
+{
+        struct proto_watch w = { .prefix = "a" }, wd;
+        struct proto_publish p = { .size = 1, .name = "n" }, pd;
+        struct proto_openv o = { .name = "n" }, od;
+        struct proto_event e = { .id = 1, .generation = 1, .name = "n" }, ed;
+        struct proto_publish_reply pr = { .id = 1, .generation = 1 }, prd;
+        struct proto_region_infov ri = { .info = { .backend = PROTO_BACKEND_MEMFD }, .generation = 1 }, rid;
+        struct proto_stat_replyv sr = { .stat = { .backend = PROTO_BACKEND_MEMFD }, .generation = 1 }, srd;
+        struct proto_watch_reply wr = { .watch_id = 1 }, wrd;
+        struct proto_unwatch u = { .watch_id = 1 }, ud;
+        uint8_t buf[512];
+        int n;
+
+        for (unsigned bit = 0; bit < 32; bit++) {
+                w.flags = 1u << bit;
+                n = proto_watch_encode(&w, buf, sizeof(buf));
+                ck_assert_int_eq(proto_watch_decode(buf, (size_t)n, &wd), -EINVAL);
+                p.flags = 1u << bit;
+                n = proto_publish_encode(&p, buf, sizeof(buf));
+                ck_assert_int_eq(proto_publish_decode(buf, (size_t)n, &pd),
+                                 (p.flags & PROTO_PUBLISH_KNOWN) ? 0 : -EINVAL);
+                o.flags = 1u << bit;
+                o.timeout_ms = (o.flags & PROTO_OPEN_WAIT) ? 5 : 0;
+                n = proto_openv_encode(&o, buf, sizeof(buf));
+                ck_assert_int_eq(proto_openv_decode(buf, (size_t)n, &od), (o.flags & PROTO_OPEN_KNOWN) ? 0 : -EINVAL);
+        }
+        w = (struct proto_watch){ .reserved = 1, .prefix = "" };
+        n = proto_watch_encode(&w, buf, sizeof(buf));
+        ck_assert_int_eq(proto_watch_decode(buf, (size_t)n, &wd), -EINVAL);
+        w = (struct proto_watch){ .prefix = "bad prefix" };
+        n = proto_watch_encode(&w, buf, sizeof(buf));
+        ck_assert_int_eq(proto_watch_decode(buf, (size_t)n, &wd), -EINVAL);
+        w = (struct proto_watch){ .prefix = "/ok-for-a-prefix" };
+        n = proto_watch_encode(&w, buf, sizeof(buf));
+        ck_assert_int_eq(proto_watch_decode(buf, (size_t)n, &wd), 0);
+
+        p = (struct proto_publish){ .size = 1, .mode = 01000, .name = "n" };
+        n = proto_publish_encode(&p, buf, sizeof(buf));
+        ck_assert_int_eq(proto_publish_decode(buf, (size_t)n, &pd), -EINVAL);
+        p = (struct proto_publish){ .size = 1, .name = "" };
+        n = proto_publish_encode(&p, buf, sizeof(buf));
+        ck_assert_int_eq(proto_publish_decode(buf, (size_t)n, &pd), -EINVAL);
+
+        o = (struct proto_openv){ .timeout_ms = 5, .name = "n" }; /* timeout without WAIT */
+        n = proto_openv_encode(&o, buf, sizeof(buf));
+        ck_assert_int_eq(proto_openv_decode(buf, (size_t)n, &od), -EINVAL);
+
+        e.id = 0;
+        n = proto_event_encode(&e, buf, sizeof(buf));
+        ck_assert_int_eq(proto_event_decode(buf, (size_t)n, &ed), -EINVAL);
+        e = (struct proto_event){ .id = 1, .generation = 0, .name = "n" };
+        n = proto_event_encode(&e, buf, sizeof(buf));
+        ck_assert_int_eq(proto_event_decode(buf, (size_t)n, &ed), -EINVAL);
+        e = (struct proto_event){ .id = 1, .generation = 1, .mode = 01000, .name = "n" };
+        n = proto_event_encode(&e, buf, sizeof(buf));
+        ck_assert_int_eq(proto_event_decode(buf, (size_t)n, &ed), -EINVAL);
+        e = (struct proto_event){ .id = 1, .generation = 1, .name = "" };
+        n = proto_event_encode(&e, buf, sizeof(buf));
+        ck_assert_int_eq(proto_event_decode(buf, (size_t)n, &ed), -EINVAL);
+
+        pr.reserved = 1;
+        n = proto_publish_reply_encode(&pr, buf, sizeof(buf));
+        ck_assert_int_eq(proto_publish_reply_decode(buf, (size_t)n, &prd), -EINVAL);
+        pr = (struct proto_publish_reply){ .id = 1, .generation = 0 };
+        n = proto_publish_reply_encode(&pr, buf, sizeof(buf));
+        ck_assert_int_eq(proto_publish_reply_decode(buf, (size_t)n, &prd), -EINVAL);
+
+        ri.generation = 0;
+        n = proto_region_infov_encode(&ri, buf, sizeof(buf));
+        ck_assert_int_eq(proto_region_infov_decode(buf, (size_t)n, &rid), -EINVAL);
+        ri = (struct proto_region_infov){ .info = { .backend = 9 }, .generation = 1 };
+        n = proto_region_infov_encode(&ri, buf, sizeof(buf));
+        ck_assert_int_eq(proto_region_infov_decode(buf, (size_t)n, &rid), -EINVAL);
+        sr.generation = 0;
+        n = proto_stat_replyv_encode(&sr, buf, sizeof(buf));
+        ck_assert_int_eq(proto_stat_replyv_decode(buf, (size_t)n, &srd), -EINVAL);
+
+        wr.watch_id = 0;
+        n = proto_watch_reply_encode(&wr, buf, sizeof(buf));
+        ck_assert_int_eq(proto_watch_reply_decode(buf, (size_t)n, &wrd), -EINVAL);
+        u.reserved = 2;
+        n = proto_unwatch_encode(&u, buf, sizeof(buf));
+        ck_assert_int_eq(proto_unwatch_decode(buf, (size_t)n, &ud), -EINVAL);
+        u = (struct proto_unwatch){ .watch_id = 0 };
+        n = proto_unwatch_encode(&u, buf, sizeof(buf));
+        ck_assert_int_eq(proto_unwatch_decode(buf, (size_t)n, &ud), -EINVAL);
+}
+END_TEST
+
+/* Names: requests of the feature are named, events are named apart and only events are in the event band. */
+START_TEST(test_event_names)
+{
+        static const uint16_t requests[] = { PROTO_OP_WATCH, PROTO_OP_UNWATCH, PROTO_OP_PUBLISH, PROTO_OP_OPENV,
+                                             PROTO_OP_STATV };
+
+        for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++) {
+                ck_assert_ptr_nonnull(proto_opcode_name(requests[i]));
+                ck_assert(!proto_opcode_is_event(requests[i]));
+                ck_assert_ptr_null(proto_event_name(requests[i]));
+        }
+        for (uint16_t op = PROTO_EV_FIRST; op <= PROTO_EV_LAST; op++) {
+                ck_assert_ptr_nonnull(proto_event_name(op));
+                ck_assert(proto_opcode_is_event(op));
+                ck_assert_ptr_null(proto_opcode_name(op));
+        }
+        ck_assert_str_eq(proto_event_name(PROTO_EV_PUBLISHED), "published");
+        ck_assert_ptr_null(proto_event_name(PROTO_OP_EVENT_FIRST));
+        ck_assert_ptr_null(proto_event_name(PROTO_OP_EVENT_LAST));
+        ck_assert(proto_opcode_is_event(PROTO_OP_EVENT_LAST));
+        ck_assert(!proto_opcode_is_event(PROTO_OP_REGISTER_LAST));
+        ck_assert(!proto_opcode_is_event(PROTO_OP_WATCH_FIRST));
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
         Suite *s = suite_create("proto");
@@ -1724,6 +2004,7 @@ static Suite *proto_suite(void)
         tcase_add_test(tc, test_header_f5_version);
         tcase_add_test(tc, test_header_f5_flags_reserved);
         tcase_add_test(tc, test_opcode_names);
+        tcase_add_test(tc, test_event_names);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("messages");
@@ -1738,6 +2019,9 @@ static Suite *proto_suite(void)
         tcase_add_test(tc, test_error_message_max);
         tcase_add_test(tc, test_roundtrip_hello);
         tcase_add_test(tc, test_hello_bad_values);
+        tcase_add_test(tc, test_hello_events_flag);
+        tcase_add_test(tc, test_event_layout);
+        tcase_add_test(tc, test_events_bad_values);
         tcase_add_test(tc, test_version_string_max);
         tcase_add_test(tc, test_roundtrip_ping_status);
         tcase_add_test(tc, test_roundtrip_create);
