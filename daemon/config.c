@@ -28,6 +28,8 @@ void config_init(struct config *c)
                 .default_mode = CONFIG_DEFAULT_MODE,
                 .handshake_timeout_sec = CONFIG_DEFAULT_HANDSHAKE_TIMEOUT,
                 .max_out_bytes = 0,
+                .max_events = CONFIG_DEFAULT_MAX_EVENTS,
+                .quota = { .watches = CONFIG_DEFAULT_QUOTA_WATCHES },
                 .log_level = LOG_LEVEL_INFO,
         };
 }
@@ -85,10 +87,13 @@ static void config_usage(FILE *f)
                 "  --quota-regions N          per uid: named regions owned, 0 = unlimited (default: 0)\n"
                 "  --quota-connections N      per uid: connections at once, 0 = unlimited (default: 0)\n"
                 "  --quota-fds N              per uid: fds queued towards it, 0 = unlimited (default: 0)\n"
+                "  --quota-watches N          per uid: WATCHes held, 0 = unlimited (default: %u)\n"
                 "  --allow-uids LIST          only these uids (comma-separated) and --allow-gids may connect\n"
                 "  --allow-gids LIST          only members of these gids and --allow-uids may connect\n"
                 "  --handshake-timeout SEC    drop clients that send no HELLO in time, 0 = never (default: %u)\n"
                 "  --max-out-bytes SIZE       per-client reply queue bound, 0 = built-in (default: 0)\n"
+                "  --max-events N             per client: events queued before they are dropped for one\n"
+                "                             OVERFLOW event (default: %u)\n"
                 "  --log-level LEVEL          error|warning|notice|info|debug (default: info)\n"
                 "  --tmpdir DIR               directory for the file backend (default: $TMPDIR or /tmp)\n"
                 "  --max-region-fds N         region fds kept in the daemon itself; the others are held by\n"
@@ -96,7 +101,7 @@ static void config_usage(FILE *f)
                 "  -h, --help                 show this help\n"
                 "  -V, --version              show the version\n",
                 CONFIG_DEFAULT_MAX_REGIONS, CONFIG_DEFAULT_MAX_CONNECTIONS, CONFIG_DEFAULT_MODE,
-                CONFIG_DEFAULT_HANDSHAKE_TIMEOUT);
+                CONFIG_DEFAULT_QUOTA_WATCHES, CONFIG_DEFAULT_HANDSHAKE_TIMEOUT, CONFIG_DEFAULT_MAX_EVENTS);
 }
 
 static int config_replace(char **dstp, const char *s)
@@ -203,6 +208,10 @@ static int config_set_quota(struct config *c, struct config_quota_rule *rule, co
                 r = config_value_count(value, &v, whyp);
                 q->fds = v;
                 bit = CONFIG_QUOTA_SET_FDS;
+        } else if (strcmp(key, "quota-watches") == 0) {
+                r = config_value_count(value, &v, whyp);
+                q->watches = v;
+                bit = CONFIG_QUOTA_SET_WATCHES;
         } else {
                 return 0;
         }
@@ -276,6 +285,12 @@ static int config_set(struct config *c, const char *key, const char *value, cons
                         return -EINVAL;
                 }
                 c->max_out_bytes = (size_t)v;
+        } else if (strcmp(key, "max-events") == 0) {
+                if (parse_u64(value, &v, NULL) < 0 || v == 0 || v > 1000000) {
+                        *whyp = "expected a number of events 1..1000000";
+                        return -EINVAL;
+                }
+                c->max_events = (uint32_t)v;
         } else if (strcmp(key, "log-level") == 0) {
                 r = log_level_from_name(value);
                 if (r < 0) {
@@ -469,6 +484,8 @@ void config_quota_for(const struct config *c, uint32_t uid, uint32_t gid, struct
                                 q->connections = rule->quota.connections;
                         if (rule->set & CONFIG_QUOTA_SET_FDS)
                                 q->fds = rule->quota.fds;
+                        if (rule->set & CONFIG_QUOTA_SET_WATCHES)
+                                q->watches = rule->quota.watches;
                 }
         }
 }
@@ -507,6 +524,8 @@ static const struct option config_options[] = {
         { "allow-gids", required_argument, NULL, 0 },
         { "handshake-timeout", required_argument, NULL, 0 },
         { "max-out-bytes", required_argument, NULL, 0 },
+        { "max-events", required_argument, NULL, 0 },
+        { "quota-watches", required_argument, NULL, 0 },
         { "log-level", required_argument, NULL, 0 },
         { "tmpdir", required_argument, NULL, 0 },
         { "max-region-fds", required_argument, NULL, 0 },

@@ -15,6 +15,8 @@
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 65536u
 #define CONFIG_DEFAULT_MODE 0600u
 #define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT 10u
+#define CONFIG_DEFAULT_QUOTA_WATCHES 64u /* per uid */
+#define CONFIG_DEFAULT_MAX_EVENTS 1024u  /* events queued per connection before OVERFLOW */
 #define CONFIG_SYSTEM_SOCKET_DIR PATHS_SYSTEM_SOCKET_DIR
 #define CONFIG_SYSTEM_SOCKET PATHS_SYSTEM_SOCKET
 #define CONFIG_DEFAULT_FILE "/etc/iomemd/iomemd.conf"
@@ -27,6 +29,7 @@ struct config_quota {
         uint64_t regions;     /* named regions owned */
         uint64_t connections; /* connections open at once */
         uint64_t fds;         /* fds queued towards the uid's connections, not yet received */
+        uint64_t watches;     /* WATCHes held on all the uid's connections (docs/protocol.md section 15) */
 };
 
 /* config_quota_rule.set bits: which fields of the rule override the defaults */
@@ -34,6 +37,7 @@ struct config_quota {
 #define CONFIG_QUOTA_SET_REGIONS 0x2u
 #define CONFIG_QUOTA_SET_CONNECTIONS 0x4u
 #define CONFIG_QUOTA_SET_FDS 0x8u
+#define CONFIG_QUOTA_SET_WATCHES 0x10u
 
 /* A [uid N] or [gid N] section of the configuration file. */
 struct config_quota_rule {
@@ -53,6 +57,7 @@ struct config {
         uint32_t default_mode;
         unsigned handshake_timeout_sec; /* 0 = no timeout */
         size_t max_out_bytes;       /* per-connection output queue; 0 = transport default */
+        uint32_t max_events;        /* events queued per connection before they are dropped for one OVERFLOW */
         int log_level;              /* enum log_level */
         char *tmpdir;               /* owned; file backend directory, NULL = $TMPDIR or /tmp */
         uint64_t max_region_fds;    /* region fds held in-process, the rest in keepers; 0 = from the fd limit */

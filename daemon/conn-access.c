@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "conn-access.h"
 #include "conn-internal.h"
+#include "conn-watch.h"
 #include "conn.h"
 #include "log.h"
 #include "proto.h"
@@ -186,6 +187,7 @@ int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, 
 
 int conn_access_handle_chmod(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
+        struct region_meta before;
         struct proto_chmod m;
         struct region *r;
         int k;
@@ -198,9 +200,11 @@ int conn_access_handle_chmod(struct conn *c, struct transport_frame *f, struct c
                 return k;
         log_info("region '%s': mode %04o -> %04o by uid %u", r->name, (unsigned)r->meta.mode, (unsigned)m.mode,
                  (unsigned)c->uid);
+        before = r->meta;
         r->meta.mode = m.mode;
         service_region_changed(r);
         c->ctx->generation++;
+        conn_watch_notify(c->ctx, PROTO_EV_CHMOD, r, &before, 0);
         conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
         return 0;
 }
@@ -208,6 +212,7 @@ int conn_access_handle_chmod(struct conn *c, struct transport_frame *f, struct c
 int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
         struct access_cred cred = conn_access_cred(c);
+        struct region_meta before;
         struct proto_chown m;
         struct region *r;
         int k;
@@ -224,6 +229,7 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
                                  "only root may change the owner; the owner may change the group to "
                                  "one of its groups");
         }
+        before = r->meta;
         if (m.uid != PROTO_ID_UNCHANGED && m.uid != r->meta.uid) {
                 /* the new owner pays from now on; root is trusted with other users' quotas */
                 k = quota_charge(c->ctx->quota, m.uid, (int64_t)r->size, 1, 0, 0);
@@ -238,6 +244,7 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
                  (unsigned)r->meta.gid, (unsigned)c->uid);
         service_region_changed(r);
         c->ctx->generation++;
+        conn_watch_notify(c->ctx, PROTO_EV_CHOWN, r, &before, 0);
         conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
         return 0;
 }

@@ -11,6 +11,7 @@
 #include "proto.h"
 #include "transport.h"
 
+struct conn_event;
 struct conn_wait;
 struct region;
 
@@ -35,6 +36,14 @@ struct conn {
         struct conn_wait *waits; /* conn-region.c: parked OPENs */
         unsigned nwaits;
         struct region *leases; /* conn-region.c: regions deleted with @c, through region.lease */
+        /* conn-watch.c: the EVENTS feature */
+        bool events;           /* HELLO asked for PROTO_HELLO_EVENTS */
+        unsigned nwatches;
+        uint32_t next_watch_id;
+        struct conn_event *evq_head, *evq_tail; /* events not yet passed to the transport */
+        unsigned nevents;
+        bool overflow_pending; /* an OVERFLOW goes out before evq_head */
+        uint64_t dropped;      /* events dropped since the last OVERFLOW went out */
         void *userdata;
 };
 
@@ -62,6 +71,9 @@ static inline int conn_fail(struct conn_result *res, int error, const char *mess
         res->message = message;
         return error;
 }
+
+/* conn_drop() - mark @c dead (freed later by the event loop) because of @error. Return: @error. */
+int conn_drop(struct conn *c, int error);
 
 /* conn_notify() - tell the event loop @c got output outside its own callbacks. Return: nothing. */
 void conn_notify(struct conn *c);

@@ -13,6 +13,7 @@
 #include "conn-access.h"
 #include "conn-internal.h"
 #include "conn-region.h"
+#include "conn-watch.h"
 #include "log.h"
 #include "proto.h"
 #include "quota.h"
@@ -26,14 +27,22 @@
 /* regions one LIST request examines at most (whatever its prefix matches) */
 #define CONN_LIST_SCAN_MAX 16384u
 
-/* An OPEN with WAIT whose name does not exist yet. */
+/*
+ * An OPEN with WAIT whose name does not exist yet (in the table's waiters),
+ * or an OPENV with WAIT for a version newer than @after_generation (in
+ * conn_ctx.vwaits: woken by conn_region_announce()).
+ */
 struct conn_wait {
         struct regtab_waiter waiter;
         struct conn *conn;
+        uint16_t opcode;       /* PROTO_OP_OPEN or PROTO_OP_OPENV */
         uint32_t request_id;
         uint32_t flags;        /* PROTO_OPEN_* */
         uint64_t deadline_ns;  /* 0 = forever */
-        struct conn_wait *prev, *next;
+        uint64_t after_generation; /* OPENV */
+        bool vlinked;          /* in conn_ctx.vwaits */
+        struct conn_wait *prev, *next;   /* the connection's */
+        struct conn_wait *vprev, *vnext; /* conn_ctx.vwaits */
         char name[];
 };
 
@@ -75,6 +84,7 @@ static void conn_region_lease_unlink(struct region *r)
 /* Take a region out of the table and the fd store and free the daemon's copy; holders' fds stay valid. */
 static void conn_region_delete(struct conn_ctx *ctx, struct region *r)
 {
+        conn_watch_notify(ctx, PROTO_EV_DELETED, r, NULL, 0);
         /* a refund never allocates */
         quota_charge(ctx->quota, r->meta.uid, -(int64_t)r->size, -1, 0, 0);
         conn_region_lease_unlink(r);
@@ -136,6 +146,7 @@ static void conn_region_sync_size(struct conn_ctx *ctx, struct region *r, int fd
         (void)quota_charge(ctx->quota, r->meta.uid, (int64_t)size - (int64_t)r->size, 0, 0, 0);
         regtab_set_size(ctx->regtab, r, size);
         ctx->generation++;
+        conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
 }
 
 /*
@@ -156,7 +167,7 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
         struct proto_header req = { .opcode = opcode, .id = id };
         struct regtab_fd h;
         uint8_t buf[64];
-        int fd, k;
+        int fd, k, len;
 
         if (check && conn_access_check(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_fail(res, -EACCES, "permission denied");
@@ -186,7 +197,14 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
         info.size = r->size;
         regtab_fd_put(&h);
         r->open_count++;
-        conn_reply_encoded(c, &req, proto_region_info_encode(&info, buf, sizeof(buf)), buf, &fd, 1);
+        if (opcode == PROTO_OP_OPENV) {
+                struct proto_region_infov v = { .info = info, .generation = region_generation(r) };
+
+                len = proto_region_infov_encode(&v, buf, sizeof(buf));
+        } else {
+                len = proto_region_info_encode(&info, buf, sizeof(buf));
+        }
+        conn_reply_encoded(c, &req, len, buf, &fd, 1);
         return 0;
 }
 
@@ -216,6 +234,7 @@ static int conn_region_publish(struct conn *c, struct region *r, bool lease, con
                 conn_region_lease_link(c, r);
         quota_charge(ctx->quota, c->uid, (int64_t)r->size, 1, 0, 0); /* the uid has an entry: never allocates */
         ctx->generation++;
+        conn_watch_notify(ctx, PROTO_EV_CREATED, r, NULL, 0);
         log_debug("%s region '%s' id=%llu size=%llu for uid %u", what, r->name, (unsigned long long)r->meta.id,
                   (unsigned long long)r->size, (unsigned)c->uid);
         return 0;
@@ -225,12 +244,15 @@ static int conn_region_publish(struct conn *c, struct region *r, bool lease, con
  * After the creator's reply (conn_result.after): wake the OPENs waiting for
  * the name, then park the fd in a keeper if the daemon is over its fd budget.
  */
+static void conn_region_wake_versions(struct conn_ctx *ctx, struct region *r);
+
 static void conn_region_announce(struct conn *c, void *arg)
 {
         struct region *r = arg;
         int k;
 
         regtab_wake(c->ctx->regtab, r);
+        conn_region_wake_versions(c->ctx, r);
         k = regtab_settle(c->ctx->regtab, r);
         if (k < 0)
                 log_warning("cannot park region '%s' in an fd keeper: %s", r->name, strerror(-k));
@@ -354,9 +376,24 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
 
 /* ---- OPEN and its waiters ---------------------------------------------- */
 
+static void conn_region_vwait_unlink(struct conn_ctx *ctx, struct conn_wait *w)
+{
+        if (!w->vlinked)
+                return;
+        if (w->vprev)
+                w->vprev->vnext = w->vnext;
+        else
+                ctx->vwaits = w->vnext;
+        if (w->vnext)
+                w->vnext->vprev = w->vprev;
+        w->vprev = w->vnext = NULL;
+        w->vlinked = false;
+}
+
 static void conn_region_wait_unlink(struct conn *c, struct conn_wait *w)
 {
         regtab_waiter_remove(c->ctx->regtab, &w->waiter);
+        conn_region_vwait_unlink(c->ctx, w);
         if (w->prev)
                 w->prev->next = w->next;
         else
@@ -386,8 +423,10 @@ static void conn_region_wait_wake(struct regtab_waiter *waiter, struct region *r
 
 void conn_region_unhook(struct conn *c)
 {
-        for (struct conn_wait *w = c->waits; w; w = w->next)
+        for (struct conn_wait *w = c->waits; w; w = w->next) {
                 regtab_waiter_remove(c->ctx->regtab, &w->waiter);
+                conn_region_vwait_unlink(c->ctx, w);
+        }
 }
 
 void conn_region_release(struct conn *c)
@@ -425,7 +464,8 @@ void conn_region_timeout(struct conn *c, uint64_t now_ns)
                 if (!w->deadline_ns || now_ns < w->deadline_ns)
                         continue;
                 conn_region_wait_unlink(c, w);
-                conn_reply_error(c, PROTO_OP_OPEN, w->request_id, -ETIMEDOUT, "no such region yet");
+                conn_reply_error(c, w->opcode, w->request_id, -ETIMEDOUT,
+                                 w->opcode == PROTO_OP_OPENV ? "no newer version yet" : "no such region yet");
                 free(w);
         }
 }
@@ -461,6 +501,7 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
         w->waiter.name_len = len;
         w->waiter.wake = conn_region_wait_wake;
         w->conn = c;
+        w->opcode = PROTO_OP_OPEN;
         w->request_id = f->hdr.id;
         w->flags = m.flags;
         if (m.timeout_ms != CONN_WAIT_FOREVER)
@@ -521,6 +562,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         regtab_set_size(ctx->regtab, r, m.size);
         service_region_changed(r);
         ctx->generation++;
+        conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
         rep.size = r->size;
         conn_reply_encoded(c, &f->hdr, proto_resize_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         return 0;
@@ -558,18 +600,20 @@ int conn_region_handle_seal(struct conn *c, struct transport_frame *f, struct co
         r->seals = (uint32_t)k;
         service_region_changed(r);
         c->ctx->generation++;
+        conn_watch_notify(c->ctx, PROTO_EV_SEALED, r, NULL, 0);
         rep.seals = (uint32_t)k;
         conn_reply_encoded(c, &f->hdr, proto_seal_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         return 0;
 }
 
-int conn_region_handle_stat(struct conn *c, struct transport_frame *f, struct conn_result *res)
+/* STAT and STATV: find @f's name for reading and describe it in *rep. Return: 0, or negative errno with @res. */
+static int conn_region_stat(struct conn *c, struct transport_frame *f, struct proto_stat_reply *repp,
+                            struct region **regionp, struct conn_result *res)
 {
         struct proto_stat_reply rep = {};
         struct proto_name m;
         struct regtab_fd h;
         struct region *r;
-        uint8_t buf[128];
         int k;
 
         k = proto_name_decode(f->payload, f->hdr.length, &m);
@@ -592,7 +636,37 @@ int conn_region_handle_stat(struct conn *c, struct transport_frame *f, struct co
         rep.gid = r->meta.gid;
         rep.mode = r->meta.mode;
         rep.backend = r->meta.backend;
+        *repp = rep;
+        *regionp = r;
+        return 0;
+}
+
+int conn_region_handle_stat(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct proto_stat_reply rep;
+        struct region *r;
+        uint8_t buf[128];
+        int k;
+
+        k = conn_region_stat(c, f, &rep, &r, res);
+        if (k < 0)
+                return k;
         conn_reply_encoded(c, &f->hdr, proto_stat_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        return 0;
+}
+
+int conn_region_handle_statv(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct proto_stat_replyv rep;
+        struct region *r;
+        uint8_t buf[128];
+        int k;
+
+        k = conn_region_stat(c, f, &rep.stat, &r, res);
+        if (k < 0)
+                return k;
+        rep.generation = region_generation(r);
+        conn_reply_encoded(c, &f->hdr, proto_stat_replyv_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         return 0;
 }
 
@@ -809,6 +883,215 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
         rep.id = added->meta.id;
         rep.seals = added->seals; /* the protocol's bits, as every other reply (docs/protocol.md) */
         conn_reply_encoded(c, &f->hdr, proto_register_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        res->after = conn_region_announce;
+        res->after_arg = added;
+        return 0;
+}
+
+/* ---- OPENV and PUBLISH (the EVENTS feature) ------------------------------ */
+
+/* Return: the first OPENV waiting for a version of r->name newer than its after_generation, or NULL. */
+static struct conn_wait *conn_region_vwait_find(struct conn_ctx *ctx, const struct region *r)
+{
+        for (struct conn_wait *w = ctx->vwaits; w; w = w->vnext)
+                if (region_generation(r) > w->after_generation && w->waiter.name_len == r->name_len &&
+                    memcmp(w->name, r->name, r->name_len) == 0)
+                        return w;
+        return NULL;
+}
+
+/*
+ * Answer the OPENVs that @r satisfies. One at a time from the head: a reply
+ * can drop its connection, which unlinks that connection's other waits.
+ */
+static void conn_region_wake_versions(struct conn_ctx *ctx, struct region *r)
+{
+        struct conn_wait *w;
+
+        while ((w = conn_region_vwait_find(ctx, r))) {
+                struct conn *c = w->conn;
+                struct conn_result res = {};
+                int k;
+
+                conn_region_wait_unlink(c, w);
+                if (!c->dead) {
+                        k = conn_region_send(c, w->opcode, w->request_id, r, w->flags & PROTO_OPEN_RDONLY, true,
+                                             &res);
+                        if (k < 0)
+                                conn_reply_error(c, w->opcode, w->request_id, k, res.message);
+                        conn_notify(c);
+                }
+                free(w);
+        }
+}
+
+int conn_region_handle_openv(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct conn_ctx *ctx = c->ctx;
+        struct proto_openv m;
+        struct conn_wait *w;
+        struct region *r;
+        size_t len;
+        int k;
+
+        k = proto_openv_decode(f->payload, f->hdr.length, &m);
+        if (k < 0)
+                return k;
+        r = regtab_lookup(ctx->regtab, m.name);
+        if (r && region_generation(r) > m.after_generation)
+                return conn_region_send(c, f->hdr.opcode, f->hdr.id, r, m.flags & PROTO_OPEN_RDONLY, true, res);
+        if (!(m.flags & PROTO_OPEN_WAIT))
+                return conn_fail(res, -ENOENT, r ? "no newer version" : "no such region");
+        if (m.timeout_ms == 0)
+                return conn_fail(res, -ETIMEDOUT, r ? "no newer version" : "no such region");
+        if (c->nwaits >= CONN_MAX_WAITS)
+                return conn_fail(res, -EDQUOT, "too many waiting OPENs");
+
+        len = strlen(m.name);
+        w = calloc(1, sizeof(*w) + len + 1);
+        if (!w)
+                return conn_fail(res, -ENOMEM, "out of memory");
+        memcpy(w->name, m.name, len + 1);
+        w->waiter.name = w->name;
+        w->waiter.name_len = len;
+        w->conn = c;
+        w->opcode = PROTO_OP_OPENV;
+        w->request_id = f->hdr.id;
+        w->flags = m.flags;
+        w->after_generation = m.after_generation;
+        if (m.timeout_ms != CONN_WAIT_FOREVER)
+                w->deadline_ns = conn_now_ns() + (uint64_t)m.timeout_ms * NSEC_PER_MSEC;
+        w->next = c->waits;
+        if (w->next)
+                w->next->prev = w;
+        c->waits = w;
+        c->nwaits++;
+        w->vnext = ctx->vwaits;
+        if (w->vnext)
+                w->vnext->vprev = w;
+        ctx->vwaits = w;
+        w->vlinked = true;
+        return 0;
+}
+
+/*
+ * Put @new in @old's place under its name, in one step as seen by every
+ * other request: table, fd store, quota (the owner is charged for both only
+ * until the old one is gone), lease. @old is freed (holders keep their fds).
+ * Return: 0; a negative errno with @res filled in and @old still in place.
+ */
+static int conn_region_replace(struct conn *c, struct region *old, struct region *new, bool lease,
+                               struct conn_result *res)
+{
+        struct conn_ctx *ctx = c->ctx;
+        struct region_meta before = old->meta;
+        int k;
+
+        regtab_remove(ctx->regtab, old);
+        k = regtab_add(ctx->regtab, new); /* the name was just freed and the id is new: cannot fail */
+        if (k == 0) {
+                k = service_region_added(new);
+                if (k < 0) {
+                        log_error("cannot save region '%s' in the service manager's fd store: %s", new->name,
+                                  strerror(-k));
+                        regtab_remove(ctx->regtab, new);
+                }
+        }
+        if (k < 0) {
+                (void)regtab_add(ctx->regtab, old); /* its name and id are free again */
+                return conn_fail(res, k, "cannot save the new version (fd store)");
+        }
+        service_region_removed(old);
+        /* the owner has an entry (it owns @old): these never allocate */
+        quota_charge(ctx->quota, new->meta.uid, (int64_t)new->size, 1, 0, 0);
+        quota_charge(ctx->quota, old->meta.uid, -(int64_t)old->size, -1, 0, 0);
+        conn_region_lease_unlink(old);
+        if (lease)
+                conn_region_lease_link(c, new);
+        ctx->generation++;
+        log_debug("published region '%s' id=%llu size=%llu replacing id=%llu for uid %u", new->name,
+                  (unsigned long long)new->meta.id, (unsigned long long)new->size,
+                  (unsigned long long)old->meta.id, (unsigned)c->uid);
+        conn_watch_notify(ctx, PROTO_EV_PUBLISHED, new, &before, old->meta.id);
+        regtab_region_free(old);
+        return 0;
+}
+
+int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct conn_result *res)
+{
+        struct conn_ctx *ctx = c->ctx;
+        const struct config *cfg = ctx->config;
+        __attribute__((cleanup(regtab_region_freep))) struct region *region = NULL;
+        struct region_meta meta = {};
+        struct proto_publish_reply rep = {};
+        struct proto_publish m;
+        struct region *old, *added;
+        const char *why = "";
+        uint32_t seals = 0, owner;
+        uint8_t buf[64];
+        bool lease;
+        int fd, r;
+
+        r = proto_publish_decode(f->payload, f->hdr.length, &m);
+        if (r < 0)
+                return r;
+        if (f->nfds != 1)
+                return conn_fail(res, -EINVAL, "PUBLISH carries exactly one fd");
+        if (m.size > cfg->max_region_size)
+                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        old = regtab_lookup(ctx->regtab, m.name);
+        if (old) {
+                if (conn_access_check(c, old, CONN_ACCESS_DELETE) < 0)
+                        return conn_fail(res, -EACCES, "only the owner may publish a new version");
+                if (m.expect_generation && m.expect_generation != region_generation(old))
+                        return conn_fail(res, -ESTALE, "the current version is not the one expected");
+        } else if (m.expect_generation) {
+                return conn_fail(res, -ENOENT, "no such region (a version was expected)");
+        }
+        /* the old version is still counted: there must be room for both while they switch */
+        if (regtab_count(ctx->regtab) >= cfg->max_regions)
+                return conn_fail(res, -EDQUOT, "too many regions");
+        if (conn_region_over_bytes(ctx, 0, m.size))
+                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
+        owner = old ? old->meta.uid : c->uid;
+        if (conn_access_quota_check(c, owner, m.size, 1, 0) < 0)
+                return conn_fail(res, -EDQUOT, "the owner's region or byte quota is reached");
+        r = conn_region_register_check(f->fds[0], m.size, &seals, &why);
+        if (r < 0) {
+                log_info("PUBLISH of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid, (unsigned)c->uid,
+                         why);
+                return conn_fail(res, r, why);
+        }
+
+        lease = m.flags & PROTO_PUBLISH_LEASE;
+        meta.ctime_ns = conn_region_realtime_ns();
+        meta.uid = old ? old->meta.uid : c->uid;
+        meta.gid = old ? old->meta.gid : c->gid;
+        meta.mode = m.mode ? m.mode : old ? old->meta.mode : cfg->default_mode;
+        meta.flags = lease ? PROTO_REGION_LEASED : 0;
+        meta.backend = PROTO_BACKEND_MEMFD;
+        fd = f->fds[0];
+        f->fds[0] = -1; /* ours now */
+        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                return conn_fail(res, r, "out of memory");
+        region->seals = seals & PROTO_SEALS_KNOWN;
+        if (old) {
+                rep.replaced_id = old->meta.id;
+                r = conn_region_replace(c, old, region, lease, res);
+                old = NULL; /* freed */
+        } else {
+                r = conn_region_publish(c, region, lease, "published", res);
+        }
+        if (r < 0)
+                return r;
+        added = region;
+        region = NULL; /* stolen: the table owns it */
+        rep.id = added->meta.id;
+        rep.generation = region_generation(added);
+        rep.seals = seals;
+        conn_reply_encoded(c, &f->hdr, proto_publish_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         res->after = conn_region_announce;
         res->after_arg = added;
         return 0;

@@ -17,6 +17,9 @@ conn_handler_fn conn_region_handle_stat;
 conn_handler_fn conn_region_handle_list;
 conn_handler_fn conn_region_handle_delete;
 conn_handler_fn conn_region_handle_register;
+conn_handler_fn conn_region_handle_publish;
+conn_handler_fn conn_region_handle_openv;
+conn_handler_fn conn_region_handle_statv;
 
 /*
  * conn_region_unhook() - @c is dropped: take its parked OPENs out of the

@@ -16,6 +16,7 @@
 #include "conn-internal.h"
 #include "conn-metrics.h"
 #include "conn-region.h"
+#include "conn-watch.h"
 #include "conn.h"
 #include "log.h"
 #include "proto.h"
@@ -42,7 +43,7 @@ void conn_notify(struct conn *c)
 }
 
 /* Mark the connection for freeing. Only unhooks what must not fire again; conn_free() does the rest. */
-static int conn_drop(struct conn *c, int error)
+int conn_drop(struct conn *c, int error)
 {
         if (c->dead)
                 return error;
@@ -168,6 +169,7 @@ struct conn *conn_free(struct conn *c)
                 return NULL;
         conn_drop(c, -ECONNRESET);
         conn_region_release(c);
+        conn_watch_release(c);
         quota_charge(c->ctx->quota, c->uid, 0, 0, -1, -(int64_t)c->fds_charged);
         if (c->transport_ready)
                 transport_deinit(&c->transport);
@@ -224,6 +226,15 @@ void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags,
                 for (unsigned i = 0; i < nfds; i++)
                         close(fds[i]);
                 return;
+        }
+        /* events queued before this reply go out before it (docs/protocol.md section 14.3) */
+        if (conn_watch_pending(c)) {
+                conn_watch_pump(c, true);
+                if (c->dead) {
+                        for (unsigned i = 0; i < nfds; i++)
+                                close(fds[i]);
+                        return;
+                }
         }
         r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
         conn_sync_fds(c);
@@ -311,6 +322,7 @@ static int conn_handle_hello(struct conn *c, struct transport_frame *f, struct c
                 return conn_fail(res, -EPROTONOSUPPORT, "no common protocol version (server speaks 1)");
         }
         c->hello_done = true;
+        c->events = m.flags & PROTO_HELLO_EVENTS;
         c->handshake_deadline_ns = 0;
         conn_reply_encoded(c, &f->hdr, proto_hello_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         return 0;
@@ -362,6 +374,7 @@ struct conn_request {
         bool before_hello;       /* may come before HELLO (only HELLO itself) */
         bool takes_fds;          /* may carry fds; other requests' fds are refused and closed with the frame */
         bool no_payload;         /* a payload is refused with -EBADMSG "<name> takes no payload" */
+        bool needs_events;       /* only after HELLO with PROTO_HELLO_EVENTS; else -EOPNOTSUPP as if unknown */
         const char *malformed;   /* the reply text when the handler's decoder refuses the payload */
         const char *no_payload_text;
         conn_handler_fn *handle;
@@ -385,6 +398,11 @@ static const struct conn_request conn_requests[] = {
         CONN_REQUEST(CHOWN, conn_access_handle_chown),
         CONN_REQUEST(QUOTA, conn_access_handle_quota, .no_payload = true),
         CONN_REQUEST(REGISTER, conn_region_handle_register, .takes_fds = true),
+        CONN_REQUEST(WATCH, conn_watch_handle_watch, .needs_events = true),
+        CONN_REQUEST(UNWATCH, conn_watch_handle_unwatch, .needs_events = true),
+        CONN_REQUEST(PUBLISH, conn_region_handle_publish, .needs_events = true, .takes_fds = true),
+        CONN_REQUEST(OPENV, conn_region_handle_openv, .needs_events = true),
+        CONN_REQUEST(STATV, conn_region_handle_statv, .needs_events = true),
         /* last: the scan above finds the frequent requests first */
         CONN_REQUEST(METRICS, conn_metrics_handle, .no_payload = true),
 };
@@ -430,8 +448,8 @@ static int conn_dispatch(struct conn *c, struct transport_frame *f)
         } else if (!c->hello_done && !(req && req->before_hello)) {
                 r = conn_fail(&res, -EPROTO, "the first request must be HELLO");
                 res.fatal = true;
-        } else if (!req) {
-                r = conn_fail(&res, -EOPNOTSUPP, "unknown opcode");
+        } else if (!req || (req->needs_events && !c->events)) {
+                r = conn_fail(&res, -EOPNOTSUPP, req ? "needs HELLO with the EVENTS flag" : "unknown opcode");
         } else if (f->nfds && !req->takes_fds) {
                 /* the fds are closed with the frame */
                 r = conn_fail(&res, -EINVAL, "this request takes no fds");
@@ -542,6 +560,15 @@ int conn_flush(struct conn *c)
         conn_sync_fds(c);
         if (r < 0 && r != -EAGAIN && r != -EINTR)
                 return conn_drop(c, r); /* L4: EPIPE/ECONNRESET are ordinary departures */
+        /* the output drained: events waiting for room go next, until the socket is full */
+        while (conn_watch_pending(c) && !transport_has_output(&c->transport)) {
+                conn_watch_pump(c, false);
+                if (c->dead)
+                        return -ECONNRESET;
+                r = transport_flush(&c->transport);
+                if (r < 0 && r != -EAGAIN && r != -EINTR)
+                        return conn_drop(c, r);
+        }
         if (c->throttled && !conn_output_high(c)) {
                 /* resume the requests already buffered */
                 c->throttled = false;

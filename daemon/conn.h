@@ -21,6 +21,8 @@
 #include "regtab.h"
 
 struct conn;
+struct conn_wait;
+struct conn_watch;
 struct quota;
 
 /* State shared by all connections of one daemon. */
@@ -34,6 +36,8 @@ struct conn_ctx {
                                * are restored), freed after the last connection */
         uint64_t refused_logged_ns; /* last log line about a refused connection (one per second at most) */
         struct metrics metrics;     /* counters since start (zeroed with the context), for METRICS */
+        struct conn_watch *watches; /* conn-watch.c: every WATCH of every connection */
+        struct conn_wait *vwaits;   /* conn-region.c: OPENVs waiting for a newer version of a name */
         /* called when @c got output or died outside its own callbacks; may be NULL */
         void (*notify)(struct conn *c, void *userdata);
 };

@@ -63,6 +63,18 @@ struct region {
 };
 
 /*
+ * region_generation() - the version number of @r under its name
+ * (docs/protocol.md section 14.1): its id, which only grows, is never reused
+ * while the daemon runs and is kept across restarts by the fd store; every
+ * PUBLISH makes a new region and so a new id.
+ * Return: the generation, >= 1 once @r is in a table.
+ */
+static inline uint64_t region_generation(const struct region *r)
+{
+        return r->meta.id;
+}
+
+/*
  * A waiter for a name that does not exist yet (OPEN with WAIT). The caller
  * embeds it and keeps @name alive while it is registered. When a region of
  * that name is announced with regtab_wake(), the waiter is unregistered and
