@@ -29,6 +29,7 @@
 struct ctl {
         const char *socket; /* NULL = iomem_socket_path() */
         bool json;
+        uint32_t connect_flags; /* IOMEM_CONNECT_* (watch, publish) */
         struct iomem_client *client;
         /* what the current command asks for, to explain a refusal */
         const char *name;
@@ -59,6 +60,14 @@ static const char usage_text[] =
         "  register NAME SIZE [FILE] [--mode MODE] [--lease] [--seal SEAL,...]\n"
         "                                     make a memfd here (filled from FILE, - = stdin),\n"
         "                                     seal it shrink,grow and publish it as NAME\n"
+        "  watch [PREFIX] [--count N] [--timeout SECONDS]\n"
+        "                                     print one line per change of a region under PREFIX\n"
+        "                                     (--json: one object per line); stop after N events\n"
+        "                                     or when none came for SECONDS\n"
+        "  publish NAME [FILE] [--mode MODE] [--lease] [--seal SEAL,...] [--expect GENERATION]\n"
+        "                                     make a memfd here with FILE's bytes (- or none =\n"
+        "                                     stdin), seal it shrink,grow,write and make it the\n"
+        "                                     version of NAME that opens get from now on\n"
         "  status                             daemon totals (--json: one object)\n"
         "  ping                               check that the daemon answers\n"
         "  metrics [openmetrics|prometheus]   counters and gauges for monitoring (--json: one object)\n"
@@ -362,7 +371,7 @@ static int ctl_connect(struct ctl *c)
         else
                 return ctl_error("connect: the default socket path is too long ($IOMEM_SOCKET or $XDG_RUNTIME_DIR)");
         snprintf(where, sizeof(where), "connect to %s (%s)", path, from);
-        r = iomem_connect(path, &c->client);
+        r = iomem_connect_flags(path, c->connect_flags, &c->client);
         switch (r) {
         case 0:
                 return 0;
@@ -425,6 +434,8 @@ enum {
         OPT_TIMEOUT,
         OPT_READ_ONLY,
         OPT_HELP,
+        OPT_COUNT,
+        OPT_EXPECT,
 };
 
 struct ctl_args {
@@ -442,6 +453,8 @@ struct ctl_args {
         double timeout;
         bool have_timeout;
         bool read_only;
+        uint64_t count;  /* --count, 0 = none */
+        uint64_t expect; /* --expect, 0 = none */
 };
 
 /*
@@ -467,6 +480,8 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
                 { "timeout", required_argument, NULL, OPT_TIMEOUT },
                 { "read-only", no_argument, NULL, OPT_READ_ONLY },
                 { "help", no_argument, NULL, OPT_HELP },
+                { "count", required_argument, NULL, OPT_COUNT },
+                { "expect", required_argument, NULL, OPT_EXPECT },
                 {},
         };
         const char *cmd = argv[0];
@@ -551,6 +566,21 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
                 case OPT_READ_ONLY:
                         a->read_only = true;
                         break;
+                case OPT_COUNT:
+                case OPT_EXPECT: {
+                        unsigned long long v;
+
+                        errno = 0;
+                        v = strtoull(optarg, &end, 10);
+                        if (errno || end == optarg || *end || *optarg == '-' || v == 0)
+                                return ctl_usage("%s: bad %s '%s' (a positive number)", cmd,
+                                                 o == OPT_COUNT ? "count" : "generation", optarg);
+                        if (o == OPT_COUNT)
+                                a->count = v;
+                        else
+                                a->expect = v;
+                        break;
+                }
                 }
         }
         if (a->npos < min_pos)
@@ -1325,11 +1355,176 @@ static int cmd_metrics(struct ctl *c, int argc, char **argv)
         return 0;
 }
 
+/* ---- watch and publish (events) ---------------------------------------- */
+
+static void ctl_print_event(const struct ctl *c, const struct iomem_event *ev)
+{
+        const char *kind;
+
+        switch (ev->kind) {
+        case IOMEM_EVENT_OVERFLOW:
+                kind = "overflow";
+                break;
+        case IOMEM_EVENT_CREATED:
+                kind = "created";
+                break;
+        case IOMEM_EVENT_DELETED:
+                kind = "deleted";
+                break;
+        case IOMEM_EVENT_RESIZED:
+                kind = "resized";
+                break;
+        case IOMEM_EVENT_SEALED:
+                kind = "sealed";
+                break;
+        case IOMEM_EVENT_CHMOD:
+                kind = "chmod";
+                break;
+        case IOMEM_EVENT_CHOWN:
+                kind = "chown";
+                break;
+        case IOMEM_EVENT_PUBLISHED:
+                kind = "published";
+                break;
+        default:
+                kind = "unknown";
+                break;
+        }
+        if (ev->kind == IOMEM_EVENT_OVERFLOW) {
+                if (c->json)
+                        printf("{\"event\":\"overflow\",\"dropped\":%" PRIu64 "}\n", ev->dropped);
+                else
+                        printf("overflow dropped=%" PRIu64 "\n", ev->dropped);
+                return;
+        }
+        if (c->json) {
+                printf("{\"event\":\"%s\",\"name\":", kind);
+                ctl_json_string(ev->name);
+                printf(",\"id\":%" PRIu64 ",\"generation\":%" PRIu64 ",\"size\":%" PRIu64 ",\"seals\":[", ev->id,
+                       ev->generation, ev->size);
+                ctl_print_bits(ev->seals, SEAL_NAMES, true);
+                printf("],\"mode\":\"%04o\",\"uid\":%" PRIu32 ",\"gid\":%" PRIu32, ev->mode, ev->uid, ev->gid);
+                if (ev->kind == IOMEM_EVENT_PUBLISHED)
+                        printf(",\"replaced_id\":%" PRIu64, ev->replaced_id);
+                fputs("}\n", stdout);
+                return;
+        }
+        printf("%s ", kind);
+        ctl_text_string(ev->name);
+        printf(" id=%" PRIu64 " generation=%" PRIu64 " size=%" PRIu64 " seals=", ev->id, ev->generation, ev->size);
+        ctl_print_bits(ev->seals, SEAL_NAMES, false);
+        printf(" mode=%04o owner=%" PRIu32 ":%" PRIu32, ev->mode, ev->uid, ev->gid);
+        if (ev->kind == IOMEM_EVENT_PUBLISHED)
+                printf(" replaced=%" PRIu64, ev->replaced_id);
+        putchar('\n');
+}
+
+static int cmd_watch(struct ctl *c, int argc, char **argv)
+{
+        struct ctl_args a = { 0 };
+        struct iomem_event ev;
+        uint64_t seen = 0;
+        int wait_ms, r;
+
+        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_COUNT) | ALLOW(OPT_TIMEOUT), 0, 1, &a);
+        if (r)
+                return r;
+        c->connect_flags |= IOMEM_CONNECT_EVENTS;
+        r = ctl_connect(c);
+        if (r)
+                return r;
+        r = iomem_watch(c->client, a.npos ? a.pos[0] : "", NULL);
+        if (r < 0)
+                return ctl_fail(c, r, "watch %s", a.npos ? a.pos[0] : "");
+        /* the watch is in place: a script may now make the changes it wants to see */
+        if (!c->json)
+                fprintf(stderr, "iomemctl: watching '%s'\n", a.npos ? a.pos[0] : "");
+        wait_ms = !a.have_timeout ? -1 : (int)(a.timeout * 1000.0 + 0.999);
+        while (!a.count || seen < a.count) {
+                r = iomem_next_event(c->client, &ev, wait_ms);
+                if (r == -EAGAIN)
+                        return 0; /* quiet for --timeout */
+                if (r < 0)
+                        return ctl_fail(c, r, "watch");
+                ctl_print_event(c, &ev);
+                if (fflush(stdout) != 0)
+                        return ctl_fail_os(-errno, "write to stdout");
+                seen++;
+        }
+        return 0;
+}
+
+static int cmd_publish(struct ctl *c, int argc, char **argv)
+{
+        struct iomem_publish_opts opts = { 0 };
+        struct ctl_args a = { 0 };
+        struct iomem_region *region = NULL;
+        uint64_t generation;
+        char *buf = NULL;
+        size_t len = 0;
+        int in = 0, r;
+
+        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_LEASE) | ALLOW(OPT_MODE) | ALLOW(OPT_SEAL) | ALLOW(OPT_EXPECT), 1,
+                           2, &a);
+        if (r)
+                return r;
+        if (a.npos > 1 && strcmp(a.pos[1], "-") != 0) {
+                in = open(a.pos[1], O_RDONLY | O_CLOEXEC);
+                if (in < 0)
+                        return ctl_fail_os(-errno, "publish %s: %s", a.pos[0], a.pos[1]);
+        }
+        r = ctl_slurp(in, UINT64_C(64) << 30, &buf, &len);
+        if (in > 0)
+                close(in);
+        if (r < 0)
+                return ctl_fail_os(r, "publish %s: %s", a.pos[0], a.npos > 1 ? a.pos[1] : "stdin");
+        c->connect_flags |= IOMEM_CONNECT_EVENTS;
+        r = ctl_connect(c);
+        if (r) {
+                free(buf);
+                return r;
+        }
+        r = iomem_region_new_local(len, IOMEM_BACKEND_MEMFD, 0, &region);
+        if (r < 0) {
+                free(buf);
+                return ctl_fail_os(r, "publish %s: memfd", a.pos[0]);
+        }
+        for (size_t done = 0; r >= 0 && done < len;) {
+                ssize_t w = pwrite(iomem_region_fd(region), buf + done, len - done, (off_t)done);
+
+                if (w < 0 && errno != EINTR)
+                        r = -errno;
+                else if (w > 0)
+                        done += (size_t)w;
+        }
+        free(buf);
+        /* an immutable snapshot: readers of this generation all see these bytes */
+        if (r >= 0)
+                r = iomem_region_seal(region, IOMEM_REGISTER_SEALS | IOMEM_SEAL_WRITE | a.seals);
+        if (r < 0) {
+                iomem_region_free(region);
+                return ctl_fail_os(r, "publish %s: memfd", a.pos[0]);
+        }
+        opts.flags = a.create_flags & IOMEM_CREATE_LEASE ? IOMEM_PUBLISH_LEASE : 0;
+        opts.mode = a.mode;
+        opts.expect_generation = a.expect;
+        r = iomem_publish(c->client, a.pos[0], region, &opts, &generation);
+        iomem_region_free(region);
+        if (r < 0)
+                return ctl_fail(c, r, "publish %s", a.pos[0]);
+        if (c->json)
+                printf("{\"generation\":%" PRIu64 "}\n", generation);
+        else
+                printf("%" PRIu64 "\n", generation);
+        return 0;
+}
+
 static const struct {
         const char *name;
         int (*fn)(struct ctl *c, int argc, char **argv);
 } commands[] = {
         { "metrics", cmd_metrics },
+        { "watch", cmd_watch },   { "publish", cmd_publish },
         { "chmod", cmd_chmod },   { "chown", cmd_chown }, { "quota", cmd_quota },   { "register", cmd_register },
         { "create", cmd_create }, { "write", cmd_write }, { "read", cmd_read },     { "stat", cmd_stat },
         { "list", cmd_list },     { "rm", cmd_rm },       { "resize", cmd_resize }, { "seal", cmd_seal },

@@ -44,10 +44,19 @@ struct iomem_client {
         struct proto_hello_reply hello;
         char server_version[PROTO_VERSION_STRING_MAX + 1];
         char error_message[PROTO_MESSAGE_MAX + 1]; /* the last error reply's detail, "" otherwise */
+        /* the EVENTS feature: events that arrived while waiting for replies, for iomem_next_event() */
+        uint32_t hello_flags;
+        struct client_event *evq_head, *evq_tail;
+        unsigned nevents;
+        bool overflow_pending;
+        uint64_t dropped;
 };
 
 /* a call repeated this often after losing its connection each time gives up */
 #define CLIENT_MAX_TRIES 8
+
+static int client_recv_reply(struct iomem_client *c, struct transport_frame *f, int timeout_ms);
+static void client_events_clear(struct iomem_client *c);
 
 IOMEM_EXPORT int iomem_socket_path(char *buf, size_t size)
 {
@@ -125,7 +134,7 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
                 c->gone = client_error_is_gone(r);
                 return c->gone ? -EPIPE : r;
         }
-        r = transport_recv_blocking(&c->t, &f, timeout);
+        r = client_recv_reply(c, &f, timeout);
         if (r < 0) {
                 c->broken = r;
                 c->gone = client_error_is_gone(r);
@@ -342,7 +351,8 @@ static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *p
 /* HELLO: agree on the protocol version. Return: 0, -EPROTONOSUPPORT, negative errno. */
 static int client_hello(struct iomem_client *c)
 {
-        struct proto_hello m = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION };
+        struct proto_hello m = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
+                                 .flags = c->hello_flags };
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
@@ -364,7 +374,7 @@ static int client_hello(struct iomem_client *c)
         return r;
 }
 
-IOMEM_EXPORT int iomem_connect(const char *path, struct iomem_client **clientp)
+static int client_connect(const char *path, uint32_t hello_flags, struct iomem_client **clientp)
 {
         struct iomem_client *c;
         int r;
@@ -378,6 +388,7 @@ IOMEM_EXPORT int iomem_connect(const char *path, struct iomem_client **clientp)
         c->timeout_ms = -1;
         c->reconnect_ms = IOMEM_RECONNECT_DEFAULT_MS;
         c->next_id = 1;
+        c->hello_flags = hello_flags;
         if (!path) {
                 r = iomem_socket_path(c->path, sizeof(c->path));
                 if (r < 0)
@@ -401,6 +412,18 @@ fail:
         return r;
 }
 
+IOMEM_EXPORT int iomem_connect(const char *path, struct iomem_client **clientp)
+{
+        return client_connect(path, 0, clientp);
+}
+
+IOMEM_EXPORT int iomem_connect_flags(const char *path, uint32_t flags, struct iomem_client **clientp)
+{
+        if (flags & ~IOMEM_CONNECT_EVENTS)
+                return -EINVAL;
+        return client_connect(path, flags & IOMEM_CONNECT_EVENTS ? PROTO_HELLO_EVENTS : 0, clientp);
+}
+
 IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
 {
         int saved = errno;
@@ -408,6 +431,7 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
         if (!client)
                 return NULL;
         client_close(client);
+        client_events_clear(client);
         free(client);
         errno = saved;
         return NULL;
@@ -456,15 +480,13 @@ static int client_name_check(const char *name)
  * size can never fault (S1).
  * Return: 0; -EPROTO; negative errno.
  */
-static int client_region_from_reply(struct transport_frame *f, struct iomem_region **regionp)
+static int client_region_from_info(struct transport_frame *f, const struct proto_region_info *infop,
+                                   struct iomem_region **regionp)
 {
-        struct proto_region_info info;
+        struct proto_region_info info = *infop;
         struct stat st;
-        int fd, r;
+        int fd;
 
-        r = proto_region_info_decode(f->payload, f->hdr.length, &info);
-        if (r < 0)
-                return -EPROTO;
         fd = f->fds[0];
         if (fstat(fd, &st) < 0)
                 return -errno;
@@ -475,6 +497,15 @@ static int client_region_from_reply(struct transport_frame *f, struct iomem_regi
         f->nfds = 0;
         return region_new_consume_fd(fd, info.size, (enum iomem_backend)info.backend, info.flags, info.id,
                                      regionp); /* fd consumed */
+}
+
+static int client_region_from_reply(struct transport_frame *f, struct iomem_region **regionp)
+{
+        struct proto_region_info info;
+
+        if (proto_region_info_decode(f->payload, f->hdr.length, &info) < 0)
+                return -EPROTO;
+        return client_region_from_info(f, &info, regionp);
 }
 
 IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uint64_t size,
@@ -947,5 +978,326 @@ IOMEM_EXPORT int iomem_register(struct iomem_client *client, const char *name, c
                 return -EPROTO;
         if (idp)
                 *idp = rep.id;
+        return 0;
+}
+
+/* ---- the EVENTS feature: watching, events, publishing, versions ---------- */
+
+#define CLIENT_EVENTS_MAX 4096u /* events kept while the caller does not take them; then one OVERFLOW */
+
+struct client_event {
+        struct client_event *next;
+        struct iomem_event ev;
+};
+
+static void client_events_clear(struct iomem_client *c)
+{
+        struct client_event *e, *next;
+
+        for (e = c->evq_head; e; e = next) {
+                next = e->next;
+                free(e);
+        }
+        c->evq_head = c->evq_tail = NULL;
+        c->nevents = 0;
+}
+
+/*
+ * Decode an event frame into @ev. Return: 1; 0 for an event this library
+ * does not know (skipped, as the protocol says); -EPROTO if malformed.
+ */
+static int client_event_decode(const struct transport_frame *f, struct iomem_event *ev)
+{
+        struct proto_event_overflow o;
+        struct proto_event m;
+
+        if (f->nfds != 0 || !(f->hdr.flags & PROTO_FLAG_REPLY) || (f->hdr.flags & PROTO_FLAG_ERROR))
+                return -EPROTO;
+        *ev = (struct iomem_event){ .kind = f->hdr.opcode, .watch_id = f->hdr.id };
+        if (f->hdr.opcode == PROTO_EV_OVERFLOW) {
+                if (proto_event_overflow_decode(f->payload, f->hdr.length, &o) < 0)
+                        return -EPROTO;
+                ev->dropped = o.dropped;
+                return 1;
+        }
+        if (!proto_event_name(f->hdr.opcode))
+                return 0;
+        if (proto_event_decode(f->payload, f->hdr.length, &m) < 0)
+                return -EPROTO;
+        ev->id = m.id;
+        ev->generation = m.generation;
+        ev->size = m.size;
+        ev->replaced_id = m.replaced_id;
+        ev->seals = m.seals;
+        ev->mode = m.mode;
+        ev->uid = m.uid;
+        ev->gid = m.gid;
+        snprintf(ev->name, sizeof(ev->name), "%s", m.name);
+        return 1;
+}
+
+/* Keep an event that came while a reply was awaited. Return: 0; -EPROTO. */
+static int client_event_stash(struct iomem_client *c, const struct transport_frame *f)
+{
+        struct client_event *e;
+        int r;
+
+        if (c->nevents >= CLIENT_EVENTS_MAX || !(e = malloc(sizeof(*e)))) {
+                c->dropped += (uint64_t)c->nevents + 1;
+                client_events_clear(c);
+                c->overflow_pending = true;
+                return 0;
+        }
+        r = client_event_decode(f, &e->ev);
+        if (r <= 0) {
+                free(e);
+                return r;
+        }
+        if (e->ev.kind == IOMEM_EVENT_OVERFLOW) {
+                /* the caller resynchronises anyway: what we hold goes too, and one OVERFLOW comes first */
+                c->dropped += e->ev.dropped + c->nevents;
+                client_events_clear(c);
+                c->overflow_pending = true;
+                free(e);
+                return 0;
+        }
+        e->next = NULL;
+        if (c->evq_tail)
+                c->evq_tail->next = e;
+        else
+                c->evq_head = e;
+        c->evq_tail = e;
+        c->nevents++;
+        return 0;
+}
+
+/* Receive the next frame that is not an event, keeping events for iomem_next_event(). Return: as transport. */
+static int client_recv_reply(struct iomem_client *c, struct transport_frame *f, int timeout_ms)
+{
+        int r;
+
+        for (;;) {
+                r = transport_recv_blocking(&c->t, f, timeout_ms);
+                if (r < 0 || !c->hello_flags || !proto_opcode_is_event(f->hdr.opcode))
+                        return r;
+                r = client_event_stash(c, f);
+                transport_frame_deinit(f);
+                if (r < 0)
+                        return r;
+        }
+}
+
+IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_event *ev, int timeout_ms)
+{
+        struct transport_frame f;
+        struct timespec t0, now;
+        int r, left = timeout_ms;
+
+        if (!client || !ev)
+                return -EINVAL;
+        if (!client->hello_flags)
+                return -EOPNOTSUPP;
+        if (client->broken)
+                return -ENOTCONN;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+                /* an OVERFLOW stands for the events it replaced, before those that came after it */
+                if (client->overflow_pending) {
+                        *ev = (struct iomem_event){ .kind = IOMEM_EVENT_OVERFLOW, .dropped = client->dropped };
+                        client->overflow_pending = false;
+                        client->dropped = 0;
+                        return 0;
+                }
+                if (client->evq_head) {
+                        struct client_event *e = client->evq_head;
+
+                        *ev = e->ev;
+                        client->evq_head = e->next;
+                        if (!client->evq_head)
+                                client->evq_tail = NULL;
+                        client->nevents--;
+                        free(e);
+                        return 0;
+                }
+                r = transport_recv_blocking(&client->t, &f, left);
+                if (r == -ETIMEDOUT)
+                        return -EAGAIN; /* nothing came: the stream is still in sync */
+                if (r < 0) {
+                        client->broken = r;
+                        return r == -EPIPE ? -ECONNRESET : r;
+                }
+                if (!proto_opcode_is_event(f.hdr.opcode)) {
+                        /* no request is outstanding: a reply here does not belong to anything */
+                        transport_frame_deinit(&f);
+                        client->broken = -EPROTO;
+                        return -EPROTO;
+                }
+                r = client_event_decode(&f, ev);
+                transport_frame_deinit(&f);
+                if (r < 0) {
+                        client->broken = r;
+                        return r;
+                }
+                if (r > 0)
+                        return 0;
+                /* an unknown event was skipped: wait for the rest of the time */
+                if (timeout_ms > 0) {
+                        long long spent;
+
+                        clock_gettime(CLOCK_MONOTONIC, &now);
+                        spent = (now.tv_sec - t0.tv_sec) * 1000LL + (now.tv_nsec - t0.tv_nsec) / 1000000;
+                        left = spent >= timeout_ms ? 0 : timeout_ms - (int)spent;
+                }
+        }
+}
+
+IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, uint32_t *watch_idp)
+{
+        struct proto_watch m = { .prefix = prefix ? prefix : "" };
+        struct proto_watch_reply rep;
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client)
+                return -EINVAL;
+        r = client_name_check(m.prefix);
+        if (r < 0)
+                return r;
+        r = client_call(client, PROTO_OP_WATCH, buf, proto_watch_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = proto_watch_reply_decode(f.payload, f.hdr.length, &rep);
+        transport_frame_deinit(&f);
+        if (r < 0)
+                return -EPROTO;
+        if (watch_idp)
+                *watch_idp = rep.watch_id;
+        return 0;
+}
+
+IOMEM_EXPORT int iomem_unwatch(struct iomem_client *client, uint32_t watch_id)
+{
+        struct proto_unwatch m = { .watch_id = watch_id };
+        uint8_t buf[CLIENT_REQUEST_MAX];
+
+        if (!client || watch_id == 0)
+                return -EINVAL;
+        return client_call_empty(client, PROTO_OP_UNWATCH, buf, proto_unwatch_encode(&m, buf, sizeof(buf)));
+}
+
+IOMEM_EXPORT int iomem_publish(struct iomem_client *client, const char *name, const struct iomem_region *region,
+                               const struct iomem_publish_opts *opts, uint64_t *generationp)
+{
+        struct proto_publish m = { .name = name };
+        struct proto_publish_reply rep;
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int fd, r;
+
+        if (!client || !region || !name || !*name)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        if (opts) {
+                if (opts->flags & ~IOMEM_PUBLISH_LEASE)
+                        return -EINVAL;
+                m.flags = opts->flags;
+                m.mode = opts->mode;
+                m.expect_generation = opts->expect_generation;
+        }
+        r = iomem_region_refresh((struct iomem_region *)region);
+        if (r < 0)
+                return r;
+        m.size = iomem_region_size(region);
+        fd = iomem_region_dup_fd(region);
+        if (fd < 0)
+                return fd;
+        /* fd consumed */
+        r = client_call_fds(client, PROTO_OP_PUBLISH, buf, proto_publish_encode(&m, buf, sizeof(buf)), &fd, 1, 0, 0,
+                            &f);
+        if (r < 0)
+                return r;
+        r = proto_publish_reply_decode(f.payload, f.hdr.length, &rep);
+        transport_frame_deinit(&f);
+        if (r < 0)
+                return -EPROTO;
+        if (generationp)
+                *generationp = rep.generation;
+        return 0;
+}
+
+IOMEM_EXPORT int iomem_open_version(struct iomem_client *client, const char *name, uint32_t flags,
+                                    uint64_t after_generation, int wait_ms, struct iomem_region **regionp,
+                                    uint64_t *generationp)
+{
+        struct proto_openv m = { .name = name, .after_generation = after_generation };
+        struct proto_region_infov info;
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client || !regionp)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        if (flags & ~IOMEM_OPEN_RDONLY)
+                return -EINVAL;
+        if (flags & IOMEM_OPEN_RDONLY)
+                m.flags |= PROTO_OPEN_RDONLY;
+        if (wait_ms != 0) {
+                m.flags |= PROTO_OPEN_WAIT;
+                m.timeout_ms = wait_ms < 0 ? UINT32_MAX : (uint32_t)wait_ms;
+        }
+        r = client_call(client, PROTO_OP_OPENV, buf, proto_openv_encode(&m, buf, sizeof(buf)), wait_ms, 1, &f);
+        if (r < 0)
+                return r;
+        if (proto_region_infov_decode(f.payload, f.hdr.length, &info) < 0)
+                r = -EPROTO;
+        else
+                r = client_region_from_info(&f, &info.info, regionp);
+        transport_frame_deinit(&f);
+        if (r == 0 && generationp)
+                *generationp = info.generation;
+        return r;
+}
+
+IOMEM_EXPORT int iomem_stat_version(struct iomem_client *client, const char *name, struct iomem_stat *st,
+                                    uint64_t *generationp)
+{
+        struct proto_name m = { .name = name };
+        struct proto_stat_replyv rep;
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int r;
+
+        if (!client || !st)
+                return -EINVAL;
+        r = client_name_check(name);
+        if (r < 0)
+                return r;
+        r = client_call(client, PROTO_OP_STATV, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = proto_stat_replyv_decode(f.payload, f.hdr.length, &rep);
+        transport_frame_deinit(&f);
+        if (r < 0)
+                return -EPROTO;
+        *st = (struct iomem_stat){
+                .id = rep.stat.id,
+                .size = rep.stat.size,
+                .ctime_ns = rep.stat.ctime_ns,
+                .open_count = rep.stat.open_count,
+                .seals = rep.stat.seals,
+                .flags = rep.stat.flags,
+                .uid = rep.stat.uid,
+                .gid = rep.stat.gid,
+                .mode = rep.stat.mode,
+                .backend = (enum iomem_backend)rep.stat.backend,
+        };
+        if (generationp)
+                *generationp = rep.generation;
         return 0;
 }

@@ -437,6 +437,118 @@ int iomem_quota(struct iomem_client *client, struct iomem_quota *q);
 int iomem_register(struct iomem_client *client, const char *name, const struct iomem_region *region,
                    uint32_t flags, uint32_t mode, uint64_t *idp);
 
+/* ---- events, publishing, versions (docs/protocol.md section 14) ---------- */
+
+/*
+ * Watching and publishing need a connection made with IOMEM_CONNECT_EVENTS;
+ * on others these calls fail with -EOPNOTSUPP. A daemon too old for the
+ * feature refuses such a connection with -EINVAL: connect again without it.
+ *
+ * Generations: every named region has a generation, a number >= 1 that
+ * grows each time a new version is published under the name (also across
+ * DELETE and a new CREATE of it). Compare generations; do not count them.
+ *
+ * Events arrive on the connection's socket. The blocking calls keep events
+ * that come while they wait for their reply; iomem_next_event() returns them
+ * first, in order, then reads the socket. Before sleeping in poll() on
+ * iomem_client_fd(), take every event with iomem_next_event(c, &ev, 0) until
+ * it returns -EAGAIN: events kept by an earlier call do not wake poll().
+ */
+
+/* iomem_connect_flags() flags */
+#define IOMEM_CONNECT_EVENTS 0x0001u /* ask for watching, events, publishing and versions */
+
+/*
+ * iomem_connect_flags() - iomem_connect() with @flags (IOMEM_CONNECT_*).
+ * Return: as iomem_connect(); -EINVAL for unknown flags, or from a daemon
+ * that does not know IOMEM_CONNECT_EVENTS.
+ */
+int iomem_connect_flags(const char *path, uint32_t flags, struct iomem_client **clientp);
+
+/* iomem_event.kind: the event opcodes of the protocol */
+enum iomem_event_kind {
+        IOMEM_EVENT_OVERFLOW = 0x0301,  /* events were dropped: re-read the state (iomem_list) */
+        IOMEM_EVENT_CREATED = 0x0302,
+        IOMEM_EVENT_DELETED = 0x0303,
+        IOMEM_EVENT_RESIZED = 0x0304,
+        IOMEM_EVENT_SEALED = 0x0305,
+        IOMEM_EVENT_CHMOD = 0x0306,
+        IOMEM_EVENT_CHOWN = 0x0307,
+        IOMEM_EVENT_PUBLISHED = 0x0308, /* a new version (id, generation) replaced replaced_id */
+};
+
+struct iomem_event {
+        uint32_t kind;        /* enum iomem_event_kind */
+        uint32_t watch_id;    /* the watch that matched; 0 for OVERFLOW */
+        uint64_t id;          /* the region (PUBLISHED: the new version) */
+        uint64_t generation;
+        uint64_t size;        /* after the change */
+        uint64_t replaced_id; /* PUBLISHED: the version replaced */
+        uint64_t dropped;     /* OVERFLOW: events lost */
+        uint32_t seals;
+        uint32_t mode;
+        uint32_t uid;
+        uint32_t gid;
+        char name[256];       /* "" for OVERFLOW */
+};
+
+/*
+ * iomem_watch() - get events for the regions whose name starts with @prefix
+ * (NULL or "" = all) and that this uid may read. Every change made after
+ * the call returns is reported (or covered by an OVERFLOW).
+ * Return: 0 with *watch_idp (may be NULL); -EDQUOT (watches per uid);
+ * -EINVAL; -EOPNOTSUPP without IOMEM_CONNECT_EVENTS.
+ */
+int iomem_watch(struct iomem_client *client, const char *prefix, uint32_t *watch_idp);
+
+/* Stop a watch: no event of it comes after this returns. Return: 0; -ENOENT; -EOPNOTSUPP. */
+int iomem_unwatch(struct iomem_client *client, uint32_t watch_id);
+
+/*
+ * iomem_next_event() - the next event, waiting up to @timeout_ms (0 = do not
+ * wait, -1 = forever). No request may be outstanding (blocking clients never
+ * have one between calls).
+ * Return: 0 with *ev; -EAGAIN if none came in time (the connection stays
+ * usable); -EOPNOTSUPP without IOMEM_CONNECT_EVENTS; -ENOTCONN; negative errno.
+ */
+int iomem_next_event(struct iomem_client *client, struct iomem_event *ev, int timeout_ms);
+
+/* iomem_publish_opts.flags */
+#define IOMEM_PUBLISH_LEASE 0x0001u /* delete the new version when this connection closes */
+
+struct iomem_publish_opts {
+        uint32_t flags;             /* IOMEM_PUBLISH_* */
+        uint32_t mode;              /* 0 = the replaced version's (daemon default for a new name) */
+        uint64_t expect_generation; /* 0 = replace whatever is there; else -ESTALE unless current */
+};
+
+/*
+ * iomem_publish() - make @region (a memfd of the caller's, as for
+ * iomem_register(): sealed SHRINK and GROW, and WRITE for an immutable
+ * snapshot) the version of @name that OPEN returns from now on, in one
+ * step. Holders of the old version keep it. The caller must own the
+ * region it replaces (or be root); the new version keeps its owner and
+ * group. Quotas must have room for both versions while they switch.
+ * @opts: NULL for defaults.
+ * Return: 0 with *generationp (may be NULL); -ESTALE; -ENOENT (expected a
+ * version, none exists); -EACCES; -EINVAL; -EPERM; -EDQUOT; -EFBIG; -EOPNOTSUPP.
+ */
+int iomem_publish(struct iomem_client *client, const char *name, const struct iomem_region *region,
+                  const struct iomem_publish_opts *opts, uint64_t *generationp);
+
+/*
+ * iomem_open_version() - iomem_open() of a version newer than
+ * @after_generation (0 = any): the way to wait for "the next version" without
+ * polling. @wait_ms as iomem_open(): 0 = -ENOENT at once if there is none.
+ * Return: 0 with *regionp and *generationp (may be NULL); as iomem_open().
+ */
+int iomem_open_version(struct iomem_client *client, const char *name, uint32_t flags, uint64_t after_generation,
+                       int wait_ms, struct iomem_region **regionp, uint64_t *generationp);
+
+/* iomem_stat() with the region's generation. Return: as iomem_stat(); -EOPNOTSUPP. */
+int iomem_stat_version(struct iomem_client *client, const char *name, struct iomem_stat *st,
+                       uint64_t *generationp);
+
 /* Return: a static description of a negative errno (also iomemd-specific meanings). */
 const char *iomem_strerror(int error);
 

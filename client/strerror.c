@@ -43,7 +43,7 @@ static const struct {
                     "and did not come back" },
         { ENAMETOOLONG, "name or socket path too long" },
         { EBADF, "bad file descriptor" },
-        { ESTALE, "the file descriptor no longer refers to the same object" },
+        { ESTALE, "stale: another version was published first, or the fd no longer refers to the same object" },
 };
 
 /*
