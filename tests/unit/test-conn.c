@@ -2131,6 +2131,338 @@ START_TEST(test_metrics_truncated)
 }
 END_TEST
 
+/* ---- the EVENTS feature (docs/protocol.md section 14) -------------------- */
+
+static void do_hello_events(struct peer *p)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = PROTO_HELLO_EVENTS };
+        struct transport_frame f;
+        uint8_t buf[64];
+
+        send_req(p, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(p), 0);
+        expect_ok(p, PROTO_OP_HELLO, 1, &f);
+        transport_frame_deinit(&f);
+}
+
+static uint32_t watch_ok(struct peer *p, uint32_t id, const char *prefix)
+{
+        struct proto_watch m = { .prefix = prefix };
+        struct proto_watch_reply rep;
+        struct transport_frame f;
+        uint8_t buf[512];
+
+        send_req(p, PROTO_OP_WATCH, id, buf, proto_watch_encode(&m, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(p), 0);
+        expect_ok(p, PROTO_OP_WATCH, id, &f);
+        ck_assert_int_eq(proto_watch_reply_decode(f.payload, f.hdr.length, &rep), 0);
+        transport_frame_deinit(&f);
+        return rep.watch_id;
+}
+
+/* Receive one event frame of @kind (watch id @watch_id) and decode it. */
+static void expect_event(struct peer *p, uint16_t kind, uint32_t watch_id, const char *name, struct proto_event *ev)
+{
+        struct transport_frame f;
+
+        recv_frame(p, &f);
+        ck_assert_msg(f.hdr.opcode == kind, "opcode 0x%x, want event 0x%x", f.hdr.opcode, kind);
+        ck_assert(proto_opcode_is_event(f.hdr.opcode));
+        ck_assert_uint_eq(f.hdr.flags, PROTO_FLAG_REPLY);
+        ck_assert_uint_eq(f.hdr.id, watch_id);
+        ck_assert_uint_eq(f.nfds, 0);
+        ck_assert_int_eq(proto_event_decode(f.payload, f.hdr.length, ev), 0);
+        ck_assert_str_eq(ev->name, name);
+        ev->name = NULL; /* points into the frame */
+        transport_frame_deinit(&f);
+}
+
+static void send_publish(struct peer *p, uint32_t id, const char *name, uint64_t size, uint64_t expect, int fd)
+{
+        struct proto_publish m = { .size = size, .expect_generation = expect, .name = name };
+        uint8_t buf[512];
+        int len = proto_publish_encode(&m, buf, sizeof(buf));
+
+        ck_assert_int_ge(len, 0);
+        send_raw(p, PROTO_VERSION, 0, PROTO_OP_PUBLISH, id, fd >= 0 ? 1 : 0, buf, (size_t)len, &fd, fd >= 0 ? 1 : 0);
+        if (fd >= 0)
+                close(fd); /* the daemon has its own copy now */
+}
+
+static void send_openv(struct peer *p, uint32_t id, const char *name, uint32_t flags, uint32_t timeout_ms,
+                       uint64_t after)
+{
+        struct proto_openv m = { .flags = flags, .timeout_ms = timeout_ms, .after_generation = after, .name = name };
+        uint8_t buf[512];
+
+        send_req(p, PROTO_OP_OPENV, id, buf, proto_openv_encode(&m, buf, sizeof(buf)));
+}
+
+/* Without HELLO's EVENTS flag the new requests do not exist; event opcodes are never requests. */
+START_TEST(test_events_need_hello_flag)
+{
+        static const uint16_t ops[] = { PROTO_OP_WATCH, PROTO_OP_UNWATCH, PROTO_OP_PUBLISH, PROTO_OP_OPENV,
+                                        PROTO_OP_STATV, PROTO_EV_CREATED, PROTO_EV_OVERFLOW };
+        struct env e;
+        struct peer p, q;
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello(&p);
+        do_hello_events(&q);
+        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+                send_req(&p, ops[i], 10 + (uint32_t)i, "\0\0\0\0\0\0\0\0\0\0\0", 11);
+                ck_assert_int_eq(pump(&p), 0);
+                expect_error(&p, ops[i], 10 + (uint32_t)i, -EOPNOTSUPP);
+        }
+        /* on an EVENTS connection the event band is still no request */
+        send_req(&q, PROTO_EV_CREATED, 5, "", 0);
+        ck_assert_int_eq(pump(&q), 0);
+        expect_error(&q, PROTO_EV_CREATED, 5, -EOPNOTSUPP);
+        /* a version-1 connection gets no event for changes */
+        watch_ok(&q, 6, "elsewhere/");
+        fd = create_ok(&q, 7, "x", 4096, 0, NULL);
+        close(fd);
+        ck_assert(!reply_pending(&p));
+        peer_close(&p);
+        peer_close(&q);
+        ck_assert_ptr_null(e.ctx.watches);
+        env_deinit(&e);
+}
+END_TEST
+
+/* The requester's event comes before its reply; other watchers get theirs at once; prefixes filter. */
+START_TEST(test_event_before_reply)
+{
+        struct proto_region_info info;
+        struct proto_event ev;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        uint32_t wp, wq;
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        wp = watch_ok(&p, 2, "");
+        wq = watch_ok(&q, 2, "cam/");
+        ck_assert_uint_ne(wp, 0);
+
+        send_create(&p, 3, "cam/0", 4096, 0, 0, PROTO_BACKEND_AUTO, 0640);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_event(&p, PROTO_EV_CREATED, wp, "cam/0", &ev);
+        fd = expect_region(&p, PROTO_OP_CREATE, 3, &info);
+        close(fd);
+        ck_assert_uint_eq(ev.id, info.id);
+        ck_assert_uint_eq(ev.generation, info.id);
+        ck_assert_uint_eq(ev.size, 4096);
+        ck_assert_uint_eq(ev.mode, 0640);
+        ck_assert_uint_eq(ev.uid, getuid());
+        ck_assert_uint_eq(ev.replaced_id, 0);
+        conn_flush(q.conn); /* the event loop's part: the daemon asked for q's output through ctx.notify */
+        expect_event(&q, PROTO_EV_CREATED, wq, "cam/0", &ev);
+
+        fd = create_ok(&q, 4, "other", 4096, 0, NULL); /* not under q's prefix */
+        close(fd);
+        conn_flush(p.conn);
+        expect_event(&p, PROTO_EV_CREATED, wp, "other", &ev);
+        send_name(&q, PROTO_OP_DELETE, 5, "cam/0");
+        ck_assert_int_eq(pump(&q), 0);
+        expect_event(&q, PROTO_EV_DELETED, wq, "cam/0", &ev);
+        expect_ok(&q, PROTO_OP_DELETE, 5, &f);
+        transport_frame_deinit(&f);
+        conn_flush(p.conn);
+        expect_event(&p, PROTO_EV_DELETED, wp, "cam/0", &ev);
+        ck_assert(!reply_pending(&p));
+        ck_assert(!reply_pending(&q));
+
+        /* UNWATCH: then nothing more */
+        {
+                struct proto_unwatch u = { .watch_id = wp };
+                uint8_t buf[16];
+
+                send_req(&p, PROTO_OP_UNWATCH, 6, buf, proto_unwatch_encode(&u, buf, sizeof(buf)));
+                ck_assert_int_eq(pump(&p), 0);
+                expect_ok(&p, PROTO_OP_UNWATCH, 6, &f);
+                transport_frame_deinit(&f);
+                send_req(&p, PROTO_OP_UNWATCH, 7, buf, proto_unwatch_encode(&u, buf, sizeof(buf)));
+                ck_assert_int_eq(pump(&p), 0);
+                expect_error(&p, PROTO_OP_UNWATCH, 7, -ENOENT);
+        }
+        send_name(&q, PROTO_OP_DELETE, 8, "other");
+        ck_assert_int_eq(pump(&q), 0);
+        expect_ok(&q, PROTO_OP_DELETE, 8, &f);
+        transport_frame_deinit(&f);
+        conn_flush(p.conn);
+        ck_assert(!reply_pending(&p));
+        peer_close(&p);
+        peer_close(&q);
+        ck_assert_ptr_null(e.ctx.watches);
+        env_deinit(&e);
+}
+END_TEST
+
+/* A watcher that does not read: its queue stays bounded and overflows into one OVERFLOW. */
+START_TEST(test_event_queue_overflow)
+{
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        uint64_t seen = 0, dropped = 0, after = 0, overflows = 0;
+        unsigned n = 6000;
+        uint32_t wp;
+        int fd;
+
+        env_init(&e);
+        e.cfg.max_events = 4;
+        e.cfg.max_out_bytes = 8192;
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        wp = watch_ok(&p, 2, "");
+        for (unsigned i = 0; i < n / 2; i++) {
+                fd = create_ok(&q, 10, "a", 4096, 0, NULL);
+                close(fd);
+                send_name(&q, PROTO_OP_DELETE, 11, "a");
+                ck_assert_int_eq(pump(&q), 0);
+                expect_ok(&q, PROTO_OP_DELETE, 11, &f);
+                transport_frame_deinit(&f);
+                ck_assert_uint_le(p.conn->nevents, 4);
+        }
+        ck_assert(!conn_is_dead(p.conn));
+        /* read everything: events, one OVERFLOW, then what was queued after it */
+        while (reply_pending(&p) || conn_has_output(p.conn) || p.conn->evq_head || p.conn->overflow_pending) {
+                conn_flush(p.conn);
+                if (!reply_pending(&p))
+                        continue;
+                recv_frame(&p, &f);
+                if (f.hdr.opcode == PROTO_EV_OVERFLOW) {
+                        struct proto_event_overflow o;
+
+                        ck_assert_uint_eq(f.hdr.id, 0);
+                        ck_assert_int_eq(proto_event_overflow_decode(f.payload, f.hdr.length, &o), 0);
+                        dropped += o.dropped;
+                        overflows++;
+                } else {
+                        ck_assert_uint_eq(f.hdr.id, wp);
+                        /* before the overflow, in order: created, deleted, created... */
+                        if (!overflows)
+                                ck_assert_uint_eq(f.hdr.opcode, seen % 2 ? PROTO_EV_DELETED : PROTO_EV_CREATED);
+                        else
+                                ck_assert(f.hdr.opcode == PROTO_EV_CREATED || f.hdr.opcode == PROTO_EV_DELETED);
+                        if (overflows)
+                                after++;
+                        else
+                                seen++;
+                }
+                transport_frame_deinit(&f);
+        }
+        ck_assert_uint_eq(overflows, 1);
+        ck_assert_uint_gt(dropped, 0);
+        ck_assert_uint_le(after, 4);
+        ck_assert_uint_eq(seen + dropped + after, n);
+        peer_close(&p);
+        peer_close(&q);
+        env_deinit(&e);
+}
+END_TEST
+
+/* PUBLISH replaces the region under its name; OPENV waits for a newer generation; STATV shows it. */
+START_TEST(test_publish_openv_statv)
+{
+        struct proto_publish_reply pub;
+        struct proto_region_infov iv;
+        struct proto_stat_replyv sv;
+        struct proto_event ev;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        uint64_t g1, g2;
+        uint32_t wq;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        wq = watch_ok(&q, 2, "v");
+
+        send_publish(&p, 3, "v", 4096, 0, -1); /* no fd */
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_PUBLISH, 3, -EINVAL);
+        send_publish(&p, 4, "v", 4096, 0, sealed_memfd(4096, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE));
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_PUBLISH, 4, &f);
+        ck_assert_int_eq(proto_publish_reply_decode(f.payload, f.hdr.length, &pub), 0);
+        transport_frame_deinit(&f);
+        ck_assert_uint_eq(pub.replaced_id, 0);
+        g1 = pub.generation;
+        conn_flush(q.conn);
+        expect_event(&q, PROTO_EV_CREATED, wq, "v", &ev);
+        ck_assert_uint_eq(ev.generation, g1);
+
+        /* q waits for the version after g1 */
+        send_openv(&q, 5, "v", PROTO_OPEN_RDONLY, 0, g1);
+        ck_assert_int_eq(pump(&q), 0);
+        expect_error(&q, PROTO_OP_OPENV, 5, -ENOENT);
+        send_openv(&q, 6, "v", PROTO_OPEN_RDONLY | PROTO_OPEN_WAIT, 0xFFFFFFFFu, g1);
+        ck_assert_int_eq(pump(&q), 0);
+        ck_assert(!reply_pending(&q));
+        ck_assert_ptr_nonnull(e.ctx.vwaits);
+
+        send_publish(&p, 7, "v", 8192, g1 + 99, sealed_memfd(8192, F_SEAL_SHRINK | F_SEAL_GROW));
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_PUBLISH, 7, -ESTALE);
+        send_publish(&p, 8, "v", 8192, g1, sealed_memfd(8192, F_SEAL_SHRINK | F_SEAL_GROW));
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_PUBLISH, 8, &f);
+        ck_assert_int_eq(proto_publish_reply_decode(f.payload, f.hdr.length, &pub), 0);
+        transport_frame_deinit(&f);
+        g2 = pub.generation;
+        ck_assert_uint_gt(g2, g1);
+        ck_assert_uint_eq(pub.replaced_id, g1);
+        conn_flush(q.conn);
+        /* the event first, then the woken OPENV */
+        expect_event(&q, PROTO_EV_PUBLISHED, wq, "v", &ev);
+        ck_assert_uint_eq(ev.generation, g2);
+        ck_assert_uint_eq(ev.replaced_id, g1);
+        ck_assert_uint_eq(ev.size, 8192);
+        expect_ok(&q, PROTO_OP_OPENV, 6, &f);
+        ck_assert_uint_eq(f.nfds, 1);
+        ck_assert_int_eq(proto_region_infov_decode(f.payload, f.hdr.length, &iv), 0);
+        transport_frame_deinit(&f);
+        ck_assert_uint_eq(iv.generation, g2);
+        ck_assert_uint_eq(iv.info.size, 8192);
+        ck_assert_uint_eq(iv.info.flags & PROTO_REGION_RDONLY, PROTO_REGION_RDONLY);
+        ck_assert_ptr_null(e.ctx.vwaits);
+        ck_assert_uint_eq(regtab_count(e.regtab), 1);
+        ck_assert_uint_eq(regtab_bytes(e.regtab), 8192);
+
+        send_name(&q, PROTO_OP_STATV, 9, "v");
+        ck_assert_int_eq(pump(&q), 0);
+        expect_ok(&q, PROTO_OP_STATV, 9, &f);
+        ck_assert_int_eq(proto_stat_replyv_decode(f.payload, f.hdr.length, &sv), 0);
+        transport_frame_deinit(&f);
+        ck_assert_uint_eq(sv.generation, g2);
+        ck_assert_uint_eq(sv.stat.size, 8192);
+
+        /* a parked OPENV whose connection goes is forgotten */
+        send_openv(&q, 10, "v", PROTO_OPEN_WAIT, 0xFFFFFFFFu, g2);
+        ck_assert_int_eq(pump(&q), 0);
+        ck_assert_ptr_nonnull(e.ctx.vwaits);
+        peer_close(&q);
+        ck_assert_ptr_null(e.ctx.vwaits);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
         Suite *s = suite_create("conn");
@@ -2179,6 +2511,10 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_metrics_counts);
         tcase_add_test(tc, test_metrics_per_uid_rule);
         tcase_add_test(tc, test_metrics_truncated);
+        tcase_add_test(tc, test_events_need_hello_flag);
+        tcase_add_test(tc, test_event_before_reply);
+        tcase_add_test(tc, test_event_queue_overflow);
+        tcase_add_test(tc, test_publish_openv_statv);
         suite_add_tcase(s, tc);
         return s;
 }
