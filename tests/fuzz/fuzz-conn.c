@@ -44,13 +44,24 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argcp, char ***argvp);
 
-enum { FUZZ_OP_RAW, FUZZ_OP_FRAME, FUZZ_OP_HELLO, FUZZ_OP_PUMP, FUZZ_OP_TIMEOUT, FUZZ_OP_SHUTDOWN, FUZZ_OP_COUNT };
+enum {
+        FUZZ_OP_RAW,
+        FUZZ_OP_FRAME,
+        FUZZ_OP_HELLO,
+        FUZZ_OP_PUMP,
+        FUZZ_OP_TIMEOUT,
+        FUZZ_OP_SHUTDOWN,
+        FUZZ_OP_HELLO_EVENTS, /* HELLO with PROTO_HELLO_EVENTS: watches, events, PUBLISH, OPENV */
+        FUZZ_OP_COUNT
+};
 
 static const uint16_t fuzz_opcodes[] = {
         PROTO_OP_HELLO, PROTO_OP_PING, PROTO_OP_STATUS, PROTO_OP_CREATE, PROTO_OP_OPEN,  PROTO_OP_RESIZE,
         PROTO_OP_SEAL,  PROTO_OP_STAT, PROTO_OP_LIST,   PROTO_OP_DELETE, PROTO_OP_CHMOD, PROTO_OP_REGISTER,
         0x0300,         0x0000,        0xffff,         PROTO_OP_CHOWN, PROTO_OP_QUOTA,  0x0103,          0x0201,
         PROTO_OP_METRICS,
+        /* the EVENTS feature (appended: the seeds above keep their indexes) */
+        PROTO_OP_WATCH, PROTO_OP_UNWATCH, PROTO_OP_PUBLISH, PROTO_OP_OPENV, PROTO_OP_STATV, PROTO_EV_CREATED,
 };
 
 static struct config fuzz_config;
@@ -257,8 +268,10 @@ static void fuzz_conn_run(struct conn *c, int sock, struct transport *client, st
                         fuzz_send(sock, frame, PROTO_HEADER_SIZE + n, fdspec & 7, kinds, fdspec & 0x80);
                         break;
                 }
-                case FUZZ_OP_HELLO: {
-                        struct proto_hello m = { .min_version = 1, .max_version = 1 };
+                case FUZZ_OP_HELLO:
+                case FUZZ_OP_HELLO_EVENTS: {
+                        struct proto_hello m = { .min_version = 1, .max_version = 1,
+                                                 .flags = op == FUZZ_OP_HELLO_EVENTS ? PROTO_HELLO_EVENTS : 0 };
                         struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION,
                                                   .opcode = PROTO_OP_HELLO, .id = 1 };
                         int len = proto_hello_encode(&m, frame + PROTO_HEADER_SIZE, sizeof(frame) - PROTO_HEADER_SIZE);

@@ -68,6 +68,16 @@ static void fuzz_decoders(const uint8_t *p, size_t n)
                 struct proto_quota_reply quota_reply;
                 struct proto_register register_;
                 struct proto_register_reply register_reply;
+                struct proto_watch watch;
+                struct proto_watch_reply watch_reply;
+                struct proto_unwatch unwatch;
+                struct proto_publish publish;
+                struct proto_publish_reply publish_reply;
+                struct proto_openv openv;
+                struct proto_region_infov region_infov;
+                struct proto_stat_replyv stat_replyv;
+                struct proto_event event;
+                struct proto_event_overflow event_overflow;
         } m, m2;
         struct proto_list_reply lr;
         struct proto_list_entry e;
@@ -103,6 +113,16 @@ static void fuzz_decoders(const uint8_t *p, size_t n)
         FUZZ_ROUND_TRIP(chown);
         FUZZ_ROUND_TRIP(quota_reply);
         FUZZ_ROUND_TRIP(register_reply);
+        FUZZ_ROUND_TRIP(watch);
+        FUZZ_ROUND_TRIP(watch_reply);
+        FUZZ_ROUND_TRIP(unwatch);
+        FUZZ_ROUND_TRIP(publish);
+        FUZZ_ROUND_TRIP(publish_reply);
+        FUZZ_ROUND_TRIP(openv);
+        FUZZ_ROUND_TRIP(region_infov);
+        FUZZ_ROUND_TRIP(stat_replyv);
+        FUZZ_ROUND_TRIP(event);
+        FUZZ_ROUND_TRIP(event_overflow);
         if (proto_register_decode(p, n, &m.register_) == 0) { /* "register" is a keyword: no macro */
                 len = proto_register_encode(&m.register_, out, sizeof(out));
                 FUZZ_CHECK(len >= 0);

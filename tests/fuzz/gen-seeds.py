@@ -7,10 +7,11 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAGIC = 0x444D4F49
 OPS = dict(HELLO=1, PING=2, STATUS=3, METRICS=4, CREATE=0x10, OPEN=0x11, RESIZE=0x12, SEAL=0x13, STAT=0x14, LIST=0x15,
-           DELETE=0x16, CHMOD=0x100, CHOWN=0x101, QUOTA=0x102, REGISTER=0x200)
+           DELETE=0x16, CHMOD=0x100, CHOWN=0x101, QUOTA=0x102, REGISTER=0x200,
+           WATCH=0x400, UNWATCH=0x401, PUBLISH=0x402, OPENV=0x403, STATV=0x404, EVENT=0x302, OVERFLOW=0x301)
 # index into fuzz_opcodes[] of fuzz-conn.c
 OPIDX = dict(HELLO=0, PING=1, STATUS=2, CREATE=3, OPEN=4, RESIZE=5, SEAL=6, STAT=7, LIST=8, DELETE=9, CHMOD=10,
-             REGISTER=11, CHOWN=15, QUOTA=16, METRICS=19)
+             REGISTER=11, CHOWN=15, QUOTA=16, METRICS=19, WATCH=20, UNWATCH=21, PUBLISH=22, OPENV=23, STATV=24, EVENT=25)
 
 
 def s(name):
@@ -45,12 +46,26 @@ PAYLOADS = {
     'QUOTA': b'',
     'REGISTER': struct.pack('<QII', 4096, 0, 0) + s('reg'),
     'REGISTER_lease': struct.pack('<QII', 4096, 1, 0o600) + s('reg-lease'),
+    # the EVENTS feature (docs/protocol.md section 14)
+    'HELLO_events': struct.pack('<HHI', 1, 1, 2),
+    'WATCH': struct.pack('<II', 0, 0) + s(''),
+    'WATCH_prefix': struct.pack('<II', 0, 0) + s('pub'),
+    'UNWATCH': struct.pack('<II', 1, 0),
+    'PUBLISH': struct.pack('<QQII', 4096, 0, 0, 0o644) + s('pub'),
+    'PUBLISH_cas': struct.pack('<QQII', 4096, 1, 1, 0) + s('pub'),
+    'OPENV': struct.pack('<IIQ', 1, 0, 0) + s('pub'),
+    'OPENV_wait': struct.pack('<IIQ', 3, 100, 99) + s('pub'),
+    'STATV': s('pub'),
+    'EVENT': struct.pack('<QQQQIIII', 3, 3, 4096, 1, 0x0e, 0o644, 0, 0) + s('pub'),
+    'OVERFLOW': struct.pack('<Q', 12),
 }
 
 
 def frame(key, **kw):
     op = OPS[key.split('_')[0]]
     p = PAYLOADS[key]
+    if key in ('EVENT', 'OVERFLOW'):  # daemon-initiated: REPLY set, id = the watch id
+        kw.setdefault('flags', 1)
     return hdr(op, len(p), **kw) + p
 
 
@@ -110,6 +125,19 @@ def main():
     write('corpus-fuzz-conn', 'metrics-after-errors',
           session + conn_frame('CREATE') + pump + conn_frame('CREATE') + pump + conn_frame('STAT') + pump
           + conn_frame('METRICS') + pump + conn_frame('STATUS') + pump + conn_frame('METRICS') + pump)
+    # EVENTS: negotiated (op 6), watch, publish twice (memfds sealed), wait for a newer version, unwatch
+    hello_ev = bytes([6]) + pump
+    write('corpus-fuzz-conn', 'events-watch-publish-openv',
+          hello_ev + conn_frame('WATCH') + pump + conn_frame('PUBLISH', fdspec=0x91, kinds=0) + pump
+          + conn_frame('OPENV_wait') + pump + conn_frame('PUBLISH_cas', fdspec=0x91, kinds=0) + pump
+          + conn_frame('STATV') + pump + conn_frame('OPENV') + pump + conn_frame('UNWATCH') + pump)
+    write('corpus-fuzz-conn', 'events-watch-every-change',
+          hello_ev + conn_frame('WATCH_prefix') + pump + conn_frame('WATCH') + pump
+          + b''.join(conn_frame(k) + pump for k in ('CREATE', 'RESIZE', 'SEAL', 'CHMOD', 'CHOWN', 'DELETE'))
+          + conn_frame('CREATE_lease') + pump + bytes([5]) + pump)
+    write('corpus-fuzz-conn', 'events-without-hello-flag',
+          session + conn_frame('WATCH') + pump + conn_frame('PUBLISH', fdspec=0x91, kinds=0) + pump
+          + conn_frame('EVENT') + pump)
     write('corpus-fuzz-conn', 'cut-frame', session + bytes([0, 10]) + bytes([0, 0]) + hdr(1, 8)[:10] + bytes([5]) + pump)
 
 
