@@ -1436,9 +1436,8 @@ static int cmd_watch(struct ctl *c, int argc, char **argv)
         r = iomem_watch(c->client, a.npos ? a.pos[0] : "", NULL);
         if (r < 0)
                 return ctl_fail(c, r, "watch %s", a.npos ? a.pos[0] : "");
-        /* the watch is in place: a script may now make the changes it wants to see */
-        if (!c->json)
-                fprintf(stderr, "iomemctl: watching '%s'\n", a.npos ? a.pos[0] : "");
+        /* the watch is in place: a script may now make the changes it wants to see (stderr: stdout stays events) */
+        fprintf(stderr, "iomemctl: watching '%s'\n", a.npos ? a.pos[0] : "");
         wait_ms = !a.have_timeout ? -1 : (int)(a.timeout * 1000.0 + 0.999);
         while (!a.count || seen < a.count) {
                 r = iomem_next_event(c->client, &ev, wait_ms);

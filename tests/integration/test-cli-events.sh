@@ -1,0 +1,92 @@
+#!/bin/bash
+# test-cli-events: iomemctl watch and publish against the real iomemd: event lines (text and --json), versions, errors.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+# wait_watching FILE: until the watcher says its watch is in place (stderr line), bounded
+wait_watching() {
+        for _ in $(seq 1 1000); do
+                grep -q "^iomemctl: watching" "$1" 2>/dev/null && return 0
+                sleep 0.01
+        done
+        fail "the watcher never started"
+}
+
+expect_err "watch: bad count" 2 "watch: bad count 'x'" "$IOMEMCTL" watch --count x
+expect_err "publish: missing name" 2 "publish: missing argument" "$IOMEMCTL" publish
+expect_err "publish: bad expect" 2 "publish: bad generation '-1'" "$IOMEMCTL" publish n --expect -1
+
+start_daemon
+
+# --- watch: every kind of change, one line each, in order
+ctl watch ev/ --count 9 >"$TMP/watch.txt" 2>"$TMP/watch.err" &
+W=$!
+ctl --json watch ev/ --count 9 >"$TMP/watch.json" 2>"$TMP/watch-json.err" &
+WJ=$!
+wait_watching "$TMP/watch.err"
+wait_watching "$TMP/watch-json.err"
+
+expect_ok "create" ctl create ev/a 4K --mode 0640 --resizable
+expect_ok "create outside the prefix" ctl create other 4K
+expect_ok "resize" ctl resize ev/a 8K
+expect_ok "seal" ctl seal ev/a grow
+expect_ok "chmod" ctl chmod ev/a 0600
+expect_ok "chown" ctl chown ev/a ":$(id -g)"
+printf 'first version' >"$TMP/v1"
+gen1=$(ctl publish ev/a "$TMP/v1")
+gen2=$(printf 'second' | ctl publish ev/a)
+[ "$gen2" -gt "$gen1" ] || fail "generations $gen1 then $gen2"
+expect_ok "rm" ctl rm ev/a
+printf 'fresh' | ctl publish ev/b --mode 0644 >/dev/null
+wait "$W" || fail "watch exited with $?"
+wait "$WJ" || fail "watch --json exited with $?"
+
+cut -d' ' -f1,2 "$TMP/watch.txt" >"$TMP/kinds"
+cat >"$TMP/want" <<EOW
+created ev/a
+resized ev/a
+sealed ev/a
+chmod ev/a
+chown ev/a
+published ev/a
+published ev/a
+deleted ev/a
+created ev/b
+EOW
+diff -u "$TMP/want" "$TMP/kinds" || fail "watch: kinds and names"
+grep -q "^created ev/a id=[0-9]* generation=[0-9]* size=4096 seals=0x20 mode=0640 owner=" "$TMP/watch.txt" ||
+        grep -q "^created ev/a id=[0-9]* generation=[0-9]* size=4096 seals=- mode=0640 owner=" "$TMP/watch.txt" ||
+        fail "watch: created line: $(head -1 "$TMP/watch.txt")"
+grep -q "^resized ev/a .* size=8192 " "$TMP/watch.txt" || fail "watch: resized line"
+grep -q "^published ev/a id=$gen1 generation=$gen1 size=13 seals=shrink,grow,write" "$TMP/watch.txt" ||
+        fail "watch: first published line"
+grep -q "^published ev/a id=$gen2 generation=$gen2 size=6 .* replaced=$gen1\$" "$TMP/watch.txt" ||
+        fail "watch: second published line"
+grep -q "^created ev/b .* mode=0644 " "$TMP/watch.txt" || fail "watch: publish of a free name is created"
+# --json: one object per line, the same events
+python3 - "$TMP/watch.json" "$gen1" "$gen2" <<'EOP' || fail "watch --json"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+kinds = [(e["event"], e["name"]) for e in lines]
+assert kinds == [("created", "ev/a"), ("resized", "ev/a"), ("sealed", "ev/a"), ("chmod", "ev/a"), ("chown", "ev/a"),
+                 ("published", "ev/a"), ("published", "ev/a"), ("deleted", "ev/a"), ("created", "ev/b")], kinds
+pub = lines[6]
+assert pub["generation"] == int(sys.argv[3]) and pub["replaced_id"] == int(sys.argv[2]), pub
+assert "write" in pub["seals"] and pub["size"] == 6, pub
+assert lines[3]["mode"] == "0600" and lines[0]["mode"] == "0640", lines
+EOP
+
+# --- publish: the bytes, immutable, versions and errors
+[ "$(ctl read ev/b)" = "fresh" ] || fail "publish: bytes"
+expect_err "publish: not the expected version" 1 "publish ev/b: stale" ctl publish ev/b "$TMP/v1" --expect 1
+gen=$(ctl --json stat ev/b | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+[ "$(ctl --json publish ev/b "$TMP/v1" --expect "$gen")" = "{\"generation\":$((gen + 1))}" ] ||
+        fail "publish --expect with the current generation"
+[ "$(ctl read ev/b)" = "first version" ] || fail "publish: new bytes"
+expect_err "publish: sealed against writes" 1 "write ev/b: " ctl write ev/b "$TMP/v1"
+expect_err "publish: missing file" 1 "publish ev/c: $TMP/nope: " ctl publish ev/c "$TMP/nope"
+
+# --- watch --timeout ends when nothing happens
+expect_ok "watch --timeout" ctl watch nothing/ --timeout 0.2
+
+finish
