@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "dataplane.h"
+#include "events.h"
 #include "floor.h"
 #include "iomem.h"
 #include "runner.h"
@@ -312,6 +313,17 @@ static void bench_daemon_ops(struct bench *b)
         bench_loop(b, "cold-open", "connect + HELLO + OPEN + close + disconnect per op", bench_cold_open_op, &x,
                    NULL);
 clients:
+        if (bench_wants(b, "events")) {
+                struct runner_opts eo = { .seconds = b->plan.seconds, .warmup = b->plan.warmup / 10 };
+                struct stats_result ev[EVENTS_RESULTS];
+
+                bench_pin(b, d.pid, 1); /* the forked poller and watcher inherit the CPU */
+                n = events_run(d.socket, &eo, BENCH_SAMPLE_CAP, ev);
+                if (n < 0)
+                        bench_fail(b, "events", n);
+                for (int i = 0; i < n; i++)
+                        bench_record(b, &ev[i]);
+        }
         bench_pin(b, d.pid, 0);
         if (bench_wants(b, "clients"))
                 bench_clients(b, &x);
@@ -565,7 +577,8 @@ static void bench_targets(struct bench *b)
                                   *big = bench_find(b, "open-big-table"), *reg = bench_find(b, "regions-rss"),
                                   *idle = bench_find(b, "idle-connections"),
                                   *pcopy = bench_find(b, "dp-pipe-copy"), *hand = bench_find(b, "dp-handover"),
-                                  *pread = bench_find(b, "dp-pipe-read"), *rd = bench_find(b, "dp-read");
+                                  *pread = bench_find(b, "dp-pipe-read"), *rd = bench_find(b, "dp-read"),
+                                  *wake = bench_find(b, "floor-pipe-wake"), *pubn = bench_find(b, "publish-notified");
         const struct stats_result *best = NULL;
         FILE *t = stdout;
 
@@ -589,6 +602,10 @@ static void bench_targets(struct bench *b)
                      bench_ratio(pcopy, pcopy ? pcopy->p50_us : 0, hand, hand ? hand->p50_us : 0), 100, 1);
         bench_target(b, t, "pipe/read-all time", "8b: pipe + read p50 time over OPEN + map + read (default map)",
                      bench_ratio(pread, pread ? pread->p50_us : 0, rd, rd ? rd->p50_us : 0), 5, 1);
+        bench_target(b, t, "publish-notified/wake p50", "PUBLISH-to-event p50 over the pipe wake-up floor's",
+                     bench_ratio(pubn, pubn ? pubn->p50_us : 0, wake, wake ? wake->p50_us : 0), 10, 0);
+        bench_target(b, t, "publish-notified/wake p99", "PUBLISH-to-event p99 over the pipe wake-up floor's",
+                     bench_ratio(pubn, pubn ? pubn->p99_us : 0, wake, wake ? wake->p99_us : 0), 10, 0);
         if (best)
                 fprintf(t, "     (best 8b receiver variant: %s)\n", best->scenario);
         bench_target(b, t, "pipe/read-all time, best", "8b: as above with the best receiver-side mapping choice",
@@ -631,7 +648,7 @@ static void bench_usage(FILE *f)
                 "  --iomemd PATH  the daemon to start (default: %s)\n"
                 "  --json FILE    also write the JSON lines to FILE\n"
                 "  --only GROUPS  run only these (comma-separated): floor, ops, clients,\n"
-                "                 dataplane, regions, idle\n"
+                "                 dataplane, regions, idle, events\n"
                 "  --no-pin       do not put client and server of the one-to-one scenarios\n"
                 "                 (floor, ops, table size) on one CPU\n"
                 "  --pin-keepers  put iomemd's fd keeper processes on that CPU too (default:\n"
@@ -765,7 +782,8 @@ int main(int argc, char **argv)
                         bench_fail(b, "floor-shm-open", r);
                 bench_pin(b, 0, 0);
         }
-        if (bench_wants(b, "ops") || bench_wants(b, "clients") || bench_wants(b, "dataplane"))
+        if (bench_wants(b, "ops") || bench_wants(b, "clients") || bench_wants(b, "dataplane") ||
+            bench_wants(b, "events"))
                 bench_daemon_ops(b);
         if (bench_wants(b, "regions"))
                 bench_regions(b);
