@@ -4,14 +4,15 @@
 #include "runner.h"
 #include "stats.h"
 
-#define EVENTS_RESULTS 2
+#define EVENTS_RESULTS 3
 
 /*
  * events_run() - in the same run: "floor-pipe-wake" (a forked poller woken
  * by a one-byte pipe write) and "publish-notified" (a forked process watching
  * a name on @socket gets the PUBLISHED event of a PUBLISH made here). Each
  * sample is from just before the write (the PUBLISH request) to the moment
- * the other process holds the byte (the decoded event); one at a time.
+ * the other process holds the byte (the decoded event); one at a time. And
+ * "publish-rtt": the PUBLISH round trip with nobody watching.
  * Return: the number of results in @res (EVENTS_RESULTS); negative errno.
  */
 int events_run(const char *socket, const struct runner_opts *o, size_t sample_cap,

@@ -13,6 +13,7 @@ EXPECTED = [
     "dp-pipe-copy", "dp-handover", "dp-pipe-read", "dp-read", "dp-read-populate", "dp-read-populate-read",
     "dp-read-hugepage", "dp-read-premapped", "dp-handover-notify",
     "open-small-table", "regions-rss", "open-big-table", "idle-connections", "floor-pipe-wake", "publish-notified",
+    "publish-rtt",
 ]
 NUMBERS = ["clients", "ops", "seconds", "ops_per_s", "p50_us", "p99_us", "p999_us"]
 TARGETS = 8
