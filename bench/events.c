@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* events: publish-to-notified latency (a watcher process learns of a PUBLISH) against a pipe wake-up floor. */
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* conn-watch: WATCH and UNWATCH, the per-connection event queue, and the fan-out of region changes to watchers. */
 #pragma once
 

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test-cli-events: iomemctl watch and publish against the real iomemd: event lines (text and --json), versions, errors.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-events: watching, events, publishing and versions against the real iomemd (issue 12). */
 
 /*
@@ -16,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "fdutil.h"
 #include "iomem.h"
 #include "itutil.h"
 
@@ -418,14 +420,14 @@ START_TEST(test_never_reading_watcher)
         /* warm up: fill the watcher's socket, transport and queue once */
         resize_storm(a, 20000);
         rss0 = daemon_rss_kib();
-        fds0 = it_fd_count_of(daemon_.pid);
+        fds0 = fdutil_count(daemon_.pid);
         for (int round = 0; round < 10; round++) {
                 resize_storm(a, 10000);
                 ck_assert_int_eq(iomem_stat(b, LONG_NAME, &st), 0);
                 ck_assert_int_eq(iomem_ping(b), 0);
         }
         rss1 = daemon_rss_kib();
-        fds1 = it_fd_count_of(daemon_.pid);
+        fds1 = fdutil_count(daemon_.pid);
         ck_assert_msg(rss1 - rss0 < 4096, "daemon RSS grew from %ld to %ld KiB", rss0, rss1);
         ck_assert_int_eq(fds1, fds0);
         /* the watcher is still connected and learns that it missed events */
