@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* conn-region: a connection's region requests (CREATE, OPEN and its waiters, RESIZE, SEAL, STAT, LIST, ...). */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -987,20 +988,21 @@ static int conn_region_replace(struct conn *c, struct region *old, struct region
         struct region_meta before = old->meta;
         int k;
 
-        regtab_remove(ctx->regtab, old);
-        k = regtab_add(ctx->regtab, new); /* the name was just freed and the id is new: cannot fail */
-        if (k == 0) {
-                k = service_region_added(new);
-                if (k < 0) {
-                        log_error("cannot save region '%s' in the service manager's fd store: %s", new->name,
-                                  strerror(-k));
-                        regtab_remove(ctx->regtab, new);
-                }
-        }
+        /*
+         * Into the fd store first, under the id it is about to get, while the old
+         * version is untouched: a failure changes nothing (taking a parked region
+         * out of the table also drops its keeper's copy, so @old cannot go back),
+         * and a crash before the old one leaves the store keeps one of the two.
+         */
+        new->meta.id = regtab_next_id(ctx->regtab);
+        k = service_region_added(new);
         if (k < 0) {
-                (void)regtab_add(ctx->regtab, old); /* its name and id are free again */
+                log_error("cannot save region '%s' in the service manager's fd store: %s", new->name, strerror(-k));
                 return conn_fail(res, k, "cannot save the new version (fd store)");
         }
+        regtab_remove(ctx->regtab, old);
+        k = regtab_add(ctx->regtab, new); /* the name was just freed and the id is unused: cannot fail */
+        assert(k == 0);
         service_region_removed(old);
         /* the owner has an entry (it owns @old): these never allocate */
         quota_charge(ctx->quota, new->meta.uid, (int64_t)new->size, 1, 0, 0);
