@@ -119,12 +119,20 @@ holder_round() { # N WHEN
   pass "$2: the holder kept reading and writing its mapping; a new client sees the same bytes"
 }
 
-# 3. systemctl restart
+# 3. systemctl restart; a published version keeps its generation (PUBLISH, docs/protocol.md section 14)
+printf 'version one' | ctl publish versioned >/dev/null || fail "publish versioned"
+gen=$(printf 'version two' | ctl publish versioned) || fail "publish versioned again"
 pid=$(mainpid)
 systemctl restart iomemd.service || fail "systemctl restart"
 wait_active_new_pid "$pid" 10 || fail "no new daemon after restart"
 check_regions "after systemctl restart"
 holder_round 1 "after systemctl restart"
+[ "$(ctl read versioned)" = "version two" ] || fail "the published version's bytes after a restart"
+gen2=$(printf 'version three' | ctl publish versioned --expect "$gen") \
+  || fail "generation $gen not kept across a restart"
+[ "$gen2" -gt "$gen" ] || fail "generation after a restart: $gen2, not above $gen"
+ctl rm versioned || fail "rm versioned" # the fd store's count in step 7 is of the regions above
+pass "a published version keeps its generation across a restart; the next one is greater"
 
 # 4. kill -9
 pid=$(mainpid)
