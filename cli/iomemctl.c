@@ -1497,6 +1497,13 @@ static int cmd_publish(struct ctl *c, int argc, char **argv)
                         done += (size_t)w;
         }
         free(buf);
+        /*
+         * The daemon, which may run as another uid (DynamicUser), reopens the memfd
+         * read-only through /proc to hand it out: its inode must be readable by others.
+         * Sealed against writes below, nobody can change it through that.
+         */
+        if (r >= 0 && fchmod(iomem_region_fd(region), 0644) < 0)
+                r = -errno;
         /* an immutable snapshot: readers of this generation all see these bytes */
         if (r >= 0)
                 r = iomem_region_seal(region, IOMEM_REGISTER_SEALS | IOMEM_SEAL_WRITE | a.seals);
