@@ -280,7 +280,9 @@ void conn_watch_notify(struct conn_ctx *ctx, uint16_t kind, struct region *r, co
                 struct conn *c = w->conn;
                 struct access_cred cred;
 
-                if (c->dead || r->name_len < w->prefix_len || memcmp(r->name, w->prefix, w->prefix_len) != 0)
+                /* a closing connection (its last, fatal reply is queued) gets nothing more */
+                if (c->dead || c->closing || r->name_len < w->prefix_len ||
+                    memcmp(r->name, w->prefix, w->prefix_len) != 0)
                         continue;
                 cred = conn_access_cred(c);
                 if (access_check(&cred, &r->meta, ACCESS_NEED_READ) < 0 &&
