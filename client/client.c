@@ -50,6 +50,10 @@ struct iomem_client {
         unsigned nevents;
         bool overflow_pending;
         uint64_t dropped;
+        /* its watches: the id the caller knows, the daemon's on this connection, made again after a reconnect */
+        struct client_watch *watches;
+        unsigned nwatches;
+        uint32_t next_watch;
 };
 
 /* a call repeated this often after losing its connection each time gives up */
@@ -57,6 +61,7 @@ struct iomem_client {
 
 static int client_recv_reply(struct iomem_client *c, struct transport_frame *f, int timeout_ms);
 static void client_events_clear(struct iomem_client *c);
+static int client_rewatch(struct iomem_client *c);
 
 IOMEM_EXPORT int iomem_socket_path(char *buf, size_t size)
 {
@@ -245,6 +250,8 @@ static int client_reconnect(struct iomem_client *c)
         deadline = window < 0 ? -1 : client_now_ms() + window;
         for (;;) {
                 r = client_open(c, client_left_ms(deadline));
+                if (r == 0)
+                        r = client_rewatch(c);
                 if (r == 0) {
                         c->reconnects++;
                         return 0;
@@ -432,6 +439,7 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
                 return NULL;
         client_close(client);
         client_events_clear(client);
+        free(client->watches);
         free(client);
         errno = saved;
         return NULL;
@@ -990,6 +998,66 @@ struct client_event {
         struct iomem_event ev;
 };
 
+struct client_watch {
+        uint32_t id;   /* what iomem_watch() returned; stays across reconnects */
+        uint32_t wire; /* the daemon's id on the current connection */
+        char prefix[PROTO_NAME_MAX + 1];
+};
+
+/* Return: the watch whose daemon id is @wire, or NULL. */
+static struct client_watch *client_watch_by_wire(struct iomem_client *c, uint32_t wire)
+{
+        for (unsigned i = 0; i < c->nwatches; i++)
+                if (c->watches[i].wire == wire)
+                        return &c->watches[i];
+        return NULL;
+}
+
+/* WATCH @prefix on the current connection, without reconnecting. Return: 0 with *wirep; negative errno. */
+static int client_watch_send(struct iomem_client *c, const char *prefix, uint32_t *wirep)
+{
+        struct proto_watch m = { .prefix = prefix };
+        struct proto_watch_reply rep;
+        struct transport_frame f;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        int len = proto_watch_encode(&m, buf, sizeof(buf)), r;
+
+        if (len < 0)
+                return len;
+        r = client_exchange(c, PROTO_OP_WATCH, buf, (size_t)len, NULL, 0, 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = proto_watch_reply_decode(f.payload, f.hdr.length, &rep);
+        transport_frame_deinit(&f);
+        if (r < 0)
+                return -EPROTO;
+        *wirep = rep.watch_id;
+        return 0;
+}
+
+/*
+ * After a reconnect: the daemon's watches ended with the old connection.
+ * Make each again (the caller's ids stay) and put one OVERFLOW first, since
+ * changes made while no connection existed were missed: the caller
+ * re-reads the state as after any OVERFLOW. Return: 0; negative errno.
+ */
+static int client_rewatch(struct iomem_client *c)
+{
+        int r;
+
+        if (!c->hello_flags || !c->nwatches)
+                return 0;
+        for (unsigned i = 0; i < c->nwatches; i++) {
+                r = client_watch_send(c, c->watches[i].prefix, &c->watches[i].wire);
+                if (r < 0)
+                        return r;
+        }
+        c->dropped += c->nevents;
+        client_events_clear(c);
+        c->overflow_pending = true;
+        return 0;
+}
+
 static void client_events_clear(struct iomem_client *c)
 {
         struct client_event *e, *next;
@@ -1006,7 +1074,7 @@ static void client_events_clear(struct iomem_client *c)
  * Decode an event frame into @ev. Return: 1; 0 for an event this library
  * does not know (skipped, as the protocol says); -EPROTO if malformed.
  */
-static int client_event_decode(const struct transport_frame *f, struct iomem_event *ev)
+static int client_event_decode(struct iomem_client *c, const struct transport_frame *f, struct iomem_event *ev)
 {
         struct proto_event_overflow o;
         struct proto_event m;
@@ -1014,6 +1082,13 @@ static int client_event_decode(const struct transport_frame *f, struct iomem_eve
         if (f->nfds != 0 || !(f->hdr.flags & PROTO_FLAG_REPLY) || (f->hdr.flags & PROTO_FLAG_ERROR))
                 return -EPROTO;
         *ev = (struct iomem_event){ .kind = f->hdr.opcode, .watch_id = f->hdr.id };
+        if (f->hdr.opcode != PROTO_EV_OVERFLOW) {
+                const struct client_watch *w = client_watch_by_wire(c, f->hdr.id);
+
+                if (!w)
+                        return 0; /* a watch this client no longer has */
+                ev->watch_id = w->id;
+        }
         if (f->hdr.opcode == PROTO_EV_OVERFLOW) {
                 if (proto_event_overflow_decode(f->payload, f->hdr.length, &o) < 0)
                         return -EPROTO;
@@ -1048,7 +1123,7 @@ static int client_event_stash(struct iomem_client *c, const struct transport_fra
                 c->overflow_pending = true;
                 return 0;
         }
-        r = client_event_decode(f, &e->ev);
+        r = client_event_decode(c, f, &e->ev);
         if (r <= 0) {
                 free(e);
                 return r;
@@ -1097,10 +1172,16 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
                 return -EINVAL;
         if (!client->hello_flags)
                 return -EOPNOTSUPP;
-        if (client->broken)
-                return -ENOTCONN;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (;;) {
+                if (client->broken) {
+                        /* the daemon went away: connect again (its watches are made again, OVERFLOW first) */
+                        if (!client->gone || client->reconnect_ms == 0)
+                                return -ENOTCONN;
+                        r = client_reconnect(client);
+                        if (r < 0)
+                                return -ENOTCONN;
+                }
                 /* an OVERFLOW stands for the events it replaced, before those that came after it */
                 if (client->overflow_pending) {
                         *ev = (struct iomem_event){ .kind = IOMEM_EVENT_OVERFLOW, .dropped = client->dropped };
@@ -1124,6 +1205,9 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
                         return -EAGAIN; /* nothing came: the stream is still in sync */
                 if (r < 0) {
                         client->broken = r;
+                        client->gone = client_error_is_gone(r);
+                        if (client->gone && client->reconnect_ms != 0)
+                                continue;
                         return r == -EPIPE ? -ECONNRESET : r;
                 }
                 if (!proto_opcode_is_event(f.hdr.opcode)) {
@@ -1132,7 +1216,7 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
                         client->broken = -EPROTO;
                         return -EPROTO;
                 }
-                r = client_event_decode(&f, ev);
+                r = client_event_decode(client, &f, ev);
                 transport_frame_deinit(&f);
                 if (r < 0) {
                         client->broken = r;
@@ -1155,6 +1239,7 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
 {
         struct proto_watch m = { .prefix = prefix ? prefix : "" };
         struct proto_watch_reply rep;
+        struct client_watch *ws, *w;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
@@ -1164,6 +1249,10 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
         r = client_name_check(m.prefix);
         if (r < 0)
                 return r;
+        ws = realloc(client->watches, (client->nwatches + 1) * sizeof(*ws));
+        if (!ws)
+                return -ENOMEM;
+        client->watches = ws;
         r = client_call(client, PROTO_OP_WATCH, buf, proto_watch_encode(&m, buf, sizeof(buf)), 0, 0, &f);
         if (r < 0)
                 return r;
@@ -1171,19 +1260,39 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
         transport_frame_deinit(&f);
         if (r < 0)
                 return -EPROTO;
+        w = &client->watches[client->nwatches++];
+        if (++client->next_watch == 0)
+                client->next_watch = 1;
+        w->id = client->next_watch;
+        w->wire = rep.watch_id;
+        snprintf(w->prefix, sizeof(w->prefix), "%s", m.prefix);
         if (watch_idp)
-                *watch_idp = rep.watch_id;
+                *watch_idp = w->id;
         return 0;
 }
 
 IOMEM_EXPORT int iomem_unwatch(struct iomem_client *client, uint32_t watch_id)
 {
-        struct proto_unwatch m = { .watch_id = watch_id };
+        struct proto_unwatch m = { 0 };
         uint8_t buf[CLIENT_REQUEST_MAX];
+        unsigned i;
+        int r;
 
         if (!client || watch_id == 0)
                 return -EINVAL;
-        return client_call_empty(client, PROTO_OP_UNWATCH, buf, proto_unwatch_encode(&m, buf, sizeof(buf)));
+        for (i = 0; i < client->nwatches && client->watches[i].id != watch_id; i++)
+                ;
+        if (i == client->nwatches)
+                return client->hello_flags ? -ENOENT : -EOPNOTSUPP;
+        m.watch_id = client->watches[i].wire;
+        r = client_call_empty(client, PROTO_OP_UNWATCH, buf, proto_unwatch_encode(&m, buf, sizeof(buf)));
+        /* gone either way: the daemon's ended with the request or with the connection */
+        if (r == 0 || r == -ENOENT || r == -ECONNRESET) {
+                client->watches[i] = client->watches[--client->nwatches];
+                if (r == -ENOENT)
+                        r = 0;
+        }
+        return r;
 }
 
 IOMEM_EXPORT int iomem_publish(struct iomem_client *client, const char *name, const struct iomem_region *region,

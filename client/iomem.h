@@ -437,7 +437,7 @@ int iomem_quota(struct iomem_client *client, struct iomem_quota *q);
 int iomem_register(struct iomem_client *client, const char *name, const struct iomem_region *region,
                    uint32_t flags, uint32_t mode, uint64_t *idp);
 
-/* ---- events, publishing, versions (docs/protocol.md section 14) ---------- */
+/* ---- events, publishing, versions (docs/protocol.md section 15) ---------- */
 
 /*
  * Watching and publishing need a connection made with IOMEM_CONNECT_EVENTS;
@@ -453,6 +453,13 @@ int iomem_register(struct iomem_client *client, const char *name, const struct i
  * first, in order, then reads the socket. Before sleeping in poll() on
  * iomem_client_fd(), take every event with iomem_next_event(c, &ev, 0) until
  * it returns -EAGAIN: events kept by an earlier call do not wake poll().
+ *
+ * Watches end with a connection. When libiomem connects again after the
+ * daemon went away (iomem_client_set_reconnect()), from any call including
+ * iomem_next_event(), it makes the client's watches again, keeping the ids
+ * iomem_watch() returned, and iomem_next_event() then returns one OVERFLOW
+ * first: changes made while no connection existed were missed, re-read the
+ * state (iomem_list()) as after any OVERFLOW.
  */
 
 /* iomem_connect_flags() flags */

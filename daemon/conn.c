@@ -227,7 +227,7 @@ void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags,
                         close(fds[i]);
                 return;
         }
-        /* events queued before this reply go out before it (docs/protocol.md section 14.3) */
+        /* events queued before this reply go out before it (docs/protocol.md section 15.3) */
         if (conn_watch_pending(c)) {
                 conn_watch_pump(c, true);
                 if (c->dead) {

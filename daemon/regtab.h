@@ -64,7 +64,7 @@ struct region {
 
 /*
  * region_generation() - the version number of @r under its name
- * (docs/protocol.md section 14.1): its id, which only grows, is never reused
+ * (docs/protocol.md section 15.1): its id, which only grows, is never reused
  * while the daemon runs and is kept across restarts by the fd store; every
  * PUBLISH makes a new region and so a new id.
  * Return: the generation, >= 1 once @r is in a table.

@@ -392,7 +392,7 @@ struct proto_metric_info {
         const char *help;
 };
 
-/* ---- the EVENTS feature (docs/protocol.md section 14) ---- */
+/* ---- the EVENTS feature (docs/protocol.md section 15) ---- */
 
 struct proto_watch {
         uint32_t flags;    /* PROTO_WATCH_*, none defined: 0 */

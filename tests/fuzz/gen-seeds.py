@@ -46,7 +46,7 @@ PAYLOADS = {
     'QUOTA': b'',
     'REGISTER': struct.pack('<QII', 4096, 0, 0) + s('reg'),
     'REGISTER_lease': struct.pack('<QII', 4096, 1, 0o600) + s('reg-lease'),
-    # the EVENTS feature (docs/protocol.md section 14)
+    # the EVENTS feature (docs/protocol.md section 15)
     'HELLO_events': struct.pack('<HHI', 1, 1, 2),
     'WATCH': struct.pack('<II', 0, 0) + s(''),
     'WATCH_prefix': struct.pack('<II', 0, 0) + s('pub'),

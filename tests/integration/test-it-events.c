@@ -3,7 +3,7 @@
 
 /*
  * Determinism without timing: the daemon queues every event for a change
- * before the reply to any request it reads later (docs/protocol.md 14.3), and
+ * before the reply to any request it reads later (docs/protocol.md 15.3), and
  * libiomem keeps events that arrive while it waits for a reply. So after a
  * PING round trip every event of earlier changes is in the client, and
  * "no event" is iomem_next_event(c, &ev, 0) == -EAGAIN after a PING.
@@ -724,6 +724,52 @@ START_TEST(test_publish_under_load)
 }
 END_TEST
 
+/*
+ * The daemon restarts: watches end with the connection, so libiomem makes
+ * them again when it reconnects (the caller's watch ids stay) and puts one
+ * OVERFLOW first, since changes while nobody listened were missed.
+ */
+START_TEST(test_watch_across_restart)
+{
+        struct iomem_client *w, *a;
+        struct iomem_region *r = NULL;
+        struct iomem_event ev;
+        uint32_t wid, wid2;
+
+        start(NULL);
+        w = ev_connect();
+        ck_assert_int_eq(iomem_watch(w, "x/", &wid), 0);
+        ck_assert_int_eq(iomem_watch(w, "y/", &wid2), 0);
+        ck_assert_int_eq(iomem_unwatch(w, wid2), 0); /* ids stay the caller's even when the daemon's differ */
+        ck_assert_int_eq(iomem_watch(w, "y/", &wid2), 0);
+
+        it_daemon_kill(&daemon_, SIGKILL);
+        it_daemon_spawn(&daemon_, NULL);
+        a = ev_connect();
+        ck_assert_int_eq(iomem_create(a, "x/missed", 4096, NULL, &r), 0); /* before w is back: missed */
+        iomem_region_free(r);
+        /* waiting for events reconnects: the OVERFLOW says "re-read", then events flow again */
+        next_event(w, &ev);
+        ck_assert_uint_eq(ev.kind, IOMEM_EVENT_OVERFLOW);
+        ck_assert_uint_eq(iomem_client_reconnects(w), 1);
+        ck_assert_int_eq(iomem_create(a, "x/after", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_create(a, "y/after", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        expect_event(w, IOMEM_EVENT_CREATED, "x/after", &ev);
+        ck_assert_uint_eq(ev.watch_id, wid);
+        expect_event(w, IOMEM_EVENT_CREATED, "y/after", &ev);
+        ck_assert_uint_eq(ev.watch_id, wid2);
+        expect_no_event(w);
+        ck_assert_int_eq(iomem_unwatch(w, wid), 0);
+        ck_assert_int_eq(iomem_create(a, "x/later", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        expect_no_event(w);
+        iomem_disconnect(w);
+        iomem_disconnect(a);
+}
+END_TEST
+
 /* ---- access filtering (root: a child switches to another uid) ----------- */
 
 /* The watcher child, as OTHER_UID: collects events until "acc/zz-end" and checks what it saw. */
@@ -824,6 +870,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_wait_for_generation);
         tcase_add_test(tc, test_publish_under_load);
         tcase_add_test(tc, test_access_filtering);
+        tcase_add_test(tc, test_watch_across_restart);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -119,7 +119,7 @@ holder_round() { # N WHEN
   pass "$2: the holder kept reading and writing its mapping; a new client sees the same bytes"
 }
 
-# 3. systemctl restart; a published version keeps its generation (PUBLISH, docs/protocol.md section 14)
+# 3. systemctl restart; a published version keeps its generation (PUBLISH, docs/protocol.md section 15)
 printf 'version one' | ctl publish versioned >/dev/null || fail "publish versioned"
 gen=$(printf 'version two' | ctl publish versioned) || fail "publish versioned again"
 pid=$(mainpid)

@@ -2131,7 +2131,7 @@ START_TEST(test_metrics_truncated)
 }
 END_TEST
 
-/* ---- the EVENTS feature (docs/protocol.md section 14) -------------------- */
+/* ---- the EVENTS feature (docs/protocol.md section 15) -------------------- */
 
 static void do_hello_events(struct peer *p)
 {

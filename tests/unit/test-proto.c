@@ -1806,7 +1806,7 @@ START_TEST(test_metric_info)
 }
 END_TEST
 
-/* ---- the EVENTS feature (docs/protocol.md section 14) ------------------- */
+/* ---- the EVENTS feature (docs/protocol.md section 15) ------------------- */
 
 /* HELLO: EVENTS is accepted; bit 0 and every other bit stay -EINVAL. */
 START_TEST(test_hello_events_flag)
@@ -1826,7 +1826,7 @@ START_TEST(test_hello_events_flag)
 }
 END_TEST
 
-/* The byte tables of section 14: a region event frame and a PUBLISH request. */
+/* The byte tables of section 15: a region event frame and a PUBLISH request. */
 START_TEST(test_event_layout)
 {
         static const uint8_t ev[] = {
