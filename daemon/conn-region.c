@@ -743,6 +743,10 @@ static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, c
         }
         /* read-only hand-outs are reopened: find out now, not at the first OPEN */
         k = backend_reopen_rdonly(fd, &rfd);
+        if (k == -EAGAIN) {
+                *whyp = "the memfd is under a lease (F_SETLEASE): release it first";
+                return -EAGAIN;
+        }
         if (k < 0) {
                 *whyp = "the daemon cannot reopen the memfd read-only (its uid may not read the inode)";
                 return -EACCES;
