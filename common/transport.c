@@ -38,17 +38,17 @@ struct transport_out {
         uint8_t data[];
 };
 
-static void (*transport_fd_closer)(int fd);
+static void (*transport_fd_closer)(int fd, uint32_t owner);
 
-void transport_set_fd_closer(void (*fn)(int fd))
+void transport_set_fd_closer(void (*fn)(int fd, uint32_t owner))
 {
         transport_fd_closer = fn;
 }
 
-static void transport_close_fd(int fd)
+static void transport_close_fd(int fd, uint32_t owner)
 {
         if (transport_fd_closer)
-                transport_fd_closer(fd);
+                transport_fd_closer(fd, owner);
         else
                 close(fd);
 }
@@ -57,7 +57,7 @@ static void transport_close_fd(int fd)
  * Close fds a peer sent (through the process's closer: such a close may block,
  * e.g. on FUSE), or, with @own, fds we made and queued for sending (plain close).
  */
-static void transport_close_fds_how(int *fds, unsigned n, bool own)
+static void transport_close_fds_how(int *fds, unsigned n, bool own, uint32_t owner)
 {
         int saved = errno;
 
@@ -66,21 +66,21 @@ static void transport_close_fds_how(int *fds, unsigned n, bool own)
                         if (own)
                                 close(fds[i]);
                         else
-                                transport_close_fd(fds[i]);
+                                transport_close_fd(fds[i], owner);
                 }
                 fds[i] = -1;
         }
         errno = saved;
 }
 
-static void transport_close_fds(int *fds, unsigned n)
+static void transport_close_fds(int *fds, unsigned n, uint32_t owner)
 {
-        transport_close_fds_how(fds, n, false);
+        transport_close_fds_how(fds, n, false, owner);
 }
 
 static void transport_close_own_fds(int *fds, unsigned n)
 {
-        transport_close_fds_how(fds, n, true);
+        transport_close_fds_how(fds, n, true, 0);
 }
 
 /* Close every fd received and not yet handed out in a frame. */
@@ -90,7 +90,7 @@ static void transport_drop_batches(struct transport *t)
 
         for (b = t->batches; b; b = next) {
                 next = b->next;
-                transport_close_fds(b->fds, b->nfds);
+                transport_close_fds(b->fds, b->nfds, t->fd_owner);
                 free(b);
         }
         t->batches = NULL;
@@ -147,7 +147,7 @@ void transport_deinit(struct transport *t)
  * even when the message as a whole is a violation.
  * Return: 0 if the control data is acceptable, -EPROTO otherwise.
  */
-static int transport_collect_fds(struct msghdr *msg, int *fds, unsigned size, unsigned *nfdsp)
+static int transport_collect_fds(struct msghdr *msg, int *fds, unsigned size, unsigned *nfdsp, uint32_t owner)
 {
         struct cmsghdr *cmsg;
         unsigned nfds = 0, nblocks = 0;
@@ -171,7 +171,7 @@ static int transport_collect_fds(struct msghdr *msg, int *fds, unsigned size, un
                         if (nfds < size) {
                                 fds[nfds++] = fd;
                         } else {
-                                transport_close_fd(fd);
+                                transport_close_fd(fd, owner);
                                 r = -EPROTO;
                         }
                 }
@@ -240,11 +240,11 @@ int transport_read(struct transport *t)
         if (n < 0)
                 return -errno;
 
-        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds);
+        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds, t->fd_owner);
         if (r >= 0 && nfds > 0 && (n == 0 || t->in_fds + nfds > TRANSPORT_MAX_HELD_FDS))
                 r = -EPROTO; /* fds without bytes, or piling up with no frame to claim them */
         if (r < 0) {
-                transport_close_fds(fds, nfds);
+                transport_close_fds(fds, nfds, t->fd_owner);
                 transport_drop_batches(t);
                 return r;
         }
@@ -256,7 +256,7 @@ int transport_read(struct transport *t)
         if (nfds > 0) {
                 b = malloc(sizeof(*b));
                 if (!b) {
-                        transport_close_fds(fds, nfds);
+                        transport_close_fds(fds, nfds, t->fd_owner);
                         return -ENOMEM;
                 }
                 *b = (struct transport_fdbatch){ .end = t->in_pos + t->in_end + (size_t)n, .nfds = nfds };
@@ -276,7 +276,7 @@ void transport_frame_deinit(struct transport_frame *f)
 {
         if (!f)
                 return;
-        transport_close_fds(f->fds, f->nfds);
+        transport_close_fds(f->fds, f->nfds, f->fd_owner);
         free(f->payload);
         f->payload = NULL;
         f->nfds = 0;
@@ -352,7 +352,7 @@ int transport_next_frame(struct transport *t, struct transport_frame *f)
         uint8_t *payload = NULL;
         int r;
 
-        *f = (struct transport_frame){ .nfds = 0 };
+        *f = (struct transport_frame){ .nfds = 0, .fd_owner = t->fd_owner };
         for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
                 f->fds[i] = -1;
 

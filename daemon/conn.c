@@ -12,6 +12,7 @@
 
 #include "access.h"
 #include "backend.h"
+#include "closer.h"
 #include "conn-access.h"
 #include "conn-internal.h"
 #include "conn-metrics.h"
@@ -26,6 +27,7 @@
 #define CONN_READS_PER_CALL 16            /* recvmsg calls per readable event, for fairness */
 #define CONN_CLOSE_GRACE_NS (5ULL * 1000000000ULL) /* to deliver a last error reply */
 #define NSEC_PER_SEC 1000000000ULL
+#define CONN_CLOSER_RECHECK_NS (20ULL * 1000000ULL) /* a uid paused for its pending closes: look again */
 
 uint64_t conn_now_ns(void)
 {
@@ -132,6 +134,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         r = transport_init(&c->transport, sock, ctx->config->max_out_bytes, 0);
         if (r < 0)
                 return r;
+        c->transport.fd_owner = cred.uid; /* fds it sends are closed on the closer threads, counted to it */
         c->transport_ready = true;
         /* the last step that can fail: from here on conn_free() gives the charge back */
         if (quota_charge(ctx->quota, cred.uid, 0, 0, 1, 0) < 0)
@@ -498,13 +501,26 @@ static int conn_process_frames(struct conn *c)
         return c->dead ? -ECONNRESET : 0;
 }
 
+/*
+ * Return: true while the fds @c's uid sent wait for the closer threads past
+ * CLOSER_MAX_PENDING_PER_UID: reading more could only add to them (a
+ * recvmsg takes what the peer sent), so the uid's connections are not read
+ * until they drain. One uid whose closes block (FUSE, lingering sockets)
+ * thus stalls itself, not the daemon; its pile is bounded by the limit
+ * plus one recvmsg's fds per connection.
+ */
+static bool conn_closes_pending(const struct conn *c)
+{
+        return closer_pending(c->uid) >= CLOSER_MAX_PENDING_PER_UID;
+}
+
 int conn_handle_input(struct conn *c)
 {
         int r;
 
         if (c->dead)
                 return -ECONNRESET;
-        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled; i++) {
+        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !conn_closes_pending(c); i++) {
                 r = transport_read(&c->transport);
                 if (r == -EAGAIN || r == -EINTR)
                         break;
@@ -563,7 +579,7 @@ bool conn_has_output(const struct conn *c)
 
 bool conn_wants_input(const struct conn *c)
 {
-        return !c->dead && !c->closing && !c->throttled;
+        return !c->dead && !c->closing && !c->throttled && !conn_closes_pending(c);
 }
 
 bool conn_is_dead(const struct conn *c)
@@ -586,6 +602,11 @@ uint64_t conn_deadline(const struct conn *c)
                 return c->close_deadline_ns;
         if (!c->hello_done)
                 d = c->handshake_deadline_ns;
+        if (conn_closes_pending(c)) {
+                w = conn_now_ns() + CONN_CLOSER_RECHECK_NS;
+                if (!d || w < d)
+                        d = w;
+        }
         w = conn_region_deadline(c);
         if (w && (!d || w < d))
                 d = w;

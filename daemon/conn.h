@@ -108,7 +108,9 @@ bool conn_has_output(const struct conn *c);
 
 /*
  * Return: true while the connection wants its socket read: not dead, not
- * closing, and not throttled because its replies are not being read.
+ * closing, not throttled because its replies are not being read, and its
+ * uid has fewer than CLOSER_MAX_PENDING_PER_UID fds waiting to be closed
+ * (closer.h; conn_deadline() then asks to look again shortly).
  */
 bool conn_wants_input(const struct conn *c);
 

@@ -335,10 +335,12 @@ static int send_fd_with_ping(int s, const int *fds, unsigned nfds)
                           nfds);
 }
 
+#define ATTACK_LINGERS 8 /* more than the daemon has closer threads */
+
 static int attack_linger(void)
 {
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        int small = 4096, lis, s, t1, t2, cheap[PROTO_MAX_FDS], r;
+        int small = 4096, lis, s, t1s[ATTACK_LINGERS], t2, cheap[PROTO_MAX_FDS], r;
         unsigned sent = 0, want = 20000;
         bool second = false;
 
@@ -346,9 +348,10 @@ static int attack_linger(void)
         if (lis < 0)
                 die("listen socket", -errno);
         setsockopt(lis, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-        if (bind(lis, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lis, 8) < 0)
+        if (bind(lis, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lis, 16) < 0)
                 die("bind/listen", -errno);
-        t1 = lingering_socket(lis);
+        for (int i = 0; i < ATTACK_LINGERS; i++)
+                t1s[i] = lingering_socket(lis);
         t2 = lingering_socket(lis);
         for (int i = 0; i < PROTO_MAX_FDS; i++) {
                 cheap[i] = eventfd(0, EFD_CLOEXEC);
@@ -357,11 +360,13 @@ static int attack_linger(void)
         }
 
         s = raw_connect_hello();
-        /* 1. wedge the closer with a lingering close */
-        r = send_fd_with_ping(s, &t1, 1);
-        if (r < 0)
-                die("send t1", r);
-        close(t1);
+        /* 1. wedge the closer (every thread it has) with lingering closes */
+        for (int i = 0; i < ATTACK_LINGERS; i++) {
+                r = send_fd_with_ping(s, &t1s[i], 1);
+                if (r < 0)
+                        die("send linger", r);
+                close(t1s[i]);
+        }
         sleep_ms(100);
         /* 2. thousands of cheap fds pile up behind it (until the daemon stops reading us) */
         fcntl(s, F_SETFL, O_NONBLOCK);
@@ -404,7 +409,7 @@ static int attack_inflight(void)
         struct proto_open o = { .name = "inflight" };
         uint8_t p[512], f[600];
         int socks[16], r, len;
-        unsigned sent = 0;
+        unsigned sent = 0, dropped = 0;
 
         r = iomem_create(c, "inflight", 4096, &co, &region);
         if (r < 0)
@@ -416,20 +421,25 @@ static int attack_inflight(void)
         /* paced: a few OPENs per connection at a time, so the daemon's own queue never looks full */
         for (int round = 0; round < 200; round++) {
                 for (int i = 0; i < 16; i++) {
-                        for (int k = 0; k < 4; k++) {
+                        for (int k = 0; k < 4 && socks[i] >= 0; k++) {
                                 r = send_frame(socks[i], f, frame(f, PROTO_OP_OPEN, 10 + sent, p, len, 0), NULL, 0);
-                                if (r < 0)
-                                        die("send open", r);
+                                if (r < 0) { /* the daemon dropped this connection */
+                                        close(socks[i]);
+                                        socks[i] = -1;
+                                        dropped++;
+                                        break;
+                                }
                                 sent++;
                         }
                 }
                 sleep_ms(5);
         }
         sleep_ms(500);
-        ready("opens_sent=%u", sent);
+        ready("opens_sent=%u dropped=%u", sent, dropped);
         wait_stdin_eof();
         for (int i = 0; i < 16; i++)
-                close(socks[i]);
+                if (socks[i] >= 0)
+                        close(socks[i]);
         iomem_disconnect(c);
         return 0;
 }
@@ -445,11 +455,11 @@ static int grow_one(struct iomem_client *c, const char *name, enum iomem_backend
 
         r = iomem_create(c, name, 4096, &co, &region);
         if (r < 0)
-                die("create", r);
+                return r; /* the daemon-wide limit may already be booked */
         r = ftruncate(iomem_region_fd(region), (off_t)to) < 0 ? -errno : 0;
         iomem_region_free(region);
-        if (iomem_stat(c, name, &st) < 0)
-                die("stat", -EIO);
+        /* the daemon looks at the size */
+        iomem_stat(c, name, &st);
         return r;
 }
 
@@ -465,7 +475,7 @@ static int attack_grow(void)
                 char name[32];
 
                 snprintf(name, sizeof(name), "grow-wrap-%d", i);
-                if (grow_one(c, name, IOMEM_BACKEND_FILE, (uint64_t)INT64_MAX - 4096) == 0)
+                if (grow_one(c, name, IOMEM_BACKEND_SHM, (uint64_t)INT64_MAX - 4096) == 0)
                         rw++;
         }
         ready("memfd_grow=%d shm_grow=%d wrap_grown=%d", rm, rs, rw);
@@ -539,8 +549,8 @@ static int attack_pipeline(void)
 {
         struct iomem_client *c = client();
 
-        make_regions(c, "pipe", 4000);
-        return list_flood(8, 0);
+        make_regions(c, "pipe", 8000);
+        return list_flood(16, 0);
 }
 
 static int attack_stale_cursor(void)

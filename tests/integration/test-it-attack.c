@@ -399,7 +399,7 @@ END_TEST
 
 /* ---- 5 ------------------------------------------------------------------- */
 
-/* Eight connections pipeline LISTs that match nothing (4,000 regions to scan), never reading a reply. */
+/* Sixteen connections pipeline LISTs that match nothing (8,000 regions to scan), never reading a reply. */
 START_TEST(test_pipelined_requests_take_turns)
 {
         struct attacker a;
@@ -507,6 +507,14 @@ static bool wanted(const char *name)
                         tcase_add_test(tc, fn); \
         } while (0)
 
+/* an attack whose fix is not in yet: run only when asked for by name */
+#define ADD_UNFIXED(tc, fn)                                                  \
+        do {                                                                 \
+                const char *only = getenv("IT_ATTACK_ONLY");                  \
+                if (only && *only && strstr(#fn, only))                      \
+                        tcase_add_test(tc, fn);                              \
+        } while (0)
+
 int main(void)
 {
         Suite *s = suite_create("it-attack");
@@ -521,13 +529,13 @@ int main(void)
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
         tcase_set_timeout(tc, 600);
         ADD(tc, test_lease_stalls_nobody);
-        (void)test_closer_cannot_be_wedged; /* TODO issue 10: not fixed yet */
-        (void)test_fds_in_flight_bounded; /* TODO issue 10: not fixed yet */
-        (void)test_growth_charged_to_the_grower; /* TODO issue 10: not fixed yet */
-        (void)test_pipelined_requests_take_turns; /* TODO issue 10: not fixed yet */
-        (void)test_stale_cursor_list_bounded; /* TODO issue 10: not fixed yet */
-        (void)test_backends_enforced_anonymous_charged; /* TODO issue 10: not fixed yet */
-        (void)test_log_flood_bounded; /* TODO issue 10: not fixed yet */
+        ADD(tc, test_closer_cannot_be_wedged);
+        ADD_UNFIXED(tc, test_fds_in_flight_bounded);
+        ADD_UNFIXED(tc, test_growth_charged_to_the_grower);
+        ADD_UNFIXED(tc, test_pipelined_requests_take_turns);
+        ADD_UNFIXED(tc, test_stale_cursor_list_bounded);
+        ADD_UNFIXED(tc, test_backends_enforced_anonymous_charged);
+        ADD_UNFIXED(tc, test_log_flood_bounded);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
