@@ -607,7 +607,7 @@ int conn_region_handle_list(struct conn *c, struct transport_frame *f, struct co
         struct proto_list_writer w;
         struct proto_list m;
         struct region *r;
-        uint64_t last = 0, next_cursor = 0;
+        uint64_t last = 0, next_cursor = 0, resume;
         size_t prefix_len, scanned = 0;
         uint8_t *buf;
         int k;
@@ -620,7 +620,10 @@ int conn_region_handle_list(struct conn *c, struct transport_frame *f, struct co
                 return conn_fail(res, -ENOMEM, "out of memory");
         prefix_len = strlen(m.prefix);
         proto_list_writer_init(&w, buf, PROTO_MAX_PAYLOAD);
-        for (r = regtab_next_after(t, m.cursor); r; r = r->tab.next) {
+        r = regtab_next_after(t, m.cursor, &resume);
+        if (!r && resume)
+                next_cursor = resume; /* a stale cursor: an empty page, and where to go on from */
+        for (; r; r = r->tab.next) {
                 struct proto_list_entry e;
 
                 /*

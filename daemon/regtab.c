@@ -412,21 +412,47 @@ struct region *regtab_first(struct regtab *t)
         return t->head;
 }
 
-struct region *regtab_next_after(struct regtab *t, uint64_t cursor)
+struct region *regtab_next_after(struct regtab *t, uint64_t cursor, uint64_t *resumep)
 {
         struct region *r;
+        unsigned steps = 0;
 
+        *resumep = 0;
         if (cursor == 0)
                 return t->head;
         r = regtab_lookup_id(t, cursor);
         if (r)
                 return r->tab.next;
-        /* the cursor's region is gone: regions after it are near the tail, walk from there */
+        /*
+         * The cursor's region is gone. Every LIST must stay bounded (a client
+         * can send stale cursors by the thousand), so look only a little: a
+         * few steps back from the tail and forward from the head (where a
+         * paging client's cursor usually is), then the next ids by hash
+         * (ids only grow, so the first that exists is the answer). If none
+         * of that finds it, say where to go on from: a later cursor.
+         */
         if (!t->tail || t->tail->meta.id <= cursor)
                 return NULL;
+        if (t->head->meta.id > cursor)
+                return t->head;
         for (r = t->tail; r->tab.prev && r->tab.prev->meta.id > cursor; r = r->tab.prev)
-                ;
-        return r;
+                if (++steps >= REGTAB_STALE_CURSOR_STEPS)
+                        break;
+        if (!r->tab.prev || r->tab.prev->meta.id <= cursor)
+                return r;
+        steps = 0;
+        for (r = t->head; r->tab.next && r->meta.id <= cursor; r = r->tab.next)
+                if (++steps >= REGTAB_STALE_CURSOR_STEPS)
+                        break;
+        if (r->meta.id > cursor)
+                return r;
+        for (uint64_t id = cursor + 1; id <= cursor + REGTAB_STALE_CURSOR_STEPS; id++) {
+                r = regtab_lookup_id(t, id);
+                if (r)
+                        return r;
+        }
+        *resumep = cursor + REGTAB_STALE_CURSOR_STEPS;
+        return NULL;
 }
 
 void regtab_set_size(struct regtab *t, struct region *r, uint64_t size)

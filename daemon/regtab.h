@@ -131,13 +131,19 @@ struct region *regtab_lookup(struct regtab *t, const char *name);
 /* Return: the region with id @id, or NULL. */
 struct region *regtab_lookup_id(struct regtab *t, uint64_t id);
 
+/* Regions and ids regtab_next_after() looks at, each way, for a cursor whose region is gone. */
+#define REGTAB_STALE_CURSOR_STEPS 1024u
+
 /*
  * regtab_next_after() - iteration in id order for LIST: the first region
  * whose id is greater than @cursor (0 = from the start). O(1) when the
- * region @cursor still exists, else a scan.
- * Return: the region, or NULL at the end.
+ * region @cursor still exists; else bounded: REGTAB_STALE_CURSOR_STEPS
+ * steps back from the tail, forward from the head, and id lookups after
+ * @cursor. Return: the region; NULL with *resumep = 0 at the end; NULL
+ * with *resumep > @cursor if none was found within those bounds (no
+ * region has an id in (@cursor, *resumep]: go on from there).
  */
-struct region *regtab_next_after(struct regtab *t, uint64_t cursor);
+struct region *regtab_next_after(struct regtab *t, uint64_t cursor, uint64_t *resumep);
 
 /* Return: the first region in id order, or NULL. */
 struct region *regtab_first(struct regtab *t);

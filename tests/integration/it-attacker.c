@@ -509,9 +509,9 @@ static uint64_t make_regions(struct iomem_client *c, const char *prefix, unsigne
 }
 
 /* @nconns children each pipeline LISTs (never reading a reply) until killed. */
-static int list_flood(unsigned nconns, uint64_t cursor)
+static int list_flood(unsigned nconns, uint64_t cursor, const char *prefix, uint32_t max_entries)
 {
-        struct proto_list m = { .cursor = cursor, .prefix = "nothing-matches" };
+        struct proto_list m = { .cursor = cursor, .max_entries = max_entries, .prefix = prefix };
         static uint8_t buf[64 * 1024];
         uint8_t p[256];
         pid_t kids[64];
@@ -550,7 +550,7 @@ static int attack_pipeline(void)
         struct iomem_client *c = client();
 
         make_regions(c, "pipe", 8000);
-        return list_flood(16, 0);
+        return list_flood(16, 0, "nothing-matches", 0); /* each scans 8,000 regions */
 }
 
 static int attack_stale_cursor(void)
@@ -561,7 +561,8 @@ static int attack_stale_cursor(void)
 
         if (r < 0)
                 die("delete", r);
-        return list_flood(4, first);
+        /* one entry per LIST: cheap, but for the walk to the cursor */
+        return list_flood(4, first, "", 1);
 }
 
 /* ---- 7: backends the administrator did not allow; anonymous regions ------ */

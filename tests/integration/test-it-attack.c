@@ -260,6 +260,32 @@ static void delete_all(void)
         iomem_disconnect(c);
 }
 
+/* Return: the fds of the daemon's keeper processes it holds (a socket and a pidfd each; they outlive regions). */
+static int keeper_fds(void)
+{
+        char path[300], link[256];
+        int n = 0;
+        DIR *dir;
+        struct dirent *e;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)daemon_.pid);
+        dir = opendir(path);
+        ck_assert_ptr_nonnull(dir);
+        while ((e = readdir(dir))) {
+                ssize_t k;
+
+                snprintf(path, sizeof(path), "/proc/%d/fd/%s", (int)daemon_.pid, e->d_name);
+                k = readlink(path, link, sizeof(link) - 1);
+                if (k <= 0)
+                        continue;
+                link[k] = '\0';
+                if (strcmp(link, "anon_inode:[pidfd]") == 0)
+                        n += 2;
+        }
+        closedir(dir);
+        return n;
+}
+
 /* The end of every test: the daemon is up, and back to the fds it had before the attack. */
 static void finish(int baseline_fds)
 {
@@ -269,7 +295,7 @@ static void finish(int baseline_fds)
         delete_all();
         /* fds clients sent are closed by the closer threads, once their own closes finish */
         for (int i = 0; i < 100; i++) {
-                n = it_daemon_settled_fds(&daemon_);
+                n = it_daemon_settled_fds(&daemon_) - keeper_fds();
                 if (n == baseline_fds)
                         break;
                 it_sleep_ms(100);
@@ -417,7 +443,10 @@ END_TEST
 
 /* ---- 6 ------------------------------------------------------------------- */
 
-/* 40,000 regions; LISTs whose cursor is a deleted region used to walk the table from its tail. */
+/*
+ * 40,000 regions; pipelined LISTs (one entry each) whose cursor is the first
+ * region, deleted: each used to walk the whole table back from its tail.
+ */
 START_TEST(test_stale_cursor_list_bounded)
 {
         struct attacker a;
@@ -533,7 +562,7 @@ int main(void)
         ADD_UNFIXED(tc, test_fds_in_flight_bounded);
         ADD_UNFIXED(tc, test_growth_charged_to_the_grower);
         ADD_UNFIXED(tc, test_pipelined_requests_take_turns);
-        ADD_UNFIXED(tc, test_stale_cursor_list_bounded);
+        ADD(tc, test_stale_cursor_list_bounded);
         ADD_UNFIXED(tc, test_backends_enforced_anonymous_charged);
         ADD_UNFIXED(tc, test_log_flood_bounded);
         suite_add_tcase(s, tc);
