@@ -244,7 +244,7 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
 {
         const struct config *cfg = c->ctx->config;
         struct proto_region_info info = { .size = m->size, .flags = PROTO_REGION_ANONYMOUS };
-        enum proto_backend chosen;
+        enum proto_backend backend, chosen;
         uint8_t buf[64];
         int fd, r;
 
@@ -252,10 +252,19 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
                 return conn_fail(res, -EINVAL, "EXCLUSIVE and LEASE need a name");
         if (m->seals && m->backend != PROTO_BACKEND_AUTO && m->backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
-        if (conn_access_quota_check(c, c->uid, 0, 0, 1) < 0)
-                return conn_fail(res, -EDQUOT, "fds in flight quota reached");
-        r = backend_create(m->backend != PROTO_BACKEND_AUTO ? m->backend : cfg->backend, m->size,
-                           cfg->max_region_size, cfg->tmpdir, &fd, &chosen);
+        if (config_backend_for(cfg, (enum proto_backend)m->backend, &backend) < 0)
+                return conn_fail(res, -EPERM, "this backend is not in the daemon's allowed-backends");
+        /*
+         * Nothing of an anonymous region is kept, so nothing can stay charged
+         * (the daemon cannot tell when its last holder closes it), but it must
+         * fit where a named one would: in the uid's byte quota and under
+         * --max-bytes, as if held. Its fd counts as in flight until sent.
+         */
+        if (conn_region_over_bytes(c->ctx, 0, m->size))
+                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
+        if (conn_access_quota_check(c, c->uid, m->size, 0, 1) < 0)
+                return conn_fail(res, -EDQUOT, "your byte or fds-in-flight quota is reached");
+        r = backend_create(backend, m->size, cfg->max_region_size, cfg->tmpdir, &fd, &chosen);
         if (r < 0)
                 return conn_fail(res, r, "cannot create the memory object");
         if (m->seals) {
@@ -308,7 +317,8 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         /* the fd of the reply too: a CREATE is never half-applied (made, then refused) */
         if (conn_access_quota_check(c, c->uid, m.size, 1, 1) < 0)
                 return conn_fail(res, -EDQUOT, "your region, byte or fds-in-flight quota is reached");
-        backend = m.backend != PROTO_BACKEND_AUTO ? (enum proto_backend)m.backend : cfg->backend;
+        if (config_backend_for(cfg, (enum proto_backend)m.backend, &backend) < 0)
+                return conn_fail(res, -EPERM, "this backend is not in the daemon's allowed-backends");
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
 
