@@ -107,18 +107,50 @@ struct access_cred conn_access_cred(const struct conn *c)
         return (struct access_cred){ .uid = c->uid, .gid = c->gid, .groups = c->groups, .ngroups = c->ngroups };
 }
 
-/* Log a refusal, at most CONN_MAX_LOGGED_REFUSALS times per connection. */
-void conn_access_log_refusal(const struct conn *c, const char *what, const struct region *r)
+/*
+ * One more line about @c's uid within the uid's budget: CONN_LOG_PER_UID per
+ * CONN_LOG_WINDOW_NS, in a slot chosen by uid hash (two uids sharing a slot
+ * share a budget: their lines are fewer, never more). Return: true if it may be logged.
+ */
+static bool conn_access_log_uid(struct conn *c)
 {
-        struct conn *mc = (struct conn *)c; /* the counter is bookkeeping, not state */
+        struct conn_log_slot *s = &c->ctx->log_slots[(c->uid * 2654435761u) % CONN_LOG_SLOTS];
+        uint64_t now = conn_now_ns();
+
+        if (s->start_ns == 0 || s->uid != c->uid || now - s->start_ns >= CONN_LOG_WINDOW_NS)
+                *s = (struct conn_log_slot){ .uid = c->uid, .start_ns = now ? now : 1 };
+        if (s->lines < CONN_LOG_PER_UID) {
+                s->lines++;
+                return true;
+        }
+        if (!s->told) {
+                s->told = true;
+                log_notice("uid=%u: further lines about its requests are not logged for up to a minute",
+                           (unsigned)c->uid);
+        }
+        return false;
+}
+
+bool conn_access_log_allowed(const struct conn *c)
+{
+        struct conn *mc = (struct conn *)c; /* the counters are bookkeeping, not state */
 
         if (mc->refusals > CONN_MAX_LOGGED_REFUSALS)
-                return;
+                return false;
         if (++mc->refusals > CONN_MAX_LOGGED_REFUSALS) {
-                log_notice("pid=%d uid=%u: further refusals on this connection are not logged", (int)c->pid,
-                           (unsigned)c->uid);
-                return;
+                if (conn_access_log_uid(mc))
+                        log_notice("pid=%d uid=%u: further lines about this connection are not logged", (int)c->pid,
+                                   (unsigned)c->uid);
+                return false;
         }
+        return conn_access_log_uid(mc);
+}
+
+/* Log a refusal, within conn_access_log_allowed(). */
+void conn_access_log_refusal(const struct conn *c, const char *what, const struct region *r)
+{
+        if (!conn_access_log_allowed(c))
+                return;
         log_notice("refused %s of region '%s' (owner %u:%u mode %04o) to pid=%d uid=%u gid=%u", what,
                    r ? r->name : "?", r ? (unsigned)r->meta.uid : 0, r ? (unsigned)r->meta.gid : 0,
                    r ? (unsigned)r->meta.mode : 0, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid);
@@ -196,8 +228,9 @@ int conn_access_handle_chmod(struct conn *c, struct transport_frame *f, struct c
         k = conn_access_find(c, m.name, CONN_ACCESS_CHMOD, "only the owner may change the mode", &r, res);
         if (k < 0)
                 return k;
-        log_info("region '%s': mode %04o -> %04o by uid %u", r->name, (unsigned)r->meta.mode, (unsigned)m.mode,
-                 (unsigned)c->uid);
+        if (conn_access_log_allowed(c))
+                log_info("region '%s': mode %04o -> %04o by uid %u", r->name, (unsigned)r->meta.mode,
+                         (unsigned)m.mode, (unsigned)c->uid);
         r->meta.mode = m.mode;
         service_region_changed(r);
         c->ctx->generation++;
@@ -234,8 +267,9 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
         }
         if (m.gid != PROTO_ID_UNCHANGED)
                 r->meta.gid = m.gid;
-        log_info("region '%s': owner now %u:%u (by uid %u)", r->name, (unsigned)r->meta.uid,
-                 (unsigned)r->meta.gid, (unsigned)c->uid);
+        if (conn_access_log_allowed(c))
+                log_info("region '%s': owner now %u:%u (by uid %u)", r->name, (unsigned)r->meta.uid,
+                         (unsigned)r->meta.gid, (unsigned)c->uid);
         service_region_changed(r);
         c->ctx->generation++;
         conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);

@@ -29,6 +29,8 @@ struct conn {
         bool hello_done;
         bool closing; /* a fatal error reply is queued: read nothing more, free once sent */
         bool throttled; /* replies pile up: parse no more requests until they drain */
+        bool backlog;   /* frames are buffered but this turn's work is done: go on at the next turn */
+        unsigned turn_work; /* work done in this turn of the loop (CONN_WORK_PER_TURN): 1 per frame, more for LIST */
         bool dead;    /* dropped: nothing more is sent or read; conn_free() comes later */
         uint64_t handshake_deadline_ns; /* 0 = none */
         uint64_t close_deadline_ns;

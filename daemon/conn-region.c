@@ -670,6 +670,7 @@ int conn_region_handle_list(struct conn *c, struct transport_frame *f, struct co
          */
         if (r && last)
                 next_cursor = last;
+        c->turn_work += (unsigned)(scanned / 256); /* a long scan counts as that many requests (fairness) */
         conn_reply_encoded(c, &f->hdr, proto_list_writer_finish(&w, next_cursor), buf, NULL, 0);
         free(buf);
         return 0;
@@ -800,8 +801,9 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
                 return conn_fail(res, -EDQUOT, "your region or byte quota is reached");
         r = conn_region_register_check(f->fds[0], m.size, &seals, &why);
         if (r < 0) {
-                log_info("REGISTER of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid, (unsigned)c->uid,
-                         why);
+                if (conn_access_log_allowed(c))
+                        log_info("REGISTER of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid,
+                                 (unsigned)c->uid, why);
                 return conn_fail(res, r, why);
         }
 

@@ -231,7 +231,7 @@ void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags,
         r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
         conn_sync_fds(c);
         if (r < 0) {
-                if (r == -ENOBUFS)
+                if (r == -ENOBUFS && conn_access_log_allowed(c))
                         log_warning("client pid=%d uid=%u does not read its replies: dropping it", (int)c->pid,
                                     (unsigned)c->uid);
                 conn_drop(c, r);
@@ -477,7 +477,19 @@ static int conn_process_frames(struct conn *c)
         struct transport_frame f;
         int r;
 
+        c->backlog = false;
         while (!c->dead && !c->closing) {
+                /*
+                 * Fairness: a connection does at most CONN_WORK_PER_TURN work
+                 * per turn of the loop (frames, not bytes: a pipeline of tiny
+                 * requests with tiny replies never throttles); the rest waits
+                 * for its next turn (conn_deadline() asks for one at once),
+                 * after every other ready connection has had its own.
+                 */
+                if (c->turn_work >= CONN_WORK_PER_TURN) {
+                        c->backlog = true;
+                        return 0;
+                }
                 if (conn_output_high(c)) {
                         r = transport_flush(&c->transport);
                         conn_sync_fds(c);
@@ -493,6 +505,7 @@ static int conn_process_frames(struct conn *c)
                         return 0;
                 if (r < 0) /* framing or fd violation: the stream is out of sync (F1-F4, D1-D5) */
                         return conn_drop(c, r);
+                c->turn_work++;
                 r = conn_dispatch(c, &f);
                 transport_frame_deinit(&f);
                 if (r < 0)
@@ -520,7 +533,10 @@ int conn_handle_input(struct conn *c)
 
         if (c->dead)
                 return -ECONNRESET;
-        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !conn_closes_pending(c); i++) {
+        c->turn_work = 0; /* a new turn */
+        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !c->backlog &&
+                        !conn_closes_pending(c);
+             i++) {
                 r = transport_read(&c->transport);
                 if (r == -EAGAIN || r == -EINTR)
                         break;
@@ -579,7 +595,7 @@ bool conn_has_output(const struct conn *c)
 
 bool conn_wants_input(const struct conn *c)
 {
-        return !c->dead && !c->closing && !c->throttled && !conn_closes_pending(c);
+        return !c->dead && !c->closing && !c->throttled && !c->backlog && !conn_closes_pending(c);
 }
 
 bool conn_is_dead(const struct conn *c)
@@ -602,6 +618,8 @@ uint64_t conn_deadline(const struct conn *c)
                 return c->close_deadline_ns;
         if (!c->hello_done)
                 d = c->handshake_deadline_ns;
+        if (c->backlog && !c->throttled)
+                return conn_now_ns(); /* its next turn: at the loop's next iteration */
         if (conn_closes_pending(c)) {
                 w = conn_now_ns() + CONN_CLOSER_RECHECK_NS;
                 if (!d || w < d)
@@ -623,10 +641,21 @@ int conn_timeout(struct conn *c, uint64_t now_ns)
                 return 0;
         }
         if (!c->hello_done && c->handshake_deadline_ns && now_ns >= c->handshake_deadline_ns) {
-                log_info("client pid=%d uid=%u sent no HELLO in time: dropping it", (int)c->pid,
-                         (unsigned)c->uid);
+                if (conn_access_log_allowed(c))
+                        log_info("client pid=%d uid=%u sent no HELLO in time: dropping it", (int)c->pid,
+                                 (unsigned)c->uid);
                 return conn_drop(c, -ETIMEDOUT); /* F9 */
         }
         conn_region_timeout(c, now_ns);
+        if (c->backlog && !c->throttled && !c->dead) {
+                int r;
+
+                /* its next turn for the frames it has buffered */
+                c->backlog = false;
+                c->turn_work = 0;
+                r = conn_process_frames(c);
+                if (r < 0)
+                        return r;
+        }
         return c->dead ? -ECONNRESET : 0;
 }

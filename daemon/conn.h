@@ -23,6 +23,18 @@
 struct conn;
 struct quota;
 
+/* Lines logged about what one uid does, per CONN_LOG_WINDOW_NS (see conn_access_log_allowed()). */
+#define CONN_LOG_SLOTS 256u
+#define CONN_LOG_PER_UID 32u
+#define CONN_LOG_WINDOW_NS (60ULL * 1000000000ULL)
+
+struct conn_log_slot {
+        uint32_t uid;
+        unsigned lines;     /* in the window that began at start_ns */
+        bool told;          /* "further lines ... not logged" was said in this window */
+        uint64_t start_ns;  /* 0 = unused */
+};
+
 /* State shared by all connections of one daemon. */
 struct conn_ctx {
         struct regtab *regtab;
@@ -34,6 +46,7 @@ struct conn_ctx {
                                * are restored), freed after the last connection */
         uint64_t refused_logged_ns; /* last log line about a refused connection (one per second at most) */
         struct metrics metrics;     /* counters since start (zeroed with the context), for METRICS */
+        struct conn_log_slot log_slots[CONN_LOG_SLOTS]; /* per-uid log budget, by uid hash */
         /* called when @c got output or died outside its own callbacks; may be NULL */
         void (*notify)(struct conn *c, void *userdata);
 };
@@ -48,8 +61,19 @@ enum conn_access {
         CONN_ACCESS_CHMOD,
 };
 
-/* Refusals logged per connection; later ones are counted, not logged (a hostile peer cannot flood the log). */
+/*
+ * Lines logged about one connection's requests (refusals, CHMOD, CHOWN, REGISTER refused, its drop); later
+ * ones are counted, not logged, and a uid's connections together get CONN_LOG_PER_UID lines a minute (a
+ * hostile peer cannot flood the log, with one connection or many).
+ */
 #define CONN_MAX_LOGGED_REFUSALS 16u
+
+/*
+ * Work one connection may do per turn of the event loop: one unit per
+ * request, and for LIST one more per 256 regions it examined. The rest of
+ * its buffered requests waits for its next turn.
+ */
+#define CONN_WORK_PER_TURN 64u
 
 /* Most OPEN requests one connection may have parked (WAIT) at once. */
 #define CONN_MAX_WAITS 64u

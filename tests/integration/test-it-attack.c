@@ -561,10 +561,10 @@ int main(void)
         ADD(tc, test_closer_cannot_be_wedged);
         ADD_UNFIXED(tc, test_fds_in_flight_bounded);
         ADD_UNFIXED(tc, test_growth_charged_to_the_grower);
-        ADD_UNFIXED(tc, test_pipelined_requests_take_turns);
+        ADD(tc, test_pipelined_requests_take_turns);
         ADD(tc, test_stale_cursor_list_bounded);
         ADD(tc, test_backends_enforced_anonymous_charged);
-        ADD_UNFIXED(tc, test_log_flood_bounded);
+        ADD(tc, test_log_flood_bounded);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }

@@ -115,6 +115,24 @@ static void send_req(struct peer *p, uint16_t opcode, uint32_t id, const void *p
         send_raw(p, PROTO_VERSION, 0, opcode, id, 0, payload, (size_t)len, NULL, 0);
 }
 
+/*
+ * What the event loop does once a connection's deadline is due: here only its
+ * next turns for requests it has buffered beyond one turn's work
+ * (CONN_WORK_PER_TURN), which ask for a deadline of "now".
+ */
+static void run_turns(struct conn *c)
+{
+        for (int i = 0; i < 100000 && !conn_is_dead(c); i++) {
+                uint64_t d = conn_deadline(c), now = conn_now_ns();
+
+                if (!d || d > now)
+                        return;
+                conn_timeout(c, now);
+                if (!conn_is_dead(c))
+                        conn_flush(c);
+        }
+}
+
 /* Let the connection read, dispatch and send. Return: conn_handle_input()'s result. */
 static int pump(struct peer *p)
 {
@@ -122,6 +140,7 @@ static int pump(struct peer *p)
 
         if (!conn_is_dead(p->conn))
                 conn_flush(p->conn);
+        run_turns(p->conn);
         return r;
 }
 
@@ -1298,8 +1317,23 @@ START_TEST(test_pipelined_ids)
                 len += PROTO_HEADER_SIZE + 8;
         }
         ck_assert_int_eq(write(p.fd, all, len), (ssize_t)len);
+        /*
+         * One turn of the loop does CONN_WORK_PER_TURN requests (issue 10, item 5): the
+         * connection then asks for its next turn at once and reads nothing meanwhile.
+         */
+        ck_assert_int_eq(conn_handle_input(p.conn), 0);
+        ck_assert(!conn_wants_input(p.conn));
+        ck_assert_uint_ne(conn_deadline(p.conn), 0);
+        ck_assert_uint_le(conn_deadline(p.conn), conn_now_ns());
+        ck_assert_int_eq(conn_flush(p.conn), 0);
+        for (unsigned i = 0; i < CONN_WORK_PER_TURN; i++) {
+                expect_ok(&p, PROTO_OP_PING, 1000 + i, &f);
+                transport_frame_deinit(&f);
+        }
+        ck_assert(!reply_pending(&p));
         ck_assert_int_eq(pump(&p), 0);
-        for (unsigned i = 0; i < N; i++) {
+        ck_assert(conn_wants_input(p.conn));
+        for (unsigned i = CONN_WORK_PER_TURN; i < N; i++) {
                 expect_ok(&p, PROTO_OP_PING, 1000 + i, &f);
                 ck_assert_int_eq(proto_ping_decode(f.payload, f.hdr.length, &echo), 0);
                 ck_assert_uint_eq(echo.cookie, i * 7919u);
@@ -1476,6 +1510,7 @@ START_TEST(test_f8_unread_replies_throttle)
                 sent++;
                 ck_assert_int_eq(conn_handle_input(p.conn), 0);
                 conn_flush(p.conn);
+                run_turns(p.conn);
                 ck_assert_uint_lt(sent, 10000000);
         }
         ck_assert(!conn_wants_input(p.conn)); /* throttled, not dropped */
@@ -1488,6 +1523,7 @@ START_TEST(test_f8_unread_replies_throttle)
                         ck_assert_int_ne(conn_flush(p.conn), -ECONNRESET);
                         if (conn_wants_input(p.conn))
                                 ck_assert_int_eq(conn_handle_input(p.conn), 0);
+                        run_turns(p.conn);
                 }
                 expect_ok(&p, PROTO_OP_PING, 100 + i, &f);
                 ck_assert_int_eq(proto_ping_decode(f.payload, f.hdr.length, &echo), 0);
