@@ -83,7 +83,7 @@ enum iomem_backend {
 /* iomem_create() flags */
 #define IOMEM_CREATE_EXCLUSIVE 0x0001u /* fail with -EEXIST if the name exists */
 #define IOMEM_CREATE_LEASE 0x0002u     /* delete the name when this connection closes */
-#define IOMEM_CREATE_RESIZABLE 0x0004u /* allow shrinking later (no F_SEAL_SHRINK) */
+#define IOMEM_CREATE_RESIZABLE 0x0004u /* allow resizing later (memfd: no F_SEAL_SHRINK, F_SEAL_GROW) */
 
 /* iomem_register() flags */
 #define IOMEM_REGISTER_LEASE 0x0001u /* delete the name when this connection closes */

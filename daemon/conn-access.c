@@ -213,6 +213,18 @@ int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, 
         return quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds);
 }
 
+uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid)
+{
+        const struct quota_usage *u = quota_get(c->ctx->quota, uid);
+        struct config_quota limits;
+        uint64_t used = u ? u->bytes : 0;
+
+        config_quota_for(c->ctx->config, uid, uid == c->uid ? c->gid : UINT32_MAX, &limits);
+        if (!limits.bytes)
+                return UINT64_MAX;
+        return used >= limits.bytes ? 0 : limits.bytes - used;
+}
+
 
 /* ---- CHMOD, CHOWN, QUOTA ------------------------------------------------ */
 
@@ -259,10 +271,10 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
         }
         if (m.uid != PROTO_ID_UNCHANGED && m.uid != r->meta.uid) {
                 /* the new owner pays from now on; root is trusted with other users' quotas */
-                k = quota_charge(c->ctx->quota, m.uid, (int64_t)r->size, 1, 0, 0);
+                k = quota_charge(c->ctx->quota, m.uid, (int64_t)r->charged, 1, 0, 0);
                 if (k < 0)
                         return conn_fail(res, k, "out of memory");
-                quota_charge(c->ctx->quota, r->meta.uid, -(int64_t)r->size, -1, 0, 0);
+                quota_charge(c->ctx->quota, r->meta.uid, -(int64_t)r->charged, -1, 0, 0);
                 r->meta.uid = m.uid;
         }
         if (m.gid != PROTO_ID_UNCHANGED)

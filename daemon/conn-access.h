@@ -69,6 +69,9 @@ int conn_access_find(struct conn *c, const char *name, enum conn_access what, co
  */
 int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds);
 
+/* Return: how many more bytes @uid's byte quota allows (limits as for conn_access_quota_check()); UINT64_MAX if unlimited. */
+uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid);
+
 /* Request handlers (conn-internal.h's conn_handler_fn). */
 conn_handler_fn conn_access_handle_chmod;
 conn_handler_fn conn_access_handle_chown;

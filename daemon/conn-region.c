@@ -76,7 +76,7 @@ static void conn_region_lease_unlink(struct region *r)
 static void conn_region_delete(struct conn_ctx *ctx, struct region *r)
 {
         /* a refund never allocates */
-        quota_charge(ctx->quota, r->meta.uid, -(int64_t)r->size, -1, 0, 0);
+        quota_charge(ctx->quota, r->meta.uid, -(int64_t)r->charged, -1, 0, 0);
         conn_region_lease_unlink(r);
         regtab_remove(ctx->regtab, r);
         service_region_removed(r);
@@ -122,19 +122,47 @@ static uint32_t conn_region_seals(struct region *r)
 
 /*
  * Holders of a writable fd can change a region's size with ftruncate where no
- * seal forbids it (RESIZABLE memfds grow and shrink, other memfds only grow,
- * shm and file regions do both). The daemon takes the size it finds whenever
- * it hands out, reports or resizes a region, and charges the owner for it:
- * quotas then refuse the owner's next CREATE or RESIZE (docs/security.md).
+ * seal forbids it: RESIZABLE memfds, and shm and file regions, both ways
+ * (other named memfds are sealed against SHRINK and GROW). The daemon takes
+ * the size it finds whenever it hands out, reports or resizes a region. It
+ * charges the owner for growth only as far as the owner's byte quota,
+ * --max-bytes and --max-region-size allow, so one uid's growth never takes
+ * more than its own limits from any total (issue 10). The rest is kept, not
+ * charged and not lost: the region keeps its real size (STAT and OPEN say
+ * it), the owner's quota is then full, and a RESIZE charges its whole new
+ * size (docs/security.md).
  */
-static void conn_region_sync_size(struct conn_ctx *ctx, struct region *r, int fd)
+static void conn_region_sync_size(struct conn *c, struct region *r, int fd)
 {
-        uint64_t size;
+        struct conn_ctx *ctx = c->ctx;
+        const struct config *cfg = ctx->config;
+        uint64_t size, charged;
 
         if (backend_get_size(fd, &size) < 0 || size == r->size)
                 return;
-        (void)quota_charge(ctx->quota, r->meta.uid, (int64_t)size - (int64_t)r->size, 0, 0, 0);
-        regtab_set_size(ctx->regtab, r, size);
+        charged = r->charged < size ? r->charged : size;
+        if (size > charged) {
+                uint64_t room = conn_access_quota_room(c, r->meta.uid), total = regtab_bytes(ctx->regtab);
+
+                if (cfg->max_bytes) {
+                        uint64_t left = total >= cfg->max_bytes ? 0 : cfg->max_bytes - total;
+
+                        if (left < room)
+                                room = left;
+                }
+                if (charged >= cfg->max_region_size)
+                        room = 0;
+                else if (cfg->max_region_size - charged < room)
+                        room = cfg->max_region_size - charged;
+                charged += size - charged < room ? size - charged : room;
+                if (charged < size)
+                        log_debug("region '%s' grown to %llu by a holder: %llu charged to uid %u (its limits)",
+                                  r->name, (unsigned long long)size, (unsigned long long)charged,
+                                  (unsigned)r->meta.uid);
+        }
+        /* the owner has an entry (it owns this region): never allocates */
+        (void)quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
+        regtab_set_size(ctx->regtab, r, size, charged);
         ctx->generation++;
 }
 
@@ -182,7 +210,7 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
         }
         r->seals = conn_region_seals_of(h.fd, r->meta.backend);
         info.seals = r->seals;
-        conn_region_sync_size(c->ctx, r, h.fd);
+        conn_region_sync_size(c, r, h.fd);
         info.size = r->size;
         regtab_fd_put(&h);
         r->open_count++;
@@ -214,7 +242,7 @@ static int conn_region_publish(struct conn *c, struct region *r, bool lease, con
         }
         if (lease)
                 conn_region_lease_link(c, r);
-        quota_charge(ctx->quota, c->uid, (int64_t)r->size, 1, 0, 0); /* the uid has an entry: never allocates */
+        quota_charge(ctx->quota, c->uid, (int64_t)r->charged, 1, 0, 0); /* the uid has an entry: never allocates */
         ctx->generation++;
         log_debug("%s region '%s' id=%llu size=%llu for uid %u", what, r->name, (unsigned long long)r->meta.id,
                   (unsigned long long)r->size, (unsigned)c->uid);
@@ -329,7 +357,7 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
          * F_SEAL_SHRINK on named memfds: another client's mapping can never
          * fault (SIGBUS) because someone shrank the object under it (S1).
          */
-        seals = m.seals | (m.flags & PROTO_CREATE_RESIZABLE ? 0 : PROTO_SEAL_SHRINK);
+        seals = m.seals | (m.flags & PROTO_CREATE_RESIZABLE ? 0 : PROTO_SEAL_SHRINK | PROTO_SEAL_GROW);
         if (chosen == PROTO_BACKEND_MEMFD)
                 r = backend_seal(fd, seals);
         else
@@ -495,6 +523,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         struct regtab_fd h;
         struct region *r;
         uint8_t buf[16];
+        uint64_t charged;
         int k;
 
         k = proto_resize_decode(f->payload, f->hdr.length, &m);
@@ -509,15 +538,16 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
         /* decide on the size the object has now, not the one last recorded */
-        conn_region_sync_size(ctx, r, h.fd);
+        conn_region_sync_size(c, r, h.fd);
         regtab_fd_put(&h);
         /* S1 for backends without seals: only RESIZABLE regions may shrink under their holders */
         if (m.size < r->size && !(r->meta.flags & PROTO_REGION_RESIZABLE))
                 return conn_fail(res, -EPERM, "region is not resizable");
-        if (m.size > r->size && conn_region_over_bytes(ctx, r->size, m.size))
+        /* growth is charged in full, including what a holder's growth left uncharged (r->charged) */
+        if (m.size > r->size && conn_region_over_bytes(ctx, r->charged, m.size))
                 return conn_fail(res, -EDQUOT, "daemon byte quota reached");
         /* the owner pays, whoever asks (only the owner or root may) */
-        if (m.size > r->size && conn_access_quota_check(c, r->meta.uid, m.size - r->size, 0, 0) < 0)
+        if (m.size > r->size && conn_access_quota_check(c, r->meta.uid, m.size - r->charged, 0, 0) < 0)
                 return conn_fail(res, -EDQUOT, "the owner's byte quota is reached");
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
@@ -527,8 +557,9 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         if (k < 0)
                 return conn_fail(res, k, "cannot resize");
         /* the owner has an entry (it owns this region): never allocates */
-        quota_charge(ctx->quota, r->meta.uid, (int64_t)m.size - (int64_t)r->size, 0, 0, 0);
-        regtab_set_size(ctx->regtab, r, m.size);
+        charged = m.size > r->size ? m.size : (r->charged < m.size ? r->charged : m.size);
+        quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
+        regtab_set_size(ctx->regtab, r, m.size, charged);
         service_region_changed(r);
         ctx->generation++;
         rep.size = r->size;
@@ -589,7 +620,7 @@ int conn_region_handle_stat(struct conn *c, struct transport_frame *f, struct co
         if (k < 0)
                 return k;
         if (regtab_region_get_fd(c->ctx->regtab, r, &h) == 0) {
-                conn_region_sync_size(c->ctx, r, h.fd);
+                conn_region_sync_size(c, r, h.fd);
                 regtab_fd_put(&h);
         }
         rep.id = r->meta.id;

@@ -37,7 +37,7 @@ int quota_new(struct regtab *t, struct quota **qp)
         if (!q)
                 return -ENOMEM;
         for (struct region *reg = t ? regtab_first(t) : NULL; reg; reg = reg->tab.next) {
-                r = quota_charge(q, reg->meta.uid, (int64_t)reg->size, 1, 0, 0);
+                r = quota_charge(q, reg->meta.uid, (int64_t)reg->charged, 1, 0, 0);
                 if (r < 0) {
                         quota_free(q);
                         return r;

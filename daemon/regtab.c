@@ -21,7 +21,7 @@ struct regtab {
         size_t nbuckets;         /* power of two, same for both */
         struct region *head, *tail; /* id order */
         uint64_t count;
-        uint64_t bytes;
+        unsigned __int128 bytes; /* sum of charged sizes: up to max_regions of 2^63 each, never wraps */
         uint64_t next_id;
         uint64_t key[2]; /* siphash key: names come from clients, so the hash must not be predictable */
         struct regtab_waiter *waiters[REGTAB_WAITER_BUCKETS];
@@ -117,6 +117,7 @@ int regtab_region_new(const char *name, int fd, uint64_t size, const struct regi
         r->fd = fd; /* consumed */
         r->park.keeper = -1;
         r->size = size;
+        r->charged = size;
         if (meta)
                 r->meta = *meta;
         r->store.slot = UINT32_MAX;
@@ -281,7 +282,7 @@ int regtab_add(struct regtab *t, struct region *r)
         t->count++;
         if (r->fd >= 0)
                 t->hot_fds++;
-        t->bytes += r->size;
+        t->bytes += r->charged;
         return 0;
 }
 
@@ -309,7 +310,7 @@ void regtab_remove(struct regtab *t, struct region *r)
                 t->tail = r->tab.prev;
         r->tab.prev = r->tab.next = r->tab.hnext_name = r->tab.hnext_id = NULL;
         t->count--;
-        t->bytes -= r->size;
+        t->bytes -= r->charged;
         if (r->fd >= 0) {
                 t->hot_fds--;
         } else if (r->park.keeper >= 0) {
@@ -455,10 +456,13 @@ struct region *regtab_next_after(struct regtab *t, uint64_t cursor, uint64_t *re
         return NULL;
 }
 
-void regtab_set_size(struct regtab *t, struct region *r, uint64_t size)
+void regtab_set_size(struct regtab *t, struct region *r, uint64_t size, uint64_t charged)
 {
-        t->bytes = t->bytes - r->size + size;
+        if (charged > size)
+                charged = size;
+        t->bytes = t->bytes - r->charged + charged;
         r->size = size;
+        r->charged = charged;
 }
 
 uint64_t regtab_count(const struct regtab *t)
@@ -468,7 +472,7 @@ uint64_t regtab_count(const struct regtab *t)
 
 uint64_t regtab_bytes(const struct regtab *t)
 {
-        return t->bytes;
+        return t->bytes > UINT64_MAX ? UINT64_MAX : (uint64_t)t->bytes;
 }
 
 uint64_t regtab_next_id(const struct regtab *t)

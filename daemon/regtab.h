@@ -53,7 +53,9 @@ struct region {
         size_t name_len;
         int fd;              /* owned: O_RDWR, close-on-exec; -1 while parked in a keeper */
         uint32_t seals;      /* last seals seen (LIST shows it for parked regions) */
-        uint64_t size;       /* as last set by create/resize */
+        uint64_t size;       /* as last set by create/resize, or found (a holder's ftruncate) */
+        uint64_t charged;    /* what counts in regtab_bytes() and the owner's quota: size, except growth
+                              * by a holder past the owner's limits (regtab_set_size()) */
         uint64_t open_count;
         /* each owning module's fields */
         struct region_park park;
@@ -148,13 +150,16 @@ struct region *regtab_next_after(struct regtab *t, uint64_t cursor, uint64_t *re
 /* Return: the first region in id order, or NULL. */
 struct region *regtab_first(struct regtab *t);
 
-/* regtab_set_size() - record a new size of @r, keeping the byte count right. Return: nothing. */
-void regtab_set_size(struct regtab *t, struct region *r, uint64_t size);
+/*
+ * regtab_set_size() - record a new size of @r and what of it is charged
+ * (@charged <= @size), keeping the byte count right. Return: nothing.
+ */
+void regtab_set_size(struct regtab *t, struct region *r, uint64_t size, uint64_t charged);
 
 /* Return: the number of regions in the table. */
 uint64_t regtab_count(const struct regtab *t);
 
-/* Return: the sum of the sizes of the regions in the table. */
+/* Return: the sum of what the regions in the table are charged (saturated at UINT64_MAX; never wraps). */
 uint64_t regtab_bytes(const struct regtab *t);
 
 /* Return: the id the next regtab_add() of an id-less region will assign. */

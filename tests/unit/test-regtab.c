@@ -25,6 +25,7 @@ static struct region *fake_region(const char *name, uint64_t size)
         r->name_len = strlen(name);
         r->fd = -1;
         r->size = size;
+        r->charged = size;
         r->store.slot = UINT32_MAX;
         return r;
 }
@@ -285,10 +286,33 @@ START_TEST(test_set_size)
         ck_assert_int_eq(regtab_add(t, a), 0);
         ck_assert_int_eq(regtab_add(t, b), 0);
         ck_assert_uint_eq(regtab_bytes(t), 150);
-        regtab_set_size(t, a, 10);
+        regtab_set_size(t, a, 10, 10);
         ck_assert_uint_eq(a->size, 10);
         ck_assert_uint_eq(regtab_bytes(t), 60);
-        regtab_set_size(t, b, 1000);
+        regtab_set_size(t, b, 1000, 1000);
+        ck_assert_uint_eq(regtab_bytes(t), 1010);
+        /* growth charged only in part: the total counts what is charged */
+        regtab_set_size(t, b, 5000, 2000);
+        ck_assert_uint_eq(b->size, 5000);
+        ck_assert_uint_eq(b->charged, 2000);
+        ck_assert_uint_eq(regtab_bytes(t), 2010);
+        /* charged never above the size */
+        regtab_set_size(t, b, 1000, 2000);
+        ck_assert_uint_eq(b->charged, 1000);
+        /* sizes near 2^63 each: the total saturates, it never wraps, and comes back exactly (issue 10) */
+        regtab_set_size(t, a, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX);
+        regtab_set_size(t, b, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX);
+        ck_assert_uint_eq(regtab_bytes(t), UINT64_MAX - 1);
+        {
+                struct region *c = fake_region("c", (uint64_t)INT64_MAX);
+
+                ck_assert_int_eq(regtab_add(t, c), 0);
+                ck_assert_uint_eq(regtab_bytes(t), UINT64_MAX);
+                regtab_remove(t, c);
+                regtab_region_free(c);
+        }
+        regtab_set_size(t, a, 10, 10);
+        regtab_set_size(t, b, 1000, 1000);
         ck_assert_uint_eq(regtab_bytes(t), 1010);
         regtab_remove(t, b);
         ck_assert_uint_eq(regtab_bytes(t), 10);
