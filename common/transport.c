@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,6 +499,13 @@ static void transport_advance(struct transport *t, size_t n)
 
 int transport_flush(struct transport *t)
 {
+        unsigned budget = UINT_MAX;
+
+        return transport_flush_fds(t, &budget);
+}
+
+int transport_flush_fds(struct transport *t, unsigned *fd_budget)
+{
         while (t->out_head) {
                 union {
                         struct cmsghdr align;
@@ -511,6 +519,8 @@ int transport_flush(struct transport *t)
 
                 if (o->nfds > 0) {
                         /* alone, from its first byte, with all its fds */
+                        if (o->nfds > *fd_budget)
+                                return -EDQUOT; /* in order: nothing after it goes either */
                         assert(o->sent == 0);
                         iov[niov++] = (struct iovec){ .iov_base = o->data, .iov_len = o->len };
                         transport_attach_fds(&msg, ctrl.buf, o->fds, o->nfds);
@@ -528,6 +538,8 @@ int transport_flush(struct transport *t)
                         return -errno;
                 if (n == 0)
                         return -EAGAIN; /* cannot happen for non-empty iovecs; do not spin */
+                if (t->out_head->nfds > 0)
+                        *fd_budget -= t->out_head->nfds; /* its first byte went: so did its fds */
                 transport_advance(t, (size_t)n);
         }
         return 0;

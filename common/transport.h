@@ -132,6 +132,14 @@ int transport_queue(struct transport *t, const struct proto_header *h, const voi
  */
 int transport_flush(struct transport *t);
 
+/*
+ * transport_flush_fds() - transport_flush(), sending frames that carry fds
+ * only while their fds fit in *@fd_budget (decreased by what is sent).
+ * Return: as transport_flush(); -EDQUOT if it stopped at a frame whose fds
+ * do not fit (frames after it wait too: order is kept).
+ */
+int transport_flush_fds(struct transport *t, unsigned *fd_budget);
+
 /* Return: true if output is queued. */
 bool transport_has_output(const struct transport *t);
 

@@ -25,7 +25,9 @@ struct conn {
         gid_t *groups; /* SO_PEERGROUPS, may be NULL */
         size_t ngroups;
         unsigned refusals; /* logged so far (CONN_MAX_LOGGED_REFUSALS) */
-        uint64_t fds_charged; /* queued fds counted in the uid's quota usage */
+        uint64_t fds_charged; /* queued and unread fds counted in the uid's quota usage */
+        unsigned fds_unread;  /* fds sent since the peer last had read everything (SIOCOUTQ 0) */
+        bool fds_gated;       /* a reply with fds waits: too many unread (conn_fd_budget()) */
         bool hello_done;
         bool closing; /* a fatal error reply is queued: read nothing more, free once sent */
         bool throttled; /* replies pile up: parse no more requests until they drain */

@@ -47,6 +47,15 @@ struct conn_ctx {
         uint64_t refused_logged_ns; /* last log line about a refused connection (one per second at most) */
         struct metrics metrics;     /* counters since start (zeroed with the context), for METRICS */
         struct conn_log_slot log_slots[CONN_LOG_SLOTS]; /* per-uid log budget, by uid hash */
+        uint64_t fds_unread;     /* fds sent to all clients and not known to be received */
+        uint64_t max_fds_unread; /* bound on that: 0 = half of RLIMIT_NOFILE, taken at first use */
+        uint64_t swept_ns;       /* last call of sweep */
+        /*
+         * called when a uid's or the daemon's fds in flight reach their bound: the
+         * owner calls conn_refresh_unread() on every connection (idle clients'
+         * counts go stale otherwise); may be NULL
+         */
+        void (*sweep)(struct conn_ctx *ctx);
         /* called when @c got output or died outside its own callbacks; may be NULL */
         void (*notify)(struct conn *c, void *userdata);
 };
@@ -74,6 +83,16 @@ enum conn_access {
  * its buffered requests waits for its next turn.
  */
 #define CONN_WORK_PER_TURN 64u
+
+/*
+ * Fds in flight (sent, not yet read by the client): the kernel charges them to
+ * the daemon's uid and refuses every further fd the daemon sends
+ * (ETOOMANYREFS) once they pass its RLIMIT_NOFILE, for every client. So at
+ * most CONN_MAX_FDS_UNREAD per connection, quota-fds (else
+ * max(CONN_MAX_FDS_UNREAD, daemon-wide / 16)) per uid, and half of
+ * RLIMIT_NOFILE daemon-wide; replies with fds past that wait in the queue.
+ */
+#define CONN_MAX_FDS_UNREAD 64u
 
 /* Most OPEN requests one connection may have parked (WAIT) at once. */
 #define CONN_MAX_WAITS 64u
@@ -110,6 +129,12 @@ void *conn_get_userdata(const struct conn *c);
 
 /* conn_peer() - the SO_PEERCRED identity read at accept; NULL outputs are skipped. Return: nothing. */
 void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp);
+
+/*
+ * conn_refresh_unread() - forget the fds in flight to @c if its peer has read
+ * everything sent to it (SIOCOUTQ). Return: nothing.
+ */
+void conn_refresh_unread(struct conn *c);
 
 /*
  * conn_handle_input() - read what the socket has (a bounded number of

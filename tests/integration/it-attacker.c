@@ -409,7 +409,7 @@ static int attack_inflight(void)
         struct proto_open o = { .name = "inflight" };
         uint8_t p[512], f[600];
         int socks[16], dead[16], r, len;
-        unsigned sent = 0, dropped = 0;
+        unsigned sent = 0, dropped = 0, blocked = 0;
 
         r = iomem_create(c, "inflight", 4096, &co, &region);
         if (r < 0)
@@ -419,12 +419,20 @@ static int attack_inflight(void)
         for (int i = 0; i < 16; i++) {
                 socks[i] = raw_connect_hello();
                 dead[i] = -1;
+                /* a daemon that stops reading us must not stop the attack */
+                fcntl(socks[i], F_SETFL, O_NONBLOCK);
         }
         /* paced: a few OPENs per connection at a time, so the daemon's own queue never looks full */
         for (int round = 0; round < 200; round++) {
                 for (int i = 0; i < 16; i++) {
                         for (int k = 0; k < 4 && socks[i] >= 0; k++) {
-                                r = send_frame(socks[i], f, frame(f, PROTO_OP_OPEN, 10 + sent, p, len, 0), NULL, 0);
+                                size_t n = frame(f, PROTO_OP_OPEN, 10 + sent, p, len, 0);
+
+                                r = send(socks[i], f, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -errno;
+                                if (r == -EAGAIN) {
+                                        blocked++;
+                                        break;
+                                }
                                 if (r < 0) {
                                         /*
                                          * The daemon dropped this connection; keep our end open: the
@@ -441,7 +449,7 @@ static int attack_inflight(void)
                 sleep_ms(5);
         }
         sleep_ms(500);
-        ready("opens_sent=%u dropped=%u", sent, dropped);
+        ready("opens_sent=%u dropped=%u blocked=%u", sent, dropped, blocked);
         wait_stdin_eof();
         for (int i = 0; i < 16; i++) {
                 if (socks[i] >= 0)
