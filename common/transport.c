@@ -669,13 +669,14 @@ int transport_recv_fd(int sock, void *buf, size_t len, int *fdp)
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return -errno;
-        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds);
+        /* fds from a keeper, not from a client: no uid to count them to (UINT32_MAX is nobody's) */
+        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds, UINT32_MAX);
         if (r >= 0 && nfds > 1)
                 r = -EPROTO;
         if (r >= 0 && (n == 0 ? nfds > 0 : ((size_t)n != len || (msg.msg_flags & MSG_TRUNC))))
                 r = -EBADMSG;
         if (r < 0 || n == 0) {
-                transport_close_fds(fds, nfds);
+                transport_close_fds(fds, nfds, UINT32_MAX);
                 return r < 0 ? r : 0;
         }
         if (nfds == 1)

@@ -11,10 +11,12 @@
  * Needs root (exit 77 otherwise) for setpriv and the other uids.
  */
 
+#include <dirent.h>
 #include <grp.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "fdutil.h"
 #include "itutil.h"
 #include "proto.h"
 
@@ -338,12 +340,12 @@ START_TEST(test_closer_cannot_be_wedged)
         fds = it_daemon_settled_fds(&daemon_);
         bound = bound_ms();
         attacker_start(&a, "linger");
-        during = it_fd_count_of(daemon_.pid);
+        during = fdutil_count(daemon_.pid);
         fprintf(stderr, "linger: daemon fds %d during the attack (%d before)\n", during, fds);
         check_served("linger", bound, true);
         /* what one uid can leave to be closed is bounded (1,024 is far above the bound, far below 16,384) */
         ck_assert_int_lt(during, fds + 1024);
-        ck_assert_int_lt(it_fd_count_of(daemon_.pid), fds + 1024);
+        ck_assert_int_lt(fdutil_count(daemon_.pid), fds + 1024);
         attacker_stop(&a);
         finish(fds);
 }
