@@ -5,7 +5,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -777,6 +779,22 @@ static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, c
         if (((uint32_t)seals & PROTO_REGISTER_SEALS_REQUIRED) != PROTO_REGISTER_SEALS_REQUIRED) {
                 *whyp = "the memfd must be sealed with F_SEAL_SHRINK and F_SEAL_GROW";
                 return -EPERM;
+        }
+        /*
+         * A hugetlb memfd (MFD_HUGETLB): its owner can punch holes
+         * (FALLOC_FL_PUNCH_HOLE, which SHRINK and GROW do not stop), and a
+         * reader's later fault needs a fresh huge page; with the pool empty
+         * that is SIGBUS in the reader. Only a write seal stops punching.
+         */
+        {
+                struct statfs sfs;
+
+                if (fstatfs(fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC &&
+                    !((uint32_t)seals & (PROTO_SEAL_WRITE | PROTO_SEAL_FUTURE_WRITE))) {
+                        *whyp = "a hugetlb memfd must be sealed F_SEAL_WRITE or F_SEAL_FUTURE_WRITE (holes punched "
+                                "in it would make readers fault)";
+                        return -EPERM;
+                }
         }
         if ((st.st_mode & 0022) && !((uint32_t)seals & (PROTO_SEAL_WRITE | PROTO_SEAL_FUTURE_WRITE))) {
                 *whyp = "group or other may write the memfd's inode: fchmod it (0600 or 0644) first";
