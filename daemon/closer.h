@@ -21,6 +21,7 @@
  */
 
 #define CLOSER_THREADS 4
+#define CLOSER_NO_UID UINT32_MAX /* fds no client sent (region fds): counted to nobody's uid */
 #define CLOSER_MAX_PENDING_PER_UID 256u
 
 /* closer_start() - start the threads and make them the transport's closer. Return: 0 or negative errno. */

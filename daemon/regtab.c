@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "keeper.h"
 #include "regtab.h"
 
@@ -131,8 +132,12 @@ struct region *regtab_region_free(struct region *r)
 
         if (!r)
                 return NULL;
+        /*
+         * The last close of a region frees its pages: seconds for tens of
+         * GiB a client filled. Not on the event loop (the closer threads).
+         */
         if (r->fd >= 0)
-                close(r->fd);
+                closer_close(r->fd, CLOSER_NO_UID);
         free(r->name);
         free(r);
         errno = saved;
