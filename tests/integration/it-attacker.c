@@ -545,7 +545,7 @@ static int list_flood(unsigned nconns, uint64_t cursor, const char *prefix, uint
                 if (kids[i] < 0)
                         die("fork", -errno);
                 if (kids[i] == 0) {
-                        /* read and drop the replies on a thread of our own? no: never read them */
+                        /* never read a reply */
                         for (;;)
                                 if (send(s, buf, fill, MSG_NOSIGNAL) < 0 && errno != EINTR)
                                         _exit(0);
@@ -566,8 +566,12 @@ static int attack_pipeline(void)
 {
         struct iomem_client *c = client();
 
+        int r;
+
         make_regions(c, "pipe", 8000);
-        return list_flood(16, 0, "nothing-matches", 0); /* each scans 8,000 regions */
+        r = list_flood(16, 0, "nothing-matches", 0); /* each scans 8,000 regions */
+        iomem_disconnect(c);
+        return r;
 }
 
 static int attack_stale_cursor(void)
@@ -579,7 +583,9 @@ static int attack_stale_cursor(void)
         if (r < 0)
                 die("delete", r);
         /* one entry per LIST: cheap, but for the walk to the cursor */
-        return list_flood(4, first, "", 1);
+        r = list_flood(4, first, "", 1);
+        iomem_disconnect(c);
+        return r;
 }
 
 /* ---- 7: backends the administrator did not allow; anonymous regions ------ */
