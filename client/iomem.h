@@ -83,7 +83,7 @@ enum iomem_backend {
 /* iomem_create() flags */
 #define IOMEM_CREATE_EXCLUSIVE 0x0001u /* fail with -EEXIST if the name exists */
 #define IOMEM_CREATE_LEASE 0x0002u     /* delete the name when this connection closes */
-#define IOMEM_CREATE_RESIZABLE 0x0004u /* allow shrinking later (no F_SEAL_SHRINK) */
+#define IOMEM_CREATE_RESIZABLE 0x0004u /* allow resizing later (memfd: no F_SEAL_SHRINK, F_SEAL_GROW) */
 
 /* iomem_register() flags */
 #define IOMEM_REGISTER_LEASE 0x0001u /* delete the name when this connection closes */
@@ -274,7 +274,8 @@ int iomem_create(struct iomem_client *client, const char *name, uint64_t size,
  *           -1 = wait without limit.
  * Return: 0 with *regionp; -ENOENT; -ETIMEDOUT; -EACCES without read
  * (RDONLY) or write permission; -EDQUOT if too many fds are queued towards
- * this uid; ...
+ * this uid; -EAGAIN (RDONLY) if the registrant of the region holds a lease
+ * on its inode; ...
  */
 int iomem_open(struct iomem_client *client, const char *name, uint32_t flags, int wait_ms,
                struct iomem_region **regionp);
@@ -432,7 +433,7 @@ int iomem_quota(struct iomem_client *client, struct iomem_quota *q);
  * Return: 0 with *idp (may be NULL) = the region id; -EEXIST; -EINVAL
  * (not a memfd, wrong size, read-only fd, bad name or flags); -EPERM
  * (missing seals, inode mode too open); -EACCES (the daemon cannot reopen
- * it read-only); -EFBIG; -EDQUOT.
+ * it read-only); -EAGAIN (the inode is under a lease); -EFBIG; -EDQUOT.
  */
 int iomem_register(struct iomem_client *client, const char *name, const struct iomem_region *region,
                    uint32_t flags, uint32_t mode, uint64_t *idp);

@@ -462,11 +462,19 @@ int backend_reopen_rdonly(int fd, int *fdp)
         if (!S_ISREG(a.st_mode))
                 return -EINVAL;
 
+        /*
+         * O_NONBLOCK: whoever owns the inode (a REGISTER client) may hold a
+         * write lease on it (F_SETLEASE), and a blocking open() waits for the
+         * lease break, up to /proc/sys/fs/lease-break-time (45 s), with the
+         * daemon's whole event loop. Non-blocking, the open starts the break
+         * and fails at once with EWOULDBLOCK: the request says -EAGAIN. The
+         * flag is cleared on the new description before it is handed out.
+         */
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        nfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        nfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (nfd < 0)
-                return -errno;
-        if (fstat(nfd, &b) < 0) {
+                return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        if (fcntl(nfd, F_SETFL, 0) < 0 || fstat(nfd, &b) < 0) {
                 r = -errno;
                 close(nfd);
                 return r;

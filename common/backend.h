@@ -73,7 +73,9 @@ int backend_from_name(const char *name);
 /*
  * backend_reopen_rdonly() - a new read-only fd to the same object, made
  * without going through the file system by name: /proc/self/fd/N reopened
- * O_RDONLY, checked to be the same inode.
- * Return: 0 with *fdp set, or negative errno.
+ * O_RDONLY, checked to be the same inode. Never blocks: an inode under a
+ * lease held by another process (F_SETLEASE) gives -EAGAIN at once instead
+ * of waiting for the lease break.
+ * Return: 0 with *fdp set; -EAGAIN; negative errno.
  */
 int backend_reopen_rdonly(int fd, int *fdp);

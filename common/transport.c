@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,17 +39,17 @@ struct transport_out {
         uint8_t data[];
 };
 
-static void (*transport_fd_closer)(int fd);
+static void (*transport_fd_closer)(int fd, uint32_t owner);
 
-void transport_set_fd_closer(void (*fn)(int fd))
+void transport_set_fd_closer(void (*fn)(int fd, uint32_t owner))
 {
         transport_fd_closer = fn;
 }
 
-static void transport_close_fd(int fd)
+static void transport_close_fd(int fd, uint32_t owner)
 {
         if (transport_fd_closer)
-                transport_fd_closer(fd);
+                transport_fd_closer(fd, owner);
         else
                 close(fd);
 }
@@ -57,7 +58,7 @@ static void transport_close_fd(int fd)
  * Close fds a peer sent (through the process's closer: such a close may block,
  * e.g. on FUSE), or, with @own, fds we made and queued for sending (plain close).
  */
-static void transport_close_fds_how(int *fds, unsigned n, bool own)
+static void transport_close_fds_how(int *fds, unsigned n, bool own, uint32_t owner)
 {
         int saved = errno;
 
@@ -66,21 +67,21 @@ static void transport_close_fds_how(int *fds, unsigned n, bool own)
                         if (own)
                                 close(fds[i]);
                         else
-                                transport_close_fd(fds[i]);
+                                transport_close_fd(fds[i], owner);
                 }
                 fds[i] = -1;
         }
         errno = saved;
 }
 
-static void transport_close_fds(int *fds, unsigned n)
+static void transport_close_fds(int *fds, unsigned n, uint32_t owner)
 {
-        transport_close_fds_how(fds, n, false);
+        transport_close_fds_how(fds, n, false, owner);
 }
 
 static void transport_close_own_fds(int *fds, unsigned n)
 {
-        transport_close_fds_how(fds, n, true);
+        transport_close_fds_how(fds, n, true, 0);
 }
 
 /* Close every fd received and not yet handed out in a frame. */
@@ -90,7 +91,7 @@ static void transport_drop_batches(struct transport *t)
 
         for (b = t->batches; b; b = next) {
                 next = b->next;
-                transport_close_fds(b->fds, b->nfds);
+                transport_close_fds(b->fds, b->nfds, t->fd_owner);
                 free(b);
         }
         t->batches = NULL;
@@ -147,7 +148,7 @@ void transport_deinit(struct transport *t)
  * even when the message as a whole is a violation.
  * Return: 0 if the control data is acceptable, -EPROTO otherwise.
  */
-static int transport_collect_fds(struct msghdr *msg, int *fds, unsigned size, unsigned *nfdsp)
+static int transport_collect_fds(struct msghdr *msg, int *fds, unsigned size, unsigned *nfdsp, uint32_t owner)
 {
         struct cmsghdr *cmsg;
         unsigned nfds = 0, nblocks = 0;
@@ -171,7 +172,7 @@ static int transport_collect_fds(struct msghdr *msg, int *fds, unsigned size, un
                         if (nfds < size) {
                                 fds[nfds++] = fd;
                         } else {
-                                transport_close_fd(fd);
+                                transport_close_fd(fd, owner);
                                 r = -EPROTO;
                         }
                 }
@@ -240,11 +241,11 @@ int transport_read(struct transport *t)
         if (n < 0)
                 return -errno;
 
-        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds);
+        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds, t->fd_owner);
         if (r >= 0 && nfds > 0 && (n == 0 || t->in_fds + nfds > TRANSPORT_MAX_HELD_FDS))
                 r = -EPROTO; /* fds without bytes, or piling up with no frame to claim them */
         if (r < 0) {
-                transport_close_fds(fds, nfds);
+                transport_close_fds(fds, nfds, t->fd_owner);
                 transport_drop_batches(t);
                 return r;
         }
@@ -256,7 +257,7 @@ int transport_read(struct transport *t)
         if (nfds > 0) {
                 b = malloc(sizeof(*b));
                 if (!b) {
-                        transport_close_fds(fds, nfds);
+                        transport_close_fds(fds, nfds, t->fd_owner);
                         return -ENOMEM;
                 }
                 *b = (struct transport_fdbatch){ .end = t->in_pos + t->in_end + (size_t)n, .nfds = nfds };
@@ -276,7 +277,7 @@ void transport_frame_deinit(struct transport_frame *f)
 {
         if (!f)
                 return;
-        transport_close_fds(f->fds, f->nfds);
+        transport_close_fds(f->fds, f->nfds, f->fd_owner);
         free(f->payload);
         f->payload = NULL;
         f->nfds = 0;
@@ -352,7 +353,7 @@ int transport_next_frame(struct transport *t, struct transport_frame *f)
         uint8_t *payload = NULL;
         int r;
 
-        *f = (struct transport_frame){ .nfds = 0 };
+        *f = (struct transport_frame){ .nfds = 0, .fd_owner = t->fd_owner };
         for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
                 f->fds[i] = -1;
 
@@ -498,6 +499,13 @@ static void transport_advance(struct transport *t, size_t n)
 
 int transport_flush(struct transport *t)
 {
+        unsigned budget = UINT_MAX;
+
+        return transport_flush_fds(t, &budget);
+}
+
+int transport_flush_fds(struct transport *t, unsigned *fd_budget)
+{
         while (t->out_head) {
                 union {
                         struct cmsghdr align;
@@ -511,6 +519,8 @@ int transport_flush(struct transport *t)
 
                 if (o->nfds > 0) {
                         /* alone, from its first byte, with all its fds */
+                        if (o->nfds > *fd_budget)
+                                return -EDQUOT; /* in order: nothing after it goes either */
                         assert(o->sent == 0);
                         iov[niov++] = (struct iovec){ .iov_base = o->data, .iov_len = o->len };
                         transport_attach_fds(&msg, ctrl.buf, o->fds, o->nfds);
@@ -528,6 +538,8 @@ int transport_flush(struct transport *t)
                         return -errno;
                 if (n == 0)
                         return -EAGAIN; /* cannot happen for non-empty iovecs; do not spin */
+                if (t->out_head->nfds > 0)
+                        *fd_budget -= t->out_head->nfds; /* its first byte went: so did its fds */
                 transport_advance(t, (size_t)n);
         }
         return 0;
@@ -657,13 +669,14 @@ int transport_recv_fd(int sock, void *buf, size_t len, int *fdp)
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return -errno;
-        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds);
+        /* fds from a keeper, not from a client: no uid to count them to (UINT32_MAX is nobody's) */
+        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds, UINT32_MAX);
         if (r >= 0 && nfds > 1)
                 r = -EPROTO;
         if (r >= 0 && (n == 0 ? nfds > 0 : ((size_t)n != len || (msg.msg_flags & MSG_TRUNC))))
                 r = -EBADMSG;
         if (r < 0 || n == 0) {
-                transport_close_fds(fds, nfds);
+                transport_close_fds(fds, nfds, UINT32_MAX);
                 return r < 0 ? r : 0;
         }
         if (nfds == 1)

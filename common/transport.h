@@ -39,6 +39,7 @@ struct transport_out;     /* internal */
 
 struct transport {
         int fd; /* the socket, borrowed: transport_deinit() does not close it */
+        uint32_t fd_owner; /* who sends us fds (the peer's uid), passed to the fd closer */
 
         /* input */
         uint8_t *in;     /* TRANSPORT_IN_SIZE bytes */
@@ -65,6 +66,7 @@ struct transport_frame {
         uint8_t *payload; /* hdr.length bytes, malloc'd; NULL if length is 0 */
         int fds[PROTO_MAX_FDS];
         unsigned nfds;
+        uint32_t fd_owner; /* the transport's fd_owner, for closing fds[] */
 };
 
 /*
@@ -100,12 +102,12 @@ int transport_next_frame(struct transport *t, struct transport_frame *f);
 
 /*
  * transport_set_fd_closer() - how this process closes the fds that peers sent
- * (received fds not yet handed out, and frames' fds): @fn, or close() when
- * NULL. Fds queued for sending are ours and closed with close(). The daemon
- * passes a closer that cannot block its event loop (daemon/closer.h).
- * Return: nothing.
+ * (received fds not yet handed out, and frames' fds): @fn, told the
+ * transport's fd_owner, or close() when NULL. Fds queued for sending are ours
+ * and closed with close(). The daemon passes a closer that cannot block its
+ * event loop (daemon/closer.h). Return: nothing.
  */
-void transport_set_fd_closer(void (*fn)(int fd));
+void transport_set_fd_closer(void (*fn)(int fd, uint32_t owner));
 
 /* Close fds, free the payload, reset *f. NULL-safe. */
 void transport_frame_deinit(struct transport_frame *f);
@@ -129,6 +131,14 @@ int transport_queue(struct transport *t, const struct proto_header *h, const voi
  * POLLOUT); -EPIPE/-ECONNRESET if the peer is gone; other negative errno.
  */
 int transport_flush(struct transport *t);
+
+/*
+ * transport_flush_fds() - transport_flush(), sending frames that carry fds
+ * only while their fds fit in *@fd_budget (decreased by what is sent).
+ * Return: as transport_flush(); -EDQUOT if it stopped at a frame whose fds
+ * do not fit (frames after it wait too: order is kept).
+ */
+int transport_flush_fds(struct transport *t, unsigned *fd_budget);
 
 /* Return: true if output is queued. */
 bool transport_has_output(const struct transport *t);

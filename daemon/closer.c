@@ -1,79 +1,202 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* closer: closes fds that clients sent, on a thread of its own. */
+/* closer: closes fds that clients sent, on threads of its own, counted per uid. */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "closer.h"
+#include "log.h"
 #include "transport.h"
 
-static int closer_pipe[2] = { -1, -1 };
-static pthread_t closer_thread;
-static bool closer_running;
+struct closer_item {
+        int fd;
+        uint32_t uid;
+};
+
+struct closer_owner {
+        uint32_t uid;
+        unsigned pending;
+};
+
+static pthread_mutex_t closer_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t closer_cond = PTHREAD_COND_INITIALIZER;
+static pthread_t closer_threads[CLOSER_THREADS];
+static unsigned closer_nthreads;
+static bool closer_stopping;
+/* FIFO of fds to close; grows (each entry is an open fd of ours, so RLIMIT_NOFILE bounds it) */
+static struct closer_item *closer_queue;
+static size_t closer_cap, closer_head, closer_count;
+/* uids with fds queued or being closed (few: one per user that sent fds the daemon refused) */
+static struct closer_owner *closer_owners;
+static size_t closer_nowners, closer_owners_cap;
+
+/* Return: @uid's entry, or NULL. Called with the lock held. */
+static struct closer_owner *closer_owner_find(uint32_t uid)
+{
+        for (size_t i = 0; i < closer_nowners; i++)
+                if (closer_owners[i].uid == uid)
+                        return &closer_owners[i];
+        return NULL;
+}
+
+/* Count one more pending close for @uid. Return: 0 or -ENOMEM. Called with the lock held. */
+static int closer_owner_add(uint32_t uid)
+{
+        struct closer_owner *o = closer_owner_find(uid);
+
+        if (!o) {
+                if (closer_nowners == closer_owners_cap) {
+                        size_t cap = closer_owners_cap ? 2 * closer_owners_cap : 16;
+                        struct closer_owner *grown = realloc(closer_owners, cap * sizeof(*grown));
+
+                        if (!grown)
+                                return -ENOMEM;
+                        closer_owners = grown;
+                        closer_owners_cap = cap;
+                }
+                o = &closer_owners[closer_nowners++];
+                *o = (struct closer_owner){ .uid = uid };
+        }
+        o->pending++;
+        return 0;
+}
+
+/* Called with the lock held. */
+static void closer_owner_done(uint32_t uid)
+{
+        struct closer_owner *o = closer_owner_find(uid);
+
+        if (!o)
+                return;
+        if (--o->pending == 0)
+                *o = closer_owners[--closer_nowners];
+}
+
+/* Append to the queue. Return: 0 or -ENOMEM. Called with the lock held. */
+static int closer_push(int fd, uint32_t uid)
+{
+        if (closer_count == closer_cap) {
+                size_t cap = closer_cap ? 2 * closer_cap : 1024;
+                struct closer_item *grown = malloc(cap * sizeof(*grown));
+
+                if (!grown)
+                        return -ENOMEM;
+                for (size_t i = 0; i < closer_count; i++)
+                        grown[i] = closer_queue[(closer_head + i) % closer_cap];
+                free(closer_queue);
+                closer_queue = grown;
+                closer_cap = cap;
+                closer_head = 0;
+        }
+        if (closer_owner_add(uid) < 0)
+                return -ENOMEM;
+        closer_queue[(closer_head + closer_count) % closer_cap] = (struct closer_item){ .fd = fd, .uid = uid };
+        closer_count++;
+        return 0;
+}
 
 static void *closer_main(void *arg)
 {
         (void)arg;
+        pthread_mutex_lock(&closer_lock);
         for (;;) {
-                int fd;
-                ssize_t n = read(closer_pipe[0], &fd, sizeof(fd));
+                struct closer_item it;
 
-                if (n == (ssize_t)sizeof(fd))
-                        close(fd);
-                else if (n == 0 || (n < 0 && errno != EINTR))
-                        return NULL; /* closer_stop() closed the write end: all is drained */
+                while (closer_count == 0 && !closer_stopping)
+                        pthread_cond_wait(&closer_cond, &closer_lock);
+                if (closer_count == 0)
+                        break; /* stopping, and all is drained */
+                it = closer_queue[closer_head];
+                closer_head = (closer_head + 1) % closer_cap;
+                closer_count--;
+                pthread_mutex_unlock(&closer_lock);
+                close(it.fd); /* may block (FUSE, lingering sockets): only this thread waits */
+                pthread_mutex_lock(&closer_lock);
+                closer_owner_done(it.uid);
         }
+        pthread_mutex_unlock(&closer_lock);
+        return NULL;
 }
 
 int closer_start(void)
 {
         sigset_t all, old;
-        int r;
+        int r = 0;
 
-        if (closer_running)
+        if (closer_nthreads)
                 return 0;
-        if (pipe2(closer_pipe, O_CLOEXEC) < 0)
-                return -errno;
-        /* the write end must never block the event loop; a pipe holds 16,384 fd numbers */
-        if (fcntl(closer_pipe[1], F_SETFL, O_NONBLOCK) < 0) {
-                r = -errno;
-                goto fail;
-        }
+        closer_stopping = false;
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the event loop's thread */
-        r = -pthread_create(&closer_thread, NULL, closer_main, NULL);
+        for (unsigned i = 0; i < CLOSER_THREADS; i++) {
+                r = -pthread_create(&closer_threads[i], NULL, closer_main, NULL);
+                if (r < 0)
+                        break;
+                closer_nthreads++;
+        }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (r < 0)
-                goto fail;
-        closer_running = true;
+        if (closer_nthreads == 0)
+                return r;
         transport_set_fd_closer(closer_close);
         return 0;
-fail:
-        close(closer_pipe[0]);
-        close(closer_pipe[1]);
-        closer_pipe[0] = closer_pipe[1] = -1;
-        return r;
 }
 
 void closer_stop(void)
 {
-        if (!closer_running)
+        if (!closer_nthreads)
                 return;
         transport_set_fd_closer(NULL);
-        close(closer_pipe[1]);
-        pthread_join(closer_thread, NULL);
-        close(closer_pipe[0]);
-        closer_pipe[0] = closer_pipe[1] = -1;
-        closer_running = false;
+        pthread_mutex_lock(&closer_lock);
+        closer_stopping = true;
+        pthread_cond_broadcast(&closer_cond);
+        pthread_mutex_unlock(&closer_lock);
+        for (unsigned i = 0; i < closer_nthreads; i++)
+                pthread_join(closer_threads[i], NULL);
+        closer_nthreads = 0;
+        free(closer_queue);
+        free(closer_owners);
+        closer_queue = NULL;
+        closer_owners = NULL;
+        closer_cap = closer_head = closer_count = 0;
+        closer_nowners = closer_owners_cap = 0;
 }
 
-void closer_close(int fd)
+void closer_close(int fd, uint32_t uid)
 {
+        int r;
+
         if (fd < 0)
                 return;
-        if (!closer_running || write(closer_pipe[1], &fd, sizeof(fd)) != (ssize_t)sizeof(fd))
-                close(fd); /* no thread, or it is stuck with a full queue: close here */
+        if (!closer_nthreads) {
+                close(fd);
+                return;
+        }
+        pthread_mutex_lock(&closer_lock);
+        r = closer_push(fd, uid);
+        if (r == 0)
+                pthread_cond_signal(&closer_cond);
+        pthread_mutex_unlock(&closer_lock);
+        if (r < 0) {
+                /* out of memory for one more queue entry: nothing else can be done with it */
+                log_warning("closer: out of memory, closing an fd of uid %u inline", (unsigned)uid);
+                close(fd);
+        }
+}
+
+unsigned closer_pending(uint32_t uid)
+{
+        const struct closer_owner *o;
+        unsigned n;
+
+        if (!closer_nthreads)
+                return 0;
+        pthread_mutex_lock(&closer_lock);
+        o = closer_owner_find(uid);
+        n = o ? o->pending : 0;
+        pthread_mutex_unlock(&closer_lock);
+        return n;
 }

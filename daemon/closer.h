@@ -1,21 +1,37 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* closer: closes fds that clients sent, on a thread of its own. */
+/* closer: closes fds that clients sent, on threads of its own, counted per uid. */
 #pragma once
+
+#include <stdint.h>
 
 /*
  * close() can block: the last close of a file on FUSE waits for its server's
- * answer to FLUSH, and a hostile local user can run a server that never
- * answers. Closing a client's fd on the event loop would then stall every
- * client. The transport hands such closes to closer_close(), which queues
- * them to one thread through a pipe; if the queue is full (the thread is
- * stuck and 16,384 fds wait), the close happens inline.
+ * answer to FLUSH, a TCP socket with SO_LINGER and unsent data waits for its
+ * peer, and a hostile local user can arrange either. Closing a client's fd
+ * on the event loop would then stall every client. The transport hands such
+ * closes to closer_close(), which queues them to CLOSER_THREADS threads; the
+ * queue grows as needed (each entry is an fd the daemon holds, so the
+ * daemon's RLIMIT_NOFILE bounds it) and a close never falls back to the
+ * event loop (except when memory for one queue entry cannot be had).
+ *
+ * Every queued fd is counted against the uid that sent it until its close
+ * returns: the connections of a uid with CLOSER_MAX_PENDING_PER_UID or more
+ * fds waiting are not read (conn.c), so one user who wedges the threads
+ * stops itself, not the daemon, and cannot pile up the daemon's fds.
  */
 
-/* closer_start() - start the thread and make it the transport's closer. Return: 0 or negative errno. */
+#define CLOSER_THREADS 4
+#define CLOSER_NO_UID UINT32_MAX /* fds no client sent (region fds): counted to nobody's uid */
+#define CLOSER_MAX_PENDING_PER_UID 256u
+
+/* closer_start() - start the threads and make them the transport's closer. Return: 0 or negative errno. */
 int closer_start(void);
 
-/* closer_stop() - close what is queued, stop the thread. Return: nothing. */
+/* closer_stop() - close what is queued (waiting for blocked closes), stop the threads. Return: nothing. */
 void closer_stop(void);
 
-/* closer_close() - close @fd soon, not necessarily now. Return: nothing. */
-void closer_close(int fd);
+/* closer_close() - close @fd, which @uid sent, soon, not necessarily now. Return: nothing. */
+void closer_close(int fd, uint32_t uid);
+
+/* Return: the fds @uid sent that are queued or being closed. */
+unsigned closer_pending(uint32_t uid);

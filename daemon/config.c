@@ -21,6 +21,7 @@ void config_init(struct config *c)
 {
         *c = (struct config){
                 .backend = PROTO_BACKEND_AUTO,
+                .allowed_backends = CONFIG_ALL_BACKENDS,
                 .max_region_size = CONFIG_DEFAULT_MAX_REGION_SIZE,
                 .max_regions = CONFIG_DEFAULT_MAX_REGIONS,
                 .max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS,
@@ -78,6 +79,8 @@ static void config_usage(FILE *f)
                 "                             " CONFIG_SYSTEM_SOCKET " as root, else\n"
                 "                             $XDG_RUNTIME_DIR/iomemd.sock)\n"
                 "  --backend NAME             auto|memfd|shm|file (default: auto)\n"
+                "  --allowed-backends LIST    backends clients may ask for, comma-separated (default:\n"
+                "                             memfd,shm,file); --backend must be one of them or auto\n"
                 "  --max-region-size SIZE     largest region, K/M/G/T suffixes (default: 64G)\n"
                 "  --max-regions N            named regions held at once (default: %u)\n"
                 "  --max-connections N        clients connected at once (default: %u)\n"
@@ -161,6 +164,64 @@ static int config_parse_ids(const char *s, uint32_t **idsp, size_t *np, const ch
         return 0;
 }
 
+/* "memfd, shm" into CONFIG_BACKEND_BIT()s. Return: 0 with *maskp; -EINVAL with *whyp. */
+static int config_parse_backends(const char *s, uint32_t *maskp, const char **whyp)
+{
+        uint32_t mask = 0;
+
+        *whyp = "expected a comma-separated list of memfd, shm and file";
+        for (const char *p = s;;) {
+                char name[16];
+                size_t len;
+                int b;
+
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                len = strcspn(p, ", \t");
+                if (len == 0 || len >= sizeof(name))
+                        return -EINVAL;
+                memcpy(name, p, len);
+                name[len] = '\0';
+                b = backend_from_name(name);
+                if (b < 0 || b == PROTO_BACKEND_AUTO)
+                        return -EINVAL;
+                mask |= CONFIG_BACKEND_BIT(b);
+                p += len;
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                if (*p == '\0')
+                        break;
+                if (*p != ',')
+                        return -EINVAL;
+                p++;
+        }
+        *maskp = mask;
+        return 0;
+}
+
+int config_backend_for(const struct config *c, enum proto_backend requested, enum proto_backend *backendp)
+{
+        static const enum proto_backend order[] = { PROTO_BACKEND_MEMFD, PROTO_BACKEND_SHM, PROTO_BACKEND_FILE };
+
+        if (requested != PROTO_BACKEND_AUTO) {
+                if (!(c->allowed_backends & CONFIG_BACKEND_BIT(requested)))
+                        return -EPERM;
+                *backendp = requested;
+                return 0;
+        }
+        if (c->backend != PROTO_BACKEND_AUTO || (c->allowed_backends & CONFIG_ALL_BACKENDS) == CONFIG_ALL_BACKENDS) {
+                *backendp = c->backend;
+                return 0;
+        }
+        for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+                if (c->allowed_backends & CONFIG_BACKEND_BIT(order[i])) {
+                        *backendp = order[i];
+                        return 0;
+                }
+        }
+        return -EPERM;
+}
+
 /* Return: 0 with *vp; -EINVAL with *whyp. */
 static int config_value_count(const char *value, uint64_t *vp, const char **whyp)
 {
@@ -242,6 +303,10 @@ static int config_set(struct config *c, const char *key, const char *value, cons
                         return -EINVAL;
                 }
                 c->backend = r;
+        } else if (strcmp(key, "allowed-backends") == 0) {
+                r = config_parse_backends(value, &c->allowed_backends, whyp);
+                if (r < 0)
+                        return r;
         } else if (strcmp(key, "max-region-size") == 0) {
                 if (parse_size(value, &v) < 0 || v == 0) {
                         *whyp = "expected a positive size like 1G";
@@ -511,6 +576,7 @@ static const struct option config_options[] = {
         { "config", required_argument, NULL, 'c' },
         { "socket", required_argument, NULL, 's' },
         { "backend", required_argument, NULL, 0 },
+        { "allowed-backends", required_argument, NULL, 0 },
         { "max-region-size", required_argument, NULL, 0 },
         { "max-regions", required_argument, NULL, 0 },
         { "max-connections", required_argument, NULL, 0 },
@@ -636,7 +702,18 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
                         return r == -ENOMEM ? r : -EINVAL;
                 }
         }
-        return config_parse_args(c, argc, argv, false, quiet);
+        r = config_parse_args(c, argc, argv, false, quiet);
+        if (r != 0)
+                return r;
+        if (c->backend != PROTO_BACKEND_AUTO && !(c->allowed_backends & CONFIG_BACKEND_BIT(c->backend))) {
+                if (quiet)
+                        log_error("configuration: backend %s is not in allowed-backends", backend_name(c->backend));
+                else
+                        fprintf(stderr, "iomemd: backend %s is not in allowed-backends (see --help)\n",
+                                backend_name(c->backend));
+                return -EINVAL;
+        }
+        return 0;
 }
 
 int config_parse(struct config *c, int argc, char **argv)

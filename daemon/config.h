@@ -47,9 +47,16 @@ struct config_quota_rule {
         struct config_quota quota;
 };
 
+/* config.allowed_backends bits */
+#define CONFIG_BACKEND_BIT(b) (1u << (unsigned)(b))
+#define CONFIG_ALL_BACKENDS                                                                      \
+        (CONFIG_BACKEND_BIT(PROTO_BACKEND_MEMFD) | CONFIG_BACKEND_BIT(PROTO_BACKEND_SHM) |       \
+         CONFIG_BACKEND_BIT(PROTO_BACKEND_FILE))
+
 struct config {
         char *socket_path;          /* owned; NULL until config_parse() picks one */
         enum proto_backend backend; /* default backend for CREATE with AUTO */
+        uint32_t allowed_backends;  /* CONFIG_BACKEND_BIT()s a CREATE may get; backend must be one (or AUTO) */
         uint64_t max_region_size;
         uint64_t max_regions;
         uint64_t max_connections;
@@ -126,6 +133,15 @@ int config_reload(struct config *c);
  * section of @uid sets. Return: nothing.
  */
 void config_quota_for(const struct config *c, uint32_t uid, uint32_t gid, struct config_quota *q);
+
+/*
+ * config_backend_for() - the backend a CREATE asking for @requested gets:
+ * @requested itself if allowed; for AUTO the configured backend, or AUTO
+ * (memfd, then shm, then file) if every backend is allowed, else the first
+ * allowed of memfd, shm, file. Return: 0 with *backendp; -EPERM if
+ * @requested is not allowed.
+ */
+int config_backend_for(const struct config *c, enum proto_backend requested, enum proto_backend *backendp);
 
 /*
  * config_allows() - may a peer connect? True if no allow-list is set, for

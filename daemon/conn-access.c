@@ -108,18 +108,50 @@ struct access_cred conn_access_cred(const struct conn *c)
         return (struct access_cred){ .uid = c->uid, .gid = c->gid, .groups = c->groups, .ngroups = c->ngroups };
 }
 
-/* Log a refusal, at most CONN_MAX_LOGGED_REFUSALS times per connection. */
-void conn_access_log_refusal(const struct conn *c, const char *what, const struct region *r)
+/*
+ * One more line about @c's uid within the uid's budget: CONN_LOG_PER_UID per
+ * CONN_LOG_WINDOW_NS, in a slot chosen by uid hash (two uids sharing a slot
+ * share a budget: their lines are fewer, never more). Return: true if it may be logged.
+ */
+static bool conn_access_log_uid(struct conn *c)
 {
-        struct conn *mc = (struct conn *)c; /* the counter is bookkeeping, not state */
+        struct conn_log_slot *s = &c->ctx->log_slots[(c->uid * 2654435761u) % CONN_LOG_SLOTS];
+        uint64_t now = conn_now_ns();
+
+        if (s->start_ns == 0 || s->uid != c->uid || now - s->start_ns >= CONN_LOG_WINDOW_NS)
+                *s = (struct conn_log_slot){ .uid = c->uid, .start_ns = now ? now : 1 };
+        if (s->lines < CONN_LOG_PER_UID) {
+                s->lines++;
+                return true;
+        }
+        if (!s->told) {
+                s->told = true;
+                log_notice("uid=%u: further lines about its requests are not logged for up to a minute",
+                           (unsigned)c->uid);
+        }
+        return false;
+}
+
+bool conn_access_log_allowed(const struct conn *c)
+{
+        struct conn *mc = (struct conn *)c; /* the counters are bookkeeping, not state */
 
         if (mc->refusals > CONN_MAX_LOGGED_REFUSALS)
-                return;
+                return false;
         if (++mc->refusals > CONN_MAX_LOGGED_REFUSALS) {
-                log_notice("pid=%d uid=%u: further refusals on this connection are not logged", (int)c->pid,
-                           (unsigned)c->uid);
-                return;
+                if (conn_access_log_uid(mc))
+                        log_notice("pid=%d uid=%u: further lines about this connection are not logged", (int)c->pid,
+                                   (unsigned)c->uid);
+                return false;
         }
+        return conn_access_log_uid(mc);
+}
+
+/* Log a refusal, within conn_access_log_allowed(). */
+void conn_access_log_refusal(const struct conn *c, const char *what, const struct region *r)
+{
+        if (!conn_access_log_allowed(c))
+                return;
         log_notice("refused %s of region '%s' (owner %u:%u mode %04o) to pid=%d uid=%u gid=%u", what,
                    r ? r->name : "?", r ? (unsigned)r->meta.uid : 0, r ? (unsigned)r->meta.gid : 0,
                    r ? (unsigned)r->meta.mode : 0, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid);
@@ -182,6 +214,18 @@ int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, 
         return quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds);
 }
 
+uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid)
+{
+        const struct quota_usage *u = quota_get(c->ctx->quota, uid);
+        struct config_quota limits;
+        uint64_t used = u ? u->bytes : 0;
+
+        config_quota_for(c->ctx->config, uid, uid == c->uid ? c->gid : UINT32_MAX, &limits);
+        if (!limits.bytes)
+                return UINT64_MAX;
+        return used >= limits.bytes ? 0 : limits.bytes - used;
+}
+
 
 /* ---- CHMOD, CHOWN, QUOTA ------------------------------------------------ */
 
@@ -198,8 +242,9 @@ int conn_access_handle_chmod(struct conn *c, struct transport_frame *f, struct c
         k = conn_access_find(c, m.name, CONN_ACCESS_CHMOD, "only the owner may change the mode", &r, res);
         if (k < 0)
                 return k;
-        log_info("region '%s': mode %04o -> %04o by uid %u", r->name, (unsigned)r->meta.mode, (unsigned)m.mode,
-                 (unsigned)c->uid);
+        if (conn_access_log_allowed(c))
+                log_info("region '%s': mode %04o -> %04o by uid %u", r->name, (unsigned)r->meta.mode,
+                         (unsigned)m.mode, (unsigned)c->uid);
         before = r->meta;
         r->meta.mode = m.mode;
         service_region_changed(r);
@@ -232,16 +277,17 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
         before = r->meta;
         if (m.uid != PROTO_ID_UNCHANGED && m.uid != r->meta.uid) {
                 /* the new owner pays from now on; root is trusted with other users' quotas */
-                k = quota_charge(c->ctx->quota, m.uid, (int64_t)r->size, 1, 0, 0);
+                k = quota_charge(c->ctx->quota, m.uid, (int64_t)r->charged, 1, 0, 0);
                 if (k < 0)
                         return conn_fail(res, k, "out of memory");
-                quota_charge(c->ctx->quota, r->meta.uid, -(int64_t)r->size, -1, 0, 0);
+                quota_charge(c->ctx->quota, r->meta.uid, -(int64_t)r->charged, -1, 0, 0);
                 r->meta.uid = m.uid;
         }
         if (m.gid != PROTO_ID_UNCHANGED)
                 r->meta.gid = m.gid;
-        log_info("region '%s': owner now %u:%u (by uid %u)", r->name, (unsigned)r->meta.uid,
-                 (unsigned)r->meta.gid, (unsigned)c->uid);
+        if (conn_access_log_allowed(c))
+                log_info("region '%s': owner now %u:%u (by uid %u)", r->name, (unsigned)r->meta.uid,
+                         (unsigned)r->meta.gid, (unsigned)c->uid);
         service_region_changed(r);
         c->ctx->generation++;
         conn_watch_notify(c->ctx, PROTO_EV_CHOWN, r, &before, 0);

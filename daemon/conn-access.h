@@ -26,8 +26,18 @@ int conn_access_peer_groups(int fd, gid_t **groupsp, size_t *np);
 struct access_cred conn_access_cred(const struct conn *c);
 
 /*
- * conn_access_log_refusal() - log who was refused @what on @r (at most
- * CONN_MAX_LOGGED_REFUSALS per connection). Return: nothing.
+ * conn_access_log_allowed() - may one more line about @c's requests be
+ * logged? At most CONN_MAX_LOGGED_REFUSALS per connection (then one line
+ * saying the rest are not), and CONN_LOG_PER_UID per minute for all of the
+ * uid's connections together (then one line saying so). Every line about a
+ * client's requests (refusals, CHMOD, CHOWN, REGISTER refused, a drop)
+ * asks first. Return: true to log it.
+ */
+bool conn_access_log_allowed(const struct conn *c);
+
+/*
+ * conn_access_log_refusal() - log who was refused @what on @r (within
+ * conn_access_log_allowed()). Return: nothing.
  */
 void conn_access_log_refusal(const struct conn *c, const char *what, const struct region *r);
 
@@ -58,6 +68,9 @@ int conn_access_find(struct conn *c, const char *name, enum conn_access what, co
  * amounts more? Return: 0 or -EDQUOT.
  */
 int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds);
+
+/* Return: how many more bytes @uid's byte quota allows (limits as for conn_access_quota_check()); UINT64_MAX if unlimited. */
+uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid);
 
 /* Request handlers (conn-internal.h's conn_handler_fn). */
 conn_handler_fn conn_access_handle_chmod;

@@ -26,10 +26,14 @@ struct conn {
         gid_t *groups; /* SO_PEERGROUPS, may be NULL */
         size_t ngroups;
         unsigned refusals; /* logged so far (CONN_MAX_LOGGED_REFUSALS) */
-        uint64_t fds_charged; /* queued fds counted in the uid's quota usage */
+        uint64_t fds_charged; /* queued and unread fds counted in the uid's quota usage */
+        unsigned fds_unread;  /* fds sent since the peer last had read everything (SIOCOUTQ 0) */
+        bool fds_gated;       /* a reply with fds waits: too many unread (conn_fd_budget()) */
         bool hello_done;
         bool closing; /* a fatal error reply is queued: read nothing more, free once sent */
         bool throttled; /* replies pile up: parse no more requests until they drain */
+        bool backlog;   /* frames are buffered but this turn's work is done: go on at the next turn */
+        unsigned turn_work; /* work done in this turn of the loop (CONN_WORK_PER_TURN): 1 per frame, more for LIST */
         bool dead;    /* dropped: nothing more is sent or read; conn_free() comes later */
         uint64_t handshake_deadline_ns; /* 0 = none */
         uint64_t close_deadline_ns;

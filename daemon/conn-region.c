@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,7 +89,7 @@ static void conn_region_delete(struct conn_ctx *ctx, struct region *r)
 {
         conn_watch_notify(ctx, PROTO_EV_DELETED, r, NULL, 0);
         /* a refund never allocates */
-        quota_charge(ctx->quota, r->meta.uid, -(int64_t)r->size, -1, 0, 0);
+        quota_charge(ctx->quota, r->meta.uid, -(int64_t)r->charged, -1, 0, 0);
         conn_region_lease_unlink(r);
         regtab_remove(ctx->regtab, r);
         service_region_removed(r);
@@ -133,19 +135,47 @@ static uint32_t conn_region_seals(struct region *r)
 
 /*
  * Holders of a writable fd can change a region's size with ftruncate where no
- * seal forbids it (RESIZABLE memfds grow and shrink, other memfds only grow,
- * shm and file regions do both). The daemon takes the size it finds whenever
- * it hands out, reports or resizes a region, and charges the owner for it:
- * quotas then refuse the owner's next CREATE or RESIZE (docs/security.md).
+ * seal forbids it: RESIZABLE memfds, and shm and file regions, both ways
+ * (other named memfds are sealed against SHRINK and GROW). The daemon takes
+ * the size it finds whenever it hands out, reports or resizes a region. It
+ * charges the owner for growth only as far as the owner's byte quota,
+ * --max-bytes and --max-region-size allow, so one uid's growth never takes
+ * more than its own limits from any total (issue 10). The rest is kept, not
+ * charged and not lost: the region keeps its real size (STAT and OPEN say
+ * it), the owner's quota is then full, and a RESIZE charges its whole new
+ * size (docs/security.md).
  */
-static void conn_region_sync_size(struct conn_ctx *ctx, struct region *r, int fd)
+static void conn_region_sync_size(struct conn *c, struct region *r, int fd)
 {
-        uint64_t size;
+        struct conn_ctx *ctx = c->ctx;
+        const struct config *cfg = ctx->config;
+        uint64_t size, charged;
 
         if (backend_get_size(fd, &size) < 0 || size == r->size)
                 return;
-        (void)quota_charge(ctx->quota, r->meta.uid, (int64_t)size - (int64_t)r->size, 0, 0, 0);
-        regtab_set_size(ctx->regtab, r, size);
+        charged = r->charged < size ? r->charged : size;
+        if (size > charged) {
+                uint64_t room = conn_access_quota_room(c, r->meta.uid), total = regtab_bytes(ctx->regtab);
+
+                if (cfg->max_bytes) {
+                        uint64_t left = total >= cfg->max_bytes ? 0 : cfg->max_bytes - total;
+
+                        if (left < room)
+                                room = left;
+                }
+                if (charged >= cfg->max_region_size)
+                        room = 0;
+                else if (cfg->max_region_size - charged < room)
+                        room = cfg->max_region_size - charged;
+                charged += size - charged < room ? size - charged : room;
+                if (charged < size)
+                        log_debug("region '%s' grown to %llu by a holder: %llu charged to uid %u (its limits)",
+                                  r->name, (unsigned long long)size, (unsigned long long)charged,
+                                  (unsigned)r->meta.uid);
+        }
+        /* the owner has an entry (it owns this region): never allocates */
+        (void)quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
+        regtab_set_size(ctx->regtab, r, size, charged);
         ctx->generation++;
         conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
 }
@@ -194,7 +224,7 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
         }
         r->seals = conn_region_seals_of(h.fd, r->meta.backend);
         info.seals = r->seals;
-        conn_region_sync_size(c->ctx, r, h.fd);
+        conn_region_sync_size(c, r, h.fd);
         info.size = r->size;
         regtab_fd_put(&h);
         r->open_count++;
@@ -233,7 +263,7 @@ static int conn_region_publish(struct conn *c, struct region *r, bool lease, con
         }
         if (lease)
                 conn_region_lease_link(c, r);
-        quota_charge(ctx->quota, c->uid, (int64_t)r->size, 1, 0, 0); /* the uid has an entry: never allocates */
+        quota_charge(ctx->quota, c->uid, (int64_t)r->charged, 1, 0, 0); /* the uid has an entry: never allocates */
         ctx->generation++;
         conn_watch_notify(ctx, PROTO_EV_CREATED, r, NULL, 0);
         log_debug("%s region '%s' id=%llu size=%llu for uid %u", what, r->name, (unsigned long long)r->meta.id,
@@ -267,7 +297,7 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
 {
         const struct config *cfg = c->ctx->config;
         struct proto_region_info info = { .size = m->size, .flags = PROTO_REGION_ANONYMOUS };
-        enum proto_backend chosen;
+        enum proto_backend backend, chosen;
         uint8_t buf[64];
         int fd, r;
 
@@ -275,10 +305,19 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
                 return conn_fail(res, -EINVAL, "EXCLUSIVE and LEASE need a name");
         if (m->seals && m->backend != PROTO_BACKEND_AUTO && m->backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
-        if (conn_access_quota_check(c, c->uid, 0, 0, 1) < 0)
-                return conn_fail(res, -EDQUOT, "fds in flight quota reached");
-        r = backend_create(m->backend != PROTO_BACKEND_AUTO ? m->backend : cfg->backend, m->size,
-                           cfg->max_region_size, cfg->tmpdir, &fd, &chosen);
+        if (config_backend_for(cfg, (enum proto_backend)m->backend, &backend) < 0)
+                return conn_fail(res, -EPERM, "this backend is not in the daemon's allowed-backends");
+        /*
+         * Nothing of an anonymous region is kept, so nothing can stay charged
+         * (the daemon cannot tell when its last holder closes it), but it must
+         * fit where a named one would: in the uid's byte quota and under
+         * --max-bytes, as if held. Its fd counts as in flight until sent.
+         */
+        if (conn_region_over_bytes(c->ctx, 0, m->size))
+                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
+        if (conn_access_quota_check(c, c->uid, m->size, 0, 1) < 0)
+                return conn_fail(res, -EDQUOT, "your byte or fds-in-flight quota is reached");
+        r = backend_create(backend, m->size, cfg->max_region_size, cfg->tmpdir, &fd, &chosen);
         if (r < 0)
                 return conn_fail(res, r, "cannot create the memory object");
         if (m->seals) {
@@ -331,7 +370,8 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         /* the fd of the reply too: a CREATE is never half-applied (made, then refused) */
         if (conn_access_quota_check(c, c->uid, m.size, 1, 1) < 0)
                 return conn_fail(res, -EDQUOT, "your region, byte or fds-in-flight quota is reached");
-        backend = m.backend != PROTO_BACKEND_AUTO ? (enum proto_backend)m.backend : cfg->backend;
+        if (config_backend_for(cfg, (enum proto_backend)m.backend, &backend) < 0)
+                return conn_fail(res, -EPERM, "this backend is not in the daemon's allowed-backends");
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
 
@@ -342,7 +382,7 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
          * F_SEAL_SHRINK on named memfds: another client's mapping can never
          * fault (SIGBUS) because someone shrank the object under it (S1).
          */
-        seals = m.seals | (m.flags & PROTO_CREATE_RESIZABLE ? 0 : PROTO_SEAL_SHRINK);
+        seals = m.seals | (m.flags & PROTO_CREATE_RESIZABLE ? 0 : PROTO_SEAL_SHRINK | PROTO_SEAL_GROW);
         if (chosen == PROTO_BACKEND_MEMFD)
                 r = backend_seal(fd, seals);
         else
@@ -527,6 +567,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         struct regtab_fd h;
         struct region *r;
         uint8_t buf[16];
+        uint64_t charged;
         int k;
 
         k = proto_resize_decode(f->payload, f->hdr.length, &m);
@@ -541,15 +582,16 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
         /* decide on the size the object has now, not the one last recorded */
-        conn_region_sync_size(ctx, r, h.fd);
+        conn_region_sync_size(c, r, h.fd);
         regtab_fd_put(&h);
         /* S1 for backends without seals: only RESIZABLE regions may shrink under their holders */
         if (m.size < r->size && !(r->meta.flags & PROTO_REGION_RESIZABLE))
                 return conn_fail(res, -EPERM, "region is not resizable");
-        if (m.size > r->size && conn_region_over_bytes(ctx, r->size, m.size))
+        /* growth is charged in full, including what a holder's growth left uncharged (r->charged) */
+        if (m.size > r->size && conn_region_over_bytes(ctx, r->charged, m.size))
                 return conn_fail(res, -EDQUOT, "daemon byte quota reached");
         /* the owner pays, whoever asks (only the owner or root may) */
-        if (m.size > r->size && conn_access_quota_check(c, r->meta.uid, m.size - r->size, 0, 0) < 0)
+        if (m.size > r->size && conn_access_quota_check(c, r->meta.uid, m.size - r->charged, 0, 0) < 0)
                 return conn_fail(res, -EDQUOT, "the owner's byte quota is reached");
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
@@ -559,8 +601,9 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         if (k < 0)
                 return conn_fail(res, k, "cannot resize");
         /* the owner has an entry (it owns this region): never allocates */
-        quota_charge(ctx->quota, r->meta.uid, (int64_t)m.size - (int64_t)r->size, 0, 0, 0);
-        regtab_set_size(ctx->regtab, r, m.size);
+        charged = m.size > r->size ? m.size : (r->charged < m.size ? r->charged : m.size);
+        quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
+        regtab_set_size(ctx->regtab, r, m.size, charged);
         service_region_changed(r);
         ctx->generation++;
         conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
@@ -624,7 +667,7 @@ static int conn_region_stat(struct conn *c, struct transport_frame *f, struct pr
         if (k < 0)
                 return k;
         if (regtab_region_get_fd(c->ctx->regtab, r, &h) == 0) {
-                conn_region_sync_size(c->ctx, r, h.fd);
+                conn_region_sync_size(c, r, h.fd);
                 regtab_fd_put(&h);
         }
         rep.id = r->meta.id;
@@ -682,7 +725,7 @@ int conn_region_handle_list(struct conn *c, struct transport_frame *f, struct co
         struct proto_list_writer w;
         struct proto_list m;
         struct region *r;
-        uint64_t last = 0, next_cursor = 0;
+        uint64_t last = 0, next_cursor = 0, resume;
         size_t prefix_len, scanned = 0;
         uint8_t *buf;
         int k;
@@ -695,7 +738,10 @@ int conn_region_handle_list(struct conn *c, struct transport_frame *f, struct co
                 return conn_fail(res, -ENOMEM, "out of memory");
         prefix_len = strlen(m.prefix);
         proto_list_writer_init(&w, buf, PROTO_MAX_PAYLOAD);
-        for (r = regtab_next_after(t, m.cursor); r; r = r->tab.next) {
+        r = regtab_next_after(t, m.cursor, &resume);
+        if (!r && resume)
+                next_cursor = resume; /* a stale cursor: an empty page, and where to go on from */
+        for (; r; r = r->tab.next) {
                 struct proto_list_entry e;
 
                 /*
@@ -732,6 +778,7 @@ int conn_region_handle_list(struct conn *c, struct transport_frame *f, struct co
          */
         if (r && last)
                 next_cursor = last;
+        c->turn_work += (unsigned)(scanned / 256); /* a long scan counts as that many requests (fairness) */
         conn_reply_encoded(c, &f->hdr, proto_list_writer_finish(&w, next_cursor), buf, NULL, 0);
         free(buf);
         return 0;
@@ -808,6 +855,22 @@ static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, c
                 *whyp = "the memfd must be sealed with F_SEAL_SHRINK and F_SEAL_GROW";
                 return -EPERM;
         }
+        /*
+         * A hugetlb memfd (MFD_HUGETLB): its owner can punch holes
+         * (FALLOC_FL_PUNCH_HOLE, which SHRINK and GROW do not stop), and a
+         * reader's later fault needs a fresh huge page; with the pool empty
+         * that is SIGBUS in the reader. Only a write seal stops punching.
+         */
+        {
+                struct statfs sfs;
+
+                if (fstatfs(fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC &&
+                    !((uint32_t)seals & (PROTO_SEAL_WRITE | PROTO_SEAL_FUTURE_WRITE))) {
+                        *whyp = "a hugetlb memfd must be sealed F_SEAL_WRITE or F_SEAL_FUTURE_WRITE (holes punched "
+                                "in it would make readers fault)";
+                        return -EPERM;
+                }
+        }
         if ((st.st_mode & 0022) && !((uint32_t)seals & (PROTO_SEAL_WRITE | PROTO_SEAL_FUTURE_WRITE))) {
                 *whyp = "group or other may write the memfd's inode: fchmod it (0600 or 0644) first";
                 return -EPERM;
@@ -818,6 +881,10 @@ static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, c
         }
         /* read-only hand-outs are reopened: find out now, not at the first OPEN */
         k = backend_reopen_rdonly(fd, &rfd);
+        if (k == -EAGAIN) {
+                *whyp = "the memfd is under a lease (F_SETLEASE): release it first";
+                return -EAGAIN;
+        }
         if (k < 0) {
                 *whyp = "the daemon cannot reopen the memfd read-only (its uid may not read the inode)";
                 return -EACCES;
@@ -858,8 +925,9 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
                 return conn_fail(res, -EDQUOT, "your region or byte quota is reached");
         r = conn_region_register_check(f->fds[0], m.size, &seals, &why);
         if (r < 0) {
-                log_info("REGISTER of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid, (unsigned)c->uid,
-                         why);
+                if (conn_access_log_allowed(c))
+                        log_info("REGISTER of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid,
+                                 (unsigned)c->uid, why);
                 return conn_fail(res, r, why);
         }
 
@@ -1005,8 +1073,8 @@ static int conn_region_replace(struct conn *c, struct region *old, struct region
         assert(k == 0);
         service_region_removed(old);
         /* the owner has an entry (it owns @old): these never allocate */
-        quota_charge(ctx->quota, new->meta.uid, (int64_t)new->size, 1, 0, 0);
-        quota_charge(ctx->quota, old->meta.uid, -(int64_t)old->size, -1, 0, 0);
+        quota_charge(ctx->quota, new->meta.uid, (int64_t)new->charged, 1, 0, 0);
+        quota_charge(ctx->quota, old->meta.uid, -(int64_t)old->charged, -1, 0, 0);
         conn_region_lease_unlink(old);
         if (lease)
                 conn_region_lease_link(c, new);

@@ -5,6 +5,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -12,6 +15,7 @@
 
 #include "access.h"
 #include "backend.h"
+#include "closer.h"
 #include "conn-access.h"
 #include "conn-internal.h"
 #include "conn-metrics.h"
@@ -27,6 +31,9 @@
 #define CONN_READS_PER_CALL 16            /* recvmsg calls per readable event, for fairness */
 #define CONN_CLOSE_GRACE_NS (5ULL * 1000000000ULL) /* to deliver a last error reply */
 #define NSEC_PER_SEC 1000000000ULL
+#define CONN_CLOSER_RECHECK_NS (20ULL * 1000000ULL) /* a uid paused for its pending closes: look again */
+#define CONN_UNREAD_RECHECK_NS (20ULL * 1000000ULL) /* replies with fds wait for the peer to read: look again */
+#define CONN_SWEEP_INTERVAL_NS (1000000ULL)          /* at most one sweep of every connection per ms */
 
 uint64_t conn_now_ns(void)
 {
@@ -133,6 +140,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         r = transport_init(&c->transport, sock, ctx->config->max_out_bytes, 0);
         if (r < 0)
                 return r;
+        c->transport.fd_owner = cred.uid; /* fds it sends are closed on the closer threads, counted to it */
         c->transport_ready = true;
         /* the last step that can fail: from here on conn_free() gives the charge back */
         if (quota_charge(ctx->quota, cred.uid, 0, 0, 1, 0) < 0)
@@ -149,16 +157,121 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         return 0;
 }
 
-/* Bring the uid's count of queued fds in line with the transport's (after every queue and flush). */
+/* Bring the uid's count of fds not yet received in line with the transport's and the unread ones. */
 static void conn_sync_fds(struct conn *c)
 {
-        uint64_t now = c->transport_ready ? c->transport.out_fds : 0;
+        uint64_t now = (c->transport_ready ? c->transport.out_fds : 0) + c->fds_unread;
 
         if (now == c->fds_charged)
                 return;
         /* the uid has an entry (its connection is counted): this never allocates */
         quota_charge(c->ctx->quota, c->uid, 0, 0, 0, (int64_t)now - (int64_t)c->fds_charged);
         c->fds_charged = now;
+}
+
+/*
+ * Fds in flight. Once a reply with fds is written to the socket, its fds sit
+ * in the client's receive queue until it reads them, charged by the kernel to
+ * the daemon's uid (RLIMIT_NOFILE, then ETOOMANYREFS for every fd the daemon
+ * sends, to anyone). The daemon cannot see which replies the client has read,
+ * only whether it has read everything: SIOCOUTQ on a Unix socket is what the
+ * peer has not consumed yet, 0 once it read all. So the count of fds sent
+ * since the queue was last seen empty is what is in flight, at most (a client
+ * that reads as it goes brings it back to 0), and it is bounded per
+ * connection, per uid and for the daemon (conn.h); replies past the bound
+ * stay queued here (the reply queue's own bounds then throttle the client).
+ */
+
+/* Return: true if the peer has read everything sent on @c's socket. */
+static bool conn_peer_read_all(const struct conn *c)
+{
+        int n = 0;
+
+        return ioctl(c->fd, SIOCOUTQ, &n) == 0 && n == 0;
+}
+
+static void conn_unread_add(struct conn *c, int64_t delta)
+{
+        c->fds_unread = (unsigned)((int64_t)c->fds_unread + delta);
+        c->ctx->fds_unread = (uint64_t)((int64_t)c->ctx->fds_unread + delta);
+        /* the uid has an entry (its connection is counted): this never allocates */
+        quota_charge_unread(c->ctx->quota, c->uid, delta);
+}
+
+/* Return: the daemon-wide bound on fds in flight (half of RLIMIT_NOFILE, which the kernel applies). */
+static uint64_t conn_max_fds_unread(struct conn_ctx *ctx)
+{
+        struct rlimit rl;
+
+        if (!ctx->max_fds_unread) {
+                if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 22))
+                        ctx->max_fds_unread = 1u << 21;
+                else
+                        ctx->max_fds_unread = rl.rlim_cur / 2 > CONN_MAX_FDS_UNREAD ? rl.rlim_cur / 2
+                                                                                   : CONN_MAX_FDS_UNREAD;
+        }
+        return ctx->max_fds_unread;
+}
+
+void conn_refresh_unread(struct conn *c)
+{
+        if (c->fds_unread && conn_peer_read_all(c)) {
+                conn_unread_add(c, -(int64_t)c->fds_unread);
+                conn_sync_fds(c);
+        }
+}
+
+/* Return: how many more fds may be sent to @c now. */
+static unsigned conn_fd_budget(struct conn *c)
+{
+        struct conn_ctx *ctx = c->ctx;
+        const struct quota_usage *u;
+        struct config_quota limits;
+        uint64_t room, max, uid_max, used;
+
+        conn_refresh_unread(c);
+        room = c->fds_unread < CONN_MAX_FDS_UNREAD ? CONN_MAX_FDS_UNREAD - c->fds_unread : 0;
+        max = conn_max_fds_unread(ctx);
+        config_quota_for(ctx->config, c->uid, c->gid, &limits);
+        uid_max = limits.fds ? limits.fds : (max / 16 > CONN_MAX_FDS_UNREAD ? max / 16 : CONN_MAX_FDS_UNREAD);
+        u = quota_get(ctx->quota, c->uid);
+        used = u ? u->fds_unread : 0;
+        if (room && (used >= uid_max || ctx->fds_unread >= max) && ctx->sweep &&
+            conn_now_ns() - ctx->swept_ns >= CONN_SWEEP_INTERVAL_NS) {
+                /* other connections' counts may be stale (idle clients that read everything) */
+                ctx->swept_ns = conn_now_ns();
+                ctx->sweep(ctx);
+                u = quota_get(ctx->quota, c->uid);
+                used = u ? u->fds_unread : 0;
+        }
+        if (used >= uid_max)
+                room = 0;
+        else if (uid_max - used < room)
+                room = uid_max - used;
+        if (ctx->fds_unread >= max)
+                room = 0;
+        else if (max - ctx->fds_unread < room)
+                room = max - ctx->fds_unread;
+        return (unsigned)room;
+}
+
+/*
+ * Send what may be sent now: everything, except that a reply with fds waits
+ * (and whatever follows it) while conn_fd_budget() has no room; c->fds_gated
+ * says so. Return: as transport_flush(); 0 if the rest waits for room.
+ */
+static int conn_transport_flush(struct conn *c)
+{
+        unsigned budget = conn_fd_budget(c), before = budget;
+        int r = transport_flush_fds(&c->transport, &budget);
+
+        if (budget < before)
+                conn_unread_add(c, (int64_t)(before - budget));
+        c->fds_gated = r == -EDQUOT;
+        if (r == -EDQUOT)
+                r = 0;
+        conn_sync_fds(c);
+        return r;
 }
 
 struct conn *conn_free(struct conn *c)
@@ -170,6 +283,8 @@ struct conn *conn_free(struct conn *c)
         conn_drop(c, -ECONNRESET);
         conn_region_release(c);
         conn_watch_release(c);
+        c->ctx->fds_unread -= c->fds_unread;
+        quota_charge_unread(c->ctx->quota, c->uid, -(int64_t)c->fds_unread);
         quota_charge(c->ctx->quota, c->uid, 0, 0, -1, -(int64_t)c->fds_charged);
         if (c->transport_ready)
                 transport_deinit(&c->transport);
@@ -239,7 +354,7 @@ void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags,
         r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
         conn_sync_fds(c);
         if (r < 0) {
-                if (r == -ENOBUFS)
+                if (r == -ENOBUFS && conn_access_log_allowed(c))
                         log_warning("client pid=%d uid=%u does not read its replies: dropping it", (int)c->pid,
                                     (unsigned)c->uid);
                 conn_drop(c, r);
@@ -492,10 +607,21 @@ static int conn_process_frames(struct conn *c)
         struct transport_frame f;
         int r;
 
+        c->backlog = false;
         while (!c->dead && !c->closing) {
+                /*
+                 * Fairness: a connection does at most CONN_WORK_PER_TURN work
+                 * per turn of the loop (frames, not bytes: a pipeline of tiny
+                 * requests with tiny replies never throttles); the rest waits
+                 * for its next turn (conn_deadline() asks for one at once),
+                 * after every other ready connection has had its own.
+                 */
+                if (c->turn_work >= CONN_WORK_PER_TURN) {
+                        c->backlog = true;
+                        return 0;
+                }
                 if (conn_output_high(c)) {
-                        r = transport_flush(&c->transport);
-                        conn_sync_fds(c);
+                        r = conn_transport_flush(c);
                         if (r < 0 && r != -EAGAIN && r != -EINTR)
                                 return conn_drop(c, r);
                         if (conn_output_high(c)) {
@@ -508,6 +634,7 @@ static int conn_process_frames(struct conn *c)
                         return 0;
                 if (r < 0) /* framing or fd violation: the stream is out of sync (F1-F4, D1-D5) */
                         return conn_drop(c, r);
+                c->turn_work++;
                 r = conn_dispatch(c, &f);
                 transport_frame_deinit(&f);
                 if (r < 0)
@@ -516,13 +643,30 @@ static int conn_process_frames(struct conn *c)
         return c->dead ? -ECONNRESET : 0;
 }
 
+/*
+ * Return: true while the fds @c's uid sent wait for the closer threads past
+ * CLOSER_MAX_PENDING_PER_UID: reading more could only add to them (a
+ * recvmsg takes what the peer sent), so the uid's connections are not read
+ * until they drain. One uid whose closes block (FUSE, lingering sockets)
+ * thus stalls itself, not the daemon; its pile is bounded by the limit
+ * plus one recvmsg's fds per connection.
+ */
+static bool conn_closes_pending(const struct conn *c)
+{
+        return closer_pending(c->uid) >= CLOSER_MAX_PENDING_PER_UID;
+}
+
 int conn_handle_input(struct conn *c)
 {
         int r;
 
         if (c->dead)
                 return -ECONNRESET;
-        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled; i++) {
+        c->turn_work = 0; /* a new turn */
+        conn_refresh_unread(c); /* a client that sends again has usually read its replies: quotas see that */
+        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !c->backlog &&
+                        !conn_closes_pending(c);
+             i++) {
                 r = transport_read(&c->transport);
                 if (r == -EAGAIN || r == -EINTR)
                         break;
@@ -556,8 +700,7 @@ int conn_flush(struct conn *c)
 
         if (c->dead)
                 return -ECONNRESET;
-        r = transport_flush(&c->transport);
-        conn_sync_fds(c);
+        r = conn_transport_flush(c);
         if (r < 0 && r != -EAGAIN && r != -EINTR)
                 return conn_drop(c, r); /* L4: EPIPE/ECONNRESET are ordinary departures */
         /* the output drained: events waiting for room go next, until the socket is full */
@@ -575,12 +718,12 @@ int conn_flush(struct conn *c)
                 r = conn_process_frames(c);
                 if (r < 0)
                         return r;
-                r = transport_flush(&c->transport);
-                conn_sync_fds(c);
+                r = conn_transport_flush(c);
                 if (r < 0 && r != -EAGAIN && r != -EINTR)
                         return conn_drop(c, r);
         }
-        return transport_has_output(&c->transport) ? -EAGAIN : 0;
+        /* replies that wait for the peer to read (fds_gated) are not a reason to wait for POLLOUT */
+        return transport_has_output(&c->transport) && !c->fds_gated ? -EAGAIN : 0;
 }
 
 bool conn_has_output(const struct conn *c)
@@ -590,7 +733,7 @@ bool conn_has_output(const struct conn *c)
 
 bool conn_wants_input(const struct conn *c)
 {
-        return !c->dead && !c->closing && !c->throttled;
+        return !c->dead && !c->closing && !c->throttled && !c->backlog && !conn_closes_pending(c);
 }
 
 bool conn_is_dead(const struct conn *c)
@@ -613,6 +756,18 @@ uint64_t conn_deadline(const struct conn *c)
                 return c->close_deadline_ns;
         if (!c->hello_done)
                 d = c->handshake_deadline_ns;
+        if (c->backlog && !c->throttled)
+                return conn_now_ns(); /* its next turn: at the loop's next iteration */
+        if (c->fds_gated) {
+                w = conn_now_ns() + CONN_UNREAD_RECHECK_NS; /* has the peer read its fds yet? */
+                if (!d || w < d)
+                        d = w;
+        }
+        if (conn_closes_pending(c)) {
+                w = conn_now_ns() + CONN_CLOSER_RECHECK_NS;
+                if (!d || w < d)
+                        d = w;
+        }
         w = conn_region_deadline(c);
         if (w && (!d || w < d))
                 d = w;
@@ -629,10 +784,21 @@ int conn_timeout(struct conn *c, uint64_t now_ns)
                 return 0;
         }
         if (!c->hello_done && c->handshake_deadline_ns && now_ns >= c->handshake_deadline_ns) {
-                log_info("client pid=%d uid=%u sent no HELLO in time: dropping it", (int)c->pid,
-                         (unsigned)c->uid);
+                if (conn_access_log_allowed(c))
+                        log_info("client pid=%d uid=%u sent no HELLO in time: dropping it", (int)c->pid,
+                                 (unsigned)c->uid);
                 return conn_drop(c, -ETIMEDOUT); /* F9 */
         }
         conn_region_timeout(c, now_ns);
+        if (c->backlog && !c->throttled && !c->dead) {
+                int r;
+
+                /* its next turn for the frames it has buffered */
+                c->backlog = false;
+                c->turn_work = 0;
+                r = conn_process_frames(c);
+                if (r < 0)
+                        return r;
+        }
         return c->dead ? -ECONNRESET : 0;
 }

@@ -25,6 +25,18 @@ struct conn_wait;
 struct conn_watch;
 struct quota;
 
+/* Lines logged about what one uid does, per CONN_LOG_WINDOW_NS (see conn_access_log_allowed()). */
+#define CONN_LOG_SLOTS 256u
+#define CONN_LOG_PER_UID 32u
+#define CONN_LOG_WINDOW_NS (60ULL * 1000000000ULL)
+
+struct conn_log_slot {
+        uint32_t uid;
+        unsigned lines;     /* in the window that began at start_ns */
+        bool told;          /* "further lines ... not logged" was said in this window */
+        uint64_t start_ns;  /* 0 = unused */
+};
+
 /* State shared by all connections of one daemon. */
 struct conn_ctx {
         struct regtab *regtab;
@@ -38,6 +50,16 @@ struct conn_ctx {
         struct metrics metrics;     /* counters since start (zeroed with the context), for METRICS */
         struct conn_watch *watches; /* conn-watch.c: every WATCH of every connection */
         struct conn_wait *vwaits;   /* conn-region.c: OPENVs waiting for a newer version of a name */
+        struct conn_log_slot log_slots[CONN_LOG_SLOTS]; /* per-uid log budget, by uid hash */
+        uint64_t fds_unread;     /* fds sent to all clients and not known to be received */
+        uint64_t max_fds_unread; /* bound on that: 0 = half of RLIMIT_NOFILE, taken at first use */
+        uint64_t swept_ns;       /* last call of sweep */
+        /*
+         * called when a uid's or the daemon's fds in flight reach their bound: the
+         * owner calls conn_refresh_unread() on every connection (idle clients'
+         * counts go stale otherwise); may be NULL
+         */
+        void (*sweep)(struct conn_ctx *ctx);
         /* called when @c got output or died outside its own callbacks; may be NULL */
         void (*notify)(struct conn *c, void *userdata);
 };
@@ -52,8 +74,29 @@ enum conn_access {
         CONN_ACCESS_CHMOD,
 };
 
-/* Refusals logged per connection; later ones are counted, not logged (a hostile peer cannot flood the log). */
+/*
+ * Lines logged about one connection's requests (refusals, CHMOD, CHOWN, REGISTER refused, its drop); later
+ * ones are counted, not logged, and a uid's connections together get CONN_LOG_PER_UID lines a minute (a
+ * hostile peer cannot flood the log, with one connection or many).
+ */
 #define CONN_MAX_LOGGED_REFUSALS 16u
+
+/*
+ * Work one connection may do per turn of the event loop: one unit per
+ * request, and for LIST one more per 256 regions it examined. The rest of
+ * its buffered requests waits for its next turn.
+ */
+#define CONN_WORK_PER_TURN 64u
+
+/*
+ * Fds in flight (sent, not yet read by the client): the kernel charges them to
+ * the daemon's uid and refuses every further fd the daemon sends
+ * (ETOOMANYREFS) once they pass its RLIMIT_NOFILE, for every client. So at
+ * most CONN_MAX_FDS_UNREAD per connection, quota-fds (else
+ * max(CONN_MAX_FDS_UNREAD, daemon-wide / 16)) per uid, and half of
+ * RLIMIT_NOFILE daemon-wide; replies with fds past that wait in the queue.
+ */
+#define CONN_MAX_FDS_UNREAD 64u
 
 /* Most OPEN requests one connection may have parked (WAIT) at once. */
 #define CONN_MAX_WAITS 64u
@@ -92,6 +135,12 @@ void *conn_get_userdata(const struct conn *c);
 void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp);
 
 /*
+ * conn_refresh_unread() - forget the fds in flight to @c if its peer has read
+ * everything sent to it (SIOCOUTQ). Return: nothing.
+ */
+void conn_refresh_unread(struct conn *c);
+
+/*
  * conn_handle_input() - read what the socket has (a bounded number of
  * recvmsg calls), then parse and dispatch every complete frame, queueing
  * replies. Return: 0; a negative errno when the connection is dead (the
@@ -112,7 +161,9 @@ bool conn_has_output(const struct conn *c);
 
 /*
  * Return: true while the connection wants its socket read: not dead, not
- * closing, and not throttled because its replies are not being read.
+ * closing, not throttled because its replies are not being read, and its
+ * uid has fewer than CLOSER_MAX_PENDING_PER_UID fds waiting to be closed
+ * (closer.h; conn_deadline() then asks to look again shortly).
  */
 bool conn_wants_input(const struct conn *c);
 

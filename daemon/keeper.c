@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "keeper.h"
 #include "log.h"
 #include "transport.h"
@@ -156,6 +157,9 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
         tab = calloc(mask + 1, sizeof(*tab));
         if (!tab)
                 _exit(1);
+        /* DROPs close on threads (after the fd table is set up: the threads hold no fd) */
+        if (closer_start() < 0)
+                transport_set_fd_closer(NULL); /* no threads: closes happen here, as before */
         size_t live = 0, tombs = 0;
 
         for (;;) {
@@ -201,7 +205,12 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
                         s = keeper_find(tab, mask, m.id, false);
                         m.status = s ? 0 : -ENOENT;
                         if (s) {
-                                close(s->fd);
+                                /*
+                                 * The last close of a huge region frees its pages (seconds for tens
+                                 * of GiB): on a thread, so the reply goes now; a keeper silent for
+                                 * KEEPER_TIMEOUT_SEC is taken for dead and its regions lost.
+                                 */
+                                closer_close(s->fd, CLOSER_NO_UID);
                                 s->id = UINT64_MAX;
                                 s->fd = -1;
                                 live--;

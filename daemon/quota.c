@@ -37,7 +37,7 @@ int quota_new(struct regtab *t, struct quota **qp)
         if (!q)
                 return -ENOMEM;
         for (struct region *reg = t ? regtab_first(t) : NULL; reg; reg = reg->tab.next) {
-                r = quota_charge(q, reg->meta.uid, (int64_t)reg->size, 1, 0, 0);
+                r = quota_charge(q, reg->meta.uid, (int64_t)reg->charged, 1, 0, 0);
                 if (r < 0) {
                         quota_free(q);
                         return r;
@@ -79,7 +79,8 @@ static uint64_t quota_add(uint64_t v, int64_t delta)
         return d > UINT64_MAX - v ? UINT64_MAX : v + d;
 }
 
-int quota_charge(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, int64_t connections, int64_t fds)
+static int quota_charge_all(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, int64_t connections,
+                            int64_t fds, int64_t unread)
 {
         struct quota_usage *u;
         bool found;
@@ -89,7 +90,7 @@ int quota_charge(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, 
                 return 0; /* no connection, no accounting (see quota.h) */
         i = quota_find(q, uid, &found);
         if (!found) {
-                if (bytes <= 0 && regions <= 0 && connections <= 0 && fds <= 0)
+                if (bytes <= 0 && regions <= 0 && connections <= 0 && fds <= 0 && unread <= 0)
                         return 0; /* nothing held, nothing to refund */
                 if (q->n == q->cap) {
                         size_t cap = q->cap ? q->cap * 2 : 8;
@@ -109,11 +110,22 @@ int quota_charge(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, 
         u->regions = quota_add(u->regions, regions);
         u->connections = quota_add(u->connections, connections);
         u->fds = quota_add(u->fds, fds);
-        if (!u->bytes && !u->regions && !u->connections && !u->fds) {
+        u->fds_unread = quota_add(u->fds_unread, unread);
+        if (!u->bytes && !u->regions && !u->connections && !u->fds && !u->fds_unread) {
                 memmove(&q->v[i], &q->v[i + 1], (q->n - i - 1) * sizeof(*q->v));
                 q->n--;
         }
         return 0;
+}
+
+int quota_charge(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, int64_t connections, int64_t fds)
+{
+        return quota_charge_all(q, uid, bytes, regions, connections, fds, 0);
+}
+
+int quota_charge_unread(struct quota *q, uint32_t uid, int64_t delta)
+{
+        return quota_charge_all(q, uid, 0, 0, 0, 0, delta);
 }
 
 /* Return: true if @used + @add passes @limit (0 = unlimited). */

@@ -14,7 +14,8 @@ struct quota_usage {
         uint64_t bytes;       /* sizes of the named regions it owns */
         uint64_t regions;     /* named regions it owns */
         uint64_t connections; /* connections open */
-        uint64_t fds;         /* fds queued towards its connections, not yet sent */
+        uint64_t fds;         /* fds queued towards its connections or sent and not yet received */
+        uint64_t fds_unread;  /* of those, sent and not known to be received (conn.c) */
 };
 
 /*
@@ -43,6 +44,13 @@ const struct quota_usage *quota_get(const struct quota *q, uint32_t uid);
  * -ENOMEM (nothing changed).
  */
 int quota_charge(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, int64_t connections, int64_t fds);
+
+/*
+ * quota_charge_unread() - add @delta (may be negative) to @uid's count of fds
+ * sent and not known to be received (fds_unread; conn.c counts them in fds
+ * too). Return: 0; -ENOMEM.
+ */
+int quota_charge_unread(struct quota *q, uint32_t uid, int64_t delta);
 
 /*
  * quota_check() - would adding these amounts to @uid's usage pass @limits

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "keeper.h"
 #include "regtab.h"
 
@@ -21,7 +22,7 @@ struct regtab {
         size_t nbuckets;         /* power of two, same for both */
         struct region *head, *tail; /* id order */
         uint64_t count;
-        uint64_t bytes;
+        unsigned __int128 bytes; /* sum of charged sizes: up to max_regions of 2^63 each, never wraps */
         uint64_t next_id;
         uint64_t key[2]; /* siphash key: names come from clients, so the hash must not be predictable */
         struct regtab_waiter *waiters[REGTAB_WAITER_BUCKETS];
@@ -117,6 +118,7 @@ int regtab_region_new(const char *name, int fd, uint64_t size, const struct regi
         r->fd = fd; /* consumed */
         r->park.keeper = -1;
         r->size = size;
+        r->charged = size;
         if (meta)
                 r->meta = *meta;
         r->store.slot = UINT32_MAX;
@@ -130,8 +132,12 @@ struct region *regtab_region_free(struct region *r)
 
         if (!r)
                 return NULL;
+        /*
+         * The last close of a region frees its pages: seconds for tens of
+         * GiB a client filled. Not on the event loop (the closer threads).
+         */
         if (r->fd >= 0)
-                close(r->fd);
+                closer_close(r->fd, CLOSER_NO_UID);
         free(r->name);
         free(r);
         errno = saved;
@@ -281,7 +287,7 @@ int regtab_add(struct regtab *t, struct region *r)
         t->count++;
         if (r->fd >= 0)
                 t->hot_fds++;
-        t->bytes += r->size;
+        t->bytes += r->charged;
         return 0;
 }
 
@@ -309,7 +315,7 @@ void regtab_remove(struct regtab *t, struct region *r)
                 t->tail = r->tab.prev;
         r->tab.prev = r->tab.next = r->tab.hnext_name = r->tab.hnext_id = NULL;
         t->count--;
-        t->bytes -= r->size;
+        t->bytes -= r->charged;
         if (r->fd >= 0) {
                 t->hot_fds--;
         } else if (r->park.keeper >= 0) {
@@ -412,27 +418,56 @@ struct region *regtab_first(struct regtab *t)
         return t->head;
 }
 
-struct region *regtab_next_after(struct regtab *t, uint64_t cursor)
+struct region *regtab_next_after(struct regtab *t, uint64_t cursor, uint64_t *resumep)
 {
         struct region *r;
+        unsigned steps = 0;
 
+        *resumep = 0;
         if (cursor == 0)
                 return t->head;
         r = regtab_lookup_id(t, cursor);
         if (r)
                 return r->tab.next;
-        /* the cursor's region is gone: regions after it are near the tail, walk from there */
+        /*
+         * The cursor's region is gone. Every LIST must stay bounded (a client
+         * can send stale cursors by the thousand), so look only a little: a
+         * few steps back from the tail and forward from the head (where a
+         * paging client's cursor usually is), then the next ids by hash
+         * (ids only grow, so the first that exists is the answer). If none
+         * of that finds it, say where to go on from: a later cursor.
+         */
         if (!t->tail || t->tail->meta.id <= cursor)
                 return NULL;
+        if (t->head->meta.id > cursor)
+                return t->head;
         for (r = t->tail; r->tab.prev && r->tab.prev->meta.id > cursor; r = r->tab.prev)
-                ;
-        return r;
+                if (++steps >= REGTAB_STALE_CURSOR_STEPS)
+                        break;
+        if (!r->tab.prev || r->tab.prev->meta.id <= cursor)
+                return r;
+        steps = 0;
+        for (r = t->head; r->tab.next && r->meta.id <= cursor; r = r->tab.next)
+                if (++steps >= REGTAB_STALE_CURSOR_STEPS)
+                        break;
+        if (r->meta.id > cursor)
+                return r;
+        for (uint64_t id = cursor + 1; id <= cursor + REGTAB_STALE_CURSOR_STEPS; id++) {
+                r = regtab_lookup_id(t, id);
+                if (r)
+                        return r;
+        }
+        *resumep = cursor + REGTAB_STALE_CURSOR_STEPS;
+        return NULL;
 }
 
-void regtab_set_size(struct regtab *t, struct region *r, uint64_t size)
+void regtab_set_size(struct regtab *t, struct region *r, uint64_t size, uint64_t charged)
 {
-        t->bytes = t->bytes - r->size + size;
+        if (charged > size)
+                charged = size;
+        t->bytes = t->bytes - r->charged + charged;
         r->size = size;
+        r->charged = charged;
 }
 
 uint64_t regtab_count(const struct regtab *t)
@@ -442,7 +477,7 @@ uint64_t regtab_count(const struct regtab *t)
 
 uint64_t regtab_bytes(const struct regtab *t)
 {
-        return t->bytes;
+        return t->bytes > UINT64_MAX ? UINT64_MAX : (uint64_t)t->bytes;
 }
 
 uint64_t regtab_next_id(const struct regtab *t)

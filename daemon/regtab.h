@@ -53,7 +53,9 @@ struct region {
         size_t name_len;
         int fd;              /* owned: O_RDWR, close-on-exec; -1 while parked in a keeper */
         uint32_t seals;      /* last seals seen (LIST shows it for parked regions) */
-        uint64_t size;       /* as last set by create/resize */
+        uint64_t size;       /* as last set by create/resize, or found (a holder's ftruncate) */
+        uint64_t charged;    /* what counts in regtab_bytes() and the owner's quota: size, except growth
+                              * by a holder past the owner's limits (regtab_set_size()) */
         uint64_t open_count;
         /* each owning module's fields */
         struct region_park park;
@@ -143,24 +145,33 @@ struct region *regtab_lookup(struct regtab *t, const char *name);
 /* Return: the region with id @id, or NULL. */
 struct region *regtab_lookup_id(struct regtab *t, uint64_t id);
 
+/* Regions and ids regtab_next_after() looks at, each way, for a cursor whose region is gone. */
+#define REGTAB_STALE_CURSOR_STEPS 1024u
+
 /*
  * regtab_next_after() - iteration in id order for LIST: the first region
  * whose id is greater than @cursor (0 = from the start). O(1) when the
- * region @cursor still exists, else a scan.
- * Return: the region, or NULL at the end.
+ * region @cursor still exists; else bounded: REGTAB_STALE_CURSOR_STEPS
+ * steps back from the tail, forward from the head, and id lookups after
+ * @cursor. Return: the region; NULL with *resumep = 0 at the end; NULL
+ * with *resumep > @cursor if none was found within those bounds (no
+ * region has an id in (@cursor, *resumep]: go on from there).
  */
-struct region *regtab_next_after(struct regtab *t, uint64_t cursor);
+struct region *regtab_next_after(struct regtab *t, uint64_t cursor, uint64_t *resumep);
 
 /* Return: the first region in id order, or NULL. */
 struct region *regtab_first(struct regtab *t);
 
-/* regtab_set_size() - record a new size of @r, keeping the byte count right. Return: nothing. */
-void regtab_set_size(struct regtab *t, struct region *r, uint64_t size);
+/*
+ * regtab_set_size() - record a new size of @r and what of it is charged
+ * (@charged <= @size), keeping the byte count right. Return: nothing.
+ */
+void regtab_set_size(struct regtab *t, struct region *r, uint64_t size, uint64_t charged);
 
 /* Return: the number of regions in the table. */
 uint64_t regtab_count(const struct regtab *t);
 
-/* Return: the sum of the sizes of the regions in the table. */
+/* Return: the sum of what the regions in the table are charged (saturated at UINT64_MAX; never wraps). */
 uint64_t regtab_bytes(const struct regtab *t);
 
 /* Return: the id the next regtab_add() of an id-less region will assign. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* server: the event loop of iomemd (libevent): listening socket, connections, timers, signals. */
 #include <errno.h>
+#include <stddef.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -184,6 +185,15 @@ static void server_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
  * connection resumes in conn_flush) in the middle of the other connection's
  * request, which may then use a region those requests deleted.
  */
+/* conn_ctx.sweep: refresh every connection's count of fds in flight. */
+static void server_conn_sweep(struct conn_ctx *ctx)
+{
+        struct server *s = (struct server *)((char *)ctx - offsetof(struct server, ctx));
+
+        for (struct server_conn *sc = s->conns; sc; sc = sc->next)
+                conn_refresh_unread(sc->conn);
+}
+
 static void server_conn_notify(struct conn *c, void *userdata)
 {
         struct server_conn *sc = userdata;
@@ -536,6 +546,7 @@ int server_run(const struct config *config)
         s.ctx.config = config;
         s.ctx.start_ns = conn_now_ns();
         s.ctx.notify = server_conn_notify;
+        s.ctx.sweep = server_conn_sweep;
         r = regtab_new(&s.regtab);
         if (r < 0)
                 goto out;

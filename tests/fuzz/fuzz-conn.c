@@ -197,6 +197,9 @@ static void fuzz_pump(struct conn *c, struct transport *client)
                         conn_handle_input(c);
                 if (conn_has_output(c))
                         conn_flush(c);
+                /* a due deadline of "now": its next turn for requests buffered beyond one turn's work */
+                if (!conn_is_dead(c) && conn_deadline(c) && conn_deadline(c) <= conn_now_ns())
+                        conn_timeout(c, conn_now_ns());
                 fuzz_drain(client);
         }
 }

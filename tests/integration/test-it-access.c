@@ -169,7 +169,15 @@ static int try_op(uint32_t mode, const struct ident *who, enum op op)
         int r;
 
         iomem_delete(root, "m");
-        root_create(root, "m", 4096, 0600, IOMEM_BACKEND_MEMFD);
+        {
+                /* RESIZABLE: the matrix is about who may resize, not about seals */
+                struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE, .mode = 0600,
+                                               .backend = IOMEM_BACKEND_MEMFD };
+                struct iomem_region *region = NULL;
+
+                ck_assert_int_eq(iomem_create(root, "m", 4096, &o, &region), 0);
+                iomem_region_free(region);
+        }
         ck_assert_int_eq(iomem_chown(root, "m", OWNER_UID, OWNER_GID), 0);
         ck_assert_int_eq(iomem_chmod(root, "m", mode), 0); /* CREATE cannot say 0: that is the default */
         r = run_as(who, child_op, &a);

@@ -268,13 +268,20 @@ START_TEST(test_resize)
         struct iomem_region *res = it_create("it.res", 4096, IOMEM_CREATE_RESIZABLE, b);
         struct iomem_stat st;
 
-        ck_assert_int_eq(iomem_resize(client_, "it.fixed", 16384), 0);
-        ck_assert_int_eq(iomem_region_refresh(fixed), 0);
-        ck_assert_uint_eq(iomem_region_size(fixed), 16384);
-        ck_assert_int_eq(iomem_stat(client_, "it.fixed", &st), 0);
-        ck_assert_uint_eq(st.size, 16384);
-        if (b == IOMEM_BACKEND_MEMFD)
-                ck_assert_int_eq(iomem_resize(client_, "it.fixed", 4096), -EPERM);
+        if (b == IOMEM_BACKEND_MEMFD) {
+                /* a named memfd not created RESIZABLE is sealed SHRINK and GROW: its size never changes */
+                ck_assert_int_eq(iomem_resize(client_, "it.fixed", 16384), -EPERM);
+                ck_assert_int_eq(iomem_resize(client_, "it.fixed", 4096), 0);
+                ck_assert_int_eq(iomem_resize(client_, "it.fixed", 1024), -EPERM);
+                ck_assert_int_eq(iomem_resize(client_, "it.res", 16384), 0);
+                ck_assert_int_eq(iomem_resize(client_, "it.res", 4096), 0);
+        } else {
+                ck_assert_int_eq(iomem_resize(client_, "it.fixed", 16384), 0);
+                ck_assert_int_eq(iomem_region_refresh(fixed), 0);
+                ck_assert_uint_eq(iomem_region_size(fixed), 16384);
+                ck_assert_int_eq(iomem_stat(client_, "it.fixed", &st), 0);
+                ck_assert_uint_eq(st.size, 16384);
+        }
 
         ck_assert_int_eq(iomem_resize(client_, "it.res", 1024), 0);
         ck_assert_int_eq(iomem_region_refresh(res), 0);

@@ -6,9 +6,11 @@ static const enum iomem_backend backends[] = { IOMEM_BACKEND_MEMFD, IOMEM_BACKEN
 
 /*
  * The byte quota cannot be dodged by growing one's own region with ftruncate
- * (where no seal forbids it): the daemon takes the real size when it next
- * reports or hands out the region, charges the owner, and the owner's next
- * CREATE is refused.
+ * (where no seal forbids it: RESIZABLE memfds, shm, file): the daemon takes
+ * the real size when it next reports or hands out the region and charges the
+ * owner up to its quota, never beyond (issue 10: growth must not take more
+ * than the grower's own limits from any total); the owner's next CREATE is
+ * refused, and the region keeps its real size.
  */
 START_TEST(test_grown_by_holder_is_charged)
 {
@@ -16,7 +18,7 @@ START_TEST(test_grown_by_holder_is_charged)
         struct it_daemon d;
         struct iomem_client *c = NULL;
         struct iomem_region *r = NULL, *r2 = NULL;
-        struct iomem_create_opts o = { .backend = backends[_i] };
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE, .backend = backends[_i] };
         struct iomem_quota q;
         struct iomem_stat st;
 
@@ -31,7 +33,7 @@ START_TEST(test_grown_by_holder_is_charged)
         ck_assert_int_eq(iomem_stat(c, "grow", &st), 0);
         ck_assert_uint_eq(st.size, 64 << 20);
         ck_assert_int_eq(iomem_quota(c, &q), 0);
-        ck_assert_uint_eq(q.bytes, 64 << 20);
+        ck_assert_uint_eq(q.bytes, 1 << 20); /* its whole quota, not more */
         ck_assert_int_eq(iomem_create(c, "more", 4096, &o, &r2), -EDQUOT);
 
         /* an OPEN reports the real size too */
@@ -66,6 +68,16 @@ START_TEST(test_no_shrink_below_real_size)
         it_daemon_start(&d, NULL);
         ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
         ck_assert_int_eq(iomem_create(c, "fixed", 4096, &o, &r), 0);
+        if (backends[_i] == IOMEM_BACKEND_MEMFD) {
+                /* sealed SHRINK and GROW: the holder cannot change it at all */
+                ck_assert_int_eq(ftruncate(iomem_region_fd(r), 65536), -1);
+                ck_assert_int_eq(errno, EPERM);
+                iomem_region_free(r);
+                ck_assert_int_eq(iomem_delete(c, "fixed"), 0);
+                iomem_disconnect(c);
+                it_daemon_stop(&d);
+                return;
+        }
         ck_assert_int_eq(ftruncate(iomem_region_fd(r), 65536), 0);
         /* 8192 is more than recorded but less than real: a shrink, refused */
         ck_assert_int_eq(iomem_resize(c, "fixed", 8192), -EPERM);

@@ -484,6 +484,8 @@ static void session_slow_reader(struct worker *w)
                 client_close(&cl);
                 return;
         }
+        uint64_t cursor = rand_r(&w->seed) % 4 ? (uint64_t)rand_r(&w->seed) % 100000 : 0;
+
         snprintf(name, sizeof(name), "%s", by_fds ? w->own[0].name : "");
         for (int i = 0; i < 4000; i++) {
                 r = by_fds ? client_send_timeout(&cl, PROTO_OP_OPEN, buf,
@@ -492,8 +494,10 @@ static void session_slow_reader(struct worker *w)
                                                                    buf, sizeof(buf)),
                                                  NULL, 0, 1000)
                            : client_send_timeout(&cl, PROTO_OP_LIST, buf,
-                                                 proto_list_encode(&(struct proto_list){ .prefix = "" }, buf,
-                                                                   sizeof(buf)),
+                                                 /* cursors mostly stale or unknown: each LIST must stay bounded */
+                                                 proto_list_encode(&(struct proto_list){ .cursor = cursor,
+                                                                                         .prefix = "" },
+                                                                   buf, sizeof(buf)),
                                                  NULL, 0, 1000);
                 if (r < 0)
                         break; /* dropped (EPIPE) or the socket buffers are full (ETIMEDOUT) */

@@ -123,6 +123,9 @@ START_TEST(test_file_errors)
                 { "[uid 5]\nmax-regions = 3\n", ":2:" },
                 { "socket = /tmp/x\n", ":1: only on the command line" },
                 { "backend = tape\n", ":1:" },
+                { "allowed-backends = auto\n", ":1:" },
+                { "allowed-backends = memfd,,shm\n", ":1:" },
+                { "allowed-backends =\n", ":1:" },
         };
 
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -173,6 +176,10 @@ START_TEST(test_parse_and_reload)
         ck_assert_int_lt(config_reload(&c), 0);
         config_quota_for(&c, 7, 1, &q);
         ck_assert_uint_eq(q.fds, 6);
+        /* the default backend must be one of the allowed ones */
+        write_conf("backend = shm\nallowed-backends = memfd\n");
+        ck_assert_int_lt(config_reload(&c), 0);
+        ck_assert_uint_eq(c.allowed_backends, CONFIG_ALL_BACKENDS);
         ck_assert_str_eq(c.socket_path, "/tmp/x.sock");
         config_deinit(&c);
 }
@@ -198,6 +205,36 @@ START_TEST(test_allow_list)
 }
 END_TEST
 
+/* allowed-backends: what a CREATE asking for each backend gets (issue 10, item 7). */
+START_TEST(test_allowed_backends)
+{
+        struct config c;
+        enum proto_backend b;
+        char err[256] = "";
+
+        config_init(&c);
+        ck_assert_int_eq(config_backend_for(&c, PROTO_BACKEND_AUTO, &b), 0);
+        ck_assert_int_eq(b, PROTO_BACKEND_AUTO); /* all allowed: memfd, then shm, then file */
+        ck_assert_int_eq(config_backend_for(&c, PROTO_BACKEND_FILE, &b), 0);
+        ck_assert_int_eq(b, PROTO_BACKEND_FILE);
+        config_deinit(&c);
+
+        ck_assert_int_eq(load(&c, "allowed-backends = memfd\n", err, sizeof(err)), 0);
+        ck_assert_int_eq(config_backend_for(&c, PROTO_BACKEND_SHM, &b), -EPERM);
+        ck_assert_int_eq(config_backend_for(&c, PROTO_BACKEND_FILE, &b), -EPERM);
+        ck_assert_int_eq(config_backend_for(&c, PROTO_BACKEND_MEMFD, &b), 0);
+        ck_assert_int_eq(config_backend_for(&c, PROTO_BACKEND_AUTO, &b), 0);
+        ck_assert_int_eq(b, PROTO_BACKEND_MEMFD);
+        config_deinit(&c);
+
+        ck_assert_int_eq(load(&c, "allowed-backends = file, shm\n", err, sizeof(err)), 0);
+        ck_assert_int_eq(config_backend_for(&c, PROTO_BACKEND_AUTO, &b), 0);
+        ck_assert_int_eq(b, PROTO_BACKEND_SHM);
+        ck_assert_int_eq(config_backend_for(&c, PROTO_BACKEND_MEMFD, &b), -EPERM);
+        config_deinit(&c);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
         Suite *s = suite_create("access-config");
@@ -209,6 +246,7 @@ static Suite *config_suite(void)
         tcase_add_test(tc, test_file_missing);
         tcase_add_test(tc, test_parse_and_reload);
         tcase_add_test(tc, test_allow_list);
+        tcase_add_test(tc, test_allowed_backends);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -25,6 +25,7 @@ static struct region *fake_region(const char *name, uint64_t size)
         r->name_len = strlen(name);
         r->fd = -1;
         r->size = size;
+        r->charged = size;
         r->store.slot = UINT32_MAX;
         return r;
 }
@@ -178,6 +179,16 @@ START_TEST(test_id_order_and_kept_ids)
 }
 END_TEST
 
+/* regtab_next_after() for cursors it answers within its bounds. */
+static struct region *next_after(struct regtab *t, uint64_t cursor)
+{
+        uint64_t resume = 1;
+        struct region *r = regtab_next_after(t, cursor, &resume);
+
+        ck_assert_uint_eq(resume, 0);
+        return r;
+}
+
 START_TEST(test_cursor_resume)
 {
         struct regtab *t = NULL;
@@ -189,10 +200,10 @@ START_TEST(test_cursor_resume)
                 fake_name(name, sizeof(name), i);
                 ck_assert_int_eq(regtab_add(t, fake_region(name, 1)), 0); /* ids 1..10 */
         }
-        ck_assert_uint_eq(regtab_next_after(t, 0)->meta.id, 1);
-        ck_assert_uint_eq(regtab_next_after(t, 4)->meta.id, 5);
-        ck_assert_ptr_null(regtab_next_after(t, 10));
-        ck_assert_ptr_null(regtab_next_after(t, 1000));
+        ck_assert_uint_eq(next_after(t, 0)->meta.id, 1);
+        ck_assert_uint_eq(next_after(t, 4)->meta.id, 5);
+        ck_assert_ptr_null(next_after(t, 10));
+        ck_assert_ptr_null(next_after(t, 1000));
 
         /* the cursor's own region is deleted (and its neighbour): resume at the first greater id */
         r = regtab_lookup_id(t, 4);
@@ -201,22 +212,67 @@ START_TEST(test_cursor_resume)
         r = regtab_lookup_id(t, 5);
         regtab_remove(t, r);
         regtab_region_free(r);
-        ck_assert_uint_eq(regtab_next_after(t, 4)->meta.id, 6);
-        ck_assert_uint_eq(regtab_next_after(t, 3)->meta.id, 6);
+        ck_assert_uint_eq(next_after(t, 4)->meta.id, 6);
+        ck_assert_uint_eq(next_after(t, 3)->meta.id, 6);
 
         /* the last region deleted: nothing follows */
         r = regtab_lookup_id(t, 10);
         regtab_remove(t, r);
         regtab_region_free(r);
-        ck_assert_ptr_null(regtab_next_after(t, 10));
-        ck_assert_uint_eq(regtab_next_after(t, 8)->meta.id, 9);
+        ck_assert_ptr_null(next_after(t, 10));
+        ck_assert_uint_eq(next_after(t, 8)->meta.id, 9);
 
         /* the first region deleted with cursor 0 */
         r = regtab_lookup_id(t, 1);
         regtab_remove(t, r);
         regtab_region_free(r);
-        ck_assert_uint_eq(regtab_next_after(t, 0)->meta.id, 2);
-        ck_assert_uint_eq(regtab_next_after(t, 1)->meta.id, 2);
+        ck_assert_uint_eq(next_after(t, 0)->meta.id, 2);
+        ck_assert_uint_eq(next_after(t, 1)->meta.id, 2);
+        regtab_free(t);
+}
+END_TEST
+
+
+/*
+ * A stale cursor far from both ends of a big table, in a wide gap of ids:
+ * each call looks at a bounded number of regions and ids and says where to
+ * go on; following the resume cursors reaches the next region (issue 10,
+ * item 6: the walk used to start at the tail and go all the way back).
+ */
+START_TEST(test_stale_cursor_bounded)
+{
+        const unsigned side = 3 * REGTAB_STALE_CURSOR_STEPS;
+        struct regtab *t = NULL;
+        struct region *r;
+        uint64_t cursor = 500000, resume = 0;
+        unsigned calls = 0;
+        char name[32];
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        for (unsigned i = 0; i < 2 * side; i++) {
+                fake_name(name, sizeof(name), i);
+                r = fake_region(name, 1);
+                r->meta.id = i < side ? i + 1 : 1000000 + i; /* ids 1..side, then from 1,000,000 on */
+                ck_assert_int_eq(regtab_add(t, r), 0);
+        }
+        /* near the head: found by walking forward from the head */
+        r = regtab_lookup_id(t, 10);
+        regtab_remove(t, r);
+        regtab_region_free(r);
+        ck_assert_uint_eq(next_after(t, 10)->meta.id, 11);
+        /* in the middle of the gap: empty answers with later cursors, each bounded */
+        for (;;) {
+                r = regtab_next_after(t, cursor, &resume);
+                calls++;
+                if (r)
+                        break;
+                ck_assert_uint_eq(resume, cursor + REGTAB_STALE_CURSOR_STEPS);
+                cursor = resume;
+        }
+        ck_assert_uint_eq(r->meta.id, 1000000 + side);
+        ck_assert_uint_le(calls, (1000000 + side - 500000) / REGTAB_STALE_CURSOR_STEPS + 2);
+        /* just before the second run, in the middle of the table: found by id lookups */
+        ck_assert_uint_eq(next_after(t, 1000000 + side - 5)->meta.id, 1000000 + side);
         regtab_free(t);
 }
 END_TEST
@@ -230,10 +286,33 @@ START_TEST(test_set_size)
         ck_assert_int_eq(regtab_add(t, a), 0);
         ck_assert_int_eq(regtab_add(t, b), 0);
         ck_assert_uint_eq(regtab_bytes(t), 150);
-        regtab_set_size(t, a, 10);
+        regtab_set_size(t, a, 10, 10);
         ck_assert_uint_eq(a->size, 10);
         ck_assert_uint_eq(regtab_bytes(t), 60);
-        regtab_set_size(t, b, 1000);
+        regtab_set_size(t, b, 1000, 1000);
+        ck_assert_uint_eq(regtab_bytes(t), 1010);
+        /* growth charged only in part: the total counts what is charged */
+        regtab_set_size(t, b, 5000, 2000);
+        ck_assert_uint_eq(b->size, 5000);
+        ck_assert_uint_eq(b->charged, 2000);
+        ck_assert_uint_eq(regtab_bytes(t), 2010);
+        /* charged never above the size */
+        regtab_set_size(t, b, 1000, 2000);
+        ck_assert_uint_eq(b->charged, 1000);
+        /* sizes near 2^63 each: the total saturates, it never wraps, and comes back exactly (issue 10) */
+        regtab_set_size(t, a, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX);
+        regtab_set_size(t, b, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX);
+        ck_assert_uint_eq(regtab_bytes(t), UINT64_MAX - 1);
+        {
+                struct region *c = fake_region("c", (uint64_t)INT64_MAX);
+
+                ck_assert_int_eq(regtab_add(t, c), 0);
+                ck_assert_uint_eq(regtab_bytes(t), UINT64_MAX);
+                regtab_remove(t, c);
+                regtab_region_free(c);
+        }
+        regtab_set_size(t, a, 10, 10);
+        regtab_set_size(t, b, 1000, 1000);
         ck_assert_uint_eq(regtab_bytes(t), 1010);
         regtab_remove(t, b);
         ck_assert_uint_eq(regtab_bytes(t), 10);
@@ -365,6 +444,7 @@ static Suite *regtab_suite(void)
         tcase_add_test(tc, test_add_lookup_remove_many);
         tcase_add_test(tc, test_id_order_and_kept_ids);
         tcase_add_test(tc, test_cursor_resume);
+        tcase_add_test(tc, test_stale_cursor_bounded);
         tcase_add_test(tc, test_set_size);
         tcase_add_test(tc, test_waiters);
         tcase_add_test(tc, test_many_waiters);
