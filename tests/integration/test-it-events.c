@@ -182,7 +182,8 @@ START_TEST(test_every_kind_in_order)
         ck_assert_int_eq(iomem_watch(w, "ev/", &wid), 0);
         ck_assert_uint_ne(wid, 0);
 
-        ck_assert_int_eq(iomem_create(a, "ev/a", 4096, &(struct iomem_create_opts){ .mode = 0600 }, &r), 0);
+        ck_assert_int_eq(iomem_create(a, "ev/a", 4096,
+                                      &(struct iomem_create_opts){ .mode = 0600, .flags = IOMEM_CREATE_RESIZABLE }, &r), 0);
         id = iomem_region_id(r);
         iomem_region_free(r);
         ck_assert_int_eq(iomem_create(a, "other/a", 4096, NULL, &r), 0); /* not under the prefix */
@@ -209,7 +210,7 @@ START_TEST(test_every_kind_in_order)
         ck_assert_uint_eq(ev.size, 4096);
         ck_assert_uint_eq(ev.mode, 0600);
         ck_assert_uint_eq(ev.uid, getuid());
-        ck_assert_uint_eq(ev.seals & IOMEM_SEAL_SHRINK, IOMEM_SEAL_SHRINK);
+        ck_assert_uint_eq(ev.seals & (IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW), 0); /* made resizable */
         expect_event(w, IOMEM_EVENT_RESIZED, "ev/a", &ev);
         ck_assert_uint_eq(ev.size, 8192);
         expect_event(w, IOMEM_EVENT_SEALED, "ev/a", &ev);
@@ -832,9 +833,11 @@ START_TEST(test_access_filtering)
         close(pfd[1]);
         ck_assert_int_eq(read(pfd[0], &x, 1), 1);
         close(pfd[0]);
-        ck_assert_int_eq(iomem_create(a, "acc/private", 4096, &(struct iomem_create_opts){ .mode = 0600 }, &r), 0);
+        ck_assert_int_eq(iomem_create(a, "acc/private", 4096,
+                                      &(struct iomem_create_opts){ .mode = 0600, .flags = IOMEM_CREATE_RESIZABLE }, &r), 0);
         iomem_region_free(r);
-        ck_assert_int_eq(iomem_create(a, "acc/public", 4096, &(struct iomem_create_opts){ .mode = 0644 }, &r), 0);
+        ck_assert_int_eq(iomem_create(a, "acc/public", 4096,
+                                      &(struct iomem_create_opts){ .mode = 0644, .flags = IOMEM_CREATE_RESIZABLE }, &r), 0);
         iomem_region_free(r);
         ck_assert_int_eq(iomem_resize(a, "acc/private", 8192), 0);
         ck_assert_int_eq(iomem_resize(a, "acc/public", 8192), 0);
