@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pyiomem.h"
@@ -17,10 +18,15 @@ typedef struct {
         PyThread_type_lock lock;     /* one request at a time: struct iomem_client is not thread-safe */
         pid_t pid;                   /* the process that connected: a forked child must connect again */
         int timeout_ms;              /* -1 = none */
+        int events;                  /* connected with IOMEM_CONNECT_EVENTS (watch, publish, generations) */
         PyObject *socket;            /* str, the path given, or None for the default */
 } PyIomemClient;
 
-static PyTypeObject pyclient_stat_type, pyclient_entry_type, pyclient_status_type, pyclient_quota_type;
+static PyTypeObject pyclient_stat_type, pyclient_entry_type, pyclient_status_type, pyclient_quota_type,
+        pyclient_event_type, pyclient_metric_type;
+
+/* blocking waits (open with wait, next_event) run in slices this long, so that signals (Ctrl-C) get through */
+#define PYCLIENT_WAIT_SLICE_MS 200
 
 /* ---- locking and errors ---------------------------------------------------------------------------- */
 
@@ -105,6 +111,15 @@ static int pyclient_timeout_converter(PyObject *obj, void *msp)
         return 1;
 }
 
+/* Return: CLOCK_MONOTONIC in milliseconds. */
+static int64_t pyclient_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ---- connection ------------------------------------------------------------------------------------ */
 
 static PyObject *pyclient_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -114,7 +129,7 @@ static PyObject *pyclient_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
         struct iomem_client *client = NULL;
         PyIomemClient *self;
         const char *path = NULL;
-        int timeout_ms = -1, r;
+        int timeout_ms = -1, events = 1, r;
 
         if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:Client", kwlist, &socket, &timeout))
                 return NULL;
@@ -136,8 +151,15 @@ static PyObject *pyclient_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
                 Py_DECREF(self);
                 return PyErr_NoMemory();
         }
+        /* NULL: libiomem's default socket rule. EVENTS costs nothing until watch() is called; a daemon that
+         * predates it refuses it with EINVAL: then connect without (watch, publish and generations fail with
+         * EOPNOTSUPP) */
         Py_BEGIN_ALLOW_THREADS
-        r = iomem_connect(path, &client); /* NULL: libiomem's default socket rule */
+        r = iomem_connect_flags(path, IOMEM_CONNECT_EVENTS, &client);
+        if (r == -EINVAL) {
+                events = 0;
+                r = iomem_connect(path, &client);
+        }
         Py_END_ALLOW_THREADS
         if (r < 0) {
                 pymodule_set_error(r, r == -ENOENT ? "no socket at this path (is iomemd running?)" : NULL,
@@ -151,6 +173,7 @@ static PyObject *pyclient_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
         self->client = client;
         self->pid = getpid();
         self->timeout_ms = timeout_ms;
+        self->events = events;
         self->socket = socket;
         Py_INCREF(socket);
         return (PyObject *)self;
@@ -302,21 +325,28 @@ static PyObject *pyclient_create(PyObject *obj, PyObject *args, PyObject *kwargs
 }
 
 PyDoc_STRVAR(pyclient_open_doc,
-             "open(name, *, read_only=False, wait=False, timeout=None) -> Region\n\n"
+             "open(name, *, read_only=False, wait=False, timeout=None, after_generation=None) -> Region\n\n"
              "Open a named region. read_only: a read-only fd (needs read permission; buffers are read-only).\n"
              "wait: if the name does not exist yet, wait for it to be created, at most timeout seconds\n"
-             "(None = without limit; TimeoutError after). Without wait a missing name is FileNotFoundError.");
+             "(None = without limit; TimeoutError after). Without wait a missing name is FileNotFoundError.\n"
+             "after_generation: open only a version newer than this generation (with wait: wait for one to\n"
+             "be published). The region's generation attribute tells which version was opened.");
 
 static PyObject *pyclient_open(PyObject *obj, PyObject *args, PyObject *kwargs)
 {
-        static char *kwlist[] = { "name", "read_only", "wait", "timeout", NULL };
+        static char *kwlist[] = { "name", "read_only", "wait", "timeout", "after_generation", NULL };
         PyIomemClient *self = (PyIomemClient *)obj;
         struct iomem_region *region = NULL;
-        PyObject *nameobj, *timeout = Py_None;
+        PyObject *nameobj, *timeout = Py_None, *afterobj = Py_None, *res;
         const char *name;
-        int read_only = 0, wait = 0, wait_ms = 0, r;
+        uint64_t after = 0, generation = 0;
+        int read_only = 0, wait = 0, wait_ms = 0, slice, r;
+        int64_t deadline = 0;
 
-        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$ppO:open", kwlist, &nameobj, &read_only, &wait, &timeout))
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$ppOO:open", kwlist, &nameobj, &read_only, &wait, &timeout,
+                                         &afterobj))
+                return NULL;
+        if (afterobj != Py_None && !pymodule_u64_converter(afterobj, &after))
                 return NULL;
         if (!pyclient_name_converter(nameobj, &name))
                 return NULL;
@@ -330,17 +360,49 @@ static PyObject *pyclient_open(PyObject *obj, PyObject *args, PyObject *kwargs)
                 if (wait_ms == 0)
                         wait_ms = 1; /* 0 means "do not wait" to libiomem */
         }
-        if (pyclient_enter(self) < 0)
-                return NULL;
-        Py_BEGIN_ALLOW_THREADS
-        r = iomem_open(self->client, name, read_only ? IOMEM_OPEN_RDONLY : 0, wait_ms, &region);
-        Py_END_ALLOW_THREADS
+        if (wait_ms > 0)
+                deadline = pyclient_now_ms() + wait_ms;
+        /* a wait is asked of the daemon in slices, the lock let go in between: signals and other threads
+         * get through */
+        for (;;) {
+                slice = wait_ms;
+                if (wait_ms < 0 || wait_ms > PYCLIENT_WAIT_SLICE_MS)
+                        slice = PYCLIENT_WAIT_SLICE_MS;
+                if (pyclient_enter(self) < 0)
+                        return NULL;
+                if (!self->events && afterobj != Py_None) {
+                        r = -EOPNOTSUPP;
+                } else {
+                        Py_BEGIN_ALLOW_THREADS
+                        if (self->events)
+                                r = iomem_open_version(self->client, name, read_only ? IOMEM_OPEN_RDONLY : 0, after,
+                                                       slice, &region, &generation);
+                        else
+                                r = iomem_open(self->client, name, read_only ? IOMEM_OPEN_RDONLY : 0, slice, &region);
+                        Py_END_ALLOW_THREADS
+                }
+                if (r == -ETIMEDOUT && slice != wait_ms) {
+                        PyThread_release_lock(self->lock);
+                        if (PyErr_CheckSignals() < 0)
+                                return NULL;
+                        if (wait_ms > 0) {
+                                int64_t left = deadline - pyclient_now_ms();
+
+                                wait_ms = left > 0 ? (int)left : 1; /* 1: a last try that barely waits */
+                        }
+                        continue;
+                }
+                break;
+        }
         if (pyclient_leave(self, r, nameobj) < 0)
                 return NULL;
-        return pyregion_new_consume(region, nameobj);
+        res = pyregion_new_consume(region, nameobj);
+        if (res)
+                ((PyIomemRegion *)res)->generation = generation;
+        return res;
 }
 
-PyDoc_STRVAR(pyclient_stat_doc, "stat(name) -> StatResult\n\nA named region's size, seals, owner, mode, ...");
+PyDoc_STRVAR(pyclient_stat_doc, "stat(name) -> StatResult\n\nA named region's size, seals, owner, mode, generation, ...");
 
 static PyObject *pyclient_stat(PyObject *obj, PyObject *args)
 {
@@ -348,13 +410,17 @@ static PyObject *pyclient_stat(PyObject *obj, PyObject *args)
         struct iomem_stat st;
         PyObject *nameobj, *res;
         const char *name;
+        uint64_t generation = 0;
         int r;
 
         if (!PyArg_ParseTuple(args, "O:stat", &nameobj) || !pyclient_name_converter(nameobj, &name) ||
             pyclient_enter(self) < 0)
                 return NULL;
         Py_BEGIN_ALLOW_THREADS
-        r = iomem_stat(self->client, name, &st);
+        if (self->events)
+                r = iomem_stat_version(self->client, name, &st, &generation);
+        else
+                r = iomem_stat(self->client, name, &st);
         Py_END_ALLOW_THREADS
         if (pyclient_leave(self, r, nameobj) < 0)
                 return NULL;
@@ -371,6 +437,10 @@ static PyObject *pyclient_stat(PyObject *obj, PyObject *args)
         PyStructSequence_SET_ITEM(res, 7, PyLong_FromUnsignedLong(st.gid));
         PyStructSequence_SET_ITEM(res, 8, PyLong_FromUnsignedLong(st.mode));
         PyStructSequence_SET_ITEM(res, 9, pymodule_backend_str(st.backend));
+        if (generation)
+                PyStructSequence_SET_ITEM(res, 10, PyLong_FromUnsignedLongLong(generation));
+        else
+                PyStructSequence_SET_ITEM(res, 10, Py_NewRef(Py_None));
         if (PyErr_Occurred()) {
                 Py_DECREF(res);
                 return NULL;
@@ -632,6 +702,304 @@ static PyObject *pyclient_register(PyObject *obj, PyObject *args, PyObject *kwar
         return PyLong_FromUnsignedLongLong(id);
 }
 
+/* ---- events, publishing ---------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(pyclient_watch_doc,
+             "watch(prefix=None) -> int\n\n"
+             "Get events for the regions whose name starts with prefix (None or \"\" = all) that this uid may\n"
+             "read; every change made after watch() returns is reported. Return the watch id (Event.watch_id).\n"
+             "Take the events with next_event() or events(). OSError(EDQUOT) past the daemon's watches per uid.");
+
+static PyObject *pyclient_watch(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+        static char *kwlist[] = { "prefix", NULL };
+        PyIomemClient *self = (PyIomemClient *)obj;
+        PyObject *prefixobj = Py_None;
+        const char *prefix = NULL;
+        uint32_t id = 0;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:watch", kwlist, &prefixobj))
+                return NULL;
+        if (prefixobj != Py_None && !pyclient_name_converter(prefixobj, &prefix))
+                return NULL;
+        if (pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_watch(self->client, prefix, &id);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, prefixobj != Py_None ? prefixobj : NULL) < 0)
+                return NULL;
+        return PyLong_FromUnsignedLong(id);
+}
+
+PyDoc_STRVAR(pyclient_unwatch_doc, "unwatch(watch_id)\n\nStop a watch: no event of it comes after this returns.");
+
+static PyObject *pyclient_unwatch(PyObject *obj, PyObject *args)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        unsigned int id;
+        int r;
+
+        if (!PyArg_ParseTuple(args, "I:unwatch", &id) || pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_unwatch(self->client, id);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, NULL) < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+static const char *const pyclient_event_kinds[] = {
+        [IOMEM_EVENT_OVERFLOW - IOMEM_EVENT_OVERFLOW] = "overflow",
+        [IOMEM_EVENT_CREATED - IOMEM_EVENT_OVERFLOW] = "created",
+        [IOMEM_EVENT_DELETED - IOMEM_EVENT_OVERFLOW] = "deleted",
+        [IOMEM_EVENT_RESIZED - IOMEM_EVENT_OVERFLOW] = "resized",
+        [IOMEM_EVENT_SEALED - IOMEM_EVENT_OVERFLOW] = "sealed",
+        [IOMEM_EVENT_CHMOD - IOMEM_EVENT_OVERFLOW] = "chmod",
+        [IOMEM_EVENT_CHOWN - IOMEM_EVENT_OVERFLOW] = "chown",
+        [IOMEM_EVENT_PUBLISHED - IOMEM_EVENT_OVERFLOW] = "published",
+};
+
+/* Return: a new iomem.Event for @ev, or NULL with an exception. */
+static PyObject *pyclient_event_new(const struct iomem_event *ev)
+{
+        uint32_t k = ev->kind - IOMEM_EVENT_OVERFLOW;
+        PyObject *res = PyStructSequence_New(&pyclient_event_type);
+
+        if (!res)
+                return NULL;
+        if (ev->kind >= IOMEM_EVENT_OVERFLOW && k < sizeof(pyclient_event_kinds) / sizeof(pyclient_event_kinds[0]))
+                PyStructSequence_SET_ITEM(res, 0, PyUnicode_FromString(pyclient_event_kinds[k]));
+        else
+                PyStructSequence_SET_ITEM(res, 0, PyLong_FromUnsignedLong(ev->kind));
+        PyStructSequence_SET_ITEM(res, 1, PyUnicode_DecodeUTF8(ev->name, strlen(ev->name), "surrogateescape"));
+        PyStructSequence_SET_ITEM(res, 2, PyLong_FromUnsignedLongLong(ev->id));
+        PyStructSequence_SET_ITEM(res, 3, PyLong_FromUnsignedLongLong(ev->generation));
+        PyStructSequence_SET_ITEM(res, 4, PyLong_FromUnsignedLongLong(ev->size));
+        PyStructSequence_SET_ITEM(res, 5, PyLong_FromUnsignedLong(ev->seals));
+        PyStructSequence_SET_ITEM(res, 6, PyLong_FromUnsignedLong(ev->mode));
+        PyStructSequence_SET_ITEM(res, 7, PyLong_FromUnsignedLong(ev->uid));
+        PyStructSequence_SET_ITEM(res, 8, PyLong_FromUnsignedLong(ev->gid));
+        PyStructSequence_SET_ITEM(res, 9, PyLong_FromUnsignedLong(ev->watch_id));
+        PyStructSequence_SET_ITEM(res, 10, PyLong_FromUnsignedLongLong(ev->replaced_id));
+        PyStructSequence_SET_ITEM(res, 11, PyLong_FromUnsignedLongLong(ev->dropped));
+        if (PyErr_Occurred()) {
+                Py_DECREF(res);
+                return NULL;
+        }
+        return res;
+}
+
+PyDoc_STRVAR(pyclient_next_event_doc,
+             "next_event(timeout=None) -> Event or None\n\n"
+             "The next event of this connection's watches, waiting at most timeout seconds (None = without\n"
+             "limit, 0 = not at all); None if none came in time. The wait releases the GIL and lets other\n"
+             "threads' calls on this Client and signals through every 0.2 s. After an event of kind\n"
+             "\"overflow\" changes were missed: re-read the state with list() and stat().");
+
+static PyObject *pyclient_next_event(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+        static char *kwlist[] = { "timeout", NULL };
+        PyIomemClient *self = (PyIomemClient *)obj;
+        PyObject *timeout = Py_None;
+        struct iomem_event ev;
+        int wait_ms, slice, r;
+        int64_t deadline = 0;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:next_event", kwlist, &timeout) ||
+            !pyclient_timeout_converter(timeout, &wait_ms))
+                return NULL;
+        if (wait_ms > 0)
+                deadline = pyclient_now_ms() + wait_ms;
+        for (;;) {
+                slice = wait_ms < 0 || wait_ms > PYCLIENT_WAIT_SLICE_MS ? PYCLIENT_WAIT_SLICE_MS : wait_ms;
+                if (pyclient_enter(self) < 0)
+                        return NULL;
+                Py_BEGIN_ALLOW_THREADS
+                r = iomem_next_event(self->client, &ev, slice);
+                Py_END_ALLOW_THREADS
+                if (r != -EAGAIN)
+                        break;
+                PyThread_release_lock(self->lock);
+                if (slice == wait_ms)
+                        Py_RETURN_NONE;
+                if (PyErr_CheckSignals() < 0)
+                        return NULL;
+                if (wait_ms > 0) {
+                        int64_t left = deadline - pyclient_now_ms();
+
+                        wait_ms = left > 0 ? (int)left : 0;
+                }
+        }
+        if (pyclient_leave(self, r, NULL) < 0)
+                return NULL;
+        return pyclient_event_new(&ev);
+}
+
+PyDoc_STRVAR(pyclient_events_doc,
+             "events(timeout=None) -> iterator of Event\n\n"
+             "next_event(timeout) again and again: the iterator ends when no event came within timeout seconds\n"
+             "(with None, never: break out of the loop).");
+
+static PyObject *pyclient_events(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+        static char *kwlist[] = { "timeout", NULL };
+        PyObject *timeout = Py_None, *functools, *method, *partial, *iter;
+        int ms;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:events", kwlist, &timeout) ||
+            !pyclient_timeout_converter(timeout, &ms))
+                return NULL;
+        functools = PyImport_ImportModule("functools");
+        if (!functools)
+                return NULL;
+        method = PyObject_GetAttrString(obj, "next_event");
+        partial = method ? PyObject_CallMethod(functools, "partial", "OO", method, timeout) : NULL;
+        Py_DECREF(functools);
+        Py_XDECREF(method);
+        if (!partial)
+                return NULL;
+        iter = PyCallIter_New(partial, Py_None); /* ends when next_event() returns None */
+        Py_DECREF(partial);
+        return iter;
+}
+
+PyDoc_STRVAR(pyclient_publish_doc,
+             "publish(name, region, *, expect_generation=None, mode=None, lease=False) -> int\n\n"
+             "Make region (a local memfd Region, sealed \"shrink,grow\", and \"write\" for an immutable snapshot)\n"
+             "the version of name that open() returns from now on, in one step; holders of the old version keep\n"
+             "it. Return the new generation. expect_generation: replace only that version (OSError(ESTALE)\n"
+             "if another is current, FileNotFoundError if none is). mode: None keeps the replaced version's.\n"
+             "lease: the new version goes away when this connection closes. PermissionError replacing a\n"
+             "version another uid owns.");
+
+static PyObject *pyclient_publish(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+        static char *kwlist[] = { "name", "region", "expect_generation", "mode", "lease", NULL };
+        PyIomemClient *self = (PyIomemClient *)obj;
+        struct iomem_publish_opts opts = { 0 };
+        PyIomemRegion *region;
+        PyObject *nameobj, *expectobj = Py_None, *modeobj = Py_None;
+        const char *name;
+        uint64_t generation = 0;
+        int lease = 0, r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!|$OOp:publish", kwlist, &nameobj, &pyregion_type, &region,
+                                         &expectobj, &modeobj, &lease) ||
+            !pyclient_name_converter(nameobj, &name))
+                return NULL;
+        if (expectobj != Py_None) {
+                if (!pymodule_u64_converter(expectobj, &opts.expect_generation))
+                        return NULL;
+                if (!opts.expect_generation) {
+                        PyErr_SetString(PyExc_ValueError, "expect_generation must be None or a generation (>= 1)");
+                        return NULL;
+                }
+        }
+        if (modeobj != Py_None) {
+                unsigned long mode = PyLong_AsUnsignedLong(modeobj);
+
+                if (mode == (unsigned long)-1 && PyErr_Occurred())
+                        return NULL;
+                if (mode > 0777) {
+                        PyErr_SetString(PyExc_ValueError, "mode must be between 0 and 0o777");
+                        return NULL;
+                }
+                opts.mode = (uint32_t)mode;
+        }
+        opts.flags = lease ? IOMEM_PUBLISH_LEASE : 0;
+        if (!region->region) {
+                PyErr_SetString(PyExc_ValueError, "I/O operation on a closed region");
+                return NULL;
+        }
+        if (pyclient_enter(self) < 0)
+                return NULL;
+        region->exports++; /* close() and resize() wait for this call: it uses the region without the GIL */
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_publish(self->client, name, region->region, &opts, &generation);
+        Py_END_ALLOW_THREADS
+        region->exports--;
+        if (pyclient_leave(self, r, nameobj) < 0)
+                return NULL;
+        return PyLong_FromUnsignedLongLong(generation);
+}
+
+/* METRICS samples gathered without the GIL (names and help texts are libiomem's static strings) */
+struct pyclient_metrics {
+        struct iomem_metric *v;
+        size_t n, cap;
+};
+
+static int pyclient_metrics_add(const struct iomem_metric *m, void *userdata)
+{
+        struct pyclient_metrics *l = userdata;
+
+        if (!m->name)
+                return 0; /* a newer daemon's metric this library does not know */
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 64;
+                struct iomem_metric *v = realloc(l->v, cap * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                l->cap = cap;
+        }
+        l->v[l->n++] = *m;
+        return 0;
+}
+
+PyDoc_STRVAR(pyclient_metrics_doc,
+             "metrics() -> list of Metric\n\n"
+             "The daemon's counters and gauges (docs/metrics.md) in one request: daemon-wide samples first, then\n"
+             "per uid (root sees every uid, others their own). Metric.name is the OpenMetrics family name\n"
+             "(counters' samples are name + \"_total\"), type \"gauge\" or \"counter\", label the label's name\n"
+             "(\"request\", \"code\", \"uid\") or None, label_value its text (\"OPEN\", \"EDQUOT\", \"1000\").");
+
+static PyObject *pyclient_metrics(PyObject *obj, PyObject *unused)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        struct pyclient_metrics l = { 0 };
+        PyObject *res = NULL;
+        int r;
+
+        if (pyclient_enter(self) < 0)
+                return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r = iomem_metrics(self->client, NULL, pyclient_metrics_add, &l);
+        Py_END_ALLOW_THREADS
+        if (pyclient_leave(self, r, NULL) < 0)
+                goto out;
+        res = PyList_New((Py_ssize_t)l.n);
+        for (size_t i = 0; res && i < l.n; i++) {
+                const struct iomem_metric *m = &l.v[i];
+                PyObject *e = PyStructSequence_New(&pyclient_metric_type);
+
+                if (!e) {
+                        Py_CLEAR(res);
+                        break;
+                }
+                PyStructSequence_SET_ITEM(e, 0, PyUnicode_FromString(m->name));
+                PyStructSequence_SET_ITEM(e, 1, PyUnicode_FromString(m->type == IOMEM_METRIC_COUNTER ? "counter"
+                                                                                                   : "gauge"));
+                PyStructSequence_SET_ITEM(e, 2, m->label_name ? PyUnicode_FromString(m->label_name)
+                                                              : Py_NewRef(Py_None));
+                PyStructSequence_SET_ITEM(e, 3, m->label_name ? PyUnicode_FromString(m->label_value)
+                                                              : Py_NewRef(Py_None));
+                PyStructSequence_SET_ITEM(e, 4, PyLong_FromUnsignedLongLong(m->value));
+                PyStructSequence_SET_ITEM(e, 5, PyUnicode_FromString(m->help ? m->help : ""));
+                PyStructSequence_SET_ITEM(e, 6, PyLong_FromUnsignedLong(m->id));
+                PyList_SET_ITEM(res, (Py_ssize_t)i, e);
+                if (PyErr_Occurred())
+                        Py_CLEAR(res);
+        }
+out:
+        free(l.v);
+        return res;
+}
+
 /* ---- the daemon ------------------------------------------------------------------------------------ */
 
 PyDoc_STRVAR(pyclient_ping_doc, "ping()\n\nOne round trip to the daemon.");
@@ -731,6 +1099,14 @@ static PyMethodDef pyclient_methods[] = {
         { "ping", pyclient_ping, METH_NOARGS, pyclient_ping_doc },
         { "status", pyclient_status, METH_NOARGS, pyclient_status_doc },
         { "quota", pyclient_quota, METH_NOARGS, pyclient_quota_doc },
+        { "metrics", pyclient_metrics, METH_NOARGS, pyclient_metrics_doc },
+        { "watch", (PyCFunction)(void (*)(void))pyclient_watch, METH_VARARGS | METH_KEYWORDS, pyclient_watch_doc },
+        { "unwatch", pyclient_unwatch, METH_VARARGS, pyclient_unwatch_doc },
+        { "next_event", (PyCFunction)(void (*)(void))pyclient_next_event, METH_VARARGS | METH_KEYWORDS,
+          pyclient_next_event_doc },
+        { "events", (PyCFunction)(void (*)(void))pyclient_events, METH_VARARGS | METH_KEYWORDS, pyclient_events_doc },
+        { "publish", (PyCFunction)(void (*)(void))pyclient_publish, METH_VARARGS | METH_KEYWORDS,
+          pyclient_publish_doc },
         { "__enter__", pyclient_enter_ctx, METH_NOARGS, NULL },
         { "__exit__", pyclient_exit_ctx, METH_VARARGS, NULL },
         { NULL, NULL, 0, NULL },
@@ -772,9 +1148,33 @@ static PyStructSequence_Field pyclient_stat_fields[] = {
         { "id", "the daemon's id" }, { "size", "bytes" }, { "ctime_ns", "creation, CLOCK_REALTIME ns" },
         { "open_count", "times opened" }, { "seals", "SEAL_* bits" }, { "flags", "REGION_* bits" },
         { "uid", "owner" }, { "gid", "group" }, { "mode", "permission bits" }, { "backend", "memfd, shm or file" },
+        { "generation", "the version's generation (None from a daemon without EVENTS); not in the tuple" },
         { NULL, NULL },
 };
 static PyStructSequence_Desc pyclient_stat_desc = { "iomem.StatResult", "Client.stat()", pyclient_stat_fields, 10 };
+
+static PyStructSequence_Field pyclient_event_fields[] = {
+        { "kind", "\"created\", \"deleted\", \"resized\", \"sealed\", \"chmod\", \"chown\", \"published\", \"overflow\"" },
+        { "name", "the region name (\"\" for overflow)" },
+        { "id", "the region id (published: the new version's)" },
+        { "generation", "the region's generation" },
+        { "size", "bytes after the change" },
+        { "seals", "SEAL_* bits after the change" },
+        { "mode", "permission bits after the change" },
+        { "uid", "owner after the change" },
+        { "gid", "group after the change" },
+        { "watch_id", "the watch that matched (0 for overflow)" },
+        { "replaced_id", "published: the id of the version replaced" },
+        { "dropped", "overflow: events lost" },
+        { NULL, NULL },
+};
+static PyStructSequence_Desc pyclient_event_desc = { "iomem.Event", "Client.next_event()", pyclient_event_fields, 12 };
+
+static PyStructSequence_Field pyclient_metric_fields[] = {
+        { "name", NULL }, { "type", NULL }, { "label", NULL }, { "label_value", NULL },
+        { "value", NULL }, { "help", NULL }, { "id", NULL }, { NULL, NULL },
+};
+static PyStructSequence_Desc pyclient_metric_desc = { "iomem.Metric", "Client.metrics()", pyclient_metric_fields, 7 };
 
 static PyStructSequence_Field pyclient_entry_fields[] = {
         { "name", NULL }, { "id", NULL }, { "size", NULL }, { "seals", NULL },
@@ -806,6 +1206,8 @@ int pyclient_ready(PyObject *module)
                 { &pyclient_entry_type, &pyclient_entry_desc, "ListEntry" },
                 { &pyclient_status_type, &pyclient_status_desc, "Status" },
                 { &pyclient_quota_type, &pyclient_quota_desc, "Quota" },
+                { &pyclient_event_type, &pyclient_event_desc, "Event" },
+                { &pyclient_metric_type, &pyclient_metric_desc, "Metric" },
         };
 
         if (PyType_Ready(&pyclient_type) < 0)

@@ -23,6 +23,7 @@ typedef struct {
         int map_writable;            /* mapped with PROT_WRITE */
         Py_ssize_t exports;          /* buffers alive + calls running without the GIL */
         PyObject *name;              /* str, or None for local and anonymous regions */
+        uint64_t generation;         /* the version's generation when the client knew it, else 0 */
         PyObject *weakrefs;
 } PyIomemRegion;
 

@@ -131,6 +131,7 @@ PyObject *pyregion_new_consume(struct iomem_region *region, PyObject *name)
         self->map_writable = 0;
         self->exports = 0;
         self->weakrefs = NULL;
+        self->generation = 0;
         self->name = name ? name : Py_None;
         Py_INCREF(self->name);
         return (PyObject *)self;
@@ -407,6 +408,15 @@ static PyMethodDef pyregion_methods[] = {
         { NULL, NULL, 0, NULL },
 };
 
+static PyObject *pyregion_get_generation(PyObject *obj, void *closure)
+{
+        uint64_t g = ((PyIomemRegion *)obj)->generation;
+
+        if (!g)
+                Py_RETURN_NONE;
+        return PyLong_FromUnsignedLongLong(g);
+}
+
 static PyGetSetDef pyregion_getset[] = {
         { "size", pyregion_get_size, NULL, "bytes, as last read (see refresh())", NULL },
         { "closed", pyregion_get_closed, NULL, "True after close()", NULL },
@@ -416,6 +426,8 @@ static PyGetSetDef pyregion_getset[] = {
         { "backend", pyregion_get_backend, NULL, "\"memfd\", \"shm\" or \"file\"", NULL },
         { "name", pyregion_get_name, NULL, "the name it was created or opened by, else None", NULL },
         { "seals", pyregion_get_seals, NULL, "SEAL_* bits in force (0 for shm/file)", NULL },
+        { "generation", pyregion_get_generation, NULL,
+          "the generation of the version Client.open() returned, else None (docs/protocol.md 15.1)", NULL },
         { NULL, NULL, NULL, NULL, NULL },
 };
 
