@@ -24,7 +24,7 @@
 /* OPEN with a wait asks the daemon in slices this long, so that Ctrl-C and Thread#kill get through in between */
 #define WAIT_SLICE_MS 200
 
-static VALUE mIOMem, cRegion, cClient, cStat, cEntry, cStatus, cQuota;
+static VALUE mIOMem, cRegion, cClient, cStat, cEntry, cStatus, cQuota, cEvent, cMetric;
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -167,6 +167,7 @@ static const char *name_copy(VALUE v, char buf[NAME_COPY_MAX + 1], bool allow_nu
 struct rb_region {
         struct iomem_region *region;
         VALUE io;
+        uint64_t generation; /* the version Client#open returned, 0 if unknown */
 };
 
 static void region_mark(void *p)
@@ -308,6 +309,14 @@ static VALUE region_id(VALUE self)
 static VALUE region_backend(VALUE self)
 {
         return backend_to_ruby(iomem_region_backend(region_open_get(self)));
+}
+
+/* Region#generation - the generation of the version Client#open returned (nil if not known). */
+static VALUE region_generation(VALUE self)
+{
+        uint64_t g = region_get(self)->generation;
+
+        return g ? ULL2NUM(g) : Qnil;
 }
 
 static VALUE region_flags(VALUE self)
@@ -467,6 +476,7 @@ static VALUE region_yield_closing(VALUE region)
 struct rb_client {
         struct iomem_client *client;
         VALUE lock;
+        bool events; /* connected with IOMEM_CONNECT_EVENTS (watch, publish, generations) */
 };
 
 static void client_mark(void *p)
@@ -529,6 +539,12 @@ struct op {
         struct iomem_status status;
         struct iomem_quota quota;
         struct list_acc *list;
+        struct metric_acc *metrics;
+        bool events;              /* the client's, set by client_call */
+        uint64_t after, generation;
+        uint32_t watch_id;
+        struct iomem_publish_opts popts;
+        struct iomem_event ev;
         int r;
         char msg[256]; /* the daemon's detail for a failed call, copied under the client's lock */
 };
@@ -537,7 +553,13 @@ static void *op_connect(void *p)
 {
         struct op *o = p;
 
-        o->r = iomem_connect(o->name, &o->client);
+        /* EVENTS costs nothing until a watch is made; a daemon that predates it refuses it with EINVAL */
+        o->events = true;
+        o->r = iomem_connect_flags(o->name, IOMEM_CONNECT_EVENTS, &o->client);
+        if (o->r == -EINVAL) {
+                o->events = false;
+                o->r = iomem_connect(o->name, &o->client);
+        }
         return NULL;
 }
 
@@ -553,7 +575,13 @@ static void *op_open(void *p)
 {
         struct op *o = p;
 
-        o->r = iomem_open(o->client, o->name, o->flags, o->wait_ms, o->regionp);
+        if (o->events)
+                o->r = iomem_open_version(o->client, o->name, o->flags, o->after, o->wait_ms, o->regionp,
+                                          &o->generation);
+        else if (o->after)
+                o->r = -EOPNOTSUPP;
+        else
+                o->r = iomem_open(o->client, o->name, o->flags, o->wait_ms, o->regionp);
         return NULL;
 }
 
@@ -561,7 +589,10 @@ static void *op_stat(void *p)
 {
         struct op *o = p;
 
-        o->r = iomem_stat(o->client, o->name, &o->st);
+        if (o->events)
+                o->r = iomem_stat_version(o->client, o->name, &o->st, &o->generation);
+        else
+                o->r = iomem_stat(o->client, o->name, &o->st);
         return NULL;
 }
 
@@ -612,6 +643,85 @@ static void *op_register(void *p)
         o->r = iomem_register(o->client, o->name, o->region, o->flags, o->mode, &o->id);
         return NULL;
 }
+
+static void *op_publish(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_publish(o->client, o->name, o->region, &o->popts, &o->generation);
+        return NULL;
+}
+
+static void *op_watch(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_watch(o->client, o->name, &o->watch_id);
+        return NULL;
+}
+
+static void *op_unwatch(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_unwatch(o->client, o->watch_id);
+        return NULL;
+}
+
+static void *op_next_event(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_next_event(o->client, &o->ev, o->wait_ms);
+        return NULL;
+}
+
+/* METRICS samples gathered without the GVL (names and help texts are libiomem's static strings) */
+struct metric_acc {
+        struct iomem_metric *v;
+        size_t n, cap;
+};
+
+static int metric_cb(const struct iomem_metric *m, void *userdata)
+{
+        struct metric_acc *acc = userdata;
+
+        if (!m->name)
+                return 0; /* a newer daemon's metric this library does not know */
+        if (acc->n == acc->cap) {
+                size_t cap = acc->cap ? acc->cap * 2 : 64;
+                struct iomem_metric *v = realloc(acc->v, cap * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                acc->v = v;
+                acc->cap = cap;
+        }
+        acc->v[acc->n++] = *m;
+        return 0;
+}
+
+static void *op_metrics(void *p)
+{
+        struct op *o = p;
+
+        o->r = iomem_metrics(o->client, NULL, metric_cb, o->metrics);
+        return NULL;
+}
+
+static void metric_acc_free(void *p)
+{
+        struct metric_acc *acc = p;
+
+        free(acc->v);
+        xfree(acc);
+}
+
+static const rb_data_type_t metric_acc_type = {
+        .wrap_struct_name = "IOMem::MetricBuffer",
+        .function = { .dfree = metric_acc_free },
+        .flags = RUBY_TYPED_FREE_IMMEDIATELY,
+};
 
 static void *op_ping(void *p)
 {
@@ -722,6 +832,7 @@ static VALUE client_call_locked(VALUE p)
         if (!rc->client)
                 rb_raise(rb_eIOError, "closed client");
         lc->o->client = rc->client;
+        lc->o->events = rc->events;
         rb_thread_call_without_gvl(lc->fn, lc->o, RUBY_UBF_IO, NULL);
         if (lc->o->r < 0)
                 snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", iomem_client_error_message(rc->client));
@@ -777,6 +888,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
         if (o.r < 0)
                 raise_op_error(&o, "connect", sock);
         rc->client = o.client;
+        rc->events = o.events;
         if (vals[1] != Qundef && !NIL_P(vals[1])) {
                 double t = NUM2DBL(vals[1]);
 
@@ -890,16 +1002,19 @@ static double now_sec(void)
 }
 
 /*
- * Client#open(name, read_only: false, wait: false, timeout: nil) - wait:
- * true waits for the name to be created, without limit or up to timeout:
- * seconds (then Errno::ETIMEDOUT); timeout: alone implies wait. The wait
- * is asked of the daemon in slices so interrupts get through.
- * Return: a Region (read-only fd with read_only: true); with a block, the block's value (closed at its end).
+ * Client#open(name, read_only: false, wait: false, timeout: nil,
+ * after_generation: nil) - wait: true waits for the name to be created,
+ * without limit or up to timeout: seconds (then Errno::ETIMEDOUT); timeout:
+ * alone implies wait. after_generation: only a version newer than that
+ * generation (with wait, wait for one to be published). The wait is asked
+ * of the daemon in slices so interrupts get through.
+ * Return: a Region (read-only fd with read_only: true; Region#generation
+ * tells the version); with a block, the block's value (closed at its end).
  */
 static VALUE client_open(int argc, VALUE *argv, VALUE self)
 {
-        static const char *const names[] = { "read_only", "wait", "timeout", NULL };
-        VALUE name, opts, v[3], obj;
+        static const char *const names[] = { "read_only", "wait", "timeout", "after_generation", NULL };
+        VALUE name, opts, v[4], obj;
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
         bool wait = false, forever = false;
@@ -917,6 +1032,8 @@ static VALUE client_open(int argc, VALUE *argv, VALUE self)
         } else if (kw_true(v[1])) {
                 wait = forever = true;
         }
+        if (v[3] != Qundef && !NIL_P(v[3]))
+                o.after = to_u64(v[3], "open: negative after_generation");
         o.name = name_copy(name, buf, false);
         obj = region_alloc(cRegion);
         o.regionp = &region_get(obj)->region;
@@ -937,6 +1054,7 @@ static VALUE client_open(int argc, VALUE *argv, VALUE self)
         }
         if (o.r < 0)
                 raise_op_error(&o, "open", name);
+        region_get(obj)->generation = o.generation;
         return region_yield_closing(obj);
 }
 
@@ -947,7 +1065,7 @@ static VALUE time_from_ns(uint64_t ns)
         return rb_time_timespec_new(&ts, INT_MAX); /* local time */
 }
 
-/* Client#stat(name) - an IOMem::Stat. */
+/* Client#stat(name) - an IOMem::Stat (generation nil from a daemon without EVENTS). */
 static VALUE client_stat(VALUE self, VALUE name)
 {
         char buf[NAME_COPY_MAX + 1];
@@ -960,7 +1078,7 @@ static VALUE client_stat(VALUE self, VALUE name)
         return rb_struct_new(cStat, ULL2NUM(o.st.id), ULL2NUM(o.st.size), time_from_ns(o.st.ctime_ns),
                              ULL2NUM(o.st.open_count), seals_to_ruby(o.st.seals), UINT2NUM(o.st.flags),
                              UINT2NUM(o.st.uid), UINT2NUM(o.st.gid), UINT2NUM(o.st.mode),
-                             backend_to_ruby(o.st.backend));
+                             backend_to_ruby(o.st.backend), o.generation ? ULL2NUM(o.generation) : Qnil);
 }
 
 /* Client#list(prefix = nil) - IOMem::Entry for each named region (yielded with a block, else an Array). */
@@ -1104,6 +1222,181 @@ static VALUE client_register(int argc, VALUE *argv, VALUE self)
         return ULL2NUM(o.id);
 }
 
+/*
+ * Client#publish(name, region, expect_generation: nil, mode: nil, lease:
+ * false) - make a local memfd region (sealed against shrink and grow, and
+ * write for an immutable snapshot) the version of name that open returns
+ * from now on, in one step; holders of the old version keep it.
+ * expect_generation: replace only that version (Errno::ESTALE if another
+ * is current, Errno::ENOENT if none is). mode: nil keeps the replaced one's.
+ * Return: the new generation.
+ */
+static VALUE client_publish(int argc, VALUE *argv, VALUE self)
+{
+        static const char *const names[] = { "expect_generation", "mode", "lease", NULL };
+        VALUE name, region, opts, v[3], tmp;
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+        int fd, r;
+
+        rb_scan_args(argc, argv, "2:", &name, &region, &opts);
+        kwargs(opts, names, v);
+        if (v[0] != Qundef && !NIL_P(v[0])) {
+                o.popts.expect_generation = to_u64(v[0], "publish: negative expect_generation");
+                if (!o.popts.expect_generation)
+                        raise_errno(-EINVAL, "publish: expect_generation must be nil or a generation (>= 1)");
+        }
+        if (v[1] != Qundef && !NIL_P(v[1]))
+                o.popts.mode = NUM2UINT(v[1]);
+        if (kw_true(v[2]))
+                o.popts.flags |= IOMEM_PUBLISH_LEASE;
+        o.name = name_copy(name, buf, false);
+        /* a private copy of the region: another thread may close the caller's while the GVL is released */
+        fd = iomem_region_dup_fd(region_open_get(region));
+        if (fd < 0)
+                raise_error(fd, "publish: dup", Qnil);
+        tmp = region_alloc(cRegion);
+        r = iomem_region_new_consume_fd(fd, &region_get(tmp)->region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                raise_error(r, "publish", name);
+        o.region = region_get(tmp)->region;
+        client_call(self, op_publish, &o);
+        region_close(tmp);
+        if (o.r < 0)
+                raise_op_error(&o, "publish", name);
+        return ULL2NUM(o.generation);
+}
+
+/* Client#add_watch(prefix = nil) - make a watch (Client#watch in iomem.rb wraps it). Return: its id. */
+static VALUE client_add_watch(int argc, VALUE *argv, VALUE self)
+{
+        VALUE prefix;
+        char buf[NAME_COPY_MAX + 1];
+        struct op o = { 0 };
+
+        rb_scan_args(argc, argv, "01", &prefix);
+        o.name = name_copy(prefix, buf, true);
+        client_call(self, op_watch, &o);
+        if (o.r < 0)
+                raise_op_error(&o, "watch", prefix);
+        return UINT2NUM(o.watch_id);
+}
+
+/* Client#unwatch(id) - no event of this watch comes after it returns. */
+static VALUE client_unwatch(VALUE self, VALUE id)
+{
+        struct op o = { 0 };
+
+        o.watch_id = NUM2UINT(id);
+        client_call(self, op_unwatch, &o);
+        if (o.r < 0)
+                raise_op_error(&o, "unwatch", Qnil);
+        return self;
+}
+
+static const char *const event_kinds[] = {
+        [IOMEM_EVENT_OVERFLOW - IOMEM_EVENT_OVERFLOW] = "overflow",
+        [IOMEM_EVENT_CREATED - IOMEM_EVENT_OVERFLOW] = "created",
+        [IOMEM_EVENT_DELETED - IOMEM_EVENT_OVERFLOW] = "deleted",
+        [IOMEM_EVENT_RESIZED - IOMEM_EVENT_OVERFLOW] = "resized",
+        [IOMEM_EVENT_SEALED - IOMEM_EVENT_OVERFLOW] = "sealed",
+        [IOMEM_EVENT_CHMOD - IOMEM_EVENT_OVERFLOW] = "chmod",
+        [IOMEM_EVENT_CHOWN - IOMEM_EVENT_OVERFLOW] = "chown",
+        [IOMEM_EVENT_PUBLISHED - IOMEM_EVENT_OVERFLOW] = "published",
+};
+
+static VALUE event_to_ruby(const struct iomem_event *ev)
+{
+        uint32_t k = ev->kind - IOMEM_EVENT_OVERFLOW;
+        VALUE kind;
+
+        if (ev->kind >= IOMEM_EVENT_OVERFLOW && k < sizeof(event_kinds) / sizeof(event_kinds[0]))
+                kind = ID2SYM(rb_intern(event_kinds[k]));
+        else
+                kind = UINT2NUM(ev->kind);
+        return rb_struct_new(cEvent, kind, rb_str_new_cstr(ev->name), ULL2NUM(ev->id), ULL2NUM(ev->generation),
+                             ULL2NUM(ev->size), seals_to_ruby(ev->seals), UINT2NUM(ev->mode), UINT2NUM(ev->uid),
+                             UINT2NUM(ev->gid), UINT2NUM(ev->watch_id), ULL2NUM(ev->replaced_id),
+                             ULL2NUM(ev->dropped));
+}
+
+/*
+ * Client#next_event(timeout: nil) - the next event of this connection's
+ * watches, waiting up to timeout seconds (nil = without limit, 0 = not at
+ * all). The wait runs without the GVL in slices, the client's Mutex let go
+ * in between: interrupts and other threads' calls get through.
+ * Return: an IOMem::Event, or nil if none came in time.
+ */
+static VALUE client_next_event(int argc, VALUE *argv, VALUE self)
+{
+        static const char *const names[] = { "timeout", NULL };
+        VALUE opts, v[1];
+        struct op o = { 0 };
+        bool forever = true;
+        double deadline = 0;
+
+        rb_scan_args(argc, argv, ":", &opts);
+        kwargs(opts, names, v);
+        if (v[0] != Qundef && !NIL_P(v[0])) {
+                double t = NUM2DBL(v[0]);
+
+                forever = false;
+                deadline = now_sec() + (t < 0 ? 0 : t);
+        }
+        for (;;) {
+                double left = forever ? 0 : deadline - now_sec();
+
+                if (forever)
+                        o.wait_ms = WAIT_SLICE_MS;
+                else
+                        o.wait_ms = left <= 0 ? 0 : left * 1000.0 > WAIT_SLICE_MS ? WAIT_SLICE_MS
+                                                                               : (int)(left * 1000.0) + 1;
+                client_call(self, op_next_event, &o);
+                if (o.r != -EAGAIN)
+                        break;
+                if (o.wait_ms == 0)
+                        return Qnil;
+                rb_thread_check_ints(); /* Ctrl-C, Thread#kill, Timeout between slices */
+        }
+        if (o.r < 0)
+                raise_op_error(&o, "next_event", Qnil);
+        return event_to_ruby(&o.ev);
+}
+
+/*
+ * Client#metrics - the daemon's counters and gauges (docs/metrics.md):
+ * an Array of IOMem::Metric (name: the OpenMetrics family name, type
+ * :gauge or :counter, label: "request"/"code"/"uid" or nil, label_value,
+ * value, help, id), daemon-wide samples first, then per uid.
+ */
+static VALUE client_metrics(VALUE self)
+{
+        VALUE holder, result;
+        struct metric_acc *acc;
+        struct op o = { 0 };
+
+        holder = TypedData_Make_Struct(0, struct metric_acc, &metric_acc_type, acc); /* hidden */
+        o.metrics = acc;
+        client_call(self, op_metrics, &o);
+        if (o.r < 0)
+                raise_op_error(&o, "metrics", Qnil);
+        result = rb_ary_new_capa((long)acc->n);
+        for (size_t i = 0; i < acc->n; i++) {
+                const struct iomem_metric *m = &acc->v[i];
+
+                rb_ary_push(result, rb_struct_new(cMetric, rb_str_new_cstr(m->name),
+                                                  ID2SYM(rb_intern(m->type == IOMEM_METRIC_COUNTER ? "counter"
+                                                                                                   : "gauge")),
+                                                  m->label_name ? rb_str_new_cstr(m->label_name) : Qnil,
+                                                  m->label_name ? rb_str_new_cstr(m->label_value) : Qnil,
+                                                  ULL2NUM(m->value), rb_str_new_cstr(m->help ? m->help : ""),
+                                                  UINT2NUM(m->id)));
+        }
+        RB_GC_GUARD(holder);
+        return result;
+}
+
 /* Client#ping - one round trip. */
 static VALUE client_ping(VALUE self)
 {
@@ -1178,7 +1471,11 @@ void Init_iomem_ext(void)
         rb_define_module_function(mIOMem, "strerror", iomem_s_strerror, 1);
 
         cStat = rb_struct_define_under(mIOMem, "Stat", "id", "size", "ctime", "open_count", "seals", "flags", "uid",
-                                       "gid", "mode", "backend", NULL);
+                                       "gid", "mode", "backend", "generation", NULL);
+        cEvent = rb_struct_define_under(mIOMem, "Event", "kind", "name", "id", "generation", "size", "seals", "mode",
+                                        "uid", "gid", "watch_id", "replaced_id", "dropped", NULL);
+        cMetric = rb_struct_define_under(mIOMem, "Metric", "name", "type", "label", "label_value", "value", "help",
+                                         "id", NULL);
         cEntry = rb_struct_define_under(mIOMem, "Entry", "name", "id", "size", "seals", "mode", "uid", "gid", NULL);
         cStatus = rb_struct_define_under(mIOMem, "Status", "regions", "bytes", "connections", "uptime",
                                          "backend", "server_version", NULL);
@@ -1197,6 +1494,7 @@ void Init_iomem_ext(void)
         rb_define_method(cRegion, "id", region_id, 0);
         rb_define_method(cRegion, "backend", region_backend, 0);
         rb_define_method(cRegion, "flags", region_flags, 0);
+        rb_define_method(cRegion, "generation", region_generation, 0);
         rb_define_method(cRegion, "refresh", region_refresh, 0);
         rb_define_method(cRegion, "map", region_map, -1);
         rb_define_method(cRegion, "io", region_io, 0);
@@ -1225,4 +1523,9 @@ void Init_iomem_ext(void)
         rb_define_method(cClient, "ping", client_ping, 0);
         rb_define_method(cClient, "status", client_status, 0);
         rb_define_method(cClient, "quota", client_quota, 0);
+        rb_define_method(cClient, "metrics", client_metrics, 0);
+        rb_define_method(cClient, "publish", client_publish, -1);
+        rb_define_method(cClient, "add_watch", client_add_watch, -1);
+        rb_define_method(cClient, "unwatch", client_unwatch, 1);
+        rb_define_method(cClient, "next_event", client_next_event, -1);
 }

@@ -35,5 +35,36 @@ module IOMem
     def self.connect(**kw, &block)
       IOMem.closing(new(**kw), &block)
     end
+
+    # Client#watch(prefix = nil) - get events for the regions whose name starts with prefix (nil = all) that
+    # this uid may read; every change made after the watch is made is reported. Without a block: the watch id
+    # (take the events with next_event or events; the watch exists from this return on, so an Enumerator made
+    # lazily could not promise that). With a block: yields each IOMem::Event of this watch (and :overflow),
+    # waiting without limit, until the block breaks; the watch is removed when the block ends.
+    def watch(prefix = nil)
+      id = add_watch(prefix)
+      return id unless block_given?
+
+      begin
+        loop do
+          ev = next_event
+          yield ev if ev.watch_id == id || ev.kind == :overflow
+        end
+      ensure
+        unwatch(id) unless closed?
+      end
+    end
+
+    # Client#events(timeout: nil) - each event of this connection's watches (next_event again and again).
+    # With timeout: seconds, it ends when none came that long; with nil, never (break out). Without a block:
+    # an Enumerator.
+    def events(timeout: nil)
+      return enum_for(:events, timeout: timeout) unless block_given?
+
+      while (ev = next_event(timeout: timeout))
+        yield ev
+      end
+      self
+    end
   end
 end

@@ -1,0 +1,232 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# test_events: IOMem::Client watch/events/publish/open(after_generation:)/stat generation/metrics against the real
+# iomemd (docs/protocol.md section 15): event contents, replacing under a name while old holders keep their bytes,
+# a waiter woken by another process's PUBLISH, Errno mappings, EPERM publishing over another uid's version.
+require_relative "helper"
+require "rbconfig"
+
+class TestEvents < IOMemTest::Case
+  PAGE = IO::Buffer::PAGE_SIZE
+
+  DAEMON = IOMemTest::Daemon.new("--quota-watches", "4")
+  Minitest.after_run { DAEMON.stop }
+
+  def setup
+    super
+    @c = IOMem::Client.new(socket: DAEMON.socket)
+    @other = IOMem::Client.new(socket: DAEMON.socket)
+  end
+
+  def teardown
+    @c.list.each { |e| @c.delete(e.name) }
+    @c.close
+    @other.close
+    super
+  end
+
+  # a local memfd holding @data, sealed as an immutable snapshot (what publish takes)
+  def snapshot(data)
+    r = IOMem::Region.new(PAGE, backend: :memfd)
+    buf = r.map
+    buf.set_string(data, 0)
+    buf.free # unmapped: a writable mapping would refuse the write seal (EBUSY)
+    r.seal(:shrink, :grow, :write)
+    r
+  end
+
+  def test_watch_created_published_deleted
+    w = @c.watch("ev.")
+    assert_kind_of Integer, w
+    assert_nil @c.next_event(timeout: 0)
+    id1 = @other.create("ev.a", 2 * PAGE, mode: 0o640) { |r| r.id }
+    @other.create("nomatch", PAGE).close
+    ev = @c.next_event(timeout: 60)
+    assert_instance_of IOMem::Event, ev
+    assert_equal [:created, "ev.a", id1, 2 * PAGE, 0o640, Process.uid, Process.gid, w],
+                 [ev.kind, ev.name, ev.id, ev.size, ev.mode, ev.uid, ev.gid, ev.watch_id]
+    gen1 = ev.generation
+    assert_equal gen1, @other.stat("ev.a").generation
+    s = snapshot("v2")
+    gen2 = @other.publish("ev.a", s, expect_generation: gen1)
+    s.close
+    assert_operator gen2, :>, gen1
+    ev = @c.next_event(timeout: 60)
+    assert_equal [:published, "ev.a", gen2, id1, PAGE, 0o640],
+                 [ev.kind, ev.name, ev.generation, ev.replaced_id, ev.size, ev.mode]
+    assert_equal %i[shrink grow write].sort, (ev.seals & %i[shrink grow write]).sort
+    refute_equal id1, ev.id
+    @other.delete("ev.a")
+    ev = @c.next_event(timeout: 60)
+    assert_equal [:deleted, "ev.a", gen2], [ev.kind, ev.name, ev.generation]
+    @other.delete("nomatch")
+    assert_nil @c.next_event(timeout: 0) # outside the prefix
+    @c.unwatch(w)
+    @other.create("ev.b", PAGE).close
+    assert_equal [], @c.events(timeout: 0).to_a # no event of a removed watch
+    assert_errno(Errno::ENOENT, /unwatch/) { @c.unwatch(w) }
+  end
+
+  def test_watch_block_form_and_quota
+    other_watch = @c.watch("other.")
+    done = false
+    # changes keep coming until the block has seen one: the block's watch is made inside #watch
+    producer = Thread.new do
+      IOMem::Client.connect(socket: DAEMON.socket) do |p|
+        until done
+          p.create("blk.a", PAGE).close
+          p.delete("blk.a")
+        end
+      end
+    end
+    seen = @c.watch("blk.") do |ev|
+      break ev
+    end
+    done = true
+    producer.join
+    assert_equal "blk.a", seen.name
+    assert_includes %i[created deleted], seen.kind
+    refute_equal other_watch, seen.watch_id
+    @c.events(timeout: 0).to_a # events received before the unwatch
+    @c.create("blk.b", PAGE).close # the requester's own change: its events come before the reply
+    assert_nil @c.next_event(timeout: 0), "the block form's watch was removed when the block ended"
+    @c.create("other.a", PAGE).close
+    ev = @c.next_event(timeout: 0)
+    assert_equal [:created, "other.a", other_watch], [ev.kind, ev.name, ev.watch_id]
+    3.times { @c.watch("q.") } # --quota-watches 4 per uid
+    assert_errno(Errno::EDQUOT, /watch/) { @c.watch("q.") }
+  end
+
+  def test_publish_replaces_and_old_readers_keep_their_bytes
+    s1 = snapshot("first")
+    gen1 = @c.publish("pub.a", s1) # a free name: like a CREATE
+    s1.close
+    old = @c.open("pub.a", read_only: true)
+    assert_equal gen1, old.generation
+    s2 = snapshot("second")
+    gen2 = @c.publish("pub.a", s2, mode: 0o644)
+    s2.close
+    assert_operator gen2, :>, gen1
+    assert_equal "first", old.map.get_string(0, 5) # the holder of the old version keeps it
+    old.close
+    @c.open("pub.a", read_only: true) do |r|
+      assert_equal "second", r.map.get_string(0, 6)
+      assert_equal gen2, r.generation
+    end
+    st = @c.stat("pub.a")
+    assert_equal [gen2, 0o644], [st.generation, st.mode]
+  end
+
+  def test_publish_errors
+    s = snapshot("x")
+    gen = @c.publish("err.a", s)
+    assert_errno(Errno::ESTALE, /publish "err.a"/) { @c.publish("err.a", s, expect_generation: gen + 1000) }
+    assert_equal gen, @c.stat("err.a").generation # nothing changed
+    assert_errno(Errno::ENOENT, /publish "err.none"/) { @c.publish("err.none", s, expect_generation: gen) }
+    assert_errno(Errno::EINVAL, /expect_generation/) { @c.publish("err.a", s, expect_generation: 0) }
+    s.close
+    unsealed = IOMem::Region.new(PAGE, backend: :memfd)
+    assert_errno(Errno::EPERM, /publish "err.b"/) { @c.publish("err.b", unsealed) } # missing seals
+    unsealed.close
+    assert_raises(TypeError) { @c.publish("err.a", "bytes") }
+    assert_errno(Errno::ENOENT, /open "err.a"/) { @c.open("err.a", after_generation: gen) } # no newer, no wait
+    assert_errno(Errno::ETIMEDOUT, /open "err.a"/) { @c.open("err.a", after_generation: gen, timeout: 0.05) }
+  end
+
+  def test_open_after_generation_waits_for_another_process
+    s = snapshot("gen one")
+    gen1 = @c.publish("ver.a", s)
+    s.close
+    waiter = IO.popen([RbConfig.ruby, "-e", <<~RUBY, DAEMON.socket, gen1.to_s])
+      Warning[:experimental] = false
+      require "iomem"
+      IOMem::Client.connect(socket: ARGV[0]) do |c|
+        c.open("ver.a", read_only: true, wait: true, after_generation: Integer(ARGV[1])) do |r|
+          puts "\#{r.generation} \#{r.map.get_string(0, 7)}"
+        end
+      end
+    RUBY
+    1000.times do # until the waiter is connected (@c, @other, it); it may also come after: the result is the same
+      break if @c.status.connections >= 3
+
+      sleep 0.01
+    end
+    publisher = IO.popen([RbConfig.ruby, "-e", <<~RUBY, DAEMON.socket, gen1.to_s], &:read)
+      Warning[:experimental] = false
+      require "iomem"
+      r = IOMem::Region.new(IO::Buffer::PAGE_SIZE, backend: :memfd)
+      r.map.tap { |b| b.set_string("gen two", 0) }.free
+      r.seal(:shrink, :grow, :write)
+      IOMem::Client.connect(socket: ARGV[0]) { |c| puts c.publish("ver.a", r, expect_generation: Integer(ARGV[1])) }
+      r.close
+    RUBY
+    assert $?.success?, publisher
+    gen2 = Integer(publisher)
+    out = waiter.read
+    waiter.close
+    assert $?.success?
+    assert_equal "#{gen2} gen two", out.strip
+  end
+
+  def test_next_event_releases_the_gvl_and_the_client
+    @c.watch("gil.")
+    t = Thread.new { @c.next_event } # waits without limit
+    # meanwhile this thread runs Ruby and uses the same client (the wait lets go of it between slices)
+    @c.ping
+    @c.create("gil.a", PAGE).close
+    ev = t.value
+    assert_equal [:created, "gil.a"], [ev.kind, ev.name]
+    # and a waiting call is interruptible
+    t = Thread.new { @c.next_event }
+    Thread.pass until t.status == "sleep" || !t.alive?
+    t.kill
+    t.join
+    @c.ping
+  end
+
+  def test_metrics
+    @c.create("m.a", PAGE).close
+    samples = @c.metrics
+    assert samples.all? { |m| m.is_a?(IOMem::Metric) }
+    regions = samples.find { |m| m.name == "iomemd_regions" }
+    assert_equal [:gauge, nil, nil], [regions.type, regions.label, regions.label_value]
+    assert_equal @c.list.size, regions.value
+    creates = samples.select { |m| m.name == "iomemd_requests" && m.label_value == "CREATE" }
+    assert_equal 1, creates.size
+    assert_equal [:counter, "request"], [creates[0].type, creates[0].label]
+    assert_operator creates[0].value, :>=, 1
+    refute_empty regions.help
+  end
+
+  def test_publish_over_another_uids_version
+    skip "needs root and setpriv" unless IOMemTest.root? && system("command -v setpriv >/dev/null")
+    File.chmod(0o755, DAEMON.dir)
+    s = snapshot("root's")
+    @c.publish("ou.a", s, mode: 0o644)
+    s.close
+    w = @c.watch("ou.")
+    out = IO.popen(["setpriv", "--reuid", "1501", "--regid", "1601", "--clear-groups", RbConfig.ruby, "-e", <<~RUBY,
+      Warning[:experimental] = false
+      require "iomem"
+      r = IOMem::Region.new(IO::Buffer::PAGE_SIZE, backend: :memfd)
+      r.seal(:shrink, :grow, :write)
+      IOMem::Client.connect(socket: ARGV[0]) do |c|
+        begin
+          c.publish("ou.a", r)
+          puts "allowed"
+        rescue SystemCallError => e
+          puts "refused \#{e.class}"
+        end
+        puts c.publish("ou.mine", r)
+      end
+    RUBY
+                    DAEMON.socket], err: %i[child out], &:read)
+    assert $?.success?, out
+    lines = out.lines.map(&:strip)
+    assert_includes ["refused Errno::EPERM", "refused Errno::EACCES"], lines[0]
+    assert_equal "root's", @c.open("ou.a", read_only: true) { |r| r.map.get_string(0, 6) }
+    ev = @c.next_event(timeout: 60) # root may read the other uid's region: it sees it created
+    assert_equal [:created, "ou.mine", 1501, 1601, Integer(lines[1]), w],
+                 [ev.kind, ev.name, ev.uid, ev.gid, ev.generation, ev.watch_id]
+    assert_nil @c.next_event(timeout: 0) # the refused PUBLISH changed nothing
+  end
+end
