@@ -73,6 +73,24 @@ class TestExamples(FdCheckedCase):
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("TimeoutError", out.stderr)
 
+    def test_snapshot_publisher_and_watcher(self):
+        path = os.path.join(env("IOMEM_PY_EXAMPLES"), "snapshot_watcher.py")
+        watcher = subprocess.Popen([sys.executable, path, self.daemon.socket, "snap.a", "6", "120"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.assertEqual(watcher.stdout.readline(), "watching\n")  # its watch exists: it misses no version
+        out = self.example("snapshot_publisher.py", self.daemon.socket, "snap.a", "6").stdout
+        self.assertIn("publisher: snapshot 6 is generation", out)
+        wout, _ = watcher.communicate(timeout=120)
+        self.assertEqual(watcher.returncode, 0, wout)
+        self.assertNotIn("CORRUPT", wout)
+        self.assertIn(": snapshot 6, intact", wout)
+        self.assertIn("watcher: events created 1, published 5", wout)
+        generations = [line.split()[-1] for line in out.splitlines()]
+        self.assertIn(f"watcher: generation {generations[-1]}: snapshot 6, intact", wout)
+        with iomem.Client(self.daemon.socket) as c:
+            self.assertEqual(c.stat("snap.a").generation, int(generations[-1]))  # the last version stays
+            c.delete("snap.a")
+
     def test_mp_workers(self):
         out = self.example("mp_workers.py", self.daemon.socket, "3").stdout
         self.assertIn("squared 64x4096 in place: correct", out)
