@@ -330,7 +330,8 @@ PyDoc_STRVAR(pyclient_open_doc,
              "wait: if the name does not exist yet, wait for it to be created, at most timeout seconds\n"
              "(None = without limit; TimeoutError after). Without wait a missing name is FileNotFoundError.\n"
              "after_generation: open only a version newer than this generation (with wait: wait for one to\n"
-             "be published). The region's generation attribute tells which version was opened.");
+             "be published); after_generation=0: any version, and the region's generation attribute tells which\n"
+             "one was opened (it is None when opened without after_generation).");
 
 static PyObject *pyclient_open(PyObject *obj, PyObject *args, PyObject *kwargs)
 {
@@ -373,8 +374,9 @@ static PyObject *pyclient_open(PyObject *obj, PyObject *args, PyObject *kwargs)
                 if (!self->events && afterobj != Py_None) {
                         r = -EOPNOTSUPP;
                 } else {
+                        /* OPEN unless a version was asked for: its errors keep their words ("no region ...") */
                         Py_BEGIN_ALLOW_THREADS
-                        if (self->events)
+                        if (afterobj != Py_None)
                                 r = iomem_open_version(self->client, name, read_only ? IOMEM_OPEN_RDONLY : 0, after,
                                                        slice, &region, &generation);
                         else

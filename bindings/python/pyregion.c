@@ -427,7 +427,7 @@ static PyGetSetDef pyregion_getset[] = {
         { "name", pyregion_get_name, NULL, "the name it was created or opened by, else None", NULL },
         { "seals", pyregion_get_seals, NULL, "SEAL_* bits in force (0 for shm/file)", NULL },
         { "generation", pyregion_get_generation, NULL,
-          "the generation of the version Client.open() returned, else None (docs/protocol.md 15.1)", NULL },
+          "the generation of the version Client.open(after_generation=...) returned, else None", NULL },
         { NULL, NULL, NULL, NULL, NULL },
 };
 

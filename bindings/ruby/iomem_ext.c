@@ -311,7 +311,7 @@ static VALUE region_backend(VALUE self)
         return backend_to_ruby(iomem_region_backend(region_open_get(self)));
 }
 
-/* Region#generation - the generation of the version Client#open returned (nil if not known). */
+/* Region#generation - the generation of the version Client#open(after_generation:) returned, else nil. */
 static VALUE region_generation(VALUE self)
 {
         uint64_t g = region_get(self)->generation;
@@ -541,6 +541,7 @@ struct op {
         struct list_acc *list;
         struct metric_acc *metrics;
         bool events;              /* the client's, set by client_call */
+        bool versioned;           /* open: after_generation given */
         uint64_t after, generation;
         uint32_t watch_id;
         struct iomem_publish_opts popts;
@@ -575,10 +576,11 @@ static void *op_open(void *p)
 {
         struct op *o = p;
 
-        if (o->events)
+        /* OPEN unless a version was asked for: its errors keep their words ("no region ...") */
+        if (o->versioned && o->events)
                 o->r = iomem_open_version(o->client, o->name, o->flags, o->after, o->wait_ms, o->regionp,
                                           &o->generation);
-        else if (o->after)
+        else if (o->versioned)
                 o->r = -EOPNOTSUPP;
         else
                 o->r = iomem_open(o->client, o->name, o->flags, o->wait_ms, o->regionp);
@@ -1008,8 +1010,9 @@ static double now_sec(void)
  * alone implies wait. after_generation: only a version newer than that
  * generation (with wait, wait for one to be published). The wait is asked
  * of the daemon in slices so interrupts get through.
- * Return: a Region (read-only fd with read_only: true; Region#generation
- * tells the version); with a block, the block's value (closed at its end).
+ * Return: a Region (read-only fd with read_only: true; with
+ * after_generation:, 0 for any, Region#generation tells the version); with
+ * a block, the block's value (closed at its end).
  */
 static VALUE client_open(int argc, VALUE *argv, VALUE self)
 {
@@ -1032,8 +1035,10 @@ static VALUE client_open(int argc, VALUE *argv, VALUE self)
         } else if (kw_true(v[1])) {
                 wait = forever = true;
         }
-        if (v[3] != Qundef && !NIL_P(v[3]))
+        if (v[3] != Qundef && !NIL_P(v[3])) {
                 o.after = to_u64(v[3], "open: negative after_generation");
+                o.versioned = true;
+        }
         o.name = name_copy(name, buf, false);
         obj = region_alloc(cRegion);
         o.regionp = &region_get(obj)->region;

@@ -81,11 +81,38 @@ wait "$pid" || fail "C consumer: $(cat "$TMP/c-consumer")"
 expect_out "$TMP/c-consumer" 'received "from Ruby to C"'
 expect_out "$TMP/rb-producer" 'consumer replied "ack: from Ruby to C"'
 
+# sealed snapshots: an unrelated watcher reacts to each CREATED/PUBLISHED event of a publisher.
+# run_snapshots WATCHER_CMD... -- PUBLISHER_CMD...: the watcher first; the publisher once its watch exists
+run_snapshots() {
+        local watcher=() pid
+        while [ "$1" != -- ]; do watcher+=("$1"); shift; done
+        shift
+        "${watcher[@]}" >"$TMP/snap-watcher" 2>&1 &
+        pid=$!
+        for _ in $(seq 1 3000); do grep -q '^watching$' "$TMP/snap-watcher" && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.01; done
+        grep -q '^watching$' "$TMP/snap-watcher" || fail "snapshot watcher did not start: $(cat "$TMP/snap-watcher")"
+        "$@" >"$TMP/snap-publisher" 2>&1 || fail "snapshot publisher: $(cat "$TMP/snap-publisher")"
+        wait "$pid" || fail "snapshot watcher: $(cat "$TMP/snap-watcher")"
+        expect_out "$TMP/snap-publisher" "publisher: snapshot 6 is generation"
+        expect_out "$TMP/snap-watcher" ": snapshot 6, intact"
+        expect_out "$TMP/snap-watcher" "watcher: events created 1, published 5"
+        ! grep -q CORRUPT "$TMP/snap-watcher" || fail "snapshot watcher read a torn snapshot: $(cat "$TMP/snap-watcher")"
+}
+run_snapshots "$RUBY" "$EX/snapshot_watcher.rb" "$SOCK" x.snap 6 -- "$RUBY" "$EX/snapshot_publisher.rb" "$SOCK" x.snap 6
+ctl rm x.snap >/dev/null || fail "the last snapshot did not stay under x.snap"
+
 # Ruby, Python and C on the same bytes, when the Python module is built (bindings/python): a Ruby producer and a
 # Python consumer, a Python producer and a Ruby consumer, and one region that Ruby writes and Python and iomemctl
 # (C) read while it waits: unrelated programs, all started from here
 if [ -n "${IOMEM_PYTHONPATH:-}" ]; then
         export PYTHONPATH=$IOMEM_PYTHONPATH
+        # a Ruby publisher's snapshots, watched by a Python program (and the other way round)
+        run_snapshots python3 "$EX/../python/snapshot_watcher.py" "$SOCK" x.snap2 6 -- \
+                "$RUBY" "$EX/snapshot_publisher.rb" "$SOCK" x.snap2 6
+        ctl rm x.snap2 >/dev/null || fail "the last snapshot did not stay under x.snap2"
+        run_snapshots "$RUBY" "$EX/snapshot_watcher.rb" "$SOCK" x.snap3 6 -- \
+                python3 "$EX/../python/snapshot_publisher.py" "$SOCK" x.snap3 6
+        ctl rm x.snap3 >/dev/null || fail "the last snapshot did not stay under x.snap3"
         py_consumer='
 import struct, sys, time, iomem
 with iomem.Client(sys.argv[1]) as c, c.open(sys.argv[2], wait=True, timeout=30) as r, memoryview(r) as m:
