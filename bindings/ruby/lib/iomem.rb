@@ -40,7 +40,8 @@ module IOMem
     # this uid may read; every change made after the watch is made is reported. Without a block: the watch id
     # (take the events with next_event or events; the watch exists from this return on, so an Enumerator made
     # lazily could not promise that). With a block: yields each IOMem::Event of this watch (and :overflow),
-    # waiting without limit, until the block breaks; the watch is removed when the block ends.
+    # waiting without limit, until the block breaks (events of other watches are skipped meanwhile: use #events
+    # with several); the watch is removed when the block ends.
     def watch(prefix = nil)
       id = add_watch(prefix)
       return id unless block_given?
