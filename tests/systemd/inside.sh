@@ -1,11 +1,12 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs inside systemd-nspawn as a oneshot unit, with systemd as PID 1 and the project's own units installed.
-# Usage: inside.sh BUILD_DIR SOURCE_DIR OUT_DIR. Ends the container with `systemctl exit 0` on success.
+# Usage: inside.sh PREFIX SOURCE_DIR OUT_DIR (PREFIX: a `cmake --install` of the build, readable by every uid).
+# Ends the container with `systemctl exit 0` on success.
 set -uo pipefail
 B=$1; S=$2; OUT=$3
 SOCK=/run/iomemd/iomemd.sock
-ctl() { "$B/cli/iomemctl" --socket "$SOCK" "$@"; }
+ctl() { "$B/bin/iomemctl" --socket "$SOCK" "$@"; }
 log() { echo "$*" >> "$OUT/log"; }
 finish() {
   log "--- journal of iomemd ---"
@@ -46,6 +47,8 @@ check_regions() { # WHEN
 }
 
 : > "$OUT/log"
+# every step's stderr goes to the log too, just before the FAIL line that a failing step writes
+exec 2>>"$OUT/log"
 log "systemd $(systemctl --version | head -1)"
 
 # 1. socket activation and readiness
@@ -65,12 +68,12 @@ head -c 12288 /dev/urandom > "$OUT/r1.data"
 head -c 1000 /dev/urandom > "$OUT/r2.data"
 head -c 1048576 /dev/urandom > "$OUT/r3.data"
 ctl create r1 12288 --mode 0640 >/dev/null || fail "create r1"
-setpriv --reuid 4242 --regid 4343 --clear-groups "$B/cli/iomemctl" --socket "$SOCK" create r2 4096 --mode 0604 \
+setpriv --reuid 4242 --regid 4343 --clear-groups "$B/bin/iomemctl" --socket "$SOCK" create r2 4096 --mode 0604 \
   >/dev/null || fail "create r2 as uid 4242"
 ctl create r3 1M >/dev/null || fail "create r3"
 ctl create dir/r4 100 >/dev/null || fail "create dir/r4"
 ctl write r1 "$OUT/r1.data" || fail "write r1"
-setpriv --reuid 4242 --regid 4343 --clear-groups "$B/cli/iomemctl" --socket "$SOCK" write r2 "$OUT/r2.data" \
+setpriv --reuid 4242 --regid 4343 --clear-groups "$B/bin/iomemctl" --socket "$SOCK" write r2 "$OUT/r2.data" \
   || fail "write r2"
 ctl write r3 "$OUT/r3.data" || fail "write r3"
 sleep 2.5
@@ -145,7 +148,7 @@ holder_round 2 "after kill -9"
 pid=$(mainpid)
 kill -USR2 "$pid"
 sleep 0.5
-timeout 2 "$B/cli/iomemctl" --socket "$SOCK" ping >/dev/null 2>&1 && fail "hung daemon still answers"
+timeout 2 "$B/bin/iomemctl" --socket "$SOCK" ping >/dev/null 2>&1 && fail "hung daemon still answers"
 wait_active_new_pid "$pid" 40 || fail "the watchdog did not restart the hung daemon"
 journalctl -u iomemd.service --no-pager | grep -qi watchdog || fail "no watchdog line in the journal"
 check_regions "after a watchdog restart"
@@ -203,7 +206,7 @@ check_regions "after delete + restart"
 # The daemon also keeps only 2 region fds itself here, so restored and new regions go through its fd keepers
 # (keeper processes exec'd from /proc/self/exe, under the hardened unit).
 mkdir -p /run/systemd/system/iomemd.service.d
-printf '[Service]\nFileDescriptorStoreMax=7\nEnvironment=IOMEMD_FDSTORE_MAX=7\nExecStart=\nExecStart=/it/daemon/iomemd --log-level=info --max-region-fds=2\n' \
+printf '[Service]\nFileDescriptorStoreMax=7\nEnvironment=IOMEMD_FDSTORE_MAX=7\nExecStart=\nExecStart=%s/bin/iomemd --log-level=info --max-region-fds=2\n' "$B" \
   > /run/systemd/system/iomemd.service.d/small-store.conf
 systemctl daemon-reload
 pid=$(mainpid)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Boot a real systemd as PID 1 in systemd-nspawn over the host's root (read-only, tmpfs on top), install the
-# project's units pointing at the build tree, and run tests/systemd/inside.sh as a oneshot unit.
+# project's units pointing at an install of the build (cmake --install into a temporary prefix that every uid can
+# read: the build tree may be under a 0700 directory such as /root), and run tests/systemd/inside.sh as a oneshot
+# unit.
 # Usage: run-nspawn.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$(realpath "$1")
@@ -15,10 +17,15 @@ fi
 work=$(mktemp -d /tmp/iomemd-nspawn.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/out" "$work/units/iomemd.service.d"
+chmod 0755 "$work"
+if ! err=$(cmake --install "$build" --prefix "$work/prefix" 2>&1 >/dev/null); then
+  echo "FAILED: cmake --install $build --prefix $work/prefix: $err"
+  exit 1
+fi
 
-# The shipped units; only the binary's path changes: the build tree is bind-mounted at /it for the service (a
-# hardened service sees neither /tmp nor /home of the host), and at its own path for the test's clients.
-sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/daemon/iomemd#" "$src/systemd/iomemd.service.in" \
+# The shipped units; only the binary's path changes: the install is bind-mounted at /it for the service (a
+# hardened service sees neither /tmp nor /home of the host) and for the test's clients (also as other uids).
+sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/bin/iomemd#" "$src/systemd/iomemd.service.in" \
   > "$work/units/iomemd.service"
 cp "$src/systemd/iomemd.socket" "$work/units/iomemd.socket"
 # the per-user units, installed under their installed names into the user unit directory
@@ -37,13 +44,13 @@ Requires=iomemd.socket
 [Service]
 Type=oneshot
 StandardOutput=journal+console
-ExecStart=/bin/bash $src/tests/systemd/inside.sh $build $src /out
+ExecStart=/bin/bash $src/tests/systemd/inside.sh /it $src /out
 UNIT
 
 set +e
 timeout 360 systemd-nspawn -q -D / --volatile=yes --boot --register=no --keep-unit --console=pipe \
   --private-network \
-  --bind-ro="$build:/it" --bind-ro="$build:$build" --bind-ro="$src:$src" --bind="$work/out:/out" \
+  --bind-ro="$work/prefix:/it" --bind-ro="$src:$src" --bind="$work/out:/out" \
   --bind-ro="$work/units/iomemd.socket:/etc/systemd/system/iomemd.socket" \
   --bind-ro="$work/units/iomemd.service:/etc/systemd/system/iomemd.service" \
   --bind-ro="$work/units/iomemd.service.d:/etc/systemd/system/iomemd.service.d" \
