@@ -11,7 +11,7 @@
 set -euo pipefail
 build=$(cd "${1:?usage: valgrind-integration.sh BUILD_DIR TEST...}" && pwd)
 shift
-command -v valgrind >/dev/null || { echo "valgrind is not installed (run .ci/install-deps)"; exit 1; }
+command -v valgrind >/dev/null || { echo "valgrind is not installed (run .ci/install-deps --test)"; exit 1; }
 
 work=$(mktemp -d /tmp/iomem-vg.XXXXXX)
 trap 'rm -rf "$work"' EXIT
