@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The tests that run programs as other uids pass from a tree under a directory only root may enter, as when root
 # clones into /root (mode 0700 on Debian): copy the source into a fresh 0700 directory, build what those tests run,
 # and run them from there.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # README's test command is the one .ci/run runs, and it runs both builds even when the first fails, reports both and
 # exits non-zero. The command runs for real here, in an empty tree, with cmake, ctest and .ci/install-deps stubbed.
 # Usage: readme-commands.sh SOURCE_DIR

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The quick start's .ci/start-iomemd and .ci/stop-iomemd: start once, say clearly when already running, stop that
 # daemon and no other iomemd. In a private mount namespace with a tmpfs on /run and /var/log, so the default socket
 # and the log are the test's own.

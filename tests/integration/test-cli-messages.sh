@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # test-cli-messages: what a newcomer meets first, said clearly and once (issue 16): an empty name refused, list
 # headers on a terminal only, ENOSPC of the file backend in words that fit it, a second daemon on a socket in one line.
 set -euo pipefail

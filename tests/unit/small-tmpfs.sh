@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The unit tests with big sparse objects pass in a container whose /dev/shm and $TMPDIR are 64 MiB tmpfs: they
 # size themselves to what is free and say so. Runs them in a private mount namespace (needs root).
 # Usage: small-tmpfs.sh TEST_BINARY...

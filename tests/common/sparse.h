@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* sparse: how big a sparse test object the file systems under /dev/shm and $TMPDIR can hold right now. */
 #pragma once
 
