@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Boot a real systemd as PID 1 in systemd-nspawn over the host's root (read-only, tmpfs on top), install the
-# project's units pointing at an install of the build (cmake --install into a temporary prefix that every uid can
-# read: the build tree may be under a 0700 directory such as /root), and run tests/systemd/inside.sh as a oneshot
-# unit.
+# project's units pointing at an install of the build (tests/common/stage-install.sh: a temporary prefix that every
+# uid can read, as the build tree may be under a 0700 directory such as /root), and run tests/systemd/inside.sh as a
+# oneshot unit.
 # Usage: run-nspawn.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$(realpath "$1")
@@ -18,10 +18,7 @@ work=$(mktemp -d /tmp/iomemd-nspawn.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/out" "$work/units/iomemd.service.d"
 chmod 0755 "$work"
-if ! err=$(cmake --install "$build" --prefix "$work/prefix" 2>&1 >/dev/null); then
-  echo "FAILED: cmake --install $build --prefix $work/prefix: $err"
-  exit 1
-fi
+bash "$src/tests/common/stage-install.sh" "$build" "$work/prefix" || { echo "FAILED: staging the install"; exit 1; }
 
 # The shipped units; only the binary's path changes: the install is bind-mounted at /it for the service (a
 # hardened service sees neither /tmp nor /home of the host) and for the test's clients (also as other uids).
