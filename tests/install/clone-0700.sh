@@ -32,8 +32,9 @@ cmake -S . -B build >build.log 2>&1 || { cat build.log; echo "FAIL: cmake"; exit
 # what the uid-switching tests run; the Python and Ruby bindings' ones where this machine builds the bindings
 targets=(iomem iomemd iomemctl test-it-access)
 tests='integration/test-it-access|integration/test-it-access-cli|systemd/service'
+help=$(cmake --build build --target help)
 for t in iomem-python:python/test_client iomem-ruby:ruby/access; do
-  if cmake --build build --target help | grep -q "^\.\.\. ${t%%:*}\$"; then
+  if grep -q "^\.\.\. ${t%%:*}\$" <<<"$help"; then
     targets+=("${t%%:*}")
     tests+="|${t#*:}"
   fi
