@@ -30,7 +30,7 @@ fi
 cd "$home/iomemd"
 cmake -S . -B build >build.log 2>&1 || { cat build.log; echo "FAIL: cmake"; exit 1; }
 # what the uid-switching tests run; the Python and Ruby bindings' ones where this machine builds the bindings
-targets=(iomem iomemd iomemctl test-it-access)
+targets=(iomem iomemd iomemctl test-it-access iomem-loop-client)
 tests='integration/test-it-access|integration/test-it-access-cli|systemd/service'
 help=$(cmake --build build --target help)
 for t in iomem-python:python/test_client iomem-ruby:ruby/access; do

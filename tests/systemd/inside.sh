@@ -84,10 +84,10 @@ pass "STATUS=$(systemctl show -p StatusText --value iomemd.service)"
 # 2b. the default socket (no --socket, no $IOMEM_SOCKET) of a non-root uid is the system service, with or without
 # XDG_RUNTIME_DIR (issue 11: it used to be $XDG_RUNTIME_DIR/iomemd.sock, or nothing)
 as4242() { setpriv --reuid 4242 --regid 4343 --clear-groups "$@"; }
-as4242 env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/cli/iomemctl" stat r2 >/dev/null 2>>"$OUT/log" \
+as4242 env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/bin/iomemctl" stat r2 >/dev/null 2>>"$OUT/log" \
   || fail "uid 4242 without XDG_RUNTIME_DIR does not reach the system service"
 mkdir -p /run/user/4242 && chown 4242:4343 /run/user/4242 && chmod 0700 /run/user/4242
-as4242 env -u IOMEM_SOCKET XDG_RUNTIME_DIR=/run/user/4242 "$B/cli/iomemctl" stat r2 >/dev/null 2>>"$OUT/log" \
+as4242 env -u IOMEM_SOCKET XDG_RUNTIME_DIR=/run/user/4242 "$B/bin/iomemctl" stat r2 >/dev/null 2>>"$OUT/log" \
   || fail "uid 4242 with XDG_RUNTIME_DIR (no per-user daemon) does not reach the system service"
 pass "uid 4242 reaches the system service by default, with and without XDG_RUNTIME_DIR"
 
@@ -100,7 +100,8 @@ ctl write loop "$OUT/loop.data" || fail "write loop"
 loopers=()
 for i in 1 2 3 4 5 6 7 8; do
   if [ $((i % 2)) = 0 ]; then run=as4242; else run=env; fi
-  $run env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/tests/systemd/iomem-loop-client" loop "$LOOP_SIZE" "$OUT/loop-stop" \
+  # a test program, not installed: run-nspawn.sh copies it next to iomemctl; libiomem from the install beside it
+  $run env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR LD_LIBRARY_PATH="$B/lib" "$B/bin/iomem-loop-client" loop "$LOOP_SIZE" "$OUT/loop-stop" \
     > "$OUT/loop-$i.out" 2>&1 &
   loopers+=($!)
 done
@@ -271,19 +272,19 @@ asU() {
 }
 asU systemctl --user enable --now iomemd.socket >>"$OUT/log" 2>&1 || fail "systemctl --user enable --now iomemd.socket"
 [ -S "/run/user/$U/iomemd.sock" ] || fail "the user socket is not at \$XDG_RUNTIME_DIR/iomemd.sock"
-asU env -u IOMEM_SOCKET "$B/cli/iomemctl" create mine 4096 >/dev/null 2>>"$OUT/log" \
+asU env -u IOMEM_SOCKET "$B/bin/iomemctl" create mine 4096 >/dev/null 2>>"$OUT/log" \
   || fail "uid $U does not reach its per-user daemon"
-asU env -u IOMEM_SOCKET "$B/cli/iomemctl" stat mine >/dev/null 2>>"$OUT/log" || fail "stat mine in the per-user daemon"
+asU env -u IOMEM_SOCKET "$B/bin/iomemctl" stat mine >/dev/null 2>>"$OUT/log" || fail "stat mine in the per-user daemon"
 upid=$(asU systemctl --user show -p MainPID --value iomemd.service)
 [ "$(ps -o uid= -p "$upid" | tr -d ' ')" = "$U" ] || fail "the per-user daemon does not run as uid $U"
 ctl stat mine >/dev/null 2>&1 && fail "the region went to the system service instead"
-setpriv --reuid $U --regid $U --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/cli/iomemctl" stat r2 \
+setpriv --reuid $U --regid $U --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/bin/iomemctl" stat r2 \
   >/dev/null 2>>"$OUT/log" || fail "uid $U without XDG_RUNTIME_DIR does not reach the system service"
-setpriv --reuid $U --regid $U --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/cli/iomemctl" stat mine \
+setpriv --reuid $U --regid $U --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/bin/iomemctl" stat mine \
   >/dev/null 2>&1 && fail "without XDG_RUNTIME_DIR, uid $U still reached its per-user daemon"
 # its regions survive a restart of the per-user service too (the user manager's fd store)
 asU systemctl --user restart iomemd.service || fail "systemctl --user restart iomemd.service"
-asU env -u IOMEM_SOCKET "$B/cli/iomemctl" stat mine >/dev/null 2>>"$OUT/log" \
+asU env -u IOMEM_SOCKET "$B/bin/iomemctl" stat mine >/dev/null 2>>"$OUT/log" \
   || fail "the per-user daemon lost its region across a restart"
 pass "per-user daemon ($how, user units enabled with systemctl --user): found by its uid's clients first, keeps its regions across a restart; without XDG_RUNTIME_DIR the uid reaches the system service"
 

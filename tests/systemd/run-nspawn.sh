@@ -19,6 +19,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/out" "$work/units/iomemd.service.d"
 chmod 0755 "$work"
 bash "$src/tests/common/stage-install.sh" "$build" "$work/prefix" || { echo "FAILED: staging the install"; exit 1; }
+cp "$build/tests/systemd/iomem-loop-client" "$work/prefix/bin/"
 
 # The shipped units; only the binary's path changes: the install is bind-mounted at /it for the service (a
 # hardened service sees neither /tmp nor /home of the host) and for the test's clients (also as other uids).
@@ -27,7 +28,7 @@ sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/bin/iomemd#" "$src/systemd/iomemd.
 cp "$src/systemd/iomemd.socket" "$work/units/iomemd.socket"
 # the per-user units, installed under their installed names into the user unit directory
 mkdir -p "$work/units/user"
-sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/daemon/iomemd#" "$src/systemd/iomemd-user.service.in" \
+sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/bin/iomemd#" "$src/systemd/iomemd-user.service.in" \
   > "$work/units/user/iomemd.service"
 cp "$src/systemd/iomemd-user.socket" "$work/units/user/iomemd.socket"
 # test-only: SIGUSR2 makes the daemon stop answering, to exercise the watchdog
