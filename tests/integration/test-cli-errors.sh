@@ -7,13 +7,15 @@ set -euo pipefail
 
 FAKE="python3 $(dirname "$0")/fake-daemon.py"
 FAKE_PID=
-as() { # as UID GID CMD...
+as() { # as UID GID CMD...; iomemctl as OTHER_IOMEMCTL (stage_iomemctl in lib.sh: the build may be under /root)
         local uid=$1 gid=$2
         shift 2
+        [ "$1" != "$IOMEMCTL" ] || set -- "$OTHER_IOMEMCTL" "${@:2}"
         setpriv --reuid "$uid" --regid "$gid" --clear-groups "$@"
 }
 root=false
 [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && root=true
+! $root || stage_iomemctl
 
 # fake MODE PATH: a misbehaving peer on PATH (tests/integration/fake-daemon.py)
 fake() {
@@ -213,7 +215,7 @@ if $root; then
         expect_err "chown not root" 1 "chown q1: " as 4242 4242 "$IOMEMCTL" --socket "$SOCK" chown q1 4242
         expect_err "open without permission" 1 "read q1: permission denied by the region's mode or owner \
 \(you are uid 4242\)$" bash -c "'$IOMEMCTL' --socket '$SOCK' chmod q1 0600 && exec setpriv --reuid 4242 --regid 4242 \
---clear-groups '$IOMEMCTL' --socket '$SOCK' read q1"
+--clear-groups '$OTHER_IOMEMCTL' --socket '$SOCK' read q1"
 fi
 stop_daemon
 

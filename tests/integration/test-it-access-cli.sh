@@ -8,9 +8,8 @@ json() { # json EXPR: evaluate a Python expression over the JSON document on std
         python3 -c "import json,sys; j=json.load(sys.stdin); v=($1); print(v)"
 }
 
-# as UID GID CMD...: run a command as another uid/gid (no passwd entry needed). iomemctl runs from an install of
-# the build into $TMP/prefix (tests/common/stage-install.sh): the build tree may sit under a directory other uids
-# cannot enter (/root).
+# as UID GID CMD...: run a command as another uid/gid (no passwd entry needed); iomemctl as OTHER_IOMEMCTL
+# (stage_iomemctl in lib.sh: the build tree may sit under a directory other uids cannot enter, /root).
 as() {
         local uid=$1 gid=$2
         shift 2
@@ -20,9 +19,7 @@ as() {
 
 [ "$(id -u)" -eq 0 ] || { echo "needs root (switches to other uids): skipped"; exit 77; }
 command -v setpriv >/dev/null || { echo "setpriv missing: skipped"; exit 77; }
-: "${IOMEM_BUILD_DIR:?run through ctest (IOMEM_BUILD_DIR unset)}"
-bash "$(dirname "$0")/../common/stage-install.sh" "$IOMEM_BUILD_DIR" "$TMP/prefix"
-OTHER_IOMEMCTL=$TMP/prefix/bin/iomemctl
+stage_iomemctl
 
 # usage errors, without a daemon
 expect_err "chmod bad mode" 2 "chmod: bad mode '0999'" "$IOMEMCTL" chmod x 0999
