@@ -191,9 +191,12 @@ expect_err "region quota" 1 "create q2: [^()]*quota is reached \(uid 0: 1 of 1 r
 1 of 2 connections\)$" ctl create q2 4K
 if $root; then
         # the uid's own connection quota: two held, the third refused at accept
-        as 4242 4242 "$IOMEMCTL" --socket "$SOCK" wait never1 --timeout 30 2>/dev/null &
+        # setpriv itself in the background (not the as function, whose subshell $! would name): kill reaches them
+        setpriv --reuid 4242 --regid 4242 --clear-groups "$OTHER_IOMEMCTL" --socket "$SOCK" wait never1 --timeout 30 \
+                2>/dev/null &
         w1=$!
-        as 4242 4242 "$IOMEMCTL" --socket "$SOCK" wait never2 --timeout 30 2>/dev/null &
+        setpriv --reuid 4242 --regid 4242 --clear-groups "$OTHER_IOMEMCTL" --socket "$SOCK" wait never2 --timeout 30 \
+                2>/dev/null &
         w2=$!
         for _ in $(seq 1 500); do
                 [ "$(ctl --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"])')" \
