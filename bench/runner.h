@@ -33,10 +33,12 @@ struct runner_client {
 
 /*
  * runner_clients() - fork @n clients; each runs setup, then all start at once
- * and run op for o->seconds (ops that end past the window are not counted).
+ * and run op for o->seconds (ops that end past the window are not counted,
+ * except each client's first op: every client counts at least one).
  * Samples of all clients are merged into @s (initialized by the caller,
  * at most s->cap / @n samples per client).
- * Return: 0 with *secondsp = the window; the first client's negative errno;
+ * Return: 0 with *secondsp = the window, stretched to the end of the last
+ * counted op when a first op ended past it; the first client's negative errno;
  * -ECHILD if a client died.
  */
 int runner_clients(int n, const struct runner_client *rc, const struct runner_opts *o, struct stats *s,

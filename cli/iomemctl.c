@@ -607,6 +607,8 @@ static int cmd_create(struct ctl *c, int argc, char **argv)
                            2, 2, &a);
         if (r)
                 return r;
+        if (!*a.pos[0]) /* the library would make an anonymous region, gone when iomemctl exits */
+                return ctl_usage("create: empty name");
         r = parse_size(a.pos[1], &size);
         if (r < 0)
                 return ctl_usage("create: bad size '%s'", a.pos[1]);
@@ -944,6 +946,8 @@ static int cmd_list(struct ctl *c, int argc, char **argv)
         s = (struct list_state){ .json = c->json };
         if (s.json)
                 putchar('[');
+        else if (isatty(STDOUT_FILENO)) /* headers for people; scripts reading a pipe get the bare rows */
+                puts("NAME\tSIZE\tMODE\tOWNER\tSEALS");
         r = iomem_list(c->client, a.npos ? a.pos[0] : NULL, list_one, &s);
         if (r < 0) {
                 /* do not leave half a JSON document behind a failure */

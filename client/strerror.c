@@ -26,7 +26,8 @@ static const struct {
         { ETIMEDOUT, "timed out waiting for the daemon or for the name to appear" },
         { EINVAL, "invalid argument: name, flags, size, seals or file descriptor" },
         { EOPNOTSUPP, "not supported: only memfd regions can be sealed, or the daemon lacks this operation" },
-        { ENOSPC, "no space left for shared memory" },
+        { ENOSPC, "no space left on the file system that holds the region (/dev/shm for shm, the directory of the "
+                  "file backend) or in the daemon's fd store" },
         { ENOMEM, "out of memory" },
         { EMFILE, "too many open files in this process" },
         { ENFILE, "too many open files in the system" },

@@ -328,8 +328,7 @@ static int server_bind(const char *path)
                 r = connect(probe, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0;
                 close(probe);
                 if (r != ECONNREFUSED) {
-                        r = r == 0 ? -EADDRINUSE : -r;
-                        log_error("%s is in use (another iomemd running?)", path);
+                        r = r == 0 ? -EADDRINUSE : -r; /* the caller says so, in one line */
                         goto fail;
                 }
                 /* only a socket is ours to replace: never unlink a file, device or link someone named by mistake */
@@ -571,7 +570,9 @@ int server_run(const struct config *config)
         if (r == 0) {
                 r = server_bind(config->socket_path);
                 if (r < 0) {
-                        log_error("cannot listen on %s: %s", config->socket_path, strerror(-r));
+                        log_error("cannot listen on %s: %s", config->socket_path,
+                                  r == -EADDRINUSE ? "in use: another iomemd (or another program) answers there"
+                                                   : strerror(-r));
                         goto out;
                 }
                 s.listen_fd = r;

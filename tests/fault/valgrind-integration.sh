@@ -11,14 +11,14 @@
 set -euo pipefail
 build=$(cd "${1:?usage: valgrind-integration.sh BUILD_DIR TEST...}" && pwd)
 shift
-command -v valgrind >/dev/null || { echo "valgrind is not installed (run .ci/install-deps)"; exit 1; }
+command -v valgrind >/dev/null || { echo "valgrind is not installed (run .ci/install-deps --test)"; exit 1; }
 
 work=$(mktemp -d /tmp/iomem-vg.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cat >"$work/iomemd" <<WRAP
 #!/bin/sh
 exec valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \\
-  --errors-for-leak-kinds=definite,indirect --track-fds=no --log-file=$work/vg.%p.log \\
+  --errors-for-leak-kinds=definite,indirect --track-fds=no --vgdb=no --log-file=$work/vg.%p.log \\
   "$build/daemon/iomemd" "\$@"
 WRAP
 chmod +x "$work/iomemd"
@@ -45,4 +45,12 @@ for f in "$work"/vg.*.log; do
   status=1
 done
 [ "$logs" -gt 0 ] || { echo "valgrind: no iomemd ran under valgrind"; status=1; }
+# --vgdb=no: no gdbserver, so no /tmp/vgdb-pipe-* FIFOs left behind by a valgrind that was killed
+for f in "$work"/vg.*.log; do
+  pid=${f##*/vg.}; pid=${pid%.log}
+  if ls "${TMPDIR:-/tmp}"/vgdb-pipe-*-"$pid"-by-* >/dev/null 2>&1; then
+    echo "valgrind: left $(ls "${TMPDIR:-/tmp}"/vgdb-pipe-*-"$pid"-by-*)"
+    status=1
+  fi
+done
 exit $status

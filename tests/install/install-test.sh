@@ -23,7 +23,22 @@ grep -qx "ExecStart=$prefix/bin/iomemd --log-level=info" "$prefix/lib/systemd/us
   || { echo "FAIL: the user unit's ExecStart does not point into the prefix"; exit 1; }
 grep -qx "ListenStream=%t/iomemd.sock" "$prefix/lib/systemd/user/iomemd.socket" \
   || { echo "FAIL: the user socket does not listen on \$XDG_RUNTIME_DIR/iomemd.sock"; exit 1; }
+# The installed programs run at once, with no LD_LIBRARY_PATH and no ldconfig: their RUNPATH is $ORIGIN/../lib
+# (relative to the binary), never the build tree.
+unset LD_LIBRARY_PATH
+for b in iomemd iomemctl; do
+  rp=$(readelf -d "$prefix/bin/$b" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]$/\1/p')
+  [ "$rp" = '$ORIGIN/../lib' ] || { echo "FAIL: RUNPATH of bin/$b is '$rp', want '\$ORIGIN/../lib'"; exit 1; }
+done
 "$prefix/bin/iomemd" --version | grep -q iomemd || { echo "FAIL: iomemd --version"; exit 1; }
+"$prefix/bin/iomemctl" --version | grep -q iomemctl || { echo "FAIL: iomemctl --version"; "$prefix/bin/iomemctl" --version; exit 1; }
+# and they talk to each other
+"$prefix/bin/iomemd" --socket "$prefix/sock" --tmpdir "$prefix" --log-level warning &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$prefix"' EXIT
+for _ in $(seq 100); do "$prefix/bin/iomemctl" --socket "$prefix/sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
+"$prefix/bin/iomemctl" --socket "$prefix/sock" create installed 4K >/dev/null || { echo "FAIL: installed iomemctl create"; exit 1; }
+"$prefix/bin/iomemctl" --socket "$prefix/sock" stat installed >/dev/null || { echo "FAIL: installed iomemctl stat"; exit 1; }
 cat > "$prefix/hello.c" <<'C'
 #include <iomem.h>
 #include <stdio.h>
@@ -45,6 +60,7 @@ int main(void)
 C
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 cc -std=c11 -Wall -Werror ${HELLO_CFLAGS:-} $(pkg-config --cflags iomem) "$prefix/hello.c" -o "$prefix/hello" $(pkg-config --libs iomem)
+# a user's own program has no RUNPATH: it finds the library through LD_LIBRARY_PATH here (ldconfig for /usr/local)
 out=$(LD_LIBRARY_PATH="$prefix/lib" "$prefix/hello")
 [ "$out" = "installed memfd" ] || { echo "FAIL: program built against the install printed '$out'"; exit 1; }
 echo "install test passed"

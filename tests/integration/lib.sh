@@ -15,9 +15,20 @@ cleanup() {
                 kill "$DAEMON_PID" 2>/dev/null || true
                 wait "$DAEMON_PID" 2>/dev/null || true
         fi
-        rm -rf "$TMP"
+        rm -rf "$TMP" ${STAGE:+"$STAGE"}
 }
 trap cleanup EXIT
+
+# stage_iomemctl: set OTHER_IOMEMCTL to an iomemctl other uids can run: an install of the build (iomemctl and
+# libiomem) in a 0755 directory of its own, as the build tree may be under /root (0700) and a test may close $TMP
+STAGE=
+OTHER_IOMEMCTL=
+stage_iomemctl() {
+        : "${IOMEM_BUILD_DIR:?run through ctest (IOMEM_BUILD_DIR unset)}"
+        STAGE=$(mktemp -d /tmp/iomem-it-stage.XXXXXX)
+        bash "$(dirname "${BASH_SOURCE[0]}")/../common/stage-install.sh" "$IOMEM_BUILD_DIR" "$STAGE" || exit 1
+        OTHER_IOMEMCTL=$STAGE/bin/iomemctl
+}
 
 fail() {
         echo "FAIL: $*" >&2

@@ -7,13 +7,15 @@ set -euo pipefail
 
 FAKE="python3 $(dirname "$0")/fake-daemon.py"
 FAKE_PID=
-as() { # as UID GID CMD...
+as() { # as UID GID CMD...; iomemctl as OTHER_IOMEMCTL (stage_iomemctl in lib.sh: the build may be under /root)
         local uid=$1 gid=$2
         shift 2
+        [ "$1" != "$IOMEMCTL" ] || set -- "$OTHER_IOMEMCTL" "${@:2}"
         setpriv --reuid "$uid" --regid "$gid" --clear-groups "$@"
 }
 root=false
 [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && root=true
+! $root || stage_iomemctl
 
 # fake MODE PATH: a misbehaving peer on PATH (tests/integration/fake-daemon.py)
 fake() {
@@ -189,9 +191,12 @@ expect_err "region quota" 1 "create q2: [^()]*quota is reached \(uid 0: 1 of 1 r
 1 of 2 connections\)$" ctl create q2 4K
 if $root; then
         # the uid's own connection quota: two held, the third refused at accept
-        as 4242 4242 "$IOMEMCTL" --socket "$SOCK" wait never1 --timeout 30 2>/dev/null &
+        # setpriv itself in the background (not the as function, whose subshell $! would name): kill reaches them
+        setpriv --reuid 4242 --regid 4242 --clear-groups "$OTHER_IOMEMCTL" --socket "$SOCK" wait never1 --timeout 30 \
+                2>/dev/null &
         w1=$!
-        as 4242 4242 "$IOMEMCTL" --socket "$SOCK" wait never2 --timeout 30 2>/dev/null &
+        setpriv --reuid 4242 --regid 4242 --clear-groups "$OTHER_IOMEMCTL" --socket "$SOCK" wait never2 --timeout 30 \
+                2>/dev/null &
         w2=$!
         for _ in $(seq 1 500); do
                 [ "$(ctl --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"])')" \
@@ -213,7 +218,7 @@ if $root; then
         expect_err "chown not root" 1 "chown q1: " as 4242 4242 "$IOMEMCTL" --socket "$SOCK" chown q1 4242
         expect_err "open without permission" 1 "read q1: permission denied by the region's mode or owner \
 \(you are uid 4242\)$" bash -c "'$IOMEMCTL' --socket '$SOCK' chmod q1 0600 && exec setpriv --reuid 4242 --regid 4242 \
---clear-groups '$IOMEMCTL' --socket '$SOCK' read q1"
+--clear-groups '$OTHER_IOMEMCTL' --socket '$SOCK' read q1"
 fi
 stop_daemon
 

@@ -8,15 +8,18 @@ json() { # json EXPR: evaluate a Python expression over the JSON document on std
         python3 -c "import json,sys; j=json.load(sys.stdin); v=($1); print(v)"
 }
 
-# as UID GID CMD...: run a command as another uid/gid (no passwd entry needed)
+# as UID GID CMD...: run a command as another uid/gid (no passwd entry needed); iomemctl as OTHER_IOMEMCTL
+# (stage_iomemctl in lib.sh: the build tree may sit under a directory other uids cannot enter, /root).
 as() {
         local uid=$1 gid=$2
         shift 2
+        [ "$1" != "$IOMEMCTL" ] || set -- "$OTHER_IOMEMCTL" "${@:2}"
         setpriv --reuid "$uid" --regid "$gid" --clear-groups "$@"
 }
 
 [ "$(id -u)" -eq 0 ] || { echo "needs root (switches to other uids): skipped"; exit 77; }
 command -v setpriv >/dev/null || { echo "setpriv missing: skipped"; exit 77; }
+stage_iomemctl
 
 # usage errors, without a daemon
 expect_err "chmod bad mode" 2 "chmod: bad mode '0999'" "$IOMEMCTL" chmod x 0999

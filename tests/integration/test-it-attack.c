@@ -29,6 +29,57 @@
 
 static struct it_daemon daemon_;
 
+/*
+ * Copies of iomemd and it-attacker that other uids can run: the build tree may be under a directory they cannot
+ * enter (root's clone in /root, 0700). Both link libiomem's code statically. Made in main() before the forks.
+ */
+static char stage_dir[] = "/tmp/iomem-it-attack.XXXXXX";
+static char staged_iomemd[96], staged_attacker[96];
+
+/* Return: 0, or -errno (said on stderr). */
+static int stage_copy(const char *src, const char *dst)
+{
+        char buf[65536];
+        ssize_t n = -1;
+        int in, out = -1, r = 0;
+
+        in = open(src, O_RDONLY | O_CLOEXEC);
+        if (in >= 0)
+                out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+        while (out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+                if (write(out, buf, (size_t)n) != n)
+                        break;
+        if (in < 0 || out < 0 || n != 0) {
+                r = -errno;
+                fprintf(stderr, "test-it-attack: copying %s to %s: %s\n", src, dst, strerror(errno));
+        }
+        if (in >= 0)
+                close(in);
+        if (out >= 0)
+                close(out);
+        return r;
+}
+
+static int stage_binaries(void)
+{
+        const char *iomemd = getenv("IOMEMD"), *attacker = getenv("IT_ATTACKER");
+
+        if (!iomemd || !attacker) {
+                fprintf(stderr, "test-it-attack: run through ctest (IOMEMD or IT_ATTACKER unset)\n");
+                return -EINVAL;
+        }
+        if (!mkdtemp(stage_dir) || chmod(stage_dir, 0755) < 0)
+                return -errno;
+        snprintf(staged_iomemd, sizeof(staged_iomemd), "%s/iomemd", stage_dir);
+        snprintf(staged_attacker, sizeof(staged_attacker), "%s/it-attacker", stage_dir);
+        if (stage_copy(iomemd, staged_iomemd) < 0 || stage_copy(attacker, staged_attacker) < 0) {
+                unlink(staged_iomemd);
+                rmdir(stage_dir);
+                return -EIO;
+        }
+        return 0;
+}
+
 static uint64_t now_ms(void)
 {
         struct timespec ts;
@@ -68,7 +119,7 @@ static void attacker_start(struct attacker *a, const char *mode)
         ck_assert_int_ge(a->pid, 0);
         if (a->pid == 0) {
                 const char *argv[] = { "setpriv", uid, gid, "--clear-groups", "--inh-caps=-all", "--",
-                                       it_env("IT_ATTACKER"), mode, daemon_.socket, NULL };
+                                       staged_attacker, mode, daemon_.socket, NULL };
 
                 dup2(pin[0], STDIN_FILENO);
                 dup2(pout[1], STDOUT_FILENO);
@@ -374,7 +425,7 @@ START_TEST(test_fds_in_flight_bounded)
         ck_assert_int_ge(daemon_.pid, 0);
         if (daemon_.pid == 0) {
                 struct rlimit rl = { 1024, 1024 };
-                const char *argv[] = { it_env("IOMEMD"), "--socket", daemon_.socket, "--log-level", "warning",
+                const char *argv[] = { staged_iomemd, "--socket", daemon_.socket, "--log-level", "warning",
                                        "--tmpdir", daemon_.dir, NULL };
 
                 if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || setgroups(0, NULL) < 0 ||
@@ -550,6 +601,7 @@ int main(void)
 {
         Suite *s = suite_create("it-attack");
         TCase *tc = tcase_create("attack");
+        int r;
 
         if (geteuid() != 0) {
                 fprintf(stderr, "test-it-attack needs root (setpriv to other uids): skipped\n");
@@ -568,5 +620,11 @@ int main(void)
         ADD(tc, test_backends_enforced_anonymous_charged);
         ADD(tc, test_log_flood_bounded);
         suite_add_tcase(s, tc);
-        return test_run_suite(s);
+        if (stage_binaries() < 0)
+                return 1;
+        r = test_run_suite(s);
+        unlink(staged_iomemd);
+        unlink(staged_attacker);
+        rmdir(stage_dir);
+        return r;
 }

@@ -7,10 +7,12 @@ set -euo pipefail
 
 CHECK="python3 $(dirname "$0")/openmetrics-check.py"
 
-# as UID GID CMD...: run a command as another uid/gid (no passwd entry needed)
+# as UID GID CMD...: run a command as another uid/gid (no passwd entry needed); iomemctl as OTHER_IOMEMCTL
+# (stage_iomemctl in lib.sh: the build tree may be under /root, 0700)
 as() {
         local uid=$1 gid=$2
         shift 2
+        [ "$1" != "$IOMEMCTL" ] || set -- "$OTHER_IOMEMCTL" "${@:2}"
         setpriv --reuid "$uid" --regid "$gid" --clear-groups "$@"
 }
 
@@ -68,6 +70,7 @@ done
 can_switch=0
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
         can_switch=1
+        stage_iomemctl
         expect_ok "create as 1500" as 1500 1600 "$IOMEMCTL" --socket "$SOCK" create u1 8K
         expect_err "quota as 1500" 1 "create u2: " as 1500 1600 "$IOMEMCTL" --socket "$SOCK" create u2 4K
 fi

@@ -1,11 +1,12 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs inside systemd-nspawn as a oneshot unit, with systemd as PID 1 and the project's own units installed.
-# Usage: inside.sh BUILD_DIR SOURCE_DIR OUT_DIR. Ends the container with `systemctl exit 0` on success.
+# Usage: inside.sh PREFIX SOURCE_DIR OUT_DIR (PREFIX: a `cmake --install` of the build, readable by every uid).
+# Ends the container with `systemctl exit 0` on success.
 set -uo pipefail
 B=$1; S=$2; OUT=$3
 SOCK=/run/iomemd/iomemd.sock
-ctl() { "$B/cli/iomemctl" --socket "$SOCK" "$@"; }
+ctl() { "$B/bin/iomemctl" --socket "$SOCK" "$@"; }
 log() { echo "$*" >> "$OUT/log"; }
 finish() {
   log "--- journal of iomemd ---"
@@ -46,6 +47,8 @@ check_regions() { # WHEN
 }
 
 : > "$OUT/log"
+# every step's stderr goes to the log too, just before the FAIL line that a failing step writes
+exec 2>>"$OUT/log"
 log "systemd $(systemctl --version | head -1)"
 
 # 1. socket activation and readiness
@@ -65,12 +68,12 @@ head -c 12288 /dev/urandom > "$OUT/r1.data"
 head -c 1000 /dev/urandom > "$OUT/r2.data"
 head -c 1048576 /dev/urandom > "$OUT/r3.data"
 ctl create r1 12288 --mode 0640 >/dev/null || fail "create r1"
-setpriv --reuid 4242 --regid 4343 --clear-groups "$B/cli/iomemctl" --socket "$SOCK" create r2 4096 --mode 0604 \
+setpriv --reuid 4242 --regid 4343 --clear-groups "$B/bin/iomemctl" --socket "$SOCK" create r2 4096 --mode 0604 \
   >/dev/null || fail "create r2 as uid 4242"
 ctl create r3 1M >/dev/null || fail "create r3"
 ctl create dir/r4 100 >/dev/null || fail "create dir/r4"
 ctl write r1 "$OUT/r1.data" || fail "write r1"
-setpriv --reuid 4242 --regid 4343 --clear-groups "$B/cli/iomemctl" --socket "$SOCK" write r2 "$OUT/r2.data" \
+setpriv --reuid 4242 --regid 4343 --clear-groups "$B/bin/iomemctl" --socket "$SOCK" write r2 "$OUT/r2.data" \
   || fail "write r2"
 ctl write r3 "$OUT/r3.data" || fail "write r3"
 sleep 2.5
@@ -81,10 +84,10 @@ pass "STATUS=$(systemctl show -p StatusText --value iomemd.service)"
 # 2b. the default socket (no --socket, no $IOMEM_SOCKET) of a non-root uid is the system service, with or without
 # XDG_RUNTIME_DIR (issue 11: it used to be $XDG_RUNTIME_DIR/iomemd.sock, or nothing)
 as4242() { setpriv --reuid 4242 --regid 4343 --clear-groups "$@"; }
-as4242 env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/cli/iomemctl" stat r2 >/dev/null 2>>"$OUT/log" \
+as4242 env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/bin/iomemctl" stat r2 >/dev/null 2>>"$OUT/log" \
   || fail "uid 4242 without XDG_RUNTIME_DIR does not reach the system service"
 mkdir -p /run/user/4242 && chown 4242:4343 /run/user/4242 && chmod 0700 /run/user/4242
-as4242 env -u IOMEM_SOCKET XDG_RUNTIME_DIR=/run/user/4242 "$B/cli/iomemctl" stat r2 >/dev/null 2>>"$OUT/log" \
+as4242 env -u IOMEM_SOCKET XDG_RUNTIME_DIR=/run/user/4242 "$B/bin/iomemctl" stat r2 >/dev/null 2>>"$OUT/log" \
   || fail "uid 4242 with XDG_RUNTIME_DIR (no per-user daemon) does not reach the system service"
 pass "uid 4242 reaches the system service by default, with and without XDG_RUNTIME_DIR"
 
@@ -97,7 +100,8 @@ ctl write loop "$OUT/loop.data" || fail "write loop"
 loopers=()
 for i in 1 2 3 4 5 6 7 8; do
   if [ $((i % 2)) = 0 ]; then run=as4242; else run=env; fi
-  $run env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/tests/systemd/iomem-loop-client" loop "$LOOP_SIZE" "$OUT/loop-stop" \
+  # a test program, not installed: run-nspawn.sh copies it next to iomemctl; libiomem from the install beside it
+  $run env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR LD_LIBRARY_PATH="$B/lib" "$B/bin/iomem-loop-client" loop "$LOOP_SIZE" "$OUT/loop-stop" \
     > "$OUT/loop-$i.out" 2>&1 &
   loopers+=($!)
 done
@@ -145,7 +149,7 @@ holder_round 2 "after kill -9"
 pid=$(mainpid)
 kill -USR2 "$pid"
 sleep 0.5
-timeout 2 "$B/cli/iomemctl" --socket "$SOCK" ping >/dev/null 2>&1 && fail "hung daemon still answers"
+timeout 2 "$B/bin/iomemctl" --socket "$SOCK" ping >/dev/null 2>&1 && fail "hung daemon still answers"
 wait_active_new_pid "$pid" 40 || fail "the watchdog did not restart the hung daemon"
 journalctl -u iomemd.service --no-pager | grep -qi watchdog || fail "no watchdog line in the journal"
 check_regions "after a watchdog restart"
@@ -203,7 +207,7 @@ check_regions "after delete + restart"
 # The daemon also keeps only 2 region fds itself here, so restored and new regions go through its fd keepers
 # (keeper processes exec'd from /proc/self/exe, under the hardened unit).
 mkdir -p /run/systemd/system/iomemd.service.d
-printf '[Service]\nFileDescriptorStoreMax=7\nEnvironment=IOMEMD_FDSTORE_MAX=7\nExecStart=\nExecStart=/it/daemon/iomemd --log-level=info --max-region-fds=2\n' \
+printf '[Service]\nFileDescriptorStoreMax=7\nEnvironment=IOMEMD_FDSTORE_MAX=7\nExecStart=\nExecStart=%s/bin/iomemd --log-level=info --max-region-fds=2\n' "$B" \
   > /run/systemd/system/iomemd.service.d/small-store.conf
 systemctl daemon-reload
 pid=$(mainpid)
@@ -268,19 +272,19 @@ asU() {
 }
 asU systemctl --user enable --now iomemd.socket >>"$OUT/log" 2>&1 || fail "systemctl --user enable --now iomemd.socket"
 [ -S "/run/user/$U/iomemd.sock" ] || fail "the user socket is not at \$XDG_RUNTIME_DIR/iomemd.sock"
-asU env -u IOMEM_SOCKET "$B/cli/iomemctl" create mine 4096 >/dev/null 2>>"$OUT/log" \
+asU env -u IOMEM_SOCKET "$B/bin/iomemctl" create mine 4096 >/dev/null 2>>"$OUT/log" \
   || fail "uid $U does not reach its per-user daemon"
-asU env -u IOMEM_SOCKET "$B/cli/iomemctl" stat mine >/dev/null 2>>"$OUT/log" || fail "stat mine in the per-user daemon"
+asU env -u IOMEM_SOCKET "$B/bin/iomemctl" stat mine >/dev/null 2>>"$OUT/log" || fail "stat mine in the per-user daemon"
 upid=$(asU systemctl --user show -p MainPID --value iomemd.service)
 [ "$(ps -o uid= -p "$upid" | tr -d ' ')" = "$U" ] || fail "the per-user daemon does not run as uid $U"
 ctl stat mine >/dev/null 2>&1 && fail "the region went to the system service instead"
-setpriv --reuid $U --regid $U --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/cli/iomemctl" stat r2 \
+setpriv --reuid $U --regid $U --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/bin/iomemctl" stat r2 \
   >/dev/null 2>>"$OUT/log" || fail "uid $U without XDG_RUNTIME_DIR does not reach the system service"
-setpriv --reuid $U --regid $U --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/cli/iomemctl" stat mine \
+setpriv --reuid $U --regid $U --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR "$B/bin/iomemctl" stat mine \
   >/dev/null 2>&1 && fail "without XDG_RUNTIME_DIR, uid $U still reached its per-user daemon"
 # its regions survive a restart of the per-user service too (the user manager's fd store)
 asU systemctl --user restart iomemd.service || fail "systemctl --user restart iomemd.service"
-asU env -u IOMEM_SOCKET "$B/cli/iomemctl" stat mine >/dev/null 2>>"$OUT/log" \
+asU env -u IOMEM_SOCKET "$B/bin/iomemctl" stat mine >/dev/null 2>>"$OUT/log" \
   || fail "the per-user daemon lost its region across a restart"
 pass "per-user daemon ($how, user units enabled with systemctl --user): found by its uid's clients first, keeps its regions across a restart; without XDG_RUNTIME_DIR the uid reaches the system service"
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Boot a real systemd as PID 1 in systemd-nspawn over the host's root (read-only, tmpfs on top), install the
-# project's units pointing at the build tree, and run tests/systemd/inside.sh as a oneshot unit.
+# project's units pointing at an install of the build (tests/common/stage-install.sh: a temporary prefix that every
+# uid can read, as the build tree may be under a 0700 directory such as /root), and run tests/systemd/inside.sh as a
+# oneshot unit.
 # Usage: run-nspawn.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$(realpath "$1")
@@ -15,15 +17,18 @@ fi
 work=$(mktemp -d /tmp/iomemd-nspawn.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/out" "$work/units/iomemd.service.d"
+chmod 0755 "$work"
+bash "$src/tests/common/stage-install.sh" "$build" "$work/prefix" || { echo "FAILED: staging the install"; exit 1; }
+cp "$build/tests/systemd/iomem-loop-client" "$work/prefix/bin/"
 
-# The shipped units; only the binary's path changes: the build tree is bind-mounted at /it for the service (a
-# hardened service sees neither /tmp nor /home of the host), and at its own path for the test's clients.
-sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/daemon/iomemd#" "$src/systemd/iomemd.service.in" \
+# The shipped units; only the binary's path changes: the install is bind-mounted at /it for the service (a
+# hardened service sees neither /tmp nor /home of the host) and for the test's clients (also as other uids).
+sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/bin/iomemd#" "$src/systemd/iomemd.service.in" \
   > "$work/units/iomemd.service"
 cp "$src/systemd/iomemd.socket" "$work/units/iomemd.socket"
 # the per-user units, installed under their installed names into the user unit directory
 mkdir -p "$work/units/user"
-sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/daemon/iomemd#" "$src/systemd/iomemd-user.service.in" \
+sed "s#@CMAKE_INSTALL_FULL_BINDIR@/iomemd#/it/bin/iomemd#" "$src/systemd/iomemd-user.service.in" \
   > "$work/units/user/iomemd.service"
 cp "$src/systemd/iomemd-user.socket" "$work/units/user/iomemd.socket"
 # test-only: SIGUSR2 makes the daemon stop answering, to exercise the watchdog
@@ -37,13 +42,13 @@ Requires=iomemd.socket
 [Service]
 Type=oneshot
 StandardOutput=journal+console
-ExecStart=/bin/bash $src/tests/systemd/inside.sh $build $src /out
+ExecStart=/bin/bash $src/tests/systemd/inside.sh /it $src /out
 UNIT
 
 set +e
 timeout 360 systemd-nspawn -q -D / --volatile=yes --boot --register=no --keep-unit --console=pipe \
   --private-network \
-  --bind-ro="$build:/it" --bind-ro="$build:$build" --bind-ro="$src:$src" --bind="$work/out:/out" \
+  --bind-ro="$work/prefix:/it" --bind-ro="$src:$src" --bind="$work/out:/out" \
   --bind-ro="$work/units/iomemd.socket:/etc/systemd/system/iomemd.socket" \
   --bind-ro="$work/units/iomemd.service:/etc/systemd/system/iomemd.service" \
   --bind-ro="$work/units/iomemd.service.d:/etc/systemd/system/iomemd.service.d" \
