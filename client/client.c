@@ -195,7 +195,7 @@ static void client_close(struct iomem_client *c)
  * client_open() - a new socket connected to c->path, and the HELLO
  * handshake; the HELLO reply is awaited at most @timeout_ms (-1 = forever).
  * Return: 0; negative errno from socket/connect (-ENOENT, -ECONNREFUSED,
- * -EACCES...) or from HELLO.
+ * -EACCES, -EAGAIN for a full backlog with a time limit...) or from HELLO.
  */
 static int client_open(struct iomem_client *c, int timeout_ms)
 {
@@ -207,7 +207,16 @@ static int client_open(struct iomem_client *c, int timeout_ms)
         c->broken = 0;
         c->gone = false;
         memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
-        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        /*
+         * With a time limit, connect without blocking: connect() to a Unix
+         * socket whose listen backlog is full (a daemon that stopped
+         * accepting, or a socket unit whose service is still starting)
+         * blocks until a slot frees, however long that takes. Non-blocking,
+         * it fails at once with EAGAIN, which client_reconnect() retries
+         * until its window ends. A Unix stream connect never returns
+         * EINPROGRESS: it is done or refused.
+         */
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (timeout_ms >= 0 ? SOCK_NONBLOCK : 0), 0);
         if (c->fd < 0)
                 return -errno;
         do
@@ -215,6 +224,12 @@ static int client_open(struct iomem_client *c, int timeout_ms)
         while (r < 0 && errno == EINTR);
         if (r < 0)
                 return -errno;
+        if (timeout_ms >= 0) {
+                /* the socket blocks as before for whoever polls iomem_client_fd(); the transport never blocks */
+                r = fcntl(c->fd, F_GETFL);
+                if (r < 0 || fcntl(c->fd, F_SETFL, r & ~O_NONBLOCK) < 0)
+                        return -errno;
+        }
         r = transport_init(&c->t, c->fd, 0, 0);
         if (r < 0)
                 return r;

@@ -3,6 +3,8 @@
 #include <linux/sockios.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "itutil.h"
 
@@ -344,6 +346,63 @@ START_TEST(test_default_socket)
 }
 END_TEST
 
+/*
+ * The daemon went away and its socket now belongs to a listener that never
+ * accepts, with a full backlog (a hung daemon, a socket unit whose service
+ * is still starting): connect() would wait for a free slot without end.
+ * The call must still give up when its window ends (it blocked for ever).
+ */
+START_TEST(test_reconnect_backlog_full)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct it_daemon d;
+        struct iomem_client *c;
+        struct iomem_stat st;
+        int lfd, fill[64], nfill = 0;
+
+        it_daemon_start(&d, NULL);
+        c = connect_to(&d);
+        iomem_client_set_reconnect(c, 200);
+        it_daemon_kill(&d, SIGKILL);
+        unlink(d.socket);
+        ck_assert_uint_lt(strlen(d.socket), sizeof(sa.sun_path));
+        strcpy(sa.sun_path, d.socket);
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(lfd, 0);
+        ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(lfd, 0), 0);
+        for (;;) {
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+                ck_assert_int_ge(fd, 0);
+                if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                        ck_assert_int_eq(errno, EAGAIN); /* the backlog is full */
+                        close(fd);
+                        break;
+                }
+                ck_assert_int_lt(nfill, 64);
+                fill[nfill++] = fd;
+        }
+        ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOTCONN);
+        ck_assert_ptr_nonnull(strstr(iomem_client_error_message(c), "went away"));
+        /* with a reply timeout and no reconnect window of its own, the timeout caps the wait */
+        iomem_client_set_reconnect(c, -1);
+        iomem_client_set_timeout(c, 200);
+        ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOTCONN);
+        iomem_client_set_timeout(c, -1);
+        iomem_client_set_reconnect(c, 200);
+        while (nfill > 0)
+                close(fill[--nfill]);
+        close(lfd);
+        unlink(d.socket);
+        it_daemon_spawn(&d, NULL);
+        ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOENT);
+        ck_assert_uint_eq(iomem_client_reconnects(c), 1);
+        iomem_disconnect(c);
+        it_daemon_stop(&d);
+}
+END_TEST
+
 static Suite *reconnect_suite(void)
 {
         Suite *s = suite_create("reconnect");
@@ -357,6 +416,7 @@ static Suite *reconnect_suite(void)
         tcase_add_test(tc, test_lost_reply_not_repeated);
         tcase_add_test(tc, test_reconnect_off);
         tcase_add_test(tc, test_reconnect_window);
+        tcase_add_test(tc, test_reconnect_backlog_full);
         tcase_add_test(tc, test_default_socket);
         suite_add_tcase(s, tc);
         return s;
