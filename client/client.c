@@ -32,6 +32,15 @@ struct iomem_client {
         int reconnect_ms;    /* 0 = never reconnect; -1 = no limit */
         unsigned reconnects; /* successful reconnects so far */
         /*
+         * One window per call, however often the daemon goes away during
+         * it: the deadline is set by the call's first reconnect and kept
+         * while the call sends its request again (@same_call, set by
+         * client_again() and between LIST pages).
+         */
+        int64_t reconnect_deadline; /* -1 = none */
+        bool reconnect_deadline_set;
+        bool same_call;
+        /*
          * Once a reply may have been missed (timeout) or the stream is out of
          * sync, a later reply could be mistaken for the answer to a later
          * request: the connection is then unusable and every call fails.
@@ -251,7 +260,9 @@ static bool client_error_is_transient(int r)
 /*
  * client_reconnect() - connect again after the daemon closed the
  * connection, retrying with backoff (10 ms doubling to 500 ms) for up to
- * the reconnect window, capped by the reply timeout if one is set.
+ * the reconnect window, capped by the reply timeout if one is set. The
+ * window counts from the call's first reconnect: a call whose daemon goes
+ * away again and again does not get a new one each time.
  * Return: 0; the last connect/HELLO error once the window is over.
  */
 static int client_reconnect(struct iomem_client *c)
@@ -260,9 +271,13 @@ static int client_reconnect(struct iomem_client *c)
         int64_t deadline;
         int delay = 10, r;
 
-        if (c->timeout_ms >= 0 && (window < 0 || c->timeout_ms < window))
-                window = c->timeout_ms;
-        deadline = window < 0 ? -1 : client_now_ms() + window;
+        if (!c->reconnect_deadline_set) {
+                if (c->timeout_ms >= 0 && (window < 0 || c->timeout_ms < window))
+                        window = c->timeout_ms;
+                c->reconnect_deadline = window < 0 ? -1 : client_now_ms() + window;
+                c->reconnect_deadline_set = true;
+        }
+        deadline = c->reconnect_deadline;
         for (;;) {
                 r = client_open(c, client_left_ms(deadline));
                 if (r == 0)
@@ -309,6 +324,12 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
         int copies[PROTO_MAX_FDS];
         int r = len;
 
+        /* a new call gets a new reconnect window; HELLO is part of a reconnect, a repeat is part of its call */
+        if (opcode != PROTO_OP_HELLO) {
+                if (!c->same_call)
+                        c->reconnect_deadline_set = false;
+                c->same_call = false;
+        }
         c->error_message[0] = '\0';
         if (nsend > PROTO_MAX_FDS)
                 r = -EINVAL;
@@ -356,11 +377,13 @@ out:
  * LIST, PING, STATUS, QUOTA, METRICS) should be sent again after it failed with @r:
  * the connection ended after it was sent, reconnecting is on, and it was
  * not already tried CLIENT_MAX_TRIES times (*triesp counts).
- * Return: true to send it again (the next call reconnects first).
+ * Return: true to send it again (the next call reconnects first, within
+ * the window the first reconnect of this call started).
  */
 static bool client_again(struct iomem_client *c, int r, unsigned *triesp)
 {
-        return r == -ECONNRESET && c->gone && c->reconnect_ms != 0 && ++*triesp < CLIENT_MAX_TRIES;
+        c->same_call = r == -ECONNRESET && c->gone && c->reconnect_ms != 0 && ++*triesp < CLIENT_MAX_TRIES;
+        return c->same_call;
 }
 
 /* client_call_fds() without fds to send. Return: as client_call_fds(). */
@@ -691,6 +714,7 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                 if (r != 0)
                         return r;
                 m.cursor = rep.next_cursor;
+                client->same_call = m.cursor != 0; /* the next page shares this call's reconnect window */
         } while (m.cursor != 0);
         return 0;
 }
@@ -1187,6 +1211,9 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
                 return -EINVAL;
         if (!client->hello_flags)
                 return -EOPNOTSUPP;
+        /* a call of its own: its reconnects get a new window (client_reconnect() is called here directly) */
+        client->reconnect_deadline_set = false;
+        client->same_call = false;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (;;) {
                 if (client->broken) {

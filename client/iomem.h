@@ -239,7 +239,9 @@ void iomem_client_set_timeout(struct iomem_client *client, int timeout_ms);
  * @max_wait_ms: 0 = never: a connection the daemon closed stays closed,
  *               calls return -EPIPE (not sent) or -ECONNRESET (sent, no
  *               reply) and then -ENOTCONN, as in libiomem 0.1;
- *               > 0 = retry connecting for up to that long per call, with
+ *               > 0 = retry connecting for up to that long per call
+ *               (counted from the call's first reconnect, however often the
+ *               daemon goes away during the call), with
  *               backoff from 10 ms to 500 ms (capped by the reply timeout
  *               if one is set); -1 = without limit.
  * Default: IOMEM_RECONNECT_DEFAULT_MS.

@@ -9,6 +9,8 @@ Usage: fake-daemon.py MODE SOCKET READY_FILE
   hello    answer HELLO properly, then close the connection on the next request, unanswered (a daemon that
            dies with the request in flight, again and again)
   gone     answer HELLO properly, then close the connection and stop listening (a daemon that never comes back)
+  slow     as hello, but every connection after the first waits $FAKE_DELAY seconds to be accepted (a daemon
+           that dies on each request and takes a while to come back)
 Serves connections until killed; touches READY_FILE once listening.
 """
 import os
@@ -16,6 +18,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 MAGIC = 0x444D4F49
 EPROTONOSUPPORT = 93
@@ -31,8 +34,12 @@ def main():
     srv.bind(path)
     srv.listen(8)
     open(ready, "w").close()
+    accepted = 0
     while True:
+        if mode == "slow" and accepted > 0:
+            time.sleep(float(os.environ.get("FAKE_DELAY", "1")))
         conn, _ = srv.accept()
+        accepted += 1
         with conn:
             if mode == "close":
                 continue
@@ -42,7 +49,7 @@ def main():
             _, _, _, opcode, ident, length, _, _ = struct.unpack("<IBBHIIHH", head)
             if length:
                 conn.recv(length)
-            if mode in ("hello", "gone"):
+            if mode in ("hello", "gone", "slow"):
                 ver = b"fake"
                 payload = struct.pack("<HHIQIHHH", 1, 4, 65536, 64 << 30, 255, 0, 0, len(ver)) + ver + b"\0"
                 conn.sendall(frame(0x01, opcode, ident, payload))

@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include "itutil.h"
 
@@ -403,6 +404,52 @@ START_TEST(test_reconnect_backlog_full)
 }
 END_TEST
 
+/*
+ * A daemon that dies on every request and takes 0.6 windows to come back:
+ * a repeated OPEN reconnects again and again, and the window counts from
+ * the call's first reconnect, so the call gives up at the second slow
+ * reconnect (-ENOTCONN). Before, every reconnect got a new window, and the
+ * call waited 8 x 0.6 windows before its -ECONNRESET. The sleeps only make
+ * time pass: a slow machine makes the call give up earlier, never later.
+ */
+START_TEST(test_reconnect_window_per_call)
+{
+        const char *fake = getenv("IOMEM_FAKE_DAEMON");
+        char dir[] = "/tmp/test-it-reconnect.XXXXXX", sock[128], ready[128];
+        struct iomem_client *c = NULL;
+        struct iomem_region *region = NULL;
+        pid_t pid;
+        int status;
+
+        ck_assert_ptr_nonnull(fake);
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(sock, sizeof(sock), "%s/sock", dir);
+        snprintf(ready, sizeof(ready), "%s/ready", dir);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                setenv("FAKE_DELAY", "1.2", 1);
+                execlp("python3", "python3", fake, "slow", sock, ready, (char *)NULL);
+                _exit(127);
+        }
+        while (access(ready, F_OK) < 0) {
+                ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);
+                it_sleep_ms(10);
+        }
+        ck_assert_int_eq(iomem_connect(sock, &c), 0);
+        iomem_client_set_reconnect(c, 2000);
+        ck_assert_int_eq(iomem_open(c, "x", 0, 0, &region), -ENOTCONN);
+        ck_assert_ptr_nonnull(strstr(iomem_client_error_message(c), "went away"));
+        ck_assert_uint_le(iomem_client_reconnects(c), 2);
+        iomem_disconnect(c);
+        ck_assert_int_eq(kill(pid, SIGKILL), 0);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        unlink(sock);
+        unlink(ready);
+        ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 static Suite *reconnect_suite(void)
 {
         Suite *s = suite_create("reconnect");
@@ -417,6 +464,7 @@ static Suite *reconnect_suite(void)
         tcase_add_test(tc, test_reconnect_off);
         tcase_add_test(tc, test_reconnect_window);
         tcase_add_test(tc, test_reconnect_backlog_full);
+        tcase_add_test(tc, test_reconnect_window_per_call);
         tcase_add_test(tc, test_default_socket);
         suite_add_tcase(s, tc);
         return s;
