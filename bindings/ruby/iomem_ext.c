@@ -2,6 +2,7 @@
 /* iomem_ext: the Ruby binding of libiomem (module IOMem: Region, Client), built on client/iomem.h only. */
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -854,6 +855,23 @@ static void client_call(VALUE self, void *(*fn)(void *), struct op *o)
 }
 
 /*
+ * A reply timeout in seconds as libiomem's milliseconds: nil or negative =
+ * -1 (forever). NaN or more than INT_MAX ms (about 24 days) raise
+ * RangeError: converting them to int would be undefined behaviour.
+ */
+static int timeout_to_ms(VALUE t)
+{
+        double d;
+
+        if (NIL_P(t))
+                return -1;
+        d = NUM2DBL(t);
+        if (d != d || d * 1000.0 + 0.5 >= (double)INT_MAX)
+                rb_raise(rb_eRangeError, "timeout must be nil or seconds up to about 24 days");
+        return d < 0 ? -1 : (int)(d * 1000.0 + 0.5);
+}
+
+/*
  * Client.new(socket: nil, timeout: nil) - connect to iomemd. socket nil =
  * libiomem's default ($IOMEM_SOCKET, else a per-user daemon's
  * $XDG_RUNTIME_DIR/iomemd.sock, else /run/iomemd/iomemd.sock). timeout:
@@ -879,6 +897,8 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
                 sock = rb_get_path(vals[0]);
         if (rc->client)
                 rb_raise(rb_eRuntimeError, "client already connected");
+        if (vals[1] != Qundef)
+                timeout_to_ms(vals[1]); /* a bad timeout raises before connecting */
         o.name = name_copy(sock, path, true);
         rb_thread_call_without_gvl(op_connect, &o, RUBY_UBF_IO, NULL);
         if (o.r == -ENOENT) { /* iomem_strerror() would speak of a region */
@@ -891,11 +911,8 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
                 raise_op_error(&o, "connect", sock);
         rc->client = o.client;
         rc->events = o.events;
-        if (vals[1] != Qundef && !NIL_P(vals[1])) {
-                double t = NUM2DBL(vals[1]);
-
-                iomem_client_set_timeout(rc->client, t < 0 ? -1 : (int)(t * 1000.0 + 0.5));
-        }
+        if (vals[1] != Qundef)
+                iomem_client_set_timeout(rc->client, timeout_to_ms(vals[1]));
         return self;
 }
 
@@ -932,11 +949,11 @@ static VALUE client_fileno(VALUE self)
 static VALUE client_set_timeout(VALUE self, VALUE t)
 {
         struct rb_client *rc = client_get(self);
-        double d = NIL_P(t) ? -1.0 : NUM2DBL(t);
+        int ms = timeout_to_ms(t);
 
         if (!rc->client)
                 rb_raise(rb_eIOError, "closed client");
-        iomem_client_set_timeout(rc->client, d < 0 ? -1 : (int)(d * 1000.0 + 0.5));
+        iomem_client_set_timeout(rc->client, ms);
         return t;
 }
 

@@ -317,6 +317,12 @@ class TestClient < IOMemTest::Case
     @c.timeout = 30
     @c.ping
     @c.timeout = nil
+    # NaN or a timeout past INT_MAX ms cannot become an int (undefined behaviour; it silently meant "forever")
+    [Float::NAN, 1e10, Float::INFINITY].each do |t|
+      assert_raises(RangeError) { @c.timeout = t }
+      assert_raises(RangeError) { IOMem::Client.new(socket: DAEMON.socket, timeout: t) }
+    end
+    @c.ping
   end
 
   def test_threads_share_one_client
