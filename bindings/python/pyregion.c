@@ -44,7 +44,8 @@ static void pyregion_unmap(PyIomemRegion *self)
 /*
  * pyregion_map_all() - make self->addr map the whole region at the size
  * fstat reports now, writable unless the fd is read-only or the region is
- * sealed against writes. Only with no exports (a live buffer pins the mapping).
+ * sealed against writes. Only with no exports (a live buffer pins the mapping)
+ * or no mapping yet (a running Client.register() pins the region without one).
  * Return: 0 or -1 with an exception.
  */
 static int pyregion_map_all(PyIomemRegion *self)
@@ -96,7 +97,13 @@ static int pyregion_getbuffer(PyObject *obj, Py_buffer *view, int flags)
         PyIomemRegion *self = (PyIomemRegion *)obj;
         void *buf;
 
-        if (pyregion_check_open(self) < 0 || (self->exports == 0 && pyregion_map_all(self) < 0)) {
+        /*
+         * Map when nothing pins the mapping, or when nothing is mapped yet: Client.register() pins the
+         * region (exports) without a mapping while it runs without the GIL, and a buffer made meanwhile
+         * would otherwise be 0 bytes long.
+         */
+        if (pyregion_check_open(self) < 0 ||
+            ((self->exports == 0 || !self->addr) && pyregion_map_all(self) < 0)) {
                 view->obj = NULL;
                 return -1;
         }

@@ -376,6 +376,33 @@ class TestClient(FdCheckedCase):
         with self.assertRaises(ValueError):
             c.chown("t.mode", uid=-1)
 
+    def test_buffer_while_register_runs(self):
+        # register() pins the region (as a buffer would) while it runs without the GIL; a memoryview made
+        # meanwhile must still map the whole region (it was a 0-byte view: the pin skipped the mapping)
+        c = self.client()
+        with iomem.Region(8192) as mine:
+            mine.seal(iomem.REGISTER_SEALS)
+            os.kill(self.daemon.proc.pid, signal.SIGSTOP)  # the REGISTER waits unanswered
+            try:
+                t = threading.Thread(target=c.register, args=("t.pinned", mine))
+                t.start()
+                for _ in range(1000):  # until register() runs: resize (to the same size) is refused
+                    try:
+                        mine.resize(8192)
+                    except BufferError:
+                        break
+                    time.sleep(0.01)
+                else:
+                    self.fail("register() did not start")
+                with memoryview(mine) as m:
+                    self.assertEqual(len(m), 8192)
+                    m[0:6] = b"pinned"
+            finally:
+                os.kill(self.daemon.proc.pid, signal.SIGCONT)
+            t.join()
+            with c.open("t.pinned") as other, memoryview(other) as m:
+                self.assertEqual(bytes(m[0:6]), b"pinned")
+
     def test_register(self):
         c = self.client()
         with iomem.Region(4096) as mine:
