@@ -419,7 +419,7 @@ static int client_hello(struct iomem_client *c)
         return r;
 }
 
-static int client_connect(const char *path, uint32_t hello_flags, struct iomem_client **clientp)
+static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms, struct iomem_client **clientp)
 {
         struct iomem_client *c;
         int r;
@@ -430,7 +430,7 @@ static int client_connect(const char *path, uint32_t hello_flags, struct iomem_c
         if (!c)
                 return -ENOMEM;
         c->fd = -1;
-        c->timeout_ms = -1;
+        c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
         c->reconnect_ms = IOMEM_RECONNECT_DEFAULT_MS;
         c->next_id = 1;
         c->hello_flags = hello_flags;
@@ -446,7 +446,7 @@ static int client_connect(const char *path, uint32_t hello_flags, struct iomem_c
                 goto fail;
         } else
                 memcpy(c->path, path, strlen(path) + 1);
-        r = client_open(c, -1);
+        r = client_open(c, c->timeout_ms);
         if (r < 0)
                 goto fail;
         *clientp = c;
@@ -459,14 +459,21 @@ fail:
 
 IOMEM_EXPORT int iomem_connect(const char *path, struct iomem_client **clientp)
 {
-        return client_connect(path, 0, clientp);
+        return client_connect(path, 0, -1, clientp);
 }
 
 IOMEM_EXPORT int iomem_connect_flags(const char *path, uint32_t flags, struct iomem_client **clientp)
 {
         if (flags & ~IOMEM_CONNECT_EVENTS)
                 return -EINVAL;
-        return client_connect(path, flags & IOMEM_CONNECT_EVENTS ? PROTO_HELLO_EVENTS : 0, clientp);
+        return iomem_connect_timeout(path, flags, -1, clientp);
+}
+
+IOMEM_EXPORT int iomem_connect_timeout(const char *path, uint32_t flags, int timeout_ms, struct iomem_client **clientp)
+{
+        if (flags & ~IOMEM_CONNECT_EVENTS)
+                return -EINVAL;
+        return client_connect(path, flags & IOMEM_CONNECT_EVENTS ? PROTO_HELLO_EVENTS : 0, timeout_ms, clientp);
 }
 
 IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)

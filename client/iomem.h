@@ -475,6 +475,17 @@ int iomem_register(struct iomem_client *client, const char *name, const struct i
  */
 int iomem_connect_flags(const char *path, uint32_t flags, struct iomem_client **clientp);
 
+/*
+ * iomem_connect_timeout() - iomem_connect_flags() that waits at most
+ * @timeout_ms for the daemon (-1 = forever, as iomem_connect()), and sets
+ * that as the reply timeout (iomem_client_set_timeout()). A stopped or hung
+ * daemon, or a socket whose service is still starting, otherwise keeps
+ * iomem_connect() waiting for the HELLO reply without end.
+ * Return: as iomem_connect_flags(); -ETIMEDOUT if the daemon did not answer
+ * in time; -EAGAIN if the socket's listen backlog is full.
+ */
+int iomem_connect_timeout(const char *path, uint32_t flags, int timeout_ms, struct iomem_client **clientp);
+
 /* iomem_event.kind: the event opcodes of the protocol */
 enum iomem_event_kind {
         IOMEM_EVENT_OVERFLOW = 0x0301,  /* events were dropped: re-read the state (iomem_list) */

@@ -155,10 +155,10 @@ static PyObject *pyclient_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
          * predates it refuses it with EINVAL: then connect without (watch, publish and generations fail with
          * EOPNOTSUPP) */
         Py_BEGIN_ALLOW_THREADS
-        r = iomem_connect_flags(path, IOMEM_CONNECT_EVENTS, &client);
+        r = iomem_connect_timeout(path, IOMEM_CONNECT_EVENTS, timeout_ms, &client); /* a stopped daemon: ETIMEDOUT */
         if (r == -EINVAL) {
                 events = 0;
-                r = iomem_connect(path, &client);
+                r = iomem_connect_timeout(path, 0, timeout_ms, &client);
         }
         Py_END_ALLOW_THREADS
         if (r < 0) {

@@ -557,10 +557,11 @@ static void *op_connect(void *p)
 
         /* EVENTS costs nothing until a watch is made; a daemon that predates it refuses it with EINVAL */
         o->events = true;
-        o->r = iomem_connect_flags(o->name, IOMEM_CONNECT_EVENTS, &o->client);
+        /* wait_ms: the reply timeout, also for the HELLO of a stopped daemon */
+        o->r = iomem_connect_timeout(o->name, IOMEM_CONNECT_EVENTS, o->wait_ms, &o->client);
         if (o->r == -EINVAL) {
                 o->events = false;
-                o->r = iomem_connect(o->name, &o->client);
+                o->r = iomem_connect_timeout(o->name, 0, o->wait_ms, &o->client);
         }
         return NULL;
 }
@@ -897,8 +898,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
                 sock = rb_get_path(vals[0]);
         if (rc->client)
                 rb_raise(rb_eRuntimeError, "client already connected");
-        if (vals[1] != Qundef)
-                timeout_to_ms(vals[1]); /* a bad timeout raises before connecting */
+        o.wait_ms = vals[1] != Qundef ? timeout_to_ms(vals[1]) : -1; /* a bad timeout raises before connecting */
         o.name = name_copy(sock, path, true);
         rb_thread_call_without_gvl(op_connect, &o, RUBY_UBF_IO, NULL);
         if (o.r == -ENOENT) { /* iomem_strerror() would speak of a region */

@@ -450,6 +450,45 @@ START_TEST(test_reconnect_window_per_call)
 }
 END_TEST
 
+/* A daemon that never answers HELLO (stopped, hung): iomem_connect_timeout() gives up (iomem_connect() waits). */
+START_TEST(test_connect_timeout)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char dir[] = "/tmp/test-it-reconnect.XXXXXX";
+        struct iomem_client *c = NULL;
+        int lfd, fill[64], nfill = 0;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", dir);
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(lfd, 0);
+        ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(lfd, 1), 0); /* never accepted */
+        ck_assert_int_eq(iomem_connect_timeout(sa.sun_path, 0, 200, &c), -ETIMEDOUT);
+        ck_assert_ptr_null(c);
+        /* the backlog full: refused at once rather than waiting for a slot */
+        for (;;) {
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+                ck_assert_int_ge(fd, 0);
+                if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                        ck_assert_int_eq(errno, EAGAIN);
+                        close(fd);
+                        break;
+                }
+                ck_assert_int_lt(nfill, 64);
+                fill[nfill++] = fd;
+        }
+        ck_assert_int_eq(iomem_connect_timeout(sa.sun_path, 0, 200, &c), -EAGAIN);
+        ck_assert_ptr_null(c);
+        while (nfill > 0)
+                close(fill[--nfill]);
+        close(lfd);
+        unlink(sa.sun_path);
+        ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 static Suite *reconnect_suite(void)
 {
         Suite *s = suite_create("reconnect");
@@ -465,6 +504,7 @@ static Suite *reconnect_suite(void)
         tcase_add_test(tc, test_reconnect_window);
         tcase_add_test(tc, test_reconnect_backlog_full);
         tcase_add_test(tc, test_reconnect_window_per_call);
+        tcase_add_test(tc, test_connect_timeout);
         tcase_add_test(tc, test_default_socket);
         suite_add_tcase(s, tc);
         return s;

@@ -303,6 +303,16 @@ class TestClient < IOMemTest::Case
     assert_raises(IOError) { @c.register(n("c"), closed) }
   end
 
+  # A daemon that never answers HELLO (stopped, hung): timeout: bounds Client.new too (it hung for ever).
+  def test_connect_timeout_stopped_daemon
+    path = File.join(DAEMON.dir, "mute.sock")
+    mute = UNIXServer.new(path) # never accepted
+    assert_raises(Errno::ETIMEDOUT) { IOMem::Client.new(socket: path, timeout: 0.2) }
+  ensure
+    mute&.close
+    File.unlink(path) if path && File.exist?(path)
+  end
+
   def test_ping_status_quota_timeout
     assert_same @c, @c.ping
     st = @c.status

@@ -6,6 +6,7 @@ import fcntl
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -375,6 +376,16 @@ class TestClient(FdCheckedCase):
             c.chown("t.none", gid=0)
         with self.assertRaises(ValueError):
             c.chown("t.mode", uid=-1)
+
+    def test_connect_timeout_stopped_daemon(self):
+        # a daemon that never answers HELLO (stopped, hung): the timeout bounds the connect too (it hung for ever)
+        path = os.path.join(self.daemon.dir, "mute.sock")
+        with socket.socket(socket.AF_UNIX) as mute:
+            mute.bind(path)
+            mute.listen(8)  # never accepted
+            with self.assertRaises(TimeoutError):
+                iomem.Client(path, timeout=0.2)
+        os.unlink(path)
 
     def test_buffer_while_register_runs(self):
         # register() pins the region (as a buffer would) while it runs without the GIL; a memoryview made
