@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,7 +57,17 @@ struct dp_reply {
         int error;
         uint64_t t1_ns;
         uint64_t sum;
+        uint64_t faults; /* the receiver's page faults (minor + major) during the command: counted, not timed */
 };
+
+static uint64_t dp_faults(void)
+{
+        struct rusage ru;
+
+        if (getrusage(RUSAGE_SELF, &ru) < 0)
+                return 0;
+        return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
+}
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -138,9 +149,11 @@ static int dp_receiver(const char *socket, int ctl, int pipe_rd)
         for (;;) {
                 struct dp_cmd cmd;
                 struct dp_reply rep = { 0 };
+                uint64_t faults0;
 
                 if (dp_io_full(ctl, &cmd, sizeof(cmd), 0) < 0 || cmd.mode == DP_QUIT)
                         break;
+                faults0 = dp_faults();
                 if (cmd.mode == DP_PIPE_COPY || cmd.mode == DP_PIPE_READ) {
                         for (uint64_t left = cmd.bytes; left > 0 && rep.error == 0;) {
                                 size_t n = left < DP_CHUNK ? (size_t)left : DP_CHUNK;
@@ -174,6 +187,7 @@ static int dp_receiver(const char *socket, int ctl, int pipe_rd)
                 } else {
                         rep.error = dp_receive_region(c, cmd.mode, cmd.bytes, &rep.sum, &rep.t1_ns);
                 }
+                rep.faults = dp_faults() - faults0;
                 if (dp_io_full(ctl, &rep, sizeof(rep), 1) < 0)
                         break;
         }
@@ -193,8 +207,8 @@ struct dp_sender {
         uint64_t expect; /* checksum of every byte */
 };
 
-/* One timed transfer in @mode. Return: 0 with *nsp; negative errno; -EBADMSG on a wrong checksum. */
-static int dp_once(struct dp_sender *s, int mode, uint64_t *nsp)
+/* One timed transfer in @mode. Return: 0 with *nsp (and *faultsp); negative errno; -EBADMSG on a wrong checksum. */
+static int dp_once_faults(struct dp_sender *s, int mode, uint64_t *nsp, uint64_t *faultsp)
 {
         struct dp_cmd cmd = { .mode = mode, .bytes = s->bytes };
         struct dp_reply rep;
@@ -222,14 +236,31 @@ static int dp_once(struct dp_sender *s, int mode, uint64_t *nsp)
             rep.sum != s->expect)
                 return -EBADMSG;
         *nsp = rep.t1_ns - t0;
+        if (faultsp)
+                *faultsp = rep.faults;
         return 0;
 }
 
-int dataplane_run(const char *socket, uint64_t bytes, int reps, int pin, struct stats_result *res)
+static int dp_once(struct dp_sender *s, int mode, uint64_t *nsp)
 {
-        static const int order[] = { DP_PIPE_COPY, DP_HANDOVER, DP_PIPE_READ, DP_READ, DP_READ_POPULATE,
-                                     DP_READ_POPULATE_READ, DP_READ_HUGEPAGE, DP_PREMAP, DP_READ_PREMAPPED,
-                                     DP_HANDOVER_NOTIFY };
+        return dp_once_faults(s, mode, nsp, NULL);
+}
+
+/* Return: "hugetlb", "thp" or "normal" for a region's flags. */
+static const char *dp_pages_name(uint32_t flags)
+{
+        return flags & IOMEM_REGION_HUGETLB ? "hugetlb" : flags & IOMEM_REGION_THP ? "thp" : "normal";
+}
+
+/*
+ * The run: a region of @bytes made with @create_flags, the modes of @order
+ * in turn; each row's scenario name gets @suffix. Return: as dataplane_run().
+ */
+static int dataplane_run_modes(const char *socket, uint64_t bytes, int reps, int pin, uint32_t create_flags,
+                               const char *suffix, const int *order, size_t norder, struct stats_result *res)
+{
+        struct iomem_create_opts opts = { .flags = create_flags };
+        uint64_t create_ns = 0;
         struct iomem_client *c = NULL;
         struct iomem_region *region = NULL;
         struct dp_sender s = { .ctl = -1, .pipe_wr = -1, .bytes = bytes };
@@ -251,8 +282,11 @@ int dataplane_run(const char *socket, uint64_t bytes, int reps, int pin, struct 
         s.expect = dp_sum(pattern, DP_CHUNK) * (bytes / DP_CHUNK);
 
         r = iomem_connect(socket, &c);
-        if (r == 0)
-                r = iomem_create(c, DP_NAME, bytes, NULL, &region);
+        if (r == 0) {
+                create_ns = stats_now_ns();
+                r = iomem_create(c, DP_NAME, bytes, &opts, &region);
+                create_ns = stats_now_ns() - create_ns;
+        }
         if (r == 0)
                 r = iomem_region_map(region, 0, bytes, PROT_READ | PROT_WRITE, &map);
         if (r < 0)
@@ -284,10 +318,10 @@ int dataplane_run(const char *socket, uint64_t bytes, int reps, int pin, struct 
         s.ctl = sv[0];
         s.pipe_wr = pfd[1];
 
-        for (size_t k = 0; k < sizeof(order) / sizeof(order[0]) && r == 0; k++) {
+        for (size_t k = 0; k < norder && r == 0; k++) {
                 int mode = order[k];
                 struct stats st;
-                uint64_t ns, total = 0;
+                uint64_t ns, total = 0, faults = 0, f = 0;
 
                 if (mode == DP_PREMAP) {
                         r = dp_once(&s, mode, &ns);
@@ -298,20 +332,32 @@ int dataplane_run(const char *socket, uint64_t bytes, int reps, int pin, struct 
                         break;
                 r = dp_once(&s, mode, &ns); /* warm-up */
                 for (int i = 0; i < reps && r == 0; i++) {
-                        r = dp_once(&s, mode, &ns);
+                        r = dp_once_faults(&s, mode, &ns, &f);
                         if (r == 0) {
                                 stats_add(&st, ns);
                                 total += ns;
+                                faults += f;
                         }
                 }
                 if (r == 0) {
                         struct stats_result *x = &res[nres++];
+                        char name[48];
                         double p50_s;
 
-                        stats_finish(&st, (double)total / 1e9, dp_names[mode].scenario, dp_names[mode].desc, x);
+                        snprintf(name, sizeof(name), "%s%s", dp_names[mode].scenario, suffix);
+                        stats_finish(&st, (double)total / 1e9, name, dp_names[mode].desc, x);
                         p50_s = x->p50_us / 1e6;
                         stats_extra(x, "bytes", "%llu", (unsigned long long)bytes);
                         stats_extra(x, "gib_per_s", "%.3f", p50_s > 0 ? (double)bytes / (1u << 30) / p50_s : 0);
+                        /* page faults are counted, not timed: they hold still on a loaded machine */
+                        stats_extra(x, "receiver_faults", "%llu", (unsigned long long)(reps ? faults / (uint64_t)reps : 0));
+                        if (create_flags) {
+                                /* what the daemon made, and what making it cost (a reservation allocates it all) */
+                                stats_extra(x, "pages", "\"%s\"", dp_pages_name(iomem_region_flags(region)));
+                                stats_extra(x, "reserved", "%s",
+                                            iomem_region_flags(region) & IOMEM_REGION_RESERVED ? "true" : "false");
+                                stats_extra(x, "create_ms", "%.1f", (double)create_ns / 1e6);
+                        }
                 } else {
                         fprintf(stderr, "iomem-bench: %s: %s\n", dp_names[mode].scenario, strerror(-r));
                 }
@@ -342,4 +388,22 @@ out:
         iomem_disconnect(c);
         free(pattern);
         return r < 0 ? r : nres;
+}
+
+int dataplane_run(const char *socket, uint64_t bytes, int reps, int pin, struct stats_result *res)
+{
+        static const int order[] = { DP_PIPE_COPY, DP_HANDOVER, DP_PIPE_READ, DP_READ, DP_READ_POPULATE,
+                                     DP_READ_POPULATE_READ, DP_READ_HUGEPAGE, DP_PREMAP, DP_READ_PREMAPPED,
+                                     DP_HANDOVER_NOTIFY };
+
+        return dataplane_run_modes(socket, bytes, reps, pin, 0, "", order, sizeof(order) / sizeof(order[0]), res);
+}
+
+int dataplane_run_pages(const char *socket, uint64_t bytes, int reps, int pin, uint32_t create_flags,
+                        const char *suffix, struct stats_result *res)
+{
+        static const int order[] = { DP_HANDOVER, DP_READ, DP_PREMAP, DP_READ_PREMAPPED };
+
+        return dataplane_run_modes(socket, bytes, reps, pin, create_flags, suffix, order,
+                                   sizeof(order) / sizeof(order[0]), res);
 }

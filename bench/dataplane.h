@@ -20,3 +20,13 @@
  * negative errno.
  */
 int dataplane_run(const char *socket, uint64_t bytes, int reps, int pin, struct stats_result *res);
+
+/*
+ * dataplane_run_pages() - the handover, read-every-byte and kept-mapping rows
+ * for a region created with @create_flags (IOMEM_CREATE_HUGE,
+ * IOMEM_CREATE_RESERVE...), named with @suffix (e.g. "-huge"); each row
+ * records the pages the daemon gave (pages, reserved) and the CREATE's time
+ * (create_ms). Return: as dataplane_run().
+ */
+int dataplane_run_pages(const char *socket, uint64_t bytes, int reps, int pin, uint32_t create_flags,
+                        const char *suffix, struct stats_result *res);

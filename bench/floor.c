@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -258,5 +261,121 @@ int floor_shm(const struct runner_opts *o, size_t map_size, size_t sample_cap, s
                 stats_deinit(&s);
         }
         shm_unlink(name);
+        return r;
+}
+
+/* ---- the cold floor: a fresh connection per operation to a bare server ---- */
+
+struct floor_cold_ctx {
+        struct sockaddr_un sa;
+        size_t map_size;
+        uint8_t req[PROTO_HEADER_SIZE + 64];
+        size_t req_len;
+        size_t reply_len;
+};
+
+/* The bare server: accept, read one request, answer with the reply and the memfd, close; forever. */
+static int floor_cold_server(int lfd, int memfd)
+{
+        for (;;) {
+                int sock = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+                if (sock < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        return 1;
+                }
+                /* floor_server() answers until EOF: the client closes after its one reply */
+                if (floor_server(sock, memfd) != 0) {
+                        close(sock);
+                        return 1;
+                }
+                close(sock);
+        }
+}
+
+static int floor_cold_op(void *userdata)
+{
+        struct floor_cold_ctx *c = userdata;
+        struct floor_ctx x = { .map_size = c->map_size, .req_len = c->req_len, .reply_len = c->reply_len };
+        int r;
+
+        memcpy(x.req, c->req, c->req_len);
+        x.sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (x.sock < 0)
+                return -errno;
+        if (connect(x.sock, (const struct sockaddr *)&c->sa, sizeof(c->sa)) < 0) {
+                r = -errno;
+                close(x.sock);
+                return r;
+        }
+        r = floor_socketpair_op(&x);
+        close(x.sock);
+        return r;
+}
+
+int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, struct stats_result *res)
+{
+        struct proto_region_info info = { 0 };
+        struct proto_open open_req = { .name = FLOOR_NAME };
+        struct floor_cold_ctx c = { .sa = { .sun_family = AF_UNIX }, .map_size = map_size };
+        char dir[] = "/tmp/iomem-bench-cold-XXXXXX";
+        uint8_t payload[256];
+        struct stats s;
+        int lfd, memfd, len, r, status;
+        double seconds;
+        pid_t pid;
+
+        len = floor_frame(PROTO_OP_OPEN, 0, 0, payload, proto_open_encode(&open_req, payload, sizeof(payload)),
+                          c.req, sizeof(c.req));
+        if (len < 0)
+                return len;
+        c.req_len = (size_t)len;
+        len = proto_region_info_encode(&info, payload, sizeof(payload));
+        if (len < 0)
+                return len;
+        c.reply_len = PROTO_HEADER_SIZE + (size_t)len;
+        if (!mkdtemp(dir))
+                return -errno;
+        snprintf(c.sa.sun_path, sizeof(c.sa.sun_path), "%s/s", dir);
+
+        memfd = memfd_create("iomem-bench-floor", MFD_CLOEXEC);
+        if (memfd < 0) {
+                r = -errno;
+                rmdir(dir);
+                return r;
+        }
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (ftruncate(memfd, (off_t)map_size) < 0 || lfd < 0 ||
+            bind(lfd, (const struct sockaddr *)&c.sa, sizeof(c.sa)) < 0 || listen(lfd, 1024) < 0) {
+                r = -errno;
+                goto out;
+        }
+        pid = fork();
+        if (pid < 0) {
+                r = -errno;
+                goto out;
+        }
+        if (pid == 0)
+                _exit(floor_cold_server(lfd, memfd));
+
+        r = stats_init(&s, sample_cap);
+        if (r == 0)
+                r = runner_loop(floor_cold_op, &c, o, &s, &seconds);
+        kill(pid, SIGTERM);
+        waitpid(pid, &status, 0);
+        if (r == 0 && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM))
+                r = -ECHILD;
+        if (r == 0)
+                stats_finish(&s, seconds, "floor-cold",
+                             "connect to a bare server + request + reply with 1 memfd, mmap + munmap + close, "
+                             "no daemon", res);
+        stats_deinit(&s);
+out:
+        if (lfd >= 0)
+                close(lfd);
+        close(memfd);
+        unlink(c.sa.sun_path);
+        rmdir(dir);
         return r;
 }

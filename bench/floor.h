@@ -14,6 +14,15 @@
 int floor_socketpair(const struct runner_opts *o, size_t map_size, size_t sample_cap, struct stats_result *res);
 
 /*
+ * floor_cold() - the cold floor: per operation, connect to a forked bare
+ * server (blocking accept, no event loop, no parsing), one request frame of
+ * the size of an OPEN, one reply of the size of OPEN's reply carrying one
+ * memfd, map (@map_size, read-write), unmap, close both.
+ * Return: 0 with *res filled; negative errno.
+ */
+int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, struct stats_result *res);
+
+/*
  * floor_shm() - shm_open of an existing object, mmap, munmap, close.
  * Return: 0 with *res filled; negative errno.
  */

@@ -26,6 +26,7 @@
 
 #define BENCH_MAP_SIZE 4096
 #define BENCH_OPEN_NAME "bench-open"
+#define BENCH_COLD_NAME "bench-cold"
 #define BENCH_MAX_RESULTS 48
 #define BENCH_SAMPLE_CAP (1u << 22)
 
@@ -230,6 +231,27 @@ static int bench_cold_open_op(void *userdata)
         return r;
 }
 
+/* A short-lived program: connect + HELLO + OPEN (pipelined by libiomem) + map + unmap + close + disconnect. */
+static int bench_cold_map_op(void *userdata)
+{
+        struct bench_conn *x = userdata;
+        struct iomem_client *c = NULL;
+        struct iomem_region *region = NULL;
+        void *p;
+        int r;
+
+        r = iomem_connect(x->socket, &c);
+        if (r == 0)
+                r = iomem_open(c, BENCH_COLD_NAME, 0, 0, &region);
+        if (r == 0)
+                r = iomem_region_map(region, 0, BENCH_MAP_SIZE, PROT_READ | PROT_WRITE, &p);
+        if (r == 0)
+                r = iomem_unmap(p, BENCH_MAP_SIZE);
+        iomem_region_free(region);
+        iomem_disconnect(c);
+        return r;
+}
+
 static int bench_client_setup(int index, void *arg, void **ctxp)
 {
         static struct bench_conn x; /* one per forked client process */
@@ -334,6 +356,27 @@ clients:
                 bench_fail(b, "dataplane", n);
         for (int i = 0; i < n; i++)
                 bench_record(b, &res[i]);
+        /* the same 1 GiB handed over with huge pages (what the system gives) and reserved up front */
+        {
+                static const struct {
+                        uint32_t flags;
+                        const char *suffix;
+                } pages[] = {
+                        { IOMEM_CREATE_HUGE, "-huge" },
+                        { IOMEM_CREATE_RESERVE, "-reserve" },
+                        { IOMEM_CREATE_HUGE | IOMEM_CREATE_RESERVE, "-huge-reserve" },
+                };
+
+                for (size_t k = 0; k < sizeof(pages) / sizeof(pages[0]); k++) {
+                        n = dataplane_run_pages(d.socket, b->plan.dp_bytes, b->plan.dp_reps,
+                                                b->pin && sysconf(_SC_NPROCESSORS_ONLN) > 1, pages[k].flags,
+                                                pages[k].suffix, res);
+                        if (n < 0)
+                                bench_fail(b, pages[k].suffix, n);
+                        for (int i = 0; i < n; i++)
+                                bench_record(b, &res[i]);
+                }
+        }
 out:
         iomem_disconnect(x.c);
         spawn_stop(&d);
@@ -431,6 +474,21 @@ static void bench_regions(struct bench *b)
         snprintf(desc, sizeof(desc), "OPEN + close of a random name, %u regions in the table", x.counter);
         bench_pin(b, d.pid, 1);
         bench_loop(b, "open-small-table", desc, bench_open_random_op, &x, NULL);
+        /* a 4 KiB region made now stays in the daemon (within its fd budget) whatever the table grows to */
+        {
+                struct iomem_region *cold = NULL;
+
+                r = iomem_create(x.c, BENCH_COLD_NAME, BENCH_MAP_SIZE, NULL, &cold);
+                iomem_region_free(cold);
+        }
+        if (r < 0) {
+                bench_fail(b, "cold setup", r);
+                goto out;
+        }
+        x.socket = d.socket;
+        snprintf(desc, sizeof(desc), "connect + OPEN + mmap + munmap + close + disconnect, %u regions",
+                 x.counter + 1);
+        bench_loop(b, "cold-small-table", desc, bench_cold_map_op, &x, NULL);
         bench_pin(b, d.pid, 0);
 
         r = spawn_rss(d.pid, &rss0);
@@ -465,6 +523,9 @@ static void bench_regions(struct bench *b)
         snprintf(desc, sizeof(desc), "OPEN + close of a random name, %u regions in the table", x.counter);
         bench_pin(b, d.pid, 1);
         bench_loop(b, "open-big-table", desc, bench_open_random_op, &x, NULL);
+        snprintf(desc, sizeof(desc), "connect + OPEN + mmap + munmap + close + disconnect, %u regions",
+                 x.counter + 1);
+        bench_loop(b, "cold-big-table", desc, bench_cold_map_op, &x, NULL);
         bench_pin(b, d.pid, 0);
 out:
         iomem_disconnect(x.c);
@@ -578,7 +639,9 @@ static void bench_targets(struct bench *b)
                                   *idle = bench_find(b, "idle-connections"),
                                   *pcopy = bench_find(b, "dp-pipe-copy"), *hand = bench_find(b, "dp-handover"),
                                   *pread = bench_find(b, "dp-pipe-read"), *rd = bench_find(b, "dp-read"),
-                                  *wake = bench_find(b, "floor-pipe-wake"), *pubn = bench_find(b, "publish-notified");
+                                  *wake = bench_find(b, "floor-pipe-wake"), *pubn = bench_find(b, "publish-notified"),
+                                  *cfloor = bench_find(b, "floor-cold"), *csmall = bench_find(b, "cold-small-table"),
+                                  *cbig = bench_find(b, "cold-big-table");
         const struct stats_result *best = NULL;
         FILE *t = stdout;
 
@@ -590,6 +653,11 @@ static void bench_targets(struct bench *b)
         fprintf(t, "\nTargets (ratios within this run; informational):\n");
         bench_target(b, t, "open-map/floor ops", "scenario 2 ops/s over the socketpair floor's",
                      bench_ratio(om, om ? om->ops_per_s : 0, floor, floor ? floor->ops_per_s : 0), 0.8, 1);
+        bench_target(b, t, "cold small/floor ops", "cold connect + OPEN + map, 100 regions, over the cold floor's",
+                     bench_ratio(csmall, csmall ? csmall->ops_per_s : 0, cfloor, cfloor ? cfloor->ops_per_s : 0),
+                     0.8, 1);
+        bench_target(b, t, "cold big/floor ops", "the same with the big table",
+                     bench_ratio(cbig, cbig ? cbig->ops_per_s : 0, cfloor, cfloor ? cfloor->ops_per_s : 0), 0.8, 1);
         bench_target(b, t, "clients-64 p99/p50", "latency spread at 64 clients",
                      bench_ratio(c64, c64 ? c64->p99_us : 0, c64, c64 ? c64->p50_us : 0), 3.0, 0);
         bench_target(b, t, "open big/small table p50", "OPEN p50 with the big table over the small one",
@@ -775,6 +843,11 @@ int main(int argc, char **argv)
                         bench_record(b, &res);
                 else
                         bench_fail(b, "floor-socketpair", r);
+                r = floor_cold(&fo, BENCH_MAP_SIZE, BENCH_SAMPLE_CAP, &res);
+                if (r == 0)
+                        bench_record(b, &res);
+                else
+                        bench_fail(b, "floor-cold", r);
                 r = floor_shm(&fo, BENCH_MAP_SIZE, BENCH_SAMPLE_CAP, &res);
                 if (r == 0)
                         bench_record(b, &res);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -43,6 +44,7 @@ static const char usage_text[] =
         "Commands:\n"
         "  create NAME SIZE [--exclusive] [--lease] [--resizable] [--mode MODE]\n"
         "                   [--backend memfd|shm|file] [--seal SEAL,...]\n"
+        "                   [--huge[=2M|1G]] [--reserve]   huge pages (with fallback), memory allocated now\n"
         "  write NAME [--offset N] [FILE]     copy FILE (or stdin) into the region\n"
         "  read NAME [--offset N] [--length N]  copy region bytes to stdout\n"
         "  stat NAME                          show a region (--json: one object)\n"
@@ -305,6 +307,13 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
                         break;
                 snprintf(buf, size, "%s (you are uid %u)", iomem_strerror(error), (unsigned)geteuid());
                 return buf;
+        case -ENOSPC:
+        case -ENOMEM:
+                /* the daemon says which: file system, fd store, memory cgroup, a reservation (create --reserve) */
+                if (!*msg || strncmp(msg, "cannot", 6) != 0)
+                        return iomem_strerror(error);
+                snprintf(buf, size, "%s: %s", msg, iomem_strerror(error));
+                return buf;
         case -EOPNOTSUPP:
         case -ENOTCONN:
                 if (*msg)
@@ -372,6 +381,13 @@ static int ctl_connect(struct ctl *c)
                 return ctl_error("connect: the default socket path is too long ($IOMEM_SOCKET or $XDG_RUNTIME_DIR)");
         snprintf(where, sizeof(where), "connect to %s (%s)", path, from);
         r = iomem_connect_flags(path, c->connect_flags, &c->client);
+        if (r == 0) {
+                /* wait for the HELLO answer here (libiomem would read it with the first reply): a refusal is
+                 * reported as a connection error, with its remedy, not as the command's failure */
+                r = iomem_client_handshake(c->client);
+                if (r < 0)
+                        c->client = iomem_disconnect(c->client);
+        }
         switch (r) {
         case 0:
                 return 0;
@@ -433,6 +449,8 @@ enum {
         OPT_LENGTH,
         OPT_TIMEOUT,
         OPT_READ_ONLY,
+        OPT_HUGE,
+        OPT_RESERVE,
         OPT_HELP,
         OPT_COUNT,
         OPT_EXPECT,
@@ -479,6 +497,8 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
                 { "length", required_argument, NULL, OPT_LENGTH },
                 { "timeout", required_argument, NULL, OPT_TIMEOUT },
                 { "read-only", no_argument, NULL, OPT_READ_ONLY },
+                { "huge", optional_argument, NULL, OPT_HUGE },
+                { "reserve", no_argument, NULL, OPT_RESERVE },
                 { "help", no_argument, NULL, OPT_HELP },
                 { "count", required_argument, NULL, OPT_COUNT },
                 { "expect", required_argument, NULL, OPT_EXPECT },
@@ -521,6 +541,20 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
                         break;
                 case OPT_RESIZABLE:
                         a->create_flags |= IOMEM_CREATE_RESIZABLE;
+                        break;
+                case OPT_HUGE:
+                        a->create_flags |= IOMEM_CREATE_HUGE;
+                        if (!optarg)
+                                break;
+                        if (strcasecmp(optarg, "2M") == 0 || strcasecmp(optarg, "2MiB") == 0)
+                                a->create_flags |= IOMEM_CREATE_HUGE_2MB;
+                        else if (strcasecmp(optarg, "1G") == 0 || strcasecmp(optarg, "1GiB") == 0)
+                                a->create_flags |= IOMEM_CREATE_HUGE_1GB;
+                        else
+                                return ctl_usage("%s: bad page size '%s' (2M or 1G)", cmd, optarg);
+                        break;
+                case OPT_RESERVE:
+                        a->create_flags |= IOMEM_CREATE_RESERVE;
                         break;
                 case OPT_MODE:
                         if (parse_mode(optarg, &a->mode) < 0)
@@ -603,7 +637,7 @@ static int cmd_create(struct ctl *c, int argc, char **argv)
 
         r = ctl_parse_args(c, argc, argv,
                            ALLOW(OPT_EXCLUSIVE) | ALLOW(OPT_LEASE) | ALLOW(OPT_RESIZABLE) | ALLOW(OPT_MODE) |
-                                   ALLOW(OPT_BACKEND) | ALLOW(OPT_SEAL),
+                                   ALLOW(OPT_BACKEND) | ALLOW(OPT_SEAL) | ALLOW(OPT_HUGE) | ALLOW(OPT_RESERVE),
                            2, 2, &a);
         if (r)
                 return r;
@@ -623,6 +657,14 @@ static int cmd_create(struct ctl *c, int argc, char **argv)
         r = iomem_create(c->client, a.pos[0], size, &opts, &region);
         if (r < 0)
                 return ctl_fail(c, r, "create %s", a.pos[0]);
+        if (a.create_flags & (IOMEM_CREATE_HUGE | IOMEM_CREATE_RESERVE)) {
+                uint32_t fl = iomem_region_flags(region);
+
+                /* what the daemon made: the pages it could get, and whether the memory is already there */
+                printf("pages: %s%s\n",
+                       fl & IOMEM_REGION_HUGETLB ? "hugetlb" : fl & IOMEM_REGION_THP ? "transparent-huge" : "normal",
+                       fl & IOMEM_REGION_RESERVED ? ", reserved" : "");
+        }
         region = iomem_region_free(region);
         return 0;
 }

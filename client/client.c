@@ -49,6 +49,9 @@ struct iomem_client {
          */
         int broken;
         bool gone;
+        /* iomem_connect() sent HELLO; its reply is read before the first request's (one round trip) */
+        bool hello_pending;
+        uint32_t hello_id;
         char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
         struct proto_hello_reply hello;
         char server_version[PROTO_VERSION_STRING_MAX + 1];
@@ -143,10 +146,26 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         if (r < 0 && opcode == PROTO_OP_HELLO && client_error_is_gone(r)) {
                 /* a daemon refusing us at accept may have closed before HELLO went out: its answer is queued */
                 timeout = 0;
+        } else if (r < 0 && c->hello_pending && client_error_is_gone(r)) {
+                /* the daemon may have refused the connection (HELLO error, then close): that is the answer */
+                int k = iomem_client_handshake(c);
+
+                /* no HELLO reply at all: the daemon went away before reading this request, which was not applied */
+                if (k < 0 && !(c->gone && k == -ECONNRESET))
+                        return k;
+                c->broken = r;
+                c->gone = true;
+                return -EPIPE;
         } else if (r < 0) {
                 c->broken = r;
                 c->gone = client_error_is_gone(r);
                 return c->gone ? -EPIPE : r;
+        }
+        if (c->hello_pending) {
+                /* the reply to the HELLO that iomem_connect() sent comes first */
+                r = iomem_client_handshake(c);
+                if (r < 0)
+                        return r;
         }
         r = client_recv_reply(c, &f, timeout);
         if (r < 0) {
@@ -200,13 +219,17 @@ static void client_close(struct iomem_client *c)
         c->fd = -1;
 }
 
+static int client_hello_send(struct iomem_client *c);
+
 /*
  * client_open() - a new socket connected to c->path, and the HELLO
- * handshake; the HELLO reply is awaited at most @timeout_ms (-1 = forever).
+ * handshake; the HELLO reply is awaited at most @timeout_ms (-1 = forever),
+ * or, with @pipelined, not at all: it is read before the first request's
+ * reply (iomem_client_handshake()).
  * Return: 0; negative errno from socket/connect (-ENOENT, -ECONNREFUSED,
  * -EACCES, -EAGAIN for a full backlog with a time limit...) or from HELLO.
  */
-static int client_open(struct iomem_client *c, int timeout_ms)
+static int client_open(struct iomem_client *c, int timeout_ms, bool pipelined)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int saved_timeout = c->timeout_ms;
@@ -243,6 +266,9 @@ static int client_open(struct iomem_client *c, int timeout_ms)
         if (r < 0)
                 return r;
         c->transport_ready = true;
+        c->hello_pending = false;
+        if (pipelined)
+                return client_hello_send(c);
         c->timeout_ms = timeout_ms;
         r = client_hello(c);
         c->timeout_ms = saved_timeout;
@@ -279,7 +305,8 @@ static int client_reconnect(struct iomem_client *c)
         }
         deadline = c->reconnect_deadline;
         for (;;) {
-                r = client_open(c, client_left_ms(deadline));
+                /* a reconnect waits for its HELLO reply: a refusal then is told from a daemon still starting */
+                r = client_open(c, client_left_ms(deadline), false);
                 if (r == 0)
                         r = client_rewatch(c);
                 if (r == 0) {
@@ -393,6 +420,24 @@ static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *p
         return client_call_fds(c, opcode, payload, len, NULL, 0, extra_ms, want_fds, replyp);
 }
 
+/* Return: 0 if @f is a HELLO reply we can work with; -EPROTO, -EPROTONOSUPPORT. */
+static int client_hello_check(struct iomem_client *c, const struct transport_frame *f)
+{
+        int r;
+
+        r = proto_hello_reply_decode(f->payload, f->hdr.length, &c->hello);
+        if (r < 0)
+                r = -EPROTO;
+        else if (c->hello.version != PROTO_VERSION)
+                r = -EPROTONOSUPPORT;
+        else {
+                snprintf(c->server_version, sizeof(c->server_version), "%s",
+                         c->hello.server_version ? c->hello.server_version : "");
+                c->hello.server_version = c->server_version;
+        }
+        return r;
+}
+
 /* HELLO: agree on the protocol version. Return: 0, -EPROTONOSUPPORT, negative errno. */
 static int client_hello(struct iomem_client *c)
 {
@@ -405,17 +450,83 @@ static int client_hello(struct iomem_client *c)
         r = client_call(c, PROTO_OP_HELLO, buf, proto_hello_encode(&m, buf, sizeof(buf)), 0, 0, &f);
         if (r < 0)
                 return r;
-        r = proto_hello_reply_decode(f.payload, f.hdr.length, &c->hello);
-        if (r < 0)
+        r = client_hello_check(c, &f);
+        transport_frame_deinit(&f);
+        return r;
+}
+
+/*
+ * Send HELLO without waiting for its reply (docs/protocol.md, section 6: the
+ * first request may follow at once); its reply is read by
+ * iomem_client_handshake(), before the first request's. It goes out now, not
+ * with the first request: a client may connect long before its first call,
+ * and the daemon drops connections that stay silent past its handshake
+ * timeout. Return: 0, negative errno.
+ */
+static int client_hello_send(struct iomem_client *c)
+{
+        struct proto_hello m = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
+                                 .flags = c->hello_flags };
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        struct proto_header h = { .opcode = PROTO_OP_HELLO, .id = c->next_id++ };
+        int len, r;
+
+        if (c->next_id == 0)
+                c->next_id = 1;
+        len = proto_hello_encode(&m, buf, sizeof(buf));
+        if (len < 0)
+                return len;
+        c->hello_id = h.id;
+        r = transport_send_blocking(&c->t, &h, buf, (size_t)len, NULL, 0, c->timeout_ms);
+        /* a daemon refusing us at accept may have closed before HELLO went out: its answer is queued */
+        if (r < 0 && !client_error_is_gone(r))
+                return r;
+        c->hello_pending = true;
+        return 0;
+}
+
+IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
+{
+        struct transport_frame f = { .nfds = 0 };
+        struct proto_error err;
+        int r;
+
+        if (!c)
+                return -EINVAL;
+        if (!c->hello_pending)
+                return c->broken ? -ENOTCONN : 0;
+        c->hello_pending = false;
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                f.fds[i] = -1;
+        r = transport_recv_blocking(&c->t, &f, c->timeout_ms);
+        if (r < 0) {
+                /* the daemon went away before answering HELLO: whatever was sent after it may or may not be applied */
+                c->broken = r;
+                c->gone = client_error_is_gone(r);
+                return c->gone ? -ECONNRESET : r;
+        }
+        /* a daemon that refuses the connection at accept answers HELLO with id 0 (allow-list, quota) */
+        if (f.hdr.opcode != PROTO_OP_HELLO || !(f.hdr.flags & PROTO_FLAG_REPLY) ||
+            (f.hdr.id != c->hello_id && !(f.hdr.id == 0 && (f.hdr.flags & PROTO_FLAG_ERROR)))) {
                 r = -EPROTO;
-        else if (c->hello.version != PROTO_VERSION)
-                r = -EPROTONOSUPPORT;
-        else {
-                snprintf(c->server_version, sizeof(c->server_version), "%s",
-                         c->hello.server_version ? c->hello.server_version : "");
-                c->hello.server_version = c->server_version;
+        } else if (f.hdr.flags & PROTO_FLAG_ERROR) {
+                r = proto_error_decode(f.payload, f.hdr.length, &err);
+                if (r < 0 || err.error >= 0 || f.nfds != 0) {
+                        r = -EPROTO;
+                } else {
+                        r = err.error;
+                        snprintf(c->error_message, sizeof(c->error_message), "%s",
+                                 err.message ? err.message : "");
+                }
+        } else if (f.nfds != 0) {
+                r = -EPROTO;
+        } else {
+                r = client_hello_check(c, &f);
         }
         transport_frame_deinit(&f);
+        /* after a failed handshake the daemon closes the connection: nothing more can succeed on it */
+        if (r < 0)
+                c->broken = r;
         return r;
 }
 
@@ -446,7 +557,13 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
                 goto fail;
         } else
                 memcpy(c->path, path, strlen(path) + 1);
-        r = client_open(c, c->timeout_ms);
+        /*
+         * A plain connect without a timeout pipelines HELLO (one round trip per
+         * cold call); with flags or a timeout it waits for the answer, so that a
+         * daemon that predates a flag (-EINVAL) or does not answer (-ETIMEDOUT)
+         * is told by the connect itself, as documented.
+         */
+        r = client_open(c, c->timeout_ms, hello_flags == 0 && c->timeout_ms < 0);
         if (r < 0)
                 goto fail;
         *clientp = c;
@@ -548,8 +665,9 @@ static int client_region_from_info(struct transport_frame *f, const struct proto
 
         f->fds[0] = -1;
         f->nfds = 0;
-        return region_new_consume_fd(fd, info.size, (enum iomem_backend)info.backend, info.flags, info.id,
-                                     regionp); /* fd consumed */
+        /* the transport received it with MSG_CMSG_CLOEXEC, and st is its fstat */
+        return region_new_stat_consume_fd(fd, &st, (enum iomem_backend)info.backend, info.flags, info.id,
+                                          regionp); /* fd consumed */
 }
 
 static int client_region_from_reply(struct transport_frame *f, struct iomem_region **regionp)

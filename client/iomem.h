@@ -84,6 +84,19 @@ enum iomem_backend {
 #define IOMEM_CREATE_EXCLUSIVE 0x0001u /* fail with -EEXIST if the name exists */
 #define IOMEM_CREATE_LEASE 0x0002u     /* delete the name when this connection closes */
 #define IOMEM_CREATE_RESIZABLE 0x0004u /* allow resizing later (memfd: no F_SEAL_SHRINK, F_SEAL_GROW) */
+/*
+ * Huge pages: hugetlb pages if the system's pool has them and the size is a
+ * multiple of the page size (taken from the pool at once), else transparent
+ * huge pages where the system gives them to shared memory, else normal
+ * pages. The region's flags say which (IOMEM_REGION_HUGETLB/THP). A mapping
+ * of a HUGETLB region must start and end on that page size.
+ */
+#define IOMEM_CREATE_HUGE 0x0008u
+/* Reserve: allocate all the memory now, so that no write can fail later for lack of it (-ENOSPC/-ENOMEM now) */
+#define IOMEM_CREATE_RESERVE 0x0010u
+/* with IOMEM_CREATE_HUGE: the hugetlb page size (default: the system's) */
+#define IOMEM_CREATE_HUGE_2MB (21u << 26)
+#define IOMEM_CREATE_HUGE_1GB (30u << 26)
 
 /* iomem_register() flags */
 #define IOMEM_REGISTER_LEASE 0x0001u /* delete the name when this connection closes */
@@ -102,6 +115,10 @@ enum iomem_backend {
 #define IOMEM_REGION_LEASED 0x0002u
 #define IOMEM_REGION_RESIZABLE 0x0004u
 #define IOMEM_REGION_ANONYMOUS 0x0008u
+/* set by iomem_create() with IOMEM_CREATE_HUGE or IOMEM_CREATE_RESERVE (the daemon's answer) */
+#define IOMEM_REGION_HUGETLB 0x0010u  /* hugetlb pages */
+#define IOMEM_REGION_THP 0x0020u      /* transparent huge pages where the kernel can (mappings ask for them) */
+#define IOMEM_REGION_RESERVED 0x0040u /* all its memory was allocated at creation */
 
 struct iomem_region;
 struct iomem_client;
@@ -189,17 +206,30 @@ const char *iomem_backend_name(enum iomem_backend backend);
 int iomem_socket_path(char *buf, size_t size);
 
 /*
- * iomem_connect() - connect to iomemd and do the HELLO handshake.
+ * iomem_connect() - connect to iomemd and send the HELLO handshake. It does
+ * not wait for the answer: the first request goes out at once and the HELLO
+ * reply is read just before its reply, so a short-lived program pays one
+ * round trip, not two. A refusal (-EACCES by the allow-list, -EDQUOT,
+ * -EPROTONOSUPPORT) is therefore returned by the first call on the client,
+ * or by iomem_client_handshake() for a caller that wants to know at once.
  * @path: socket path, or NULL for iomem_socket_path() (resolved once: a
  *        reconnect goes to the same path).
  * Return: 0; -ENOENT (no socket at the path) or -ECONNREFUSED (a socket
  * nobody listens on): no daemon, start it (iomemd.socket); -EACCES if the
- * socket's permissions refuse this uid, or the daemon's allow-list does;
- * -EPROTONOSUPPORT if no common protocol version;
- * -EDQUOT if the uid is at its connection quota; -ENAMETOOLONG; negative
- * errno.
+ * socket's permissions refuse this uid; -ENAMETOOLONG; negative errno.
  */
 int iomem_connect(const char *path, struct iomem_client **clientp);
+
+/*
+ * iomem_client_handshake() - wait for the answer to the HELLO that
+ * iomem_connect() sent, if it has not been read yet (any call on @client
+ * reads it first anyway). Calling it again returns 0 (or -ENOTCONN once the
+ * connection broke).
+ * Return: 0; -EPROTONOSUPPORT if no common protocol version; -EACCES if the
+ * daemon's allow-list refuses this uid; -EDQUOT if the uid is at its
+ * connection quota; -ETIMEDOUT (iomem_client_set_timeout()); negative errno.
+ */
+int iomem_client_handshake(struct iomem_client *client);
 
 /* Close the connection (leased regions go away). NULL-safe. Return: NULL. */
 struct iomem_client *iomem_disconnect(struct iomem_client *client);
@@ -261,9 +291,16 @@ struct iomem_create_opts {
 /*
  * iomem_create() - create a region in the daemon.
  * @name: NULL or "" for an anonymous region (only the returned fd refers to it).
- * @opts: NULL for defaults.
+ * @opts: NULL for defaults. With IOMEM_CREATE_HUGE or IOMEM_CREATE_RESERVE
+ *        in opts->flags, iomem_region_flags() says what the daemon made
+ *        (IOMEM_REGION_HUGETLB, IOMEM_REGION_THP, IOMEM_REGION_RESERVED); not
+ *        getting huge pages is not an error. A daemon older than these flags
+ *        answers -EINVAL.
  * Return: 0 with *regionp (read-write); -EEXIST (exclusive); -EINVAL (bad
- * name, flags, mode, seals); -EFBIG (size limit); -EDQUOT; -ENOSPC; ...
+ * name, flags, mode, seals); -EFBIG (size limit); -EDQUOT; -ENOSPC (file
+ * system full; with IOMEM_CREATE_RESERVE, also the hugetlb pool or file
+ * system could not hold the reservation); -ENOMEM (with
+ * IOMEM_CREATE_RESERVE: the daemon's memory cgroup is full); ...
  */
 int iomem_create(struct iomem_client *client, const char *name, uint64_t size,
                  const struct iomem_create_opts *opts, struct iomem_region **regionp);
@@ -470,8 +507,11 @@ int iomem_register(struct iomem_client *client, const char *name, const struct i
 
 /*
  * iomem_connect_flags() - iomem_connect() with @flags (IOMEM_CONNECT_*).
+ * Unlike iomem_connect(), with flags it waits for the HELLO answer, so that
+ * a refusal comes from here.
  * Return: as iomem_connect(); -EINVAL for unknown flags, or from a daemon
- * that does not know IOMEM_CONNECT_EVENTS.
+ * that does not know IOMEM_CONNECT_EVENTS; -EACCES, -EDQUOT,
+ * -EPROTONOSUPPORT as iomem_client_handshake().
  */
 int iomem_connect_flags(const char *path, uint32_t flags, struct iomem_client **clientp);
 

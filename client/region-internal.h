@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "iomem.h"
 
@@ -24,6 +25,14 @@
  */
 int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uint32_t flags, uint64_t id,
                           struct iomem_region **regionp);
+
+/*
+ * region_new_stat_consume_fd() - region_new_consume_fd() for an fd already
+ * checked with fstat (*@st) and known to be close-on-exec (received with
+ * MSG_CMSG_CLOEXEC): two syscalls fewer per OPEN. Return: as region_new_consume_fd().
+ */
+int region_new_stat_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
+                               uint64_t id, struct iomem_region **regionp);
 
 /* For __attribute__((cleanup(region_freep))). */
 static inline void region_freep(struct iomem_region **regionp)

@@ -33,8 +33,15 @@ _Static_assert(IOMEM_REGION_RDONLY == PROTO_REGION_RDONLY && IOMEM_REGION_LEASED
                        IOMEM_REGION_ANONYMOUS == PROTO_REGION_ANONYMOUS,
                "IOMEM_REGION_* must be the PROTO_REGION_* bits");
 
-#define REGION_FLAGS_KNOWN \
-        (IOMEM_REGION_RDONLY | IOMEM_REGION_LEASED | IOMEM_REGION_RESIZABLE | IOMEM_REGION_ANONYMOUS)
+_Static_assert(IOMEM_REGION_HUGETLB == PROTO_REGION_HUGETLB && IOMEM_REGION_THP == PROTO_REGION_THP &&
+                       IOMEM_REGION_RESERVED == PROTO_REGION_RESERVED &&
+                       IOMEM_CREATE_HUGE == PROTO_CREATE_HUGE && IOMEM_CREATE_RESERVE == PROTO_CREATE_RESERVE &&
+                       IOMEM_CREATE_HUGE_2MB == (21u << PROTO_CREATE_HUGE_SHIFT),
+               "IOMEM_REGION_*/IOMEM_CREATE_* page bits must be the PROTO_* bits");
+
+#define REGION_FLAGS_KNOWN                                                                          \
+        (IOMEM_REGION_RDONLY | IOMEM_REGION_LEASED | IOMEM_REGION_RESIZABLE | IOMEM_REGION_ANONYMOUS | \
+         IOMEM_REGION_HUGETLB | IOMEM_REGION_THP | IOMEM_REGION_RESERVED)
 
 struct iomem_region {
         int fd;
@@ -60,11 +67,33 @@ static bool region_backend_valid(enum iomem_backend backend)
 int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uint32_t flags, uint64_t id,
                           struct iomem_region **regionp)
 {
-        struct iomem_region *region;
         struct stat st;
-        int fl, r;
+        int r;
 
         (void)size; /* the fd is the truth (S1): fstat below */
+
+        if (fd < 0)
+                return -EBADF;
+        /* D7: only regular files can be memory regions; this also refuses O_PATH fds below */
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        /* D9: whatever the sender did, our copy does not survive exec */
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        return region_new_stat_consume_fd(fd, &st, backend, flags, id, regionp);
+}
+
+int region_new_stat_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
+                               uint64_t id, struct iomem_region **regionp)
+{
+        struct iomem_region *region;
+        int fl, r;
 
         if (fd < 0)
                 return -EBADF;
@@ -77,12 +106,7 @@ int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uin
         if (!region_backend_valid(backend))
                 backend = IOMEM_BACKEND_AUTO;
 
-        /* D7: only regular files can be memory regions; this also refuses O_PATH fds below */
-        if (fstat(fd, &st) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (!S_ISREG(st.st_mode) || st.st_size < 0) {
+        if (!S_ISREG(st->st_mode) || st->st_size < 0) {
                 r = -EINVAL;
                 goto fail;
         }
@@ -98,12 +122,6 @@ int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uin
         if ((fl & O_ACCMODE) == O_RDONLY)
                 flags |= IOMEM_REGION_RDONLY;
 
-        /* D9: whatever the sender did, our copy does not survive exec */
-        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
-                r = -errno;
-                goto fail;
-        }
-
         if (backend == IOMEM_BACKEND_AUTO) {
                 r = backend_detect(fd);
                 if (r < 0)
@@ -117,7 +135,7 @@ int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uin
                 goto fail;
         }
         region->fd = fd;
-        region->size = (uint64_t)st.st_size;
+        region->size = (uint64_t)st->st_size;
         region->id = id;
         region->flags = flags;
         region->backend = backend;
@@ -275,6 +293,9 @@ IOMEM_EXPORT int iomem_region_map(struct iomem_region *region, uint64_t offset, 
         addr = mmap(NULL, length, prot, MAP_SHARED, region->fd, (off_t)offset);
         if (addr == MAP_FAILED)
                 return -errno;
+        /* shmem_enabled=advise gives shmem huge pages only through mappings that ask; harmless otherwise */
+        if (region->flags & IOMEM_REGION_THP)
+                (void)madvise(addr, length, MADV_HUGEPAGE);
         *addrp = addr;
         return 0;
 }

@@ -300,6 +300,159 @@ int backend_create(enum proto_backend backend, uint64_t size, uint64_t max_size,
         return 0;
 }
 
+/* ---- huge pages and reservation ----------------------------------------- */
+
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 0x0004U
+#endif
+#ifndef MFD_HUGE_SHIFT
+#define MFD_HUGE_SHIFT 26
+#endif
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
+
+/*
+ * The system's policy for transparent huge pages in shmem (memfd, shm,
+ * tmpfs), from /sys/kernel/mm/transparent_hugepage/shmem_enabled: the word
+ * in brackets. Return: true if shmem objects get huge pages where the kernel
+ * can ("always", "within_size", "force"), or through a mapping that asks with
+ * MADV_HUGEPAGE ("advise"); false for "never", "deny" or no THP at all.
+ */
+bool backend_shmem_thp(void)
+{
+        char buf[256], *open_b, *close_b;
+        ssize_t n;
+        int fd;
+
+        fd = open("/sys/kernel/mm/transparent_hugepage/shmem_enabled", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return false;
+        buf[n] = '\0';
+        open_b = strchr(buf, '[');
+        close_b = open_b ? strchr(open_b, ']') : NULL;
+        if (!close_b)
+                return false;
+        *close_b = '\0';
+        open_b++;
+        return strcmp(open_b, "always") == 0 || strcmp(open_b, "within_size") == 0 ||
+               strcmp(open_b, "advise") == 0 || strcmp(open_b, "force") == 0;
+}
+
+int backend_reserve_range(int fd, uint64_t offset, uint64_t len)
+{
+        int r;
+
+        if (len == 0)
+                return 0;
+        if (offset > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - offset)
+                return -EFBIG;
+        do
+                r = fallocate(fd, 0, (off_t)offset, (off_t)len);
+        while (r < 0 && errno == EINTR);
+        return r < 0 ? -errno : 0;
+}
+
+static int backend_reserve(int fd, uint64_t size)
+{
+        return backend_reserve_range(fd, 0, size);
+}
+
+/*
+ * A hugetlbfs memfd of @size bytes in pages of 2^@shift bytes (0: the
+ * system's default size), with its pages taken from the pool now: hugetlb
+ * pages that are not there at fault time are a SIGBUS, never a wait.
+ * Return: 0 with *fdp and *page_shiftp; -EINVAL (size not a multiple of the
+ * page size, or no such page size); -ENOSPC/-ENOMEM (the pool is short);
+ * negative errno.
+ */
+static int backend_create_hugetlb(uint64_t size, unsigned shift, int *fdp, unsigned *page_shiftp)
+{
+        unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | (shift << MFD_HUGE_SHIFT);
+        struct statfs sfs;
+        uint64_t page;
+        int fd, r;
+
+        if (shift && (shift < 16 || shift > 40))
+                return -EINVAL;
+        fd = memfd_create(BACKEND_MEMFD_NAME, flags | MFD_NOEXEC_SEAL);
+        if (fd < 0 && errno == EINVAL)
+                fd = memfd_create(BACKEND_MEMFD_NAME, flags);
+        if (fd < 0)
+                return -errno;
+        if (fstatfs(fd, &sfs) < 0 || sfs.f_type != HUGETLBFS_MAGIC || sfs.f_bsize <= 0) {
+                r = -EINVAL;
+                goto fail;
+        }
+        page = (uint64_t)sfs.f_bsize;
+        if (size % page != 0) {
+                r = -EINVAL; /* hugetlbfs sizes and mappings are whole pages */
+                goto fail;
+        }
+        if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)size) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = backend_reserve(fd, size);
+        if (r < 0)
+                goto fail;
+        *page_shiftp = (unsigned)__builtin_ctzll(page);
+        *fdp = fd;
+        return 0;
+fail:
+        close(fd);
+        return r;
+}
+
+int backend_create_pages(enum proto_backend backend, uint64_t size, uint64_t max_size, const char *tmpdir,
+                         const struct backend_pages_opts *o, int *fdp, struct backend_pages *pagesp)
+{
+        struct backend_pages pages = { .backend = backend, .page_shift = 12 };
+        enum proto_backend chosen;
+        int fd = -1, r;
+
+        if (!fdp || !o || !pagesp)
+                return -EINVAL;
+        r = backend_check_size(size, max_size);
+        if (r < 0)
+                return r;
+        if (o->huge && (backend == PROTO_BACKEND_AUTO || backend == PROTO_BACKEND_MEMFD)) {
+                /* first choice: hugetlb pages, if the pool has them and the size is whole pages */
+                r = backend_create_hugetlb(size, o->huge_shift, &fd, &pages.page_shift);
+                if (r == 0) {
+                        pages.backend = PROTO_BACKEND_MEMFD;
+                        pages.hugetlb = true;
+                        pages.reserved = true;
+                        *fdp = fd;
+                        *pagesp = pages;
+                        return 0;
+                }
+                pages.hugetlb_error = r;
+        }
+        r = backend_create(backend, size, max_size, tmpdir, &fd, &chosen);
+        if (r < 0)
+                return r;
+        pages.backend = chosen;
+        /* then transparent huge pages, where the system gives them to shmem objects */
+        if (o->huge && chosen != PROTO_BACKEND_FILE && backend_shmem_thp())
+                pages.thp = true;
+        if (o->reserve) {
+                r = backend_reserve(fd, size);
+                if (r < 0) {
+                        close(fd);
+                        return r;
+                }
+                pages.reserved = true;
+        }
+        *fdp = fd;
+        *pagesp = pages;
+        return 0;
+}
+
 int backend_resize(int fd, uint64_t size, uint64_t max_size)
 {
         int r;
@@ -449,7 +602,14 @@ int backend_from_name(const char *name)
         return -EINVAL;
 }
 
-int backend_reopen_rdonly(int fd, int *fdp)
+/*
+ * backend_reopen_rdonly_stat() - a new read-only fd to the same object via
+ * /proc/self/fd, checked to be the same inode: the one @dev/@ino name, or, if
+ * both are 0, the one @fd has now (one more fstat). *@stp gets the new fd's
+ * fstat (its size is the object's size now), so a caller needs no other.
+ * Return: 0 with *fdp set, or negative errno (-ESTALE: another inode).
+ */
+int backend_reopen_rdonly_stat(int fd, uint64_t dev, uint64_t ino, int *fdp, struct stat *stp)
 {
         char path[64];
         struct stat a, b;
@@ -457,10 +617,14 @@ int backend_reopen_rdonly(int fd, int *fdp)
 
         if (!fdp)
                 return -EINVAL;
-        if (fstat(fd, &a) < 0)
-                return -errno;
-        if (!S_ISREG(a.st_mode))
-                return -EINVAL;
+        if (!dev && !ino) {
+                if (fstat(fd, &a) < 0)
+                        return -errno;
+                if (!S_ISREG(a.st_mode))
+                        return -EINVAL;
+                dev = (uint64_t)a.st_dev;
+                ino = (uint64_t)a.st_ino;
+        }
 
         /*
          * O_NONBLOCK: whoever owns the inode (a REGISTER client) may hold a
@@ -479,10 +643,17 @@ int backend_reopen_rdonly(int fd, int *fdp)
                 close(nfd);
                 return r;
         }
-        if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+        if ((uint64_t)b.st_dev != dev || (uint64_t)b.st_ino != ino || !S_ISREG(b.st_mode)) {
                 close(nfd);
                 return -ESTALE;
         }
+        if (stp)
+                *stp = b;
         *fdp = nfd;
         return 0;
+}
+
+int backend_reopen_rdonly(int fd, int *fdp)
+{
+        return backend_reopen_rdonly_stat(fd, 0, 0, fdp, NULL);
 }

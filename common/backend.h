@@ -8,7 +8,9 @@
  * temporary files are unlinked before backend_create() returns, even on error.
  */
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "proto.h"
@@ -29,6 +31,47 @@
  */
 int backend_create(enum proto_backend backend, uint64_t size, uint64_t max_size, const char *tmpdir,
                    int *fdp, enum proto_backend *chosenp);
+
+/* What backend_create_pages() is asked for. */
+struct backend_pages_opts {
+        bool huge;           /* huge pages: hugetlb, else transparent huge pages (shmem), else normal pages */
+        unsigned huge_shift; /* hugetlb page size 2^huge_shift (e.g. 21, 30); 0 = the system's default */
+        bool reserve;        /* allocate all the memory now (fallocate) */
+};
+
+/* What backend_create_pages() made. */
+struct backend_pages {
+        enum proto_backend backend; /* as backend_create()'s *chosenp */
+        unsigned page_shift;        /* log2 of the page size: 12, or the hugetlb page size */
+        bool hugetlb;               /* hugetlbfs pages, taken from the pool at creation (always reserved) */
+        bool thp;                   /* shmem object where the system allows transparent huge pages */
+        bool reserved;              /* every byte has memory already: writes cannot fail for lack of it */
+        int hugetlb_error;          /* why hugetlb was not used (0: not asked, or used) */
+};
+
+/*
+ * backend_create_pages() - backend_create() with a choice of pages: with
+ * @o->huge, a hugetlb memfd when @backend is AUTO or MEMFD, the pool has the
+ * pages and @size is a multiple of the page size (its pages are then taken
+ * at once, as a SIGBUS-free hugetlb object needs); else the usual object,
+ * marked thp if the system gives shmem transparent huge pages. With
+ * @o->reserve, fallocate() the whole size.
+ * Return: 0 with *fdp and *pagesp; as backend_create(); -ENOSPC/-ENOMEM when
+ * the reservation fails (nothing is left behind).
+ */
+int backend_create_pages(enum proto_backend backend, uint64_t size, uint64_t max_size, const char *tmpdir,
+                         const struct backend_pages_opts *o, int *fdp, struct backend_pages *pagesp);
+
+/*
+ * backend_reserve_range() - give bytes @offset..@offset+@len of @fd memory
+ * (or blocks) now, with fallocate.
+ * Return: 0; -ENOSPC (file system, hugetlb pool), -ENOMEM (memory cgroup),
+ * -EOPNOTSUPP (file system without fallocate); negative errno.
+ */
+int backend_reserve_range(int fd, uint64_t offset, uint64_t len);
+
+/* Return: true if the system gives shmem objects transparent huge pages (shmem_enabled, see backend.c). */
+bool backend_shmem_thp(void);
 
 /*
  * backend_resize() - change the size with ftruncate.
@@ -79,3 +122,11 @@ int backend_from_name(const char *name);
  * Return: 0 with *fdp set; -EAGAIN; negative errno.
  */
 int backend_reopen_rdonly(int fd, int *fdp);
+
+/*
+ * backend_reopen_rdonly_stat() - as backend_reopen_rdonly(), checked against
+ * the inode @dev/@ino if known (both 0: the one @fd has), with the new fd's
+ * fstat in *@stp (may be NULL): one fstat when the identity is known.
+ * Return: 0 with *fdp set; -ESTALE (another inode); negative errno.
+ */
+int backend_reopen_rdonly_stat(int fd, uint64_t dev, uint64_t ino, int *fdp, struct stat *stp);

@@ -204,7 +204,8 @@ static void transport_attach_fds(struct msghdr *msg, void *ctrl, const int *fds,
         memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
 }
 
-int transport_read(struct transport *t)
+/* One recvmsg with @flags (MSG_DONTWAIT or 0) into the input buffer. Return: as transport_read(). */
+static int transport_read_flags(struct transport *t, int flags)
 {
         union {
                 struct cmsghdr align;
@@ -236,7 +237,7 @@ int transport_read(struct transport *t)
         iov.iov_len = TRANSPORT_IN_SIZE - t->in_end;
         memset(&ctrl, 0, sizeof(ctrl));
         do
-                n = recvmsg(t->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                n = recvmsg(t->fd, &msg, flags | MSG_CMSG_CLOEXEC);
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return -errno;
@@ -271,6 +272,11 @@ int transport_read(struct transport *t)
         }
         t->in_end += (size_t)n;
         return (int)n;
+}
+
+int transport_read(struct transport *t)
+{
+        return transport_read_flags(t, MSG_DONTWAIT);
 }
 
 void transport_frame_deinit(struct transport_frame *f)
@@ -617,7 +623,12 @@ int transport_recv_blocking(struct transport *t, struct transport_frame *f, int 
                         return r;
                 if (t->eof)
                         return -EPIPE;
-                r = transport_read(t);
+                /*
+                 * Without a deadline, on a blocking socket, a plain recvmsg waits for
+                 * the reply itself: no recvmsg that says EAGAIN, no poll. A socket
+                 * made non-blocking by its owner says EAGAIN and we poll as before.
+                 */
+                r = transport_read_flags(t, deadline == UINT64_MAX ? 0 : MSG_DONTWAIT);
                 if (r == -EAGAIN) {
                         r = transport_wait_until(t, POLLIN, deadline);
                         if (r < 0)

@@ -15,6 +15,14 @@ bool access_in_group(const struct access_cred *cred, gid_t gid)
         return false;
 }
 
+bool access_needs_groups(const struct access_cred *cred, const struct region_meta *meta, enum access_need need)
+{
+        uint32_t group = (meta->mode >> 3) & 7u, other = meta->mode & 7u;
+
+        return cred->uid != 0 && need != ACCESS_NEED_OWNER && cred->uid != meta->uid && cred->gid != meta->gid &&
+               group != other;
+}
+
 int access_check(const struct access_cred *cred, const struct region_meta *meta, enum access_need need)
 {
         uint32_t bits;

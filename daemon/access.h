@@ -28,6 +28,14 @@ enum access_need {
 bool access_in_group(const struct access_cred *cred, gid_t gid);
 
 /*
+ * access_needs_groups() - may access_check()'s answer depend on @cred's
+ * supplementary groups? Only for a peer that is neither root, nor the owner,
+ * nor in the region's group by its primary gid, where the group bits differ
+ * from the other bits. Return: true if so.
+ */
+bool access_needs_groups(const struct access_cred *cred, const struct region_meta *meta, enum access_need need);
+
+/*
  * access_check() - the file-like rule: uid 0 may do anything; the owner
  * bits apply to the owner, else the group bits to members of the region's
  * group, else the other bits. Ownership needs uid == owner.

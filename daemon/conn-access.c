@@ -102,7 +102,29 @@ static const char *conn_access_name(enum conn_access what)
         return "?";
 }
 
-/* Return: the identity of @c for access.h. */
+/*
+ * Read @c's supplementary groups once, when a decision first depends on them.
+ * SO_PEERGROUPS reports the groups the peer had when it connected, whenever
+ * it is asked, so reading late gives the same answer. Return: 0, negative errno
+ * (the groups stay unknown: no group match, and the next check tries again).
+ */
+int conn_access_load_groups(struct conn *c)
+{
+        int r;
+
+        if (c->groups_loaded)
+                return 0;
+        r = conn_access_peer_groups(c->fd, &c->groups, &c->ngroups);
+        if (r < 0) {
+                log_warning("cannot read the groups of pid=%d uid=%u: %s", (int)c->pid, (unsigned)c->uid,
+                            strerror(-r));
+                return r;
+        }
+        c->groups_loaded = true;
+        return 0;
+}
+
+/* Return: the identity of @c for access.h (its groups as far as loaded). */
 struct access_cred conn_access_cred(const struct conn *c)
 {
         return (struct access_cred){ .uid = c->uid, .gid = c->gid, .groups = c->groups, .ngroups = c->ngroups };
@@ -177,6 +199,11 @@ static int conn_access_check_log(const struct conn *c, const struct region *r, e
         }
         if (!r)
                 return c->uid == 0 ? 0 : -EACCES;
+        if (access_needs_groups(&cred, &r->meta, need)) {
+                /* the groups are a cache: loading them changes no observable state */
+                conn_access_load_groups((struct conn *)c);
+                cred = conn_access_cred(c);
+        }
         k = access_check(&cred, &r->meta, need);
         if (k < 0 && log)
                 conn_access_log_refusal(c, conn_access_name(what), r);
@@ -256,7 +283,7 @@ int conn_access_handle_chmod(struct conn *c, struct transport_frame *f, struct c
 
 int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
-        struct access_cred cred = conn_access_cred(c);
+        struct access_cred cred;
         struct region_meta before;
         struct proto_chown m;
         struct region *r;
@@ -268,6 +295,9 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
         r = regtab_lookup(c->ctx->regtab, m.name);
         if (!r)
                 return conn_fail(res, -ENOENT, "no such region");
+        if (c->uid != 0 && m.gid != PROTO_ID_UNCHANGED && m.gid != c->gid)
+                conn_access_load_groups(c);
+        cred = conn_access_cred(c);
         if (access_check_chown(&cred, &r->meta, m.uid, m.gid) < 0) {
                 conn_access_log_refusal(c, "chown", r);
                 return conn_fail(res, -EACCES,

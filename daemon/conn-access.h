@@ -22,7 +22,14 @@ void conn_access_refuse(int fd, int error, const char *message);
  */
 int conn_access_peer_groups(int fd, gid_t **groupsp, size_t *np);
 
-/* Return: @c's identity for access.h. */
+/*
+ * conn_access_load_groups() - read @c's supplementary groups (SO_PEERGROUPS)
+ * if not yet done; only decisions that depend on them call it.
+ * Return: 0, or negative errno (they stay unknown).
+ */
+int conn_access_load_groups(struct conn *c);
+
+/* Return: @c's identity for access.h (supplementary groups as far as loaded). */
 struct access_cred conn_access_cred(const struct conn *c);
 
 /*

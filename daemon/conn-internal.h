@@ -23,13 +23,15 @@ struct conn {
         uid_t uid;
         gid_t gid;
         pid_t pid;
-        gid_t *groups; /* SO_PEERGROUPS, may be NULL */
+        gid_t *groups; /* SO_PEERGROUPS, may be NULL; read when first needed (conn_access_load_groups()) */
         size_t ngroups;
+        bool groups_loaded;
         unsigned refusals; /* logged so far (CONN_MAX_LOGGED_REFUSALS) */
         uint64_t fds_charged; /* queued and unread fds counted in the uid's quota usage */
         unsigned fds_unread;  /* fds sent since the peer last had read everything (SIOCOUTQ 0) */
         bool fds_gated;       /* a reply with fds waits: too many unread (conn_fd_budget()) */
         bool hello_done;
+        bool page_info; /* replies may carry the page bits (HELLO PAGE_INFO, or a CREATE with HUGE/RESERVE) */
         bool closing; /* a fatal error reply is queued: read nothing more, free once sent */
         bool throttled; /* replies pile up: parse no more requests until they drain */
         bool backlog;   /* frames are buffered but this turn's work is done: go on at the next turn */

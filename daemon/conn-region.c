@@ -111,6 +111,62 @@ static bool conn_region_over_bytes(const struct conn_ctx *ctx, uint64_t old_size
 /* ---- handing regions out ------------------------------------------------ */
 
 /*
+ * The region flags @c may be sent: the page bits only to a peer that showed it
+ * knows them (HELLO with PAGE_INFO, or a CREATE with HUGE or RESERVE), since a
+ * version-1 peer takes unknown bits in a reply for a malformed reply.
+ */
+static uint32_t conn_region_flags_shown(const struct conn *c)
+{
+        return PROTO_REGION_LEASED | PROTO_REGION_RESIZABLE | (c->page_info ? PROTO_REGION_PAGES : 0);
+}
+
+/* Return: the PROTO_REGION_* page bits describing what backend_create_pages() made. */
+static uint32_t conn_region_page_flags(const struct backend_pages *pages)
+{
+        return (pages->hugetlb ? PROTO_REGION_HUGETLB : 0) | (pages->thp ? PROTO_REGION_THP : 0) |
+               (pages->reserved ? PROTO_REGION_RESERVED : 0);
+}
+
+/*
+ * Make a CREATE's object: with HUGE or RESERVE through backend_create_pages()
+ * (and @c may see the page bits from now on), else backend_create().
+ * Return: 0 with *fdp, *chosenp and *page_flagsp; negative errno with @res filled in.
+ */
+static int conn_region_make(struct conn *c, const struct proto_create *m, enum proto_backend backend, int *fdp,
+                            enum proto_backend *chosenp, uint32_t *page_flagsp, struct conn_result *res)
+{
+        const struct config *cfg = c->ctx->config;
+        struct backend_pages_opts o = {
+                .huge = m->flags & PROTO_CREATE_HUGE,
+                .huge_shift = (m->flags & PROTO_CREATE_HUGE_MASK) >> PROTO_CREATE_HUGE_SHIFT,
+                .reserve = m->flags & PROTO_CREATE_RESERVE,
+        };
+        struct backend_pages pages;
+        int r;
+
+        *page_flagsp = 0;
+        if (!o.huge && !o.reserve) {
+                r = backend_create(backend, m->size, cfg->max_region_size, cfg->tmpdir, fdp, chosenp);
+                return r < 0 ? conn_fail(res, r, "cannot create the memory object") : 0;
+        }
+        c->page_info = true;
+        r = backend_create_pages(backend, m->size, cfg->max_region_size, cfg->tmpdir, &o, fdp, &pages);
+        if (r == -ENOSPC || r == -ENOMEM)
+                return conn_fail(res, r, o.reserve ? "cannot reserve the memory: the backing file system, "
+                                                     "the memory cgroup or the system is out of space"
+                                                   : "cannot create the memory object: out of space");
+        if (r < 0)
+                return conn_fail(res, r, "cannot create the memory object");
+        if (o.huge && !pages.hugetlb)
+                log_debug("huge pages for a %llu-byte region: no hugetlb (%s), %s",
+                          (unsigned long long)m->size, strerror(-pages.hugetlb_error),
+                          pages.thp ? "transparent huge pages" : "normal pages");
+        *chosenp = pages.backend;
+        *page_flagsp = conn_region_page_flags(&pages);
+        return 0;
+}
+
+/*
  * The seals of an object whose backend we know. Cheaper than
  * backend_get_seals(), which must first find out whether the fd is a memfd
  * (fstat, fstatfs and a readlink): this is on every OPEN's path.
@@ -145,13 +201,13 @@ static uint32_t conn_region_seals(struct region *r)
  * it), the owner's quota is then full, and a RESIZE charges its whole new
  * size (docs/security.md).
  */
-static void conn_region_sync_size(struct conn *c, struct region *r, int fd)
+static void conn_region_sync_size_to(struct conn *c, struct region *r, uint64_t size)
 {
         struct conn_ctx *ctx = c->ctx;
         const struct config *cfg = ctx->config;
-        uint64_t size, charged;
+        uint64_t charged;
 
-        if (backend_get_size(fd, &size) < 0 || size == r->size)
+        if (size == r->size)
                 return;
         charged = r->charged < size ? r->charged : size;
         if (size > charged) {
@@ -180,10 +236,20 @@ static void conn_region_sync_size(struct conn *c, struct region *r, int fd)
         conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
 }
 
+/* conn_region_sync_size_to() with the size @fd's object has now (one fstat). */
+static void conn_region_sync_size(struct conn *c, struct region *r, int fd)
+{
+        uint64_t size;
+
+        if (backend_get_size(fd, &size) == 0)
+                conn_region_sync_size_to(c, r, size);
+}
+
 /*
  * Send the holder's fd to @r: a read-only reopen or a read-write dup, with
  * its description. With @check, access and the fds-in-flight quota are
- * checked first. Return: 0 (the reply is queued); a negative errno with @res
+ * checked first, and the size is re-read; without, @r is the requester's
+ * region just created, whose size is known. Return: 0 (the reply is queued); a negative errno with @res
  * filled in (nothing was queued).
  */
 static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct region *r, bool rdonly, bool check,
@@ -192,7 +258,7 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
         struct proto_region_info info = {
                 .id = r->meta.id,
                 .size = r->size,
-                .flags = r->meta.flags & (PROTO_REGION_LEASED | PROTO_REGION_RESIZABLE),
+                .flags = r->meta.flags & conn_region_flags_shown(c),
                 .backend = r->meta.backend,
         };
         struct proto_header req = { .opcode = opcode, .id = id };
@@ -208,11 +274,16 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
         if (rdonly) {
-                k = backend_reopen_rdonly(h.fd, &fd);
+                struct stat st;
+
+                /* the identity recorded at CREATE (or parking) spares an fstat; the new fd's gives the size */
+                k = backend_reopen_rdonly_stat(h.fd, r->park.dev, r->park.ino, &fd, &st);
                 if (k < 0) {
                         regtab_fd_put(&h);
                         return conn_fail(res, k, "cannot make a read-only fd");
                 }
+                h.has_size = true;
+                h.size = (uint64_t)st.st_size;
                 info.flags |= PROTO_REGION_RDONLY;
         } else {
                 /* a parked region's fd fetched for this request is sent as it is; the region's own is duplicated */
@@ -224,7 +295,13 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
         }
         r->seals = conn_region_seals_of(h.fd, r->meta.backend);
         info.seals = r->seals;
-        conn_region_sync_size(c, r, h.fd);
+        /* one fstat per OPEN: the size comes from the check that fetched or reopened the fd, if any */
+        if (!check)
+                ; /* the creator's own fresh region: its size is the one just made */
+        else if (h.has_size)
+                conn_region_sync_size_to(c, r, h.size);
+        else
+                conn_region_sync_size(c, r, h.fd);
         info.size = r->size;
         regtab_fd_put(&h);
         r->open_count++;
@@ -298,6 +375,7 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
         const struct config *cfg = c->ctx->config;
         struct proto_region_info info = { .size = m->size, .flags = PROTO_REGION_ANONYMOUS };
         enum proto_backend backend, chosen;
+        uint32_t page_flags;
         uint8_t buf[64];
         int fd, r;
 
@@ -317,9 +395,10 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
                 return conn_fail(res, -EDQUOT, "daemon byte quota reached");
         if (conn_access_quota_check(c, c->uid, m->size, 0, 1) < 0)
                 return conn_fail(res, -EDQUOT, "your byte or fds-in-flight quota is reached");
-        r = backend_create(backend, m->size, cfg->max_region_size, cfg->tmpdir, &fd, &chosen);
+        r = conn_region_make(c, m, backend, &fd, &chosen, &page_flags, res);
         if (r < 0)
-                return conn_fail(res, r, "cannot create the memory object");
+                return r;
+        info.flags |= page_flags;
         if (m->seals) {
                 r = chosen == PROTO_BACKEND_MEMFD ? backend_seal(fd, m->seals) : -EOPNOTSUPP;
                 if (r < 0) {
@@ -343,7 +422,8 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         struct proto_create m;
         enum proto_backend backend, chosen;
         struct region *existing, *added;
-        uint32_t seals;
+        struct stat st;
+        uint32_t seals, page_flags;
         int fd, r;
 
         r = proto_create_decode(f->payload, f->hdr.length, &m);
@@ -375,9 +455,9 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
 
-        r = backend_create(backend, m.size, cfg->max_region_size, cfg->tmpdir, &fd, &chosen);
+        r = conn_region_make(c, &m, backend, &fd, &chosen, &page_flags, res);
         if (r < 0)
-                return conn_fail(res, r, "cannot create the memory object");
+                return r;
         /*
          * F_SEAL_SHRINK on named memfds: another client's mapping can never
          * fault (SIGBUS) because someone shrank the object under it (S1).
@@ -397,12 +477,20 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         meta.gid = c->gid;
         meta.mode = m.mode ? m.mode : cfg->default_mode;
         meta.flags = (m.flags & PROTO_CREATE_LEASE ? PROTO_REGION_LEASED : 0) |
-                     (m.flags & PROTO_CREATE_RESIZABLE ? PROTO_REGION_RESIZABLE : 0);
+                     (m.flags & PROTO_CREATE_RESIZABLE ? PROTO_REGION_RESIZABLE : 0) | page_flags;
         meta.backend = chosen;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                close(fd);
+                return conn_fail(res, r, "cannot stat the memory object");
+        }
         r = regtab_region_new(m.name, fd, m.size, &meta, &region);
         fd = -1; /* consumed */
         if (r < 0)
                 return conn_fail(res, r, "out of memory");
+        /* its identity, for read-only reopens without a second fstat */
+        region->park.dev = (uint64_t)st.st_dev;
+        region->park.ino = (uint64_t)st.st_ino;
         r = conn_region_publish(c, region, m.flags & PROTO_CREATE_LEASE, "created", res);
         if (r < 0)
                 return r;
@@ -597,6 +685,15 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
         k = backend_resize(h.fd, m.size, cfg->max_region_size);
+        if (k == 0 && (r->meta.flags & PROTO_REGION_RESERVED) && m.size > r->size) {
+                /* a RESERVEd region stays reserved: the new bytes get their memory now, or the resize fails */
+                k = backend_reserve_range(h.fd, r->size, m.size - r->size);
+                if (k < 0) {
+                        (void)!ftruncate(h.fd, (off_t)r->size);
+                        regtab_fd_put(&h);
+                        return conn_fail(res, k, "cannot reserve the memory of the new size");
+                }
+        }
         regtab_fd_put(&h);
         if (k < 0)
                 return conn_fail(res, k, "cannot resize");
@@ -675,7 +772,7 @@ static int conn_region_stat(struct conn *c, struct transport_frame *f, struct pr
         rep.ctime_ns = r->meta.ctime_ns;
         rep.open_count = r->open_count;
         rep.seals = conn_region_seals(r);
-        rep.flags = r->meta.flags & (PROTO_REGION_LEASED | PROTO_REGION_RESIZABLE);
+        rep.flags = r->meta.flags & conn_region_flags_shown(c);
         rep.uid = r->meta.uid;
         rep.gid = r->meta.gid;
         rep.mode = r->meta.mode;

@@ -97,14 +97,21 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         struct ucred cred;
         socklen_t len = sizeof(cred);
         size_t ngroups = 0;
+        bool allowed, groups_loaded = false;
         int r;
 
         if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return -errno;
-        r = conn_access_peer_groups(sock, &groups, &ngroups);
-        if (r < 0)
-                return r;
-        if (!config_allows(ctx->config, cred.uid, cred.gid, groups, ngroups)) {
+        /* supplementary groups only if the allow-list needs them (they are read lazily otherwise) */
+        allowed = config_allows(ctx->config, cred.uid, cred.gid, NULL, 0);
+        if (!allowed && ctx->config->nallow_gids) {
+                r = conn_access_peer_groups(sock, &groups, &ngroups);
+                if (r < 0)
+                        return r;
+                groups_loaded = true;
+                allowed = config_allows(ctx->config, cred.uid, cred.gid, groups, ngroups);
+        }
+        if (!allowed) {
                 uint64_t now = conn_now_ns();
 
                 if (!ctx->refused_logged_ns || now - ctx->refused_logged_ns >= NSEC_PER_SEC) {
@@ -137,6 +144,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         c->groups = groups;
         groups = NULL; /* stolen */
         c->ngroups = ngroups;
+        c->groups_loaded = groups_loaded;
         r = transport_init(&c->transport, sock, ctx->config->max_out_bytes, 0);
         if (r < 0)
                 return r;
@@ -438,6 +446,7 @@ static int conn_handle_hello(struct conn *c, struct transport_frame *f, struct c
         }
         c->hello_done = true;
         c->events = m.flags & PROTO_HELLO_EVENTS;
+        c->page_info = m.flags & PROTO_HELLO_PAGE_INFO;
         c->handshake_deadline_ns = 0;
         conn_reply_encoded(c, &f->hdr, proto_hello_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         return 0;
@@ -658,7 +667,7 @@ static bool conn_closes_pending(const struct conn *c)
 
 int conn_handle_input(struct conn *c)
 {
-        int r;
+        int r, r2;
 
         if (c->dead)
                 return -ECONNRESET;
@@ -667,15 +676,24 @@ int conn_handle_input(struct conn *c)
         for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !c->backlog &&
                         !conn_closes_pending(c);
              i++) {
+                size_t room = TRANSPORT_IN_SIZE - (c->transport.in_end - c->transport.in_start);
+
                 r = transport_read(&c->transport);
                 if (r == -EAGAIN || r == -EINTR)
                         break;
                 if (r < 0)
                         return conn_drop(c, r);
                 if (r > 0) {
-                        r = conn_process_frames(c);
-                        if (r < 0)
-                                return r;
+                        r2 = conn_process_frames(c);
+                        if (r2 < 0)
+                                return r2;
+                        /*
+                         * A read that did not fill the buffer most likely emptied the
+                         * socket: the event loop (level-triggered) calls again if not,
+                         * which spares a recvmsg that would say EAGAIN after every request.
+                         */
+                        if ((size_t)r < room)
+                                break;
                         continue;
                 }
                 /* end of stream: whatever is still buffered is a cut frame (F4) */

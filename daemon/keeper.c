@@ -420,7 +420,8 @@ int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp
         return index;
 }
 
-int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint64_t ino, int *fdp)
+int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint64_t ino, int *fdp,
+                 struct stat *stp)
 {
         char path[64];
         struct stat st;
@@ -440,6 +441,8 @@ int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint
                                 close(fd);
                                 return -ESTALE;
                         }
+                        if (stp)
+                                *stp = st;
                         *fdp = fd; /* close-on-exec: pidfd_getfd sets it */
                         return 0;
                 }
@@ -455,6 +458,8 @@ int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint
                 return -ESTALE;
         }
         fcntl(fd, F_SETFL, 0); /* O_NONBLOCK was only for the open of an fd not yet checked */
+        if (stp)
+                *stp = st;
         *fdp = fd;
         return 0;
 }

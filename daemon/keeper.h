@@ -19,6 +19,7 @@
  */
 
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 struct keeper_child;
@@ -55,9 +56,11 @@ int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp
  * inode is ours and mode 0600), with no round trip to the keeper. The
  * result is checked to be the object parked (@dev, @ino); on any failure
  * the caller falls back to keepers_fetch().
+ * *@stp (may be NULL) gets the fstat that checked it.
  * Return: 0 with *fdp (O_RDWR, close-on-exec); negative errno.
  */
-int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint64_t ino, int *fdp);
+int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint64_t ino, int *fdp,
+                 struct stat *stp);
 
 /*
  * keepers_fetch() - a new fd (close-on-exec, caller owns) to the object

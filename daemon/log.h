@@ -41,5 +41,14 @@ void log_message(enum log_level level, const char *fmt, ...) __attribute__((form
 #define log_error(...) log_message(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warning(...) log_message(LOG_LEVEL_WARNING, __VA_ARGS__)
 #define log_notice(...) log_message(LOG_LEVEL_NOTICE, __VA_ARGS__)
-#define log_info(...) log_message(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_debug(...) log_message(LOG_LEVEL_DEBUG, __VA_ARGS__)
+/* info and debug lines sit on hot paths: their arguments (strerror...) are only evaluated if written */
+#define log_info(...)                                              \
+        do {                                                       \
+                if (log_enabled(LOG_LEVEL_INFO))                   \
+                        log_message(LOG_LEVEL_INFO, __VA_ARGS__);  \
+        } while (0)
+#define log_debug(...)                                             \
+        do {                                                       \
+                if (log_enabled(LOG_LEVEL_DEBUG))                  \
+                        log_message(LOG_LEVEL_DEBUG, __VA_ARGS__); \
+        } while (0)

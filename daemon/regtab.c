@@ -355,6 +355,7 @@ int regtab_settle(struct regtab *t, struct region *r)
 
 int regtab_region_get_fd(struct regtab *t, struct region *r, struct regtab_fd *fdp)
 {
+        struct stat st;
         int k;
 
         if (r->fd >= 0) {
@@ -364,9 +365,12 @@ int regtab_region_get_fd(struct regtab *t, struct region *r, struct regtab_fd *f
         if (r->park.keeper < 0)
                 return -EIO;
         *fdp = (struct regtab_fd){ .fd = -1, .owned = true };
-        /* one open() of /proc/PID/fd/N instead of a round trip to the keeper; the round trip if that fails */
-        if (keepers_open(&t->keepers, r->park.keeper, r->park.fd, r->park.dev, r->park.ino, &fdp->fd) == 0)
+        /* one pidfd_getfd() instead of a round trip to the keeper; the round trip if that fails */
+        if (keepers_open(&t->keepers, r->park.keeper, r->park.fd, r->park.dev, r->park.ino, &fdp->fd, &st) == 0) {
+                fdp->has_size = st.st_size >= 0;
+                fdp->size = (uint64_t)st.st_size;
                 return 0;
+        }
         k = keepers_fetch(&t->keepers, r->park.keeper, r->meta.id, &fdp->fd);
         if (k < 0)
                 fdp->fd = -1;
@@ -379,7 +383,7 @@ void regtab_fd_put(struct regtab_fd *h)
                 return;
         if (h->owned && h->fd >= 0)
                 close(h->fd);
-        *h = (struct regtab_fd){ .fd = -1, .owned = false };
+        *h = (struct regtab_fd){ .fd = -1 };
 }
 
 int regtab_fd_take(struct regtab_fd *h, int *fdp)

@@ -26,7 +26,8 @@ struct region_meta {
 struct region_park {
         int keeper;          /* index of the keeper holding the fd while region.fd is -1, else -1 */
         int fd;              /* the fd's number in that keeper */
-        uint64_t dev, ino;   /* the object's identity, checked when reopened from the keeper */
+        uint64_t dev, ino;   /* the object's identity (0 0: not known yet), checked when reopened from the
+                                keeper or read-only; set at CREATE and when parked */
 };
 
 /* The connection whose close deletes a region (conn-region.c), and the other regions leased to it. */
@@ -201,6 +202,8 @@ int regtab_settle(struct regtab *t, struct region *r);
 struct regtab_fd {
         int fd;
         bool owned; /* a copy fetched from a keeper (close it); else the region's own fd, borrowed */
+        bool has_size; /* @size is the object's size, read by the fetch's own check (no fstat needed) */
+        uint64_t size;
 };
 
 /*

@@ -35,6 +35,7 @@ struct server_conn {
         struct conn *conn;
         struct event *rev, *wev, *timer;
         uint64_t armed_deadline_ns;
+        bool reading, writing; /* rev, wev added: no libevent call when nothing changes */
         bool doomed; /* on the dead list, freed by the reaper */
         struct server_conn *prev, *next;
 };
@@ -117,18 +118,24 @@ static void server_conn_update(struct server_conn *sc)
         if (sc->doomed)
                 return;
         r = conn_flush(sc->conn); /* also resumes a throttled connection whose replies drained */
-        if (r == -EAGAIN)
-                event_add(sc->wev, NULL);
-        else
-                event_del(sc->wev);
+        if ((r == -EAGAIN) != sc->writing) {
+                sc->writing = r == -EAGAIN;
+                if (sc->writing)
+                        event_add(sc->wev, NULL);
+                else
+                        event_del(sc->wev);
+        }
         if (conn_is_done(sc->conn)) {
                 server_conn_doom(sc);
                 return;
         }
-        if (conn_wants_input(sc->conn))
-                event_add(sc->rev, NULL);
-        else
-                event_del(sc->rev); /* closing, or throttled until its replies drain */
+        if (conn_wants_input(sc->conn) != sc->reading) {
+                sc->reading = !sc->reading;
+                if (sc->reading)
+                        event_add(sc->rev, NULL);
+                else
+                        event_del(sc->rev); /* closing, or throttled until its replies drain */
+        }
 
         deadline = conn_deadline(sc->conn);
         if (deadline != sc->armed_deadline_ns) {
@@ -237,12 +244,18 @@ static int server_conn_add(struct server *s, int fd)
         sc->rev = event_new(s->base, conn_fd(sc->conn), EV_READ | EV_PERSIST, server_conn_read_cb, sc);
         sc->wev = event_new(s->base, conn_fd(sc->conn), EV_WRITE | EV_PERSIST, server_conn_write_cb, sc);
         sc->timer = evtimer_new(s->base, server_conn_timer_cb, sc);
-        if (!sc->rev || !sc->wev || !sc->timer || event_add(sc->rev, NULL) < 0) {
+        if (!sc->rev || !sc->wev || !sc->timer) {
                 server_conn_free(sc);
                 return -ENOMEM;
         }
         server_list_push(&s->conns, sc);
-        server_conn_update(sc); /* arms the handshake timer */
+        /*
+         * A client usually sends HELLO (and its first request: docs/protocol.md,
+         * section 6) right after connect(), so it is often here already: read
+         * now rather than after one more turn of the loop. Nothing there: EAGAIN.
+         */
+        conn_handle_input(sc->conn);
+        server_conn_update(sc); /* watches the socket; arms the handshake timer if HELLO is still to come */
         return 0;
 }
 

@@ -527,6 +527,9 @@ int proto_create_decode(const uint8_t *buf, size_t len, struct proto_create *m)
         if ((v.flags & ~PROTO_CREATE_KNOWN) || (v.seals & ~PROTO_SEALS_KNOWN) || v.mode > MODE_MAX ||
             !backend_ok(v.backend, true) || v.reserved != 0)
                 return -EINVAL;
+        /* a page size says which hugetlb pages: it means nothing without HUGE */
+        if ((v.flags & PROTO_CREATE_HUGE_MASK) && !(v.flags & PROTO_CREATE_HUGE))
+                return -EINVAL;
         *m = v;
         return 0;
 }

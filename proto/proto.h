@@ -84,8 +84,9 @@ enum proto_event_kind {
 #define PROTO_EV_LAST PROTO_EV_PUBLISHED
 
 /* HELLO flags */
-#define PROTO_HELLO_EVENTS 0x0002u /* WATCH, UNWATCH, PUBLISH, OPENV, STATV and event frames */
-#define PROTO_HELLO_KNOWN 0x0002u  /* bit 0 stays reserved (-EINVAL), as version-1 daemons answer it */
+#define PROTO_HELLO_EVENTS 0x0002u    /* WATCH, UNWATCH, PUBLISH, OPENV, STATV and event frames */
+#define PROTO_HELLO_PAGE_INFO 0x0004u /* send the page bits of region flags in OPEN and STAT replies too */
+#define PROTO_HELLO_KNOWN 0x0006u     /* bit 0 stays reserved (-EINVAL), as version-1 daemons answer it */
 
 enum proto_backend {
         PROTO_BACKEND_AUTO = 0, /* requests, configuration, and the daemon default in HELLO/STATUS replies */
@@ -111,7 +112,12 @@ enum proto_backend {
 #define PROTO_CREATE_EXCLUSIVE 0x0001u /* fail with -EEXIST if the name exists */
 #define PROTO_CREATE_LEASE 0x0002u     /* delete when the creating connection closes */
 #define PROTO_CREATE_RESIZABLE 0x0004u /* do not seal against shrinking */
-#define PROTO_CREATE_KNOWN 0x0007u
+#define PROTO_CREATE_HUGE 0x0008u      /* huge pages: hugetlb, else transparent huge pages, else normal ones */
+#define PROTO_CREATE_RESERVE 0x0010u   /* allocate all the memory at creation (fallocate) */
+#define PROTO_CREATE_HUGE_SHIFT 26     /* bits 26-31: log2 of the hugetlb page size, 0 = default (HUGE only) */
+#define PROTO_CREATE_HUGE_MASK (0x3fu << PROTO_CREATE_HUGE_SHIFT)
+#define PROTO_CREATE_KNOWN (0x001fu | PROTO_CREATE_HUGE_MASK)
+
 
 /* OPEN flags */
 #define PROTO_OPEN_RDONLY 0x0001u /* read-only fd; default is read-write */
@@ -140,7 +146,12 @@ enum proto_backend {
 #define PROTO_REGION_LEASED 0x0002u
 #define PROTO_REGION_RESIZABLE 0x0004u
 #define PROTO_REGION_ANONYMOUS 0x0008u
-#define PROTO_REGION_KNOWN 0x000fu
+/* the page bits: only in replies to a CREATE with HUGE or RESERVE, or on a connection whose HELLO had PAGE_INFO */
+#define PROTO_REGION_HUGETLB 0x0010u   /* hugetlb pages (their size: fstatfs of the fd, f_bsize) */
+#define PROTO_REGION_THP 0x0020u       /* shmem where the system allows transparent huge pages */
+#define PROTO_REGION_RESERVED 0x0040u  /* all memory allocated at creation */
+#define PROTO_REGION_PAGES 0x0070u
+#define PROTO_REGION_KNOWN 0x007fu
 
 struct proto_header {
         uint32_t magic;

@@ -159,6 +159,12 @@ static PyObject *pyclient_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
         if (r == -EINVAL) {
                 events = 0;
                 r = iomem_connect_timeout(path, 0, timeout_ms, &client);
+                /* a plain connect may not wait for HELLO's answer: read it here, so that a refusal is ours */
+                if (r == 0) {
+                        r = iomem_client_handshake(client);
+                        if (r < 0)
+                                client = iomem_disconnect(client);
+                }
         }
         Py_END_ALLOW_THREADS
         if (r < 0) {

@@ -14,9 +14,14 @@ EXPECTED = [
     "dp-read-hugepage", "dp-read-premapped", "dp-handover-notify",
     "open-small-table", "regions-rss", "open-big-table", "idle-connections", "floor-pipe-wake", "publish-notified",
     "publish-rtt",
+    # issue 15: the cold floor and cold rows; the data plane with huge pages and reserved memory
+    "floor-cold", "cold-small-table", "cold-big-table",
+    "dp-handover-huge", "dp-read-huge", "dp-read-premapped-huge",
+    "dp-handover-reserve", "dp-read-reserve", "dp-read-premapped-reserve",
+    "dp-handover-huge-reserve", "dp-read-huge-reserve", "dp-read-premapped-huge-reserve",
 ]
 NUMBERS = ["clients", "ops", "seconds", "ops_per_s", "p50_us", "p99_us", "p999_us"]
-TARGETS = 10
+TARGETS = 12
 
 
 def main():

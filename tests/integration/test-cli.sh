@@ -142,5 +142,41 @@ ctl create cli.lease 4K --lease
 for _ in $(seq 1 100); do ctl stat cli.lease >/dev/null 2>&1 || break; sleep 0.02; done
 expect_err "lease ended" 1 "stat cli.lease: " ctl stat cli.lease
 
+# --huge and --reserve: the reply says what the daemon made
+out=$(ctl create cli.res 1M --reserve) || fail "create --reserve"
+[ "$out" = "pages: normal, reserved" ] || fail "create --reserve said '$out'"
+out=$(ctl create cli.huge 3M --huge) || fail "create --huge"
+# 3 MiB is not whole 2 MiB pages: never hugetlb; transparent huge pages where the system gives them to shmem
+case "$out" in "pages: normal" | "pages: transparent-huge") ;; *) fail "create --huge said '$out'" ;; esac
+expect_err "bad page size" 2 "create: bad page size" ctl create cli.bad 4M --huge=3M
+expect_err "reserve too big" 1 "create cli.res2: size .*above the limit" ctl create cli.res2 1T --reserve
+
 stop_daemon
+
+# a reservation the backing file system cannot hold fails now, with the daemon's reason
+if unshare -m true 2>/dev/null; then
+        mkdir "$TMP/small"
+        rc=0
+        unshare -m sh -c '
+                mount -t tmpfs -o size=1m tmpfs "$1" || exit 77
+                "$2" --socket "$1/sock" --log-level warning --backend file --tmpdir "$1" &
+                pid=$!
+                for _ in $(seq 1 500); do "$3" --socket "$1/sock" ping >/dev/null 2>&1 && break; sleep 0.01; done
+                "$3" --socket "$1/sock" create small 4M --reserve 2>"$1/err"; echo "rc=$?" >>"$1/err"
+                "$3" --socket "$1/sock" create fits 256K --reserve >>"$1/err" 2>&1; echo "rc=$?" >>"$1/err"
+                cp "$1/err" "$4"
+                kill $pid; wait $pid
+        ' sh "$TMP/small" "$IOMEMD" "$IOMEMCTL" "$TMP/reserve.err" || rc=$?
+        if [ "$rc" -eq 77 ]; then
+                echo "no tmpfs mount here: reserve ENOSPC part skipped"
+        else
+                grep -q "^iomemctl: create small: cannot reserve the memory" "$TMP/reserve.err" ||
+                        fail "reserve ENOSPC: $(cat "$TMP/reserve.err")"
+                grep -q "^rc=1$" "$TMP/reserve.err" || fail "reserve ENOSPC exit status: $(cat "$TMP/reserve.err")"
+                grep -q "^pages: normal, reserved$" "$TMP/reserve.err" || fail "reserve that fits: $(cat "$TMP/reserve.err")"
+        fi
+else
+        echo "no mount namespace here: reserve ENOSPC part skipped"
+fi
+
 finish

@@ -748,10 +748,31 @@ static int child_connect_many(void *p)
         struct iomem_client *c[16] = { NULL };
         int r = 0;
 
-        for (int i = 0; i < a->n && i < 16 && r == 0; i++)
+        /* iomem_connect() does not wait for the HELLO reply: the refusal comes with the handshake */
+        for (int i = 0; i < a->n && i < 16 && r == 0; i++) {
                 r = iomem_connect(daemon_.socket, &c[i]);
+                if (r == 0)
+                        r = iomem_client_handshake(c[i]);
+        }
         for (int i = 0; i < 16; i++)
                 iomem_disconnect(c[i]);
+        return r;
+}
+
+/* iomem_connect() only sends HELLO: a refused peer learns it from its first request (one round trip). */
+static int child_connect_ping(void *p)
+{
+        struct iomem_client *c = NULL;
+        int r;
+
+        (void)p;
+        r = iomem_connect(daemon_.socket, &c);
+        if (r < 0)
+                return r == -EACCES ? -EPROTO : r; /* connect itself must not wait for the answer */
+        r = iomem_ping(c);
+        if (r == -EACCES && iomem_ping(c) != -ENOTCONN)
+                r = -EPROTO; /* the connection is closed after a refusal */
+        iomem_disconnect(c);
         return r;
 }
 
@@ -782,6 +803,8 @@ START_TEST(test_p1_allow_list)
         ck_assert_int_eq(run_as(&owner_, child_connect_many, &one), 0);
         ck_assert_int_eq(run_as(&member_, child_connect_many, &one), 0); /* supplementary group */
         ck_assert_int_eq(run_as(&other_, child_connect_many, &one), -EACCES);
+        ck_assert_int_eq(run_as(&other_, child_connect_ping, NULL), -EACCES);
+        ck_assert_int_eq(run_as(&member_, child_connect_ping, NULL), 0);
         root = root_connect();
         ck_assert_int_eq(iomem_ping(root), 0);
         iomem_disconnect(root);

@@ -476,6 +476,130 @@ START_TEST(test_daemon_gone)
 }
 END_TEST
 
+/*
+ * RESERVE: the reply says the memory is there, the owner's byte quota is
+ * charged the whole size, the quota refuses a reservation that would pass
+ * it before anything is allocated, and a RESERVEd region grows reserved.
+ * A connection that never asked for the page bits never sees them (a
+ * version-1 client would take them for a malformed reply).
+ */
+START_TEST(test_reserve_quota)
+{
+        const enum iomem_backend b = backends[_i];
+        struct iomem_region *region, *other_region = NULL;
+        struct iomem_client *other;
+        struct iomem_quota q;
+        char *p;
+
+        region = it_create("it.reserved", 4 * 1024 * 1024, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE, b);
+        ck_assert_uint_eq(iomem_region_flags(region) & (IOMEM_REGION_RESERVED | IOMEM_REGION_HUGETLB),
+                          IOMEM_REGION_RESERVED);
+        ck_assert_int_eq(iomem_quota(client_, &q), 0);
+        ck_assert_uint_eq(q.bytes, 4 * 1024 * 1024);
+        p = it_map(region, 4 * 1024 * 1024, PROT_READ | PROT_WRITE);
+        memset(p, 0x5a, 4 * 1024 * 1024);
+        ck_assert_int_eq(iomem_unmap(p, 4 * 1024 * 1024), 0);
+        /* growing keeps it reserved: the new bytes are allocated by the resize */
+        ck_assert_int_eq(iomem_resize(client_, "it.reserved", 8 * 1024 * 1024), 0);
+        ck_assert_int_eq(iomem_quota(client_, &q), 0);
+        ck_assert_uint_eq(q.bytes, 8 * 1024 * 1024);
+        region = iomem_region_free(region);
+
+        other = it_connect();
+        ck_assert_int_eq(iomem_open(other, "it.reserved", 0, 0, &other_region), 0);
+        ck_assert_uint_eq(iomem_region_flags(other_region) & (IOMEM_REGION_HUGETLB | IOMEM_REGION_THP |
+                                                              IOMEM_REGION_RESERVED), 0);
+        other_region = iomem_region_free(other_region);
+        iomem_disconnect(other);
+        /* the creator's connection asked for page bits: its OPEN replies carry them */
+        ck_assert_int_eq(iomem_open(client_, "it.reserved", 0, 0, &other_region), 0);
+        ck_assert(iomem_region_flags(other_region) & IOMEM_REGION_RESERVED);
+        other_region = iomem_region_free(other_region);
+}
+END_TEST
+
+START_TEST(test_reserve_over_quota)
+{
+        const char *const extra[] = { "--quota-bytes", "1M", NULL };
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESERVE };
+        struct iomem_region *region = NULL;
+        struct iomem_quota q;
+
+        /* a daemon of its own, with a byte quota */
+        client_ = iomem_disconnect(client_);
+        it_daemon_stop(&daemon_);
+        it_daemon_start(&daemon_, extra);
+        client_ = it_connect();
+        ck_assert_int_eq(iomem_create(client_, "it.big", 2 * 1024 * 1024, &o, &region), -EDQUOT);
+        ck_assert_ptr_null(region);
+        ck_assert_int_eq(iomem_quota(client_, &q), 0);
+        ck_assert_uint_eq(q.bytes, 0);
+        ck_assert_int_eq(iomem_create(client_, "it.small", 1024 * 1024, &o, &region), 0);
+        ck_assert(iomem_region_flags(region) & IOMEM_REGION_RESERVED);
+        region = iomem_region_free(region);
+}
+END_TEST
+
+/* HUGE: hugetlb pages when the pool has them (grown here where allowed, then put back), else the fallback. */
+START_TEST(test_huge)
+{
+        struct iomem_region *region, *other_region = NULL;
+        struct iomem_client *other;
+        FILE *f;
+        long total = -1;
+        char *p;
+
+        /* no hugetlb page of the size: the fallback, which the flags describe */
+        region = it_create("it.huge3", 3 * 1024 * 1024, IOMEM_CREATE_HUGE, IOMEM_BACKEND_AUTO);
+        ck_assert_uint_eq(iomem_region_flags(region) & IOMEM_REGION_HUGETLB, 0);
+        region = iomem_region_free(region);
+
+        f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "re");
+        if (f) {
+                if (fscanf(f, "%ld", &total) != 1)
+                        total = -1;
+                fclose(f);
+        }
+        f = total >= 0 ? fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "we") : NULL;
+        if (!f) {
+                fprintf(stderr, "test_huge: cannot grow the hugetlb pool here, hugetlb part skipped\n");
+                return;
+        }
+        fprintf(f, "%ld\n", total + 2);
+        fclose(f);
+        region = NULL;
+        if (iomem_create(client_, "it.huge", 4 * 1024 * 1024,
+                         &(struct iomem_create_opts){ .flags = IOMEM_CREATE_HUGE | IOMEM_CREATE_HUGE_2MB },
+                         &region) == 0 &&
+            (iomem_region_flags(region) & IOMEM_REGION_HUGETLB)) {
+                ck_assert(iomem_region_flags(region) & IOMEM_REGION_RESERVED);
+                p = it_map(region, 4 * 1024 * 1024, PROT_READ | PROT_WRITE);
+                strcpy(p + 3 * 1024 * 1024, "huge");
+                ck_assert_int_eq(iomem_unmap(p, 4 * 1024 * 1024), 0);
+                other = it_connect();
+                ck_assert_int_eq(iomem_open(other, "it.huge", IOMEM_OPEN_RDONLY, 0, &other_region), 0);
+                p = it_map(other_region, 4 * 1024 * 1024, PROT_READ);
+                ck_assert_str_eq(p + 3 * 1024 * 1024, "huge");
+                ck_assert_int_eq(iomem_unmap(p, 4 * 1024 * 1024), 0);
+                other_region = iomem_region_free(other_region);
+                iomem_disconnect(other);
+        } else {
+                fprintf(stderr, "test_huge: the kernel found no memory for 2 hugetlb pages, skipped\n");
+        }
+        region = iomem_region_free(region);
+        (void)iomem_delete(client_, "it.huge"); /* -ENOENT if it was not made */
+        client_ = iomem_disconnect(client_);
+        it_daemon_stop(&daemon_); /* the daemon's copy goes: the pages can leave the pool */
+        f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "we");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "%ld\n", total);
+        ck_assert_int_eq(fclose(f), 0);
+        client_ = NULL;
+        it_daemon_start(&daemon_, NULL); /* for teardown */
+        client_ = it_connect();
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-api");
@@ -495,6 +619,9 @@ static Suite *suite(void)
         tcase_add_loop_test(tc, test_s4_with_cli, 0, 3);
         tcase_add_test(tc, test_daemon_gone);
         tcase_add_test(tc, test_metrics);
+        tcase_add_loop_test(tc, test_reserve_quota, 0, 3);
+        tcase_add_test(tc, test_reserve_over_quota);
+        tcase_add_test(tc, test_huge);
         suite_add_tcase(s, tc);
         return s;
 }

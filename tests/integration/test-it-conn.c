@@ -325,6 +325,25 @@ START_TEST(test_daemon_fds)
 }
 END_TEST
 
+/*
+ * iomem_connect() sends HELLO at once though it does not wait for the answer:
+ * a client that connects and makes its first call after the daemon's
+ * handshake timeout is served, not dropped.
+ */
+START_TEST(test_connect_then_idle)
+{
+        const char *const extra[] = { "--handshake-timeout", "1", NULL };
+        struct iomem_client *c = NULL;
+
+        it_daemon_stop(&daemon_);
+        it_daemon_start(&daemon_, extra);
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &c), 0);
+        it_sleep_ms(1500); /* past the 1 s handshake timeout */
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-conn");
@@ -339,6 +358,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_lease_killed_client);
         tcase_add_test(tc, test_pipelining);
         tcase_add_test(tc, test_daemon_fds);
+        tcase_add_test(tc, test_connect_then_idle);
         suite_add_tcase(s, tc);
         return s;
 }

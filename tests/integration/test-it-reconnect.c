@@ -113,6 +113,9 @@ static struct iomem_client *connect_to(const struct it_daemon *d)
         struct iomem_client *c = NULL;
 
         ck_assert_int_eq(iomem_connect(d->socket, &c), 0);
+        /* iomem_connect() does not wait for the HELLO reply: wait here, so that the only bytes a test later finds
+         * queued towards the daemon (SIOCOUTQ) are its in-flight request's, not an unread HELLO */
+        ck_assert_int_eq(iomem_client_handshake(c), 0);
         return c;
 }
 

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -327,6 +328,145 @@ START_TEST(test_enospc)
         close(fd);
         ck_assert_int_eq(umount(dir), 0);
         ck_assert_int_eq(rmdir(tmp), 0);
+}
+END_TEST
+
+/* RESERVE: all the memory is allocated at creation (blocks counted by fstat); without it, none */
+START_TEST(test_pages_reserve)
+{
+        struct backend_pages_opts o = { .reserve = true };
+        struct backend_pages pages;
+        struct stat st;
+        int fd = -1;
+
+        ck_assert_int_eq(backend_create_pages(PROTO_BACKEND_MEMFD, 2 * MIB, 0, NULL, &o, &fd, &pages), 0);
+        ck_assert(pages.reserved && !pages.hugetlb && !pages.thp);
+        ck_assert_int_eq(pages.backend, PROTO_BACKEND_MEMFD);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_ge((uint64_t)st.st_blocks * 512, 2 * MIB);
+        close(fd);
+        o.reserve = false;
+        ck_assert_int_eq(backend_create_pages(PROTO_BACKEND_MEMFD, 2 * MIB, 0, NULL, &o, &fd, &pages), 0);
+        ck_assert(!pages.reserved);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_eq(st.st_blocks, 0);
+        close(fd);
+}
+END_TEST
+
+/* A reservation the file system cannot hold is -ENOSPC now, and nothing is left behind */
+START_TEST(test_pages_reserve_enospc)
+{
+        struct backend_pages_opts o = { .reserve = true };
+        struct backend_pages pages;
+        char tmp[] = "/tmp/test-backend-XXXXXX", path[64];
+        int fd = -77, f;
+
+        ck_assert_ptr_nonnull(mkdtemp(tmp));
+        if (!mount_small_tmpfs(tmp, "1m")) {
+                fprintf(stderr, "test_pages_reserve_enospc: cannot mount a tmpfs here, skipped\n");
+                ck_assert_int_eq(rmdir(tmp), 0);
+                return;
+        }
+        ck_assert_int_eq(backend_create_pages(PROTO_BACKEND_FILE, 2 * MIB, 0, tmp, &o, &fd, &pages), -ENOSPC);
+        ck_assert_int_eq(fd, -77);
+        ck_assert_int_eq(dir_entries(tmp), 0);
+        /* fallocate itself, past what the size check lets through: a sparse file bigger than the file system */
+        snprintf(path, sizeof(path), "%s/sparse", tmp);
+        f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        ck_assert_int_ge(f, 0);
+        ck_assert_int_eq(ftruncate(f, 2 * MIB), 0);
+        ck_assert_int_eq(backend_reserve_range(f, 0, 2 * MIB), -ENOSPC);
+        close(f);
+        ck_assert_int_eq(unlink(path), 0);
+        ck_assert_int_eq(backend_create_pages(PROTO_BACKEND_FILE, MIB / 2, 0, tmp, &o, &fd, &pages), 0);
+        ck_assert(pages.reserved);
+        close(fd);
+        ck_assert_int_eq(umount(tmp), 0);
+        ck_assert_int_eq(rmdir(tmp), 0);
+}
+END_TEST
+
+/* Return: the number of 2 MiB hugetlb pages the pool has, or -1 if it cannot be read. */
+static long hugetlb_pool(const char *file)
+{
+        char path[128];
+        long n = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-2048kB/%s", file);
+        f = fopen(path, "re");
+        if (!f)
+                return -1;
+        if (fscanf(f, "%ld", &n) != 1)
+                n = -1;
+        fclose(f);
+        return n;
+}
+
+static bool hugetlb_pool_set(long n)
+{
+        FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "we");
+        bool ok;
+
+        if (!f)
+                return false;
+        ok = fprintf(f, "%ld\n", n) > 0;
+        ok = (fclose(f) == 0) && ok;
+        return ok;
+}
+
+/*
+ * HUGE: hugetlb pages when the pool has them and the size is whole pages
+ * (taken from the pool at once); else the fallback, which says why.
+ * The pool is grown for the test where allowed (root) and put back.
+ */
+START_TEST(test_pages_huge)
+{
+        struct backend_pages_opts o = { .huge = true, .huge_shift = 21 };
+        struct backend_pages pages;
+        long total = hugetlb_pool("nr_hugepages"), free_before;
+        struct statfs sfs;
+        int fd = -1, fd2 = -1;
+
+        /* whatever the pool: a size that is not whole 2 MiB pages never gets hugetlb */
+        ck_assert_int_eq(backend_create_pages(PROTO_BACKEND_AUTO, 3 * MIB, 0, NULL, &o, &fd, &pages), 0);
+        ck_assert(!pages.hugetlb);
+        ck_assert_int_eq(pages.thp, backend_shmem_thp());
+        ck_assert_int_eq(pages.page_shift, 12);
+        close(fd);
+        /* the file backend is never hugetlb nor THP */
+        ck_assert_int_eq(backend_create_pages(PROTO_BACKEND_FILE, 4 * MIB, 0, NULL, &o, &fd, &pages), 0);
+        ck_assert(!pages.hugetlb && !pages.thp);
+        close(fd);
+
+        if (total < 0 || !hugetlb_pool_set(total + 2)) {
+                fprintf(stderr, "test_pages_huge: cannot grow the hugetlb pool here, hugetlb part skipped\n");
+                return;
+        }
+        free_before = hugetlb_pool("free_hugepages");
+        if (free_before < 2) { /* the kernel could not find the memory */
+                hugetlb_pool_set(total);
+                fprintf(stderr, "test_pages_huge: no free hugetlb pages after growing the pool, skipped\n");
+                return;
+        }
+        ck_assert_int_eq(backend_create_pages(PROTO_BACKEND_AUTO, 4 * MIB, 0, NULL, &o, &fd, &pages), 0);
+        ck_assert(pages.hugetlb && pages.reserved);
+        ck_assert_int_eq(pages.page_shift, 21);
+        ck_assert_int_eq(pages.backend, PROTO_BACKEND_MEMFD);
+        ck_assert_int_eq(fstatfs(fd, &sfs), 0);
+        ck_assert_int_eq(sfs.f_bsize, 2 * MIB);
+        /* its pages were taken from the pool at creation: none is left for a second one, which falls back */
+        ck_assert_int_eq(hugetlb_pool("free_hugepages"), free_before - 2);
+        ck_assert_int_eq(backend_create_pages(PROTO_BACKEND_AUTO, 4 * MIB, 0, NULL, &o, &fd2, &pages), 0);
+        ck_assert(!pages.hugetlb);
+        ck_assert_int_eq(pages.hugetlb_error, -ENOSPC);
+        /* a memfd still, sealable like any named region */
+        ck_assert_int_eq(backend_seal(fd, PROTO_SEAL_SHRINK), 0);
+        close(fd2);
+        close(fd);
+        ck_assert(hugetlb_pool_set(total));
+        ck_assert_int_eq(hugetlb_pool("nr_hugepages"), total);
 }
 END_TEST
 
@@ -689,6 +829,9 @@ static Suite *backend_suite(void)
         tcase_add_test(tc, test_file_tmpdir);
         tcase_add_test(tc, test_auto_prefers_memfd);
         tcase_add_loop_test(tc, test_enospc, 0, 2);
+        tcase_add_test(tc, test_pages_reserve);
+        tcase_add_test(tc, test_pages_reserve_enospc);
+        tcase_add_test(tc, test_pages_huge);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("resize-seal");

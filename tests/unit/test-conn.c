@@ -144,6 +144,25 @@ static int pump(struct peer *p)
         return r;
 }
 
+/*
+ * As the level-triggered event loop does: call conn_handle_input() while the
+ * daemon's end is readable (it may stop after a short read that likely
+ * emptied the socket), at most 16 times. Return: its last result.
+ */
+static int pump_readable(struct peer *p)
+{
+        int r = 0;
+
+        for (int i = 0; i < 16 && !conn_is_dead(p->conn) && conn_wants_input(p->conn); i++) {
+                struct pollfd pfd = { .fd = conn_fd(p->conn), .events = POLLIN };
+
+                if (poll(&pfd, 1, 0) != 1)
+                        break;
+                r = conn_handle_input(p->conn);
+        }
+        return r;
+}
+
 /* Return: true if a reply is waiting on the client end. */
 static bool reply_pending(struct peer *p)
 {
@@ -338,6 +357,112 @@ START_TEST(test_hello_version_mismatch)
         expect_error(&p, PROTO_OP_HELLO, 1, -EPROTONOSUPPORT);
         ck_assert(conn_is_done(p.conn));
         peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* Section 6: HELLO and the first request sent together are both answered, from one read. */
+START_TEST(test_hello_pipelined)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1 };
+        struct proto_region_info info;
+        struct transport_frame f;
+        struct env e;
+        struct peer p;
+        uint8_t buf[64];
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        send_req(&p, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        send_create(&p, 2, "piped", 4096, 0, 0, 0, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_ok(&p, PROTO_OP_HELLO, 1, &f);
+        transport_frame_deinit(&f);
+        fd = expect_region(&p, PROTO_OP_CREATE, 2, &info);
+        ck_assert_uint_eq(info.size, 4096);
+        close(fd);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* Section 6: a failed HELLO closes the connection; requests pipelined behind it are discarded unanswered. */
+START_TEST(test_hello_pipelined_error_discards)
+{
+        struct proto_hello m = { .min_version = 2, .max_version = 5 };
+        struct env e;
+        struct peer p;
+        uint8_t buf[64];
+
+        env_init(&e);
+        peer_open(&e, &p);
+        send_req(&p, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        send_create(&p, 2, "never", 4096, 0, 0, 0, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_HELLO, 1, -EPROTONOSUPPORT);
+        ck_assert(conn_is_done(p.conn));
+        ck_assert(!reply_pending(&p));
+        ck_assert_ptr_null(regtab_lookup(e.regtab, "never"));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * The page bits (HUGETLB, THP, RESERVED) of region flags go only to peers that
+ * asked: a CREATE with RESERVE gets them, and so do later STATs and OPENs on
+ * that connection and on one whose HELLO had PAGE_INFO; a plain version-1
+ * peer never sees them (it would take them for a malformed reply).
+ */
+START_TEST(test_page_bits_only_when_asked)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = PROTO_HELLO_PAGE_INFO };
+        struct proto_region_info info;
+        struct proto_stat_reply st;
+        struct transport_frame f;
+        struct env e;
+        struct peer creator, plain, asking;
+        uint8_t buf[64];
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &creator);
+        peer_open(&e, &plain);
+        peer_open(&e, &asking);
+        do_hello(&creator);
+        do_hello(&plain);
+        send_req(&asking, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(&asking), 0);
+        expect_ok(&asking, PROTO_OP_HELLO, 1, &f);
+        transport_frame_deinit(&f);
+
+        /* before the creator asked: no page bits for it either */
+        fd = create_ok(&creator, 2, "plain", 4096, 0, &info);
+        ck_assert_uint_eq(info.flags & PROTO_REGION_PAGES, 0);
+        close(fd);
+        fd = create_ok(&creator, 3, "reserved", 64 * 1024, PROTO_CREATE_RESERVE, &info);
+        ck_assert_uint_eq(info.flags & PROTO_REGION_PAGES, PROTO_REGION_RESERVED);
+        close(fd);
+        stat_ok(&creator, 4, "reserved", &st);
+        ck_assert_uint_eq(st.flags & PROTO_REGION_PAGES, PROTO_REGION_RESERVED);
+        stat_ok(&asking, 2, "reserved", &st);
+        ck_assert_uint_eq(st.flags & PROTO_REGION_PAGES, PROTO_REGION_RESERVED);
+        send_open(&asking, 3, "reserved", PROTO_OPEN_RDONLY, 0);
+        ck_assert_int_eq(pump(&asking), 0);
+        fd = expect_region(&asking, PROTO_OP_OPEN, 3, &info);
+        ck_assert_uint_eq(info.flags & PROTO_REGION_PAGES, PROTO_REGION_RESERVED);
+        close(fd);
+        stat_ok(&plain, 2, "reserved", &st);
+        ck_assert_uint_eq(st.flags & PROTO_REGION_PAGES, 0);
+        send_open(&plain, 3, "reserved", 0, 0);
+        ck_assert_int_eq(pump(&plain), 0);
+        fd = expect_region(&plain, PROTO_OP_OPEN, 3, &info);
+        ck_assert_uint_eq(info.flags & PROTO_REGION_PAGES, 0);
+        close(fd);
+        peer_close(&asking);
+        peer_close(&plain);
+        peer_close(&creator);
         env_deinit(&e);
 }
 END_TEST
@@ -1394,7 +1519,7 @@ START_TEST(test_f4_eof_mid_frame)
         ck_assert_int_eq(write(p.fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
         ck_assert_int_eq(write(p.fd, "1234", 4), 4);
         ck_assert_int_eq(shutdown(p.fd, SHUT_WR), 0);
-        ck_assert_int_lt(pump(&p), 0);
+        ck_assert_int_lt(pump_readable(&p), 0);
         ck_assert(conn_is_dead(p.conn));
         ck_assert(conn_is_done(p.conn));
         peer_close(&p);
@@ -1416,7 +1541,7 @@ START_TEST(test_eof_after_requests)
         do_hello(&p);
         send_req(&p, PROTO_OP_PING, 2, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
         ck_assert_int_eq(shutdown(p.fd, SHUT_WR), 0);
-        conn_handle_input(p.conn);
+        pump_readable(&p);
         ck_assert(!conn_wants_input(p.conn));
         ck_assert_int_eq(conn_flush(p.conn), 0);
         ck_assert(conn_is_done(p.conn));
@@ -2552,6 +2677,9 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_hello_required_first);
         tcase_add_test(tc, test_hello_ok_and_again);
         tcase_add_test(tc, test_hello_version_mismatch);
+        tcase_add_test(tc, test_hello_pipelined);
+        tcase_add_test(tc, test_hello_pipelined_error_discards);
+        tcase_add_test(tc, test_page_bits_only_when_asked);
         tcase_add_test(tc, test_f9_handshake_timeout);
         tcase_add_test(tc, test_f5_unknown_opcodes);
         tcase_add_test(tc, test_f5_unknown_version);

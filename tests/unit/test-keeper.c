@@ -45,13 +45,13 @@ START_TEST(test_park_fetch_drop)
                 /* the fast path: /proc/PID/fd/N of the keeper, checked against the object's identity */
                 ck_assert_int_eq(fstat(fds[i], &st), 0);
                 fd = -1;
-                ck_assert_int_eq(keepers_open(&k, where[i], remote[i], st.st_dev, st.st_ino, &fd), 0);
+                ck_assert_int_eq(keepers_open(&k, where[i], remote[i], st.st_dev, st.st_ino, &fd, NULL), 0);
                 ck_assert_msg(test_same_file(fd, fds[i]), "keepers_open gave another object for id %d", i + 1);
                 ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
                 ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
                 close(fd);
                 /* a wrong identity is refused */
-                ck_assert_int_eq(keepers_open(&k, where[i], remote[i], st.st_dev, st.st_ino + 1, &fd), -ESTALE);
+                ck_assert_int_eq(keepers_open(&k, where[i], remote[i], st.st_dev, st.st_ino + 1, &fd, NULL), -ESTALE);
         }
         /* the parked copy keeps the object alive once ours is closed */
         uint64_t id = 7;

@@ -922,9 +922,15 @@ START_TEST(test_hello_bad_values)
         uint8_t buf[128];
         int n;
 
-        m = (struct proto_hello){ .min_version = 1, .max_version = 1, .flags = 1 };
+        m = (struct proto_hello){ .min_version = 1, .max_version = 1, .flags = PROTO_HELLO_PAGE_INFO };
         proto_hello_encode(&m, buf, sizeof(buf));
-        ck_assert_int_eq(proto_hello_decode(buf, 8, &d), -EINVAL);
+        ck_assert_int_eq(proto_hello_decode(buf, 8, &d), 0);
+        ck_assert_uint_eq(d.flags, PROTO_HELLO_PAGE_INFO);
+        for (unsigned bit = 0; bit < 32; bit++) {
+                m = (struct proto_hello){ .min_version = 1, .max_version = 1, .flags = 1u << bit };
+                proto_hello_encode(&m, buf, sizeof(buf));
+                ck_assert_int_eq(proto_hello_decode(buf, 8, &d), (m.flags & PROTO_HELLO_KNOWN) ? 0 : -EINVAL);
+        }
         m = (struct proto_hello){ .min_version = 2, .max_version = 1 };
         proto_hello_encode(&m, buf, sizeof(buf));
         ck_assert_int_eq(proto_hello_decode(buf, 8, &d), -EINVAL);
@@ -1050,7 +1056,12 @@ START_TEST(test_create_bad_values)
                 m = base;
                 m.flags = 1u << bit;
                 n = proto_create_encode(&m, buf, sizeof(buf));
-                ck_assert_int_eq(proto_create_decode(buf, (size_t)n, &d), (m.flags & PROTO_CREATE_KNOWN) ? 0 : -EINVAL);
+                /* a hugetlb page size (bits 26-31) is only valid with HUGE */
+                ck_assert_int_eq(proto_create_decode(buf, (size_t)n, &d),
+                                 !(m.flags & ~PROTO_CREATE_KNOWN) && !(m.flags & PROTO_CREATE_HUGE_MASK) ? 0 : -EINVAL);
+                m.flags |= PROTO_CREATE_HUGE;
+                n = proto_create_encode(&m, buf, sizeof(buf));
+                ck_assert_int_eq(proto_create_decode(buf, (size_t)n, &d), (m.flags & ~PROTO_CREATE_KNOWN) ? -EINVAL : 0);
                 m = base;
                 m.seals = 1u << bit;
                 n = proto_create_encode(&m, buf, sizeof(buf));
@@ -1208,7 +1219,7 @@ START_TEST(test_roundtrip_stat)
         proto_stat_reply_encode(&m, buf, sizeof(buf));
         ck_assert_int_eq(proto_stat_reply_decode(buf, 56, &d), -EINVAL);
         m.mode = 0;
-        m.flags = 0x10;
+        m.flags = PROTO_REGION_KNOWN + 1;
         proto_stat_reply_encode(&m, buf, sizeof(buf));
         ck_assert_int_eq(proto_stat_reply_decode(buf, 56, &d), -EINVAL);
         m.flags = 0;
@@ -1808,7 +1819,7 @@ END_TEST
 
 /* ---- the EVENTS feature (docs/protocol.md section 15) ------------------- */
 
-/* HELLO: EVENTS is accepted; bit 0 and every other bit stay -EINVAL. */
+/* HELLO: EVENTS (and PAGE_INFO, issue 15) are accepted; bit 0 and every other bit stay -EINVAL. */
 START_TEST(test_hello_events_flag)
 {
         struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = PROTO_HELLO_EVENTS }, d;
@@ -1821,7 +1832,7 @@ START_TEST(test_hello_events_flag)
         for (unsigned bit = 0; bit < 32; bit++) {
                 m.flags = 1u << bit;
                 proto_hello_encode(&m, buf, sizeof(buf));
-                ck_assert_int_eq(proto_hello_decode(buf, 8, &d), m.flags == PROTO_HELLO_EVENTS ? 0 : -EINVAL);
+                ck_assert_int_eq(proto_hello_decode(buf, 8, &d), (m.flags & PROTO_HELLO_KNOWN) ? 0 : -EINVAL);
         }
 }
 END_TEST

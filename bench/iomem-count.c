@@ -1,0 +1,84 @@
+/* iomem-count: a fixed number of requests against iomemd, for instruction counts (valgrind --tool=callgrind). */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iomem.h"
+
+/*
+ * Usage: iomem-count SOCKET MODE N [TABLE]
+ * Setup (in every run): one connection creates TABLE size-0 regions "cg/tK" and the 4 KiB region "cg/r".
+ * Then N operations of MODE:
+ *   open     iomem_open("cg/r") read-write + free, on the setup connection
+ *   open-ro  the same, read-only
+ *   create   iomem_create("cg/cK", 4 KiB) + free (the regions stay)
+ *   cold     iomem_connect + iomem_open("cg/r") + free + iomem_disconnect
+ * Run it twice against a daemon under callgrind, with N and 2N: the daemon's
+ * instructions per operation are the difference divided by N (setup and
+ * start-up cancel out).
+ */
+int main(int argc, char **argv)
+{
+        struct iomem_client *c = NULL;
+        struct iomem_region *reg = NULL;
+        const char *sock, *mode;
+        unsigned long n, table = 0;
+        char name[64];
+        int r;
+
+        if (argc < 4) {
+                fprintf(stderr, "usage: %s SOCKET open|open-ro|create|cold N [TABLE]\n", argv[0]);
+                return 2;
+        }
+        sock = argv[1];
+        mode = argv[2];
+        n = strtoul(argv[3], NULL, 10);
+        if (argc > 4)
+                table = strtoul(argv[4], NULL, 10);
+
+        r = iomem_connect(sock, &c);
+        if (r < 0)
+                goto fail;
+        for (unsigned long i = 0; i < table; i++) {
+                snprintf(name, sizeof(name), "cg/t%lu", i);
+                r = iomem_create(c, name, 0, NULL, &reg);
+                if (r < 0)
+                        goto fail;
+                reg = iomem_region_free(reg);
+        }
+        r = iomem_create(c, "cg/r", 4096, NULL, &reg);
+        if (r < 0)
+                goto fail;
+        reg = iomem_region_free(reg);
+
+        for (unsigned long i = 0; i < n; i++) {
+                if (strcmp(mode, "open") == 0 || strcmp(mode, "open-ro") == 0) {
+                        r = iomem_open(c, "cg/r", strcmp(mode, "open-ro") == 0 ? IOMEM_OPEN_RDONLY : 0, 0, &reg);
+                } else if (strcmp(mode, "create") == 0) {
+                        snprintf(name, sizeof(name), "cg/c%lu", i);
+                        r = iomem_create(c, name, 4096, NULL, &reg);
+                } else if (strcmp(mode, "cold") == 0) {
+                        struct iomem_client *k = NULL;
+
+                        r = iomem_connect(sock, &k);
+                        if (r == 0)
+                                r = iomem_open(k, "cg/r", 0, 0, &reg);
+                        k = iomem_disconnect(k);
+                } else {
+                        fprintf(stderr, "unknown mode %s\n", mode);
+                        return 2;
+                }
+                if (r < 0)
+                        goto fail;
+                reg = iomem_region_free(reg);
+        }
+        iomem_disconnect(c);
+        return 0;
+
+fail:
+        fprintf(stderr, "iomem-count: %s\n", iomem_strerror(r));
+        iomem_disconnect(c);
+        return 1;
+}
