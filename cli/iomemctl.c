@@ -309,8 +309,8 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
                 return buf;
         case -ENOSPC:
         case -ENOMEM:
-                /* the daemon says which: file system, fd store, memory cgroup, a reservation (create --reserve) */
-                if (!*msg || strncmp(msg, "cannot", 6) != 0)
+                /* a failed reservation (create --reserve) says which limit; the error's own words cover the rest */
+                if (strncmp(msg, "cannot reserve", 14) != 0)
                         return iomem_strerror(error);
                 snprintf(buf, size, "%s: %s", msg, iomem_strerror(error));
                 return buf;
