@@ -329,6 +329,21 @@ static void bench_daemon_ops(struct bench *b)
         bench_pin(b, d.pid, 1);
         bench_loop(b, "open-map", "OPEN + mmap + munmap + close on a persistent connection", bench_open_map_op,
                    &x, NULL);
+        {
+                /* the same OPEN answered by the client's open cache (issue 12): a local dup, no round trip */
+                struct bench_conn cx = x;
+
+                cx.c = NULL;
+                r = iomem_connect_flags(d.socket, IOMEM_CONNECT_EVENTS, &cx.c);
+                if (r == 0)
+                        r = iomem_client_set_open_cache(cx.c, 1);
+                if (r == 0)
+                        bench_loop(b, "open-map-cached", "open-map with iomem_client_set_open_cache(): repeated OPEN "
+                                   "of an unchanged name from a local dup", bench_open_map_op, &cx, NULL);
+                else
+                        bench_fail(b, "open-map-cached", r);
+                iomem_disconnect(cx.c);
+        }
         bench_loop(b, "create-delete", "CREATE + DELETE of a named region (4 KiB)", bench_create_delete_op, &x,
                    NULL);
         bench_loop(b, "create-anon", "anonymous CREATE (4 KiB) + close", bench_create_anon_op, &x, NULL);

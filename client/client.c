@@ -5,10 +5,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -66,13 +68,80 @@ struct iomem_client {
         struct client_watch *watches;
         unsigned nwatches;
         uint32_t next_watch;
+        /*
+         * One implementation for blocking and asynchronous requests: every
+         * request sent and not yet answered is in @pending; whoever reads
+         * the socket (one thread at a time: @reading) routes each reply to
+         * its request by id and wakes the waiters (@cond). Blocking callers
+         * wait for their own entry; asynchronous ones are moved to @done and
+         * completed by iomem_client_process(). @lock guards everything here.
+         */
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool reading;
+        int wakefd; /* an eventfd that interrupts the reader's poll(): the connection broke, or output waits */
+        struct client_pending *pending;
+        struct client_pending *done_head, *done_tail;
+        iomem_event_cb event_cb;
+        void *event_userdata;
+        /*
+         * The open cache (iomem_client_set_open_cache()): fds of regions
+         * opened by name, dropped on any event naming them. @cache_gen
+         * counts invalidations; an OPEN reply is cached only if none came
+         * after it (@reply_cache_gen: the count when the last reply came).
+         */
+        bool cache_on;
+        uint32_t cache_watch; /* the internal watch of "" (caller id), 0 = none */
+        struct client_cache_entry *cache;
+        unsigned ncache;
+        uint64_t cache_gen, reply_cache_gen, cache_hits;
+};
+
+#define CLIENT_CACHE_MAX 64 /* names kept; the oldest goes first */
+
+struct client_cache_entry {
+        char name[PROTO_NAME_MAX + 1];
+        uint32_t open_flags; /* IOMEM_OPEN_* asked */
+        int fd;              /* a duplicate, owned */
+        uint64_t size, id;
+        uint32_t region_flags;
+        enum iomem_backend backend;
+};
+
+/* what an asynchronous request completes with */
+enum client_async {
+        CLIENT_SYNC = 0, /* a blocking caller waits for it */
+        CLIENT_ASYNC_OPEN,
+        CLIENT_ASYNC_OPENV,
+        CLIENT_ASYNC_STAT,
+        CLIENT_ASYNC_PING,
+};
+
+/* A request sent and not yet completed. */
+struct client_pending {
+        struct client_pending *next;
+        uint32_t id;
+        uint16_t opcode;
+        unsigned want_fds;
+        int64_t deadline; /* CLOCK_MONOTONIC ms, -1 = none */
+        bool done;
+        int result; /* once done: 0 with @reply, or negative errno */
+        uint64_t cache_gen; /* the client's cache_gen when it completed */
+        struct transport_frame reply;
+        enum client_async kind;
+        void (*cb)(void);
+        void *userdata;
+        uint64_t cookie; /* PING */
 };
 
 /* a call repeated this often after losing its connection each time gives up */
 #define CLIENT_MAX_TRIES 8
 
-static int client_recv_reply(struct iomem_client *c, struct transport_frame *f, int timeout_ms);
 static void client_events_clear(struct iomem_client *c);
+static void client_cache_drop(struct iomem_client *c, const char *name);
+static int client_cache_get(struct iomem_client *c, const char *name, uint32_t flags, struct iomem_region **regionp);
+static void client_cache_put(struct iomem_client *c, const char *name, uint32_t flags, const struct iomem_region *r,
+                             uint64_t gen);
 static int client_rewatch(struct iomem_client *c);
 
 IOMEM_EXPORT int iomem_socket_path(char *buf, size_t size)
@@ -119,8 +188,267 @@ static bool client_error_is_gone(int r)
         return r == -EPIPE || r == -ECONNRESET;
 }
 
+/* ---- requests and replies: one implementation for blocking and asynchronous calls ---- */
+
+static int client_event_stash(struct iomem_client *c, const struct transport_frame *f);
+
+static void client_pending_unlink(struct iomem_client *c, struct client_pending *p)
+{
+        for (struct client_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
+                if (*pp == p) {
+                        *pp = p->next;
+                        p->next = NULL;
+                        return;
+                }
+        }
+}
+
+/* Complete @p with @result (and the reply in *@f, taken over, if @f): wake its waiter or queue its callback. */
+static void client_pending_complete(struct iomem_client *c, struct client_pending *p, int result,
+                                    struct transport_frame *f)
+{
+        client_pending_unlink(c, p);
+        p->done = true;
+        p->result = result;
+        p->cache_gen = c->cache_gen;
+        if (f) {
+                p->reply = *f;
+                *f = (struct transport_frame){ .nfds = 0 };
+        }
+        if (p->kind != CLIENT_SYNC) {
+                p->next = NULL;
+                if (c->done_tail)
+                        c->done_tail->next = p;
+                else
+                        c->done_head = p;
+                c->done_tail = p;
+        }
+        pthread_cond_broadcast(&c->cond);
+}
+
 /*
- * client_exchange() - send one request (with @nsend fds, consumed) and read its reply.
+ * The connection is unusable from now on (@r says why): every request
+ * outstanding on it completes with -ECONNRESET if the daemon closed it
+ * (outcome unknown) or -ENOTCONN otherwise.
+ */
+/* Interrupt the thread polling the socket without the lock, if one is. */
+static void client_wake_reader(struct iomem_client *c)
+{
+        if (c->reading && c->wakefd >= 0)
+                (void)!eventfd_write(c->wakefd, 1);
+}
+
+static void client_break(struct iomem_client *c, int r)
+{
+        if (!c->broken) {
+                c->broken = r;
+                c->gone = client_error_is_gone(r);
+        }
+        while (c->pending)
+                client_pending_complete(c, c->pending, c->gone ? -ECONNRESET : -ENOTCONN, NULL);
+        client_wake_reader(c);
+        pthread_cond_broadcast(&c->cond);
+}
+
+/* Route one received frame: an event is kept, a reply goes to its request. Return: 0; -EPROTO. */
+static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
+{
+        struct client_pending *p;
+        int r;
+
+        if (c->hello_flags && proto_opcode_is_event(f->hdr.opcode)) {
+                r = client_event_stash(c, f);
+                transport_frame_deinit(f);
+                pthread_cond_broadcast(&c->cond);
+                return r;
+        }
+        for (p = c->pending; p; p = p->next) {
+                if (p->id == f->hdr.id)
+                        break;
+                /* a daemon that refuses the connection at accept answers HELLO with id 0 (allow-list, quota) */
+                if (p->opcode == PROTO_OP_HELLO && f->hdr.id == 0 && f->hdr.opcode == PROTO_OP_HELLO &&
+                    (f->hdr.flags & PROTO_FLAG_ERROR))
+                        break;
+        }
+        if (!p || f->hdr.opcode != p->opcode || !(f->hdr.flags & PROTO_FLAG_REPLY)) {
+                transport_frame_deinit(f);
+                if (p)
+                        client_pending_complete(c, p, -EPROTO, NULL);
+                return -EPROTO;
+        }
+        client_pending_complete(c, p, 0, f);
+        return 0;
+}
+
+/*
+ * Read what the socket has (without waiting) and route every complete
+ * frame. The caller holds the lock and is the reader.
+ * Return: > 0 bytes were read; 0 nothing to read now; negative errno after
+ * which the connection is broken (every outstanding request completed).
+ */
+static int client_read(struct iomem_client *c)
+{
+        struct transport_frame f;
+        int n, r;
+
+        n = transport_read(&c->t);
+        if (n == -EAGAIN)
+                return 0;
+        if (n < 0 && n != -EPIPE) {
+                client_break(c, n);
+                return n;
+        }
+        /* frames first, even at the end of the stream: a refusal may be queued before the close */
+        for (;;) {
+                r = transport_next_frame(&c->t, &f);
+                if (r == 0)
+                        break;
+                if (r < 0) {
+                        client_break(c, r == -EPIPE ? -ECONNRESET : r);
+                        return c->broken;
+                }
+                r = client_dispatch(c, &f);
+                if (r < 0) {
+                        client_break(c, r);
+                        return r;
+                }
+        }
+        if (n <= 0 || c->t.eof) {
+                client_break(c, -ECONNRESET);
+                return -ECONNRESET;
+        }
+        return n;
+}
+
+/* Whether what the waiter waits for is there: its reply, or (for @p NULL) an event. */
+static bool client_wait_done(const struct iomem_client *c, const struct client_pending *p)
+{
+        return p ? p->done : (c->overflow_pending || c->evq_head != NULL);
+}
+
+/*
+ * client_wait() - wait until @p completes (or, @p NULL, an event is kept),
+ * at most until @deadline (ms, -1 = none). Called with the lock held; one
+ * thread at a time reads the socket, the others sleep on the condition
+ * variable until the reader has routed what it read.
+ * Return: 0; -ETIMEDOUT; -ENOTCONN if the connection is broken (@p is
+ * then completed with the reason).
+ */
+static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t deadline)
+{
+        bool tried = false;
+
+        for (;;) {
+                if (client_wait_done(c, p))
+                        return 0;
+                if (c->broken)
+                        return -ENOTCONN;
+                if (tried && deadline >= 0 && client_left_ms(deadline) == 0)
+                        return -ETIMEDOUT;
+                if (c->reading) {
+                        if (deadline < 0) {
+                                pthread_cond_wait(&c->cond, &c->lock);
+                        } else {
+                                struct timespec ts = { .tv_sec = deadline / 1000,
+                                                       .tv_nsec = (deadline % 1000) * 1000000 };
+
+                                if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT)
+                                        tried = true;
+                        }
+                        continue;
+                }
+                /* become the reader: poll without the lock, so that others can send meanwhile */
+                struct pollfd pfds[2] = { { .fd = c->fd, .events = POLLIN }, { .fd = c->wakefd, .events = POLLIN } };
+                struct pollfd pfd;
+                int left = client_left_ms(deadline), n;
+                eventfd_t drained;
+
+                if (transport_has_output(&c->t))
+                        pfds[0].events |= POLLOUT;
+                c->reading = true;
+                pthread_mutex_unlock(&c->lock);
+                n = poll(pfds, 2, left);
+                if (n < 0)
+                        n = -errno;
+                pthread_mutex_lock(&c->lock);
+                c->reading = false;
+                tried = true;
+                if (pfds[1].revents & POLLIN)
+                        (void)!eventfd_read(c->wakefd, &drained);
+                pfd = pfds[0];
+                if (n > 0 && !pfd.revents)
+                        n = 0; /* only woken: look again */
+                if (n < 0 && n != -EINTR)
+                        client_break(c, n);
+                else if (n > 0 && (pfd.revents & POLLNVAL))
+                        client_break(c, -EBADF);
+                else if (n > 0) {
+                        /* read first: a daemon that refuses us answers, then closes before reading */
+                        if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+                                client_read(c);
+                        if (!c->broken && transport_has_output(&c->t)) {
+                                int r = transport_flush(&c->t);
+
+                                if (r < 0 && r != -EAGAIN)
+                                        client_break(c, r);
+                        }
+                }
+                pthread_cond_broadcast(&c->cond);
+        }
+}
+
+/* Return: the deadline (CLOCK_MONOTONIC ms) for a reply when the daemon may itself wait @extra_ms; -1 = none. */
+static int64_t client_deadline(const struct iomem_client *c, int extra_ms)
+{
+        int timeout = client_timeout(c, extra_ms);
+
+        return timeout < 0 ? -1 : client_now_ms() + timeout;
+}
+
+/* Return: a new request id. Called with the lock held. */
+static uint32_t client_next_id(struct iomem_client *c)
+{
+        uint32_t id = c->next_id++;
+
+        if (c->next_id == 0)
+                c->next_id = 1;
+        return id;
+}
+
+/*
+ * The result of a completed request: 0 with the reply in p->reply (want_fds
+ * fds), the daemon's negative errno (its message kept), or -EPROTO.
+ */
+static int client_reply_result(struct iomem_client *c, struct client_pending *p)
+{
+        struct transport_frame *f = &p->reply;
+        struct proto_error err;
+        int r;
+
+        if (p->result < 0)
+                return p->result;
+        if (f->hdr.flags & PROTO_FLAG_ERROR) {
+                r = proto_error_decode(f->payload, f->hdr.length, &err);
+                if (r < 0 || err.error >= 0 || f->nfds != 0) {
+                        r = -EPROTO;
+                } else {
+                        r = err.error;
+                        snprintf(c->error_message, sizeof(c->error_message), "%s",
+                                 err.message ? err.message : "");
+                }
+                transport_frame_deinit(f);
+                return r;
+        }
+        if (f->nfds != p->want_fds) {
+                transport_frame_deinit(f);
+                return -EPROTO;
+        }
+        return 0;
+}
+
+/*
+ * client_exchange() - send one request (with @nsend fds, consumed) and wait
+ * for its reply. Called with the lock held.
  * Return: 0 with *replyp; the daemon's negative errno; -EPIPE if the
  * request could not be sent because the daemon had closed the connection
  * (it was not applied); -ECONNRESET if the connection ended after it was
@@ -131,79 +459,43 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
                            struct transport_frame *replyp)
 {
         struct proto_header h = { .opcode = opcode };
-        struct transport_frame f = { .nfds = 0 };
-        struct proto_error err;
-        int timeout = client_timeout(c, extra_ms);
+        struct client_pending p = { .opcode = opcode, .want_fds = want_fds };
         int r;
 
-        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
-                f.fds[i] = -1;
-        h.id = c->next_id++;
-        if (c->next_id == 0)
-                c->next_id = 1;
+        h.id = p.id = client_next_id(c);
+        p.deadline = client_deadline(c, extra_ms);
         c->error_message[0] = '\0';
+        p.next = c->pending;
+        c->pending = &p;
         r = transport_send_blocking(&c->t, &h, payload, len, send_fds, nsend, c->timeout_ms);
         if (r < 0 && opcode == PROTO_OP_HELLO && client_error_is_gone(r)) {
                 /* a daemon refusing us at accept may have closed before HELLO went out: its answer is queued */
-                timeout = 0;
-        } else if (r < 0 && c->hello_pending && client_error_is_gone(r)) {
-                /* the daemon may have refused the connection (HELLO error, then close): that is the answer */
-                int k = iomem_client_handshake(c);
-
-                /* no HELLO reply at all: the daemon went away before reading this request, which was not applied */
-                if (k < 0 && !(c->gone && k == -ECONNRESET))
-                        return k;
-                c->broken = r;
-                c->gone = true;
-                return -EPIPE;
+                p.deadline = client_now_ms();
         } else if (r < 0) {
-                c->broken = r;
-                c->gone = client_error_is_gone(r);
-                return c->gone ? -EPIPE : r;
-        }
-        if (c->hello_pending) {
-                /* the reply to the HELLO that iomem_connect() sent comes first */
-                r = iomem_client_handshake(c);
-                if (r < 0)
-                        return r;
-        }
-        r = client_recv_reply(c, &f, timeout);
-        if (r < 0) {
-                c->broken = r;
-                c->gone = client_error_is_gone(r);
-                return c->gone ? -ECONNRESET : r;
-        }
+                bool gone = client_error_is_gone(r);
 
-        /* a daemon that refuses the connection at accept answers HELLO with id 0 (allow-list, quota) */
-        if (opcode == PROTO_OP_HELLO && f.hdr.id == 0 && f.hdr.opcode == PROTO_OP_HELLO &&
-            (f.hdr.flags & PROTO_FLAG_ERROR))
-                f.hdr.id = h.id;
-        if (f.hdr.id != h.id || f.hdr.opcode != opcode || !(f.hdr.flags & PROTO_FLAG_REPLY)) {
-                r = -EPROTO;
-                c->broken = r;
-                goto fail;
+                client_pending_unlink(c, &p);
+                client_break(c, r);
+                return gone ? -EPIPE : r;
         }
-        if (f.hdr.flags & PROTO_FLAG_ERROR) {
-                r = proto_error_decode(f.payload, f.hdr.length, &err);
-                if (r < 0 || err.error >= 0 || f.nfds != 0) {
-                        r = -EPROTO;
-                } else {
-                        r = err.error;
-                        snprintf(c->error_message, sizeof(c->error_message), "%s",
-                                 err.message ? err.message : "");
-                }
-                goto fail;
+        r = client_wait(c, &p, p.deadline);
+        if (r == -ETIMEDOUT && !p.done) {
+                client_pending_unlink(c, &p);
+                client_break(c, -ETIMEDOUT);
+                return -ETIMEDOUT;
         }
-        if (f.nfds != want_fds) {
-                r = -EPROTO;
-                goto fail;
+        if (!p.done) { /* cannot happen: a broken connection completes every request */
+                client_pending_unlink(c, &p);
+                return -ENOTCONN;
         }
-        *replyp = f;
+        c->reply_cache_gen = p.cache_gen;
+        if (p.result == -ENOTCONN && c->broken)
+                p.result = c->broken; /* what broke it, as before: -EBADMSG, -EPROTO... */
+        r = client_reply_result(c, &p);
+        if (r < 0)
+                return r;
+        *replyp = p.reply;
         return 0;
-
-fail:
-        transport_frame_deinit(&f);
-        return r;
 }
 
 static int client_hello(struct iomem_client *c);
@@ -235,6 +527,9 @@ static int client_open(struct iomem_client *c, int timeout_ms, bool pipelined)
         int saved_timeout = c->timeout_ms;
         int r;
 
+        while (c->reading) /* another thread polls the old socket: let it finish */
+                pthread_cond_wait(&c->cond, &c->lock);
+        client_break(c, c->broken ? c->broken : -ENOTCONN);
         client_close(c);
         c->broken = 0;
         c->gone = false;
@@ -344,9 +639,9 @@ static int client_reconnect(struct iomem_client *c)
  * previous failure broke the stream; a connect error when reconnecting
  * failed; negative errno from the transport.
  */
-static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len,
-                           int *send_fds, unsigned nsend, int extra_ms, unsigned want_fds,
-                           struct transport_frame *replyp)
+static int client_call_fds_locked(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len,
+                                  int *send_fds, unsigned nsend, int extra_ms, unsigned want_fds,
+                                  struct transport_frame *replyp)
 {
         int copies[PROTO_MAX_FDS];
         int r = len;
@@ -399,6 +694,19 @@ out:
         return r;
 }
 
+/* client_call_fds_locked() taking the client's lock (the blocking calls may come from several threads). */
+static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len,
+                           int *send_fds, unsigned nsend, int extra_ms, unsigned want_fds,
+                           struct transport_frame *replyp)
+{
+        int r;
+
+        pthread_mutex_lock(&c->lock);
+        r = client_call_fds_locked(c, opcode, payload, len, send_fds, nsend, extra_ms, want_fds, replyp);
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
 /*
  * client_again() - whether a request that is safe to repeat (OPEN, STAT,
  * LIST, PING, STATUS, QUOTA, METRICS) should be sent again after it failed with @r:
@@ -409,8 +717,12 @@ out:
  */
 static bool client_again(struct iomem_client *c, int r, unsigned *triesp)
 {
-        c->same_call = r == -ECONNRESET && c->gone && c->reconnect_ms != 0 && ++*triesp < CLIENT_MAX_TRIES;
-        return c->same_call;
+        bool again;
+
+        pthread_mutex_lock(&c->lock);
+        again = c->same_call = r == -ECONNRESET && c->gone && c->reconnect_ms != 0 && ++*triesp < CLIENT_MAX_TRIES;
+        pthread_mutex_unlock(&c->lock);
+        return again;
 }
 
 /* client_call_fds() without fds to send. Return: as client_call_fds(). */
@@ -447,7 +759,8 @@ static int client_hello(struct iomem_client *c)
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        r = client_call(c, PROTO_OP_HELLO, buf, proto_hello_encode(&m, buf, sizeof(buf)), 0, 0, &f);
+        r = client_call_fds_locked(c, PROTO_OP_HELLO, buf, proto_hello_encode(&m, buf, sizeof(buf)), NULL, 0, 0, 0,
+                                   &f);
         if (r < 0)
                 return r;
         r = client_hello_check(c, &f);
@@ -541,10 +854,24 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         if (!c)
                 return -ENOMEM;
         c->fd = -1;
+        c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+        {
+                pthread_condattr_t ca;
+
+                pthread_mutex_init(&c->lock, NULL);
+                pthread_condattr_init(&ca);
+                pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* client_wait() deadlines are monotonic */
+                pthread_cond_init(&c->cond, &ca);
+                pthread_condattr_destroy(&ca);
+        }
         c->reconnect_ms = IOMEM_RECONNECT_DEFAULT_MS;
         c->next_id = 1;
         c->hello_flags = hello_flags;
+        if (c->wakefd < 0) {
+                r = -errno;
+                goto fail;
+        }
         if (!path) {
                 r = iomem_socket_path(c->path, sizeof(c->path));
                 if (r < 0)
@@ -557,13 +884,9 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
                 goto fail;
         } else
                 memcpy(c->path, path, strlen(path) + 1);
-        /*
-         * A plain connect without a timeout pipelines HELLO (one round trip per
-         * cold call); with flags or a timeout it waits for the answer, so that a
-         * daemon that predates a flag (-EINVAL) or does not answer (-ETIMEDOUT)
-         * is told by the connect itself, as documented.
-         */
-        r = client_open(c, c->timeout_ms, hello_flags == 0 && c->timeout_ms < 0);
+        pthread_mutex_lock(&c->lock);
+        r = client_open(c, c->timeout_ms, false); /* HELLO awaited: the pipelined connect of issue 15 is not yet merged with the shared reply table */
+        pthread_mutex_unlock(&c->lock);
         if (r < 0)
                 goto fail;
         *clientp = c;
@@ -599,9 +922,26 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
 
         if (!client)
                 return NULL;
+        /* asynchronous requests still outstanding are dropped without their callbacks */
+        pthread_mutex_lock(&client->lock);
+        client_break(client, -ENOTCONN);
+        pthread_mutex_unlock(&client->lock);
         client_close(client);
+        while (client->done_head) {
+                struct client_pending *p = client->done_head;
+
+                client->done_head = p->next;
+                transport_frame_deinit(&p->reply);
+                free(p);
+        }
         client_events_clear(client);
+        client_cache_drop(client, NULL);
+        free(client->cache);
         free(client->watches);
+        if (client->wakefd >= 0)
+                close(client->wakefd);
+        pthread_cond_destroy(&client->cond);
+        pthread_mutex_destroy(&client->lock);
         free(client);
         errno = saved;
         return NULL;
@@ -714,6 +1054,7 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
         uint8_t buf[CLIENT_REQUEST_MAX];
         unsigned tries = 0;
         int64_t deadline;
+        uint64_t gen;
         int r;
 
         if (!client || !regionp)
@@ -727,6 +1068,8 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
                 m.flags |= PROTO_OPEN_RDONLY;
         if (wait_ms != 0)
                 m.flags |= PROTO_OPEN_WAIT;
+        if (client_cache_get(client, name, flags, regionp) == 0)
+                return 0;
         deadline = wait_ms > 0 ? client_now_ms() + wait_ms : -1;
         do {
                 /* sent again after a reconnect: a waiting OPEN waits only for what is left of its time */
@@ -735,12 +1078,18 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
                 if (wait_ms > 0 && left == 0)
                         left = 1; /* 0 would mean "do not wait" */
                 m.timeout_ms = left < 0 ? UINT32_MAX : (uint32_t)left;
-                r = client_call(client, PROTO_OP_OPEN, buf, proto_open_encode(&m, buf, sizeof(buf)), left, 1, &f);
+                pthread_mutex_lock(&client->lock);
+                r = client_call_fds_locked(client, PROTO_OP_OPEN, buf, proto_open_encode(&m, buf, sizeof(buf)), NULL,
+                                           0, left, 1, &f);
+                gen = client->reply_cache_gen;
+                pthread_mutex_unlock(&client->lock);
         } while (client_again(client, r, &tries));
         if (r < 0)
                 return r;
         r = client_region_from_reply(&f, regionp);
         transport_frame_deinit(&f);
+        if (r == 0)
+                client_cache_put(client, name, flags, *regionp, gen);
         return r;
 }
 
@@ -839,7 +1188,9 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                 if (r != 0)
                         return r;
                 m.cursor = rep.next_cursor;
+                pthread_mutex_lock(&client->lock);
                 client->same_call = m.cursor != 0; /* the next page shares this call's reconnect window */
+                pthread_mutex_unlock(&client->lock);
         } while (m.cursor != 0);
         return 0;
 }
@@ -912,8 +1263,9 @@ IOMEM_EXPORT int iomem_delete(struct iomem_client *client, const char *name)
 
 IOMEM_EXPORT int iomem_ping(struct iomem_client *client)
 {
-        static uint64_t counter;
-        struct proto_ping m = { .cookie = ((uint64_t)getpid() << 32) ^ ++counter };
+        static uint64_t counter; /* shared by threads */
+        struct proto_ping m = { .cookie = ((uint64_t)getpid() << 32) ^
+                                          __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) };
         struct proto_ping rep;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
@@ -1218,8 +1570,24 @@ static int client_rewatch(struct iomem_client *c)
         }
         c->dropped += c->nevents;
         client_events_clear(c);
-        c->overflow_pending = true;
+        c->overflow_pending = c->nwatches > (c->cache_watch ? 1u : 0u);
+        c->cache_gen++;
+        client_cache_drop(c, NULL);
         return 0;
+}
+
+/* Drop the open cache's entries for @name (NULL = all). Called with the lock held. */
+static void client_cache_drop(struct iomem_client *c, const char *name)
+{
+        for (unsigned i = 0; i < c->ncache;) {
+                if (!name || strcmp(c->cache[i].name, name) == 0) {
+                        close(c->cache[i].fd);
+                        memmove(&c->cache[i], &c->cache[i + 1], (c->ncache - i - 1) * sizeof(c->cache[0]));
+                        c->ncache--;
+                } else {
+                        i++;
+                }
+        }
 }
 
 static void client_events_clear(struct iomem_client *c)
@@ -1278,20 +1646,28 @@ static int client_event_decode(struct iomem_client *c, const struct transport_fr
 /* Keep an event that came while a reply was awaited. Return: 0; -EPROTO. */
 static int client_event_stash(struct iomem_client *c, const struct transport_frame *f)
 {
+        struct iomem_event ev;
         struct client_event *e;
         int r;
 
+        r = client_event_decode(c, f, &ev);
+        if (r <= 0)
+                return r;
+        if (c->cache_on) {
+                /* any change to a name drops what the open cache holds for it; an OVERFLOW drops everything */
+                c->cache_gen++;
+                client_cache_drop(c, ev.kind == IOMEM_EVENT_OVERFLOW ? NULL : ev.name);
+                /* the cache's own watch is not the caller's: its events stop here */
+                if (ev.kind == IOMEM_EVENT_OVERFLOW ? c->nwatches == 1 : ev.watch_id == c->cache_watch)
+                        return 0;
+        }
         if (c->nevents >= CLIENT_EVENTS_MAX || !(e = malloc(sizeof(*e)))) {
                 c->dropped += (uint64_t)c->nevents + 1;
                 client_events_clear(c);
                 c->overflow_pending = true;
                 return 0;
         }
-        r = client_event_decode(c, f, &e->ev);
-        if (r <= 0) {
-                free(e);
-                return r;
-        }
+        e->ev = ev;
         if (e->ev.kind == IOMEM_EVENT_OVERFLOW) {
                 /* the caller resynchronises anyway: what we hold goes too, and one OVERFLOW comes first */
                 c->dropped += e->ev.dropped + c->nevents;
@@ -1310,96 +1686,68 @@ static int client_event_stash(struct iomem_client *c, const struct transport_fra
         return 0;
 }
 
-/* Receive the next frame that is not an event, keeping events for iomem_next_event(). Return: as transport. */
-static int client_recv_reply(struct iomem_client *c, struct transport_frame *f, int timeout_ms)
+/* Take the next kept event into *@ev. Called with the lock held. Return: true; false if none is kept. */
+static bool client_event_pop(struct iomem_client *c, struct iomem_event *ev)
 {
-        int r;
+        struct client_event *e = c->evq_head;
 
-        for (;;) {
-                r = transport_recv_blocking(&c->t, f, timeout_ms);
-                if (r < 0 || !c->hello_flags || !proto_opcode_is_event(f->hdr.opcode))
-                        return r;
-                r = client_event_stash(c, f);
-                transport_frame_deinit(f);
-                if (r < 0)
-                        return r;
+        /* an OVERFLOW stands for the events it replaced, before those that came after it */
+        if (c->overflow_pending) {
+                *ev = (struct iomem_event){ .kind = IOMEM_EVENT_OVERFLOW, .dropped = c->dropped };
+                c->overflow_pending = false;
+                c->dropped = 0;
+                return true;
         }
+        if (!e)
+                return false;
+        *ev = e->ev;
+        c->evq_head = e->next;
+        if (!c->evq_head)
+                c->evq_tail = NULL;
+        c->nevents--;
+        free(e);
+        return true;
 }
 
 IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_event *ev, int timeout_ms)
 {
-        struct transport_frame f;
-        struct timespec t0, now;
-        int r, left = timeout_ms;
+        int64_t deadline;
+        int r;
 
         if (!client || !ev)
                 return -EINVAL;
         if (!client->hello_flags)
                 return -EOPNOTSUPP;
+        deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
+        pthread_mutex_lock(&client->lock);
         /* a call of its own: its reconnects get a new window (client_reconnect() is called here directly) */
         client->reconnect_deadline_set = false;
         client->same_call = false;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
         for (;;) {
+                if (client_event_pop(client, ev)) {
+                        r = 0;
+                        break;
+                }
                 if (client->broken) {
                         /* the daemon went away: connect again (its watches are made again, OVERFLOW first) */
-                        if (!client->gone || client->reconnect_ms == 0)
-                                return -ENOTCONN;
-                        r = client_reconnect(client);
-                        if (r < 0)
-                                return -ENOTCONN;
+                        r = -ENOTCONN;
+                        if (!client->gone || client->reconnect_ms == 0 || client_reconnect(client) < 0)
+                                break;
+                        continue;
                 }
-                /* an OVERFLOW stands for the events it replaced, before those that came after it */
-                if (client->overflow_pending) {
-                        *ev = (struct iomem_event){ .kind = IOMEM_EVENT_OVERFLOW, .dropped = client->dropped };
-                        client->overflow_pending = false;
-                        client->dropped = 0;
-                        return 0;
+                r = client_wait(client, NULL, deadline);
+                if (r == -ETIMEDOUT) {
+                        r = -EAGAIN; /* nothing came: the stream is still in sync */
+                        break;
                 }
-                if (client->evq_head) {
-                        struct client_event *e = client->evq_head;
-
-                        *ev = e->ev;
-                        client->evq_head = e->next;
-                        if (!client->evq_head)
-                                client->evq_tail = NULL;
-                        client->nevents--;
-                        free(e);
-                        return 0;
-                }
-                r = transport_recv_blocking(&client->t, &f, left);
-                if (r == -ETIMEDOUT)
-                        return -EAGAIN; /* nothing came: the stream is still in sync */
-                if (r < 0) {
-                        client->broken = r;
-                        client->gone = client_error_is_gone(r);
-                        if (client->gone && client->reconnect_ms != 0)
-                                continue;
-                        return r == -EPIPE ? -ECONNRESET : r;
-                }
-                if (!proto_opcode_is_event(f.hdr.opcode)) {
-                        /* no request is outstanding: a reply here does not belong to anything */
-                        transport_frame_deinit(&f);
-                        client->broken = -EPROTO;
-                        return -EPROTO;
-                }
-                r = client_event_decode(client, &f, ev);
-                transport_frame_deinit(&f);
-                if (r < 0) {
-                        client->broken = r;
-                        return r;
-                }
-                if (r > 0)
-                        return 0;
-                /* an unknown event was skipped: wait for the rest of the time */
-                if (timeout_ms > 0) {
-                        long long spent;
-
-                        clock_gettime(CLOCK_MONOTONIC, &now);
-                        spent = (now.tv_sec - t0.tv_sec) * 1000LL + (now.tv_nsec - t0.tv_nsec) / 1000000;
-                        left = spent >= timeout_ms ? 0 : timeout_ms - (int)spent;
+                if (r < 0 && !(client->gone && client->reconnect_ms != 0)) {
+                        /* what ended it, once; -ENOTCONN from then on */
+                        r = client->gone ? -ECONNRESET : client->broken ? client->broken : r;
+                        break;
                 }
         }
+        pthread_mutex_unlock(&client->lock);
+        return r;
 }
 
 IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, uint32_t *watch_idp)
@@ -1416,17 +1764,25 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
         r = client_name_check(m.prefix);
         if (r < 0)
                 return r;
+        pthread_mutex_lock(&client->lock);
         ws = realloc(client->watches, (client->nwatches + 1) * sizeof(*ws));
-        if (!ws)
+        if (!ws) {
+                pthread_mutex_unlock(&client->lock);
                 return -ENOMEM;
+        }
         client->watches = ws;
-        r = client_call(client, PROTO_OP_WATCH, buf, proto_watch_encode(&m, buf, sizeof(buf)), 0, 0, &f);
-        if (r < 0)
+        r = client_call_fds_locked(client, PROTO_OP_WATCH, buf, proto_watch_encode(&m, buf, sizeof(buf)), NULL, 0,
+                                   0, 0, &f);
+        if (r == 0) {
+                r = proto_watch_reply_decode(f.payload, f.hdr.length, &rep);
+                transport_frame_deinit(&f);
+                if (r < 0)
+                        r = -EPROTO;
+        }
+        if (r < 0) {
+                pthread_mutex_unlock(&client->lock);
                 return r;
-        r = proto_watch_reply_decode(f.payload, f.hdr.length, &rep);
-        transport_frame_deinit(&f);
-        if (r < 0)
-                return -EPROTO;
+        }
         w = &client->watches[client->nwatches++];
         if (++client->next_watch == 0)
                 client->next_watch = 1;
@@ -1435,6 +1791,7 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
         snprintf(w->prefix, sizeof(w->prefix), "%s", m.prefix);
         if (watch_idp)
                 *watch_idp = w->id;
+        pthread_mutex_unlock(&client->lock);
         return 0;
 }
 
@@ -1445,20 +1802,35 @@ IOMEM_EXPORT int iomem_unwatch(struct iomem_client *client, uint32_t watch_id)
         unsigned i;
         int r;
 
+        struct transport_frame f;
+
         if (!client || watch_id == 0)
                 return -EINVAL;
+        pthread_mutex_lock(&client->lock);
         for (i = 0; i < client->nwatches && client->watches[i].id != watch_id; i++)
                 ;
-        if (i == client->nwatches)
+        if (i == client->nwatches) {
+                pthread_mutex_unlock(&client->lock);
                 return client->hello_flags ? -ENOENT : -EOPNOTSUPP;
+        }
         m.watch_id = client->watches[i].wire;
-        r = client_call_empty(client, PROTO_OP_UNWATCH, buf, proto_unwatch_encode(&m, buf, sizeof(buf)));
+        r = client_call_fds_locked(client, PROTO_OP_UNWATCH, buf, proto_unwatch_encode(&m, buf, sizeof(buf)), NULL,
+                                   0, 0, 0, &f);
+        if (r == 0) {
+                r = f.hdr.length == 0 ? 0 : -EPROTO;
+                transport_frame_deinit(&f);
+        }
         /* gone either way: the daemon's ended with the request or with the connection */
         if (r == 0 || r == -ENOENT || r == -ECONNRESET) {
-                client->watches[i] = client->watches[--client->nwatches];
+                /* the watch may have moved while the lock was released in waiting */
+                for (i = 0; i < client->nwatches && client->watches[i].id != watch_id; i++)
+                        ;
+                if (i < client->nwatches)
+                        client->watches[i] = client->watches[--client->nwatches];
                 if (r == -ENOENT)
                         r = 0;
         }
+        pthread_mutex_unlock(&client->lock);
         return r;
 }
 
@@ -1576,4 +1948,428 @@ IOMEM_EXPORT int iomem_stat_version(struct iomem_client *client, const char *nam
         if (generationp)
                 *generationp = rep.generation;
         return 0;
+}
+
+/* ---- the asynchronous client --------------------------------------------- */
+
+IOMEM_EXPORT void iomem_client_set_event_cb(struct iomem_client *client, iomem_event_cb cb, void *userdata)
+{
+        if (!client)
+                return;
+        pthread_mutex_lock(&client->lock);
+        client->event_cb = cb;
+        client->event_userdata = userdata;
+        pthread_mutex_unlock(&client->lock);
+}
+
+IOMEM_EXPORT int iomem_client_get_events(struct iomem_client *client)
+{
+        int r;
+
+        if (!client)
+                return -EINVAL;
+        pthread_mutex_lock(&client->lock);
+        if (client->broken)
+                r = -ENOTCONN;
+        else
+                r = POLLIN | (transport_has_output(&client->t) ? POLLOUT : 0);
+        pthread_mutex_unlock(&client->lock);
+        return r;
+}
+
+IOMEM_EXPORT int iomem_client_get_timeout(struct iomem_client *client)
+{
+        int64_t deadline = -1;
+        int r;
+
+        if (!client)
+                return -1;
+        pthread_mutex_lock(&client->lock);
+        if (client->done_head || (client->event_cb && (client->overflow_pending || client->evq_head))) {
+                r = 0;
+        } else {
+                for (struct client_pending *p = client->pending; p; p = p->next)
+                        if (p->kind != CLIENT_SYNC && p->deadline >= 0 && (deadline < 0 || p->deadline < deadline))
+                                deadline = p->deadline;
+                r = client_left_ms(deadline);
+        }
+        pthread_mutex_unlock(&client->lock);
+        return r;
+}
+
+/*
+ * Queue an asynchronous request (@p, filled by the caller: kind, cb,
+ * userdata, want_fds, opcode) and start sending it.
+ * Return: 0 (p is the client's now); -ENOTCONN; negative errno (p freed).
+ */
+static int client_submit(struct iomem_client *c, struct client_pending *p, const uint8_t *payload, int len,
+                         int extra_ms)
+{
+        struct proto_header h = { .opcode = p->opcode };
+        int r = len;
+
+        if (r < 0) {
+                free(p);
+                return r;
+        }
+        pthread_mutex_lock(&c->lock);
+        if (c->broken) {
+                r = -ENOTCONN;
+                goto fail;
+        }
+        h.id = p->id = client_next_id(c);
+        p->deadline = client_deadline(c, extra_ms);
+        r = transport_queue(&c->t, &h, payload, (size_t)len, NULL, 0);
+        if (r < 0)
+                goto fail;
+        p->next = c->pending;
+        c->pending = p;
+        r = transport_flush(&c->t);
+        if (r < 0 && r != -EAGAIN)
+                client_break(c, r); /* the callback says so */
+        else if (r == -EAGAIN)
+                client_wake_reader(c); /* a blocked reader also waits for POLLOUT from now on */
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+
+fail:
+        pthread_mutex_unlock(&c->lock);
+        free(p);
+        return r;
+}
+
+static struct client_pending *client_pending_new(enum client_async kind, uint16_t opcode, unsigned want_fds,
+                                                 void (*cb)(void), void *userdata)
+{
+        struct client_pending *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return NULL;
+        p->kind = kind;
+        p->opcode = opcode;
+        p->want_fds = want_fds;
+        p->cb = cb;
+        p->userdata = userdata;
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                p->reply.fds[i] = -1;
+        return p;
+}
+
+/* Decode a STAT (@v false) or STATV reply into *st and *generationp. Return: 0; -EPROTO. */
+static int client_stat_from_reply(const struct transport_frame *f, bool v, struct iomem_stat *st,
+                                  uint64_t *generationp)
+{
+        struct proto_stat_replyv repv = { .generation = 0 };
+        struct proto_stat_reply *rep = &repv.stat;
+
+        if (v ? proto_stat_replyv_decode(f->payload, f->hdr.length, &repv) < 0
+              : proto_stat_reply_decode(f->payload, f->hdr.length, rep) < 0)
+                return -EPROTO;
+        *st = (struct iomem_stat){
+                .id = rep->id,
+                .size = rep->size,
+                .ctime_ns = rep->ctime_ns,
+                .open_count = rep->open_count,
+                .seals = rep->seals,
+                .flags = rep->flags,
+                .uid = rep->uid,
+                .gid = rep->gid,
+                .mode = rep->mode,
+                .backend = (enum iomem_backend)rep->backend,
+        };
+        if (generationp)
+                *generationp = repv.generation;
+        return 0;
+}
+
+/* Decode an OPEN (@v false) or OPENV reply into a region. Return: 0; -EPROTO; negative errno. */
+static int client_open_from_reply(struct transport_frame *f, bool v, struct iomem_region **regionp,
+                                  uint64_t *generationp)
+{
+        struct proto_region_infov info = { .generation = 0 };
+
+        if (v ? proto_region_infov_decode(f->payload, f->hdr.length, &info) < 0
+              : proto_region_info_decode(f->payload, f->hdr.length, &info.info) < 0)
+                return -EPROTO;
+        if (generationp)
+                *generationp = info.generation;
+        return client_region_from_info(f, &info.info, regionp);
+}
+
+/* Decode a completed asynchronous request and call its callback (without the lock). */
+static void client_complete_async(struct iomem_client *c, struct client_pending *p, int r)
+{
+        struct iomem_region *region = NULL;
+        struct iomem_stat st;
+        uint64_t generation = 0;
+
+        switch (p->kind) {
+        case CLIENT_ASYNC_OPEN:
+        case CLIENT_ASYNC_OPENV:
+                if (r == 0)
+                        r = client_open_from_reply(&p->reply, p->kind == CLIENT_ASYNC_OPENV, &region, &generation);
+                ((iomem_open_cb)(void (*)(void))p->cb)(c, r, r == 0 ? region : NULL, generation, p->userdata);
+                break;
+        case CLIENT_ASYNC_STAT:
+                if (r == 0)
+                        r = client_stat_from_reply(&p->reply, false, &st, NULL);
+                ((iomem_stat_cb)(void (*)(void))p->cb)(c, r, r == 0 ? &st : NULL, p->userdata);
+                break;
+        case CLIENT_ASYNC_PING:
+                if (r == 0) {
+                        struct proto_ping rep;
+
+                        if (proto_ping_decode(p->reply.payload, p->reply.hdr.length, &rep) < 0 ||
+                            rep.cookie != p->cookie)
+                                r = -EPROTO;
+                }
+                ((iomem_done_cb)(void (*)(void))p->cb)(c, r, p->userdata);
+                break;
+        case CLIENT_SYNC:
+        default:
+                break;
+        }
+        transport_frame_deinit(&p->reply);
+        free(p);
+}
+
+IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
+{
+        struct iomem_event ev;
+        int n = 0, r;
+
+        if (!client)
+                return -EINVAL;
+        pthread_mutex_lock(&client->lock);
+        if (!client->broken && !client->reading) {
+                while (!client->broken && client_read(client) > 0)
+                        ;
+                if (!client->broken && transport_has_output(&client->t)) {
+                        r = transport_flush(&client->t);
+                        if (r < 0 && r != -EAGAIN)
+                                client_break(client, r);
+                }
+        }
+        /* requests whose time is up: a later reply could be taken for another's, so the connection breaks */
+        for (struct client_pending *p = client->pending; p; p = p->next) {
+                if (p->kind != CLIENT_SYNC && p->deadline >= 0 && client_left_ms(p->deadline) == 0) {
+                        client_pending_complete(client, p, -ETIMEDOUT, NULL);
+                        client_break(client, -ETIMEDOUT);
+                        break;
+                }
+        }
+        while (client->event_cb && client_event_pop(client, &ev)) {
+                iomem_event_cb cb = client->event_cb;
+                void *ud = client->event_userdata;
+
+                pthread_mutex_unlock(&client->lock);
+                cb(client, &ev, ud);
+                n++;
+                pthread_mutex_lock(&client->lock);
+        }
+        while (client->done_head) {
+                struct client_pending *p = client->done_head;
+
+                client->done_head = p->next;
+                if (!client->done_head)
+                        client->done_tail = NULL;
+                r = client_reply_result(client, p);
+                pthread_mutex_unlock(&client->lock);
+                client_complete_async(client, p, r);
+                n++;
+                pthread_mutex_lock(&client->lock);
+        }
+        r = client->broken ? -ENOTCONN : n;
+        pthread_mutex_unlock(&client->lock);
+        return r;
+}
+
+static int client_open_async(struct iomem_client *client, uint16_t opcode, const char *name, uint32_t flags,
+                             uint64_t after_generation, int wait_ms, iomem_open_cb cb, void *userdata)
+{
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        struct client_pending *p;
+        uint32_t pflags = 0, timeout = 0;
+        int len;
+
+        if (!client || !cb || client_name_check(name) < 0 || (flags & ~IOMEM_OPEN_RDONLY))
+                return -EINVAL;
+        if (flags & IOMEM_OPEN_RDONLY)
+                pflags |= PROTO_OPEN_RDONLY;
+        if (wait_ms != 0) {
+                pflags |= PROTO_OPEN_WAIT;
+                timeout = wait_ms < 0 ? UINT32_MAX : (uint32_t)wait_ms;
+        }
+        if (opcode == PROTO_OP_OPENV) {
+                struct proto_openv m = { .name = name, .flags = pflags, .timeout_ms = timeout,
+                                         .after_generation = after_generation };
+
+                if (!client->hello_flags)
+                        return -EOPNOTSUPP;
+                len = proto_openv_encode(&m, buf, sizeof(buf));
+        } else {
+                struct proto_open m = { .name = name, .flags = pflags, .timeout_ms = timeout };
+
+                len = proto_open_encode(&m, buf, sizeof(buf));
+        }
+        p = client_pending_new(opcode == PROTO_OP_OPENV ? CLIENT_ASYNC_OPENV : CLIENT_ASYNC_OPEN, opcode, 1,
+                               (void (*)(void))cb, userdata);
+        if (!p)
+                return -ENOMEM;
+        return client_submit(client, p, buf, len, wait_ms);
+}
+
+IOMEM_EXPORT int iomem_open_async(struct iomem_client *client, const char *name, uint32_t flags, int wait_ms,
+                                  iomem_open_cb cb, void *userdata)
+{
+        return client_open_async(client, PROTO_OP_OPEN, name, flags, 0, wait_ms, cb, userdata);
+}
+
+IOMEM_EXPORT int iomem_open_version_async(struct iomem_client *client, const char *name, uint32_t flags,
+                                          uint64_t after_generation, int wait_ms, iomem_open_cb cb, void *userdata)
+{
+        return client_open_async(client, PROTO_OP_OPENV, name, flags, after_generation, wait_ms, cb, userdata);
+}
+
+IOMEM_EXPORT int iomem_stat_async(struct iomem_client *client, const char *name, iomem_stat_cb cb, void *userdata)
+{
+        struct proto_name m = { .name = name };
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        struct client_pending *p;
+
+        if (!client || !cb || client_name_check(name) < 0)
+                return -EINVAL;
+        p = client_pending_new(CLIENT_ASYNC_STAT, PROTO_OP_STAT, 0, (void (*)(void))cb, userdata);
+        if (!p)
+                return -ENOMEM;
+        return client_submit(client, p, buf, proto_name_encode(&m, buf, sizeof(buf)), 0);
+}
+
+IOMEM_EXPORT int iomem_ping_async(struct iomem_client *client, iomem_done_cb cb, void *userdata)
+{
+        static uint64_t counter;
+        struct proto_ping m;
+        uint8_t buf[CLIENT_REQUEST_MAX];
+        struct client_pending *p;
+
+        if (!client || !cb)
+                return -EINVAL;
+        p = client_pending_new(CLIENT_ASYNC_PING, PROTO_OP_PING, 0, (void (*)(void))cb, userdata);
+        if (!p)
+                return -ENOMEM;
+        m.cookie = ((uint64_t)getpid() << 32) ^ __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+        p->cookie = m.cookie;
+        return client_submit(client, p, buf, proto_ping_encode(&m, buf, sizeof(buf)), 0);
+}
+
+/* ---- cached opens ------------------------------------------------------------ */
+
+/*
+ * client_cache_get() - answer an OPEN from the cache: events already on the
+ * socket are read first (without waiting), so a change whose event has
+ * arrived is never missed.
+ * Return: 0 with *regionp (a new duplicate of the cached fd); -ENOENT if not cached.
+ */
+static int client_cache_get(struct iomem_client *c, const char *name, uint32_t flags, struct iomem_region **regionp)
+{
+        struct client_cache_entry e;
+        unsigned i;
+        int fd;
+
+        if (!c->cache_on)
+                return -ENOENT;
+        pthread_mutex_lock(&c->lock);
+        if (!c->broken && !c->reading)
+                while (!c->broken && client_read(c) > 0)
+                        ;
+        for (i = 0; i < c->ncache; i++)
+                if (c->cache[i].open_flags == flags && strcmp(c->cache[i].name, name) == 0)
+                        break;
+        if (c->broken || i == c->ncache) {
+                pthread_mutex_unlock(&c->lock);
+                return -ENOENT;
+        }
+        e = c->cache[i];
+        fd = fcntl(e.fd, F_DUPFD_CLOEXEC, 3);
+        if (fd >= 0)
+                c->cache_hits++;
+        pthread_mutex_unlock(&c->lock);
+        if (fd < 0)
+                return -ENOENT; /* ask the daemon */
+        return region_new_consume_fd(fd, e.size, e.backend, e.region_flags, e.id, regionp) == 0 ? 0 : -ENOENT;
+}
+
+/* Keep a duplicate of a region just opened, unless an event came after its reply (@gen). */
+static void client_cache_put(struct iomem_client *c, const char *name, uint32_t flags, const struct iomem_region *r,
+                             uint64_t gen)
+{
+        struct client_cache_entry *e;
+
+        if (!c->cache_on)
+                return;
+        pthread_mutex_lock(&c->lock);
+        if (c->cache_gen != gen || c->broken || !c->cache)
+                goto out;
+        client_cache_drop(c, name); /* one entry per name: the newest open */
+        if (c->ncache == CLIENT_CACHE_MAX) {
+                close(c->cache[0].fd);
+                memmove(&c->cache[0], &c->cache[1], (c->ncache - 1) * sizeof(c->cache[0]));
+                c->ncache--;
+        }
+        e = &c->cache[c->ncache];
+        e->fd = iomem_region_dup_fd(r);
+        if (e->fd < 0)
+                goto out;
+        snprintf(e->name, sizeof(e->name), "%s", name);
+        e->open_flags = flags;
+        e->size = iomem_region_size(r);
+        e->id = iomem_region_id(r);
+        e->region_flags = iomem_region_flags(r);
+        e->backend = iomem_region_backend(r);
+        c->ncache++;
+out:
+        pthread_mutex_unlock(&c->lock);
+}
+
+IOMEM_EXPORT int iomem_client_set_open_cache(struct iomem_client *client, int enable)
+{
+        uint32_t wid = 0;
+        int r;
+
+        if (!client)
+                return -EINVAL;
+        if (!client->hello_flags)
+                return -EOPNOTSUPP;
+        if (!enable) {
+                pthread_mutex_lock(&client->lock);
+                client->cache_on = false;
+                client_cache_drop(client, NULL);
+                wid = client->cache_watch;
+                client->cache_watch = 0;
+                pthread_mutex_unlock(&client->lock);
+                return wid ? iomem_unwatch(client, wid) : 0;
+        }
+        if (client->cache_on)
+                return 0;
+        pthread_mutex_lock(&client->lock);
+        if (!client->cache)
+                client->cache = calloc(CLIENT_CACHE_MAX, sizeof(*client->cache));
+        pthread_mutex_unlock(&client->lock);
+        if (!client->cache)
+                return -ENOMEM;
+        /* every change to every name this uid may read: the daemon's events invalidate the cache */
+        r = iomem_watch(client, "", &wid);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&client->lock);
+        client->cache_watch = wid;
+        client->cache_gen++;
+        client->cache_on = true;
+        pthread_mutex_unlock(&client->lock);
+        return 0;
+}
+
+IOMEM_EXPORT uint64_t iomem_client_open_cache_hits(const struct iomem_client *client)
+{
+        return client ? client->cache_hits : 0;
 }

@@ -51,8 +51,18 @@
  * SEAL, DELETE and CHMOD need ownership; uid 0 may do anything. Refusals
  * are -EACCES; quotas give -EDQUOT (docs/security.md).
  *
- * Threads: a struct iomem_client is not thread-safe; use one per thread or
- * serialize calls to it with a lock. Regions are independent of the client
+ * Threads: a struct iomem_client may be shared by several threads: calls
+ * on it from different threads may overlap, each gets its own reply
+ * (requests are sent under the client's lock and replies routed to their
+ * caller by request id; one thread reads the socket at a time while the
+ * others wait for it). What is shared: iomem_client_error_message() is the
+ * detail of the last error reply any thread got; iomem_next_event() takes
+ * the next event whichever thread asks; a reply timeout or a daemon restart
+ * affects the calls of every thread (see above: calls then in flight fail
+ * with -ETIMEDOUT, -ECONNRESET or -ENOTCONN, or are sent again if harmless).
+ * iomem_disconnect() must not overlap any other call. Callbacks
+ * (iomem_list(), iomem_metrics(), the asynchronous ones) run without the
+ * lock held and may call the client. Regions are independent of the client
  * that produced them and may be used from any thread; a single region must
  * not be resized or freed while another thread uses it. Every fd the library
  * creates or receives is close-on-exec.
@@ -206,12 +216,12 @@ const char *iomem_backend_name(enum iomem_backend backend);
 int iomem_socket_path(char *buf, size_t size);
 
 /*
- * iomem_connect() - connect to iomemd and send the HELLO handshake. It does
- * not wait for the answer: the first request goes out at once and the HELLO
- * reply is read just before its reply, so a short-lived program pays one
- * round trip, not two. A refusal (-EACCES by the allow-list, -EDQUOT,
- * -EPROTONOSUPPORT) is therefore returned by the first call on the client,
- * or by iomem_client_handshake() for a caller that wants to know at once.
+ * iomem_connect() - connect to iomemd and do the HELLO handshake, waiting
+ * for its answer: a refusal (-EACCES by the allow-list, -EDQUOT,
+ * -EPROTONOSUPPORT) is returned here. (The daemon accepts a first request
+ * sent together with HELLO, docs/protocol.md section 6; libiomem does not
+ * use that yet: its reply table, shared with the asynchronous client, does
+ * not route an early HELLO answer.)
  * @path: socket path, or NULL for iomem_socket_path() (resolved once: a
  *        reconnect goes to the same path).
  * Return: 0; -ENOENT (no socket at the path) or -ECONNREFUSED (a socket
@@ -222,9 +232,8 @@ int iomem_connect(const char *path, struct iomem_client **clientp);
 
 /*
  * iomem_client_handshake() - wait for the answer to the HELLO that
- * iomem_connect() sent, if it has not been read yet (any call on @client
- * reads it first anyway). Calling it again returns 0 (or -ENOTCONN once the
- * connection broke).
+ * iomem_connect() sent, if it has not been read yet; today iomem_connect()
+ * always has, so this returns 0 (or -ENOTCONN once the connection broke).
  * Return: 0; -EPROTONOSUPPORT if no common protocol version; -EACCES if the
  * daemon's allow-list refuses this uid; -EDQUOT if the uid is at its
  * connection quota; -ETIMEDOUT (iomem_client_set_timeout()); negative errno.
@@ -567,8 +576,9 @@ int iomem_unwatch(struct iomem_client *client, uint32_t watch_id);
 
 /*
  * iomem_next_event() - the next event, waiting up to @timeout_ms (0 = do not
- * wait, -1 = forever). No request may be outstanding (blocking clients never
- * have one between calls).
+ * wait, -1 = forever). Replies to requests of other threads, or to
+ * asynchronous requests, read meanwhile go to their callers. With an event
+ * callback set (iomem_client_set_event_cb()) events go there instead.
  * Return: 0 with *ev; -EAGAIN if none came in time (the connection stays
  * usable); -EOPNOTSUPP without IOMEM_CONNECT_EVENTS; -ENOTCONN; negative errno.
  */
@@ -609,6 +619,156 @@ int iomem_open_version(struct iomem_client *client, const char *name, uint32_t f
 /* iomem_stat() with the region's generation. Return: as iomem_stat(); -EOPNOTSUPP. */
 int iomem_stat_version(struct iomem_client *client, const char *name, struct iomem_stat *st,
                        uint64_t *generationp);
+
+/* ---- the asynchronous client (docs/async.md) ----------------------------- */
+
+/*
+ * A client plugs into any event loop (libevent, sd-event, glib, epoll), as
+ * sd-bus and libwayland-client do: watch iomem_client_fd() for
+ * iomem_client_get_events(), wake up after iomem_client_get_timeout(), and
+ * call iomem_client_process() when either happens. Requests made with the
+ * *_async() calls complete through their callback, called from
+ * iomem_client_process() only (never from the *_async() call itself);
+ * events go to the callback set by iomem_client_set_event_cb().
+ *
+ * Blocking and asynchronous calls share one implementation and may be
+ * mixed on one client: a blocking call (iomem_watch(), iomem_create()...)
+ * sends its request and reads the socket until its own reply has come;
+ * replies to asynchronous requests and events read meanwhile are kept and
+ * delivered by the next iomem_client_process(), and iomem_client_get_timeout()
+ * returns 0 while something is kept (they do not wake poll()). A blocking
+ * call may be made from a callback.
+ *
+ * Timeouts: an asynchronous request waits for its reply at most
+ * iomem_client_set_timeout()'s time (plus a waiting OPEN's own @wait_ms);
+ * when that passes, iomem_client_process() completes it with -ETIMEDOUT and
+ * the connection is broken, as for a blocking call.
+ *
+ * Daemon restarts: iomem_client_process() never connects again (it would
+ * block the loop). When the connection ends, every outstanding asynchronous
+ * request completes with -ECONNRESET (sent, outcome unknown: an OPEN, STAT
+ * or PING may be sent again) or -ENOTCONN, iomem_client_process() returns
+ * -ENOTCONN, and *_async() calls fail with -ENOTCONN at once. To go on,
+ * call a blocking function (iomem_ping() will do): it connects again within
+ * iomem_client_set_reconnect()'s window and makes the watches again (an
+ * OVERFLOW event comes first); then take iomem_client_fd() anew, it has
+ * changed. Or iomem_disconnect() and connect.
+ *
+ * Threads: the asynchronous calls lock the client like every other call,
+ * but callbacks run in the thread that calls iomem_client_process(): use
+ * one thread for the loop, or see "Threads" at the top.
+ */
+
+/* Called for each event (see iomem_next_event()) by iomem_client_process(). */
+typedef void (*iomem_event_cb)(struct iomem_client *client, const struct iomem_event *ev, void *userdata);
+
+/*
+ * iomem_client_set_event_cb() - deliver events to @cb from
+ * iomem_client_process() instead of keeping them for iomem_next_event().
+ * @cb: NULL to keep them again.
+ */
+void iomem_client_set_event_cb(struct iomem_client *client, iomem_event_cb cb, void *userdata);
+
+/*
+ * iomem_client_get_events() - what to wait for on iomem_client_fd():
+ * POLLIN, and POLLOUT while requests wait to be sent.
+ * Return: poll(2) event bits (> 0); -ENOTCONN when broken; -EINVAL.
+ */
+int iomem_client_get_events(struct iomem_client *client);
+
+/*
+ * iomem_client_get_timeout() - when to call iomem_client_process() even if
+ * the fd stays quiet, in milliseconds from now.
+ * Return: -1 = no deadline; 0 = at once (callbacks are ready to run: replies
+ * or events read by a blocking call); > 0. A NULL client gives -1.
+ */
+int iomem_client_get_timeout(struct iomem_client *client);
+
+/*
+ * iomem_client_process() - without blocking: send what is queued, read what
+ * the socket holds, complete requests whose reply came or whose time is up,
+ * and call their callbacks and the event callback (events read in this call
+ * first, then completions, each in the order they arrived).
+ * Return: how many callbacks were called (>= 0); -ENOTCONN once the
+ * connection is broken (after the callbacks of what it ended); -EINVAL.
+ */
+int iomem_client_process(struct iomem_client *client);
+
+/*
+ * Completion of iomem_open_async() and iomem_open_version_async().
+ * @error: 0, or the negative errno iomem_open() would return.
+ * @region: on success, the region, owned by the callee (free it with
+ *          iomem_region_free()); NULL on error.
+ * @generation: the version opened (iomem_open_version_async()), 0 for iomem_open_async().
+ */
+typedef void (*iomem_open_cb)(struct iomem_client *client, int error, struct iomem_region *region,
+                              uint64_t generation, void *userdata);
+
+/*
+ * iomem_open_async() - iomem_open() that completes through @cb.
+ * @wait_ms: as iomem_open() (the daemon waits, the caller does not).
+ * Return: 0 (@cb will be called exactly once, unless the client is freed
+ * first); -EINVAL; -ENOTCONN (broken connection, see "Daemon restarts"
+ * above); -ENOMEM; then @cb is not called.
+ */
+int iomem_open_async(struct iomem_client *client, const char *name, uint32_t flags, int wait_ms,
+                     iomem_open_cb cb, void *userdata);
+
+/* iomem_open_version() that completes through @cb. Return: as iomem_open_async(). */
+int iomem_open_version_async(struct iomem_client *client, const char *name, uint32_t flags,
+                             uint64_t after_generation, int wait_ms, iomem_open_cb cb, void *userdata);
+
+/* Completion of iomem_stat_async(): @st is valid during the call only, NULL on error. */
+typedef void (*iomem_stat_cb)(struct iomem_client *client, int error, const struct iomem_stat *st,
+                              void *userdata);
+
+/* iomem_stat() that completes through @cb. Return: as iomem_open_async(). */
+int iomem_stat_async(struct iomem_client *client, const char *name, iomem_stat_cb cb, void *userdata);
+
+/* Completion of a request without a result (iomem_ping_async()). */
+typedef void (*iomem_done_cb)(struct iomem_client *client, int error, void *userdata);
+
+/* iomem_ping() that completes through @cb. Return: as iomem_open_async(). */
+int iomem_ping_async(struct iomem_client *client, iomem_done_cb cb, void *userdata);
+
+/* ---- cached opens -------------------------------------------------------- */
+
+/*
+ * iomem_client_set_open_cache() - answer a repeated iomem_open() of a name
+ * that has not changed from a local duplicate of the fd it got before,
+ * without a round trip to the daemon.
+ * Needs a connection made with IOMEM_CONNECT_EVENTS: enabling makes a
+ * watch of "" (every name this uid may read; it counts against the watch
+ * quota and its events are not delivered to the caller), and the cache
+ * drops a name on any event about it (DELETED, PUBLISHED, CHMOD, CHOWN,
+ * RESIZED, SEALED...) and everything on an OVERFLOW or a reconnect. An
+ * entry is keyed by name and IOMEM_OPEN_* flags; at most 64 names are kept
+ * (oldest out), each holding one fd. Only the blocking iomem_open() uses
+ * the cache (not iomem_open_async(), not iomem_open_version()).
+ *
+ * What it gives up: freshness up to the latency of an event. Before a hit,
+ * the events already on the socket are read (without waiting), so a change
+ * whose event has reached this process is never missed; but a change made
+ * by another process whose event is still on its way can be missed: an
+ * OPEN that races a DELETE (or a PUBLISH, a CHMOD) by another process may
+ * still succeed from the cache with the old region. An iomem_ping() first
+ * rules that out for changes completed before it (the daemon queues events
+ * before later replies). What it does not give up: access. A hit hands out
+ * a duplicate of an fd this process already holds, with the access it was
+ * given then (read-only stays read-only), as any fd already held keeps
+ * it. A CHMOD or CHOWN event drops the entry, so the next OPEN asks the
+ * daemon again; but a CHMOD that takes this uid's read access away may not
+ * be reported to it (watchers see only what they may read), and until the
+ * entry goes for another reason a hit still hands out the fd held. The
+ * daemon's open_count (iomem_stat()) does not count hits.
+ * @enable: non-zero to enable, 0 to disable (drops the cache and its watch).
+ * Return: 0; -EOPNOTSUPP without IOMEM_CONNECT_EVENTS; -EDQUOT (watch
+ * quota); -ENOMEM; negative errno from iomem_watch().
+ */
+int iomem_client_set_open_cache(struct iomem_client *client, int enable);
+
+/* Return: how many iomem_open() calls the cache answered. */
+uint64_t iomem_client_open_cache_hits(const struct iomem_client *client);
 
 /* Return: a static description of a negative errno (also iomemd-specific meanings). */
 const char *iomem_strerror(int error);

@@ -140,6 +140,8 @@ def parse(header):
         flat = re.sub(r"/\*.*?\*/", "", decl, flags=re.S)
         if "{" in flat:
             cur.items.append(("type", decl, pending))
+        elif re.match(r"^\s*typedef\b", flat):
+            cur.items.append(("type", decl, pending))  # a callback's type
         elif re.match(r"^\s*struct\s+\w+\s*;\s*$", flat):
             pass  # opaque type, named in the overview
         else:

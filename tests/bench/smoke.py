@@ -8,7 +8,7 @@ import sys
 import tempfile
 
 EXPECTED = [
-    "floor-socketpair", "floor-shm-open", "open-map", "create-delete", "create-anon", "cold-open",
+    "floor-socketpair", "floor-shm-open", "open-map", "open-map-cached", "create-delete", "create-anon", "cold-open",
     "clients-1", "clients-8", "clients-64", "clients-512",
     "dp-pipe-copy", "dp-handover", "dp-pipe-read", "dp-read", "dp-read-populate", "dp-read-populate-read",
     "dp-read-hugepage", "dp-read-premapped", "dp-handover-notify",

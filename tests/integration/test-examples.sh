@@ -33,4 +33,17 @@ for backend in memfd shm file; do
         fi
         stop_daemon
 done
+# issue 12: a libevent consumer reacting to frames published at 1 kHz (it may skip frames, never see a torn one)
+start_daemon
+"$IOMEM_EXAMPLES/frame-consumer" "$SOCK" frames 500 >"$TMP/frame-consumer.out" 2>&1 &
+consumer=$!
+sleep 0.1
+rc=0
+"$IOMEM_EXAMPLES/frame-producer" "$SOCK" frames 500 >"$TMP/frame-producer.out" 2>&1 || rc=$?
+[ "$rc" -eq 0 ] || fail "frame-producer: $(cat "$TMP/frame-producer.out")"
+rc=0
+wait "$consumer" || rc=$?
+[ "$rc" -eq 0 ] || fail "frame-consumer: $(cat "$TMP/frame-consumer.out")"
+grep -q "the last 500$" "$TMP/frame-consumer.out" || fail "frame-consumer output: $(cat "$TMP/frame-consumer.out")"
+stop_daemon
 finish

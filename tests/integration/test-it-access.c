@@ -768,7 +768,7 @@ static int child_connect_ping(void *p)
         (void)p;
         r = iomem_connect(daemon_.socket, &c);
         if (r < 0)
-                return r == -EACCES ? -EPROTO : r; /* connect itself must not wait for the answer */
+                return r; /* iomem_connect() waits for the HELLO answer: the refusal comes here */
         r = iomem_ping(c);
         if (r == -EACCES && iomem_ping(c) != -ENOTCONN)
                 r = -EPROTO; /* the connection is closed after a refusal */

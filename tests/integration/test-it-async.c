@@ -1,0 +1,596 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* test-it-async: the asynchronous client, driven by poll() and by a real libevent loop, and one blocking client
+ * shared by 8 threads, against the real iomemd (issue 12). */
+
+#include <errno.h>
+#include <event2/event.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "fdutil.h"
+#include "iomem.h"
+#include "itutil.h"
+
+#define WAIT_MS 20000 /* a bound so that a missing reply fails the test instead of hanging it */
+
+static struct it_daemon daemon_;
+
+static void setup(void)
+{
+        test_fd_setup();
+}
+
+static void teardown(void)
+{
+        it_daemon_stop(&daemon_);
+        test_fd_teardown();
+}
+
+static struct iomem_client *connect_flags(uint32_t flags)
+{
+        struct iomem_client *c = NULL;
+        int r = iomem_connect_flags(daemon_.socket, flags, &c);
+
+        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
+        return c;
+}
+
+/* A sealed memfd of @size bytes, every u64 = @value. */
+static struct iomem_region *snapshot(uint64_t size, uint64_t value)
+{
+        struct iomem_region *r = NULL;
+        uint64_t *p;
+
+        ck_assert_int_eq(iomem_region_new_local(size, IOMEM_BACKEND_MEMFD, 0, &r), 0);
+        ck_assert_int_eq(iomem_region_map(r, 0, size, PROT_READ | PROT_WRITE, (void **)&p), 0);
+        for (uint64_t i = 0; i < size / 8; i++)
+                p[i] = value;
+        ck_assert_int_eq(iomem_unmap(p, size), 0);
+        ck_assert_int_eq(iomem_region_seal(r, IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW | IOMEM_SEAL_WRITE), 0);
+        return r;
+}
+
+/* Return: the first u64 of @r, after checking every other equals it. */
+static uint64_t region_value(struct iomem_region *r)
+{
+        uint64_t size = iomem_region_size(r), *p, v;
+
+        ck_assert_int_eq(iomem_region_map(r, 0, size, PROT_READ, (void **)&p), 0);
+        v = p[0];
+        for (uint64_t i = 1; i < size / 8; i++)
+                ck_assert_uint_eq(p[i], v);
+        iomem_unmap(p, size);
+        return v;
+}
+
+/* Run poll() + iomem_client_process() until *@flag is set (bounded by WAIT_MS of quiet). Return: nothing. */
+static void loop_until(struct iomem_client *c, const int *flag)
+{
+        while (!*flag) {
+                struct pollfd pfd = { .fd = iomem_client_fd(c) };
+                int ev = iomem_client_get_events(c), t = iomem_client_get_timeout(c), n, r;
+
+                ck_assert_int_gt(ev, 0);
+                pfd.events = (short)ev;
+                n = poll(&pfd, 1, t < 0 || t > WAIT_MS ? WAIT_MS : t);
+                ck_assert_int_ge(n, 0);
+                ck_assert_msg(n > 0 || t >= 0, "nothing came in %d ms", WAIT_MS);
+                r = iomem_client_process(c);
+                ck_assert_msg(r >= 0, "process: %s", iomem_strerror(r));
+        }
+}
+
+/* ---- poll()-driven async requests ------------------------------------------ */
+
+struct results {
+        int done;
+        int error;
+        uint64_t id, size, generation;
+        int order[8], norder;
+};
+
+static void on_open(struct iomem_client *c, int error, struct iomem_region *r, uint64_t gen, void *ud)
+{
+        struct results *res = ud;
+
+        (void)c;
+        res->error = error;
+        res->generation = gen;
+        if (r) {
+                res->id = iomem_region_id(r);
+                res->size = iomem_region_size(r);
+                iomem_region_free(r);
+        }
+        res->done++;
+}
+
+static void on_stat(struct iomem_client *c, int error, const struct iomem_stat *st, void *ud)
+{
+        struct results *res = ud;
+
+        (void)c;
+        res->error = error;
+        if (st) {
+                res->id = st->id;
+                res->size = st->size;
+        }
+        res->done++;
+}
+
+static int order_seen;
+
+static void on_ping(struct iomem_client *c, int error, void *ud)
+{
+        struct results *res = ud;
+
+        (void)c;
+        res->error = error;
+        res->order[res->norder++] = ++order_seen;
+        res->done++;
+}
+
+/* OPEN, WAIT-OPEN, STAT, PING completing through callbacks, interleaved with blocking calls on the same client. */
+START_TEST(test_async_requests)
+{
+        struct results open_ = { 0 }, wait_ = { 0 }, stat_ = { 0 }, missing = { 0 }, ping = { 0 };
+        struct iomem_client *c, *other;
+        struct iomem_region *r = NULL;
+        uint64_t id_a, id_b;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        other = connect_flags(0);
+        ck_assert_int_eq(iomem_create(c, "as/a", 4096, NULL, &r), 0);
+        id_a = iomem_region_id(r);
+        iomem_region_free(r);
+
+        ck_assert_int_eq(iomem_open_async(c, "as/a", IOMEM_OPEN_RDONLY, 0, on_open, &open_), 0);
+        ck_assert_int_eq(iomem_open_async(c, "as/b", 0, WAIT_MS, on_open, &wait_), 0);
+        ck_assert_int_eq(iomem_stat_async(c, "as/a", on_stat, &stat_), 0);
+        ck_assert_int_eq(iomem_open_async(c, "as/none", 0, 0, on_open, &missing), 0);
+        /* never from the submitting call itself */
+        ck_assert_int_eq(open_.done + wait_.done + stat_.done + missing.done, 0);
+        /* a blocking call meanwhile reads the replies ahead of its own: they are kept for process() */
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(iomem_client_get_timeout(c), 0);
+        loop_until(c, &stat_.done);
+        ck_assert_int_eq(open_.done, 1);
+        ck_assert_int_eq(open_.error, 0);
+        ck_assert_uint_eq(open_.id, id_a);
+        ck_assert_int_eq(stat_.error, 0);
+        ck_assert_uint_eq(stat_.id, id_a);
+        ck_assert_uint_eq(stat_.size, 4096);
+        ck_assert_int_eq(missing.done, 1);
+        ck_assert_int_eq(missing.error, -ENOENT);
+        ck_assert_int_eq(wait_.done, 0); /* as/b does not exist yet */
+
+        ck_assert_int_eq(iomem_create(other, "as/b", 8192, NULL, &r), 0);
+        id_b = iomem_region_id(r);
+        iomem_region_free(r);
+        loop_until(c, &wait_.done);
+        ck_assert_int_eq(wait_.error, 0);
+        ck_assert_uint_eq(wait_.id, id_b);
+        ck_assert_uint_eq(wait_.size, 8192);
+
+        /* completions come in the order the replies came */
+        struct results p1 = { 0 }, p2 = { 0 };
+
+        order_seen = 0;
+        ck_assert_int_eq(iomem_ping_async(c, on_ping, &p1), 0);
+        ck_assert_int_eq(iomem_ping_async(c, on_ping, &p2), 0);
+        loop_until(c, &p2.done);
+        ck_assert_int_eq(p1.error, 0);
+        ck_assert_int_eq(p2.error, 0);
+        ck_assert_int_eq(p1.order[0], 1);
+        ck_assert_int_eq(p2.order[0], 2);
+        (void)ping;
+
+        /* argument checks fail at once, without a callback */
+        ck_assert_int_eq(iomem_open_async(c, "x", 0x80, 0, on_open, &open_), -EINVAL);
+        ck_assert_int_eq(iomem_open_async(c, "x", 0, 0, NULL, NULL), -EINVAL);
+        ck_assert_int_eq(iomem_open_version_async(c, "x", 0, 0, 0, on_open, &open_), -EOPNOTSUPP);
+        iomem_disconnect(other);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* The daemon goes away: outstanding requests complete with -ECONNRESET, process() says -ENOTCONN. */
+START_TEST(test_async_daemon_gone)
+{
+        struct results wait_ = { 0 };
+        struct iomem_client *c;
+        int r;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        ck_assert_int_eq(iomem_open_async(c, "gone/never", 0, -1, on_open, &wait_), 0);
+        ck_assert_int_eq(iomem_client_process(c), 0);
+        it_daemon_kill(&daemon_, SIGKILL);
+        while (!wait_.done) {
+                struct pollfd pfd = { .fd = iomem_client_fd(c), .events = POLLIN };
+
+                ck_assert_int_eq(poll(&pfd, 1, WAIT_MS), 1);
+                r = iomem_client_process(c);
+                ck_assert(r >= 0 || r == -ENOTCONN);
+        }
+        ck_assert_int_eq(wait_.error, -ECONNRESET);
+        ck_assert_int_eq(iomem_client_process(c), -ENOTCONN);
+        ck_assert_int_eq(iomem_ping_async(c, on_ping, &wait_), -ENOTCONN);
+        /* a blocking call connects again (documented way back), and async works on the new fd */
+        it_daemon_spawn(&daemon_, NULL);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        wait_ = (struct results){ 0 };
+        order_seen = 0;
+        ck_assert_int_eq(iomem_ping_async(c, on_ping, &wait_), 0);
+        loop_until(c, &wait_.done);
+        ck_assert_int_eq(wait_.error, 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* ---- libevent --------------------------------------------------------------- */
+
+#define LE_VERSIONS 5
+
+struct le_state {
+        struct event_base *base;
+        struct event *io, *timer, *producer;
+        struct iomem_client *c, *prod;
+        int published;          /* versions the producer made */
+        uint64_t seen[LE_VERSIONS + 1]; /* value read from each generation opened, by index of arrival */
+        int nopened, nevents, npublished_events, finished;
+        uint64_t last_gen;
+        int error;
+};
+
+static void le_rearm(struct le_state *s);
+
+static void le_on_open(struct iomem_client *c, int error, struct iomem_region *r, uint64_t gen, void *ud)
+{
+        struct le_state *s = ud;
+
+        (void)c;
+        if (error) {
+                s->error = error;
+                event_base_loopbreak(s->base);
+                return;
+        }
+        /* the producer wrote the generation's ordinal into every u64: a torn or mixed version would show */
+        s->seen[s->nopened++] = region_value(r);
+        ck_assert_uint_gt(gen, s->last_gen);
+        s->last_gen = gen;
+        iomem_region_free(r);
+        if (s->nopened == LE_VERSIONS) {
+                s->finished = 1;
+                event_base_loopbreak(s->base);
+        }
+}
+
+static void le_on_event(struct iomem_client *c, const struct iomem_event *ev, void *ud)
+{
+        struct le_state *s = ud;
+        int r;
+
+        s->nevents++;
+        /* the first version of a new name is CREATED, each later one PUBLISHED */
+        if (ev->kind != IOMEM_EVENT_PUBLISHED && ev->kind != IOMEM_EVENT_CREATED)
+                return;
+        s->npublished_events += ev->kind == IOMEM_EVENT_PUBLISHED;
+        ck_assert_str_eq(ev->name, "le/frame");
+        /* open exactly the version announced (or a newer one) without blocking the loop */
+        r = iomem_open_version_async(c, ev->name, IOMEM_OPEN_RDONLY, ev->generation - 1, 0, le_on_open, s);
+        ck_assert_int_eq(r, 0);
+}
+
+static void le_on_io(evutil_socket_t fd, short what, void *ud)
+{
+        struct le_state *s = ud;
+        int r;
+
+        (void)fd;
+        (void)what;
+        r = iomem_client_process(s->c);
+        if (r < 0) {
+                s->error = r;
+                event_base_loopbreak(s->base);
+                return;
+        }
+        le_rearm(s);
+}
+
+/* Arm the io event for what the client wants and the timer for its deadline, as an integration would. */
+static void le_rearm(struct le_state *s)
+{
+        int ev = iomem_client_get_events(s->c), t = iomem_client_get_timeout(s->c);
+        struct timeval tv;
+
+        ck_assert_int_gt(ev, 0);
+        event_del(s->io);
+        event_assign(s->io, s->base, iomem_client_fd(s->c),
+                     EV_READ | ((ev & POLLOUT) ? EV_WRITE : 0), le_on_io, s);
+        event_add(s->io, NULL);
+        if (t >= 0) {
+                tv = (struct timeval){ .tv_sec = t / 1000, .tv_usec = (t % 1000) * 1000 };
+                evtimer_add(s->timer, &tv);
+        }
+}
+
+static void le_on_produce(evutil_socket_t fd, short what, void *ud)
+{
+        struct le_state *s = ud;
+        struct iomem_region *r;
+        int k;
+
+        (void)fd;
+        (void)what;
+        if (s->published >= LE_VERSIONS)
+                return;
+        /* one version at a time: the next once the consumer opened this one */
+        if (s->nopened < s->published) {
+                struct timeval tv = { 0, 2000 };
+
+                evtimer_add(s->producer, &tv);
+                return;
+        }
+        r = snapshot(4096 * 4, (uint64_t)s->published + 100);
+        k = iomem_publish(s->prod, "le/frame", r, NULL, NULL);
+        iomem_region_free(r);
+        ck_assert_msg(k == 0, "publish: %s", iomem_strerror(k));
+        s->published++;
+        struct timeval tv = { 0, 1000 };
+        evtimer_add(s->producer, &tv);
+}
+
+/* A real libevent loop: watch a prefix, react to PUBLISHED events by opening the version through async OPENV. */
+START_TEST(test_libevent_consumer)
+{
+        struct le_state s = { 0 };
+        struct timeval tv = { 0, 0 };
+        uint32_t wid;
+
+        it_daemon_start(&daemon_, NULL);
+        s.c = connect_flags(IOMEM_CONNECT_EVENTS);
+        s.prod = connect_flags(IOMEM_CONNECT_EVENTS);
+        ck_assert_int_eq(iomem_watch(s.c, "le/", &wid), 0);
+        iomem_client_set_event_cb(s.c, le_on_event, &s);
+        s.base = event_base_new();
+        ck_assert_ptr_nonnull(s.base);
+        s.io = event_new(s.base, iomem_client_fd(s.c), EV_READ, le_on_io, &s);
+        s.timer = evtimer_new(s.base, le_on_io, &s);
+        s.producer = evtimer_new(s.base, le_on_produce, &s);
+        le_rearm(&s);
+        evtimer_add(s.producer, &tv);
+        /* a bound so that a lost event fails the test instead of hanging it */
+        struct timeval limit = { WAIT_MS / 1000, 0 };
+
+        event_base_loopexit(s.base, &limit);
+        event_base_dispatch(s.base);
+        ck_assert_msg(s.error == 0, "error: %s", iomem_strerror(s.error));
+        ck_assert_msg(s.finished, "opened %d of %d versions, %d events", s.nopened, LE_VERSIONS, s.nevents);
+        for (int i = 0; i < LE_VERSIONS; i++)
+                ck_assert_uint_eq(s.seen[i], (uint64_t)i + 100);
+        ck_assert_int_eq(s.npublished_events, LE_VERSIONS - 1);
+        event_free(s.io);
+        event_free(s.timer);
+        event_free(s.producer);
+        event_base_free(s.base);
+        iomem_disconnect(s.prod);
+        iomem_disconnect(s.c);
+}
+END_TEST
+
+/* ---- one blocking client, 8 threads ------------------------------------------ */
+
+#define NTHREADS 8
+#define ROUNDS 300
+
+struct worker {
+        pthread_t t;
+        struct iomem_client *c;
+        int index;
+        uint64_t id;
+        int bad; /* answers that were not this thread's */
+        int errors, last_error;
+};
+
+static void *worker_main(void *arg)
+{
+        struct worker *w = arg;
+        char name[32];
+
+        snprintf(name, sizeof(name), "thr/%d", w->index);
+        for (int i = 0; i < ROUNDS; i++) {
+                struct iomem_region *r = NULL;
+                struct iomem_stat st;
+                int k;
+
+                k = iomem_open(w->c, name, IOMEM_OPEN_RDONLY, 0, &r);
+                if (k == 0) {
+                        if (iomem_region_id(r) != w->id || iomem_region_size(r) != 4096u * (w->index + 1))
+                                w->bad++;
+                        iomem_region_free(r);
+                } else {
+                        w->errors++;
+                        w->last_error = k;
+                }
+                k = iomem_stat(w->c, name, &st);
+                if (k == 0) {
+                        if (st.id != w->id || st.size != 4096u * (w->index + 1))
+                                w->bad++;
+                } else {
+                        w->errors++;
+                        w->last_error = k;
+                }
+                k = iomem_ping(w->c);
+                if (k != 0) {
+                        w->errors++;
+                        w->last_error = k;
+                }
+        }
+        return NULL;
+}
+
+START_TEST(test_threads_share_blocking_client)
+{
+        struct worker w[NTHREADS];
+        struct iomem_client *c;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(IOMEM_CONNECT_EVENTS);
+        /* events arriving meanwhile must not disturb the routing */
+        ck_assert_int_eq(iomem_watch(c, "thr/", NULL), 0);
+        for (int i = 0; i < NTHREADS; i++) {
+                struct iomem_region *r = NULL;
+                char name[32];
+
+                snprintf(name, sizeof(name), "thr/%d", i);
+                ck_assert_int_eq(iomem_create(c, name, 4096u * (i + 1), NULL, &r), 0);
+                w[i] = (struct worker){ .c = c, .index = i, .id = iomem_region_id(r) };
+                iomem_region_free(r);
+        }
+        for (int i = 0; i < NTHREADS; i++)
+                ck_assert_int_eq(pthread_create(&w[i].t, NULL, worker_main, &w[i]), 0);
+        for (int i = 0; i < NTHREADS; i++) {
+                ck_assert_int_eq(pthread_join(w[i].t, NULL), 0);
+                ck_assert_msg(w[i].errors == 0, "thread %d: %d errors, last %s", i, w[i].errors,
+                              iomem_strerror(w[i].last_error));
+                ck_assert_msg(w[i].bad == 0, "thread %d got %d answers of others", i, w[i].bad);
+        }
+        /* the 8 CREATED events were kept, in order, and nothing else */
+        for (int i = 0; i < NTHREADS; i++) {
+                struct iomem_event ev;
+                char name[32];
+
+                snprintf(name, sizeof(name), "thr/%d", i);
+                ck_assert_int_eq(iomem_next_event(c, &ev, 0), 0);
+                ck_assert_int_eq(ev.kind, IOMEM_EVENT_CREATED);
+                ck_assert_str_eq(ev.name, name);
+        }
+        ck_assert_int_eq(iomem_ping(c), 0);
+        struct iomem_event ev;
+
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), -EAGAIN);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* ---- cached opens ---------------------------------------------------------------- */
+
+/* Return: the daemon's open count of @name (hits of the cache do not count). */
+static uint64_t open_count(struct iomem_client *c, const char *name)
+{
+        struct iomem_stat st;
+
+        ck_assert_int_eq(iomem_stat(c, name, &st), 0);
+        return st.open_count;
+}
+
+/* Repeated opens come from the cache; DELETE and PUBLISH by another process invalidate it. */
+START_TEST(test_open_cache_invalidation)
+{
+        struct iomem_client *c, *other, *v1;
+        struct iomem_region *r = NULL, *r2 = NULL, *snap;
+        uint64_t id, n0, gen;
+        struct iomem_event ev;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(IOMEM_CONNECT_EVENTS);
+        other = connect_flags(IOMEM_CONNECT_EVENTS);
+        v1 = connect_flags(0);
+        ck_assert_int_eq(iomem_client_set_open_cache(v1, 1), -EOPNOTSUPP);
+        ck_assert_int_eq(iomem_client_set_open_cache(c, 1), 0);
+        ck_assert_int_eq(iomem_create(other, "cache/a", 4096, NULL, &r), 0);
+        id = iomem_region_id(r);
+        iomem_region_free(r);
+
+        /* the first open asks the daemon, the second is a hit: same region, no open counted */
+        ck_assert_int_eq(iomem_open(c, "cache/a", IOMEM_OPEN_RDONLY, 0, &r), 0);
+        n0 = open_count(other, "cache/a");
+        ck_assert_int_eq(iomem_open(c, "cache/a", IOMEM_OPEN_RDONLY, 0, &r2), 0);
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 1);
+        ck_assert_uint_eq(open_count(other, "cache/a"), n0);
+        ck_assert_uint_eq(iomem_region_id(r2), id);
+        ck_assert_uint_eq(iomem_region_flags(r2) & IOMEM_REGION_RDONLY, IOMEM_REGION_RDONLY);
+        ck_assert_int_ne(iomem_region_fd(r2), iomem_region_fd(r)); /* a duplicate of its own */
+        iomem_region_free(r2);
+        /* other flags are another entry: read-write asks the daemon */
+        ck_assert_int_eq(iomem_open(c, "cache/a", 0, 0, &r2), 0);
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 1);
+        ck_assert_uint_eq(iomem_region_flags(r2) & IOMEM_REGION_RDONLY, 0);
+        iomem_region_free(r2);
+        iomem_region_free(r);
+
+        /* DELETE by another process: once its event is in (a PING orders it), the cache answers no more */
+        ck_assert_int_eq(iomem_delete(other, "cache/a"), 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(iomem_open(c, "cache/a", IOMEM_OPEN_RDONLY, 0, &r), -ENOENT);
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 1);
+
+        /* PUBLISH of a new version: the next open gets the new one, not the cached old one */
+        snap = snapshot(4096, 1);
+        ck_assert_int_eq(iomem_publish(other, "cache/p", snap, NULL, &gen), 0);
+        iomem_region_free(snap);
+        ck_assert_int_eq(iomem_open(c, "cache/p", IOMEM_OPEN_RDONLY, 0, &r), 0);
+        ck_assert_uint_eq(region_value(r), 1);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_open(c, "cache/p", IOMEM_OPEN_RDONLY, 0, &r), 0); /* a hit */
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 2);
+        ck_assert_uint_eq(region_value(r), 1);
+        iomem_region_free(r);
+        snap = snapshot(4096, 2);
+        ck_assert_int_eq(iomem_publish(other, "cache/p", snap, NULL, &gen), 0);
+        iomem_region_free(snap);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(iomem_open(c, "cache/p", IOMEM_OPEN_RDONLY, 0, &r), 0);
+        ck_assert_uint_eq(region_value(r), 2);
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 2);
+        iomem_region_free(r);
+
+        /* CHMOD drops the entry too */
+        ck_assert_int_eq(iomem_open(c, "cache/p", IOMEM_OPEN_RDONLY, 0, &r), 0);
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 3);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_chmod(other, "cache/p", 0644), 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(iomem_open(c, "cache/p", IOMEM_OPEN_RDONLY, 0, &r), 0);
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 3);
+        iomem_region_free(r);
+
+        /* the cache's own watch is not the caller's: no event was delivered */
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), -EAGAIN);
+        ck_assert_int_eq(iomem_client_set_open_cache(c, 0), 0);
+        ck_assert_int_eq(iomem_open(c, "cache/p", IOMEM_OPEN_RDONLY, 0, &r), 0);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_open(c, "cache/p", IOMEM_OPEN_RDONLY, 0, &r), 0);
+        iomem_region_free(r);
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 3);
+        iomem_disconnect(v1);
+        iomem_disconnect(other);
+        iomem_disconnect(c);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("integration-async");
+        TCase *tc = tcase_create("async");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 240);
+        tcase_add_test(tc, test_async_requests);
+        tcase_add_test(tc, test_async_daemon_gone);
+        tcase_add_test(tc, test_libevent_consumer);
+        tcase_add_test(tc, test_threads_share_blocking_client);
+        tcase_add_test(tc, test_open_cache_invalidation);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return test_run_suite(suite());
+}
