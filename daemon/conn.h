@@ -55,6 +55,13 @@ struct conn_ctx {
         uint64_t max_fds_unread; /* bound on that: 0 = half of RLIMIT_NOFILE, taken at first use */
         uint64_t swept_ns;       /* last call of sweep */
         /*
+         * sockets of freed connections whose peer had not read all the fds sent
+         * (conn_free): kept, and still counted in fds_unread and the uid's, until
+         * conn_reap_orphans() sees them read or the peer gone
+         */
+        struct conn_orphan *orphans;
+        size_t norphans, orphans_cap;
+        /*
          * called when a uid's or the daemon's fds in flight reach their bound: the
          * owner calls conn_refresh_unread() on every connection (idle clients'
          * counts go stale otherwise); may be NULL
@@ -139,6 +146,13 @@ void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp);
  * everything sent to it (SIOCOUTQ). Return: nothing.
  */
 void conn_refresh_unread(struct conn *c);
+
+/*
+ * conn_reap_orphans() - close the sockets of freed connections whose peer has
+ * since read its fds or closed its end, and stop counting those fds; with
+ * @all, close them all (the daemon stops). Return: nothing.
+ */
+void conn_reap_orphans(struct conn_ctx *ctx, bool all);
 
 /*
  * conn_handle_input() - read what the socket has (a bounded number of
