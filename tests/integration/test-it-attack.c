@@ -475,6 +475,28 @@ START_TEST(test_fds_in_flight_outlive_the_connection)
 }
 END_TEST
 
+/*
+ * Hostile review after issue 10: 40 connections of one uid pipeline 64 OPENs
+ * each and never read; the replies past the bound on fds in flight wait in
+ * the daemon, each with an fd of its own: 2,500 fds against the daemon's
+ * RLIMIT_NOFILE of 1,024, with no quota-fds configured. Another uid must
+ * still connect and get its fds.
+ */
+START_TEST(test_queued_fds_bounded_per_uid)
+{
+        struct attacker a;
+        int bound, fds;
+
+        start_unprivileged_nofile_1024();
+        fds = it_daemon_settled_fds(&daemon_);
+        bound = bound_ms();
+        attacker_start(&a, "queued-fds");
+        check_served("queued-fds", bound, true);
+        attacker_stop(&a);
+        finish(fds);
+}
+END_TEST
+
 /* ---- 4 ------------------------------------------------------------------- */
 
 /* A writer grows its own regions to 1 TiB and near 2^63 (sum past 2^64); the daemon-wide byte limit must stay usable. */
@@ -641,6 +663,7 @@ int main(void)
         ADD(tc, test_closer_cannot_be_wedged);
         ADD(tc, test_fds_in_flight_bounded);
         ADD(tc, test_fds_in_flight_outlive_the_connection);
+        ADD_UNFIXED(tc, test_queued_fds_bounded_per_uid);
         ADD(tc, test_growth_charged_to_the_grower);
         ADD(tc, test_pipelined_requests_take_turns);
         ADD(tc, test_stale_cursor_list_bounded);
