@@ -238,6 +238,8 @@ int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, 
         struct config_quota limits;
 
         config_quota_for(c->ctx->config, uid, uid == c->uid ? c->gid : UINT32_MAX, &limits);
+        if (!limits.fds)
+                limits.fds = conn_uid_fds_default(c->ctx); /* queued fds are the daemon's: never unbounded */
         return quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds);
 }
 

@@ -287,6 +287,13 @@ void conn_refresh_unread(struct conn *c)
         }
 }
 
+uint64_t conn_uid_fds_default(struct conn_ctx *ctx)
+{
+        uint64_t max = conn_max_fds_unread(ctx);
+
+        return max / 16 > CONN_MAX_FDS_UNREAD ? max / 16 : CONN_MAX_FDS_UNREAD;
+}
+
 /* Return: how many more fds may be sent to @c now. */
 static unsigned conn_fd_budget(struct conn *c)
 {
@@ -299,7 +306,7 @@ static unsigned conn_fd_budget(struct conn *c)
         room = c->fds_unread < CONN_MAX_FDS_UNREAD ? CONN_MAX_FDS_UNREAD - c->fds_unread : 0;
         max = conn_max_fds_unread(ctx);
         config_quota_for(ctx->config, c->uid, c->gid, &limits);
-        uid_max = limits.fds ? limits.fds : (max / 16 > CONN_MAX_FDS_UNREAD ? max / 16 : CONN_MAX_FDS_UNREAD);
+        uid_max = limits.fds ? limits.fds : conn_uid_fds_default(ctx);
         u = quota_get(ctx->quota, c->uid);
         used = u ? u->fds_unread : 0;
         if (room && (used >= uid_max || ctx->fds_unread >= max) && ctx->sweep &&

@@ -148,6 +148,15 @@ void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp);
 void conn_refresh_unread(struct conn *c);
 
 /*
+ * conn_uid_fds_default() - the bound on one uid's fds queued or in flight
+ * when quota-fds is not set: 1/16 of the daemon-wide bound on fds in flight
+ * (half of RLIMIT_NOFILE), at least CONN_MAX_FDS_UNREAD. Every queued fd is
+ * one of the daemon's, so without it one uid's connections that never read
+ * could use up the daemon's fds. Return: the bound.
+ */
+uint64_t conn_uid_fds_default(struct conn_ctx *ctx);
+
+/*
  * conn_reap_orphans() - close the sockets of freed connections whose peer has
  * since read its fds or closed its end, and stop counting those fds; with
  * @all, close them all (the daemon stops). Return: nothing.

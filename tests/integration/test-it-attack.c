@@ -663,7 +663,7 @@ int main(void)
         ADD(tc, test_closer_cannot_be_wedged);
         ADD(tc, test_fds_in_flight_bounded);
         ADD(tc, test_fds_in_flight_outlive_the_connection);
-        ADD_UNFIXED(tc, test_queued_fds_bounded_per_uid);
+        ADD(tc, test_queued_fds_bounded_per_uid);
         ADD(tc, test_growth_charged_to_the_grower);
         ADD(tc, test_pipelined_requests_take_turns);
         ADD(tc, test_stale_cursor_list_bounded);
