@@ -362,6 +362,9 @@ struct conn *conn_free(struct conn *c)
                 quota_charge_unread(c->ctx->quota, c->uid, -(int64_t)c->fds_unread);
                 close(c->fd);
         }
+        /* a few orphans are looked at with every departure; many (an attack) only by the timer and sweeps */
+        if (c->ctx->norphans && c->ctx->norphans <= CONN_MAX_FDS_UNREAD)
+                conn_reap_orphans(c->ctx, false);
         quota_charge(c->ctx->quota, c->uid, 0, 0, -1, -(int64_t)c->fds_charged);
         if (c->transport_ready)
                 transport_deinit(&c->transport);
