@@ -294,6 +294,15 @@ uint64_t conn_uid_fds_default(struct conn_ctx *ctx)
         return max / 16 > CONN_MAX_FDS_UNREAD ? max / 16 : CONN_MAX_FDS_UNREAD;
 }
 
+void conn_sweep_unread(struct conn_ctx *ctx)
+{
+        if (!ctx->sweep || conn_now_ns() - ctx->swept_ns < CONN_SWEEP_INTERVAL_NS)
+                return;
+        ctx->swept_ns = conn_now_ns();
+        ctx->sweep(ctx);
+        conn_reap_orphans(ctx, false);
+}
+
 /* Return: how many more fds may be sent to @c now. */
 static unsigned conn_fd_budget(struct conn *c)
 {
@@ -309,12 +318,9 @@ static unsigned conn_fd_budget(struct conn *c)
         uid_max = limits.fds ? limits.fds : conn_uid_fds_default(ctx);
         u = quota_get(ctx->quota, c->uid);
         used = u ? u->fds_unread : 0;
-        if (room && (used >= uid_max || ctx->fds_unread >= max) && ctx->sweep &&
-            conn_now_ns() - ctx->swept_ns >= CONN_SWEEP_INTERVAL_NS) {
+        if (room && (used >= uid_max || ctx->fds_unread >= max)) {
                 /* other connections' counts may be stale (idle clients that read everything) */
-                ctx->swept_ns = conn_now_ns();
-                ctx->sweep(ctx);
-                conn_reap_orphans(ctx, false);
+                conn_sweep_unread(ctx);
                 u = quota_get(ctx->quota, c->uid);
                 used = u ? u->fds_unread : 0;
         }

@@ -157,6 +157,13 @@ void conn_refresh_unread(struct conn *c);
 uint64_t conn_uid_fds_default(struct conn_ctx *ctx);
 
 /*
+ * conn_sweep_unread() - have every connection's count of fds in flight
+ * refreshed (idle clients that read everything keep stale counts) and reap
+ * orphans, at most once a millisecond. Return: nothing.
+ */
+void conn_sweep_unread(struct conn_ctx *ctx);
+
+/*
  * conn_reap_orphans() - close the sockets of freed connections whose peer has
  * since read its fds or closed its end, and stop counting those fds; with
  * @all, close them all (the daemon stops). Return: nothing.
