@@ -89,7 +89,7 @@ static void config_usage(FILE *f)
                 "  --quota-bytes SIZE         per uid: bytes of named regions owned, 0 = unlimited (default: 0)\n"
                 "  --quota-regions N          per uid: named regions owned, 0 = unlimited (default: 0)\n"
                 "  --quota-connections N      per uid: connections at once, 0 = unlimited (default: 0)\n"
-                "  --quota-fds N              per uid: fds queued towards it, 0 = unlimited (default: 0)\n"
+                "  --quota-fds N              per uid: fds queued towards it, 0 = 1/16 of half the fd limit (default: 0)\n"
                 "  --quota-watches N          per uid: WATCHes held, 0 = unlimited (default: %u)\n"
                 "  --allow-uids LIST          only these uids (comma-separated) and --allow-gids may connect\n"
                 "  --allow-gids LIST          only members of these gids and --allow-uids may connect\n"

@@ -238,6 +238,14 @@ int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, 
         struct config_quota limits;
 
         config_quota_for(c->ctx->config, uid, uid == c->uid ? c->gid : UINT32_MAX, &limits);
+        if (!limits.fds)
+                limits.fds = conn_uid_fds_default(c->ctx); /* queued fds are the daemon's: never unbounded */
+        if (quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds) == 0)
+                return 0;
+        if (!fds)
+                return -EDQUOT;
+        /* idle connections that read everything still count their last fds: look again before refusing */
+        conn_sweep_unread(c->ctx);
         return quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds);
 }
 

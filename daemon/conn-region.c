@@ -1104,6 +1104,9 @@ int conn_region_handle_openv(struct conn *c, struct transport_frame *f, struct c
         if (k < 0)
                 return k;
         r = regtab_lookup(ctx->regtab, m.name);
+        /* as OPEN: a region the caller may not read tells it nothing more, its generation included */
+        if (r && conn_access_check(c, r, m.flags & PROTO_OPEN_RDONLY ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
+                return conn_fail(res, -EACCES, "permission denied");
         if (r && region_generation(r) > m.after_generation)
                 return conn_region_send(c, f->hdr.opcode, f->hdr.id, r, m.flags & PROTO_OPEN_RDONLY, true, res);
         if (!(m.flags & PROTO_OPEN_WAIT))

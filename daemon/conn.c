@@ -221,12 +221,86 @@ static uint64_t conn_max_fds_unread(struct conn_ctx *ctx)
         return ctx->max_fds_unread;
 }
 
+/*
+ * A freed connection's socket whose peer has not read the fds sent to it: the
+ * kernel keeps them in flight, charged to the daemon, for as long as the peer
+ * keeps its end open, whatever the daemon does with its own (closing it would
+ * only forget them). So the socket is kept and its fds stay counted, plus one
+ * for the socket itself, which bounds the orphans by the same bounds.
+ */
+struct conn_orphan {
+        int fd;
+        uint32_t uid;
+        unsigned unread; /* counted in the uid's and the daemon's fds in flight */
+};
+
+/* Keep @c's socket as an orphan. Return: true if kept (its fds stay counted), false if it may be closed. */
+static bool conn_orphan_add(struct conn *c)
+{
+        struct conn_ctx *ctx = c->ctx;
+
+        if (!c->fds_unread || conn_peer_read_all(c))
+                return false;
+        if (ctx->norphans == ctx->orphans_cap) {
+                size_t cap = ctx->orphans_cap ? 2 * ctx->orphans_cap : 16;
+                struct conn_orphan *grown = realloc(ctx->orphans, cap * sizeof(*grown));
+
+                if (!grown)
+                        return false;
+                ctx->orphans = grown;
+                ctx->orphans_cap = cap;
+        }
+        shutdown(c->fd, SHUT_RDWR); /* the peer sees the end of the connection as before */
+        conn_unread_add(c, 1);      /* the socket itself */
+        ctx->orphans[ctx->norphans++] = (struct conn_orphan){ .fd = c->fd, .uid = c->uid, .unread = c->fds_unread };
+        c->fds_unread = 0;
+        return true;
+}
+
+void conn_reap_orphans(struct conn_ctx *ctx, bool all)
+{
+        for (size_t i = 0; i < ctx->norphans;) {
+                struct conn_orphan *o = &ctx->orphans[i];
+                int n = 0;
+
+                if (!all && (ioctl(o->fd, SIOCOUTQ, &n) < 0 || n != 0)) {
+                        i++;
+                        continue;
+                }
+                ctx->fds_unread -= o->unread;
+                quota_charge_unread(ctx->quota, o->uid, -(int64_t)o->unread);
+                close(o->fd);
+                *o = ctx->orphans[--ctx->norphans];
+        }
+        if (all) {
+                free(ctx->orphans);
+                ctx->orphans = NULL;
+                ctx->orphans_cap = 0;
+        }
+}
+
 void conn_refresh_unread(struct conn *c)
 {
         if (c->fds_unread && conn_peer_read_all(c)) {
                 conn_unread_add(c, -(int64_t)c->fds_unread);
                 conn_sync_fds(c);
         }
+}
+
+uint64_t conn_uid_fds_default(struct conn_ctx *ctx)
+{
+        uint64_t max = conn_max_fds_unread(ctx);
+
+        return max / 16 > CONN_MAX_FDS_UNREAD ? max / 16 : CONN_MAX_FDS_UNREAD;
+}
+
+void conn_sweep_unread(struct conn_ctx *ctx)
+{
+        if (!ctx->sweep || conn_now_ns() - ctx->swept_ns < CONN_SWEEP_INTERVAL_NS)
+                return;
+        ctx->swept_ns = conn_now_ns();
+        ctx->sweep(ctx);
+        conn_reap_orphans(ctx, false);
 }
 
 /* Return: how many more fds may be sent to @c now. */
@@ -241,14 +315,12 @@ static unsigned conn_fd_budget(struct conn *c)
         room = c->fds_unread < CONN_MAX_FDS_UNREAD ? CONN_MAX_FDS_UNREAD - c->fds_unread : 0;
         max = conn_max_fds_unread(ctx);
         config_quota_for(ctx->config, c->uid, c->gid, &limits);
-        uid_max = limits.fds ? limits.fds : (max / 16 > CONN_MAX_FDS_UNREAD ? max / 16 : CONN_MAX_FDS_UNREAD);
+        uid_max = limits.fds ? limits.fds : conn_uid_fds_default(ctx);
         u = quota_get(ctx->quota, c->uid);
         used = u ? u->fds_unread : 0;
-        if (room && (used >= uid_max || ctx->fds_unread >= max) && ctx->sweep &&
-            conn_now_ns() - ctx->swept_ns >= CONN_SWEEP_INTERVAL_NS) {
+        if (room && (used >= uid_max || ctx->fds_unread >= max)) {
                 /* other connections' counts may be stale (idle clients that read everything) */
-                ctx->swept_ns = conn_now_ns();
-                ctx->sweep(ctx);
+                conn_sweep_unread(ctx);
                 u = quota_get(ctx->quota, c->uid);
                 used = u ? u->fds_unread : 0;
         }
@@ -291,12 +363,17 @@ struct conn *conn_free(struct conn *c)
         conn_drop(c, -ECONNRESET);
         conn_region_release(c);
         conn_watch_release(c);
-        c->ctx->fds_unread -= c->fds_unread;
-        quota_charge_unread(c->ctx->quota, c->uid, -(int64_t)c->fds_unread);
+        if (!conn_orphan_add(c)) {
+                c->ctx->fds_unread -= c->fds_unread;
+                quota_charge_unread(c->ctx->quota, c->uid, -(int64_t)c->fds_unread);
+                close(c->fd);
+        }
+        /* a few orphans are looked at with every departure; many (an attack) only by the timer and sweeps */
+        if (c->ctx->norphans && c->ctx->norphans <= CONN_MAX_FDS_UNREAD)
+                conn_reap_orphans(c->ctx, false);
         quota_charge(c->ctx->quota, c->uid, 0, 0, -1, -(int64_t)c->fds_charged);
         if (c->transport_ready)
                 transport_deinit(&c->transport);
-        close(c->fd);
         c->ctx->connections--;
         c->ctx->generation++;
         free(c->groups);

@@ -55,6 +55,13 @@ struct conn_ctx {
         uint64_t max_fds_unread; /* bound on that: 0 = half of RLIMIT_NOFILE, taken at first use */
         uint64_t swept_ns;       /* last call of sweep */
         /*
+         * sockets of freed connections whose peer had not read all the fds sent
+         * (conn_free): kept, and still counted in fds_unread and the uid's, until
+         * conn_reap_orphans() sees them read or the peer gone
+         */
+        struct conn_orphan *orphans;
+        size_t norphans, orphans_cap;
+        /*
          * called when a uid's or the daemon's fds in flight reach their bound: the
          * owner calls conn_refresh_unread() on every connection (idle clients'
          * counts go stale otherwise); may be NULL
@@ -139,6 +146,29 @@ void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp);
  * everything sent to it (SIOCOUTQ). Return: nothing.
  */
 void conn_refresh_unread(struct conn *c);
+
+/*
+ * conn_uid_fds_default() - the bound on one uid's fds queued or in flight
+ * when quota-fds is not set: 1/16 of the daemon-wide bound on fds in flight
+ * (half of RLIMIT_NOFILE), at least CONN_MAX_FDS_UNREAD. Every queued fd is
+ * one of the daemon's, so without it one uid's connections that never read
+ * could use up the daemon's fds. Return: the bound.
+ */
+uint64_t conn_uid_fds_default(struct conn_ctx *ctx);
+
+/*
+ * conn_sweep_unread() - have every connection's count of fds in flight
+ * refreshed (idle clients that read everything keep stale counts) and reap
+ * orphans, at most once a millisecond. Return: nothing.
+ */
+void conn_sweep_unread(struct conn_ctx *ctx);
+
+/*
+ * conn_reap_orphans() - close the sockets of freed connections whose peer has
+ * since read its fds or closed its end, and stop counting those fds; with
+ * @all, close them all (the daemon stops). Return: nothing.
+ */
+void conn_reap_orphans(struct conn_ctx *ctx, bool all);
 
 /*
  * conn_handle_input() - read what the socket has (a bounded number of

@@ -408,6 +408,9 @@ static void server_status_cb(evutil_socket_t fd, short what, void *arg)
 
         (void)fd;
         (void)what;
+        /* sockets of dropped connections kept for their unread fds: closed once read or gone */
+        if (s->ctx.norphans)
+                conn_reap_orphans(&s->ctx, false);
         if (s->ctx.generation == s->status_generation)
                 return;
         s->status_generation = s->ctx.generation;
@@ -507,6 +510,7 @@ static void server_deinit(struct server *s)
                 close(s->listen_fd);
         if (s->bound)
                 unlink(s->config->socket_path);
+        conn_reap_orphans(&s->ctx, true);
         s->ctx.quota = quota_free(s->ctx.quota); /* after the last connection */
         s->regtab = regtab_free(s->regtab);
         closer_stop();

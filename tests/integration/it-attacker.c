@@ -461,6 +461,99 @@ static int attack_inflight(void)
         return 0;
 }
 
+/*
+ * 3, after the fix (hostile review): the per-connection and per-uid counts of
+ * fds in flight ended with the connection. A client that lets 64 fds reach its
+ * receive queue, then sends a frame with a bad magic (the daemon drops the
+ * connection at once and closes its end), keeps those fds in flight, charged
+ * to the daemon, on a socket the daemon no longer counts; one connection
+ * after another, as many as its own RLIMIT_NOFILE lets it keep.
+ */
+static int attack_inflight_orphan(void)
+{
+        struct iomem_client *c = client();
+        struct iomem_create_opts co = { .mode = 0600 };
+        struct iomem_region *region = NULL;
+        struct proto_open o = { .name = "orphan" };
+        uint8_t p[512], f[600];
+        int socks[48], r, len;
+        unsigned sent = 0;
+
+        r = iomem_create(c, "orphan", 4096, &co, &region);
+        if (r < 0)
+                die("create", r);
+        iomem_region_free(region);
+        len = proto_open_encode(&o, p, sizeof(p));
+        for (int i = 0; i < 48; i++) {
+                socks[i] = raw_connect_hello();
+                fcntl(socks[i], F_SETFL, O_NONBLOCK);
+                for (int k = 0; k < 64; k++) {
+                        size_t n = frame(f, PROTO_OP_OPEN, 10 + (uint32_t)k, p, len, 0);
+
+                        if (send(socks[i], f, n, MSG_NOSIGNAL) != (ssize_t)n)
+                                break;
+                        sent++;
+                }
+                sleep_ms(30);
+                /* a framing violation: the daemon drops the connection; our end, with the fds unread, stays open */
+                memset(f, 0xff, PROTO_HEADER_SIZE);
+                (void)!send(socks[i], f, PROTO_HEADER_SIZE, MSG_NOSIGNAL);
+                sleep_ms(10);
+        }
+        sleep_ms(500);
+        ready("opens_sent=%u sockets=48", sent);
+        wait_stdin_eof();
+        for (int i = 0; i < 48; i++)
+                close(socks[i]);
+        iomem_disconnect(c);
+        return 0;
+}
+
+/*
+ * Hostile review after issue 10: fds queued in the daemon. Each connection's
+ * OPEN replies past the bound on fds in flight wait in the daemon's queue,
+ * each holding a duplicate of the region's fd (up to 64 a connection); with
+ * no quota-fds configured nothing bounded them per uid, so enough connections
+ * that never read use up the daemon's RLIMIT_NOFILE (accept and every OPEN
+ * then fail for everyone).
+ */
+static int attack_queued_fds(void)
+{
+        struct iomem_client *c = client();
+        struct iomem_create_opts co = { .mode = 0600 };
+        struct iomem_region *region = NULL;
+        struct proto_open o = { .name = "queued" };
+        uint8_t p[512], f[600];
+        int socks[40], r, len;
+        unsigned sent = 0;
+
+        r = iomem_create(c, "queued", 4096, &co, &region);
+        if (r < 0)
+                die("create", r);
+        iomem_region_free(region);
+        len = proto_open_encode(&o, p, sizeof(p));
+        for (int i = 0; i < 40; i++) {
+                socks[i] = raw_connect_hello();
+                fcntl(socks[i], F_SETFL, O_NONBLOCK);
+        }
+        for (int i = 0; i < 40; i++) {
+                for (int k = 0; k < 64; k++) {
+                        size_t n = frame(f, PROTO_OP_OPEN, 10 + (uint32_t)k, p, len, 0);
+
+                        if (send(socks[i], f, n, MSG_NOSIGNAL) != (ssize_t)n)
+                                break;
+                        sent++;
+                }
+        }
+        sleep_ms(500);
+        ready("opens_sent=%u connections=40", sent);
+        wait_stdin_eof();
+        for (int i = 0; i < 40; i++)
+                close(socks[i]);
+        iomem_disconnect(c);
+        return 0;
+}
+
 /* ---- 4: a writer grows regions far past every limit ---------------------- */
 
 static int grow_one(struct iomem_client *c, const char *name, enum iomem_backend backend, uint64_t to)
@@ -671,6 +764,7 @@ int main(int argc, char **argv)
         } modes[] = {
                 { "lease", attack_lease },       { "linger", attack_linger },
                 { "inflight", attack_inflight }, { "grow", attack_grow },
+                { "inflight-orphan", attack_inflight_orphan }, { "queued-fds", attack_queued_fds },
                 { "pipeline", attack_pipeline }, { "stale-cursor", attack_stale_cursor },
                 { "backend", attack_backend },   { "log", attack_log },
         };

@@ -410,11 +410,8 @@ END_TEST
  * RLIMIT_NOFILE (1,024 here). The attacker paces OPENs on 16 connections and
  * never reads the replies. Another uid must still get its fds.
  */
-START_TEST(test_fds_in_flight_bounded)
+static void start_unprivileged_nofile_1024(void)
 {
-        struct attacker a;
-        int bound, fds;
-
         snprintf(daemon_.dir, sizeof(daemon_.dir), "/tmp/iomem-it.XXXXXX");
         ck_assert_ptr_nonnull(mkdtemp(daemon_.dir));
         ck_assert_int_eq(chown(daemon_.dir, DAEMON_UID, DAEMON_UID), 0);
@@ -439,11 +436,62 @@ START_TEST(test_fds_in_flight_bounded)
         for (int i = 0; i < 1000 && !it_socket_ready(daemon_.socket); i++)
                 it_sleep_ms(10);
         ck_assert(it_socket_ready(daemon_.socket));
+}
 
+START_TEST(test_fds_in_flight_bounded)
+{
+        struct attacker a;
+        int bound, fds;
+
+        start_unprivileged_nofile_1024();
         fds = it_daemon_settled_fds(&daemon_);
         bound = bound_ms();
         attacker_start(&a, "inflight");
         check_served("inflight", bound, true);
+        attacker_stop(&a);
+        finish(fds);
+}
+END_TEST
+
+/*
+ * Hostile review after issue 10: fds in flight on a connection the daemon has
+ * closed. 48 connections each let 64 fds reach their receive queue, then shut
+ * down their writing side and keep the socket: 3,072 fds in flight, charged to
+ * the daemon, that no count of a live connection saw. Another uid must still
+ * get its fds.
+ */
+START_TEST(test_fds_in_flight_outlive_the_connection)
+{
+        struct attacker a;
+        int bound, fds;
+
+        start_unprivileged_nofile_1024();
+        fds = it_daemon_settled_fds(&daemon_);
+        bound = bound_ms();
+        attacker_start(&a, "inflight-orphan");
+        check_served("inflight-orphan", bound, true);
+        attacker_stop(&a);
+        finish(fds);
+}
+END_TEST
+
+/*
+ * Hostile review after issue 10: 40 connections of one uid pipeline 64 OPENs
+ * each and never read; the replies past the bound on fds in flight wait in
+ * the daemon, each with an fd of its own: 2,500 fds against the daemon's
+ * RLIMIT_NOFILE of 1,024, with no quota-fds configured. Another uid must
+ * still connect and get its fds.
+ */
+START_TEST(test_queued_fds_bounded_per_uid)
+{
+        struct attacker a;
+        int bound, fds;
+
+        start_unprivileged_nofile_1024();
+        fds = it_daemon_settled_fds(&daemon_);
+        bound = bound_ms();
+        attacker_start(&a, "queued-fds");
+        check_served("queued-fds", bound, true);
         attacker_stop(&a);
         finish(fds);
 }
@@ -614,6 +662,8 @@ int main(void)
         ADD(tc, test_lease_stalls_nobody);
         ADD(tc, test_closer_cannot_be_wedged);
         ADD(tc, test_fds_in_flight_bounded);
+        ADD(tc, test_fds_in_flight_outlive_the_connection);
+        ADD(tc, test_queued_fds_bounded_per_uid);
         ADD(tc, test_growth_charged_to_the_grower);
         ADD(tc, test_pipelined_requests_take_turns);
         ADD(tc, test_stale_cursor_list_bounded);

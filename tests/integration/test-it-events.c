@@ -855,6 +855,58 @@ START_TEST(test_access_filtering)
 }
 END_TEST
 
+/*
+ * Hostile review after issue 10: OPENV of a region another uid may not read
+ * answered -ENOENT ("no newer version") or -EACCES depending on how its
+ * generation compared with after_generation: its generation, by bisection.
+ */
+static int other_openv(void)
+{
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        int k1, k2;
+
+        if (setgroups(0, NULL) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
+            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+                return 30;
+        if (iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c) < 0)
+                return 31;
+        k1 = iomem_open_version(c, "acc/secret", IOMEM_OPEN_RDONLY, 0, 0, &r, NULL);
+        k2 = iomem_open_version(c, "acc/secret", IOMEM_OPEN_RDONLY, UINT64_MAX - 1, 0, &r, NULL);
+        iomem_disconnect(c);
+        if (k1 != -EACCES)
+                return 40;
+        return k2 == -EACCES ? 0 : 41;
+}
+
+START_TEST(test_openv_tells_nothing_of_unreadable)
+{
+        struct iomem_client *a;
+        struct iomem_region *r = NULL;
+        int status;
+        pid_t pid;
+
+        if (geteuid() != 0) {
+                fprintf(stderr, "test_openv_tells_nothing_of_unreadable needs root (a child switches uid): skipped\n");
+                return;
+        }
+        start(NULL);
+        a = ev_connect();
+        ck_assert_int_eq(iomem_create(a, "acc/secret", 4096, &(struct iomem_create_opts){ .mode = 0600 }, &r), 0);
+        iomem_region_free(r);
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                _exit(other_openv());
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "OPENV as uid %u: status %d", OTHER_UID,
+                      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        ck_assert_int_eq(iomem_delete(a, "acc/secret"), 0);
+        iomem_disconnect(a);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-events");
@@ -873,6 +925,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_wait_for_generation);
         tcase_add_test(tc, test_publish_under_load);
         tcase_add_test(tc, test_access_filtering);
+        tcase_add_test(tc, test_openv_tells_nothing_of_unreadable);
         tcase_add_test(tc, test_watch_across_restart);
         suite_add_tcase(s, tc);
         return s;

@@ -486,6 +486,16 @@ static void session_slow_reader(struct worker *w)
         }
         uint64_t cursor = rand_r(&w->seed) % 4 ? (uint64_t)rand_r(&w->seed) % 100000 : 0;
 
+        /* a third of them also watch everything and never read their events (issue 10 review) */
+        if (rand_r(&w->seed) % 3 == 0 &&
+            client_send_timeout(&cl, PROTO_OP_WATCH, buf,
+                                proto_watch_encode(&(struct proto_watch){ .prefix = "" }, buf, sizeof(buf)), NULL,
+                                0, 1000) < 0) {
+                fail("client %u: cannot send WATCH", w->index);
+                client_close(&cl);
+                return;
+        }
+
         snprintf(name, sizeof(name), "%s", by_fds ? w->own[0].name : "");
         for (int i = 0; i < 4000; i++) {
                 r = by_fds ? client_send_timeout(&cl, PROTO_OP_OPEN, buf,
@@ -506,7 +516,14 @@ static void session_slow_reader(struct worker *w)
         if (getenv("IOMEM_SOAK_DEBUG"))
                 fprintf(stderr, "slow reader %u (%s): %d requests, then %s\n", w->index, by_fds ? "fds" : "bytes", sent,
                         strerror(-r));
-        /* leave with everything unread, sometimes after the daemon noticed, sometimes before */
+        /*
+         * leave with everything unread, sometimes after the daemon noticed, sometimes before, sometimes
+         * after a framing violation that makes the daemon drop us while our end, and the fds in it, stay
+         */
+        if (rand_r(&w->seed) % 4 == 0) {
+                memset(buf, 0xff, PROTO_HEADER_SIZE);
+                (void)!send(cl.fd, buf, PROTO_HEADER_SIZE, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
         if (rand_r(&w->seed) % 2)
                 sleep_ms(50);
         client_close(&cl);
@@ -665,8 +682,13 @@ int main(int argc, char **argv)
                         putenv(env_ctl);
                         putenv(env_preload);
                 }
+                /*
+                 * every client is one uid, the slow readers included: a quota-fds the valid sessions never
+                 * reach (by default a uid's fds queued or in flight are bounded by 1/16 of half the daemon's
+                 * RLIMIT_NOFILE, which the slow readers would fill for everyone of the uid)
+                 */
                 execl(argv[1], argv[1], "--socket", socket_path, "--log-level=error", "--max-out-bytes=256K",
-                      tmpdir_arg, (char *)NULL);
+                      "--quota-fds=1000000", tmpdir_arg, (char *)NULL);
                 _exit(127);
         }
         for (int i = 0; i < 3000 && access(socket_path, F_OK) < 0; i++)
