@@ -7,20 +7,28 @@
 
 #include "pyiomem.h"
 
-PyObject *pymodule_set_error(int r, const char *message, PyObject *filename)
+PyObject *pymodule_error_new(int r, const char *message, PyObject *filename)
 {
         int e = r < 0 ? -r : r;
         const char *text = message && *message ? message : iomem_strerror(-e);
         PyObject *args, *exc;
 
-        if (e == ENOMEM && !(message && *message))
-                return PyErr_NoMemory();
         args = filename ? Py_BuildValue("(isO)", e, text, filename) : Py_BuildValue("(is)", e, text);
         if (!args)
                 return NULL;
         /* OSError's constructor picks the subclass for the errno, as PyErr_SetFromErrno does */
         exc = PyObject_Call(PyExc_OSError, args, NULL);
         Py_DECREF(args);
+        return exc;
+}
+
+PyObject *pymodule_set_error(int r, const char *message, PyObject *filename)
+{
+        PyObject *exc;
+
+        if ((r == -ENOMEM || r == ENOMEM) && !(message && *message))
+                return PyErr_NoMemory();
+        exc = pymodule_error_new(r, message, filename);
         if (exc) {
                 PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
                 Py_DECREF(exc);
