@@ -185,12 +185,13 @@ PyDoc_STRVAR(pymodule_doc,
              "whose errno is what iomemd or the kernel returned.");
 
 static struct PyModuleDef pymodule_def = {
-        PyModuleDef_HEAD_INIT, .m_name = "iomem", .m_doc = pymodule_doc, .m_size = -1, .m_methods = pymodule_methods,
+        PyModuleDef_HEAD_INIT, .m_name = "iomem._iomem", .m_doc = pymodule_doc, .m_size = -1, .m_methods = pymodule_methods,
 };
 
-PyMODINIT_FUNC PyInit_iomem(void);
+/* the C half of the package iomem (iomem/__init__.py re-exports it) */
+PyMODINIT_FUNC PyInit__iomem(void);
 
-PyMODINIT_FUNC PyInit_iomem(void)
+PyMODINIT_FUNC PyInit__iomem(void)
 {
         static const struct {
                 const char *name;
