@@ -524,7 +524,7 @@ class TestOtherUid(FdCheckedCase):
         if not os.path.isdir(stage):
             os.mkdir(stage)
             os.chmod(stage, 0o755)
-            shutil.copy(iomem.__file__, stage)
+            shutil.copytree(os.path.dirname(iomem.__file__), os.path.join(stage, "iomem"))
             with open("/proc/self/maps") as maps:
                 lib = next(line.split()[-1] for line in maps if "/libiomem.so" in line)
             shutil.copy(lib, os.path.join(stage, "libiomem.so.0"))
