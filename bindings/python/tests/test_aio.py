@@ -346,6 +346,38 @@ class TestAsyncClient(FdCheckedCase):
         self.drive(c, lambda: c.closed)
         self.assertEqual(got[-1].errno, errno.ENOTCONN)
 
+    def test_close_from_another_thread_while_processing(self):
+        # a stress test (most useful under ASan): one thread submits and processes, another closes meanwhile;
+        # close() during process() or a submit (both run without the GIL) is left to them, so nothing is freed
+        # under them, and every callback runs exactly once
+        for round in range(100):
+            c = iomem.Client(self.daemon.socket)
+            calls = []
+            submitted = [0]
+            stop = threading.Event()
+
+            def loop():
+                try:
+                    while not stop.is_set():
+                        c.ping_async(lambda e, r: calls.append(e))
+                        submitted[0] += 1
+                        c.stat_async("none", lambda e, r: calls.append(e))
+                        submitted[0] += 1
+                        c.process()
+                except ValueError:  # closed
+                    pass
+            t = threading.Thread(target=loop)
+            t.start()
+            for _ in range(round % 7):
+                os.sched_yield()
+            c.close()
+            stop.set()
+            t.join()
+            self.assertTrue(c.closed)
+            self.assertEqual(len(calls), submitted[0])
+            for e in calls:
+                self.assertTrue(e is None or isinstance(e, OSError), e)
+
     def test_wrong_process(self):
         c = self.client()
         pid = os.fork()
