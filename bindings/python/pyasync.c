@@ -212,6 +212,8 @@ static void pyasync_event(struct iomem_client *c, const struct iomem_event *ev, 
 void pyasync_shutdown(PyIomemClient *self, int notify)
 {
         struct pyasync_pending *list = self->pending;
+        /* a callback's exception that a process() returning now will raise (close() from its callback) */
+        PyObject *et = self->cb_error_type, *ev = self->cb_error_value, *etb = self->cb_error_tb;
 
         /* libiomem calls no callback of a client it frees; the records are ours to end */
         self->pending = NULL;
@@ -220,9 +222,7 @@ void pyasync_shutdown(PyIomemClient *self, int notify)
         self->closing = 0;
         Py_CLEAR(self->event_cb);
         Py_CLEAR(self->wakeup_cb);
-        Py_CLEAR(self->cb_error_type);
-        Py_CLEAR(self->cb_error_value);
-        Py_CLEAR(self->cb_error_tb);
+        self->cb_error_type = self->cb_error_value = self->cb_error_tb = NULL;
         while (list) {
                 struct pyasync_pending *p = list;
 
@@ -234,12 +234,14 @@ void pyasync_shutdown(PyIomemClient *self, int notify)
                 else
                         pyasync_pending_free(p);
         }
-        /* a callback's exception has nowhere to go now */
+        /* an exception of the callbacks just called has nowhere to go */
         if (self->cb_error_type) {
                 PyErr_Restore(self->cb_error_type, self->cb_error_value, self->cb_error_tb);
-                self->cb_error_type = self->cb_error_value = self->cb_error_tb = NULL;
                 PyErr_WriteUnraisable((PyObject *)self);
         }
+        self->cb_error_type = et;
+        self->cb_error_value = ev;
+        self->cb_error_tb = etb;
 }
 
 int pyasync_traverse(PyIomemClient *self, visitproc visit, void *arg)

@@ -277,7 +277,12 @@ static int pyclient_traverse(PyObject *obj, visitproc visit, void *arg)
 
 static int pyclient_clear(PyObject *obj)
 {
-        pyasync_shutdown((PyIomemClient *)obj, 0);
+        PyIomemClient *self = (PyIomemClient *)obj;
+
+        pyasync_shutdown(self, 0);
+        Py_CLEAR(self->cb_error_type);
+        Py_CLEAR(self->cb_error_value);
+        Py_CLEAR(self->cb_error_tb);
         return 0;
 }
 
@@ -285,10 +290,10 @@ static void pyclient_dealloc(PyObject *obj)
 {
         PyIomemClient *self = (PyIomemClient *)obj;
 
-        PyObject_GC_UnTrack(obj);
         if (PyObject_CallFinalizerFromDealloc(obj) < 0)
-                return; /* resurrected */
-        pyasync_shutdown(self, 0);
+                return; /* resurrected (still tracked by the GC, as it must be) */
+        PyObject_GC_UnTrack(obj);
+        pyclient_clear(obj);
         if (self->lock)
                 PyThread_free_lock(self->lock);
         Py_CLEAR(self->socket);

@@ -345,6 +345,16 @@ class TestAsyncClient(FdCheckedCase):
         c.open_async("col.none", lambda e, r: got.append(e), wait=True)
         self.drive(c, lambda: c.closed)
         self.assertEqual(got[-1].errno, errno.ENOTCONN)
+        # ... and a callback that closes, then raises: the exception still comes out of process()
+        c = iomem.Client(self.daemon.socket)
+
+        def close_and_raise(e, r):
+            c.close()
+            raise KeyError("after close")
+        c.ping_async(close_and_raise)
+        with self.assertRaises(KeyError):
+            self.drive(c, lambda: c.closed)
+        self.assertTrue(c.closed)
 
     def test_close_from_another_thread_while_processing(self):
         # a stress test (most useful under ASan): one thread submits and processes, another closes meanwhile;
