@@ -27,6 +27,7 @@ import asyncio
 import errno
 import functools
 import select
+import warnings
 import weakref
 
 import iomem
@@ -334,6 +335,16 @@ class Client:
 
     async def __aexit__(self, *exc):
         self.close()
+
+    def __del__(self):
+        # dropped without close(): the loop must not keep watching an fd nobody processes
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+            try:
+                self.close()
+            except Exception:  # the loop is closed already
+                self._closed = True
+                self.client.close()
 
     def __repr__(self):
         return f"<iomem.aio.Client {self.client!r}>"

@@ -274,6 +274,22 @@ class TestAio(AioCase):
         self.arun(main())
 
 
+    def test_dropped_without_close(self):
+        async def main():
+            c = await iomem.aio.connect(self.daemon.socket)
+            sync, fd = c.client, c.client.fileno()
+            await c.ping()  # (a request in progress would keep it alive: its coroutine refers to it)
+            loop = asyncio.get_running_loop()
+            self.assertIn(fd, loop._selector.get_map())
+            with self.assertWarns(ResourceWarning):
+                del c
+                gc.collect()
+            self.assertTrue(sync.closed)  # and the loop no longer watches its fd
+            self.assertNotIn(fd, loop._selector.get_map())
+            await asyncio.sleep(0)
+        self.arun(main())
+
+
 class TestAsyncClient(FdCheckedCase):
     """The extension's asynchronous calls without asyncio: process(), callbacks, close and collection."""
 
