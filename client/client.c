@@ -2173,6 +2173,8 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 client->done_head = p->next;
                 if (!client->done_head)
                         client->done_tail = NULL;
+                /* the callback may read iomem_client_error_message(): this completion's detail, or "" */
+                client->error_message[0] = '\0';
                 r = client_reply_result(client, p);
                 pthread_mutex_unlock(&client->lock);
                 client_complete_async(client, p, r);

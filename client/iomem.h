@@ -696,7 +696,10 @@ int iomem_client_process(struct iomem_client *client);
 
 /*
  * Completion of iomem_open_async() and iomem_open_version_async().
- * @error: 0, or the negative errno iomem_open() would return.
+ * @error: 0, or the negative errno iomem_open() would return; during the
+ *         callback iomem_client_error_message() is the daemon's detail for
+ *         it, or "" if it did not come from the daemon (so in the stat and
+ *         ping callbacks too).
  * @region: on success, the region, owned by the callee (free it with
  *          iomem_region_free()); NULL on error.
  * @generation: the version opened (iomem_open_version_async()), 0 for iomem_open_async().

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* pyclient: iomem.Client, one connection to iomemd; every request runs without the GIL, one at a time. */
+/* pyclient: iomem.Client, one connection to iomemd; blocking requests run without the GIL, one at a time. */
 
 #include <errno.h>
 #include <limits.h>
@@ -10,17 +10,6 @@
 #include <unistd.h>
 
 #include "pyiomem.h"
-#include "pythread.h"
-
-typedef struct {
-        PyObject_HEAD
-        struct iomem_client *client; /* owned; NULL once closed */
-        PyThread_type_lock lock;     /* one request at a time: struct iomem_client is not thread-safe */
-        pid_t pid;                   /* the process that connected: a forked child must connect again */
-        int timeout_ms;              /* -1 = none */
-        int events;                  /* connected with IOMEM_CONNECT_EVENTS (watch, publish, generations) */
-        PyObject *socket;            /* str, the path given, or None for the default */
-} PyIomemClient;
 
 static PyTypeObject pyclient_stat_type, pyclient_entry_type, pyclient_status_type, pyclient_quota_type,
         pyclient_event_type, pyclient_metric_type;
@@ -30,6 +19,35 @@ static PyTypeObject pyclient_stat_type, pyclient_entry_type, pyclient_status_typ
 
 /* ---- locking and errors ---------------------------------------------------------------------------- */
 
+/* Take the client's lock, waiting without the GIL. */
+static void pyclient_lock(PyIomemClient *self)
+{
+        if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+                Py_BEGIN_ALLOW_THREADS
+                PyThread_acquire_lock(self->lock, WAIT_LOCK);
+                Py_END_ALLOW_THREADS
+        }
+}
+
+/*
+ * pyclient_unlock() - let go of the lock after a blocking call: keep the fd
+ * and reconnect count an event loop watches (a reconnect changes them, and
+ * only blocking calls reconnect), then tell the loop (pyasync_wakeup()):
+ * replies and events this call read for the asynchronous client wait for
+ * its next process(). An exception already set is kept.
+ */
+static void pyclient_unlock(PyIomemClient *self)
+{
+        if (self->client) {
+                int fd = iomem_client_fd(self->client);
+
+                self->fd = fd >= 0 ? fd : -1;
+                self->reconnects = iomem_client_reconnects(self->client);
+        }
+        PyThread_release_lock(self->lock);
+        pyasync_wakeup(self);
+}
+
 /*
  * pyclient_enter() - take the client's lock (waiting without the GIL) and
  * check the connection is usable from this process.
@@ -37,12 +55,8 @@ static PyTypeObject pyclient_stat_type, pyclient_entry_type, pyclient_status_typ
  */
 static int pyclient_enter(PyIomemClient *self)
 {
-        if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
-                Py_BEGIN_ALLOW_THREADS
-                PyThread_acquire_lock(self->lock, WAIT_LOCK);
-                Py_END_ALLOW_THREADS
-        }
-        if (!self->client) {
+        pyclient_lock(self);
+        if (!self->client || self->closing) {
                 PyThread_release_lock(self->lock);
                 PyErr_SetString(PyExc_ValueError, "operation on a closed iomem.Client");
                 return -1;
@@ -66,12 +80,11 @@ static int pyclient_leave(PyIomemClient *self, int r, PyObject *filename)
 {
         if (r < 0)
                 pymodule_set_error(r, iomem_client_error_message(self->client), filename);
-        PyThread_release_lock(self->lock);
+        pyclient_unlock(self);
         return r < 0 ? -1 : 0;
 }
 
-/* "O&" converter for a region name: a str without NUL. */
-static int pyclient_name_converter(PyObject *obj, void *namep)
+int pyclient_name_converter(PyObject *obj, void *namep)
 {
         Py_ssize_t len;
         const char *name;
@@ -91,8 +104,7 @@ static int pyclient_name_converter(PyObject *obj, void *namep)
         return 1;
 }
 
-/* "O&" converter for seconds (int or float, >= 0, or None = -1) to milliseconds. */
-static int pyclient_timeout_converter(PyObject *obj, void *msp)
+int pyclient_timeout_converter(PyObject *obj, void *msp)
 {
         double s;
 
@@ -177,6 +189,7 @@ static PyObject *pyclient_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
         Py_XDECREF(path_bytes);
         iomem_client_set_timeout(client, timeout_ms);
         self->client = client;
+        self->fd = iomem_client_fd(client);
         self->pid = getpid();
         self->timeout_ms = timeout_ms;
         self->events = events;
@@ -192,19 +205,22 @@ static PyObject *pyclient_close(PyObject *obj, PyObject *unused)
 {
         PyIomemClient *self = (PyIomemClient *)obj;
 
-        if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
-                Py_BEGIN_ALLOW_THREADS
-                PyThread_acquire_lock(self->lock, WAIT_LOCK);
-                Py_END_ALLOW_THREADS
+        pyclient_lock(self); /* no blocking call runs from here on */
+        if (self->busy) {
+                /* an asynchronous call runs (this is its callback, or another thread): it disconnects */
+                self->closing = 1;
+                PyThread_release_lock(self->lock);
+                Py_RETURN_NONE;
         }
-        self->client = iomem_disconnect(self->client);
         PyThread_release_lock(self->lock);
+        /* pending requests' callbacks are told, after the client is gone */
+        pyasync_shutdown(self, 1);
         Py_RETURN_NONE;
 }
 
 static PyObject *pyclient_enter_ctx(PyObject *obj, PyObject *unused)
 {
-        if (!((PyIomemClient *)obj)->client) {
+        if (!((PyIomemClient *)obj)->client || ((PyIomemClient *)obj)->closing) {
                 PyErr_SetString(PyExc_ValueError, "operation on a closed iomem.Client");
                 return NULL;
         }
@@ -217,25 +233,67 @@ static PyObject *pyclient_exit_ctx(PyObject *obj, PyObject *args)
         return pyclient_close(obj, NULL);
 }
 
-PyDoc_STRVAR(pyclient_fileno_doc, "fileno() -> int\n\nThe connection's socket (borrowed), e.g. to poll it.");
+PyDoc_STRVAR(pyclient_fileno_doc,
+             "fileno() -> int\n\n"
+             "The connection's socket (borrowed), e.g. to poll it. It changes when the client connects again\n"
+             "after a daemon restart: this waits for a call of another thread that may be doing so.\n"
+             "OSError(ENOTCONN) while there is no connection (the daemon went away and did not come back).");
 
 static PyObject *pyclient_fileno(PyObject *obj, PyObject *unused)
 {
         PyIomemClient *self = (PyIomemClient *)obj;
+        int fd;
 
-        if (!self->client) {
-                PyErr_SetString(PyExc_ValueError, "operation on a closed iomem.Client");
+        /* under the lock: another thread's call may be reconnecting (closing the fd, making another), and
+         * close() may not free the client meanwhile */
+        if (pyclient_enter(self) < 0)
                 return NULL;
-        }
-        return PyLong_FromLong(iomem_client_fd(self->client));
+        fd = iomem_client_fd(self->client);
+        if (pyclient_leave(self, fd < 0 ? fd : 0, NULL) < 0)
+                return NULL;
+        return PyLong_FromLong(fd);
+}
+
+/* Pending requests' callbacks get OSError(ENOTCONN) when the client is collected (PEP 442: before tp_clear). */
+static void pyclient_finalize(PyObject *obj)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+        PyObject *type, *value, *tb;
+
+        if (!self->client && !self->pending)
+                return;
+        PyErr_Fetch(&type, &value, &tb);
+        pyasync_shutdown(self, 1); /* no call can be running: it would hold a reference */
+        PyErr_Restore(type, value, tb);
+}
+
+static int pyclient_traverse(PyObject *obj, visitproc visit, void *arg)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+
+        Py_VISIT(self->socket);
+        return pyasync_traverse(self, visit, arg);
+}
+
+static int pyclient_clear(PyObject *obj)
+{
+        PyIomemClient *self = (PyIomemClient *)obj;
+
+        pyasync_shutdown(self, 0);
+        Py_CLEAR(self->cb_error_type);
+        Py_CLEAR(self->cb_error_value);
+        Py_CLEAR(self->cb_error_tb);
+        return 0;
 }
 
 static void pyclient_dealloc(PyObject *obj)
 {
         PyIomemClient *self = (PyIomemClient *)obj;
 
-        /* no call can be running: it would hold a reference */
-        self->client = iomem_disconnect(self->client);
+        if (PyObject_CallFinalizerFromDealloc(obj) < 0)
+                return; /* resurrected (still tracked by the GC, as it must be) */
+        PyObject_GC_UnTrack(obj);
+        pyclient_clear(obj);
         if (self->lock)
                 PyThread_free_lock(self->lock);
         Py_CLEAR(self->socket);
@@ -244,7 +302,7 @@ static void pyclient_dealloc(PyObject *obj)
 
 static PyObject *pyclient_get_closed(PyObject *obj, void *closure)
 {
-        return PyBool_FromLong(((PyIomemClient *)obj)->client == NULL);
+        return PyBool_FromLong(((PyIomemClient *)obj)->client == NULL || ((PyIomemClient *)obj)->closing);
 }
 
 static PyObject *pyclient_get_socket(PyObject *obj, void *closure)
@@ -286,7 +344,7 @@ static PyObject *pyclient_repr(PyObject *obj)
 
         if (!self->client)
                 return PyUnicode_FromFormat("<iomem.Client socket=%R closed>", self->socket);
-        return PyUnicode_FromFormat("<iomem.Client socket=%R fd=%d>", self->socket, iomem_client_fd(self->client));
+        return PyUnicode_FromFormat("<iomem.Client socket=%R fd=%d>", self->socket, self->fd);
 }
 
 /* ---- regions --------------------------------------------------------------------------------------- */
@@ -390,7 +448,7 @@ static PyObject *pyclient_open(PyObject *obj, PyObject *args, PyObject *kwargs)
                         Py_END_ALLOW_THREADS
                 }
                 if (r == -ETIMEDOUT && slice != wait_ms) {
-                        PyThread_release_lock(self->lock);
+                        pyclient_unlock(self);
                         if (PyErr_CheckSignals() < 0)
                                 return NULL;
                         if (wait_ms > 0) {
@@ -416,7 +474,7 @@ static PyObject *pyclient_stat(PyObject *obj, PyObject *args)
 {
         PyIomemClient *self = (PyIomemClient *)obj;
         struct iomem_stat st;
-        PyObject *nameobj, *res;
+        PyObject *nameobj;
         const char *name;
         uint64_t generation = 0;
         int r;
@@ -432,19 +490,25 @@ static PyObject *pyclient_stat(PyObject *obj, PyObject *args)
         Py_END_ALLOW_THREADS
         if (pyclient_leave(self, r, nameobj) < 0)
                 return NULL;
-        res = PyStructSequence_New(&pyclient_stat_type);
+        return pyclient_stat_new(&st, generation);
+}
+
+PyObject *pyclient_stat_new(const struct iomem_stat *st, uint64_t generation)
+{
+        PyObject *res = PyStructSequence_New(&pyclient_stat_type);
+
         if (!res)
                 return NULL;
-        PyStructSequence_SET_ITEM(res, 0, PyLong_FromUnsignedLongLong(st.id));
-        PyStructSequence_SET_ITEM(res, 1, PyLong_FromUnsignedLongLong(st.size));
-        PyStructSequence_SET_ITEM(res, 2, PyLong_FromUnsignedLongLong(st.ctime_ns));
-        PyStructSequence_SET_ITEM(res, 3, PyLong_FromUnsignedLongLong(st.open_count));
-        PyStructSequence_SET_ITEM(res, 4, PyLong_FromUnsignedLong(st.seals));
-        PyStructSequence_SET_ITEM(res, 5, PyLong_FromUnsignedLong(st.flags));
-        PyStructSequence_SET_ITEM(res, 6, PyLong_FromUnsignedLong(st.uid));
-        PyStructSequence_SET_ITEM(res, 7, PyLong_FromUnsignedLong(st.gid));
-        PyStructSequence_SET_ITEM(res, 8, PyLong_FromUnsignedLong(st.mode));
-        PyStructSequence_SET_ITEM(res, 9, pymodule_backend_str(st.backend));
+        PyStructSequence_SET_ITEM(res, 0, PyLong_FromUnsignedLongLong(st->id));
+        PyStructSequence_SET_ITEM(res, 1, PyLong_FromUnsignedLongLong(st->size));
+        PyStructSequence_SET_ITEM(res, 2, PyLong_FromUnsignedLongLong(st->ctime_ns));
+        PyStructSequence_SET_ITEM(res, 3, PyLong_FromUnsignedLongLong(st->open_count));
+        PyStructSequence_SET_ITEM(res, 4, PyLong_FromUnsignedLong(st->seals));
+        PyStructSequence_SET_ITEM(res, 5, PyLong_FromUnsignedLong(st->flags));
+        PyStructSequence_SET_ITEM(res, 6, PyLong_FromUnsignedLong(st->uid));
+        PyStructSequence_SET_ITEM(res, 7, PyLong_FromUnsignedLong(st->gid));
+        PyStructSequence_SET_ITEM(res, 8, PyLong_FromUnsignedLong(st->mode));
+        PyStructSequence_SET_ITEM(res, 9, pymodule_backend_str(st->backend));
         if (generation)
                 PyStructSequence_SET_ITEM(res, 10, PyLong_FromUnsignedLongLong(generation));
         else
@@ -770,8 +834,7 @@ static const char *const pyclient_event_kinds[] = {
         [IOMEM_EVENT_PUBLISHED - IOMEM_EVENT_OVERFLOW] = "published",
 };
 
-/* Return: a new iomem.Event for @ev, or NULL with an exception. */
-static PyObject *pyclient_event_new(const struct iomem_event *ev)
+PyObject *pyclient_event_new(const struct iomem_event *ev)
 {
         uint32_t k = ev->kind - IOMEM_EVENT_OVERFLOW;
         PyObject *res = PyStructSequence_New(&pyclient_event_type);
@@ -830,7 +893,7 @@ static PyObject *pyclient_next_event(PyObject *obj, PyObject *args, PyObject *kw
                 Py_END_ALLOW_THREADS
                 if (r != -EAGAIN)
                         break;
-                PyThread_release_lock(self->lock);
+                pyclient_unlock(self);
                 if (slice == wait_ms)
                         Py_RETURN_NONE;
                 if (PyErr_CheckSignals() < 0)
@@ -1142,8 +1205,11 @@ PyTypeObject pyclient_type = {
         PyVarObject_HEAD_INIT(NULL, 0).tp_name = "iomem.Client",
         .tp_basicsize = sizeof(PyIomemClient),
         .tp_dealloc = pyclient_dealloc,
+        .tp_finalize = pyclient_finalize,
+        .tp_traverse = pyclient_traverse,
+        .tp_clear = pyclient_clear,
         .tp_repr = pyclient_repr,
-        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
         .tp_doc = pyclient_doc,
         .tp_methods = pyclient_methods,
         .tp_getset = pyclient_getset,
@@ -1220,6 +1286,17 @@ int pyclient_ready(PyObject *module)
 
         if (PyType_Ready(&pyclient_type) < 0)
                 return -1;
+        /* the asynchronous methods live in pyasync.c */
+        for (PyMethodDef *m = pyasync_methods; m->ml_name; m++) {
+                PyObject *descr = PyDescr_NewMethod(&pyclient_type, m);
+
+                if (!descr || PyDict_SetItemString(pyclient_type.tp_dict, m->ml_name, descr) < 0) {
+                        Py_XDECREF(descr);
+                        return -1;
+                }
+                Py_DECREF(descr);
+        }
+        PyType_Modified(&pyclient_type);
         Py_INCREF(&pyclient_type);
         if (PyModule_AddObject(module, "Client", (PyObject *)&pyclient_type) < 0) {
                 Py_DECREF(&pyclient_type);

@@ -5,6 +5,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include "pythread.h"
 
 #include "iomem.h"
 
@@ -27,6 +30,37 @@ typedef struct {
         PyObject *weakrefs;
 } PyIomemRegion;
 
+struct pyasync_pending;
+
+/*
+ * iomem.Client: one struct iomem_client. Blocking calls take turns on
+ * @lock (held without the GIL while libiomem waits): the daemon's detail of
+ * an error is then the caller's own. The asynchronous calls (pyasync.c)
+ * never wait for @lock: they count themselves in @busy, and close() while
+ * one runs (from a callback or another thread) only marks @closing; the
+ * last of them disconnects.
+ */
+typedef struct {
+        PyObject_HEAD
+        struct iomem_client *client; /* owned; NULL once closed */
+        PyThread_type_lock lock;     /* blocking calls take turns; close() waits for them */
+        pid_t pid;                   /* the process that connected: a forked child must connect again */
+        int timeout_ms;              /* -1 = none */
+        int events;                  /* connected with IOMEM_CONNECT_EVENTS (watch, publish, generations) */
+        PyObject *socket;            /* str, the path given, or None for the default */
+        /* iomem_client_fd() and iomem_client_reconnects() as the last blocking call left them (they change
+         * only in blocking calls): what an event loop watches, read without waiting for @lock */
+        int fd;
+        unsigned reconnects;
+        /* the asynchronous client (pyasync.c) */
+        struct pyasync_pending *pending; /* submitted, callback not called yet: failed by close() */
+        PyObject *event_cb;              /* callable or NULL */
+        PyObject *wakeup_cb;             /* callable or NULL: called after blocking calls (any thread) */
+        unsigned busy;                   /* asynchronous calls running without the GIL */
+        int closing;                     /* close() came while @busy: the last one disconnects */
+        PyObject *cb_error_type, *cb_error_value, *cb_error_tb; /* the first exception a callback raised */
+} PyIomemClient;
+
 extern PyTypeObject pyregion_type;
 extern PyTypeObject pyclient_type;
 
@@ -47,6 +81,9 @@ int pyclient_ready(PyObject *module);
  */
 PyObject *pymodule_set_error(int r, const char *message, PyObject *filename);
 
+/* pymodule_error_new() - the exception pymodule_set_error() raises, as an object. Return: new ref or NULL. */
+PyObject *pymodule_error_new(int r, const char *message, PyObject *filename);
+
 /* pymodule_seals_converter() - "O&" converter: an int or a string such as "shrink,grow". Return: 1 or 0. */
 int pymodule_seals_converter(PyObject *obj, void *sealsp);
 /* pymodule_backend_converter() - "O&" converter: None, "auto", "memfd", "shm" or "file". Return: 1 or 0. */
@@ -55,3 +92,30 @@ int pymodule_backend_converter(PyObject *obj, void *backendp);
 int pymodule_u64_converter(PyObject *obj, void *u64p);
 /* pymodule_backend_str() - the backend's name as str. Return: new ref or NULL. */
 PyObject *pymodule_backend_str(enum iomem_backend backend);
+
+/* pyclient_name_converter() - "O&" converter for a region name: a str without NUL. Return: 1 or 0. */
+int pyclient_name_converter(PyObject *obj, void *namep);
+/* pyclient_timeout_converter() - "O&" converter: seconds (>= 0) or None (-1) to milliseconds. Return: 1 or 0. */
+int pyclient_timeout_converter(PyObject *obj, void *msp);
+/* pyclient_stat_new() - an iomem.StatResult (@generation 0 = None). Return: new ref or NULL. */
+struct iomem_stat;
+PyObject *pyclient_stat_new(const struct iomem_stat *st, uint64_t generation);
+/* pyclient_event_new() - an iomem.Event. Return: new ref or NULL. */
+struct iomem_event;
+PyObject *pyclient_event_new(const struct iomem_event *ev);
+
+/*
+ * pyasync: the asynchronous half of iomem.Client (methods listed in
+ * pyasync_methods, merged into Client's table).
+ */
+extern PyMethodDef pyasync_methods[];
+/*
+ * pyasync_shutdown() - disconnect @self and end every pending request: with
+ * @notify, call its callback with OSError(ENOTCONN) (the GIL held, after
+ * the client is gone); without, just drop it. Clears the callbacks.
+ */
+void pyasync_shutdown(PyIomemClient *self, int notify);
+/* pyasync_traverse() - tp_traverse of what pyasync keeps in @self. Return: as visit. */
+int pyasync_traverse(PyIomemClient *self, visitproc visit, void *arg);
+/* pyasync_wakeup() - call the wakeup callback, if any (after a blocking call; the GIL held, the lock not). */
+void pyasync_wakeup(PyIomemClient *self);

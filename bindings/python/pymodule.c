@@ -7,20 +7,28 @@
 
 #include "pyiomem.h"
 
-PyObject *pymodule_set_error(int r, const char *message, PyObject *filename)
+PyObject *pymodule_error_new(int r, const char *message, PyObject *filename)
 {
         int e = r < 0 ? -r : r;
         const char *text = message && *message ? message : iomem_strerror(-e);
         PyObject *args, *exc;
 
-        if (e == ENOMEM && !(message && *message))
-                return PyErr_NoMemory();
         args = filename ? Py_BuildValue("(isO)", e, text, filename) : Py_BuildValue("(is)", e, text);
         if (!args)
                 return NULL;
         /* OSError's constructor picks the subclass for the errno, as PyErr_SetFromErrno does */
         exc = PyObject_Call(PyExc_OSError, args, NULL);
         Py_DECREF(args);
+        return exc;
+}
+
+PyObject *pymodule_set_error(int r, const char *message, PyObject *filename)
+{
+        PyObject *exc;
+
+        if ((r == -ENOMEM || r == ENOMEM) && !(message && *message))
+                return PyErr_NoMemory();
+        exc = pymodule_error_new(r, message, filename);
         if (exc) {
                 PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
                 Py_DECREF(exc);
@@ -177,12 +185,13 @@ PyDoc_STRVAR(pymodule_doc,
              "whose errno is what iomemd or the kernel returned.");
 
 static struct PyModuleDef pymodule_def = {
-        PyModuleDef_HEAD_INIT, .m_name = "iomem", .m_doc = pymodule_doc, .m_size = -1, .m_methods = pymodule_methods,
+        PyModuleDef_HEAD_INIT, .m_name = "iomem._iomem", .m_doc = pymodule_doc, .m_size = -1, .m_methods = pymodule_methods,
 };
 
-PyMODINIT_FUNC PyInit_iomem(void);
+/* the C half of the package iomem (iomem/__init__.py re-exports it) */
+PyMODINIT_FUNC PyInit__iomem(void);
 
-PyMODINIT_FUNC PyInit_iomem(void)
+PyMODINIT_FUNC PyInit__iomem(void)
 {
         static const struct {
                 const char *name;

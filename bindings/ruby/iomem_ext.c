@@ -872,6 +872,13 @@ static int timeout_to_ms(VALUE t)
         return d < 0 ? -1 : (int)(d * 1000.0 + 0.5);
 }
 
+/* rb_protect()ed: raise an interrupt left pending by rb_thread_call_without_gvl2(). */
+static VALUE client_check_ints(VALUE unused)
+{
+        rb_thread_check_ints();
+        return Qnil;
+}
+
 /*
  * Client.new(socket: nil, timeout: nil) - connect to iomemd. socket nil =
  * libiomem's default ($IOMEM_SOCKET, else a per-user daemon's
@@ -886,6 +893,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
         VALUE opts, vals[2] = { Qundef, Qundef }, sock = Qnil;
         char path[NAME_COPY_MAX + 1];
         struct op o = { 0 };
+        int state = 0;
 
         if (!kw[0]) {
                 kw[0] = rb_intern("socket");
@@ -900,7 +908,24 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
                 rb_raise(rb_eRuntimeError, "client already connected");
         o.wait_ms = vals[1] != Qundef ? timeout_to_ms(vals[1]) : -1; /* a bad timeout raises before connecting */
         o.name = name_copy(sock, path, true);
-        rb_thread_call_without_gvl(op_connect, &o, RUBY_UBF_IO, NULL);
+        /*
+         * An interrupt (Thread#raise, Timeout, Ctrl-C) that comes while
+         * connecting is raised when the call returns: by
+         * rb_thread_call_without_gvl() itself, before the connection it
+         * made has an owner, which leaked it. The "2" variant leaves the
+         * interrupt pending (and skips op_connect if one is pending before);
+         * it is raised here, after the connection is closed. An interrupt
+         * that raises nothing (a trap handler) lets the connect run again.
+         */
+        do {
+                o.r = 1; /* op_connect never sets it: still 1 if it did not run */
+                rb_thread_call_without_gvl2(op_connect, &o, RUBY_UBF_IO, NULL);
+                rb_protect(client_check_ints, Qnil, &state);
+                if (state) {
+                        o.client = iomem_disconnect(o.client);
+                        rb_jump_tag(state);
+                }
+        } while (o.r == 1);
         if (o.r == -ENOENT) { /* iomem_strerror() would speak of a region */
                 if (NIL_P(sock) && iomem_socket_path(path, sizeof(path)) < 0)
                         snprintf(path, sizeof(path), "(no default socket: XDG_RUNTIME_DIR unset)");

@@ -200,6 +200,39 @@ class TestClient < IOMemTest::Case
     d.stop
   end
 
+  # Thread#raise while Client.new waits for the HELLO reply, the connect then succeeding: the exception comes out
+  # of Client.new and the connection it made is closed at once (it used to be raised before the connection had an
+  # owner, leaking its socket for good, which the fd count below caught every time).
+  class Interrupted < StandardError; end
+
+  def test_interrupt_during_connect_leaks_no_connection
+    d = IOMemTest::Daemon.new
+    before = IOMemTest.fd_count
+    Process.kill(:STOP, d.pid) # connect() succeeds (the backlog takes it), the HELLO reply waits
+    t = Thread.new do
+      IOMem::Client.new(socket: d.socket)
+      :connected
+    rescue Interrupted
+      :raised
+    end
+    # the thread is inside the connect once its socket exists and it sleeps without the GVL
+    2000.times do
+      break if IOMemTest.fd_count > before && t.status == "sleep"
+
+      sleep 0.01
+    end
+    assert_operator IOMemTest.fd_count, :>, before, "the connecting thread has its socket (and eventfd)"
+    t.raise(Interrupted)
+    sleep 0.1 # the interrupt is pending: libiomem goes on waiting for the reply
+    Process.kill(:CONT, d.pid)
+    assert_equal :raised, t.value
+    assert_equal before, IOMemTest.fd_count, "the connection made under the interrupt was closed"
+    d.client(&:ping) # the daemon is fine
+  ensure
+    Process.kill(:CONT, d.pid) if d&.pid
+    d&.stop
+  end
+
   def test_open_wait_is_interruptible
     t = Thread.new { @c.open(n("never"), wait: true) }
     t.report_on_exception = false

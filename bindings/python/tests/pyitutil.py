@@ -45,8 +45,12 @@ class Daemon:
     def __init__(self, *extra):
         self.dir = tempfile.mkdtemp(prefix="iomem-py.")
         self.socket = os.path.join(self.dir, "sock")
+        self.extra = extra
+        self._start()
+
+    def _start(self):
         self.proc = subprocess.Popen(
-            [env("IOMEMD"), "--socket", self.socket, "--log-level", "warning", "--tmpdir", self.dir, *extra],
+            [env("IOMEMD"), "--socket", self.socket, "--log-level", "warning", "--tmpdir", self.dir, *self.extra],
             stdin=subprocess.DEVNULL)
         for _ in range(1000):
             if _socket_ready(self.socket):
@@ -56,6 +60,21 @@ class Daemon:
             time.sleep(0.01)
         self.proc.kill()
         raise RuntimeError("iomemd did not start listening")
+
+    def kill(self):
+        """SIGTERM and wait, keeping the directory (for restart())."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        try:
+            os.unlink(self.socket)
+        except FileNotFoundError:
+            pass
+
+    def restart(self):
+        """A new iomemd on the same socket (its regions are gone: a daemon restart)."""
+        if self.proc.poll() is None:
+            self.kill()
+        self._start()
 
     def settled_fds(self):
         """The daemon's fd count once every other client is gone (as itutil.h it_daemon_settled_fds)."""

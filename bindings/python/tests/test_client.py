@@ -100,6 +100,45 @@ class TestClient(FdCheckedCase):
         finally:
             self.assertEqual(d.stop(), 0)
 
+    def test_fileno_waits_for_a_reconnecting_call(self):
+        # fileno() used to read the client without the binding's lock: while another thread's call was
+        # connecting again, it returned the fd of a socket being replaced (or a negative errno). Now it waits
+        # for that call. Without the lock this fails whenever a fileno() lands in the reconnect's backoff,
+        # which the 0.3 s of calls below all but always do; with it, it cannot fail.
+        d = Daemon()
+        c = iomem.Client(d.socket)
+        try:
+            d.kill()
+            t = threading.Thread(target=c.ping)  # connects again: tries for up to 15 s, backing off
+            t.start()
+            time.sleep(0.2)
+            restart = threading.Timer(0.3, d.restart)
+            restart.start()
+            seen = []
+
+            def ino(fd):
+                try:
+                    return os.fstat(fd).st_ino
+                except OSError:  # closed meanwhile, or a negative errno
+                    return None
+            while t.is_alive():
+                fd = c.fileno()
+                seen.append((fd, ino(fd)))
+            t.join()
+            restart.join()
+            fd = c.fileno()
+            final = (fd, os.fstat(fd).st_ino)
+            self.assertEqual(set(seen) | {final}, {final}, "fileno() gave a socket that was being replaced")
+            self.assertEqual(c.loop_state()[0], fd)
+            with socket.socket(fileno=os.dup(fd)) as s:
+                self.assertEqual(s.getpeername(), d.socket)
+            c.close()
+            with self.assertRaises(ValueError):
+                c.fileno()
+        finally:
+            c.close()
+            self.assertEqual(d.stop(), 0)
+
     def test_create_open_share_bytes(self):
         c = self.client()
         self.assertTrue(fcntl.fcntl(c.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
@@ -524,7 +563,7 @@ class TestOtherUid(FdCheckedCase):
         if not os.path.isdir(stage):
             os.mkdir(stage)
             os.chmod(stage, 0o755)
-            shutil.copy(iomem.__file__, stage)
+            shutil.copytree(os.path.dirname(iomem.__file__), os.path.join(stage, "iomem"))
             with open("/proc/self/maps") as maps:
                 lib = next(line.split()[-1] for line in maps if "/libiomem.so" in line)
             shutil.copy(lib, os.path.join(stage, "libiomem.so.0"))

@@ -91,6 +91,26 @@ class TestExamples(FdCheckedCase):
             self.assertEqual(c.stat("snap.a").generation, int(generations[-1]))  # the last version stays
             c.delete("snap.a")
 
+    def test_aio_consumer_waits_then_follows_versions(self):
+        path = os.path.join(env("IOMEM_PY_EXAMPLES"), "aio_consumer.py")
+        consumer = subprocess.Popen([sys.executable, path, self.daemon.socket, "aio.snap", "6", "120"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.assertEqual(consumer.stdout.readline(), "watching\n")  # and awaiting the name, which nobody made yet
+        out = self.example("snapshot_publisher.py", self.daemon.socket, "aio.snap", "6").stdout
+        cout, _ = consumer.communicate(timeout=120)
+        self.assertEqual(consumer.returncode, 0, cout)
+        self.assertNotIn("CORRUPT", cout)
+        generations = [line.split()[-1] for line in out.splitlines()]
+        self.assertIn(f"aio: generation {generations[-1]}: snapshot 6, intact", cout)
+        self.assertIn("aio: events created 1, published 5", cout)
+        # started after the name exists: the first version at once; none after it within the timeout: an error
+        out = self.example("aio_consumer.py", self.daemon.socket, "aio.snap", "7", "0.2", check=False)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("aio: generation " + generations[-1] + ": snapshot 6, intact", out.stdout)
+        self.assertIn("TimeoutError", out.stderr)
+        with iomem.Client(self.daemon.socket) as c:
+            c.delete("aio.snap")
+
     def test_mp_workers(self):
         out = self.example("mp_workers.py", self.daemon.socket, "3").stdout
         self.assertIn("squared 64x4096 in place: correct", out)

@@ -13,7 +13,7 @@ import unittest
 from pyitutil import FdCheckedCase, env
 
 VERSION = f"python{sys.version_info.major}.{sys.version_info.minor}"
-MODULE = "iomem" + sysconfig.get_config_var("EXT_SUFFIX")
+MODULE = os.path.join("iomem", "_iomem" + sysconfig.get_config_var("EXT_SUFFIX"))  # the package's C half
 
 
 class TestInstall(FdCheckedCase):
@@ -31,15 +31,17 @@ class TestInstall(FdCheckedCase):
         prefix = tempfile.mkdtemp(prefix="iomem-py-install.")
         try:
             subprocess.run(["cmake", "--install", build, "--prefix", prefix], check=True, capture_output=True)
-            target = os.path.join(prefix, "lib", VERSION, "dist-packages", MODULE)
-            self.assertTrue(os.path.exists(target), f"{target} not installed")
+            site = os.path.join(prefix, "lib", VERSION, "dist-packages")
+            target = os.path.join(site, MODULE)
+            for f in (target, os.path.join(site, "iomem", "__init__.py"), os.path.join(site, "iomem", "aio.py")):
+                self.assertTrue(os.path.exists(f), f"{f} not installed")
             out = subprocess.run(
-                [sys.executable, "-c", "import iomem; r = iomem.Region(4096); memoryview(r)[0] = 1; "
-                 "print(iomem.__file__, r.backend)"],
-                env=dict(os.environ, PYTHONPATH=os.path.dirname(target), LD_LIBRARY_PATH=os.path.join(prefix, "lib")),
+                [sys.executable, "-c", "import iomem, iomem.aio; r = iomem.Region(4096); memoryview(r)[0] = 1; "
+                 "print(iomem._iomem.__file__, iomem.aio.__file__, r.backend)"],
+                env=dict(os.environ, PYTHONPATH=site, LD_LIBRARY_PATH=os.path.join(prefix, "lib")),
                 capture_output=True, text=True)
             self.assertEqual(out.returncode, 0, out.stderr)
-            self.assertEqual(out.stdout.split(), [target, "memfd"])
+            self.assertEqual(out.stdout.split(), [target, os.path.join(site, "iomem", "aio.py"), "memfd"])
             # the installed module uses the installed libiomem, not the build tree's
             deps = subprocess.run(["ldd", target], env=dict(os.environ, LD_LIBRARY_PATH=os.path.join(prefix, "lib")),
                                   capture_output=True, text=True).stdout
@@ -53,6 +55,6 @@ class TestInstall(FdCheckedCase):
             subprocess.run(["cmake", "-S", env("IOMEM_SOURCE_DIR"), "-B", build, "-DCMAKE_INSTALL_PREFIX=/usr",
                             "-DIOMEM_BUILD_TESTS=OFF"], check=True, capture_output=True)
             script = open(os.path.join(build, "bindings", "python", "cmake_install.cmake")).read()
-            self.assertIn('"${CMAKE_INSTALL_PREFIX}/lib/python3/dist-packages"', script)
+            self.assertIn('"${CMAKE_INSTALL_PREFIX}/lib/python3/dist-packages/iomem"', script)
         finally:
             shutil.rmtree(build)
