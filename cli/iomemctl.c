@@ -32,10 +32,7 @@ struct ctl {
         bool json;
         uint32_t connect_flags; /* IOMEM_CONNECT_* (watch, publish) */
         struct iomem_client *client;
-        /* what the current command asks for, to explain a refusal */
-        const char *name;
-        uint64_t size;
-        bool have_size;
+        const char *name; /* the current command's NAME, to explain a refusal */
 };
 
 static const char usage_text[] =
@@ -245,50 +242,23 @@ static void ctl_text_string(const char *s)
         }
 }
 
-/* Return: "unlimited" for a limit of 0, else the number (sizes as 64G) in @buf. */
-static const char *ctl_limit(uint64_t v, bool size, char *buf, size_t bufsize)
-{
-        if (v == 0)
-                return "unlimited";
-        if (size)
-                return parse_size_format(v, buf, bufsize);
-        snprintf(buf, bufsize, "%" PRIu64, v);
-        return buf;
-}
-
 /*
  * ctl_reason() - the words for an error a request to the daemon returned:
- * the limit and its value where one was hit, the daemon's own text where it
- * says more than the error code (quotas, REGISTER's requirements, a daemon
- * that did not come back), else iomem_strerror().
+ * the daemon's own text where it says more than the error code (a limit
+ * with its values and what to do, REGISTER's requirements, a daemon that
+ * did not come back), else iomem_strerror().
  * Return: @buf or a static string.
  */
 static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
 {
-        char msg[256], a[32], b[32], d[32], e[32];
-        struct iomem_quota q;
+        char msg[PROTO_MESSAGE_MAX + 1];
 
         snprintf(msg, sizeof(msg), "%s", c->client ? iomem_client_error_message(c->client) : "");
         switch (error) {
         case -EFBIG:
-                if (!c->client || iomem_quota(c->client, &q) < 0 || !q.max_region_size)
-                        break;
-                if (c->have_size)
-                        snprintf(buf, size, "size %s above the limit %s", parse_size_format(c->size, a, sizeof(a)),
-                                 parse_size_format(q.max_region_size, b, sizeof(b)));
-                else
-                        snprintf(buf, size, "size above the limit %s", parse_size_format(q.max_region_size, b, sizeof(b)));
-                return buf;
         case -EDQUOT:
-                if (!c->client || iomem_quota(c->client, &q) < 0)
-                        break;
-                snprintf(buf, size, "%s (uid %" PRIu32 ": %" PRIu64 " of %s regions, %s of %s bytes, %" PRIu64
-                         " of %s connections)",
-                         *msg ? msg : iomem_strerror(error), q.uid, q.regions,
-                         ctl_limit(q.max_regions, false, a, sizeof(a)), parse_size_format(q.bytes, b, sizeof(b)),
-                         ctl_limit(q.max_bytes, true, d, sizeof(d)), q.connections,
-                         ctl_limit(q.max_connections, false, e, sizeof(e)));
-                return buf;
+                /* the daemon names the limit, the numbers and the remedy; libiomem's own EFBIG has no text */
+                break;
         case -EINVAL:
                 if (c->name && proto_name_check(c->name, strlen(c->name)) < 0)
                         return "invalid region name (1 to 255 bytes of A-Z a-z 0-9 . _ - / : @ + = , not starting "
@@ -331,12 +301,10 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
 /* Print "iomemctl: <what>: <ctl_reason()>" for an error from the daemon or libiomem. Return: EXIT_FAILURE. */
 __attribute__((format(printf, 3, 4))) static int ctl_fail(struct ctl *c, int error, const char *fmt, ...)
 {
-        char reason[512];
+        char reason[PROTO_MESSAGE_MAX + 64];
+        char tail[sizeof(reason) + 2];
         va_list ap;
 
-        char tail[sizeof(reason) + 2];
-
-        /* ctl_reason() may ask the daemon for its limits: before anything is printed */
         snprintf(tail, sizeof(tail), ": %s", ctl_reason(c, error, reason, sizeof(reason)));
         va_start(ap, fmt);
         ctl_vline(fmt, ap, tail);
@@ -657,10 +625,9 @@ struct ctl_command {
 /* prepare of the commands whose second argument is a SIZE. */
 static int ctl_prepare_size(struct ctl *c, struct ctl_args *a)
 {
+        (void)c;
         if (parse_size(a->pos[1], &a->size) < 0)
                 return ctl_usage("%s: bad size '%s'", a->cmd, a->pos[1]);
-        c->size = a->size;
-        c->have_size = true;
         return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "conn-region.h"
 #include "conn-watch.h"
 #include "log.h"
+#include "parse.h"
 #include "proto.h"
 #include "quota.h"
 #include "regtab.h"
@@ -106,6 +108,61 @@ static bool conn_region_over_bytes(const struct conn_ctx *ctx, uint64_t old_size
         if (!limit)
                 return false;
         return held > limit || new_size > limit - held;
+}
+
+/* Return: 0 if @size is at most max-region-size; -EFBIG with @res filled in. */
+static int conn_region_check_size(const struct conn *c, uint64_t size, struct conn_result *res)
+{
+        uint64_t max = c->ctx->config->max_region_size;
+        char a[32], b[32];
+
+        if (size <= max)
+                return 0;
+        return conn_failf(res, -EFBIG,
+                          "size above the daemon's limit: %s asked, max-region-size is %s; ask for less, or raise "
+                          "max-region-size in iomemd.conf",
+                          parse_size_format(size, a, sizeof(a)), parse_size_format(max, b, sizeof(b)));
+}
+
+/*
+ * conn_region_check_room() - is there room for @size bytes in place of @old
+ * (RESIZE: what the region has charged; else 0), @regions more named regions
+ * (0 or 1) owned by @owner, and @fds more fds in flight to @owner: the
+ * daemon's max-regions and max-bytes, then @owner's quotas.
+ * Return: 0; -EDQUOT with @res filled in (the limit, the numbers, what to do).
+ */
+static int conn_region_check_room(struct conn *c, uint32_t owner, uint64_t old, uint64_t size, uint64_t regions,
+                                  uint64_t fds, struct conn_result *res)
+{
+        const struct conn_ctx *ctx = c->ctx;
+        const struct config *cfg = ctx->config;
+        uint64_t more = size > old ? size - old : 0;
+        char a[32], b[32], d[32];
+
+        if (regions && regtab_count(ctx->regtab) >= cfg->max_regions)
+                return conn_failf(res, -EDQUOT,
+                                  "the daemon's region limit is reached: it holds %" PRIu64 ", max-regions is %" PRIu64
+                                  "; delete regions, or raise max-regions in iomemd.conf",
+                                  regtab_count(ctx->regtab), cfg->max_regions);
+        if (conn_region_over_bytes(ctx, old, size))
+                return conn_failf(res, -EDQUOT,
+                                  "the daemon's byte limit is reached: its regions hold %s, %s more are asked, "
+                                  "max-bytes is %s; delete or shrink regions, or raise max-bytes in iomemd.conf",
+                                  parse_size_format(regtab_bytes(ctx->regtab), a, sizeof(a)),
+                                  parse_size_format(more, b, sizeof(b)),
+                                  parse_size_format(cfg->max_bytes, d, sizeof(d)));
+        return conn_access_quota_check(c, owner, more, regions, fds, res);
+}
+
+/* Return: 0 if @c may park one more OPEN; -EDQUOT with @res filled in. */
+static int conn_region_check_waits(const struct conn *c, struct conn_result *res)
+{
+        if (c->nwaits < CONN_MAX_WAITS)
+                return 0;
+        return conn_failf(res, -EDQUOT,
+                          "too many waiting OPENs: %u wait on this connection, the most one may; wait for fewer "
+                          "names at once, or open another connection",
+                          c->nwaits);
 }
 
 /* ---- handing regions out ------------------------------------------------ */
@@ -268,8 +325,8 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
 
         if (check && conn_access_check(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_fail(res, -EACCES, "permission denied");
-        if (check && conn_access_quota_check(c, c->uid, 0, 0, 1) < 0)
-                return conn_fail(res, -EDQUOT, "fds in flight quota reached: read your replies");
+        if (check && conn_access_quota_check(c, c->uid, 0, 0, 1, res) < 0)
+                return -EDQUOT;
         k = regtab_region_get_fd(c->ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
@@ -391,10 +448,9 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
          * fit where a named one would: in the uid's byte quota and under
          * --max-bytes, as if held. Its fd counts as in flight until sent.
          */
-        if (conn_region_over_bytes(c->ctx, 0, m->size))
-                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
-        if (conn_access_quota_check(c, c->uid, m->size, 0, 1) < 0)
-                return conn_fail(res, -EDQUOT, "your byte or fds-in-flight quota is reached");
+        r = conn_region_check_room(c, c->uid, 0, m->size, 0, 1, res);
+        if (r < 0)
+                return r;
         r = conn_region_make(c, m, backend, &fd, &chosen, &page_flags, res);
         if (r < 0)
                 return r;
@@ -429,8 +485,9 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         r = proto_create_decode(f->payload, f->hdr.length, &m);
         if (r < 0)
                 return r;
-        if (m.size > cfg->max_region_size)
-                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        r = conn_region_check_size(c, m.size, res);
+        if (r < 0)
+                return r;
         if (m.name[0] == '\0')
                 return conn_region_create_anonymous(c, f, &m, res);
 
@@ -443,13 +500,10 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
                 return conn_region_send(c, f->hdr.opcode, f->hdr.id, existing, false, true, res);
         }
 
-        if (regtab_count(ctx->regtab) >= cfg->max_regions)
-                return conn_fail(res, -EDQUOT, "too many regions");
-        if (conn_region_over_bytes(ctx, 0, m.size))
-                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
         /* the fd of the reply too: a CREATE is never half-applied (made, then refused) */
-        if (conn_access_quota_check(c, c->uid, m.size, 1, 1) < 0)
-                return conn_fail(res, -EDQUOT, "your region, byte or fds-in-flight quota is reached");
+        r = conn_region_check_room(c, c->uid, 0, m.size, 1, 1, res);
+        if (r < 0)
+                return r;
         if (config_backend_for(cfg, (enum proto_backend)m.backend, &backend) < 0)
                 return conn_fail(res, -EPERM, "this backend is not in the daemon's allowed-backends");
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
@@ -618,8 +672,9 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
                 return conn_fail(res, -ENOENT, "no such region");
         if (m.timeout_ms == 0)
                 return conn_fail(res, -ETIMEDOUT, "no such region");
-        if (c->nwaits >= CONN_MAX_WAITS)
-                return conn_fail(res, -EDQUOT, "too many waiting OPENs");
+        k = conn_region_check_waits(c, res);
+        if (k < 0)
+                return k;
 
         len = strlen(m.name);
         w = calloc(1, sizeof(*w) + len + 1);
@@ -664,8 +719,9 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         k = conn_access_find(c, m.name, CONN_ACCESS_RESIZE, NULL, &r, res);
         if (k < 0)
                 return k;
-        if (m.size > cfg->max_region_size)
-                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        k = conn_region_check_size(c, m.size, res);
+        if (k < 0)
+                return k;
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
@@ -675,12 +731,15 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         /* S1 for backends without seals: only RESIZABLE regions may shrink under their holders */
         if (m.size < r->size && !(r->meta.flags & PROTO_REGION_RESIZABLE))
                 return conn_fail(res, -EPERM, "region is not resizable");
-        /* growth is charged in full, including what a holder's growth left uncharged (r->charged) */
-        if (m.size > r->size && conn_region_over_bytes(ctx, r->charged, m.size))
-                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
-        /* the owner pays, whoever asks (only the owner or root may) */
-        if (m.size > r->size && conn_access_quota_check(c, r->meta.uid, m.size - r->charged, 0, 0) < 0)
-                return conn_fail(res, -EDQUOT, "the owner's byte quota is reached");
+        /*
+         * Growth is charged in full, including what a holder's growth left uncharged (r->charged);
+         * the owner pays, whoever asks (only the owner or root may).
+         */
+        if (m.size > r->size) {
+                k = conn_region_check_room(c, r->meta.uid, r->charged, m.size, 0, 0, res);
+                if (k < 0)
+                        return k;
+        }
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
@@ -1010,16 +1069,14 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
                 return r;
         if (f->nfds != 1)
                 return conn_fail(res, -EINVAL, "REGISTER carries exactly one fd");
-        if (m.size > cfg->max_region_size)
-                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        r = conn_region_check_size(c, m.size, res);
+        if (r < 0)
+                return r;
         if (regtab_lookup(ctx->regtab, m.name))
                 return conn_fail(res, -EEXIST, "name exists");
-        if (regtab_count(ctx->regtab) >= cfg->max_regions)
-                return conn_fail(res, -EDQUOT, "too many regions");
-        if (conn_region_over_bytes(ctx, 0, m.size))
-                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
-        if (conn_access_quota_check(c, c->uid, m.size, 1, 0) < 0)
-                return conn_fail(res, -EDQUOT, "your region or byte quota is reached");
+        r = conn_region_check_room(c, c->uid, 0, m.size, 1, 0, res);
+        if (r < 0)
+                return r;
         r = conn_region_register_check(f->fds[0], m.size, &seals, &why);
         if (r < 0) {
                 if (conn_access_log_allowed(c))
@@ -1113,8 +1170,9 @@ int conn_region_handle_openv(struct conn *c, struct transport_frame *f, struct c
                 return conn_fail(res, -ENOENT, r ? "no newer version" : "no such region");
         if (m.timeout_ms == 0)
                 return conn_fail(res, -ETIMEDOUT, r ? "no newer version" : "no such region");
-        if (c->nwaits >= CONN_MAX_WAITS)
-                return conn_fail(res, -EDQUOT, "too many waiting OPENs");
+        k = conn_region_check_waits(c, res);
+        if (k < 0)
+                return k;
 
         len = strlen(m.name);
         w = calloc(1, sizeof(*w) + len + 1);
@@ -1207,8 +1265,9 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
                 return r;
         if (f->nfds != 1)
                 return conn_fail(res, -EINVAL, "PUBLISH carries exactly one fd");
-        if (m.size > cfg->max_region_size)
-                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        r = conn_region_check_size(c, m.size, res);
+        if (r < 0)
+                return r;
         old = regtab_lookup(ctx->regtab, m.name);
         if (old) {
                 if (conn_access_check(c, old, CONN_ACCESS_DELETE) < 0)
@@ -1219,13 +1278,10 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
                 return conn_fail(res, -ENOENT, "no such region (a version was expected)");
         }
         /* the old version is still counted: there must be room for both while they switch */
-        if (regtab_count(ctx->regtab) >= cfg->max_regions)
-                return conn_fail(res, -EDQUOT, "too many regions");
-        if (conn_region_over_bytes(ctx, 0, m.size))
-                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
         owner = old ? old->meta.uid : c->uid;
-        if (conn_access_quota_check(c, owner, m.size, 1, 0) < 0)
-                return conn_fail(res, -EDQUOT, "the owner's region or byte quota is reached");
+        r = conn_region_check_room(c, owner, 0, m.size, 1, 0, res);
+        if (r < 0)
+                return r;
         r = conn_region_register_check(f->fds[0], m.size, &seals, &why);
         if (r < 0) {
                 log_info("PUBLISH of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid, (unsigned)c->uid,
