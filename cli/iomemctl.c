@@ -279,7 +279,10 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
                 return buf;
         case -ENOSPC:
         case -ENOMEM:
-                /* a failed reservation (create --reserve) says which limit; the error's own words cover the rest */
+                /* a full fd store says its numbers; a failed reservation (create --reserve) which limit it met;
+                 * the error's own words cover the rest */
+                if (!strncmp(msg, "no space in", 11))
+                        break;
                 if (strncmp(msg, "cannot reserve", 14) != 0)
                         return iomem_strerror(error);
                 snprintf(buf, size, "%s: %s", msg, iomem_strerror(error));

@@ -391,8 +391,17 @@ static int conn_region_publish(struct conn *c, struct region *r, bool lease, con
                 return conn_fail(res, k, "cannot add the region");
         k = service_region_added(r);
         if (k < 0) {
+                uint64_t stored, max;
+
                 log_error("cannot save region '%s' in the service manager's fd store: %s", r->name, strerror(-k));
                 regtab_remove(ctx->regtab, r);
+                service_store_usage(&stored, &max);
+                if (k == -ENOSPC && max && stored >= max)
+                        return conn_failf(res, k,
+                                          "no space in the service manager's fd store: it holds %" PRIu64
+                                          " fds, FileDescriptorStoreMax is %" PRIu64 "; delete regions, or raise "
+                                          "FileDescriptorStoreMax and IOMEMD_FDSTORE_MAX in iomemd.service",
+                                          stored, max);
                 return conn_fail(res, k, "cannot save the region (fd store)");
         }
         if (lease)
@@ -1050,6 +1059,37 @@ static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, c
         return 0;
 }
 
+/*
+ * conn_region_adopt() - the region of a REGISTER or PUBLISH (@what) named
+ * @name from @f's one fd: check the memfd (conn_region_register_check(), a
+ * refusal logged), then take the fd into a new region with @meta.
+ * Return: 0 with *regionp and *sealsp (the memfd's seals); a negative errno
+ * with @res filled in.
+ */
+static int conn_region_adopt(struct conn *c, struct transport_frame *f, const char *what, const char *name,
+                             uint64_t size, const struct region_meta *meta, struct region **regionp,
+                             uint32_t *sealsp, struct conn_result *res)
+{
+        const char *why = "";
+        int fd, r;
+
+        r = conn_region_register_check(f->fds[0], size, sealsp, &why);
+        if (r < 0) {
+                if (conn_access_log_allowed(c))
+                        log_info("%s of '%s' by pid=%d uid=%u refused: %s", what, name, (int)c->pid,
+                                 (unsigned)c->uid, why);
+                return conn_fail(res, r, why);
+        }
+        fd = f->fds[0];
+        f->fds[0] = -1; /* ours now */
+        r = regtab_region_new(name, fd, size, meta, regionp);
+        fd = -1; /* consumed */
+        if (r < 0)
+                return conn_fail(res, r, "out of memory");
+        (*regionp)->seals = *sealsp & PROTO_SEALS_KNOWN;
+        return 0;
+}
+
 int conn_region_handle_register(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
         struct conn_ctx *ctx = c->ctx;
@@ -1059,10 +1099,9 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
         struct proto_register_reply rep = {};
         struct proto_register m;
         struct region *added;
-        const char *why = "";
         uint32_t seals = 0;
         uint8_t buf[32];
-        int fd, r;
+        int r;
 
         r = proto_register_decode(f->payload, f->hdr.length, &m);
         if (r < 0)
@@ -1077,13 +1116,6 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
         r = conn_region_check_room(c, c->uid, 0, m.size, 1, 0, res);
         if (r < 0)
                 return r;
-        r = conn_region_register_check(f->fds[0], m.size, &seals, &why);
-        if (r < 0) {
-                if (conn_access_log_allowed(c))
-                        log_info("REGISTER of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid,
-                                 (unsigned)c->uid, why);
-                return conn_fail(res, r, why);
-        }
 
         meta.ctime_ns = conn_region_realtime_ns();
         meta.uid = c->uid;
@@ -1091,13 +1123,9 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
         meta.mode = m.mode ? m.mode : cfg->default_mode;
         meta.flags = m.flags & PROTO_REGISTER_LEASE ? PROTO_REGION_LEASED : 0;
         meta.backend = PROTO_BACKEND_MEMFD;
-        fd = f->fds[0];
-        f->fds[0] = -1; /* ours now */
-        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
-        fd = -1; /* consumed */
+        r = conn_region_adopt(c, f, "REGISTER", m.name, m.size, &meta, &region, &seals, res);
         if (r < 0)
-                return conn_fail(res, r, "out of memory");
-        region->seals = seals & PROTO_SEALS_KNOWN;
+                return r;
         r = conn_region_publish(c, region, m.flags & PROTO_REGISTER_LEASE, "registered", res);
         if (r < 0)
                 return r;
@@ -1254,11 +1282,10 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
         struct proto_publish_reply rep = {};
         struct proto_publish m;
         struct region *old, *added;
-        const char *why = "";
         uint32_t seals = 0, owner;
         uint8_t buf[64];
         bool lease;
-        int fd, r;
+        int r;
 
         r = proto_publish_decode(f->payload, f->hdr.length, &m);
         if (r < 0)
@@ -1282,12 +1309,6 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
         r = conn_region_check_room(c, owner, 0, m.size, 1, 0, res);
         if (r < 0)
                 return r;
-        r = conn_region_register_check(f->fds[0], m.size, &seals, &why);
-        if (r < 0) {
-                log_info("PUBLISH of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid, (unsigned)c->uid,
-                         why);
-                return conn_fail(res, r, why);
-        }
 
         lease = m.flags & PROTO_PUBLISH_LEASE;
         meta.ctime_ns = conn_region_realtime_ns();
@@ -1296,13 +1317,9 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
         meta.mode = m.mode ? m.mode : old ? old->meta.mode : cfg->default_mode;
         meta.flags = lease ? PROTO_REGION_LEASED : 0;
         meta.backend = PROTO_BACKEND_MEMFD;
-        fd = f->fds[0];
-        f->fds[0] = -1; /* ours now */
-        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
-        fd = -1; /* consumed */
+        r = conn_region_adopt(c, f, "PUBLISH", m.name, m.size, &meta, &region, &seals, res);
         if (r < 0)
-                return conn_fail(res, r, "out of memory");
-        region->seals = seals & PROTO_SEALS_KNOWN;
+                return r;
         if (old) {
                 rep.replaced_id = old->meta.id;
                 r = conn_region_replace(c, old, region, lease, res);
