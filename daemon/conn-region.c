@@ -154,16 +154,6 @@ static int conn_region_check_room(struct conn *c, uint32_t owner, uint64_t old, 
         return conn_access_quota_check(c, owner, more, regions, fds, res);
 }
 
-/* Return: 0 if @c may park one more OPEN; -EDQUOT with @res filled in. */
-static int conn_region_check_waits(const struct conn *c, struct conn_result *res)
-{
-        if (c->nwaits < CONN_MAX_WAITS)
-                return 0;
-        return conn_failf(res, -EDQUOT,
-                          "too many waiting OPENs: %u wait on this connection, the most one may; wait for fewer "
-                          "names at once, or open another connection",
-                          c->nwaits);
-}
 
 /* ---- handing regions out ------------------------------------------------ */
 
@@ -582,6 +572,44 @@ static void conn_region_vwait_unlink(struct conn_ctx *ctx, struct conn_wait *w)
         w->vlinked = false;
 }
 
+/*
+ * conn_region_wait_new() - park an OPEN or OPENV (@opcode, request @id) for
+ * @name: within the connection's bound on waiting OPENs, with its deadline,
+ * linked into c->waits. The caller links it where it is woken.
+ * Return: 0 with *waitp; -EDQUOT or -ENOMEM with @res filled in.
+ */
+static int conn_region_wait_new(struct conn *c, uint16_t opcode, uint32_t id, const char *name, uint32_t flags,
+                                uint32_t timeout_ms, struct conn_wait **waitp, struct conn_result *res)
+{
+        size_t len = strlen(name);
+        struct conn_wait *w;
+
+        if (c->nwaits >= CONN_MAX_WAITS)
+                return conn_failf(res, -EDQUOT,
+                                  "too many waiting OPENs: %u wait on this connection, the most one may; wait for "
+                                  "fewer names at once, or open another connection",
+                                  c->nwaits);
+        w = calloc(1, sizeof(*w) + len + 1);
+        if (!w)
+                return conn_fail(res, -ENOMEM, "out of memory");
+        memcpy(w->name, name, len + 1);
+        w->waiter.name = w->name;
+        w->waiter.name_len = len;
+        w->conn = c;
+        w->opcode = opcode;
+        w->request_id = id;
+        w->flags = flags;
+        if (timeout_ms != CONN_WAIT_FOREVER)
+                w->deadline_ns = conn_now_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+        w->next = c->waits;
+        if (w->next)
+                w->next->prev = w;
+        c->waits = w;
+        c->nwaits++;
+        *waitp = w;
+        return 0;
+}
+
 static void conn_region_wait_unlink(struct conn *c, struct conn_wait *w)
 {
         regtab_waiter_remove(c->ctx->regtab, &w->waiter);
@@ -667,7 +695,6 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
         struct proto_open m;
         struct conn_wait *w;
         struct region *r;
-        size_t len;
         int k;
 
         /* the decoder refuses an empty name */
@@ -681,29 +708,10 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
                 return conn_fail(res, -ENOENT, "no such region");
         if (m.timeout_ms == 0)
                 return conn_fail(res, -ETIMEDOUT, "no such region");
-        k = conn_region_check_waits(c, res);
+        k = conn_region_wait_new(c, PROTO_OP_OPEN, f->hdr.id, m.name, m.flags, m.timeout_ms, &w, res);
         if (k < 0)
                 return k;
-
-        len = strlen(m.name);
-        w = calloc(1, sizeof(*w) + len + 1);
-        if (!w)
-                return conn_fail(res, -ENOMEM, "out of memory");
-        memcpy(w->name, m.name, len + 1);
-        w->waiter.name = w->name;
-        w->waiter.name_len = len;
         w->waiter.wake = conn_region_wait_wake;
-        w->conn = c;
-        w->opcode = PROTO_OP_OPEN;
-        w->request_id = f->hdr.id;
-        w->flags = m.flags;
-        if (m.timeout_ms != CONN_WAIT_FOREVER)
-                w->deadline_ns = conn_now_ns() + (uint64_t)m.timeout_ms * NSEC_PER_MSEC;
-        w->next = c->waits;
-        if (w->next)
-                w->next->prev = w;
-        c->waits = w;
-        c->nwaits++;
         regtab_waiter_add(c->ctx->regtab, &w->waiter);
         return 0;
 }
@@ -1182,7 +1190,6 @@ int conn_region_handle_openv(struct conn *c, struct transport_frame *f, struct c
         struct proto_openv m;
         struct conn_wait *w;
         struct region *r;
-        size_t len;
         int k;
 
         k = proto_openv_decode(f->payload, f->hdr.length, &m);
@@ -1198,29 +1205,10 @@ int conn_region_handle_openv(struct conn *c, struct transport_frame *f, struct c
                 return conn_fail(res, -ENOENT, r ? "no newer version" : "no such region");
         if (m.timeout_ms == 0)
                 return conn_fail(res, -ETIMEDOUT, r ? "no newer version" : "no such region");
-        k = conn_region_check_waits(c, res);
+        k = conn_region_wait_new(c, PROTO_OP_OPENV, f->hdr.id, m.name, m.flags, m.timeout_ms, &w, res);
         if (k < 0)
                 return k;
-
-        len = strlen(m.name);
-        w = calloc(1, sizeof(*w) + len + 1);
-        if (!w)
-                return conn_fail(res, -ENOMEM, "out of memory");
-        memcpy(w->name, m.name, len + 1);
-        w->waiter.name = w->name;
-        w->waiter.name_len = len;
-        w->conn = c;
-        w->opcode = PROTO_OP_OPENV;
-        w->request_id = f->hdr.id;
-        w->flags = m.flags;
         w->after_generation = m.after_generation;
-        if (m.timeout_ms != CONN_WAIT_FOREVER)
-                w->deadline_ns = conn_now_ns() + (uint64_t)m.timeout_ms * NSEC_PER_MSEC;
-        w->next = c->waits;
-        if (w->next)
-                w->next->prev = w;
-        c->waits = w;
-        c->nwaits++;
         w->vnext = ctx->vwaits;
         if (w->vnext)
                 w->vnext->vprev = w;
