@@ -32,10 +32,7 @@ struct ctl {
         bool json;
         uint32_t connect_flags; /* IOMEM_CONNECT_* (watch, publish) */
         struct iomem_client *client;
-        /* what the current command asks for, to explain a refusal */
-        const char *name;
-        uint64_t size;
-        bool have_size;
+        const char *name; /* the current command's NAME, to explain a refusal */
 };
 
 static const char usage_text[] =
@@ -245,50 +242,23 @@ static void ctl_text_string(const char *s)
         }
 }
 
-/* Return: "unlimited" for a limit of 0, else the number (sizes as 64G) in @buf. */
-static const char *ctl_limit(uint64_t v, bool size, char *buf, size_t bufsize)
-{
-        if (v == 0)
-                return "unlimited";
-        if (size)
-                return parse_size_format(v, buf, bufsize);
-        snprintf(buf, bufsize, "%" PRIu64, v);
-        return buf;
-}
-
 /*
  * ctl_reason() - the words for an error a request to the daemon returned:
- * the limit and its value where one was hit, the daemon's own text where it
- * says more than the error code (quotas, REGISTER's requirements, a daemon
- * that did not come back), else iomem_strerror().
+ * the daemon's own text where it says more than the error code (a limit
+ * with its values and what to do, REGISTER's requirements, a daemon that
+ * did not come back), else iomem_strerror().
  * Return: @buf or a static string.
  */
 static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
 {
-        char msg[256], a[32], b[32], d[32], e[32];
-        struct iomem_quota q;
+        char msg[PROTO_MESSAGE_MAX + 1];
 
         snprintf(msg, sizeof(msg), "%s", c->client ? iomem_client_error_message(c->client) : "");
         switch (error) {
         case -EFBIG:
-                if (!c->client || iomem_quota(c->client, &q) < 0 || !q.max_region_size)
-                        break;
-                if (c->have_size)
-                        snprintf(buf, size, "size %s above the limit %s", parse_size_format(c->size, a, sizeof(a)),
-                                 parse_size_format(q.max_region_size, b, sizeof(b)));
-                else
-                        snprintf(buf, size, "size above the limit %s", parse_size_format(q.max_region_size, b, sizeof(b)));
-                return buf;
         case -EDQUOT:
-                if (!c->client || iomem_quota(c->client, &q) < 0)
-                        break;
-                snprintf(buf, size, "%s (uid %" PRIu32 ": %" PRIu64 " of %s regions, %s of %s bytes, %" PRIu64
-                         " of %s connections)",
-                         *msg ? msg : iomem_strerror(error), q.uid, q.regions,
-                         ctl_limit(q.max_regions, false, a, sizeof(a)), parse_size_format(q.bytes, b, sizeof(b)),
-                         ctl_limit(q.max_bytes, true, d, sizeof(d)), q.connections,
-                         ctl_limit(q.max_connections, false, e, sizeof(e)));
-                return buf;
+                /* the daemon names the limit, the numbers and the remedy; libiomem's own EFBIG has no text */
+                break;
         case -EINVAL:
                 if (c->name && proto_name_check(c->name, strlen(c->name)) < 0)
                         return "invalid region name (1 to 255 bytes of A-Z a-z 0-9 . _ - / : @ + = , not starting "
@@ -309,7 +279,10 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
                 return buf;
         case -ENOSPC:
         case -ENOMEM:
-                /* a failed reservation (create --reserve) says which limit; the error's own words cover the rest */
+                /* a full fd store says its numbers; a failed reservation (create --reserve) which limit it met;
+                 * the error's own words cover the rest */
+                if (!strncmp(msg, "no space in", 11))
+                        break;
                 if (strncmp(msg, "cannot reserve", 14) != 0)
                         return iomem_strerror(error);
                 snprintf(buf, size, "%s: %s", msg, iomem_strerror(error));
@@ -331,12 +304,10 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
 /* Print "iomemctl: <what>: <ctl_reason()>" for an error from the daemon or libiomem. Return: EXIT_FAILURE. */
 __attribute__((format(printf, 3, 4))) static int ctl_fail(struct ctl *c, int error, const char *fmt, ...)
 {
-        char reason[512];
+        char reason[PROTO_MESSAGE_MAX + 64];
+        char tail[sizeof(reason) + 2];
         va_list ap;
 
-        char tail[sizeof(reason) + 2];
-
-        /* ctl_reason() may ask the daemon for its limits: before anything is printed */
         snprintf(tail, sizeof(tail), ": %s", ctl_reason(c, error, reason, sizeof(reason)));
         va_start(ap, fmt);
         ctl_vline(fmt, ap, tail);
@@ -473,6 +444,15 @@ struct ctl_args {
         bool read_only;
         uint64_t count;  /* --count, 0 = none */
         uint64_t expect; /* --expect, 0 = none */
+        /* what a command's prepare step made of its arguments (struct ctl_command) */
+        const char *cmd;      /* the command's name */
+        uint64_t size;        /* SIZE of create, register, resize */
+        uint32_t uid, gid;    /* chown's owner, IOMEM_ID_UNCHANGED for none */
+        enum ctl_metrics_format format;
+        char **rest;          /* exec: COMMAND [ARG...] after "--" */
+        int in;               /* write: the input file, -1 = stdin; closed by ctl_run() */
+        char *buf;            /* publish: the bytes read; freed by ctl_run() */
+        size_t len;
 };
 
 /*
@@ -507,6 +487,7 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
         const char *cmd = argv[0];
         int o, r;
 
+        a->cmd = cmd;
         allowed |= 1u << (OPT_SOCKET - OPT_SOCKET) | 1u << (OPT_JSON - OPT_SOCKET) | 1u << (OPT_HELP - OPT_SOCKET);
         optind = 0; /* GNU: reinitialize */
         opterr = 0;
@@ -627,37 +608,51 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
 
 /* ---- commands ---------------------------------------------------------- */
 
-static int cmd_create(struct ctl *c, int argc, char **argv)
+/*
+ * A command's steps: ctl_run() parses its arguments, calls prepare (checks
+ * that need no daemon: usage errors come before connection errors), connects,
+ * then calls run. prepare and run return 0, an exit status after printing an
+ * error, or a negative errno that ctl_run() prints as the command's failure
+ * ("CMD NAME: reason" for commands that take a NAME, else "CMD: reason").
+ */
+struct ctl_command {
+        const char *name;
+        int (*run)(struct ctl *c, struct ctl_args *a);
+        int (*prepare)(struct ctl *c, struct ctl_args *a); /* NULL: nothing to check */
+        unsigned allowed;                                   /* ALLOW(OPT_*) */
+        int min_pos, max_pos;
+        uint32_t connect_flags; /* IOMEM_CONNECT_* */
+        const char *dashdash;   /* non-NULL: takes "-- COMMAND [ARG...]"; the synopsis for a usage error */
+};
+
+/* prepare of the commands whose second argument is a SIZE. */
+static int ctl_prepare_size(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { .backend = IOMEM_BACKEND_AUTO };
-        struct iomem_create_opts opts;
+        (void)c;
+        if (parse_size(a->pos[1], &a->size) < 0)
+                return ctl_usage("%s: bad size '%s'", a->cmd, a->pos[1]);
+        return 0;
+}
+
+static int ctl_prepare_create(struct ctl *c, struct ctl_args *a)
+{
+        if (!*a->pos[0]) /* the library would make an anonymous region, gone when iomemctl exits */
+                return ctl_usage("create: empty name");
+        return ctl_prepare_size(c, a);
+}
+
+static int cmd_create(struct ctl *c, struct ctl_args *a)
+{
+        struct iomem_create_opts opts = {
+                .flags = a->create_flags, .seals = a->seals, .mode = a->mode, .backend = a->backend
+        };
         struct iomem_region *region = NULL;
-        uint64_t size;
         int r;
 
-        r = ctl_parse_args(c, argc, argv,
-                           ALLOW(OPT_EXCLUSIVE) | ALLOW(OPT_LEASE) | ALLOW(OPT_RESIZABLE) | ALLOW(OPT_MODE) |
-                                   ALLOW(OPT_BACKEND) | ALLOW(OPT_SEAL) | ALLOW(OPT_HUGE) | ALLOW(OPT_RESERVE),
-                           2, 2, &a);
-        if (r)
-                return r;
-        if (!*a.pos[0]) /* the library would make an anonymous region, gone when iomemctl exits */
-                return ctl_usage("create: empty name");
-        r = parse_size(a.pos[1], &size);
+        r = iomem_create(c->client, a->pos[0], a->size, &opts, &region);
         if (r < 0)
-                return ctl_usage("create: bad size '%s'", a.pos[1]);
-        c->size = size;
-        c->have_size = true;
-        r = ctl_connect(c);
-        if (r)
                 return r;
-        opts = (struct iomem_create_opts){
-                .flags = a.create_flags, .seals = a.seals, .mode = a.mode, .backend = a.backend
-        };
-        r = iomem_create(c->client, a.pos[0], size, &opts, &region);
-        if (r < 0)
-                return ctl_fail(c, r, "create %s", a.pos[0]);
-        if (a.create_flags & (IOMEM_CREATE_HUGE | IOMEM_CREATE_RESERVE)) {
+        if (a->create_flags & (IOMEM_CREATE_HUGE | IOMEM_CREATE_RESERVE)) {
                 uint32_t fl = iomem_region_flags(region);
 
                 /* what the daemon made: the pages it could get, and whether the memory is already there */
@@ -737,41 +732,45 @@ static int ctl_map_range(struct iomem_region *region, uint64_t offset, uint64_t 
         return 0;
 }
 
-static int cmd_write(struct ctl *c, int argc, char **argv)
+/* Return: the input file of write, NULL for stdin. */
+static const char *ctl_write_file(const struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
+        return a->npos > 1 && strcmp(a->pos[1], "-") ? a->pos[1] : NULL;
+}
+
+/* write's input is opened before connecting: a missing file is said first. */
+static int ctl_prepare_write(struct ctl *c, struct ctl_args *a)
+{
+        const char *file = ctl_write_file(a);
+
+        (void)c;
+        if (!file)
+                return 0;
+        a->in = open(file, O_RDONLY | O_CLOEXEC);
+        if (a->in < 0)
+                return ctl_fail_os(-errno, "write %s: open %s", a->pos[0], file);
+        return 0;
+}
+
+static int cmd_write(struct ctl *c, struct ctl_args *a)
+{
         struct iomem_region *region = NULL;
-        const char *name, *file;
+        const char *name = a->pos[0], *file = ctl_write_file(a);
         char *data, *buf = NULL;
         void *base;
         size_t maplen, len = 0;
         uint64_t size, room;
         struct stat st;
-        int in = STDIN_FILENO, r;
+        int in = a->in >= 0 ? a->in : STDIN_FILENO, r;
 
-        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_OFFSET), 1, 2, &a);
-        if (r)
-                return r;
-        name = a.pos[0];
-        file = a.npos > 1 && strcmp(a.pos[1], "-") ? a.pos[1] : NULL;
-        if (file) {
-                in = open(file, O_RDONLY | O_CLOEXEC);
-                if (in < 0)
-                        return ctl_fail_os(-errno, "write %s: open %s", name, file);
-        }
-        r = ctl_connect(c);
-        if (r)
-                goto out;
         r = iomem_open(c->client, name, 0, 0, &region);
-        if (r < 0) {
-                r = ctl_fail(c, r, "write %s", name);
-                goto out;
-        }
+        if (r < 0)
+                return r;
         size = iomem_region_size(region);
-        room = a.offset <= size ? size - a.offset : 0;
-        if (a.offset > size) {
+        room = a->offset <= size ? size - a->offset : 0;
+        if (a->offset > size) {
                 r = ctl_error("write %s: offset %" PRIu64 " is past the end of the region (%" PRIu64 " bytes)", name,
-                             a.offset, size);
+                             a->offset, size);
                 goto out;
         }
 
@@ -782,7 +781,7 @@ static int cmd_write(struct ctl *c, int argc, char **argv)
                 if ((uint64_t)len > room) {
                         r = ctl_error("write %s: %zu bytes at offset %" PRIu64 " do not fit in the region (%" PRIu64
                                       " bytes); nothing was written",
-                                      name, len, a.offset, size);
+                                      name, len, a->offset, size);
                         goto out;
                 }
         } else {
@@ -790,7 +789,7 @@ static int cmd_write(struct ctl *c, int argc, char **argv)
                 if (r == -EFBIG) {
                         r = ctl_error("write %s: the input does not fit in the region (%" PRIu64
                                       " bytes) at offset %" PRIu64 "; nothing was written",
-                                      name, size, a.offset);
+                                      name, size, a->offset);
                         goto out;
                 }
                 if (r < 0) {
@@ -803,7 +802,7 @@ static int cmd_write(struct ctl *c, int argc, char **argv)
                 goto out;
         }
 
-        r = ctl_map_range(region, a.offset, len, PROT_READ | PROT_WRITE, &data, &base, &maplen);
+        r = ctl_map_range(region, a->offset, len, PROT_READ | PROT_WRITE, &data, &base, &maplen);
         if (r < 0) {
                 r = ctl_fail(c, r, "write %s: map", name);
                 goto out;
@@ -820,7 +819,8 @@ static int cmd_write(struct ctl *c, int argc, char **argv)
                         if (n < 0 && errno == EINTR)
                                 continue;
                         if (n <= 0) {
-                                r = ctl_fail_os(n < 0 ? -errno : -EIO, "write %s: read %s", name, file);
+                                r = ctl_fail_os(n < 0 ? -errno : -EIO, "write %s: read %s", name,
+                                                file ? file : "stdin");
                                 break;
                         }
                         done += (size_t)n;
@@ -829,8 +829,6 @@ static int cmd_write(struct ctl *c, int argc, char **argv)
         iomem_unmap(base, maplen);
 out:
         free(buf);
-        if (in != STDIN_FILENO)
-                close(in);
         iomem_region_free(region);
         return r;
 }
@@ -850,43 +848,33 @@ static int ctl_write_all(int fd, const char *p, size_t len)
         return 0;
 }
 
-static int cmd_read(struct ctl *c, int argc, char **argv)
+static int cmd_read(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
         struct iomem_region *region = NULL;
-        const char *name;
+        const char *name = a->pos[0];
         uint64_t size, length;
         char num[32], *data;
         void *base;
         size_t maplen;
         int r;
 
-        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_OFFSET) | ALLOW(OPT_LENGTH), 1, 1, &a);
-        if (r)
-                return r;
-        name = a.pos[0];
-        r = ctl_connect(c);
-        if (r)
-                return r;
         r = iomem_open(c->client, name, IOMEM_OPEN_RDONLY, 0, &region);
         if (r < 0)
-                return ctl_fail(c, r, "read %s", name);
+                return r;
         r = iomem_region_refresh(region);
         size = iomem_region_size(region);
-        if (r < 0) {
-                r = ctl_fail(c, r, "read %s", name);
+        if (r < 0)
                 goto out;
-        }
-        if (a.offset > size || (a.have_length && a.length > size - a.offset)) {
+        if (a->offset > size || (a->have_length && a->length > size - a->offset)) {
                 r = ctl_error("read %s: offset %" PRIu64 "%s%s is past the end of the region (%" PRIu64 " bytes)",
-                              name, a.offset, a.have_length ? " + length " : "",
-                              a.have_length ? parse_size_format(a.length, num, sizeof(num)) : "", size);
+                              name, a->offset, a->have_length ? " + length " : "",
+                              a->have_length ? parse_size_format(a->length, num, sizeof(num)) : "", size);
                 goto out;
         }
-        length = a.have_length ? a.length : size - a.offset;
+        length = a->have_length ? a->length : size - a->offset;
         if (length == 0)
                 goto out;
-        r = ctl_map_range(region, a.offset, length, PROT_READ, &data, &base, &maplen);
+        r = ctl_map_range(region, a->offset, length, PROT_READ, &data, &base, &maplen);
         if (r < 0) {
                 r = ctl_fail(c, r, "read %s: map", name);
                 goto out;
@@ -900,31 +888,24 @@ out:
         return r;
 }
 
-static int cmd_stat(struct ctl *c, int argc, char **argv)
+static int cmd_stat(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
         struct iomem_stat st;
         char when[64] = "";
         time_t t;
         struct tm tm;
         int r;
 
-        r = ctl_parse_args(c, argc, argv, 0, 1, 1, &a);
-        if (r)
-                return r;
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        r = iomem_stat(c->client, a.pos[0], &st);
+        r = iomem_stat(c->client, a->pos[0], &st);
         if (r < 0)
-                return ctl_fail(c, r, "stat %s", a.pos[0]);
+                return r;
         t = (time_t)(st.ctime_ns / 1000000000u);
         if (gmtime_r(&t, &tm))
                 strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 
         if (c->json) {
                 fputs("{\"name\":", stdout);
-                ctl_json_string(a.pos[0]);
+                ctl_json_string(a->pos[0]);
                 printf(",\"id\":%" PRIu64 ",\"size\":%" PRIu64 ",\"backend\":\"%s\",\"seals\":[", st.id, st.size,
                        ctl_backend_name(st.backend));
                 ctl_print_bits(st.seals, SEAL_NAMES, true);
@@ -935,7 +916,7 @@ static int cmd_stat(struct ctl *c, int argc, char **argv)
                        st.mode, st.uid, st.gid, st.open_count, st.ctime_ns, when);
         } else {
                 fputs("name:       ", stdout);
-                ctl_text_string(a.pos[0]);
+                ctl_text_string(a->pos[0]);
                 printf("\nid:         %" PRIu64 "\nsize:       %" PRIu64 "\nbackend:    %s\nseals:      ", st.id,
                        st.size, ctl_backend_name(st.backend));
                 ctl_print_bits(st.seals, SEAL_NAMES, false);
@@ -973,145 +954,91 @@ static int list_one(const struct iomem_list_entry *e, void *userdata)
         return 0;
 }
 
-static int cmd_list(struct ctl *c, int argc, char **argv)
+static int cmd_list(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
-        struct list_state s;
+        struct list_state s = { .json = c->json };
         int r;
 
-        r = ctl_parse_args(c, argc, argv, 0, 0, 1, &a);
-        if (r)
-                return r;
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        s = (struct list_state){ .json = c->json };
         if (s.json)
                 putchar('[');
         else if (isatty(STDOUT_FILENO)) /* headers for people; scripts reading a pipe get the bare rows */
                 puts("NAME\tSIZE\tMODE\tOWNER\tSEALS");
-        r = iomem_list(c->client, a.npos ? a.pos[0] : NULL, list_one, &s);
+        r = iomem_list(c->client, a->npos ? a->pos[0] : NULL, list_one, &s);
         if (r < 0) {
                 /* do not leave half a JSON document behind a failure */
                 fflush(stdout);
-                if (r == -EINVAL && a.npos)
-                        return ctl_error("list: invalid prefix '%s' (only A-Z a-z 0-9 . _ - / : @ + = ,)", a.pos[0]);
-                return ctl_fail(c, r, "list");
+                if (r == -EINVAL && a->npos)
+                        return ctl_error("list: invalid prefix '%s' (only A-Z a-z 0-9 . _ - / : @ + = ,)", a->pos[0]);
+                return r;
         }
         if (s.json)
                 puts("]");
         return 0;
 }
 
-static int cmd_rm(struct ctl *c, int argc, char **argv)
+static int cmd_rm(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
-        int r;
-
-        r = ctl_parse_args(c, argc, argv, 0, 1, 1, &a);
-        if (r)
-                return r;
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        r = iomem_delete(c->client, a.pos[0]);
-        return r < 0 ? ctl_fail(c, r, "rm %s", a.pos[0]) : 0;
+        return iomem_delete(c->client, a->pos[0]);
 }
 
-static int cmd_resize(struct ctl *c, int argc, char **argv)
+static int cmd_resize(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
-        uint64_t size;
-        int r;
-
-        r = ctl_parse_args(c, argc, argv, 0, 2, 2, &a);
-        if (r)
-                return r;
-        if (parse_size(a.pos[1], &size) < 0)
-                return ctl_usage("resize: bad size '%s'", a.pos[1]);
-        c->size = size;
-        c->have_size = true;
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        r = iomem_resize(c->client, a.pos[0], size);
-        return r < 0 ? ctl_fail(c, r, "resize %s", a.pos[0]) : 0;
+        return iomem_resize(c->client, a->pos[0], a->size);
 }
 
-static int cmd_seal(struct ctl *c, int argc, char **argv)
+static int ctl_prepare_seal(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
-        uint32_t seals = 0, s;
-        int r;
+        uint32_t s;
 
-        r = ctl_parse_args(c, argc, argv, 0, 2, 8, &a);
-        if (r)
-                return r;
-        for (int i = 1; i < a.npos; i++) {
-                if (iomem_seals_parse(a.pos[i], &s) < 0)
-                        return ctl_usage("seal: bad seal '%s' (" PARSE_SEAL_NAMES ")", a.pos[i]);
-                seals |= s;
+        (void)c;
+        for (int i = 1; i < a->npos; i++) {
+                if (iomem_seals_parse(a->pos[i], &s) < 0)
+                        return ctl_usage("seal: bad seal '%s' (" PARSE_SEAL_NAMES ")", a->pos[i]);
+                a->seals |= s;
         }
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        r = iomem_seal(c->client, a.pos[0], seals, NULL);
-        return r < 0 ? ctl_fail(c, r, "seal %s", a.pos[0]) : 0;
+        return 0;
 }
 
-static int cmd_wait(struct ctl *c, int argc, char **argv)
+static int cmd_seal(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
-        struct iomem_region *region = NULL;
-        int wait_ms, r;
+        return iomem_seal(c->client, a->pos[0], a->seals, NULL);
+}
 
-        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_TIMEOUT), 1, 1, &a);
-        if (r)
-                return r;
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        /* --timeout 0 still asks once; a fraction of a millisecond rounds up */
-        wait_ms = !a.have_timeout ? -1 : (int)(a.timeout * 1000.0 + 0.999);
-        r = iomem_open(c->client, a.pos[0], IOMEM_OPEN_RDONLY, wait_ms, &region);
+/* Return: --timeout in milliseconds (a fraction of one rounds up: --timeout 0 still asks once), -1 = none. */
+static int ctl_timeout_ms(const struct ctl_args *a)
+{
+        return !a->have_timeout ? -1 : (int)(a->timeout * 1000.0 + 0.999);
+}
+
+static int cmd_wait(struct ctl *c, struct ctl_args *a)
+{
+        struct iomem_region *region = NULL;
+        int r;
+
+        r = iomem_open(c->client, a->pos[0], IOMEM_OPEN_RDONLY, ctl_timeout_ms(a), &region);
         if (r == -ETIMEDOUT)
-                return ctl_error("wait %s: no region with this name after %g s", a.pos[0], a.timeout);
+                return ctl_error("wait %s: no region with this name after %g s", a->pos[0], a->timeout);
         if (r < 0)
-                return ctl_fail(c, r, "wait %s", a.pos[0]);
+                return r;
         iomem_region_free(region);
         return 0;
 }
 
-static int cmd_exec(struct ctl *c, int argc, char **argv)
+static int cmd_exec(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
         struct iomem_region *region = NULL;
-        char **child_argv;
-        int sep = -1, status, fd, r;
+        char **child_argv = a->rest;
+        int status, fd, r;
         pid_t pid;
 
-        for (int i = 1; i < argc; i++)
-                if (!strcmp(argv[i], "--")) {
-                        sep = i;
-                        break;
-                }
-        if (sep < 0 || sep + 1 >= argc)
-                return ctl_usage("exec: expected NAME [--read-only] -- COMMAND [ARG...]");
-        child_argv = argv + sep + 1;
-        r = ctl_parse_args(c, sep, argv, ALLOW(OPT_READ_ONLY), 1, 1, &a);
-        if (r)
-                return r;
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        r = iomem_open(c->client, a.pos[0], a.read_only ? IOMEM_OPEN_RDONLY : 0, 0, &region);
+        r = iomem_open(c->client, a->pos[0], a->read_only ? IOMEM_OPEN_RDONLY : 0, 0, &region);
         if (r < 0)
-                return ctl_fail(c, r, "exec %s", a.pos[0]);
+                return r;
         fd = iomem_region_fd(region);
         fflush(NULL);
         pid = fork();
         if (pid < 0) {
-                r = ctl_fail_os(-errno, "exec %s: fork", a.pos[0]);
+                r = ctl_fail_os(-errno, "exec %s: fork", a->pos[0]);
                 iomem_region_free(region);
                 return r;
         }
@@ -1120,14 +1047,14 @@ static int cmd_exec(struct ctl *c, int argc, char **argv)
 
                 /* the one fd the child is meant to inherit: clear close-on-exec in the child only */
                 if (fcntl(fd, F_SETFD, 0) < 0)
-                        _exit(ctl_fail_os(-errno, "exec %s: fcntl", a.pos[0]));
+                        _exit(ctl_fail_os(-errno, "exec %s: fcntl", a->pos[0]));
                 snprintf(num, sizeof(num), "%d", fd);
                 setenv("IOMEM_FD", num, 1);
                 snprintf(num, sizeof(num), "%" PRIu64, iomem_region_size(region));
                 setenv("IOMEM_SIZE", num, 1);
                 execvp(child_argv[0], child_argv);
                 r = errno;
-                ctl_fail_os(-r, "exec %s: %s", a.pos[0], child_argv[0]);
+                ctl_fail_os(-r, "exec %s: %s", a->pos[0], child_argv[0]);
                 _exit(r == ENOENT ? 127 : 126);
         }
         /* the daemon connection is not needed while the child runs */
@@ -1135,27 +1062,21 @@ static int cmd_exec(struct ctl *c, int argc, char **argv)
         region = iomem_region_free(region);
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
-                        return ctl_fail_os(-errno, "exec %s: waitpid", a.pos[0]);
+                        return ctl_fail_os(-errno, "exec %s: waitpid", a->pos[0]);
         if (WIFEXITED(status))
                 return WEXITSTATUS(status);
         return 128 + WTERMSIG(status);
 }
 
-static int cmd_status(struct ctl *c, int argc, char **argv)
+static int cmd_status(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
         struct iomem_status st;
         int r;
 
-        r = ctl_parse_args(c, argc, argv, 0, 0, 0, &a);
-        if (r)
-                return r;
-        r = ctl_connect(c);
-        if (r)
-                return r;
+        (void)a;
         r = iomem_status(c->client, &st);
         if (r < 0)
-                return ctl_fail(c, r, "status");
+                return r;
         if (c->json) {
                 printf("{\"version\":");
                 ctl_json_string(st.server_version);
@@ -1172,20 +1093,14 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
         return 0;
 }
 
-static int cmd_ping(struct ctl *c, int argc, char **argv)
+static int cmd_ping(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
         int r;
 
-        r = ctl_parse_args(c, argc, argv, 0, 0, 0, &a);
-        if (r)
-                return r;
-        r = ctl_connect(c);
-        if (r)
-                return r;
+        (void)a;
         r = iomem_ping(c->client);
         if (r < 0)
-                return ctl_fail(c, r, "ping");
+                return r;
         puts("pong");
         return 0;
 }
@@ -1208,47 +1123,37 @@ static int ctl_parse_id(const char *s, const char *end, uint32_t *idp)
         return 0;
 }
 
-static int cmd_chmod(struct ctl *c, int argc, char **argv)
+static int ctl_prepare_chmod(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
-        uint32_t mode;
-        int r;
-
-        r = ctl_parse_args(c, argc, argv, 0, 2, 2, &a);
-        if (r)
-                return r;
-        if (parse_mode(a.pos[1], &mode) < 0)
-                return ctl_usage("chmod: bad mode '%s' (octal, at most 0777)", a.pos[1]);
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        r = iomem_chmod(c->client, a.pos[0], mode);
-        return r < 0 ? ctl_fail(c, r, "chmod %s", a.pos[0]) : 0;
+        (void)c;
+        if (parse_mode(a->pos[1], &a->mode) < 0)
+                return ctl_usage("chmod: bad mode '%s' (octal, at most 0777)", a->pos[1]);
+        return 0;
 }
 
-static int cmd_chown(struct ctl *c, int argc, char **argv)
+static int cmd_chmod(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
-        uint32_t uid = IOMEM_ID_UNCHANGED, gid = IOMEM_ID_UNCHANGED;
-        const char *spec, *colon;
-        int r;
+        return iomem_chmod(c->client, a->pos[0], a->mode);
+}
 
-        r = ctl_parse_args(c, argc, argv, 0, 2, 2, &a);
-        if (r)
-                return r;
-        spec = a.pos[1];
-        colon = strchr(spec, ':');
+static int ctl_prepare_chown(struct ctl *c, struct ctl_args *a)
+{
+        const char *spec = a->pos[1], *colon = strchr(spec, ':');
+
+        (void)c;
+        a->uid = a->gid = IOMEM_ID_UNCHANGED;
         if (!colon)
                 colon = spec + strlen(spec);
-        if ((colon > spec && ctl_parse_id(spec, colon, &uid) < 0) ||
-            (*colon && colon[1] && ctl_parse_id(colon + 1, colon + 1 + strlen(colon + 1), &gid) < 0) ||
-            (uid == IOMEM_ID_UNCHANGED && gid == IOMEM_ID_UNCHANGED))
+        if ((colon > spec && ctl_parse_id(spec, colon, &a->uid) < 0) ||
+            (*colon && colon[1] && ctl_parse_id(colon + 1, colon + 1 + strlen(colon + 1), &a->gid) < 0) ||
+            (a->uid == IOMEM_ID_UNCHANGED && a->gid == IOMEM_ID_UNCHANGED))
                 return ctl_usage("chown: bad owner '%s' (UID, UID:GID or :GID, numeric)", spec);
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        r = iomem_chown(c->client, a.pos[0], uid, gid);
-        return r < 0 ? ctl_fail(c, r, "chown %s", a.pos[0]) : 0;
+        return 0;
+}
+
+static int cmd_chown(struct ctl *c, struct ctl_args *a)
+{
+        return iomem_chown(c->client, a->pos[0], a->uid, a->gid);
 }
 
 /* One "used / limit" line; a limit of 0 is "unlimited". */
@@ -1260,21 +1165,15 @@ static void ctl_print_quota_line(const char *label, uint64_t used, uint64_t limi
                 printf("%-13s%" PRIu64 " / unlimited\n", label, used);
 }
 
-static int cmd_quota(struct ctl *c, int argc, char **argv)
+static int cmd_quota(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
         struct iomem_quota q;
         int r;
 
-        r = ctl_parse_args(c, argc, argv, 0, 0, 0, &a);
-        if (r)
-                return r;
-        r = ctl_connect(c);
-        if (r)
-                return r;
+        (void)a;
         r = iomem_quota(c->client, &q);
         if (r < 0)
-                return ctl_fail(c, r, "quota");
+                return r;
         if (c->json) {
                 printf("{\"uid\":%" PRIu32 ",\"gid\":%" PRIu32 ",\"bytes\":%" PRIu64 ",\"max_bytes\":%" PRIu64
                        ",\"regions\":%" PRIu64 ",\"max_regions\":%" PRIu64 ",\"connections\":%" PRIu64
@@ -1336,69 +1235,51 @@ out:
         return r;
 }
 
-static int cmd_register(struct ctl *c, int argc, char **argv)
+static int cmd_register(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
         struct iomem_region *region = NULL;
-        uint64_t size, id;
+        uint64_t id;
         int r;
 
-        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_LEASE) | ALLOW(OPT_MODE) | ALLOW(OPT_SEAL), 2, 3, &a);
-        if (r)
-                return r;
-        if (parse_size(a.pos[1], &size) < 0)
-                return ctl_usage("register: bad size '%s'", a.pos[1]);
-        c->size = size;
-        c->have_size = true;
-        r = ctl_connect(c);
-        if (r)
-                return r;
         /* a memfd made here, 0600: its pages are charged to whoever first touches them, this process for FILE */
-        r = iomem_region_new_local(size, IOMEM_BACKEND_MEMFD, 0, &region);
+        r = iomem_region_new_local(a->size, IOMEM_BACKEND_MEMFD, 0, &region);
         if (r < 0)
-                return ctl_fail(c, r, "register %s: memfd", a.pos[0]);
-        if (a.npos > 2) {
-                r = ctl_fill_fd(iomem_region_fd(region), a.pos[2], size);
+                return ctl_fail(c, r, "register %s: memfd", a->pos[0]);
+        if (a->npos > 2) {
+                r = ctl_fill_fd(iomem_region_fd(region), a->pos[2], a->size);
                 if (r < 0) {
                         iomem_region_free(region);
-                        return ctl_fail_os(r, "register %s: %s", a.pos[0], a.pos[2]);
+                        return ctl_fail_os(r, "register %s: %s", a->pos[0], a->pos[2]);
                 }
         }
-        r = iomem_region_seal(region, IOMEM_REGISTER_SEALS | a.seals);
+        r = iomem_region_seal(region, IOMEM_REGISTER_SEALS | a->seals);
         if (r < 0) {
                 iomem_region_free(region);
-                return ctl_fail(c, r, "register %s: seal", a.pos[0]);
+                return ctl_fail(c, r, "register %s: seal", a->pos[0]);
         }
-        r = iomem_register(c->client, a.pos[0], region, a.create_flags & IOMEM_CREATE_LEASE ? IOMEM_REGISTER_LEASE : 0,
-                           a.mode, &id);
+        r = iomem_register(c->client, a->pos[0], region,
+                           a->create_flags & IOMEM_CREATE_LEASE ? IOMEM_REGISTER_LEASE : 0, a->mode, &id);
         iomem_region_free(region);
         if (r < 0)
-                return ctl_fail(c, r, "register %s", a.pos[0]);
+                return r;
         if (c->json)
                 printf("{\"id\":%" PRIu64 "}\n", id);
         return 0;
 }
 
-static int cmd_metrics(struct ctl *c, int argc, char **argv)
+static int ctl_prepare_metrics(struct ctl *c, struct ctl_args *a)
 {
-        enum ctl_metrics_format format = CTL_METRICS_OPENMETRICS;
-        struct ctl_args a = { 0 };
-        int r;
-
-        r = ctl_parse_args(c, argc, argv, 0, 0, 1, &a);
-        if (r)
-                return r;
-        if (a.npos && ctl_metrics_parse_format(a.pos[0], &format) < 0)
-                return ctl_usage("metrics: unknown format '%s' (openmetrics, prometheus)", a.pos[0]);
+        a->format = CTL_METRICS_OPENMETRICS;
+        if (a->npos && ctl_metrics_parse_format(a->pos[0], &a->format) < 0)
+                return ctl_usage("metrics: unknown format '%s' (openmetrics, prometheus)", a->pos[0]);
         if (c->json)
-                format = CTL_METRICS_JSON;
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        r = ctl_metrics_print(c->client, format, stdout);
-        if (r < 0)
-                return ctl_fail(c, r, "metrics");
+                a->format = CTL_METRICS_JSON;
         return 0;
+}
+
+static int cmd_metrics(struct ctl *c, struct ctl_args *a)
+{
+        return ctl_metrics_print(c->client, a->format, stdout);
 }
 
 /* ---- watch and publish (events) ---------------------------------------- */
@@ -1465,32 +1346,24 @@ static void ctl_print_event(const struct ctl *c, const struct iomem_event *ev)
         putchar('\n');
 }
 
-static int cmd_watch(struct ctl *c, int argc, char **argv)
+static int cmd_watch(struct ctl *c, struct ctl_args *a)
 {
-        struct ctl_args a = { 0 };
+        const char *prefix = a->npos ? a->pos[0] : "";
         struct iomem_event ev;
         uint64_t seen = 0;
-        int wait_ms, r;
+        int wait_ms = ctl_timeout_ms(a), r;
 
-        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_COUNT) | ALLOW(OPT_TIMEOUT), 0, 1, &a);
-        if (r)
-                return r;
-        c->connect_flags |= IOMEM_CONNECT_EVENTS;
-        r = ctl_connect(c);
-        if (r)
-                return r;
-        r = iomem_watch(c->client, a.npos ? a.pos[0] : "", NULL);
+        r = iomem_watch(c->client, prefix, NULL);
         if (r < 0)
-                return ctl_fail(c, r, "watch %s", a.npos ? a.pos[0] : "");
+                return ctl_fail(c, r, "watch %s", prefix);
         /* the watch is in place: a script may now make the changes it wants to see (stderr: stdout stays events) */
-        fprintf(stderr, "iomemctl: watching '%s'\n", a.npos ? a.pos[0] : "");
-        wait_ms = !a.have_timeout ? -1 : (int)(a.timeout * 1000.0 + 0.999);
-        while (!a.count || seen < a.count) {
+        fprintf(stderr, "iomemctl: watching '%s'\n", prefix);
+        while (!a->count || seen < a->count) {
                 r = iomem_next_event(c->client, &ev, wait_ms);
                 if (r == -EAGAIN)
                         return 0; /* quiet for --timeout */
                 if (r < 0)
-                        return ctl_fail(c, r, "watch");
+                        return r;
                 ctl_print_event(c, &ev);
                 if (fflush(stdout) != 0)
                         return ctl_fail_os(-errno, "write to stdout");
@@ -1499,50 +1372,45 @@ static int cmd_watch(struct ctl *c, int argc, char **argv)
         return 0;
 }
 
-static int cmd_publish(struct ctl *c, int argc, char **argv)
+/* publish reads all its input before connecting: the version is whole or not sent. */
+static int ctl_prepare_publish(struct ctl *c, struct ctl_args *a)
 {
-        struct iomem_publish_opts opts = { 0 };
-        struct ctl_args a = { 0 };
-        struct iomem_region *region = NULL;
-        uint64_t generation;
-        char *buf = NULL;
-        size_t len = 0;
-        int in = 0, r;
+        int in = STDIN_FILENO, r;
 
-        r = ctl_parse_args(c, argc, argv, ALLOW(OPT_LEASE) | ALLOW(OPT_MODE) | ALLOW(OPT_SEAL) | ALLOW(OPT_EXPECT), 1,
-                           2, &a);
-        if (r)
-                return r;
-        if (a.npos > 1 && strcmp(a.pos[1], "-") != 0) {
-                in = open(a.pos[1], O_RDONLY | O_CLOEXEC);
+        (void)c;
+        if (a->npos > 1 && strcmp(a->pos[1], "-") != 0) {
+                in = open(a->pos[1], O_RDONLY | O_CLOEXEC);
                 if (in < 0)
-                        return ctl_fail_os(-errno, "publish %s: %s", a.pos[0], a.pos[1]);
+                        return ctl_fail_os(-errno, "publish %s: %s", a->pos[0], a->pos[1]);
         }
-        r = ctl_slurp(in, UINT64_C(64) << 30, &buf, &len);
-        if (in > 0)
+        r = ctl_slurp(in, UINT64_C(64) << 30, &a->buf, &a->len);
+        if (in != STDIN_FILENO)
                 close(in);
         if (r < 0)
-                return ctl_fail_os(r, "publish %s: %s", a.pos[0], a.npos > 1 ? a.pos[1] : "stdin");
-        c->connect_flags |= IOMEM_CONNECT_EVENTS;
-        r = ctl_connect(c);
-        if (r) {
-                free(buf);
-                return r;
-        }
-        r = iomem_region_new_local(len, IOMEM_BACKEND_MEMFD, 0, &region);
-        if (r < 0) {
-                free(buf);
-                return ctl_fail_os(r, "publish %s: memfd", a.pos[0]);
-        }
-        for (size_t done = 0; r >= 0 && done < len;) {
-                ssize_t w = pwrite(iomem_region_fd(region), buf + done, len - done, (off_t)done);
+                return ctl_fail_os(r, "publish %s: %s", a->pos[0], a->npos > 1 ? a->pos[1] : "stdin");
+        return 0;
+}
+
+static int cmd_publish(struct ctl *c, struct ctl_args *a)
+{
+        struct iomem_publish_opts opts = { 0 };
+        struct iomem_region *region = NULL;
+        uint64_t generation;
+        int r;
+
+        r = iomem_region_new_local(a->len, IOMEM_BACKEND_MEMFD, 0, &region);
+        if (r < 0)
+                return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);
+        for (size_t done = 0; r >= 0 && done < a->len;) {
+                ssize_t w = pwrite(iomem_region_fd(region), a->buf + done, a->len - done, (off_t)done);
 
                 if (w < 0 && errno != EINTR)
                         r = -errno;
                 else if (w > 0)
                         done += (size_t)w;
         }
-        free(buf);
+        free(a->buf); /* the memfd holds the bytes now */
+        a->buf = NULL;
         /*
          * The daemon, which may run as another uid (DynamicUser), reopens the memfd
          * read-only through /proc to hand it out: its inode must be readable by others.
@@ -1552,18 +1420,18 @@ static int cmd_publish(struct ctl *c, int argc, char **argv)
                 r = -errno;
         /* an immutable snapshot: readers of this generation all see these bytes */
         if (r >= 0)
-                r = iomem_region_seal(region, IOMEM_REGISTER_SEALS | IOMEM_SEAL_WRITE | a.seals);
+                r = iomem_region_seal(region, IOMEM_REGISTER_SEALS | IOMEM_SEAL_WRITE | a->seals);
         if (r < 0) {
                 iomem_region_free(region);
-                return ctl_fail_os(r, "publish %s: memfd", a.pos[0]);
+                return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);
         }
-        opts.flags = a.create_flags & IOMEM_CREATE_LEASE ? IOMEM_PUBLISH_LEASE : 0;
-        opts.mode = a.mode;
-        opts.expect_generation = a.expect;
-        r = iomem_publish(c->client, a.pos[0], region, &opts, &generation);
+        opts.flags = a->create_flags & IOMEM_CREATE_LEASE ? IOMEM_PUBLISH_LEASE : 0;
+        opts.mode = a->mode;
+        opts.expect_generation = a->expect;
+        r = iomem_publish(c->client, a->pos[0], region, &opts, &generation);
         iomem_region_free(region);
         if (r < 0)
-                return ctl_fail(c, r, "publish %s", a.pos[0]);
+                return r;
         if (c->json)
                 printf("{\"generation\":%" PRIu64 "}\n", generation);
         else
@@ -1571,17 +1439,74 @@ static int cmd_publish(struct ctl *c, int argc, char **argv)
         return 0;
 }
 
-static const struct {
-        const char *name;
-        int (*fn)(struct ctl *c, int argc, char **argv);
-} commands[] = {
-        { "metrics", cmd_metrics },
-        { "watch", cmd_watch },   { "publish", cmd_publish },
-        { "chmod", cmd_chmod },   { "chown", cmd_chown }, { "quota", cmd_quota },   { "register", cmd_register },
-        { "create", cmd_create }, { "write", cmd_write }, { "read", cmd_read },     { "stat", cmd_stat },
-        { "list", cmd_list },     { "rm", cmd_rm },       { "resize", cmd_resize }, { "seal", cmd_seal },
-        { "wait", cmd_wait },     { "exec", cmd_exec },   { "status", cmd_status }, { "ping", cmd_ping },
+#define ALLOW_CREATE                                                                                          \
+        (ALLOW(OPT_EXCLUSIVE) | ALLOW(OPT_LEASE) | ALLOW(OPT_RESIZABLE) | ALLOW(OPT_MODE) | ALLOW(OPT_BACKEND) |     \
+         ALLOW(OPT_SEAL) | ALLOW(OPT_HUGE) | ALLOW(OPT_RESERVE))
+/* register and publish: a memfd made here */
+#define ALLOW_REGISTER (ALLOW(OPT_LEASE) | ALLOW(OPT_MODE) | ALLOW(OPT_SEAL))
+
+static const struct ctl_command commands[] = {
+        /* name, run, prepare, options, min and max positional arguments, connect flags, "--" synopsis */
+        { "create", cmd_create, ctl_prepare_create, ALLOW_CREATE, 2, 2, 0, NULL },
+        { "write", cmd_write, ctl_prepare_write, ALLOW(OPT_OFFSET), 1, 2, 0, NULL },
+        { "read", cmd_read, NULL, ALLOW(OPT_OFFSET) | ALLOW(OPT_LENGTH), 1, 1, 0, NULL },
+        { "stat", cmd_stat, NULL, 0, 1, 1, 0, NULL },
+        { "list", cmd_list, NULL, 0, 0, 1, 0, NULL },
+        { "rm", cmd_rm, NULL, 0, 1, 1, 0, NULL },
+        { "resize", cmd_resize, ctl_prepare_size, 0, 2, 2, 0, NULL },
+        { "seal", cmd_seal, ctl_prepare_seal, 0, 2, 8, 0, NULL },
+        { "wait", cmd_wait, NULL, ALLOW(OPT_TIMEOUT), 1, 1, 0, NULL },
+        { "exec", cmd_exec, NULL, ALLOW(OPT_READ_ONLY), 1, 1, 0, "NAME [--read-only] -- COMMAND [ARG...]" },
+        { "chmod", cmd_chmod, ctl_prepare_chmod, 0, 2, 2, 0, NULL },
+        { "chown", cmd_chown, ctl_prepare_chown, 0, 2, 2, 0, NULL },
+        { "quota", cmd_quota, NULL, 0, 0, 0, 0, NULL },
+        { "register", cmd_register, ctl_prepare_size, ALLOW_REGISTER, 2, 3, 0, NULL },
+        { "watch", cmd_watch, NULL, ALLOW(OPT_COUNT) | ALLOW(OPT_TIMEOUT), 0, 1, IOMEM_CONNECT_EVENTS, NULL },
+        { "publish", cmd_publish, ctl_prepare_publish, ALLOW_REGISTER | ALLOW(OPT_EXPECT), 1, 2,
+          IOMEM_CONNECT_EVENTS, NULL },
+        { "status", cmd_status, NULL, 0, 0, 0, 0, NULL },
+        { "ping", cmd_ping, NULL, 0, 0, 0, 0, NULL },
+        { "metrics", cmd_metrics, ctl_prepare_metrics, 0, 0, 1, 0, NULL },
 };
+
+/*
+ * ctl_run() - run @cmd with its @argc arguments @argv (argv[0] is its name):
+ * parse, prepare, connect, run, and print a negative result as its failure.
+ * Return: the exit status.
+ */
+static int ctl_run(struct ctl *c, const struct ctl_command *cmd, int argc, char **argv)
+{
+        struct ctl_args a = { .backend = IOMEM_BACKEND_AUTO, .in = -1 };
+        int r;
+
+        if (cmd->dashdash) {
+                int sep = 1;
+
+                while (sep < argc && strcmp(argv[sep], "--") != 0)
+                        sep++;
+                if (sep + 1 >= argc)
+                        return ctl_usage("%s: expected %s", cmd->name, cmd->dashdash);
+                a.rest = argv + sep + 1;
+                argc = sep;
+        }
+        r = ctl_parse_args(c, argc, argv, cmd->allowed, cmd->min_pos, cmd->max_pos, &a);
+        if (r == 0 && cmd->prepare)
+                r = cmd->prepare(c, &a);
+        if (r == 0) {
+                c->connect_flags |= cmd->connect_flags;
+                r = ctl_connect(c);
+        }
+        if (r == 0)
+                r = cmd->run(c, &a);
+        if (r < 0 && cmd->min_pos > 0)
+                r = ctl_fail(c, r, "%s %s", cmd->name, a.pos[0]);
+        else if (r < 0)
+                r = ctl_fail(c, r, "%s", cmd->name);
+        if (a.in >= 0)
+                close(a.in);
+        free(a.buf);
+        return r;
+}
 
 int main(int argc, char **argv)
 {
@@ -1619,7 +1544,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
                 if (strcmp(commands[i].name, argv[optind]))
                         continue;
-                r = commands[i].fn(&c, argc - optind, argv + optind);
+                r = ctl_run(&c, &commands[i], argc - optind, argv + optind);
                 c.client = iomem_disconnect(c.client);
                 if (fflush(stdout) != 0 && r == 0)
                         r = ctl_fail_os(-errno, "write to stdout");

@@ -35,7 +35,7 @@ void conn_access_refuse(int fd, int error, const char *message)
                 .opcode = PROTO_OP_HELLO,
                 .id = 0,
         };
-        uint8_t buf[PROTO_HEADER_SIZE + 128];
+        uint8_t buf[PROTO_HEADER_SIZE + 256];
         int len;
 
         len = proto_error_encode(&e, buf + PROTO_HEADER_SIZE, sizeof(buf) - PROTO_HEADER_SIZE);
@@ -233,20 +233,25 @@ int conn_access_find(struct conn *c, const char *name, enum conn_access what, co
         return 0;
 }
 
-int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds)
+int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds,
+                            struct conn_result *res)
 {
         struct config_quota limits;
+        struct quota_excess e;
 
         config_quota_for(c->ctx->config, uid, uid == c->uid ? c->gid : UINT32_MAX, &limits);
         if (!limits.fds)
                 limits.fds = conn_uid_fds_default(c->ctx); /* queued fds are the daemon's: never unbounded */
-        if (quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds) == 0)
+        if (quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds, &e) == 0)
                 return 0;
-        if (!fds)
-                return -EDQUOT;
         /* idle connections that read everything still count their last fds: look again before refusing */
-        conn_sweep_unread(c->ctx);
-        return quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds);
+        if (fds) {
+                conn_sweep_unread(c->ctx);
+                if (quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds, &e) == 0)
+                        return 0;
+        }
+        quota_excess_format(&e, res->text, sizeof(res->text));
+        return conn_fail(res, -EDQUOT, res->text);
 }
 
 uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid)

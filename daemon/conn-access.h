@@ -72,9 +72,11 @@ int conn_access_find(struct conn *c, const char *name, enum conn_access what, co
 /*
  * conn_access_quota_check() - may @uid (whose limits come from @c's primary gid if
  * @uid is @c's peer, else from its [uid] section and defaults) take these
- * amounts more? Return: 0 or -EDQUOT.
+ * amounts more? Return: 0; -EDQUOT with @res's message saying which quota,
+ * the numbers and what to do (quota_excess_format()).
  */
-int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds);
+int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds,
+                            struct conn_result *res);
 
 /* Return: how many more bytes @uid's byte quota allows (limits as for conn_access_quota_check()); UINT64_MAX if unlimited. */
 uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid);

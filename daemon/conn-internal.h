@@ -2,9 +2,11 @@
 /* conn-internal: the connection state, request results and reply helpers that the request modules use. */
 #pragma once
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "conn.h"
@@ -61,7 +63,8 @@ struct conn {
  * the connection died is read from conn.dead, never from the return value.
  */
 struct conn_result {
-        const char *message; /* static text of the error reply */
+        const char *message; /* text of the error reply: static, or @text */
+        char text[256];      /* conn_failf()'s text, with the numbers of a limit */
         bool fatal;          /* close the connection once the error reply is sent */
         /* run once the reply (success or error) is queued, e.g. waking the OPENs parked on a new name */
         void (*after)(struct conn *c, void *arg);
@@ -75,6 +78,19 @@ typedef int conn_handler_fn(struct conn *c, struct transport_frame *f, struct co
 static inline int conn_fail(struct conn_result *res, int error, const char *message)
 {
         res->message = message;
+        return error;
+}
+
+/* conn_failf() - @error with a text made of @fmt (a refused limit: its values and what to do). Return: @error. */
+__attribute__((format(printf, 3, 4))) static inline int conn_failf(struct conn_result *res, int error,
+                                                                   const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(res->text, sizeof(res->text), fmt, ap);
+        va_end(ap);
+        res->message = res->text;
         return error;
 }
 

@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "conn-region.h"
 #include "conn-watch.h"
 #include "log.h"
+#include "parse.h"
 #include "proto.h"
 #include "quota.h"
 #include "regtab.h"
@@ -107,6 +109,51 @@ static bool conn_region_over_bytes(const struct conn_ctx *ctx, uint64_t old_size
                 return false;
         return held > limit || new_size > limit - held;
 }
+
+/* Return: 0 if @size is at most max-region-size; -EFBIG with @res filled in. */
+static int conn_region_check_size(const struct conn *c, uint64_t size, struct conn_result *res)
+{
+        uint64_t max = c->ctx->config->max_region_size;
+        char a[32], b[32];
+
+        if (size <= max)
+                return 0;
+        return conn_failf(res, -EFBIG,
+                          "size above the daemon's limit: %s asked, max-region-size is %s; ask for less, or raise "
+                          "max-region-size in iomemd.conf",
+                          parse_size_format(size, a, sizeof(a)), parse_size_format(max, b, sizeof(b)));
+}
+
+/*
+ * conn_region_check_room() - is there room for @size bytes in place of @old
+ * (RESIZE: what the region has charged; else 0), @regions more named regions
+ * (0 or 1) owned by @owner, and @fds more fds in flight to @owner: the
+ * daemon's max-regions and max-bytes, then @owner's quotas.
+ * Return: 0; -EDQUOT with @res filled in (the limit, the numbers, what to do).
+ */
+static int conn_region_check_room(struct conn *c, uint32_t owner, uint64_t old, uint64_t size, uint64_t regions,
+                                  uint64_t fds, struct conn_result *res)
+{
+        const struct conn_ctx *ctx = c->ctx;
+        const struct config *cfg = ctx->config;
+        uint64_t more = size > old ? size - old : 0;
+        char a[32], b[32], d[32];
+
+        if (regions && regtab_count(ctx->regtab) >= cfg->max_regions)
+                return conn_failf(res, -EDQUOT,
+                                  "the daemon's region limit is reached: it holds %" PRIu64 ", max-regions is %" PRIu64
+                                  "; delete regions, or raise max-regions in iomemd.conf",
+                                  regtab_count(ctx->regtab), cfg->max_regions);
+        if (conn_region_over_bytes(ctx, old, size))
+                return conn_failf(res, -EDQUOT,
+                                  "the daemon's byte limit is reached: its regions hold %s, %s more are asked, "
+                                  "max-bytes is %s; delete or shrink regions, or raise max-bytes in iomemd.conf",
+                                  parse_size_format(regtab_bytes(ctx->regtab), a, sizeof(a)),
+                                  parse_size_format(more, b, sizeof(b)),
+                                  parse_size_format(cfg->max_bytes, d, sizeof(d)));
+        return conn_access_quota_check(c, owner, more, regions, fds, res);
+}
+
 
 /* ---- handing regions out ------------------------------------------------ */
 
@@ -268,8 +315,8 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
 
         if (check && conn_access_check(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_fail(res, -EACCES, "permission denied");
-        if (check && conn_access_quota_check(c, c->uid, 0, 0, 1) < 0)
-                return conn_fail(res, -EDQUOT, "fds in flight quota reached: read your replies");
+        if (check && conn_access_quota_check(c, c->uid, 0, 0, 1, res) < 0)
+                return -EDQUOT;
         k = regtab_region_get_fd(c->ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
@@ -334,8 +381,17 @@ static int conn_region_publish(struct conn *c, struct region *r, bool lease, con
                 return conn_fail(res, k, "cannot add the region");
         k = service_region_added(r);
         if (k < 0) {
+                uint64_t stored, max;
+
                 log_error("cannot save region '%s' in the service manager's fd store: %s", r->name, strerror(-k));
                 regtab_remove(ctx->regtab, r);
+                service_store_usage(&stored, &max);
+                if (k == -ENOSPC && max && stored >= max)
+                        return conn_failf(res, k,
+                                          "no space in the service manager's fd store: it holds %" PRIu64
+                                          " fds, FileDescriptorStoreMax is %" PRIu64 "; delete regions, or raise "
+                                          "FileDescriptorStoreMax and IOMEMD_FDSTORE_MAX in iomemd.service",
+                                          stored, max);
                 return conn_fail(res, k, "cannot save the region (fd store)");
         }
         if (lease)
@@ -391,10 +447,9 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
          * fit where a named one would: in the uid's byte quota and under
          * --max-bytes, as if held. Its fd counts as in flight until sent.
          */
-        if (conn_region_over_bytes(c->ctx, 0, m->size))
-                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
-        if (conn_access_quota_check(c, c->uid, m->size, 0, 1) < 0)
-                return conn_fail(res, -EDQUOT, "your byte or fds-in-flight quota is reached");
+        r = conn_region_check_room(c, c->uid, 0, m->size, 0, 1, res);
+        if (r < 0)
+                return r;
         r = conn_region_make(c, m, backend, &fd, &chosen, &page_flags, res);
         if (r < 0)
                 return r;
@@ -429,8 +484,9 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         r = proto_create_decode(f->payload, f->hdr.length, &m);
         if (r < 0)
                 return r;
-        if (m.size > cfg->max_region_size)
-                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        r = conn_region_check_size(c, m.size, res);
+        if (r < 0)
+                return r;
         if (m.name[0] == '\0')
                 return conn_region_create_anonymous(c, f, &m, res);
 
@@ -443,13 +499,10 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
                 return conn_region_send(c, f->hdr.opcode, f->hdr.id, existing, false, true, res);
         }
 
-        if (regtab_count(ctx->regtab) >= cfg->max_regions)
-                return conn_fail(res, -EDQUOT, "too many regions");
-        if (conn_region_over_bytes(ctx, 0, m.size))
-                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
         /* the fd of the reply too: a CREATE is never half-applied (made, then refused) */
-        if (conn_access_quota_check(c, c->uid, m.size, 1, 1) < 0)
-                return conn_fail(res, -EDQUOT, "your region, byte or fds-in-flight quota is reached");
+        r = conn_region_check_room(c, c->uid, 0, m.size, 1, 1, res);
+        if (r < 0)
+                return r;
         if (config_backend_for(cfg, (enum proto_backend)m.backend, &backend) < 0)
                 return conn_fail(res, -EPERM, "this backend is not in the daemon's allowed-backends");
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
@@ -517,6 +570,44 @@ static void conn_region_vwait_unlink(struct conn_ctx *ctx, struct conn_wait *w)
                 w->vnext->vprev = w->vprev;
         w->vprev = w->vnext = NULL;
         w->vlinked = false;
+}
+
+/*
+ * conn_region_wait_new() - park an OPEN or OPENV (@opcode, request @id) for
+ * @name: within the connection's bound on waiting OPENs, with its deadline,
+ * linked into c->waits. The caller links it where it is woken.
+ * Return: 0 with *waitp; -EDQUOT or -ENOMEM with @res filled in.
+ */
+static int conn_region_wait_new(struct conn *c, uint16_t opcode, uint32_t id, const char *name, uint32_t flags,
+                                uint32_t timeout_ms, struct conn_wait **waitp, struct conn_result *res)
+{
+        size_t len = strlen(name);
+        struct conn_wait *w;
+
+        if (c->nwaits >= CONN_MAX_WAITS)
+                return conn_failf(res, -EDQUOT,
+                                  "too many waiting OPENs: %u wait on this connection, the most one may; wait for "
+                                  "fewer names at once, or open another connection",
+                                  c->nwaits);
+        w = calloc(1, sizeof(*w) + len + 1);
+        if (!w)
+                return conn_fail(res, -ENOMEM, "out of memory");
+        memcpy(w->name, name, len + 1);
+        w->waiter.name = w->name;
+        w->waiter.name_len = len;
+        w->conn = c;
+        w->opcode = opcode;
+        w->request_id = id;
+        w->flags = flags;
+        if (timeout_ms != CONN_WAIT_FOREVER)
+                w->deadline_ns = conn_now_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+        w->next = c->waits;
+        if (w->next)
+                w->next->prev = w;
+        c->waits = w;
+        c->nwaits++;
+        *waitp = w;
+        return 0;
 }
 
 static void conn_region_wait_unlink(struct conn *c, struct conn_wait *w)
@@ -604,7 +695,6 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
         struct proto_open m;
         struct conn_wait *w;
         struct region *r;
-        size_t len;
         int k;
 
         /* the decoder refuses an empty name */
@@ -618,28 +708,10 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
                 return conn_fail(res, -ENOENT, "no such region");
         if (m.timeout_ms == 0)
                 return conn_fail(res, -ETIMEDOUT, "no such region");
-        if (c->nwaits >= CONN_MAX_WAITS)
-                return conn_fail(res, -EDQUOT, "too many waiting OPENs");
-
-        len = strlen(m.name);
-        w = calloc(1, sizeof(*w) + len + 1);
-        if (!w)
-                return conn_fail(res, -ENOMEM, "out of memory");
-        memcpy(w->name, m.name, len + 1);
-        w->waiter.name = w->name;
-        w->waiter.name_len = len;
+        k = conn_region_wait_new(c, PROTO_OP_OPEN, f->hdr.id, m.name, m.flags, m.timeout_ms, &w, res);
+        if (k < 0)
+                return k;
         w->waiter.wake = conn_region_wait_wake;
-        w->conn = c;
-        w->opcode = PROTO_OP_OPEN;
-        w->request_id = f->hdr.id;
-        w->flags = m.flags;
-        if (m.timeout_ms != CONN_WAIT_FOREVER)
-                w->deadline_ns = conn_now_ns() + (uint64_t)m.timeout_ms * NSEC_PER_MSEC;
-        w->next = c->waits;
-        if (w->next)
-                w->next->prev = w;
-        c->waits = w;
-        c->nwaits++;
         regtab_waiter_add(c->ctx->regtab, &w->waiter);
         return 0;
 }
@@ -664,8 +736,9 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         k = conn_access_find(c, m.name, CONN_ACCESS_RESIZE, NULL, &r, res);
         if (k < 0)
                 return k;
-        if (m.size > cfg->max_region_size)
-                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        k = conn_region_check_size(c, m.size, res);
+        if (k < 0)
+                return k;
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
@@ -675,12 +748,15 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         /* S1 for backends without seals: only RESIZABLE regions may shrink under their holders */
         if (m.size < r->size && !(r->meta.flags & PROTO_REGION_RESIZABLE))
                 return conn_fail(res, -EPERM, "region is not resizable");
-        /* growth is charged in full, including what a holder's growth left uncharged (r->charged) */
-        if (m.size > r->size && conn_region_over_bytes(ctx, r->charged, m.size))
-                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
-        /* the owner pays, whoever asks (only the owner or root may) */
-        if (m.size > r->size && conn_access_quota_check(c, r->meta.uid, m.size - r->charged, 0, 0) < 0)
-                return conn_fail(res, -EDQUOT, "the owner's byte quota is reached");
+        /*
+         * Growth is charged in full, including what a holder's growth left uncharged (r->charged);
+         * the owner pays, whoever asks (only the owner or root may).
+         */
+        if (m.size > r->size) {
+                k = conn_region_check_room(c, r->meta.uid, r->charged, m.size, 0, 0, res);
+                if (k < 0)
+                        return k;
+        }
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
@@ -991,6 +1067,37 @@ static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, c
         return 0;
 }
 
+/*
+ * conn_region_adopt() - the region of a REGISTER or PUBLISH (@what) named
+ * @name from @f's one fd: check the memfd (conn_region_register_check(), a
+ * refusal logged), then take the fd into a new region with @meta.
+ * Return: 0 with *regionp and *sealsp (the memfd's seals); a negative errno
+ * with @res filled in.
+ */
+static int conn_region_adopt(struct conn *c, struct transport_frame *f, const char *what, const char *name,
+                             uint64_t size, const struct region_meta *meta, struct region **regionp,
+                             uint32_t *sealsp, struct conn_result *res)
+{
+        const char *why = "";
+        int fd, r;
+
+        r = conn_region_register_check(f->fds[0], size, sealsp, &why);
+        if (r < 0) {
+                if (conn_access_log_allowed(c))
+                        log_info("%s of '%s' by pid=%d uid=%u refused: %s", what, name, (int)c->pid,
+                                 (unsigned)c->uid, why);
+                return conn_fail(res, r, why);
+        }
+        fd = f->fds[0];
+        f->fds[0] = -1; /* ours now */
+        r = regtab_region_new(name, fd, size, meta, regionp);
+        fd = -1; /* consumed */
+        if (r < 0)
+                return conn_fail(res, r, "out of memory");
+        (*regionp)->seals = *sealsp & PROTO_SEALS_KNOWN;
+        return 0;
+}
+
 int conn_region_handle_register(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
         struct conn_ctx *ctx = c->ctx;
@@ -1000,33 +1107,23 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
         struct proto_register_reply rep = {};
         struct proto_register m;
         struct region *added;
-        const char *why = "";
         uint32_t seals = 0;
         uint8_t buf[32];
-        int fd, r;
+        int r;
 
         r = proto_register_decode(f->payload, f->hdr.length, &m);
         if (r < 0)
                 return r;
         if (f->nfds != 1)
                 return conn_fail(res, -EINVAL, "REGISTER carries exactly one fd");
-        if (m.size > cfg->max_region_size)
-                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        r = conn_region_check_size(c, m.size, res);
+        if (r < 0)
+                return r;
         if (regtab_lookup(ctx->regtab, m.name))
                 return conn_fail(res, -EEXIST, "name exists");
-        if (regtab_count(ctx->regtab) >= cfg->max_regions)
-                return conn_fail(res, -EDQUOT, "too many regions");
-        if (conn_region_over_bytes(ctx, 0, m.size))
-                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
-        if (conn_access_quota_check(c, c->uid, m.size, 1, 0) < 0)
-                return conn_fail(res, -EDQUOT, "your region or byte quota is reached");
-        r = conn_region_register_check(f->fds[0], m.size, &seals, &why);
-        if (r < 0) {
-                if (conn_access_log_allowed(c))
-                        log_info("REGISTER of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid,
-                                 (unsigned)c->uid, why);
-                return conn_fail(res, r, why);
-        }
+        r = conn_region_check_room(c, c->uid, 0, m.size, 1, 0, res);
+        if (r < 0)
+                return r;
 
         meta.ctime_ns = conn_region_realtime_ns();
         meta.uid = c->uid;
@@ -1034,13 +1131,9 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
         meta.mode = m.mode ? m.mode : cfg->default_mode;
         meta.flags = m.flags & PROTO_REGISTER_LEASE ? PROTO_REGION_LEASED : 0;
         meta.backend = PROTO_BACKEND_MEMFD;
-        fd = f->fds[0];
-        f->fds[0] = -1; /* ours now */
-        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
-        fd = -1; /* consumed */
+        r = conn_region_adopt(c, f, "REGISTER", m.name, m.size, &meta, &region, &seals, res);
         if (r < 0)
-                return conn_fail(res, r, "out of memory");
-        region->seals = seals & PROTO_SEALS_KNOWN;
+                return r;
         r = conn_region_publish(c, region, m.flags & PROTO_REGISTER_LEASE, "registered", res);
         if (r < 0)
                 return r;
@@ -1097,7 +1190,6 @@ int conn_region_handle_openv(struct conn *c, struct transport_frame *f, struct c
         struct proto_openv m;
         struct conn_wait *w;
         struct region *r;
-        size_t len;
         int k;
 
         k = proto_openv_decode(f->payload, f->hdr.length, &m);
@@ -1113,28 +1205,10 @@ int conn_region_handle_openv(struct conn *c, struct transport_frame *f, struct c
                 return conn_fail(res, -ENOENT, r ? "no newer version" : "no such region");
         if (m.timeout_ms == 0)
                 return conn_fail(res, -ETIMEDOUT, r ? "no newer version" : "no such region");
-        if (c->nwaits >= CONN_MAX_WAITS)
-                return conn_fail(res, -EDQUOT, "too many waiting OPENs");
-
-        len = strlen(m.name);
-        w = calloc(1, sizeof(*w) + len + 1);
-        if (!w)
-                return conn_fail(res, -ENOMEM, "out of memory");
-        memcpy(w->name, m.name, len + 1);
-        w->waiter.name = w->name;
-        w->waiter.name_len = len;
-        w->conn = c;
-        w->opcode = PROTO_OP_OPENV;
-        w->request_id = f->hdr.id;
-        w->flags = m.flags;
+        k = conn_region_wait_new(c, PROTO_OP_OPENV, f->hdr.id, m.name, m.flags, m.timeout_ms, &w, res);
+        if (k < 0)
+                return k;
         w->after_generation = m.after_generation;
-        if (m.timeout_ms != CONN_WAIT_FOREVER)
-                w->deadline_ns = conn_now_ns() + (uint64_t)m.timeout_ms * NSEC_PER_MSEC;
-        w->next = c->waits;
-        if (w->next)
-                w->next->prev = w;
-        c->waits = w;
-        c->nwaits++;
         w->vnext = ctx->vwaits;
         if (w->vnext)
                 w->vnext->vprev = w;
@@ -1196,19 +1270,19 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
         struct proto_publish_reply rep = {};
         struct proto_publish m;
         struct region *old, *added;
-        const char *why = "";
         uint32_t seals = 0, owner;
         uint8_t buf[64];
         bool lease;
-        int fd, r;
+        int r;
 
         r = proto_publish_decode(f->payload, f->hdr.length, &m);
         if (r < 0)
                 return r;
         if (f->nfds != 1)
                 return conn_fail(res, -EINVAL, "PUBLISH carries exactly one fd");
-        if (m.size > cfg->max_region_size)
-                return conn_fail(res, -EFBIG, "size above the daemon's limit");
+        r = conn_region_check_size(c, m.size, res);
+        if (r < 0)
+                return r;
         old = regtab_lookup(ctx->regtab, m.name);
         if (old) {
                 if (conn_access_check(c, old, CONN_ACCESS_DELETE) < 0)
@@ -1219,19 +1293,10 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
                 return conn_fail(res, -ENOENT, "no such region (a version was expected)");
         }
         /* the old version is still counted: there must be room for both while they switch */
-        if (regtab_count(ctx->regtab) >= cfg->max_regions)
-                return conn_fail(res, -EDQUOT, "too many regions");
-        if (conn_region_over_bytes(ctx, 0, m.size))
-                return conn_fail(res, -EDQUOT, "daemon byte quota reached");
         owner = old ? old->meta.uid : c->uid;
-        if (conn_access_quota_check(c, owner, m.size, 1, 0) < 0)
-                return conn_fail(res, -EDQUOT, "the owner's region or byte quota is reached");
-        r = conn_region_register_check(f->fds[0], m.size, &seals, &why);
-        if (r < 0) {
-                log_info("PUBLISH of '%s' by pid=%d uid=%u refused: %s", m.name, (int)c->pid, (unsigned)c->uid,
-                         why);
-                return conn_fail(res, r, why);
-        }
+        r = conn_region_check_room(c, owner, 0, m.size, 1, 0, res);
+        if (r < 0)
+                return r;
 
         lease = m.flags & PROTO_PUBLISH_LEASE;
         meta.ctime_ns = conn_region_realtime_ns();
@@ -1240,13 +1305,9 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
         meta.mode = m.mode ? m.mode : old ? old->meta.mode : cfg->default_mode;
         meta.flags = lease ? PROTO_REGION_LEASED : 0;
         meta.backend = PROTO_BACKEND_MEMFD;
-        fd = f->fds[0];
-        f->fds[0] = -1; /* ours now */
-        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
-        fd = -1; /* consumed */
+        r = conn_region_adopt(c, f, "PUBLISH", m.name, m.size, &meta, &region, &seals, res);
         if (r < 0)
-                return conn_fail(res, r, "out of memory");
-        region->seals = seals & PROTO_SEALS_KNOWN;
+                return r;
         if (old) {
                 rep.replaced_id = old->meta.id;
                 r = conn_region_replace(c, old, region, lease, res);

@@ -12,6 +12,7 @@
 #include "conn-watch.h"
 #include "log.h"
 #include "proto.h"
+#include "quota.h"
 
 /*
  * Events wait in a per-connection queue of at most config.max_events and go
@@ -188,14 +189,19 @@ int conn_watch_handle_watch(struct conn *c, struct transport_frame *f, struct co
         struct conn_watch *w;
         uint8_t buf[16];
         size_t len;
+        uint64_t held;
         int k;
 
         k = proto_watch_decode(f->payload, f->hdr.length, &m);
         if (k < 0)
                 return k;
         config_quota_for(ctx->config, c->uid, c->gid, &limits);
-        if (limits.watches && conn_watch_count_uid(ctx, c->uid) >= limits.watches)
-                return conn_fail(res, -EDQUOT, "watch quota reached");
+        held = conn_watch_count_uid(ctx, c->uid);
+        if (limits.watches && held >= limits.watches) {
+                struct quota_excess e = { QUOTA_WATCHES, c->uid, held, 1, limits.watches };
+
+                return conn_fail(res, -EDQUOT, quota_excess_format(&e, res->text, sizeof(res->text)));
+        }
         len = strlen(m.prefix);
         w = calloc(1, sizeof(*w) + len + 1);
         if (!w)

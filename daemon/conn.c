@@ -97,6 +97,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         struct ucred cred;
         socklen_t len = sizeof(cred);
         size_t ngroups = 0;
+        struct quota_excess excess;
         bool allowed, groups_loaded = false;
         int r;
 
@@ -125,12 +126,14 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
                 return -EACCES;
         }
         config_quota_for(ctx->config, cred.uid, cred.gid, &limits);
-        if (quota_check(ctx->quota, cred.uid, &limits, 0, 0, 1, 0) < 0) {
+        if (quota_check(ctx->quota, cred.uid, &limits, 0, 0, 1, 0, &excess) < 0) {
+                char text[256];
+
                 log_debug("refused connection of pid=%d uid=%u: connection quota (%llu) reached", (int)cred.pid,
                           (unsigned)cred.uid, (unsigned long long)limits.connections);
                 ctx->metrics.connections_refused++;
                 metrics_count_refusal(&ctx->metrics, cred.uid);
-                conn_access_refuse(sock, -EDQUOT, "connection quota reached");
+                conn_access_refuse(sock, -EDQUOT, quota_excess_format(&excess, text, sizeof(text)));
                 sock = -1; /* consumed */
                 return -EDQUOT;
         }

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* quota: what each uid holds in the daemon (bytes, regions, connections, fds in flight) against its limits. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "parse.h"
 #include "quota.h"
 
 struct quota {
@@ -137,17 +140,60 @@ static bool quota_over(uint64_t used, uint64_t add, uint64_t limit)
 }
 
 int quota_check(const struct quota *q, uint32_t uid, const struct config_quota *limits, uint64_t bytes,
-                uint64_t regions, uint64_t connections, uint64_t fds)
+                uint64_t regions, uint64_t connections, uint64_t fds, struct quota_excess *excessp)
 {
         static const struct quota_usage none;
-        const struct quota_usage *u = quota_get(q, uid);
+        const struct quota_usage *u = quota_get(q, uid) ?: &none;
+        const struct quota_excess rows[] = {
+                { QUOTA_BYTES, uid, u->bytes, bytes, limits->bytes },
+                { QUOTA_REGIONS, uid, u->regions, regions, limits->regions },
+                { QUOTA_CONNECTIONS, uid, u->connections, connections, limits->connections },
+                { QUOTA_FDS, uid, u->fds, fds, limits->fds },
+        };
 
-        if (!u)
-                u = &none;
-        if (quota_over(u->bytes, bytes, limits->bytes) || quota_over(u->regions, regions, limits->regions) ||
-            quota_over(u->connections, connections, limits->connections) || quota_over(u->fds, fds, limits->fds))
+        for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+                if (!quota_over(rows[i].used, rows[i].add, rows[i].limit))
+                        continue;
+                if (excessp)
+                        *excessp = rows[i];
                 return -EDQUOT;
+        }
         return 0;
+}
+
+/* How each quota is said: "<quota> quota is reached: uid N <verb> <used><what>, <key> is <limit>; <remedy>". */
+static const struct quota_words {
+        const char *quota, *key, *verb, *what, *remedy;
+} quota_words[] = {
+        [QUOTA_BYTES] = { "byte", "quota-bytes", "owns", " in regions", "delete or shrink regions" },
+        [QUOTA_REGIONS] = { "region", "quota-regions", "owns", "", "delete regions" },
+        [QUOTA_CONNECTIONS] = { "connection", "quota-connections", "has", " open", "close some" },
+        [QUOTA_FDS] = { "fd", "quota-fds", "has", " queued or unread", "read your replies" },
+        [QUOTA_WATCHES] = { "watch", "quota-watches", "holds", "", "unwatch some" },
+};
+
+/* Return: @v in @buf, as a size (64K) if @size. */
+static const char *quota_number(uint64_t v, bool size, char *buf, size_t bufsize)
+{
+        if (size)
+                return parse_size_format(v, buf, bufsize);
+        snprintf(buf, bufsize, "%" PRIu64, v);
+        return buf;
+}
+
+const char *quota_excess_format(const struct quota_excess *e, char *buf, size_t size)
+{
+        const struct quota_words *w = &quota_words[e->kind];
+        bool bytes = e->kind == QUOTA_BYTES;
+        char used[32], add[32], limit[32], asked[64] = "";
+
+        /* a count of bytes says how many more were asked: the request may be far under the limit alone */
+        if (bytes)
+                snprintf(asked, sizeof(asked), ", %s more are asked", quota_number(e->add, true, add, sizeof(add)));
+        snprintf(buf, size, "%s quota is reached: uid %" PRIu32 " %s %s%s%s, %s is %s; %s, or raise %s in iomemd.conf",
+                 w->quota, e->uid, w->verb, quota_number(e->used, bytes, used, sizeof(used)), w->what, asked, w->key,
+                 quota_number(e->limit, bytes, limit, sizeof(limit)), w->remedy, w->key);
+        return buf;
 }
 
 size_t quota_count(const struct quota *q)

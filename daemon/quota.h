@@ -52,13 +52,40 @@ int quota_charge(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, 
  */
 int quota_charge_unread(struct quota *q, uint32_t uid, int64_t delta);
 
+/* The per-uid limits, by their key in iomemd.conf. */
+enum quota_kind {
+        QUOTA_BYTES,       /* quota-bytes */
+        QUOTA_REGIONS,     /* quota-regions */
+        QUOTA_CONNECTIONS, /* quota-connections */
+        QUOTA_FDS,         /* quota-fds */
+        QUOTA_WATCHES,     /* quota-watches (counted by conn-watch.c, not in this table) */
+};
+
+/* A limit a request would pass: which, whose, and the numbers, for its error text. */
+struct quota_excess {
+        enum quota_kind kind;
+        uint32_t uid;
+        uint64_t used;  /* held now */
+        uint64_t add;   /* asked for */
+        uint64_t limit; /* the limit in force */
+};
+
 /*
  * quota_check() - would adding these amounts to @uid's usage pass @limits
- * (0 = unlimited)? Sums are done without wrapping.
+ * (0 = unlimited)? Sums are done without wrapping. On -EDQUOT, *@excessp
+ * (may be NULL) says the first limit passed, in the order of the arguments.
  * Return: 0, or -EDQUOT.
  */
 int quota_check(const struct quota *q, uint32_t uid, const struct config_quota *limits, uint64_t bytes,
-                uint64_t regions, uint64_t connections, uint64_t fds);
+                uint64_t regions, uint64_t connections, uint64_t fds, struct quota_excess *excessp);
+
+/*
+ * quota_excess_format() - the error text of @e: which quota, what the uid
+ * holds and asks, the limit, and what to do ("region quota is reached: uid
+ * 1000 owns 8, quota-regions is 8; delete regions, or raise quota-regions in
+ * iomemd.conf"). Sizes as parse_size_format() writes them. Return: @buf.
+ */
+const char *quota_excess_format(const struct quota_excess *e, char *buf, size_t size);
 
 /* Return: the number of uids with an entry. */
 size_t quota_count(const struct quota *q);

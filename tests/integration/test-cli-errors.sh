@@ -136,7 +136,9 @@ chmod 0755 "$TMP"
 ctl create a 8K --mode 0644
 ctl create m 8K --backend memfd --seal grow --mode 0666
 expect_err "create exists" 1 "create a: a region with this name already exists$" ctl create a 8K --exclusive
-expect_err "create too big" 1 "create big: size 100T above the limit 64G$" ctl create big 100T
+toobig="size above the daemon's limit: 100T asked, max-region-size is 64G; ask for less, or raise max-region-size \
+in iomemd\.conf$"
+expect_err "create too big" 1 "create big: $toobig" ctl create big 100T
 expect_err "create bad name" 1 "create bad name: invalid region name \(1 to 255 bytes of A-Z a-z 0-9 \. _ - / : @ \+ = , \
 not starting with / or \. and without //\)$" ctl create 'bad name' 4K
 expect_err "create sealed shm" 1 "create s: only memfd can be sealed$" ctl create s 4K --backend shm --seal grow
@@ -164,7 +166,7 @@ expect_err "status to a full stdout" 1 "write to stdout: No space left on device
 expect_err "stat missing" 1 "stat nope: no region with this name$" ctl stat nope
 expect_err "list bad prefix" 1 "list: invalid prefix 'a b' \(only A-Z a-z 0-9 \. _ - / : @ \+ = ,\)$" ctl list 'a b'
 expect_err "rm missing" 1 "rm nope: no region with this name$" ctl rm nope
-expect_err "resize too big" 1 "resize a: size 100T above the limit 64G$" ctl resize a 100T
+expect_err "resize too big" 1 "resize a: $toobig" ctl resize a 100T
 expect_err "resize shrink" 1 "resize a: it was not created --resizable, so it cannot shrink$" ctl resize a 4K
 expect_err "resize sealed" 1 "resize m: forbidden by the region's seals$" ctl resize m 16K
 ctl create h 4K --backend shm
@@ -184,11 +186,15 @@ stop_daemon
 
 start_daemon --max-region-size 1M --quota-regions 1 --quota-bytes 64K --quota-connections 2
 chmod 0755 "$TMP"
-expect_err "register too big" 1 "register r: size 2M above the limit 1M$" ctl register r 2M
-expect_err "create too big, small limit" 1 "create r: size 1000000000 above the limit 1M$" ctl create r 1000000000
+expect_err "register too big" 1 "register r: size above the daemon's limit: 2M asked, max-region-size is 1M; ask for \
+less, or raise max-region-size in iomemd\.conf$" ctl register r 2M
+expect_err "create too big, small limit" 1 "create r: size above the daemon's limit: 1000000000 asked, \
+max-region-size is 1M; ask for less, or raise max-region-size in iomemd\.conf$" ctl create r 1000000000
 ctl create q1 4K
-expect_err "region quota" 1 "create q2: [^()]*quota is reached \(uid 0: 1 of 1 regions, 4K of 64K bytes, \
-1 of 2 connections\)$" ctl create q2 4K
+expect_err "region quota" 1 "create q2: region quota is reached: uid $(id -u) owns 1, quota-regions is 1; delete \
+regions, or raise quota-regions in iomemd\.conf$" ctl create q2 4K
+expect_err "byte quota" 1 "create q2: byte quota is reached: uid $(id -u) owns 4K in regions, 64K more are asked, \
+quota-bytes is 64K; delete or shrink regions, or raise quota-bytes in iomemd\.conf$" ctl create q2 64K
 if $root; then
         # the uid's own connection quota: two held, the third refused at accept
         # setpriv itself in the background (not the as function, whose subshell $! would name): kill reaches them

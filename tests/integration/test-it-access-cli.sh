@@ -69,7 +69,8 @@ expect_err "write to a registered region without write permission" 1 "write pub:
         as 1501 1601 "$IOMEMCTL" --socket "$SOCK" write pub /dev/null
 out=$(as 1502 1602 "$IOMEMCTL" --socket "$SOCK" --json register pub2 1K --seal write)
 echo "$out" | json 'j["id"] > 0' | grep -q True || fail "register --json id: $out"
-expect_err "register past the region quota" 1 "register pub3: [^()]*quota is reached \(uid 1502: 2 of 2 regions, [0-9]+K of unlimited bytes, 1 of unlimited connections\)$" \
+expect_err "register past the region quota" 1 "register pub3: region quota is reached: uid 1502 owns 2, quota-regions is 2; \
+delete regions, or raise quota-regions in iomemd\.conf$" \
         as 1502 1602 "$IOMEMCTL" --socket "$SOCK" register pub3 1K
 
 # status shows the totals

@@ -218,7 +218,9 @@ ctl create f1 10 >/dev/null || fail "create f1"
 ctl create f2 10 >/dev/null || fail "create f2"
 err=$(ctl create f3 10 2>&1 >/dev/null) && fail "create past a full fd store succeeded"
 log "full store: $err"
-echo "$err" | grep -qi "space" || fail "unclear error for a full store: $err"
+echo "$err" | grep -q "create f3: no space in the service manager's fd store: it holds 7 fds, FileDescriptorStoreMax is 7; \
+delete regions, or raise FileDescriptorStoreMax and IOMEMD_FDSTORE_MAX in iomemd.service$" \
+        || fail "unclear error for a full store: $err"
 journalctl -u iomemd.service --no-pager | grep -q "fd store full" || fail "no log line for the full store"
 ctl stat f3 >/dev/null 2>&1 && fail "refused region exists anyway"
 check_regions "with a full fd store"

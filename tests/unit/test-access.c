@@ -2,6 +2,7 @@
 /* test-access: the access rules (access.c) and per-uid usage accounting (quota.c). */
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "access.h"
@@ -125,23 +126,64 @@ START_TEST(test_quota_check)
         struct quota *q = NULL;
 
         ck_assert_int_eq(quota_new(NULL, &q), 0);
-        ck_assert_int_eq(quota_check(q, 7, &lim, 1000, 2, 3, 4), 0);
-        ck_assert_int_eq(quota_check(q, 7, &lim, 1001, 0, 0, 0), -EDQUOT);
-        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 3, 0, 0), -EDQUOT);
-        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 4, 0), -EDQUOT);
-        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 0, 5), -EDQUOT);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 1000, 2, 3, 4, NULL), 0);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 1001, 0, 0, 0, NULL), -EDQUOT);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 3, 0, 0, NULL), -EDQUOT);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 4, 0, NULL), -EDQUOT);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 0, 5, NULL), -EDQUOT);
         ck_assert_int_eq(quota_charge(q, 7, 999, 2, 3, 4), 0);
-        ck_assert_int_eq(quota_check(q, 7, &lim, 1, 0, 0, 0), 0);
-        ck_assert_int_eq(quota_check(q, 7, &lim, 2, 0, 0, 0), -EDQUOT);
-        ck_assert_int_eq(quota_check(q, 7, &lim, UINT64_MAX, 0, 0, 0), -EDQUOT);
-        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 1, 0, 0), -EDQUOT);
-        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 1, 0), -EDQUOT);
-        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 0, 1), -EDQUOT);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 1, 0, 0, 0, NULL), 0);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 2, 0, 0, 0, NULL), -EDQUOT);
+        ck_assert_int_eq(quota_check(q, 7, &lim, UINT64_MAX, 0, 0, 0, NULL), -EDQUOT);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 1, 0, 0, NULL), -EDQUOT);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 1, 0, NULL), -EDQUOT);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 0, 1, NULL), -EDQUOT);
         /* asking for nothing more is always fine, even at the limit */
-        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 0, 0), 0);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 0, 0, NULL), 0);
         /* other uids are not affected */
-        ck_assert_int_eq(quota_check(q, 8, &lim, 1000, 2, 3, 4), 0);
-        ck_assert_int_eq(quota_check(q, 7, &none, UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX), 0);
+        ck_assert_int_eq(quota_check(q, 8, &lim, 1000, 2, 3, 4, NULL), 0);
+        ck_assert_int_eq(quota_check(q, 7, &none, UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX, NULL), 0);
+        quota_free(q);
+}
+END_TEST
+
+/* A refusal names the first limit passed, with what the uid holds and asks; the text says what to do. */
+START_TEST(test_quota_excess)
+{
+        struct config_quota lim = { .bytes = 64 << 10, .regions = 2, .connections = 3, .fds = 4 };
+        struct quota_excess e, watches = { QUOTA_WATCHES, 7, 64, 1, 64 };
+        struct quota *q = NULL;
+        char text[256];
+
+        ck_assert_int_eq(quota_new(NULL, &q), 0);
+        ck_assert_int_eq(quota_charge(q, 7, 60 << 10, 2, 3, 4), 0);
+        ck_assert_int_eq(quota_check(q, 7, &lim, 8 << 10, 1, 1, 1, &e), -EDQUOT);
+        ck_assert_int_eq(e.kind, QUOTA_BYTES);
+        ck_assert_uint_eq(e.uid, 7);
+        ck_assert_uint_eq(e.used, 60 << 10);
+        ck_assert_uint_eq(e.add, 8 << 10);
+        ck_assert_uint_eq(e.limit, 64 << 10);
+        ck_assert_str_eq(quota_excess_format(&e, text, sizeof(text)),
+                         "byte quota is reached: uid 7 owns 60K in regions, 8K more are asked, quota-bytes is 64K; "
+                         "delete or shrink regions, or raise quota-bytes in iomemd.conf");
+        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 1, 1, 1, &e), -EDQUOT);
+        ck_assert_str_eq(quota_excess_format(&e, text, sizeof(text)),
+                         "region quota is reached: uid 7 owns 2, quota-regions is 2; delete regions, or raise "
+                         "quota-regions in iomemd.conf");
+        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 1, 1, &e), -EDQUOT);
+        ck_assert_str_eq(quota_excess_format(&e, text, sizeof(text)),
+                         "connection quota is reached: uid 7 has 3 open, quota-connections is 3; close some, or "
+                         "raise quota-connections in iomemd.conf");
+        ck_assert_int_eq(quota_check(q, 7, &lim, 0, 0, 0, 1, &e), -EDQUOT);
+        ck_assert_str_eq(quota_excess_format(&e, text, sizeof(text)),
+                         "fd quota is reached: uid 7 has 4 queued or unread, quota-fds is 4; read your replies, or "
+                         "raise quota-fds in iomemd.conf");
+        ck_assert_str_eq(quota_excess_format(&watches, text, sizeof(text)),
+                         "watch quota is reached: uid 7 holds 64, quota-watches is 64; unwatch some, or raise "
+                         "quota-watches in iomemd.conf");
+        /* a byte count that is no whole K, M, G or T is written in bytes */
+        ck_assert_int_eq(quota_check(q, 7, &lim, 5000, 0, 0, 0, &e), -EDQUOT);
+        ck_assert_ptr_nonnull(strstr(quota_excess_format(&e, text, sizeof(text)), "60K in regions, 5000 more"));
         quota_free(q);
 }
 END_TEST
@@ -209,6 +251,7 @@ static Suite *access_suite(void)
         tcase_add_test(tc, test_access_chown);
         tcase_add_test(tc, test_quota_charge);
         tcase_add_test(tc, test_quota_check);
+        tcase_add_test(tc, test_quota_excess);
         tcase_add_test(tc, test_quota_from_table);
         tcase_add_test(tc, test_quota_many_uids);
         suite_add_tcase(s, tc);

@@ -177,7 +177,8 @@ static void recv_frame(struct peer *p, struct transport_frame *f)
         ck_assert(f->hdr.flags & PROTO_FLAG_REPLY);
 }
 
-static void expect_error(struct peer *p, uint16_t opcode, uint32_t id, int error)
+/* Receive an error reply: @error, with the text @text unless NULL. */
+static void expect_error_text(struct peer *p, uint16_t opcode, uint32_t id, int error, const char *text)
 {
         struct transport_frame f;
         struct proto_error e;
@@ -190,7 +191,14 @@ static void expect_error(struct peer *p, uint16_t opcode, uint32_t id, int error
         ck_assert_int_eq(proto_error_decode(f.payload, f.hdr.length, &e), 0);
         ck_assert_msg(e.error == error, "opcode 0x%x: got error %d (%s), expected %d (%s)", opcode, e.error,
                       strerror(-e.error), error, strerror(-error));
+        if (text)
+                ck_assert_str_eq(e.message, text);
         transport_frame_deinit(&f);
+}
+
+static void expect_error(struct peer *p, uint16_t opcode, uint32_t id, int error)
+{
+        expect_error_text(p, opcode, id, error, NULL);
 }
 
 /* Receive a successful reply; the caller deinits it. */
@@ -1008,7 +1016,9 @@ START_TEST(test_open_wait_limit)
                 send_open(&p, 100 + i, "w", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
         send_open(&p, 99, "w", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
         ck_assert_int_eq(pump(&p), 0);
-        expect_error(&p, PROTO_OP_OPEN, 99, -EDQUOT);
+        expect_error_text(&p, PROTO_OP_OPEN, 99, -EDQUOT,
+                          "too many waiting OPENs: 64 wait on this connection, the most one may; wait for fewer "
+                          "names at once, or open another connection");
         ck_assert_uint_eq(regtab_waiter_count(e.regtab), CONN_MAX_WAITS);
         peer_close(&p);
         env_deinit(&e);
@@ -1870,6 +1880,7 @@ START_TEST(test_fds_in_flight_quota)
         struct proto_quota_reply q;
         struct env e;
         struct peer p, p2;
+        char want[256];
         int fd, ok = 0, dquot = 0, sndbuf = 1;
 
         env_init(&e);
@@ -1899,6 +1910,11 @@ START_TEST(test_fds_in_flight_quota)
 
                         ck_assert_int_eq(proto_error_decode(f.payload, f.hdr.length, &err), 0);
                         ck_assert_int_eq(err.error, -EDQUOT);
+                        /* the uid's count and its limit, what to do */
+                        snprintf(want, sizeof(want), "fd quota is reached: uid %u has 2 queued or unread, "
+                                 "quota-fds is 2; read your replies, or raise quota-fds in iomemd.conf",
+                                 (unsigned)getuid());
+                        ck_assert_str_eq(err.message, want);
                         dquot++;
                 } else {
                         ck_assert_uint_eq(f.nfds, 1);
@@ -1917,7 +1933,7 @@ START_TEST(test_fds_in_flight_quota)
 END_TEST
 
 /* Open a connection whose conn_new() must fail with @error after sending one HELLO error reply (P1, R6). */
-static void expect_refused(struct env *e, int error)
+static void expect_refused(struct env *e, int error, const char *text)
 {
         struct transport_frame f;
         struct transport t;
@@ -1935,6 +1951,8 @@ static void expect_refused(struct env *e, int error)
         ck_assert_uint_eq(f.hdr.flags, PROTO_FLAG_REPLY | PROTO_FLAG_ERROR);
         ck_assert_int_eq(proto_error_decode(f.payload, f.hdr.length, &err), 0);
         ck_assert_int_eq(err.error, error);
+        if (text)
+                ck_assert_str_eq(err.message, text);
         transport_frame_deinit(&f);
         /* and then the end of the stream */
         ck_assert_int_eq(transport_recv_blocking(&t, &f, 5000), -EPIPE);
@@ -1945,6 +1963,7 @@ static void expect_refused(struct env *e, int error)
 START_TEST(test_refused_at_accept)
 {
         uint32_t nobody = 4242;
+        char want[256];
         struct env e;
         struct peer p;
 
@@ -1952,7 +1971,9 @@ START_TEST(test_refused_at_accept)
         /* R6: a connection quota of 1 */
         e.cfg.quota.connections = 1;
         peer_open(&e, &p);
-        expect_refused(&e, -EDQUOT);
+        snprintf(want, sizeof(want), "connection quota is reached: uid %u has 1 open, quota-connections is 1; close "
+                 "some, or raise quota-connections in iomemd.conf", (unsigned)getuid());
+        expect_refused(&e, -EDQUOT, want);
         ck_assert_uint_eq(e.ctx.connections, 1);
         peer_close(&p);
         /* P1: an allow-list without us (root and the daemon's own uid always pass: we are the daemon's uid) */
@@ -2171,7 +2192,7 @@ START_TEST(test_metrics_counts)
         e.cfg.quota.regions = 1;
         e.cfg.quota.connections = 1;
         peer_open(&e, &p);
-        expect_refused(&e, -EDQUOT); /* a second connection: quota */
+        expect_refused(&e, -EDQUOT, NULL); /* a second connection: quota */
         do_hello(&p);
         get_metrics(&p, 2, &f, &rep);
         ck_assert_uint_eq(rep.flags, 0);
