@@ -102,7 +102,11 @@ enum iomem_backend {
  * of a HUGETLB region must start and end on that page size.
  */
 #define IOMEM_CREATE_HUGE 0x0008u
-/* Reserve: allocate all the memory now, so that no write can fail later for lack of it (-ENOSPC/-ENOMEM now) */
+/*
+ * Reserve: allocate all the memory now, so that no write can fail later for lack of it (-ENOSPC/-ENOMEM now).
+ * Named regions only (-EINVAL for an anonymous one: fallocate its fd yourself); an anonymous region with
+ * IOMEM_CREATE_HUGE never gets hugetlb pages (they would be taken from the pool for no uid to be charged).
+ */
 #define IOMEM_CREATE_RESERVE 0x0010u
 /* with IOMEM_CREATE_HUGE: the hugetlb page size (default: the system's) */
 #define IOMEM_CREATE_HUGE_2MB (21u << 26)

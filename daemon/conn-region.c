@@ -176,17 +176,21 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
 
 /*
  * Make a CREATE's object: with HUGE or RESERVE through backend_create_pages()
- * (and @c may see the page bits from now on), else backend_create().
+ * (and @c may see the page bits from now on), else backend_create(). An
+ * anonymous one (@anonymous) never gets hugetlb pages: see
+ * conn_region_create_anonymous().
  * Return: 0 with *fdp, *chosenp and *page_flagsp; negative errno with @res filled in.
  */
-static int conn_region_make(struct conn *c, const struct proto_create *m, enum proto_backend backend, int *fdp,
-                            enum proto_backend *chosenp, uint32_t *page_flagsp, struct conn_result *res)
+static int conn_region_make(struct conn *c, const struct proto_create *m, enum proto_backend backend,
+                            bool anonymous, int *fdp, enum proto_backend *chosenp, uint32_t *page_flagsp,
+                            struct conn_result *res)
 {
         const struct config *cfg = c->ctx->config;
         struct backend_pages_opts o = {
                 .huge = m->flags & PROTO_CREATE_HUGE,
                 .huge_shift = (m->flags & PROTO_CREATE_HUGE_MASK) >> PROTO_CREATE_HUGE_SHIFT,
                 .reserve = m->flags & PROTO_CREATE_RESERVE,
+                .no_hugetlb = anonymous,
         };
         struct backend_pages pages;
         int r;
@@ -437,6 +441,19 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
 
         if (m->flags & (PROTO_CREATE_EXCLUSIVE | PROTO_CREATE_LEASE))
                 return conn_fail(res, -EINVAL, "EXCLUSIVE and LEASE need a name");
+        /*
+         * Memory the daemon allocates itself (RESERVE's fallocate, hugetlb pages
+         * taken from the pool at creation) is charged to the daemon's memory
+         * cgroup or the system's pool for as long as any fd of the object
+         * lives. The daemon keeps nothing of an anonymous region, so nothing
+         * could stay charged to the uid: one anonymous RESERVE after another
+         * would allocate without bound. The requester may fallocate its own fd
+         * (charged to its own cgroup); HUGE gives transparent huge pages or
+         * normal ones, whose pages are allocated by whoever touches them.
+         */
+        if (m->flags & PROTO_CREATE_RESERVE)
+                return conn_fail(res, -EINVAL, "RESERVE needs a name (the daemon keeps nothing of an anonymous "
+                                               "region to charge): fallocate the fd instead");
         if (m->seals && m->backend != PROTO_BACKEND_AUTO && m->backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
         if (config_backend_for(cfg, (enum proto_backend)m->backend, &backend) < 0)
@@ -450,7 +467,7 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
         r = conn_region_check_room(c, c->uid, 0, m->size, 0, 1, res);
         if (r < 0)
                 return r;
-        r = conn_region_make(c, m, backend, &fd, &chosen, &page_flags, res);
+        r = conn_region_make(c, m, backend, true, &fd, &chosen, &page_flags, res);
         if (r < 0)
                 return r;
         info.flags |= page_flags;
@@ -508,7 +525,7 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
 
-        r = conn_region_make(c, &m, backend, &fd, &chosen, &page_flags, res);
+        r = conn_region_make(c, &m, backend, false, &fd, &chosen, &page_flags, res);
         if (r < 0)
                 return r;
         /*
