@@ -193,6 +193,18 @@ static int recv_reply(int sock)
         return 0;
 }
 
+static int raw_connect_hello_flags(uint32_t flags)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = flags };
+        uint8_t p[64], f[128];
+        int fd = raw_connect(), r;
+
+        r = send_frame(fd, f, frame(f, PROTO_OP_HELLO, 1, p, proto_hello_encode(&m, p, sizeof(p)), 0), NULL, 0);
+        if (r < 0 || (r = recv_reply(fd)) < 0)
+                die("hello", r);
+        return fd;
+}
+
 static int raw_connect_hello(void)
 {
         struct proto_hello m = { .min_version = 1, .max_version = 1 };
@@ -756,6 +768,65 @@ static int attack_log(void)
         return 0;
 }
 
+/* ---- 9: OPENVs waiting for a new version, by the ten thousand ------------- */
+
+#define OPENV_CONNS 400u /* per group; CONN_MAX_WAITS (64) waits each */
+
+/* @n connections that each park 64 OPENVs for @name after @after (answered by nothing but a new version). */
+static void openv_park(int *conns, unsigned n, const char *name, uint64_t after)
+{
+        struct proto_openv m = { .name = name, .flags = PROTO_OPEN_WAIT | PROTO_OPEN_RDONLY,
+                                 .timeout_ms = UINT32_MAX, .after_generation = after };
+        struct proto_ping ping = { .cookie = 7 };
+        static uint8_t buf[65 * 600];
+        uint8_t p[512];
+        size_t fill = 0;
+        int len = proto_openv_encode(&m, p, sizeof(p)), r;
+
+        for (uint32_t i = 0; i < 64; i++)
+                fill += frame(buf + fill, PROTO_OP_OPENV, 100 + i, p, len, 0);
+        /* then a PING: its answer says the 64 are parked (requests are handled in order) */
+        fill += frame(buf + fill, PROTO_OP_PING, 99, p, proto_ping_encode(&ping, p, sizeof(p)), 0);
+        for (unsigned i = 0; i < n; i++) {
+                conns[i] = raw_connect_hello_flags(PROTO_HELLO_EVENTS);
+                r = send_frame(conns[i], buf, fill, NULL, 0);
+                if (r < 0 || (r = recv_reply(conns[i])) < 0)
+                        die("openv", r);
+        }
+}
+
+/*
+ * 25,600 OPENVs wait for a version of "openv-target" (which does not exist
+ * yet), then 25,600 more, newer, for a name nobody makes. Creating the target
+ * answers the first: each used to be found by a scan from the newest wait,
+ * past all of the others (25,600 x 25,600 looks).
+ */
+static int attack_openv(void)
+{
+        static int target[OPENV_CONNS], other[OPENV_CONNS];
+        struct iomem_client *c = client();
+        struct iomem_create_opts co = { .mode = 0600 };
+        struct iomem_region *region = NULL;
+        int r;
+
+        openv_park(target, OPENV_CONNS, "openv-target", 0);
+        openv_park(other, OPENV_CONNS, "openv-never", 0);
+        ready("waits=%u", 2 * OPENV_CONNS * 64);
+        /* the probe runs meanwhile */
+        sleep_ms(500);
+        r = iomem_create(c, "openv-target", 4096, &co, &region);
+        if (r < 0)
+                die("create", r);
+        iomem_region_free(region);
+        wait_stdin_eof();
+        for (unsigned i = 0; i < OPENV_CONNS; i++) {
+                close(target[i]);
+                close(other[i]);
+        }
+        iomem_disconnect(c);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         static const struct {
@@ -767,6 +838,7 @@ int main(int argc, char **argv)
                 { "inflight-orphan", attack_inflight_orphan }, { "queued-fds", attack_queued_fds },
                 { "pipeline", attack_pipeline }, { "stale-cursor", attack_stale_cursor },
                 { "backend", attack_backend },   { "log", attack_log },
+                { "openv", attack_openv },
         };
 
         if (argc != 3) {

@@ -623,6 +623,29 @@ START_TEST(test_log_flood_bounded)
 }
 END_TEST
 
+/* ---- 9 ------------------------------------------------------------------- */
+
+/*
+ * Hostile review of the EVENTS feature: 25,600 OPENVs wait for a new version
+ * of one name behind 25,600 newer ones for another; making the name answered
+ * the first by a scan from the newest wait for each (quadratic: the daemon
+ * stood still for seconds to minutes).
+ */
+START_TEST(test_openv_waits_woken_in_one_pass)
+{
+        struct attacker a;
+        int bound, fds;
+
+        start(NULL);
+        fds = it_daemon_settled_fds(&daemon_);
+        bound = bound_ms();
+        attacker_start(&a, "openv");
+        check_served("openv", bound, false);
+        attacker_stop(&a);
+        finish(fds);
+}
+END_TEST
+
 /* IT_ATTACK_ONLY=name: run only the tests whose function name contains it (for bisecting one attack). */
 static bool wanted(const char *name)
 {
@@ -669,6 +692,7 @@ int main(void)
         ADD(tc, test_stale_cursor_list_bounded);
         ADD(tc, test_backends_enforced_anonymous_charged);
         ADD(tc, test_log_flood_bounded);
+        ADD(tc, test_openv_waits_woken_in_one_pass);
         suite_add_tcase(s, tc);
         if (stage_binaries() < 0)
                 return 1;
