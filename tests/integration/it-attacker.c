@@ -827,6 +827,41 @@ static int attack_openv(void)
         return 0;
 }
 
+/* ---- 10: refused PUBLISHes by the thousand -------------------------------- */
+
+static int attack_log_publish(void)
+{
+        struct proto_publish pub = { .size = 4096, .mode = 0600, .name = "log-pub" };
+        uint8_t p[512], f[600];
+        size_t n;
+        int conns[4], mfd;
+        unsigned requests = 0;
+
+        /* an unsealed memfd: every PUBLISH of it is refused (-EPERM) */
+        mfd = memfd_create("log", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (mfd < 0 || ftruncate(mfd, 4096) < 0 || fchmod(mfd, 0600) < 0)
+                die("memfd", -errno);
+        n = frame(f, PROTO_OP_PUBLISH, 4, p, proto_publish_encode(&pub, p, sizeof(p)), 1);
+        for (int i = 0; i < 4; i++)
+                conns[i] = raw_connect_hello_flags(PROTO_HELLO_EVENTS);
+        for (int round = 0; round < 2000; round++) {
+                for (int i = 0; i < 4; i++) {
+                        if (send_frame(conns[i], f, n, &mfd, 1) < 0)
+                                die("send", -errno);
+                        requests++;
+                }
+                for (int i = 0; i < 4; i++)
+                        if (recv_reply(conns[i]) != -EPERM)
+                                die("publish not refused", -EPROTO);
+        }
+        ready("requests=%u", requests);
+        wait_stdin_eof();
+        for (int i = 0; i < 4; i++)
+                close(conns[i]);
+        close(mfd);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         static const struct {
@@ -838,7 +873,7 @@ int main(int argc, char **argv)
                 { "inflight-orphan", attack_inflight_orphan }, { "queued-fds", attack_queued_fds },
                 { "pipeline", attack_pipeline }, { "stale-cursor", attack_stale_cursor },
                 { "backend", attack_backend },   { "log", attack_log },
-                { "openv", attack_openv },
+                { "openv", attack_openv }, { "log-publish", attack_log_publish },
         };
 
         if (argc != 3) {
