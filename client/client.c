@@ -320,6 +320,24 @@ static int client_read(struct iomem_client *c)
         return n;
 }
 
+/* recvmsg calls one non-blocking call makes at most: a daemon that never stops sending cannot hold it */
+#define CLIENT_READS_PER_CALL 16
+
+/*
+ * Read and route what the socket holds now, without waiting, in at most
+ * CLIENT_READS_PER_CALL reads. The caller holds the lock and no other
+ * thread is reading. Return: true if the socket was seen empty (or the
+ * connection broke): everything that had arrived is routed; false if more
+ * may be there.
+ */
+static bool client_read_available(struct iomem_client *c)
+{
+        for (unsigned i = 0; i < CLIENT_READS_PER_CALL; i++)
+                if (c->broken || client_read(c) <= 0)
+                        return true;
+        return false;
+}
+
 /* Whether what the waiter waits for is there: its reply, or (for @p NULL) an event. */
 static bool client_wait_done(const struct iomem_client *c, const struct client_pending *p)
 {
@@ -2142,8 +2160,8 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 return -EINVAL;
         pthread_mutex_lock(&client->lock);
         if (!client->broken && !client->reading) {
-                while (!client->broken && client_read(client) > 0)
-                        ;
+                /* the rest, if any, at the next call: the socket stays readable */
+                (void)client_read_available(client);
                 if (!client->broken && transport_has_output(&client->t)) {
                         r = transport_flush(&client->t);
                         if (r < 0 && r != -EAGAIN)
@@ -2275,19 +2293,19 @@ IOMEM_EXPORT int iomem_ping_async(struct iomem_client *client, iomem_done_cb cb,
 static int client_cache_get(struct iomem_client *c, const char *name, uint32_t flags, struct iomem_region **regionp)
 {
         struct client_cache_entry e;
+        bool drained;
         unsigned i;
         int fd;
 
         if (!c->cache_on)
                 return -ENOENT;
         pthread_mutex_lock(&c->lock);
-        if (!c->broken && !c->reading)
-                while (!c->broken && client_read(c) > 0)
-                        ;
+        /* events still unread (more than a bounded read takes) may be about this name: ask the daemon */
+        drained = c->broken || c->reading || client_read_available(c);
         for (i = 0; i < c->ncache; i++)
                 if (c->cache[i].open_flags == flags && strcmp(c->cache[i].name, name) == 0)
                         break;
-        if (c->broken || i == c->ncache) {
+        if (c->broken || !drained || i == c->ncache) {
                 pthread_mutex_unlock(&c->lock);
                 return -ENOENT;
         }
