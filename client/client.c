@@ -1178,8 +1178,12 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                 r = proto_list_reply_decode(f.payload, f.hdr.length, &rep);
                 if (r < 0)
                         r = -EPROTO;
-                /* a cursor that does not move would make us loop forever */
-                else if (rep.next_cursor != 0 && rep.next_cursor == m.cursor)
+                /*
+                 * Region ids only grow and the walk goes on after the cursor, so a
+                 * next cursor is past the one sent: one that stays or goes back
+                 * (a daemon cycling cursors) would make us loop forever.
+                 */
+                else if (rep.next_cursor != 0 && rep.next_cursor <= m.cursor)
                         r = -EPROTO;
                 while (r >= 0) {
                         struct iomem_list_entry e;
