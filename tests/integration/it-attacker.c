@@ -862,6 +862,56 @@ static int attack_log_publish(void)
         return 0;
 }
 
+/* ---- 11: reservations by the pipeline ----------------------------------- */
+
+/*
+ * A RESIZABLE RESERVEd region grown to 512 MiB and shrunk to nothing, over
+ * and over, pipelined on one connection (its replies never read): every
+ * growth is a fallocate on the daemon's event loop, and a turn of the loop
+ * used to take 32 of them (64 requests).
+ */
+static int attack_reserve(void)
+{
+        struct iomem_client *c = client();
+        struct iomem_create_opts co = { .mode = 0600, .flags = IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE };
+        struct iomem_region *region = NULL;
+        struct proto_resize grow = { .size = UINT64_C(512) << 20, .name = "reserve-x" };
+        struct proto_resize shrink = { .size = 0, .name = "reserve-x" };
+        static uint8_t buf[64 * 1024];
+        uint8_t p[512];
+        size_t fill = 0;
+        pid_t kid;
+        int s, r;
+
+        r = iomem_create(c, "reserve-x", 0, &co, &region);
+        if (r < 0)
+                die("create", r);
+        iomem_region_free(region);
+        while (fill + 2 * (PROTO_HEADER_SIZE + 300) <= sizeof(buf)) {
+                fill += frame(buf + fill, PROTO_OP_RESIZE, 1, p, proto_resize_encode(&grow, p, sizeof(p)), 0);
+                fill += frame(buf + fill, PROTO_OP_RESIZE, 2, p, proto_resize_encode(&shrink, p, sizeof(p)), 0);
+        }
+        s = raw_connect_hello();
+        fflush(NULL);
+        kid = fork();
+        if (kid < 0)
+                die("fork", -errno);
+        if (kid == 0) {
+                /* never read a reply */
+                for (;;)
+                        if (send(s, buf, fill, MSG_NOSIGNAL) < 0 && errno != EINTR)
+                                _exit(0);
+        }
+        close(s);
+        sleep_ms(300);
+        ready("growth=%llu", (unsigned long long)grow.size);
+        wait_stdin_eof();
+        kill(kid, SIGKILL);
+        waitpid(kid, NULL, 0);
+        iomem_disconnect(c);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         static const struct {
@@ -874,6 +924,7 @@ int main(int argc, char **argv)
                 { "pipeline", attack_pipeline }, { "stale-cursor", attack_stale_cursor },
                 { "backend", attack_backend },   { "log", attack_log },
                 { "openv", attack_openv }, { "log-publish", attack_log_publish },
+                { "reserve", attack_reserve },
         };
 
         if (argc != 3) {

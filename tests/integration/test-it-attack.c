@@ -666,6 +666,30 @@ START_TEST(test_publish_log_bounded)
 }
 END_TEST
 
+/* ---- 11 ------------------------------------------------------------------ */
+
+/*
+ * Hostile review of RESERVE: one connection pipelines RESIZEs of its RESERVEd
+ * region up to 512 MiB and back (each growth a fallocate on the event loop),
+ * within its byte quota. A turn of the loop took 32 of them before others
+ * were served.
+ */
+START_TEST(test_reservations_take_turns)
+{
+        static const char *const extra[] = { "--quota-bytes", "512M", NULL };
+        struct attacker a;
+        int bound, fds;
+
+        start(extra);
+        fds = it_daemon_settled_fds(&daemon_);
+        bound = bound_ms();
+        attacker_start(&a, "reserve");
+        check_served("reserve", bound, false);
+        attacker_stop(&a);
+        finish(fds);
+}
+END_TEST
+
 /* IT_ATTACK_ONLY=name: run only the tests whose function name contains it (for bisecting one attack). */
 static bool wanted(const char *name)
 {
@@ -714,6 +738,7 @@ int main(void)
         ADD(tc, test_log_flood_bounded);
         ADD(tc, test_openv_waits_woken_in_one_pass);
         ADD(tc, test_publish_log_bounded);
+        ADD(tc, test_reservations_take_turns);
         suite_add_tcase(s, tc);
         if (stage_binaries() < 0)
                 return 1;
