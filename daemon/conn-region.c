@@ -167,6 +167,23 @@ static uint32_t conn_region_flags_shown(const struct conn *c)
         return PROTO_REGION_LEASED | PROTO_REGION_RESIZABLE | (c->page_info ? PROTO_REGION_PAGES : 0);
 }
 
+/* bytes of a reservation that count as one request of a turn's work (CONN_WORK_PER_TURN) */
+#define CONN_RESERVE_WORK_BYTES (1024u * 1024u)
+
+/*
+ * A reservation (RESERVE's fallocate, hugetlb pages taken at creation) is
+ * made on the event loop, about 0.1-0.5 s per GiB: count it as work, one
+ * request per MiB, so that one connection's turn reserves about 64 MiB and
+ * others are served between its reservations (a pipeline of them used to
+ * take 32 per turn).
+ */
+static void conn_region_count_reserved(struct conn *c, uint64_t bytes)
+{
+        uint64_t units = bytes / CONN_RESERVE_WORK_BYTES;
+
+        c->turn_work += units > CONN_WORK_PER_TURN ? CONN_WORK_PER_TURN : (unsigned)units;
+}
+
 /* Return: the PROTO_REGION_* page bits describing what backend_create_pages() made. */
 static uint32_t conn_region_page_flags(const struct backend_pages *pages)
 {
@@ -212,6 +229,8 @@ static int conn_region_make(struct conn *c, const struct proto_create *m, enum p
                 log_debug("huge pages for a %llu-byte region: no hugetlb (%s), %s",
                           (unsigned long long)m->size, strerror(-pages.hugetlb_error),
                           pages.thp ? "transparent huge pages" : "normal pages");
+        if (pages.reserved)
+                conn_region_count_reserved(c, m->size);
         *chosenp = pages.backend;
         *page_flagsp = conn_region_page_flags(&pages);
         return 0;
@@ -781,6 +800,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         if (k == 0 && (r->meta.flags & PROTO_REGION_RESERVED) && m.size > r->size) {
                 /* a RESERVEd region stays reserved: the new bytes get their memory now, or the resize fails */
                 k = backend_reserve_range(h.fd, r->size, m.size - r->size);
+                conn_region_count_reserved(c, m.size - r->size);
                 if (k < 0) {
                         (void)!ftruncate(h.fd, (off_t)r->size);
                         regtab_fd_put(&h);
