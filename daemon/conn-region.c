@@ -530,6 +530,9 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         if (existing) {
                 if (m.flags & PROTO_CREATE_EXCLUSIVE)
                         return conn_fail(res, -EEXIST, "name exists");
+                /* access before the size: comparing first told anyone the size, one guess at a time */
+                if (conn_access_check(c, existing, CONN_ACCESS_WRITE) < 0)
+                        return conn_fail(res, -EACCES, "permission denied");
                 if (existing->size != m.size)
                         return conn_fail(res, -EEXIST, "name exists with another size");
                 return conn_region_send(c, f->hdr.opcode, f->hdr.id, existing, false, true, res);
