@@ -865,7 +865,7 @@ static int attack_log_publish(void)
 /* ---- 11: reservations by the pipeline ----------------------------------- */
 
 /*
- * A RESIZABLE RESERVEd region grown to 512 MiB and shrunk to nothing, over
+ * A RESIZABLE RESERVEd region grown to 1 GiB and shrunk to nothing, over
  * and over, pipelined on one connection (its replies never read): every
  * growth is a fallocate on the daemon's event loop, and a turn of the loop
  * used to take 32 of them (64 requests).
@@ -875,7 +875,7 @@ static int attack_reserve(void)
         struct iomem_client *c = client();
         struct iomem_create_opts co = { .mode = 0600, .flags = IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE };
         struct iomem_region *region = NULL;
-        struct proto_resize grow = { .size = UINT64_C(512) << 20, .name = "reserve-x" };
+        struct proto_resize grow = { .size = UINT64_C(1) << 30, .name = "reserve-x" };
         struct proto_resize shrink = { .size = 0, .name = "reserve-x" };
         static uint8_t buf[64 * 1024];
         uint8_t p[512];

@@ -670,13 +670,13 @@ END_TEST
 
 /*
  * Hostile review of RESERVE: one connection pipelines RESIZEs of its RESERVEd
- * region up to 512 MiB and back (each growth a fallocate on the event loop),
- * within its byte quota. A turn of the loop took 32 of them before others
+ * region up to 1 GiB and back (each growth a fallocate on the event loop),
+ * within its byte quota. A turn of the loop took 32 of them (32 GiB) before others
  * were served.
  */
 START_TEST(test_reservations_take_turns)
 {
-        static const char *const extra[] = { "--quota-bytes", "512M", NULL };
+        static const char *const extra[] = { "--quota-bytes", "1G", NULL };
         struct attacker a;
         int bound, fds;
 
