@@ -79,6 +79,7 @@ struct iomem_client {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool reading;
+        bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
         int wakefd; /* an eventfd that interrupts the reader's poll(): the connection broke, or output waits */
         struct client_pending *pending;
         struct client_pending *done_head, *done_tail;
@@ -2007,7 +2008,8 @@ IOMEM_EXPORT int iomem_client_get_timeout(struct iomem_client *client)
         if (!client)
                 return -1;
         pthread_mutex_lock(&client->lock);
-        if (client->done_head || (client->event_cb && (client->overflow_pending || client->evq_head))) {
+        if (client->done_head || (client->unread && !client->broken) ||
+            (client->event_cb && (client->overflow_pending || client->evq_head))) {
                 r = 0;
         } else {
                 for (struct client_pending *p = client->pending; p; p = p->next)
@@ -2164,8 +2166,8 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 return -EINVAL;
         pthread_mutex_lock(&client->lock);
         if (!client->broken && !client->reading) {
-                /* the rest, if any, at the next call: the socket stays readable */
-                (void)client_read_available(client);
+                /* the rest, if any, at the next call (iomem_client_get_timeout() says 0 meanwhile) */
+                client->unread = !client_read_available(client);
                 if (!client->broken && transport_has_output(&client->t)) {
                         r = transport_flush(&client->t);
                         if (r < 0 && r != -EAGAIN)

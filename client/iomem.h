@@ -684,7 +684,8 @@ int iomem_client_get_events(struct iomem_client *client);
  * iomem_client_get_timeout() - when to call iomem_client_process() even if
  * the fd stays quiet, in milliseconds from now.
  * Return: -1 = no deadline; 0 = at once (callbacks are ready to run: replies
- * or events read by a blocking call); > 0. A NULL client gives -1.
+ * or events read by a blocking call; or the last iomem_client_process() left
+ * input unread, its reads being bounded); > 0. A NULL client gives -1.
  */
 int iomem_client_get_timeout(struct iomem_client *client);
 
