@@ -14,7 +14,9 @@
  */
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,36 @@ ssize_t __wrap_recvmsg(int fd, struct msghdr *msg, int flags)
         msg->msg_flags = 0;
         flood_reads++;
         return (ssize_t)len;
+}
+
+/*
+ * poll() is wrapped too (-Wl,--wrap=poll): a thread named in hold_thread,
+ * once its poll() has seen input on the socket, stops there (before it takes
+ * the client's lock to read) until released; it is released by the first
+ * poll() with a 0 timeout from another thread (a look at the socket), or by
+ * the test. That is the moment a reader thread has input it has not routed.
+ */
+static pthread_t hold_thread;
+static int hold_armed, hold_wait_probe;
+static sem_t hold_held, hold_release;
+
+int __real_poll(struct pollfd *fds, nfds_t n, int timeout);
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout);
+
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+        int r = __real_poll(fds, n, timeout);
+
+        if (__atomic_load_n(&hold_armed, __ATOMIC_ACQUIRE) && pthread_equal(pthread_self(), hold_thread) && r > 0 &&
+            (fds[0].revents & POLLIN)) {
+                __atomic_store_n(&hold_armed, 0, __ATOMIC_RELEASE);
+                sem_post(&hold_held);
+                sem_wait(&hold_release);
+        } else if (timeout == 0 && !pthread_equal(pthread_self(), hold_thread) &&
+                   __atomic_exchange_n(&hold_wait_probe, 0, __ATOMIC_ACQ_REL)) {
+                sem_post(&hold_release);
+        }
+        return r;
 }
 
 static void setup(void)
@@ -263,6 +295,78 @@ START_TEST(test_list_cycling_cursors)
 }
 END_TEST
 
+/* ---- a cached OPEN while another thread is the reader ----------------------- */
+
+struct reader_arg {
+        struct iomem_client *c;
+        struct iomem_event ev;
+        int r;
+};
+
+static void *reader_thread(void *p)
+{
+        struct reader_arg *a = p;
+
+        hold_thread = pthread_self();
+        __atomic_store_n(&hold_armed, 1, __ATOMIC_RELEASE);
+        a->r = iomem_next_event(a->c, &a->ev, 20000);
+        return NULL;
+}
+
+/*
+ * Another thread polls the socket (iomem_next_event()); the DELETE's event
+ * has arrived but that thread has not routed it yet. A cached iomem_open()
+ * answered from the cache without looking: the deleted region, although its
+ * event had reached the process (async.md promises that is never missed).
+ */
+START_TEST(test_cached_open_sees_event_another_thread_holds)
+{
+        struct iomem_create_opts co = { .mode = 0644 };
+        struct iomem_client *c = connect_events(), *a = connect_events();
+        struct iomem_region *region = NULL;
+        struct reader_arg ra = { .c = c };
+        pthread_t th;
+        uint32_t wid;
+        int r;
+
+        ck_assert_int_eq(sem_init(&hold_held, 0, 0), 0);
+        ck_assert_int_eq(sem_init(&hold_release, 0, 0), 0);
+        ck_assert_int_eq(iomem_client_set_open_cache(c, 1), 0);
+        ck_assert_int_eq(iomem_watch(c, "", &wid), 0);
+        ck_assert_int_eq(iomem_create(a, "held", 4096, &co, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_open(c, "held", IOMEM_OPEN_RDONLY, 0, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_open(c, "held", IOMEM_OPEN_RDONLY, 0, &region), 0); /* from the cache */
+        region = iomem_region_free(region);
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 1);
+        /* the CREATED event the reader would take first */
+        {
+                struct iomem_event ev;
+
+                ck_assert_int_eq(iomem_next_event(c, &ev, 0), 0);
+                ck_assert_int_eq(ev.kind, IOMEM_EVENT_CREATED);
+        }
+        ck_assert_int_eq(pthread_create(&th, NULL, reader_thread, &ra), 0);
+        ck_assert_int_eq(iomem_delete(a, "held"), 0);
+        ck_assert_int_eq(sem_wait(&hold_held), 0); /* the reader saw the event arrive, and stands still */
+        __atomic_store_n(&hold_wait_probe, 1, __ATOMIC_RELEASE);
+        r = iomem_open(c, "held", IOMEM_OPEN_RDONLY, 0, &region);
+        region = iomem_region_free(region);
+        if (__atomic_exchange_n(&hold_wait_probe, 0, __ATOMIC_ACQ_REL))
+                sem_post(&hold_release); /* nobody looked: let the reader go */
+        ck_assert_int_eq(pthread_join(th, NULL), 0);
+        ck_assert_int_eq(ra.r, 0);
+        ck_assert_int_eq(ra.ev.kind, IOMEM_EVENT_DELETED);
+        ck_assert_msg(r == -ENOENT, "open of a deleted region whose event had arrived: %s", iomem_strerror(r));
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 1);
+        sem_destroy(&hold_held);
+        sem_destroy(&hold_release);
+        iomem_disconnect(a);
+        iomem_disconnect(c);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-hostile");
@@ -274,6 +378,7 @@ int main(void)
         tcase_add_test(tc, test_process_returns_under_flood);
         tcase_add_test(tc, test_cached_open_returns_under_flood);
         tcase_add_test(tc, test_list_cycling_cursors);
+        tcase_add_test(tc, test_cached_open_sees_event_another_thread_holds);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
