@@ -339,6 +339,14 @@ static bool client_read_available(struct iomem_client *c)
         return false;
 }
 
+/* Return: true if input waits on the socket (or it cannot be told). */
+static bool client_input_waiting(const struct iomem_client *c)
+{
+        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+        return poll(&p, 1, 0) != 0;
+}
+
 /* Whether what the waiter waits for is there: its reply, or (for @p NULL) an event. */
 static bool client_wait_done(const struct iomem_client *c, const struct client_pending *p)
 {
@@ -2306,8 +2314,13 @@ static int client_cache_get(struct iomem_client *c, const char *name, uint32_t f
         if (!c->cache_on)
                 return -ENOENT;
         pthread_mutex_lock(&c->lock);
-        /* events still unread (more than a bounded read takes) may be about this name: ask the daemon */
-        drained = c->broken || c->reading || client_read_available(c);
+        /*
+         * Events still unread may be about this name: then ask the daemon. They
+         * are unread if more came than a bounded read takes, or, while another
+         * thread is the reader (it polls without the lock, and routes what
+         * arrives only once it has the lock), if anything waits on the socket.
+         */
+        drained = c->broken || (c->reading ? !client_input_waiting(c) : client_read_available(c));
         for (i = 0; i < c->ncache; i++)
                 if (c->cache[i].open_flags == flags && strcmp(c->cache[i].name, name) == 0)
                         break;
