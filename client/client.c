@@ -79,6 +79,7 @@ struct iomem_client {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool reading;
+        bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
         int wakefd; /* an eventfd that interrupts the reader's poll(): the connection broke, or output waits */
         struct client_pending *pending;
         struct client_pending *done_head, *done_tail;
@@ -318,6 +319,32 @@ static int client_read(struct iomem_client *c)
                 return -ECONNRESET;
         }
         return n;
+}
+
+/* recvmsg calls one non-blocking call makes at most: a daemon that never stops sending cannot hold it */
+#define CLIENT_READS_PER_CALL 16
+
+/*
+ * Read and route what the socket holds now, without waiting, in at most
+ * CLIENT_READS_PER_CALL reads. The caller holds the lock and no other
+ * thread is reading. Return: true if the socket was seen empty (or the
+ * connection broke): everything that had arrived is routed; false if more
+ * may be there.
+ */
+static bool client_read_available(struct iomem_client *c)
+{
+        for (unsigned i = 0; i < CLIENT_READS_PER_CALL; i++)
+                if (c->broken || client_read(c) <= 0)
+                        return true;
+        return false;
+}
+
+/* Return: true if input waits on the socket (or it cannot be told). */
+static bool client_input_waiting(const struct iomem_client *c)
+{
+        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+        return poll(&p, 1, 0) != 0;
 }
 
 /* Whether what the waiter waits for is there: its reply, or (for @p NULL) an event. */
@@ -1160,8 +1187,12 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                 r = proto_list_reply_decode(f.payload, f.hdr.length, &rep);
                 if (r < 0)
                         r = -EPROTO;
-                /* a cursor that does not move would make us loop forever */
-                else if (rep.next_cursor != 0 && rep.next_cursor == m.cursor)
+                /*
+                 * Region ids only grow and the walk goes on after the cursor, so a
+                 * next cursor is past the one sent: one that stays or goes back
+                 * (a daemon cycling cursors) would make us loop forever.
+                 */
+                else if (rep.next_cursor != 0 && rep.next_cursor <= m.cursor)
                         r = -EPROTO;
                 while (r >= 0) {
                         struct iomem_list_entry e;
@@ -1985,7 +2016,8 @@ IOMEM_EXPORT int iomem_client_get_timeout(struct iomem_client *client)
         if (!client)
                 return -1;
         pthread_mutex_lock(&client->lock);
-        if (client->done_head || (client->event_cb && (client->overflow_pending || client->evq_head))) {
+        if (client->done_head || (client->unread && !client->broken) ||
+            (client->event_cb && (client->overflow_pending || client->evq_head))) {
                 r = 0;
         } else {
                 for (struct client_pending *p = client->pending; p; p = p->next)
@@ -2142,8 +2174,8 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 return -EINVAL;
         pthread_mutex_lock(&client->lock);
         if (!client->broken && !client->reading) {
-                while (!client->broken && client_read(client) > 0)
-                        ;
+                /* the rest, if any, at the next call (iomem_client_get_timeout() says 0 meanwhile) */
+                client->unread = !client_read_available(client);
                 if (!client->broken && transport_has_output(&client->t)) {
                         r = transport_flush(&client->t);
                         if (r < 0 && r != -EAGAIN)
@@ -2275,19 +2307,24 @@ IOMEM_EXPORT int iomem_ping_async(struct iomem_client *client, iomem_done_cb cb,
 static int client_cache_get(struct iomem_client *c, const char *name, uint32_t flags, struct iomem_region **regionp)
 {
         struct client_cache_entry e;
+        bool drained;
         unsigned i;
         int fd;
 
         if (!c->cache_on)
                 return -ENOENT;
         pthread_mutex_lock(&c->lock);
-        if (!c->broken && !c->reading)
-                while (!c->broken && client_read(c) > 0)
-                        ;
+        /*
+         * Events still unread may be about this name: then ask the daemon. They
+         * are unread if more came than a bounded read takes, or, while another
+         * thread is the reader (it polls without the lock, and routes what
+         * arrives only once it has the lock), if anything waits on the socket.
+         */
+        drained = c->broken || (c->reading ? !client_input_waiting(c) : client_read_available(c));
         for (i = 0; i < c->ncache; i++)
                 if (c->cache[i].open_flags == flags && strcmp(c->cache[i].name, name) == 0)
                         break;
-        if (c->broken || i == c->ncache) {
+        if (c->broken || !drained || i == c->ncache) {
                 pthread_mutex_unlock(&c->lock);
                 return -ENOENT;
         }

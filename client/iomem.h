@@ -102,7 +102,11 @@ enum iomem_backend {
  * of a HUGETLB region must start and end on that page size.
  */
 #define IOMEM_CREATE_HUGE 0x0008u
-/* Reserve: allocate all the memory now, so that no write can fail later for lack of it (-ENOSPC/-ENOMEM now) */
+/*
+ * Reserve: allocate all the memory now, so that no write can fail later for lack of it (-ENOSPC/-ENOMEM now).
+ * Named regions only (-EINVAL for an anonymous one: fallocate its fd yourself); an anonymous region with
+ * IOMEM_CREATE_HUGE never gets hugetlb pages (they would be taken from the pool for no uid to be charged).
+ */
 #define IOMEM_CREATE_RESERVE 0x0010u
 /* with IOMEM_CREATE_HUGE: the hugetlb page size (default: the system's) */
 #define IOMEM_CREATE_HUGE_2MB (21u << 26)
@@ -680,7 +684,8 @@ int iomem_client_get_events(struct iomem_client *client);
  * iomem_client_get_timeout() - when to call iomem_client_process() even if
  * the fd stays quiet, in milliseconds from now.
  * Return: -1 = no deadline; 0 = at once (callbacks are ready to run: replies
- * or events read by a blocking call); > 0. A NULL client gives -1.
+ * or events read by a blocking call; or the last iomem_client_process() left
+ * input unread, its reads being bounded); > 0. A NULL client gives -1.
  */
 int iomem_client_get_timeout(struct iomem_client *client);
 

@@ -420,7 +420,9 @@ int backend_create_pages(enum proto_backend backend, uint64_t size, uint64_t max
         r = backend_check_size(size, max_size);
         if (r < 0)
                 return r;
-        if (o->huge && (backend == PROTO_BACKEND_AUTO || backend == PROTO_BACKEND_MEMFD)) {
+        if (o->huge && o->no_hugetlb)
+                pages.hugetlb_error = -EPERM;
+        if (o->huge && !o->no_hugetlb && (backend == PROTO_BACKEND_AUTO || backend == PROTO_BACKEND_MEMFD)) {
                 /* first choice: hugetlb pages, if the pool has them and the size is whole pages */
                 r = backend_create_hugetlb(size, o->huge_shift, &fd, &pages.page_shift);
                 if (r == 0) {

@@ -37,6 +37,7 @@ struct backend_pages_opts {
         bool huge;           /* huge pages: hugetlb, else transparent huge pages (shmem), else normal pages */
         unsigned huge_shift; /* hugetlb page size 2^huge_shift (e.g. 21, 30); 0 = the system's default */
         bool reserve;        /* allocate all the memory now (fallocate) */
+        bool no_hugetlb;     /* with @huge: never hugetlb (its pages are taken from the pool at creation) */
 };
 
 /* What backend_create_pages() made. */

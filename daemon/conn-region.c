@@ -167,6 +167,23 @@ static uint32_t conn_region_flags_shown(const struct conn *c)
         return PROTO_REGION_LEASED | PROTO_REGION_RESIZABLE | (c->page_info ? PROTO_REGION_PAGES : 0);
 }
 
+/* bytes of a reservation that count as one request of a turn's work (CONN_WORK_PER_TURN) */
+#define CONN_RESERVE_WORK_BYTES (1024u * 1024u)
+
+/*
+ * A reservation (RESERVE's fallocate, hugetlb pages taken at creation) is
+ * made on the event loop, about 0.1-0.5 s per GiB: count it as work, one
+ * request per MiB, so that one connection's turn reserves about 64 MiB and
+ * others are served between its reservations (a pipeline of them used to
+ * take 32 per turn).
+ */
+static void conn_region_count_reserved(struct conn *c, uint64_t bytes)
+{
+        uint64_t units = bytes / CONN_RESERVE_WORK_BYTES;
+
+        c->turn_work += units > CONN_WORK_PER_TURN ? CONN_WORK_PER_TURN : (unsigned)units;
+}
+
 /* Return: the PROTO_REGION_* page bits describing what backend_create_pages() made. */
 static uint32_t conn_region_page_flags(const struct backend_pages *pages)
 {
@@ -176,17 +193,21 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
 
 /*
  * Make a CREATE's object: with HUGE or RESERVE through backend_create_pages()
- * (and @c may see the page bits from now on), else backend_create().
+ * (and @c may see the page bits from now on), else backend_create(). An
+ * anonymous one (@anonymous) never gets hugetlb pages: see
+ * conn_region_create_anonymous().
  * Return: 0 with *fdp, *chosenp and *page_flagsp; negative errno with @res filled in.
  */
-static int conn_region_make(struct conn *c, const struct proto_create *m, enum proto_backend backend, int *fdp,
-                            enum proto_backend *chosenp, uint32_t *page_flagsp, struct conn_result *res)
+static int conn_region_make(struct conn *c, const struct proto_create *m, enum proto_backend backend,
+                            bool anonymous, int *fdp, enum proto_backend *chosenp, uint32_t *page_flagsp,
+                            struct conn_result *res)
 {
         const struct config *cfg = c->ctx->config;
         struct backend_pages_opts o = {
                 .huge = m->flags & PROTO_CREATE_HUGE,
                 .huge_shift = (m->flags & PROTO_CREATE_HUGE_MASK) >> PROTO_CREATE_HUGE_SHIFT,
                 .reserve = m->flags & PROTO_CREATE_RESERVE,
+                .no_hugetlb = anonymous,
         };
         struct backend_pages pages;
         int r;
@@ -208,6 +229,8 @@ static int conn_region_make(struct conn *c, const struct proto_create *m, enum p
                 log_debug("huge pages for a %llu-byte region: no hugetlb (%s), %s",
                           (unsigned long long)m->size, strerror(-pages.hugetlb_error),
                           pages.thp ? "transparent huge pages" : "normal pages");
+        if (pages.reserved)
+                conn_region_count_reserved(c, m->size);
         *chosenp = pages.backend;
         *page_flagsp = conn_region_page_flags(&pages);
         return 0;
@@ -437,6 +460,19 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
 
         if (m->flags & (PROTO_CREATE_EXCLUSIVE | PROTO_CREATE_LEASE))
                 return conn_fail(res, -EINVAL, "EXCLUSIVE and LEASE need a name");
+        /*
+         * Memory the daemon allocates itself (RESERVE's fallocate, hugetlb pages
+         * taken from the pool at creation) is charged to the daemon's memory
+         * cgroup or the system's pool for as long as any fd of the object
+         * lives. The daemon keeps nothing of an anonymous region, so nothing
+         * could stay charged to the uid: one anonymous RESERVE after another
+         * would allocate without bound. The requester may fallocate its own fd
+         * (charged to its own cgroup); HUGE gives transparent huge pages or
+         * normal ones, whose pages are allocated by whoever touches them.
+         */
+        if (m->flags & PROTO_CREATE_RESERVE)
+                return conn_fail(res, -EINVAL, "RESERVE needs a name (the daemon keeps nothing of an anonymous "
+                                               "region to charge): fallocate the fd instead");
         if (m->seals && m->backend != PROTO_BACKEND_AUTO && m->backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
         if (config_backend_for(cfg, (enum proto_backend)m->backend, &backend) < 0)
@@ -450,7 +486,7 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
         r = conn_region_check_room(c, c->uid, 0, m->size, 0, 1, res);
         if (r < 0)
                 return r;
-        r = conn_region_make(c, m, backend, &fd, &chosen, &page_flags, res);
+        r = conn_region_make(c, m, backend, true, &fd, &chosen, &page_flags, res);
         if (r < 0)
                 return r;
         info.flags |= page_flags;
@@ -494,6 +530,9 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         if (existing) {
                 if (m.flags & PROTO_CREATE_EXCLUSIVE)
                         return conn_fail(res, -EEXIST, "name exists");
+                /* access before the size: comparing first told anyone the size, one guess at a time */
+                if (conn_access_check(c, existing, CONN_ACCESS_WRITE) < 0)
+                        return conn_fail(res, -EACCES, "permission denied");
                 if (existing->size != m.size)
                         return conn_fail(res, -EEXIST, "name exists with another size");
                 return conn_region_send(c, f->hdr.opcode, f->hdr.id, existing, false, true, res);
@@ -508,7 +547,7 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
 
-        r = conn_region_make(c, &m, backend, &fd, &chosen, &page_flags, res);
+        r = conn_region_make(c, &m, backend, false, &fd, &chosen, &page_flags, res);
         if (r < 0)
                 return r;
         /*
@@ -764,6 +803,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         if (k == 0 && (r->meta.flags & PROTO_REGION_RESERVED) && m.size > r->size) {
                 /* a RESERVEd region stays reserved: the new bytes get their memory now, or the resize fails */
                 k = backend_reserve_range(h.fd, r->size, m.size - r->size);
+                conn_region_count_reserved(c, m.size - r->size);
                 if (k < 0) {
                         (void)!ftruncate(h.fd, (off_t)r->size);
                         regtab_fd_put(&h);
@@ -1149,29 +1189,40 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
 
 /* ---- OPENV and PUBLISH (the EVENTS feature) ------------------------------ */
 
-/* Return: the first OPENV waiting for a version of r->name newer than its after_generation, or NULL. */
-static struct conn_wait *conn_region_vwait_find(struct conn_ctx *ctx, const struct region *r)
+/* Return: true if @w, an OPENV, waits for a version of @r's name that @r is. */
+static bool conn_region_vwait_satisfied(const struct conn_wait *w, const struct region *r)
 {
-        for (struct conn_wait *w = ctx->vwaits; w; w = w->vnext)
-                if (region_generation(r) > w->after_generation && w->waiter.name_len == r->name_len &&
-                    memcmp(w->name, r->name, r->name_len) == 0)
-                        return w;
-        return NULL;
+        return region_generation(r) > w->after_generation && w->waiter.name_len == r->name_len &&
+               memcmp(w->name, r->name, r->name_len) == 0;
 }
 
 /*
- * Answer the OPENVs that @r satisfies. One at a time from the head: a reply
- * can drop its connection, which unlinks that connection's other waits.
+ * Answer the OPENVs that @r satisfies. One pass takes them all out of
+ * conn_ctx.vwaits into a list of their own (chained by vnext), then each is
+ * answered: a reply can drop its connection, which unlinks that connection's
+ * waits still in conn_ctx.vwaits (not these: vlinked is false) and frees
+ * nothing before conn_free(). (Finding each from the head instead was
+ * quadratic: 25,600 waits behind 25,600 others stalled the daemon for seconds.)
  */
 static void conn_region_wake_versions(struct conn_ctx *ctx, struct region *r)
 {
-        struct conn_wait *w;
+        struct conn_wait *w, *next, *woken = NULL, **tail = &woken;
 
-        while ((w = conn_region_vwait_find(ctx, r))) {
+        for (w = ctx->vwaits; w; w = next) {
+                next = w->vnext;
+                if (!conn_region_vwait_satisfied(w, r))
+                        continue;
+                conn_region_vwait_unlink(ctx, w);
+                *tail = w;
+                tail = &w->vnext;
+        }
+        for (w = woken; w; w = next) {
                 struct conn *c = w->conn;
                 struct conn_result res = {};
                 int k;
 
+                next = w->vnext;
+                w->vnext = NULL;
                 conn_region_wait_unlink(c, w);
                 if (!c->dead) {
                         k = conn_region_send(c, w->opcode, w->request_id, r, w->flags & PROTO_OPEN_RDONLY, true,

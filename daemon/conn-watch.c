@@ -257,6 +257,23 @@ static uint32_t conn_watch_seals(struct region *r)
         return r->seals;
 }
 
+/*
+ * Return: true if @c may read a region described by @meta. As every access
+ * decision, with the supplementary groups where they matter (loaded once
+ * per connection): without them a group whose bits deny what "other" allows
+ * would be judged "other", and a group that may read would not be.
+ */
+static bool conn_watch_may_read(struct conn *c, const struct region_meta *meta)
+{
+        struct access_cred cred = conn_access_cred(c);
+
+        if (access_needs_groups(&cred, meta, ACCESS_NEED_READ) && !c->groups_loaded) {
+                conn_access_load_groups(c);
+                cred = conn_access_cred(c);
+        }
+        return access_check(&cred, meta, ACCESS_NEED_READ) == 0;
+}
+
 void conn_watch_notify(struct conn_ctx *ctx, uint16_t kind, struct region *r, const struct region_meta *before,
                        uint64_t replaced_id)
 {
@@ -284,15 +301,12 @@ void conn_watch_notify(struct conn_ctx *ctx, uint16_t kind, struct region *r, co
         }
         for (struct conn_watch *w = ctx->watches; w; w = w->next) {
                 struct conn *c = w->conn;
-                struct access_cred cred;
 
                 /* a closing connection (its last, fatal reply is queued) gets nothing more */
                 if (c->dead || c->closing || r->name_len < w->prefix_len ||
                     memcmp(r->name, w->prefix, w->prefix_len) != 0)
                         continue;
-                cred = conn_access_cred(c);
-                if (access_check(&cred, &r->meta, ACCESS_NEED_READ) < 0 &&
-                    (!before || access_check(&cred, before, ACCESS_NEED_READ) < 0))
+                if (!conn_watch_may_read(c, &r->meta) && (!before || !conn_watch_may_read(c, before)))
                         continue;
                 conn_watch_enqueue(c, kind, w->id, buf, (size_t)n);
         }

@@ -193,6 +193,18 @@ static int recv_reply(int sock)
         return 0;
 }
 
+static int raw_connect_hello_flags(uint32_t flags)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = flags };
+        uint8_t p[64], f[128];
+        int fd = raw_connect(), r;
+
+        r = send_frame(fd, f, frame(f, PROTO_OP_HELLO, 1, p, proto_hello_encode(&m, p, sizeof(p)), 0), NULL, 0);
+        if (r < 0 || (r = recv_reply(fd)) < 0)
+                die("hello", r);
+        return fd;
+}
+
 static int raw_connect_hello(void)
 {
         struct proto_hello m = { .min_version = 1, .max_version = 1 };
@@ -756,6 +768,150 @@ static int attack_log(void)
         return 0;
 }
 
+/* ---- 9: OPENVs waiting for a new version, by the ten thousand ------------- */
+
+#define OPENV_CONNS 400u /* per group; CONN_MAX_WAITS (64) waits each */
+
+/* @n connections that each park 64 OPENVs for @name after @after (answered by nothing but a new version). */
+static void openv_park(int *conns, unsigned n, const char *name, uint64_t after)
+{
+        struct proto_openv m = { .name = name, .flags = PROTO_OPEN_WAIT | PROTO_OPEN_RDONLY,
+                                 .timeout_ms = UINT32_MAX, .after_generation = after };
+        struct proto_ping ping = { .cookie = 7 };
+        static uint8_t buf[65 * 600];
+        uint8_t p[512];
+        size_t fill = 0;
+        int len = proto_openv_encode(&m, p, sizeof(p)), r;
+
+        for (uint32_t i = 0; i < 64; i++)
+                fill += frame(buf + fill, PROTO_OP_OPENV, 100 + i, p, len, 0);
+        /* then a PING: its answer says the 64 are parked (requests are handled in order) */
+        fill += frame(buf + fill, PROTO_OP_PING, 99, p, proto_ping_encode(&ping, p, sizeof(p)), 0);
+        for (unsigned i = 0; i < n; i++) {
+                conns[i] = raw_connect_hello_flags(PROTO_HELLO_EVENTS);
+                r = send_frame(conns[i], buf, fill, NULL, 0);
+                if (r < 0 || (r = recv_reply(conns[i])) < 0)
+                        die("openv", r);
+        }
+}
+
+/*
+ * 25,600 OPENVs wait for a version of "openv-target" (which does not exist
+ * yet), then 25,600 more, newer, for a name nobody makes. Creating the target
+ * answers the first: each used to be found by a scan from the newest wait,
+ * past all of the others (25,600 x 25,600 looks).
+ */
+static int attack_openv(void)
+{
+        static int target[OPENV_CONNS], other[OPENV_CONNS];
+        struct iomem_client *c = client();
+        struct iomem_create_opts co = { .mode = 0600 };
+        struct iomem_region *region = NULL;
+        int r;
+
+        openv_park(target, OPENV_CONNS, "openv-target", 0);
+        openv_park(other, OPENV_CONNS, "openv-never", 0);
+        ready("waits=%u", 2 * OPENV_CONNS * 64);
+        /* the probe runs meanwhile */
+        sleep_ms(500);
+        r = iomem_create(c, "openv-target", 4096, &co, &region);
+        if (r < 0)
+                die("create", r);
+        iomem_region_free(region);
+        wait_stdin_eof();
+        for (unsigned i = 0; i < OPENV_CONNS; i++) {
+                close(target[i]);
+                close(other[i]);
+        }
+        iomem_disconnect(c);
+        return 0;
+}
+
+/* ---- 10: refused PUBLISHes by the thousand -------------------------------- */
+
+static int attack_log_publish(void)
+{
+        struct proto_publish pub = { .size = 4096, .mode = 0600, .name = "log-pub" };
+        uint8_t p[512], f[600];
+        size_t n;
+        int conns[4], mfd;
+        unsigned requests = 0;
+
+        /* an unsealed memfd: every PUBLISH of it is refused (-EPERM) */
+        mfd = memfd_create("log", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (mfd < 0 || ftruncate(mfd, 4096) < 0 || fchmod(mfd, 0600) < 0)
+                die("memfd", -errno);
+        n = frame(f, PROTO_OP_PUBLISH, 4, p, proto_publish_encode(&pub, p, sizeof(p)), 1);
+        for (int i = 0; i < 4; i++)
+                conns[i] = raw_connect_hello_flags(PROTO_HELLO_EVENTS);
+        for (int round = 0; round < 2000; round++) {
+                for (int i = 0; i < 4; i++) {
+                        if (send_frame(conns[i], f, n, &mfd, 1) < 0)
+                                die("send", -errno);
+                        requests++;
+                }
+                for (int i = 0; i < 4; i++)
+                        if (recv_reply(conns[i]) != -EPERM)
+                                die("publish not refused", -EPROTO);
+        }
+        ready("requests=%u", requests);
+        wait_stdin_eof();
+        for (int i = 0; i < 4; i++)
+                close(conns[i]);
+        close(mfd);
+        return 0;
+}
+
+/* ---- 11: reservations by the pipeline ----------------------------------- */
+
+/*
+ * A RESIZABLE RESERVEd region grown to 1 GiB and shrunk to nothing, over
+ * and over, pipelined on one connection (its replies never read): every
+ * growth is a fallocate on the daemon's event loop, and a turn of the loop
+ * used to take 32 of them (64 requests).
+ */
+static int attack_reserve(void)
+{
+        struct iomem_client *c = client();
+        struct iomem_create_opts co = { .mode = 0600, .flags = IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE };
+        struct iomem_region *region = NULL;
+        struct proto_resize grow = { .size = UINT64_C(1) << 30, .name = "reserve-x" };
+        struct proto_resize shrink = { .size = 0, .name = "reserve-x" };
+        static uint8_t buf[64 * 1024];
+        uint8_t p[512];
+        size_t fill = 0;
+        pid_t kid;
+        int s, r;
+
+        r = iomem_create(c, "reserve-x", 0, &co, &region);
+        if (r < 0)
+                die("create", r);
+        iomem_region_free(region);
+        while (fill + 2 * (PROTO_HEADER_SIZE + 300) <= sizeof(buf)) {
+                fill += frame(buf + fill, PROTO_OP_RESIZE, 1, p, proto_resize_encode(&grow, p, sizeof(p)), 0);
+                fill += frame(buf + fill, PROTO_OP_RESIZE, 2, p, proto_resize_encode(&shrink, p, sizeof(p)), 0);
+        }
+        s = raw_connect_hello();
+        fflush(NULL);
+        kid = fork();
+        if (kid < 0)
+                die("fork", -errno);
+        if (kid == 0) {
+                /* never read a reply */
+                for (;;)
+                        if (send(s, buf, fill, MSG_NOSIGNAL) < 0 && errno != EINTR)
+                                _exit(0);
+        }
+        close(s);
+        sleep_ms(300);
+        ready("growth=%llu", (unsigned long long)grow.size);
+        wait_stdin_eof();
+        kill(kid, SIGKILL);
+        waitpid(kid, NULL, 0);
+        iomem_disconnect(c);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         static const struct {
@@ -767,6 +923,8 @@ int main(int argc, char **argv)
                 { "inflight-orphan", attack_inflight_orphan }, { "queued-fds", attack_queued_fds },
                 { "pipeline", attack_pipeline }, { "stale-cursor", attack_stale_cursor },
                 { "backend", attack_backend },   { "log", attack_log },
+                { "openv", attack_openv }, { "log-publish", attack_log_publish },
+                { "reserve", attack_reserve },
         };
 
         if (argc != 3) {

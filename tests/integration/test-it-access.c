@@ -266,6 +266,45 @@ START_TEST(test_p3_mode_matrix)
 }
 END_TEST
 
+/*
+ * Hostile review: CREATE of an existing name compared sizes before access,
+ * so another uid learnt a region's exact size one guess at a time (-EEXIST
+ * "another size", -EACCES for the right one).
+ */
+static int child_create_guess(void *p)
+{
+        const uint64_t *sizes = p;
+        struct iomem_client *c = NULL;
+        struct iomem_region *region = NULL;
+        int r1, r2, r;
+
+        r = iomem_connect(daemon_.socket, &c);
+        if (r < 0)
+                return r;
+        r1 = iomem_create(c, "secret-size", sizes[0], NULL, &region);
+        region = iomem_region_free(region);
+        r2 = iomem_create(c, "secret-size", sizes[1], NULL, &region);
+        region = iomem_region_free(region);
+        iomem_disconnect(c);
+        return r1 == r2 ? r1 : -EXDEV; /* EXDEV: the two answers differ */
+}
+
+START_TEST(test_create_tells_nothing_of_size)
+{
+        const uint64_t sizes[2] = { 4096, 3 * 4096 };
+        struct iomem_client *c;
+        int r;
+
+        start(NULL);
+        c = root_connect();
+        root_create(c, "secret-size", 3 * 4096, 0600, IOMEM_BACKEND_MEMFD);
+        r = run_as(&other_, child_create_guess, (void *)sizes);
+        ck_assert_msg(r == -EACCES, "CREATE of another uid's region, wrong and right size: %s", iomem_strerror(r));
+        iomem_disconnect(c);
+        it_daemon_stop(&daemon_);
+}
+END_TEST
+
 static int child_chown(void *p)
 {
         const uint32_t *ids = p;
@@ -821,6 +860,7 @@ static Suite *access_suite(void)
         tcase_set_timeout(tc, 120);
         tcase_add_test(tc, test_p2_owner_is_peercred);
         tcase_add_test(tc, test_p3_mode_matrix);
+        tcase_add_test(tc, test_create_tells_nothing_of_size);
         tcase_add_test(tc, test_chown_rules);
         tcase_add_test(tc, test_p4_readonly_every_backend);
         tcase_add_test(tc, test_d7_register_bad_fds);

@@ -586,8 +586,8 @@ END_TEST
 
 /* ---- 8 ------------------------------------------------------------------- */
 
-/* 8,000 refused REGISTERs and CHMODs on four connections: the log stays short. */
-START_TEST(test_log_flood_bounded)
+/* Run attack @mode against a daemon logging at info level. Return: the daemon's log lines. */
+static int count_log_lines(const char *mode)
 {
         static const char *const extra[] = { "--log-level", "info", NULL };
         char path[] = "/tmp/iomem-it-log.XXXXXX";
@@ -607,7 +607,7 @@ START_TEST(test_log_flood_bounded)
         close(saved);
 
         fds = it_daemon_settled_fds(&daemon_);
-        attacker_start(&a, "log");
+        attacker_start(&a, mode);
         ck_assert_int_ge(attacker_value(&a, "requests"), 8000);
         attacker_stop(&a);
         finish(fds);
@@ -618,8 +618,75 @@ START_TEST(test_log_flood_bounded)
         while (fgets(buf, sizeof(buf), f))
                 lines++;
         fclose(f);
+        return lines;
+}
+
+/* 8,000 refused REGISTERs and CHMODs on four connections: the log stays short. */
+START_TEST(test_log_flood_bounded)
+{
+        int lines = count_log_lines("log");
+
         fprintf(stderr, "log: %d lines for 8,000 refusals and CHMODs\n", lines);
         ck_assert_int_lt(lines, 100);
+}
+END_TEST
+
+/* ---- 9 ------------------------------------------------------------------- */
+
+/*
+ * Hostile review of the EVENTS feature: 25,600 OPENVs wait for a new version
+ * of one name behind 25,600 newer ones for another; making the name answered
+ * the first by a scan from the newest wait for each (quadratic: the daemon
+ * stood still for seconds to minutes).
+ */
+START_TEST(test_openv_waits_woken_in_one_pass)
+{
+        struct attacker a;
+        int bound, fds;
+
+        start(NULL);
+        fds = it_daemon_settled_fds(&daemon_);
+        bound = bound_ms();
+        attacker_start(&a, "openv");
+        check_served("openv", bound, false);
+        attacker_stop(&a);
+        finish(fds);
+}
+END_TEST
+
+/* ---- 10 ------------------------------------------------------------------ */
+
+/* Hostile review of the EVENTS feature: 8,000 refused PUBLISHes on four connections were 8,000 log lines. */
+START_TEST(test_publish_log_bounded)
+{
+        int lines = count_log_lines("log-publish");
+
+        fprintf(stderr, "log: %d lines for 8,000 refused PUBLISHes\n", lines);
+        ck_assert_int_lt(lines, 100);
+}
+END_TEST
+
+/* ---- 11 ------------------------------------------------------------------ */
+
+/*
+ * Hostile review of RESERVE: one connection pipelines RESIZEs of its RESERVEd
+ * region up to 1 GiB and back (each growth a fallocate on the event loop),
+ * within its byte quota. A turn of the loop took 32 of them (32 GiB) before others
+ * were served.
+ */
+START_TEST(test_reservations_take_turns)
+{
+        static const char *const extra[] = { "--quota-bytes", "1G", NULL };
+        struct attacker a;
+        int bound, fds;
+
+        start(extra);
+        fds = it_daemon_settled_fds(&daemon_);
+        bound = bound_ms();
+        attacker_start(&a, "reserve");
+        check_served("reserve", bound, false);
+        attacker_stop(&a);
+        finish(fds);
 }
 END_TEST
 
@@ -669,6 +736,9 @@ int main(void)
         ADD(tc, test_stale_cursor_list_bounded);
         ADD(tc, test_backends_enforced_anonymous_charged);
         ADD(tc, test_log_flood_bounded);
+        ADD(tc, test_openv_waits_woken_in_one_pass);
+        ADD(tc, test_publish_log_bounded);
+        ADD(tc, test_reservations_take_turns);
         suite_add_tcase(s, tc);
         if (stage_binaries() < 0)
                 return 1;

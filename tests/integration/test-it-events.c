@@ -907,6 +907,96 @@ START_TEST(test_openv_tells_nothing_of_unreadable)
 }
 END_TEST
 
+/*
+ * Hostile review of the EVENTS feature: events were judged without the
+ * watcher's supplementary groups (unless something else had loaded them),
+ * so a group whose bits deny what "other" allows (mode 0604) got the events
+ * of a region LIST hides from it, and a group that may read (0640) got none.
+ */
+#define OTHER_SUPP_GID 3005u
+
+static int other_group_watcher(int ready)
+{
+        const gid_t groups[] = { OTHER_SUPP_GID };
+        struct iomem_client *c = NULL;
+        struct iomem_event ev;
+        unsigned seen = 0;
+
+        if (setgroups(1, groups) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
+            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+                return 30;
+        if (iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c) < 0 || iomem_watch(c, "grp/", NULL) < 0)
+                return 31;
+        if (write(ready, "x", 1) != 1)
+                return 32;
+        for (;;) {
+                if (iomem_next_event(c, &ev, EV_WAIT_MS) < 0)
+                        return 33;
+                if (strcmp(ev.name, "grp/zz-end") == 0)
+                        break;
+                if (strcmp(ev.name, "grp/excluded") == 0)
+                        return 34; /* its group may not read it */
+                if (strcmp(ev.name, "grp/member") != 0)
+                        return 35;
+                if (seen == 0 && (ev.kind != IOMEM_EVENT_CHMOD || ev.mode != 0640))
+                        return 36;
+                if (seen == 1 && ev.kind != IOMEM_EVENT_DELETED)
+                        return 37;
+                seen++;
+        }
+        iomem_disconnect(c);
+        return seen == 2 ? 0 : 38;
+}
+
+START_TEST(test_events_judged_with_groups)
+{
+        const struct iomem_create_opts private = { .mode = 0600, .flags = IOMEM_CREATE_RESIZABLE };
+        struct iomem_client *a;
+        struct iomem_region *r = NULL;
+        int pfd[2], status;
+        char x;
+        pid_t pid;
+
+        if (geteuid() != 0) {
+                fprintf(stderr, "test_events_judged_with_groups needs root (a child switches uid): skipped\n");
+                return;
+        }
+        start(NULL);
+        a = ev_connect();
+        ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                close(pfd[0]);
+                _exit(other_group_watcher(pfd[1]));
+        }
+        close(pfd[1]);
+        ck_assert_int_eq(read(pfd[0], &x, 1), 1);
+        close(pfd[0]);
+        /* readable by "other" but not by the watcher's (supplementary) group: never seen */
+        ck_assert_int_eq(iomem_create(a, "grp/excluded", 4096, &private, &r), 0);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_chown(a, "grp/excluded", IOMEM_ID_UNCHANGED, OTHER_SUPP_GID), 0);
+        ck_assert_int_eq(iomem_chmod(a, "grp/excluded", 0604), 0);
+        ck_assert_int_eq(iomem_resize(a, "grp/excluded", 8192), 0);
+        ck_assert_int_eq(iomem_delete(a, "grp/excluded"), 0);
+        /* readable by the group only: seen from the CHMOD that makes it readable on */
+        ck_assert_int_eq(iomem_create(a, "grp/member", 4096, &private, &r), 0);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_chown(a, "grp/member", IOMEM_ID_UNCHANGED, OTHER_SUPP_GID), 0);
+        ck_assert_int_eq(iomem_chmod(a, "grp/member", 0640), 0);
+        ck_assert_int_eq(iomem_delete(a, "grp/member"), 0);
+        ck_assert_int_eq(iomem_create(a, "grp/zz-end", 4096, &(struct iomem_create_opts){ .mode = 0644 }, &r), 0);
+        iomem_region_free(r);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "watcher as uid %u in group %u: status %d",
+                      OTHER_UID, OTHER_SUPP_GID, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        ck_assert_int_eq(iomem_delete(a, "grp/zz-end"), 0);
+        iomem_disconnect(a);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-events");
@@ -926,6 +1016,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_publish_under_load);
         tcase_add_test(tc, test_access_filtering);
         tcase_add_test(tc, test_openv_tells_nothing_of_unreadable);
+        tcase_add_test(tc, test_events_judged_with_groups);
         tcase_add_test(tc, test_watch_across_restart);
         suite_add_tcase(s, tc);
         return s;

@@ -1,0 +1,384 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* test-it-hostile: libiomem against a hostile daemon: one that never stops sending, one whose LIST cursors cycle
+ * (hostile review of the asynchronous client). */
+
+/*
+ * A daemon that sends events faster than the client reads them is modelled
+ * deterministically: the test is linked with -Wl,--wrap=recvmsg, and once
+ * flood_fd is set every recvmsg() on that fd returns a full buffer of valid
+ * OVERFLOW event frames, as a socket that is never empty would. The real
+ * iomemd serves everything before that (HELLO, WATCH, CREATE, OPEN).
+ * iomem_client_process() and a cached iomem_open() read "what the socket
+ * holds": they used to read until it was empty, that is never, and a test
+ * that hangs fails by the Check timeout.
+ */
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "fdutil.h"
+#include "iomem.h"
+#include "itutil.h"
+#include "proto.h"
+
+static struct it_daemon daemon_;
+static int flood_fd = -1;
+static unsigned long flood_reads;
+
+ssize_t __real_recvmsg(int fd, struct msghdr *msg, int flags);
+ssize_t __wrap_recvmsg(int fd, struct msghdr *msg, int flags);
+
+/* One OVERFLOW event frame, repeated forever; @pos is where the stream is within it. */
+ssize_t __wrap_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+        static uint8_t one[PROTO_HEADER_SIZE + 8];
+        static size_t pos;
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .flags = PROTO_FLAG_REPLY,
+                                  .opcode = PROTO_EV_OVERFLOW, .id = 0, .length = 8 };
+        uint8_t *out;
+        size_t len;
+
+        if (fd != flood_fd || fd < 0 || msg->msg_iovlen < 1)
+                return __real_recvmsg(fd, msg, flags);
+        proto_header_encode(&h, one);
+        memset(one + PROTO_HEADER_SIZE, 0, 8);
+        one[PROTO_HEADER_SIZE] = 1; /* dropped = 1 */
+        out = msg->msg_iov[0].iov_base;
+        len = msg->msg_iov[0].iov_len;
+        for (size_t i = 0; i < len; i++) {
+                out[i] = one[pos];
+                pos = (pos + 1) % sizeof(one);
+        }
+        msg->msg_controllen = 0;
+        msg->msg_flags = 0;
+        flood_reads++;
+        return (ssize_t)len;
+}
+
+/*
+ * poll() is wrapped too (-Wl,--wrap=poll): a thread named in hold_thread,
+ * once its poll() has seen input on the socket, stops there (before it takes
+ * the client's lock to read) until released; it is released by the first
+ * poll() with a 0 timeout from another thread (a look at the socket), or by
+ * the test. That is the moment a reader thread has input it has not routed.
+ */
+static pthread_t hold_thread;
+static int hold_armed, hold_wait_probe;
+static sem_t hold_held, hold_release;
+
+int __real_poll(struct pollfd *fds, nfds_t n, int timeout);
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout);
+
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+        int r = __real_poll(fds, n, timeout);
+
+        if (__atomic_load_n(&hold_armed, __ATOMIC_ACQUIRE) && pthread_equal(pthread_self(), hold_thread) && r > 0 &&
+            (fds[0].revents & POLLIN)) {
+                __atomic_store_n(&hold_armed, 0, __ATOMIC_RELEASE);
+                sem_post(&hold_held);
+                sem_wait(&hold_release);
+        } else if (timeout == 0 && !pthread_equal(pthread_self(), hold_thread) &&
+                   __atomic_exchange_n(&hold_wait_probe, 0, __ATOMIC_ACQ_REL)) {
+                sem_post(&hold_release);
+        }
+        return r;
+}
+
+static void setup(void)
+{
+        test_fd_setup();
+        it_daemon_start(&daemon_, NULL);
+}
+
+static void teardown(void)
+{
+        it_daemon_stop(&daemon_);
+        test_fd_teardown();
+}
+
+static struct iomem_client *connect_events(void)
+{
+        struct iomem_client *c = NULL;
+        int r = iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c);
+
+        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
+        return c;
+}
+
+/* iomem_client_process() is non-blocking: it returns whatever the daemon keeps sending. */
+START_TEST(test_process_returns_under_flood)
+{
+        struct iomem_client *c = connect_events();
+        struct iomem_event ev;
+        int r;
+
+        flood_reads = 0;
+        flood_fd = iomem_client_fd(c);
+        r = iomem_client_process(c);
+        ck_assert_int_ge(r, 0);
+        ck_assert_uint_gt(flood_reads, 0);
+        /* input was left: a loop that waits for the fd to change (edge-triggered) is told to call again */
+        ck_assert_int_eq(iomem_client_get_timeout(c), 0);
+        flood_fd = -1;
+        /* what it read was kept: one OVERFLOW for all of it */
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), 0);
+        ck_assert_int_eq(ev.kind, IOMEM_EVENT_OVERFLOW);
+        ck_assert_uint_gt(ev.dropped, 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* A cached iomem_open() reads the events already there first; under a flood it must still return. */
+START_TEST(test_cached_open_returns_under_flood)
+{
+        struct iomem_create_opts co = { .mode = 0600 };
+        struct iomem_client *c = connect_events();
+        struct iomem_region *region = NULL;
+        int r;
+
+        iomem_client_set_timeout(c, 1000); /* the daemon's reply is never read under the flood: the call times out */
+        iomem_client_set_reconnect(c, 0);
+        ck_assert_int_eq(iomem_client_set_open_cache(c, 1), 0);
+        ck_assert_int_eq(iomem_create(c, "flood", 4096, &co, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_open(c, "flood", 0, 0, &region), 0);
+        region = iomem_region_free(region);
+        flood_reads = 0;
+        flood_fd = iomem_client_fd(c);
+        r = iomem_open(c, "flood", 0, 0, &region);
+        flood_fd = -1;
+        region = iomem_region_free(region);
+        /* not answered from the cache with events still unread: the daemon was asked (and its reply drowned) */
+        ck_assert_uint_gt(flood_reads, 0);
+        ck_assert_msg(r == -ETIMEDOUT, "open under a flood: %s", iomem_strerror(r));
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* ---- a fake daemon whose LIST cursors go round in a circle ---------------- */
+
+struct fake_daemon {
+        int listen_fd;
+        char dir[64];
+        char path[108];
+        pthread_t thread;
+        unsigned pages; /* LIST requests answered */
+};
+
+/* Return: true once @len bytes were read into @buf. */
+static bool fake_read_all(int fd, uint8_t *buf, size_t len)
+{
+        size_t have = 0;
+
+        while (have < len) {
+                ssize_t n = read(fd, buf + have, len - have);
+
+                if (n <= 0)
+                        return false;
+                have += (size_t)n;
+        }
+        return true;
+}
+
+static bool fake_reply(int fd, const struct proto_header *req, const uint8_t *payload, int len)
+{
+        static uint8_t out[PROTO_HEADER_SIZE + 4096];
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .flags = PROTO_FLAG_REPLY,
+                                  .opcode = req->opcode, .id = req->id };
+
+        if (len < 0 || (size_t)len > sizeof(out) - PROTO_HEADER_SIZE)
+                return false;
+        h.length = (uint32_t)len;
+        proto_header_encode(&h, out);
+        memcpy(out + PROTO_HEADER_SIZE, payload, (size_t)len);
+        return write(fd, out, PROTO_HEADER_SIZE + (size_t)len) == (ssize_t)(PROTO_HEADER_SIZE + (size_t)len);
+}
+
+/* HELLO is answered properly; every LIST with an empty page whose next cursor is 5 after 3, else 3. */
+static void *fake_cycling_daemon(void *arg)
+{
+        struct fake_daemon *d = arg;
+        static uint8_t payload[PROTO_MAX_PAYLOAD];
+        uint8_t hdr[PROTO_HEADER_SIZE], out[4096];
+        int s = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+        while (s >= 0 && fake_read_all(s, hdr, sizeof(hdr))) {
+                struct proto_header h;
+                int len;
+
+                if (proto_header_decode(hdr, sizeof(hdr), &h) < 0 || h.length > sizeof(payload) ||
+                    !fake_read_all(s, payload, h.length))
+                        break;
+                if (h.opcode == PROTO_OP_HELLO) {
+                        struct proto_hello_reply rep = { .version = PROTO_VERSION, .max_fds = PROTO_MAX_FDS,
+                                                         .max_payload = PROTO_MAX_PAYLOAD,
+                                                         .max_region_size = 1u << 20, .name_max = PROTO_NAME_MAX,
+                                                         .server_version = "fake" };
+
+                        len = proto_hello_reply_encode(&rep, out, sizeof(out));
+                } else if (h.opcode == PROTO_OP_LIST) {
+                        struct proto_list_writer w;
+                        struct proto_list m;
+
+                        if (proto_list_decode(payload, h.length, &m) < 0)
+                                break;
+                        proto_list_writer_init(&w, out, sizeof(out));
+                        len = proto_list_writer_finish(&w, m.cursor == 3 ? 5 : 3);
+                        __atomic_add_fetch(&d->pages, 1, __ATOMIC_RELAXED);
+                } else {
+                        break;
+                }
+                if (!fake_reply(s, &h, out, len))
+                        break;
+        }
+        if (s >= 0)
+                close(s);
+        return NULL;
+}
+
+static void fake_start(struct fake_daemon *d, void *(*fn)(void *))
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        snprintf(d->dir, sizeof(d->dir), "/tmp/iomem-it-hostile.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(d->dir));
+        snprintf(d->path, sizeof(d->path), "%s/sock", d->dir);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d->path);
+        d->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(d->listen_fd, 0);
+        ck_assert_int_eq(bind(d->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(d->listen_fd, 4), 0);
+        d->pages = 0;
+        ck_assert_int_eq(pthread_create(&d->thread, NULL, fn, d), 0);
+}
+
+static void fake_stop(struct fake_daemon *d)
+{
+        pthread_join(d->thread, NULL);
+        close(d->listen_fd);
+        unlink(d->path);
+        rmdir(d->dir);
+}
+
+static int count_entry(const struct iomem_list_entry *e, void *userdata)
+{
+        (void)e;
+        ++*(unsigned *)userdata;
+        return 0;
+}
+
+/* Region ids only grow, so every next cursor is past the one sent: a cursor going back is malformed. */
+START_TEST(test_list_cycling_cursors)
+{
+        struct fake_daemon d;
+        struct iomem_client *c = NULL;
+        unsigned entries = 0;
+        int r;
+
+        fake_start(&d, fake_cycling_daemon);
+        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        r = iomem_list(c, "", count_entry, &entries);
+        ck_assert_msg(r == -EPROTO, "LIST with cycling cursors: %s", iomem_strerror(r));
+        ck_assert_uint_eq(entries, 0);
+        fprintf(stderr, "test_list_cycling_cursors: %u pages asked\n", d.pages);
+        iomem_disconnect(c);
+        fake_stop(&d);
+}
+END_TEST
+
+/* ---- a cached OPEN while another thread is the reader ----------------------- */
+
+struct reader_arg {
+        struct iomem_client *c;
+        struct iomem_event ev;
+        int r;
+};
+
+static void *reader_thread(void *p)
+{
+        struct reader_arg *a = p;
+
+        hold_thread = pthread_self();
+        __atomic_store_n(&hold_armed, 1, __ATOMIC_RELEASE);
+        a->r = iomem_next_event(a->c, &a->ev, 20000);
+        return NULL;
+}
+
+/*
+ * Another thread polls the socket (iomem_next_event()); the DELETE's event
+ * has arrived but that thread has not routed it yet. A cached iomem_open()
+ * answered from the cache without looking: the deleted region, although its
+ * event had reached the process (async.md promises that is never missed).
+ */
+START_TEST(test_cached_open_sees_event_another_thread_holds)
+{
+        struct iomem_create_opts co = { .mode = 0644 };
+        struct iomem_client *c = connect_events(), *a = connect_events();
+        struct iomem_region *region = NULL;
+        struct reader_arg ra = { .c = c };
+        pthread_t th;
+        uint32_t wid;
+        int r;
+
+        ck_assert_int_eq(sem_init(&hold_held, 0, 0), 0);
+        ck_assert_int_eq(sem_init(&hold_release, 0, 0), 0);
+        ck_assert_int_eq(iomem_client_set_open_cache(c, 1), 0);
+        ck_assert_int_eq(iomem_watch(c, "", &wid), 0);
+        ck_assert_int_eq(iomem_create(a, "held", 4096, &co, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_open(c, "held", IOMEM_OPEN_RDONLY, 0, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_open(c, "held", IOMEM_OPEN_RDONLY, 0, &region), 0); /* from the cache */
+        region = iomem_region_free(region);
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 1);
+        /* the CREATED event the reader would take first */
+        {
+                struct iomem_event ev;
+
+                ck_assert_int_eq(iomem_next_event(c, &ev, 0), 0);
+                ck_assert_int_eq(ev.kind, IOMEM_EVENT_CREATED);
+        }
+        ck_assert_int_eq(pthread_create(&th, NULL, reader_thread, &ra), 0);
+        ck_assert_int_eq(iomem_delete(a, "held"), 0);
+        ck_assert_int_eq(sem_wait(&hold_held), 0); /* the reader saw the event arrive, and stands still */
+        __atomic_store_n(&hold_wait_probe, 1, __ATOMIC_RELEASE);
+        r = iomem_open(c, "held", IOMEM_OPEN_RDONLY, 0, &region);
+        region = iomem_region_free(region);
+        if (__atomic_exchange_n(&hold_wait_probe, 0, __ATOMIC_ACQ_REL))
+                sem_post(&hold_release); /* nobody looked: let the reader go */
+        ck_assert_int_eq(pthread_join(th, NULL), 0);
+        ck_assert_int_eq(ra.r, 0);
+        ck_assert_int_eq(ra.ev.kind, IOMEM_EVENT_DELETED);
+        ck_assert_msg(r == -ENOENT, "open of a deleted region whose event had arrived: %s", iomem_strerror(r));
+        ck_assert_uint_eq(iomem_client_open_cache_hits(c), 1);
+        sem_destroy(&hold_held);
+        sem_destroy(&hold_release);
+        iomem_disconnect(a);
+        iomem_disconnect(c);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("it-hostile");
+        TCase *tc = tcase_create("hostile");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        /* a hang (the old endless read) fails here; passing takes well under a second */
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_process_returns_under_flood);
+        tcase_add_test(tc, test_cached_open_returns_under_flood);
+        tcase_add_test(tc, test_list_cycling_cursors);
+        tcase_add_test(tc, test_cached_open_sees_event_another_thread_holds);
+        suite_add_tcase(s, tc);
+        return test_run_suite(s);
+}
