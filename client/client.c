@@ -1118,7 +1118,7 @@ static int client_region_from_info(struct transport_frame *f, const struct proto
         f->fds[0] = -1;
         f->nfds = 0;
         /* the transport received it with MSG_CMSG_CLOEXEC, and st is its fstat */
-        return region_new_stat_consume_fd(fd, &st, (enum iomem_backend)info.backend, info.flags, info.id,
+        return region_new_reply_consume_fd(fd, &st, (enum iomem_backend)info.backend, info.flags, info.id,
                                           regionp); /* fd consumed */
 }
 

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ struct transport_out {
         size_t len;    /* header + payload */
         size_t sent;   /* bytes of data[] already sent */
         unsigned nfds; /* fds not yet sent; 0 once the first byte went out */
+        bool borrowed; /* fds[] are the caller's, until transport_own_fds() (transport_queue_with_fds()) */
         int fds[PROTO_MAX_FDS];
         uint8_t data[];
 };
@@ -135,7 +137,8 @@ void transport_deinit(struct transport *t)
         transport_drop_batches(t);
         for (o = t->out_head; o; o = next) {
                 next = o->next;
-                transport_close_own_fds(o->fds, o->nfds);
+                if (!o->borrowed)
+                        transport_close_own_fds(o->fds, o->nfds);
                 free(o);
         }
         free(t->in);
@@ -413,8 +416,8 @@ int transport_next_frame(struct transport *t, struct transport_frame *f)
         return 1;
 }
 
-int transport_queue(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
-                    int *fds, unsigned nfds)
+static int transport_queue_how(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                               int *fds, unsigned nfds, bool borrowed)
 {
         struct proto_header hdr;
         struct transport_out *o;
@@ -448,13 +451,14 @@ int transport_queue(struct transport *t, const struct proto_header *h, const voi
         hdr.version = PROTO_VERSION;
         hdr.length = (uint32_t)len;
         hdr.nfds = (uint16_t)nfds;
-        *o = (struct transport_out){ .len = (size_t)size, .nfds = nfds };
+        *o = (struct transport_out){ .len = (size_t)size, .nfds = nfds, .borrowed = borrowed && nfds > 0 };
         proto_header_encode(&hdr, o->data);
         if (len > 0)
                 memcpy(o->data + PROTO_HEADER_SIZE, payload, len);
         for (unsigned i = 0; i < nfds; i++) {
                 o->fds[i] = fds[i];
-                fds[i] = -1; /* consumed */
+                if (!borrowed)
+                        fds[i] = -1; /* consumed */
         }
 
         if (t->out_tail)
@@ -467,8 +471,39 @@ int transport_queue(struct transport *t, const struct proto_header *h, const voi
         return 0;
 
 fail:
-        if (fds)
+        if (fds && !borrowed)
                 transport_close_own_fds(fds, nfds);
+        return r;
+}
+
+int transport_queue(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                    int *fds, unsigned nfds)
+{
+        return transport_queue_how(t, h, payload, len, fds, nfds, false);
+}
+
+int transport_queue_with_fds(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                             const int *fds, unsigned nfds)
+{
+        return transport_queue_how(t, h, payload, len, (int *)fds, nfds, true);
+}
+
+int transport_own_fds(struct transport *t)
+{
+        int r = 0;
+
+        for (struct transport_out *o = t->out_head; o; o = o->next) {
+                if (!o->borrowed)
+                        continue;
+                o->borrowed = false;
+                for (unsigned i = 0; i < o->nfds; i++) {
+                        int fd = fcntl(o->fds[i], F_DUPFD_CLOEXEC, 3);
+
+                        if (fd < 0 && r == 0)
+                                r = -errno;
+                        o->fds[i] = fd; /* -1: the caller drops the connection, nothing closes it */
+                }
+        }
         return r;
 }
 
@@ -479,7 +514,8 @@ static void transport_advance(struct transport *t, size_t n)
 
         /* fds travel with the first byte of their frame: they are the peer's now */
         if (n > 0 && o->nfds > 0) {
-                transport_close_own_fds(o->fds, o->nfds);
+                if (!o->borrowed)
+                        transport_close_own_fds(o->fds, o->nfds);
                 t->out_fds -= o->nfds;
                 o->nfds = 0;
         }

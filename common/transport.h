@@ -126,6 +126,25 @@ int transport_queue(struct transport *t, const struct proto_header *h, const voi
                     int *fds, unsigned nfds);
 
 /*
+ * transport_queue_with_fds() - transport_queue() with @fds borrowed: the
+ * caller keeps them open, and must call transport_own_fds() before it
+ * may close them (after trying transport_flush(): a frame whose first byte
+ * went needs nothing more, its fds are the peer's). Spares a dup and a
+ * close for a reply sent at once. Return: as transport_queue(); nothing is
+ * closed on error.
+ */
+int transport_queue_with_fds(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                             const int *fds, unsigned nfds);
+
+/*
+ * transport_own_fds() - replace the borrowed fds of every frame still queued
+ * by copies of our own (F_DUPFD_CLOEXEC), closed once sent as usual.
+ * Return: 0; negative errno from fcntl (EMFILE...): the queue then holds a
+ * frame without its fds, and the caller must drop the connection.
+ */
+int transport_own_fds(struct transport *t);
+
+/*
  * transport_flush() - send queued frames with sendmsg(MSG_NOSIGNAL|MSG_DONTWAIT).
  * Return: 0 when the queue is empty; -EAGAIN if bytes remain (wait for
  * POLLOUT); -EPIPE/-ECONNRESET if the peer is gone; other negative errno.
