@@ -306,13 +306,22 @@ static void conn_region_sync_size_to(struct conn *c, struct region *r, uint64_t 
         conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
 }
 
-/* conn_region_sync_size_to() with the size @fd's object has now (one fstat). */
+/*
+ * conn_region_sync_size_to() with the size @fd's object has now (one fstat),
+ * which once r->seals (read from the object before) hold SHRINK and GROW is
+ * final: later calls then need no fstat.
+ */
 static void conn_region_sync_size(struct conn *c, struct region *r, int fd)
 {
+        const uint32_t fixed = PROTO_SEAL_SHRINK | PROTO_SEAL_GROW;
         uint64_t size;
 
-        if (backend_get_size(fd, &size) == 0)
+        if (r->size_final)
+                return;
+        if (backend_get_size(fd, &size) == 0) {
                 conn_region_sync_size_to(c, r, size);
+                r->size_final = (r->seals & fixed) == fixed;
+        }
 }
 
 /*
