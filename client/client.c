@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -114,7 +113,6 @@ struct iomem_client {
         pthread_cond_t cond;
         bool reading;
         bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
-        int wakefd; /* an eventfd that interrupts the reader's poll(): the connection broke, or output waits */
         struct client_pending *pending;
         struct client_pending *done_head, *done_tail;
         iomem_event_cb event_cb;
@@ -237,11 +235,17 @@ static void client_pending_complete(struct iomem_client *c, struct client_pendin
         pthread_cond_broadcast(&c->cond);
 }
 
-/* Interrupt the thread polling the socket without the lock, if one is. */
+/*
+ * The connection broke: end the wait of the thread reading the socket
+ * without the lock (in poll() or recvmsg()), if one is, by shutting down our
+ * receiving side; the connection is not used again. (Output queued
+ * meanwhile needs no wake-up: blocking senders flush it themselves, and
+ * iomem_client_process() does for asynchronous ones.)
+ */
 static void client_wake_reader(struct iomem_client *c)
 {
-        if (c->reading && c->wakefd >= 0)
-                (void)!eventfd_write(c->wakefd, 1);
+        if (c->reading && c->broken && c->fd >= 0)
+                shutdown(c->fd, SHUT_RD);
 }
 
 /*
@@ -318,18 +322,17 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
 }
 
 /*
- * Read what the socket has (without waiting) and route every complete
- * frame. The caller holds the lock and is the reader.
+ * Route every complete frame after a read that returned @n (transport_read()).
+ * The caller holds the lock and is the reader.
  * Return: > 0 bytes were read; 0 nothing to read now; negative errno after
  * which the connection is broken (every outstanding request completed).
  */
-static int client_read(struct iomem_client *c)
+static int client_route(struct iomem_client *c, int n)
 {
         struct transport_frame f;
-        int n, r;
+        int r;
 
-        n = transport_read(&c->t);
-        if (n == -EAGAIN)
+        if (n == -EAGAIN || n == -EINTR)
                 return 0;
         if (n < 0 && n != -EPIPE) {
                 client_break(c, n);
@@ -355,6 +358,12 @@ static int client_read(struct iomem_client *c)
                 return -ECONNRESET;
         }
         return n;
+}
+
+/* Read what the socket has (without waiting) and route it. Return: as client_route(). */
+static int client_read(struct iomem_client *c)
+{
+        return client_route(c, transport_read(&c->t));
 }
 
 /* recvmsg calls one non-blocking call makes at most: a daemon that never stops sending cannot hold it */
@@ -399,7 +408,7 @@ static bool client_wait_done(const struct iomem_client *c, const struct client_p
  */
 static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t deadline)
 {
-        bool tried = false;
+        bool tried = false, use_poll = false;
 
         for (;;) {
                 if (client_wait_done(c, p))
@@ -420,27 +429,36 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
                         }
                         continue;
                 }
-                /* become the reader: poll without the lock, so that others can send meanwhile */
-                struct pollfd pfds[2] = { { .fd = c->fd, .events = POLLIN }, { .fd = c->wakefd, .events = POLLIN } };
-                struct pollfd pfd;
+                /* become the reader: wait without the lock, so that others can send meanwhile */
+                struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
                 int left = client_left_ms(deadline), n;
-                eventfd_t drained;
 
                 if (transport_has_output(&c->t))
-                        pfds[0].events |= POLLOUT;
+                        pfd.events |= POLLOUT;
                 c->reading = true;
                 pthread_mutex_unlock(&c->lock);
-                n = poll(pfds, 2, left);
+                if (deadline < 0 && pfd.events == POLLIN && !use_poll) {
+                        /*
+                         * No time limit and nothing to send: a blocking recvmsg waits for
+                         * the reply itself, without a poll() first. A socket its owner made
+                         * non-blocking says EAGAIN: poll from then on.
+                         */
+                        n = transport_read_wait(&c->t);
+                        pthread_mutex_lock(&c->lock);
+                        c->reading = false;
+                        tried = true;
+                        if (n == -EAGAIN)
+                                use_poll = true;
+                        client_route(c, n);
+                        pthread_cond_broadcast(&c->cond);
+                        continue;
+                }
+                n = poll(&pfd, 1, left);
                 if (n < 0)
                         n = -errno;
                 pthread_mutex_lock(&c->lock);
                 c->reading = false;
                 tried = true;
-                if (pfds[1].revents & POLLIN)
-                        (void)!eventfd_read(c->wakefd, &drained);
-                pfd = pfds[0];
-                if (n > 0 && !pfd.revents)
-                        n = 0; /* only woken: look again */
                 if (n < 0 && n != -EINTR)
                         client_break(c, n);
                 else if (n > 0 && (pfd.revents & POLLNVAL))
@@ -965,7 +983,6 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         if (!c)
                 return -ENOMEM;
         c->fd = -1;
-        c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
         {
                 pthread_condattr_t ca;
@@ -979,10 +996,6 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         c->reconnect_ms = IOMEM_RECONNECT_DEFAULT_MS;
         c->next_id = 1;
         c->hello_flags = hello_flags;
-        if (c->wakefd < 0) {
-                r = -errno;
-                goto fail;
-        }
         if (!path) {
                 r = iomem_socket_path(c->path, sizeof(c->path));
                 if (r < 0)
@@ -1050,8 +1063,6 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
         client_cache_drop(client, NULL);
         free(client->cache);
         free(client->watches);
-        if (client->wakefd >= 0)
-                close(client->wakefd);
         pthread_cond_destroy(&client->cond);
         pthread_mutex_destroy(&client->lock);
         free(client);
@@ -2160,8 +2171,7 @@ static int client_submit(struct iomem_client *c, struct client_pending *p, const
                 r = 0; /* a refusal may be queued before the close: iomem_client_process() reads it */
         if (r < 0 && r != -EAGAIN)
                 client_break(c, r); /* the callback says so */
-        else if (r == -EAGAIN)
-                client_wake_reader(c); /* a blocked reader also waits for POLLOUT from now on */
+        /* -EAGAIN: the rest goes from iomem_client_process() (POLLOUT) or with the next blocking call */
         pthread_mutex_unlock(&c->lock);
         return 0;
 
@@ -2277,11 +2287,14 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
         if (!client->broken && !client->reading) {
                 /* the rest, if any, at the next call (iomem_client_get_timeout() says 0 meanwhile) */
                 client->unread = !client_read_available(client);
-                if (!client->broken && transport_has_output(&client->t)) {
-                        r = transport_flush(&client->t);
-                        if (r < 0 && r != -EAGAIN)
-                                client_break(client, r);
-                }
+        }
+        /* sending needs no reader's turn: a thread blocked reading does not watch for POLLOUT */
+        if (!client->broken && transport_has_output(&client->t)) {
+                r = transport_flush(&client->t);
+                if (client_error_is_gone(r) && client->reading)
+                        r = -EAGAIN; /* the reader will find the end of the stream, and what came before it */
+                if (r < 0 && r != -EAGAIN)
+                        client_break(client, r);
         }
         /* requests whose time is up: a later reply could be taken for another's, so the connection breaks */
         for (struct client_pending *p = client->pending; p; p = p->next) {
