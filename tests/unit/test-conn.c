@@ -1674,6 +1674,52 @@ START_TEST(test_f8_unread_replies_throttle)
 }
 END_TEST
 
+/*
+ * An OPEN reply lends the region's own fd to sendmsg() when it goes at once; one that must wait (here: the
+ * fds-in-flight bound, 64 unread) holds a copy of its own. DELETE then closes the region's fd, and a new region
+ * likely gets its number: the waiting reply must still carry the deleted region's object, not whatever now has
+ * that number.
+ */
+START_TEST(test_queued_reply_keeps_its_fd)
+{
+        struct env e;
+        struct peer a;
+        struct proto_region_info info;
+        struct transport_frame f;
+        struct stat want, got;
+        int fd, other;
+
+        env_init(&e);
+        peer_open(&e, &a);
+        do_hello(&a);
+        fd = create_ok(&a, 1, "lent", 4096, 0, NULL);
+        ck_assert_int_eq(fstat(fd, &want), 0);
+        for (uint32_t i = 0; i <= CONN_MAX_FDS_UNREAD; i++)
+                send_open(&a, 100 + i, "lent", 0, 0);
+        send_name(&a, PROTO_OP_DELETE, 300, "lent");
+        send_create(&a, 301, "other", 4096, 0, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&a), 0);
+        ck_assert_int_eq(pump_readable(&a), 0);
+        for (uint32_t i = 0; i <= CONN_MAX_FDS_UNREAD; i++) {
+                int k;
+
+                if (i == CONN_MAX_FDS_UNREAD) /* everything before it is read: the daemon sends the rest */
+                        ck_assert_int_eq(pump(&a), 0);
+                k = expect_region(&a, PROTO_OP_OPEN, 100 + i, &info);
+                ck_assert_int_eq(fstat(k, &got), 0);
+                ck_assert_msg(got.st_ino == want.st_ino && got.st_dev == want.st_dev, "reply %u: another object", i);
+                close(k);
+        }
+        expect_ok(&a, PROTO_OP_DELETE, 300, &f);
+        transport_frame_deinit(&f);
+        other = expect_region(&a, PROTO_OP_CREATE, 301, &info);
+        close(other);
+        close(fd);
+        peer_close(&a);
+        env_deinit(&e);
+}
+END_TEST
+
 /* F8/D10: replies nobody asked for just now (parked OPENs) overflow the queue: that client is dropped. */
 START_TEST(test_f8_overflow_drops)
 {
@@ -2731,6 +2777,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_d_fds_on_requests);
         tcase_add_test(tc, test_f8_unread_replies_throttle);
         tcase_add_test(tc, test_f8_overflow_drops);
+        tcase_add_test(tc, test_queued_reply_keeps_its_fd);
         tcase_add_test(tc, test_peer_identity);
         tcase_add_test(tc, test_chmod_chown_quota);
         tcase_add_test(tc, test_r2_uid_quota);
