@@ -1675,6 +1675,40 @@ START_TEST(test_f8_unread_replies_throttle)
 END_TEST
 
 /*
+ * OPEN skips the fstat of a region whose size is final (read after seals against SHRINK and GROW were seen): a
+ * RESIZABLE region shrunk by a holder and only then sealed must still be reported at its real size.
+ */
+START_TEST(test_open_size_after_late_seals)
+{
+        struct env e;
+        struct peer a;
+        struct proto_region_info info;
+        int fd, k;
+
+        env_init(&e);
+        peer_open(&e, &a);
+        do_hello(&a);
+        send_create(&a, 1, "late", 8192, PROTO_CREATE_RESIZABLE, 0, PROTO_BACKEND_MEMFD, 0);
+        ck_assert_int_eq(pump(&a), 0);
+        fd = expect_region(&a, PROTO_OP_CREATE, 1, &info);
+        for (uint32_t i = 0; i < 3; i++) {
+                if (i == 1) { /* a holder shrinks it, then seals its size */
+                        ck_assert_int_eq(ftruncate(fd, 4096), 0);
+                        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+                }
+                send_open(&a, 10 + i, "late", 0, 0);
+                ck_assert_int_eq(pump(&a), 0);
+                k = expect_region(&a, PROTO_OP_OPEN, 10 + i, &info);
+                ck_assert_uint_eq(info.size, i == 0 ? 8192 : 4096);
+                close(k);
+        }
+        close(fd);
+        peer_close(&a);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
  * An OPEN reply lends the region's own fd to sendmsg() when it goes at once; one that must wait (here: the
  * fds-in-flight bound, 64 unread) holds a copy of its own. DELETE then closes the region's fd, and a new region
  * likely gets its number: the waiting reply must still carry the deleted region's object, not whatever now has
@@ -2778,6 +2812,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_f8_unread_replies_throttle);
         tcase_add_test(tc, test_f8_overflow_drops);
         tcase_add_test(tc, test_queued_reply_keeps_its_fd);
+        tcase_add_test(tc, test_open_size_after_late_seals);
         tcase_add_test(tc, test_peer_identity);
         tcase_add_test(tc, test_chmod_chown_quota);
         tcase_add_test(tc, test_r2_uid_quota);
