@@ -87,6 +87,13 @@ struct iomem_client {
          */
         bool hello_held;
         bool hello_dropped;
+        /*
+         * HELLO asks for FDS_IN_ORDER (docs/protocol.md, section 5): the
+         * daemon may then send the HELLO reply and the first reply, fd and
+         * all, in one sendmsg(). A daemon older than that flag refuses it
+         * with -EINVAL (nothing applied): @no_fds_in_order, and connect again.
+         */
+        bool no_fds_in_order;
         char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
         struct proto_hello_reply hello;
         char server_version[PROTO_VERSION_STRING_MAX + 1];
@@ -282,7 +289,7 @@ static void client_break(struct iomem_client *c, int r)
 }
 
 static int client_hello_result(struct iomem_client *c, const struct transport_frame *f);
-static int client_hello_queue(struct iomem_client *c);
+static int client_hello_queue(struct iomem_client *c, bool in_order);
 
 /* Route one received frame: an event is kept, a reply goes to its request. Return: 0; -EPROTO. */
 static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
@@ -314,6 +321,12 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
                 /* checked here: a refusal breaks the connection for every request sent behind it */
                 r = client_hello_result(c, f);
                 transport_frame_deinit(f);
+                if (r == -EINVAL && c->t.in_fds_in_order) {
+                        /* a daemon older than FDS_IN_ORDER: nothing was applied, the call connects again without it */
+                        c->no_fds_in_order = true;
+                        c->hello_dropped = true;
+                        r = -EPIPE;
+                }
                 client_pending_complete(c, p, r, NULL);
                 return r;
         }
@@ -546,7 +559,7 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         c->error_message[0] = '\0';
         if (c->hello_held) {
                 /* the first request: HELLO goes in front of it, in the same sendmsg() */
-                r = client_hello_queue(c);
+                r = client_hello_queue(c, true);
                 if (r < 0) {
                         for (unsigned i = 0; i < nsend; i++)
                                 close(send_fds[i]); /* consumed */
@@ -660,6 +673,11 @@ static int client_open(struct iomem_client *c, int timeout_ms, bool hold)
         c->timeout_ms = timeout_ms;
         r = client_hello(c);
         c->timeout_ms = saved_timeout;
+        if (r == -EINVAL && !c->no_fds_in_order) {
+                /* a daemon older than FDS_IN_ORDER: the same without it */
+                c->no_fds_in_order = true;
+                return client_open(c, timeout_ms, false);
+        }
         if (r < 0 && !c->broken)
                 c->broken = r;
         return r;
@@ -864,11 +882,12 @@ static int client_hello_check(struct iomem_client *c, const struct transport_fra
 static int client_hello(struct iomem_client *c)
 {
         struct proto_hello m = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
-                                 .flags = c->hello_flags };
+                                 .flags = c->hello_flags | (c->no_fds_in_order ? 0 : PROTO_HELLO_FDS_IN_ORDER) };
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
+        c->t.in_fds_in_order = !c->no_fds_in_order;
         r = client_call_fds_locked(c, PROTO_OP_HELLO, buf, proto_hello_encode(&m, buf, sizeof(buf)), NULL, 0, 0, 0,
                                    &f);
         if (r < 0)
@@ -889,7 +908,7 @@ static int client_hello(struct iomem_client *c)
  * client_call_fds_locked() answers by connecting once more. Called with the
  * lock held. Return: 0; negative errno.
  */
-static int client_hello_queue(struct iomem_client *c)
+static int client_hello_queue(struct iomem_client *c, bool in_order)
 {
         struct proto_hello m = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
                                  .flags = c->hello_flags };
@@ -900,10 +919,17 @@ static int client_hello_queue(struct iomem_client *c)
         len = proto_hello_encode(&m, buf, sizeof(buf));
         if (len < 0)
                 return len;
+        if (in_order && !c->no_fds_in_order) {
+                m.flags |= PROTO_HELLO_FDS_IN_ORDER;
+                len = proto_hello_encode(&m, buf, sizeof(buf));
+                if (len < 0)
+                        return len;
+        }
         h.id = client_next_id(c);
         r = transport_queue(&c->t, &h, buf, (size_t)len, NULL, 0);
         if (r < 0)
                 return r;
+        c->t.in_fds_in_order = m.flags & PROTO_HELLO_FDS_IN_ORDER;
         c->hello_held = false;
         c->hello_entry = (struct client_pending){ .id = h.id, .opcode = PROTO_OP_HELLO, .kind = CLIENT_HELLO,
                                                   .deadline = -1 };
@@ -944,7 +970,7 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
                 return -EINVAL;
         pthread_mutex_lock(&c->lock);
         if (c->hello_held && !c->broken) {
-                r = client_hello_queue(c);
+                r = client_hello_queue(c, true);
                 if (r == 0)
                         r = transport_flush(&c->t);
                 if (r < 0 && r != -EAGAIN && !client_error_is_gone(r))
@@ -2098,7 +2124,7 @@ IOMEM_EXPORT int iomem_client_get_events(struct iomem_client *client)
         pthread_mutex_lock(&client->lock);
         if (client->hello_held && !client->broken) {
                 /* driven by a loop: send the HELLO now, so that an idle loop is not closed by the handshake timeout */
-                r = client_hello_queue(client);
+                r = client_hello_queue(client, false);
                 if (r == 0)
                         r = transport_flush(&client->t);
                 /* gone: a refusal may be queued before the close, for iomem_client_process() to read */
@@ -2155,7 +2181,9 @@ static int client_submit(struct iomem_client *c, struct client_pending *p, const
                 goto fail;
         }
         if (c->hello_held) {
-                r = client_hello_queue(c); /* the first request: HELLO goes in front of it */
+                /* the first request: HELLO goes in front of it (without FDS_IN_ORDER: an older daemon's refusal
+                 * of the flag could not be retried from here) */
+                r = client_hello_queue(c, false);
                 if (r < 0)
                         goto fail;
         }

@@ -310,7 +310,8 @@ static int transport_check_pending(struct transport *t, uint64_t start, unsigned
         unsigned n = 0;
 
         for (b = t->batches; b; b = b->next) {
-                if (b->end <= start)
+                /* in order, fds may come with bytes of earlier frames: only their number is bounded */
+                if (b->end <= start && !t->in_fds_in_order)
                         goto fail;
                 n += b->nfds;
         }
@@ -328,11 +329,43 @@ fail:
  * Return: 0, or -EPROTO (every held fd closed) if they do not match @nfds or
  * fds of an earlier frame were left over.
  */
+/* transport_claim_fds() in order: the next @nfds fds received, which must have arrived by now. */
+static int transport_claim_fds_in_order(struct transport *t, unsigned nfds, struct transport_frame *f)
+{
+        struct transport_fdbatch *b;
+
+        if (t->in_fds < nfds) {
+                transport_drop_batches(t);
+                return -EPROTO;
+        }
+        while (f->nfds < nfds) {
+                unsigned take;
+
+                b = t->batches;
+                take = b->nfds < nfds - f->nfds ? b->nfds : nfds - f->nfds;
+                memcpy(f->fds + f->nfds, b->fds, take * sizeof(int));
+                f->nfds += take;
+                t->in_fds -= take;
+                b->nfds -= take;
+                memmove(b->fds, b->fds + take, b->nfds * sizeof(int));
+                if (b->nfds == 0) {
+                        t->batches = b->next;
+                        free(b);
+                }
+        }
+        if (!t->batches)
+                t->batches_tail = NULL;
+        return 0;
+}
+
 static int transport_claim_fds(struct transport *t, uint64_t start, uint64_t end, unsigned nfds,
                                struct transport_frame *f)
 {
         struct transport_fdbatch *b;
         unsigned n = 0;
+
+        if (t->in_fds_in_order)
+                return transport_claim_fds_in_order(t, nfds, f);
 
         for (b = t->batches; b && b->end <= end; b = b->next) {
                 if (b->end <= start)
@@ -512,18 +545,23 @@ int transport_own_fds(struct transport *t)
         return r;
 }
 
+/* Release the fds of @o, which went with a sendmsg(): the peer's now (ours closed, borrowed ones left). */
+static void transport_out_fds_sent(struct transport *t, struct transport_out *o)
+{
+        if (!o->borrowed)
+                transport_close_own_fds(o->fds, o->nfds);
+        t->out_fds -= o->nfds;
+        o->nfds = 0;
+}
+
 /* Account for @n bytes sent from the head of the queue. */
 static void transport_advance(struct transport *t, size_t n)
 {
         struct transport_out *o = t->out_head;
 
         /* fds travel with the first byte of their frame: they are the peer's now */
-        if (n > 0 && o->nfds > 0) {
-                if (!o->borrowed)
-                        transport_close_own_fds(o->fds, o->nfds);
-                t->out_fds -= o->nfds;
-                o->nfds = 0;
-        }
+        if (n > 0 && o->nfds > 0)
+                transport_out_fds_sent(t, o);
         while (n > 0) {
                 size_t take;
 
@@ -551,8 +589,63 @@ int transport_flush(struct transport *t)
         return transport_flush_fds(t, &budget);
 }
 
+/*
+ * One sendmsg() of frames from the head of the queue, for a peer that ties
+ * fds in order: fd-less frames and frames with fds alike, while their fds
+ * fit in PROTO_MAX_FDS (one SCM_RIGHTS block, the receiver's buffer) and in
+ * *@fd_budget. Return: as transport_flush_fds(), 1 after a send.
+ */
+static int transport_flush_in_order(struct transport *t, unsigned *fd_budget)
+{
+        union {
+                struct cmsghdr align;
+                uint8_t buf[TRANSPORT_CMSG_SIZE];
+        } ctrl;
+        struct iovec iov[TRANSPORT_IOV_MAX];
+        struct msghdr msg = { .msg_iov = iov };
+        int fds[PROTO_MAX_FDS];
+        struct transport_out *o, *end;
+        unsigned nfds = 0;
+        size_t niov = 0;
+        ssize_t n;
+
+        for (o = t->out_head; o && niov < TRANSPORT_IOV_MAX; o = o->next) {
+                if (o->nfds > 0 && (nfds + o->nfds > PROTO_MAX_FDS || nfds + o->nfds > *fd_budget))
+                        break;
+                memcpy(fds + nfds, o->fds, o->nfds * sizeof(int));
+                nfds += o->nfds;
+                iov[niov++] = (struct iovec){ .iov_base = o->data + o->sent, .iov_len = o->len - o->sent };
+        }
+        end = o;
+        if (niov == 0)
+                return -EDQUOT; /* the head's fds do not fit the budget: in order, nothing after it goes either */
+        msg.msg_iovlen = niov;
+        if (nfds > 0)
+                transport_attach_fds(&msg, ctrl.buf, fds, nfds);
+        do
+                n = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        if (n == 0)
+                return -EAGAIN;
+        /* all the fds went with this call, even where it wrote only part of the bytes */
+        for (o = t->out_head; o != end; o = o->next)
+                if (o->nfds > 0)
+                        transport_out_fds_sent(t, o);
+        *fd_budget -= nfds;
+        transport_advance(t, (size_t)n);
+        return 1;
+}
+
 int transport_flush_fds(struct transport *t, unsigned *fd_budget)
 {
+        while (t->out_head && t->out_fds_in_order) {
+                int r = transport_flush_in_order(t, fd_budget);
+
+                if (r <= 0)
+                        return r;
+        }
         while (t->out_head) {
                 union {
                         struct cmsghdr align;

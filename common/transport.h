@@ -50,6 +50,12 @@ struct transport {
         struct transport_fdbatch *batches_tail;
         unsigned in_fds; /* fds held in batches */
         bool eof;
+        /*
+         * Tie received fds to frames in stream order by their nfds
+         * (docs/protocol.md section 5, HELLO flag FDS_IN_ORDER), instead
+         * of to the frame holding the last byte of their recvmsg().
+         */
+        bool in_fds_in_order;
 
         /* output */
         struct transport_out *out_head;
@@ -58,6 +64,13 @@ struct transport {
         unsigned out_fds;
         size_t max_out_bytes;
         unsigned max_out_fds;
+        /*
+         * The peer ties fds to frames in order (it said FDS_IN_ORDER): frames
+         * with fds may share a sendmsg() with others, up to PROTO_MAX_FDS fds
+         * in one, each sent with the call that carries its frame's first byte
+         * or an earlier one.
+         */
+        bool out_fds_in_order;
 };
 
 /* A received frame. The caller owns fds[] and payload (free with transport_frame_deinit()). */

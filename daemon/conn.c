@@ -573,6 +573,8 @@ static int conn_handle_hello(struct conn *c, struct transport_frame *f, struct c
         c->hello_done = true;
         c->events = m.flags & PROTO_HELLO_EVENTS;
         c->page_info = m.flags & PROTO_HELLO_PAGE_INFO;
+        /* replies from this one on may share a sendmsg() with replies that carry fds */
+        c->transport.out_fds_in_order = m.flags & PROTO_HELLO_FDS_IN_ORDER;
         c->handshake_deadline_ns = 0;
         conn_reply_encoded(c, &f->hdr, proto_hello_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         return 0;
