@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <poll.h>
@@ -496,6 +497,93 @@ START_TEST(test_break_ends_blocked_reader)
 }
 END_TEST
 
+/*
+ * A daemon older than FDS_IN_ORDER: it refuses HELLO flags it does not know (-EINVAL, connection closed) and
+ * answers PING. Serves two connections. @flags: each HELLO's flags, in order.
+ */
+struct old_server {
+        int lfd;
+        uint32_t flags[2];
+        atomic_int hellos;
+        pthread_t thread;
+};
+
+static void *old_server_run(void *userdata)
+{
+        struct old_server *o = userdata;
+
+        for (int n = 0; n < 2; n++) {
+                struct proto_hello_reply rep = { .version = PROTO_VERSION, .max_fds = PROTO_MAX_FDS,
+                                                 .max_payload = PROTO_MAX_PAYLOAD, .max_region_size = 1u << 20,
+                                                 .name_max = PROTO_NAME_MAX, .server_version = "old" };
+                int sfd = accept4(o->lfd, NULL, NULL, SOCK_CLOEXEC);
+                struct transport t;
+                struct transport_frame f;
+                uint8_t buf[128];
+
+                if (sfd < 0 || transport_init(&t, sfd, 0, 0) < 0)
+                        return NULL;
+                while (transport_recv_blocking(&t, &f, -1) == 1) {
+                        struct proto_header h = { .flags = PROTO_FLAG_REPLY, .opcode = f.hdr.opcode, .id = f.hdr.id };
+                        struct proto_hello m;
+                        bool refuse = false;
+                        int len;
+
+                        if (f.hdr.opcode == PROTO_OP_HELLO) {
+                                ck_assert_int_eq(proto_hello_decode(f.payload, f.hdr.length, &m), 0);
+                                o->flags[atomic_fetch_add(&o->hellos, 1) % 2] = m.flags;
+                                refuse = m.flags & ~(uint32_t)(PROTO_HELLO_EVENTS | PROTO_HELLO_PAGE_INFO);
+                        }
+                        if (refuse) {
+                                struct proto_error e = { .error = -EINVAL, .message = "unknown HELLO flag" };
+
+                                h.flags |= PROTO_FLAG_ERROR;
+                                len = proto_error_encode(&e, buf, sizeof(buf));
+                        } else if (f.hdr.opcode == PROTO_OP_HELLO) {
+                                len = proto_hello_reply_encode(&rep, buf, sizeof(buf));
+                        } else { /* PING: echo */
+                                len = (int)f.hdr.length;
+                                memcpy(buf, f.payload, f.hdr.length);
+                        }
+                        transport_send_blocking(&t, &h, buf, (size_t)len, NULL, 0, -1);
+                        transport_frame_deinit(&f);
+                        if (refuse)
+                                break; /* and close, unapplied whatever came after the HELLO */
+                }
+                transport_deinit(&t);
+                close(sfd);
+        }
+        return NULL;
+}
+
+/* libiomem asks for FDS_IN_ORDER; refused by an older daemon, the call connects again without it and succeeds. */
+START_TEST(test_older_daemon_without_fds_in_order)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct old_server o = { .lfd = -1 };
+        struct iomem_client *c = NULL;
+        char path[sizeof(sa.sun_path)];
+
+        snprintf(path, sizeof(path), "%s/old", daemon_.dir);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        o.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(o.lfd, 0);
+        ck_assert_int_eq(bind(o.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(o.lfd, 4), 0);
+        ck_assert_int_eq(pthread_create(&o.thread, NULL, old_server_run, &o), 0);
+        ck_assert_int_eq(iomem_connect(path, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(atomic_load(&o.hellos), 2);
+        ck_assert_uint_eq(o.flags[0], PROTO_HELLO_FDS_IN_ORDER);
+        ck_assert_uint_eq(o.flags[1], 0);
+        iomem_disconnect(c);
+        ck_assert_int_eq(pthread_join(o.thread, NULL), 0);
+        close(o.lfd);
+        unlink(path);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-conn");
@@ -514,6 +602,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_connect_then_idle_delete);
         tcase_add_test(tc, test_async_connect_then_idle);
         tcase_add_test(tc, test_break_ends_blocked_reader);
+        tcase_add_test(tc, test_older_daemon_without_fds_in_order);
         suite_add_tcase(s, tc);
         return s;
 }
