@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,6 +23,33 @@
 #include "transport.h"
 
 #define CLIENT_REQUEST_MAX 1024 /* every request we send: fixed fields + one name */
+
+/* what an asynchronous request completes with */
+enum client_async {
+        CLIENT_SYNC = 0, /* a blocking caller waits for it */
+        CLIENT_ASYNC_OPEN,
+        CLIENT_ASYNC_OPENV,
+        CLIENT_ASYNC_STAT,
+        CLIENT_ASYNC_PING,
+        CLIENT_HELLO, /* the held-back HELLO: its reply is checked where it is read */
+};
+
+/* A request sent and not yet completed. */
+struct client_pending {
+        struct client_pending *next;
+        uint32_t id;
+        uint16_t opcode;
+        unsigned want_fds;
+        int64_t deadline; /* CLOCK_MONOTONIC ms, -1 = none */
+        bool done;
+        int result; /* once done: 0 with @reply, or negative errno */
+        uint64_t cache_gen; /* the client's cache_gen when it completed */
+        struct transport_frame reply;
+        enum client_async kind;
+        void (*cb)(void);
+        void *userdata;
+        uint64_t cookie; /* PING */
+};
 
 struct iomem_client {
         int fd; /* the socket, owned; a new one after each reconnect */
@@ -51,9 +77,23 @@ struct iomem_client {
          */
         int broken;
         bool gone;
-        /* iomem_connect() sent HELLO; its reply is read before the first request's (one round trip) */
-        bool hello_pending;
-        uint32_t hello_id;
+        /*
+         * iomem_connect() holds HELLO back: it goes out with the first
+         * request, in the same sendmsg() (docs/protocol.md, section 6), and
+         * its reply is routed to @hello_p like any other. @hello_dropped: the
+         * connection ended before any HELLO reply came, so the daemon applied
+         * nothing sent on it (it reads nothing before HELLO): the call that
+         * finds this connects once more and sends its request again.
+         */
+        bool hello_held;
+        bool hello_dropped;
+        /*
+         * HELLO asks for FDS_IN_ORDER (docs/protocol.md, section 5): the
+         * daemon may then send the HELLO reply and the first reply, fd and
+         * all, in one sendmsg(). A daemon older than that flag refuses it
+         * with -EINVAL (nothing applied): @no_fds_in_order, and connect again.
+         */
+        bool no_fds_in_order;
         char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
         struct proto_hello_reply hello;
         char server_version[PROTO_VERSION_STRING_MAX + 1];
@@ -80,7 +120,6 @@ struct iomem_client {
         pthread_cond_t cond;
         bool reading;
         bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
-        int wakefd; /* an eventfd that interrupts the reader's poll(): the connection broke, or output waits */
         struct client_pending *pending;
         struct client_pending *done_head, *done_tail;
         iomem_event_cb event_cb;
@@ -96,6 +135,8 @@ struct iomem_client {
         struct client_cache_entry *cache;
         unsigned ncache;
         uint64_t cache_gen, reply_cache_gen, cache_hits;
+        struct client_pending *hello_p; /* &hello_entry once a held-back HELLO was sent on this connection */
+        struct client_pending hello_entry;
 };
 
 #define CLIENT_CACHE_MAX 64 /* names kept; the oldest goes first */
@@ -107,32 +148,6 @@ struct client_cache_entry {
         uint64_t size, id;
         uint32_t region_flags;
         enum iomem_backend backend;
-};
-
-/* what an asynchronous request completes with */
-enum client_async {
-        CLIENT_SYNC = 0, /* a blocking caller waits for it */
-        CLIENT_ASYNC_OPEN,
-        CLIENT_ASYNC_OPENV,
-        CLIENT_ASYNC_STAT,
-        CLIENT_ASYNC_PING,
-};
-
-/* A request sent and not yet completed. */
-struct client_pending {
-        struct client_pending *next;
-        uint32_t id;
-        uint16_t opcode;
-        unsigned want_fds;
-        int64_t deadline; /* CLOCK_MONOTONIC ms, -1 = none */
-        bool done;
-        int result; /* once done: 0 with @reply, or negative errno */
-        uint64_t cache_gen; /* the client's cache_gen when it completed */
-        struct transport_frame reply;
-        enum client_async kind;
-        void (*cb)(void);
-        void *userdata;
-        uint64_t cookie; /* PING */
 };
 
 /* a call repeated this often after losing its connection each time gives up */
@@ -216,7 +231,7 @@ static void client_pending_complete(struct iomem_client *c, struct client_pendin
                 p->reply = *f;
                 *f = (struct transport_frame){ .nfds = 0 };
         }
-        if (p->kind != CLIENT_SYNC) {
+        if (p->kind != CLIENT_SYNC && p->kind != CLIENT_HELLO) {
                 p->next = NULL;
                 if (c->done_tail)
                         c->done_tail->next = p;
@@ -228,28 +243,53 @@ static void client_pending_complete(struct iomem_client *c, struct client_pendin
 }
 
 /*
- * The connection is unusable from now on (@r says why): every request
- * outstanding on it completes with -ECONNRESET if the daemon closed it
- * (outcome unknown) or -ENOTCONN otherwise.
+ * The connection broke: end the wait of the thread reading the socket
+ * without the lock (in poll() or recvmsg()), if one is, by shutting down our
+ * receiving side; the connection is not used again. (Output queued
+ * meanwhile needs no wake-up: blocking senders flush it themselves, and
+ * iomem_client_process() does for asynchronous ones.)
  */
-/* Interrupt the thread polling the socket without the lock, if one is. */
 static void client_wake_reader(struct iomem_client *c)
 {
-        if (c->reading && c->wakefd >= 0)
-                (void)!eventfd_write(c->wakefd, 1);
+        if (c->reading && c->broken && c->fd >= 0)
+                shutdown(c->fd, SHUT_RD);
 }
 
+/*
+ * The connection is unusable from now on (@r says why). Every request
+ * outstanding on it completes: with the daemon's refusal of our HELLO if
+ * that is why; with -EPIPE (not applied) if the daemon closed it before
+ * answering our HELLO (c->hello_dropped); with -ECONNRESET if it closed
+ * it later (outcome unknown); with -ENOTCONN otherwise.
+ */
 static void client_break(struct iomem_client *c, int r)
 {
+        struct client_pending *h = c->hello_p;
+        int result;
+
         if (!c->broken) {
                 c->broken = r;
                 c->gone = client_error_is_gone(r);
         }
+        if (h && !h->done) {
+                /* no HELLO reply came: nothing sent on this connection was applied */
+                c->hello_dropped = c->gone;
+                client_pending_complete(c, h, c->gone ? -EPIPE : -ENOTCONN, NULL);
+        }
+        if (h && h->result < 0 && h->result != -EPIPE && h->result != -ENOTCONN)
+                result = h->result; /* refused: allow-list, quota, version */
+        else if (c->gone)
+                result = c->hello_dropped ? -EPIPE : -ECONNRESET;
+        else
+                result = -ENOTCONN;
         while (c->pending)
-                client_pending_complete(c, c->pending, c->gone ? -ECONNRESET : -ENOTCONN, NULL);
+                client_pending_complete(c, c->pending, result, NULL);
         client_wake_reader(c);
         pthread_cond_broadcast(&c->cond);
 }
+
+static int client_hello_result(struct iomem_client *c, const struct transport_frame *f);
+static int client_hello_queue(struct iomem_client *c, bool in_order);
 
 /* Route one received frame: an event is kept, a reply goes to its request. Return: 0; -EPROTO. */
 static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
@@ -277,23 +317,35 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
                         client_pending_complete(c, p, -EPROTO, NULL);
                 return -EPROTO;
         }
+        if (p->kind == CLIENT_HELLO) {
+                /* checked here: a refusal breaks the connection for every request sent behind it */
+                r = client_hello_result(c, f);
+                transport_frame_deinit(f);
+                if (r == -EINVAL && c->t.in_fds_in_order) {
+                        /* a daemon older than FDS_IN_ORDER: nothing was applied, the call connects again without it */
+                        c->no_fds_in_order = true;
+                        c->hello_dropped = true;
+                        r = -EPIPE;
+                }
+                client_pending_complete(c, p, r, NULL);
+                return r;
+        }
         client_pending_complete(c, p, 0, f);
         return 0;
 }
 
 /*
- * Read what the socket has (without waiting) and route every complete
- * frame. The caller holds the lock and is the reader.
+ * Route every complete frame after a read that returned @n (transport_read()).
+ * The caller holds the lock and is the reader.
  * Return: > 0 bytes were read; 0 nothing to read now; negative errno after
  * which the connection is broken (every outstanding request completed).
  */
-static int client_read(struct iomem_client *c)
+static int client_route(struct iomem_client *c, int n)
 {
         struct transport_frame f;
-        int n, r;
+        int r;
 
-        n = transport_read(&c->t);
-        if (n == -EAGAIN)
+        if (n == -EAGAIN || n == -EINTR)
                 return 0;
         if (n < 0 && n != -EPIPE) {
                 client_break(c, n);
@@ -319,6 +371,12 @@ static int client_read(struct iomem_client *c)
                 return -ECONNRESET;
         }
         return n;
+}
+
+/* Read what the socket has (without waiting) and route it. Return: as client_route(). */
+static int client_read(struct iomem_client *c)
+{
+        return client_route(c, transport_read(&c->t));
 }
 
 /* recvmsg calls one non-blocking call makes at most: a daemon that never stops sending cannot hold it */
@@ -363,7 +421,7 @@ static bool client_wait_done(const struct iomem_client *c, const struct client_p
  */
 static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t deadline)
 {
-        bool tried = false;
+        bool tried = false, use_poll = false;
 
         for (;;) {
                 if (client_wait_done(c, p))
@@ -384,27 +442,36 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
                         }
                         continue;
                 }
-                /* become the reader: poll without the lock, so that others can send meanwhile */
-                struct pollfd pfds[2] = { { .fd = c->fd, .events = POLLIN }, { .fd = c->wakefd, .events = POLLIN } };
-                struct pollfd pfd;
+                /* become the reader: wait without the lock, so that others can send meanwhile */
+                struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
                 int left = client_left_ms(deadline), n;
-                eventfd_t drained;
 
                 if (transport_has_output(&c->t))
-                        pfds[0].events |= POLLOUT;
+                        pfd.events |= POLLOUT;
                 c->reading = true;
                 pthread_mutex_unlock(&c->lock);
-                n = poll(pfds, 2, left);
+                if (deadline < 0 && pfd.events == POLLIN && !use_poll) {
+                        /*
+                         * No time limit and nothing to send: a blocking recvmsg waits for
+                         * the reply itself, without a poll() first. A socket its owner made
+                         * non-blocking says EAGAIN: poll from then on.
+                         */
+                        n = transport_read_wait(&c->t);
+                        pthread_mutex_lock(&c->lock);
+                        c->reading = false;
+                        tried = true;
+                        if (n == -EAGAIN)
+                                use_poll = true;
+                        client_route(c, n);
+                        pthread_cond_broadcast(&c->cond);
+                        continue;
+                }
+                n = poll(&pfd, 1, left);
                 if (n < 0)
                         n = -errno;
                 pthread_mutex_lock(&c->lock);
                 c->reading = false;
                 tried = true;
-                if (pfds[1].revents & POLLIN)
-                        (void)!eventfd_read(c->wakefd, &drained);
-                pfd = pfds[0];
-                if (n > 0 && !pfd.revents)
-                        n = 0; /* only woken: look again */
                 if (n < 0 && n != -EINTR)
                         client_break(c, n);
                 else if (n > 0 && (pfd.revents & POLLNVAL))
@@ -489,13 +556,23 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         struct client_pending p = { .opcode = opcode, .want_fds = want_fds };
         int r;
 
+        c->error_message[0] = '\0';
+        if (c->hello_held) {
+                /* the first request: HELLO goes in front of it, in the same sendmsg() */
+                r = client_hello_queue(c, true);
+                if (r < 0) {
+                        for (unsigned i = 0; i < nsend; i++)
+                                close(send_fds[i]); /* consumed */
+                        client_break(c, r);
+                        return r;
+                }
+        }
         h.id = p.id = client_next_id(c);
         p.deadline = client_deadline(c, extra_ms);
-        c->error_message[0] = '\0';
         p.next = c->pending;
         c->pending = &p;
         r = transport_send_blocking(&c->t, &h, payload, len, send_fds, nsend, c->timeout_ms);
-        if (r < 0 && opcode == PROTO_OP_HELLO && client_error_is_gone(r)) {
+        if (r < 0 && client_error_is_gone(r) && (opcode == PROTO_OP_HELLO || (c->hello_p && !c->hello_p->done))) {
                 /* a daemon refusing us at accept may have closed before HELLO went out: its answer is queued */
                 p.deadline = client_now_ms();
         } else if (r < 0) {
@@ -538,17 +615,15 @@ static void client_close(struct iomem_client *c)
         c->fd = -1;
 }
 
-static int client_hello_send(struct iomem_client *c);
-
 /*
  * client_open() - a new socket connected to c->path, and the HELLO
  * handshake; the HELLO reply is awaited at most @timeout_ms (-1 = forever),
- * or, with @pipelined, not at all: it is read before the first request's
- * reply (iomem_client_handshake()).
+ * or, with @hold, HELLO is not even sent: it goes out with the first
+ * request, and its reply is routed before that request's.
  * Return: 0; negative errno from socket/connect (-ENOENT, -ECONNREFUSED,
  * -EACCES, -EAGAIN for a full backlog with a time limit...) or from HELLO.
  */
-static int client_open(struct iomem_client *c, int timeout_ms, bool pipelined)
+static int client_open(struct iomem_client *c, int timeout_ms, bool hold)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int saved_timeout = c->timeout_ms;
@@ -560,6 +635,9 @@ static int client_open(struct iomem_client *c, int timeout_ms, bool pipelined)
         client_close(c);
         c->broken = 0;
         c->gone = false;
+        c->hello_held = false;
+        c->hello_dropped = false;
+        c->hello_p = NULL;
         memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
         /*
          * With a time limit, connect without blocking: connect() to a Unix
@@ -588,12 +666,18 @@ static int client_open(struct iomem_client *c, int timeout_ms, bool pipelined)
         if (r < 0)
                 return r;
         c->transport_ready = true;
-        c->hello_pending = false;
-        if (pipelined)
-                return client_hello_send(c);
+        if (hold) {
+                c->hello_held = true;
+                return 0;
+        }
         c->timeout_ms = timeout_ms;
         r = client_hello(c);
         c->timeout_ms = saved_timeout;
+        if (r == -EINVAL && !c->no_fds_in_order) {
+                /* a daemon older than FDS_IN_ORDER: the same without it */
+                c->no_fds_in_order = true;
+                return client_open(c, timeout_ms, false);
+        }
         if (r < 0 && !c->broken)
                 c->broken = r;
         return r;
@@ -671,6 +755,7 @@ static int client_call_fds_locked(struct iomem_client *c, uint16_t opcode, const
                                   struct transport_frame *replyp)
 {
         int copies[PROTO_MAX_FDS];
+        bool reopened = false;
         int r = len;
 
         /* a new call gets a new reconnect window; HELLO is part of a reconnect, a repeat is part of its call */
@@ -712,6 +797,22 @@ static int client_call_fds_locked(struct iomem_client *c, uint16_t opcode, const
                         }
                 }
                 r = client_exchange(c, opcode, payload, (size_t)len, copies, nsend, extra_ms, want_fds, replyp);
+                if (r == -EPIPE && opcode != PROTO_OP_HELLO && !reopened && (c->hello_dropped || !c->broken)) {
+                        /*
+                         * Closed before it answered the HELLO sent with this request (its handshake
+                         * timeout, for a client that connected long before its first call): the daemon
+                         * reads nothing before HELLO, so nothing was applied. Connect once more, whether
+                         * reconnecting is on or not: to the caller this is still iomem_connect()'s
+                         * connection. (!c->broken: another thread did that already.)
+                         */
+                        reopened = true;
+                        if (c->broken) {
+                                r = client_open(c, c->timeout_ms, false);
+                                if (r < 0)
+                                        break;
+                        }
+                        continue;
+                }
                 if (r != -EPIPE || c->reconnect_ms == 0 || opcode == PROTO_OP_HELLO || tries + 1 >= CLIENT_MAX_TRIES)
                         break;
         }
@@ -781,11 +882,12 @@ static int client_hello_check(struct iomem_client *c, const struct transport_fra
 static int client_hello(struct iomem_client *c)
 {
         struct proto_hello m = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
-                                 .flags = c->hello_flags };
+                                 .flags = c->hello_flags | (c->no_fds_in_order ? 0 : PROTO_HELLO_FDS_IN_ORDER) };
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
+        c->t.in_fds_in_order = !c->no_fds_in_order;
         r = client_call_fds_locked(c, PROTO_OP_HELLO, buf, proto_hello_encode(&m, buf, sizeof(buf)), NULL, 0, 0, 0,
                                    &f);
         if (r < 0)
@@ -796,81 +898,107 @@ static int client_hello(struct iomem_client *c)
 }
 
 /*
- * Send HELLO without waiting for its reply (docs/protocol.md, section 6: the
- * first request may follow at once); its reply is read by
- * iomem_client_handshake(), before the first request's. It goes out now, not
- * with the first request: a client may connect long before its first call,
- * and the daemon drops connections that stay silent past its handshake
- * timeout. Return: 0, negative errno.
+ * client_hello_queue() - queue the held-back HELLO in front of the first
+ * request, so that both go out in one sendmsg() (docs/protocol.md,
+ * section 6), and put its entry in the reply table: client_dispatch() checks
+ * its reply when it comes, before the request's. Held back rather than sent
+ * at connect, a HELLO never waits in the daemon for a request: a connection
+ * that stays silent past the daemon's handshake timeout is closed without an
+ * answer, which client_break() reports as -EPIPE (nothing applied) and
+ * client_call_fds_locked() answers by connecting once more. Called with the
+ * lock held. Return: 0; negative errno.
  */
-static int client_hello_send(struct iomem_client *c)
+static int client_hello_queue(struct iomem_client *c, bool in_order)
 {
         struct proto_hello m = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
                                  .flags = c->hello_flags };
         uint8_t buf[CLIENT_REQUEST_MAX];
-        struct proto_header h = { .opcode = PROTO_OP_HELLO, .id = c->next_id++ };
+        struct proto_header h = { .opcode = PROTO_OP_HELLO };
         int len, r;
 
-        if (c->next_id == 0)
-                c->next_id = 1;
         len = proto_hello_encode(&m, buf, sizeof(buf));
         if (len < 0)
                 return len;
-        c->hello_id = h.id;
-        r = transport_send_blocking(&c->t, &h, buf, (size_t)len, NULL, 0, c->timeout_ms);
-        /* a daemon refusing us at accept may have closed before HELLO went out: its answer is queued */
-        if (r < 0 && !client_error_is_gone(r))
+        if (in_order && !c->no_fds_in_order) {
+                m.flags |= PROTO_HELLO_FDS_IN_ORDER;
+                len = proto_hello_encode(&m, buf, sizeof(buf));
+                if (len < 0)
+                        return len;
+        }
+        h.id = client_next_id(c);
+        r = transport_queue(&c->t, &h, buf, (size_t)len, NULL, 0);
+        if (r < 0)
                 return r;
-        c->hello_pending = true;
+        c->t.in_fds_in_order = m.flags & PROTO_HELLO_FDS_IN_ORDER;
+        c->hello_held = false;
+        c->hello_entry = (struct client_pending){ .id = h.id, .opcode = PROTO_OP_HELLO, .kind = CLIENT_HELLO,
+                                                  .deadline = -1 };
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                c->hello_entry.reply.fds[i] = -1;
+        c->hello_p = &c->hello_entry;
+        c->hello_p->next = c->pending;
+        c->pending = c->hello_p;
         return 0;
+}
+
+/*
+ * The HELLO reply in @f (a routed one: its id and opcode matched), checked:
+ * a refusal's message is kept for iomem_client_error_message().
+ * Return: 0; the daemon's refusal (-EACCES, -EDQUOT...); -EPROTONOSUPPORT; -EPROTO.
+ */
+static int client_hello_result(struct iomem_client *c, const struct transport_frame *f)
+{
+        struct proto_error err;
+        int r;
+
+        if (f->nfds != 0)
+                return -EPROTO;
+        if (!(f->hdr.flags & PROTO_FLAG_ERROR))
+                return client_hello_check(c, f);
+        r = proto_error_decode(f->payload, f->hdr.length, &err);
+        if (r < 0 || err.error >= 0)
+                return -EPROTO;
+        snprintf(c->error_message, sizeof(c->error_message), "%s", err.message ? err.message : "");
+        return err.error;
 }
 
 IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
 {
-        struct transport_frame f = { .nfds = 0 };
-        struct proto_error err;
         int r;
 
         if (!c)
                 return -EINVAL;
-        if (!c->hello_pending)
-                return c->broken ? -ENOTCONN : 0;
-        c->hello_pending = false;
-        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
-                f.fds[i] = -1;
-        r = transport_recv_blocking(&c->t, &f, c->timeout_ms);
-        if (r < 0) {
-                /* the daemon went away before answering HELLO: whatever was sent after it may or may not be applied */
-                c->broken = r;
-                c->gone = client_error_is_gone(r);
-                return c->gone ? -ECONNRESET : r;
+        pthread_mutex_lock(&c->lock);
+        if (c->hello_held && !c->broken) {
+                r = client_hello_queue(c, true);
+                if (r == 0)
+                        r = transport_flush(&c->t);
+                if (r < 0 && r != -EAGAIN && !client_error_is_gone(r))
+                        client_break(c, r);
         }
-        /* a daemon that refuses the connection at accept answers HELLO with id 0 (allow-list, quota) */
-        if (f.hdr.opcode != PROTO_OP_HELLO || !(f.hdr.flags & PROTO_FLAG_REPLY) ||
-            (f.hdr.id != c->hello_id && !(f.hdr.id == 0 && (f.hdr.flags & PROTO_FLAG_ERROR)))) {
-                r = -EPROTO;
-        } else if (f.hdr.flags & PROTO_FLAG_ERROR) {
-                r = proto_error_decode(f.payload, f.hdr.length, &err);
-                if (r < 0 || err.error >= 0 || f.nfds != 0) {
-                        r = -EPROTO;
-                } else {
-                        r = err.error;
-                        snprintf(c->error_message, sizeof(c->error_message), "%s",
-                                 err.message ? err.message : "");
+        if (c->hello_p && !c->hello_p->done) {
+                r = client_wait(c, c->hello_p, client_deadline(c, 0));
+                if (r == -ETIMEDOUT && !c->hello_p->done) {
+                        client_pending_unlink(c, c->hello_p);
+                        client_break(c, -ETIMEDOUT);
                 }
-        } else if (f.nfds != 0) {
-                r = -EPROTO;
-        } else {
-                r = client_hello_check(c, &f);
         }
-        transport_frame_deinit(&f);
-        /* after a failed handshake the daemon closes the connection: nothing more can succeed on it */
-        if (r < 0)
-                c->broken = r;
+        if (c->hello_dropped) {
+                /* closed before answering HELLO (the daemon's handshake timeout): nothing was applied, connect again */
+                r = client_open(c, c->timeout_ms, false);
+        } else if (c->hello_p && c->hello_p->done && c->hello_p->result < 0) {
+                r = c->hello_p->result;
+                if (r == -ENOTCONN && c->broken)
+                        r = c->broken;
+        } else {
+                r = c->broken ? -ENOTCONN : 0;
+        }
+        pthread_mutex_unlock(&c->lock);
         return r;
 }
 
-static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms, struct iomem_client **clientp)
+static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms, bool hold_hello,
+                          struct iomem_client **clientp)
 {
         struct iomem_client *c;
         int r;
@@ -881,7 +1009,6 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         if (!c)
                 return -ENOMEM;
         c->fd = -1;
-        c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
         {
                 pthread_condattr_t ca;
@@ -895,10 +1022,6 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         c->reconnect_ms = IOMEM_RECONNECT_DEFAULT_MS;
         c->next_id = 1;
         c->hello_flags = hello_flags;
-        if (c->wakefd < 0) {
-                r = -errno;
-                goto fail;
-        }
         if (!path) {
                 r = iomem_socket_path(c->path, sizeof(c->path));
                 if (r < 0)
@@ -912,7 +1035,8 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         } else
                 memcpy(c->path, path, strlen(path) + 1);
         pthread_mutex_lock(&c->lock);
-        r = client_open(c, c->timeout_ms, false); /* HELLO awaited: the pipelined connect of issue 15 is not yet merged with the shared reply table */
+        /* iomem_connect(): HELLO goes out with the first request; with flags or a time limit, it is awaited */
+        r = client_open(c, c->timeout_ms, hold_hello);
         pthread_mutex_unlock(&c->lock);
         if (r < 0)
                 goto fail;
@@ -926,7 +1050,7 @@ fail:
 
 IOMEM_EXPORT int iomem_connect(const char *path, struct iomem_client **clientp)
 {
-        return client_connect(path, 0, -1, clientp);
+        return client_connect(path, 0, -1, true, clientp);
 }
 
 IOMEM_EXPORT int iomem_connect_flags(const char *path, uint32_t flags, struct iomem_client **clientp)
@@ -940,7 +1064,7 @@ IOMEM_EXPORT int iomem_connect_timeout(const char *path, uint32_t flags, int tim
 {
         if (flags & ~IOMEM_CONNECT_EVENTS)
                 return -EINVAL;
-        return client_connect(path, flags & IOMEM_CONNECT_EVENTS ? PROTO_HELLO_EVENTS : 0, timeout_ms, clientp);
+        return client_connect(path, flags & IOMEM_CONNECT_EVENTS ? PROTO_HELLO_EVENTS : 0, timeout_ms, false, clientp);
 }
 
 IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
@@ -965,8 +1089,6 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
         client_cache_drop(client, NULL);
         free(client->cache);
         free(client->watches);
-        if (client->wakefd >= 0)
-                close(client->wakefd);
         pthread_cond_destroy(&client->cond);
         pthread_mutex_destroy(&client->lock);
         free(client);
@@ -1033,7 +1155,7 @@ static int client_region_from_info(struct transport_frame *f, const struct proto
         f->fds[0] = -1;
         f->nfds = 0;
         /* the transport received it with MSG_CMSG_CLOEXEC, and st is its fstat */
-        return region_new_stat_consume_fd(fd, &st, (enum iomem_backend)info.backend, info.flags, info.id,
+        return region_new_reply_consume_fd(fd, &st, (enum iomem_backend)info.backend, info.flags, info.id,
                                           regionp); /* fd consumed */
 }
 
@@ -2000,6 +2122,15 @@ IOMEM_EXPORT int iomem_client_get_events(struct iomem_client *client)
         if (!client)
                 return -EINVAL;
         pthread_mutex_lock(&client->lock);
+        if (client->hello_held && !client->broken) {
+                /* driven by a loop: send the HELLO now, so that an idle loop is not closed by the handshake timeout */
+                r = client_hello_queue(client, false);
+                if (r == 0)
+                        r = transport_flush(&client->t);
+                /* gone: a refusal may be queued before the close, for iomem_client_process() to read */
+                if (r < 0 && r != -EAGAIN && !client_error_is_gone(r))
+                        client_break(client, r);
+        }
         if (client->broken)
                 r = -ENOTCONN;
         else
@@ -2049,6 +2180,13 @@ static int client_submit(struct iomem_client *c, struct client_pending *p, const
                 r = -ENOTCONN;
                 goto fail;
         }
+        if (c->hello_held) {
+                /* the first request: HELLO goes in front of it (without FDS_IN_ORDER: an older daemon's refusal
+                 * of the flag could not be retried from here) */
+                r = client_hello_queue(c, false);
+                if (r < 0)
+                        goto fail;
+        }
         h.id = p->id = client_next_id(c);
         p->deadline = client_deadline(c, extra_ms);
         r = transport_queue(&c->t, &h, payload, (size_t)len, NULL, 0);
@@ -2057,10 +2195,11 @@ static int client_submit(struct iomem_client *c, struct client_pending *p, const
         p->next = c->pending;
         c->pending = p;
         r = transport_flush(&c->t);
+        if (client_error_is_gone(r) && c->hello_p && !c->hello_p->done)
+                r = 0; /* a refusal may be queued before the close: iomem_client_process() reads it */
         if (r < 0 && r != -EAGAIN)
                 client_break(c, r); /* the callback says so */
-        else if (r == -EAGAIN)
-                client_wake_reader(c); /* a blocked reader also waits for POLLOUT from now on */
+        /* -EAGAIN: the rest goes from iomem_client_process() (POLLOUT) or with the next blocking call */
         pthread_mutex_unlock(&c->lock);
         return 0;
 
@@ -2176,11 +2315,14 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
         if (!client->broken && !client->reading) {
                 /* the rest, if any, at the next call (iomem_client_get_timeout() says 0 meanwhile) */
                 client->unread = !client_read_available(client);
-                if (!client->broken && transport_has_output(&client->t)) {
-                        r = transport_flush(&client->t);
-                        if (r < 0 && r != -EAGAIN)
-                                client_break(client, r);
-                }
+        }
+        /* sending needs no reader's turn: a thread blocked reading does not watch for POLLOUT */
+        if (!client->broken && transport_has_output(&client->t)) {
+                r = transport_flush(&client->t);
+                if (client_error_is_gone(r) && client->reading)
+                        r = -EAGAIN; /* the reader will find the end of the stream, and what came before it */
+                if (r < 0 && r != -EAGAIN)
+                        client_break(client, r);
         }
         /* requests whose time is up: a later reply could be taken for another's, so the connection breaks */
         for (struct client_pending *p = client->pending; p; p = p->next) {

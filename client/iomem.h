@@ -220,12 +220,20 @@ const char *iomem_backend_name(enum iomem_backend backend);
 int iomem_socket_path(char *buf, size_t size);
 
 /*
- * iomem_connect() - connect to iomemd and do the HELLO handshake, waiting
- * for its answer: a refusal (-EACCES by the allow-list, -EDQUOT,
- * -EPROTONOSUPPORT) is returned here. (The daemon accepts a first request
- * sent together with HELLO, docs/protocol.md section 6; libiomem does not
- * use that yet: its reply table, shared with the asynchronous client, does
- * not route an early HELLO answer.)
+ * iomem_connect() - connect to iomemd. The HELLO handshake is held back and
+ * sent with the first request, in the same sendmsg(), and the daemon answers
+ * both together (docs/protocol.md, sections 5 and 6): a cold connection
+ * costs one round trip. So a refusal by the daemon (-EACCES by its
+ * allow-list, -EDQUOT at the connection quota, -EPROTONOSUPPORT) is
+ * returned by the first call (or by iomem_client_handshake(), to ask for it
+ * now), with iomem_client_error_message() saying why; the connection is
+ * closed after it and later calls return -ENOTCONN. A connection the daemon
+ * closed before answering the HELLO (it had stayed silent past the daemon's
+ * handshake timeout, 10 s by default) has had nothing applied: the first
+ * call then connects once more and sends its request again, whatever
+ * iomem_client_set_reconnect() says. With asynchronous calls, the first
+ * iomem_client_get_events() sends the HELLO at once instead (an idle loop
+ * is then not closed by the handshake timeout).
  * @path: socket path, or NULL for iomem_socket_path() (resolved once: a
  *        reconnect goes to the same path).
  * Return: 0; -ENOENT (no socket at the path) or -ECONNREFUSED (a socket
@@ -235,9 +243,10 @@ int iomem_socket_path(char *buf, size_t size);
 int iomem_connect(const char *path, struct iomem_client **clientp);
 
 /*
- * iomem_client_handshake() - wait for the answer to the HELLO that
- * iomem_connect() sent, if it has not been read yet; today iomem_connect()
- * always has, so this returns 0 (or -ENOTCONN once the connection broke).
+ * iomem_client_handshake() - send the HELLO that iomem_connect() held back,
+ * if no request has taken it along yet, and wait for its answer: for a
+ * program that wants a refusal reported at connect time (iomemctl does).
+ * 0 at once if the handshake is done; -ENOTCONN once the connection broke.
  * Return: 0; -EPROTONOSUPPORT if no common protocol version; -EACCES if the
  * daemon's allow-list refuses this uid; -EDQUOT if the uid is at its
  * connection quota; -ETIMEDOUT (iomem_client_set_timeout()); negative errno.
@@ -520,8 +529,8 @@ int iomem_register(struct iomem_client *client, const char *name, const struct i
 
 /*
  * iomem_connect_flags() - iomem_connect() with @flags (IOMEM_CONNECT_*).
- * Unlike iomem_connect(), with flags it waits for the HELLO answer, so that
- * a refusal comes from here.
+ * Unlike iomem_connect(), it sends HELLO at once and waits for its answer,
+ * so that a refusal comes from here.
  * Return: as iomem_connect(); -EINVAL for unknown flags, or from a daemon
  * that does not know IOMEM_CONNECT_EVENTS; -EACCES, -EDQUOT,
  * -EPROTONOSUPPORT as iomem_client_handshake().
@@ -651,7 +660,9 @@ int iomem_stat_version(struct iomem_client *client, const char *name, struct iom
  * Daemon restarts: iomem_client_process() never connects again (it would
  * block the loop). When the connection ends, every outstanding asynchronous
  * request completes with -ECONNRESET (sent, outcome unknown: an OPEN, STAT
- * or PING may be sent again) or -ENOTCONN, iomem_client_process() returns
+ * or PING may be sent again), -EPIPE (the daemon closed it before answering
+ * the HELLO sent with the first request: nothing was applied) or -ENOTCONN,
+ * or with the daemon's refusal of that HELLO (-EACCES...); iomem_client_process() returns
  * -ENOTCONN, and *_async() calls fail with -ENOTCONN at once. To go on,
  * call a blocking function (iomem_ping() will do): it connects again within
  * iomem_client_set_reconnect()'s window and makes the watches again (an

@@ -34,6 +34,18 @@ int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uin
 int region_new_stat_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
                                uint64_t id, struct iomem_region **regionp);
 
+/*
+ * region_new_reply_consume_fd() - region_new_stat_consume_fd() for an fd in
+ * a CREATE/OPEN reply, whose access mode the reply's flags state
+ * (IOMEM_REGION_RDONLY): one syscall fewer (no F_GETFL). Were the daemon
+ * wrong, nothing could fault: the kernel refuses a writable mapping of a
+ * read-only fd (mmap: -EACCES), and any mapping of an O_PATH or write-only
+ * one; S1 rests on the fstat size, which is still checked here and at every
+ * map. Return: as region_new_consume_fd().
+ */
+int region_new_reply_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
+                                uint64_t id, struct iomem_region **regionp);
+
 /* For __attribute__((cleanup(region_freep))). */
 static inline void region_freep(struct iomem_region **regionp)
 {

@@ -89,8 +89,9 @@ int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uin
         return region_new_stat_consume_fd(fd, &st, backend, flags, id, regionp);
 }
 
-int region_new_stat_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
-                               uint64_t id, struct iomem_region **regionp)
+/* region_new_stat_consume_fd(); with @check_mode, F_GETFL tells the access mode, else @flags do. */
+static int region_new_stat_consume_fd_how(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
+                                          uint64_t id, bool check_mode, struct iomem_region **regionp)
 {
         struct iomem_region *region;
         int fl, r;
@@ -110,7 +111,7 @@ int region_new_stat_consume_fd(int fd, const struct stat *st, enum iomem_backend
                 r = -EINVAL;
                 goto fail;
         }
-        fl = fcntl(fd, F_GETFL);
+        fl = check_mode ? fcntl(fd, F_GETFL) : O_RDWR;
         if (fl < 0) {
                 r = -errno;
                 goto fail;
@@ -145,6 +146,18 @@ int region_new_stat_consume_fd(int fd, const struct stat *st, enum iomem_backend
 fail:
         close(fd);
         return r;
+}
+
+int region_new_stat_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
+                               uint64_t id, struct iomem_region **regionp)
+{
+        return region_new_stat_consume_fd_how(fd, st, backend, flags, id, true, regionp);
+}
+
+int region_new_reply_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
+                                uint64_t id, struct iomem_region **regionp)
+{
+        return region_new_stat_consume_fd_how(fd, st, backend, flags, id, false, regionp);
 }
 
 /*

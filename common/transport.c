@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ struct transport_out {
         size_t len;    /* header + payload */
         size_t sent;   /* bytes of data[] already sent */
         unsigned nfds; /* fds not yet sent; 0 once the first byte went out */
+        bool borrowed; /* fds[] are the caller's, until transport_own_fds() (transport_queue_with_fds()) */
         int fds[PROTO_MAX_FDS];
         uint8_t data[];
 };
@@ -135,7 +137,8 @@ void transport_deinit(struct transport *t)
         transport_drop_batches(t);
         for (o = t->out_head; o; o = next) {
                 next = o->next;
-                transport_close_own_fds(o->fds, o->nfds);
+                if (!o->borrowed)
+                        transport_close_own_fds(o->fds, o->nfds);
                 free(o);
         }
         free(t->in);
@@ -279,6 +282,11 @@ int transport_read(struct transport *t)
         return transport_read_flags(t, MSG_DONTWAIT);
 }
 
+int transport_read_wait(struct transport *t)
+{
+        return transport_read_flags(t, 0);
+}
+
 void transport_frame_deinit(struct transport_frame *f)
 {
         if (!f)
@@ -302,7 +310,8 @@ static int transport_check_pending(struct transport *t, uint64_t start, unsigned
         unsigned n = 0;
 
         for (b = t->batches; b; b = b->next) {
-                if (b->end <= start)
+                /* in order, fds may come with bytes of earlier frames: only their number is bounded */
+                if (b->end <= start && !t->in_fds_in_order)
                         goto fail;
                 n += b->nfds;
         }
@@ -320,11 +329,43 @@ fail:
  * Return: 0, or -EPROTO (every held fd closed) if they do not match @nfds or
  * fds of an earlier frame were left over.
  */
+/* transport_claim_fds() in order: the next @nfds fds received, which must have arrived by now. */
+static int transport_claim_fds_in_order(struct transport *t, unsigned nfds, struct transport_frame *f)
+{
+        struct transport_fdbatch *b;
+
+        if (t->in_fds < nfds) {
+                transport_drop_batches(t);
+                return -EPROTO;
+        }
+        while (f->nfds < nfds) {
+                unsigned take;
+
+                b = t->batches;
+                take = b->nfds < nfds - f->nfds ? b->nfds : nfds - f->nfds;
+                memcpy(f->fds + f->nfds, b->fds, take * sizeof(int));
+                f->nfds += take;
+                t->in_fds -= take;
+                b->nfds -= take;
+                memmove(b->fds, b->fds + take, b->nfds * sizeof(int));
+                if (b->nfds == 0) {
+                        t->batches = b->next;
+                        free(b);
+                }
+        }
+        if (!t->batches)
+                t->batches_tail = NULL;
+        return 0;
+}
+
 static int transport_claim_fds(struct transport *t, uint64_t start, uint64_t end, unsigned nfds,
                                struct transport_frame *f)
 {
         struct transport_fdbatch *b;
         unsigned n = 0;
+
+        if (t->in_fds_in_order)
+                return transport_claim_fds_in_order(t, nfds, f);
 
         for (b = t->batches; b && b->end <= end; b = b->next) {
                 if (b->end <= start)
@@ -413,8 +454,8 @@ int transport_next_frame(struct transport *t, struct transport_frame *f)
         return 1;
 }
 
-int transport_queue(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
-                    int *fds, unsigned nfds)
+static int transport_queue_how(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                               int *fds, unsigned nfds, bool borrowed)
 {
         struct proto_header hdr;
         struct transport_out *o;
@@ -448,13 +489,14 @@ int transport_queue(struct transport *t, const struct proto_header *h, const voi
         hdr.version = PROTO_VERSION;
         hdr.length = (uint32_t)len;
         hdr.nfds = (uint16_t)nfds;
-        *o = (struct transport_out){ .len = (size_t)size, .nfds = nfds };
+        *o = (struct transport_out){ .len = (size_t)size, .nfds = nfds, .borrowed = borrowed && nfds > 0 };
         proto_header_encode(&hdr, o->data);
         if (len > 0)
                 memcpy(o->data + PROTO_HEADER_SIZE, payload, len);
         for (unsigned i = 0; i < nfds; i++) {
                 o->fds[i] = fds[i];
-                fds[i] = -1; /* consumed */
+                if (!borrowed)
+                        fds[i] = -1; /* consumed */
         }
 
         if (t->out_tail)
@@ -467,9 +509,49 @@ int transport_queue(struct transport *t, const struct proto_header *h, const voi
         return 0;
 
 fail:
-        if (fds)
+        if (fds && !borrowed)
                 transport_close_own_fds(fds, nfds);
         return r;
+}
+
+int transport_queue(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                    int *fds, unsigned nfds)
+{
+        return transport_queue_how(t, h, payload, len, fds, nfds, false);
+}
+
+int transport_queue_with_fds(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                             const int *fds, unsigned nfds)
+{
+        return transport_queue_how(t, h, payload, len, (int *)fds, nfds, true);
+}
+
+int transport_own_fds(struct transport *t)
+{
+        int r = 0;
+
+        for (struct transport_out *o = t->out_head; o; o = o->next) {
+                if (!o->borrowed)
+                        continue;
+                o->borrowed = false;
+                for (unsigned i = 0; i < o->nfds; i++) {
+                        int fd = fcntl(o->fds[i], F_DUPFD_CLOEXEC, 3);
+
+                        if (fd < 0 && r == 0)
+                                r = -errno;
+                        o->fds[i] = fd; /* -1: the caller drops the connection, nothing closes it */
+                }
+        }
+        return r;
+}
+
+/* Release the fds of @o, which went with a sendmsg(): the peer's now (ours closed, borrowed ones left). */
+static void transport_out_fds_sent(struct transport *t, struct transport_out *o)
+{
+        if (!o->borrowed)
+                transport_close_own_fds(o->fds, o->nfds);
+        t->out_fds -= o->nfds;
+        o->nfds = 0;
 }
 
 /* Account for @n bytes sent from the head of the queue. */
@@ -478,11 +560,8 @@ static void transport_advance(struct transport *t, size_t n)
         struct transport_out *o = t->out_head;
 
         /* fds travel with the first byte of their frame: they are the peer's now */
-        if (n > 0 && o->nfds > 0) {
-                transport_close_own_fds(o->fds, o->nfds);
-                t->out_fds -= o->nfds;
-                o->nfds = 0;
-        }
+        if (n > 0 && o->nfds > 0)
+                transport_out_fds_sent(t, o);
         while (n > 0) {
                 size_t take;
 
@@ -510,8 +589,63 @@ int transport_flush(struct transport *t)
         return transport_flush_fds(t, &budget);
 }
 
+/*
+ * One sendmsg() of frames from the head of the queue, for a peer that ties
+ * fds in order: fd-less frames and frames with fds alike, while their fds
+ * fit in PROTO_MAX_FDS (one SCM_RIGHTS block, the receiver's buffer) and in
+ * *@fd_budget. Return: as transport_flush_fds(), 1 after a send.
+ */
+static int transport_flush_in_order(struct transport *t, unsigned *fd_budget)
+{
+        union {
+                struct cmsghdr align;
+                uint8_t buf[TRANSPORT_CMSG_SIZE];
+        } ctrl;
+        struct iovec iov[TRANSPORT_IOV_MAX];
+        struct msghdr msg = { .msg_iov = iov };
+        int fds[PROTO_MAX_FDS];
+        struct transport_out *o, *end;
+        unsigned nfds = 0;
+        size_t niov = 0;
+        ssize_t n;
+
+        for (o = t->out_head; o && niov < TRANSPORT_IOV_MAX; o = o->next) {
+                if (o->nfds > 0 && (nfds + o->nfds > PROTO_MAX_FDS || nfds + o->nfds > *fd_budget))
+                        break;
+                memcpy(fds + nfds, o->fds, o->nfds * sizeof(int));
+                nfds += o->nfds;
+                iov[niov++] = (struct iovec){ .iov_base = o->data + o->sent, .iov_len = o->len - o->sent };
+        }
+        end = o;
+        if (niov == 0)
+                return -EDQUOT; /* the head's fds do not fit the budget: in order, nothing after it goes either */
+        msg.msg_iovlen = niov;
+        if (nfds > 0)
+                transport_attach_fds(&msg, ctrl.buf, fds, nfds);
+        do
+                n = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        if (n == 0)
+                return -EAGAIN;
+        /* all the fds went with this call, even where it wrote only part of the bytes */
+        for (o = t->out_head; o != end; o = o->next)
+                if (o->nfds > 0)
+                        transport_out_fds_sent(t, o);
+        *fd_budget -= nfds;
+        transport_advance(t, (size_t)n);
+        return 1;
+}
+
 int transport_flush_fds(struct transport *t, unsigned *fd_budget)
 {
+        while (t->out_head && t->out_fds_in_order) {
+                int r = transport_flush_in_order(t, fd_budget);
+
+                if (r <= 0)
+                        return r;
+        }
         while (t->out_head) {
                 union {
                         struct cmsghdr align;

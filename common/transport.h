@@ -50,6 +50,12 @@ struct transport {
         struct transport_fdbatch *batches_tail;
         unsigned in_fds; /* fds held in batches */
         bool eof;
+        /*
+         * Tie received fds to frames in stream order by their nfds
+         * (docs/protocol.md section 5, HELLO flag FDS_IN_ORDER), instead
+         * of to the frame holding the last byte of their recvmsg().
+         */
+        bool in_fds_in_order;
 
         /* output */
         struct transport_out *out_head;
@@ -58,6 +64,13 @@ struct transport {
         unsigned out_fds;
         size_t max_out_bytes;
         unsigned max_out_fds;
+        /*
+         * The peer ties fds to frames in order (it said FDS_IN_ORDER): frames
+         * with fds may share a sendmsg() with others, up to PROTO_MAX_FDS fds
+         * in one, each sent with the call that carries its frame's first byte
+         * or an earlier one.
+         */
+        bool out_fds_in_order;
 };
 
 /* A received frame. The caller owns fds[] and payload (free with transport_frame_deinit()). */
@@ -88,6 +101,13 @@ void transport_deinit(struct transport *t);
  * -ENOMEM (drop the peer); other negative errno from recvmsg.
  */
 int transport_read(struct transport *t);
+
+/*
+ * transport_read_wait() - transport_read() that waits for data on a
+ * blocking socket (no MSG_DONTWAIT): for a client waiting for a reply
+ * without a time limit. Return: as transport_read().
+ */
+int transport_read_wait(struct transport *t);
 
 /*
  * transport_next_frame() - take the next complete frame out of the input buffer.
@@ -124,6 +144,25 @@ void transport_frame_deinit(struct transport_frame *f);
  */
 int transport_queue(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
                     int *fds, unsigned nfds);
+
+/*
+ * transport_queue_with_fds() - transport_queue() with @fds borrowed: the
+ * caller keeps them open, and must call transport_own_fds() before it
+ * may close them (after trying transport_flush(): a frame whose first byte
+ * went needs nothing more, its fds are the peer's). Spares a dup and a
+ * close for a reply sent at once. Return: as transport_queue(); nothing is
+ * closed on error.
+ */
+int transport_queue_with_fds(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                             const int *fds, unsigned nfds);
+
+/*
+ * transport_own_fds() - replace the borrowed fds of every frame still queued
+ * by copies of our own (F_DUPFD_CLOEXEC), closed once sent as usual.
+ * Return: 0; negative errno from fcntl (EMFILE...): the queue then holds a
+ * frame without its fds, and the caller must drop the connection.
+ */
+int transport_own_fds(struct transport *t);
 
 /*
  * transport_flush() - send queued frames with sendmsg(MSG_NOSIGNAL|MSG_DONTWAIT).

@@ -33,6 +33,7 @@ struct conn {
         unsigned fds_unread;  /* fds sent since the peer last had read everything (SIOCOUTQ 0) */
         bool fds_gated;       /* a reply with fds waits: too many unread (conn_fd_budget()) */
         bool hello_done;
+        bool in_request; /* handling its own request: a reply may lend it a region's fd (conn_region_send()) */
         bool page_info; /* replies may carry the page bits (HELLO PAGE_INFO, or a CREATE with HUGE/RESERVE) */
         bool closing; /* a fatal error reply is queued: read nothing more, free once sent */
         bool throttled; /* replies pile up: parse no more requests until they drain */
@@ -103,6 +104,14 @@ void conn_notify(struct conn *c);
 /* conn_reply_raw() - queue a reply; @fds consumed. On failure @c is dropped (c->dead). Return: nothing. */
 void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload, size_t len,
                     int *fds, unsigned nfds);
+
+/*
+ * conn_reply_encoded_with_fd() - conn_reply_encoded() with one fd, @fd,
+ * borrowed (a region's own fd): the reply is sent at once and the caller
+ * may close @fd after this returns; only a reply that has to wait is given
+ * a copy. On failure @c is dropped. Return: nothing.
+ */
+void conn_reply_encoded_with_fd(struct conn *c, const struct proto_header *req, int len, const uint8_t *buf, int fd);
 
 /* conn_reply_error() - queue an error reply; as conn_reply_raw(). Return: nothing. */
 void conn_reply_error(struct conn *c, uint16_t opcode, uint32_t id, int error, const char *message);

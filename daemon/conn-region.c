@@ -306,13 +306,22 @@ static void conn_region_sync_size_to(struct conn *c, struct region *r, uint64_t 
         conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
 }
 
-/* conn_region_sync_size_to() with the size @fd's object has now (one fstat). */
+/*
+ * conn_region_sync_size_to() with the size @fd's object has now (one fstat),
+ * which once r->seals (read from the object before) hold SHRINK and GROW is
+ * final: later calls then need no fstat.
+ */
 static void conn_region_sync_size(struct conn *c, struct region *r, int fd)
 {
+        const uint32_t fixed = PROTO_SEAL_SHRINK | PROTO_SEAL_GROW;
         uint64_t size;
 
-        if (backend_get_size(fd, &size) == 0)
+        if (r->size_final)
+                return;
+        if (backend_get_size(fd, &size) == 0) {
                 conn_region_sync_size_to(c, r, size);
+                r->size_final = (r->seals & fixed) == fixed;
+        }
 }
 
 /*
@@ -334,7 +343,7 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
         struct proto_header req = { .opcode = opcode, .id = id };
         struct regtab_fd h;
         uint8_t buf[64];
-        int fd, k, len;
+        int fd = -1, k, len;
 
         if (check && conn_access_check(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_fail(res, -EACCES, "permission denied");
@@ -355,14 +364,19 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
                 h.has_size = true;
                 h.size = (uint64_t)st.st_size;
                 info.flags |= PROTO_REGION_RDONLY;
-        } else {
-                /* a parked region's fd fetched for this request is sent as it is; the region's own is duplicated */
+        } else if (h.owned || !c->in_request) {
+                /*
+                 * A parked region's fd fetched for this request is sent as it is; for a
+                 * reply made outside its request (a waiting OPEN answered by another
+                 * connection's CREATE), the region's own fd is duplicated.
+                 */
                 k = regtab_fd_take(&h, &fd);
                 if (k < 0) {
                         regtab_fd_put(&h);
                         return conn_fail(res, k, "cannot duplicate the region fd");
                 }
         }
+        /* else fd stays -1: the region's own fd (h.fd) is lent to the reply below, not duplicated */
         r->seals = conn_region_seals_of(h.fd, r->meta.backend);
         info.seals = r->seals;
         /* one fstat per OPEN: the size comes from the check that fetched or reopened the fd, if any */
@@ -373,7 +387,6 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
         else
                 conn_region_sync_size(c, r, h.fd);
         info.size = r->size;
-        regtab_fd_put(&h);
         r->open_count++;
         if (opcode == PROTO_OP_OPENV) {
                 struct proto_region_infov v = { .info = info, .generation = region_generation(r) };
@@ -382,7 +395,11 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
         } else {
                 len = proto_region_info_encode(&info, buf, sizeof(buf));
         }
-        conn_reply_encoded(c, &req, len, buf, &fd, 1);
+        if (fd >= 0)
+                conn_reply_encoded(c, &req, len, buf, &fd, 1);
+        else
+                conn_reply_encoded_with_fd(c, &req, len, buf, h.fd); /* sent now, or copied if it must wait */
+        regtab_fd_put(&h);
         return 0;
 }
 

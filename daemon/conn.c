@@ -345,8 +345,16 @@ static unsigned conn_fd_budget(struct conn *c)
  */
 static int conn_transport_flush(struct conn *c)
 {
-        unsigned budget = conn_fd_budget(c), before = budget;
-        int r = transport_flush_fds(&c->transport, &budget);
+        unsigned budget, before;
+        int r;
+
+        if (!transport_has_output(&c->transport)) {
+                c->fds_gated = false;
+                conn_sync_fds(c);
+                return 0; /* nothing to send: no need to ask the kernel what the peer has read */
+        }
+        budget = before = conn_fd_budget(c);
+        r = transport_flush_fds(&c->transport, &budget);
 
         if (budget < before)
                 conn_unread_add(c, (int64_t)(before - budget));
@@ -414,9 +422,9 @@ void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp)
 
 static unsigned conn_request_slot(uint16_t opcode);
 
-/* On failure (queue bounds: F8, D10) the connection is dropped. */
-void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload, size_t len,
-                    int *fds, unsigned nfds)
+/* conn_reply_raw(), with @fds borrowed (@borrowed: conn_reply_encoded_with_fd()) or consumed. */
+static void conn_reply_queue(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload,
+                             size_t len, int *fds, unsigned nfds, bool borrowed)
 {
         struct proto_header h = {
                 .flags = PROTO_FLAG_REPLY | flags,
@@ -426,7 +434,7 @@ void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags,
         int r;
 
         if (c->dead) {
-                for (unsigned i = 0; i < nfds; i++)
+                for (unsigned i = 0; i < nfds && !borrowed; i++)
                         close(fds[i]);
                 return;
         }
@@ -434,12 +442,15 @@ void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags,
         if (conn_watch_pending(c)) {
                 conn_watch_pump(c, true);
                 if (c->dead) {
-                        for (unsigned i = 0; i < nfds; i++)
+                        for (unsigned i = 0; i < nfds && !borrowed; i++)
                                 close(fds[i]);
                         return;
                 }
         }
-        r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
+        if (borrowed)
+                r = transport_queue_with_fds(&c->transport, &h, payload, len, fds, nfds);
+        else
+                r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
         conn_sync_fds(c);
         if (r < 0) {
                 if (r == -ENOBUFS && conn_access_log_allowed(c))
@@ -447,6 +458,41 @@ void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags,
                                     (unsigned)c->uid);
                 conn_drop(c, r);
         }
+}
+
+/* On failure (queue bounds: F8, D10) the connection is dropped. */
+void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload, size_t len,
+                    int *fds, unsigned nfds)
+{
+        conn_reply_queue(c, opcode, id, flags, payload, len, fds, nfds, false);
+}
+
+void conn_reply_encoded_with_fd(struct conn *c, const struct proto_header *req, int len, const uint8_t *buf, int fd)
+{
+        int r;
+
+        if (len < 0) {
+                conn_reply_encoded(c, req, len, buf, NULL, 0);
+                return;
+        }
+        conn_reply_queue(c, req->opcode, req->id, 0, buf, (size_t)len, &fd, 1, true);
+        if (c->dead)
+                return;
+        /*
+         * Send it now, with whatever was queued before it (usually the HELLO
+         * reply of the same read): SCM_RIGHTS takes its own reference at
+         * sendmsg(). A flush error is left to conn_flush(), which drops the
+         * peer; a reply that must wait (socket full, fds-in-flight quota)
+         * gets a copy, since a later request may close @fd (DELETE, parking).
+         */
+        (void)conn_transport_flush(c);
+        r = transport_own_fds(&c->transport);
+        if (r < 0) {
+                log_warning("cannot duplicate a region fd for a queued reply: %s; dropping client pid=%d",
+                            strerror(-r), (int)c->pid);
+                conn_drop(c, r);
+        }
+        conn_sync_fds(c);
 }
 
 void conn_reply_error(struct conn *c, uint16_t opcode, uint32_t id, int error, const char *message)
@@ -527,6 +573,8 @@ static int conn_handle_hello(struct conn *c, struct transport_frame *f, struct c
         c->hello_done = true;
         c->events = m.flags & PROTO_HELLO_EVENTS;
         c->page_info = m.flags & PROTO_HELLO_PAGE_INFO;
+        /* replies from this one on may share a sendmsg() with replies that carry fds */
+        c->transport.out_fds_in_order = m.flags & PROTO_HELLO_FDS_IN_ORDER;
         c->handshake_deadline_ns = 0;
         conn_reply_encoded(c, &f->hdr, proto_hello_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         return 0;
@@ -660,7 +708,9 @@ static int conn_dispatch(struct conn *c, struct transport_frame *f)
         } else if (req->no_payload && h->length != 0) {
                 r = conn_fail(&res, -EBADMSG, req->no_payload_text);
         } else {
+                c->in_request = true;
                 r = req->handle(c, f, &res);
+                c->in_request = false;
                 if (r < 0 && !res.message)
                         res.message = req->malformed;
         }

@@ -55,6 +55,8 @@ struct region {
         int fd;              /* owned: O_RDWR, close-on-exec; -1 while parked in a keeper */
         uint32_t seals;      /* last seals seen (LIST shows it for parked regions) */
         uint64_t size;       /* as last set by create/resize, or found (a holder's ftruncate) */
+        bool size_final;     /* @size was read (fstat) after seals against SHRINK and GROW were seen on the
+                              * object: seals are never removed, so it can no longer change */
         uint64_t charged;    /* what counts in regtab_bytes() and the owner's quota: size, except growth
                               * by a holder past the owner's limits (regtab_set_size()) */
         uint64_t open_count;

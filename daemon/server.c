@@ -22,7 +22,6 @@
 #include "service.h"
 
 #define SERVER_BACKLOG 1024
-#define SERVER_ACCEPTS_PER_CALL 256
 #define SERVER_ACCEPT_PAUSE_MS 100
 #define SERVER_STATUS_INTERVAL_SEC 2
 #define SERVER_LIMIT_LOG_INTERVAL_NS (10ULL * 1000000000ULL)
@@ -270,49 +269,54 @@ static void server_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
         event_add(s->listen_ev, NULL);
 }
 
+/*
+ * One connection per wake-up of the listener: its event is level-triggered,
+ * so the loop calls again at once while more wait (after the connections
+ * that are ready had their turn). Looping until accept4() says EAGAIN
+ * cost that extra syscall on every short-lived connection, the common
+ * case, to spare an epoll_wait() only when several arrive at once.
+ */
 static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
         struct server *s = arg;
-        int fd, r;
+        int fd, r, tries = 0;
 
         (void)what;
-        for (int i = 0; i < SERVER_ACCEPTS_PER_CALL; i++) {
+        do
                 fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (fd < 0) {
-                        if (errno == EINTR || errno == ECONNABORTED)
-                                continue;
-                        if (errno == EAGAIN || errno == EWOULDBLOCK)
-                                return;
-                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                                /* R1: out of fds; pause instead of spinning on a level-triggered event */
-                                struct timeval tv = { 0, SERVER_ACCEPT_PAUSE_MS * 1000 };
+        while (fd < 0 && (errno == EINTR || errno == ECONNABORTED) && ++tries < 64);
+        if (fd < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+                        return;
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                        /* R1: out of fds; pause instead of spinning on a level-triggered event */
+                        struct timeval tv = { 0, SERVER_ACCEPT_PAUSE_MS * 1000 };
 
-                                if (!s->accept_paused_logged)
-                                        log_warning("accept: %s; pausing new connections", strerror(errno));
-                                s->accept_paused_logged = true;
-                                event_del(s->listen_ev);
-                                evtimer_add(s->accept_pause_ev, &tv);
-                                return;
-                        }
-                        log_error("accept: %s", strerror(errno));
+                        if (!s->accept_paused_logged)
+                                log_warning("accept: %s; pausing new connections", strerror(errno));
+                        s->accept_paused_logged = true;
+                        event_del(s->listen_ev);
+                        evtimer_add(s->accept_pause_ev, &tv);
                         return;
                 }
-                s->accept_paused_logged = false;
-                if (s->ctx.connections >= s->config->max_connections) {
-                        uint64_t now = conn_now_ns();
-
-                        close(fd);
-                        if (now - s->limit_logged_ns >= SERVER_LIMIT_LOG_INTERVAL_NS || !s->limit_logged_ns) {
-                                log_warning("connection limit (%llu) reached: refusing new clients",
-                                            (unsigned long long)s->config->max_connections);
-                                s->limit_logged_ns = now;
-                        }
-                        continue;
-                }
-                r = server_conn_add(s, fd);
-                if (r < 0 && r != -EACCES && r != -EDQUOT) /* refusals are logged by conn.c */
-                        log_warning("cannot set up a connection: %s", strerror(-r));
+                log_error("accept: %s", strerror(errno));
+                return;
         }
+        s->accept_paused_logged = false;
+        if (s->ctx.connections >= s->config->max_connections) {
+                uint64_t now = conn_now_ns();
+
+                close(fd);
+                if (now - s->limit_logged_ns >= SERVER_LIMIT_LOG_INTERVAL_NS || !s->limit_logged_ns) {
+                        log_warning("connection limit (%llu) reached: refusing new clients",
+                                    (unsigned long long)s->config->max_connections);
+                        s->limit_logged_ns = now;
+                }
+                return;
+        }
+        r = server_conn_add(s, fd);
+        if (r < 0 && r != -EACCES && r != -EDQUOT) /* refusals are logged by conn.c */
+                log_warning("cannot set up a connection: %s", strerror(-r));
 }
 
 /* Bind the configured path, replacing a stale socket file only if nobody answers on it. Return: fd or -errno. */

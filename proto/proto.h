@@ -86,7 +86,8 @@ enum proto_event_kind {
 /* HELLO flags */
 #define PROTO_HELLO_EVENTS 0x0002u    /* WATCH, UNWATCH, PUBLISH, OPENV, STATV and event frames */
 #define PROTO_HELLO_PAGE_INFO 0x0004u /* send the page bits of region flags in OPEN and STAT replies too */
-#define PROTO_HELLO_KNOWN 0x0006u     /* bit 0 stays reserved (-EINVAL), as version-1 daemons answer it */
+#define PROTO_HELLO_FDS_IN_ORDER 0x0008u /* the client ties received fds to frames in order (protocol.md s. 5) */
+#define PROTO_HELLO_KNOWN 0x000Eu     /* bit 0 stays reserved (-EINVAL), as version-1 daemons answer it */
 
 enum proto_backend {
         PROTO_BACKEND_AUTO = 0, /* requests, configuration, and the daemon default in HELLO/STATUS replies */

@@ -52,6 +52,7 @@ enum {
         FUZZ_OP_TIMEOUT,
         FUZZ_OP_SHUTDOWN,
         FUZZ_OP_HELLO_EVENTS, /* HELLO with PROTO_HELLO_EVENTS: watches, events, PUBLISH, OPENV */
+        FUZZ_OP_HELLO_IN_ORDER, /* HELLO with EVENTS and FDS_IN_ORDER: replies with fds share sendmsg()s */
         FUZZ_OP_COUNT
 };
 
@@ -272,9 +273,13 @@ static void fuzz_conn_run(struct conn *c, int sock, struct transport *client, st
                         break;
                 }
                 case FUZZ_OP_HELLO:
-                case FUZZ_OP_HELLO_EVENTS: {
+                case FUZZ_OP_HELLO_EVENTS:
+                case FUZZ_OP_HELLO_IN_ORDER: {
                         struct proto_hello m = { .min_version = 1, .max_version = 1,
-                                                 .flags = op == FUZZ_OP_HELLO_EVENTS ? PROTO_HELLO_EVENTS : 0 };
+                                                 .flags = op == FUZZ_OP_HELLO_EVENTS ? PROTO_HELLO_EVENTS
+                                                          : op == FUZZ_OP_HELLO_IN_ORDER
+                                                                  ? PROTO_HELLO_EVENTS | PROTO_HELLO_FDS_IN_ORDER
+                                                                  : 0 };
                         struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION,
                                                   .opcode = PROTO_OP_HELLO, .id = 1 };
                         int len = proto_hello_encode(&m, frame + PROTO_HEADER_SIZE, sizeof(frame) - PROTO_HEADER_SIZE);
@@ -282,6 +287,9 @@ static void fuzz_conn_run(struct conn *c, int sock, struct transport *client, st
                         FUZZ_CHECK(len > 0);
                         h.length = (uint32_t)len;
                         proto_header_encode(&h, frame);
+                        /* the replies' reader ties fds as it said (fuzz_drain() checks every frame it reads) */
+                        if (op == FUZZ_OP_HELLO_IN_ORDER)
+                                client->in_fds_in_order = true;
                         fuzz_send(sock, frame, PROTO_HEADER_SIZE + (size_t)len, 0, 0, false);
                         break;
                 }

@@ -25,6 +25,7 @@ def hdr(op, length, nfds=0, flags=0, version=1, rid=1):
 
 PAYLOADS = {
     'HELLO': struct.pack('<HHI', 1, 1, 0),
+    'HELLO_order': struct.pack('<HHI', 1, 1, 0x0008),  # FDS_IN_ORDER
     'PING': struct.pack('<Q', 0x1234),
     'STATUS': b'',
     'METRICS': b'',
@@ -138,6 +139,11 @@ def main():
     write('corpus-fuzz-conn', 'events-without-hello-flag',
           session + conn_frame('WATCH') + pump + conn_frame('PUBLISH', fdspec=0x91, kinds=0) + pump
           + conn_frame('EVENT') + pump)
+    # FDS_IN_ORDER: pipelined OPENs and CREATEs whose replies (one fd each) share sendmsg()s with the HELLO reply
+    hello_order = bytes([7])
+    write('corpus-fuzz-conn', 'fds-in-order-pipelined',
+          hello_order + conn_frame('CREATE') + conn_frame('OPEN') + conn_frame('OPEN') + conn_frame('STAT')
+          + conn_frame('OPEN') + pump + conn_frame('DELETE') + conn_frame('OPEN') + pump)
     write('corpus-fuzz-conn', 'cut-frame', session + bytes([0, 10]) + bytes([0, 0]) + hdr(1, 8)[:10] + bytes([5]) + pump)
 
 

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -798,7 +799,11 @@ static int child_connect_many(void *p)
         return r;
 }
 
-/* iomem_connect() only sends HELLO: a refused peer learns it from its first request (one round trip). */
+/*
+ * iomem_connect() holds HELLO back and sends it with the first request (one round trip): a refused peer's
+ * connect succeeds, and its first request returns the refusal, with the daemon's message; the connection is
+ * closed after it.
+ */
 static int child_connect_ping(void *p)
 {
         struct iomem_client *c = NULL;
@@ -807,12 +812,41 @@ static int child_connect_ping(void *p)
         (void)p;
         r = iomem_connect(daemon_.socket, &c);
         if (r < 0)
-                return r; /* iomem_connect() waits for the HELLO answer: the refusal comes here */
+                return -EPROTO; /* not expected: connect() itself asks the daemon nothing */
         r = iomem_ping(c);
-        if (r == -EACCES && iomem_ping(c) != -ENOTCONN)
-                r = -EPROTO; /* the connection is closed after a refusal */
+        if (r == -EACCES && (!*iomem_client_error_message(c) || iomem_ping(c) != -ENOTCONN))
+                r = -EPROTO; /* the refusal says why, and the connection is closed after it */
         iomem_disconnect(c);
         return r;
+}
+
+static void refused_ping_done(struct iomem_client *c, int r, void *userdata)
+{
+        (void)c;
+        *(int *)userdata = r;
+}
+
+/* The same through the asynchronous API: the held-back HELLO goes with the first request, the callback gets the refusal. */
+static int child_connect_ping_async(void *p)
+{
+        struct iomem_client *c = NULL;
+        int r, result = 1;
+
+        (void)p;
+        r = iomem_connect(daemon_.socket, &c);
+        if (r < 0)
+                return -EPROTO;
+        r = iomem_ping_async(c, refused_ping_done, &result);
+        while (r == 0 && result == 1) {
+                struct pollfd pfd = { .fd = iomem_client_fd(c), .events = POLLIN };
+
+                if (poll(&pfd, 1, -1) < 0)
+                        r = -errno;
+                else if (iomem_client_process(c) < 0 && result == 1)
+                        r = -EPROTO; /* broken without calling back */
+        }
+        iomem_disconnect(c);
+        return r < 0 ? r : result;
 }
 
 /* R6: a uid at its connection cap gets -EDQUOT at connect; others still connect. */
@@ -844,6 +878,8 @@ START_TEST(test_p1_allow_list)
         ck_assert_int_eq(run_as(&other_, child_connect_many, &one), -EACCES);
         ck_assert_int_eq(run_as(&other_, child_connect_ping, NULL), -EACCES);
         ck_assert_int_eq(run_as(&member_, child_connect_ping, NULL), 0);
+        ck_assert_int_eq(run_as(&other_, child_connect_ping_async, NULL), -EACCES);
+        ck_assert_int_eq(run_as(&member_, child_connect_ping_async, NULL), 0);
         root = root_connect();
         ck_assert_int_eq(iomem_ping(root), 0);
         iomem_disconnect(root);

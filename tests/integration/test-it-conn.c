@@ -4,9 +4,15 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <poll.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "iomem.h"
 #include "itutil.h"
@@ -344,6 +350,240 @@ START_TEST(test_connect_then_idle)
 }
 END_TEST
 
+/*
+ * The first request of a client that connected long before it, after the daemon's handshake timeout closed the
+ * silent connection (iomem_connect() holds HELLO back, to send it with the first request): the daemon applied
+ * nothing (it reads nothing before HELLO), so libiomem connects once more and sends it again, even with
+ * reconnecting off. A DELETE (never repeated after a lost reply: a second one would be -ENOENT) shows it is
+ * applied once, and not failed with -EPIPE.
+ */
+START_TEST(test_connect_then_idle_delete)
+{
+        const char *const extra[] = { "--handshake-timeout", "1", NULL };
+        struct iomem_client *c = NULL, *owner;
+        struct iomem_region *reg = NULL;
+        struct iomem_stat st;
+
+        it_daemon_stop(&daemon_);
+        it_daemon_start(&daemon_, extra);
+        owner = it_connect();
+        ck_assert_int_eq(iomem_create(owner, "idle-delete", 4096, NULL, &reg), 0);
+        reg = iomem_region_free(reg);
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        it_sleep_ms(1500); /* past the 1 s handshake timeout: the daemon closed the connection */
+        ck_assert_int_eq(iomem_delete(c, "idle-delete"), 0);
+        ck_assert_int_eq(iomem_stat(owner, "idle-delete", &st), -ENOENT);
+        ck_assert_uint_eq(iomem_client_reconnects(c), 0); /* a lease holder has lost nothing */
+        iomem_disconnect(c);
+        iomem_disconnect(owner);
+}
+END_TEST
+
+static void idle_ping_done(struct iomem_client *c, int r, void *userdata)
+{
+        (void)c;
+        *(int *)userdata = r;
+}
+
+/* An event-loop client announces itself (iomem_client_get_events()): its HELLO goes then, so idling is fine. */
+START_TEST(test_async_connect_then_idle)
+{
+        const char *const extra[] = { "--handshake-timeout", "1", NULL };
+        struct iomem_client *c = NULL;
+        int result = 1;
+
+        it_daemon_stop(&daemon_);
+        it_daemon_start(&daemon_, extra);
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &c), 0);
+        ck_assert_int_gt(iomem_client_get_events(c), 0);
+        it_sleep_ms(1500); /* past the 1 s handshake timeout */
+        ck_assert_int_eq(iomem_ping_async(c, idle_ping_done, &result), 0);
+        while (result == 1) {
+                struct pollfd pfd = { .fd = iomem_client_fd(c), .events = (short)iomem_client_get_events(c) };
+
+                ck_assert_int_ge(poll(&pfd, 1, -1), 0);
+                ck_assert_int_ge(iomem_client_process(c), 0);
+        }
+        ck_assert_int_eq(result, 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* A server that answers HELLO and nothing else: requests after it stay unanswered. */
+struct mute_server {
+        int lfd, sfd;
+        atomic_int requests; /* frames read after HELLO */
+        pthread_t thread;
+};
+
+static void *mute_server_run(void *userdata)
+{
+        struct mute_server *m = userdata;
+        struct transport t;
+        struct transport_frame f;
+        struct proto_hello_reply rep = { .version = PROTO_VERSION, .max_fds = PROTO_MAX_FDS,
+                                         .max_payload = PROTO_MAX_PAYLOAD, .max_region_size = 1u << 20,
+                                         .name_max = PROTO_NAME_MAX, .server_version = "mute" };
+        uint8_t buf[128];
+
+        m->sfd = accept4(m->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (m->sfd < 0 || transport_init(&t, m->sfd, 0, 0) < 0)
+                return NULL;
+        while (transport_recv_blocking(&t, &f, -1) == 1) {
+                if (f.hdr.opcode == PROTO_OP_HELLO) {
+                        struct proto_header h = { .flags = PROTO_FLAG_REPLY, .opcode = PROTO_OP_HELLO,
+                                                  .id = f.hdr.id };
+
+                        transport_send_blocking(&t, &h, buf, (size_t)proto_hello_reply_encode(&rep, buf, sizeof(buf)),
+                                                NULL, 0, -1);
+                } else {
+                        atomic_fetch_add(&m->requests, 1);
+                }
+                transport_frame_deinit(&f);
+        }
+        transport_deinit(&t);
+        return NULL;
+}
+
+struct blocked_call {
+        struct iomem_client *c;
+        int r;
+};
+
+static void *blocked_ping(void *userdata)
+{
+        struct blocked_call *b = userdata;
+
+        b->r = iomem_ping(b->c); /* no time limit: it waits in recvmsg() itself */
+        return NULL;
+}
+
+/*
+ * A thread that waits for its reply without a time limit reads the socket with a blocking recvmsg() (no poll,
+ * no eventfd); when another thread's call times out and breaks the connection, that wait must end too (the
+ * client shuts its receiving side down). Without that, the first thread would wait forever here.
+ */
+START_TEST(test_break_ends_blocked_reader)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct mute_server m = { .sfd = -1 };
+        struct blocked_call b = { .r = 1 };
+        pthread_t reader;
+        char path[sizeof(sa.sun_path)];
+
+        snprintf(path, sizeof(path), "%s/mute", daemon_.dir);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        m.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(m.lfd, 0);
+        ck_assert_int_eq(bind(m.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(m.lfd, 4), 0);
+        ck_assert_int_eq(pthread_create(&m.thread, NULL, mute_server_run, &m), 0);
+        ck_assert_int_eq(iomem_connect(path, &b.c), 0);
+        iomem_client_set_reconnect(b.c, 0);
+        ck_assert_int_eq(pthread_create(&reader, NULL, blocked_ping, &b), 0);
+        while (atomic_load(&m.requests) < 1)
+                it_sleep_ms(5);
+        it_sleep_ms(100); /* let the first thread get into its recvmsg() (ordering only, nothing timed is asserted) */
+        iomem_client_set_timeout(b.c, 50);
+        ck_assert_int_eq(iomem_ping(b.c), -ETIMEDOUT); /* unanswered: breaks the connection */
+        ck_assert_int_eq(pthread_join(reader, NULL), 0);
+        ck_assert_int_lt(b.r, 0);
+        iomem_disconnect(b.c);
+        ck_assert_int_eq(pthread_join(m.thread, NULL), 0);
+        close(m.sfd);
+        close(m.lfd);
+        unlink(path);
+}
+END_TEST
+
+/*
+ * A daemon older than FDS_IN_ORDER: it refuses HELLO flags it does not know (-EINVAL, connection closed) and
+ * answers PING. Serves two connections. @flags: each HELLO's flags, in order.
+ */
+struct old_server {
+        int lfd;
+        uint32_t flags[2];
+        atomic_int hellos;
+        pthread_t thread;
+};
+
+static void *old_server_run(void *userdata)
+{
+        struct old_server *o = userdata;
+
+        for (int n = 0; n < 2; n++) {
+                struct proto_hello_reply rep = { .version = PROTO_VERSION, .max_fds = PROTO_MAX_FDS,
+                                                 .max_payload = PROTO_MAX_PAYLOAD, .max_region_size = 1u << 20,
+                                                 .name_max = PROTO_NAME_MAX, .server_version = "old" };
+                int sfd = accept4(o->lfd, NULL, NULL, SOCK_CLOEXEC);
+                struct transport t;
+                struct transport_frame f;
+                uint8_t buf[128];
+
+                if (sfd < 0 || transport_init(&t, sfd, 0, 0) < 0)
+                        return NULL;
+                while (transport_recv_blocking(&t, &f, -1) == 1) {
+                        struct proto_header h = { .flags = PROTO_FLAG_REPLY, .opcode = f.hdr.opcode, .id = f.hdr.id };
+                        struct proto_hello m;
+                        bool refuse = false;
+                        int len;
+
+                        if (f.hdr.opcode == PROTO_OP_HELLO) {
+                                ck_assert_int_eq(proto_hello_decode(f.payload, f.hdr.length, &m), 0);
+                                o->flags[atomic_fetch_add(&o->hellos, 1) % 2] = m.flags;
+                                refuse = m.flags & ~(uint32_t)(PROTO_HELLO_EVENTS | PROTO_HELLO_PAGE_INFO);
+                        }
+                        if (refuse) {
+                                struct proto_error e = { .error = -EINVAL, .message = "unknown HELLO flag" };
+
+                                h.flags |= PROTO_FLAG_ERROR;
+                                len = proto_error_encode(&e, buf, sizeof(buf));
+                        } else if (f.hdr.opcode == PROTO_OP_HELLO) {
+                                len = proto_hello_reply_encode(&rep, buf, sizeof(buf));
+                        } else { /* PING: echo */
+                                len = (int)f.hdr.length;
+                                memcpy(buf, f.payload, f.hdr.length);
+                        }
+                        transport_send_blocking(&t, &h, buf, (size_t)len, NULL, 0, -1);
+                        transport_frame_deinit(&f);
+                        if (refuse)
+                                break; /* and close, unapplied whatever came after the HELLO */
+                }
+                transport_deinit(&t);
+                close(sfd);
+        }
+        return NULL;
+}
+
+/* libiomem asks for FDS_IN_ORDER; refused by an older daemon, the call connects again without it and succeeds. */
+START_TEST(test_older_daemon_without_fds_in_order)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct old_server o = { .lfd = -1 };
+        struct iomem_client *c = NULL;
+        char path[sizeof(sa.sun_path)];
+
+        snprintf(path, sizeof(path), "%s/old", daemon_.dir);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        o.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(o.lfd, 0);
+        ck_assert_int_eq(bind(o.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(o.lfd, 4), 0);
+        ck_assert_int_eq(pthread_create(&o.thread, NULL, old_server_run, &o), 0);
+        ck_assert_int_eq(iomem_connect(path, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(atomic_load(&o.hellos), 2);
+        ck_assert_uint_eq(o.flags[0], PROTO_HELLO_FDS_IN_ORDER);
+        ck_assert_uint_eq(o.flags[1], 0);
+        iomem_disconnect(c);
+        ck_assert_int_eq(pthread_join(o.thread, NULL), 0);
+        close(o.lfd);
+        unlink(path);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-conn");
@@ -359,6 +599,10 @@ static Suite *suite(void)
         tcase_add_test(tc, test_pipelining);
         tcase_add_test(tc, test_daemon_fds);
         tcase_add_test(tc, test_connect_then_idle);
+        tcase_add_test(tc, test_connect_then_idle_delete);
+        tcase_add_test(tc, test_async_connect_then_idle);
+        tcase_add_test(tc, test_break_ends_blocked_reader);
+        tcase_add_test(tc, test_older_daemon_without_fds_in_order);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -1674,6 +1674,205 @@ START_TEST(test_f8_unread_replies_throttle)
 }
 END_TEST
 
+/*
+ * HELLO with FDS_IN_ORDER: the HELLO reply and the reply to a request read with it (an OPEN, with its fd) leave
+ * in one sendmsg(), so the fd arrives with the first bytes of the HELLO reply. Without the flag (a version-1
+ * client) the fd still comes only with the OPEN reply's own bytes (docs/protocol.md, section 5).
+ */
+START_TEST(test_hello_fds_in_order_one_sendmsg)
+{
+        for (int in_order = 0; in_order <= 1; in_order++) {
+                struct proto_hello m = { .min_version = 1, .max_version = 1,
+                                         .flags = in_order ? PROTO_HELLO_FDS_IN_ORDER : 0 };
+                union {
+                        struct cmsghdr align;
+                        uint8_t buf[CMSG_SPACE(PROTO_MAX_FDS * sizeof(int))];
+                } ctrl;
+                uint8_t buf[64], head[PROTO_HEADER_SIZE];
+                struct iovec iov = { .iov_base = head, .iov_len = sizeof(head) };
+                struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf,
+                                      .msg_controllen = sizeof(ctrl.buf) };
+                struct proto_header h;
+                struct env e;
+                struct peer a, b;
+                int fd, got = -1;
+
+                env_init(&e);
+                peer_open(&e, &a);
+                peer_open(&e, &b);
+                do_hello(&b);
+                fd = create_ok(&b, 1, "together", 4096, 0, NULL);
+                send_req(&a, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+                send_open(&a, 2, "together", 0, 0);
+                ck_assert_int_eq(pump(&a), 0);
+                /* the first bytes of the HELLO reply, and whatever fds came with them */
+                ck_assert_int_eq(recvmsg(a.fd, &msg, MSG_CMSG_CLOEXEC), PROTO_HEADER_SIZE);
+                ck_assert_int_eq(proto_header_decode(head, sizeof(head), &h), 0);
+                ck_assert_uint_eq(h.opcode, PROTO_OP_HELLO);
+                for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+                        ck_assert_uint_eq(cm->cmsg_len, CMSG_LEN(sizeof(int)));
+                        memcpy(&got, CMSG_DATA(cm), sizeof(int));
+                }
+                ck_assert_msg((got >= 0) == in_order, "in_order=%d: fd %d with the HELLO reply's header", in_order,
+                              got);
+                if (got >= 0)
+                        close(got);
+                /* the rest of the HELLO reply and the OPEN reply */
+                ck_assert_int_eq(recv(a.fd, buf, h.length, MSG_WAITALL), (ssize_t)h.length);
+                if (in_order) {
+                        ck_assert_int_eq(recv(a.fd, head, sizeof(head), MSG_WAITALL), PROTO_HEADER_SIZE);
+                        ck_assert_int_eq(proto_header_decode(head, sizeof(head), &h), 0);
+                        ck_assert_uint_eq(h.opcode, PROTO_OP_OPEN);
+                        ck_assert_int_eq(recv(a.fd, buf, h.length, MSG_WAITALL), (ssize_t)h.length);
+                } else {
+                        int k = expect_region(&a, PROTO_OP_OPEN, 2, &(struct proto_region_info){ .id = 0 });
+
+                        close(k);
+                }
+                close(fd);
+                peer_close(&a);
+                peer_close(&b);
+                env_deinit(&e);
+        }
+}
+END_TEST
+
+/*
+ * The same seen through a transport that ties fds in order, with three OPENs: every reply is parsed and carries
+ * the right object's fd, whatever sendmsg() it shared.
+ */
+START_TEST(test_fds_in_order_replies_parse)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = PROTO_HELLO_FDS_IN_ORDER };
+        struct proto_region_info info;
+        struct transport_frame f;
+        struct stat want[3], got;
+        struct env e;
+        struct peer a, b;
+        uint8_t buf[64];
+        int fds[3];
+
+        env_init(&e);
+        peer_open(&e, &a);
+        peer_open(&e, &b);
+        do_hello(&b);
+        for (int i = 0; i < 3; i++) {
+                char name[16];
+
+                snprintf(name, sizeof(name), "ord%d", i);
+                fds[i] = create_ok(&b, 10 + i, name, 4096, 0, NULL);
+                ck_assert_int_eq(fstat(fds[i], &want[i]), 0);
+        }
+        a.t.in_fds_in_order = true;
+        send_req(&a, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        send_open(&a, 2, "ord0", 0, 0);
+        send_name(&a, PROTO_OP_STAT, 3, "ord1");
+        send_open(&a, 4, "ord1", 0, 0);
+        send_open(&a, 5, "ord2", 0, 0);
+        ck_assert_int_eq(pump(&a), 0);
+        expect_ok(&a, PROTO_OP_HELLO, 1, &f);
+        ck_assert_uint_eq(f.nfds, 0);
+        transport_frame_deinit(&f);
+        for (int i = 0; i < 3; i++) {
+                int k;
+
+                if (i == 1) {
+                        expect_ok(&a, PROTO_OP_STAT, 3, &f);
+                        ck_assert_uint_eq(f.nfds, 0);
+                        transport_frame_deinit(&f);
+                }
+                k = expect_region(&a, PROTO_OP_OPEN, i == 0 ? 2 : 3 + (uint32_t)i, &info);
+                ck_assert_int_eq(fstat(k, &got), 0);
+                ck_assert(got.st_ino == want[i].st_ino && got.st_dev == want[i].st_dev);
+                close(k);
+                close(fds[i]);
+        }
+        peer_close(&a);
+        peer_close(&b);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * OPEN skips the fstat of a region whose size is final (read after seals against SHRINK and GROW were seen): a
+ * RESIZABLE region shrunk by a holder and only then sealed must still be reported at its real size.
+ */
+START_TEST(test_open_size_after_late_seals)
+{
+        struct env e;
+        struct peer a;
+        struct proto_region_info info;
+        int fd, k;
+
+        env_init(&e);
+        peer_open(&e, &a);
+        do_hello(&a);
+        send_create(&a, 1, "late", 8192, PROTO_CREATE_RESIZABLE, 0, PROTO_BACKEND_MEMFD, 0);
+        ck_assert_int_eq(pump(&a), 0);
+        fd = expect_region(&a, PROTO_OP_CREATE, 1, &info);
+        for (uint32_t i = 0; i < 3; i++) {
+                if (i == 1) { /* a holder shrinks it, then seals its size */
+                        ck_assert_int_eq(ftruncate(fd, 4096), 0);
+                        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+                }
+                send_open(&a, 10 + i, "late", 0, 0);
+                ck_assert_int_eq(pump(&a), 0);
+                k = expect_region(&a, PROTO_OP_OPEN, 10 + i, &info);
+                ck_assert_uint_eq(info.size, i == 0 ? 8192 : 4096);
+                close(k);
+        }
+        close(fd);
+        peer_close(&a);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * An OPEN reply lends the region's own fd to sendmsg() when it goes at once; one that must wait (here: the
+ * fds-in-flight bound, 64 unread) holds a copy of its own. DELETE then closes the region's fd, and a new region
+ * likely gets its number: the waiting reply must still carry the deleted region's object, not whatever now has
+ * that number.
+ */
+START_TEST(test_queued_reply_keeps_its_fd)
+{
+        struct env e;
+        struct peer a;
+        struct proto_region_info info;
+        struct transport_frame f;
+        struct stat want, got;
+        int fd, other;
+
+        env_init(&e);
+        peer_open(&e, &a);
+        do_hello(&a);
+        fd = create_ok(&a, 1, "lent", 4096, 0, NULL);
+        ck_assert_int_eq(fstat(fd, &want), 0);
+        for (uint32_t i = 0; i <= CONN_MAX_FDS_UNREAD; i++)
+                send_open(&a, 100 + i, "lent", 0, 0);
+        send_name(&a, PROTO_OP_DELETE, 300, "lent");
+        send_create(&a, 301, "other", 4096, 0, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&a), 0);
+        ck_assert_int_eq(pump_readable(&a), 0);
+        for (uint32_t i = 0; i <= CONN_MAX_FDS_UNREAD; i++) {
+                int k;
+
+                if (i == CONN_MAX_FDS_UNREAD) /* everything before it is read: the daemon sends the rest */
+                        ck_assert_int_eq(pump(&a), 0);
+                k = expect_region(&a, PROTO_OP_OPEN, 100 + i, &info);
+                ck_assert_int_eq(fstat(k, &got), 0);
+                ck_assert_msg(got.st_ino == want.st_ino && got.st_dev == want.st_dev, "reply %u: another object", i);
+                close(k);
+        }
+        expect_ok(&a, PROTO_OP_DELETE, 300, &f);
+        transport_frame_deinit(&f);
+        other = expect_region(&a, PROTO_OP_CREATE, 301, &info);
+        close(other);
+        close(fd);
+        peer_close(&a);
+        env_deinit(&e);
+}
+END_TEST
+
 /* F8/D10: replies nobody asked for just now (parked OPENs) overflow the queue: that client is dropped. */
 START_TEST(test_f8_overflow_drops)
 {
@@ -2731,6 +2930,10 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_d_fds_on_requests);
         tcase_add_test(tc, test_f8_unread_replies_throttle);
         tcase_add_test(tc, test_f8_overflow_drops);
+        tcase_add_test(tc, test_queued_reply_keeps_its_fd);
+        tcase_add_test(tc, test_open_size_after_late_seals);
+        tcase_add_test(tc, test_hello_fds_in_order_one_sendmsg);
+        tcase_add_test(tc, test_fds_in_order_replies_parse);
         tcase_add_test(tc, test_peer_identity);
         tcase_add_test(tc, test_chmod_chown_quota);
         tcase_add_test(tc, test_r2_uid_quota);

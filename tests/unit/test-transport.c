@@ -302,6 +302,109 @@ START_TEST(test_queue_mixed_batch)
 }
 END_TEST
 
+/*
+ * FDS_IN_ORDER (docs/protocol.md section 5): a writer whose peer ties fds in order puts frames with fds in one
+ * sendmsg() with others, up to PROTO_MAX_FDS fds; the reader gives each frame the next nfds fds received.
+ */
+START_TEST(test_queue_mixed_batch_in_order)
+{
+        static const unsigned pattern[] = { 0, 0, 1, 0, 2, 4, 0, 0, 0, 3, 1, 0 };
+        enum { N = sizeof(pattern) / sizeof(pattern[0]) };
+        int orig[N][PROTO_MAX_FDS];
+        struct transport a, b;
+        struct transport_frame f;
+        int sv[2];
+
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        a.out_fds_in_order = true;
+        b.in_fds_in_order = true;
+        for (unsigned i = 0; i < N; i++) {
+                struct proto_header h = { .opcode = PROTO_OP_OPEN, .id = i };
+                uint8_t payload[32];
+                int fds[PROTO_MAX_FDS];
+
+                memset(payload, (int)i, sizeof(payload));
+                for (unsigned k = 0; k < pattern[i]; k++) {
+                        fds[k] = memfd_new();
+                        orig[i][k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+                }
+                ck_assert_int_eq(transport_queue(&a, &h, payload, i, fds, pattern[i]), 0);
+        }
+        ck_assert_int_eq(transport_flush(&a), 0);
+        ck_assert_uint_eq(a.out_fds, 0);
+        /* the first sendmsg() held frames 0-4 and their 3 fds (frame 5's 4 would pass PROTO_MAX_FDS) */
+        ck_assert_int_gt(transport_read(&b), 0);
+        ck_assert_uint_eq(b.in_fds, 3);
+        for (unsigned i = 0; i < N; i++) {
+                ck_assert_int_eq(pump(&b, &f), 1);
+                ck_assert_uint_eq(f.hdr.id, i);
+                ck_assert_uint_eq(f.nfds, pattern[i]);
+                for (unsigned k = 0; k < pattern[i]; k++)
+                        ck_assert(test_same_file(f.fds[k], orig[i][k]));
+                transport_frame_deinit(&f);
+                fds_close(orig[i], pattern[i]);
+        }
+        ck_assert_int_eq(pump(&b, &f), 0);
+        transport_deinit(&a);
+        transport_deinit(&b);
+        pair_close(sv);
+}
+END_TEST
+
+/*
+ * In order, an fd may come with bytes of an earlier frame (fd-less A, then B with nfds 1, the fd sent with A);
+ * the last-byte rule of a version-1 reader calls that a violation. A frame complete without its fds is one
+ * either way.
+ */
+START_TEST(test_fds_in_order_rules)
+{
+        uint8_t a[PROTO_HEADER_SIZE + 8], bb[PROTO_HEADER_SIZE + 8];
+        size_t alen = frame_put(a, PROTO_OP_STAT, 1, 8, 0), blen = frame_put(bb, PROTO_OP_OPEN, 2, 8, 1);
+
+        for (int in_order = 0; in_order <= 1; in_order++) {
+                struct transport t;
+                struct transport_frame f;
+                int sv[2];
+
+                pair_new(sv);
+                ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+                t.in_fds_in_order = in_order;
+                raw_send_new_fds(sv[0], a, alen, 1); /* B's fd, early */
+                raw_send(sv[0], bb, blen, NULL, 0);
+                if (in_order) {
+                        ck_assert_int_eq(pump(&t, &f), 1);
+                        ck_assert_uint_eq(f.nfds, 0);
+                        transport_frame_deinit(&f);
+                        ck_assert_int_eq(pump(&t, &f), 1);
+                        ck_assert_uint_eq(f.hdr.id, 2);
+                        ck_assert_uint_eq(f.nfds, 1);
+                        ck_assert(is_cloexec(f.fds[0]));
+                        transport_frame_deinit(&f);
+                } else {
+                        ck_assert_int_eq(pump(&t, &f), -EPROTO);
+                }
+                transport_deinit(&t);
+                pair_close(sv);
+        }
+        /* in order, B complete with no fd received: missing fds */
+        {
+                struct transport t;
+                struct transport_frame f;
+                int sv[2];
+
+                pair_new(sv);
+                ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+                t.in_fds_in_order = true;
+                raw_send(sv[0], bb, blen, NULL, 0);
+                ck_assert_int_eq(pump(&t, &f), -EPROTO);
+                transport_deinit(&t);
+                pair_close(sv);
+        }
+}
+END_TEST
+
 /* F4: a frame sent one byte per write, parsed after every byte; the fd rides with the first byte. */
 static void one_byte_per_write(unsigned nfds, bool read_each)
 {
@@ -1281,6 +1384,8 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_roundtrip_max_payload);
         tcase_add_test(tc, test_many_frames_one_write);
         tcase_add_test(tc, test_queue_mixed_batch);
+        tcase_add_test(tc, test_queue_mixed_batch_in_order);
+        tcase_add_test(tc, test_fds_in_order_rules);
         tcase_add_test(tc, test_f4_one_byte_per_write);
         tcase_add_test(tc, test_f4_one_byte_per_write_fds);
         suite_add_tcase(s, tc);
