@@ -1207,18 +1207,19 @@ START_TEST(test_f8_peer_never_reads)
 END_TEST
 
 /* Partial writes: small socket buffers, a large frame with an fd, then more frames. */
-static void partial_writes(bool in_order)
+enum { PARTIAL_MAX = 8 };
+
+/* @N frames of @lengths and @nfds through 4 KiB socket buffers: many partial writes. */
+static void partial_writes_of(bool in_order, unsigned N, const uint32_t *lengths, const unsigned *nfds)
 {
-        enum { N = 4 };
-        static const uint32_t lengths[N] = { PROTO_MAX_PAYLOAD, 300, PROTO_MAX_PAYLOAD - 1, 0 };
-        static const unsigned nfds[N] = { 1, 0, 2, 1 };
-        int orig[N][PROTO_MAX_FDS];
+        int orig[PARTIAL_MAX][PROTO_MAX_FDS];
         struct transport a, b;
         struct transport_frame f;
         uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
         int small = 4096, sv[2], r;
         unsigned got = 0, eagain = 0, rounds = 0;
 
+        ck_assert_uint_le(N, PARTIAL_MAX);
         ck_assert_ptr_nonnull(payload);
         pair_new(sv);
         ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
@@ -1272,6 +1273,14 @@ static void partial_writes(bool in_order)
         free(payload);
 }
 
+static void partial_writes(bool in_order)
+{
+        static const uint32_t lengths[] = { PROTO_MAX_PAYLOAD, 300, PROTO_MAX_PAYLOAD - 1, 0 };
+        static const unsigned nfds[] = { 1, 0, 2, 1 };
+
+        partial_writes_of(in_order, 4, lengths, nfds);
+}
+
 START_TEST(test_partial_writes)
 {
         partial_writes(false);
@@ -1282,6 +1291,20 @@ END_TEST
 START_TEST(test_partial_writes_in_order)
 {
         partial_writes(true);
+}
+END_TEST
+
+/*
+ * In order, after a partial write that took fds ahead of their frames, the next calls carry only bytes until
+ * those frames are written: the reader never holds more than one call's fds (PROTO_MAX_FDS) beyond its complete
+ * frames, which it checks. Without that, the second call's fds would come with the rest of the first frame.
+ */
+START_TEST(test_partial_writes_in_order_fds_bound)
+{
+        static const uint32_t lengths[] = { PROTO_MAX_PAYLOAD, 8, 8, PROTO_MAX_PAYLOAD, 8, 16, 0 };
+        static const unsigned nfds[] = { 0, 4, 4, 0, 3, 1, 4 };
+
+        partial_writes_of(true, 7, lengths, nfds);
 }
 END_TEST
 
@@ -1485,6 +1508,7 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_f8_peer_never_reads);
         tcase_add_test(tc, test_partial_writes);
         tcase_add_test(tc, test_partial_writes_in_order);
+        tcase_add_test(tc, test_partial_writes_in_order_fds_bound);
         tcase_add_test(tc, test_l4_epipe_no_sigpipe);
         tcase_add_test(tc, test_read_buffer_full);
         tcase_add_test(tc, test_wait_and_timeouts);
