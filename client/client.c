@@ -572,10 +572,16 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         p.next = c->pending;
         c->pending = &p;
         r = transport_send_blocking(&c->t, &h, payload, len, send_fds, nsend, c->timeout_ms);
-        if (r < 0 && client_error_is_gone(r) && (opcode == PROTO_OP_HELLO || (c->hello_p && !c->hello_p->done))) {
-                /* a daemon refusing us at accept may have closed before HELLO went out: its answer is queued */
-                p.deadline = client_now_ms();
-        } else if (r < 0) {
+        /*
+         * A daemon refusing us at accept may have closed before HELLO went out: its
+         * answer is queued, and the end of the stream after it (or only the end, after
+         * its handshake timeout: nothing applied). Both are there to read now: wait for
+         * them as for a reply, with the usual deadline. Not with none left: another thread
+         * may be the reader, and giving up at once would break the connection with
+         * -ETIMEDOUT under it, before it routes the refusal or the end.
+         */
+        if (r < 0 && !(client_error_is_gone(r) &&
+                       (opcode == PROTO_OP_HELLO || (c->hello_p && !c->hello_p->done)))) {
                 bool gone = client_error_is_gone(r);
 
                 client_pending_unlink(c, &p);
