@@ -572,10 +572,16 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         p.next = c->pending;
         c->pending = &p;
         r = transport_send_blocking(&c->t, &h, payload, len, send_fds, nsend, c->timeout_ms);
-        if (r < 0 && client_error_is_gone(r) && (opcode == PROTO_OP_HELLO || (c->hello_p && !c->hello_p->done))) {
-                /* a daemon refusing us at accept may have closed before HELLO went out: its answer is queued */
-                p.deadline = client_now_ms();
-        } else if (r < 0) {
+        /*
+         * A daemon refusing us at accept may have closed before HELLO went out: its
+         * answer is queued, and the end of the stream after it (or only the end, after
+         * its handshake timeout: nothing applied). Both are there to read now: wait for
+         * them as for a reply, with the usual deadline. Not with none left: another thread
+         * may be the reader, and giving up at once would break the connection with
+         * -ETIMEDOUT under it, before it routes the refusal or the end.
+         */
+        if (r < 0 && !(client_error_is_gone(r) &&
+                       (opcode == PROTO_OP_HELLO || (c->hello_p && !c->hello_p->done)))) {
                 bool gone = client_error_is_gone(r);
 
                 client_pending_unlink(c, &p);
@@ -623,7 +629,10 @@ static void client_close(struct iomem_client *c)
  * Return: 0; negative errno from socket/connect (-ENOENT, -ECONNREFUSED,
  * -EACCES, -EAGAIN for a full backlog with a time limit...) or from HELLO.
  */
-static int client_open(struct iomem_client *c, int timeout_ms, bool hold)
+static int client_open(struct iomem_client *c, int timeout_ms, bool hold);
+
+/* client_open()'s work; client_open() marks the client broken when it fails. */
+static int client_open_socket(struct iomem_client *c, int timeout_ms, bool hold)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int saved_timeout = c->timeout_ms;
@@ -683,6 +692,16 @@ static int client_open(struct iomem_client *c, int timeout_ms, bool hold)
         return r;
 }
 
+static int client_open(struct iomem_client *c, int timeout_ms, bool hold)
+{
+        int r = client_open_socket(c, timeout_ms, hold);
+
+        /* the old connection is closed: a failed open must leave the client broken, never with no transport */
+        if (r < 0 && !c->broken)
+                c->broken = r;
+        return r;
+}
+
 /* Errors of connect/HELLO that a restarting daemon gives for a moment: try again. */
 static bool client_error_is_transient(int r)
 {
@@ -694,10 +713,11 @@ static bool client_error_is_transient(int r)
  * connection, retrying with backoff (10 ms doubling to 500 ms) for up to
  * the reconnect window, capped by the reply timeout if one is set. The
  * window counts from the call's first reconnect: a call whose daemon goes
- * away again and again does not get a new one each time.
+ * away again and again does not get a new one each time. @count: a
+ * reconnect the caller sees (iomem_client_reconnects()).
  * Return: 0; the last connect/HELLO error once the window is over.
  */
-static int client_reconnect(struct iomem_client *c)
+static int client_reconnect_how(struct iomem_client *c, bool count)
 {
         int window = c->reconnect_ms;
         int64_t deadline;
@@ -716,7 +736,8 @@ static int client_reconnect(struct iomem_client *c)
                 if (r == 0)
                         r = client_rewatch(c);
                 if (r == 0) {
-                        c->reconnects++;
+                        if (count)
+                                c->reconnects++;
                         return 0;
                 }
                 if (!client_error_is_transient(r) || client_left_ms(deadline) == 0)
@@ -731,6 +752,45 @@ static int client_reconnect(struct iomem_client *c)
         c->broken = r;
         c->gone = true;
         return r;
+}
+
+static int client_reconnect(struct iomem_client *c)
+{
+        return client_reconnect_how(c, true);
+}
+
+/*
+ * client_reopen() - open iomem_connect()'s connection once more after the
+ * daemon closed it before answering the HELLO sent with the first request
+ * (nothing was applied): as client_reconnect(), within the reconnect window,
+ * if reconnecting is on; one attempt if it is off. Not counted as a
+ * reconnect: nothing the caller had on that connection was lost.
+ * Return: 0; negative errno, the connection then closed and marked gone (a
+ * later call connects again if reconnecting is on).
+ */
+static int client_reopen(struct iomem_client *c)
+{
+        int r;
+
+        if (c->reconnect_ms != 0)
+                return client_reconnect_how(c, false);
+        r = client_open(c, c->timeout_ms, false);
+        if (r < 0) {
+                client_close(c);
+                c->broken = r;
+                c->gone = true;
+        }
+        return r;
+}
+
+/* After a failed reconnect @r: -ENOTCONN, with why in the error message (-ENOENT would read as "no such region"). */
+static int client_gone_error(struct iomem_client *c, int r)
+{
+        const char *why = strerrordesc_np(-r);
+
+        snprintf(c->error_message, sizeof(c->error_message),
+                 "the daemon went away and none answered again on %s (%s)", c->path, why ? why : "unknown error");
+        return -ENOTCONN;
 }
 
 /*
@@ -776,13 +836,7 @@ static int client_call_fds_locked(struct iomem_client *c, uint16_t opcode, const
                                 break;
                         r = client_reconnect(c);
                         if (r < 0) {
-                                /* -ENOENT here would read as "no such region": say what happened instead */
-                                const char *why = strerrordesc_np(-r);
-
-                                snprintf(c->error_message, sizeof(c->error_message),
-                                         "the daemon went away and none answered again on %s (%s)", c->path,
-                                         why ? why : "unknown error");
-                                r = -ENOTCONN;
+                                r = client_gone_error(c, r);
                                 break;
                         }
                 }
@@ -802,14 +856,17 @@ static int client_call_fds_locked(struct iomem_client *c, uint16_t opcode, const
                          * Closed before it answered the HELLO sent with this request (its handshake
                          * timeout, for a client that connected long before its first call): the daemon
                          * reads nothing before HELLO, so nothing was applied. Connect once more, whether
-                         * reconnecting is on or not: to the caller this is still iomem_connect()'s
-                         * connection. (!c->broken: another thread did that already.)
+                         * reconnecting is on (within its window) or not (one attempt): to the caller this
+                         * is still iomem_connect()'s connection. (!c->broken: another thread did that
+                         * already.)
                          */
                         reopened = true;
                         if (c->broken) {
-                                r = client_open(c, c->timeout_ms, false);
-                                if (r < 0)
+                                r = client_reopen(c);
+                                if (r < 0) {
+                                        r = client_gone_error(c, r);
                                         break;
+                                }
                         }
                         continue;
                 }
@@ -985,7 +1042,7 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
         }
         if (c->hello_dropped) {
                 /* closed before answering HELLO (the daemon's handshake timeout): nothing was applied, connect again */
-                r = client_open(c, c->timeout_ms, false);
+                r = client_reopen(c);
         } else if (c->hello_p && c->hello_p->done && c->hello_p->result < 0) {
                 r = c->hello_p->result;
                 if (r == -ENOTCONN && c->broken)

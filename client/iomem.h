@@ -229,9 +229,12 @@ int iomem_socket_path(char *buf, size_t size);
  * now), with iomem_client_error_message() saying why; the connection is
  * closed after it and later calls return -ENOTCONN. A connection the daemon
  * closed before answering the HELLO (it had stayed silent past the daemon's
- * handshake timeout, 10 s by default) has had nothing applied: the first
- * call then connects once more and sends its request again, whatever
- * iomem_client_set_reconnect() says. With asynchronous calls, the first
+ * handshake timeout, 10 s by default, or the daemon exited) has had nothing
+ * applied: the first call then connects once more and sends its request
+ * again, within the reconnect window (iomem_client_set_reconnect(); one
+ * attempt if reconnecting is off), not counted as a reconnect; if no daemon
+ * answers, it returns -ENOTCONN with the reason in
+ * iomem_client_error_message(). With asynchronous calls, the first
  * iomem_client_get_events() sends the HELLO at once instead (an idle loop
  * is then not closed by the handshake timeout).
  * @path: socket path, or NULL for iomem_socket_path() (resolved once: a

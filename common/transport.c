@@ -315,6 +315,14 @@ static int transport_check_pending(struct transport *t, uint64_t start, unsigned
                         goto fail;
                 n += b->nfds;
         }
+        /*
+         * In order, the fds held once every complete frame took its own are those
+         * of the writer's last sendmsg() (transport_flush_in_order()), which may
+         * belong to frames behind this one: at most PROTO_MAX_FDS, whatever this
+         * frame declares.
+         */
+        if (t->in_fds_in_order)
+                limit = PROTO_MAX_FDS;
         if (n > limit)
                 goto fail;
         return 0;
@@ -593,7 +601,11 @@ int transport_flush(struct transport *t)
  * One sendmsg() of frames from the head of the queue, for a peer that ties
  * fds in order: fd-less frames and frames with fds alike, while their fds
  * fit in PROTO_MAX_FDS (one SCM_RIGHTS block, the receiver's buffer) and in
- * *@fd_budget. Return: as transport_flush_fds(), 1 after a send.
+ * *@fd_budget. While frames whose fds went with an earlier call are not all
+ * written (a partial write), the call carries only their bytes: the kernel
+ * hands a call's fds over with its first bytes, so the receiver then holds
+ * the fds of one call at most beyond its complete frames, the bound it
+ * checks. Return: as transport_flush_fds(), 1 after a send.
  */
 static int transport_flush_in_order(struct transport *t, unsigned *fd_budget)
 {
@@ -606,15 +618,22 @@ static int transport_flush_in_order(struct transport *t, unsigned *fd_budget)
         int fds[PROTO_MAX_FDS];
         struct transport_out *o, *end;
         unsigned nfds = 0;
-        size_t niov = 0;
+        size_t niov = 0, bytes = 0, fds_end = 0;
         ssize_t n;
 
         for (o = t->out_head; o && niov < TRANSPORT_IOV_MAX; o = o->next) {
-                if (o->nfds > 0 && (nfds + o->nfds > PROTO_MAX_FDS || nfds + o->nfds > *fd_budget))
+                /* fds that went before are not all written yet: their frames first, no new fds */
+                if (t->out_fds_ahead_bytes > 0 && bytes >= t->out_fds_ahead_bytes)
+                        break;
+                if (o->nfds > 0 && (t->out_fds_ahead_bytes > 0 || nfds + o->nfds > PROTO_MAX_FDS ||
+                                    nfds + o->nfds > *fd_budget))
                         break;
                 memcpy(fds + nfds, o->fds, o->nfds * sizeof(int));
                 nfds += o->nfds;
                 iov[niov++] = (struct iovec){ .iov_base = o->data + o->sent, .iov_len = o->len - o->sent };
+                bytes += o->len - o->sent;
+                if (o->nfds > 0)
+                        fds_end = bytes;
         }
         end = o;
         if (niov == 0)
@@ -634,6 +653,10 @@ static int transport_flush_in_order(struct transport *t, unsigned *fd_budget)
                 if (o->nfds > 0)
                         transport_out_fds_sent(t, o);
         *fd_budget -= nfds;
+        if (t->out_fds_ahead_bytes > 0)
+                t->out_fds_ahead_bytes -= (size_t)n < t->out_fds_ahead_bytes ? (size_t)n : t->out_fds_ahead_bytes;
+        else if ((size_t)n < fds_end)
+                t->out_fds_ahead_bytes = fds_end - (size_t)n;
         transport_advance(t, (size_t)n);
         return 1;
 }

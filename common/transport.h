@@ -71,6 +71,13 @@ struct transport {
          * or an earlier one.
          */
         bool out_fds_in_order;
+        /*
+         * In order: queued bytes, from the head, up to the end of the last
+         * frame whose fds went with an earlier sendmsg(). No call carries new
+         * fds before they are written, so that a receiver holds the fds of
+         * one sendmsg() at most (PROTO_MAX_FDS) beyond its complete frames.
+         */
+        size_t out_fds_ahead_bytes;
 };
 
 /* A received frame. The caller owns fds[] and payload (free with transport_frame_deinit()). */

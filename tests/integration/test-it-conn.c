@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -584,6 +585,153 @@ START_TEST(test_older_daemon_without_fds_in_order)
 }
 END_TEST
 
+/* Make @n regions whose names take 250 bytes, so that one LIST reply is large (about 290 bytes an entry). */
+static void make_long_named_regions(struct iomem_client *owner, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++) {
+                struct iomem_region *reg = NULL;
+                char name[251];
+
+                memset(name, 'x', 250);
+                name[250] = '\0';
+                snprintf(name, 8, "big%04u", i);
+                name[7] = 'x';
+                ck_assert_int_eq(iomem_create(owner, name, 4096, NULL, &reg), 0);
+                reg = iomem_region_free(reg);
+        }
+}
+
+/* Append one request frame to @buf at *@lenp. */
+static void frame_append(uint8_t *buf, size_t *lenp, uint16_t opcode, uint32_t id, const uint8_t *payload, int len)
+{
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = opcode, .id = id };
+
+        ck_assert_int_ge(len, 0);
+        h.length = (uint32_t)len;
+        proto_header_encode(&h, buf + *lenp);
+        memcpy(buf + *lenp + PROTO_HEADER_SIZE, payload, (size_t)len);
+        *lenp += PROTO_HEADER_SIZE + (size_t)len;
+}
+
+/*
+ * FDS_IN_ORDER against the real daemon: HELLO with the flag, a LIST whose reply is large (about 58 KiB) and an
+ * OPEN, read by the daemon at once. It sends the three replies in one sendmsg(), the OPEN reply's fd with it;
+ * the kernel cuts so large a write into several buffers and hands the fd over with the first, so the reader
+ * holds it while the LIST reply is still incomplete. The reader libiomem uses (the transport, in order) must
+ * take that as the rule it is, not as a violation that drops the connection.
+ */
+START_TEST(test_fds_in_order_behind_large_reply)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct iomem_client *owner = it_connect();
+        struct proto_hello hello = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
+                                     .flags = PROTO_HELLO_FDS_IN_ORDER };
+        struct proto_list list = { .prefix = "big" };
+        struct proto_open open = { .name = NULL };
+        static uint8_t out[4096], payload[1024];
+        char name[251];
+        size_t len = 0;
+        struct transport t;
+        struct transport_frame f;
+        struct stat st;
+        int fd;
+
+        make_long_named_regions(owner, 200);
+        memset(name, 'x', 250);
+        name[250] = '\0';
+        memcpy(name, "big0000", 7);
+        open.name = name;
+        frame_append(out, &len, PROTO_OP_HELLO, 1, payload, proto_hello_encode(&hello, payload, sizeof(payload)));
+        frame_append(out, &len, PROTO_OP_LIST, 2, payload, proto_list_encode(&list, payload, sizeof(payload)));
+        frame_append(out, &len, PROTO_OP_OPEN, 3, payload, proto_open_encode(&open, payload, sizeof(payload)));
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        memcpy(sa.sun_path, daemon_.socket, strlen(daemon_.socket) + 1);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(send(fd, out, len, MSG_NOSIGNAL), (ssize_t)len); /* one write: one read by the daemon */
+        ck_assert_int_eq(transport_init(&t, fd, 0, 0), 0);
+        t.in_fds_in_order = true;
+        for (uint32_t id = 1; id <= 3; id++) {
+                ck_assert_int_eq(transport_recv_blocking(&t, &f, 60000), 1);
+                ck_assert_uint_eq(f.hdr.id, id);
+                ck_assert(!(f.hdr.flags & PROTO_FLAG_ERROR));
+                if (id == 2)
+                        ck_assert_uint_gt(f.hdr.length, 48 * 1024); /* large enough to be cut */
+                ck_assert_uint_eq(f.nfds, id == 3 ? 1 : 0);
+                if (id == 3) {
+                        ck_assert_int_eq(fstat(f.fds[0], &st), 0);
+                        ck_assert_int_eq(st.st_size, 4096);
+                }
+                transport_frame_deinit(&f);
+        }
+        transport_deinit(&t);
+        close(fd);
+        iomem_disconnect(owner);
+}
+END_TEST
+
+struct list_loop {
+        struct iomem_client *c;
+        atomic_bool stop;
+        int r;
+};
+
+static int list_count(const struct iomem_list_entry *e, void *userdata)
+{
+        (void)e;
+        (*(unsigned *)userdata)++;
+        return 0;
+}
+
+static void *list_loop_run(void *userdata)
+{
+        struct list_loop *l = userdata;
+
+        while (!atomic_load(&l->stop) && l->r == 0) {
+                unsigned n = 0;
+
+                l->r = iomem_list(l->c, "big", list_count, &n);
+                if (l->r == 0 && n != 200)
+                        l->r = -EBADMSG;
+        }
+        return NULL;
+}
+
+/*
+ * The same through libiomem: one connection, one thread listing (large replies), another opening (replies with
+ * an fd), so that the daemon often has an OPEN reply queued behind a LIST reply. Every call must succeed; the
+ * connection must never be dropped for a protocol violation.
+ */
+START_TEST(test_fds_in_order_list_and_open_threads)
+{
+        struct iomem_client *owner = it_connect(), *c = it_connect();
+        struct list_loop l = { .c = c };
+        pthread_t thread;
+        char name[251];
+
+        make_long_named_regions(owner, 200);
+        memset(name, 'x', 250);
+        name[250] = '\0';
+        memcpy(name, "big0000", 7);
+        iomem_client_set_reconnect(c, 0);
+        ck_assert_int_eq(pthread_create(&thread, NULL, list_loop_run, &l), 0);
+        for (unsigned i = 0; i < 2000 && l.r == 0; i++) {
+                struct iomem_region *reg = NULL;
+                int r = iomem_open(c, name, 0, 0, &reg);
+
+                ck_assert_msg(r == 0, "open %u: %s", i, iomem_strerror(r));
+                reg = iomem_region_free(reg);
+        }
+        atomic_store(&l.stop, true);
+        ck_assert_int_eq(pthread_join(thread, NULL), 0);
+        ck_assert_msg(l.r == 0, "list: %s", iomem_strerror(l.r));
+        ck_assert_uint_eq(iomem_client_reconnects(c), 0);
+        iomem_disconnect(c);
+        iomem_disconnect(owner);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-conn");
@@ -603,6 +751,8 @@ static Suite *suite(void)
         tcase_add_test(tc, test_async_connect_then_idle);
         tcase_add_test(tc, test_break_ends_blocked_reader);
         tcase_add_test(tc, test_older_daemon_without_fds_in_order);
+        tcase_add_test(tc, test_fds_in_order_behind_large_reply);
+        tcase_add_test(tc, test_fds_in_order_list_and_open_threads);
         suite_add_tcase(s, tc);
         return s;
 }

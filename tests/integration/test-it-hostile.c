@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,6 +368,68 @@ START_TEST(test_cached_open_sees_event_another_thread_holds)
 }
 END_TEST
 
+/* ---- first calls on a connection the daemon closed before HELLO ------------------ */
+
+struct first_call_arg {
+        struct iomem_client *c;
+        bool hold;
+        int r;
+};
+
+static void *first_call_thread(void *p)
+{
+        struct first_call_arg *a = p;
+        struct iomem_stat st;
+
+        if (a->hold) {
+                hold_thread = pthread_self();
+                __atomic_store_n(&hold_armed, 1, __ATOMIC_RELEASE);
+        }
+        a->r = iomem_stat(a->c, "idle", &st);
+        return NULL;
+}
+
+/*
+ * iomem_connect() holds HELLO back; the daemon's handshake timeout closed the idle connection. Thread A's
+ * first call finds it gone (its send: -EPIPE) and, as the reader, has seen the end of the stream but not
+ * routed it yet (held in poll()). Thread B's call meanwhile fails to send too. B must wait for A's reading
+ * (the daemon applied nothing: both calls are sent again on a new connection), not give up at once with
+ * -ETIMEDOUT (no time limit is set) and break the connection under A, which then fails too.
+ */
+START_TEST(test_first_calls_after_handshake_timeout)
+{
+        const char *const extra[] = { "--handshake-timeout", "1", NULL };
+        struct first_call_arg a = { .hold = true, .r = 1 }, b = { .hold = false, .r = 1 };
+        struct iomem_client *owner = NULL, *c = NULL;
+        struct iomem_region *region = NULL;
+        pthread_t ta, tb;
+
+        it_daemon_stop(&daemon_);
+        it_daemon_start(&daemon_, extra);
+        ck_assert_int_eq(sem_init(&hold_held, 0, 0), 0);
+        ck_assert_int_eq(sem_init(&hold_release, 0, 0), 0);
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &owner), 0);
+        ck_assert_int_eq(iomem_create(owner, "idle", 4096, NULL, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        it_sleep_ms(1500); /* past the 1 s handshake timeout: the daemon closed the connection */
+        a.c = b.c = c;
+        ck_assert_int_eq(pthread_create(&ta, NULL, first_call_thread, &a), 0);
+        ck_assert_int_eq(sem_wait(&hold_held), 0); /* A saw the end of the stream and stands still */
+        ck_assert_int_eq(pthread_create(&tb, NULL, first_call_thread, &b), 0);
+        it_sleep_ms(200); /* ordering only: B sends and waits meanwhile; nothing timed is asserted */
+        sem_post(&hold_release);
+        ck_assert_int_eq(pthread_join(ta, NULL), 0);
+        ck_assert_int_eq(pthread_join(tb, NULL), 0);
+        ck_assert_msg(a.r == 0 && b.r == 0, "first calls: %s, %s", iomem_strerror(a.r), iomem_strerror(b.r));
+        sem_destroy(&hold_held);
+        sem_destroy(&hold_release);
+        iomem_disconnect(c);
+        iomem_disconnect(owner);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-hostile");
@@ -379,6 +442,7 @@ int main(void)
         tcase_add_test(tc, test_cached_open_returns_under_flood);
         tcase_add_test(tc, test_list_cycling_cursors);
         tcase_add_test(tc, test_cached_open_sees_event_another_thread_holds);
+        tcase_add_test(tc, test_first_calls_after_handshake_timeout);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }

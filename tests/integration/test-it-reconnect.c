@@ -305,6 +305,57 @@ START_TEST(test_reconnect_window)
 }
 END_TEST
 
+/*
+ * The same for a client that made no call yet (iomem_connect() holds HELLO back until the first): its daemon
+ * went away before the first call, which is then not applied and opens the connection once more; that gets
+ * the reconnect window like any reconnect, and a failure is -ENOTCONN with the reason (never -ENOENT, "no
+ * region"), after which the client stays usable.
+ */
+START_TEST(test_reconnect_window_before_hello)
+{
+        struct it_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_stat st;
+
+        it_daemon_start(&d, NULL);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0); /* nothing sent yet */
+        iomem_client_set_reconnect(c, 200);
+        it_daemon_kill(&d, SIGKILL);
+        unlink(d.socket);
+        ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOTCONN);
+        ck_assert_ptr_nonnull(strstr(iomem_client_error_message(c), "went away"));
+        ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOTCONN);
+        it_daemon_spawn(&d, NULL);
+        ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOENT);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+        it_daemon_stop(&d);
+}
+END_TEST
+
+/* Reconnecting off: the first call still opens it once more; if no daemon answers, -ENOTCONN, and it stays closed. */
+START_TEST(test_reconnect_off_before_hello)
+{
+        struct it_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_stat st;
+
+        it_daemon_start(&d, NULL);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0); /* nothing sent yet */
+        iomem_client_set_reconnect(c, 0);
+        it_daemon_kill(&d, SIGKILL);
+        unlink(d.socket);
+        ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOTCONN);
+        ck_assert_ptr_nonnull(strstr(iomem_client_error_message(c), "went away"));
+        ck_assert_int_eq(iomem_ping(c), -ENOTCONN);
+        it_daemon_spawn(&d, NULL);
+        ck_assert_int_eq(iomem_ping(c), -ENOTCONN);
+        ck_assert_uint_eq(iomem_client_reconnects(c), 0);
+        iomem_disconnect(c);
+        it_daemon_stop(&d);
+}
+END_TEST
+
 /* The default socket: $IOMEM_SOCKET; else a per-user daemon's socket if there is one; else the system one. */
 START_TEST(test_default_socket)
 {
@@ -505,6 +556,8 @@ static Suite *reconnect_suite(void)
         tcase_add_test(tc, test_lost_reply_not_repeated);
         tcase_add_test(tc, test_reconnect_off);
         tcase_add_test(tc, test_reconnect_window);
+        tcase_add_test(tc, test_reconnect_window_before_hello);
+        tcase_add_test(tc, test_reconnect_off_before_hello);
         tcase_add_test(tc, test_reconnect_backlog_full);
         tcase_add_test(tc, test_reconnect_window_per_call);
         tcase_add_test(tc, test_connect_timeout);

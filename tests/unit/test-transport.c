@@ -405,6 +405,53 @@ START_TEST(test_fds_in_order_rules)
 }
 END_TEST
 
+/*
+ * In order, a writer may put a frame with fds behind a large fd-less frame in one sendmsg(); the kernel
+ * splits a large write into several buffers and gives the fds with the first, so the reader gets them while
+ * the fd-less frame is still incomplete (held fds > that frame's nfds, 0). That is the writer following the
+ * rule, not a violation.
+ */
+START_TEST(test_in_order_fds_ahead_of_large_frame)
+{
+        struct proto_header ha = { .opcode = PROTO_OP_LIST, .id = 1 }, hb = { .opcode = PROTO_OP_OPEN, .id = 2 };
+        uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
+        struct transport a, b;
+        struct transport_frame f;
+        int sv[2], fd, orig;
+
+        ck_assert_ptr_nonnull(payload);
+        for (uint32_t k = 0; k < PROTO_MAX_PAYLOAD; k++)
+                payload[k] = (uint8_t)(1 * 31u + k);
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        a.out_fds_in_order = true;
+        b.in_fds_in_order = true;
+        fd = memfd_new();
+        orig = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        ck_assert_int_eq(transport_queue(&a, &ha, payload, PROTO_MAX_PAYLOAD, NULL, 0), 0);
+        ck_assert_int_eq(transport_queue(&a, &hb, payload, 8, &fd, 1), 0);
+        ck_assert_int_eq(transport_flush(&a), 0);
+
+        ck_assert_int_eq(pump(&b, &f), 1);
+        ck_assert_uint_eq(f.hdr.id, 1);
+        ck_assert_uint_eq(f.nfds, 0);
+        payload_check(&f, 1, PROTO_MAX_PAYLOAD);
+        transport_frame_deinit(&f);
+        ck_assert_int_eq(pump(&b, &f), 1);
+        ck_assert_uint_eq(f.hdr.id, 2);
+        ck_assert_uint_eq(f.nfds, 1);
+        ck_assert(test_same_file(f.fds[0], orig));
+        transport_frame_deinit(&f);
+        ck_assert_int_eq(pump(&b, &f), 0);
+        close(orig);
+        transport_deinit(&a);
+        transport_deinit(&b);
+        pair_close(sv);
+        free(payload);
+}
+END_TEST
+
 /* F4: a frame sent one byte per write, parsed after every byte; the fd rides with the first byte. */
 static void one_byte_per_write(unsigned nfds, bool read_each)
 {
@@ -1160,24 +1207,27 @@ START_TEST(test_f8_peer_never_reads)
 END_TEST
 
 /* Partial writes: small socket buffers, a large frame with an fd, then more frames. */
-START_TEST(test_partial_writes)
+enum { PARTIAL_MAX = 8 };
+
+/* @N frames of @lengths and @nfds through 4 KiB socket buffers: many partial writes. */
+static void partial_writes_of(bool in_order, unsigned N, const uint32_t *lengths, const unsigned *nfds)
 {
-        enum { N = 4 };
-        static const uint32_t lengths[N] = { PROTO_MAX_PAYLOAD, 300, PROTO_MAX_PAYLOAD - 1, 0 };
-        static const unsigned nfds[N] = { 1, 0, 2, 1 };
-        int orig[N][PROTO_MAX_FDS];
+        int orig[PARTIAL_MAX][PROTO_MAX_FDS];
         struct transport a, b;
         struct transport_frame f;
         uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
         int small = 4096, sv[2], r;
         unsigned got = 0, eagain = 0, rounds = 0;
 
+        ck_assert_uint_le(N, PARTIAL_MAX);
         ck_assert_ptr_nonnull(payload);
         pair_new(sv);
         ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
         ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
         ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
         ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        a.out_fds_in_order = in_order;
+        b.in_fds_in_order = in_order;
         for (unsigned i = 0; i < N; i++) {
                 struct proto_header h = { .opcode = PROTO_OP_CREATE, .id = i };
                 int fds[PROTO_MAX_FDS];
@@ -1221,6 +1271,40 @@ START_TEST(test_partial_writes)
         transport_deinit(&b);
         pair_close(sv);
         free(payload);
+}
+
+static void partial_writes(bool in_order)
+{
+        static const uint32_t lengths[] = { PROTO_MAX_PAYLOAD, 300, PROTO_MAX_PAYLOAD - 1, 0 };
+        static const unsigned nfds[] = { 1, 0, 2, 1 };
+
+        partial_writes_of(in_order, 4, lengths, nfds);
+}
+
+START_TEST(test_partial_writes)
+{
+        partial_writes(false);
+}
+END_TEST
+
+/* The same in order (FDS_IN_ORDER): a partial sendmsg() took the fds of frames whose bytes had not gone yet. */
+START_TEST(test_partial_writes_in_order)
+{
+        partial_writes(true);
+}
+END_TEST
+
+/*
+ * In order, after a partial write that took fds ahead of their frames, the next calls carry only bytes until
+ * those frames are written: the reader never holds more than one call's fds (PROTO_MAX_FDS) beyond its complete
+ * frames, which it checks. Without that, the second call's fds would come with the rest of the first frame.
+ */
+START_TEST(test_partial_writes_in_order_fds_bound)
+{
+        static const uint32_t lengths[] = { PROTO_MAX_PAYLOAD, 8, 8, PROTO_MAX_PAYLOAD, 8, 16, 0 };
+        static const unsigned nfds[] = { 0, 4, 4, 0, 3, 1, 4 };
+
+        partial_writes_of(true, 7, lengths, nfds);
 }
 END_TEST
 
@@ -1386,6 +1470,7 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_queue_mixed_batch);
         tcase_add_test(tc, test_queue_mixed_batch_in_order);
         tcase_add_test(tc, test_fds_in_order_rules);
+        tcase_add_test(tc, test_in_order_fds_ahead_of_large_frame);
         tcase_add_test(tc, test_f4_one_byte_per_write);
         tcase_add_test(tc, test_f4_one_byte_per_write_fds);
         suite_add_tcase(s, tc);
@@ -1422,6 +1507,8 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_f8_queue_bounds);
         tcase_add_test(tc, test_f8_peer_never_reads);
         tcase_add_test(tc, test_partial_writes);
+        tcase_add_test(tc, test_partial_writes_in_order);
+        tcase_add_test(tc, test_partial_writes_in_order_fds_bound);
         tcase_add_test(tc, test_l4_epipe_no_sigpipe);
         tcase_add_test(tc, test_read_buffer_full);
         tcase_add_test(tc, test_wait_and_timeouts);
