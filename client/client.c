@@ -81,9 +81,13 @@ struct iomem_client {
          * iomem_connect() holds HELLO back: it goes out with the first
          * request, in the same sendmsg() (docs/protocol.md, section 6), and
          * its reply is routed to @hello_p like any other. @hello_dropped: the
-         * connection ended before any HELLO reply came, so the daemon applied
-         * nothing sent on it (it reads nothing before HELLO): the call that
-         * finds this connects once more and sends its request again.
+         * connection ended before any HELLO reply came and before any byte
+         * of HELLO left (the daemon had closed it: its handshake timeout), so
+         * nothing sent on it was applied: the call that finds this connects
+         * once more and sends its request again. Once HELLO left, an end
+         * without its reply is "outcome unknown" (-ECONNRESET): a daemon
+         * that died after applying the requests read with HELLO also ends
+         * the stream before replying.
          */
         bool hello_held;
         bool hello_dropped;
@@ -258,8 +262,8 @@ static void client_wake_reader(struct iomem_client *c)
 /*
  * The connection is unusable from now on (@r says why). Every request
  * outstanding on it completes: with the daemon's refusal of our HELLO if
- * that is why; with -EPIPE (not applied) if the daemon closed it before
- * answering our HELLO (c->hello_dropped); with -ECONNRESET if it closed
+ * that is why; with -EPIPE (not applied) if the daemon had closed it
+ * before our HELLO left (c->hello_dropped); with -ECONNRESET if it closed
  * it later (outcome unknown); with -ENOTCONN otherwise.
  */
 static void client_break(struct iomem_client *c, int r)
@@ -272,9 +276,9 @@ static void client_break(struct iomem_client *c, int r)
                 c->gone = client_error_is_gone(r);
         }
         if (h && !h->done) {
-                /* no HELLO reply came: nothing sent on this connection was applied */
-                c->hello_dropped = c->gone;
-                client_pending_complete(c, h, c->gone ? -EPIPE : -ENOTCONN, NULL);
+                /* no HELLO reply came: nothing was applied if nothing left (else the daemon may have died mid-way) */
+                c->hello_dropped = c->gone && c->t.out_pos == 0;
+                client_pending_complete(c, h, !c->gone ? -ENOTCONN : c->hello_dropped ? -EPIPE : -ECONNRESET, NULL);
         }
         if (h && h->result < 0 && h->result != -EPIPE && h->result != -ENOTCONN)
                 result = h->result; /* refused: allow-list, quota, version */

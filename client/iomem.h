@@ -228,10 +228,12 @@ int iomem_socket_path(char *buf, size_t size);
  * returned by the first call (or by iomem_client_handshake(), to ask for it
  * now), with iomem_client_error_message() saying why; the connection is
  * closed after it and later calls return -ENOTCONN. A connection the daemon
- * closed before answering the HELLO (it had stayed silent past the daemon's
- * handshake timeout, 10 s by default, or the daemon exited) has had nothing
- * applied: the first call then connects once more and sends its request
- * again, within the reconnect window (iomem_client_set_reconnect(); one
+ * closed before the HELLO could be sent (it had stayed silent past the
+ * daemon's handshake timeout, 10 s by default, or the daemon exited) has had
+ * nothing applied: the first call then connects once more and sends its
+ * request again (a connection that ends after HELLO went out and before its
+ * answer is -ECONNRESET, outcome unknown, as after any restart), within the
+ * reconnect window (iomem_client_set_reconnect(); one
  * attempt if reconnecting is off), not counted as a reconnect; if no daemon
  * answers, it returns -ENOTCONN with the reason in
  * iomem_client_error_message(). With asynchronous calls, the first
@@ -663,8 +665,8 @@ int iomem_stat_version(struct iomem_client *client, const char *name, struct iom
  * Daemon restarts: iomem_client_process() never connects again (it would
  * block the loop). When the connection ends, every outstanding asynchronous
  * request completes with -ECONNRESET (sent, outcome unknown: an OPEN, STAT
- * or PING may be sent again), -EPIPE (the daemon closed it before answering
- * the HELLO sent with the first request: nothing was applied) or -ENOTCONN,
+ * or PING may be sent again), -EPIPE (the daemon had closed it before the
+ * HELLO held back for the first request could go: nothing was applied) or -ENOTCONN,
  * or with the daemon's refusal of that HELLO (-EACCES...); iomem_client_process() returns
  * -ENOTCONN, and *_async() calls fail with -ENOTCONN at once. To go on,
  * call a blocking function (iomem_ping() will do): it connects again within

@@ -570,6 +570,7 @@ static void transport_advance(struct transport *t, size_t n)
         /* fds travel with the first byte of their frame: they are the peer's now */
         if (n > 0 && o->nfds > 0)
                 transport_out_fds_sent(t, o);
+        t->out_pos += n;
         while (n > 0) {
                 size_t take;
 

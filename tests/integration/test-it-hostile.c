@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-hostile: libiomem against a hostile daemon: one that never stops sending, one whose LIST cursors cycle
- * (hostile review of the asynchronous client). */
+ * (hostile review of the asynchronous client), one that dies after applying what it read with HELLO. */
 
 /*
  * A daemon that sends events faster than the client reads them is modelled
@@ -296,6 +296,63 @@ START_TEST(test_list_cycling_cursors)
 }
 END_TEST
 
+/* ---- a daemon that dies after applying what it read with HELLO -------------- */
+
+/*
+ * Reads HELLO and the request sent with it, "applies" the request (counts it
+ * in d->pages) and closes without a reply, as a daemon killed at that moment
+ * would; then accepts whatever connection comes within a second, the same
+ * way. Every request that reaches it is counted.
+ */
+static void *fake_dying_daemon(void *arg)
+{
+        struct fake_daemon *d = arg;
+        static uint8_t payload[PROTO_MAX_PAYLOAD];
+        uint8_t hdr[PROTO_HEADER_SIZE];
+
+        for (int conns = 0; conns < 3; conns++) {
+                struct pollfd pfd = { .fd = d->listen_fd, .events = POLLIN };
+                int s;
+
+                if (poll(&pfd, 1, conns == 0 ? 10000 : 1000) <= 0)
+                        break;
+                s = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                if (s < 0)
+                        break;
+                while (fake_read_all(s, hdr, sizeof(hdr))) {
+                        struct proto_header h;
+
+                        if (proto_header_decode(hdr, sizeof(hdr), &h) < 0 || h.length > sizeof(payload) ||
+                            !fake_read_all(s, payload, h.length))
+                                break;
+                        if (h.opcode != PROTO_OP_HELLO) {
+                                __atomic_add_fetch(&d->pages, 1, __ATOMIC_RELAXED);
+                                break; /* applied; the daemon dies before any reply */
+                        }
+                }
+                close(s);
+        }
+        return NULL;
+}
+
+/* The end of the stream after HELLO went out is "outcome unknown": a DELETE is not sent again (it was applied). */
+START_TEST(test_no_resend_after_hello_read)
+{
+        struct fake_daemon d;
+        struct iomem_client *c = NULL;
+        int r;
+
+        fake_start(&d, fake_dying_daemon);
+        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
+        iomem_client_set_reconnect(c, 2000); /* on: DELETE is still not one to repeat */
+        r = iomem_delete(c, "applied-once");
+        ck_assert_msg(r == -ECONNRESET, "DELETE whose connection ended after HELLO went out: %s", iomem_strerror(r));
+        iomem_disconnect(c);
+        fake_stop(&d); /* waits for the fake daemon's last second of accepting */
+        ck_assert_uint_eq(d.pages, 1);
+}
+END_TEST
+
 /* ---- a cached OPEN while another thread is the reader ----------------------- */
 
 struct reader_arg {
@@ -443,6 +500,7 @@ int main(void)
         tcase_add_test(tc, test_list_cycling_cursors);
         tcase_add_test(tc, test_cached_open_sees_event_another_thread_holds);
         tcase_add_test(tc, test_first_calls_after_handshake_timeout);
+        tcase_add_test(tc, test_no_resend_after_hello_read);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
