@@ -46,20 +46,12 @@ static void teardown(void)
 
 static struct iomem_client *ev_connect(void)
 {
-        struct iomem_client *c = NULL;
-        int r = iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c);
-
-        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
-        return c;
+        return it_client_connect_flags(&daemon_, IOMEM_CONNECT_EVENTS);
 }
 
 static struct iomem_client *v1_connect(void)
 {
-        struct iomem_client *c = NULL;
-        int r = iomem_connect(daemon_.socket, &c);
-
-        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
-        return c;
+        return it_client_connect(&daemon_);
 }
 
 static void next_event(struct iomem_client *c, struct iomem_event *ev)
