@@ -765,6 +765,41 @@ END_TEST
 
 /* ---- access filtering (root: a child switches to another uid) ----------- */
 
+/*
+ * fork_ready() - fork a child that runs _exit(@child(ready)), @ready the
+ * write end of a pipe it writes one byte to once it is set up (e.g. its
+ * watch is in place), and wait for that byte.
+ * Return: the child's pid.
+ */
+static pid_t fork_ready(int (*child)(int ready))
+{
+        int pfd[2];
+        char x;
+        pid_t pid;
+
+        ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                close(pfd[0]);
+                _exit(child(pfd[1]));
+        }
+        close(pfd[1]);
+        ck_assert_int_eq(read(pfd[0], &x, 1), 1);
+        close(pfd[0]);
+        return pid;
+}
+
+/* Reap child @pid. Return: its exit status, or -1 if it did not exit (killed by a signal). */
+static int child_exit_code(pid_t pid)
+{
+        int status;
+
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 /* The watcher child, as OTHER_UID: collects events until "acc/zz-end" and checks what it saw. */
 static int other_watcher(int ready)
 {
@@ -804,8 +839,7 @@ START_TEST(test_access_filtering)
 {
         struct iomem_client *a;
         struct iomem_region *r = NULL;
-        int pfd[2], status;
-        char x;
+        int code;
         pid_t pid;
 
         if (geteuid() != 0) {
@@ -814,17 +848,7 @@ START_TEST(test_access_filtering)
         }
         start(NULL);
         a = ev_connect();
-        ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
-        fflush(NULL);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                close(pfd[0]);
-                _exit(other_watcher(pfd[1]));
-        }
-        close(pfd[1]);
-        ck_assert_int_eq(read(pfd[0], &x, 1), 1);
-        close(pfd[0]);
+        pid = fork_ready(other_watcher);
         ck_assert_int_eq(iomem_create(a, "acc/private", 4096,
                                       &(struct iomem_create_opts){ .mode = 0600, .flags = IOMEM_CREATE_RESIZABLE }, &r), 0);
         iomem_region_free(r);
@@ -840,9 +864,8 @@ START_TEST(test_access_filtering)
         ck_assert_int_eq(iomem_delete(a, "acc/public"), 0);
         ck_assert_int_eq(iomem_create(a, "acc/zz-end", 4096, &(struct iomem_create_opts){ .mode = 0644 }, &r), 0);
         iomem_region_free(r);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "watcher as uid %u: status %d", OTHER_UID,
-                      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        code = child_exit_code(pid);
+        ck_assert_msg(code == 0, "watcher as uid %u: status %d", OTHER_UID, code);
         iomem_disconnect(a);
 }
 END_TEST
@@ -875,7 +898,7 @@ START_TEST(test_openv_tells_nothing_of_unreadable)
 {
         struct iomem_client *a;
         struct iomem_region *r = NULL;
-        int status;
+        int code;
         pid_t pid;
 
         if (geteuid() != 0) {
@@ -891,9 +914,8 @@ START_TEST(test_openv_tells_nothing_of_unreadable)
         ck_assert_int_ge(pid, 0);
         if (pid == 0)
                 _exit(other_openv());
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "OPENV as uid %u: status %d", OTHER_UID,
-                      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        code = child_exit_code(pid);
+        ck_assert_msg(code == 0, "OPENV as uid %u: status %d", OTHER_UID, code);
         ck_assert_int_eq(iomem_delete(a, "acc/secret"), 0);
         iomem_disconnect(a);
 }
@@ -945,8 +967,7 @@ START_TEST(test_events_judged_with_groups)
         const struct iomem_create_opts private = { .mode = 0600, .flags = IOMEM_CREATE_RESIZABLE };
         struct iomem_client *a;
         struct iomem_region *r = NULL;
-        int pfd[2], status;
-        char x;
+        int code;
         pid_t pid;
 
         if (geteuid() != 0) {
@@ -955,17 +976,7 @@ START_TEST(test_events_judged_with_groups)
         }
         start(NULL);
         a = ev_connect();
-        ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
-        fflush(NULL);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                close(pfd[0]);
-                _exit(other_group_watcher(pfd[1]));
-        }
-        close(pfd[1]);
-        ck_assert_int_eq(read(pfd[0], &x, 1), 1);
-        close(pfd[0]);
+        pid = fork_ready(other_group_watcher);
         /* readable by "other" but not by the watcher's (supplementary) group: never seen */
         ck_assert_int_eq(iomem_create(a, "grp/excluded", 4096, &private, &r), 0);
         iomem_region_free(r);
@@ -981,9 +992,8 @@ START_TEST(test_events_judged_with_groups)
         ck_assert_int_eq(iomem_delete(a, "grp/member"), 0);
         ck_assert_int_eq(iomem_create(a, "grp/zz-end", 4096, &(struct iomem_create_opts){ .mode = 0644 }, &r), 0);
         iomem_region_free(r);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "watcher as uid %u in group %u: status %d",
-                      OTHER_UID, OTHER_SUPP_GID, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        code = child_exit_code(pid);
+        ck_assert_msg(code == 0, "watcher as uid %u in group %u: status %d", OTHER_UID, OTHER_SUPP_GID, code);
         ck_assert_int_eq(iomem_delete(a, "grp/zz-end"), 0);
         iomem_disconnect(a);
 }
