@@ -800,20 +800,42 @@ static int child_exit_code(pid_t pid)
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* In a child: become OTHER_UID/OTHER_GID with the supplementary @groups (@ngroups, may be 0). Return: 0 or -1. */
+static int become_other(const gid_t *groups, size_t ngroups)
+{
+        if (setgroups(ngroups, groups) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
+            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+                return -1;
+        return 0;
+}
+
+/*
+ * other_watch() - in a watcher child: become_other(), connect with events
+ * (*@cp), watch @prefix and write the ready byte to @ready.
+ * Return: 0, or the child's exit status for the step that failed (30-32).
+ */
+static int other_watch(const gid_t *groups, size_t ngroups, const char *prefix, int ready, struct iomem_client **cp)
+{
+        if (become_other(groups, ngroups) < 0)
+                return 30;
+        if (iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, cp) < 0 || iomem_watch(*cp, prefix, NULL) < 0)
+                return 31;
+        if (write(ready, "x", 1) != 1)
+                return 32;
+        return 0;
+}
+
 /* The watcher child, as OTHER_UID: collects events until "acc/zz-end" and checks what it saw. */
 static int other_watcher(int ready)
 {
         struct iomem_client *c = NULL;
         struct iomem_event ev;
         unsigned pub = 0, chmods = 0;
+        int r;
 
-        if (setgroups(0, NULL) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
-            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
-                return 30;
-        if (iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c) < 0 || iomem_watch(c, "acc/", NULL) < 0)
-                return 31;
-        if (write(ready, "x", 1) != 1)
-                return 32;
+        r = other_watch(NULL, 0, "acc/", ready, &c);
+        if (r)
+                return r;
         for (;;) {
                 if (iomem_next_event(c, &ev, EV_WAIT_MS) < 0)
                         return 33;
@@ -881,8 +903,7 @@ static int other_openv(void)
         struct iomem_region *r = NULL;
         int k1, k2;
 
-        if (setgroups(0, NULL) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
-            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+        if (become_other(NULL, 0) < 0)
                 return 30;
         if (iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c) < 0)
                 return 31;
@@ -935,14 +956,11 @@ static int other_group_watcher(int ready)
         struct iomem_client *c = NULL;
         struct iomem_event ev;
         unsigned seen = 0;
+        int r;
 
-        if (setgroups(1, groups) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
-            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
-                return 30;
-        if (iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c) < 0 || iomem_watch(c, "grp/", NULL) < 0)
-                return 31;
-        if (write(ready, "x", 1) != 1)
-                return 32;
+        r = other_watch(groups, 1, "grp/", ready, &c);
+        if (r)
+                return r;
         for (;;) {
                 if (iomem_next_event(c, &ev, EV_WAIT_MS) < 0)
                         return 33;
