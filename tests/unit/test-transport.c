@@ -34,6 +34,22 @@ static void pair_close(int sv[2])
         sv[0] = sv[1] = -1;
 }
 
+/* A socket pair @sv with a transport on each end (@a on sv[0], @b on sv[1]). */
+static void tpair_new(int sv[2], struct transport *a, struct transport *b)
+{
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(b, sv[1], 0, 0), 0);
+}
+
+/* End what tpair_new() made. */
+static void tpair_close(int sv[2], struct transport *a, struct transport *b)
+{
+        transport_deinit(a);
+        transport_deinit(b);
+        pair_close(sv);
+}
+
 /* a fresh memfd: every one has its own inode, so fds can be told apart */
 static int memfd_new(void)
 {
@@ -150,9 +166,7 @@ static void roundtrip(unsigned nfds, uint32_t length)
         ck_assert_ptr_nonnull(payload);
         for (uint32_t i = 0; i < length; i++)
                 payload[i] = (uint8_t)(i * 7u + nfds);
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
-        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        tpair_new(sv, &a, &b);
         for (unsigned i = 0; i < nfds; i++) {
                 fds[i] = memfd_new();
                 orig[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
@@ -186,9 +200,7 @@ static void roundtrip(unsigned nfds, uint32_t length)
         ck_assert_uint_eq(f.nfds, 0);
         ck_assert_ptr_null(f.payload);
         fds_close(orig, nfds);
-        transport_deinit(&a);
-        transport_deinit(&b);
-        pair_close(sv);
+        tpair_close(sv, &a, &b);
         free(payload);
 }
 
@@ -299,9 +311,7 @@ START_TEST(test_queue_mixed_batch)
         struct transport a, b;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
-        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        tpair_new(sv, &a, &b);
         mixed_queue(&a, orig);
         ck_assert(transport_has_output(&a));
         ck_assert_int_eq(transport_flush(&a), 0);
@@ -310,9 +320,7 @@ START_TEST(test_queue_mixed_batch)
         ck_assert_uint_eq(a.out_fds, 0);
         mixed_expect(&b, orig);
 
-        transport_deinit(&a);
-        transport_deinit(&b);
-        pair_close(sv);
+        tpair_close(sv, &a, &b);
 }
 END_TEST
 
@@ -326,9 +334,7 @@ START_TEST(test_queue_mixed_batch_in_order)
         struct transport a, b;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
-        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        tpair_new(sv, &a, &b);
         a.out_fds_in_order = true;
         b.in_fds_in_order = true;
         mixed_queue(&a, orig);
@@ -338,9 +344,7 @@ START_TEST(test_queue_mixed_batch_in_order)
         ck_assert_int_gt(transport_read(&b), 0);
         ck_assert_uint_eq(b.in_fds, 3);
         mixed_expect(&b, orig);
-        transport_deinit(&a);
-        transport_deinit(&b);
-        pair_close(sv);
+        tpair_close(sv, &a, &b);
 }
 END_TEST
 
@@ -1258,9 +1262,7 @@ static void partial_writes_of(bool in_order, unsigned N, const uint32_t *lengths
         ck_assert(!transport_has_output(&a));
         ck_assert_uint_eq(a.out_fds, 0);
 
-        transport_deinit(&a);
-        transport_deinit(&b);
-        pair_close(sv);
+        tpair_close(sv, &a, &b);
         free(payload);
 }
 
