@@ -29,15 +29,8 @@ struct pyasync_pending {
  */
 static int pyasync_enter(PyIomemClient *self)
 {
-        if (!self->client || self->closing) {
-                PyErr_SetString(PyExc_ValueError, "operation on a closed iomem.Client");
+        if (pyclient_check_usable(self) < 0)
                 return -1;
-        }
-        if (self->pid != getpid()) {
-                PyErr_SetString(PyExc_RuntimeError,
-                                "this iomem.Client was connected by another process (fork): connect again");
-                return -1;
-        }
         self->busy++;
         return 0;
 }
@@ -154,9 +147,7 @@ static void pyasync_open_done(struct iomem_client *c, int error, struct iomem_re
                 err = pyasync_error(c, error, p->name);
         } else {
                 /* a callback that drops it (a cancelled await) closes the fd with the Region */
-                res = pyregion_new_consume(region, p->name ? p->name : Py_None);
-                if (res)
-                        ((PyIomemRegion *)res)->generation = generation;
+                res = pyregion_new_version_consume(region, p->name ? p->name : Py_None, generation);
         }
         pyasync_pending_call(p, err, res);
         PyGILState_Release(g);
@@ -292,6 +283,19 @@ static int pyasync_raise_callback_error(PyIomemClient *self)
 }
 
 /*
+ * pyasync_set_error() - raise the OSError of a failed submit or process():
+ * -ENOTCONN (the connection is broken) says that a blocking call connects
+ * again. Return: NULL.
+ */
+static PyObject *pyasync_set_error(int r, PyObject *filename)
+{
+        return pymodule_set_error(r, r == -ENOTCONN ? "the connection is broken: a blocking call such as ping() "
+                                                      "connects again"
+                                                    : NULL,
+                                  filename);
+}
+
+/*
  * pyasync_submitted() - finish a submit: on error libiomem will not call
  * the callback, so @p goes now and the error is raised.
  * Return: None, or NULL with the exception.
@@ -304,15 +308,36 @@ static PyObject *pyasync_submitted(PyIomemClient *self, struct pyasync_pending *
                 pyasync_pending_unlink(p);
                 pyasync_pending_free(p);
                 pyasync_leave(self);
-                pymodule_set_error(r, r == -ENOTCONN ? "the connection is broken: a blocking call such as ping() "
-                                                       "connects again"
-                                                     : NULL,
-                                   name);
+                pyasync_set_error(r, name);
                 Py_XDECREF(name);
                 return NULL;
         }
         pyasync_leave(self);
         Py_RETURN_NONE;
+}
+
+/* Raise TypeError unless @callback is callable. Return: 0; -1 with the exception. */
+static int pyasync_check_callback(PyObject *callback)
+{
+        if (!PyCallable_Check(callback)) {
+                PyErr_SetString(PyExc_TypeError, "callback must be callable");
+                return -1;
+        }
+        return 0;
+}
+
+/*
+ * pyasync_pending_start() - the record of a request about to be submitted
+ * within a call counted by pyasync_enter(); on failure that call is ended
+ * (pyasync_leave()). Return: the record, or NULL with MemoryError.
+ */
+static struct pyasync_pending *pyasync_pending_start(PyIomemClient *self, PyObject *callback, PyObject *name)
+{
+        struct pyasync_pending *p = pyasync_pending_new(self, callback, name);
+
+        if (!p)
+                pyasync_leave(self);
+        return p;
 }
 
 PyDoc_STRVAR(pyasync_process_doc,
@@ -341,10 +366,7 @@ static PyObject *pyasync_process(PyObject *obj, PyObject *unused)
         if (pyasync_raise_callback_error(self) < 0)
                 return NULL;
         if (r < 0)
-                return pymodule_set_error(r, r == -ENOTCONN ? "the connection is broken: a blocking call such as "
-                                                              "ping() connects again"
-                                                            : NULL,
-                                          NULL);
+                return pyasync_set_error(r, NULL);
         return PyLong_FromLong(r);
 }
 
@@ -403,33 +425,21 @@ static PyObject *pyasync_open_async(PyObject *obj, PyObject *args, PyObject *kwa
                 return NULL;
         if (!pyclient_name_converter(nameobj, &name))
                 return NULL;
-        if (!PyCallable_Check(callback)) {
-                PyErr_SetString(PyExc_TypeError, "callback must be callable");
+        if (pyasync_check_callback(callback) < 0)
                 return NULL;
-        }
         if (afterobj != Py_None && !pymodule_u64_converter(afterobj, &after))
                 return NULL;
-        if (!wait && timeout != Py_None) {
-                PyErr_SetString(PyExc_ValueError, "timeout is for wait=True");
+        if (pyclient_wait_converter(wait, timeout, &wait_ms) < 0)
                 return NULL;
-        }
-        if (wait) {
-                if (!pyclient_timeout_converter(timeout, &wait_ms))
-                        return NULL;
-                if (wait_ms == 0)
-                        wait_ms = 1; /* 0 means "do not wait" to libiomem */
-        }
         if (pyasync_enter(self) < 0)
                 return NULL;
         if (afterobj != Py_None && !self->events) {
                 pyasync_leave(self);
                 return pymodule_set_error(-EOPNOTSUPP, NULL, nameobj);
         }
-        p = pyasync_pending_new(self, callback, nameobj);
-        if (!p) {
-                pyasync_leave(self);
+        p = pyasync_pending_start(self, callback, nameobj);
+        if (!p)
                 return NULL;
-        }
         c = self->client;
         flags = read_only ? IOMEM_OPEN_RDONLY : 0;
         Py_BEGIN_ALLOW_THREADS
@@ -458,17 +468,13 @@ static PyObject *pyasync_stat_async(PyObject *obj, PyObject *args)
         if (!PyArg_ParseTuple(args, "OO:stat_async", &nameobj, &callback) ||
             !pyclient_name_converter(nameobj, &name))
                 return NULL;
-        if (!PyCallable_Check(callback)) {
-                PyErr_SetString(PyExc_TypeError, "callback must be callable");
+        if (pyasync_check_callback(callback) < 0)
                 return NULL;
-        }
         if (pyasync_enter(self) < 0)
                 return NULL;
-        p = pyasync_pending_new(self, callback, nameobj);
-        if (!p) {
-                pyasync_leave(self);
+        p = pyasync_pending_start(self, callback, nameobj);
+        if (!p)
                 return NULL;
-        }
         c = self->client;
         Py_BEGIN_ALLOW_THREADS
         r = iomem_stat_async(c, name, pyasync_stat_done, p);
@@ -486,17 +492,13 @@ static PyObject *pyasync_ping_async(PyObject *obj, PyObject *callback)
         struct iomem_client *c;
         int r;
 
-        if (!PyCallable_Check(callback)) {
-                PyErr_SetString(PyExc_TypeError, "callback must be callable");
+        if (pyasync_check_callback(callback) < 0)
                 return NULL;
-        }
         if (pyasync_enter(self) < 0)
                 return NULL;
-        p = pyasync_pending_new(self, callback, NULL);
-        if (!p) {
-                pyasync_leave(self);
+        p = pyasync_pending_start(self, callback, NULL);
+        if (!p)
                 return NULL;
-        }
         c = self->client;
         Py_BEGIN_ALLOW_THREADS
         r = iomem_ping_async(c, pyasync_ping_done, p);

@@ -56,13 +56,20 @@ static void pyclient_unlock(PyIomemClient *self)
 static int pyclient_enter(PyIomemClient *self)
 {
         pyclient_lock(self);
-        if (!self->client || self->closing) {
+        if (pyclient_check_usable(self) < 0) {
                 PyThread_release_lock(self->lock);
+                return -1;
+        }
+        return 0;
+}
+
+int pyclient_check_usable(const PyIomemClient *self)
+{
+        if (!self->client || self->closing) {
                 PyErr_SetString(PyExc_ValueError, "operation on a closed iomem.Client");
                 return -1;
         }
         if (self->pid != getpid()) {
-                PyThread_release_lock(self->lock);
                 PyErr_SetString(PyExc_RuntimeError,
                                 "this iomem.Client was connected by another process (fork): connect again");
                 return -1;
@@ -121,6 +128,22 @@ int pyclient_timeout_converter(PyObject *obj, void *msp)
         }
         *(int *)msp = (int)ceil(s * 1000.0);
         return 1;
+}
+
+int pyclient_wait_converter(int wait, PyObject *timeout, int *wait_ms)
+{
+        *wait_ms = 0;
+        if (!wait && timeout != Py_None) {
+                PyErr_SetString(PyExc_ValueError, "timeout is for wait=True");
+                return -1;
+        }
+        if (wait) {
+                if (!pyclient_timeout_converter(timeout, wait_ms))
+                        return -1;
+                if (*wait_ms == 0)
+                        *wait_ms = 1; /* 0 means "do not wait" to libiomem */
+        }
+        return 0;
 }
 
 /* Return: CLOCK_MONOTONIC in milliseconds. */
@@ -402,7 +425,7 @@ static PyObject *pyclient_open(PyObject *obj, PyObject *args, PyObject *kwargs)
         static char *kwlist[] = { "name", "read_only", "wait", "timeout", "after_generation", NULL };
         PyIomemClient *self = (PyIomemClient *)obj;
         struct iomem_region *region = NULL;
-        PyObject *nameobj, *timeout = Py_None, *afterobj = Py_None, *res;
+        PyObject *nameobj, *timeout = Py_None, *afterobj = Py_None;
         const char *name;
         uint64_t after = 0, generation = 0;
         int read_only = 0, wait = 0, wait_ms = 0, slice, r;
@@ -415,16 +438,8 @@ static PyObject *pyclient_open(PyObject *obj, PyObject *args, PyObject *kwargs)
                 return NULL;
         if (!pyclient_name_converter(nameobj, &name))
                 return NULL;
-        if (!wait && timeout != Py_None) {
-                PyErr_SetString(PyExc_ValueError, "timeout is for wait=True");
+        if (pyclient_wait_converter(wait, timeout, &wait_ms) < 0)
                 return NULL;
-        }
-        if (wait) {
-                if (!pyclient_timeout_converter(timeout, &wait_ms))
-                        return NULL;
-                if (wait_ms == 0)
-                        wait_ms = 1; /* 0 means "do not wait" to libiomem */
-        }
         if (wait_ms > 0)
                 deadline = pyclient_now_ms() + wait_ms;
         /* a wait is asked of the daemon in slices, the lock let go in between: signals and other threads
@@ -462,10 +477,7 @@ static PyObject *pyclient_open(PyObject *obj, PyObject *args, PyObject *kwargs)
         }
         if (pyclient_leave(self, r, nameobj) < 0)
                 return NULL;
-        res = pyregion_new_consume(region, nameobj);
-        if (res)
-                ((PyIomemRegion *)res)->generation = generation;
-        return res;
+        return pyregion_new_version_consume(region, nameobj, generation);
 }
 
 PyDoc_STRVAR(pyclient_stat_doc, "stat(name) -> StatResult\n\nA named region's size, seals, owner, mode, generation, ...");

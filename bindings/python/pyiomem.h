@@ -66,6 +66,12 @@ extern PyTypeObject pyclient_type;
 
 /* pyregion_new_consume() - a Region object owning @region (taken over, freed on error). Return: new ref or NULL. */
 PyObject *pyregion_new_consume(struct iomem_region *region, PyObject *name);
+/*
+ * pyregion_new_version_consume() - pyregion_new_consume() for a region
+ * opened with its version's @generation (0: not asked for; Region.generation
+ * None). Return: new ref or NULL.
+ */
+PyObject *pyregion_new_version_consume(struct iomem_region *region, PyObject *name, uint64_t generation);
 
 /* pyregion_ready() - PyType_Ready of Region. Return: 0 or -1. */
 int pyregion_ready(PyObject *module);
@@ -97,6 +103,19 @@ PyObject *pymodule_backend_str(enum iomem_backend backend);
 int pyclient_name_converter(PyObject *obj, void *namep);
 /* pyclient_timeout_converter() - "O&" converter: seconds (>= 0) or None (-1) to milliseconds. Return: 1 or 0. */
 int pyclient_timeout_converter(PyObject *obj, void *msp);
+/*
+ * pyclient_wait_converter() - open()'s wait and timeout arguments to the
+ * milliseconds libiomem waits for the name: 0 without @wait (then @timeout
+ * must be None: ValueError), at least 1 with it (-1 = without limit).
+ * Return: 0; -1 with an exception.
+ */
+int pyclient_wait_converter(int wait, PyObject *timeout, int *wait_ms);
+/*
+ * pyclient_check_usable() - raise unless @self is connected, not closing
+ * and used by the process that connected it (ValueError, RuntimeError after
+ * a fork). Return: 0; -1 with the exception.
+ */
+int pyclient_check_usable(const PyIomemClient *self);
 /* pyclient_stat_new() - an iomem.StatResult (@generation 0 = None). Return: new ref or NULL. */
 struct iomem_stat;
 PyObject *pyclient_stat_new(const struct iomem_stat *st, uint64_t generation);

@@ -126,6 +126,11 @@ static PyBufferProcs pyregion_as_buffer = {
 
 PyObject *pyregion_new_consume(struct iomem_region *region, PyObject *name)
 {
+        return pyregion_new_version_consume(region, name, 0);
+}
+
+PyObject *pyregion_new_version_consume(struct iomem_region *region, PyObject *name, uint64_t generation)
+{
         PyIomemRegion *self = PyObject_New(PyIomemRegion, &pyregion_type);
 
         if (!self) {
@@ -138,7 +143,7 @@ PyObject *pyregion_new_consume(struct iomem_region *region, PyObject *name)
         self->map_writable = 0;
         self->exports = 0;
         self->weakrefs = NULL;
-        self->generation = 0;
+        self->generation = generation;
         self->name = name ? name : Py_None;
         Py_INCREF(self->name);
         return (PyObject *)self;

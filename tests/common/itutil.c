@@ -125,6 +125,38 @@ void it_daemon_stop(struct it_daemon *d)
                       status);
 }
 
+struct iomem_client *it_client_connect(const struct it_daemon *d)
+{
+        struct iomem_client *c = NULL;
+        int r = iomem_connect(d->socket, &c);
+
+        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
+        return c;
+}
+
+struct iomem_client *it_client_connect_flags(const struct it_daemon *d, uint32_t flags)
+{
+        struct iomem_client *c = NULL;
+        int r = iomem_connect_flags(d->socket, flags, &c);
+
+        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
+        return c;
+}
+
+int it_listen(const char *path, int backlog)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        ck_assert_uint_lt(strlen(path), sizeof(sa.sun_path));
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(fd, backlog), 0);
+        return fd;
+}
+
 int it_daemon_settled_fds(const struct it_daemon *d)
 {
         struct iomem_client *probe = NULL;

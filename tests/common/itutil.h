@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,19 @@ void it_daemon_stop(struct it_daemon *d);
  * Return: the count (including the probe's one socket).
  */
 int it_daemon_settled_fds(const struct it_daemon *d);
+
+/* it_client_connect() - iomem_connect() to @d's socket, asserting it succeeds. Return: the client (the caller's). */
+struct iomem_client *it_client_connect(const struct it_daemon *d);
+
+/* it_client_connect_flags() - iomem_connect_flags() to @d's socket with @flags, asserting it succeeds. */
+struct iomem_client *it_client_connect_flags(const struct it_daemon *d, uint32_t flags);
+
+/*
+ * it_listen() - a close-on-exec stream socket bound to the Unix socket
+ * @path and listening with @backlog (a stand-in daemon the test plays),
+ * asserting every step. Return: the fd (the caller's).
+ */
+int it_listen(const char *path, int backlog);
 
 /* Raise RLIMIT_NOFILE (soft and, if needed, hard) to at least @n. Return: 0 or -errno. */
 int it_raise_nofile(rlim_t n);

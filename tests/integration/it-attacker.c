@@ -228,6 +228,17 @@ static struct iomem_client *client(void)
         return c;
 }
 
+/* Create the named region @name (its fd closed at once: the daemon keeps it), or die. */
+static void create_or_die(struct iomem_client *c, const char *name, uint64_t size, const struct iomem_create_opts *co)
+{
+        struct iomem_region *region = NULL;
+        int r = iomem_create(c, name, size, co, &region);
+
+        if (r < 0)
+                die("create", r);
+        iomem_region_free(region);
+}
+
 /* A sealed memfd of @size bytes, mode 0600. */
 static struct iomem_region *local_memfd(uint64_t size)
 {
@@ -417,16 +428,12 @@ static int attack_inflight(void)
 {
         struct iomem_client *c = client();
         struct iomem_create_opts co = { .mode = 0600 };
-        struct iomem_region *region = NULL;
         struct proto_open o = { .name = "inflight" };
         uint8_t p[512], f[600];
         int socks[16], dead[16], r, len;
         unsigned sent = 0, dropped = 0, blocked = 0;
 
-        r = iomem_create(c, "inflight", 4096, &co, &region);
-        if (r < 0)
-                die("create", r);
-        iomem_region_free(region);
+        create_or_die(c, "inflight", 4096, &co);
         len = proto_open_encode(&o, p, sizeof(p));
         for (int i = 0; i < 16; i++) {
                 socks[i] = raw_connect_hello();
@@ -485,16 +492,12 @@ static int attack_inflight_orphan(void)
 {
         struct iomem_client *c = client();
         struct iomem_create_opts co = { .mode = 0600 };
-        struct iomem_region *region = NULL;
         struct proto_open o = { .name = "orphan" };
         uint8_t p[512], f[600];
-        int socks[48], r, len;
+        int socks[48], len;
         unsigned sent = 0;
 
-        r = iomem_create(c, "orphan", 4096, &co, &region);
-        if (r < 0)
-                die("create", r);
-        iomem_region_free(region);
+        create_or_die(c, "orphan", 4096, &co);
         len = proto_open_encode(&o, p, sizeof(p));
         for (int i = 0; i < 48; i++) {
                 socks[i] = raw_connect_hello();
@@ -533,16 +536,12 @@ static int attack_queued_fds(void)
 {
         struct iomem_client *c = client();
         struct iomem_create_opts co = { .mode = 0600 };
-        struct iomem_region *region = NULL;
         struct proto_open o = { .name = "queued" };
         uint8_t p[512], f[600];
-        int socks[40], r, len;
+        int socks[40], len;
         unsigned sent = 0;
 
-        r = iomem_create(c, "queued", 4096, &co, &region);
-        if (r < 0)
-                die("create", r);
-        iomem_region_free(region);
+        create_or_die(c, "queued", 4096, &co);
         len = proto_open_encode(&o, p, sizeof(p));
         for (int i = 0; i < 40; i++) {
                 socks[i] = raw_connect_hello();
@@ -725,17 +724,13 @@ static int attack_log(void)
 {
         struct iomem_client *c = client();
         struct iomem_create_opts co = { .mode = 0600 };
-        struct iomem_region *region = NULL;
         struct proto_chmod cm = { .mode = 0600, .name = "log-own" };
         uint8_t p[512], f[600], f2[600];
         size_t n, n2;
-        int conns[4], mfd, r;
+        int conns[4], mfd;
         unsigned requests = 0;
 
-        r = iomem_create(c, "log-own", 4096, &co, &region);
-        if (r < 0)
-                die("create", r);
-        iomem_region_free(region);
+        create_or_die(c, "log-own", 4096, &co);
         /* an unsealed memfd: every REGISTER of it is refused (-EPERM) and used to be logged */
         mfd = memfd_create("log", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (mfd < 0 || ftruncate(mfd, 4096) < 0 || fchmod(mfd, 0600) < 0)
@@ -806,18 +801,13 @@ static int attack_openv(void)
         static int target[OPENV_CONNS], other[OPENV_CONNS];
         struct iomem_client *c = client();
         struct iomem_create_opts co = { .mode = 0600 };
-        struct iomem_region *region = NULL;
-        int r;
 
         openv_park(target, OPENV_CONNS, "openv-target", 0);
         openv_park(other, OPENV_CONNS, "openv-never", 0);
         ready("waits=%u", 2 * OPENV_CONNS * 64);
         /* the probe runs meanwhile */
         sleep_ms(500);
-        r = iomem_create(c, "openv-target", 4096, &co, &region);
-        if (r < 0)
-                die("create", r);
-        iomem_region_free(region);
+        create_or_die(c, "openv-target", 4096, &co);
         wait_stdin_eof();
         for (unsigned i = 0; i < OPENV_CONNS; i++) {
                 close(target[i]);
@@ -874,19 +864,15 @@ static int attack_reserve(void)
 {
         struct iomem_client *c = client();
         struct iomem_create_opts co = { .mode = 0600, .flags = IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE };
-        struct iomem_region *region = NULL;
         struct proto_resize grow = { .size = UINT64_C(1) << 30, .name = "reserve-x" };
         struct proto_resize shrink = { .size = 0, .name = "reserve-x" };
         static uint8_t buf[64 * 1024];
         uint8_t p[512];
         size_t fill = 0;
         pid_t kid;
-        int s, r;
+        int s;
 
-        r = iomem_create(c, "reserve-x", 0, &co, &region);
-        if (r < 0)
-                die("create", r);
-        iomem_region_free(region);
+        create_or_die(c, "reserve-x", 0, &co);
         while (fill + 2 * (PROTO_HEADER_SIZE + 300) <= sizeof(buf)) {
                 fill += frame(buf + fill, PROTO_OP_RESIZE, 1, p, proto_resize_encode(&grow, p, sizeof(p)), 0);
                 fill += frame(buf + fill, PROTO_OP_RESIZE, 2, p, proto_resize_encode(&shrink, p, sizeof(p)), 0);

@@ -85,11 +85,7 @@ static void start(const char *const *extra)
 
 static struct iomem_client *root_connect(void)
 {
-        struct iomem_client *c = NULL;
-        int r = iomem_connect(daemon_.socket, &c);
-
-        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
-        return c;
+        return it_client_connect(&daemon_);
 }
 
 static void root_create(struct iomem_client *c, const char *name, uint64_t size, uint32_t mode,

@@ -20,11 +20,7 @@ static struct iomem_client *client_;
 
 static struct iomem_client *it_connect(void)
 {
-        struct iomem_client *c = NULL;
-        int r = iomem_connect(daemon_.socket, &c);
-
-        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
-        return c;
+        return it_client_connect(&daemon_);
 }
 
 static struct iomem_region *it_create(const char *name, uint64_t size, uint32_t flags, enum iomem_backend b)

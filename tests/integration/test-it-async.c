@@ -32,11 +32,7 @@ static void teardown(void)
 
 static struct iomem_client *connect_flags(uint32_t flags)
 {
-        struct iomem_client *c = NULL;
-        int r = iomem_connect_flags(daemon_.socket, flags, &c);
-
-        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
-        return c;
+        return it_client_connect_flags(&daemon_, flags);
 }
 
 /* A sealed memfd of @size bytes, every u64 = @value. */

@@ -24,11 +24,7 @@ static struct it_daemon daemon_;
 
 static struct iomem_client *it_connect(void)
 {
-        struct iomem_client *c = NULL;
-        int r = iomem_connect(daemon_.socket, &c);
-
-        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
-        return c;
+        return it_client_connect(&daemon_);
 }
 
 static void setup(void)
@@ -467,18 +463,13 @@ static void *blocked_ping(void *userdata)
  */
 START_TEST(test_break_ends_blocked_reader)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct mute_server m = { .sfd = -1 };
         struct blocked_call b = { .r = 1 };
         pthread_t reader;
-        char path[sizeof(sa.sun_path)];
+        char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
         snprintf(path, sizeof(path), "%s/mute", daemon_.dir);
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        m.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(m.lfd, 0);
-        ck_assert_int_eq(bind(m.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        ck_assert_int_eq(listen(m.lfd, 4), 0);
+        m.lfd = it_listen(path, 4);
         ck_assert_int_eq(pthread_create(&m.thread, NULL, mute_server_run, &m), 0);
         ck_assert_int_eq(iomem_connect(path, &b.c), 0);
         iomem_client_set_reconnect(b.c, 0);
@@ -560,17 +551,12 @@ static void *old_server_run(void *userdata)
 /* libiomem asks for FDS_IN_ORDER; refused by an older daemon, the call connects again without it and succeeds. */
 START_TEST(test_older_daemon_without_fds_in_order)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct old_server o = { .lfd = -1 };
         struct iomem_client *c = NULL;
-        char path[sizeof(sa.sun_path)];
+        char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
         snprintf(path, sizeof(path), "%s/old", daemon_.dir);
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        o.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(o.lfd, 0);
-        ck_assert_int_eq(bind(o.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        ck_assert_int_eq(listen(o.lfd, 4), 0);
+        o.lfd = it_listen(path, 4);
         ck_assert_int_eq(pthread_create(&o.thread, NULL, old_server_run, &o), 0);
         ck_assert_int_eq(iomem_connect(path, &c), 0);
         iomem_client_set_reconnect(c, 0);

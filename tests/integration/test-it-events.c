@@ -46,20 +46,12 @@ static void teardown(void)
 
 static struct iomem_client *ev_connect(void)
 {
-        struct iomem_client *c = NULL;
-        int r = iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c);
-
-        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
-        return c;
+        return it_client_connect_flags(&daemon_, IOMEM_CONNECT_EVENTS);
 }
 
 static struct iomem_client *v1_connect(void)
 {
-        struct iomem_client *c = NULL;
-        int r = iomem_connect(daemon_.socket, &c);
-
-        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
-        return c;
+        return it_client_connect(&daemon_);
 }
 
 static void next_event(struct iomem_client *c, struct iomem_event *ev)
@@ -773,20 +765,77 @@ END_TEST
 
 /* ---- access filtering (root: a child switches to another uid) ----------- */
 
+/*
+ * fork_ready() - fork a child that runs _exit(@child(ready)), @ready the
+ * write end of a pipe it writes one byte to once it is set up (e.g. its
+ * watch is in place), and wait for that byte.
+ * Return: the child's pid.
+ */
+static pid_t fork_ready(int (*child)(int ready))
+{
+        int pfd[2];
+        char x;
+        pid_t pid;
+
+        ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                close(pfd[0]);
+                _exit(child(pfd[1]));
+        }
+        close(pfd[1]);
+        ck_assert_int_eq(read(pfd[0], &x, 1), 1);
+        close(pfd[0]);
+        return pid;
+}
+
+/* Reap child @pid. Return: its exit status, or -1 if it did not exit (killed by a signal). */
+static int child_exit_code(pid_t pid)
+{
+        int status;
+
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* In a child: become OTHER_UID/OTHER_GID with the supplementary @groups (@ngroups, may be 0). Return: 0 or -1. */
+static int become_other(const gid_t *groups, size_t ngroups)
+{
+        if (setgroups(ngroups, groups) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
+            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+                return -1;
+        return 0;
+}
+
+/*
+ * other_watch() - in a watcher child: become_other(), connect with events
+ * (*@cp), watch @prefix and write the ready byte to @ready.
+ * Return: 0, or the child's exit status for the step that failed (30-32).
+ */
+static int other_watch(const gid_t *groups, size_t ngroups, const char *prefix, int ready, struct iomem_client **cp)
+{
+        if (become_other(groups, ngroups) < 0)
+                return 30;
+        if (iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, cp) < 0 || iomem_watch(*cp, prefix, NULL) < 0)
+                return 31;
+        if (write(ready, "x", 1) != 1)
+                return 32;
+        return 0;
+}
+
 /* The watcher child, as OTHER_UID: collects events until "acc/zz-end" and checks what it saw. */
 static int other_watcher(int ready)
 {
         struct iomem_client *c = NULL;
         struct iomem_event ev;
         unsigned pub = 0, chmods = 0;
+        int r;
 
-        if (setgroups(0, NULL) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
-            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
-                return 30;
-        if (iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c) < 0 || iomem_watch(c, "acc/", NULL) < 0)
-                return 31;
-        if (write(ready, "x", 1) != 1)
-                return 32;
+        r = other_watch(NULL, 0, "acc/", ready, &c);
+        if (r)
+                return r;
         for (;;) {
                 if (iomem_next_event(c, &ev, EV_WAIT_MS) < 0)
                         return 33;
@@ -812,8 +861,7 @@ START_TEST(test_access_filtering)
 {
         struct iomem_client *a;
         struct iomem_region *r = NULL;
-        int pfd[2], status;
-        char x;
+        int code;
         pid_t pid;
 
         if (geteuid() != 0) {
@@ -822,17 +870,7 @@ START_TEST(test_access_filtering)
         }
         start(NULL);
         a = ev_connect();
-        ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
-        fflush(NULL);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                close(pfd[0]);
-                _exit(other_watcher(pfd[1]));
-        }
-        close(pfd[1]);
-        ck_assert_int_eq(read(pfd[0], &x, 1), 1);
-        close(pfd[0]);
+        pid = fork_ready(other_watcher);
         ck_assert_int_eq(iomem_create(a, "acc/private", 4096,
                                       &(struct iomem_create_opts){ .mode = 0600, .flags = IOMEM_CREATE_RESIZABLE }, &r), 0);
         iomem_region_free(r);
@@ -848,9 +886,8 @@ START_TEST(test_access_filtering)
         ck_assert_int_eq(iomem_delete(a, "acc/public"), 0);
         ck_assert_int_eq(iomem_create(a, "acc/zz-end", 4096, &(struct iomem_create_opts){ .mode = 0644 }, &r), 0);
         iomem_region_free(r);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "watcher as uid %u: status %d", OTHER_UID,
-                      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        code = child_exit_code(pid);
+        ck_assert_msg(code == 0, "watcher as uid %u: status %d", OTHER_UID, code);
         iomem_disconnect(a);
 }
 END_TEST
@@ -866,8 +903,7 @@ static int other_openv(void)
         struct iomem_region *r = NULL;
         int k1, k2;
 
-        if (setgroups(0, NULL) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
-            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+        if (become_other(NULL, 0) < 0)
                 return 30;
         if (iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c) < 0)
                 return 31;
@@ -883,7 +919,7 @@ START_TEST(test_openv_tells_nothing_of_unreadable)
 {
         struct iomem_client *a;
         struct iomem_region *r = NULL;
-        int status;
+        int code;
         pid_t pid;
 
         if (geteuid() != 0) {
@@ -899,9 +935,8 @@ START_TEST(test_openv_tells_nothing_of_unreadable)
         ck_assert_int_ge(pid, 0);
         if (pid == 0)
                 _exit(other_openv());
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "OPENV as uid %u: status %d", OTHER_UID,
-                      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        code = child_exit_code(pid);
+        ck_assert_msg(code == 0, "OPENV as uid %u: status %d", OTHER_UID, code);
         ck_assert_int_eq(iomem_delete(a, "acc/secret"), 0);
         iomem_disconnect(a);
 }
@@ -921,14 +956,11 @@ static int other_group_watcher(int ready)
         struct iomem_client *c = NULL;
         struct iomem_event ev;
         unsigned seen = 0;
+        int r;
 
-        if (setgroups(1, groups) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
-            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
-                return 30;
-        if (iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c) < 0 || iomem_watch(c, "grp/", NULL) < 0)
-                return 31;
-        if (write(ready, "x", 1) != 1)
-                return 32;
+        r = other_watch(groups, 1, "grp/", ready, &c);
+        if (r)
+                return r;
         for (;;) {
                 if (iomem_next_event(c, &ev, EV_WAIT_MS) < 0)
                         return 33;
@@ -953,8 +985,7 @@ START_TEST(test_events_judged_with_groups)
         const struct iomem_create_opts private = { .mode = 0600, .flags = IOMEM_CREATE_RESIZABLE };
         struct iomem_client *a;
         struct iomem_region *r = NULL;
-        int pfd[2], status;
-        char x;
+        int code;
         pid_t pid;
 
         if (geteuid() != 0) {
@@ -963,17 +994,7 @@ START_TEST(test_events_judged_with_groups)
         }
         start(NULL);
         a = ev_connect();
-        ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
-        fflush(NULL);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                close(pfd[0]);
-                _exit(other_group_watcher(pfd[1]));
-        }
-        close(pfd[1]);
-        ck_assert_int_eq(read(pfd[0], &x, 1), 1);
-        close(pfd[0]);
+        pid = fork_ready(other_group_watcher);
         /* readable by "other" but not by the watcher's (supplementary) group: never seen */
         ck_assert_int_eq(iomem_create(a, "grp/excluded", 4096, &private, &r), 0);
         iomem_region_free(r);
@@ -989,9 +1010,8 @@ START_TEST(test_events_judged_with_groups)
         ck_assert_int_eq(iomem_delete(a, "grp/member"), 0);
         ck_assert_int_eq(iomem_create(a, "grp/zz-end", 4096, &(struct iomem_create_opts){ .mode = 0644 }, &r), 0);
         iomem_region_free(r);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "watcher as uid %u in group %u: status %d",
-                      OTHER_UID, OTHER_SUPP_GID, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        code = child_exit_code(pid);
+        ck_assert_msg(code == 0, "watcher as uid %u in group %u: status %d", OTHER_UID, OTHER_SUPP_GID, code);
         ck_assert_int_eq(iomem_delete(a, "grp/zz-end"), 0);
         iomem_disconnect(a);
 }

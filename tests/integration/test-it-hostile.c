@@ -107,11 +107,7 @@ static void teardown(void)
 
 static struct iomem_client *connect_events(void)
 {
-        struct iomem_client *c = NULL;
-        int r = iomem_connect_flags(daemon_.socket, IOMEM_CONNECT_EVENTS, &c);
-
-        ck_assert_msg(r == 0, "connect: %s", iomem_strerror(r));
-        return c;
+        return it_client_connect_flags(&daemon_, IOMEM_CONNECT_EVENTS);
 }
 
 /* iomem_client_process() is non-blocking: it returns whatever the daemon keeps sending. */
@@ -247,16 +243,10 @@ static void *fake_cycling_daemon(void *arg)
 
 static void fake_start(struct fake_daemon *d, void *(*fn)(void *))
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
         snprintf(d->dir, sizeof(d->dir), "/tmp/iomem-it-hostile.XXXXXX");
         ck_assert_ptr_nonnull(mkdtemp(d->dir));
         snprintf(d->path, sizeof(d->path), "%s/sock", d->dir);
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d->path);
-        d->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(d->listen_fd, 0);
-        ck_assert_int_eq(bind(d->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        ck_assert_int_eq(listen(d->listen_fd, 4), 0);
+        d->listen_fd = it_listen(d->path, 4);
         d->pages = 0;
         ck_assert_int_eq(pthread_create(&d->thread, NULL, fn, d), 0);
 }

@@ -402,30 +402,17 @@ START_TEST(test_default_socket)
 END_TEST
 
 /*
- * The daemon went away and its socket now belongs to a listener that never
- * accepts, with a full backlog (a hung daemon, a socket unit whose service
- * is still starting): connect() would wait for a free slot without end.
- * The call must still give up when its window ends (it blocked for ever).
+ * backlog_fill() - connect non-blocking sockets to the listener at @path
+ * until its backlog is full (connect() fails with EAGAIN), at most @max.
+ * Return: how many connected; they are in @fill, the caller's to close.
  */
-START_TEST(test_reconnect_backlog_full)
+static int backlog_fill(const char *path, int *fill, int max)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct it_daemon d;
-        struct iomem_client *c;
-        struct iomem_stat st;
-        int lfd, fill[64], nfill = 0;
+        int n = 0;
 
-        it_daemon_start(&d, NULL);
-        c = connect_to(&d);
-        iomem_client_set_reconnect(c, 200);
-        it_daemon_kill(&d, SIGKILL);
-        unlink(d.socket);
-        ck_assert_uint_lt(strlen(d.socket), sizeof(sa.sun_path));
-        strcpy(sa.sun_path, d.socket);
-        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(lfd, 0);
-        ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        ck_assert_int_eq(listen(lfd, 0), 0);
+        ck_assert_uint_lt(strlen(path), sizeof(sa.sun_path));
+        strcpy(sa.sun_path, path);
         for (;;) {
                 int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
@@ -433,11 +420,33 @@ START_TEST(test_reconnect_backlog_full)
                 if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                         ck_assert_int_eq(errno, EAGAIN); /* the backlog is full */
                         close(fd);
-                        break;
+                        return n;
                 }
-                ck_assert_int_lt(nfill, 64);
-                fill[nfill++] = fd;
+                ck_assert_int_lt(n, max);
+                fill[n++] = fd;
         }
+}
+
+/*
+ * The daemon went away and its socket now belongs to a listener that never
+ * accepts, with a full backlog (a hung daemon, a socket unit whose service
+ * is still starting): connect() would wait for a free slot without end.
+ * The call must still give up when its window ends (it blocked for ever).
+ */
+START_TEST(test_reconnect_backlog_full)
+{
+        struct it_daemon d;
+        struct iomem_client *c;
+        struct iomem_stat st;
+        int lfd, fill[64], nfill;
+
+        it_daemon_start(&d, NULL);
+        c = connect_to(&d);
+        iomem_client_set_reconnect(c, 200);
+        it_daemon_kill(&d, SIGKILL);
+        unlink(d.socket);
+        lfd = it_listen(d.socket, 0);
+        nfill = backlog_fill(d.socket, fill, 64);
         ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOTCONN);
         ck_assert_ptr_nonnull(strstr(iomem_client_error_message(c), "went away"));
         /* with a reply timeout and no reconnect window of its own, the timeout caps the wait */
@@ -507,38 +516,24 @@ END_TEST
 /* A daemon that never answers HELLO (stopped, hung): iomem_connect_timeout() gives up (iomem_connect() waits). */
 START_TEST(test_connect_timeout)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         char dir[] = "/tmp/test-it-reconnect.XXXXXX";
+        char path[sizeof(dir) + 5];
         struct iomem_client *c = NULL;
-        int lfd, fill[64], nfill = 0;
+        int lfd, fill[64], nfill;
 
         ck_assert_ptr_nonnull(mkdtemp(dir));
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", dir);
-        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(lfd, 0);
-        ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        ck_assert_int_eq(listen(lfd, 1), 0); /* never accepted */
-        ck_assert_int_eq(iomem_connect_timeout(sa.sun_path, 0, 200, &c), -ETIMEDOUT);
+        snprintf(path, sizeof(path), "%s/sock", dir);
+        lfd = it_listen(path, 1); /* never accepted */
+        ck_assert_int_eq(iomem_connect_timeout(path, 0, 200, &c), -ETIMEDOUT);
         ck_assert_ptr_null(c);
         /* the backlog full: refused at once rather than waiting for a slot */
-        for (;;) {
-                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-
-                ck_assert_int_ge(fd, 0);
-                if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                        ck_assert_int_eq(errno, EAGAIN);
-                        close(fd);
-                        break;
-                }
-                ck_assert_int_lt(nfill, 64);
-                fill[nfill++] = fd;
-        }
-        ck_assert_int_eq(iomem_connect_timeout(sa.sun_path, 0, 200, &c), -EAGAIN);
+        nfill = backlog_fill(path, fill, 64);
+        ck_assert_int_eq(iomem_connect_timeout(path, 0, 200, &c), -EAGAIN);
         ck_assert_ptr_null(c);
         while (nfill > 0)
                 close(fill[--nfill]);
         close(lfd);
-        unlink(sa.sun_path);
+        unlink(path);
         ck_assert_int_eq(rmdir(dir), 0);
 }
 END_TEST

@@ -34,12 +34,8 @@ struct raw {
 
 static void raw_open(struct raw *r)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", daemon_.socket);
-        r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        r->fd = fdutil_connect(daemon_.socket);
         ck_assert_int_ge(r->fd, 0);
-        ck_assert_int_eq(connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
         ck_assert_int_eq(transport_init(&r->t, r->fd, 0, 0), 0);
 }
 

@@ -34,6 +34,22 @@ static void pair_close(int sv[2])
         sv[0] = sv[1] = -1;
 }
 
+/* A socket pair @sv with a transport on each end (@a on sv[0], @b on sv[1]). */
+static void tpair_new(int sv[2], struct transport *a, struct transport *b)
+{
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(b, sv[1], 0, 0), 0);
+}
+
+/* End what tpair_new() made. */
+static void tpair_close(int sv[2], struct transport *a, struct transport *b)
+{
+        transport_deinit(a);
+        transport_deinit(b);
+        pair_close(sv);
+}
+
 /* a fresh memfd: every one has its own inode, so fds can be told apart */
 static int memfd_new(void)
 {
@@ -150,9 +166,7 @@ static void roundtrip(unsigned nfds, uint32_t length)
         ck_assert_ptr_nonnull(payload);
         for (uint32_t i = 0; i < length; i++)
                 payload[i] = (uint8_t)(i * 7u + nfds);
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
-        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        tpair_new(sv, &a, &b);
         for (unsigned i = 0; i < nfds; i++) {
                 fds[i] = memfd_new();
                 orig[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
@@ -186,9 +200,7 @@ static void roundtrip(unsigned nfds, uint32_t length)
         ck_assert_uint_eq(f.nfds, 0);
         ck_assert_ptr_null(f.payload);
         fds_close(orig, nfds);
-        transport_deinit(&a);
-        transport_deinit(&b);
-        pair_close(sv);
+        tpair_close(sv, &a, &b);
         free(payload);
 }
 
@@ -251,54 +263,64 @@ START_TEST(test_many_frames_one_write)
 }
 END_TEST
 
-/* The writer batches fd-less frames but sends every frame with fds on its own. */
-START_TEST(test_queue_mixed_batch)
-{
-        static const unsigned pattern[] = { 0, 0, 1, 0, 2, 4, 0, 0, 0, 3, 1, 0 };
-        enum { N = sizeof(pattern) / sizeof(pattern[0]) };
-        int orig[N][PROTO_MAX_FDS];
-        struct transport a, b;
-        struct transport_frame f;
-        int sv[2];
+/* The mixed-batch tests' frames: frame i has id i, i bytes valued i and mixed_pattern[i] fds. */
+static const unsigned mixed_pattern[] = { 0, 0, 1, 0, 2, 4, 0, 0, 0, 3, 1, 0 };
+enum { MIXED_N = sizeof(mixed_pattern) / sizeof(mixed_pattern[0]) };
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
-        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
-        for (unsigned i = 0; i < N; i++) {
+/* Queue the mixed frames on @a (new memfds, consumed), a duplicate of each fd kept in @orig. */
+static void mixed_queue(struct transport *a, int orig[MIXED_N][PROTO_MAX_FDS])
+{
+        for (unsigned i = 0; i < MIXED_N; i++) {
                 struct proto_header h = { .opcode = PROTO_OP_OPEN, .id = i };
                 uint8_t payload[32];
                 int fds[PROTO_MAX_FDS];
 
                 memset(payload, (int)i, sizeof(payload));
-                for (unsigned k = 0; k < pattern[i]; k++) {
+                for (unsigned k = 0; k < mixed_pattern[i]; k++) {
                         fds[k] = memfd_new();
                         orig[i][k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
                 }
-                ck_assert_int_eq(transport_queue(&a, &h, payload, i, fds, pattern[i]), 0);
+                ck_assert_int_eq(transport_queue(a, &h, payload, i, fds, mixed_pattern[i]), 0);
         }
+}
+
+/* Read the mixed frames from @b: each in order with its payload and its own fds, then nothing; @orig closed. */
+static void mixed_expect(struct transport *b, int orig[MIXED_N][PROTO_MAX_FDS])
+{
+        struct transport_frame f;
+
+        for (unsigned i = 0; i < MIXED_N; i++) {
+                ck_assert_int_eq(pump(b, &f), 1);
+                ck_assert_uint_eq(f.hdr.id, i);
+                ck_assert_uint_eq(f.hdr.length, i);
+                ck_assert_uint_eq(f.nfds, mixed_pattern[i]);
+                for (unsigned k = 0; k < i; k++)
+                        ck_assert_uint_eq(f.payload[k], i);
+                for (unsigned k = 0; k < mixed_pattern[i]; k++)
+                        ck_assert(test_same_file(f.fds[k], orig[i][k]));
+                transport_frame_deinit(&f);
+                fds_close(orig[i], mixed_pattern[i]);
+        }
+        ck_assert_int_eq(pump(b, &f), 0);
+}
+
+/* The writer batches fd-less frames but sends every frame with fds on its own. */
+START_TEST(test_queue_mixed_batch)
+{
+        int orig[MIXED_N][PROTO_MAX_FDS];
+        struct transport a, b;
+        int sv[2];
+
+        tpair_new(sv, &a, &b);
+        mixed_queue(&a, orig);
         ck_assert(transport_has_output(&a));
         ck_assert_int_eq(transport_flush(&a), 0);
         ck_assert(!transport_has_output(&a));
         ck_assert_uint_eq(a.out_bytes, 0);
         ck_assert_uint_eq(a.out_fds, 0);
+        mixed_expect(&b, orig);
 
-        for (unsigned i = 0; i < N; i++) {
-                ck_assert_int_eq(pump(&b, &f), 1);
-                ck_assert_uint_eq(f.hdr.id, i);
-                ck_assert_uint_eq(f.hdr.length, i);
-                ck_assert_uint_eq(f.nfds, pattern[i]);
-                for (unsigned k = 0; k < i; k++)
-                        ck_assert_uint_eq(f.payload[k], i);
-                for (unsigned k = 0; k < pattern[i]; k++)
-                        ck_assert(test_same_file(f.fds[k], orig[i][k]));
-                transport_frame_deinit(&f);
-                fds_close(orig[i], pattern[i]);
-        }
-        ck_assert_int_eq(pump(&b, &f), 0);
-
-        transport_deinit(&a);
-        transport_deinit(&b);
-        pair_close(sv);
+        tpair_close(sv, &a, &b);
 }
 END_TEST
 
@@ -308,48 +330,21 @@ END_TEST
  */
 START_TEST(test_queue_mixed_batch_in_order)
 {
-        static const unsigned pattern[] = { 0, 0, 1, 0, 2, 4, 0, 0, 0, 3, 1, 0 };
-        enum { N = sizeof(pattern) / sizeof(pattern[0]) };
-        int orig[N][PROTO_MAX_FDS];
+        int orig[MIXED_N][PROTO_MAX_FDS];
         struct transport a, b;
-        struct transport_frame f;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
-        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        tpair_new(sv, &a, &b);
         a.out_fds_in_order = true;
         b.in_fds_in_order = true;
-        for (unsigned i = 0; i < N; i++) {
-                struct proto_header h = { .opcode = PROTO_OP_OPEN, .id = i };
-                uint8_t payload[32];
-                int fds[PROTO_MAX_FDS];
-
-                memset(payload, (int)i, sizeof(payload));
-                for (unsigned k = 0; k < pattern[i]; k++) {
-                        fds[k] = memfd_new();
-                        orig[i][k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
-                }
-                ck_assert_int_eq(transport_queue(&a, &h, payload, i, fds, pattern[i]), 0);
-        }
+        mixed_queue(&a, orig);
         ck_assert_int_eq(transport_flush(&a), 0);
         ck_assert_uint_eq(a.out_fds, 0);
         /* the first sendmsg() held frames 0-4 and their 3 fds (frame 5's 4 would pass PROTO_MAX_FDS) */
         ck_assert_int_gt(transport_read(&b), 0);
         ck_assert_uint_eq(b.in_fds, 3);
-        for (unsigned i = 0; i < N; i++) {
-                ck_assert_int_eq(pump(&b, &f), 1);
-                ck_assert_uint_eq(f.hdr.id, i);
-                ck_assert_uint_eq(f.nfds, pattern[i]);
-                for (unsigned k = 0; k < pattern[i]; k++)
-                        ck_assert(test_same_file(f.fds[k], orig[i][k]));
-                transport_frame_deinit(&f);
-                fds_close(orig[i], pattern[i]);
-        }
-        ck_assert_int_eq(pump(&b, &f), 0);
-        transport_deinit(&a);
-        transport_deinit(&b);
-        pair_close(sv);
+        mixed_expect(&b, orig);
+        tpair_close(sv, &a, &b);
 }
 END_TEST
 
@@ -1267,9 +1262,7 @@ static void partial_writes_of(bool in_order, unsigned N, const uint32_t *lengths
         ck_assert(!transport_has_output(&a));
         ck_assert_uint_eq(a.out_fds, 0);
 
-        transport_deinit(&a);
-        transport_deinit(&b);
-        pair_close(sv);
+        tpair_close(sv, &a, &b);
         free(payload);
 }
 

@@ -23,6 +23,15 @@ def env(name):
     return value
 
 
+def snapshot(data, size=4096):
+    """A local memfd holding @data, sealed as an immutable snapshot (what publish() takes)."""
+    r = iomem.Region(size, backend="memfd")
+    with memoryview(r) as m:
+        m[:len(data)] = data
+    r.seal("shrink,grow,write")
+    return r
+
+
 def fd_count(pid="self"):
     """The number of open fds of a process."""
     return len(os.listdir(f"/proc/{pid}/fd"))

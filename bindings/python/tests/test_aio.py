@@ -12,16 +12,7 @@ import threading
 
 import iomem
 import iomem.aio
-from pyitutil import Daemon, FdCheckedCase, fd_count
-
-
-def snapshot(data, size=4096):
-    """A local memfd holding @data, sealed as an immutable snapshot (what publish() takes)."""
-    r = iomem.Region(size, backend="memfd")
-    with memoryview(r) as m:
-        m[:len(data)] = data
-    r.seal("shrink,grow,write")
-    return r
+from pyitutil import Daemon, FdCheckedCase, fd_count, snapshot
 
 
 def read(region, n):

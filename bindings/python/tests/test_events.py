@@ -9,18 +9,9 @@ import sys
 import threading
 
 import iomem
-from pyitutil import FdCheckedCase
+from pyitutil import FdCheckedCase, snapshot
 
 SNAPSHOT_SEALS = iomem.SEAL_SHRINK | iomem.SEAL_GROW | iomem.SEAL_WRITE
-
-
-def snapshot(data, size=4096):
-    """A local memfd holding @data, sealed as an immutable snapshot (what publish() takes)."""
-    r = iomem.Region(size, backend="memfd")
-    with memoryview(r) as m:
-        m[:len(data)] = data
-    r.seal("shrink,grow,write")
-    return r
 
 
 class TestEvents(FdCheckedCase):
