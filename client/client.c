@@ -1023,6 +1023,25 @@ static int client_hello_result(struct iomem_client *c, const struct transport_fr
         return err.error;
 }
 
+/*
+ * client_hello_send_now() - queue and send the HELLO iomem_connect() held
+ * back, if it still is (@in_order: ask for FDS_IN_ORDER). Called with the
+ * lock held. A connection found gone is not broken here: a refusal may be
+ * queued before the close, for the reader to route.
+ */
+static void client_hello_send_now(struct iomem_client *c, bool in_order)
+{
+        int r;
+
+        if (!c->hello_held || c->broken)
+                return;
+        r = client_hello_queue(c, in_order);
+        if (r == 0)
+                r = transport_flush(&c->t);
+        if (r < 0 && r != -EAGAIN && !client_error_is_gone(r))
+                client_break(c, r);
+}
+
 IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
 {
         int r;
@@ -1030,13 +1049,7 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
         if (!c)
                 return -EINVAL;
         pthread_mutex_lock(&c->lock);
-        if (c->hello_held && !c->broken) {
-                r = client_hello_queue(c, true);
-                if (r == 0)
-                        r = transport_flush(&c->t);
-                if (r < 0 && r != -EAGAIN && !client_error_is_gone(r))
-                        client_break(c, r);
-        }
+        client_hello_send_now(c, true);
         if (c->hello_p && !c->hello_p->done) {
                 r = client_wait(c, c->hello_p, client_deadline(c, 0));
                 if (r == -ETIMEDOUT && !c->hello_p->done) {
@@ -2183,15 +2196,8 @@ IOMEM_EXPORT int iomem_client_get_events(struct iomem_client *client)
         if (!client)
                 return -EINVAL;
         pthread_mutex_lock(&client->lock);
-        if (client->hello_held && !client->broken) {
-                /* driven by a loop: send the HELLO now, so that an idle loop is not closed by the handshake timeout */
-                r = client_hello_queue(client, false);
-                if (r == 0)
-                        r = transport_flush(&client->t);
-                /* gone: a refusal may be queued before the close, for iomem_client_process() to read */
-                if (r < 0 && r != -EAGAIN && !client_error_is_gone(r))
-                        client_break(client, r);
-        }
+        /* driven by a loop: send the HELLO now, so that an idle loop is not closed by the handshake timeout */
+        client_hello_send_now(client, false);
         if (client->broken)
                 r = -ENOTCONN;
         else

@@ -684,9 +684,10 @@ static void conn_region_wait_wake(struct regtab_waiter *waiter, struct region *r
 {
         struct conn_wait *w = (struct conn_wait *)((char *)waiter - offsetof(struct conn_wait, waiter));
         struct conn *c = w->conn;
-        struct conn_result res = {};
+        struct conn_result res;
         int k;
 
+        conn_result_init(&res);
         conn_region_wait_unlink(c, w);
         if (!c->dead) {
                 k = conn_region_send(c, PROTO_OP_OPEN, w->request_id, r, w->flags & PROTO_OPEN_RDONLY, true, &res);
@@ -1235,9 +1236,10 @@ static void conn_region_wake_versions(struct conn_ctx *ctx, struct region *r)
         }
         for (w = woken; w; w = next) {
                 struct conn *c = w->conn;
-                struct conn_result res = {};
+                struct conn_result res;
                 int k;
 
+                conn_result_init(&res);
                 next = w->vnext;
                 w->vnext = NULL;
                 conn_region_wait_unlink(c, w);

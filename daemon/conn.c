@@ -688,9 +688,10 @@ static int conn_dispatch(struct conn *c, struct transport_frame *f)
         const struct proto_header *h = &f->hdr;
         unsigned slot = conn_request_slot(h->opcode);
         const struct conn_request *req = slot < CONN_REQUEST_ROWS ? &conn_requests[slot] : NULL;
-        struct conn_result res = {};
+        struct conn_result res;
         int r;
 
+        conn_result_init(&res);
         c->ctx->metrics.requests[slot]++;
         if (h->version != PROTO_VERSION) {
                 r = conn_fail(&res, -EPROTONOSUPPORT, "unknown frame version");
