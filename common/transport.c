@@ -514,6 +514,7 @@ static int transport_queue_how(struct transport *t, const struct proto_header *h
         t->out_tail = o;
         t->out_bytes += o->len;
         t->out_fds += nfds;
+        t->out_borrowed += o->borrowed;
         return 0;
 
 fail:
@@ -534,21 +535,38 @@ int transport_queue_with_fds(struct transport *t, const struct proto_header *h, 
         return transport_queue_how(t, h, payload, len, (int *)fds, nfds, true);
 }
 
+/* Give @o's borrowed fds copies of our own. Return: 0, or negative errno (an fd left -1). */
+static int transport_out_own_fds(struct transport *t, struct transport_out *o)
+{
+        int r = 0;
+
+        o->borrowed = false;
+        t->out_borrowed--;
+        for (unsigned i = 0; i < o->nfds; i++) {
+                int fd = fcntl(o->fds[i], F_DUPFD_CLOEXEC, 3);
+
+                if (fd < 0 && r == 0)
+                        r = -errno;
+                o->fds[i] = fd; /* -1: the caller drops the connection, nothing closes it */
+        }
+        return r;
+}
+
 int transport_own_fds(struct transport *t)
 {
         int r = 0;
 
-        for (struct transport_out *o = t->out_head; o; o = o->next) {
+        /* usually nothing (sent at once) or only the frame just queued: no walk of a long queue */
+        if (t->out_borrowed == 1 && t->out_tail && t->out_tail->borrowed)
+                return transport_out_own_fds(t, t->out_tail);
+        for (struct transport_out *o = t->out_head; o && t->out_borrowed > 0; o = o->next) {
+                int k;
+
                 if (!o->borrowed)
                         continue;
-                o->borrowed = false;
-                for (unsigned i = 0; i < o->nfds; i++) {
-                        int fd = fcntl(o->fds[i], F_DUPFD_CLOEXEC, 3);
-
-                        if (fd < 0 && r == 0)
-                                r = -errno;
-                        o->fds[i] = fd; /* -1: the caller drops the connection, nothing closes it */
-                }
+                k = transport_out_own_fds(t, o);
+                if (k < 0 && r == 0)
+                        r = k;
         }
         return r;
 }
@@ -558,6 +576,9 @@ static void transport_out_fds_sent(struct transport *t, struct transport_out *o)
 {
         if (!o->borrowed)
                 transport_close_own_fds(o->fds, o->nfds);
+        else
+                t->out_borrowed--;
+        o->borrowed = false;
         t->out_fds -= o->nfds;
         o->nfds = 0;
 }

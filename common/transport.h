@@ -62,6 +62,7 @@ struct transport {
         struct transport_out *out_tail;
         size_t out_bytes; /* queued, not yet sent */
         uint64_t out_pos; /* bytes sent so far: the stream offset of the queue's first unsent byte */
+        unsigned out_borrowed; /* queued frames whose fds are borrowed (transport_queue_with_fds()) */
         unsigned out_fds;
         size_t max_out_bytes;
         unsigned max_out_fds;
