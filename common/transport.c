@@ -122,9 +122,10 @@ int transport_init(struct transport *t, int fd, size_t max_out_bytes, unsigned m
                 .max_out_bytes = max_out_bytes ? max_out_bytes : TRANSPORT_DEFAULT_MAX_OUT_BYTES,
                 .max_out_fds = max_out_fds ? max_out_fds : TRANSPORT_DEFAULT_MAX_OUT_FDS,
         };
-        t->in = malloc(TRANSPORT_IN_SIZE);
+        t->in = malloc(TRANSPORT_IN_MIN);
         if (!t->in)
                 return -ENOMEM;
+        t->in_cap = TRANSPORT_IN_MIN;
         return 0;
 }
 
@@ -207,6 +208,43 @@ static void transport_attach_fds(struct msghdr *msg, void *ctrl, const int *fds,
         memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
 }
 
+/*
+ * Make room in the input buffer (its bytes start at in[0]) for the next read:
+ * grow it to the size of the buffered frame's whole if its header says it is
+ * larger, else double it once full (TRANSPORT_IN_MIN). Return: 0; -ENOBUFS
+ * if a whole frame's worth is buffered already (the caller did not parse it);
+ * -ENOMEM.
+ */
+static int transport_in_room(struct transport *t)
+{
+        size_t want = t->in_end < t->in_cap ? 0 : t->in_cap * 2;
+        struct proto_header h = { .length = 0 };
+        uint8_t *in;
+        int k;
+
+        if (t->in_end >= TRANSPORT_IN_SIZE)
+                return -ENOBUFS;
+        if (t->in_end >= PROTO_HEADER_SIZE) {
+                /* a bad header is left to transport_next_frame() to report; an unknown version has a length */
+                k = proto_header_decode(t->in, PROTO_HEADER_SIZE, &h);
+                if (k < 0 && k != -EPROTONOSUPPORT)
+                        h.length = 0;
+        }
+        if (t->in_end >= PROTO_HEADER_SIZE && h.length <= PROTO_MAX_PAYLOAD && PROTO_HEADER_SIZE + (size_t)h.length > t->in_cap &&
+            PROTO_HEADER_SIZE + (size_t)h.length > want)
+                want = PROTO_HEADER_SIZE + (size_t)h.length;
+        if (!want)
+                return 0;
+        if (want > TRANSPORT_IN_SIZE)
+                want = TRANSPORT_IN_SIZE;
+        in = realloc(t->in, want);
+        if (!in)
+                return -ENOMEM;
+        t->in = in;
+        t->in_cap = want;
+        return 0;
+}
+
 /* One recvmsg with @flags (MSG_DONTWAIT or 0) into the input buffer. Return: as transport_read(). */
 static int transport_read_flags(struct transport *t, int flags)
 {
@@ -233,17 +271,20 @@ static int transport_read_flags(struct transport *t, int flags)
                 t->in_end -= t->in_start;
                 t->in_start = 0;
         }
-        if (t->in_end >= TRANSPORT_IN_SIZE)
-                return -ENOBUFS;
+        r = transport_in_room(t);
+        if (r < 0)
+                return r;
 
         iov.iov_base = t->in + t->in_end;
-        iov.iov_len = TRANSPORT_IN_SIZE - t->in_end;
+        iov.iov_len = t->in_cap - t->in_end;
         memset(&ctrl, 0, sizeof(ctrl));
+        t->in_filled = false;
         do
                 n = recvmsg(t->fd, &msg, flags | MSG_CMSG_CLOEXEC);
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return -errno;
+        t->in_filled = (size_t)n == iov.iov_len;
 
         r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds, t->fd_owner);
         if (r >= 0 && nfds > 0 && (n == 0 || t->in_fds + nfds > TRANSPORT_MAX_HELD_FDS))

@@ -24,7 +24,15 @@
 
 #include "proto.h"
 
-#define TRANSPORT_IN_SIZE (PROTO_HEADER_SIZE + PROTO_MAX_PAYLOAD)
+#define TRANSPORT_IN_SIZE (PROTO_HEADER_SIZE + PROTO_MAX_PAYLOAD) /* the input buffer at most: one whole frame */
+/*
+ * The input buffer at first: a cold connection's frames fit (HELLO and a
+ * request, their replies), and a buffer this small comes from the allocator's
+ * per-thread cache, where a 64 KiB one was split from and merged back into the
+ * heap on every connection. It doubles when a read fills it, and grows at once
+ * to the size of a frame that does not fit, up to TRANSPORT_IN_SIZE.
+ */
+#define TRANSPORT_IN_MIN 1024u
 #define TRANSPORT_DEFAULT_MAX_OUT_BYTES (4u * 1024u * 1024u)
 #define TRANSPORT_DEFAULT_MAX_OUT_FDS 64u
 /*
@@ -42,7 +50,8 @@ struct transport {
         uint32_t fd_owner; /* who sends us fds (the peer's uid), passed to the fd closer */
 
         /* input */
-        uint8_t *in;     /* TRANSPORT_IN_SIZE bytes */
+        uint8_t *in;     /* in_cap bytes */
+        size_t in_cap;   /* TRANSPORT_IN_MIN up to TRANSPORT_IN_SIZE */
         size_t in_start; /* first unparsed byte */
         size_t in_end;   /* one past the last received byte */
         uint64_t in_pos; /* stream offset of in[0] */
@@ -50,6 +59,7 @@ struct transport {
         struct transport_fdbatch *batches_tail;
         unsigned in_fds; /* fds held in batches */
         bool eof;
+        bool in_filled; /* the last read filled the buffer: the socket may hold more */
         /*
          * Tie received fds to frames in stream order by their nfds
          * (docs/protocol.md section 5, HELLO flag FDS_IN_ORDER), instead
@@ -108,8 +118,15 @@ void transport_deinit(struct transport *t);
  * more than TRANSPORT_MAX_HELD_FDS unclaimed fds (every held fd closed);
  * -ENOBUFS if the input buffer is full (a caller bug: parse frames first);
  * -ENOMEM (drop the peer); other negative errno from recvmsg.
+ * transport_read_filled() then says whether the read filled the buffer's
+ * room (the socket may hold more; a shorter read most likely emptied it).
  */
 int transport_read(struct transport *t);
+
+static inline bool transport_read_filled(const struct transport *t)
+{
+        return t->in_filled;
+}
 
 /*
  * transport_read_wait() - transport_read() that waits for data on a

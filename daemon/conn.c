@@ -807,8 +807,6 @@ int conn_handle_input(struct conn *c)
         for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !c->backlog &&
                         !conn_closes_pending(c);
              i++) {
-                size_t room = TRANSPORT_IN_SIZE - (c->transport.in_end - c->transport.in_start);
-
                 r = transport_read(&c->transport);
                 if (r == -EAGAIN || r == -EINTR)
                         break;
@@ -823,7 +821,7 @@ int conn_handle_input(struct conn *c)
                          * socket: the event loop (level-triggered) calls again if not,
                          * which spares a recvmsg that would say EAGAIN after every request.
                          */
-                        if ((size_t)r < room)
+                        if (!transport_read_filled(&c->transport))
                                 break;
                         continue;
                 }

@@ -1357,6 +1357,59 @@ START_TEST(test_read_buffer_full)
 }
 END_TEST
 
+/*
+ * The input buffer starts small (TRANSPORT_IN_MIN) and grows: frames of every
+ * size up to the largest, each sent with its fd by one sendmsg(), arrive whole
+ * and with their own fd, however the small first reads split them.
+ */
+START_TEST(test_read_buffer_grows)
+{
+        const uint32_t lengths[] = { 8, TRANSPORT_IN_MIN - PROTO_HEADER_SIZE, TRANSPORT_IN_MIN, 3000,
+                                     PROTO_MAX_PAYLOAD, 8, PROTO_MAX_PAYLOAD - 1, 0 };
+        const unsigned n = sizeof(lengths) / sizeof(lengths[0]);
+        uint8_t *buf = malloc(TRANSPORT_IN_SIZE);
+        struct transport t;
+        struct transport_frame f;
+        struct stat st[8], got;
+        int sv[2], fds[8], size = 8 * TRANSPORT_IN_SIZE, r;
+        unsigned next = 0, reads = 0, filled = 0;
+
+        ck_assert_ptr_nonnull(buf);
+        pair_new(sv);
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+        for (unsigned i = 0; i < n; i++) {
+                fds[i] = memfd_new();
+                ck_assert_int_eq(fstat(fds[i], &st[i]), 0);
+                raw_send(sv[0], buf, frame_put(buf, PROTO_OP_PING, i + 1, lengths[i], 1), &fds[i], 1);
+        }
+        fds_close(fds, n);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        while (next < n) {
+                r = transport_read(&t);
+                ck_assert_int_gt(r, 0);
+                reads++;
+                filled += transport_read_filled(&t);
+                while (next < n && (r = transport_next_frame(&t, &f)) == 1) {
+                        ck_assert_uint_eq(f.hdr.id, next + 1);
+                        payload_check(&f, next + 1, lengths[next]);
+                        ck_assert_uint_eq(f.nfds, 1);
+                        ck_assert_int_eq(fstat(f.fds[0], &got), 0);
+                        ck_assert_uint_eq(got.st_ino, st[next].st_ino);
+                        transport_frame_deinit(&f);
+                        next++;
+                }
+                ck_assert_int_ge(r, 0);
+        }
+        /* the first read filled the small buffer; the socket is empty now */
+        ck_assert_uint_gt(filled, 0);
+        ck_assert_uint_gt(reads, 1);
+        ck_assert_int_eq(transport_read(&t), -EAGAIN);
+        transport_deinit(&t);
+        pair_close(sv);
+        free(buf);
+}
+END_TEST
+
 START_TEST(test_wait_and_timeouts)
 {
         struct transport t;
@@ -1504,6 +1557,7 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_partial_writes_in_order_fds_bound);
         tcase_add_test(tc, test_l4_epipe_no_sigpipe);
         tcase_add_test(tc, test_read_buffer_full);
+        tcase_add_test(tc, test_read_buffer_grows);
         tcase_add_test(tc, test_wait_and_timeouts);
         tcase_add_test(tc, test_null_safe);
         suite_add_tcase(s, tc);
