@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
@@ -166,6 +167,18 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         *connp = c;
         c = NULL; /* stolen */
         return 0;
+}
+
+void conn_refuse_full(struct conn_ctx *ctx, int fd)
+{
+        char text[192];
+
+        snprintf(text, sizeof(text),
+                 "the daemon's connection limit is reached: it has %llu open, max-connections is %llu; try again "
+                 "later, or raise max-connections in iomemd.conf",
+                 (unsigned long long)ctx->connections, (unsigned long long)ctx->config->max_connections);
+        ctx->metrics.connections_refused++;
+        conn_access_refuse(fd, -EDQUOT, text);
 }
 
 /* Bring the uid's count of fds not yet received in line with the transport's and the unread ones. */

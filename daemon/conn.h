@@ -123,6 +123,13 @@ uint64_t conn_now_ns(void);
 int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp);
 
 /*
+ * conn_refuse_full() - refuse a peer accepted while the daemon has
+ * max-connections open: an error reply to its HELLO (-EDQUOT, with the
+ * numbers and what to do), then close @fd (consumed).
+ */
+void conn_refuse_full(struct conn_ctx *ctx, int fd);
+
+/*
  * conn_free() - close the socket and every fd queued on it, drop parked
  * OPENs, delete the regions leased to this connection. NULL-safe, keeps
  * errno. Return: NULL.

@@ -306,7 +306,7 @@ static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
         if (s->ctx.connections >= s->config->max_connections) {
                 uint64_t now = conn_now_ns();
 
-                close(fd);
+                conn_refuse_full(&s->ctx, fd); /* fd consumed */
                 if (now - s->limit_logged_ns >= SERVER_LIMIT_LOG_INTERVAL_NS || !s->limit_logged_ns) {
                         log_warning("connection limit (%llu) reached: refusing new clients",
                                     (unsigned long long)s->config->max_connections);

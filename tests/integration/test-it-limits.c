@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * test-it-limits: a request refused at a limit (max-region-size, max-regions,
- * max-bytes, the uid's quota-bytes, quota-regions, quota-watches) gets an
+ * max-bytes, the uid's quota-bytes, quota-regions, quota-watches,
+ * max-connections) gets an
  * error text, through iomem_client_error_message(), that names the limit and
  * its key, says what is held and asked, and what to do.
  */
@@ -173,6 +174,41 @@ START_TEST(test_watch_quota)
 }
 END_TEST
 
+/*
+ * Past max-connections the daemon answers the HELLO with -EDQUOT and the
+ * numbers (it used to close the socket without a word); once a connection
+ * ends, a new one is served.
+ */
+START_TEST(test_max_connections)
+{
+        static const char *const args[] = { "--max-connections", "1", NULL };
+        struct iomem_client *more = NULL;
+        int r = -1;
+
+        start(args, 0);
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &more), 0);
+        ck_assert_int_eq(iomem_client_handshake(more), -EDQUOT);
+        ck_assert_str_eq(iomem_client_error_message(more),
+                         "the daemon's connection limit is reached: it has 1 open, max-connections is 1; try again "
+                         "later, or raise max-connections in iomemd.conf");
+        ck_assert_int_eq(iomem_ping(more), -ENOTCONN);
+        more = iomem_disconnect(more);
+        client_ = iomem_disconnect(client_);
+        /* the daemon sees the first one go when it reads its end: a later connect is served */
+        for (int i = 0; i < 500 && r != 0; i++) {
+                ck_assert_int_eq(iomem_connect(daemon_.socket, &more), 0);
+                r = iomem_client_handshake(more);
+                ck_assert_msg(r == 0 || r == -EDQUOT, "r = %d", r);
+                more = iomem_disconnect(more);
+                if (r)
+                        usleep(10000);
+        }
+        ck_assert_int_eq(r, 0);
+        it_daemon_stop(&daemon_);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-limits");
@@ -184,6 +220,7 @@ int main(void)
         tcase_add_test(tc, test_daemon_limits);
         tcase_add_test(tc, test_uid_quotas);
         tcase_add_test(tc, test_watch_quota);
+        tcase_add_test(tc, test_max_connections);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
