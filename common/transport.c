@@ -333,8 +333,10 @@ void transport_frame_deinit(struct transport_frame *f)
         if (!f)
                 return;
         transport_close_fds(f->fds, f->nfds, f->fd_owner);
-        free(f->payload);
+        if (!f->payload_borrowed)
+                free(f->payload);
         f->payload = NULL;
+        f->payload_borrowed = false;
         f->nfds = 0;
 }
 
@@ -440,7 +442,7 @@ fail:
         return -EPROTO;
 }
 
-int transport_next_frame(struct transport *t, struct transport_frame *f)
+static int transport_next_frame_how(struct transport *t, struct transport_frame *f, bool borrow)
 {
         size_t avail = t->in_end - t->in_start;
         uint64_t start = t->in_pos + t->in_start;
@@ -480,7 +482,9 @@ int transport_next_frame(struct transport *t, struct transport_frame *f)
                 return t->eof ? -EPIPE : 0;
         }
 
-        if (h.length > 0) {
+        if (h.length > 0 && borrow) {
+                payload = t->in + t->in_start + PROTO_HEADER_SIZE;
+        } else if (h.length > 0) {
                 payload = malloc(h.length);
                 if (!payload)
                         return -ENOMEM;
@@ -488,11 +492,13 @@ int transport_next_frame(struct transport *t, struct transport_frame *f)
         }
         r = transport_claim_fds(t, start, start + len, h.nfds, f);
         if (r < 0) {
-                free(payload);
+                if (!borrow)
+                        free(payload);
                 return r;
         }
         f->hdr = h;
         f->payload = payload;
+        f->payload_borrowed = borrow && payload;
 
         t->in_start += (size_t)len;
         if (t->in_start == t->in_end) {
@@ -501,6 +507,16 @@ int transport_next_frame(struct transport *t, struct transport_frame *f)
                 t->in_end = 0;
         }
         return 1;
+}
+
+int transport_next_frame(struct transport *t, struct transport_frame *f)
+{
+        return transport_next_frame_how(t, f, false);
+}
+
+int transport_next_frame_borrowed(struct transport *t, struct transport_frame *f)
+{
+        return transport_next_frame_how(t, f, true);
 }
 
 static int transport_queue_how(struct transport *t, const struct proto_header *h, const void *payload, size_t len,

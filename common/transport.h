@@ -95,7 +95,9 @@ struct transport {
 /* A received frame. The caller owns fds[] and payload (free with transport_frame_deinit()). */
 struct transport_frame {
         struct proto_header hdr;
-        uint8_t *payload; /* hdr.length bytes, malloc'd; NULL if length is 0 */
+        /* hdr.length bytes, malloc'd, or the transport's own with payload_borrowed; NULL if length is 0 */
+        uint8_t *payload;
+        bool payload_borrowed; /* transport_next_frame_borrowed(): not freed by transport_frame_deinit() */
         int fds[PROTO_MAX_FDS];
         unsigned nfds;
         uint32_t fd_owner; /* the transport's fd_owner, for closing fds[] */
@@ -145,6 +147,15 @@ int transport_read_wait(struct transport *t);
  * caller answers it with an error reply (F5).
  */
 int transport_next_frame(struct transport *t, struct transport_frame *f);
+
+/*
+ * transport_next_frame_borrowed() - transport_next_frame() without a copy of
+ * the payload: f->payload points into @t's input buffer and stays valid until
+ * the next transport_read() on @t (which may move or grow the buffer), for a
+ * caller that handles each frame before reading again (iomemd). The fds are
+ * the caller's as with transport_next_frame(). Return: as transport_next_frame().
+ */
+int transport_next_frame_borrowed(struct transport *t, struct transport_frame *f);
 
 /*
  * transport_set_fd_closer() - how this process closes the fds that peers sent

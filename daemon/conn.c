@@ -782,7 +782,7 @@ static int conn_process_frames(struct conn *c)
                                 return 0;
                         }
                 }
-                r = transport_next_frame(&c->transport, &f);
+                r = transport_next_frame_borrowed(&c->transport, &f); /* handled before the next read */
                 if (r == 0)
                         return 0;
                 if (r < 0) /* framing or fd violation: the stream is out of sync (F1-F4, D1-D5) */

@@ -1410,6 +1410,39 @@ START_TEST(test_read_buffer_grows)
 }
 END_TEST
 
+/* Borrowed payloads point into the input buffer (no copy), whole and right, and are not freed by deinit. */
+START_TEST(test_next_frame_borrowed)
+{
+        uint8_t buf[3 * (PROTO_HEADER_SIZE + 300)];
+        struct transport t;
+        struct transport_frame f;
+        size_t len = 0;
+        int sv[2], fd = memfd_new();
+
+        pair_new(sv);
+        len += frame_put(buf + len, PROTO_OP_PING, 1, 300, 0);
+        len += frame_put(buf + len, PROTO_OP_PING, 2, 0, 0);
+        raw_send(sv[0], buf, len, NULL, 0);
+        raw_send(sv[0], buf, frame_put(buf, PROTO_OP_PING, 3, 200, 1), &fd, 1);
+        close(fd);
+        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        for (uint32_t id = 1; id <= 3; id++) {
+                while (transport_next_frame_borrowed(&t, &f) == 0)
+                        ck_assert_int_gt(transport_read(&t), 0);
+                ck_assert_uint_eq(f.hdr.id, id);
+                payload_check(&f, id, id == 1 ? 300 : id == 2 ? 0 : 200);
+                ck_assert(f.payload_borrowed == (f.hdr.length > 0));
+                if (f.payload)
+                        ck_assert(f.payload > t.in && f.payload < t.in + t.in_cap);
+                ck_assert_uint_eq(f.nfds, id == 3 ? 1 : 0);
+                transport_frame_deinit(&f); /* closes the fd, leaves the payload */
+                ck_assert_ptr_null(f.payload);
+        }
+        transport_deinit(&t);
+        pair_close(sv);
+}
+END_TEST
+
 START_TEST(test_wait_and_timeouts)
 {
         struct transport t;
@@ -1558,6 +1591,7 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_l4_epipe_no_sigpipe);
         tcase_add_test(tc, test_read_buffer_full);
         tcase_add_test(tc, test_read_buffer_grows);
+        tcase_add_test(tc, test_next_frame_borrowed);
         tcase_add_test(tc, test_wait_and_timeouts);
         tcase_add_test(tc, test_null_safe);
         suite_add_tcase(s, tc);
