@@ -162,8 +162,10 @@ static void server_conn_doom(struct server_conn *sc)
         sc->doomed = true;
         server_conn_unwatch(sc);
         server_list_unlink(&s->conns, sc);
+        /* a dead list that is not empty has its reaper activated already: it frees the whole list */
+        if (!s->dead)
+                event_active(s->reap_ev, EV_WRITE, 0);
         server_list_push(&s->dead, sc);
-        event_active(s->reap_ev, EV_WRITE, 0);
 }
 
 /* Bring the events of @sc in line with its connection's state. */
@@ -587,7 +589,8 @@ static int server_setup_events(struct server *s)
 
         s->listen_ev = event_new(s->base, s->listen_fd, EV_READ | EV_PERSIST, server_accept_cb, s);
         s->accept_pause_ev = evtimer_new(s->base, server_accept_resume_cb, s);
-        s->reap_ev = event_new(s->base, -1, 0, server_reap_cb, s);
+        /* never added, only activated; EV_PERSIST spares the event_del() libevent makes after running others */
+        s->reap_ev = event_new(s->base, -1, EV_PERSIST, server_reap_cb, s);
         s->status_ev = event_new(s->base, -1, EV_PERSIST, server_status_cb, s);
         if (!s->listen_ev || !s->accept_pause_ev || !s->reap_ev || !s->status_ev)
                 return -ENOMEM;
