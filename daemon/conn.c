@@ -475,11 +475,13 @@ static void conn_reply_queue(struct conn *c, uint16_t opcode, uint32_t id, uint8
                         return;
                 }
         }
-        if (borrowed)
+        if (borrowed) {
+                /* the caller, conn_reply_encoded_with_fd(), flushes now: that charges the fds, sent or queued */
                 r = transport_queue_with_fds(&c->transport, &h, payload, len, fds, nfds);
-        else
+        } else {
                 r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
-        conn_sync_fds(c);
+                conn_sync_fds(c);
+        }
         if (r < 0) {
                 if (r == -ENOBUFS && conn_access_log_allowed(c))
                         log_warning("client pid=%d uid=%u does not read its replies: dropping it", (int)c->pid,
