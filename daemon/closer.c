@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,6 +34,16 @@ static size_t closer_cap, closer_head, closer_count;
 /* uids with fds queued or being closed (few: one per user that sent fds the daemon refused) */
 static struct closer_owner *closer_owners;
 static size_t closer_nowners, closer_owners_cap;
+/*
+ * The sum of the owners' pending counts, changed with the lock held but read
+ * without it by closer_pending(): when it is 0, as it nearly always is, no
+ * uid has anything pending and the event loop takes no lock on its hot path
+ * (closer_pending() runs several times per request). A value read as it
+ * changes is as good as one read just before or after with the lock: the
+ * event loop only ever adds to it itself, so it never reads 0 while one of
+ * its own fds is still queued.
+ */
+static atomic_uint closer_total;
 
 /* Return: @uid's entry, or NULL. Called with the lock held. */
 static struct closer_owner *closer_owner_find(uint32_t uid)
@@ -62,6 +73,7 @@ static int closer_owner_add(uint32_t uid)
                 *o = (struct closer_owner){ .uid = uid };
         }
         o->pending++;
+        atomic_fetch_add_explicit(&closer_total, 1, memory_order_relaxed);
         return 0;
 }
 
@@ -72,6 +84,7 @@ static void closer_owner_done(uint32_t uid)
 
         if (!o)
                 return;
+        atomic_fetch_sub_explicit(&closer_total, 1, memory_order_relaxed);
         if (--o->pending == 0)
                 *o = closer_owners[--closer_nowners];
 }
@@ -163,6 +176,7 @@ void closer_stop(void)
         closer_owners = NULL;
         closer_cap = closer_head = closer_count = 0;
         closer_nowners = closer_owners_cap = 0;
+        atomic_store_explicit(&closer_total, 0, memory_order_relaxed); /* 0 already: every close returned */
 }
 
 void closer_close(int fd, uint32_t uid)
@@ -192,7 +206,7 @@ unsigned closer_pending(uint32_t uid)
         const struct closer_owner *o;
         unsigned n;
 
-        if (!closer_nthreads)
+        if (!closer_nthreads || atomic_load_explicit(&closer_total, memory_order_relaxed) == 0)
                 return 0;
         pthread_mutex_lock(&closer_lock);
         o = closer_owner_find(uid);

@@ -251,12 +251,24 @@ static uint32_t conn_region_seals_of(int fd, uint16_t backend)
         return k > 0 ? (uint32_t)k & PROTO_SEALS_KNOWN : 0;
 }
 
+/*
+ * Return: @r's seals, read from @fd (its object's fd; -1: none here, the
+ * last seen). Any holder of a writable fd may add seals at any time, so they
+ * are read again for every reply, except once F_SEAL_SEAL is among them:
+ * seals are never removed and no more can be added, so the last seen are
+ * the seals for good.
+ */
+static uint32_t conn_region_seals_with_fd(struct region *r, int fd)
+{
+        if (fd >= 0 && !(r->seals & PROTO_SEAL_SEAL))
+                r->seals = conn_region_seals_of(fd, r->meta.backend);
+        return r->seals;
+}
+
 /* Return: @r's seals, read live when its fd is here, else the last seen (parked regions). */
 static uint32_t conn_region_seals(struct region *r)
 {
-        if (r->fd >= 0)
-                r->seals = conn_region_seals_of(r->fd, r->meta.backend);
-        return r->seals;
+        return conn_region_seals_with_fd(r, r->fd);
 }
 
 /*
@@ -377,8 +389,7 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
                 }
         }
         /* else fd stays -1: the region's own fd (h.fd) is lent to the reply below, not duplicated */
-        r->seals = conn_region_seals_of(h.fd, r->meta.backend);
-        info.seals = r->seals;
+        info.seals = conn_region_seals_with_fd(r, h.fd);
         /* one fstat per OPEN: the size comes from the check that fetched or reopened the fd, if any */
         if (!check)
                 ; /* the creator's own fresh region: its size is the one just made */

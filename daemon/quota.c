@@ -13,12 +13,25 @@
 struct quota {
         struct quota_usage *v; /* sorted by uid */
         size_t n, cap;
+        /*
+         * Where the last uid looked up was found: a connection's requests
+         * look up its uid several times each (quota checks, fds charged and
+         * received), usually with no other uid's in between. Only a hint: it
+         * is used when the entry there has the uid, so inserts and removals
+         * that shift the array need not keep it right.
+         */
+        size_t hint;
 };
 
 /* Return: the index of @uid, or of where it would go, with *foundp. */
 static size_t quota_find(const struct quota *q, uint32_t uid, bool *foundp)
 {
         size_t lo = 0, hi = q->n;
+
+        if (q->hint < q->n && q->v[q->hint].uid == uid) {
+                *foundp = true;
+                return q->hint;
+        }
 
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
@@ -29,6 +42,8 @@ static size_t quota_find(const struct quota *q, uint32_t uid, bool *foundp)
                         hi = mid;
         }
         *foundp = lo < q->n && q->v[lo].uid == uid;
+        if (*foundp)
+                ((struct quota *)q)->hint = lo; /* a cache: lookups change no observable state */
         return lo;
 }
 
@@ -131,6 +146,11 @@ int quota_charge_unread(struct quota *q, uint32_t uid, int64_t delta)
         return quota_charge_all(q, uid, 0, 0, 0, 0, delta);
 }
 
+int quota_charge_fds(struct quota *q, uint32_t uid, int64_t fds, int64_t unread)
+{
+        return quota_charge_all(q, uid, 0, 0, 0, fds, unread);
+}
+
 /* Return: true if @used + @add passes @limit (0 = unlimited). */
 static bool quota_over(uint64_t used, uint64_t add, uint64_t limit)
 {
@@ -144,6 +164,11 @@ int quota_check(const struct quota *q, uint32_t uid, const struct config_quota *
 {
         static const struct quota_usage none;
         const struct quota_usage *u = quota_get(q, uid) ?: &none;
+
+        /* within every limit, the common case: no rows to fill in */
+        if (!quota_over(u->bytes, bytes, limits->bytes) && !quota_over(u->regions, regions, limits->regions) &&
+            !quota_over(u->connections, connections, limits->connections) && !quota_over(u->fds, fds, limits->fds))
+                return 0;
         const struct quota_excess rows[] = {
                 { QUOTA_BYTES, uid, u->bytes, bytes, limits->bytes },
                 { QUOTA_REGIONS, uid, u->regions, regions, limits->regions },

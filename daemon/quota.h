@@ -21,7 +21,7 @@ struct quota_usage {
 /*
  * The table of usages, sorted by uid. The server makes it once, after
  * restoring regions from the fd store (quota_new() counts the regions
- * already in the table), and frees it after its last connection.
+ * already in the table), and frees it when it stops.
  */
 struct quota;
 
@@ -51,6 +51,12 @@ int quota_charge(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, 
  * too). Return: 0; -ENOMEM.
  */
 int quota_charge_unread(struct quota *q, uint32_t uid, int64_t delta);
+
+/*
+ * quota_charge_fds() - quota_charge() of @fds and quota_charge_unread() of
+ * @unread in one update. Return: 0; -ENOMEM (nothing changed).
+ */
+int quota_charge_fds(struct quota *q, uint32_t uid, int64_t fds, int64_t unread);
 
 /* The per-uid limits, by their key in iomemd.conf. */
 enum quota_kind {

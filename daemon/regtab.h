@@ -43,6 +43,7 @@ struct region_store {
 
 /* regtab's own links. */
 struct region_tab {
+        uint64_t hash; /* of the name with the table's key, set by regtab_add(): hashed once, not at every grow */
         struct region *hnext_name;
         struct region *hnext_id;
         struct region *prev, *next; /* all regions in id order (ids only grow) */

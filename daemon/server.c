@@ -28,16 +28,26 @@
 
 struct server;
 
-/* The loop's view of one connection: its events and list links. */
+/*
+ * The loop's view of one connection: its events and list links. The events
+ * live in the same allocation (event_assign(), no event_new() each), and only
+ * the read event is set up at once: a short-lived client that sends HELLO
+ * with its connect() and reads its replies needs neither the write event nor
+ * the timer, so it never pays for them (server_conn_wev(), server_conn_timer()).
+ */
 struct server_conn {
         struct server *server;
         struct conn *conn;
-        struct event *rev, *wev, *timer;
-        uint64_t armed_deadline_ns;
+        struct event *rev;          /* always set up */
+        struct event *wev, *timer;  /* NULL until first needed */
+        uint64_t armed_deadline_ns; /* timer added for this deadline; 0 = not added */
         bool reading, writing; /* rev, wev added: no libevent call when nothing changes */
         bool doomed; /* on the dead list, freed by the reaper */
         struct server_conn *prev, *next;
+        _Alignas(max_align_t) unsigned char events[]; /* SERVER_CONN_EVENTS, server_event_size() bytes each */
 };
+
+enum { SERVER_CONN_REV, SERVER_CONN_WEV, SERVER_CONN_TIMER, SERVER_CONN_EVENTS };
 
 struct server {
         const struct config *config;
@@ -53,20 +63,70 @@ struct server {
         bool accept_paused_logged;
         uint64_t limit_logged_ns;
         uint64_t status_generation;
+        size_t event_size; /* event_get_struct_event_size(), rounded up for the next event's alignment */
 };
 
 /* ---- connections -------------------------------------------------------- */
+
+static void server_conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void server_conn_write_cb(evutil_socket_t fd, short what, void *arg);
+static void server_conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Return: the storage of @sc's event @which (SERVER_CONN_*). */
+static struct event *server_conn_event(struct server_conn *sc, unsigned which)
+{
+        return (struct event *)(void *)(sc->events + which * sc->server->event_size);
+}
+
+/*
+ * event_assign() fails only for a signal event that also asks for I/O, which
+ * these are not: its result is not looked at.
+ */
+
+/* Return: @sc's write event, set up on first use. */
+static struct event *server_conn_wev(struct server_conn *sc)
+{
+        if (!sc->wev) {
+                sc->wev = server_conn_event(sc, SERVER_CONN_WEV);
+                (void)event_assign(sc->wev, sc->server->base, conn_fd(sc->conn), EV_WRITE | EV_PERSIST,
+                                   server_conn_write_cb, sc);
+        }
+        return sc->wev;
+}
+
+/* Return: @sc's timer, set up on first use. */
+static struct event *server_conn_timer(struct server_conn *sc)
+{
+        if (!sc->timer) {
+                sc->timer = server_conn_event(sc, SERVER_CONN_TIMER);
+                (void)evtimer_assign(sc->timer, sc->server->base, server_conn_timer_cb, sc);
+        }
+        return sc->timer;
+}
+
+/*
+ * Take @sc's events out of the loop (pending or active), so that its memory
+ * may go: only those set up and, for the read event, added (it is never
+ * active when not added: event_del() takes it out of both).
+ */
+static void server_conn_unwatch(struct server_conn *sc)
+{
+        if (sc->reading)
+                event_del(sc->rev);
+        sc->reading = false;
+        if (sc->wev)
+                event_del(sc->wev); /* it may be active without being added (server_conn_notify()) */
+        sc->writing = false;
+        if (sc->timer)
+                event_del(sc->timer);
+        sc->armed_deadline_ns = 0;
+}
 
 static struct server_conn *server_conn_free(struct server_conn *sc)
 {
         if (!sc)
                 return NULL;
-        if (sc->rev)
-                event_free(sc->rev);
-        if (sc->wev)
-                event_free(sc->wev);
-        if (sc->timer)
-                event_free(sc->timer);
+        server_conn_unwatch(sc); /* done already if doomed: then this is a no-op but for set-up events */
         conn_free(sc->conn);
         free(sc);
         return NULL;
@@ -100,12 +160,12 @@ static void server_conn_doom(struct server_conn *sc)
         if (sc->doomed)
                 return;
         sc->doomed = true;
-        event_del(sc->rev);
-        event_del(sc->wev);
-        event_del(sc->timer);
+        server_conn_unwatch(sc);
         server_list_unlink(&s->conns, sc);
+        /* a dead list that is not empty has its reaper activated already: it frees the whole list */
+        if (!s->dead)
+                event_active(s->reap_ev, EV_WRITE, 0);
         server_list_push(&s->dead, sc);
-        event_active(s->reap_ev, EV_WRITE, 0);
 }
 
 /* Bring the events of @sc in line with its connection's state. */
@@ -120,7 +180,7 @@ static void server_conn_update(struct server_conn *sc)
         if ((r == -EAGAIN) != sc->writing) {
                 sc->writing = r == -EAGAIN;
                 if (sc->writing)
-                        event_add(sc->wev, NULL);
+                        event_add(server_conn_wev(sc), NULL);
                 else
                         event_del(sc->wev);
         }
@@ -149,7 +209,7 @@ static void server_conn_update(struct server_conn *sc)
                         delta = deadline > now ? deadline - now : 0;
                         tv.tv_sec = (time_t)(delta / 1000000000ULL);
                         tv.tv_usec = (suseconds_t)((delta % 1000000000ULL) / 1000);
-                        evtimer_add(sc->timer, &tv);
+                        evtimer_add(server_conn_timer(sc), &tv);
                 }
         }
 }
@@ -206,7 +266,7 @@ static void server_conn_notify(struct conn *c, void *userdata)
 
         (void)c;
         if (!sc->doomed)
-                event_active(sc->wev, EV_WRITE, 0);
+                event_active(server_conn_wev(sc), EV_WRITE, 0);
 }
 
 static void server_reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -227,12 +287,13 @@ static int server_conn_add(struct server *s, int fd)
         struct server_conn *sc;
         int r;
 
-        sc = calloc(1, sizeof(*sc));
+        /* the events' storage is left as it is: event_assign() sets every field it reads */
+        sc = malloc(sizeof(*sc) + SERVER_CONN_EVENTS * s->event_size);
         if (!sc) {
                 close(fd);
                 return -ENOMEM;
         }
-        sc->server = s;
+        *sc = (struct server_conn){ .server = s };
         r = conn_new(&s->ctx, fd, &sc->conn);
         fd = -1; /* consumed */
         if (r < 0) {
@@ -240,10 +301,8 @@ static int server_conn_add(struct server *s, int fd)
                 return r;
         }
         conn_set_userdata(sc->conn, sc);
-        sc->rev = event_new(s->base, conn_fd(sc->conn), EV_READ | EV_PERSIST, server_conn_read_cb, sc);
-        sc->wev = event_new(s->base, conn_fd(sc->conn), EV_WRITE | EV_PERSIST, server_conn_write_cb, sc);
-        sc->timer = evtimer_new(s->base, server_conn_timer_cb, sc);
-        if (!sc->rev || !sc->wev || !sc->timer) {
+        sc->rev = server_conn_event(sc, SERVER_CONN_REV);
+        if (event_assign(sc->rev, s->base, conn_fd(sc->conn), EV_READ | EV_PERSIST, server_conn_read_cb, sc) < 0) {
                 server_conn_free(sc);
                 return -ENOMEM;
         }
@@ -530,7 +589,8 @@ static int server_setup_events(struct server *s)
 
         s->listen_ev = event_new(s->base, s->listen_fd, EV_READ | EV_PERSIST, server_accept_cb, s);
         s->accept_pause_ev = evtimer_new(s->base, server_accept_resume_cb, s);
-        s->reap_ev = event_new(s->base, -1, 0, server_reap_cb, s);
+        /* never added, only activated; EV_PERSIST spares the event_del() libevent makes after running others */
+        s->reap_ev = event_new(s->base, -1, EV_PERSIST, server_reap_cb, s);
         s->status_ev = event_new(s->base, -1, EV_PERSIST, server_status_cb, s);
         if (!s->listen_ev || !s->accept_pause_ev || !s->reap_ev || !s->status_ev)
                 return -ENOMEM;
@@ -577,6 +637,7 @@ int server_run(const struct config *config)
                 r = -ENOMEM;
                 goto out;
         }
+        s.event_size = (event_get_struct_event_size() + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
 
         r = service_listen_fd(&s.listen_fd);
         if (r < 0) {

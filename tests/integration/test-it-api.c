@@ -207,6 +207,18 @@ START_TEST(test_seal)
         ck_assert_int_eq(iomem_seal(client_, "it.s", IOMEM_SEAL_SEAL, &seals), 0);
         ck_assert_int_eq(iomem_seal(client_, "it.s", IOMEM_SEAL_SHRINK, &seals), -EPERM);
         ck_assert_int_eq(iomem_seal(client_, "it.s", 0x8000, &seals), -EINVAL);
+        /* sealed against more seals: the daemon then answers from what it saw (no F_GET_SEALS), still exactly */
+        ck_assert_int_lt(iomem_region_seal(region, IOMEM_SEAL_WRITE), 0); /* a holder cannot add any either */
+        for (int i = 0; i < 2; i++) {
+                struct iomem_region *opened = NULL;
+
+                ck_assert_int_eq(iomem_stat(client_, "it.s", &st), 0);
+                ck_assert_uint_eq(st.seals & 0x1f, IOMEM_SEAL_SEAL | IOMEM_SEAL_GROW);
+                ck_assert_uint_eq(st.seals & 0x1f, (uint32_t)iomem_region_get_seals(region) & 0x1f);
+                ck_assert_int_eq(iomem_open(client_, "it.s", 0, 0, &opened), 0);
+                ck_assert_uint_eq((uint32_t)iomem_region_get_seals(opened) & 0x1f, IOMEM_SEAL_SEAL | IOMEM_SEAL_GROW);
+                iomem_region_free(opened);
+        }
         iomem_region_free(region);
 }
 END_TEST

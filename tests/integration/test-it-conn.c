@@ -718,6 +718,63 @@ START_TEST(test_fds_in_order_list_and_open_threads)
 }
 END_TEST
 
+/* Connect to the daemon's socket without a word. Return: the socket (the caller's). */
+static int raw_connect(void)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        ck_assert_int_ge(fd, 0);
+        memcpy(sa.sun_path, daemon_.socket, strlen(daemon_.socket) + 1);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+/* Wait (no time limit: the test's own timeout fails a daemon that never closes) for the daemon to close @fd. */
+static void wait_closed_by_daemon(int fd)
+{
+        char byte;
+        ssize_t n = recv(fd, &byte, 1, 0);
+
+        /* nothing was ever answered: the end of the stream, or a reset if it closed with our bytes unread */
+        ck_assert_msg(n == 0 || (n < 0 && errno == ECONNRESET), "recv: %zd (%s)", n, n < 0 ? strerror(errno) : "");
+}
+
+/*
+ * F9 against the real daemon: a client that never completes HELLO is dropped once the handshake timeout
+ * passes, whether it sends nothing or half a frame header. The daemon sets up a connection's timer only when it
+ * needs one (its event loop), so this is the test that it does so for a client whose HELLO is still to come,
+ * including one whose first read brought only part of it. A client that sent its HELLO stays.
+ */
+START_TEST(test_silent_clients_dropped)
+{
+        const char *const extra[] = { "--handshake-timeout", "1", NULL };
+        struct proto_hello hello = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION };
+        uint8_t out[256], payload[128];
+        size_t len = 0;
+        struct iomem_client *c;
+        int silent, partial, base;
+
+        it_daemon_stop(&daemon_);
+        it_daemon_start(&daemon_, extra);
+        base = it_daemon_settled_fds(&daemon_);
+        c = it_connect();
+        ck_assert_int_eq(iomem_ping(c), 0); /* HELLO sent and answered */
+        frame_append(out, &len, PROTO_OP_HELLO, 1, payload, proto_hello_encode(&hello, payload, sizeof(payload)));
+        silent = raw_connect();
+        partial = raw_connect();
+        ck_assert_int_eq(send(partial, out, PROTO_HEADER_SIZE / 2, MSG_NOSIGNAL), PROTO_HEADER_SIZE / 2);
+        wait_closed_by_daemon(silent);
+        wait_closed_by_daemon(partial);
+        close(silent);
+        close(partial);
+        ck_assert_int_eq(iomem_ping(c), 0); /* past the timeout too, and still served */
+        ck_assert_uint_eq(iomem_client_reconnects(c), 0);
+        iomem_disconnect(c);
+        ck_assert_int_eq(it_daemon_settled_fds(&daemon_), base);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-conn");
@@ -739,6 +796,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_older_daemon_without_fds_in_order);
         tcase_add_test(tc, test_fds_in_order_behind_large_reply);
         tcase_add_test(tc, test_fds_in_order_list_and_open_threads);
+        tcase_add_test(tc, test_silent_clients_dropped);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -241,6 +241,45 @@ START_TEST(test_quota_many_uids)
 }
 END_TEST
 
+/*
+ * The table remembers where it last found a uid (quota.c): entries inserted before it and removed before it
+ * shift that place, and the last entry may go; every lookup and charge still finds its own uid, never a
+ * neighbour's, and charges and checks the fd counts together (quota_charge_fds()).
+ */
+START_TEST(test_quota_lookup_after_shifts)
+{
+        const struct config_quota lim = { .fds = 3 };
+        struct quota *q = NULL;
+
+        ck_assert_int_eq(quota_new(NULL, &q), 0);
+        ck_assert_int_eq(quota_charge(q, 50, 0, 0, 1, 0), 0);
+        ck_assert_uint_eq(quota_get(q, 50)->connections, 1); /* found at 0 */
+        ck_assert_int_eq(quota_charge(q, 10, 0, 0, 1, 0), 0); /* inserted before: 50 moves to 1 */
+        ck_assert_int_eq(quota_charge_fds(q, 50, 2, 1), 0);
+        ck_assert_uint_eq(quota_get(q, 50)->fds, 2);
+        ck_assert_uint_eq(quota_get(q, 50)->fds_unread, 1);
+        ck_assert_uint_eq(quota_get(q, 10)->fds, 0);
+        ck_assert_int_eq(quota_check(q, 50, &lim, 0, 0, 0, 1, NULL), 0);
+        ck_assert_int_eq(quota_check(q, 50, &lim, 0, 0, 0, 2, NULL), -EDQUOT);
+        ck_assert_int_eq(quota_check(q, 10, &lim, 0, 0, 0, 3, NULL), 0);
+        ck_assert_uint_eq(quota_get(q, 50)->connections, 1); /* found at 1 */
+        ck_assert_int_eq(quota_charge(q, 10, 0, 0, -1, 0), 0); /* removed before: 50 moves back to 0 */
+        ck_assert_uint_eq(quota_count(q), 1);
+        ck_assert_ptr_null(quota_get(q, 10));
+        ck_assert_int_eq(quota_charge_fds(q, 50, -2, -1), 0);
+        ck_assert_uint_eq(quota_get(q, 50)->fds, 0);
+        ck_assert_uint_eq(quota_get(q, 50)->fds_unread, 0);
+        ck_assert_int_eq(quota_charge(q, 60, 0, 0, 1, 0), 0); /* after it, then gone: the place is past the end */
+        ck_assert_uint_eq(quota_get(q, 60)->connections, 1);
+        ck_assert_int_eq(quota_charge(q, 60, 0, 0, -1, 0), 0);
+        ck_assert_ptr_null(quota_get(q, 60));
+        ck_assert_int_eq(quota_charge(q, 50, 0, 0, -1, 0), 0);
+        ck_assert_uint_eq(quota_count(q), 0);
+        ck_assert_ptr_null(quota_get(q, 50));
+        quota_free(q);
+}
+END_TEST
+
 static Suite *access_suite(void)
 {
         Suite *s = suite_create("access");
@@ -254,6 +293,7 @@ static Suite *access_suite(void)
         tcase_add_test(tc, test_quota_excess);
         tcase_add_test(tc, test_quota_from_table);
         tcase_add_test(tc, test_quota_many_uids);
+        tcase_add_test(tc, test_quota_lookup_after_shifts);
         suite_add_tcase(s, tc);
         return s;
 }
