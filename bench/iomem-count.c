@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@
  *   open-ro  the same, read-only
  *   create   iomem_create("cg/cK", 4 KiB) + free (the regions stay)
  *   cold     iomem_connect + iomem_open("cg/r") + free + iomem_disconnect
+ *   cold-map the same with iomem_region_map() of the 4 KiB and munmap before the free (iomem-bench's cold rows)
  * Run it twice against a daemon under callgrind, with N and 2N: the daemon's
  * instructions per operation are the difference divided by N (setup and
  * start-up cancel out).
@@ -29,7 +31,7 @@ int main(int argc, char **argv)
         int r;
 
         if (argc < 4) {
-                fprintf(stderr, "usage: %s SOCKET open|open-ro|create|cold N [TABLE]\n", argv[0]);
+                fprintf(stderr, "usage: %s SOCKET open|open-ro|create|cold|cold-map N [TABLE]\n", argv[0]);
                 return 2;
         }
         sock = argv[1];
@@ -59,12 +61,18 @@ int main(int argc, char **argv)
                 } else if (strcmp(mode, "create") == 0) {
                         snprintf(name, sizeof(name), "cg/c%lu", i);
                         r = iomem_create(c, name, 4096, NULL, &reg);
-                } else if (strcmp(mode, "cold") == 0) {
+                } else if (strcmp(mode, "cold") == 0 || strcmp(mode, "cold-map") == 0) {
                         struct iomem_client *k = NULL;
+                        void *addr;
 
                         r = iomem_connect(sock, &k);
                         if (r == 0)
                                 r = iomem_open(k, "cg/r", 0, 0, &reg);
+                        if (r == 0 && strcmp(mode, "cold-map") == 0) {
+                                r = iomem_region_map(reg, 0, 4096, PROT_READ | PROT_WRITE, &addr);
+                                if (r == 0)
+                                        r = iomem_unmap(addr, 4096);
+                        }
                         k = iomem_disconnect(k);
                 } else {
                         fprintf(stderr, "unknown mode %s\n", mode);

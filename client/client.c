@@ -1208,29 +1208,23 @@ static int client_name_check(const char *name)
 }
 
 /*
- * Turn a CREATE/OPEN reply into a region: the fd is taken over, and its real
- * size must cover what the daemon announced, so that mapping the announced
- * size can never fault (S1).
+ * Turn a CREATE/OPEN reply into a region: the fd is taken over, without a
+ * syscall. Its kind and size are read with fstat at the region's first use
+ * (iomem_region_map(), _size(), _fd(), _refresh()): before anything maps it
+ * or gives it or its size out, a non-regular fd is refused (D7) and the size
+ * is the object's own (S1), whatever the daemon announced.
  * Return: 0; -EPROTO; negative errno.
  */
 static int client_region_from_info(struct transport_frame *f, const struct proto_region_info *infop,
                                    struct iomem_region **regionp)
 {
-        struct proto_region_info info = *infop;
-        struct stat st;
-        int fd;
-
-        fd = f->fds[0];
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode) || st.st_size < 0 || (uint64_t)st.st_size < info.size)
-                return -EPROTO;
+        int fd = f->fds[0];
 
         f->fds[0] = -1;
         f->nfds = 0;
-        /* the transport received it with MSG_CMSG_CLOEXEC, and st is its fstat */
-        return region_new_reply_consume_fd(fd, &st, (enum iomem_backend)info.backend, info.flags, info.id,
-                                          regionp); /* fd consumed */
+        /* the transport received it with MSG_CMSG_CLOEXEC (D9); the access mode is the reply's RDONLY flag */
+        return region_new_reply_consume_fd(fd, infop->size, (enum iomem_backend)infop->backend, infop->flags,
+                                          infop->id, regionp); /* fd consumed */
 }
 
 static int client_region_from_reply(struct transport_frame *f, struct iomem_region **regionp)

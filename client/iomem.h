@@ -160,18 +160,32 @@ int iomem_region_new_consume_fd(int fd, struct iomem_region **regionp);
 /* Close the fd and free. Mappings stay valid until unmapped. NULL-safe. Return: NULL. */
 struct iomem_region *iomem_region_free(struct iomem_region *region);
 
-/* Return: the region's fd (borrowed: still owned by the region). */
+/*
+ * Regions received from iomemd (iomem_create(), iomem_open() and their
+ * asynchronous forms) are not examined on receipt: the first call below
+ * that uses one (its fd, size, refresh or a map) reads the fd with fstat
+ * first. An fd that is not a regular file (only a faulty daemon sends one)
+ * is then refused: those calls return -EINVAL (iomem_region_size() 0) and
+ * it is never mapped; the size is the object's own, whatever the daemon
+ * announced (a holder may have shrunk a RESIZABLE region meanwhile).
+ */
+
+/* Return: the region's fd (borrowed: still owned by the region); -EINVAL (see above). */
 int iomem_region_fd(const struct iomem_region *region);
-/* Return: a close-on-exec duplicate of the fd (caller owns it), or negative errno. */
+/* Return: a close-on-exec duplicate of the fd (caller owns it), or negative errno; -EINVAL (see above). */
 int iomem_region_dup_fd(const struct iomem_region *region);
-/* Return: the size known to the region (updated by resize and refresh). */
+/*
+ * Return: the size known to the region: read with fstat (for a region from
+ * iomemd, at its first use), updated by map, resize and refresh; 0 for an
+ * fd that is not a regular file.
+ */
 uint64_t iomem_region_size(const struct iomem_region *region);
 enum iomem_backend iomem_region_backend(const struct iomem_region *region);
 /* Return: IOMEM_REGION_* bits. */
 uint32_t iomem_region_flags(const struct iomem_region *region);
 /* Return: the daemon's id for the region, 0 for local regions. */
 uint64_t iomem_region_id(const struct iomem_region *region);
-/* Return: 0 with the size re-read by fstat, or negative errno. */
+/* Return: 0 with the size re-read by fstat; -EINVAL for an fd that is not a regular file; negative errno. */
 int iomem_region_refresh(struct iomem_region *region);
 
 /*
@@ -179,9 +193,11 @@ int iomem_region_refresh(struct iomem_region *region);
  * @offset: must be a multiple of the page size.
  * @length: 0 = from @offset to the end.
  * @prot: PROT_READ and/or PROT_WRITE; PROT_WRITE on a read-only region is -EACCES.
- * The size is checked with fstat first: a range past the end fails with
- * -ERANGE instead of a later SIGBUS. Mapping 0 bytes gives -EINVAL.
- * Return: 0 with *addrp set; -EINVAL (alignment, zero length); -EOVERFLOW
+ * The size is checked with fstat first, at every map: a range past the end
+ * (also after another holder shrank the object) fails with -ERANGE instead
+ * of a later SIGBUS. Mapping 0 bytes gives -EINVAL.
+ * Return: 0 with *addrp set; -EINVAL (alignment, zero length, an fd that is
+ * not a regular file); -EOVERFLOW
  * (offset + length wraps); -ERANGE; -EACCES; negative errno from mmap.
  */
 int iomem_region_map(struct iomem_region *region, uint64_t offset, size_t length, int prot, void **addrp);
@@ -338,6 +354,8 @@ int iomem_create(struct iomem_client *client, const char *name, uint64_t size,
  * @wait_ms: 0 = fail at once with -ENOENT if the name does not exist;
  *           > 0 = wait up to that long for it to be created (-ETIMEDOUT);
  *           -1 = wait without limit.
+ * The region's fd is examined at its first use, not here (see
+ * iomem_region_fd()): an OPEN costs no syscall beyond its round trip.
  * Return: 0 with *regionp; -ENOENT; -ETIMEDOUT; -EACCES without read
  * (RDONLY) or write permission; -EDQUOT if too many fds are queued towards
  * this uid; -EAGAIN (RDONLY) if the registrant of the region holds a lease

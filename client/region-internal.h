@@ -3,7 +3,6 @@
 #pragma once
 
 #include <stdint.h>
-#include <sys/stat.h>
 
 #include "iomem.h"
 
@@ -27,24 +26,19 @@ int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uin
                           struct iomem_region **regionp);
 
 /*
- * region_new_stat_consume_fd() - region_new_consume_fd() for an fd already
- * checked with fstat (*@st) and known to be close-on-exec (received with
- * MSG_CMSG_CLOEXEC): two syscalls fewer per OPEN. Return: as region_new_consume_fd().
+ * region_new_reply_consume_fd() - wrap the fd of a CREATE/OPEN reply, with no
+ * syscall: received with MSG_CMSG_CLOEXEC (D9), its access mode stated by the
+ * reply's flags (IOMEM_REGION_RDONLY; were the daemon wrong, the kernel
+ * refuses a writable mapping of a read-only fd: -EACCES), its kind and size
+ * read with fstat at the region's first use (iomem_region_map(), _size(),
+ * _fd(), _dup_fd(), _refresh()), which refuses an fd that is not a regular
+ * file (D7: -EINVAL, never mapped) and records the object's own size (S1);
+ * until then @size, the daemon's, is never given out. A @backend to detect
+ * (AUTO, or one this library does not know) makes it read the fd at once.
+ * Return: 0 with *regionp set; -EBADF; -EINVAL; -ENOMEM; negative errno from fstat.
  */
-int region_new_stat_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
-                               uint64_t id, struct iomem_region **regionp);
-
-/*
- * region_new_reply_consume_fd() - region_new_stat_consume_fd() for an fd in
- * a CREATE/OPEN reply, whose access mode the reply's flags state
- * (IOMEM_REGION_RDONLY): one syscall fewer (no F_GETFL). Were the daemon
- * wrong, nothing could fault: the kernel refuses a writable mapping of a
- * read-only fd (mmap: -EACCES), and any mapping of an O_PATH or write-only
- * one; S1 rests on the fstat size, which is still checked here and at every
- * map. Return: as region_new_consume_fd().
- */
-int region_new_reply_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
-                                uint64_t id, struct iomem_region **regionp);
+int region_new_reply_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uint32_t flags, uint64_t id,
+                                struct iomem_region **regionp);
 
 /* For __attribute__((cleanup(region_freep))). */
 static inline void region_freep(struct iomem_region **regionp)

@@ -45,7 +45,14 @@ _Static_assert(IOMEM_REGION_HUGETLB == PROTO_REGION_HUGETLB && IOMEM_REGION_THP 
 
 struct iomem_region {
         int fd;
-        uint64_t size;     /* last size read with fstat or set by resize */
+        /*
+         * @size: the last size read with fstat or set by resize. @checked: fstat has seen the fd (a regular
+         * file, D7) and set @size; false only for a region received from iomemd and not yet used
+         * (region_new_reply_consume_fd()), whose @size is then the daemon's word and never given out.
+         * Both are read and written with relaxed atomics: the first use may come from any thread.
+         */
+        uint64_t size;
+        bool checked;
         uint64_t max_size; /* for local resizes; 0 = BACKEND_DEFAULT_MAX_SIZE */
         uint64_t id;       /* the daemon's id, 0 if local */
         uint32_t flags;    /* IOMEM_REGION_* */
@@ -63,6 +70,9 @@ static bool region_backend_valid(enum iomem_backend backend)
         }
         return false;
 }
+
+static int region_new_stat_consume_fd_how(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
+                                          uint64_t id, bool check_mode, struct iomem_region **regionp);
 
 int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uint32_t flags, uint64_t id,
                           struct iomem_region **regionp)
@@ -86,10 +96,13 @@ int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uin
                 close(fd);
                 return r;
         }
-        return region_new_stat_consume_fd(fd, &st, backend, flags, id, regionp);
+        return region_new_stat_consume_fd_how(fd, &st, backend, flags, id, true, regionp);
 }
 
-/* region_new_stat_consume_fd(); with @check_mode, F_GETFL tells the access mode, else @flags do. */
+/*
+ * Wrap @fd, checked with fstat (*@st) and known to be close-on-exec; with @check_mode, F_GETFL tells the access
+ * mode, else @flags do. Return: as region_new_consume_fd().
+ */
 static int region_new_stat_consume_fd_how(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
                                           uint64_t id, bool check_mode, struct iomem_region **regionp)
 {
@@ -137,6 +150,7 @@ static int region_new_stat_consume_fd_how(int fd, const struct stat *st, enum io
         }
         region->fd = fd;
         region->size = (uint64_t)st->st_size;
+        region->checked = true;
         region->id = id;
         region->flags = flags;
         region->backend = backend;
@@ -148,16 +162,68 @@ fail:
         return r;
 }
 
-int region_new_stat_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
-                               uint64_t id, struct iomem_region **regionp)
+int region_new_reply_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uint32_t flags, uint64_t id,
+                                struct iomem_region **regionp)
 {
-        return region_new_stat_consume_fd_how(fd, st, backend, flags, id, true, regionp);
+        struct iomem_region *region;
+
+        if (fd < 0)
+                return -EBADF;
+        if (!regionp) {
+                close(fd);
+                return -EINVAL;
+        }
+        if (backend == IOMEM_BACKEND_AUTO || !region_backend_valid(backend)) {
+                /* a backend to detect from the fd (a newer daemon's, or none said): the fd is read now */
+                struct stat st;
+
+                if (fstat(fd, &st) < 0) {
+                        int r = -errno;
+
+                        close(fd);
+                        return r;
+                }
+                return region_new_stat_consume_fd_how(fd, &st, IOMEM_BACKEND_AUTO, flags, id, false, regionp);
+        }
+        region = malloc(sizeof(*region));
+        if (!region) {
+                close(fd);
+                return -ENOMEM;
+        }
+        *region = (struct iomem_region){ .fd = fd, .size = size, .checked = false, .id = id,
+                                         .flags = flags & REGION_FLAGS_KNOWN, .backend = backend };
+        *regionp = region;
+        return 0;
 }
 
-int region_new_reply_consume_fd(int fd, const struct stat *st, enum iomem_backend backend, uint32_t flags,
-                                uint64_t id, struct iomem_region **regionp)
+/*
+ * region_stat() - fstat the region's fd: it must be a regular file (D7: else -EINVAL, and it is never mapped);
+ * its size becomes the region's (S1). Return: 0; -EINVAL; negative errno from fstat.
+ */
+static int region_stat(struct iomem_region *region)
 {
-        return region_new_stat_consume_fd_how(fd, st, backend, flags, id, false, regionp);
+        struct stat st;
+
+        if (fstat(region->fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) || st.st_size < 0)
+                return -EINVAL;
+        __atomic_store_n(&region->size, (uint64_t)st.st_size, __ATOMIC_RELAXED);
+        __atomic_store_n(&region->checked, true, __ATOMIC_RELAXED);
+        return 0;
+}
+
+/*
+ * region_check() - the first use of a region received from iomemd: region_stat() once. A region whose fd is
+ * not a regular file stays unchecked and fails every use. @region is written although the getters that call
+ * this take it const: every region is allocated here, never const itself.
+ * Return: 0; -EINVAL; negative errno from fstat.
+ */
+static int region_check(const struct iomem_region *region)
+{
+        if (__atomic_load_n(&region->checked, __ATOMIC_RELAXED))
+                return 0;
+        return region_stat((struct iomem_region *)region);
 }
 
 /*
@@ -209,27 +275,37 @@ IOMEM_EXPORT struct iomem_region *iomem_region_free(struct iomem_region *region)
         return NULL;
 }
 
-/* Return: the region's fd (borrowed), or -EINVAL for NULL. */
+/* Return: the region's fd (borrowed); -EINVAL for NULL or an fd iomemd sent that is not a regular file (D7). */
 IOMEM_EXPORT int iomem_region_fd(const struct iomem_region *region)
 {
-        return region ? region->fd : -EINVAL;
+        int r;
+
+        if (!region)
+                return -EINVAL;
+        r = region_check(region);
+        return r < 0 ? r : region->fd;
 }
 
-/* Return: a close-on-exec duplicate of the fd (caller owns it), or negative errno. */
+/* Return: a close-on-exec duplicate of the fd (caller owns it), or negative errno (as iomem_region_fd()). */
 IOMEM_EXPORT int iomem_region_dup_fd(const struct iomem_region *region)
 {
         int fd;
 
         if (!region)
                 return -EINVAL;
+        fd = region_check(region);
+        if (fd < 0)
+                return fd;
         fd = fcntl(region->fd, F_DUPFD_CLOEXEC, 3);
         return fd < 0 ? -errno : fd;
 }
 
-/* Return: the size known to the region, 0 for NULL. */
+/* Return: the size known to the region (an fstat size, S1); 0 for NULL or an fd that fails region_check(). */
 IOMEM_EXPORT uint64_t iomem_region_size(const struct iomem_region *region)
 {
-        return region ? region->size : 0;
+        if (!region || region_check(region) < 0)
+                return 0;
+        return __atomic_load_n(&region->size, __ATOMIC_RELAXED);
 }
 
 /* Return: the region's backend (AUTO for NULL). */
@@ -250,12 +326,12 @@ IOMEM_EXPORT uint64_t iomem_region_id(const struct iomem_region *region)
         return region ? region->id : 0;
 }
 
-/* Return: 0 with the size re-read by fstat, or negative errno. */
+/* Return: 0 with the size re-read by fstat; -EINVAL (as iomem_region_fd()); negative errno. */
 IOMEM_EXPORT int iomem_region_refresh(struct iomem_region *region)
 {
         if (!region)
                 return -EINVAL;
-        return backend_get_size(region->fd, &region->size);
+        return region_stat(region);
 }
 
 /*
@@ -266,7 +342,7 @@ IOMEM_EXPORT int iomem_region_refresh(struct iomem_region *region)
 IOMEM_EXPORT int iomem_region_map(struct iomem_region *region, uint64_t offset, size_t length, int prot,
                                   void **addrp)
 {
-        uint64_t page, end;
+        uint64_t page, end, size;
         void *addr;
         int r;
 
@@ -280,24 +356,25 @@ IOMEM_EXPORT int iomem_region_map(struct iomem_region *region, uint64_t offset, 
         if ((prot & PROT_WRITE) && (region->flags & IOMEM_REGION_RDONLY))
                 return -EACCES;
 
-        /* S1: a range past the end would map, then SIGBUS on first touch */
-        r = iomem_region_refresh(region);
+        /* S1: a range past the end would map, then SIGBUS on first touch; D7: only a regular file is mapped */
+        r = region_stat(region);
         if (r < 0)
                 return r;
+        size = __atomic_load_n(&region->size, __ATOMIC_RELAXED);
 
         if (length == 0) {
-                if (offset > region->size)
+                if (offset > size)
                         return -ERANGE;
-                if (region->size - offset > SIZE_MAX)
+                if (size - offset > SIZE_MAX)
                         return -EOVERFLOW;
-                length = (size_t)(region->size - offset);
+                length = (size_t)(size - offset);
                 if (length == 0)
                         return -EINVAL;
         } else {
                 if (offset > UINT64_MAX - length)
                         return -EOVERFLOW;
                 end = offset + length;
-                if (end > region->size)
+                if (end > size)
                         return -ERANGE;
         }
         if (offset > (uint64_t)INT64_MAX)

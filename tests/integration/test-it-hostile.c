@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-hostile: libiomem against a hostile daemon: one that never stops sending, one whose LIST cursors cycle
- * (hostile review of the asynchronous client), one that dies after applying what it read with HELLO. */
+ * (hostile review of the asynchronous client), one that dies after applying what it read with HELLO, one whose
+ * OPEN replies carry an fd that is not a regular file or is smaller than announced. */
 
 /*
  * A daemon that sends events faster than the client reads them is modelled
@@ -21,8 +22,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "fdutil.h"
 #include "iomem.h"
@@ -168,6 +172,8 @@ struct fake_daemon {
         char path[108];
         pthread_t thread;
         unsigned pages; /* LIST requests answered */
+        int open_fd;        /* what every OPEN is answered with (the test's, lent): -1 = OPEN ends the fake */
+        uint64_t open_size; /* the size the OPEN replies announce */
 };
 
 /* Return: true once @len bytes were read into @buf. */
@@ -199,8 +205,39 @@ static bool fake_reply(int fd, const struct proto_header *req, const uint8_t *pa
         return write(fd, out, PROTO_HEADER_SIZE + (size_t)len) == (ssize_t)(PROTO_HEADER_SIZE + (size_t)len);
 }
 
-/* HELLO is answered properly; every LIST with an empty page whose next cursor is 5 after 3, else 3. */
-static void *fake_cycling_daemon(void *arg)
+/* The reply to @req with @payload and @pass_fd (lent) in one sendmsg(). Return: true if it was all sent. */
+static bool fake_reply_fd(int fd, const struct proto_header *req, const uint8_t *payload, int len, int pass_fd)
+{
+        uint8_t out[PROTO_HEADER_SIZE + 256];
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } ctl = { 0 };
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .flags = PROTO_FLAG_REPLY,
+                                  .opcode = req->opcode, .id = req->id, .nfds = 1 };
+        struct iovec iov = { .iov_base = out };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                              .msg_controllen = sizeof(ctl.buf) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+
+        if (len < 0 || (size_t)len > sizeof(out) - PROTO_HEADER_SIZE)
+                return false;
+        h.length = (uint32_t)len;
+        proto_header_encode(&h, out);
+        memcpy(out + PROTO_HEADER_SIZE, payload, (size_t)len);
+        iov.iov_len = PROTO_HEADER_SIZE + (size_t)len;
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+        return sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)iov.iov_len;
+}
+
+/*
+ * HELLO is answered properly; every LIST with an empty page whose next cursor is 5 after 3, else 3; every OPEN
+ * with d->open_fd and a memfd region of d->open_size bytes.
+ */
+static void *fake_serving_daemon(void *arg)
 {
         struct fake_daemon *d = arg;
         static uint8_t payload[PROTO_MAX_PAYLOAD];
@@ -230,6 +267,14 @@ static void *fake_cycling_daemon(void *arg)
                         proto_list_writer_init(&w, out, sizeof(out));
                         len = proto_list_writer_finish(&w, m.cursor == 3 ? 5 : 3);
                         __atomic_add_fetch(&d->pages, 1, __ATOMIC_RELAXED);
+                } else if (h.opcode == PROTO_OP_OPEN && d->open_fd >= 0) {
+                        struct proto_region_info info = { .id = 7, .size = d->open_size,
+                                                          .backend = PROTO_BACKEND_MEMFD };
+
+                        len = proto_region_info_encode(&info, out, sizeof(out));
+                        if (!fake_reply_fd(s, &h, out, len, d->open_fd))
+                                break;
+                        continue;
                 } else {
                         break;
                 }
@@ -248,6 +293,7 @@ static void fake_start(struct fake_daemon *d, void *(*fn)(void *))
         snprintf(d->path, sizeof(d->path), "%s/sock", d->dir);
         d->listen_fd = it_listen(d->path, 4);
         d->pages = 0;
+        d->open_fd = -1;
         ck_assert_int_eq(pthread_create(&d->thread, NULL, fn, d), 0);
 }
 
@@ -274,7 +320,7 @@ START_TEST(test_list_cycling_cursors)
         unsigned entries = 0;
         int r;
 
-        fake_start(&d, fake_cycling_daemon);
+        fake_start(&d, fake_serving_daemon);
         ck_assert_int_eq(iomem_connect(d.path, &c), 0);
         iomem_client_set_reconnect(c, 0);
         r = iomem_list(c, "", count_entry, &entries);
@@ -477,6 +523,77 @@ START_TEST(test_first_calls_after_handshake_timeout)
 }
 END_TEST
 
+/* ---- OPEN replies whose fd is not what was announced ---------------------- */
+
+/* iomem_open() with d->open_fd answering it. Return: the region. */
+static struct iomem_region *fake_open(struct fake_daemon *d, int fd, uint64_t announced)
+{
+        struct iomem_client *c = NULL;
+        struct iomem_region *region = NULL;
+
+        fake_start(d, fake_serving_daemon);
+        d->open_fd = fd;
+        d->open_size = announced;
+        ck_assert_int_eq(iomem_connect(d->path, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        /* no fstat at receipt: the fd is looked at when the region is first used */
+        ck_assert_int_eq(iomem_open(c, "any", 0, 0, &region), 0);
+        iomem_disconnect(c);
+        fake_stop(d);
+        return region;
+}
+
+/*
+ * D7 on the client: an fd that is not a regular file (here a pipe, which a read would block on) is never mapped
+ * nor given out: every use of the region fails with -EINVAL, and its size is 0, never the announced one.
+ */
+START_TEST(test_open_reply_fd_not_regular)
+{
+        struct fake_daemon d;
+        struct iomem_region *region;
+        void *addr = NULL;
+        int p[2];
+
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        region = fake_open(&d, p[0], 4096);
+        ck_assert_int_eq(iomem_region_map(region, 0, 4096, PROT_READ, &addr), -EINVAL);
+        ck_assert_int_eq(iomem_region_map(region, 0, 0, PROT_READ, &addr), -EINVAL);
+        ck_assert_ptr_null(addr);
+        ck_assert_int_eq(iomem_region_fd(region), -EINVAL);
+        ck_assert_int_eq(iomem_region_dup_fd(region), -EINVAL);
+        ck_assert_uint_eq(iomem_region_size(region), 0);
+        ck_assert_int_eq(iomem_region_refresh(region), -EINVAL);
+        iomem_region_free(region);
+        close(p[0]);
+        close(p[1]);
+}
+END_TEST
+
+/*
+ * S1 on the client: a region is what its object is, whatever the daemon announced: a 4 KiB memfd announced as
+ * 8 KiB reports 4 KiB, maps 4 KiB when asked for all of it, and refuses 8 KiB (-ERANGE) instead of a mapping whose
+ * second page would SIGBUS.
+ */
+START_TEST(test_open_reply_fd_smaller_than_announced)
+{
+        struct fake_daemon d;
+        struct iomem_region *region;
+        void *addr = NULL;
+        int fd = memfd_create("small", MFD_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, 4096), 0);
+        region = fake_open(&d, fd, 8192);
+        ck_assert_int_eq(iomem_region_map(region, 0, 8192, PROT_READ | PROT_WRITE, &addr), -ERANGE);
+        ck_assert_uint_eq(iomem_region_size(region), 4096);
+        ck_assert_int_eq(iomem_region_map(region, 0, 0, PROT_READ | PROT_WRITE, &addr), 0);
+        memset(addr, 0x5a, 4096);
+        ck_assert_int_eq(iomem_unmap(addr, 4096), 0);
+        iomem_region_free(region);
+        close(fd);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-hostile");
@@ -491,6 +608,8 @@ int main(void)
         tcase_add_test(tc, test_cached_open_sees_event_another_thread_holds);
         tcase_add_test(tc, test_first_calls_after_handshake_timeout);
         tcase_add_test(tc, test_no_resend_after_hello_read);
+        tcase_add_test(tc, test_open_reply_fd_not_regular);
+        tcase_add_test(tc, test_open_reply_fd_smaller_than_announced);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-size: a region whose holder changed its size with ftruncate is reported and charged as it is. */
+#include <sys/mman.h>
+
 #include "itutil.h"
 
 static const enum iomem_backend backends[] = { IOMEM_BACKEND_MEMFD, IOMEM_BACKEND_SHM, IOMEM_BACKEND_FILE };
@@ -90,6 +92,47 @@ START_TEST(test_no_shrink_below_real_size)
 }
 END_TEST
 
+/*
+ * S1 at the map, not at the OPEN: libiomem reads a received region's size with fstat when the region is first
+ * used. Another holder shrinks the object between B's OPEN and B's map: the map of the size B was told is refused
+ * (-ERANGE) instead of a mapping whose second page would SIGBUS, and B's region then reports the object's size.
+ */
+START_TEST(test_shrunk_between_open_and_map)
+{
+        struct it_daemon d;
+        struct iomem_client *a = NULL, *b = NULL;
+        struct iomem_region *ra = NULL, *rb = NULL;
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE, .backend = backends[_i] };
+        uint8_t *addr = NULL;
+
+        it_daemon_start(&d, NULL);
+        a = it_client_connect(&d);
+        b = it_client_connect(&d);
+        ck_assert_int_eq(iomem_create(a, "shrunk", 8192, &o, &ra), 0);
+        ck_assert_int_eq(iomem_open(b, "shrunk", 0, 0, &rb), 0);
+        ck_assert_int_eq(ftruncate(iomem_region_fd(ra), 4096), 0);
+
+        ck_assert_int_eq(iomem_region_map(rb, 0, 8192, PROT_READ | PROT_WRITE, (void **)&addr), -ERANGE);
+        ck_assert_int_eq(iomem_region_map(rb, 4096, 4096, PROT_READ, (void **)&addr), -ERANGE);
+        ck_assert_uint_eq(iomem_region_size(rb), 4096);
+        ck_assert_int_eq(iomem_region_map(rb, 0, 0, PROT_READ | PROT_WRITE, (void **)&addr), 0);
+        memset(addr, 0x5a, 4096);
+        ck_assert_int_eq(iomem_unmap(addr, 4096), 0);
+
+        /* shrunk again after that first use: the map still reads the size anew */
+        ck_assert_int_eq(ftruncate(iomem_region_fd(ra), 0), 0);
+        ck_assert_int_eq(iomem_region_map(rb, 0, 4096, PROT_READ, (void **)&addr), -ERANGE);
+        ck_assert_uint_eq(iomem_region_size(rb), 0);
+
+        iomem_region_free(rb);
+        iomem_region_free(ra);
+        ck_assert_int_eq(iomem_delete(a, "shrunk"), 0);
+        iomem_disconnect(b);
+        iomem_disconnect(a);
+        it_daemon_stop(&d);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-size");
@@ -99,6 +142,7 @@ int main(void)
         tcase_set_timeout(tc, 60);
         tcase_add_loop_test(tc, test_grown_by_holder_is_charged, 0, 3);
         tcase_add_loop_test(tc, test_no_shrink_below_real_size, 0, 3);
+        tcase_add_loop_test(tc, test_shrunk_between_open_and_map, 0, 3);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
