@@ -164,6 +164,15 @@ static void client_cache_put(struct iomem_client *c, const char *name, uint32_t 
                              uint64_t gen);
 static int client_rewatch(struct iomem_client *c);
 
+/* Copy @src (NULL = "") into @dst of @size > 0 bytes, cut to fit, NUL-terminated: snprintf("%s") without its cost. */
+static void client_copy(char *dst, size_t size, const char *src)
+{
+        size_t n = src ? strnlen(src, size - 1) : 0;
+
+        memcpy(dst, src ? src : "", n);
+        dst[n] = '\0';
+}
+
 IOMEM_EXPORT int iomem_socket_path(char *buf, size_t size)
 {
         if (!buf && size > 0)
@@ -531,8 +540,7 @@ static int client_reply_result(struct iomem_client *c, struct client_pending *p)
                         r = -EPROTO;
                 } else {
                         r = err.error;
-                        snprintf(c->error_message, sizeof(c->error_message), "%s",
-                                 err.message ? err.message : "");
+                        client_copy(c->error_message, sizeof(c->error_message), err.message);
                 }
                 transport_frame_deinit(f);
                 return r;
@@ -932,8 +940,7 @@ static int client_hello_check(struct iomem_client *c, const struct transport_fra
         else if (c->hello.version != PROTO_VERSION)
                 r = -EPROTONOSUPPORT;
         else {
-                snprintf(c->server_version, sizeof(c->server_version), "%s",
-                         c->hello.server_version ? c->hello.server_version : "");
+                client_copy(c->server_version, sizeof(c->server_version), c->hello.server_version);
                 c->hello.server_version = c->server_version;
         }
         return r;
@@ -1019,7 +1026,7 @@ static int client_hello_result(struct iomem_client *c, const struct transport_fr
         r = proto_error_decode(f->payload, f->hdr.length, &err);
         if (r < 0 || err.error >= 0)
                 return -EPROTO;
-        snprintf(c->error_message, sizeof(c->error_message), "%s", err.message ? err.message : "");
+        client_copy(c->error_message, sizeof(c->error_message), err.message);
         return err.error;
 }
 
@@ -1531,8 +1538,7 @@ IOMEM_EXPORT int iomem_status(struct iomem_client *client, struct iomem_status *
                 .uptime_sec = rep.uptime_sec,
                 .backend = (enum iomem_backend)rep.backend,
         };
-        snprintf(st->server_version, sizeof(st->server_version), "%s",
-                 rep.server_version ? rep.server_version : "");
+        client_copy(st->server_version, sizeof(st->server_version), rep.server_version);
         transport_frame_deinit(&f);
         return 0;
 }
@@ -1565,7 +1571,7 @@ static void client_metric_label(struct iomem_metric *m)
                 s = "";
                 break;
         }
-        snprintf(m->label_value, sizeof(m->label_value), "%s", s);
+        client_copy(m->label_value, sizeof(m->label_value), s);
 }
 
 IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
@@ -1860,7 +1866,7 @@ static int client_event_decode(struct iomem_client *c, const struct transport_fr
         ev->mode = m.mode;
         ev->uid = m.uid;
         ev->gid = m.gid;
-        snprintf(ev->name, sizeof(ev->name), "%s", m.name);
+        client_copy(ev->name, sizeof(ev->name), m.name);
         return 1;
 }
 
@@ -2009,7 +2015,7 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
                 client->next_watch = 1;
         w->id = client->next_watch;
         w->wire = rep.watch_id;
-        snprintf(w->prefix, sizeof(w->prefix), "%s", m.prefix);
+        client_copy(w->prefix, sizeof(w->prefix), m.prefix);
         if (watch_idp)
                 *watch_idp = w->id;
         pthread_mutex_unlock(&client->lock);
@@ -2562,7 +2568,7 @@ static void client_cache_put(struct iomem_client *c, const char *name, uint32_t 
         e->fd = iomem_region_dup_fd(r);
         if (e->fd < 0)
                 goto out;
-        snprintf(e->name, sizeof(e->name), "%s", name);
+        client_copy(e->name, sizeof(e->name), name);
         e->open_flags = flags;
         e->size = iomem_region_size(r);
         e->id = iomem_region_id(r);
