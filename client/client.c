@@ -681,7 +681,8 @@ static int client_open_socket(struct iomem_client *c, int timeout_ms, bool hold)
 
         while (c->reading) /* another thread polls the old socket: let it finish */
                 client_cond_wait(c, NULL);
-        client_break(c, c->broken ? c->broken : -ENOTCONN);
+        if (c->transport_ready || c->pending) /* else nothing to end: a new client, or one closed already */
+                client_break(c, c->broken ? c->broken : -ENOTCONN);
         client_close(c);
         c->broken = 0;
         c->gone = false;
