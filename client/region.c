@@ -49,7 +49,8 @@ struct iomem_region {
          * @size: the last size read with fstat or set by resize. @checked: fstat has seen the fd (a regular
          * file, D7) and set @size; false only for a region received from iomemd and not yet used
          * (region_new_reply_consume_fd()), whose @size is then the daemon's word and never given out.
-         * Both are read and written with relaxed atomics: the first use may come from any thread.
+         * Both are atomics (@checked stored with release after @size, loaded with acquire): the first use may
+         * come from any thread.
          */
         uint64_t size;
         bool checked;
@@ -209,7 +210,7 @@ static int region_stat(struct iomem_region *region)
         if (!S_ISREG(st.st_mode) || st.st_size < 0)
                 return -EINVAL;
         __atomic_store_n(&region->size, (uint64_t)st.st_size, __ATOMIC_RELAXED);
-        __atomic_store_n(&region->checked, true, __ATOMIC_RELAXED);
+        __atomic_store_n(&region->checked, true, __ATOMIC_RELEASE); /* after the size it vouches for */
         return 0;
 }
 
@@ -221,7 +222,7 @@ static int region_stat(struct iomem_region *region)
  */
 static int region_check(const struct iomem_region *region)
 {
-        if (__atomic_load_n(&region->checked, __ATOMIC_RELAXED))
+        if (__atomic_load_n(&region->checked, __ATOMIC_ACQUIRE)) /* then @size is an fstat size */
                 return 0;
         return region_stat((struct iomem_region *)region);
 }
