@@ -161,18 +161,18 @@ int iomem_region_new_consume_fd(int fd, struct iomem_region **regionp);
 struct iomem_region *iomem_region_free(struct iomem_region *region);
 
 /*
- * Regions received from iomemd (iomem_create(), iomem_open() and their
- * asynchronous forms) are not examined on receipt: the first call below
- * that uses one (its fd, size, refresh or a map) reads the fd with fstat
- * first. An fd that is not a regular file (only a faulty daemon sends one)
- * is then refused: those calls return -EINVAL (iomem_region_size() 0) and
- * it is never mapped; the size is the object's own, whatever the daemon
- * announced (a holder may have shrunk a RESIZABLE region meanwhile).
+ * iomem_region_fd() - the region's fd. A region received from iomemd
+ * (iomem_create(), iomem_open() and their asynchronous forms) is not
+ * examined on receipt: the first call that uses it (iomem_region_fd(),
+ * _dup_fd(), _size(), _refresh(), _map()) reads the fd with fstat first.
+ * An fd that is not a regular file (only a faulty daemon sends one) is then
+ * refused: those calls return -EINVAL (iomem_region_size() 0) and it is
+ * never mapped; the size is the object's own, whatever the daemon announced
+ * (a holder may have shrunk a RESIZABLE region meanwhile).
+ * Return: the fd (borrowed: still owned by the region); -EINVAL.
  */
-
-/* Return: the region's fd (borrowed: still owned by the region); -EINVAL (see above). */
 int iomem_region_fd(const struct iomem_region *region);
-/* Return: a close-on-exec duplicate of the fd (caller owns it), or negative errno; -EINVAL (see above). */
+/* Return: a close-on-exec duplicate of the fd (caller owns it), or negative errno; -EINVAL as iomem_region_fd(). */
 int iomem_region_dup_fd(const struct iomem_region *region);
 /*
  * Return: the size known to the region: read with fstat (for a region from
@@ -339,6 +339,7 @@ struct iomem_create_opts {
  *        (IOMEM_REGION_HUGETLB, IOMEM_REGION_THP, IOMEM_REGION_RESERVED); not
  *        getting huge pages is not an error. A daemon older than these flags
  *        answers -EINVAL.
+ * The region's fd is examined at its first use (see iomem_region_fd()).
  * Return: 0 with *regionp (read-write); -EEXIST (exclusive); -EINVAL (bad
  * name, flags, mode, seals); -EFBIG (size limit); -EDQUOT; -ENOSPC (file
  * system full; with IOMEM_CREATE_RESERVE, also the hugetlb pool or file
