@@ -333,7 +333,32 @@ static void client_break(struct iomem_client *c, int r)
 static int client_hello_result(struct iomem_client *c, const struct transport_frame *f);
 static int client_hello_queue(struct iomem_client *c, bool in_order);
 
-/* Route one received frame: an event is kept, a reply goes to its request. Return: 0; -EPROTO. */
+/*
+ * client_frame_own() - give @f a payload of its own if it borrows the transport's input buffer
+ * (transport_next_frame_borrowed(), valid only until the next read). Return: 0; -ENOMEM.
+ */
+static int client_frame_own(struct transport_frame *f)
+{
+        uint8_t *copy;
+
+        if (!f->payload_borrowed)
+                return 0;
+        if (f->payload) {
+                copy = malloc(f->hdr.length);
+                if (!copy)
+                        return -ENOMEM;
+                memcpy(copy, f->payload, f->hdr.length);
+                f->payload = copy;
+        }
+        f->payload_borrowed = false;
+        return 0;
+}
+
+/*
+ * Route one received frame, whose payload may borrow the transport's input buffer: an event is decoded and kept
+ * (copied), the HELLO reply checked (its version string copied), a reply goes to its request with a payload of its
+ * own. Return: 0; -EPROTO.
+ */
 static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
 {
         struct client_pending *p;
@@ -372,6 +397,13 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
                 client_pending_complete(c, p, r, NULL);
                 return r;
         }
+        /* read by its caller after the lock is let go, when another thread may have read again: a copy */
+        r = client_frame_own(f);
+        if (r < 0) {
+                transport_frame_deinit(f);
+                client_pending_complete(c, p, r, NULL);
+                return 0; /* the frame was read whole: the stream is still in sync */
+        }
         client_pending_complete(c, p, 0, f);
         return 0;
 }
@@ -395,7 +427,7 @@ static int client_route(struct iomem_client *c, int n)
         }
         /* frames first, even at the end of the stream: a refusal may be queued before the close */
         for (;;) {
-                r = transport_next_frame(&c->t, &f);
+                r = transport_next_frame_borrowed(&c->t, &f); /* client_dispatch() uses it or owns it */
                 if (r == 0)
                         break;
                 if (r < 0) {
