@@ -13,7 +13,7 @@ trap 'rm -rf "$dir"' EXIT
 
 run() { # $1 = operations; prints the daemon's total Ir
         local ops=$1 file="$out/callgrind.$mode.$table.$1" pid
-        valgrind --tool=callgrind --callgrind-out-file="$file" "$iomemd" --socket "$dir/s" --backend memfd \
+        valgrind --tool=callgrind --vgdb=no --callgrind-out-file="$file" "$iomemd" --socket "$dir/s" --backend memfd \
                 --log-level warning --max-regions 2000000 --max-connections 1000000 2>"$dir/vg.log" &
         pid=$!
         for _ in $(seq 600); do [ -S "$dir/s" ] && break; sleep 0.1; done

@@ -14,6 +14,7 @@ shift
 command -v valgrind >/dev/null || { echo "valgrind is not installed (run .ci/install-deps --test)"; exit 1; }
 
 work=$(mktemp -d /tmp/iomem-vg.XXXXXX)
+touch "$work/.start" # FIFOs older than this run are another's (a pid may come round again)
 trap 'rm -rf "$work"' EXIT
 cat >"$work/iomemd" <<WRAP
 #!/bin/sh
@@ -48,8 +49,9 @@ done
 # --vgdb=no: no gdbserver, so no /tmp/vgdb-pipe-* FIFOs left behind by a valgrind that was killed
 for f in "$work"/vg.*.log; do
   pid=${f##*/vg.}; pid=${pid%.log}
-  if ls "${TMPDIR:-/tmp}"/vgdb-pipe-*-"$pid"-by-* >/dev/null 2>&1; then
-    echo "valgrind: left $(ls "${TMPDIR:-/tmp}"/vgdb-pipe-*-"$pid"-by-*)"
+  left=$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name "vgdb-pipe-*-$pid-by-*" -newer "$work/.start" 2>/dev/null)
+  if [ -n "$left" ]; then
+    echo "valgrind: left $left"
     status=1
   fi
 done
