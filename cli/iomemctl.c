@@ -1034,7 +1034,11 @@ static int cmd_exec(struct ctl *c, struct ctl_args *a)
         r = iomem_open(c->client, a->pos[0], a->read_only ? IOMEM_OPEN_RDONLY : 0, 0, &region);
         if (r < 0)
                 return r;
-        fd = iomem_region_fd(region);
+        fd = iomem_region_fd(region); /* checked at this first use: -EINVAL for an fd that is not a regular file */
+        if (fd < 0) {
+                iomem_region_free(region);
+                return ctl_fail_os(fd, "exec %s", a->pos[0]);
+        }
         fflush(NULL);
         pid = fork();
         if (pid < 0) {

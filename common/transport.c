@@ -15,6 +15,36 @@
 
 #include "transport.h"
 
+#if defined(__has_include)
+#if __has_include(<sanitizer/asan_interface.h>)
+#include <sanitizer/asan_interface.h> /* ASAN_(UN)POISON_MEMORY_REGION: no-ops unless built with ASan */
+#endif
+#endif
+#ifndef ASAN_POISON_MEMORY_REGION
+#define ASAN_POISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#endif
+
+/*
+ * In AddressSanitizer builds the input buffer around a borrowed payload
+ * (transport_next_frame_borrowed()) is poisoned until the transport is used
+ * again: a decoder that reads past the payload's length, or a caller that
+ * keeps a payload across a read, is reported as it was when every payload
+ * was an exact-size malloc'd copy (the fuzzers and the ASan test build rely
+ * on it). Every function that touches the buffer unpoisons it first.
+ */
+static void transport_in_unpoison(struct transport *t)
+{
+        if (t->in)
+                ASAN_UNPOISON_MEMORY_REGION(t->in, t->in_cap);
+}
+
+static void transport_in_poison_around(struct transport *t, const uint8_t *payload, size_t len)
+{
+        ASAN_POISON_MEMORY_REGION(t->in, (size_t)(payload - t->in));
+        ASAN_POISON_MEMORY_REGION(payload + len, t->in_cap - (size_t)(payload + len - t->in));
+}
+
 /* iovecs per sendmsg() batch of fd-less frames */
 #define TRANSPORT_IOV_MAX 64
 
@@ -136,6 +166,7 @@ void transport_deinit(struct transport *t)
         if (!t)
                 return;
         transport_drop_batches(t);
+        transport_in_unpoison(t);
         for (o = t->out_head; o; o = next) {
                 next = o->next;
                 if (!o->borrowed)
@@ -265,6 +296,7 @@ static int transport_read_flags(struct transport *t, int flags)
         ssize_t n;
         int r;
 
+        transport_in_unpoison(t);
         if (t->in_start > 0) {
                 memmove(t->in, t->in + t->in_start, t->in_end - t->in_start);
                 t->in_pos += t->in_start;
@@ -451,6 +483,7 @@ static int transport_next_frame_how(struct transport *t, struct transport_frame 
         uint8_t *payload = NULL;
         int r;
 
+        transport_in_unpoison(t);
         *f = (struct transport_frame){ .nfds = 0, .fd_owner = t->fd_owner };
         for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
                 f->fds[i] = -1;
@@ -499,6 +532,8 @@ static int transport_next_frame_how(struct transport *t, struct transport_frame 
         f->hdr = h;
         f->payload = payload;
         f->payload_borrowed = borrow && payload;
+        if (f->payload_borrowed)
+                transport_in_poison_around(t, payload, h.length);
 
         t->in_start += (size_t)len;
         if (t->in_start == t->in_end) {

@@ -59,7 +59,11 @@ static int pyregion_map_all(PyIomemRegion *self)
          * /proc/self/fd/N (readlink + fstatfs: a third of an OPEN+map's cost): other tmpfs files report
          * F_SEAL_SEAL only, other file systems EINVAL, neither with a write seal.
          */
-        seals = fcntl(iomem_region_fd(self->region), F_GET_SEALS);
+        /* a region from iomemd is checked at its first use: an fd that is not a regular file is -EINVAL (D7) */
+        r = iomem_region_fd(self->region);
+        if (r < 0)
+                goto fail;
+        seals = fcntl(r, F_GET_SEALS);
         if (seals < 0 && errno != EINVAL) {
                 r = -errno;
                 goto fail;
@@ -227,9 +231,15 @@ static PyObject *pyregion_fileno(PyObject *obj, PyObject *unused)
 {
         PyIomemRegion *self = (PyIomemRegion *)obj;
 
+        int fd;
+
         if (pyregion_check_open(self) < 0)
                 return NULL;
-        return PyLong_FromLong(iomem_region_fd(self->region));
+        /* never a negative errno as if it were an fd: a region whose fd iomemd sent is not a regular file raises */
+        fd = iomem_region_fd(self->region);
+        if (fd < 0)
+                return pymodule_set_error(fd, NULL, NULL);
+        return PyLong_FromLong(fd);
 }
 
 PyDoc_STRVAR(pyregion_map_doc,
@@ -384,14 +394,18 @@ static PyObject *pyregion_repr(PyObject *obj)
 {
         PyIomemRegion *self = (PyIomemRegion *)obj;
         const char *backend;
+        int fd;
 
         if (!self->region)
                 return PyUnicode_FromFormat("<iomem.Region name=%R closed>", self->name);
         backend = iomem_backend_name(iomem_region_backend(self->region));
+        fd = iomem_region_fd(self->region);
+        if (fd < 0) /* iomemd sent an fd that is not a regular file (D7) */
+                return PyUnicode_FromFormat("<iomem.Region name=%R invalid fd>", self->name);
         return PyUnicode_FromFormat("<iomem.Region name=%R size=%llu backend=%s%s fd=%d>", self->name,
                                     (unsigned long long)iomem_region_size(self->region), backend ? backend : "?",
                                     (iomem_region_flags(self->region) & IOMEM_REGION_RDONLY) ? " read-only" : "",
-                                    iomem_region_fd(self->region));
+                                    fd);
 }
 
 static void pyregion_dealloc(PyObject *obj)
@@ -479,6 +493,7 @@ static PyObject *pyregion_reduce(PyObject *module, PyObject *obj)
 {
         PyIomemRegion *self = (PyIomemRegion *)obj;
         PyObject *reduction, *dupfd, *rebuild;
+        int fd;
 
         if (!PyObject_TypeCheck(obj, &pyregion_type)) {
                 PyErr_SetString(PyExc_TypeError, "_reduce_region() takes an iomem.Region");
@@ -486,10 +501,13 @@ static PyObject *pyregion_reduce(PyObject *module, PyObject *obj)
         }
         if (pyregion_check_open(self) < 0)
                 return NULL;
+        fd = iomem_region_fd(self->region);
+        if (fd < 0)
+                return pymodule_set_error(fd, NULL, NULL);
         reduction = PyImport_ImportModule("multiprocessing.reduction");
         if (!reduction)
                 return NULL;
-        dupfd = PyObject_CallMethod(reduction, "DupFd", "i", iomem_region_fd(self->region));
+        dupfd = PyObject_CallMethod(reduction, "DupFd", "i", fd);
         Py_DECREF(reduction);
         if (!dupfd)
                 return NULL;

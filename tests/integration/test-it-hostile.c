@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fdutil.h"
@@ -594,6 +595,30 @@ START_TEST(test_open_reply_fd_smaller_than_announced)
 }
 END_TEST
 
+/*
+ * iomemctl exec against a daemon whose OPEN reply carries a pipe: refused as libiomem refuses it (-EINVAL, D7),
+ * before anything runs; it used to fork and fail in the child's fcntl(-22) with "Bad file descriptor".
+ */
+START_TEST(test_ctl_exec_reply_fd_not_regular)
+{
+        struct fake_daemon d;
+        char out[256], err[512];
+        int p[2], status;
+
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        fake_start(&d, fake_serving_daemon);
+        d.open_fd = p[0];
+        d.open_size = 4096;
+        const char *const argv[] = { it_env("IOMEMCTL"), "--socket", d.path, "exec", "any", "--", "true", NULL };
+        status = it_run(argv, NULL, 0, out, sizeof(out), err, sizeof(err));
+        fake_stop(&d);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0, "iomemctl exec succeeded: %s", out);
+        ck_assert_msg(strstr(err, "Invalid argument") && !strstr(err, "Bad file descriptor"), "stderr: %s", err);
+        close(p[0]);
+        close(p[1]);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-hostile");
@@ -610,6 +635,7 @@ int main(void)
         tcase_add_test(tc, test_no_resend_after_hello_read);
         tcase_add_test(tc, test_open_reply_fd_not_regular);
         tcase_add_test(tc, test_open_reply_fd_smaller_than_announced);
+        tcase_add_test(tc, test_ctl_exec_reply_fd_not_regular);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }

@@ -16,6 +16,10 @@
 #include "testutil.h"
 #include "transport.h"
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#endif
+
 #define TIMEOUT_MS 10000 /* a safety net against hangs, never asserted on */
 
 /* ---- helpers: the hostile peer ---- */
@@ -1434,6 +1438,13 @@ START_TEST(test_next_frame_borrowed)
                 ck_assert(f.payload_borrowed == (f.hdr.length > 0));
                 if (f.payload)
                         ck_assert(f.payload > t.in && f.payload < t.in + t.in_cap);
+#ifdef __SANITIZE_ADDRESS__
+                /* ASan builds: the payload is readable, the bytes after it (the next frame's) are not */
+                if (f.payload) {
+                        ck_assert_ptr_null(__asan_region_is_poisoned(f.payload, f.hdr.length));
+                        ck_assert(__asan_address_is_poisoned(f.payload + f.hdr.length));
+                }
+#endif
                 ck_assert_uint_eq(f.nfds, id == 3 ? 1 : 0);
                 transport_frame_deinit(&f); /* closes the fd, leaves the payload */
                 ck_assert_ptr_null(f.payload);

@@ -6,9 +6,11 @@ import fcntl
 import os
 import shutil
 import signal
+import struct
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -609,6 +611,65 @@ with c.open("t.public", read_only=True) as r:
         self.assertTrue(all(line.startswith("refused ") for line in lines[:7]), out.stdout)
         self.assertEqual(lines[7], "read-only")
         self.assertIn("refused permission denied", lines[0])  # the daemon's message
+
+
+def _recv_exact(conn, n):
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _fake_daemon(listener, region_fd):
+    """A hostile iomemd: HELLO answered properly, every OPEN with @region_fd (any kind of fd) for a 4 KiB memfd."""
+    conn, _ = listener.accept()
+    with conn:
+        while (hdr := _recv_exact(conn, 20)) is not None:
+            _, _, _, op, rid, length, _, _ = struct.unpack("<IBBHIIHH", hdr)
+            if _recv_exact(conn, length) is None:
+                return
+            fds = []
+            if op == 0x0001:  # HELLO: version, max_fds, max_payload, max_region_size, name_max, backend, version
+                payload = struct.pack("<HHIQIHH", 1, 4, 65536, 1 << 30, 255, 1, 0) + struct.pack("<H", 4) + b"fake\0"
+            elif op == 0x0011:  # OPEN: id, size, seals, flags, backend (memfd)
+                payload, fds = struct.pack("<QQIIHHI", 7, 4096, 0, 0, 1, 0, 0), [region_fd]
+            else:
+                return
+            out = struct.pack("<IBBHIIHH", 0x444D4F49, 1, 1, op, rid, len(payload), len(fds), 0) + payload
+            socket.send_fds(conn, [out], fds)
+
+
+class TestHostileDaemon(FdCheckedCase):
+    def test_open_reply_fd_not_regular(self):
+        """A daemon that answers OPEN with a pipe: the region's fd is refused at first use (D7), and fileno()
+        raises instead of handing out libiomem's negative errno as if it were an fd."""
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        path = os.path.join(d, "sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(path)
+        listener.listen(1)
+        rd, wr = os.pipe()
+        self.addCleanup(os.close, rd)
+        self.addCleanup(os.close, wr)
+        t = threading.Thread(target=_fake_daemon, args=(listener, rd))
+        t.start()
+        with iomem.Client(path) as c:
+            r = c.open("any")
+            with r:
+                with self.assertRaises(OSError) as cm:
+                    r.fileno()
+                self.assertEqual(cm.exception.errno, errno.EINVAL)
+                with self.assertRaises(OSError) as cm:
+                    memoryview(r)
+                self.assertEqual(cm.exception.errno, errno.EINVAL)
+                self.assertEqual(r.size, 0)
+                self.assertNotIn("fd=-", repr(r))
+        t.join()
 
 
 if __name__ == "__main__":
