@@ -230,7 +230,6 @@ PyDoc_STRVAR(pyregion_fileno_doc, "fileno() -> int\n\nThe region's fd (still own
 static PyObject *pyregion_fileno(PyObject *obj, PyObject *unused)
 {
         PyIomemRegion *self = (PyIomemRegion *)obj;
-
         int fd;
 
         if (pyregion_check_open(self) < 0)
