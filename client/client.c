@@ -103,9 +103,11 @@ struct iomem_client {
         struct proto_hello_reply hello;
         char server_version[PROTO_VERSION_STRING_MAX + 1];
         /*
-         * The last error reply's detail, "" otherwise: CLIENT_MESSAGE_SIZE bytes allocated with the client, apart
-         * from it, so that the client itself is small enough for malloc's per-thread cache (a short-lived
-         * connection allocates and frees both; one block of 1.8 KiB took ~570 instructions to calloc).
+         * The last error reply's detail, "" otherwise: CLIENT_MESSAGE_SIZE bytes allocated apart from the client
+         * (which then stays small enough for malloc's per-thread cache: one block of 1.8 KiB took ~570
+         * instructions to calloc), and only when a first detail comes (client_message_set()): a short-lived
+         * connection that gets none allocates nothing for it. NULL until then; written under @lock, set once
+         * (atomically: iomem_client_error_message() reads it without the lock) and freed with the client.
          */
         char *error_message;
         /* the EVENTS feature: events that arrived while waiting for replies, for iomem_next_event() */
@@ -187,6 +189,32 @@ IOMEM_EXPORT int iomem_socket_path(char *buf, size_t size)
         return paths_client_socket(buf, size, NULL);
 }
 
+/* Clear the last error detail. Called with the lock held. */
+static void client_message_clear(struct iomem_client *c)
+{
+        if (c->error_message)
+                c->error_message[0] = '\0';
+}
+
+/*
+ * client_message_buffer() - the error detail's buffer (CLIENT_MESSAGE_SIZE bytes), allocated at its first use.
+ * Called with the lock held. Return: the buffer; NULL if it cannot be allocated (the detail is then lost: it is for
+ * people, the call's result does not depend on it).
+ */
+static char *client_message_buffer(struct iomem_client *c)
+{
+        char *m = c->error_message;
+
+        if (!m) {
+                m = malloc(CLIENT_MESSAGE_SIZE);
+                if (!m)
+                        return NULL;
+                m[0] = '\0';
+                __atomic_store_n(&c->error_message, m, __ATOMIC_RELEASE); /* read without the lock */
+        }
+        return m;
+}
+
 /* Return: CLOCK_MONOTONIC in milliseconds. */
 static int64_t client_now_ms(void)
 {
@@ -229,14 +257,14 @@ static bool client_error_is_gone(int r)
 /*
  * Wait on the client's condition variable (until the CLOCK_MONOTONIC time *@ts, if not NULL), counted in
  * c->waiters. Called with the lock held, as every client_wake() is: a waiter counted is woken by any later wake-up.
- * Return: as pthread_cond_wait()/pthread_cond_timedwait().
+ * Return: as pthread_cond_wait()/pthread_cond_clockwait().
  */
 static int client_cond_wait(struct iomem_client *c, const struct timespec *ts)
 {
         int r;
 
         c->waiters++;
-        r = ts ? pthread_cond_timedwait(&c->cond, &c->lock, ts) : pthread_cond_wait(&c->cond, &c->lock);
+        r = ts ? pthread_cond_clockwait(&c->cond, &c->lock, CLOCK_MONOTONIC, ts) : pthread_cond_wait(&c->cond, &c->lock);
         c->waiters--;
         return r;
 }
@@ -600,8 +628,11 @@ static int client_reply_result(struct iomem_client *c, struct client_pending *p)
                 if (r < 0 || err.error >= 0 || f->nfds != 0) {
                         r = -EPROTO;
                 } else {
+                        char *m = client_message_buffer(c);
+
                         r = err.error;
-                        client_copy(c->error_message, CLIENT_MESSAGE_SIZE, err.message);
+                        if (m)
+                                client_copy(m, CLIENT_MESSAGE_SIZE, err.message);
                 }
                 transport_frame_deinit(f);
                 return r;
@@ -629,7 +660,7 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         struct client_pending p = { .opcode = opcode, .want_fds = want_fds };
         int r;
 
-        c->error_message[0] = '\0';
+        client_message_clear(c);
         if (c->hello_held) {
                 /* the first request: HELLO goes in front of it, in the same sendmsg() */
                 r = client_hello_queue(c, true);
@@ -861,9 +892,11 @@ static int client_reopen(struct iomem_client *c)
 static int client_gone_error(struct iomem_client *c, int r)
 {
         const char *why = strerrordesc_np(-r);
+        char *m = client_message_buffer(c);
 
-        snprintf(c->error_message, CLIENT_MESSAGE_SIZE,
-                 "the daemon went away and none answered again on %s (%s)", c->path, why ? why : "unknown error");
+        if (m)
+                snprintf(m, CLIENT_MESSAGE_SIZE, "the daemon went away and none answered again on %s (%s)", c->path,
+                         why ? why : "unknown error");
         return -ENOTCONN;
 }
 
@@ -898,7 +931,7 @@ static int client_call_fds_locked(struct iomem_client *c, uint16_t opcode, const
                         c->reconnect_deadline_set = false;
                 c->same_call = false;
         }
-        c->error_message[0] = '\0';
+        client_message_clear(c);
         if (nsend > PROTO_MAX_FDS)
                 r = -EINVAL;
         if (r < 0)
@@ -1076,6 +1109,7 @@ static int client_hello_queue(struct iomem_client *c, bool in_order)
 static int client_hello_result(struct iomem_client *c, const struct transport_frame *f)
 {
         struct proto_error err;
+        char *m;
         int r;
 
         if (f->nfds != 0)
@@ -1085,7 +1119,9 @@ static int client_hello_result(struct iomem_client *c, const struct transport_fr
         r = proto_error_decode(f->payload, f->hdr.length, &err);
         if (r < 0 || err.error >= 0)
                 return -EPROTO;
-        client_copy(c->error_message, CLIENT_MESSAGE_SIZE, err.message);
+        m = client_message_buffer(c);
+        if (m)
+                client_copy(m, CLIENT_MESSAGE_SIZE, err.message);
         return err.error;
 }
 
@@ -1141,29 +1177,22 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
                           struct iomem_client **clientp)
 {
         struct iomem_client *c;
-        char *message;
         int r;
 
         if (!clientp)
                 return -EINVAL;
-        message = malloc(CLIENT_MESSAGE_SIZE);
         /* malloc, not calloc: glibc's calloc never takes from the per-thread cache */
-        c = message ? malloc(sizeof(*c)) : NULL;
-        if (!c) {
-                free(message);
+        c = malloc(sizeof(*c));
+        if (!c)
                 return -ENOMEM;
-        }
-        message[0] = '\0';
-        *c = (struct iomem_client){ .fd = -1, .error_message = message, .timeout_ms = timeout_ms < 0 ? -1 : timeout_ms };
-        {
-                pthread_condattr_t ca;
-
-                pthread_mutex_init(&c->lock, NULL);
-                pthread_condattr_init(&ca);
-                pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* client_wait() deadlines are monotonic */
-                pthread_cond_init(&c->cond, &ca);
-                pthread_condattr_destroy(&ca);
-        }
+        /*
+         * The static initializers: what pthread_mutex_init(NULL) and pthread_cond_init(NULL) make, without the
+         * calls; the condition variable's clock is chosen per wait (client_cond_wait(): CLOCK_MONOTONIC).
+         */
+        *c = (struct iomem_client){ .fd = -1,
+                                    .timeout_ms = timeout_ms < 0 ? -1 : timeout_ms,
+                                    .lock = PTHREAD_MUTEX_INITIALIZER,
+                                    .cond = PTHREAD_COND_INITIALIZER };
         c->reconnect_ms = IOMEM_RECONNECT_DEFAULT_MS;
         c->next_id = 1;
         c->hello_flags = hello_flags;
@@ -1251,7 +1280,9 @@ IOMEM_EXPORT int iomem_client_fd(const struct iomem_client *client)
 
 IOMEM_EXPORT const char *iomem_client_error_message(const struct iomem_client *client)
 {
-        return client ? client->error_message : "";
+        const char *m = client ? __atomic_load_n(&client->error_message, __ATOMIC_ACQUIRE) : NULL;
+
+        return m ? m : "";
 }
 
 IOMEM_EXPORT void iomem_client_set_timeout(struct iomem_client *client, int timeout_ms)
@@ -2480,7 +2511,7 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 if (!client->done_head)
                         client->done_tail = NULL;
                 /* the callback may read iomem_client_error_message(): this completion's detail, or "" */
-                client->error_message[0] = '\0';
+                client_message_clear(client);
                 r = client_reply_result(client, p);
                 pthread_mutex_unlock(&client->lock);
                 client_complete_async(client, p, r);
