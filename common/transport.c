@@ -54,13 +54,6 @@ static void transport_in_poison_around(struct transport *t, const uint8_t *paylo
  */
 #define TRANSPORT_CMSG_SIZE CMSG_SPACE(PROTO_MAX_FDS * sizeof(int))
 
-struct transport_fdbatch {
-        struct transport_fdbatch *next;
-        uint64_t end; /* stream offset one past the last byte received with these fds */
-        unsigned nfds;
-        int fds[PROTO_MAX_FDS];
-};
-
 struct transport_out {
         struct transport_out *next;
         size_t len;    /* header + payload */
@@ -116,6 +109,30 @@ static void transport_close_own_fds(int *fds, unsigned n)
         transport_close_fds_how(fds, n, true, 0);
 }
 
+/* Return: a batch for fds just received (the spare if it is free), or NULL (-ENOMEM). */
+static struct transport_fdbatch *transport_batch_new(struct transport *t)
+{
+        struct transport_fdbatch *b = t->spare;
+
+        if (b) {
+                t->spare = NULL;
+                return b;
+        }
+        b = malloc(sizeof(*b));
+        if (b)
+                b->from_storage = false;
+        return b;
+}
+
+/* Free @b, whose fds are gone, or give it back as the spare. */
+static void transport_batch_free(struct transport *t, struct transport_fdbatch *b)
+{
+        if (b->from_storage)
+                t->spare = b;
+        else
+                free(b);
+}
+
 /* Close every fd received and not yet handed out in a frame. */
 static void transport_drop_batches(struct transport *t)
 {
@@ -124,7 +141,7 @@ static void transport_drop_batches(struct transport *t)
         for (b = t->batches; b; b = next) {
                 next = b->next;
                 transport_close_fds(b->fds, b->nfds, t->fd_owner);
-                free(b);
+                transport_batch_free(t, b);
         }
         t->batches = NULL;
         t->batches_tail = NULL;
@@ -159,6 +176,22 @@ int transport_init(struct transport *t, int fd, size_t max_out_bytes, unsigned m
         return 0;
 }
 
+int transport_init_storage(struct transport *t, int fd, size_t max_out_bytes, unsigned max_out_fds,
+                           struct transport_storage *storage)
+{
+        *t = (struct transport){
+                .fd = fd,
+                .max_out_bytes = max_out_bytes ? max_out_bytes : TRANSPORT_DEFAULT_MAX_OUT_BYTES,
+                .max_out_fds = max_out_fds ? max_out_fds : TRANSPORT_DEFAULT_MAX_OUT_FDS,
+                .in = storage->in,
+                .in_cap = sizeof(storage->in),
+                .in_storage = true,
+                .spare = &storage->batch,
+        };
+        storage->batch.from_storage = true;
+        return 0;
+}
+
 void transport_deinit(struct transport *t)
 {
         struct transport_out *o, *next;
@@ -173,7 +206,8 @@ void transport_deinit(struct transport *t)
                         transport_close_own_fds(o->fds, o->nfds);
                 free(o);
         }
-        free(t->in);
+        if (!t->in_storage)
+                free(t->in);
         *t = (struct transport){ .fd = -1 };
 }
 
@@ -268,9 +302,17 @@ static int transport_in_room(struct transport *t)
                 return 0;
         if (want > TRANSPORT_IN_SIZE)
                 want = TRANSPORT_IN_SIZE;
-        in = realloc(t->in, want);
+        if (t->in_storage) {
+                /* out of the caller's storage, into a buffer of our own (the bytes start at in[0]) */
+                in = malloc(want);
+                if (in)
+                        memcpy(in, t->in, t->in_end);
+        } else {
+                in = realloc(t->in, want);
+        }
         if (!in)
                 return -ENOMEM;
+        t->in_storage = false;
         t->in = in;
         t->in_cap = want;
         return 0;
@@ -332,12 +374,14 @@ static int transport_read_flags(struct transport *t, int flags)
         }
 
         if (nfds > 0) {
-                b = malloc(sizeof(*b));
+                b = transport_batch_new(t);
                 if (!b) {
                         transport_close_fds(fds, nfds, t->fd_owner);
                         return -ENOMEM;
                 }
-                *b = (struct transport_fdbatch){ .end = t->in_pos + t->in_end + (size_t)n, .nfds = nfds };
+                b->next = NULL;
+                b->end = t->in_pos + t->in_end + (size_t)n;
+                b->nfds = nfds;
                 memcpy(b->fds, fds, nfds * sizeof(int));
                 if (t->batches_tail)
                         t->batches_tail->next = b;
@@ -433,7 +477,7 @@ static int transport_claim_fds_in_order(struct transport *t, unsigned nfds, stru
                 memmove(b->fds, b->fds + take, b->nfds * sizeof(int));
                 if (b->nfds == 0) {
                         t->batches = b->next;
-                        free(b);
+                        transport_batch_free(t, b);
                 }
         }
         if (!t->batches)
@@ -464,7 +508,7 @@ static int transport_claim_fds(struct transport *t, uint64_t start, uint64_t end
                 f->nfds += b->nfds;
                 t->in_fds -= b->nfds;
                 t->batches = b->next;
-                free(b);
+                transport_batch_free(t, b);
         }
         if (!t->batches)
                 t->batches_tail = NULL;
@@ -864,14 +908,89 @@ int transport_wait(struct transport *t, short events, int timeout_ms)
         return transport_wait_until(t, events, transport_deadline(timeout_ms));
 }
 
-int transport_send_blocking(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
-                            int *fds, unsigned nfds, int timeout_ms)
+/*
+ * Send the fd-less frames @msgs[@n] (nothing queued) with one sendmsg() from the caller's memory; queue what it
+ * leaves unsent, the frame it cut with its sent bytes marked, or, if it fails, every frame: the queue then holds
+ * what transport_queue() and a failed transport_flush() would have left. Return: 0 (sent, or the rest queued);
+ * -EMSGSIZE (nothing sent or queued); -EPIPE, -ECONNRESET, other negative errno from sendmsg (nothing sent);
+ * -ENOMEM or -ENOBUFS if what is left cannot be queued.
+ */
+static int transport_send_direct(struct transport *t, const struct transport_msg *msgs, unsigned n)
+{
+        uint8_t hdrs[TRANSPORT_SENDV_MAX][PROTO_HEADER_SIZE];
+        struct iovec iov[2 * TRANSPORT_SENDV_MAX];
+        struct msghdr msg = { .msg_iov = iov };
+        size_t niov = 0;
+        ssize_t sent;
+        int r, err = 0;
+
+        for (unsigned i = 0; i < n; i++) {
+                struct proto_header hdr = *msgs[i].h;
+
+                if (msgs[i].len > PROTO_MAX_PAYLOAD)
+                        return -EMSGSIZE;
+                hdr.magic = PROTO_MAGIC;
+                hdr.version = PROTO_VERSION;
+                hdr.length = (uint32_t)msgs[i].len;
+                hdr.nfds = 0;
+                proto_header_encode(&hdr, hdrs[i]);
+                iov[niov++] = (struct iovec){ .iov_base = hdrs[i], .iov_len = PROTO_HEADER_SIZE };
+                if (msgs[i].len > 0)
+                        iov[niov++] = (struct iovec){ .iov_base = (void *)msgs[i].payload, .iov_len = msgs[i].len };
+        }
+        msg.msg_iovlen = niov;
+        do
+                sent = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (sent < 0 && errno == EINTR);
+        if (sent < 0) {
+                err = errno == EAGAIN ? 0 : -errno;
+                sent = 0;
+        }
+        t->out_pos += (size_t)sent;
+        /* usually all went: nothing to queue */
+        for (unsigned i = 0; i < n; i++) {
+                size_t len = PROTO_HEADER_SIZE + msgs[i].len;
+
+                if ((size_t)sent >= len) {
+                        sent -= (ssize_t)len;
+                        continue;
+                }
+                r = transport_queue(t, msgs[i].h, msgs[i].payload, msgs[i].len, NULL, 0);
+                if (r < 0)
+                        return r;
+                t->out_tail->sent = (size_t)sent;
+                t->out_bytes -= (size_t)sent;
+                sent = 0;
+        }
+        return err;
+}
+
+int transport_sendv_blocking(struct transport *t, const struct transport_msg *msgs, unsigned n, int *fds,
+                             unsigned nfds, int timeout_ms)
 {
         uint64_t deadline = transport_deadline(timeout_ms);
         int r;
 
-        r = transport_queue(t, h, payload, len, fds, nfds);
-        if (r < 0)
+        if (n == 0 || n > TRANSPORT_SENDV_MAX) {
+                if (fds)
+                        transport_close_own_fds(fds, nfds);
+                return -EINVAL;
+        }
+        if (nfds == 0 && !t->out_head) {
+                r = transport_send_direct(t, msgs, n);
+        } else {
+                /* fds, or frames queued before: through the queue, whose order and fd rules hold for all */
+                for (unsigned i = 0; i + 1 < n; i++) {
+                        r = transport_queue(t, msgs[i].h, msgs[i].payload, msgs[i].len, NULL, 0);
+                        if (r < 0) {
+                                if (fds)
+                                        transport_close_own_fds(fds, nfds);
+                                return r;
+                        }
+                }
+                r = transport_queue(t, msgs[n - 1].h, msgs[n - 1].payload, msgs[n - 1].len, fds, nfds);
+        }
+        if (r < 0 || !t->out_head)
                 return r;
         for (;;) {
                 r = transport_flush(t);
@@ -881,6 +1000,14 @@ int transport_send_blocking(struct transport *t, const struct proto_header *h, c
                 if (r < 0)
                         return r;
         }
+}
+
+int transport_send_blocking(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                            int *fds, unsigned nfds, int timeout_ms)
+{
+        const struct transport_msg m = { .h = h, .payload = payload, .len = len };
+
+        return transport_sendv_blocking(t, &m, 1, fds, nfds, timeout_ms);
 }
 
 int transport_recv_blocking(struct transport *t, struct transport_frame *f, int timeout_ms)

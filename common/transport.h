@@ -42,8 +42,26 @@
  */
 #define TRANSPORT_MAX_HELD_FDS (2u * PROTO_MAX_FDS)
 
-struct transport_fdbatch; /* internal */
-struct transport_out;     /* internal */
+/* Fds received with one recvmsg(), until the frames they belong to claim them. */
+struct transport_fdbatch {
+        struct transport_fdbatch *next;
+        uint64_t end; /* stream offset one past the last byte received with these fds */
+        unsigned nfds;
+        bool from_storage; /* the transport_storage batch: given back to t->spare, not freed */
+        int fds[PROTO_MAX_FDS];
+};
+
+struct transport_out; /* internal */
+
+/*
+ * What a transport may use before it allocates (transport_init_storage()): enough for a short-lived
+ * connection's few small frames (libiomem's: HELLO and one request; their replies, one of them with an fd).
+ */
+#define TRANSPORT_STORAGE_IN 176u
+struct transport_storage {
+        struct transport_fdbatch batch;   /* the first fds received */
+        uint8_t in[TRANSPORT_STORAGE_IN]; /* the first input buffer */
+};
 
 struct transport {
         int fd; /* the socket, borrowed: transport_deinit() does not close it */
@@ -58,6 +76,7 @@ struct transport {
         struct transport_fdbatch *batches; /* fds received, oldest first */
         struct transport_fdbatch *batches_tail;
         unsigned in_fds; /* fds held in batches */
+        bool in_storage; /* @in is the caller's (transport_init_storage()): copied out, never freed, to grow */
         bool eof;
         bool in_filled; /* the last read filled the buffer: the socket may hold more */
         /*
@@ -66,6 +85,7 @@ struct transport {
          * of to the frame holding the last byte of their recvmsg().
          */
         bool in_fds_in_order;
+        struct transport_fdbatch *spare; /* a batch to use before allocating one (transport_init_storage()) */
 
         /* output */
         struct transport_out *out_head;
@@ -109,6 +129,15 @@ struct transport_frame {
  * Return: 0 or -ENOMEM.
  */
 int transport_init(struct transport *t, int fd, size_t max_out_bytes, unsigned max_out_fds);
+
+/*
+ * transport_init_storage() - transport_init() that uses @storage (borrowed: it must outlive the transport, until
+ * transport_deinit()) for its first input buffer and its first batch of received fds, and allocates only when
+ * they do not suffice: a short-lived connection (libiomem's connect, one request, disconnect) allocates nothing.
+ * Return: 0.
+ */
+int transport_init_storage(struct transport *t, int fd, size_t max_out_bytes, unsigned max_out_fds,
+                           struct transport_storage *storage);
 
 /* Free buffers and close every fd still queued in either direction. NULL-safe. */
 void transport_deinit(struct transport *t);
@@ -234,6 +263,24 @@ int transport_wait(struct transport *t, short events, int timeout_ms);
  */
 int transport_send_blocking(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
                             int *fds, unsigned nfds, int timeout_ms);
+
+/* One frame for transport_sendv_blocking(): a header (magic, version, length and nfds filled in) and a payload. */
+struct transport_msg {
+        const struct proto_header *h;
+        const void *payload;
+        size_t len;
+};
+
+#define TRANSPORT_SENDV_MAX 4 /* frames per transport_sendv_blocking() */
+
+/*
+ * transport_sendv_blocking() - transport_send_blocking() of @n frames (at most TRANSPORT_SENDV_MAX) in order,
+ * @fds (consumed) going with the last. With nothing queued and no fds, the frames go with one sendmsg() from the
+ * caller's memory, and only what it leaves unsent is queued (copied): no allocation in the usual case.
+ * Return: as transport_send_blocking(); -EINVAL for @n 0 or above TRANSPORT_SENDV_MAX (fds closed).
+ */
+int transport_sendv_blocking(struct transport *t, const struct transport_msg *msgs, unsigned n, int *fds,
+                             unsigned nfds, int timeout_ms);
 int transport_recv_blocking(struct transport *t, struct transport_frame *f, int timeout_ms);
 
 /*

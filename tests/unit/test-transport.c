@@ -1305,6 +1305,145 @@ START_TEST(test_partial_writes_in_order_fds_bound)
 }
 END_TEST
 
+/*
+ * transport_init_storage(): the first reads land in the caller's storage and the first fds in its batch; a frame
+ * that does not fit moves the input to a buffer of the transport's own (the bytes kept), fds of two reads held at
+ * once take the spare batch and an allocated one, and deinit frees neither piece of the storage (an ASan build
+ * would report a free of it). Used again after deinit, as a client does when it reconnects.
+ */
+START_TEST(test_storage)
+{
+        const uint32_t lengths[] = { 8, 32, TRANSPORT_STORAGE_IN, 3000, 8 };
+        const unsigned n = sizeof(lengths) / sizeof(lengths[0]);
+        struct transport_storage storage;
+        uint8_t *buf = malloc(PROTO_HEADER_SIZE + 3000);
+        struct transport t;
+        struct transport_frame f;
+        struct stat st[5], got;
+        int sv[2], fds[5];
+
+        ck_assert_ptr_nonnull(buf);
+        for (int round = 0; round < 2; round++) {
+                unsigned next = 0;
+
+                pair_new(sv);
+                for (unsigned i = 0; i < n; i++) {
+                        fds[i] = memfd_new();
+                        ck_assert_int_eq(fstat(fds[i], &st[i]), 0);
+                }
+                ck_assert_int_eq(transport_init_storage(&t, sv[1], 0, 0, &storage), 0);
+                ck_assert_ptr_eq(t.in, storage.in);
+                /* two small frames, each with its fd, read before either is parsed: two batches held */
+                raw_send(sv[0], buf, frame_put(buf, PROTO_OP_PING, 1, lengths[0], 1), &fds[0], 1);
+                ck_assert_int_gt(transport_read(&t), 0);
+                raw_send(sv[0], buf, frame_put(buf, PROTO_OP_PING, 2, lengths[1], 1), &fds[1], 1);
+                ck_assert_int_gt(transport_read(&t), 0);
+                ck_assert_ptr_eq(t.in, storage.in);
+                ck_assert_ptr_eq(t.batches, &storage.batch);
+                ck_assert_ptr_nonnull(t.batches->next);
+                for (unsigned i = 2; i < n; i++)
+                        raw_send(sv[0], buf, frame_put(buf, PROTO_OP_PING, i + 1, lengths[i], 1), &fds[i], 1);
+                fds_close(fds, n);
+                while (next < n) {
+                        int r;
+
+                        while (next < n && (r = transport_next_frame_borrowed(&t, &f)) == 1) {
+                                ck_assert_uint_eq(f.hdr.id, next + 1);
+                                payload_check(&f, next + 1, lengths[next]);
+                                ck_assert_uint_eq(f.nfds, 1);
+                                ck_assert_int_eq(fstat(f.fds[0], &got), 0);
+                                ck_assert_uint_eq(got.st_ino, st[next].st_ino);
+                                transport_frame_deinit(&f);
+                                next++;
+                        }
+                        ck_assert_int_ge(r, 0);
+                        if (next < n)
+                                ck_assert_int_gt(transport_read(&t), 0);
+                }
+                ck_assert_ptr_ne(t.in, storage.in); /* the 3000-byte frame did not fit */
+                ck_assert_ptr_eq(t.spare, &storage.batch);
+                ck_assert_int_eq(transport_read(&t), -EAGAIN);
+                transport_deinit(&t);
+                pair_close(sv);
+        }
+        free(buf);
+}
+END_TEST
+
+/*
+ * transport_sendv_blocking(): frames go in order whether they leave with one sendmsg() from the caller's memory,
+ * are cut by a full socket (the rest queued and flushed later, the cut frame from where it stopped), or go
+ * through the queue behind frames queued before or with fds; a failed send leaves them queued, as
+ * transport_send_blocking() did.
+ */
+START_TEST(test_sendv)
+{
+        static const uint32_t lengths[] = { 8, PROTO_MAX_PAYLOAD, 300, 0, PROTO_MAX_PAYLOAD - 1, 12 };
+        uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
+        struct proto_header h[6];
+        struct transport_msg m[6];
+        struct transport a, b;
+        struct transport_frame f;
+        int sv[2], fd, size = 4096, r;
+        uint32_t got = 0;
+
+        ck_assert_ptr_nonnull(payload);
+        tpair_new(sv, &a, &b);
+        for (unsigned i = 0; i < 6; i++) {
+                h[i] = (struct proto_header){ .opcode = PROTO_OP_PING, .id = i };
+                m[i] = (struct transport_msg){ .h = &h[i], .payload = payload, .len = lengths[i] };
+        }
+        for (uint32_t i = 0; i < PROTO_MAX_PAYLOAD; i++)
+                payload[i] = (uint8_t)i;
+        ck_assert_int_eq(transport_sendv_blocking(&a, m, 0, NULL, 0, TIMEOUT_MS), -EINVAL);
+        ck_assert_int_eq(transport_sendv_blocking(&a, m, TRANSPORT_SENDV_MAX + 1, NULL, 0, TIMEOUT_MS), -EINVAL);
+        /* all at once, from our memory */
+        ck_assert_int_eq(transport_sendv_blocking(&a, m, 1, NULL, 0, TIMEOUT_MS), 0);
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_pos, PROTO_HEADER_SIZE + lengths[0]);
+        ck_assert_int_eq(transport_recv_blocking(&b, &f, TIMEOUT_MS), 1);
+        ck_assert_uint_eq(f.hdr.id, 0);
+        ck_assert_uint_eq(f.hdr.length, lengths[0]);
+        ck_assert_mem_eq(f.payload, payload, lengths[0]);
+        transport_frame_deinit(&f);
+        /* a small socket buffer cuts them: no time to wait, so the rest stays queued, then goes in order */
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)), 0);
+        r = transport_sendv_blocking(&a, m + 1, 4, NULL, 0, 0);
+        ck_assert_int_eq(r, -ETIMEDOUT);
+        ck_assert(transport_has_output(&a));
+        ck_assert_uint_gt(a.out_pos, PROTO_HEADER_SIZE + lengths[0]); /* part went */
+        /* behind what is queued, with an fd: through the queue */
+        fd = memfd_new();
+        h[5].nfds = 0;
+        ck_assert_int_eq(transport_queue(&a, &h[5], payload, lengths[5], &fd, 1), 0);
+        got = 1;
+        while (got < 6) {
+                r = transport_flush(&a);
+                ck_assert(r == 0 || r == -EAGAIN);
+                while ((r = pump(&b, &f)) == 1) {
+                        ck_assert_uint_eq(f.hdr.id, got);
+                        ck_assert_uint_eq(f.hdr.length, lengths[got]);
+                        if (lengths[got])
+                                ck_assert_mem_eq(f.payload, payload, lengths[got]);
+                        ck_assert_uint_eq(f.nfds, got == 5 ? 1 : 0);
+                        transport_frame_deinit(&f);
+                        got++;
+                }
+                ck_assert_int_eq(r, 0);
+        }
+        ck_assert(!transport_has_output(&a));
+        /* the peer gone: the error, and the frames queued as a failed flush leaves them */
+        close(sv[1]);
+        sv[1] = -1;
+        r = transport_sendv_blocking(&a, m, 2, NULL, 0, TIMEOUT_MS);
+        ck_assert_msg(r == -EPIPE || r == -ECONNRESET, "r = %d", r);
+        ck_assert(transport_has_output(&a));
+        tpair_close(sv, &a, &b);
+        free(payload);
+}
+END_TEST
+
 /* L4: the peer has gone: -EPIPE (or -ECONNRESET), no SIGPIPE, queued fds closed */
 START_TEST(test_l4_epipe_no_sigpipe)
 {
@@ -1599,6 +1738,8 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_partial_writes);
         tcase_add_test(tc, test_partial_writes_in_order);
         tcase_add_test(tc, test_partial_writes_in_order_fds_bound);
+        tcase_add_test(tc, test_storage);
+        tcase_add_test(tc, test_sendv);
         tcase_add_test(tc, test_l4_epipe_no_sigpipe);
         tcase_add_test(tc, test_read_buffer_full);
         tcase_add_test(tc, test_read_buffer_grows);
