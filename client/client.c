@@ -24,6 +24,7 @@
 
 #define CLIENT_REQUEST_MAX 1024 /* every request we send: fixed fields + one name */
 #define CLIENT_MESSAGE_SIZE (PROTO_MESSAGE_MAX + 1)
+#define CLIENT_REPLY_SPACE 64 /* a blocking caller's room for a small reply's payload (a region's info: 32 bytes) */
 
 /* what an asynchronous request completes with */
 enum client_async {
@@ -46,6 +47,7 @@ struct client_pending {
         int result; /* once done: 0 with @reply, or negative errno */
         uint64_t cache_gen; /* the client's cache_gen when it completed */
         struct transport_frame reply;
+        uint8_t *space; /* CLIENT_REPLY_SPACE bytes of the waiter's, for the reply's payload; NULL = malloc'd */
         enum client_async kind;
         void (*cb)(void);
         void *userdata;
@@ -150,6 +152,8 @@ struct iomem_client {
         uint64_t cache_gen, reply_cache_gen, cache_hits;
         struct client_pending *hello_p; /* &hello_entry once a held-back HELLO was sent on this connection */
         struct client_pending hello_entry;
+        /* @t's first input buffer and fd batch: a short-lived connection's transport allocates nothing */
+        struct transport_storage storage;
 };
 
 #define CLIENT_CACHE_MAX 64 /* names kept; the oldest goes first */
@@ -361,16 +365,31 @@ static void client_break(struct iomem_client *c, int r)
 static int client_hello_result(struct iomem_client *c, const struct transport_frame *f);
 static int client_hello_queue(struct iomem_client *c, bool in_order);
 
+/* The held-back HELLO, encoded to go out in front of the first request (client_hello_prepare()). */
+struct client_hello_msg {
+        struct proto_header h;
+        uint8_t buf[32];
+        struct transport_msg m;
+};
+
+static int client_hello_prepare(struct iomem_client *c, bool in_order, struct client_hello_msg *hm);
+
 /*
- * client_frame_own() - give @f a payload of its own if it borrows the transport's input buffer
- * (transport_next_frame_borrowed(), valid only until the next read). Return: 0; -ENOMEM.
+ * client_frame_own() - give @f, the reply to @p, a payload that outlives the transport's input buffer if it
+ * borrows it (transport_next_frame_borrowed(), valid only until the next read): a copy in @p's reply space if it
+ * has one and the payload fits (still not the frame's to free), else a malloc'd one. Return: 0; -ENOMEM.
  */
-static int client_frame_own(struct transport_frame *f)
+static int client_frame_own(struct transport_frame *f, const struct client_pending *p)
 {
         uint8_t *copy;
 
         if (!f->payload_borrowed)
                 return 0;
+        if (f->payload && p->space && f->hdr.length <= CLIENT_REPLY_SPACE) {
+                memcpy(p->space, f->payload, f->hdr.length);
+                f->payload = p->space;
+                return 0;
+        }
         if (f->payload) {
                 copy = malloc(f->hdr.length);
                 if (!copy)
@@ -426,7 +445,7 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
                 return r;
         }
         /* read by its caller after the lock is let go, when another thread may have read again: a copy */
-        r = client_frame_own(f);
+        r = client_frame_own(f, p);
         if (r < 0) {
                 transport_frame_deinit(f);
                 client_pending_complete(c, p, r, NULL);
@@ -646,7 +665,8 @@ static int client_reply_result(struct iomem_client *c, struct client_pending *p)
 
 /*
  * client_exchange() - send one request (with @nsend fds, consumed) and wait
- * for its reply. Called with the lock held.
+ * for its reply (a small payload copied to @reply_space, CLIENT_REPLY_SPACE bytes, if not NULL: it must outlive
+ * the use of *@replyp). Called with the lock held.
  * Return: 0 with *replyp; the daemon's negative errno; -EPIPE if the
  * request could not be sent because the daemon had closed the connection
  * (it was not applied); -ECONNRESET if the connection ended after it was
@@ -654,28 +674,33 @@ static int client_reply_result(struct iomem_client *c, struct client_pending *p)
  */
 static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, size_t len,
                            int *send_fds, unsigned nsend, int extra_ms, unsigned want_fds,
-                           struct transport_frame *replyp)
+                           struct transport_frame *replyp, uint8_t *reply_space)
 {
         struct proto_header h = { .opcode = opcode };
-        struct client_pending p = { .opcode = opcode, .want_fds = want_fds };
+        struct client_pending p = { .opcode = opcode, .want_fds = want_fds, .space = reply_space };
+        struct client_hello_msg hello;
+        struct transport_msg msgs[2];
+        unsigned n = 0;
         int r;
 
         client_message_clear(c);
         if (c->hello_held) {
                 /* the first request: HELLO goes in front of it, in the same sendmsg() */
-                r = client_hello_queue(c, true);
+                r = client_hello_prepare(c, true, &hello);
                 if (r < 0) {
                         for (unsigned i = 0; i < nsend; i++)
                                 close(send_fds[i]); /* consumed */
                         client_break(c, r);
                         return r;
                 }
+                msgs[n++] = hello.m;
         }
         h.id = p.id = client_next_id(c);
         p.deadline = client_deadline(c, extra_ms);
         p.next = c->pending;
         c->pending = &p;
-        r = transport_send_blocking(&c->t, &h, payload, len, send_fds, nsend, c->timeout_ms);
+        msgs[n++] = (struct transport_msg){ .h = &h, .payload = payload, .len = len };
+        r = transport_sendv_blocking(&c->t, msgs, n, send_fds, nsend, c->timeout_ms);
         /*
          * A daemon refusing us at accept may have closed before HELLO went out: its
          * answer is queued, and the end of the stream after it (or only the end, after
@@ -776,7 +801,7 @@ static int client_open_socket(struct iomem_client *c, int timeout_ms, bool hold)
                 if (r < 0 || fcntl(c->fd, F_SETFL, r & ~O_NONBLOCK) < 0)
                         return -errno;
         }
-        r = transport_init(&c->t, c->fd, 0, 0);
+        r = transport_init_storage(&c->t, c->fd, 0, 0, &c->storage);
         if (r < 0)
                 return r;
         c->transport_ready = true;
@@ -919,7 +944,7 @@ static int client_gone_error(struct iomem_client *c, int r)
  */
 static int client_call_fds_locked(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len,
                                   int *send_fds, unsigned nsend, int extra_ms, unsigned want_fds,
-                                  struct transport_frame *replyp)
+                                  struct transport_frame *replyp, uint8_t *reply_space)
 {
         int copies[PROTO_MAX_FDS];
         bool reopened = false;
@@ -957,7 +982,8 @@ static int client_call_fds_locked(struct iomem_client *c, uint16_t opcode, const
                                 goto out;
                         }
                 }
-                r = client_exchange(c, opcode, payload, (size_t)len, copies, nsend, extra_ms, want_fds, replyp);
+                r = client_exchange(c, opcode, payload, (size_t)len, copies, nsend, extra_ms, want_fds, replyp,
+                                    reply_space);
                 if (r == -EPIPE && opcode != PROTO_OP_HELLO && !reopened && (c->hello_dropped || !c->broken)) {
                         /*
                          * Closed before it answered the HELLO sent with this request (its handshake
@@ -994,7 +1020,7 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
         int r;
 
         pthread_mutex_lock(&c->lock);
-        r = client_call_fds_locked(c, opcode, payload, len, send_fds, nsend, extra_ms, want_fds, replyp);
+        r = client_call_fds_locked(c, opcode, payload, len, send_fds, nsend, extra_ms, want_fds, replyp, NULL);
         pthread_mutex_unlock(&c->lock);
         return r;
 }
@@ -1054,7 +1080,7 @@ static int client_hello(struct iomem_client *c)
 
         c->t.in_fds_in_order = !c->no_fds_in_order;
         r = client_call_fds_locked(c, PROTO_OP_HELLO, buf, proto_hello_encode(&m, buf, sizeof(buf)), NULL, 0, 0, 0,
-                                   &f);
+                                   &f, NULL);
         if (r < 0)
                 return r;
         r = client_hello_check(c, &f);
@@ -1075,23 +1101,43 @@ static int client_hello(struct iomem_client *c)
  */
 static int client_hello_queue(struct iomem_client *c, bool in_order)
 {
+        struct client_hello_msg hello;
+        int r;
+
+        r = client_hello_prepare(c, in_order, &hello);
+        if (r < 0)
+                return r;
+        r = transport_queue(&c->t, &hello.h, hello.buf, hello.m.len, NULL, 0);
+        if (r < 0) {
+                /* not sent: its entry goes, the HELLO stays held */
+                client_pending_unlink(c, c->hello_p);
+                c->hello_p = NULL;
+                c->hello_held = true;
+                c->t.in_fds_in_order = false;
+        }
+        return r;
+}
+
+/*
+ * client_hello_prepare() - encode the held-back HELLO into *@hm (@in_order: ask for FDS_IN_ORDER), for the caller
+ * to send or queue at once, and put its entry in the reply table as sent (client_hello_queue()). Called with the
+ * lock held. Return: 0; negative errno (nothing changed).
+ */
+static int client_hello_prepare(struct iomem_client *c, bool in_order, struct client_hello_msg *hm)
+{
         struct proto_hello m = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
                                  .flags = c->hello_flags |
                                           (in_order && !c->no_fds_in_order ? PROTO_HELLO_FDS_IN_ORDER : 0) };
-        uint8_t buf[CLIENT_REQUEST_MAX];
-        struct proto_header h = { .opcode = PROTO_OP_HELLO };
-        int len, r;
+        int len;
 
-        len = proto_hello_encode(&m, buf, sizeof(buf));
+        len = proto_hello_encode(&m, hm->buf, sizeof(hm->buf));
         if (len < 0)
                 return len;
-        h.id = client_next_id(c);
-        r = transport_queue(&c->t, &h, buf, (size_t)len, NULL, 0);
-        if (r < 0)
-                return r;
+        hm->h = (struct proto_header){ .opcode = PROTO_OP_HELLO, .id = client_next_id(c) };
+        hm->m = (struct transport_msg){ .h = &hm->h, .payload = hm->buf, .len = (size_t)len };
         c->t.in_fds_in_order = m.flags & PROTO_HELLO_FDS_IN_ORDER;
         c->hello_held = false;
-        c->hello_entry = (struct client_pending){ .id = h.id, .opcode = PROTO_OP_HELLO, .kind = CLIENT_HELLO,
+        c->hello_entry = (struct client_pending){ .id = hm->h.id, .opcode = PROTO_OP_HELLO, .kind = CLIENT_HELLO,
                                                   .deadline = -1 };
         for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
                 c->hello_entry.reply.fds[i] = -1;
@@ -1344,7 +1390,7 @@ IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uin
 {
         struct proto_create m = { .size = size, .name = name ? name : "" };
         struct transport_frame f;
-        uint8_t buf[CLIENT_REQUEST_MAX];
+        uint8_t buf[CLIENT_REQUEST_MAX], reply_space[CLIENT_REPLY_SPACE];
         int r;
 
         if (!client || !regionp)
@@ -1358,7 +1404,10 @@ IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uin
                 m.mode = opts->mode;
                 m.backend = (uint16_t)opts->backend;
         }
-        r = client_call(client, PROTO_OP_CREATE, buf, proto_create_encode(&m, buf, sizeof(buf)), 0, 1, &f);
+        pthread_mutex_lock(&client->lock);
+        r = client_call_fds_locked(client, PROTO_OP_CREATE, buf, proto_create_encode(&m, buf, sizeof(buf)), NULL, 0,
+                                   0, 1, &f, reply_space);
+        pthread_mutex_unlock(&client->lock);
         if (r < 0)
                 return r;
         r = client_region_from_reply(&f, regionp);
@@ -1371,7 +1420,7 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
 {
         struct proto_open m = { .name = name };
         struct transport_frame f;
-        uint8_t buf[CLIENT_REQUEST_MAX];
+        uint8_t buf[CLIENT_REQUEST_MAX], reply_space[CLIENT_REPLY_SPACE];
         unsigned tries = 0;
         int64_t deadline;
         uint64_t gen;
@@ -1400,7 +1449,7 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
                 m.timeout_ms = left < 0 ? UINT32_MAX : (uint32_t)left;
                 pthread_mutex_lock(&client->lock);
                 r = client_call_fds_locked(client, PROTO_OP_OPEN, buf, proto_open_encode(&m, buf, sizeof(buf)), NULL,
-                                           0, left, 1, &f);
+                                           0, left, 1, &f, reply_space);
                 gen = client->reply_cache_gen;
                 pthread_mutex_unlock(&client->lock);
         } while (client_again(client, r, &tries));
@@ -1863,7 +1912,7 @@ static int client_watch_send(struct iomem_client *c, const char *prefix, uint32_
 
         if (len < 0)
                 return len;
-        r = client_exchange(c, PROTO_OP_WATCH, buf, (size_t)len, NULL, 0, 0, 0, &f);
+        r = client_exchange(c, PROTO_OP_WATCH, buf, (size_t)len, NULL, 0, 0, 0, &f, NULL);
         if (r < 0)
                 return r;
         r = proto_watch_reply_decode(f.payload, f.hdr.length, &rep);
@@ -2095,7 +2144,7 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
         }
         client->watches = ws;
         r = client_call_fds_locked(client, PROTO_OP_WATCH, buf, proto_watch_encode(&m, buf, sizeof(buf)), NULL, 0,
-                                   0, 0, &f);
+                                   0, 0, &f, NULL);
         if (r == 0) {
                 r = proto_watch_reply_decode(f.payload, f.hdr.length, &rep);
                 transport_frame_deinit(&f);
@@ -2138,7 +2187,7 @@ IOMEM_EXPORT int iomem_unwatch(struct iomem_client *client, uint32_t watch_id)
         }
         m.watch_id = client->watches[i].wire;
         r = client_call_fds_locked(client, PROTO_OP_UNWATCH, buf, proto_unwatch_encode(&m, buf, sizeof(buf)), NULL,
-                                   0, 0, 0, &f);
+                                   0, 0, 0, &f, NULL);
         if (r == 0) {
                 r = f.hdr.length == 0 ? 0 : -EPROTO;
                 transport_frame_deinit(&f);
