@@ -335,6 +335,19 @@ IOMEM_EXPORT int iomem_region_refresh(struct iomem_region *region)
         return region_stat(region);
 }
 
+/* Return: the page size, asked of sysconf() once (a few dozen instructions per map otherwise). */
+static uint64_t region_page_size(void)
+{
+        static uint64_t page; /* 0 = not asked yet; any thread may ask, all get the same answer */
+        uint64_t p = __atomic_load_n(&page, __ATOMIC_RELAXED);
+
+        if (!p) {
+                p = (uint64_t)sysconf(_SC_PAGESIZE);
+                __atomic_store_n(&page, p, __ATOMIC_RELAXED);
+        }
+        return p;
+}
+
 /*
  * iomem_region_map() - mmap(MAP_SHARED) a range of the region, checked
  * against the size fstat reports now.
@@ -351,7 +364,7 @@ IOMEM_EXPORT int iomem_region_map(struct iomem_region *region, uint64_t offset, 
                 return -EINVAL;
         if (prot == 0 || (prot & ~(PROT_READ | PROT_WRITE)))
                 return -EINVAL;
-        page = (uint64_t)sysconf(_SC_PAGESIZE);
+        page = region_page_size();
         if (offset % page)
                 return -EINVAL;
         if ((prot & PROT_WRITE) && (region->flags & IOMEM_REGION_RDONLY))

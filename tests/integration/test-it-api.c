@@ -131,6 +131,28 @@ START_TEST(test_create_existing)
 }
 END_TEST
 
+/* The error detail of a new client is "" before any error (its buffer comes with the first detail), then the
+ * daemon's text after an error reply, then "" again after a call that succeeds. */
+START_TEST(test_error_message_lifetime)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_EXCLUSIVE };
+        struct iomem_client *c = NULL;
+        struct iomem_region *a = NULL, *b = NULL;
+
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &c), 0);
+        ck_assert_str_eq(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_create(c, "it.message", 4096, &o, &a), 0);
+        ck_assert_str_eq(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_create(c, "it.message", 4096, &o, &b), -EEXIST);
+        ck_assert_ptr_null(b);
+        ck_assert_str_ne(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_str_eq(iomem_client_error_message(c), "");
+        iomem_region_free(a);
+        iomem_disconnect(c);
+}
+END_TEST
+
 /* F6, F7: names, sizes and unknown names, each answered with its errno; the connection stays usable. */
 START_TEST(test_errors)
 {
@@ -718,6 +740,7 @@ static Suite *suite(void)
         tcase_set_timeout(tc, 60);
         tcase_add_loop_test(tc, test_create_open_delete, 0, 3);
         tcase_add_loop_test(tc, test_create_existing, 0, 3);
+        tcase_add_test(tc, test_error_message_lifetime);
         tcase_add_loop_test(tc, test_errors, 0, 3);
         tcase_add_loop_test(tc, test_seal, 0, 3);
         tcase_add_test(tc, test_seal_write_busy);
