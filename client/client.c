@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,7 +153,10 @@ struct iomem_client {
         uint64_t cache_gen, reply_cache_gen, cache_hits;
         struct client_pending *hello_p; /* &hello_entry once a held-back HELLO was sent on this connection */
         struct client_pending hello_entry;
-        /* @t's first input buffer and fd batch: a short-lived connection's transport allocates nothing */
+        /*
+         * @t's first input buffer and fd batch: a short-lived connection's transport allocates nothing. Last:
+         * client_connect() zeroes everything before it.
+         */
         struct transport_storage storage;
 };
 
@@ -1237,14 +1241,16 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         c = malloc(sizeof(*c));
         if (!c)
                 return -ENOMEM;
+        /* zero but the transport's storage, which the transport fills before it reads it */
+        memset(c, 0, offsetof(struct iomem_client, storage));
+        c->fd = -1;
+        c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
         /*
          * The static initializers: what pthread_mutex_init(NULL) and pthread_cond_init(NULL) make, without the
          * calls; the condition variable's clock is chosen per wait (client_cond_wait(): CLOCK_MONOTONIC).
          */
-        *c = (struct iomem_client){ .fd = -1,
-                                    .timeout_ms = timeout_ms < 0 ? -1 : timeout_ms,
-                                    .lock = PTHREAD_MUTEX_INITIALIZER,
-                                    .cond = PTHREAD_COND_INITIALIZER };
+        c->lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+        c->cond = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
         c->reconnect_ms = IOMEM_RECONNECT_DEFAULT_MS;
         c->next_id = 1;
         c->hello_flags = hello_flags;
@@ -1260,10 +1266,18 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
                 goto fail;
         } else
                 memcpy(c->path, path, strlen(path) + 1);
-        pthread_mutex_lock(&c->lock);
-        /* iomem_connect(): HELLO goes out with the first request; with flags or a time limit, it is awaited */
-        r = client_open(c, c->timeout_ms, hold_hello);
-        pthread_mutex_unlock(&c->lock);
+        /*
+         * iomem_connect(): HELLO goes out with the first request; with flags or a time limit, it is awaited
+         * (client_open() then waits, letting go of the lock while it reads). Held back, nothing waits and no
+         * other thread can know @c before it is returned: the lock client_open() expects would guard nothing.
+         */
+        if (hold_hello) {
+                r = client_open(c, c->timeout_ms, true);
+        } else {
+                pthread_mutex_lock(&c->lock);
+                r = client_open(c, c->timeout_ms, false);
+                pthread_mutex_unlock(&c->lock);
+        }
         if (r < 0)
                 goto fail;
         *clientp = c;

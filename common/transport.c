@@ -408,7 +408,8 @@ void transport_frame_deinit(struct transport_frame *f)
 {
         if (!f)
                 return;
-        transport_close_fds(f->fds, f->nfds, f->fd_owner);
+        if (f->nfds > 0)
+                transport_close_fds(f->fds, f->nfds, f->fd_owner);
         if (!f->payload_borrowed)
                 free(f->payload);
         f->payload = NULL;
