@@ -103,12 +103,10 @@ struct iomem_client {
          */
         bool no_fds_in_order;
         char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-        struct proto_hello_reply hello;
-        char server_version[PROTO_VERSION_STRING_MAX + 1];
         /*
          * The last error reply's detail, "" otherwise: CLIENT_MESSAGE_SIZE bytes allocated apart from the client
          * (which then stays small enough for malloc's per-thread cache: one block of 1.8 KiB took ~570
-         * instructions to calloc), and only when a first detail comes (client_message_set()): a short-lived
+         * instructions to calloc), and only when a first detail comes (client_message_buffer()): a short-lived
          * connection that gets none allocates nothing for it. NULL until then; written under @lock, set once
          * (atomically: iomem_client_error_message() reads it without the lock) and freed with the client.
          */
@@ -152,11 +150,14 @@ struct iomem_client {
         unsigned ncache;
         uint64_t cache_gen, reply_cache_gen, cache_hits;
         struct client_pending *hello_p; /* &hello_entry once a held-back HELLO was sent on this connection */
-        struct client_pending hello_entry;
         /*
-         * @t's first input buffer and fd batch: a short-lived connection's transport allocates nothing. Last:
-         * client_connect() zeroes everything before it.
+         * From here on, fields are written before they are read: client_connect() zeroes only what comes before
+         * (a cold connection's client is allocated, zeroed and freed each time).
          */
+        struct client_pending hello_entry;   /* set by client_hello_prepare(), read through @hello_p */
+        struct proto_hello_reply hello;      /* set by client_hello_check() */
+        char server_version[PROTO_VERSION_STRING_MAX + 1];
+        /* @t's first input buffer and fd batch: a short-lived connection's transport allocates nothing */
         struct transport_storage storage;
 };
 
@@ -1241,8 +1242,8 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         c = malloc(sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        /* zero but the transport's storage, which the transport fills before it reads it */
-        memset(c, 0, offsetof(struct iomem_client, storage));
+        /* zero all but the fields written before they are read (struct iomem_client, from @hello_entry on) */
+        memset(c, 0, offsetof(struct iomem_client, hello_entry));
         c->fd = -1;
         c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
         /*
@@ -1313,10 +1314,11 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
 
         if (!client)
                 return NULL;
-        /* asynchronous requests still outstanding are dropped without their callbacks */
-        pthread_mutex_lock(&client->lock);
+        /*
+         * Asynchronous requests still outstanding are dropped without their callbacks. Without the lock: no other
+         * call may overlap this one (iomem.h), and the library runs no thread of its own.
+         */
         client_break(client, -ENOTCONN);
-        pthread_mutex_unlock(&client->lock);
         client_close(client);
         while (client->done_head) {
                 struct client_pending *p = client->done_head;
