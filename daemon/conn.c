@@ -89,12 +89,40 @@ static void conn_unbuilt_freep(struct conn **cp)
         free(c);
 }
 
+/* The limits of @uid with primary group @gid, as conn_limits() gives them. */
+static void conn_limits_read(struct conn_ctx *ctx, uid_t uid, gid_t gid, struct config_quota *limits)
+{
+        config_quota_for(ctx->config, uid, gid, limits);
+        if (!limits->fds)
+                limits->fds = conn_uid_fds_default(ctx); /* queued fds are the daemon's: never unbounded */
+}
+
+const struct config_quota *conn_limits(const struct conn *c)
+{
+        struct conn *mc = (struct conn *)c; /* a cache: filling it changes no observable state */
+
+        if (c->limits_uid != c->uid || c->limits_generation != c->ctx->config->generation) {
+                conn_limits_read(c->ctx, c->uid, c->gid, &mc->limits);
+                mc->limits_uid = c->uid;
+                mc->limits_generation = c->ctx->config->generation;
+        }
+        return &c->limits;
+}
+
+const struct quota_usage *conn_usage(const struct conn *c, uint32_t uid)
+{
+        if (c->usage && c->usage->uid == uid)
+                return c->usage;
+        return quota_get(c->ctx->quota, uid);
+}
+
 int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
 {
         __attribute__((cleanup(conn_closep))) int sock = fd; /* consumed, even on error */
         __attribute__((cleanup(conn_groups_freep))) gid_t *groups = NULL;
         __attribute__((cleanup(conn_unbuilt_freep))) struct conn *c = NULL;
         struct config_quota limits;
+        struct quota_usage *usage;
         struct ucred cred;
         socklen_t len = sizeof(cred);
         size_t ngroups = 0;
@@ -126,8 +154,8 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
                 sock = -1; /* consumed */
                 return -EACCES;
         }
-        config_quota_for(ctx->config, cred.uid, cred.gid, &limits);
-        if (quota_check(ctx->quota, cred.uid, &limits, 0, 0, 1, 0, &excess) < 0) {
+        conn_limits_read(ctx, cred.uid, cred.gid, &limits);
+        if (quota_check_usage(quota_get(ctx->quota, cred.uid), cred.uid, &limits, 0, 0, 1, 0, &excess) < 0) {
                 char text[256];
 
                 log_debug("refused connection of pid=%d uid=%u: connection quota (%llu) reached", (int)cred.pid,
@@ -150,14 +178,18 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         groups = NULL; /* stolen */
         c->ngroups = ngroups;
         c->groups_loaded = groups_loaded;
+        c->limits = limits;
+        c->limits_uid = cred.uid;
+        c->limits_generation = ctx->config->generation;
         r = transport_init(&c->transport, sock, ctx->config->max_out_bytes, 0);
         if (r < 0)
                 return r;
         c->transport.fd_owner = cred.uid; /* fds it sends are closed on the closer threads, counted to it */
         c->transport_ready = true;
         /* the last step that can fail: from here on conn_free() gives the charge back */
-        if (quota_charge(ctx->quota, cred.uid, 0, 0, 1, 0) < 0)
+        if (quota_hold(ctx->quota, cred.uid, &usage) < 0)
                 return -ENOMEM;
+        c->usage = usage;
         c->fd = sock;
         sock = -1; /* stolen */
         if (ctx->config->handshake_timeout_sec)
@@ -201,8 +233,8 @@ static void conn_charge_fds(struct conn *c, int64_t unread)
         if (!fds && !unread)
                 return;
         c->fds_charged = now;
-        /* the uid has an entry (its connection is counted): this never allocates */
-        quota_charge_fds(c->ctx->quota, c->uid, fds, unread);
+        if (c->usage)
+                quota_usage_charge_fds(c->usage, fds, unread);
 }
 
 /* Bring the uid's count of fds not yet received in line with the transport's and the unread ones. */
@@ -236,8 +268,8 @@ static void conn_unread_add(struct conn *c, int64_t delta)
 {
         c->fds_unread = (unsigned)((int64_t)c->fds_unread + delta);
         c->ctx->fds_unread = (uint64_t)((int64_t)c->ctx->fds_unread + delta);
-        /* the uid has an entry (its connection is counted): this never allocates */
-        quota_charge_unread(c->ctx->quota, c->uid, delta);
+        if (c->usage)
+                quota_usage_charge_fds(c->usage, 0, delta);
 }
 
 /* Return: the daemon-wide bound on fds in flight (half of RLIMIT_NOFILE, which the kernel applies). */
@@ -340,20 +372,18 @@ static unsigned conn_fd_budget(struct conn *c)
 {
         struct conn_ctx *ctx = c->ctx;
         const struct quota_usage *u;
-        struct config_quota limits;
         uint64_t room, max, uid_max, used;
 
         conn_refresh_unread(c);
         room = c->fds_unread < CONN_MAX_FDS_UNREAD ? CONN_MAX_FDS_UNREAD - c->fds_unread : 0;
         max = conn_max_fds_unread(ctx);
-        config_quota_for(ctx->config, c->uid, c->gid, &limits);
-        uid_max = limits.fds ? limits.fds : conn_uid_fds_default(ctx);
-        u = quota_get(ctx->quota, c->uid);
+        uid_max = conn_limits(c)->fds;
+        u = conn_usage(c, c->uid);
         used = u ? u->fds_unread : 0;
         if (room && (used >= uid_max || ctx->fds_unread >= max)) {
                 /* other connections' counts may be stale (idle clients that read everything) */
                 conn_sweep_unread(ctx);
-                u = quota_get(ctx->quota, c->uid);
+                u = conn_usage(c, c->uid);
                 used = u ? u->fds_unread : 0;
         }
         if (used >= uid_max)
@@ -403,14 +433,14 @@ struct conn *conn_free(struct conn *c)
         conn_watch_release(c);
         if (!conn_orphan_add(c)) {
                 c->ctx->fds_unread -= c->fds_unread;
-                if (c->fds_unread)
-                        quota_charge_unread(c->ctx->quota, c->uid, -(int64_t)c->fds_unread);
+                if (c->fds_unread && c->usage)
+                        quota_usage_charge_fds(c->usage, 0, -(int64_t)c->fds_unread);
                 close(c->fd);
         }
         /* a few orphans are looked at with every departure; many (an attack) only by the timer and sweeps */
         if (c->ctx->norphans && c->ctx->norphans <= CONN_MAX_FDS_UNREAD)
                 conn_reap_orphans(c->ctx, false);
-        quota_charge(c->ctx->quota, c->uid, 0, 0, -1, -(int64_t)c->fds_charged);
+        quota_release(c->ctx->quota, c->usage, c->fds_charged);
         if (c->transport_ready)
                 transport_deinit(&c->transport);
         c->ctx->connections--;

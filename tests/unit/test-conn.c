@@ -2091,6 +2091,38 @@ START_TEST(test_r2_uid_quota)
 }
 END_TEST
 
+/*
+ * A connection reads its limits once (conn_limits()), and again after a reload: a limit set by SIGHUP applies to
+ * the connections already open, for regions (CREATE) and for fds in flight (OPEN).
+ */
+START_TEST(test_quota_reload_applies_to_open_connections)
+{
+        struct env e;
+        struct peer p;
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        fd = create_ok(&p, 2, "a", 4096, 0, NULL);
+        close(fd);
+        fd = create_ok(&p, 3, "b", 4096, 0, NULL);
+        close(fd);
+        /* what config_reload() does to the running configuration */
+        e.cfg.quota.regions = 2;
+        e.cfg.generation++;
+        send_create(&p, 4, "c", 4096, 0, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CREATE, 4, -EDQUOT);
+        e.cfg.quota.regions = 0;
+        e.cfg.generation++;
+        fd = create_ok(&p, 5, "c", 4096, 0, NULL);
+        close(fd);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
 /* D10/R2: fds queued towards a uid that does not read are capped; past the cap OPEN says -EDQUOT. */
 START_TEST(test_fds_in_flight_quota)
 {
@@ -2956,6 +2988,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_peer_identity);
         tcase_add_test(tc, test_chmod_chown_quota);
         tcase_add_test(tc, test_r2_uid_quota);
+        tcase_add_test(tc, test_quota_reload_applies_to_open_connections);
         tcase_add_test(tc, test_fds_in_flight_quota);
         tcase_add_test(tc, test_refused_at_accept);
         tcase_add_test(tc, test_register);
