@@ -111,12 +111,20 @@ __attribute__((format(printf, 3, 4))) static inline int conn_failf(struct conn_r
         return error;
 }
 
+/* conn_limits()' slow path: read the limits again. Return: the limits. */
+const struct config_quota *conn_limits_reread(const struct conn *c);
+
 /*
  * conn_limits() - @c's quota limits (config_quota_for() of its uid and gid),
  * with quota-fds' default (conn_uid_fds_default()) when it is unset: read
  * once per connection, and again after a reload. Return: the limits.
  */
-const struct config_quota *conn_limits(const struct conn *c);
+static inline const struct config_quota *conn_limits(const struct conn *c)
+{
+        if (c->limits_uid == c->uid && c->limits_generation == c->ctx->config->generation)
+                return &c->limits;
+        return conn_limits_reread(c);
+}
 
 /*
  * conn_usage() - @uid's quota usage: @c's own entry, held for it, when @uid

@@ -769,7 +769,7 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
         k = proto_open_decode(f->payload, f->hdr.length, &m);
         if (k < 0)
                 return k;
-        r = regtab_lookup(c->ctx->regtab, m.name);
+        r = regtab_lookup_len(c->ctx->regtab, m.name, m.name_len);
         if (r)
                 return conn_region_send(c, f->hdr.opcode, f->hdr.id, r, m.flags & PROTO_OPEN_RDONLY, true, res);
         if (!(m.flags & PROTO_OPEN_WAIT))

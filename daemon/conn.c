@@ -97,15 +97,13 @@ static void conn_limits_read(struct conn_ctx *ctx, uid_t uid, gid_t gid, struct 
                 limits->fds = conn_uid_fds_default(ctx); /* queued fds are the daemon's: never unbounded */
 }
 
-const struct config_quota *conn_limits(const struct conn *c)
+const struct config_quota *conn_limits_reread(const struct conn *c)
 {
         struct conn *mc = (struct conn *)c; /* a cache: filling it changes no observable state */
 
-        if (c->limits_uid != c->uid || c->limits_generation != c->ctx->config->generation) {
-                conn_limits_read(c->ctx, c->uid, c->gid, &mc->limits);
-                mc->limits_uid = c->uid;
-                mc->limits_generation = c->ctx->config->generation;
-        }
+        conn_limits_read(c->ctx, c->uid, c->gid, &mc->limits);
+        mc->limits_uid = c->uid;
+        mc->limits_generation = c->ctx->config->generation;
         return &c->limits;
 }
 
@@ -602,20 +600,31 @@ void conn_reply_encoded(struct conn *c, const struct proto_header *req, int len,
 /* ---- requests on the connection itself ---------------------------------- */
 
 /* HELLO: the version handshake; a malformed or incompatible one closes the connection. */
+/* Return: the length of the HELLO reply's payload in ctx->hello_reply (a negative errno: a daemon bug). */
+static int conn_hello_reply(struct conn_ctx *ctx)
+{
+        const struct config *cfg = ctx->config;
+
+        if (ctx->hello_reply_generation != cfg->generation + 1) {
+                struct proto_hello_reply rep = {
+                        .version = PROTO_VERSION,
+                        .max_fds = PROTO_MAX_FDS,
+                        .max_payload = PROTO_MAX_PAYLOAD,
+                        .max_region_size = cfg->max_region_size,
+                        .name_max = PROTO_NAME_MAX,
+                        .backend = cfg->backend,
+                        .server_version = IOMEM_VERSION,
+                };
+
+                ctx->hello_reply_len = proto_hello_reply_encode(&rep, ctx->hello_reply, sizeof(ctx->hello_reply));
+                ctx->hello_reply_generation = cfg->generation + 1;
+        }
+        return ctx->hello_reply_len;
+}
+
 static int conn_handle_hello(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
-        const struct config *cfg = c->ctx->config;
         struct proto_hello m;
-        struct proto_hello_reply rep = {
-                .version = PROTO_VERSION,
-                .max_fds = PROTO_MAX_FDS,
-                .max_payload = PROTO_MAX_PAYLOAD,
-                .max_region_size = cfg->max_region_size,
-                .name_max = PROTO_NAME_MAX,
-                .backend = cfg->backend,
-                .server_version = IOMEM_VERSION,
-        };
-        uint8_t buf[128];
         int r;
 
         /* the decoder refuses min_version > max_version */
@@ -636,7 +645,7 @@ static int conn_handle_hello(struct conn *c, struct transport_frame *f, struct c
         /* replies from this one on may share a sendmsg() with replies that carry fds */
         c->transport.out_fds_in_order = m.flags & PROTO_HELLO_FDS_IN_ORDER;
         c->handshake_deadline_ns = 0;
-        conn_reply_encoded(c, &f->hdr, proto_hello_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        conn_reply_encoded(c, &f->hdr, conn_hello_reply(c->ctx), c->ctx->hello_reply, NULL, 0);
         return 0;
 }
 

@@ -281,6 +281,13 @@ struct region *regtab_lookup(struct regtab *t, const char *name)
         return regtab_lookup_hashed(t, name, len, regtab_name_hash(t, name, len));
 }
 
+struct region *regtab_lookup_len(struct regtab *t, const char *name, size_t len)
+{
+        if (!name || len == 0 || len > PROTO_NAME_MAX)
+                return NULL;
+        return regtab_lookup_hashed(t, name, len, regtab_name_hash(t, name, len));
+}
+
 struct region *regtab_lookup_id(struct regtab *t, uint64_t id)
 {
         for (struct region *r = t->by_id[regtab_id_bucket(t, id)]; r; r = r->tab.hnext_id)

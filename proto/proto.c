@@ -608,6 +608,7 @@ int proto_open_decode(const uint8_t *buf, size_t len, struct proto_open *m)
         r = name_get(buf, len, OPEN_FIXED, &v.name, &end);
         if (r < 0)
                 return r;
+        v.name_len = end - OPEN_FIXED - STRING_OVERHEAD;
         v.flags = get_u32(buf + 0);
         v.timeout_ms = get_u32(buf + 4);
         if (v.flags & ~PROTO_OPEN_KNOWN)

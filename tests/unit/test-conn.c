@@ -2119,6 +2119,26 @@ START_TEST(test_quota_reload_applies_to_open_connections)
         fd = create_ok(&p, 5, "c", 4096, 0, NULL);
         close(fd);
         peer_close(&p);
+        /* the HELLO reply (encoded once per configuration) says the reloaded max-region-size */
+        for (int round = 0; round < 2; round++) {
+                struct proto_hello m = { .min_version = 1, .max_version = 1 };
+                struct proto_hello_reply rep;
+                struct transport_frame f;
+                uint8_t buf[64];
+
+                if (round == 1) {
+                        e.cfg.max_region_size = 3 * TEST_MAX_REGION;
+                        e.cfg.generation++;
+                }
+                peer_open(&e, &p);
+                send_req(&p, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+                ck_assert_int_eq(pump(&p), 0);
+                expect_ok(&p, PROTO_OP_HELLO, 1, &f);
+                ck_assert_int_eq(proto_hello_reply_decode(f.payload, f.hdr.length, &rep), 0);
+                ck_assert_uint_eq(rep.max_region_size, round == 1 ? 3 * TEST_MAX_REGION : TEST_MAX_REGION);
+                transport_frame_deinit(&f);
+                peer_close(&p);
+        }
         env_deinit(&e);
 }
 END_TEST
