@@ -804,6 +804,18 @@ static bool conn_output_high(const struct conn *c)
 }
 
 /*
+ * Return: false if @c's input buffer is empty and holds no fds: then
+ * transport_next_frame_borrowed() could only say "no frame" (0), at the
+ * cost of a call that sets up a frame. Each batch of requests ends so.
+ */
+static bool conn_input_buffered(const struct conn *c)
+{
+        const struct transport *t = &c->transport;
+
+        return t->in_start != t->in_end || t->in_fds;
+}
+
+/*
  * Dispatch every complete buffered frame, unless replies pile up: then send
  * what the socket takes and, if still high, stop until conn_flush() drains
  * them. A client that pipelines requests is slowed down, not dropped; its
@@ -838,6 +850,8 @@ static int conn_process_frames(struct conn *c)
                                 return 0;
                         }
                 }
+                if (!conn_input_buffered(c))
+                        return 0;
                 r = transport_next_frame_borrowed(&c->transport, &f); /* handled before the next read */
                 if (r == 0)
                         return 0;
@@ -845,7 +859,9 @@ static int conn_process_frames(struct conn *c)
                         return conn_drop(c, r);
                 c->turn_work++;
                 r = conn_dispatch(c, &f);
-                transport_frame_deinit(&f);
+                /* a borrowed payload and no fds (the usual request): nothing to free or close */
+                if (f.nfds || (f.payload && !f.payload_borrowed))
+                        transport_frame_deinit(&f);
                 if (r < 0)
                         return r;
         }
