@@ -235,10 +235,14 @@ static void conn_charge_fds(struct conn *c, int64_t unread)
                 quota_usage_charge_fds(c->usage, fds, unread);
 }
 
-/* Bring the uid's count of fds not yet received in line with the transport's and the unread ones. */
-static void conn_sync_fds(struct conn *c)
+/*
+ * Bring the uid's count of fds not yet received in line with the transport's
+ * and the unread ones. Inline: after most replies nothing changed.
+ */
+static inline void conn_sync_fds(struct conn *c)
 {
-        conn_charge_fds(c, 0);
+        if ((c->transport_ready ? c->transport.out_fds : 0) + c->fds_unread != c->fds_charged)
+                conn_charge_fds(c, 0);
 }
 
 /*
