@@ -179,8 +179,7 @@ void conn_access_log_refusal(const struct conn *c, const char *what, const struc
                    r ? (unsigned)r->meta.mode : 0, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid);
 }
 
-/* Return: as conn_access_check(); refusals are logged only if @log. */
-static int conn_access_check_log(const struct conn *c, const struct region *r, enum conn_access what, bool log)
+int conn_access_decide(const struct conn *c, const struct region *r, enum conn_access what, bool log)
 {
         struct access_cred cred = conn_access_cred(c);
         enum access_need need;
@@ -210,14 +209,9 @@ static int conn_access_check_log(const struct conn *c, const struct region *r, e
         return k;
 }
 
-int conn_access_check(const struct conn *c, const struct region *r, enum conn_access what)
-{
-        return conn_access_check_log(c, r, what, true);
-}
-
 int conn_access_allowed(const struct conn *c, const struct region *r, enum conn_access what)
 {
-        return conn_access_check_log(c, r, what, false);
+        return conn_access_decide(c, r, what, false);
 }
 
 int conn_access_find(struct conn *c, const char *name, enum conn_access what, const char *denied,

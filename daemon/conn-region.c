@@ -375,7 +375,7 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
 
         if (check && conn_access_check(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_fail(res, -EACCES, "permission denied");
-        if (check && conn_access_quota_check(c, c->uid, 0, 0, 1, res) < 0)
+        if (check && conn_access_fd_check(c, res) < 0)
                 return -EDQUOT;
         k = regtab_region_get_fd(c->ctx->regtab, r, &h);
         if (k < 0)
