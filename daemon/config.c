@@ -759,6 +759,7 @@ int config_reload(struct config *c)
         fresh.socket_path = c->socket_path;
         fresh.max_region_fds = c->max_region_fds;
         c->socket_path = NULL;
+        fresh.generation = c->generation + 1;
         config_deinit(c);
         *c = fresh;
         return 0;

@@ -79,6 +79,9 @@ struct config {
         size_t nallow_gids;
         bool allow_list;            /* allow-uids or allow-gids was given */
         int argc;                   /* the command line, borrowed, for config_reload() */
+        /* bumped by config_reload(): what was derived from the configuration and kept (a connection's limits,
+         * conn_limits()) is derived again */
+        uint64_t generation;
         char **argv;
 };
 

@@ -179,8 +179,7 @@ void conn_access_log_refusal(const struct conn *c, const char *what, const struc
                    r ? (unsigned)r->meta.mode : 0, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid);
 }
 
-/* Return: as conn_access_check(); refusals are logged only if @log. */
-static int conn_access_check_log(const struct conn *c, const struct region *r, enum conn_access what, bool log)
+int conn_access_decide(const struct conn *c, const struct region *r, enum conn_access what, bool log)
 {
         struct access_cred cred = conn_access_cred(c);
         enum access_need need;
@@ -210,14 +209,9 @@ static int conn_access_check_log(const struct conn *c, const struct region *r, e
         return k;
 }
 
-int conn_access_check(const struct conn *c, const struct region *r, enum conn_access what)
-{
-        return conn_access_check_log(c, r, what, true);
-}
-
 int conn_access_allowed(const struct conn *c, const struct region *r, enum conn_access what)
 {
-        return conn_access_check_log(c, r, what, false);
+        return conn_access_decide(c, r, what, false);
 }
 
 int conn_access_find(struct conn *c, const char *name, enum conn_access what, const char *denied,
@@ -236,18 +230,24 @@ int conn_access_find(struct conn *c, const char *name, enum conn_access what, co
 int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds,
                             struct conn_result *res)
 {
-        struct config_quota limits;
+        struct config_quota other;
+        const struct config_quota *limits;
         struct quota_excess e;
 
-        config_quota_for(c->ctx->config, uid, uid == c->uid ? c->gid : UINT32_MAX, &limits);
-        if (!limits.fds)
-                limits.fds = conn_uid_fds_default(c->ctx); /* queued fds are the daemon's: never unbounded */
-        if (quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds, &e) == 0)
+        if (uid == c->uid) {
+                limits = conn_limits(c);
+        } else {
+                config_quota_for(c->ctx->config, uid, UINT32_MAX, &other);
+                if (!other.fds)
+                        other.fds = conn_uid_fds_default(c->ctx); /* queued fds are the daemon's: never unbounded */
+                limits = &other;
+        }
+        if (quota_check_usage(conn_usage(c, uid), uid, limits, bytes, regions, 0, fds, &e) == 0)
                 return 0;
         /* idle connections that read everything still count their last fds: look again before refusing */
         if (fds) {
                 conn_sweep_unread(c->ctx);
-                if (quota_check(c->ctx->quota, uid, &limits, bytes, regions, 0, fds, &e) == 0)
+                if (quota_check_usage(conn_usage(c, uid), uid, limits, bytes, regions, 0, fds, &e) == 0)
                         return 0;
         }
         quota_excess_format(&e, res->text, sizeof(res->text));
@@ -256,14 +256,18 @@ int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, 
 
 uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid)
 {
-        const struct quota_usage *u = quota_get(c->ctx->quota, uid);
-        struct config_quota limits;
+        const struct quota_usage *u = conn_usage(c, uid);
+        struct config_quota other;
+        const struct config_quota *limits = &other;
         uint64_t used = u ? u->bytes : 0;
 
-        config_quota_for(c->ctx->config, uid, uid == c->uid ? c->gid : UINT32_MAX, &limits);
-        if (!limits.bytes)
+        if (uid == c->uid)
+                limits = conn_limits(c);
+        else
+                config_quota_for(c->ctx->config, uid, UINT32_MAX, &other);
+        if (!limits->bytes)
                 return UINT64_MAX;
-        return used >= limits.bytes ? 0 : limits.bytes - used;
+        return used >= limits->bytes ? 0 : limits->bytes - used;
 }
 
 

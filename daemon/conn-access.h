@@ -10,6 +10,8 @@
 #include "access.h"
 #include "conn-internal.h"
 #include "conn.h"
+#include "quota.h"
+#include "regtab.h"
 
 struct region;
 
@@ -55,7 +57,19 @@ void conn_access_log_refusal(const struct conn *c, const char *what, const struc
  * who asked for what (rate-limited per connection).
  * Return: 0, or -EACCES.
  */
-int conn_access_check(const struct conn *c, const struct region *r, enum conn_access what);
+/* conn_access_check() and conn_access_allowed(), out of line (refusals logged if @log). Return: 0 or -EACCES. */
+int conn_access_decide(const struct conn *c, const struct region *r, enum conn_access what, bool log);
+
+static inline int conn_access_check(const struct conn *c, const struct region *r, enum conn_access what)
+{
+        /* inline, the usual cases as access_check() decides them: root, and an owner reading or writing its region */
+        if (c->uid == 0)
+                return 0;
+        if (r && c->uid == r->meta.uid &&
+            ((what == CONN_ACCESS_READ && (r->meta.mode & 0400)) || (what == CONN_ACCESS_WRITE && (r->meta.mode & 0200))))
+                return 0;
+        return conn_access_decide(c, r, what, true);
+}
 
 /* conn_access_allowed() - conn_access_check() without logging a refusal (LIST). Return: 0 or -EACCES. */
 int conn_access_allowed(const struct conn *c, const struct region *r, enum conn_access what);
@@ -77,6 +91,20 @@ int conn_access_find(struct conn *c, const char *name, enum conn_access what, co
  */
 int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds,
                             struct conn_result *res);
+
+/*
+ * conn_access_fd_check() - conn_access_quota_check() of one more fd in
+ * flight for @c's own uid (every OPEN's), inline while within the limit.
+ * Return: as conn_access_quota_check().
+ */
+static inline int conn_access_fd_check(const struct conn *c, struct conn_result *res)
+{
+        const struct quota_usage *u = c->usage;
+
+        if (u && u->uid == c->uid && !quota_over(u->fds, 1, conn_limits(c)->fds))
+                return 0;
+        return conn_access_quota_check(c, c->uid, 0, 0, 1, res);
+}
 
 /* Return: how many more bytes @uid's byte quota allows (limits as for conn_access_quota_check()); UINT64_MAX if unlimited. */
 uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid);

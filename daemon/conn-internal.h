@@ -15,6 +15,7 @@
 
 struct conn_event;
 struct conn_wait;
+struct quota_usage;
 struct region;
 
 struct conn {
@@ -29,6 +30,10 @@ struct conn {
         size_t ngroups;
         bool groups_loaded;
         unsigned refusals; /* logged so far (CONN_MAX_LOGGED_REFUSALS) */
+        struct quota_usage *usage; /* the uid charged at accept: its entry, held (quota_hold()) until conn_free() */
+        struct config_quota limits; /* conn_limits(): those of uid and gid, quota-fds' default filled in */
+        uid_t limits_uid;
+        uint64_t limits_generation; /* config.generation they were read in */
         uint64_t fds_charged; /* queued and unread fds counted in the uid's quota usage */
         unsigned fds_unread;  /* fds sent since the peer last had read everything (SIOCOUTQ 0) */
         bool fds_gated;       /* a reply with fds waits: too many unread (conn_fd_budget()) */
@@ -105,6 +110,28 @@ __attribute__((format(printf, 3, 4))) static inline int conn_failf(struct conn_r
         res->message = res->text;
         return error;
 }
+
+/* conn_limits()' slow path: read the limits again. Return: the limits. */
+const struct config_quota *conn_limits_reread(const struct conn *c);
+
+/*
+ * conn_limits() - @c's quota limits (config_quota_for() of its uid and gid),
+ * with quota-fds' default (conn_uid_fds_default()) when it is unset: read
+ * once per connection, and again after a reload. Return: the limits.
+ */
+static inline const struct config_quota *conn_limits(const struct conn *c)
+{
+        if (c->limits_uid == c->uid && c->limits_generation == c->ctx->config->generation)
+                return &c->limits;
+        return conn_limits_reread(c);
+}
+
+/*
+ * conn_usage() - @uid's quota usage: @c's own entry, held for it, when @uid
+ * is the uid charged for @c; else looked up (NULL if @uid holds nothing).
+ * Return: the usage, or NULL.
+ */
+const struct quota_usage *conn_usage(const struct conn *c, uint32_t uid);
 
 /* conn_drop() - mark @c dead (freed later by the event loop) because of @error. Return: @error. */
 int conn_drop(struct conn *c, int error);

@@ -252,6 +252,22 @@ static uint32_t conn_region_seals_of(int fd, uint16_t backend)
 }
 
 /*
+ * Seal a memfd this daemon has just made (backend_create() or
+ * backend_create_pages() said MEMFD): backend_seal() without its check that
+ * the fd is a memfd (fstat, fstatfs, a readlink of /proc/self/fd and a
+ * snprintf), which the CREATE that made it knows. Same errors as
+ * backend_seal(). Return: 0 or a negative errno.
+ */
+static int conn_region_seal_new(int fd, uint32_t seals)
+{
+        if (seals & ~PROTO_SEALS_KNOWN)
+                return -EINVAL;
+        if (fcntl(fd, F_ADD_SEALS, (int)seals) < 0)
+                return errno == EINVAL ? -EOPNOTSUPP : -errno;
+        return 0;
+}
+
+/*
  * Return: @r's seals, read from @fd (its object's fd; -1: none here, the
  * last seen). Any holder of a writable fd may add seals at any time, so they
  * are read again for every reply, except once F_SEAL_SEAL is among them:
@@ -359,7 +375,7 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
 
         if (check && conn_access_check(c, r, rdonly ? CONN_ACCESS_READ : CONN_ACCESS_WRITE) < 0)
                 return conn_fail(res, -EACCES, "permission denied");
-        if (check && conn_access_quota_check(c, c->uid, 0, 0, 1, res) < 0)
+        if (check && conn_access_fd_check(c, res) < 0)
                 return -EDQUOT;
         k = regtab_region_get_fd(c->ctx->regtab, r, &h);
         if (k < 0)
@@ -519,7 +535,7 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
                 return r;
         info.flags |= page_flags;
         if (m->seals) {
-                r = chosen == PROTO_BACKEND_MEMFD ? backend_seal(fd, m->seals) : -EOPNOTSUPP;
+                r = chosen == PROTO_BACKEND_MEMFD ? conn_region_seal_new(fd, m->seals) : -EOPNOTSUPP;
                 if (r < 0) {
                         close(fd);
                         return conn_fail(res, r, "cannot apply the seals");
@@ -584,7 +600,7 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
          */
         seals = m.seals | (m.flags & PROTO_CREATE_RESIZABLE ? 0 : PROTO_SEAL_SHRINK | PROTO_SEAL_GROW);
         if (chosen == PROTO_BACKEND_MEMFD)
-                r = backend_seal(fd, seals);
+                r = conn_region_seal_new(fd, seals);
         else
                 r = m.seals ? -EOPNOTSUPP : 0;
         if (r < 0) {
@@ -769,7 +785,7 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
         k = proto_open_decode(f->payload, f->hdr.length, &m);
         if (k < 0)
                 return k;
-        r = regtab_lookup(c->ctx->regtab, m.name);
+        r = regtab_lookup_len(c->ctx->regtab, m.name, m.name_len);
         if (r)
                 return conn_region_send(c, f->hdr.opcode, f->hdr.id, r, m.flags & PROTO_OPEN_RDONLY, true, res);
         if (!(m.flags & PROTO_OPEN_WAIT))

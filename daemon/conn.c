@@ -89,12 +89,38 @@ static void conn_unbuilt_freep(struct conn **cp)
         free(c);
 }
 
+/* The limits of @uid with primary group @gid, as conn_limits() gives them. */
+static void conn_limits_read(struct conn_ctx *ctx, uid_t uid, gid_t gid, struct config_quota *limits)
+{
+        config_quota_for(ctx->config, uid, gid, limits);
+        if (!limits->fds)
+                limits->fds = conn_uid_fds_default(ctx); /* queued fds are the daemon's: never unbounded */
+}
+
+const struct config_quota *conn_limits_reread(const struct conn *c)
+{
+        struct conn *mc = (struct conn *)c; /* a cache: filling it changes no observable state */
+
+        conn_limits_read(c->ctx, c->uid, c->gid, &mc->limits);
+        mc->limits_uid = c->uid;
+        mc->limits_generation = c->ctx->config->generation;
+        return &c->limits;
+}
+
+const struct quota_usage *conn_usage(const struct conn *c, uint32_t uid)
+{
+        if (c->usage && c->usage->uid == uid)
+                return c->usage;
+        return quota_get(c->ctx->quota, uid);
+}
+
 int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
 {
         __attribute__((cleanup(conn_closep))) int sock = fd; /* consumed, even on error */
         __attribute__((cleanup(conn_groups_freep))) gid_t *groups = NULL;
         __attribute__((cleanup(conn_unbuilt_freep))) struct conn *c = NULL;
         struct config_quota limits;
+        struct quota_usage *usage;
         struct ucred cred;
         socklen_t len = sizeof(cred);
         size_t ngroups = 0;
@@ -126,8 +152,8 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
                 sock = -1; /* consumed */
                 return -EACCES;
         }
-        config_quota_for(ctx->config, cred.uid, cred.gid, &limits);
-        if (quota_check(ctx->quota, cred.uid, &limits, 0, 0, 1, 0, &excess) < 0) {
+        conn_limits_read(ctx, cred.uid, cred.gid, &limits);
+        if (quota_check_usage(quota_get(ctx->quota, cred.uid), cred.uid, &limits, 0, 0, 1, 0, &excess) < 0) {
                 char text[256];
 
                 log_debug("refused connection of pid=%d uid=%u: connection quota (%llu) reached", (int)cred.pid,
@@ -150,14 +176,18 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         groups = NULL; /* stolen */
         c->ngroups = ngroups;
         c->groups_loaded = groups_loaded;
+        c->limits = limits;
+        c->limits_uid = cred.uid;
+        c->limits_generation = ctx->config->generation;
         r = transport_init(&c->transport, sock, ctx->config->max_out_bytes, 0);
         if (r < 0)
                 return r;
         c->transport.fd_owner = cred.uid; /* fds it sends are closed on the closer threads, counted to it */
         c->transport_ready = true;
         /* the last step that can fail: from here on conn_free() gives the charge back */
-        if (quota_charge(ctx->quota, cred.uid, 0, 0, 1, 0) < 0)
+        if (quota_hold(ctx->quota, cred.uid, &usage) < 0)
                 return -ENOMEM;
+        c->usage = usage;
         c->fd = sock;
         sock = -1; /* stolen */
         if (ctx->config->handshake_timeout_sec)
@@ -201,14 +231,18 @@ static void conn_charge_fds(struct conn *c, int64_t unread)
         if (!fds && !unread)
                 return;
         c->fds_charged = now;
-        /* the uid has an entry (its connection is counted): this never allocates */
-        quota_charge_fds(c->ctx->quota, c->uid, fds, unread);
+        if (c->usage)
+                quota_usage_charge_fds(c->usage, fds, unread);
 }
 
-/* Bring the uid's count of fds not yet received in line with the transport's and the unread ones. */
-static void conn_sync_fds(struct conn *c)
+/*
+ * Bring the uid's count of fds not yet received in line with the transport's
+ * and the unread ones. Inline: after most replies nothing changed.
+ */
+static inline void conn_sync_fds(struct conn *c)
 {
-        conn_charge_fds(c, 0);
+        if ((c->transport_ready ? c->transport.out_fds : 0) + c->fds_unread != c->fds_charged)
+                conn_charge_fds(c, 0);
 }
 
 /*
@@ -236,8 +270,8 @@ static void conn_unread_add(struct conn *c, int64_t delta)
 {
         c->fds_unread = (unsigned)((int64_t)c->fds_unread + delta);
         c->ctx->fds_unread = (uint64_t)((int64_t)c->ctx->fds_unread + delta);
-        /* the uid has an entry (its connection is counted): this never allocates */
-        quota_charge_unread(c->ctx->quota, c->uid, delta);
+        if (c->usage)
+                quota_usage_charge_fds(c->usage, 0, delta);
 }
 
 /* Return: the daemon-wide bound on fds in flight (half of RLIMIT_NOFILE, which the kernel applies). */
@@ -340,20 +374,18 @@ static unsigned conn_fd_budget(struct conn *c)
 {
         struct conn_ctx *ctx = c->ctx;
         const struct quota_usage *u;
-        struct config_quota limits;
         uint64_t room, max, uid_max, used;
 
         conn_refresh_unread(c);
         room = c->fds_unread < CONN_MAX_FDS_UNREAD ? CONN_MAX_FDS_UNREAD - c->fds_unread : 0;
         max = conn_max_fds_unread(ctx);
-        config_quota_for(ctx->config, c->uid, c->gid, &limits);
-        uid_max = limits.fds ? limits.fds : conn_uid_fds_default(ctx);
-        u = quota_get(ctx->quota, c->uid);
+        uid_max = conn_limits(c)->fds;
+        u = conn_usage(c, c->uid);
         used = u ? u->fds_unread : 0;
         if (room && (used >= uid_max || ctx->fds_unread >= max)) {
                 /* other connections' counts may be stale (idle clients that read everything) */
                 conn_sweep_unread(ctx);
-                u = quota_get(ctx->quota, c->uid);
+                u = conn_usage(c, c->uid);
                 used = u ? u->fds_unread : 0;
         }
         if (used >= uid_max)
@@ -403,14 +435,14 @@ struct conn *conn_free(struct conn *c)
         conn_watch_release(c);
         if (!conn_orphan_add(c)) {
                 c->ctx->fds_unread -= c->fds_unread;
-                if (c->fds_unread)
-                        quota_charge_unread(c->ctx->quota, c->uid, -(int64_t)c->fds_unread);
+                if (c->fds_unread && c->usage)
+                        quota_usage_charge_fds(c->usage, 0, -(int64_t)c->fds_unread);
                 close(c->fd);
         }
         /* a few orphans are looked at with every departure; many (an attack) only by the timer and sweeps */
         if (c->ctx->norphans && c->ctx->norphans <= CONN_MAX_FDS_UNREAD)
                 conn_reap_orphans(c->ctx, false);
-        quota_charge(c->ctx->quota, c->uid, 0, 0, -1, -(int64_t)c->fds_charged);
+        quota_release(c->ctx->quota, c->usage, c->fds_charged);
         if (c->transport_ready)
                 transport_deinit(&c->transport);
         c->ctx->connections--;
@@ -572,20 +604,31 @@ void conn_reply_encoded(struct conn *c, const struct proto_header *req, int len,
 /* ---- requests on the connection itself ---------------------------------- */
 
 /* HELLO: the version handshake; a malformed or incompatible one closes the connection. */
+/* Return: the length of the HELLO reply's payload in ctx->hello_reply (a negative errno: a daemon bug). */
+static int conn_hello_reply(struct conn_ctx *ctx)
+{
+        const struct config *cfg = ctx->config;
+
+        if (ctx->hello_reply_generation != cfg->generation + 1) {
+                struct proto_hello_reply rep = {
+                        .version = PROTO_VERSION,
+                        .max_fds = PROTO_MAX_FDS,
+                        .max_payload = PROTO_MAX_PAYLOAD,
+                        .max_region_size = cfg->max_region_size,
+                        .name_max = PROTO_NAME_MAX,
+                        .backend = cfg->backend,
+                        .server_version = IOMEM_VERSION,
+                };
+
+                ctx->hello_reply_len = proto_hello_reply_encode(&rep, ctx->hello_reply, sizeof(ctx->hello_reply));
+                ctx->hello_reply_generation = cfg->generation + 1;
+        }
+        return ctx->hello_reply_len;
+}
+
 static int conn_handle_hello(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
-        const struct config *cfg = c->ctx->config;
         struct proto_hello m;
-        struct proto_hello_reply rep = {
-                .version = PROTO_VERSION,
-                .max_fds = PROTO_MAX_FDS,
-                .max_payload = PROTO_MAX_PAYLOAD,
-                .max_region_size = cfg->max_region_size,
-                .name_max = PROTO_NAME_MAX,
-                .backend = cfg->backend,
-                .server_version = IOMEM_VERSION,
-        };
-        uint8_t buf[128];
         int r;
 
         /* the decoder refuses min_version > max_version */
@@ -606,7 +649,7 @@ static int conn_handle_hello(struct conn *c, struct transport_frame *f, struct c
         /* replies from this one on may share a sendmsg() with replies that carry fds */
         c->transport.out_fds_in_order = m.flags & PROTO_HELLO_FDS_IN_ORDER;
         c->handshake_deadline_ns = 0;
-        conn_reply_encoded(c, &f->hdr, proto_hello_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        conn_reply_encoded(c, &f->hdr, conn_hello_reply(c->ctx), c->ctx->hello_reply, NULL, 0);
         return 0;
 }
 
@@ -765,6 +808,18 @@ static bool conn_output_high(const struct conn *c)
 }
 
 /*
+ * Return: false if @c's input buffer is empty and holds no fds: then
+ * transport_next_frame_borrowed() could only say "no frame" (0), at the
+ * cost of a call that sets up a frame. Each batch of requests ends so.
+ */
+static bool conn_input_buffered(const struct conn *c)
+{
+        const struct transport *t = &c->transport;
+
+        return t->in_start != t->in_end || t->in_fds;
+}
+
+/*
  * Dispatch every complete buffered frame, unless replies pile up: then send
  * what the socket takes and, if still high, stop until conn_flush() drains
  * them. A client that pipelines requests is slowed down, not dropped; its
@@ -799,6 +854,8 @@ static int conn_process_frames(struct conn *c)
                                 return 0;
                         }
                 }
+                if (!conn_input_buffered(c))
+                        return 0;
                 r = transport_next_frame_borrowed(&c->transport, &f); /* handled before the next read */
                 if (r == 0)
                         return 0;
@@ -806,7 +863,9 @@ static int conn_process_frames(struct conn *c)
                         return conn_drop(c, r);
                 c->turn_work++;
                 r = conn_dispatch(c, &f);
-                transport_frame_deinit(&f);
+                /* a borrowed payload and no fds (the usual request): nothing to free or close */
+                if (f.nfds || (f.payload && !f.payload_borrowed))
+                        transport_frame_deinit(&f);
                 if (r < 0)
                         return r;
         }

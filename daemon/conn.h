@@ -51,6 +51,10 @@ struct conn_ctx {
         struct conn_watch *watches; /* conn-watch.c: every WATCH of every connection */
         struct conn_wait *vwaits;   /* conn-region.c: OPENVs waiting for a newer version of a name */
         struct conn_log_slot log_slots[CONN_LOG_SLOTS]; /* per-uid log budget, by uid hash */
+        /* the HELLO reply's payload, the same for every connection: encoded once per configuration */
+        uint8_t hello_reply[128];
+        int hello_reply_len;
+        uint64_t hello_reply_generation; /* config.generation + 1 it was encoded for; 0 = not yet */
         uint64_t fds_unread;     /* fds sent to all clients and not known to be received */
         uint64_t max_fds_unread; /* bound on that: 0 = half of RLIMIT_NOFILE, taken at first use */
         uint64_t swept_ns;       /* last call of sweep */

@@ -11,7 +11,9 @@
 #include "quota.h"
 
 struct quota {
-        struct quota_usage *v; /* sorted by uid */
+        /* sorted by uid; each entry is its own allocation, so that an entry held by a connection (quota_hold())
+         * stays where it is while others come and go */
+        struct quota_usage **v;
         size_t n, cap;
         /*
          * Where the last uid looked up was found: a connection's requests
@@ -28,7 +30,7 @@ static size_t quota_find(const struct quota *q, uint32_t uid, bool *foundp)
 {
         size_t lo = 0, hi = q->n;
 
-        if (q->hint < q->n && q->v[q->hint].uid == uid) {
+        if (q->hint < q->n && q->v[q->hint]->uid == uid) {
                 *foundp = true;
                 return q->hint;
         }
@@ -36,12 +38,12 @@ static size_t quota_find(const struct quota *q, uint32_t uid, bool *foundp)
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
 
-                if (q->v[mid].uid < uid)
+                if (q->v[mid]->uid < uid)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        *foundp = lo < q->n && q->v[lo].uid == uid;
+        *foundp = lo < q->n && q->v[lo]->uid == uid;
         if (*foundp)
                 ((struct quota *)q)->hint = lo; /* a cache: lookups change no observable state */
         return lo;
@@ -69,6 +71,8 @@ struct quota *quota_free(struct quota *q)
 {
         if (!q)
                 return NULL;
+        for (size_t i = 0; i < q->n; i++)
+                free(q->v[i]);
         free(q->v);
         free(q);
         return NULL;
@@ -82,19 +86,41 @@ const struct quota_usage *quota_get(const struct quota *q, uint32_t uid)
         if (!q)
                 return NULL;
         i = quota_find(q, uid, &found);
-        return found ? &q->v[i] : NULL;
+        return found ? q->v[i] : NULL;
 }
 
-static uint64_t quota_add(uint64_t v, int64_t delta)
+/* Make an entry for @uid at @i (where quota_find() said it goes). Return: the entry, or NULL (-ENOMEM). */
+static struct quota_usage *quota_insert(struct quota *q, size_t i, uint32_t uid)
 {
-        uint64_t d;
+        struct quota_usage *u;
 
-        if (delta < 0) {
-                d = (uint64_t)-(delta + 1) + 1; /* no overflow for INT64_MIN */
-                return d > v ? 0 : v - d;
+        if (q->n == q->cap) {
+                size_t cap = q->cap ? q->cap * 2 : 8;
+                struct quota_usage **v = realloc(q->v, cap * sizeof(*v));
+
+                if (!v)
+                        return NULL;
+                q->v = v;
+                q->cap = cap;
         }
-        d = (uint64_t)delta;
-        return d > UINT64_MAX - v ? UINT64_MAX : v + d;
+        u = malloc(sizeof(*u));
+        if (!u)
+                return NULL;
+        *u = (struct quota_usage){ .uid = uid };
+        memmove(&q->v[i + 1], &q->v[i], (q->n - i) * sizeof(*q->v));
+        q->v[i] = u;
+        q->n++;
+        return u;
+}
+
+/* Remove @u, at @i, if it holds nothing. */
+static void quota_drop_if_empty(struct quota *q, size_t i, struct quota_usage *u)
+{
+        if (u->bytes || u->regions || u->connections || u->fds || u->fds_unread)
+                return;
+        memmove(&q->v[i], &q->v[i + 1], (q->n - i - 1) * sizeof(*q->v));
+        q->n--;
+        free(u);
 }
 
 static int quota_charge_all(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, int64_t connections,
@@ -107,33 +133,57 @@ static int quota_charge_all(struct quota *q, uint32_t uid, int64_t bytes, int64_
         if (!q)
                 return 0; /* no connection, no accounting (see quota.h) */
         i = quota_find(q, uid, &found);
-        if (!found) {
+        if (found) {
+                u = q->v[i];
+        } else {
                 if (bytes <= 0 && regions <= 0 && connections <= 0 && fds <= 0 && unread <= 0)
                         return 0; /* nothing held, nothing to refund */
-                if (q->n == q->cap) {
-                        size_t cap = q->cap ? q->cap * 2 : 8;
-                        struct quota_usage *v = realloc(q->v, cap * sizeof(*v));
-
-                        if (!v)
-                                return -ENOMEM;
-                        q->v = v;
-                        q->cap = cap;
-                }
-                memmove(&q->v[i + 1], &q->v[i], (q->n - i) * sizeof(*q->v));
-                q->v[i] = (struct quota_usage){ .uid = uid };
-                q->n++;
+                u = quota_insert(q, i, uid);
+                if (!u)
+                        return -ENOMEM;
         }
-        u = &q->v[i];
         u->bytes = quota_add(u->bytes, bytes);
         u->regions = quota_add(u->regions, regions);
         u->connections = quota_add(u->connections, connections);
         u->fds = quota_add(u->fds, fds);
         u->fds_unread = quota_add(u->fds_unread, unread);
-        if (!u->bytes && !u->regions && !u->connections && !u->fds && !u->fds_unread) {
-                memmove(&q->v[i], &q->v[i + 1], (q->n - i - 1) * sizeof(*q->v));
-                q->n--;
-        }
+        quota_drop_if_empty(q, i, u);
         return 0;
+}
+
+int quota_hold(struct quota *q, uint32_t uid, struct quota_usage **usagep)
+{
+        struct quota_usage *u;
+        bool found;
+        size_t i;
+
+        if (!q) {
+                *usagep = NULL;
+                return 0;
+        }
+        i = quota_find(q, uid, &found);
+        u = found ? q->v[i] : quota_insert(q, i, uid);
+        if (!u)
+                return -ENOMEM;
+        u->connections = quota_add(u->connections, 1);
+        *usagep = u;
+        return 0;
+}
+
+void quota_release(struct quota *q, struct quota_usage *u, uint64_t fds)
+{
+        bool found;
+        size_t i;
+
+        if (!q || !u)
+                return;
+        u->connections = quota_add(u->connections, -1);
+        u->fds = fds > u->fds ? 0 : u->fds - fds;
+        if (u->connections)
+                return; /* the common case: other connections of the uid, or regions it owns */
+        i = quota_find(q, u->uid, &found);
+        if (found && q->v[i] == u)
+                quota_drop_if_empty(q, i, u);
 }
 
 int quota_charge(struct quota *q, uint32_t uid, int64_t bytes, int64_t regions, int64_t connections, int64_t fds)
@@ -151,24 +201,19 @@ int quota_charge_fds(struct quota *q, uint32_t uid, int64_t fds, int64_t unread)
         return quota_charge_all(q, uid, 0, 0, 0, fds, unread);
 }
 
-/* Return: true if @used + @add passes @limit (0 = unlimited). */
-static bool quota_over(uint64_t used, uint64_t add, uint64_t limit)
-{
-        if (!limit || !add)
-                return false;
-        return used > limit || add > limit - used;
-}
-
 int quota_check(const struct quota *q, uint32_t uid, const struct config_quota *limits, uint64_t bytes,
                 uint64_t regions, uint64_t connections, uint64_t fds, struct quota_excess *excessp)
 {
-        static const struct quota_usage none;
-        const struct quota_usage *u = quota_get(q, uid) ?: &none;
+        return quota_check_usage(quota_get(q, uid), uid, limits, bytes, regions, connections, fds, excessp);
+}
 
-        /* within every limit, the common case: no rows to fill in */
-        if (!quota_over(u->bytes, bytes, limits->bytes) && !quota_over(u->regions, regions, limits->regions) &&
-            !quota_over(u->connections, connections, limits->connections) && !quota_over(u->fds, fds, limits->fds))
-                return 0;
+int quota_check_excess(const struct quota_usage *u, uint32_t uid, const struct config_quota *limits, uint64_t bytes,
+                       uint64_t regions, uint64_t connections, uint64_t fds, struct quota_excess *excessp)
+{
+        static const struct quota_usage none;
+
+        if (!u)
+                u = &none;
         const struct quota_excess rows[] = {
                 { QUOTA_BYTES, uid, u->bytes, bytes, limits->bytes },
                 { QUOTA_REGIONS, uid, u->regions, regions, limits->regions },
@@ -228,5 +273,5 @@ size_t quota_count(const struct quota *q)
 
 const struct quota_usage *quota_nth(const struct quota *q, size_t index)
 {
-        return &q->v[index];
+        return q->v[index];
 }

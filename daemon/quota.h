@@ -2,6 +2,7 @@
 /* quota: what each uid holds in the daemon (bytes, regions, connections, fds in flight) against its limits. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -36,6 +37,46 @@ struct quota *quota_free(struct quota *q);
 
 /* Return: @uid's usage, or NULL if it holds nothing (all counts zero). */
 const struct quota_usage *quota_get(const struct quota *q, uint32_t uid);
+
+/* Return: @v + @delta, saturating at 0 and UINT64_MAX (counts never wrap). */
+static inline uint64_t quota_add(uint64_t v, int64_t delta)
+{
+        uint64_t r;
+
+        if (delta >= 0)
+                return __builtin_add_overflow(v, (uint64_t)delta, &r) ? UINT64_MAX : r;
+        /* -(uint64_t)delta: no overflow for INT64_MIN */
+        return __builtin_sub_overflow(v, -(uint64_t)delta, &r) ? 0 : r;
+}
+
+/*
+ * quota_hold() - charge one connection to @uid and give its entry, which
+ * stays at the same address, and in the table, until the matching
+ * quota_release(): a connection's own charges then need no lookup
+ * (quota_usage_charge_fds()). A NULL @q gives a NULL entry (no accounting).
+ * Return: 0 with *usagep set; -ENOMEM (nothing changed).
+ */
+int quota_hold(struct quota *q, uint32_t uid, struct quota_usage **usagep);
+
+/*
+ * quota_release() - give back the connection quota_hold() charged to @u and
+ * @fds of its fds; the entry goes if it then holds nothing. NULL @q or @u:
+ * nothing. Return: nothing.
+ */
+void quota_release(struct quota *q, struct quota_usage *u, uint64_t fds);
+
+/*
+ * quota_usage_charge_fds() - quota_charge_fds() on an entry held with
+ * quota_hold() (never removed by this: its connection is counted).
+ * Return: nothing.
+ */
+static inline void quota_usage_charge_fds(struct quota_usage *u, int64_t fds, int64_t unread)
+{
+        if (fds)
+                u->fds = quota_add(u->fds, fds);
+        if (unread)
+                u->fds_unread = quota_add(u->fds_unread, unread);
+}
 
 /*
  * quota_charge() - add the deltas (which may be negative) to @uid's usage,
@@ -84,6 +125,36 @@ struct quota_excess {
  */
 int quota_check(const struct quota *q, uint32_t uid, const struct config_quota *limits, uint64_t bytes,
                 uint64_t regions, uint64_t connections, uint64_t fds, struct quota_excess *excessp);
+
+/* Return: true if @used + @add passes @limit (0 = unlimited). */
+static inline bool quota_over(uint64_t used, uint64_t add, uint64_t limit)
+{
+        return add && limit && (used > limit || add > limit - used);
+}
+
+/* quota_check_usage()'s refusal, out of line: the limit passed, in *@excessp. Return: -EDQUOT, or 0. */
+int quota_check_excess(const struct quota_usage *u, uint32_t uid, const struct config_quota *limits, uint64_t bytes,
+                       uint64_t regions, uint64_t connections, uint64_t fds, struct quota_excess *excessp);
+
+/*
+ * quota_check_usage() - quota_check() against @u (may be NULL: nothing held),
+ * the entry of @uid found before (quota_get(), quota_hold()). Inline: a
+ * request usually asks for one kind, within its limit.
+ * Return: as quota_check().
+ */
+static inline int quota_check_usage(const struct quota_usage *u, uint32_t uid, const struct config_quota *limits,
+                                    uint64_t bytes, uint64_t regions, uint64_t connections, uint64_t fds,
+                                    struct quota_excess *excessp)
+{
+        uint64_t zero = 0;
+
+        if (!quota_over(u ? u->bytes : zero, bytes, limits->bytes) &&
+            !quota_over(u ? u->regions : zero, regions, limits->regions) &&
+            !quota_over(u ? u->connections : zero, connections, limits->connections) &&
+            !quota_over(u ? u->fds : zero, fds, limits->fds))
+                return 0;
+        return quota_check_excess(u, uid, limits, bytes, regions, connections, fds, excessp);
+}
 
 /*
  * quota_excess_format() - the error text of @e: which quota, what the uid

@@ -146,6 +146,9 @@ void regtab_remove(struct regtab *t, struct region *r);
 /* Return: the region named @name, or NULL. */
 struct region *regtab_lookup(struct regtab *t, const char *name);
 
+/* regtab_lookup_len() - regtab_lookup() of a name whose length @len is known (a decoded request's). Return: as it. */
+struct region *regtab_lookup_len(struct regtab *t, const char *name, size_t len);
+
 /* Return: the region with id @id, or NULL. */
 struct region *regtab_lookup_id(struct regtab *t, uint64_t id);
 

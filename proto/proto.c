@@ -162,11 +162,19 @@ static int str_check(const char *s, size_t n, size_t max)
         return 0;
 }
 
+/* The name characters (docs/protocol.md): ASCII letters, digits and "._-/:@+=,", as a bitmap of the first 128. */
+#define NAME_BIT(c) (1ULL << ((c) & 63))
+static const uint64_t name_chars[2] = {
+        (0x3FFULL << '0') | NAME_BIT('.') | NAME_BIT('-') | NAME_BIT('/') | NAME_BIT(':') | NAME_BIT('+') |
+                NAME_BIT('=') | NAME_BIT(','),
+        (0x3FFFFFFULL << ('A' - 64)) | (0x3FFFFFFULL << ('a' - 64)) | NAME_BIT('@') | NAME_BIT('_'),
+};
+
 static bool name_char_ok(char c)
 {
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-                return true;
-        return c && strchr("._-/:@+=,", c);
+        unsigned char u = (unsigned char)c;
+
+        return u < 128 && (name_chars[u >> 6] >> (u & 63)) & 1;
 }
 
 int proto_name_check(const char *name, size_t len)
@@ -207,9 +215,9 @@ static int name_get(const uint8_t *buf, size_t len, size_t off, const char **nam
                 return r;
         if (*endp != len)
                 return -EBADMSG;
-        r = str_check(s, n, PROTO_NAME_MAX);
-        if (r < 0)
-                return r;
+        /* str_check() without its memchr(): proto_name_check() refuses a NUL like any other non-name byte */
+        if (n > PROTO_NAME_MAX || s[n] != '\0')
+                return -EINVAL;
         r = proto_name_check(s, n);
         if (r < 0)
                 return r;
@@ -600,6 +608,7 @@ int proto_open_decode(const uint8_t *buf, size_t len, struct proto_open *m)
         r = name_get(buf, len, OPEN_FIXED, &v.name, &end);
         if (r < 0)
                 return r;
+        v.name_len = end - OPEN_FIXED - STRING_OVERHEAD;
         v.flags = get_u32(buf + 0);
         v.timeout_ms = get_u32(buf + 4);
         if (v.flags & ~PROTO_OPEN_KNOWN)

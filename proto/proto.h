@@ -229,6 +229,7 @@ struct proto_open {
         uint32_t flags; /* PROTO_OPEN_* */
         uint32_t timeout_ms;
         const char *name;
+        size_t name_len; /* set by proto_open_decode() (strlen(name)); the encoder reads only name */
 };
 
 struct proto_resize {

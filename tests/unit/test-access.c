@@ -280,6 +280,69 @@ START_TEST(test_quota_lookup_after_shifts)
 }
 END_TEST
 
+/*
+ * quota_hold(): a connection's entry stays at its address while other uids come and go around it, its charges
+ * (quota_usage_charge_fds()) are the table's, and quota_release() removes it only once it holds nothing.
+ */
+START_TEST(test_quota_hold)
+{
+        const struct config_quota lim = { .connections = 2, .fds = 3 };
+        struct quota_usage *u = NULL, *u2 = NULL;
+        struct quota *q = NULL;
+
+        ck_assert_int_eq(quota_new(NULL, &q), 0);
+        ck_assert_int_eq(quota_hold(q, 50, &u), 0);
+        ck_assert_ptr_nonnull(u);
+        ck_assert_ptr_eq(quota_get(q, 50), u);
+        ck_assert_uint_eq(u->connections, 1);
+        /* more uids than the first array holds, before and after it: the array grows and shifts, u stays */
+        for (uint32_t uid = 0; uid < 100; uid++)
+                if (uid != 50)
+                        ck_assert_int_eq(quota_charge(q, uid, 1, 1, 0, 0), 0);
+        ck_assert_ptr_eq(quota_get(q, 50), u);
+        quota_usage_charge_fds(u, 2, 1);
+        ck_assert_uint_eq(quota_get(q, 50)->fds, 2);
+        ck_assert_uint_eq(quota_get(q, 50)->fds_unread, 1);
+        ck_assert_int_eq(quota_check(q, 50, &lim, 0, 0, 1, 1, NULL), 0);
+        ck_assert_int_eq(quota_check(q, 50, &lim, 0, 0, 0, 2, NULL), -EDQUOT);
+        ck_assert_int_eq(quota_check_usage(u, 50, &lim, 0, 0, 2, 0, NULL), -EDQUOT);
+        quota_usage_charge_fds(u, -5, -5); /* never below zero */
+        ck_assert_uint_eq(u->fds, 0);
+        ck_assert_uint_eq(u->fds_unread, 0);
+        for (uint32_t uid = 0; uid < 100; uid++)
+                if (uid != 50)
+                        ck_assert_int_eq(quota_charge(q, uid, -1, -1, 0, 0), 0);
+        ck_assert_uint_eq(quota_count(q), 1);
+        ck_assert_ptr_eq(quota_get(q, 50), u);
+        /* a second hold on the same uid shares the entry; the last release removes it */
+        ck_assert_int_eq(quota_hold(q, 50, &u2), 0);
+        ck_assert_ptr_eq(u2, u);
+        ck_assert_uint_eq(u->connections, 2);
+        quota_usage_charge_fds(u, 4, 0);
+        quota_release(q, u2, 3);
+        ck_assert_ptr_eq(quota_get(q, 50), u);
+        ck_assert_uint_eq(u->connections, 1);
+        ck_assert_uint_eq(u->fds, 1);
+        /* an entry that still owns something stays after its last connection */
+        ck_assert_int_eq(quota_charge(q, 50, 10, 1, 0, 0), 0);
+        quota_release(q, u, 1);
+        ck_assert_ptr_nonnull(quota_get(q, 50));
+        ck_assert_uint_eq(quota_get(q, 50)->connections, 0);
+        ck_assert_int_eq(quota_charge(q, 50, -10, -1, 0, 0), 0);
+        ck_assert_ptr_null(quota_get(q, 50));
+        ck_assert_uint_eq(quota_count(q), 0);
+        /* held and released with nothing else: gone at once */
+        ck_assert_int_eq(quota_hold(q, 7, &u), 0);
+        quota_release(q, u, 0);
+        ck_assert_ptr_null(quota_get(q, 7));
+        /* no table, no accounting */
+        ck_assert_int_eq(quota_hold(NULL, 7, &u), 0);
+        ck_assert_ptr_null(u);
+        quota_release(NULL, NULL, 0);
+        quota_free(q);
+}
+END_TEST
+
 static Suite *access_suite(void)
 {
         Suite *s = suite_create("access");
@@ -294,6 +357,7 @@ static Suite *access_suite(void)
         tcase_add_test(tc, test_quota_from_table);
         tcase_add_test(tc, test_quota_many_uids);
         tcase_add_test(tc, test_quota_lookup_after_shifts);
+        tcase_add_test(tc, test_quota_hold);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -1943,6 +1943,48 @@ START_TEST(test_peer_identity)
 }
 END_TEST
 
+/*
+ * conn_access_check() decides the owner's read and write inline (conn-access.h): for every mode, need and
+ * kind of requester (owner, group, other, root), it must say what access_check() says, as conn_access_allowed()
+ * (never inline) does.
+ */
+START_TEST(test_access_check_inline_matches_rules)
+{
+        static const enum conn_access whats[] = { CONN_ACCESS_READ, CONN_ACCESS_WRITE, CONN_ACCESS_RESIZE,
+                                                  CONN_ACCESS_SEAL, CONN_ACCESS_DELETE, CONN_ACCESS_CHMOD };
+        static const uid_t uids[] = { 0, 1000, 1001, 1002 };
+        const uid_t saved_uid = getuid();
+        const gid_t saved_gid = getgid();
+        struct region r = { .name = (char *)"x", .meta = { .uid = 1000, .gid = 500 } };
+        struct env e;
+        struct peer p;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        for (size_t u = 0; u < sizeof(uids) / sizeof(uids[0]); u++) {
+                p.conn->uid = uids[u];
+                p.conn->gid = uids[u] == 1001 ? 500 : 600; /* 1001 is in the region's group */
+                for (uint32_t mode = 0; mode <= 0777; mode++) {
+                        r.meta.mode = mode;
+                        for (size_t w = 0; w < sizeof(whats) / sizeof(whats[0]); w++) {
+                                int want = conn_access_allowed(p.conn, &r, whats[w]);
+
+                                ck_assert_msg(conn_access_check(p.conn, &r, whats[w]) == want,
+                                              "uid %u mode %04o what %d", (unsigned)uids[u], mode, (int)whats[w]);
+                                if (uids[u] == 1000 && whats[w] == CONN_ACCESS_READ)
+                                        ck_assert_int_eq(want, mode & 0400 ? 0 : -EACCES);
+                                if (uids[u] == 1000 && whats[w] == CONN_ACCESS_WRITE)
+                                        ck_assert_int_eq(want, mode & 0200 ? 0 : -EACCES);
+                        }
+                }
+        }
+        p.conn->uid = saved_uid;
+        p.conn->gid = saved_gid;
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
 /* ---- access control, quotas, REGISTER ----------------------------------- */
 
 static void send_chmod(struct peer *p, uint32_t id, const char *name, uint32_t mode)
@@ -2087,6 +2129,58 @@ START_TEST(test_r2_uid_quota)
         fd = create_ok(&p2, 8, "c", 4096, 0, &info);
         close(fd);
         peer_close(&p2);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * A connection reads its limits once (conn_limits()), and again after a reload: a limit set by SIGHUP applies to
+ * the connections already open, for regions (CREATE) and for fds in flight (OPEN).
+ */
+START_TEST(test_quota_reload_applies_to_open_connections)
+{
+        struct env e;
+        struct peer p;
+        int fd;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello(&p);
+        fd = create_ok(&p, 2, "a", 4096, 0, NULL);
+        close(fd);
+        fd = create_ok(&p, 3, "b", 4096, 0, NULL);
+        close(fd);
+        /* what config_reload() does to the running configuration */
+        e.cfg.quota.regions = 2;
+        e.cfg.generation++;
+        send_create(&p, 4, "c", 4096, 0, 0, PROTO_BACKEND_AUTO, 0);
+        ck_assert_int_eq(pump(&p), 0);
+        expect_error(&p, PROTO_OP_CREATE, 4, -EDQUOT);
+        e.cfg.quota.regions = 0;
+        e.cfg.generation++;
+        fd = create_ok(&p, 5, "c", 4096, 0, NULL);
+        close(fd);
+        peer_close(&p);
+        /* the HELLO reply (encoded once per configuration) says the reloaded max-region-size */
+        for (int round = 0; round < 2; round++) {
+                struct proto_hello m = { .min_version = 1, .max_version = 1 };
+                struct proto_hello_reply rep;
+                struct transport_frame f;
+                uint8_t buf[64];
+
+                if (round == 1) {
+                        e.cfg.max_region_size = 3 * TEST_MAX_REGION;
+                        e.cfg.generation++;
+                }
+                peer_open(&e, &p);
+                send_req(&p, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+                ck_assert_int_eq(pump(&p), 0);
+                expect_ok(&p, PROTO_OP_HELLO, 1, &f);
+                ck_assert_int_eq(proto_hello_reply_decode(f.payload, f.hdr.length, &rep), 0);
+                ck_assert_uint_eq(rep.max_region_size, round == 1 ? 3 * TEST_MAX_REGION : TEST_MAX_REGION);
+                transport_frame_deinit(&f);
+                peer_close(&p);
+        }
         env_deinit(&e);
 }
 END_TEST
@@ -2956,6 +3050,8 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_peer_identity);
         tcase_add_test(tc, test_chmod_chown_quota);
         tcase_add_test(tc, test_r2_uid_quota);
+        tcase_add_test(tc, test_access_check_inline_matches_rules);
+        tcase_add_test(tc, test_quota_reload_applies_to_open_connections);
         tcase_add_test(tc, test_fds_in_flight_quota);
         tcase_add_test(tc, test_refused_at_accept);
         tcase_add_test(tc, test_register);

@@ -1135,6 +1135,13 @@ START_TEST(test_roundtrip_open)
         ck_assert_uint_eq(d.flags, PROTO_OPEN_WAIT);
         ck_assert_uint_eq(d.timeout_ms, 1500);
         ck_assert_str_eq(d.name, "q");
+        ck_assert_uint_eq(d.name_len, 1);
+        m.name = "some/longer.name";
+        n = proto_open_encode(&m, buf, sizeof(buf));
+        ck_assert_int_eq(proto_open_decode(buf, (size_t)n, &d), 0);
+        ck_assert_str_eq(d.name, "some/longer.name");
+        ck_assert_uint_eq(d.name_len, strlen("some/longer.name")); /* the daemon looks the name up by it */
+        m.name = "q";
 
         m.flags = PROTO_OPEN_RDONLY; /* a timeout without WAIT is a shape error */
         n = proto_open_encode(&m, buf, sizeof(buf));

@@ -92,8 +92,11 @@ START_TEST(test_add_lookup_remove_many)
                 ck_assert_str_eq(r->name, name);
                 ck_assert_uint_eq(r->meta.id, i + 1); /* ids from 1, in add order */
                 ck_assert_ptr_eq(regtab_lookup_id(t, i + 1), r);
+                ck_assert_ptr_eq(regtab_lookup_len(t, name, strlen(name)), r);
+                ck_assert_ptr_ne(regtab_lookup_len(t, name, strlen(name) - 1), r); /* a prefix is another name */
         }
         ck_assert_ptr_null(regtab_lookup(t, "region-x"));
+        ck_assert_ptr_null(regtab_lookup_len(t, "", 0));
         ck_assert_ptr_null(regtab_lookup(t, ""));
         ck_assert_ptr_null(regtab_lookup_id(t, 0));
         ck_assert_ptr_null(regtab_lookup_id(t, MANY + 1));
