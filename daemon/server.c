@@ -42,7 +42,7 @@ struct server_conn {
         struct event *wev, *timer;  /* NULL until first needed */
         uint64_t armed_deadline_ns; /* timer added for this deadline; 0 = not added */
         bool reading, writing; /* rev, wev added: no libevent call when nothing changes */
-        bool doomed; /* on the dead list, freed by the reaper */
+        bool doomed; /* being freed (server_conn_finish()) */
         struct server_conn *prev, *next;
         _Alignas(max_align_t) unsigned char events[]; /* SERVER_CONN_EVENTS, server_event_size() bytes each */
 };
@@ -56,10 +56,9 @@ struct server {
         struct conn_ctx ctx;
         int listen_fd;
         bool bound; /* we bound the socket file, so we unlink it at exit */
-        struct event *listen_ev, *accept_pause_ev, *reap_ev, *status_ev, *watchdog_ev;
+        struct event *listen_ev, *accept_pause_ev, *status_ev, *watchdog_ev;
         struct event *signal_evs[4];
         struct server_conn *conns; /* live */
-        struct server_conn *dead;  /* waiting for the reaper */
         bool accept_paused_logged;
         uint64_t limit_logged_ns;
         uint64_t status_generation;
@@ -126,7 +125,7 @@ static struct server_conn *server_conn_free(struct server_conn *sc)
 {
         if (!sc)
                 return NULL;
-        server_conn_unwatch(sc); /* done already if doomed: then this is a no-op but for set-up events */
+        server_conn_unwatch(sc);
         conn_free(sc->conn);
         free(sc);
         return NULL;
@@ -152,20 +151,18 @@ static void server_list_push(struct server_conn **headp, struct server_conn *sc)
         *headp = sc;
 }
 
-/* Stop watching a finished connection; the reaper frees it outside this callback (deferred free). */
-static void server_conn_doom(struct server_conn *sc)
+/*
+ * Free a finished connection. Called last in its own callbacks (and in
+ * server_conn_add()), when nothing of it is left on the stack: libevent lets
+ * an event's memory go in its own callback, and unwatching takes its events
+ * out of the queue of active events as well. doomed keeps a notification
+ * from conn_free() (server_conn_notify()) from setting up its write event again.
+ */
+static void server_conn_finish(struct server_conn *sc)
 {
-        struct server *s = sc->server;
-
-        if (sc->doomed)
-                return;
         sc->doomed = true;
-        server_conn_unwatch(sc);
-        server_list_unlink(&s->conns, sc);
-        /* a dead list that is not empty has its reaper activated already: it frees the whole list */
-        if (!s->dead)
-                event_active(s->reap_ev, EV_WRITE, 0);
-        server_list_push(&s->dead, sc);
+        server_list_unlink(&sc->server->conns, sc);
+        server_conn_free(sc);
 }
 
 /* Bring the events of @sc in line with its connection's state. */
@@ -174,8 +171,6 @@ static void server_conn_update(struct server_conn *sc)
         uint64_t deadline, now;
         int r;
 
-        if (sc->doomed)
-                return;
         r = conn_flush(sc->conn); /* also resumes a throttled connection whose replies drained */
         if ((r == -EAGAIN) != sc->writing) {
                 sc->writing = r == -EAGAIN;
@@ -185,7 +180,7 @@ static void server_conn_update(struct server_conn *sc)
                         event_del(sc->wev);
         }
         if (conn_is_done(sc->conn)) {
-                server_conn_doom(sc);
+                server_conn_finish(sc); /* sc is gone */
                 return;
         }
         if (conn_wants_input(sc->conn) != sc->reading) {
@@ -267,19 +262,6 @@ static void server_conn_notify(struct conn *c, void *userdata)
         (void)c;
         if (!sc->doomed)
                 event_active(server_conn_wev(sc), EV_WRITE, 0);
-}
-
-static void server_reap_cb(evutil_socket_t fd, short what, void *arg)
-{
-        struct server *s = arg;
-        struct server_conn *sc;
-
-        (void)fd;
-        (void)what;
-        while ((sc = s->dead)) {
-                server_list_unlink(&s->dead, sc);
-                server_conn_free(sc);
-        }
 }
 
 static int server_conn_add(struct server *s, int fd)
@@ -552,10 +534,6 @@ static void server_deinit(struct server *s)
                 server_list_unlink(&s->conns, sc);
                 server_conn_free(sc);
         }
-        while ((sc = s->dead)) {
-                server_list_unlink(&s->dead, sc);
-                server_conn_free(sc);
-        }
         for (size_t i = 0; i < sizeof(s->signal_evs) / sizeof(s->signal_evs[0]); i++)
                 if (s->signal_evs[i])
                         event_free(s->signal_evs[i]);
@@ -563,8 +541,6 @@ static void server_deinit(struct server *s)
                 event_free(s->listen_ev);
         if (s->accept_pause_ev)
                 event_free(s->accept_pause_ev);
-        if (s->reap_ev)
-                event_free(s->reap_ev);
         if (s->status_ev)
                 event_free(s->status_ev);
         if (s->watchdog_ev)
@@ -590,9 +566,8 @@ static int server_setup_events(struct server *s)
         s->listen_ev = event_new(s->base, s->listen_fd, EV_READ | EV_PERSIST, server_accept_cb, s);
         s->accept_pause_ev = evtimer_new(s->base, server_accept_resume_cb, s);
         /* never added, only activated; EV_PERSIST spares the event_del() libevent makes after running others */
-        s->reap_ev = event_new(s->base, -1, EV_PERSIST, server_reap_cb, s);
         s->status_ev = event_new(s->base, -1, EV_PERSIST, server_status_cb, s);
-        if (!s->listen_ev || !s->accept_pause_ev || !s->reap_ev || !s->status_ev)
+        if (!s->listen_ev || !s->accept_pause_ev || !s->status_ev)
                 return -ENOMEM;
         for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
                 if (signals[i] == SIGUSR2 && !getenv("IOMEMD_TEST_HOOKS"))
