@@ -9,11 +9,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "child.h"
 #include "closer.h"
 #include "log.h"
 #include "transport.h"
@@ -307,13 +308,27 @@ static _Noreturn void closer_process_main(int sock)
         struct closer_record rec;
         int fd, r;
 
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         /* a service manager's SIGTERM to the whole unit: the daemon closes the channel when it is done */
         for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
                 signal(ignored[i], SIG_IGN);
         signal(SIGCHLD, SIG_DFL);
-        sock = child_isolate(sock, "iomemd-closer"); /* only the channel, at fd 3 */
-        if (sock < 0)
-                _exit(1);
+        signal(SIGPIPE, SIG_IGN);
+        prctl(PR_SET_NAME, "iomemd-closer");
+        /* hold nothing of the daemon's (listening socket, fd store): only the channel, at fd 3 */
+        if (sock != 3) {
+                if (dup3(sock, 3, O_CLOEXEC) < 0)
+                        _exit(1);
+                sock = 3;
+        }
+        if (close_range(4, ~0U, 0) < 0) {
+                struct rlimit cur;
+                int max = getrlimit(RLIMIT_NOFILE, &cur) == 0 && cur.rlim_cur != RLIM_INFINITY ? (int)cur.rlim_cur
+                                                                                               : 1 << 20;
+
+                for (fd = 4; fd < max; fd++)
+                        close(fd);
+        }
         closer_answer = sock;
         if (closer_start() < 0)
                 log_warning("closer process: no threads; closing one fd at a time");

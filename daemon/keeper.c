@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,7 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "child.h"
 #include "closer.h"
 #include "keeper.h"
 #include "log.h"
@@ -127,12 +127,27 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
         struct rlimit rl;
         size_t mask = 1;
 
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         transport_set_fd_closer(NULL); /* a forked keeper has no closer thread: close() what it refuses */
         for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
                 signal(sigs[i], SIG_DFL);
-        sock = child_isolate(sock, "iomemd-keeper"); /* hold nothing of the daemon's: only the socket, at fd 3 */
-        if (sock < 0)
-                _exit(1);
+        signal(SIGPIPE, SIG_IGN);
+        prctl(PR_SET_NAME, "iomemd-keeper");
+        /* hold nothing of the daemon's: only the socket, at fd 3 */
+        if (sock != 3) {
+                if (dup3(sock, 3, O_CLOEXEC) < 0)
+                        _exit(1);
+                sock = 3;
+        }
+        if (close_range(4, ~0U, 0) < 0) {
+                /* kernels before 5.9: close one by one, or the keeper would keep clients' sockets open */
+                struct rlimit cur;
+                int max = getrlimit(RLIMIT_NOFILE, &cur) == 0 && cur.rlim_cur != RLIM_INFINITY ? (int)cur.rlim_cur
+                                                                                               : 1 << 20;
+
+                for (int fd = 4; fd < max; fd++)
+                        close(fd);
+        }
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
                 rl.rlim_cur = rl.rlim_max;
                 setrlimit(RLIMIT_NOFILE, &rl);
