@@ -56,7 +56,7 @@ struct server {
         struct conn_ctx ctx;
         int listen_fd;
         bool bound; /* we bound the socket file, so we unlink it at exit */
-        struct event *listen_ev, *accept_pause_ev, *closer_ev, *status_ev, *watchdog_ev;
+        struct event *listen_ev, *accept_pause_ev, *status_ev, *watchdog_ev;
         struct event *signal_evs[4];
         struct server_conn *conns; /* live */
         bool accept_paused_logged;
@@ -447,17 +447,6 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(s->base);
 }
 
-/* The closer process answered (closes done) or is gone. */
-static void server_closer_cb(evutil_socket_t fd, short what, void *arg)
-{
-        struct server *s = arg;
-
-        (void)fd;
-        (void)what;
-        if (closer_drain() < 0)
-                event_del(s->closer_ev); /* closes are inline from now on */
-}
-
 static void server_status_cb(evutil_socket_t fd, short what, void *arg)
 {
         struct server *s = arg;
@@ -554,8 +543,6 @@ static void server_deinit(struct server *s)
                 event_free(s->accept_pause_ev);
         if (s->status_ev)
                 event_free(s->status_ev);
-        if (s->closer_ev)
-                event_free(s->closer_ev);
         if (s->watchdog_ev)
                 event_free(s->watchdog_ev);
         if (s->listen_fd >= 0)
@@ -578,14 +565,10 @@ static int server_setup_events(struct server *s)
 
         s->listen_ev = event_new(s->base, s->listen_fd, EV_READ | EV_PERSIST, server_accept_cb, s);
         s->accept_pause_ev = evtimer_new(s->base, server_accept_resume_cb, s);
+        /* never added, only activated; EV_PERSIST spares the event_del() libevent makes after running others */
         s->status_ev = event_new(s->base, -1, EV_PERSIST, server_status_cb, s);
         if (!s->listen_ev || !s->accept_pause_ev || !s->status_ev)
                 return -ENOMEM;
-        if (closer_fd() >= 0) {
-                s->closer_ev = event_new(s->base, closer_fd(), EV_READ | EV_PERSIST, server_closer_cb, s);
-                if (!s->closer_ev || event_add(s->closer_ev, NULL) < 0)
-                        return -ENOMEM;
-        }
         for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
                 if (signals[i] == SIGUSR2 && !getenv("IOMEMD_TEST_HOOKS"))
                         continue;
@@ -611,9 +594,9 @@ int server_run(const struct config *config)
         int r;
 
         signal(SIGPIPE, SIG_IGN); /* L4: sendmsg uses MSG_NOSIGNAL; this covers everything else */
-        r = closer_spawn(); /* first: the process it forks must not inherit anything of ours but the channel */
+        r = closer_start();
         if (r < 0)
-                log_warning("cannot start the closer process (%s): fds are closed on the event loop", strerror(-r));
+                log_warning("cannot start the closer thread (%s): clients' fds are closed inline", strerror(-r));
         server_raise_nofile();
         s.ctx.config = config;
         s.ctx.start_ns = conn_now_ns();

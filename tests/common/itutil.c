@@ -175,8 +175,8 @@ int it_daemon_settled_fds(const struct it_daemon *d)
         ck_assert_msg(st.connections == 1, "the daemon still counts %llu connections",
                       (unsigned long long)st.connections);
         /*
-         * fds clients sent are closed by the daemon's closer process, a little
-         * later: wait until the count holds. On a loaded machine that process
+         * fds clients sent are closed by the daemon's closer thread, a little
+         * later: wait until the count holds. On a loaded machine that thread
          * can be off the CPU for more than one 10 ms sample with hundreds of
          * closes queued, so the count must hold for 5 samples in a row.
          */

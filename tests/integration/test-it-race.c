@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-race: one connection's requests must never run inside another's (a woken, throttled waiter). */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 
 #include "itutil.h"
@@ -226,131 +225,6 @@ START_TEST(test_blocking_close_stalls_nobody)
 }
 END_TEST
 
-/* Return: the pid of @parent's child named @comm, or 0. */
-static pid_t it_child_named(pid_t parent, const char *comm)
-{
-        DIR *dir = opendir("/proc");
-        struct dirent *e;
-        pid_t found = 0;
-
-        ck_assert_ptr_nonnull(dir);
-        while (!found && (e = readdir(dir))) {
-                char path[300], buf[512], *close_paren;
-                int ppid = 0;
-                ssize_t n;
-                int fd;
-
-                if (e->d_name[0] < '0' || e->d_name[0] > '9')
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-                fd = open(path, O_RDONLY | O_CLOEXEC);
-                if (fd < 0)
-                        continue;
-                n = read(fd, buf, sizeof(buf) - 1);
-                close(fd);
-                if (n <= 0)
-                        continue;
-                buf[n] = '\0';
-                /* pid (comm) state ppid ... */
-                close_paren = strrchr(buf, ')');
-                if (!close_paren || sscanf(close_paren + 1, " %*c %d", &ppid) != 1 || ppid != parent)
-                        continue;
-                *close_paren = '\0';
-                if (strcmp(strchr(buf, '(') + 1, comm) == 0)
-                        found = (pid_t)atoi(e->d_name);
-        }
-        closedir(dir);
-        return found;
-}
-
-/* Return: how many entries /proc/@pid/@what has (tasks, fds). */
-static int it_proc_count(pid_t pid, const char *what)
-{
-        char path[64];
-        DIR *dir;
-        int n = 0;
-
-        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
-        dir = opendir(path);
-        ck_assert_ptr_nonnull(dir);
-        for (struct dirent *e; (e = readdir(dir));)
-                n += e->d_name[0] != '.';
-        closedir(dir);
-        return n;
-}
-
-/*
- * Send the daemon the write end of a pipe with a PING (which takes no fd:
- * the fd is refused and closed), drop our copy, and see the read end reach
- * its end: every copy is closed.
- */
-static void it_refused_fd_gets_closed(int raw, uint32_t id)
-{
-        struct proto_ping pm = { .cookie = 9 };
-        struct proto_header h;
-        struct pollfd pfd = { .events = POLLIN };
-        uint8_t p[64], f[128], rb[512];
-        char c;
-        size_t n = it_frame(f, PROTO_OP_PING, id, p, proto_ping_encode(&pm, p, sizeof(p)));
-        int pv[2];
-
-        ck_assert_int_eq(pipe2(pv, O_CLOEXEC), 0);
-        ck_assert_int_eq(proto_header_decode(f, n, &h), 0);
-        h.nfds = 1;
-        proto_header_encode(&h, f);
-        ck_assert_int_eq(fdutil_sendmsg(raw, f, n, &pv[1], 1, 1, MSG_NOSIGNAL), (ssize_t)n);
-        close(pv[1]);
-        ck_assert_int_gt(read(raw, rb, sizeof(rb)), 0); /* the refusal */
-        pfd.fd = pv[0];
-        ck_assert_msg(poll(&pfd, 1, 10000) == 1, "the fd the daemon refused was not closed");
-        ck_assert_int_eq(read(pv[0], &c, 1), 0);
-        close(pv[0]);
-}
-
-/*
- * The daemon runs one thread: the fds it closes that may take long (clients'
- * fds it refuses, regions' last fds) go to its closer process, which holds
- * nothing else of the daemon's. If that process dies, the daemon stays up
- * and closes on its own.
- */
-START_TEST(test_closer_is_a_process)
-{
-        struct it_daemon d;
-        struct iomem_client *cl;
-        pid_t closer;
-        int raw, fds;
-        char path[64], target[64];
-        ssize_t n;
-
-        it_daemon_start(&d, NULL);
-        raw = it_raw_connect(d.socket);
-        it_hello(raw);
-        ck_assert_int_eq(it_proc_count(d.pid, "task"), 1);
-        closer = it_child_named(d.pid, "iomemd-closer");
-        ck_assert_msg(closer > 0, "no iomemd-closer process under the daemon");
-        /* stdin, stdout, stderr and its channel to the daemon: no client's socket, no region, no listener */
-        fds = it_proc_count(closer, "fd");
-        ck_assert_msg(fds <= 4, "the closer process holds %d fds", fds);
-        snprintf(path, sizeof(path), "/proc/%d/fd/3", (int)closer);
-        n = readlink(path, target, sizeof(target) - 1);
-        ck_assert_int_gt(n, 0);
-        target[n] = '\0';
-        ck_assert_msg(strncmp(target, "socket:", 7) == 0, "the closer's fd 3 is %s", target);
-
-        it_refused_fd_gets_closed(raw, 2);
-
-        /* the closer process dies: the daemon goes on, and closes inline */
-        ck_assert_int_eq(kill(closer, SIGKILL), 0);
-        it_sleep_ms(100);
-        it_refused_fd_gets_closed(raw, 3);
-        cl = it_client_connect(&d);
-        ck_assert_int_eq(iomem_ping(cl), 0);
-        iomem_disconnect(cl);
-        close(raw);
-        it_daemon_stop(&d);
-}
-END_TEST
-
 int main(void)
 {
         Suite *s = suite_create("it-race");
@@ -360,7 +234,6 @@ int main(void)
         tcase_set_timeout(tc, 120);
         tcase_add_test(tc, test_wake_does_not_run_other_requests);
         tcase_add_test(tc, test_blocking_close_stalls_nobody);
-        tcase_add_test(tc, test_closer_is_a_process);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }

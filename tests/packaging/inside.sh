@@ -25,7 +25,7 @@ pass() { log "ok: $*"; }
 as_alice() { setpriv --reuid=alice --regid=alice --init-groups -- "$@"; }
 actl() { as_alice iomemctl --socket "$SOCK" "$@"; }
 mainpid() { systemctl show -p MainPID --value iomemd.service; }
-daemon_pids() { grep -lx 'iomemd\|iomemd-keeper\|iomemd-closer' /proc/[0-9]*/comm 2>/dev/null | cut -d/ -f3 | tr '\n' ' '; }
+daemon_pids() { grep -lx 'iomemd\|iomemd-keeper' /proc/[0-9]*/comm 2>/dev/null | cut -d/ -f3 | tr '\n' ' '; }
 json_num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 # every path of the root file system, less what changes by itself (logs, caches, dpkg's and apt's own records)
 snapshot() {
