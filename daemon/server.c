@@ -565,7 +565,6 @@ static int server_setup_events(struct server *s)
 
         s->listen_ev = event_new(s->base, s->listen_fd, EV_READ | EV_PERSIST, server_accept_cb, s);
         s->accept_pause_ev = evtimer_new(s->base, server_accept_resume_cb, s);
-        /* never added, only activated; EV_PERSIST spares the event_del() libevent makes after running others */
         s->status_ev = event_new(s->base, -1, EV_PERSIST, server_status_cb, s);
         if (!s->listen_ev || !s->accept_pause_ev || !s->status_ev)
                 return -ENOMEM;
