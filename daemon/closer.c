@@ -179,6 +179,38 @@ void closer_stop(void)
         atomic_store_explicit(&closer_total, 0, memory_order_relaxed); /* 0 already: every close returned */
 }
 
+void closer_reset_after_fork(void)
+{
+        /*
+         * fork() copied the parent's closer state but only the thread that
+         * forked: closer_nthreads counts threads that do not exist here, so
+         * closer_start() would return at once and closer_close() would queue
+         * fds that nothing ever closes. One of the parent's threads may have
+         * held the lock at the fork (here it would stay locked for good), and
+         * the condition variable still counts the parent's waiters (a signal
+         * could go to one of them and be lost): both are made anew.
+         *
+         * The queued entries are the parent's work, left unclosed: their fds
+         * are the parent's to close; the child's copies of them are closed
+         * with everything else it inherited (a keeper's close_range(), or
+         * close-on-exec), after which their numbers may name new fds of the
+         * child, so no entry may be acted on by number. The memory of the
+         * queue and the owners is the child's copy, and is freed.
+         */
+        pthread_mutex_init(&closer_lock, NULL);
+        pthread_cond_init(&closer_cond, NULL);
+        closer_nthreads = 0;
+        closer_stopping = false;
+        free(closer_queue);
+        free(closer_owners);
+        closer_queue = NULL;
+        closer_owners = NULL;
+        closer_cap = closer_head = closer_count = 0;
+        closer_nowners = closer_owners_cap = 0;
+        atomic_store_explicit(&closer_total, 0, memory_order_relaxed);
+        transport_set_fd_closer(NULL); /* no threads here (yet): the transport closes inline */
+}
+
 void closer_close(int fd, uint32_t uid)
 {
         int r;

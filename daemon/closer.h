@@ -30,6 +30,16 @@ int closer_start(void);
 /* closer_stop() - close what is queued (waiting for blocked closes), stop the threads. Return: nothing. */
 void closer_stop(void);
 
+/*
+ * closer_reset_after_fork() - in a child forked without exec from a process
+ * whose closer may run (an fd keeper started as a forked copy of the daemon):
+ * forget the parent's threads, lock and queue, so that closer_start() starts
+ * threads of the child's own. The parent's queued fds are not closed (see
+ * closer.c). Call it before the child makes any thread or fd. Harmless in a
+ * process whose closer never ran. Return: nothing.
+ */
+void closer_reset_after_fork(void);
+
 /* closer_close() - close @fd, which @uid sent, soon, not necessarily now. Return: nothing. */
 void closer_close(int fd, uint32_t uid);
 

@@ -128,7 +128,13 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
         size_t mask = 1;
 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        transport_set_fd_closer(NULL); /* a forked keeper has no closer thread: close() what it refuses */
+        /*
+         * A keeper forked without exec (keepers_spawn()'s fallback) inherits the
+         * daemon's closer state but not its threads: without this its DROPs would
+         * be queued to threads that are not there, and never closed. After an
+         * exec there is nothing to forget: harmless.
+         */
+        closer_reset_after_fork();
         for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
                 signal(sigs[i], SIG_DFL);
         signal(SIGPIPE, SIG_IGN);

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include "backend.h"
+#include "closer.h"
 #include "keeper.h"
 #include "regtab.h"
 #include "testutil.h"
@@ -146,6 +147,82 @@ START_TEST(test_keeper_churn)
 }
 END_TEST
 
+/* Return: @pid's /proc/PID/cmdline (NUL-separated, truncated to @size), its length; -1 on failure. */
+static ssize_t read_cmdline(pid_t pid, char *buf, size_t size)
+{
+        char path[64];
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -1;
+        n = read(fd, buf, size);
+        close(fd);
+        return n;
+}
+
+/*
+ * A keeper forked without exec (keepers_spawn()'s fallback when the exec
+ * fails) from a process whose closer threads run, as the daemon's do: it
+ * inherits the closer's state but none of its threads, and must still close
+ * what it drops (closer_reset_after_fork()). Without that, each DROP was
+ * queued to threads the keeper does not have: its fds, and the memory
+ * behind them, stayed until the keeper exited.
+ */
+START_TEST(test_keeper_fallback_closes_drops)
+{
+        enum { N = 16 };
+        struct keepers k;
+        char mine[512], its[512];
+        ssize_t mine_len, its_len;
+        int keep = make_memfd(4096), out = -1, base, n = -1;
+        pid_t pid;
+
+        ck_assert_int_eq(closer_start(), 0); /* as in the daemon: closer threads run when keepers are forked */
+        keepers_set_exec("/nonexistent/iomemd-for-test"); /* the exec fails: the forked copy serves */
+        keepers_init(&k, 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, keep, NULL), 0);
+        pid = keepers_pid(&k, 0);
+        /* it is the fallback: the keeper runs this program's image with its arguments, not KEEPER_ARG */
+        mine_len = read_cmdline(getpid(), mine, sizeof(mine));
+        its_len = read_cmdline(pid, its, sizeof(its));
+        ck_assert_int_gt(mine_len, 0);
+        ck_assert_msg(its_len == mine_len && memcmp(mine, its, (size_t)mine_len) == 0,
+                      "keeper %d was not a forked copy (exec did not fail?)", (int)pid);
+        base = fdutil_count(pid);
+        ck_assert_int_ge(base, 0);
+        for (uint64_t id = 2; id < 2 + N; id++) {
+                int fd = make_memfd(1 << 20);
+
+                ck_assert_int_eq(pwrite(fd, "x", 1, (1 << 20) - 1), 1); /* a page the region really has */
+                ck_assert_int_eq(keepers_park_with_fd(&k, id, fd, NULL), 0);
+                close(fd); /* the keeper's is now the only fd of the region */
+        }
+        ck_assert_int_eq(fdutil_count(pid), base + N);
+        for (uint64_t id = 2; id < 2 + N; id++)
+                ck_assert_int_eq(keepers_drop(&k, 0, id), 0);
+        /* the keeper's closer threads close them soon after the replies: poll, with a generous bound */
+        for (int i = 0; i < 3000; i++) {
+                n = fdutil_count(pid);
+                if (n == base)
+                        break;
+                usleep(10000);
+        }
+        ck_assert_msg(n == base, "the keeper still holds %d of the %d region fds it dropped", n - base, N);
+        /* and it still serves */
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), 0);
+        ck_assert(test_same_file(out, keep));
+        close(out);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 2, &out), -ENOENT);
+        close(keep);
+        keepers_deinit(&k);
+        keepers_set_exec(NULL);
+        closer_stop();
+}
+END_TEST
+
 /* regtab parks fds past its budget and hands out working copies */
 START_TEST(test_regtab_budget)
 {
@@ -203,6 +280,7 @@ int main(void)
         tcase_add_test(tc, test_keeper_churn);
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_regtab_budget);
+        tcase_add_test(tc, test_keeper_fallback_closes_drops);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
