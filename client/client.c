@@ -57,8 +57,7 @@ struct client_pending {
 
 struct iomem_client {
         int fd; /* the socket, owned; a new one after each reconnect */
-        struct transport t;
-        bool transport_ready;
+        bool transport_ready; /* @t is set up (it is written before it is read: not zeroed at connect) */
         uint32_t next_id;
         int timeout_ms;
         int reconnect_ms;    /* 0 = never reconnect; -1 = no limit */
@@ -102,7 +101,6 @@ struct iomem_client {
          * with -EINVAL (nothing applied): @no_fds_in_order, and connect again.
          */
         bool no_fds_in_order;
-        char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
         /*
          * The last error reply's detail, "" otherwise: CLIENT_MESSAGE_SIZE bytes allocated apart from the client
          * (which then stays small enough for malloc's per-thread cache: one block of 1.8 KiB took ~570
@@ -127,10 +125,8 @@ struct iomem_client {
          * the socket (one thread at a time: @reading) routes each reply to
          * its request by id and wakes the waiters (@cond). Blocking callers
          * wait for their own entry; asynchronous ones are moved to @done and
-         * completed by iomem_client_process(). @lock guards everything here.
+         * completed by iomem_client_process(). @lock (below, with @cond) guards everything here.
          */
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
         unsigned waiters; /* threads in client_cond_wait(): @cond is broadcast only if one is */
         bool reading;
         bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
@@ -154,6 +150,12 @@ struct iomem_client {
          * From here on, fields are written before they are read: client_connect() zeroes only what comes before
          * (a cold connection's client is allocated, zeroed and freed each time).
          */
+        pthread_mutex_t lock; /* set by client_connect() */
+        pthread_cond_t cond;
+        struct transport t; /* set up by client_open_socket() before any use (@transport_ready) */
+        /* the daemon's address, set by client_connect(): sa.sun_path is the socket's path, NUL-terminated */
+        struct sockaddr_un sa;
+        uint8_t sa_len; /* what connect() is told (at most sizeof(sa)): the path, its NUL, nothing past them */
         struct client_pending hello_entry;   /* set by client_hello_prepare(), read through @hello_p */
         struct proto_hello_reply hello;      /* set by client_hello_check() */
         char server_version[PROTO_VERSION_STRING_MAX + 1];
@@ -762,7 +764,7 @@ static void client_close(struct iomem_client *c)
 }
 
 /*
- * client_open() - a new socket connected to c->path, and the HELLO
+ * client_open() - a new socket connected to c->sa, and the HELLO
  * handshake; the HELLO reply is awaited at most @timeout_ms (-1 = forever),
  * or, with @hold, HELLO is not even sent: it goes out with the first
  * request, and its reply is routed before that request's.
@@ -774,7 +776,6 @@ static int client_open(struct iomem_client *c, int timeout_ms, bool hold);
 /* client_open()'s work; client_open() marks the client broken when it fails. */
 static int client_open_socket(struct iomem_client *c, int timeout_ms, bool hold)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int saved_timeout = c->timeout_ms;
         int r;
 
@@ -788,7 +789,6 @@ static int client_open_socket(struct iomem_client *c, int timeout_ms, bool hold)
         c->hello_held = false;
         c->hello_dropped = false;
         c->hello_p = NULL;
-        memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
         /*
          * With a time limit, connect without blocking: connect() to a Unix
          * socket whose listen backlog is full (a daemon that stopped
@@ -802,7 +802,7 @@ static int client_open_socket(struct iomem_client *c, int timeout_ms, bool hold)
         if (c->fd < 0)
                 return -errno;
         do
-                r = connect(c->fd, (const struct sockaddr *)&sa, sizeof(sa));
+                r = connect(c->fd, (const struct sockaddr *)&c->sa, c->sa_len);
         while (r < 0 && errno == EINTR);
         if (r < 0)
                 return -errno;
@@ -931,7 +931,7 @@ static int client_gone_error(struct iomem_client *c, int r)
         char *m = client_message_buffer(c);
 
         if (m)
-                snprintf(m, CLIENT_MESSAGE_SIZE, "the daemon went away and none answered again on %s (%s)", c->path,
+                snprintf(m, CLIENT_MESSAGE_SIZE, "the daemon went away and none answered again on %s (%s)", c->sa.sun_path,
                          why ? why : "unknown error");
         return -ENOTCONN;
 }
@@ -1234,6 +1234,7 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
                           struct iomem_client **clientp)
 {
         struct iomem_client *c;
+        size_t len;
         int r;
 
         if (!clientp)
@@ -1242,8 +1243,8 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         c = malloc(sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        /* zero all but the fields written before they are read (struct iomem_client, from @hello_entry on) */
-        memset(c, 0, offsetof(struct iomem_client, hello_entry));
+        /* zero all but the fields written before they are read (struct iomem_client, from @lock on) */
+        memset(c, 0, offsetof(struct iomem_client, lock));
         c->fd = -1;
         c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
         /*
@@ -1255,18 +1256,26 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         c->reconnect_ms = IOMEM_RECONNECT_DEFAULT_MS;
         c->next_id = 1;
         c->hello_flags = hello_flags;
+        c->sa.sun_family = AF_UNIX;
         if (!path) {
-                r = iomem_socket_path(c->path, sizeof(c->path));
+                r = iomem_socket_path(c->sa.sun_path, sizeof(c->sa.sun_path));
                 if (r < 0)
                         goto fail;
-        } else if (!*path) {
-                r = -EINVAL;
-                goto fail;
-        } else if (strlen(path) >= sizeof(c->path)) {
-                r = -ENAMETOOLONG;
-                goto fail;
-        } else
-                memcpy(c->path, path, strlen(path) + 1);
+                len = strlen(c->sa.sun_path);
+        } else {
+                len = strlen(path);
+                if (len == 0) {
+                        r = -EINVAL;
+                        goto fail;
+                }
+                if (len >= sizeof(c->sa.sun_path)) {
+                        r = -ENAMETOOLONG;
+                        goto fail;
+                }
+                memcpy(c->sa.sun_path, path, len + 1);
+        }
+        /* the same address as the whole zero-padded struct: a pathname ends at its NUL */
+        c->sa_len = (uint8_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
         /*
          * iomem_connect(): HELLO goes out with the first request; with flags or a time limit, it is awaited
          * (client_open() then waits, letting go of the lock while it reads). Held back, nothing waits and no
@@ -1318,7 +1327,8 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
          * Asynchronous requests still outstanding are dropped without their callbacks. Without the lock: no other
          * call may overlap this one (iomem.h), and the library runs no thread of its own.
          */
-        client_break(client, -ENOTCONN);
+        if (client->pending || (client->hello_p && !client->hello_p->done))
+                client_break(client, -ENOTCONN); /* else nothing is outstanding: nothing to complete or wake */
         client_close(client);
         while (client->done_head) {
                 struct client_pending *p = client->done_head;
@@ -1327,13 +1337,19 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
                 transport_frame_deinit(&p->reply);
                 free(p);
         }
-        client_events_clear(client);
-        client_cache_drop(client, NULL);
-        free(client->cache);
-        free(client->watches);
+        /* what a short-lived connection never made is not walked or freed (each call costs a few dozen) */
+        if (client->evq_head)
+                client_events_clear(client);
+        if (client->cache) {
+                client_cache_drop(client, NULL);
+                free(client->cache);
+        }
+        if (client->watches)
+                free(client->watches);
         pthread_cond_destroy(&client->cond);
         pthread_mutex_destroy(&client->lock);
-        free(client->error_message);
+        if (client->error_message)
+                free(client->error_message);
         free(client);
         errno = saved;
         return NULL;
