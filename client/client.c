@@ -295,6 +295,26 @@ static void client_wake(struct iomem_client *c)
 
 static int client_event_stash(struct iomem_client *c, const struct transport_frame *f);
 
+/*
+ * client_pending_init() - set up @p for a request of @kind: what is read before it completes. Its reply is written
+ * when it completes with one (client_pending_complete()) and read only then: not zeroed here (64 bytes, twice per
+ * cold connection); @cb, @userdata and @cookie are the asynchronous caller's to set.
+ */
+static void client_pending_init(struct client_pending *p, enum client_async kind, uint16_t opcode, unsigned want_fds,
+                                uint8_t *space)
+{
+        p->next = NULL;
+        p->id = 0;
+        p->opcode = opcode;
+        p->want_fds = want_fds;
+        p->deadline = -1;
+        p->done = false;
+        p->result = 0;
+        p->cache_gen = 0;
+        p->space = space;
+        p->kind = kind;
+}
+
 static void client_pending_unlink(struct iomem_client *c, struct client_pending *p)
 {
         for (struct client_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
@@ -485,8 +505,11 @@ static int client_route(struct iomem_client *c, int n)
                 client_break(c, n);
                 return n;
         }
-        /* frames first, even at the end of the stream: a refusal may be queued before the close */
-        for (;;) {
+        /*
+         * Frames first, even at the end of the stream: a refusal may be queued before the close. An input buffer
+         * with no bytes and no fds left could only give "no frame" (as iomemd's conn_input_buffered()).
+         */
+        while (c->t.in_start != c->t.in_end || c->t.in_fds) {
                 r = transport_next_frame_borrowed(&c->t, &f); /* client_dispatch() uses it or owns it */
                 if (r == 0)
                         break;
@@ -690,12 +713,13 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
                            struct transport_frame *replyp, uint8_t *reply_space)
 {
         struct proto_header h = { .opcode = opcode };
-        struct client_pending p = { .opcode = opcode, .want_fds = want_fds, .space = reply_space };
+        struct client_pending p;
         struct client_hello_msg hello;
         struct transport_msg msgs[2];
         unsigned n = 0;
         int r;
 
+        client_pending_init(&p, CLIENT_SYNC, opcode, want_fds, reply_space);
         client_message_clear(c);
         if (c->hello_held) {
                 /* the first request: HELLO goes in front of it, in the same sendmsg() */
@@ -1148,10 +1172,8 @@ static int client_hello_prepare(struct iomem_client *c, bool in_order, struct cl
         hm->m = (struct transport_msg){ .h = &hm->h, .payload = hm->buf, .len = (size_t)len };
         c->t.in_fds_in_order = m.flags & PROTO_HELLO_FDS_IN_ORDER;
         c->hello_held = false;
-        c->hello_entry = (struct client_pending){ .id = hm->h.id, .opcode = PROTO_OP_HELLO, .kind = CLIENT_HELLO,
-                                                  .deadline = -1 };
-        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
-                c->hello_entry.reply.fds[i] = -1;
+        client_pending_init(&c->hello_entry, CLIENT_HELLO, PROTO_OP_HELLO, 0, NULL);
+        c->hello_entry.id = hm->h.id;
         c->hello_p = &c->hello_entry;
         c->hello_p->next = c->pending;
         c->pending = c->hello_p;

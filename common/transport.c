@@ -382,7 +382,8 @@ static int transport_read_flags(struct transport *t, int flags)
                 b->next = NULL;
                 b->end = t->in_pos + t->in_end + (size_t)n;
                 b->nfds = nfds;
-                memcpy(b->fds, fds, nfds * sizeof(int));
+                for (unsigned i = 0; i < nfds; i++) /* PROTO_MAX_FDS at most: no memcpy call */
+                        b->fds[i] = fds[i];
                 if (t->batches_tail)
                         t->batches_tail->next = b;
                 else
@@ -471,14 +472,18 @@ static int transport_claim_fds_in_order(struct transport *t, unsigned nfds, stru
 
                 b = t->batches;
                 take = b->nfds < nfds - f->nfds ? b->nfds : nfds - f->nfds;
-                memcpy(f->fds + f->nfds, b->fds, take * sizeof(int));
+                /* a few ints (PROTO_MAX_FDS at most): copied in place, without memcpy/memmove calls */
+                for (unsigned i = 0; i < take; i++)
+                        f->fds[f->nfds + i] = b->fds[i];
                 f->nfds += take;
                 t->in_fds -= take;
                 b->nfds -= take;
-                memmove(b->fds, b->fds + take, b->nfds * sizeof(int));
                 if (b->nfds == 0) {
                         t->batches = b->next;
                         transport_batch_free(t, b);
+                } else {
+                        for (unsigned i = 0; i < b->nfds; i++)
+                                b->fds[i] = b->fds[i + take];
                 }
         }
         if (!t->batches)
