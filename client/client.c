@@ -157,8 +157,6 @@ struct iomem_client {
         struct sockaddr_un sa;
         uint8_t sa_len; /* what connect() is told (at most sizeof(sa)): the path, its NUL, nothing past them */
         struct client_pending hello_entry;   /* set by client_hello_prepare(), read through @hello_p */
-        struct proto_hello_reply hello;      /* set by client_hello_check() */
-        char server_version[PROTO_VERSION_STRING_MAX + 1];
         /* @t's first input buffer and fd batch: a short-lived connection's transport allocates nothing */
         struct transport_storage storage;
 };
@@ -1088,20 +1086,14 @@ static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *p
 }
 
 /* Return: 0 if @f is a HELLO reply we can work with; -EPROTO, -EPROTONOSUPPORT. */
-static int client_hello_check(struct iomem_client *c, const struct transport_frame *f)
+static int client_hello_check(const struct transport_frame *f)
 {
-        int r;
+        struct proto_hello_reply hello;
 
-        r = proto_hello_reply_decode(f->payload, f->hdr.length, &c->hello);
-        if (r < 0)
-                r = -EPROTO;
-        else if (c->hello.version != PROTO_VERSION)
-                r = -EPROTONOSUPPORT;
-        else {
-                client_copy(c->server_version, sizeof(c->server_version), c->hello.server_version);
-                c->hello.server_version = c->server_version;
-        }
-        return r;
+        /* checked whole, as ever; nothing of it is kept (no call gives the daemon's limits or version out) */
+        if (proto_hello_reply_decode(f->payload, f->hdr.length, &hello) < 0)
+                return -EPROTO;
+        return hello.version == PROTO_VERSION ? 0 : -EPROTONOSUPPORT;
 }
 
 /* HELLO: agree on the protocol version. Return: 0, -EPROTONOSUPPORT, negative errno. */
@@ -1118,7 +1110,7 @@ static int client_hello(struct iomem_client *c)
                                    &f, NULL);
         if (r < 0)
                 return r;
-        r = client_hello_check(c, &f);
+        r = client_hello_check(&f);
         transport_frame_deinit(&f);
         return r;
 }
@@ -1194,7 +1186,7 @@ static int client_hello_result(struct iomem_client *c, const struct transport_fr
         if (f->nfds != 0)
                 return -EPROTO;
         if (!(f->hdr.flags & PROTO_FLAG_ERROR))
-                return client_hello_check(c, f);
+                return client_hello_check(f);
         r = proto_error_decode(f->payload, f->hdr.length, &err);
         if (r < 0 || err.error >= 0)
                 return -EPROTO;
