@@ -2,6 +2,7 @@
 /* test-it-api: every opcode's success and error paths through libiomem against the real iomemd, per backend. */
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -107,6 +108,114 @@ START_TEST(test_create_open_delete)
         iomem_region_free(r1);
         iomem_region_free(r2);
         iomem_disconnect(other);
+}
+END_TEST
+
+/* Write @text at @off through a fresh mapping of @region and read it back through another. */
+static void it_write_read(struct iomem_region *region, size_t off, const char *text)
+{
+        char *w = it_map(region, 4096, PROT_READ | PROT_WRITE), *rd = it_map(region, 4096, PROT_READ);
+
+        memcpy(w + off, text, strlen(text) + 1);
+        ck_assert_str_eq(rd + off, text);
+        iomem_unmap(w, 4096);
+        iomem_unmap(rd, 4096);
+}
+
+/*
+ * Regions outlive the client that opened them, in either order of freeing (iomem.h): the first region a client
+ * makes lives in the client's own allocation (client_region_from_info()), which the last of iomem_disconnect() and
+ * iomem_region_free() frees. Under ASan or valgrind a use after free or a leaked client shows here.
+ */
+START_TEST(test_regions_outlive_client)
+{
+        struct iomem_region *reg = it_create("it.outlive", 4096, 0, IOMEM_BACKEND_MEMFD), *a = NULL, *b = NULL,
+                            *c = NULL;
+        struct iomem_client *k;
+
+        reg = iomem_region_free(reg);
+        /* disconnect first: both regions (the client's first, in its block, and the second) still work */
+        k = it_connect();
+        ck_assert_int_eq(iomem_open(k, "it.outlive", 0, 0, &a), 0);
+        ck_assert_int_eq(iomem_open(k, "it.outlive", IOMEM_OPEN_RDONLY, 0, &b), 0);
+        k = iomem_disconnect(k);
+        it_write_read(a, 100, "after disconnect");
+        ck_assert_uint_eq(iomem_region_size(b), 4096);
+        ck_assert_uint_ne(iomem_region_flags(b) & IOMEM_REGION_RDONLY, 0);
+        a = iomem_region_free(a);
+        b = iomem_region_free(b);
+
+        /* regions first, the first one before or after the second; then the client goes on working */
+        for (int order = 0; order < 2; order++) {
+                k = it_connect();
+                ck_assert_int_eq(iomem_open(k, "it.outlive", 0, 0, &a), 0);
+                ck_assert_int_eq(iomem_open(k, "it.outlive", 0, 0, &b), 0);
+                if (order == 0) {
+                        a = iomem_region_free(a);
+                        b = iomem_region_free(b);
+                } else {
+                        b = iomem_region_free(b);
+                        a = iomem_region_free(a);
+                }
+                ck_assert_int_eq(iomem_open(k, "it.outlive", 0, 0, &c), 0);
+                it_write_read(c, 200, "third");
+                k = iomem_disconnect(k);
+                it_write_read(c, 300, "third, after disconnect");
+                c = iomem_region_free(c);
+        }
+}
+END_TEST
+
+#define IT_RACERS 4
+
+struct it_racer {
+        struct iomem_client *client;
+        struct iomem_region *region;
+        int r;
+};
+
+static void *it_race_open(void *arg)
+{
+        struct it_racer *x = arg;
+
+        x->r = iomem_open(x->client, "it.race", 0, 0, &x->region);
+        return NULL;
+}
+
+/*
+ * Threads that open on one fresh client at once race for the room the client keeps for its first region: one
+ * gets it, the others allocate; freed in any order, before and after the client (ASan/valgrind see the rest).
+ */
+START_TEST(test_first_region_race)
+{
+        struct iomem_region *reg = it_create("it.race", 4096, 0, IOMEM_BACKEND_MEMFD);
+
+        reg = iomem_region_free(reg);
+        for (int round = 0; round < 20; round++) {
+                struct iomem_client *k = it_connect();
+                struct it_racer x[IT_RACERS];
+                pthread_t th[IT_RACERS];
+
+                for (int i = 0; i < IT_RACERS; i++) {
+                        x[i] = (struct it_racer){ .client = k };
+                        ck_assert_int_eq(pthread_create(&th[i], NULL, it_race_open, &x[i]), 0);
+                }
+                for (int i = 0; i < IT_RACERS; i++) {
+                        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+                        ck_assert_msg(x[i].r == 0, "open: %s", iomem_strerror(x[i].r));
+                }
+                /* half of them before the disconnect, the rest after, a different half each round */
+                for (int i = 0; i < IT_RACERS; i++)
+                        if ((i + round) % 2 == 0)
+                                x[i].region = iomem_region_free(x[i].region);
+                k = iomem_disconnect(k);
+                for (int i = 0; i < IT_RACERS; i++) {
+                        if (!x[i].region)
+                                continue;
+                        it_write_read(x[i].region, 64 * (size_t)i, "raced");
+                        x[i].region = iomem_region_free(x[i].region);
+                }
+        }
 }
 END_TEST
 
@@ -740,6 +849,8 @@ static Suite *suite(void)
         tcase_set_timeout(tc, 60);
         tcase_add_loop_test(tc, test_create_open_delete, 0, 3);
         tcase_add_loop_test(tc, test_create_existing, 0, 3);
+        tcase_add_test(tc, test_regions_outlive_client);
+        tcase_add_test(tc, test_first_region_race);
         tcase_add_test(tc, test_error_message_lifetime);
         tcase_add_loop_test(tc, test_errors, 0, 3);
         tcase_add_loop_test(tc, test_seal, 0, 3);
