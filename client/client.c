@@ -414,6 +414,13 @@ struct client_hello_msg {
 
 static int client_hello_prepare(struct iomem_client *c, bool in_order, struct client_hello_msg *hm);
 
+/* transport_frame_deinit(@f) where it has anything to close or free (iomemd's conn_process_frames() does the same) */
+static void client_frame_done(struct transport_frame *f)
+{
+        if (f->nfds || (f->payload && !f->payload_borrowed))
+                transport_frame_deinit(f);
+}
+
 /*
  * client_frame_own() - give @f, the reply to @p, a payload that outlives the transport's input buffer if it
  * borrows it (transport_next_frame_borrowed(), valid only until the next read): a copy in @p's reply space if it
@@ -474,7 +481,7 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
         if (p->kind == CLIENT_HELLO) {
                 /* checked here: a refusal breaks the connection for every request sent behind it */
                 r = client_hello_result(c, f);
-                transport_frame_deinit(f);
+                client_frame_done(f);
                 if (r == -EINVAL && c->t.in_fds_in_order) {
                         /* a daemon older than FDS_IN_ORDER: nothing was applied, the call connects again without it */
                         c->no_fds_in_order = true;
@@ -1369,8 +1376,10 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
         }
         if (client->watches)
                 free(client->watches);
-        pthread_cond_destroy(&client->cond);
-        pthread_mutex_destroy(&client->lock);
+        /*
+         * No pthread_cond_destroy()/pthread_mutex_destroy(): both were made by their static initializers and hold
+         * nothing (glibc's destroy calls only mark them, ~30 instructions), and no thread may use them any more.
+         */
         if (client->error_message)
                 free(client->error_message);
         /* a region made in the client's block (@first_region) that is still in use frees the block itself */
@@ -1479,7 +1488,7 @@ IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uin
         if (r < 0)
                 return r;
         r = client_region_from_reply(client, &f, regionp);
-        transport_frame_deinit(&f);
+        client_frame_done(&f);
         return r;
 }
 
@@ -1524,7 +1533,7 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
         if (r < 0)
                 return r;
         r = client_region_from_reply(client, &f, regionp);
-        transport_frame_deinit(&f);
+        client_frame_done(&f);
         if (r == 0)
                 client_cache_put(client, name, flags, *regionp, gen);
         return r;
