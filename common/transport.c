@@ -524,6 +524,17 @@ fail:
         return -EPROTO;
 }
 
+/* Take the @len bytes of a frame off the front of the input buffer. */
+static void transport_in_consume(struct transport *t, size_t len)
+{
+        t->in_start += len;
+        if (t->in_start == t->in_end) {
+                t->in_pos += t->in_end;
+                t->in_start = 0;
+                t->in_end = 0;
+        }
+}
+
 static int transport_next_frame_how(struct transport *t, struct transport_frame *f, bool borrow)
 {
         size_t avail = t->in_end - t->in_start;
@@ -584,13 +595,7 @@ static int transport_next_frame_how(struct transport *t, struct transport_frame 
         f->payload_borrowed = borrow && payload;
         if (f->payload_borrowed)
                 transport_in_poison_around(t, payload, h.length);
-
-        t->in_start += (size_t)len;
-        if (t->in_start == t->in_end) {
-                t->in_pos += t->in_end;
-                t->in_start = 0;
-                t->in_end = 0;
-        }
+        transport_in_consume(t, (size_t)len);
         return 1;
 }
 
@@ -601,7 +606,37 @@ int transport_next_frame(struct transport *t, struct transport_frame *f)
 
 int transport_next_frame_borrowed(struct transport *t, struct transport_frame *f)
 {
-        return transport_next_frame_how(t, f, true);
+        size_t avail = t->in_end - t->in_start;
+        struct proto_header h;
+        uint8_t *payload;
+        int r;
+
+        /*
+         * The usual frame (a request to iomemd, a reply): whole in the buffer, its fds (if any) tied in order, or
+         * none declared and none held. transport_next_frame_how() does the same then (the checks of held fds are
+         * for incomplete frames), after more set-up; anything else (an incomplete frame, a bad or unknown header,
+         * fds tied by position) goes its way, which decodes the header again.
+         */
+        transport_in_unpoison(t);
+        if (avail < PROTO_HEADER_SIZE || proto_header_decode(t->in + t->in_start, PROTO_HEADER_SIZE, &h) < 0 ||
+            avail - PROTO_HEADER_SIZE < h.length || !(t->in_fds_in_order || (!t->batches && h.nfds == 0)))
+                return transport_next_frame_how(t, f, true);
+        *f = (struct transport_frame){ .nfds = 0, .fd_owner = t->fd_owner };
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                f->fds[i] = -1;
+        if (h.nfds > 0) {
+                r = transport_claim_fds_in_order(t, h.nfds, f);
+                if (r < 0)
+                        return r;
+        }
+        payload = h.length > 0 ? t->in + t->in_start + PROTO_HEADER_SIZE : NULL;
+        f->hdr = h;
+        f->payload = payload;
+        f->payload_borrowed = payload != NULL;
+        if (payload)
+                transport_in_poison_around(t, payload, h.length);
+        transport_in_consume(t, PROTO_HEADER_SIZE + (size_t)h.length);
+        return 1;
 }
 
 static int transport_queue_how(struct transport *t, const struct proto_header *h, const void *payload, size_t len,

@@ -139,10 +139,12 @@ static void raw_send_new_fds(int sock, const void *buf, size_t len, unsigned n)
  * Read and parse until a frame or an error comes out, or nothing more is
  * available. Return: transport_next_frame()'s result, a read error, or 0.
  */
+static bool pump_borrowed; /* the *-borrowed test cases: parse as iomemd and libiomem do */
+
 static int pump(struct transport *t, struct transport_frame *f)
 {
         for (;;) {
-                int r = transport_next_frame(t, f);
+                int r = pump_borrowed ? transport_next_frame_borrowed(t, f) : transport_next_frame(t, f);
 
                 if (r != 0)
                         return r;
@@ -1684,6 +1686,22 @@ START_TEST(test_record_refused)
 }
 END_TEST
 
+/*
+ * The *-borrowed cases run the same tests through transport_next_frame_borrowed(), whose usual frame (whole, its
+ * fds tied in order or none) takes a shorter way than transport_next_frame()'s: every rule must hold on both.
+ */
+static void borrowed_setup(void)
+{
+        test_fd_setup();
+        pump_borrowed = true;
+}
+
+static void borrowed_teardown(void)
+{
+        pump_borrowed = false;
+        test_fd_teardown();
+}
+
 static Suite *transport_suite(void)
 {
         Suite *s = suite_create("transport");
@@ -1691,6 +1709,21 @@ static Suite *transport_suite(void)
 
         tc = tcase_create("roundtrip");
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_roundtrip_0_fds);
+        tcase_add_test(tc, test_roundtrip_1_fd);
+        tcase_add_test(tc, test_roundtrip_max_fds);
+        tcase_add_test(tc, test_roundtrip_max_payload);
+        tcase_add_test(tc, test_many_frames_one_write);
+        tcase_add_test(tc, test_queue_mixed_batch);
+        tcase_add_test(tc, test_queue_mixed_batch_in_order);
+        tcase_add_test(tc, test_fds_in_order_rules);
+        tcase_add_test(tc, test_in_order_fds_ahead_of_large_frame);
+        tcase_add_test(tc, test_f4_one_byte_per_write);
+        tcase_add_test(tc, test_f4_one_byte_per_write_fds);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("roundtrip-borrowed");
+        tcase_add_checked_fixture(tc, borrowed_setup, borrowed_teardown);
         tcase_add_test(tc, test_roundtrip_0_fds);
         tcase_add_test(tc, test_roundtrip_1_fd);
         tcase_add_test(tc, test_roundtrip_max_fds);
@@ -1718,8 +1751,35 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_f5_unknown_opcode_version);
         suite_add_tcase(s, tc);
 
+        tc = tcase_create("framing-borrowed");
+        tcase_add_checked_fixture(tc, borrowed_setup, borrowed_teardown);
+        tcase_add_test(tc, test_f4_eof_mid_frame);
+        tcase_add_test(tc, test_f4_eof_mid_header);
+        tcase_add_test(tc, test_eof_between_frames);
+        tcase_add_test(tc, test_f1_short_garbage_eof);
+        tcase_add_test(tc, test_f1_garbage_header);
+        tcase_add_test(tc, test_f2_huge_length);
+        tcase_add_test(tc, test_f2_too_many_nfds);
+        tcase_add_test(tc, test_f2_unknown_version_huge_length);
+        tcase_add_test(tc, test_f3_wrapping_length);
+        tcase_add_test(tc, test_f5_unknown_opcode_version);
+        suite_add_tcase(s, tc);
+
         tc = tcase_create("fds");
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_d1_undeclared_fds);
+        tcase_add_test(tc, test_d2_missing_fds);
+        tcase_add_test(tc, test_d3_extra_fds);
+        tcase_add_test(tc, test_d3_held_fds_cap);
+        tcase_add_test(tc, test_d4_fd_on_previous_frame);
+        tcase_add_test(tc, test_d5_two_scm_rights);
+        tcase_add_test(tc, test_d5_too_many_fds);
+        tcase_add_test(tc, test_d6_ctrunc_rlimit);
+        tcase_add_test(tc, test_d9_cloexec_after_malformed_sessions);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("fds-borrowed");
+        tcase_add_checked_fixture(tc, borrowed_setup, borrowed_teardown);
         tcase_add_test(tc, test_d1_undeclared_fds);
         tcase_add_test(tc, test_d2_missing_fds);
         tcase_add_test(tc, test_d3_extra_fds);
