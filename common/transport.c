@@ -961,7 +961,7 @@ static int transport_send_direct(struct transport *t, const struct transport_msg
         uint8_t hdrs[TRANSPORT_SENDV_MAX][PROTO_HEADER_SIZE];
         struct iovec iov[2 * TRANSPORT_SENDV_MAX];
         struct msghdr msg = { .msg_iov = iov };
-        size_t niov = 0;
+        size_t niov = 0, total = 0;
         ssize_t sent;
         int r, err = 0;
 
@@ -970,6 +970,7 @@ static int transport_send_direct(struct transport *t, const struct transport_msg
 
                 if (msgs[i].len > PROTO_MAX_PAYLOAD)
                         return -EMSGSIZE;
+                total += PROTO_HEADER_SIZE + msgs[i].len;
                 hdr.magic = PROTO_MAGIC;
                 hdr.version = PROTO_VERSION;
                 hdr.length = (uint32_t)msgs[i].len;
@@ -988,7 +989,8 @@ static int transport_send_direct(struct transport *t, const struct transport_msg
                 sent = 0;
         }
         t->out_pos += (size_t)sent;
-        /* usually all went: nothing to queue */
+        if ((size_t)sent == total)
+                return 0; /* usually all went: nothing to queue */
         for (unsigned i = 0; i < n; i++) {
                 size_t len = PROTO_HEADER_SIZE + msgs[i].len;
 
