@@ -41,6 +41,33 @@ static unsigned long flood_reads;
 ssize_t __real_recvmsg(int fd, struct msghdr *msg, int flags);
 ssize_t __wrap_recvmsg(int fd, struct msghdr *msg, int flags);
 
+/*
+ * The replies cut short: once chop_fd is set, every recvmsg() on it takes at most chop_size bytes (the fds come
+ * with the first piece of the daemon's sendmsg, as the kernel gives them), and the first one fails with EINTR.
+ */
+static int chop_fd = -1;
+static size_t chop_size;
+static bool chop_eintr;
+static unsigned long chop_reads;
+
+static ssize_t chop_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+        size_t len = msg->msg_iov[0].iov_len;
+        ssize_t r;
+
+        if (chop_eintr) {
+                chop_eintr = false;
+                errno = EINTR;
+                return -1;
+        }
+        if (len > chop_size)
+                msg->msg_iov[0].iov_len = chop_size;
+        r = __real_recvmsg(fd, msg, flags);
+        msg->msg_iov[0].iov_len = len;
+        chop_reads++;
+        return r;
+}
+
 /* One OVERFLOW event frame, repeated forever; @pos is where the stream is within it. */
 ssize_t __wrap_recvmsg(int fd, struct msghdr *msg, int flags)
 {
@@ -51,6 +78,8 @@ ssize_t __wrap_recvmsg(int fd, struct msghdr *msg, int flags)
         uint8_t *out;
         size_t len;
 
+        if (fd == chop_fd && fd >= 0 && msg->msg_iovlen == 1)
+                return chop_recvmsg(fd, msg, flags);
         if (fd != flood_fd || fd < 0 || msg->msg_iovlen < 1)
                 return __real_recvmsg(fd, msg, flags);
         proto_header_encode(&h, one);
@@ -545,6 +574,46 @@ static struct iomem_region *fake_open(struct fake_daemon *d, int fd, uint64_t an
 }
 
 /*
+ * A cold connection's replies (HELLO's and the first request's, with its fd, which iomemd sends with one
+ * sendmsg) and later ones, read in pieces of every size around the frame boundaries, after an EINTR: each piece
+ * is routed as it comes (an incomplete frame waits for the rest, its fd held), as a whole buffer would be.
+ */
+START_TEST(test_replies_in_pieces)
+{
+        static const size_t sizes[] = { 1, 2, 7, 19, 20, 21, 40, 47, 64, 100, 175, 4096 };
+        struct iomem_client *c = it_client_connect(&daemon_);
+        struct iomem_region *region = NULL;
+        char *addr;
+
+        ck_assert_int_eq(iomem_create(c, "pieces", 4096, NULL, &region), 0);
+        region = iomem_region_free(region);
+        c = iomem_disconnect(c);
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+                void *p = NULL;
+
+                c = it_client_connect(&daemon_);
+                chop_size = sizes[i];
+                chop_eintr = true;
+                chop_reads = 0;
+                __atomic_store_n(&chop_fd, iomem_client_fd(c), __ATOMIC_RELEASE);
+                ck_assert_msg(iomem_open(c, "pieces", 0, 0, &region) == 0, "open, pieces of %zu", sizes[i]);
+                ck_assert_int_eq(iomem_region_map(region, 0, 4096, PROT_READ | PROT_WRITE, &p), 0);
+                addr = p;
+                addr[sizes[i] % 4096] = 'x';
+                ck_assert_int_eq(iomem_unmap(p, 4096), 0);
+                /* an error reply, and a reply after it, in pieces too */
+                ck_assert_int_eq(iomem_open(c, "pieces-missing", 0, 0, &region), -ENOENT);
+                ck_assert_msg(iomem_client_error_message(c)[0] != '\0', "no error detail");
+                ck_assert_int_eq(iomem_ping(c), 0);
+                ck_assert_msg(chop_reads > 2 || sizes[i] >= 100, "%lu reads of %zu bytes", chop_reads, sizes[i]);
+                __atomic_store_n(&chop_fd, -1, __ATOMIC_RELEASE);
+                c = iomem_disconnect(c);
+                region = iomem_region_free(region);
+        }
+}
+END_TEST
+
+/*
  * D7 on the client: an fd that is not a regular file (here a pipe, which a read would block on) is never mapped
  * nor given out: every use of the region fails with -EINVAL, and its size is 0, never the announced one.
  */
@@ -633,6 +702,7 @@ int main(void)
         tcase_add_test(tc, test_cached_open_sees_event_another_thread_holds);
         tcase_add_test(tc, test_first_calls_after_handshake_timeout);
         tcase_add_test(tc, test_no_resend_after_hello_read);
+        tcase_add_test(tc, test_replies_in_pieces);
         tcase_add_test(tc, test_open_reply_fd_not_regular);
         tcase_add_test(tc, test_open_reply_fd_smaller_than_announced);
         tcase_add_test(tc, test_ctl_exec_reply_fd_not_regular);
