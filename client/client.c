@@ -147,13 +147,6 @@ struct iomem_client {
         uint64_t cache_gen, reply_cache_gen, cache_hits;
         struct client_pending *hello_p; /* &hello_entry once a held-back HELLO was sent on this connection */
         /*
-         * @first_region holds a region made from a reply (client_region_from_info()) once @slot_taken (set
-         * atomically: calls of several threads may race for it; once, for the client's life): a short-lived
-         * connection's OPEN then allocates no region of its own. The client's block is then freed by the last
-         * of iomem_disconnect() and that region's iomem_region_free() (@block_refs, struct region_slot).
-         */
-        bool slot_taken;
-        /*
          * From here on, fields are written before they are read: client_connect() zeroes only what comes before
          * (a cold connection's client is allocated, zeroed and freed each time).
          */
@@ -164,8 +157,6 @@ struct iomem_client {
         struct sockaddr_un sa;
         uint8_t sa_len; /* what connect() is told (at most sizeof(sa)): the path, its NUL, nothing past them */
         struct client_pending hello_entry;   /* set by client_hello_prepare(), read through @hello_p */
-        struct iomem_region first_region;    /* set when @slot_taken */
-        unsigned block_refs;                 /* set when @first_region is made */
         /* @t's first input buffer and fd batch: a short-lived connection's transport allocates nothing */
         struct transport_storage storage;
 };
@@ -1382,9 +1373,7 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
          */
         if (client->error_message)
                 free(client->error_message);
-        /* a region made in the client's block (@first_region) that is still in use frees the block itself */
-        if (!client->slot_taken || __atomic_sub_fetch(&client->block_refs, 1, __ATOMIC_ACQ_REL) == 0)
-                free(client);
+        free(client);
         errno = saved;
         return NULL;
 }
@@ -1436,30 +1425,25 @@ static int client_name_check(const char *name)
  * is the object's own (S1), whatever the daemon announced.
  * Return: 0; -EPROTO; negative errno.
  */
-static int client_region_from_info(struct iomem_client *c, struct transport_frame *f,
-                                   const struct proto_region_info *infop, struct iomem_region **regionp)
+static int client_region_from_info(struct transport_frame *f, const struct proto_region_info *infop,
+                                   struct iomem_region **regionp)
 {
-        struct region_slot slot = { .region = &c->first_region, .block = c, .refs = &c->block_refs };
-        bool in_slot = !__atomic_exchange_n(&c->slot_taken, true, __ATOMIC_RELAXED);
-        int fd = f->fds[0], r;
+        int fd = f->fds[0];
 
         f->fds[0] = -1;
         f->nfds = 0;
         /* the transport received it with MSG_CMSG_CLOEXEC (D9); the access mode is the reply's RDONLY flag */
-        r = region_new_reply_consume_fd(fd, infop->size, (enum iomem_backend)infop->backend, infop->flags, infop->id,
-                                        in_slot ? &slot : NULL, regionp); /* fd consumed */
-        if (in_slot && (r < 0 || *regionp != &c->first_region))
-                __atomic_store_n(&c->slot_taken, false, __ATOMIC_RELAXED); /* not used: free for a later one */
-        return r;
+        return region_new_reply_consume_fd(fd, infop->size, (enum iomem_backend)infop->backend, infop->flags,
+                                          infop->id, regionp); /* fd consumed */
 }
 
-static int client_region_from_reply(struct iomem_client *c, struct transport_frame *f, struct iomem_region **regionp)
+static int client_region_from_reply(struct transport_frame *f, struct iomem_region **regionp)
 {
         struct proto_region_info info;
 
         if (proto_region_info_decode(f->payload, f->hdr.length, &info) < 0)
                 return -EPROTO;
-        return client_region_from_info(c, f, &info, regionp);
+        return client_region_from_info(f, &info, regionp);
 }
 
 IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uint64_t size,
@@ -1487,7 +1471,7 @@ IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uin
         pthread_mutex_unlock(&client->lock);
         if (r < 0)
                 return r;
-        r = client_region_from_reply(client, &f, regionp);
+        r = client_region_from_reply(&f, regionp);
         client_frame_done(&f);
         return r;
 }
@@ -1532,7 +1516,7 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
         } while (client_again(client, r, &tries));
         if (r < 0)
                 return r;
-        r = client_region_from_reply(client, &f, regionp);
+        r = client_region_from_reply(&f, regionp);
         client_frame_done(&f);
         if (r == 0)
                 client_cache_put(client, name, flags, *regionp, gen);
@@ -2354,7 +2338,7 @@ IOMEM_EXPORT int iomem_open_version(struct iomem_client *client, const char *nam
         if (proto_region_infov_decode(f.payload, f.hdr.length, &info) < 0)
                 r = -EPROTO;
         else
-                r = client_region_from_info(client, &f, &info.info, regionp);
+                r = client_region_from_info(&f, &info.info, regionp);
         transport_frame_deinit(&f);
         if (r == 0 && generationp)
                 *generationp = info.generation;
@@ -2543,8 +2527,8 @@ static int client_stat_from_reply(const struct transport_frame *f, bool v, struc
 }
 
 /* Decode an OPEN (@v false) or OPENV reply into a region. Return: 0; -EPROTO; negative errno. */
-static int client_open_from_reply(struct iomem_client *c, struct transport_frame *f, bool v,
-                                  struct iomem_region **regionp, uint64_t *generationp)
+static int client_open_from_reply(struct transport_frame *f, bool v, struct iomem_region **regionp,
+                                  uint64_t *generationp)
 {
         struct proto_region_infov info = { .generation = 0 };
 
@@ -2553,7 +2537,7 @@ static int client_open_from_reply(struct iomem_client *c, struct transport_frame
                 return -EPROTO;
         if (generationp)
                 *generationp = info.generation;
-        return client_region_from_info(c, f, &info.info, regionp);
+        return client_region_from_info(f, &info.info, regionp);
 }
 
 /* Decode a completed asynchronous request and call its callback (without the lock). */
@@ -2567,7 +2551,7 @@ static void client_complete_async(struct iomem_client *c, struct client_pending 
         case CLIENT_ASYNC_OPEN:
         case CLIENT_ASYNC_OPENV:
                 if (r == 0)
-                        r = client_open_from_reply(c, &p->reply, p->kind == CLIENT_ASYNC_OPENV, &region, &generation);
+                        r = client_open_from_reply(&p->reply, p->kind == CLIENT_ASYNC_OPENV, &region, &generation);
                 ((iomem_open_cb)(void (*)(void))p->cb)(c, r, r == 0 ? region : NULL, generation, p->userdata);
                 break;
         case CLIENT_ASYNC_STAT:

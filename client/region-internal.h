@@ -2,48 +2,12 @@
 /* region-internal: the libiomem-internal constructor of struct iomem_region (used by client.c). */
 #pragma once
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #include "iomem.h"
 
 /* The shared library is built with hidden visibility: mark each public function with this. */
 #define IOMEM_EXPORT __attribute__((visibility("default")))
-
-struct iomem_region {
-        int fd;
-        /*
-         * @size: the last size read with fstat or set by resize. @checked: fstat has seen the fd (a regular
-         * file, D7) and set @size; false only for a region received from iomemd and not yet used
-         * (region_new_reply_consume_fd()), whose @size is then the daemon's word and never given out.
-         * Both are atomics (@checked stored with release after @size, loaded with acquire): the first use may
-         * come from any thread.
-         */
-        uint64_t size;
-        bool checked;
-        uint64_t max_size; /* for local resizes; 0 = BACKEND_DEFAULT_MAX_SIZE */
-        uint64_t id;       /* the daemon's id, 0 if local */
-        uint32_t flags;    /* IOMEM_REGION_* */
-        enum iomem_backend backend;
-        /*
-         * NULL: the region is an allocation of its own. Else it lies in @block, an allocation of libiomem's
-         * (a client's: see struct region_slot), shared by *@block_refs users (atomic): the last to let go of it
-         * frees @block.
-         */
-        void *block;
-        unsigned *block_refs;
-};
-
-/*
- * Room for one region inside an allocation of the caller's (libiomem's client keeps one for its first region: a
- * short-lived connection's OPEN then allocates nothing more). The region sets *@refs to 2 (the block's owner, the
- * region): iomem_region_free() and the owner each drop one, atomically, and the last frees @block.
- */
-struct region_slot {
-        struct iomem_region *region; /* inside @block */
-        void *block;                 /* malloc'd, freed with free() */
-        unsigned *refs;              /* inside @block */
-};
 
 /*
  * region_new_consume_fd() - wrap an fd received from iomemd (or made locally).
@@ -71,12 +35,10 @@ int region_new_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uin
  * file (D7: -EINVAL, never mapped) and records the object's own size (S1);
  * until then @size, the daemon's, is never given out. A @backend to detect
  * (AUTO, or one this library does not know) makes it read the fd at once.
- * @slot: where to make it (struct region_slot), or NULL to allocate it; a region whose backend is detected is
- * always allocated (the caller tells which by where *@regionp points).
  * Return: 0 with *regionp set; -EBADF; -EINVAL; -ENOMEM; negative errno from fstat.
  */
 int region_new_reply_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uint32_t flags, uint64_t id,
-                                const struct region_slot *slot, struct iomem_region **regionp);
+                                struct iomem_region **regionp);
 
 /* For __attribute__((cleanup(region_freep))). */
 static inline void region_freep(struct iomem_region **regionp)

@@ -43,6 +43,23 @@ _Static_assert(IOMEM_REGION_HUGETLB == PROTO_REGION_HUGETLB && IOMEM_REGION_THP 
         (IOMEM_REGION_RDONLY | IOMEM_REGION_LEASED | IOMEM_REGION_RESIZABLE | IOMEM_REGION_ANONYMOUS | \
          IOMEM_REGION_HUGETLB | IOMEM_REGION_THP | IOMEM_REGION_RESERVED)
 
+struct iomem_region {
+        int fd;
+        /*
+         * @size: the last size read with fstat or set by resize. @checked: fstat has seen the fd (a regular
+         * file, D7) and set @size; false only for a region received from iomemd and not yet used
+         * (region_new_reply_consume_fd()), whose @size is then the daemon's word and never given out.
+         * Both are atomics (@checked stored with release after @size, loaded with acquire): the first use may
+         * come from any thread.
+         */
+        uint64_t size;
+        bool checked;
+        uint64_t max_size; /* for local resizes; 0 = BACKEND_DEFAULT_MAX_SIZE */
+        uint64_t id;       /* the daemon's id, 0 if local */
+        uint32_t flags;    /* IOMEM_REGION_* */
+        enum iomem_backend backend;
+};
+
 static bool region_backend_valid(enum iomem_backend backend)
 {
         switch (backend) {
@@ -147,7 +164,7 @@ fail:
 }
 
 int region_new_reply_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uint32_t flags, uint64_t id,
-                                const struct region_slot *slot, struct iomem_region **regionp)
+                                struct iomem_region **regionp)
 {
         struct iomem_region *region;
 
@@ -169,20 +186,13 @@ int region_new_reply_consume_fd(int fd, uint64_t size, enum iomem_backend backen
                 }
                 return region_new_stat_consume_fd_how(fd, &st, IOMEM_BACKEND_AUTO, flags, id, false, regionp);
         }
-        if (slot) {
-                /* no allocation: the caller's block holds it, and is freed by whichever of the two lets go last */
-                region = slot->region;
-                __atomic_store_n(slot->refs, 2u, __ATOMIC_RELAXED); /* before the region is given out */
-        } else {
-                region = malloc(sizeof(*region));
-                if (!region) {
-                        close(fd);
-                        return -ENOMEM;
-                }
+        region = malloc(sizeof(*region));
+        if (!region) {
+                close(fd);
+                return -ENOMEM;
         }
         *region = (struct iomem_region){ .fd = fd, .size = size, .checked = false, .id = id,
-                                         .flags = flags & REGION_FLAGS_KNOWN, .backend = backend,
-                                         .block = slot ? slot->block : NULL, .block_refs = slot ? slot->refs : NULL };
+                                         .flags = flags & REGION_FLAGS_KNOWN, .backend = backend };
         *regionp = region;
         return 0;
 }
@@ -261,10 +271,7 @@ IOMEM_EXPORT struct iomem_region *iomem_region_free(struct iomem_region *region)
                 return NULL;
         if (region->fd >= 0)
                 close(region->fd);
-        if (!region->block)
-                free(region);
-        else if (__atomic_sub_fetch(region->block_refs, 1, __ATOMIC_ACQ_REL) == 0)
-                free(region->block); /* the client that holds it was disconnected already */
+        free(region);
         errno = saved;
         return NULL;
 }
