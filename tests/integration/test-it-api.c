@@ -123,9 +123,8 @@ static void it_write_read(struct iomem_region *region, size_t off, const char *t
 }
 
 /*
- * Regions outlive the client that opened them, in either order of freeing (iomem.h): the first region a client
- * makes lives in the client's own allocation (client_region_from_info()), which the last of iomem_disconnect() and
- * iomem_region_free() frees. Under ASan or valgrind a use after free or a leaked client shows here.
+ * Regions outlive the client that opened them, in either order of freeing (iomem.h). Under ASan or valgrind a use
+ * after free or a leaked client shows here (it guards any scheme that ties a region's memory to its client's).
  */
 START_TEST(test_regions_outlive_client)
 {
@@ -134,7 +133,7 @@ START_TEST(test_regions_outlive_client)
         struct iomem_client *k;
 
         reg = iomem_region_free(reg);
-        /* disconnect first: both regions (the client's first, in its block, and the second) still work */
+        /* disconnect first: both regions still work */
         k = it_connect();
         ck_assert_int_eq(iomem_open(k, "it.outlive", 0, 0, &a), 0);
         ck_assert_int_eq(iomem_open(k, "it.outlive", IOMEM_OPEN_RDONLY, 0, &b), 0);
@@ -183,8 +182,8 @@ static void *it_race_open(void *arg)
 }
 
 /*
- * Threads that open on one fresh client at once race for the room the client keeps for its first region: one
- * gets it, the others allocate; freed in any order, before and after the client (ASan/valgrind see the rest).
+ * Threads that open on one fresh client at once (the first requests of a connection, HELLO held back in front of
+ * one of them); the regions freed in any order, before and after the client (ASan/valgrind see the rest).
  */
 START_TEST(test_first_region_race)
 {

@@ -442,101 +442,6 @@ START_TEST(test_consume_fd)
 }
 END_TEST
 
-/* A block of the caller's with room for one region (as libiomem's client keeps: struct region_slot). */
-struct test_block {
-        unsigned refs;
-        struct iomem_region region;
-};
-
-static struct region_slot test_slot(struct test_block *b)
-{
-        return (struct region_slot){ .region = &b->region, .block = b, .refs = &b->refs };
-}
-
-static int test_memfd(uint64_t size)
-{
-        int fd = memfd_create("t", MFD_CLOEXEC);
-
-        ck_assert_int_ge(fd, 0);
-        ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
-        return fd;
-}
-
-/*
- * A region made in a caller's block (the client's first region) is freed with the block by whichever of the two
- * lets go last: the region first, or the block's owner first (then the region's free frees the block; ASan and
- * valgrind would report the block leaked, or used after it was freed, otherwise).
- */
-START_TEST(test_reply_in_slot)
-{
-        struct iomem_region *region = NULL;
-        struct test_block *b = malloc(sizeof(*b));
-        struct region_slot slot = test_slot(b);
-        void *addr = NULL;
-        int fd;
-
-        ck_assert_ptr_nonnull(b);
-        b->refs = 0;
-        /* the region first: the owner's drop frees the block */
-        fd = test_memfd(4096);
-        ck_assert_int_eq(region_new_reply_consume_fd(fd, 4096, IOMEM_BACKEND_MEMFD, IOMEM_REGION_LEASED, 9, &slot,
-                                                     &region),
-                         0);
-        ck_assert_ptr_eq(region, &b->region);
-        ck_assert_uint_eq(b->refs, 2);
-        ck_assert_int_eq(iomem_region_map(region, 0, 4096, PROT_READ | PROT_WRITE, &addr), 0);
-        memcpy(addr, "slot", 5);
-        ck_assert_int_eq(iomem_unmap(addr, 4096), 0);
-        ck_assert_uint_eq(iomem_region_id(region), 9);
-        ck_assert_uint_eq(iomem_region_flags(region), IOMEM_REGION_LEASED);
-        ck_assert_ptr_null(iomem_region_free(region));
-        ck_assert_int_eq(fcntl(fd, F_GETFD), -1); /* its fd is closed at once, the block is not freed */
-        ck_assert_uint_eq(b->refs, 1);
-        if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
-                free(b);
-
-        /* the owner first: the region's free frees the block (a leak under ASan/valgrind if it did not) */
-        b = malloc(sizeof(*b));
-        ck_assert_ptr_nonnull(b);
-        b->refs = 0;
-        slot = test_slot(b);
-        fd = test_memfd(8192);
-        ck_assert_int_eq(region_new_reply_consume_fd(fd, 8192, IOMEM_BACKEND_MEMFD, 0, 1, &slot, &region), 0);
-        ck_assert_ptr_eq(region, &b->region);
-        ck_assert_uint_eq(__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL), 1); /* the owner lets go */
-        ck_assert_uint_eq(iomem_region_size(region), 8192);                      /* still usable */
-        ck_assert_int_eq(iomem_region_map(region, 0, 0, PROT_READ, &addr), 0);
-        ck_assert_int_eq(iomem_unmap(addr, 8192), 0);
-        ck_assert_ptr_null(iomem_region_free(region));
-        ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
-
-        /* a backend to detect: allocated apart, the slot untouched; a failure leaves it untouched too */
-        b = malloc(sizeof(*b));
-        ck_assert_ptr_nonnull(b);
-        b->refs = 0;
-        slot = test_slot(b);
-        fd = test_memfd(4096);
-        ck_assert_int_eq(region_new_reply_consume_fd(fd, 4096, IOMEM_BACKEND_AUTO, 0, 1, &slot, &region), 0);
-        ck_assert_ptr_ne(region, &b->region);
-        ck_assert_uint_eq(b->refs, 0);
-        ck_assert_int_eq(iomem_region_backend(region), IOMEM_BACKEND_MEMFD);
-        region = iomem_region_free(region);
-        ck_assert_int_eq(region_new_reply_consume_fd(-1, 4096, IOMEM_BACKEND_MEMFD, 0, 1, &slot, &region), -EBADF);
-        ck_assert_uint_eq(b->refs, 0);
-        fd = test_memfd(4096);
-        ck_assert_int_eq(region_new_reply_consume_fd(fd, 4096, IOMEM_BACKEND_MEMFD, 0, 1, &slot, NULL), -EINVAL);
-        ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
-        ck_assert_uint_eq(b->refs, 0);
-        free(b);
-
-        /* without a slot, as before: a region of its own */
-        fd = test_memfd(4096);
-        ck_assert_int_eq(region_new_reply_consume_fd(fd, 4096, IOMEM_BACKEND_MEMFD, 0, 1, NULL, &region), 0);
-        ck_assert_uint_eq(iomem_region_size(region), 4096);
-        region = iomem_region_free(region);
-}
-END_TEST
-
 START_TEST(test_accessors_null)
 {
         int saved;
@@ -662,7 +567,6 @@ static Suite *region_suite(void)
         tc = tcase_create("fd");
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
         tcase_add_test(tc, test_consume_fd);
-        tcase_add_test(tc, test_reply_in_slot);
         tcase_add_test(tc, test_accessors_null);
         suite_add_tcase(s, tc);
 
