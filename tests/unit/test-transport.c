@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -1687,6 +1688,184 @@ START_TEST(test_record_refused)
 END_TEST
 
 /*
+ * ---- differential: transport_next_frame_borrowed() (its short path for the usual frame, the general path for the
+ * rest) against transport_next_frame(), on identical input ----
+ *
+ * Two socket pairs get the same writes (a hostile peer's: whole and cut frames, pipelined ones, bad headers,
+ * lengths past what is buffered or past the maximum, unknown versions, fds with their frame, ahead of it, behind
+ * it, undeclared, too many; by position and in order), each read the same way; one side is parsed with
+ * transport_next_frame(), the other with transport_next_frame_borrowed(). Every result must be the same: return
+ * codes, headers, payload bytes, the fds (the same files, in the same order) and what stays buffered or held.
+ */
+static uint64_t diff_state;
+
+static unsigned diff_rnd(void)
+{
+        diff_state ^= diff_state << 13;
+        diff_state ^= diff_state >> 7;
+        diff_state ^= diff_state << 17;
+        return (unsigned)(diff_state >> 11);
+}
+
+/* One frame declaring @want_nfds fds (maybe damaged) at @p, at most @room bytes. Return: its size. */
+static size_t diff_frame(uint8_t *p, size_t room, unsigned want_nfds)
+{
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = diff_rnd() % 8,
+                                  .id = diff_rnd(), .nfds = want_nfds };
+        uint32_t len = diff_rnd() % 8 == 0 ? diff_rnd() % 3000 : diff_rnd() % 40;
+
+        h.flags = diff_rnd() % 2 ? PROTO_FLAG_REPLY : 0;
+        if (diff_rnd() % 30 == 0)
+                h.version = PROTO_VERSION + 1; /* unknown: still a frame */
+        if (PROTO_HEADER_SIZE + (size_t)len > room)
+                len = 0;
+        h.length = len;
+        proto_header_encode(&h, p);
+        for (uint32_t i = 0; i < len; i++)
+                p[PROTO_HEADER_SIZE + i] = (uint8_t)diff_rnd();
+        switch (diff_rnd() % 40) {
+        case 0: /* a bad bit anywhere in the header */
+                p[diff_rnd() % PROTO_HEADER_SIZE] ^= (uint8_t)(1u << (diff_rnd() % 8));
+                break;
+        case 1: /* a length past the maximum, or past anything that will be buffered */
+        case 2: {
+                uint32_t l = diff_rnd() % 2 ? PROTO_MAX_PAYLOAD + 1 + diff_rnd() % 3 : PROTO_MAX_PAYLOAD;
+
+                memcpy(p + 12, &l, sizeof(l));
+                break;
+        }
+        case 3: { /* an nfds past the maximum */
+                uint16_t n = PROTO_MAX_FDS + 1 + diff_rnd() % 3;
+
+                memcpy(p + 16, &n, sizeof(n));
+                break;
+        }
+        default:
+                break;
+        }
+        return PROTO_HEADER_SIZE + len;
+}
+
+static void diff_one(uint64_t seed, const int files[8], unsigned long *framesp)
+{
+        static uint8_t buf[32 * 1024];
+        struct transport_storage sta, stb;
+        struct transport ta, tb;
+        int sva[2], svb[2];
+        bool in_order, dead = false, shut = false;
+        unsigned steps;
+
+        diff_state = seed * 0x9E3779B97F4A7C15ull + 1;
+        in_order = diff_rnd() % 2;
+        steps = 1 + diff_rnd() % 12;
+        pair_new(sva);
+        pair_new(svb);
+        if (diff_rnd() % 2) {
+                ck_assert_int_eq(transport_init_storage(&ta, sva[1], 0, 0, &sta), 0);
+                ck_assert_int_eq(transport_init_storage(&tb, svb[1], 0, 0, &stb), 0);
+        } else {
+                ck_assert_int_eq(transport_init(&ta, sva[1], 0, 0), 0);
+                ck_assert_int_eq(transport_init(&tb, svb[1], 0, 0), 0);
+        }
+        ta.in_fds_in_order = tb.in_fds_in_order = in_order;
+        for (unsigned s = 0; s < steps && !dead; s++) {
+                unsigned nframes = diff_rnd() % 4, nfds = 0;
+                bool matched = diff_rnd() % 2; /* fds as the rules want them, or anyhow */
+                int fds[8];
+                size_t len = 0;
+
+                for (unsigned i = 0; i < nframes; i++) {
+                        unsigned want = matched && (in_order || i == 0) ? diff_rnd() % 3 : diff_rnd() % 3 == 0 ? diff_rnd() % 6 : 0;
+
+                        if (matched && nfds + want > 7)
+                                want = 0;
+                        len += diff_frame(buf + len, sizeof(buf) / 4, want);
+                        nfds += matched ? want : 0;
+                        if (matched && !in_order)
+                                break; /* by position: one frame with fds, first in its write (and last) */
+                }
+                if (!matched && diff_rnd() % 4 == 0)
+                        nfds = diff_rnd() % 7;
+                if (len > 0 && diff_rnd() % 3 == 0)
+                        len = diff_rnd() % len + 1; /* a cut frame, its rest never sent */
+                if (len == 0 && nfds > 0)
+                        buf[len++] = 0;
+                for (unsigned i = 0; i < nfds; i++)
+                        fds[i] = files[diff_rnd() % 8];
+                if (len > 0 && !shut) {
+                        ck_assert_int_eq(fdutil_sendmsg(sva[0], buf, len, fds, nfds, nfds ? 1 : 0, MSG_NOSIGNAL),
+                                         (ssize_t)len);
+                        ck_assert_int_eq(fdutil_sendmsg(svb[0], buf, len, fds, nfds, nfds ? 1 : 0, MSG_NOSIGNAL),
+                                         (ssize_t)len);
+                }
+                if (diff_rnd() % 20 == 0 && !shut) {
+                        shutdown(sva[0], SHUT_WR);
+                        shutdown(svb[0], SHUT_WR);
+                        shut = true;
+                }
+                for (;;) { /* read both until EAGAIN, parsing after each read */
+                        int na = transport_read(&ta), nb = transport_read(&tb);
+
+                        ck_assert_int_eq(na, nb);
+                        if (na < 0 && na != -EAGAIN) {
+                                dead = true;
+                                break;
+                        }
+                        for (;;) {
+                                struct transport_frame fa, fb;
+                                int ra = transport_next_frame(&ta, &fa), rb = transport_next_frame_borrowed(&tb, &fb);
+
+                                ck_assert_msg(ra == rb, "seed %" PRIu64 ": transport_next_frame() %d, borrowed %d",
+                                              seed, ra, rb);
+                                ck_assert_uint_eq(ta.in_end - ta.in_start, tb.in_end - tb.in_start);
+                                ck_assert_uint_eq(ta.in_pos + ta.in_start, tb.in_pos + tb.in_start);
+                                ck_assert_uint_eq(ta.in_fds, tb.in_fds);
+                                ck_assert((ta.batches == NULL) == (tb.batches == NULL));
+                                ck_assert((ta.batches_tail == NULL) == (tb.batches_tail == NULL));
+                                if (ra <= 0) {
+                                        dead = ra < 0;
+                                        break;
+                                }
+                                ck_assert_mem_eq(&fa.hdr, &fb.hdr, sizeof(fa.hdr));
+                                ck_assert_uint_eq(fa.nfds, fb.nfds);
+                                ck_assert((fa.payload == NULL) == (fb.payload == NULL));
+                                if (fa.payload)
+                                        ck_assert_mem_eq(fa.payload, fb.payload, fa.hdr.length);
+                                for (unsigned i = 0; i < PROTO_MAX_FDS; i++) {
+                                        if (i < fa.nfds)
+                                                ck_assert(test_same_file(fa.fds[i], fb.fds[i]));
+                                        else
+                                                ck_assert(fa.fds[i] == -1 && fb.fds[i] == -1);
+                                }
+                                (*framesp)++;
+                                transport_frame_deinit(&fa);
+                                transport_frame_deinit(&fb);
+                        }
+                        if (dead || na <= 0)
+                                break;
+                }
+        }
+        transport_deinit(&ta);
+        transport_deinit(&tb);
+        pair_close(sva);
+        pair_close(svb);
+}
+
+START_TEST(test_borrowed_matches_copied)
+{
+        unsigned long frames = 0;
+        int files[8];
+
+        for (unsigned i = 0; i < 8; i++)
+                files[i] = memfd_new();
+        for (uint64_t seed = 1; seed <= 3000; seed++)
+                diff_one(seed, files, &frames);
+        ck_assert_uint_gt(frames, 1000); /* the frames compared, not only errors */
+        fds_close(files, 8);
+}
+END_TEST
+
+/*
  * The *-borrowed cases run the same tests through transport_next_frame_borrowed(), whose usual frame (whole, its
  * fds tied in order or none) takes a shorter way than transport_next_frame()'s: every rule must hold on both.
  */
@@ -1804,6 +1983,7 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_read_buffer_full);
         tcase_add_test(tc, test_read_buffer_grows);
         tcase_add_test(tc, test_next_frame_borrowed);
+        tcase_add_test(tc, test_borrowed_matches_copied);
         tcase_add_test(tc, test_wait_and_timeouts);
         tcase_add_test(tc, test_null_safe);
         suite_add_tcase(s, tc);
