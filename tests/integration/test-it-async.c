@@ -194,6 +194,54 @@ START_TEST(test_async_requests)
 }
 END_TEST
 
+/*
+ * iomem_disconnect() with requests outstanding: those not answered yet (a WAIT-OPEN for a region that never comes,
+ * sent behind the held-back HELLO of iomem_connect(), so that HELLO's reply may not be read either), those
+ * answered but never processed, and a client that sent nothing at all. No callback runs, and nothing is left:
+ * LeakSanitizer (ASan build) sees every entry freed, the fd fixture every received fd closed.
+ */
+static void on_open_never(struct iomem_client *c, int error, struct iomem_region *r, uint64_t gen, void *ud)
+{
+        (void)c, (void)error, (void)r, (void)gen, (void)ud;
+        ck_abort_msg("a callback ran after iomem_disconnect()");
+}
+
+static void on_ping_never(struct iomem_client *c, int error, void *ud)
+{
+        (void)c, (void)error, (void)ud;
+        ck_abort_msg("a callback ran after iomem_disconnect()");
+}
+
+START_TEST(test_async_disconnect_outstanding)
+{
+        struct iomem_client *held, *c, *idle;
+        struct iomem_region *r = NULL;
+
+        it_daemon_start(&daemon_, NULL);
+        /* held back: HELLO goes out with the first request, its reply and the request's never read */
+        held = it_client_connect(&daemon_);
+        ck_assert_int_eq(iomem_open_async(held, "dc/never", 0, WAIT_MS, on_open_never, NULL), 0);
+        ck_assert_int_eq(iomem_ping_async(held, on_ping_never, NULL), 0);
+        /* handshaken: an OPEN whose reply (with its fd) is read by a blocking call, then never processed */
+        c = connect_flags(0);
+        ck_assert_int_eq(iomem_create(c, "dc/a", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_open_async(c, "dc/a", IOMEM_OPEN_RDONLY, 0, on_open_never, NULL), 0);
+        ck_assert_int_eq(iomem_open_async(c, "dc/never", 0, WAIT_MS, on_open_never, NULL), 0);
+        ck_assert_int_eq(iomem_ping(c), 0); /* reads the OPEN reply ahead of its own: kept for process() */
+        ck_assert_int_eq(iomem_client_get_timeout(c), 0);
+        /* nothing sent at all */
+        idle = it_client_connect(&daemon_);
+        ck_assert_ptr_null(iomem_disconnect(held));
+        ck_assert_ptr_null(iomem_disconnect(c));
+        ck_assert_ptr_null(iomem_disconnect(idle));
+        /* the daemon dropped their waits: a new client is served at once */
+        c = connect_flags(0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
 /* The daemon goes away: outstanding requests complete with -ECONNRESET, process() says -ENOTCONN. */
 START_TEST(test_async_daemon_gone)
 {
@@ -579,6 +627,7 @@ static Suite *suite(void)
         tcase_set_timeout(tc, 240);
         tcase_add_test(tc, test_async_requests);
         tcase_add_test(tc, test_async_daemon_gone);
+        tcase_add_test(tc, test_async_disconnect_outstanding);
         tcase_add_test(tc, test_libevent_consumer);
         tcase_add_test(tc, test_threads_share_blocking_client);
         tcase_add_test(tc, test_open_cache_invalidation);
