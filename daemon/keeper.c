@@ -120,7 +120,11 @@ static bool keeper_transient(int r)
 
 #define KEEPER_RETRIES 8
 
-static _Noreturn void keeper_main(int sock, unsigned capacity)
+/*
+ * @exec_ed: the keeper is the daemon's binary run afresh (true), or the daemon's
+ * forked copy, its exec having failed (false).
+ */
+static _Noreturn void keeper_main(int sock, unsigned capacity, bool exec_ed)
 {
         static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD };
         struct keeper_slot *tab;
@@ -163,8 +167,14 @@ static _Noreturn void keeper_main(int sock, unsigned capacity)
         tab = calloc(mask + 1, sizeof(*tab));
         if (!tab)
                 _exit(1);
-        /* DROPs close on threads (after the fd table is set up: the threads hold no fd) */
-        if (closer_start() < 0)
+        /*
+         * DROPs close on threads (after the fd table is set up: the threads hold
+         * no fd). Not in a forked copy of the multithreaded daemon: until an exec,
+         * POSIX allows such a child only async-signal-safe calls, and a thread
+         * made there can hang on a lock another daemon thread held at the fork
+         * (it did under ASan, whose allocator is not glibc's); it closes inline.
+         */
+        if (!exec_ed || closer_start() < 0)
                 transport_set_fd_closer(NULL); /* no threads: closes happen here, as before */
         size_t live = 0, tombs = 0;
 
@@ -253,7 +263,7 @@ int keeper_exec_main(int argc, char **argv)
                 return -EINVAL;
         if (fcntl(3, F_GETFD) < 0)
                 return -EBADF;
-        keeper_main(3, (unsigned)capacity);
+        keeper_main(3, (unsigned)capacity, true);
 }
 
 /* ---- the daemon's side -------------------------------------------------- */
@@ -341,7 +351,7 @@ static int keepers_spawn(struct keepers *k)
                                 execv(keeper_exec_path, argv);
                         /* no exec (e.g. the binary is gone): serve as a forked copy */
                 }
-                keeper_main(sv[1], k->per_keeper);
+                keeper_main(sv[1], k->per_keeper, false);
         }
         close(sv[1]);
         setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));

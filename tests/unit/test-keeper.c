@@ -203,7 +203,7 @@ START_TEST(test_keeper_fallback_closes_drops)
         ck_assert_int_eq(fdutil_count(pid), base + N);
         for (uint64_t id = 2; id < 2 + N; id++)
                 ck_assert_int_eq(keepers_drop(&k, 0, id), 0);
-        /* the keeper's closer threads close them soon after the replies: poll, with a generous bound */
+        /* a forked keeper closes them inline (no threads after a fork), right after each reply: poll, with a bound */
         for (int i = 0; i < 3000; i++) {
                 n = fdutil_count(pid);
                 if (n == base)
