@@ -92,12 +92,17 @@ class Daemon:
                 if probe.status().connections == 1:
                     break
                 time.sleep(0.01)
+            # fds are closed by the daemon's closer threads, a little later; on a loaded machine (ASan, two
+            # builds beside) a thread can be off the CPU for more than one 10 ms sample: the count must hold
+            # for five samples in a row, as it_daemon_settled_fds() in tests/common/itutil.c asks
             n = fd_count(self.proc.pid)
-            for _ in range(500):
+            same = 0
+            for _ in range(1000):
+                if same >= 5:
+                    break
                 time.sleep(0.01)
                 again = fd_count(self.proc.pid)
-                if again == n:
-                    break
+                same = same + 1 if again == n else 0
                 n = again
         return n
 
