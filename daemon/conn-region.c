@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -23,6 +24,7 @@
 #include "proto.h"
 #include "quota.h"
 #include "regtab.h"
+#include "reserver.h"
 #include "service.h"
 
 #define CONN_WAIT_FOREVER 0xFFFFFFFFu
@@ -48,6 +50,26 @@ struct conn_wait {
         bool vlinked;          /* in conn_ctx.vwaits */
         struct conn_wait *prev, *next;   /* the connection's */
         struct conn_wait *vprev, *vnext; /* conn_ctx.vwaits */
+        char name[];
+};
+
+/*
+ * A named CREATE with RESERVE whose fallocate runs on a reserver thread
+ * (reserver.h): its connection reads nothing more until it is done (its
+ * reply stays in request order), and its name is claimed meanwhile
+ * (conn_ctx.reserves). Its size and one region are charged to the
+ * requester when it starts and refunded when it ends, whatever the end.
+ * The object's fd belongs to the reserver job until the completion.
+ */
+struct conn_reserve {
+        struct conn *conn;
+        struct reserver_job *job; /* until the completion, or reserver_cancel() */
+        uint32_t request_id;
+        struct proto_create m;     /* the request, m.name pointing to @name */
+        enum proto_backend chosen; /* the backend the object was made with */
+        uint32_t page_flags;       /* PROTO_REGION_* page bits so far (RESERVED is added when done) */
+        size_t name_len;
+        struct conn_reserve *prev, *next; /* conn_ctx.reserves */
         char name[];
 };
 
@@ -99,11 +121,25 @@ static void conn_region_delete(struct conn_ctx *ctx, struct region *r)
         ctx->generation++;
 }
 
+/* Return: the bytes the regions in the table and the reservations in flight are charged (saturated). */
+static uint64_t conn_region_held_bytes(const struct conn_ctx *ctx)
+{
+        uint64_t t = regtab_bytes(ctx->regtab);
+
+        return t > UINT64_MAX - ctx->reserving_bytes ? UINT64_MAX : t + ctx->reserving_bytes;
+}
+
+/* Return: the regions in the table and the reservations in flight (each will be one). */
+static uint64_t conn_region_held_regions(const struct conn_ctx *ctx)
+{
+        return regtab_count(ctx->regtab) + ctx->reserving_regions;
+}
+
 /* Return: true if replacing @old_size bytes by @new_size would pass --max-bytes (sums in 64 bits, no wrap). */
 static bool conn_region_over_bytes(const struct conn_ctx *ctx, uint64_t old_size, uint64_t new_size)
 {
         uint64_t limit = ctx->config->max_bytes;
-        uint64_t held = regtab_bytes(ctx->regtab) - old_size;
+        uint64_t held = conn_region_held_bytes(ctx) - old_size;
 
         if (!limit)
                 return false;
@@ -139,16 +175,16 @@ static int conn_region_check_room(struct conn *c, uint32_t owner, uint64_t old, 
         uint64_t more = size > old ? size - old : 0;
         char a[32], b[32], d[32];
 
-        if (regions && regtab_count(ctx->regtab) >= cfg->max_regions)
+        if (regions && conn_region_held_regions(ctx) >= cfg->max_regions)
                 return conn_failf(res, -EDQUOT,
                                   "the daemon's region limit is reached: it holds %" PRIu64 ", max-regions is %" PRIu64
                                   "; delete regions, or raise max-regions in iomemd.conf",
-                                  regtab_count(ctx->regtab), cfg->max_regions);
+                                  conn_region_held_regions(ctx), cfg->max_regions);
         if (conn_region_over_bytes(ctx, old, size))
                 return conn_failf(res, -EDQUOT,
                                   "the daemon's byte limit is reached: its regions hold %s, %s more are asked, "
                                   "max-bytes is %s; delete or shrink regions, or raise max-bytes in iomemd.conf",
-                                  parse_size_format(regtab_bytes(ctx->regtab), a, sizeof(a)),
+                                  parse_size_format(conn_region_held_bytes(ctx), a, sizeof(a)),
                                   parse_size_format(more, b, sizeof(b)),
                                   parse_size_format(cfg->max_bytes, d, sizeof(d)));
         return conn_access_quota_check(c, owner, more, regions, fds, res);
@@ -191,16 +227,22 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
                (pages->reserved ? PROTO_REGION_RESERVED : 0);
 }
 
+/* The text of a failed reservation (-ENOSPC, -ENOMEM). */
+#define CONN_RESERVE_FAILED                                                                                      \
+        "cannot reserve the memory: the backing file system, the memory cgroup or the system is out of space"
+
 /*
  * Make a CREATE's object: with HUGE or RESERVE through backend_create_pages()
  * (and @c may see the page bits from now on), else backend_create(). An
  * anonymous one (@anonymous) never gets hugetlb pages: see
- * conn_region_create_anonymous().
+ * conn_region_create_anonymous(). With @deferredp (not NULL), RESERVE's
+ * fallocate is left to the caller (a reserver thread): *deferredp says
+ * whether it is still to do (not for hugetlb pages, taken at creation).
  * Return: 0 with *fdp, *chosenp and *page_flagsp; negative errno with @res filled in.
  */
 static int conn_region_make(struct conn *c, const struct proto_create *m, enum proto_backend backend,
                             bool anonymous, int *fdp, enum proto_backend *chosenp, uint32_t *page_flagsp,
-                            struct conn_result *res)
+                            bool *deferredp, struct conn_result *res)
 {
         const struct config *cfg = c->ctx->config;
         struct backend_pages_opts o = {
@@ -213,15 +255,18 @@ static int conn_region_make(struct conn *c, const struct proto_create *m, enum p
         int r;
 
         *page_flagsp = 0;
-        if (!o.huge && !o.reserve) {
+        if (deferredp) {
+                *deferredp = o.reserve;
+                o.reserve = false;
+        }
+        if (!o.huge && !o.reserve && !(deferredp && *deferredp)) {
                 r = backend_create(backend, m->size, cfg->max_region_size, cfg->tmpdir, fdp, chosenp);
                 return r < 0 ? conn_fail(res, r, "cannot create the memory object") : 0;
         }
         c->page_info = true;
         r = backend_create_pages(backend, m->size, cfg->max_region_size, cfg->tmpdir, &o, fdp, &pages);
         if (r == -ENOSPC || r == -ENOMEM)
-                return conn_fail(res, r, o.reserve ? "cannot reserve the memory: the backing file system, "
-                                                     "the memory cgroup or the system is out of space"
+                return conn_fail(res, r, o.reserve ? CONN_RESERVE_FAILED
                                                    : "cannot create the memory object: out of space");
         if (r < 0)
                 return conn_fail(res, r, "cannot create the memory object");
@@ -231,6 +276,8 @@ static int conn_region_make(struct conn *c, const struct proto_create *m, enum p
                           pages.thp ? "transparent huge pages" : "normal pages");
         if (pages.reserved)
                 conn_region_count_reserved(c, m->size);
+        if (deferredp && pages.hugetlb)
+                *deferredp = false; /* its pages were taken at creation */
         *chosenp = pages.backend;
         *page_flagsp = conn_region_page_flags(&pages);
         return 0;
@@ -309,7 +356,7 @@ static void conn_region_sync_size_to(struct conn *c, struct region *r, uint64_t 
                 return;
         charged = r->charged < size ? r->charged : size;
         if (size > charged) {
-                uint64_t room = conn_access_quota_room(c, r->meta.uid), total = regtab_bytes(ctx->regtab);
+                uint64_t room = conn_access_quota_room(c, r->meta.uid), total = conn_region_held_bytes(ctx);
 
                 if (cfg->max_bytes) {
                         uint64_t left = total >= cfg->max_bytes ? 0 : cfg->max_bytes - total;
@@ -530,7 +577,7 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
         r = conn_region_check_room(c, c->uid, 0, m->size, 0, 1, res);
         if (r < 0)
                 return r;
-        r = conn_region_make(c, m, backend, true, &fd, &chosen, &page_flags, res);
+        r = conn_region_make(c, m, backend, true, &fd, &chosen, &page_flags, NULL, res);
         if (r < 0)
                 return r;
         info.flags |= page_flags;
@@ -548,17 +595,229 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
         return 0;
 }
 
+/*
+ * The rest of a named CREATE once its object @fd (consumed) exists, made with
+ * @chosen and @page_flags (RESERVE done, if asked): seals, the region, the
+ * table, and the reply to request @id with its read-write fd.
+ * Return: 0 (the reply is queued, @res->after set); a negative errno with
+ * @res filled in (nothing is left behind).
+ */
+static int conn_region_create_finish(struct conn *c, uint32_t id, const struct proto_create *m, int fd,
+                                     enum proto_backend chosen, uint32_t page_flags, struct conn_result *res)
+{
+        const struct config *cfg = c->ctx->config;
+        __attribute__((cleanup(regtab_region_freep))) struct region *region = NULL;
+        struct region_meta meta = {};
+        struct region *added;
+        struct stat st;
+        uint32_t seals;
+        int r;
+
+        /*
+         * F_SEAL_SHRINK on named memfds: another client's mapping can never
+         * fault (SIGBUS) because someone shrank the object under it (S1).
+         */
+        seals = m->seals | (m->flags & PROTO_CREATE_RESIZABLE ? 0 : PROTO_SEAL_SHRINK | PROTO_SEAL_GROW);
+        if (chosen == PROTO_BACKEND_MEMFD)
+                r = conn_region_seal_new(fd, seals);
+        else
+                r = m->seals ? -EOPNOTSUPP : 0;
+        if (r < 0) {
+                close(fd);
+                return conn_fail(res, r, "cannot apply the seals");
+        }
+
+        meta.ctime_ns = conn_region_realtime_ns();
+        meta.uid = c->uid;
+        meta.gid = c->gid;
+        meta.mode = m->mode ? m->mode : cfg->default_mode;
+        meta.flags = (m->flags & PROTO_CREATE_LEASE ? PROTO_REGION_LEASED : 0) |
+                     (m->flags & PROTO_CREATE_RESIZABLE ? PROTO_REGION_RESIZABLE : 0) | page_flags;
+        meta.backend = chosen;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                close(fd);
+                return conn_fail(res, r, "cannot stat the memory object");
+        }
+        r = regtab_region_new(m->name, fd, m->size, &meta, &region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                return conn_fail(res, r, "out of memory");
+        /* its identity, for read-only reopens without a second fstat */
+        region->park.dev = (uint64_t)st.st_dev;
+        region->park.ino = (uint64_t)st.st_ino;
+        r = conn_region_publish(c, region, m->flags & PROTO_CREATE_LEASE, "created", res);
+        if (r < 0)
+                return r;
+        added = region;
+        region = NULL; /* stolen: the table owns it */
+        /* waiters are woken after the creator's reply, whatever it is */
+        res->after = conn_region_announce;
+        res->after_arg = added;
+        /* the creator gets its read-write fd whatever the mode says (as open(O_CREAT) with 0444 does) */
+        return conn_region_send(c, PROTO_OP_CREATE, id, added, false, false, res);
+}
+
+/* ---- RESERVE on a reserver thread --------------------------------------- */
+
+/* Return: the reservation in flight for @name, or NULL. */
+static struct conn_reserve *conn_region_reserve_find(const struct conn_ctx *ctx, const char *name)
+{
+        size_t len = strlen(name);
+
+        for (struct conn_reserve *cr = ctx->reserves; cr; cr = cr->next)
+                if (cr->name_len == len && memcmp(cr->name, name, len) == 0)
+                        return cr;
+        return NULL;
+}
+
+/* Return: 0 unless a reservation of @name is in flight: -EBUSY with @res filled in. */
+static int conn_region_check_unclaimed(const struct conn *c, const char *name, struct conn_result *res)
+{
+        if (!c->ctx->reserves || !conn_region_reserve_find(c->ctx, name))
+                return 0;
+        return conn_fail(res, -EBUSY, "a CREATE with RESERVE of this name is in progress: try again once it is "
+                                      "done (OPEN with WAIT is answered when it is)");
+}
+
+/*
+ * End @cr's claim: unlink it from its connection and conn_ctx.reserves and
+ * refund what it charged (a refund never allocates). Its job is the caller's
+ * business. Return: nothing.
+ */
+static void conn_region_reserve_end(struct conn_reserve *cr)
+{
+        struct conn *c = cr->conn;
+        struct conn_ctx *ctx = c->ctx;
+
+        if (cr->prev)
+                cr->prev->next = cr->next;
+        else
+                ctx->reserves = cr->next;
+        if (cr->next)
+                cr->next->prev = cr->prev;
+        c->reserve = NULL;
+        ctx->reserving_bytes -= cr->m.size;
+        ctx->reserving_regions--;
+        quota_charge(ctx->quota, c->uid, -(int64_t)cr->m.size, -1, 0, 0);
+}
+
+/* A reservation is done (reserver_collect(), on the event loop): finish its CREATE and answer it. */
+static void conn_region_reserve_done(void *arg, int fd, int result)
+{
+        struct conn_reserve *cr = arg;
+        struct conn *c = cr->conn;
+        struct conn_result res;
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        int r;
+
+        conn_result_init(&res);
+        conn_region_reserve_end(cr);
+        /* a peer gone meanwhile gets no region it never heard of: nothing is made (a dead one was cancelled) */
+        if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR))) {
+                close(fd);
+                free(cr);
+                conn_drop(c, -ECONNRESET);
+                conn_notify(c);
+                return;
+        }
+        if (result < 0) {
+                close(fd);
+                r = conn_fail(&res, result, result == -ENOSPC || result == -ENOMEM ? CONN_RESERVE_FAILED
+                                                                                     : "cannot create the memory object");
+        } else {
+                r = conn_region_create_finish(c, cr->request_id, &cr->m, fd, cr->chosen,
+                                              cr->page_flags | PROTO_REGION_RESERVED, &res);
+        }
+        fd = -1; /* consumed */
+        if (r < 0 && !c->dead)
+                conn_reply_error(c, PROTO_OP_CREATE, cr->request_id, r, res.message);
+        if (res.after)
+                res.after(c, res.after_arg);
+        free(cr);
+        /* the requests it read behind this one: at its next turn (conn_deadline()) */
+        c->backlog = true;
+        conn_notify(c);
+}
+
+/*
+ * Park a named CREATE with RESERVE: claim the name, charge the size and one
+ * region, and hand @fd (consumed) to a reserver thread;
+ * conn_region_reserve_done() answers it. @m's name is copied.
+ * Return: 0 (no reply now; @c reads nothing more until then); a negative
+ * errno with @res filled in (nothing charged, @fd closed).
+ */
+static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct proto_create *m, int fd,
+                                     enum proto_backend chosen, uint32_t page_flags, struct conn_result *res)
+{
+        struct conn_ctx *ctx = c->ctx;
+        size_t len = strlen(m->name);
+        struct conn_reserve *cr;
+        int r;
+
+        cr = calloc(1, sizeof(*cr) + len + 1);
+        if (!cr) {
+                close(fd);
+                return conn_fail(res, -ENOMEM, "out of memory");
+        }
+        memcpy(cr->name, m->name, len + 1);
+        cr->name_len = len;
+        cr->conn = c;
+        cr->request_id = id;
+        cr->m = *m;
+        cr->m.name = cr->name;
+        cr->chosen = chosen;
+        cr->page_flags = page_flags;
+        /* the uid has an entry (its connection holds it): never allocates */
+        quota_charge(ctx->quota, c->uid, (int64_t)m->size, 1, 0, 0);
+        ctx->reserving_bytes += m->size;
+        ctx->reserving_regions++;
+        cr->next = ctx->reserves;
+        if (cr->next)
+                cr->next->prev = cr;
+        ctx->reserves = cr;
+        c->reserve = cr;
+        r = reserver_submit_consume_fd(fd, m->size, conn_region_reserve_done, cr, &cr->job);
+        fd = -1; /* consumed */
+        if (r < 0) {
+                conn_region_reserve_end(cr);
+                free(cr);
+                return conn_fail(res, r, "cannot start the reservation");
+        }
+        log_debug("reserving %llu bytes for region '%s' of uid %u on a reserver thread",
+                  (unsigned long long)m->size, cr->name, (unsigned)c->uid);
+        return 0;
+}
+
+/* @c is dropped with a reservation in flight: its result is not wanted, its claim and charge end now. */
+static void conn_region_reserve_abandon(struct conn *c)
+{
+        struct conn_reserve *cr = c->reserve;
+
+        if (!cr)
+                return;
+        conn_region_reserve_end(cr);
+        reserver_cancel(cr->job); /* the reserver closes the object's fd, now or once its fallocate returns */
+        log_debug("reservation of region '%s' abandoned: its client is gone", cr->name);
+        free(cr);
+}
+
+bool conn_region_reserve_hung_up(const struct conn *c)
+{
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+        return c->reserve && poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR));
+}
+
 int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
         struct conn_ctx *ctx = c->ctx;
         const struct config *cfg = ctx->config;
-        __attribute__((cleanup(regtab_region_freep))) struct region *region = NULL;
-        struct region_meta meta = {};
         struct proto_create m;
         enum proto_backend backend, chosen;
-        struct region *existing, *added;
-        struct stat st;
-        uint32_t seals, page_flags;
+        struct region *existing;
+        uint32_t page_flags;
+        bool deferred = false;
         int fd, r;
 
         r = proto_create_decode(f->payload, f->hdr.length, &m);
@@ -581,6 +840,9 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
                         return conn_fail(res, -EEXIST, "name exists with another size");
                 return conn_region_send(c, f->hdr.opcode, f->hdr.id, existing, false, true, res);
         }
+        r = conn_region_check_unclaimed(c, m.name, res);
+        if (r < 0)
+                return r;
 
         /* the fd of the reply too: a CREATE is never half-applied (made, then refused) */
         r = conn_region_check_room(c, c->uid, 0, m.size, 1, 1, res);
@@ -591,52 +853,14 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
 
-        r = conn_region_make(c, &m, backend, false, &fd, &chosen, &page_flags, res);
+        /* RESERVE's fallocate goes to a reserver thread when there is one (not in unit tests) */
+        r = conn_region_make(c, &m, backend, false, &fd, &chosen, &page_flags,
+                             reserver_running() ? &deferred : NULL, res);
         if (r < 0)
                 return r;
-        /*
-         * F_SEAL_SHRINK on named memfds: another client's mapping can never
-         * fault (SIGBUS) because someone shrank the object under it (S1).
-         */
-        seals = m.seals | (m.flags & PROTO_CREATE_RESIZABLE ? 0 : PROTO_SEAL_SHRINK | PROTO_SEAL_GROW);
-        if (chosen == PROTO_BACKEND_MEMFD)
-                r = conn_region_seal_new(fd, seals);
-        else
-                r = m.seals ? -EOPNOTSUPP : 0;
-        if (r < 0) {
-                close(fd);
-                return conn_fail(res, r, "cannot apply the seals");
-        }
-
-        meta.ctime_ns = conn_region_realtime_ns();
-        meta.uid = c->uid;
-        meta.gid = c->gid;
-        meta.mode = m.mode ? m.mode : cfg->default_mode;
-        meta.flags = (m.flags & PROTO_CREATE_LEASE ? PROTO_REGION_LEASED : 0) |
-                     (m.flags & PROTO_CREATE_RESIZABLE ? PROTO_REGION_RESIZABLE : 0) | page_flags;
-        meta.backend = chosen;
-        if (fstat(fd, &st) < 0) {
-                r = -errno;
-                close(fd);
-                return conn_fail(res, r, "cannot stat the memory object");
-        }
-        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
-        fd = -1; /* consumed */
-        if (r < 0)
-                return conn_fail(res, r, "out of memory");
-        /* its identity, for read-only reopens without a second fstat */
-        region->park.dev = (uint64_t)st.st_dev;
-        region->park.ino = (uint64_t)st.st_ino;
-        r = conn_region_publish(c, region, m.flags & PROTO_CREATE_LEASE, "created", res);
-        if (r < 0)
-                return r;
-        added = region;
-        region = NULL; /* stolen: the table owns it */
-        /* waiters are woken after the creator's reply, whatever it is */
-        res->after = conn_region_announce;
-        res->after_arg = added;
-        /* the creator gets its read-write fd whatever the mode says (as open(O_CREAT) with 0444 does) */
-        return conn_region_send(c, f->hdr.opcode, f->hdr.id, added, false, false, res);
+        if (deferred)
+                return conn_region_reserve_start(c, f->hdr.id, &m, fd, chosen, page_flags, res);
+        return conn_region_create_finish(c, f->hdr.id, &m, fd, chosen, page_flags, res);
 }
 
 /* ---- OPEN and its waiters ---------------------------------------------- */
@@ -727,6 +951,7 @@ static void conn_region_wait_wake(struct regtab_waiter *waiter, struct region *r
 
 void conn_region_unhook(struct conn *c)
 {
+        conn_region_reserve_abandon(c);
         for (struct conn_wait *w = c->waits; w; w = w->next) {
                 regtab_waiter_remove(c->ctx->regtab, &w->waiter);
                 conn_region_vwait_unlink(c->ctx, w);
@@ -1206,6 +1431,9 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
                 return r;
         if (regtab_lookup(ctx->regtab, m.name))
                 return conn_fail(res, -EEXIST, "name exists");
+        r = conn_region_check_unclaimed(c, m.name, res);
+        if (r < 0)
+                return r;
         r = conn_region_check_room(c, c->uid, 0, m.size, 1, 0, res);
         if (r < 0)
                 return r;
@@ -1388,6 +1616,10 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
                         return conn_fail(res, -ESTALE, "the current version is not the one expected");
         } else if (m.expect_generation) {
                 return conn_fail(res, -ENOENT, "no such region (a version was expected)");
+        } else {
+                r = conn_region_check_unclaimed(c, m.name, res);
+                if (r < 0)
+                        return r;
         }
         /* the old version is still counted: there must be room for both while they switch */
         owner = old ? old->meta.uid : c->uid;

@@ -35,6 +35,7 @@
 #define CONN_CLOSER_RECHECK_NS (20ULL * 1000000ULL) /* a uid paused for its pending closes: look again */
 #define CONN_UNREAD_RECHECK_NS (20ULL * 1000000ULL) /* replies with fds wait for the peer to read: look again */
 #define CONN_SWEEP_INTERVAL_NS (1000000ULL)          /* at most one sweep of every connection per ms */
+#define CONN_RESERVE_HANGUP_CHECK_NS (50ULL * 1000000ULL) /* a connection reserving: has its peer gone? */
 
 uint64_t conn_now_ns(void)
 {
@@ -833,7 +834,8 @@ static int conn_process_frames(struct conn *c)
         int r;
 
         c->backlog = false;
-        while (!c->dead && !c->closing) {
+        /* a reservation in flight (conn-region.c): the requests behind it wait for its reply */
+        while (!c->dead && !c->closing && !c->reserve) {
                 /*
                  * Fairness: a connection does at most CONN_WORK_PER_TURN work
                  * per turn of the loop (frames, not bytes: a pipeline of tiny
@@ -893,7 +895,7 @@ int conn_handle_input(struct conn *c)
                 return -ECONNRESET;
         c->turn_work = 0; /* a new turn */
         conn_refresh_unread(c); /* a client that sends again has usually read its replies: quotas see that */
-        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !c->backlog &&
+        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !c->backlog && !c->reserve &&
                         !conn_closes_pending(c);
              i++) {
                 r = transport_read(&c->transport);
@@ -969,7 +971,7 @@ bool conn_has_output(const struct conn *c)
 
 bool conn_wants_input(const struct conn *c)
 {
-        return !c->dead && !c->closing && !c->throttled && !c->backlog && !conn_closes_pending(c);
+        return !c->dead && !c->closing && !c->throttled && !c->backlog && !c->reserve && !conn_closes_pending(c);
 }
 
 bool conn_is_dead(const struct conn *c)
@@ -1004,6 +1006,12 @@ uint64_t conn_deadline(const struct conn *c)
                 if (!d || w < d)
                         d = w;
         }
+        if (c->reserve) {
+                /* its socket is not read meanwhile: look for a hang-up, which abandons the reservation */
+                w = conn_now_ns() + CONN_RESERVE_HANGUP_CHECK_NS;
+                if (!d || w < d)
+                        d = w;
+        }
         w = conn_region_deadline(c);
         if (w && (!d || w < d))
                 d = w;
@@ -1025,6 +1033,8 @@ int conn_timeout(struct conn *c, uint64_t now_ns)
                                  (unsigned)c->uid);
                 return conn_drop(c, -ETIMEDOUT); /* F9 */
         }
+        if (conn_region_reserve_hung_up(c))
+                return conn_drop(c, -ECONNRESET); /* abandons the reservation (conn_region_unhook()) */
         conn_region_timeout(c, now_ns);
         if (c->backlog && !c->throttled && !c->dead) {
                 int r;

@@ -50,6 +50,15 @@ struct conn_ctx {
         struct metrics metrics;     /* counters since start (zeroed with the context), for METRICS */
         struct conn_watch *watches; /* conn-watch.c: every WATCH of every connection */
         struct conn_wait *vwaits;   /* conn-region.c: OPENVs waiting for a newer version of a name */
+        /*
+         * conn-region.c: RESERVE CREATEs in flight (reserver.h). Their names are
+         * claimed (CREATE, REGISTER and PUBLISH of one are -EBUSY) and their sizes
+         * and count are charged to their owners and counted against max-bytes
+         * and max-regions as if they were in the table already.
+         */
+        struct conn_reserve *reserves;
+        uint64_t reserving_bytes;
+        uint64_t reserving_regions;
         struct conn_log_slot log_slots[CONN_LOG_SLOTS]; /* per-uid log budget, by uid hash */
         /* the HELLO reply's payload, the same for every connection: encoded once per configuration */
         uint8_t hello_reply[128];
@@ -202,9 +211,11 @@ bool conn_has_output(const struct conn *c);
 
 /*
  * Return: true while the connection wants its socket read: not dead, not
- * closing, not throttled because its replies are not being read, and its
- * uid has fewer than CLOSER_MAX_PENDING_PER_UID fds waiting to be closed
- * (closer.h; conn_deadline() then asks to look again shortly).
+ * closing, not throttled because its replies are not being read, without a
+ * reservation in flight (conn-region.c; conn_deadline() then asks to look
+ * for a hang-up now and then), and its uid has fewer than
+ * CLOSER_MAX_PENDING_PER_UID fds waiting to be closed (closer.h;
+ * conn_deadline() then asks to look again shortly).
  */
 bool conn_wants_input(const struct conn *c);
 

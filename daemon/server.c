@@ -18,6 +18,7 @@
 #include "log.h"
 #include "quota.h"
 #include "regtab.h"
+#include "reserver.h"
 #include "server.h"
 #include "service.h"
 
@@ -57,6 +58,7 @@ struct server {
         int listen_fd;
         bool bound; /* we bound the socket file, so we unlink it at exit */
         struct event *listen_ev, *accept_pause_ev, *status_ev, *watchdog_ev;
+        struct event *reserver_ev; /* reserver_fd(): reservations done on a reserver thread */
         struct event *signal_evs[4];
         struct server_conn *conns; /* live */
         bool accept_paused_logged;
@@ -462,6 +464,15 @@ static void server_status_cb(evutil_socket_t fd, short what, void *arg)
         service_status(regtab_count(s->regtab), regtab_bytes(s->regtab), s->ctx.connections);
 }
 
+/* Reservations are done (reserver.h): their CREATEs are answered, from here, outside any connection's callback. */
+static void server_reserver_cb(evutil_socket_t fd, short what, void *arg)
+{
+        (void)fd;
+        (void)what;
+        (void)arg;
+        reserver_collect();
+}
+
 static void server_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
         (void)fd;
@@ -532,8 +543,11 @@ static void server_deinit(struct server *s)
 
         while ((sc = s->conns)) {
                 server_list_unlink(&s->conns, sc);
-                server_conn_free(sc);
+                server_conn_free(sc); /* cancels its reservation in flight, if any */
         }
+        if (s->reserver_ev)
+                event_free(s->reserver_ev);
+        reserver_stop(); /* every job was cancelled: running ones finish their fallocate, then their fds close */
         for (size_t i = 0; i < sizeof(s->signal_evs) / sizeof(s->signal_evs[0]); i++)
                 if (s->signal_evs[i])
                         event_free(s->signal_evs[i]);
@@ -577,6 +591,11 @@ static int server_setup_events(struct server *s)
         }
         if (event_add(s->status_ev, &status_tv) < 0)
                 return -ENOMEM;
+        if (reserver_running()) {
+                s->reserver_ev = event_new(s->base, reserver_fd(), EV_READ | EV_PERSIST, server_reserver_cb, s);
+                if (!s->reserver_ev || event_add(s->reserver_ev, NULL) < 0)
+                        return -ENOMEM;
+        }
         if (wd > 0) {
                 struct timeval tv = { (time_t)(wd / 2 / 1000000), (suseconds_t)(wd / 2 % 1000000) };
 
@@ -596,6 +615,10 @@ int server_run(const struct config *config)
         r = closer_start();
         if (r < 0)
                 log_warning("cannot start the closer thread (%s): clients' fds are closed inline", strerror(-r));
+        r = reserver_start();
+        if (r < 0)
+                log_warning("cannot start the reserver threads (%s): RESERVE's fallocate runs on the event loop",
+                            strerror(-r));
         server_raise_nofile();
         s.ctx.config = config;
         s.ctx.start_ns = conn_now_ns();
