@@ -265,9 +265,11 @@ static int conn_region_make(struct conn *c, const struct proto_create *m, enum p
         }
         c->page_info = true;
         r = backend_create_pages(backend, m->size, cfg->max_region_size, cfg->tmpdir, &o, fdp, &pages);
+        /* a full file system found at creation (R4) fails a RESERVE as its fallocate would */
         if (r == -ENOSPC || r == -ENOMEM)
-                return conn_fail(res, r, o.reserve ? CONN_RESERVE_FAILED
-                                                   : "cannot create the memory object: out of space");
+                return conn_fail(res, r, m->flags & PROTO_CREATE_RESERVE
+                                                 ? CONN_RESERVE_FAILED
+                                                 : "cannot create the memory object: out of space");
         if (r < 0)
                 return conn_fail(res, r, "cannot create the memory object");
         if (o.huge && !pages.hugetlb)
