@@ -56,6 +56,7 @@ struct conn {
          * (replies stay in request order); only a hang-up is looked for.
          */
         struct conn_reserve *reserve;
+        bool half_closed; /* conn_hangup() found only the peer's sending side shut */
         struct region *leases; /* conn-region.c: regions deleted with @c, through region.lease */
         /* conn-watch.c: the EVENTS feature */
         bool events;           /* HELLO asked for PROTO_HELLO_EVENTS */

@@ -704,19 +704,33 @@ static void conn_region_reserve_end(struct conn_reserve *cr)
         quota_charge(ctx->quota, c->uid, -(int64_t)cr->m.size, -1, 0, 0);
 }
 
+/*
+ * Return: true if @c's peer closed its socket (not merely shut its sending
+ * side: that peer still reads). Unix stream sockets say POLLHUP only once
+ * both directions are shut, which a close of the peer's last fd does.
+ */
+static bool conn_region_peer_gone(const struct conn *c)
+{
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+        return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR));
+}
+
 /* A reservation is done (reserver_collect(), on the event loop): finish its CREATE and answer it. */
 static void conn_region_reserve_done(void *arg, int fd, int result)
 {
         struct conn_reserve *cr = arg;
         struct conn *c = cr->conn;
         struct conn_result res;
-        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
         int r;
 
         conn_result_init(&res);
         conn_region_reserve_end(cr);
-        /* a peer gone meanwhile gets no region it never heard of: nothing is made (a dead one was cancelled) */
-        if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR))) {
+        /*
+         * A peer gone meanwhile gets no region it never heard of: nothing is made. (A dropped connection
+         * cancelled its job; this is for a hang-up the loop has not acted on yet, or cannot see: no EV_CLOSED.)
+         */
+        if (conn_region_peer_gone(c)) {
                 close(fd);
                 free(cr);
                 conn_drop(c, -ECONNRESET);
@@ -806,9 +820,7 @@ static void conn_region_reserve_abandon(struct conn *c)
 
 bool conn_region_reserve_hung_up(const struct conn *c)
 {
-        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-
-        return c->reserve && poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR));
+        return c->reserve && conn_region_peer_gone(c);
 }
 
 int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct conn_result *res)

@@ -35,7 +35,6 @@
 #define CONN_CLOSER_RECHECK_NS (20ULL * 1000000ULL) /* a uid paused for its pending closes: look again */
 #define CONN_UNREAD_RECHECK_NS (20ULL * 1000000ULL) /* replies with fds wait for the peer to read: look again */
 #define CONN_SWEEP_INTERVAL_NS (1000000ULL)          /* at most one sweep of every connection per ms */
-#define CONN_RESERVE_HANGUP_CHECK_NS (50ULL * 1000000ULL) /* a connection reserving: has its peer gone? */
 
 uint64_t conn_now_ns(void)
 {
@@ -974,6 +973,22 @@ bool conn_wants_input(const struct conn *c)
         return !c->dead && !c->closing && !c->throttled && !c->backlog && !c->reserve && !conn_closes_pending(c);
 }
 
+bool conn_wants_hangup(const struct conn *c)
+{
+        return !c->dead && c->reserve && !c->half_closed;
+}
+
+int conn_hangup(struct conn *c)
+{
+        if (c->dead)
+                return -ECONNRESET;
+        if (conn_region_reserve_hung_up(c))
+                return conn_drop(c, -ECONNRESET); /* abandons the reservation (conn_region_unhook()) */
+        /* only its sending side is shut: its replies are still wanted; nothing more to watch for */
+        c->half_closed = true;
+        return 0;
+}
+
 bool conn_is_dead(const struct conn *c)
 {
         return c->dead;
@@ -1006,12 +1021,6 @@ uint64_t conn_deadline(const struct conn *c)
                 if (!d || w < d)
                         d = w;
         }
-        if (c->reserve) {
-                /* its socket is not read meanwhile: look for a hang-up, which abandons the reservation */
-                w = conn_now_ns() + CONN_RESERVE_HANGUP_CHECK_NS;
-                if (!d || w < d)
-                        d = w;
-        }
         w = conn_region_deadline(c);
         if (w && (!d || w < d))
                 d = w;
@@ -1033,8 +1042,6 @@ int conn_timeout(struct conn *c, uint64_t now_ns)
                                  (unsigned)c->uid);
                 return conn_drop(c, -ETIMEDOUT); /* F9 */
         }
-        if (conn_region_reserve_hung_up(c))
-                return conn_drop(c, -ECONNRESET); /* abandons the reservation (conn_region_unhook()) */
         conn_region_timeout(c, now_ns);
         if (c->backlog && !c->throttled && !c->dead) {
                 int r;

@@ -411,6 +411,41 @@ START_TEST(test_disconnect_while_reserving)
 END_TEST
 
 /*
+ * A peer that only shuts its sending side (shutdown(SHUT_WR)) after its requests still gets every reply, in
+ * order: the daemon, which does not read its socket meanwhile, tells that from a peer gone (which abandons).
+ */
+START_TEST(test_half_closed_peer_still_answered)
+{
+        struct iomem_client *other;
+        uint32_t flags = 0;
+        struct raw a;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        gate_close();
+        raw_connect(&a);
+        raw_append_create(&a, 2, "rs.half", 4 * MIB, PROTO_CREATE_RESERVE, 0);
+        raw_append_ping(&a, 3);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, 4 * MIB, 1);
+        ck_assert_int_eq(shutdown(a.fd, SHUT_WR), 0);
+        for (int i = 0; i < 20; i++)
+                ck_assert_int_eq(iomem_ping(other), 0);
+        wait_charged(other, 4 * MIB, 1); /* not abandoned */
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 2, &flags), 0);
+        ck_assert(flags & PROTO_REGION_RESERVED);
+        ck_assert_int_eq(raw_reply(&a, 3, NULL), 0);
+        raw_close(&a);
+        ck_assert_int_eq(iomem_delete(other, "rs.half"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/*
  * Quotas are charged when a reservation starts: a second one that would not fit beside one in flight is
  * -EDQUOT at once (so a uid cannot queue more than its quota), and max-regions counts it too.
  */
@@ -560,6 +595,7 @@ int main(void)
         tcase_add_test(tc, test_many_reservations_at_once);
         tcase_add_test(tc, test_name_claimed_while_reserving);
         tcase_add_test(tc, test_disconnect_while_reserving);
+        tcase_add_test(tc, test_half_closed_peer_still_answered);
         tcase_add_test(tc, test_quota_charged_while_reserving);
         tcase_add_test(tc, test_reservation_fails_cleanly);
         tcase_add_test(tc, test_stop_while_reserving);
