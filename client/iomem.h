@@ -344,7 +344,11 @@ struct iomem_create_opts {
  * name, flags, mode, seals); -EFBIG (size limit); -EDQUOT; -ENOSPC (file
  * system full; with IOMEM_CREATE_RESERVE, also the hugetlb pool or file
  * system could not hold the reservation); -ENOMEM (with
- * IOMEM_CREATE_RESERVE: the daemon's memory cgroup is full); ...
+ * IOMEM_CREATE_RESERVE: the daemon's memory cgroup is full); -EBUSY (a
+ * CREATE with IOMEM_CREATE_RESERVE of this name is in progress on another
+ * connection: try again, or iomem_open() with a wait); ...
+ * With IOMEM_CREATE_RESERVE the reply comes once all the memory is allocated
+ * (about 0.1-0.5 s per GiB); other calls on the same client wait behind it.
  */
 int iomem_create(struct iomem_client *client, const char *name, uint64_t size,
                  const struct iomem_create_opts *opts, struct iomem_region **regionp);
