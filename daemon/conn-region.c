@@ -54,20 +54,35 @@ struct conn_wait {
 };
 
 /*
- * A named CREATE with RESERVE whose fallocate runs on a reserver thread
- * (reserver.h): its connection reads nothing more until it is done (its
- * reply stays in request order), and its name is claimed meanwhile
- * (conn_ctx.reserves). Its size and one region are charged to the
- * requester when it starts and refunded when it ends, whatever the end.
- * The object's fd belongs to the reserver job until the completion.
+ * A request whose fallocate runs on a reserver thread (reserver.h): a named
+ * CREATE with RESERVE, or a RESIZE growing a RESERVEd region. Its
+ * connection reads nothing more until it is done (its reply stays in
+ * request order). What it asks for (@charge bytes and @regions regions) is
+ * charged to @owner when it starts and refunded when it ends, whatever the
+ * end. The job owns its fd (the new object, or a copy of the region's)
+ * until the completion.
+ *
+ * A CREATE claims its name meanwhile (@claimed: in conn_ctx.reserves). A
+ * RESIZE's region is marked resizing (other RESIZEs of it: -EBUSY) and
+ * found again by its id, which is never reused: a DELETE or PUBLISH may
+ * free it meanwhile.
  */
 struct conn_reserve {
         struct conn *conn;
         struct reserver_job *job; /* until the completion, or reserver_cancel() */
+        uint16_t opcode;           /* PROTO_OP_CREATE or PROTO_OP_RESIZE */
         uint32_t request_id;
+        uint32_t owner;            /* charged */
+        uint64_t charge;           /* bytes charged to @owner and counted in conn_ctx.reserving_bytes */
+        uint64_t regions;          /* 1 for a CREATE, 0 for a RESIZE */
+        /* CREATE */
         struct proto_create m;     /* the request, m.name pointing to @name */
         enum proto_backend chosen; /* the backend the object was made with */
         uint32_t page_flags;       /* PROTO_REGION_* page bits so far (RESERVED is added when done) */
+        bool claimed;              /* in conn_ctx.reserves */
+        /* RESIZE */
+        uint64_t region_id;
+        uint64_t old_size, new_size;
         size_t name_len;
         struct conn_reserve *prev, *next; /* conn_ctx.reserves */
         char name[];
@@ -667,7 +682,7 @@ static struct conn_reserve *conn_region_reserve_find(const struct conn_ctx *ctx,
 {
         size_t len = strlen(name);
 
-        for (struct conn_reserve *cr = ctx->reserves; cr; cr = cr->next)
+        for (struct conn_reserve *cr = ctx->reserves; cr; cr = cr->next) /* CREATEs only */
                 if (cr->name_len == len && memcmp(cr->name, name, len) == 0)
                         return cr;
         return NULL;
@@ -683,25 +698,47 @@ static int conn_region_check_unclaimed(const struct conn *c, const char *name, s
 }
 
 /*
- * End @cr's claim: unlink it from its connection and conn_ctx.reserves and
- * refund what it charged (a refund never allocates). Its job is the caller's
- * business. Return: nothing.
+ * End @cr: unlink it from its connection, end a CREATE's claim or a
+ * RESIZE's mark on its region, refund what it charged (a refund never
+ * allocates: the charge kept the owner's entry). Its job is the caller's
+ * business. Return: the RESIZE's region if it still exists, else NULL.
  */
-static void conn_region_reserve_end(struct conn_reserve *cr)
+static struct region *conn_region_reserve_end(struct conn_reserve *cr)
 {
         struct conn *c = cr->conn;
         struct conn_ctx *ctx = c->ctx;
+        struct region *r = NULL;
 
-        if (cr->prev)
-                cr->prev->next = cr->next;
-        else
-                ctx->reserves = cr->next;
-        if (cr->next)
-                cr->next->prev = cr->prev;
+        if (cr->claimed) {
+                if (cr->prev)
+                        cr->prev->next = cr->next;
+                else
+                        ctx->reserves = cr->next;
+                if (cr->next)
+                        cr->next->prev = cr->prev;
+        }
+        if (cr->opcode == PROTO_OP_RESIZE) {
+                r = regtab_lookup_id(ctx->regtab, cr->region_id);
+                if (r)
+                        r->resizing = false;
+        }
         c->reserve = NULL;
-        ctx->reserving_bytes -= cr->m.size;
-        ctx->reserving_regions--;
-        quota_charge(ctx->quota, c->uid, -(int64_t)cr->m.size, -1, 0, 0);
+        ctx->reserving_bytes -= cr->charge;
+        ctx->reserving_regions -= cr->regions;
+        quota_charge(ctx->quota, cr->owner, -(int64_t)cr->charge, -(int64_t)cr->regions, 0, 0);
+        return r;
+}
+
+/* Charge @cr's @charge and @regions to its @owner, and make it @c's reservation in flight. */
+static void conn_region_reserve_charge(struct conn *c, struct conn_reserve *cr)
+{
+        struct conn_ctx *ctx = c->ctx;
+
+        /* the owner has an entry (its connection, or the region it owns, holds it): never allocates */
+        quota_charge(ctx->quota, cr->owner, (int64_t)cr->charge, (int64_t)cr->regions, 0, 0);
+        ctx->reserving_bytes += cr->charge;
+        ctx->reserving_regions += cr->regions;
+        c->reserve = cr;
 }
 
 /*
@@ -716,40 +753,88 @@ static bool conn_region_peer_gone(const struct conn *c)
         return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR));
 }
 
-/* A reservation is done (reserver_collect(), on the event loop): finish its CREATE and answer it. */
+static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r,
+                                     uint64_t size);
+
+/*
+ * A RESIZE's growth is reserved past the end of the object (@result, @fd the
+ * job's copy of the region's fd, consumed): make it visible with ftruncate
+ * and answer, or answer why not and give the memory back. @r is the region
+ * if it still exists. Return: nothing.
+ */
+static void conn_region_resize_done(struct conn *c, struct conn_reserve *cr, struct region *r, int fd, int result)
+{
+        struct proto_header req = { .opcode = PROTO_OP_RESIZE, .id = cr->request_id };
+        const char *why = NULL;
+        struct stat st;
+        int k = result;
+
+        if (!r) {
+                k = -ENOENT;
+                why = "the region was deleted or replaced while the memory of its new size was reserved";
+        } else if (k < 0) {
+                why = "cannot reserve the memory of the new size";
+        } else if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != cr->old_size || r->size != cr->old_size) {
+                /* a holder's ftruncate meanwhile: its size is not the one this RESIZE grows from */
+                k = -EBUSY;
+                why = "the region's size changed while the memory of its new size was reserved";
+        } else {
+                k = backend_resize(fd, cr->new_size, c->ctx->config->max_region_size);
+                why = "cannot resize";
+        }
+        if (k < 0) {
+                if (result == 0)
+                        (void)backend_drop_ahead(fd); /* what was reserved past the end goes back */
+                close(fd);
+                conn_reply_error(c, PROTO_OP_RESIZE, cr->request_id, k, why);
+                return;
+        }
+        close(fd);
+        conn_region_resize_apply(c, &req, r, cr->new_size);
+}
+
+/* A reservation is done (reserver_collect(), on the event loop): finish its request and answer it. */
 static void conn_region_reserve_done(void *arg, int fd, int result)
 {
         struct conn_reserve *cr = arg;
         struct conn *c = cr->conn;
         struct conn_result res;
+        struct region *resized;
         int r;
 
         conn_result_init(&res);
-        conn_region_reserve_end(cr);
+        resized = conn_region_reserve_end(cr);
         /*
-         * A peer gone meanwhile gets no region it never heard of: nothing is made. (A dropped connection
-         * cancelled its job; this is for a hang-up the loop has not acted on yet, or cannot see: no EV_CLOSED.)
+         * A peer gone meanwhile gets nothing it never heard of: nothing is made or resized. (A dropped
+         * connection cancelled its job; this is for a hang-up the loop has not acted on yet, or cannot see.)
          */
         if (conn_region_peer_gone(c)) {
+                if (cr->opcode == PROTO_OP_RESIZE && result == 0)
+                        (void)backend_drop_ahead(fd);
                 close(fd);
                 free(cr);
                 conn_drop(c, -ECONNRESET);
                 conn_notify(c);
                 return;
         }
-        if (result < 0) {
-                close(fd);
-                r = conn_fail(&res, result, result == -ENOSPC || result == -ENOMEM ? CONN_RESERVE_FAILED
-                                                                                     : "cannot create the memory object");
+        if (cr->opcode == PROTO_OP_RESIZE) {
+                conn_region_resize_done(c, cr, resized, fd, result);
         } else {
-                r = conn_region_create_finish(c, cr->request_id, &cr->m, fd, cr->chosen,
-                                              cr->page_flags | PROTO_REGION_RESERVED, &res);
+                if (result < 0) {
+                        close(fd);
+                        r = conn_fail(&res, result,
+                                      result == -ENOSPC || result == -ENOMEM ? CONN_RESERVE_FAILED
+                                                                             : "cannot create the memory object");
+                } else {
+                        r = conn_region_create_finish(c, cr->request_id, &cr->m, fd, cr->chosen,
+                                                      cr->page_flags | PROTO_REGION_RESERVED, &res);
+                }
+                if (r < 0 && !c->dead)
+                        conn_reply_error(c, PROTO_OP_CREATE, cr->request_id, r, res.message);
+                if (res.after)
+                        res.after(c, res.after_arg);
         }
         fd = -1; /* consumed */
-        if (r < 0 && !c->dead)
-                conn_reply_error(c, PROTO_OP_CREATE, cr->request_id, r, res.message);
-        if (res.after)
-                res.after(c, res.after_arg);
         free(cr);
         /* the requests it read behind this one: at its next turn (conn_deadline()) */
         c->backlog = true;
@@ -779,21 +864,22 @@ static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct p
         memcpy(cr->name, m->name, len + 1);
         cr->name_len = len;
         cr->conn = c;
+        cr->opcode = PROTO_OP_CREATE;
         cr->request_id = id;
+        cr->owner = c->uid;
+        cr->charge = m->size;
+        cr->regions = 1;
         cr->m = *m;
         cr->m.name = cr->name;
         cr->chosen = chosen;
         cr->page_flags = page_flags;
-        /* the uid has an entry (its connection holds it): never allocates */
-        quota_charge(ctx->quota, c->uid, (int64_t)m->size, 1, 0, 0);
-        ctx->reserving_bytes += m->size;
-        ctx->reserving_regions++;
+        cr->claimed = true;
         cr->next = ctx->reserves;
         if (cr->next)
                 cr->next->prev = cr;
         ctx->reserves = cr;
-        c->reserve = cr;
-        r = reserver_submit_consume_fd(fd, m->size, conn_region_reserve_done, cr, &cr->job);
+        conn_region_reserve_charge(c, cr);
+        r = reserver_submit_consume_fd(fd, 0, m->size, false, conn_region_reserve_done, cr, &cr->job);
         fd = -1; /* consumed */
         if (r < 0) {
                 conn_region_reserve_end(cr);
@@ -805,6 +891,49 @@ static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct p
         return 0;
 }
 
+/*
+ * Park a RESIZE growing RESERVEd region @r from @r->size to @size: charge the
+ * growth (as the inline RESIZE would: @size less what @r is charged) to its
+ * owner, mark @r resizing, and hand @fd (a copy of @r's, consumed) to a
+ * reserver thread, which reserves the new bytes past the end without
+ * changing the size; conn_region_reserve_done() then grows it.
+ * Return: 0 (no reply now); a negative errno with @res filled in.
+ */
+static int conn_region_resize_start(struct conn *c, uint32_t id, struct region *r, uint64_t size, int fd,
+                                    struct conn_result *res)
+{
+        struct conn_reserve *cr;
+        int k;
+
+        cr = calloc(1, sizeof(*cr) + r->name_len + 1);
+        if (!cr) {
+                close(fd);
+                return conn_fail(res, -ENOMEM, "out of memory");
+        }
+        memcpy(cr->name, r->name, r->name_len + 1);
+        cr->name_len = r->name_len;
+        cr->conn = c;
+        cr->opcode = PROTO_OP_RESIZE;
+        cr->request_id = id;
+        cr->owner = r->meta.uid;
+        cr->charge = size > r->charged ? size - r->charged : 0;
+        cr->region_id = r->meta.id;
+        cr->old_size = r->size;
+        cr->new_size = size;
+        conn_region_reserve_charge(c, cr);
+        r->resizing = true;
+        k = reserver_submit_consume_fd(fd, r->size, size - r->size, true, conn_region_reserve_done, cr, &cr->job);
+        fd = -1; /* consumed */
+        if (k < 0) {
+                conn_region_reserve_end(cr);
+                free(cr);
+                return conn_fail(res, k, "cannot start the reservation");
+        }
+        log_debug("reserving %llu more bytes for region '%s' on a reserver thread",
+                  (unsigned long long)(size - cr->old_size), cr->name);
+        return 0;
+}
+
 /* @c is dropped with a reservation in flight: its result is not wanted, its claim and charge end now. */
 static void conn_region_reserve_abandon(struct conn *c)
 {
@@ -813,8 +942,9 @@ static void conn_region_reserve_abandon(struct conn *c)
         if (!cr)
                 return;
         conn_region_reserve_end(cr);
-        reserver_cancel(cr->job); /* the reserver closes the object's fd, now or once its fallocate returns */
-        log_debug("reservation of region '%s' abandoned: its client is gone", cr->name);
+        /* the reserver closes the fd, now or once its fallocate returns (giving back a RESIZE's memory first) */
+        reserver_cancel(cr->job);
+        log_debug("reservation for region '%s' abandoned: its client is gone", cr->name);
         free(cr);
 }
 
@@ -1041,16 +1171,35 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
 
 /* ---- RESIZE, SEAL, STAT, LIST, DELETE ----------------------------------- */
 
+/*
+ * Record @r's new size @size, charge its owner, tell watchers, and answer
+ * request @req with the size. Return: nothing.
+ */
+static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r, uint64_t size)
+{
+        struct conn_ctx *ctx = c->ctx;
+        struct proto_resize_reply rep;
+        uint8_t buf[16];
+        uint64_t charged;
+
+        /* the owner has an entry (it owns this region): never allocates */
+        charged = size > r->size ? size : (r->charged < size ? r->charged : size);
+        quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
+        regtab_set_size(ctx->regtab, r, size, charged);
+        service_region_changed(r);
+        ctx->generation++;
+        conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
+        rep.size = r->size;
+        conn_reply_encoded(c, req, proto_resize_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+}
+
 int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
         struct conn_ctx *ctx = c->ctx;
         const struct config *cfg = ctx->config;
-        struct proto_resize_reply rep;
         struct proto_resize m;
         struct regtab_fd h;
         struct region *r;
-        uint8_t buf[16];
-        uint64_t charged;
         int k;
 
         k = proto_resize_decode(f->payload, f->hdr.length, &m);
@@ -1062,6 +1211,9 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         k = conn_region_check_size(c, m.size, res);
         if (k < 0)
                 return k;
+        if (r->resizing)
+                return conn_fail(res, -EBUSY, "a RESIZE of this region is reserving the memory of its new size: try "
+                                              "again once it is done");
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
@@ -1083,6 +1235,20 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
+        /*
+         * A RESERVEd region stays reserved: the new bytes get their memory, on a reserver thread
+         * when there is one (hugetlb pages are taken here), before the size changes.
+         */
+        if ((r->meta.flags & PROTO_REGION_RESERVED) && !(r->meta.flags & PROTO_REGION_HUGETLB) &&
+            m.size > r->size && reserver_running()) {
+                int fd = fcntl(h.fd, F_DUPFD_CLOEXEC, 3);
+
+                k = fd < 0 ? -errno : 0;
+                regtab_fd_put(&h);
+                if (k < 0)
+                        return conn_fail(res, k, "cannot duplicate the region fd");
+                return conn_region_resize_start(c, f->hdr.id, r, m.size, fd, res);
+        }
         k = backend_resize(h.fd, m.size, cfg->max_region_size);
         if (k == 0 && (r->meta.flags & PROTO_REGION_RESERVED) && m.size > r->size) {
                 /* a RESERVEd region stays reserved: the new bytes get their memory now, or the resize fails */
@@ -1097,15 +1263,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         regtab_fd_put(&h);
         if (k < 0)
                 return conn_fail(res, k, "cannot resize");
-        /* the owner has an entry (it owns this region): never allocates */
-        charged = m.size > r->size ? m.size : (r->charged < m.size ? r->charged : m.size);
-        quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
-        regtab_set_size(ctx->regtab, r, m.size, charged);
-        service_region_changed(r);
-        ctx->generation++;
-        conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
-        rep.size = r->size;
-        conn_reply_encoded(c, &f->hdr, proto_resize_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        conn_region_resize_apply(c, &f->hdr, r, m.size);
         return 0;
 }
 

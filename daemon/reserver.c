@@ -22,7 +22,9 @@ enum reserver_state {
 
 struct reserver_job {
         int fd; /* owned by the job until its completion is called */
-        uint64_t len;
+        uint64_t offset, len;
+        bool ahead; /* past the end, FALLOC_FL_KEEP_SIZE (backend_reserve_ahead()) */
+        bool ran;   /* its fallocate was called (set by its thread before it is DONE) */
         int result;
         enum reserver_state state;
         bool cancelled; /* the requester is gone: no completion, the reserver closes fd and frees */
@@ -43,10 +45,14 @@ static unsigned reserver_count;              /* queued or running */
 /* test hook (IOMEMD_TEST_HOOKS): a thread holds each job while this file exists */
 static char *reserver_gate;
 
+/* Free @job and close its fd, if it still has it; memory a job that ran allocated past the end goes back first. */
 static void reserver_job_free(struct reserver_job *job)
 {
-        if (job->fd >= 0)
+        if (job->fd >= 0) {
+                if (job->ahead && job->ran && job->result == 0)
+                        (void)backend_drop_ahead(job->fd); /* nobody will make it visible */
                 close(job->fd);
+        }
         free(job);
 }
 
@@ -95,7 +101,10 @@ static void *reserver_main(void *arg)
                 pthread_mutex_unlock(&reserver_lock);
 
                 reserver_wait_gate();
-                job->result = backend_reserve_range(fd, 0, job->len); /* only this thread touches result now */
+                /* only this thread touches result and ran now; the lock below publishes them */
+                job->result = job->ahead ? backend_reserve_ahead(fd, job->offset, job->len)
+                                         : backend_reserve_range(fd, job->offset, job->len);
+                job->ran = true;
 
                 pthread_mutex_lock(&reserver_lock);
                 job->state = RESERVER_DONE;
@@ -185,7 +194,8 @@ int reserver_fd(void)
         return reserver_efd;
 }
 
-int reserver_submit_consume_fd(int fd, uint64_t len, reserver_done_fn *done, void *arg, struct reserver_job **jobp)
+int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
+                               struct reserver_job **jobp)
 {
         struct reserver_job *job;
 
@@ -200,7 +210,9 @@ int reserver_submit_consume_fd(int fd, uint64_t len, reserver_done_fn *done, voi
         }
         job->fd = fd;
         fd = -1; /* consumed: the job's */
+        job->offset = offset;
         job->len = len;
+        job->ahead = ahead;
         job->done = done;
         job->arg = arg;
         job->state = RESERVER_QUEUED;

@@ -58,18 +58,23 @@ bool reserver_running(void);
 int reserver_fd(void);
 
 /*
- * reserver_submit_consume_fd() - fallocate bytes 0..@len of @fd (consumed,
- * even on error) on a reserver thread, then call @done(@arg, fd, result)
- * from reserver_collect().
+ * reserver_submit_consume_fd() - fallocate bytes @offset..@offset+@len of
+ * @fd (consumed, even on error) on a reserver thread, then call @done(@arg,
+ * fd, result) from reserver_collect(). With @ahead, past the end of the
+ * object without changing its size (backend_reserve_ahead(): a RESIZE's
+ * growth, made visible by the completion's ftruncate); a cancelled job then
+ * gives that memory back (backend_drop_ahead()) before it closes its fd.
  * Return: 0 with *jobp (for reserver_cancel()); -ENOMEM; -ESHUTDOWN when
  * not running.
  */
-int reserver_submit_consume_fd(int fd, uint64_t len, reserver_done_fn *done, void *arg, struct reserver_job **jobp);
+int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
+                               struct reserver_job **jobp);
 
 /*
  * reserver_cancel() - the requester is gone: @job's completion is never
  * called; its fd is closed and its memory freed by the reserver (now, or
- * when its fallocate returns). Return: nothing.
+ * when its fallocate returns; what a job with @ahead allocated is given back
+ * first). Return: nothing.
  */
 void reserver_cancel(struct reserver_job *job);
 
