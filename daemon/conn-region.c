@@ -783,8 +783,8 @@ static void conn_region_resize_done(struct conn *c, struct conn_reserve *cr, str
                 why = "cannot resize";
         }
         if (k < 0) {
-                if (result == 0)
-                        (void)backend_drop_ahead(fd); /* what was reserved past the end goes back */
+                /* what was reserved past the end goes back (a failed fallocate may have left some: not on tmpfs) */
+                (void)backend_drop_ahead(fd);
                 close(fd);
                 conn_reply_error(c, PROTO_OP_RESIZE, cr->request_id, k, why);
                 return;
@@ -809,7 +809,7 @@ static void conn_region_reserve_done(void *arg, int fd, int result)
          * connection cancelled its job; this is for a hang-up the loop has not acted on yet, or cannot see.)
          */
         if (conn_region_peer_gone(c)) {
-                if (cr->opcode == PROTO_OP_RESIZE && result == 0)
+                if (cr->opcode == PROTO_OP_RESIZE)
                         (void)backend_drop_ahead(fd);
                 close(fd);
                 free(cr);

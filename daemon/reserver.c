@@ -49,7 +49,7 @@ static char *reserver_gate;
 static void reserver_job_free(struct reserver_job *job)
 {
         if (job->fd >= 0) {
-                if (job->ahead && job->ran && job->result == 0)
+                if (job->ahead && job->ran)
                         (void)backend_drop_ahead(job->fd); /* nobody will make it visible */
                 close(job->fd);
         }

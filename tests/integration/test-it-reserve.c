@@ -488,6 +488,32 @@ START_TEST(test_quota_charged_while_reserving)
 }
 END_TEST
 
+/* Return: the bytes of memory (or blocks) @fd's object has, past its end too. */
+static uint64_t allocated(int fd)
+{
+        struct stat st;
+
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        return (uint64_t)st.st_blocks * 512;
+}
+
+/* Wait (bounded polling) until @fd's object has @bytes allocated. */
+static void wait_allocated(int fd, uint64_t bytes)
+{
+        for (int i = 0; i < 3000 && allocated(fd) != bytes; i++)
+                it_sleep_ms(10);
+        ck_assert_msg(allocated(fd) == bytes, "%llu bytes allocated, %llu expected",
+                      (unsigned long long)allocated(fd), (unsigned long long)bytes);
+}
+
+static uint64_t stat_size(struct iomem_client *c, const char *name)
+{
+        struct iomem_stat st;
+
+        ck_assert_int_eq(iomem_stat(c, name, &st), 0);
+        return st.size;
+}
+
 /*
  * A reservation that fails on its thread answers the CREATE with the error and its text, refunds the quota,
  * leaves no region and no fd, and the connection goes on (its pipelined PING answered after). The file
@@ -553,9 +579,17 @@ START_TEST(test_reservation_fails_cleanly)
         {
                 struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESERVE, .backend = IOMEM_BACKEND_FILE };
 
+                o.flags |= IOMEM_CREATE_RESIZABLE;
                 ck_assert_int_eq(iomem_create(other, "rs.more", 200 * 1024, &o, &reg), 0);
                 reg = iomem_region_free(reg);
         }
+        /* a RESIZE that does not fit: -ENOSPC with its text, the size and the charge as they were */
+        ck_assert_int_eq(iomem_resize(other, "rs.more", 4 * MIB), -ENOSPC);
+        ck_assert_msg(strstr(iomem_client_error_message(other), "cannot reserve the memory of the new size"),
+                      "text: %s", iomem_client_error_message(other));
+        ck_assert_uint_eq(stat_size(other, "rs.more"), 200 * 1024);
+        wait_charged(other, (made >= 0 ? 768 * 1024 : 0) + 200 * 1024, made >= 0 ? 2 : 1);
+        ck_assert_int_eq(iomem_resize(other, "rs.more", 256 * 1024), 0);
         if (made >= 0) {
                 snprintf(name, sizeof(name), "rs.full.%d", made);
                 ck_assert_int_eq(iomem_delete(other, name), 0);
@@ -568,32 +602,6 @@ START_TEST(test_reservation_fails_cleanly)
         rmdir(dir);
 }
 END_TEST
-
-/* Return: the bytes of memory (or blocks) @fd's object has, past its end too. */
-static uint64_t allocated(int fd)
-{
-        struct stat st;
-
-        ck_assert_int_eq(fstat(fd, &st), 0);
-        return (uint64_t)st.st_blocks * 512;
-}
-
-/* Wait (bounded polling) until @fd's object has @bytes allocated. */
-static void wait_allocated(int fd, uint64_t bytes)
-{
-        for (int i = 0; i < 3000 && allocated(fd) != bytes; i++)
-                it_sleep_ms(10);
-        ck_assert_msg(allocated(fd) == bytes, "%llu bytes allocated, %llu expected",
-                      (unsigned long long)allocated(fd), (unsigned long long)bytes);
-}
-
-static uint64_t stat_size(struct iomem_client *c, const char *name)
-{
-        struct iomem_stat st;
-
-        ck_assert_int_eq(iomem_stat(c, name, &st), 0);
-        return st.size;
-}
 
 /*
  * A RESIZE growing a RESERVEd region reserves the new bytes on a reserver thread too: others are served
