@@ -404,7 +404,15 @@ struct iomem_list_entry {
 int iomem_list(struct iomem_client *client, const char *prefix,
                int (*cb)(const struct iomem_list_entry *e, void *userdata), void *userdata);
 
-/* Return: 0; -ENOENT; -EPERM if seals forbid it; -EFBIG; -EACCES unless owner or root; -EDQUOT. */
+/*
+ * iomem_resize() - change a region's size. Growing a region created with
+ * IOMEM_CREATE_RESERVE allocates the new bytes first (the reply waits for
+ * them; other calls on the same client wait behind it).
+ * Return: 0; -ENOENT; -EPERM if seals forbid it; -EFBIG; -EACCES unless
+ * owner or root; -EDQUOT; -EBUSY (another RESIZE of this RESERVEd region is
+ * allocating, or a holder changed its size meanwhile); -ENOSPC/-ENOMEM (the
+ * growth of a RESERVEd region cannot be allocated).
+ */
 int iomem_resize(struct iomem_client *client, const char *name, uint64_t size);
 
 /*
