@@ -417,7 +417,9 @@ int iomem_resize(struct iomem_client *client, const char *name, uint64_t size);
 
 /*
  * Return: 0 with *sealsp (may be NULL) = seals now; -EOPNOTSUPP (not memfd);
- * -EBUSY; -EPERM; -EACCES unless owner or root.
+ * -EBUSY (a writable mapping and IOMEM_SEAL_WRITE; or an iomem_resize()
+ * growing this IOMEM_CREATE_RESERVE region is allocating: try again);
+ * -EPERM; -EACCES unless owner or root.
  */
 int iomem_seal(struct iomem_client *client, const char *name, uint32_t seals, uint32_t *sealsp);
 

@@ -63,7 +63,7 @@ struct conn_wait {
  * until the completion.
  *
  * A CREATE claims its name meanwhile (@claimed: in conn_ctx.reserves). A
- * RESIZE's region is marked resizing (other RESIZEs of it: -EBUSY) and
+ * RESIZE's region is marked resizing (other RESIZEs and SEALs of it: -EBUSY) and
  * found again by its id, which is never reused: a DELETE or PUBLISH may
  * free it meanwhile.
  */
@@ -241,6 +241,9 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
         return (pages->hugetlb ? PROTO_REGION_HUGETLB : 0) | (pages->thp ? PROTO_REGION_THP : 0) |
                (pages->reserved ? PROTO_REGION_RESERVED : 0);
 }
+
+/* The text of a RESIZE or SEAL of a region whose growth is being reserved (struct conn_reserve). */
+#define CONN_RESIZE_BUSY "a RESIZE of this region is reserving the memory of its new size: try again once it is done"
 
 /* The text of a failed reservation (-ENOSPC, -ENOMEM). */
 #define CONN_RESERVE_FAILED                                                                                      \
@@ -1212,8 +1215,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         if (k < 0)
                 return k;
         if (r->resizing)
-                return conn_fail(res, -EBUSY, "a RESIZE of this region is reserving the memory of its new size: try "
-                                              "again once it is done");
+                return conn_fail(res, -EBUSY, CONN_RESIZE_BUSY);
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
@@ -1284,6 +1286,9 @@ int conn_region_handle_seal(struct conn *c, struct transport_frame *f, struct co
                 return k;
         if (r->meta.backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
+        /* F_ADD_SEALS takes the inode lock, which the reservation's fallocate holds throughout: no waiting for it */
+        if (r->resizing)
+                return conn_fail(res, -EBUSY, CONN_RESIZE_BUSY);
         k = regtab_region_get_fd(c->ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
