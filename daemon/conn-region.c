@@ -63,12 +63,18 @@ struct conn_wait {
  * until the completion.
  *
  * A CREATE claims its name meanwhile (@claimed: in conn_ctx.reserves). A
- * RESIZE's region is marked resizing (other RESIZEs and SEALs of it: -EBUSY) and
- * found again by its id, which is never reused: a DELETE or PUBLISH may
- * free it meanwhile.
+ * RESIZE's region is marked resizing (other RESIZEs and SEALs of it:
+ * -EBUSY) and found again by its id, which is never reused: a DELETE or
+ * PUBLISH may free it meanwhile. The mark stays until the job's fallocate
+ * has returned, even when its requester left before (then @conn is NULL
+ * and @cr lives until conn_region_reserve_gone()): the loop must not
+ * ftruncate or seal an object whose inode lock a fallocate holds (it would
+ * wait for all of it), and a second growth must not be reserved under the
+ * first one's give-back (which would free it).
  */
 struct conn_reserve {
-        struct conn *conn;
+        struct conn_ctx *ctx;
+        struct conn *conn; /* NULL once abandoned (a RESIZE's, until its job is gone) */
         struct reserver_job *job; /* until the completion, or reserver_cancel() */
         uint16_t opcode;           /* PROTO_OP_CREATE or PROTO_OP_RESIZE */
         uint32_t request_id;
@@ -701,15 +707,16 @@ static int conn_region_check_unclaimed(const struct conn *c, const char *name, s
 }
 
 /*
- * End @cr: unlink it from its connection, end a CREATE's claim or a
- * RESIZE's mark on its region, refund what it charged (a refund never
- * allocates: the charge kept the owner's entry). Its job is the caller's
- * business. Return: the RESIZE's region if it still exists, else NULL.
+ * End @cr: unlink it from its connection, end a CREATE's claim or (with
+ * @unmark) a RESIZE's mark on its region, refund what it charged (a refund
+ * never allocates: the charge kept the owner's entry). Its job is the
+ * caller's business. Return: the RESIZE's region if it still exists, else
+ * NULL.
  */
-static struct region *conn_region_reserve_end(struct conn_reserve *cr)
+static struct region *conn_region_reserve_end(struct conn_reserve *cr, bool unmark)
 {
         struct conn *c = cr->conn;
-        struct conn_ctx *ctx = c->ctx;
+        struct conn_ctx *ctx = cr->ctx;
         struct region *r = NULL;
 
         if (cr->claimed) {
@@ -722,7 +729,7 @@ static struct region *conn_region_reserve_end(struct conn_reserve *cr)
         }
         if (cr->opcode == PROTO_OP_RESIZE) {
                 r = regtab_lookup_id(ctx->regtab, cr->region_id);
-                if (r)
+                if (r && unmark)
                         r->resizing = false;
         }
         c->reserve = NULL;
@@ -806,7 +813,7 @@ static void conn_region_reserve_done(void *arg, int fd, int result)
         int r;
 
         conn_result_init(&res);
-        resized = conn_region_reserve_end(cr);
+        resized = conn_region_reserve_end(cr, true);
         /*
          * A peer gone meanwhile gets nothing it never heard of: nothing is made or resized. (A dropped
          * connection cancelled its job; this is for a hang-up the loop has not acted on yet, or cannot see.)
@@ -866,6 +873,7 @@ static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct p
         }
         memcpy(cr->name, m->name, len + 1);
         cr->name_len = len;
+        cr->ctx = ctx;
         cr->conn = c;
         cr->opcode = PROTO_OP_CREATE;
         cr->request_id = id;
@@ -885,7 +893,7 @@ static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct p
         r = reserver_submit_consume_fd(fd, 0, m->size, false, conn_region_reserve_done, cr, &cr->job);
         fd = -1; /* consumed */
         if (r < 0) {
-                conn_region_reserve_end(cr);
+                conn_region_reserve_end(cr, true);
                 free(cr);
                 return conn_fail(res, r, "cannot start the reservation");
         }
@@ -915,6 +923,7 @@ static int conn_region_resize_start(struct conn *c, uint32_t id, struct region *
         }
         memcpy(cr->name, r->name, r->name_len + 1);
         cr->name_len = r->name_len;
+        cr->ctx = c->ctx;
         cr->conn = c;
         cr->opcode = PROTO_OP_RESIZE;
         cr->request_id = id;
@@ -928,7 +937,7 @@ static int conn_region_resize_start(struct conn *c, uint32_t id, struct region *
         k = reserver_submit_consume_fd(fd, r->size, size - r->size, true, conn_region_reserve_done, cr, &cr->job);
         fd = -1; /* consumed */
         if (k < 0) {
-                conn_region_reserve_end(cr);
+                conn_region_reserve_end(cr, true);
                 free(cr);
                 return conn_fail(res, k, "cannot start the reservation");
         }
@@ -937,17 +946,36 @@ static int conn_region_resize_start(struct conn *c, uint32_t id, struct region *
         return 0;
 }
 
-/* @c is dropped with a reservation in flight: its result is not wanted, its claim and charge end now. */
+/* An abandoned RESIZE's job is gone (its fallocate returned, its fd closed): the region may be resized again. */
+static void conn_region_reserve_gone(void *arg)
+{
+        struct conn_reserve *cr = arg;
+        struct region *r = regtab_lookup_id(cr->ctx->regtab, cr->region_id);
+
+        if (r)
+                r->resizing = false;
+        free(cr);
+}
+
+/*
+ * @c is dropped with a reservation in flight: its result is not wanted, its claim and charge end now; a
+ * RESIZE's mark on its region ends once its job is gone (conn_region_reserve_gone()).
+ */
 static void conn_region_reserve_abandon(struct conn *c)
 {
         struct conn_reserve *cr = c->reserve;
 
         if (!cr)
                 return;
-        conn_region_reserve_end(cr);
-        /* the reserver closes the fd, now or once its fallocate returns (giving back a RESIZE's memory first) */
-        reserver_cancel(cr->job);
+        conn_region_reserve_end(cr, false);
+        cr->conn = NULL;
         log_debug("reservation for region '%s' abandoned: its client is gone", cr->name);
+        /* the reserver closes the fd, now or once its fallocate returns (giving back a RESIZE's memory first) */
+        if (cr->opcode == PROTO_OP_RESIZE) {
+                reserver_cancel(cr->job, conn_region_reserve_gone, cr); /* frees cr, now or later */
+                return;
+        }
+        reserver_cancel(cr->job, NULL, NULL);
         free(cr);
 }
 

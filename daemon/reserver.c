@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* reserver: RESERVE's fallocate() on threads of its own, so that a reservation never holds the event loop. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -30,6 +33,8 @@ struct reserver_job {
         bool cancelled; /* the requester is gone: no completion, the reserver closes fd and frees */
         reserver_done_fn *done;
         void *arg;
+        reserver_gone_fn *gone; /* cancelled: called once its fd is closed */
+        void *gone_arg;
         struct reserver_job *next; /* in reserver_queue or reserver_done */
 };
 
@@ -45,29 +50,48 @@ static unsigned reserver_count;              /* queued or running */
 /* test hook (IOMEMD_TEST_HOOKS): a thread holds each job while this file exists */
 static char *reserver_gate;
 
-/* Free @job and close its fd, if it still has it; memory a job that ran allocated past the end goes back first. */
+/*
+ * Free @job and close its fd, if it still has it; memory a job that ran
+ * allocated past the end goes back first. Then a cancelled job's @gone.
+ */
 static void reserver_job_free(struct reserver_job *job)
 {
+        reserver_gone_fn *gone = job->gone;
+        void *gone_arg = job->gone_arg;
+
         if (job->fd >= 0) {
                 if (job->ahead && job->ran)
                         (void)backend_drop_ahead(job->fd); /* nobody will make it visible */
                 close(job->fd);
         }
         free(job);
+        if (gone)
+                gone(gone_arg);
 }
 
 /*
  * IOMEMD_TEST_HOOKS with IOMEMD_TEST_RESERVE_GATE=PATH: hold the job while
  * PATH exists (or until the reserver stops), so that a test sees a
- * reservation in flight for as long as it needs, without timing.
+ * reservation in flight for as long as it needs, without timing. Each job a
+ * thread takes adds a byte to PATH.taken first: a test knows that a job is
+ * running (not queued) when that file has grown.
  */
 static void reserver_wait_gate(void)
 {
         const struct timespec tick = { 0, 5 * 1000 * 1000 };
+        char taken[PATH_MAX];
         bool stopping;
+        int fd;
 
         if (!reserver_gate)
                 return;
+        if (snprintf(taken, sizeof(taken), "%s.taken", reserver_gate) < (int)sizeof(taken)) {
+                fd = open(taken, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+                if (fd >= 0) {
+                        (void)!write(fd, "j", 1);
+                        close(fd);
+                }
+        }
         for (;;) {
                 pthread_mutex_lock(&reserver_lock);
                 stopping = reserver_stopping;
@@ -226,13 +250,18 @@ int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead
         return 0;
 }
 
-void reserver_cancel(struct reserver_job *job)
+void reserver_cancel(struct reserver_job *job, reserver_gone_fn *gone, void *arg)
 {
         struct reserver_job **p;
 
-        if (!job)
+        if (!job) {
+                if (gone)
+                        gone(arg);
                 return;
+        }
         pthread_mutex_lock(&reserver_lock);
+        job->gone = gone; /* read on this thread only (reserver_job_free()) */
+        job->gone_arg = arg;
         if (job->state == RESERVER_QUEUED) {
                 /* no thread has it: out of the queue, its fd closed now (no fallocate can be using it) */
                 for (p = &reserver_queue; *p != job; p = &(*p)->next)

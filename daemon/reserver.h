@@ -70,13 +70,21 @@ int reserver_fd(void);
 int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
                                struct reserver_job **jobp);
 
+/* Called on the event loop's thread once a cancelled job's fd is closed (reserver_cancel()). */
+typedef void reserver_gone_fn(void *arg);
+
 /*
  * reserver_cancel() - the requester is gone: @job's completion is never
  * called; its fd is closed and its memory freed by the reserver (now, or
  * when its fallocate returns; what a job with @ahead allocated is given back
- * first). Return: nothing.
+ * first). Then, if not NULL, @gone(@arg) is called, on the event loop's
+ * thread: from here if no thread had taken the job, else from
+ * reserver_collect() or reserver_stop(). Until then a fallocate may still
+ * hold the object's inode lock, which the loop must not wait for (an
+ * ftruncate or F_ADD_SEALS of the same object), and what it allocates past
+ * the end would be given back under another job's growth. Return: nothing.
  */
-void reserver_cancel(struct reserver_job *job);
+void reserver_cancel(struct reserver_job *job, reserver_gone_fn *gone, void *arg);
 
 /* reserver_collect() - call the completions of the jobs that are done. Return: the number called. */
 unsigned reserver_collect(void);

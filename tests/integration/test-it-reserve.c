@@ -29,6 +29,7 @@
 
 static struct it_daemon daemon_;
 static char gate[128];
+static char gate_taken[160]; /* the daemon adds a byte for each job a reserver thread takes */
 static int settled_fds;
 static char raw_message[1100]; /* the text of the last error reply raw_reply() read */
 
@@ -48,7 +49,9 @@ static void gate_open(void)
 static void start(const char *const *extra)
 {
         snprintf(gate, sizeof(gate), "/tmp/iomem-reserve-gate.%d", (int)getpid());
+        snprintf(gate_taken, sizeof(gate_taken), "%s.taken", gate);
         unlink(gate);
+        unlink(gate_taken);
         setenv("IOMEMD_TEST_HOOKS", "1", 1);
         setenv("IOMEMD_TEST_RESERVE_GATE", gate, 1);
         it_daemon_start(&daemon_, extra);
@@ -69,9 +72,23 @@ static void check_daemon_fds(void)
         ck_assert_msg(n == settled_fds, "the daemon holds %d fds, %d at start", n, settled_fds);
 }
 
+/* Wait (bounded polling) until reserver threads have taken @n jobs since start(), CREATEs' too: they run. */
+static void wait_taken(long n)
+{
+        struct stat st = { 0 };
+
+        for (int i = 0; i < 3000; i++) {
+                if (stat(gate_taken, &st) == 0 && st.st_size >= n)
+                        return;
+                it_sleep_ms(10);
+        }
+        ck_abort_msg("reserver threads took %ld jobs, %ld expected", (long)st.st_size, n);
+}
+
 static void finish(void)
 {
         unlink(gate);
+        unlink(gate_taken);
         check_daemon_fds();
         it_daemon_stop(&daemon_);
 }
@@ -647,6 +664,22 @@ START_TEST(test_resize_off_the_loop)
 END_TEST
 
 /*
+ * RESIZE @name to @size once no reservation holds it (bounded polling): an abandoned RESIZE's job keeps its
+ * region -EBUSY until its fallocate has returned. Return: what the RESIZE that was not -EBUSY said.
+ */
+static int resize_when_free(struct iomem_client *c, const char *name, uint64_t size)
+{
+        int k = -EBUSY;
+
+        for (int i = 0; i < 3000 && k == -EBUSY; i++) {
+                k = iomem_resize(c, name, size);
+                if (k == -EBUSY)
+                        it_sleep_ms(10);
+        }
+        return k;
+}
+
+/*
  * A RESIZE's reservation that ends without the resize: its requester gone (the growth refunded at once, the
  * memory reserved past the end given back once the fallocate returns, the region free for another RESIZE), the
  * region deleted meanwhile (-ENOENT), or its size changed by a holder meanwhile (-EBUSY, the memory given back).
@@ -678,8 +711,8 @@ START_TEST(test_resize_reservation_abandoned)
         gate_open();
         wait_allocated(fd, 4 * MIB);
         ck_assert_uint_eq(stat_size(other, "rz"), 4 * MIB);
-        ck_assert_int_eq(iomem_resize(other, "rz", 8 * MIB), 0);
-        wait_allocated(fd, 8 * MIB);
+        ck_assert_int_eq(resize_when_free(other, "rz", 8 * MIB), 0); /* -EBUSY until the abandoned job is gone */
+        ck_assert_uint_eq(allocated(fd), 8 * MIB);
 
         /* a holder changes the size meanwhile */
         gate_close();
@@ -738,6 +771,7 @@ START_TEST(test_stop_while_reserving)
         for (int i = 0; i < N; i++)
                 raw_close(&a[i]);
         unlink(gate);
+        unlink(gate_taken);
 }
 END_TEST
 
@@ -780,6 +814,91 @@ START_TEST(test_seal_refused_while_resizing)
 }
 END_TEST
 
+/*
+ * A RESIZE abandoned by its requester refunds its growth at once, but its region stays marked (RESIZE and
+ * SEAL: -EBUSY) until its job's fallocate has returned and given the memory back. Before (reservework), the
+ * mark ended at once: a second RESIZE was reserved while the first job still ran, and the first one's
+ * give-back (an ftruncate to the size, on the loop) freed what the second had reserved past the end, then
+ * the second made the size visible: a RESERVEd region of 256 MiB with 4 MiB of memory (1 round in 10 of a
+ * loop of this sequence), and that ftruncate waited on the loop for the second job's whole fallocate. Here
+ * the second RESIZE is sent while the first job is held by the gate: on reservework it was accepted (0).
+ */
+START_TEST(test_abandoned_resize_keeps_region_busy)
+{
+        struct iomem_client *other;
+        struct iomem_region *reg = NULL;
+        struct raw a, b;
+        int fd;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "rz", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        ck_assert_int_eq(iomem_open(other, "rz", 0, 0, &reg), 0);
+        fd = iomem_region_fd(reg);
+        gate_close();
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "rz", 8 * MIB);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, 8 * MIB, 1);
+        wait_taken(2); /* the CREATE's and this one: running, held by the gate, not taken out of the queue */
+        raw_close(&a);
+        wait_charged(other, 4 * MIB, 1); /* refunded at once, its job still held */
+
+        raw_connect(&b);
+        raw_append_resize(&b, 2, "rz", 4 * BIG);
+        raw_send(&b);
+        ck_assert_int_eq(raw_reply(&b, 1, NULL), 0);
+        ck_assert_int_eq(iomem_seal(other, "rz", IOMEM_SEAL_SEAL, NULL), -EBUSY);
+        gate_open();
+        ck_assert_int_eq(raw_reply(&b, 2, NULL), -EBUSY);
+        ck_assert_msg(strstr(raw_message, "reserving the memory"), "text: %s", raw_message);
+        raw_close(&b);
+        /* once the abandoned job is gone: the growth is made, and all of it is memory */
+        ck_assert_int_eq(resize_when_free(other, "rz", 4 * BIG), 0);
+        ck_assert_uint_eq(stat_size(other, "rz"), 4 * BIG);
+        ck_assert_uint_eq(allocated(fd), 4 * BIG);
+        reg = iomem_region_free(reg);
+        ck_assert_int_eq(iomem_delete(other, "rz"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/* SIGTERM while an abandoned RESIZE's job is held: the daemon stops cleanly (exit 0; under ASan, no leak). */
+START_TEST(test_stop_with_abandoned_resize)
+{
+        struct iomem_client *other;
+        struct raw a, b;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "rz", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        ck_assert_int_eq(create(other, "rz2", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        gate_close();
+        /* two RESIZEs, both taken by the reserver threads and held by the gate */
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "rz", 8 * MIB);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        raw_connect(&b);
+        raw_append_resize(&b, 2, "rz2", 8 * MIB);
+        raw_send(&b);
+        ck_assert_int_eq(raw_reply(&b, 1, NULL), 0);
+        wait_charged(other, 16 * MIB, 2);
+        wait_taken(4); /* the two CREATEs' and these two */
+        raw_close(&a);
+        raw_close(&b);
+        wait_charged(other, 8 * MIB, 2);
+        ck_assert_int_eq(iomem_seal(other, "rz", IOMEM_SEAL_SEAL, NULL), -EBUSY);
+        iomem_disconnect(other);
+        it_daemon_stop(&daemon_); /* exit status 0; under ASan, no leak */
+        unlink(gate);
+        unlink(gate_taken);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-reserve");
@@ -798,6 +917,8 @@ int main(void)
         tcase_add_test(tc, test_resize_reservation_abandoned);
         tcase_add_test(tc, test_stop_while_reserving);
         tcase_add_test(tc, test_seal_refused_while_resizing);
+        tcase_add_test(tc, test_abandoned_resize_keeps_region_busy);
+        tcase_add_test(tc, test_stop_with_abandoned_resize);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
