@@ -344,7 +344,11 @@ struct iomem_create_opts {
  * name, flags, mode, seals); -EFBIG (size limit); -EDQUOT; -ENOSPC (file
  * system full; with IOMEM_CREATE_RESERVE, also the hugetlb pool or file
  * system could not hold the reservation); -ENOMEM (with
- * IOMEM_CREATE_RESERVE: the daemon's memory cgroup is full); ...
+ * IOMEM_CREATE_RESERVE: the daemon's memory cgroup is full); -EBUSY (a
+ * CREATE with IOMEM_CREATE_RESERVE of this name is in progress on another
+ * connection: try again, or iomem_open() with a wait); ...
+ * With IOMEM_CREATE_RESERVE the reply comes once all the memory is allocated
+ * (about 0.1-0.5 s per GiB); other calls on the same client wait behind it.
  */
 int iomem_create(struct iomem_client *client, const char *name, uint64_t size,
                  const struct iomem_create_opts *opts, struct iomem_region **regionp);
@@ -400,12 +404,22 @@ struct iomem_list_entry {
 int iomem_list(struct iomem_client *client, const char *prefix,
                int (*cb)(const struct iomem_list_entry *e, void *userdata), void *userdata);
 
-/* Return: 0; -ENOENT; -EPERM if seals forbid it; -EFBIG; -EACCES unless owner or root; -EDQUOT. */
+/*
+ * iomem_resize() - change a region's size. Growing a region created with
+ * IOMEM_CREATE_RESERVE allocates the new bytes first (the reply waits for
+ * them; other calls on the same client wait behind it).
+ * Return: 0; -ENOENT; -EPERM if seals forbid it; -EFBIG; -EACCES unless
+ * owner or root; -EDQUOT; -EBUSY (another RESIZE of this RESERVEd region is
+ * allocating, or a holder changed its size meanwhile); -ENOSPC/-ENOMEM (the
+ * growth of a RESERVEd region cannot be allocated).
+ */
 int iomem_resize(struct iomem_client *client, const char *name, uint64_t size);
 
 /*
  * Return: 0 with *sealsp (may be NULL) = seals now; -EOPNOTSUPP (not memfd);
- * -EBUSY; -EPERM; -EACCES unless owner or root.
+ * -EBUSY (a writable mapping and IOMEM_SEAL_WRITE; or an iomem_resize()
+ * growing this IOMEM_CREATE_RESERVE region is allocating: try again);
+ * -EPERM; -EACCES unless owner or root.
  */
 int iomem_seal(struct iomem_client *client, const char *name, uint32_t seals, uint32_t *sealsp);
 

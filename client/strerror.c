@@ -22,7 +22,8 @@ static const struct {
         { EPROTONOSUPPORT, "no protocol version in common with the daemon" },
         { EACCES, "permission denied by the region's mode or owner" },
         { EPERM, "forbidden by the region's seals" },
-        { EBUSY, "the region is mapped writable, so it cannot be sealed against writes" },
+        { EBUSY, "the region is mapped writable, so it cannot be sealed against writes; or a reservation of this "
+                 "name, or of this region's growth, is in progress (try again)" },
         { ETIMEDOUT, "timed out waiting for the daemon or for the name to appear" },
         { EINVAL, "invalid argument: name, flags, size, seals or file descriptor" },
         { EOPNOTSUPP, "not supported: only memfd regions can be sealed, or the daemon lacks this operation" },

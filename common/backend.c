@@ -357,6 +357,29 @@ int backend_reserve_range(int fd, uint64_t offset, uint64_t len)
         return r < 0 ? -errno : 0;
 }
 
+int backend_reserve_ahead(int fd, uint64_t offset, uint64_t len)
+{
+        int r;
+
+        if (len == 0)
+                return 0;
+        if (offset > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - offset)
+                return -EFBIG;
+        do
+                r = fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len);
+        while (r < 0 && errno == EINTR);
+        return r < 0 ? -errno : 0;
+}
+
+int backend_drop_ahead(int fd)
+{
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        return ftruncate(fd, st.st_size) < 0 ? -errno : 0;
+}
+
 static int backend_reserve(int fd, uint64_t size)
 {
         return backend_reserve_range(fd, 0, size);

@@ -71,6 +71,23 @@ int backend_create_pages(enum proto_backend backend, uint64_t size, uint64_t max
  */
 int backend_reserve_range(int fd, uint64_t offset, uint64_t len);
 
+/*
+ * backend_reserve_ahead() - backend_reserve_range() past the end of @fd's
+ * object without changing its size (FALLOC_FL_KEEP_SIZE): memory for a
+ * growth that an ftruncate() makes visible later. Until then no mapping can
+ * see it, so it can be given back without shrinking anything
+ * (backend_drop_ahead()). Return: as backend_reserve_range().
+ */
+int backend_reserve_ahead(int fd, uint64_t offset, uint64_t len);
+
+/*
+ * backend_drop_ahead() - give back what backend_reserve_ahead() allocated
+ * past the end of @fd's object: an ftruncate() to the size fstat() says,
+ * which frees everything past it (tmpfs, memfd and ext4 do; measured) and
+ * changes no size, seals or not. Return: 0 or a negative errno.
+ */
+int backend_drop_ahead(int fd);
+
 /* Return: true if the system gives shmem objects transparent huge pages (shmem_enabled, see backend.c). */
 bool backend_shmem_thp(void);
 

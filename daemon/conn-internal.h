@@ -14,6 +14,7 @@
 #include "transport.h"
 
 struct conn_event;
+struct conn_reserve;
 struct conn_wait;
 struct quota_usage;
 struct region;
@@ -49,6 +50,13 @@ struct conn {
         uint64_t close_deadline_ns;
         struct conn_wait *waits; /* conn-region.c: parked OPENs */
         unsigned nwaits;
+        /*
+         * conn-region.c: a RESERVE CREATE whose fallocate runs on a reserver
+         * thread (reserver.h). While set, nothing more is read or dispatched
+         * (replies stay in request order); only a hang-up is looked for.
+         */
+        struct conn_reserve *reserve;
+        bool half_closed; /* conn_hangup() found only the peer's sending side shut */
         struct region *leases; /* conn-region.c: regions deleted with @c, through region.lease */
         /* conn-watch.c: the EVENTS feature */
         bool events;           /* HELLO asked for PROTO_HELLO_EVENTS */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -23,6 +24,7 @@
 #include "proto.h"
 #include "quota.h"
 #include "regtab.h"
+#include "reserver.h"
 #include "service.h"
 
 #define CONN_WAIT_FOREVER 0xFFFFFFFFu
@@ -48,6 +50,47 @@ struct conn_wait {
         bool vlinked;          /* in conn_ctx.vwaits */
         struct conn_wait *prev, *next;   /* the connection's */
         struct conn_wait *vprev, *vnext; /* conn_ctx.vwaits */
+        char name[];
+};
+
+/*
+ * A request whose fallocate runs on a reserver thread (reserver.h): a named
+ * CREATE with RESERVE, or a RESIZE growing a RESERVEd region. Its
+ * connection reads nothing more until it is done (its reply stays in
+ * request order). What it asks for (@charge bytes and @regions regions) is
+ * charged to @owner when it starts and refunded when it ends, whatever the
+ * end. The job owns its fd (the new object, or a copy of the region's)
+ * until the completion.
+ *
+ * A CREATE claims its name meanwhile (@claimed: in conn_ctx.reserves). A
+ * RESIZE's region is marked resizing (other RESIZEs and SEALs of it:
+ * -EBUSY) and found again by its id, which is never reused: a DELETE or
+ * PUBLISH may free it meanwhile. The mark stays until the job's fallocate
+ * has returned, even when its requester left before (then @conn is NULL
+ * and @cr lives until conn_region_reserve_gone()): the loop must not
+ * ftruncate or seal an object whose inode lock a fallocate holds (it would
+ * wait for all of it), and a second growth must not be reserved under the
+ * first one's give-back (which would free it).
+ */
+struct conn_reserve {
+        struct conn_ctx *ctx;
+        struct conn *conn; /* NULL once abandoned (a RESIZE's, until its job is gone) */
+        struct reserver_job *job; /* until the completion, or reserver_cancel() */
+        uint16_t opcode;           /* PROTO_OP_CREATE or PROTO_OP_RESIZE */
+        uint32_t request_id;
+        uint32_t owner;            /* charged */
+        uint64_t charge;           /* bytes charged to @owner and counted in conn_ctx.reserving_bytes */
+        uint64_t regions;          /* 1 for a CREATE, 0 for a RESIZE */
+        /* CREATE */
+        struct proto_create m;     /* the request, m.name pointing to @name */
+        enum proto_backend chosen; /* the backend the object was made with */
+        uint32_t page_flags;       /* PROTO_REGION_* page bits so far (RESERVED is added when done) */
+        bool claimed;              /* in conn_ctx.reserves */
+        /* RESIZE */
+        uint64_t region_id;
+        uint64_t old_size, new_size;
+        size_t name_len;
+        struct conn_reserve *prev, *next; /* conn_ctx.reserves */
         char name[];
 };
 
@@ -99,11 +142,25 @@ static void conn_region_delete(struct conn_ctx *ctx, struct region *r)
         ctx->generation++;
 }
 
+/* Return: the bytes the regions in the table and the reservations in flight are charged (saturated). */
+static uint64_t conn_region_held_bytes(const struct conn_ctx *ctx)
+{
+        uint64_t t = regtab_bytes(ctx->regtab);
+
+        return t > UINT64_MAX - ctx->reserving_bytes ? UINT64_MAX : t + ctx->reserving_bytes;
+}
+
+/* Return: the regions in the table and the reservations in flight (each will be one). */
+static uint64_t conn_region_held_regions(const struct conn_ctx *ctx)
+{
+        return regtab_count(ctx->regtab) + ctx->reserving_regions;
+}
+
 /* Return: true if replacing @old_size bytes by @new_size would pass --max-bytes (sums in 64 bits, no wrap). */
 static bool conn_region_over_bytes(const struct conn_ctx *ctx, uint64_t old_size, uint64_t new_size)
 {
         uint64_t limit = ctx->config->max_bytes;
-        uint64_t held = regtab_bytes(ctx->regtab) - old_size;
+        uint64_t held = conn_region_held_bytes(ctx) - old_size;
 
         if (!limit)
                 return false;
@@ -139,16 +196,16 @@ static int conn_region_check_room(struct conn *c, uint32_t owner, uint64_t old, 
         uint64_t more = size > old ? size - old : 0;
         char a[32], b[32], d[32];
 
-        if (regions && regtab_count(ctx->regtab) >= cfg->max_regions)
+        if (regions && conn_region_held_regions(ctx) >= cfg->max_regions)
                 return conn_failf(res, -EDQUOT,
                                   "the daemon's region limit is reached: it holds %" PRIu64 ", max-regions is %" PRIu64
                                   "; delete regions, or raise max-regions in iomemd.conf",
-                                  regtab_count(ctx->regtab), cfg->max_regions);
+                                  conn_region_held_regions(ctx), cfg->max_regions);
         if (conn_region_over_bytes(ctx, old, size))
                 return conn_failf(res, -EDQUOT,
                                   "the daemon's byte limit is reached: its regions hold %s, %s more are asked, "
                                   "max-bytes is %s; delete or shrink regions, or raise max-bytes in iomemd.conf",
-                                  parse_size_format(regtab_bytes(ctx->regtab), a, sizeof(a)),
+                                  parse_size_format(conn_region_held_bytes(ctx), a, sizeof(a)),
                                   parse_size_format(more, b, sizeof(b)),
                                   parse_size_format(cfg->max_bytes, d, sizeof(d)));
         return conn_access_quota_check(c, owner, more, regions, fds, res);
@@ -191,16 +248,25 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
                (pages->reserved ? PROTO_REGION_RESERVED : 0);
 }
 
+/* The text of a RESIZE or SEAL of a region whose growth is being reserved (struct conn_reserve). */
+#define CONN_RESIZE_BUSY "a RESIZE of this region is reserving the memory of its new size: try again once it is done"
+
+/* The text of a failed reservation (-ENOSPC, -ENOMEM). */
+#define CONN_RESERVE_FAILED                                                                                      \
+        "cannot reserve the memory: the backing file system, the memory cgroup or the system is out of space"
+
 /*
  * Make a CREATE's object: with HUGE or RESERVE through backend_create_pages()
  * (and @c may see the page bits from now on), else backend_create(). An
  * anonymous one (@anonymous) never gets hugetlb pages: see
- * conn_region_create_anonymous().
+ * conn_region_create_anonymous(). With @deferredp (not NULL), RESERVE's
+ * fallocate is left to the caller (a reserver thread): *deferredp says
+ * whether it is still to do (not for hugetlb pages, taken at creation).
  * Return: 0 with *fdp, *chosenp and *page_flagsp; negative errno with @res filled in.
  */
 static int conn_region_make(struct conn *c, const struct proto_create *m, enum proto_backend backend,
                             bool anonymous, int *fdp, enum proto_backend *chosenp, uint32_t *page_flagsp,
-                            struct conn_result *res)
+                            bool *deferredp, struct conn_result *res)
 {
         const struct config *cfg = c->ctx->config;
         struct backend_pages_opts o = {
@@ -213,16 +279,21 @@ static int conn_region_make(struct conn *c, const struct proto_create *m, enum p
         int r;
 
         *page_flagsp = 0;
-        if (!o.huge && !o.reserve) {
+        if (deferredp) {
+                *deferredp = o.reserve;
+                o.reserve = false;
+        }
+        if (!o.huge && !o.reserve && !(deferredp && *deferredp)) {
                 r = backend_create(backend, m->size, cfg->max_region_size, cfg->tmpdir, fdp, chosenp);
                 return r < 0 ? conn_fail(res, r, "cannot create the memory object") : 0;
         }
         c->page_info = true;
         r = backend_create_pages(backend, m->size, cfg->max_region_size, cfg->tmpdir, &o, fdp, &pages);
+        /* a full file system found at creation (R4) fails a RESERVE as its fallocate would */
         if (r == -ENOSPC || r == -ENOMEM)
-                return conn_fail(res, r, o.reserve ? "cannot reserve the memory: the backing file system, "
-                                                     "the memory cgroup or the system is out of space"
-                                                   : "cannot create the memory object: out of space");
+                return conn_fail(res, r, m->flags & PROTO_CREATE_RESERVE
+                                                 ? CONN_RESERVE_FAILED
+                                                 : "cannot create the memory object: out of space");
         if (r < 0)
                 return conn_fail(res, r, "cannot create the memory object");
         if (o.huge && !pages.hugetlb)
@@ -231,6 +302,8 @@ static int conn_region_make(struct conn *c, const struct proto_create *m, enum p
                           pages.thp ? "transparent huge pages" : "normal pages");
         if (pages.reserved)
                 conn_region_count_reserved(c, m->size);
+        if (deferredp && pages.hugetlb)
+                *deferredp = false; /* its pages were taken at creation */
         *chosenp = pages.backend;
         *page_flagsp = conn_region_page_flags(&pages);
         return 0;
@@ -309,7 +382,7 @@ static void conn_region_sync_size_to(struct conn *c, struct region *r, uint64_t 
                 return;
         charged = r->charged < size ? r->charged : size;
         if (size > charged) {
-                uint64_t room = conn_access_quota_room(c, r->meta.uid), total = regtab_bytes(ctx->regtab);
+                uint64_t room = conn_access_quota_room(c, r->meta.uid), total = conn_region_held_bytes(ctx);
 
                 if (cfg->max_bytes) {
                         uint64_t left = total >= cfg->max_bytes ? 0 : cfg->max_bytes - total;
@@ -530,7 +603,7 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
         r = conn_region_check_room(c, c->uid, 0, m->size, 0, 1, res);
         if (r < 0)
                 return r;
-        r = conn_region_make(c, m, backend, true, &fd, &chosen, &page_flags, res);
+        r = conn_region_make(c, m, backend, true, &fd, &chosen, &page_flags, NULL, res);
         if (r < 0)
                 return r;
         info.flags |= page_flags;
@@ -548,17 +621,378 @@ static int conn_region_create_anonymous(struct conn *c, const struct transport_f
         return 0;
 }
 
+/*
+ * The rest of a named CREATE once its object @fd (consumed) exists, made with
+ * @chosen and @page_flags (RESERVE done, if asked): seals, the region, the
+ * table, and the reply to request @id with its read-write fd.
+ * Return: 0 (the reply is queued, @res->after set); a negative errno with
+ * @res filled in (nothing is left behind).
+ */
+static int conn_region_create_finish(struct conn *c, uint32_t id, const struct proto_create *m, int fd,
+                                     enum proto_backend chosen, uint32_t page_flags, struct conn_result *res)
+{
+        const struct config *cfg = c->ctx->config;
+        __attribute__((cleanup(regtab_region_freep))) struct region *region = NULL;
+        struct region_meta meta = {};
+        struct region *added;
+        struct stat st;
+        uint32_t seals;
+        int r;
+
+        /*
+         * F_SEAL_SHRINK on named memfds: another client's mapping can never
+         * fault (SIGBUS) because someone shrank the object under it (S1).
+         */
+        seals = m->seals | (m->flags & PROTO_CREATE_RESIZABLE ? 0 : PROTO_SEAL_SHRINK | PROTO_SEAL_GROW);
+        if (chosen == PROTO_BACKEND_MEMFD)
+                r = conn_region_seal_new(fd, seals);
+        else
+                r = m->seals ? -EOPNOTSUPP : 0;
+        if (r < 0) {
+                close(fd);
+                return conn_fail(res, r, "cannot apply the seals");
+        }
+
+        meta.ctime_ns = conn_region_realtime_ns();
+        meta.uid = c->uid;
+        meta.gid = c->gid;
+        meta.mode = m->mode ? m->mode : cfg->default_mode;
+        meta.flags = (m->flags & PROTO_CREATE_LEASE ? PROTO_REGION_LEASED : 0) |
+                     (m->flags & PROTO_CREATE_RESIZABLE ? PROTO_REGION_RESIZABLE : 0) | page_flags;
+        meta.backend = chosen;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                close(fd);
+                return conn_fail(res, r, "cannot stat the memory object");
+        }
+        r = regtab_region_new(m->name, fd, m->size, &meta, &region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                return conn_fail(res, r, "out of memory");
+        /* its identity, for read-only reopens without a second fstat */
+        region->park.dev = (uint64_t)st.st_dev;
+        region->park.ino = (uint64_t)st.st_ino;
+        r = conn_region_publish(c, region, m->flags & PROTO_CREATE_LEASE, "created", res);
+        if (r < 0)
+                return r;
+        added = region;
+        region = NULL; /* stolen: the table owns it */
+        /* waiters are woken after the creator's reply, whatever it is */
+        res->after = conn_region_announce;
+        res->after_arg = added;
+        /* the creator gets its read-write fd whatever the mode says (as open(O_CREAT) with 0444 does) */
+        return conn_region_send(c, PROTO_OP_CREATE, id, added, false, false, res);
+}
+
+/* ---- RESERVE on a reserver thread --------------------------------------- */
+
+/* Return: the reservation in flight for @name, or NULL. */
+static struct conn_reserve *conn_region_reserve_find(const struct conn_ctx *ctx, const char *name)
+{
+        size_t len = strlen(name);
+
+        for (struct conn_reserve *cr = ctx->reserves; cr; cr = cr->next) /* CREATEs only */
+                if (cr->name_len == len && memcmp(cr->name, name, len) == 0)
+                        return cr;
+        return NULL;
+}
+
+/* Return: 0 unless a reservation of @name is in flight: -EBUSY with @res filled in. */
+static int conn_region_check_unclaimed(const struct conn *c, const char *name, struct conn_result *res)
+{
+        if (!c->ctx->reserves || !conn_region_reserve_find(c->ctx, name))
+                return 0;
+        return conn_fail(res, -EBUSY, "a CREATE with RESERVE of this name is in progress: try again once it is "
+                                      "done (OPEN with WAIT is answered when it is)");
+}
+
+/*
+ * End @cr: unlink it from its connection, end a CREATE's claim or (with
+ * @unmark) a RESIZE's mark on its region, refund what it charged (a refund
+ * never allocates: the charge kept the owner's entry). Its job is the
+ * caller's business. Return: the RESIZE's region if it still exists, else
+ * NULL.
+ */
+static struct region *conn_region_reserve_end(struct conn_reserve *cr, bool unmark)
+{
+        struct conn *c = cr->conn;
+        struct conn_ctx *ctx = cr->ctx;
+        struct region *r = NULL;
+
+        if (cr->claimed) {
+                if (cr->prev)
+                        cr->prev->next = cr->next;
+                else
+                        ctx->reserves = cr->next;
+                if (cr->next)
+                        cr->next->prev = cr->prev;
+        }
+        if (cr->opcode == PROTO_OP_RESIZE) {
+                r = regtab_lookup_id(ctx->regtab, cr->region_id);
+                if (r && unmark)
+                        r->resizing = false;
+        }
+        c->reserve = NULL;
+        ctx->reserving_bytes -= cr->charge;
+        ctx->reserving_regions -= cr->regions;
+        quota_charge(ctx->quota, cr->owner, -(int64_t)cr->charge, -(int64_t)cr->regions, 0, 0);
+        return r;
+}
+
+/* Charge @cr's @charge and @regions to its @owner, and make it @c's reservation in flight. */
+static void conn_region_reserve_charge(struct conn *c, struct conn_reserve *cr)
+{
+        struct conn_ctx *ctx = c->ctx;
+
+        /* the owner has an entry (its connection, or the region it owns, holds it): never allocates */
+        quota_charge(ctx->quota, cr->owner, (int64_t)cr->charge, (int64_t)cr->regions, 0, 0);
+        ctx->reserving_bytes += cr->charge;
+        ctx->reserving_regions += cr->regions;
+        c->reserve = cr;
+}
+
+/*
+ * Return: true if @c's peer closed its socket (not merely shut its sending
+ * side: that peer still reads). Unix stream sockets say POLLHUP only once
+ * both directions are shut, which a close of the peer's last fd does.
+ */
+static bool conn_region_peer_gone(const struct conn *c)
+{
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+        return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR));
+}
+
+static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r,
+                                     uint64_t size);
+
+/*
+ * A RESIZE's growth is reserved past the end of the object (@result, @fd the
+ * job's copy of the region's fd, consumed): make it visible with ftruncate
+ * and answer, or answer why not and give the memory back. @r is the region
+ * if it still exists. Return: nothing.
+ */
+static void conn_region_resize_done(struct conn *c, struct conn_reserve *cr, struct region *r, int fd, int result)
+{
+        struct proto_header req = { .opcode = PROTO_OP_RESIZE, .id = cr->request_id };
+        const char *why = NULL;
+        struct stat st;
+        int k = result;
+
+        if (!r) {
+                k = -ENOENT;
+                why = "the region was deleted or replaced while the memory of its new size was reserved";
+        } else if (k < 0) {
+                why = "cannot reserve the memory of the new size";
+        } else if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != cr->old_size || r->size != cr->old_size) {
+                /* a holder's ftruncate meanwhile: its size is not the one this RESIZE grows from */
+                k = -EBUSY;
+                why = "the region's size changed while the memory of its new size was reserved";
+        } else {
+                k = backend_resize(fd, cr->new_size, c->ctx->config->max_region_size);
+                why = "cannot resize";
+        }
+        if (k < 0) {
+                /* what was reserved past the end goes back (a failed fallocate may have left some: not on tmpfs) */
+                (void)backend_drop_ahead(fd);
+                close(fd);
+                conn_reply_error(c, PROTO_OP_RESIZE, cr->request_id, k, why);
+                return;
+        }
+        close(fd);
+        conn_region_resize_apply(c, &req, r, cr->new_size);
+}
+
+/* A reservation is done (reserver_collect(), on the event loop): finish its request and answer it. */
+static void conn_region_reserve_done(void *arg, int fd, int result)
+{
+        struct conn_reserve *cr = arg;
+        struct conn *c = cr->conn;
+        struct conn_result res;
+        struct region *resized;
+        int r;
+
+        conn_result_init(&res);
+        resized = conn_region_reserve_end(cr, true);
+        /*
+         * A peer gone meanwhile gets nothing it never heard of: nothing is made or resized. (A dropped
+         * connection cancelled its job; this is for a hang-up the loop has not acted on yet, or cannot see.)
+         */
+        if (conn_region_peer_gone(c)) {
+                if (cr->opcode == PROTO_OP_RESIZE)
+                        (void)backend_drop_ahead(fd);
+                close(fd);
+                free(cr);
+                conn_drop(c, -ECONNRESET);
+                conn_notify(c);
+                return;
+        }
+        if (cr->opcode == PROTO_OP_RESIZE) {
+                conn_region_resize_done(c, cr, resized, fd, result);
+        } else {
+                if (result < 0) {
+                        close(fd);
+                        r = conn_fail(&res, result,
+                                      result == -ENOSPC || result == -ENOMEM ? CONN_RESERVE_FAILED
+                                                                             : "cannot create the memory object");
+                } else {
+                        r = conn_region_create_finish(c, cr->request_id, &cr->m, fd, cr->chosen,
+                                                      cr->page_flags | PROTO_REGION_RESERVED, &res);
+                }
+                if (r < 0 && !c->dead)
+                        conn_reply_error(c, PROTO_OP_CREATE, cr->request_id, r, res.message);
+                if (res.after)
+                        res.after(c, res.after_arg);
+        }
+        fd = -1; /* consumed */
+        free(cr);
+        /* the requests it read behind this one: at its next turn (conn_deadline()) */
+        c->backlog = true;
+        conn_notify(c);
+}
+
+/*
+ * Park a named CREATE with RESERVE: claim the name, charge the size and one
+ * region, and hand @fd (consumed) to a reserver thread;
+ * conn_region_reserve_done() answers it. @m's name is copied.
+ * Return: 0 (no reply now; @c reads nothing more until then); a negative
+ * errno with @res filled in (nothing charged, @fd closed).
+ */
+static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct proto_create *m, int fd,
+                                     enum proto_backend chosen, uint32_t page_flags, struct conn_result *res)
+{
+        struct conn_ctx *ctx = c->ctx;
+        size_t len = strlen(m->name);
+        struct conn_reserve *cr;
+        int r;
+
+        cr = calloc(1, sizeof(*cr) + len + 1);
+        if (!cr) {
+                close(fd);
+                return conn_fail(res, -ENOMEM, "out of memory");
+        }
+        memcpy(cr->name, m->name, len + 1);
+        cr->name_len = len;
+        cr->ctx = ctx;
+        cr->conn = c;
+        cr->opcode = PROTO_OP_CREATE;
+        cr->request_id = id;
+        cr->owner = c->uid;
+        cr->charge = m->size;
+        cr->regions = 1;
+        cr->m = *m;
+        cr->m.name = cr->name;
+        cr->chosen = chosen;
+        cr->page_flags = page_flags;
+        cr->claimed = true;
+        cr->next = ctx->reserves;
+        if (cr->next)
+                cr->next->prev = cr;
+        ctx->reserves = cr;
+        conn_region_reserve_charge(c, cr);
+        r = reserver_submit_consume_fd(fd, 0, m->size, false, conn_region_reserve_done, cr, &cr->job);
+        fd = -1; /* consumed */
+        if (r < 0) {
+                conn_region_reserve_end(cr, true);
+                free(cr);
+                return conn_fail(res, r, "cannot start the reservation");
+        }
+        log_debug("reserving %llu bytes for region '%s' of uid %u on a reserver thread",
+                  (unsigned long long)m->size, cr->name, (unsigned)c->uid);
+        return 0;
+}
+
+/*
+ * Park a RESIZE growing RESERVEd region @r from @r->size to @size: charge the
+ * growth (as the inline RESIZE would: @size less what @r is charged) to its
+ * owner, mark @r resizing, and hand @fd (a copy of @r's, consumed) to a
+ * reserver thread, which reserves the new bytes past the end without
+ * changing the size; conn_region_reserve_done() then grows it.
+ * Return: 0 (no reply now); a negative errno with @res filled in.
+ */
+static int conn_region_resize_start(struct conn *c, uint32_t id, struct region *r, uint64_t size, int fd,
+                                    struct conn_result *res)
+{
+        struct conn_reserve *cr;
+        int k;
+
+        cr = calloc(1, sizeof(*cr) + r->name_len + 1);
+        if (!cr) {
+                close(fd);
+                return conn_fail(res, -ENOMEM, "out of memory");
+        }
+        memcpy(cr->name, r->name, r->name_len + 1);
+        cr->name_len = r->name_len;
+        cr->ctx = c->ctx;
+        cr->conn = c;
+        cr->opcode = PROTO_OP_RESIZE;
+        cr->request_id = id;
+        cr->owner = r->meta.uid;
+        cr->charge = size > r->charged ? size - r->charged : 0;
+        cr->region_id = r->meta.id;
+        cr->old_size = r->size;
+        cr->new_size = size;
+        conn_region_reserve_charge(c, cr);
+        r->resizing = true;
+        k = reserver_submit_consume_fd(fd, r->size, size - r->size, true, conn_region_reserve_done, cr, &cr->job);
+        fd = -1; /* consumed */
+        if (k < 0) {
+                conn_region_reserve_end(cr, true);
+                free(cr);
+                return conn_fail(res, k, "cannot start the reservation");
+        }
+        log_debug("reserving %llu more bytes for region '%s' on a reserver thread",
+                  (unsigned long long)(size - cr->old_size), cr->name);
+        return 0;
+}
+
+/* An abandoned RESIZE's job is gone (its fallocate returned, its fd closed): the region may be resized again. */
+static void conn_region_reserve_gone(void *arg)
+{
+        struct conn_reserve *cr = arg;
+        struct region *r = regtab_lookup_id(cr->ctx->regtab, cr->region_id);
+
+        if (r)
+                r->resizing = false;
+        free(cr);
+}
+
+/*
+ * @c is dropped with a reservation in flight: its result is not wanted, its claim and charge end now; a
+ * RESIZE's mark on its region ends once its job is gone (conn_region_reserve_gone()).
+ */
+static void conn_region_reserve_abandon(struct conn *c)
+{
+        struct conn_reserve *cr = c->reserve;
+
+        if (!cr)
+                return;
+        conn_region_reserve_end(cr, false);
+        cr->conn = NULL;
+        log_debug("reservation for region '%s' abandoned: its client is gone", cr->name);
+        /* the reserver closes the fd, now or once its fallocate returns (giving back a RESIZE's memory first) */
+        if (cr->opcode == PROTO_OP_RESIZE) {
+                reserver_cancel(cr->job, conn_region_reserve_gone, cr); /* frees cr, now or later */
+                return;
+        }
+        reserver_cancel(cr->job, NULL, NULL);
+        free(cr);
+}
+
+bool conn_region_reserve_hung_up(const struct conn *c)
+{
+        return c->reserve && conn_region_peer_gone(c);
+}
+
 int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
         struct conn_ctx *ctx = c->ctx;
         const struct config *cfg = ctx->config;
-        __attribute__((cleanup(regtab_region_freep))) struct region *region = NULL;
-        struct region_meta meta = {};
         struct proto_create m;
         enum proto_backend backend, chosen;
-        struct region *existing, *added;
-        struct stat st;
-        uint32_t seals, page_flags;
+        struct region *existing;
+        uint32_t page_flags;
+        bool deferred = false;
         int fd, r;
 
         r = proto_create_decode(f->payload, f->hdr.length, &m);
@@ -581,6 +1015,9 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
                         return conn_fail(res, -EEXIST, "name exists with another size");
                 return conn_region_send(c, f->hdr.opcode, f->hdr.id, existing, false, true, res);
         }
+        r = conn_region_check_unclaimed(c, m.name, res);
+        if (r < 0)
+                return r;
 
         /* the fd of the reply too: a CREATE is never half-applied (made, then refused) */
         r = conn_region_check_room(c, c->uid, 0, m.size, 1, 1, res);
@@ -591,52 +1028,14 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         if (m.seals && backend != PROTO_BACKEND_AUTO && backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
 
-        r = conn_region_make(c, &m, backend, false, &fd, &chosen, &page_flags, res);
+        /* RESERVE's fallocate goes to a reserver thread when there is one (not in unit tests) */
+        r = conn_region_make(c, &m, backend, false, &fd, &chosen, &page_flags,
+                             reserver_running() ? &deferred : NULL, res);
         if (r < 0)
                 return r;
-        /*
-         * F_SEAL_SHRINK on named memfds: another client's mapping can never
-         * fault (SIGBUS) because someone shrank the object under it (S1).
-         */
-        seals = m.seals | (m.flags & PROTO_CREATE_RESIZABLE ? 0 : PROTO_SEAL_SHRINK | PROTO_SEAL_GROW);
-        if (chosen == PROTO_BACKEND_MEMFD)
-                r = conn_region_seal_new(fd, seals);
-        else
-                r = m.seals ? -EOPNOTSUPP : 0;
-        if (r < 0) {
-                close(fd);
-                return conn_fail(res, r, "cannot apply the seals");
-        }
-
-        meta.ctime_ns = conn_region_realtime_ns();
-        meta.uid = c->uid;
-        meta.gid = c->gid;
-        meta.mode = m.mode ? m.mode : cfg->default_mode;
-        meta.flags = (m.flags & PROTO_CREATE_LEASE ? PROTO_REGION_LEASED : 0) |
-                     (m.flags & PROTO_CREATE_RESIZABLE ? PROTO_REGION_RESIZABLE : 0) | page_flags;
-        meta.backend = chosen;
-        if (fstat(fd, &st) < 0) {
-                r = -errno;
-                close(fd);
-                return conn_fail(res, r, "cannot stat the memory object");
-        }
-        r = regtab_region_new(m.name, fd, m.size, &meta, &region);
-        fd = -1; /* consumed */
-        if (r < 0)
-                return conn_fail(res, r, "out of memory");
-        /* its identity, for read-only reopens without a second fstat */
-        region->park.dev = (uint64_t)st.st_dev;
-        region->park.ino = (uint64_t)st.st_ino;
-        r = conn_region_publish(c, region, m.flags & PROTO_CREATE_LEASE, "created", res);
-        if (r < 0)
-                return r;
-        added = region;
-        region = NULL; /* stolen: the table owns it */
-        /* waiters are woken after the creator's reply, whatever it is */
-        res->after = conn_region_announce;
-        res->after_arg = added;
-        /* the creator gets its read-write fd whatever the mode says (as open(O_CREAT) with 0444 does) */
-        return conn_region_send(c, f->hdr.opcode, f->hdr.id, added, false, false, res);
+        if (deferred)
+                return conn_region_reserve_start(c, f->hdr.id, &m, fd, chosen, page_flags, res);
+        return conn_region_create_finish(c, f->hdr.id, &m, fd, chosen, page_flags, res);
 }
 
 /* ---- OPEN and its waiters ---------------------------------------------- */
@@ -727,6 +1126,7 @@ static void conn_region_wait_wake(struct regtab_waiter *waiter, struct region *r
 
 void conn_region_unhook(struct conn *c)
 {
+        conn_region_reserve_abandon(c);
         for (struct conn_wait *w = c->waits; w; w = w->next) {
                 regtab_waiter_remove(c->ctx->regtab, &w->waiter);
                 conn_region_vwait_unlink(c->ctx, w);
@@ -802,16 +1202,35 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
 
 /* ---- RESIZE, SEAL, STAT, LIST, DELETE ----------------------------------- */
 
+/*
+ * Record @r's new size @size, charge its owner, tell watchers, and answer
+ * request @req with the size. Return: nothing.
+ */
+static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r, uint64_t size)
+{
+        struct conn_ctx *ctx = c->ctx;
+        struct proto_resize_reply rep;
+        uint8_t buf[16];
+        uint64_t charged;
+
+        /* the owner has an entry (it owns this region): never allocates */
+        charged = size > r->size ? size : (r->charged < size ? r->charged : size);
+        quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
+        regtab_set_size(ctx->regtab, r, size, charged);
+        service_region_changed(r);
+        ctx->generation++;
+        conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
+        rep.size = r->size;
+        conn_reply_encoded(c, req, proto_resize_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+}
+
 int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
         struct conn_ctx *ctx = c->ctx;
         const struct config *cfg = ctx->config;
-        struct proto_resize_reply rep;
         struct proto_resize m;
         struct regtab_fd h;
         struct region *r;
-        uint8_t buf[16];
-        uint64_t charged;
         int k;
 
         k = proto_resize_decode(f->payload, f->hdr.length, &m);
@@ -823,6 +1242,8 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         k = conn_region_check_size(c, m.size, res);
         if (k < 0)
                 return k;
+        if (r->resizing)
+                return conn_fail(res, -EBUSY, CONN_RESIZE_BUSY);
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
@@ -844,6 +1265,20 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
+        /*
+         * A RESERVEd region stays reserved: the new bytes get their memory, on a reserver thread
+         * when there is one (hugetlb pages are taken here), before the size changes.
+         */
+        if ((r->meta.flags & PROTO_REGION_RESERVED) && !(r->meta.flags & PROTO_REGION_HUGETLB) &&
+            m.size > r->size && reserver_running()) {
+                int fd = fcntl(h.fd, F_DUPFD_CLOEXEC, 3);
+
+                k = fd < 0 ? -errno : 0;
+                regtab_fd_put(&h);
+                if (k < 0)
+                        return conn_fail(res, k, "cannot duplicate the region fd");
+                return conn_region_resize_start(c, f->hdr.id, r, m.size, fd, res);
+        }
         k = backend_resize(h.fd, m.size, cfg->max_region_size);
         if (k == 0 && (r->meta.flags & PROTO_REGION_RESERVED) && m.size > r->size) {
                 /* a RESERVEd region stays reserved: the new bytes get their memory now, or the resize fails */
@@ -858,15 +1293,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         regtab_fd_put(&h);
         if (k < 0)
                 return conn_fail(res, k, "cannot resize");
-        /* the owner has an entry (it owns this region): never allocates */
-        charged = m.size > r->size ? m.size : (r->charged < m.size ? r->charged : m.size);
-        quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
-        regtab_set_size(ctx->regtab, r, m.size, charged);
-        service_region_changed(r);
-        ctx->generation++;
-        conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
-        rep.size = r->size;
-        conn_reply_encoded(c, &f->hdr, proto_resize_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
+        conn_region_resize_apply(c, &f->hdr, r, m.size);
         return 0;
 }
 
@@ -887,6 +1314,9 @@ int conn_region_handle_seal(struct conn *c, struct transport_frame *f, struct co
                 return k;
         if (r->meta.backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
+        /* F_ADD_SEALS takes the inode lock, which the reservation's fallocate holds throughout: no waiting for it */
+        if (r->resizing)
+                return conn_fail(res, -EBUSY, CONN_RESIZE_BUSY);
         k = regtab_region_get_fd(c->ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
@@ -1206,6 +1636,9 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
                 return r;
         if (regtab_lookup(ctx->regtab, m.name))
                 return conn_fail(res, -EEXIST, "name exists");
+        r = conn_region_check_unclaimed(c, m.name, res);
+        if (r < 0)
+                return r;
         r = conn_region_check_room(c, c->uid, 0, m.size, 1, 0, res);
         if (r < 0)
                 return r;
@@ -1388,6 +1821,10 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
                         return conn_fail(res, -ESTALE, "the current version is not the one expected");
         } else if (m.expect_generation) {
                 return conn_fail(res, -ENOENT, "no such region (a version was expected)");
+        } else {
+                r = conn_region_check_unclaimed(c, m.name, res);
+                if (r < 0)
+                        return r;
         }
         /* the old version is still counted: there must be room for both while they switch */
         owner = old ? old->meta.uid : c->uid;

@@ -2,6 +2,7 @@
 /* conn-region: a connection's region requests (CREATE, OPEN and its waiters, RESIZE, SEAL, STAT, LIST, ...). */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "conn-internal.h"
@@ -23,13 +24,20 @@ conn_handler_fn conn_region_handle_statv;
 
 /*
  * conn_region_unhook() - @c is dropped: take its parked OPENs out of the
- * table's waiters (their memory stays until conn_region_release()).
- * Return: nothing.
+ * table's waiters (their memory stays until conn_region_release()), and
+ * abandon its reservation in flight, if any (its name, quota and region
+ * count are released now; its job is cancelled). Return: nothing.
  */
 void conn_region_unhook(struct conn *c);
 
 /* conn_region_release() - free @c's parked OPENs and delete the regions leased to it. Return: nothing. */
 void conn_region_release(struct conn *c);
+
+/*
+ * conn_region_reserve_hung_up() - Return: true if @c has a reservation in
+ * flight (it reads nothing meanwhile) and its peer has closed its socket.
+ */
+bool conn_region_reserve_hung_up(const struct conn *c);
 
 /* Return: the earliest deadline (CLOCK_MONOTONIC ns) of @c's parked OPENs, or 0 if none has one. */
 uint64_t conn_region_deadline(const struct conn *c);

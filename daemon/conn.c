@@ -833,7 +833,8 @@ static int conn_process_frames(struct conn *c)
         int r;
 
         c->backlog = false;
-        while (!c->dead && !c->closing) {
+        /* a reservation in flight (conn-region.c): the requests behind it wait for its reply */
+        while (!c->dead && !c->closing && !c->reserve) {
                 /*
                  * Fairness: a connection does at most CONN_WORK_PER_TURN work
                  * per turn of the loop (frames, not bytes: a pipeline of tiny
@@ -893,7 +894,7 @@ int conn_handle_input(struct conn *c)
                 return -ECONNRESET;
         c->turn_work = 0; /* a new turn */
         conn_refresh_unread(c); /* a client that sends again has usually read its replies: quotas see that */
-        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !c->backlog &&
+        for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !c->backlog && !c->reserve &&
                         !conn_closes_pending(c);
              i++) {
                 r = transport_read(&c->transport);
@@ -969,7 +970,23 @@ bool conn_has_output(const struct conn *c)
 
 bool conn_wants_input(const struct conn *c)
 {
-        return !c->dead && !c->closing && !c->throttled && !c->backlog && !conn_closes_pending(c);
+        return !c->dead && !c->closing && !c->throttled && !c->backlog && !c->reserve && !conn_closes_pending(c);
+}
+
+bool conn_wants_hangup(const struct conn *c)
+{
+        return !c->dead && c->reserve && !c->half_closed;
+}
+
+int conn_hangup(struct conn *c)
+{
+        if (c->dead)
+                return -ECONNRESET;
+        if (conn_region_reserve_hung_up(c))
+                return conn_drop(c, -ECONNRESET); /* abandons the reservation (conn_region_unhook()) */
+        /* only its sending side is shut: its replies are still wanted; nothing more to watch for */
+        c->half_closed = true;
+        return 0;
 }
 
 bool conn_is_dead(const struct conn *c)

@@ -50,6 +50,15 @@ struct conn_ctx {
         struct metrics metrics;     /* counters since start (zeroed with the context), for METRICS */
         struct conn_watch *watches; /* conn-watch.c: every WATCH of every connection */
         struct conn_wait *vwaits;   /* conn-region.c: OPENVs waiting for a newer version of a name */
+        /*
+         * conn-region.c: RESERVE CREATEs in flight (reserver.h). Their names are
+         * claimed (CREATE, REGISTER and PUBLISH of one are -EBUSY) and their sizes
+         * and count are charged to their owners and counted against max-bytes
+         * and max-regions as if they were in the table already.
+         */
+        struct conn_reserve *reserves;
+        uint64_t reserving_bytes;
+        uint64_t reserving_regions;
         struct conn_log_slot log_slots[CONN_LOG_SLOTS]; /* per-uid log budget, by uid hash */
         /* the HELLO reply's payload, the same for every connection: encoded once per configuration */
         uint8_t hello_reply[128];
@@ -202,11 +211,29 @@ bool conn_has_output(const struct conn *c);
 
 /*
  * Return: true while the connection wants its socket read: not dead, not
- * closing, not throttled because its replies are not being read, and its
- * uid has fewer than CLOSER_MAX_PENDING_PER_UID fds waiting to be closed
- * (closer.h; conn_deadline() then asks to look again shortly).
+ * closing, not throttled because its replies are not being read, without a
+ * reservation in flight (conn-region.c; conn_wants_hangup() then), and its
+ * uid has fewer than
+ * CLOSER_MAX_PENDING_PER_UID fds waiting to be closed (closer.h;
+ * conn_deadline() then asks to look again shortly).
  */
 bool conn_wants_input(const struct conn *c);
+
+/*
+ * conn_wants_hangup() - Return: true while the socket is not read (a
+ * reservation in flight) but its peer's hang-up matters: the event loop then
+ * calls conn_hangup() when the peer shuts its end (EPOLLRDHUP).
+ */
+bool conn_wants_hangup(const struct conn *c);
+
+/*
+ * conn_hangup() - the peer shut (at least) its sending side while the socket
+ * is not read: a peer gone altogether is dropped, which abandons its
+ * reservation (its quota, name and job released at once); one that only
+ * shut its sending side still gets its reply. Return: 0; a negative errno
+ * when the connection is dead.
+ */
+int conn_hangup(struct conn *c);
 
 /* Return: true if the connection was dropped and should be freed. */
 bool conn_is_dead(const struct conn *c);

@@ -61,6 +61,7 @@ struct region {
         uint64_t charged;    /* what counts in regtab_bytes() and the owner's quota: size, except growth
                               * by a holder past the owner's limits (regtab_set_size()) */
         uint64_t open_count;
+        bool resizing;       /* conn-region.c: a RESIZE's reservation is in flight (other RESIZEs: -EBUSY) */
         /* each owning module's fields */
         struct region_park park;
         struct region_lease lease;

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "quota.h"
 #include "regtab.h"
+#include "reserver.h"
 #include "server.h"
 #include "service.h"
 
@@ -40,14 +41,16 @@ struct server_conn {
         struct conn *conn;
         struct event *rev;          /* always set up */
         struct event *wev, *timer;  /* NULL until first needed */
+        struct event *hup;          /* EV_CLOSED, while the socket is not read (conn_wants_hangup()); NULL until then */
         uint64_t armed_deadline_ns; /* timer added for this deadline; 0 = not added */
         bool reading, writing; /* rev, wev added: no libevent call when nothing changes */
+        bool watching_hup;     /* hup added */
         bool doomed; /* being freed (server_conn_finish()) */
         struct server_conn *prev, *next;
         _Alignas(max_align_t) unsigned char events[]; /* SERVER_CONN_EVENTS, server_event_size() bytes each */
 };
 
-enum { SERVER_CONN_REV, SERVER_CONN_WEV, SERVER_CONN_TIMER, SERVER_CONN_EVENTS };
+enum { SERVER_CONN_REV, SERVER_CONN_WEV, SERVER_CONN_TIMER, SERVER_CONN_HUP, SERVER_CONN_EVENTS };
 
 struct server {
         const struct config *config;
@@ -57,6 +60,7 @@ struct server {
         int listen_fd;
         bool bound; /* we bound the socket file, so we unlink it at exit */
         struct event *listen_ev, *accept_pause_ev, *status_ev, *watchdog_ev;
+        struct event *reserver_ev; /* reserver_fd(): reservations done on a reserver thread */
         struct event *signal_evs[4];
         struct server_conn *conns; /* live */
         bool accept_paused_logged;
@@ -70,6 +74,7 @@ struct server {
 static void server_conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void server_conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void server_conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void server_conn_hup_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Return: the storage of @sc's event @which (SERVER_CONN_*). */
 static struct event *server_conn_event(struct server_conn *sc, unsigned which)
@@ -91,6 +96,22 @@ static struct event *server_conn_wev(struct server_conn *sc)
                                    server_conn_write_cb, sc);
         }
         return sc->wev;
+}
+
+/*
+ * Return: @sc's hang-up event, set up on first use. EV_CLOSED is EPOLLRDHUP:
+ * a socket that is not read (EV_READ off, a reservation in flight) still
+ * says that its peer shut its end, without a read and without waking the
+ * loop for data that waits.
+ */
+static struct event *server_conn_hup(struct server_conn *sc)
+{
+        if (!sc->hup) {
+                sc->hup = server_conn_event(sc, SERVER_CONN_HUP);
+                (void)event_assign(sc->hup, sc->server->base, conn_fd(sc->conn), EV_CLOSED | EV_PERSIST,
+                                   server_conn_hup_cb, sc);
+        }
+        return sc->hup;
 }
 
 /* Return: @sc's timer, set up on first use. */
@@ -119,6 +140,9 @@ static void server_conn_unwatch(struct server_conn *sc)
         if (sc->timer)
                 event_del(sc->timer);
         sc->armed_deadline_ns = 0;
+        if (sc->hup)
+                event_del(sc->hup);
+        sc->watching_hup = false;
 }
 
 static struct server_conn *server_conn_free(struct server_conn *sc)
@@ -190,6 +214,13 @@ static void server_conn_update(struct server_conn *sc)
                 else
                         event_del(sc->rev); /* closing, or throttled until its replies drain */
         }
+        if (conn_wants_hangup(sc->conn) != sc->watching_hup) {
+                sc->watching_hup = !sc->watching_hup;
+                if (sc->watching_hup)
+                        event_add(server_conn_hup(sc), NULL);
+                else
+                        event_del(sc->hup);
+        }
 
         deadline = conn_deadline(sc->conn);
         if (deadline != sc->armed_deadline_ns) {
@@ -226,6 +257,16 @@ static void server_conn_write_cb(evutil_socket_t fd, short what, void *arg)
         (void)fd;
         (void)what;
         server_conn_update(sc); /* flushes */
+}
+
+static void server_conn_hup_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct server_conn *sc = arg;
+
+        (void)fd;
+        (void)what;
+        conn_hangup(sc->conn);
+        server_conn_update(sc);
 }
 
 static void server_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -462,6 +503,15 @@ static void server_status_cb(evutil_socket_t fd, short what, void *arg)
         service_status(regtab_count(s->regtab), regtab_bytes(s->regtab), s->ctx.connections);
 }
 
+/* Reservations are done (reserver.h): their CREATEs are answered, from here, outside any connection's callback. */
+static void server_reserver_cb(evutil_socket_t fd, short what, void *arg)
+{
+        (void)fd;
+        (void)what;
+        (void)arg;
+        reserver_collect();
+}
+
 static void server_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
         (void)fd;
@@ -532,8 +582,11 @@ static void server_deinit(struct server *s)
 
         while ((sc = s->conns)) {
                 server_list_unlink(&s->conns, sc);
-                server_conn_free(sc);
+                server_conn_free(sc); /* cancels its reservation in flight, if any */
         }
+        if (s->reserver_ev)
+                event_free(s->reserver_ev);
+        reserver_stop(); /* every job was cancelled: running ones finish their fallocate, then their fds close */
         for (size_t i = 0; i < sizeof(s->signal_evs) / sizeof(s->signal_evs[0]); i++)
                 if (s->signal_evs[i])
                         event_free(s->signal_evs[i]);
@@ -577,6 +630,11 @@ static int server_setup_events(struct server *s)
         }
         if (event_add(s->status_ev, &status_tv) < 0)
                 return -ENOMEM;
+        if (reserver_running()) {
+                s->reserver_ev = event_new(s->base, reserver_fd(), EV_READ | EV_PERSIST, server_reserver_cb, s);
+                if (!s->reserver_ev || event_add(s->reserver_ev, NULL) < 0)
+                        return -ENOMEM;
+        }
         if (wd > 0) {
                 struct timeval tv = { (time_t)(wd / 2 / 1000000), (suseconds_t)(wd / 2 % 1000000) };
 
@@ -596,6 +654,10 @@ int server_run(const struct config *config)
         r = closer_start();
         if (r < 0)
                 log_warning("cannot start the closer thread (%s): clients' fds are closed inline", strerror(-r));
+        r = reserver_start();
+        if (r < 0)
+                log_warning("cannot start the reserver threads (%s): RESERVE's fallocate runs on the event loop",
+                            strerror(-r));
         server_raise_nofile();
         s.ctx.config = config;
         s.ctx.start_ns = conn_now_ns();

@@ -670,9 +670,11 @@ END_TEST
 
 /*
  * Hostile review of RESERVE: one connection pipelines RESIZEs of its RESERVEd
- * region up to 1 GiB and back (each growth a fallocate on the event loop),
- * within its byte quota. A turn of the loop took 32 of them (32 GiB) before others
- * were served.
+ * region up to 1 GiB and back (each growth a fallocate), within its byte
+ * quota. A turn of the loop took 32 of them (32 GiB) before others were
+ * served; then each counted one request per MiB of a turn; now each growth
+ * is reserved on a reserver thread (test-it-reserve) and the connection
+ * waits for it while others are served.
  */
 START_TEST(test_reservations_take_turns)
 {

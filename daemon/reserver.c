@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* reserver: RESERVE's fallocate() on threads of its own, so that a reservation never holds the event loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "log.h"
+#include "reserver.h"
+
+enum reserver_state {
+        RESERVER_QUEUED,  /* in reserver_queue: no thread has it */
+        RESERVER_RUNNING, /* a thread fallocates its fd */
+        RESERVER_DONE,    /* in reserver_done: waits for reserver_collect() */
+};
+
+struct reserver_job {
+        int fd; /* owned by the job until its completion is called */
+        uint64_t offset, len;
+        bool ahead; /* past the end, FALLOC_FL_KEEP_SIZE (backend_reserve_ahead()) */
+        bool ran;   /* its fallocate was called (set by its thread before it is DONE) */
+        int result;
+        enum reserver_state state;
+        bool cancelled; /* the requester is gone: no completion, the reserver closes fd and frees */
+        reserver_done_fn *done;
+        void *arg;
+        reserver_gone_fn *gone; /* cancelled: called once its fd is closed */
+        void *gone_arg;
+        struct reserver_job *next; /* in reserver_queue or reserver_done */
+};
+
+static pthread_mutex_t reserver_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reserver_cond = PTHREAD_COND_INITIALIZER;
+static pthread_t reserver_threads[RESERVER_THREADS];
+static unsigned reserver_nthreads;
+static bool reserver_stopping;
+static int reserver_efd = -1; /* eventfd: completions are waiting */
+static struct reserver_job *reserver_queue, **reserver_queue_tail = &reserver_queue; /* FIFO */
+static struct reserver_job *reserver_done;   /* done, newest first (collect reverses it) */
+static unsigned reserver_count;              /* queued or running */
+/* test hook (IOMEMD_TEST_HOOKS): a thread holds each job while this file exists */
+static char *reserver_gate;
+
+/*
+ * Free @job and close its fd, if it still has it; memory a job that ran
+ * allocated past the end goes back first. Then a cancelled job's @gone.
+ */
+static void reserver_job_free(struct reserver_job *job)
+{
+        reserver_gone_fn *gone = job->gone;
+        void *gone_arg = job->gone_arg;
+
+        if (job->fd >= 0) {
+                if (job->ahead && job->ran)
+                        (void)backend_drop_ahead(job->fd); /* nobody will make it visible */
+                close(job->fd);
+        }
+        free(job);
+        if (gone)
+                gone(gone_arg);
+}
+
+/*
+ * IOMEMD_TEST_HOOKS with IOMEMD_TEST_RESERVE_GATE=PATH: hold the job while
+ * PATH exists (or until the reserver stops), so that a test sees a
+ * reservation in flight for as long as it needs, without timing. Each job a
+ * thread takes adds a byte to PATH.taken first: a test knows that a job is
+ * running (not queued) when that file has grown.
+ */
+static void reserver_wait_gate(void)
+{
+        const struct timespec tick = { 0, 5 * 1000 * 1000 };
+        char taken[PATH_MAX];
+        bool stopping;
+        int fd;
+
+        if (!reserver_gate)
+                return;
+        if (snprintf(taken, sizeof(taken), "%s.taken", reserver_gate) < (int)sizeof(taken)) {
+                fd = open(taken, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+                if (fd >= 0) {
+                        (void)!write(fd, "j", 1);
+                        close(fd);
+                }
+        }
+        for (;;) {
+                pthread_mutex_lock(&reserver_lock);
+                stopping = reserver_stopping;
+                pthread_mutex_unlock(&reserver_lock);
+                if (stopping || access(reserver_gate, F_OK) < 0)
+                        return;
+                nanosleep(&tick, NULL);
+        }
+}
+
+static void *reserver_main(void *arg)
+{
+        (void)arg;
+        pthread_mutex_lock(&reserver_lock);
+        for (;;) {
+                struct reserver_job *job;
+                uint64_t one = 1;
+                int fd;
+
+                while (!reserver_queue && !reserver_stopping)
+                        pthread_cond_wait(&reserver_cond, &reserver_lock);
+                if (reserver_stopping)
+                        break; /* queued jobs are abandoned by reserver_stop() */
+                job = reserver_queue;
+                reserver_queue = job->next;
+                if (!reserver_queue)
+                        reserver_queue_tail = &reserver_queue;
+                job->next = NULL;
+                job->state = RESERVER_RUNNING;
+                fd = job->fd; /* stays open: only the completion, or the reserver after it, closes it */
+                pthread_mutex_unlock(&reserver_lock);
+
+                reserver_wait_gate();
+                /* only this thread touches result and ran now; the lock below publishes them */
+                job->result = job->ahead ? backend_reserve_ahead(fd, job->offset, job->len)
+                                         : backend_reserve_range(fd, job->offset, job->len);
+                job->ran = true;
+
+                pthread_mutex_lock(&reserver_lock);
+                job->state = RESERVER_DONE;
+                job->next = reserver_done;
+                reserver_done = job;
+                reserver_count--;
+                /* a full counter (never, at 2^64 - 2) would only delay the wake-up to the next write */
+                (void)!write(reserver_efd, &one, sizeof(one));
+        }
+        pthread_mutex_unlock(&reserver_lock);
+        return NULL;
+}
+
+int reserver_start(void)
+{
+        sigset_t all, old;
+        int r = 0;
+
+        if (reserver_nthreads)
+                return 0;
+        reserver_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (reserver_efd < 0)
+                return -errno;
+        if (getenv("IOMEMD_TEST_HOOKS") && getenv("IOMEMD_TEST_RESERVE_GATE")) {
+                reserver_gate = strdup(getenv("IOMEMD_TEST_RESERVE_GATE"));
+                log_warning("IOMEMD_TEST_RESERVE_GATE with IOMEMD_TEST_HOOKS set: reservations wait while %s exists",
+                            reserver_gate ? reserver_gate : "(out of memory)");
+        }
+        reserver_stopping = false;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the event loop's thread */
+        for (unsigned i = 0; i < RESERVER_THREADS; i++) {
+                r = -pthread_create(&reserver_threads[i], NULL, reserver_main, NULL);
+                if (r < 0)
+                        break;
+                reserver_nthreads++;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (reserver_nthreads == 0) {
+                close(reserver_efd);
+                reserver_efd = -1;
+                free(reserver_gate);
+                reserver_gate = NULL;
+                return r;
+        }
+        return 0;
+}
+
+void reserver_stop(void)
+{
+        struct reserver_job *job, *next;
+
+        if (!reserver_nthreads)
+                return;
+        pthread_mutex_lock(&reserver_lock);
+        reserver_stopping = true;
+        pthread_cond_broadcast(&reserver_cond);
+        pthread_mutex_unlock(&reserver_lock);
+        for (unsigned i = 0; i < reserver_nthreads; i++)
+                pthread_join(reserver_threads[i], NULL); /* a running fallocate finishes first */
+        reserver_nthreads = 0;
+        /* no thread left: what is queued was never started, what is done was never collected */
+        for (job = reserver_queue; job; job = next) {
+                next = job->next;
+                reserver_job_free(job);
+        }
+        for (job = reserver_done; job; job = next) {
+                next = job->next;
+                reserver_job_free(job);
+        }
+        reserver_queue = reserver_done = NULL;
+        reserver_queue_tail = &reserver_queue;
+        reserver_count = 0;
+        close(reserver_efd);
+        reserver_efd = -1;
+        free(reserver_gate);
+        reserver_gate = NULL;
+}
+
+bool reserver_running(void)
+{
+        return reserver_nthreads > 0;
+}
+
+int reserver_fd(void)
+{
+        return reserver_efd;
+}
+
+int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
+                               struct reserver_job **jobp)
+{
+        struct reserver_job *job;
+
+        if (!reserver_nthreads) {
+                close(fd);
+                return -ESHUTDOWN;
+        }
+        job = calloc(1, sizeof(*job));
+        if (!job) {
+                close(fd);
+                return -ENOMEM;
+        }
+        job->fd = fd;
+        fd = -1; /* consumed: the job's */
+        job->offset = offset;
+        job->len = len;
+        job->ahead = ahead;
+        job->done = done;
+        job->arg = arg;
+        job->state = RESERVER_QUEUED;
+        pthread_mutex_lock(&reserver_lock);
+        *reserver_queue_tail = job;
+        reserver_queue_tail = &job->next;
+        reserver_count++;
+        pthread_cond_signal(&reserver_cond);
+        pthread_mutex_unlock(&reserver_lock);
+        *jobp = job;
+        return 0;
+}
+
+void reserver_cancel(struct reserver_job *job, reserver_gone_fn *gone, void *arg)
+{
+        struct reserver_job **p;
+
+        if (!job) {
+                if (gone)
+                        gone(arg);
+                return;
+        }
+        pthread_mutex_lock(&reserver_lock);
+        job->gone = gone; /* read on this thread only (reserver_job_free()) */
+        job->gone_arg = arg;
+        if (job->state == RESERVER_QUEUED) {
+                /* no thread has it: out of the queue, its fd closed now (no fallocate can be using it) */
+                for (p = &reserver_queue; *p != job; p = &(*p)->next)
+                        ;
+                *p = job->next;
+                if (reserver_queue_tail == &job->next)
+                        reserver_queue_tail = p;
+                reserver_count--;
+                pthread_mutex_unlock(&reserver_lock);
+                reserver_job_free(job);
+                return;
+        }
+        /* running (its thread uses the fd) or done (in reserver_done): reserver_collect() frees it */
+        job->cancelled = true;
+        pthread_mutex_unlock(&reserver_lock);
+}
+
+unsigned reserver_collect(void)
+{
+        struct reserver_job *done, *job, *next, *ordered = NULL;
+        uint64_t n;
+        unsigned called = 0;
+
+        if (reserver_efd < 0)
+                return 0;
+        (void)!read(reserver_efd, &n, sizeof(n)); /* EAGAIN: nothing new, the list says the same */
+        pthread_mutex_lock(&reserver_lock);
+        done = reserver_done;
+        reserver_done = NULL;
+        pthread_mutex_unlock(&reserver_lock);
+        for (job = done; job; job = next) { /* oldest first */
+                next = job->next;
+                job->next = ordered;
+                ordered = job;
+        }
+        for (job = ordered; job; job = next) {
+                int fd;
+
+                next = job->next;
+                /*
+                 * cancelled is set on this thread only (reserver_cancel()), and a
+                 * completion may cancel other jobs (a reply that drops a connection):
+                 * read it now, not before the loop.
+                 */
+                if (!job->cancelled) {
+                        fd = job->fd;
+                        job->fd = -1; /* the completion's now */
+                        job->done(job->arg, fd, job->result);
+                        called++;
+                }
+                reserver_job_free(job);
+        }
+        return called;
+}
+
+unsigned reserver_pending(void)
+{
+        unsigned n;
+
+        pthread_mutex_lock(&reserver_lock);
+        n = reserver_count;
+        pthread_mutex_unlock(&reserver_lock);
+        return n;
+}

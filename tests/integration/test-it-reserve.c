@@ -1,0 +1,924 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-it-reserve: CREATE with RESERVE has its fallocate done on a reserver
+ * thread, off the event loop, against the real iomemd. A test hook
+ * (IOMEMD_TEST_HOOKS with IOMEMD_TEST_RESERVE_GATE=FILE) holds every
+ * reservation while FILE exists, so that each test sees one in flight for as
+ * long as it needs, without timing: others are served meanwhile, the
+ * requester's later requests wait behind it, its name is claimed, its quota
+ * charged, and a client gone meanwhile leaves nothing behind.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "fdutil.h"
+#include "iomem.h"
+#include "itutil.h"
+#include "proto.h"
+#include "transport.h"
+
+#define MIB (1024ull * 1024ull)
+#define BIG (64 * MIB)
+
+static struct it_daemon daemon_;
+static char gate[128];
+static char gate_taken[160]; /* the daemon adds a byte for each job a reserver thread takes */
+static int settled_fds;
+static char raw_message[1100]; /* the text of the last error reply raw_reply() read */
+
+static void gate_close(void)
+{
+        int fd = open(gate, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+        ck_assert_int_ge(fd, 0);
+        close(fd);
+}
+
+static void gate_open(void)
+{
+        ck_assert_int_eq(unlink(gate), 0);
+}
+
+static void start(const char *const *extra)
+{
+        snprintf(gate, sizeof(gate), "/tmp/iomem-reserve-gate.%d", (int)getpid());
+        snprintf(gate_taken, sizeof(gate_taken), "%s.taken", gate);
+        unlink(gate);
+        unlink(gate_taken);
+        setenv("IOMEMD_TEST_HOOKS", "1", 1);
+        setenv("IOMEMD_TEST_RESERVE_GATE", gate, 1);
+        it_daemon_start(&daemon_, extra);
+        settled_fds = it_daemon_settled_fds(&daemon_);
+}
+
+/* The daemon holds no more fds than at start (the reserver's jobs closed theirs, bounded polling). */
+static void check_daemon_fds(void)
+{
+        int n = 0;
+
+        for (int i = 0; i < 500; i++) {
+                n = it_daemon_settled_fds(&daemon_);
+                if (n == settled_fds)
+                        break;
+                it_sleep_ms(20);
+        }
+        ck_assert_msg(n == settled_fds, "the daemon holds %d fds, %d at start", n, settled_fds);
+}
+
+/* Wait (bounded polling) until reserver threads have taken @n jobs since start(), CREATEs' too: they run. */
+static void wait_taken(long n)
+{
+        struct stat st = { 0 };
+
+        for (int i = 0; i < 3000; i++) {
+                if (stat(gate_taken, &st) == 0 && st.st_size >= n)
+                        return;
+                it_sleep_ms(10);
+        }
+        ck_abort_msg("reserver threads took %ld jobs, %ld expected", (long)st.st_size, n);
+}
+
+static void finish(void)
+{
+        unlink(gate);
+        unlink(gate_taken);
+        check_daemon_fds();
+        it_daemon_stop(&daemon_);
+}
+
+/* ---- the wire by hand: a connection whose replies the test reads one by one ---- */
+
+struct raw {
+        int fd;
+        struct transport t;
+        uint8_t out[4096];
+        size_t len;
+};
+
+static void raw_append(struct raw *w, uint16_t opcode, uint32_t id, const uint8_t *payload, int len)
+{
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = opcode, .id = id };
+
+        ck_assert_int_ge(len, 0);
+        ck_assert_uint_le(w->len + PROTO_HEADER_SIZE + (size_t)len, sizeof(w->out));
+        h.length = (uint32_t)len;
+        proto_header_encode(&h, w->out + w->len);
+        memcpy(w->out + w->len + PROTO_HEADER_SIZE, payload, (size_t)len);
+        w->len += PROTO_HEADER_SIZE + (size_t)len;
+}
+
+static void raw_append_create(struct raw *w, uint32_t id, const char *name, uint64_t size, uint32_t flags,
+                              uint16_t backend)
+{
+        struct proto_create m = { .size = size, .flags = flags, .backend = backend, .name = name };
+        uint8_t payload[512];
+
+        raw_append(w, PROTO_OP_CREATE, id, payload, proto_create_encode(&m, payload, sizeof(payload)));
+}
+
+static void raw_append_resize(struct raw *w, uint32_t id, const char *name, uint64_t size)
+{
+        struct proto_resize m = { .size = size, .name = name };
+        uint8_t payload[512];
+
+        raw_append(w, PROTO_OP_RESIZE, id, payload, proto_resize_encode(&m, payload, sizeof(payload)));
+}
+
+static void raw_append_ping(struct raw *w, uint32_t id)
+{
+        struct proto_ping m = { 0 };
+        uint8_t payload[64];
+
+        raw_append(w, PROTO_OP_PING, id, payload, proto_ping_encode(&m, payload, sizeof(payload)));
+}
+
+/* Connect and queue a HELLO (id 1): the frames appended next go in the same write (raw_send()). */
+static void raw_connect(struct raw *w)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct proto_hello hello = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
+                                     .flags = PROTO_HELLO_FDS_IN_ORDER | PROTO_HELLO_PAGE_INFO };
+        uint8_t payload[128];
+
+        w->len = 0;
+        w->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(w->fd, 0);
+        memcpy(sa.sun_path, daemon_.socket, strlen(daemon_.socket) + 1);
+        ck_assert_int_eq(connect(w->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(transport_init(&w->t, w->fd, 0, 0), 0);
+        w->t.in_fds_in_order = true;
+        raw_append(w, PROTO_OP_HELLO, 1, payload, proto_hello_encode(&hello, payload, sizeof(payload)));
+}
+
+static void raw_send(struct raw *w)
+{
+        ck_assert_int_eq(send(w->fd, w->out, w->len, MSG_NOSIGNAL), (ssize_t)w->len); /* one read by the daemon */
+        w->len = 0;
+}
+
+/* The next reply: it must answer request @id. Return: its error (0 for success); a CREATE's region flags in *flagsp. */
+static int raw_reply(struct raw *w, uint32_t id, uint32_t *flagsp)
+{
+        struct transport_frame f;
+        int error = 0;
+
+        ck_assert_int_eq(transport_recv_blocking(&w->t, &f, 120000), 1);
+        ck_assert_msg(f.hdr.id == id, "reply to request %u where %u was expected", f.hdr.id, id);
+        if (f.hdr.flags & PROTO_FLAG_ERROR) {
+                struct proto_error e;
+
+                ck_assert_int_eq(proto_error_decode(f.payload, f.hdr.length, &e), 0);
+                error = e.error;
+                snprintf(raw_message, sizeof(raw_message), "%s", e.message);
+        } else if (f.hdr.opcode == PROTO_OP_CREATE) {
+                struct proto_region_info info;
+                struct stat st;
+
+                ck_assert_int_eq(proto_region_info_decode(f.payload, f.hdr.length, &info), 0);
+                ck_assert_uint_eq(f.nfds, 1);
+                ck_assert_int_eq(fstat(f.fds[0], &st), 0);
+                ck_assert_uint_eq((uint64_t)st.st_size, info.size);
+                if (flagsp)
+                        *flagsp = info.flags;
+        }
+        transport_frame_deinit(&f);
+        return error;
+}
+
+/* Return: true if a reply (or the end of the stream) waits to be read on @w, without waiting. */
+static bool raw_readable(struct raw *w)
+{
+        struct pollfd p = { .fd = w->fd, .events = POLLIN };
+
+        return w->t.in_start != w->t.in_end || poll(&p, 1, 0) == 1; /* buffered, or on the socket */
+}
+
+static void raw_close(struct raw *w)
+{
+        transport_deinit(&w->t);
+        close(w->fd);
+        w->fd = -1;
+}
+
+/* ---- helpers through libiomem ---- */
+
+static struct iomem_quota quota_of(struct iomem_client *c)
+{
+        struct iomem_quota q = { 0 };
+
+        ck_assert_int_eq(iomem_quota(c, &q), 0);
+        return q;
+}
+
+/* Wait (bounded polling, not a timed assertion) until @c's uid is charged @bytes in @regions regions. */
+static void wait_charged(struct iomem_client *c, uint64_t bytes, uint64_t regions)
+{
+        struct iomem_quota q = { 0 };
+
+        for (int i = 0; i < 3000; i++) {
+                q = quota_of(c);
+                if (q.bytes == bytes && q.regions == regions)
+                        return;
+                it_sleep_ms(10);
+        }
+        ck_abort_msg("charged %llu bytes in %llu regions, %llu in %llu expected", (unsigned long long)q.bytes,
+                     (unsigned long long)q.regions, (unsigned long long)bytes, (unsigned long long)regions);
+}
+
+static int create(struct iomem_client *c, const char *name, uint64_t size, uint32_t flags)
+{
+        struct iomem_create_opts o = { .flags = flags };
+        struct iomem_region *r = NULL;
+        int k = iomem_create(c, name, size, &o, &r);
+
+        iomem_region_free(r);
+        return k;
+}
+
+/*
+ * The attack: a reservation's fallocate held the event loop (0.1-0.5 s per GiB), so a uid reserving on many
+ * connections at once froze every other client. Now, while one is in flight (held by the gate), another
+ * connection is served: PING, STATUS, OPEN of another region, and a CREATE of its own. The requester's own
+ * later request (a PING pipelined behind its CREATE) is answered only after the CREATE, in request order.
+ * On main this fails at "no reply yet": the reservation is charged only once made, with its reply queued.
+ */
+START_TEST(test_others_served_while_reserving)
+{
+        struct iomem_client *other;
+        struct iomem_region *reg = NULL;
+        struct iomem_status st;
+        struct raw a;
+        uint32_t flags = 0;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "rs.small", 4096, 0), 0);
+        gate_close();
+        raw_connect(&a);
+        raw_append_create(&a, 2, "rs.big", BIG, PROTO_CREATE_RESERVE, 0);
+        raw_append_ping(&a, 3);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0); /* HELLO */
+        /* the reservation is charged when it starts: then it is in flight */
+        wait_charged(other, BIG + 4096, 2);
+
+        ck_assert_int_eq(iomem_ping(other), 0);
+        ck_assert_int_eq(iomem_status(other, &st), 0);
+        ck_assert_int_eq(iomem_open(other, "rs.small", 0, 0, &reg), 0);
+        reg = iomem_region_free(reg);
+        ck_assert_int_eq(create(other, "rs.other", 4096, 0), 0);
+        ck_assert_msg(!raw_readable(&a), "the reserving connection got a reply while its reservation is held");
+
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 2, &flags), 0); /* the CREATE first ... */
+        ck_assert(flags & PROTO_REGION_RESERVED);
+        ck_assert_int_eq(raw_reply(&a, 3, NULL), 0); /* ... then the PING sent after it */
+        ck_assert_int_eq(iomem_open(other, "rs.big", 0, 0, &reg), 0);
+        reg = iomem_region_free(reg);
+        wait_charged(other, BIG + 2 * 4096, 3);
+        raw_close(&a);
+        ck_assert_int_eq(iomem_delete(other, "rs.big"), 0);
+        ck_assert_int_eq(iomem_delete(other, "rs.small"), 0);
+        ck_assert_int_eq(iomem_delete(other, "rs.other"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/*
+ * Many reservations at once, more than there are reserver threads: every one is answered, in order on each
+ * connection, and PINGs of another connection go through while all are held.
+ */
+START_TEST(test_many_reservations_at_once)
+{
+        enum { N = 6 };
+        struct iomem_client *other;
+        struct raw a[N];
+        char name[32];
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        gate_close();
+        for (int i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "rs.many.%d", i);
+                raw_connect(&a[i]);
+                raw_append_create(&a[i], 2, name, 4 * MIB, PROTO_CREATE_RESERVE, 0);
+                raw_append_ping(&a[i], 3);
+                raw_send(&a[i]);
+                ck_assert_int_eq(raw_reply(&a[i], 1, NULL), 0);
+        }
+        wait_charged(other, N * 4 * MIB, N);
+        for (int i = 0; i < 10; i++)
+                ck_assert_int_eq(iomem_ping(other), 0);
+        for (int i = 0; i < N; i++)
+                ck_assert(!raw_readable(&a[i]));
+        gate_open();
+        for (int i = 0; i < N; i++) {
+                ck_assert_int_eq(raw_reply(&a[i], 2, NULL), 0);
+                ck_assert_int_eq(raw_reply(&a[i], 3, NULL), 0);
+                raw_close(&a[i]);
+        }
+        for (int i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "rs.many.%d", i);
+                ck_assert_int_eq(iomem_delete(other, name), 0);
+        }
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/*
+ * The name is claimed while its reservation runs: CREATE (with or without EXCLUSIVE), REGISTER and PUBLISH of it
+ * are -EBUSY; OPEN and DELETE find nothing (-ENOENT); an OPEN with WAIT is answered once it is made.
+ */
+START_TEST(test_name_claimed_while_reserving)
+{
+        struct iomem_client *other = NULL, *waiter = NULL;
+        struct iomem_region *reg = NULL, *local = NULL;
+        struct raw a;
+
+        start(NULL);
+        other = it_client_connect_flags(&daemon_, IOMEM_CONNECT_EVENTS);
+        waiter = it_client_connect(&daemon_);
+        gate_close();
+        raw_connect(&a);
+        raw_append_create(&a, 2, "rs.claimed", 4 * MIB, PROTO_CREATE_RESERVE, 0);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, 4 * MIB, 1);
+
+        ck_assert_int_eq(create(other, "rs.claimed", 4 * MIB, 0), -EBUSY);
+        ck_assert(strstr(iomem_client_error_message(other), "in progress"));
+        ck_assert_int_eq(create(other, "rs.claimed", 4 * MIB, IOMEM_CREATE_EXCLUSIVE), -EBUSY);
+        ck_assert_int_eq(create(other, "rs.claimed", 8 * MIB, IOMEM_CREATE_RESERVE), -EBUSY);
+        ck_assert_int_eq(iomem_region_new_local(4096, IOMEM_BACKEND_MEMFD, 0, &local), 0);
+        ck_assert_int_eq(iomem_region_seal(local, IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW | IOMEM_SEAL_WRITE), 0);
+        ck_assert_int_eq(iomem_register(other, "rs.claimed", local, 0, 0, NULL), -EBUSY);
+        ck_assert_int_eq(iomem_publish(other, "rs.claimed", local, NULL, NULL), -EBUSY);
+        local = iomem_region_free(local);
+        ck_assert_int_eq(iomem_open(other, "rs.claimed", 0, 0, &reg), -ENOENT);
+        ck_assert_int_eq(iomem_delete(other, "rs.claimed"), -ENOENT);
+        /* still nothing for the requester, whose reservation is not refunded by any of these */
+        ck_assert(!raw_readable(&a));
+        wait_charged(other, 4 * MIB, 1);
+
+        gate_open();
+        /* OPEN with WAIT: answered now, or when the region appears */
+        ck_assert_int_eq(iomem_open(waiter, "rs.claimed", 0, 60000, &reg), 0);
+        ck_assert_uint_eq(iomem_region_size(reg), 4 * MIB);
+        reg = iomem_region_free(reg);
+        ck_assert_int_eq(raw_reply(&a, 2, NULL), 0);
+        /* once made, a CREATE of the same size is an OPEN, as for any region */
+        ck_assert_int_eq(create(other, "rs.claimed", 4 * MIB, 0), 0);
+        ck_assert_int_eq(create(other, "rs.claimed", 4 * MIB, IOMEM_CREATE_EXCLUSIVE), -EEXIST);
+        raw_close(&a);
+        ck_assert_int_eq(iomem_delete(other, "rs.claimed"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(waiter);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/*
+ * A client that goes away while its reservation runs: nothing is made, its quota is refunded, its name is free
+ * again, and the daemon closes the object's fd (once the fallocate returns). Also for a reservation that was
+ * still queued (both reserver threads busy): taken out of the queue at once.
+ */
+START_TEST(test_disconnect_while_reserving)
+{
+        enum { N = 4 }; /* more than the reserver's 2 threads: some are queued */
+        struct iomem_client *other;
+        struct iomem_region *reg = NULL;
+        struct raw a[N];
+        char name[32];
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        gate_close();
+        for (int i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "rs.gone.%d", i);
+                raw_connect(&a[i]);
+                raw_append_create(&a[i], 2, name, 8 * MIB, PROTO_CREATE_RESERVE, 0);
+                raw_send(&a[i]);
+                ck_assert_int_eq(raw_reply(&a[i], 1, NULL), 0);
+        }
+        wait_charged(other, N * 8 * MIB, N);
+        for (int i = 0; i < N; i++)
+                raw_close(&a[i]);
+        /* refunded at once, though two fallocates are still held by the gate */
+        wait_charged(other, 0, 0);
+        for (int i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "rs.gone.%d", i);
+                ck_assert_int_eq(iomem_open(other, name, 0, 0, &reg), -ENOENT);
+        }
+        gate_open();
+        for (int i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "rs.gone.%d", i);
+                ck_assert_int_eq(iomem_open(other, name, 0, 0, &reg), -ENOENT);
+                /* the name is free: a new reservation of it is made */
+                ck_assert_int_eq(create(other, name, 8 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_EXCLUSIVE), 0);
+                ck_assert_int_eq(iomem_delete(other, name), 0);
+        }
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish(); /* the abandoned objects' fds are closed */
+}
+END_TEST
+
+/*
+ * A peer that only shuts its sending side (shutdown(SHUT_WR)) after its requests still gets every reply, in
+ * order: the daemon, which does not read its socket meanwhile, tells that from a peer gone (which abandons).
+ */
+START_TEST(test_half_closed_peer_still_answered)
+{
+        struct iomem_client *other;
+        uint32_t flags = 0;
+        struct raw a;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        gate_close();
+        raw_connect(&a);
+        raw_append_create(&a, 2, "rs.half", 4 * MIB, PROTO_CREATE_RESERVE, 0);
+        raw_append_ping(&a, 3);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, 4 * MIB, 1);
+        ck_assert_int_eq(shutdown(a.fd, SHUT_WR), 0);
+        for (int i = 0; i < 20; i++)
+                ck_assert_int_eq(iomem_ping(other), 0);
+        wait_charged(other, 4 * MIB, 1); /* not abandoned */
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 2, &flags), 0);
+        ck_assert(flags & PROTO_REGION_RESERVED);
+        ck_assert_int_eq(raw_reply(&a, 3, NULL), 0);
+        raw_close(&a);
+        ck_assert_int_eq(iomem_delete(other, "rs.half"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/*
+ * Quotas are charged when a reservation starts: a second one that would not fit beside one in flight is
+ * -EDQUOT at once (so a uid cannot queue more than its quota), and max-regions counts it too.
+ */
+START_TEST(test_quota_charged_while_reserving)
+{
+        static const char *const extra[] = { "--quota-bytes", "12M", "--max-regions", "2", NULL };
+        struct iomem_client *other;
+        struct raw a;
+
+        start(extra);
+        other = it_client_connect(&daemon_);
+        gate_close();
+        raw_connect(&a);
+        raw_append_create(&a, 2, "rs.q1", 8 * MIB, PROTO_CREATE_RESERVE, 0);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, 8 * MIB, 1);
+        ck_assert_int_eq(create(other, "rs.q2", 8 * MIB, IOMEM_CREATE_RESERVE), -EDQUOT);
+        ck_assert(strstr(iomem_client_error_message(other), "quota-bytes"));
+        ck_assert_int_eq(create(other, "rs.q2", 4 * MIB, 0), 0);
+        ck_assert_int_eq(create(other, "rs.q3", 4096, 0), -EDQUOT); /* the one in flight counts: 2 regions */
+        ck_assert(strstr(iomem_client_error_message(other), "max-regions"));
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 2, NULL), 0);
+        wait_charged(other, 12 * MIB, 2);
+        raw_close(&a);
+        ck_assert_int_eq(iomem_delete(other, "rs.q1"), 0);
+        ck_assert_int_eq(iomem_delete(other, "rs.q2"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/* Return: the bytes of memory (or blocks) @fd's object has, past its end too. */
+static uint64_t allocated(int fd)
+{
+        struct stat st;
+
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        return (uint64_t)st.st_blocks * 512;
+}
+
+/* Wait (bounded polling) until @fd's object has @bytes allocated. */
+static void wait_allocated(int fd, uint64_t bytes)
+{
+        for (int i = 0; i < 3000 && allocated(fd) != bytes; i++)
+                it_sleep_ms(10);
+        ck_assert_msg(allocated(fd) == bytes, "%llu bytes allocated, %llu expected",
+                      (unsigned long long)allocated(fd), (unsigned long long)bytes);
+}
+
+static uint64_t stat_size(struct iomem_client *c, const char *name)
+{
+        struct iomem_stat st;
+
+        ck_assert_int_eq(iomem_stat(c, name, &st), 0);
+        return st.size;
+}
+
+/*
+ * A reservation that fails on its thread answers the CREATE with the error and its text, refunds the quota,
+ * leaves no region and no fd, and the connection goes on (its pipelined PING answered after). The file
+ * backend on a 1 MiB tmpfs: it checks the free space at creation (R4), so two reservations of 768 KiB both
+ * start, held by the gate, and once let go one fallocate (or both, if they run at once) gets -ENOSPC. Needs to mount a tmpfs (root, not in
+ * every container): else skipped, saying so.
+ */
+START_TEST(test_reservation_fails_cleanly)
+{
+        char dir[64];
+        struct iomem_client *other;
+        struct iomem_region *reg = NULL;
+        struct raw a[2];
+        int r[2], made = -1;
+        char name[32], failed_text[1100] = "";
+
+        snprintf(dir, sizeof(dir), "/tmp/iomem-reserve-enospc.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700") < 0) {
+                fprintf(stderr, "test_reservation_fails_cleanly: cannot mount a tmpfs (%s): skipped\n",
+                        strerror(errno));
+                rmdir(dir);
+                return;
+        }
+        {
+                const char *const extra[] = { "--tmpdir", dir, NULL };
+
+                start(extra);
+        }
+        other = it_client_connect(&daemon_);
+        gate_close();
+        for (int i = 0; i < 2; i++) {
+                snprintf(name, sizeof(name), "rs.full.%d", i);
+                raw_connect(&a[i]);
+                raw_append_create(&a[i], 2, name, 768 * 1024, PROTO_CREATE_RESERVE, PROTO_BACKEND_FILE);
+                raw_append_ping(&a[i], 3);
+                raw_send(&a[i]);
+                ck_assert_int_eq(raw_reply(&a[i], 1, NULL), 0);
+        }
+        wait_charged(other, 2 * 768 * 1024, 2);
+        gate_open();
+        for (int i = 0; i < 2; i++) {
+                r[i] = raw_reply(&a[i], 2, NULL);
+                if (r[i] < 0)
+                        snprintf(failed_text, sizeof(failed_text), "%s", raw_message);
+                ck_assert_int_eq(raw_reply(&a[i], 3, NULL), 0); /* the connection goes on */
+                raw_close(&a[i]);
+                if (r[i] == 0)
+                        made = i;
+        }
+        /* both fallocates may run at once and each fail half-way (tmpfs undoes each): at least one fails */
+        ck_assert_msg((r[0] == 0 || r[0] == -ENOSPC) && (r[1] == 0 || r[1] == -ENOSPC) && (r[0] || r[1]),
+                      "results %d %d", r[0], r[1]);
+        /* only the one made is charged, and it alone exists */
+        wait_charged(other, made >= 0 ? 768 * 1024 : 0, made >= 0 ? 1 : 0);
+        for (int i = 0; i < 2; i++) {
+                snprintf(name, sizeof(name), "rs.full.%d", i);
+                ck_assert_int_eq(iomem_open(other, name, 0, 0, &reg), i == made ? 0 : -ENOENT);
+                reg = iomem_region_free(reg);
+        }
+        ck_assert_msg(strstr(failed_text, "cannot reserve the memory"), "text: %s", failed_text);
+        /* the space of the one that failed is free again: a reservation that fits is made */
+        {
+                struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESERVE, .backend = IOMEM_BACKEND_FILE };
+
+                o.flags |= IOMEM_CREATE_RESIZABLE;
+                ck_assert_int_eq(iomem_create(other, "rs.more", 200 * 1024, &o, &reg), 0);
+                reg = iomem_region_free(reg);
+        }
+        /* a RESIZE that does not fit: -ENOSPC with its text, the size and the charge as they were */
+        ck_assert_int_eq(iomem_resize(other, "rs.more", 4 * MIB), -ENOSPC);
+        ck_assert_msg(strstr(iomem_client_error_message(other), "cannot reserve the memory of the new size"),
+                      "text: %s", iomem_client_error_message(other));
+        ck_assert_uint_eq(stat_size(other, "rs.more"), 200 * 1024);
+        wait_charged(other, (made >= 0 ? 768 * 1024 : 0) + 200 * 1024, made >= 0 ? 2 : 1);
+        ck_assert_int_eq(iomem_resize(other, "rs.more", 256 * 1024), 0);
+        if (made >= 0) {
+                snprintf(name, sizeof(name), "rs.full.%d", made);
+                ck_assert_int_eq(iomem_delete(other, name), 0);
+        }
+        ck_assert_int_eq(iomem_delete(other, "rs.more"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+        ck_assert_int_eq(umount(dir), 0);
+        rmdir(dir);
+}
+END_TEST
+
+/*
+ * A RESIZE growing a RESERVEd region reserves the new bytes on a reserver thread too: others are served
+ * meanwhile (STAT still says the old size: the size changes once the memory is there), another RESIZE of the
+ * region is -EBUSY, the growth is charged at once, and the requester's PING pipelined after it comes after.
+ * On main this fails at "no reply yet": the growth was made on the loop before anything else was read.
+ */
+START_TEST(test_resize_off_the_loop)
+{
+        struct iomem_client *other;
+        struct iomem_region *reg = NULL;
+        struct raw a;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "rz", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        gate_close();
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "rz", BIG);
+        raw_append_ping(&a, 3);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, BIG, 1); /* the growth is charged when it starts */
+        ck_assert_int_eq(iomem_ping(other), 0);
+        ck_assert_uint_eq(stat_size(other, "rz"), 4 * MIB);
+        ck_assert_int_eq(iomem_resize(other, "rz", 8 * MIB), -EBUSY);
+        ck_assert_int_eq(iomem_resize(other, "rz", 1 * MIB), -EBUSY);
+        ck_assert_msg(!raw_readable(&a), "the resizing connection got a reply while its reservation is held");
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 2, NULL), 0);
+        ck_assert_int_eq(raw_reply(&a, 3, NULL), 0);
+        raw_close(&a);
+        ck_assert_uint_eq(stat_size(other, "rz"), BIG);
+        ck_assert_int_eq(iomem_open(other, "rz", 0, 0, &reg), 0);
+        ck_assert_uint_eq(allocated(iomem_region_fd(reg)), BIG); /* every byte reserved */
+        reg = iomem_region_free(reg);
+        wait_charged(other, BIG, 1);
+        ck_assert_int_eq(iomem_delete(other, "rz"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/*
+ * RESIZE @name to @size once no reservation holds it (bounded polling): an abandoned RESIZE's job keeps its
+ * region -EBUSY until its fallocate has returned. Return: what the RESIZE that was not -EBUSY said.
+ */
+static int resize_when_free(struct iomem_client *c, const char *name, uint64_t size)
+{
+        int k = -EBUSY;
+
+        for (int i = 0; i < 3000 && k == -EBUSY; i++) {
+                k = iomem_resize(c, name, size);
+                if (k == -EBUSY)
+                        it_sleep_ms(10);
+        }
+        return k;
+}
+
+/*
+ * A RESIZE's reservation that ends without the resize: its requester gone (the growth refunded at once, the
+ * memory reserved past the end given back once the fallocate returns, the region free for another RESIZE), the
+ * region deleted meanwhile (-ENOENT), or its size changed by a holder meanwhile (-EBUSY, the memory given back).
+ */
+START_TEST(test_resize_reservation_abandoned)
+{
+        struct iomem_client *other;
+        struct iomem_region *reg = NULL;
+        struct raw a;
+        int fd;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "rz", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        ck_assert_int_eq(iomem_open(other, "rz", 0, 0, &reg), 0);
+        fd = iomem_region_fd(reg);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_uint_eq(allocated(fd), 4 * MIB);
+
+        /* the requester goes */
+        gate_close();
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "rz", BIG);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, BIG, 1);
+        raw_close(&a);
+        wait_charged(other, 4 * MIB, 1);
+        gate_open();
+        wait_allocated(fd, 4 * MIB);
+        ck_assert_uint_eq(stat_size(other, "rz"), 4 * MIB);
+        ck_assert_int_eq(resize_when_free(other, "rz", 8 * MIB), 0); /* -EBUSY until the abandoned job is gone */
+        ck_assert_uint_eq(allocated(fd), 8 * MIB);
+
+        /* a holder changes the size meanwhile */
+        gate_close();
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "rz", BIG);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, BIG, 1);
+        ck_assert_int_eq(ftruncate(fd, 6 * MIB), 0);
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 2, NULL), -EBUSY);
+        ck_assert_msg(strstr(raw_message, "size changed"), "text: %s", raw_message);
+        raw_close(&a);
+        wait_allocated(fd, 6 * MIB);
+        ck_assert_uint_eq(stat_size(other, "rz"), 6 * MIB);
+        reg = iomem_region_free(reg);
+
+        /* the region is deleted meanwhile */
+        gate_close();
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "rz", BIG);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, BIG, 1);
+        ck_assert_int_eq(iomem_delete(other, "rz"), 0);
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 2, NULL), -ENOENT);
+        raw_close(&a);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish(); /* the job's copy of the fd is closed */
+}
+END_TEST
+
+/* SIGTERM with reservations in flight (held by the gate) and queued: the daemon stops cleanly (exit 0). */
+START_TEST(test_stop_while_reserving)
+{
+        enum { N = 4 };
+        struct iomem_client *other;
+        struct raw a[N];
+        char name[32];
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        gate_close();
+        for (int i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "rs.stop.%d", i);
+                raw_connect(&a[i]);
+                raw_append_create(&a[i], 2, name, 4 * MIB, PROTO_CREATE_RESERVE, 0);
+                raw_send(&a[i]);
+                ck_assert_int_eq(raw_reply(&a[i], 1, NULL), 0);
+        }
+        wait_charged(other, N * 4 * MIB, N);
+        iomem_disconnect(other);
+        it_daemon_stop(&daemon_); /* exit status 0; under ASan, no leak */
+        for (int i = 0; i < N; i++)
+                raw_close(&a[i]);
+        unlink(gate);
+        unlink(gate_taken);
+}
+END_TEST
+
+/*
+ * SEAL of a region while a RESIZE reserves its growth is -EBUSY, as another RESIZE is. F_ADD_SEALS takes the
+ * object's inode lock, which shmem's fallocate holds from start to end: on the event loop it waited for the
+ * whole reservation, so one uid froze every client with a big RESIZE and a SEAL (measured on reservework: a
+ * SEAL during a 3 GiB growth answered after 263 ms, once every byte was allocated). The gate holds the job
+ * before its fallocate, so this tests the refusal, not a timing. On reservework the SEAL was made (0).
+ */
+START_TEST(test_seal_refused_while_resizing)
+{
+        struct iomem_client *other;
+        uint32_t seals = 0;
+        struct raw a;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "rz", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        gate_close();
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "rz", BIG);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, BIG, 1);
+        ck_assert_int_eq(iomem_seal(other, "rz", IOMEM_SEAL_SEAL, &seals), -EBUSY);
+        ck_assert_msg(strstr(iomem_client_error_message(other), "reserving the memory"), "text: %s",
+                      iomem_client_error_message(other));
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 2, NULL), 0);
+        raw_close(&a);
+        /* once the growth is made, the seal is */
+        ck_assert_int_eq(iomem_seal(other, "rz", IOMEM_SEAL_SEAL, &seals), 0);
+        ck_assert(seals & IOMEM_SEAL_SEAL);
+        ck_assert_uint_eq(stat_size(other, "rz"), BIG);
+        ck_assert_int_eq(iomem_delete(other, "rz"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/*
+ * A RESIZE abandoned by its requester refunds its growth at once, but its region stays marked (RESIZE and
+ * SEAL: -EBUSY) until its job's fallocate has returned and given the memory back. Before (reservework), the
+ * mark ended at once: a second RESIZE was reserved while the first job still ran, and the first one's
+ * give-back (an ftruncate to the size, on the loop) freed what the second had reserved past the end, then
+ * the second made the size visible: a RESERVEd region of 256 MiB with 4 MiB of memory (1 round in 10 of a
+ * loop of this sequence), and that ftruncate waited on the loop for the second job's whole fallocate. Here
+ * the second RESIZE is sent while the first job is held by the gate: on reservework it was accepted (0).
+ */
+START_TEST(test_abandoned_resize_keeps_region_busy)
+{
+        struct iomem_client *other;
+        struct iomem_region *reg = NULL;
+        struct raw a, b;
+        int fd;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "rz", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        ck_assert_int_eq(iomem_open(other, "rz", 0, 0, &reg), 0);
+        fd = iomem_region_fd(reg);
+        gate_close();
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "rz", 8 * MIB);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_charged(other, 8 * MIB, 1);
+        wait_taken(2); /* the CREATE's and this one: running, held by the gate, not taken out of the queue */
+        raw_close(&a);
+        wait_charged(other, 4 * MIB, 1); /* refunded at once, its job still held */
+
+        raw_connect(&b);
+        raw_append_resize(&b, 2, "rz", 4 * BIG);
+        raw_send(&b);
+        ck_assert_int_eq(raw_reply(&b, 1, NULL), 0);
+        ck_assert_int_eq(iomem_seal(other, "rz", IOMEM_SEAL_SEAL, NULL), -EBUSY);
+        gate_open();
+        ck_assert_int_eq(raw_reply(&b, 2, NULL), -EBUSY);
+        ck_assert_msg(strstr(raw_message, "reserving the memory"), "text: %s", raw_message);
+        raw_close(&b);
+        /* once the abandoned job is gone: the growth is made, and all of it is memory */
+        ck_assert_int_eq(resize_when_free(other, "rz", 4 * BIG), 0);
+        ck_assert_uint_eq(stat_size(other, "rz"), 4 * BIG);
+        ck_assert_uint_eq(allocated(fd), 4 * BIG);
+        reg = iomem_region_free(reg);
+        ck_assert_int_eq(iomem_delete(other, "rz"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/* SIGTERM while an abandoned RESIZE's job is held: the daemon stops cleanly (exit 0; under ASan, no leak). */
+START_TEST(test_stop_with_abandoned_resize)
+{
+        struct iomem_client *other;
+        struct raw a, b;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "rz", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        ck_assert_int_eq(create(other, "rz2", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        gate_close();
+        /* two RESIZEs, both taken by the reserver threads and held by the gate */
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "rz", 8 * MIB);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        raw_connect(&b);
+        raw_append_resize(&b, 2, "rz2", 8 * MIB);
+        raw_send(&b);
+        ck_assert_int_eq(raw_reply(&b, 1, NULL), 0);
+        wait_charged(other, 16 * MIB, 2);
+        wait_taken(4); /* the two CREATEs' and these two */
+        raw_close(&a);
+        raw_close(&b);
+        wait_charged(other, 8 * MIB, 2);
+        ck_assert_int_eq(iomem_seal(other, "rz", IOMEM_SEAL_SEAL, NULL), -EBUSY);
+        iomem_disconnect(other);
+        it_daemon_stop(&daemon_); /* exit status 0; under ASan, no leak */
+        unlink(gate);
+        unlink(gate_taken);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("it-reserve");
+        TCase *tc = tcase_create("reserve");
+
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_set_timeout(tc, 300);
+        tcase_add_test(tc, test_others_served_while_reserving);
+        tcase_add_test(tc, test_many_reservations_at_once);
+        tcase_add_test(tc, test_name_claimed_while_reserving);
+        tcase_add_test(tc, test_disconnect_while_reserving);
+        tcase_add_test(tc, test_half_closed_peer_still_answered);
+        tcase_add_test(tc, test_quota_charged_while_reserving);
+        tcase_add_test(tc, test_reservation_fails_cleanly);
+        tcase_add_test(tc, test_resize_off_the_loop);
+        tcase_add_test(tc, test_resize_reservation_abandoned);
+        tcase_add_test(tc, test_stop_while_reserving);
+        tcase_add_test(tc, test_seal_refused_while_resizing);
+        tcase_add_test(tc, test_abandoned_resize_keeps_region_busy);
+        tcase_add_test(tc, test_stop_with_abandoned_resize);
+        suite_add_tcase(s, tc);
+        return test_run_suite(s);
+}
