@@ -158,6 +158,18 @@ int closer_start(void)
         return 0;
 }
 
+/* Free the queue and the per-uid counts, and count nothing pending; no fd in it is closed. */
+static void closer_forget_queue(void)
+{
+        free(closer_queue);
+        free(closer_owners);
+        closer_queue = NULL;
+        closer_owners = NULL;
+        closer_cap = closer_head = closer_count = 0;
+        closer_nowners = closer_owners_cap = 0;
+        atomic_store_explicit(&closer_total, 0, memory_order_relaxed);
+}
+
 void closer_stop(void)
 {
         if (!closer_nthreads)
@@ -170,13 +182,7 @@ void closer_stop(void)
         for (unsigned i = 0; i < closer_nthreads; i++)
                 pthread_join(closer_threads[i], NULL);
         closer_nthreads = 0;
-        free(closer_queue);
-        free(closer_owners);
-        closer_queue = NULL;
-        closer_owners = NULL;
-        closer_cap = closer_head = closer_count = 0;
-        closer_nowners = closer_owners_cap = 0;
-        atomic_store_explicit(&closer_total, 0, memory_order_relaxed); /* 0 already: every close returned */
+        closer_forget_queue(); /* empty already: every close returned */
 }
 
 void closer_reset_after_fork(void)
@@ -201,13 +207,7 @@ void closer_reset_after_fork(void)
         pthread_cond_init(&closer_cond, NULL);
         closer_nthreads = 0;
         closer_stopping = false;
-        free(closer_queue);
-        free(closer_owners);
-        closer_queue = NULL;
-        closer_owners = NULL;
-        closer_cap = closer_head = closer_count = 0;
-        closer_nowners = closer_owners_cap = 0;
-        atomic_store_explicit(&closer_total, 0, memory_order_relaxed);
+        closer_forget_queue();
         transport_set_fd_closer(NULL); /* no threads here (yet): the transport closes inline */
 }
 
