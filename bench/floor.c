@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -294,6 +295,90 @@ static int floor_cold_server(int lfd, int memfd)
         }
 }
 
+/*
+ * The bare event-loop server, for floor-cold-epoll: what a server that serves
+ * many clients at once must do beyond the blocking one, and nothing more.
+ * One accept4() per wake-up of the listener; the request tried at once (a
+ * client sends it right after connect) and answered; the socket registered
+ * with epoll only to learn of its next request or its end; at the end,
+ * close() (which takes it out of epoll). No parsing beyond the frame header,
+ * no timers, no accounting.
+ * Return: 1 answered or nothing there yet, 0 at the end, negative errno.
+ */
+static int floor_cold_epoll_answer(int sock, int memfd, const uint8_t *reply, int len)
+{
+        uint8_t buf[PROTO_HEADER_SIZE + 256];
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control;
+        struct iovec iov = { .iov_base = (void *)reply, .iov_len = (size_t)len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                              .msg_controllen = sizeof(control.buf) };
+        struct cmsghdr *cm;
+        struct proto_header h;
+        ssize_t k;
+
+        k = recv(sock, buf, sizeof(buf), MSG_DONTWAIT);
+        if (k == 0)
+                return 0;
+        if (k < 0)
+                return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 1 : -errno;
+        /* the bench's client sends one whole frame and waits: a short read does not happen here */
+        if ((size_t)k < PROTO_HEADER_SIZE || proto_header_decode(buf, (size_t)k, &h) < 0 ||
+            (size_t)k != PROTO_HEADER_SIZE + h.length)
+                return -EPROTO;
+        cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &memfd, sizeof(int));
+        if (sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != len)
+                return -EIO;
+        return 1;
+}
+
+static int floor_cold_epoll_server(int lfd, int memfd)
+{
+        uint8_t payload[256], reply[PROTO_HEADER_SIZE + 256];
+        struct proto_region_info info = { .id = 1, .size = 4096, .backend = PROTO_BACKEND_MEMFD };
+        struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd }, evs[32];
+        int ep, len;
+
+        len = floor_frame(PROTO_OP_OPEN, PROTO_FLAG_REPLY, 1, payload,
+                          proto_region_info_encode(&info, payload, sizeof(payload)), reply, sizeof(reply));
+        ep = epoll_create1(EPOLL_CLOEXEC);
+        if (len < 0 || ep < 0 || fcntl(lfd, F_SETFL, O_NONBLOCK) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0)
+                return 1;
+        for (;;) {
+                int n = epoll_wait(ep, evs, 32, -1);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return 1;
+                for (int i = 0; i < n; i++) {
+                        int fd = evs[i].data.fd, r;
+
+                        if (fd == lfd) {
+                                fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                                if (fd < 0)
+                                        continue;
+                                r = floor_cold_epoll_answer(fd, memfd, reply, len);
+                                ev = (struct epoll_event){ .events = EPOLLIN, .data.fd = fd };
+                                if (r <= 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+                                        close(fd);
+                                continue;
+                        }
+                        r = floor_cold_epoll_answer(fd, memfd, reply, len);
+                        if (r < 0)
+                                return 1;
+                        if (r == 0)
+                                close(fd);
+                }
+        }
+}
+
 static int floor_cold_op(void *userdata)
 {
         struct floor_cold_ctx *c = userdata;
@@ -314,7 +399,7 @@ static int floor_cold_op(void *userdata)
         return r;
 }
 
-int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, struct stats_result *res)
+int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, bool epoll, struct stats_result *res)
 {
         struct proto_region_info info = { 0 };
         struct proto_open open_req = { .name = FLOOR_NAME };
@@ -357,7 +442,7 @@ int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, 
                 goto out;
         }
         if (pid == 0)
-                _exit(floor_cold_server(lfd, memfd));
+                _exit(epoll ? floor_cold_epoll_server(lfd, memfd) : floor_cold_server(lfd, memfd));
 
         r = stats_init(&s, sample_cap);
         if (r == 0)
@@ -367,9 +452,11 @@ int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, 
         if (r == 0 && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM))
                 r = -ECHILD;
         if (r == 0)
-                stats_finish(&s, seconds, "floor-cold",
-                             "connect to a bare server + request + reply with 1 memfd, mmap + munmap + close, "
-                             "no daemon", res);
+                stats_finish(&s, seconds, epoll ? "floor-cold-epoll" : "floor-cold",
+                             epoll ? "the same to a bare epoll server (many clients at once)"
+                                   : "connect to a bare server + request + reply with 1 memfd, mmap + munmap + close, "
+                                     "no daemon",
+                             res);
         stats_deinit(&s);
 out:
         if (lfd >= 0)

@@ -2,6 +2,8 @@
 /* floor: the daemon-less floor, the same exchanges done by hand (socketpair with one fd; shm_open). */
 #pragma once
 
+#include <stdbool.h>
+
 #include "runner.h"
 #include "stats.h"
 
@@ -17,10 +19,13 @@ int floor_socketpair(const struct runner_opts *o, size_t map_size, size_t sample
  * floor_cold() - the cold floor: per operation, connect to a forked bare
  * server (blocking accept, no event loop, no parsing), one request frame of
  * the size of an OPEN, one reply of the size of OPEN's reply carrying one
- * memfd, map (@map_size, read-write), unmap, close both.
+ * memfd, map (@map_size, read-write), unmap, close both. With @epoll the
+ * server is a bare epoll loop instead (accept4, the request read at once,
+ * the socket registered to see its end, closed at it): the least a server
+ * that serves many clients at once adds (row floor-cold-epoll).
  * Return: 0 with *res filled; negative errno.
  */
-int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, struct stats_result *res);
+int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, bool epoll, struct stats_result *res);
 
 /*
  * floor_shm() - shm_open of an existing object, mmap, munmap, close.

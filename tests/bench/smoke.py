@@ -15,7 +15,7 @@ EXPECTED = [
     "open-small-table", "regions-rss", "open-big-table", "idle-connections", "floor-pipe-wake", "publish-notified",
     "publish-rtt",
     # issue 15: the cold floor and cold rows; the data plane with huge pages and reserved memory
-    "floor-cold", "cold-small-table", "cold-big-table",
+    "floor-cold", "floor-cold-epoll", "cold-small-table", "cold-big-table",
     "dp-handover-huge", "dp-read-huge", "dp-read-premapped-huge",
     "dp-handover-reserve", "dp-read-reserve", "dp-read-premapped-reserve",
     "dp-handover-huge-reserve", "dp-read-huge-reserve", "dp-read-premapped-huge-reserve",
