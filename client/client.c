@@ -48,6 +48,8 @@ struct client_pending {
         int result; /* once done: 0 with @reply, or negative errno */
         uint64_t cache_gen; /* the client's cache_gen when it completed */
         struct transport_frame reply;
+        /* where the reply goes if not @reply: a blocking caller's own frame (client_exchange()), written once */
+        struct transport_frame *out;
         uint8_t *space; /* CLIENT_REPLY_SPACE bytes of the waiter's, for the reply's payload; NULL = malloc'd */
         enum client_async kind;
         void (*cb)(void);
@@ -309,6 +311,7 @@ static void client_pending_init(struct client_pending *p, enum client_async kind
         p->done = false;
         p->result = 0;
         p->cache_gen = 0;
+        p->out = NULL;
         p->space = space;
         p->kind = kind;
 }
@@ -324,18 +327,25 @@ static void client_pending_unlink(struct iomem_client *c, struct client_pending 
         }
 }
 
-/* Complete @p with @result (and the reply in *@f, taken over, if @f): wake its waiter or queue its callback. */
+/* Where @p's reply is (once it completed with one): its own, or its blocking caller's frame. */
+static struct transport_frame *client_pending_reply(struct client_pending *p)
+{
+        return p->out ? p->out : &p->reply;
+}
+
+/*
+ * Complete @p with @result (and the reply in *@f, taken over, if @f: its fds and payload are @p's from now on, and
+ * *@f is left as it was, for the caller to forget, never to deinit): wake its waiter or queue its callback.
+ */
 static void client_pending_complete(struct iomem_client *c, struct client_pending *p, int result,
-                                    struct transport_frame *f)
+                                    const struct transport_frame *f)
 {
         client_pending_unlink(c, p);
         p->done = true;
         p->result = result;
         p->cache_gen = c->cache_gen;
-        if (f) {
-                p->reply = *f;
-                *f = (struct transport_frame){ .nfds = 0 };
-        }
+        if (f)
+                *client_pending_reply(p) = *f;
         if (p->kind != CLIENT_SYNC && p->kind != CLIENT_HELLO) {
                 p->next = NULL;
                 if (c->done_tail)
@@ -489,7 +499,7 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
                 client_pending_complete(c, p, r, NULL);
                 return 0; /* the frame was read whole: the stream is still in sync */
         }
-        client_pending_complete(c, p, 0, f);
+        client_pending_complete(c, p, 0, f); /* *f is p's now: the caller forgets it */
         return 0;
 }
 
@@ -677,7 +687,7 @@ static uint32_t client_next_id(struct iomem_client *c)
  */
 static int client_reply_result(struct iomem_client *c, struct client_pending *p)
 {
-        struct transport_frame *f = &p->reply;
+        struct transport_frame *f = client_pending_reply(p);
         struct proto_error err;
         int r;
 
@@ -725,6 +735,7 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         int r;
 
         client_pending_init(&p, CLIENT_SYNC, opcode, want_fds, reply_space);
+        p.out = replyp; /* the reply is written there at once, not copied twice */
         client_message_clear(c);
         if (c->hello_held) {
                 /* the first request: HELLO goes in front of it, in the same sendmsg() */
@@ -772,11 +783,7 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         c->reply_cache_gen = p.cache_gen;
         if (p.result == -ENOTCONN && c->broken)
                 p.result = c->broken; /* what broke it, as before: -EBADMSG, -EPROTO... */
-        r = client_reply_result(c, &p);
-        if (r < 0)
-                return r;
-        *replyp = p.reply;
-        return 0;
+        return client_reply_result(c, &p); /* 0 with the reply in *replyp */
 }
 
 static int client_hello(struct iomem_client *c);
@@ -1479,38 +1486,38 @@ IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uin
 IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint32_t flags, int wait_ms,
                             struct iomem_region **regionp)
 {
-        struct proto_open m = { .name = name };
+        struct proto_open m = { .name = name, .timeout_ms = wait_ms < 0 ? UINT32_MAX : (uint32_t)wait_ms };
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX], reply_space[CLIENT_REPLY_SPACE];
         unsigned tries = 0;
         int64_t deadline;
         uint64_t gen;
-        int r;
+        int len, r;
 
-        if (!client || !regionp)
-                return -EINVAL;
-        r = client_name_check(name);
-        if (r < 0)
-                return r;
-        if (flags & ~IOMEM_OPEN_RDONLY)
+        if (!client || !regionp || !name || (flags & ~IOMEM_OPEN_RDONLY))
                 return -EINVAL;
         if (flags & IOMEM_OPEN_RDONLY)
                 m.flags |= PROTO_OPEN_RDONLY;
         if (wait_ms != 0)
                 m.flags |= PROTO_OPEN_WAIT;
+        /* encoded before the lock, and the name's check (-EINVAL past PROTO_NAME_MAX, as client_name_check()) */
+        len = proto_open_encode(&m, buf, sizeof(buf));
+        if (len < 0)
+                return len;
         if (client_cache_get(client, name, flags, regionp) == 0)
                 return 0;
         deadline = wait_ms > 0 ? client_now_ms() + wait_ms : -1;
         do {
-                /* sent again after a reconnect: a waiting OPEN waits only for what is left of its time */
-                int left = wait_ms > 0 ? client_left_ms(deadline) : wait_ms;
+                if (wait_ms > 0) {
+                        /* sent again after a reconnect: a waiting OPEN waits only for what is left of its time */
+                        int left = client_left_ms(deadline);
 
-                if (wait_ms > 0 && left == 0)
-                        left = 1; /* 0 would mean "do not wait" */
-                m.timeout_ms = left < 0 ? UINT32_MAX : (uint32_t)left;
+                        m.timeout_ms = left == 0 ? 1 : (uint32_t)left; /* 0 would mean "do not wait" */
+                        len = proto_open_encode(&m, buf, sizeof(buf)); /* the same name: it fits */
+                }
                 pthread_mutex_lock(&client->lock);
-                r = client_call_fds_locked(client, PROTO_OP_OPEN, buf, proto_open_encode(&m, buf, sizeof(buf)), NULL,
-                                           0, left, 1, &f, reply_space);
+                r = client_call_fds_locked(client, PROTO_OP_OPEN, buf, len, NULL, 0,
+                                           wait_ms > 0 ? (int)m.timeout_ms : wait_ms, 1, &f, reply_space);
                 gen = client->reply_cache_gen;
                 pthread_mutex_unlock(&client->lock);
         } while (client_again(client, r, &tries));

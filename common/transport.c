@@ -621,9 +621,13 @@ int transport_next_frame_borrowed(struct transport *t, struct transport_frame *f
         if (avail < PROTO_HEADER_SIZE || proto_header_decode(t->in + t->in_start, PROTO_HEADER_SIZE, &h) < 0 ||
             avail - PROTO_HEADER_SIZE < h.length || !(t->in_fds_in_order || (!t->batches && h.nfds == 0)))
                 return transport_next_frame_how(t, f, true);
-        *f = (struct transport_frame){ .nfds = 0, .fd_owner = t->fd_owner };
+        /* each field written once, not zeroed first (a frame is 64 bytes, two per cold connection) */
+        f->payload = NULL;
+        f->payload_borrowed = false;
         for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
                 f->fds[i] = -1;
+        f->nfds = 0;
+        f->fd_owner = t->fd_owner;
         if (h.nfds > 0) {
                 r = transport_claim_fds_in_order(t, h.nfds, f);
                 if (r < 0)

@@ -285,6 +285,14 @@ START_TEST(test_errors)
         longname[sizeof(longname) - 2] = '\0'; /* exactly the maximum */
         ck_assert_int_eq(iomem_create(client_, longname, 4096, &o, &region), 0);
         region = iomem_region_free(region);
+        /* iomem_open() checks the name's length as it encodes the request, before the cache and the lock */
+        ck_assert_int_eq(iomem_open(client_, longname, 0, 0, &region), 0);
+        region = iomem_region_free(region);
+        longname[sizeof(longname) - 2] = 'x'; /* one past the maximum */
+        ck_assert_int_eq(iomem_open(client_, longname, 0, 0, &region), -EINVAL);
+        ck_assert_int_eq(iomem_open(client_, longname, IOMEM_OPEN_RDONLY, 100, &region), -EINVAL);
+        ck_assert_int_eq(iomem_open(client_, NULL, 0, 0, &region), -EINVAL);
+        ck_assert_int_eq(iomem_open(client_, "it.missing", 0x80, 0, &region), -EINVAL); /* unknown flag */
         ck_assert_int_eq(iomem_open(client_, "", 0, 0, &region), -EINVAL);
 
         /* R3: terabytes are refused before anything is made */
