@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "iomem.h"
 #include "parse.h"
+#include "recycle.h"
 #include "region-internal.h"
 
 /*
@@ -59,6 +60,14 @@ struct iomem_region {
         uint32_t flags;    /* IOMEM_REGION_* */
         enum iomem_backend backend;
 };
+
+/* a freed region's block, for the next region (recycle.h: a cold connection's region costs no malloc/free) */
+static void *region_spare;
+
+__attribute__((destructor)) static void region_spare_drain(void)
+{
+        recycle_drain(&region_spare, sizeof(struct iomem_region));
+}
 
 static bool region_backend_valid(enum iomem_backend backend)
 {
@@ -144,17 +153,13 @@ static int region_new_stat_consume_fd_how(int fd, const struct stat *st, enum io
                 backend = (enum iomem_backend)r;
         }
 
-        region = calloc(1, sizeof(*region));
+        region = recycle_take(&region_spare, sizeof(*region));
         if (!region) {
                 r = -ENOMEM;
                 goto fail;
         }
-        region->fd = fd;
-        region->size = (uint64_t)st->st_size;
-        region->checked = true;
-        region->id = id;
-        region->flags = flags;
-        region->backend = backend;
+        *region = (struct iomem_region){ .fd = fd, .size = (uint64_t)st->st_size, .checked = true, .id = id,
+                                         .flags = flags, .backend = backend };
         *regionp = region;
         return 0;
 
@@ -186,7 +191,7 @@ int region_new_reply_consume_fd(int fd, uint64_t size, enum iomem_backend backen
                 }
                 return region_new_stat_consume_fd_how(fd, &st, IOMEM_BACKEND_AUTO, flags, id, false, regionp);
         }
-        region = malloc(sizeof(*region));
+        region = recycle_take(&region_spare, sizeof(*region));
         if (!region) {
                 close(fd);
                 return -ENOMEM;
@@ -271,7 +276,7 @@ IOMEM_EXPORT struct iomem_region *iomem_region_free(struct iomem_region *region)
                 return NULL;
         if (region->fd >= 0)
                 close(region->fd);
-        free(region);
+        recycle_give(&region_spare, region, sizeof(*region));
         errno = saved;
         return NULL;
 }

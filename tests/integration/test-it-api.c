@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -236,6 +237,97 @@ START_TEST(test_create_existing)
         ck_assert_uint_eq(iomem_region_id(b), iomem_region_id(a));
         iomem_region_free(a);
         iomem_region_free(b);
+}
+END_TEST
+
+/*
+ * A disconnected client's block and a freed region's are kept for the next ones (client/recycle.h): what comes out
+ * of them is as new (no error detail, setting or flag of the last one), and no block goes to two threads at once.
+ */
+struct recycle_arg {
+        const char *socket;
+        unsigned k;
+};
+
+static void *recycle_thread(void *p)
+{
+        const struct recycle_arg *a = p;
+        char name[32];
+        bool ok = true;
+
+        snprintf(name, sizeof(name), "it.rc%u", a->k);
+        for (unsigned i = 0; i < 300 && ok; i++) {
+                struct iomem_client *c = NULL;
+                struct iomem_region *r = NULL;
+                void *addr = NULL;
+
+                ok = iomem_connect(a->socket, &c) == 0 && iomem_open(c, name, 0, 0, &r) == 0 &&
+                     strcmp(iomem_client_error_message(c), "") == 0 &&
+                     iomem_region_size(r) == (a->k + 1) * 4096u && iomem_region_map(r, 0, 0, PROT_READ, &addr) == 0 &&
+                     *(volatile unsigned char *)addr == 'a' + a->k;
+                if (addr)
+                        iomem_unmap(addr, (a->k + 1) * 4096u);
+                iomem_region_free(r);
+                iomem_disconnect(c);
+        }
+        return ok ? p : NULL;
+}
+
+START_TEST(test_recycle)
+{
+        struct iomem_region *rc = it_create("it.rc", 4096, 0, IOMEM_BACKEND_MEMFD), *r = NULL, *regions[4];
+        struct iomem_client *k = it_connect();
+        struct recycle_arg args[4];
+        pthread_t threads[4];
+        uintptr_t kaddr = (uintptr_t)k, raddr;
+        unsigned char *p;
+
+        /* leave state behind: an error detail, settings, a read-only region */
+        iomem_client_set_timeout(k, 5000);
+        iomem_client_set_reconnect(k, 0);
+        ck_assert_int_eq(iomem_open(k, "it.rc", IOMEM_OPEN_RDONLY, 0, &r), 0);
+        ck_assert_uint_ne(iomem_region_flags(r) & IOMEM_REGION_RDONLY, 0);
+        raddr = (uintptr_t)r;
+        r = iomem_region_free(r);
+        ck_assert_int_eq(iomem_open(k, "it.none", 0, 0, &r), -ENOENT);
+        ck_assert_str_ne(iomem_client_error_message(k), "");
+        k = iomem_disconnect(k);
+
+        k = it_connect();
+        ck_assert_uint_eq((uintptr_t)k, kaddr); /* the same block... */
+        ck_assert_str_eq(iomem_client_error_message(k), ""); /* ...as new */
+        ck_assert_uint_eq(iomem_client_reconnects(k), 0);
+        ck_assert_int_eq(iomem_open(k, "it.rc", 0, 0, &r), 0);
+        ck_assert_uint_eq((uintptr_t)r, raddr);
+        ck_assert_uint_eq(iomem_region_flags(r) & IOMEM_REGION_RDONLY, 0);
+        ck_assert_uint_eq(iomem_region_id(r), iomem_region_id(rc));
+        ck_assert_uint_eq(iomem_region_size(r), 4096);
+        p = it_map(r, 4096, PROT_READ | PROT_WRITE);
+        p[0] = 'x';
+        iomem_unmap(p, 4096);
+        r = iomem_region_free(r);
+        rc = iomem_region_free(rc);
+        k = iomem_disconnect(k);
+
+        /* threads connecting, opening and freeing at once: each must see its own client and region whole */
+        for (unsigned i = 0; i < 4; i++) {
+                char name[32];
+
+                snprintf(name, sizeof(name), "it.rc%u", i);
+                regions[i] = it_create(name, (i + 1) * 4096u, 0, IOMEM_BACKEND_MEMFD);
+                p = it_map(regions[i], 1, PROT_READ | PROT_WRITE);
+                p[0] = (unsigned char)('a' + i);
+                iomem_unmap(p, 1);
+                args[i] = (struct recycle_arg){ .socket = daemon_.socket, .k = i };
+                ck_assert_int_eq(pthread_create(&threads[i], NULL, recycle_thread, &args[i]), 0);
+        }
+        for (unsigned i = 0; i < 4; i++) {
+                void *ret;
+
+                ck_assert_int_eq(pthread_join(threads[i], &ret), 0);
+                ck_assert_msg(ret == &args[i], "thread %u saw another's client or region", i);
+                regions[i] = iomem_region_free(regions[i]);
+        }
 }
 END_TEST
 
@@ -872,6 +964,7 @@ static Suite *suite(void)
         tcase_add_loop_test(tc, test_reserve_quota, 0, 3);
         tcase_add_test(tc, test_reserve_over_quota);
         tcase_add_test(tc, test_huge);
+        tcase_add_test(tc, test_recycle);
         tcase_add_test(tc, test_anonymous_pages_bounded);
         suite_add_tcase(s, tc);
         return s;

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* recycle: one freed block of a fixed size, kept for the next allocation of its kind (libiomem-internal). */
+#pragma once
+
+#include <stddef.h>
+#include <stdlib.h>
+
+#if defined(__has_include)
+#if __has_include(<sanitizer/asan_interface.h>)
+#include <sanitizer/asan_interface.h> /* ASAN_(UN)POISON_MEMORY_REGION: no-ops unless built with ASan */
+#endif
+#endif
+#ifndef ASAN_POISON_MEMORY_REGION
+#define ASAN_POISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#endif
+
+/*
+ * A short-lived program connects, opens one region and frees both: malloc and free of each block cost ~130
+ * instructions (glibc's per-thread cache), an atomic exchange with a slot a few. A slot holds at most one block
+ * of one size (the caller's: struct iomem_client, struct iomem_region), owned by nobody but the slot: a block is
+ * given to it when freed and taken out whole by the next allocation, by any thread (one exchange each way, so a
+ * block is never in two hands). A second block freed while the slot is full goes to free(). The block in a slot
+ * is poisoned for AddressSanitizer (a use after iomem_disconnect() or iomem_region_free() is still reported) and
+ * freed when the library is unloaded or the process exits (recycle_drain()).
+ */
+
+/* Return: a block of @size bytes (uninitialised, as malloc's), the slot's if it holds one; NULL (-ENOMEM). */
+static inline void *recycle_take(void **slot, size_t size)
+{
+        void *p = __atomic_exchange_n(slot, NULL, __ATOMIC_ACQUIRE);
+
+        if (!p)
+                return malloc(size);
+        ASAN_UNPOISON_MEMORY_REGION(p, size);
+        return p;
+}
+
+/* Give @p (@size bytes, from recycle_take(); NULL is ignored) back: into the slot, or to free() if it is full. */
+static inline void recycle_give(void **slot, void *p, size_t size)
+{
+        if (!p)
+                return;
+        ASAN_POISON_MEMORY_REGION(p, size);
+        p = __atomic_exchange_n(slot, p, __ATOMIC_ACQ_REL);
+        if (p) {
+                ASAN_UNPOISON_MEMORY_REGION(p, size);
+                free(p);
+        }
+}
+
+/* Free what the slot holds (at unload or exit). */
+static inline void recycle_drain(void **slot, size_t size)
+{
+        void *p = __atomic_exchange_n(slot, NULL, __ATOMIC_ACQUIRE);
+
+        if (p) {
+                ASAN_UNPOISON_MEMORY_REGION(p, size);
+                free(p);
+        }
+}
