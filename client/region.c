@@ -369,8 +369,8 @@ IOMEM_EXPORT int iomem_region_map(struct iomem_region *region, uint64_t offset, 
                 return -EINVAL;
         if (prot == 0 || (prot & ~(PROT_READ | PROT_WRITE)))
                 return -EINVAL;
-        page = region_page_size();
-        if (offset % page)
+        page = region_page_size(); /* a power of two */
+        if (offset & (page - 1))
                 return -EINVAL;
         if ((prot & PROT_WRITE) && (region->flags & IOMEM_REGION_RDONLY))
                 return -EACCES;
