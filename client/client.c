@@ -797,15 +797,27 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
 
 static int client_hello(struct iomem_client *c);
 
-/* Close the socket (leased regions of this connection go away). */
-static void client_close(struct iomem_client *c)
+/*
+ * Close the socket (leased regions of this connection go away). @final: the client is freed next (its transport is
+ * released, not reset for a later use).
+ */
+static void client_close_how(struct iomem_client *c, bool final)
 {
-        if (c->transport_ready)
-                transport_deinit(&c->t);
+        if (c->transport_ready) {
+                if (final)
+                        transport_release(&c->t);
+                else
+                        transport_deinit(&c->t);
+        }
         c->transport_ready = false;
         if (c->fd >= 0)
                 close(c->fd);
         c->fd = -1;
+}
+
+static void client_close(struct iomem_client *c)
+{
+        client_close_how(c, false);
 }
 
 /*
@@ -1366,7 +1378,7 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
          */
         if (client->pending || (client->hello_p && !client->hello_p->done))
                 client_break(client, -ENOTCONN); /* else nothing is outstanding: nothing to complete or wake */
-        client_close(client);
+        client_close_how(client, true);
         while (client->done_head) {
                 struct client_pending *p = client->done_head;
 

@@ -192,13 +192,12 @@ int transport_init_storage(struct transport *t, int fd, size_t max_out_bytes, un
         return 0;
 }
 
-void transport_deinit(struct transport *t)
+void transport_release(struct transport *t)
 {
         struct transport_out *o, *next;
 
-        if (!t)
-                return;
-        transport_drop_batches(t);
+        if (t->batches)
+                transport_drop_batches(t);
         transport_in_unpoison(t);
         for (o = t->out_head; o; o = next) {
                 next = o->next;
@@ -208,6 +207,13 @@ void transport_deinit(struct transport *t)
         }
         if (!t->in_storage)
                 free(t->in);
+}
+
+void transport_deinit(struct transport *t)
+{
+        if (!t)
+                return;
+        transport_release(t);
         *t = (struct transport){ .fd = -1 };
 }
 

@@ -204,6 +204,7 @@ struct fake_daemon {
         unsigned pages; /* LIST requests answered */
         int open_fd;        /* what every OPEN is answered with (the test's, lent): -1 = OPEN ends the fake */
         uint64_t open_size; /* the size the OPEN replies announce */
+        size_t open_cut;    /* > 0: an OPEN reply is cut after this many bytes (its fd with them), the rest never sent */
 };
 
 /* Return: true once @len bytes were read into @buf. */
@@ -235,8 +236,12 @@ static bool fake_reply(int fd, const struct proto_header *req, const uint8_t *pa
         return write(fd, out, PROTO_HEADER_SIZE + (size_t)len) == (ssize_t)(PROTO_HEADER_SIZE + (size_t)len);
 }
 
-/* The reply to @req with @payload and @pass_fd (lent) in one sendmsg(). Return: true if it was all sent. */
-static bool fake_reply_fd(int fd, const struct proto_header *req, const uint8_t *payload, int len, int pass_fd)
+/*
+ * The reply to @req with @payload and @pass_fd (lent) in one sendmsg(), only its first @cut bytes if @cut > 0.
+ * Return: true if it was all sent.
+ */
+static bool fake_reply_fd(int fd, const struct proto_header *req, const uint8_t *payload, int len, int pass_fd,
+                          size_t cut)
 {
         uint8_t out[PROTO_HEADER_SIZE + 256];
         union {
@@ -256,6 +261,8 @@ static bool fake_reply_fd(int fd, const struct proto_header *req, const uint8_t 
         proto_header_encode(&h, out);
         memcpy(out + PROTO_HEADER_SIZE, payload, (size_t)len);
         iov.iov_len = PROTO_HEADER_SIZE + (size_t)len;
+        if (cut > 0 && cut < iov.iov_len)
+                iov.iov_len = cut;
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
         cm->cmsg_len = CMSG_LEN(sizeof(int));
@@ -302,7 +309,7 @@ static void *fake_serving_daemon(void *arg)
                                                           .backend = PROTO_BACKEND_MEMFD };
 
                         len = proto_region_info_encode(&info, out, sizeof(out));
-                        if (!fake_reply_fd(s, &h, out, len, d->open_fd))
+                        if (!fake_reply_fd(s, &h, out, len, d->open_fd, d->open_cut))
                                 break;
                         continue;
                 } else {
@@ -324,6 +331,7 @@ static void fake_start(struct fake_daemon *d, void *(*fn)(void *))
         d->listen_fd = it_listen(d->path, 4);
         d->pages = 0;
         d->open_fd = -1;
+        d->open_cut = 0;
         ck_assert_int_eq(pthread_create(&d->thread, NULL, fn, d), 0);
 }
 
@@ -614,6 +622,38 @@ START_TEST(test_replies_in_pieces)
 END_TEST
 
 /*
+ * A client disconnected while its transport holds an fd that came ahead of the rest of its frame (an OPEN reply
+ * cut after 8 bytes, the fd with them; the call times out): iomem_disconnect() closes it (transport_release());
+ * the teardown's fd-leak check fails otherwise.
+ */
+START_TEST(test_disconnect_holding_fd)
+{
+        struct fake_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *region = NULL;
+        int fd = memfd_create("held", MFD_CLOEXEC), base;
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, 4096), 0);
+        fake_start(&d, fake_serving_daemon);
+        d.open_fd = fd;
+        d.open_size = 4096;
+        d.open_cut = 8;
+        base = fdutil_count(0);
+        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        iomem_client_set_timeout(c, 300);
+        ck_assert_int_eq(iomem_open(c, "any", 0, 0, &region), -ETIMEDOUT);
+        ck_assert_ptr_null(region);
+        /* the client's socket, the fake's end of it, and the copy of the fd, held */
+        ck_assert_int_eq(fdutil_count(0), base + 3);
+        c = iomem_disconnect(c);
+        fake_stop(&d);
+        close(fd);
+}
+END_TEST
+
+/*
  * D7 on the client: an fd that is not a regular file (here a pipe, which a read would block on) is never mapped
  * nor given out: every use of the region fails with -EINVAL, and its size is 0, never the announced one.
  */
@@ -697,6 +737,7 @@ int main(void)
         /* a hang (the old endless read) fails here; passing takes well under a second */
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_process_returns_under_flood);
+        tcase_add_test(tc, test_disconnect_holding_fd);
         tcase_add_test(tc, test_cached_open_returns_under_flood);
         tcase_add_test(tc, test_list_cycling_cursors);
         tcase_add_test(tc, test_cached_open_sees_event_another_thread_holds);
