@@ -346,7 +346,7 @@ static struct transport_frame *client_pending_reply(struct client_pending *p)
  * Complete @p with @result (and the reply in *@f, taken over, if @f: its fds and payload are @p's from now on, and
  * *@f is left as it was, for the caller to forget, never to deinit): wake its waiter or queue its callback.
  */
-static void client_pending_complete(struct iomem_client *c, struct client_pending *p, int result,
+static inline void client_pending_complete(struct iomem_client *c, struct client_pending *p, int result,
                                     const struct transport_frame *f)
 {
         client_pending_unlink(c, p);
@@ -412,7 +412,7 @@ static void client_break(struct iomem_client *c, int r)
         client_wake(c);
 }
 
-static int client_hello_result(struct iomem_client *c, const struct transport_frame *f);
+static inline int client_hello_result(struct iomem_client *c, const struct transport_frame *f);
 static int client_hello_queue(struct iomem_client *c, bool in_order);
 
 /* The held-back HELLO, encoded to go out in front of the first request (client_hello_prepare()). */
@@ -422,7 +422,7 @@ struct client_hello_msg {
         struct transport_msg m;
 };
 
-static int client_hello_prepare(struct iomem_client *c, bool in_order, struct client_hello_msg *hm);
+static inline int client_hello_prepare(struct iomem_client *c, bool in_order, struct client_hello_msg *hm);
 
 /* transport_frame_deinit(@f) where it has anything to close or free (iomemd's conn_process_frames() does the same) */
 static void client_frame_done(struct transport_frame *f)
@@ -801,7 +801,7 @@ static int client_hello(struct iomem_client *c);
  * Close the socket (leased regions of this connection go away). @final: the client is freed next (its transport is
  * released, not reset for a later use).
  */
-static void client_close_how(struct iomem_client *c, bool final)
+static inline void client_close_how(struct iomem_client *c, bool final)
 {
         if (c->transport_ready) {
                 if (final)
@@ -1121,7 +1121,7 @@ static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *p
 }
 
 /* Return: 0 if @f is a HELLO reply we can work with; -EPROTO, -EPROTONOSUPPORT. */
-static int client_hello_check(const struct transport_frame *f)
+static inline int client_hello_check(const struct transport_frame *f)
 {
         struct proto_hello_reply hello;
 
@@ -1185,7 +1185,7 @@ static int client_hello_queue(struct iomem_client *c, bool in_order)
  * to send or queue at once, and put its entry in the reply table as sent (client_hello_queue()). Called with the
  * lock held. Return: 0; negative errno (nothing changed).
  */
-static int client_hello_prepare(struct iomem_client *c, bool in_order, struct client_hello_msg *hm)
+static inline int client_hello_prepare(struct iomem_client *c, bool in_order, struct client_hello_msg *hm)
 {
         struct proto_hello m = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
                                  .flags = c->hello_flags |
@@ -1212,7 +1212,7 @@ static int client_hello_prepare(struct iomem_client *c, bool in_order, struct cl
  * a refusal's message is kept for iomem_client_error_message().
  * Return: 0; the daemon's refusal (-EACCES, -EDQUOT...); -EPROTONOSUPPORT; -EPROTO.
  */
-static int client_hello_result(struct iomem_client *c, const struct transport_frame *f)
+static inline int client_hello_result(struct iomem_client *c, const struct transport_frame *f)
 {
         struct proto_error err;
         char *m;
@@ -1453,7 +1453,7 @@ static int client_name_check(const char *name)
  * is the object's own (S1), whatever the daemon announced.
  * Return: 0; -EPROTO; negative errno.
  */
-static int client_region_from_info(struct transport_frame *f, const struct proto_region_info *infop,
+static inline int client_region_from_info(struct transport_frame *f, const struct proto_region_info *infop,
                                    struct iomem_region **regionp)
 {
         int fd = f->fds[0];
@@ -1465,7 +1465,7 @@ static int client_region_from_info(struct transport_frame *f, const struct proto
                                           infop->id, regionp); /* fd consumed */
 }
 
-static int client_region_from_reply(struct transport_frame *f, struct iomem_region **regionp)
+static inline int client_region_from_reply(struct transport_frame *f, struct iomem_region **regionp)
 {
         struct proto_region_info info;
 
