@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#endif
 
 #include "iomem.h"
 #include "itutil.h"
@@ -292,6 +295,11 @@ START_TEST(test_recycle)
         ck_assert_int_eq(iomem_open(k, "it.none", 0, 0, &r), -ENOENT);
         ck_assert_str_ne(iomem_client_error_message(k), "");
         k = iomem_disconnect(k);
+#ifdef __SANITIZE_ADDRESS__
+        /* while in their slots, both blocks are poisoned: a use after free is still reported */
+        ck_assert(__asan_address_is_poisoned((void *)kaddr));
+        ck_assert(__asan_address_is_poisoned((void *)raddr));
+#endif
 
         k = it_connect();
         ck_assert_uint_eq((uintptr_t)k, kaddr); /* the same block... */
