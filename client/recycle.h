@@ -83,11 +83,16 @@ static inline void *recycle_take(void **slot, size_t size)
 /* Give @p (@size bytes, from recycle_take(); NULL is ignored) back: into the slot, or to free() if it is full. */
 static inline void recycle_give(void **slot, void *p, size_t size)
 {
+        void *old;
+
         if (!p)
                 return;
         ASAN_POISON_MEMORY_REGION(p, size);
         RECYCLE_VG_GIVE(p, size);
-        p = __atomic_exchange_n(slot, p, __ATOMIC_ACQ_REL);
+        old = __atomic_exchange_n(slot, p, __ATOMIC_ACQ_REL);
+        if (old == p)
+                return; /* the caller's double free, its block still here: kept once, not also given to free() */
+        p = old;
         if (p) {
                 ASAN_UNPOISON_MEMORY_REGION(p, size);
                 RECYCLE_VG_FREE(p, size);
