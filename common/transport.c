@@ -60,9 +60,13 @@ struct transport_out {
         size_t sent;   /* bytes of data[] already sent */
         unsigned nfds; /* fds not yet sent; 0 once the first byte went out */
         bool borrowed; /* fds[] are the caller's, until transport_own_fds() (transport_queue_with_fds()) */
+        bool stored;   /* in t->out_store (transport_use_out_storage()): not freed, the storage is reused */
         int fds[PROTO_MAX_FDS];
         uint8_t data[];
 };
+
+_Static_assert(_Alignof(struct transport_out) <= _Alignof(struct transport_out_storage),
+               "queued frames are built in struct transport_out_storage");
 
 static void (*transport_fd_closer)(int fd, uint32_t owner);
 
@@ -192,6 +196,46 @@ int transport_init_storage(struct transport *t, int fd, size_t max_out_bytes, un
         return 0;
 }
 
+void transport_use_out_storage(struct transport *t, struct transport_out_storage *storage)
+{
+        assert(!t->out_head && !t->out_store);
+        t->out_store = storage->bytes;
+        t->out_store_used = 0;
+        ASAN_POISON_MEMORY_REGION(t->out_store, TRANSPORT_OUT_STORAGE); /* unpoisoned frame by frame as queued */
+}
+
+/*
+ * Return: room for a queued frame of @size bytes (header and payload) with its bookkeeping, in the out storage
+ * if it fits there (*@storedp true), else allocated; NULL (-ENOMEM). Nothing in it is set.
+ */
+static struct transport_out *transport_out_new(struct transport *t, size_t size, bool *storedp)
+{
+        size_t need = (sizeof(struct transport_out) + size + _Alignof(struct transport_out) - 1) &
+                      ~(_Alignof(struct transport_out) - 1);
+        struct transport_out *o;
+
+        if (t->out_store && TRANSPORT_OUT_STORAGE - t->out_store_used >= need) {
+                o = (struct transport_out *)(void *)(t->out_store + t->out_store_used);
+                ASAN_UNPOISON_MEMORY_REGION(o, sizeof(*o) + size);
+                t->out_store_used += need;
+                *storedp = true;
+                return o;
+        }
+        *storedp = false;
+        return malloc(sizeof(*o) + size);
+}
+
+/* Free @o, sent and unlinked from the queue; once the queue is empty its storage may be used again from the start. */
+static void transport_out_free(struct transport *t, struct transport_out *o)
+{
+        if (o->stored)
+                ASAN_POISON_MEMORY_REGION(o, sizeof(*o) + o->len);
+        else
+                free(o);
+        if (!t->out_head)
+                t->out_store_used = 0;
+}
+
 void transport_release(struct transport *t)
 {
         struct transport_out *o, *next;
@@ -203,8 +247,11 @@ void transport_release(struct transport *t)
                 next = o->next;
                 if (!o->borrowed)
                         transport_close_own_fds(o->fds, o->nfds);
-                free(o);
+                if (!o->stored)
+                        free(o);
         }
+        if (t->out_store)
+                ASAN_UNPOISON_MEMORY_REGION(t->out_store, TRANSPORT_OUT_STORAGE); /* the caller's again */
         if (!t->in_storage)
                 free(t->in);
 }
@@ -655,6 +702,7 @@ static int transport_queue_how(struct transport *t, const struct proto_header *h
         struct proto_header hdr;
         struct transport_out *o;
         uint64_t size;
+        bool stored;
         int r;
 
         if (len > PROTO_MAX_PAYLOAD || nfds > PROTO_MAX_FDS) {
@@ -673,7 +721,7 @@ static int transport_queue_how(struct transport *t, const struct proto_header *h
                 r = -ENOBUFS;
                 goto fail;
         }
-        o = malloc(sizeof(*o) + (size_t)size);
+        o = transport_out_new(t, (size_t)size, &stored);
         if (!o) {
                 r = -ENOMEM;
                 goto fail;
@@ -684,7 +732,8 @@ static int transport_queue_how(struct transport *t, const struct proto_header *h
         hdr.version = PROTO_VERSION;
         hdr.length = (uint32_t)len;
         hdr.nfds = (uint16_t)nfds;
-        *o = (struct transport_out){ .len = (size_t)size, .nfds = nfds, .borrowed = borrowed && nfds > 0 };
+        *o = (struct transport_out){ .len = (size_t)size, .nfds = nfds, .borrowed = borrowed && nfds > 0,
+                                     .stored = stored };
         proto_header_encode(&hdr, o->data);
         if (len > 0)
                 memcpy(o->data + PROTO_HEADER_SIZE, payload, len);
@@ -794,7 +843,7 @@ static void transport_advance(struct transport *t, size_t n)
                         t->out_head = o->next;
                         if (!t->out_head)
                                 t->out_tail = NULL;
-                        free(o);
+                        transport_out_free(t, o);
                 }
         }
 }

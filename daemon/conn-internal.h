@@ -67,6 +67,12 @@ struct conn {
         bool overflow_pending; /* an OVERFLOW goes out before evq_head */
         uint64_t dropped;      /* events dropped since the last OVERFLOW went out */
         void *userdata;
+        /*
+         * Last, and not zeroed by conn_new() (the transport sets up what it uses): @transport's first input buffer
+         * and fd batch, and room for its queued replies, so that a short-lived connection allocates only itself.
+         */
+        struct transport_storage storage;
+        struct transport_out_storage out_storage;
 };
 
 /*

@@ -1373,6 +1373,123 @@ START_TEST(test_storage)
 }
 END_TEST
 
+/* Return: true if the frame @o (a queued struct transport_out) lies in @storage. */
+static bool in_out_storage(const void *o, const struct transport_out_storage *storage)
+{
+        uintptr_t p = (uintptr_t)o, start = (uintptr_t)storage->bytes;
+
+        return p >= start && p < start + sizeof(storage->bytes);
+}
+
+/*
+ * transport_use_out_storage(): small frames are built in the caller's storage and a large one is allocated, in one
+ * queue whose order, partial writes and fds are what they are without it. The storage is used again from its start
+ * only once the queue is empty: a frame queued while one cut by a partial write (and the small ones behind it)
+ * still wait must not be built over those. Deinit frees none of it (an ASan build would report that).
+ */
+static void out_storage(bool in_order)
+{
+        /* frames 0 and 2 in the storage, 1 too large for it, 3 (borrowed fds) behind 2, 4 once the queue drained */
+        static const uint32_t lengths[] = { 0, PROTO_MAX_PAYLOAD, 0, 24, 8 };
+        static const unsigned nfds[] = { 1, 0, 1, 2, 1 };
+        enum { N = 5 };
+        struct transport_out_storage storage;
+        int orig[N][PROTO_MAX_FDS];
+        struct transport a, b;
+        struct transport_frame f;
+        uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
+        int small = 4096, sv[2], r;
+        unsigned got = 0, rounds = 0;
+
+        ck_assert_ptr_nonnull(payload);
+        pair_new(sv);
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        transport_use_out_storage(&a, &storage);
+        a.out_fds_in_order = in_order;
+        b.in_fds_in_order = in_order;
+        for (unsigned i = 0; i < N; i++) {
+                struct proto_header h = { .opcode = PROTO_OP_OPEN, .id = i, .flags = PROTO_FLAG_REPLY };
+                int fds[PROTO_MAX_FDS];
+
+                for (uint32_t k = 0; k < lengths[i]; k++)
+                        payload[k] = (uint8_t)(i * 31u + k);
+                for (unsigned k = 0; k < nfds[i]; k++) {
+                        fds[k] = memfd_new();
+                        orig[i][k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+                        ck_assert_int_ge(orig[i][k], 0);
+                }
+                if (i == 3) {
+                        /* as iomemd lends a region's fd: borrowed, then copied since the frame waits */
+                        ck_assert_int_eq(transport_queue_with_fds(&a, &h, payload, lengths[i], fds, nfds[i]), 0);
+                        ck_assert_int_eq(transport_own_fds(&a), 0);
+                        fds_close(fds, nfds[i]);
+                } else {
+                        ck_assert_int_eq(transport_queue(&a, &h, payload, lengths[i], fds, nfds[i]), 0);
+                }
+                if (i == 0)
+                        ck_assert_ptr_eq((void *)a.out_head, (void *)storage.bytes);
+                if (i == 1)
+                        ck_assert(!in_out_storage(a.out_tail, &storage));
+                if (i == 2) {
+                        ck_assert(in_out_storage(a.out_tail, &storage));
+                        /* frame 0 and a part of 1 go; the rest of 1, and 2, wait */
+                        ck_assert_int_eq(transport_flush(&a), -EAGAIN);
+                        ck_assert(!in_out_storage(a.out_head, &storage));
+                }
+                if (i == 3) /* behind frame 2, not over it: the queue did not empty */
+                        ck_assert(in_out_storage(a.out_tail, &storage) && (void *)a.out_tail != (void *)storage.bytes);
+                if (i == 4) {
+                        /* the queue emptied: its storage is used from the start again */
+                        ck_assert_ptr_eq((void *)a.out_head, (void *)storage.bytes);
+                }
+                while (got < (i == 3 ? 4u : i == 4 ? 5u : 0u)) {
+                        ck_assert_uint_lt(rounds++, 1000000);
+                        r = transport_flush(&a);
+                        if (r != -EAGAIN)
+                                ck_assert_int_eq(r, 0);
+                        while ((r = pump(&b, &f)) != 0) {
+                                ck_assert_int_eq(r, 1);
+                                ck_assert_uint_eq(f.hdr.id, got);
+                                payload_check(&f, got, lengths[got]);
+                                ck_assert_uint_eq(f.nfds, nfds[got]);
+                                for (unsigned k = 0; k < f.nfds; k++)
+                                        ck_assert(test_same_file(f.fds[k], orig[got][k]));
+                                transport_frame_deinit(&f);
+                                fds_close(orig[got], nfds[got]);
+                                got++;
+                        }
+                }
+        }
+        ck_assert_uint_eq(got, N);
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_fds, 0);
+        /* queued and never sent: deinit closes its fd and leaves the storage alone */
+        {
+                struct proto_header h = { .opcode = PROTO_OP_OPEN, .flags = PROTO_FLAG_REPLY };
+                int fd = memfd_new();
+
+                ck_assert_int_eq(transport_queue(&a, &h, NULL, 0, &fd, 1), 0);
+                ck_assert_ptr_eq((void *)a.out_head, (void *)storage.bytes);
+        }
+        tpair_close(sv, &a, &b);
+        free(payload);
+}
+
+START_TEST(test_out_storage)
+{
+        out_storage(false);
+}
+END_TEST
+
+START_TEST(test_out_storage_in_order)
+{
+        out_storage(true);
+}
+END_TEST
+
 /*
  * transport_sendv_blocking(): frames go in order whether they leave with one sendmsg() from the caller's memory,
  * are cut by a full socket (the rest queued and flushed later, the cut frame from where it stopped), or go
@@ -1978,6 +2095,8 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_partial_writes_in_order);
         tcase_add_test(tc, test_partial_writes_in_order_fds_bound);
         tcase_add_test(tc, test_storage);
+        tcase_add_test(tc, test_out_storage);
+        tcase_add_test(tc, test_out_storage_in_order);
         tcase_add_test(tc, test_sendv);
         tcase_add_test(tc, test_l4_epipe_no_sigpipe);
         tcase_add_test(tc, test_read_buffer_full);
