@@ -323,7 +323,8 @@ static void transport_attach_fds(struct msghdr *msg, void *ctrl, const int *fds,
         cmsg->cmsg_level = SOL_SOCKET;
         cmsg->cmsg_type = SCM_RIGHTS;
         cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-        memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
+        for (unsigned i = 0; i < nfds; i++) /* PROTO_MAX_FDS at most: no memcpy call */
+                memcpy(CMSG_DATA(cmsg) + i * sizeof(int), &fds[i], sizeof(int));
 }
 
 /*
@@ -413,7 +414,10 @@ static int transport_read_flags(struct transport *t, int flags)
                 return -errno;
         t->in_filled = (size_t)n == iov.iov_len;
 
-        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds, t->fd_owner);
+        /* no control data (the kernel sets msg_controllen to what it wrote) and none cut: no fds, nothing wrong */
+        r = msg.msg_controllen == 0 && !(msg.msg_flags & MSG_CTRUNC)
+                    ? 0
+                    : transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds, t->fd_owner);
         if (r >= 0 && nfds > 0 && (n == 0 || t->in_fds + nfds > TRANSPORT_MAX_HELD_FDS))
                 r = -EPROTO; /* fds without bytes, or piling up with no frame to claim them */
         if (r < 0) {
@@ -886,7 +890,8 @@ static int transport_flush_in_order(struct transport *t, unsigned *fd_budget)
                 if (o->nfds > 0 && (t->out_fds_ahead_bytes > 0 || nfds + o->nfds > PROTO_MAX_FDS ||
                                     nfds + o->nfds > *fd_budget))
                         break;
-                memcpy(fds + nfds, o->fds, o->nfds * sizeof(int));
+                for (unsigned i = 0; i < o->nfds; i++) /* PROTO_MAX_FDS at most: no memcpy call */
+                        fds[nfds + i] = o->fds[i];
                 nfds += o->nfds;
                 iov[niov++] = (struct iovec){ .iov_base = o->data + o->sent, .iov_len = o->len - o->sent };
                 bytes += o->len - o->sent;

@@ -43,7 +43,7 @@ static size_t closer_nowners, closer_owners_cap;
  * event loop only ever adds to it itself, so it never reads 0 while one of
  * its own fds is still queued.
  */
-static atomic_uint closer_total;
+atomic_uint closer_total;
 
 /* Return: @uid's entry, or NULL. Called with the lock held. */
 static struct closer_owner *closer_owner_find(uint32_t uid)
@@ -233,12 +233,12 @@ void closer_close(int fd, uint32_t uid)
         }
 }
 
-unsigned closer_pending(uint32_t uid)
+unsigned closer_pending_uid(uint32_t uid)
 {
         const struct closer_owner *o;
         unsigned n;
 
-        if (!closer_nthreads || atomic_load_explicit(&closer_total, memory_order_relaxed) == 0)
+        if (!closer_nthreads)
                 return 0;
         pthread_mutex_lock(&closer_lock);
         o = closer_owner_find(uid);

@@ -168,7 +168,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         c = malloc(sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        memset(c, 0, offsetof(struct conn, storage)); /* the transport's storage is set up by the transport */
+        memset(c, 0, offsetof(struct conn, transport)); /* the rest: transport_init_storage() below */
         c->ctx = ctx;
         c->uid = cred.uid;
         c->gid = cred.gid;
