@@ -25,7 +25,12 @@
 #define CLOSER_NO_UID UINT32_MAX /* fds no client sent (region fds): counted to nobody's uid */
 #define CLOSER_MAX_PENDING_PER_UID 256u
 
-/* closer_start() - start the threads and make them the transport's closer. Return: 0 or negative errno. */
+/*
+ * closer_start() - make closer_close() the transport's closer, its threads started by the first close handed
+ * to it (closer_close()), not before: a process that never gets such a close (iomemd serving OPENs of regions
+ * that outlive their clients) stays on one thread, where glibc's syscall wrappers skip their cancellation
+ * bookkeeping and the kernel looks fds up without a reference. Return: 0.
+ */
 int closer_start(void);
 
 /* closer_stop() - close what is queued (waiting for blocked closes), stop the threads. Return: nothing. */
@@ -41,7 +46,11 @@ void closer_stop(void);
  */
 void closer_reset_after_fork(void);
 
-/* closer_close() - close @fd, which @uid sent, soon, not necessarily now. Return: nothing. */
+/*
+ * closer_close() - close @fd, which @uid sent, soon, not necessarily now: on the threads, which the first call
+ * after closer_start() starts (if none can be, the warning is logged once and closes happen inline, as without
+ * closer_start()). Called on one thread (the event loop's). Return: nothing.
+ */
 void closer_close(int fd, uint32_t uid);
 
 /* closer_pending()'s look under the lock, when something is pending. */

@@ -163,6 +163,22 @@ static ssize_t read_cmdline(pid_t pid, char *buf, size_t size)
         return n;
 }
 
+/* Return: the threads of this process (Threads: in /proc/self/status). */
+static int thread_count(void)
+{
+        char line[256];
+        int n = -1;
+        FILE *f = fopen("/proc/self/status", "re");
+
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Threads: %d", &n) == 1)
+                        break;
+        fclose(f);
+        ck_assert_int_gt(n, 0);
+        return n;
+}
+
 /*
  * A keeper forked without exec (keepers_spawn()'s fallback when the exec
  * fails) from a process whose closer threads run, as the daemon's do: it
@@ -177,10 +193,15 @@ START_TEST(test_keeper_fallback_closes_drops)
         struct keepers k;
         char mine[512], its[512];
         ssize_t mine_len, its_len;
-        int keep = make_memfd(4096), out = -1, base, n = -1;
+        int keep = make_memfd(4096), out = -1, base, n = -1, threads;
         pid_t pid;
 
-        ck_assert_int_eq(closer_start(), 0); /* as in the daemon: closer threads run when keepers are forked */
+        threads = thread_count();
+        ck_assert_int_eq(closer_start(), 0);
+        /* as in a daemon that has closed a client's fd: its closer threads run when keepers are forked */
+        ck_assert_int_eq(thread_count(), threads); /* they start with the first close handed to them, not before */
+        closer_close(make_memfd(4096), CLOSER_NO_UID);
+        ck_assert_int_gt(thread_count(), threads);
         keepers_set_exec("/nonexistent/iomemd-for-test"); /* the exec fails: the forked copy serves */
         keepers_init(&k, 0);
         ck_assert_int_eq(keepers_park_with_fd(&k, 1, keep, NULL), 0);
