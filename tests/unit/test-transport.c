@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -1478,6 +1479,121 @@ static void out_storage(bool in_order)
         free(payload);
 }
 
+/*
+ * transport_use_out_storage() under a random mix of what iomemd does: frames of every size (some fitting the
+ * storage, some not), with own or borrowed fds (made own while they wait), flushes cut by a small socket buffer and
+ * by fd budgets, the queue draining and refilling at random points. Whatever the storage holds, the peer must get
+ * every frame intact, in order, with its own fds: a frame built over one still queued (or partly sent) would show
+ * as a wrong payload or a wrong fd here, and as a use of poisoned memory in an ASan build.
+ */
+static void out_storage_random(bool in_order, uint32_t seed)
+{
+        enum { FRAMES = 1500, MAX_WAIT = 48 };
+        struct expect {
+                uint32_t len;
+                unsigned nfds;
+                int orig[3];
+        };
+        struct expect *want = calloc(FRAMES, sizeof(*want));
+        struct transport_out_storage *storage = malloc(sizeof(*storage));
+        uint8_t *payload = malloc(8192);
+        struct transport a, b;
+        struct transport_frame f;
+        unsigned queued = 0, got = 0, rounds = 0;
+        uint32_t x = seed;
+        int small = 4096, sv[2], r;
+
+        ck_assert_ptr_nonnull(want);
+        ck_assert_ptr_nonnull(storage);
+        ck_assert_ptr_nonnull(payload);
+        pair_new(sv);
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        transport_use_out_storage(&a, storage);
+        a.out_fds_in_order = in_order;
+        b.in_fds_in_order = in_order;
+#define NEXT() (x ^= x << 13, x ^= x >> 17, x ^= x << 5, x)
+        while (got < FRAMES) {
+                unsigned action = NEXT() % 8;
+
+                ck_assert_uint_lt(rounds++, 10000000);
+                if (action < 4 && queued < FRAMES && queued - got < MAX_WAIT) {
+                        static const uint32_t sizes[] = { 0, 8, 24, 40, 64, 100, 150, 200, 1000, 5000 };
+                        struct proto_header h = { .opcode = PROTO_OP_OPEN, .id = queued, .flags = PROTO_FLAG_REPLY };
+                        struct expect *e = &want[queued];
+                        bool borrowed = NEXT() % 3 == 0;
+                        int fds[3];
+
+                        e->len = sizes[NEXT() % (sizeof(sizes) / sizeof(sizes[0]))];
+                        e->nfds = NEXT() % 4 == 0 ? 1 + NEXT() % 3 : 0;
+                        for (uint32_t k = 0; k < e->len; k++)
+                                payload[k] = (uint8_t)(queued * 31u + k);
+                        for (unsigned k = 0; k < e->nfds; k++) {
+                                fds[k] = memfd_new();
+                                e->orig[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+                                ck_assert_int_ge(e->orig[k], 0);
+                        }
+                        if (borrowed && e->nfds > 0) {
+                                ck_assert_int_eq(transport_queue_with_fds(&a, &h, payload, e->len, fds, e->nfds), 0);
+                                /* as iomemd: one try to send at once, then the frame's fds become its own */
+                                r = transport_flush(&a);
+                                ck_assert(r == 0 || r == -EAGAIN);
+                                ck_assert_int_eq(transport_own_fds(&a), 0);
+                                fds_close(fds, e->nfds);
+                        } else {
+                                ck_assert_int_eq(transport_queue(&a, &h, payload, e->len, fds, e->nfds), 0);
+                        }
+                        /* scribble over the caller's payload: the queued copy must not change */
+                        memset(payload, 0xa5, e->len);
+                        queued++;
+                } else if (action < 6) {
+                        unsigned budget = NEXT() % 3 == 0 ? NEXT() % 4 : UINT_MAX;
+
+                        r = transport_flush_fds(&a, &budget);
+                        ck_assert_msg(r == 0 || r == -EAGAIN || r == -EDQUOT, "flush: %d", r);
+                } else {
+                        while ((r = pump(&b, &f)) != 0) {
+                                struct expect *e = &want[got];
+
+                                ck_assert_int_eq(r, 1);
+                                ck_assert_uint_lt(got, queued);
+                                ck_assert_uint_eq(f.hdr.id, got);
+                                payload_check(&f, got, e->len);
+                                ck_assert_uint_eq(f.nfds, e->nfds);
+                                for (unsigned k = 0; k < f.nfds; k++)
+                                        ck_assert(test_same_file(f.fds[k], e->orig[k]));
+                                transport_frame_deinit(&f);
+                                fds_close(e->orig, e->nfds);
+                                got++;
+                        }
+                }
+        }
+#undef NEXT
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_fds, 0);
+        ck_assert_uint_eq(a.out_bytes, 0);
+        tpair_close(sv, &a, &b);
+        free(payload);
+        free(storage);
+        free(want);
+}
+
+START_TEST(test_out_storage_random)
+{
+        for (uint32_t seed = 1; seed <= 3; seed++)
+                out_storage_random(false, seed * 2654435761u);
+}
+END_TEST
+
+START_TEST(test_out_storage_random_in_order)
+{
+        for (uint32_t seed = 1; seed <= 3; seed++)
+                out_storage_random(true, seed * 2654435761u);
+}
+END_TEST
+
 START_TEST(test_out_storage)
 {
         out_storage(false);
@@ -2097,6 +2213,8 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_storage);
         tcase_add_test(tc, test_out_storage);
         tcase_add_test(tc, test_out_storage_in_order);
+        tcase_add_test(tc, test_out_storage_random);
+        tcase_add_test(tc, test_out_storage_random_in_order);
         tcase_add_test(tc, test_sendv);
         tcase_add_test(tc, test_l4_epipe_no_sigpipe);
         tcase_add_test(tc, test_read_buffer_full);
