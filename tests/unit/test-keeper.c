@@ -163,12 +163,15 @@ static ssize_t read_cmdline(pid_t pid, char *buf, size_t size)
         return n;
 }
 
-/* Return: the threads of this process (Threads: in /proc/self/status). */
-static int thread_count(void)
+/* Return: the threads of process @pid (Threads: in /proc/PID/status). */
+static int thread_count_of(pid_t pid)
 {
-        char line[256];
+        char line[256], path[64];
         int n = -1;
-        FILE *f = fopen("/proc/self/status", "re");
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        f = fopen(path, "re");
 
         ck_assert_ptr_nonnull(f);
         while (fgets(line, sizeof(line), f))
@@ -177,6 +180,12 @@ static int thread_count(void)
         fclose(f);
         ck_assert_int_gt(n, 0);
         return n;
+}
+
+/* Return: the threads of this process. */
+static int thread_count(void)
+{
+        return thread_count_of(getpid());
 }
 
 /*
@@ -244,6 +253,57 @@ START_TEST(test_keeper_fallback_closes_drops)
 }
 END_TEST
 
+/*
+ * The same fallback keeper forked from a process whose closer was started (closer_start()) but has had no close to
+ * hand over yet, so has no threads: the keeper must not take the parent's "start the threads with the first close"
+ * with it. Its DROPs close inline, and it stays on one thread: a thread started in a forked copy of the daemon
+ * (exec failed, so only async-signal-safe calls are allowed there) can hang on a lock held at the fork.
+ */
+START_TEST(test_keeper_fallback_armed_closer_starts_no_thread)
+{
+        enum { N = 4 };
+        struct keepers k;
+        int keep = make_memfd(4096), out = -1, base, n = -1, threads;
+        pid_t pid;
+
+        threads = thread_count();
+        ck_assert_int_eq(closer_start(), 0);
+        ck_assert_int_eq(thread_count(), threads); /* armed, no thread yet: the keeper is forked now */
+        keepers_set_exec("/nonexistent/iomemd-for-test");
+        keepers_init(&k, 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, keep, NULL), 0);
+        pid = keepers_pid(&k, 0);
+        base = fdutil_count(pid);
+        ck_assert_int_ge(base, 0);
+        for (uint64_t id = 2; id < 2 + N; id++) {
+                int fd = make_memfd(4096);
+
+                ck_assert_int_eq(keepers_park_with_fd(&k, id, fd, NULL), 0);
+                close(fd);
+        }
+        ck_assert_int_eq(fdutil_count(pid), base + N);
+        for (uint64_t id = 2; id < 2 + N; id++)
+                ck_assert_int_eq(keepers_drop(&k, 0, id), 0);
+        /* the reply to the last DROP came: a FETCH after it is answered once the keeper is back in its loop */
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), 0);
+        ck_assert(test_same_file(out, keep));
+        close(out);
+        for (int i = 0; i < 3000; i++) {
+                n = fdutil_count(pid);
+                if (n == base)
+                        break;
+                usleep(10000);
+        }
+        ck_assert_msg(n == base, "the keeper still holds %d of the %d region fds it dropped", n - base, N);
+        ck_assert_int_eq(thread_count_of(pid), 1);
+        ck_assert_int_eq(thread_count(), threads); /* nor did the parent start any: it handed the closer nothing */
+        close(keep);
+        keepers_deinit(&k);
+        keepers_set_exec(NULL);
+        closer_stop();
+}
+END_TEST
+
 /* regtab parks fds past its budget and hands out working copies */
 START_TEST(test_regtab_budget)
 {
@@ -302,6 +362,7 @@ int main(void)
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
+        tcase_add_test(tc, test_keeper_fallback_armed_closer_starts_no_thread);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
