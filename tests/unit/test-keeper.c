@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -11,6 +12,7 @@
 #include "closer.h"
 #include "keeper.h"
 #include "regtab.h"
+#include "reserver.h"
 #include "testutil.h"
 
 static int make_memfd(uint64_t size)
@@ -304,6 +306,66 @@ START_TEST(test_keeper_fallback_armed_closer_starts_no_thread)
 }
 END_TEST
 
+/*
+ * Threads that cannot start when their first job comes (closer_close(), reserver_available()): the work is done
+ * inline, as when they could not start with the daemon, and no later job tries again. Run in a child whose uid
+ * may start no task (RLIMIT_NPROC 0, as a non-root uid: root is exempt), so that pthread_create() fails.
+ */
+START_TEST(test_threads_cannot_start_work_inline)
+{
+        int status;
+        pid_t pid;
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                const struct rlimit none = { 0, 0 };
+                int fd = make_memfd(4096), fd2 = make_memfd(4096), threads = thread_count();
+                int step = 1;
+                struct reserver_job *job = NULL;
+
+                if (geteuid() == 0 && (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0))
+                        _exit(100 + step);
+                step++;
+                if (setrlimit(RLIMIT_NPROC, &none) < 0)
+                        _exit(100 + step);
+                step++;
+                /* reserver_running(): its eventfd, the threads are not there yet */
+                if (closer_start() < 0 || reserver_start() < 0 || !reserver_running())
+                        _exit(100 + step);
+                step++;
+                /* the closer cannot start its threads: the fd is closed now, here */
+                closer_close(fd, 1000);
+                if (fcntl(fd, F_GETFD) != -1 || errno != EBADF || thread_count() != threads)
+                        _exit(100 + step);
+                step++;
+                /* one attempt only: the next close is inline too */
+                closer_close(fd2, 1000);
+                if (fcntl(fd2, F_GETFD) != -1 || errno != EBADF || thread_count() != threads)
+                        _exit(100 + step);
+                step++;
+                /* the reserver: none for the callers, who reserve inline; a submission is refused and consumed */
+                if (reserver_available() || reserver_available() || thread_count() != threads)
+                        _exit(100 + step);
+                step++;
+                fd = make_memfd(4096);
+                if (reserver_submit_consume_fd(fd, 0, 4096, false, NULL, NULL, &job) != -ESHUTDOWN ||
+                    fcntl(fd, F_GETFD) != -1)
+                        _exit(100 + step);
+                step++;
+                reserver_stop();
+                closer_stop();
+                if (reserver_running())
+                        _exit(100 + step);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d: failed step %d)",
+                      status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                      WIFEXITED(status) ? WEXITSTATUS(status) - 100 : -1);
+}
+END_TEST
+
 /* regtab parks fds past its budget and hands out working copies */
 START_TEST(test_regtab_budget)
 {
@@ -363,6 +425,7 @@ int main(void)
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
         tcase_add_test(tc, test_keeper_fallback_armed_closer_starts_no_thread);
+        tcase_add_test(tc, test_threads_cannot_start_work_inline);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
