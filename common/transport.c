@@ -60,9 +60,13 @@ struct transport_out {
         size_t sent;   /* bytes of data[] already sent */
         unsigned nfds; /* fds not yet sent; 0 once the first byte went out */
         bool borrowed; /* fds[] are the caller's, until transport_own_fds() (transport_queue_with_fds()) */
+        bool stored;   /* in t->out_store (transport_use_out_storage()): not freed, the storage is reused */
         int fds[PROTO_MAX_FDS];
         uint8_t data[];
 };
+
+_Static_assert(_Alignof(struct transport_out) <= _Alignof(struct transport_out_storage),
+               "queued frames are built in struct transport_out_storage");
 
 static void (*transport_fd_closer)(int fd, uint32_t owner);
 
@@ -192,6 +196,46 @@ int transport_init_storage(struct transport *t, int fd, size_t max_out_bytes, un
         return 0;
 }
 
+void transport_use_out_storage(struct transport *t, struct transport_out_storage *storage)
+{
+        assert(!t->out_head && !t->out_store);
+        t->out_store = storage->bytes;
+        t->out_store_used = 0;
+        ASAN_POISON_MEMORY_REGION(t->out_store, TRANSPORT_OUT_STORAGE); /* unpoisoned frame by frame as queued */
+}
+
+/*
+ * Return: room for a queued frame of @size bytes (header and payload) with its bookkeeping, in the out storage
+ * if it fits there (*@storedp true), else allocated; NULL (-ENOMEM). Nothing in it is set.
+ */
+static struct transport_out *transport_out_new(struct transport *t, size_t size, bool *storedp)
+{
+        size_t need = (sizeof(struct transport_out) + size + _Alignof(struct transport_out) - 1) &
+                      ~(_Alignof(struct transport_out) - 1);
+        struct transport_out *o;
+
+        if (t->out_store && TRANSPORT_OUT_STORAGE - t->out_store_used >= need) {
+                o = (struct transport_out *)(void *)(t->out_store + t->out_store_used);
+                ASAN_UNPOISON_MEMORY_REGION(o, sizeof(*o) + size);
+                t->out_store_used += need;
+                *storedp = true;
+                return o;
+        }
+        *storedp = false;
+        return malloc(sizeof(*o) + size);
+}
+
+/* Free @o, sent and unlinked from the queue; once the queue is empty its storage may be used again from the start. */
+static void transport_out_free(struct transport *t, struct transport_out *o)
+{
+        if (o->stored)
+                ASAN_POISON_MEMORY_REGION(o, sizeof(*o) + o->len);
+        else
+                free(o);
+        if (!t->out_head)
+                t->out_store_used = 0;
+}
+
 void transport_release(struct transport *t)
 {
         struct transport_out *o, *next;
@@ -203,8 +247,11 @@ void transport_release(struct transport *t)
                 next = o->next;
                 if (!o->borrowed)
                         transport_close_own_fds(o->fds, o->nfds);
-                free(o);
+                if (!o->stored)
+                        free(o);
         }
+        if (t->out_store)
+                ASAN_UNPOISON_MEMORY_REGION(t->out_store, TRANSPORT_OUT_STORAGE); /* the caller's again */
         if (!t->in_storage)
                 free(t->in);
 }
@@ -276,7 +323,8 @@ static void transport_attach_fds(struct msghdr *msg, void *ctrl, const int *fds,
         cmsg->cmsg_level = SOL_SOCKET;
         cmsg->cmsg_type = SCM_RIGHTS;
         cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-        memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
+        for (unsigned i = 0; i < nfds; i++) /* PROTO_MAX_FDS at most: no memcpy call */
+                memcpy(CMSG_DATA(cmsg) + i * sizeof(int), &fds[i], sizeof(int));
 }
 
 /*
@@ -366,7 +414,10 @@ static int transport_read_flags(struct transport *t, int flags)
                 return -errno;
         t->in_filled = (size_t)n == iov.iov_len;
 
-        r = transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds, t->fd_owner);
+        /* no control data (the kernel sets msg_controllen to what it wrote) and none cut: no fds, nothing wrong */
+        r = msg.msg_controllen == 0 && !(msg.msg_flags & MSG_CTRUNC)
+                    ? 0
+                    : transport_collect_fds(&msg, fds, sizeof(fds) / sizeof(fds[0]), &nfds, t->fd_owner);
         if (r >= 0 && nfds > 0 && (n == 0 || t->in_fds + nfds > TRANSPORT_MAX_HELD_FDS))
                 r = -EPROTO; /* fds without bytes, or piling up with no frame to claim them */
         if (r < 0) {
@@ -655,6 +706,7 @@ static int transport_queue_how(struct transport *t, const struct proto_header *h
         struct proto_header hdr;
         struct transport_out *o;
         uint64_t size;
+        bool stored;
         int r;
 
         if (len > PROTO_MAX_PAYLOAD || nfds > PROTO_MAX_FDS) {
@@ -673,7 +725,7 @@ static int transport_queue_how(struct transport *t, const struct proto_header *h
                 r = -ENOBUFS;
                 goto fail;
         }
-        o = malloc(sizeof(*o) + (size_t)size);
+        o = transport_out_new(t, (size_t)size, &stored);
         if (!o) {
                 r = -ENOMEM;
                 goto fail;
@@ -684,7 +736,8 @@ static int transport_queue_how(struct transport *t, const struct proto_header *h
         hdr.version = PROTO_VERSION;
         hdr.length = (uint32_t)len;
         hdr.nfds = (uint16_t)nfds;
-        *o = (struct transport_out){ .len = (size_t)size, .nfds = nfds, .borrowed = borrowed && nfds > 0 };
+        *o = (struct transport_out){ .len = (size_t)size, .nfds = nfds, .borrowed = borrowed && nfds > 0,
+                                     .stored = stored };
         proto_header_encode(&hdr, o->data);
         if (len > 0)
                 memcpy(o->data + PROTO_HEADER_SIZE, payload, len);
@@ -794,7 +847,7 @@ static void transport_advance(struct transport *t, size_t n)
                         t->out_head = o->next;
                         if (!t->out_head)
                                 t->out_tail = NULL;
-                        free(o);
+                        transport_out_free(t, o);
                 }
         }
 }
@@ -837,7 +890,8 @@ static int transport_flush_in_order(struct transport *t, unsigned *fd_budget)
                 if (o->nfds > 0 && (t->out_fds_ahead_bytes > 0 || nfds + o->nfds > PROTO_MAX_FDS ||
                                     nfds + o->nfds > *fd_budget))
                         break;
-                memcpy(fds + nfds, o->fds, o->nfds * sizeof(int));
+                for (unsigned i = 0; i < o->nfds; i++) /* PROTO_MAX_FDS at most: no memcpy call */
+                        fds[nfds + i] = o->fds[i];
                 nfds += o->nfds;
                 iov[niov++] = (struct iovec){ .iov_base = o->data + o->sent, .iov_len = o->len - o->sent };
                 bytes += o->len - o->sent;

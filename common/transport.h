@@ -63,6 +63,16 @@ struct transport_storage {
         uint8_t in[TRANSPORT_STORAGE_IN]; /* the first input buffer */
 };
 
+/*
+ * Room for the first frames queued (transport_use_out_storage()): a reply or two to a short-lived connection's
+ * requests (iomemd's to HELLO and one OPEN or CREATE, with their bookkeeping), built here instead of in a block of
+ * their own each. Used again whenever the queue empties, as it does once each batch of replies is sent.
+ */
+#define TRANSPORT_OUT_STORAGE 256u
+struct transport_out_storage {
+        _Alignas(8) uint8_t bytes[TRANSPORT_OUT_STORAGE];
+};
+
 struct transport {
         int fd; /* the socket, borrowed: transport_deinit() does not close it */
         uint32_t fd_owner; /* who sends us fds (the peer's uid), passed to the fd closer */
@@ -90,6 +100,8 @@ struct transport {
         /* output */
         struct transport_out *out_head;
         struct transport_out *out_tail;
+        uint8_t *out_store;     /* transport_use_out_storage()'s, or NULL: queued frames are built here first */
+        size_t out_store_used;  /* bytes of @out_store that queued frames use, from its start; 0 when none is queued */
         size_t out_bytes; /* queued, not yet sent */
         uint64_t out_pos; /* bytes sent so far: the stream offset of the queue's first unsent byte */
         unsigned out_borrowed; /* queued frames whose fds are borrowed (transport_queue_with_fds()) */
@@ -138,6 +150,14 @@ int transport_init(struct transport *t, int fd, size_t max_out_bytes, unsigned m
  */
 int transport_init_storage(struct transport *t, int fd, size_t max_out_bytes, unsigned max_out_fds,
                            struct transport_storage *storage);
+
+/*
+ * transport_use_out_storage() - build queued frames in @storage (borrowed: it must outlive the transport, until
+ * transport_deinit()) while they fit, rather than allocate each: it holds the frames queued since the queue was
+ * last empty, and frames that do not fit are allocated as usual, behind them in the same queue (order, fds and
+ * bounds are the same either way). Call it on an empty queue, once. Return: nothing.
+ */
+void transport_use_out_storage(struct transport *t, struct transport_out_storage *storage);
 
 /* Free buffers and close every fd still queued in either direction. NULL-safe. */
 void transport_deinit(struct transport *t);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "closer.h"
@@ -27,6 +28,7 @@ static pthread_mutex_t closer_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t closer_cond = PTHREAD_COND_INITIALIZER;
 static pthread_t closer_threads[CLOSER_THREADS];
 static unsigned closer_nthreads;
+static bool closer_armed; /* closer_start() was called: the next closer_close() starts the threads */
 static bool closer_stopping;
 /* FIFO of fds to close; grows (each entry is an open fd of ours, so RLIMIT_NOFILE bounds it) */
 static struct closer_item *closer_queue;
@@ -43,7 +45,7 @@ static size_t closer_nowners, closer_owners_cap;
  * event loop only ever adds to it itself, so it never reads 0 while one of
  * its own fds is still queued.
  */
-static atomic_uint closer_total;
+atomic_uint closer_total;
 
 /* Return: @uid's entry, or NULL. Called with the lock held. */
 static struct closer_owner *closer_owner_find(uint32_t uid)
@@ -137,12 +139,21 @@ static void *closer_main(void *arg)
 
 int closer_start(void)
 {
+        if (closer_nthreads || closer_armed)
+                return 0;
+        closer_stopping = false;
+        closer_armed = true;
+        transport_set_fd_closer(closer_close);
+        return 0;
+}
+
+/* Start the threads, on the first close handed to them. Return: 0 if at least one runs, else negative errno. */
+static int closer_spawn(void)
+{
         sigset_t all, old;
         int r = 0;
 
-        if (closer_nthreads)
-                return 0;
-        closer_stopping = false;
+        closer_armed = false; /* one attempt, as when the threads were started with the daemon */
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the event loop's thread */
         for (unsigned i = 0; i < CLOSER_THREADS; i++) {
@@ -152,10 +163,11 @@ int closer_start(void)
                 closer_nthreads++;
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (closer_nthreads == 0)
-                return r;
-        transport_set_fd_closer(closer_close);
-        return 0;
+        if (closer_nthreads > 0)
+                return 0;
+        log_warning("cannot start the closer threads (%s): clients' fds are closed inline", strerror(-r));
+        transport_set_fd_closer(NULL);
+        return r;
 }
 
 /* Free the queue and the per-uid counts, and count nothing pending; no fd in it is closed. */
@@ -172,8 +184,11 @@ static void closer_forget_queue(void)
 
 void closer_stop(void)
 {
-        if (!closer_nthreads)
+        closer_armed = false;
+        if (!closer_nthreads) {
+                transport_set_fd_closer(NULL);
                 return;
+        }
         transport_set_fd_closer(NULL);
         pthread_mutex_lock(&closer_lock);
         closer_stopping = true;
@@ -206,6 +221,7 @@ void closer_reset_after_fork(void)
         pthread_mutex_init(&closer_lock, NULL);
         pthread_cond_init(&closer_cond, NULL);
         closer_nthreads = 0;
+        closer_armed = false; /* no threads start here unless the child calls closer_start() itself */
         closer_stopping = false;
         closer_forget_queue();
         transport_set_fd_closer(NULL); /* no threads here (yet): the transport closes inline */
@@ -217,7 +233,7 @@ void closer_close(int fd, uint32_t uid)
 
         if (fd < 0)
                 return;
-        if (!closer_nthreads) {
+        if (!closer_nthreads && (!closer_armed || closer_spawn() < 0)) {
                 close(fd);
                 return;
         }
@@ -233,12 +249,12 @@ void closer_close(int fd, uint32_t uid)
         }
 }
 
-unsigned closer_pending(uint32_t uid)
+unsigned closer_pending_uid(uint32_t uid)
 {
         const struct closer_owner *o;
         unsigned n;
 
-        if (!closer_nthreads || atomic_load_explicit(&closer_total, memory_order_relaxed) == 0)
+        if (!closer_nthreads)
                 return 0;
         pthread_mutex_lock(&closer_lock);
         o = closer_owner_find(uid);

@@ -2,6 +2,7 @@
 /* closer: closes fds that clients sent, on threads of its own, counted per uid. */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 /*
@@ -24,7 +25,12 @@
 #define CLOSER_NO_UID UINT32_MAX /* fds no client sent (region fds): counted to nobody's uid */
 #define CLOSER_MAX_PENDING_PER_UID 256u
 
-/* closer_start() - start the threads and make them the transport's closer. Return: 0 or negative errno. */
+/*
+ * closer_start() - make closer_close() the transport's closer, its threads started by the first close handed
+ * to it (closer_close()), not before: a process that never gets such a close (iomemd serving OPENs of regions
+ * that outlive their clients) stays on one thread, where glibc's syscall wrappers skip their cancellation
+ * bookkeeping and the kernel looks fds up without a reference. Return: 0.
+ */
 int closer_start(void);
 
 /* closer_stop() - close what is queued (waiting for blocked closes), stop the threads. Return: nothing. */
@@ -40,8 +46,29 @@ void closer_stop(void);
  */
 void closer_reset_after_fork(void);
 
-/* closer_close() - close @fd, which @uid sent, soon, not necessarily now. Return: nothing. */
+/*
+ * closer_close() - close @fd, which @uid sent, soon, not necessarily now: on the threads, which the first call
+ * after closer_start() starts (if none can be, the warning is logged once and closes happen inline, as without
+ * closer_start()). Called on one thread (the event loop's). Return: nothing.
+ */
 void closer_close(int fd, uint32_t uid);
 
-/* Return: the fds @uid sent that are queued or being closed. */
-unsigned closer_pending(uint32_t uid);
+/* closer_pending()'s look under the lock, when something is pending. */
+unsigned closer_pending_uid(uint32_t uid);
+
+/*
+ * The fds queued or being closed, all uids together: changed under the closer's lock, read without it by
+ * closer_pending() (closer.c says why that is enough). Nobody else's to touch.
+ */
+extern atomic_uint closer_total;
+
+/*
+ * Return: the fds @uid sent that are queued or being closed. Inline: it runs several times per request, and
+ * nearly always finds nothing pending at all (no lock, no call then).
+ */
+static inline unsigned closer_pending(uint32_t uid)
+{
+        if (atomic_load_explicit(&closer_total, memory_order_relaxed) == 0)
+                return 0;
+        return closer_pending_uid(uid);
+}

@@ -22,8 +22,7 @@ struct region;
 struct conn {
         struct conn_ctx *ctx;
         int fd; /* owned */
-        struct transport transport;
-        bool transport_ready;
+        bool transport_ready; /* @transport is set up */
         uid_t uid;
         gid_t gid;
         pid_t pid;
@@ -67,6 +66,14 @@ struct conn {
         bool overflow_pending; /* an OVERFLOW goes out before evq_head */
         uint64_t dropped;      /* events dropped since the last OVERFLOW went out */
         void *userdata;
+        /*
+         * Last, and not zeroed by conn_new(): the transport, which transport_init_storage() sets up, then its
+         * first input buffer and fd batch, and room for its queued replies, so that a short-lived connection
+         * allocates only itself (the transport sets up what it uses of them).
+         */
+        struct transport transport;
+        struct transport_storage storage;
+        struct transport_out_storage out_storage;
 };
 
 /*

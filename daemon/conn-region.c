@@ -1030,7 +1030,7 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
 
         /* RESERVE's fallocate goes to a reserver thread when there is one (not in unit tests) */
         r = conn_region_make(c, &m, backend, false, &fd, &chosen, &page_flags,
-                             reserver_running() ? &deferred : NULL, res);
+                             (m.flags & PROTO_CREATE_RESERVE) && reserver_available() ? &deferred : NULL, res);
         if (r < 0)
                 return r;
         if (deferred)
@@ -1270,7 +1270,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
          * when there is one (hugetlb pages are taken here), before the size changes.
          */
         if ((r->meta.flags & PROTO_REGION_RESERVED) && !(r->meta.flags & PROTO_REGION_HUGETLB) &&
-            m.size > r->size && reserver_running()) {
+            m.size > r->size && reserver_available()) {
                 int fd = fcntl(h.fd, F_DUPFD_CLOEXEC, 3);
 
                 k = fd < 0 ? -errno : 0;

@@ -42,6 +42,7 @@ static pthread_mutex_t reserver_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t reserver_cond = PTHREAD_COND_INITIALIZER;
 static pthread_t reserver_threads[RESERVER_THREADS];
 static unsigned reserver_nthreads;
+static bool reserver_spawned; /* the threads were asked for once (reserver_available()) */
 static bool reserver_stopping;
 static int reserver_efd = -1; /* eventfd: completions are waiting */
 static struct reserver_job *reserver_queue, **reserver_queue_tail = &reserver_queue; /* FIFO */
@@ -144,10 +145,7 @@ static void *reserver_main(void *arg)
 
 int reserver_start(void)
 {
-        sigset_t all, old;
-        int r = 0;
-
-        if (reserver_nthreads)
+        if (reserver_efd >= 0)
                 return 0;
         reserver_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (reserver_efd < 0)
@@ -158,6 +156,18 @@ int reserver_start(void)
                             reserver_gate ? reserver_gate : "(out of memory)");
         }
         reserver_stopping = false;
+        reserver_spawned = false;
+        return 0;
+}
+
+bool reserver_available(void)
+{
+        sigset_t all, old;
+        int r = 0;
+
+        if (reserver_nthreads || reserver_efd < 0 || reserver_spawned)
+                return reserver_nthreads > 0;
+        reserver_spawned = true; /* one attempt, as when the threads were started with the daemon */
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the event loop's thread */
         for (unsigned i = 0; i < RESERVER_THREADS; i++) {
@@ -167,21 +177,17 @@ int reserver_start(void)
                 reserver_nthreads++;
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (reserver_nthreads == 0) {
-                close(reserver_efd);
-                reserver_efd = -1;
-                free(reserver_gate);
-                reserver_gate = NULL;
-                return r;
-        }
-        return 0;
+        if (reserver_nthreads == 0)
+                log_warning("cannot start the reserver threads (%s): RESERVE's fallocate runs on the event loop",
+                            strerror(-r));
+        return reserver_nthreads > 0;
 }
 
 void reserver_stop(void)
 {
         struct reserver_job *job, *next;
 
-        if (!reserver_nthreads)
+        if (reserver_efd < 0)
                 return;
         pthread_mutex_lock(&reserver_lock);
         reserver_stopping = true;
@@ -204,13 +210,14 @@ void reserver_stop(void)
         reserver_count = 0;
         close(reserver_efd);
         reserver_efd = -1;
+        reserver_spawned = false;
         free(reserver_gate);
         reserver_gate = NULL;
 }
 
 bool reserver_running(void)
 {
-        return reserver_nthreads > 0;
+        return reserver_efd >= 0;
 }
 
 int reserver_fd(void)

@@ -37,9 +37,11 @@ struct reserver_job;
 typedef void reserver_done_fn(void *arg, int fd, int result);
 
 /*
- * reserver_start() - start the threads and the eventfd that says completions
- * are waiting. Return: 0 or a negative errno (then reserver_running() is
- * false and callers reserve inline).
+ * reserver_start() - make the eventfd that says completions are waiting; the
+ * threads start with the first reservation (reserver_available()), not
+ * before, so that a daemon nobody asks to reserve stays on one thread.
+ * Return: 0 or a negative errno (then reserver_running() is false and callers
+ * reserve inline).
  */
 int reserver_start(void);
 
@@ -51,8 +53,16 @@ int reserver_start(void);
  */
 void reserver_stop(void);
 
-/* Return: true between a successful reserver_start() and reserver_stop(). */
+/* Return: true between a successful reserver_start() and reserver_stop() (the threads may not run yet). */
 bool reserver_running(void);
+
+/*
+ * reserver_available() - for a reservation about to be made: start the
+ * threads if they do not run yet (one attempt; a failure is logged).
+ * Return: true if reservations go to the threads (reserver_submit_consume_fd()),
+ * false if the caller reserves inline (not started, or no thread could be).
+ */
+bool reserver_available(void);
 
 /* Return: the eventfd to watch for reading (-1 when not running); readable when reserver_collect() has work. */
 int reserver_fd(void);
@@ -65,7 +75,7 @@ int reserver_fd(void);
  * growth, made visible by the completion's ftruncate); a cancelled job then
  * gives that memory back (backend_drop_ahead()) before it closes its fd.
  * Return: 0 with *jobp (for reserver_cancel()); -ENOMEM; -ESHUTDOWN when
- * not running.
+ * no thread runs (reserver_available() said false).
  */
 int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
                                struct reserver_job **jobp);

@@ -651,13 +651,11 @@ int server_run(const struct config *config)
         int r;
 
         signal(SIGPIPE, SIG_IGN); /* L4: sendmsg uses MSG_NOSIGNAL; this covers everything else */
-        r = closer_start();
-        if (r < 0)
-                log_warning("cannot start the closer thread (%s): clients' fds are closed inline", strerror(-r));
+        /* neither starts a thread yet: each does with the first job it gets (a process on one thread is faster) */
+        (void)closer_start();
         r = reserver_start();
         if (r < 0)
-                log_warning("cannot start the reserver threads (%s): RESERVE's fallocate runs on the event loop",
-                            strerror(-r));
+                log_warning("cannot start the reserver (%s): RESERVE's fallocate runs on the event loop", strerror(-r));
         server_raise_nofile();
         s.ctx.config = config;
         s.ctx.start_ns = conn_now_ns();

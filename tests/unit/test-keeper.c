@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -11,6 +12,7 @@
 #include "closer.h"
 #include "keeper.h"
 #include "regtab.h"
+#include "reserver.h"
 #include "testutil.h"
 
 static int make_memfd(uint64_t size)
@@ -163,6 +165,31 @@ static ssize_t read_cmdline(pid_t pid, char *buf, size_t size)
         return n;
 }
 
+/* Return: the threads of process @pid (Threads: in /proc/PID/status). */
+static int thread_count_of(pid_t pid)
+{
+        char line[256], path[64];
+        int n = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        f = fopen(path, "re");
+
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Threads: %d", &n) == 1)
+                        break;
+        fclose(f);
+        ck_assert_int_gt(n, 0);
+        return n;
+}
+
+/* Return: the threads of this process. */
+static int thread_count(void)
+{
+        return thread_count_of(getpid());
+}
+
 /*
  * A keeper forked without exec (keepers_spawn()'s fallback when the exec
  * fails) from a process whose closer threads run, as the daemon's do: it
@@ -177,10 +204,15 @@ START_TEST(test_keeper_fallback_closes_drops)
         struct keepers k;
         char mine[512], its[512];
         ssize_t mine_len, its_len;
-        int keep = make_memfd(4096), out = -1, base, n = -1;
+        int keep = make_memfd(4096), out = -1, base, n = -1, threads;
         pid_t pid;
 
-        ck_assert_int_eq(closer_start(), 0); /* as in the daemon: closer threads run when keepers are forked */
+        threads = thread_count();
+        ck_assert_int_eq(closer_start(), 0);
+        /* as in a daemon that has closed a client's fd: its closer threads run when keepers are forked */
+        ck_assert_int_eq(thread_count(), threads); /* they start with the first close handed to them, not before */
+        closer_close(make_memfd(4096), CLOSER_NO_UID);
+        ck_assert_int_gt(thread_count(), threads);
         keepers_set_exec("/nonexistent/iomemd-for-test"); /* the exec fails: the forked copy serves */
         keepers_init(&k, 0);
         ck_assert_int_eq(keepers_park_with_fd(&k, 1, keep, NULL), 0);
@@ -220,6 +252,117 @@ START_TEST(test_keeper_fallback_closes_drops)
         keepers_deinit(&k);
         keepers_set_exec(NULL);
         closer_stop();
+}
+END_TEST
+
+/*
+ * The same fallback keeper forked from a process whose closer was started (closer_start()) but has had no close to
+ * hand over yet, so has no threads: the keeper must not take the parent's "start the threads with the first close"
+ * with it. Its DROPs close inline, and it stays on one thread: a thread started in a forked copy of the daemon
+ * (exec failed, so only async-signal-safe calls are allowed there) can hang on a lock held at the fork.
+ */
+START_TEST(test_keeper_fallback_armed_closer_starts_no_thread)
+{
+        enum { N = 4 };
+        struct keepers k;
+        int keep = make_memfd(4096), out = -1, base, n = -1, threads;
+        pid_t pid;
+
+        threads = thread_count();
+        ck_assert_int_eq(closer_start(), 0);
+        ck_assert_int_eq(thread_count(), threads); /* armed, no thread yet: the keeper is forked now */
+        keepers_set_exec("/nonexistent/iomemd-for-test");
+        keepers_init(&k, 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, keep, NULL), 0);
+        pid = keepers_pid(&k, 0);
+        base = fdutil_count(pid);
+        ck_assert_int_ge(base, 0);
+        for (uint64_t id = 2; id < 2 + N; id++) {
+                int fd = make_memfd(4096);
+
+                ck_assert_int_eq(keepers_park_with_fd(&k, id, fd, NULL), 0);
+                close(fd);
+        }
+        ck_assert_int_eq(fdutil_count(pid), base + N);
+        for (uint64_t id = 2; id < 2 + N; id++)
+                ck_assert_int_eq(keepers_drop(&k, 0, id), 0);
+        /* the reply to the last DROP came: a FETCH after it is answered once the keeper is back in its loop */
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), 0);
+        ck_assert(test_same_file(out, keep));
+        close(out);
+        for (int i = 0; i < 3000; i++) {
+                n = fdutil_count(pid);
+                if (n == base)
+                        break;
+                usleep(10000);
+        }
+        ck_assert_msg(n == base, "the keeper still holds %d of the %d region fds it dropped", n - base, N);
+        ck_assert_int_eq(thread_count_of(pid), 1);
+        ck_assert_int_eq(thread_count(), threads); /* nor did the parent start any: it handed the closer nothing */
+        close(keep);
+        keepers_deinit(&k);
+        keepers_set_exec(NULL);
+        closer_stop();
+}
+END_TEST
+
+/*
+ * Threads that cannot start when their first job comes (closer_close(), reserver_available()): the work is done
+ * inline, as when they could not start with the daemon, and no later job tries again. Run in a child whose uid
+ * may start no task (RLIMIT_NPROC 0, as a non-root uid: root is exempt), so that pthread_create() fails.
+ */
+START_TEST(test_threads_cannot_start_work_inline)
+{
+        int status;
+        pid_t pid;
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                const struct rlimit none = { 0, 0 };
+                int fd = make_memfd(4096), fd2 = make_memfd(4096), threads = thread_count();
+                int step = 1;
+                struct reserver_job *job = NULL;
+
+                if (geteuid() == 0 && (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0))
+                        _exit(100 + step);
+                step++;
+                if (setrlimit(RLIMIT_NPROC, &none) < 0)
+                        _exit(100 + step);
+                step++;
+                /* reserver_running(): its eventfd, the threads are not there yet */
+                if (closer_start() < 0 || reserver_start() < 0 || !reserver_running())
+                        _exit(100 + step);
+                step++;
+                /* the closer cannot start its threads: the fd is closed now, here */
+                closer_close(fd, 1000);
+                if (fcntl(fd, F_GETFD) != -1 || errno != EBADF || thread_count() != threads)
+                        _exit(100 + step);
+                step++;
+                /* one attempt only: the next close is inline too */
+                closer_close(fd2, 1000);
+                if (fcntl(fd2, F_GETFD) != -1 || errno != EBADF || thread_count() != threads)
+                        _exit(100 + step);
+                step++;
+                /* the reserver: none for the callers, who reserve inline; a submission is refused and consumed */
+                if (reserver_available() || reserver_available() || thread_count() != threads)
+                        _exit(100 + step);
+                step++;
+                fd = make_memfd(4096);
+                if (reserver_submit_consume_fd(fd, 0, 4096, false, NULL, NULL, &job) != -ESHUTDOWN ||
+                    fcntl(fd, F_GETFD) != -1)
+                        _exit(100 + step);
+                step++;
+                reserver_stop();
+                closer_stop();
+                if (reserver_running())
+                        _exit(100 + step);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d: failed step %d)",
+                      status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                      WIFEXITED(status) ? WEXITSTATUS(status) - 100 : -1);
 }
 END_TEST
 
@@ -281,6 +424,8 @@ int main(void)
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
+        tcase_add_test(tc, test_keeper_fallback_armed_closer_starts_no_thread);
+        tcase_add_test(tc, test_threads_cannot_start_work_inline);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -1373,6 +1374,238 @@ START_TEST(test_storage)
 }
 END_TEST
 
+/* Return: true if the frame @o (a queued struct transport_out) lies in @storage. */
+static bool in_out_storage(const void *o, const struct transport_out_storage *storage)
+{
+        uintptr_t p = (uintptr_t)o, start = (uintptr_t)storage->bytes;
+
+        return p >= start && p < start + sizeof(storage->bytes);
+}
+
+/*
+ * transport_use_out_storage(): small frames are built in the caller's storage and a large one is allocated, in one
+ * queue whose order, partial writes and fds are what they are without it. The storage is used again from its start
+ * only once the queue is empty: a frame queued while one cut by a partial write (and the small ones behind it)
+ * still wait must not be built over those. Deinit frees none of it (an ASan build would report that).
+ */
+static void out_storage(bool in_order)
+{
+        /* frames 0 and 2 in the storage, 1 too large for it, 3 (borrowed fds) behind 2, 4 once the queue drained */
+        static const uint32_t lengths[] = { 0, PROTO_MAX_PAYLOAD, 0, 24, 8 };
+        static const unsigned nfds[] = { 1, 0, 1, 2, 1 };
+        enum { N = 5 };
+        struct transport_out_storage storage;
+        int orig[N][PROTO_MAX_FDS];
+        struct transport a, b;
+        struct transport_frame f;
+        uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
+        int small = 4096, sv[2], r;
+        unsigned got = 0, rounds = 0;
+
+        ck_assert_ptr_nonnull(payload);
+        pair_new(sv);
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        transport_use_out_storage(&a, &storage);
+        a.out_fds_in_order = in_order;
+        b.in_fds_in_order = in_order;
+        for (unsigned i = 0; i < N; i++) {
+                struct proto_header h = { .opcode = PROTO_OP_OPEN, .id = i, .flags = PROTO_FLAG_REPLY };
+                int fds[PROTO_MAX_FDS];
+
+                for (uint32_t k = 0; k < lengths[i]; k++)
+                        payload[k] = (uint8_t)(i * 31u + k);
+                for (unsigned k = 0; k < nfds[i]; k++) {
+                        fds[k] = memfd_new();
+                        orig[i][k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+                        ck_assert_int_ge(orig[i][k], 0);
+                }
+                if (i == 3) {
+                        /* as iomemd lends a region's fd: borrowed, then copied since the frame waits */
+                        ck_assert_int_eq(transport_queue_with_fds(&a, &h, payload, lengths[i], fds, nfds[i]), 0);
+                        ck_assert_int_eq(transport_own_fds(&a), 0);
+                        fds_close(fds, nfds[i]);
+                } else {
+                        ck_assert_int_eq(transport_queue(&a, &h, payload, lengths[i], fds, nfds[i]), 0);
+                }
+                if (i == 0)
+                        ck_assert_ptr_eq((void *)a.out_head, (void *)storage.bytes);
+                if (i == 1)
+                        ck_assert(!in_out_storage(a.out_tail, &storage));
+                if (i == 2) {
+                        ck_assert(in_out_storage(a.out_tail, &storage));
+                        /* frame 0 and a part of 1 go; the rest of 1, and 2, wait */
+                        ck_assert_int_eq(transport_flush(&a), -EAGAIN);
+                        ck_assert(!in_out_storage(a.out_head, &storage));
+                }
+                if (i == 3) /* behind frame 2, not over it: the queue did not empty */
+                        ck_assert(in_out_storage(a.out_tail, &storage) && (void *)a.out_tail != (void *)storage.bytes);
+                if (i == 4) {
+                        /* the queue emptied: its storage is used from the start again */
+                        ck_assert_ptr_eq((void *)a.out_head, (void *)storage.bytes);
+                }
+                while (got < (i == 3 ? 4u : i == 4 ? 5u : 0u)) {
+                        ck_assert_uint_lt(rounds++, 1000000);
+                        r = transport_flush(&a);
+                        if (r != -EAGAIN)
+                                ck_assert_int_eq(r, 0);
+                        while ((r = pump(&b, &f)) != 0) {
+                                ck_assert_int_eq(r, 1);
+                                ck_assert_uint_eq(f.hdr.id, got);
+                                payload_check(&f, got, lengths[got]);
+                                ck_assert_uint_eq(f.nfds, nfds[got]);
+                                for (unsigned k = 0; k < f.nfds; k++)
+                                        ck_assert(test_same_file(f.fds[k], orig[got][k]));
+                                transport_frame_deinit(&f);
+                                fds_close(orig[got], nfds[got]);
+                                got++;
+                        }
+                }
+        }
+        ck_assert_uint_eq(got, N);
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_fds, 0);
+        /* queued and never sent: deinit closes its fd and leaves the storage alone */
+        {
+                struct proto_header h = { .opcode = PROTO_OP_OPEN, .flags = PROTO_FLAG_REPLY };
+                int fd = memfd_new();
+
+                ck_assert_int_eq(transport_queue(&a, &h, NULL, 0, &fd, 1), 0);
+                ck_assert_ptr_eq((void *)a.out_head, (void *)storage.bytes);
+        }
+        tpair_close(sv, &a, &b);
+        free(payload);
+}
+
+/*
+ * transport_use_out_storage() under a random mix of what iomemd does: frames of every size (some fitting the
+ * storage, some not), with own or borrowed fds (made own while they wait), flushes cut by a small socket buffer and
+ * by fd budgets, the queue draining and refilling at random points. Whatever the storage holds, the peer must get
+ * every frame intact, in order, with its own fds: a frame built over one still queued (or partly sent) would show
+ * as a wrong payload or a wrong fd here, and as a use of poisoned memory in an ASan build.
+ */
+static void out_storage_random(bool in_order, uint32_t seed)
+{
+        enum { FRAMES = 1500, MAX_WAIT = 48 };
+        struct expect {
+                uint32_t len;
+                unsigned nfds;
+                int orig[3];
+        };
+        struct expect *want = calloc(FRAMES, sizeof(*want));
+        struct transport_out_storage *storage = malloc(sizeof(*storage));
+        uint8_t *payload = malloc(8192);
+        struct transport a, b;
+        struct transport_frame f;
+        unsigned queued = 0, got = 0, rounds = 0;
+        uint32_t x = seed;
+        int small = 4096, sv[2], r;
+
+        ck_assert_ptr_nonnull(want);
+        ck_assert_ptr_nonnull(storage);
+        ck_assert_ptr_nonnull(payload);
+        pair_new(sv);
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        transport_use_out_storage(&a, storage);
+        a.out_fds_in_order = in_order;
+        b.in_fds_in_order = in_order;
+#define NEXT() (x ^= x << 13, x ^= x >> 17, x ^= x << 5, x)
+        while (got < FRAMES) {
+                unsigned action = NEXT() % 8;
+
+                ck_assert_uint_lt(rounds++, 10000000);
+                if (action < 4 && queued < FRAMES && queued - got < MAX_WAIT) {
+                        static const uint32_t sizes[] = { 0, 8, 24, 40, 64, 100, 150, 200, 1000, 5000 };
+                        struct proto_header h = { .opcode = PROTO_OP_OPEN, .id = queued, .flags = PROTO_FLAG_REPLY };
+                        struct expect *e = &want[queued];
+                        bool borrowed = NEXT() % 3 == 0;
+                        int fds[3];
+
+                        e->len = sizes[NEXT() % (sizeof(sizes) / sizeof(sizes[0]))];
+                        e->nfds = NEXT() % 4 == 0 ? 1 + NEXT() % 3 : 0;
+                        for (uint32_t k = 0; k < e->len; k++)
+                                payload[k] = (uint8_t)(queued * 31u + k);
+                        for (unsigned k = 0; k < e->nfds; k++) {
+                                fds[k] = memfd_new();
+                                e->orig[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+                                ck_assert_int_ge(e->orig[k], 0);
+                        }
+                        if (borrowed && e->nfds > 0) {
+                                ck_assert_int_eq(transport_queue_with_fds(&a, &h, payload, e->len, fds, e->nfds), 0);
+                                /* as iomemd: one try to send at once, then the frame's fds become its own */
+                                r = transport_flush(&a);
+                                ck_assert(r == 0 || r == -EAGAIN);
+                                ck_assert_int_eq(transport_own_fds(&a), 0);
+                                fds_close(fds, e->nfds);
+                        } else {
+                                ck_assert_int_eq(transport_queue(&a, &h, payload, e->len, fds, e->nfds), 0);
+                        }
+                        /* scribble over the caller's payload: the queued copy must not change */
+                        memset(payload, 0xa5, e->len);
+                        queued++;
+                } else if (action < 6) {
+                        unsigned budget = NEXT() % 3 == 0 ? NEXT() % 4 : UINT_MAX;
+
+                        r = transport_flush_fds(&a, &budget);
+                        ck_assert_msg(r == 0 || r == -EAGAIN || r == -EDQUOT, "flush: %d", r);
+                } else {
+                        while ((r = pump(&b, &f)) != 0) {
+                                struct expect *e = &want[got];
+
+                                ck_assert_int_eq(r, 1);
+                                ck_assert_uint_lt(got, queued);
+                                ck_assert_uint_eq(f.hdr.id, got);
+                                payload_check(&f, got, e->len);
+                                ck_assert_uint_eq(f.nfds, e->nfds);
+                                for (unsigned k = 0; k < f.nfds; k++)
+                                        ck_assert(test_same_file(f.fds[k], e->orig[k]));
+                                transport_frame_deinit(&f);
+                                fds_close(e->orig, e->nfds);
+                                got++;
+                        }
+                }
+        }
+#undef NEXT
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_fds, 0);
+        ck_assert_uint_eq(a.out_bytes, 0);
+        tpair_close(sv, &a, &b);
+        free(payload);
+        free(storage);
+        free(want);
+}
+
+START_TEST(test_out_storage_random)
+{
+        for (uint32_t seed = 1; seed <= 3; seed++)
+                out_storage_random(false, seed * 2654435761u);
+}
+END_TEST
+
+START_TEST(test_out_storage_random_in_order)
+{
+        for (uint32_t seed = 1; seed <= 3; seed++)
+                out_storage_random(true, seed * 2654435761u);
+}
+END_TEST
+
+START_TEST(test_out_storage)
+{
+        out_storage(false);
+}
+END_TEST
+
+START_TEST(test_out_storage_in_order)
+{
+        out_storage(true);
+}
+END_TEST
+
 /*
  * transport_sendv_blocking(): frames go in order whether they leave with one sendmsg() from the caller's memory,
  * are cut by a full socket (the rest queued and flushed later, the cut frame from where it stopped), or go
@@ -1978,6 +2211,10 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_partial_writes_in_order);
         tcase_add_test(tc, test_partial_writes_in_order_fds_bound);
         tcase_add_test(tc, test_storage);
+        tcase_add_test(tc, test_out_storage);
+        tcase_add_test(tc, test_out_storage_in_order);
+        tcase_add_test(tc, test_out_storage_random);
+        tcase_add_test(tc, test_out_storage_random_in_order);
         tcase_add_test(tc, test_sendv);
         tcase_add_test(tc, test_l4_epipe_no_sigpipe);
         tcase_add_test(tc, test_read_buffer_full);
