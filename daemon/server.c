@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "asan.h"
 #include "closer.h"
 #include "conn.h"
 #include "log.h"
@@ -63,6 +64,7 @@ struct server {
         struct event *reserver_ev; /* reserver_fd(): reservations done on a reserver thread */
         struct event *signal_evs[4];
         struct server_conn *conns; /* live */
+        struct server_conn *spare; /* a freed one's block, for the next connection (server_conn_block()); poisoned */
         bool accept_paused_logged;
         uint64_t limit_logged_ns;
         uint64_t status_generation;
@@ -145,13 +147,45 @@ static void server_conn_unwatch(struct server_conn *sc)
         sc->watching_hup = false;
 }
 
+/* Return: the size of a struct server_conn's block, its events included. */
+static size_t server_conn_size(const struct server *s)
+{
+        return sizeof(struct server_conn) + SERVER_CONN_EVENTS * s->event_size;
+}
+
+/*
+ * Return: a block for a struct server_conn (uninitialised): the last freed one's if kept (a short-lived client
+ * then costs no malloc and free), else malloc'd; NULL (-ENOMEM).
+ */
+static struct server_conn *server_conn_block(struct server *s)
+{
+        struct server_conn *sc = s->spare;
+
+        if (!sc)
+                return malloc(server_conn_size(s));
+        s->spare = NULL;
+        ASAN_UNPOISON_MEMORY_REGION(sc, server_conn_size(s));
+        return sc;
+}
+
+/* Give @sc's block back: kept for the next connection (one at most), else freed. */
+static void server_conn_block_free(struct server *s, struct server_conn *sc)
+{
+        if (s->spare) {
+                free(sc);
+                return;
+        }
+        s->spare = sc;
+        ASAN_POISON_MEMORY_REGION(sc, server_conn_size(s));
+}
+
 static struct server_conn *server_conn_free(struct server_conn *sc)
 {
         if (!sc)
                 return NULL;
         server_conn_unwatch(sc);
         conn_free(sc->conn);
-        free(sc);
+        server_conn_block_free(sc->server, sc);
         return NULL;
 }
 
@@ -311,7 +345,7 @@ static int server_conn_add(struct server *s, int fd)
         int r;
 
         /* the events' storage is left as it is: event_assign() sets every field it reads */
-        sc = malloc(sizeof(*sc) + SERVER_CONN_EVENTS * s->event_size);
+        sc = server_conn_block(s);
         if (!sc) {
                 close(fd);
                 return -ENOMEM;
@@ -320,7 +354,7 @@ static int server_conn_add(struct server *s, int fd)
         r = conn_new(&s->ctx, fd, &sc->conn);
         fd = -1; /* consumed */
         if (r < 0) {
-                free(sc);
+                server_conn_block_free(s, sc);
                 return r;
         }
         conn_set_userdata(sc->conn, sc);
@@ -603,6 +637,12 @@ static void server_deinit(struct server *s)
         if (s->bound)
                 unlink(s->config->socket_path);
         conn_reap_orphans(&s->ctx, true);
+        conn_ctx_release(&s->ctx);
+        if (s->spare) {
+                ASAN_UNPOISON_MEMORY_REGION(s->spare, server_conn_size(s));
+                free(s->spare);
+                s->spare = NULL;
+        }
         s->ctx.quota = quota_free(s->ctx.quota); /* after the last connection */
         s->regtab = regtab_free(s->regtab);
         closer_stop();
