@@ -453,7 +453,7 @@ struct conn *conn_free(struct conn *c)
                 conn_reap_orphans(c->ctx, false);
         quota_release(c->ctx->quota, c->usage, c->fds_charged);
         if (c->transport_ready)
-                transport_deinit(&c->transport);
+                transport_release(&c->transport); /* its memory is set up anew by the next conn_new(), if any */
         c->ctx->connections--;
         c->ctx->generation++;
         free(c->groups);
