@@ -941,10 +941,17 @@ int conn_handle_input(struct conn *c)
                                 break;
                         continue;
                 }
-                /* end of stream: whatever is still buffered is a cut frame (F4) */
-                r = conn_process_frames(c);
-                if (r < 0)
-                        return r;
+                /*
+                 * End of stream: whatever is still buffered is a cut frame (F4). Nothing buffered (a client
+                 * that read its replies and closed): nothing to parse; replies still queued go out with the
+                 * conn_flush() that follows every conn_handle_input() (conn_process_frames() would only have
+                 * flushed them sooner if they piled up past half the queue's bounds).
+                 */
+                if (conn_input_buffered(c)) {
+                        r = conn_process_frames(c);
+                        if (r < 0)
+                                return r;
+                }
                 if (c->closing)
                         break;
                 if (!transport_has_output(&c->transport))
