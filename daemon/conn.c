@@ -439,7 +439,8 @@ struct conn *conn_free(struct conn *c)
 
         if (!c)
                 return NULL;
-        conn_drop(c, -ECONNRESET);
+        if (!c->dead) /* usually dropped already (its peer left) */
+                conn_drop(c, -ECONNRESET);
         conn_region_release(c);
         conn_watch_release(c);
         if (!conn_orphan_add(c)) {
