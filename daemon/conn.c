@@ -121,6 +121,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         __attribute__((cleanup(conn_groups_freep))) gid_t *groups = NULL;
         __attribute__((cleanup(conn_unbuilt_freep))) struct conn *c = NULL;
         struct config_quota limits;
+        const struct quota_usage *found;
         struct quota_usage *usage;
         struct ucred cred;
         socklen_t len = sizeof(cred);
@@ -154,7 +155,8 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
                 return -EACCES;
         }
         conn_limits_read(ctx, cred.uid, cred.gid, &limits);
-        if (quota_check_usage(quota_get(ctx->quota, cred.uid), cred.uid, &limits, 0, 0, 1, 0, &excess) < 0) {
+        found = quota_get(ctx->quota, cred.uid); /* for quota_hold_found() below: nothing changes the table between */
+        if (quota_check_usage(found, cred.uid, &limits, 0, 0, 1, 0, &excess) < 0) {
                 char text[256];
 
                 log_debug("refused connection of pid=%d uid=%u: connection quota (%llu) reached", (int)cred.pid,
@@ -194,7 +196,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         c->transport.fd_owner = cred.uid; /* fds it sends are closed on the closer threads, counted to it */
         c->transport_ready = true;
         /* the last step that can fail: from here on conn_free() gives the charge back */
-        if (quota_hold(ctx->quota, cred.uid, &usage) < 0)
+        if (quota_hold_found(ctx->quota, found, cred.uid, &usage) < 0)
                 return -ENOMEM;
         c->usage = usage;
         c->fd = sock;

@@ -59,6 +59,12 @@ static inline uint64_t quota_add(uint64_t v, int64_t delta)
 int quota_hold(struct quota *q, uint32_t uid, struct quota_usage **usagep);
 
 /*
+ * quota_hold_found() - quota_hold() of @uid whose entry @found is (quota_get() of @q, with nothing added to or
+ * removed from @q since; NULL: it had none), without looking it up again. Return: as quota_hold().
+ */
+int quota_hold_found(struct quota *q, const struct quota_usage *found, uint32_t uid, struct quota_usage **usagep);
+
+/*
  * quota_release() - give back the connection quota_hold() charged to @u and
  * @fds of its fds; the entry goes if it then holds nothing. NULL @q or @u:
  * nothing. Return: nothing.
