@@ -65,6 +65,7 @@ struct server {
         struct event *signal_evs[4];
         struct server_conn *conns; /* live */
         struct server_conn *spare; /* a freed one's block, for the next connection (server_conn_block()); poisoned */
+        int spare_rev_fd; /* the socket @spare's read event is set up for (not pending), or -1 */
         bool accept_paused_logged;
         uint64_t limit_logged_ns;
         uint64_t status_generation;
@@ -176,6 +177,7 @@ static void server_conn_block_free(struct server *s, struct server_conn *sc)
                 return;
         }
         s->spare = sc;
+        s->spare_rev_fd = sc->rev ? event_get_fd(sc->rev) : -1; /* taken out of the loop (server_conn_unwatch()) */
         ASAN_POISON_MEMORY_REGION(sc, server_conn_size(s));
 }
 
@@ -341,6 +343,7 @@ static void server_conn_notify(struct conn *c, void *userdata)
 
 static int server_conn_add(struct server *s, int fd)
 {
+        int rev_fd = s->spare ? s->spare_rev_fd : -1;
         struct server_conn *sc;
         int r;
 
@@ -359,7 +362,13 @@ static int server_conn_add(struct server *s, int fd)
         }
         conn_set_userdata(sc->conn, sc);
         sc->rev = server_conn_event(sc, SERVER_CONN_REV);
-        if (event_assign(sc->rev, s->base, conn_fd(sc->conn), EV_READ | EV_PERSIST, server_conn_read_cb, sc) < 0) {
+        /*
+         * A kept block's read event was set up for the same base, flags, callback and argument (the block
+         * itself), and taken out of the loop: it needs setting up again only for another socket. The kernel
+         * gives the lowest free fd, so a short-lived client usually gets its predecessor's.
+         */
+        if (conn_fd(sc->conn) != rev_fd &&
+            event_assign(sc->rev, s->base, conn_fd(sc->conn), EV_READ | EV_PERSIST, server_conn_read_cb, sc) < 0) {
                 server_conn_free(sc);
                 return -ENOMEM;
         }
