@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "asan.h"
 #include "backend.h"
 #include "closer.h"
 #include "conn-access.h"
@@ -120,6 +121,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         __attribute__((cleanup(conn_groups_freep))) gid_t *groups = NULL;
         __attribute__((cleanup(conn_unbuilt_freep))) struct conn *c = NULL;
         struct config_quota limits;
+        const struct quota_usage *found;
         struct quota_usage *usage;
         struct ucred cred;
         socklen_t len = sizeof(cred);
@@ -153,7 +155,8 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
                 return -EACCES;
         }
         conn_limits_read(ctx, cred.uid, cred.gid, &limits);
-        if (quota_check_usage(quota_get(ctx->quota, cred.uid), cred.uid, &limits, 0, 0, 1, 0, &excess) < 0) {
+        found = quota_get(ctx->quota, cred.uid); /* for quota_hold_found() below: nothing changes the table between */
+        if (quota_check_usage(found, cred.uid, &limits, 0, 0, 1, 0, &excess) < 0) {
                 char text[256];
 
                 log_debug("refused connection of pid=%d uid=%u: connection quota (%llu) reached", (int)cred.pid,
@@ -164,10 +167,16 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
                 sock = -1; /* consumed */
                 return -EDQUOT;
         }
-        /* not calloc(): glibc's skips the per-thread cache that malloc() takes from, at several times the cost */
-        c = malloc(sizeof(*c));
-        if (!c)
-                return -ENOMEM;
+        /* the last connection's block, else malloc() (not calloc(): it skips the per-thread cache, at a cost) */
+        c = ctx->spare;
+        if (c) {
+                ctx->spare = NULL;
+                ASAN_UNPOISON_MEMORY_REGION(c, sizeof(*c));
+        } else {
+                c = malloc(sizeof(*c));
+                if (!c)
+                        return -ENOMEM;
+        }
         memset(c, 0, offsetof(struct conn, transport)); /* the rest: transport_init_storage() below */
         c->ctx = ctx;
         c->uid = cred.uid;
@@ -187,7 +196,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         c->transport.fd_owner = cred.uid; /* fds it sends are closed on the closer threads, counted to it */
         c->transport_ready = true;
         /* the last step that can fail: from here on conn_free() gives the charge back */
-        if (quota_hold(ctx->quota, cred.uid, &usage) < 0)
+        if (quota_hold_found(ctx->quota, found, cred.uid, &usage) < 0)
                 return -ENOMEM;
         c->usage = usage;
         c->fd = sock;
@@ -432,7 +441,8 @@ struct conn *conn_free(struct conn *c)
 
         if (!c)
                 return NULL;
-        conn_drop(c, -ECONNRESET);
+        if (!c->dead) /* usually dropped already (its peer left) */
+                conn_drop(c, -ECONNRESET);
         conn_region_release(c);
         conn_watch_release(c);
         if (!conn_orphan_add(c)) {
@@ -446,13 +456,27 @@ struct conn *conn_free(struct conn *c)
                 conn_reap_orphans(c->ctx, false);
         quota_release(c->ctx->quota, c->usage, c->fds_charged);
         if (c->transport_ready)
-                transport_deinit(&c->transport);
+                transport_release(&c->transport); /* its memory is set up anew by the next conn_new(), if any */
         c->ctx->connections--;
         c->ctx->generation++;
         free(c->groups);
-        free(c);
+        if (!c->ctx->spare) {
+                c->ctx->spare = c; /* for the next conn_new() */
+                ASAN_POISON_MEMORY_REGION(c, sizeof(*c));
+        } else {
+                free(c);
+        }
         errno = saved;
         return NULL;
+}
+
+void conn_ctx_release(struct conn_ctx *ctx)
+{
+        if (ctx->spare) {
+                ASAN_UNPOISON_MEMORY_REGION(ctx->spare, sizeof(*ctx->spare));
+                free(ctx->spare);
+                ctx->spare = NULL;
+        }
 }
 
 int conn_fd(const struct conn *c)
@@ -920,10 +944,17 @@ int conn_handle_input(struct conn *c)
                                 break;
                         continue;
                 }
-                /* end of stream: whatever is still buffered is a cut frame (F4) */
-                r = conn_process_frames(c);
-                if (r < 0)
-                        return r;
+                /*
+                 * End of stream: whatever is still buffered is a cut frame (F4). Nothing buffered (a client
+                 * that read its replies and closed): nothing to parse; replies still queued go out with the
+                 * conn_flush() that follows every conn_handle_input() (conn_process_frames() would only have
+                 * flushed them sooner if they piled up past half the queue's bounds).
+                 */
+                if (conn_input_buffered(c)) {
+                        r = conn_process_frames(c);
+                        if (r < 0)
+                                return r;
+                }
                 if (c->closing)
                         break;
                 if (!transport_has_output(&c->transport))

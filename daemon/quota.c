@@ -170,6 +170,17 @@ int quota_hold(struct quota *q, uint32_t uid, struct quota_usage **usagep)
         return 0;
 }
 
+int quota_hold_found(struct quota *q, const struct quota_usage *found, uint32_t uid, struct quota_usage **usagep)
+{
+        struct quota_usage *u = (struct quota_usage *)found; /* the table's own entry: quota_get() gave it const */
+
+        if (!u)
+                return quota_hold(q, uid, usagep);
+        u->connections = quota_add(u->connections, 1);
+        *usagep = u;
+        return 0;
+}
+
 void quota_release(struct quota *q, struct quota_usage *u, uint64_t fds)
 {
         bool found;

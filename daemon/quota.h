@@ -59,6 +59,12 @@ static inline uint64_t quota_add(uint64_t v, int64_t delta)
 int quota_hold(struct quota *q, uint32_t uid, struct quota_usage **usagep);
 
 /*
+ * quota_hold_found() - quota_hold() of @uid whose entry @found is (quota_get() of @q, with nothing added to or
+ * removed from @q since; NULL: it had none), without looking it up again. Return: as quota_hold().
+ */
+int quota_hold_found(struct quota *q, const struct quota_usage *found, uint32_t uid, struct quota_usage **usagep);
+
+/*
  * quota_release() - give back the connection quota_hold() charged to @u and
  * @fds of its fds; the entry goes if it then holds nothing. NULL @q or @u:
  * nothing. Return: nothing.
@@ -138,13 +144,15 @@ int quota_check_excess(const struct quota_usage *u, uint32_t uid, const struct c
 
 /*
  * quota_check_usage() - quota_check() against @u (may be NULL: nothing held),
- * the entry of @uid found before (quota_get(), quota_hold()). Inline: a
- * request usually asks for one kind, within its limit.
+ * the entry of @uid found before (quota_get(), quota_hold()). Always inline
+ * (GCC kept it a call of 8 arguments): a request usually asks for one kind,
+ * within its limit, and the kinds it does not ask for (0) fold away.
  * Return: as quota_check().
  */
-static inline int quota_check_usage(const struct quota_usage *u, uint32_t uid, const struct config_quota *limits,
-                                    uint64_t bytes, uint64_t regions, uint64_t connections, uint64_t fds,
-                                    struct quota_excess *excessp)
+__attribute__((always_inline)) static inline int quota_check_usage(const struct quota_usage *u, uint32_t uid,
+                                                                  const struct config_quota *limits, uint64_t bytes,
+                                                                  uint64_t regions, uint64_t connections,
+                                                                  uint64_t fds, struct quota_excess *excessp)
 {
         uint64_t zero = 0;
 

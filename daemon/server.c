@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "asan.h"
 #include "closer.h"
 #include "conn.h"
 #include "log.h"
@@ -63,6 +64,8 @@ struct server {
         struct event *reserver_ev; /* reserver_fd(): reservations done on a reserver thread */
         struct event *signal_evs[4];
         struct server_conn *conns; /* live */
+        struct server_conn *spare; /* a freed one's block, for the next connection (server_conn_block()); poisoned */
+        int spare_rev_fd; /* the socket @spare's read event is set up for (not pending), or -1 */
         bool accept_paused_logged;
         uint64_t limit_logged_ns;
         uint64_t status_generation;
@@ -145,13 +148,46 @@ static void server_conn_unwatch(struct server_conn *sc)
         sc->watching_hup = false;
 }
 
+/* Return: the size of a struct server_conn's block, its events included. */
+static size_t server_conn_size(const struct server *s)
+{
+        return sizeof(struct server_conn) + SERVER_CONN_EVENTS * s->event_size;
+}
+
+/*
+ * Return: a block for a struct server_conn (uninitialised): the last freed one's if kept (a short-lived client
+ * then costs no malloc and free), else malloc'd; NULL (-ENOMEM).
+ */
+static struct server_conn *server_conn_block(struct server *s)
+{
+        struct server_conn *sc = s->spare;
+
+        if (!sc)
+                return malloc(server_conn_size(s));
+        s->spare = NULL;
+        ASAN_UNPOISON_MEMORY_REGION(sc, server_conn_size(s));
+        return sc;
+}
+
+/* Give @sc's block back: kept for the next connection (one at most), else freed. */
+static void server_conn_block_free(struct server *s, struct server_conn *sc)
+{
+        if (s->spare) {
+                free(sc);
+                return;
+        }
+        s->spare = sc;
+        s->spare_rev_fd = sc->rev ? event_get_fd(sc->rev) : -1; /* taken out of the loop (server_conn_unwatch()) */
+        ASAN_POISON_MEMORY_REGION(sc, server_conn_size(s));
+}
+
 static struct server_conn *server_conn_free(struct server_conn *sc)
 {
         if (!sc)
                 return NULL;
         server_conn_unwatch(sc);
         conn_free(sc->conn);
-        free(sc);
+        server_conn_block_free(sc->server, sc);
         return NULL;
 }
 
@@ -307,11 +343,12 @@ static void server_conn_notify(struct conn *c, void *userdata)
 
 static int server_conn_add(struct server *s, int fd)
 {
+        int rev_fd = s->spare ? s->spare_rev_fd : -1;
         struct server_conn *sc;
         int r;
 
         /* the events' storage is left as it is: event_assign() sets every field it reads */
-        sc = malloc(sizeof(*sc) + SERVER_CONN_EVENTS * s->event_size);
+        sc = server_conn_block(s);
         if (!sc) {
                 close(fd);
                 return -ENOMEM;
@@ -320,12 +357,18 @@ static int server_conn_add(struct server *s, int fd)
         r = conn_new(&s->ctx, fd, &sc->conn);
         fd = -1; /* consumed */
         if (r < 0) {
-                free(sc);
+                server_conn_block_free(s, sc);
                 return r;
         }
         conn_set_userdata(sc->conn, sc);
         sc->rev = server_conn_event(sc, SERVER_CONN_REV);
-        if (event_assign(sc->rev, s->base, conn_fd(sc->conn), EV_READ | EV_PERSIST, server_conn_read_cb, sc) < 0) {
+        /*
+         * A kept block's read event was set up for the same base, flags, callback and argument (the block
+         * itself), and taken out of the loop: it needs setting up again only for another socket. The kernel
+         * gives the lowest free fd, so a short-lived client usually gets its predecessor's.
+         */
+        if (conn_fd(sc->conn) != rev_fd &&
+            event_assign(sc->rev, s->base, conn_fd(sc->conn), EV_READ | EV_PERSIST, server_conn_read_cb, sc) < 0) {
                 server_conn_free(sc);
                 return -ENOMEM;
         }
@@ -603,6 +646,12 @@ static void server_deinit(struct server *s)
         if (s->bound)
                 unlink(s->config->socket_path);
         conn_reap_orphans(&s->ctx, true);
+        conn_ctx_release(&s->ctx);
+        if (s->spare) {
+                ASAN_UNPOISON_MEMORY_REGION(s->spare, server_conn_size(s));
+                free(s->spare);
+                s->spare = NULL;
+        }
         s->ctx.quota = quota_free(s->ctx.quota); /* after the last connection */
         s->regtab = regtab_free(s->regtab);
         closer_stop();

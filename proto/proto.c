@@ -164,17 +164,30 @@ static int str_check(const char *s, size_t n, size_t max)
 
 /* The name characters (docs/protocol.md): ASCII letters, digits and "._-/:@+=,", as a bitmap of the first 128. */
 #define NAME_BIT(c) (1ULL << ((c) & 63))
-static const uint64_t name_chars[2] = {
-        (0x3FFULL << '0') | NAME_BIT('.') | NAME_BIT('-') | NAME_BIT('/') | NAME_BIT(':') | NAME_BIT('+') |
-                NAME_BIT('=') | NAME_BIT(','),
-        (0x3FFFFFFULL << ('A' - 64)) | (0x3FFFFFFULL << ('a' - 64)) | NAME_BIT('@') | NAME_BIT('_'),
-};
+#define NAME_CHARS_LO                                                                                              \
+        ((0x3FFULL << '0') | NAME_BIT('.') | NAME_BIT('-') | NAME_BIT('/') | NAME_BIT(':') | NAME_BIT('+') |        \
+         NAME_BIT('=') | NAME_BIT(','))
+#define NAME_CHARS_HI ((0x3FFFFFFULL << ('A' - 64)) | (0x3FFFFFFULL << ('a' - 64)) | NAME_BIT('@') | NAME_BIT('_'))
+
+/*
+ * The same set as a table of every byte, made from the bitmap at compile time: 0 for a byte that is not a name
+ * character, NAME_SLASH for '/', NAME_OTHER for the others. One load per byte where the bitmap took a range
+ * test, a shift and a load.
+ */
+enum { NAME_OTHER = 1, NAME_SLASH = 2 };
+#define NAME_CLASS(u)                                                                                              \
+        ((u) == '/'  ? NAME_SLASH                                                                                  \
+         : (u) < 64  ? (int)((NAME_CHARS_LO >> ((u) & 63)) & 1)                                                    \
+         : (u) < 128 ? (int)((NAME_CHARS_HI >> ((u) & 63)) & 1)                                                    \
+                     : 0)
+#define NAME_CLASS4(u) NAME_CLASS(u), NAME_CLASS((u) + 1), NAME_CLASS((u) + 2), NAME_CLASS((u) + 3)
+#define NAME_CLASS16(u) NAME_CLASS4(u), NAME_CLASS4((u) + 4), NAME_CLASS4((u) + 8), NAME_CLASS4((u) + 12)
+#define NAME_CLASS64(u) NAME_CLASS16(u), NAME_CLASS16((u) + 16), NAME_CLASS16((u) + 32), NAME_CLASS16((u) + 48)
+static const uint8_t name_class[256] = { NAME_CLASS64(0), NAME_CLASS64(64), NAME_CLASS64(128), NAME_CLASS64(192) };
 
 static bool name_char_ok(char c)
 {
-        unsigned char u = (unsigned char)c;
-
-        return u < 128 && (name_chars[u >> 6] >> (u & 63)) & 1;
+        return name_class[(unsigned char)c] != 0;
 }
 
 int proto_name_check(const char *name, size_t len)
@@ -184,9 +197,11 @@ int proto_name_check(const char *name, size_t len)
         if (name[0] == '/' || name[0] == '.')
                 return -EINVAL;
         for (size_t i = 0; i < len; i++) {
-                if (!name_char_ok(name[i]))
+                unsigned k = name_class[(unsigned char)name[i]];
+
+                if (!k)
                         return -EINVAL;
-                if (name[i] == '/' && i + 1 < len && name[i + 1] == '/')
+                if (k == NAME_SLASH && i + 1 < len && name[i + 1] == '/')
                         return -EINVAL;
         }
         return 0;

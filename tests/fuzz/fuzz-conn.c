@@ -359,6 +359,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         transport_deinit(&client);
         close(sv[1]);
 
+        conn_ctx_release(&ctx);
         ctx.quota = quota_free(ctx.quota);
         left = regtab_count(fuzz_regtab);
         FUZZ_CHECK(fuzz_fd_count() == fds_before + (int)left); /* one fd per region, nothing else */

@@ -63,6 +63,7 @@ static void env_deinit(struct env *e)
 {
         ck_assert_uint_eq(e->ctx.connections, 0);
         ck_assert(env_quota_no_connections(e));
+        conn_ctx_release(&e->ctx);
         e->ctx.quota = quota_free(e->ctx.quota);
         ck_assert_uint_eq(regtab_waiter_count(e->regtab), 0);
         regtab_free(e->regtab);
