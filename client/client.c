@@ -474,14 +474,17 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
                 client_wake(c);
                 return r;
         }
-        for (p = c->pending; p; p = p->next) {
+        for (p = c->pending; p; p = p->next)
                 if (p->id == f->hdr.id)
                         break;
-                /* a daemon that refuses the connection at accept answers HELLO with id 0 (allow-list, quota) */
-                if (p->opcode == PROTO_OP_HELLO && f->hdr.id == 0 && f->hdr.opcode == PROTO_OP_HELLO &&
-                    (f->hdr.flags & PROTO_FLAG_ERROR))
-                        break;
-        }
+        /*
+         * A daemon that refuses the connection at accept answers HELLO with id 0 (allow-list, quota): no entry has
+         * id 0 (client_next_id() never gives it), so it goes to the first HELLO outstanding, looked for only then.
+         */
+        if (!p && f->hdr.id == 0 && f->hdr.opcode == PROTO_OP_HELLO && (f->hdr.flags & PROTO_FLAG_ERROR))
+                for (p = c->pending; p; p = p->next)
+                        if (p->opcode == PROTO_OP_HELLO)
+                                break;
         if (!p || f->hdr.opcode != p->opcode || !(f->hdr.flags & PROTO_FLAG_REPLY)) {
                 transport_frame_deinit(f);
                 if (p)

@@ -370,6 +370,68 @@ START_TEST(test_list_cycling_cursors)
 }
 END_TEST
 
+/* ---- a daemon that refuses the connection at accept --------------------------- */
+
+/*
+ * As iomemd's allow-list or connection quota: at accept, before reading anything, a HELLO error reply with id 0
+ * (EACCES, "not on the list"); then it reads what the client sends (HELLO and its first request), counting the
+ * requests in d->pages, and closes.
+ */
+static void *fake_refusing_daemon(void *arg)
+{
+        struct fake_daemon *d = arg;
+        static uint8_t payload[PROTO_MAX_PAYLOAD];
+        uint8_t hdr[PROTO_HEADER_SIZE], out[256];
+        struct proto_error err = { .error = -EACCES, .message = "not on the list" };
+        struct proto_header h = { .opcode = PROTO_OP_HELLO, .id = 0 }, rep = { .magic = PROTO_MAGIC,
+                .version = PROTO_VERSION, .flags = PROTO_FLAG_REPLY | PROTO_FLAG_ERROR, .opcode = PROTO_OP_HELLO };
+        int s = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC), len;
+
+        if (s < 0)
+                return NULL;
+        len = proto_error_encode(&err, out + PROTO_HEADER_SIZE, sizeof(out) - PROTO_HEADER_SIZE);
+        if (len > 0) {
+                rep.length = (uint32_t)len;
+                proto_header_encode(&rep, out);
+                if (write(s, out, PROTO_HEADER_SIZE + (size_t)len) != (ssize_t)(PROTO_HEADER_SIZE + (size_t)len))
+                        len = -1;
+        }
+        while (len > 0 && fake_read_all(s, hdr, sizeof(hdr))) {
+                if (proto_header_decode(hdr, sizeof(hdr), &h) < 0 || h.length > sizeof(payload) ||
+                    !fake_read_all(s, payload, h.length))
+                        break;
+                if (h.opcode != PROTO_OP_HELLO) {
+                        __atomic_add_fetch(&d->pages, 1, __ATOMIC_RELAXED);
+                        break;
+                }
+        }
+        close(s);
+        return NULL;
+}
+
+/*
+ * The refusal's id is 0, which no request has: it answers the HELLO sent with the first call (client_dispatch()),
+ * and the call fails with the daemon's reason and message, not -EPROTO or -ECONNRESET.
+ */
+START_TEST(test_refused_at_accept_hello_id_0)
+{
+        struct fake_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        int ret;
+
+        fake_start(&d, fake_refusing_daemon);
+        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        ret = iomem_open(c, "x", 0, 0, &r);
+        ck_assert_msg(ret == -EACCES, "OPEN on a refused connection: %s", iomem_strerror(ret));
+        ck_assert_ptr_null(r);
+        ck_assert_str_eq(iomem_client_error_message(c), "not on the list");
+        iomem_disconnect(c);
+        fake_stop(&d);
+}
+END_TEST
+
 /* ---- a daemon that dies after applying what it read with HELLO -------------- */
 
 /*
@@ -743,6 +805,7 @@ int main(void)
         tcase_add_test(tc, test_cached_open_sees_event_another_thread_holds);
         tcase_add_test(tc, test_first_calls_after_handshake_timeout);
         tcase_add_test(tc, test_no_resend_after_hello_read);
+        tcase_add_test(tc, test_refused_at_accept_hello_id_0);
         tcase_add_test(tc, test_replies_in_pieces);
         tcase_add_test(tc, test_open_reply_fd_not_regular);
         tcase_add_test(tc, test_open_reply_fd_smaller_than_announced);
