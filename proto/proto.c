@@ -102,19 +102,29 @@ static void put_u64(uint8_t *p, uint64_t v)
         memcpy(p, &v, sizeof(v));
 }
 
+/* Little-endian loads, one move each (as the stores above). */
 static uint16_t get_u16(const uint8_t *p)
 {
-        return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+        uint16_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return PROTO_LE16(v);
 }
 
 static uint32_t get_u32(const uint8_t *p)
 {
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        uint32_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return PROTO_LE32(v);
 }
 
 static uint64_t get_u64(const uint8_t *p)
 {
-        return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+        uint64_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return PROTO_LE64(v);
 }
 
 /* ---- strings and names -------------------------------------------------- */
