@@ -35,7 +35,7 @@ enum client_async {
         CLIENT_ASYNC_OPENV,
         CLIENT_ASYNC_STAT,
         CLIENT_ASYNC_PING,
-        CLIENT_HELLO, /* the held-back HELLO: its reply is checked where it is read */
+        CLIENT_HELLO, /* the held-back HELLO (@hello_entry, not in @pending): its reply is checked where it is read */
 };
 
 /* A request sent and not yet completed. */
@@ -86,7 +86,9 @@ struct iomem_client {
         /*
          * iomem_connect() holds HELLO back: it goes out with the first
          * request, in the same sendmsg() (docs/protocol.md, section 6), and
-         * its reply is routed to @hello_p like any other. @hello_dropped: the
+         * its reply is routed to @hello_p, which is not in @pending (one
+         * entry, always there: client_dispatch() looks at it first, before
+         * the table; it completes like any other). @hello_dropped: the
          * connection ended before any HELLO reply came and before any byte
          * of HELLO left (the daemon had closed it: its handshake timeout), so
          * nothing sent on it was applied: the call that finds this connects
@@ -124,7 +126,8 @@ struct iomem_client {
         uint32_t next_watch;
         /*
          * One implementation for blocking and asynchronous requests: every
-         * request sent and not yet answered is in @pending; whoever reads
+         * request sent and not yet answered is in @pending (but the held-back
+         * HELLO, @hello_p); whoever reads
          * the socket (one thread at a time: @reading) routes each reply to
          * its request by id and wakes the waiters (@cond). Blocking callers
          * wait for their own entry; asynchronous ones are moved to @done and
@@ -367,6 +370,20 @@ static inline void client_pending_complete(struct iomem_client *c, struct client
 }
 
 /*
+ * client_hello_complete() - complete the held-back HELLO's entry (@hello_p, outstanding) with @result, as
+ * client_pending_complete() does a request's (it has no reply to keep and is in no list: client_hello_prepare()).
+ */
+static inline void client_hello_complete(struct iomem_client *c, int result)
+{
+        struct client_pending *h = c->hello_p;
+
+        h->done = true;
+        h->result = result;
+        h->cache_gen = c->cache_gen;
+        client_wake(c);
+}
+
+/*
  * The connection broke: end the wait of the thread reading the socket
  * without the lock (in poll() or recvmsg()), if one is, by shutting down our
  * receiving side; the connection is not used again. (Output queued
@@ -398,7 +415,7 @@ static void client_break(struct iomem_client *c, int r)
         if (h && !h->done) {
                 /* no HELLO reply came: nothing was applied if nothing left (else the daemon may have died mid-way) */
                 c->hello_dropped = c->gone && c->t.out_pos == 0;
-                client_pending_complete(c, h, !c->gone ? -ENOTCONN : c->hello_dropped ? -EPIPE : -ECONNRESET, NULL);
+                client_hello_complete(c, !c->gone ? -ENOTCONN : c->hello_dropped ? -EPIPE : -ECONNRESET);
         }
         if (h && h->result < 0 && h->result != -EPIPE && h->result != -ENOTCONN)
                 result = h->result; /* refused: allow-list, quota, version */
@@ -458,6 +475,12 @@ static int client_frame_own(struct transport_frame *f, const struct client_pendi
         return 0;
 }
 
+/* Whether @f is the HELLO refusal a daemon sends at accept, before it read our HELLO: id 0. */
+static inline bool client_frame_is_refusal(const struct transport_frame *f)
+{
+        return f->hdr.id == 0 && f->hdr.opcode == PROTO_OP_HELLO && (f->hdr.flags & PROTO_FLAG_ERROR);
+}
+
 /*
  * Route one received frame, whose payload may borrow the transport's input buffer: an event is decoded and kept
  * (copied), the HELLO reply checked (its version string copied), a reply goes to its request with a payload of its
@@ -474,21 +497,18 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
                 client_wake(c);
                 return r;
         }
-        for (p = c->pending; p; p = p->next) {
-                if (p->id == f->hdr.id)
-                        break;
-                /* a daemon that refuses the connection at accept answers HELLO with id 0 (allow-list, quota) */
-                if (p->opcode == PROTO_OP_HELLO && f->hdr.id == 0 && f->hdr.opcode == PROTO_OP_HELLO &&
-                    (f->hdr.flags & PROTO_FLAG_ERROR))
-                        break;
-        }
-        if (!p || f->hdr.opcode != p->opcode || !(f->hdr.flags & PROTO_FLAG_REPLY)) {
-                transport_frame_deinit(f);
-                if (p)
-                        client_pending_complete(c, p, -EPROTO, NULL);
-                return -EPROTO;
-        }
-        if (p->kind == CLIENT_HELLO) {
+        /*
+         * A daemon that refuses the connection at accept answers HELLO with id 0 (allow-list, quota): no request
+         * has id 0 (client_next_id() never gives it), so it goes to the HELLO outstanding: the held-back one
+         * (outside the table, looked at first), or one sent by client_hello() (in it, looked for only then).
+         */
+        p = c->hello_p;
+        if (p && !p->done && (f->hdr.id == p->id || client_frame_is_refusal(f))) {
+                if (f->hdr.opcode != PROTO_OP_HELLO || !(f->hdr.flags & PROTO_FLAG_REPLY)) {
+                        transport_frame_deinit(f);
+                        client_hello_complete(c, -EPROTO);
+                        return -EPROTO;
+                }
                 /* checked here: a refusal breaks the connection for every request sent behind it */
                 r = client_hello_result(c, f);
                 client_frame_done(f);
@@ -498,8 +518,21 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
                         c->hello_dropped = true;
                         r = -EPIPE;
                 }
-                client_pending_complete(c, p, r, NULL);
+                client_hello_complete(c, r);
                 return r;
+        }
+        for (p = c->pending; p; p = p->next)
+                if (p->id == f->hdr.id)
+                        break;
+        if (!p && client_frame_is_refusal(f))
+                for (p = c->pending; p; p = p->next)
+                        if (p->opcode == PROTO_OP_HELLO)
+                                break;
+        if (!p || f->hdr.opcode != p->opcode || !(f->hdr.flags & PROTO_FLAG_REPLY)) {
+                transport_frame_deinit(f);
+                if (p)
+                        client_pending_complete(c, p, -EPROTO, NULL);
+                return -EPROTO;
         }
         /* read by its caller after the lock is let go, when another thread may have read again: a copy */
         r = client_frame_own(f, p);
@@ -1153,7 +1186,7 @@ static int client_hello(struct iomem_client *c)
 /*
  * client_hello_queue() - queue the held-back HELLO in front of the first
  * request, so that both go out in one sendmsg() (docs/protocol.md,
- * section 6), and put its entry in the reply table: client_dispatch() checks
+ * section 6), and set up its entry (@hello_p, outside the table): client_dispatch() checks
  * its reply when it comes, before the request's. Held back rather than sent
  * at connect, a HELLO never waits in the daemon for a request: a connection
  * that stays silent past the daemon's handshake timeout is closed without an
@@ -1172,7 +1205,6 @@ static int client_hello_queue(struct iomem_client *c, bool in_order)
         r = transport_queue(&c->t, &hello.h, hello.buf, hello.m.len, NULL, 0);
         if (r < 0) {
                 /* not sent: its entry goes, the HELLO stays held */
-                client_pending_unlink(c, c->hello_p);
                 c->hello_p = NULL;
                 c->hello_held = true;
                 c->t.in_fds_in_order = false;
@@ -1182,7 +1214,7 @@ static int client_hello_queue(struct iomem_client *c, bool in_order)
 
 /*
  * client_hello_prepare() - encode the held-back HELLO into *@hm (@in_order: ask for FDS_IN_ORDER), for the caller
- * to send or queue at once, and put its entry in the reply table as sent (client_hello_queue()). Called with the
+ * to send or queue at once, and set up its entry (@hello_p) as sent (client_hello_queue()). Called with the
  * lock held. Return: 0; negative errno (nothing changed).
  */
 static inline int client_hello_prepare(struct iomem_client *c, bool in_order, struct client_hello_msg *hm)
@@ -1201,9 +1233,7 @@ static inline int client_hello_prepare(struct iomem_client *c, bool in_order, st
         c->hello_held = false;
         client_pending_init(&c->hello_entry, CLIENT_HELLO, PROTO_OP_HELLO, 0, NULL);
         c->hello_entry.id = hm->h.id;
-        c->hello_p = &c->hello_entry;
-        c->hello_p->next = c->pending;
-        c->pending = c->hello_p;
+        c->hello_p = &c->hello_entry; /* not in @pending: client_dispatch() looks at it first */
         return 0;
 }
 
@@ -1261,7 +1291,6 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
         if (c->hello_p && !c->hello_p->done) {
                 r = client_wait(c, c->hello_p, client_deadline(c, 0));
                 if (r == -ETIMEDOUT && !c->hello_p->done) {
-                        client_pending_unlink(c, c->hello_p);
                         client_break(c, -ETIMEDOUT);
                 }
         }

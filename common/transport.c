@@ -341,6 +341,9 @@ static int transport_in_room(struct transport *t)
         uint8_t *in;
         int k;
 
+        /* the usual read: no header buffered (nothing to size the buffer by) and room left, as below */
+        if (t->in_end < PROTO_HEADER_SIZE && !want)
+                return 0;
         if (t->in_end >= TRANSPORT_IN_SIZE)
                 return -ENOBUFS;
         if (t->in_end >= PROTO_HEADER_SIZE) {

@@ -205,6 +205,7 @@ struct fake_daemon {
         int open_fd;        /* what every OPEN is answered with (the test's, lent): -1 = OPEN ends the fake */
         uint64_t open_size; /* the size the OPEN replies announce */
         size_t open_cut;    /* > 0: an OPEN reply is cut after this many bytes (its fd with them), the rest never sent */
+        int order;          /* fake_reordering_daemon(): FAKE_OPEN_FIRST or FAKE_HELLO_WRONG_OPCODE */
 };
 
 /* Return: true once @len bytes were read into @buf. */
@@ -365,6 +366,201 @@ START_TEST(test_list_cycling_cursors)
         ck_assert_msg(r == -EPROTO, "LIST with cycling cursors: %s", iomem_strerror(r));
         ck_assert_uint_eq(entries, 0);
         fprintf(stderr, "test_list_cycling_cursors: %u pages asked\n", d.pages);
+        iomem_disconnect(c);
+        fake_stop(&d);
+}
+END_TEST
+
+/* ---- a daemon that refuses the connection at accept --------------------------- */
+
+/*
+ * As iomemd's allow-list or connection quota: at accept, before reading anything, a HELLO error reply with id 0
+ * (EACCES, "not on the list"); then it reads what the client sends (HELLO and its first request), counting the
+ * requests in d->pages, and closes.
+ */
+static void *fake_refusing_daemon(void *arg)
+{
+        struct fake_daemon *d = arg;
+        static uint8_t payload[PROTO_MAX_PAYLOAD];
+        uint8_t hdr[PROTO_HEADER_SIZE], out[256];
+        struct proto_error err = { .error = -EACCES, .message = "not on the list" };
+        struct proto_header h = { .opcode = PROTO_OP_HELLO, .id = 0 }, rep = { .magic = PROTO_MAGIC,
+                .version = PROTO_VERSION, .flags = PROTO_FLAG_REPLY | PROTO_FLAG_ERROR, .opcode = PROTO_OP_HELLO };
+        int s = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC), len;
+
+        if (s < 0)
+                return NULL;
+        len = proto_error_encode(&err, out + PROTO_HEADER_SIZE, sizeof(out) - PROTO_HEADER_SIZE);
+        if (len > 0) {
+                rep.length = (uint32_t)len;
+                proto_header_encode(&rep, out);
+                if (write(s, out, PROTO_HEADER_SIZE + (size_t)len) != (ssize_t)(PROTO_HEADER_SIZE + (size_t)len))
+                        len = -1;
+        }
+        while (len > 0 && fake_read_all(s, hdr, sizeof(hdr))) {
+                if (proto_header_decode(hdr, sizeof(hdr), &h) < 0 || h.length > sizeof(payload) ||
+                    !fake_read_all(s, payload, h.length))
+                        break;
+                if (h.opcode != PROTO_OP_HELLO) {
+                        __atomic_add_fetch(&d->pages, 1, __ATOMIC_RELAXED);
+                        break;
+                }
+        }
+        close(s);
+        return NULL;
+}
+
+/*
+ * The refusal's id is 0, which no request has: it answers the HELLO sent with the first call (client_dispatch()),
+ * and the call fails with the daemon's reason and message, not -EPROTO or -ECONNRESET.
+ */
+START_TEST(test_refused_at_accept_hello_id_0)
+{
+        struct fake_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        int ret;
+
+        fake_start(&d, fake_refusing_daemon);
+        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        ret = iomem_open(c, "x", 0, 0, &r);
+        ck_assert_msg(ret == -EACCES, "OPEN on a refused connection: %s", iomem_strerror(ret));
+        ck_assert_ptr_null(r);
+        ck_assert_str_eq(iomem_client_error_message(c), "not on the list");
+        iomem_disconnect(c);
+        fake_stop(&d);
+}
+END_TEST
+
+/* ---- a daemon that answers the held-back HELLO and the first request oddly ------ */
+
+enum {
+        FAKE_OPEN_FIRST,         /* the OPEN's reply (with d->open_fd) before HELLO's */
+        FAKE_HELLO_WRONG_OPCODE, /* HELLO's id answered with an OPEN reply (no fd) */
+};
+
+/* Reads HELLO and the OPEN sent with it, then answers both as d->order says, and waits for the client to close. */
+static void *fake_reordering_daemon(void *arg)
+{
+        struct fake_daemon *d = arg;
+        static uint8_t payload[PROTO_MAX_PAYLOAD];
+        uint8_t hdr[PROTO_HEADER_SIZE], hello_out[256], open_out[256];
+        struct proto_header hello_h = { .id = 0 }, open_h = { .id = 0 };
+        struct proto_hello_reply hello = { .version = PROTO_VERSION, .max_fds = PROTO_MAX_FDS,
+                                           .max_payload = PROTO_MAX_PAYLOAD, .max_region_size = 1u << 20,
+                                           .name_max = PROTO_NAME_MAX, .server_version = "fake" };
+        struct proto_region_info info = { .id = 7, .size = d->open_size, .backend = PROTO_BACKEND_MEMFD };
+        int s = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC), hello_len, open_len;
+
+        for (int i = 0; s >= 0 && i < 2 && fake_read_all(s, hdr, sizeof(hdr)); i++) {
+                struct proto_header h;
+
+                if (proto_header_decode(hdr, sizeof(hdr), &h) < 0 || h.length > sizeof(payload) ||
+                    !fake_read_all(s, payload, h.length))
+                        break;
+                if (h.opcode == PROTO_OP_HELLO)
+                        hello_h = h;
+                else if (h.opcode == PROTO_OP_OPEN)
+                        open_h = h;
+        }
+        hello_len = proto_hello_reply_encode(&hello, hello_out, sizeof(hello_out));
+        open_len = proto_region_info_encode(&info, open_out, sizeof(open_out));
+        if (s >= 0 && hello_h.id != 0 && open_h.id != 0) {
+                if (d->order == FAKE_OPEN_FIRST) {
+                        /* both in one sendmsg() (the client reads them together), the OPEN's fd with them */
+                        uint8_t out[2 * PROTO_HEADER_SIZE + 512];
+                        union {
+                                struct cmsghdr align;
+                                char buf[CMSG_SPACE(sizeof(int))];
+                        } ctl = { 0 };
+                        struct proto_header oh = { .magic = PROTO_MAGIC, .version = PROTO_VERSION,
+                                                   .flags = PROTO_FLAG_REPLY, .opcode = PROTO_OP_OPEN,
+                                                   .id = open_h.id, .length = (uint32_t)open_len, .nfds = 1 };
+                        struct proto_header hh = { .magic = PROTO_MAGIC, .version = PROTO_VERSION,
+                                                   .flags = PROTO_FLAG_REPLY, .opcode = PROTO_OP_HELLO,
+                                                   .id = hello_h.id, .length = (uint32_t)hello_len };
+                        size_t n = 0;
+                        struct iovec iov = { .iov_base = out };
+                        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                                              .msg_controllen = sizeof(ctl.buf) };
+                        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+
+                        if (open_len > 0 && hello_len > 0 && (size_t)(open_len + hello_len) <= 512) {
+                                proto_header_encode(&oh, out);
+                                n += PROTO_HEADER_SIZE;
+                                memcpy(out + n, open_out, (size_t)open_len);
+                                n += (size_t)open_len;
+                                proto_header_encode(&hh, out + n);
+                                n += PROTO_HEADER_SIZE;
+                                memcpy(out + n, hello_out, (size_t)hello_len);
+                                n += (size_t)hello_len;
+                                iov.iov_len = n;
+                                cm->cmsg_level = SOL_SOCKET;
+                                cm->cmsg_type = SCM_RIGHTS;
+                                cm->cmsg_len = CMSG_LEN(sizeof(int));
+                                memcpy(CMSG_DATA(cm), &d->open_fd, sizeof(int));
+                                (void)sendmsg(s, &msg, MSG_NOSIGNAL);
+                        }
+                } else {
+                        struct proto_header wrong = { .opcode = PROTO_OP_OPEN, .id = hello_h.id };
+
+                        fake_reply(s, &wrong, open_out, open_len);
+                }
+                while (read(s, hdr, sizeof(hdr)) > 0) /* until the client closes */
+                        ;
+        }
+        if (s >= 0)
+                close(s);
+        return NULL;
+}
+
+/*
+ * The held-back HELLO's entry is outside the reply table (client_dispatch() looks at it first): a daemon that
+ * answers the OPEN before the HELLO still gets both routed, and the OPEN's region is the caller's.
+ */
+START_TEST(test_open_answered_before_hello)
+{
+        struct fake_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        void *addr = NULL;
+        int ret;
+
+        fake_start(&d, fake_reordering_daemon);
+        d.order = FAKE_OPEN_FIRST;
+        d.open_size = 4096;
+        d.open_fd = memfd_create("it-hostile", MFD_CLOEXEC);
+        ck_assert_int_ge(d.open_fd, 0);
+        ck_assert_int_eq(ftruncate(d.open_fd, 4096), 0);
+        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        ret = iomem_open(c, "x", 0, 0, &r);
+        ck_assert_msg(ret == 0, "OPEN answered before HELLO: %s", iomem_strerror(ret));
+        ck_assert_int_eq(iomem_region_map(r, 0, 4096, PROT_READ | PROT_WRITE, &addr), 0);
+        ck_assert_int_eq(iomem_unmap(addr, 4096), 0);
+        iomem_region_free(r);
+        iomem_disconnect(c);
+        fake_stop(&d);
+        close(d.open_fd);
+}
+END_TEST
+
+/* A reply with the held-back HELLO's id but another opcode is malformed: the call fails with -EPROTO. */
+START_TEST(test_hello_id_answered_with_other_opcode)
+{
+        struct fake_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        int ret;
+
+        fake_start(&d, fake_reordering_daemon);
+        d.order = FAKE_HELLO_WRONG_OPCODE;
+        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        ret = iomem_open(c, "x", 0, 0, &r);
+        ck_assert_msg(ret == -EPROTO, "HELLO's id answered as OPEN: %s", iomem_strerror(ret));
+        ck_assert_ptr_null(r);
         iomem_disconnect(c);
         fake_stop(&d);
 }
@@ -743,6 +939,9 @@ int main(void)
         tcase_add_test(tc, test_cached_open_sees_event_another_thread_holds);
         tcase_add_test(tc, test_first_calls_after_handshake_timeout);
         tcase_add_test(tc, test_no_resend_after_hello_read);
+        tcase_add_test(tc, test_refused_at_accept_hello_id_0);
+        tcase_add_test(tc, test_open_answered_before_hello);
+        tcase_add_test(tc, test_hello_id_answered_with_other_opcode);
         tcase_add_test(tc, test_replies_in_pieces);
         tcase_add_test(tc, test_open_reply_fd_not_regular);
         tcase_add_test(tc, test_open_reply_fd_smaller_than_announced);
