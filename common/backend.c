@@ -30,8 +30,7 @@ _Static_assert(PROTO_SEAL_SEAL == F_SEAL_SEAL && PROTO_SEAL_SHRINK == F_SEAL_SHR
                        PROTO_SEAL_FUTURE_WRITE == F_SEAL_FUTURE_WRITE,
                "PROTO_SEAL_* must be the kernel's F_SEAL_* bits");
 
-/* Return: 0 if @size is allowed under @max_size (0 = default), else -EFBIG. */
-static int backend_check_size(uint64_t size, uint64_t max_size)
+int backend_check_size(uint64_t size, uint64_t max_size)
 {
         if (max_size == 0)
                 max_size = BACKEND_DEFAULT_MAX_SIZE;

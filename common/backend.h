@@ -91,6 +91,9 @@ int backend_drop_ahead(int fd);
 /* Return: true if the system gives shmem objects transparent huge pages (shmem_enabled, see backend.c). */
 bool backend_shmem_thp(void);
 
+/* Return: 0 if @size is allowed under @max_size (0 = default), else -EFBIG (backend_resize()'s check). */
+int backend_check_size(uint64_t size, uint64_t max_size);
+
 /*
  * backend_resize() - change the size with ftruncate.
  * Return: 0; -EFBIG above max_size (0 = default); -EPERM if a seal forbids

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,9 +24,17 @@ enum reserver_state {
         RESERVER_DONE,    /* in reserver_done: waits for reserver_collect() */
 };
 
+enum reserver_op {
+        RESERVER_OP_RESERVE, /* fallocate offset..offset+len (past the end with ahead) */
+        RESERVER_OP_RESIZE,  /* reserver_resize(): ftruncate, with a RESERVEd region's fallocate */
+        RESERVER_OP_SEAL,    /* backend_seal(), then the seals */
+};
+
 struct reserver_job {
         int fd; /* owned by the job until its completion is called */
-        uint64_t offset, len;
+        enum reserver_op op;
+        uint64_t offset, len; /* RESIZE: from offset to len bytes */
+        unsigned flags;       /* RESIZE: RESERVER_RESIZE_*; SEAL: the seals */
         bool ahead; /* past the end, FALLOC_FL_KEEP_SIZE (backend_reserve_ahead()) */
         bool ran;   /* its fallocate was called (set by its thread before it is DONE) */
         int result;
@@ -58,6 +67,7 @@ static void reserver_job_free(struct reserver_job *job)
 {
         reserver_gone_fn *gone = job->gone;
         void *gone_arg = job->gone_arg;
+        int result = job->ran ? job->result : -ECANCELED;
 
         if (job->fd >= 0) {
                 if (job->ahead && job->ran)
@@ -66,7 +76,7 @@ static void reserver_job_free(struct reserver_job *job)
         }
         free(job);
         if (gone)
-                gone(gone_arg);
+                gone(gone_arg, result);
 }
 
 /*
@@ -102,6 +112,62 @@ static void reserver_wait_gate(void)
         }
 }
 
+/* Return: true if @job was cancelled (read under the reserver's lock). */
+static bool reserver_job_cancelled(struct reserver_job *job)
+{
+        bool cancelled;
+
+        pthread_mutex_lock(&reserver_lock);
+        cancelled = job->cancelled;
+        pthread_mutex_unlock(&reserver_lock);
+        return cancelled;
+}
+
+/*
+ * A RESIZE's work, on a reserver thread: everything that takes the object's
+ * inode lock (which a holder's fallocate may hold for seconds). A RESERVEd
+ * growth is reserved past the end first, and made visible only if the job
+ * is still wanted and the size is still the one it grows from; what it
+ * reserved goes back otherwise. Return: 0 (the size is now @job->len); a
+ * negative errno (-ECANCELED: not wanted any more; -EBUSY: a holder changed
+ * the size meanwhile), the size unchanged.
+ */
+static int reserver_resize(struct reserver_job *job, int fd)
+{
+        uint64_t from = job->offset, to = job->len;
+        bool ahead = job->flags & RESERVER_RESIZE_AHEAD;
+        struct stat st;
+        int k = 0;
+
+        if (ahead)
+                k = backend_reserve_ahead(fd, from, to - from);
+        if (k == 0 && reserver_job_cancelled(job))
+                k = -ECANCELED;
+        if (k == 0 && ahead && (fstat(fd, &st) < 0 || (uint64_t)st.st_size != from))
+                k = -EBUSY;
+        if (k == 0 && ftruncate(fd, (off_t)to) < 0)
+                k = -errno;
+        if (k == 0 && (job->flags & RESERVER_RESIZE_AFTER)) {
+                k = backend_reserve_range(fd, from, to - from);
+                if (k < 0)
+                        (void)!ftruncate(fd, (off_t)from);
+        }
+        if (k < 0 && ahead)
+                (void)backend_drop_ahead(fd); /* a failed fallocate may have left some too */
+        return k;
+}
+
+/* A SEAL's work, on a reserver thread. Return: the seals now, or a negative errno (backend_seal()'s). */
+static int reserver_seal(struct reserver_job *job, int fd)
+{
+        int k;
+
+        if (reserver_job_cancelled(job))
+                return -ECANCELED;
+        k = backend_seal(fd, job->flags);
+        return k < 0 ? k : backend_get_seals(fd);
+}
+
 static void *reserver_main(void *arg)
 {
         (void)arg;
@@ -126,8 +192,14 @@ static void *reserver_main(void *arg)
 
                 reserver_wait_gate();
                 /* only this thread touches result and ran now; the lock below publishes them */
-                job->result = job->ahead ? backend_reserve_ahead(fd, job->offset, job->len)
-                                         : backend_reserve_range(fd, job->offset, job->len);
+                if (job->op == RESERVER_OP_RESIZE) {
+                        job->result = reserver_resize(job, fd);
+                } else if (job->op == RESERVER_OP_SEAL) {
+                        job->result = reserver_seal(job, fd);
+                } else {
+                        job->result = job->ahead ? backend_reserve_ahead(fd, job->offset, job->len)
+                                                 : backend_reserve_range(fd, job->offset, job->len);
+                }
                 job->ran = true;
 
                 pthread_mutex_lock(&reserver_lock);
@@ -218,8 +290,9 @@ int reserver_fd(void)
         return reserver_efd;
 }
 
-int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
-                               struct reserver_job **jobp)
+/* Queue a job of @op on @fd (consumed, even on error). Return: 0 with *jobp; -ENOMEM; -ESHUTDOWN. */
+static int reserver_submit(int fd, enum reserver_op op, uint64_t offset, uint64_t len, unsigned flags, bool ahead,
+                           reserver_done_fn *done, void *arg, struct reserver_job **jobp)
 {
         struct reserver_job *job;
 
@@ -234,8 +307,10 @@ int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead
         }
         job->fd = fd;
         fd = -1; /* consumed: the job's */
+        job->op = op;
         job->offset = offset;
         job->len = len;
+        job->flags = flags;
         job->ahead = ahead;
         job->done = done;
         job->arg = arg;
@@ -250,13 +325,31 @@ int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead
         return 0;
 }
 
+int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
+                               struct reserver_job **jobp)
+{
+        return reserver_submit(fd, RESERVER_OP_RESERVE, offset, len, 0, ahead, done, arg, jobp);
+}
+
+int reserver_submit_resize_consume_fd(int fd, uint64_t from, uint64_t to, unsigned flags, reserver_done_fn *done,
+                                      void *arg, struct reserver_job **jobp)
+{
+        return reserver_submit(fd, RESERVER_OP_RESIZE, from, to, flags, false, done, arg, jobp);
+}
+
+int reserver_submit_seal_consume_fd(int fd, uint32_t seals, reserver_done_fn *done, void *arg,
+                                    struct reserver_job **jobp)
+{
+        return reserver_submit(fd, RESERVER_OP_SEAL, 0, 0, seals, false, done, arg, jobp);
+}
+
 void reserver_cancel(struct reserver_job *job, reserver_gone_fn *gone, void *arg)
 {
         struct reserver_job **p;
 
         if (!job) {
                 if (gone)
-                        gone(arg);
+                        gone(arg, -ECANCELED);
                 return;
         }
         pthread_mutex_lock(&reserver_lock);

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* reserver: RESERVE's fallocate() on threads of its own, so that a reservation never holds the event loop. */
+/*
+ * reserver: RESERVE's fallocate(), and the ftruncate and F_ADD_SEALS of RESIZE and SEAL (which wait for a
+ * holder's fallocate), on threads of their own, so that none of them holds the event loop.
+ */
 #pragma once
 
 #include <stdbool.h>
@@ -70,8 +73,38 @@ int reserver_fd(void);
 int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
                                struct reserver_job **jobp);
 
-/* Called on the event loop's thread once a cancelled job's fd is closed (reserver_cancel()). */
-typedef void reserver_gone_fn(void *arg);
+#define RESERVER_RESIZE_AHEAD 1u /* a RESERVEd growth: fallocate past the end first (not hugetlb) */
+#define RESERVER_RESIZE_AFTER 2u /* a RESERVEd hugetlb growth: fallocate the new bytes after the ftruncate */
+
+/*
+ * reserver_submit_resize_consume_fd() - change the size of @fd's object
+ * (@fd consumed, even on error) from @from to @to bytes on a reserver
+ * thread: its ftruncate, like F_ADD_SEALS, waits for the inode lock that
+ * any holder's fallocate holds throughout. @done gets 0 (resized) or a
+ * negative errno (nothing changed; -EBUSY: with RESERVER_RESIZE_AHEAD, a
+ * holder changed the size meanwhile). A job cancelled before its ftruncate
+ * does not resize; once it ran, its gone callback gets 0. Return: as
+ * reserver_submit_consume_fd().
+ */
+int reserver_submit_resize_consume_fd(int fd, uint64_t from, uint64_t to, unsigned flags, reserver_done_fn *done,
+                                      void *arg, struct reserver_job **jobp);
+
+/*
+ * reserver_submit_seal_consume_fd() - backend_seal(@fd, @seals) on a
+ * reserver thread (@fd consumed, even on error); @done gets the seals now
+ * (>= 0) or backend_seal()'s negative errno. Return: as
+ * reserver_submit_consume_fd().
+ */
+int reserver_submit_seal_consume_fd(int fd, uint32_t seals, reserver_done_fn *done, void *arg,
+                                    struct reserver_job **jobp);
+
+/*
+ * Called on the event loop's thread once a cancelled job's fd is closed
+ * (reserver_cancel()), with what its work returned if it ran (a RESIZE or
+ * SEAL that ran changed the object: the daemon's state must follow), else
+ * -ECANCELED.
+ */
+typedef void reserver_gone_fn(void *arg, int result);
 
 /*
  * reserver_cancel() - the requester is gone: @job's completion is never

@@ -9,13 +9,16 @@
  * charged, and a client gone meanwhile leaves nothing behind.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fdutil.h"
@@ -129,6 +132,14 @@ static void raw_append_resize(struct raw *w, uint32_t id, const char *name, uint
         uint8_t payload[512];
 
         raw_append(w, PROTO_OP_RESIZE, id, payload, proto_resize_encode(&m, payload, sizeof(payload)));
+}
+
+static void raw_append_seal(struct raw *w, uint32_t id, const char *name, uint32_t seals)
+{
+        struct proto_seal m = { .seals = seals, .name = name };
+        uint8_t payload[512];
+
+        raw_append(w, PROTO_OP_SEAL, id, payload, proto_seal_encode(&m, payload, sizeof(payload)));
 }
 
 static void raw_append_ping(struct raw *w, uint32_t id)
@@ -747,6 +758,212 @@ START_TEST(test_resize_reservation_abandoned)
 }
 END_TEST
 
+/*
+ * The hostile review's attack: a holder of a writable fd runs fallocate() on it (shmem holds the inode lock
+ * throughout, 0.1-0.5 s per GiB), and a SEAL (F_ADD_SEALS) or a RESIZE (ftruncate) of that region, which wait
+ * for that lock, froze the event loop. Now both run as reserver jobs: while one is held (by the gate), another
+ * connection is served and concurrent RESIZEs and SEALs of the region are -EBUSY; then it is answered as
+ * before. On main this fails at the first wait_taken(): SEAL and RESIZE ran on the loop, no job was taken.
+ */
+START_TEST(test_seal_and_resize_off_the_loop)
+{
+        struct iomem_client *other;
+        struct iomem_stat st;
+        uint32_t seals = 0;
+        struct raw a;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "sr", 4 * MIB, IOMEM_CREATE_RESIZABLE), 0);
+
+        /* a RESIZE (a growth of a region that is not RESERVEd: the plain ftruncate) */
+        gate_close();
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "sr", 8 * MIB);
+        raw_append_ping(&a, 3);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_taken(1);
+        wait_charged(other, 8 * MIB, 1); /* the growth is charged while it is in flight */
+        ck_assert_int_eq(iomem_ping(other), 0);
+        ck_assert_int_eq(iomem_resize(other, "sr", 2 * MIB), -EBUSY);
+        ck_assert_int_eq(iomem_seal(other, "sr", IOMEM_SEAL_GROW, &seals), -EBUSY);
+        ck_assert_msg(!raw_readable(&a), "the RESIZE was answered while its job is held");
+        ck_assert_uint_eq(stat_size(other, "sr"), 4 * MIB);
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 2, NULL), 0); /* the RESIZE first ... */
+        ck_assert_int_eq(raw_reply(&a, 3, NULL), 0); /* ... then the PING sent after it */
+        ck_assert_uint_eq(stat_size(other, "sr"), 8 * MIB);
+        wait_charged(other, 8 * MIB, 1);
+
+        /* a shrink */
+        gate_close();
+        raw_append_resize(&a, 4, "sr", 2 * MIB);
+        raw_send(&a);
+        wait_taken(2);
+        ck_assert_int_eq(iomem_ping(other), 0);
+        ck_assert_msg(!raw_readable(&a), "the RESIZE was answered while its job is held");
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 4, NULL), 0);
+        ck_assert_uint_eq(stat_size(other, "sr"), 2 * MIB);
+        wait_charged(other, 2 * MIB, 1);
+
+        /* a SEAL */
+        gate_close();
+        raw_append_seal(&a, 5, "sr", PROTO_SEAL_GROW);
+        raw_append_ping(&a, 6);
+        raw_send(&a);
+        wait_taken(3);
+        ck_assert_int_eq(iomem_ping(other), 0);
+        ck_assert_int_eq(iomem_seal(other, "sr", IOMEM_SEAL_SHRINK, &seals), -EBUSY);
+        ck_assert_int_eq(iomem_resize(other, "sr", 4 * MIB), -EBUSY);
+        ck_assert_msg(!raw_readable(&a), "the SEAL was answered while its job is held");
+        ck_assert_int_eq(iomem_stat(other, "sr", &st), 0);
+        ck_assert_uint_eq(st.seals & IOMEM_SEAL_GROW, 0);
+        gate_open();
+        ck_assert_int_eq(raw_reply(&a, 5, NULL), 0);
+        ck_assert_int_eq(raw_reply(&a, 6, NULL), 0);
+        ck_assert_int_eq(iomem_stat(other, "sr", &st), 0);
+        ck_assert_uint_ne(st.seals & IOMEM_SEAL_GROW, 0);
+
+        /* errors are what they were: a sealed growth is -EPERM, the region unchanged */
+        ck_assert_int_eq(iomem_resize(other, "sr", 4 * MIB), -EPERM);
+        ck_assert_uint_eq(stat_size(other, "sr"), 2 * MIB);
+        wait_charged(other, 2 * MIB, 1);
+        raw_close(&a);
+        ck_assert_int_eq(iomem_delete(other, "sr"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/*
+ * A RESIZE's or SEAL's requester hangs up while its job is held (before its syscall): the growth is refunded,
+ * nothing changes, the region is free again once the job is gone, and no fd stays behind.
+ */
+START_TEST(test_seal_and_resize_abandoned)
+{
+        struct iomem_client *other;
+        struct iomem_stat st;
+        struct raw a;
+        long taken = 0;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "sa", 4 * MIB, IOMEM_CREATE_RESIZABLE), 0);
+
+        gate_close();
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "sa", 16 * MIB);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_taken(++taken);
+        wait_charged(other, 16 * MIB, 1);
+        raw_close(&a);
+        wait_charged(other, 4 * MIB, 1); /* refunded at once */
+        gate_open();
+        ck_assert_int_eq(resize_when_free(other, "sa", 4 * MIB), 0); /* -EBUSY until the job is gone */
+        taken++;
+        ck_assert_uint_eq(stat_size(other, "sa"), 4 * MIB);
+
+        gate_close();
+        raw_connect(&a);
+        raw_append_seal(&a, 2, "sa", PROTO_SEAL_SEAL);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_taken(++taken);
+        raw_close(&a);
+        gate_open();
+        ck_assert_int_eq(resize_when_free(other, "sa", 8 * MIB), 0); /* not sealed: the SEAL was not made */
+        ck_assert_int_eq(iomem_stat(other, "sa", &st), 0);
+        ck_assert_uint_eq(st.seals & IOMEM_SEAL_SEAL, 0);
+        ck_assert_uint_eq(st.size, 8 * MIB);
+        wait_charged(other, 8 * MIB, 1);
+        ck_assert_int_eq(iomem_delete(other, "sa"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish(); /* the jobs' copies of the fd are closed */
+}
+END_TEST
+
+/* A helper that fallocates and punches all of @fd's object in a loop (holding its inode lock) until killed. */
+static pid_t fallocate_loop_start(int fd, uint64_t size)
+{
+        pid_t pid = fork();
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                for (;;) {
+                        if (fallocate(fd, 0, 0, (off_t)size) < 0 ||
+                            fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)size) < 0)
+                                _exit(1);
+                }
+        }
+        return pid;
+}
+
+static void fallocate_loop_stop(pid_t pid)
+{
+        int status = 0;
+
+        ck_assert_int_eq(kill(pid, SIGKILL), 0);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFSIGNALED(status)); /* it was still fallocating: it did not fail */
+}
+
+/*
+ * The same attack for real, without the gate: a forked holder fallocates a large region in a loop, and a SEAL
+ * or RESIZE of it waits for its inode lock. Another connection's PING must be answered before that request:
+ * on main the loop was stuck in the syscall and answered the PING only after it, every time. A try where the
+ * syscall got the lock before the PING's round trip proves nothing either way, so up to 8 are made and one
+ * where the PING came first is required (ordering only, no time limit).
+ */
+START_TEST(test_seal_and_resize_under_holder_fallocate)
+{
+        enum { SIZE = 512 * MIB };
+        struct iomem_client *other;
+        struct iomem_region *reg = NULL;
+        int fd, ping_first = 0, tries = 0;
+        struct raw a;
+        pid_t pid;
+
+        start((const char *const[]){ "--max-region-size", "1073741824", NULL });
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "fa", SIZE, IOMEM_CREATE_RESIZABLE), 0);
+        ck_assert_int_eq(iomem_open(other, "fa", 0, 0, &reg), 0);
+        fd = iomem_region_fd(reg);
+        ck_assert_int_ge(fd, 0);
+        pid = fallocate_loop_start(fd, SIZE);
+        for (int i = 0; i < 200 && allocated(fd) == 0; i++)
+                it_sleep_ms(10); /* it runs */
+        raw_connect(&a);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        for (uint32_t id = 2; tries < 8 && !ping_first; id++, tries++) {
+                /* alternately a RESIZE (to the size it has: the ftruncate all the same) and a SEAL (GROW, again) */
+                if (id % 2)
+                        raw_append_seal(&a, id, "fa", PROTO_SEAL_GROW);
+                else
+                        raw_append_resize(&a, id, "fa", SIZE);
+                raw_send(&a);
+                it_sleep_ms(1); /* the daemon has read it (most likely; a try otherwise proves nothing) */
+                ck_assert_int_eq(iomem_ping(other), 0);
+                if (!raw_readable(&a))
+                        ping_first++;
+                ck_assert_int_eq(raw_reply(&a, id, NULL), 0);
+        }
+        fallocate_loop_stop(pid);
+        ck_assert_msg(ping_first, "in %d tries, the PING was never answered before the SEAL or RESIZE", tries);
+        raw_close(&a);
+        reg = iomem_region_free(reg);
+        ck_assert_int_eq(iomem_delete(other, "fa"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
 /* SIGTERM with reservations in flight (held by the gate) and queued: the daemon stops cleanly (exit 0). */
 START_TEST(test_stop_while_reserving)
 {
@@ -919,6 +1136,9 @@ int main(void)
         tcase_add_test(tc, test_seal_refused_while_resizing);
         tcase_add_test(tc, test_abandoned_resize_keeps_region_busy);
         tcase_add_test(tc, test_stop_with_abandoned_resize);
+        tcase_add_test(tc, test_seal_and_resize_off_the_loop);
+        tcase_add_test(tc, test_seal_and_resize_abandoned);
+        tcase_add_test(tc, test_seal_and_resize_under_holder_fallocate);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
