@@ -921,14 +921,14 @@ static void fallocate_loop_stop(pid_t pid)
  */
 START_TEST(test_seal_and_resize_under_holder_fallocate)
 {
-        enum { SIZE = 512 * MIB };
+        const uint64_t SIZE = 1024 * MIB;
         struct iomem_client *other;
         struct iomem_region *reg = NULL;
         int fd, ping_first = 0, tries = 0;
         struct raw a;
         pid_t pid;
 
-        start((const char *const[]){ "--max-region-size", "1073741824", NULL });
+        start(NULL);
         other = it_client_connect(&daemon_);
         ck_assert_int_eq(create(other, "fa", SIZE, IOMEM_CREATE_RESIZABLE), 0);
         ck_assert_int_eq(iomem_open(other, "fa", 0, 0, &reg), 0);
@@ -947,7 +947,7 @@ START_TEST(test_seal_and_resize_under_holder_fallocate)
                 else
                         raw_append_resize(&a, id, "fa", SIZE);
                 raw_send(&a);
-                it_sleep_ms(1); /* the daemon has read it (most likely; a try otherwise proves nothing) */
+                it_sleep_ms(20); /* the daemon has read it first (most likely; a try otherwise proves nothing) */
                 ck_assert_int_eq(iomem_ping(other), 0);
                 if (!raw_readable(&a))
                         ping_first++;
