@@ -54,8 +54,10 @@ struct conn_wait {
 };
 
 /*
- * A request whose fallocate runs on a reserver thread (reserver.h): a named
- * CREATE with RESERVE, or a RESIZE growing a RESERVEd region. Its
+ * A request whose slow syscalls run on a reserver thread (reserver.h): a
+ * named CREATE with RESERVE (its fallocate), a RESIZE (its ftruncate, and a
+ * RESERVEd growth's fallocate) or a SEAL (its F_ADD_SEALS: like ftruncate,
+ * it waits for the inode lock any holder's fallocate holds). Its
  * connection reads nothing more until it is done (its reply stays in
  * request order). What it asks for (@charge bytes and @regions regions) is
  * charged to @owner when it starts and refunded when it ends, whatever the
@@ -63,7 +65,7 @@ struct conn_wait {
  * until the completion.
  *
  * A CREATE claims its name meanwhile (@claimed: in conn_ctx.reserves). A
- * RESIZE's region is marked resizing (other RESIZEs and SEALs of it:
+ * RESIZE's or SEAL's region is marked resizing (other RESIZEs and SEALs of it:
  * -EBUSY) and found again by its id, which is never reused: a DELETE or
  * PUBLISH may free it meanwhile. The mark stays until the job's fallocate
  * has returned, even when its requester left before (then @conn is NULL
