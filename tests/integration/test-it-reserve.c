@@ -838,6 +838,20 @@ START_TEST(test_seal_and_resize_off_the_loop)
 }
 END_TEST
 
+/* Wait (bounded polling) until the daemon counts @n connections: a closed one's job is cancelled by then. */
+static void wait_connections(struct iomem_client *c, uint64_t n)
+{
+        struct iomem_status st = { 0 };
+
+        for (int i = 0; i < 3000; i++) {
+                ck_assert_int_eq(iomem_status(c, &st), 0);
+                if (st.connections == n)
+                        return;
+                it_sleep_ms(10);
+        }
+        ck_abort_msg("%llu connections, %llu expected", (unsigned long long)st.connections, (unsigned long long)n);
+}
+
 /*
  * A RESIZE's or SEAL's requester hangs up while its job is held (before its syscall): the growth is refunded,
  * nothing changes, the region is free again once the job is gone, and no fd stays behind.
@@ -874,6 +888,7 @@ START_TEST(test_seal_and_resize_abandoned)
         ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
         wait_taken(++taken);
         raw_close(&a);
+        wait_connections(other, 1); /* the job is cancelled before its F_ADD_SEALS */
         gate_open();
         ck_assert_int_eq(resize_when_free(other, "sa", 8 * MIB), 0); /* not sealed: the SEAL was not made */
         ck_assert_int_eq(iomem_stat(other, "sa", &st), 0);
