@@ -804,6 +804,9 @@ static void conn_region_resize_done(struct conn *c, struct conn_reserve *cr, str
         }
         if (result == -EBUSY)
                 why = "the region's size changed while the memory of its new size was reserved";
+        else if (result == -EPERM && !(r->meta.flags & PROTO_REGION_RESIZABLE) &&
+                 r->meta.backend != PROTO_BACKEND_MEMFD) /* a memfd's -EPERM is its seals' */
+                why = "region is not resizable: another holder grew it past this size meanwhile";
         else if (result < 0 && cr->new_size > cr->old_size && (r->meta.flags & PROTO_REGION_RESERVED))
                 why = "cannot reserve the memory of the new size";
         if (result < 0) {
@@ -975,6 +978,9 @@ static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id
         } else {
                 if ((r->meta.flags & PROTO_REGION_RESERVED) && size > r->size)
                         flags = (r->meta.flags & PROTO_REGION_HUGETLB) ? RESERVER_RESIZE_AFTER : RESERVER_RESIZE_AHEAD;
+                /* the loop's S1 rule again, on the size the object has when the job's ftruncate runs */
+                if (!(r->meta.flags & PROTO_REGION_RESIZABLE))
+                        flags |= RESERVER_RESIZE_NO_SHRINK;
                 k = reserver_submit_resize_consume_fd(fd, r->size, size, flags, conn_region_reserve_done, cr,
                                                       &cr->job);
         }

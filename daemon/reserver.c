@@ -128,9 +128,15 @@ static bool reserver_job_cancelled(struct reserver_job *job)
  * inode lock (which a holder's fallocate may hold for seconds). A RESERVEd
  * growth is reserved past the end first, and made visible only if the job
  * is still wanted and the size is still the one it grows from; what it
- * reserved goes back otherwise. Return: 0 (the size is now @job->len); a
- * negative errno (-ECANCELED: not wanted any more; -EBUSY: a holder changed
- * the size meanwhile), the size unchanged.
+ * reserved goes back otherwise. Any other resize checks the size the object
+ * has now, right before its ftruncate, with the event loop's rule
+ * (conn_region_handle_resize()): with RESERVER_RESIZE_NO_SHRINK (a region
+ * that is not RESIZABLE), never below it, since a holder may have grown it
+ * (and mapped the new bytes) while the job waited. Return: 0 (the size is
+ * now @job->len); a negative errno (-ECANCELED: not wanted any more; -EBUSY:
+ * a holder changed a RESERVEd region's size meanwhile; -EPERM: it would
+ * shrink a region that is not RESIZABLE, or a seal forbids it), the size
+ * unchanged.
  */
 static int reserver_resize(struct reserver_job *job, int fd)
 {
@@ -143,8 +149,12 @@ static int reserver_resize(struct reserver_job *job, int fd)
                 k = backend_reserve_ahead(fd, from, to - from);
         if (k == 0 && reserver_job_cancelled(job))
                 k = -ECANCELED;
-        if (k == 0 && ahead && (fstat(fd, &st) < 0 || (uint64_t)st.st_size != from))
+        if (k == 0 && fstat(fd, &st) < 0)
+                k = -errno;
+        if (k == 0 && ahead && (uint64_t)st.st_size != from)
                 k = -EBUSY;
+        if (k == 0 && !ahead && (job->flags & RESERVER_RESIZE_NO_SHRINK) && to < (uint64_t)st.st_size)
+                k = -EPERM;
         if (k == 0 && ftruncate(fd, (off_t)to) < 0)
                 k = -errno;
         if (k == 0 && (job->flags & RESERVER_RESIZE_AFTER)) {

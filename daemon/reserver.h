@@ -75,16 +75,19 @@ int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead
 
 #define RESERVER_RESIZE_AHEAD 1u /* a RESERVEd growth: fallocate past the end first (not hugetlb) */
 #define RESERVER_RESIZE_AFTER 2u /* a RESERVEd hugetlb growth: fallocate the new bytes after the ftruncate */
+#define RESERVER_RESIZE_NO_SHRINK 4u /* not RESIZABLE: never below the size the object has at the ftruncate */
 
 /*
  * reserver_submit_resize_consume_fd() - change the size of @fd's object
  * (@fd consumed, even on error) from @from to @to bytes on a reserver
  * thread: its ftruncate, like F_ADD_SEALS, waits for the inode lock that
- * any holder's fallocate holds throughout. @done gets 0 (resized) or a
- * negative errno (nothing changed; -EBUSY: with RESERVER_RESIZE_AHEAD, a
- * holder changed the size meanwhile). A job cancelled before its ftruncate
- * does not resize; once it ran, its gone callback gets 0. Return: as
- * reserver_submit_consume_fd().
+ * any holder's fallocate holds throughout. The size is checked again right
+ * before the ftruncate (see reserver_resize() in reserver.c). @done gets 0
+ * (resized) or a negative errno (nothing changed; -EBUSY: with
+ * RESERVER_RESIZE_AHEAD, a holder changed the size meanwhile; -EPERM: with
+ * RESERVER_RESIZE_NO_SHRINK, a holder grew it past @to meanwhile, or a
+ * seal). A job cancelled before its ftruncate does not resize; once it ran,
+ * its gone callback gets 0. Return: as reserver_submit_consume_fd().
  */
 int reserver_submit_resize_consume_fd(int fd, uint64_t from, uint64_t to, unsigned flags, reserver_done_fn *done,
                                       void *arg, struct reserver_job **jobp);

@@ -979,6 +979,61 @@ START_TEST(test_seal_and_resize_under_holder_fallocate)
 }
 END_TEST
 
+/*
+ * The hostile review of sealwork, 1: a RESIZE's size check ran on the loop, before its job waited, so a region
+ * that is not RESIZABLE (shm, file: no seals) grown meanwhile by another writer was then shrunk under that
+ * writer's mapping (S1). Here the job is held by the gate while a holder grows the region past the size the
+ * RESIZE asks for: the job checks again right before its ftruncate, -EPERM, the holder's size stays. On
+ * sealwork the RESIZE was answered 0 and the region shrunk from 12 to 8 MiB, on both backends.
+ */
+START_TEST(test_resize_rechecks_size_in_job)
+{
+        static const enum iomem_backend backends[] = { IOMEM_BACKEND_SHM, IOMEM_BACKEND_FILE };
+        struct iomem_client *other;
+        struct iomem_region *reg = NULL;
+        struct stat st;
+        long taken = 0;
+        struct raw a;
+        int fd;
+
+        start(NULL);
+        other = it_client_connect(&daemon_);
+        for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+                struct iomem_create_opts o = { .backend = backends[i] };
+
+                ck_assert_int_eq(iomem_create(other, "s1", 4 * MIB, &o, &reg), 0);
+                reg = iomem_region_free(reg);
+                ck_assert_int_eq(iomem_open(other, "s1", 0, 0, &reg), 0);
+                fd = iomem_region_fd(reg);
+                ck_assert_int_ge(fd, 0);
+
+                gate_close();
+                raw_connect(&a);
+                raw_append_resize(&a, 2, "s1", 8 * MIB); /* a growth when the loop checks it */
+                raw_send(&a);
+                ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+                wait_taken(++taken);
+                ck_assert_int_eq(ftruncate(fd, 12 * MIB), 0); /* another writer grows it (and may map it all) */
+                gate_open();
+                ck_assert_int_eq(raw_reply(&a, 2, NULL), -EPERM);
+                ck_assert_msg(strstr(raw_message, "not resizable"), "text: %s", raw_message);
+                ck_assert_int_eq(fstat(fd, &st), 0);
+                ck_assert_uint_eq((uint64_t)st.st_size, 12 * MIB); /* never shrunk under its holder */
+                /* a growth past it is still a growth */
+                ck_assert_int_eq(iomem_resize(other, "s1", 16 * MIB), 0);
+                ck_assert_int_eq(fstat(fd, &st), 0);
+                ck_assert_uint_eq((uint64_t)st.st_size, 16 * MIB);
+                taken++;
+                raw_close(&a);
+                reg = iomem_region_free(reg);
+                ck_assert_int_eq(iomem_delete(other, "s1"), 0);
+        }
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
 /* SIGTERM with reservations in flight (held by the gate) and queued: the daemon stops cleanly (exit 0). */
 START_TEST(test_stop_while_reserving)
 {
@@ -1154,6 +1209,7 @@ int main(void)
         tcase_add_test(tc, test_seal_and_resize_off_the_loop);
         tcase_add_test(tc, test_seal_and_resize_abandoned);
         tcase_add_test(tc, test_seal_and_resize_under_holder_fallocate);
+        tcase_add_test(tc, test_resize_rechecks_size_in_job);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
