@@ -61,8 +61,11 @@ struct conn_wait {
  * connection reads nothing more until it is done (its reply stays in
  * request order). What it asks for (@charge bytes and @regions regions) is
  * charged to @owner when it starts and refunded when it ends, whatever the
- * end. The job owns its fd (the new object, or a copy of the region's)
- * until the completion.
+ * end: for a RESIZE or SEAL whose requester hangs up, that is when its job
+ * is gone (conn_region_reserve_gone()), not at the hang-up, since its
+ * ftruncate may still run (a refund at the hang-up let the uid spend the
+ * growth twice). The job owns its fd (the new object, or a copy of the
+ * region's) until the completion.
  *
  * A CREATE claims its name meanwhile (@claimed: in conn_ctx.reserves). A
  * RESIZE's or SEAL's region is marked resizing (other RESIZEs and SEALs of it:
@@ -711,13 +714,13 @@ static int conn_region_check_unclaimed(const struct conn *c, const char *name, s
 }
 
 /*
- * End @cr: unlink it from its connection, end a CREATE's claim or (with
- * @unmark) a RESIZE's mark on its region, refund what it charged (a refund
- * never allocates: the charge kept the owner's entry). Its job is the
- * caller's business. Return: the RESIZE's region if it still exists, else
- * NULL.
+ * End @cr: unlink it from its connection (if it still has one), end a
+ * CREATE's claim or a RESIZE's or SEAL's mark on its region,
+ * refund what it charged (a refund never allocates: the charge kept the
+ * owner's entry). Its job is the caller's business. Return: the RESIZE's or
+ * SEAL's region if it still exists, else NULL.
  */
-static struct region *conn_region_reserve_end(struct conn_reserve *cr, bool unmark)
+static struct region *conn_region_reserve_end(struct conn_reserve *cr)
 {
         struct conn *c = cr->conn;
         struct conn_ctx *ctx = cr->ctx;
@@ -733,10 +736,11 @@ static struct region *conn_region_reserve_end(struct conn_reserve *cr, bool unma
         }
         if (cr->opcode != PROTO_OP_CREATE) {
                 r = regtab_lookup_id(ctx->regtab, cr->region_id);
-                if (r && unmark)
+                if (r)
                         r->resizing = false;
         }
-        c->reserve = NULL;
+        if (c)
+                c->reserve = NULL;
         ctx->reserving_bytes -= cr->charge;
         ctx->reserving_regions -= cr->regions;
         quota_charge(ctx->quota, cr->owner, -(int64_t)cr->charge, -(int64_t)cr->regions, 0, 0);
@@ -849,7 +853,7 @@ static void conn_region_reserve_done(void *arg, int fd, int result)
         int r;
 
         conn_result_init(&res);
-        resized = conn_region_reserve_end(cr, true);
+        resized = conn_region_reserve_end(cr);
         /*
          * A peer gone meanwhile gets nothing it never heard of: nothing is made or resized. (A dropped
          * connection cancelled its job; this is for a hang-up the loop has not acted on yet, or cannot see.)
@@ -930,7 +934,7 @@ static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct p
         r = reserver_submit_consume_fd(fd, 0, m->size, false, conn_region_reserve_done, cr, &cr->job);
         fd = -1; /* consumed */
         if (r < 0) {
-                conn_region_reserve_end(cr, true);
+                conn_region_reserve_end(cr);
                 free(cr);
                 return conn_fail(res, r, "cannot start the reservation");
         }
@@ -986,7 +990,7 @@ static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id
         }
         fd = -1; /* consumed */
         if (k < 0) {
-                conn_region_reserve_end(cr, true);
+                conn_region_reserve_end(cr);
                 free(cr);
                 return conn_fail(res, k, "cannot start the job");
         }
@@ -996,26 +1000,26 @@ static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id
 
 /*
  * An abandoned RESIZE's or SEAL's job is gone (its work returned @result, its
- * fd closed): record what it changed if it ran (the object changed, wanted
- * or not: a growth is then charged as a RESIZE's is), and let the region be
- * resized again.
+ * fd closed): only now is its charge refunded and its region free for
+ * another RESIZE or SEAL (until now its ftruncate could run); then what it
+ * changed, if it ran (the object changed, wanted or not), is recorded: a
+ * growth is then charged as a RESIZE's is.
  */
 static void conn_region_reserve_gone(void *arg, int result)
 {
         struct conn_reserve *cr = arg;
-        struct region *r = regtab_lookup_id(cr->ctx->regtab, cr->region_id);
+        struct region *r = conn_region_reserve_end(cr);
 
-        if (r)
-                r->resizing = false;
         conn_region_job_record(cr, r, result);
         free(cr);
 }
 
 /*
- * @c is dropped with a job in flight: its result is not wanted, its claim
- * and charge end now; a RESIZE's or SEAL's mark on its region ends once its
- * job is gone (conn_region_reserve_gone()), which records what the job
- * changed if its syscall ran before it could see the cancel.
+ * @c is dropped with a job in flight: its result is not wanted. A CREATE's
+ * claim and charge end now (its fallocate only fills an object nobody will
+ * see). A RESIZE's or SEAL's charge and mark on its region stay until its
+ * job is gone
+ * (conn_region_reserve_gone()): its ftruncate or F_ADD_SEALS may still run.
  */
 static void conn_region_reserve_abandon(struct conn *c)
 {
@@ -1023,14 +1027,16 @@ static void conn_region_reserve_abandon(struct conn *c)
 
         if (!cr)
                 return;
-        conn_region_reserve_end(cr, false);
-        cr->conn = NULL;
         log_debug("job for region '%s' abandoned: its client is gone", cr->name);
         /* the reserver closes the fd, now or once its work returns */
         if (cr->opcode != PROTO_OP_CREATE) {
+                c->reserve = NULL;
+                cr->conn = NULL;
                 reserver_cancel(cr->job, conn_region_reserve_gone, cr); /* frees cr, now or later */
                 return;
         }
+        conn_region_reserve_end(cr);
+        cr->conn = NULL;
         reserver_cancel(cr->job, NULL, NULL);
         free(cr);
 }

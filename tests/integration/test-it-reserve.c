@@ -678,6 +678,20 @@ END_TEST
  * RESIZE @name to @size once no reservation holds it (bounded polling): an abandoned RESIZE's job keeps its
  * region -EBUSY until its fallocate has returned. Return: what the RESIZE that was not -EBUSY said.
  */
+/* Wait (bounded polling) until the daemon counts @n connections: a closed one's job is cancelled by then. */
+static void wait_connections(struct iomem_client *c, uint64_t n)
+{
+        struct iomem_status st = { 0 };
+
+        for (int i = 0; i < 3000; i++) {
+                ck_assert_int_eq(iomem_status(c, &st), 0);
+                if (st.connections == n)
+                        return;
+                it_sleep_ms(10);
+        }
+        ck_abort_msg("%llu connections, %llu expected", (unsigned long long)st.connections, (unsigned long long)n);
+}
+
 static int resize_when_free(struct iomem_client *c, const char *name, uint64_t size)
 {
         int k = -EBUSY;
@@ -691,8 +705,8 @@ static int resize_when_free(struct iomem_client *c, const char *name, uint64_t s
 }
 
 /*
- * A RESIZE's reservation that ends without the resize: its requester gone (the growth refunded at once, the
- * memory reserved past the end given back once the fallocate returns, the region free for another RESIZE), the
+ * A RESIZE's reservation that ends without the resize: its requester gone (the growth refunded once its job is
+ * gone, the memory reserved past the end given back then, the region free for another RESIZE), the
  * region deleted meanwhile (-ENOENT), or its size changed by a holder meanwhile (-EBUSY, the memory given back).
  */
 START_TEST(test_resize_reservation_abandoned)
@@ -717,9 +731,12 @@ START_TEST(test_resize_reservation_abandoned)
         raw_send(&a);
         ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
         wait_charged(other, BIG, 1);
+        wait_taken(2); /* the CREATE's and this one: held by the gate (a job still queued is refunded at once) */
         raw_close(&a);
-        wait_charged(other, 4 * MIB, 1);
+        wait_connections(other, 1); /* the hang-up is seen: the job cancelled, still held */
+        ck_assert_uint_eq(quota_of(other).bytes, BIG); /* charged until the job is gone */
         gate_open();
+        wait_charged(other, 4 * MIB, 1);
         wait_allocated(fd, 4 * MIB);
         ck_assert_uint_eq(stat_size(other, "rz"), 4 * MIB);
         ck_assert_int_eq(resize_when_free(other, "rz", 8 * MIB), 0); /* -EBUSY until the abandoned job is gone */
@@ -838,23 +855,9 @@ START_TEST(test_seal_and_resize_off_the_loop)
 }
 END_TEST
 
-/* Wait (bounded polling) until the daemon counts @n connections: a closed one's job is cancelled by then. */
-static void wait_connections(struct iomem_client *c, uint64_t n)
-{
-        struct iomem_status st = { 0 };
-
-        for (int i = 0; i < 3000; i++) {
-                ck_assert_int_eq(iomem_status(c, &st), 0);
-                if (st.connections == n)
-                        return;
-                it_sleep_ms(10);
-        }
-        ck_abort_msg("%llu connections, %llu expected", (unsigned long long)st.connections, (unsigned long long)n);
-}
-
 /*
- * A RESIZE's or SEAL's requester hangs up while its job is held (before its syscall): the growth is refunded,
- * nothing changes, the region is free again once the job is gone, and no fd stays behind.
+ * A RESIZE's or SEAL's requester hangs up while its job is held (before its syscall): nothing changes, the
+ * growth is refunded and the region free again once the job is gone, and no fd stays behind.
  */
 START_TEST(test_seal_and_resize_abandoned)
 {
@@ -875,8 +878,10 @@ START_TEST(test_seal_and_resize_abandoned)
         wait_taken(++taken);
         wait_charged(other, 16 * MIB, 1);
         raw_close(&a);
-        wait_charged(other, 4 * MIB, 1); /* refunded at once */
+        wait_connections(other, 1);
+        ck_assert_uint_eq(quota_of(other).bytes, 16 * MIB); /* charged until its job is gone */
         gate_open();
+        wait_charged(other, 4 * MIB, 1); /* refunded then */
         ck_assert_int_eq(resize_when_free(other, "sa", 4 * MIB), 0); /* -EBUSY until the job is gone */
         taken++;
         ck_assert_uint_eq(stat_size(other, "sa"), 4 * MIB);
@@ -1034,6 +1039,46 @@ START_TEST(test_resize_rechecks_size_in_job)
 }
 END_TEST
 
+/*
+ * The hostile review of sealwork, 2: a RESIZE's requester that hung up while its job waited was refunded at
+ * once, and its growth, made all the same, then charged again without a quota check: the uid could hold about
+ * twice its quota. Now the growth stays charged until the job is gone: meanwhile a CREATE that would pass the
+ * quota with it is -EDQUOT. On sealwork that CREATE succeeded (the charge had dropped to 4 MiB).
+ */
+START_TEST(test_abandoned_resize_keeps_its_charge)
+{
+        static const char *const extra[] = { "--quota-bytes", "16M", NULL };
+        struct iomem_client *other;
+        struct raw a;
+
+        start(extra);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "q", 4 * MIB, IOMEM_CREATE_RESIZABLE), 0);
+        gate_close();
+        raw_connect(&a);
+        raw_append_resize(&a, 2, "q", 12 * MIB);
+        raw_send(&a);
+        ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_taken(1);
+        wait_charged(other, 12 * MIB, 1);
+        raw_close(&a);
+        wait_connections(other, 1); /* the daemon saw the hang-up: its job is cancelled, still held */
+        ck_assert_uint_eq(quota_of(other).bytes, 12 * MIB);
+        ck_assert_int_eq(create(other, "q2", 8 * MIB, 0), -EDQUOT);
+        ck_assert_msg(strstr(iomem_client_error_message(other), "quota-bytes"), "text: %s",
+                      iomem_client_error_message(other));
+        gate_open();
+        wait_charged(other, 4 * MIB, 1); /* the job saw the cancel before its ftruncate: refunded, unchanged */
+        ck_assert_uint_eq(stat_size(other, "q"), 4 * MIB);
+        ck_assert_int_eq(create(other, "q2", 8 * MIB, 0), 0);
+        ck_assert_int_eq(iomem_delete(other, "q"), 0);
+        ck_assert_int_eq(iomem_delete(other, "q2"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
 /* SIGTERM with reservations in flight (held by the gate) and queued: the daemon stops cleanly (exit 0). */
 START_TEST(test_stop_while_reserving)
 {
@@ -1102,8 +1147,8 @@ START_TEST(test_seal_refused_while_resizing)
 END_TEST
 
 /*
- * A RESIZE abandoned by its requester refunds its growth at once, but its region stays marked (RESIZE and
- * SEAL: -EBUSY) until its job's fallocate has returned and given the memory back. Before (reservework), the
+ * A RESIZE abandoned by its requester keeps its growth charged and its region marked (RESIZE and SEAL:
+ * -EBUSY) until its job's fallocate has returned and given the memory back. Before (reservework), the
  * mark ended at once: a second RESIZE was reserved while the first job still ran, and the first one's
  * give-back (an ftruncate to the size, on the loop) freed what the second had reserved past the end, then
  * the second made the size visible: a RESERVEd region of 256 MiB with 4 MiB of memory (1 round in 10 of a
@@ -1130,7 +1175,8 @@ START_TEST(test_abandoned_resize_keeps_region_busy)
         wait_charged(other, 8 * MIB, 1);
         wait_taken(2); /* the CREATE's and this one: running, held by the gate, not taken out of the queue */
         raw_close(&a);
-        wait_charged(other, 4 * MIB, 1); /* refunded at once, its job still held */
+        wait_connections(other, 1);
+        ck_assert_uint_eq(quota_of(other).bytes, 8 * MIB); /* still charged: its job is held */
 
         raw_connect(&b);
         raw_append_resize(&b, 2, "rz", 4 * BIG);
@@ -1177,7 +1223,8 @@ START_TEST(test_stop_with_abandoned_resize)
         wait_taken(4); /* the two CREATEs' and these two */
         raw_close(&a);
         raw_close(&b);
-        wait_charged(other, 8 * MIB, 2);
+        wait_connections(other, 1);
+        ck_assert_uint_eq(quota_of(other).bytes, 16 * MIB); /* charged until their jobs are gone */
         ck_assert_int_eq(iomem_seal(other, "rz", IOMEM_SEAL_SEAL, NULL), -EBUSY);
         iomem_disconnect(other);
         it_daemon_stop(&daemon_); /* exit status 0; under ASan, no leak */
@@ -1210,6 +1257,7 @@ int main(void)
         tcase_add_test(tc, test_seal_and_resize_abandoned);
         tcase_add_test(tc, test_seal_and_resize_under_holder_fallocate);
         tcase_add_test(tc, test_resize_rechecks_size_in_job);
+        tcase_add_test(tc, test_abandoned_resize_keeps_its_charge);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
