@@ -372,11 +372,21 @@ int backend_reserve_ahead(int fd, uint64_t offset, uint64_t len)
 
 int backend_drop_ahead(int fd)
 {
+        struct statfs sfs;
         struct stat st;
+        int r;
 
         if (fstat(fd, &st) < 0)
                 return -errno;
-        return ftruncate(fd, st.st_size) < 0 ? -errno : 0;
+        if (ftruncate(fd, st.st_size) < 0)
+                return -errno;
+        /* hugetlbfs keeps its pages past the end through an ftruncate that does not shrink: punch them out */
+        if (fstatfs(fd, &sfs) < 0 || sfs.f_type != HUGETLBFS_MAGIC)
+                return 0;
+        do
+                r = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, INT64_MAX - st.st_size);
+        while (r < 0 && errno == EINTR);
+        return r < 0 ? -errno : 0;
 }
 
 static int backend_reserve(int fd, uint64_t size)

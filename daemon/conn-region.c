@@ -980,8 +980,9 @@ static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id
         if (opcode == PROTO_OP_SEAL) {
                 k = reserver_submit_seal_consume_fd(fd, seals, conn_region_reserve_done, cr, &cr->job);
         } else {
+                /* hugetlb too: its pages are taken before the new size is visible, never after */
                 if ((r->meta.flags & PROTO_REGION_RESERVED) && size > r->size)
-                        flags = (r->meta.flags & PROTO_REGION_HUGETLB) ? RESERVER_RESIZE_AFTER : RESERVER_RESIZE_AHEAD;
+                        flags |= RESERVER_RESIZE_AHEAD;
                 /* the loop's S1 rule again, on the size the object has when the job's ftruncate runs */
                 if (!(r->meta.flags & PROTO_REGION_RESIZABLE))
                         flags |= RESERVER_RESIZE_NO_SHRINK;

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* reserver: RESERVE's fallocate() on threads of its own, so that a reservation never holds the event loop. */
+/*
+ * reserver: RESERVE's fallocate(), and the ftruncate and F_ADD_SEALS of RESIZE and SEAL (which wait for a
+ * holder's fallocate), on threads of their own, so that none of them holds the event loop.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -81,21 +84,23 @@ static void reserver_job_free(struct reserver_job *job)
 
 /*
  * IOMEMD_TEST_HOOKS with IOMEMD_TEST_RESERVE_GATE=PATH: hold the job while
- * PATH exists (or until the reserver stops), so that a test sees a
- * reservation in flight for as long as it needs, without timing. Each job a
- * thread takes adds a byte to PATH.taken first: a test knows that a job is
- * running (not queued) when that file has grown.
+ * PATH@suffix exists (or until the reserver stops), so that a test sees a
+ * job in flight for as long as it needs, without timing. Each job a thread
+ * holds here adds a byte to PATH@suffix.taken first: a test knows that a job
+ * is running (not queued) when that file has grown. @suffix "" is every
+ * job's start; ".ahead" is a RESERVEd growth's point between its fallocate
+ * and the ftruncate that makes it visible (reserver_resize()).
  */
-static void reserver_wait_gate(void)
+static void reserver_wait_gate(const char *suffix)
 {
         const struct timespec tick = { 0, 5 * 1000 * 1000 };
-        char taken[PATH_MAX];
+        char path[PATH_MAX], taken[PATH_MAX + 8];
         bool stopping;
         int fd;
 
-        if (!reserver_gate)
+        if (!reserver_gate || snprintf(path, sizeof(path), "%s%s", reserver_gate, suffix) >= (int)sizeof(path))
                 return;
-        if (snprintf(taken, sizeof(taken), "%s.taken", reserver_gate) < (int)sizeof(taken)) {
+        if (snprintf(taken, sizeof(taken), "%s.taken", path) < (int)sizeof(taken)) {
                 fd = open(taken, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
                 if (fd >= 0) {
                         (void)!write(fd, "j", 1);
@@ -106,7 +111,7 @@ static void reserver_wait_gate(void)
                 pthread_mutex_lock(&reserver_lock);
                 stopping = reserver_stopping;
                 pthread_mutex_unlock(&reserver_lock);
-                if (stopping || access(reserver_gate, F_OK) < 0)
+                if (stopping || access(path, F_OK) < 0)
                         return;
                 nanosleep(&tick, NULL);
         }
@@ -126,10 +131,11 @@ static bool reserver_job_cancelled(struct reserver_job *job)
 /*
  * A RESIZE's work, on a reserver thread: everything that takes the object's
  * inode lock (which a holder's fallocate may hold for seconds). A RESERVEd
- * growth is reserved past the end first, and made visible only if the job
- * is still wanted and the size is still the one it grows from; what it
- * reserved goes back otherwise. Any other resize checks the size the object
- * has now, right before its ftruncate, with the event loop's rule
+ * growth (RESERVER_RESIZE_AHEAD, hugetlb too) is reserved past the end first,
+ * and made visible only if the job is still wanted and the size is still the
+ * one it grows from: no holder ever sees new bytes whose memory is not taken;
+ * what it reserved goes back otherwise. Any other resize checks the size the
+ * object has now, right before its ftruncate, with the event loop's rule
  * (conn_region_handle_resize()): with RESERVER_RESIZE_NO_SHRINK (a region
  * that is not RESIZABLE), never below it, since a holder may have grown it
  * (and mapped the new bytes) while the job waited. Return: 0 (the size is
@@ -145,8 +151,11 @@ static int reserver_resize(struct reserver_job *job, int fd)
         struct stat st;
         int k = 0;
 
-        if (ahead)
+        if (ahead) {
                 k = backend_reserve_ahead(fd, from, to - from);
+                if (k == 0)
+                        reserver_wait_gate(".ahead");
+        }
         if (k == 0 && reserver_job_cancelled(job))
                 k = -ECANCELED;
         if (k == 0 && fstat(fd, &st) < 0)
@@ -157,11 +166,6 @@ static int reserver_resize(struct reserver_job *job, int fd)
                 k = -EPERM;
         if (k == 0 && ftruncate(fd, (off_t)to) < 0)
                 k = -errno;
-        if (k == 0 && (job->flags & RESERVER_RESIZE_AFTER)) {
-                k = backend_reserve_range(fd, from, to - from);
-                if (k < 0)
-                        (void)!ftruncate(fd, (off_t)from);
-        }
         if (k < 0 && ahead)
                 (void)backend_drop_ahead(fd); /* a failed fallocate may have left some too */
         return k;
@@ -200,7 +204,7 @@ static void *reserver_main(void *arg)
                 fd = job->fd; /* stays open: only the completion, or the reserver after it, closes it */
                 pthread_mutex_unlock(&reserver_lock);
 
-                reserver_wait_gate();
+                reserver_wait_gate("");
                 /* only this thread touches result and ran now; the lock below publishes them */
                 if (job->op == RESERVER_OP_RESIZE) {
                         job->result = reserver_resize(job, fd);

@@ -73,9 +73,8 @@ int reserver_fd(void);
 int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
                                struct reserver_job **jobp);
 
-#define RESERVER_RESIZE_AHEAD 1u /* a RESERVEd growth: fallocate past the end first (not hugetlb) */
-#define RESERVER_RESIZE_AFTER 2u /* a RESERVEd hugetlb growth: fallocate the new bytes after the ftruncate */
-#define RESERVER_RESIZE_NO_SHRINK 4u /* not RESIZABLE: never below the size the object has at the ftruncate */
+#define RESERVER_RESIZE_AHEAD 1u     /* a RESERVEd growth: fallocate past the end first (hugetlb too) */
+#define RESERVER_RESIZE_NO_SHRINK 2u /* not RESIZABLE: never below the size the object has at the ftruncate */
 
 /*
  * reserver_submit_resize_consume_fd() - change the size of @fd's object
