@@ -68,10 +68,11 @@ struct conn_wait {
  * region's) until the completion.
  *
  * A CREATE claims its name meanwhile (@claimed: in conn_ctx.reserves). A
- * RESIZE's or SEAL's region is marked resizing (other RESIZEs and SEALs of it:
- * -EBUSY) and found again by its id, which is never reused: a DELETE or
- * PUBLISH may free it meanwhile. The mark stays until the job's fallocate
- * has returned, even when its requester left before (then @conn is NULL
+ * RESIZE or SEAL is in conn_ctx.jobs, counted against its @requester's
+ * CONN_JOBS_PER_UID, until its job is gone. A RESIZE's or SEAL's region is
+ * marked resizing (other RESIZEs and SEALs of it: -EBUSY) and found again
+ * by its id, which is never reused: a DELETE or PUBLISH may free it
+ * meanwhile. The mark stays until the job's work has returned, even when its requester left before (then @conn is NULL
  * and @cr lives until conn_region_reserve_gone()): the loop must not
  * ftruncate or seal an object whose inode lock a fallocate holds (it would
  * wait for all of it), and a second growth must not be reserved under the
@@ -84,6 +85,7 @@ struct conn_reserve {
         uint16_t opcode;           /* PROTO_OP_CREATE, PROTO_OP_RESIZE or PROTO_OP_SEAL */
         uint32_t request_id;
         uint32_t owner;            /* charged */
+        uint32_t requester;        /* the uid that asked (CONN_JOBS_PER_UID) */
         uint64_t charge;           /* bytes charged to @owner and counted in conn_ctx.reserving_bytes */
         uint64_t regions;          /* 1 for a CREATE, 0 for a RESIZE */
         /* CREATE */
@@ -95,7 +97,7 @@ struct conn_reserve {
         uint64_t region_id;
         uint64_t old_size, new_size;
         size_t name_len;
-        struct conn_reserve *prev, *next; /* conn_ctx.reserves */
+        struct conn_reserve *prev, *next; /* conn_ctx.reserves (CREATE), conn_ctx.jobs (RESIZE, SEAL) */
         char name[];
 };
 
@@ -257,6 +259,18 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
 #define CONN_RESIZE_BUSY                                                                                  \
         "a RESIZE or SEAL of this region is in progress (resizing, sealing, or reserving the memory of its new "   \
         "size): try again once it is done"
+
+/*
+ * At most this many RESIZE and SEAL jobs in flight per requesting uid (an
+ * abandoned one counts until its job is gone): the two reserver threads
+ * serve every uid in order, and a job may wait for a holder's fallocate as
+ * long as that holder likes; more of one uid's would queue ahead of
+ * everyone else's. A connection has at most one anyway (it is parked).
+ */
+#define CONN_JOBS_PER_UID 1
+#define CONN_JOBS_BUSY                                                                                    \
+        "this uid already has a RESIZE or SEAL in progress (at most 1 at a time per uid, on any connection): " \
+        "try again once it is done"
 
 /* The text of a failed reservation (-ENOSPC, -ENOMEM). */
 #define CONN_RESERVE_FAILED                                                                                      \
@@ -714,8 +728,8 @@ static int conn_region_check_unclaimed(const struct conn *c, const char *name, s
 }
 
 /*
- * End @cr: unlink it from its connection (if it still has one), end a
- * CREATE's claim or a RESIZE's or SEAL's mark on its region,
+ * End @cr: unlink it from its connection (if it still has one) and from its
+ * list, end a CREATE's claim or a RESIZE's or SEAL's mark on its region,
  * refund what it charged (a refund never allocates: the charge kept the
  * owner's entry). Its job is the caller's business. Return: the RESIZE's or
  * SEAL's region if it still exists, else NULL.
@@ -726,11 +740,13 @@ static struct region *conn_region_reserve_end(struct conn_reserve *cr)
         struct conn_ctx *ctx = cr->ctx;
         struct region *r = NULL;
 
-        if (cr->claimed) {
+        if (cr->claimed || cr->opcode != PROTO_OP_CREATE) {
                 if (cr->prev)
                         cr->prev->next = cr->next;
-                else
+                else if (cr->claimed)
                         ctx->reserves = cr->next;
+                else
+                        ctx->jobs = cr->next;
                 if (cr->next)
                         cr->next->prev = cr->prev;
         }
@@ -956,9 +972,15 @@ static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id
                                     uint32_t seals, int fd, struct conn_result *res)
 {
         struct conn_reserve *cr;
-        unsigned flags = 0;
+        unsigned flags = 0, jobs = 0;
         int k;
 
+        for (cr = c->ctx->jobs; cr; cr = cr->next)
+                jobs += cr->requester == c->uid;
+        if (jobs >= CONN_JOBS_PER_UID) {
+                close(fd);
+                return conn_fail(res, -EBUSY, CONN_JOBS_BUSY);
+        }
         cr = calloc(1, sizeof(*cr) + r->name_len + 1);
         if (!cr) {
                 close(fd);
@@ -971,12 +993,17 @@ static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id
         cr->opcode = opcode;
         cr->request_id = id;
         cr->owner = r->meta.uid;
+        cr->requester = c->uid;
         cr->charge = opcode == PROTO_OP_RESIZE && size > r->charged ? size - r->charged : 0;
         cr->region_id = r->meta.id;
         cr->old_size = r->size;
         cr->new_size = size;
         conn_region_reserve_charge(c, cr);
         r->resizing = true;
+        cr->next = c->ctx->jobs;
+        if (cr->next)
+                cr->next->prev = cr;
+        c->ctx->jobs = cr;
         if (opcode == PROTO_OP_SEAL) {
                 k = reserver_submit_seal_consume_fd(fd, seals, conn_region_reserve_done, cr, &cr->job);
         } else {
@@ -1018,8 +1045,8 @@ static void conn_region_reserve_gone(void *arg, int result)
 /*
  * @c is dropped with a job in flight: its result is not wanted. A CREATE's
  * claim and charge end now (its fallocate only fills an object nobody will
- * see). A RESIZE's or SEAL's charge and mark on its region stay until its
- * job is gone
+ * see). A RESIZE's or SEAL's charge, mark on its region and place in its
+ * requester's CONN_JOBS_PER_UID stay until its job is gone
  * (conn_region_reserve_gone()): its ftruncate or F_ADD_SEALS may still run.
  */
 static void conn_region_reserve_abandon(struct conn *c)
