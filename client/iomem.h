@@ -408,18 +408,23 @@ int iomem_list(struct iomem_client *client, const char *prefix,
  * iomem_resize() - change a region's size. Growing a region created with
  * IOMEM_CREATE_RESERVE allocates the new bytes first (the reply waits for
  * them; other calls on the same client wait behind it).
- * Return: 0; -ENOENT; -EPERM if seals forbid it; -EFBIG; -EACCES unless
- * owner or root; -EDQUOT; -EBUSY (another RESIZE or an iomem_seal() of this
- * region is in progress, or a holder changed the size of this RESERVEd
- * region meanwhile: try again); -ENOSPC/-ENOMEM (the
- * growth of a RESERVEd region cannot be allocated).
+ * Return: 0; -ENOENT; -EPERM if seals forbid it, or if it would shrink a
+ * region created without IOMEM_CREATE_RESIZABLE (judged on its size when the
+ * daemon resizes it: another holder may have grown it meanwhile); -EFBIG;
+ * -EACCES unless owner or root; -EDQUOT; -EBUSY (another RESIZE or an
+ * iomem_seal() of this region is in progress, or this uid has another
+ * iomem_resize() or iomem_seal() in progress, of any region on any
+ * connection: one at a time per uid; or a holder changed the size of this
+ * RESERVEd region meanwhile: try again); -ENOSPC/-ENOMEM (the growth of a
+ * RESERVEd region cannot be allocated).
  */
 int iomem_resize(struct iomem_client *client, const char *name, uint64_t size);
 
 /*
  * Return: 0 with *sealsp (may be NULL) = seals now; -EOPNOTSUPP (not memfd);
  * -EBUSY (a writable mapping and IOMEM_SEAL_WRITE; or an iomem_resize() or
- * another iomem_seal() of this region is in progress: try again);
+ * another iomem_seal() of this region is in progress, or this uid has
+ * another in progress, of any region: one at a time per uid; try again);
  * -EPERM; -EACCES unless owner or root.
  */
 int iomem_seal(struct iomem_client *client, const char *name, uint32_t seals, uint32_t *sealsp);
