@@ -68,11 +68,10 @@ struct conn_wait {
  * region's) until the completion.
  *
  * A CREATE claims its name meanwhile (@claimed: in conn_ctx.reserves). A
- * RESIZE or SEAL is in conn_ctx.jobs, counted against its @requester's
- * CONN_JOBS_PER_UID, until its job is gone. A RESIZE's or SEAL's region is
- * marked resizing (other RESIZEs and SEALs of it: -EBUSY) and found again
- * by its id, which is never reused: a DELETE or PUBLISH may free it
- * meanwhile. The mark stays until the job's work has returned, even when its requester left before (then @conn is NULL
+ * RESIZE's or SEAL's region is marked resizing (other RESIZEs and SEALs of it:
+ * -EBUSY) and found again by its id, which is never reused: a DELETE or
+ * PUBLISH may free it meanwhile. The mark stays until the job's fallocate
+ * has returned, even when its requester left before (then @conn is NULL
  * and @cr lives until conn_region_reserve_gone()): the loop must not
  * ftruncate or seal an object whose inode lock a fallocate holds (it would
  * wait for all of it), and a second growth must not be reserved under the
@@ -85,7 +84,6 @@ struct conn_reserve {
         uint16_t opcode;           /* PROTO_OP_CREATE, PROTO_OP_RESIZE or PROTO_OP_SEAL */
         uint32_t request_id;
         uint32_t owner;            /* charged */
-        uint32_t requester;        /* the uid that asked (CONN_JOBS_PER_UID) */
         uint64_t charge;           /* bytes charged to @owner and counted in conn_ctx.reserving_bytes */
         uint64_t regions;          /* 1 for a CREATE, 0 for a RESIZE */
         /* CREATE */
@@ -97,7 +95,7 @@ struct conn_reserve {
         uint64_t region_id;
         uint64_t old_size, new_size;
         size_t name_len;
-        struct conn_reserve *prev, *next; /* conn_ctx.reserves (CREATE), conn_ctx.jobs (RESIZE, SEAL) */
+        struct conn_reserve *prev, *next; /* conn_ctx.reserves */
         char name[];
 };
 
@@ -259,18 +257,6 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
 #define CONN_RESIZE_BUSY                                                                                  \
         "a RESIZE or SEAL of this region is in progress (resizing, sealing, or reserving the memory of its new "   \
         "size): try again once it is done"
-
-/*
- * At most this many RESIZE and SEAL jobs in flight per requesting uid (an
- * abandoned one counts until its job is gone): the two reserver threads
- * serve every uid in order, and a job may wait for a holder's fallocate as
- * long as that holder likes; more of one uid's would queue ahead of
- * everyone else's. A connection has at most one anyway (it is parked).
- */
-#define CONN_JOBS_PER_UID 1
-#define CONN_JOBS_BUSY                                                                                    \
-        "this uid already has a RESIZE or SEAL in progress (at most 1 at a time per uid, on any connection): " \
-        "try again once it is done"
 
 /* The text of a failed reservation (-ENOSPC, -ENOMEM). */
 #define CONN_RESERVE_FAILED                                                                                      \
@@ -728,8 +714,8 @@ static int conn_region_check_unclaimed(const struct conn *c, const char *name, s
 }
 
 /*
- * End @cr: unlink it from its connection (if it still has one) and from its
- * list, end a CREATE's claim or a RESIZE's or SEAL's mark on its region,
+ * End @cr: unlink it from its connection (if it still has one), end a
+ * CREATE's claim or a RESIZE's or SEAL's mark on its region,
  * refund what it charged (a refund never allocates: the charge kept the
  * owner's entry). Its job is the caller's business. Return: the RESIZE's or
  * SEAL's region if it still exists, else NULL.
@@ -740,13 +726,11 @@ static struct region *conn_region_reserve_end(struct conn_reserve *cr)
         struct conn_ctx *ctx = cr->ctx;
         struct region *r = NULL;
 
-        if (cr->claimed || cr->opcode != PROTO_OP_CREATE) {
+        if (cr->claimed) {
                 if (cr->prev)
                         cr->prev->next = cr->next;
-                else if (cr->claimed)
-                        ctx->reserves = cr->next;
                 else
-                        ctx->jobs = cr->next;
+                        ctx->reserves = cr->next;
                 if (cr->next)
                         cr->next->prev = cr->prev;
         }
@@ -947,7 +931,7 @@ static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct p
                 cr->next->prev = cr;
         ctx->reserves = cr;
         conn_region_reserve_charge(c, cr);
-        r = reserver_submit_consume_fd(fd, 0, m->size, false, conn_region_reserve_done, cr, &cr->job);
+        r = reserver_submit_consume_fd(fd, c->uid, 0, m->size, false, conn_region_reserve_done, cr, &cr->job);
         fd = -1; /* consumed */
         if (r < 0) {
                 conn_region_reserve_end(cr);
@@ -972,15 +956,9 @@ static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id
                                     uint32_t seals, int fd, struct conn_result *res)
 {
         struct conn_reserve *cr;
-        unsigned flags = 0, jobs = 0;
+        unsigned flags = 0;
         int k;
 
-        for (cr = c->ctx->jobs; cr; cr = cr->next)
-                jobs += cr->requester == c->uid;
-        if (jobs >= CONN_JOBS_PER_UID) {
-                close(fd);
-                return conn_fail(res, -EBUSY, CONN_JOBS_BUSY);
-        }
         cr = calloc(1, sizeof(*cr) + r->name_len + 1);
         if (!cr) {
                 close(fd);
@@ -993,19 +971,14 @@ static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id
         cr->opcode = opcode;
         cr->request_id = id;
         cr->owner = r->meta.uid;
-        cr->requester = c->uid;
         cr->charge = opcode == PROTO_OP_RESIZE && size > r->charged ? size - r->charged : 0;
         cr->region_id = r->meta.id;
         cr->old_size = r->size;
         cr->new_size = size;
         conn_region_reserve_charge(c, cr);
         r->resizing = true;
-        cr->next = c->ctx->jobs;
-        if (cr->next)
-                cr->next->prev = cr;
-        c->ctx->jobs = cr;
         if (opcode == PROTO_OP_SEAL) {
-                k = reserver_submit_seal_consume_fd(fd, seals, conn_region_reserve_done, cr, &cr->job);
+                k = reserver_submit_seal_consume_fd(fd, c->uid, seals, conn_region_reserve_done, cr, &cr->job);
         } else {
                 /* hugetlb too: its pages are taken before the new size is visible, never after */
                 if ((r->meta.flags & PROTO_REGION_RESERVED) && size > r->size)
@@ -1013,8 +986,8 @@ static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id
                 /* the loop's S1 rule again, on the size the object has when the job's ftruncate runs */
                 if (!(r->meta.flags & PROTO_REGION_RESIZABLE))
                         flags |= RESERVER_RESIZE_NO_SHRINK;
-                k = reserver_submit_resize_consume_fd(fd, r->size, size, flags, conn_region_reserve_done, cr,
-                                                      &cr->job);
+                k = reserver_submit_resize_consume_fd(fd, c->uid, r->size, size, flags, conn_region_reserve_done,
+                                                      cr, &cr->job);
         }
         fd = -1; /* consumed */
         if (k < 0) {
@@ -1045,8 +1018,8 @@ static void conn_region_reserve_gone(void *arg, int result)
 /*
  * @c is dropped with a job in flight: its result is not wanted. A CREATE's
  * claim and charge end now (its fallocate only fills an object nobody will
- * see). A RESIZE's or SEAL's charge, mark on its region and place in its
- * requester's CONN_JOBS_PER_UID stay until its job is gone
+ * see). A RESIZE's or SEAL's charge and mark on its region stay until its
+ * job is gone
  * (conn_region_reserve_gone()): its ftruncate or F_ADD_SEALS may still run.
  */
 static void conn_region_reserve_abandon(struct conn *c)

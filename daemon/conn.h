@@ -57,11 +57,6 @@ struct conn_ctx {
          * and max-regions as if they were in the table already.
          */
         struct conn_reserve *reserves;
-        /*
-         * conn-region.c: RESIZE and SEAL jobs in flight, abandoned ones too until
-         * their job is gone: at most CONN_JOBS_PER_UID per requesting uid.
-         */
-        struct conn_reserve *jobs;
         uint64_t reserving_bytes;
         uint64_t reserving_regions;
         struct conn_log_slot log_slots[CONN_LOG_SLOTS]; /* per-uid log budget, by uid hash */

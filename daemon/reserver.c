@@ -35,6 +35,7 @@ enum reserver_op {
 
 struct reserver_job {
         int fd; /* owned by the job until its completion is called */
+        uint32_t uid; /* who asked: no two threads run jobs of one uid (reserver_pick()) */
         enum reserver_op op;
         uint64_t offset, len; /* RESIZE: from offset to len bytes */
         unsigned flags;       /* RESIZE: RESERVER_RESIZE_*; SEAL: the seals */
@@ -56,7 +57,9 @@ static pthread_t reserver_threads[RESERVER_THREADS];
 static unsigned reserver_nthreads;
 static bool reserver_stopping;
 static int reserver_efd = -1; /* eventfd: completions are waiting */
-static struct reserver_job *reserver_queue, **reserver_queue_tail = &reserver_queue; /* FIFO */
+/* in submission order; a thread takes the first one reserver_pick() allows, not always the head */
+static struct reserver_job *reserver_queue, **reserver_queue_tail = &reserver_queue;
+static struct reserver_job *reserver_running_jobs[RESERVER_THREADS]; /* each thread's RUNNING job, or NULL */
 static struct reserver_job *reserver_done;   /* done, newest first (collect reverses it) */
 static unsigned reserver_count;              /* queued or running */
 /* test hook (IOMEMD_TEST_HOOKS): a thread holds each job while this file exists */
@@ -182,25 +185,56 @@ static int reserver_seal(struct reserver_job *job, int fd)
         return k < 0 ? k : backend_get_seals(fd);
 }
 
+/*
+ * The job a thread with nothing to do takes next (under the reserver's lock):
+ * the first queued one whose uid has no job running on another thread
+ * ("skip-ahead"). A job may wait for a holder's fallocate as long as that
+ * holder likes, so one uid never runs on two threads at once: while it runs
+ * on one, the other serves every other uid's jobs in their order, and a uid
+ * with many jobs queued (at most one per connection: each requester is
+ * parked until its reply) has them run one after the other. Return: the
+ * link (&reserver_queue or a job's &next) that points to it, or NULL if
+ * every queued job's uid is running (the thread then waits for a job to
+ * end, which wakes it).
+ */
+static struct reserver_job **reserver_pick(void)
+{
+        struct reserver_job **p;
+        unsigned i;
+
+        for (p = &reserver_queue; *p; p = &(*p)->next) {
+                for (i = 0; i < RESERVER_THREADS; i++) {
+                        if (reserver_running_jobs[i] && reserver_running_jobs[i]->uid == (*p)->uid)
+                                break;
+                }
+                if (i == RESERVER_THREADS)
+                        return p;
+        }
+        return NULL;
+}
+
+/* Thread @arg (its index in reserver_running_jobs) of RESERVER_THREADS. */
 static void *reserver_main(void *arg)
 {
-        (void)arg;
+        unsigned self = (unsigned)(uintptr_t)arg;
+
         pthread_mutex_lock(&reserver_lock);
         for (;;) {
-                struct reserver_job *job;
+                struct reserver_job *job, **link = NULL;
                 uint64_t one = 1;
                 int fd;
 
-                while (!reserver_queue && !reserver_stopping)
+                while (!reserver_stopping && !(link = reserver_pick()))
                         pthread_cond_wait(&reserver_cond, &reserver_lock);
                 if (reserver_stopping)
                         break; /* queued jobs are abandoned by reserver_stop() */
-                job = reserver_queue;
-                reserver_queue = job->next;
-                if (!reserver_queue)
-                        reserver_queue_tail = &reserver_queue;
+                job = *link;
+                *link = job->next;
+                if (reserver_queue_tail == &job->next)
+                        reserver_queue_tail = link;
                 job->next = NULL;
                 job->state = RESERVER_RUNNING;
+                reserver_running_jobs[self] = job;
                 fd = job->fd; /* stays open: only the completion, or the reserver after it, closes it */
                 pthread_mutex_unlock(&reserver_lock);
 
@@ -217,6 +251,9 @@ static void *reserver_main(void *arg)
                 job->ran = true;
 
                 pthread_mutex_lock(&reserver_lock);
+                reserver_running_jobs[self] = NULL;
+                if (reserver_queue)
+                        pthread_cond_broadcast(&reserver_cond); /* a job of this uid may wait for an idle thread */
                 job->state = RESERVER_DONE;
                 job->next = reserver_done;
                 reserver_done = job;
@@ -247,7 +284,7 @@ int reserver_start(void)
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the event loop's thread */
         for (unsigned i = 0; i < RESERVER_THREADS; i++) {
-                r = -pthread_create(&reserver_threads[i], NULL, reserver_main, NULL);
+                r = -pthread_create(&reserver_threads[i], NULL, reserver_main, (void *)(uintptr_t)i);
                 if (r < 0)
                         break;
                 reserver_nthreads++;
@@ -305,7 +342,7 @@ int reserver_fd(void)
 }
 
 /* Queue a job of @op on @fd (consumed, even on error). Return: 0 with *jobp; -ENOMEM; -ESHUTDOWN. */
-static int reserver_submit(int fd, enum reserver_op op, uint64_t offset, uint64_t len, unsigned flags, bool ahead,
+static int reserver_submit(int fd, uint32_t uid, enum reserver_op op, uint64_t offset, uint64_t len, unsigned flags, bool ahead,
                            reserver_done_fn *done, void *arg, struct reserver_job **jobp)
 {
         struct reserver_job *job;
@@ -321,6 +358,7 @@ static int reserver_submit(int fd, enum reserver_op op, uint64_t offset, uint64_
         }
         job->fd = fd;
         fd = -1; /* consumed: the job's */
+        job->uid = uid;
         job->op = op;
         job->offset = offset;
         job->len = len;
@@ -339,22 +377,22 @@ static int reserver_submit(int fd, enum reserver_op op, uint64_t offset, uint64_
         return 0;
 }
 
-int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
-                               struct reserver_job **jobp)
+int reserver_submit_consume_fd(int fd, uint32_t uid, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done,
+                               void *arg, struct reserver_job **jobp)
 {
-        return reserver_submit(fd, RESERVER_OP_RESERVE, offset, len, 0, ahead, done, arg, jobp);
+        return reserver_submit(fd, uid, RESERVER_OP_RESERVE, offset, len, 0, ahead, done, arg, jobp);
 }
 
-int reserver_submit_resize_consume_fd(int fd, uint64_t from, uint64_t to, unsigned flags, reserver_done_fn *done,
-                                      void *arg, struct reserver_job **jobp)
+int reserver_submit_resize_consume_fd(int fd, uint32_t uid, uint64_t from, uint64_t to, unsigned flags,
+                                      reserver_done_fn *done, void *arg, struct reserver_job **jobp)
 {
-        return reserver_submit(fd, RESERVER_OP_RESIZE, from, to, flags, false, done, arg, jobp);
+        return reserver_submit(fd, uid, RESERVER_OP_RESIZE, from, to, flags, false, done, arg, jobp);
 }
 
-int reserver_submit_seal_consume_fd(int fd, uint32_t seals, reserver_done_fn *done, void *arg,
+int reserver_submit_seal_consume_fd(int fd, uint32_t uid, uint32_t seals, reserver_done_fn *done, void *arg,
                                     struct reserver_job **jobp)
 {
-        return reserver_submit(fd, RESERVER_OP_SEAL, 0, 0, seals, false, done, arg, jobp);
+        return reserver_submit(fd, uid, RESERVER_OP_SEAL, 0, 0, seals, false, done, arg, jobp);
 }
 
 void reserver_cancel(struct reserver_job *job, reserver_gone_fn *gone, void *arg)
