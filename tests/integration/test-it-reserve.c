@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +31,9 @@
 
 #define MIB (1024ull * 1024ull)
 #define BIG (64 * MIB)
+/* another uid for the tests of the reserver's order (a child connects as it: setresuid, no passwd entry needed) */
+#define OTHER_UID 1004u
+#define OTHER_GID 3004u
 
 static struct it_daemon daemon_;
 static char gate[128];
@@ -155,22 +159,88 @@ static void raw_append_ping(struct raw *w, uint32_t id)
         raw_append(w, PROTO_OP_PING, id, payload, proto_ping_encode(&m, payload, sizeof(payload)));
 }
 
-/* Connect and queue a HELLO (id 1): the frames appended next go in the same write (raw_send()). */
-static void raw_connect(struct raw *w)
+/* Return: a new socket connected to the daemon (the peer credentials are this process's now), or -1. */
+static int raw_socket(void)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        memcpy(sa.sun_path, daemon_.socket, strlen(daemon_.socket) + 1);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                close(fd);
+                fd = -1;
+        }
+        return fd;
+}
+
+/* Queue a HELLO (id 1) on @fd (connected, consumed): the frames appended next go in the same write (raw_send()). */
+static void raw_connect_consume_fd(struct raw *w, int fd)
+{
         struct proto_hello hello = { .min_version = PROTO_VERSION, .max_version = PROTO_VERSION,
                                      .flags = PROTO_HELLO_FDS_IN_ORDER | PROTO_HELLO_PAGE_INFO };
         uint8_t payload[128];
 
         w->len = 0;
-        w->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        w->fd = fd;
         ck_assert_int_ge(w->fd, 0);
-        memcpy(sa.sun_path, daemon_.socket, strlen(daemon_.socket) + 1);
-        ck_assert_int_eq(connect(w->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
         ck_assert_int_eq(transport_init(&w->t, w->fd, 0, 0), 0);
         w->t.in_fds_in_order = true;
         raw_append(w, PROTO_OP_HELLO, 1, payload, proto_hello_encode(&hello, payload, sizeof(payload)));
+}
+
+/* Connect and queue a HELLO (id 1), as this process (root). */
+static void raw_connect(struct raw *w)
+{
+        raw_connect_consume_fd(w, raw_socket());
+}
+
+/*
+ * Connect as OTHER_UID/OTHER_GID and queue a HELLO: a child takes that identity, connects (the daemon reads the
+ * peer's credentials at connect) and passes the socket back. Needs root and a daemon directory others may
+ * enter (start_for_others()).
+ */
+static void raw_connect_other(struct raw *w)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u;
+        char x = 0;
+        struct iovec iov = { .iov_base = &x, .iov_len = 1 };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+        struct cmsghdr *cm;
+        int sv[2], status, fd = -1;
+        pid_t pid;
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                close(sv[0]);
+                if (setgroups(0, NULL) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
+                    setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+                        _exit(1);
+                fd = raw_socket();
+                if (fd < 0)
+                        _exit(2);
+                cm = CMSG_FIRSTHDR(&msg);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+                _exit(sendmsg(sv[1], &msg, MSG_NOSIGNAL) == 1 ? 0 : 3);
+        }
+        close(sv[1]);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child connecting as uid %u: status 0x%x",
+                      OTHER_UID, status);
+        ck_assert_int_eq(recvmsg(sv[0], &msg, MSG_CMSG_CLOEXEC), 1);
+        close(sv[0]);
+        cm = CMSG_FIRSTHDR(&msg);
+        ck_assert(cm && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)));
+        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        raw_connect_consume_fd(w, fd);
 }
 
 static void raw_send(struct raw *w)
@@ -1204,24 +1274,32 @@ out:
 }
 END_TEST
 
+/* The size of @path (a gate's .taken file: the jobs that reached that gate), 0 if it does not exist. */
+static long file_size(const char *path)
+{
+        struct stat st;
+
+        return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
 /*
- * The hostile review of sealwork, 4: every uid's SEAL and RESIZE jobs shared the two reserver threads first
- * come first served, and a job may wait for a holder's fallocate as long as that holder likes: one uid could
- * queue any number of jobs ahead of everyone else's. Now a uid has at most one RESIZE or SEAL in flight (an
- * abandoned one counts until its job is gone); another is -EBUSY at once, saying why. On sealwork the second
- * RESIZE (another connection, another region) was queued and taken by the second thread.
+ * Two RESIZEs and a SEAL of one uid at the same moment, on three connections and three regions: none is
+ * refused; the later two wait (queued: a thread takes no second job of a uid that has one running) and are
+ * made once the first is done. On seal2 (one RESIZE or SEAL per uid, 878349d) the second RESIZE and the SEAL
+ * were -EBUSY at once, "this uid already has a RESIZE or SEAL in progress".
  */
-START_TEST(test_one_job_per_uid)
+START_TEST(test_one_uid_jobs_wait_their_turn)
 {
         struct iomem_client *other;
-        struct stat st = { 0 };
-        uint32_t seals = 0;
-        struct raw a, b;
+        struct iomem_stat st;
+        struct raw a, b, c;
+        int i;
 
         start(NULL);
         other = it_client_connect(&daemon_);
         ck_assert_int_eq(create(other, "u1", 4 * MIB, IOMEM_CREATE_RESIZABLE), 0);
         ck_assert_int_eq(create(other, "u2", 4 * MIB, IOMEM_CREATE_RESIZABLE), 0);
+        ck_assert_int_eq(create(other, "u3", 4 * MIB, IOMEM_CREATE_RESIZABLE), 0);
         gate_close();
         raw_connect(&a);
         raw_append_resize(&a, 2, "u1", 8 * MIB);
@@ -1229,32 +1307,119 @@ START_TEST(test_one_job_per_uid)
         ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
         wait_taken(1);
 
-        /* the same uid on another connection, another region: refused at once, not queued */
+        /* the same uid on two other connections, two other regions: both started (the growth charged) */
         raw_connect(&b);
         raw_append_resize(&b, 2, "u2", 8 * MIB);
         raw_send(&b);
         ck_assert_int_eq(raw_reply(&b, 1, NULL), 0);
-        for (int i = 0; i < 3000 && !raw_readable(&b) && (stat(gate_taken, &st) < 0 || st.st_size < 2); i++)
-                it_sleep_ms(10); /* bounded polling: answered, or taken by the second thread */
-        ck_assert_msg(raw_readable(&b), "a second RESIZE of the same uid was queued (%ld jobs taken)",
-                      (long)st.st_size);
-        ck_assert_int_eq(raw_reply(&b, 2, NULL), -EBUSY);
-        ck_assert_msg(strstr(raw_message, "per uid"), "text: %s", raw_message);
-        ck_assert_int_eq(iomem_seal(other, "u2", IOMEM_SEAL_GROW, &seals), -EBUSY);
-        ck_assert_msg(strstr(iomem_client_error_message(other), "per uid"), "text: %s",
-                      iomem_client_error_message(other));
+        raw_connect(&c);
+        raw_append_seal(&c, 2, "u3", PROTO_SEAL_GROW);
+        raw_send(&c);
+        ck_assert_int_eq(raw_reply(&c, 1, NULL), 0);
+        for (i = 0; i < 3000 && !raw_readable(&b) && !raw_readable(&c) && quota_of(other).bytes != 20 * MIB; i++)
+                it_sleep_ms(10); /* bounded polling: both started, or one answered */
+        ck_assert_msg(!raw_readable(&b), "the second RESIZE of the uid was answered while the first is held: %d (%s)",
+                      raw_reply(&b, 2, NULL), raw_message);
+        ck_assert_msg(!raw_readable(&c), "the SEAL of the uid was answered while its RESIZE is held: %d (%s)",
+                      raw_reply(&c, 2, NULL), raw_message);
+        wait_charged(other, 20 * MIB, 3); /* 8 + 8 + 4: both growths charged, from the start */
+        ck_assert_int_eq(iomem_ping(other), 0);
+        /* queued, not running: the second thread takes no job of a uid that runs one (no timing: never 2 now) */
+        ck_assert_int_eq(file_size(gate_taken), 1);
 
-        /* an abandoned one counts until its job is gone */
-        raw_close(&a);
-        wait_connections(other, 2);
-        ck_assert_int_eq(iomem_resize(other, "u2", 8 * MIB), -EBUSY);
         gate_open();
-        ck_assert_int_eq(resize_when_free(other, "u2", 8 * MIB), 0);
-        ck_assert_uint_eq(stat_size(other, "u2"), 8 * MIB);
-        ck_assert_uint_eq(stat_size(other, "u1"), 4 * MIB);
+        ck_assert_int_eq(raw_reply(&a, 2, NULL), 0);
+        ck_assert_int_eq(raw_reply(&b, 2, NULL), 0);
+        ck_assert_int_eq(raw_reply(&c, 2, NULL), 0);
+        raw_close(&a);
         raw_close(&b);
+        raw_close(&c);
+        wait_taken(3);
+        ck_assert_uint_eq(stat_size(other, "u1"), 8 * MIB);
+        ck_assert_uint_eq(stat_size(other, "u2"), 8 * MIB);
+        ck_assert_int_eq(iomem_stat(other, "u3", &st), 0);
+        ck_assert_uint_ne(st.seals & IOMEM_SEAL_GROW, 0);
         ck_assert_int_eq(iomem_delete(other, "u1"), 0);
         ck_assert_int_eq(iomem_delete(other, "u2"), 0);
+        ck_assert_int_eq(iomem_delete(other, "u3"), 0);
+        wait_charged(other, 0, 0);
+        iomem_disconnect(other);
+        finish();
+}
+END_TEST
+
+/*
+ * The reserver's order: uid A (root) has a RESERVEd growth held by the gate GATE.ahead (its thread busy) and
+ * a second one queued; uid B's RESIZE, sent after both, is taken by the other thread and answered while A's
+ * second one still waits; A's second one is taken only once A's first is done. A job may wait for a holder's
+ * fallocate as long as that holder likes: first come first served, one uid could hold both threads and make
+ * every other uid's RESIZE, SEAL and RESERVE wait. With the reserver's pop made FIFO again (the queue's head),
+ * this failed: "uid 1004's RESIZE was not answered ... (2 growths of uid 0 at GATE.ahead)".
+ */
+START_TEST(test_other_uid_skips_ahead)
+{
+        char ahead[160];
+        struct iomem_client *other;
+        struct raw a1, a2, b;
+        int i;
+
+        if (geteuid() != 0) {
+                fprintf(stderr, "test_other_uid_skips_ahead: needs root (another uid), skipped\n");
+                return;
+        }
+        start(NULL);
+        ck_assert_int_eq(chmod(daemon_.dir, 0755), 0); /* the socket is 0666: let the other uid reach it */
+        snprintf(ahead, sizeof(ahead), "%s.ahead", gate);
+        other = it_client_connect(&daemon_);
+        ck_assert_int_eq(create(other, "a1", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        ck_assert_int_eq(create(other, "a2", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        close(open(ahead, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); /* GATE itself stays open */
+
+        raw_connect(&a1);
+        raw_append_resize(&a1, 2, "a1", 8 * MIB);
+        raw_send(&a1);
+        ck_assert_int_eq(raw_reply(&a1, 1, NULL), 0);
+        for (i = 0; i < 3000 && file_size(gate_ahead_taken) < 1; i++)
+                it_sleep_ms(10); /* bounded polling: held at GATE.ahead */
+        ck_assert_int_eq(file_size(gate_ahead_taken), 1);
+        raw_connect(&a2);
+        raw_append_resize(&a2, 2, "a2", 8 * MIB);
+        raw_send(&a2);
+        ck_assert_int_eq(raw_reply(&a2, 1, NULL), 0);
+        wait_charged(other, 16 * MIB, 2); /* both growths started */
+
+        raw_connect_other(&b);
+        raw_append_create(&b, 2, "b", 4 * MIB, PROTO_CREATE_RESIZABLE, 0); /* not RESERVEd: made on the loop */
+        raw_send(&b);
+        ck_assert_int_eq(raw_reply(&b, 1, NULL), 0);
+        ck_assert_int_eq(raw_reply(&b, 2, NULL), 0);
+        raw_append_resize(&b, 3, "b", 8 * MIB); /* a job: the plain ftruncate */
+        raw_send(&b);
+        for (i = 0; i < 3000 && !raw_readable(&b) && file_size(gate_ahead_taken) < 2; i++)
+                it_sleep_ms(10); /* bounded polling: B answered, or A's second growth taken instead */
+        ck_assert_msg(raw_readable(&b),
+                      "uid %u's RESIZE was not answered while uid 0's first growth is held (%ld growths of uid 0 at "
+                      "GATE.ahead): the other thread took uid 0's second job first",
+                      OTHER_UID, file_size(gate_ahead_taken));
+        ck_assert_int_eq(raw_reply(&b, 3, NULL), 0);
+        ck_assert_msg(!raw_readable(&a2), "uid 0's second growth was answered while its first is held");
+        ck_assert_msg(!raw_readable(&a1), "uid 0's first growth was answered while held");
+        /* A's second is still queued: no thread took it while A's first runs (no timing: never 2 now) */
+        ck_assert_int_eq(file_size(gate_ahead_taken), 1);
+        ck_assert_uint_eq(stat_size(other, "b"), 8 * MIB);
+
+        ck_assert_int_eq(unlink(ahead), 0);
+        ck_assert_int_eq(raw_reply(&a1, 2, NULL), 0);
+        ck_assert_int_eq(raw_reply(&a2, 2, NULL), 0);
+        ck_assert_int_eq(file_size(gate_ahead_taken), 2);
+        ck_assert_uint_eq(stat_size(other, "a1"), 8 * MIB);
+        ck_assert_uint_eq(stat_size(other, "a2"), 8 * MIB);
+        raw_close(&a1);
+        raw_close(&a2);
+        raw_close(&b);
+        ck_assert_int_eq(iomem_delete(other, "a1"), 0);
+        ck_assert_int_eq(iomem_delete(other, "a2"), 0);
+        ck_assert_int_eq(iomem_delete(other, "b"), 0);
         wait_charged(other, 0, 0);
         iomem_disconnect(other);
         finish();
@@ -1383,8 +1548,9 @@ START_TEST(test_abandoned_resize_keeps_region_busy)
 END_TEST
 
 /*
- * SIGTERM while an abandoned RESIZE's job and an abandoned CREATE's are held: the daemon stops cleanly (exit 0;
- * under ASan, no leak; the RESIZE's charge is refunded by its job's end at the stop).
+ * SIGTERM while an abandoned RESIZE's job is held and another abandoned one of the same uid was queued behind
+ * it: the daemon stops cleanly (exit 0; under ASan, no leak; the held RESIZE's charge is refunded by its job's
+ * end at the stop, the queued one's at its hang-up, since its job never started).
  */
 START_TEST(test_stop_with_abandoned_resize)
 {
@@ -1394,22 +1560,24 @@ START_TEST(test_stop_with_abandoned_resize)
         start(NULL);
         other = it_client_connect(&daemon_);
         ck_assert_int_eq(create(other, "rz", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
+        ck_assert_int_eq(create(other, "rz2", 4 * MIB, IOMEM_CREATE_RESERVE | IOMEM_CREATE_RESIZABLE), 0);
         gate_close();
-        /* a RESIZE and a CREATE, both taken by the reserver threads and held by the gate */
+        /* two RESIZEs of one uid: the first taken and held by the gate, the second queued behind it */
         raw_connect(&a);
         raw_append_resize(&a, 2, "rz", 8 * MIB);
         raw_send(&a);
         ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+        wait_taken(3); /* the two CREATEs' and this one */
         raw_connect(&b);
-        raw_append_create(&b, 2, "rz2", 4 * MIB, PROTO_CREATE_RESERVE, 0);
+        raw_append_resize(&b, 2, "rz2", 8 * MIB);
         raw_send(&b);
         ck_assert_int_eq(raw_reply(&b, 1, NULL), 0);
-        wait_charged(other, 12 * MIB, 2);
-        wait_taken(3); /* the first CREATE's and these two */
+        wait_charged(other, 16 * MIB, 2);
         raw_close(&a);
         raw_close(&b);
-        wait_charged(other, 8 * MIB, 1); /* the CREATE's refunded at once, the RESIZE's growth not */
+        wait_charged(other, 12 * MIB, 2); /* the queued one's growth refunded at once, the held one's not */
         ck_assert_int_eq(iomem_seal(other, "rz", IOMEM_SEAL_SEAL, NULL), -EBUSY);
+        ck_assert_int_eq(file_size(gate_taken), 3);
         iomem_disconnect(other);
         it_daemon_stop(&daemon_); /* exit status 0; under ASan, no leak */
         unlink(gate);
@@ -1487,7 +1655,8 @@ int main(int argc, char **argv)
         tcase_add_test(tc, test_resize_rechecks_size_in_job);
         tcase_add_test(tc, test_abandoned_resize_keeps_its_charge);
         tcase_add_test(tc, test_hugetlb_growth_whole);
-        tcase_add_test(tc, test_one_job_per_uid);
+        tcase_add_test(tc, test_one_uid_jobs_wait_their_turn);
+        tcase_add_test(tc, test_other_uid_skips_ahead);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
