@@ -341,9 +341,9 @@ int reserver_fd(void)
         return reserver_efd;
 }
 
-/* Queue a job of @op on @fd (consumed, even on error). Return: 0 with *jobp; -ENOMEM; -ESHUTDOWN. */
-static int reserver_submit(int fd, uint32_t uid, enum reserver_op op, uint64_t offset, uint64_t len, unsigned flags, bool ahead,
-                           reserver_done_fn *done, void *arg, struct reserver_job **jobp)
+/* Queue a job of @op on @fd (consumed, even on error) for @uid. Return: 0 with *jobp; -ENOMEM; -ESHUTDOWN. */
+static int reserver_submit(int fd, uint32_t uid, enum reserver_op op, uint64_t offset, uint64_t len, unsigned flags,
+                           bool ahead, reserver_done_fn *done, void *arg, struct reserver_job **jobp)
 {
         struct reserver_job *job;
 
