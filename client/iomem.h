@@ -408,17 +408,22 @@ int iomem_list(struct iomem_client *client, const char *prefix,
  * iomem_resize() - change a region's size. Growing a region created with
  * IOMEM_CREATE_RESERVE allocates the new bytes first (the reply waits for
  * them; other calls on the same client wait behind it).
- * Return: 0; -ENOENT; -EPERM if seals forbid it; -EFBIG; -EACCES unless
- * owner or root; -EDQUOT; -EBUSY (another RESIZE of this RESERVEd region is
- * allocating, or a holder changed its size meanwhile); -ENOSPC/-ENOMEM (the
- * growth of a RESERVEd region cannot be allocated).
+ * Return: 0; -ENOENT; -EPERM if seals forbid it, or if it would shrink a
+ * region created without IOMEM_CREATE_RESIZABLE (judged on its size when the
+ * daemon resizes it: another holder may have grown it meanwhile); -EFBIG;
+ * -EACCES unless owner or root; -EDQUOT; -EBUSY (another RESIZE or an
+ * iomem_seal() of this region is in progress, or a holder changed the size
+ * of this RESERVEd region meanwhile: try again); -ENOSPC/-ENOMEM (the growth
+ * of a RESERVEd region cannot be allocated). The daemon makes one uid's
+ * resizes and seals one at a time: another of the same uid (another region,
+ * another client) waits for its turn; it is not refused.
  */
 int iomem_resize(struct iomem_client *client, const char *name, uint64_t size);
 
 /*
  * Return: 0 with *sealsp (may be NULL) = seals now; -EOPNOTSUPP (not memfd);
- * -EBUSY (a writable mapping and IOMEM_SEAL_WRITE; or an iomem_resize()
- * growing this IOMEM_CREATE_RESERVE region is allocating: try again);
+ * -EBUSY (a writable mapping and IOMEM_SEAL_WRITE; or an iomem_resize() or
+ * another iomem_seal() of this region is in progress: try again);
  * -EPERM; -EACCES unless owner or root.
  */
 int iomem_seal(struct iomem_client *client, const char *name, uint32_t seals, uint32_t *sealsp);

@@ -30,8 +30,7 @@ _Static_assert(PROTO_SEAL_SEAL == F_SEAL_SEAL && PROTO_SEAL_SHRINK == F_SEAL_SHR
                        PROTO_SEAL_FUTURE_WRITE == F_SEAL_FUTURE_WRITE,
                "PROTO_SEAL_* must be the kernel's F_SEAL_* bits");
 
-/* Return: 0 if @size is allowed under @max_size (0 = default), else -EFBIG. */
-static int backend_check_size(uint64_t size, uint64_t max_size)
+int backend_check_size(uint64_t size, uint64_t max_size)
 {
         if (max_size == 0)
                 max_size = BACKEND_DEFAULT_MAX_SIZE;
@@ -373,11 +372,21 @@ int backend_reserve_ahead(int fd, uint64_t offset, uint64_t len)
 
 int backend_drop_ahead(int fd)
 {
+        struct statfs sfs;
         struct stat st;
+        int r;
 
         if (fstat(fd, &st) < 0)
                 return -errno;
-        return ftruncate(fd, st.st_size) < 0 ? -errno : 0;
+        if (ftruncate(fd, st.st_size) < 0)
+                return -errno;
+        /* hugetlbfs keeps its pages past the end through an ftruncate that does not shrink: punch them out */
+        if (fstatfs(fd, &sfs) < 0 || sfs.f_type != HUGETLBFS_MAGIC)
+                return 0;
+        do
+                r = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, INT64_MAX - st.st_size);
+        while (r < 0 && errno == EINTR);
+        return r < 0 ? -errno : 0;
 }
 
 static int backend_reserve(int fd, uint64_t size)

@@ -84,12 +84,17 @@ int backend_reserve_ahead(int fd, uint64_t offset, uint64_t len);
  * backend_drop_ahead() - give back what backend_reserve_ahead() allocated
  * past the end of @fd's object: an ftruncate() to the size fstat() says,
  * which frees everything past it (tmpfs, memfd and ext4 do; measured) and
- * changes no size, seals or not. Return: 0 or a negative errno.
+ * changes no size, seals or not; hugetlbfs keeps its pages through it, so
+ * there everything past the end is punched out as well (measured).
+ * Return: 0 or a negative errno.
  */
 int backend_drop_ahead(int fd);
 
 /* Return: true if the system gives shmem objects transparent huge pages (shmem_enabled, see backend.c). */
 bool backend_shmem_thp(void);
+
+/* Return: 0 if @size is allowed under @max_size (0 = default), else -EFBIG (backend_resize()'s check). */
+int backend_check_size(uint64_t size, uint64_t max_size);
 
 /*
  * backend_resize() - change the size with ftruncate.

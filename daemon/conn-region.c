@@ -54,16 +54,21 @@ struct conn_wait {
 };
 
 /*
- * A request whose fallocate runs on a reserver thread (reserver.h): a named
- * CREATE with RESERVE, or a RESIZE growing a RESERVEd region. Its
+ * A request whose slow syscalls run on a reserver thread (reserver.h): a
+ * named CREATE with RESERVE (its fallocate), a RESIZE (its ftruncate, and a
+ * RESERVEd growth's fallocate) or a SEAL (its F_ADD_SEALS: like ftruncate,
+ * it waits for the inode lock any holder's fallocate holds). Its
  * connection reads nothing more until it is done (its reply stays in
  * request order). What it asks for (@charge bytes and @regions regions) is
  * charged to @owner when it starts and refunded when it ends, whatever the
- * end. The job owns its fd (the new object, or a copy of the region's)
- * until the completion.
+ * end: for a RESIZE or SEAL whose requester hangs up, that is when its job
+ * is gone (conn_region_reserve_gone()), not at the hang-up, since its
+ * ftruncate may still run (a refund at the hang-up let the uid spend the
+ * growth twice). The job owns its fd (the new object, or a copy of the
+ * region's) until the completion.
  *
  * A CREATE claims its name meanwhile (@claimed: in conn_ctx.reserves). A
- * RESIZE's region is marked resizing (other RESIZEs and SEALs of it:
+ * RESIZE's or SEAL's region is marked resizing (other RESIZEs and SEALs of it:
  * -EBUSY) and found again by its id, which is never reused: a DELETE or
  * PUBLISH may free it meanwhile. The mark stays until the job's fallocate
  * has returned, even when its requester left before (then @conn is NULL
@@ -76,7 +81,7 @@ struct conn_reserve {
         struct conn_ctx *ctx;
         struct conn *conn; /* NULL once abandoned (a RESIZE's, until its job is gone) */
         struct reserver_job *job; /* until the completion, or reserver_cancel() */
-        uint16_t opcode;           /* PROTO_OP_CREATE or PROTO_OP_RESIZE */
+        uint16_t opcode;           /* PROTO_OP_CREATE, PROTO_OP_RESIZE or PROTO_OP_SEAL */
         uint32_t request_id;
         uint32_t owner;            /* charged */
         uint64_t charge;           /* bytes charged to @owner and counted in conn_ctx.reserving_bytes */
@@ -86,7 +91,7 @@ struct conn_reserve {
         enum proto_backend chosen; /* the backend the object was made with */
         uint32_t page_flags;       /* PROTO_REGION_* page bits so far (RESERVED is added when done) */
         bool claimed;              /* in conn_ctx.reserves */
-        /* RESIZE */
+        /* RESIZE and SEAL */
         uint64_t region_id;
         uint64_t old_size, new_size;
         size_t name_len;
@@ -249,7 +254,9 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
 }
 
 /* The text of a RESIZE or SEAL of a region whose growth is being reserved (struct conn_reserve). */
-#define CONN_RESIZE_BUSY "a RESIZE of this region is reserving the memory of its new size: try again once it is done"
+#define CONN_RESIZE_BUSY                                                                                  \
+        "a RESIZE or SEAL of this region is in progress (resizing, sealing, or reserving the memory of its new "   \
+        "size): try again once it is done"
 
 /* The text of a failed reservation (-ENOSPC, -ENOMEM). */
 #define CONN_RESERVE_FAILED                                                                                      \
@@ -707,13 +714,13 @@ static int conn_region_check_unclaimed(const struct conn *c, const char *name, s
 }
 
 /*
- * End @cr: unlink it from its connection, end a CREATE's claim or (with
- * @unmark) a RESIZE's mark on its region, refund what it charged (a refund
- * never allocates: the charge kept the owner's entry). Its job is the
- * caller's business. Return: the RESIZE's region if it still exists, else
- * NULL.
+ * End @cr: unlink it from its connection (if it still has one), end a
+ * CREATE's claim or a RESIZE's or SEAL's mark on its region,
+ * refund what it charged (a refund never allocates: the charge kept the
+ * owner's entry). Its job is the caller's business. Return: the RESIZE's or
+ * SEAL's region if it still exists, else NULL.
  */
-static struct region *conn_region_reserve_end(struct conn_reserve *cr, bool unmark)
+static struct region *conn_region_reserve_end(struct conn_reserve *cr)
 {
         struct conn *c = cr->conn;
         struct conn_ctx *ctx = cr->ctx;
@@ -727,12 +734,13 @@ static struct region *conn_region_reserve_end(struct conn_reserve *cr, bool unma
                 if (cr->next)
                         cr->next->prev = cr->prev;
         }
-        if (cr->opcode == PROTO_OP_RESIZE) {
+        if (cr->opcode != PROTO_OP_CREATE) {
                 r = regtab_lookup_id(ctx->regtab, cr->region_id);
-                if (r && unmark)
+                if (r)
                         r->resizing = false;
         }
-        c->reserve = NULL;
+        if (c)
+                c->reserve = NULL;
         ctx->reserving_bytes -= cr->charge;
         ctx->reserving_regions -= cr->regions;
         quota_charge(ctx->quota, cr->owner, -(int64_t)cr->charge, -(int64_t)cr->regions, 0, 0);
@@ -765,42 +773,74 @@ static bool conn_region_peer_gone(const struct conn *c)
 
 static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r,
                                      uint64_t size);
+static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, uint64_t size);
+static void conn_region_seal_record(struct conn_ctx *ctx, struct region *r, uint32_t seals);
 
 /*
- * A RESIZE's growth is reserved past the end of the object (@result, @fd the
- * job's copy of the region's fd, consumed): make it visible with ftruncate
- * and answer, or answer why not and give the memory back. @r is the region
- * if it still exists. Return: nothing.
+ * A RESIZE's or SEAL's job that ran (@result >= 0) changed the object: make
+ * the daemon's record of @r (NULL: gone) say so, whoever is told. Return: nothing.
+ */
+static void conn_region_job_record(struct conn_reserve *cr, struct region *r, int result)
+{
+        if (!r || result < 0)
+                return;
+        if (cr->opcode == PROTO_OP_RESIZE)
+                conn_region_resize_record(cr->ctx, r, cr->new_size);
+        else if (cr->opcode == PROTO_OP_SEAL)
+                conn_region_seal_record(cr->ctx, r, (uint32_t)result);
+}
+
+/*
+ * A RESIZE's job is done (@result: 0, the object now has the new size, or a
+ * negative errno, nothing changed; @fd the job's copy of the region's fd,
+ * consumed): answer it. @r is the region if it still exists. Return: nothing.
  */
 static void conn_region_resize_done(struct conn *c, struct conn_reserve *cr, struct region *r, int fd, int result)
 {
         struct proto_header req = { .opcode = PROTO_OP_RESIZE, .id = cr->request_id };
-        const char *why = NULL;
-        struct stat st;
-        int k = result;
+        const char *why = "cannot resize";
 
+        close(fd);
         if (!r) {
-                k = -ENOENT;
-                why = "the region was deleted or replaced while the memory of its new size was reserved";
-        } else if (k < 0) {
-                why = "cannot reserve the memory of the new size";
-        } else if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != cr->old_size || r->size != cr->old_size) {
-                /* a holder's ftruncate meanwhile: its size is not the one this RESIZE grows from */
-                k = -EBUSY;
-                why = "the region's size changed while the memory of its new size was reserved";
-        } else {
-                k = backend_resize(fd, cr->new_size, c->ctx->config->max_region_size);
-                why = "cannot resize";
-        }
-        if (k < 0) {
-                /* what was reserved past the end goes back (a failed fallocate may have left some: not on tmpfs) */
-                (void)backend_drop_ahead(fd);
-                close(fd);
-                conn_reply_error(c, PROTO_OP_RESIZE, cr->request_id, k, why);
+                conn_reply_error(c, PROTO_OP_RESIZE, cr->request_id, -ENOENT,
+                                 "the region was deleted or replaced while it was resized");
                 return;
         }
-        close(fd);
+        if (result == -EBUSY)
+                why = "the region's size changed while the memory of its new size was reserved";
+        else if (result == -EPERM && !(r->meta.flags & PROTO_REGION_RESIZABLE) &&
+                 r->meta.backend != PROTO_BACKEND_MEMFD) /* a memfd's -EPERM is its seals' */
+                why = "region is not resizable: another holder grew it past this size meanwhile";
+        else if (result < 0 && cr->new_size > cr->old_size && (r->meta.flags & PROTO_REGION_RESERVED))
+                why = "cannot reserve the memory of the new size";
+        if (result < 0) {
+                conn_reply_error(c, PROTO_OP_RESIZE, cr->request_id, result, why);
+                return;
+        }
         conn_region_resize_apply(c, &req, r, cr->new_size);
+}
+
+/* A SEAL's job is done (@result: the seals now, or a negative errno; @fd consumed): answer it. */
+static void conn_region_seal_done(struct conn *c, struct conn_reserve *cr, struct region *r, int fd, int result)
+{
+        struct proto_seal_reply rep;
+        struct proto_header req = { .opcode = PROTO_OP_SEAL, .id = cr->request_id };
+        uint8_t buf[16];
+
+        close(fd);
+        if (!r) {
+                conn_reply_error(c, PROTO_OP_SEAL, cr->request_id, -ENOENT,
+                                 "the region was deleted or replaced while it was sealed");
+                return;
+        }
+        if (result < 0) {
+                conn_reply_error(c, PROTO_OP_SEAL, cr->request_id, result,
+                                 result == -EBUSY ? "a writable mapping exists" : "cannot seal");
+                return;
+        }
+        conn_region_seal_record(c->ctx, r, (uint32_t)result);
+        rep.seals = (uint32_t)result;
+        conn_reply_encoded(c, &req, proto_seal_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
 }
 
 /* A reservation is done (reserver_collect(), on the event loop): finish its request and answer it. */
@@ -813,14 +853,13 @@ static void conn_region_reserve_done(void *arg, int fd, int result)
         int r;
 
         conn_result_init(&res);
-        resized = conn_region_reserve_end(cr, true);
+        resized = conn_region_reserve_end(cr);
         /*
          * A peer gone meanwhile gets nothing it never heard of: nothing is made or resized. (A dropped
          * connection cancelled its job; this is for a hang-up the loop has not acted on yet, or cannot see.)
          */
         if (conn_region_peer_gone(c)) {
-                if (cr->opcode == PROTO_OP_RESIZE)
-                        (void)backend_drop_ahead(fd);
+                conn_region_job_record(cr, resized, result); /* the object changed all the same */
                 close(fd);
                 free(cr);
                 conn_drop(c, -ECONNRESET);
@@ -829,6 +868,8 @@ static void conn_region_reserve_done(void *arg, int fd, int result)
         }
         if (cr->opcode == PROTO_OP_RESIZE) {
                 conn_region_resize_done(c, cr, resized, fd, result);
+        } else if (cr->opcode == PROTO_OP_SEAL) {
+                conn_region_seal_done(c, cr, resized, fd, result);
         } else {
                 if (result < 0) {
                         close(fd);
@@ -890,10 +931,10 @@ static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct p
                 cr->next->prev = cr;
         ctx->reserves = cr;
         conn_region_reserve_charge(c, cr);
-        r = reserver_submit_consume_fd(fd, 0, m->size, false, conn_region_reserve_done, cr, &cr->job);
+        r = reserver_submit_consume_fd(fd, c->uid, 0, m->size, false, conn_region_reserve_done, cr, &cr->job);
         fd = -1; /* consumed */
         if (r < 0) {
-                conn_region_reserve_end(cr, true);
+                conn_region_reserve_end(cr);
                 free(cr);
                 return conn_fail(res, r, "cannot start the reservation");
         }
@@ -903,17 +944,19 @@ static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct p
 }
 
 /*
- * Park a RESIZE growing RESERVEd region @r from @r->size to @size: charge the
- * growth (as the inline RESIZE would: @size less what @r is charged) to its
- * owner, mark @r resizing, and hand @fd (a copy of @r's, consumed) to a
- * reserver thread, which reserves the new bytes past the end without
- * changing the size; conn_region_reserve_done() then grows it.
+ * Park a RESIZE of region @r from @r->size to @size, or (@opcode
+ * PROTO_OP_SEAL) a SEAL adding @seals: charge a growth (as the inline RESIZE
+ * would: @size less what @r is charged) to its owner, mark @r resizing, and
+ * hand @fd (a copy of @r's, consumed) to a reserver thread, which makes the
+ * inode-locking calls (reserver_submit_resize_consume_fd(),
+ * reserver_submit_seal_consume_fd()); conn_region_reserve_done() answers.
  * Return: 0 (no reply now); a negative errno with @res filled in.
  */
-static int conn_region_resize_start(struct conn *c, uint32_t id, struct region *r, uint64_t size, int fd,
-                                    struct conn_result *res)
+static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id, struct region *r, uint64_t size,
+                                    uint32_t seals, int fd, struct conn_result *res)
 {
         struct conn_reserve *cr;
+        unsigned flags = 0;
         int k;
 
         cr = calloc(1, sizeof(*cr) + r->name_len + 1);
@@ -925,41 +968,59 @@ static int conn_region_resize_start(struct conn *c, uint32_t id, struct region *
         cr->name_len = r->name_len;
         cr->ctx = c->ctx;
         cr->conn = c;
-        cr->opcode = PROTO_OP_RESIZE;
+        cr->opcode = opcode;
         cr->request_id = id;
         cr->owner = r->meta.uid;
-        cr->charge = size > r->charged ? size - r->charged : 0;
+        cr->charge = opcode == PROTO_OP_RESIZE && size > r->charged ? size - r->charged : 0;
         cr->region_id = r->meta.id;
         cr->old_size = r->size;
         cr->new_size = size;
         conn_region_reserve_charge(c, cr);
         r->resizing = true;
-        k = reserver_submit_consume_fd(fd, r->size, size - r->size, true, conn_region_reserve_done, cr, &cr->job);
+        if (opcode == PROTO_OP_SEAL) {
+                k = reserver_submit_seal_consume_fd(fd, c->uid, seals, conn_region_reserve_done, cr, &cr->job);
+        } else {
+                /* hugetlb too: its pages are taken before the new size is visible, never after */
+                if ((r->meta.flags & PROTO_REGION_RESERVED) && size > r->size)
+                        flags |= RESERVER_RESIZE_AHEAD;
+                /* the loop's S1 rule again, on the size the object has when the job's ftruncate runs */
+                if (!(r->meta.flags & PROTO_REGION_RESIZABLE))
+                        flags |= RESERVER_RESIZE_NO_SHRINK;
+                k = reserver_submit_resize_consume_fd(fd, c->uid, r->size, size, flags, conn_region_reserve_done,
+                                                      cr, &cr->job);
+        }
         fd = -1; /* consumed */
         if (k < 0) {
-                conn_region_reserve_end(cr, true);
+                conn_region_reserve_end(cr);
                 free(cr);
-                return conn_fail(res, k, "cannot start the reservation");
+                return conn_fail(res, k, "cannot start the job");
         }
-        log_debug("reserving %llu more bytes for region '%s' on a reserver thread",
-                  (unsigned long long)(size - cr->old_size), cr->name);
+        log_debug("%s region '%s' on a reserver thread", opcode == PROTO_OP_SEAL ? "sealing" : "resizing", cr->name);
         return 0;
 }
 
-/* An abandoned RESIZE's job is gone (its fallocate returned, its fd closed): the region may be resized again. */
-static void conn_region_reserve_gone(void *arg)
+/*
+ * An abandoned RESIZE's or SEAL's job is gone (its work returned @result, its
+ * fd closed): only now is its charge refunded and its region free for
+ * another RESIZE or SEAL (until now its ftruncate could run); then what it
+ * changed, if it ran (the object changed, wanted or not), is recorded: a
+ * growth is then charged as a RESIZE's is.
+ */
+static void conn_region_reserve_gone(void *arg, int result)
 {
         struct conn_reserve *cr = arg;
-        struct region *r = regtab_lookup_id(cr->ctx->regtab, cr->region_id);
+        struct region *r = conn_region_reserve_end(cr);
 
-        if (r)
-                r->resizing = false;
+        conn_region_job_record(cr, r, result);
         free(cr);
 }
 
 /*
- * @c is dropped with a reservation in flight: its result is not wanted, its claim and charge end now; a
- * RESIZE's mark on its region ends once its job is gone (conn_region_reserve_gone()).
+ * @c is dropped with a job in flight: its result is not wanted. A CREATE's
+ * claim and charge end now (its fallocate only fills an object nobody will
+ * see). A RESIZE's or SEAL's charge and mark on its region stay until its
+ * job is gone
+ * (conn_region_reserve_gone()): its ftruncate or F_ADD_SEALS may still run.
  */
 static void conn_region_reserve_abandon(struct conn *c)
 {
@@ -967,14 +1028,16 @@ static void conn_region_reserve_abandon(struct conn *c)
 
         if (!cr)
                 return;
-        conn_region_reserve_end(cr, false);
-        cr->conn = NULL;
-        log_debug("reservation for region '%s' abandoned: its client is gone", cr->name);
-        /* the reserver closes the fd, now or once its fallocate returns (giving back a RESIZE's memory first) */
-        if (cr->opcode == PROTO_OP_RESIZE) {
+        log_debug("job for region '%s' abandoned: its client is gone", cr->name);
+        /* the reserver closes the fd, now or once its work returns */
+        if (cr->opcode != PROTO_OP_CREATE) {
+                c->reserve = NULL;
+                cr->conn = NULL;
                 reserver_cancel(cr->job, conn_region_reserve_gone, cr); /* frees cr, now or later */
                 return;
         }
+        conn_region_reserve_end(cr);
+        cr->conn = NULL;
         reserver_cancel(cr->job, NULL, NULL);
         free(cr);
 }
@@ -1206,11 +1269,8 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
  * Record @r's new size @size, charge its owner, tell watchers, and answer
  * request @req with the size. Return: nothing.
  */
-static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r, uint64_t size)
+static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, uint64_t size)
 {
-        struct conn_ctx *ctx = c->ctx;
-        struct proto_resize_reply rep;
-        uint8_t buf[16];
         uint64_t charged;
 
         /* the owner has an entry (it owns this region): never allocates */
@@ -1220,6 +1280,23 @@ static void conn_region_resize_apply(struct conn *c, const struct proto_header *
         service_region_changed(r);
         ctx->generation++;
         conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
+}
+
+/* Record @r's new seals @seals and tell watchers. Return: nothing. */
+static void conn_region_seal_record(struct conn_ctx *ctx, struct region *r, uint32_t seals)
+{
+        r->seals = seals;
+        service_region_changed(r);
+        ctx->generation++;
+        conn_watch_notify(ctx, PROTO_EV_SEALED, r, NULL, 0);
+}
+
+static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r, uint64_t size)
+{
+        struct proto_resize_reply rep;
+        uint8_t buf[16];
+
+        conn_region_resize_record(c->ctx, r, size);
         rep.size = r->size;
         conn_reply_encoded(c, req, proto_resize_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
 }
@@ -1266,18 +1343,24 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
         /*
-         * A RESERVEd region stays reserved: the new bytes get their memory, on a reserver thread
-         * when there is one (hugetlb pages are taken here), before the size changes.
+         * ftruncate waits for the inode lock, which any holder's fallocate holds throughout: on a
+         * reserver thread when there is one. A RESERVEd region stays reserved: the new bytes get
+         * their memory there too, before the size changes (hugetlb: after).
          */
-        if ((r->meta.flags & PROTO_REGION_RESERVED) && !(r->meta.flags & PROTO_REGION_HUGETLB) &&
-            m.size > r->size && reserver_available()) {
-                int fd = fcntl(h.fd, F_DUPFD_CLOEXEC, 3);
+        if (reserver_available()) {
+                int fd;
 
+                k = backend_check_size(m.size, cfg->max_region_size);
+                if (k < 0) {
+                        regtab_fd_put(&h);
+                        return conn_fail(res, k, "cannot resize");
+                }
+                fd = fcntl(h.fd, F_DUPFD_CLOEXEC, 3);
                 k = fd < 0 ? -errno : 0;
                 regtab_fd_put(&h);
                 if (k < 0)
                         return conn_fail(res, k, "cannot duplicate the region fd");
-                return conn_region_resize_start(c, f->hdr.id, r, m.size, fd, res);
+                return conn_region_resize_start(c, PROTO_OP_RESIZE, f->hdr.id, r, m.size, 0, fd, res);
         }
         k = backend_resize(h.fd, m.size, cfg->max_region_size);
         if (k == 0 && (r->meta.flags & PROTO_REGION_RESERVED) && m.size > r->size) {
@@ -1314,12 +1397,21 @@ int conn_region_handle_seal(struct conn *c, struct transport_frame *f, struct co
                 return k;
         if (r->meta.backend != PROTO_BACKEND_MEMFD)
                 return conn_fail(res, -EOPNOTSUPP, "only memfd can be sealed");
-        /* F_ADD_SEALS takes the inode lock, which the reservation's fallocate holds throughout: no waiting for it */
         if (r->resizing)
                 return conn_fail(res, -EBUSY, CONN_RESIZE_BUSY);
         k = regtab_region_get_fd(c->ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
+        /* F_ADD_SEALS takes the inode lock, which any holder's fallocate holds throughout: on a reserver thread */
+        if (reserver_available()) {
+                int fd = fcntl(h.fd, F_DUPFD_CLOEXEC, 3);
+
+                k = fd < 0 ? -errno : 0;
+                regtab_fd_put(&h);
+                if (k < 0)
+                        return conn_fail(res, k, "cannot duplicate the region fd");
+                return conn_region_resize_start(c, PROTO_OP_SEAL, f->hdr.id, r, 0, m.seals, fd, res);
+        }
         k = backend_seal(h.fd, m.seals);
         if (k < 0) {
                 regtab_fd_put(&h);
@@ -1329,10 +1421,7 @@ int conn_region_handle_seal(struct conn *c, struct transport_frame *f, struct co
         regtab_fd_put(&h);
         if (k < 0)
                 return conn_fail(res, k, "cannot read the seals");
-        r->seals = (uint32_t)k;
-        service_region_changed(r);
-        c->ctx->generation++;
-        conn_watch_notify(c->ctx, PROTO_EV_SEALED, r, NULL, 0);
+        conn_region_seal_record(c->ctx, r, (uint32_t)k);
         rep.seals = (uint32_t)k;
         conn_reply_encoded(c, &f->hdr, proto_seal_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         return 0;

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* reserver: RESERVE's fallocate() on threads of its own, so that a reservation never holds the event loop. */
+/*
+ * reserver: RESERVE's fallocate(), and the ftruncate and F_ADD_SEALS of RESIZE and SEAL (which wait for a
+ * holder's fallocate), on threads of their own, so that none of them holds the event loop.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -10,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,9 +27,18 @@ enum reserver_state {
         RESERVER_DONE,    /* in reserver_done: waits for reserver_collect() */
 };
 
+enum reserver_op {
+        RESERVER_OP_RESERVE, /* fallocate offset..offset+len (past the end with ahead) */
+        RESERVER_OP_RESIZE,  /* reserver_resize(): ftruncate, with a RESERVEd region's fallocate */
+        RESERVER_OP_SEAL,    /* backend_seal(), then the seals */
+};
+
 struct reserver_job {
         int fd; /* owned by the job until its completion is called */
-        uint64_t offset, len;
+        uint32_t uid; /* who asked: no two threads run jobs of one uid (reserver_pick()) */
+        enum reserver_op op;
+        uint64_t offset, len; /* RESIZE: from offset to len bytes */
+        unsigned flags;       /* RESIZE: RESERVER_RESIZE_*; SEAL: the seals */
         bool ahead; /* past the end, FALLOC_FL_KEEP_SIZE (backend_reserve_ahead()) */
         bool ran;   /* its fallocate was called (set by its thread before it is DONE) */
         int result;
@@ -45,7 +58,9 @@ static unsigned reserver_nthreads;
 static bool reserver_spawned; /* the threads were asked for once (reserver_available()) */
 static bool reserver_stopping;
 static int reserver_efd = -1; /* eventfd: completions are waiting */
-static struct reserver_job *reserver_queue, **reserver_queue_tail = &reserver_queue; /* FIFO */
+/* in submission order; a thread takes the first one reserver_pick() allows, not always the head */
+static struct reserver_job *reserver_queue, **reserver_queue_tail = &reserver_queue;
+static struct reserver_job *reserver_running_jobs[RESERVER_THREADS]; /* each thread's RUNNING job, or NULL */
 static struct reserver_job *reserver_done;   /* done, newest first (collect reverses it) */
 static unsigned reserver_count;              /* queued or running */
 /* test hook (IOMEMD_TEST_HOOKS): a thread holds each job while this file exists */
@@ -59,6 +74,7 @@ static void reserver_job_free(struct reserver_job *job)
 {
         reserver_gone_fn *gone = job->gone;
         void *gone_arg = job->gone_arg;
+        int result = job->ran ? job->result : -ECANCELED;
 
         if (job->fd >= 0) {
                 if (job->ahead && job->ran)
@@ -67,26 +83,28 @@ static void reserver_job_free(struct reserver_job *job)
         }
         free(job);
         if (gone)
-                gone(gone_arg);
+                gone(gone_arg, result);
 }
 
 /*
  * IOMEMD_TEST_HOOKS with IOMEMD_TEST_RESERVE_GATE=PATH: hold the job while
- * PATH exists (or until the reserver stops), so that a test sees a
- * reservation in flight for as long as it needs, without timing. Each job a
- * thread takes adds a byte to PATH.taken first: a test knows that a job is
- * running (not queued) when that file has grown.
+ * PATH@suffix exists (or until the reserver stops), so that a test sees a
+ * job in flight for as long as it needs, without timing. Each job a thread
+ * holds here adds a byte to PATH@suffix.taken first: a test knows that a job
+ * is running (not queued) when that file has grown. @suffix "" is every
+ * job's start; ".ahead" is a RESERVEd growth's point between its fallocate
+ * and the ftruncate that makes it visible (reserver_resize()).
  */
-static void reserver_wait_gate(void)
+static void reserver_wait_gate(const char *suffix)
 {
         const struct timespec tick = { 0, 5 * 1000 * 1000 };
-        char taken[PATH_MAX];
+        char path[PATH_MAX], taken[PATH_MAX + 8];
         bool stopping;
         int fd;
 
-        if (!reserver_gate)
+        if (!reserver_gate || snprintf(path, sizeof(path), "%s%s", reserver_gate, suffix) >= (int)sizeof(path))
                 return;
-        if (snprintf(taken, sizeof(taken), "%s.taken", reserver_gate) < (int)sizeof(taken)) {
+        if (snprintf(taken, sizeof(taken), "%s.taken", path) < (int)sizeof(taken)) {
                 fd = open(taken, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
                 if (fd >= 0) {
                         (void)!write(fd, "j", 1);
@@ -97,41 +115,146 @@ static void reserver_wait_gate(void)
                 pthread_mutex_lock(&reserver_lock);
                 stopping = reserver_stopping;
                 pthread_mutex_unlock(&reserver_lock);
-                if (stopping || access(reserver_gate, F_OK) < 0)
+                if (stopping || access(path, F_OK) < 0)
                         return;
                 nanosleep(&tick, NULL);
         }
 }
 
+/* Return: true if @job was cancelled (read under the reserver's lock). */
+static bool reserver_job_cancelled(struct reserver_job *job)
+{
+        bool cancelled;
+
+        pthread_mutex_lock(&reserver_lock);
+        cancelled = job->cancelled;
+        pthread_mutex_unlock(&reserver_lock);
+        return cancelled;
+}
+
+/*
+ * A RESIZE's work, on a reserver thread: everything that takes the object's
+ * inode lock (which a holder's fallocate may hold for seconds). A RESERVEd
+ * growth (RESERVER_RESIZE_AHEAD, hugetlb too) is reserved past the end first,
+ * and made visible only if the job is still wanted and the size is still the
+ * one it grows from: no holder ever sees new bytes whose memory is not taken;
+ * what it reserved goes back otherwise. Any other resize checks the size the
+ * object has now, right before its ftruncate, with the event loop's rule
+ * (conn_region_handle_resize()): with RESERVER_RESIZE_NO_SHRINK (a region
+ * that is not RESIZABLE), never below it, since a holder may have grown it
+ * (and mapped the new bytes) while the job waited. Return: 0 (the size is
+ * now @job->len); a negative errno (-ECANCELED: not wanted any more; -EBUSY:
+ * a holder changed a RESERVEd region's size meanwhile; -EPERM: it would
+ * shrink a region that is not RESIZABLE, or a seal forbids it), the size
+ * unchanged.
+ */
+static int reserver_resize(struct reserver_job *job, int fd)
+{
+        uint64_t from = job->offset, to = job->len;
+        bool ahead = job->flags & RESERVER_RESIZE_AHEAD;
+        struct stat st;
+        int k = 0;
+
+        if (ahead) {
+                k = backend_reserve_ahead(fd, from, to - from);
+                if (k == 0)
+                        reserver_wait_gate(".ahead");
+        }
+        if (k == 0 && reserver_job_cancelled(job))
+                k = -ECANCELED;
+        if (k == 0 && fstat(fd, &st) < 0)
+                k = -errno;
+        if (k == 0 && ahead && (uint64_t)st.st_size != from)
+                k = -EBUSY;
+        if (k == 0 && !ahead && (job->flags & RESERVER_RESIZE_NO_SHRINK) && to < (uint64_t)st.st_size)
+                k = -EPERM;
+        if (k == 0 && ftruncate(fd, (off_t)to) < 0)
+                k = -errno;
+        if (k < 0 && ahead)
+                (void)backend_drop_ahead(fd); /* a failed fallocate may have left some too */
+        return k;
+}
+
+/* A SEAL's work, on a reserver thread. Return: the seals now, or a negative errno (backend_seal()'s). */
+static int reserver_seal(struct reserver_job *job, int fd)
+{
+        int k;
+
+        if (reserver_job_cancelled(job))
+                return -ECANCELED;
+        k = backend_seal(fd, job->flags);
+        return k < 0 ? k : backend_get_seals(fd);
+}
+
+/*
+ * The job a thread with nothing to do takes next (under the reserver's lock):
+ * the first queued one whose uid has no job running on another thread
+ * ("skip-ahead"). A job may wait for a holder's fallocate as long as that
+ * holder likes, so one uid never runs on two threads at once: while it runs
+ * on one, the other serves every other uid's jobs in their order, and a uid
+ * with many jobs queued (at most one per connection: each requester is
+ * parked until its reply) has them run one after the other. Return: the
+ * link (&reserver_queue or a job's &next) that points to it, or NULL if
+ * every queued job's uid is running (the thread then waits for a job to
+ * end, which wakes it).
+ */
+static struct reserver_job **reserver_pick(void)
+{
+        struct reserver_job **p;
+        unsigned i;
+
+        for (p = &reserver_queue; *p; p = &(*p)->next) {
+                for (i = 0; i < RESERVER_THREADS; i++) {
+                        if (reserver_running_jobs[i] && reserver_running_jobs[i]->uid == (*p)->uid)
+                                break;
+                }
+                if (i == RESERVER_THREADS)
+                        return p;
+        }
+        return NULL;
+}
+
+/* Thread @arg (its index in reserver_running_jobs) of RESERVER_THREADS. */
 static void *reserver_main(void *arg)
 {
-        (void)arg;
+        unsigned self = (unsigned)(uintptr_t)arg;
+
         pthread_mutex_lock(&reserver_lock);
         for (;;) {
-                struct reserver_job *job;
+                struct reserver_job *job, **link = NULL;
                 uint64_t one = 1;
                 int fd;
 
-                while (!reserver_queue && !reserver_stopping)
+                while (!reserver_stopping && !(link = reserver_pick()))
                         pthread_cond_wait(&reserver_cond, &reserver_lock);
                 if (reserver_stopping)
                         break; /* queued jobs are abandoned by reserver_stop() */
-                job = reserver_queue;
-                reserver_queue = job->next;
-                if (!reserver_queue)
-                        reserver_queue_tail = &reserver_queue;
+                job = *link;
+                *link = job->next;
+                if (reserver_queue_tail == &job->next)
+                        reserver_queue_tail = link;
                 job->next = NULL;
                 job->state = RESERVER_RUNNING;
+                reserver_running_jobs[self] = job;
                 fd = job->fd; /* stays open: only the completion, or the reserver after it, closes it */
                 pthread_mutex_unlock(&reserver_lock);
 
-                reserver_wait_gate();
+                reserver_wait_gate("");
                 /* only this thread touches result and ran now; the lock below publishes them */
-                job->result = job->ahead ? backend_reserve_ahead(fd, job->offset, job->len)
-                                         : backend_reserve_range(fd, job->offset, job->len);
+                if (job->op == RESERVER_OP_RESIZE) {
+                        job->result = reserver_resize(job, fd);
+                } else if (job->op == RESERVER_OP_SEAL) {
+                        job->result = reserver_seal(job, fd);
+                } else {
+                        job->result = job->ahead ? backend_reserve_ahead(fd, job->offset, job->len)
+                                                 : backend_reserve_range(fd, job->offset, job->len);
+                }
                 job->ran = true;
 
                 pthread_mutex_lock(&reserver_lock);
+                reserver_running_jobs[self] = NULL;
+                if (reserver_queue)
+                        pthread_cond_broadcast(&reserver_cond); /* a job of this uid may wait for an idle thread */
                 job->state = RESERVER_DONE;
                 job->next = reserver_done;
                 reserver_done = job;
@@ -171,7 +294,7 @@ bool reserver_available(void)
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the event loop's thread */
         for (unsigned i = 0; i < RESERVER_THREADS; i++) {
-                r = -pthread_create(&reserver_threads[i], NULL, reserver_main, NULL);
+                r = -pthread_create(&reserver_threads[i], NULL, reserver_main, (void *)(uintptr_t)i);
                 if (r < 0)
                         break;
                 reserver_nthreads++;
@@ -225,8 +348,9 @@ int reserver_fd(void)
         return reserver_efd;
 }
 
-int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
-                               struct reserver_job **jobp)
+/* Queue a job of @op on @fd (consumed, even on error) for @uid. Return: 0 with *jobp; -ENOMEM; -ESHUTDOWN. */
+static int reserver_submit(int fd, uint32_t uid, enum reserver_op op, uint64_t offset, uint64_t len, unsigned flags,
+                           bool ahead, reserver_done_fn *done, void *arg, struct reserver_job **jobp)
 {
         struct reserver_job *job;
 
@@ -241,8 +365,11 @@ int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead
         }
         job->fd = fd;
         fd = -1; /* consumed: the job's */
+        job->uid = uid;
+        job->op = op;
         job->offset = offset;
         job->len = len;
+        job->flags = flags;
         job->ahead = ahead;
         job->done = done;
         job->arg = arg;
@@ -257,13 +384,31 @@ int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead
         return 0;
 }
 
+int reserver_submit_consume_fd(int fd, uint32_t uid, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done,
+                               void *arg, struct reserver_job **jobp)
+{
+        return reserver_submit(fd, uid, RESERVER_OP_RESERVE, offset, len, 0, ahead, done, arg, jobp);
+}
+
+int reserver_submit_resize_consume_fd(int fd, uint32_t uid, uint64_t from, uint64_t to, unsigned flags,
+                                      reserver_done_fn *done, void *arg, struct reserver_job **jobp)
+{
+        return reserver_submit(fd, uid, RESERVER_OP_RESIZE, from, to, flags, false, done, arg, jobp);
+}
+
+int reserver_submit_seal_consume_fd(int fd, uint32_t uid, uint32_t seals, reserver_done_fn *done, void *arg,
+                                    struct reserver_job **jobp)
+{
+        return reserver_submit(fd, uid, RESERVER_OP_SEAL, 0, 0, seals, false, done, arg, jobp);
+}
+
 void reserver_cancel(struct reserver_job *job, reserver_gone_fn *gone, void *arg)
 {
         struct reserver_job **p;
 
         if (!job) {
                 if (gone)
-                        gone(arg);
+                        gone(arg, -ECANCELED);
                 return;
         }
         pthread_mutex_lock(&reserver_lock);

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* reserver: RESERVE's fallocate() on threads of its own, so that a reservation never holds the event loop. */
+/*
+ * reserver: RESERVE's fallocate(), and the ftruncate and F_ADD_SEALS of RESIZE and SEAL (which wait for a
+ * holder's fallocate), on threads of their own, so that none of them holds the event loop.
+ */
 #pragma once
 
 #include <stdbool.h>
@@ -13,6 +16,17 @@
  * of RESERVER_THREADS threads fallocates while the loop goes on, then the
  * job's completion is called on the event loop's thread from
  * reserver_collect(), which server.c runs when reserver_fd() is readable.
+ *
+ * Order: every job names the uid that asked for it. A thread takes the first
+ * queued job whose uid has no job running on another thread
+ * (reserver_pick()), so one uid never holds two threads: while one of its
+ * jobs waits for a holder's fallocate (a RESIZE's ftruncate, a SEAL's
+ * F_ADD_SEALS) as long as that holder likes, its later jobs wait and other
+ * uids' are served by the other thread. (Two uids each with such a job still
+ * hold both threads: the bound is one thread per uid.) A uid's queued jobs
+ * are bounded by its connections (each requester waits for its reply), so no
+ * job is refused for this; the rule holds for every kind of job (RESERVE,
+ * RESIZE, SEAL share one queue).
  *
  * Fd ownership: a job owns the fd it was given from submission until its
  * completion is called, which receives it (and must close or keep it). A
@@ -68,8 +82,9 @@ bool reserver_available(void);
 int reserver_fd(void);
 
 /*
- * reserver_submit_consume_fd() - fallocate bytes @offset..@offset+@len of
- * @fd (consumed, even on error) on a reserver thread, then call @done(@arg,
+ * reserver_submit_consume_fd() - for @uid (the requester: see "Order"
+ * above), fallocate bytes @offset..@offset+@len of @fd (consumed, even on
+ * error) on a reserver thread, then call @done(@arg,
  * fd, result) from reserver_collect(). With @ahead, past the end of the
  * object without changing its size (backend_reserve_ahead(): a RESIZE's
  * growth, made visible by the completion's ftruncate); a cancelled job then
@@ -77,11 +92,43 @@ int reserver_fd(void);
  * Return: 0 with *jobp (for reserver_cancel()); -ENOMEM; -ESHUTDOWN when
  * no thread runs (reserver_available() said false).
  */
-int reserver_submit_consume_fd(int fd, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done, void *arg,
-                               struct reserver_job **jobp);
+int reserver_submit_consume_fd(int fd, uint32_t uid, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done,
+                               void *arg, struct reserver_job **jobp);
 
-/* Called on the event loop's thread once a cancelled job's fd is closed (reserver_cancel()). */
-typedef void reserver_gone_fn(void *arg);
+#define RESERVER_RESIZE_AHEAD 1u     /* a RESERVEd growth: fallocate past the end first (hugetlb too) */
+#define RESERVER_RESIZE_NO_SHRINK 2u /* not RESIZABLE: never below the size the object has at the ftruncate */
+
+/*
+ * reserver_submit_resize_consume_fd() - for @uid, change the size of @fd's object
+ * (@fd consumed, even on error) from @from to @to bytes on a reserver
+ * thread: its ftruncate, like F_ADD_SEALS, waits for the inode lock that
+ * any holder's fallocate holds throughout. The size is checked again right
+ * before the ftruncate (see reserver_resize() in reserver.c). @done gets 0
+ * (resized) or a negative errno (nothing changed; -EBUSY: with
+ * RESERVER_RESIZE_AHEAD, a holder changed the size meanwhile; -EPERM: with
+ * RESERVER_RESIZE_NO_SHRINK, a holder grew it past @to meanwhile, or a
+ * seal). A job cancelled before its ftruncate does not resize; once it ran,
+ * its gone callback gets 0. Return: as reserver_submit_consume_fd().
+ */
+int reserver_submit_resize_consume_fd(int fd, uint32_t uid, uint64_t from, uint64_t to, unsigned flags,
+                                      reserver_done_fn *done, void *arg, struct reserver_job **jobp);
+
+/*
+ * reserver_submit_seal_consume_fd() - for @uid, backend_seal(@fd, @seals) on a
+ * reserver thread (@fd consumed, even on error); @done gets the seals now
+ * (>= 0) or backend_seal()'s negative errno. Return: as
+ * reserver_submit_consume_fd().
+ */
+int reserver_submit_seal_consume_fd(int fd, uint32_t uid, uint32_t seals, reserver_done_fn *done, void *arg,
+                                    struct reserver_job **jobp);
+
+/*
+ * Called on the event loop's thread once a cancelled job's fd is closed
+ * (reserver_cancel()), with what its work returned if it ran (a RESIZE or
+ * SEAL that ran changed the object: the daemon's state must follow), else
+ * -ECANCELED.
+ */
+typedef void reserver_gone_fn(void *arg, int result);
 
 /*
  * reserver_cancel() - the requester is gone: @job's completion is never
