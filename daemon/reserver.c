@@ -89,7 +89,9 @@ static void reserver_job_free(struct reserver_job *job)
  * holds here adds a byte to PATH@suffix.taken first: a test knows that a job
  * is running (not queued) when that file has grown. @suffix "" is every
  * job's start; ".ahead" is a RESERVEd growth's point between its fallocate
- * and the ftruncate that makes it visible (reserver_resize()).
+ * and the ftruncate that makes it visible (reserver_resize()); ".ran" is
+ * every job's end, its work done (the object changed) and not yet handed
+ * to the event loop.
  */
 static void reserver_wait_gate(const char *suffix)
 {
@@ -215,6 +217,7 @@ static void *reserver_main(void *arg)
                                                  : backend_reserve_range(fd, job->offset, job->len);
                 }
                 job->ran = true;
+                reserver_wait_gate(".ran");
 
                 pthread_mutex_lock(&reserver_lock);
                 job->state = RESERVER_DONE;
