@@ -788,8 +788,8 @@ static bool conn_region_peer_gone(const struct conn *c)
 }
 
 static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r,
-                                     uint64_t size);
-static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, uint64_t size);
+                                     uint64_t from, uint64_t size);
+static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, uint64_t from, uint64_t size);
 static void conn_region_seal_record(struct conn_ctx *ctx, struct region *r, uint32_t seals);
 
 /*
@@ -801,7 +801,7 @@ static void conn_region_job_record(struct conn_reserve *cr, struct region *r, in
         if (!r || result < 0)
                 return;
         if (cr->opcode == PROTO_OP_RESIZE)
-                conn_region_resize_record(cr->ctx, r, cr->new_size);
+                conn_region_resize_record(cr->ctx, r, cr->old_size, cr->new_size);
         else if (cr->opcode == PROTO_OP_SEAL)
                 conn_region_seal_record(cr->ctx, r, (uint32_t)result);
 }
@@ -833,7 +833,7 @@ static void conn_region_resize_done(struct conn *c, struct conn_reserve *cr, str
                 conn_reply_error(c, PROTO_OP_RESIZE, cr->request_id, result, why);
                 return;
         }
-        conn_region_resize_apply(c, &req, r, cr->new_size);
+        conn_region_resize_apply(c, &req, r, cr->old_size, cr->new_size);
 }
 
 /* A SEAL's job is done (@result: the seals now, or a negative errno; @fd consumed): answer it. */
@@ -1293,15 +1293,19 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
 /* ---- RESIZE, SEAL, STAT, LIST, DELETE ----------------------------------- */
 
 /*
- * Record @r's new size @size, charge its owner, tell watchers, and answer
- * request @req with the size. Return: nothing.
+ * Record @r's new size @size, made by a RESIZE from @from bytes, charge its
+ * owner and tell watchers. A growth (@size > @from) is charged in full, as
+ * the RESIZE's quota check counted it, even when the loop saw the new size
+ * before (a job's ftruncate is visible before its completion: a STAT or
+ * OPEN meanwhile charged it as a holder's growth, only as far as the quota
+ * room the RESIZE's own charge in flight left). Return: nothing.
  */
-static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, uint64_t size)
+static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, uint64_t from, uint64_t size)
 {
         uint64_t charged;
 
         /* the owner has an entry (it owns this region): never allocates */
-        charged = size > r->size ? size : (r->charged < size ? r->charged : size);
+        charged = size > from ? size : (r->charged < size ? r->charged : size);
         quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
         regtab_set_size(ctx->regtab, r, size, charged);
         service_region_changed(r);
@@ -1318,12 +1322,14 @@ static void conn_region_seal_record(struct conn_ctx *ctx, struct region *r, uint
         conn_watch_notify(ctx, PROTO_EV_SEALED, r, NULL, 0);
 }
 
-static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r, uint64_t size)
+/* conn_region_resize_record(), and answer request @req with the size. Return: nothing. */
+static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r,
+                                     uint64_t from, uint64_t size)
 {
         struct proto_resize_reply rep;
         uint8_t buf[16];
 
-        conn_region_resize_record(c->ctx, r, size);
+        conn_region_resize_record(c->ctx, r, from, size);
         rep.size = r->size;
         conn_reply_encoded(c, req, proto_resize_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
 }
@@ -1403,7 +1409,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         regtab_fd_put(&h);
         if (k < 0)
                 return conn_fail(res, k, "cannot resize");
-        conn_region_resize_apply(c, &f->hdr, r, m.size);
+        conn_region_resize_apply(c, &f->hdr, r, r->size, m.size);
         return 0;
 }
 
