@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "closer.h"
 #include "log.h"
 #include "reserver.h"
 
@@ -75,7 +76,8 @@ static void reserver_job_free(struct reserver_job *job)
         if (job->fd >= 0) {
                 if (job->ahead && job->ran)
                         (void)backend_drop_ahead(job->fd); /* nobody will make it visible */
-                close(job->fd);
+                /* on the loop's thread: the closer's threads close what may be the object's last reference */
+                closer_close(job->fd, CLOSER_NO_UID);
         }
         free(job);
         if (gone)
