@@ -380,7 +380,10 @@ int backend_drop_ahead(int fd)
                 return -errno;
         if (ftruncate(fd, st.st_size) < 0)
                 return -errno;
-        /* hugetlbfs keeps its pages past the end through an ftruncate that does not shrink: punch them out */
+        /*
+         * hugetlbfs kept its pages past the end through a same-size ftruncate
+         * where seal2 measured it (6.18 here frees them): punch them out as well
+         */
         if (fstatfs(fd, &sfs) < 0 || sfs.f_type != HUGETLBFS_MAGIC)
                 return 0;
         do

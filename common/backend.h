@@ -84,8 +84,9 @@ int backend_reserve_ahead(int fd, uint64_t offset, uint64_t len);
  * backend_drop_ahead() - give back what backend_reserve_ahead() allocated
  * past the end of @fd's object: an ftruncate() to the size fstat() says,
  * which frees everything past it (tmpfs, memfd and ext4 do; measured) and
- * changes no size, seals or not; hugetlbfs keeps its pages through it, so
- * there everything past the end is punched out as well (measured).
+ * changes no size, seals or not; hugetlbfs kept its pages through it where
+ * seal2 measured (6.18 here frees them), so there everything past the end
+ * is punched out as well.
  * Return: 0 or a negative errno.
  */
 int backend_drop_ahead(int fd);

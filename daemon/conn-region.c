@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "closer.h"
 #include "conn-access.h"
 #include "conn-internal.h"
 #include "conn-region.h"
@@ -772,9 +773,21 @@ static bool conn_region_peer_gone(const struct conn *c)
 }
 
 static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r,
-                                     uint64_t size);
-static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, uint64_t size);
+                                     uint64_t from, uint64_t size);
+static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, uint64_t from, uint64_t size);
 static void conn_region_seal_record(struct conn_ctx *ctx, struct region *r, uint32_t seals);
+
+/*
+ * Close a job's fd (a completion's): on the closer's threads, as the
+ * table's region fds are (regtab.c). It may be the object's last reference
+ * (its region deleted or replaced while the job ran, its holders gone; a
+ * failed CREATE's object, allocated in part), and that close frees all of
+ * its memory, 50-90 ms a GiB here: not on the event loop.
+ */
+static void conn_region_job_fd_close(int fd)
+{
+        closer_close(fd, CLOSER_NO_UID);
+}
 
 /*
  * A RESIZE's or SEAL's job that ran (@result >= 0) changed the object: make
@@ -785,7 +798,7 @@ static void conn_region_job_record(struct conn_reserve *cr, struct region *r, in
         if (!r || result < 0)
                 return;
         if (cr->opcode == PROTO_OP_RESIZE)
-                conn_region_resize_record(cr->ctx, r, cr->new_size);
+                conn_region_resize_record(cr->ctx, r, cr->old_size, cr->new_size);
         else if (cr->opcode == PROTO_OP_SEAL)
                 conn_region_seal_record(cr->ctx, r, (uint32_t)result);
 }
@@ -800,7 +813,7 @@ static void conn_region_resize_done(struct conn *c, struct conn_reserve *cr, str
         struct proto_header req = { .opcode = PROTO_OP_RESIZE, .id = cr->request_id };
         const char *why = "cannot resize";
 
-        close(fd);
+        conn_region_job_fd_close(fd);
         if (!r) {
                 conn_reply_error(c, PROTO_OP_RESIZE, cr->request_id, -ENOENT,
                                  "the region was deleted or replaced while it was resized");
@@ -817,7 +830,7 @@ static void conn_region_resize_done(struct conn *c, struct conn_reserve *cr, str
                 conn_reply_error(c, PROTO_OP_RESIZE, cr->request_id, result, why);
                 return;
         }
-        conn_region_resize_apply(c, &req, r, cr->new_size);
+        conn_region_resize_apply(c, &req, r, cr->old_size, cr->new_size);
 }
 
 /* A SEAL's job is done (@result: the seals now, or a negative errno; @fd consumed): answer it. */
@@ -827,7 +840,7 @@ static void conn_region_seal_done(struct conn *c, struct conn_reserve *cr, struc
         struct proto_header req = { .opcode = PROTO_OP_SEAL, .id = cr->request_id };
         uint8_t buf[16];
 
-        close(fd);
+        conn_region_job_fd_close(fd);
         if (!r) {
                 conn_reply_error(c, PROTO_OP_SEAL, cr->request_id, -ENOENT,
                                  "the region was deleted or replaced while it was sealed");
@@ -860,7 +873,7 @@ static void conn_region_reserve_done(void *arg, int fd, int result)
          */
         if (conn_region_peer_gone(c)) {
                 conn_region_job_record(cr, resized, result); /* the object changed all the same */
-                close(fd);
+                conn_region_job_fd_close(fd);
                 free(cr);
                 conn_drop(c, -ECONNRESET);
                 conn_notify(c);
@@ -872,7 +885,7 @@ static void conn_region_reserve_done(void *arg, int fd, int result)
                 conn_region_seal_done(c, cr, resized, fd, result);
         } else {
                 if (result < 0) {
-                        close(fd);
+                        conn_region_job_fd_close(fd);
                         r = conn_fail(&res, result,
                                       result == -ENOSPC || result == -ENOMEM ? CONN_RESERVE_FAILED
                                                                              : "cannot create the memory object");
@@ -1266,15 +1279,19 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
 /* ---- RESIZE, SEAL, STAT, LIST, DELETE ----------------------------------- */
 
 /*
- * Record @r's new size @size, charge its owner, tell watchers, and answer
- * request @req with the size. Return: nothing.
+ * Record @r's new size @size, made by a RESIZE from @from bytes, charge its
+ * owner and tell watchers. A growth (@size > @from) is charged in full, as
+ * the RESIZE's quota check counted it, even when the loop saw the new size
+ * before (a job's ftruncate is visible before its completion: a STAT or
+ * OPEN meanwhile charged it as a holder's growth, only as far as the quota
+ * room the RESIZE's own charge in flight left). Return: nothing.
  */
-static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, uint64_t size)
+static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, uint64_t from, uint64_t size)
 {
         uint64_t charged;
 
         /* the owner has an entry (it owns this region): never allocates */
-        charged = size > r->size ? size : (r->charged < size ? r->charged : size);
+        charged = size > from ? size : (r->charged < size ? r->charged : size);
         quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
         regtab_set_size(ctx->regtab, r, size, charged);
         service_region_changed(r);
@@ -1291,12 +1308,14 @@ static void conn_region_seal_record(struct conn_ctx *ctx, struct region *r, uint
         conn_watch_notify(ctx, PROTO_EV_SEALED, r, NULL, 0);
 }
 
-static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r, uint64_t size)
+/* conn_region_resize_record(), and answer request @req with the size. Return: nothing. */
+static void conn_region_resize_apply(struct conn *c, const struct proto_header *req, struct region *r,
+                                     uint64_t from, uint64_t size)
 {
         struct proto_resize_reply rep;
         uint8_t buf[16];
 
-        conn_region_resize_record(c->ctx, r, size);
+        conn_region_resize_record(c->ctx, r, from, size);
         rep.size = r->size;
         conn_reply_encoded(c, req, proto_resize_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
 }
@@ -1376,7 +1395,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         regtab_fd_put(&h);
         if (k < 0)
                 return conn_fail(res, k, "cannot resize");
-        conn_region_resize_apply(c, &f->hdr, r, m.size);
+        conn_region_resize_apply(c, &f->hdr, r, r->size, m.size);
         return 0;
 }
 

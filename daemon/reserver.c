@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "closer.h"
 #include "log.h"
 #include "reserver.h"
 
@@ -79,7 +80,8 @@ static void reserver_job_free(struct reserver_job *job)
         if (job->fd >= 0) {
                 if (job->ahead && job->ran)
                         (void)backend_drop_ahead(job->fd); /* nobody will make it visible */
-                close(job->fd);
+                /* on the loop's thread: the closer's threads close what may be the object's last reference */
+                closer_close(job->fd, CLOSER_NO_UID);
         }
         free(job);
         if (gone)
@@ -93,7 +95,9 @@ static void reserver_job_free(struct reserver_job *job)
  * holds here adds a byte to PATH@suffix.taken first: a test knows that a job
  * is running (not queued) when that file has grown. @suffix "" is every
  * job's start; ".ahead" is a RESERVEd growth's point between its fallocate
- * and the ftruncate that makes it visible (reserver_resize()).
+ * and the ftruncate that makes it visible (reserver_resize()); ".ran" is
+ * every job's end, its work done (the object changed) and not yet handed
+ * to the event loop.
  */
 static void reserver_wait_gate(const char *suffix)
 {
@@ -250,6 +254,7 @@ static void *reserver_main(void *arg)
                                                  : backend_reserve_range(fd, job->offset, job->len);
                 }
                 job->ran = true;
+                reserver_wait_gate(".ran");
 
                 pthread_mutex_lock(&reserver_lock);
                 reserver_running_jobs[self] = NULL;

@@ -39,6 +39,8 @@ static struct it_daemon daemon_;
 static char gate[128];
 static char gate_taken[160]; /* the daemon adds a byte for each job a reserver thread takes */
 static char gate_ahead_taken[176]; /* and for each RESERVEd growth at GATE.ahead (test_hugetlb_growth_whole) */
+static char gate_ran[160];        /* a job that ran waits here while this file exists (GATE.ran) */
+static char gate_ran_taken[176];  /* and adds a byte to this one first */
 static int settled_fds;
 static char raw_message[1100]; /* the text of the last error reply raw_reply() read */
 
@@ -60,9 +62,13 @@ static void start(const char *const *extra)
         snprintf(gate, sizeof(gate), "/tmp/iomem-reserve-gate.%d", (int)getpid());
         snprintf(gate_taken, sizeof(gate_taken), "%s.taken", gate);
         snprintf(gate_ahead_taken, sizeof(gate_ahead_taken), "%s.ahead.taken", gate);
+        snprintf(gate_ran, sizeof(gate_ran), "%s.ran", gate);
+        snprintf(gate_ran_taken, sizeof(gate_ran_taken), "%s.ran.taken", gate);
         unlink(gate);
         unlink(gate_taken);
         unlink(gate_ahead_taken);
+        unlink(gate_ran);
+        unlink(gate_ran_taken);
         setenv("IOMEMD_TEST_HOOKS", "1", 1);
         setenv("IOMEMD_TEST_RESERVE_GATE", gate, 1);
         it_daemon_start(&daemon_, extra);
@@ -96,11 +102,26 @@ static void wait_taken(long n)
         ck_abort_msg("reserver threads took %ld jobs, %ld expected", (long)st.st_size, n);
 }
 
+/* Wait (bounded polling) until @n jobs since start() have done their work and wait at GATE.ran. */
+static void wait_ran(long n)
+{
+        struct stat st = { 0 };
+
+        for (int i = 0; i < 3000; i++) {
+                if (stat(gate_ran_taken, &st) == 0 && st.st_size >= n)
+                        return;
+                it_sleep_ms(10);
+        }
+        ck_abort_msg("%ld jobs ran, %ld expected", (long)st.st_size, n);
+}
+
 static void finish(void)
 {
         unlink(gate);
         unlink(gate_taken);
         unlink(gate_ahead_taken);
+        unlink(gate_ran);
+        unlink(gate_ran_taken);
         check_daemon_fds();
         it_daemon_stop(&daemon_);
 }
@@ -1452,6 +1473,7 @@ START_TEST(test_stop_while_reserving)
         unlink(gate);
         unlink(gate_taken);
         unlink(gate_ahead_taken); /* a RESERVEd growth let go by the stop passes GATE.ahead */
+        unlink(gate_ran_taken);   /* and every job that ran, GATE.ran */
 }
 END_TEST
 
@@ -1583,6 +1605,54 @@ START_TEST(test_stop_with_abandoned_resize)
         unlink(gate);
         unlink(gate_taken);
         unlink(gate_ahead_taken); /* a RESERVEd growth let go by the stop passes GATE.ahead */
+        unlink(gate_ran_taken);   /* and every job that ran, GATE.ran */
+}
+END_TEST
+
+/*
+ * A RESIZE's growth is charged in full when its job has grown the object, even if the loop saw the new size
+ * first. Between the job's ftruncate and its completion on the loop, any STAT or OPEN of the region reads the
+ * object's size (conn_region_sync_size()) and charges the growth as a holder's: only as far as the owner's
+ * quota room, which the RESIZE's own charge in flight still fills. The completion then refunded the RESIZE's
+ * charge and kept that partial charge (the size was no longer a growth): a region of 12 MiB charged 8 MiB
+ * under quota-bytes 16M, and 8 MiB more could be created (20 MiB held). Same for a requester gone meanwhile
+ * (conn_region_reserve_gone()). A test gate (GATE.ran) holds the job after its work.
+ */
+START_TEST(test_resize_charged_whole_when_seen_first)
+{
+        static const char *const extra[] = { "--quota-bytes", "16M", NULL };
+        struct iomem_client *other;
+        struct raw a;
+
+        start(extra);
+        other = it_client_connect(&daemon_);
+        for (int abandon = 0; abandon < 2; abandon++) {
+                ck_assert_int_eq(create(other, "q", 4 * MIB, IOMEM_CREATE_RESIZABLE), 0);
+                close(open(gate_ran, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+                raw_connect(&a);
+                raw_append_resize(&a, 2, "q", 12 * MIB);
+                raw_send(&a);
+                ck_assert_int_eq(raw_reply(&a, 1, NULL), 0);
+                wait_ran(abandon + 1); /* the object is 12 MiB now; the loop has not heard of it */
+                if (abandon) {
+                        raw_close(&a);
+                        wait_connections(other, 1);
+                }
+                ck_assert_uint_eq(stat_size(other, "q"), 12 * MIB); /* the loop sees it first */
+                ck_assert_int_eq(unlink(gate_ran), 0);
+                if (!abandon) {
+                        ck_assert_int_eq(raw_reply(&a, 2, NULL), 0);
+                        raw_close(&a);
+                }
+                wait_charged(other, 12 * MIB, 1);
+                ck_assert_int_eq(create(other, "q2", 8 * MIB, 0), -EDQUOT);
+                ck_assert_int_eq(create(other, "q2", 4 * MIB, 0), 0);
+                ck_assert_int_eq(iomem_delete(other, "q"), 0);
+                ck_assert_int_eq(iomem_delete(other, "q2"), 0);
+                wait_charged(other, 0, 0);
+        }
+        iomem_disconnect(other);
+        finish();
 }
 END_TEST
 
@@ -1657,6 +1727,7 @@ int main(int argc, char **argv)
         tcase_add_test(tc, test_hugetlb_growth_whole);
         tcase_add_test(tc, test_one_uid_jobs_wait_their_turn);
         tcase_add_test(tc, test_other_uid_skips_ahead);
+        tcase_add_test(tc, test_resize_charged_whole_when_seen_first);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
