@@ -5,19 +5,12 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-#if defined(__has_include)
-#if __has_include(<sanitizer/asan_interface.h>)
-#include <sanitizer/asan_interface.h> /* ASAN_(UN)POISON_MEMORY_REGION: no-ops unless built with ASan */
-#endif
-#endif
-#ifndef ASAN_POISON_MEMORY_REGION
-#define ASAN_POISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
-#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
-#endif
+#include "asan.h" /* ASAN_(UN)POISON_MEMORY_REGION, no-ops without ASan */
+
 /*
- * The same for a program run under valgrind, which sees malloc and free but not a block handed over through the
- * slot: memcheck is told the slot's block is not addressable (a use after free is still reported) and a block
- * taken out is undefined (as malloc's); helgrind that a block taken out is new (else the next thread's first
+ * As ASan's poisoning, for a program run under valgrind, which sees malloc and free but not a block handed over
+ * through the slot: memcheck is told the slot's block is not addressable (a use after free is still reported) and a
+ * block taken out is undefined (as malloc's); helgrind that a block taken out is new (else the next thread's first
  * writes look like a race with the last one's, the exchange being no hand-over it knows). Client requests, made
  * only under valgrind (asked once, at load: outside it a load and a branch per block), and only if valgrind's
  * headers were there at build time (Debian's valgrind package).
