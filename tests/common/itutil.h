@@ -73,6 +73,14 @@ void it_daemon_stop(struct it_daemon *d);
  */
 int it_daemon_settled_fds(const struct it_daemon *d);
 
+/*
+ * it_daemon_steady_fds() - the daemon's fd count once it holds for 5 samples
+ * 10 ms apart (clients may stay connected): what its closer threads had queued
+ * is closed by then.
+ * Return: the count.
+ */
+int it_daemon_steady_fds(const struct it_daemon *d);
+
 /* it_client_connect() - iomem_connect() to @d's socket, asserting it succeeds. Return: the client (the caller's). */
 struct iomem_client *it_client_connect(const struct it_daemon *d);
 
