@@ -944,7 +944,7 @@ static int conn_region_reserve_start(struct conn *c, uint32_t id, const struct p
                 cr->next->prev = cr;
         ctx->reserves = cr;
         conn_region_reserve_charge(c, cr);
-        r = reserver_submit_consume_fd(fd, c->uid, 0, m->size, false, conn_region_reserve_done, cr, &cr->job);
+        r = reserver_submit_consume_fd(fd, c->uid, 0, m->size, conn_region_reserve_done, cr, &cr->job);
         fd = -1; /* consumed */
         if (r < 0) {
                 conn_region_reserve_end(cr);

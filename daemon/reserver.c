@@ -29,7 +29,7 @@ enum reserver_state {
 };
 
 enum reserver_op {
-        RESERVER_OP_RESERVE, /* fallocate offset..offset+len (past the end with ahead) */
+        RESERVER_OP_RESERVE, /* fallocate offset..offset+len */
         RESERVER_OP_RESIZE,  /* reserver_resize(): ftruncate, with a RESERVEd region's fallocate */
         RESERVER_OP_SEAL,    /* backend_seal(), then the seals */
 };
@@ -40,7 +40,6 @@ struct reserver_job {
         enum reserver_op op;
         uint64_t offset, len; /* RESIZE: from offset to len bytes */
         unsigned flags;       /* RESIZE: RESERVER_RESIZE_*; SEAL: the seals */
-        bool ahead; /* past the end, FALLOC_FL_KEEP_SIZE (backend_reserve_ahead()) */
         bool ran;   /* its fallocate was called (set by its thread before it is DONE) */
         int result;
         enum reserver_state state;
@@ -67,22 +66,16 @@ static unsigned reserver_count;              /* queued or running */
 /* test hook (IOMEMD_TEST_HOOKS): a thread holds each job while this file exists */
 static char *reserver_gate;
 
-/*
- * Free @job and close its fd, if it still has it; memory a job that ran
- * allocated past the end goes back first. Then a cancelled job's @gone.
- */
+/* Free @job and close its fd, if it still has it. Then a cancelled job's @gone. */
 static void reserver_job_free(struct reserver_job *job)
 {
         reserver_gone_fn *gone = job->gone;
         void *gone_arg = job->gone_arg;
         int result = job->ran ? job->result : -ECANCELED;
 
-        if (job->fd >= 0) {
-                if (job->ahead && job->ran)
-                        (void)backend_drop_ahead(job->fd); /* nobody will make it visible */
-                /* on the loop's thread: the closer's threads close what may be the object's last reference */
+        /* on the loop's thread: the closer's threads close what may be the object's last reference */
+        if (job->fd >= 0)
                 closer_close(job->fd, CLOSER_NO_UID);
-        }
         free(job);
         if (gone)
                 gone(gone_arg, result);
@@ -250,8 +243,7 @@ static void *reserver_main(void *arg)
                 } else if (job->op == RESERVER_OP_SEAL) {
                         job->result = reserver_seal(job, fd);
                 } else {
-                        job->result = job->ahead ? backend_reserve_ahead(fd, job->offset, job->len)
-                                                 : backend_reserve_range(fd, job->offset, job->len);
+                        job->result = backend_reserve_range(fd, job->offset, job->len);
                 }
                 job->ran = true;
                 reserver_wait_gate(".ran");
@@ -355,7 +347,7 @@ int reserver_fd(void)
 
 /* Queue a job of @op on @fd (consumed, even on error) for @uid. Return: 0 with *jobp; -ENOMEM; -ESHUTDOWN. */
 static int reserver_submit(int fd, uint32_t uid, enum reserver_op op, uint64_t offset, uint64_t len, unsigned flags,
-                           bool ahead, reserver_done_fn *done, void *arg, struct reserver_job **jobp)
+                           reserver_done_fn *done, void *arg, struct reserver_job **jobp)
 {
         struct reserver_job *job;
 
@@ -375,7 +367,6 @@ static int reserver_submit(int fd, uint32_t uid, enum reserver_op op, uint64_t o
         job->offset = offset;
         job->len = len;
         job->flags = flags;
-        job->ahead = ahead;
         job->done = done;
         job->arg = arg;
         job->state = RESERVER_QUEUED;
@@ -389,22 +380,22 @@ static int reserver_submit(int fd, uint32_t uid, enum reserver_op op, uint64_t o
         return 0;
 }
 
-int reserver_submit_consume_fd(int fd, uint32_t uid, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done,
-                               void *arg, struct reserver_job **jobp)
+int reserver_submit_consume_fd(int fd, uint32_t uid, uint64_t offset, uint64_t len, reserver_done_fn *done, void *arg,
+                               struct reserver_job **jobp)
 {
-        return reserver_submit(fd, uid, RESERVER_OP_RESERVE, offset, len, 0, ahead, done, arg, jobp);
+        return reserver_submit(fd, uid, RESERVER_OP_RESERVE, offset, len, 0, done, arg, jobp);
 }
 
 int reserver_submit_resize_consume_fd(int fd, uint32_t uid, uint64_t from, uint64_t to, unsigned flags,
                                       reserver_done_fn *done, void *arg, struct reserver_job **jobp)
 {
-        return reserver_submit(fd, uid, RESERVER_OP_RESIZE, from, to, flags, false, done, arg, jobp);
+        return reserver_submit(fd, uid, RESERVER_OP_RESIZE, from, to, flags, done, arg, jobp);
 }
 
 int reserver_submit_seal_consume_fd(int fd, uint32_t uid, uint32_t seals, reserver_done_fn *done, void *arg,
                                     struct reserver_job **jobp)
 {
-        return reserver_submit(fd, uid, RESERVER_OP_SEAL, 0, 0, seals, false, done, arg, jobp);
+        return reserver_submit(fd, uid, RESERVER_OP_SEAL, 0, 0, seals, done, arg, jobp);
 }
 
 void reserver_cancel(struct reserver_job *job, reserver_gone_fn *gone, void *arg)

@@ -85,15 +85,13 @@ int reserver_fd(void);
  * reserver_submit_consume_fd() - for @uid (the requester: see "Order"
  * above), fallocate bytes @offset..@offset+@len of @fd (consumed, even on
  * error) on a reserver thread, then call @done(@arg,
- * fd, result) from reserver_collect(). With @ahead, past the end of the
- * object without changing its size (backend_reserve_ahead(): a RESIZE's
- * growth, made visible by the completion's ftruncate); a cancelled job then
- * gives that memory back (backend_drop_ahead()) before it closes its fd.
+ * fd, result) from reserver_collect() (a RESERVEd growth is a RESIZE job:
+ * reserver_submit_resize_consume_fd() with RESERVER_RESIZE_AHEAD).
  * Return: 0 with *jobp (for reserver_cancel()); -ENOMEM; -ESHUTDOWN when
  * no thread runs (reserver_available() said false).
  */
-int reserver_submit_consume_fd(int fd, uint32_t uid, uint64_t offset, uint64_t len, bool ahead, reserver_done_fn *done,
-                               void *arg, struct reserver_job **jobp);
+int reserver_submit_consume_fd(int fd, uint32_t uid, uint64_t offset, uint64_t len, reserver_done_fn *done, void *arg,
+                               struct reserver_job **jobp);
 
 #define RESERVER_RESIZE_AHEAD 1u     /* a RESERVEd growth: fallocate past the end first (hugetlb too) */
 #define RESERVER_RESIZE_NO_SHRINK 2u /* not RESIZABLE: never below the size the object has at the ftruncate */
@@ -133,9 +131,8 @@ typedef void reserver_gone_fn(void *arg, int result);
 /*
  * reserver_cancel() - the requester is gone: @job's completion is never
  * called; its fd is closed and its memory freed by the reserver (now, or
- * when its fallocate returns; what a job with @ahead allocated is given back
- * first). Then, if not NULL, @gone(@arg) is called, on the event loop's
- * thread: from here if no thread had taken the job, else from
+ * when its fallocate returns). Then, if not NULL, @gone(@arg) is called, on
+ * the event loop's thread: from here if no thread had taken the job, else from
  * reserver_collect() or reserver_stop(). Until then a fallocate may still
  * hold the object's inode lock, which the loop must not wait for (an
  * ftruncate or F_ADD_SEALS of the same object), and what it allocates past

@@ -349,7 +349,7 @@ START_TEST(test_threads_cannot_start_work_inline)
                         _exit(100 + step);
                 step++;
                 fd = make_memfd(4096);
-                if (reserver_submit_consume_fd(fd, 0, 0, 4096, false, NULL, NULL, &job) != -ESHUTDOWN ||
+                if (reserver_submit_consume_fd(fd, 0, 0, 4096, NULL, NULL, &job) != -ESHUTDOWN ||
                     fcntl(fd, F_GETFD) != -1)
                         _exit(100 + step);
                 step++;
