@@ -35,7 +35,7 @@ tests='integration/test-it-access|integration/test-it-access-cli|integration/tes
 # of the attacks, the one that runs both iomemd and the attacker as other uids (all of them take minutes)
 export IT_ATTACK_ONLY=test_fds_in_flight_bounded
 help=$(cmake --build build --target help)
-for t in iomem-python:python/test_client iomem-ruby:ruby/access; do
+for t in iomem-python:python/test_client iomem-python:python/test_events iomem-ruby:ruby/access iomem-ruby:ruby/events; do
   if grep -q "^\.\.\. ${t%%:*}\$" <<<"$help"; then
     targets+=("${t%%:*}")
     tests+="|${t#*:}"

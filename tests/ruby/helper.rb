@@ -50,6 +50,20 @@ module IOMemTest
     end
   end
 
+  # Copies of what a child running as another uid loads (iomem.rb, the extension, libiomem, and @files) in
+  # DIR/stage: the source and build trees may be under /root (0700). Return: the stage, for RUBYLIB and
+  # LD_LIBRARY_PATH.
+  def self.stage_for_other_uid(dir, *files)
+    stage = File.join(dir, "stage")
+    Dir.mkdir(stage)
+    File.chmod(0o755, stage)
+    ext = $LOADED_FEATURES.find { |f| File.basename(f) == "iomem_ext.so" }
+    lib = File.foreach("/proc/self/maps").map { |l| l.split.last }.find { |f| f&.include?("/libiomem.so") }
+    [*files, ext, File.join(File.dirname(ext), "iomem.rb")].each { |f| FileUtils.cp(f, stage) }
+    FileUtils.cp(lib, File.join(stage, "libiomem.so.0"))
+    stage
+  end
+
   def self.fd_count
     Dir.children("/proc/self/fd").size
   end

@@ -11,23 +11,10 @@ class TestAccess < IOMemTest::Case
   PAGE = IO::Buffer::PAGE_SIZE
   CHILD = File.join(__dir__, "access_child.rb")
 
-  # Copies of what the child loads (its script, iomem.rb, the extension, libiomem) where uid 1501 can read them:
-  # the source and build trees may be under /root (0700). Return: the directory, for RUBYLIB and LD_LIBRARY_PATH.
-  def stage_for_other_uid(dir)
-    stage = File.join(dir, "stage")
-    Dir.mkdir(stage)
-    File.chmod(0o755, stage)
-    ext = $LOADED_FEATURES.find { |f| File.basename(f) == "iomem_ext.so" }
-    lib = File.foreach("/proc/self/maps").map { |l| l.split.last }.find { |f| f&.include?("/libiomem.so") }
-    [CHILD, ext, File.join(File.dirname(ext), "iomem.rb")].each { |f| FileUtils.cp(f, stage) }
-    FileUtils.cp(lib, File.join(stage, "libiomem.so.0"))
-    stage
-  end
-
   def test_other_uid
     d = IOMemTest::Daemon.new("--quota-regions", "3")
     File.chmod(0o755, d.dir)
-    stage = stage_for_other_uid(d.dir)
+    stage = IOMemTest.stage_for_other_uid(d.dir, CHILD)
     d.client do |c|
       c.create("acc.private", PAGE, mode: 0o600) { |r| r.map.set_string("secret", 0) }
       c.create("acc.shared", PAGE, mode: 0o644) { |r| r.map.set_string("for everyone", 0) }

@@ -204,7 +204,9 @@ class TestEvents < IOMemTest::Case
     @c.publish("ou.a", s, mode: 0o644)
     s.close
     w = @c.watch("ou.")
-    out = IO.popen(["setpriv", "--reuid", "1501", "--regid", "1601", "--clear-groups", RbConfig.ruby, "-e", <<~RUBY,
+    stage = IOMemTest.stage_for_other_uid(DAEMON.dir)
+    out = IO.popen({ "RUBYLIB" => stage, "LD_LIBRARY_PATH" => stage },
+                   ["setpriv", "--reuid", "1501", "--regid", "1601", "--clear-groups", RbConfig.ruby, "-e", <<~RUBY,
       Warning[:experimental] = false
       require "iomem"
       r = IOMem::Region.new(IO::Buffer::PAGE_SIZE, backend: :memfd)
@@ -219,7 +221,7 @@ class TestEvents < IOMemTest::Case
         puts c.publish("ou.mine", r)
       end
     RUBY
-                    DAEMON.socket], err: %i[child out], &:read)
+                   DAEMON.socket], err: %i[child out], &:read)
     assert $?.success?, out
     lines = out.lines.map(&:strip)
     assert_includes ["refused Errno::EPERM", "refused Errno::EACCES"], lines[0]

@@ -32,6 +32,20 @@ def snapshot(data, size=4096):
     return r
 
 
+def stage_for_other_uid(directory):
+    """Copy the module and libiomem into DIRECTORY/stage, where another uid can read them (the source and build
+    trees may be under /root, 0700). Return: the stage, for PYTHONPATH and LD_LIBRARY_PATH."""
+    stage = os.path.join(directory, "stage")
+    if not os.path.isdir(stage):
+        os.mkdir(stage)
+        os.chmod(stage, 0o755)
+        shutil.copytree(os.path.dirname(iomem.__file__), os.path.join(stage, "iomem"))
+        with open("/proc/self/maps") as maps:
+            lib = next(line.split()[-1] for line in maps if "/libiomem.so" in line)
+        shutil.copy(lib, os.path.join(stage, "libiomem.so.0"))
+    return stage
+
+
 def fd_count(pid="self"):
     """The number of open fds of a process."""
     return len(os.listdir(f"/proc/{pid}/fd"))

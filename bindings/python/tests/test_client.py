@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import iomem
-from pyitutil import Daemon, FdCheckedCase, env
+from pyitutil import Daemon, FdCheckedCase, env, stage_for_other_uid
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -559,20 +559,8 @@ class TestOtherUid(FdCheckedCase):
         super().setUpClass()
         os.chmod(cls.daemon.dir, 0o755)
 
-    def stage_for_other_uid(self):
-        """Copy the module and libiomem where uid 1501 can read them: the build tree may be under /root (0700)."""
-        stage = os.path.join(self.daemon.dir, "stage")
-        if not os.path.isdir(stage):
-            os.mkdir(stage)
-            os.chmod(stage, 0o755)
-            shutil.copytree(os.path.dirname(iomem.__file__), os.path.join(stage, "iomem"))
-            with open("/proc/self/maps") as maps:
-                lib = next(line.split()[-1] for line in maps if "/libiomem.so" in line)
-            shutil.copy(lib, os.path.join(stage, "libiomem.so.0"))
-        return stage
-
     def as_other(self, code):
-        stage = self.stage_for_other_uid()
+        stage = stage_for_other_uid(self.daemon.dir)
         env = dict(os.environ, SOCK=self.daemon.socket, PYTHONPATH=stage, LD_LIBRARY_PATH=stage)
         return subprocess.run(["setpriv", "--reuid", "1501", "--regid", "1601", "--clear-groups", sys.executable,
                                "-c", code], capture_output=True, text=True, timeout=120, env=env)

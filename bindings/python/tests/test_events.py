@@ -9,7 +9,7 @@ import sys
 import threading
 
 import iomem
-from pyitutil import FdCheckedCase, snapshot
+from pyitutil import FdCheckedCase, snapshot, stage_for_other_uid
 
 SNAPSHOT_SEALS = iomem.SEAL_SHRINK | iomem.SEAL_GROW | iomem.SEAL_WRITE
 
@@ -197,6 +197,7 @@ class TestPublishOtherUid(FdCheckedCase):
         with snapshot(b"root's") as s:
             c.publish("ou.a", s, mode=0o644)
         w = c.watch("ou.")
+        stage = stage_for_other_uid(self.daemon.dir)
         out = subprocess.run(["setpriv", "--reuid", "1501", "--regid", "1601", "--clear-groups", sys.executable,
                               "-c", r"""
 import errno, sys, iomem
@@ -210,7 +211,8 @@ with iomem.Client(sys.argv[1]) as c:
         print("refused", errno.errorcode[e.errno])
     print(c.publish("ou.mine", r))
 r.close()
-""", self.daemon.socket], capture_output=True, text=True, timeout=120)
+""", self.daemon.socket], capture_output=True, text=True, timeout=120,
+                             env=dict(os.environ, PYTHONPATH=stage, LD_LIBRARY_PATH=stage))
         self.assertEqual(out.returncode, 0, out.stderr)
         lines = out.stdout.splitlines()
         self.assertIn(lines[0], ("refused EPERM", "refused EACCES"))
