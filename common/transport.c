@@ -1023,6 +1023,8 @@ static int transport_send_direct(struct transport *t, const struct transport_msg
         ssize_t sent;
         int r, err = 0;
 
+        if (n > TRANSPORT_SENDV_MAX) /* the callers' bound, said here too (it also bounds the compiler's loop copies) */
+                return -EINVAL;
         for (unsigned i = 0; i < n; i++) {
                 struct proto_header hdr = *msgs[i].h;
 
