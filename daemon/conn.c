@@ -201,8 +201,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         c->usage = usage;
         c->fd = sock;
         sock = -1; /* stolen */
-        if (ctx->config->handshake_timeout_sec)
-                c->handshake_deadline_ns = conn_now_ns() + ctx->config->handshake_timeout_sec * NSEC_PER_SEC;
+        /* the handshake deadline is set when first asked for (conn_deadline()): HELLO usually came with connect() */
         ctx->connections++;
         ctx->metrics.connections_accepted++;
         ctx->generation++;
@@ -228,7 +227,7 @@ void conn_refuse_full(struct conn_ctx *ctx, int fd)
  * below), then bring the uid's count of fds not yet received in line with the
  * transport's and the unread ones: both in one quota update.
  */
-static void conn_charge_fds(struct conn *c, int64_t unread)
+__attribute__((always_inline)) static inline void conn_charge_fds(struct conn *c, int64_t unread)
 {
         uint64_t now;
         int64_t fds;
@@ -387,11 +386,12 @@ static unsigned conn_fd_budget(struct conn *c)
         const struct quota_usage *u;
         uint64_t room, max, uid_max, used;
 
-        conn_refresh_unread(c);
+        if (c->fds_unread) /* conn_refresh_unread(), called only when it has something to look at */
+                conn_refresh_unread(c);
         room = c->fds_unread < CONN_MAX_FDS_UNREAD ? CONN_MAX_FDS_UNREAD - c->fds_unread : 0;
-        max = conn_max_fds_unread(ctx);
+        max = ctx->max_fds_unread ? ctx->max_fds_unread : conn_max_fds_unread(ctx);
         uid_max = conn_limits(c)->fds;
-        u = conn_usage(c, c->uid);
+        u = c->usage && c->usage->uid == c->uid ? c->usage : conn_usage(c, c->uid); /* the first: held at accept */
         used = u ? u->fds_unread : 0;
         if (room && (used >= uid_max || ctx->fds_unread >= max)) {
                 /* other connections' counts may be stale (idle clients that read everything) */
@@ -509,7 +509,7 @@ void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp)
 static unsigned conn_request_slot(uint16_t opcode);
 
 /* conn_reply_raw(), with @fds borrowed (@borrowed: conn_reply_encoded_with_fd()) or consumed. */
-static void conn_reply_queue(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload,
+__attribute__((always_inline)) static inline void conn_reply_queue(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload,
                              size_t len, int *fds, unsigned nfds, bool borrowed)
 {
         struct proto_header h = {
@@ -1035,6 +1035,22 @@ bool conn_is_done(const struct conn *c)
         return c->dead || (c->closing && !transport_has_output(&c->transport));
 }
 
+/*
+ * Return: the handshake deadline of @c (HELLO not done yet), 0 if none. It
+ * is set the first time it is asked for, which the event loop does as soon
+ * as the connection's first read is handled (server_conn_update()): a client
+ * that sends HELLO with its connect(), the usual case, never pays for the
+ * clock read. A cache: setting it changes nothing observable.
+ */
+static uint64_t conn_handshake_deadline(const struct conn *c)
+{
+        uint64_t timeout = c->ctx->config->handshake_timeout_sec;
+
+        if (!c->handshake_deadline_ns && timeout)
+                ((struct conn *)c)->handshake_deadline_ns = conn_now_ns() + timeout * NSEC_PER_SEC;
+        return c->handshake_deadline_ns;
+}
+
 uint64_t conn_deadline(const struct conn *c)
 {
         uint64_t d = 0, w;
@@ -1044,7 +1060,7 @@ uint64_t conn_deadline(const struct conn *c)
         if (c->closing)
                 return c->close_deadline_ns;
         if (!c->hello_done)
-                d = c->handshake_deadline_ns;
+                d = conn_handshake_deadline(c);
         if (c->backlog && !c->throttled)
                 return conn_now_ns(); /* its next turn: at the loop's next iteration */
         if (c->fds_gated) {
