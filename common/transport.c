@@ -694,7 +694,7 @@ int transport_next_frame_borrowed(struct transport *t, struct transport_frame *f
         return 1;
 }
 
-static int transport_queue_how(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+__attribute__((always_inline)) static inline int transport_queue_how(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
                                int *fds, unsigned nfds, bool borrowed)
 {
         struct proto_header hdr;
@@ -818,7 +818,7 @@ static void transport_out_fds_sent(struct transport *t, struct transport_out *o)
 }
 
 /* Account for @n bytes sent from the head of the queue. */
-static void transport_advance(struct transport *t, size_t n)
+__attribute__((always_inline)) static inline void transport_advance(struct transport *t, size_t n)
 {
         struct transport_out *o = t->out_head;
 
