@@ -534,8 +534,20 @@ __attribute__((always_inline)) static inline void conn_reply_queue(struct conn *
                 }
         }
         if (borrowed) {
-                /* the caller, conn_reply_encoded_with_fd(), flushes now: that charges the fds, sent or queued */
-                r = transport_queue_with_fds(&c->transport, &h, payload, len, fds, nfds);
+                /*
+                 * For conn_reply_encoded_with_fd(): sent now, with whatever is queued before it, as
+                 * conn_transport_flush() would send it once queued (the same fd budget and charge), but from
+                 * @payload without queueing it when it can go whole. A flush error is left to conn_flush().
+                 */
+                unsigned budget, before;
+                int flushed;
+
+                budget = before = conn_fd_budget(c);
+                r = transport_send_with_fds(&c->transport, &h, payload, len, fds, nfds, &budget, &flushed);
+                if (r == 0) {
+                        c->fds_gated = flushed == -EDQUOT;
+                        conn_charge_fds(c, (int64_t)(before - budget)); /* the fds just sent are unread */
+                }
         } else {
                 r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
                 conn_sync_fds(c);
@@ -563,17 +575,16 @@ void conn_reply_encoded_with_fd(struct conn *c, const struct proto_header *req, 
                 conn_reply_encoded(c, req, len, buf, NULL, 0);
                 return;
         }
-        conn_reply_queue(c, req->opcode, req->id, 0, buf, (size_t)len, &fd, 1, true);
-        if (c->dead)
-                return;
         /*
-         * Send it now, with whatever was queued before it (usually the HELLO
+         * Sent now, with whatever was queued before it (usually the HELLO
          * reply of the same read): SCM_RIGHTS takes its own reference at
          * sendmsg(). A flush error is left to conn_flush(), which drops the
          * peer; a reply that must wait (socket full, fds-in-flight quota)
          * gets a copy, since a later request may close @fd (DELETE, parking).
          */
-        (void)conn_transport_flush(c);
+        conn_reply_queue(c, req->opcode, req->id, 0, buf, (size_t)len, &fd, 1, true);
+        if (c->dead)
+                return;
         r = transport_own_fds(&c->transport);
         if (r < 0) {
                 log_warning("cannot duplicate a region fd for a queued reply: %s; dropping client pid=%d",
