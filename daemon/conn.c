@@ -380,7 +380,7 @@ void conn_sweep_unread(struct conn_ctx *ctx)
 }
 
 /* Return: how many more fds may be sent to @c now. */
-static unsigned conn_fd_budget(struct conn *c)
+__attribute__((always_inline)) static inline unsigned conn_fd_budget(struct conn *c)
 {
         struct conn_ctx *ctx = c->ctx;
         const struct quota_usage *u;
@@ -933,7 +933,8 @@ int conn_handle_input(struct conn *c)
         if (c->dead)
                 return -ECONNRESET;
         c->turn_work = 0; /* a new turn */
-        conn_refresh_unread(c); /* a client that sends again has usually read its replies: quotas see that */
+        if (c->fds_unread) /* a client that sends again has usually read its replies: quotas see that */
+                conn_refresh_unread(c);
         for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !c->backlog && !c->reserve &&
                         !conn_closes_pending(c);
              i++) {
