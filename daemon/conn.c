@@ -459,7 +459,8 @@ struct conn *conn_free(struct conn *c)
                 transport_release(&c->transport); /* its memory is set up anew by the next conn_new(), if any */
         c->ctx->connections--;
         c->ctx->generation++;
-        free(c->groups);
+        if (c->groups) /* read only when a decision needed them */
+                free(c->groups);
         if (!c->ctx->spare) {
                 c->ctx->spare = c; /* for the next conn_new() */
                 ASAN_POISON_MEMORY_REGION(c, sizeof(*c));
@@ -550,7 +551,8 @@ __attribute__((always_inline)) static inline void conn_reply_queue(struct conn *
                 }
         } else {
                 r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
-                conn_sync_fds(c);
+                if (nfds) /* the queue's fds changed: the uid's count follows */
+                        conn_sync_fds(c);
         }
         if (r < 0) {
                 if (r == -ENOBUFS && conn_access_log_allowed(c))
@@ -635,7 +637,7 @@ void conn_reply_encoded(struct conn *c, const struct proto_header *req, int len,
                 conn_drop(c, len);
                 return;
         }
-        conn_reply_raw(c, req->opcode, req->id, 0, buf, (size_t)len, fds, nfds);
+        conn_reply_queue(c, req->opcode, req->id, 0, buf, (size_t)len, fds, nfds, false); /* conn_reply_raw() */
 }
 
 /* ---- requests on the connection itself ---------------------------------- */
