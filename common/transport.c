@@ -694,7 +694,7 @@ int transport_next_frame_borrowed(struct transport *t, struct transport_frame *f
         return 1;
 }
 
-static int transport_queue_how(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+__attribute__((always_inline)) static inline int transport_queue_how(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
                                int *fds, unsigned nfds, bool borrowed)
 {
         struct proto_header hdr;
@@ -818,7 +818,7 @@ static void transport_out_fds_sent(struct transport *t, struct transport_out *o)
 }
 
 /* Account for @n bytes sent from the head of the queue. */
-static void transport_advance(struct transport *t, size_t n)
+__attribute__((always_inline)) static inline void transport_advance(struct transport *t, size_t n)
 {
         struct transport_out *o = t->out_head;
 
@@ -916,6 +916,98 @@ static int transport_flush_in_order(struct transport *t, unsigned *fd_budget)
                 t->out_fds_ahead_bytes = fds_end - (size_t)n;
         transport_advance(t, (size_t)n);
         return 1;
+}
+
+/*
+ * The frames queued ahead of a frame sent at once by transport_send_with_fds(), as iovecs in @iov (room for
+ * TRANSPORT_IOV_MAX - 2). Return: their count, or -1 if the frame cannot go with them in one sendmsg(): fds
+ * in flight or queued (their order and bounds are transport_flush_in_order()'s), a peer that does not tie fds
+ * in order while any is queued, or too many.
+ */
+static int transport_send_ahead(const struct transport *t, struct iovec *iov, size_t *bytesp)
+{
+        size_t niov = 0, bytes = 0;
+
+        if (t->out_fds > 0 || t->out_fds_ahead_bytes > 0 || (t->out_head && !t->out_fds_in_order))
+                return -1;
+        for (const struct transport_out *o = t->out_head; o; o = o->next) {
+                if (niov == TRANSPORT_IOV_MAX - 2)
+                        return -1;
+                iov[niov++] = (struct iovec){ .iov_base = (void *)(o->data + o->sent), .iov_len = o->len - o->sent };
+                bytes += o->len - o->sent;
+        }
+        *bytesp = bytes;
+        return (int)niov;
+}
+
+int transport_send_with_fds(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                            const int *fds, unsigned nfds, unsigned *fd_budget, int *flushp)
+{
+        union {
+                struct cmsghdr align;
+                uint8_t buf[TRANSPORT_CMSG_SIZE];
+        } ctrl;
+        struct iovec iov[TRANSPORT_IOV_MAX];
+        struct msghdr msg = { .msg_iov = iov };
+        uint8_t head[PROTO_HEADER_SIZE];
+        struct proto_header hdr;
+        size_t ahead, size = PROTO_HEADER_SIZE + len;
+        int niov, r;
+        ssize_t n;
+
+        niov = len <= PROTO_MAX_PAYLOAD && nfds > 0 && nfds <= PROTO_MAX_FDS && nfds <= *fd_budget &&
+                               (uint64_t)t->out_bytes + size <= t->max_out_bytes &&
+                               (uint64_t)t->out_fds + nfds <= t->max_out_fds
+                       ? transport_send_ahead(t, iov, &ahead)
+                       : -1;
+        for (unsigned i = 0; niov >= 0 && i < nfds; i++)
+                if (fds[i] < 0)
+                        niov = -1; /* refused below, as transport_queue_with_fds() does */
+        if (niov < 0) {
+                r = transport_queue_how(t, h, payload, len, (int *)fds, nfds, true);
+                if (r < 0)
+                        return r;
+                *flushp = transport_flush_fds(t, fd_budget);
+                return 0;
+        }
+        hdr = *h;
+        hdr.magic = PROTO_MAGIC;
+        hdr.version = PROTO_VERSION;
+        hdr.length = (uint32_t)len;
+        hdr.nfds = (uint16_t)nfds;
+        proto_header_encode(&hdr, head);
+        iov[niov++] = (struct iovec){ .iov_base = head, .iov_len = PROTO_HEADER_SIZE };
+        if (len > 0)
+                iov[niov++] = (struct iovec){ .iov_base = (void *)payload, .iov_len = len };
+        msg.msg_iovlen = (size_t)niov;
+        transport_attach_fds(&msg, ctrl.buf, fds, nfds);
+        do
+                n = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+                /* nothing went: queued as transport_queue_with_fds() would, for the caller's later flush */
+                *flushp = n < 0 ? -errno : -EAGAIN;
+                return transport_queue_how(t, h, payload, len, (int *)fds, nfds, true);
+        }
+        /* its fds went with this call, whatever part of the bytes it wrote */
+        *fd_budget -= nfds;
+        *flushp = 0;
+        if ((size_t)n == ahead + size) {
+                if (ahead > 0)
+                        transport_advance(t, ahead);
+                t->out_pos += size;
+                return 0;
+        }
+        /* a partial write: the rest is queued, its fds gone, and no new fds go until it is written */
+        r = transport_queue_how(t, h, payload, len, (int *)fds, nfds, true);
+        if (r < 0)
+                return r; /* cannot happen: the bounds were checked above */
+        transport_out_fds_sent(t, t->out_tail);
+        if (t->out_fds_in_order) /* else a frame with fds goes alone from its first byte: nothing to hold back */
+                t->out_fds_ahead_bytes = ahead + size - (size_t)n;
+        transport_advance(t, (size_t)n);
+        *flushp = -EAGAIN;
+        return 0;
 }
 
 int transport_flush_fds(struct transport *t, unsigned *fd_budget)

@@ -272,6 +272,19 @@ int transport_flush(struct transport *t);
  */
 int transport_flush_fds(struct transport *t, unsigned *fd_budget);
 
+/*
+ * transport_send_with_fds() - transport_queue_with_fds() then transport_flush_fds(@fd_budget), in one: when the
+ * frame may go out with the queued frames in one sendmsg() (no fds queued or in flight ahead of it, a peer that
+ * ties fds in order if any frame is queued, @nfds > 0 within *@fd_budget), it is sent from @payload without being
+ * queued; only what the socket did not take is queued (its fds already sent with the call). Otherwise, or if
+ * nothing went, it is queued with @fds borrowed, as transport_queue_with_fds(): the caller then calls
+ * transport_own_fds() before it closes them. *@fd_budget is decreased by the fds sent.
+ * Return: as transport_queue_with_fds() (nothing queued or sent on error), with *@flushp set (on success) to
+ * what transport_flush_fds() would have returned.
+ */
+int transport_send_with_fds(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
+                            const int *fds, unsigned nfds, unsigned *fd_budget, int *flushp);
+
 /* Return: true if output is queued. */
 bool transport_has_output(const struct transport *t);
 

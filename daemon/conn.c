@@ -201,8 +201,7 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         c->usage = usage;
         c->fd = sock;
         sock = -1; /* stolen */
-        if (ctx->config->handshake_timeout_sec)
-                c->handshake_deadline_ns = conn_now_ns() + ctx->config->handshake_timeout_sec * NSEC_PER_SEC;
+        /* the handshake deadline is set when first asked for (conn_deadline()): HELLO usually came with connect() */
         ctx->connections++;
         ctx->metrics.connections_accepted++;
         ctx->generation++;
@@ -228,7 +227,7 @@ void conn_refuse_full(struct conn_ctx *ctx, int fd)
  * below), then bring the uid's count of fds not yet received in line with the
  * transport's and the unread ones: both in one quota update.
  */
-static void conn_charge_fds(struct conn *c, int64_t unread)
+__attribute__((always_inline)) static inline void conn_charge_fds(struct conn *c, int64_t unread)
 {
         uint64_t now;
         int64_t fds;
@@ -381,17 +380,18 @@ void conn_sweep_unread(struct conn_ctx *ctx)
 }
 
 /* Return: how many more fds may be sent to @c now. */
-static unsigned conn_fd_budget(struct conn *c)
+__attribute__((always_inline)) static inline unsigned conn_fd_budget(struct conn *c)
 {
         struct conn_ctx *ctx = c->ctx;
         const struct quota_usage *u;
         uint64_t room, max, uid_max, used;
 
-        conn_refresh_unread(c);
+        if (c->fds_unread) /* conn_refresh_unread(), called only when it has something to look at */
+                conn_refresh_unread(c);
         room = c->fds_unread < CONN_MAX_FDS_UNREAD ? CONN_MAX_FDS_UNREAD - c->fds_unread : 0;
-        max = conn_max_fds_unread(ctx);
+        max = ctx->max_fds_unread ? ctx->max_fds_unread : conn_max_fds_unread(ctx);
         uid_max = conn_limits(c)->fds;
-        u = conn_usage(c, c->uid);
+        u = c->usage && c->usage->uid == c->uid ? c->usage : conn_usage(c, c->uid); /* the first: held at accept */
         used = u ? u->fds_unread : 0;
         if (room && (used >= uid_max || ctx->fds_unread >= max)) {
                 /* other connections' counts may be stale (idle clients that read everything) */
@@ -459,7 +459,8 @@ struct conn *conn_free(struct conn *c)
                 transport_release(&c->transport); /* its memory is set up anew by the next conn_new(), if any */
         c->ctx->connections--;
         c->ctx->generation++;
-        free(c->groups);
+        if (c->groups) /* read only when a decision needed them */
+                free(c->groups);
         if (!c->ctx->spare) {
                 c->ctx->spare = c; /* for the next conn_new() */
                 ASAN_POISON_MEMORY_REGION(c, sizeof(*c));
@@ -509,7 +510,7 @@ void conn_peer(const struct conn *c, uid_t *uidp, gid_t *gidp, pid_t *pidp)
 static unsigned conn_request_slot(uint16_t opcode);
 
 /* conn_reply_raw(), with @fds borrowed (@borrowed: conn_reply_encoded_with_fd()) or consumed. */
-static void conn_reply_queue(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload,
+__attribute__((always_inline)) static inline void conn_reply_queue(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload,
                              size_t len, int *fds, unsigned nfds, bool borrowed)
 {
         struct proto_header h = {
@@ -534,11 +535,24 @@ static void conn_reply_queue(struct conn *c, uint16_t opcode, uint32_t id, uint8
                 }
         }
         if (borrowed) {
-                /* the caller, conn_reply_encoded_with_fd(), flushes now: that charges the fds, sent or queued */
-                r = transport_queue_with_fds(&c->transport, &h, payload, len, fds, nfds);
+                /*
+                 * For conn_reply_encoded_with_fd(): sent now, with whatever is queued before it, as
+                 * conn_transport_flush() would send it once queued (the same fd budget and charge), but from
+                 * @payload without queueing it when it can go whole. A flush error is left to conn_flush().
+                 */
+                unsigned budget, before;
+                int flushed;
+
+                budget = before = conn_fd_budget(c);
+                r = transport_send_with_fds(&c->transport, &h, payload, len, fds, nfds, &budget, &flushed);
+                if (r == 0) {
+                        c->fds_gated = flushed == -EDQUOT;
+                        conn_charge_fds(c, (int64_t)(before - budget)); /* the fds just sent are unread */
+                }
         } else {
                 r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
-                conn_sync_fds(c);
+                if (nfds) /* the queue's fds changed: the uid's count follows */
+                        conn_sync_fds(c);
         }
         if (r < 0) {
                 if (r == -ENOBUFS && conn_access_log_allowed(c))
@@ -563,17 +577,16 @@ void conn_reply_encoded_with_fd(struct conn *c, const struct proto_header *req, 
                 conn_reply_encoded(c, req, len, buf, NULL, 0);
                 return;
         }
-        conn_reply_queue(c, req->opcode, req->id, 0, buf, (size_t)len, &fd, 1, true);
-        if (c->dead)
-                return;
         /*
-         * Send it now, with whatever was queued before it (usually the HELLO
+         * Sent now, with whatever was queued before it (usually the HELLO
          * reply of the same read): SCM_RIGHTS takes its own reference at
          * sendmsg(). A flush error is left to conn_flush(), which drops the
          * peer; a reply that must wait (socket full, fds-in-flight quota)
          * gets a copy, since a later request may close @fd (DELETE, parking).
          */
-        (void)conn_transport_flush(c);
+        conn_reply_queue(c, req->opcode, req->id, 0, buf, (size_t)len, &fd, 1, true);
+        if (c->dead)
+                return;
         r = transport_own_fds(&c->transport);
         if (r < 0) {
                 log_warning("cannot duplicate a region fd for a queued reply: %s; dropping client pid=%d",
@@ -624,7 +637,7 @@ void conn_reply_encoded(struct conn *c, const struct proto_header *req, int len,
                 conn_drop(c, len);
                 return;
         }
-        conn_reply_raw(c, req->opcode, req->id, 0, buf, (size_t)len, fds, nfds);
+        conn_reply_queue(c, req->opcode, req->id, 0, buf, (size_t)len, fds, nfds, false); /* conn_reply_raw() */
 }
 
 /* ---- requests on the connection itself ---------------------------------- */
@@ -922,7 +935,8 @@ int conn_handle_input(struct conn *c)
         if (c->dead)
                 return -ECONNRESET;
         c->turn_work = 0; /* a new turn */
-        conn_refresh_unread(c); /* a client that sends again has usually read its replies: quotas see that */
+        if (c->fds_unread) /* a client that sends again has usually read its replies: quotas see that */
+                conn_refresh_unread(c);
         for (int i = 0; i < CONN_READS_PER_CALL && !c->closing && !c->throttled && !c->backlog && !c->reserve &&
                         !conn_closes_pending(c);
              i++) {
@@ -1035,6 +1049,22 @@ bool conn_is_done(const struct conn *c)
         return c->dead || (c->closing && !transport_has_output(&c->transport));
 }
 
+/*
+ * Return: the handshake deadline of @c (HELLO not done yet), 0 if none. It
+ * is set the first time it is asked for, which the event loop does as soon
+ * as the connection's first read is handled (server_conn_update()): a client
+ * that sends HELLO with its connect(), the usual case, never pays for the
+ * clock read. A cache: setting it changes nothing observable.
+ */
+static uint64_t conn_handshake_deadline(const struct conn *c)
+{
+        uint64_t timeout = c->ctx->config->handshake_timeout_sec;
+
+        if (!c->handshake_deadline_ns && timeout)
+                ((struct conn *)c)->handshake_deadline_ns = conn_now_ns() + timeout * NSEC_PER_SEC;
+        return c->handshake_deadline_ns;
+}
+
 uint64_t conn_deadline(const struct conn *c)
 {
         uint64_t d = 0, w;
@@ -1044,7 +1074,7 @@ uint64_t conn_deadline(const struct conn *c)
         if (c->closing)
                 return c->close_deadline_ns;
         if (!c->hello_done)
-                d = c->handshake_deadline_ns;
+                d = conn_handshake_deadline(c);
         if (c->backlog && !c->throttled)
                 return conn_now_ns(); /* its next turn: at the loop's next iteration */
         if (c->fds_gated) {

@@ -169,25 +169,31 @@ static struct server_conn *server_conn_block(struct server *s)
         return sc;
 }
 
-/* Give @sc's block back: kept for the next connection (one at most), else freed. */
-static void server_conn_block_free(struct server *s, struct server_conn *sc)
+/*
+ * Give @sc's block back: kept for the next connection (one at most), else freed. @rev_fd is the socket its read
+ * event was set up for (taken out of the loop: server_conn_unwatch()), or -1.
+ */
+static void server_conn_block_free(struct server *s, struct server_conn *sc, int rev_fd)
 {
         if (s->spare) {
                 free(sc);
                 return;
         }
         s->spare = sc;
-        s->spare_rev_fd = sc->rev ? event_get_fd(sc->rev) : -1; /* taken out of the loop (server_conn_unwatch()) */
+        s->spare_rev_fd = rev_fd;
         ASAN_POISON_MEMORY_REGION(sc, server_conn_size(s));
 }
 
 static struct server_conn *server_conn_free(struct server_conn *sc)
 {
+        int rev_fd;
+
         if (!sc)
                 return NULL;
+        rev_fd = sc->rev ? conn_fd(sc->conn) : -1; /* the read event is set up for the connection's socket */
         server_conn_unwatch(sc);
         conn_free(sc->conn);
-        server_conn_block_free(sc->server, sc);
+        server_conn_block_free(sc->server, sc, rev_fd);
         return NULL;
 }
 
@@ -357,7 +363,7 @@ static int server_conn_add(struct server *s, int fd)
         r = conn_new(&s->ctx, fd, &sc->conn);
         fd = -1; /* consumed */
         if (r < 0) {
-                server_conn_block_free(s, sc);
+                server_conn_block_free(s, sc, -1);
                 return r;
         }
         conn_set_userdata(sc->conn, sc);
@@ -369,6 +375,7 @@ static int server_conn_add(struct server *s, int fd)
          */
         if (conn_fd(sc->conn) != rev_fd &&
             event_assign(sc->rev, s->base, conn_fd(sc->conn), EV_READ | EV_PERSIST, server_conn_read_cb, sc) < 0) {
+                sc->rev = NULL; /* not set up: the block is not kept as set up for this socket */
                 server_conn_free(sc);
                 return -ENOMEM;
         }

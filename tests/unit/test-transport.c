@@ -1606,6 +1606,145 @@ START_TEST(test_out_storage_in_order)
 }
 END_TEST
 
+/* Receive the frames @first.. on @b until @n came, flushing @a between reads; check ids, lengths and fds. */
+static void send_with_fds_expect(struct transport *a, struct transport *b, uint32_t first, unsigned n,
+                                 const uint32_t *lengths, const int *orig)
+{
+        struct transport_frame f;
+        unsigned got = 0, rounds = 0;
+        int r;
+
+        while (got < n) {
+                ck_assert_uint_lt(rounds++, 1000000);
+                r = transport_flush(a);
+                ck_assert(r == 0 || r == -EAGAIN);
+                while (got < n && (r = pump(b, &f)) == 1) {
+                        ck_assert_uint_eq(f.hdr.id, first + got);
+                        payload_check(&f, first + got, lengths[got]);
+                        ck_assert_uint_eq(f.nfds, orig[got] >= 0 ? 1 : 0);
+                        if (orig[got] >= 0)
+                                ck_assert(test_same_file(f.fds[0], orig[got]));
+                        transport_frame_deinit(&f);
+                        got++;
+                }
+                ck_assert_int_ge(r, 0);
+        }
+}
+
+/* A frame with @id and frame_put()'s payload of @length bytes, in @payload. */
+static struct proto_header send_with_fds_frame(uint8_t *payload, uint32_t id, uint32_t length)
+{
+        for (uint32_t i = 0; i < length; i++)
+                payload[i] = (uint8_t)(id * 31u + i);
+        return (struct proto_header){ .opcode = PROTO_OP_OPEN, .flags = PROTO_FLAG_REPLY, .id = id };
+}
+
+/*
+ * transport_send_with_fds() (iomemd's replies that lend a region's fd): sent whole from the caller's buffer behind
+ * the fd-less frames queued before it, in one sendmsg(); cut by a full socket, the rest queued without its fd,
+ * which went with the cut (the caller may close its own at once); through the queue with the fd borrowed when
+ * the fd budget is spent or fds are queued ahead of it; in order in every case.
+ */
+START_TEST(test_send_with_fds)
+{
+        static const uint32_t big = PROTO_MAX_PAYLOAD, lengths[] = { 12, 40 };
+        uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
+        struct transport a, b;
+        struct proto_header h;
+        int sv[2], fd, orig[2], r, flushed, small = 4096;
+        unsigned budget;
+        uint64_t pos;
+
+        ck_assert_ptr_nonnull(payload);
+        tpair_new(sv, &a, &b);
+        a.out_fds_in_order = b.in_fds_in_order = true;
+
+        /* whole: behind a queued fd-less frame, in one sendmsg(), nothing left queued */
+        h = send_with_fds_frame(payload, 0, lengths[0]);
+        ck_assert_int_eq(transport_queue(&a, &h, payload, lengths[0], NULL, 0), 0);
+        fd = memfd_new();
+        h = send_with_fds_frame(payload, 1, lengths[1]);
+        budget = 3;
+        ck_assert_int_eq(transport_send_with_fds(&a, &h, payload, lengths[1], &fd, 1, &budget, &flushed), 0);
+        ck_assert_int_eq(flushed, 0);
+        ck_assert_uint_eq(budget, 2);
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_fds + a.out_borrowed + a.out_store_used, 0);
+        ck_assert_uint_eq(a.out_pos, 2 * PROTO_HEADER_SIZE + lengths[0] + lengths[1]);
+        orig[0] = -1;
+        orig[1] = fd; /* borrowed: still ours */
+        send_with_fds_expect(&a, &b, 0, 2, lengths, orig);
+        close(fd);
+
+        /* the fd budget spent: queued with the fd borrowed; the caller's copy, then the flush with room */
+        fd = memfd_new();
+        h = send_with_fds_frame(payload, 2, lengths[1]);
+        budget = 0;
+        ck_assert_int_eq(transport_send_with_fds(&a, &h, payload, lengths[1], &fd, 1, &budget, &flushed), 0);
+        ck_assert_int_eq(flushed, -EDQUOT);
+        ck_assert(transport_has_output(&a));
+        ck_assert_uint_eq(a.out_borrowed, 1);
+        ck_assert_int_eq(transport_own_fds(&a), 0);
+        orig[0] = fd;
+        send_with_fds_expect(&a, &b, 2, 1, lengths + 1, orig);
+        close(fd);
+
+        /* an fd queued ahead: through the queue, both in order */
+        orig[0] = memfd_new();
+        fd = fcntl(orig[0], F_DUPFD_CLOEXEC, 0);
+        h = send_with_fds_frame(payload, 3, lengths[0]);
+        ck_assert_int_eq(transport_queue(&a, &h, payload, lengths[0], &fd, 1), 0);
+        orig[1] = memfd_new();
+        h = send_with_fds_frame(payload, 4, lengths[1]);
+        budget = 8;
+        ck_assert_int_eq(transport_send_with_fds(&a, &h, payload, lengths[1], &orig[1], 1, &budget, &flushed), 0);
+        ck_assert_int_eq(flushed, 0);
+        ck_assert_uint_eq(budget, 6);
+        send_with_fds_expect(&a, &b, 3, 2, lengths, orig);
+        fds_close(orig, 2);
+
+        /* cut by a full socket: the fd went with the part written, the rest is queued without it */
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+        fd = memfd_new();
+        orig[0] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        pos = a.out_pos;
+        h = send_with_fds_frame(payload, 5, big);
+        budget = 1;
+        ck_assert_int_eq(transport_send_with_fds(&a, &h, payload, big, &fd, 1, &budget, &flushed), 0);
+        ck_assert_int_eq(flushed, -EAGAIN);
+        ck_assert_uint_eq(budget, 0);
+        ck_assert(transport_has_output(&a));
+        ck_assert_uint_gt(a.out_pos, pos);
+        ck_assert_uint_eq(a.out_fds + a.out_borrowed, 0);
+        ck_assert_uint_gt(a.out_fds_ahead_bytes, 0);
+        close(fd); /* the peer's already: nothing waits for it */
+        /* an fd-less frame may queue behind the rest; another with an fd waits until the first is written */
+        h = send_with_fds_frame(payload, 6, lengths[0]);
+        ck_assert_int_eq(transport_queue(&a, &h, payload, lengths[0], NULL, 0), 0);
+        orig[1] = memfd_new();
+        h = send_with_fds_frame(payload, 7, lengths[1]);
+        budget = 1;
+        r = transport_send_with_fds(&a, &h, payload, lengths[1], &orig[1], 1, &budget, &flushed);
+        ck_assert_int_eq(r, 0);
+        ck_assert(transport_has_output(&a));
+        ck_assert_uint_eq(a.out_borrowed, 1); /* queued, not sent ahead of the cut frame's bytes */
+        ck_assert_int_eq(transport_own_fds(&a), 0);
+        {
+                static const uint32_t rest[] = { PROTO_MAX_PAYLOAD, 12, 40 };
+                int fds3[3] = { orig[0], -1, orig[1] };
+
+                send_with_fds_expect(&a, &b, 5, 3, rest, fds3);
+        }
+        fds_close(orig, 2);
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_fds + a.out_borrowed + a.out_fds_ahead_bytes, 0);
+
+        tpair_close(sv, &a, &b);
+        free(payload);
+}
+END_TEST
+
 /*
  * transport_sendv_blocking(): frames go in order whether they leave with one sendmsg() from the caller's memory,
  * are cut by a full socket (the rest queued and flushed later, the cut frame from where it stopped), or go
@@ -2216,6 +2355,7 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_out_storage_random);
         tcase_add_test(tc, test_out_storage_random_in_order);
         tcase_add_test(tc, test_sendv);
+        tcase_add_test(tc, test_send_with_fds);
         tcase_add_test(tc, test_l4_epipe_no_sigpipe);
         tcase_add_test(tc, test_read_buffer_full);
         tcase_add_test(tc, test_read_buffer_grows);
