@@ -510,7 +510,7 @@ fail:
  * fds of an earlier frame were left over.
  */
 /* transport_claim_fds() in order: the next @nfds fds received, which must have arrived by now. */
-static int transport_claim_fds_in_order(struct transport *t, unsigned nfds, struct transport_frame *f)
+static inline int transport_claim_fds_in_order(struct transport *t, unsigned nfds, struct transport_frame *f)
 {
         struct transport_fdbatch *b;
 

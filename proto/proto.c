@@ -283,7 +283,7 @@ void proto_header_encode(const struct proto_header *h, uint8_t *out)
         put_u16(out + 18, h->reserved);
 }
 
-int proto_header_decode(const uint8_t *buf, size_t len, struct proto_header *h)
+inline int proto_header_decode(const uint8_t *buf, size_t len, struct proto_header *h)
 {
         if (!buf || len < PROTO_HEADER_SIZE)
                 return -EBADMSG;
