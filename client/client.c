@@ -755,7 +755,7 @@ static uint32_t client_next_id(struct iomem_client *c)
  * The result of a completed request: 0 with the reply in p->reply (want_fds
  * fds), the daemon's negative errno (its message kept), or -EPROTO.
  */
-static int client_reply_result(struct iomem_client *c, struct client_pending *p)
+static inline int client_reply_result(struct iomem_client *c, struct client_pending *p)
 {
         struct transport_frame *f = client_pending_reply(p);
         struct proto_error err;
