@@ -686,7 +686,7 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
                 }
                 /* become the reader: wait without the lock, so that others can send meanwhile */
                 struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-                int left = client_left_ms(deadline), n;
+                int n;
 
                 if (transport_has_output(&c->t))
                         pfd.events |= POLLOUT;
@@ -708,7 +708,7 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
                         client_wake(c);
                         continue;
                 }
-                n = poll(&pfd, 1, left);
+                n = poll(&pfd, 1, client_left_ms(deadline));
                 if (n < 0)
                         n = -errno;
                 client_lock(c);
