@@ -28,6 +28,7 @@
 #define CLIENT_REQUEST_MAX 1024 /* every request we send: fixed fields + one name */
 #define CLIENT_MESSAGE_SIZE (PROTO_MESSAGE_MAX + 1)
 #define CLIENT_REPLY_SPACE 64 /* a blocking caller's room for a small reply's payload (a region's info: 32 bytes) */
+#define CLIENT_REGION_INFO_SIZE 32 /* the payload of an OPEN or CREATE reply (proto_region_info_decode() checks it) */
 
 /* what an asynchronous request completes with */
 enum client_async {
@@ -488,7 +489,11 @@ static int client_frame_own(struct transport_frame *f, const struct client_pendi
         if (!f->payload_borrowed)
                 return 0;
         if (f->payload && p->space && f->hdr.length <= CLIENT_REPLY_SPACE) {
-                memcpy(p->space, f->payload, f->hdr.length);
+                /* a region's info (OPEN, CREATE: the usual reply) as a fixed-size move, not a memcpy() call */
+                if (f->hdr.length == CLIENT_REGION_INFO_SIZE)
+                        memcpy(p->space, f->payload, CLIENT_REGION_INFO_SIZE);
+                else
+                        memcpy(p->space, f->payload, f->hdr.length);
                 f->payload = p->space;
                 return 0;
         }

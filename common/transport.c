@@ -433,8 +433,9 @@ static int transport_read_flags(struct transport *t, int flags)
                 b->next = NULL;
                 b->end = t->in_pos + t->in_end + (size_t)n;
                 b->nfds = nfds;
-                for (unsigned i = 0; i < nfds; i++) /* PROTO_MAX_FDS at most: no memcpy call */
-                        b->fds[i] = fds[i];
+                /* all PROTO_MAX_FDS entries in one fixed-size move (fds[] has room): those past @nfds are never read */
+                _Static_assert(sizeof(fds) >= sizeof(b->fds), "fds[] holds a batch's whole array");
+                memcpy(b->fds, fds, sizeof(b->fds));
                 if (t->batches_tail)
                         t->batches_tail->next = b;
                 else
