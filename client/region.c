@@ -206,7 +206,7 @@ inline int region_new_reply_consume_fd(int fd, uint64_t size, enum iomem_backend
  * region_stat() - fstat the region's fd: it must be a regular file (D7: else -EINVAL, and it is never mapped);
  * its size becomes the region's (S1). Return: 0; -EINVAL; negative errno from fstat.
  */
-static inline int region_stat(struct iomem_region *region)
+static inline __attribute__((always_inline)) int region_stat(struct iomem_region *region)
 {
         struct stat st;
 
