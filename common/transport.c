@@ -227,7 +227,7 @@ static void transport_out_free(struct transport *t, struct transport_out *o)
                 t->out_store_used = 0;
 }
 
-void transport_release(struct transport *t)
+inline void transport_release(struct transport *t)
 {
         struct transport_out *o, *next;
 
