@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,6 +28,7 @@
 #define CLIENT_REQUEST_MAX 1024 /* every request we send: fixed fields + one name */
 #define CLIENT_MESSAGE_SIZE (PROTO_MESSAGE_MAX + 1)
 #define CLIENT_REPLY_SPACE 64 /* a blocking caller's room for a small reply's payload (a region's info: 32 bytes) */
+#define CLIENT_REGION_INFO_SIZE 32 /* the payload of an OPEN or CREATE reply (proto_region_info_decode() checks it) */
 
 /* what an asynchronous request completes with */
 enum client_async {
@@ -152,6 +154,7 @@ struct iomem_client {
         unsigned ncache;
         uint64_t cache_gen, reply_cache_gen, cache_hits;
         struct client_pending *hello_p; /* &hello_entry once a held-back HELLO was sent on this connection */
+        bool locked; /* @lock is held by the thread inside (client_lock() took it rather than skipping it) */
         /*
          * From here on, fields are written before they are read: client_connect() zeroes only what comes before
          * (a cold connection's client is allocated, zeroed and freed each time).
@@ -201,6 +204,31 @@ static int client_cache_get(struct iomem_client *c, const char *name, uint32_t f
 static void client_cache_put(struct iomem_client *c, const char *name, uint32_t flags, const struct iomem_region *r,
                              uint64_t gen);
 static int client_rewatch(struct iomem_client *c);
+
+/*
+ * client_lock() - take the client's lock; in a process that runs one thread, nothing to take (glibc's
+ * __libc_single_threaded, as libstdc++ skips its atomics): no other thread can want it then, and none can be made
+ * while this one is inside, since no code of the caller's runs under the lock (callbacks are called with it let
+ * go, after client_unlock(), and the next client_lock() takes it for real if they made threads). @locked says
+ * whether it was taken, for client_unlock(); it is read and written only by the thread holding the lock, or by the
+ * only thread there is.
+ */
+static inline void client_lock(struct iomem_client *c)
+{
+        if (__libc_single_threaded)
+                return;
+        pthread_mutex_lock(&c->lock);
+        c->locked = true;
+}
+
+/* Let go of what client_lock() took, if anything. */
+static inline void client_unlock(struct iomem_client *c)
+{
+        if (!c->locked)
+                return;
+        c->locked = false;
+        pthread_mutex_unlock(&c->lock);
+}
 
 /* Copy @src (NULL = "") into @dst of @size > 0 bytes, cut to fit, NUL-terminated: snprintf("%s") without its cost. */
 static void client_copy(char *dst, size_t size, const char *src)
@@ -294,6 +322,7 @@ static int client_cond_wait(struct iomem_client *c, const struct timespec *ts)
 
         c->waiters++;
         r = ts ? pthread_cond_clockwait(&c->cond, &c->lock, CLOCK_MONOTONIC, ts) : pthread_cond_wait(&c->cond, &c->lock);
+        c->locked = true; /* taken again (another thread's client_unlock() cleared it meanwhile) */
         c->waiters--;
         return r;
 }
@@ -460,7 +489,11 @@ static int client_frame_own(struct transport_frame *f, const struct client_pendi
         if (!f->payload_borrowed)
                 return 0;
         if (f->payload && p->space && f->hdr.length <= CLIENT_REPLY_SPACE) {
-                memcpy(p->space, f->payload, f->hdr.length);
+                /* a region's info (OPEN, CREATE: the usual reply) as a fixed-size move, not a memcpy() call */
+                if (f->hdr.length == CLIENT_REGION_INFO_SIZE)
+                        memcpy(p->space, f->payload, CLIENT_REGION_INFO_SIZE);
+                else
+                        memcpy(p->space, f->payload, f->hdr.length);
                 f->payload = p->space;
                 return 0;
         }
@@ -658,12 +691,12 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
                 }
                 /* become the reader: wait without the lock, so that others can send meanwhile */
                 struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-                int left = client_left_ms(deadline), n;
+                int n;
 
                 if (transport_has_output(&c->t))
                         pfd.events |= POLLOUT;
                 c->reading = true;
-                pthread_mutex_unlock(&c->lock);
+                client_unlock(c);
                 if (deadline < 0 && pfd.events == POLLIN && !use_poll) {
                         /*
                          * No time limit and nothing to send: a blocking recvmsg waits for
@@ -671,7 +704,7 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
                          * non-blocking says EAGAIN: poll from then on.
                          */
                         n = transport_read_wait(&c->t);
-                        pthread_mutex_lock(&c->lock);
+                        client_lock(c);
                         c->reading = false;
                         tried = true;
                         if (n == -EAGAIN)
@@ -680,10 +713,10 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
                         client_wake(c);
                         continue;
                 }
-                n = poll(&pfd, 1, left);
+                n = poll(&pfd, 1, client_left_ms(deadline));
                 if (n < 0)
                         n = -errno;
-                pthread_mutex_lock(&c->lock);
+                client_lock(c);
                 c->reading = false;
                 tried = true;
                 if (n < 0 && n != -EINTR)
@@ -727,7 +760,7 @@ static uint32_t client_next_id(struct iomem_client *c)
  * The result of a completed request: 0 with the reply in p->reply (want_fds
  * fds), the daemon's negative errno (its message kept), or -EPROTO.
  */
-static int client_reply_result(struct iomem_client *c, struct client_pending *p)
+static inline int client_reply_result(struct iomem_client *c, struct client_pending *p)
 {
         struct transport_frame *f = client_pending_reply(p);
         struct proto_error err;
@@ -1120,9 +1153,9 @@ static int client_call_fds(struct iomem_client *c, uint16_t opcode, const uint8_
 {
         int r;
 
-        pthread_mutex_lock(&c->lock);
+        client_lock(c);
         r = client_call_fds_locked(c, opcode, payload, len, send_fds, nsend, extra_ms, want_fds, replyp, NULL);
-        pthread_mutex_unlock(&c->lock);
+        client_unlock(c);
         return r;
 }
 
@@ -1140,9 +1173,9 @@ static bool client_again(struct iomem_client *c, int r, unsigned *triesp)
 
         if (r != -ECONNRESET)
                 return false; /* the call is over: nothing to change (the call's next request clears @same_call) */
-        pthread_mutex_lock(&c->lock);
+        client_lock(c);
         again = c->same_call = r == -ECONNRESET && c->gone && c->reconnect_ms != 0 && ++*triesp < CLIENT_MAX_TRIES;
-        pthread_mutex_unlock(&c->lock);
+        client_unlock(c);
         return again;
 }
 
@@ -1286,7 +1319,7 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
 
         if (!c)
                 return -EINVAL;
-        pthread_mutex_lock(&c->lock);
+        client_lock(c);
         client_hello_send_now(c, true);
         if (c->hello_p && !c->hello_p->done) {
                 r = client_wait(c, c->hello_p, client_deadline(c, 0));
@@ -1304,7 +1337,7 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
         } else {
                 r = c->broken ? -ENOTCONN : 0;
         }
-        pthread_mutex_unlock(&c->lock);
+        client_unlock(c);
         return r;
 }
 
@@ -1362,9 +1395,9 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         if (hold_hello) {
                 r = client_open(c, c->timeout_ms, true);
         } else {
-                pthread_mutex_lock(&c->lock);
+                client_lock(c);
                 r = client_open(c, c->timeout_ms, false);
-                pthread_mutex_unlock(&c->lock);
+                client_unlock(c);
         }
         if (r < 0)
                 goto fail;
@@ -1522,10 +1555,10 @@ IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uin
                 m.mode = opts->mode;
                 m.backend = (uint16_t)opts->backend;
         }
-        pthread_mutex_lock(&client->lock);
+        client_lock(client);
         r = client_call_fds_locked(client, PROTO_OP_CREATE, buf, proto_create_encode(&m, buf, sizeof(buf)), NULL, 0,
                                    0, 1, &f, reply_space);
-        pthread_mutex_unlock(&client->lock);
+        client_unlock(client);
         if (r < 0)
                 return r;
         r = client_region_from_reply(&f, regionp);
@@ -1565,11 +1598,11 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
                         m.timeout_ms = left == 0 ? 1 : (uint32_t)left; /* 0 would mean "do not wait" */
                         len = proto_open_encode(&m, buf, sizeof(buf)); /* the same name: it fits */
                 }
-                pthread_mutex_lock(&client->lock);
+                client_lock(client);
                 r = client_call_fds_locked(client, PROTO_OP_OPEN, buf, len, NULL, 0,
                                            wait_ms > 0 ? (int)m.timeout_ms : wait_ms, 1, &f, reply_space);
                 gen = client->reply_cache_gen;
-                pthread_mutex_unlock(&client->lock);
+                client_unlock(client);
         } while (client_again(client, r, &tries));
         if (r < 0)
                 return r;
@@ -1679,9 +1712,9 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                 if (r != 0)
                         return r;
                 m.cursor = rep.next_cursor;
-                pthread_mutex_lock(&client->lock);
+                client_lock(client);
                 client->same_call = m.cursor != 0; /* the next page shares this call's reconnect window */
-                pthread_mutex_unlock(&client->lock);
+                client_unlock(client);
         } while (m.cursor != 0);
         return 0;
 }
@@ -2209,7 +2242,7 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
         if (!client->hello_flags)
                 return -EOPNOTSUPP;
         deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
-        pthread_mutex_lock(&client->lock);
+        client_lock(client);
         /* a call of its own: its reconnects get a new window (client_reconnect() is called here directly) */
         client->reconnect_deadline_set = false;
         client->same_call = false;
@@ -2236,7 +2269,7 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
                         break;
                 }
         }
-        pthread_mutex_unlock(&client->lock);
+        client_unlock(client);
         return r;
 }
 
@@ -2254,10 +2287,10 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
         r = client_name_check(m.prefix);
         if (r < 0)
                 return r;
-        pthread_mutex_lock(&client->lock);
+        client_lock(client);
         ws = realloc(client->watches, (client->nwatches + 1) * sizeof(*ws));
         if (!ws) {
-                pthread_mutex_unlock(&client->lock);
+                client_unlock(client);
                 return -ENOMEM;
         }
         client->watches = ws;
@@ -2270,7 +2303,7 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
                         r = -EPROTO;
         }
         if (r < 0) {
-                pthread_mutex_unlock(&client->lock);
+                client_unlock(client);
                 return r;
         }
         w = &client->watches[client->nwatches++];
@@ -2281,7 +2314,7 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
         client_copy(w->prefix, sizeof(w->prefix), m.prefix);
         if (watch_idp)
                 *watch_idp = w->id;
-        pthread_mutex_unlock(&client->lock);
+        client_unlock(client);
         return 0;
 }
 
@@ -2296,11 +2329,11 @@ IOMEM_EXPORT int iomem_unwatch(struct iomem_client *client, uint32_t watch_id)
 
         if (!client || watch_id == 0)
                 return -EINVAL;
-        pthread_mutex_lock(&client->lock);
+        client_lock(client);
         for (i = 0; i < client->nwatches && client->watches[i].id != watch_id; i++)
                 ;
         if (i == client->nwatches) {
-                pthread_mutex_unlock(&client->lock);
+                client_unlock(client);
                 return client->hello_flags ? -ENOENT : -EOPNOTSUPP;
         }
         m.watch_id = client->watches[i].wire;
@@ -2320,7 +2353,7 @@ IOMEM_EXPORT int iomem_unwatch(struct iomem_client *client, uint32_t watch_id)
                 if (r == -ENOENT)
                         r = 0;
         }
-        pthread_mutex_unlock(&client->lock);
+        client_unlock(client);
         return r;
 }
 
@@ -2446,10 +2479,10 @@ IOMEM_EXPORT void iomem_client_set_event_cb(struct iomem_client *client, iomem_e
 {
         if (!client)
                 return;
-        pthread_mutex_lock(&client->lock);
+        client_lock(client);
         client->event_cb = cb;
         client->event_userdata = userdata;
-        pthread_mutex_unlock(&client->lock);
+        client_unlock(client);
 }
 
 IOMEM_EXPORT int iomem_client_get_events(struct iomem_client *client)
@@ -2458,14 +2491,14 @@ IOMEM_EXPORT int iomem_client_get_events(struct iomem_client *client)
 
         if (!client)
                 return -EINVAL;
-        pthread_mutex_lock(&client->lock);
+        client_lock(client);
         /* driven by a loop: send the HELLO now, so that an idle loop is not closed by the handshake timeout */
         client_hello_send_now(client, false);
         if (client->broken)
                 r = -ENOTCONN;
         else
                 r = POLLIN | (transport_has_output(&client->t) ? POLLOUT : 0);
-        pthread_mutex_unlock(&client->lock);
+        client_unlock(client);
         return r;
 }
 
@@ -2476,7 +2509,7 @@ IOMEM_EXPORT int iomem_client_get_timeout(struct iomem_client *client)
 
         if (!client)
                 return -1;
-        pthread_mutex_lock(&client->lock);
+        client_lock(client);
         if (client->done_head || (client->unread && !client->broken) ||
             (client->event_cb && (client->overflow_pending || client->evq_head))) {
                 r = 0;
@@ -2486,7 +2519,7 @@ IOMEM_EXPORT int iomem_client_get_timeout(struct iomem_client *client)
                                 deadline = p->deadline;
                 r = client_left_ms(deadline);
         }
-        pthread_mutex_unlock(&client->lock);
+        client_unlock(client);
         return r;
 }
 
@@ -2505,7 +2538,7 @@ static int client_submit(struct iomem_client *c, struct client_pending *p, const
                 free(p);
                 return r;
         }
-        pthread_mutex_lock(&c->lock);
+        client_lock(c);
         if (c->broken) {
                 r = -ENOTCONN;
                 goto fail;
@@ -2530,11 +2563,11 @@ static int client_submit(struct iomem_client *c, struct client_pending *p, const
         if (r < 0 && r != -EAGAIN)
                 client_break(c, r); /* the callback says so */
         /* -EAGAIN: the rest goes from iomem_client_process() (POLLOUT) or with the next blocking call */
-        pthread_mutex_unlock(&c->lock);
+        client_unlock(c);
         return 0;
 
 fail:
-        pthread_mutex_unlock(&c->lock);
+        client_unlock(c);
         free(p);
         return r;
 }
@@ -2641,7 +2674,7 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
 
         if (!client)
                 return -EINVAL;
-        pthread_mutex_lock(&client->lock);
+        client_lock(client);
         if (!client->broken && !client->reading) {
                 /* the rest, if any, at the next call (iomem_client_get_timeout() says 0 meanwhile) */
                 client->unread = !client_read_available(client);
@@ -2666,10 +2699,10 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 iomem_event_cb cb = client->event_cb;
                 void *ud = client->event_userdata;
 
-                pthread_mutex_unlock(&client->lock);
+                client_unlock(client);
                 cb(client, &ev, ud);
                 n++;
-                pthread_mutex_lock(&client->lock);
+                client_lock(client);
         }
         while (client->done_head) {
                 struct client_pending *p = client->done_head;
@@ -2680,13 +2713,13 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 /* the callback may read iomem_client_error_message(): this completion's detail, or "" */
                 client_message_clear(client);
                 r = client_reply_result(client, p);
-                pthread_mutex_unlock(&client->lock);
+                client_unlock(client);
                 client_complete_async(client, p, r);
                 n++;
-                pthread_mutex_lock(&client->lock);
+                client_lock(client);
         }
         r = client->broken ? -ENOTCONN : n;
-        pthread_mutex_unlock(&client->lock);
+        client_unlock(client);
         return r;
 }
 
@@ -2785,7 +2818,7 @@ static int client_cache_get(struct iomem_client *c, const char *name, uint32_t f
 
         if (!c->cache_on)
                 return -ENOENT;
-        pthread_mutex_lock(&c->lock);
+        client_lock(c);
         /*
          * Events still unread may be about this name: then ask the daemon. They
          * are unread if more came than a bounded read takes, or, while another
@@ -2797,14 +2830,14 @@ static int client_cache_get(struct iomem_client *c, const char *name, uint32_t f
                 if (c->cache[i].open_flags == flags && strcmp(c->cache[i].name, name) == 0)
                         break;
         if (c->broken || !drained || i == c->ncache) {
-                pthread_mutex_unlock(&c->lock);
+                client_unlock(c);
                 return -ENOENT;
         }
         e = c->cache[i];
         fd = fcntl(e.fd, F_DUPFD_CLOEXEC, 3);
         if (fd >= 0)
                 c->cache_hits++;
-        pthread_mutex_unlock(&c->lock);
+        client_unlock(c);
         if (fd < 0)
                 return -ENOENT; /* ask the daemon */
         return region_new_consume_fd(fd, e.size, e.backend, e.region_flags, e.id, regionp) == 0 ? 0 : -ENOENT;
@@ -2818,7 +2851,7 @@ static void client_cache_put(struct iomem_client *c, const char *name, uint32_t 
 
         if (!c->cache_on)
                 return;
-        pthread_mutex_lock(&c->lock);
+        client_lock(c);
         if (c->cache_gen != gen || c->broken || !c->cache)
                 goto out;
         client_cache_drop(c, name); /* one entry per name: the newest open */
@@ -2839,7 +2872,7 @@ static void client_cache_put(struct iomem_client *c, const char *name, uint32_t 
         e->backend = iomem_region_backend(r);
         c->ncache++;
 out:
-        pthread_mutex_unlock(&c->lock);
+        client_unlock(c);
 }
 
 IOMEM_EXPORT int iomem_client_set_open_cache(struct iomem_client *client, int enable)
@@ -2852,31 +2885,31 @@ IOMEM_EXPORT int iomem_client_set_open_cache(struct iomem_client *client, int en
         if (!client->hello_flags)
                 return -EOPNOTSUPP;
         if (!enable) {
-                pthread_mutex_lock(&client->lock);
+                client_lock(client);
                 client->cache_on = false;
                 client_cache_drop(client, NULL);
                 wid = client->cache_watch;
                 client->cache_watch = 0;
-                pthread_mutex_unlock(&client->lock);
+                client_unlock(client);
                 return wid ? iomem_unwatch(client, wid) : 0;
         }
         if (client->cache_on)
                 return 0;
-        pthread_mutex_lock(&client->lock);
+        client_lock(client);
         if (!client->cache)
                 client->cache = calloc(CLIENT_CACHE_MAX, sizeof(*client->cache));
-        pthread_mutex_unlock(&client->lock);
+        client_unlock(client);
         if (!client->cache)
                 return -ENOMEM;
         /* every change to every name this uid may read: the daemon's events invalidate the cache */
         r = iomem_watch(client, "", &wid);
         if (r < 0)
                 return r;
-        pthread_mutex_lock(&client->lock);
+        client_lock(client);
         client->cache_watch = wid;
         client->cache_gen++;
         client->cache_on = true;
-        pthread_mutex_unlock(&client->lock);
+        client_unlock(client);
         return 0;
 }
 

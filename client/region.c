@@ -168,7 +168,7 @@ fail:
         return r;
 }
 
-int region_new_reply_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uint32_t flags, uint64_t id,
+inline int region_new_reply_consume_fd(int fd, uint64_t size, enum iomem_backend backend, uint32_t flags, uint64_t id,
                                 struct iomem_region **regionp)
 {
         struct iomem_region *region;
@@ -206,7 +206,7 @@ int region_new_reply_consume_fd(int fd, uint64_t size, enum iomem_backend backen
  * region_stat() - fstat the region's fd: it must be a regular file (D7: else -EINVAL, and it is never mapped);
  * its size becomes the region's (S1). Return: 0; -EINVAL; negative errno from fstat.
  */
-static int region_stat(struct iomem_region *region)
+static inline __attribute__((always_inline)) int region_stat(struct iomem_region *region)
 {
         struct stat st;
 

@@ -227,7 +227,7 @@ static void transport_out_free(struct transport *t, struct transport_out *o)
                 t->out_store_used = 0;
 }
 
-void transport_release(struct transport *t)
+inline void transport_release(struct transport *t)
 {
         struct transport_out *o, *next;
 
@@ -433,8 +433,9 @@ static int transport_read_flags(struct transport *t, int flags)
                 b->next = NULL;
                 b->end = t->in_pos + t->in_end + (size_t)n;
                 b->nfds = nfds;
-                for (unsigned i = 0; i < nfds; i++) /* PROTO_MAX_FDS at most: no memcpy call */
-                        b->fds[i] = fds[i];
+                /* all PROTO_MAX_FDS entries in one fixed-size move (fds[] has room): those past @nfds are never read */
+                _Static_assert(sizeof(fds) >= sizeof(b->fds), "fds[] holds a batch's whole array");
+                memcpy(b->fds, fds, sizeof(b->fds));
                 if (t->batches_tail)
                         t->batches_tail->next = b;
                 else
@@ -510,7 +511,7 @@ fail:
  * fds of an earlier frame were left over.
  */
 /* transport_claim_fds() in order: the next @nfds fds received, which must have arrived by now. */
-static int transport_claim_fds_in_order(struct transport *t, unsigned nfds, struct transport_frame *f)
+static inline int transport_claim_fds_in_order(struct transport *t, unsigned nfds, struct transport_frame *f)
 {
         struct transport_fdbatch *b;
 
@@ -658,7 +659,7 @@ int transport_next_frame(struct transport *t, struct transport_frame *f)
 int transport_next_frame_borrowed(struct transport *t, struct transport_frame *f)
 {
         size_t avail = t->in_end - t->in_start;
-        struct proto_header h;
+        const struct proto_header *h = &f->hdr; /* decoded in place (not copied in): the fallback sets all of *f */
         uint8_t *payload;
         int r;
 
@@ -669,8 +670,8 @@ int transport_next_frame_borrowed(struct transport *t, struct transport_frame *f
          * fds tied by position) goes its way, which decodes the header again.
          */
         transport_in_unpoison(t);
-        if (avail < PROTO_HEADER_SIZE || proto_header_decode(t->in + t->in_start, PROTO_HEADER_SIZE, &h) < 0 ||
-            avail - PROTO_HEADER_SIZE < h.length || !(t->in_fds_in_order || (!t->batches && h.nfds == 0)))
+        if (avail < PROTO_HEADER_SIZE || proto_header_decode(t->in + t->in_start, PROTO_HEADER_SIZE, &f->hdr) < 0 ||
+            avail - PROTO_HEADER_SIZE < h->length || !(t->in_fds_in_order || (!t->batches && h->nfds == 0)))
                 return transport_next_frame_how(t, f, true);
         /* each field written once, not zeroed first (a frame is 64 bytes, two per cold connection) */
         f->payload = NULL;
@@ -679,18 +680,17 @@ int transport_next_frame_borrowed(struct transport *t, struct transport_frame *f
                 f->fds[i] = -1;
         f->nfds = 0;
         f->fd_owner = t->fd_owner;
-        if (h.nfds > 0) {
-                r = transport_claim_fds_in_order(t, h.nfds, f);
+        if (h->nfds > 0) {
+                r = transport_claim_fds_in_order(t, h->nfds, f);
                 if (r < 0)
                         return r;
         }
-        payload = h.length > 0 ? t->in + t->in_start + PROTO_HEADER_SIZE : NULL;
-        f->hdr = h;
+        payload = h->length > 0 ? t->in + t->in_start + PROTO_HEADER_SIZE : NULL;
         f->payload = payload;
         f->payload_borrowed = payload != NULL;
         if (payload)
-                transport_in_poison_around(t, payload, h.length);
-        transport_in_consume(t, PROTO_HEADER_SIZE + (size_t)h.length);
+                transport_in_poison_around(t, payload, h->length);
+        transport_in_consume(t, PROTO_HEADER_SIZE + (size_t)h->length);
         return 1;
 }
 

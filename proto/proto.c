@@ -283,7 +283,7 @@ void proto_header_encode(const struct proto_header *h, uint8_t *out)
         put_u16(out + 18, h->reserved);
 }
 
-int proto_header_decode(const uint8_t *buf, size_t len, struct proto_header *h)
+inline int proto_header_decode(const uint8_t *buf, size_t len, struct proto_header *h)
 {
         if (!buf || len < PROTO_HEADER_SIZE)
                 return -EBADMSG;
@@ -408,7 +408,7 @@ int proto_hello_reply_encode(const struct proto_hello_reply *m, uint8_t *buf, si
         return (int)total;
 }
 
-int proto_hello_reply_decode(const uint8_t *buf, size_t len, struct proto_hello_reply *m)
+inline int proto_hello_reply_decode(const uint8_t *buf, size_t len, struct proto_hello_reply *m)
 {
         struct proto_hello_reply v;
         const char *s;
@@ -594,7 +594,7 @@ int proto_region_info_encode(const struct proto_region_info *m, uint8_t *buf, si
         return REGION_INFO_SIZE;
 }
 
-int proto_region_info_decode(const uint8_t *buf, size_t len, struct proto_region_info *m)
+inline int proto_region_info_decode(const uint8_t *buf, size_t len, struct proto_region_info *m)
 {
         struct proto_region_info v;
 
@@ -618,7 +618,7 @@ int proto_region_info_decode(const uint8_t *buf, size_t len, struct proto_region
 
 /* ---- OPEN --------------------------------------------------------------- */
 
-int proto_open_encode(const struct proto_open *m, uint8_t *buf, size_t size)
+inline int proto_open_encode(const struct proto_open *m, uint8_t *buf, size_t size)
 {
         size_t n, total;
         int r;

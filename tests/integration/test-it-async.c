@@ -522,6 +522,99 @@ START_TEST(test_threads_share_blocking_client)
 }
 END_TEST
 
+/*
+ * A process that runs one thread skips the client's mutex (client_lock(): __libc_single_threaded); a callback,
+ * run with the lock let go, may start threads that use the same client while iomem_client_process() goes on: the
+ * lock is then taken for real from the next client_lock() on, and let go by the unlock that pairs with it. A lock
+ * left held (or never taken) by the caller that skipped it would hang the threads' blocking calls (bounded here)
+ * or mix their replies up (each checks its own).
+ */
+#define SPAWNED 4
+
+struct spawner {
+        struct iomem_client *c;
+        pthread_t t[SPAWNED];
+        int started, done, r[SPAWNED], finished;
+        pthread_mutex_t m;
+};
+
+struct spawned {
+        struct spawner *s;
+        int i;
+};
+
+static struct spawned spawned_[SPAWNED];
+
+static void *spawned_main(void *arg)
+{
+        struct spawned *x = arg;
+        struct iomem_region *reg = NULL;
+        int r = 0;
+
+        for (int k = 0; k < 50 && r == 0; k++) {
+                r = iomem_ping(x->s->c);
+                if (r == 0)
+                        r = iomem_open(x->s->c, "st/r", 0, 0, &reg);
+                if (r == 0 && iomem_region_size(reg) != 4096)
+                        r = -EBADMSG;
+                reg = iomem_region_free(reg);
+        }
+        pthread_mutex_lock(&x->s->m);
+        x->s->r[x->i] = r;
+        x->s->finished++;
+        pthread_mutex_unlock(&x->s->m);
+        return NULL;
+}
+
+static void on_ping_spawn(struct iomem_client *c, int error, void *ud)
+{
+        struct spawner *s = ud;
+
+        (void)c;
+        ck_assert_int_eq(error, 0);
+        for (int i = 0; i < SPAWNED; i++) {
+                spawned_[i] = (struct spawned){ .s = s, .i = i };
+                ck_assert_int_eq(pthread_create(&s->t[i], NULL, spawned_main, &spawned_[i]), 0);
+        }
+        s->started = 1;
+        s->done = 1;
+}
+
+START_TEST(test_threads_started_by_callback)
+{
+        struct spawner s = { .m = PTHREAD_MUTEX_INITIALIZER };
+        struct iomem_region *reg = NULL;
+        int finished = 0;
+
+        it_daemon_start(&daemon_, NULL);
+        /* check forks each test: one thread until the callback starts more (unless CK_FORK=no) */
+        s.c = connect_flags(0);
+        ck_assert_int_eq(iomem_create(s.c, "st/r", 4096, NULL, &reg), 0);
+        reg = iomem_region_free(reg);
+        ck_assert_int_eq(iomem_ping_async(s.c, on_ping_spawn, &s), 0);
+        loop_until(s.c, &s.done);
+        ck_assert(s.started);
+        /* the caller goes on with the same client while the threads run */
+        for (int k = 0; k < 50; k++) {
+                ck_assert_int_eq(iomem_ping(s.c), 0);
+                ck_assert_int_eq(iomem_client_process(s.c), 0);
+        }
+        for (int waited = 0; finished < SPAWNED; waited += 10) {
+                ck_assert_msg(waited < WAIT_MS, "%d of %d threads still blocked after %d ms", SPAWNED - finished,
+                              SPAWNED, WAIT_MS);
+                poll(NULL, 0, 10);
+                pthread_mutex_lock(&s.m);
+                finished = s.finished;
+                pthread_mutex_unlock(&s.m);
+        }
+        for (int i = 0; i < SPAWNED; i++) {
+                ck_assert_int_eq(pthread_join(s.t[i], NULL), 0);
+                ck_assert_msg(s.r[i] == 0, "thread %d: %s", i, iomem_strerror(s.r[i]));
+        }
+        iomem_disconnect(s.c);
+}
+END_TEST
+
 /* ---- cached opens ---------------------------------------------------------------- */
 
 /* Return: the daemon's open count of @name (hits of the cache do not count). */
@@ -630,6 +723,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_async_disconnect_outstanding);
         tcase_add_test(tc, test_libevent_consumer);
         tcase_add_test(tc, test_threads_share_blocking_client);
+        tcase_add_test(tc, test_threads_started_by_callback);
         tcase_add_test(tc, test_open_cache_invalidation);
         suite_add_tcase(s, tc);
         return s;
