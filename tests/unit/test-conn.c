@@ -2186,6 +2186,160 @@ START_TEST(test_quota_reload_applies_to_open_connections)
 }
 END_TEST
 
+/* Receive the next reply on @p, letting the daemon run (pump()) whenever the client end has nothing yet. */
+static void recv_frame_pumping(struct peer *p, struct transport_frame *f)
+{
+        for (int i = 0; i < 100000; i++) {
+                int r = transport_next_frame(&p->t, f);
+
+                if (r == 1) {
+                        ck_assert(f->hdr.flags & PROTO_FLAG_REPLY);
+                        return;
+                }
+                ck_assert_int_eq(r, 0);
+                r = transport_read(&p->t);
+                if (r == -EAGAIN)
+                        pump(p);
+                else
+                        ck_assert_int_gt(r, 0);
+        }
+        ck_abort_msg("no reply");
+}
+
+/*
+ * In order (FDS_IN_ORDER), a daemon socket with the smallest send buffer and a client that reads only now and
+ * then: LIST replies (no fds, several KiB) pipelined with OPENs and CREATEs, whose replies lend the region's fd
+ * (transport_send_with_fds()) and so are often sent with, and cut inside, the LIST bytes queued ahead of them.
+ * Every reply comes whole, in order, with its own region's object; the uid's count of fds queued or unread
+ * follows (the peer's reading brings it to 0); a second client of the same uid that then leaves with replies
+ * and fds still queued or unread (mid-reply) gives every count back.
+ */
+START_TEST(test_fds_in_order_cut_replies)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = PROTO_HELLO_FDS_IN_ORDER };
+        enum { NREG = 40, ROUNDS = 12 };
+        struct stat want[NREG], got;
+        struct proto_quota_reply q;
+        struct transport_frame f;
+        struct env e;
+        struct peer a, b, c;
+        char name[PROTO_NAME_MAX + 1];
+        uint8_t buf[512];
+        int fds[NREG], sndbuf = 1, created = 0;
+        uint32_t id;
+
+        env_init(&e);
+        peer_open(&e, &a);
+        peer_open(&e, &b);
+        do_hello(&b);
+        for (int i = 0; i < NREG; i++) {
+                memset(name, 'n', 200);
+                snprintf(name + 200, sizeof(name) - 200, "%03d", i);
+                fds[i] = create_ok(&b, 10 + (uint32_t)i, name, 4096, 0, NULL);
+                ck_assert_int_eq(fstat(fds[i], &want[i]), 0);
+        }
+        a.t.in_fds_in_order = true;
+        ck_assert_int_eq(setsockopt(conn_fd(a.conn), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+        send_req(&a, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        /* pipelined: LIST, OPEN, OPEN, CREATE, LIST, OPEN... */
+        id = 100;
+        for (int r = 0; r < ROUNDS; r++) {
+                struct proto_list l = { .prefix = "" };
+
+                send_req(&a, PROTO_OP_LIST, id++, buf, proto_list_encode(&l, buf, sizeof(buf)));
+                memset(name, 'n', 200);
+                snprintf(name + 200, sizeof(name) - 200, "%03d", (r * 3) % NREG);
+                send_open(&a, id++, name, 0, 0);
+                snprintf(name + 200, sizeof(name) - 200, "%03d", (r * 3 + 1) % NREG);
+                send_open(&a, id++, name, PROTO_OPEN_RDONLY, 0);
+                snprintf(name, sizeof(name), "fresh%d", r);
+                send_create(&a, id++, name, 4096, 0, 0, PROTO_BACKEND_AUTO, 0);
+        }
+        /* the client reads a frame now and then; the daemon runs between */
+        ck_assert_int_eq(pump(&a), 0);
+        recv_frame_pumping(&a, &f);
+        ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_HELLO);
+        ck_assert_uint_eq(f.nfds, 0);
+        transport_frame_deinit(&f);
+        q = get_quota(&b, 2);
+        ck_assert_uint_gt(q.fds, 0); /* fds in flight towards a: counted */
+        ck_assert_uint_le(q.fds, CONN_MAX_FDS_UNREAD);
+        id = 100;
+        for (int r = 0; r < ROUNDS; r++) {
+                int k;
+
+                pump(&a);
+                recv_frame_pumping(&a, &f);
+                ck_assert_uint_eq(f.hdr.id, id++);
+                ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_LIST);
+                ck_assert_uint_eq(f.nfds, 0);
+                ck_assert_uint_gt(f.hdr.length, 4096); /* a LIST reply longer than the socket's buffer */
+                transport_frame_deinit(&f);
+                for (int j = 0; j < 2; j++) {
+                        int which = (r * 3 + j) % NREG;
+
+                        recv_frame_pumping(&a, &f);
+                        ck_assert_uint_eq(f.hdr.id, id++);
+                        ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_OPEN);
+                        ck_assert_uint_eq(f.hdr.flags & PROTO_FLAG_ERROR, 0);
+                        ck_assert_uint_eq(f.nfds, 1);
+                        k = f.fds[0];
+                        ck_assert_int_eq(fstat(k, &got), 0);
+                        ck_assert_msg(got.st_ino == want[which].st_ino && got.st_dev == want[which].st_dev,
+                                      "round %d OPEN %d: another object", r, j);
+                        transport_frame_deinit(&f);
+                }
+                recv_frame_pumping(&a, &f);
+                ck_assert_uint_eq(f.hdr.id, id++);
+                ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_CREATE);
+                ck_assert_uint_eq(f.hdr.flags & PROTO_FLAG_ERROR, 0);
+                ck_assert_uint_eq(f.nfds, 1);
+                transport_frame_deinit(&f);
+                created++;
+        }
+        pump(&a);
+        ck_assert(!reply_pending(&a));
+        q = get_quota(&b, 3); /* a read everything: b's reply came after a's counts were refreshed */
+        pump(&a);
+        q = get_quota(&b, 4);
+        ck_assert_uint_eq(q.fds, 0);
+
+        /* c: the same, then it leaves with replies queued and fds in flight */
+        peer_open(&e, &c);
+        c.t.in_fds_in_order = true;
+        ck_assert_int_eq(setsockopt(conn_fd(c.conn), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+        send_req(&c, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        for (int r = 0; r < ROUNDS; r++) {
+                struct proto_list l = { .prefix = "" };
+
+                send_req(&c, PROTO_OP_LIST, 500 + (uint32_t)r * 2, buf, proto_list_encode(&l, buf, sizeof(buf)));
+                memset(name, 'n', 200);
+                snprintf(name + 200, sizeof(name) - 200, "%03d", r % NREG);
+                send_open(&c, 501 + (uint32_t)r * 2, name, 0, 0);
+        }
+        ck_assert_int_eq(pump(&c), 0);
+        recv_frame_pumping(&c, &f);
+        ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_HELLO);
+        transport_frame_deinit(&f);
+        recv_frame_pumping(&c, &f); /* the first bytes of what follows, and maybe an fd, arrived */
+        ck_assert_uint_eq(f.hdr.id, 500);
+        transport_frame_deinit(&f);
+        ck_assert(conn_has_output(c.conn));
+        q = get_quota(&b, 5);
+        ck_assert_uint_gt(q.fds, 0);
+        peer_close(&c); /* the daemon's end goes first: its socket kept while c holds fds unread, then c's */
+        q = get_quota(&b, 6);
+        ck_assert_uint_eq(q.fds, 0);
+
+        for (int i = 0; i < NREG; i++)
+                close(fds[i]);
+        peer_close(&a);
+        peer_close(&b);
+        env_deinit(&e);
+        ck_assert_int_eq(created, ROUNDS);
+}
+END_TEST
+
 /* D10/R2: fds queued towards a uid that does not read are capped; past the cap OPEN says -EDQUOT. */
 START_TEST(test_fds_in_flight_quota)
 {
@@ -3048,6 +3202,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_open_size_after_late_seals);
         tcase_add_test(tc, test_hello_fds_in_order_one_sendmsg);
         tcase_add_test(tc, test_fds_in_order_replies_parse);
+        tcase_add_test(tc, test_fds_in_order_cut_replies);
         tcase_add_test(tc, test_peer_identity);
         tcase_add_test(tc, test_chmod_chown_quota);
         tcase_add_test(tc, test_r2_uid_quota);
