@@ -495,6 +495,27 @@ START_TEST(test_page_bits_only_when_asked)
 }
 END_TEST
 
+/*
+ * F9 through conn_timeout() alone: a caller that acts on a time past the handshake timeout without having asked
+ * conn_deadline() first (as fuzz-conn's timeout step does) still drops a connection that sent no HELLO.
+ */
+START_TEST(test_f9_handshake_timeout_unasked)
+{
+        struct env e;
+        struct peer p;
+
+        env_init(&e);
+        ck_assert_uint_gt(e.cfg.handshake_timeout_sec, 0);
+        peer_open(&e, &p);
+        ck_assert_int_eq(conn_timeout(p.conn, conn_now_ns()), 0);
+        ck_assert(!conn_is_dead(p.conn));
+        ck_assert_int_lt(conn_timeout(p.conn, conn_now_ns() + (e.cfg.handshake_timeout_sec + 1) * UINT64_C(1000000000)), 0);
+        ck_assert(conn_is_dead(p.conn));
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
 /* F9: a connection that never sends HELLO is dropped once its deadline passes. */
 START_TEST(test_f9_handshake_timeout)
 {
@@ -2303,6 +2324,8 @@ START_TEST(test_fds_in_order_cut_replies)
         pump(&a);
         q = get_quota(&b, 4);
         ck_assert_uint_eq(q.fds, 0);
+        ck_assert_uint_eq(e.ctx.fds_unread, 0);
+        ck_assert_uint_eq(conn_usage(a.conn, getuid())->fds_unread, 0);
 
         /* c: the same, then it leaves with replies queued and fds in flight */
         peer_open(&e, &c);
@@ -2327,9 +2350,17 @@ START_TEST(test_fds_in_order_cut_replies)
         ck_assert(conn_has_output(c.conn));
         q = get_quota(&b, 5);
         ck_assert_uint_gt(q.fds, 0);
+        ck_assert_uint_gt(e.ctx.fds_unread, 0);
         peer_close(&c); /* the daemon's end goes first: its socket kept while c holds fds unread, then c's */
         q = get_quota(&b, 6);
         ck_assert_uint_eq(q.fds, 0);
+        ck_assert_uint_eq(e.ctx.norphans, 1);  /* kept: c's unread fds were the daemon's charge until it closed */
+        ck_assert_uint_gt(e.ctx.fds_unread, 1); /* its fds in flight and the socket itself */
+        conn_reap_orphans(&e.ctx, false);       /* c closed its end: nothing in flight any more */
+        ck_assert_uint_eq(e.ctx.norphans, 0);
+        ck_assert_uint_eq(e.ctx.fds_unread, 0);
+        ck_assert_uint_eq(conn_usage(a.conn, getuid())->fds_unread, 0);
+        conn_reap_orphans(&e.ctx, true);
 
         for (int i = 0; i < NREG; i++)
                 close(fds[i]);
@@ -3169,6 +3200,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_hello_pipelined_error_discards);
         tcase_add_test(tc, test_page_bits_only_when_asked);
         tcase_add_test(tc, test_f9_handshake_timeout);
+        tcase_add_test(tc, test_f9_handshake_timeout_unasked);
         tcase_add_test(tc, test_f5_unknown_opcodes);
         tcase_add_test(tc, test_f5_unknown_version);
         tcase_add_test(tc, test_f5_bad_shapes);
