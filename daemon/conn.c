@@ -545,10 +545,14 @@ __attribute__((always_inline)) static inline void conn_reply_queue(struct conn *
 
                 budget = before = conn_fd_budget(c);
                 r = transport_send_with_fds(&c->transport, &h, payload, len, fds, nfds, &budget, &flushed);
-                if (r == 0) {
+                if (r == 0)
                         c->fds_gated = flushed == -EDQUOT;
-                        conn_charge_fds(c, (int64_t)(before - budget)); /* the fds just sent are unread */
-                }
+                /*
+                 * The fds just sent are unread, even on error: a reply cut by a full socket whose rest could not
+                 * be queued (-ENOMEM) sent its fds with the part written, and the peer holds them as before.
+                 */
+                if (before != budget)
+                        conn_charge_fds(c, (int64_t)(before - budget));
         } else {
                 r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
                 if (nfds) /* the queue's fds changed: the uid's count follows */

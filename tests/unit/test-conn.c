@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -23,6 +24,41 @@
 #include "transport.h"
 
 #define TEST_MAX_REGION (UINT64_C(1) << 20)
+
+#ifndef __SANITIZE_ADDRESS__ /* ASan owns malloc */
+/*
+ * A fault at one exact point: once armed, the first sendmsg() that carries fds and writes only part of its bytes
+ * makes the next malloc() fail (transport_send_with_fds() queueing the rest of a reply cut by a full socket).
+ * Unarmed, both are the C library's.
+ */
+#define TEST_CUT_FAULT 1
+extern void *__libc_malloc(size_t size);
+static bool fail_malloc_after_cut, fail_next_malloc;
+
+void *malloc(size_t size)
+{
+        if (fail_next_malloc) {
+                fail_next_malloc = false;
+                errno = ENOMEM;
+                return NULL;
+        }
+        return __libc_malloc(size);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+        ssize_t n = syscall(SYS_sendmsg, fd, msg, flags);
+        size_t total = 0;
+
+        for (size_t i = 0; i < msg->msg_iovlen; i++)
+                total += msg->msg_iov[i].iov_len;
+        if (fail_malloc_after_cut && n > 0 && (size_t)n < total && msg->msg_controllen > 0) {
+                fail_malloc_after_cut = false;
+                fail_next_malloc = true;
+        }
+        return n;
+}
+#endif
 
 /* One daemon (context, table, config) and its connections, each with a raw client end. */
 struct env {
@@ -2371,6 +2407,65 @@ START_TEST(test_fds_in_order_cut_replies)
 }
 END_TEST
 
+/*
+ * A reply lending an fd, sent with the LIST bytes queued ahead of it and cut by the full socket, whose rest then
+ * cannot be queued (no memory): the connection is dropped, but its fd did go with the part written, so it is in
+ * flight to the client, charged to the daemon by the kernel until the client reads or closes. It must be counted
+ * (the daemon's fds in flight, the orphan kept at conn_free()) like any fd sent.
+ */
+START_TEST(test_cut_reply_enomem_counts_its_fd)
+{
+#ifdef TEST_CUT_FAULT
+        struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = PROTO_HELLO_FDS_IN_ORDER };
+        struct proto_list l = { .prefix = "" };
+        enum { NREG = 40 };
+        char name[PROTO_NAME_MAX + 1];
+        struct env e;
+        struct peer a, b;
+        uint8_t buf[512];
+        int fds[NREG], sndbuf = 1;
+
+        env_init(&e);
+        peer_open(&e, &a);
+        peer_open(&e, &b);
+        do_hello(&b);
+        memset(name, 'n', 200);
+        for (int i = 0; i < NREG; i++) {
+                snprintf(name + 200, sizeof(name) - 200, "%03d", i);
+                fds[i] = create_ok(&b, 10 + (uint32_t)i, name, 4096, 0, NULL);
+        }
+        a.t.in_fds_in_order = true;
+        ck_assert_int_eq(setsockopt(conn_fd(a.conn), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+        send_req(&a, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        for (uint32_t id = 100; id < 104; id++) { /* replies that fill the connection's first reply storage */
+                struct proto_ping ping = { .cookie = id };
+
+                send_req(&a, PROTO_OP_PING, id, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
+        }
+        send_req(&a, PROTO_OP_LIST, 2, buf, proto_list_encode(&l, buf, sizeof(buf)));
+        snprintf(name + 200, sizeof(name) - 200, "%03d", 0);
+        send_open(&a, 3, name, 0, 0);
+        conn_refresh_unread(b.conn); /* b read its CREATE replies */
+        ck_assert_uint_eq(e.ctx.fds_unread, 0);
+        fail_malloc_after_cut = true;
+        conn_handle_input(a.conn);
+        ck_assert_msg(!fail_malloc_after_cut && !fail_next_malloc, "armed %d next %d", fail_malloc_after_cut, fail_next_malloc); /* the fault happened, where meant */
+        ck_assert(conn_is_dead(a.conn));
+        ck_assert_uint_eq(e.ctx.fds_unread, 1); /* the OPEN reply's fd went with the cut */
+        peer_close(&a); /* the client still holds it unread when the daemon's end goes: kept, then reaped */
+        ck_assert_uint_eq(e.ctx.norphans, 1);
+        conn_reap_orphans(&e.ctx, false);
+        ck_assert_uint_eq(e.ctx.norphans, 0);
+        ck_assert_uint_eq(e.ctx.fds_unread, 0);
+        conn_reap_orphans(&e.ctx, true);
+        for (int i = 0; i < NREG; i++)
+                close(fds[i]);
+        peer_close(&b);
+        env_deinit(&e);
+#endif
+}
+END_TEST
+
 /* D10/R2: fds queued towards a uid that does not read are capped; past the cap OPEN says -EDQUOT. */
 START_TEST(test_fds_in_flight_quota)
 {
@@ -3235,6 +3330,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_hello_fds_in_order_one_sendmsg);
         tcase_add_test(tc, test_fds_in_order_replies_parse);
         tcase_add_test(tc, test_fds_in_order_cut_replies);
+        tcase_add_test(tc, test_cut_reply_enomem_counts_its_fd);
         tcase_add_test(tc, test_peer_identity);
         tcase_add_test(tc, test_chmod_chown_quota);
         tcase_add_test(tc, test_r2_uid_quota);
