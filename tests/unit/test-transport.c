@@ -2078,6 +2078,30 @@ START_TEST(test_l4_epipe_no_sigpipe)
         r = transport_flush(&t);
         ck_assert_msg(r == -EPIPE || r == -ECONNRESET, "r = %d", r);
         ck_assert(transport_has_output(&t));
+        /* transport_send_with_fds() (iomemd's replies lending a region's fd): queued with its fd borrowed, no SIGPIPE */
+        {
+                unsigned budget = 4;
+                int lent = memfd_new(), flushed = 0;
+
+                ck_assert_int_eq(transport_send_with_fds(&t, &h, payload, sizeof(payload), &lent, 1, &budget,
+                                                         &flushed), 0);
+                ck_assert_uint_eq(budget, 4); /* its fd went nowhere */
+                transport_flush(&t); /* the head's error first: queued behind it, the frame was not tried */
+                ck_assert_uint_eq(t.out_borrowed, 1);
+                ck_assert_int_eq(transport_own_fds(&t), 0);
+                close(lent);
+                /* alone in the queue: tried at once, and the error said */
+                transport_deinit(&t);
+                ck_assert_int_eq(transport_init(&t, sv[0], 0, 0), 0);
+                lent = memfd_new();
+                ck_assert_int_eq(transport_send_with_fds(&t, &h, payload, sizeof(payload), &lent, 1, &budget,
+                                                         &flushed), 0);
+                ck_assert_msg(flushed == -EPIPE || flushed == -ECONNRESET, "flushed = %d", flushed);
+                ck_assert_uint_eq(budget, 4);
+                ck_assert_uint_eq(t.out_borrowed, 1);
+                ck_assert_int_eq(transport_own_fds(&t), 0);
+                close(lent);
+        }
         transport_deinit(&t); /* closes what was never sent */
         pair_close(sv);
 }
