@@ -1001,7 +1001,7 @@ int transport_send_with_fds(struct transport *t, const struct proto_header *h, c
         /* a partial write: the rest is queued, its fds gone, and no new fds go until it is written */
         r = transport_queue_how(t, h, payload, len, (int *)fds, nfds, true);
         if (r < 0)
-                return r; /* cannot happen: the bounds were checked above */
+                return r; /* -ENOMEM only (the bounds were checked above): its fds went, *fd_budget says so */
         transport_out_fds_sent(t, t->out_tail);
         if (t->out_fds_in_order) /* else a frame with fds goes alone from its first byte: nothing to hold back */
                 t->out_fds_ahead_bytes = ahead + size - (size_t)n;

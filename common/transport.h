@@ -278,9 +278,10 @@ int transport_flush_fds(struct transport *t, unsigned *fd_budget);
  * ties fds in order if any frame is queued, @nfds > 0 within *@fd_budget), it is sent from @payload without being
  * queued; only what the socket did not take is queued (its fds already sent with the call). Otherwise, or if
  * nothing went, it is queued with @fds borrowed, as transport_queue_with_fds(): the caller then calls
- * transport_own_fds() before it closes them. *@fd_budget is decreased by the fds sent.
- * Return: as transport_queue_with_fds() (nothing queued or sent on error), with *@flushp set (on success) to
- * what transport_flush_fds() would have returned.
+ * transport_own_fds() before it closes them. *@fd_budget is decreased by the fds sent, on error too.
+ * Return: as transport_queue_with_fds(), with *@flushp set (on success) to what transport_flush_fds() would have
+ * returned. On error nothing is queued, and nothing sent except in one case: -ENOMEM queueing the rest of a frame
+ * cut by a full socket, whose fds and first bytes went (*@fd_budget says so); the caller must drop the peer.
  */
 int transport_send_with_fds(struct transport *t, const struct proto_header *h, const void *payload, size_t len,
                             const int *fds, unsigned nfds, unsigned *fd_budget, int *flushp);

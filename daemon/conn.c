@@ -545,10 +545,14 @@ __attribute__((always_inline)) static inline void conn_reply_queue(struct conn *
 
                 budget = before = conn_fd_budget(c);
                 r = transport_send_with_fds(&c->transport, &h, payload, len, fds, nfds, &budget, &flushed);
-                if (r == 0) {
+                if (r == 0)
                         c->fds_gated = flushed == -EDQUOT;
-                        conn_charge_fds(c, (int64_t)(before - budget)); /* the fds just sent are unread */
-                }
+                /*
+                 * The fds just sent are unread, even on error: a reply cut by a full socket whose rest could not
+                 * be queued (-ENOMEM) sent its fds with the part written, and the peer holds them as before.
+                 */
+                if (before != budget)
+                        conn_charge_fds(c, (int64_t)(before - budget));
         } else {
                 r = transport_queue(&c->transport, &h, payload, len, fds, nfds);
                 if (nfds) /* the queue's fds changed: the uid's count follows */
@@ -1054,7 +1058,9 @@ bool conn_is_done(const struct conn *c)
  * is set the first time it is asked for, which the event loop does as soon
  * as the connection's first read is handled (server_conn_update()): a client
  * that sends HELLO with its connect(), the usual case, never pays for the
- * clock read. A cache: setting it changes nothing observable.
+ * clock read. conn_timeout() asks too, so that a caller that never asked
+ * conn_deadline() still drops a connection without HELLO (F9). A cache:
+ * setting it changes nothing observable.
  */
 static uint64_t conn_handshake_deadline(const struct conn *c)
 {
@@ -1102,7 +1108,8 @@ int conn_timeout(struct conn *c, uint64_t now_ns)
                         return conn_drop(c, -ETIMEDOUT);
                 return 0;
         }
-        if (!c->hello_done && c->handshake_deadline_ns && now_ns >= c->handshake_deadline_ns) {
+        /* conn_handshake_deadline(): set now if nobody asked conn_deadline() yet (F9 holds for any caller) */
+        if (!c->hello_done && conn_handshake_deadline(c) && now_ns >= c->handshake_deadline_ns) {
                 if (conn_access_log_allowed(c))
                         log_info("client pid=%d uid=%u sent no HELLO in time: dropping it", (int)c->pid,
                                  (unsigned)c->uid);

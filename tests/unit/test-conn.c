@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -23,6 +24,41 @@
 #include "transport.h"
 
 #define TEST_MAX_REGION (UINT64_C(1) << 20)
+
+#ifndef __SANITIZE_ADDRESS__ /* ASan owns malloc */
+/*
+ * A fault at one exact point: once armed, the first sendmsg() that carries fds and writes only part of its bytes
+ * makes the next malloc() fail (transport_send_with_fds() queueing the rest of a reply cut by a full socket).
+ * Unarmed, both are the C library's.
+ */
+#define TEST_CUT_FAULT 1
+extern void *__libc_malloc(size_t size);
+static bool fail_malloc_after_cut, fail_next_malloc;
+
+void *malloc(size_t size)
+{
+        if (fail_next_malloc) {
+                fail_next_malloc = false;
+                errno = ENOMEM;
+                return NULL;
+        }
+        return __libc_malloc(size);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+        ssize_t n = syscall(SYS_sendmsg, fd, msg, flags);
+        size_t total = 0;
+
+        for (size_t i = 0; i < msg->msg_iovlen; i++)
+                total += msg->msg_iov[i].iov_len;
+        if (fail_malloc_after_cut && n > 0 && (size_t)n < total && msg->msg_controllen > 0) {
+                fail_malloc_after_cut = false;
+                fail_next_malloc = true;
+        }
+        return n;
+}
+#endif
 
 /* One daemon (context, table, config) and its connections, each with a raw client end. */
 struct env {
@@ -491,6 +527,27 @@ START_TEST(test_page_bits_only_when_asked)
         peer_close(&asking);
         peer_close(&plain);
         peer_close(&creator);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * F9 through conn_timeout() alone: a caller that acts on a time past the handshake timeout without having asked
+ * conn_deadline() first (as fuzz-conn's timeout step does) still drops a connection that sent no HELLO.
+ */
+START_TEST(test_f9_handshake_timeout_unasked)
+{
+        struct env e;
+        struct peer p;
+
+        env_init(&e);
+        ck_assert_uint_gt(e.cfg.handshake_timeout_sec, 0);
+        peer_open(&e, &p);
+        ck_assert_int_eq(conn_timeout(p.conn, conn_now_ns()), 0);
+        ck_assert(!conn_is_dead(p.conn));
+        ck_assert_int_lt(conn_timeout(p.conn, conn_now_ns() + (e.cfg.handshake_timeout_sec + 1) * UINT64_C(1000000000)), 0);
+        ck_assert(conn_is_dead(p.conn));
+        peer_close(&p);
         env_deinit(&e);
 }
 END_TEST
@@ -2186,6 +2243,229 @@ START_TEST(test_quota_reload_applies_to_open_connections)
 }
 END_TEST
 
+/* Receive the next reply on @p, letting the daemon run (pump()) whenever the client end has nothing yet. */
+static void recv_frame_pumping(struct peer *p, struct transport_frame *f)
+{
+        for (int i = 0; i < 100000; i++) {
+                int r = transport_next_frame(&p->t, f);
+
+                if (r == 1) {
+                        ck_assert(f->hdr.flags & PROTO_FLAG_REPLY);
+                        return;
+                }
+                ck_assert_int_eq(r, 0);
+                r = transport_read(&p->t);
+                if (r == -EAGAIN)
+                        pump(p);
+                else
+                        ck_assert_int_gt(r, 0);
+        }
+        ck_abort_msg("no reply");
+}
+
+/*
+ * In order (FDS_IN_ORDER), a daemon socket with the smallest send buffer and a client that reads only now and
+ * then: LIST replies (no fds, several KiB) pipelined with OPENs and CREATEs, whose replies lend the region's fd
+ * (transport_send_with_fds()) and so are often sent with, and cut inside, the LIST bytes queued ahead of them.
+ * Every reply comes whole, in order, with its own region's object; the uid's count of fds queued or unread
+ * follows (the peer's reading brings it to 0); a second client of the same uid that then leaves with replies
+ * and fds still queued or unread (mid-reply) gives every count back.
+ */
+START_TEST(test_fds_in_order_cut_replies)
+{
+        struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = PROTO_HELLO_FDS_IN_ORDER };
+        enum { NREG = 40, ROUNDS = 12 };
+        struct stat want[NREG], got;
+        struct proto_quota_reply q;
+        struct transport_frame f;
+        struct env e;
+        struct peer a, b, c;
+        char name[PROTO_NAME_MAX + 1];
+        uint8_t buf[512];
+        int fds[NREG], sndbuf = 1, created = 0;
+        uint32_t id;
+
+        env_init(&e);
+        peer_open(&e, &a);
+        peer_open(&e, &b);
+        do_hello(&b);
+        for (int i = 0; i < NREG; i++) {
+                memset(name, 'n', 200);
+                snprintf(name + 200, sizeof(name) - 200, "%03d", i);
+                fds[i] = create_ok(&b, 10 + (uint32_t)i, name, 4096, 0, NULL);
+                ck_assert_int_eq(fstat(fds[i], &want[i]), 0);
+        }
+        a.t.in_fds_in_order = true;
+        ck_assert_int_eq(setsockopt(conn_fd(a.conn), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+        send_req(&a, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        /* pipelined: LIST, OPEN, OPEN, CREATE, LIST, OPEN... */
+        id = 100;
+        for (int r = 0; r < ROUNDS; r++) {
+                struct proto_list l = { .prefix = "" };
+
+                send_req(&a, PROTO_OP_LIST, id++, buf, proto_list_encode(&l, buf, sizeof(buf)));
+                memset(name, 'n', 200);
+                snprintf(name + 200, sizeof(name) - 200, "%03d", (r * 3) % NREG);
+                send_open(&a, id++, name, 0, 0);
+                snprintf(name + 200, sizeof(name) - 200, "%03d", (r * 3 + 1) % NREG);
+                send_open(&a, id++, name, PROTO_OPEN_RDONLY, 0);
+                snprintf(name, sizeof(name), "fresh%d", r);
+                send_create(&a, id++, name, 4096, 0, 0, PROTO_BACKEND_AUTO, 0);
+        }
+        /* the client reads a frame now and then; the daemon runs between */
+        ck_assert_int_eq(pump(&a), 0);
+        recv_frame_pumping(&a, &f);
+        ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_HELLO);
+        ck_assert_uint_eq(f.nfds, 0);
+        transport_frame_deinit(&f);
+        q = get_quota(&b, 2);
+        ck_assert_uint_gt(q.fds, 0); /* fds in flight towards a: counted */
+        ck_assert_uint_le(q.fds, CONN_MAX_FDS_UNREAD);
+        id = 100;
+        for (int r = 0; r < ROUNDS; r++) {
+                int k;
+
+                pump(&a);
+                recv_frame_pumping(&a, &f);
+                ck_assert_uint_eq(f.hdr.id, id++);
+                ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_LIST);
+                ck_assert_uint_eq(f.nfds, 0);
+                ck_assert_uint_gt(f.hdr.length, 4096); /* a LIST reply longer than the socket's buffer */
+                transport_frame_deinit(&f);
+                for (int j = 0; j < 2; j++) {
+                        int which = (r * 3 + j) % NREG;
+
+                        recv_frame_pumping(&a, &f);
+                        ck_assert_uint_eq(f.hdr.id, id++);
+                        ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_OPEN);
+                        ck_assert_uint_eq(f.hdr.flags & PROTO_FLAG_ERROR, 0);
+                        ck_assert_uint_eq(f.nfds, 1);
+                        k = f.fds[0];
+                        ck_assert_int_eq(fstat(k, &got), 0);
+                        ck_assert_msg(got.st_ino == want[which].st_ino && got.st_dev == want[which].st_dev,
+                                      "round %d OPEN %d: another object", r, j);
+                        transport_frame_deinit(&f);
+                }
+                recv_frame_pumping(&a, &f);
+                ck_assert_uint_eq(f.hdr.id, id++);
+                ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_CREATE);
+                ck_assert_uint_eq(f.hdr.flags & PROTO_FLAG_ERROR, 0);
+                ck_assert_uint_eq(f.nfds, 1);
+                transport_frame_deinit(&f);
+                created++;
+        }
+        pump(&a);
+        ck_assert(!reply_pending(&a));
+        q = get_quota(&b, 3); /* a read everything: b's reply came after a's counts were refreshed */
+        pump(&a);
+        q = get_quota(&b, 4);
+        ck_assert_uint_eq(q.fds, 0);
+        ck_assert_uint_eq(e.ctx.fds_unread, 0);
+        ck_assert_uint_eq(conn_usage(a.conn, getuid())->fds_unread, 0);
+
+        /* c: the same, then it leaves with replies queued and fds in flight */
+        peer_open(&e, &c);
+        c.t.in_fds_in_order = true;
+        ck_assert_int_eq(setsockopt(conn_fd(c.conn), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+        send_req(&c, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        for (int r = 0; r < ROUNDS; r++) {
+                struct proto_list l = { .prefix = "" };
+
+                send_req(&c, PROTO_OP_LIST, 500 + (uint32_t)r * 2, buf, proto_list_encode(&l, buf, sizeof(buf)));
+                memset(name, 'n', 200);
+                snprintf(name + 200, sizeof(name) - 200, "%03d", r % NREG);
+                send_open(&c, 501 + (uint32_t)r * 2, name, 0, 0);
+        }
+        ck_assert_int_eq(pump(&c), 0);
+        recv_frame_pumping(&c, &f);
+        ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_HELLO);
+        transport_frame_deinit(&f);
+        recv_frame_pumping(&c, &f); /* the first bytes of what follows, and maybe an fd, arrived */
+        ck_assert_uint_eq(f.hdr.id, 500);
+        transport_frame_deinit(&f);
+        ck_assert(conn_has_output(c.conn));
+        q = get_quota(&b, 5);
+        ck_assert_uint_gt(q.fds, 0);
+        ck_assert_uint_gt(e.ctx.fds_unread, 0);
+        peer_close(&c); /* the daemon's end goes first: its socket kept while c holds fds unread, then c's */
+        q = get_quota(&b, 6);
+        ck_assert_uint_eq(q.fds, 0);
+        ck_assert_uint_eq(e.ctx.norphans, 1);  /* kept: c's unread fds were the daemon's charge until it closed */
+        ck_assert_uint_gt(e.ctx.fds_unread, 1); /* its fds in flight and the socket itself */
+        conn_reap_orphans(&e.ctx, false);       /* c closed its end: nothing in flight any more */
+        ck_assert_uint_eq(e.ctx.norphans, 0);
+        ck_assert_uint_eq(e.ctx.fds_unread, 0);
+        ck_assert_uint_eq(conn_usage(a.conn, getuid())->fds_unread, 0);
+        conn_reap_orphans(&e.ctx, true);
+
+        for (int i = 0; i < NREG; i++)
+                close(fds[i]);
+        peer_close(&a);
+        peer_close(&b);
+        env_deinit(&e);
+        ck_assert_int_eq(created, ROUNDS);
+}
+END_TEST
+
+/*
+ * A reply lending an fd, sent with the LIST bytes queued ahead of it and cut by the full socket, whose rest then
+ * cannot be queued (no memory): the connection is dropped, but its fd did go with the part written, so it is in
+ * flight to the client, charged to the daemon by the kernel until the client reads or closes. It must be counted
+ * (the daemon's fds in flight, the orphan kept at conn_free()) like any fd sent.
+ */
+START_TEST(test_cut_reply_enomem_counts_its_fd)
+{
+#ifdef TEST_CUT_FAULT
+        struct proto_hello m = { .min_version = 1, .max_version = 1, .flags = PROTO_HELLO_FDS_IN_ORDER };
+        struct proto_list l = { .prefix = "" };
+        enum { NREG = 40 };
+        char name[PROTO_NAME_MAX + 1];
+        struct env e;
+        struct peer a, b;
+        uint8_t buf[512];
+        int fds[NREG], sndbuf = 1;
+
+        env_init(&e);
+        peer_open(&e, &a);
+        peer_open(&e, &b);
+        do_hello(&b);
+        memset(name, 'n', 200);
+        for (int i = 0; i < NREG; i++) {
+                snprintf(name + 200, sizeof(name) - 200, "%03d", i);
+                fds[i] = create_ok(&b, 10 + (uint32_t)i, name, 4096, 0, NULL);
+        }
+        a.t.in_fds_in_order = true;
+        ck_assert_int_eq(setsockopt(conn_fd(a.conn), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+        send_req(&a, PROTO_OP_HELLO, 1, buf, proto_hello_encode(&m, buf, sizeof(buf)));
+        for (uint32_t id = 100; id < 104; id++) { /* replies that fill the connection's first reply storage */
+                struct proto_ping ping = { .cookie = id };
+
+                send_req(&a, PROTO_OP_PING, id, buf, proto_ping_encode(&ping, buf, sizeof(buf)));
+        }
+        send_req(&a, PROTO_OP_LIST, 2, buf, proto_list_encode(&l, buf, sizeof(buf)));
+        snprintf(name + 200, sizeof(name) - 200, "%03d", 0);
+        send_open(&a, 3, name, 0, 0);
+        conn_refresh_unread(b.conn); /* b read its CREATE replies */
+        ck_assert_uint_eq(e.ctx.fds_unread, 0);
+        fail_malloc_after_cut = true;
+        conn_handle_input(a.conn);
+        ck_assert_msg(!fail_malloc_after_cut && !fail_next_malloc, "armed %d next %d", fail_malloc_after_cut, fail_next_malloc); /* the fault happened, where meant */
+        ck_assert(conn_is_dead(a.conn));
+        ck_assert_uint_eq(e.ctx.fds_unread, 1); /* the OPEN reply's fd went with the cut */
+        peer_close(&a); /* the client still holds it unread when the daemon's end goes: kept, then reaped */
+        ck_assert_uint_eq(e.ctx.norphans, 1);
+        conn_reap_orphans(&e.ctx, false);
+        ck_assert_uint_eq(e.ctx.norphans, 0);
+        ck_assert_uint_eq(e.ctx.fds_unread, 0);
+        conn_reap_orphans(&e.ctx, true);
+        for (int i = 0; i < NREG; i++)
+                close(fds[i]);
+        peer_close(&b);
+        env_deinit(&e);
+#endif
+}
+END_TEST
+
 /* D10/R2: fds queued towards a uid that does not read are capped; past the cap OPEN says -EDQUOT. */
 START_TEST(test_fds_in_flight_quota)
 {
@@ -3015,6 +3295,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_hello_pipelined_error_discards);
         tcase_add_test(tc, test_page_bits_only_when_asked);
         tcase_add_test(tc, test_f9_handshake_timeout);
+        tcase_add_test(tc, test_f9_handshake_timeout_unasked);
         tcase_add_test(tc, test_f5_unknown_opcodes);
         tcase_add_test(tc, test_f5_unknown_version);
         tcase_add_test(tc, test_f5_bad_shapes);
@@ -3048,6 +3329,8 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_open_size_after_late_seals);
         tcase_add_test(tc, test_hello_fds_in_order_one_sendmsg);
         tcase_add_test(tc, test_fds_in_order_replies_parse);
+        tcase_add_test(tc, test_fds_in_order_cut_replies);
+        tcase_add_test(tc, test_cut_reply_enomem_counts_its_fd);
         tcase_add_test(tc, test_peer_identity);
         tcase_add_test(tc, test_chmod_chown_quota);
         tcase_add_test(tc, test_r2_uid_quota);

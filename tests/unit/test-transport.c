@@ -1746,6 +1746,245 @@ START_TEST(test_send_with_fds)
 END_TEST
 
 /*
+ * transport_send_with_fds() at random, as iomemd uses it (a reply lending 1..4 fds, the caller's copies closed at
+ * once after transport_own_fds(), its payload scribbled over), mixed with fd-less and fd-carrying frames queued
+ * ahead, flushes with random fd budgets, and a reader that reads when it likes, through a 4 KiB socket: frames
+ * arrive whole and in order with their own fds (the reader checks the in-order bound of 4 held fds), and the fd
+ * budget spent by every call equals the fds that left the queue (the daemon's fds-in-flight accounting).
+ */
+static void send_with_fds_random(bool in_order, bool storage_on, uint32_t seed)
+{
+        enum { FRAMES = 1000, MAX_WAIT = 48 };
+        struct expect {
+                uint32_t len;
+                unsigned nfds;
+                int orig[PROTO_MAX_FDS];
+        };
+        struct expect *want = calloc(FRAMES, sizeof(*want));
+        struct transport_out_storage *storage = malloc(sizeof(*storage));
+        uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
+        struct transport a, b;
+        struct transport_frame f;
+        unsigned queued = 0, got = 0, rounds = 0, fast = 0, cut = 0;
+        uint32_t x = seed;
+        int small = 4096, sv[2], r;
+
+        ck_assert_ptr_nonnull(want);
+        ck_assert_ptr_nonnull(storage);
+        ck_assert_ptr_nonnull(payload);
+        pair_new(sv);
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        if (storage_on)
+                transport_use_out_storage(&a, storage);
+        a.out_fds_in_order = in_order;
+        b.in_fds_in_order = in_order;
+#define NEXT() (x ^= x << 13, x ^= x >> 17, x ^= x << 5, x)
+        while (got < FRAMES) {
+                unsigned action = NEXT() % 8;
+
+                ck_assert_uint_lt(rounds++, 10000000);
+                if (action < 4 && queued < FRAMES && queued - got < MAX_WAIT) {
+                        static const uint32_t sizes[] = { 0, 8, 24, 40, 100, 1000, 3000, 5000, 20000,
+                                                          PROTO_MAX_PAYLOAD };
+                        struct proto_header h = { .opcode = PROTO_OP_OPEN, .id = queued, .flags = PROTO_FLAG_REPLY };
+                        struct expect *e = &want[queued];
+                        unsigned kind = NEXT() % 4; /* 0, 1: send_with_fds; 2: queued with fds or not; 3: fd-less */
+                        int fds[PROTO_MAX_FDS];
+
+                        unsigned nsizes = NEXT() % 8 == 0 ? sizeof(sizes) / sizeof(sizes[0]) : 6;
+
+                        e->len = sizes[NEXT() % nsizes];
+                        if (a.out_bytes + PROTO_HEADER_SIZE + e->len > a.max_out_bytes)
+                                e->len = 8; /* within the queue's bound (F8): not what this test is about */
+                        if (a.out_fds + PROTO_MAX_FDS > a.max_out_fds)
+                                kind = 3; /* within the queue's bound on fds (D10) */
+                        e->nfds = kind < 2 ? 1 + NEXT() % PROTO_MAX_FDS : kind == 2 ? NEXT() % (PROTO_MAX_FDS + 1) : 0;
+                        for (uint32_t k = 0; k < e->len; k++)
+                                payload[k] = (uint8_t)(queued * 31u + k);
+                        for (unsigned k = 0; k < e->nfds; k++) {
+                                fds[k] = memfd_new();
+                                e->orig[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+                                ck_assert_int_ge(e->orig[k], 0);
+                        }
+                        if (kind < 2) {
+                                unsigned budget = NEXT() % 3 == 0 ? NEXT() % 6 : UINT_MAX, before = budget;
+                                unsigned fds_before = a.out_fds;
+                                uint64_t pos = a.out_pos;
+                                bool empty = !transport_has_output(&a);
+                                int flushed = 1;
+
+                                r = transport_send_with_fds(&a, &h, payload, e->len, fds, e->nfds, &budget, &flushed);
+                                ck_assert_int_eq(r, 0);
+                                ck_assert_msg(flushed == 0 || flushed == -EAGAIN || flushed == -EDQUOT,
+                                              "flushed: %d", flushed);
+                                /* what the budget lost is what left the queue or never entered it */
+                                ck_assert_uint_eq(before - budget, fds_before + e->nfds - a.out_fds);
+                                ck_assert_uint_le(a.out_borrowed, 1);
+                                if (empty && !transport_has_output(&a))
+                                        fast++;
+                                if (a.out_pos > pos && transport_has_output(&a) && a.out_fds == 0)
+                                        cut++;
+                                ck_assert_int_eq(transport_own_fds(&a), 0);
+                                ck_assert_uint_eq(a.out_borrowed, 0);
+                                fds_close(fds, e->nfds); /* as iomemd: its region may go at once */
+                        } else {
+                                ck_assert_int_eq(transport_queue(&a, &h, payload, e->len, fds, e->nfds), 0);
+                        }
+                        memset(payload, 0xa5, e->len); /* the queued copy must not change */
+                        queued++;
+                } else if (action < 6) {
+                        unsigned budget = NEXT() % 3 == 0 ? NEXT() % 5 : UINT_MAX, before = budget;
+                        unsigned fds_before = a.out_fds;
+
+                        r = transport_flush_fds(&a, &budget);
+                        ck_assert_msg(r == 0 || r == -EAGAIN || r == -EDQUOT, "flush: %d", r);
+                        ck_assert_uint_eq(before - budget, fds_before - a.out_fds);
+                } else {
+                        while ((r = pump(&b, &f)) != 0) {
+                                struct expect *e = &want[got];
+
+                                ck_assert_msg(r == 1, "frame %u: %d", got, r);
+                                ck_assert_uint_lt(got, queued);
+                                ck_assert_uint_eq(f.hdr.id, got);
+                                ck_assert_uint_eq(f.hdr.length, e->len);
+                                for (uint32_t k = 0; k < e->len; k++)
+                                        payload[k] = (uint8_t)(got * 31u + k);
+                                if (e->len && memcmp(f.payload, payload, e->len) != 0)
+                                        payload_check(&f, got, e->len); /* says where */
+                                ck_assert_uint_eq(f.nfds, e->nfds);
+                                for (unsigned k = 0; k < f.nfds; k++) {
+                                        ck_assert(test_same_file(f.fds[k], e->orig[k]));
+                                        ck_assert(is_cloexec(f.fds[k]));
+                                }
+                                transport_frame_deinit(&f);
+                                fds_close(e->orig, e->nfds);
+                                got++;
+                        }
+                        if (queued == FRAMES) {
+                                unsigned budget = UINT_MAX;
+
+                                r = transport_flush_fds(&a, &budget);
+                                ck_assert(r == 0 || r == -EAGAIN);
+                        }
+                }
+        }
+#undef NEXT
+        ck_assert_uint_gt(fast, 0);
+        ck_assert_uint_gt(cut, 0);
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_fds + a.out_borrowed + a.out_fds_ahead_bytes, 0);
+        ck_assert_uint_eq(a.out_bytes, 0);
+        tpair_close(sv, &a, &b);
+        free(payload);
+        free(storage);
+        free(want);
+}
+
+/*
+ * In order, a send cut inside the fd-less frames queued ahead of the frame that lends fds: those fds went with
+ * the ahead frames' bytes (allowed in order), the reply's bytes follow later without them, and no later call
+ * carries fds before the reply is written (the reader would hold more than one call's fds otherwise).
+ */
+START_TEST(test_send_with_fds_cut_ahead)
+{
+        static const uint32_t lengths[] = { PROTO_MAX_PAYLOAD, 40, 12, 40 };
+        static const unsigned nfds[] = { 0, PROTO_MAX_FDS, 1, 1 };
+        uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
+        struct transport a, b;
+        struct transport_frame f;
+        struct proto_header h;
+        int sv[2], fds[PROTO_MAX_FDS], orig[4][PROTO_MAX_FDS], small = 4096, flushed, r;
+        unsigned budget, got = 0, rounds = 0;
+        uint64_t pos;
+
+        ck_assert_ptr_nonnull(payload);
+        pair_new(sv);
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(transport_init(&a, sv[0], 0, 0), 0);
+        ck_assert_int_eq(transport_init(&b, sv[1], 0, 0), 0);
+        a.out_fds_in_order = b.in_fds_in_order = true;
+
+        /* a big fd-less frame fills the socket; the reader takes what is there: room for part of the rest */
+        h = send_with_fds_frame(payload, 0, lengths[0]);
+        ck_assert_int_eq(transport_queue(&a, &h, payload, lengths[0], NULL, 0), 0);
+        ck_assert_int_eq(transport_flush(&a), -EAGAIN);
+        while (b.in_end < 4096) /* past the socket's first skb: its memory is the writer's again */
+                ck_assert_int_gt(transport_read(&b), 0);
+        /* a reply lending 4 fds: sent with the rest of the big frame, cut inside it */
+        for (unsigned k = 0; k < PROTO_MAX_FDS; k++) {
+                fds[k] = memfd_new();
+                orig[1][k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+        }
+        h = send_with_fds_frame(payload, 1, lengths[1]);
+        budget = PROTO_MAX_FDS;
+        pos = a.out_pos;
+        ck_assert_int_eq(transport_send_with_fds(&a, &h, payload, lengths[1], fds, PROTO_MAX_FDS, &budget, &flushed),
+                         0);
+        ck_assert_int_eq(flushed, -EAGAIN);
+        ck_assert_uint_eq(budget, 0);
+        ck_assert_uint_gt(a.out_pos, pos);
+        ck_assert_uint_gt(a.out_bytes, PROTO_HEADER_SIZE + lengths[1]); /* cut ahead of the reply */
+        ck_assert_uint_eq(a.out_fds + a.out_borrowed, 0);
+        ck_assert_int_eq(transport_own_fds(&a), 0);
+        fds_close(fds, PROTO_MAX_FDS); /* the peer's already */
+        /* two more replies with fds: they wait until reply 1 is written */
+        for (uint32_t id = 2; id <= 3; id++) {
+                int fd = memfd_new();
+
+                orig[id][0] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+                h = send_with_fds_frame(payload, id, lengths[id]);
+                budget = 8;
+                ck_assert_int_eq(transport_send_with_fds(&a, &h, payload, lengths[id], &fd, 1, &budget, &flushed), 0);
+                ck_assert_uint_eq(budget, 8); /* nothing with fds went */
+                ck_assert_int_eq(transport_own_fds(&a), 0);
+                close(fd);
+        }
+        while (got < 4) {
+                ck_assert_uint_lt(rounds++, 1000000);
+                r = transport_flush(&a);
+                ck_assert(r == 0 || r == -EAGAIN);
+                while (got < 4 && (r = pump(&b, &f)) == 1) {
+                        ck_assert_uint_eq(f.hdr.id, got);
+                        payload_check(&f, got, lengths[got]);
+                        ck_assert_uint_eq(f.nfds, nfds[got]);
+                        for (unsigned k = 0; k < f.nfds; k++)
+                                ck_assert(test_same_file(f.fds[k], orig[got][k]));
+                        transport_frame_deinit(&f);
+                        fds_close(orig[got], nfds[got]);
+                        got++;
+                }
+                ck_assert_int_ge(r, 0);
+        }
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_fds + a.out_borrowed + a.out_fds_ahead_bytes, 0);
+        tpair_close(sv, &a, &b);
+        free(payload);
+}
+END_TEST
+
+START_TEST(test_send_with_fds_random)
+{
+        for (uint32_t seed = 1; seed <= 3; seed++) {
+                send_with_fds_random(false, false, seed * 2654435761u);
+                send_with_fds_random(false, true, seed * 2246822519u);
+        }
+}
+END_TEST
+
+START_TEST(test_send_with_fds_random_in_order)
+{
+        for (uint32_t seed = 1; seed <= 3; seed++) {
+                send_with_fds_random(true, false, seed * 2654435761u);
+                send_with_fds_random(true, true, seed * 2246822519u);
+        }
+}
+END_TEST
+
+/*
  * transport_sendv_blocking(): frames go in order whether they leave with one sendmsg() from the caller's memory,
  * are cut by a full socket (the rest queued and flushed later, the cut frame from where it stopped), or go
  * through the queue behind frames queued before or with fds; a failed send leaves them queued, as
@@ -1839,6 +2078,30 @@ START_TEST(test_l4_epipe_no_sigpipe)
         r = transport_flush(&t);
         ck_assert_msg(r == -EPIPE || r == -ECONNRESET, "r = %d", r);
         ck_assert(transport_has_output(&t));
+        /* transport_send_with_fds() (iomemd's replies lending a region's fd): queued with its fd borrowed, no SIGPIPE */
+        {
+                unsigned budget = 4;
+                int lent = memfd_new(), flushed = 0;
+
+                ck_assert_int_eq(transport_send_with_fds(&t, &h, payload, sizeof(payload), &lent, 1, &budget,
+                                                         &flushed), 0);
+                ck_assert_uint_eq(budget, 4); /* its fd went nowhere */
+                transport_flush(&t); /* the head's error first: queued behind it, the frame was not tried */
+                ck_assert_uint_eq(t.out_borrowed, 1);
+                ck_assert_int_eq(transport_own_fds(&t), 0);
+                close(lent);
+                /* alone in the queue: tried at once, and the error said */
+                transport_deinit(&t);
+                ck_assert_int_eq(transport_init(&t, sv[0], 0, 0), 0);
+                lent = memfd_new();
+                ck_assert_int_eq(transport_send_with_fds(&t, &h, payload, sizeof(payload), &lent, 1, &budget,
+                                                         &flushed), 0);
+                ck_assert_msg(flushed == -EPIPE || flushed == -ECONNRESET, "flushed = %d", flushed);
+                ck_assert_uint_eq(budget, 4);
+                ck_assert_uint_eq(t.out_borrowed, 1);
+                ck_assert_int_eq(transport_own_fds(&t), 0);
+                close(lent);
+        }
         transport_deinit(&t); /* closes what was never sent */
         pair_close(sv);
 }
@@ -2356,6 +2619,9 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_out_storage_random_in_order);
         tcase_add_test(tc, test_sendv);
         tcase_add_test(tc, test_send_with_fds);
+        tcase_add_test(tc, test_send_with_fds_cut_ahead);
+        tcase_add_test(tc, test_send_with_fds_random);
+        tcase_add_test(tc, test_send_with_fds_random_in_order);
         tcase_add_test(tc, test_l4_epipe_no_sigpipe);
         tcase_add_test(tc, test_read_buffer_full);
         tcase_add_test(tc, test_read_buffer_grows);
