@@ -8,7 +8,9 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <sys/mman.h>
 
 #include "fdutil.h"
@@ -615,6 +617,92 @@ START_TEST(test_threads_started_by_callback)
 }
 END_TEST
 
+/*
+ * As above, but the threads start in the first of many callbacks of one iomem_client_process() call: the caller
+ * then completes the rest, calling client_lock() again after each callback, while the threads already read the
+ * socket and route replies (to their own calls and to the caller's queued opens). A caller that kept skipping the
+ * lock for the rest of that call (the process was single-threaded when it began) would walk and change the
+ * completion queue and the transport unlocked, under the threads' feet: lost or mixed-up replies, a hang (bounded
+ * here), or a report from helgrind, drd or ASan.
+ */
+#define MID_OPENS 64
+
+struct mid {
+        struct spawner s;
+        int completed, bad, submitted;
+        int all_done;
+};
+
+static void on_open_mid(struct iomem_client *c, int error, struct iomem_region *region, uint64_t gen, void *ud)
+{
+        struct mid *m = ud;
+
+        (void)gen;
+        if (error != 0 || !region || iomem_region_size(region) != 4096)
+                m->bad++;
+        iomem_region_free(region);
+        if (!m->s.started) {
+                for (int i = 0; i < SPAWNED; i++) {
+                        spawned_[i] = (struct spawned){ .s = &m->s, .i = i };
+                        ck_assert_int_eq(pthread_create(&m->s.t[i], NULL, spawned_main, &spawned_[i]), 0);
+                }
+                m->s.started = 1;
+        }
+        /* more work for the loop while the threads run: a second wave from inside the callbacks */
+        if (m->submitted < 2 * MID_OPENS) {
+                ck_assert_int_eq(iomem_open_async(c, "sm/r", 0, 0, on_open_mid, m), 0);
+                m->submitted++;
+        }
+        if (++m->completed == 2 * MID_OPENS)
+                m->all_done = 1;
+}
+
+START_TEST(test_threads_started_mid_process)
+{
+        static struct mid m;
+        struct iomem_region *reg = NULL;
+        const char *fork_env = getenv("CK_FORK");
+        int finished = 0;
+
+        m = (struct mid){ .s = { .m = PTHREAD_MUTEX_INITIALIZER } };
+        /* forked by check: this process has one thread (else the test proves nothing about the skipped lock) */
+        if (!fork_env || strcmp(fork_env, "no") != 0)
+                ck_assert_msg(__libc_single_threaded, "the test process already runs several threads");
+        it_daemon_start(&daemon_, NULL);
+        m.s.c = connect_flags(0);
+        ck_assert_int_eq(iomem_create(m.s.c, "sm/r", 4096, NULL, &reg), 0);
+        reg = iomem_region_free(reg);
+        /* st/r for spawned_main() */
+        ck_assert_int_eq(iomem_create(m.s.c, "st/r", 4096, NULL, &reg), 0);
+        reg = iomem_region_free(reg);
+        for (int i = 0; i < MID_OPENS; i++)
+                ck_assert_int_eq(iomem_open_async(m.s.c, "sm/r", 0, 0, on_open_mid, &m), 0);
+        m.submitted = MID_OPENS;
+        /* a blocking call reads (and queues) every earlier reply first: the daemon answers in order */
+        ck_assert_int_eq(iomem_ping(m.s.c), 0);
+        ck_assert(__libc_single_threaded || (fork_env && strcmp(fork_env, "no") == 0));
+        /* one call: the first callback starts the threads, the caller completes the others meanwhile */
+        ck_assert_int_ge(iomem_client_process(m.s.c), MID_OPENS);
+        ck_assert(m.s.started);
+        loop_until(m.s.c, &m.all_done);
+        ck_assert_int_eq(m.completed, 2 * MID_OPENS);
+        ck_assert_int_eq(m.bad, 0);
+        for (int waited = 0; finished < SPAWNED; waited += 10) {
+                ck_assert_msg(waited < WAIT_MS, "%d of %d threads still blocked after %d ms", SPAWNED - finished,
+                              SPAWNED, WAIT_MS);
+                poll(NULL, 0, 10);
+                pthread_mutex_lock(&m.s.m);
+                finished = m.s.finished;
+                pthread_mutex_unlock(&m.s.m);
+        }
+        for (int i = 0; i < SPAWNED; i++) {
+                ck_assert_int_eq(pthread_join(m.s.t[i], NULL), 0);
+                ck_assert_msg(m.s.r[i] == 0, "thread %d: %s", i, iomem_strerror(m.s.r[i]));
+        }
+        iomem_disconnect(m.s.c);
+}
+END_TEST
+
 /* ---- cached opens ---------------------------------------------------------------- */
 
 /* Return: the daemon's open count of @name (hits of the cache do not count). */
@@ -724,6 +812,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_libevent_consumer);
         tcase_add_test(tc, test_threads_share_blocking_client);
         tcase_add_test(tc, test_threads_started_by_callback);
+        tcase_add_test(tc, test_threads_started_mid_process);
         tcase_add_test(tc, test_open_cache_invalidation);
         suite_add_tcase(s, tc);
         return s;

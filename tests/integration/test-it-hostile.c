@@ -900,6 +900,158 @@ START_TEST(test_open_reply_fd_smaller_than_announced)
 }
 END_TEST
 
+/* ---- OPEN replies with more or fewer fds than they declare, or than OPEN wants ----- */
+
+/* One OPEN reply: the fds its header declares, those sent (in up to 3 sendmsg() calls), its flags. */
+struct fd_case {
+        const char *what;
+        uint16_t declared;
+        unsigned chunks[3]; /* fds sent with each piece of the frame (a piece per entry up to the last non-zero) */
+        unsigned npieces;
+        uint8_t flags;
+        bool may_succeed; /* an fd the frame does not declare is indistinguishable from the next frame's */
+};
+
+static const struct fd_case *fd_case_now;
+static int fd_case_fds[8]; /* memfds the fake sends (the test's, lent) */
+
+/* HELLO answered; the OPEN with fd_case_now's frame, then the fake waits for the client to close. */
+static void *fake_fd_count_daemon(void *arg)
+{
+        struct fake_daemon *d = arg;
+        static uint8_t payload[PROTO_MAX_PAYLOAD];
+        uint8_t hdr[PROTO_HEADER_SIZE], out[PROTO_HEADER_SIZE + 256];
+        int s = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        const struct fd_case *fc = fd_case_now;
+
+        while (s >= 0 && fake_read_all(s, hdr, sizeof(hdr))) {
+                struct proto_header h;
+
+                if (proto_header_decode(hdr, sizeof(hdr), &h) < 0 || h.length > sizeof(payload) ||
+                    !fake_read_all(s, payload, h.length))
+                        break;
+                if (h.opcode == PROTO_OP_HELLO) {
+                        struct proto_hello_reply rep = { .version = PROTO_VERSION, .max_fds = PROTO_MAX_FDS,
+                                                         .max_payload = PROTO_MAX_PAYLOAD,
+                                                         .max_region_size = 1u << 20, .name_max = PROTO_NAME_MAX,
+                                                         .server_version = "fake" };
+                        uint8_t rb[256];
+
+                        if (!fake_reply(s, &h, rb, proto_hello_reply_encode(&rep, rb, sizeof(rb))))
+                                break;
+                } else if (h.opcode == PROTO_OP_OPEN) {
+                        struct proto_region_info info = { .id = 7, .size = 4096, .backend = PROTO_BACKEND_MEMFD };
+                        struct proto_error err = { .error = -EACCES, .message = "no" };
+                        struct proto_header rh = { .magic = PROTO_MAGIC, .version = PROTO_VERSION,
+                                                   .flags = fc->flags, .opcode = PROTO_OP_OPEN, .id = h.id,
+                                                   .nfds = fc->declared };
+                        int len = (fc->flags & PROTO_FLAG_ERROR)
+                                          ? proto_error_encode(&err, out + PROTO_HEADER_SIZE, sizeof(out) - PROTO_HEADER_SIZE)
+                                          : proto_region_info_encode(&info, out + PROTO_HEADER_SIZE,
+                                                                     sizeof(out) - PROTO_HEADER_SIZE);
+                        size_t total, off = 0;
+                        unsigned next_fd = 0;
+
+                        if (len < 0)
+                                break;
+                        rh.length = (uint32_t)len;
+                        proto_header_encode(&rh, out);
+                        total = PROTO_HEADER_SIZE + (size_t)len;
+                        for (unsigned k = 0; k < fc->npieces; k++) {
+                                /* pieces of the frame: the last takes what is left */
+                                size_t n = k + 1 == fc->npieces ? total - off : 1 + k;
+                                union {
+                                        struct cmsghdr align;
+                                        char buf[CMSG_SPACE(8 * sizeof(int))];
+                                } ctl = { 0 };
+                                struct iovec iov = { .iov_base = out + off, .iov_len = n };
+                                struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+                                if (fc->chunks[k] > 0) {
+                                        struct cmsghdr *cm;
+
+                                        msg.msg_control = ctl.buf;
+                                        msg.msg_controllen = CMSG_SPACE(fc->chunks[k] * sizeof(int));
+                                        cm = CMSG_FIRSTHDR(&msg);
+                                        cm->cmsg_level = SOL_SOCKET;
+                                        cm->cmsg_type = SCM_RIGHTS;
+                                        cm->cmsg_len = CMSG_LEN(fc->chunks[k] * sizeof(int));
+                                        memcpy(CMSG_DATA(cm), fd_case_fds + next_fd, fc->chunks[k] * sizeof(int));
+                                        next_fd += fc->chunks[k];
+                                }
+                                if (sendmsg(s, &msg, MSG_NOSIGNAL) != (ssize_t)n)
+                                        break;
+                                off += n;
+                                poll(NULL, 0, 5); /* a separate recvmsg() per piece, mostly */
+                        }
+                } else {
+                        break;
+                }
+        }
+        if (s >= 0)
+                close(s);
+        return NULL;
+}
+
+/*
+ * A hostile daemon's OPEN reply with more or fewer fds than it declares, or than OPEN takes (one), or an error
+ * reply carrying one, in one piece or several (the fds split between them): the call fails (-EPROTO or the
+ * broken connection's error), every fd received is closed (none leaks once the client is gone), and nothing
+ * outside a frame's four fds is read or written (the ASan build). Exercises transport_read_flags()' fixed-size
+ * copy of a batch and transport_next_frame_borrowed()'s header decoded into the frame.
+ */
+START_TEST(test_open_reply_fd_counts)
+{
+        static const struct fd_case cases[] = {
+                { "two declared and sent", 2, { 2 }, 1, PROTO_FLAG_REPLY, false },
+                { "one declared, none sent", 1, { 0 }, 1, PROTO_FLAG_REPLY, false },
+                { "none declared, one sent", 0, { 1 }, 1, PROTO_FLAG_REPLY, false },
+                { "four declared and sent", 4, { 4 }, 1, PROTO_FLAG_REPLY, false },
+                { "three declared, sent 2 + 1", 3, { 2, 1 }, 2, PROTO_FLAG_REPLY, false },
+                { "one declared, four sent", 1, { 4 }, 1, PROTO_FLAG_REPLY, true },
+                { "four declared, five sent", 4, { 5 }, 1, PROTO_FLAG_REPLY, false },
+                { "five declared, sent 4 + 1", 5, { 4, 1 }, 2, PROTO_FLAG_REPLY, false },
+                { "four declared, sent 1 + 1 + 2", 4, { 1, 1, 2 }, 3, PROTO_FLAG_REPLY, false },
+                { "one declared, sent 0 + 1", 1, { 0, 1 }, 2, PROTO_FLAG_REPLY, true },
+                { "an error reply with one", 1, { 1 }, 1, PROTO_FLAG_REPLY | PROTO_FLAG_ERROR, false },
+                { "eight sent 4 + 4, one declared", 1, { 4, 4 }, 2, PROTO_FLAG_REPLY, true },
+        };
+        int base;
+
+        for (unsigned i = 0; i < 8; i++) {
+                fd_case_fds[i] = memfd_create("fdcase", MFD_CLOEXEC);
+                ck_assert_int_ge(fd_case_fds[i], 0);
+                ck_assert_int_eq(ftruncate(fd_case_fds[i], 4096), 0);
+        }
+        base = fdutil_count(0);
+        for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct fake_daemon d;
+                struct iomem_client *c = NULL;
+                struct iomem_region *region = NULL;
+                int r;
+
+                fd_case_now = &cases[i];
+                fake_start(&d, fake_fd_count_daemon);
+                ck_assert_int_eq(iomem_connect(d.path, &c), 0);
+                iomem_client_set_reconnect(c, 0);
+                iomem_client_set_timeout(c, 2000);
+                r = iomem_open(c, "any", 0, 0, &region);
+                ck_assert_msg(r < 0 || cases[i].may_succeed, "%s: OPEN succeeded", cases[i].what);
+                ck_assert_msg(r != -ETIMEDOUT, "%s: no answer routed (%s)", cases[i].what, iomem_strerror(r));
+                if (r == 0) {
+                        ck_assert_uint_eq(iomem_region_size(region), 4096);
+                        region = iomem_region_free(region);
+                }
+                ck_assert_ptr_null(region);
+                iomem_disconnect(c);
+                fake_stop(&d);
+                ck_assert_msg(fdutil_count(0) == base, "%s: %d fds left", cases[i].what, fdutil_count(0) - base);
+        }
+        for (unsigned i = 0; i < 8; i++)
+                close(fd_case_fds[i]);
+}
+END_TEST
+
 /*
  * iomemctl exec against a daemon whose OPEN reply carries a pipe: refused as libiomem refuses it (-EINVAL, D7),
  * before anything runs; it used to fork and fail in the child's fcntl(-22) with "Bad file descriptor".
@@ -945,6 +1097,7 @@ int main(void)
         tcase_add_test(tc, test_replies_in_pieces);
         tcase_add_test(tc, test_open_reply_fd_not_regular);
         tcase_add_test(tc, test_open_reply_fd_smaller_than_announced);
+        tcase_add_test(tc, test_open_reply_fd_counts);
         tcase_add_test(tc, test_ctl_exec_reply_fd_not_regular);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
