@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "testutil.h"
@@ -23,6 +24,90 @@
 #endif
 
 #define TIMEOUT_MS 10000 /* a safety net against hangs, never asserted on */
+
+/*
+ * sendmsg() as this suite sees it: every call is recorded (flags, bytes offered, the fds of its one SCM_RIGHTS
+ * block), and is the kernel's unless a test scripted the results of the next calls (a negative errno, or 0 for
+ * "nothing sent"), which then fail before the kernel sees them. It stands in for the C library's in the
+ * transport code linked into this program, as in test-conn.c.
+ */
+#define SM_CALLS_MAX 16
+
+struct sm_call {
+        int flags;
+        size_t bytes;       /* offered: the sum of the iovecs */
+        size_t controllen;
+        unsigned nfds;      /* in its SCM_RIGHTS block; UINT_MAX if the control data is not one such block */
+        int fds[PROTO_MAX_FDS];
+};
+
+static struct {
+        unsigned ncalls;
+        struct sm_call calls[SM_CALLS_MAX];
+        int script[8];
+        unsigned nscript, scripted;
+} sm;
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+        if (sm.ncalls < SM_CALLS_MAX) {
+                struct sm_call *c = &sm.calls[sm.ncalls];
+                struct cmsghdr *cmsg = msg->msg_controllen > 0 ? CMSG_FIRSTHDR(msg) : NULL;
+
+                *c = (struct sm_call){ .flags = flags, .controllen = msg->msg_controllen };
+                for (size_t i = 0; i < msg->msg_iovlen; i++)
+                        c->bytes += msg->msg_iov[i].iov_len;
+                if (cmsg) {
+                        size_t n = cmsg->cmsg_len >= CMSG_LEN(0) ? (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int) : 0;
+
+                        c->nfds = UINT_MAX;
+                        if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
+                            cmsg->cmsg_len == CMSG_LEN(n * sizeof(int)) && n <= PROTO_MAX_FDS &&
+                            !CMSG_NXTHDR((struct msghdr *)msg, cmsg)) {
+                                c->nfds = (unsigned)n;
+                                memcpy(c->fds, CMSG_DATA(cmsg), n * sizeof(int));
+                        }
+                }
+        }
+        sm.ncalls++;
+        if (sm.scripted < sm.nscript) {
+                int r = sm.script[sm.scripted++];
+
+                if (r == 0)
+                        return 0;
+                errno = -r;
+                return -1;
+        }
+        return syscall(SYS_sendmsg, fd, msg, flags);
+}
+
+/* Forget the calls so far; the next @n calls return @script[] (a negative errno, or 0) instead of the kernel's. */
+static void sm_reset(const int *script, unsigned n)
+{
+        memset(&sm, 0, sizeof(sm));
+        ck_assert_uint_le(n, sizeof(sm.script) / sizeof(sm.script[0]));
+        for (unsigned i = 0; i < n; i++)
+                sm.script[i] = script[i];
+        sm.nscript = n;
+}
+
+/* Call @i was made with @flags and offered @bytes with exactly the fds @fds[@nfds] (none: no control data). */
+static void sm_check(unsigned i, int flags, size_t bytes, const int *fds, unsigned nfds)
+{
+        const struct sm_call *c = &sm.calls[i];
+
+        ck_assert_uint_lt(i, sm.ncalls);
+        ck_assert_int_eq(c->flags, flags);
+        ck_assert_uint_eq(c->bytes, bytes);
+        if (nfds == 0) {
+                ck_assert_uint_eq(c->controllen, 0);
+                return;
+        }
+        ck_assert_uint_eq(c->controllen, CMSG_SPACE(nfds * sizeof(int)));
+        ck_assert_uint_eq(c->nfds, nfds);
+        for (unsigned k = 0; k < nfds; k++)
+                ck_assert_int_eq(c->fds[k], fds[k]);
+}
 
 /* ---- helpers: the hostile peer ---- */
 
@@ -2323,6 +2408,277 @@ START_TEST(test_record_refused)
 END_TEST
 
 /*
+ * ---- the one sendmsg() of every send path (transport_sendmsg()) ----
+ *
+ * Through the recording sendmsg() above: each path makes the calls it always made (MSG_NOSIGNAL | MSG_DONTWAIT on
+ * the stream, MSG_NOSIGNAL alone on a keeper's blocking record socket), retries one a signal interrupted (EINTR:
+ * the same call again, nothing lost, nothing sent twice), attaches no control data without fds and exactly one
+ * SCM_RIGHTS block of the frame's fds otherwise, and maps a failed call (or one that sent nothing) to the same
+ * result and queue state as before.
+ */
+#define SM_STREAM (MSG_NOSIGNAL | MSG_DONTWAIT)
+
+/* Read @n frames from @b: ids @first.., payloads of @lengths[], with @nfds[] fds on the files of @orig[][]. */
+static void sm_expect(struct transport *b, uint32_t first, unsigned n, const uint32_t *lengths, const unsigned *nfds,
+                      int orig[][PROTO_MAX_FDS])
+{
+        struct transport_frame f;
+
+        for (unsigned i = 0; i < n; i++) {
+                ck_assert_int_eq(pump(b, &f), 1);
+                ck_assert_uint_eq(f.hdr.id, first + i);
+                payload_check(&f, first + i, lengths[i]);
+                ck_assert_uint_eq(f.nfds, nfds[i]);
+                for (unsigned k = 0; k < nfds[i]; k++)
+                        ck_assert(test_same_file(f.fds[k], orig[i][k]));
+                transport_frame_deinit(&f);
+        }
+        ck_assert_int_eq(pump(b, &f), 0); /* nothing more, nothing twice */
+}
+
+/* Queue frames @first.. with @lengths[] and @nfds[] fresh memfds each, noting the files in @orig, the fds in @fds. */
+static void sm_queue(struct transport *a, uint32_t first, unsigned n, const uint32_t *lengths, const unsigned *nfds,
+                     int orig[][PROTO_MAX_FDS], int fds[][PROTO_MAX_FDS])
+{
+        uint8_t buf[PROTO_HEADER_SIZE + 64];
+
+        for (unsigned i = 0; i < n; i++) {
+                struct proto_header h = { .opcode = PROTO_OP_PING, .id = first + i };
+                int mine[PROTO_MAX_FDS];
+
+                ck_assert_uint_le(lengths[i], 64);
+                frame_put(buf, PROTO_OP_PING, first + i, lengths[i], 0);
+                for (unsigned k = 0; k < nfds[i]; k++) {
+                        fds[i][k] = mine[k] = memfd_new();
+                        orig[i][k] = fcntl(mine[k], F_DUPFD_CLOEXEC, 0);
+                        ck_assert_int_ge(orig[i][k], 0);
+                }
+                ck_assert_int_eq(transport_queue(a, &h, buf + PROTO_HEADER_SIZE, lengths[i], mine, nfds[i]), 0);
+        }
+}
+
+static void sm_close_orig(int orig[][PROTO_MAX_FDS], const unsigned *nfds, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++)
+                fds_close(orig[i], nfds[i]);
+}
+
+/* transport_flush() (transport_flush_fds() and transport_flush_in_order()) */
+static void sendmsg_flush(bool in_order)
+{
+        static const uint32_t lengths[3] = { 10, 20, 0 }, lengths2[3] = { 20, 0, 10 };
+        static const unsigned nfds[3] = { 0, 2, 0 }, nfds2[3] = { 2, 0, 0 };
+        static const int eintr2[] = { -EINTR, -EINTR }, nobufs[] = { -ENOBUFS }, nothing[] = { 0 };
+        int orig[3][PROTO_MAX_FDS], fds[3][PROTO_MAX_FDS], sv[2];
+        size_t len[3];
+        struct transport a, b;
+
+        for (unsigned i = 0; i < 3; i++)
+                len[i] = PROTO_HEADER_SIZE + lengths[i];
+        tpair_new(sv, &a, &b);
+        a.out_fds_in_order = b.in_fds_in_order = in_order;
+
+        /* interrupted twice: the same call again each time, then on as usual */
+        sm_queue(&a, 0, 3, lengths, nfds, orig, fds);
+        sm_reset(eintr2, 2);
+        ck_assert_int_eq(transport_flush(&a), 0);
+        ck_assert(!transport_has_output(&a));
+        ck_assert_uint_eq(a.out_fds, 0);
+        if (in_order) {
+                /* all three frames and the two fds in one call */
+                ck_assert_uint_eq(sm.ncalls, 3);
+                for (unsigned i = 0; i < 3; i++)
+                        sm_check(i, SM_STREAM, len[0] + len[1] + len[2], fds[1], 2);
+        } else {
+                /* the fd-less frame before it, the frame with fds alone, the one after it */
+                ck_assert_uint_eq(sm.ncalls, 5);
+                for (unsigned i = 0; i < 3; i++)
+                        sm_check(i, SM_STREAM, len[0], NULL, 0);
+                sm_check(3, SM_STREAM, len[1], fds[1], 2);
+                sm_check(4, SM_STREAM, len[2], NULL, 0);
+        }
+        sm_expect(&b, 0, 3, lengths, nfds, orig);
+        sm_close_orig(orig, nfds, 3);
+
+        /* the frame with fds first: an error, said as it is, nothing sent, the queue and its fds as they were */
+        sm_queue(&a, 3, 3, lengths2, nfds2, orig, fds);
+        sm_reset(nobufs, 1);
+        ck_assert_int_eq(transport_flush(&a), -ENOBUFS);
+        ck_assert_uint_eq(sm.ncalls, 1);
+        sm_check(0, SM_STREAM, in_order ? len[0] + len[1] + len[2] : len[1], fds[0], 2);
+        ck_assert_uint_eq(a.out_fds, 2);
+        ck_assert_uint_eq(a.out_pos, len[0] + len[1] + len[2]); /* the first three frames' */
+        /* nothing sent without an error: -EAGAIN, as a full socket */
+        sm_reset(nothing, 1);
+        ck_assert_int_eq(transport_flush(&a), -EAGAIN);
+        ck_assert_uint_eq(sm.ncalls, 1);
+        ck_assert_uint_eq(a.out_fds, 2);
+        ck_assert_uint_eq(a.out_pos, len[0] + len[1] + len[2]);
+        /* then all of it: in order in one call, else the frame with fds alone, then the other two together */
+        sm_reset(NULL, 0);
+        ck_assert_int_eq(transport_flush(&a), 0);
+        if (in_order) {
+                ck_assert_uint_eq(sm.ncalls, 1);
+                sm_check(0, SM_STREAM, len[0] + len[1] + len[2], fds[0], 2);
+        } else {
+                ck_assert_uint_eq(sm.ncalls, 2);
+                sm_check(0, SM_STREAM, len[1], fds[0], 2);
+                sm_check(1, SM_STREAM, len[0] + len[2], NULL, 0);
+        }
+        ck_assert_uint_eq(a.out_fds, 0);
+        sm_expect(&b, 3, 3, lengths2, nfds2, orig);
+        sm_close_orig(orig, nfds2, 3);
+        tpair_close(sv, &a, &b);
+}
+
+START_TEST(test_sendmsg_flush)
+{
+        sendmsg_flush(false);
+}
+END_TEST
+
+START_TEST(test_sendmsg_flush_in_order)
+{
+        sendmsg_flush(true);
+}
+END_TEST
+
+/* transport_send_with_fds(): behind a queued fd-less frame, in one call with the fd borrowed */
+START_TEST(test_sendmsg_send_with_fds)
+{
+        static const uint32_t lengths[2] = { 10, 30 };
+        static const unsigned nfds[2] = { 0, 1 };
+        static const int eintr[] = { -EINTR }, nobufs[] = { -ENOBUFS }, nothing[] = { 0 };
+        static const int *scripts[3] = { eintr, nobufs, nothing };
+        uint8_t payload[64];
+        int orig[2][PROTO_MAX_FDS], fds[2][PROTO_MAX_FDS], sv[2], flushed;
+        size_t size = 2 * PROTO_HEADER_SIZE + lengths[0] + lengths[1];
+        struct transport a, b;
+
+        tpair_new(sv, &a, &b);
+        a.out_fds_in_order = b.in_fds_in_order = true;
+        for (unsigned k = 0; k < 3; k++) {
+                uint32_t first = 2 * k;
+                struct proto_header h = send_with_fds_frame(payload, first + 1, lengths[1]);
+                unsigned budget = 4;
+
+                sm_queue(&a, first, 1, lengths, nfds, orig, fds);
+                orig[1][0] = memfd_new(); /* lent: stays the caller's */
+                sm_reset(scripts[k], 1);
+                ck_assert_int_eq(transport_send_with_fds(&a, &h, payload, lengths[1], orig[1], 1, &budget, &flushed),
+                                 0);
+                sm_check(0, SM_STREAM, size, orig[1], 1);
+                if (k == 0) {
+                        /* interrupted: the same call again, which sent both */
+                        ck_assert_uint_eq(sm.ncalls, 2);
+                        sm_check(1, SM_STREAM, size, orig[1], 1);
+                        ck_assert_int_eq(flushed, 0);
+                        ck_assert_uint_eq(budget, 3);
+                        ck_assert(!transport_has_output(&a));
+                } else {
+                        /* failed, or nothing sent: said, and queued with its fd borrowed, the budget untouched */
+                        ck_assert_uint_eq(sm.ncalls, 1);
+                        ck_assert_int_eq(flushed, k == 1 ? -ENOBUFS : -EAGAIN);
+                        ck_assert_uint_eq(budget, 4);
+                        ck_assert_uint_eq(a.out_borrowed, 1);
+                        ck_assert_int_eq(transport_own_fds(&a), 0);
+                        sm_reset(NULL, 0);
+                        ck_assert_int_eq(transport_flush(&a), 0);
+                        ck_assert_uint_eq(sm.ncalls, 1);
+                        ck_assert_uint_eq(sm.calls[0].nfds, 1); /* our copy of it */
+                }
+                sm_expect(&b, first, 2, lengths, nfds, orig);
+                close(orig[1][0]);
+        }
+        tpair_close(sv, &a, &b);
+}
+END_TEST
+
+/* transport_sendv_blocking() with nothing queued and no fds (transport_send_direct()) */
+START_TEST(test_sendmsg_sendv_direct)
+{
+        static const uint32_t lengths[2] = { 0, 40 };
+        static const unsigned nfds[2] = { 0, 0 };
+        static const int eintr[] = { -EINTR }, again[] = { -EAGAIN }, nobufs[] = { -ENOBUFS }, nothing[] = { 0 };
+        uint8_t payload[2][64];
+        struct proto_header h[2];
+        struct transport_msg m[2];
+        struct transport a, b;
+        size_t size = 2 * PROTO_HEADER_SIZE + lengths[0] + lengths[1];
+        int sv[2];
+
+        tpair_new(sv, &a, &b);
+        for (unsigned k = 0; k < 4; k++) {
+                for (unsigned i = 0; i < 2; i++) {
+                        h[i] = send_with_fds_frame(payload[i], 2 * k + i, lengths[i]);
+                        m[i] = (struct transport_msg){ .h = &h[i], .payload = payload[i], .len = lengths[i] };
+                }
+                switch (k) {
+                case 0: /* interrupted: the same call again */
+                        sm_reset(eintr, 1);
+                        ck_assert_int_eq(transport_sendv_blocking(&a, m, 2, NULL, 0, TIMEOUT_MS), 0);
+                        ck_assert_uint_eq(sm.ncalls, 2);
+                        break;
+                case 1: /* a full socket, or nothing sent: all queued, then flushed */
+                case 2:
+                        sm_reset(k == 1 ? again : nothing, 1);
+                        ck_assert_int_eq(transport_sendv_blocking(&a, m, 2, NULL, 0, TIMEOUT_MS), 0);
+                        ck_assert_uint_eq(sm.ncalls, 2);
+                        break;
+                case 3: /* another error: said, with all queued as a failed flush leaves them */
+                        sm_reset(nobufs, 1);
+                        ck_assert_int_eq(transport_sendv_blocking(&a, m, 2, NULL, 0, TIMEOUT_MS), -ENOBUFS);
+                        ck_assert_uint_eq(sm.ncalls, 1);
+                        ck_assert(transport_has_output(&a));
+                        ck_assert_uint_eq(a.out_bytes, size);
+                        ck_assert_int_eq(transport_flush(&a), 0);
+                        ck_assert_uint_eq(sm.ncalls, 2);
+                        break;
+                }
+                for (unsigned i = 0; i < sm.ncalls; i++)
+                        sm_check(i, SM_STREAM, size, NULL, 0);
+                ck_assert(!transport_has_output(&a));
+                sm_expect(&b, 2 * k, 2, lengths, nfds, NULL);
+        }
+        tpair_close(sv, &a, &b);
+}
+END_TEST
+
+/* transport_send_fd() on a keeper's blocking record socket: MSG_NOSIGNAL alone, one call, at most one fd */
+START_TEST(test_sendmsg_send_fd)
+{
+        static const int eintr2[] = { -EINTR, -EINTR }, nobufs[] = { -ENOBUFS }, nothing[] = { 0 };
+        uint64_t out[2] = { 1, 2 }, in[2];
+        int sv[2], fd = memfd_new(), got = -2;
+
+        seqpacket_pair(sv);
+        sm_reset(eintr2, 2);
+        ck_assert_int_eq(transport_send_fd(sv[0], out, sizeof(out), fd), 0);
+        ck_assert_uint_eq(sm.ncalls, 3);
+        for (unsigned i = 0; i < 3; i++)
+                sm_check(i, MSG_NOSIGNAL, sizeof(out), &fd, 1);
+        ck_assert_int_eq(transport_recv_fd(sv[1], in, sizeof(in), &got), 1);
+        ck_assert(test_same_file(got, fd));
+        close(got);
+        sm_reset(eintr2, 1);
+        ck_assert_int_eq(transport_send_fd(sv[0], out, sizeof(out), -1), 0);
+        ck_assert_uint_eq(sm.ncalls, 2);
+        for (unsigned i = 0; i < 2; i++)
+                sm_check(i, MSG_NOSIGNAL, sizeof(out), NULL, 0);
+        ck_assert_int_eq(transport_recv_fd(sv[1], in, sizeof(in), &got), 1);
+        ck_assert_int_eq(got, -1);
+        sm_reset(nobufs, 1);
+        ck_assert_int_eq(transport_send_fd(sv[0], out, sizeof(out), fd), -ENOBUFS);
+        ck_assert_uint_eq(sm.ncalls, 1);
+        sm_reset(nothing, 1);
+        ck_assert_int_eq(transport_send_fd(sv[0], out, sizeof(out), fd), -EIO); /* a record sent short */
+        ck_assert_uint_eq(sm.ncalls, 1);
+        close(fd);
+        pair_close(sv); /* nothing else was sent: the fd-leak fixture sees no fd left in flight */
+}
+END_TEST
+
+/*
  * ---- differential: transport_next_frame_borrowed() (its short path for the usual frame, the general path for the
  * rest) against transport_next_frame(), on identical input ----
  *
@@ -2635,6 +2991,15 @@ static Suite *transport_suite(void)
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
         tcase_add_test(tc, test_record_roundtrip);
         tcase_add_test(tc, test_record_refused);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("sendmsg");
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_test(tc, test_sendmsg_flush);
+        tcase_add_test(tc, test_sendmsg_flush_in_order);
+        tcase_add_test(tc, test_sendmsg_send_with_fds);
+        tcase_add_test(tc, test_sendmsg_sendv_direct);
+        tcase_add_test(tc, test_sendmsg_send_fd);
         suite_add_tcase(s, tc);
         return s;
 }
