@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* regtab: the daemon's table of named regions (hash by name and by id), waiters for names. */
+#include <assert.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +27,9 @@ struct regtab {
         unsigned __int128 bytes; /* sum of charged sizes: up to max_regions of 2^63 each, never wraps */
         uint64_t next_id;
         uint64_t key[2]; /* siphash key: names come from clients, so the hash must not be predictable */
-        struct regtab_waiter *waiters[REGTAB_WAITER_BUCKETS];
-        uint64_t nwaiters;
+        struct regtab_waiter *waiters[REGTAB_WAIT_SETS][REGTAB_WAITER_BUCKETS]; /* newest first in each */
+        uint64_t nwaiters[REGTAB_WAIT_SETS];
+        uint64_t waiter_visits; /* regtab_waiter_visits() */
         /* fd budget: region fds beyond hot_max live in keepers */
         struct keepers keepers;
         uint64_t hot_max; /* 0 = no limit */
@@ -541,19 +543,20 @@ uint64_t regtab_next_id(const struct regtab *t)
 
 void regtab_waiter_add(struct regtab *t, struct regtab_waiter *w)
 {
-        size_t b;
+        struct regtab_waiter **b;
 
         if (w->linked)
                 return;
+        assert(w->set < REGTAB_WAIT_SETS);
         w->hash = regtab_name_hash(t, w->name, w->name_len);
-        b = w->hash % REGTAB_WAITER_BUCKETS;
+        b = &t->waiters[w->set][w->hash % REGTAB_WAITER_BUCKETS];
         w->prev = NULL;
-        w->next = t->waiters[b];
+        w->next = *b;
         if (w->next)
                 w->next->prev = w;
-        t->waiters[b] = w;
+        *b = w;
         w->linked = true;
-        t->nwaiters++;
+        t->nwaiters[w->set]++;
 }
 
 void regtab_waiter_remove(struct regtab *t, struct regtab_waiter *w)
@@ -563,29 +566,37 @@ void regtab_waiter_remove(struct regtab *t, struct regtab_waiter *w)
         if (w->prev)
                 w->prev->next = w->next;
         else
-                t->waiters[w->hash % REGTAB_WAITER_BUCKETS] = w->next;
+                t->waiters[w->set][w->hash % REGTAB_WAITER_BUCKETS] = w->next;
         if (w->next)
                 w->next->prev = w->prev;
         w->prev = w->next = NULL;
         w->linked = false;
-        t->nwaiters--;
+        t->nwaiters[w->set]--;
 }
 
-uint64_t regtab_waiter_count(const struct regtab *t)
+uint64_t regtab_waiter_count(const struct regtab *t, enum regtab_wait_set set)
 {
-        return t->nwaiters;
+        return set < REGTAB_WAIT_SETS ? t->nwaiters[set] : 0;
 }
 
-unsigned regtab_wake(struct regtab *t, struct region *r)
+uint64_t regtab_waiter_visits(const struct regtab *t)
 {
-        uint64_t h = r->tab.hash; /* regtab_add() hashed the name with the same key */
+        return t->waiter_visits;
+}
+
+/* Wake @set's waiters that @r satisfies: only @r's bucket is looked at. Return: how many. */
+static unsigned regtab_wake_set(struct regtab *t, enum regtab_wait_set set, struct region *r)
+{
+        uint64_t h = r->tab.hash, gen = region_generation(r); /* regtab_add() hashed the name with the same key */
         struct regtab_waiter *w, *next, *woken = NULL;
         unsigned n = 0;
 
-        /* detach first, then call: callbacks may free their waiter */
-        for (w = t->waiters[h % REGTAB_WAITER_BUCKETS]; w; w = next) {
+        /* detach first, then call: callbacks may free their waiter, or remove others (no-ops on these) */
+        for (w = t->waiters[set][h % REGTAB_WAITER_BUCKETS]; w; w = next) {
                 next = w->next;
-                if (w->hash != h || w->name_len != r->name_len || memcmp(w->name, r->name, r->name_len) != 0)
+                t->waiter_visits++;
+                if (w->hash != h || gen <= w->after_generation || w->name_len != r->name_len ||
+                    memcmp(w->name, r->name, r->name_len) != 0)
                         continue;
                 regtab_waiter_remove(t, w);
                 w->next = woken;
@@ -598,5 +609,14 @@ unsigned regtab_wake(struct regtab *t, struct region *r)
                 n++;
                 w->wake(w, r);
         }
+        return n;
+}
+
+unsigned regtab_wake(struct regtab *t, struct region *r)
+{
+        unsigned n = 0;
+
+        for (int set = 0; set < REGTAB_WAIT_SETS; set++)
+                n += regtab_wake_set(t, (enum regtab_wait_set)set, r);
         return n;
 }

@@ -101,7 +101,8 @@ static void env_deinit(struct env *e)
         ck_assert(env_quota_no_connections(e));
         conn_ctx_release(&e->ctx);
         e->ctx.quota = quota_free(e->ctx.quota);
-        ck_assert_uint_eq(regtab_waiter_count(e->regtab), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e->regtab, REGTAB_WAIT_NAME), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e->regtab, REGTAB_WAIT_VERSION), 0);
         regtab_free(e->regtab);
         config_deinit(&e->cfg);
 }
@@ -986,14 +987,14 @@ START_TEST(test_open_wait_same_conn_pipelined)
         send_open(&p, 40, "later", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
         ck_assert_int_eq(pump(&p), 0);
         ck_assert(!reply_pending(&p)); /* parked */
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 1);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 1);
         ck_assert_uint_eq(conn_deadline(p.conn), 0); /* forever */
         send_create(&p, 41, "later", 100, 0, 0, PROTO_BACKEND_AUTO, 0);
         ck_assert_int_eq(pump(&p), 0);
         cfd = expect_region(&p, PROTO_OP_CREATE, 41, &cinfo);
         fd = expect_region(&p, PROTO_OP_OPEN, 40, &info);
         ck_assert_uint_eq(info.id, cinfo.id);
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 0);
         close(fd);
         close(cfd);
         peer_close(&p);
@@ -1064,7 +1065,7 @@ START_TEST(test_open_wait_timeout_and_drop)
         send_open(&p, 5, "never2", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
         ck_assert_int_eq(pump(&p), 0);
         expect_error(&p, PROTO_OP_OPEN, 4, -ETIMEDOUT);
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 2);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 2);
         d = conn_deadline(p.conn);
         ck_assert_uint_ne(d, 0);
         ck_assert_int_eq(conn_timeout(p.conn, d - 1), 0);
@@ -1072,11 +1073,11 @@ START_TEST(test_open_wait_timeout_and_drop)
         ck_assert_int_eq(conn_timeout(p.conn, d), 0);
         ck_assert_int_eq(conn_flush(p.conn), 0);
         expect_error(&p, PROTO_OP_OPEN, 3, -ETIMEDOUT);
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 1);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 1);
         ck_assert_uint_eq(conn_deadline(p.conn), 0);
         /* the forever-waiter goes with its connection */
         peer_close(&p);
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 0);
         env_deinit(&e);
 }
 END_TEST
@@ -1096,7 +1097,7 @@ START_TEST(test_open_wait_limit)
         expect_error_text(&p, PROTO_OP_OPEN, 99, -EDQUOT,
                           "too many waiting OPENs: 64 wait on this connection, the most one may; wait for fewer "
                           "names at once, or open another connection");
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), CONN_MAX_WAITS);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), CONN_MAX_WAITS);
         peer_close(&p);
         env_deinit(&e);
 }
@@ -1966,12 +1967,12 @@ START_TEST(test_f8_overflow_drops)
         for (unsigned i = 0; i < CONN_MAX_WAITS; i++)
                 send_open(&a, 10 + i, "w", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
         ck_assert_int_eq(pump(&a), 0);
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), CONN_MAX_WAITS);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), CONN_MAX_WAITS);
         /* no notify hook here, so nothing is flushed while the replies are queued */
         fd = create_ok(&b, 2, "w", 64, 0, NULL);
         ck_assert(conn_is_dead(a.conn));
         ck_assert(!conn_is_dead(b.conn));
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 0);
         close(fd);
         peer_close(&a);
         peer_close(&b);
@@ -3233,7 +3234,7 @@ START_TEST(test_publish_openv_statv)
         send_openv(&q, 6, "v", PROTO_OPEN_RDONLY | PROTO_OPEN_WAIT, 0xFFFFFFFFu, g1);
         ck_assert_int_eq(pump(&q), 0);
         ck_assert(!reply_pending(&q));
-        ck_assert_ptr_nonnull(e.ctx.vwaits);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 1);
 
         send_publish(&p, 7, "v", 8192, g1 + 99, sealed_memfd(8192, F_SEAL_SHRINK | F_SEAL_GROW));
         ck_assert_int_eq(pump(&p), 0);
@@ -3259,7 +3260,7 @@ START_TEST(test_publish_openv_statv)
         ck_assert_uint_eq(iv.generation, g2);
         ck_assert_uint_eq(iv.info.size, 8192);
         ck_assert_uint_eq(iv.info.flags & PROTO_REGION_RDONLY, PROTO_REGION_RDONLY);
-        ck_assert_ptr_null(e.ctx.vwaits);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 0);
         ck_assert_uint_eq(regtab_count(e.regtab), 1);
         ck_assert_uint_eq(regtab_bytes(e.regtab), 8192);
 
@@ -3274,9 +3275,9 @@ START_TEST(test_publish_openv_statv)
         /* a parked OPENV whose connection goes is forgotten */
         send_openv(&q, 10, "v", PROTO_OPEN_WAIT, 0xFFFFFFFFu, g2);
         ck_assert_int_eq(pump(&q), 0);
-        ck_assert_ptr_nonnull(e.ctx.vwaits);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 1);
         peer_close(&q);
-        ck_assert_ptr_null(e.ctx.vwaits);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 0);
         peer_close(&p);
         env_deinit(&e);
 }

@@ -368,7 +368,7 @@ START_TEST(test_waiters)
         regtab_waiter_add(t, &b.w);
         regtab_waiter_remove(t, &gone.w); /* a connection that went away */
         regtab_waiter_remove(t, &gone.w); /* twice is harmless */
-        ck_assert_uint_eq(regtab_waiter_count(t), 3);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 3);
 
         /* adding alone wakes nobody: the caller decides when the region is there for good */
         ra = fake_region("a", 1);
@@ -381,7 +381,7 @@ START_TEST(test_waiters)
         ck_assert_int_eq(a2.order, 2);
         ck_assert_ptr_null(gone.woken_by);
         ck_assert_ptr_null(b.woken_by);
-        ck_assert_uint_eq(regtab_waiter_count(t), 1);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 1);
 
         /* woken once only */
         ck_assert_uint_eq(regtab_wake(t, ra), 0);
@@ -392,7 +392,7 @@ START_TEST(test_waiters)
         ck_assert_uint_eq(regtab_wake(t, rb), 0);
         ck_assert_ptr_null(b.woken_by);
         regtab_waiter_remove(t, &b.w);
-        ck_assert_uint_eq(regtab_waiter_count(t), 0);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 0);
         regtab_free(t);
 }
 END_TEST
@@ -429,7 +429,7 @@ START_TEST(test_many_waiters)
                         ck_assert_str_eq(w[i].woken_by->name, names[i]);
                 regtab_waiter_remove(t, &w[i].w);
         }
-        ck_assert_uint_eq(regtab_waiter_count(t), 0);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 0);
         regtab_free(t);
         free(w);
         free(names);
