@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* regtab: the daemon's table of named regions (hash by name and by id), waiters for names. */
+/* regtab: the daemon's table of named regions (hash by name and by id), waiters for names and versions. */
 #pragma once
 
 #include <stdbool.h>
@@ -84,8 +84,9 @@ static inline uint64_t region_generation(const struct region *r)
 /*
  * A waiter (OPEN or OPENV with WAIT). The caller embeds it and keeps @name
  * alive while it is registered. Waiters are kept per set and hashed by name
- * (buckets keyed by the table's name hash), so waking a name costs the
- * waiters of that name and their bucket's collisions, never all waiters.
+ * (buckets keyed by the table's name hash, doubled whenever a set passes two
+ * waiters per bucket), so waking a name costs the waiters of that name and
+ * their bucket's few others, never all waiters.
  * When a region of that name whose generation is greater than
  * @after_generation is announced with regtab_wake(), the waiter is
  * unregistered and @wake is called once; a waiter the region does not

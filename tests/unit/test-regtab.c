@@ -595,6 +595,69 @@ START_TEST(test_wake_visits_its_bucket_only)
 }
 END_TEST
 
+/*
+ * The buckets grow with the waiters: with 50,000 OPENVs parked on other
+ * names (49 per bucket if they stayed 1,024; 2 at most per bucket on average
+ * once doubled), a wake of a name with 2 waiters still looks at only a few.
+ * Waiters registered before and after the doublings stay in arrival order.
+ */
+START_TEST(test_waiter_buckets_grow)
+{
+        enum { OTHERS = 50000, BOUND = 2 + 24 };
+        struct test_waiter *w = calloc(OTHERS, sizeof(*w));
+        char (*names)[32] = calloc(OTHERS / 2, sizeof(*names));
+        struct test_waiter first, last;
+        struct regtab *t = NULL;
+        struct region *r;
+        uint64_t before;
+
+        ck_assert_ptr_nonnull(w);
+        ck_assert_ptr_nonnull(names);
+        test_wake_seq = 0;
+        ck_assert_int_eq(regtab_new(&t), 0);
+        test_vwaiter_init(&first, "A", 0);
+        regtab_waiter_add(t, &first.w);
+        for (unsigned i = 0; i < OTHERS; i++) {
+                if (i < OTHERS / 2)
+                        snprintf(names[i], sizeof(names[i]), "grow/%u", i);
+                test_vwaiter_init(&w[i], names[i % (OTHERS / 2)], 0);
+                regtab_waiter_add(t, &w[i].w);
+        }
+        test_vwaiter_init(&last, "A", 0);
+        regtab_waiter_add(t, &last.w);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_VERSION), OTHERS + 2);
+
+        r = fake_region("A", 1);
+        ck_assert_int_eq(regtab_add(t, r), 0);
+        ck_assert_uint_eq(regtab_wake(t, r), 2);
+        ck_assert_msg(regtab_waiter_visits(t) <= BOUND, "one wake looked at %llu of %u waiters",
+                      (unsigned long long)regtab_waiter_visits(t), OTHERS + 2);
+        ck_assert_int_eq(first.order, 1);
+        ck_assert_int_eq(last.order, 2);
+
+        /* a name's two waiters, registered 25,000 apart across doublings, wake in that order */
+        for (unsigned i = 0; i < OTHERS / 2; i += 997) {
+                int seq = test_wake_seq;
+
+                r = fake_region(names[i], 1);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                before = regtab_waiter_visits(t);
+                ck_assert_uint_eq(regtab_wake(t, r), 2);
+                ck_assert_uint_le(regtab_waiter_visits(t) - before, BOUND);
+                ck_assert_int_eq(w[i].order, seq + 1);
+                ck_assert_int_eq(w[i + OTHERS / 2].order, seq + 2);
+        }
+        for (unsigned i = 0; i < OTHERS; i++) {
+                ck_assert_int_eq(w[i].woken_by != NULL, (i % (OTHERS / 2)) % 997 == 0);
+                regtab_waiter_remove(t, &w[i].w);
+        }
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_VERSION), 0);
+        regtab_free(t);
+        free(w);
+        free(names);
+}
+END_TEST
+
 static Suite *regtab_suite(void)
 {
         Suite *s = suite_create("regtab");
@@ -612,6 +675,7 @@ static Suite *regtab_suite(void)
         tcase_add_test(tc, test_many_waiters);
         tcase_add_test(tc, test_version_waiters);
         tcase_add_test(tc, test_wake_visits_its_bucket_only);
+        tcase_add_test(tc, test_waiter_buckets_grow);
         suite_add_tcase(s, tc);
         return s;
 }
