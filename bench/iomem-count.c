@@ -17,24 +17,75 @@
  *   create   iomem_create("cg/cK", 4 KiB) + free (the regions stay)
  *   cold     iomem_connect + iomem_open("cg/r") + free + iomem_disconnect
  *   cold-map the same with iomem_region_map() of the 4 KiB and munmap before the free (iomem-bench's cold rows)
+ *   publish  iomem_publish("cg/p") of one sealed 4 KiB memfd, on the setup connection (an EVENTS one); here
+ *            TABLE is instead the number of OPENVs parked (WAIT, forever) on other names "cg/vK", 64 per
+ *            connection over as many connections as that takes, kept open for the run
  * Run it twice against a daemon under callgrind, with N and 2N: the daemon's
  * instructions per operation are the difference divided by N (setup and
  * start-up cancel out).
  */
-enum { MODE_OPEN, MODE_OPEN_RO, MODE_CREATE, MODE_COLD, MODE_COLD_MAP, MODE_N };
-static const char *const modes[MODE_N] = { "open", "open-ro", "create", "cold", "cold-map" };
+enum { MODE_OPEN, MODE_OPEN_RO, MODE_CREATE, MODE_COLD, MODE_COLD_MAP, MODE_PUBLISH, MODE_N };
+static const char *const modes[MODE_N] = { "open", "open-ro", "create", "cold", "cold-map", "publish" };
+
+/* OPENVs parked per connection: the daemon's bound (CONN_MAX_WAITS) */
+#define COUNT_WAITS_PER_CONN 64ul
+
+static void count_parked_cb(struct iomem_client *client, int error, struct iomem_region *region, uint64_t generation,
+                            void *userdata)
+{
+        (void)client;
+        (void)generation;
+        (void)userdata;
+        /* only when the run ends and the connection goes (-ECONNRESET), or if a name appeared */
+        if (error == 0)
+                iomem_region_free(region);
+}
+
+/*
+ * Park @n OPENVs on the names "cg/v0".. (never made) over connections of
+ * COUNT_WAITS_PER_CONN each, stored in *waitersp (*nwaitersp of them).
+ * Return: 0; negative errno.
+ */
+static int count_park_openvs(const char *sock, unsigned long n, struct iomem_client ***waitersp, size_t *nwaitersp)
+{
+        size_t nconn = (n + COUNT_WAITS_PER_CONN - 1) / COUNT_WAITS_PER_CONN;
+        struct iomem_client **w = calloc(nconn ? nconn : 1, sizeof(*w));
+        char name[64];
+        int r = 0;
+
+        if (!w)
+                return -ENOMEM;
+        *waitersp = w;
+        *nwaitersp = nconn;
+        for (unsigned long i = 0; i < n && r == 0; i++) {
+                size_t k = i / COUNT_WAITS_PER_CONN;
+
+                if (!w[k]) {
+                        r = iomem_connect_flags(sock, IOMEM_CONNECT_EVENTS, &w[k]);
+                        if (r < 0)
+                                break;
+                }
+                snprintf(name, sizeof(name), "cg/v%lu", i);
+                r = iomem_open_version_async(w[k], name, 0, 0, -1, count_parked_cb, NULL);
+                /* a PING's reply after the connection's last OPENV: the daemon parked them all (requests in order) */
+                if (r == 0 && ((i + 1) % COUNT_WAITS_PER_CONN == 0 || i + 1 == n))
+                        r = iomem_ping(w[k]);
+        }
+        return r;
+}
 
 int main(int argc, char **argv)
 {
-        struct iomem_client *c = NULL;
-        struct iomem_region *reg = NULL;
+        struct iomem_client *c = NULL, **waiters = NULL;
+        struct iomem_region *reg = NULL, *snap = NULL;
+        size_t nwaiters = 0;
         const char *sock, *mode;
         unsigned long n, table = 0;
         char name[64];
         int r, m;
 
         if (argc < 4) {
-                fprintf(stderr, "usage: %s SOCKET open|open-ro|create|cold|cold-map N [TABLE]\n", argv[0]);
+                fprintf(stderr, "usage: %s SOCKET open|open-ro|create|cold|cold-map|publish N [TABLE]\n", argv[0]);
                 return 2;
         }
         sock = argv[1];
@@ -50,9 +101,19 @@ int main(int argc, char **argv)
                 return 2;
         }
 
-        r = iomem_connect(sock, &c);
+        r = m == MODE_PUBLISH ? iomem_connect_flags(sock, IOMEM_CONNECT_EVENTS, &c) : iomem_connect(sock, &c);
         if (r < 0)
                 goto fail;
+        if (m == MODE_PUBLISH) {
+                r = count_park_openvs(sock, table, &waiters, &nwaiters);
+                if (r == 0)
+                        r = iomem_region_new_local(4096, IOMEM_BACKEND_MEMFD, 0, &snap);
+                if (r == 0)
+                        r = iomem_region_seal(snap, IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW | IOMEM_SEAL_WRITE);
+                if (r < 0)
+                        goto fail;
+                table = 0; /* no regions "cg/tK" */
+        }
         for (unsigned long i = 0; i < table; i++) {
                 snprintf(name, sizeof(name), "cg/t%lu", i);
                 r = iomem_create(c, name, 0, NULL, &reg);
@@ -68,6 +129,8 @@ int main(int argc, char **argv)
         for (unsigned long i = 0; i < n; i++) {
                 if (m == MODE_OPEN || m == MODE_OPEN_RO) {
                         r = iomem_open(c, "cg/r", m == MODE_OPEN_RO ? IOMEM_OPEN_RDONLY : 0, 0, &reg);
+                } else if (m == MODE_PUBLISH) {
+                        r = iomem_publish(c, "cg/p", snap, NULL, NULL);
                 } else if (m == MODE_CREATE) {
                         snprintf(name, sizeof(name), "cg/c%lu", i);
                         r = iomem_create(c, name, 4096, NULL, &reg);
@@ -89,11 +152,14 @@ int main(int argc, char **argv)
                         goto fail;
                 reg = iomem_region_free(reg);
         }
-        iomem_disconnect(c);
-        return 0;
-
+        r = 0;
 fail:
-        fprintf(stderr, "iomem-count: %s\n", iomem_strerror(r));
+        if (r < 0)
+                fprintf(stderr, "iomem-count: %s\n", iomem_strerror(r));
+        for (size_t k = 0; k < nwaiters; k++)
+                iomem_disconnect(waiters[k]);
+        free(waiters);
+        iomem_region_free(snap);
         iomem_disconnect(c);
-        return 1;
+        return r < 0 ? 1 : 0;
 }

@@ -80,7 +80,7 @@ int conn_metrics_handle(struct conn *c, struct transport_frame *f, struct conn_r
         conn_metrics_put(&o, PROTO_METRIC_UPTIME, 0, (conn_now_ns() - ctx->start_ns) / NSEC_PER_SEC);
         conn_metrics_put(&o, PROTO_METRIC_CONNECTIONS_ACCEPTED, 0, m->connections_accepted);
         conn_metrics_put(&o, PROTO_METRIC_CONNECTIONS_REFUSED, 0, m->connections_refused);
-        conn_metrics_put(&o, PROTO_METRIC_WAITING_OPENS, 0, regtab_waiter_count(ctx->regtab));
+        conn_metrics_put(&o, PROTO_METRIC_WAITING_OPENS, 0, regtab_waiter_count(ctx->regtab, REGTAB_WAIT_NAME));
         conn_metrics_put(&o, PROTO_METRIC_FD_STORE_FDS, 0, store_fds);
         conn_metrics_put(&o, PROTO_METRIC_FD_STORE_MAX, 0, store_max);
         conn_metrics_put(&o, PROTO_METRIC_KEEPERS, 0, regtab_keeper_count(ctx->regtab));

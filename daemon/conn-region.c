@@ -36,9 +36,9 @@
 #define CONN_LIST_SCAN_MAX 16384u
 
 /*
- * An OPEN with WAIT whose name does not exist yet (in the table's waiters),
- * or an OPENV with WAIT for a version newer than @after_generation (in
- * conn_ctx.vwaits: woken by conn_region_announce()).
+ * An OPEN with WAIT whose name does not exist yet, or an OPENV with WAIT for
+ * a version newer than waiter.after_generation: in the table's waiters
+ * (REGTAB_WAIT_NAME or REGTAB_WAIT_VERSION), woken by conn_region_announce().
  */
 struct conn_wait {
         struct regtab_waiter waiter;
@@ -47,10 +47,7 @@ struct conn_wait {
         uint32_t request_id;
         uint32_t flags;        /* PROTO_OPEN_* */
         uint64_t deadline_ns;  /* 0 = forever */
-        uint64_t after_generation; /* OPENV */
-        bool vlinked;          /* in conn_ctx.vwaits */
-        struct conn_wait *prev, *next;   /* the connection's */
-        struct conn_wait *vprev, *vnext; /* conn_ctx.vwaits */
+        struct conn_wait *prev, *next; /* the connection's */
         char name[];
 };
 
@@ -554,17 +551,16 @@ static int conn_region_publish(struct conn *c, struct region *r, bool lease, con
 
 /*
  * After the creator's reply (conn_result.after): wake the OPENs waiting for
- * the name, then park the fd in a keeper if the daemon is over its fd budget.
+ * the name, then the OPENVs waiting for a version this one is (only those
+ * of this name and their buckets' others are looked at: conn_region_wait_wake()),
+ * then park the fd in a keeper if the daemon is over its fd budget.
  */
-static void conn_region_wake_versions(struct conn_ctx *ctx, struct region *r);
-
 static void conn_region_announce(struct conn *c, void *arg)
 {
         struct region *r = arg;
         int k;
 
         regtab_wake(c->ctx->regtab, r);
-        conn_region_wake_versions(c->ctx, r);
         k = regtab_settle(c->ctx->regtab, r);
         if (k < 0)
                 log_warning("cannot park region '%s' in an fd keeper: %s", r->name, strerror(-k));
@@ -1116,28 +1112,18 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
 
 /* ---- OPEN and its waiters ---------------------------------------------- */
 
-static void conn_region_vwait_unlink(struct conn_ctx *ctx, struct conn_wait *w)
-{
-        if (!w->vlinked)
-                return;
-        if (w->vprev)
-                w->vprev->vnext = w->vnext;
-        else
-                ctx->vwaits = w->vnext;
-        if (w->vnext)
-                w->vnext->vprev = w->vprev;
-        w->vprev = w->vnext = NULL;
-        w->vlinked = false;
-}
+static void conn_region_wait_wake(struct regtab_waiter *waiter, struct region *r);
 
 /*
  * conn_region_wait_new() - park an OPEN or OPENV (@opcode, request @id) for
  * @name: within the connection's bound on waiting OPENs, with its deadline,
- * linked into c->waits. The caller links it where it is woken.
- * Return: 0 with *waitp; -EDQUOT or -ENOMEM with @res filled in.
+ * linked into c->waits, and registered in the table's waiters of @set
+ * (REGTAB_WAIT_VERSION: for a version newer than @after_generation).
+ * Return: 0; -EDQUOT or -ENOMEM with @res filled in.
  */
 static int conn_region_wait_new(struct conn *c, uint16_t opcode, uint32_t id, const char *name, uint32_t flags,
-                                uint32_t timeout_ms, struct conn_wait **waitp, struct conn_result *res)
+                                uint32_t timeout_ms, enum regtab_wait_set set, uint64_t after_generation,
+                                struct conn_result *res)
 {
         size_t len = strlen(name);
         struct conn_wait *w;
@@ -1153,6 +1139,9 @@ static int conn_region_wait_new(struct conn *c, uint16_t opcode, uint32_t id, co
         memcpy(w->name, name, len + 1);
         w->waiter.name = w->name;
         w->waiter.name_len = len;
+        w->waiter.set = set;
+        w->waiter.after_generation = after_generation;
+        w->waiter.wake = conn_region_wait_wake;
         w->conn = c;
         w->opcode = opcode;
         w->request_id = id;
@@ -1164,14 +1153,13 @@ static int conn_region_wait_new(struct conn *c, uint16_t opcode, uint32_t id, co
                 w->next->prev = w;
         c->waits = w;
         c->nwaits++;
-        *waitp = w;
+        regtab_waiter_add(c->ctx->regtab, &w->waiter);
         return 0;
 }
 
 static void conn_region_wait_unlink(struct conn *c, struct conn_wait *w)
 {
         regtab_waiter_remove(c->ctx->regtab, &w->waiter);
-        conn_region_vwait_unlink(c->ctx, w);
         if (w->prev)
                 w->prev->next = w->next;
         else
@@ -1181,7 +1169,22 @@ static void conn_region_wait_unlink(struct conn *c, struct conn_wait *w)
         c->nwaits--;
 }
 
-/* A parked OPEN's name was created: its reply (or error) goes out now, outside any request of @c. */
+/*
+ * A parked OPEN's name was created, or a version a parked OPENV waits for was
+ * published: its reply (or error) goes out now, outside any request of @c.
+ * regtab_wake() took every wait @r satisfies out of the table before it
+ * calls the first of them, in the order they came; so a reply that drops
+ * its connection (conn_drop(): its output queue overflowed) only unlinks
+ * that connection's waits still in the table (for the others, already
+ * taken out, regtab_waiter_remove() does nothing), and frees nothing before
+ * conn_free(), which the event loop calls later: the ones still to be
+ * called here stay valid, see c->dead and are freed without a reply. A wait
+ * @r does not satisfy (an OPENV for a later version) stays in the table.
+ * (Finding each from the head of one list of all OPENVs instead was
+ * quadratic, and scanning that list at all made every PUBLISH cost every
+ * parked OPENV of every name: the table's buckets by name hash bound it to
+ * this name's waits and their bucket's others.)
+ */
 static void conn_region_wait_wake(struct regtab_waiter *waiter, struct region *r)
 {
         struct conn_wait *w = (struct conn_wait *)((char *)waiter - offsetof(struct conn_wait, waiter));
@@ -1192,9 +1195,9 @@ static void conn_region_wait_wake(struct regtab_waiter *waiter, struct region *r
         conn_result_init(&res);
         conn_region_wait_unlink(c, w);
         if (!c->dead) {
-                k = conn_region_send(c, PROTO_OP_OPEN, w->request_id, r, w->flags & PROTO_OPEN_RDONLY, true, &res);
+                k = conn_region_send(c, w->opcode, w->request_id, r, w->flags & PROTO_OPEN_RDONLY, true, &res);
                 if (k < 0)
-                        conn_reply_error(c, PROTO_OP_OPEN, w->request_id, k, res.message);
+                        conn_reply_error(c, w->opcode, w->request_id, k, res.message);
                 conn_notify(c);
         }
         free(w);
@@ -1203,10 +1206,8 @@ static void conn_region_wait_wake(struct regtab_waiter *waiter, struct region *r
 void conn_region_unhook(struct conn *c)
 {
         conn_region_reserve_abandon(c);
-        for (struct conn_wait *w = c->waits; w; w = w->next) {
+        for (struct conn_wait *w = c->waits; w; w = w->next)
                 regtab_waiter_remove(c->ctx->regtab, &w->waiter);
-                conn_region_vwait_unlink(c->ctx, w);
-        }
 }
 
 void conn_region_release(struct conn *c)
@@ -1253,7 +1254,6 @@ void conn_region_timeout(struct conn *c, uint64_t now_ns)
 int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
         struct proto_open m;
-        struct conn_wait *w;
         struct region *r;
         int k;
 
@@ -1268,12 +1268,8 @@ int conn_region_handle_open(struct conn *c, struct transport_frame *f, struct co
                 return conn_fail(res, -ENOENT, "no such region");
         if (m.timeout_ms == 0)
                 return conn_fail(res, -ETIMEDOUT, "no such region");
-        k = conn_region_wait_new(c, PROTO_OP_OPEN, f->hdr.id, m.name, m.flags, m.timeout_ms, &w, res);
-        if (k < 0)
-                return k;
-        w->waiter.wake = conn_region_wait_wake;
-        regtab_waiter_add(c->ctx->regtab, &w->waiter);
-        return 0;
+        return conn_region_wait_new(c, PROTO_OP_OPEN, f->hdr.id, m.name, m.flags, m.timeout_ms, REGTAB_WAIT_NAME, 0,
+                                    res);
 }
 
 /* ---- RESIZE, SEAL, STAT, LIST, DELETE ----------------------------------- */
@@ -1775,58 +1771,10 @@ int conn_region_handle_register(struct conn *c, struct transport_frame *f, struc
 
 /* ---- OPENV and PUBLISH (the EVENTS feature) ------------------------------ */
 
-/* Return: true if @w, an OPENV, waits for a version of @r's name that @r is. */
-static bool conn_region_vwait_satisfied(const struct conn_wait *w, const struct region *r)
-{
-        return region_generation(r) > w->after_generation && w->waiter.name_len == r->name_len &&
-               memcmp(w->name, r->name, r->name_len) == 0;
-}
-
-/*
- * Answer the OPENVs that @r satisfies. One pass takes them all out of
- * conn_ctx.vwaits into a list of their own (chained by vnext), then each is
- * answered: a reply can drop its connection, which unlinks that connection's
- * waits still in conn_ctx.vwaits (not these: vlinked is false) and frees
- * nothing before conn_free(). (Finding each from the head instead was
- * quadratic: 25,600 waits behind 25,600 others stalled the daemon for seconds.)
- */
-static void conn_region_wake_versions(struct conn_ctx *ctx, struct region *r)
-{
-        struct conn_wait *w, *next, *woken = NULL, **tail = &woken;
-
-        for (w = ctx->vwaits; w; w = next) {
-                next = w->vnext;
-                if (!conn_region_vwait_satisfied(w, r))
-                        continue;
-                conn_region_vwait_unlink(ctx, w);
-                *tail = w;
-                tail = &w->vnext;
-        }
-        for (w = woken; w; w = next) {
-                struct conn *c = w->conn;
-                struct conn_result res;
-                int k;
-
-                conn_result_init(&res);
-                next = w->vnext;
-                w->vnext = NULL;
-                conn_region_wait_unlink(c, w);
-                if (!c->dead) {
-                        k = conn_region_send(c, w->opcode, w->request_id, r, w->flags & PROTO_OPEN_RDONLY, true,
-                                             &res);
-                        if (k < 0)
-                                conn_reply_error(c, w->opcode, w->request_id, k, res.message);
-                        conn_notify(c);
-                }
-                free(w);
-        }
-}
-
 int conn_region_handle_openv(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
         struct conn_ctx *ctx = c->ctx;
         struct proto_openv m;
-        struct conn_wait *w;
         struct region *r;
         int k;
 
@@ -1843,16 +1791,8 @@ int conn_region_handle_openv(struct conn *c, struct transport_frame *f, struct c
                 return conn_fail(res, -ENOENT, r ? "no newer version" : "no such region");
         if (m.timeout_ms == 0)
                 return conn_fail(res, -ETIMEDOUT, r ? "no newer version" : "no such region");
-        k = conn_region_wait_new(c, PROTO_OP_OPENV, f->hdr.id, m.name, m.flags, m.timeout_ms, &w, res);
-        if (k < 0)
-                return k;
-        w->after_generation = m.after_generation;
-        w->vnext = ctx->vwaits;
-        if (w->vnext)
-                w->vnext->vprev = w;
-        ctx->vwaits = w;
-        w->vlinked = true;
-        return 0;
+        return conn_region_wait_new(c, PROTO_OP_OPENV, f->hdr.id, m.name, m.flags, m.timeout_ms, REGTAB_WAIT_VERSION,
+                                    m.after_generation, res);
 }
 
 /*

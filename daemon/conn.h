@@ -21,7 +21,6 @@
 #include "regtab.h"
 
 struct conn;
-struct conn_wait;
 struct conn_watch;
 struct quota;
 
@@ -49,7 +48,6 @@ struct conn_ctx {
         uint64_t refused_logged_ns; /* last log line about a refused connection (one per second at most) */
         struct metrics metrics;     /* counters since start (zeroed with the context), for METRICS */
         struct conn_watch *watches; /* conn-watch.c: every WATCH of every connection */
-        struct conn_wait *vwaits;   /* conn-region.c: OPENVs waiting for a newer version of a name */
         /*
          * conn-region.c: RESERVE CREATEs in flight (reserver.h). Their names are
          * claimed (CREATE, REGISTER and PUBLISH of one are -EBUSY) and their sizes

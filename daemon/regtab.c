@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* regtab: the daemon's table of named regions (hash by name and by id), waiters for names. */
+/* regtab: the daemon's table of named regions (hash by name and by id), waiters for names and versions. */
+#include <assert.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +16,15 @@
 #include "regtab.h"
 
 #define REGTAB_MIN_BUCKETS 64u
-#define REGTAB_WAITER_BUCKETS 1024u
+#define REGTAB_WAITER_BUCKETS 1024u /* at first, per waiter set; doubled past 2 waiters per bucket */
+
+/* One set of waiters (enum regtab_wait_set): chained per bucket by name hash, newest first in each. */
+struct regtab_waitset {
+        struct regtab_waiter **buckets; /* @initial until grown */
+        size_t nbuckets;                /* power of two */
+        uint64_t count;
+        struct regtab_waiter *initial[REGTAB_WAITER_BUCKETS];
+};
 
 struct regtab {
         struct region **by_name; /* chained through hnext_name */
@@ -26,8 +35,8 @@ struct regtab {
         unsigned __int128 bytes; /* sum of charged sizes: up to max_regions of 2^63 each, never wraps */
         uint64_t next_id;
         uint64_t key[2]; /* siphash key: names come from clients, so the hash must not be predictable */
-        struct regtab_waiter *waiters[REGTAB_WAITER_BUCKETS];
-        uint64_t nwaiters;
+        struct regtab_waitset waiters[REGTAB_WAIT_SETS];
+        uint64_t waiter_visits; /* regtab_waiter_visits() */
         /* fd budget: region fds beyond hot_max live in keepers */
         struct keepers keepers;
         uint64_t hot_max; /* 0 = no limit */
@@ -201,6 +210,10 @@ int regtab_new(struct regtab **tp)
                 return -ENOMEM;
         }
         t->next_id = 1;
+        for (int i = 0; i < REGTAB_WAIT_SETS; i++) {
+                t->waiters[i].buckets = t->waiters[i].initial;
+                t->waiters[i].nbuckets = REGTAB_WAITER_BUCKETS;
+        }
         if (getrandom(t->key, sizeof(t->key), GRND_NONBLOCK) != sizeof(t->key)) {
                 /* no entropy yet (early boot): degrade to a time- and address-based key */
                 struct timespec ts;
@@ -226,6 +239,9 @@ struct regtab *regtab_free(struct regtab *t)
         keepers_deinit(&t->keepers);
         free(t->by_name);
         free(t->by_id);
+        for (int i = 0; i < REGTAB_WAIT_SETS; i++)
+                if (t->waiters[i].buckets != t->waiters[i].initial)
+                        free(t->waiters[i].buckets);
         free(t);
         return NULL;
 }
@@ -539,53 +555,108 @@ uint64_t regtab_next_id(const struct regtab *t)
         return t->next_id;
 }
 
+static struct regtab_waiter **regtab_waitset_bucket(struct regtab_waitset *ws, uint64_t hash)
+{
+        return &ws->buckets[hash & (ws->nbuckets - 1)];
+}
+
+/*
+ * Double @ws's buckets, keeping each bucket newest first: the waiters of a
+ * new bucket all come from one old bucket (the same low bits of the hash),
+ * which is moved oldest first onto the heads. On -ENOMEM nothing changes
+ * (buckets just get longer). Return: nothing.
+ */
+static void regtab_waitset_grow(struct regtab_waitset *ws)
+{
+        size_t n = ws->nbuckets * 2;
+        struct regtab_waiter **b = calloc(n, sizeof(*b)), *w, *prev;
+
+        if (!b)
+                return;
+        for (size_t i = 0; i < ws->nbuckets; i++) {
+                w = ws->buckets[i];
+                while (w && w->next)
+                        w = w->next;
+                for (; w; w = prev) {
+                        struct regtab_waiter **head = &b[w->hash & (n - 1)];
+
+                        prev = w->prev;
+                        w->prev = NULL;
+                        w->next = *head;
+                        if (w->next)
+                                w->next->prev = w;
+                        *head = w;
+                }
+        }
+        if (ws->buckets != ws->initial)
+                free(ws->buckets);
+        ws->buckets = b;
+        ws->nbuckets = n;
+}
+
 void regtab_waiter_add(struct regtab *t, struct regtab_waiter *w)
 {
-        size_t b;
+        struct regtab_waitset *ws;
+        struct regtab_waiter **b;
 
         if (w->linked)
                 return;
+        assert(w->set < REGTAB_WAIT_SETS);
+        ws = &t->waiters[w->set];
+        if (ws->count >= 2 * ws->nbuckets)
+                regtab_waitset_grow(ws);
         w->hash = regtab_name_hash(t, w->name, w->name_len);
-        b = w->hash % REGTAB_WAITER_BUCKETS;
+        b = regtab_waitset_bucket(ws, w->hash);
         w->prev = NULL;
-        w->next = t->waiters[b];
+        w->next = *b;
         if (w->next)
                 w->next->prev = w;
-        t->waiters[b] = w;
+        *b = w;
         w->linked = true;
-        t->nwaiters++;
+        ws->count++;
 }
 
 void regtab_waiter_remove(struct regtab *t, struct regtab_waiter *w)
 {
+        struct regtab_waitset *ws;
+
         if (!w->linked)
                 return;
+        ws = &t->waiters[w->set];
         if (w->prev)
                 w->prev->next = w->next;
         else
-                t->waiters[w->hash % REGTAB_WAITER_BUCKETS] = w->next;
+                *regtab_waitset_bucket(ws, w->hash) = w->next;
         if (w->next)
                 w->next->prev = w->prev;
         w->prev = w->next = NULL;
         w->linked = false;
-        t->nwaiters--;
+        ws->count--;
 }
 
-uint64_t regtab_waiter_count(const struct regtab *t)
+uint64_t regtab_waiter_count(const struct regtab *t, enum regtab_wait_set set)
 {
-        return t->nwaiters;
+        return set < REGTAB_WAIT_SETS ? t->waiters[set].count : 0;
 }
 
-unsigned regtab_wake(struct regtab *t, struct region *r)
+uint64_t regtab_waiter_visits(const struct regtab *t)
 {
-        uint64_t h = r->tab.hash; /* regtab_add() hashed the name with the same key */
+        return t->waiter_visits;
+}
+
+/* Wake @set's waiters that @r satisfies: only @r's bucket is looked at. Return: how many. */
+static unsigned regtab_wake_set(struct regtab *t, enum regtab_wait_set set, struct region *r)
+{
+        uint64_t h = r->tab.hash, gen = region_generation(r); /* regtab_add() hashed the name with the same key */
         struct regtab_waiter *w, *next, *woken = NULL;
         unsigned n = 0;
 
-        /* detach first, then call: callbacks may free their waiter */
-        for (w = t->waiters[h % REGTAB_WAITER_BUCKETS]; w; w = next) {
+        /* detach first, then call: callbacks may free their waiter, or remove others (no-ops on these) */
+        for (w = *regtab_waitset_bucket(&t->waiters[set], h); w; w = next) {
                 next = w->next;
-                if (w->hash != h || w->name_len != r->name_len || memcmp(w->name, r->name, r->name_len) != 0)
+                t->waiter_visits++;
+                if (w->hash != h || gen <= w->after_generation || w->name_len != r->name_len ||
+                    memcmp(w->name, r->name, r->name_len) != 0)
                         continue;
                 regtab_waiter_remove(t, w);
                 w->next = woken;
@@ -598,5 +669,14 @@ unsigned regtab_wake(struct regtab *t, struct region *r)
                 n++;
                 w->wake(w, r);
         }
+        return n;
+}
+
+unsigned regtab_wake(struct regtab *t, struct region *r)
+{
+        unsigned n = 0;
+
+        for (int set = 0; set < REGTAB_WAIT_SETS; set++)
+                n += regtab_wake_set(t, (enum regtab_wait_set)set, r);
         return n;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* regtab: the daemon's table of named regions (hash by name and by id), waiters for names. */
+/* regtab: the daemon's table of named regions (hash by name and by id), waiters for names and versions. */
 #pragma once
 
 #include <stdbool.h>
@@ -82,18 +82,32 @@ static inline uint64_t region_generation(const struct region *r)
 }
 
 /*
- * A waiter for a name that does not exist yet (OPEN with WAIT). The caller
- * embeds it and keeps @name alive while it is registered. When a region of
- * that name is announced with regtab_wake(), the waiter is unregistered and
- * @wake is called once. A wake callback must not register or remove other
- * waiters.
+ * A waiter (OPEN or OPENV with WAIT). The caller embeds it and keeps @name
+ * alive while it is registered. Waiters are kept per set and hashed by name
+ * (buckets keyed by the table's name hash, doubled whenever a set passes two
+ * waiters per bucket), so waking a name costs the waiters of that name and
+ * their bucket's few others, never all waiters.
+ * When a region of that name whose generation is greater than
+ * @after_generation is announced with regtab_wake(), the waiter is
+ * unregistered and @wake is called once; a waiter the region does not
+ * satisfy stays registered. A wake callback may remove waiters (its own
+ * connection's, when the answer drops it) but must not register any.
  */
 struct regtab_waiter;
 typedef void (*regtab_wake_fn)(struct regtab_waiter *w, struct region *r);
 
+/* The table's waiter sets: regtab_wake() wakes them in this order. */
+enum regtab_wait_set {
+        REGTAB_WAIT_NAME,    /* OPEN: for a name that does not exist yet (after_generation 0) */
+        REGTAB_WAIT_VERSION, /* OPENV: for a version of the name newer than after_generation */
+        REGTAB_WAIT_SETS,
+};
+
 struct regtab_waiter {
         const char *name; /* borrowed */
         size_t name_len;
+        enum regtab_wait_set set;
+        uint64_t after_generation; /* woken only by a region whose generation is greater (0: any) */
         regtab_wake_fn wake;
         /* regtab's own links */
         uint64_t hash;
@@ -185,7 +199,10 @@ uint64_t regtab_bytes(const struct regtab *t);
 /* Return: the id the next regtab_add() of an id-less region will assign. */
 uint64_t regtab_next_id(const struct regtab *t);
 
-/* regtab_waiter_add() - register @w (name, name_len and wake filled in). Return: nothing. */
+/*
+ * regtab_waiter_add() - register @w in its set (name, name_len, set,
+ * after_generation and wake filled in). Return: nothing.
+ */
 void regtab_waiter_add(struct regtab *t, struct regtab_waiter *w);
 
 /* regtab_waiter_remove() - unregister @w if registered. Return: nothing. */
@@ -237,11 +254,24 @@ pid_t regtab_keeper_pid(const struct regtab *t, size_t index);
 /* Return: region fds held by this process itself. */
 uint64_t regtab_hot_fds(const struct regtab *t);
 
-/* Return: the number of registered waiters. */
-uint64_t regtab_waiter_count(const struct regtab *t);
+/* Return: the number of waiters registered in @set. */
+uint64_t regtab_waiter_count(const struct regtab *t, enum regtab_wait_set set);
 
 /*
- * regtab_wake() - wake every waiter for r->name (call once the region is
- * in the table for good). Return: how many were woken.
+ * regtab_waiter_visits() - waiters regtab_wake() has looked at since the
+ * table was made: those of the woken name and the others in its buckets
+ * (for tests and benchmarks: it shows a wake does not scan every waiter).
+ * Return: the count.
+ */
+uint64_t regtab_waiter_visits(const struct regtab *t);
+
+/*
+ * regtab_wake() - wake the waiters that @r satisfies (call once the region is
+ * in the table for good): those of the name set, then those of the version
+ * set, each set's in the order they were registered. Each set's are all
+ * unregistered before the first of them is called, so a callback that
+ * removes other waiters (already woken or not) is safe; the memory of a
+ * waiter woken but not yet called must stay valid until it is called.
+ * Return: how many were woken.
  */
 unsigned regtab_wake(struct regtab *t, struct region *r);

@@ -353,7 +353,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check_regtab(fuzz_regtab, c);
         c = conn_free(c);
         FUZZ_CHECK(ctx.connections == 0);
-        FUZZ_CHECK(regtab_waiter_count(fuzz_regtab) == 0);
+        FUZZ_CHECK(regtab_waiter_count(fuzz_regtab, REGTAB_WAIT_NAME) == 0);
+        FUZZ_CHECK(regtab_waiter_count(fuzz_regtab, REGTAB_WAIT_VERSION) == 0);
         FUZZ_CHECK(fuzz_check_regtab(fuzz_regtab, NULL) == 0); /* L3: leased regions went with their owner */
         fuzz_drain(&client);
         transport_deinit(&client);

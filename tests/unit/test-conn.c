@@ -101,7 +101,8 @@ static void env_deinit(struct env *e)
         ck_assert(env_quota_no_connections(e));
         conn_ctx_release(&e->ctx);
         e->ctx.quota = quota_free(e->ctx.quota);
-        ck_assert_uint_eq(regtab_waiter_count(e->regtab), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e->regtab, REGTAB_WAIT_NAME), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e->regtab, REGTAB_WAIT_VERSION), 0);
         regtab_free(e->regtab);
         config_deinit(&e->cfg);
 }
@@ -986,14 +987,14 @@ START_TEST(test_open_wait_same_conn_pipelined)
         send_open(&p, 40, "later", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
         ck_assert_int_eq(pump(&p), 0);
         ck_assert(!reply_pending(&p)); /* parked */
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 1);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 1);
         ck_assert_uint_eq(conn_deadline(p.conn), 0); /* forever */
         send_create(&p, 41, "later", 100, 0, 0, PROTO_BACKEND_AUTO, 0);
         ck_assert_int_eq(pump(&p), 0);
         cfd = expect_region(&p, PROTO_OP_CREATE, 41, &cinfo);
         fd = expect_region(&p, PROTO_OP_OPEN, 40, &info);
         ck_assert_uint_eq(info.id, cinfo.id);
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 0);
         close(fd);
         close(cfd);
         peer_close(&p);
@@ -1064,7 +1065,7 @@ START_TEST(test_open_wait_timeout_and_drop)
         send_open(&p, 5, "never2", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
         ck_assert_int_eq(pump(&p), 0);
         expect_error(&p, PROTO_OP_OPEN, 4, -ETIMEDOUT);
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 2);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 2);
         d = conn_deadline(p.conn);
         ck_assert_uint_ne(d, 0);
         ck_assert_int_eq(conn_timeout(p.conn, d - 1), 0);
@@ -1072,11 +1073,11 @@ START_TEST(test_open_wait_timeout_and_drop)
         ck_assert_int_eq(conn_timeout(p.conn, d), 0);
         ck_assert_int_eq(conn_flush(p.conn), 0);
         expect_error(&p, PROTO_OP_OPEN, 3, -ETIMEDOUT);
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 1);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 1);
         ck_assert_uint_eq(conn_deadline(p.conn), 0);
         /* the forever-waiter goes with its connection */
         peer_close(&p);
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 0);
         env_deinit(&e);
 }
 END_TEST
@@ -1096,7 +1097,7 @@ START_TEST(test_open_wait_limit)
         expect_error_text(&p, PROTO_OP_OPEN, 99, -EDQUOT,
                           "too many waiting OPENs: 64 wait on this connection, the most one may; wait for fewer "
                           "names at once, or open another connection");
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), CONN_MAX_WAITS);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), CONN_MAX_WAITS);
         peer_close(&p);
         env_deinit(&e);
 }
@@ -1966,12 +1967,12 @@ START_TEST(test_f8_overflow_drops)
         for (unsigned i = 0; i < CONN_MAX_WAITS; i++)
                 send_open(&a, 10 + i, "w", PROTO_OPEN_WAIT, 0xFFFFFFFFu);
         ck_assert_int_eq(pump(&a), 0);
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), CONN_MAX_WAITS);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), CONN_MAX_WAITS);
         /* no notify hook here, so nothing is flushed while the replies are queued */
         fd = create_ok(&b, 2, "w", 64, 0, NULL);
         ck_assert(conn_is_dead(a.conn));
         ck_assert(!conn_is_dead(b.conn));
-        ck_assert_uint_eq(regtab_waiter_count(e.regtab), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 0);
         close(fd);
         peer_close(&a);
         peer_close(&b);
@@ -3233,7 +3234,7 @@ START_TEST(test_publish_openv_statv)
         send_openv(&q, 6, "v", PROTO_OPEN_RDONLY | PROTO_OPEN_WAIT, 0xFFFFFFFFu, g1);
         ck_assert_int_eq(pump(&q), 0);
         ck_assert(!reply_pending(&q));
-        ck_assert_ptr_nonnull(e.ctx.vwaits);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 1);
 
         send_publish(&p, 7, "v", 8192, g1 + 99, sealed_memfd(8192, F_SEAL_SHRINK | F_SEAL_GROW));
         ck_assert_int_eq(pump(&p), 0);
@@ -3259,7 +3260,7 @@ START_TEST(test_publish_openv_statv)
         ck_assert_uint_eq(iv.generation, g2);
         ck_assert_uint_eq(iv.info.size, 8192);
         ck_assert_uint_eq(iv.info.flags & PROTO_REGION_RDONLY, PROTO_REGION_RDONLY);
-        ck_assert_ptr_null(e.ctx.vwaits);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 0);
         ck_assert_uint_eq(regtab_count(e.regtab), 1);
         ck_assert_uint_eq(regtab_bytes(e.regtab), 8192);
 
@@ -3274,9 +3275,333 @@ START_TEST(test_publish_openv_statv)
         /* a parked OPENV whose connection goes is forgotten */
         send_openv(&q, 10, "v", PROTO_OPEN_WAIT, 0xFFFFFFFFu, g2);
         ck_assert_int_eq(pump(&q), 0);
-        ck_assert_ptr_nonnull(e.ctx.vwaits);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 1);
         peer_close(&q);
-        ck_assert_ptr_null(e.ctx.vwaits);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 0);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/* PUBLISH @name (a sealed 4 KiB memfd) from @p, expect success. Return: the new generation. */
+static uint64_t publish_ok(struct peer *p, uint32_t id, const char *name)
+{
+        struct proto_publish_reply pub;
+        struct transport_frame f;
+
+        send_publish(p, id, name, 4096, 0, sealed_memfd(4096, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE));
+        ck_assert_int_eq(pump(p), 0);
+        expect_ok(p, PROTO_OP_PUBLISH, id, &f);
+        ck_assert_int_eq(proto_publish_reply_decode(f.payload, f.hdr.length, &pub), 0);
+        transport_frame_deinit(&f);
+        return pub.generation;
+}
+
+/* Park OPENV @id (WAIT, forever) for @name after @after on @p; it must get no reply yet. */
+static void openv_park(struct peer *p, uint32_t id, const char *name, uint64_t after)
+{
+        send_openv(p, id, name, PROTO_OPEN_RDONLY | PROTO_OPEN_WAIT, 0xFFFFFFFFu, after);
+        ck_assert_int_eq(pump(p), 0);
+        ck_assert(!reply_pending(p));
+}
+
+/* Receive the reply to OPENV @id: generation @gen, with one fd (closed here). */
+static void expect_openv(struct peer *p, uint32_t id, uint64_t gen)
+{
+        struct proto_region_infov iv;
+        struct transport_frame f;
+
+        expect_ok(p, PROTO_OP_OPENV, id, &f);
+        ck_assert_uint_eq(f.nfds, 1);
+        ck_assert_int_eq(proto_region_infov_decode(f.payload, f.hdr.length, &iv), 0);
+        ck_assert_uint_eq(iv.generation, gen);
+        transport_frame_deinit(&f);
+}
+
+/*
+ * OPENVs parked on many names and several on the published one, on two
+ * connections, interleaved: a PUBLISH answers exactly those its generation
+ * satisfies, each connection's in the order they came; the others stay
+ * parked and a later PUBLISH answers them.
+ */
+START_TEST(test_openv_wake_only_satisfied)
+{
+        enum { OTHERS = 40 };
+        struct env e;
+        struct peer p, q, r;
+        uint64_t g1, g2, g3;
+        char name[32];
+
+        env_init(&e);
+        e.ctx.notify = test_notify;
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        peer_open(&e, &r);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        do_hello_events(&r);
+        g1 = publish_ok(&p, 2, "v");
+        g2 = regtab_next_id(e.regtab); /* the next PUBLISH's */
+        for (unsigned i = 0; i < OTHERS; i++) {
+                snprintf(name, sizeof(name), "other/%u", i);
+                openv_park(i % 2 ? &q : &r, 1000 + i, name, i % 3 ? 0 : g1);
+                if (i == OTHERS / 2) { /* the published name's waits among them */
+                        openv_park(&q, 100, "v", g1);
+                        openv_park(&r, 200, "v", g1);
+                        openv_park(&q, 101, "v", g2); /* needs the version after the next */
+                        openv_park(&q, 102, "v", g1);
+                        openv_park(&r, 201, "v", g2);
+                        openv_park(&r, 202, "v", g1);
+                        openv_park(&q, 103, "v", g1);
+                        openv_park(&q, 104, "vv", g1); /* a name that starts the same */
+                }
+        }
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), OTHERS + 8);
+
+        notified = 0;
+        ck_assert_uint_eq(publish_ok(&p, 3, "v"), g2);
+        ck_assert_int_gt(notified, 0);
+        conn_flush(q.conn);
+        conn_flush(r.conn);
+        expect_openv(&q, 100, g2);
+        expect_openv(&q, 102, g2);
+        expect_openv(&q, 103, g2);
+        expect_openv(&r, 200, g2);
+        expect_openv(&r, 202, g2);
+        ck_assert(!reply_pending(&q));
+        ck_assert(!reply_pending(&r));
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), OTHERS + 3);
+
+        /* the next version answers the two that wanted it, and nothing else */
+        g3 = publish_ok(&p, 4, "v");
+        ck_assert_uint_gt(g3, g2);
+        conn_flush(q.conn);
+        conn_flush(r.conn);
+        expect_openv(&q, 101, g3);
+        expect_openv(&r, 201, g3);
+        ck_assert(!reply_pending(&q));
+        ck_assert(!reply_pending(&r));
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), OTHERS + 1);
+
+        /* each other name's wait is answered by its own name's PUBLISH */
+        for (unsigned i = 0; i < OTHERS; i++) {
+                struct peer *w = i % 2 ? &q : &r;
+                uint64_t g;
+
+                snprintf(name, sizeof(name), "other/%u", i);
+                g = publish_ok(&p, 10 + i, name);
+                conn_flush(w->conn);
+                expect_openv(w, 1000 + i, g);
+                ck_assert(!reply_pending(&q));
+                ck_assert(!reply_pending(&r));
+        }
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 1); /* "vv" */
+        peer_close(&q);
+        peer_close(&r);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * Answers a PUBLISH wakes overflow one connection's output queue, which drops
+ * it in the middle of the wake: its other woken OPENVs of the name, its waits
+ * still parked on that name and others, are let go without harm (the
+ * sanitizer build sees any use after free), and the other connection's
+ * OPENVs, parked before, between and after, are all answered in order.
+ */
+START_TEST(test_openv_wake_drops_its_connection)
+{
+        enum { MANY = 40 };
+        struct env e;
+        struct peer p, a, b;
+        uint64_t g1, g2;
+        char name[32];
+
+        env_init(&e);
+        e.cfg.max_out_bytes = 1024;
+        peer_open(&e, &p);
+        peer_open(&e, &a);
+        peer_open(&e, &b);
+        do_hello_events(&p);
+        do_hello_events(&a);
+        do_hello_events(&b);
+        g1 = publish_ok(&p, 2, "v");
+        g2 = regtab_next_id(e.regtab);
+        openv_park(&b, 300, "v", g1);
+        for (unsigned i = 0; i < MANY; i++) {
+                openv_park(&a, 100 + i, "v", g1);
+                if (i == MANY / 2)
+                        openv_park(&b, 301, "v", g1);
+                if (i % 8 == 0) {
+                        openv_park(&a, 500 + i, "v", g2);         /* not yet satisfied */
+                        snprintf(name, sizeof(name), "elsewhere/%u", i);
+                        openv_park(&a, 700 + i, name, 0);        /* in other buckets */
+                        send_open(&a, 900 + i, name, PROTO_OPEN_WAIT, 0xFFFFFFFFu); /* and an OPEN */
+                        ck_assert_int_eq(pump(&a), 0);
+                }
+        }
+        openv_park(&b, 302, "v", g1);
+        openv_park(&b, 303, "v", g2);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), MANY / 8);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), MANY + 2 * (MANY / 8) + 4);
+
+        /* no notify hook: a's answers pile up unsent until its queue overflows */
+        ck_assert_uint_eq(publish_ok(&p, 3, "v"), g2);
+        ck_assert(conn_is_dead(a.conn));
+        ck_assert(!conn_is_dead(b.conn));
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 1); /* b's 303 */
+        conn_flush(b.conn);
+        expect_openv(&b, 300, g2);
+        expect_openv(&b, 301, g2);
+        expect_openv(&b, 302, g2);
+        ck_assert(!reply_pending(&b));
+        /* a's waits are gone from the table: the names it waited for wake nobody */
+        snprintf(name, sizeof(name), "elsewhere/%u", 0);
+        publish_ok(&p, 4, name);
+        peer_close(&a);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 1);
+        publish_ok(&p, 5, "v");
+        conn_flush(b.conn);
+        expect_openv(&b, 303, g2 + 2);
+        peer_close(&b);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * A connection's waits in many buckets, OPEN and OPENV: timeouts unlink
+ * theirs, and closing it unlinks the rest; PUBLISHes of those names then
+ * wake nobody.
+ */
+START_TEST(test_openv_teardown_and_timeouts)
+{
+        enum { NAMES = 48 };
+        bool timed_out[NAMES] = { false };
+        struct env e;
+        struct peer p, q;
+        uint64_t d;
+        char name[32];
+
+        env_init(&e);
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        for (unsigned i = 0; i < NAMES; i++) {
+                snprintf(name, sizeof(name), "n/%u", i);
+                /* every fourth with a timeout, the others forever; a third with an OPEN too */
+                send_openv(&q, 100 + i, name, PROTO_OPEN_WAIT, i % 4 ? 0xFFFFFFFFu : 5000, 0);
+                if (i % 3 == 0)
+                        send_open(&q, 300 + i, name, PROTO_OPEN_WAIT, 0xFFFFFFFFu);
+        }
+        ck_assert_int_eq(pump_all(&q), 0);
+        ck_assert(!reply_pending(&q));
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), NAMES);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), NAMES / 3);
+
+        d = conn_deadline(q.conn);
+        ck_assert_uint_ne(d, 0);
+        ck_assert_int_eq(conn_timeout(q.conn, d + 1000000000ULL), 0);
+        ck_assert_int_eq(conn_flush(q.conn), 0);
+        for (unsigned k = 0; k < NAMES / 4; k++) {
+                struct transport_frame f;
+                struct proto_error er;
+
+                recv_frame(&q, &f);
+                ck_assert_uint_eq(f.hdr.opcode, PROTO_OP_OPENV);
+                ck_assert(f.hdr.flags & PROTO_FLAG_ERROR);
+                ck_assert_uint_ge(f.hdr.id, 100);
+                ck_assert_uint_lt(f.hdr.id, 100 + NAMES);
+                ck_assert_uint_eq((f.hdr.id - 100) % 4, 0);
+                ck_assert(!timed_out[f.hdr.id - 100]);
+                timed_out[f.hdr.id - 100] = true;
+                ck_assert_int_eq(proto_error_decode(f.payload, f.hdr.length, &er), 0);
+                ck_assert_int_eq(er.error, -ETIMEDOUT);
+                transport_frame_deinit(&f);
+        }
+        ck_assert(!reply_pending(&q));
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), NAMES - NAMES / 4);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), NAMES / 3);
+        /* n/0: its OPEN is answered, its timed-out OPENV not again; n/1: its OPENV */
+        publish_ok(&p, 2, "n/0");
+        ck_assert_int_eq(conn_flush(q.conn), 0);
+        {
+                struct proto_region_info info;
+
+                close(expect_region(&q, PROTO_OP_OPEN, 300, &info));
+        }
+        ck_assert(!reply_pending(&q));
+        d = publish_ok(&p, 3, "n/1");
+        ck_assert_int_eq(conn_flush(q.conn), 0);
+        expect_openv(&q, 101, d);
+        ck_assert(!reply_pending(&q));
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), NAMES - NAMES / 4 - 1);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), NAMES / 3 - 1);
+
+        /* the connection goes: its waits in every bucket leave the table with it */
+        peer_close(&q);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_NAME), 0);
+        for (unsigned i = 2; i < NAMES; i++) {
+                snprintf(name, sizeof(name), "n/%u", i);
+                publish_ok(&p, 10 + i, name);
+        }
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * A PUBLISH looks only at the OPENVs of its name's bucket: with 1,008 OPENVs
+ * parked on other names (16 connections), publishing a name two wait for
+ * looks at those two and the few hashed to their bucket (about 1 on average
+ * over 1,024 buckets; 24 allows for the random key's worst luck). The old
+ * wake scanned all 1,010 and fails here.
+ */
+START_TEST(test_openv_publish_visits_bucket_only)
+{
+        enum { CONNS = 16, PER = CONN_MAX_WAITS - 1, BOUND = 2 + 24 };
+        struct peer p, q[CONNS];
+        struct env e;
+        uint64_t before, g;
+        char name[32];
+
+        env_init(&e);
+        peer_open(&e, &p);
+        do_hello_events(&p);
+        for (unsigned c = 0; c < CONNS; c++) {
+                peer_open(&e, &q[c]);
+                do_hello_events(&q[c]);
+                for (unsigned i = 0; i < PER; i++) {
+                        snprintf(name, sizeof(name), "far/%u", c * PER + i);
+                        send_openv(&q[c], 100 + i, name, PROTO_OPEN_WAIT, 0xFFFFFFFFu, 0);
+                }
+                ck_assert_int_eq(pump_all(&q[c]), 0);
+                ck_assert(!reply_pending(&q[c]));
+        }
+        send_openv(&q[0], 1, "A", PROTO_OPEN_WAIT, 0xFFFFFFFFu, 0);
+        ck_assert_int_eq(pump(&q[0]), 0);
+        send_openv(&q[CONNS - 1], 1, "A", PROTO_OPEN_WAIT, 0xFFFFFFFFu, 0);
+        ck_assert_int_eq(pump(&q[CONNS - 1]), 0);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), CONNS * PER + 2);
+
+        before = regtab_waiter_visits(e.regtab);
+        g = publish_ok(&p, 2, "A");
+        ck_assert_msg(regtab_waiter_visits(e.regtab) - before <= BOUND, "one PUBLISH looked at %llu waiters",
+                      (unsigned long long)(regtab_waiter_visits(e.regtab) - before));
+        ck_assert_uint_ge(regtab_waiter_visits(e.regtab) - before, 2);
+        ck_assert_uint_eq(regtab_waiter_count(e.regtab, REGTAB_WAIT_VERSION), CONNS * PER);
+        conn_flush(q[0].conn);
+        conn_flush(q[CONNS - 1].conn);
+        expect_openv(&q[0], 1, g);
+        expect_openv(&q[CONNS - 1], 1, g);
+        for (unsigned c = 0; c < CONNS; c++) {
+                ck_assert(!reply_pending(&q[c]));
+                peer_close(&q[c]);
+        }
         peer_close(&p);
         env_deinit(&e);
 }
@@ -3346,6 +3671,10 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_event_before_reply);
         tcase_add_test(tc, test_event_queue_overflow);
         tcase_add_test(tc, test_publish_openv_statv);
+        tcase_add_test(tc, test_openv_wake_only_satisfied);
+        tcase_add_test(tc, test_openv_wake_drops_its_connection);
+        tcase_add_test(tc, test_openv_teardown_and_timeouts);
+        tcase_add_test(tc, test_openv_publish_visits_bucket_only);
         tcase_add_test(tc, test_register_hugetlb_needs_write_seal);
         suite_add_tcase(s, tc);
         return s;

@@ -368,7 +368,7 @@ START_TEST(test_waiters)
         regtab_waiter_add(t, &b.w);
         regtab_waiter_remove(t, &gone.w); /* a connection that went away */
         regtab_waiter_remove(t, &gone.w); /* twice is harmless */
-        ck_assert_uint_eq(regtab_waiter_count(t), 3);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 3);
 
         /* adding alone wakes nobody: the caller decides when the region is there for good */
         ra = fake_region("a", 1);
@@ -381,7 +381,7 @@ START_TEST(test_waiters)
         ck_assert_int_eq(a2.order, 2);
         ck_assert_ptr_null(gone.woken_by);
         ck_assert_ptr_null(b.woken_by);
-        ck_assert_uint_eq(regtab_waiter_count(t), 1);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 1);
 
         /* woken once only */
         ck_assert_uint_eq(regtab_wake(t, ra), 0);
@@ -392,7 +392,7 @@ START_TEST(test_waiters)
         ck_assert_uint_eq(regtab_wake(t, rb), 0);
         ck_assert_ptr_null(b.woken_by);
         regtab_waiter_remove(t, &b.w);
-        ck_assert_uint_eq(regtab_waiter_count(t), 0);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 0);
         regtab_free(t);
 }
 END_TEST
@@ -429,7 +429,229 @@ START_TEST(test_many_waiters)
                         ck_assert_str_eq(w[i].woken_by->name, names[i]);
                 regtab_waiter_remove(t, &w[i].w);
         }
-        ck_assert_uint_eq(regtab_waiter_count(t), 0);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 0);
+        regtab_free(t);
+        free(w);
+        free(names);
+}
+END_TEST
+
+static void test_vwaiter_init(struct test_waiter *tw, const char *name, uint64_t after)
+{
+        test_waiter_init(tw, name);
+        tw->w.set = REGTAB_WAIT_VERSION;
+        tw->w.after_generation = after;
+}
+
+/*
+ * Version waiters (OPENV): woken only by a generation above theirs, after the
+ * name set's, in the order they came; the others stay registered for a later
+ * version. Many names share buckets here (2,500 names over the 1,024
+ * buckets), so satisfied and unsatisfied waiters of different names mix in them.
+ */
+START_TEST(test_version_waiters)
+{
+        enum { NAMES = 2500, PER = 3 };
+        struct test_waiter *w = calloc(NAMES * PER, sizeof(*w));
+        char (*names)[32] = calloc(NAMES, sizeof(*names));
+        struct test_waiter open_a;
+        struct regtab *t = NULL;
+        struct region *v1, *v2, *v3;
+        uint64_t g1, g2;
+
+        ck_assert_ptr_nonnull(w);
+        ck_assert_ptr_nonnull(names);
+        test_wake_seq = 0;
+        ck_assert_int_eq(regtab_new(&t), 0);
+        for (unsigned i = 0; i < NAMES; i++)
+                fake_name(names[i], sizeof(names[i]), i);
+        v1 = fake_region(names[0], 1);
+        ck_assert_int_eq(regtab_add(t, v1), 0);
+        g1 = region_generation(v1);
+        g2 = regtab_next_id(t); /* the next version's */
+        /* per name, in this order: after g1 (the next version does), after g2 (the one after), after g1 again */
+        for (unsigned i = 0; i < NAMES; i++) {
+                test_vwaiter_init(&w[i * PER + 0], names[i], g1);
+                test_vwaiter_init(&w[i * PER + 1], names[i], g2);
+                test_vwaiter_init(&w[i * PER + 2], names[i], g1);
+                for (unsigned k = 0; k < PER; k++)
+                        regtab_waiter_add(t, &w[i * PER + k].w);
+        }
+        /* an OPEN for the name of the next version, registered last: the name set still goes first */
+        test_waiter_init(&open_a, names[1]);
+        regtab_waiter_add(t, &open_a.w);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_VERSION), NAMES * PER);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 1);
+
+        /* the version already there satisfies nobody (all wait past g1) */
+        ck_assert_uint_eq(regtab_wake(t, v1), 0);
+
+        /* the next version of names[0]: its first and third waiters, in that order */
+        regtab_remove(t, v1);
+        regtab_region_free(v1);
+        v2 = fake_region(names[0], 1);
+        ck_assert_int_eq(regtab_add(t, v2), 0);
+        ck_assert_uint_eq(region_generation(v2), g2);
+        ck_assert_uint_eq(regtab_wake(t, v2), 2);
+        ck_assert_ptr_eq(w[0].woken_by, v2);
+        ck_assert_ptr_null(w[1].woken_by);
+        ck_assert_ptr_eq(w[2].woken_by, v2);
+        ck_assert_int_eq(w[0].order, 1);
+        ck_assert_int_eq(w[2].order, 2);
+        ck_assert(w[1].w.linked);
+        for (unsigned i = PER; i < NAMES * PER; i++)
+                ck_assert_ptr_null(w[i].woken_by);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_VERSION), NAMES * PER - 2);
+
+        /* names[1] appears (a generation past g2): its OPEN first, then all three of its OPENVs in order */
+        v3 = fake_region(names[1], 1);
+        ck_assert_int_eq(regtab_add(t, v3), 0);
+        ck_assert_uint_gt(region_generation(v3), g2);
+        ck_assert_uint_eq(regtab_wake(t, v3), 4);
+        ck_assert_int_eq(open_a.order, 3);
+        for (unsigned k = 0; k < PER; k++) {
+                ck_assert_ptr_eq(w[PER + k].woken_by, v3);
+                ck_assert_int_eq(w[PER + k].order, 4 + (int)k);
+        }
+        /* woken once only; names[0]'s second waiter is still there for a version after g2 */
+        ck_assert_uint_eq(regtab_wake(t, v3), 0);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_VERSION), NAMES * PER - 5);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 0);
+        for (unsigned i = 2 * PER; i < NAMES * PER; i++)
+                ck_assert_ptr_null(w[i].woken_by);
+        for (unsigned i = 0; i < NAMES * PER; i++)
+                regtab_waiter_remove(t, &w[i].w);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_VERSION), 0);
+        regtab_free(t);
+        free(w);
+        free(names);
+}
+END_TEST
+
+/*
+ * A wake looks at the announced name's bucket only: with 1,000 OPENVs and
+ * 1,000 OPENs parked on other names, waking a name with 3 waiters looks at
+ * those 3 and the few others hashed to their bucket (about 2 on average over
+ * 1,024 buckets; 24 allows for the random key's worst luck, at odds below
+ * 1e-12), never at the 2,000. A wake that scanned every waiter fails here.
+ */
+START_TEST(test_wake_visits_its_bucket_only)
+{
+        enum { OTHERS = 1000, BOUND = 3 + 24 };
+        struct test_waiter *w = calloc(2 * OTHERS, sizeof(*w));
+        char (*names)[32] = calloc(OTHERS, sizeof(*names));
+        struct test_waiter mine[3];
+        struct regtab *t = NULL;
+        struct region *r;
+        uint64_t before, total = 0;
+
+        ck_assert_ptr_nonnull(w);
+        ck_assert_ptr_nonnull(names);
+        test_wake_seq = 0;
+        ck_assert_int_eq(regtab_new(&t), 0);
+        for (unsigned i = 0; i < OTHERS; i++) {
+                snprintf(names[i], sizeof(names[i]), "other/%u", i);
+                test_vwaiter_init(&w[i], names[i], 0);
+                regtab_waiter_add(t, &w[i].w);
+                test_waiter_init(&w[OTHERS + i], names[i]);
+                regtab_waiter_add(t, &w[OTHERS + i].w);
+        }
+        test_vwaiter_init(&mine[0], "A", 0);
+        test_vwaiter_init(&mine[1], "A", 0);
+        test_waiter_init(&mine[2], "A");
+        for (unsigned k = 0; k < 3; k++)
+                regtab_waiter_add(t, &mine[k].w);
+        ck_assert_uint_eq(regtab_waiter_visits(t), 0);
+
+        r = fake_region("A", 1);
+        ck_assert_int_eq(regtab_add(t, r), 0);
+        ck_assert_uint_eq(regtab_wake(t, r), 3);
+        ck_assert_uint_ge(regtab_waiter_visits(t), 3);
+        ck_assert_msg(regtab_waiter_visits(t) <= BOUND, "one wake looked at %llu waiters",
+                      (unsigned long long)regtab_waiter_visits(t));
+        for (unsigned i = 0; i < 2 * OTHERS; i++)
+                ck_assert_ptr_null(w[i].woken_by);
+
+        /*
+         * Waking every other name once looks at each waiter once per wake of
+         * its bucket: the sum of the squares of the bucket sizes, about 2 per
+         * waiter, not 2,000 per wake.
+         */
+        before = regtab_waiter_visits(t);
+        for (unsigned i = 0; i < OTHERS; i++) {
+                struct region *o = fake_region(names[i], 1);
+
+                ck_assert_int_eq(regtab_add(t, o), 0);
+                ck_assert_uint_eq(regtab_wake(t, o), 2);
+        }
+        total = regtab_waiter_visits(t) - before;
+        ck_assert_msg(total <= 8u * 2 * OTHERS, "%u wakes looked at %llu waiters", OTHERS,
+                      (unsigned long long)total);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_VERSION), 0);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 0);
+        regtab_free(t);
+        free(w);
+        free(names);
+}
+END_TEST
+
+/*
+ * The buckets grow with the waiters: with 50,000 OPENVs parked on other
+ * names (49 per bucket if they stayed 1,024; 2 at most per bucket on average
+ * once doubled), a wake of a name with 2 waiters still looks at only a few.
+ * Waiters registered before and after the doublings stay in arrival order.
+ */
+START_TEST(test_waiter_buckets_grow)
+{
+        enum { OTHERS = 50000, BOUND = 2 + 24 };
+        struct test_waiter *w = calloc(OTHERS, sizeof(*w));
+        char (*names)[32] = calloc(OTHERS / 2, sizeof(*names));
+        struct test_waiter first, last;
+        struct regtab *t = NULL;
+        struct region *r;
+        uint64_t before;
+
+        ck_assert_ptr_nonnull(w);
+        ck_assert_ptr_nonnull(names);
+        test_wake_seq = 0;
+        ck_assert_int_eq(regtab_new(&t), 0);
+        test_vwaiter_init(&first, "A", 0);
+        regtab_waiter_add(t, &first.w);
+        for (unsigned i = 0; i < OTHERS; i++) {
+                if (i < OTHERS / 2)
+                        snprintf(names[i], sizeof(names[i]), "grow/%u", i);
+                test_vwaiter_init(&w[i], names[i % (OTHERS / 2)], 0);
+                regtab_waiter_add(t, &w[i].w);
+        }
+        test_vwaiter_init(&last, "A", 0);
+        regtab_waiter_add(t, &last.w);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_VERSION), OTHERS + 2);
+
+        r = fake_region("A", 1);
+        ck_assert_int_eq(regtab_add(t, r), 0);
+        ck_assert_uint_eq(regtab_wake(t, r), 2);
+        ck_assert_msg(regtab_waiter_visits(t) <= BOUND, "one wake looked at %llu of %u waiters",
+                      (unsigned long long)regtab_waiter_visits(t), OTHERS + 2);
+        ck_assert_int_eq(first.order, 1);
+        ck_assert_int_eq(last.order, 2);
+
+        /* a name's two waiters, registered 25,000 apart across doublings, wake in that order */
+        for (unsigned i = 0; i < OTHERS / 2; i += 997) {
+                int seq = test_wake_seq;
+
+                r = fake_region(names[i], 1);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                before = regtab_waiter_visits(t);
+                ck_assert_uint_eq(regtab_wake(t, r), 2);
+                ck_assert_uint_le(regtab_waiter_visits(t) - before, BOUND);
+                ck_assert_int_eq(w[i].order, seq + 1);
+                ck_assert_int_eq(w[i + OTHERS / 2].order, seq + 2);
+        }
+        for (unsigned i = 0; i < OTHERS; i++) {
+                ck_assert_int_eq(w[i].woken_by != NULL, (i % (OTHERS / 2)) % 997 == 0);
+                regtab_waiter_remove(t, &w[i].w);
+        }
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_VERSION), 0);
         regtab_free(t);
         free(w);
         free(names);
@@ -451,6 +673,9 @@ static Suite *regtab_suite(void)
         tcase_add_test(tc, test_set_size);
         tcase_add_test(tc, test_waiters);
         tcase_add_test(tc, test_many_waiters);
+        tcase_add_test(tc, test_version_waiters);
+        tcase_add_test(tc, test_wake_visits_its_bucket_only);
+        tcase_add_test(tc, test_waiter_buckets_grow);
         suite_add_tcase(s, tc);
         return s;
 }
