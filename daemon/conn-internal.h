@@ -39,6 +39,7 @@ struct conn {
         bool fds_gated;       /* a reply with fds waits: too many unread (conn_fd_budget()) */
         bool hello_done;
         bool in_request; /* handling its own request: a reply may lend it a region's fd (conn_region_send()) */
+        bool dispatching; /* conn_dispatch() of one of its frames, its after() included: conn_send_early() waits */
         bool page_info; /* replies may carry the page bits (HELLO PAGE_INFO, or a CREATE with HUGE/RESERVE) */
         bool closing; /* a fatal error reply is queued: read nothing more, free once sent */
         bool throttled; /* replies pile up: parse no more requests until they drain */
@@ -153,6 +154,16 @@ int conn_drop(struct conn *c, int error);
 
 /* conn_notify() - tell the event loop @c got output outside its own callbacks. Return: nothing. */
 void conn_notify(struct conn *c);
+
+/*
+ * conn_send_early() - send @c's queued output now, from another connection's
+ * request (an event it caused), instead of at the loop's later turn for @c:
+ * only the transport's flush within the fd budget. Nothing of @c's own runs
+ * (no request, no resume) and @c is not dropped here: an error shows again at
+ * the flush conn_notify() schedules, which drops it. Does nothing while @c
+ * dispatches a frame of its own. Return: nothing.
+ */
+void conn_send_early(struct conn *c);
 
 /* conn_reply_raw() - queue a reply; @fds consumed. On failure @c is dropped (c->dead). Return: nothing. */
 void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload, size_t len,

@@ -310,14 +310,22 @@ void conn_watch_notify(struct conn_ctx *ctx, uint16_t kind, struct region *r, co
                         continue;
                 conn_watch_enqueue(c, kind, w->id, buf, (size_t)n);
         }
-        /* then hand them on, each connection once; a watcher of the requester's own connection included */
+        /*
+         * Then hand them on, each connection once; a watcher of the requester's own connection included. They
+         * leave now, ahead of the reply to the request that caused them (sent when the requester's turn ends):
+         * a watcher learns of a change as soon as the daemon made it, not one sendmsg and the requester's
+         * wake-up later (docs/protocol.md, section on events). The loop's turn for the watcher still follows
+         * (conn_notify()): it sends what did not fit and resumes what waited.
+         */
         for (struct conn_watch *w = ctx->watches; w; w = w->next) {
                 struct conn *c = w->conn;
 
                 if (c->dead || !conn_watch_pending(c))
                         continue;
                 conn_watch_pump(c, false);
-                if (transport_has_output(&c->transport) || c->dead)
-                        conn_notify(c);
+                if (!transport_has_output(&c->transport) && !c->dead)
+                        continue;
+                conn_send_early(c);
+                conn_notify(c);
         }
 }

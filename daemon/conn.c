@@ -435,6 +435,12 @@ static int conn_transport_flush(struct conn *c)
         return r;
 }
 
+void conn_send_early(struct conn *c)
+{
+        if (!c->dead && !c->dispatching)
+                (void)conn_transport_flush(c);
+}
+
 struct conn *conn_free(struct conn *c)
 {
         int saved = errno;
@@ -873,7 +879,7 @@ static bool conn_input_buffered(const struct conn *c)
  * now (parked OPENs) can overflow it.
  * Return: 0, or a negative errno when the connection is dead.
  */
-static int conn_process_frames(struct conn *c)
+static int conn_process_frames_loop(struct conn *c)
 {
         struct transport_frame f;
         int r;
@@ -917,6 +923,18 @@ static int conn_process_frames(struct conn *c)
                         return r;
         }
         return c->dead ? -ECONNRESET : 0;
+}
+
+/* conn_process_frames_loop() with @c marked as dispatching its own frames (conn_send_early() waits). */
+static int conn_process_frames(struct conn *c)
+{
+        bool was = c->dispatching;
+        int r;
+
+        c->dispatching = true;
+        r = conn_process_frames_loop(c);
+        c->dispatching = was;
+        return r;
 }
 
 /*

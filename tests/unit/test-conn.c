@@ -3607,6 +3607,64 @@ START_TEST(test_openv_publish_visits_bucket_only)
 }
 END_TEST
 
+/*
+ * A watcher's event leaves when the daemon makes the change, ahead of the
+ * reply to the request that made it (conn_send_early()): here before any
+ * flush of the watcher's connection (the event loop's later turn) and before
+ * the publisher's reply. A watcher whose peer is gone is not dropped in the
+ * middle of the other connection's request, but at its own turn; a watcher
+ * that is the requester itself still gets its event before its reply.
+ */
+START_TEST(test_events_leave_before_the_reply)
+{
+        struct proto_event ev;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q, gone;
+        uint32_t wp, wq;
+
+        env_init(&e);
+        e.ctx.notify = test_notify;
+        notified = 0;
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        peer_open(&e, &gone);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        do_hello_events(&gone);
+        wp = watch_ok(&p, 2, "v");
+        wq = watch_ok(&q, 2, "v");
+        (void)watch_ok(&gone, 2, "v");
+        ck_assert(!reply_pending(&q));
+        ck_assert(!reply_pending(&p));
+        /* gone's client leaves without reading: its end of the socket is closed */
+        close(gone.fd);
+        gone.fd = -1;
+
+        send_publish(&p, 3, "v", 4096, 0, sealed_memfd(4096, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE));
+        /* the request only: no flush of p or q, no turn of the loop */
+        ck_assert_int_eq(conn_handle_input(p.conn), 0);
+        ck_assert(reply_pending(&q)); /* q's event is on its socket already */
+        expect_event(&q, PROTO_EV_CREATED, wq, "v", &ev);
+        ck_assert(!reply_pending(&q));
+        ck_assert_int_gt(notified, 0); /* and q's turn is still asked for */
+        ck_assert(!conn_is_dead(gone.conn)); /* its send failed; it is dropped at its own turn */
+        ck_assert_int_lt(conn_flush(gone.conn), 0);
+        ck_assert(conn_is_dead(gone.conn));
+        /* the requester, a watcher too: its event, then its reply */
+        conn_flush(p.conn);
+        expect_event(&p, PROTO_EV_CREATED, wp, "v", &ev);
+        expect_ok(&p, PROTO_OP_PUBLISH, 3, &f);
+        transport_frame_deinit(&f);
+        ck_assert_int_eq(conn_flush(q.conn), 0); /* q's turn: nothing more */
+        ck_assert(!reply_pending(&q));
+        peer_close(&gone);
+        peer_close(&q);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
         Suite *s = suite_create("conn");
@@ -3675,6 +3733,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_openv_wake_drops_its_connection);
         tcase_add_test(tc, test_openv_teardown_and_timeouts);
         tcase_add_test(tc, test_openv_publish_visits_bucket_only);
+        tcase_add_test(tc, test_events_leave_before_the_reply);
         tcase_add_test(tc, test_register_hugetlb_needs_write_seal);
         suite_add_tcase(s, tc);
         return s;
