@@ -575,21 +575,15 @@ static int backend_fd_link(int fd, char *buf, size_t size)
         return (int)n;
 }
 
-int backend_detect(int fd)
+int backend_detect_with(int fd, const struct stat *st, const struct statfs *sfs)
 {
         char link[4096];
-        struct stat st;
-        struct statfs sfs;
         bool tmpfs;
         int r;
 
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
+        if (!S_ISREG(st->st_mode))
                 return -EINVAL;
-        if (fstatfs(fd, &sfs) < 0)
-                return -errno;
-        tmpfs = sfs.f_type == TMPFS_MAGIC;
+        tmpfs = sfs->f_type == TMPFS_MAGIC;
 
         r = backend_fd_link(fd, link, sizeof(link));
         if (r >= 0) {
@@ -603,6 +597,20 @@ int backend_detect(int fd)
         if (fcntl(fd, F_GET_SEALS) >= 0 && tmpfs)
                 return PROTO_BACKEND_MEMFD;
         return PROTO_BACKEND_FILE;
+}
+
+int backend_detect(int fd)
+{
+        struct stat st;
+        struct statfs sfs;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        if (fstatfs(fd, &sfs) < 0)
+                return -errno;
+        return backend_detect_with(fd, &st, &sfs);
 }
 
 /* Return: "memfd", "shm", "file", "auto" or NULL. */

@@ -132,6 +132,15 @@ int backend_get_size(int fd, uint64_t *sizep);
  */
 int backend_detect(int fd);
 
+struct stat;
+struct statfs;
+/*
+ * backend_detect_with() - backend_detect() for a caller that has already
+ * read @fd's fstat (@st) and fstatfs (@sfs): only the link is read.
+ * Return: as backend_detect().
+ */
+int backend_detect_with(int fd, const struct stat *st, const struct statfs *sfs);
+
 /* Return: "memfd", "shm", "file", "auto" or NULL. */
 const char *backend_name(enum proto_backend backend);
 /* Return: the backend for a name, or -EINVAL. */

@@ -1608,6 +1608,7 @@ int conn_region_handle_delete(struct conn *c, struct transport_frame *f, struct 
  */
 static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, const char **whyp)
 {
+        struct statfs sfs;
         struct stat st;
         int fl, seals, rfd, k;
 
@@ -1634,7 +1635,8 @@ static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, c
                 *whyp = "the memfd must be passed open read-write";
                 return -EINVAL;
         }
-        if (backend_detect(fd) != PROTO_BACKEND_MEMFD) {
+        /* each read once: the checks below share this fstat and fstatfs (a PUBLISH's latency is in its syscalls) */
+        if (fstatfs(fd, &sfs) < 0 || backend_detect_with(fd, &st, &sfs) != PROTO_BACKEND_MEMFD) {
                 *whyp = "not a memfd (a regular file)";
                 return -EINVAL;
         }
@@ -1653,15 +1655,10 @@ static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, c
          * reader's later fault needs a fresh huge page; with the pool empty
          * that is SIGBUS in the reader. Only a write seal stops punching.
          */
-        {
-                struct statfs sfs;
-
-                if (fstatfs(fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC &&
-                    !((uint32_t)seals & (PROTO_SEAL_WRITE | PROTO_SEAL_FUTURE_WRITE))) {
-                        *whyp = "a hugetlb memfd must be sealed F_SEAL_WRITE or F_SEAL_FUTURE_WRITE (holes punched "
-                                "in it would make readers fault)";
-                        return -EPERM;
-                }
+        if (sfs.f_type == HUGETLBFS_MAGIC && !((uint32_t)seals & (PROTO_SEAL_WRITE | PROTO_SEAL_FUTURE_WRITE))) {
+                *whyp = "a hugetlb memfd must be sealed F_SEAL_WRITE or F_SEAL_FUTURE_WRITE (holes punched in it "
+                        "would make readers fault)";
+                return -EPERM;
         }
         if ((st.st_mode & 0022) && !((uint32_t)seals & (PROTO_SEAL_WRITE | PROTO_SEAL_FUTURE_WRITE))) {
                 *whyp = "group or other may write the memfd's inode: fchmod it (0600 or 0644) first";
@@ -1672,7 +1669,7 @@ static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, c
                 return -EPERM;
         }
         /* read-only hand-outs are reopened: find out now, not at the first OPEN */
-        k = backend_reopen_rdonly(fd, &rfd);
+        k = backend_reopen_rdonly_stat(fd, (uint64_t)st.st_dev, (uint64_t)st.st_ino, &rfd, NULL);
         if (k == -EAGAIN) {
                 *whyp = "the memfd is under a lease (F_SETLEASE): release it first";
                 return -EAGAIN;
