@@ -71,6 +71,7 @@ struct bench {
         const char *extra[SPAWN_MAX_EXTRA + 1]; /* --iomemd-arg, NULL-terminated */
         int nextra;
         long nofile;          /* this process's RLIMIT_NOFILE (soft = hard) after spawn_raise_nofile() */
+        long unit_nofile;     /* scenario 6 as deployed: the daemon's LimitNOFILE= (--unit-nofile) */
         char table_note[160]; /* scenario 6: the big table's daemon fd limit and what was parked */
 };
 
@@ -514,8 +515,8 @@ static void bench_regions(struct bench *b, int parked)
         if (parked) {
                 so.max_region_fds = b->plan.parked_budget;
                 limit_from = "inherited";
-        } else if (b->nofile >= BENCH_UNIT_NOFILE) {
-                so.nofile = BENCH_UNIT_NOFILE;
+        } else if (b->nofile >= b->unit_nofile) {
+                so.nofile = b->unit_nofile;
                 limit_from = "unit";
         } else {
                 limit_from = "fallback"; /* no CAP_SYS_RESOURCE: this process's hard limit is all there is */
@@ -614,8 +615,7 @@ static void bench_regions(struct bench *b, int parked)
                 if (!parked) {
                         snprintf(b->table_note, sizeof(b->table_note),
                                  "iomemd RLIMIT_NOFILE %ld (%s), %u of %u regions parked", dnofile,
-                                 so.nofile ? "the unit's LimitNOFILE=" :
-                                             "FALLBACK: the bench cannot raise it to the unit's 262144",
+                                 so.nofile ? "the unit's LimitNOFILE=" : "FALLBACK: the bench cannot raise it",
                                  total > held ? total - held : 0, total);
                         snprintf(desc, sizeof(desc),
                                  "connect + OPEN + mmap + munmap + close + disconnect, %u regions", total);
@@ -850,9 +850,9 @@ static void bench_meta(struct bench *b, long nofile)
         snprintf(line, sizeof(line),
                  "{\"meta\":\"iomem-bench\",\"mode\":\"%s\",\"kernel\":\"%s\",\"machine\":\"%s\",\"cpus\":%ld,"
                  "\"time\":%lld,\"nofile\":%ld,\"backend\":\"%s\",\"pin\":%d,\"pin_keepers\":%d,\"regions\":%u,"
-                 "\"iomemd_args\":\"%s\"}\n",
+                 "\"iomemd_args\":\"%s\",\"unit_nofile\":%ld}\n",
                  b->plan.mode, u.release, u.machine, sysconf(_SC_NPROCESSORS_ONLN), (long long)time(NULL),
-                 nofile, b->backend, b->pin, b->pin_keepers, b->plan.regions, args);
+                 nofile, b->backend, b->pin, b->pin_keepers, b->plan.regions, args, b->unit_nofile);
         bench_json_line(b, line);
 }
 
@@ -860,7 +860,8 @@ static void bench_usage(FILE *f)
 {
         fprintf(f,
                 "Usage: iomem-bench [--quick] [--iomemd PATH] [--json FILE] [--only GROUPS] [--no-pin]\n"
-                "                   [--backend NAME] [--tmpdir DIR] [--regions N] [--iomemd-arg ARG]...\n"
+                "                   [--backend NAME] [--tmpdir DIR] [--regions N] [--unit-nofile N]\n"
+                "                   [--iomemd-arg ARG]...\n"
                 "  --quick        smoke run: small counts, a few seconds\n"
                 "  --iomemd PATH  the daemon to start (default: %s)\n"
                 "  --json FILE    also write the JSON lines to FILE\n"
@@ -877,11 +878,14 @@ static void bench_usage(FILE *f)
                 "  --backend NAME iomemd's backend: memfd (default), shm, file\n"
                 "  --tmpdir DIR   iomemd's directory for the file backend\n"
                 "  --regions N    scenario 6/7 big table size (default: 100000; --quick: 2000)\n"
+                "  --unit-nofile N\n"
+                "                 the daemon's fd limit in scenario 6 as deployed (default: %ld,\n"
+                "                 systemd/iomemd.service.in's LimitNOFILE=)\n"
                 "  --iomemd-arg ARG\n"
                 "                 one more argument for every iomemd started, after the benchmark's\n"
                 "                 own (repeat for each word, e.g. --iomemd-arg=--max-region-fds\n"
                 "                 --iomemd-arg=1); at most %d\n",
-                IOMEM_BENCH_IOMEMD, BENCH_UNIT_NOFILE, SPAWN_MAX_EXTRA);
+                IOMEM_BENCH_IOMEMD, BENCH_UNIT_NOFILE, BENCH_UNIT_NOFILE, SPAWN_MAX_EXTRA);
 }
 
 int main(int argc, char **argv)
@@ -896,6 +900,7 @@ int main(int argc, char **argv)
                 { "tmpdir", required_argument, NULL, 't' },
                 { "regions", required_argument, NULL, 'r' },
                 { "pin-keepers", no_argument, NULL, 'K' },
+                { "unit-nofile", required_argument, NULL, 'U' },
                 { "iomemd-arg", required_argument, NULL, 'a' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -915,6 +920,7 @@ int main(int argc, char **argv)
         b->iomemd = IOMEM_BENCH_IOMEMD;
         b->pin = 1;
         b->backend = "memfd";
+        b->unit_nofile = BENCH_UNIT_NOFILE;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 switch (c) {
                 case 'q':
@@ -958,6 +964,19 @@ int main(int argc, char **argv)
                                 return 2;
                         }
                         regions = (unsigned)v;
+                        break;
+                }
+                case 'U': {
+                        char *end;
+                        long v;
+
+                        errno = 0;
+                        v = strtol(optarg, &end, 10);
+                        if (errno || *end || v < 1024 || v > (1L << 30)) {
+                                fprintf(stderr, "iomem-bench: --unit-nofile: expected 1024..2^30\n");
+                                return 2;
+                        }
+                        b->unit_nofile = v;
                         break;
                 }
                 case 'a':

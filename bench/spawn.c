@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -83,6 +85,14 @@ int spawn_iomemd_opts(const struct spawn_opts *o, struct spawn *d)
                                         o->nofile);
                                 _exit(126);
                         }
+                        /*
+                         * As the unit's CapabilityBoundingSet= (empty): without
+                         * CAP_SYS_RESOURCE the daemon cannot raise its limit past
+                         * this one (server_raise_nofile() would go to fs.nr_open).
+                         * Fails harmlessly without CAP_SETPCAP, where there is
+                         * nothing to drop anyway.
+                         */
+                        (void)prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
                 }
                 if (o->tmpdir) {
                         argv[n++] = "--tmpdir";

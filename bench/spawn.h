@@ -45,7 +45,8 @@ struct spawn_opts {
         const char *backend;
         const char *tmpdir;        /* NULL = the daemon's default */
         const char *const *extra;  /* NULL-terminated, NULL = none; at most SPAWN_MAX_EXTRA */
-        long nofile;               /* > 0: the daemon's RLIMIT_NOFILE, soft and hard (LimitNOFILE=); 0 = inherit */
+        long nofile;               /* > 0: the daemon's RLIMIT_NOFILE, soft and hard (LimitNOFILE=), and
+                                    * CAP_SYS_RESOURCE out of its bounding set, as the unit has it; 0 = inherit */
         unsigned max_region_fds;   /* > 0: --max-region-fds (before @extra); 0 = the daemon's default */
 };
 
