@@ -27,7 +27,7 @@
 #define BENCH_MAP_SIZE 4096
 #define BENCH_OPEN_NAME "bench-open"
 #define BENCH_COLD_NAME "bench-cold"
-#define BENCH_MAX_RESULTS 48
+#define BENCH_MAX_RESULTS 64
 #define BENCH_SAMPLE_CAP (1u << 22)
 #define BENCH_UNIT_NOFILE 262144L /* systemd/iomemd.service.in: LimitNOFILE= */
 
