@@ -27,8 +27,9 @@
 #define BENCH_MAP_SIZE 4096
 #define BENCH_OPEN_NAME "bench-open"
 #define BENCH_COLD_NAME "bench-cold"
-#define BENCH_MAX_RESULTS 48
+#define BENCH_MAX_RESULTS 64
 #define BENCH_SAMPLE_CAP (1u << 22)
+#define BENCH_UNIT_NOFILE 262144L /* systemd/iomemd.service.in: LimitNOFILE= */
 
 struct bench_plan {
         const char *mode;
@@ -37,6 +38,7 @@ struct bench_plan {
         uint64_t warmup;
         unsigned regions;       /* scenario 6/7 table size */
         unsigned small_regions; /* scenario 6 small table */
+        unsigned parked_budget; /* scenario 6, parked configuration: the daemon's --max-region-fds */
         unsigned idle_conns;    /* scenario 7 */
         uint64_t dp_bytes;      /* scenario 8 */
         int dp_reps;
@@ -44,12 +46,12 @@ struct bench_plan {
 
 static const struct bench_plan bench_full = {
         .mode = "full", .seconds = 2.0, .clients_seconds = 3.0, .warmup = 2000, .regions = 100000,
-        .small_regions = 100, .idle_conns = 10000, .dp_bytes = UINT64_C(1) << 30, .dp_reps = 5,
+        .small_regions = 100, .parked_budget = 9744, .idle_conns = 10000, .dp_bytes = UINT64_C(1) << 30, .dp_reps = 5,
 };
 
 static const struct bench_plan bench_quick = {
         .mode = "quick", .seconds = 0.05, .clients_seconds = 0.1, .warmup = 20, .regions = 2000,
-        .small_regions = 100, .idle_conns = 200, .dp_bytes = UINT64_C(16) << 20, .dp_reps = 2,
+        .small_regions = 100, .parked_budget = 200, .idle_conns = 200, .dp_bytes = UINT64_C(16) << 20, .dp_reps = 2,
 };
 
 static const int bench_client_counts[] = { 1, 8, 64, 512 };
@@ -68,6 +70,9 @@ struct bench {
         const char *tmpdir;  /* iomemd --tmpdir, or NULL */
         const char *extra[SPAWN_MAX_EXTRA + 1]; /* --iomemd-arg, NULL-terminated */
         int nextra;
+        long nofile;          /* this process's RLIMIT_NOFILE (soft = hard) after spawn_raise_nofile() */
+        long unit_nofile;     /* scenario 6 as deployed: the daemon's LimitNOFILE= (--unit-nofile) */
+        char table_note[160]; /* scenario 6: the big table's daemon fd limit and what was parked */
 };
 
 /* Put this process and @server (0 = none) on one CPU, or back on all CPUs (@on = 0). */
@@ -171,7 +176,8 @@ struct bench_conn {
         const char *socket;
         const char *name;
         unsigned counter;
-        unsigned nnames;  /* scenario 6: names bench-r-0..nnames-1 */
+        unsigned first;   /* scenario 6: names bench-r-first..first+nnames-1 */
+        unsigned nnames;
         uint64_t rng;
 };
 
@@ -410,7 +416,7 @@ static int bench_open_random_op(void *userdata)
         x->rng ^= x->rng << 13;
         x->rng ^= x->rng >> 7;
         x->rng ^= x->rng << 17;
-        snprintf(name, sizeof(name), "bench-r-%06u", (unsigned)(x->rng % x->nnames));
+        snprintf(name, sizeof(name), "bench-r-%06u", x->first + (unsigned)(x->rng % x->nnames));
         r = iomem_open(x->c, name, 0, 0, &region);
         iomem_region_free(region);
         return r;
@@ -450,23 +456,77 @@ static double bench_rss_delta(const struct spawn_rss *a, const struct spawn_rss 
         return ((double)b->rss_kb - (double)b->shmem_kb - ((double)a->rss_kb - (double)a->shmem_kb)) * 1024.0;
 }
 
-static void bench_regions(struct bench *b)
+struct bench_table_fds {
+        uint64_t region_fds; /* held by the daemon itself */
+        uint64_t keepers;
+};
+
+static int bench_table_metric(const struct iomem_metric *m, void *userdata)
 {
+        struct bench_table_fds *f = userdata;
+
+        if (m->name && strcmp(m->name, "iomemd_region_fds") == 0)
+                f->region_fds = m->value;
+        else if (m->name && strcmp(m->name, "iomemd_keepers") == 0)
+                f->keepers = m->value;
+        return 0;
+}
+
+/* Tag a scenario 6 row with the daemon's fd limit and what of the table was parked then. */
+static void bench_table_extra(struct stats_result *res, long nofile, const char *limit_from, unsigned regions,
+                              const struct bench_table_fds *f)
+{
+        stats_extra(res, "daemon_nofile", "%ld", nofile);
+        stats_extra(res, "nofile_from", "\"%s\"", limit_from);
+        stats_extra(res, "region_fds", "%llu", (unsigned long long)f->region_fds);
+        stats_extra(res, "parked", "%llu",
+                    (unsigned long long)(regions > f->region_fds ? regions - f->region_fds : 0));
+        stats_extra(res, "keepers", "%llu", (unsigned long long)f->keepers);
+}
+
+/*
+ * Scenario 6 and the per-region RSS. @parked = 0: as deployed, the daemon
+ * with the shipped unit's LimitNOFILE= where this process may give it that
+ * (else its own limit, said in the rows: "nofile_from"), which holds every
+ * region fd itself. @parked = 1: the daemon's region-fd budget set to what a
+ * 20,000 fd limit gives it (plan.parked_budget), so most of the big table is
+ * parked in keepers; informational rows, the OPENs also split into names held
+ * by the daemon and names parked (the daemon parks each region created past
+ * its budget, so the held ones are the first region_fds created).
+ */
+static void bench_regions(struct bench *b, int parked)
+{
+        struct spawn_opts so = { .binary = b->iomemd, .backend = b->backend, .tmpdir = b->tmpdir,
+                                 .extra = b->extra };
         struct spawn d;
         struct spawn_rss rss0, rss1;
         struct bench_conn x = { .rng = 0x9E3779B97F4A7C15u };
         struct bench_creator cr = { .x = &x, .size = 0 };
+        struct bench_table_fds f = { 0 };
         struct stats_result res;
         struct stats s = { 0 };
+        const char *limit_from;
+        const char *pre = parked ? "parked-" : "";
+        char desc[112], scenario[48];
         double seconds;
-        char desc[112];
+        long dnofile;
         int r;
 
-        r = spawn_iomemd(b->iomemd, b->backend, b->tmpdir, b->extra, &d);
+        if (parked) {
+                so.max_region_fds = b->plan.parked_budget;
+                limit_from = "inherited";
+        } else if (b->nofile >= b->unit_nofile) {
+                so.nofile = b->unit_nofile;
+                limit_from = "unit";
+        } else {
+                limit_from = "fallback"; /* no CAP_SYS_RESOURCE: this process's hard limit is all there is */
+        }
+        r = spawn_iomemd_opts(&so, &d);
         if (r < 0) {
                 bench_fail(b, "spawn iomemd", r);
                 return;
         }
+        dnofile = spawn_nofile(d.pid);
         r = iomem_connect(d.socket, &x.c);
         if (r == 0) {
                 /* size 0 keeps the regions' own memory out of the count; 4 KiB untouched if 0 is refused */
@@ -486,24 +546,25 @@ static void bench_regions(struct bench *b)
                 goto out;
         }
         x.nnames = x.counter;
+        snprintf(scenario, sizeof(scenario), "%s%s", parked ? "parked-" : "open-", "small-table");
         snprintf(desc, sizeof(desc), "OPEN + close of a random name, %u regions in the table", x.counter);
         bench_pin(b, d.pid, 1);
-        bench_loop(b, "open-small-table", desc, bench_open_random_op, &x, NULL);
-        /* a 4 KiB region made now stays in the daemon (within its fd budget) whatever the table grows to */
-        {
+        bench_loop(b, scenario, desc, bench_open_random_op, &x, NULL);
+        if (!parked) {
+                /* a 4 KiB region made now stays in the daemon (within its fd budget) whatever the table grows to */
                 struct iomem_region *cold = NULL;
 
                 r = iomem_create(x.c, BENCH_COLD_NAME, BENCH_MAP_SIZE, NULL, &cold);
                 iomem_region_free(cold);
+                if (r < 0) {
+                        bench_fail(b, "cold setup", r);
+                        goto out;
+                }
+                x.socket = d.socket;
+                snprintf(desc, sizeof(desc), "connect + OPEN + mmap + munmap + close + disconnect, %u regions",
+                         x.counter + 1);
+                bench_loop(b, "cold-small-table", desc, bench_cold_map_op, &x, NULL);
         }
-        if (r < 0) {
-                bench_fail(b, "cold setup", r);
-                goto out;
-        }
-        x.socket = d.socket;
-        snprintf(desc, sizeof(desc), "connect + OPEN + mmap + munmap + close + disconnect, %u regions",
-                 x.counter + 1);
-        bench_loop(b, "cold-small-table", desc, bench_cold_map_op, &x, NULL);
         bench_pin(b, d.pid, 0);
 
         r = spawn_rss(d.pid, &rss0);
@@ -513,12 +574,15 @@ static void bench_regions(struct bench *b)
                 r = bench_fill_table(&cr, b->plan.regions, &s, &seconds);
         if (r == 0)
                 r = spawn_rss(d.pid, &rss1);
+        if (r == 0)
+                r = iomem_metrics(x.c, NULL, bench_table_metric, &f);
         if (r == 0) {
                 unsigned added = x.counter - x.nnames;
 
                 snprintf(desc, sizeof(desc), "CREATE of named regions of %llu bytes until %u exist; daemon RSS",
                          (unsigned long long)cr.size, x.counter);
-                stats_finish(&s, seconds, "regions-rss", desc, &res);
+                snprintf(scenario, sizeof(scenario), "%sregions-rss", pre);
+                stats_finish(&s, seconds, scenario, desc, &res);
                 stats_extra(&res, "regions", "%u", x.counter);
                 stats_extra(&res, "region_size", "%llu", (unsigned long long)cr.size);
                 stats_extra(&res, "rss_before_kb", "%llu", (unsigned long long)rss0.rss_kb);
@@ -527,21 +591,61 @@ static void bench_regions(struct bench *b)
                 stats_extra(&res, "keepers_after_kb", "%llu", (unsigned long long)rss1.keepers_kb);
                 stats_extra(&res, "keepers", "%u", rss1.keepers);
                 stats_extra(&res, "rss_per_region_bytes", "%.1f", bench_rss_delta(&rss0, &rss1) / added);
+                stats_extra(&res, "daemon_nofile", "%ld", dnofile);
                 bench_record(b, &res);
         }
         stats_deinit(&s);
         if (r < 0) {
-                bench_fail(b, "regions-rss", r);
+                bench_fail(b, parked ? "parked-regions-rss" : "regions-rss", r);
                 goto out;
         }
-        x.nnames = x.counter;
-        snprintf(desc, sizeof(desc), "OPEN + close of a random name, %u regions in the table", x.counter);
-        bench_pin(b, d.pid, 1);
-        bench_loop(b, "open-big-table", desc, bench_open_random_op, &x, NULL);
-        snprintf(desc, sizeof(desc), "connect + OPEN + mmap + munmap + close + disconnect, %u regions",
-                 x.counter + 1);
-        bench_loop(b, "cold-big-table", desc, bench_cold_map_op, &x, NULL);
-        bench_pin(b, d.pid, 0);
+        {
+                /* every region in the table: the bench's names, and bench-cold in the deployed run */
+                unsigned total = x.counter + !parked, held = (unsigned)f.region_fds;
+
+                x.nnames = x.counter;
+                snprintf(scenario, sizeof(scenario), "%s%s", parked ? "parked-" : "open-", "big-table");
+                snprintf(desc, sizeof(desc), "OPEN + close of a random name, %u regions in the table, %u parked",
+                         total, total > held ? total - held : 0);
+                bench_pin(b, d.pid, 1);
+                if (bench_loop(b, scenario, desc, bench_open_random_op, &x, &res) == 0) {
+                        bench_table_extra(&res, dnofile, limit_from, total, &f);
+                        bench_record(b, &res);
+                }
+                if (!parked) {
+                        snprintf(b->table_note, sizeof(b->table_note),
+                                 "iomemd RLIMIT_NOFILE %ld (%s), %u of %u regions parked", dnofile,
+                                 so.nofile ? "the unit's LimitNOFILE=" : "FALLBACK: the bench cannot raise it",
+                                 total > held ? total - held : 0, total);
+                        snprintf(desc, sizeof(desc),
+                                 "connect + OPEN + mmap + munmap + close + disconnect, %u regions", total);
+                        if (bench_loop(b, "cold-big-table", desc, bench_cold_map_op, &x, &res) == 0) {
+                                bench_table_extra(&res, dnofile, limit_from, total, &f);
+                                bench_record(b, &res);
+                        }
+                } else if (held < x.counter) {
+                        /* the split: names the daemon holds, then names parked, in the same big table */
+                        struct bench_conn hx = x;
+
+                        hx.first = 0;
+                        hx.nnames = held;
+                        snprintf(desc, sizeof(desc), "parked-big-table's OPEN of one of the %u names held by the "
+                                 "daemon", held);
+                        if (held && bench_loop(b, "parked-big-held", desc, bench_open_random_op, &hx, &res) == 0) {
+                                bench_table_extra(&res, dnofile, limit_from, total, &f);
+                                bench_record(b, &res);
+                        }
+                        hx.first = held;
+                        hx.nnames = x.counter - held;
+                        snprintf(desc, sizeof(desc), "parked-big-table's OPEN of one of the %u parked names",
+                                 x.counter - held);
+                        if (bench_loop(b, "parked-big-parked", desc, bench_open_random_op, &hx, &res) == 0) {
+                                bench_table_extra(&res, dnofile, limit_from, total, &f);
+                                bench_record(b, &res);
+                        }
+                }
+                bench_pin(b, d.pid, 0);
+        }
 out:
         iomem_disconnect(x.c);
         spawn_stop(&d);
@@ -613,12 +717,11 @@ static void bench_idle_connections(struct bench *b, unsigned count)
 
 /* ---- targets ------------------------------------------------------------------------------------- */
 
-/* Print and record one target. @higher: the value must be >= @limit, else <= @limit. */
-static void bench_target(struct bench *b, FILE *table, const char *target, const char *what, double value,
-                         double limit, int higher)
+/* Print and record one target line with @verdict ("INFO": informational, no verdict). */
+static void bench_target_line(struct bench *b, FILE *table, const char *verdict, const char *target,
+                              const char *what, double value, double limit, int higher)
 {
-        const char *verdict = value < 0 ? "N/A" : (higher ? value >= limit : value <= limit) ? "PASS" : "MISS";
-        char line[512];
+        char line[640];
 
         fprintf(table, "%-4s %-28s %12.3f %s %-10g %s\n", verdict, target, value, higher ? ">=" : "<=", limit,
                 what);
@@ -626,6 +729,15 @@ static void bench_target(struct bench *b, FILE *table, const char *target, const
                  "{\"target\":\"%s\",\"desc\":\"%s\",\"value\":%.4f,\"limit\":%g,\"op\":\"%s\",\"verdict\":\"%s\"}\n",
                  target, what, value, limit, higher ? ">=" : "<=", verdict);
         bench_json_line(b, line);
+}
+
+/* Print and record one target. @higher: the value must be >= @limit, else <= @limit. */
+static void bench_target(struct bench *b, FILE *table, const char *target, const char *what, double value,
+                         double limit, int higher)
+{
+        const char *verdict = value < 0 ? "N/A" : (higher ? value >= limit : value <= limit) ? "PASS" : "MISS";
+
+        bench_target_line(b, table, verdict, target, what, value, limit, higher);
 }
 
 static double bench_ratio(const struct stats_result *num, double numv, const struct stats_result *den,
@@ -656,8 +768,12 @@ static void bench_targets(struct bench *b)
                                   *pread = bench_find(b, "dp-pipe-read"), *rd = bench_find(b, "dp-read"),
                                   *wake = bench_find(b, "floor-pipe-wake"), *pubn = bench_find(b, "publish-notified"),
                                   *cfloor = bench_find(b, "floor-cold"), *csmall = bench_find(b, "cold-small-table"),
-                                  *cbig = bench_find(b, "cold-big-table");
+                                  *cbig = bench_find(b, "cold-big-table"),
+                                  *psmall = bench_find(b, "parked-small-table"),
+                                  *pbig = bench_find(b, "parked-big-table"), *pheld = bench_find(b, "parked-big-held"),
+                                  *ppark = bench_find(b, "parked-big-parked");
         const struct stats_result *best = NULL;
+        char what[256];
         FILE *t = stdout;
 
         for (int i = 0; i < b->nresults; i++)
@@ -675,8 +791,26 @@ static void bench_targets(struct bench *b)
                      bench_ratio(cbig, cbig ? cbig->ops_per_s : 0, cfloor, cfloor ? cfloor->ops_per_s : 0), 0.8, 1);
         bench_target(b, t, "clients-64 p99/p50", "latency spread at 64 clients",
                      bench_ratio(c64, c64 ? c64->p99_us : 0, c64, c64 ? c64->p50_us : 0), 3.0, 0);
-        bench_target(b, t, "open big/small table p50", "OPEN p50 with the big table over the small one",
+        snprintf(what, sizeof(what), "OPEN p50 with the big table over the small one; %s",
+                 b->table_note[0] ? b->table_note : "not run");
+        bench_target(b, t, "open big/small table p50", what,
                      bench_ratio(big, big ? big->p50_us : 0, small, small ? small->p50_us : 0), 1.2, 0);
+        if (psmall || pbig) {
+                /* the parked configuration: no verdict, but its cost in plain view */
+                snprintf(what, sizeof(what), "the same with iomemd --max-region-fds %u (what a 20,000 fd limit "
+                         "gives): %s", b->plan.parked_budget, pbig ? "most of the big table parked" : "not run");
+                bench_target_line(b, t, "INFO", "parked big/small p50", what,
+                                  bench_ratio(pbig, pbig ? pbig->p50_us : 0, psmall, psmall ? psmall->p50_us : 0),
+                                  1.2, 0);
+                bench_target_line(b, t, "INFO", "parked: held-name/small p50",
+                                  "OPEN of names the daemon holds in the big table, over the small table",
+                                  bench_ratio(pheld, pheld ? pheld->p50_us : 0, psmall, psmall ? psmall->p50_us : 0),
+                                  1.2, 0);
+                bench_target_line(b, t, "INFO", "parked: parked/held-name p50",
+                                  "OPEN of parked names over OPEN of held names, same big table",
+                                  bench_ratio(ppark, ppark ? ppark->p50_us : 0, pheld, pheld ? pheld->p50_us : 0),
+                                  1.2, 0);
+        }
         bench_target(b, t, "RSS bytes per region", "daemon RSS per named region (region memory excluded)",
                      bench_extra_value(reg, "rss_per_region_bytes"), 1024, 0);
         bench_target(b, t, "RSS bytes per idle conn", "daemon RSS per idle connection",
@@ -716,9 +850,9 @@ static void bench_meta(struct bench *b, long nofile)
         snprintf(line, sizeof(line),
                  "{\"meta\":\"iomem-bench\",\"mode\":\"%s\",\"kernel\":\"%s\",\"machine\":\"%s\",\"cpus\":%ld,"
                  "\"time\":%lld,\"nofile\":%ld,\"backend\":\"%s\",\"pin\":%d,\"pin_keepers\":%d,\"regions\":%u,"
-                 "\"iomemd_args\":\"%s\"}\n",
+                 "\"iomemd_args\":\"%s\",\"unit_nofile\":%ld}\n",
                  b->plan.mode, u.release, u.machine, sysconf(_SC_NPROCESSORS_ONLN), (long long)time(NULL),
-                 nofile, b->backend, b->pin, b->pin_keepers, b->plan.regions, args);
+                 nofile, b->backend, b->pin, b->pin_keepers, b->plan.regions, args, b->unit_nofile);
         bench_json_line(b, line);
 }
 
@@ -726,12 +860,17 @@ static void bench_usage(FILE *f)
 {
         fprintf(f,
                 "Usage: iomem-bench [--quick] [--iomemd PATH] [--json FILE] [--only GROUPS] [--no-pin]\n"
-                "                   [--backend NAME] [--tmpdir DIR] [--regions N] [--iomemd-arg ARG]...\n"
+                "                   [--backend NAME] [--tmpdir DIR] [--regions N] [--unit-nofile N]\n"
+                "                   [--iomemd-arg ARG]...\n"
                 "  --quick        smoke run: small counts, a few seconds\n"
                 "  --iomemd PATH  the daemon to start (default: %s)\n"
                 "  --json FILE    also write the JSON lines to FILE\n"
                 "  --only GROUPS  run only these (comma-separated): floor, ops, clients,\n"
-                "                 dataplane, regions, idle, events\n"
+                "                 dataplane, regions, idle, events; regions is table (scenario 6\n"
+                "                 as deployed: iomemd with the unit's LimitNOFILE=%ld where this\n"
+                "                 process may raise it, else its own limit, said in the output)\n"
+                "                 and parked (informational: most of the big table parked in\n"
+                "                 fd keepers)\n"
                 "  --no-pin       do not put client and server of the one-to-one scenarios\n"
                 "                 (floor, ops, table size) on one CPU\n"
                 "  --pin-keepers  put iomemd's fd keeper processes on that CPU too (default:\n"
@@ -739,11 +878,14 @@ static void bench_usage(FILE *f)
                 "  --backend NAME iomemd's backend: memfd (default), shm, file\n"
                 "  --tmpdir DIR   iomemd's directory for the file backend\n"
                 "  --regions N    scenario 6/7 big table size (default: 100000; --quick: 2000)\n"
+                "  --unit-nofile N\n"
+                "                 the daemon's fd limit in scenario 6 as deployed (default: %ld,\n"
+                "                 systemd/iomemd.service.in's LimitNOFILE=)\n"
                 "  --iomemd-arg ARG\n"
                 "                 one more argument for every iomemd started, after the benchmark's\n"
                 "                 own (repeat for each word, e.g. --iomemd-arg=--max-region-fds\n"
                 "                 --iomemd-arg=1); at most %d\n",
-                IOMEM_BENCH_IOMEMD, SPAWN_MAX_EXTRA);
+                IOMEM_BENCH_IOMEMD, BENCH_UNIT_NOFILE, BENCH_UNIT_NOFILE, SPAWN_MAX_EXTRA);
 }
 
 int main(int argc, char **argv)
@@ -758,6 +900,7 @@ int main(int argc, char **argv)
                 { "tmpdir", required_argument, NULL, 't' },
                 { "regions", required_argument, NULL, 'r' },
                 { "pin-keepers", no_argument, NULL, 'K' },
+                { "unit-nofile", required_argument, NULL, 'U' },
                 { "iomemd-arg", required_argument, NULL, 'a' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -777,6 +920,7 @@ int main(int argc, char **argv)
         b->iomemd = IOMEM_BENCH_IOMEMD;
         b->pin = 1;
         b->backend = "memfd";
+        b->unit_nofile = BENCH_UNIT_NOFILE;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 switch (c) {
                 case 'q':
@@ -822,6 +966,19 @@ int main(int argc, char **argv)
                         regions = (unsigned)v;
                         break;
                 }
+                case 'U': {
+                        char *end;
+                        long v;
+
+                        errno = 0;
+                        v = strtol(optarg, &end, 10);
+                        if (errno || *end || v < 1024 || v > (1L << 30)) {
+                                fprintf(stderr, "iomem-bench: --unit-nofile: expected 1024..2^30\n");
+                                return 2;
+                        }
+                        b->unit_nofile = v;
+                        break;
+                }
                 case 'a':
                         if (b->nextra >= SPAWN_MAX_EXTRA) {
                                 fprintf(stderr, "iomem-bench: at most %d --iomemd-arg\n", SPAWN_MAX_EXTRA);
@@ -841,6 +998,7 @@ int main(int argc, char **argv)
                 b->plan.regions = regions;
         signal(SIGPIPE, SIG_IGN);
         nofile = spawn_raise_nofile(1L << 20);
+        b->nofile = nofile;
         /*
          * Each connection is one fd in the daemon; keep headroom. Regions past the
          * daemon's fd budget live in its keeper processes, so they are not capped.
@@ -875,8 +1033,10 @@ int main(int argc, char **argv)
         if (bench_wants(b, "ops") || bench_wants(b, "clients") || bench_wants(b, "dataplane") ||
             bench_wants(b, "events"))
                 bench_daemon_ops(b);
-        if (bench_wants(b, "regions"))
-                bench_regions(b);
+        if (bench_wants(b, "regions") || bench_wants(b, "table"))
+                bench_regions(b, 0);
+        if (bench_wants(b, "regions") || bench_wants(b, "parked"))
+                bench_regions(b, 1);
         if (bench_wants(b, "idle"))
                 bench_idle_connections(b, conns);
 

@@ -2,11 +2,14 @@
 /* spawn: start and stop a private iomemd for the benchmark, and read a process's RSS. */
 
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -43,6 +46,13 @@ static void spawn_sleep_ms(long ms)
 int spawn_iomemd(const char *binary, const char *backend, const char *tmpdir, const char *const *extra,
                  struct spawn *d)
 {
+        struct spawn_opts o = { .binary = binary, .backend = backend, .tmpdir = tmpdir, .extra = extra };
+
+        return spawn_iomemd_opts(&o, d);
+}
+
+int spawn_iomemd_opts(const struct spawn_opts *o, struct spawn *d)
+{
         struct iomem_client *c = NULL;
         int r = -ETIMEDOUT;
         pid_t pid;
@@ -60,19 +70,43 @@ int spawn_iomemd(const char *binary, const char *backend, const char *tmpdir, co
                 return r;
         }
         if (pid == 0) {
-                const char *argv[16 + SPAWN_MAX_EXTRA] = { binary, "--socket", d->socket, "--backend", backend,
+                const char *argv[20 + SPAWN_MAX_EXTRA] = { o->binary, "--socket", d->socket, "--backend", o->backend,
                                                            "--max-connections", "1000000", "--max-regions",
                                                            "2000000", "--log-level", "warning" };
+                char budget[24];
                 int n = 11;
 
-                if (tmpdir) {
-                        argv[n++] = "--tmpdir";
-                        argv[n++] = tmpdir;
+                if (o->nofile > 0) {
+                        /* soft and hard, as systemd's LimitNOFILE= sets them; lowering needs no privilege */
+                        struct rlimit rl = { .rlim_cur = (rlim_t)o->nofile, .rlim_max = (rlim_t)o->nofile };
+
+                        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                                fprintf(stderr, "iomem-bench: cannot set RLIMIT_NOFILE %ld for iomemd: %m\n",
+                                        o->nofile);
+                                _exit(126);
+                        }
+                        /*
+                         * As the unit's CapabilityBoundingSet= (empty): without
+                         * CAP_SYS_RESOURCE the daemon cannot raise its limit past
+                         * this one (server_raise_nofile() would go to fs.nr_open).
+                         * Fails harmlessly without CAP_SETPCAP, where there is
+                         * nothing to drop anyway.
+                         */
+                        (void)prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
                 }
-                for (int i = 0; extra && extra[i] && i < SPAWN_MAX_EXTRA; i++)
-                        argv[n++] = extra[i]; /* after ours: the daemon takes the last value of an option */
-                execv(binary, (char *const *)argv);
-                fprintf(stderr, "iomem-bench: cannot run %s: %m\n", binary);
+                if (o->tmpdir) {
+                        argv[n++] = "--tmpdir";
+                        argv[n++] = o->tmpdir;
+                }
+                if (o->max_region_fds) {
+                        snprintf(budget, sizeof(budget), "%u", o->max_region_fds);
+                        argv[n++] = "--max-region-fds";
+                        argv[n++] = budget;
+                }
+                for (int i = 0; o->extra && o->extra[i] && i < SPAWN_MAX_EXTRA; i++)
+                        argv[n++] = o->extra[i]; /* after ours: the daemon takes the last value of an option */
+                execv(o->binary, (char *const *)argv);
+                fprintf(stderr, "iomem-bench: cannot run %s: %m\n", o->binary);
                 _exit(127);
         }
         d->pid = pid;
@@ -119,6 +153,29 @@ void spawn_stop(struct spawn *d)
         if (d->dir[0])
                 rmdir(d->dir);
         d->socket[0] = d->dir[0] = '\0';
+}
+
+long spawn_nofile(pid_t pid)
+{
+        char path[64], line[256];
+        long soft = -ENOENT;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f)) {
+                char word[32];
+
+                if (strncmp(line, "Max open files", 14) != 0)
+                        continue;
+                if (sscanf(line + 14, "%31s", word) == 1)
+                        soft = strcmp(word, "unlimited") == 0 ? LONG_MAX : strtol(word, NULL, 10);
+                break;
+        }
+        fclose(f);
+        return soft;
 }
 
 int spawn_rss(pid_t pid, struct spawn_rss *rssp)

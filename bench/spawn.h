@@ -39,6 +39,32 @@ long spawn_raise_nofile(long want);
 int spawn_iomemd(const char *binary, const char *backend, const char *tmpdir, const char *const *extra,
                  struct spawn *d);
 
+/* What spawn_iomemd_opts() starts. */
+struct spawn_opts {
+        const char *binary;
+        const char *backend;
+        const char *tmpdir;        /* NULL = the daemon's default */
+        const char *const *extra;  /* NULL-terminated, NULL = none; at most SPAWN_MAX_EXTRA */
+        long nofile;               /* > 0: the daemon's RLIMIT_NOFILE, soft and hard (LimitNOFILE=), and
+                                    * CAP_SYS_RESOURCE out of its bounding set, as the unit has it; 0 = inherit */
+        unsigned max_region_fds;   /* > 0: --max-region-fds (before @extra); 0 = the daemon's default */
+};
+
+/*
+ * spawn_iomemd_opts() - spawn_iomemd() with the daemon's fd limit and fd
+ * budget set (@o). The limit is set in the child before exec: one below
+ * this process's hard limit always works; above it, the child exits (-ECHILD).
+ * Return: as spawn_iomemd().
+ */
+int spawn_iomemd_opts(const struct spawn_opts *o, struct spawn *d);
+
+/*
+ * spawn_nofile() - the soft RLIMIT_NOFILE of @pid, from /proc/PID/limits
+ * (what the daemon runs with after its own raise to its hard limit).
+ * Return: the limit (LONG_MAX for unlimited); negative errno.
+ */
+long spawn_nofile(pid_t pid);
+
 /* spawn_stop() - SIGTERM (then SIGKILL), reap, remove the directory. NULL-safe. Return: nothing. */
 void spawn_stop(struct spawn *d);
 

@@ -455,7 +455,7 @@ static int conn_region_send(struct conn *c, uint16_t opcode, uint32_t id, struct
                 return conn_fail(res, -EACCES, "permission denied");
         if (check && conn_access_fd_check(c, res) < 0)
                 return -EDQUOT;
-        k = regtab_region_get_fd(c->ctx->regtab, r, &h);
+        k = regtab_region_get_send_fd(c->ctx->regtab, r, &h);
         if (k < 0)
                 return conn_fail(res, k, "the region's fd keeper is gone");
         if (rdonly) {
@@ -676,6 +676,14 @@ static int conn_region_create_finish(struct conn *c, uint32_t id, const struct p
         /* its identity, for read-only reopens without a second fstat */
         region->park.dev = (uint64_t)st.st_dev;
         region->park.ino = (uint64_t)st.st_ino;
+        /*
+         * Sealed against SHRINK and GROW above, before any fd of it left the
+         * daemon, and fstat'ed since: its size is final now (regtab.h), so no
+         * OPEN of it needs an fstat, held or parked.
+         */
+        region->size_final = chosen == PROTO_BACKEND_MEMFD &&
+                             (seals & (PROTO_SEAL_SHRINK | PROTO_SEAL_GROW)) == (PROTO_SEAL_SHRINK | PROTO_SEAL_GROW) &&
+                             (uint64_t)st.st_size == region->size;
         r = conn_region_publish(c, region, m->flags & PROTO_CREATE_LEASE, "created", res);
         if (r < 0)
                 return r;

@@ -436,6 +436,31 @@ int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp
         return index;
 }
 
+int keepers_copy(struct keepers *k, int index, int remote_fd, int *fdp)
+{
+        int fd;
+
+        if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0 || remote_fd < 0)
+                return -EIO;
+        if (k->v[index].pidfd < 0 || keepers_no_getfd)
+                return -EOPNOTSUPP;
+        /*
+         * pidfd_getfd() copies the keeper's fd in one syscall (the keeper is our
+         * child: ptrace access, even with Yama's scope 1); a seccomp filter or an
+         * old kernel refusing it leaves keepers_open()'s /proc/PID/fd/N open.
+         */
+        fd = (int)syscall(SYS_pidfd_getfd, k->v[index].pidfd, remote_fd, 0);
+        if (fd < 0) {
+                if (errno == ENOSYS || errno == EPERM || errno == EACCES) {
+                        keepers_no_getfd = true;
+                        return -EOPNOTSUPP;
+                }
+                return -errno;
+        }
+        *fdp = fd; /* close-on-exec: pidfd_getfd sets it */
+        return 0;
+}
+
 int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint64_t ino, int *fdp,
                  struct stat *stp)
 {
@@ -445,25 +470,15 @@ int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint
 
         if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0 || remote_fd < 0)
                 return -EIO;
-        /*
-         * pidfd_getfd() copies the keeper's fd in one syscall (the keeper is our
-         * child: ptrace access, even with Yama's scope 1); a seccomp filter or an
-         * old kernel refusing it leaves the /proc/PID/fd/N open.
-         */
-        if (k->v[index].pidfd >= 0 && !keepers_no_getfd) {
-                fd = (int)syscall(SYS_pidfd_getfd, k->v[index].pidfd, remote_fd, 0);
-                if (fd >= 0) {
-                        if (fstat(fd, &st) < 0 || (uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino) {
-                                close(fd);
-                                return -ESTALE;
-                        }
-                        if (stp)
-                                *stp = st;
-                        *fdp = fd; /* close-on-exec: pidfd_getfd sets it */
-                        return 0;
+        if (keepers_copy(k, index, remote_fd, &fd) == 0) {
+                if (fstat(fd, &st) < 0 || (uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino) {
+                        close(fd);
+                        return -ESTALE;
                 }
-                if (errno == ENOSYS || errno == EPERM || errno == EACCES)
-                        keepers_no_getfd = true;
+                if (stp)
+                        *stp = st;
+                *fdp = fd;
+                return 0;
         }
         snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)k->v[index].pid, remote_fd);
         fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);

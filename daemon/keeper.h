@@ -51,16 +51,34 @@ void keepers_deinit(struct keepers *k);
 int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp);
 
 /*
- * keepers_open() - the fast way back to a parked object: open the keeper's
- * fd through /proc/PID/fd/N (the keeper is ours: same uid, and the object's
+ * keepers_open() - the fast way back to a parked object: copy the keeper's
+ * fd with pidfd_getfd() (keepers_copy()), or where that is refused open it
+ * through /proc/PID/fd/N (the keeper is ours: same uid, and the object's
  * inode is ours and mode 0600), with no round trip to the keeper. The
- * result is checked to be the object parked (@dev, @ino); on any failure
- * the caller falls back to keepers_fetch().
+ * result is checked to be the object parked (@dev, @ino) by an fstat, which
+ * also gives its size; on any failure the caller falls back to keepers_fetch().
  * *@stp (may be NULL) gets the fstat that checked it.
  * Return: 0 with *fdp (O_RDWR, close-on-exec); negative errno.
  */
 int keepers_open(struct keepers *k, int index, int remote_fd, uint64_t dev, uint64_t ino, int *fdp,
                  struct stat *stp);
+
+/*
+ * keepers_copy() - the fastest way back to a parked object, for a caller
+ * that needs nothing of it but the fd: a copy of the keeper's fd @remote_fd
+ * by pidfd_getfd(), without keepers_open()'s fstat. That check of dev/ino is
+ * redundant here: the pidfd pins the keeper process itself (no pid reuse), a
+ * keeper's fd table changes only by the daemon's own PARK and DROP
+ * (synchronous round trips; a keeper that failed one is given up, and its
+ * pidfd with it: -EIO), and @remote_fd is the number the keeper's PARK reply
+ * gave for the region, forgotten at its DROP. The /proc/PID/fd/N open has no
+ * such guarantee (a pid can be reused), so without pidfd_getfd() this is
+ * -EOPNOTSUPP and the caller uses keepers_open(), which checks.
+ * Return: 0 with *fdp (O_RDWR as parked, close-on-exec); -EOPNOTSUPP (no
+ * pidfd, or pidfd_getfd() refused: seccomp, old kernel); -EIO (no such
+ * keeper, or it is gone); negative errno.
+ */
+int keepers_copy(struct keepers *k, int index, int remote_fd, int *fdp);
 
 /*
  * keepers_fetch() - a new fd (close-on-exec, caller owns) to the object

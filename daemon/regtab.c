@@ -431,7 +431,7 @@ int regtab_region_get_fd(struct regtab *t, struct region *r, struct regtab_fd *f
         if (r->park.keeper < 0)
                 return -EIO;
         *fdp = (struct regtab_fd){ .fd = -1, .owned = true };
-        /* one pidfd_getfd() instead of a round trip to the keeper; the round trip if that fails */
+        /* one pidfd_getfd() and its check instead of a round trip to the keeper; the round trip if that fails */
         if (keepers_open(&t->keepers, r->park.keeper, r->park.fd, r->park.dev, r->park.ino, &fdp->fd, &st) == 0) {
                 fdp->has_size = st.st_size >= 0;
                 fdp->size = (uint64_t)st.st_size;
@@ -441,6 +441,21 @@ int regtab_region_get_fd(struct regtab *t, struct region *r, struct regtab_fd *f
         if (k < 0)
                 fdp->fd = -1;
         return k;
+}
+
+int regtab_region_get_send_fd(struct regtab *t, struct region *r, struct regtab_fd *fdp)
+{
+        /*
+         * A final size needs no fstat: then the copy alone, one pidfd_getfd().
+         * In a big table the fstat of a parked object was the most expensive
+         * part of its OPEN after the copy: its inode is seldom in the cache.
+         */
+        if (r->fd < 0 && r->park.keeper >= 0 && r->size_final) {
+                *fdp = (struct regtab_fd){ .fd = -1, .owned = true };
+                if (keepers_copy(&t->keepers, r->park.keeper, r->park.fd, &fdp->fd) == 0)
+                        return 0;
+        }
+        return regtab_region_get_fd(t, r, fdp);
 }
 
 void regtab_fd_put(struct regtab_fd *h)

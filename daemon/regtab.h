@@ -57,7 +57,8 @@ struct region {
         uint32_t seals;      /* last seals seen (LIST shows it for parked regions) */
         uint64_t size;       /* as last set by create/resize, or found (a holder's ftruncate) */
         bool size_final;     /* @size was read (fstat) after seals against SHRINK and GROW were seen on the
-                              * object: seals are never removed, so it can no longer change */
+                              * object (or, at CREATE, applied by the daemon before any fd of it left): seals
+                              * are never removed, so it can no longer change */
         uint64_t charged;    /* what counts in regtab_bytes() and the owner's quota: size, except growth
                               * by a holder past the owner's limits (regtab_set_size()) */
         uint64_t open_count;
@@ -236,6 +237,15 @@ struct regtab_fd {
  * Give it back with regtab_fd_put(). Return: 0 with *fdp; -EIO if the keeper is gone.
  */
 int regtab_region_get_fd(struct regtab *t, struct region *r, struct regtab_fd *fdp);
+
+/*
+ * regtab_region_get_send_fd() - regtab_region_get_fd() for an fd that is only
+ * sent (an OPEN's reply) and whose size need not be read (@r->size_final):
+ * a parked one is then copied from its keeper with one pidfd_getfd() and no
+ * fstat (keepers_copy() says why that is safe). Everything else as
+ * regtab_region_get_fd(). Return: the same.
+ */
+int regtab_region_get_send_fd(struct regtab *t, struct region *r, struct regtab_fd *fdp);
 
 /* regtab_fd_put() - close @h's fd if it owns it; @h is then empty. NULL-safe. Return: nothing. */
 void regtab_fd_put(struct regtab_fd *h);

@@ -19,9 +19,12 @@ EXPECTED = [
     "dp-handover-huge", "dp-read-huge", "dp-read-premapped-huge",
     "dp-handover-reserve", "dp-read-reserve", "dp-read-premapped-reserve",
     "dp-handover-huge-reserve", "dp-read-huge-reserve", "dp-read-premapped-huge-reserve",
+    # scenario 6's informational parked configuration, its OPENs split into held and parked names
+    "parked-small-table", "parked-regions-rss", "parked-big-table", "parked-big-held", "parked-big-parked",
 ]
 NUMBERS = ["clients", "ops", "seconds", "ops_per_s", "p50_us", "p99_us", "p999_us"]
-TARGETS = 12
+TARGETS = 15
+INFO = {"parked big/small p50", "parked: held-name/small p50", "parked: parked/held-name p50"}
 
 
 def main():
@@ -55,8 +58,29 @@ def main():
     for key, scen in (("rss_per_region_bytes", "regions-rss"), ("rss_per_connection_bytes", "idle-connections")):
         if not isinstance(scenarios[scen].get(key), (int, float)):
             sys.exit(f"{scen}: '{key}' missing")
-    if len(targets) != TARGETS or any(t["verdict"] not in ("PASS", "MISS") for t in targets):
+    if len(targets) != TARGETS or any(t["verdict"] not in ("PASS", "MISS") for t in targets if t["target"] not in INFO):
         sys.exit(f"targets not all computed: {targets}")
+    info = [t for t in targets if t["target"] in INFO]
+    if len(info) != len(INFO) or any(t["verdict"] != "INFO" or t["value"] < 0 for t in info):
+        sys.exit(f"informational targets not all computed, or given a verdict: {info}")
+    # scenario 6 says what it ran: the daemon's fd limit, where it came from, and what was parked
+    for scen in ("open-big-table", "cold-big-table", "parked-big-table", "parked-big-held", "parked-big-parked"):
+        obj = scenarios[scen]
+        for key in ("daemon_nofile", "region_fds", "parked", "keepers"):
+            if not isinstance(obj.get(key), int):
+                sys.exit(f"{scen}: '{key}' missing or not an integer")
+        if obj.get("nofile_from") not in ("unit", "fallback", "inherited"):
+            sys.exit(f"{scen}: 'nofile_from' is {obj.get('nofile_from')!r}")
+    big, held, parked = scenarios["parked-big-table"], scenarios["parked-big-held"], scenarios["parked-big-parked"]
+    if not 0 < big["region_fds"] < big["parked"]:
+        sys.exit(f"parked-big-table: {big['region_fds']} region fds held, {big['parked']} parked: most should be parked")
+    if "%d parked" % big["parked"] not in big["desc"]:
+        sys.exit(f"parked-big-table: the description does not say what was parked: {big['desc']}")
+    verdict = next(t for t in targets if t["target"] == "open big/small table p50")
+    if ("RLIMIT_NOFILE %d" % scenarios["open-big-table"]["daemon_nofile"]) not in verdict["desc"]:
+        sys.exit(f"the table-size verdict does not say the daemon's fd limit: {verdict['desc']}")
+    if scenarios["open-big-table"]["nofile_from"] == "fallback" and "FALLBACK" not in verdict["desc"]:
+        sys.exit(f"the table-size verdict ran on the fallback limit without saying so: {verdict['desc']}")
     print(f"ok: {len(scenarios)} scenarios, {len(targets)} targets")
 
 

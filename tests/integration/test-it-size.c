@@ -133,6 +133,83 @@ START_TEST(test_shrunk_between_open_and_map)
 }
 END_TEST
 
+static int region_fds_cb(const struct iomem_metric *m, void *userdata)
+{
+        if (m->name && strcmp(m->name, "iomemd_region_fds") == 0)
+                *(uint64_t *)userdata = m->value;
+        return 0;
+}
+
+/*
+ * Parked regions (--max-region-fds 1: all but the first live in fd keepers)
+ * are opened as the objects they are, with the sizes they have: a memfd
+ * sealed against SHRINK and GROW at its CREATE (its size final from then on:
+ * its OPENs are a bare copy from the keeper, no fstat) and a RESIZABLE one a
+ * holder grew (size read again at every OPEN, the copy checked by dev/ino).
+ */
+START_TEST(test_parked_open_same_object_and_size)
+{
+        static const char *const extra[] = { "--max-region-fds", "1", NULL };
+        struct iomem_create_opts ro = { .flags = IOMEM_CREATE_RESIZABLE, .backend = IOMEM_BACKEND_MEMFD };
+        struct it_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *held = NULL, *sealed = NULL, *grown = NULL;
+        struct stat want, got;
+        uint64_t region_fds = 0;
+        char *p;
+
+        it_daemon_start(&d, extra);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_create(c, "held", 4096, NULL, &held), 0);
+        ck_assert_int_eq(iomem_create(c, "sealed", 8192, NULL, &sealed), 0);
+        ck_assert_int_eq(iomem_create(c, "grown", 4096, &ro, &grown), 0);
+        ck_assert_int_eq(iomem_metrics(c, NULL, region_fds_cb, &region_fds), 0);
+        ck_assert_uint_eq(region_fds, 1); /* "sealed" and "grown" are parked */
+        ck_assert_int_eq(pwrite(iomem_region_fd(sealed), "parked", 7, 4096), 7);
+        ck_assert_int_eq(fstat(iomem_region_fd(sealed), &want), 0);
+        for (int i = 0; i < 3; i++) {
+                struct iomem_region *r = NULL;
+
+                ck_assert_int_eq(iomem_open(c, "sealed", 0, 0, &r), 0);
+                ck_assert_uint_eq(iomem_region_size(r), 8192);
+                ck_assert_int_eq(fstat(iomem_region_fd(r), &got), 0);
+                ck_assert_msg(got.st_dev == want.st_dev && got.st_ino == want.st_ino,
+                              "OPEN of a parked region gave another object");
+                ck_assert_int_eq(fcntl(iomem_region_fd(r), F_GETFL) & O_ACCMODE, O_RDWR);
+                ck_assert_int_eq(iomem_region_map(r, 0, 8192, PROT_READ, (void **)&p), 0);
+                ck_assert_str_eq(p + 4096, "parked");
+                ck_assert_int_eq(iomem_unmap(p, 8192), 0);
+                iomem_region_free(r);
+                /* read-only: a reopen of the copy, checked by dev/ino */
+                ck_assert_int_eq(iomem_open(c, "sealed", IOMEM_OPEN_RDONLY, 0, &r), 0);
+                ck_assert_int_eq(fstat(iomem_region_fd(r), &got), 0);
+                ck_assert(got.st_dev == want.st_dev && got.st_ino == want.st_ino);
+                ck_assert_int_eq(fcntl(iomem_region_fd(r), F_GETFL) & O_ACCMODE, O_RDONLY);
+                iomem_region_free(r);
+        }
+        /* a holder grows the RESIZABLE one behind the daemon's back: each OPEN tells the size it has now */
+        for (int i = 1; i <= 3; i++) {
+                struct iomem_region *r = NULL;
+
+                ck_assert_int_eq(ftruncate(iomem_region_fd(grown), (off_t)i << 16), 0);
+                ck_assert_int_eq(iomem_open(c, "grown", 0, 0, &r), 0);
+                ck_assert_uint_eq(iomem_region_size(r), (uint64_t)i << 16);
+                ck_assert_int_eq(fstat(iomem_region_fd(r), &got), 0);
+                ck_assert_int_eq(fstat(iomem_region_fd(grown), &want), 0);
+                ck_assert(got.st_dev == want.st_dev && got.st_ino == want.st_ino);
+                iomem_region_free(r);
+        }
+        iomem_region_free(held);
+        iomem_region_free(sealed);
+        iomem_region_free(grown);
+        ck_assert_int_eq(iomem_delete(c, "held"), 0);
+        ck_assert_int_eq(iomem_delete(c, "sealed"), 0);
+        ck_assert_int_eq(iomem_delete(c, "grown"), 0);
+        iomem_disconnect(c);
+        it_daemon_stop(&d);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-size");
@@ -143,6 +220,7 @@ int main(void)
         tcase_add_loop_test(tc, test_grown_by_holder_is_charged, 0, 3);
         tcase_add_loop_test(tc, test_no_shrink_below_real_size, 0, 3);
         tcase_add_loop_test(tc, test_shrunk_between_open_and_map, 0, 3);
+        tcase_add_test(tc, test_parked_open_same_object_and_size);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }

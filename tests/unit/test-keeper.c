@@ -55,6 +55,22 @@ START_TEST(test_park_fetch_drop)
                 close(fd);
                 /* a wrong identity is refused */
                 ck_assert_int_eq(keepers_open(&k, where[i], remote[i], st.st_dev, st.st_ino + 1, &fd, NULL), -ESTALE);
+                /* the bare copy (pidfd_getfd, no fstat): the same object, read-write, close-on-exec */
+                fd = -1;
+                ck_assert_int_eq(keepers_copy(&k, where[i], remote[i], &fd), 0);
+                ck_assert_msg(test_same_file(fd, fds[i]), "keepers_copy gave another object for id %d", i + 1);
+                ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+                ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+                close(fd);
+        }
+        {
+                int fd = -1;
+
+                /* no such keeper, no such number */
+                ck_assert_int_eq(keepers_copy(&k, 4, remote[0], &fd), -EIO);
+                ck_assert_int_eq(keepers_copy(&k, -1, remote[0], &fd), -EIO);
+                ck_assert_int_eq(keepers_copy(&k, where[0], -1, &fd), -EIO);
+                ck_assert_int_eq(fd, -1);
         }
         /* the parked copy keeps the object alive once ours is closed */
         uint64_t id = 7;
@@ -90,16 +106,27 @@ END_TEST
 START_TEST(test_keeper_dies)
 {
         struct keepers k;
-        int fd = make_memfd(10), idx, out = -1;
+        int fd = make_memfd(10), idx, out = -1, remote = -1;
 
         keepers_init(&k, 0);
-        idx = keepers_park_with_fd(&k, 1, fd, NULL);
+        idx = keepers_park_with_fd(&k, 1, fd, &remote);
         ck_assert_int_eq(idx, 0);
         close(fd);
         ck_assert_int_eq(kill(keepers_pid(&k, 0), SIGKILL), 0);
+        /* its pidfd still names the dead keeper (no pid reuse): nothing to copy from it */
+        for (int i = 0; i < 1000 && keepers_copy(&k, idx, remote, &out) == 0; i++) {
+                close(out); /* it may not have died yet */
+                out = -1;
+                usleep(1000);
+        }
+        ck_assert_int_lt(keepers_copy(&k, idx, remote, &out), 0);
+        ck_assert_int_eq(out, -1);
         ck_assert_int_eq(keepers_fetch(&k, idx, 1, &out), -EIO);
         ck_assert_int_eq(out, -1);
         ck_assert_int_eq(keepers_fetch(&k, idx, 1, &out), -EIO);
+        /* given up: so is the copy */
+        ck_assert_int_eq(keepers_copy(&k, idx, remote, &out), -EIO);
+        ck_assert_int_eq(out, -1);
         /* a new park gets a new keeper */
         fd = make_memfd(10);
         ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd, NULL), 1);
@@ -398,6 +425,29 @@ START_TEST(test_regtab_budget)
                 ck_assert_int_eq(regtab_region_get_fd(t, r, &h), 0);
                 ck_assert_int_eq(pread(h.fd, &v, sizeof(v), 0), (ssize_t)sizeof(v));
                 ck_assert_int_eq(v, i);
+                regtab_fd_put(&h);
+        }
+        /*
+         * The fd an OPEN sends: a parked region whose size is final is a bare copy
+         * (no fstat: no size in the handle), otherwise the checked copy with its
+         * size; a held one is lent.
+         */
+        for (int i = 0; i < 20; i++) {
+                struct regtab_fd h;
+                int v = -1;
+
+                snprintf(name, sizeof(name), "r%d", i);
+                r = regtab_lookup(t, name);
+                r->size_final = i % 2 == 0;
+                ck_assert_int_eq(regtab_region_get_send_fd(t, r, &h), 0);
+                ck_assert_int_eq(pread(h.fd, &v, sizeof(v), 0), (ssize_t)sizeof(v));
+                ck_assert_int_eq(v, i);
+                ck_assert_int_eq(h.owned, r->fd < 0);
+                if (r->fd >= 0)
+                        ck_assert_int_eq(h.fd, r->fd);
+                ck_assert_int_eq(h.has_size, r->fd < 0 && !r->size_final);
+                if (h.has_size)
+                        ck_assert_uint_eq(h.size, 4096);
                 regtab_fd_put(&h);
         }
         /* removing parked and hot regions */
