@@ -315,17 +315,23 @@ void conn_watch_notify(struct conn_ctx *ctx, uint16_t kind, struct region *r, co
          * leave now, ahead of the reply to the request that caused them (sent when the requester's turn ends):
          * a watcher learns of a change as soon as the daemon made it, not one sendmsg and the requester's
          * wake-up later (docs/protocol.md, section on events). The loop's turn for the watcher still follows
-         * (conn_notify()): it sends what did not fit and resumes what waited.
+         * (conn_notify()): it sends what did not fit and resumes what waited. Only a connection whose output
+         * was empty sends early: output already queued waits for room in its socket (or for its fd budget, or
+         * for its turn) and these go with it then; trying now would mostly be a sendmsg() the full socket
+         * refuses, once per watch of a client that reads nothing, for every change of any region.
          */
         for (struct conn_watch *w = ctx->watches; w; w = w->next) {
                 struct conn *c = w->conn;
+                bool queued;
 
                 if (c->dead || !conn_watch_pending(c))
                         continue;
+                queued = transport_has_output(&c->transport);
                 conn_watch_pump(c, false);
                 if (!transport_has_output(&c->transport) && !c->dead)
                         continue;
-                conn_send_early(c);
+                if (!queued)
+                        conn_send_early(c);
                 conn_notify(c);
         }
 }

@@ -45,9 +45,19 @@ void *malloc(size_t size)
         return __libc_malloc(size);
 }
 
+#endif
+
+/* sendmsg() calls on one fd (the daemon's end of a connection), counted while sendmsg_counted_fd is set. */
+static int sendmsg_counted_fd = -1;
+static unsigned sendmsg_calls;
+
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
         ssize_t n = syscall(SYS_sendmsg, fd, msg, flags);
+
+        if (fd == sendmsg_counted_fd)
+                sendmsg_calls++;
+#ifdef TEST_CUT_FAULT
         size_t total = 0;
 
         for (size_t i = 0; i < msg->msg_iovlen; i++)
@@ -56,9 +66,9 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
                 fail_malloc_after_cut = false;
                 fail_next_malloc = true;
         }
+#endif
         return n;
 }
-#endif
 
 /* One daemon (context, table, config) and its connections, each with a raw client end. */
 struct env {
@@ -3644,6 +3654,7 @@ START_TEST(test_events_leave_before_the_reply)
         send_publish(&p, 3, "v", 4096, 0, sealed_memfd(4096, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE));
         /* the request only: no flush of p or q, no turn of the loop */
         ck_assert_int_eq(conn_handle_input(p.conn), 0);
+        ck_assert(!reply_pending(&p)); /* the requester's own event waits for its turn, with its reply */
         ck_assert(reply_pending(&q)); /* q's event is on its socket already */
         expect_event(&q, PROTO_EV_CREATED, wq, "v", &ev);
         ck_assert(!reply_pending(&q));
@@ -3659,6 +3670,58 @@ START_TEST(test_events_leave_before_the_reply)
         ck_assert_int_eq(conn_flush(q.conn), 0); /* q's turn: nothing more */
         ck_assert(!reply_pending(&q));
         peer_close(&gone);
+        peer_close(&q);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * A watcher whose client reads nothing, with several watches: its socket is
+ * full and its events wait (overflowed), so each change finds it with output
+ * at every one of its watches. No early send is tried for it: its output goes
+ * when its socket has room (its turn of the loop), and each try would be a
+ * sendmsg() the full socket refuses, once per watch (64 by default), for
+ * every change of any region.
+ */
+START_TEST(test_events_not_early_behind_queued_output)
+{
+        enum { WATCHES = 8 };
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        unsigned i;
+        int fd;
+
+        env_init(&e);
+        e.cfg.max_events = 4;
+        e.cfg.max_out_bytes = 8192;
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        for (i = 0; i < WATCHES; i++)
+                (void)watch_ok(&q, 2 + i, "");
+        /* changes until q's socket is full and its events wait for room */
+        for (i = 0; i < 100000 && !(q.conn->overflow_pending && transport_has_output(&q.conn->transport)); i++) {
+                fd = create_ok(&p, 10, "a", 4096, 0, NULL);
+                close(fd);
+                send_name(&p, PROTO_OP_DELETE, 11, "a");
+                ck_assert_int_eq(pump(&p), 0);
+                expect_ok(&p, PROTO_OP_DELETE, 11, &f);
+                transport_frame_deinit(&f);
+        }
+        ck_assert(q.conn->overflow_pending);
+        ck_assert(transport_has_output(&q.conn->transport));
+        ck_assert(!conn_is_dead(q.conn));
+
+        sendmsg_counted_fd = conn_fd(q.conn);
+        sendmsg_calls = 0;
+        fd = create_ok(&p, 12, "b", 4096, 0, NULL);
+        sendmsg_counted_fd = -1;
+        close(fd);
+        ck_assert_uint_eq(sendmsg_calls, 0);
+        ck_assert(!conn_is_dead(q.conn));
         peer_close(&q);
         peer_close(&p);
         env_deinit(&e);
@@ -3734,6 +3797,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_openv_teardown_and_timeouts);
         tcase_add_test(tc, test_openv_publish_visits_bucket_only);
         tcase_add_test(tc, test_events_leave_before_the_reply);
+        tcase_add_test(tc, test_events_not_early_behind_queued_output);
         tcase_add_test(tc, test_register_hugetlb_needs_write_seal);
         suite_add_tcase(s, tc);
         return s;
