@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-size: a region whose holder changed its size with ftruncate is reported and charged as it is. */
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "itutil.h"
 
