@@ -1294,8 +1294,24 @@ static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, ui
 {
         uint64_t charged;
 
+        /*
+         * A size found final meanwhile (an OPEN or STAT while a RESIZE's job ran)
+         * was read after seals against SHRINK and GROW: the job's ftruncate came
+         * before them (after, it fails), and a holder may have changed the size
+         * in between. The final size is the object's; the job's may not be. The
+         * growth the RESIZE booked is charged as far as the object has it; past
+         * that, what the OPEN or STAT charged (a holder's growth: within the
+         * owner's limits) stands.
+         */
+        if (r->size_final) {
+                uint64_t booked = size < r->size ? size : r->size;
+
+                size = r->size;
+                charged = r->charged > booked ? r->charged : booked;
+        } else {
+                charged = size > from ? size : (r->charged < size ? r->charged : size);
+        }
         /* the owner has an entry (it owns this region): never allocates */
-        charged = size > from ? size : (r->charged < size ? r->charged : size);
         quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
         regtab_set_size(ctx->regtab, r, size, charged);
         service_region_changed(r);

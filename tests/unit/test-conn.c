@@ -20,6 +20,7 @@
 #include "proto.h"
 #include "quota.h"
 #include "regtab.h"
+#include "reserver.h"
 #include "testutil.h"
 #include "transport.h"
 
@@ -1916,6 +1917,59 @@ START_TEST(test_open_size_after_late_seals)
 END_TEST
 
 /*
+ * A RESIZE's job (on a reserver thread) grew a RESIZABLE region; before its
+ * result reached the event loop a holder shrank the object and sealed its
+ * size, and an OPEN found that size, final from then on. The job's record
+ * must not put its own, stale size over the final one: the daemon would tell
+ * every later OPEN, STAT and LIST a size the object never has again (here
+ * larger: past its end, a mapping faults), and charge the owner for it.
+ */
+START_TEST(test_resize_job_keeps_final_size)
+{
+        struct proto_region_info info;
+        struct proto_stat_reply st;
+        struct pollfd pfd;
+        struct stat sb;
+        struct env e;
+        struct peer p, q; /* @p's RESIZE holds its connection until answered: @q asks meanwhile */
+        int fd;
+
+        ck_assert_int_eq(reserver_start(), 0);
+        env_init(&e);
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello(&p);
+        do_hello(&q);
+        fd = create_ok(&p, 1, "late", 4096, PROTO_CREATE_RESIZABLE, NULL);
+        ck_assert(reserver_available());
+        send_resize(&p, 2, "late", 16384);
+        ck_assert_int_eq(pump(&p), 0);
+        ck_assert(!reply_pending(&p)); /* on a reserver thread */
+        pfd = (struct pollfd){ .fd = reserver_fd(), .events = POLLIN };
+        ck_assert_int_eq(poll(&pfd, 1, 60000), 1); /* the job ran; its result waits for the loop */
+        ck_assert_int_eq(fstat(fd, &sb), 0);
+        ck_assert_int_eq(sb.st_size, 16384);
+        ck_assert_int_eq(ftruncate(fd, 8192), 0);
+        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+        send_open(&q, 3, "late", 0, 0);
+        ck_assert_int_eq(pump(&q), 0);
+        close(expect_region(&q, PROTO_OP_OPEN, 3, &info));
+        ck_assert_uint_eq(info.size, 8192);
+        ck_assert_uint_ge(reserver_collect(), 1);
+        run_turns(p.conn);
+        ck_assert_uint_eq(expect_resized(&p, 2), 8192); /* the size it has now */
+        stat_ok(&p, 4, "late", &st);
+        ck_assert_uint_eq(st.size, 8192);
+        ck_assert_uint_eq(regtab_bytes(e.regtab), 8192);
+        close(fd);
+        peer_close(&p);
+        peer_close(&q);
+        env_deinit(&e);
+        reserver_stop();
+}
+END_TEST
+
+/*
  * An OPEN reply lends the region's own fd to sendmsg() when it goes at once; one that must wait (here: the
  * fds-in-flight bound, 64 unread) holds a copy of its own. DELETE then closes the region's fd, and a new region
  * likely gets its number: the waiting reply must still carry the deleted region's object, not whatever now has
@@ -3773,6 +3827,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_f8_overflow_drops);
         tcase_add_test(tc, test_queued_reply_keeps_its_fd);
         tcase_add_test(tc, test_open_size_after_late_seals);
+        tcase_add_test(tc, test_resize_job_keeps_final_size);
         tcase_add_test(tc, test_hello_fds_in_order_one_sendmsg);
         tcase_add_test(tc, test_fds_in_order_replies_parse);
         tcase_add_test(tc, test_fds_in_order_cut_replies);
