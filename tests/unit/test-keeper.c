@@ -462,6 +462,67 @@ START_TEST(test_regtab_budget)
 }
 END_TEST
 
+/*
+ * What an OPEN's bare copy (regtab_region_get_send_fd() of a parked region
+ * whose size is final: pidfd_getfd(), no dev/ino check) relies on: a DELETE
+ * drops exactly its own region's fd from its keeper, and the numbers that
+ * frees, which the next regions parked there take, name only those. Every
+ * region, old or new, is then copied as its own object.
+ */
+START_TEST(test_regtab_dropped_numbers_reused)
+{
+        struct regtab *t = NULL;
+        struct region *r;
+        int freed[8], nfreed = 0, reused = 0;
+        char name[32];
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        regtab_set_fd_budget(t, 1, 64); /* one keeper holds them all */
+        for (int i = 0; i < 24; i++) {
+                int fd = make_memfd(4096);
+
+                ck_assert_int_eq(pwrite(fd, &i, sizeof(i), 0), (ssize_t)sizeof(i));
+                snprintf(name, sizeof(name), "r%d", i);
+                ck_assert_int_eq(regtab_region_new(name, fd, 4096, NULL, &r), 0);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_int_ge(regtab_settle(t, r), 0);
+                r->size_final = true;
+        }
+        /* delete every third parked one, then park as many new ones: they take the freed numbers */
+        for (int i = 3; i < 24; i += 3) {
+                snprintf(name, sizeof(name), "r%d", i);
+                r = regtab_lookup(t, name);
+                ck_assert_int_eq(r->fd, -1);
+                freed[nfreed++] = r->park.fd;
+                regtab_remove(t, r);
+                regtab_region_free(r);
+        }
+        for (int i = 100; i < 100 + nfreed; i++) {
+                int fd = make_memfd(4096);
+
+                ck_assert_int_eq(pwrite(fd, &i, sizeof(i), 0), (ssize_t)sizeof(i));
+                snprintf(name, sizeof(name), "r%d", i);
+                ck_assert_int_eq(regtab_region_new(name, fd, 4096, NULL, &r), 0);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_int_eq(regtab_settle(t, r), 1);
+                r->size_final = true;
+                for (int j = 0; j < nfreed; j++)
+                        reused += r->park.fd == freed[j];
+        }
+        ck_assert_int_gt(reused, 0); /* else this tests nothing */
+        for (r = regtab_first(t); r; r = r->tab.next) {
+                struct regtab_fd h;
+                int v = -1, want = atoi(r->name + 1);
+
+                ck_assert_int_eq(regtab_region_get_send_fd(t, r, &h), 0);
+                ck_assert_int_eq(pread(h.fd, &v, sizeof(v), 0), (ssize_t)sizeof(v));
+                ck_assert_msg(v == want, "region %s copied as the object of r%d", r->name, v);
+                regtab_fd_put(&h);
+        }
+        t = regtab_free(t);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("keeper");
@@ -473,6 +534,7 @@ int main(void)
         tcase_add_test(tc, test_keeper_churn);
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_regtab_budget);
+        tcase_add_test(tc, test_regtab_dropped_numbers_reused);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
         tcase_add_test(tc, test_keeper_fallback_armed_closer_starts_no_thread);
         tcase_add_test(tc, test_threads_cannot_start_work_inline);
