@@ -1265,6 +1265,14 @@ int transport_recv_fd(int sock, void *buf, size_t len, int *fdp)
                 r = -EPROTO;
         if (r >= 0 && (n == 0 ? nfds > 0 : ((size_t)n != len || (msg.msg_flags & MSG_TRUNC))))
                 r = -EBADMSG;
+        /*
+         * The whole record came, but not its fd: the kernel could not install it
+         * here (a full fd table). The stream is in step: the receiver may refuse
+         * that one record and go on.
+         */
+        if (r == -EPROTO && (msg.msg_flags & MSG_CTRUNC) && nfds == 0 && n > 0 && (size_t)n == len &&
+            !(msg.msg_flags & MSG_TRUNC))
+                r = -EMFILE;
         if (r < 0 || n == 0) {
                 transport_close_fds(fds, nfds, UINT32_MAX);
                 return r < 0 ? r : 0;

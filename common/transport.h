@@ -345,7 +345,9 @@ int transport_send_fd(int sock, const void *buf, size_t len, int fd);
  * on-exec; -1 if none); 0 at end of stream; -EBADMSG for a record of another
  * size (or cut short: MSG_TRUNC); -EPROTO for control data the stream would
  * refuse too (MSG_CTRUNC, more than one fd or block, anything but
- * SCM_RIGHTS). On every error *@fdp is -1 and whatever arrived is closed.
+ * SCM_RIGHTS), except -EMFILE for a whole record whose one fd the kernel
+ * could not install (a full fd table: @buf holds the record, the stream is
+ * in step). On every error *@fdp is -1 and whatever arrived is closed.
  * Otherwise recvmsg()'s negative errno (-EAGAIN after SO_RCVTIMEO).
  */
 int transport_recv_fd(int sock, void *buf, size_t len, int *fdp);

@@ -188,6 +188,15 @@ static _Noreturn void keeper_main(int sock, unsigned capacity, bool exec_ed)
                         usleep(1000); /* the request is still queued */
                         continue;
                 }
+                if (r == -EMFILE) {
+                        /*
+                         * A PARK whose fd did not fit in our fd table: DROPped fds still
+                         * waiting for the closer threads count there, not in @live. Refuse
+                         * that one (the region stays with the daemon), or all we hold is lost.
+                         */
+                        m.status = -EMFILE;
+                        goto reply;
+                }
                 if (r <= 0)
                         _exit(r == 0 ? 0 : 1); /* the daemon is gone: what we hold is closed */
                 switch (m.op) {
@@ -239,6 +248,7 @@ static _Noreturn void keeper_main(int sock, unsigned capacity, bool exec_ed)
                 }
                 if (fd >= 0)
                         close(fd);
+        reply:
                 for (int tries = 0;; tries++) {
                         r = keeper_send(sock, &m, reply_fd);
                         if (r >= 0)

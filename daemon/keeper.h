@@ -46,7 +46,8 @@ void keepers_deinit(struct keepers *k);
  * it once this succeeded) to a keeper under @id.
  * @remote_fdp: if not NULL, receives the fd's number in the keeper, for keepers_open().
  * Return: the keeper's index (>= 0); -ENOMEM/-EAGAIN if no keeper could be
- * made; -EIO if a keeper died; negative errno.
+ * made; -EIO if a keeper died; -EMFILE if the keeper's fd table had no room
+ * for it (fds it dropped still closing: try again later); negative errno.
  */
 int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp);
 

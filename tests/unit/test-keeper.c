@@ -393,6 +393,73 @@ START_TEST(test_threads_cannot_start_work_inline)
 }
 END_TEST
 
+/*
+ * A keeper whose fd table is full cannot take a PARK's fd: the kernel drops
+ * it (MSG_CTRUNC). In a daemon that happens with a keeper at its capacity
+ * (RLIMIT_NOFILE less KEEPER_MARGIN) once more DROPped fds than the margin
+ * still wait for its closer threads (a huge region's last close takes
+ * seconds), while the daemon counts them gone and parks new ones there.
+ * That PARK is refused (-EMFILE: the region stays with the daemon); the
+ * keeper, and every region it holds, stays. Here the table is made full by
+ * a capacity above the keeper's fd limit, in a child (the limit is its own).
+ */
+START_TEST(test_keeper_full_table_refuses_park)
+{
+        int status;
+        pid_t pid;
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                const struct rlimit small = { 48, 48 };
+                struct keepers k;
+                int n = 0, r, fd, step = 1;
+
+                if (setrlimit(RLIMIT_NOFILE, &small) < 0)
+                        _exit(100 + step);
+                step++;
+                keepers_init(&k, 1000); /* more than its fd table holds */
+                for (;;) {
+                        fd = make_memfd(4096);
+                        if (pwrite(fd, &n, sizeof(n), 0) != (ssize_t)sizeof(n))
+                                _exit(100 + step);
+                        r = keepers_park_with_fd(&k, (uint64_t)n + 1, fd, NULL);
+                        close(fd);
+                        if (r < 0 || n > 48)
+                                break;
+                        n++;
+                }
+                step++;
+                if (r != -EMFILE || n < 30) /* before: the keeper exited, all it held lost (-EIO) */
+                        _exit(100 + step);
+                step++;
+                for (int i = 0; i < n; i++) { /* the keeper is there, with everything it held */
+                        int v = -1;
+
+                        fd = -1;
+                        if (keepers_fetch(&k, 0, (uint64_t)i + 1, &fd) < 0 || pread(fd, &v, sizeof(v), 0) != sizeof(v) ||
+                            v != i)
+                                _exit(100 + step);
+                        close(fd);
+                }
+                step++;
+                /* with room again, it parks */
+                if (keepers_drop(&k, 0, 1) < 0)
+                        _exit(100 + step);
+                fd = make_memfd(4096);
+                if (keepers_park_with_fd(&k, 1000, fd, NULL) != 0 || keepers_count(&k) != 1)
+                        _exit(100 + step);
+                close(fd);
+                keepers_deinit(&k);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d: failed step %d)",
+                      status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                      WIFEXITED(status) ? WEXITSTATUS(status) - 100 : -1);
+}
+END_TEST
+
 /* regtab parks fds past its budget and hands out working copies */
 START_TEST(test_regtab_budget)
 {
@@ -533,6 +600,7 @@ int main(void)
         tcase_add_test(tc, test_keeper_dies);
         tcase_add_test(tc, test_keeper_churn);
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
+        tcase_add_test(tc, test_keeper_full_table_refuses_park);
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_regtab_dropped_numbers_reused);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
