@@ -644,9 +644,9 @@ static void bench_regions(struct bench *b, int parked)
                                 bench_record(b, &res);
                         }
                 }
-                bench_pin(b, d.pid, 0);
         }
 out:
+        bench_pin(b, d.pid, 0); /* on every path: a failed step must not leave the later groups on one CPU */
         iomem_disconnect(x.c);
         spawn_stop(&d);
 }

@@ -1735,6 +1735,12 @@ static int conn_region_adopt(struct conn *c, struct transport_frame *f, const ch
         if (r < 0)
                 return conn_fail(res, r, "out of memory");
         (*regionp)->seals = *sealsp & PROTO_SEALS_KNOWN;
+        /*
+         * conn_region_register_check() saw SHRINK and GROW (required) before its
+         * fstat found the declared size: the size can no longer change, and a
+         * parked OPEN of the region needs no fstat (regtab_region_get_send_fd()).
+         */
+        (*regionp)->size_final = true;
         return 0;
 }
 

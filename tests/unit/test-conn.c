@@ -2762,6 +2762,8 @@ START_TEST(test_register)
         ck_assert_int_eq(proto_register_reply_decode(f.payload, f.hdr.length, &rep), 0);
         transport_frame_deinit(&f);
         ck_assert_uint_eq(rep.seals & (need | F_SEAL_SEAL), need | F_SEAL_SEAL);
+        /* its size was read after SHRINK and GROW seals: final, a parked OPEN of it needs no fstat */
+        ck_assert(regtab_lookup(e.regtab, "r")->size_final);
 
         /* another client gets the same object */
         send_open(&p2, 9, "r", 0, 0);
@@ -3287,6 +3289,7 @@ START_TEST(test_publish_openv_statv)
         transport_frame_deinit(&f);
         ck_assert_uint_eq(pub.replaced_id, 0);
         g1 = pub.generation;
+        ck_assert(regtab_lookup(e.regtab, "v")->size_final); /* sealed SHRINK|GROW before its size was read */
         conn_flush(q.conn);
         expect_event(&q, PROTO_EV_CREATED, wq, "v", &ev);
         ck_assert_uint_eq(ev.generation, g1);
