@@ -163,6 +163,19 @@ int it_daemon_settled_fds(const struct it_daemon *d)
         struct iomem_status st = { 0 };
         int r, n;
 
+        /*
+         * A client that closed with fds unread in its socket can leave the
+         * daemon holding its side as an orphan (daemon/conn.c): the kernel
+         * wakes the daemon with the hang-up before it frees the closed end's
+         * queue, so the daemon may still see bytes unread then. Orphans are
+         * looked at again at the next departure (or the 2 s status timer):
+         * one connection that comes and goes, all clients being gone, makes
+         * that departure, and the probe's STATUS below sees it done.
+         */
+        r = iomem_connect(d->socket, &probe);
+        ck_assert_msg(r == 0, "sweep connect: %s", iomem_strerror(r));
+        iomem_disconnect(probe);
+        probe = NULL;
         r = iomem_connect(d->socket, &probe);
         ck_assert_msg(r == 0, "probe connect: %s", iomem_strerror(r));
         for (int i = 0; i < 1000; i++) {

@@ -64,7 +64,9 @@ void it_daemon_stop(struct it_daemon *d);
 
 /*
  * it_daemon_settled_fds() - the daemon's fd count once every other client is
- * gone. Disconnects are handled asynchronously, so this connects a probe and
+ * gone. A connection comes and goes first, whose departure makes the daemon
+ * close the sockets it kept for unread fds whose readers are gone by now.
+ * Disconnects are handled asynchronously, so this connects a probe and
  * asks STATUS (bounded polling) until the probe is the only connection: the
  * daemon frees a connection, its fds and its leased regions, before it stops
  * counting it. Then the count is taken with the probe still connected, so

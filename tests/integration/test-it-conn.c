@@ -329,6 +329,75 @@ START_TEST(test_daemon_fds)
 END_TEST
 
 /*
+ * A client that leaves with an fd unread in its socket: it shuts down its
+ * sending side (the daemon frees the connection, but keeps its socket as an
+ * orphan while the fd is in flight, charged to it: daemon/conn.c), then
+ * closes. The orphan must go at the next departure, and
+ * it_daemon_settled_fds() must make one: CI once saw the daemon one fd over
+ * its baseline after a client closed with an fd unread (test-it-race), the
+ * daemon having looked at the socket between the kernel's hang-up and its
+ * freeing of the closed end's queue.
+ */
+START_TEST(test_orphan_closed_at_next_departure)
+{
+        struct iomem_client *c = it_connect();
+        struct iomem_region *r = NULL;
+        struct iomem_status st = { 0 };
+        struct iomem_quota q = { 0 };
+        struct transport t;
+        uint8_t buf[128];
+        int base, fd, len;
+
+        ck_assert_int_eq(iomem_create(c, "it.orphan", 4096, NULL, &r), 0);
+        r = iomem_region_free(r);
+        c = iomem_disconnect(c);
+        base = it_daemon_settled_fds(&daemon_);
+        c = it_connect();
+
+        fd = fdutil_connect(daemon_.socket);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(transport_init(&t, fd, 0, 0), 0);
+        len = proto_hello_encode(&(struct proto_hello){ .min_version = 1, .max_version = 1 }, buf, sizeof(buf));
+        ck_assert_int_gt(len, 0);
+        ck_assert_int_eq(transport_queue(&t, &(struct proto_header){ .opcode = PROTO_OP_HELLO, .id = 1 }, buf,
+                                         (size_t)len, NULL, 0),
+                         0);
+        len = proto_open_encode(&(struct proto_open){ .name = "it.orphan" }, buf, sizeof(buf));
+        ck_assert_int_gt(len, 0);
+        ck_assert_int_eq(transport_queue(&t, &(struct proto_header){ .opcode = PROTO_OP_OPEN, .id = 2 }, buf,
+                                         (size_t)len, NULL, 0),
+                         0);
+        ck_assert_int_eq(transport_flush(&t), 0);
+        /* the OPEN reply's fd is in flight: the uid's count of fds not yet received says so */
+        for (int i = 0; i < 1000; i++) {
+                ck_assert_int_eq(iomem_quota(c, &q), 0);
+                if (q.fds == 1)
+                        break;
+                it_sleep_ms(10);
+        }
+        ck_assert_uint_eq(q.fds, 1);
+        ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+        for (int i = 0; i < 1000; i++) { /* gone from the count, its socket kept: the fd is unread */
+                ck_assert_int_eq(iomem_status(c, &st), 0);
+                if (st.connections == 1)
+                        break;
+                it_sleep_ms(10);
+        }
+        ck_assert_uint_eq(st.connections, 1);
+        /* c in the place of base's probe, and the orphan */
+        ck_assert_int_eq(fdutil_count(daemon_.pid), base + 1);
+        /* c's departure, with the orphan's reader still there, leaves it */
+        c = iomem_disconnect(c);
+        for (int i = 0; i < 1000 && fdutil_count(daemon_.pid) != base; i++)
+                it_sleep_ms(10);
+        ck_assert_int_eq(fdutil_count(daemon_.pid), base);
+        transport_deinit(&t);
+        close(fd); /* no departure follows; the status timer would close it within 2 s */
+        ck_assert_int_eq(it_daemon_settled_fds(&daemon_), base);
+}
+END_TEST
+
+/*
  * iomem_connect() sends HELLO at once though it does not wait for the answer:
  * a client that connects and makes its first call after the daemon's
  * handshake timeout is served, not dropped.
@@ -789,6 +858,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_lease_killed_client);
         tcase_add_test(tc, test_pipelining);
         tcase_add_test(tc, test_daemon_fds);
+        tcase_add_test(tc, test_orphan_closed_at_next_departure);
         tcase_add_test(tc, test_connect_then_idle);
         tcase_add_test(tc, test_connect_then_idle_delete);
         tcase_add_test(tc, test_async_connect_then_idle);
