@@ -399,58 +399,126 @@ static int floor_cold_op(void *userdata)
         return r;
 }
 
-int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, bool epoll, struct stats_result *res)
+struct floor_cold {
+        struct floor_cold_ctx c;
+        char dir[32];
+        int lfd;
+        int memfd;
+        pid_t pid;
+};
+
+int floor_cold_stop(struct floor_cold *f)
+{
+        int r = 0, status;
+
+        if (!f)
+                return 0;
+        if (f->pid > 0) {
+                kill(f->pid, SIGTERM);
+                while (waitpid(f->pid, &status, 0) < 0 && errno == EINTR)
+                        ;
+                if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM))
+                        r = -ECHILD;
+        }
+        if (f->lfd >= 0)
+                close(f->lfd);
+        if (f->memfd >= 0)
+                close(f->memfd);
+        if (f->c.sa.sun_path[0])
+                unlink(f->c.sa.sun_path);
+        if (f->dir[0])
+                rmdir(f->dir);
+        free(f);
+        return r;
+}
+
+int floor_cold_start(size_t map_size, bool epoll, struct floor_cold **fp)
 {
         struct proto_region_info info = { 0 };
         struct proto_open open_req = { .name = FLOOR_NAME };
-        struct floor_cold_ctx c = { .sa = { .sun_family = AF_UNIX }, .map_size = map_size };
-        char dir[] = "/tmp/iomem-bench-cold-XXXXXX";
         uint8_t payload[256];
-        struct stats s;
-        int lfd, memfd, len, r, status;
-        double seconds;
-        pid_t pid;
+        struct floor_cold *f;
+        int len, r;
 
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        f->c = (struct floor_cold_ctx){ .sa = { .sun_family = AF_UNIX }, .map_size = map_size };
+        f->lfd = f->memfd = -1;
         len = floor_frame(PROTO_OP_OPEN, 0, 0, payload, proto_open_encode(&open_req, payload, sizeof(payload)),
-                          c.req, sizeof(c.req));
-        if (len < 0)
-                return len;
-        c.req_len = (size_t)len;
+                          f->c.req, sizeof(f->c.req));
+        if (len < 0) {
+                r = len;
+                goto fail;
+        }
+        f->c.req_len = (size_t)len;
         len = proto_region_info_encode(&info, payload, sizeof(payload));
-        if (len < 0)
-                return len;
-        c.reply_len = PROTO_HEADER_SIZE + (size_t)len;
-        if (!mkdtemp(dir))
-                return -errno;
-        snprintf(c.sa.sun_path, sizeof(c.sa.sun_path), "%s/s", dir);
-
-        memfd = memfd_create("iomem-bench-floor", MFD_CLOEXEC);
-        if (memfd < 0) {
+        if (len < 0) {
+                r = len;
+                goto fail;
+        }
+        f->c.reply_len = PROTO_HEADER_SIZE + (size_t)len;
+        snprintf(f->dir, sizeof(f->dir), "/tmp/iomem-bench-cold-XXXXXX");
+        if (!mkdtemp(f->dir)) {
                 r = -errno;
-                rmdir(dir);
+                f->dir[0] = '\0';
+                goto fail;
+        }
+        f->memfd = memfd_create("iomem-bench-floor", MFD_CLOEXEC);
+        if (f->memfd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (ftruncate(f->memfd, (off_t)map_size) < 0 || f->lfd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        snprintf(f->c.sa.sun_path, sizeof(f->c.sa.sun_path), "%s/s", f->dir);
+        if (bind(f->lfd, (const struct sockaddr *)&f->c.sa, sizeof(f->c.sa)) < 0) {
+                r = -errno;
+                f->c.sa.sun_path[0] = '\0'; /* not ours to unlink */
+                goto fail;
+        }
+        if (listen(f->lfd, 1024) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        f->pid = fork();
+        if (f->pid < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (f->pid == 0)
+                _exit(epoll ? floor_cold_epoll_server(f->lfd, f->memfd) : floor_cold_server(f->lfd, f->memfd));
+        *fp = f;
+        return 0;
+fail:
+        floor_cold_stop(f);
+        return r;
+}
+
+int floor_cold_run(struct floor_cold *f, const struct runner_opts *o, struct stats *s, double *secondsp)
+{
+        return runner_loop(floor_cold_op, &f->c, o, s, secondsp);
+}
+
+int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, bool epoll, struct stats_result *res)
+{
+        struct floor_cold *f = NULL;
+        struct stats s;
+        double seconds;
+        int r, k;
+
+        r = floor_cold_start(map_size, epoll, &f);
+        if (r < 0)
                 return r;
-        }
-        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (ftruncate(memfd, (off_t)map_size) < 0 || lfd < 0 ||
-            bind(lfd, (const struct sockaddr *)&c.sa, sizeof(c.sa)) < 0 || listen(lfd, 1024) < 0) {
-                r = -errno;
-                goto out;
-        }
-        pid = fork();
-        if (pid < 0) {
-                r = -errno;
-                goto out;
-        }
-        if (pid == 0)
-                _exit(epoll ? floor_cold_epoll_server(lfd, memfd) : floor_cold_server(lfd, memfd));
-
         r = stats_init(&s, sample_cap);
         if (r == 0)
-                r = runner_loop(floor_cold_op, &c, o, &s, &seconds);
-        kill(pid, SIGTERM);
-        waitpid(pid, &status, 0);
-        if (r == 0 && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM))
-                r = -ECHILD;
+                r = floor_cold_run(f, o, &s, &seconds);
+        k = floor_cold_stop(f);
+        if (r == 0)
+                r = k;
         if (r == 0)
                 stats_finish(&s, seconds, epoll ? "floor-cold-epoll" : "floor-cold",
                              epoll ? "the same to a bare epoll server (many clients at once)"
@@ -458,11 +526,5 @@ int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, 
                                      "no daemon",
                              res);
         stats_deinit(&s);
-out:
-        if (lfd >= 0)
-                close(lfd);
-        close(memfd);
-        unlink(c.sa.sun_path);
-        rmdir(dir);
         return r;
 }

@@ -28,6 +28,22 @@ int floor_socketpair(const struct runner_opts *o, size_t map_size, size_t sample
 int floor_cold(const struct runner_opts *o, size_t map_size, size_t sample_cap, bool epoll, struct stats_result *res);
 
 /*
+ * The cold floor's server kept running between measurements, so that it can
+ * be measured in segments (iomem-bench alternates it with the cold rows):
+ * floor_cold_start() forks the server (it inherits this process's CPU
+ * affinity), floor_cold_run() runs floor_cold()'s very op through
+ * runner_loop() into @s (samples and ops add up over calls; *secondsp is this
+ * call's window), floor_cold_stop() ends the server and frees (NULL-safe).
+ * floor_cold() is start + one run + stop.
+ * Return: 0 (*fp set); negative errno. floor_cold_stop(): 0; -ECHILD if the
+ * server had died before it.
+ */
+struct floor_cold;
+int floor_cold_start(size_t map_size, bool epoll, struct floor_cold **fp);
+int floor_cold_run(struct floor_cold *f, const struct runner_opts *o, struct stats *s, double *secondsp);
+int floor_cold_stop(struct floor_cold *f);
+
+/*
  * floor_shm() - shm_open of an existing object, mmap, munmap, close.
  * Return: 0 with *res filled; negative errno.
  */

@@ -16,6 +16,8 @@ EXPECTED = [
     "publish-rtt",
     # issue 15: the cold floor and cold rows; the data plane with huge pages and reserved memory
     "floor-cold", "floor-cold-epoll", "cold-small-table", "cold-big-table",
+    # the cold floor measured interleaved with each cold row: the cold target's verdict is against these
+    "floor-cold-small", "floor-cold-big",
     "dp-handover-huge", "dp-read-huge", "dp-read-premapped-huge",
     "dp-handover-reserve", "dp-read-reserve", "dp-read-premapped-reserve",
     "dp-handover-huge-reserve", "dp-read-huge-reserve", "dp-read-premapped-huge-reserve",
@@ -23,8 +25,9 @@ EXPECTED = [
     "parked-small-table", "parked-regions-rss", "parked-big-table", "parked-big-held", "parked-big-parked",
 ]
 NUMBERS = ["clients", "ops", "seconds", "ops_per_s", "p50_us", "p99_us", "p999_us"]
-TARGETS = 15
-INFO = {"parked big/small p50", "parked: held-name/small p50", "parked: parked/held-name p50"}
+TARGETS = 17
+INFO = {"parked big/small p50", "parked: held-name/small p50", "parked: parked/held-name p50",
+        "cold small/floor ops", "cold big/floor ops"}
 
 
 def main():
@@ -81,6 +84,20 @@ def main():
         sys.exit(f"the table-size verdict does not say the daemon's fd limit: {verdict['desc']}")
     if scenarios["open-big-table"]["nofile_from"] == "fallback" and "FALLBACK" not in verdict["desc"]:
         sys.exit(f"the table-size verdict ran on the fallback limit without saying so: {verdict['desc']}")
+    # the cold target's verdict says which floor it uses: the one measured alternating with its cold row
+    for row, floor, target in (("cold-small-table", "floor-cold-small", "cold small/adj-floor ops"),
+                               ("cold-big-table", "floor-cold-big", "cold big/adj-floor ops")):
+        if scenarios[floor].get("adjacent_to") != row or scenarios[row].get("adjacent_floor") != floor:
+            sys.exit(f"{floor} and {row} do not name each other: {scenarios[floor]} {scenarios[row]}")
+        if not isinstance(scenarios[floor].get("rounds"), int) or scenarios[floor]["rounds"] < 2:
+            sys.exit(f"{floor}: 'rounds' missing or under 2")
+        verdict = next((t for t in targets if t["target"] == target), None)
+        if not verdict or verdict["verdict"] not in ("PASS", "MISS"):
+            sys.exit(f"no verdict for {target}: {verdict}")
+        if abs(verdict["value"] - scenarios[row]["ops_per_s"] / scenarios[floor]["ops_per_s"]) > 1e-3:
+            sys.exit(f"{target} is not {row}'s ops/s over {floor}'s: {verdict}")
+    if "floor-cold-small" not in next(t for t in targets if t["target"] == "cold small/adj-floor ops")["desc"]:
+        sys.exit("the cold verdict does not say which floor it uses")
     print(f"ok: {len(scenarios)} scenarios, {len(targets)} targets")
 
 
