@@ -171,6 +171,15 @@ void conn_notify(struct conn *c);
  */
 void conn_send_early(struct conn *c);
 
+/*
+ * conn_send_held() - if conn_send_early() holds @c (listed for the end of a
+ * turn), send its output now and take it off the list: for a watcher whose
+ * held output reached the level under which events are passed on
+ * (conn-watch.c), so that the events past it do not pile up in its bounded
+ * queue until the turn ends (and overflow it). Return: true if @c was held.
+ */
+bool conn_send_held(struct conn *c);
+
 /* conn_reply_raw() - queue a reply; @fds consumed. On failure @c is dropped (c->dead). Return: nothing. */
 void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload, size_t len,
                     int *fds, unsigned nfds);

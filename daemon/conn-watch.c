@@ -332,6 +332,15 @@ void conn_watch_notify(struct conn_ctx *ctx, uint16_t kind, struct region *r, co
                         continue;
                 queued = transport_has_output(&c->transport);
                 conn_watch_pump(c, false);
+                /*
+                 * Held for the end of the turn (conn_send_early()) and filled up to the pump's level: sent now,
+                 * as it would have been at each change without the hold, and the rest follows; else a pipeline
+                 * of changes would overflow the queue of a watcher that keeps up.
+                 */
+                if (!c->dead && conn_watch_pending(c) && conn_send_held(c)) {
+                        queued = transport_has_output(&c->transport);
+                        conn_watch_pump(c, false);
+                }
                 if (!transport_has_output(&c->transport) && !c->dead)
                         continue;
                 if (!queued)

@@ -468,16 +468,21 @@ void conn_send_early(struct conn *c)
         ctx->early_held = c;
 }
 
+bool conn_send_held(struct conn *c)
+{
+        if (!c->early_pprev)
+                return false;
+        conn_early_unlink(c);
+        if (!c->dead && !c->dispatching)
+                (void)conn_transport_flush(c);
+        return true;
+}
+
 /* Send the early sends held so far, each connection once: before a requester's reply leaves. */
 static void conn_early_send_held(struct conn_ctx *ctx)
 {
-        struct conn *c;
-
-        while ((c = ctx->early_held)) {
-                conn_early_unlink(c);
-                if (!c->dead && !c->dispatching)
-                        (void)conn_transport_flush(c);
-        }
+        while (ctx->early_held)
+                (void)conn_send_held(ctx->early_held);
 }
 
 /* A connection's turn begins (nested: counted): conn_send_early() holds what it would send. */

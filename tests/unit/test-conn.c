@@ -3989,6 +3989,68 @@ START_TEST(test_events_held_not_behind_a_reply)
 }
 END_TEST
 
+/*
+ * A watcher that keeps up does not lose events to the hold: a long pipeline
+ * of changes in one turn fills its output up to the level under which events
+ * are passed on (a quarter of max-out-bytes, 64 KiB at most), and the events
+ * past it wait in its queue (max-events). Held until the turn's end, the
+ * queue overflowed where sending at each change never let it grow: the held
+ * output is sent once it reaches that level, and the rest follows it.
+ */
+START_TEST(test_events_held_no_overflow)
+{
+        enum { N = 48 };
+        struct proto_event ev;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        uint8_t wire[N * 64];
+        size_t len = 0;
+        char name[32];
+        uint32_t wq;
+
+        env_init(&e);
+        e.cfg.max_out_bytes = 4096; /* events go to the transport under 1 KiB of output */
+        e.cfg.max_events = 8;
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "h/%u", i);
+                close(create_ok(&p, 10 + i, name, 4096, 0, NULL));
+        }
+        wq = watch_ok(&q, 2, "h/");
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "h/%u", i);
+                wire_add_name(wire, sizeof(wire), &len, PROTO_OP_DELETE, 100 + i, name);
+        }
+        ck_assert_int_eq(write(p.fd, wire, len), (ssize_t)len);
+        sendmsg_counted_fd = conn_fd(q.conn);
+        sendmsg_calls = 0;
+        ck_assert_int_eq(conn_handle_input(p.conn), 0); /* one turn: N changes */
+        sendmsg_counted_fd = -1;
+        ck_assert_msg(!q.conn->overflow_pending && !q.conn->dropped, "%llu events dropped for one OVERFLOW",
+                      (unsigned long long)q.conn->dropped);
+        ck_assert_msg(sendmsg_calls < N / 4, "%u sendmsg() calls for %d events", sendmsg_calls, N);
+        ck_assert_int_eq(conn_flush(q.conn), 0); /* q's turn: whatever is left */
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "h/%u", i);
+                expect_event(&q, PROTO_EV_DELETED, wq, name, &ev);
+        }
+        ck_assert(!reply_pending(&q));
+        ck_assert_int_eq(conn_flush(p.conn), 0);
+        for (unsigned i = 0; i < N; i++) {
+                expect_ok(&p, PROTO_OP_DELETE, 100 + i, &f);
+                transport_frame_deinit(&f);
+        }
+        ck_assert(!reply_pending(&p));
+        peer_close(&q);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
         Suite *s = suite_create("conn");
@@ -4062,6 +4124,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_events_not_early_behind_queued_output);
         tcase_add_test(tc, test_events_early_sends_batched);
         tcase_add_test(tc, test_events_held_not_behind_a_reply);
+        tcase_add_test(tc, test_events_held_no_overflow);
         tcase_add_test(tc, test_register_hugetlb_needs_write_seal);
         suite_add_tcase(s, tc);
         return s;
