@@ -4051,6 +4051,64 @@ START_TEST(test_events_held_no_overflow)
 }
 END_TEST
 
+/*
+ * Events past the pump's level are not left behind the requester's replies
+ * either: a watcher held for the end of a turn whose output reached the level
+ * under which events are passed on kept the rest in its queue, and the end
+ * of the turn sent only its output, so the requester's replies (sent next,
+ * by its flush) overtook them until the watcher's own turn. Every event of
+ * the turn must be on the watcher's socket once the requester's turn ended,
+ * without any turn of the watcher.
+ */
+START_TEST(test_events_held_past_pump_level_not_behind_replies)
+{
+        enum { N = 48 };
+        struct proto_event ev;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        uint8_t wire[N * 64];
+        size_t len = 0;
+        char name[32];
+        uint32_t wq;
+
+        env_init(&e);
+        e.cfg.max_out_bytes = 4096; /* events go to the transport under 1 KiB of output; max-events as default */
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "k/%u", i);
+                close(create_ok(&p, 10 + i, name, 4096, 0, NULL));
+        }
+        wq = watch_ok(&q, 2, "k/");
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "k/%u", i);
+                wire_add_name(wire, sizeof(wire), &len, PROTO_OP_DELETE, 100 + i, name);
+        }
+        ck_assert_int_eq(write(p.fd, wire, len), (ssize_t)len);
+        ck_assert_int_eq(conn_handle_input(p.conn), 0); /* one turn: N changes */
+        ck_assert_int_eq(conn_flush(p.conn), 0);        /* its replies leave */
+        /* q has had no turn: what it can read was sent before the replies */
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "k/%u", i);
+                ck_assert_msg(reply_pending(&q), "event %u of %d left after the requester's replies", i, N);
+                expect_event(&q, PROTO_EV_DELETED, wq, name, &ev);
+        }
+        ck_assert_int_eq(conn_flush(q.conn), 0);
+        ck_assert(!reply_pending(&q));
+        for (unsigned i = 0; i < N; i++) {
+                expect_ok(&p, PROTO_OP_DELETE, 100 + i, &f);
+                transport_frame_deinit(&f);
+        }
+        ck_assert(!reply_pending(&p));
+        peer_close(&q);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
         Suite *s = suite_create("conn");
@@ -4125,6 +4183,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_events_early_sends_batched);
         tcase_add_test(tc, test_events_held_not_behind_a_reply);
         tcase_add_test(tc, test_events_held_no_overflow);
+        tcase_add_test(tc, test_events_held_past_pump_level_not_behind_replies);
         tcase_add_test(tc, test_register_hugetlb_needs_write_seal);
         suite_add_tcase(s, tc);
         return s;
