@@ -40,6 +40,8 @@ struct conn {
         bool hello_done;
         bool in_request; /* handling its own request: a reply may lend it a region's fd (conn_region_send()) */
         bool dispatching; /* conn_dispatch() of one of its frames, its after() included: conn_send_early() waits */
+        /* conn_send_early() held until the requester's turn ends: @c is on ctx->early_held (NULL: not on it) */
+        struct conn *early_next, **early_pprev;
         bool page_info; /* replies may carry the page bits (HELLO PAGE_INFO, or a CREATE with HUGE/RESERVE) */
         bool closing; /* a fatal error reply is queued: read nothing more, free once sent */
         bool throttled; /* replies pile up: parse no more requests until they drain */
@@ -161,9 +163,22 @@ void conn_notify(struct conn *c);
  * only the transport's flush within the fd budget. Nothing of @c's own runs
  * (no request, no resume) and @c is not dropped here: an error shows again at
  * the flush conn_notify() schedules, which drops it. Does nothing while @c
- * dispatches a frame of its own. Return: nothing.
+ * dispatches a frame of its own. While a connection has its turn (its
+ * requests' frames, conn_handle_input() and the other calls that dispatch
+ * them), @c is only put on a list, once, and sent when that turn ends, before
+ * the requester's replies leave (or before any of them leaves sooner): a
+ * pipeline of N changes costs a watcher one sendmsg(), not N. Return: nothing.
  */
 void conn_send_early(struct conn *c);
+
+/*
+ * conn_send_held() - if conn_send_early() holds @c (listed for the end of a
+ * turn), send its output now and take it off the list: for a watcher whose
+ * held output reached the level under which events are passed on
+ * (conn-watch.c), so that the events past it do not pile up in its bounded
+ * queue until the turn ends (and overflow it). Return: true if @c was held.
+ */
+bool conn_send_held(struct conn *c);
 
 /* conn_reply_raw() - queue a reply; @fds consumed. On failure @c is dropped (c->dead). Return: nothing. */
 void conn_reply_raw(struct conn *c, uint16_t opcode, uint32_t id, uint8_t flags, const void *payload, size_t len,

@@ -312,11 +312,15 @@ void conn_watch_notify(struct conn_ctx *ctx, uint16_t kind, struct region *r, co
         }
         /*
          * Then hand them on, each connection once; a watcher of the requester's own connection included. They
-         * leave now, ahead of the reply to the request that caused them (sent when the requester's turn ends):
-         * a watcher learns of a change as soon as the daemon made it, not one sendmsg and the requester's
-         * wake-up later (docs/protocol.md, section on events). The loop's turn for the watcher still follows
-         * (conn_notify()): it sends what did not fit and resumes what waited. Only a connection whose output
-         * was empty sends early: output already queued waits for room in its socket (or for its fd budget, or
+         * leave ahead of the reply to the request that caused them (sent when the requester's turn ends): a
+         * watcher learns of a change as soon as the daemon made it, not one sendmsg and the requester's
+         * wake-up later (docs/protocol.md, section on events). A change made in a connection's turn (by its
+         * requests) is sent when that turn ends, still before its replies leave (conn_send_early() holds it):
+         * a pipeline of many changes costs a watcher one sendmsg(), not one per change; a change made outside
+         * any turn (a timer, a departure's leases, a reservation done) is sent at once. The loop's turn for
+         * the watcher still follows (conn_notify()): it sends what did not fit and resumes what waited. Only a
+         * connection whose output was empty sends early (a held send counts as output: later changes of the
+         * same turn join it): output already queued waits for room in its socket (or for its fd budget, or
          * for its turn) and these go with it then; trying now would mostly be a sendmsg() the full socket
          * refuses, once per watch of a client that reads nothing, for every change of any region.
          */
@@ -328,6 +332,15 @@ void conn_watch_notify(struct conn_ctx *ctx, uint16_t kind, struct region *r, co
                         continue;
                 queued = transport_has_output(&c->transport);
                 conn_watch_pump(c, false);
+                /*
+                 * Held for the end of the turn (conn_send_early()) and filled up to the pump's level: sent now,
+                 * as it would have been at each change without the hold, and the rest follows; else a pipeline
+                 * of changes would overflow the queue of a watcher that keeps up.
+                 */
+                if (!c->dead && conn_watch_pending(c) && conn_send_held(c)) {
+                        queued = transport_has_output(&c->transport);
+                        conn_watch_pump(c, false);
+                }
                 if (!transport_has_output(&c->transport) && !c->dead)
                         continue;
                 if (!queued)

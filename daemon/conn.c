@@ -51,12 +51,25 @@ void conn_notify(struct conn *c)
                 c->ctx->notify(c, c->userdata);
 }
 
+/* Take @c off its context's list of held early sends (conn_send_early()), if it is on it. */
+static void conn_early_unlink(struct conn *c)
+{
+        if (!c->early_pprev)
+                return;
+        *c->early_pprev = c->early_next;
+        if (c->early_next)
+                c->early_next->early_pprev = c->early_pprev;
+        c->early_next = NULL;
+        c->early_pprev = NULL;
+}
+
 /* Mark the connection for freeing. Only unhooks what must not fire again; conn_free() does the rest. */
 int conn_drop(struct conn *c, int error)
 {
         if (c->dead)
                 return error;
         c->dead = true;
+        conn_early_unlink(c); /* a dead connection is sent nothing (and may be freed before the turn ends) */
         /* parked OPENs may already be detached by an ongoing regtab_wake(): their memory stays until conn_free() */
         conn_region_unhook(c);
         log_debug("connection pid=%d uid=%u dropped: %s", (int)c->pid, (unsigned)c->uid, strerror(-error));
@@ -437,8 +450,52 @@ static int conn_transport_flush(struct conn *c)
 
 void conn_send_early(struct conn *c)
 {
+        struct conn_ctx *ctx = c->ctx;
+
+        if (c->dead || c->dispatching)
+                return;
+        if (!ctx->early_hold) {
+                (void)conn_transport_flush(c);
+                return;
+        }
+        /* a connection has its turn: sent once when it ends (conn_early_release()) */
+        if (c->early_pprev)
+                return;
+        c->early_next = ctx->early_held;
+        if (c->early_next)
+                c->early_next->early_pprev = &c->early_next;
+        c->early_pprev = &ctx->early_held;
+        ctx->early_held = c;
+}
+
+bool conn_send_held(struct conn *c)
+{
+        if (!c->early_pprev)
+                return false;
+        conn_early_unlink(c);
         if (!c->dead && !c->dispatching)
                 (void)conn_transport_flush(c);
+        return true;
+}
+
+/* Send the early sends held so far, each connection once: before a requester's reply leaves. */
+static void conn_early_send_held(struct conn_ctx *ctx)
+{
+        while (ctx->early_held)
+                (void)conn_send_held(ctx->early_held);
+}
+
+/* A connection's turn begins (nested: counted): conn_send_early() holds what it would send. */
+static void conn_early_hold(struct conn_ctx *ctx)
+{
+        ctx->early_hold++;
+}
+
+/* ... and ends: the outermost sends what was held. */
+static void conn_early_release(struct conn_ctx *ctx)
+{
+        if (--ctx->early_hold == 0 && ctx->early_held)
+                conn_early_send_held(ctx);
 }
 
 struct conn *conn_free(struct conn *c)
@@ -449,6 +506,7 @@ struct conn *conn_free(struct conn *c)
                 return NULL;
         if (!c->dead) /* usually dropped already (its peer left) */
                 conn_drop(c, -ECONNRESET);
+        conn_early_unlink(c); /* done by conn_drop(); a freed connection must never stay on the list */
         conn_region_release(c);
         conn_watch_release(c);
         if (!conn_orphan_add(c)) {
@@ -549,6 +607,9 @@ __attribute__((always_inline)) static inline void conn_reply_queue(struct conn *
                 unsigned budget, before;
                 int flushed;
 
+                /* watchers told of a change this turn learn of it before this reply leaves */
+                if (c->ctx->early_held)
+                        conn_early_send_held(c->ctx);
                 budget = before = conn_fd_budget(c);
                 r = transport_send_with_fds(&c->transport, &h, payload, len, fds, nfds, &budget, &flushed);
                 if (r == 0)
@@ -899,6 +960,8 @@ static int conn_process_frames_loop(struct conn *c)
                         return 0;
                 }
                 if (conn_output_high(c)) {
+                        if (c->ctx->early_held) /* watchers learn of the changes before these replies leave */
+                                conn_early_send_held(c->ctx);
                         r = conn_transport_flush(c);
                         if (r < 0 && r != -EAGAIN && r != -EINTR)
                                 return conn_drop(c, r);
@@ -925,15 +988,21 @@ static int conn_process_frames_loop(struct conn *c)
         return c->dead ? -ECONNRESET : 0;
 }
 
-/* conn_process_frames_loop() with @c marked as dispatching its own frames (conn_send_early() waits). */
+/*
+ * conn_process_frames_loop() with @c marked as dispatching its own frames (conn_send_early() waits), and as
+ * having its turn: the early sends to other connections that its requests cause are held until it ends.
+ */
 static int conn_process_frames(struct conn *c)
 {
+        struct conn_ctx *ctx = c->ctx;
         bool was = c->dispatching;
         int r;
 
         c->dispatching = true;
+        conn_early_hold(ctx);
         r = conn_process_frames_loop(c);
         c->dispatching = was;
+        conn_early_release(ctx);
         return r;
 }
 
@@ -950,12 +1019,11 @@ static bool conn_closes_pending(const struct conn *c)
         return closer_pending(c->uid) >= CLOSER_MAX_PENDING_PER_UID;
 }
 
-int conn_handle_input(struct conn *c)
+/* conn_handle_input(), within the turn's hold of early sends. */
+static int conn_handle_input_turn(struct conn *c)
 {
         int r, r2;
 
-        if (c->dead)
-                return -ECONNRESET;
         c->turn_work = 0; /* a new turn */
         if (c->fds_unread) /* a client that sends again has usually read its replies: quotas see that */
                 conn_refresh_unread(c);
@@ -1001,6 +1069,23 @@ int conn_handle_input(struct conn *c)
                 break;
         }
         return 0;
+}
+
+int conn_handle_input(struct conn *c)
+{
+        struct conn_ctx *ctx = c->ctx;
+        int r;
+
+        if (c->dead)
+                return -ECONNRESET;
+        /*
+         * The early sends its requests cause (conn_send_early()) are held for the whole turn, its reads
+         * included, not only each read's frames: a watcher gets one sendmsg() per turn, before its replies.
+         */
+        conn_early_hold(ctx);
+        r = conn_handle_input_turn(c);
+        conn_early_release(ctx);
+        return r;
 }
 
 int conn_flush(struct conn *c)

@@ -49,6 +49,12 @@ struct conn_ctx {
         struct metrics metrics;     /* counters since start (zeroed with the context), for METRICS */
         struct conn_watch *watches; /* conn-watch.c: every WATCH of every connection */
         /*
+         * conn_send_early() while a connection has its turn (early_hold > 0, nested calls counted): the
+         * watchers to send to when it ends, each once, linked through conn.early_next
+         */
+        struct conn *early_held;
+        unsigned early_hold;
+        /*
          * conn-region.c: RESERVE CREATEs in flight (reserver.h). Their names are
          * claimed (CREATE, REGISTER and PUBLISH of one are -EBUSY) and their sizes
          * and count are charged to their owners and counted against max-bytes

@@ -51,11 +51,24 @@ void *malloc(size_t size)
 /* sendmsg() calls on one fd (the daemon's end of a connection), counted while sendmsg_counted_fd is set. */
 static int sendmsg_counted_fd = -1;
 static unsigned sendmsg_calls;
+/*
+ * While sendmsg_reply_fd is set: sendmsg() calls on it (a requester's replies leaving), and those made while
+ * the daemon still had output for sendmsg_watcher (an event that would leave after the reply).
+ */
+static int sendmsg_reply_fd = -1;
+static struct conn *sendmsg_watcher;
+static unsigned sendmsg_reply_calls, sendmsg_reply_ahead;
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-        ssize_t n = syscall(SYS_sendmsg, fd, msg, flags);
+        ssize_t n;
 
+        if (fd == sendmsg_reply_fd) {
+                sendmsg_reply_calls++;
+                if (sendmsg_watcher && transport_has_output(&sendmsg_watcher->transport))
+                        sendmsg_reply_ahead++;
+        }
+        n = syscall(SYS_sendmsg, fd, msg, flags);
         if (fd == sendmsg_counted_fd)
                 sendmsg_calls++;
 #ifdef TEST_CUT_FAULT
@@ -3785,6 +3798,317 @@ START_TEST(test_events_not_early_behind_queued_output)
 }
 END_TEST
 
+/* Read and discard the events waiting on @p's client end. */
+static void drain_events(struct peer *p)
+{
+        struct transport_frame f;
+
+        while (reply_pending(p)) {
+                recv_frame(p, &f);
+                ck_assert(proto_opcode_is_event(f.hdr.opcode));
+                transport_frame_deinit(&f);
+        }
+}
+
+/* Append a request frame (@payload of @len bytes, encoded) to @wire, @*used of @cap bytes filled. */
+static void wire_add(uint8_t *wire, size_t cap, size_t *used, uint16_t opcode, uint32_t id, const uint8_t *payload,
+                     int len)
+{
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = opcode, .id = id };
+
+        ck_assert_int_ge(len, 0);
+        ck_assert_uint_le(*used + PROTO_HEADER_SIZE + (size_t)len, cap);
+        h.length = (uint32_t)len;
+        proto_header_encode(&h, wire + *used);
+        memcpy(wire + *used + PROTO_HEADER_SIZE, payload, (size_t)len);
+        *used += PROTO_HEADER_SIZE + (size_t)len;
+}
+
+/* Append a request whose payload is a name (DELETE, STAT ...) to @wire. */
+static void wire_add_name(uint8_t *wire, size_t cap, size_t *used, uint16_t opcode, uint32_t id, const char *name)
+{
+        struct proto_name m = { .name = name };
+        uint8_t buf[512];
+
+        wire_add(wire, cap, used, opcode, id, buf, proto_name_encode(&m, buf, sizeof(buf)));
+}
+
+/*
+ * A publisher that pipelines many changes in one write: a watcher that keeps
+ * up gets their events in one sendmsg() when the publisher's turn ends
+ * (conn_send_early() waits for it), not one per change, and still before any
+ * of the publisher's replies leaves. A watcher whose peer is gone is not
+ * dropped in the middle of the publisher's turn either, but at its own.
+ */
+START_TEST(test_events_early_sends_batched)
+{
+        enum { N = 20 };
+        struct proto_event ev;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q, gone;
+        uint8_t wire[N * 64];
+        size_t len = 0;
+        char name[32];
+        uint32_t wq;
+
+        env_init(&e);
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        peer_open(&e, &gone);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        do_hello_events(&gone);
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "b/%u", i);
+                close(create_ok(&p, 10 + i, name, 4096, 0, NULL));
+        }
+        wq = watch_ok(&q, 2, "b/");
+        (void)watch_ok(&gone, 2, "b/");
+        close(gone.fd); /* gone's client leaves without reading */
+        gone.fd = -1;
+
+        /* N DELETEs in one write */
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "b/%u", i);
+                wire_add_name(wire, sizeof(wire), &len, PROTO_OP_DELETE, 100 + i, name);
+        }
+        ck_assert_int_eq(write(p.fd, wire, len), (ssize_t)len);
+        sendmsg_counted_fd = conn_fd(q.conn);
+        sendmsg_calls = 0;
+        ck_assert_int_eq(conn_handle_input(p.conn), 0); /* the publisher's turn, without its flush */
+        sendmsg_counted_fd = -1;
+        ck_assert_msg(sendmsg_calls == 1, "%u sendmsg() calls for %d events", sendmsg_calls, N);
+        ck_assert(!reply_pending(&p)); /* its replies wait for its flush */
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "b/%u", i);
+                expect_event(&q, PROTO_EV_DELETED, wq, name, &ev);
+        }
+        ck_assert(!reply_pending(&q));
+        ck_assert(!conn_is_dead(gone.conn)); /* its send failed; it is dropped at its own turn */
+        ck_assert_int_lt(conn_flush(gone.conn), 0);
+        ck_assert(conn_is_dead(gone.conn));
+        ck_assert_int_eq(conn_flush(p.conn), 0);
+        for (unsigned i = 0; i < N; i++) {
+                expect_ok(&p, PROTO_OP_DELETE, 100 + i, &f);
+                transport_frame_deinit(&f);
+        }
+        ck_assert(!reply_pending(&p));
+        ck_assert_int_eq(conn_flush(q.conn), 0); /* q's turn: nothing more */
+        ck_assert(!reply_pending(&q));
+        peer_close(&gone);
+        peer_close(&q);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * Events held for the end of a requester's turn still leave before any of
+ * its replies does when a reply goes sooner: a CREATE's reply (it lends the
+ * region's fd, so it is sent at once) and replies flushed in the middle of a
+ * long pipeline (past half the output bounds). Each sendmsg() of the
+ * requester must find nothing of the watcher's left to send.
+ */
+START_TEST(test_events_held_not_behind_a_reply)
+{
+        enum { N = 8, M = 60 };
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        uint8_t wire[M * 64];
+        size_t len = 0;
+        char name[32];
+        int fd;
+
+        env_init(&e);
+        e.cfg.max_out_bytes = 1024; /* M DELETE replies are past half of it */
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        for (unsigned i = 0; i < M; i++) {
+                snprintf(name, sizeof(name), "c/%u", i);
+                close(create_ok(&p, 10 + i, name, 4096, 0, NULL));
+        }
+        (void)watch_ok(&q, 2, "c/");
+
+        /* DELETE, CREATE, DELETE, CREATE ... in one write: each CREATE's reply leaves in its request */
+        for (unsigned i = 0; i < N; i++) {
+                struct proto_create m = { .size = 4096, .backend = PROTO_BACKEND_AUTO, .name = name };
+                uint8_t buf[512];
+
+                snprintf(name, sizeof(name), "c/%u", i);
+                wire_add_name(wire, sizeof(wire), &len, PROTO_OP_DELETE, 100 + 2 * i, name);
+                snprintf(name, sizeof(name), "c/new%u", i);
+                wire_add(wire, sizeof(wire), &len, PROTO_OP_CREATE, 101 + 2 * i, buf,
+                         proto_create_encode(&m, buf, sizeof(buf)));
+        }
+        ck_assert_int_eq(write(p.fd, wire, len), (ssize_t)len);
+        sendmsg_reply_fd = conn_fd(p.conn);
+        sendmsg_watcher = q.conn;
+        sendmsg_reply_calls = sendmsg_reply_ahead = 0;
+        ck_assert_int_eq(conn_handle_input(p.conn), 0);
+        sendmsg_reply_fd = -1;
+        ck_assert_uint_ge(sendmsg_reply_calls, N); /* the CREATEs' at least */
+        ck_assert_uint_eq(sendmsg_reply_ahead, 0);
+        ck_assert_int_eq(conn_flush(p.conn), 0);
+        for (unsigned i = 0; i < N; i++) {
+                expect_ok(&p, PROTO_OP_DELETE, 100 + 2 * i, &f);
+                transport_frame_deinit(&f);
+                fd = expect_region(&p, PROTO_OP_CREATE, 101 + 2 * i, &(struct proto_region_info){ 0 });
+                close(fd);
+        }
+        ck_assert(!reply_pending(&p));
+        ck_assert_int_eq(conn_flush(q.conn), 0);
+        drain_events(&q);
+
+        /* many DELETEs in one write: their replies pass half the output bounds and are sent mid-way */
+        len = 0;
+        for (unsigned i = N; i < M; i++) {
+                snprintf(name, sizeof(name), "c/%u", i);
+                wire_add_name(wire, sizeof(wire), &len, PROTO_OP_DELETE, 200 + i, name);
+        }
+        ck_assert_int_eq(write(p.fd, wire, len), (ssize_t)len);
+        sendmsg_reply_fd = conn_fd(p.conn);
+        sendmsg_reply_calls = sendmsg_reply_ahead = 0;
+        ck_assert_int_eq(conn_handle_input(p.conn), 0);
+        sendmsg_reply_fd = -1;
+        sendmsg_watcher = NULL;
+        ck_assert_uint_ge(sendmsg_reply_calls, 1);
+        ck_assert_uint_eq(sendmsg_reply_ahead, 0);
+        pump_all(&p);
+        for (unsigned i = N; i < M; i++) {
+                expect_ok(&p, PROTO_OP_DELETE, 200 + i, &f);
+                transport_frame_deinit(&f);
+        }
+        ck_assert(!reply_pending(&p));
+        peer_close(&q);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * A watcher that keeps up does not lose events to the hold: a long pipeline
+ * of changes in one turn fills its output up to the level under which events
+ * are passed on (a quarter of max-out-bytes, 64 KiB at most), and the events
+ * past it wait in its queue (max-events). Held until the turn's end, the
+ * queue overflowed where sending at each change never let it grow: the held
+ * output is sent once it reaches that level, and the rest follows it.
+ */
+START_TEST(test_events_held_no_overflow)
+{
+        enum { N = 48 };
+        struct proto_event ev;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        uint8_t wire[N * 64];
+        size_t len = 0;
+        char name[32];
+        uint32_t wq;
+
+        env_init(&e);
+        e.cfg.max_out_bytes = 4096; /* events go to the transport under 1 KiB of output */
+        e.cfg.max_events = 8;
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "h/%u", i);
+                close(create_ok(&p, 10 + i, name, 4096, 0, NULL));
+        }
+        wq = watch_ok(&q, 2, "h/");
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "h/%u", i);
+                wire_add_name(wire, sizeof(wire), &len, PROTO_OP_DELETE, 100 + i, name);
+        }
+        ck_assert_int_eq(write(p.fd, wire, len), (ssize_t)len);
+        sendmsg_counted_fd = conn_fd(q.conn);
+        sendmsg_calls = 0;
+        ck_assert_int_eq(conn_handle_input(p.conn), 0); /* one turn: N changes */
+        sendmsg_counted_fd = -1;
+        ck_assert_msg(!q.conn->overflow_pending && !q.conn->dropped, "%llu events dropped for one OVERFLOW",
+                      (unsigned long long)q.conn->dropped);
+        ck_assert_msg(sendmsg_calls < N / 4, "%u sendmsg() calls for %d events", sendmsg_calls, N);
+        ck_assert_int_eq(conn_flush(q.conn), 0); /* q's turn: whatever is left */
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "h/%u", i);
+                expect_event(&q, PROTO_EV_DELETED, wq, name, &ev);
+        }
+        ck_assert(!reply_pending(&q));
+        ck_assert_int_eq(conn_flush(p.conn), 0);
+        for (unsigned i = 0; i < N; i++) {
+                expect_ok(&p, PROTO_OP_DELETE, 100 + i, &f);
+                transport_frame_deinit(&f);
+        }
+        ck_assert(!reply_pending(&p));
+        peer_close(&q);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * Events past the pump's level are not left behind the requester's replies
+ * either: a watcher held for the end of a turn whose output reached the level
+ * under which events are passed on kept the rest in its queue, and the end
+ * of the turn sent only its output, so the requester's replies (sent next,
+ * by its flush) overtook them until the watcher's own turn. Every event of
+ * the turn must be on the watcher's socket once the requester's turn ended,
+ * without any turn of the watcher.
+ */
+START_TEST(test_events_held_past_pump_level_not_behind_replies)
+{
+        enum { N = 48 };
+        struct proto_event ev;
+        struct transport_frame f;
+        struct env e;
+        struct peer p, q;
+        uint8_t wire[N * 64];
+        size_t len = 0;
+        char name[32];
+        uint32_t wq;
+
+        env_init(&e);
+        e.cfg.max_out_bytes = 4096; /* events go to the transport under 1 KiB of output; max-events as default */
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello_events(&p);
+        do_hello_events(&q);
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "k/%u", i);
+                close(create_ok(&p, 10 + i, name, 4096, 0, NULL));
+        }
+        wq = watch_ok(&q, 2, "k/");
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "k/%u", i);
+                wire_add_name(wire, sizeof(wire), &len, PROTO_OP_DELETE, 100 + i, name);
+        }
+        ck_assert_int_eq(write(p.fd, wire, len), (ssize_t)len);
+        ck_assert_int_eq(conn_handle_input(p.conn), 0); /* one turn: N changes */
+        ck_assert_int_eq(conn_flush(p.conn), 0);        /* its replies leave */
+        /* q has had no turn: what it can read was sent before the replies */
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "k/%u", i);
+                ck_assert_msg(reply_pending(&q), "event %u of %d left after the requester's replies", i, N);
+                expect_event(&q, PROTO_EV_DELETED, wq, name, &ev);
+        }
+        ck_assert_int_eq(conn_flush(q.conn), 0);
+        ck_assert(!reply_pending(&q));
+        for (unsigned i = 0; i < N; i++) {
+                expect_ok(&p, PROTO_OP_DELETE, 100 + i, &f);
+                transport_frame_deinit(&f);
+        }
+        ck_assert(!reply_pending(&p));
+        peer_close(&q);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
         Suite *s = suite_create("conn");
@@ -3856,6 +4180,10 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_openv_publish_visits_bucket_only);
         tcase_add_test(tc, test_events_leave_before_the_reply);
         tcase_add_test(tc, test_events_not_early_behind_queued_output);
+        tcase_add_test(tc, test_events_early_sends_batched);
+        tcase_add_test(tc, test_events_held_not_behind_a_reply);
+        tcase_add_test(tc, test_events_held_no_overflow);
+        tcase_add_test(tc, test_events_held_past_pump_level_not_behind_replies);
         tcase_add_test(tc, test_register_hugetlb_needs_write_seal);
         suite_add_tcase(s, tc);
         return s;
