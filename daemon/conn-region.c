@@ -1484,13 +1484,16 @@ static int conn_region_stat(struct conn *c, struct transport_frame *f, struct pr
                 return k;
         if (regtab_region_get_fd(c->ctx->regtab, r, &h) == 0) {
                 conn_region_sync_size(c, r, h.fd);
+                /* a parked region's too, with the fd at hand: a holder may have added seals since they were seen */
+                rep.seals = conn_region_seals_with_fd(r, h.fd);
                 regtab_fd_put(&h);
+        } else {
+                rep.seals = r->seals; /* the last seen */
         }
         rep.id = r->meta.id;
         rep.size = r->size;
         rep.ctime_ns = r->meta.ctime_ns;
         rep.open_count = r->open_count;
-        rep.seals = conn_region_seals(r);
         rep.flags = r->meta.flags & conn_region_flags_shown(c);
         rep.uid = r->meta.uid;
         rep.gid = r->meta.gid;
