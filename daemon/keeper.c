@@ -437,7 +437,9 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
 
 /*
  * Send every keeper's pending DROPs (keepers_drop() after a transient error).
- * A keeper's that still cannot be sent stay pending, with its slots. Return: nothing.
+ * At the first that still cannot be sent, stop: it and the rest stay pending,
+ * with their slots (each try costs KEEPER_RETRIES sleeps; the next request
+ * tries again). Return: nothing.
  */
 static void keepers_send_drops(struct keepers *k)
 {
@@ -448,7 +450,7 @@ static void keepers_send_drops(struct keepers *k)
                         int r = keepers_call_once(k, (int)i, KEEPER_DROP, c->drops[c->ndrops - 1], -1, NULL);
 
                         if (r < 0 && keeper_transient(r))
-                                break; /* nothing was sent: later */
+                                return; /* nothing was sent: later */
                         if (!c->ndrops)
                                 break; /* given up (-EIO): it closed all it held */
                         c->ndrops--;
@@ -456,6 +458,9 @@ static void keepers_send_drops(struct keepers *k)
                         if (r >= 0 && c->held)
                                 c->held--;
                 }
+                free(c->drops); /* none left (or given up: NULL already) */
+                c->drops = NULL;
+                c->drops_cap = 0;
         }
 }
 
