@@ -439,9 +439,10 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
  * Send every keeper's pending DROPs (keepers_drop() after a transient error).
  * At the first that still cannot be sent, stop: it and the rest stay pending,
  * with their slots (each try costs KEEPER_RETRIES sleeps; the next request
- * tries again). Return: nothing.
+ * tries again). Return: 0 (none pending now); the transient error that left
+ * some pending.
  */
-static void keepers_send_drops(struct keepers *k)
+static int keepers_send_drops(struct keepers *k)
 {
         for (size_t i = 0; i < k->n && k->drops_pending; i++) {
                 struct keeper_child *c = &k->v[i];
@@ -450,7 +451,7 @@ static void keepers_send_drops(struct keepers *k)
                         int r = keepers_call_once(k, (int)i, KEEPER_DROP, c->drops[c->ndrops - 1], -1, NULL);
 
                         if (r < 0 && keeper_transient(r))
-                                return; /* nothing was sent: later */
+                                return r; /* nothing was sent: later */
                         if (!c->ndrops)
                                 break; /* given up (-EIO): it closed all it held */
                         c->ndrops--;
@@ -462,13 +463,14 @@ static void keepers_send_drops(struct keepers *k)
                 c->drops = NULL;
                 c->drops_cap = 0;
         }
+        return 0;
 }
 
 /* keepers_call_once(), after the pending DROPs. */
 static int keepers_call(struct keepers *k, int index, uint32_t op, uint64_t id, int fd, int *fdp)
 {
         if (k->drops_pending)
-                keepers_send_drops(k);
+                (void)keepers_send_drops(k);
         return keepers_call_once(k, index, op, id, fd, fdp);
 }
 
@@ -478,7 +480,7 @@ int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp
 
         /* a DROP pending holds a slot: send it first, the slot may be the one this takes */
         if (k->drops_pending)
-                keepers_send_drops(k);
+                (void)keepers_send_drops(k);
         for (size_t i = 0; i < k->n; i++) {
                 if (k->v[i].sock >= 0 && k->v[i].held < k->per_keeper) {
                         index = (int)i;
@@ -606,9 +608,21 @@ static int keepers_drop_later(struct keepers *k, int index, uint64_t id, int err
 
 int keepers_drop(struct keepers *k, int index, uint64_t id)
 {
-        int r = keepers_call(k, index, KEEPER_DROP, id, -1, NULL);
+        /*
+         * DROPs still pending after a transient failure (its KEEPER_RETRIES
+         * sleeps just paid): this one waits behind them, without sleeps of its
+         * own (before, a DELETE then cost twice the sleeps of one before the
+         * DROPs were kept, and a hang-up that deletes many leased regions
+         * paid that for each).
+         */
+        int r = k->drops_pending ? keepers_send_drops(k) : 0;
 
-        /* nothing was sent (keepers_call() gives up a keeper on any other failure): later */
+        /* (the keeper may have been given up meanwhile: then it holds nothing) */
+        if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0)
+                return -EIO;
+        if (r == 0)
+                r = keepers_call_once(k, index, KEEPER_DROP, id, -1, NULL);
+        /* nothing was sent (keepers_call_once() gives up a keeper on any other failure): later */
         if (r < 0 && keeper_transient(r))
                 return keepers_drop_later(k, index, id, r);
         if (r >= 0 && k->v[index].held)

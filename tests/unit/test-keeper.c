@@ -25,10 +25,13 @@
  */
 static bool sendmsg_fail;
 static pid_t sendmsg_fail_pid;
+static int sendmsg_fail_fd = -1; /* fail the sends on this fd only; -1: on any */
+static unsigned sendmsg_failed;   /* the sends failed so far */
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-        if (sendmsg_fail && getpid() == sendmsg_fail_pid) {
+        if (sendmsg_fail && getpid() == sendmsg_fail_pid && (sendmsg_fail_fd < 0 || fd == sendmsg_fail_fd)) {
+                sendmsg_failed++;
                 errno = ENOBUFS;
                 return -1;
         }
@@ -39,6 +42,15 @@ static void sendmsg_set_failing(bool fail)
 {
         sendmsg_fail_pid = getpid();
         sendmsg_fail = fail;
+}
+
+/* Return: the socket fds of this process (a bitmap of fds below 1024). */
+static void socket_fds(bool set[1024])
+{
+        struct stat st;
+
+        for (int fd = 0; fd < 1024; fd++)
+                set[fd] = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 static int make_memfd(uint64_t size)
@@ -697,6 +709,77 @@ START_TEST(test_keeper_drop_retried_after_send_failure)
 }
 END_TEST
 
+/*
+ * What a DROP costs while DROPs are still pending after a transient error,
+ * counted in failed sends (each one of KEEPER_RETRIES + 1 tries, with a 1 ms
+ * sleep between): the one try of the pending DROPs, not one per keeper with
+ * some (16479e9), and no try of its own on top, which would only fail the
+ * same way (before: a DELETE of a parked region cost twice what it did
+ * before DROPs were kept pending, and a hang-up deleting many leased regions
+ * paid that for each). A keeper given up meanwhile gets nothing queued.
+ */
+START_TEST(test_keeper_drop_pending_costs_one_try)
+{
+        bool before[1024], after[1024];
+        struct keepers k;
+        int fd[6], sock1 = -1, status;
+        unsigned one, n;
+        pid_t pid0, pid1;
+
+        keepers_init(&k, 2);
+        for (int i = 0; i < 6; i++)
+                fd[i] = make_memfd(4096);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd[0], NULL), 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd[1], NULL), 0); /* keeper 0 is full */
+        socket_fds(before);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 3, fd[2], NULL), 1);
+        socket_fds(after);
+        for (int i = 0; i < 1024; i++)
+                if (after[i] && !before[i])
+                        sock1 = i; /* keeper 1's socket */
+        ck_assert_int_ge(sock1, 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 4, fd[3], NULL), 1);
+        pid0 = keepers_pid(&k, 0);
+        pid1 = keepers_pid(&k, 1);
+
+        sendmsg_set_failing(true);
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_drop(&k, 0, 1), 0); /* pending on keeper 0 */
+        one = sendmsg_failed; /* one DROP's tries */
+        ck_assert_uint_gt(one, 1);
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_drop(&k, 1, 3), 0); /* pending on keeper 1 too */
+        ck_assert_uint_eq(sendmsg_failed, one);
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_drop(&k, 0, 2), 0); /* two keepers with some pending: still one try */
+        ck_assert_uint_eq(sendmsg_failed, one);
+        sendmsg_set_failing(false);
+        ck_assert_uint_eq(k.drops_pending, 3);
+
+        /* keeper 0 dies: its next send is given up (EPIPE), keeper 1's still fail */
+        kill(pid0, SIGKILL);
+        ck_assert_int_eq(waitpid(pid0, &status, 0), pid0);
+        sendmsg_fail_fd = sock1;
+        sendmsg_set_failing(true);
+        ck_assert_int_eq(keepers_drop(&k, 0, 9), -EIO); /* nothing queued on a keeper gone */
+        sendmsg_set_failing(false);
+        sendmsg_fail_fd = -1;
+        ck_assert_uint_eq(k.drops_pending, 1); /* keeper 1's; keeper 0's went with it */
+
+        /* the next request sends keeper 1's: both slots free again, the next PARK fits there */
+        n = (unsigned)fdutil_count(pid1);
+        ck_assert_int_eq(keepers_drop(&k, 1, 4), 0);
+        ck_assert_uint_eq(k.drops_pending, 0);
+        ck_assert_int_eq(fdutil_count(pid1), (int)n - 2);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 5, fd[4], NULL), 1);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 6, fd[5], NULL), 1);
+        ck_assert_uint_eq(keepers_count(&k), 2);
+        for (int i = 0; i < 6; i++)
+                close(fd[i]);
+        keepers_deinit(&k);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("keeper");
@@ -709,6 +792,7 @@ int main(void)
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_keeper_full_table_refuses_park);
         tcase_add_test(tc, test_keeper_drop_retried_after_send_failure);
+        tcase_add_test(tc, test_keeper_drop_pending_costs_one_try);
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_regtab_dropped_numbers_reused);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
