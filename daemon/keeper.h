@@ -93,8 +93,10 @@ int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp);
  * keepers_drop() - the keeper closes what it holds under @id. A DROP that a
  * transient error (-ENOMEM, -ENOBUFS) kept from being sent is kept and sent
  * before the next request to any keeper (a PARK, FETCH or DROP); until then
- * its fd stays in the keeper and its slot stays used. @id must not be parked
- * again (region ids are never reused).
+ * its fd stays in the keeper and its slot stays used. While earlier ones
+ * still cannot be sent, a DROP is queued behind them without a try of its
+ * own. @id must not be parked again (region ids are never reused within a
+ * daemon, and keepers do not outlive it).
  * Return: 0 (done, or pending as above); -ENOENT if the keeper does not hold
  * @id; -EIO (the keeper is gone, with all it held); -ENOMEM (neither sent nor
  * kept: the fd stays until the keeper exits).
