@@ -856,7 +856,7 @@ static void conn_region_seal_done(struct conn *c, struct conn_reserve *cr, struc
                 return;
         }
         conn_region_seal_record(c->ctx, r, (uint32_t)result);
-        rep.seals = (uint32_t)result;
+        rep.seals = r->seals; /* the job's and any seen since: all in force */
         conn_reply_encoded(c, &req, proto_seal_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
 }
 
@@ -1319,10 +1319,16 @@ static void conn_region_resize_record(struct conn_ctx *ctx, struct region *r, ui
         conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
 }
 
-/* Record @r's new seals @seals and tell watchers. Return: nothing. */
+/*
+ * Record @r's new seals @seals (read after a SEAL) and tell watchers. Seals
+ * are only ever added, and a SEAL's job read its @seals on its thread, maybe
+ * before an OPEN or STAT read newer ones meanwhile (a holder's): add them to
+ * the record, never replace it, or LIST would tell a parked region's seals
+ * (its record: it has no fd of it) as fewer than its object has. Return: nothing.
+ */
 static void conn_region_seal_record(struct conn_ctx *ctx, struct region *r, uint32_t seals)
 {
-        r->seals = seals;
+        r->seals |= seals;
         service_region_changed(r);
         ctx->generation++;
         conn_watch_notify(ctx, PROTO_EV_SEALED, r, NULL, 0);
@@ -1461,7 +1467,7 @@ int conn_region_handle_seal(struct conn *c, struct transport_frame *f, struct co
         if (k < 0)
                 return conn_fail(res, k, "cannot read the seals");
         conn_region_seal_record(c->ctx, r, (uint32_t)k);
-        rep.seals = (uint32_t)k;
+        rep.seals = r->seals;
         conn_reply_encoded(c, &f->hdr, proto_seal_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         return 0;
 }
@@ -1484,13 +1490,16 @@ static int conn_region_stat(struct conn *c, struct transport_frame *f, struct pr
                 return k;
         if (regtab_region_get_fd(c->ctx->regtab, r, &h) == 0) {
                 conn_region_sync_size(c, r, h.fd);
+                /* a parked region's too, with the fd at hand: a holder may have added seals since they were seen */
+                rep.seals = conn_region_seals_with_fd(r, h.fd);
                 regtab_fd_put(&h);
+        } else {
+                rep.seals = r->seals; /* the last seen */
         }
         rep.id = r->meta.id;
         rep.size = r->size;
         rep.ctime_ns = r->meta.ctime_ns;
         rep.open_count = r->open_count;
-        rep.seals = conn_region_seals(r);
         rep.flags = r->meta.flags & conn_region_flags_shown(c);
         rep.uid = r->meta.uid;
         rep.gid = r->meta.gid;

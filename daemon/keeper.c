@@ -40,7 +40,15 @@ struct keeper_child {
         pid_t pid;
         int pidfd; /* for pidfd_getfd(); -1 if the kernel has none */
         int sock;  /* our end; -1 once the keeper is gone */
-        unsigned held;
+        unsigned held; /* its slots in use: the DROPs pending too, until sent */
+        /*
+         * DROPs that a transient error kept from being sent (nothing went): the
+         * keeper still holds their fds. Their regions are gone from the daemon,
+         * and region ids are never reused, so they are sent later, before the
+         * next request to any keeper (keepers_send_drops()).
+         */
+        uint64_t *drops;
+        size_t ndrops, drops_cap;
 };
 
 /* ---- the keeper process ------------------------------------------------- */
@@ -299,8 +307,13 @@ void keepers_init(struct keepers *k, unsigned per_keeper)
         }
 }
 
-static void keeper_child_close(struct keeper_child *c)
+static void keeper_child_close(struct keepers *k, struct keeper_child *c)
 {
+        /* its pending DROPs die with it: it closes all it holds */
+        k->drops_pending -= c->ndrops;
+        free(c->drops);
+        c->drops = NULL;
+        c->ndrops = c->drops_cap = 0;
         if (c->sock >= 0) {
                 close(c->sock);
                 c->sock = -1;
@@ -319,7 +332,7 @@ static void keeper_child_close(struct keeper_child *c)
 void keepers_deinit(struct keepers *k)
 {
         for (size_t i = 0; i < k->n; i++)
-                keeper_child_close(&k->v[i]);
+                keeper_child_close(k, &k->v[i]);
         free(k->v);
         *k = (struct keepers){ .per_keeper = k->per_keeper };
 }
@@ -379,7 +392,7 @@ static int keepers_spawn(struct keepers *k)
  * is sent its reply must be read, or the stream is out of step and the keeper
  * is given up (its fds are then lost: logged loudly).
  */
-static int keepers_call(struct keepers *k, int index, uint32_t op, uint64_t id, int fd, int *fdp)
+static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t id, int fd, int *fdp)
 {
         struct keeper_child *c;
         struct keeper_msg m = { .op = op, .id = id };
@@ -412,7 +425,7 @@ static int keepers_call(struct keepers *k, int index, uint32_t op, uint64_t id, 
         if (r <= 0) {
                 log_error("fd keeper %d (pid %d) failed: %s; the region fds it held are lost", index, (int)c->pid,
                           r == 0 ? "it exited" : strerror(-r));
-                keeper_child_close(c);
+                keeper_child_close(k, c);
                 return -EIO;
         }
         if (fdp)
@@ -422,10 +435,52 @@ static int keepers_call(struct keepers *k, int index, uint32_t op, uint64_t id, 
         return m.status;
 }
 
+/*
+ * Send every keeper's pending DROPs (keepers_drop() after a transient error).
+ * At the first that still cannot be sent, stop: it and the rest stay pending,
+ * with their slots (each try costs KEEPER_RETRIES sleeps; the next request
+ * tries again). Return: 0 (none pending now); the transient error that left
+ * some pending.
+ */
+static int keepers_send_drops(struct keepers *k)
+{
+        for (size_t i = 0; i < k->n && k->drops_pending; i++) {
+                struct keeper_child *c = &k->v[i];
+
+                while (c->ndrops) {
+                        int r = keepers_call_once(k, (int)i, KEEPER_DROP, c->drops[c->ndrops - 1], -1, NULL);
+
+                        if (r < 0 && keeper_transient(r))
+                                return r; /* nothing was sent: later */
+                        if (!c->ndrops)
+                                break; /* given up (-EIO): it closed all it held */
+                        c->ndrops--;
+                        k->drops_pending--;
+                        if (r >= 0 && c->held)
+                                c->held--;
+                }
+                free(c->drops); /* none left (or given up: NULL already) */
+                c->drops = NULL;
+                c->drops_cap = 0;
+        }
+        return 0;
+}
+
+/* keepers_call_once(), after the pending DROPs. */
+static int keepers_call(struct keepers *k, int index, uint32_t op, uint64_t id, int fd, int *fdp)
+{
+        if (k->drops_pending)
+                (void)keepers_send_drops(k);
+        return keepers_call_once(k, index, op, id, fd, fdp);
+}
+
 int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp)
 {
         int index = -1, r;
 
+        /* a DROP pending holds a slot: send it first, the slot may be the one this takes */
+        if (k->drops_pending)
+                (void)keepers_send_drops(k);
         for (size_t i = 0; i < k->n; i++) {
                 if (k->v[i].sock >= 0 && k->v[i].held < k->per_keeper) {
                         index = (int)i;
@@ -437,7 +492,7 @@ int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp
                 if (index < 0)
                         return index;
         }
-        r = keepers_call(k, index, KEEPER_PARK, id, fd, NULL);
+        r = keepers_call_once(k, index, KEEPER_PARK, id, fd, NULL);
         if (r < 0)
                 return r;
         k->v[index].held++;
@@ -521,10 +576,55 @@ int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp)
         return 0;
 }
 
+/*
+ * A DROP that a transient error kept from being sent: send it later
+ * (keepers_send_drops()). The caller forgets the region now (regtab_remove()
+ * cannot fail); until then the keeper holds the fd and its slot stays used.
+ * Return: 0; -ENOMEM (not even that: the fd stays in the keeper until it exits).
+ */
+static int keepers_drop_later(struct keepers *k, int index, uint64_t id, int error)
+{
+        struct keeper_child *c = &k->v[index];
+
+        if (c->ndrops == c->drops_cap) {
+                size_t cap = c->drops_cap ? c->drops_cap * 2 : 8;
+                uint64_t *v = realloc(c->drops, cap * sizeof(*v));
+
+                if (!v) {
+                        log_error("fd keeper %d (pid %d): cannot send the DROP of region %llu (%s), nor keep it for "
+                                  "later: its fd stays there until the keeper exits",
+                                  index, (int)c->pid, (unsigned long long)id, strerror(-error));
+                        return -ENOMEM;
+                }
+                c->drops = v;
+                c->drops_cap = cap;
+        }
+        c->drops[c->ndrops++] = id;
+        k->drops_pending++;
+        log_warning("fd keeper %d (pid %d): cannot send the DROP of region %llu now (%s): sent before the next "
+                    "request to a keeper", index, (int)c->pid, (unsigned long long)id, strerror(-error));
+        return 0;
+}
+
 int keepers_drop(struct keepers *k, int index, uint64_t id)
 {
-        int r = keepers_call(k, index, KEEPER_DROP, id, -1, NULL);
+        /*
+         * DROPs still pending after a transient failure (its KEEPER_RETRIES
+         * sleeps just paid): this one waits behind them, without sleeps of its
+         * own (before, a DELETE then cost twice the sleeps of one before the
+         * DROPs were kept, and a hang-up that deletes many leased regions
+         * paid that for each).
+         */
+        int r = k->drops_pending ? keepers_send_drops(k) : 0;
 
+        /* (the keeper may have been given up meanwhile: then it holds nothing) */
+        if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0)
+                return -EIO;
+        if (r == 0)
+                r = keepers_call_once(k, index, KEEPER_DROP, id, -1, NULL);
+        /* nothing was sent (keepers_call_once() gives up a keeper on any other failure): later */
+        if (r < 0 && keeper_transient(r))
+                return keepers_drop_later(k, index, id, r);
         if (r >= 0 && k->v[index].held)
                 k->v[index].held--;
         return r;

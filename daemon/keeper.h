@@ -29,6 +29,7 @@ struct keepers {
         size_t n;
         size_t cap;
         unsigned per_keeper; /* fds each keeper may hold */
+        size_t drops_pending; /* DROPs not sent yet (a transient error), over all keepers */
 };
 
 /*
@@ -88,7 +89,18 @@ int keepers_copy(struct keepers *k, int index, int remote_fd, int *fdp);
  */
 int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp);
 
-/* keepers_drop() - the keeper closes what it holds under @id. Return: 0 or negative errno. */
+/*
+ * keepers_drop() - the keeper closes what it holds under @id. A DROP that a
+ * transient error (-ENOMEM, -ENOBUFS) kept from being sent is kept and sent
+ * before the next request to any keeper (a PARK, FETCH or DROP); until then
+ * its fd stays in the keeper and its slot stays used. While earlier ones
+ * still cannot be sent, a DROP is queued behind them without a try of its
+ * own. @id must not be parked again (region ids are never reused within a
+ * daemon, and keepers do not outlive it).
+ * Return: 0 (done, or pending as above); -ENOENT if the keeper does not hold
+ * @id; -EIO (the keeper is gone, with all it held); -ENOMEM (neither sent nor
+ * kept: the fd stays until the keeper exits).
+ */
 int keepers_drop(struct keepers *k, int index, uint64_t id);
 
 /*

@@ -1982,6 +1982,123 @@ START_TEST(test_resize_job_keeps_final_size)
 }
 END_TEST
 
+/* LIST @name alone (@p may read it). Return: its seals as LIST reports them. */
+static uint32_t list_seals_of(struct peer *p, uint32_t id, const char *name)
+{
+        struct proto_list m = { .prefix = name };
+        struct proto_list_reply rep;
+        struct proto_list_entry ent;
+        struct transport_frame f;
+        uint32_t seals = 0;
+        uint8_t buf[512];
+        size_t off = 0;
+        bool found = false;
+
+        send_req(p, PROTO_OP_LIST, id, buf, proto_list_encode(&m, buf, sizeof(buf)));
+        ck_assert_int_eq(pump(p), 0);
+        expect_ok(p, PROTO_OP_LIST, id, &f);
+        ck_assert_int_eq(proto_list_reply_decode(f.payload, f.hdr.length, &rep), 0);
+        while (proto_list_entry_next(&rep, &off, &ent) == 1) {
+                if (strcmp(ent.name, name) == 0) {
+                        found = true;
+                        seals = ent.seals;
+                }
+        }
+        transport_frame_deinit(&f);
+        ck_assert_msg(found, "LIST did not show '%s'", name);
+        return seals;
+}
+
+/*
+ * STAT of a parked region tells the seals its object has: it has the fd (it
+ * reads the size from it). Before, it told the seals last seen (at CREATE, or
+ * an OPEN or SEAL since), so a seal a holder added showed only after an OPEN.
+ */
+START_TEST(test_stat_parked_reads_seals)
+{
+        const uint32_t sized = PROTO_SEAL_SHRINK | PROTO_SEAL_GROW;
+        struct proto_stat_reply st;
+        struct env e;
+        struct peer p;
+        int fd, pad;
+
+        env_init(&e);
+        regtab_set_fd_budget(e.regtab, 1, 0); /* one region fd in the daemon: the next is parked in a keeper */
+        peer_open(&e, &p);
+        do_hello(&p);
+        pad = create_ok(&p, 1, "pad", 4096, 0, NULL);
+        fd = create_ok(&p, 2, "s", 4096, 0, NULL); /* sealed SHRINK and GROW (not RESIZABLE) */
+        ck_assert_int_eq(regtab_lookup(e.regtab, "s")->fd, -1); /* parked */
+        stat_ok(&p, 3, "s", &st);
+        ck_assert_uint_eq(st.seals, sized);
+        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), 0); /* a holder adds one */
+        stat_ok(&p, 4, "s", &st);
+        ck_assert_uint_eq(st.seals, sized | PROTO_SEAL_WRITE);
+        /* and LIST, which has no fd of it, tells the seals last seen: those */
+        ck_assert_uint_eq(list_seals_of(&p, 5, "s"), sized | PROTO_SEAL_WRITE);
+        close(fd);
+        close(pad);
+        peer_close(&p);
+        env_deinit(&e);
+}
+END_TEST
+
+/*
+ * A SEAL's job (on a reserver thread) read the seals it left; before its
+ * result reached the event loop a holder added another seal and a STAT read
+ * it. The job's record must not put its older, fewer seals over those (seals
+ * are only ever added): LIST tells a parked region's seals from that record
+ * (it has no fd of it), and said one seal fewer than the object has until a
+ * STAT or OPEN looked again.
+ */
+START_TEST(test_seal_job_keeps_newer_seals)
+{
+        const uint32_t all = PROTO_SEAL_SHRINK | PROTO_SEAL_GROW | PROTO_SEAL_WRITE | PROTO_SEAL_SEAL;
+        struct proto_seal_reply rep;
+        struct proto_stat_reply st;
+        struct transport_frame f;
+        struct pollfd pfd;
+        struct env e;
+        struct peer p, q; /* @p's SEAL holds its connection until answered: @q asks meanwhile */
+        int fd, pad;
+
+        ck_assert_int_eq(reserver_start(), 0);
+        env_init(&e);
+        regtab_set_fd_budget(e.regtab, 1, 0); /* one region fd in the daemon: the next is parked in a keeper */
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello(&p);
+        do_hello(&q);
+        pad = create_ok(&p, 1, "pad", 4096, 0, NULL);
+        fd = create_ok(&p, 2, "s", 4096, 0, NULL); /* sealed SHRINK and GROW (not RESIZABLE) */
+        ck_assert_int_eq(regtab_lookup(e.regtab, "s")->fd, -1); /* parked */
+        ck_assert_uint_eq(list_seals_of(&q, 3, "s"), PROTO_SEAL_SHRINK | PROTO_SEAL_GROW);
+        ck_assert(reserver_available());
+        send_seal(&p, 4, "s", PROTO_SEAL_WRITE);
+        ck_assert_int_eq(pump(&p), 0);
+        ck_assert(!reply_pending(&p)); /* on a reserver thread */
+        pfd = (struct pollfd){ .fd = reserver_fd(), .events = POLLIN };
+        ck_assert_int_eq(poll(&pfd, 1, 60000), 1); /* the job ran, its seals read; its result waits for the loop */
+        ck_assert_int_eq(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE, F_SEAL_WRITE);
+        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL), 0); /* a holder adds one */
+        stat_ok(&q, 5, "s", &st);
+        ck_assert_uint_eq(st.seals, all);
+        ck_assert_uint_ge(reserver_collect(), 1);
+        run_turns(p.conn);
+        expect_ok(&p, PROTO_OP_SEAL, 4, &f);
+        ck_assert_int_eq(proto_seal_reply_decode(f.payload, f.hdr.length, &rep), 0);
+        transport_frame_deinit(&f);
+        ck_assert_uint_eq(rep.seals, all); /* the seals in force: the holder's too */
+        ck_assert_uint_eq(list_seals_of(&q, 6, "s"), all);
+        close(fd);
+        close(pad);
+        peer_close(&p);
+        peer_close(&q);
+        env_deinit(&e);
+        reserver_stop();
+}
+END_TEST
+
 /*
  * An OPEN reply lends the region's own fd to sendmsg() when it goes at once; one that must wait (here: the
  * fds-in-flight bound, 64 unread) holds a copy of its own. DELETE then closes the region's fd, and a new region
@@ -4155,6 +4272,8 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_queued_reply_keeps_its_fd);
         tcase_add_test(tc, test_open_size_after_late_seals);
         tcase_add_test(tc, test_resize_job_keeps_final_size);
+        tcase_add_test(tc, test_stat_parked_reads_seals);
+        tcase_add_test(tc, test_seal_job_keeps_newer_seals);
         tcase_add_test(tc, test_hello_fds_in_order_one_sendmsg);
         tcase_add_test(tc, test_fds_in_order_replies_parse);
         tcase_add_test(tc, test_fds_in_order_cut_replies);

@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "backend.h"
@@ -14,6 +16,42 @@
 #include "regtab.h"
 #include "reserver.h"
 #include "testutil.h"
+
+/*
+ * A transient failure to send to a keeper, at will: while sendmsg_fail is
+ * set, this process's sendmsg() calls fail with ENOBUFS (what a kernel short
+ * of socket buffers says) and send nothing. Its keepers (forked copies that
+ * share this function) are never failed. Unset, it is the system call.
+ */
+static bool sendmsg_fail;
+static pid_t sendmsg_fail_pid;
+static int sendmsg_fail_fd = -1; /* fail the sends on this fd only; -1: on any */
+static unsigned sendmsg_failed;   /* the sends failed so far */
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+        if (sendmsg_fail && getpid() == sendmsg_fail_pid && (sendmsg_fail_fd < 0 || fd == sendmsg_fail_fd)) {
+                sendmsg_failed++;
+                errno = ENOBUFS;
+                return -1;
+        }
+        return syscall(SYS_sendmsg, fd, msg, flags);
+}
+
+static void sendmsg_set_failing(bool fail)
+{
+        sendmsg_fail_pid = getpid();
+        sendmsg_fail = fail;
+}
+
+/* Return: the socket fds of this process (a bitmap of fds below 1024). */
+static void socket_fds(bool set[1024])
+{
+        struct stat st;
+
+        for (int fd = 0; fd < 1024; fd++)
+                set[fd] = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
 
 static int make_memfd(uint64_t size)
 {
@@ -590,6 +628,158 @@ START_TEST(test_regtab_dropped_numbers_reused)
 }
 END_TEST
 
+/*
+ * A DROP that could not be sent (a transient error: nothing went) is not
+ * forgotten: the daemon forgets the region all the same (regtab_remove()
+ * cannot fail), so the keeper must still close its fd and its slot must be
+ * counted free. Before, that fd stayed in the keeper, and its slot counted
+ * as held, until the daemon exited: a full keeper stayed full (here the next
+ * PARK made a second keeper) and the object lived on.
+ */
+START_TEST(test_keeper_drop_retried_after_send_failure)
+{
+        struct keepers k;
+        int fd[4], out = -1, n_parked;
+        pid_t pid;
+
+        keepers_init(&k, 2);
+        for (int i = 0; i < 4; i++)
+                fd[i] = make_memfd(4096);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd[0], NULL), 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd[1], NULL), 0); /* keeper 0 is full */
+        pid = keepers_pid(&k, 0);
+        n_parked = fdutil_count(pid);
+        ck_assert_int_gt(n_parked, 2);
+
+        /* a DROP that cannot be sent: taken as done for the caller, the fd still in the keeper */
+        sendmsg_set_failing(true);
+        ck_assert_int_eq(keepers_drop(&k, 0, 1), 0);
+        sendmsg_set_failing(false);
+        ck_assert_int_eq(fdutil_count(pid), n_parked);
+
+        /* the next PARK sends it first: the slot is free again, the fd gone from the keeper */
+        ck_assert_int_eq(keepers_park_with_fd(&k, 3, fd[2], NULL), 0);
+        ck_assert_uint_eq(keepers_count(&k), 1);
+        ck_assert_int_eq(fdutil_count(pid), n_parked);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), -ENOENT);
+        ck_assert_int_eq(out, -1);
+
+        /* the next DROP does too: both fds gone */
+        sendmsg_set_failing(true);
+        ck_assert_int_eq(keepers_drop(&k, 0, 3), 0);
+        sendmsg_set_failing(false);
+        ck_assert_int_eq(keepers_drop(&k, 0, 2), 0);
+        ck_assert_int_eq(fdutil_count(pid), n_parked - 2);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 3, &out), -ENOENT);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 2, &out), -ENOENT);
+
+        /* and so does a region's removal from the table (regtab_remove(), which ignores the result) */
+        {
+                struct regtab *t = NULL;
+                struct region *r, *keep;
+
+                ck_assert_int_eq(regtab_new(&t), 0);
+                regtab_set_fd_budget(t, 1, 4);
+                ck_assert_int_eq(regtab_region_new("hot", make_memfd(4096), 4096, NULL, &keep), 0);
+                ck_assert_int_eq(regtab_add(t, keep), 0);
+                ck_assert_int_eq(regtab_settle(t, keep), 0);
+                ck_assert_int_eq(regtab_region_new("a", make_memfd(4096), 4096, NULL, &r), 0);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_int_eq(regtab_settle(t, r), 1);
+                ck_assert_int_eq(regtab_region_new("b", make_memfd(4096), 4096, NULL, &keep), 0);
+                ck_assert_int_eq(regtab_add(t, keep), 0);
+                ck_assert_int_eq(regtab_settle(t, keep), 1);
+                pid = regtab_keeper_pid(t, 0);
+                n_parked = fdutil_count(pid);
+                sendmsg_set_failing(true);
+                regtab_remove(t, r);
+                sendmsg_set_failing(false);
+                regtab_region_free(r);
+                ck_assert_int_eq(fdutil_count(pid), n_parked);
+                ck_assert_int_eq(regtab_region_new("c", make_memfd(4096), 4096, NULL, &r), 0);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_int_eq(regtab_settle(t, r), 1); /* its PARK sends the DROP first */
+                ck_assert_int_eq(fdutil_count(pid), n_parked);
+                ck_assert_uint_eq(regtab_keeper_count(t), 1);
+                t = regtab_free(t);
+        }
+        for (int i = 0; i < 4; i++)
+                close(fd[i]);
+        keepers_deinit(&k);
+}
+END_TEST
+
+/*
+ * What a DROP costs while DROPs are still pending after a transient error,
+ * counted in failed sends (each one of KEEPER_RETRIES + 1 tries, with a 1 ms
+ * sleep between): the one try of the pending DROPs, not one per keeper with
+ * some (16479e9), and no try of its own on top, which would only fail the
+ * same way (before: a DELETE of a parked region cost twice what it did
+ * before DROPs were kept pending, and a hang-up deleting many leased regions
+ * paid that for each). A keeper given up meanwhile gets nothing queued.
+ */
+START_TEST(test_keeper_drop_pending_costs_one_try)
+{
+        bool before[1024], after[1024];
+        struct keepers k;
+        int fd[6], sock1 = -1, status;
+        unsigned one, n;
+        pid_t pid0, pid1;
+
+        keepers_init(&k, 2);
+        for (int i = 0; i < 6; i++)
+                fd[i] = make_memfd(4096);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd[0], NULL), 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd[1], NULL), 0); /* keeper 0 is full */
+        socket_fds(before);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 3, fd[2], NULL), 1);
+        socket_fds(after);
+        for (int i = 0; i < 1024; i++)
+                if (after[i] && !before[i])
+                        sock1 = i; /* keeper 1's socket */
+        ck_assert_int_ge(sock1, 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 4, fd[3], NULL), 1);
+        pid0 = keepers_pid(&k, 0);
+        pid1 = keepers_pid(&k, 1);
+
+        sendmsg_set_failing(true);
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_drop(&k, 0, 1), 0); /* pending on keeper 0 */
+        one = sendmsg_failed; /* one DROP's tries */
+        ck_assert_uint_gt(one, 1);
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_drop(&k, 1, 3), 0); /* pending on keeper 1 too */
+        ck_assert_uint_eq(sendmsg_failed, one);
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_drop(&k, 0, 2), 0); /* two keepers with some pending: still one try */
+        ck_assert_uint_eq(sendmsg_failed, one);
+        sendmsg_set_failing(false);
+        ck_assert_uint_eq(k.drops_pending, 3);
+
+        /* keeper 0 dies: its next send is given up (EPIPE), keeper 1's still fail */
+        kill(pid0, SIGKILL);
+        ck_assert_int_eq(waitpid(pid0, &status, 0), pid0);
+        sendmsg_fail_fd = sock1;
+        sendmsg_set_failing(true);
+        ck_assert_int_eq(keepers_drop(&k, 0, 9), -EIO); /* nothing queued on a keeper gone */
+        sendmsg_set_failing(false);
+        sendmsg_fail_fd = -1;
+        ck_assert_uint_eq(k.drops_pending, 1); /* keeper 1's; keeper 0's went with it */
+
+        /* the next request sends keeper 1's: both slots free again, the next PARK fits there */
+        n = (unsigned)fdutil_count(pid1);
+        ck_assert_int_eq(keepers_drop(&k, 1, 4), 0);
+        ck_assert_uint_eq(k.drops_pending, 0);
+        ck_assert_int_eq(fdutil_count(pid1), (int)n - 2);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 5, fd[4], NULL), 1);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 6, fd[5], NULL), 1);
+        ck_assert_uint_eq(keepers_count(&k), 2);
+        for (int i = 0; i < 6; i++)
+                close(fd[i]);
+        keepers_deinit(&k);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("keeper");
@@ -601,6 +791,8 @@ int main(void)
         tcase_add_test(tc, test_keeper_churn);
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_keeper_full_table_refuses_park);
+        tcase_add_test(tc, test_keeper_drop_retried_after_send_failure);
+        tcase_add_test(tc, test_keeper_drop_pending_costs_one_try);
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_regtab_dropped_numbers_reused);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
