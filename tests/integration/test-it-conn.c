@@ -226,6 +226,18 @@ START_TEST(test_lease_killed_client)
 }
 END_TEST
 
+/* Queue a version-1 HELLO (request id 1) on a raw connection's transport. */
+static void raw_queue_hello(struct transport *t)
+{
+        uint8_t buf[64];
+        int len = proto_hello_encode(&(struct proto_hello){ .min_version = 1, .max_version = 1 }, buf, sizeof(buf));
+
+        ck_assert_int_gt(len, 0);
+        ck_assert_int_eq(transport_queue(t, &(struct proto_header){ .opcode = PROTO_OP_HELLO, .id = 1 }, buf,
+                                         (size_t)len, NULL, 0),
+                         0);
+}
+
 /* Raw protocol: HELLO, then several requests in one write before reading any reply; ids match in order. */
 START_TEST(test_pipelining)
 {
@@ -240,11 +252,7 @@ START_TEST(test_pipelining)
         ck_assert_int_ge(fd, 0);
         ck_assert_int_eq(transport_init(&t, fd, 0, 0), 0);
 
-        len = proto_hello_encode(&(struct proto_hello){ .min_version = 1, .max_version = 1 }, buf, sizeof(buf));
-        ck_assert_int_gt(len, 0);
-        ck_assert_int_eq(transport_queue(&t, &(struct proto_header){ .opcode = PROTO_OP_HELLO, .id = 1 }, buf,
-                                         (size_t)len, NULL, 0),
-                         0);
+        raw_queue_hello(&t);
         for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
                 struct proto_header h = { .opcode = ops[i], .id = 1000 + i * 7 };
 
@@ -357,11 +365,7 @@ START_TEST(test_orphan_closed_at_next_departure)
         fd = fdutil_connect(daemon_.socket);
         ck_assert_int_ge(fd, 0);
         ck_assert_int_eq(transport_init(&t, fd, 0, 0), 0);
-        len = proto_hello_encode(&(struct proto_hello){ .min_version = 1, .max_version = 1 }, buf, sizeof(buf));
-        ck_assert_int_gt(len, 0);
-        ck_assert_int_eq(transport_queue(&t, &(struct proto_header){ .opcode = PROTO_OP_HELLO, .id = 1 }, buf,
-                                         (size_t)len, NULL, 0),
-                         0);
+        raw_queue_hello(&t);
         len = proto_open_encode(&(struct proto_open){ .name = "it.orphan" }, buf, sizeof(buf));
         ck_assert_int_gt(len, 0);
         ck_assert_int_eq(transport_queue(&t, &(struct proto_header){ .opcode = PROTO_OP_OPEN, .id = 2 }, buf,
