@@ -498,6 +498,11 @@ uint64_t regtab_hot_fds(const struct regtab *t)
         return t->hot_fds;
 }
 
+int regtab_send_pending_drops(struct regtab *t)
+{
+        return keepers_send_pending(&t->keepers);
+}
+
 struct region *regtab_first(struct regtab *t)
 {
         return t->head;

@@ -263,6 +263,12 @@ size_t regtab_keeper_count(const struct regtab *t);
 pid_t regtab_keeper_pid(const struct regtab *t, size_t index);
 /* Return: region fds held by this process itself. */
 uint64_t regtab_hot_fds(const struct regtab *t);
+/*
+ * regtab_send_pending_drops() - send the keepers' DROPs that a transient
+ * error kept pending (keepers_send_pending()); the daemon's status timer
+ * calls it. Return: 0 (none pending now); negative errno (some still are).
+ */
+int regtab_send_pending_drops(struct regtab *t);
 
 /* Return: the number of waiters registered in @set. */
 uint64_t regtab_waiter_count(const struct regtab *t, enum regtab_wait_set set);
