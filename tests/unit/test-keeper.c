@@ -793,27 +793,34 @@ static int stderr_capture_begin(int *savedp)
         return mfd;
 }
 
-/* Return: the lines captured that contain @word; they are copied to the real stderr too. */
-static unsigned stderr_capture_end(int mfd, int saved, const char *word)
+/* Return: the lines written since stderr_capture_begin() (caller frees); they are copied to the real stderr too. */
+static char *stderr_capture_end(int mfd, int saved)
 {
-        char buf[8192];
-        unsigned n = 0;
+        char *buf = malloc(8192);
         ssize_t len;
 
+        ck_assert_ptr_nonnull(buf);
         fflush(stderr);
         ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
         close(saved);
-        len = pread(mfd, buf, sizeof(buf) - 1, 0);
+        len = pread(mfd, buf, 8191, 0);
         ck_assert_int_ge(len, 0);
-        ck_assert_int_lt(len, (ssize_t)sizeof(buf) - 1);
+        ck_assert_int_lt(len, 8191);
         buf[len] = '\0';
         close(mfd);
         fputs(buf, stderr);
-        for (char *line = buf, *end; *line; line = end + 1) {
+        return buf;
+}
+
+/* Return: the lines of @log that contain @word. */
+static unsigned log_lines_with(const char *log, const char *word)
+{
+        unsigned n = 0;
+
+        for (const char *line = log, *end; *line; line = end + 1) {
                 end = strchr(line, '\n');
                 ck_assert_ptr_nonnull(end);
-                *end = '\0';
-                if (strstr(line, word))
+                for (const char *p = strstr(line, word); p && p < end; p = NULL)
                         n++;
         }
         return n;
@@ -910,6 +917,7 @@ START_TEST(test_keeper_drops_pending_log_once)
 {
         struct keepers k;
         int fd[8], mfd, saved;
+        char *log;
 
         keepers_init(&k, 8);
         for (int i = 0; i < 8; i++) {
@@ -922,13 +930,19 @@ START_TEST(test_keeper_drops_pending_log_once)
                 ck_assert_int_eq(keepers_drop(&k, 0, id), 0);
         sendmsg_set_failing(false);
         ck_assert_uint_eq(k.drops_pending, 5);
-        ck_assert_uint_eq(stderr_capture_end(mfd, saved, "DROP"), 1);
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "DROP"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "cannot send the DROP of region 1 now"), 1);
+        free(log);
 
         mfd = stderr_capture_begin(&saved);
         ck_assert_int_eq(keepers_send_pending(&k), 0);
-        ck_assert_uint_eq(stderr_capture_end(mfd, saved, "all DROPs kept pending are sent (5)"), 1);
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "DROP"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "all DROPs kept pending are sent (5)"), 1);
+        free(log);
 
-        /* a later shortage: warned again, once */
+        /* a later shortage: warned again, once, and its end told once */
         mfd = stderr_capture_begin(&saved);
         sendmsg_set_failing(true);
         ck_assert_int_eq(keepers_drop(&k, 0, 6), 0);
@@ -936,7 +950,11 @@ START_TEST(test_keeper_drops_pending_log_once)
         sendmsg_set_failing(false);
         ck_assert_int_eq(keepers_drop(&k, 0, 8), 0); /* sends the two first, then its own */
         ck_assert_uint_eq(k.drops_pending, 0);
-        ck_assert_uint_eq(stderr_capture_end(mfd, saved, "DROP"), 2);
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "cannot send the DROP of region 6 now"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "all DROPs kept pending are sent (2)"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "DROP"), 2);
+        free(log);
         for (int i = 0; i < 8; i++)
                 close(fd[i]);
         keepers_deinit(&k);
