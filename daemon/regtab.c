@@ -595,7 +595,8 @@ static struct regtab_waiter **regtab_waitset_bucket(struct regtab_waitset *ws, u
  * is moved last first onto the heads. On -ENOMEM nothing changes (buckets
  * just get longer), and the next try waits for as many waiters again as
  * there are buckets, not the next park (each try is a calloc of the doubled
- * array). Return: nothing.
+ * array; a removal brings that mark down with the count,
+ * regtab_waitset_maybe_shrink()). Return: nothing.
  */
 static void regtab_waitset_grow(struct regtab_waitset *ws)
 {
@@ -676,10 +677,21 @@ static void regtab_waitset_unlink(struct regtab_waitset *ws, struct regtab_waite
         ws->count--;
 }
 
+/*
+ * After a removal: halve @ws's buckets while the count allows, and bring a
+ * mark a failed doubling raised down with the count (never below 2 per
+ * bucket): the next try still waits for as many waiters again as there are
+ * buckets, counted from the lowest count since the failure (so a count moving
+ * at the mark tries no calloc()), but a mark left where the shortage put it
+ * kept every later burst's buckets long for good at the first size, where no
+ * halving resets it. Return: nothing.
+ */
 static void regtab_waitset_maybe_shrink(struct regtab_waitset *ws)
 {
         while (ws->nbuckets > REGTAB_WAITER_BUCKETS && ws->count <= ws->nbuckets / 2)
                 regtab_waitset_shrink(ws);
+        if (ws->grow_at > ws->count + ws->nbuckets)
+                ws->grow_at = ws->count < ws->nbuckets ? 2 * ws->nbuckets : ws->count + ws->nbuckets;
 }
 
 void regtab_waiter_add(struct regtab *t, struct regtab_waiter *w)

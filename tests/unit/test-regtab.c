@@ -841,6 +841,70 @@ START_TEST(test_waiter_buckets_grow_enomem)
 }
 END_TEST
 
+/*
+ * The mark a failed doubling raised comes down with the count: once the
+ * shortage is over and its waiters are gone, a new burst doubles at 2 per
+ * bucket again. Before (review20), the raised mark stayed for good at the
+ * first size (where no halving resets it): after failures while a burst grew
+ * to 4 per bucket, every later burst ran at up to 5 per bucket before a
+ * doubling was tried, and a longer shortage left it higher still (each
+ * failure raised it by the buckets' count). The back-off itself stays: a
+ * count moving up and down at the failure's mark tries no calloc() again.
+ */
+START_TEST(test_waiter_buckets_grow_mark_comes_down)
+{
+#ifdef TEST_CALLOC_FAULT
+        struct test_waiter *w;
+        char (*names)[32];
+        struct regtab *t = NULL;
+        size_t base, i = 0;
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        base = regtab_waiter_buckets(t, REGTAB_WAIT_NAME);
+        w = calloc(4 * base + 1, sizeof(*w));
+        names = calloc(4 * base + 1, sizeof(*names));
+        ck_assert_ptr_nonnull(w);
+        ck_assert_ptr_nonnull(names);
+        for (size_t k = 0; k < 4 * base + 1; k++) {
+                fake_name(names[k], sizeof(names[k]), (unsigned)k);
+                test_waiter_init(&w[k], names[k]);
+        }
+        for (; i < 2 * base; i++)
+                regtab_waiter_add(t, &w[i].w);
+
+        /* a shortage while the burst grows to 4 per bucket: tried at 2, 3 and 4 per bucket, each fails */
+        calloc_fail = true;
+        calloc_failed = 0;
+        for (; i < 4 * base + 1; i++)
+                regtab_waiter_add(t, &w[i].w);
+        ck_assert_uint_eq(calloc_failed, 3);
+        /* the back-off holds at the mark: one down, one up, many times, no new try */
+        for (int k = 0; k < 100; k++) {
+                regtab_waiter_remove(t, &w[--i].w);
+                regtab_waiter_add(t, &w[i++].w);
+        }
+        ck_assert_uint_eq(calloc_failed, 3);
+        calloc_fail = false;
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), base);
+
+        /* the burst goes, memory is back; a new one doubles at 2 per bucket, as the first did */
+        while (i)
+                regtab_waiter_remove(t, &w[--i].w);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 0);
+        for (; i < 2 * base + 1; i++)
+                regtab_waiter_add(t, &w[i].w);
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), 2 * base);
+        while (i)
+                regtab_waiter_remove(t, &w[--i].w);
+        regtab_free(t);
+        free(w);
+        free(names);
+#else
+        fprintf(stderr, "test_waiter_buckets_grow_mark_comes_down: ASan owns calloc, skipped\n");
+#endif
+}
+END_TEST
+
 static Suite *regtab_suite(void)
 {
         Suite *s = suite_create("regtab");
@@ -861,6 +925,7 @@ static Suite *regtab_suite(void)
         tcase_add_test(tc, test_waiter_buckets_grow);
         tcase_add_test(tc, test_waiter_buckets_shrink);
         tcase_add_test(tc, test_waiter_buckets_grow_enomem);
+        tcase_add_test(tc, test_waiter_buckets_grow_mark_comes_down);
         suite_add_tcase(s, tc);
         return s;
 }
