@@ -307,6 +307,23 @@ void keepers_init(struct keepers *k, unsigned per_keeper)
         }
 }
 
+/*
+ * Once no DROP is pending any more, one line for all that were kept since
+ * keepers_drop_later() warned (not one per DROP: a mass deletion under memory
+ * shortage would log one per region). Return: nothing.
+ */
+static void keepers_drops_settled(struct keepers *k)
+{
+        if (k->drops_pending || !k->drops_kept)
+                return;
+        if (k->drops_sent == k->drops_kept)
+                log_notice("fd keepers: all DROPs kept pending are sent (%zu)", k->drops_kept);
+        else
+                log_notice("fd keepers: no DROP is pending any more: %zu of the %zu kept were sent, the others "
+                           "closed with their keeper", k->drops_sent, k->drops_kept);
+        k->drops_kept = k->drops_sent = 0;
+}
+
 static void keeper_child_close(struct keepers *k, struct keeper_child *c)
 {
         /* its pending DROPs die with it: it closes all it holds */
@@ -314,6 +331,7 @@ static void keeper_child_close(struct keepers *k, struct keeper_child *c)
         free(c->drops);
         c->drops = NULL;
         c->ndrops = c->drops_cap = 0;
+        keepers_drops_settled(k);
         if (c->sock >= 0) {
                 close(c->sock);
                 c->sock = -1;
@@ -438,9 +456,9 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
 /*
  * Send every keeper's pending DROPs (keepers_drop() after a transient error).
  * At the first that still cannot be sent, stop: it and the rest stay pending,
- * with their slots (each try costs KEEPER_RETRIES sleeps; the next request
- * tries again). Return: 0 (none pending now); the transient error that left
- * some pending.
+ * with their slots (each try costs KEEPER_RETRIES sleeps; the next request,
+ * or the daemon's timer through keepers_send_pending(), tries again).
+ * Return: 0 (none pending now); the transient error that left some pending.
  */
 static int keepers_send_drops(struct keepers *k)
 {
@@ -456,6 +474,7 @@ static int keepers_send_drops(struct keepers *k)
                                 break; /* given up (-EIO): it closed all it held */
                         c->ndrops--;
                         k->drops_pending--;
+                        k->drops_sent++;
                         if (r >= 0 && c->held)
                                 c->held--;
                 }
@@ -463,7 +482,13 @@ static int keepers_send_drops(struct keepers *k)
                 c->drops = NULL;
                 c->drops_cap = 0;
         }
+        keepers_drops_settled(k);
         return 0;
+}
+
+int keepers_send_pending(struct keepers *k)
+{
+        return k->drops_pending ? keepers_send_drops(k) : 0;
 }
 
 /* keepers_call_once(), after the pending DROPs. */
@@ -600,9 +625,12 @@ static int keepers_drop_later(struct keepers *k, int index, uint64_t id, int err
                 c->drops_cap = cap;
         }
         c->drops[c->ndrops++] = id;
+        /* one warning while any are pending, not one per DROP: keepers_drops_settled() logs the end */
         k->drops_pending++;
-        log_warning("fd keeper %d (pid %d): cannot send the DROP of region %llu now (%s): sent before the next "
-                    "request to a keeper", index, (int)c->pid, (unsigned long long)id, strerror(-error));
+        if (!k->drops_kept++)
+                log_warning("fd keeper %d (pid %d): cannot send the DROP of region %llu now (%s): it and the DROPs "
+                            "after it are kept, and sent at the next request to a keeper or the next status tick "
+                            "(one line when all are)", index, (int)c->pid, (unsigned long long)id, strerror(-error));
         return 0;
 }
 

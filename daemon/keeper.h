@@ -30,6 +30,7 @@ struct keepers {
         size_t cap;
         unsigned per_keeper; /* fds each keeper may hold */
         size_t drops_pending; /* DROPs not sent yet (a transient error), over all keepers */
+        size_t drops_kept, drops_sent; /* since the warning that some went pending: for one line at the end */
 };
 
 /*
@@ -92,7 +93,9 @@ int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp);
 /*
  * keepers_drop() - the keeper closes what it holds under @id. A DROP that a
  * transient error (-ENOMEM, -ENOBUFS) kept from being sent is kept and sent
- * before the next request to any keeper (a PARK, FETCH or DROP); until then
+ * before the next request to any keeper (a PARK, FETCH or DROP), or at the
+ * next keepers_send_pending() (the daemon's timer); one warning is logged
+ * when DROPs first go pending, one line when none is any more; until then
  * its fd stays in the keeper and its slot stays used. While earlier ones
  * still cannot be sent, a DROP is queued behind them without a try of its
  * own. @id must not be parked again (region ids are never reused within a
@@ -102,6 +105,17 @@ int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp);
  * kept: the fd stays until the keeper exits).
  */
 int keepers_drop(struct keepers *k, int index, uint64_t id);
+
+/*
+ * keepers_send_pending() - send the DROPs kept pending (keepers_drop()) now,
+ * without waiting for a request to a keeper: the daemon's status timer calls
+ * this (regtab_send_pending_drops()), so a daemon that gets no PARK, FETCH or
+ * DROP does not leave a deleted region's object in a keeper. Nothing to do
+ * (no syscall) when none is pending; under a lasting failure each call costs
+ * one try (KEEPER_RETRIES + 1 sends, 1 ms sleeps between).
+ * Return: 0 (none pending now); the transient negative errno that left some pending.
+ */
+int keepers_send_pending(struct keepers *k);
 
 /*
  * keepers_set_exec() - start keepers as a fresh program: fork, then exec

@@ -16,13 +16,21 @@
 #include "regtab.h"
 
 #define REGTAB_MIN_BUCKETS 64u
-#define REGTAB_WAITER_BUCKETS 1024u /* at first, per waiter set; doubled past 2 waiters per bucket */
+/*
+ * At first, and at least, per waiter set; doubled at 2 waiters per bucket,
+ * halved (never below this) once down to half a waiter per bucket.
+ */
+#define REGTAB_WAITER_BUCKETS 1024u
 
-/* One set of waiters (enum regtab_wait_set): chained per bucket by name hash, newest first in each. */
+/*
+ * One set of waiters (enum regtab_wait_set): chained per bucket by name hash,
+ * each name's newest first (the only order a wake needs: it takes one name's).
+ */
 struct regtab_waitset {
-        struct regtab_waiter **buckets; /* @initial until grown */
+        struct regtab_waiter **buckets; /* @initial while REGTAB_WAITER_BUCKETS */
         size_t nbuckets;                /* power of two */
         uint64_t count;
+        uint64_t grow_at; /* double at this count: 2 per bucket, or later after a doubling failed */
         struct regtab_waiter *initial[REGTAB_WAITER_BUCKETS];
 };
 
@@ -213,6 +221,7 @@ int regtab_new(struct regtab **tp)
         for (int i = 0; i < REGTAB_WAIT_SETS; i++) {
                 t->waiters[i].buckets = t->waiters[i].initial;
                 t->waiters[i].nbuckets = REGTAB_WAITER_BUCKETS;
+                t->waiters[i].grow_at = 2 * REGTAB_WAITER_BUCKETS;
         }
         if (getrandom(t->key, sizeof(t->key), GRND_NONBLOCK) != sizeof(t->key)) {
                 /* no entropy yet (early boot): degrade to a time- and address-based key */
@@ -498,6 +507,11 @@ uint64_t regtab_hot_fds(const struct regtab *t)
         return t->hot_fds;
 }
 
+int regtab_send_pending_drops(struct regtab *t)
+{
+        return keepers_send_pending(&t->keepers);
+}
+
 struct region *regtab_first(struct regtab *t)
 {
         return t->head;
@@ -576,18 +590,23 @@ static struct regtab_waiter **regtab_waitset_bucket(struct regtab_waitset *ws, u
 }
 
 /*
- * Double @ws's buckets, keeping each bucket newest first: the waiters of a
- * new bucket all come from one old bucket (the same low bits of the hash),
- * which is moved oldest first onto the heads. On -ENOMEM nothing changes
- * (buckets just get longer). Return: nothing.
+ * Double @ws's buckets, keeping each bucket's order: the waiters of a new
+ * bucket all come from one old bucket (the same low bits of the hash), which
+ * is moved last first onto the heads. On -ENOMEM nothing changes (buckets
+ * just get longer), and the next try waits for as many waiters again as
+ * there are buckets, not the next park (each try is a calloc of the doubled
+ * array; a removal brings that mark down with the count,
+ * regtab_waitset_maybe_shrink()). Return: nothing.
  */
 static void regtab_waitset_grow(struct regtab_waitset *ws)
 {
         size_t n = ws->nbuckets * 2;
         struct regtab_waiter **b = calloc(n, sizeof(*b)), *w, *prev;
 
-        if (!b)
+        if (!b) {
+                ws->grow_at = ws->count + ws->nbuckets;
                 return;
+        }
         for (size_t i = 0; i < ws->nbuckets; i++) {
                 w = ws->buckets[i];
                 while (w && w->next)
@@ -607,6 +626,72 @@ static void regtab_waitset_grow(struct regtab_waitset *ws)
                 free(ws->buckets);
         ws->buckets = b;
         ws->nbuckets = n;
+        ws->grow_at = 2 * n;
+}
+
+/*
+ * Halve @ws's buckets once a burst is gone (half a waiter per bucket, a
+ * quarter of the doubling's mark, so that a count going up and down around
+ * one mark does not resize at each step): bucket i + n/2's waiters all go to
+ * bucket i (the same low bits of the hash), appended after its own, so each
+ * name's stay newest first. In place, then the array is given back (to the
+ * inline one at REGTAB_WAITER_BUCKETS); it never fails: a realloc that does
+ * keeps the larger block. Return: nothing.
+ */
+static void regtab_waitset_shrink(struct regtab_waitset *ws)
+{
+        size_t n = ws->nbuckets / 2;
+        struct regtab_waiter **b;
+
+        for (size_t i = 0; i < n; i++) {
+                struct regtab_waiter *moved = ws->buckets[i + n], **tailp = &ws->buckets[i], *last = NULL;
+
+                if (!moved)
+                        continue;
+                for (; *tailp; tailp = &(*tailp)->next)
+                        last = *tailp;
+                *tailp = moved;
+                moved->prev = last;
+        }
+        if (n == REGTAB_WAITER_BUCKETS) {
+                memcpy(ws->initial, ws->buckets, n * sizeof(*b));
+                free(ws->buckets);
+                ws->buckets = ws->initial;
+        } else if ((b = realloc(ws->buckets, n * sizeof(*b)))) {
+                ws->buckets = b;
+        }
+        ws->nbuckets = n;
+        ws->grow_at = 2 * n;
+}
+
+static void regtab_waitset_unlink(struct regtab_waitset *ws, struct regtab_waiter *w)
+{
+        if (w->prev)
+                w->prev->next = w->next;
+        else
+                *regtab_waitset_bucket(ws, w->hash) = w->next;
+        if (w->next)
+                w->next->prev = w->prev;
+        w->prev = w->next = NULL;
+        w->linked = false;
+        ws->count--;
+}
+
+/*
+ * After a removal: halve @ws's buckets while the count allows, and bring a
+ * mark a failed doubling raised down with the count (never below 2 per
+ * bucket): the next try still waits for as many waiters again as there are
+ * buckets, counted from the lowest count since the failure (so a count moving
+ * at the mark tries no calloc()), but a mark left where the shortage put it
+ * kept every later burst's buckets long for good at the first size, where no
+ * halving resets it. Return: nothing.
+ */
+static void regtab_waitset_maybe_shrink(struct regtab_waitset *ws)
+{
+        while (ws->nbuckets > REGTAB_WAITER_BUCKETS && ws->count <= ws->nbuckets / 2)
+                regtab_waitset_shrink(ws);
+        if (ws->grow_at > ws->count + ws->nbuckets)
+                ws->grow_at = ws->count < ws->nbuckets ? 2 * ws->nbuckets : ws->count + ws->nbuckets;
 }
 
 void regtab_waiter_add(struct regtab *t, struct regtab_waiter *w)
@@ -618,7 +703,7 @@ void regtab_waiter_add(struct regtab *t, struct regtab_waiter *w)
                 return;
         assert(w->set < REGTAB_WAIT_SETS);
         ws = &t->waiters[w->set];
-        if (ws->count >= 2 * ws->nbuckets)
+        if (ws->count >= ws->grow_at)
                 regtab_waitset_grow(ws);
         w->hash = regtab_name_hash(t, w->name, w->name_len);
         b = regtab_waitset_bucket(ws, w->hash);
@@ -638,15 +723,8 @@ void regtab_waiter_remove(struct regtab *t, struct regtab_waiter *w)
         if (!w->linked)
                 return;
         ws = &t->waiters[w->set];
-        if (w->prev)
-                w->prev->next = w->next;
-        else
-                *regtab_waitset_bucket(ws, w->hash) = w->next;
-        if (w->next)
-                w->next->prev = w->prev;
-        w->prev = w->next = NULL;
-        w->linked = false;
-        ws->count--;
+        regtab_waitset_unlink(ws, w);
+        regtab_waitset_maybe_shrink(ws);
 }
 
 uint64_t regtab_waiter_count(const struct regtab *t, enum regtab_wait_set set)
@@ -659,25 +737,32 @@ uint64_t regtab_waiter_visits(const struct regtab *t)
         return t->waiter_visits;
 }
 
+size_t regtab_waiter_buckets(const struct regtab *t, enum regtab_wait_set set)
+{
+        return set < REGTAB_WAIT_SETS ? t->waiters[set].nbuckets : 0;
+}
+
 /* Wake @set's waiters that @r satisfies: only @r's bucket is looked at. Return: how many. */
 static unsigned regtab_wake_set(struct regtab *t, enum regtab_wait_set set, struct region *r)
 {
         uint64_t h = r->tab.hash, gen = region_generation(r); /* regtab_add() hashed the name with the same key */
+        struct regtab_waitset *ws = &t->waiters[set];
         struct regtab_waiter *w, *next, *woken = NULL;
         unsigned n = 0;
 
         /* detach first, then call: callbacks may free their waiter, or remove others (no-ops on these) */
-        for (w = *regtab_waitset_bucket(&t->waiters[set], h); w; w = next) {
+        for (w = *regtab_waitset_bucket(ws, h); w; w = next) {
                 next = w->next;
                 t->waiter_visits++;
                 if (w->hash != h || gen <= w->after_generation || w->name_len != r->name_len ||
                     memcmp(w->name, r->name, r->name_len) != 0)
                         continue;
-                regtab_waiter_remove(t, w);
+                regtab_waitset_unlink(ws, w); /* not regtab_waiter_remove(): no shrink under this loop */
                 w->next = woken;
                 woken = w;
         }
-        /* buckets are newest-first, so prepending made woken oldest-first: served in arrival order */
+        regtab_waitset_maybe_shrink(ws);
+        /* each name's are newest first in its bucket, so prepending made woken oldest first: arrival order */
         for (w = woken; w; w = next) {
                 next = w->next;
                 w->next = NULL;

@@ -86,7 +86,8 @@ static inline uint64_t region_generation(const struct region *r)
  * A waiter (OPEN or OPENV with WAIT). The caller embeds it and keeps @name
  * alive while it is registered. Waiters are kept per set and hashed by name
  * (buckets keyed by the table's name hash, doubled whenever a set passes two
- * waiters per bucket), so waking a name costs the waiters of that name and
+ * waiters per bucket, halved once it is down to half a waiter per bucket,
+ * never below the first size), so waking a name costs the waiters of that name and
  * their bucket's few others, never all waiters.
  * When a region of that name whose generation is greater than
  * @after_generation is announced with regtab_wake(), the waiter is
@@ -263,6 +264,12 @@ size_t regtab_keeper_count(const struct regtab *t);
 pid_t regtab_keeper_pid(const struct regtab *t, size_t index);
 /* Return: region fds held by this process itself. */
 uint64_t regtab_hot_fds(const struct regtab *t);
+/*
+ * regtab_send_pending_drops() - send the keepers' DROPs that a transient
+ * error kept pending (keepers_send_pending()); the daemon's status timer
+ * calls it. Return: 0 (none pending now); negative errno (some still are).
+ */
+int regtab_send_pending_drops(struct regtab *t);
 
 /* Return: the number of waiters registered in @set. */
 uint64_t regtab_waiter_count(const struct regtab *t, enum regtab_wait_set set);
@@ -274,6 +281,9 @@ uint64_t regtab_waiter_count(const struct regtab *t, enum regtab_wait_set set);
  * Return: the count.
  */
 uint64_t regtab_waiter_visits(const struct regtab *t);
+
+/* Return: the buckets of @set's table now (for tests: it grows and shrinks with the count). */
+size_t regtab_waiter_buckets(const struct regtab *t, enum regtab_wait_set set);
 
 /*
  * regtab_wake() - wake the waiters that @r satisfies (call once the region is

@@ -547,6 +547,8 @@ static void server_status_cb(evutil_socket_t fd, short what, void *arg)
         /* sockets of dropped connections kept for their unread fds: closed once read or gone */
         if (s->ctx.norphans)
                 conn_reap_orphans(&s->ctx, false);
+        /* keeper DROPs a transient error kept: sent here too, not only before the next request to a keeper */
+        (void)regtab_send_pending_drops(s->regtab);
         if (s->ctx.generation == s->status_generation)
                 return;
         s->status_generation = s->ctx.generation;

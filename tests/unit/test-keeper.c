@@ -780,6 +780,187 @@ START_TEST(test_keeper_drop_pending_costs_one_try)
 }
 END_TEST
 
+/* The daemon's log lines (stderr) written between stderr_capture_begin() and stderr_capture_end(). */
+static int stderr_capture_begin(int *savedp)
+{
+        int mfd = memfd_create("log", MFD_CLOEXEC);
+
+        ck_assert_int_ge(mfd, 0);
+        fflush(stderr);
+        *savedp = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+        ck_assert_int_ge(*savedp, 0);
+        ck_assert_int_eq(dup2(mfd, STDERR_FILENO), STDERR_FILENO);
+        return mfd;
+}
+
+/* Return: the lines written since stderr_capture_begin() (caller frees); they are copied to the real stderr too. */
+static char *stderr_capture_end(int mfd, int saved)
+{
+        char *buf = malloc(8192);
+        ssize_t len;
+
+        ck_assert_ptr_nonnull(buf);
+        fflush(stderr);
+        ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+        close(saved);
+        len = pread(mfd, buf, 8191, 0);
+        ck_assert_int_ge(len, 0);
+        ck_assert_int_lt(len, 8191);
+        buf[len] = '\0';
+        close(mfd);
+        fputs(buf, stderr);
+        return buf;
+}
+
+/* Return: the lines of @log that contain @word. */
+static unsigned log_lines_with(const char *log, const char *word)
+{
+        unsigned n = 0;
+
+        for (const char *line = log, *end; *line; line = end + 1) {
+                end = strchr(line, '\n');
+                ck_assert_ptr_nonnull(end);
+                for (const char *p = strstr(line, word); p && p < end; p = NULL)
+                        n++;
+        }
+        return n;
+}
+
+/*
+ * DROPs kept pending are sent without waiting for a request to a keeper:
+ * keepers_send_pending(), which the daemon's status timer calls (through
+ * regtab_send_pending_drops(), every SERVER_STATUS_INTERVAL_SEC). Before,
+ * only the next PARK, FETCH or DROP sent them: on a daemon that got none, a
+ * deleted region's object stayed in its keeper indefinitely. A try that still
+ * fails leaves them pending, costs one try, and the next call sends them.
+ */
+START_TEST(test_keeper_drops_sent_by_timer)
+{
+        struct keepers k;
+        int fd[3], out = -1, n_parked;
+        unsigned one;
+        pid_t pid;
+
+        keepers_init(&k, 4);
+        for (int i = 0; i < 3; i++) {
+                fd[i] = make_memfd(4096);
+                ck_assert_int_eq(keepers_park_with_fd(&k, (uint64_t)i + 1, fd[i], NULL), 0);
+        }
+        pid = keepers_pid(&k, 0);
+        n_parked = fdutil_count(pid);
+
+        /* nothing pending: nothing sent (the timer's call is free) */
+        sendmsg_set_failing(true);
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_send_pending(&k), 0);
+        ck_assert_uint_eq(sendmsg_failed, 0);
+
+        /* two DROPs that cannot be sent: pending, the fds still in the keeper */
+        ck_assert_int_eq(keepers_drop(&k, 0, 1), 0);
+        one = sendmsg_failed;
+        ck_assert_int_eq(keepers_drop(&k, 0, 2), 0);
+        ck_assert_uint_eq(k.drops_pending, 2);
+        ck_assert_int_eq(fdutil_count(pid), n_parked);
+
+        /* a timer tick while sends still fail: one try, both still pending */
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_send_pending(&k), -ENOBUFS);
+        ck_assert_uint_eq(sendmsg_failed, one);
+        ck_assert_uint_eq(k.drops_pending, 2);
+        sendmsg_set_failing(false);
+
+        /* the next tick, no request in between: both sent, both fds gone from the keeper */
+        ck_assert_int_eq(keepers_send_pending(&k), 0);
+        ck_assert_uint_eq(k.drops_pending, 0);
+        ck_assert_int_eq(fdutil_count(pid), n_parked - 2);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), -ENOENT);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 2, &out), -ENOENT);
+        ck_assert_int_eq(out, -1);
+
+        /* the same through the region table, as the daemon's timer calls it */
+        {
+                struct regtab *t = NULL;
+                struct region *r, *keep;
+
+                ck_assert_int_eq(regtab_new(&t), 0);
+                regtab_set_fd_budget(t, 1, 4);
+                ck_assert_int_eq(regtab_region_new("hot", make_memfd(4096), 4096, NULL, &keep), 0);
+                ck_assert_int_eq(regtab_add(t, keep), 0);
+                ck_assert_int_eq(regtab_settle(t, keep), 0);
+                ck_assert_int_eq(regtab_region_new("a", make_memfd(4096), 4096, NULL, &r), 0);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_int_eq(regtab_settle(t, r), 1);
+                pid = regtab_keeper_pid(t, 0);
+                n_parked = fdutil_count(pid);
+                sendmsg_set_failing(true);
+                regtab_remove(t, r);
+                sendmsg_set_failing(false);
+                regtab_region_free(r);
+                ck_assert_int_eq(fdutil_count(pid), n_parked);
+                ck_assert_int_eq(regtab_send_pending_drops(t), 0);
+                ck_assert_int_eq(fdutil_count(pid), n_parked - 1);
+                t = regtab_free(t);
+        }
+        for (int i = 0; i < 3; i++)
+                close(fd[i]);
+        keepers_deinit(&k);
+}
+END_TEST
+
+/*
+ * DROPs going pending log one warning, not one per DROP (a mass deletion
+ * under memory shortage logged one line per region), and one line once all
+ * are sent, with their count. A later shortage warns again. Before: 5 lines
+ * for 5 DROPs, and none when they were sent.
+ */
+START_TEST(test_keeper_drops_pending_log_once)
+{
+        struct keepers k;
+        int fd[8], mfd, saved;
+        char *log;
+
+        keepers_init(&k, 8);
+        for (int i = 0; i < 8; i++) {
+                fd[i] = make_memfd(4096);
+                ck_assert_int_eq(keepers_park_with_fd(&k, (uint64_t)i + 1, fd[i], NULL), 0);
+        }
+        mfd = stderr_capture_begin(&saved);
+        sendmsg_set_failing(true);
+        for (uint64_t id = 1; id <= 5; id++)
+                ck_assert_int_eq(keepers_drop(&k, 0, id), 0);
+        sendmsg_set_failing(false);
+        ck_assert_uint_eq(k.drops_pending, 5);
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "DROP"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "cannot send the DROP of region 1 now"), 1);
+        free(log);
+
+        mfd = stderr_capture_begin(&saved);
+        ck_assert_int_eq(keepers_send_pending(&k), 0);
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "DROP"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "all DROPs kept pending are sent (5)"), 1);
+        free(log);
+
+        /* a later shortage: warned again, once, and its end told once */
+        mfd = stderr_capture_begin(&saved);
+        sendmsg_set_failing(true);
+        ck_assert_int_eq(keepers_drop(&k, 0, 6), 0);
+        ck_assert_int_eq(keepers_drop(&k, 0, 7), 0);
+        sendmsg_set_failing(false);
+        ck_assert_int_eq(keepers_drop(&k, 0, 8), 0); /* sends the two first, then its own */
+        ck_assert_uint_eq(k.drops_pending, 0);
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "cannot send the DROP of region 6 now"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "all DROPs kept pending are sent (2)"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "DROP"), 2);
+        free(log);
+        for (int i = 0; i < 8; i++)
+                close(fd[i]);
+        keepers_deinit(&k);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("keeper");
@@ -793,6 +974,8 @@ int main(void)
         tcase_add_test(tc, test_keeper_full_table_refuses_park);
         tcase_add_test(tc, test_keeper_drop_retried_after_send_failure);
         tcase_add_test(tc, test_keeper_drop_pending_costs_one_try);
+        tcase_add_test(tc, test_keeper_drops_sent_by_timer);
+        tcase_add_test(tc, test_keeper_drops_pending_log_once);
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_regtab_dropped_numbers_reused);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);

@@ -14,6 +14,28 @@
 
 #define MANY 100000u
 
+#ifndef __SANITIZE_ADDRESS__ /* ASan owns malloc */
+/*
+ * An allocator short of memory, at will: while calloc_fail is set, calloc()
+ * fails with ENOMEM (counted); unset, it is the C library's. Only the waiter
+ * buckets' doubling calls calloc() while a test sets it.
+ */
+#define TEST_CALLOC_FAULT 1
+extern void *__libc_calloc(size_t n, size_t size);
+static bool calloc_fail;
+static unsigned calloc_failed;
+
+void *calloc(size_t n, size_t size)
+{
+        if (calloc_fail) {
+                calloc_failed++;
+                errno = ENOMEM;
+                return NULL;
+        }
+        return __libc_calloc(n, size);
+}
+#endif
+
 /* A region without an fd: the table never touches fds, and 100,000 fds exceed the test's limit. */
 static struct region *fake_region(const char *name, uint64_t size)
 {
@@ -658,6 +680,231 @@ START_TEST(test_waiter_buckets_grow)
 }
 END_TEST
 
+/*
+ * The buckets shrink once a burst is gone. Before, they stayed at the peak's
+ * size (16,384 here, about 4 bytes per waiter of the peak) for the daemon's
+ * life. They halve at half a waiter per bucket, a quarter of the doubling's
+ * mark, so a count going up and down around either mark resizes nothing; a
+ * wake that takes a whole burst at once shrinks them after its scan. Every
+ * waiter is still found where a wake looks, in arrival order.
+ */
+START_TEST(test_waiter_buckets_shrink)
+{
+        enum { N = 20000, NAMES = 5000, BURST = 8000, BOUND = 1 + 24 };
+        struct test_waiter *w = calloc(N, sizeof(*w)), *b = calloc(BURST, sizeof(*b));
+        char (*names)[32] = calloc(NAMES, sizeof(*names));
+        size_t base, peak;
+        struct regtab *t = NULL;
+        struct region *r;
+        uint64_t count, before;
+
+        ck_assert_ptr_nonnull(w);
+        ck_assert_ptr_nonnull(b);
+        ck_assert_ptr_nonnull(names);
+        test_wake_seq = 0;
+        ck_assert_int_eq(regtab_new(&t), 0);
+        base = regtab_waiter_buckets(t, REGTAB_WAIT_NAME);
+        for (unsigned i = 0; i < NAMES; i++)
+                fake_name(names[i], sizeof(names[i]), i);
+        for (unsigned i = 0; i < N; i++) {
+                test_waiter_init(&w[i], names[i % NAMES]);
+                regtab_waiter_add(t, &w[i].w);
+        }
+        peak = regtab_waiter_buckets(t, REGTAB_WAIT_NAME);
+        ck_assert_uint_ge(peak, N / 2); /* 2 per bucket at most: 16,384 */
+
+        /* down to just over half a waiter per bucket: still the peak's */
+        count = N;
+        while (count > peak / 2 + 1)
+                regtab_waiter_remove(t, &w[--count].w);
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), peak);
+        /* one more: halved */
+        regtab_waiter_remove(t, &w[--count].w);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), peak / 2);
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), peak / 2);
+        /* up and down at that mark: nothing resized */
+        for (int k = 0; k < 100; k++) {
+                regtab_waiter_add(t, &w[count].w);
+                ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), peak / 2);
+                regtab_waiter_remove(t, &w[count].w);
+                ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), peak / 2);
+        }
+        /* down to 600 (names 0..599, one waiter each): back to the first size, every one still found */
+        while (count > 600)
+                regtab_waiter_remove(t, &w[--count].w);
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), base);
+        for (unsigned i = 0; i < 600; i++) {
+                r = fake_region(names[i], 1);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                before = regtab_waiter_visits(t);
+                ck_assert_uint_eq(regtab_wake(t, r), 1);
+                ck_assert_uint_le(regtab_waiter_visits(t) - before, BOUND);
+                ck_assert_ptr_eq(w[i].woken_by, r);
+        }
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 0);
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), base);
+
+        /* a burst on one name, among others, taken by one wake: in arrival order, then shrunk */
+        test_wake_seq = 0;
+        for (unsigned i = 0; i < BURST; i++) {
+                test_waiter_init(&b[i], "burst");
+                regtab_waiter_add(t, &b[i].w);
+                if (i % 1000 == 0) {
+                        test_waiter_init(&w[NAMES + i / 1000], names[1000 + i / 1000]);
+                        regtab_waiter_add(t, &w[NAMES + i / 1000].w);
+                }
+        }
+        ck_assert_uint_gt(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), base);
+        r = fake_region("burst", 1);
+        ck_assert_int_eq(regtab_add(t, r), 0);
+        ck_assert_uint_eq(regtab_wake(t, r), BURST);
+        for (unsigned i = 0; i < BURST; i++)
+                ck_assert_int_eq(b[i].order, (int)i + 1);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), BURST / 1000);
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), base);
+        for (unsigned i = 0; i < BURST / 1000; i++) {
+                r = fake_region(names[1000 + i], 1);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_uint_eq(regtab_wake(t, r), 1);
+                ck_assert_ptr_eq(w[NAMES + i].woken_by, r);
+        }
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 0);
+        regtab_free(t);
+        free(w);
+        free(b);
+        free(names);
+}
+END_TEST
+
+/*
+ * A doubling that fails (ENOMEM) is not tried again at every park: the next
+ * try waits for as many waiters again as there are buckets. Before, each of
+ * the 1,023 parks after the failed one made its own calloc() of the doubled
+ * array, and each failed. The table stays usable meanwhile (longer buckets),
+ * and the doubling is done once memory is back.
+ */
+START_TEST(test_waiter_buckets_grow_enomem)
+{
+#ifdef TEST_CALLOC_FAULT
+        struct test_waiter *w;
+        char (*names)[32];
+        struct regtab *t = NULL;
+        struct region *r;
+        size_t base, i = 0;
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        base = regtab_waiter_buckets(t, REGTAB_WAIT_NAME);
+        w = calloc(4 * base + 1, sizeof(*w));
+        names = calloc(4 * base + 1, sizeof(*names));
+        ck_assert_ptr_nonnull(w);
+        ck_assert_ptr_nonnull(names);
+        for (size_t k = 0; k < 4 * base + 1; k++) {
+                fake_name(names[k], sizeof(names[k]), (unsigned)k);
+                test_waiter_init(&w[k], names[k]);
+        }
+        for (; i < 2 * base; i++)
+                regtab_waiter_add(t, &w[i].w);
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), base);
+
+        calloc_fail = true;
+        calloc_failed = 0;
+        regtab_waiter_add(t, &w[i++].w); /* at 2 per bucket: the doubling is tried, and fails */
+        ck_assert_uint_eq(calloc_failed, 1);
+        for (; i < 3 * base; i++)
+                regtab_waiter_add(t, &w[i].w);
+        ck_assert_uint_eq(calloc_failed, 1); /* not again at each of these */
+        regtab_waiter_add(t, &w[i++].w); /* as many again as there are buckets: tried again */
+        ck_assert_uint_eq(calloc_failed, 2);
+        calloc_fail = false;
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), base);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 3 * base + 1);
+
+        /* memory is back: the next try (one more bucket's worth later) doubles */
+        for (; i < 4 * base + 1; i++)
+                regtab_waiter_add(t, &w[i].w);
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), 2 * base);
+        /* every waiter, added before, during and after the failures, is found by its name's wake */
+        for (size_t k = 0; k < 4 * base + 1; k += 7) {
+                r = fake_region(names[k], 1);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_uint_eq(regtab_wake(t, r), 1);
+                ck_assert_ptr_eq(w[k].woken_by, r);
+        }
+        for (size_t k = 0; k < 4 * base + 1; k++)
+                regtab_waiter_remove(t, &w[k].w);
+        regtab_free(t);
+        free(w);
+        free(names);
+#else
+        fprintf(stderr, "test_waiter_buckets_grow_enomem: ASan owns calloc, skipped\n");
+#endif
+}
+END_TEST
+
+/*
+ * The mark a failed doubling raised comes down with the count: once the
+ * shortage is over and its waiters are gone, a new burst doubles at 2 per
+ * bucket again. Before (review20), the raised mark stayed for good at the
+ * first size (where no halving resets it): after failures while a burst grew
+ * to 4 per bucket, every later burst ran at up to 5 per bucket before a
+ * doubling was tried, and a longer shortage left it higher still (each
+ * failure raised it by the buckets' count). The back-off itself stays: a
+ * count moving up and down at the failure's mark tries no calloc() again.
+ */
+START_TEST(test_waiter_buckets_grow_mark_comes_down)
+{
+#ifdef TEST_CALLOC_FAULT
+        struct test_waiter *w;
+        char (*names)[32];
+        struct regtab *t = NULL;
+        size_t base, i = 0;
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        base = regtab_waiter_buckets(t, REGTAB_WAIT_NAME);
+        w = calloc(4 * base + 1, sizeof(*w));
+        names = calloc(4 * base + 1, sizeof(*names));
+        ck_assert_ptr_nonnull(w);
+        ck_assert_ptr_nonnull(names);
+        for (size_t k = 0; k < 4 * base + 1; k++) {
+                fake_name(names[k], sizeof(names[k]), (unsigned)k);
+                test_waiter_init(&w[k], names[k]);
+        }
+        for (; i < 2 * base; i++)
+                regtab_waiter_add(t, &w[i].w);
+
+        /* a shortage while the burst grows to 4 per bucket: tried at 2, 3 and 4 per bucket, each fails */
+        calloc_fail = true;
+        calloc_failed = 0;
+        for (; i < 4 * base + 1; i++)
+                regtab_waiter_add(t, &w[i].w);
+        ck_assert_uint_eq(calloc_failed, 3);
+        /* the back-off holds at the mark: one down, one up, many times, no new try */
+        for (int k = 0; k < 100; k++) {
+                regtab_waiter_remove(t, &w[--i].w);
+                regtab_waiter_add(t, &w[i++].w);
+        }
+        ck_assert_uint_eq(calloc_failed, 3);
+        calloc_fail = false;
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), base);
+
+        /* the burst goes, memory is back; a new one doubles at 2 per bucket, as the first did */
+        while (i)
+                regtab_waiter_remove(t, &w[--i].w);
+        ck_assert_uint_eq(regtab_waiter_count(t, REGTAB_WAIT_NAME), 0);
+        for (; i < 2 * base + 1; i++)
+                regtab_waiter_add(t, &w[i].w);
+        ck_assert_uint_eq(regtab_waiter_buckets(t, REGTAB_WAIT_NAME), 2 * base);
+        while (i)
+                regtab_waiter_remove(t, &w[--i].w);
+        regtab_free(t);
+        free(w);
+        free(names);
+#else
+        fprintf(stderr, "test_waiter_buckets_grow_mark_comes_down: ASan owns calloc, skipped\n");
+#endif
+}
+END_TEST
+
 static Suite *regtab_suite(void)
 {
         Suite *s = suite_create("regtab");
@@ -676,6 +923,9 @@ static Suite *regtab_suite(void)
         tcase_add_test(tc, test_version_waiters);
         tcase_add_test(tc, test_wake_visits_its_bucket_only);
         tcase_add_test(tc, test_waiter_buckets_grow);
+        tcase_add_test(tc, test_waiter_buckets_shrink);
+        tcase_add_test(tc, test_waiter_buckets_grow_enomem);
+        tcase_add_test(tc, test_waiter_buckets_grow_mark_comes_down);
         suite_add_tcase(s, tc);
         return s;
 }
