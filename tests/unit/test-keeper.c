@@ -961,6 +961,64 @@ START_TEST(test_keeper_drops_pending_log_once)
 }
 END_TEST
 
+/*
+ * (review20, passes on lows2: coverage of the counters' other ends.) A keeper
+ * that dies with DROPs pending takes them with it: the timer's next call
+ * gives it up, the closing line says how many of those kept were sent (the
+ * other keeper's one) and how many went with their keeper, and a later
+ * shortage warns again.
+ */
+START_TEST(test_keeper_drops_pending_keeper_dies)
+{
+        struct keepers k;
+        int fd[5], mfd, saved, status;
+        pid_t pid0;
+        char *log;
+
+        keepers_init(&k, 2);
+        for (int i = 0; i < 5; i++)
+                fd[i] = make_memfd(4096);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd[0], NULL), 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd[1], NULL), 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 3, fd[2], NULL), 1);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 4, fd[3], NULL), 1);
+        pid0 = keepers_pid(&k, 0);
+        mfd = stderr_capture_begin(&saved);
+        sendmsg_set_failing(true);
+        ck_assert_int_eq(keepers_drop(&k, 1, 3), 0);
+        ck_assert_int_eq(keepers_drop(&k, 0, 1), 0);
+        ck_assert_int_eq(keepers_drop(&k, 0, 2), 0);
+        sendmsg_set_failing(false);
+        ck_assert_uint_eq(k.drops_pending, 3);
+        ck_assert_int_eq(kill(pid0, SIGKILL), 0);
+        ck_assert_int_eq(waitpid(pid0, &status, 0), pid0);
+        ck_assert_int_eq(keepers_send_pending(&k), 0);
+        ck_assert_uint_eq(k.drops_pending, 0);
+        ck_assert_uint_eq(k.drops_kept, 0);
+        ck_assert_uint_eq(k.drops_sent, 0);
+        ck_assert_int_eq(keepers_send_pending(&k), 0); /* nothing left: nothing logged */
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "cannot send the DROP"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "1 of the 3 kept were sent"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "DROP"), 2);
+        free(log);
+
+        /* a later shortage on the keeper left: warned again, and told once sent */
+        mfd = stderr_capture_begin(&saved);
+        sendmsg_set_failing(true);
+        ck_assert_int_eq(keepers_drop(&k, 1, 4), 0);
+        sendmsg_set_failing(false);
+        ck_assert_int_eq(keepers_send_pending(&k), 0);
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "cannot send the DROP of region 4 now"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "all DROPs kept pending are sent (1)"), 1);
+        free(log);
+        for (int i = 0; i < 5; i++)
+                close(fd[i]);
+        keepers_deinit(&k);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("keeper");
@@ -976,6 +1034,7 @@ int main(void)
         tcase_add_test(tc, test_keeper_drop_pending_costs_one_try);
         tcase_add_test(tc, test_keeper_drops_sent_by_timer);
         tcase_add_test(tc, test_keeper_drops_pending_log_once);
+        tcase_add_test(tc, test_keeper_drops_pending_keeper_dies);
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_regtab_dropped_numbers_reused);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
