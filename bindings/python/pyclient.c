@@ -55,6 +55,10 @@ static void pyclient_unlock(PyIomemClient *self)
  */
 static int pyclient_enter(PyIomemClient *self)
 {
+        /* a forked child raises without the lock: a thread of the parent may have held it at the fork, and
+         * the child's copy stays held for ever */
+        if (self->pid != getpid())
+                return pyclient_check_usable(self);
         pyclient_lock(self);
         if (pyclient_check_usable(self) < 0) {
                 PyThread_release_lock(self->lock);
@@ -228,6 +232,15 @@ static PyObject *pyclient_close(PyObject *obj, PyObject *unused)
 {
         PyIomemClient *self = (PyIomemClient *)obj;
 
+        if (self->client && self->pid != getpid()) {
+                /*
+                 * A forked child: close its copy of the socket without the lock (a thread of the parent may
+                 * have held it at the fork) and without waiting for @busy (counted by threads that are not
+                 * here); no call of the child runs on this client (pyclient_check_usable()).
+                 */
+                pyasync_shutdown(self, 1);
+                Py_RETURN_NONE;
+        }
         pyclient_lock(self); /* no blocking call runs from here on */
         if (self->busy) {
                 /* an asynchronous call runs (this is its callback, or another thread): it disconnects */

@@ -528,6 +528,59 @@ class TestClient(FdCheckedCase):
         self.assertEqual(os.waitstatus_to_exitcode(status), 0)
         c.ping()  # the parent's connection is untouched
 
+    def test_forked_child_while_another_thread_is_in_a_call(self):
+        # fork() while another thread of the parent is inside a blocking call: the child's copy of the client's
+        # lock is held by a thread that does not exist there. Calls and close() in the child waited for that
+        # lock for ever; they must raise RuntimeError (close(): return) without touching it.
+        c = self.client()
+        os.kill(self.daemon.proc.pid, signal.SIGSTOP)  # the PING below waits unanswered, the lock held
+        result = []
+
+        def ping():
+            try:
+                c.ping()
+                result.append("ok")
+            except BaseException as e:  # noqa: B902 (reported below)
+                result.append(e)
+        t = threading.Thread(target=ping)
+        try:
+            t.start()
+            # inside libiomem's wait for the reply (recvmsg, poll or ppoll): the binding's lock is held
+            for _ in range(6000):
+                with open(f"/proc/self/task/{t.native_id}/syscall") as f:
+                    if f.read().split()[0] in ("47", "7", "271"):
+                        break
+                time.sleep(0.01)
+            else:
+                self.fail("the thread did not reach the daemon call")
+            pid = os.fork()
+            if pid == 0:
+                code = 3
+                try:
+                    # a thread of its own, so that a hang is reported (after a generous minute), not waited out
+                    def child():
+                        nonlocal code
+                        try:
+                            c.ping()
+                            code = 1
+                        except RuntimeError:
+                            c.close()  # the child's copy of the socket; the parent's connection is not touched
+                            code = 0 if c.closed else 4
+                        except BaseException:
+                            code = 2
+                    ct = threading.Thread(target=child, daemon=True)
+                    ct.start()
+                    ct.join(60)
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            os.kill(self.daemon.proc.pid, signal.SIGCONT)
+            t.join()
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, "the child hung (3) or did not get RuntimeError")
+        self.assertEqual(result, ["ok"])  # the parent's call got its reply
+        c.ping()
+
     def test_no_fd_leak_10000_open_close(self):
         c = self.client()
         c.create("t.cycle", 4096).close()
