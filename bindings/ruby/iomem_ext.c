@@ -478,6 +478,7 @@ struct rb_client {
         struct iomem_client *client;
         VALUE lock;
         bool events; /* connected with IOMEM_CONNECT_EVENTS (watch, publish, generations) */
+        pid_t pid;   /* the process that connected: a forked child shares the socket and must connect again */
 };
 
 static void client_mark(void *p)
@@ -518,6 +519,20 @@ static VALUE client_alloc(VALUE klass)
 static struct rb_client *client_get(VALUE self)
 {
         return rb_check_typeddata(self, &client_type);
+}
+
+/*
+ * Raise unless @rc is connected and was connected by this process: IOError
+ * once closed, RuntimeError in a forked child (its requests would share the
+ * parent's socket: each process could read the other's replies, or wait for
+ * ever for the reader the parent had at the fork).
+ */
+static void client_check_usable(const struct rb_client *rc)
+{
+        if (!rc->client)
+                rb_raise(rb_eIOError, "closed client");
+        if (rc->pid != getpid())
+                rb_raise(rb_eRuntimeError, "this IOMem::Client was connected by another process (fork): connect again");
 }
 
 /*
@@ -833,8 +848,7 @@ static VALUE client_call_locked(VALUE p)
         struct locked_call *lc = (struct locked_call *)p;
         struct rb_client *rc = client_get(lc->self);
 
-        if (!rc->client)
-                rb_raise(rb_eIOError, "closed client");
+        client_check_usable(rc);
         lc->o->client = rc->client;
         lc->o->events = rc->events;
         rb_thread_call_without_gvl(lc->fn, lc->o, RUBY_UBF_IO, NULL);
@@ -936,6 +950,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
                 raise_op_error(&o, "connect", sock);
         rc->client = o.client;
         rc->events = o.events;
+        rc->pid = getpid();
         if (vals[1] != Qundef)
                 iomem_client_set_timeout(rc->client, timeout_to_ms(vals[1]));
         return self;
@@ -965,8 +980,7 @@ static VALUE client_fileno(VALUE self)
 {
         struct rb_client *rc = client_get(self);
 
-        if (!rc->client)
-                rb_raise(rb_eIOError, "closed client");
+        client_check_usable(rc);
         return INT2NUM(iomem_client_fd(rc->client));
 }
 
@@ -976,8 +990,7 @@ static VALUE client_set_timeout(VALUE self, VALUE t)
         struct rb_client *rc = client_get(self);
         int ms = timeout_to_ms(t);
 
-        if (!rc->client)
-                rb_raise(rb_eIOError, "closed client");
+        client_check_usable(rc);
         iomem_client_set_timeout(rc->client, ms);
         return t;
 }

@@ -371,6 +371,33 @@ class TestClient < IOMemTest::Case
     @c.ping
   end
 
+  # After fork the child shares the parent's socket: its requests and the parent's would take each other's
+  # replies (or the child waited for ever for a reader the parent had at the fork). A call in the child must
+  # raise, as in the Python binding; close there closes only the child's copy (the parent's client goes on).
+  def test_forked_child_must_connect_again
+    pid = fork do
+      code = begin
+        @c.ping
+        1
+      rescue RuntimeError => e
+        e.message.include?("fork") ? 0 : 2
+      rescue Exception # rubocop:disable Lint/RescueException
+        3
+      end
+      begin
+        @c.fileno
+        code = 4 if code.zero?
+      rescue RuntimeError
+      end
+      @c.close
+      code = 5 if code.zero? && !@c.closed?
+      exit!(code)
+    end
+    _, status = Process.wait2(pid)
+    assert_equal 0, status.exitstatus, "1: the child's ping went over the parent's socket; 4: fileno; 5: close"
+    assert_same @c, @c.ping # the parent's connection is untouched
+  end
+
   def test_threads_share_one_client
     @c.create(n("th"), PAGE).close
     threads = 4.times.map { Thread.new { 200.times { @c.stat(n("th")) } } }
