@@ -975,23 +975,50 @@ static VALUE client_closed_p(VALUE self)
         return client_get(self)->client ? Qfalse : Qtrue;
 }
 
-/* Client#fileno - the connection's socket fd (borrowed: do not close it). */
-static VALUE client_fileno(VALUE self)
+static VALUE client_fileno_locked(VALUE self)
 {
         struct rb_client *rc = client_get(self);
+        int fd;
 
         client_check_usable(rc);
-        return INT2NUM(iomem_client_fd(rc->client));
+        fd = iomem_client_fd(rc->client);
+        if (fd < 0) /* never a negative errno as if it were an fd */
+                raise_error(fd, "fileno", Qnil);
+        return INT2NUM(fd);
+}
+
+/*
+ * Client#fileno - the connection's socket fd (borrowed: do not close it).
+ * Under the client's Mutex: another thread's call may be connecting again
+ * (closing the fd, making another). Errno::ENOTCONN while there is no
+ * connection (the daemon went away and none answered again).
+ */
+static VALUE client_fileno(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_fileno_locked, self);
+}
+
+struct set_timeout_args {
+        VALUE self;
+        int ms;
+};
+
+static VALUE client_set_timeout_locked(VALUE p)
+{
+        struct set_timeout_args *a = (struct set_timeout_args *)p;
+        struct rb_client *rc = client_get(a->self);
+
+        client_check_usable(rc);
+        iomem_client_set_timeout(rc->client, a->ms); /* read by a call running without the GVL: take turns */
+        return Qnil;
 }
 
 /* Client#timeout = seconds (nil or negative = wait forever) */
 static VALUE client_set_timeout(VALUE self, VALUE t)
 {
-        struct rb_client *rc = client_get(self);
-        int ms = timeout_to_ms(t);
+        struct set_timeout_args a = { self, timeout_to_ms(t) };
 
-        client_check_usable(rc);
-        iomem_client_set_timeout(rc->client, ms);
+        rb_mutex_synchronize(client_get(self)->lock, client_set_timeout_locked, (VALUE)&a);
         return t;
 }
 

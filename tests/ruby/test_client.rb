@@ -200,6 +200,19 @@ class TestClient < IOMemTest::Case
     d.stop
   end
 
+  # Once the daemon went away and none came back there is no socket: fileno returned libiomem's -ENOTCONN (-107)
+  # as if it were an fd. It must raise, and never give a negative number.
+  def test_fileno_without_a_connection_raises
+    d = IOMemTest::Daemon.new
+    c = IOMem::Client.new(socket: d.socket, timeout: 0.3)
+    assert_operator c.fileno, :>=, 0
+    d.stop
+    assert_errno(Errno::ENOTCONN, /went away/) { c.ping } # the reconnect window is capped by the timeout
+    assert_errno(Errno::ENOTCONN, /fileno/) { c.fileno }
+    c.close
+    assert_raises(IOError) { c.fileno }
+  end
+
   # Thread#raise while Client.new waits for the HELLO reply, the connect then succeeding: the exception comes out
   # of Client.new and the connection it made is closed at once (it used to be raised before the connection had an
   # owner, leaking its socket for good, which the fd count below caught every time).
