@@ -1077,6 +1077,19 @@ static VALUE client_create(int argc, VALUE *argv, VALUE self)
         return region_yield_closing(obj);
 }
 
+/*
+ * A wait's timeout: seconds as a double; NaN raises RangeError (it compares false with everything: open
+ * silently did not wait, next_event converted it to an int, undefined behaviour that waited for ever).
+ */
+static double wait_seconds(VALUE t)
+{
+        double d = NUM2DBL(t);
+
+        if (d != d)
+                rb_raise(rb_eRangeError, "timeout must be nil or a number of seconds, not NaN");
+        return d;
+}
+
 static double now_sec(void)
 {
         struct timespec ts;
@@ -1110,7 +1123,7 @@ static VALUE client_open(int argc, VALUE *argv, VALUE self)
         if (kw_true(v[0]))
                 o.flags |= IOMEM_OPEN_RDONLY;
         if (v[2] != Qundef && !NIL_P(v[2])) {
-                double t = NUM2DBL(v[2]);
+                double t = wait_seconds(v[2]);
 
                 wait = true;
                 deadline = now_sec() + (t < 0 ? 0 : t);
@@ -1426,7 +1439,7 @@ static VALUE client_next_event(int argc, VALUE *argv, VALUE self)
         rb_scan_args(argc, argv, ":", &opts);
         kwargs(opts, names, v);
         if (v[0] != Qundef && !NIL_P(v[0])) {
-                double t = NUM2DBL(v[0]);
+                double t = wait_seconds(v[0]);
 
                 forever = false;
                 deadline = now_sec() + (t < 0 ? 0 : t);

@@ -150,6 +150,8 @@ class TestClient < IOMemTest::Case
     assert_equal "late but here", r.map.get_string(0, 13)
     r.close
     @c.open(n("late"), wait: true, timeout: 5) { |r| assert_equal PAGE, r.size }
+    # a NaN timeout cannot say how long to wait: it silently meant "do not wait" (ENOENT at once)
+    assert_raises(RangeError) { @c.open(n("never"), timeout: Float::NAN) }
   end
 
   # While a call waits for the daemon, other Ruby threads run: the daemon is stopped (SIGSTOP) under a PING, and
