@@ -406,6 +406,19 @@ class TestClient(FdCheckedCase):
         self.assertEqual(cm.exception.errno, errno.EINVAL)
         with self.assertRaises(FileNotFoundError):
             c.chmod("t.none", 0o600)
+        # a mode past 32 bits was cut to its low bits without a word ("I" does no range check): 2**32 + 0o666
+        # made the region world-writable; and a negative one became 0xffffffff
+        for bad in (2**32 + 0o666, -1):
+            with self.assertRaises((ValueError, OverflowError)):
+                c.chmod("t.mode", bad)
+            with self.assertRaises((ValueError, OverflowError)):
+                c.create("t.mode2", 4096, mode=bad)
+            with iomem.Region(4096, backend="memfd") as mine:
+                mine.seal(iomem.REGISTER_SEALS)
+                with self.assertRaises((ValueError, OverflowError)):
+                    c.register("t.mode3", mine, mode=bad)
+        self.assertEqual(c.stat("t.mode").mode, 0o644)
+        self.assertEqual([e.name for e in c.list("t.mode")], ["t.mode"])  # nothing made with a cut mode
         if os.getuid() == 0:
             c.chown("t.mode", uid=1500, gid=1600)
             st = c.stat("t.mode")
