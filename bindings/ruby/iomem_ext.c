@@ -68,6 +68,18 @@ static uint64_t to_u64(VALUE v, const char *what)
         return NUM2ULL(v);
 }
 
+/*
+ * Return: @v (an Integer) as uint32_t; Errno::EINVAL "@what" below 0 (NUM2UINT would wrap -2 to 4294967294),
+ * RangeError past 2**32 - 1.
+ */
+static uint32_t to_u32(VALUE v, const char *what)
+{
+        v = rb_to_int(v);
+        if (FIXNUM_P(v) ? FIX2LONG(v) < 0 : RTEST(rb_funcall(v, '<', 1, INT2FIX(0))))
+                raise_errno(-EINVAL, what);
+        return NUM2UINT(v);
+}
+
 static bool io_closed(VALUE io)
 {
         return RTEST(rb_funcall(io, rb_intern("closed?"), 0));
@@ -243,7 +255,7 @@ static VALUE region_initialize(int argc, VALUE *argv, VALUE self)
         if (vals[0] != Qundef)
                 backend = backend_from_ruby(vals[0]);
         if (vals[1] != Qundef)
-                max_size = NUM2ULL(vals[1]);
+                max_size = to_u64(vals[1], "new region: negative max_size");
         if (rr->region)
                 rb_raise(rb_eRuntimeError, "region already initialized");
         r = iomem_region_new_local(to_u64(size, "new region: negative size"), backend, max_size, &rr->region);
@@ -1064,7 +1076,7 @@ static VALUE client_create(int argc, VALUE *argv, VALUE self)
         if (v[3] != Qundef && !NIL_P(v[3]))
                 o.opts.seals = seals_from_ruby(v[3]);
         if (v[4] != Qundef && !NIL_P(v[4]))
-                o.opts.mode = NUM2UINT(v[4]);
+                o.opts.mode = to_u32(v[4], "create: negative mode");
         if (v[5] != Qundef)
                 o.opts.backend = backend_from_ruby(v[5]);
         o.size = to_u64(size, "create: negative size");
@@ -1262,7 +1274,7 @@ static VALUE client_chmod(VALUE self, VALUE name, VALUE mode)
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
 
-        o.mode = NUM2UINT(mode);
+        o.mode = to_u32(mode, "chmod: negative mode");
         o.name = name_copy(name, buf, false);
         client_call(self, op_chmod, &o);
         if (o.r < 0)
@@ -1276,8 +1288,8 @@ static VALUE client_chown(VALUE self, VALUE name, VALUE uid, VALUE gid)
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
 
-        o.uid = NIL_P(uid) ? IOMEM_ID_UNCHANGED : NUM2UINT(uid);
-        o.gid = NIL_P(gid) ? IOMEM_ID_UNCHANGED : NUM2UINT(gid);
+        o.uid = NIL_P(uid) ? IOMEM_ID_UNCHANGED : to_u32(uid, "chown: negative uid");
+        o.gid = NIL_P(gid) ? IOMEM_ID_UNCHANGED : to_u32(gid, "chown: negative gid");
         o.name = name_copy(name, buf, false);
         client_call(self, op_chown, &o);
         if (o.r < 0)
@@ -1303,7 +1315,7 @@ static VALUE client_register(int argc, VALUE *argv, VALUE self)
         if (kw_true(v[0]))
                 o.flags |= IOMEM_REGISTER_LEASE;
         if (v[1] != Qundef && !NIL_P(v[1]))
-                o.mode = NUM2UINT(v[1]);
+                o.mode = to_u32(v[1], "register: negative mode");
         o.name = name_copy(name, buf, false);
         /* a private copy of the region: another thread may close the caller's while the GVL is released */
         fd = iomem_region_dup_fd(region_open_get(region));
@@ -1347,7 +1359,7 @@ static VALUE client_publish(int argc, VALUE *argv, VALUE self)
                         raise_errno(-EINVAL, "publish: expect_generation must be nil or a generation (>= 1)");
         }
         if (v[1] != Qundef && !NIL_P(v[1]))
-                o.popts.mode = NUM2UINT(v[1]);
+                o.popts.mode = to_u32(v[1], "publish: negative mode");
         if (kw_true(v[2]))
                 o.popts.flags |= IOMEM_PUBLISH_LEASE;
         o.name = name_copy(name, buf, false);
@@ -1388,7 +1400,7 @@ static VALUE client_unwatch(VALUE self, VALUE id)
 {
         struct op o = { 0 };
 
-        o.watch_id = NUM2UINT(id);
+        o.watch_id = to_u32(id, "unwatch: negative watch id");
         client_call(self, op_unwatch, &o);
         if (o.r < 0)
                 raise_op_error(&o, "unwatch", Qnil);

@@ -319,6 +319,10 @@ class TestClient < IOMemTest::Case
     assert_equal 0o664, @c.stat(n("cm")).mode
     assert_errno(Errno::EINVAL, /chmod "#{n('cm')}": (malformed [A-Z]+|not a memfd)/) { @c.chmod(n("cm"), 0o1000) }
     assert_errno(Errno::ENOENT, /chmod "#{n('nope')}"/) { @c.chmod(n("nope"), 0o600) }
+    # NUM2UINT wraps a negative Integer: uid -2 became 4294967294 (and -1 IOMEM_ID_UNCHANGED), for root a real chown
+    assert_errno(Errno::EINVAL, /chown: negative uid/) { @c.chown(n("cm"), -2, nil) }
+    assert_errno(Errno::EINVAL, /chown: negative gid/) { @c.chown(n("cm"), nil, -1) }
+    assert_equal [Process.uid, Process.gid], [@c.stat(n("cm")).uid, @c.stat(n("cm")).gid]
     skip "chown to another owner needs root" unless IOMemTest.root?
     @c.chown(n("cm"), 1500, nil)
     st = @c.stat(n("cm"))

@@ -48,6 +48,8 @@ class TestRegion < IOMemTest::Case
     assert_errno(Errno::EFBIG, /new region: size above the limit/) { IOMem::Region.new(2 * PAGE, max_size: PAGE) }
     assert_errno(Errno::EINVAL, /negative size/) { IOMem::Region.new(-1) }
     assert_raises(TypeError) { IOMem::Region.new("big") }
+    # NUM2ULL wraps a negative Integer: max_size: -1 silently became 2**64 - 1, lifting the local resize cap
+    assert_errno(Errno::EINVAL, /negative max_size/) { IOMem::Region.new(PAGE, max_size: -1) }
   end
 
   def test_map_whole_partial_offset
