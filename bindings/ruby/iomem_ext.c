@@ -1297,6 +1297,45 @@ static VALUE client_chown(VALUE self, VALUE name, VALUE uid, VALUE gid)
         return Qnil;
 }
 
+struct copy_call {
+        VALUE self;
+        void *(*fn)(void *);
+        struct op *o;
+};
+
+static VALUE copy_call_run(VALUE p)
+{
+        struct copy_call *cc = (struct copy_call *)p;
+
+        client_call(cc->self, cc->fn, cc->o);
+        return Qnil;
+}
+
+/*
+ * client_call_with_copy() - client_call() with @o->region a private copy of
+ * @region's fd (another thread may close the caller's region while the GVL is
+ * released), closed when the call ends, also by an exception (a closed
+ * client, an interrupt): it is not left to the garbage collector.
+ */
+static void client_call_with_copy(VALUE self, void *(*fn)(void *), struct op *o, VALUE region, const char *what,
+                                  VALUE name)
+{
+        struct copy_call cc = { self, fn, o };
+        struct iomem_region *src = region_open_get(region);
+        VALUE tmp = region_alloc(cRegion); /* first: nothing to leak if it raises */
+        int fd, r;
+
+        fd = iomem_region_dup_fd(src);
+        if (fd < 0)
+                raise_error(fd, what, Qnil);
+        r = iomem_region_new_consume_fd(fd, &region_get(tmp)->region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                raise_error(r, what, name);
+        o->region = region_get(tmp)->region;
+        rb_ensure(copy_call_run, (VALUE)&cc, region_close, tmp);
+}
+
 /*
  * Client#register(name, region, lease: false, mode: nil) - publish a local
  * memfd region (sealed against shrink and grow) under name. The daemon
@@ -1305,10 +1344,9 @@ static VALUE client_chown(VALUE self, VALUE name, VALUE uid, VALUE gid)
 static VALUE client_register(int argc, VALUE *argv, VALUE self)
 {
         static const char *const names[] = { "lease", "mode", NULL };
-        VALUE name, region, opts, v[2], tmp;
+        VALUE name, region, opts, v[2];
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
-        int fd, r;
 
         rb_scan_args(argc, argv, "2:", &name, &region, &opts);
         kwargs(opts, names, v);
@@ -1317,18 +1355,7 @@ static VALUE client_register(int argc, VALUE *argv, VALUE self)
         if (v[1] != Qundef && !NIL_P(v[1]))
                 o.mode = to_u32(v[1], "register: negative mode");
         o.name = name_copy(name, buf, false);
-        /* a private copy of the region: another thread may close the caller's while the GVL is released */
-        fd = iomem_region_dup_fd(region_open_get(region));
-        if (fd < 0)
-                raise_error(fd, "register: dup", Qnil);
-        tmp = region_alloc(cRegion);
-        r = iomem_region_new_consume_fd(fd, &region_get(tmp)->region);
-        fd = -1; /* consumed */
-        if (r < 0)
-                raise_error(r, "register", name);
-        o.region = region_get(tmp)->region;
-        client_call(self, op_register, &o);
-        region_close(tmp);
+        client_call_with_copy(self, op_register, &o, region, "register", name);
         if (o.r < 0)
                 raise_op_error(&o, "register", name);
         return ULL2NUM(o.id);
@@ -1346,10 +1373,9 @@ static VALUE client_register(int argc, VALUE *argv, VALUE self)
 static VALUE client_publish(int argc, VALUE *argv, VALUE self)
 {
         static const char *const names[] = { "expect_generation", "mode", "lease", NULL };
-        VALUE name, region, opts, v[3], tmp;
+        VALUE name, region, opts, v[3];
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
-        int fd, r;
 
         rb_scan_args(argc, argv, "2:", &name, &region, &opts);
         kwargs(opts, names, v);
@@ -1363,18 +1389,7 @@ static VALUE client_publish(int argc, VALUE *argv, VALUE self)
         if (kw_true(v[2]))
                 o.popts.flags |= IOMEM_PUBLISH_LEASE;
         o.name = name_copy(name, buf, false);
-        /* a private copy of the region: another thread may close the caller's while the GVL is released */
-        fd = iomem_region_dup_fd(region_open_get(region));
-        if (fd < 0)
-                raise_error(fd, "publish: dup", Qnil);
-        tmp = region_alloc(cRegion);
-        r = iomem_region_new_consume_fd(fd, &region_get(tmp)->region);
-        fd = -1; /* consumed */
-        if (r < 0)
-                raise_error(r, "publish", name);
-        o.region = region_get(tmp)->region;
-        client_call(self, op_publish, &o);
-        region_close(tmp);
+        client_call_with_copy(self, op_publish, &o, region, "publish", name);
         if (o.r < 0)
                 raise_op_error(&o, "publish", name);
         return ULL2NUM(o.generation);

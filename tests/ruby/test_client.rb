@@ -417,6 +417,23 @@ class TestClient < IOMemTest::Case
     assert_same @c, @c.ping # the parent's connection is untouched
   end
 
+  # register and publish hand the daemon a private copy of the region's fd; an exception from the call (here a
+  # closed client) left that copy open until the garbage collector came by
+  def test_register_and_publish_close_their_copy_on_error
+    r = IOMem::Region.new(PAGE, backend: :memfd)
+    r.seal(:shrink, :grow)
+    c = IOMem::Client.new(socket: DAEMON.socket)
+    c.close
+    GC.disable # a leak must not be hidden by a collection in between
+    before = IOMemTest.fd_count
+    assert_raises(IOError) { c.register(n("reg"), r) }
+    assert_raises(IOError) { c.publish(n("pub"), r) }
+    assert_equal before, IOMemTest.fd_count, "the copies of the fd are closed at once"
+  ensure
+    GC.enable
+    r&.close
+  end
+
   def test_threads_share_one_client
     @c.create(n("th"), PAGE).close
     threads = 4.times.map { Thread.new { 200.times { @c.stat(n("th")) } } }
