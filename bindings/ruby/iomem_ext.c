@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -436,12 +438,57 @@ static VALUE region_io(VALUE self)
         return rr->io;
 }
 
-/* Region#resize(size) - a local region's new size (ftruncate). Mapped bytes beyond a shrink fault (SIGBUS). */
+/*
+ * Whether this process maps bytes of @fd's file past @size rounded up to a page (a buffer of Region#map, alive
+ * or not collected yet, or any other mapping): shrinking under it would make its next access there SIGBUS.
+ * Read from /proc/self/maps, only when shrinking. Return: true if so; false if not or it cannot be told.
+ */
+static bool region_mapped_past(int fd, uint64_t size)
+{
+        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), end = (size + page - 1) & ~(page - 1);
+        char line[PATH_MAX + 256];
+        bool busy = false;
+        struct stat st;
+        FILE *f;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return false;
+        f = fopen("/proc/self/maps", "re");
+        if (!f)
+                return false;
+        while (!busy && fgets(line, sizeof(line), f)) {
+                unsigned long lo, hi, ino;
+                unsigned long long off;
+                unsigned maj, min;
+
+                if (sscanf(line, "%lx-%lx %*s %llx %x:%x %lu", &lo, &hi, &off, &maj, &min, &ino) != 6)
+                        continue;
+                if (ino == (unsigned long)st.st_ino && maj == major(st.st_dev) && min == minor(st.st_dev) &&
+                    off + (hi - lo) > end)
+                        busy = true;
+        }
+        fclose(f);
+        return busy;
+}
+
+/*
+ * Region#resize(size) - a local region's new size (ftruncate). Shrinking while this process maps the bytes cut
+ * off (a buffer of #map not freed yet) raises Errno::EBUSY: that buffer's next access there would kill the
+ * interpreter (SIGBUS). Another process's mappings cannot be seen: seal against shrinking to protect them.
+ */
 static VALUE region_resize(VALUE self, VALUE size)
 {
+        struct iomem_region *region = region_open_get(self);
+        uint64_t n = to_u64(size, "resize: negative size");
         int r;
 
-        r = iomem_region_resize(region_open_get(self), to_u64(size, "resize: negative size"));
+        r = iomem_region_refresh(region);
+        if (r < 0)
+                raise_error(r, "resize", Qnil);
+        if (n < iomem_region_size(region) && region_mapped_past(iomem_region_fd(region), n))
+                raise_errno(-EBUSY, "resize: bytes past the new size are mapped in this process (IO::Buffer#free "
+                                    "the buffers of Region#map first)");
+        r = iomem_region_resize(region, n);
         if (r < 0)
                 raise_error(r, "resize", Qnil);
         return self;

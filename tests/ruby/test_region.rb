@@ -182,6 +182,32 @@ class TestRegion < IOMemTest::Case
     end
   end
 
+  # Shrinking a local region under a buffer of its own map made that buffer's next access past the new end kill
+  # the interpreter ([BUG] Bus Error). Region#resize now refuses (EBUSY) while this process maps those bytes, as
+  # the Python binding refuses while a memoryview lives; growing, and shrinking past every mapping, still work.
+  def test_resize_refused_while_a_buffer_maps_the_cut_bytes
+    IOMem::Region.with(3 * PAGE) do |r|
+      buf = r.map
+      buf.set_string("x", 2 * PAGE)
+      assert_errno(Errno::EBUSY, /resize: .*mapped/) { r.resize(PAGE) }
+      assert_equal 3 * PAGE, r.refresh
+      assert_equal "x", buf.get_string(2 * PAGE, 1) # the bytes are still there, no SIGBUS
+      r.resize(4 * PAGE) # growing is fine
+      r.resize(3 * PAGE) # as is shrinking past every mapping
+      buf.free
+      two = r.map(2 * PAGE)
+      r.resize(PAGE + 1) # a partial last page is still inside the file: not past it
+      assert_equal "\0", two.get_string(PAGE, 1)
+      assert_errno(Errno::EBUSY, /resize: .*mapped/) { r.resize(PAGE) }
+      two.free
+      head = r.map(PAGE)
+      r.resize(PAGE) # only the first page is mapped now
+      assert_equal PAGE, r.size
+      assert_equal "\0", head.get_string(0, 1)
+      head.free
+    end
+  end
+
   def test_resize_and_refresh
     IOMem::Region.with(PAGE) do |r|
       r.resize(3 * PAGE)
