@@ -1627,6 +1627,17 @@ static VALUE iomem_s_strerror(VALUE mod, VALUE e)
         return rb_str_new_cstr(iomem_strerror(NUM2INT(e)));
 }
 
+/*
+ * #dup and #clone of a Region or Client: the typed data (an fd, a connection) is not copied, so the copy would
+ * be an object around nothing (closed? true, or "closed client"). Refuse, as Marshal does.
+ * Region.from_io(region.io) makes a second Region over the same memory.
+ */
+static VALUE refuse_copy(VALUE self, VALUE orig)
+{
+        rb_raise(rb_eTypeError, "can't copy %" PRIsVALUE " (it owns an fd)%s", rb_obj_class(orig),
+                 rb_obj_is_kind_of(orig, cRegion) ? ": Region.from_io(region.io) shares its memory" : "");
+}
+
 __attribute__((visibility("default"))) void Init_iomem_ext(void);
 void Init_iomem_ext(void)
 {
@@ -1660,6 +1671,7 @@ void Init_iomem_ext(void)
         cRegion = rb_define_class_under(mIOMem, "Region", rb_cObject);
         rb_define_alloc_func(cRegion, region_alloc);
         rb_define_method(cRegion, "initialize", region_initialize, -1);
+        rb_define_method(cRegion, "initialize_copy", refuse_copy, 1);
         rb_define_singleton_method(cRegion, "from_io", region_s_from_io, 1);
         rb_define_method(cRegion, "close", region_close, 0);
         rb_define_method(cRegion, "closed?", region_closed_p, 0);
@@ -1680,6 +1692,7 @@ void Init_iomem_ext(void)
         cClient = rb_define_class_under(mIOMem, "Client", rb_cObject);
         rb_define_alloc_func(cClient, client_alloc);
         rb_define_method(cClient, "initialize", client_initialize, -1);
+        rb_define_method(cClient, "initialize_copy", refuse_copy, 1);
         rb_define_method(cClient, "close", client_close, 0);
         rb_define_method(cClient, "closed?", client_closed_p, 0);
         rb_define_method(cClient, "fileno", client_fileno, 0);

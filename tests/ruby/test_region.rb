@@ -150,6 +150,20 @@ class TestRegion < IOMemTest::Case
     b&.close
   end
 
+  # dup and clone made a new object around no region (the typed data is not copied): a region that said
+  # closed? true while the original was open, and a Client that was closed. They must refuse, as Marshal does.
+  def test_dup_and_clone_refuse
+    IOMem::Region.with(PAGE) do |r|
+      assert_raises(TypeError) { r.dup }
+      assert_raises(TypeError) { r.clone }
+      assert_raises(TypeError) { Marshal.dump(r) }
+      refute r.closed?
+    end
+    c = IOMem::Client.allocate
+    assert_raises(TypeError) { c.dup }
+    assert_raises(TypeError) { c.clone }
+  end
+
   def test_from_io_rejects_non_memory
     r, w = IO.pipe
     assert_errno(Errno::EINVAL, /from_io/) { IOMem::Region.from_io(r) }
