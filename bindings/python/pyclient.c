@@ -55,6 +55,10 @@ static void pyclient_unlock(PyIomemClient *self)
  */
 static int pyclient_enter(PyIomemClient *self)
 {
+        /* a forked child raises without the lock: a thread of the parent may have held it at the fork, and
+         * the child's copy stays held for ever */
+        if (self->pid != getpid())
+                return pyclient_check_usable(self);
         pyclient_lock(self);
         if (pyclient_check_usable(self) < 0) {
                 PyThread_release_lock(self->lock);
@@ -228,6 +232,15 @@ static PyObject *pyclient_close(PyObject *obj, PyObject *unused)
 {
         PyIomemClient *self = (PyIomemClient *)obj;
 
+        if (self->client && self->pid != getpid()) {
+                /*
+                 * A forked child: close its copy of the socket without the lock (a thread of the parent may
+                 * have held it at the fork) and without waiting for @busy (counted by threads that are not
+                 * here); no call of the child runs on this client (pyclient_check_usable()).
+                 */
+                pyasync_shutdown(self, 1);
+                Py_RETURN_NONE;
+        }
         pyclient_lock(self); /* no blocking call runs from here on */
         if (self->busy) {
                 /* an asynchronous call runs (this is its callback, or another thread): it disconnects */
@@ -388,12 +401,13 @@ static PyObject *pyclient_create(PyObject *obj, PyObject *args, PyObject *kwargs
         PyObject *nameobj;
         const char *name = NULL;
         int exclusive = 0, lease = 0, resizable = 0, r;
-        unsigned int mode = 0;
+        uint32_t mode = 0;
         uint64_t size;
 
-        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO&|$pppO&IO&:create", kwlist, &nameobj,
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO&|$pppO&O&O&:create", kwlist, &nameobj,
                                          pymodule_u64_converter, &size, &exclusive, &lease, &resizable,
-                                         pymodule_seals_converter, &opts.seals, &mode, pymodule_backend_converter,
+                                         pymodule_seals_converter, &opts.seals, pymodule_u32_converter, &mode,
+                                         pymodule_backend_converter,
                                          &opts.backend))
                 return NULL;
         if (nameobj != Py_None && !pyclient_name_converter(nameobj, &name))
@@ -686,10 +700,10 @@ static PyObject *pyclient_chmod(PyObject *obj, PyObject *args)
         PyIomemClient *self = (PyIomemClient *)obj;
         PyObject *nameobj;
         const char *name;
-        unsigned int mode;
+        uint32_t mode;
         int r;
 
-        if (!PyArg_ParseTuple(args, "OI:chmod", &nameobj, &mode) || !pyclient_name_converter(nameobj, &name) ||
+        if (!PyArg_ParseTuple(args, "OO&:chmod", &nameobj, pymodule_u32_converter, &mode) || !pyclient_name_converter(nameobj, &name) ||
             pyclient_enter(self) < 0)
                 return NULL;
         Py_BEGIN_ALLOW_THREADS
@@ -762,12 +776,12 @@ static PyObject *pyclient_register(PyObject *obj, PyObject *args, PyObject *kwar
         PyIomemRegion *region;
         PyObject *nameobj;
         const char *name;
-        unsigned int mode = 0;
+        uint32_t mode = 0;
         uint64_t id = 0;
         int lease = 0, r;
 
-        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!|$pI:register", kwlist, &nameobj, &pyregion_type, &region,
-                                         &lease, &mode) ||
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!|$pO&:register", kwlist, &nameobj, &pyregion_type, &region,
+                                         &lease, pymodule_u32_converter, &mode) ||
             !pyclient_name_converter(nameobj, &name))
                 return NULL;
         if (!region->region) {
@@ -822,10 +836,10 @@ PyDoc_STRVAR(pyclient_unwatch_doc, "unwatch(watch_id)\n\nStop a watch: no event 
 static PyObject *pyclient_unwatch(PyObject *obj, PyObject *args)
 {
         PyIomemClient *self = (PyIomemClient *)obj;
-        unsigned int id;
+        uint32_t id;
         int r;
 
-        if (!PyArg_ParseTuple(args, "I:unwatch", &id) || pyclient_enter(self) < 0)
+        if (!PyArg_ParseTuple(args, "O&:unwatch", pymodule_u32_converter, &id) || pyclient_enter(self) < 0)
                 return NULL;
         Py_BEGIN_ALLOW_THREADS
         r = iomem_unwatch(self->client, id);

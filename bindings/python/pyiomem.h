@@ -96,6 +96,11 @@ int pymodule_seals_converter(PyObject *obj, void *sealsp);
 int pymodule_backend_converter(PyObject *obj, void *backendp);
 /* pymodule_u64_converter() - "O&" converter: a non-negative int below 2**64. Return: 1 or 0. */
 int pymodule_u64_converter(PyObject *obj, void *u64p);
+/*
+ * pymodule_u32_converter() - "O&" converter: an int from 0 to 2**32 - 1 (a mode, a watch id), else
+ * ValueError; unlike PyArg's "I", never cut to its low 32 bits. Return: 1 or 0.
+ */
+int pymodule_u32_converter(PyObject *obj, void *u32p);
 /* pymodule_backend_str() - the backend's name as str. Return: new ref or NULL. */
 PyObject *pymodule_backend_str(enum iomem_backend backend);
 

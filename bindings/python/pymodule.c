@@ -56,6 +56,29 @@ int pymodule_u64_converter(PyObject *obj, void *u64p)
         return 1;
 }
 
+int pymodule_u32_converter(PyObject *obj, void *u32p)
+{
+        unsigned long long v;
+
+        if (!PyLong_Check(obj)) {
+                PyErr_Format(PyExc_TypeError, "an integer is required, not %.100s", Py_TYPE(obj)->tp_name);
+                return 0;
+        }
+        v = PyLong_AsUnsignedLongLong(obj);
+        if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+                        return 0;
+                PyErr_Clear();
+                v = (unsigned long long)UINT32_MAX + 1; /* negative, or past 64 bits */
+        }
+        if (v > UINT32_MAX) {
+                PyErr_Format(PyExc_ValueError, "%R is out of range (0 to 2**32 - 1)", obj);
+                return 0;
+        }
+        *(uint32_t *)u32p = (uint32_t)v;
+        return 1;
+}
+
 int pymodule_seals_converter(PyObject *obj, void *sealsp)
 {
         uint32_t seals = 0;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +68,18 @@ static uint64_t to_u64(VALUE v, const char *what)
         if (FIXNUM_P(v) ? FIX2LONG(v) < 0 : RTEST(rb_funcall(v, '<', 1, INT2FIX(0))))
                 raise_errno(-EINVAL, what);
         return NUM2ULL(v);
+}
+
+/*
+ * Return: @v (an Integer) as uint32_t; Errno::EINVAL "@what" below 0 (NUM2UINT would wrap -2 to 4294967294),
+ * RangeError past 2**32 - 1.
+ */
+static uint32_t to_u32(VALUE v, const char *what)
+{
+        v = rb_to_int(v);
+        if (FIXNUM_P(v) ? FIX2LONG(v) < 0 : RTEST(rb_funcall(v, '<', 1, INT2FIX(0))))
+                raise_errno(-EINVAL, what);
+        return NUM2UINT(v);
 }
 
 static bool io_closed(VALUE io)
@@ -243,7 +257,7 @@ static VALUE region_initialize(int argc, VALUE *argv, VALUE self)
         if (vals[0] != Qundef)
                 backend = backend_from_ruby(vals[0]);
         if (vals[1] != Qundef)
-                max_size = NUM2ULL(vals[1]);
+                max_size = to_u64(vals[1], "new region: negative max_size");
         if (rr->region)
                 rb_raise(rb_eRuntimeError, "region already initialized");
         r = iomem_region_new_local(to_u64(size, "new region: negative size"), backend, max_size, &rr->region);
@@ -424,12 +438,57 @@ static VALUE region_io(VALUE self)
         return rr->io;
 }
 
-/* Region#resize(size) - a local region's new size (ftruncate). Mapped bytes beyond a shrink fault (SIGBUS). */
+/*
+ * Whether this process maps bytes of @fd's file past @size rounded up to a page (a buffer of Region#map, alive
+ * or not collected yet, or any other mapping): shrinking under it would make its next access there SIGBUS.
+ * Read from /proc/self/maps, only when shrinking. Return: true if so; false if not or it cannot be told.
+ */
+static bool region_mapped_past(int fd, uint64_t size)
+{
+        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), end = (size + page - 1) & ~(page - 1);
+        char line[PATH_MAX + 256];
+        bool busy = false;
+        struct stat st;
+        FILE *f;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return false;
+        f = fopen("/proc/self/maps", "re");
+        if (!f)
+                return false;
+        while (!busy && fgets(line, sizeof(line), f)) {
+                unsigned long lo, hi, ino;
+                unsigned long long off;
+                unsigned maj, min;
+
+                if (sscanf(line, "%lx-%lx %*s %llx %x:%x %lu", &lo, &hi, &off, &maj, &min, &ino) != 6)
+                        continue;
+                if (ino == (unsigned long)st.st_ino && maj == major(st.st_dev) && min == minor(st.st_dev) &&
+                    off + (hi - lo) > end)
+                        busy = true;
+        }
+        fclose(f);
+        return busy;
+}
+
+/*
+ * Region#resize(size) - a local region's new size (ftruncate). Shrinking while this process maps the bytes cut
+ * off (a buffer of #map not freed yet) raises Errno::EBUSY: that buffer's next access there would kill the
+ * interpreter (SIGBUS). Another process's mappings cannot be seen: seal against shrinking to protect them.
+ */
 static VALUE region_resize(VALUE self, VALUE size)
 {
+        struct iomem_region *region = region_open_get(self);
+        uint64_t n = to_u64(size, "resize: negative size");
         int r;
 
-        r = iomem_region_resize(region_open_get(self), to_u64(size, "resize: negative size"));
+        r = iomem_region_refresh(region);
+        if (r < 0)
+                raise_error(r, "resize", Qnil);
+        if (n < iomem_region_size(region) && region_mapped_past(iomem_region_fd(region), n))
+                raise_errno(-EBUSY, "resize: bytes past the new size are mapped in this process (IO::Buffer#free "
+                                    "the buffers of Region#map first)");
+        r = iomem_region_resize(region, n);
         if (r < 0)
                 raise_error(r, "resize", Qnil);
         return self;
@@ -478,6 +537,7 @@ struct rb_client {
         struct iomem_client *client;
         VALUE lock;
         bool events; /* connected with IOMEM_CONNECT_EVENTS (watch, publish, generations) */
+        pid_t pid;   /* the process that connected: a forked child shares the socket and must connect again */
 };
 
 static void client_mark(void *p)
@@ -518,6 +578,20 @@ static VALUE client_alloc(VALUE klass)
 static struct rb_client *client_get(VALUE self)
 {
         return rb_check_typeddata(self, &client_type);
+}
+
+/*
+ * Raise unless @rc is connected and was connected by this process: IOError
+ * once closed, RuntimeError in a forked child (its requests would share the
+ * parent's socket: each process could read the other's replies, or wait for
+ * ever for the reader the parent had at the fork).
+ */
+static void client_check_usable(const struct rb_client *rc)
+{
+        if (!rc->client)
+                rb_raise(rb_eIOError, "closed client");
+        if (rc->pid != getpid())
+                rb_raise(rb_eRuntimeError, "this IOMem::Client was connected by another process (fork): connect again");
 }
 
 /*
@@ -833,8 +907,7 @@ static VALUE client_call_locked(VALUE p)
         struct locked_call *lc = (struct locked_call *)p;
         struct rb_client *rc = client_get(lc->self);
 
-        if (!rc->client)
-                rb_raise(rb_eIOError, "closed client");
+        client_check_usable(rc);
         lc->o->client = rc->client;
         lc->o->events = rc->events;
         rb_thread_call_without_gvl(lc->fn, lc->o, RUBY_UBF_IO, NULL);
@@ -936,6 +1009,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
                 raise_op_error(&o, "connect", sock);
         rc->client = o.client;
         rc->events = o.events;
+        rc->pid = getpid();
         if (vals[1] != Qundef)
                 iomem_client_set_timeout(rc->client, timeout_to_ms(vals[1]));
         return self;
@@ -960,25 +1034,50 @@ static VALUE client_closed_p(VALUE self)
         return client_get(self)->client ? Qfalse : Qtrue;
 }
 
-/* Client#fileno - the connection's socket fd (borrowed: do not close it). */
-static VALUE client_fileno(VALUE self)
+static VALUE client_fileno_locked(VALUE self)
 {
         struct rb_client *rc = client_get(self);
+        int fd;
 
-        if (!rc->client)
-                rb_raise(rb_eIOError, "closed client");
-        return INT2NUM(iomem_client_fd(rc->client));
+        client_check_usable(rc);
+        fd = iomem_client_fd(rc->client);
+        if (fd < 0) /* never a negative errno as if it were an fd */
+                raise_error(fd, "fileno", Qnil);
+        return INT2NUM(fd);
+}
+
+/*
+ * Client#fileno - the connection's socket fd (borrowed: do not close it).
+ * Under the client's Mutex: another thread's call may be connecting again
+ * (closing the fd, making another). Errno::ENOTCONN while there is no
+ * connection (the daemon went away and none answered again).
+ */
+static VALUE client_fileno(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_fileno_locked, self);
+}
+
+struct set_timeout_args {
+        VALUE self;
+        int ms;
+};
+
+static VALUE client_set_timeout_locked(VALUE p)
+{
+        struct set_timeout_args *a = (struct set_timeout_args *)p;
+        struct rb_client *rc = client_get(a->self);
+
+        client_check_usable(rc);
+        iomem_client_set_timeout(rc->client, a->ms); /* read by a call running without the GVL: take turns */
+        return Qnil;
 }
 
 /* Client#timeout = seconds (nil or negative = wait forever) */
 static VALUE client_set_timeout(VALUE self, VALUE t)
 {
-        struct rb_client *rc = client_get(self);
-        int ms = timeout_to_ms(t);
+        struct set_timeout_args a = { self, timeout_to_ms(t) };
 
-        if (!rc->client)
-                rb_raise(rb_eIOError, "closed client");
-        iomem_client_set_timeout(rc->client, ms);
+        rb_mutex_synchronize(client_get(self)->lock, client_set_timeout_locked, (VALUE)&a);
         return t;
 }
 
@@ -1024,7 +1123,7 @@ static VALUE client_create(int argc, VALUE *argv, VALUE self)
         if (v[3] != Qundef && !NIL_P(v[3]))
                 o.opts.seals = seals_from_ruby(v[3]);
         if (v[4] != Qundef && !NIL_P(v[4]))
-                o.opts.mode = NUM2UINT(v[4]);
+                o.opts.mode = to_u32(v[4], "create: negative mode");
         if (v[5] != Qundef)
                 o.opts.backend = backend_from_ruby(v[5]);
         o.size = to_u64(size, "create: negative size");
@@ -1035,6 +1134,19 @@ static VALUE client_create(int argc, VALUE *argv, VALUE self)
         if (o.r < 0)
                 raise_op_error(&o, "create", name);
         return region_yield_closing(obj);
+}
+
+/*
+ * A wait's timeout: seconds as a double; NaN raises RangeError (it compares false with everything: open
+ * silently did not wait, next_event converted it to an int, undefined behaviour that waited for ever).
+ */
+static double wait_seconds(VALUE t)
+{
+        double d = NUM2DBL(t);
+
+        if (d != d)
+                rb_raise(rb_eRangeError, "timeout must be nil or a number of seconds, not NaN");
+        return d;
 }
 
 static double now_sec(void)
@@ -1070,7 +1182,7 @@ static VALUE client_open(int argc, VALUE *argv, VALUE self)
         if (kw_true(v[0]))
                 o.flags |= IOMEM_OPEN_RDONLY;
         if (v[2] != Qundef && !NIL_P(v[2])) {
-                double t = NUM2DBL(v[2]);
+                double t = wait_seconds(v[2]);
 
                 wait = true;
                 deadline = now_sec() + (t < 0 ? 0 : t);
@@ -1209,7 +1321,7 @@ static VALUE client_chmod(VALUE self, VALUE name, VALUE mode)
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
 
-        o.mode = NUM2UINT(mode);
+        o.mode = to_u32(mode, "chmod: negative mode");
         o.name = name_copy(name, buf, false);
         client_call(self, op_chmod, &o);
         if (o.r < 0)
@@ -1223,13 +1335,52 @@ static VALUE client_chown(VALUE self, VALUE name, VALUE uid, VALUE gid)
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
 
-        o.uid = NIL_P(uid) ? IOMEM_ID_UNCHANGED : NUM2UINT(uid);
-        o.gid = NIL_P(gid) ? IOMEM_ID_UNCHANGED : NUM2UINT(gid);
+        o.uid = NIL_P(uid) ? IOMEM_ID_UNCHANGED : to_u32(uid, "chown: negative uid");
+        o.gid = NIL_P(gid) ? IOMEM_ID_UNCHANGED : to_u32(gid, "chown: negative gid");
         o.name = name_copy(name, buf, false);
         client_call(self, op_chown, &o);
         if (o.r < 0)
                 raise_op_error(&o, "chown", name);
         return Qnil;
+}
+
+struct copy_call {
+        VALUE self;
+        void *(*fn)(void *);
+        struct op *o;
+};
+
+static VALUE copy_call_run(VALUE p)
+{
+        struct copy_call *cc = (struct copy_call *)p;
+
+        client_call(cc->self, cc->fn, cc->o);
+        return Qnil;
+}
+
+/*
+ * client_call_with_copy() - client_call() with @o->region a private copy of
+ * @region's fd (another thread may close the caller's region while the GVL is
+ * released), closed when the call ends, also by an exception (a closed
+ * client, an interrupt): it is not left to the garbage collector.
+ */
+static void client_call_with_copy(VALUE self, void *(*fn)(void *), struct op *o, VALUE region, const char *what,
+                                  VALUE name)
+{
+        struct copy_call cc = { self, fn, o };
+        struct iomem_region *src = region_open_get(region);
+        VALUE tmp = region_alloc(cRegion); /* first: nothing to leak if it raises */
+        int fd, r;
+
+        fd = iomem_region_dup_fd(src);
+        if (fd < 0)
+                raise_error(fd, what, Qnil);
+        r = iomem_region_new_consume_fd(fd, &region_get(tmp)->region);
+        fd = -1; /* consumed */
+        if (r < 0)
+                raise_error(r, what, name);
+        o->region = region_get(tmp)->region;
+        rb_ensure(copy_call_run, (VALUE)&cc, region_close, tmp);
 }
 
 /*
@@ -1240,30 +1391,18 @@ static VALUE client_chown(VALUE self, VALUE name, VALUE uid, VALUE gid)
 static VALUE client_register(int argc, VALUE *argv, VALUE self)
 {
         static const char *const names[] = { "lease", "mode", NULL };
-        VALUE name, region, opts, v[2], tmp;
+        VALUE name, region, opts, v[2];
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
-        int fd, r;
 
         rb_scan_args(argc, argv, "2:", &name, &region, &opts);
         kwargs(opts, names, v);
         if (kw_true(v[0]))
                 o.flags |= IOMEM_REGISTER_LEASE;
         if (v[1] != Qundef && !NIL_P(v[1]))
-                o.mode = NUM2UINT(v[1]);
+                o.mode = to_u32(v[1], "register: negative mode");
         o.name = name_copy(name, buf, false);
-        /* a private copy of the region: another thread may close the caller's while the GVL is released */
-        fd = iomem_region_dup_fd(region_open_get(region));
-        if (fd < 0)
-                raise_error(fd, "register: dup", Qnil);
-        tmp = region_alloc(cRegion);
-        r = iomem_region_new_consume_fd(fd, &region_get(tmp)->region);
-        fd = -1; /* consumed */
-        if (r < 0)
-                raise_error(r, "register", name);
-        o.region = region_get(tmp)->region;
-        client_call(self, op_register, &o);
-        region_close(tmp);
+        client_call_with_copy(self, op_register, &o, region, "register", name);
         if (o.r < 0)
                 raise_op_error(&o, "register", name);
         return ULL2NUM(o.id);
@@ -1281,10 +1420,9 @@ static VALUE client_register(int argc, VALUE *argv, VALUE self)
 static VALUE client_publish(int argc, VALUE *argv, VALUE self)
 {
         static const char *const names[] = { "expect_generation", "mode", "lease", NULL };
-        VALUE name, region, opts, v[3], tmp;
+        VALUE name, region, opts, v[3];
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
-        int fd, r;
 
         rb_scan_args(argc, argv, "2:", &name, &region, &opts);
         kwargs(opts, names, v);
@@ -1294,22 +1432,11 @@ static VALUE client_publish(int argc, VALUE *argv, VALUE self)
                         raise_errno(-EINVAL, "publish: expect_generation must be nil or a generation (>= 1)");
         }
         if (v[1] != Qundef && !NIL_P(v[1]))
-                o.popts.mode = NUM2UINT(v[1]);
+                o.popts.mode = to_u32(v[1], "publish: negative mode");
         if (kw_true(v[2]))
                 o.popts.flags |= IOMEM_PUBLISH_LEASE;
         o.name = name_copy(name, buf, false);
-        /* a private copy of the region: another thread may close the caller's while the GVL is released */
-        fd = iomem_region_dup_fd(region_open_get(region));
-        if (fd < 0)
-                raise_error(fd, "publish: dup", Qnil);
-        tmp = region_alloc(cRegion);
-        r = iomem_region_new_consume_fd(fd, &region_get(tmp)->region);
-        fd = -1; /* consumed */
-        if (r < 0)
-                raise_error(r, "publish", name);
-        o.region = region_get(tmp)->region;
-        client_call(self, op_publish, &o);
-        region_close(tmp);
+        client_call_with_copy(self, op_publish, &o, region, "publish", name);
         if (o.r < 0)
                 raise_op_error(&o, "publish", name);
         return ULL2NUM(o.generation);
@@ -1335,7 +1462,7 @@ static VALUE client_unwatch(VALUE self, VALUE id)
 {
         struct op o = { 0 };
 
-        o.watch_id = NUM2UINT(id);
+        o.watch_id = to_u32(id, "unwatch: negative watch id");
         client_call(self, op_unwatch, &o);
         if (o.r < 0)
                 raise_op_error(&o, "unwatch", Qnil);
@@ -1386,7 +1513,7 @@ static VALUE client_next_event(int argc, VALUE *argv, VALUE self)
         rb_scan_args(argc, argv, ":", &opts);
         kwargs(opts, names, v);
         if (v[0] != Qundef && !NIL_P(v[0])) {
-                double t = NUM2DBL(v[0]);
+                double t = wait_seconds(v[0]);
 
                 forever = false;
                 deadline = now_sec() + (t < 0 ? 0 : t);
@@ -1500,6 +1627,17 @@ static VALUE iomem_s_strerror(VALUE mod, VALUE e)
         return rb_str_new_cstr(iomem_strerror(NUM2INT(e)));
 }
 
+/*
+ * #dup and #clone of a Region or Client: the typed data (an fd, a connection) is not copied, so the copy would
+ * be an object around nothing (closed? true, or "closed client"). Refuse, as Marshal does.
+ * Region.from_io(region.io) makes a second Region over the same memory.
+ */
+static VALUE refuse_copy(VALUE self, VALUE orig)
+{
+        rb_raise(rb_eTypeError, "can't copy %" PRIsVALUE " (it owns an fd)%s", rb_obj_class(orig),
+                 rb_obj_is_kind_of(orig, cRegion) ? ": Region.from_io(region.io) shares its memory" : "");
+}
+
 __attribute__((visibility("default"))) void Init_iomem_ext(void);
 void Init_iomem_ext(void)
 {
@@ -1533,6 +1671,7 @@ void Init_iomem_ext(void)
         cRegion = rb_define_class_under(mIOMem, "Region", rb_cObject);
         rb_define_alloc_func(cRegion, region_alloc);
         rb_define_method(cRegion, "initialize", region_initialize, -1);
+        rb_define_method(cRegion, "initialize_copy", refuse_copy, 1);
         rb_define_singleton_method(cRegion, "from_io", region_s_from_io, 1);
         rb_define_method(cRegion, "close", region_close, 0);
         rb_define_method(cRegion, "closed?", region_closed_p, 0);
@@ -1553,6 +1692,7 @@ void Init_iomem_ext(void)
         cClient = rb_define_class_under(mIOMem, "Client", rb_cObject);
         rb_define_alloc_func(cClient, client_alloc);
         rb_define_method(cClient, "initialize", client_initialize, -1);
+        rb_define_method(cClient, "initialize_copy", refuse_copy, 1);
         rb_define_method(cClient, "close", client_close, 0);
         rb_define_method(cClient, "closed?", client_closed_p, 0);
         rb_define_method(cClient, "fileno", client_fileno, 0);

@@ -150,6 +150,8 @@ class TestClient < IOMemTest::Case
     assert_equal "late but here", r.map.get_string(0, 13)
     r.close
     @c.open(n("late"), wait: true, timeout: 5) { |r| assert_equal PAGE, r.size }
+    # a NaN timeout cannot say how long to wait: it silently meant "do not wait" (ENOENT at once)
+    assert_raises(RangeError) { @c.open(n("never"), timeout: Float::NAN) }
   end
 
   # While a call waits for the daemon, other Ruby threads run: the daemon is stopped (SIGSTOP) under a PING, and
@@ -198,6 +200,19 @@ class TestClient < IOMemTest::Case
     c.close
     IOMem::Client.connect(socket: d.socket, &:ping) # a new connection works
     d.stop
+  end
+
+  # Once the daemon went away and none came back there is no socket: fileno returned libiomem's -ENOTCONN (-107)
+  # as if it were an fd. It must raise, and never give a negative number.
+  def test_fileno_without_a_connection_raises
+    d = IOMemTest::Daemon.new
+    c = IOMem::Client.new(socket: d.socket, timeout: 0.3)
+    assert_operator c.fileno, :>=, 0
+    d.stop
+    assert_errno(Errno::ENOTCONN, /went away/) { c.ping } # the reconnect window is capped by the timeout
+    assert_errno(Errno::ENOTCONN, /fileno/) { c.fileno }
+    c.close
+    assert_raises(IOError) { c.fileno }
   end
 
   # Thread#raise while Client.new waits for the HELLO reply, the connect then succeeding: the exception comes out
@@ -304,6 +319,10 @@ class TestClient < IOMemTest::Case
     assert_equal 0o664, @c.stat(n("cm")).mode
     assert_errno(Errno::EINVAL, /chmod "#{n('cm')}": (malformed [A-Z]+|not a memfd)/) { @c.chmod(n("cm"), 0o1000) }
     assert_errno(Errno::ENOENT, /chmod "#{n('nope')}"/) { @c.chmod(n("nope"), 0o600) }
+    # NUM2UINT wraps a negative Integer: uid -2 became 4294967294 (and -1 IOMEM_ID_UNCHANGED), for root a real chown
+    assert_errno(Errno::EINVAL, /chown: negative uid/) { @c.chown(n("cm"), -2, nil) }
+    assert_errno(Errno::EINVAL, /chown: negative gid/) { @c.chown(n("cm"), nil, -1) }
+    assert_equal [Process.uid, Process.gid], [@c.stat(n("cm")).uid, @c.stat(n("cm")).gid]
     skip "chown to another owner needs root" unless IOMemTest.root?
     @c.chown(n("cm"), 1500, nil)
     st = @c.stat(n("cm"))
@@ -369,6 +388,50 @@ class TestClient < IOMemTest::Case
       assert_raises(RangeError) { IOMem::Client.new(socket: DAEMON.socket, timeout: t) }
     end
     @c.ping
+  end
+
+  # After fork the child shares the parent's socket: its requests and the parent's would take each other's
+  # replies (or the child waited for ever for a reader the parent had at the fork). A call in the child must
+  # raise, as in the Python binding; close there closes only the child's copy (the parent's client goes on).
+  def test_forked_child_must_connect_again
+    pid = fork do
+      code = begin
+        @c.ping
+        1
+      rescue RuntimeError => e
+        e.message.include?("fork") ? 0 : 2
+      rescue Exception # rubocop:disable Lint/RescueException
+        3
+      end
+      begin
+        @c.fileno
+        code = 4 if code.zero?
+      rescue RuntimeError
+      end
+      @c.close
+      code = 5 if code.zero? && !@c.closed?
+      exit!(code)
+    end
+    _, status = Process.wait2(pid)
+    assert_equal 0, status.exitstatus, "1: the child's ping went over the parent's socket; 4: fileno; 5: close"
+    assert_same @c, @c.ping # the parent's connection is untouched
+  end
+
+  # register and publish hand the daemon a private copy of the region's fd; an exception from the call (here a
+  # closed client) left that copy open until the garbage collector came by
+  def test_register_and_publish_close_their_copy_on_error
+    r = IOMem::Region.new(PAGE, backend: :memfd)
+    r.seal(:shrink, :grow)
+    c = IOMem::Client.new(socket: DAEMON.socket)
+    c.close
+    GC.disable # a leak must not be hidden by a collection in between
+    before = IOMemTest.fd_count
+    assert_raises(IOError) { c.register(n("reg"), r) }
+    assert_raises(IOError) { c.publish(n("pub"), r) }
+    assert_equal before, IOMemTest.fd_count, "the copies of the fd are closed at once"
+  ensure
+    GC.enable
+    r&.close
   end
 
   def test_threads_share_one_client

@@ -66,6 +66,15 @@ class TestEvents < IOMemTest::Case
     assert_errno(Errno::ENOENT, /unwatch/) { @c.unwatch(w) }
   end
 
+  # next_event(timeout: NaN) turned NaN into an int (undefined behaviour: INT_MIN + 1 ms here, a wait without
+  # limit and without the slices that let interrupts through): it hung for good. It must raise, as timeout= does.
+  def test_next_event_nan_timeout_raises
+    @c.add_watch("nan.")
+    assert_raises(RangeError) { @c.next_event(timeout: Float::NAN) }
+    assert_nil @c.next_event(timeout: 0)
+    @c.ping
+  end
+
   def test_watch_block_form_and_quota
     other_watch = @c.watch("other.")
     done = false

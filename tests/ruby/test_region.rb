@@ -48,6 +48,8 @@ class TestRegion < IOMemTest::Case
     assert_errno(Errno::EFBIG, /new region: size above the limit/) { IOMem::Region.new(2 * PAGE, max_size: PAGE) }
     assert_errno(Errno::EINVAL, /negative size/) { IOMem::Region.new(-1) }
     assert_raises(TypeError) { IOMem::Region.new("big") }
+    # NUM2ULL wraps a negative Integer: max_size: -1 silently became 2**64 - 1, lifting the local resize cap
+    assert_errno(Errno::EINVAL, /negative max_size/) { IOMem::Region.new(PAGE, max_size: -1) }
   end
 
   def test_map_whole_partial_offset
@@ -148,6 +150,20 @@ class TestRegion < IOMemTest::Case
     b&.close
   end
 
+  # dup and clone made a new object around no region (the typed data is not copied): a region that said
+  # closed? true while the original was open, and a Client that was closed. They must refuse, as Marshal does.
+  def test_dup_and_clone_refuse
+    IOMem::Region.with(PAGE) do |r|
+      assert_raises(TypeError) { r.dup }
+      assert_raises(TypeError) { r.clone }
+      assert_raises(TypeError) { Marshal.dump(r) }
+      refute r.closed?
+    end
+    c = IOMem::Client.allocate
+    assert_raises(TypeError) { c.dup }
+    assert_raises(TypeError) { c.clone }
+  end
+
   def test_from_io_rejects_non_memory
     r, w = IO.pipe
     assert_errno(Errno::EINVAL, /from_io/) { IOMem::Region.from_io(r) }
@@ -177,6 +193,32 @@ class TestRegion < IOMemTest::Case
     IOMem::Region.with(PAGE, backend: :shm) do |r|
       assert_equal [], r.seals
       assert_errno(Errno::EOPNOTSUPP, /seal: not supported/) { r.seal(:shrink) }
+    end
+  end
+
+  # Shrinking a local region under a buffer of its own map made that buffer's next access past the new end kill
+  # the interpreter ([BUG] Bus Error). Region#resize now refuses (EBUSY) while this process maps those bytes, as
+  # the Python binding refuses while a memoryview lives; growing, and shrinking past every mapping, still work.
+  def test_resize_refused_while_a_buffer_maps_the_cut_bytes
+    IOMem::Region.with(3 * PAGE) do |r|
+      buf = r.map
+      buf.set_string("x", 2 * PAGE)
+      assert_errno(Errno::EBUSY, /resize: .*mapped/) { r.resize(PAGE) }
+      assert_equal 3 * PAGE, r.refresh
+      assert_equal "x", buf.get_string(2 * PAGE, 1) # the bytes are still there, no SIGBUS
+      r.resize(4 * PAGE) # growing is fine
+      r.resize(3 * PAGE) # as is shrinking past every mapping
+      buf.free
+      two = r.map(2 * PAGE)
+      r.resize(PAGE + 1) # a partial last page is still inside the file: not past it
+      assert_equal "\0", two.get_string(PAGE, 1)
+      assert_errno(Errno::EBUSY, /resize: .*mapped/) { r.resize(PAGE) }
+      two.free
+      head = r.map(PAGE)
+      r.resize(PAGE) # only the first page is mapped now
+      assert_equal PAGE, r.size
+      assert_equal "\0", head.get_string(0, 1)
+      head.free
     end
   end
 

@@ -46,6 +46,10 @@ class TestEvents(FdCheckedCase):
         self.assertEqual((ev.kind, ev.name, ev.generation), ("deleted", "ev.a", gen2))
         other.delete("nomatch")
         self.assertIsNone(c.next_event(0))  # "nomatch" is outside the prefix
+        with self.assertRaises((ValueError, OverflowError)):  # it was cut to 32 bits: this removed watch w
+            c.unwatch(2**32 + w)
+        with self.assertRaises((ValueError, OverflowError)):
+            c.unwatch(-1)
         c.unwatch(w)
         with other.create("ev.b", 4096):
             pass
