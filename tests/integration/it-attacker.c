@@ -408,8 +408,18 @@ static int attack_linger(void)
                 sent += PROTO_MAX_FDS;
         }
         /* 3. a second lingering close: once the closer's queue is full, it used to happen on the event loop */
-        if (send_fd_with_ping(s, &t2, 1) == 0)
+        if (send_fd_with_ping(s, &t2, 1) == 0) {
                 second = true;
+        } else {
+                /*
+                 * Not sent (the daemon had stopped reading us): our fd is its only one, and its close would
+                 * linger here, in the attacker, for the full 60 s before "ready" (most of test-it-attack's time).
+                 * The daemon never saw it, so end it at once (a zero linger: reset).
+                 */
+                struct linger now = { .l_onoff = 1, .l_linger = 0 };
+
+                setsockopt(t2, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
+        }
         close(t2);
         sleep_ms(300);
         ready("cheap_fds_sent=%u second_linger_sent=%d", sent, second);

@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-FAKE="python3 $(dirname "$0")/fake-daemon.py"
+FAKE="$PYTHON3 $(dirname "$0")/fake-daemon.py"
 FAKE_PID=
 as() { # as UID GID CMD...; iomemctl as OTHER_IOMEMCTL (stage_iomemctl in lib.sh: the build may be under /root)
         local uid=$1 gid=$2
@@ -76,7 +76,7 @@ socket, so no daemon is running there: start it with \`systemctl start iomemd.so
 fi
 # a per-user daemon that exited and left its socket behind
 mkdir -p "$TMP/xdg"
-python3 -c "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])" "$TMP/xdg/iomemd.sock"
+"$PYTHON3" -c "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])" "$TMP/xdg/iomemd.sock"
 expect_err "per-user socket, nobody listening" 1 "connect to $TMP/xdg/iomemd.sock \(the per-user daemon's socket\): \
 nothing listens on the socket \(the daemon exited\): start it with \`systemctl --user start iomemd.socket\`$" \
         env -u IOMEM_SOCKET XDG_RUNTIME_DIR="$TMP/xdg" "$IOMEMCTL" ping
@@ -205,7 +205,7 @@ if $root; then
                 2>/dev/null &
         w2=$!
         for _ in $(seq 1 500); do
-                [ "$(ctl --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"])')" \
+                [ "$(ctl --json status | "$PYTHON3" -c 'import json,sys; print(json.load(sys.stdin)["connections"])')" \
                         -ge 3 ] && break
                 sleep 0.01
         done
@@ -214,7 +214,7 @@ if $root; then
         kill "$w1" "$w2" 2>/dev/null || true
         wait "$w1" "$w2" 2>/dev/null || true
         for _ in $(seq 1 500); do
-                [ "$(ctl --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"])')" \
+                [ "$(ctl --json status | "$PYTHON3" -c 'import json,sys; print(json.load(sys.stdin)["connections"])')" \
                         -eq 1 ] && break
                 sleep 0.01
         done

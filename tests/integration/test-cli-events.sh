@@ -65,7 +65,7 @@ grep -q "^published ev/a id=$gen2 generation=$gen2 size=6 .* replaced=$gen1\$" "
         fail "watch: second published line"
 grep -q "^created ev/b .* mode=0644 " "$TMP/watch.txt" || fail "watch: publish of a free name is created"
 # --json: one object per line, the same events
-python3 - "$TMP/watch.json" "$gen1" "$gen2" <<'EOP' || fail "watch --json"
+"$PYTHON3" - "$TMP/watch.json" "$gen1" "$gen2" <<'EOP' || fail "watch --json"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 kinds = [(e["event"], e["name"]) for e in lines]
@@ -80,7 +80,7 @@ EOP
 # --- publish: the bytes, immutable, versions and errors
 [ "$(ctl read ev/b)" = "fresh" ] || fail "publish: bytes"
 expect_err "publish: not the expected version" 1 "publish ev/b: stale" ctl publish ev/b "$TMP/v1" --expect 1
-gen=$(ctl --json stat ev/b | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+gen=$(ctl --json stat ev/b | "$PYTHON3" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 [ "$(ctl --json publish ev/b "$TMP/v1" --expect "$gen")" = "{\"generation\":$((gen + 1))}" ] ||
         fail "publish --expect with the current generation"
 [ "$(ctl read ev/b)" = "first version" ] || fail "publish: new bytes"

@@ -5,7 +5,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 json() { # json EXPR: evaluate a Python expression over the JSON document on stdin (as j)
-        python3 -c "import json,sys; j=json.load(sys.stdin); v=($1); print(v)"
+        "$PYTHON3" -c "import json,sys; j=json.load(sys.stdin); v=($1); print(v)"
 }
 
 # --- without a daemon

@@ -692,12 +692,29 @@ START_TEST(test_reservations_take_turns)
 }
 END_TEST
 
-/* IT_ATTACK_ONLY=name: run only the tests whose function name contains it (for bisecting one attack). */
+/*
+ * IT_ATTACK_ONLY=name: run only the tests whose function name contains it (for bisecting one attack; any
+ * IT_ATTACK_PART is then ignored). IT_ATTACK_PART=k/n: run only the k-th (0-based) of every n tests in the order
+ * below, so that ctest can run the n parts side by side (tests/integration/CMakeLists.txt); together the parts run
+ * every test once.
+ */
+static unsigned attack_index;
+
 static bool wanted(const char *name)
 {
-        const char *only = getenv("IT_ATTACK_ONLY");
+        const char *only = getenv("IT_ATTACK_ONLY"), *part = getenv("IT_ATTACK_PART");
+        unsigned index = attack_index++, k, n;
 
-        return !only || !*only || strstr(name, only);
+        if (only && *only)
+                return strstr(name, only) != NULL;
+        if (part && *part) {
+                if (sscanf(part, "%u/%u", &k, &n) != 2 || n == 0 || k >= n) {
+                        fprintf(stderr, "test-it-attack: bad IT_ATTACK_PART '%s' (k/n, 0 <= k < n)\n", part);
+                        exit(1);
+                }
+                return index % n == k;
+        }
+        return true;
 }
 
 #define ADD(tc, fn)                        \

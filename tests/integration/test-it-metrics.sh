@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-CHECK="python3 $(dirname "$0")/openmetrics-check.py"
+CHECK="$PYTHON3 $(dirname "$0")/openmetrics-check.py"
 
 # as UID GID CMD...: run a command as another uid/gid (no passwd entry needed); iomemctl as OTHER_IOMEMCTL
 # (stage_iomemctl in lib.sh: the build tree may be under /root, 0700)
@@ -18,7 +18,7 @@ as() {
 
 # value JSONFILE KEY: one sample's value from openmetrics-check's output ("missing" if absent)
 value() {
-        python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], "missing"))' "$1" "$2"
+        "$PYTHON3" -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], "missing"))' "$1" "$2"
 }
 
 # expect_value JSONFILE KEY WANT
@@ -106,7 +106,7 @@ ctl metrics prometheus >"$TMP/prom.txt" || fail "metrics prometheus"
 $CHECK prometheus <"$TMP/prom.txt" >"$TMP/prom.json" || fail "metrics prometheus output is not valid"
 grep -q '^# EOF' "$TMP/prom.txt" && fail "prometheus format has # EOF"
 ctl --json metrics >"$TMP/m.json" || fail "metrics --json"
-python3 - "$TMP/om.json" "$TMP/prom.json" "$TMP/m.json" <<'PY' || fail "the three formats disagree"
+"$PYTHON3" - "$TMP/om.json" "$TMP/prom.json" "$TMP/m.json" <<'PY' || fail "the three formats disagree"
 import json, sys
 om, prom, js = (json.load(open(p)) for p in sys.argv[1:])
 assert js["truncated"] is False
