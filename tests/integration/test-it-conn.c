@@ -906,6 +906,7 @@ START_TEST(test_closing_fds_gauge)
         uint8_t ping[PROTO_HEADER_SIZE];
         size_t plen = 0;
         pthread_t reader;
+        struct transport_frame f;
 
         base = it_daemon_settled_fds(&daemon_);
         c = it_connect();
@@ -941,6 +942,10 @@ START_TEST(test_closing_fds_gauge)
         ck_assert_int_eq(transport_init(&t, fd, 0, 0), 0);
         raw_queue_hello(&t);
         ck_assert_int_eq(transport_flush(&t), 0);
+        /* the HELLO is read and answered first: fds that came with its bytes would be a violation of it */
+        ck_assert_int_eq(transport_recv_blocking(&t, &f, 10000), 1);
+        ck_assert_uint_eq(f.hdr.id, 1);
+        transport_frame_deinit(&f);
         /*
          * The PING's first two bytes carry the sockets (PROTO_MAX_FDS with
          * each: what one receive takes); our copies are closed before the rest
