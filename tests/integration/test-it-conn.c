@@ -952,7 +952,7 @@ START_TEST(test_closing_fds_gauge)
          * goes, so the daemon, which acts on whole frames only, holds their
          * last references: its closes are the ones that wait.
          */
-        frame_append(ping, &plen, PROTO_OP_PING, 2, NULL, 0);
+        frame_append(ping, &plen, PROTO_OP_PING, 2, (const uint8_t *)"", 0); /* memcpy() wants a pointer */
         for (int i = 0; i < LINGERERS / PROTO_MAX_FDS; i++)
                 ck_assert_int_eq(fdutil_sendmsg(fd, ping + i, 1, s + i * PROTO_MAX_FDS, PROTO_MAX_FDS, 1,
                                                 MSG_NOSIGNAL),
