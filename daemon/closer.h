@@ -63,6 +63,15 @@ unsigned closer_pending_uid(uint32_t uid);
 extern atomic_uint closer_total;
 
 /*
+ * closer_closing() - the fds queued or being closed, all uids together (the
+ * METRICS gauge): a close is counted until close() returned. Return: the count.
+ */
+static inline unsigned closer_closing(void)
+{
+        return atomic_load_explicit(&closer_total, memory_order_relaxed);
+}
+
+/*
  * Return: the fds @uid sent that are queued or being closed. Inline: it runs several times per request, and
  * nearly always finds nothing pending at all (no lock, no call then).
  */

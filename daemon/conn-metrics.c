@@ -4,11 +4,13 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "closer.h"
 #include "conn-metrics.h"
 #include "metrics.h"
 #include "proto.h"
 #include "quota.h"
 #include "regtab.h"
+#include "reserver.h"
 #include "service.h"
 
 #define NSEC_PER_SEC 1000000000ULL
@@ -86,6 +88,10 @@ int conn_metrics_handle(struct conn *c, struct transport_frame *f, struct conn_r
         conn_metrics_put(&o, PROTO_METRIC_KEEPERS, 0, regtab_keeper_count(ctx->regtab));
         conn_metrics_put(&o, PROTO_METRIC_REGION_FDS, 0, regtab_hot_fds(ctx->regtab));
         conn_metrics_put(&o, PROTO_METRIC_QUOTA_REFUSALS, 0, m->quota_refusals);
+        /* what the daemon closes later: a test waits for these to be 0 before it counts the daemon's fds */
+        conn_metrics_put(&o, PROTO_METRIC_CLOSING_FDS, 0, closer_closing());
+        conn_metrics_put(&o, PROTO_METRIC_ORPHAN_SOCKETS, 0, ctx->norphans);
+        conn_metrics_put(&o, PROTO_METRIC_JOBS, 0, reserver_jobs());
         /* every request with a row, even at 0 (a rate needs the series from the start); unknown opcodes once seen */
         for (unsigned slot = 0; (op = conn_request_opcode(slot)) >= 0; slot++)
                 conn_metrics_put(&o, PROTO_METRIC_REQUESTS, (uint32_t)op, m->requests[slot]);

@@ -63,6 +63,7 @@ static struct reserver_job *reserver_queue, **reserver_queue_tail = &reserver_qu
 static struct reserver_job *reserver_running_jobs[RESERVER_THREADS]; /* each thread's RUNNING job, or NULL */
 static struct reserver_job *reserver_done;   /* done, newest first (collect reverses it) */
 static unsigned reserver_count;              /* queued or running */
+static unsigned reserver_live;               /* allocated, not yet freed: each holds its fd (event loop's thread) */
 /* test hook (IOMEMD_TEST_HOOKS): a thread holds each job while this file exists */
 static char *reserver_gate;
 
@@ -77,6 +78,7 @@ static void reserver_job_free(struct reserver_job *job)
         if (job->fd >= 0)
                 closer_close(job->fd, CLOSER_NO_UID);
         free(job);
+        reserver_live--;
         if (gone)
                 gone(gone_arg, result);
 }
@@ -360,6 +362,7 @@ static int reserver_submit(int fd, uint32_t uid, enum reserver_op op, uint64_t o
                 close(fd);
                 return -ENOMEM;
         }
+        reserver_live++;
         job->fd = fd;
         fd = -1; /* consumed: the job's */
         job->uid = uid;
@@ -463,6 +466,11 @@ unsigned reserver_collect(void)
                 reserver_job_free(job);
         }
         return called;
+}
+
+unsigned reserver_jobs(void)
+{
+        return reserver_live;
 }
 
 unsigned reserver_pending(void)

@@ -143,5 +143,13 @@ void reserver_cancel(struct reserver_job *job, reserver_gone_fn *gone, void *arg
 /* reserver_collect() - call the completions of the jobs that are done. Return: the number called. */
 unsigned reserver_collect(void);
 
+/*
+ * reserver_jobs() - the jobs not yet freed: queued, running, or done and not
+ * yet collected (a cancelled one among them). Each holds the fd it was given
+ * until it is freed, when the closer takes it (the METRICS gauge). Called on
+ * the event loop's thread. Return: the count.
+ */
+unsigned reserver_jobs(void);
+
 /* Return: the jobs queued or running (for tests and STATUS-like introspection). */
 unsigned reserver_pending(void);

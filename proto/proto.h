@@ -356,6 +356,9 @@ enum proto_metric {
         PROTO_METRIC_KEEPERS = 10,             /* gauge: keeper processes */
         PROTO_METRIC_REGION_FDS = 11,          /* gauge: region fds the daemon holds itself */
         PROTO_METRIC_QUOTA_REFUSALS = 12,      /* counter: -EDQUOT replies and quota-refused connections */
+        PROTO_METRIC_CLOSING_FDS = 13,         /* gauge: fds handed to the closer threads, not yet closed */
+        PROTO_METRIC_ORPHAN_SOCKETS = 14,      /* gauge: departed clients' sockets kept for their unread fds */
+        PROTO_METRIC_JOBS = 15,                /* gauge: RESERVE/RESIZE/SEAL jobs not yet freed, one fd each */
         /* label: opcode (0 = a request without a row: unknown opcode) */
         PROTO_METRIC_REQUESTS = 32,       /* counter: requests received */
         PROTO_METRIC_REQUEST_ERRORS = 33, /* counter: error replies sent */

@@ -157,20 +157,110 @@ int it_listen(const char *path, int backlog)
         return fd;
 }
 
+/* The gauges of what the daemon closes later, from METRICS; -1 for one the reply lacked. */
+struct it_pending {
+        int64_t closing, orphans, jobs, connections;
+};
+
+static int it_pending_cb(const struct iomem_metric *m, void *userdata)
+{
+        struct it_pending *p = userdata;
+
+        if (!m->name)
+                return 0;
+        if (!strcmp(m->name, "iomemd_closing_fds"))
+                p->closing = (int64_t)m->value;
+        else if (!strcmp(m->name, "iomemd_orphan_sockets"))
+                p->orphans = (int64_t)m->value;
+        else if (!strcmp(m->name, "iomemd_jobs"))
+                p->jobs = (int64_t)m->value;
+        else if (!strcmp(m->name, "iomemd_connections"))
+                p->connections = (int64_t)m->value;
+        return 0;
+}
+
+static void it_pending_get(struct iomem_client *probe, struct it_pending *p)
+{
+        int r;
+
+        *p = (struct it_pending){ -1, -1, -1, -1 };
+        r = iomem_metrics(probe, NULL, it_pending_cb, p);
+        ck_assert_msg(r == 0, "probe metrics: %s", iomem_strerror(r));
+        ck_assert_msg(p->closing >= 0 && p->orphans >= 0 && p->jobs >= 0 && p->connections >= 0,
+                      "METRICS lacks iomemd_closing_fds, iomemd_orphan_sockets, iomemd_jobs or iomemd_connections");
+}
+
+/*
+ * Poll METRICS over @probe, 10 ms apart for at most 10 s, until nothing the
+ * daemon closes later is pending: no fd queued to or being closed by the
+ * closer threads, no job (each holds an fd), and, with @connections > 0, no
+ * orphan socket and exactly @connections connections (the probe's included:
+ * the daemon frees a connection, its socket, fds and leased regions, before
+ * it stops counting it). An orphan is looked at again at the next departure:
+ * a connection that comes and goes makes one, all other clients being gone.
+ */
+static void it_daemon_wait_pending(const struct it_daemon *d, struct iomem_client *probe, int64_t connections)
+{
+        struct it_pending p;
+
+        for (int i = 0; i < 1000; i++) {
+                it_pending_get(probe, &p);
+                if (p.closing == 0 && p.jobs == 0 &&
+                    (connections <= 0 || (p.orphans == 0 && p.connections == connections)))
+                        return;
+                if (connections > 0 && p.orphans > 0) {
+                        struct iomem_client *sweep = NULL;
+                        int r = iomem_connect(d->socket, &sweep);
+
+                        ck_assert_msg(r == 0, "sweep connect: %s", iomem_strerror(r));
+                        iomem_disconnect(sweep);
+                }
+                it_sleep_ms(10);
+        }
+        ck_abort_msg("after 10 s the daemon still has %lld fds closing, %lld jobs, %lld orphan sockets and "
+                     "%lld connections (want %lld)",
+                     (long long)p.closing, (long long)p.jobs, (long long)p.orphans, (long long)p.connections,
+                     (long long)connections);
+}
+
+struct it_metric_find {
+        const char *name;
+        uint64_t value;
+        bool found;
+};
+
+static int it_metric_cb(const struct iomem_metric *m, void *userdata)
+{
+        struct it_metric_find *f = userdata;
+
+        if (m->name && !strcmp(m->name, f->name) && !m->label_value[0]) {
+                f->value = m->value;
+                f->found = true;
+        }
+        return 0;
+}
+
+uint64_t it_metric(struct iomem_client *c, const char *name)
+{
+        struct it_metric_find f = { .name = name };
+        int r = iomem_metrics(c, NULL, it_metric_cb, &f);
+
+        ck_assert_msg(r == 0, "metrics: %s", iomem_strerror(r));
+        ck_assert_msg(f.found, "METRICS has no %s", name);
+        return f.value;
+}
+
 int it_daemon_settled_fds(const struct it_daemon *d)
 {
         struct iomem_client *probe = NULL;
-        struct iomem_status st = { 0 };
         int r, n;
 
         /*
          * A client that closed with fds unread in its socket can leave the
          * daemon holding its side as an orphan (daemon/conn.c): the kernel
          * wakes the daemon with the hang-up before it frees the closed end's
-         * queue, so the daemon may still see bytes unread then. Orphans are
-         * looked at again at the next departure (or the 2 s status timer):
-         * one connection that comes and goes, all clients being gone, makes
-         * that departure, and the probe's STATUS below sees it done.
+         * queue, so the daemon may still see bytes unread then. One departure
+         * first, then more while METRICS still counts an orphan.
          */
         r = iomem_connect(d->socket, &probe);
         ck_assert_msg(r == 0, "sweep connect: %s", iomem_strerror(r));
@@ -178,40 +268,21 @@ int it_daemon_settled_fds(const struct it_daemon *d)
         probe = NULL;
         r = iomem_connect(d->socket, &probe);
         ck_assert_msg(r == 0, "probe connect: %s", iomem_strerror(r));
-        for (int i = 0; i < 1000; i++) {
-                r = iomem_status(probe, &st);
-                ck_assert_msg(r == 0, "probe status: %s", iomem_strerror(r));
-                if (st.connections == 1)
-                        break;
-                it_sleep_ms(10);
-        }
-        ck_assert_msg(st.connections == 1, "the daemon still counts %llu connections",
-                      (unsigned long long)st.connections);
-        n = it_daemon_steady_fds(d);
+        it_daemon_wait_pending(d, probe, 1);
+        /* nothing is left to close later: the count is what the daemon holds, the probe's socket included */
+        n = fdutil_count(d->pid);
+        ck_assert_int_gt(n, 0);
         iomem_disconnect(probe);
         return n;
 }
 
-int it_daemon_steady_fds(const struct it_daemon *d)
+int it_daemon_steady_fds(const struct it_daemon *d, struct iomem_client *c)
 {
         int n;
 
-        /*
-         * fds clients sent, and the copies a RESIZE's or SEAL's job worked on,
-         * are closed by the daemon's closer threads, a little later: wait until
-         * the count holds. On a loaded machine a closer thread can be off the
-         * CPU for more than one 10 ms sample with hundreds of closes queued, so
-         * the count must hold for 5 samples in a row.
-         */
+        /* fds clients sent, region fds and the copies a RESIZE's or SEAL's job worked on: closed a little later */
+        it_daemon_wait_pending(d, c, 0);
         n = fdutil_count(d->pid);
-        for (int i = 0, same = 0; i < 1000 && same < 5; i++) {
-                int again;
-
-                it_sleep_ms(10);
-                again = fdutil_count(d->pid);
-                same = again == n ? same + 1 : 0;
-                n = again;
-        }
         ck_assert_int_gt(n, 0);
         return n;
 }

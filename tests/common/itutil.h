@@ -64,24 +64,30 @@ void it_daemon_stop(struct it_daemon *d);
 
 /*
  * it_daemon_settled_fds() - the daemon's fd count once every other client is
- * gone. A connection comes and goes first, whose departure makes the daemon
- * close the sockets it kept for unread fds whose readers are gone by now.
- * Disconnects are handled asynchronously, so this connects a probe and
- * asks STATUS (bounded polling) until the probe is the only connection: the
- * daemon frees a connection, its fds and its leased regions, before it stops
- * counting it. Then the count is taken with the probe still connected, so
- * two results are comparable.
+ * gone and nothing is left for it to close later. A connection comes and goes
+ * first, whose departure makes the daemon close the sockets it kept for
+ * unread fds whose readers are gone by now. Then a probe polls METRICS (10 ms
+ * apart, failing after 10 s with what is still pending) until the probe is
+ * the only connection (the daemon frees a connection, its fds and its leased
+ * regions, before it stops counting it), no fd is queued to or being closed
+ * by the closer threads (iomemd_closing_fds), no job holds an fd
+ * (iomemd_jobs) and no orphan socket is kept (iomemd_orphan_sockets; another
+ * connection comes and goes while one is). Then the count is taken with the
+ * probe still connected, so two results are comparable.
  * Return: the count (including the probe's one socket).
  */
 int it_daemon_settled_fds(const struct it_daemon *d);
 
 /*
- * it_daemon_steady_fds() - the daemon's fd count once it holds for 5 samples
- * 10 ms apart (clients may stay connected): what its closer threads had queued
- * is closed by then.
+ * it_daemon_steady_fds() - the daemon's fd count, clients staying connected,
+ * once METRICS over @c says nothing is queued to or being closed by the
+ * closer threads and no job holds an fd (bounded polling as above).
  * Return: the count.
  */
-int it_daemon_steady_fds(const struct it_daemon *d);
+int it_daemon_steady_fds(const struct it_daemon *d, struct iomem_client *c);
+
+/* it_metric() - the value of METRICS sample @name (one without a label) over @c, asserting it is there. */
+uint64_t it_metric(struct iomem_client *c, const char *name);
 
 /* it_client_connect() - iomem_connect() to @d's socket, asserting it succeeds. Return: the client (the caller's). */
 struct iomem_client *it_client_connect(const struct it_daemon *d);

@@ -422,14 +422,14 @@ START_TEST(test_never_reading_watcher)
         /* warm up: fill the watcher's socket, transport and queue once */
         resize_storm(a, 20000);
         rss0 = daemon_rss_kib();
-        fds0 = it_daemon_steady_fds(&daemon_); /* a RESIZE job's fd copy is closed by a closer thread */
+        fds0 = it_daemon_steady_fds(&daemon_, a); /* a RESIZE job's fd copy is closed by a closer thread */
         for (int round = 0; round < 10; round++) {
                 resize_storm(a, 10000);
                 ck_assert_int_eq(iomem_stat(b, LONG_NAME, &st), 0);
                 ck_assert_int_eq(iomem_ping(b), 0);
         }
         rss1 = daemon_rss_kib();
-        fds1 = it_daemon_steady_fds(&daemon_);
+        fds1 = it_daemon_steady_fds(&daemon_, a);
         ck_assert_msg(rss1 - rss0 < 4096, "daemon RSS grew from %ld to %ld KiB", rss0, rss1);
         ck_assert_int_eq(fds1, fds0);
         /* the watcher is still connected and learns that it missed events */

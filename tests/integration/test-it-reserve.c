@@ -520,10 +520,15 @@ START_TEST(test_disconnect_while_reserving)
                 ck_assert_int_eq(raw_reply(&a[i], 1, NULL), 0);
         }
         wait_charged(other, N * 8 * MIB, N);
+        wait_taken(1); /* one uid's jobs run one at a time: the others wait in the queue */
+        /* every job holds its object's fd: queued or running */
+        ck_assert_uint_eq(it_metric(other, "iomemd_jobs"), N);
         for (int i = 0; i < N; i++)
                 raw_close(&a[i]);
         /* refunded at once, though two fallocates are still held by the gate */
         wait_charged(other, 0, 0);
+        /* the queued ones are gone with their requesters; the running one keeps its fd until it returns */
+        ck_assert_uint_eq(it_metric(other, "iomemd_jobs"), 1);
         for (int i = 0; i < N; i++) {
                 snprintf(name, sizeof(name), "rs.gone.%d", i);
                 ck_assert_int_eq(iomem_open(other, name, 0, 0, &reg), -ENOENT);
@@ -537,6 +542,9 @@ START_TEST(test_disconnect_while_reserving)
                 ck_assert_int_eq(iomem_delete(other, name), 0);
         }
         wait_charged(other, 0, 0);
+        for (int i = 0; i < 1000 && it_metric(other, "iomemd_jobs") != 0; i++)
+                it_sleep_ms(10);
+        ck_assert_uint_eq(it_metric(other, "iomemd_jobs"), 0);
         iomem_disconnect(other);
         finish(); /* the abandoned objects' fds are closed */
 }

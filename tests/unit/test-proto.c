@@ -1791,7 +1791,8 @@ START_TEST(test_metric_info)
                 PROTO_METRIC_REGION_FDS, PROTO_METRIC_QUOTA_REFUSALS, PROTO_METRIC_REQUESTS,
                 PROTO_METRIC_REQUEST_ERRORS, PROTO_METRIC_ERRORS, PROTO_METRIC_UID_REGIONS,
                 PROTO_METRIC_UID_BYTES, PROTO_METRIC_UID_CONNECTIONS, PROTO_METRIC_UID_QUEUED_FDS,
-                PROTO_METRIC_UID_QUOTA_REFUSALS,
+                PROTO_METRIC_UID_QUOTA_REFUSALS, PROTO_METRIC_CLOSING_FDS, PROTO_METRIC_ORPHAN_SOCKETS,
+                PROTO_METRIC_JOBS,
         };
         const struct proto_metric_info *info[sizeof(ids) / sizeof(ids[0])];
 
@@ -1819,7 +1820,7 @@ START_TEST(test_metric_info)
         ck_assert_uint_eq(proto_metric_info(PROTO_METRIC_ERRORS)->label, PROTO_METRIC_LABEL_CODE);
         ck_assert_uint_eq(proto_metric_info(PROTO_METRIC_UID_BYTES)->label, PROTO_METRIC_LABEL_UID);
         ck_assert_ptr_null(proto_metric_info(0));
-        ck_assert_ptr_null(proto_metric_info(13));
+        ck_assert_ptr_null(proto_metric_info(16));
         ck_assert_ptr_null(proto_metric_info(0xFFFF));
 }
 END_TEST

@@ -100,30 +100,34 @@ class Daemon:
         self._start()
 
     def settled_fds(self):
-        """The daemon's fd count once every other client is gone (as itutil.h it_daemon_settled_fds)."""
+        """The daemon's fd count once every other client is gone and nothing is left for it to close later (as
+        itutil.h it_daemon_settled_fds)."""
         # A client that closed with fds unread in its socket can leave the daemon holding its side as an
         # orphan (daemon/conn.c): the kernel wakes the daemon with the hang-up before it frees the closed
-        # end's queue. Orphans are looked at again at the next departure (or the 2 s status timer): one
-        # connection that comes and goes makes that departure, as it_daemon_settled_fds() does.
+        # end's queue. Orphans are looked at again at the next departure (or the 2 s status timer): a
+        # connection that comes and goes makes one, now and while METRICS still counts an orphan.
         iomem.Client(self.socket).close()
         with iomem.Client(self.socket) as probe:
+            # poll until the probe is the only connection (the daemon frees a connection, its fds and leased
+            # regions, before it stops counting it), no fd is queued to or being closed by the closer threads,
+            # no job holds an fd and no orphan socket is kept: then nothing is closed later
+            pending = {}
             for _ in range(1000):
-                if probe.status().connections == 1:
+                pending = {m.name: m.value for m in probe.metrics()
+                           if m.name in ("iomemd_closing_fds", "iomemd_jobs", "iomemd_orphan_sockets",
+                                         "iomemd_connections")}
+                if len(pending) != 4:
+                    raise AssertionError(f"METRICS lacks a gauge settled_fds() needs: it has {pending}")
+                if pending == {"iomemd_closing_fds": 0, "iomemd_jobs": 0, "iomemd_orphan_sockets": 0,
+                               "iomemd_connections": 1}:
                     break
+                if pending["iomemd_orphan_sockets"]:
+                    iomem.Client(self.socket).close()
                 time.sleep(0.01)
-            # fds are closed by the daemon's closer threads, a little later; on a loaded machine (ASan, two
-            # builds beside) a thread can be off the CPU for more than one 10 ms sample: the count must hold
-            # for five samples in a row, as it_daemon_settled_fds() in tests/common/itutil.c asks
-            n = fd_count(self.proc.pid)
-            same = 0
-            for _ in range(1000):
-                if same >= 5:
-                    break
-                time.sleep(0.01)
-                again = fd_count(self.proc.pid)
-                same = same + 1 if again == n else 0
-                n = again
-        return n
+            else:
+                raise AssertionError(f"after 10 s the daemon still has something to close later: {pending} "
+                                     "(want closing fds, jobs and orphan sockets 0 and the probe's one connection)")
+            return fd_count(self.proc.pid)
 
     def stop(self):
         """SIGTERM; return the exit status."""
