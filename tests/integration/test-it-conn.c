@@ -912,9 +912,15 @@ START_TEST(test_closing_fds_gauge)
         char exe[64], path[PATH_MAX] = "";
 
         /*
-         * Under valgrind (fault/valgrind-integration) the daemon did not answer
-         * METRICS while the lingering closes waited (not understood yet: see
-         * the commit): the gauges are checked by every other run.
+         * Not under valgrind (fault/valgrind-integration): valgrind runs one
+         * thread at a time and keeps that lock through a close(), so a closer
+         * thread's lingering close froze every thread of the daemon, its event
+         * loop too, for the whole linger (a two-thread program shows it: 10
+         * ticks of 100 ms took 3.9 s beside a 3 s lingering close under
+         * valgrind, 1.0 s without). --sim-hints=fuse-compatible lets close()
+         * block alone, but in the one run tried with it two other suites
+         * failed (their daemon exited), not looked into: not taken. The
+         * gauges are checked by every other run.
          */
         snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)daemon_.pid);
         if (readlink(exe, path, sizeof(path) - 1) > 0 && strstr(path, "memcheck")) {
