@@ -858,6 +858,163 @@ START_TEST(test_silent_clients_dropped)
 }
 END_TEST
 
+/* twice the daemon's closer threads (CLOSER_THREADS), sent PROTO_MAX_FDS to a connection */
+enum { LINGERERS = 8, LINGER_CONNS = LINGERERS / PROTO_MAX_FDS };
+
+/* Read the TCP peers' fds to their end, after a while: until then the daemon's lingering closes wait. */
+static void *late_reader_run(void *userdata)
+{
+        int *p = userdata;
+        char buf[65536];
+
+        struct pollfd pfd[LINGERERS];
+        int open = LINGERERS;
+
+        it_sleep_ms(300);
+        /* all at once: a socket queued behind the threads' closes ends only once one of those returned */
+        for (int i = 0; i < LINGERERS; i++)
+                pfd[i] = (struct pollfd){ .fd = p[i], .events = POLLIN };
+        while (open > 0 && poll(pfd, LINGERERS, -1) > 0)
+                for (int i = 0; i < LINGERERS; i++)
+                        if (pfd[i].revents && read(p[i], buf, sizeof(buf)) <= 0) {
+                                pfd[i].fd = -1; /* at its end */
+                                open--;
+                        }
+        return NULL;
+}
+
+/*
+ * Closes that block: TCP sockets with SO_LINGER and data their peer has not
+ * read, sent to the daemon with a PING (which takes no fd: the transport
+ * hands them to the closer threads). Twice as many as there are closer
+ * threads: while each thread waits in one close, the other half stays
+ * queued, open in the daemon. iomemd_closing_fds counts them all until their
+ * close returns, which the peers' reading allows, here from a thread of the
+ * test that reads only after a while (closer threads off the CPU, as on a
+ * loaded machine). it_daemon_settled_fds() waits for that fact: the old
+ * harness, which took the count once it held for 50 ms, counted the queued
+ * fds as leaked.
+ *
+ * Our copies must be closed while the daemon still holds its own, or our
+ * close() is the last one and lingers itself (60 s). So each of two
+ * connections sends PROTO_MAX_FDS of them with its PING's first byte, which
+ * breaks no rule the daemon can check yet: only the rest of the frame (nfds
+ * 0), sent after our closes, makes them a violation. The first version sent
+ * all 8 on one connection, 4 with each of the PING's first two bytes: 8 fds
+ * tied to a frame whose header is not in yet are more than a frame carries,
+ * and transport_check_pending() rightly dropped the connection, closing
+ * them, as soon as the daemon read the second byte. Whenever that came
+ * before our close() loop, one of our closes was the last and hung
+ * (docs/reliability.md).
+ */
+START_TEST(test_closing_fds_gauge)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        struct linger lg = { .l_onoff = 1, .l_linger = 60 };
+        socklen_t salen = sizeof(sa);
+        struct iomem_client *c;
+        struct transport t[LINGER_CONNS];
+        int base, l, s[LINGERERS], p[LINGERERS], fd[LINGER_CONNS], small = 4096;
+        char chunk[4096] = { 0 };
+        uint8_t ping[PROTO_HEADER_SIZE];
+        size_t plen = 0;
+        pthread_t reader;
+        struct transport_frame f;
+
+        char exe[64], path[PATH_MAX] = "";
+
+        /*
+         * Not under valgrind (fault/valgrind-integration): valgrind runs one
+         * thread at a time and keeps that lock through a close(), so a closer
+         * thread's lingering close froze every thread of the daemon, its event
+         * loop too, for the whole linger (a two-thread program shows it: 10
+         * ticks of 100 ms took 3.9 s beside a 3 s lingering close under
+         * valgrind, 1.0 s without). --sim-hints=fuse-compatible lets close()
+         * block alone, but in the one run tried with it two other suites
+         * failed (their daemon exited), not looked into: not taken. The
+         * gauges are checked by every other run.
+         */
+        snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)daemon_.pid);
+        if (readlink(exe, path, sizeof(path) - 1) > 0 && strstr(path, "memcheck")) {
+                fprintf(stderr, "test_closing_fds_gauge: skipped, the daemon runs under valgrind\n");
+                return;
+        }
+        base = it_daemon_settled_fds(&daemon_);
+        c = it_connect();
+        ck_assert_uint_eq(it_metric(c, "iomemd_closing_fds"), 0);
+        ck_assert_uint_eq(it_metric(c, "iomemd_jobs"), 0);
+        ck_assert_uint_eq(it_metric(c, "iomemd_orphan_sockets"), 0);
+
+        l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(l, 0);
+        ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(l, LINGERERS), 0);
+        ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &salen), 0);
+        for (int i = 0; i < LINGERERS; i++) {
+                int n = 0;
+
+                s[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                ck_assert_int_ge(s[i], 0);
+                ck_assert_int_eq(setsockopt(s[i], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+                ck_assert_int_eq(connect(s[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+                p[i] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+                ck_assert_int_ge(p[i], 0);
+                ck_assert_int_eq(setsockopt(p[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+                /* fill both buffers: what is left unsent keeps a lingering close waiting for the peer */
+                while (send(s[i], chunk, sizeof(chunk), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+                        n++;
+                ck_assert_int_gt(n, 0);
+                ck_assert_int_eq(setsockopt(s[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        }
+        close(l);
+
+        frame_append(ping, &plen, PROTO_OP_PING, 2, (const uint8_t *)"", 0); /* memcpy() wants a pointer */
+        for (int k = 0; k < LINGER_CONNS; k++) {
+                fd[k] = fdutil_connect(daemon_.socket);
+                ck_assert_int_ge(fd[k], 0);
+                ck_assert_int_eq(transport_init(&t[k], fd[k], 0, 0), 0);
+                raw_queue_hello(&t[k]);
+                ck_assert_int_eq(transport_flush(&t[k]), 0);
+                /* the HELLO is read and answered first: fds that came with its bytes would be a violation of it */
+                ck_assert_int_eq(transport_recv_blocking(&t[k], &f, 10000), 1);
+                ck_assert_uint_eq(f.hdr.id, 1);
+                transport_frame_deinit(&f);
+                /*
+                 * The PING's first byte carries PROTO_MAX_FDS sockets (what one
+                 * receive takes, and what the daemon lets a frame whose header
+                 * it has not seen hold): nothing wrong yet, so the daemon holds
+                 * them, or they wait in the socket, until the rest comes.
+                 */
+                ck_assert_int_eq(fdutil_sendmsg(fd[k], ping, 1, s + k * PROTO_MAX_FDS, PROTO_MAX_FDS, 1, MSG_NOSIGNAL),
+                                 1);
+        }
+        /* the daemon's copies stay: ours are not the last, these do not linger */
+        for (int i = 0; i < LINGERERS; i++)
+                close(s[i]);
+        /* the rest of each PING: a frame of nfds 0 with fds tied to it, the daemon closes them with the connection */
+        for (int k = 0; k < LINGER_CONNS; k++)
+                ck_assert_int_eq(fdutil_sendmsg(fd[k], ping + 1, plen - 1, NULL, 0, 0, MSG_NOSIGNAL),
+                                 (ssize_t)(plen - 1));
+        for (int i = 0; i < 1000 && it_metric(c, "iomemd_closing_fds") != LINGERERS; i++)
+                it_sleep_ms(10);
+        ck_assert_uint_eq(it_metric(c, "iomemd_closing_fds"), LINGERERS);
+
+        ck_assert_int_eq(pthread_create(&reader, NULL, late_reader_run, p), 0);
+        for (int k = 0; k < LINGER_CONNS; k++) {
+                transport_deinit(&t[k]);
+                close(fd[k]);
+        }
+        c = iomem_disconnect(c);
+        ck_assert_int_eq(it_daemon_settled_fds(&daemon_), base);
+        ck_assert_int_eq(pthread_join(reader, NULL), 0);
+        for (int i = 0; i < LINGERERS; i++)
+                close(p[i]);
+        c = it_connect();
+        ck_assert_uint_eq(it_metric(c, "iomemd_closing_fds"), 0);
+        c = iomem_disconnect(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-conn");
@@ -873,6 +1030,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_pipelining);
         tcase_add_test(tc, test_daemon_fds);
         tcase_add_test(tc, test_orphan_closed_at_next_departure);
+        tcase_add_test(tc, test_closing_fds_gauge);
         tcase_add_test(tc, test_connect_then_idle);
         tcase_add_test(tc, test_connect_then_idle_delete);
         tcase_add_test(tc, test_async_connect_then_idle);
