@@ -324,7 +324,40 @@ static void keepers_drops_settled(struct keepers *k)
         k->drops_kept = k->drops_sent = 0;
 }
 
-static void keeper_child_close(struct keepers *k, struct keeper_child *c)
+/*
+ * Reap a keeper given up: @flags WNOHANG (on the event loop) or 0 (at exit).
+ * Return: true once it is reaped (or was not ours to reap any more: ECHILD).
+ */
+static bool keeper_child_reap(struct keepers *k, struct keeper_child *c, int flags)
+{
+        pid_t r;
+
+        if (c->pid <= 0)
+                return true;
+        do
+                r = waitpid(c->pid, NULL, flags);
+        while (r < 0 && errno == EINTR);
+        if (r == 0)
+                return false; /* not yet: keepers_reap() (the status timer) tries again */
+        c->pid = -1;
+        if (c->pidfd >= 0) {
+                close(c->pidfd);
+                c->pidfd = -1;
+        }
+        k->unreaped--;
+        return true;
+}
+
+/*
+ * Give a keeper up: close our end and kill it. It would exit at EOF, but a
+ * keeper stopped (SIGSTOP) or stuck reads nothing, and a blocking waitpid()
+ * on the event loop then waited for ever; so SIGKILL (through the pidfd: no
+ * pid reuse; else kill(), safe while it is our unreaped child), and reap it
+ * now if it is gone already, else later from keepers_reap(). Its pidfd is
+ * kept until it is reaped. @wait: at exit (keepers_deinit()), wait for its
+ * exit instead, which SIGKILL bounds to the kernel's teardown.
+ */
+static void keeper_child_close(struct keepers *k, struct keeper_child *c, bool wait)
 {
         /* its pending DROPs die with it: it closes all it holds */
         k->drops_pending -= c->ndrops;
@@ -335,24 +368,30 @@ static void keeper_child_close(struct keepers *k, struct keeper_child *c)
         if (c->sock >= 0) {
                 close(c->sock);
                 c->sock = -1;
+                if (c->pid > 0) {
+                        k->unreaped++;
+                        if (c->pidfd < 0 || (syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) < 0 &&
+                                             errno == ENOSYS))
+                                (void)kill(c->pid, SIGKILL);
+                }
         }
-        if (c->pidfd >= 0) {
-                close(c->pidfd);
-                c->pidfd = -1;
-        }
-        if (c->pid > 0) {
-                while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
-                        ;
-                c->pid = -1;
-        }
+        (void)keeper_child_reap(k, c, wait ? 0 : WNOHANG);
 }
 
 void keepers_deinit(struct keepers *k)
 {
         for (size_t i = 0; i < k->n; i++)
-                keeper_child_close(k, &k->v[i]);
+                keeper_child_close(k, &k->v[i], true);
         free(k->v);
         *k = (struct keepers){ .per_keeper = k->per_keeper };
+}
+
+size_t keepers_reap(struct keepers *k)
+{
+        for (size_t i = 0; i < k->n && k->unreaped; i++)
+                if (k->v[i].sock < 0)
+                        (void)keeper_child_reap(k, &k->v[i], WNOHANG);
+        return k->unreaped;
 }
 
 static int keepers_spawn(struct keepers *k)
@@ -443,7 +482,7 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
         if (r <= 0) {
                 log_error("fd keeper %d (pid %d) failed: %s; the region fds it held are lost", index, (int)c->pid,
                           r == 0 ? "it exited" : strerror(-r));
-                keeper_child_close(k, c);
+                keeper_child_close(k, c, false);
                 return -EIO;
         }
         if (fdp)

@@ -173,6 +173,64 @@ START_TEST(test_keeper_dies)
 }
 END_TEST
 
+/* Wait until @pid (our child) is stopped, leaving its state to be waited for. */
+static void wait_stopped(pid_t pid)
+{
+        siginfo_t info;
+
+        ck_assert_int_eq(waitid(P_PID, (id_t)pid, &info, WSTOPPED | WNOWAIT), 0);
+        ck_assert_int_eq(info.si_code, CLD_STOPPED);
+}
+
+/*
+ * A keeper stopped (SIGSTOP) reads nothing: a request to it times out and
+ * gives it up, and it does not exit at EOF either. Giving it up must not wait
+ * for its exit (before: a blocking waitpid(), so the daemon's event loop hung
+ * for ever; here the test hung until check's timeout), nor must the daemon's
+ * exit (keepers_deinit()). No timing: check's timeout is only a hang guard.
+ */
+START_TEST(test_keeper_stopped_given_up)
+{
+        bool before[1024], after[1024];
+        struct timeval tv = { 0, 10000 }; /* the keeper's 5 s receive timeout, shortened for the test */
+        struct keepers k;
+        int fd = make_memfd(4096), out = -1, sock0 = -1;
+        pid_t pid0, pid1;
+
+        keepers_init(&k, 1);
+        socket_fds(before);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
+        socket_fds(after);
+        for (int i = 0; i < 1024; i++)
+                if (after[i] && !before[i])
+                        sock0 = i; /* keeper 0's socket */
+        ck_assert_int_ge(sock0, 0);
+        ck_assert_int_eq(setsockopt(sock0, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        pid0 = keepers_pid(&k, 0);
+        ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
+        wait_stopped(pid0);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), -EIO); /* before: never returned */
+        ck_assert_int_eq(out, -1);
+        ck_assert_int_eq(keepers_copy(&k, 0, 3, &out), -EIO); /* given up */
+        /* killed, and reaped without waiting: by the call itself or a later keepers_reap() (the status timer) */
+        while (keepers_reap(&k))
+                usleep(1000);
+        ck_assert_int_eq(kill(pid0, 0), -1);
+        ck_assert_int_eq(errno, ESRCH);
+        ck_assert_uint_eq(keepers_reap(&k), 0);
+
+        /* a keeper stopped at exit: keepers_deinit() kills it and returns (before: waited for ever) */
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd, NULL), 1);
+        pid1 = keepers_pid(&k, 1);
+        ck_assert_int_eq(kill(pid1, SIGSTOP), 0);
+        wait_stopped(pid1);
+        keepers_deinit(&k);
+        ck_assert_int_eq(kill(pid1, 0), -1);
+        ck_assert_int_eq(errno, ESRCH);
+        close(fd);
+}
+END_TEST
+
 /* the keeper holds nothing of its parent: only its socket and stdio */
 START_TEST(test_keeper_holds_only_its_socket)
 {
@@ -1027,6 +1085,7 @@ int main(void)
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
         tcase_add_test(tc, test_park_fetch_drop);
         tcase_add_test(tc, test_keeper_dies);
+        tcase_add_test(tc, test_keeper_stopped_given_up);
         tcase_add_test(tc, test_keeper_churn);
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_keeper_full_table_refuses_park);
