@@ -325,6 +325,21 @@ static void keepers_drops_settled(struct keepers *k)
 }
 
 /*
+ * A DROP was sent or kept again after a burst of DROPs neither sent nor kept
+ * (keepers_drop_later()), or the daemon exits during one: one line with
+ * their count, not one each. Return: nothing.
+ */
+static void keepers_drops_lost_end(struct keepers *k)
+{
+        if (!k->drops_lost)
+                return;
+        if (k->drops_lost > 1)
+                log_error("fd keepers: %zu DROPs in all could neither be sent nor kept; their fds stay in their keepers "
+                          "until those exit", k->drops_lost);
+        k->drops_lost = 0;
+}
+
+/*
  * Reap a keeper given up: @flags WNOHANG (on the event loop) or 0 (at exit).
  * Return: true once it is reaped (or was not ours to reap any more: ECHILD).
  */
@@ -380,6 +395,7 @@ static void keeper_child_close(struct keepers *k, struct keeper_child *c, bool w
 
 void keepers_deinit(struct keepers *k)
 {
+        keepers_drops_lost_end(k);
         for (size_t i = 0; i < k->n; i++)
                 keeper_child_close(k, &k->v[i], true);
         free(k->v);
@@ -655,9 +671,12 @@ static int keepers_drop_later(struct keepers *k, int index, uint64_t id, int err
                 uint64_t *v = realloc(c->drops, cap * sizeof(*v));
 
                 if (!v) {
-                        log_error("fd keeper %d (pid %d): cannot send the DROP of region %llu (%s), nor keep it for "
-                                  "later: its fd stays there until the keeper exits",
-                                  index, (int)c->pid, (unsigned long long)id, strerror(-error));
+                        /* one error for a burst (a mass deletion under memory shortage), not one per DROP */
+                        if (!k->drops_lost++)
+                                log_error("fd keeper %d (pid %d): cannot send the DROP of region %llu (%s), nor keep "
+                                          "it for later: its fd stays there until the keeper exits (the same for the "
+                                          "DROPs after it: one line when a DROP is sent or kept again)",
+                                          index, (int)c->pid, (unsigned long long)id, strerror(-error));
                         return -ENOMEM;
                 }
                 c->drops = v;
@@ -691,9 +710,11 @@ int keepers_drop(struct keepers *k, int index, uint64_t id)
                 r = keepers_call_once(k, index, KEEPER_DROP, id, -1, NULL);
         /* nothing was sent (keepers_call_once() gives up a keeper on any other failure): later */
         if (r < 0 && keeper_transient(r))
-                return keepers_drop_later(k, index, id, r);
-        if (r >= 0 && k->v[index].held)
+                r = keepers_drop_later(k, index, id, r);
+        else if (r >= 0 && k->v[index].held)
                 k->v[index].held--;
+        if (r != -ENOMEM)
+                keepers_drops_lost_end(k); /* sent or kept (or refused: memory is not what failed) */
         return r;
 }
 

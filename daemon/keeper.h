@@ -33,6 +33,7 @@ struct keepers {
         unsigned per_keeper; /* fds each keeper may hold */
         size_t drops_pending; /* DROPs not sent yet (a transient error), over all keepers */
         size_t drops_kept, drops_sent; /* since the warning that some went pending: for one line at the end */
+        size_t drops_lost; /* DROPs neither sent nor kept (-ENOMEM) since the error that said so: one line each burst */
         size_t unreaped; /* keepers given up (killed) whose exit is not reaped yet: keepers_reap() */
 };
 
@@ -120,7 +121,8 @@ int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp);
  * daemon, and keepers do not outlive it).
  * Return: 0 (done, or pending as above); -ENOENT if the keeper does not hold
  * @id; -EIO (the keeper is gone, with all it held); -ENOMEM (neither sent nor
- * kept: the fd stays until the keeper exits).
+ * kept: the fd stays until the keeper exits; one error is logged for a burst
+ * of these, and one line with their count once a DROP is sent or kept again).
  */
 int keepers_drop(struct keepers *k, int index, uint64_t id);
 
