@@ -16,8 +16,8 @@
  * dies: PR_SET_PDEATHSIG), closing what they held; clients' fds and mappings
  * are unaffected. One given up, or at the daemon's exit, is also SIGKILLed
  * (one stopped or stuck would not read the EOF), and the event loop never
- * waits for its exit (keepers_reap()). Requests are synchronous round trips of a few microseconds
- * to a process that never blocks on anything else.
+ * waits for its exit (keepers_reap()). Requests are synchronous round trips
+ * of a few microseconds to a process that never blocks on anything else.
  */
 
 #include <stdint.h>
