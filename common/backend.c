@@ -382,7 +382,8 @@ int backend_drop_ahead(int fd)
                 return -errno;
         /*
          * hugetlbfs kept its pages past the end through a same-size ftruncate
-         * where seal2 measured it (6.18 here frees them): punch them out as well
+         * where seal2 measured it (6.18 frees them, and this punch then finds
+         * nothing): punch them out as well (-EPERM under F_SEAL_WRITE)
          */
         if (fstatfs(fd, &sfs) < 0 || sfs.f_type != HUGETLBFS_MAGIC)
                 return 0;

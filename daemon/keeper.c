@@ -324,7 +324,55 @@ static void keepers_drops_settled(struct keepers *k)
         k->drops_kept = k->drops_sent = 0;
 }
 
-static void keeper_child_close(struct keepers *k, struct keeper_child *c)
+/*
+ * A DROP was sent or kept again after a burst of DROPs neither sent nor kept
+ * (keepers_drop_later()), or the daemon exits during one: one line with
+ * their count, not one each. Return: nothing.
+ */
+static void keepers_drops_lost_end(struct keepers *k)
+{
+        if (!k->drops_lost)
+                return;
+        if (k->drops_lost > 1)
+                log_error("fd keepers: %zu DROPs in all could neither be sent nor kept; their fds stay in their keepers "
+                          "until those exit", k->drops_lost);
+        k->drops_lost = 0;
+}
+
+/*
+ * Reap a keeper given up: @flags WNOHANG (on the event loop) or 0 (at exit).
+ * Return: true once it is reaped (or was not ours to reap any more: ECHILD).
+ */
+static bool keeper_child_reap(struct keepers *k, struct keeper_child *c, int flags)
+{
+        pid_t r;
+
+        if (c->pid <= 0)
+                return true;
+        do
+                r = waitpid(c->pid, NULL, flags);
+        while (r < 0 && errno == EINTR);
+        if (r == 0)
+                return false; /* not yet: keepers_reap() (the status timer) tries again */
+        c->pid = -1;
+        if (c->pidfd >= 0) {
+                close(c->pidfd);
+                c->pidfd = -1;
+        }
+        k->unreaped--;
+        return true;
+}
+
+/*
+ * Give a keeper up: close our end and kill it. It would exit at EOF, but a
+ * keeper stopped (SIGSTOP) or stuck reads nothing, and a blocking waitpid()
+ * on the event loop then waited for ever; so SIGKILL (through the pidfd: no
+ * pid reuse; else kill(), safe while it is our unreaped child), and reap it
+ * now if it is gone already, else later from keepers_reap(). Its pidfd is
+ * kept until it is reaped. @wait: at exit (keepers_deinit()), wait for its
+ * exit instead, which SIGKILL bounds to the kernel's teardown.
+ */
+static void keeper_child_close(struct keepers *k, struct keeper_child *c, bool wait)
 {
         /* its pending DROPs die with it: it closes all it holds */
         k->drops_pending -= c->ndrops;
@@ -335,24 +383,31 @@ static void keeper_child_close(struct keepers *k, struct keeper_child *c)
         if (c->sock >= 0) {
                 close(c->sock);
                 c->sock = -1;
+                if (c->pid > 0) {
+                        k->unreaped++;
+                        if (c->pidfd < 0 || (syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) < 0 &&
+                                             errno == ENOSYS))
+                                (void)kill(c->pid, SIGKILL);
+                }
         }
-        if (c->pidfd >= 0) {
-                close(c->pidfd);
-                c->pidfd = -1;
-        }
-        if (c->pid > 0) {
-                while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
-                        ;
-                c->pid = -1;
-        }
+        (void)keeper_child_reap(k, c, wait ? 0 : WNOHANG);
 }
 
 void keepers_deinit(struct keepers *k)
 {
+        keepers_drops_lost_end(k);
         for (size_t i = 0; i < k->n; i++)
-                keeper_child_close(k, &k->v[i]);
+                keeper_child_close(k, &k->v[i], true);
         free(k->v);
         *k = (struct keepers){ .per_keeper = k->per_keeper };
+}
+
+size_t keepers_reap(struct keepers *k)
+{
+        for (size_t i = 0; i < k->n && k->unreaped; i++)
+                if (k->v[i].sock < 0)
+                        (void)keeper_child_reap(k, &k->v[i], WNOHANG);
+        return k->unreaped;
 }
 
 static int keepers_spawn(struct keepers *k)
@@ -443,7 +498,7 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
         if (r <= 0) {
                 log_error("fd keeper %d (pid %d) failed: %s; the region fds it held are lost", index, (int)c->pid,
                           r == 0 ? "it exited" : strerror(-r));
-                keeper_child_close(k, c);
+                keeper_child_close(k, c, false);
                 return -EIO;
         }
         if (fdp)
@@ -616,9 +671,12 @@ static int keepers_drop_later(struct keepers *k, int index, uint64_t id, int err
                 uint64_t *v = realloc(c->drops, cap * sizeof(*v));
 
                 if (!v) {
-                        log_error("fd keeper %d (pid %d): cannot send the DROP of region %llu (%s), nor keep it for "
-                                  "later: its fd stays there until the keeper exits",
-                                  index, (int)c->pid, (unsigned long long)id, strerror(-error));
+                        /* one error for a burst (a mass deletion under memory shortage), not one per DROP */
+                        if (!k->drops_lost++)
+                                log_error("fd keeper %d (pid %d): cannot send the DROP of region %llu (%s), nor keep "
+                                          "it for later: its fd stays there until the keeper exits (the same for the "
+                                          "DROPs after it: one line when a DROP is sent or kept again)",
+                                          index, (int)c->pid, (unsigned long long)id, strerror(-error));
                         return -ENOMEM;
                 }
                 c->drops = v;
@@ -652,9 +710,11 @@ int keepers_drop(struct keepers *k, int index, uint64_t id)
                 r = keepers_call_once(k, index, KEEPER_DROP, id, -1, NULL);
         /* nothing was sent (keepers_call_once() gives up a keeper on any other failure): later */
         if (r < 0 && keeper_transient(r))
-                return keepers_drop_later(k, index, id, r);
-        if (r >= 0 && k->v[index].held)
+                r = keepers_drop_later(k, index, id, r);
+        else if (r >= 0 && k->v[index].held)
                 k->v[index].held--;
+        if (r != -ENOMEM)
+                keepers_drops_lost_end(k); /* sent or kept (or refused: memory is not what failed) */
         return r;
 }
 

@@ -14,8 +14,10 @@
  *
  * Keepers exit when the daemon's end of their socket closes (or the daemon
  * dies: PR_SET_PDEATHSIG), closing what they held; clients' fds and mappings
- * are unaffected. Requests are synchronous round trips of a few microseconds
- * to a process that never blocks on anything else.
+ * are unaffected. One given up, or at the daemon's exit, is also SIGKILLed
+ * (one stopped or stuck would not read the EOF), and the event loop never
+ * waits for its exit (keepers_reap()). Requests are synchronous round trips
+ * of a few microseconds to a process that never blocks on anything else.
  */
 
 #include <stdint.h>
@@ -31,6 +33,8 @@ struct keepers {
         unsigned per_keeper; /* fds each keeper may hold */
         size_t drops_pending; /* DROPs not sent yet (a transient error), over all keepers */
         size_t drops_kept, drops_sent; /* since the warning that some went pending: for one line at the end */
+        size_t drops_lost; /* DROPs neither sent nor kept (-ENOMEM) since the error that said so: one line each burst */
+        size_t unreaped; /* keepers given up (killed) whose exit is not reaped yet: keepers_reap() */
 };
 
 /*
@@ -40,8 +44,23 @@ struct keepers {
  */
 void keepers_init(struct keepers *k, unsigned per_keeper);
 
-/* Close every keeper's socket and reap it (they exit on EOF). Return: nothing. */
+/*
+ * keepers_deinit() - at exit: close every keeper's socket, kill it (SIGKILL:
+ * one stopped or stuck would not exit at EOF) and reap it, waiting for its
+ * exit (the kernel's teardown of what it held). Return: nothing.
+ */
 void keepers_deinit(struct keepers *k);
+
+/*
+ * keepers_reap() - reap the keepers given up while the daemon runs (a failed
+ * round trip closes its socket and SIGKILLs it, and reaps it then only if it
+ * is gone already: the event loop never waits for a keeper's exit). The
+ * daemon's status timer calls this (regtab_reap_keepers()); free when none
+ * is left to reap (a counter's test), else one waitpid(WNOHANG) per keeper
+ * given up and not reaped.
+ * Return: the number of keepers given up and not reaped yet.
+ */
+size_t keepers_reap(struct keepers *k);
 
 /*
  * keepers_park_with_fd() - give a copy of @fd (borrowed: the caller closes
@@ -102,7 +121,8 @@ int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp);
  * daemon, and keepers do not outlive it).
  * Return: 0 (done, or pending as above); -ENOENT if the keeper does not hold
  * @id; -EIO (the keeper is gone, with all it held); -ENOMEM (neither sent nor
- * kept: the fd stays until the keeper exits).
+ * kept: the fd stays until the keeper exits; one error is logged for a burst
+ * of these, and one line with their count once a DROP is sent or kept again).
  */
 int keepers_drop(struct keepers *k, int index, uint64_t id);
 

@@ -512,6 +512,11 @@ int regtab_send_pending_drops(struct regtab *t)
         return keepers_send_pending(&t->keepers);
 }
 
+size_t regtab_reap_keepers(struct regtab *t)
+{
+        return keepers_reap(&t->keepers);
+}
+
 struct region *regtab_first(struct regtab *t)
 {
         return t->head;

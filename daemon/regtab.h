@@ -270,6 +270,12 @@ uint64_t regtab_hot_fds(const struct regtab *t);
  * calls it. Return: 0 (none pending now); negative errno (some still are).
  */
 int regtab_send_pending_drops(struct regtab *t);
+/*
+ * regtab_reap_keepers() - reap the keepers given up and killed, without
+ * waiting (keepers_reap()); the daemon's status timer calls it.
+ * Return: the number of them not reaped yet.
+ */
+size_t regtab_reap_keepers(struct regtab *t);
 
 /* Return: the number of waiters registered in @set. */
 uint64_t regtab_waiter_count(const struct regtab *t, enum regtab_wait_set set);

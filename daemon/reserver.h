@@ -63,7 +63,12 @@ int reserver_start(void);
  * reserver_stop() - stop the threads: jobs not started are abandoned (their
  * fds closed, no completion), running ones finish their fallocate first;
  * completions not yet collected are dropped the same way. Callers have
- * cancelled their jobs before (conn_free()). Return: nothing.
+ * cancelled their jobs before (conn_free()). Joined, not detached: a running
+ * job may wait for a holder's inode lock, but a SEAL's or fallocate's wait
+ * there outlasts even SIGKILL (the process is not gone before its last
+ * thread), and the join lets each cancelled job be settled (its gone
+ * callback) before the table and the quota go (docs/reliability.md, item 16
+ * of "Low findings fixed later"). Return: nothing.
  */
 void reserver_stop(void);
 

@@ -44,6 +44,36 @@ static void sendmsg_set_failing(bool fail)
         sendmsg_fail = fail;
 }
 
+#ifndef __SANITIZE_ADDRESS__ /* ASan owns malloc */
+/*
+ * An allocator short of memory, at will: while realloc_fail is set, this
+ * process's realloc() calls fail with ENOMEM (counted); its keepers and the
+ * rest of the time get the C library's. Only the growth of a keeper's list
+ * of pending DROPs calls realloc() while a test sets it.
+ */
+#define TEST_REALLOC_FAULT 1
+extern void *__libc_realloc(void *p, size_t size);
+static bool realloc_fail;
+static pid_t realloc_fail_pid;
+static unsigned realloc_failed;
+
+void *realloc(void *p, size_t size)
+{
+        if (realloc_fail && getpid() == realloc_fail_pid) {
+                realloc_failed++;
+                errno = ENOMEM;
+                return NULL;
+        }
+        return __libc_realloc(p, size);
+}
+
+static void realloc_set_failing(bool fail)
+{
+        realloc_fail_pid = getpid();
+        realloc_fail = fail;
+}
+#endif
+
 /* Return: the socket fds of this process (a bitmap of fds below 1024). */
 static void socket_fds(bool set[1024])
 {
@@ -170,6 +200,64 @@ START_TEST(test_keeper_dies)
         ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd, NULL), 1);
         close(fd);
         keepers_deinit(&k);
+}
+END_TEST
+
+/* Wait until @pid (our child) is stopped, leaving its state to be waited for. */
+static void wait_stopped(pid_t pid)
+{
+        siginfo_t info;
+
+        ck_assert_int_eq(waitid(P_PID, (id_t)pid, &info, WSTOPPED | WNOWAIT), 0);
+        ck_assert_int_eq(info.si_code, CLD_STOPPED);
+}
+
+/*
+ * A keeper stopped (SIGSTOP) reads nothing: a request to it times out and
+ * gives it up, and it does not exit at EOF either. Giving it up must not wait
+ * for its exit (before: a blocking waitpid(), so the daemon's event loop hung
+ * for ever; here the test hung until check's timeout), nor must the daemon's
+ * exit (keepers_deinit()). No timing: check's timeout is only a hang guard.
+ */
+START_TEST(test_keeper_stopped_given_up)
+{
+        bool before[1024], after[1024];
+        struct timeval tv = { 0, 10000 }; /* the keeper's 5 s receive timeout, shortened for the test */
+        struct keepers k;
+        int fd = make_memfd(4096), out = -1, sock0 = -1;
+        pid_t pid0, pid1;
+
+        keepers_init(&k, 1);
+        socket_fds(before);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
+        socket_fds(after);
+        for (int i = 0; i < 1024; i++)
+                if (after[i] && !before[i])
+                        sock0 = i; /* keeper 0's socket */
+        ck_assert_int_ge(sock0, 0);
+        ck_assert_int_eq(setsockopt(sock0, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        pid0 = keepers_pid(&k, 0);
+        ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
+        wait_stopped(pid0);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), -EIO); /* before: never returned */
+        ck_assert_int_eq(out, -1);
+        ck_assert_int_eq(keepers_copy(&k, 0, 3, &out), -EIO); /* given up */
+        /* killed, and reaped without waiting: by the call itself or a later keepers_reap() (the status timer) */
+        while (keepers_reap(&k))
+                usleep(1000);
+        ck_assert_int_eq(kill(pid0, 0), -1);
+        ck_assert_int_eq(errno, ESRCH);
+        ck_assert_uint_eq(keepers_reap(&k), 0);
+
+        /* a keeper stopped at exit: keepers_deinit() kills it and returns (before: waited for ever) */
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd, NULL), 1);
+        pid1 = keepers_pid(&k, 1);
+        ck_assert_int_eq(kill(pid1, SIGSTOP), 0);
+        wait_stopped(pid1);
+        keepers_deinit(&k);
+        ck_assert_int_eq(kill(pid1, 0), -1);
+        ck_assert_int_eq(errno, ESRCH);
+        close(fd);
 }
 END_TEST
 
@@ -961,6 +1049,71 @@ START_TEST(test_keeper_drops_pending_log_once)
 }
 END_TEST
 
+#ifdef TEST_REALLOC_FAULT
+/*
+ * A DROP that can neither be sent nor kept (the list of pending DROPs cannot
+ * grow: -ENOMEM) logged one error each: a mass deletion under memory
+ * shortage logged one line per region. Now one error for the burst, and one
+ * line with the count once a DROP is sent or kept again (none for a burst of
+ * one: its error said all).
+ */
+START_TEST(test_keeper_drops_lost_log_once)
+{
+        struct keepers k;
+        int fd[8], mfd, saved;
+        char *log;
+
+        keepers_init(&k, 8);
+        for (int i = 0; i < 8; i++) {
+                fd[i] = make_memfd(4096);
+                ck_assert_int_eq(keepers_park_with_fd(&k, (uint64_t)i + 1, fd[i], NULL), 0);
+        }
+        mfd = stderr_capture_begin(&saved);
+        sendmsg_set_failing(true);
+        realloc_set_failing(true);
+        realloc_failed = 0;
+        for (uint64_t id = 1; id <= 5; id++)
+                ck_assert_int_eq(keepers_drop(&k, 0, id), -ENOMEM);
+        realloc_set_failing(false);
+        ck_assert_uint_eq(realloc_failed, 5);
+        ck_assert_uint_eq(k.drops_pending, 0);
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "nor keep it for later"), 1); /* before: 5 */
+        ck_assert_uint_eq(log_lines_with(log, "DROP"), 1);
+        free(log);
+
+        /* memory back, sends still failing: the next DROP is kept, and the burst told with its count */
+        mfd = stderr_capture_begin(&saved);
+        ck_assert_int_eq(keepers_drop(&k, 0, 6), 0);
+        sendmsg_set_failing(false);
+        ck_assert_int_eq(keepers_send_pending(&k), 0);
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "5 DROPs in all could neither be sent nor kept"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "cannot send the DROP of region 6 now"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "all DROPs kept pending are sent (1)"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "DROP"), 3);
+        free(log);
+
+        /* a burst of one: its error, no count after it */
+        mfd = stderr_capture_begin(&saved);
+        sendmsg_set_failing(true);
+        realloc_set_failing(true);
+        ck_assert_int_eq(keepers_drop(&k, 0, 7), -ENOMEM);
+        realloc_set_failing(false);
+        sendmsg_set_failing(false);
+        ck_assert_int_eq(keepers_drop(&k, 0, 8), 0); /* sent */
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "cannot send the DROP of region 7 (No buffer space available), nor keep"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "DROP"), 1);
+        ck_assert_uint_eq(k.drops_lost, 0);
+        free(log);
+        for (int i = 0; i < 8; i++)
+                close(fd[i]);
+        keepers_deinit(&k);
+}
+END_TEST
+#endif
+
 /*
  * (review20, passes on lows2: coverage of the counters' other ends.) A keeper
  * that dies with DROPs pending takes them with it: the timer's next call
@@ -1027,6 +1180,7 @@ int main(void)
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
         tcase_add_test(tc, test_park_fetch_drop);
         tcase_add_test(tc, test_keeper_dies);
+        tcase_add_test(tc, test_keeper_stopped_given_up);
         tcase_add_test(tc, test_keeper_churn);
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_keeper_full_table_refuses_park);
@@ -1035,6 +1189,9 @@ int main(void)
         tcase_add_test(tc, test_keeper_drops_sent_by_timer);
         tcase_add_test(tc, test_keeper_drops_pending_log_once);
         tcase_add_test(tc, test_keeper_drops_pending_keeper_dies);
+#ifdef TEST_REALLOC_FAULT
+        tcase_add_test(tc, test_keeper_drops_lost_log_once);
+#endif
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_regtab_dropped_numbers_reused);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);

@@ -1,0 +1,38 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# test-it-keeper-stopped: the real iomemd gives up an fd keeper that is stopped (SIGSTOP) and goes on serving.
+# Before, giving a keeper up waited for its exit in a blocking waitpid(): a stopped keeper never reads the EOF, so
+# the event loop hung for ever (and this test until ctest's timeout). Now the keeper is killed and reaped by the
+# status timer. No timing: ctest's timeout is the only bound (the round trip to the stopped keeper itself waits its
+# 5 s receive timeout before the daemon gives it up).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+start_daemon --max-region-fds 1
+ctl create keep0 4K >/dev/null
+ctl create r1 4K >/dev/null # parked: starts keeper 0
+keeper=
+for p in $(pgrep -P "$DAEMON_PID"); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" != iomemd-keeper ] || keeper=$p
+done
+[ -n "$keeper" ] || { echo "FAIL: no keeper process was started" >&2; exit 1; }
+
+kill -STOP "$keeper"
+until [ "$(awk '{print $3}' "/proc/$keeper/stat")" = T ]; do
+        sleep 0.01
+done
+# its DROP is a round trip to the stopped keeper: no reply, the keeper is given up (the DELETE is done anyway)
+ctl rm r1 >/dev/null 2>&1 || true
+expect_ok "a PING after the keeper was given up" ctl ping
+# killed, and reaped (by the status timer): gone from /proc, not left a zombie
+while [ -e "/proc/$keeper" ] && [ "$(cat "/proc/$keeper/comm" 2>/dev/null)" = iomemd-keeper ]; do
+        sleep 0.05
+done
+# a new parked region gets a new keeper and is served
+ctl create r2 4K >/dev/null
+echo kept | ctl write r2
+[ "$(ctl read r2 --length 4)" = kept ] || fail "read of a region parked after the keeper was given up"
+
+stop_daemon
+[ "$FAILURES" -eq 0 ] || exit 1
+echo "PASS: a stopped keeper given up, the daemon goes on serving"
