@@ -1233,6 +1233,18 @@ static int ctl_fill_fd(int fd, const char *path, uint64_t size)
                 }
                 off += (uint64_t)n;
         }
+        /* more input than SIZE: refuse rather than register a silently cut copy (-EFBIG, the caller says so) */
+        while (r == 0 && off == size) {
+                ssize_t n = read(in, buf, 1);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        r = -errno;
+                else if (n > 0)
+                        r = -EFBIG;
+                break;
+        }
 out:
         if (in > 0)
                 close(in);
@@ -1251,6 +1263,12 @@ static int cmd_register(struct ctl *c, struct ctl_args *a)
                 return ctl_fail(c, r, "register %s: memfd", a->pos[0]);
         if (a->npos > 2) {
                 r = ctl_fill_fd(iomem_region_fd(region), a->pos[2], a->size);
+                if (r == -EFBIG) {
+                        iomem_region_free(region);
+                        return ctl_error("register %s: %s holds more than the %" PRIu64 " bytes asked; nothing "
+                                         "was registered: give a SIZE that fits it",
+                                         a->pos[0], strcmp(a->pos[2], "-") ? a->pos[2] : "the input", a->size);
+                }
                 if (r < 0) {
                         iomem_region_free(region);
                         return ctl_fail_os(r, "register %s: %s", a->pos[0], a->pos[2]);
