@@ -33,6 +33,9 @@ fi
 [ "$(cat "$TMP/not-a-socket")" = keep ] || fail "iomemd removed a regular file given as --socket"
 grep -q "not-a-socket exists and is not a socket; refusing to remove it" "$TMP/notsock.err" ||
         fail "no clear error for a --socket that is not a socket: $(cat "$TMP/notsock.err")"
+# and only that: it used to go on "cannot listen on PATH: in use: another iomemd (or another program) answers there"
+[ "$(grep -c 'error:' "$TMP/notsock.err")" -eq 1 ] ||
+        fail "a --socket that is not a socket gives more than one error line: $(cat "$TMP/notsock.err")"
 
 start_daemon
 
