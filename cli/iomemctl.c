@@ -292,6 +292,12 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
                 if (*msg)
                         break;
                 return iomem_strerror(error);
+        case -ENOENT:
+                /* not "no region with this name": the daemon could not make the object (file backend's directory) */
+                if (strncmp(msg, "cannot create", 13) != 0)
+                        return iomem_strerror(error);
+                snprintf(buf, size, "%s: %s", msg, strerror(-error));
+                return buf;
         default:
                 return iomem_strerror(error);
         }

@@ -191,6 +191,12 @@ expect_err "register exists" 1 "register a: a region with this name already exis
 expect_err "register bad name" 1 "register bad name: invalid region name" ctl register 'bad name' 4K
 stop_daemon
 
+# the file backend's directory missing: the daemon's setting to fix, not "no region with this name" (ENOENT's words)
+start_daemon --tmpdir "$TMP/no-such-dir"
+expect_err "file backend without its directory" 1 "create f: cannot create the memory object in the file backend's \
+directory \(tmpdir in iomemd\.conf\): No such file or directory$" ctl create f 4K --backend file
+stop_daemon
+
 start_daemon --max-region-size 1M --quota-regions 1 --quota-bytes 64K --quota-connections 2
 chmod 0755 "$TMP"
 expect_err "register too big" 1 "register r: size above the daemon's limit: 2M asked, max-region-size is 1M; ask for \
