@@ -292,6 +292,12 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
                 if (*msg)
                         break;
                 return iomem_strerror(error);
+        case -EEXIST:
+                /* without --exclusive an existing name is opened, but only at its own size: say that it differs */
+                if (strcmp(msg, "name exists with another size") != 0 || !c->name)
+                        return iomem_strerror(error);
+                snprintf(buf, size, "%s, of another size: `iomemctl stat %s` shows it", iomem_strerror(error), c->name);
+                return buf;
         case -ENOENT:
                 /* not "no region with this name": the daemon could not make the object (file backend's directory) */
                 if (strncmp(msg, "cannot create", 13) != 0)

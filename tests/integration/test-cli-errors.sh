@@ -188,6 +188,9 @@ expect_err "register stdin too long" 1 "register r: the input holds more than th
 registered: give a SIZE that fits it$" ctl register r 4K - <"$TMP/4097.bin"
 expect_err "register too long left no name" 1 "stat r: no region with this name$" ctl stat r
 expect_err "register exists" 1 "register a: a region with this name already exists$" ctl register a 4K
+# without --exclusive an existing name is opened only at its size; the line said just "already exists"
+expect_err "create other size" 1 "create a: a region with this name already exists, of another size: \
+\`iomemctl stat a\` shows it$" ctl create a 12K
 expect_err "register bad name" 1 "register bad name: invalid region name" ctl register 'bad name' 4K
 stop_daemon
 
