@@ -40,7 +40,7 @@ static const char usage_text[] =
         "\n"
         "Commands:\n"
         "  create NAME SIZE [--exclusive] [--lease] [--resizable] [--mode MODE]\n"
-        "                   [--backend memfd|shm|file] [--seal SEAL,...]\n"
+        "                   [--backend memfd|shm|file|auto] [--seal SEAL,...]\n"
         "                   [--huge[=2M|1G]] [--reserve]   huge pages (with fallback), memory allocated now\n"
         "  write NAME [--offset N] [FILE]     copy FILE (or stdin) into the region\n"
         "  read NAME [--offset N] [--length N]  copy region bytes to stdout\n"

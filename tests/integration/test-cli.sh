@@ -11,6 +11,8 @@ json() { # json EXPR: evaluate a Python expression over the JSON document on std
 # --- without a daemon
 expect_ok "--help" "$IOMEMCTL" --help
 "$IOMEMCTL" --help | grep -q "^Usage: iomemctl" || fail "--help text"
+# every --backend value create takes is in the help (auto was missing)
+"$IOMEMCTL" --help | grep -qF -- "--backend memfd|shm|file|auto" || fail "--help lacks --backend auto"
 [ "$("$IOMEMCTL" --version)" = "iomemctl $("$IOMEMCTL" --version | cut -d' ' -f2)" ] || fail "--version"
 "$IOMEMCTL" --version | grep -Eq '^iomemctl [0-9]+\.[0-9]+' || fail "--version format"
 expect_err "no command" 2 "no command given" "$IOMEMCTL"
