@@ -40,7 +40,7 @@ static const char usage_text[] =
         "\n"
         "Commands:\n"
         "  create NAME SIZE [--exclusive] [--lease] [--resizable] [--mode MODE]\n"
-        "                   [--backend memfd|shm|file] [--seal SEAL,...]\n"
+        "                   [--backend memfd|shm|file|auto] [--seal SEAL,...]\n"
         "                   [--huge[=2M|1G]] [--reserve]   huge pages (with fallback), memory allocated now\n"
         "  write NAME [--offset N] [FILE]     copy FILE (or stdin) into the region\n"
         "  read NAME [--offset N] [--length N]  copy region bytes to stdout\n"
@@ -292,6 +292,18 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
                 if (*msg)
                         break;
                 return iomem_strerror(error);
+        case -EEXIST:
+                /* without --exclusive an existing name is opened, but only at its own size: say that it differs */
+                if (strcmp(msg, "name exists with another size") != 0 || !c->name)
+                        return iomem_strerror(error);
+                snprintf(buf, size, "%s, of another size: `iomemctl stat %s` shows it", iomem_strerror(error), c->name);
+                return buf;
+        case -ENOENT:
+                /* not "no region with this name": the daemon could not make the object (file backend's directory) */
+                if (strncmp(msg, "cannot create", 13) != 0)
+                        return iomem_strerror(error);
+                snprintf(buf, size, "%s: %s", msg, strerror(-error));
+                return buf;
         default:
                 return iomem_strerror(error);
         }
@@ -1233,6 +1245,18 @@ static int ctl_fill_fd(int fd, const char *path, uint64_t size)
                 }
                 off += (uint64_t)n;
         }
+        /* more input than SIZE: refuse rather than register a silently cut copy (-EFBIG, the caller says so) */
+        while (r == 0 && off == size) {
+                ssize_t n = read(in, buf, 1);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        r = -errno;
+                else if (n > 0)
+                        r = -EFBIG;
+                break;
+        }
 out:
         if (in > 0)
                 close(in);
@@ -1251,6 +1275,12 @@ static int cmd_register(struct ctl *c, struct ctl_args *a)
                 return ctl_fail(c, r, "register %s: memfd", a->pos[0]);
         if (a->npos > 2) {
                 r = ctl_fill_fd(iomem_region_fd(region), a->pos[2], a->size);
+                if (r == -EFBIG) {
+                        iomem_region_free(region);
+                        return ctl_error("register %s: %s holds more than the %" PRIu64 " bytes asked; nothing "
+                                         "was registered: give a SIZE that fits it",
+                                         a->pos[0], strcmp(a->pos[2], "-") ? a->pos[2] : "the input", a->size);
+                }
                 if (r < 0) {
                         iomem_region_free(region);
                         return ctl_fail_os(r, "register %s: %s", a->pos[0], a->pos[2]);

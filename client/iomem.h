@@ -514,7 +514,7 @@ struct iomem_quota {
         uint64_t bytes, max_bytes;             /* bytes of named regions owned */
         uint64_t regions, max_regions;         /* named regions owned */
         uint64_t connections, max_connections; /* connections open */
-        uint64_t fds, max_fds;                 /* fds queued towards the uid, not yet received */
+        uint64_t fds, max_fds;                 /* fds queued towards the uid, not yet received; max never 0 */
         uint64_t max_region_size;              /* the daemon's size limit (-EFBIG above it) */
 };
 

@@ -496,8 +496,8 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 if (rule) {
                         r = config_set_quota(c, rule, key, value, &why);
                         if (r == 0) {
-                                why = "only quota-bytes, quota-regions, quota-connections and quota-fds belong "
-                                      "in a [uid]/[gid] section";
+                                why = "only quota-bytes, quota-regions, quota-connections, quota-fds and "
+                                      "quota-watches belong in a [uid]/[gid] section";
                                 r = -EINVAL;
                         }
                         if (r < 0)

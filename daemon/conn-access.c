@@ -365,7 +365,8 @@ int conn_access_handle_quota(struct conn *c, struct transport_frame *f, struct c
         rep.max_bytes = limits.bytes;
         rep.max_regions = limits.regions;
         rep.max_connections = limits.connections;
-        rep.max_fds = limits.fds;
+        /* quota-fds 0 is not unlimited: report the default bound conn_access_quota_check() applies */
+        rep.max_fds = limits.fds ? limits.fds : conn_uid_fds_default(c->ctx);
         conn_reply_encoded(c, &f->hdr, proto_quota_reply_encode(&rep, buf, sizeof(buf)), buf, NULL, 0);
         return 0;
 }

@@ -269,6 +269,30 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
  * whether it is still to do (not for hugetlb pages, taken at creation).
  * Return: 0 with *fdp, *chosenp and *page_flagsp; negative errno with @res filled in.
  */
+/*
+ * A memory object that could not be made. The file backend's directory is the administrator's to fix: the reply
+ * says which setting (not the path, which is the daemon's business) and the log says the path.
+ * Return: @r, with @res filled in.
+ */
+static int conn_region_make_failed(struct conn *c, enum proto_backend backend, int r, struct conn_result *res)
+{
+        static uint64_t logged_ns; /* at most one line per 10 s: clients may repeat the request */
+        const char *dir = c->ctx->config->tmpdir;
+
+        if (backend != PROTO_BACKEND_FILE || (r != -ENOENT && r != -ENOTDIR && r != -EACCES && r != -EROFS))
+                return conn_fail(res, r, "cannot create the memory object");
+        if (!dir || !*dir)
+                dir = secure_getenv("TMPDIR"); /* as backend_create() chooses */
+        if (!dir || !*dir)
+                dir = "/tmp";
+        if (!logged_ns || conn_now_ns() - logged_ns >= 10000000000ull) {
+                logged_ns = conn_now_ns();
+                log_error("cannot create a file-backend region in %s: %s (tmpdir in iomemd.conf)", dir, strerror(-r));
+        }
+        return conn_fail(res, r, "cannot create the memory object in the file backend's directory (tmpdir in "
+                                 "iomemd.conf)");
+}
+
 static int conn_region_make(struct conn *c, const struct proto_create *m, enum proto_backend backend,
                             bool anonymous, int *fdp, enum proto_backend *chosenp, uint32_t *page_flagsp,
                             bool *deferredp, struct conn_result *res)
@@ -290,7 +314,7 @@ static int conn_region_make(struct conn *c, const struct proto_create *m, enum p
         }
         if (!o.huge && !o.reserve && !(deferredp && *deferredp)) {
                 r = backend_create(backend, m->size, cfg->max_region_size, cfg->tmpdir, fdp, chosenp);
-                return r < 0 ? conn_fail(res, r, "cannot create the memory object") : 0;
+                return r < 0 ? conn_region_make_failed(c, backend, r, res) : 0;
         }
         c->page_info = true;
         r = backend_create_pages(backend, m->size, cfg->max_region_size, cfg->tmpdir, &o, fdp, &pages);
@@ -300,7 +324,7 @@ static int conn_region_make(struct conn *c, const struct proto_create *m, enum p
                                                  ? CONN_RESERVE_FAILED
                                                  : "cannot create the memory object: out of space");
         if (r < 0)
-                return conn_fail(res, r, "cannot create the memory object");
+                return conn_region_make_failed(c, backend, r, res);
         if (o.huge && !pages.hugetlb)
                 log_debug("huge pages for a %llu-byte region: no hugetlb (%s), %s",
                           (unsigned long long)m->size, strerror(-pages.hugetlb_error),

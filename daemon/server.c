@@ -482,7 +482,7 @@ static int server_bind(const char *path)
                 }
                 /* only a socket is ours to replace: never unlink a file, device or link someone named by mistake */
                 if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-                        r = -EADDRINUSE;
+                        r = -ENOTSOCK; /* said here, in full: the caller adds nothing */
                         log_error("%s exists and is not a socket; refusing to remove it: choose another --socket "
                                   "path or remove the file yourself", path);
                         goto fail;
@@ -745,6 +745,8 @@ int server_run(const struct config *config)
         }
         if (r == 0) {
                 r = server_bind(config->socket_path);
+                if (r == -ENOTSOCK)
+                        goto out;
                 if (r < 0) {
                         log_error("cannot listen on %s: %s", config->socket_path,
                                   r == -EADDRINUSE ? "in use: another iomemd (or another program) answers there"

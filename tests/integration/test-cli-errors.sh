@@ -180,8 +180,24 @@ expect_err "exec not a program" 126 "exec a: /etc/passwd: Permission denied$" ct
 expect_err "chmod missing" 1 "chmod nope: no region with this name$" ctl chmod nope 0600
 expect_err "chown missing" 1 "chown nope: no region with this name$" ctl chown nope :0
 expect_err "register input" 1 "register r: /nonexistent: No such file or directory$" ctl register r 4K /nonexistent
+# input longer than SIZE is refused whole, not registered cut to SIZE (it used to be, silently)
+head -c 4097 /dev/zero >"$TMP/4097.bin"
+expect_err "register input too long" 1 "register r: $TMP/4097\.bin holds more than the 4096 bytes asked; nothing was \
+registered: give a SIZE that fits it$" ctl register r 4K "$TMP/4097.bin"
+expect_err "register stdin too long" 1 "register r: the input holds more than the 4096 bytes asked; nothing was \
+registered: give a SIZE that fits it$" ctl register r 4K - <"$TMP/4097.bin"
+expect_err "register too long left no name" 1 "stat r: no region with this name$" ctl stat r
 expect_err "register exists" 1 "register a: a region with this name already exists$" ctl register a 4K
+# without --exclusive an existing name is opened only at its size; the line said just "already exists"
+expect_err "create other size" 1 "create a: a region with this name already exists, of another size: \
+\`iomemctl stat a\` shows it$" ctl create a 12K
 expect_err "register bad name" 1 "register bad name: invalid region name" ctl register 'bad name' 4K
+stop_daemon
+
+# the file backend's directory missing: the daemon's setting to fix, not "no region with this name" (ENOENT's words)
+start_daemon --tmpdir "$TMP/no-such-dir"
+expect_err "file backend without its directory" 1 "create f: cannot create the memory object in the file backend's \
+directory \(tmpdir in iomemd\.conf\): No such file or directory$" ctl create f 4K --backend file
 stop_daemon
 
 start_daemon --max-region-size 1M --quota-regions 1 --quota-bytes 64K --quota-connections 2

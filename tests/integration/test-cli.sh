@@ -11,6 +11,8 @@ json() { # json EXPR: evaluate a Python expression over the JSON document on std
 # --- without a daemon
 expect_ok "--help" "$IOMEMCTL" --help
 "$IOMEMCTL" --help | grep -q "^Usage: iomemctl" || fail "--help text"
+# every --backend value create takes is in the help (auto was missing)
+"$IOMEMCTL" --help | grep -qF -- "--backend memfd|shm|file|auto" || fail "--help lacks --backend auto"
 [ "$("$IOMEMCTL" --version)" = "iomemctl $("$IOMEMCTL" --version | cut -d' ' -f2)" ] || fail "--version"
 "$IOMEMCTL" --version | grep -Eq '^iomemctl [0-9]+\.[0-9]+' || fail "--version format"
 expect_err "no command" 2 "no command given" "$IOMEMCTL"
@@ -33,6 +35,9 @@ fi
 [ "$(cat "$TMP/not-a-socket")" = keep ] || fail "iomemd removed a regular file given as --socket"
 grep -q "not-a-socket exists and is not a socket; refusing to remove it" "$TMP/notsock.err" ||
         fail "no clear error for a --socket that is not a socket: $(cat "$TMP/notsock.err")"
+# and only that: it used to go on "cannot listen on PATH: in use: another iomemd (or another program) answers there"
+[ "$(grep -c 'error:' "$TMP/notsock.err")" -eq 1 ] ||
+        fail "a --socket that is not a socket gives more than one error line: $(cat "$TMP/notsock.err")"
 
 start_daemon
 

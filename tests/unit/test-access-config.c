@@ -121,6 +121,10 @@ START_TEST(test_file_errors)
                 { "[user 5]\n", ":1:" },
                 { "[uid 5\n", ":1:" },
                 { "[uid 5]\nmax-regions = 3\n", ":2:" },
+                /* the reason names all five keys a section takes (it left quota-watches out) */
+                { "[gid 5]\nmax-regions = 3\n",
+                  ":2: only quota-bytes, quota-regions, quota-connections, quota-fds and quota-watches belong in a "
+                  "[uid]/[gid] section" },
                 { "socket = /tmp/x\n", ":1: only on the command line" },
                 { "backend = tape\n", ":1:" },
                 { "allowed-backends = auto\n", ":1:" },

@@ -2323,6 +2323,9 @@ START_TEST(test_chmod_chown_quota)
         ck_assert_uint_eq(q.max_regions, 5);
         ck_assert_uint_eq(q.max_bytes, 0);
         ck_assert_uint_eq(q.max_region_size, TEST_MAX_REGION);
+        /* quota-fds unset is not unlimited: the reply says the bound that applies (it said 0, "unlimited") */
+        ck_assert_uint_eq(q.max_fds, conn_uid_fds_default(&e.ctx));
+        ck_assert_uint_gt(q.max_fds, 0);
 
         send_name(&p, PROTO_OP_DELETE, 10, "m");
         ck_assert_int_eq(pump(&p), 0);
