@@ -261,15 +261,6 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
         "cannot reserve the memory: the backing file system, the memory cgroup or the system is out of space"
 
 /*
- * Make a CREATE's object: with HUGE or RESERVE through backend_create_pages()
- * (and @c may see the page bits from now on), else backend_create(). An
- * anonymous one (@anonymous) never gets hugetlb pages: see
- * conn_region_create_anonymous(). With @deferredp (not NULL), RESERVE's
- * fallocate is left to the caller (a reserver thread): *deferredp says
- * whether it is still to do (not for hugetlb pages, taken at creation).
- * Return: 0 with *fdp, *chosenp and *page_flagsp; negative errno with @res filled in.
- */
-/*
  * A memory object that could not be made. The file backend's directory is the administrator's to fix: the reply
  * says which setting (not the path, which is the daemon's business) and the log says the path.
  * Return: @r, with @res filled in.
@@ -293,6 +284,15 @@ static int conn_region_make_failed(struct conn *c, enum proto_backend backend, i
                                  "iomemd.conf)");
 }
 
+/*
+ * Make a CREATE's object: with HUGE or RESERVE through backend_create_pages()
+ * (and @c may see the page bits from now on), else backend_create(). An
+ * anonymous one (@anonymous) never gets hugetlb pages: see
+ * conn_region_create_anonymous(). With @deferredp (not NULL), RESERVE's
+ * fallocate is left to the caller (a reserver thread): *deferredp says
+ * whether it is still to do (not for hugetlb pages, taken at creation).
+ * Return: 0 with *fdp, *chosenp and *page_flagsp; negative errno with @res filled in.
+ */
 static int conn_region_make(struct conn *c, const struct proto_create *m, enum proto_backend backend,
                             bool anonymous, int *fdp, enum proto_backend *chosenp, uint32_t *page_flagsp,
                             bool *deferredp, struct conn_result *res)
