@@ -269,6 +269,8 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
         case -EPERM:
                 if (!strcmp(msg, "region is not resizable"))
                         return "it was not created --resizable, so it cannot shrink";
+                if (!strcmp(msg, "region is not resizable: its memfd is sealed against growing"))
+                        return "it was not created --resizable, so it cannot grow";
                 if (*msg && strncmp(msg, "cannot", 6) != 0)
                         break;
                 return iomem_strerror(error);

@@ -465,7 +465,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         f = fopen(path, "re");
         if (!f) {
                 r = -errno;
-                snprintf(err, errsize, "%s: %s", path, strerror(-r));
+                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
                 return r;
         }
         while (getline(&buf, &bufsize, f) >= 0) {

@@ -256,6 +256,9 @@ static uint32_t conn_region_page_flags(const struct backend_pages *pages)
         "a RESIZE or SEAL of this region is in progress (resizing, sealing, or reserving the memory of its new "   \
         "size): try again once it is done"
 
+/* The text of a RESIZE that would grow a memfd region made without RESIZABLE (iomemctl matches it). */
+#define CONN_NOT_RESIZABLE_GROW "region is not resizable: its memfd is sealed against growing"
+
 /* The text of a failed reservation (-ENOSPC, -ENOMEM). */
 #define CONN_RESERVE_FAILED                                                                                      \
         "cannot reserve the memory: the backing file system, the memory cgroup or the system is out of space"
@@ -1407,6 +1410,9 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
                 k = conn_region_check_room(c, r->meta.uid, r->charged, m.size, 0, 0, res);
                 if (k < 0)
                         return k;
+                /* a memfd made without RESIZABLE (or REGISTERed) is sealed against growing: say so, not "seals" */
+                if (!(r->meta.flags & PROTO_REGION_RESIZABLE) && r->meta.backend == PROTO_BACKEND_MEMFD)
+                        return conn_fail(res, -EPERM, CONN_NOT_RESIZABLE_GROW);
         }
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)

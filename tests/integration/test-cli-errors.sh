@@ -168,7 +168,10 @@ expect_err "list bad prefix" 1 "list: invalid prefix 'a b' \(only A-Z a-z 0-9 \.
 expect_err "rm missing" 1 "rm nope: no region with this name$" ctl rm nope
 expect_err "resize too big" 1 "resize a: $toobig" ctl resize a 100T
 expect_err "resize shrink" 1 "resize a: it was not created --resizable, so it cannot shrink$" ctl resize a 4K
-expect_err "resize sealed" 1 "resize m: forbidden by the region's seals$" ctl resize m 16K
+# m was made without --resizable (and sealed grow besides): that is the reason to give; ms only has the seal
+expect_err "resize grow not resizable" 1 "resize m: it was not created --resizable, so it cannot grow$" ctl resize m 16K
+ctl create ms 8K --backend memfd --resizable --seal grow
+expect_err "resize sealed" 1 "resize ms: forbidden by the region's seals$" ctl resize ms 16K
 ctl create h 4K --backend shm
 expect_err "seal shm" 1 "seal h: only memfd can be sealed$" ctl seal h grow
 ctl seal m seal

@@ -150,6 +150,8 @@ START_TEST(test_file_missing)
 
         config_init(&c);
         ck_assert_int_eq(config_load_file(&c, "/nonexistent/iomemd.conf", err, sizeof(err)), -ENOENT);
+        /* says what the path is: "iomemd: /x: No such file or directory" did not */
+        ck_assert_str_eq(err, "cannot read the configuration file /nonexistent/iomemd.conf: No such file or directory");
         config_deinit(&c);
 }
 END_TEST
