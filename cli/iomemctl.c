@@ -257,6 +257,7 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
         switch (error) {
         case -EFBIG:
         case -EDQUOT:
+        case -ESTALE: /* PUBLISH --expect: the daemon says which generation is current */
                 /* the daemon names the limit, the numbers and the remedy; libiomem's own EFBIG has no text */
                 break;
         case -EINVAL:

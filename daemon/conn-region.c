@@ -1932,7 +1932,12 @@ int conn_region_handle_publish(struct conn *c, struct transport_frame *f, struct
                 if (conn_access_check(c, old, CONN_ACCESS_DELETE) < 0)
                         return conn_fail(res, -EACCES, "only the owner may publish a new version");
                 if (m.expect_generation && m.expect_generation != region_generation(old))
-                        return conn_fail(res, -ESTALE, "the current version is not the one expected");
+                        return conn_failf(res, -ESTALE,
+                                          "the current version is generation %llu, not the %llu expected: another "
+                                          "was published first; read it, then publish against %llu",
+                                          (unsigned long long)region_generation(old),
+                                          (unsigned long long)m.expect_generation,
+                                          (unsigned long long)region_generation(old));
         } else if (m.expect_generation) {
                 return conn_fail(res, -ENOENT, "no such region (a version was expected)");
         } else {

@@ -79,8 +79,10 @@ EOP
 
 # --- publish: the bytes, immutable, versions and errors
 [ "$(ctl read ev/b)" = "fresh" ] || fail "publish: bytes"
-expect_err "publish: not the expected version" 1 "publish ev/b: stale" ctl publish ev/b "$TMP/v1" --expect 1
 gen=$(ctl --json stat ev/b | "$PYTHON3" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+# the daemon's words: which generation is current, and what to do (was the generic "stale: ... or the fd ...")
+expect_err "publish: not the expected version" 1 "publish ev/b: the current version is generation $gen, not the 1 \
+expected: another was published first; read it, then publish against $gen$" ctl publish ev/b "$TMP/v1" --expect 1
 [ "$(ctl --json publish ev/b "$TMP/v1" --expect "$gen")" = "{\"generation\":$((gen + 1))}" ] ||
         fail "publish --expect with the current generation"
 [ "$(ctl read ev/b)" = "first version" ] || fail "publish: new bytes"
