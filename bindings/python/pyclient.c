@@ -844,6 +844,12 @@ static PyObject *pyclient_unwatch(PyObject *obj, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         r = iomem_unwatch(self->client, id);
         Py_END_ALLOW_THREADS
+        /* libiomem's words for ENOENT are about regions ("no region with this name") */
+        if (r == -ENOENT) {
+                pymodule_set_error(r, "no watch with this id", NULL);
+                pyclient_unlock(self);
+                return NULL;
+        }
         if (pyclient_leave(self, r, NULL) < 0)
                 return NULL;
         Py_RETURN_NONE;
