@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,9 @@
 
 /* names are copied out of Ruby strings before the GVL is released (a string may move or change meanwhile) */
 #define NAME_COPY_MAX 1024
+/* a region name's (or prefix's) limit (docs/protocol.md), and a socket path's (sun_path, its NUL included) */
+#define NAME_MAX_BYTES 255
+#define SOCKET_PATH_MAX_BYTES (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 /* OPEN with a wait asks the daemon in slices this long, so that Ctrl-C and Thread#kill get through in between */
 #define WAIT_SLICE_MS 200
@@ -151,8 +155,12 @@ static VALUE backend_to_ruby(enum iomem_backend b)
         return name ? ID2SYM(rb_intern(name)) : INT2NUM((int)b);
 }
 
-/* Copy a name out of @v (nil or "" gives NULL when @allow_null). */
-static const char *name_copy(VALUE v, char buf[NAME_COPY_MAX + 1], bool allow_null)
+/*
+ * Copy a region name (or prefix; @socket: a socket path) out of @v (nil or "" gives NULL when @allow_null).
+ * Too long: Errno::EINVAL for a name, Errno::ENAMETOOLONG for a socket path (as libiomem), saying the limit
+ * and the length, whatever the length (the copy's room, NAME_COPY_MAX, is not a limit of anyone's).
+ */
+static const char *name_copy_how(VALUE v, char buf[NAME_COPY_MAX + 1], bool allow_null, bool socket)
 {
         const char *s;
         long len;
@@ -163,10 +171,19 @@ static const char *name_copy(VALUE v, char buf[NAME_COPY_MAX + 1], bool allow_nu
         len = RSTRING_LEN(v);
         if (allow_null && len == 0)
                 return NULL;
-        if (len > NAME_COPY_MAX)
-                raise_errno(-EINVAL, "name longer than 255 bytes");
+        if (socket && (unsigned long)len > SOCKET_PATH_MAX_BYTES)
+                rb_syserr_fail_str(ENAMETOOLONG, rb_sprintf("socket path longer than %u bytes (%ld bytes)",
+                                                            (unsigned)SOCKET_PATH_MAX_BYTES, len));
+        if (!socket && len > NAME_MAX_BYTES)
+                rb_syserr_fail_str(EINVAL, rb_sprintf("name longer than %d bytes (%ld bytes)", NAME_MAX_BYTES, len));
         memcpy(buf, s, (size_t)len + 1);
         return buf;
+}
+
+/* name_copy_how() for a region name or prefix */
+static const char *name_copy(VALUE v, char buf[NAME_COPY_MAX + 1], bool allow_null)
+{
+        return name_copy_how(v, buf, allow_null, false);
 }
 
 /* ---- IOMem::Region ------------------------------------------------------ */
@@ -980,7 +997,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
         if (rc->client)
                 rb_raise(rb_eRuntimeError, "client already connected");
         o.wait_ms = vals[1] != Qundef ? timeout_to_ms(vals[1]) : -1; /* a bad timeout raises before connecting */
-        o.name = name_copy(sock, path, true);
+        o.name = name_copy_how(sock, path, true, true);
         /*
          * An interrupt (Thread#raise, Timeout, Ctrl-C) that comes while
          * connecting is raised when the call returns: by

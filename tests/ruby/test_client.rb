@@ -94,6 +94,18 @@ class TestClient < IOMemTest::Case
     assert_errno(Errno::EINVAL, /create "#{n('m')}": (malformed [A-Z]+|not a memfd)/) { @c.create(n("m"), PAGE, mode: 0o1777) }
     assert_errno(Errno::EFBIG, /create "#{n('big')}": size above the (daemon.s )?limit/) { @c.create(n("big"), 2 << 20) }
     assert_errno(Errno::EINVAL, /name longer than 255 bytes/) { @c.create("a" * 2000, PAGE) }
+    # every length past the limit says so (256 to 1024 bytes gave libiomem's generic "invalid argument"), and a
+    # socket path is not a region name (past 1024 bytes it was "name longer than 255 bytes")
+    [256, 1024, 1025, 4096].each do |len|
+      assert_errno(Errno::EINVAL, /name longer than 255 bytes \(#{len} bytes\)/) { @c.create("a" * len, PAGE) }
+      assert_errno(Errno::EINVAL, /name longer than 255 bytes \(#{len} bytes\)/) { @c.stat("a" * len) }
+    end
+    assert_raises(Errno::ENOENT) { @c.stat("a" * 255) } # the limit itself is a name
+    [108, 1025].each do |len|
+      assert_errno(Errno::ENAMETOOLONG, /socket path longer than 107 bytes \(#{len} bytes\)/) do
+        IOMem::Client.new(socket: "/" * len)
+      end
+    end
     assert_raises(ArgumentError) { @c.create("nul\0", PAGE) }
     @c.create(n("shm"), PAGE, backend: :shm) { |r| assert_equal :shm, r.backend }
   end
