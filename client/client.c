@@ -38,6 +38,7 @@ enum client_async {
         CLIENT_ASYNC_STAT,
         CLIENT_ASYNC_PING,
         CLIENT_HELLO, /* the held-back HELLO (@hello_entry, not in @pending): its reply is checked where it is read */
+        CLIENT_DISCARD, /* a blocking call gave up waiting (iomem_client_set_interrupt_cb()): its reply is dropped */
 };
 
 /* A request sent and not yet completed. */
@@ -142,6 +143,8 @@ struct iomem_client {
         struct client_pending *done_head, *done_tail;
         iomem_event_cb event_cb;
         void *event_userdata;
+        iomem_interrupt_cb interrupt_cb; /* iomem_client_set_interrupt_cb(); NULL = signals do not end a wait */
+        void *interrupt_userdata;
         /*
          * The open cache (iomem_client_set_open_cache()): fds of regions
          * opened by name, dropped on any event naming them. @cache_gen
@@ -374,6 +377,8 @@ static struct transport_frame *client_pending_reply(struct client_pending *p)
         return p->out ? p->out : &p->reply;
 }
 
+static void client_frame_done(struct transport_frame *f);
+
 /*
  * Complete @p with @result (and the reply in *@f, taken over, if @f: its fds and payload are @p's from now on, and
  * *@f is left as it was, for the caller to forget, never to deinit): wake its waiter or queue its callback.
@@ -387,6 +392,13 @@ static inline void client_pending_complete(struct iomem_client *c, struct client
         p->cache_gen = c->cache_gen;
         if (f)
                 *client_pending_reply(p) = *f;
+        if (p->kind == CLIENT_DISCARD) {
+                /* nobody waits for it: its fds are closed, its payload freed (a copy: client_frame_own()) */
+                if (f)
+                        client_frame_done(&p->reply);
+                free(p);
+                return;
+        }
         if (p->kind != CLIENT_SYNC && p->kind != CLIENT_HELLO) {
                 p->next = NULL;
                 if (c->done_tail)
@@ -664,7 +676,9 @@ static bool client_wait_done(const struct iomem_client *c, const struct client_p
  * thread at a time reads the socket, the others sleep on the condition
  * variable until the reader has routed what it read.
  * Return: 0; -ETIMEDOUT; -ENOTCONN if the connection is broken (@p is
- * then completed with the reason).
+ * then completed with the reason); -EINTR if a signal interrupted the
+ * reader's poll() and the interrupt callback said to give up (a request's
+ * wait, not HELLO's; @p is still outstanding: client_abandon()).
  */
 static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t deadline)
 {
@@ -695,9 +709,15 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
 
                 if (transport_has_output(&c->t))
                         pfd.events |= POLLOUT;
+                /* the interrupt callback, read under the lock; only a request's wait (not HELLO's) or an event's */
+                iomem_interrupt_cb icb = !p || (p->kind == CLIENT_SYNC && p->opcode != PROTO_OP_HELLO)
+                                                 ? c->interrupt_cb : NULL;
+                void *iud = c->interrupt_userdata;
+
                 c->reading = true;
                 client_unlock(c);
-                if (deadline < 0 && pfd.events == POLLIN && !use_poll) {
+                /* with an interrupt callback, poll(): a signal ends it with EINTR even under SA_RESTART */
+                if (deadline < 0 && pfd.events == POLLIN && !use_poll && !icb) {
                         /*
                          * No time limit and nothing to send: a blocking recvmsg waits for
                          * the reply itself, without a poll() first. A socket its owner made
@@ -716,6 +736,18 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
                 n = poll(&pfd, 1, client_left_ms(deadline));
                 if (n < 0)
                         n = -errno;
+                if (n == -EINTR && icb) {
+                        /* the caller's to say whether the signal ends the wait (its handler raised): still
+                         * without the lock, and still the reader (nobody else reads meanwhile) */
+                        int stop = icb(c, iud);
+
+                        client_lock(c);
+                        c->reading = false;
+                        client_wake(c);
+                        if (stop)
+                                return -EINTR;
+                        continue;
+                }
                 client_lock(c);
                 c->reading = false;
                 tried = true;
@@ -790,6 +822,39 @@ static inline int client_reply_result(struct iomem_client *c, struct client_pend
 }
 
 /*
+ * client_abandon() - the blocking caller of @p (on its stack) gives up waiting for the reply
+ * (iomem_client_set_interrupt_cb()): the reply still to come is dropped when it arrives (an entry of its own
+ * takes @p's place), so the connection stays in step; a reply already here is dropped now. Called with the
+ * lock held. Return: -EINTR.
+ */
+static int client_abandon(struct iomem_client *c, struct client_pending *p)
+{
+        struct client_pending *q;
+
+        if (p->done) {
+                if (client_reply_result(c, p) == 0)
+                        client_frame_done(client_pending_reply(p)); /* a region's fd is closed */
+                client_message_clear(c);
+                return -EINTR;
+        }
+        q = calloc(1, sizeof(*q));
+        if (!q) {
+                /* nothing to match the reply with: a later reply could be taken for it */
+                client_pending_unlink(c, p);
+                client_break(c, -ENOMEM);
+                return -EINTR;
+        }
+        client_pending_init(q, CLIENT_DISCARD, p->opcode, p->want_fds, NULL);
+        q->id = p->id;
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                q->reply.fds[i] = -1;
+        client_pending_unlink(c, p);
+        q->next = c->pending;
+        c->pending = q;
+        return -EINTR;
+}
+
+/*
  * client_exchange() - send one request (with @nsend fds, consumed) and wait
  * for its reply (a small payload copied to @reply_space, CLIENT_REPLY_SPACE bytes, if not NULL: it must outlive
  * the use of *@replyp). Called with the lock held.
@@ -846,6 +911,8 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
                 return gone ? -EPIPE : r;
         }
         r = client_wait(c, &p, p.deadline);
+        if (r == -EINTR)
+                return client_abandon(c, &p);
         if (r == -ETIMEDOUT && !p.done) {
                 client_pending_unlink(c, &p);
                 client_break(c, -ETIMEDOUT);
@@ -1486,6 +1553,16 @@ IOMEM_EXPORT void iomem_client_set_timeout(struct iomem_client *client, int time
 {
         if (client)
                 client->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+IOMEM_EXPORT void iomem_client_set_interrupt_cb(struct iomem_client *client, iomem_interrupt_cb cb, void *userdata)
+{
+        if (!client)
+                return;
+        client_lock(client);
+        client->interrupt_cb = cb;
+        client->interrupt_userdata = userdata;
+        client_unlock(client);
 }
 
 IOMEM_EXPORT void iomem_client_set_reconnect(struct iomem_client *client, int max_wait_ms)
@@ -2259,6 +2336,8 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
                         continue;
                 }
                 r = client_wait(client, NULL, deadline);
+                if (r == -EINTR)
+                        break; /* iomem_client_set_interrupt_cb(): nothing was asked, nothing is left behind */
                 if (r == -ETIMEDOUT) {
                         r = -EAGAIN; /* nothing came: the stream is still in sync */
                         break;

@@ -555,6 +555,9 @@ struct rb_client {
         VALUE lock;
         bool events; /* connected with IOMEM_CONNECT_EVENTS (watch, publish, generations) */
         pid_t pid;   /* the process that connected: a forked child shares the socket and must connect again */
+        /* client_interrupted(): a call runs without the GVL (under the Mutex); what an interrupt raised in it */
+        bool in_call;
+        int interrupt_state;
 };
 
 static void client_mark(void *p)
@@ -923,11 +926,19 @@ static VALUE client_call_locked(VALUE p)
 {
         struct locked_call *lc = (struct locked_call *)p;
         struct rb_client *rc = client_get(lc->self);
+        int state;
 
         client_check_usable(rc);
         lc->o->client = rc->client;
         lc->o->events = rc->events;
+        rc->interrupt_state = 0;
+        rc->in_call = true;
         rb_thread_call_without_gvl(lc->fn, lc->o, RUBY_UBF_IO, NULL);
+        rc->in_call = false;
+        state = rc->interrupt_state;
+        rc->interrupt_state = 0;
+        if (state)
+                rb_jump_tag(state); /* the interrupt that ended the wait (client_interrupted()) */
         if (lc->o->r < 0)
                 snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", iomem_client_error_message(rc->client));
         return Qnil;
@@ -935,8 +946,9 @@ static VALUE client_call_locked(VALUE p)
 
 /*
  * Run @fn(@o) on the client's connection without the GVL, holding the
- * client's Mutex. libiomem retries EINTR, so an interrupt takes effect
- * when the call returns; use Client.new(timeout:) against a stuck daemon.
+ * client's Mutex. An interrupt (Thread#raise, Thread#kill, Timeout,
+ * Ctrl-C) during the wait for the daemon ends the call and is raised
+ * (client_interrupted()); the connection stays usable.
  */
 static void client_call(VALUE self, void *(*fn)(void *), struct op *o)
 {
@@ -967,6 +979,38 @@ static VALUE client_check_ints(VALUE unused)
 {
         rb_thread_check_ints();
         return Qnil;
+}
+
+/* With the GVL, from client_interrupted(): run the pending interrupts; keep what one raised. */
+static void *client_interrupt_check(void *p)
+{
+        struct rb_client *rc = p;
+        int state = 0;
+
+        rb_protect(client_check_ints, Qnil, &state);
+        rc->interrupt_state = state;
+        return NULL;
+}
+
+/*
+ * iomem_client_set_interrupt_cb(): a signal interrupted a call's wait for
+ * the daemon (Ruby wakes a thread blocked without the GVL with one for
+ * Thread#raise, Thread#kill, Timeout and Ctrl-C, RUBY_UBF_IO). The pending
+ * interrupts run here with the GVL, under rb_protect(): if one raised, the
+ * call gives up (libiomem drops the reply still to come: the connection
+ * stays in step and usable) and client_call_locked() raises it once the
+ * call has returned; if none did (a trap handler that returns), the wait
+ * goes on. Runs without the GVL and without libiomem's lock.
+ */
+static int client_interrupted(struct iomem_client *client, void *userdata)
+{
+        struct rb_client *rc = userdata;
+
+        (void)client;
+        if (!rc->in_call) /* not inside rb_thread_call_without_gvl() (cannot happen: no other call waits) */
+                return 0;
+        rb_thread_call_with_gvl(client_interrupt_check, rc);
+        return rc->interrupt_state != 0;
 }
 
 /*
@@ -1025,6 +1069,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
         if (o.r < 0)
                 raise_op_error(&o, "connect", sock);
         rc->client = o.client;
+        iomem_client_set_interrupt_cb(rc->client, client_interrupted, rc);
         rc->events = o.events;
         rc->pid = getpid();
         if (vals[1] != Qundef)
