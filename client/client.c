@@ -1576,11 +1576,23 @@ IOMEM_EXPORT unsigned iomem_client_reconnects(const struct iomem_client *client)
         return client ? client->reconnects : 0;
 }
 
-/* Return: -EINVAL for a name that cannot go on the wire at all; the daemon judges the rest. */
-static int client_name_check(const char *name)
+/* The error detail cleared for a call that fails before it asks the daemon: none is left of an earlier call. */
+static int client_fail_early(struct iomem_client *c, int r)
+{
+        client_lock(c);
+        client_message_clear(c);
+        client_unlock(c);
+        return r;
+}
+
+/*
+ * Return: -EINVAL for a name that cannot go on the wire at all (the error detail of @c's last call cleared: it is
+ * not this call's); the daemon judges the rest.
+ */
+static int client_name_check(struct iomem_client *c, const char *name)
 {
         if (!name || strlen(name) > PROTO_NAME_MAX)
-                return -EINVAL;
+                return client_fail_early(c, -EINVAL);
         return 0;
 }
 
@@ -1623,7 +1635,7 @@ IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uin
 
         if (!client || !regionp)
                 return -EINVAL;
-        r = client_name_check(m.name);
+        r = client_name_check(client, m.name);
         if (r < 0)
                 return r;
         if (opts) {
@@ -1663,7 +1675,7 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
         /* encoded before the lock, and the name's check (-EINVAL past PROTO_NAME_MAX, as client_name_check()) */
         len = proto_open_encode(&m, buf, sizeof(buf));
         if (len < 0)
-                return len;
+                return client_fail_early(client, len);
         if (client_cache_get(client, name, flags, regionp) == 0)
                 return 0;
         deadline = wait_ms > 0 ? client_now_ms() + wait_ms : -1;
@@ -1701,7 +1713,7 @@ IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struc
 
         if (!client || !st)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         do
@@ -1738,7 +1750,7 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
 
         if (!client || !cb)
                 return -EINVAL;
-        r = client_name_check(m.prefix);
+        r = client_name_check(client, m.prefix);
         if (r < 0)
                 return r;
         do {
@@ -1806,7 +1818,7 @@ IOMEM_EXPORT int iomem_resize(struct iomem_client *client, const char *name, uin
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_RESIZE, buf, proto_resize_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -1827,7 +1839,7 @@ IOMEM_EXPORT int iomem_seal(struct iomem_client *client, const char *name, uint3
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_SEAL, buf, proto_seal_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -1851,7 +1863,7 @@ IOMEM_EXPORT int iomem_delete(struct iomem_client *client, const char *name)
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_DELETE, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -2014,7 +2026,7 @@ IOMEM_EXPORT int iomem_chmod(struct iomem_client *client, const char *name, uint
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         return client_call_empty(client, PROTO_OP_CHMOD, buf, proto_chmod_encode(&m, buf, sizeof(buf)));
@@ -2028,7 +2040,7 @@ IOMEM_EXPORT int iomem_chown(struct iomem_client *client, const char *name, uint
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         return client_call_empty(client, PROTO_OP_CHOWN, buf, proto_chown_encode(&m, buf, sizeof(buf)));
@@ -2079,7 +2091,7 @@ IOMEM_EXPORT int iomem_register(struct iomem_client *client, const char *name, c
 
         if (!client || !region || !name || !*name)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (flags & ~IOMEM_REGISTER_LEASE)
@@ -2363,7 +2375,7 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(m.prefix);
+        r = client_name_check(client, m.prefix);
         if (r < 0)
                 return r;
         client_lock(client);
@@ -2447,7 +2459,7 @@ IOMEM_EXPORT int iomem_publish(struct iomem_client *client, const char *name, co
 
         if (!client || !region || !name || !*name)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (opts) {
@@ -2490,7 +2502,7 @@ IOMEM_EXPORT int iomem_open_version(struct iomem_client *client, const char *nam
 
         if (!client || !regionp)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (flags & ~IOMEM_OPEN_RDONLY)
@@ -2525,7 +2537,7 @@ IOMEM_EXPORT int iomem_stat_version(struct iomem_client *client, const char *nam
 
         if (!client || !st)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_STATV, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -2810,7 +2822,7 @@ static int client_open_async(struct iomem_client *client, uint16_t opcode, const
         uint32_t pflags = 0, timeout = 0;
         int len;
 
-        if (!client || !cb || client_name_check(name) < 0 || (flags & ~IOMEM_OPEN_RDONLY))
+        if (!client || !cb || client_name_check(client, name) < 0 || (flags & ~IOMEM_OPEN_RDONLY))
                 return -EINVAL;
         if (flags & IOMEM_OPEN_RDONLY)
                 pflags |= PROTO_OPEN_RDONLY;
@@ -2855,7 +2867,7 @@ IOMEM_EXPORT int iomem_stat_async(struct iomem_client *client, const char *name,
         uint8_t buf[CLIENT_REQUEST_MAX];
         struct client_pending *p;
 
-        if (!client || !cb || client_name_check(name) < 0)
+        if (!client || !cb || client_name_check(client, name) < 0)
                 return -EINVAL;
         p = client_pending_new(CLIENT_ASYNC_STAT, PROTO_OP_STAT, 0, (void (*)(void))cb, userdata);
         if (!p)

@@ -364,6 +364,37 @@ START_TEST(test_error_message_lifetime)
 }
 END_TEST
 
+/* A call that fails its own argument check (a name past PROTO_NAME_MAX) before it asks the daemon leaves no
+ * detail of an earlier call: iomem_client_error_message() is not the daemon's text of the call before. */
+START_TEST(test_error_message_not_stale)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_EXCLUSIVE };
+        struct iomem_client *c = NULL;
+        struct iomem_region *a = NULL, *b = NULL;
+        struct iomem_stat st;
+        char long_name[300]; /* past PROTO_NAME_MAX (255) */
+        uint32_t w;
+
+        memset(long_name, 'x', sizeof(long_name) - 1);
+        long_name[sizeof(long_name) - 1] = '\0';
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &c), 0);
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, &o, &a), 0);
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, &o, &b), -EEXIST);
+        ck_assert_str_ne(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_stat(c, long_name, &st), -EINVAL);
+        ck_assert_str_eq(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, &o, &b), -EEXIST);
+        ck_assert_int_eq(iomem_open(c, long_name, 0, 0, &b), -EINVAL);
+        ck_assert_str_eq(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, &o, &b), -EEXIST);
+        ck_assert_int_eq(iomem_watch(c, long_name, &w), -EINVAL);
+        ck_assert_str_eq(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_delete(c, "it.stale"), 0);
+        iomem_region_free(a);
+        iomem_disconnect(c);
+}
+END_TEST
+
 /* F6, F7: names, sizes and unknown names, each answered with its errno; the connection stays usable. */
 START_TEST(test_errors)
 {
@@ -1055,6 +1086,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_regions_outlive_client);
         tcase_add_test(tc, test_first_region_race);
         tcase_add_test(tc, test_error_message_lifetime);
+        tcase_add_test(tc, test_error_message_not_stale);
         tcase_add_loop_test(tc, test_errors, 0, 3);
         tcase_add_loop_test(tc, test_seal, 0, 3);
         tcase_add_test(tc, test_seal_write_busy);
