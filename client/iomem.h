@@ -306,7 +306,10 @@ void iomem_client_set_timeout(struct iomem_client *client, int timeout_ms);
 /*
  * Asked by a blocking call whose wait for a reply (or, in iomem_next_event(),
  * for an event) a signal interrupted: non-zero to give up the wait. Called in
- * the calling thread, without the client's lock.
+ * the calling thread, without the client's lock, but while that call is still
+ * the one reading @client's socket: it must not call into @client (such a call
+ * would wait for the interrupted one to stop reading, for ever); calls on
+ * other clients are fine.
  */
 typedef int (*iomem_interrupt_cb)(struct iomem_client *client, void *userdata);
 
