@@ -38,6 +38,7 @@ enum client_async {
         CLIENT_ASYNC_STAT,
         CLIENT_ASYNC_PING,
         CLIENT_HELLO, /* the held-back HELLO (@hello_entry, not in @pending): its reply is checked where it is read */
+        CLIENT_DISCARD, /* a blocking call gave up waiting (iomem_client_set_interrupt_cb()): its reply is dropped */
 };
 
 /* A request sent and not yet completed. */
@@ -142,6 +143,8 @@ struct iomem_client {
         struct client_pending *done_head, *done_tail;
         iomem_event_cb event_cb;
         void *event_userdata;
+        iomem_interrupt_cb interrupt_cb; /* iomem_client_set_interrupt_cb(); NULL = signals do not end a wait */
+        void *interrupt_userdata;
         /*
          * The open cache (iomem_client_set_open_cache()): fds of regions
          * opened by name, dropped on any event naming them. @cache_gen
@@ -374,6 +377,8 @@ static struct transport_frame *client_pending_reply(struct client_pending *p)
         return p->out ? p->out : &p->reply;
 }
 
+static void client_frame_done(struct transport_frame *f);
+
 /*
  * Complete @p with @result (and the reply in *@f, taken over, if @f: its fds and payload are @p's from now on, and
  * *@f is left as it was, for the caller to forget, never to deinit): wake its waiter or queue its callback.
@@ -387,6 +392,13 @@ static inline void client_pending_complete(struct iomem_client *c, struct client
         p->cache_gen = c->cache_gen;
         if (f)
                 *client_pending_reply(p) = *f;
+        if (p->kind == CLIENT_DISCARD) {
+                /* nobody waits for it: its fds are closed, its payload freed (a copy: client_frame_own()) */
+                if (f)
+                        client_frame_done(&p->reply);
+                free(p);
+                return;
+        }
         if (p->kind != CLIENT_SYNC && p->kind != CLIENT_HELLO) {
                 p->next = NULL;
                 if (c->done_tail)
@@ -664,7 +676,9 @@ static bool client_wait_done(const struct iomem_client *c, const struct client_p
  * thread at a time reads the socket, the others sleep on the condition
  * variable until the reader has routed what it read.
  * Return: 0; -ETIMEDOUT; -ENOTCONN if the connection is broken (@p is
- * then completed with the reason).
+ * then completed with the reason); -EINTR if a signal interrupted the
+ * reader's poll() and the interrupt callback said to give up (a request's
+ * wait, not HELLO's; @p is still outstanding: client_abandon()).
  */
 static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t deadline)
 {
@@ -695,9 +709,15 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
 
                 if (transport_has_output(&c->t))
                         pfd.events |= POLLOUT;
+                /* the interrupt callback, read under the lock; only a request's wait (not HELLO's) or an event's */
+                iomem_interrupt_cb icb = !p || (p->kind == CLIENT_SYNC && p->opcode != PROTO_OP_HELLO)
+                                                 ? c->interrupt_cb : NULL;
+                void *iud = c->interrupt_userdata;
+
                 c->reading = true;
                 client_unlock(c);
-                if (deadline < 0 && pfd.events == POLLIN && !use_poll) {
+                /* with an interrupt callback, poll(): a signal ends it with EINTR even under SA_RESTART */
+                if (deadline < 0 && pfd.events == POLLIN && !use_poll && !icb) {
                         /*
                          * No time limit and nothing to send: a blocking recvmsg waits for
                          * the reply itself, without a poll() first. A socket its owner made
@@ -716,6 +736,18 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
                 n = poll(&pfd, 1, client_left_ms(deadline));
                 if (n < 0)
                         n = -errno;
+                if (n == -EINTR && icb) {
+                        /* the caller's to say whether the signal ends the wait (its handler raised): still
+                         * without the lock, and still the reader (nobody else reads meanwhile) */
+                        int stop = icb(c, iud);
+
+                        client_lock(c);
+                        c->reading = false;
+                        client_wake(c);
+                        if (stop)
+                                return -EINTR;
+                        continue;
+                }
                 client_lock(c);
                 c->reading = false;
                 tried = true;
@@ -790,6 +822,39 @@ static inline int client_reply_result(struct iomem_client *c, struct client_pend
 }
 
 /*
+ * client_abandon() - the blocking caller of @p (on its stack) gives up waiting for the reply
+ * (iomem_client_set_interrupt_cb()): the reply still to come is dropped when it arrives (an entry of its own
+ * takes @p's place), so the connection stays in step; a reply already here is dropped now. Called with the
+ * lock held. Return: -EINTR.
+ */
+static int client_abandon(struct iomem_client *c, struct client_pending *p)
+{
+        struct client_pending *q;
+
+        if (p->done) {
+                if (client_reply_result(c, p) == 0)
+                        client_frame_done(client_pending_reply(p)); /* a region's fd is closed */
+                client_message_clear(c);
+                return -EINTR;
+        }
+        q = calloc(1, sizeof(*q));
+        if (!q) {
+                /* nothing to match the reply with: a later reply could be taken for it */
+                client_pending_unlink(c, p);
+                client_break(c, -ENOMEM);
+                return -EINTR;
+        }
+        client_pending_init(q, CLIENT_DISCARD, p->opcode, p->want_fds, NULL);
+        q->id = p->id;
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                q->reply.fds[i] = -1;
+        client_pending_unlink(c, p);
+        q->next = c->pending;
+        c->pending = q;
+        return -EINTR;
+}
+
+/*
  * client_exchange() - send one request (with @nsend fds, consumed) and wait
  * for its reply (a small payload copied to @reply_space, CLIENT_REPLY_SPACE bytes, if not NULL: it must outlive
  * the use of *@replyp). Called with the lock held.
@@ -846,6 +911,8 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
                 return gone ? -EPIPE : r;
         }
         r = client_wait(c, &p, p.deadline);
+        if (r == -EINTR)
+                return client_abandon(c, &p);
         if (r == -ETIMEDOUT && !p.done) {
                 client_pending_unlink(c, &p);
                 client_break(c, -ETIMEDOUT);
@@ -1488,6 +1555,16 @@ IOMEM_EXPORT void iomem_client_set_timeout(struct iomem_client *client, int time
                 client->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
 }
 
+IOMEM_EXPORT void iomem_client_set_interrupt_cb(struct iomem_client *client, iomem_interrupt_cb cb, void *userdata)
+{
+        if (!client)
+                return;
+        client_lock(client);
+        client->interrupt_cb = cb;
+        client->interrupt_userdata = userdata;
+        client_unlock(client);
+}
+
 IOMEM_EXPORT void iomem_client_set_reconnect(struct iomem_client *client, int max_wait_ms)
 {
         if (client)
@@ -1499,11 +1576,23 @@ IOMEM_EXPORT unsigned iomem_client_reconnects(const struct iomem_client *client)
         return client ? client->reconnects : 0;
 }
 
-/* Return: -EINVAL for a name that cannot go on the wire at all; the daemon judges the rest. */
-static int client_name_check(const char *name)
+/* The error detail cleared for a call that fails before it asks the daemon: none is left of an earlier call. */
+static int client_fail_early(struct iomem_client *c, int r)
+{
+        client_lock(c);
+        client_message_clear(c);
+        client_unlock(c);
+        return r;
+}
+
+/*
+ * Return: -EINVAL for a name that cannot go on the wire at all (the error detail of @c's last call cleared: it is
+ * not this call's); the daemon judges the rest.
+ */
+static int client_name_check(struct iomem_client *c, const char *name)
 {
         if (!name || strlen(name) > PROTO_NAME_MAX)
-                return -EINVAL;
+                return client_fail_early(c, -EINVAL);
         return 0;
 }
 
@@ -1546,7 +1635,7 @@ IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uin
 
         if (!client || !regionp)
                 return -EINVAL;
-        r = client_name_check(m.name);
+        r = client_name_check(client, m.name);
         if (r < 0)
                 return r;
         if (opts) {
@@ -1586,7 +1675,7 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
         /* encoded before the lock, and the name's check (-EINVAL past PROTO_NAME_MAX, as client_name_check()) */
         len = proto_open_encode(&m, buf, sizeof(buf));
         if (len < 0)
-                return len;
+                return client_fail_early(client, len);
         if (client_cache_get(client, name, flags, regionp) == 0)
                 return 0;
         deadline = wait_ms > 0 ? client_now_ms() + wait_ms : -1;
@@ -1624,7 +1713,7 @@ IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struc
 
         if (!client || !st)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         do
@@ -1661,7 +1750,7 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
 
         if (!client || !cb)
                 return -EINVAL;
-        r = client_name_check(m.prefix);
+        r = client_name_check(client, m.prefix);
         if (r < 0)
                 return r;
         do {
@@ -1729,7 +1818,7 @@ IOMEM_EXPORT int iomem_resize(struct iomem_client *client, const char *name, uin
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_RESIZE, buf, proto_resize_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -1750,7 +1839,7 @@ IOMEM_EXPORT int iomem_seal(struct iomem_client *client, const char *name, uint3
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_SEAL, buf, proto_seal_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -1774,7 +1863,7 @@ IOMEM_EXPORT int iomem_delete(struct iomem_client *client, const char *name)
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_DELETE, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -1937,7 +2026,7 @@ IOMEM_EXPORT int iomem_chmod(struct iomem_client *client, const char *name, uint
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         return client_call_empty(client, PROTO_OP_CHMOD, buf, proto_chmod_encode(&m, buf, sizeof(buf)));
@@ -1951,7 +2040,7 @@ IOMEM_EXPORT int iomem_chown(struct iomem_client *client, const char *name, uint
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         return client_call_empty(client, PROTO_OP_CHOWN, buf, proto_chown_encode(&m, buf, sizeof(buf)));
@@ -2002,7 +2091,7 @@ IOMEM_EXPORT int iomem_register(struct iomem_client *client, const char *name, c
 
         if (!client || !region || !name || !*name)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (flags & ~IOMEM_REGISTER_LEASE)
@@ -2259,6 +2348,8 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
                         continue;
                 }
                 r = client_wait(client, NULL, deadline);
+                if (r == -EINTR)
+                        break; /* iomem_client_set_interrupt_cb(): nothing was asked, nothing is left behind */
                 if (r == -ETIMEDOUT) {
                         r = -EAGAIN; /* nothing came: the stream is still in sync */
                         break;
@@ -2284,7 +2375,7 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
 
         if (!client)
                 return -EINVAL;
-        r = client_name_check(m.prefix);
+        r = client_name_check(client, m.prefix);
         if (r < 0)
                 return r;
         client_lock(client);
@@ -2368,7 +2459,7 @@ IOMEM_EXPORT int iomem_publish(struct iomem_client *client, const char *name, co
 
         if (!client || !region || !name || !*name)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (opts) {
@@ -2411,7 +2502,7 @@ IOMEM_EXPORT int iomem_open_version(struct iomem_client *client, const char *nam
 
         if (!client || !regionp)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (flags & ~IOMEM_OPEN_RDONLY)
@@ -2446,7 +2537,7 @@ IOMEM_EXPORT int iomem_stat_version(struct iomem_client *client, const char *nam
 
         if (!client || !st)
                 return -EINVAL;
-        r = client_name_check(name);
+        r = client_name_check(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_STATV, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -2731,7 +2822,7 @@ static int client_open_async(struct iomem_client *client, uint16_t opcode, const
         uint32_t pflags = 0, timeout = 0;
         int len;
 
-        if (!client || !cb || client_name_check(name) < 0 || (flags & ~IOMEM_OPEN_RDONLY))
+        if (!client || !cb || client_name_check(client, name) < 0 || (flags & ~IOMEM_OPEN_RDONLY))
                 return -EINVAL;
         if (flags & IOMEM_OPEN_RDONLY)
                 pflags |= PROTO_OPEN_RDONLY;
@@ -2776,7 +2867,7 @@ IOMEM_EXPORT int iomem_stat_async(struct iomem_client *client, const char *name,
         uint8_t buf[CLIENT_REQUEST_MAX];
         struct client_pending *p;
 
-        if (!client || !cb || client_name_check(name) < 0)
+        if (!client || !cb || client_name_check(client, name) < 0)
                 return -EINVAL;
         p = client_pending_new(CLIENT_ASYNC_STAT, PROTO_OP_STAT, 0, (void (*)(void))cb, userdata);
         if (!p)

@@ -303,6 +303,35 @@ const char *iomem_client_error_message(const struct iomem_client *client);
  */
 void iomem_client_set_timeout(struct iomem_client *client, int timeout_ms);
 
+/*
+ * Asked by a blocking call whose wait for a reply (or, in iomem_next_event(),
+ * for an event) a signal interrupted: non-zero to give up the wait. Called in
+ * the calling thread, without the client's lock, but while that call is still
+ * the one reading @client's socket: it must not call into @client (such a call
+ * would wait for the interrupted one to stop reading, for ever); calls on
+ * other clients are fine.
+ */
+typedef int (*iomem_interrupt_cb)(struct iomem_client *client, void *userdata);
+
+/*
+ * iomem_client_set_interrupt_cb() - let signals end a blocking call's wait,
+ * for language bindings whose signal handlers may raise (Python's Ctrl-C,
+ * Ruby's Thread#raise). Without it (the default) libiomem retries EINTR and
+ * a call waits for its reply however many signals come. With it, a call
+ * waits in poll() (which a signal always interrupts, SA_RESTART or not) and
+ * asks @cb after each signal; when @cb returns non-zero the call returns
+ * -EINTR at once. The request may already have been applied (outcome
+ * unknown, as after -ECONNRESET): its reply is dropped when it arrives (a
+ * region's fd closed), so the connection stays in step and usable, and its
+ * leases and watches stay. The HELLO's wait is not ended (connect,
+ * iomem_client_handshake(), a reconnect), nor a wait for another thread
+ * that reads the socket. A signal that comes just before the call starts to
+ * wait is seen only at the next signal (as with any poll()): a binding
+ * whose handlers must not be missed sends again.
+ * @cb: NULL to retry EINTR again.
+ */
+void iomem_client_set_interrupt_cb(struct iomem_client *client, iomem_interrupt_cb cb, void *userdata);
+
 /* how long a call may spend connecting again after the daemon went away, by default */
 #define IOMEM_RECONNECT_DEFAULT_MS 15000
 

@@ -45,6 +45,15 @@ static void pyclient_unlock(PyIomemClient *self)
                 self->reconnects = iomem_client_reconnects(self->client);
         }
         PyThread_release_lock(self->lock);
+        if (self->closing && !self->busy) {
+                /* close() came from a signal handler during the call (pyclient_interrupted()) */
+                PyObject *type, *value, *tb;
+
+                PyErr_Fetch(&type, &value, &tb);
+                pyasync_shutdown(self, 1);
+                PyErr_Restore(type, value, tb);
+                return;
+        }
         pyasync_wakeup(self);
 }
 
@@ -59,6 +68,12 @@ static int pyclient_enter(PyIomemClient *self)
          * the child's copy stays held for ever */
         if (self->pid != getpid())
                 return pyclient_check_usable(self);
+        if (self->handler_thread && self->handler_thread == PyThread_get_thread_ident()) {
+                /* the lock is this thread's, held by the call the handler interrupted: waiting would hang */
+                PyErr_SetString(PyExc_RuntimeError, "a signal handler cannot use the iomem.Client whose call it "
+                                                    "interrupted (close() it, or use another client)");
+                return -1;
+        }
         pyclient_lock(self);
         if (pyclient_check_usable(self) < 0) {
                 PyThread_release_lock(self->lock);
@@ -89,10 +104,42 @@ int pyclient_check_usable(const PyIomemClient *self)
  */
 static int pyclient_leave(PyIomemClient *self, int r, PyObject *filename)
 {
-        if (r < 0)
+        /* -EINTR: a signal handler raised during the wait (pyclient_interrupted()): its exception goes out */
+        if (r == -EINTR && PyErr_Occurred())
+                ;
+        else if (r == -EINTR && self->closing)
+                PyErr_SetString(PyExc_ValueError, "the iomem.Client was closed (by a signal handler) during the call");
+        else if (r < 0)
                 pymodule_set_error(r, iomem_client_error_message(self->client), filename);
         pyclient_unlock(self);
         return r < 0 ? -1 : 0;
+}
+
+/*
+ * iomem_client_set_interrupt_cb(): a signal interrupted a blocking call's wait for the daemon. Python's handlers
+ * run here, as PEP 475 has it for system calls: if one raised (Ctrl-C), the call gives up (libiomem drops the
+ * reply still to come, the connection stays usable) and returns -EINTR with the exception set, which
+ * pyclient_leave() lets out; if none did, the wait goes on. Called without the GIL (the caller let it go) and
+ * without libiomem's lock, but with @lock held by this thread: a handler's close() of this client only marks it
+ * (@busy) and ends the call, the client is disconnected as the call leaves (pyclient_unlock()); its other
+ * blocking calls raise RuntimeError (pyclient_enter()) instead of waiting for ever. In threads other than the
+ * main one PyErr_CheckSignals() does nothing.
+ */
+static int pyclient_interrupted(struct iomem_client *client, void *userdata)
+{
+        PyIomemClient *self = userdata;
+        PyGILState_STATE g = PyGILState_Ensure();
+        int stop;
+
+        (void)client;
+        self->handler_thread = PyThread_get_thread_ident();
+        self->busy++;
+        stop = PyErr_CheckSignals() < 0;
+        self->busy--;
+        self->handler_thread = 0;
+        stop = stop || self->closing;
+        PyGILState_Release(g);
+        return stop;
 }
 
 int pyclient_name_converter(PyObject *obj, void *namep)
@@ -215,6 +262,7 @@ static PyObject *pyclient_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
         }
         Py_XDECREF(path_bytes);
         iomem_client_set_timeout(client, timeout_ms);
+        iomem_client_set_interrupt_cb(client, pyclient_interrupted, self);
         self->client = client;
         self->fd = iomem_client_fd(client);
         self->pid = getpid();
@@ -239,6 +287,12 @@ static PyObject *pyclient_close(PyObject *obj, PyObject *unused)
                  * here); no call of the child runs on this client (pyclient_check_usable()).
                  */
                 pyasync_shutdown(self, 1);
+                Py_RETURN_NONE;
+        }
+        if (self->client && self->handler_thread && self->handler_thread == PyThread_get_thread_ident()) {
+                /* a signal handler, inside this thread's blocking call (holding the lock): the call ends and
+                 * disconnects as it leaves (pyclient_interrupted(), pyclient_unlock()) */
+                self->closing = 1;
                 Py_RETURN_NONE;
         }
         pyclient_lock(self); /* no blocking call runs from here on */
@@ -844,6 +898,12 @@ static PyObject *pyclient_unwatch(PyObject *obj, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         r = iomem_unwatch(self->client, id);
         Py_END_ALLOW_THREADS
+        /* libiomem's words for ENOENT are about regions ("no region with this name") */
+        if (r == -ENOENT) {
+                pymodule_set_error(r, "no watch with this id", NULL);
+                pyclient_unlock(self);
+                return NULL;
+        }
         if (pyclient_leave(self, r, NULL) < 0)
                 return NULL;
         Py_RETURN_NONE;

@@ -58,6 +58,8 @@ typedef struct {
         PyObject *wakeup_cb;             /* callable or NULL: called after blocking calls (any thread) */
         unsigned busy;                   /* asynchronous calls running without the GIL */
         int closing;                     /* close() came while @busy: the last one disconnects */
+        /* the thread whose blocking call runs signal handlers (pyclient_interrupted()), holding @lock; 0 = none */
+        unsigned long handler_thread;
         PyObject *cb_error_type, *cb_error_value, *cb_error_tb; /* the first exception a callback raised */
 } PyIomemClient;
 

@@ -36,30 +36,16 @@ PyObject *pymodule_set_error(int r, const char *message, PyObject *filename)
         return NULL;
 }
 
-int pymodule_u64_converter(PyObject *obj, void *u64p)
+/*
+ * pymodule_to_ull() - the check the integer converters share: @obj must be an int (else TypeError); its value in
+ * *@vp, or *@overflowp set (no exception) when it is negative or does not fit in 64 bits, for the caller to
+ * report with its own range. Return: 1; 0 with an exception.
+ */
+static int pymodule_to_ull(PyObject *obj, unsigned long long *vp, int *overflowp)
 {
         unsigned long long v;
 
-        if (!PyLong_Check(obj)) {
-                PyErr_Format(PyExc_TypeError, "an integer is required, not %.100s", Py_TYPE(obj)->tp_name);
-                return 0;
-        }
-        v = PyLong_AsUnsignedLongLong(obj);
-        if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-                if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                        PyErr_Clear();
-                        PyErr_SetString(PyExc_ValueError, "size must be between 0 and 2**64 - 1");
-                }
-                return 0;
-        }
-        *(uint64_t *)u64p = v;
-        return 1;
-}
-
-int pymodule_u32_converter(PyObject *obj, void *u32p)
-{
-        unsigned long long v;
-
+        *overflowp = 0;
         if (!PyLong_Check(obj)) {
                 PyErr_Format(PyExc_TypeError, "an integer is required, not %.100s", Py_TYPE(obj)->tp_name);
                 return 0;
@@ -69,9 +55,35 @@ int pymodule_u32_converter(PyObject *obj, void *u32p)
                 if (!PyErr_ExceptionMatches(PyExc_OverflowError))
                         return 0;
                 PyErr_Clear();
-                v = (unsigned long long)UINT32_MAX + 1; /* negative, or past 64 bits */
+                *overflowp = 1; /* negative, or past 64 bits */
         }
-        if (v > UINT32_MAX) {
+        *vp = v;
+        return 1;
+}
+
+int pymodule_u64_converter(PyObject *obj, void *u64p)
+{
+        unsigned long long v;
+        int overflow;
+
+        if (!pymodule_to_ull(obj, &v, &overflow))
+                return 0;
+        if (overflow) {
+                PyErr_SetString(PyExc_ValueError, "size must be between 0 and 2**64 - 1");
+                return 0;
+        }
+        *(uint64_t *)u64p = v;
+        return 1;
+}
+
+int pymodule_u32_converter(PyObject *obj, void *u32p)
+{
+        unsigned long long v;
+        int overflow;
+
+        if (!pymodule_to_ull(obj, &v, &overflow))
+                return 0;
+        if (overflow || v > UINT32_MAX) { /* never cut to 32 bits */
                 PyErr_Format(PyExc_ValueError, "%R is out of range (0 to 2**32 - 1)", obj);
                 return 0;
         }

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,9 @@
 
 /* names are copied out of Ruby strings before the GVL is released (a string may move or change meanwhile) */
 #define NAME_COPY_MAX 1024
+/* a region name's (or prefix's) limit (docs/protocol.md), and a socket path's (sun_path, its NUL included) */
+#define NAME_MAX_BYTES 255
+#define SOCKET_PATH_MAX_BYTES (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 /* OPEN with a wait asks the daemon in slices this long, so that Ctrl-C and Thread#kill get through in between */
 #define WAIT_SLICE_MS 200
@@ -151,8 +155,12 @@ static VALUE backend_to_ruby(enum iomem_backend b)
         return name ? ID2SYM(rb_intern(name)) : INT2NUM((int)b);
 }
 
-/* Copy a name out of @v (nil or "" gives NULL when @allow_null). */
-static const char *name_copy(VALUE v, char buf[NAME_COPY_MAX + 1], bool allow_null)
+/*
+ * Copy a region name (or prefix; @socket: a socket path) out of @v (nil or "" gives NULL when @allow_null).
+ * Too long: Errno::EINVAL for a name, Errno::ENAMETOOLONG for a socket path (as libiomem), saying the limit
+ * and the length, whatever the length (the copy's room, NAME_COPY_MAX, is not a limit of anyone's).
+ */
+static const char *name_copy_how(VALUE v, char buf[NAME_COPY_MAX + 1], bool allow_null, bool socket)
 {
         const char *s;
         long len;
@@ -163,10 +171,19 @@ static const char *name_copy(VALUE v, char buf[NAME_COPY_MAX + 1], bool allow_nu
         len = RSTRING_LEN(v);
         if (allow_null && len == 0)
                 return NULL;
-        if (len > NAME_COPY_MAX)
-                raise_errno(-EINVAL, "name longer than 255 bytes");
+        if (socket && (unsigned long)len > SOCKET_PATH_MAX_BYTES)
+                rb_syserr_fail_str(ENAMETOOLONG, rb_sprintf("socket path longer than %u bytes (%ld bytes)",
+                                                            (unsigned)SOCKET_PATH_MAX_BYTES, len));
+        if (!socket && len > NAME_MAX_BYTES)
+                rb_syserr_fail_str(EINVAL, rb_sprintf("name longer than %d bytes (%ld bytes)", NAME_MAX_BYTES, len));
         memcpy(buf, s, (size_t)len + 1);
         return buf;
+}
+
+/* name_copy_how() for a region name or prefix */
+static const char *name_copy(VALUE v, char buf[NAME_COPY_MAX + 1], bool allow_null)
+{
+        return name_copy_how(v, buf, allow_null, false);
 }
 
 /* ---- IOMem::Region ------------------------------------------------------ */
@@ -538,6 +555,9 @@ struct rb_client {
         VALUE lock;
         bool events; /* connected with IOMEM_CONNECT_EVENTS (watch, publish, generations) */
         pid_t pid;   /* the process that connected: a forked child shares the socket and must connect again */
+        /* client_interrupted(): a call runs without the GVL (under the Mutex); what an interrupt raised in it */
+        bool in_call;
+        int interrupt_state;
 };
 
 static void client_mark(void *p)
@@ -906,11 +926,19 @@ static VALUE client_call_locked(VALUE p)
 {
         struct locked_call *lc = (struct locked_call *)p;
         struct rb_client *rc = client_get(lc->self);
+        int state;
 
         client_check_usable(rc);
         lc->o->client = rc->client;
         lc->o->events = rc->events;
+        rc->interrupt_state = 0;
+        rc->in_call = true;
         rb_thread_call_without_gvl(lc->fn, lc->o, RUBY_UBF_IO, NULL);
+        rc->in_call = false;
+        state = rc->interrupt_state;
+        rc->interrupt_state = 0;
+        if (state)
+                rb_jump_tag(state); /* the interrupt that ended the wait (client_interrupted()) */
         if (lc->o->r < 0)
                 snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", iomem_client_error_message(rc->client));
         return Qnil;
@@ -918,8 +946,9 @@ static VALUE client_call_locked(VALUE p)
 
 /*
  * Run @fn(@o) on the client's connection without the GVL, holding the
- * client's Mutex. libiomem retries EINTR, so an interrupt takes effect
- * when the call returns; use Client.new(timeout:) against a stuck daemon.
+ * client's Mutex. An interrupt (Thread#raise, Thread#kill, Timeout,
+ * Ctrl-C) during the wait for the daemon ends the call and is raised
+ * (client_interrupted()); the connection stays usable.
  */
 static void client_call(VALUE self, void *(*fn)(void *), struct op *o)
 {
@@ -952,6 +981,38 @@ static VALUE client_check_ints(VALUE unused)
         return Qnil;
 }
 
+/* With the GVL, from client_interrupted(): run the pending interrupts; keep what one raised. */
+static void *client_interrupt_check(void *p)
+{
+        struct rb_client *rc = p;
+        int state = 0;
+
+        rb_protect(client_check_ints, Qnil, &state);
+        rc->interrupt_state = state;
+        return NULL;
+}
+
+/*
+ * iomem_client_set_interrupt_cb(): a signal interrupted a call's wait for
+ * the daemon (Ruby wakes a thread blocked without the GVL with one for
+ * Thread#raise, Thread#kill, Timeout and Ctrl-C, RUBY_UBF_IO). The pending
+ * interrupts run here with the GVL, under rb_protect(): if one raised, the
+ * call gives up (libiomem drops the reply still to come: the connection
+ * stays in step and usable) and client_call_locked() raises it once the
+ * call has returned; if none did (a trap handler that returns), the wait
+ * goes on. Runs without the GVL and without libiomem's lock.
+ */
+static int client_interrupted(struct iomem_client *client, void *userdata)
+{
+        struct rb_client *rc = userdata;
+
+        (void)client;
+        if (!rc->in_call) /* not inside rb_thread_call_without_gvl() (cannot happen: no other call waits) */
+                return 0;
+        rb_thread_call_with_gvl(client_interrupt_check, rc);
+        return rc->interrupt_state != 0;
+}
+
 /*
  * Client.new(socket: nil, timeout: nil) - connect to iomemd. socket nil =
  * libiomem's default ($IOMEM_SOCKET, else a per-user daemon's
@@ -980,7 +1041,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
         if (rc->client)
                 rb_raise(rb_eRuntimeError, "client already connected");
         o.wait_ms = vals[1] != Qundef ? timeout_to_ms(vals[1]) : -1; /* a bad timeout raises before connecting */
-        o.name = name_copy(sock, path, true);
+        o.name = name_copy_how(sock, path, true, true);
         /*
          * An interrupt (Thread#raise, Timeout, Ctrl-C) that comes while
          * connecting is raised when the call returns: by
@@ -1008,6 +1069,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
         if (o.r < 0)
                 raise_op_error(&o, "connect", sock);
         rc->client = o.client;
+        iomem_client_set_interrupt_cb(rc->client, client_interrupted, rc);
         rc->events = o.events;
         rc->pid = getpid();
         if (vals[1] != Qundef)

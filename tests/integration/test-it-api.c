@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
+#include "fdutil.h"
 #include "iomem.h"
 #include "itutil.h"
 
@@ -356,6 +359,37 @@ START_TEST(test_error_message_lifetime)
         ck_assert_str_ne(iomem_client_error_message(c), "");
         ck_assert_int_eq(iomem_ping(c), 0);
         ck_assert_str_eq(iomem_client_error_message(c), "");
+        iomem_region_free(a);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* A call that fails its own argument check (a name past PROTO_NAME_MAX) before it asks the daemon leaves no
+ * detail of an earlier call: iomem_client_error_message() is not the daemon's text of the call before. */
+START_TEST(test_error_message_not_stale)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_EXCLUSIVE };
+        struct iomem_client *c = NULL;
+        struct iomem_region *a = NULL, *b = NULL;
+        struct iomem_stat st;
+        char long_name[300]; /* past PROTO_NAME_MAX (255) */
+        uint32_t w;
+
+        memset(long_name, 'x', sizeof(long_name) - 1);
+        long_name[sizeof(long_name) - 1] = '\0';
+        ck_assert_int_eq(iomem_connect(daemon_.socket, &c), 0);
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, &o, &a), 0);
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, &o, &b), -EEXIST);
+        ck_assert_str_ne(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_stat(c, long_name, &st), -EINVAL);
+        ck_assert_str_eq(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, &o, &b), -EEXIST);
+        ck_assert_int_eq(iomem_open(c, long_name, 0, 0, &b), -EINVAL);
+        ck_assert_str_eq(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, &o, &b), -EEXIST);
+        ck_assert_int_eq(iomem_watch(c, long_name, &w), -EINVAL);
+        ck_assert_str_eq(iomem_client_error_message(c), "");
+        ck_assert_int_eq(iomem_delete(c, "it.stale"), 0);
         iomem_region_free(a);
         iomem_disconnect(c);
 }
@@ -723,6 +757,99 @@ START_TEST(test_daemon_gone)
 }
 END_TEST
 
+/* iomem_client_set_interrupt_cb(): SIGUSR1 sent to the calling thread until @stop; @calls counts the callback */
+static volatile sig_atomic_t usr1_seen;
+static void usr1_handler(int sig)
+{
+        (void)sig;
+        usr1_seen = 1;
+}
+
+struct interrupt_arg {
+        int calls;
+        bool give_up; /* the callback's answer once a SIGUSR1 came */
+};
+
+static int interrupt_cb(struct iomem_client *client, void *userdata)
+{
+        struct interrupt_arg *a = userdata;
+
+        (void)client;
+        a->calls++;
+        return usr1_seen && a->give_up;
+}
+
+struct kicker {
+        pthread_t target;
+        atomic_bool stop;
+        int daemon_pid; /* > 0: SIGCONT it after a few signals (the callback said to go on) */
+};
+
+static void *kicker_main(void *p)
+{
+        struct kicker *k = p;
+
+        for (unsigned i = 0; !atomic_load(&k->stop); i++) {
+                pthread_kill(k->target, SIGUSR1); /* again and again: one sent before poll() ends nothing */
+                it_sleep_ms(20);
+                if (k->daemon_pid > 0 && i == 10)
+                        kill(k->daemon_pid, SIGCONT);
+        }
+        return NULL;
+}
+
+/*
+ * A blocking call whose wait a signal interrupts gives up when the interrupt callback says so (-EINTR), against
+ * a daemon that does not answer (stopped) and without a timeout: the reply still to come (a CREATE's, with an fd)
+ * is dropped when it arrives, never taken for the answer to a later request, and the connection stays usable.
+ * A callback that says to go on leaves the call to its reply. SA_RESTART does not keep the wait from ending.
+ */
+START_TEST(test_interrupt_cb)
+{
+        struct sigaction sa = { .sa_handler = usr1_handler, .sa_flags = SA_RESTART }, old;
+        struct interrupt_arg a = { .give_up = true };
+        struct kicker k = { .target = pthread_self() };
+        struct iomem_region *region = NULL;
+        struct iomem_stat st;
+        pthread_t t;
+        int fds;
+
+        ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+        iomem_client_set_interrupt_cb(client_, interrupt_cb, &a);
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        ck_assert_int_eq(a.calls, 0);
+        fds = fdutil_count(0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, kicker_main, &k), 0);
+        ck_assert_int_eq(iomem_create(client_, "it.intr", 4096, NULL, &region), -EINTR);
+        atomic_store(&k.stop, true);
+        pthread_join(t, NULL);
+        ck_assert_ptr_null(region);
+        ck_assert_int_ge(a.calls, 1);
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        /* the CREATE was sent: the daemon applies it; its reply comes before STAT's and is dropped */
+        ck_assert_int_eq(iomem_stat(client_, "it.intr", &st), 0);
+        ck_assert_uint_eq(st.size, 4096);
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        ck_assert_int_eq(fdutil_count(0), fds); /* the dropped reply's fd was closed */
+
+        /* the callback says to go on: the call gets its reply */
+        a = (struct interrupt_arg){ .give_up = false };
+        usr1_seen = 0;
+        k = (struct kicker){ .target = pthread_self(), .daemon_pid = daemon_.pid };
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, kicker_main, &k), 0);
+        ck_assert_int_eq(iomem_stat(client_, "it.intr", &st), 0);
+        atomic_store(&k.stop, true);
+        pthread_join(t, NULL);
+        kill(daemon_.pid, SIGCONT);
+        ck_assert_uint_eq(st.size, 4096);
+        ck_assert_int_eq(iomem_delete(client_, "it.intr"), 0);
+        iomem_client_set_interrupt_cb(client_, NULL, NULL);
+        ck_assert_int_eq(sigaction(SIGUSR1, &old, NULL), 0);
+}
+END_TEST
+
 /*
  * RESERVE: the reply says the memory is there, the owner's byte quota is
  * charged the whole size, the quota refuses a reservation that would pass
@@ -959,6 +1086,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_regions_outlive_client);
         tcase_add_test(tc, test_first_region_race);
         tcase_add_test(tc, test_error_message_lifetime);
+        tcase_add_test(tc, test_error_message_not_stale);
         tcase_add_loop_test(tc, test_errors, 0, 3);
         tcase_add_loop_test(tc, test_seal, 0, 3);
         tcase_add_test(tc, test_seal_write_busy);
@@ -968,6 +1096,7 @@ static Suite *suite(void)
         tcase_add_loop_test(tc, test_ping_status, 0, 3);
         tcase_add_loop_test(tc, test_s4_with_cli, 0, 3);
         tcase_add_test(tc, test_daemon_gone);
+        tcase_add_test(tc, test_interrupt_cb);
         tcase_add_test(tc, test_metrics);
         tcase_add_loop_test(tc, test_reserve_quota, 0, 3);
         tcase_add_test(tc, test_reserve_over_quota);

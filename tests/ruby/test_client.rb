@@ -94,6 +94,18 @@ class TestClient < IOMemTest::Case
     assert_errno(Errno::EINVAL, /create "#{n('m')}": (malformed [A-Z]+|not a memfd)/) { @c.create(n("m"), PAGE, mode: 0o1777) }
     assert_errno(Errno::EFBIG, /create "#{n('big')}": size above the (daemon.s )?limit/) { @c.create(n("big"), 2 << 20) }
     assert_errno(Errno::EINVAL, /name longer than 255 bytes/) { @c.create("a" * 2000, PAGE) }
+    # every length past the limit says so (256 to 1024 bytes gave libiomem's generic "invalid argument"), and a
+    # socket path is not a region name (past 1024 bytes it was "name longer than 255 bytes")
+    [256, 1024, 1025, 4096].each do |len|
+      assert_errno(Errno::EINVAL, /name longer than 255 bytes \(#{len} bytes\)/) { @c.create("a" * len, PAGE) }
+      assert_errno(Errno::EINVAL, /name longer than 255 bytes \(#{len} bytes\)/) { @c.stat("a" * len) }
+    end
+    assert_raises(Errno::ENOENT) { @c.stat("a" * 255) } # the limit itself is a name
+    [108, 1025].each do |len|
+      assert_errno(Errno::ENAMETOOLONG, /socket path longer than 107 bytes \(#{len} bytes\)/) do
+        IOMem::Client.new(socket: "/" * len)
+      end
+    end
     assert_raises(ArgumentError) { @c.create("nul\0", PAGE) }
     @c.create(n("shm"), PAGE, backend: :shm) { |r| assert_equal :shm, r.backend }
   end
@@ -243,6 +255,59 @@ class TestClient < IOMemTest::Case
     assert_equal :raised, t.value
     assert_equal before, IOMemTest.fd_count, "the connection made under the interrupt was closed"
     d.client(&:ping) # the daemon is fine
+  ensure
+    Process.kill(:CONT, d.pid) if d&.pid
+    d&.stop
+  end
+
+  # A plain round trip to a daemon that does not answer, without timeout:, waited for ever: libiomem retried EINTR,
+  # so Thread#raise (Timeout, Ctrl-C) and Thread#kill took effect only once the reply came. They must end the call
+  # while the daemon is still stopped; the reply still to come (a CREATE's, with an fd) is dropped on arrival, never
+  # read as the answer to a later request, and the client stays usable (its lease still held).
+  def test_interrupt_ends_a_round_trip
+    d = IOMemTest::Daemon.new
+    c = IOMem::Client.new(socket: d.socket)
+    c.create("intr.lease", PAGE, lease: true).close
+    stopped = lambda do
+      File.read("/proc/#{d.pid}/stat").split(")").last.split.first == "T"
+    end
+    # the thread waits in the kernel for the reply: poll(2) (7 on x86_64) or recvmsg(2) (47)
+    in_call = lambda do |t|
+      2000.times do # bounded: up to ~20 s
+        return true if [7, 47].include?(File.read("/proc/self/task/#{t[:tid]}/syscall").split.first.to_i)
+
+        sleep 0.01
+      end
+      false
+    end
+    Process.kill(:STOP, d.pid)
+    guard = Thread.new { sleep 60; Process.kill(:CONT, d.pid) } # a hang guard only: the call then returns
+    [[:raise, "intr"], [:kill, "intr2"]].each do |how, name|
+      t = Thread.new do
+        Thread.current[:tid] = Thread.current.native_thread_id
+        Thread.current[:result] = :waiting
+        c.create(name, PAGE)
+        Thread.current[:result] = :created
+      rescue Interrupted
+        Thread.current[:result] = stopped.call ? :raised : :raised_after_the_reply
+      end
+      t.report_on_exception = false
+      sleep 0.01 until t[:tid]
+      assert in_call.call(t), "the thread waits for the daemon's reply"
+      how == :raise ? t.raise(Interrupted) : t.kill
+      t.join
+      # Thread#kill leaves no result: the daemon must still be stopped when the thread is gone
+      assert_equal(how == :raise ? :raised : :waiting, t[:result])
+      assert stopped.call, "the call gave up only once the daemon answered (#{how})"
+    end
+    guard.kill
+    guard.join
+    Process.kill(:CONT, d.pid)
+    # the CREATEs were sent before the interrupts: the daemon applies them (outcome unknown to the caller)
+    assert_equal PAGE, c.stat("intr").size
+    c.ping
+    assert_equal %w[intr intr.lease intr2], c.list("intr").map(&:name).sort
+    c.close
   ensure
     Process.kill(:CONT, d.pid) if d&.pid
     d&.stop

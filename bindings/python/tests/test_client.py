@@ -525,6 +525,104 @@ class TestClient(FdCheckedCase):
         c.timeout = None
         self.assertIsNone(c.timeout)
 
+    def _interrupted_while_stopped(self, call, action):
+        """Call call() with the daemon stopped while a thread sends SIGUSR1 to the main thread until the call
+        returns or raises; the handler does action() the first time. Return (what call() raised or returned,
+        whether the daemon was still stopped at that moment)."""
+        def daemon_stopped():
+            with open(f"/proc/{self.daemon.proc.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+        done = threading.Event()
+        fired = threading.Event()
+        main = threading.main_thread().ident
+
+        def handler(signum, frame):
+            if not fired.is_set():  # once: later signals of the sender find nothing to interrupt
+                fired.set()
+                action()
+
+        def sender():
+            # again and again until the call ended: a signal that comes before the call waits ends nothing
+            while not done.wait(0.05):
+                signal.pthread_kill(main, signal.SIGUSR1)
+
+        def hang_guard():
+            # only a hang guard: a call that does not give up returns once the daemon runs again (and fails)
+            if not done.wait(60):
+                os.kill(self.daemon.proc.pid, signal.SIGCONT)
+
+        old = signal.signal(signal.SIGUSR1, handler)
+        threads = [threading.Thread(target=sender), threading.Thread(target=hang_guard)]
+        os.kill(self.daemon.proc.pid, signal.SIGSTOP)
+        try:
+            for t in threads:
+                t.start()
+            try:
+                outcome = call()
+            except Exception as e:  # noqa: B902 (the caller checks it)
+                outcome = e
+            stopped = daemon_stopped()
+        finally:
+            done.set()
+            for t in threads:
+                t.join()
+            os.kill(self.daemon.proc.pid, signal.SIGCONT)
+            signal.signal(signal.SIGUSR1, old)
+        return outcome, stopped
+
+    def test_signal_handler_raising_ends_a_round_trip(self):
+        # A plain round trip to a daemon that does not answer, without a timeout, waited for ever: libiomem retried
+        # EINTR, so a signal handler's exception (Ctrl-C) came out only with the reply. It must come out while the
+        # daemon is still stopped (PEP 475: the handler runs during the wait, its exception ends it); the reply
+        # still to come (a CREATE's, with an fd) is dropped when it arrives, not read as the answer to a later
+        # request, and the connection stays usable (its lease still held).
+        class Interrupted(Exception):
+            pass
+
+        def interrupt():
+            raise Interrupted()
+
+        c = self.client()
+        c.create("t.intr.lease", 4096, lease=True).close()
+        outcome, stopped = self._interrupted_while_stopped(lambda: c.create("t.intr", 4096), interrupt)
+        self.assertIsInstance(outcome, Interrupted)
+        self.assertTrue(stopped, "the call gave up only once the daemon answered")
+        # the CREATE was sent before the signal: the daemon applies it (outcome unknown to the caller)
+        self.assertEqual(c.stat("t.intr").size, 4096)
+        c.ping()
+        self.assertEqual(sorted(e.name for e in c.list("t.intr")), ["t.intr", "t.intr.lease"])
+        c.delete("t.intr")
+        # a handler that returns leaves the call to its reply (the hang guard resumes the daemon after 60 s: the
+        # daemon resumed by the sender instead, after a few signals)
+        seen = []
+
+        def note_and_resume():
+            seen.append(1)
+            os.kill(self.daemon.proc.pid, signal.SIGCONT)
+        outcome, _ = self._interrupted_while_stopped(lambda: c.stat("t.intr.lease"), note_and_resume)
+        self.assertEqual(outcome.size, 4096)
+        self.assertEqual(seen, [1])
+        # the reply dropped on arrival held an fd: FdCheckedCase finds it if it was left open
+
+    def test_signal_handler_using_the_interrupted_client(self):
+        # the handler runs inside the call, which holds the client's lock: its close() ends the call and
+        # disconnects (ValueError, as for any call on a closed client); its other calls on that client raise
+        # RuntimeError instead of waiting for the lock for ever
+        c = self.client()
+        outcome, stopped = self._interrupted_while_stopped(c.ping, c.close)
+        self.assertIsInstance(outcome, ValueError)
+        self.assertTrue(stopped)
+        self.assertTrue(c.closed)
+        with self.assertRaises(ValueError):
+            c.ping()
+        c2 = self.client()
+        outcome, stopped = self._interrupted_while_stopped(c2.ping, c2.ping)
+        self.assertIsInstance(outcome, RuntimeError)
+        self.assertIn("signal handler", str(outcome))
+        self.assertTrue(stopped)
+        c2.ping()
+
     def test_forked_child_must_reconnect(self):
         c = self.client()
         pid = os.fork()

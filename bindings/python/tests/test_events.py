@@ -55,8 +55,9 @@ class TestEvents(FdCheckedCase):
             pass
         other.delete("ev.b")
         self.assertEqual(list(c.events(timeout=0)), [])  # no event of a removed watch
-        with self.assertRaises(FileNotFoundError):
+        with self.assertRaises(FileNotFoundError) as cm:
             c.unwatch(w)
+        self.assertEqual(cm.exception.strerror, "no watch with this id")  # was libiomem's "no region with this name"
 
     def test_events_iterator_and_several_watches(self):
         c = self.client()
