@@ -145,6 +145,7 @@ struct iomem_client {
         void *event_userdata;
         iomem_interrupt_cb interrupt_cb; /* iomem_client_set_interrupt_cb(); NULL = signals do not end a wait */
         void *interrupt_userdata;
+        bool rewatching; /* client_rewatch() runs: part of a reconnect, which no interrupt ends */
         /*
          * The open cache (iomem_client_set_open_cache()): fds of regions
          * opened by name, dropped on any event naming them. @cache_gen
@@ -710,8 +711,10 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
                 if (transport_has_output(&c->t))
                         pfd.events |= POLLOUT;
                 /* the interrupt callback, read under the lock; only a request's wait (not HELLO's) or an event's */
-                iomem_interrupt_cb icb = !p || (p->kind == CLIENT_SYNC && p->opcode != PROTO_OP_HELLO)
-                                                 ? c->interrupt_cb : NULL;
+                iomem_interrupt_cb icb =
+                        !c->rewatching && (!p || (p->kind == CLIENT_SYNC && p->opcode != PROTO_OP_HELLO))
+                                ? c->interrupt_cb
+                                : NULL;
                 void *iud = c->interrupt_userdata;
 
                 c->reading = true;
@@ -2175,11 +2178,15 @@ static int client_rewatch(struct iomem_client *c)
 
         if (!c->hello_flags || !c->nwatches)
                 return 0;
+        c->rewatching = true; /* as HELLO's wait: the header says a reconnect is not ended by an interrupt */
         for (unsigned i = 0; i < c->nwatches; i++) {
                 r = client_watch_send(c, c->watches[i].prefix, &c->watches[i].wire);
-                if (r < 0)
+                if (r < 0) {
+                        c->rewatching = false;
                         return r;
+                }
         }
+        c->rewatching = false;
         c->dropped += c->nevents;
         client_events_clear(c);
         c->overflow_pending = c->nwatches > (c->cache_watch ? 1u : 0u);
