@@ -367,7 +367,8 @@ static bool keeper_child_reap(struct keepers *k, struct keeper_child *c, int fla
  * Give a keeper up: close our end and kill it. It would exit at EOF, but a
  * keeper stopped (SIGSTOP) or stuck reads nothing, and a blocking waitpid()
  * on the event loop then waited for ever; so SIGKILL (through the pidfd: no
- * pid reuse; else kill(), safe while it is our unreaped child), and reap it
+ * pid reuse; else, or if that is refused, kill(): safe while it is our
+ * unreaped child, and server_run() keeps SIGCHLD from being ignored), and reap it
  * now if it is gone already, else later from keepers_reap(). Its pidfd is
  * kept until it is reaped. @wait: at exit (keepers_deinit()), wait for its
  * exit instead, which SIGKILL bounds to the kernel's teardown.
@@ -385,8 +386,8 @@ static void keeper_child_close(struct keepers *k, struct keeper_child *c, bool w
                 c->sock = -1;
                 if (c->pid > 0) {
                         k->unreaped++;
-                        if (c->pidfd < 0 || (syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) < 0 &&
-                                             errno == ENOSYS))
+                        /* any refusal (ENOSYS, a seccomp filter's EPERM): kill(), safe on our unreaped child */
+                        if (c->pidfd < 0 || syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) < 0)
                                 (void)kill(c->pid, SIGKILL);
                 }
         }

@@ -711,6 +711,12 @@ int server_run(const struct config *config)
         int r;
 
         signal(SIGPIPE, SIG_IGN); /* L4: sendmsg uses MSG_NOSIGNAL; this covers everything else */
+        /*
+         * SIGCHLD ignored (inherited across exec) would have the kernel reap our fd
+         * keepers itself: their pids could then be reused while keeper.c still
+         * kill()s (no pidfd) and waitpid()s them. Ours to reap: the default.
+         */
+        signal(SIGCHLD, SIG_DFL);
         /* neither starts a thread yet: each does with the first job it gets (a process on one thread is faster) */
         (void)closer_start();
         r = reserver_start();

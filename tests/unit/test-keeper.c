@@ -3,7 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -256,6 +260,43 @@ START_TEST(test_keeper_stopped_given_up)
         wait_stopped(pid1);
         keepers_deinit(&k);
         ck_assert_int_eq(kill(pid1, 0), -1);
+        ck_assert_int_eq(errno, ESRCH);
+        close(fd);
+}
+END_TEST
+
+/*
+ * A seccomp filter (a container's, a unit's SystemCallFilter=) that lets
+ * pidfd_open() through but refuses pidfd_send_signal() with EPERM: the
+ * keeper given up must still be killed (kill(): safe, it is our unreaped
+ * child). Before, only ENOSYS fell back to kill(): the stopped keeper was
+ * never killed and keepers_deinit()'s waitpid() waited for ever (here until
+ * check's timeout). No timing: the timeout is only a hang guard.
+ */
+START_TEST(test_keeper_stopped_pidfd_signal_refused)
+{
+        struct sock_filter code[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_send_signal, 0, 1),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
+        struct keepers k;
+        int fd = make_memfd(4096);
+        pid_t pid;
+
+        keepers_init(&k, 1);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
+        pid = keepers_pid(&k, 0);
+        ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+        ck_assert_int_eq((int)syscall(SYS_pidfd_send_signal, -1, 0, NULL, 0), -1);
+        ck_assert_int_eq(errno, EPERM); /* the filter is in place */
+        ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+        wait_stopped(pid);
+        keepers_deinit(&k); /* before: waited for ever */
+        ck_assert_int_eq(kill(pid, 0), -1);
         ck_assert_int_eq(errno, ESRCH);
         close(fd);
 }
@@ -1181,6 +1222,7 @@ int main(void)
         tcase_add_test(tc, test_park_fetch_drop);
         tcase_add_test(tc, test_keeper_dies);
         tcase_add_test(tc, test_keeper_stopped_given_up);
+        tcase_add_test(tc, test_keeper_stopped_pidfd_signal_refused);
         tcase_add_test(tc, test_keeper_churn);
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_keeper_full_table_refuses_park);
