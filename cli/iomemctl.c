@@ -1521,6 +1521,12 @@ static int ctl_run(struct ctl *c, const struct ctl_command *cmd, int argc, char 
 
                 while (sep < argc && strcmp(argv[sep], "--") != 0)
                         sep++;
+                /* `iomemctl exec --help` is a request for help, as for every other command, not a usage error */
+                for (int i = 1; i < sep; i++)
+                        if (strcmp(argv[i], "--help") == 0) {
+                                fputs(usage_text, stdout);
+                                exit(EXIT_SUCCESS);
+                        }
                 if (sep + 1 >= argc)
                         return ctl_usage("%s: expected %s", cmd->name, cmd->dashdash);
                 a.rest = argv + sep + 1;

@@ -13,6 +13,11 @@ expect_ok "--help" "$IOMEMCTL" --help
 "$IOMEMCTL" --help | grep -q "^Usage: iomemctl" || fail "--help text"
 # every --backend value create takes is in the help (auto was missing)
 "$IOMEMCTL" --help | grep -qF -- "--backend memfd|shm|file|auto" || fail "--help lacks --backend auto"
+# a command's --help prints the help, also for exec, whose arguments end at -- (it was a usage error, exit 2)
+for c in create exec "exec NAME"; do
+        # shellcheck disable=SC2086
+        "$IOMEMCTL" $c --help | grep -q "^Usage: iomemctl" || fail "$c --help"
+done
 [ "$("$IOMEMCTL" --version)" = "iomemctl $("$IOMEMCTL" --version | cut -d' ' -f2)" ] || fail "--version"
 "$IOMEMCTL" --version | grep -Eq '^iomemctl [0-9]+\.[0-9]+' || fail "--version format"
 expect_err "no command" 2 "no command given" "$IOMEMCTL"
