@@ -96,6 +96,15 @@ static int make_memfd(uint64_t size)
         return fd;
 }
 
+/* Park @n fresh 4 KiB memfds in @k as regions 1..@n (the test keeps its copies in @fd, to close). */
+static void park_memfds(struct keepers *k, int *fd, int n)
+{
+        for (int i = 0; i < n; i++) {
+                fd[i] = make_memfd(4096);
+                ck_assert_int_eq(keepers_park_with_fd(k, (uint64_t)i + 1, fd[i], NULL), 0);
+        }
+}
+
 START_TEST(test_park_fetch_drop)
 {
         struct keepers k;
@@ -971,10 +980,7 @@ START_TEST(test_keeper_drops_sent_by_timer)
         pid_t pid;
 
         keepers_init(&k, 4);
-        for (int i = 0; i < 3; i++) {
-                fd[i] = make_memfd(4096);
-                ck_assert_int_eq(keepers_park_with_fd(&k, (uint64_t)i + 1, fd[i], NULL), 0);
-        }
+        park_memfds(&k, fd, 3);
         pid = keepers_pid(&k, 0);
         n_parked = fdutil_count(pid);
 
@@ -1049,10 +1055,7 @@ START_TEST(test_keeper_drops_pending_log_once)
         char *log;
 
         keepers_init(&k, 8);
-        for (int i = 0; i < 8; i++) {
-                fd[i] = make_memfd(4096);
-                ck_assert_int_eq(keepers_park_with_fd(&k, (uint64_t)i + 1, fd[i], NULL), 0);
-        }
+        park_memfds(&k, fd, 8);
         mfd = stderr_capture_begin(&saved);
         sendmsg_set_failing(true);
         for (uint64_t id = 1; id <= 5; id++)
@@ -1105,10 +1108,7 @@ START_TEST(test_keeper_drops_lost_log_once)
         char *log;
 
         keepers_init(&k, 8);
-        for (int i = 0; i < 8; i++) {
-                fd[i] = make_memfd(4096);
-                ck_assert_int_eq(keepers_park_with_fd(&k, (uint64_t)i + 1, fd[i], NULL), 0);
-        }
+        park_memfds(&k, fd, 8);
         mfd = stderr_capture_begin(&saved);
         sendmsg_set_failing(true);
         realloc_set_failing(true);
