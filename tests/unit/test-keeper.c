@@ -96,6 +96,25 @@ static int make_memfd(uint64_t size)
         return fd;
 }
 
+/*
+ * A table with a budget of 1 fd and 4 per keeper: region "hot" stays in the daemon (*@hotp), region "a" is
+ * parked in keeper 0 (*@parkedp). Return: the table.
+ */
+static struct regtab *table_hot_and_parked(struct region **hotp, struct region **parkedp)
+{
+        struct regtab *t = NULL;
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        regtab_set_fd_budget(t, 1, 4);
+        ck_assert_int_eq(regtab_region_new("hot", make_memfd(4096), 4096, NULL, hotp), 0);
+        ck_assert_int_eq(regtab_add(t, *hotp), 0);
+        ck_assert_int_eq(regtab_settle(t, *hotp), 0);
+        ck_assert_int_eq(regtab_region_new("a", make_memfd(4096), 4096, NULL, parkedp), 0);
+        ck_assert_int_eq(regtab_add(t, *parkedp), 0);
+        ck_assert_int_eq(regtab_settle(t, *parkedp), 1);
+        return t;
+}
+
 /* Park @n fresh 4 KiB memfds in @k as regions 1..@n (the test keeps its copies in @fd, to close). */
 static void park_memfds(struct keepers *k, int *fd, int n)
 {
@@ -813,17 +832,10 @@ START_TEST(test_keeper_drop_retried_after_send_failure)
 
         /* and so does a region's removal from the table (regtab_remove(), which ignores the result) */
         {
-                struct regtab *t = NULL;
                 struct region *r, *keep;
+                struct regtab *t;
 
-                ck_assert_int_eq(regtab_new(&t), 0);
-                regtab_set_fd_budget(t, 1, 4);
-                ck_assert_int_eq(regtab_region_new("hot", make_memfd(4096), 4096, NULL, &keep), 0);
-                ck_assert_int_eq(regtab_add(t, keep), 0);
-                ck_assert_int_eq(regtab_settle(t, keep), 0);
-                ck_assert_int_eq(regtab_region_new("a", make_memfd(4096), 4096, NULL, &r), 0);
-                ck_assert_int_eq(regtab_add(t, r), 0);
-                ck_assert_int_eq(regtab_settle(t, r), 1);
+                t = table_hot_and_parked(&keep, &r);
                 ck_assert_int_eq(regtab_region_new("b", make_memfd(4096), 4096, NULL, &keep), 0);
                 ck_assert_int_eq(regtab_add(t, keep), 0);
                 ck_assert_int_eq(regtab_settle(t, keep), 1);
@@ -1014,17 +1026,10 @@ START_TEST(test_keeper_drops_sent_by_timer)
 
         /* the same through the region table, as the daemon's timer calls it */
         {
-                struct regtab *t = NULL;
                 struct region *r, *keep;
+                struct regtab *t;
 
-                ck_assert_int_eq(regtab_new(&t), 0);
-                regtab_set_fd_budget(t, 1, 4);
-                ck_assert_int_eq(regtab_region_new("hot", make_memfd(4096), 4096, NULL, &keep), 0);
-                ck_assert_int_eq(regtab_add(t, keep), 0);
-                ck_assert_int_eq(regtab_settle(t, keep), 0);
-                ck_assert_int_eq(regtab_region_new("a", make_memfd(4096), 4096, NULL, &r), 0);
-                ck_assert_int_eq(regtab_add(t, r), 0);
-                ck_assert_int_eq(regtab_settle(t, r), 1);
+                t = table_hot_and_parked(&keep, &r);
                 pid = regtab_keeper_pid(t, 0);
                 n_parked = fdutil_count(pid);
                 sendmsg_set_failing(true);
