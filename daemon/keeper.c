@@ -2,6 +2,7 @@
 /* keeper: helper processes that hold region fds beyond the daemon's own fd budget. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "closer.h"
@@ -23,6 +25,11 @@
 
 #define KEEPER_MARGIN 32 /* fds a keeper keeps free for itself */
 #define KEEPER_TIMEOUT_SEC 5
+#define KEEPER_SLICE_MS 10 /* a reply not there after this: is the keeper still running? */
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 enum {
         KEEPER_PARK = 1,
@@ -461,15 +468,77 @@ static int keepers_spawn(struct keepers *k)
 }
 
 /*
+ * Is the keeper stopped (SIGSTOP, SIGTSTP...) or gone? Asked of the kernel
+ * with WNOWAIT, so nothing is reaped (keeper_child_reap() does that) and a
+ * stop stays reported until a SIGCONT ends it: the daemon never waits for a
+ * stop otherwise. A keeper traced by a debugger is not seen as stopped (its
+ * stops go to the tracer): the round trip then waits its full timeout.
+ * Return: what the keeper is ("it is stopped", "it exited"); NULL while it runs.
+ */
+static const char *keeper_child_halted(const struct keeper_child *c)
+{
+        const int flags = WSTOPPED | WEXITED | WNOHANG | WNOWAIT;
+        siginfo_t info;
+        int r = -1;
+
+        if (c->pid <= 0)
+                return NULL;
+        memset(&info, 0, sizeof(info));
+        if (c->pidfd >= 0)
+                r = waitid(P_PIDFD, (id_t)c->pidfd, &info, flags);
+        if (r < 0) /* no pidfd, or a kernel before 5.4: the pid of our unreaped child is ours */
+                r = waitid(P_PID, (id_t)c->pid, &info, flags);
+        if (r < 0 || info.si_pid == 0)
+                return NULL; /* running (or not ours to ask: the receive timeout decides) */
+        return info.si_code == CLD_STOPPED ? "it is stopped" : "it exited";
+}
+
+/*
+ * Wait for a keeper's reply, up to KEEPER_TIMEOUT_SEC, in slices of
+ * KEEPER_SLICE_MS: each slice that ends without it asks whether the keeper
+ * still runs. A stopped one would never answer, and the event loop waited
+ * its whole timeout (every client with it); a running one, however slow
+ * (a loaded machine), is waited for as long as before. *@haltedp says why
+ * a stopped or dead keeper was not waited for.
+ * Return: 1 (a reply, or EOF, is there to read); -EIO (none: given up).
+ */
+static int keeper_wait_reply(const struct keeper_child *c, const char **haltedp)
+{
+        struct timespec now, end;
+
+        clock_gettime(CLOCK_MONOTONIC, &end);
+        end.tv_sec += KEEPER_TIMEOUT_SEC;
+        for (;;) {
+                struct pollfd p = { .fd = c->sock, .events = POLLIN };
+                int r = poll(&p, 1, KEEPER_SLICE_MS);
+
+                if (r > 0)
+                        return 1; /* POLLIN, or POLLHUP/POLLERR: the receive says which */
+                if (r < 0 && errno != EINTR && errno != ENOMEM)
+                        return 1; /* poll() itself failed: the blocking receive and its timeout decide */
+                *haltedp = keeper_child_halted(c);
+                if (*haltedp)
+                        return -EIO;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec)) {
+                        *haltedp = "no reply within its timeout";
+                        return -EIO;
+                }
+        }
+}
+
+/*
  * One round trip; @fd is sent (not consumed) when >= 0; *fdp receives a reply
  * fd. A transient failure to send fails only this request; once the request
  * is sent its reply must be read, or the stream is out of step and the keeper
- * is given up (its fds are then lost: logged loudly).
+ * is given up (its fds are then lost: logged loudly): at once if the keeper
+ * is stopped or gone (keeper_wait_reply()), else after KEEPER_TIMEOUT_SEC.
  */
 static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t id, int fd, int *fdp)
 {
         struct keeper_child *c;
         struct keeper_msg m = { .op = op, .id = id };
+        const char *halted = NULL;
         int r, reply_fd = -1;
 
         if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0)
@@ -483,7 +552,9 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
         }
         if (r < 0 && keeper_transient(r))
                 return r; /* nothing was sent: the keeper is fine */
-        if (r >= 0) {
+        if (r >= 0)
+                r = keeper_wait_reply(c, &halted);
+        if (r > 0) {
                 for (int tries = 0;; tries++) {
                         r = keeper_recv(c->sock, &m, &reply_fd);
                         if (!keeper_transient(r) || tries == KEEPER_RETRIES)
@@ -498,7 +569,7 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
         }
         if (r <= 0) {
                 log_error("fd keeper %d (pid %d) failed: %s; the region fds it held are lost", index, (int)c->pid,
-                          r == 0 ? "it exited" : strerror(-r));
+                          halted ? halted : r == 0 ? "it exited" : strerror(-r));
                 keeper_child_close(k, c, false);
                 return -EIO;
         }

@@ -17,7 +17,9 @@
  * are unaffected. One given up, or at the daemon's exit, is also SIGKILLed
  * (one stopped or stuck would not read the EOF), and the event loop never
  * waits for its exit (keepers_reap()). Requests are synchronous round trips
- * of a few microseconds to a process that never blocks on anything else.
+ * of a few microseconds to a process that never blocks on anything else; a
+ * reply not there within 5 s gives the keeper up, and one that is stopped or
+ * gone is given up as soon as a 10 ms wait for its reply finds it so.
  */
 
 #include <stdint.h>

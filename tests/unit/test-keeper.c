@@ -32,8 +32,18 @@ static pid_t sendmsg_fail_pid;
 static int sendmsg_fail_fd = -1; /* fail the sends on this fd only; -1: on any */
 static unsigned sendmsg_failed;   /* the sends failed so far */
 
+/*
+ * A slow keeper, at will: keepers forked while keeper_reply_delay_us is set
+ * (copies of this process other than keeper_delay_parent) sleep that long
+ * before each send, i.e. before each reply.
+ */
+static unsigned keeper_reply_delay_us;
+static pid_t keeper_delay_parent;
+
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
+        if (keeper_reply_delay_us && getpid() != keeper_delay_parent)
+                usleep(keeper_reply_delay_us);
         if (sendmsg_fail && getpid() == sendmsg_fail_pid && (sendmsg_fail_fd < 0 || fd == sendmsg_fail_fd)) {
                 sendmsg_failed++;
                 errno = ENOBUFS;
@@ -289,6 +299,87 @@ START_TEST(test_keeper_stopped_given_up)
         keepers_deinit(&k);
         ck_assert_int_eq(kill(pid1, 0), -1);
         ck_assert_int_eq(errno, ESRCH);
+        close(fd);
+}
+END_TEST
+
+/*
+ * A round trip to a stopped keeper gives it up as soon as a short wait for
+ * its reply finds it stopped, not after the socket's receive timeout: here
+ * that timeout is an hour, which the request outlived before (the event loop
+ * stood still that long; here check's 60 s timeout ended the test: "Test
+ * timeout expired"). No timing: the hour is the structural bound.
+ */
+START_TEST(test_keeper_stopped_given_up_at_once)
+{
+        bool before[1024], after[1024];
+        struct timeval tv = { 3600, 0 };
+        struct keepers k;
+        int fd = make_memfd(4096), out = -1, sock0 = -1;
+        pid_t pid0;
+
+        keepers_init(&k, 4);
+        socket_fds(before);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
+        socket_fds(after);
+        for (int i = 0; i < 1024; i++)
+                if (after[i] && !before[i])
+                        sock0 = i; /* keeper 0's socket */
+        ck_assert_int_ge(sock0, 0);
+        ck_assert_int_eq(setsockopt(sock0, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        ck_assert_int_eq(setsockopt(sock0, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+        pid0 = keepers_pid(&k, 0);
+
+        /* stopped, then continued: a stop once is not held against it */
+        ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
+        wait_stopped(pid0);
+        ck_assert_int_eq(kill(pid0, SIGCONT), 0);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), 0);
+        close(out);
+        out = -1;
+
+        ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
+        wait_stopped(pid0);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), -EIO); /* before: an hour */
+        ck_assert_int_eq(out, -1);
+        ck_assert_int_eq(keepers_copy(&k, 0, 3, &out), -EIO); /* given up */
+        while (keepers_reap(&k))
+                usleep(1000);
+        ck_assert_int_eq(kill(pid0, 0), -1);
+        ck_assert_int_eq(errno, ESRCH);
+
+        /* a PARK to a keeper stopped (it had room: the same wait) */
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd, NULL), 1);
+        ck_assert_int_eq(kill(keepers_pid(&k, 1), SIGSTOP), 0);
+        wait_stopped(keepers_pid(&k, 1));
+        ck_assert_int_eq(keepers_drop(&k, 1, 2), -EIO);
+        keepers_deinit(&k);
+        close(fd);
+}
+END_TEST
+
+/*
+ * The other side of the test above: a keeper that runs but answers slowly (a
+ * loaded machine; here each reply comes 50 ms late, five of the daemon's 10 ms
+ * looks at its state) is waited for, not given up.
+ */
+START_TEST(test_keeper_slow_not_given_up)
+{
+        struct keepers k;
+        int fd = make_memfd(4096), out = -1;
+
+        keeper_delay_parent = getpid();
+        keeper_reply_delay_us = 50000;
+        keepers_init(&k, 4);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 2, fd, NULL), 0);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), 0);
+        close(out);
+        ck_assert_int_eq(keepers_drop(&k, 0, 2), 0);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 2, &out), -ENOENT); /* the same keeper still: it answers */
+        ck_assert_uint_eq(keepers_count(&k), 1);
+        keepers_deinit(&k);
+        keeper_reply_delay_us = 0;
         close(fd);
 }
 END_TEST
@@ -1228,6 +1319,8 @@ int main(void)
         tcase_add_test(tc, test_keeper_dies);
         tcase_add_test(tc, test_keeper_stopped_given_up);
         tcase_add_test(tc, test_keeper_stopped_pidfd_signal_refused);
+        tcase_add_test(tc, test_keeper_stopped_given_up_at_once);
+        tcase_add_test(tc, test_keeper_slow_not_given_up);
         tcase_add_test(tc, test_keeper_churn);
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_keeper_full_table_refuses_park);
