@@ -533,8 +533,11 @@ static int keeper_wait_reply(const struct keeper_child *c, const char **haltedp)
  * is sent its reply must be read, or the stream is out of step and the keeper
  * is given up (its fds are then lost: logged loudly): at once if the keeper
  * is stopped or gone (keeper_wait_reply()), else after KEEPER_TIMEOUT_SEC.
+ * @retries: of a send that fails on a transient error, 1 ms apart
+ * (KEEPER_RETRIES; 0 when the pending DROPs' sends just failed so).
  */
-static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t id, int fd, int *fdp)
+static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t id, int fd, int *fdp,
+                             int retries)
 {
         struct keeper_child *c;
         struct keeper_msg m = { .op = op, .id = id };
@@ -546,7 +549,7 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
         c = &k->v[index];
         for (int tries = 0;; tries++) {
                 r = keeper_send(c->sock, &m, fd);
-                if (r >= 0 || !keeper_transient(r) || tries == KEEPER_RETRIES)
+                if (r >= 0 || !keeper_transient(r) || tries >= retries)
                         break;
                 usleep(1000);
         }
@@ -593,7 +596,8 @@ static int keepers_send_drops(struct keepers *k)
                 struct keeper_child *c = &k->v[i];
 
                 while (c->ndrops) {
-                        int r = keepers_call_once(k, (int)i, KEEPER_DROP, c->drops[c->ndrops - 1], -1, NULL);
+                        int r = keepers_call_once(k, (int)i, KEEPER_DROP, c->drops[c->ndrops - 1], -1, NULL,
+                                                  KEEPER_RETRIES);
 
                         if (r < 0 && keeper_transient(r))
                                 return r; /* nothing was sent: later */
@@ -602,6 +606,7 @@ static int keepers_send_drops(struct keepers *k)
                         c->ndrops--;
                         k->drops_pending--;
                         k->drops_sent++;
+                        keepers_drops_lost_end(k); /* a DROP sent: the burst of lost ones is over */
                         if (r >= 0 && c->held)
                                 c->held--;
                 }
@@ -618,21 +623,28 @@ int keepers_send_pending(struct keepers *k)
         return k->drops_pending ? keepers_send_drops(k) : 0;
 }
 
-/* keepers_call_once(), after the pending DROPs. */
+/*
+ * keepers_call_once(), after the pending DROPs. If their sends just failed
+ * on a transient error (KEEPER_RETRIES + 1 tries, 1 ms apart), this
+ * request's send is tried once, without sleeps of its own: a PARK or FETCH
+ * cannot wait for later as a DROP does, but under a lasting shortage it paid
+ * a second round of sleeps (about 16 ms on the event loop where one try
+ * costs 8) to learn what the DROPs' try had just told.
+ */
 static int keepers_call(struct keepers *k, int index, uint32_t op, uint64_t id, int fd, int *fdp)
 {
-        if (k->drops_pending)
-                (void)keepers_send_drops(k);
-        return keepers_call_once(k, index, op, id, fd, fdp);
+        int r = k->drops_pending ? keepers_send_drops(k) : 0;
+
+        return keepers_call_once(k, index, op, id, fd, fdp, r < 0 ? 0 : KEEPER_RETRIES);
 }
 
 int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp)
 {
-        int index = -1, r;
+        int index = -1, r = 0;
 
         /* a DROP pending holds a slot: send it first, the slot may be the one this takes */
         if (k->drops_pending)
-                (void)keepers_send_drops(k);
+                r = keepers_send_drops(k);
         for (size_t i = 0; i < k->n; i++) {
                 if (k->v[i].sock >= 0 && k->v[i].held < k->per_keeper) {
                         index = (int)i;
@@ -644,7 +656,8 @@ int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp
                 if (index < 0)
                         return index;
         }
-        r = keepers_call_once(k, index, KEEPER_PARK, id, fd, NULL);
+        /* their sends just failed (transient): one try, as in keepers_call() */
+        r = keepers_call_once(k, index, KEEPER_PARK, id, fd, NULL, r < 0 ? 0 : KEEPER_RETRIES);
         if (r < 0)
                 return r;
         k->v[index].held++;
@@ -779,7 +792,7 @@ int keepers_drop(struct keepers *k, int index, uint64_t id)
         if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0)
                 return -EIO;
         if (r == 0)
-                r = keepers_call_once(k, index, KEEPER_DROP, id, -1, NULL);
+                r = keepers_call_once(k, index, KEEPER_DROP, id, -1, NULL, KEEPER_RETRIES);
         /* nothing was sent (keepers_call_once() gives up a keeper on any other failure): later */
         if (r < 0 && keeper_transient(r))
                 r = keepers_drop_later(k, index, id, r);

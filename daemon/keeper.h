@@ -70,7 +70,9 @@ size_t keepers_reap(struct keepers *k);
  * @remote_fdp: if not NULL, receives the fd's number in the keeper, for keepers_open().
  * Return: the keeper's index (>= 0); -ENOMEM/-EAGAIN if no keeper could be
  * made; -EIO if a keeper died; -EMFILE if the keeper's fd table had no room
- * for it (fds it dropped still closing: try again later); negative errno.
+ * for it (fds it dropped still closing: try again later); negative errno
+ * (-ENOMEM, -ENOBUFS: nothing sent; with DROPs pending whose sends failed so
+ * just before, after one try of its own, not KEEPER_RETRIES + 1).
  */
 int keepers_park_with_fd(struct keepers *k, uint64_t id, int fd, int *remote_fdp);
 
@@ -124,7 +126,8 @@ int keepers_fetch(struct keepers *k, int index, uint64_t id, int *fdp);
  * Return: 0 (done, or pending as above); -ENOENT if the keeper does not hold
  * @id; -EIO (the keeper is gone, with all it held); -ENOMEM (neither sent nor
  * kept: the fd stays until the keeper exits; one error is logged for a burst
- * of these, and one line with their count once a DROP is sent or kept again).
+ * of these, and one line with their count once a DROP is sent (here, or a
+ * pending one by any request or keepers_send_pending()) or kept again).
  */
 int keepers_drop(struct keepers *k, int index, uint64_t id);
 

@@ -1251,6 +1251,90 @@ START_TEST(test_keeper_drops_lost_log_once)
 END_TEST
 #endif
 
+#ifdef TEST_REALLOC_FAULT
+/*
+ * A burst of DROPs neither sent nor kept is told with its count when a DROP
+ * is next sent: also a pending one sent by the status timer
+ * (keepers_send_pending()), not only a later keepers_drop(). Before, that
+ * line waited for the next DELETE of a parked region, or the exit.
+ */
+START_TEST(test_keeper_drops_lost_end_by_timer)
+{
+        struct keepers k;
+        int fd[10], mfd, saved;
+        char *log;
+
+        keepers_init(&k, 16);
+        park_memfds(&k, fd, 10);
+        sendmsg_set_failing(true);
+        for (uint64_t id = 1; id <= 8; id++)
+                ck_assert_int_eq(keepers_drop(&k, 0, id), 0); /* kept: the list's first 8 */
+        realloc_set_failing(true);
+        ck_assert_int_eq(keepers_drop(&k, 0, 9), -ENOMEM); /* the list cannot grow: lost */
+        ck_assert_int_eq(keepers_drop(&k, 0, 10), -ENOMEM);
+        realloc_set_failing(false);
+        ck_assert_uint_eq(k.drops_lost, 2);
+        mfd = stderr_capture_begin(&saved);
+        sendmsg_set_failing(false);
+        ck_assert_int_eq(keepers_send_pending(&k), 0); /* the timer's call */
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "2 DROPs in all could neither be sent nor kept"), 1); /* before: 0 */
+        ck_assert_uint_eq(log_lines_with(log, "all DROPs kept pending are sent (8)"), 1);
+        ck_assert_uint_eq(k.drops_lost, 0);
+        free(log);
+        for (int i = 0; i < 10; i++)
+                close(fd[i]);
+        keepers_deinit(&k);
+}
+END_TEST
+#endif
+
+/*
+ * A PARK or FETCH behind pending DROPs whose sends fail: under a lasting
+ * shortage the DROPs' try (KEEPER_RETRIES + 1 sends, 1 ms apart) has just
+ * said so, and the request's own send is tried once more, not another whole
+ * try (before: 2 x 9 failed sends, about 16 ms of sleeps on the event loop).
+ * Counted in failed sendmsg() calls, no timing.
+ */
+START_TEST(test_keeper_park_behind_pending_drops_one_try)
+{
+        struct keepers k;
+        int fd[3], out = -1;
+        unsigned one;
+
+        keepers_init(&k, 4);
+        park_memfds(&k, fd, 2);
+        fd[2] = make_memfd(4096);
+        sendmsg_set_failing(true);
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_drop(&k, 0, 1), 0); /* pending */
+        one = sendmsg_failed; /* one whole try */
+        ck_assert_uint_gt(one, 1);
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_park_with_fd(&k, 3, fd[2], NULL), -ENOBUFS);
+        ck_assert_uint_eq(sendmsg_failed, one + 1); /* before: 2 * one */
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_fetch(&k, 0, 2, &out), -ENOBUFS);
+        ck_assert_uint_eq(sendmsg_failed, one + 1);
+        ck_assert_int_eq(out, -1);
+        /* no DROP pending: a PARK's own try is whole, as before */
+        sendmsg_set_failing(false);
+        ck_assert_int_eq(keepers_send_pending(&k), 0);
+        sendmsg_set_failing(true);
+        sendmsg_failed = 0;
+        ck_assert_int_eq(keepers_park_with_fd(&k, 3, fd[2], NULL), -ENOBUFS);
+        ck_assert_uint_eq(sendmsg_failed, one);
+        sendmsg_set_failing(false);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 3, fd[2], NULL), 0);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 2, &out), 0);
+        close(out);
+        ck_assert_uint_eq(keepers_count(&k), 1);
+        for (int i = 0; i < 3; i++)
+                close(fd[i]);
+        keepers_deinit(&k);
+}
+END_TEST
+
 /*
  * (review20, passes on lows2: coverage of the counters' other ends.) A keeper
  * that dies with DROPs pending takes them with it: the timer's next call
@@ -1331,7 +1415,9 @@ int main(void)
         tcase_add_test(tc, test_keeper_drops_pending_keeper_dies);
 #ifdef TEST_REALLOC_FAULT
         tcase_add_test(tc, test_keeper_drops_lost_log_once);
+        tcase_add_test(tc, test_keeper_drops_lost_end_by_timer);
 #endif
+        tcase_add_test(tc, test_keeper_park_behind_pending_drops_one_try);
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_regtab_dropped_numbers_reused);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
