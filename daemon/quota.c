@@ -67,6 +67,60 @@ int quota_new(struct regtab *t, struct quota **qp)
         return 0;
 }
 
+/* Return: @a - @b, 0 if @b >= @a. */
+static uint64_t quota_room(uint64_t a, uint64_t b)
+{
+        return b >= a ? 0 : a - b;
+}
+
+int quota_new_restored(struct regtab *t, const struct config *cfg, struct quota **qp)
+{
+        const uint32_t fixed = PROTO_SEAL_SHRINK | PROTO_SEAL_GROW;
+        struct quota *q;
+        struct region *reg;
+        int r;
+
+        r = quota_new(NULL, &q);
+        if (r < 0)
+                return r;
+        /* first what cannot have grown: sealed against SHRINK and GROW, charged its size as before */
+        for (reg = regtab_first(t); reg; reg = reg->tab.next) {
+                if ((reg->seals & fixed) != fixed)
+                        regtab_set_size(t, reg, reg->size, 0);
+                else if ((r = quota_charge(q, reg->meta.uid, (int64_t)reg->charged, 1, 0, 0)) < 0)
+                        goto fail;
+        }
+        /* then the rest, each within max-region-size, its owner's byte quota and max-bytes */
+        for (reg = regtab_first(t); reg; reg = reg->tab.next) {
+                const struct quota_usage *u;
+                struct config_quota limits;
+                uint64_t charged, room;
+
+                if ((reg->seals & fixed) == fixed)
+                        continue;
+                charged = reg->size < cfg->max_region_size ? reg->size : cfg->max_region_size;
+                config_quota_for(cfg, reg->meta.uid, reg->meta.gid, &limits);
+                u = quota_get(q, reg->meta.uid);
+                if (limits.bytes) {
+                        room = quota_room(limits.bytes, u ? u->bytes : 0);
+                        charged = charged < room ? charged : room;
+                }
+                if (cfg->max_bytes) {
+                        room = quota_room(cfg->max_bytes, regtab_bytes(t));
+                        charged = charged < room ? charged : room;
+                }
+                regtab_set_size(t, reg, reg->size, charged);
+                r = quota_charge(q, reg->meta.uid, (int64_t)charged, 1, 0, 0);
+                if (r < 0)
+                        goto fail;
+        }
+        *qp = q;
+        return 0;
+fail:
+        quota_free(q);
+        return r;
+}
+
 struct quota *quota_free(struct quota *q)
 {
         if (!q)

@@ -768,8 +768,11 @@ int server_run(const struct config *config)
                 log_error("cannot restore regions from the fd store: %s", strerror(-r));
                 goto out;
         }
-        /* the restored regions are charged to their owners; the table lives as long as the server */
-        r = quota_new(s.regtab, &s.ctx.quota);
+        /*
+         * the restored regions are charged to their owners, a holder's growth within their limits as before the
+         * restart (quota_new_restored()); the table lives as long as the server
+         */
+        r = quota_new_restored(s.regtab, config, &s.ctx.quota);
         if (r < 0) {
                 log_error("cannot make the quota table: %s", strerror(-r));
                 goto out;
