@@ -527,6 +527,9 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
                 service_reloading(true);
                 if (config_reload((struct config *)s->config) == 0) {
                         log_set_level(s->config->log_level);
+                        /* the allow-list holds for connections already open too, as the limits do */
+                        for (struct server_conn *sc = s->conns; sc; sc = sc->next)
+                                conn_recheck_allowed(sc->conn);
                         log_notice("SIGHUP: configuration reloaded%s%s", s->config->config_file ? " from " : "",
                                    s->config->config_file ? s->config->config_file : "");
                 }
