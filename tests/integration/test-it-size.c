@@ -346,12 +346,15 @@ static void store_spawn(struct it_daemon *d, const struct fake_store *st, const 
         ck_abort_msg("iomemd did not start listening on %s", d->socket);
 }
 
-/* As uid 1000: make RESIZABLE "big" and grow it to 1 TiB (sparse) with ftruncate; STAT makes the daemon see it. */
+/*
+ * As uid 1000: make RESIZABLE "big2" and "big" and grow each to 1 TiB (sparse) with ftruncate; STAT makes the
+ * daemon see it. "big2" is then sealed SHRINK and GROW.
+ */
 static int grow_as_other_uid(const char *socket)
 {
         struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE };
         struct iomem_client *c = NULL;
-        struct iomem_region *r = NULL;
+        struct iomem_region *r = NULL, *r2 = NULL;
         struct iomem_stat s;
         int status;
         pid_t pid;
@@ -362,12 +365,17 @@ static int grow_as_other_uid(const char *socket)
         if (pid == 0) {
                 if (setgroups(0, NULL) < 0 || setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
                         _exit(100);
-                if (iomem_connect(socket, &c) < 0 || iomem_create(c, "big", 4096, &o, &r) < 0)
+                if (iomem_connect(socket, &c) < 0 || iomem_create(c, "big2", 4096, &o, &r2) < 0 ||
+                    iomem_create(c, "big", 4096, &o, &r) < 0)
                         _exit(101);
-                if (ftruncate(iomem_region_fd(r), (off_t)(UINT64_C(1) << 40)) < 0)
+                /* sealed once grown: its size is fixed now, but it was never charged in full */
+                if (ftruncate(iomem_region_fd(r2), (off_t)(UINT64_C(1) << 40)) < 0 || iomem_stat(c, "big2", &s) < 0 ||
+                    iomem_seal(c, "big2", IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW, NULL) < 0)
                         _exit(102);
-                if (iomem_stat(c, "big", &s) < 0 || s.size != UINT64_C(1) << 40)
+                if (ftruncate(iomem_region_fd(r), (off_t)(UINT64_C(1) << 40)) < 0)
                         _exit(103);
+                if (iomem_stat(c, "big", &s) < 0 || s.size != UINT64_C(1) << 40)
+                        _exit(104);
                 _exit(0);
         }
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -410,7 +418,7 @@ START_TEST(test_growth_charged_within_limits_after_restart)
         iomem_disconnect(c);
         c = NULL;
         store_drain(&st);
-        ck_assert_int_eq(st.n, 3); /* "meta", "big", "before" */
+        ck_assert_int_eq(st.n, 4); /* "meta", "big", "big2", "before" */
 
         /* a crash, and systemd starts it again with what its store holds */
         it_daemon_kill(&d, SIGKILL);
