@@ -376,6 +376,22 @@ void conn_refresh_unread(struct conn *c)
                 conn_charge_fds(c, -(int64_t)c->fds_unread);
 }
 
+bool conn_recheck_allowed(struct conn *c)
+{
+        const struct config *cfg = c->ctx->config;
+
+        if (c->dead || config_allows(cfg, c->uid, c->gid, NULL, 0))
+                return true;
+        if (cfg->nallow_gids && conn_access_load_groups(c) == 0 &&
+            config_allows(cfg, c->uid, c->gid, c->groups, c->ngroups))
+                return true;
+        log_notice("dropping connection of pid=%d uid=%u gid=%u: no longer in the allow-list", (int)c->pid,
+                   (unsigned)c->uid, (unsigned)c->gid);
+        conn_drop(c, -EACCES);
+        conn_notify(c);
+        return false;
+}
+
 uint64_t conn_uid_fds_default(struct conn_ctx *ctx)
 {
         uint64_t max = conn_max_fds_unread(ctx);

@@ -67,6 +67,63 @@ int quota_new(struct regtab *t, struct quota **qp)
         return 0;
 }
 
+/* Return: @a - @b, 0 if @b >= @a. */
+static uint64_t quota_room(uint64_t a, uint64_t b)
+{
+        return b >= a ? 0 : a - b;
+}
+
+/* Charge restored @reg to its owner in @q and @t: its size, within @cfg's limits. Return: 0; -ENOMEM. */
+static int quota_restore_charge(struct quota *q, struct regtab *t, const struct config *cfg, struct region *reg)
+{
+        const struct quota_usage *u = quota_get(q, reg->meta.uid);
+        struct config_quota limits;
+        uint64_t charged, room;
+
+        charged = reg->size < cfg->max_region_size ? reg->size : cfg->max_region_size;
+        config_quota_for(cfg, reg->meta.uid, reg->meta.gid, &limits);
+        if (limits.bytes) {
+                room = quota_room(limits.bytes, u ? u->bytes : 0);
+                charged = charged < room ? charged : room;
+        }
+        if (cfg->max_bytes) {
+                room = quota_room(cfg->max_bytes, regtab_bytes(t));
+                charged = charged < room ? charged : room;
+        }
+        regtab_set_size(t, reg, reg->size, charged);
+        return quota_charge(q, reg->meta.uid, (int64_t)charged, 1, 0, 0);
+}
+
+int quota_new_restored(struct regtab *t, const struct config *cfg, struct quota **qp)
+{
+        const uint32_t fixed = PROTO_SEAL_SHRINK | PROTO_SEAL_GROW;
+        struct quota *q;
+        struct region *reg;
+        int r;
+
+        r = quota_new(NULL, &q);
+        if (r < 0)
+                return r;
+        for (reg = regtab_first(t); reg; reg = reg->tab.next)
+                regtab_set_size(t, reg, reg->size, 0);
+        /*
+         * Sealed SHRINK and GROW first: most were charged their size since they were made (a few were grown by
+         * a holder before the seal, never charged in full: the limits hold for them too); then the rest.
+         */
+        for (int pass = 0; pass < 2; pass++)
+                for (reg = regtab_first(t); reg; reg = reg->tab.next) {
+                        if (((reg->seals & fixed) == fixed) != (pass == 0))
+                                continue;
+                        r = quota_restore_charge(q, t, cfg, reg);
+                        if (r < 0) {
+                                quota_free(q);
+                                return r;
+                        }
+                }
+        *qp = q;
+        return 0;
+}
+
 struct quota *quota_free(struct quota *q)
 {
         if (!q)

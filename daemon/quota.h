@@ -32,6 +32,17 @@ struct quota;
  */
 int quota_new(struct regtab *t, struct quota **qp);
 
+/*
+ * quota_new_restored() - quota_new() for the regions restored from the fd
+ * store, whose charges are not stored: each region is charged its size (as
+ * a holder's ftruncate may have left it) as far as @cfg's max-region-size,
+ * its owner's byte quota (the [gid] section of the region's group stands for
+ * the owner's primary group) and max-bytes allow, as conn-region.c charges a
+ * holder's growth; regions sealed SHRINK and GROW first, then the others,
+ * each in id order. Records the charges in @t. Return: 0 with *qp set; -ENOMEM.
+ */
+int quota_new_restored(struct regtab *t, const struct config *cfg, struct quota **qp);
+
 /* quota_free() - NULL-safe. Return: NULL. */
 struct quota *quota_free(struct quota *q);
 

@@ -527,6 +527,9 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
                 service_reloading(true);
                 if (config_reload((struct config *)s->config) == 0) {
                         log_set_level(s->config->log_level);
+                        /* the allow-list holds for connections already open too, as the limits do */
+                        for (struct server_conn *sc = s->conns; sc; sc = sc->next)
+                                conn_recheck_allowed(sc->conn);
                         log_notice("SIGHUP: configuration reloaded%s%s", s->config->config_file ? " from " : "",
                                    s->config->config_file ? s->config->config_file : "");
                 }
@@ -768,8 +771,11 @@ int server_run(const struct config *config)
                 log_error("cannot restore regions from the fd store: %s", strerror(-r));
                 goto out;
         }
-        /* the restored regions are charged to their owners; the table lives as long as the server */
-        r = quota_new(s.regtab, &s.ctx.quota);
+        /*
+         * the restored regions are charged to their owners, a holder's growth within their limits as before the
+         * restart (quota_new_restored()); the table lives as long as the server
+         */
+        r = quota_new_restored(s.regtab, config, &s.ctx.quota);
         if (r < 0) {
                 log_error("cannot make the quota table: %s", strerror(-r));
                 goto out;

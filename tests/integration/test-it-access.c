@@ -796,6 +796,67 @@ static int child_connect_many(void *p)
 }
 
 /*
+ * A uid taken out of the allow-list by SIGHUP loses the connections it has
+ * open, not only the ones it would make: they could go on creating, opening
+ * (a parked OPEN answered later included) and receiving events for as long as
+ * they stayed connected.
+ */
+START_TEST(test_allow_list_reload_drops_open_connections)
+{
+        char conf[128];
+        const char *extra[] = { "--config", conf, NULL };
+        struct conn_arg one = { 1 };
+        int go[2], ready[2], status, r = 0;
+        char byte = 0;
+        pid_t pid;
+
+        snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-allow-%d.conf", (int)getpid());
+        write_file(conf, "allow-uids = 1001, 1004\n");
+        start(extra);
+        ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct iomem_client *c = NULL;
+                struct iomem_region *region = NULL;
+
+                if (setgroups(0, NULL) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
+                    setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+                        _exit(CHILD_HARNESS_FAIL);
+                if (iomem_connect(daemon_.socket, &c) < 0 || iomem_ping(c) < 0)
+                        _exit(CHILD_HARNESS_FAIL);
+                if (write(ready[1], "r", 1) != 1 || read(go[0], &byte, 1) != 1)
+                        _exit(CHILD_HARNESS_FAIL);
+                r = iomem_create(c, "revoked", 4096, NULL, &region);
+                iomem_region_free(region);
+                iomem_disconnect(c);
+                _exit(r == 0 ? 0 : 1);
+        }
+        close(go[0]);
+        close(ready[1]);
+        ck_assert_int_eq(read(ready[0], &byte, 1), 1);
+        /* uid 1004 is connected; take it out of the list */
+        write_file(conf, "allow-uids = 1001\n");
+        ck_assert_int_eq(kill(daemon_.pid, SIGHUP), 0);
+        /* bounded polling until the reload took effect: a new connection of uid 1004 is refused */
+        for (int i = 0; i < 500 && (r = run_as(&other_, child_connect_many, &one)) != -EACCES; i++)
+                it_sleep_ms(10);
+        ck_assert_int_eq(r, -EACCES);
+        ck_assert_int_eq(write(go[1], "g", 1), 1);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        close(go[1]);
+        close(ready[0]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != CHILD_HARNESS_FAIL, "child harness failure");
+        ck_assert_msg(WEXITSTATUS(status) == 1,
+                      "a connection opened before uid 1004 left the allow-list could still CREATE after the reload");
+        it_daemon_stop(&daemon_);
+        unlink(conf);
+}
+END_TEST
+
+/*
  * iomem_connect() holds HELLO back and sends it with the first request (one round trip): a refused peer's
  * connect succeeds, and its first request returns the refusal, with the daemon's message; the connection is
  * closed after it.
@@ -899,6 +960,7 @@ static Suite *access_suite(void)
         tcase_add_test(tc, test_register_share_readonly);
         tcase_add_test(tc, test_r2_quota_per_uid);
         tcase_add_test(tc, test_config_overrides_and_reload);
+        tcase_add_test(tc, test_allow_list_reload_drops_open_connections);
         tcase_add_test(tc, test_r6_connection_quota);
         tcase_add_test(tc, test_p1_allow_list);
         suite_add_tcase(s, tc);

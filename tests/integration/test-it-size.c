@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-size: a region whose holder changed its size with ftruncate is reported and charged as it is. */
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -211,6 +212,235 @@ START_TEST(test_parked_open_same_object_and_size)
 }
 END_TEST
 
+/* ---- a stand-in for systemd's fd store (NOTIFY_SOCKET, FDSTORE=1, LISTEN_FDS on the next start) ---- */
+
+#define STORE_MAX 16
+
+struct fake_store {
+        int sock;           /* the NOTIFY_SOCKET the daemon sends to */
+        char path[108];
+        int n;
+        char names[STORE_MAX][64];
+        int fds[STORE_MAX];
+};
+
+static void store_open(struct fake_store *st, const char *dir)
+{
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+        memset(st, 0, sizeof(*st));
+        snprintf(st->path, sizeof(st->path), "%s/notify", dir);
+        snprintf(a.sun_path, sizeof(a.sun_path), "%s", st->path);
+        st->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(st->sock, 0);
+        ck_assert_int_eq(bind(st->sock, (struct sockaddr *)&a, sizeof(a)), 0);
+}
+
+/* Take every notification the daemon sent so far: FDSTORE=1 keeps the fd under its FDNAME, FDSTOREREMOVE=1 drops it. */
+static void store_drain(struct fake_store *st)
+{
+        for (;;) {
+                char buf[512], cbuf[CMSG_SPACE(sizeof(int) * 4)];
+                struct iovec iov = { buf, sizeof(buf) - 1 };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                                     .msg_controllen = sizeof(cbuf) };
+                const char *name;
+                int fd = -1;
+                ssize_t n = recvmsg(st->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+                if (n < 0) {
+                        ck_assert_int_eq(errno, EAGAIN);
+                        return;
+                }
+                buf[n] = '\0';
+                for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+                        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+                                memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+                name = strstr(buf, "FDNAME=");
+                if (strstr(buf, "FDSTORE=1") && name && fd >= 0) {
+                        ck_assert_int_lt(st->n, STORE_MAX);
+                        snprintf(st->names[st->n], sizeof(st->names[0]), "%.*s", (int)strcspn(name + 7, "\n"),
+                                 name + 7);
+                        st->fds[st->n++] = fd;
+                        continue;
+                }
+                if (fd >= 0)
+                        close(fd);
+                if (strstr(buf, "FDSTOREREMOVE=1") && name) {
+                        size_t len = strcspn(name + 7, "\n");
+
+                        for (int i = 0; i < st->n; i++)
+                                if (strlen(st->names[i]) == len && !strncmp(st->names[i], name + 7, len)) {
+                                        close(st->fds[i]);
+                                        st->fds[i] = st->fds[--st->n];
+                                        memcpy(st->names[i], st->names[st->n], sizeof(st->names[0]));
+                                        break;
+                                }
+                }
+        }
+}
+
+static void store_close(struct fake_store *st)
+{
+        for (int i = 0; i < st->n; i++)
+                close(st->fds[i]);
+        st->n = 0;
+        close(st->sock);
+        unlink(st->path);
+}
+
+/* Start iomemd on @d (its directory made) as systemd would under the store: NOTIFY_SOCKET, FDSTORE and the stored fds. */
+static void store_spawn(struct it_daemon *d, const struct fake_store *st, const char *const *extra)
+{
+        const char *argv[32];
+        int n = 0;
+
+        argv[n++] = it_env("IOMEMD");
+        argv[n++] = "--socket";
+        argv[n++] = d->socket;
+        argv[n++] = "--log-level";
+        argv[n++] = "warning";
+        for (; extra && *extra && n < 30; extra++)
+                argv[n++] = *extra;
+        argv[n] = NULL;
+        fflush(NULL);
+        d->pid = fork();
+        ck_assert_int_ge(d->pid, 0);
+        if (d->pid == 0) {
+                char names[STORE_MAX * 65] = "", num[32];
+
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                /* above every number they go to, then to 3, 4, ... without CLOEXEC */
+                for (int i = 0; i < st->n; i++)
+                        if (dup2(st->fds[i], 200 + i) < 0)
+                                _exit(126);
+                for (int i = 0; i < st->n; i++) {
+                        if (dup2(200 + i, 3 + i) < 0)
+                                _exit(126);
+                        strcat(names, i ? ":" : "");
+                        strcat(names, st->names[i]);
+                }
+                setenv("NOTIFY_SOCKET", st->path, 1);
+                setenv("FDSTORE", "16", 1);
+                if (st->n) {
+                        snprintf(num, sizeof(num), "%d", st->n);
+                        setenv("LISTEN_FDS", num, 1);
+                        snprintf(num, sizeof(num), "%d", (int)getpid());
+                        setenv("LISTEN_PID", num, 1);
+                        setenv("LISTEN_FDNAMES", names, 1);
+                }
+                execv(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        for (int i = 0; i < 1000; i++) {
+                int status;
+
+                if (it_socket_ready(d->socket)) {
+                        it_sleep_ms(50); /* its signal handlers come right after the socket */
+                        return;
+                }
+                ck_assert_msg(waitpid(d->pid, &status, WNOHANG) == 0, "iomemd exited during startup (status %d)",
+                              status);
+                it_sleep_ms(10);
+        }
+        ck_abort_msg("iomemd did not start listening on %s", d->socket);
+}
+
+/*
+ * As uid 1000: make RESIZABLE "big2" and "big" and grow each to 1 TiB (sparse) with ftruncate; STAT makes the
+ * daemon see it. "big2" is then sealed SHRINK and GROW.
+ */
+static int grow_as_other_uid(const char *socket)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE };
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL, *r2 = NULL;
+        struct iomem_stat s;
+        int status;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
+                        _exit(100);
+                if (iomem_connect(socket, &c) < 0 || iomem_create(c, "big2", 4096, &o, &r2) < 0 ||
+                    iomem_create(c, "big", 4096, &o, &r) < 0)
+                        _exit(101);
+                /* sealed once grown: its size is fixed now, but it was never charged in full */
+                if (ftruncate(iomem_region_fd(r2), (off_t)(UINT64_C(1) << 40)) < 0 || iomem_stat(c, "big2", &s) < 0 ||
+                    iomem_seal(c, "big2", IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW, NULL) < 0)
+                        _exit(102);
+                if (ftruncate(iomem_region_fd(r), (off_t)(UINT64_C(1) << 40)) < 0)
+                        _exit(103);
+                if (iomem_stat(c, "big", &s) < 0 || s.size != UINT64_C(1) << 40)
+                        _exit(104);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status), "grower died (0x%x)", status);
+        return WEXITSTATUS(status);
+}
+
+/*
+ * A holder's growth is charged within the owner's limits (issue 10, item 4),
+ * and must stay so across a restart: the regions the fd store gives back are
+ * charged by their real size only as far as those limits allow. Before,
+ * uid 1000's 1 TiB region counted in full after the restart, past
+ * --max-bytes, and every other uid's CREATE was -EDQUOT until it was deleted.
+ */
+START_TEST(test_growth_charged_within_limits_after_restart)
+{
+        static const char *const extra[] = { "--max-bytes", "1G", "--quota-bytes", "256M", NULL };
+        struct fake_store st;
+        struct it_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        struct iomem_status s;
+        struct iomem_stat rs;
+        int k;
+
+        snprintf(d.dir, sizeof(d.dir), "/tmp/iomem-it.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(d.dir));
+        ck_assert_int_eq(chmod(d.dir, 0755), 0); /* uid 1000 reaches the socket (0666) */
+        snprintf(d.socket, sizeof(d.socket), "%s/sock", d.dir);
+        store_open(&st, d.dir);
+        store_spawn(&d, &st, extra);
+
+        ck_assert_int_eq(grow_as_other_uid(d.socket), 0);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_status(c, &s), 0);
+        ck_assert_uint_le(s.bytes, UINT64_C(256) << 20); /* charged up to its owner's quota */
+        ck_assert_int_eq(iomem_create(c, "before", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        r = NULL;
+        iomem_disconnect(c);
+        c = NULL;
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 4); /* "meta", "big", "big2", "before" */
+
+        /* a crash, and systemd starts it again with what its store holds */
+        it_daemon_kill(&d, SIGKILL);
+        unlink(d.socket);
+        store_spawn(&d, &st, extra);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_stat(c, "big", &rs), 0);
+        ck_assert_uint_eq(rs.size, UINT64_C(1) << 40); /* the region kept its real size */
+        ck_assert_int_eq(iomem_status(c, &s), 0);
+        fprintf(stderr, "after the restart the daemon counts %llu bytes\n", (unsigned long long)s.bytes);
+        k = iomem_create(c, "after", 4096, NULL, &r);
+        ck_assert_msg(k == 0, "another uid's CREATE after the restart: %s", iomem_strerror(k));
+        ck_assert_uint_le(s.bytes, (UINT64_C(256) << 20) + 4096);
+        iomem_region_free(r);
+        iomem_disconnect(c);
+        it_daemon_kill(&d, SIGKILL);
+        store_close(&st);
+        unlink(d.socket);
+        rmdir(d.dir);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-size");
@@ -222,6 +452,7 @@ int main(void)
         tcase_add_loop_test(tc, test_no_shrink_below_real_size, 0, 3);
         tcase_add_loop_test(tc, test_shrunk_between_open_and_map, 0, 3);
         tcase_add_test(tc, test_parked_open_same_object_and_size);
+        tcase_add_test(tc, test_growth_charged_within_limits_after_restart);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
