@@ -379,6 +379,7 @@ static struct transport_frame *client_pending_reply(struct client_pending *p)
 }
 
 static void client_frame_done(struct transport_frame *f);
+static void client_unwatch_stray(struct iomem_client *c, uint16_t opcode, const struct transport_frame *f);
 
 /*
  * Complete @p with @result (and the reply in *@f, taken over, if @f: its fds and payload are @p's from now on, and
@@ -395,8 +396,10 @@ static inline void client_pending_complete(struct iomem_client *c, struct client
                 *client_pending_reply(p) = *f;
         if (p->kind == CLIENT_DISCARD) {
                 /* nobody waits for it: its fds are closed, its payload freed (a copy: client_frame_own()) */
-                if (f)
+                if (f) {
+                        client_unwatch_stray(c, p->opcode, &p->reply);
                         client_frame_done(&p->reply);
+                }
                 free(p);
                 return;
         }
@@ -835,8 +838,10 @@ static int client_abandon(struct iomem_client *c, struct client_pending *p)
         struct client_pending *q;
 
         if (p->done) {
-                if (client_reply_result(c, p) == 0)
+                if (client_reply_result(c, p) == 0) {
+                        client_unwatch_stray(c, p->opcode, client_pending_reply(p));
                         client_frame_done(client_pending_reply(p)); /* a region's fd is closed */
+                }
                 client_message_clear(c);
                 return -EINTR;
         }
@@ -2164,6 +2169,49 @@ static int client_watch_send(struct iomem_client *c, const char *prefix, uint32_
                 return -EPROTO;
         *wirep = rep.watch_id;
         return 0;
+}
+
+/*
+ * client_unwatch_stray() - @f is the reply to a request of @opcode that nobody waits for any more (a blocking call
+ * interrupted: client_abandon()). If it is a WATCH that succeeded, the daemon made a watch the caller never got an
+ * id for: it would stay until the connection ends, counted against the uid's watch quota and sending events that
+ * are dropped here (client_event_decode() knows no such watch). UNWATCH it, fire and forget: queued behind what is
+ * already queued (never in the middle of a frame), with an entry of its own in @pending whose reply is dropped too,
+ * and sent now if the socket takes it, else by the next call that sends or waits (client_wait() flushes the queue).
+ * If it cannot be queued (no memory), the watch stays, as before: harmless to the stream. Called with the lock held.
+ */
+static void client_unwatch_stray(struct iomem_client *c, uint16_t opcode, const struct transport_frame *f)
+{
+        struct proto_watch_reply rep;
+        struct proto_unwatch m = { 0 };
+        struct proto_header h = { .opcode = PROTO_OP_UNWATCH };
+        struct client_pending *q;
+        uint8_t buf[16];
+        int len, r;
+
+        if (opcode != PROTO_OP_WATCH || c->broken || (f->hdr.flags & PROTO_FLAG_ERROR) ||
+            proto_watch_reply_decode(f->payload, f->hdr.length, &rep) < 0)
+                return;
+        m.watch_id = rep.watch_id;
+        len = proto_unwatch_encode(&m, buf, sizeof(buf));
+        if (len < 0)
+                return;
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return;
+        client_pending_init(q, CLIENT_DISCARD, PROTO_OP_UNWATCH, 0, NULL);
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                q->reply.fds[i] = -1;
+        h.id = q->id = client_next_id(c);
+        r = transport_queue(&c->t, &h, buf, (size_t)len, NULL, 0);
+        if (r < 0) {
+                free(q);
+                return;
+        }
+        q->next = c->pending;
+        c->pending = q;
+        /* a failure here shows at the next read or flush, where the connection breaks as usual */
+        (void)transport_flush(&c->t);
 }
 
 /*

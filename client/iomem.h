@@ -323,7 +323,11 @@ typedef int (*iomem_interrupt_cb)(struct iomem_client *client, void *userdata);
  * -EINTR at once. The request may already have been applied (outcome
  * unknown, as after -ECONNRESET): its reply is dropped when it arrives (a
  * region's fd closed), so the connection stays in step and usable, and its
- * leases and watches stay. The HELLO's wait is not ended (connect,
+ * leases and watches stay. An interrupted iomem_watch() leaves no watch: if
+ * the daemon made it, libiomem UNWATCHes it when the dropped reply arrives
+ * (at a later call that reads the socket; that UNWATCH goes out behind the
+ * requests already sent and its reply is dropped too), and its events are
+ * never delivered. The HELLO's wait is not ended (connect,
  * iomem_client_handshake(), a reconnect), nor a wait for another thread
  * that reads the socket. A signal that comes just before the call starts to
  * wait is seen only at the next signal (as with any poll()): a binding

@@ -851,6 +851,61 @@ START_TEST(test_interrupt_cb)
 END_TEST
 
 /*
+ * An interrupted WATCH leaves no watch behind: the daemon made it (its reply comes after the call gave up), and
+ * libiomem UNWATCHes it when that reply arrives, so it is not counted against the uid's watch quota (2 here) and
+ * sends nothing. Before, it stayed until the connection ended: the second WATCH below failed with -EDQUOT.
+ */
+START_TEST(test_interrupt_watch)
+{
+        const char *const extra[] = { "--quota-watches", "2", NULL };
+        struct sigaction sa = { .sa_handler = usr1_handler, .sa_flags = SA_RESTART }, old;
+        struct interrupt_arg a = { .give_up = true };
+        struct kicker k = { .target = pthread_self() };
+        struct iomem_client *other;
+        struct iomem_region *region;
+        struct iomem_event ev;
+        uint32_t w1 = 0, w2 = 0, w3 = 0;
+        pthread_t t;
+
+        /* a daemon of its own, with a watch quota */
+        client_ = iomem_disconnect(client_);
+        it_daemon_stop(&daemon_);
+        it_daemon_start(&daemon_, extra);
+        client_ = it_client_connect_flags(&daemon_, IOMEM_CONNECT_EVENTS);
+        other = it_connect();
+        usr1_seen = 0;
+        ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+        ck_assert_int_eq(iomem_watch(client_, "it.a.", &w1), 0);
+        iomem_client_set_interrupt_cb(client_, interrupt_cb, &a);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, kicker_main, &k), 0);
+        ck_assert_int_eq(iomem_watch(client_, "", &w2), -EINTR); /* every name: its events would be many */
+        atomic_store(&k.stop, true);
+        pthread_join(t, NULL);
+        ck_assert_uint_eq(w2, 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        /* the WATCH's reply comes before PING's: the UNWATCH goes out then, ahead of the next WATCH */
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        ck_assert_int_eq(iomem_watch(client_, "it.b.", &w3), 0);
+        ck_assert_uint_ne(w3, w1);
+        /* no event of the stray watch (it.c matches only it), and the caller's watches still work */
+        ck_assert_int_eq(iomem_create(other, "it.c", 4096, NULL, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_create(other, "it.b.x", 4096, NULL, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_next_event(client_, &ev, 10000), 0);
+        ck_assert_uint_eq(ev.kind, IOMEM_EVENT_CREATED);
+        ck_assert_uint_eq(ev.watch_id, w3);
+        ck_assert_str_eq(ev.name, "it.b.x");
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        ck_assert_int_eq(iomem_next_event(client_, &ev, 0), -EAGAIN);
+        iomem_client_set_interrupt_cb(client_, NULL, NULL);
+        ck_assert_int_eq(sigaction(SIGUSR1, &old, NULL), 0);
+        iomem_disconnect(other);
+}
+END_TEST
+
+/*
  * RESERVE: the reply says the memory is there, the owner's byte quota is
  * charged the whole size, the quota refuses a reservation that would pass
  * it before anything is allocated, and a RESERVEd region grows reserved.
@@ -1097,6 +1152,7 @@ static Suite *suite(void)
         tcase_add_loop_test(tc, test_s4_with_cli, 0, 3);
         tcase_add_test(tc, test_daemon_gone);
         tcase_add_test(tc, test_interrupt_cb);
+        tcase_add_test(tc, test_interrupt_watch);
         tcase_add_test(tc, test_metrics);
         tcase_add_loop_test(tc, test_reserve_quota, 0, 3);
         tcase_add_test(tc, test_reserve_over_quota);
