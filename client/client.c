@@ -1584,9 +1584,11 @@ IOMEM_EXPORT unsigned iomem_client_reconnects(const struct iomem_client *client)
         return client ? client->reconnects : 0;
 }
 
-/* The error detail cleared for a call that fails before it asks the daemon: none is left of an earlier call. */
+/* The error detail cleared for a call that fails before it asks the daemon: none is left of an earlier call. NULL-safe. */
 static int client_fail_early(struct iomem_client *c, int r)
 {
+        if (!c)
+                return r;
         client_lock(c);
         client_message_clear(c);
         client_unlock(c);
@@ -1642,7 +1644,7 @@ IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uin
         int r;
 
         if (!client || !regionp)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, m.name);
         if (r < 0)
                 return r;
@@ -1675,7 +1677,7 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
         int len, r;
 
         if (!client || !regionp || !name || (flags & ~IOMEM_OPEN_RDONLY))
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         if (flags & IOMEM_OPEN_RDONLY)
                 m.flags |= PROTO_OPEN_RDONLY;
         if (wait_ms != 0)
@@ -1720,7 +1722,7 @@ IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struc
         int r;
 
         if (!client || !st)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
@@ -1757,7 +1759,7 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
         int r;
 
         if (!client || !cb)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, m.prefix);
         if (r < 0)
                 return r;
@@ -1913,7 +1915,7 @@ IOMEM_EXPORT int iomem_status(struct iomem_client *client, struct iomem_status *
         int r;
 
         if (!client || !st)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         do
                 r = client_call(client, PROTO_OP_STATUS, NULL, 0, 0, 0, &f);
         while (client_again(client, r, &tries));
@@ -1977,7 +1979,7 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
         int r;
 
         if (!client || !cb)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         do /* safe to repeat: it changes nothing */
                 r = client_call(client, PROTO_OP_METRICS, NULL, 0, 0, 0, &f);
         while (client_again(client, r, &tries));
@@ -2062,7 +2064,7 @@ IOMEM_EXPORT int iomem_quota(struct iomem_client *client, struct iomem_quota *q)
         int r;
 
         if (!client || !q)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         do
                 r = client_call(client, PROTO_OP_QUOTA, NULL, 0, 0, 0, &f);
         while (client_again(client, r, &tries));
@@ -2098,12 +2100,12 @@ IOMEM_EXPORT int iomem_register(struct iomem_client *client, const char *name, c
         int fd, r;
 
         if (!client || !region || !name || !*name)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (flags & ~IOMEM_REGISTER_LEASE)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = iomem_region_refresh((struct iomem_region *)region);
         if (r < 0)
                 return r;
@@ -2382,9 +2384,9 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
         int r;
 
         if (!client || !ev)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         if (!client->hello_flags)
-                return -EOPNOTSUPP;
+                return client_fail_early(client, -EOPNOTSUPP);
         deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
         client_lock(client);
         /* a call of its own: its reconnects get a new window (client_reconnect() is called here directly) */
@@ -2436,6 +2438,7 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
         client_lock(client);
         ws = realloc(client->watches, (client->nwatches + 1) * sizeof(*ws));
         if (!ws) {
+                client_message_clear(client);
                 client_unlock(client);
                 return -ENOMEM;
         }
@@ -2474,11 +2477,12 @@ IOMEM_EXPORT int iomem_unwatch(struct iomem_client *client, uint32_t watch_id)
         struct transport_frame f;
 
         if (!client || watch_id == 0)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         client_lock(client);
         for (i = 0; i < client->nwatches && client->watches[i].id != watch_id; i++)
                 ;
         if (i == client->nwatches) {
+                client_message_clear(client);
                 client_unlock(client);
                 return client->hello_flags ? -ENOENT : -EOPNOTSUPP;
         }
@@ -2513,13 +2517,13 @@ IOMEM_EXPORT int iomem_publish(struct iomem_client *client, const char *name, co
         int fd, r;
 
         if (!client || !region || !name || !*name)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (opts) {
                 if (opts->flags & ~IOMEM_PUBLISH_LEASE)
-                        return -EINVAL;
+                        return client_fail_early(client, -EINVAL);
                 m.flags = opts->flags;
                 m.mode = opts->mode;
                 m.expect_generation = opts->expect_generation;
@@ -2556,12 +2560,12 @@ IOMEM_EXPORT int iomem_open_version(struct iomem_client *client, const char *nam
         int r;
 
         if (!client || !regionp)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (flags & ~IOMEM_OPEN_RDONLY)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         if (flags & IOMEM_OPEN_RDONLY)
                 m.flags |= PROTO_OPEN_RDONLY;
         if (wait_ms != 0) {
@@ -2591,7 +2595,7 @@ IOMEM_EXPORT int iomem_stat_version(struct iomem_client *client, const char *nam
         int r;
 
         if (!client || !st)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
@@ -2878,7 +2882,7 @@ static int client_open_async(struct iomem_client *client, uint16_t opcode, const
         int len;
 
         if (!client || !cb || client_name_check(client, name) < 0 || (flags & ~IOMEM_OPEN_RDONLY))
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         if (flags & IOMEM_OPEN_RDONLY)
                 pflags |= PROTO_OPEN_RDONLY;
         if (wait_ms != 0) {
@@ -2890,7 +2894,7 @@ static int client_open_async(struct iomem_client *client, uint16_t opcode, const
                                          .after_generation = after_generation };
 
                 if (!client->hello_flags)
-                        return -EOPNOTSUPP;
+                        return client_fail_early(client, -EOPNOTSUPP);
                 len = proto_openv_encode(&m, buf, sizeof(buf));
         } else {
                 struct proto_open m = { .name = name, .flags = pflags, .timeout_ms = timeout };
@@ -2923,7 +2927,7 @@ IOMEM_EXPORT int iomem_stat_async(struct iomem_client *client, const char *name,
         struct client_pending *p;
 
         if (!client || !cb || client_name_check(client, name) < 0)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         p = client_pending_new(CLIENT_ASYNC_STAT, PROTO_OP_STAT, 0, (void (*)(void))cb, userdata);
         if (!p)
                 return -ENOMEM;
@@ -2938,7 +2942,7 @@ IOMEM_EXPORT int iomem_ping_async(struct iomem_client *client, iomem_done_cb cb,
         struct client_pending *p;
 
         if (!client || !cb)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         p = client_pending_new(CLIENT_ASYNC_PING, PROTO_OP_PING, 0, (void (*)(void))cb, userdata);
         if (!p)
                 return -ENOMEM;
@@ -3029,7 +3033,7 @@ IOMEM_EXPORT int iomem_client_set_open_cache(struct iomem_client *client, int en
         if (!client)
                 return -EINVAL;
         if (!client->hello_flags)
-                return -EOPNOTSUPP;
+                return client_fail_early(client, -EOPNOTSUPP);
         if (!enable) {
                 client_lock(client);
                 client->cache_on = false;

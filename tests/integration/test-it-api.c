@@ -395,6 +395,79 @@ START_TEST(test_error_message_not_stale)
 }
 END_TEST
 
+static void open_none(struct iomem_client *client, int error, struct iomem_region *region, uint64_t generation,
+                      void *userdata)
+{
+        (void)client;
+        (void)error;
+        (void)region;
+        (void)generation;
+        (void)userdata;
+}
+
+/* An error reply (-EEXIST) on @c, so that its error detail is the daemon's text. */
+static void make_detail(struct iomem_client *c)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_EXCLUSIVE };
+        struct iomem_region *b = NULL;
+
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, &o, &b), -EEXIST);
+        ck_assert_str_ne(iomem_client_error_message(c), "");
+}
+
+#define CHECK_NOT_STALE(c, call, want)                                      \
+        do {                                                                \
+                make_detail(c);                                             \
+                ck_assert_int_eq((call), (want));                           \
+                ck_assert_msg(iomem_client_error_message(c)[0] == '\0',     \
+                              "%s left the detail \"%s\"", #call,         \
+                              iomem_client_error_message(c));               \
+        } while (0)
+
+/* As test_error_message_not_stale, for every other argument check that fails before asking the daemon: NULL
+ * pointers, unknown flags, a watch id 0 or unknown, a feature the connection did not ask for. */
+START_TEST(test_error_message_not_stale_args)
+{
+        struct iomem_client *c = it_client_connect_flags(&daemon_, IOMEM_CONNECT_EVENTS), *v1 = it_connect();
+        struct iomem_region *a = NULL, *b = NULL;
+        struct iomem_event ev;
+
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, NULL, &a), 0);
+        CHECK_NOT_STALE(c, iomem_create(c, "it.stale2", 4096, NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_open(c, "it.stale", 0x80000000u, 0, &b), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_open(c, "it.stale", 0, 0, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_stat(c, "it.stale", NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_list(c, "it.", NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_status(c, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_metrics(c, NULL, NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_quota(c, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_register(c, "it.reg", NULL, 0, 0600, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_register(c, "it.reg", a, 0x80000000u, 0600, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_next_event(c, NULL, 0), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_unwatch(c, 0), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_unwatch(c, 12345), -ENOENT);
+        CHECK_NOT_STALE(c, iomem_publish(c, "it.pub", NULL, NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_publish(c, "it.pub", a, &(struct iomem_publish_opts){ .flags = 0x80000000u }, NULL),
+                        -EINVAL);
+        CHECK_NOT_STALE(c, iomem_open_version(c, "it.stale", 0, 0, 0, NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_open_version(c, "it.stale", 0x80000000u, 0, 0, &b, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_stat_version(c, "it.stale", NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_open_async(c, "it.stale", 0x80000000u, 0, NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_stat_async(c, "it.stale", NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_ping_async(c, NULL, NULL), -EINVAL);
+        /* a connection without the EVENTS feature */
+        CHECK_NOT_STALE(v1, iomem_next_event(v1, &ev, 0), -EOPNOTSUPP);
+        CHECK_NOT_STALE(v1, iomem_unwatch(v1, 1), -EOPNOTSUPP);
+        CHECK_NOT_STALE(v1, iomem_client_set_open_cache(v1, 1), -EOPNOTSUPP);
+        CHECK_NOT_STALE(v1, iomem_open_version_async(v1, "it.stale", 0, 0, 0, open_none, NULL), -EOPNOTSUPP);
+        ck_assert_ptr_null(b);
+        ck_assert_int_eq(iomem_delete(c, "it.stale"), 0);
+        iomem_region_free(a);
+        iomem_disconnect(v1);
+        iomem_disconnect(c);
+}
+END_TEST
+
 /* F6, F7: names, sizes and unknown names, each answered with its errno; the connection stays usable. */
 START_TEST(test_errors)
 {
@@ -1142,6 +1215,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_first_region_race);
         tcase_add_test(tc, test_error_message_lifetime);
         tcase_add_test(tc, test_error_message_not_stale);
+        tcase_add_test(tc, test_error_message_not_stale_args);
         tcase_add_loop_test(tc, test_errors, 0, 3);
         tcase_add_loop_test(tc, test_seal, 0, 3);
         tcase_add_test(tc, test_seal_write_busy);
