@@ -863,6 +863,66 @@ static int client_abandon(struct iomem_client *c, struct client_pending *p)
 }
 
 /*
+ * client_send_interruptible() - transport_sendv_blocking() of @msgs (the request @p last, @fds consumed) for a
+ * call with an interrupt callback: a wait for room in a full socket buffer (a daemon that does not read) ends too
+ * when the callback says so. A frame cannot be left half-written (the daemon would read the next one from its
+ * middle), so: if nothing of the request went out, it is taken back and the call ends with nothing sent; if some
+ * of it went, the rest stays queued, goes out before anything sent later (the queue's order: the next call's send
+ * or wait flushes it) and its reply is dropped as an interrupted wait's (client_abandon()). Called with the lock
+ * held; the callback is asked without it. Return: 0 once the request went out; -EINTR (@p is then no longer
+ * outstanding); negative errno as transport_sendv_blocking().
+ */
+static int client_send_interruptible(struct iomem_client *c, struct client_pending *p,
+                                     const struct transport_msg *msgs, unsigned n, int *fds, unsigned nfds)
+{
+        int64_t deadline = client_deadline(c, 0);
+        uint64_t end, start;
+        int r;
+
+        r = transport_sendv(&c->t, msgs, n, fds, nfds);
+        if (r < 0)
+                return r;
+        end = c->t.out_pos + c->t.out_bytes; /* stream offsets: the request ends here, starts at @start */
+        start = end - (PROTO_HEADER_SIZE + msgs[n - 1].len);
+        while (c->t.out_pos < end) {
+                struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+                iomem_interrupt_cb icb;
+                void *iud;
+                int k, stop;
+
+                r = transport_flush(&c->t);
+                if (r != -EAGAIN)
+                        return r; /* 0: the queue is empty, the request went */
+                if (c->t.out_pos >= end)
+                        return 0;
+                if (deadline >= 0 && client_left_ms(deadline) == 0)
+                        return -ETIMEDOUT;
+                k = poll(&pfd, 1, client_left_ms(deadline));
+                if (k < 0 && errno != EINTR)
+                        return -errno;
+                if (k > 0 && (pfd.revents & POLLNVAL))
+                        return -EBADF;
+                if (k >= 0 || !c->interrupt_cb)
+                        continue; /* room, POLLHUP/POLLERR (the flush says what), the deadline, or a signal */
+                icb = c->interrupt_cb;
+                iud = c->interrupt_userdata;
+                client_unlock(c);
+                stop = icb(c, iud);
+                client_lock(c);
+                if (p->done) /* another thread broke the connection meanwhile (and may have made a new one) */
+                        return client_abandon(c, p);
+                if (!stop)
+                        continue;
+                if (c->t.out_pos <= start && transport_unqueue_tail(&c->t, end)) {
+                        client_pending_unlink(c, p); /* never sent: nothing to drop later */
+                        return -EINTR;
+                }
+                return client_abandon(c, p);
+        }
+        return 0;
+}
+
+/*
  * client_exchange() - send one request (with @nsend fds, consumed) and wait
  * for its reply (a small payload copied to @reply_space, CLIENT_REPLY_SPACE bytes, if not NULL: it must outlive
  * the use of *@replyp). Called with the lock held.
@@ -901,7 +961,13 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         p.next = c->pending;
         c->pending = &p;
         msgs[n++] = (struct transport_msg){ .h = &h, .payload = payload, .len = len };
-        r = transport_sendv_blocking(&c->t, msgs, n, send_fds, nsend, c->timeout_ms);
+        if (c->interrupt_cb && opcode != PROTO_OP_HELLO && !c->rewatching) {
+                r = client_send_interruptible(c, &p, msgs, n, send_fds, nsend);
+                if (r == -EINTR)
+                        return r;
+        } else {
+                r = transport_sendv_blocking(&c->t, msgs, n, send_fds, nsend, c->timeout_ms);
+        }
         /*
          * A daemon refusing us at accept may have closed before HELLO went out: its
          * answer is queued, and the end of the stream after it (or only the end, after

@@ -9,7 +9,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/asan_interface.h>
@@ -978,6 +981,74 @@ START_TEST(test_interrupt_watch)
 }
 END_TEST
 
+/* Bytes this client's socket holds unread by the daemon (its send buffer's use), and the buffer's size. */
+static bool send_buffer_full(int fd)
+{
+        int queued = 0, size = 0;
+        socklen_t len = sizeof(size);
+
+        ck_assert_int_eq(ioctl(fd, SIOCOUTQ, &queued), 0);
+        ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &len), 0);
+        return queued >= size;
+}
+
+/*
+ * A send that waits for room in a full socket buffer (the daemon stopped after many interrupted calls) ends too
+ * when the interrupt callback says so, while the daemon is still stopped: nothing of the request went (the
+ * buffer was full), so nothing is sent (the CREATE is never applied), and after SIGCONT the connection answers
+ * right. Before, the send waited for room whatever the signals: here until the timeout (-ETIMEDOUT, the
+ * connection broken).
+ */
+START_TEST(test_interrupt_send)
+{
+        struct sigaction sa = { .sa_handler = usr1_handler, .sa_flags = SA_RESTART }, old;
+        struct interrupt_arg a = { .give_up = true };
+        struct kicker k = { .target = pthread_self() };
+        struct iomem_region *region = NULL;
+        struct iomem_stat st;
+        int fd, one = 1, fds;
+        unsigned sent = 0;
+        pthread_t t;
+
+        usr1_seen = 0;
+        ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        fds = fdutil_count(0);
+        fd = iomem_client_fd(client_);
+        ck_assert_int_ge(fd, 0);
+        /* the smallest send buffer the kernel allows: a few requests fill it */
+        ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)), 0);
+        iomem_client_set_timeout(client_, 30000); /* a bound for the old behaviour, not a timed assertion */
+        iomem_client_set_interrupt_cb(client_, interrupt_cb, &a);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, kicker_main, &k), 0);
+        /* requests the daemon does not read, each call interrupted in its wait for the reply, until the buffer is full */
+        while (!send_buffer_full(fd)) {
+                ck_assert_int_eq(iomem_ping(client_), -EINTR);
+                ck_assert_uint_lt(++sent, 100000);
+        }
+        /* this one waits for room to send: the signal ends it, and it takes back its request, unsent */
+        ck_assert_int_eq(iomem_create(client_, "it.sendintr", 4096, NULL, &region), -EINTR);
+        ck_assert_ptr_null(region);
+        ck_assert(send_buffer_full(fd));
+        atomic_store(&k.stop, true);
+        pthread_join(t, NULL);
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        /* the PINGs' replies come first and are dropped; then each call gets its own */
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        ck_assert_int_eq(iomem_stat(client_, "it.sendintr", &st), -ENOENT);
+        ck_assert_int_eq(iomem_create(client_, "it.sendintr", 4096, NULL, &region), 0);
+        ck_assert_int_eq(iomem_stat(client_, "it.sendintr", &st), 0);
+        ck_assert_uint_eq(st.size, 4096);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_delete(client_, "it.sendintr"), 0);
+        ck_assert_int_eq(fdutil_count(0), fds);
+        fprintf(stderr, "test_interrupt_send: %u PINGs filled the send buffer\n", sent);
+        iomem_client_set_interrupt_cb(client_, NULL, NULL);
+        ck_assert_int_eq(sigaction(SIGUSR1, &old, NULL), 0);
+}
+END_TEST
+
 /*
  * RESERVE: the reply says the memory is there, the owner's byte quota is
  * charged the whole size, the quota refuses a reservation that would pass
@@ -1227,6 +1298,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_daemon_gone);
         tcase_add_test(tc, test_interrupt_cb);
         tcase_add_test(tc, test_interrupt_watch);
+        tcase_add_test(tc, test_interrupt_send);
         tcase_add_test(tc, test_metrics);
         tcase_add_loop_test(tc, test_reserve_quota, 0, 3);
         tcase_add_test(tc, test_reserve_over_quota);
