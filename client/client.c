@@ -379,6 +379,7 @@ static struct transport_frame *client_pending_reply(struct client_pending *p)
 }
 
 static void client_frame_done(struct transport_frame *f);
+static void client_unwatch_stray(struct iomem_client *c, uint16_t opcode, const struct transport_frame *f);
 
 /*
  * Complete @p with @result (and the reply in *@f, taken over, if @f: its fds and payload are @p's from now on, and
@@ -395,8 +396,10 @@ static inline void client_pending_complete(struct iomem_client *c, struct client
                 *client_pending_reply(p) = *f;
         if (p->kind == CLIENT_DISCARD) {
                 /* nobody waits for it: its fds are closed, its payload freed (a copy: client_frame_own()) */
-                if (f)
+                if (f) {
+                        client_unwatch_stray(c, p->opcode, &p->reply);
                         client_frame_done(&p->reply);
+                }
                 free(p);
                 return;
         }
@@ -835,8 +838,10 @@ static int client_abandon(struct iomem_client *c, struct client_pending *p)
         struct client_pending *q;
 
         if (p->done) {
-                if (client_reply_result(c, p) == 0)
+                if (client_reply_result(c, p) == 0) {
+                        client_unwatch_stray(c, p->opcode, client_pending_reply(p));
                         client_frame_done(client_pending_reply(p)); /* a region's fd is closed */
+                }
                 client_message_clear(c);
                 return -EINTR;
         }
@@ -855,6 +860,66 @@ static int client_abandon(struct iomem_client *c, struct client_pending *p)
         q->next = c->pending;
         c->pending = q;
         return -EINTR;
+}
+
+/*
+ * client_send_interruptible() - transport_sendv_blocking() of @msgs (the request @p last, @fds consumed) for a
+ * call with an interrupt callback: a wait for room in a full socket buffer (a daemon that does not read) ends too
+ * when the callback says so. A frame cannot be left half-written (the daemon would read the next one from its
+ * middle), so: if nothing of the request went out, it is taken back and the call ends with nothing sent; if some
+ * of it went, the rest stays queued, goes out before anything sent later (the queue's order: the next call's send
+ * or wait flushes it) and its reply is dropped as an interrupted wait's (client_abandon()). Called with the lock
+ * held; the callback is asked without it. Return: 0 once the request went out; -EINTR (@p is then no longer
+ * outstanding); negative errno as transport_sendv_blocking().
+ */
+static int client_send_interruptible(struct iomem_client *c, struct client_pending *p,
+                                     const struct transport_msg *msgs, unsigned n, int *fds, unsigned nfds)
+{
+        int64_t deadline = client_deadline(c, 0);
+        uint64_t end, start;
+        int r;
+
+        r = transport_sendv(&c->t, msgs, n, fds, nfds);
+        if (r < 0)
+                return r;
+        end = c->t.out_pos + c->t.out_bytes; /* stream offsets: the request ends here, starts at @start */
+        start = end - (PROTO_HEADER_SIZE + msgs[n - 1].len);
+        while (c->t.out_pos < end) {
+                struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+                iomem_interrupt_cb icb;
+                void *iud;
+                int k, stop;
+
+                r = transport_flush(&c->t);
+                if (r != -EAGAIN)
+                        return r; /* 0: the queue is empty, the request went */
+                if (c->t.out_pos >= end)
+                        return 0;
+                if (deadline >= 0 && client_left_ms(deadline) == 0)
+                        return -ETIMEDOUT;
+                k = poll(&pfd, 1, client_left_ms(deadline));
+                if (k < 0 && errno != EINTR)
+                        return -errno;
+                if (k > 0 && (pfd.revents & POLLNVAL))
+                        return -EBADF;
+                if (k >= 0 || !c->interrupt_cb)
+                        continue; /* room, POLLHUP/POLLERR (the flush says what), the deadline, or a signal */
+                icb = c->interrupt_cb;
+                iud = c->interrupt_userdata;
+                client_unlock(c);
+                stop = icb(c, iud);
+                client_lock(c);
+                if (p->done) /* another thread broke the connection meanwhile (and may have made a new one) */
+                        return client_abandon(c, p);
+                if (!stop)
+                        continue;
+                if (c->t.out_pos <= start && transport_unqueue_tail(&c->t, end)) {
+                        client_pending_unlink(c, p); /* never sent: nothing to drop later */
+                        return -EINTR;
+                }
+                return client_abandon(c, p);
+        }
+        return 0;
 }
 
 /*
@@ -896,7 +961,13 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         p.next = c->pending;
         c->pending = &p;
         msgs[n++] = (struct transport_msg){ .h = &h, .payload = payload, .len = len };
-        r = transport_sendv_blocking(&c->t, msgs, n, send_fds, nsend, c->timeout_ms);
+        if (c->interrupt_cb && opcode != PROTO_OP_HELLO && !c->rewatching) {
+                r = client_send_interruptible(c, &p, msgs, n, send_fds, nsend);
+                if (r == -EINTR)
+                        return r;
+        } else {
+                r = transport_sendv_blocking(&c->t, msgs, n, send_fds, nsend, c->timeout_ms);
+        }
         /*
          * A daemon refusing us at accept may have closed before HELLO went out: its
          * answer is queued, and the end of the stream after it (or only the end, after
@@ -1579,9 +1650,11 @@ IOMEM_EXPORT unsigned iomem_client_reconnects(const struct iomem_client *client)
         return client ? client->reconnects : 0;
 }
 
-/* The error detail cleared for a call that fails before it asks the daemon: none is left of an earlier call. */
+/* The error detail cleared for a call that fails before it asks the daemon: none is left of an earlier call. NULL-safe. */
 static int client_fail_early(struct iomem_client *c, int r)
 {
+        if (!c)
+                return r;
         client_lock(c);
         client_message_clear(c);
         client_unlock(c);
@@ -1637,7 +1710,7 @@ IOMEM_EXPORT int iomem_create(struct iomem_client *client, const char *name, uin
         int r;
 
         if (!client || !regionp)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, m.name);
         if (r < 0)
                 return r;
@@ -1670,7 +1743,7 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
         int len, r;
 
         if (!client || !regionp || !name || (flags & ~IOMEM_OPEN_RDONLY))
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         if (flags & IOMEM_OPEN_RDONLY)
                 m.flags |= PROTO_OPEN_RDONLY;
         if (wait_ms != 0)
@@ -1715,7 +1788,7 @@ IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struc
         int r;
 
         if (!client || !st)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
@@ -1752,7 +1825,7 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
         int r;
 
         if (!client || !cb)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, m.prefix);
         if (r < 0)
                 return r;
@@ -1908,7 +1981,7 @@ IOMEM_EXPORT int iomem_status(struct iomem_client *client, struct iomem_status *
         int r;
 
         if (!client || !st)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         do
                 r = client_call(client, PROTO_OP_STATUS, NULL, 0, 0, 0, &f);
         while (client_again(client, r, &tries));
@@ -1972,7 +2045,7 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
         int r;
 
         if (!client || !cb)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         do /* safe to repeat: it changes nothing */
                 r = client_call(client, PROTO_OP_METRICS, NULL, 0, 0, 0, &f);
         while (client_again(client, r, &tries));
@@ -2057,7 +2130,7 @@ IOMEM_EXPORT int iomem_quota(struct iomem_client *client, struct iomem_quota *q)
         int r;
 
         if (!client || !q)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         do
                 r = client_call(client, PROTO_OP_QUOTA, NULL, 0, 0, 0, &f);
         while (client_again(client, r, &tries));
@@ -2093,12 +2166,12 @@ IOMEM_EXPORT int iomem_register(struct iomem_client *client, const char *name, c
         int fd, r;
 
         if (!client || !region || !name || !*name)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (flags & ~IOMEM_REGISTER_LEASE)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = iomem_region_refresh((struct iomem_region *)region);
         if (r < 0)
                 return r;
@@ -2164,6 +2237,49 @@ static int client_watch_send(struct iomem_client *c, const char *prefix, uint32_
                 return -EPROTO;
         *wirep = rep.watch_id;
         return 0;
+}
+
+/*
+ * client_unwatch_stray() - @f is the reply to a request of @opcode that nobody waits for any more (a blocking call
+ * interrupted: client_abandon()). If it is a WATCH that succeeded, the daemon made a watch the caller never got an
+ * id for: it would stay until the connection ends, counted against the uid's watch quota and sending events that
+ * are dropped here (client_event_decode() knows no such watch). UNWATCH it, fire and forget: queued behind what is
+ * already queued (never in the middle of a frame), with an entry of its own in @pending whose reply is dropped too,
+ * and sent now if the socket takes it, else by the next call that sends or waits (client_wait() flushes the queue).
+ * If it cannot be queued (no memory), the watch stays, as before: harmless to the stream. Called with the lock held.
+ */
+static void client_unwatch_stray(struct iomem_client *c, uint16_t opcode, const struct transport_frame *f)
+{
+        struct proto_watch_reply rep;
+        struct proto_unwatch m = { 0 };
+        struct proto_header h = { .opcode = PROTO_OP_UNWATCH };
+        struct client_pending *q;
+        uint8_t buf[16];
+        int len, r;
+
+        if (opcode != PROTO_OP_WATCH || c->broken || (f->hdr.flags & PROTO_FLAG_ERROR) ||
+            proto_watch_reply_decode(f->payload, f->hdr.length, &rep) < 0)
+                return;
+        m.watch_id = rep.watch_id;
+        len = proto_unwatch_encode(&m, buf, sizeof(buf));
+        if (len < 0)
+                return;
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return;
+        client_pending_init(q, CLIENT_DISCARD, PROTO_OP_UNWATCH, 0, NULL);
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                q->reply.fds[i] = -1;
+        h.id = q->id = client_next_id(c);
+        r = transport_queue(&c->t, &h, buf, (size_t)len, NULL, 0);
+        if (r < 0) {
+                free(q);
+                return;
+        }
+        q->next = c->pending;
+        c->pending = q;
+        /* a failure here shows at the next read or flush, where the connection breaks as usual */
+        (void)transport_flush(&c->t);
 }
 
 /*
@@ -2334,9 +2450,9 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
         int r;
 
         if (!client || !ev)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         if (!client->hello_flags)
-                return -EOPNOTSUPP;
+                return client_fail_early(client, -EOPNOTSUPP);
         deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
         client_lock(client);
         /* a call of its own: its reconnects get a new window (client_reconnect() is called here directly) */
@@ -2388,6 +2504,7 @@ IOMEM_EXPORT int iomem_watch(struct iomem_client *client, const char *prefix, ui
         client_lock(client);
         ws = realloc(client->watches, (client->nwatches + 1) * sizeof(*ws));
         if (!ws) {
+                client_message_clear(client);
                 client_unlock(client);
                 return -ENOMEM;
         }
@@ -2426,11 +2543,12 @@ IOMEM_EXPORT int iomem_unwatch(struct iomem_client *client, uint32_t watch_id)
         struct transport_frame f;
 
         if (!client || watch_id == 0)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         client_lock(client);
         for (i = 0; i < client->nwatches && client->watches[i].id != watch_id; i++)
                 ;
         if (i == client->nwatches) {
+                client_message_clear(client);
                 client_unlock(client);
                 return client->hello_flags ? -ENOENT : -EOPNOTSUPP;
         }
@@ -2465,13 +2583,13 @@ IOMEM_EXPORT int iomem_publish(struct iomem_client *client, const char *name, co
         int fd, r;
 
         if (!client || !region || !name || !*name)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (opts) {
                 if (opts->flags & ~IOMEM_PUBLISH_LEASE)
-                        return -EINVAL;
+                        return client_fail_early(client, -EINVAL);
                 m.flags = opts->flags;
                 m.mode = opts->mode;
                 m.expect_generation = opts->expect_generation;
@@ -2508,12 +2626,12 @@ IOMEM_EXPORT int iomem_open_version(struct iomem_client *client, const char *nam
         int r;
 
         if (!client || !regionp)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
         if (flags & ~IOMEM_OPEN_RDONLY)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         if (flags & IOMEM_OPEN_RDONLY)
                 m.flags |= PROTO_OPEN_RDONLY;
         if (wait_ms != 0) {
@@ -2543,7 +2661,7 @@ IOMEM_EXPORT int iomem_stat_version(struct iomem_client *client, const char *nam
         int r;
 
         if (!client || !st)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
@@ -2830,7 +2948,7 @@ static int client_open_async(struct iomem_client *client, uint16_t opcode, const
         int len;
 
         if (!client || !cb || client_name_check(client, name) < 0 || (flags & ~IOMEM_OPEN_RDONLY))
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         if (flags & IOMEM_OPEN_RDONLY)
                 pflags |= PROTO_OPEN_RDONLY;
         if (wait_ms != 0) {
@@ -2842,7 +2960,7 @@ static int client_open_async(struct iomem_client *client, uint16_t opcode, const
                                          .after_generation = after_generation };
 
                 if (!client->hello_flags)
-                        return -EOPNOTSUPP;
+                        return client_fail_early(client, -EOPNOTSUPP);
                 len = proto_openv_encode(&m, buf, sizeof(buf));
         } else {
                 struct proto_open m = { .name = name, .flags = pflags, .timeout_ms = timeout };
@@ -2875,7 +2993,7 @@ IOMEM_EXPORT int iomem_stat_async(struct iomem_client *client, const char *name,
         struct client_pending *p;
 
         if (!client || !cb || client_name_check(client, name) < 0)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         p = client_pending_new(CLIENT_ASYNC_STAT, PROTO_OP_STAT, 0, (void (*)(void))cb, userdata);
         if (!p)
                 return -ENOMEM;
@@ -2890,7 +3008,7 @@ IOMEM_EXPORT int iomem_ping_async(struct iomem_client *client, iomem_done_cb cb,
         struct client_pending *p;
 
         if (!client || !cb)
-                return -EINVAL;
+                return client_fail_early(client, -EINVAL);
         p = client_pending_new(CLIENT_ASYNC_PING, PROTO_OP_PING, 0, (void (*)(void))cb, userdata);
         if (!p)
                 return -ENOMEM;
@@ -2981,7 +3099,7 @@ IOMEM_EXPORT int iomem_client_set_open_cache(struct iomem_client *client, int en
         if (!client)
                 return -EINVAL;
         if (!client->hello_flags)
-                return -EOPNOTSUPP;
+                return client_fail_early(client, -EOPNOTSUPP);
         if (!enable) {
                 client_lock(client);
                 client->cache_on = false;

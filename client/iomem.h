@@ -304,8 +304,8 @@ const char *iomem_client_error_message(const struct iomem_client *client);
 void iomem_client_set_timeout(struct iomem_client *client, int timeout_ms);
 
 /*
- * Asked by a blocking call whose wait for a reply (or, in iomem_next_event(),
- * for an event) a signal interrupted: non-zero to give up the wait. Called in
+ * Asked by a blocking call whose wait for a reply, or for room to send its
+ * request (or, in iomem_next_event(), for an event) a signal interrupted: non-zero to give up the wait. Called in
  * the calling thread, without the client's lock, but while that call is still
  * the one reading @client's socket: it must not call into @client (such a call
  * would wait for the interrupted one to stop reading, for ever); calls on
@@ -323,7 +323,15 @@ typedef int (*iomem_interrupt_cb)(struct iomem_client *client, void *userdata);
  * -EINTR at once. The request may already have been applied (outcome
  * unknown, as after -ECONNRESET): its reply is dropped when it arrives (a
  * region's fd closed), so the connection stays in step and usable, and its
- * leases and watches stay. The HELLO's wait is not ended (connect,
+ * leases and watches stay. An interrupted iomem_watch() leaves no watch: if
+ * the daemon made it, libiomem UNWATCHes it when the dropped reply arrives
+ * (at a later call that reads the socket; that UNWATCH goes out behind the
+ * requests already sent and its reply is dropped too), and its events are
+ * never delivered. A wait to send (a socket buffer full: a daemon that does
+ * not read) ends the same way: if nothing of the request went out, it is
+ * taken back and never sent (not applied); if part went (a frame cannot be
+ * left half-written), the rest stays queued, goes out before any later
+ * request, and its reply is dropped (outcome unknown). The HELLO's wait is not ended (connect,
  * iomem_client_handshake(), a reconnect), nor a wait for another thread
  * that reads the socket. A signal that comes just before the call starts to
  * wait is seen only at the next signal (as with any poll()): a binding

@@ -1154,10 +1154,8 @@ static int transport_send_direct(struct transport *t, const struct transport_msg
         return err;
 }
 
-int transport_sendv_blocking(struct transport *t, const struct transport_msg *msgs, unsigned n, int *fds,
-                             unsigned nfds, int timeout_ms)
+int transport_sendv(struct transport *t, const struct transport_msg *msgs, unsigned n, int *fds, unsigned nfds)
 {
-        uint64_t deadline = transport_deadline(timeout_ms);
         int r;
 
         if (n == 0 || n > TRANSPORT_SENDV_MAX) {
@@ -1165,20 +1163,54 @@ int transport_sendv_blocking(struct transport *t, const struct transport_msg *ms
                         transport_close_own_fds(fds, nfds);
                 return -EINVAL;
         }
-        if (nfds == 0 && !t->out_head) {
-                r = transport_send_direct(t, msgs, n);
-        } else {
-                /* fds, or frames queued before: through the queue, whose order and fd rules hold for all */
-                for (unsigned i = 0; i + 1 < n; i++) {
-                        r = transport_queue(t, msgs[i].h, msgs[i].payload, msgs[i].len, NULL, 0);
-                        if (r < 0) {
-                                if (fds)
-                                        transport_close_own_fds(fds, nfds);
-                                return r;
-                        }
+        if (nfds == 0 && !t->out_head)
+                return transport_send_direct(t, msgs, n);
+        /* fds, or frames queued before: through the queue, whose order and fd rules hold for all */
+        for (unsigned i = 0; i + 1 < n; i++) {
+                r = transport_queue(t, msgs[i].h, msgs[i].payload, msgs[i].len, NULL, 0);
+                if (r < 0) {
+                        if (fds)
+                                transport_close_own_fds(fds, nfds);
+                        return r;
                 }
-                r = transport_queue(t, msgs[n - 1].h, msgs[n - 1].payload, msgs[n - 1].len, fds, nfds);
         }
+        return transport_queue(t, msgs[n - 1].h, msgs[n - 1].payload, msgs[n - 1].len, fds, nfds);
+}
+
+bool transport_unqueue_tail(struct transport *t, uint64_t end)
+{
+        struct transport_out *o = t->out_tail, **pp;
+
+        if (!o || o->sent > 0 || t->out_pos + t->out_bytes != end)
+                return false;
+        /* in order, a frame's fds may go with an earlier sendmsg() than its first byte: then it has begun */
+        if (t->out_fds_ahead_bytes > t->out_bytes - o->len)
+                return false;
+        for (pp = &t->out_head; *pp != o; pp = &(*pp)->next)
+                ;
+        *pp = NULL;
+        t->out_tail = NULL;
+        for (struct transport_out *q = t->out_head; q; q = q->next)
+                t->out_tail = q;
+        t->out_bytes -= o->len;
+        if (o->nfds > 0) {
+                if (!o->borrowed)
+                        transport_close_own_fds(o->fds, o->nfds);
+                else
+                        t->out_borrowed--;
+                t->out_fds -= o->nfds;
+        }
+        transport_out_free(t, o);
+        return true;
+}
+
+int transport_sendv_blocking(struct transport *t, const struct transport_msg *msgs, unsigned n, int *fds,
+                             unsigned nfds, int timeout_ms)
+{
+        uint64_t deadline = transport_deadline(timeout_ms);
+        int r;
+
+        r = transport_sendv(t, msgs, n, fds, nfds);
         if (r < 0 || !t->out_head)
                 return r;
         for (;;) {

@@ -322,6 +322,20 @@ struct transport_msg {
  */
 int transport_sendv_blocking(struct transport *t, const struct transport_msg *msgs, unsigned n, int *fds,
                              unsigned nfds, int timeout_ms);
+
+/*
+ * transport_sendv() - transport_sendv_blocking() without the wait: the frames are sent as far as the socket takes
+ * them now, the rest queued (transport_has_output(); transport_flush() sends it). Return: 0; as
+ * transport_sendv_blocking() otherwise (nothing queued, fds closed).
+ */
+int transport_sendv(struct transport *t, const struct transport_msg *msgs, unsigned n, int *fds, unsigned nfds);
+
+/*
+ * transport_unqueue_tail() - take back the last queued frame, if the queue ends at stream offset @end (no frame
+ * was queued after the caller's) and nothing of that frame went out (no byte, no fd): the peer never sees it.
+ * Its own fds are closed. Return: true if it was taken back; false (nothing changed) otherwise.
+ */
+bool transport_unqueue_tail(struct transport *t, uint64_t end);
 int transport_recv_blocking(struct transport *t, struct transport_frame *f, int timeout_ms);
 
 /*

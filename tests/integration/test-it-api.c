@@ -9,7 +9,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/asan_interface.h>
@@ -391,6 +394,79 @@ START_TEST(test_error_message_not_stale)
         ck_assert_str_eq(iomem_client_error_message(c), "");
         ck_assert_int_eq(iomem_delete(c, "it.stale"), 0);
         iomem_region_free(a);
+        iomem_disconnect(c);
+}
+END_TEST
+
+static void open_none(struct iomem_client *client, int error, struct iomem_region *region, uint64_t generation,
+                      void *userdata)
+{
+        (void)client;
+        (void)error;
+        (void)region;
+        (void)generation;
+        (void)userdata;
+}
+
+/* An error reply (-EEXIST) on @c, so that its error detail is the daemon's text. */
+static void make_detail(struct iomem_client *c)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_EXCLUSIVE };
+        struct iomem_region *b = NULL;
+
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, &o, &b), -EEXIST);
+        ck_assert_str_ne(iomem_client_error_message(c), "");
+}
+
+#define CHECK_NOT_STALE(c, call, want)                                      \
+        do {                                                                \
+                make_detail(c);                                             \
+                ck_assert_int_eq((call), (want));                           \
+                ck_assert_msg(iomem_client_error_message(c)[0] == '\0',     \
+                              "%s left the detail \"%s\"", #call,         \
+                              iomem_client_error_message(c));               \
+        } while (0)
+
+/* As test_error_message_not_stale, for every other argument check that fails before asking the daemon: NULL
+ * pointers, unknown flags, a watch id 0 or unknown, a feature the connection did not ask for. */
+START_TEST(test_error_message_not_stale_args)
+{
+        struct iomem_client *c = it_client_connect_flags(&daemon_, IOMEM_CONNECT_EVENTS), *v1 = it_connect();
+        struct iomem_region *a = NULL, *b = NULL;
+        struct iomem_event ev;
+
+        ck_assert_int_eq(iomem_create(c, "it.stale", 4096, NULL, &a), 0);
+        CHECK_NOT_STALE(c, iomem_create(c, "it.stale2", 4096, NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_open(c, "it.stale", 0x80000000u, 0, &b), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_open(c, "it.stale", 0, 0, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_stat(c, "it.stale", NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_list(c, "it.", NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_status(c, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_metrics(c, NULL, NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_quota(c, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_register(c, "it.reg", NULL, 0, 0600, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_register(c, "it.reg", a, 0x80000000u, 0600, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_next_event(c, NULL, 0), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_unwatch(c, 0), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_unwatch(c, 12345), -ENOENT);
+        CHECK_NOT_STALE(c, iomem_publish(c, "it.pub", NULL, NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_publish(c, "it.pub", a, &(struct iomem_publish_opts){ .flags = 0x80000000u }, NULL),
+                        -EINVAL);
+        CHECK_NOT_STALE(c, iomem_open_version(c, "it.stale", 0, 0, 0, NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_open_version(c, "it.stale", 0x80000000u, 0, 0, &b, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_stat_version(c, "it.stale", NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_open_async(c, "it.stale", 0x80000000u, 0, NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_stat_async(c, "it.stale", NULL, NULL), -EINVAL);
+        CHECK_NOT_STALE(c, iomem_ping_async(c, NULL, NULL), -EINVAL);
+        /* a connection without the EVENTS feature */
+        CHECK_NOT_STALE(v1, iomem_next_event(v1, &ev, 0), -EOPNOTSUPP);
+        CHECK_NOT_STALE(v1, iomem_unwatch(v1, 1), -EOPNOTSUPP);
+        CHECK_NOT_STALE(v1, iomem_client_set_open_cache(v1, 1), -EOPNOTSUPP);
+        CHECK_NOT_STALE(v1, iomem_open_version_async(v1, "it.stale", 0, 0, 0, open_none, NULL), -EOPNOTSUPP);
+        ck_assert_ptr_null(b);
+        ck_assert_int_eq(iomem_delete(c, "it.stale"), 0);
+        iomem_region_free(a);
+        iomem_disconnect(v1);
         iomem_disconnect(c);
 }
 END_TEST
@@ -851,6 +927,129 @@ START_TEST(test_interrupt_cb)
 END_TEST
 
 /*
+ * An interrupted WATCH leaves no watch behind: the daemon made it (its reply comes after the call gave up), and
+ * libiomem UNWATCHes it when that reply arrives, so it is not counted against the uid's watch quota (2 here) and
+ * sends nothing. Before, it stayed until the connection ended: the second WATCH below failed with -EDQUOT.
+ */
+START_TEST(test_interrupt_watch)
+{
+        const char *const extra[] = { "--quota-watches", "2", NULL };
+        struct sigaction sa = { .sa_handler = usr1_handler, .sa_flags = SA_RESTART }, old;
+        struct interrupt_arg a = { .give_up = true };
+        struct kicker k = { .target = pthread_self() };
+        struct iomem_client *other;
+        struct iomem_region *region;
+        struct iomem_event ev;
+        uint32_t w1 = 0, w2 = 0, w3 = 0;
+        pthread_t t;
+
+        /* a daemon of its own, with a watch quota */
+        client_ = iomem_disconnect(client_);
+        it_daemon_stop(&daemon_);
+        it_daemon_start(&daemon_, extra);
+        client_ = it_client_connect_flags(&daemon_, IOMEM_CONNECT_EVENTS);
+        other = it_connect();
+        usr1_seen = 0;
+        ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+        ck_assert_int_eq(iomem_watch(client_, "it.a.", &w1), 0);
+        iomem_client_set_interrupt_cb(client_, interrupt_cb, &a);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, kicker_main, &k), 0);
+        ck_assert_int_eq(iomem_watch(client_, "", &w2), -EINTR); /* every name: its events would be many */
+        atomic_store(&k.stop, true);
+        pthread_join(t, NULL);
+        ck_assert_uint_eq(w2, 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        /* the WATCH's reply comes before PING's: the UNWATCH goes out then, ahead of the next WATCH */
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        ck_assert_int_eq(iomem_watch(client_, "it.b.", &w3), 0);
+        ck_assert_uint_ne(w3, w1);
+        /* no event of the stray watch (it.c matches only it), and the caller's watches still work */
+        ck_assert_int_eq(iomem_create(other, "it.c", 4096, NULL, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_create(other, "it.b.x", 4096, NULL, &region), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_next_event(client_, &ev, 10000), 0);
+        ck_assert_uint_eq(ev.kind, IOMEM_EVENT_CREATED);
+        ck_assert_uint_eq(ev.watch_id, w3);
+        ck_assert_str_eq(ev.name, "it.b.x");
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        ck_assert_int_eq(iomem_next_event(client_, &ev, 0), -EAGAIN);
+        iomem_client_set_interrupt_cb(client_, NULL, NULL);
+        ck_assert_int_eq(sigaction(SIGUSR1, &old, NULL), 0);
+        iomem_disconnect(other);
+}
+END_TEST
+
+/* Bytes this client's socket holds unread by the daemon (its send buffer's use), and the buffer's size. */
+static bool send_buffer_full(int fd)
+{
+        int queued = 0, size = 0;
+        socklen_t len = sizeof(size);
+
+        ck_assert_int_eq(ioctl(fd, SIOCOUTQ, &queued), 0);
+        ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &len), 0);
+        return queued >= size;
+}
+
+/*
+ * A send that waits for room in a full socket buffer (the daemon stopped after many interrupted calls) ends too
+ * when the interrupt callback says so, while the daemon is still stopped: nothing of the request went (the
+ * buffer was full), so nothing is sent (the CREATE is never applied), and after SIGCONT the connection answers
+ * right. Before, the send waited for room whatever the signals: here until the timeout (-ETIMEDOUT, the
+ * connection broken).
+ */
+START_TEST(test_interrupt_send)
+{
+        struct sigaction sa = { .sa_handler = usr1_handler, .sa_flags = SA_RESTART }, old;
+        struct interrupt_arg a = { .give_up = true };
+        struct kicker k = { .target = pthread_self() };
+        struct iomem_region *region = NULL;
+        struct iomem_stat st;
+        int fd, one = 1, fds;
+        unsigned sent = 0;
+        pthread_t t;
+
+        usr1_seen = 0;
+        ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        fds = fdutil_count(0);
+        fd = iomem_client_fd(client_);
+        ck_assert_int_ge(fd, 0);
+        /* the smallest send buffer the kernel allows: a few requests fill it */
+        ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)), 0);
+        iomem_client_set_timeout(client_, 30000); /* a bound for the old behaviour, not a timed assertion */
+        iomem_client_set_interrupt_cb(client_, interrupt_cb, &a);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, kicker_main, &k), 0);
+        /* requests the daemon does not read, each call interrupted in its wait for the reply, until the buffer is full */
+        while (!send_buffer_full(fd)) {
+                ck_assert_int_eq(iomem_ping(client_), -EINTR);
+                ck_assert_uint_lt(++sent, 100000);
+        }
+        /* this one waits for room to send: the signal ends it, and it takes back its request, unsent */
+        ck_assert_int_eq(iomem_create(client_, "it.sendintr", 4096, NULL, &region), -EINTR);
+        ck_assert_ptr_null(region);
+        ck_assert(send_buffer_full(fd));
+        atomic_store(&k.stop, true);
+        pthread_join(t, NULL);
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        /* the PINGs' replies come first and are dropped; then each call gets its own */
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        ck_assert_int_eq(iomem_stat(client_, "it.sendintr", &st), -ENOENT);
+        ck_assert_int_eq(iomem_create(client_, "it.sendintr", 4096, NULL, &region), 0);
+        ck_assert_int_eq(iomem_stat(client_, "it.sendintr", &st), 0);
+        ck_assert_uint_eq(st.size, 4096);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_delete(client_, "it.sendintr"), 0);
+        ck_assert_int_eq(fdutil_count(0), fds);
+        fprintf(stderr, "test_interrupt_send: %u PINGs filled the send buffer\n", sent);
+        iomem_client_set_interrupt_cb(client_, NULL, NULL);
+        ck_assert_int_eq(sigaction(SIGUSR1, &old, NULL), 0);
+}
+END_TEST
+
+/*
  * RESERVE: the reply says the memory is there, the owner's byte quota is
  * charged the whole size, the quota refuses a reservation that would pass
  * it before anything is allocated, and a RESERVEd region grows reserved.
@@ -1087,6 +1286,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_first_region_race);
         tcase_add_test(tc, test_error_message_lifetime);
         tcase_add_test(tc, test_error_message_not_stale);
+        tcase_add_test(tc, test_error_message_not_stale_args);
         tcase_add_loop_test(tc, test_errors, 0, 3);
         tcase_add_loop_test(tc, test_seal, 0, 3);
         tcase_add_test(tc, test_seal_write_busy);
@@ -1097,6 +1297,8 @@ static Suite *suite(void)
         tcase_add_loop_test(tc, test_s4_with_cli, 0, 3);
         tcase_add_test(tc, test_daemon_gone);
         tcase_add_test(tc, test_interrupt_cb);
+        tcase_add_test(tc, test_interrupt_watch);
+        tcase_add_test(tc, test_interrupt_send);
         tcase_add_test(tc, test_metrics);
         tcase_add_loop_test(tc, test_reserve_quota, 0, 3);
         tcase_add_test(tc, test_reserve_over_quota);
