@@ -909,8 +909,13 @@ static int client_send_interruptible(struct iomem_client *c, struct client_pendi
                 client_unlock(c);
                 stop = icb(c, iud);
                 client_lock(c);
-                if (p->done) /* another thread broke the connection meanwhile (and may have made a new one) */
-                        return client_abandon(c, p);
+                /*
+                 * Another thread sent the rest of the request meanwhile and read its reply, or broke the connection
+                 * (and may have made a new one): the call ends as a wait for the reply would, with it if the
+                 * callback says to go on (client_wait() finds it done), else given up.
+                 */
+                if (p->done)
+                        return stop ? client_abandon(c, p) : 0;
                 if (!stop)
                         continue;
                 if (c->t.out_pos <= start && transport_unqueue_tail(&c->t, end)) {

@@ -330,8 +330,11 @@ typedef int (*iomem_interrupt_cb)(struct iomem_client *client, void *userdata);
  * never delivered. A wait to send (a socket buffer full: a daemon that does
  * not read) ends the same way: if nothing of the request went out, it is
  * taken back and never sent (not applied); if part went (a frame cannot be
- * left half-written), the rest stays queued, goes out before any later
- * request, and its reply is dropped (outcome unknown). The HELLO's wait is not ended (connect,
+ * left half-written), or another thread queued a request behind it while
+ * the callback ran, it stays queued, goes out before any later request, and
+ * its reply is dropped (outcome unknown). If meanwhile another thread sent
+ * it and read its reply, a callback that says to go on gets the call that
+ * reply. The HELLO's wait is not ended (connect,
  * iomem_client_handshake(), a reconnect), nor a wait for another thread
  * that reads the socket. A signal that comes just before the call starts to
  * wait is seen only at the next signal (as with any poll()): a binding

@@ -1049,6 +1049,83 @@ START_TEST(test_interrupt_send)
 }
 END_TEST
 
+/* test_interrupt_send_helped: the callback, in the send's wait, lets the daemon go and has another thread make a call */
+struct helper_arg {
+        int daemon_pid;
+        int calls;
+        int ping; /* the other thread's iomem_ping() */
+};
+
+static void *helper_ping(void *p)
+{
+        struct helper_arg *h = p;
+
+        h->ping = iomem_ping(client_);
+        return NULL;
+}
+
+static int helper_cb(struct iomem_client *client, void *userdata)
+{
+        struct helper_arg *h = userdata;
+        pthread_t t;
+
+        (void)client;
+        if (h->calls++ == 0) {
+                /* the other thread's call flushes this one's request behind the dropped PINGs and reads its reply */
+                kill(h->daemon_pid, SIGCONT);
+                if (pthread_create(&t, NULL, helper_ping, h) == 0)
+                        pthread_join(t, NULL);
+        }
+        return 0; /* go on */
+}
+
+/*
+ * A send waiting for room whose callback says to go on, while another thread (meanwhile: the callback runs
+ * without the lock) sends the request for it and reads its reply: the call returns that reply, as it would in
+ * its wait for the reply. Before, a request found complete after the callback was taken as given up: -EINTR with
+ * the CREATE applied and its region dropped, although the callback never said to stop.
+ */
+START_TEST(test_interrupt_send_helped)
+{
+        struct sigaction sa = { .sa_handler = usr1_handler, .sa_flags = SA_RESTART }, old;
+        struct interrupt_arg a = { .give_up = true };
+        struct helper_arg h = { .daemon_pid = daemon_.pid, .ping = 1 };
+        struct kicker k = { .target = pthread_self() };
+        struct iomem_region *region = NULL;
+        struct iomem_stat st;
+        int fd, one = 1;
+        unsigned sent = 0;
+        pthread_t t;
+
+        usr1_seen = 0;
+        ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+        ck_assert_int_eq(iomem_ping(client_), 0);
+        fd = iomem_client_fd(client_);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)), 0);
+        iomem_client_set_timeout(client_, 30000); /* a bound for a hang, not a timed assertion */
+        iomem_client_set_interrupt_cb(client_, interrupt_cb, &a);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, kicker_main, &k), 0);
+        while (!send_buffer_full(fd)) {
+                ck_assert_int_eq(iomem_ping(client_), -EINTR);
+                ck_assert_uint_lt(++sent, 100000);
+        }
+        iomem_client_set_interrupt_cb(client_, helper_cb, &h);
+        ck_assert_int_eq(iomem_create(client_, "it.sendhelp", 4096, NULL, &region), 0);
+        atomic_store(&k.stop, true);
+        pthread_join(t, NULL);
+        ck_assert_int_ge(h.calls, 1);
+        ck_assert_int_eq(h.ping, 0);
+        ck_assert_ptr_nonnull(region);
+        iomem_client_set_interrupt_cb(client_, NULL, NULL);
+        ck_assert_int_eq(sigaction(SIGUSR1, &old, NULL), 0);
+        ck_assert_int_eq(iomem_stat(client_, "it.sendhelp", &st), 0);
+        region = iomem_region_free(region);
+        ck_assert_int_eq(iomem_delete(client_, "it.sendhelp"), 0);
+}
+END_TEST
+
 /*
  * RESERVE: the reply says the memory is there, the owner's byte quota is
  * charged the whole size, the quota refuses a reservation that would pass
@@ -1299,6 +1376,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_interrupt_cb);
         tcase_add_test(tc, test_interrupt_watch);
         tcase_add_test(tc, test_interrupt_send);
+        tcase_add_test(tc, test_interrupt_send_helped);
         tcase_add_test(tc, test_metrics);
         tcase_add_loop_test(tc, test_reserve_quota, 0, 3);
         tcase_add_test(tc, test_reserve_over_quota);

@@ -540,6 +540,90 @@ START_TEST(test_in_order_fds_ahead_of_large_frame)
 }
 END_TEST
 
+/*
+ * transport_unqueue_tail() (libiomem's interrupted send): it takes back the last frame only if the queue ends
+ * where the caller's frame ended and nothing of it went, no byte (a partial write) and no fd (fds in order go
+ * with an earlier sendmsg() than the frame's first byte); a frame taken back has its own fds closed, and the
+ * peer reads the stream in step without it.
+ */
+START_TEST(test_unqueue_tail)
+{
+        struct proto_header h1 = { .opcode = PROTO_OP_LIST, .id = 1 }, h2 = { .opcode = PROTO_OP_OPEN, .id = 2 },
+                            h3 = { .opcode = PROTO_OP_OPEN, .id = 3 };
+        uint8_t *payload = malloc(PROTO_MAX_PAYLOAD);
+        struct transport a, b;
+        struct transport_frame f;
+        int sv[2], fd, fdnum, orig, one = 1;
+        uint64_t end, pos0;
+        size_t bytes;
+
+        ck_assert_ptr_nonnull(payload);
+        for (uint32_t k = 0; k < PROTO_MAX_PAYLOAD; k++)
+                payload[k] = (uint8_t)(1 * 31u + k);
+        tpair_new(sv, &a, &b);
+        a.out_fds_in_order = true;
+        b.in_fds_in_order = true;
+        ck_assert(!transport_unqueue_tail(&a, a.out_pos)); /* nothing queued */
+        /* untouched: taken back, its fd closed */
+        fd = memfd_new();
+        fdnum = fd;
+        ck_assert_int_eq(transport_queue(&a, &h1, payload, 8, NULL, 0), 0);
+        ck_assert_int_eq(transport_queue(&a, &h2, payload, 8, &fd, 1), 0);
+        end = a.out_pos + a.out_bytes;
+        ck_assert(!transport_unqueue_tail(&a, end - 1)); /* another frame's end */
+        ck_assert(transport_unqueue_tail(&a, end));
+        ck_assert_int_eq(fcntl(fdnum, F_GETFD), -1);
+        ck_assert_int_eq(errno, EBADF);
+        ck_assert_uint_eq(a.out_fds, 0);
+        ck_assert_int_eq(transport_flush(&a), 0);
+        ck_assert_int_eq(pump(&b, &f), 1);
+        ck_assert_uint_eq(f.hdr.id, 1);
+        transport_frame_deinit(&f);
+        ck_assert_int_eq(pump(&b, &f), 0);
+
+        /* partly written: not taken back */
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)), 0);
+        pos0 = a.out_pos;
+        ck_assert_int_eq(transport_queue(&a, &h1, payload, PROTO_MAX_PAYLOAD, NULL, 0), 0);
+        ck_assert_int_eq(transport_flush(&a), -EAGAIN);
+        ck_assert_uint_gt(a.out_pos, pos0); /* some of it went */
+        end = a.out_pos + a.out_bytes;
+        bytes = a.out_bytes;
+        ck_assert(!transport_unqueue_tail(&a, end));
+        ck_assert_uint_eq(a.out_bytes, bytes);
+
+        /* its fds went ahead of its first byte (in order, with the rest of the frame before it): not taken back */
+        fd = memfd_new();
+        orig = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        ck_assert_int_eq(transport_queue(&a, &h3, payload, 8, &fd, 1), 0);
+        end = a.out_pos + a.out_bytes;
+        ck_assert_int_eq(pump(&b, &f), 0); /* room again, less than the first frame's rest */
+        ck_assert_int_eq(transport_flush(&a), -EAGAIN);
+        ck_assert_uint_gt(a.out_fds_ahead_bytes, 0);
+        ck_assert_uint_lt(a.out_pos, end - PROTO_HEADER_SIZE - 8); /* no byte of it */
+        ck_assert(!transport_unqueue_tail(&a, end));
+        for (int k = 0; k < 100000 && a.out_head; k++) {
+                ck_assert_int_eq(pump(&b, &f), 0);
+                int r = transport_flush(&a);
+                ck_assert(r == 0 || r == -EAGAIN);
+        }
+        ck_assert_ptr_null(a.out_head);
+        ck_assert_int_eq(pump(&b, &f), 1);
+        ck_assert_uint_eq(f.hdr.id, 1);
+        payload_check(&f, 1, PROTO_MAX_PAYLOAD);
+        transport_frame_deinit(&f);
+        ck_assert_int_eq(pump(&b, &f), 1);
+        ck_assert_uint_eq(f.hdr.id, 3);
+        ck_assert_uint_eq(f.nfds, 1);
+        ck_assert(test_same_file(f.fds[0], orig));
+        transport_frame_deinit(&f);
+        ck_assert_int_eq(pump(&b, &f), 0);
+        close(orig);
+        tpair_close(sv, &a, &b);
+        free(payload);
+}
+END_TEST
+
 /* F4: a frame sent one byte per write, parsed after every byte; the fd rides with the first byte. */
 static void one_byte_per_write(unsigned nfds, bool read_each)
 {
@@ -2888,6 +2972,7 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_queue_mixed_batch_in_order);
         tcase_add_test(tc, test_fds_in_order_rules);
         tcase_add_test(tc, test_in_order_fds_ahead_of_large_frame);
+        tcase_add_test(tc, test_unqueue_tail);
         tcase_add_test(tc, test_f4_one_byte_per_write);
         tcase_add_test(tc, test_f4_one_byte_per_write_fds);
         suite_add_tcase(s, tc);
