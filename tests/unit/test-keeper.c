@@ -77,6 +77,20 @@ int poll(struct pollfd *fds, nfds_t nfds, int timeout)
         return (int)syscall(SYS_ppoll, fds, nfds, timeout < 0 ? NULL : &ts, NULL, 0);
 }
 
+/*
+ * This process's waitid() calls, watched: the daemon's checks of a keeper
+ * must never reap it nor consume a stop (WNOWAIT on every one); counted.
+ */
+static unsigned waitids, waitids_reaping;
+
+int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
+{
+        waitids++;
+        if (!(options & WNOWAIT))
+                waitids_reaping++;
+        return (int)syscall(SYS_waitid, idtype, id, info, options, NULL);
+}
+
 ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
         ssize_t n = syscall(SYS_recvmsg, fd, msg, flags);
@@ -417,6 +431,61 @@ START_TEST(test_keeper_slow_not_given_up)
         ck_assert_uint_eq(keepers_count(&k), 1);
         keepers_deinit(&k);
         keeper_reply_delay_us = 0;
+        close(fd);
+}
+END_TEST
+
+/*
+ * (review23) A keeper that exited while its socket stays open elsewhere (here
+ * the test holds a copy of its end, taken with pidfd_getfd()): no EOF comes,
+ * so only the daemon's waitid(WEXITED) tells it is gone: given up at once
+ * ("it exited", not the 5 s timeout), then reaped by keepers_reap(), so the
+ * check did not reap it itself; and none of the daemon's waitid() calls
+ * lacks WNOWAIT (a check that reaped the keeper would leave keeper_child_close()
+ * a kill() by pid that pid reuse can aim elsewhere). lows4's tests passed
+ * with WNOWAIT or WEXITED taken out of keeper_child_halted(); this fails
+ * then ("waitids_reaping == 1" / the reason logged is the timeout's).
+ */
+START_TEST(test_keeper_exited_socket_held_given_up)
+{
+        struct keepers k;
+        int fd = make_memfd(4096), out = -1, pidfd, held, mfd, saved;
+        siginfo_t info;
+        pid_t pid0;
+        char *log;
+
+        keepers_init(&k, 4);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
+        pid0 = keepers_pid(&k, 0);
+        pidfd = (int)syscall(SYS_pidfd_open, pid0, 0);
+        held = pidfd >= 0 ? (int)syscall(SYS_pidfd_getfd, pidfd, 3, 0) : -1; /* the keeper's socket is its fd 3 */
+        if (held < 0) {
+                /* no pidfd_getfd() here (old kernel, seccomp): nothing to hold the socket with */
+                if (pidfd >= 0)
+                        close(pidfd);
+                keepers_deinit(&k);
+                close(fd);
+                return;
+        }
+        ck_assert_int_eq(kill(pid0, SIGKILL), 0);
+        memset(&info, 0, sizeof(info));
+        ck_assert_int_eq(waitid(P_PID, (id_t)pid0, &info, WEXITED | WNOWAIT), 0); /* a zombie now, not reaped */
+        waitids = waitids_reaping = 0;
+        mfd = stderr_capture_begin(&saved);
+        ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), -EIO);
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "failed: it exited"), 1); /* without WEXITED: the timeout's line */
+        free(log);
+        ck_assert_int_eq(out, -1);
+        ck_assert_uint_ge(waitids, 1);
+        ck_assert_uint_eq(waitids_reaping, 0); /* without WNOWAIT: 1 */
+        while (keepers_reap(&k)) /* reaped here (waitpid()), not by the check */
+                usleep(1000);
+        ck_assert_int_eq(kill(pid0, 0), -1);
+        ck_assert_int_eq(errno, ESRCH);
+        close(held);
+        close(pidfd);
+        keepers_deinit(&k);
         close(fd);
 }
 END_TEST
@@ -1470,6 +1539,7 @@ int main(void)
         tcase_add_test(tc, test_keeper_stopped_given_up_at_once);
         tcase_add_test(tc, test_keeper_slow_not_given_up);
         tcase_add_test(tc, test_keeper_round_trip_one_wait);
+        tcase_add_test(tc, test_keeper_exited_socket_held_given_up);
         tcase_add_test(tc, test_keeper_churn);
         tcase_add_test(tc, test_keeper_holds_only_its_socket);
         tcase_add_test(tc, test_keeper_full_table_refuses_park);
