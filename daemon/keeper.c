@@ -545,7 +545,7 @@ static int keeper_recv_reply(const struct keeper_child *c, struct keeper_msg *m,
  * fd. A transient failure to send fails only this request; once the request
  * is sent its reply must be read, or the stream is out of step and the keeper
  * is given up (its fds are then lost: logged loudly): at once if the keeper
- * is stopped or gone (keeper_wait_reply()), else after KEEPER_TIMEOUT_SEC.
+ * is stopped or gone (keeper_recv_reply()), else after KEEPER_TIMEOUT_SEC.
  * @retries: of a send that fails on a transient error, 1 ms apart
  * (KEEPER_RETRIES; 0 when the pending DROPs' sends just failed so).
  */
