@@ -2,7 +2,6 @@
 /* keeper: helper processes that hold region fds beyond the daemon's own fd budget. */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -119,7 +118,11 @@ static int keeper_send(int sock, const struct keeper_msg *m, int fd)
         return transport_send_fd(sock, m, sizeof(*m), fd);
 }
 
-/* Return: 1 with *m (and *fdp, -1 if none); 0 at EOF; negative errno (-EIO after the receive timeout). */
+/*
+ * The keeper's receive (its socket has no timeout; the daemon's side is
+ * keeper_recv_reply()). Return: 1 with *m (and *fdp, -1 if none); 0 at EOF;
+ * negative errno.
+ */
 static int keeper_recv(int sock, struct keeper_msg *m, int *fdp)
 {
         int r = transport_recv_fd(sock, m, sizeof(*m), fdp);
@@ -420,7 +423,7 @@ size_t keepers_reap(struct keepers *k)
 
 static int keepers_spawn(struct keepers *k)
 {
-        struct timeval tv = { KEEPER_TIMEOUT_SEC, 0 };
+        struct timeval tv = { KEEPER_TIMEOUT_SEC, 0 }, slice = { 0, KEEPER_SLICE_MS * 1000 };
         int sv[2];
         pid_t pid;
 
@@ -458,7 +461,8 @@ static int keepers_spawn(struct keepers *k)
                 keeper_main(sv[1], k->per_keeper, false);
         }
         close(sv[1]);
-        setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        /* a reply is waited for in slices of this (keeper_recv_reply()), KEEPER_TIMEOUT_SEC in all */
+        setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof(slice));
         setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         k->v[k->n++] = (struct keeper_child){ .pid = pid, .sock = sv[0], .pidfd = (int)syscall(SYS_pidfd_open, pid, 0) };
         if (k->v[k->n - 1].pidfd >= 0)
@@ -494,36 +498,45 @@ static const char *keeper_child_halted(const struct keeper_child *c)
 }
 
 /*
- * Wait for a keeper's reply, up to KEEPER_TIMEOUT_SEC, in slices of
- * KEEPER_SLICE_MS: each slice that ends without it asks whether the keeper
- * still runs. A stopped one would never answer, and the event loop waited
- * its whole timeout (every client with it); a running one, however slow
- * (a loaded machine), is waited for as long as before. *@haltedp says why
- * a stopped or dead keeper was not waited for.
- * Return: 1 (a reply, or EOF, is there to read); -EIO (none: given up).
+ * Receive a keeper's reply, waiting up to KEEPER_TIMEOUT_SEC in slices: the
+ * socket's receive timeout is KEEPER_SLICE_MS (keepers_spawn()), and each
+ * slice that ends without the reply asks whether the keeper still runs. A
+ * stopped one would never answer, and the event loop waited its whole
+ * timeout (every client with it); a running one, however slow (a loaded
+ * machine), is waited for as long as before. A reply that comes within the
+ * first slice (the normal case) costs the one recvmsg() it always did: no
+ * poll() before it. *@haltedp says why a stopped or dead keeper was not
+ * waited for.
+ * Return: 1 with *m (and *fdp, -1 if none); 0 at EOF; negative errno (-EIO
+ * with *@haltedp set: given up).
  */
-static int keeper_wait_reply(const struct keeper_child *c, const char **haltedp)
+static int keeper_recv_reply(const struct keeper_child *c, struct keeper_msg *m, int *fdp, const char **haltedp)
 {
         struct timespec now, end;
+        bool timing = false;
 
-        clock_gettime(CLOCK_MONOTONIC, &end);
-        end.tv_sec += KEEPER_TIMEOUT_SEC;
-        for (;;) {
-                struct pollfd p = { .fd = c->sock, .events = POLLIN };
-                int r = poll(&p, 1, KEEPER_SLICE_MS);
+        for (int tries = 0;;) {
+                int r = transport_recv_fd(c->sock, m, sizeof(*m), fdp);
 
-                if (r > 0)
-                        return 1; /* POLLIN, or POLLHUP/POLLERR: the receive says which */
-                if (r < 0 && errno != EINTR && errno != ENOMEM)
-                        return 1; /* poll() itself failed: the blocking receive and its timeout decide */
-                *haltedp = keeper_child_halted(c);
-                if (*haltedp)
-                        return -EIO;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec)) {
-                        *haltedp = "no reply within its timeout";
-                        return -EIO;
+                if (r == -EAGAIN) { /* a slice without the reply */
+                        *haltedp = keeper_child_halted(c);
+                        if (*haltedp)
+                                return -EIO;
+                        clock_gettime(CLOCK_MONOTONIC, &now);
+                        if (!timing) {
+                                end = now; /* the clock starts at the first slice: nothing on the normal path */
+                                end.tv_sec += KEEPER_TIMEOUT_SEC;
+                                timing = true;
+                        } else if (now.tv_sec > end.tv_sec ||
+                                   (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec)) {
+                                *haltedp = "no reply within its timeout";
+                                return -EIO;
+                        }
+                        continue;
                 }
+                if (!keeper_transient(r) || tries++ == KEEPER_RETRIES)
+                        return r;
+                usleep(1000);
         }
 }
 
@@ -532,7 +545,7 @@ static int keeper_wait_reply(const struct keeper_child *c, const char **haltedp)
  * fd. A transient failure to send fails only this request; once the request
  * is sent its reply must be read, or the stream is out of step and the keeper
  * is given up (its fds are then lost: logged loudly): at once if the keeper
- * is stopped or gone (keeper_wait_reply()), else after KEEPER_TIMEOUT_SEC.
+ * is stopped or gone (keeper_recv_reply()), else after KEEPER_TIMEOUT_SEC.
  * @retries: of a send that fails on a transient error, 1 ms apart
  * (KEEPER_RETRIES; 0 when the pending DROPs' sends just failed so).
  */
@@ -556,15 +569,7 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
         if (r < 0 && keeper_transient(r))
                 return r; /* nothing was sent: the keeper is fine */
         if (r >= 0)
-                r = keeper_wait_reply(c, &halted);
-        if (r > 0) {
-                for (int tries = 0;; tries++) {
-                        r = keeper_recv(c->sock, &m, &reply_fd);
-                        if (!keeper_transient(r) || tries == KEEPER_RETRIES)
-                                break;
-                        usleep(1000);
-                }
-        }
+                r = keeper_recv_reply(c, &m, &reply_fd, &halted);
         if (r > 0 && (m.op != op || m.id != id)) {
                 if (reply_fd >= 0)
                         close(reply_fd);
