@@ -82,6 +82,17 @@ static int quota_restore_charge(struct quota *q, struct regtab *t, const struct 
 
         charged = reg->size < cfg->max_region_size ? reg->size : cfg->max_region_size;
         config_quota_for(cfg, reg->meta.uid, reg->meta.gid, &limits);
+        if (reg->store.partial) {
+                struct config_quota own;
+
+                /*
+                 * A holder's growth: the region's group is the owner's choice (CHOWN to any group it is in),
+                 * so its [gid] section may not raise the charge past the limits the uid has without one.
+                 */
+                config_quota_for(cfg, reg->meta.uid, UINT32_MAX, &own);
+                if (own.bytes && (!limits.bytes || own.bytes < limits.bytes))
+                        limits.bytes = own.bytes;
+        }
         if (limits.bytes) {
                 room = quota_room(limits.bytes, u ? u->bytes : 0);
                 charged = charged < room ? charged : room;
