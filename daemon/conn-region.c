@@ -409,6 +409,7 @@ static void conn_region_sync_size_to(struct conn *c, struct region *r, uint64_t 
         struct conn_ctx *ctx = c->ctx;
         const struct config *cfg = ctx->config;
         uint64_t charged;
+        bool partial = r->charged < r->size;
 
         if (size == r->size)
                 return;
@@ -435,6 +436,8 @@ static void conn_region_sync_size_to(struct conn *c, struct region *r, uint64_t 
         /* the owner has an entry (it owns this region): never allocates */
         (void)quota_charge(ctx->quota, r->meta.uid, (int64_t)charged - (int64_t)r->charged, 0, 0, 0);
         regtab_set_size(ctx->regtab, r, size, charged);
+        if ((charged < size) != partial)
+                service_region_changed(r); /* the fd store keeps whether it is charged in full: restore order */
         ctx->generation++;
         conn_watch_notify(ctx, PROTO_EV_RESIZED, r, NULL, 0);
 }

@@ -82,6 +82,17 @@ static int quota_restore_charge(struct quota *q, struct regtab *t, const struct 
 
         charged = reg->size < cfg->max_region_size ? reg->size : cfg->max_region_size;
         config_quota_for(cfg, reg->meta.uid, reg->meta.gid, &limits);
+        if (reg->store.partial) {
+                struct config_quota own;
+
+                /*
+                 * A holder's growth: the region's group is the owner's choice (CHOWN to any group it is in),
+                 * so its [gid] section may not raise the charge past the limits the uid has without one.
+                 */
+                config_quota_for(cfg, reg->meta.uid, UINT32_MAX, &own);
+                if (own.bytes && (!limits.bytes || own.bytes < limits.bytes))
+                        limits.bytes = own.bytes;
+        }
         if (limits.bytes) {
                 room = quota_room(limits.bytes, u ? u->bytes : 0);
                 charged = charged < room ? charged : room;
@@ -107,12 +118,18 @@ int quota_new_restored(struct regtab *t, const struct config *cfg, struct quota 
         for (reg = regtab_first(t); reg; reg = reg->tab.next)
                 regtab_set_size(t, reg, reg->size, 0);
         /*
-         * Sealed SHRINK and GROW first: most were charged their size since they were made (a few were grown by
-         * a holder before the seal, never charged in full: the limits hold for them too); then the rest.
+         * The regions charged in full before the restart (their slot says so; a CREATE's, a RESIZE's) first,
+         * so that a holder's growth, which was charged only the room they left, takes only that room again
+         * and never the charge of a region made within the limits: else deleting the grown region would
+         * leave the other held and uncharged. Among them (all of them in a store written before the slots
+         * kept it), sealed SHRINK and GROW first: most were charged their size since they were made. Then the
+         * partly charged ones.
          */
-        for (int pass = 0; pass < 2; pass++)
+        for (int pass = 0; pass < 3; pass++)
                 for (reg = regtab_first(t); reg; reg = reg->tab.next) {
-                        if (((reg->seals & fixed) == fixed) != (pass == 0))
+                        int p = reg->store.partial ? 2 : (reg->seals & fixed) == fixed ? 0 : 1;
+
+                        if (p != pass)
                                 continue;
                         r = quota_restore_charge(q, t, cfg, reg);
                         if (r < 0) {

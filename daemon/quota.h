@@ -37,9 +37,11 @@ int quota_new(struct regtab *t, struct quota **qp);
  * store, whose charges are not stored: each region is charged its size (as
  * a holder's ftruncate may have left it) as far as @cfg's max-region-size,
  * its owner's byte quota (the [gid] section of the region's group stands for
- * the owner's primary group) and max-bytes allow, as conn-region.c charges a
- * holder's growth; regions sealed SHRINK and GROW first, then the others,
- * each in id order. Records the charges in @t. Return: 0 with *qp set; -ENOMEM.
+ * the owner's primary group; for a partly charged region, a holder's growth,
+ * only where it is tighter than the uid's limits without a group section) and max-bytes allow, as conn-region.c charges a
+ * holder's growth; first the regions charged in full before the restart
+ * (region_store.partial false), sealed SHRINK and GROW ones first, then the
+ * partly charged ones, each in id order. Records the charges in @t. Return: 0 with *qp set; -ENOMEM.
  */
 int quota_new_restored(struct regtab *t, const struct config *cfg, struct quota **qp);
 

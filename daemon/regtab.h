@@ -39,6 +39,8 @@ struct region_lease {
 /* service.c's bookkeeping in the service manager's fd store. */
 struct region_store {
         uint32_t slot;       /* UINT32_MAX if none */
+        bool partial;        /* restored from a slot that said: charged less than its size (a holder's growth
+                              * past the owner's limits); quota_new_restored() charges these last */
 };
 
 /* regtab's own links. */

@@ -780,6 +780,10 @@ int server_run(const struct config *config)
                 log_error("cannot make the quota table: %s", strerror(-r));
                 goto out;
         }
+        /* a region now charged in full (or no longer) says so in its slot, for the next restore's order */
+        for (struct region *reg = regtab_first(s.regtab); reg; reg = reg->tab.next)
+                if ((reg->charged < reg->size) != reg->store.partial)
+                        service_region_changed(reg);
 
         r = server_setup_events(&s);
         if (r < 0 || event_add(s.listen_ev, NULL) < 0) {

@@ -67,7 +67,8 @@ struct meta_slot {
         uint32_t mode;
         uint32_t flags;
         uint16_t backend;
-        uint16_t pad;
+        uint16_t partial; /* 1: charged less than its size when written (a holder's growth past the limits); 0 in
+                           * slots written before it was kept */
         uint32_t pad2;
         char name[PROTO_NAME_MAX + 1];
 };
@@ -290,6 +291,7 @@ static int slot_write(uint32_t slot, const struct region *reg)
         s.mode = reg->meta.mode;
         s.flags = reg->meta.flags;
         s.backend = reg->meta.backend;
+        s.partial = reg->charged < reg->size;
         memcpy(s.name, reg->name, reg->name_len);
         if (pwrite(svc.meta_fd, &s, sizeof(s), slot_offset(slot)) != (ssize_t)sizeof(s))
                 return errno ? -errno : -EIO;
@@ -440,6 +442,7 @@ int service_restore(struct regtab *t)
                 p->fd = -1; /* consumed */
                 if (r >= 0) {
                         reg->store.slot = slot;
+                        reg->store.partial = s.partial != 0;
                         reg->seals = seals > 0 ? (uint32_t)seals & PROTO_SEALS_KNOWN : 0;
                         r = regtab_add(t, reg);
                         if (r < 0)

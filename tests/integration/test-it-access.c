@@ -857,6 +857,70 @@ START_TEST(test_allow_list_reload_drops_open_connections)
 END_TEST
 
 /*
+ * The reload keeps a connection the new list admits through a supplementary
+ * group only: uid 1002 (primary 3000, member of 2001) connected under
+ * allow-uids (its groups not read then); after the reload to allow-gids 2001
+ * the same connection must still be served.
+ */
+START_TEST(test_allow_list_reload_keeps_group_members)
+{
+        char conf[128];
+        const char *extra[] = { "--config", conf, NULL };
+        struct conn_arg one = { 1 };
+        int go[2], ready[2], status, r = 0;
+        char byte = 0;
+        pid_t pid;
+
+        snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-allowg-%d.conf", (int)getpid());
+        write_file(conf, "allow-uids = 1002, 1004\n");
+        start(extra);
+        ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                gid_t groups[1] = { OWNER_GID };
+                struct iomem_client *c = NULL;
+                struct iomem_region *region = NULL;
+
+                if (setgroups(1, groups) < 0 || setresgid(3000, 3000, 3000) < 0 ||
+                    setresuid(MEMBER_UID, MEMBER_UID, MEMBER_UID) < 0)
+                        _exit(CHILD_HARNESS_FAIL);
+                if (iomem_connect(daemon_.socket, &c) < 0 || iomem_ping(c) < 0)
+                        _exit(CHILD_HARNESS_FAIL);
+                if (write(ready[1], "r", 1) != 1 || read(go[0], &byte, 1) != 1)
+                        _exit(CHILD_HARNESS_FAIL);
+                r = iomem_create(c, "kept", 4096, NULL, &region);
+                /* the client connects again on its own: the same connection must have served it */
+                if (r == 0 && iomem_client_reconnects(c) != 0)
+                        r = -ECONNRESET;
+                iomem_region_free(region);
+                iomem_disconnect(c);
+                _exit(r == 0 ? 0 : 1);
+        }
+        close(go[0]);
+        close(ready[1]);
+        ck_assert_int_eq(read(ready[0], &byte, 1), 1);
+        write_file(conf, "allow-gids = 2001\n");
+        ck_assert_int_eq(kill(daemon_.pid, SIGHUP), 0);
+        /* bounded polling until the reload took effect: uid 1004, no longer listed, is refused */
+        for (int i = 0; i < 500 && (r = run_as(&other_, child_connect_many, &one)) != -EACCES; i++)
+                it_sleep_ms(10);
+        ck_assert_int_eq(r, -EACCES);
+        ck_assert_int_eq(write(go[1], "g", 1), 1);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        close(go[1]);
+        close(ready[0]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != CHILD_HARNESS_FAIL, "child harness failure");
+        ck_assert_msg(WEXITSTATUS(status) == 0,
+                      "a connection admitted by its supplementary group was dropped by the reload");
+        it_daemon_stop(&daemon_);
+        unlink(conf);
+}
+END_TEST
+
+/*
  * iomem_connect() holds HELLO back and sends it with the first request (one round trip): a refused peer's
  * connect succeeds, and its first request returns the refusal, with the daemon's message; the connection is
  * closed after it.
@@ -961,6 +1025,7 @@ static Suite *access_suite(void)
         tcase_add_test(tc, test_r2_quota_per_uid);
         tcase_add_test(tc, test_config_overrides_and_reload);
         tcase_add_test(tc, test_allow_list_reload_drops_open_connections);
+        tcase_add_test(tc, test_allow_list_reload_keeps_group_members);
         tcase_add_test(tc, test_r6_connection_quota);
         tcase_add_test(tc, test_p1_allow_list);
         suite_add_tcase(s, tc);

@@ -441,6 +441,172 @@ START_TEST(test_growth_charged_within_limits_after_restart)
 }
 END_TEST
 
+/*
+ * As uid 1000, @step 0: RESIZABLE "grown" (4 KiB), then RESIZABLE "made" (128 MiB, charged in full by its
+ * CREATE), then "grown" to 1 TiB with ftruncate and STAT (charged only the rest of the 256 MiB quota).
+ * @step 1 (after the restart): DELETE "grown", then CREATE 200 MiB. Return: 0 if that CREATE succeeded,
+ * 1 if -EDQUOT, >= 100 on a harness failure.
+ */
+static int charged_order_as_other_uid(const char *socket, int step)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE };
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL, *r2 = NULL;
+        struct iomem_stat s;
+        int status, k;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
+                        _exit(100);
+                if (iomem_connect(socket, &c) < 0)
+                        _exit(101);
+                if (step == 0) {
+                        if (iomem_create(c, "grown", 4096, &o, &r) < 0 ||
+                            iomem_create(c, "made", UINT64_C(128) << 20, &o, &r2) < 0)
+                                _exit(102);
+                        if (ftruncate(iomem_region_fd(r), (off_t)(UINT64_C(1) << 40)) < 0 ||
+                            iomem_stat(c, "grown", &s) < 0 || s.size != UINT64_C(1) << 40)
+                                _exit(103);
+                        _exit(0);
+                }
+                if (iomem_delete(c, "grown") < 0)
+                        _exit(104);
+                k = iomem_create(c, "more", UINT64_C(200) << 20, NULL, &r);
+                _exit(k == 0 ? 0 : k == -EDQUOT ? 1 : 105);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status), "child died (0x%x)", status);
+        return WEXITSTATUS(status);
+}
+
+/*
+ * The restore must not move a holder's growth's missing charge onto a region
+ * its CREATE charged in full. Before the restart uid 1000 held "made"
+ * (128 MiB, charged) and "grown" (1 TiB, charged the other 128 MiB of its
+ * 256 MiB quota): deleting "grown" would leave 128 MiB charged, room for
+ * 128 MiB more. Charged in id order after the restart, "grown" took the whole
+ * quota and "made" nothing: once "grown" was deleted, uid 1000 had 0 charged
+ * with 128 MiB held, and could CREATE 200 MiB (328 MiB held, quota 256 MiB).
+ */
+START_TEST(test_restart_keeps_created_regions_charged)
+{
+        static const char *const extra[] = { "--max-bytes", "1G", "--quota-bytes", "256M", NULL };
+        struct fake_store st;
+        struct it_daemon d;
+
+        snprintf(d.dir, sizeof(d.dir), "/tmp/iomem-it.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(d.dir));
+        ck_assert_int_eq(chmod(d.dir, 0755), 0); /* uid 1000 reaches the socket (0666) */
+        snprintf(d.socket, sizeof(d.socket), "%s/sock", d.dir);
+        store_open(&st, d.dir);
+        store_spawn(&d, &st, extra);
+        ck_assert_int_eq(charged_order_as_other_uid(d.socket, 0), 0);
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 3); /* "meta", "grown", "made" */
+
+        it_daemon_kill(&d, SIGKILL);
+        unlink(d.socket);
+        store_spawn(&d, &st, extra);
+        ck_assert_int_eq(charged_order_as_other_uid(d.socket, 1), 1);
+        it_daemon_kill(&d, SIGKILL);
+        store_close(&st);
+        unlink(d.socket);
+        rmdir(d.dir);
+}
+END_TEST
+
+/*
+ * As uid 1000 (primary group 1000, member of 1005 too): RESIZABLE "g", its group changed to 1005, grown to
+ * 1 TiB with ftruncate and STAT. Return: 0, >= 100 on a harness failure.
+ */
+static int grow_in_other_group(const char *socket)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE };
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        struct iomem_stat s;
+        gid_t extra = 1005;
+        int status;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (setgroups(1, &extra) < 0 || setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
+                        _exit(100);
+                if (iomem_connect(socket, &c) < 0 || iomem_create(c, "g", 4096, &o, &r) < 0)
+                        _exit(101);
+                if (iomem_chown(c, "g", IOMEM_ID_UNCHANGED, 1005) < 0)
+                        _exit(102);
+                if (ftruncate(iomem_region_fd(r), (off_t)(UINT64_C(1) << 40)) < 0 || iomem_stat(c, "g", &s) < 0 ||
+                    s.size != UINT64_C(1) << 40)
+                        _exit(103);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status), "grower died (0x%x)", status);
+        return WEXITSTATUS(status);
+}
+
+/*
+ * The region's group is the owner's choice (CHOWN to any group it is a member
+ * of), not its primary group: the [gid] section of that group must not raise
+ * what a holder's growth is charged after a restart. uid 1000's limit is the
+ * default 256M; [gid 1005] (for uids whose primary group is 1005) has no
+ * byte limit. Before, after the restart "g" was charged within [gid 1005]'s
+ * limits: the whole --max-bytes, and root's CREATE was -EDQUOT.
+ */
+START_TEST(test_restart_growth_not_charged_by_chosen_group)
+{
+        char conf[128];
+        const char *extra[] = { "--config", conf, NULL };
+        struct fake_store st;
+        struct it_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        struct iomem_status s;
+        FILE *f;
+        int k;
+
+        snprintf(d.dir, sizeof(d.dir), "/tmp/iomem-it.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(d.dir));
+        ck_assert_int_eq(chmod(d.dir, 0755), 0); /* uid 1000 reaches the socket (0666) */
+        snprintf(d.socket, sizeof(d.socket), "%s/sock", d.dir);
+        snprintf(conf, sizeof(conf), "%s/iomemd.conf", d.dir);
+        f = fopen(conf, "we");
+        ck_assert_ptr_nonnull(f);
+        fputs("max-bytes = 1G\nquota-bytes = 256M\n[gid 1005]\nquota-bytes = 0\n", f);
+        ck_assert_int_eq(fclose(f), 0);
+        store_open(&st, d.dir);
+        store_spawn(&d, &st, extra);
+        ck_assert_int_eq(grow_in_other_group(d.socket), 0);
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 2); /* "meta", "g" */
+
+        it_daemon_kill(&d, SIGKILL);
+        unlink(d.socket);
+        store_spawn(&d, &st, extra);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_status(c, &s), 0);
+        k = iomem_create(c, "after", 4096, NULL, &r);
+        ck_assert_msg(k == 0, "root's CREATE after the restart: %s (the daemon counts %llu bytes)", iomem_strerror(k),
+                      (unsigned long long)s.bytes);
+        ck_assert_uint_le(s.bytes, UINT64_C(256) << 20);
+        iomem_region_free(r);
+        iomem_disconnect(c);
+        it_daemon_kill(&d, SIGKILL);
+        store_close(&st);
+        unlink(d.socket);
+        unlink(conf);
+        rmdir(d.dir);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-size");
@@ -453,6 +619,8 @@ int main(void)
         tcase_add_loop_test(tc, test_shrunk_between_open_and_map, 0, 3);
         tcase_add_test(tc, test_parked_open_same_object_and_size);
         tcase_add_test(tc, test_growth_charged_within_limits_after_restart);
+        tcase_add_test(tc, test_restart_keeps_created_regions_charged);
+        tcase_add_test(tc, test_restart_growth_not_charged_by_chosen_group);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
