@@ -691,8 +691,19 @@ int main(int argc, char **argv)
                       "--quota-fds=1000000", tmpdir_arg, (char *)NULL);
                 _exit(127);
         }
-        for (int i = 0; i < 3000 && access(socket_path, F_OK) < 0; i++)
+        /*
+         * until the daemon accepts a connection, not only until its socket exists: it binds, then listens, and
+         * a connect in between is refused (seen once in CI, the daemon's start slowed by a parallel build)
+         */
+        for (int i = 0; i < 3000; i++) {
+                int fd = fdutil_connect(socket_path);
+
+                if (fd >= 0) {
+                        close(fd);
+                        break;
+                }
                 sleep_ms(10);
+        }
         workers = calloc(nclients, sizeof(*workers));
         for (unsigned i = 0; i < nclients; i++) {
                 workers[i].index = i;
