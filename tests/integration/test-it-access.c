@@ -795,6 +795,69 @@ static int child_connect_many(void *p)
         return r;
 }
 
+/* A connection held open across a reload by a child: it connects and pings, then waits for the go. */
+struct held_conn {
+        int go[2], ready[2];
+        pid_t pid;
+};
+
+/*
+ * Fork a child as @uid (gid @gid, supplementary @groups) that connects, pings and then waits for
+ * held_conn_finish(). In the child: return its client (exit CHILD_HARNESS_FAIL if any of that fails).
+ * In the parent: return NULL once the child is connected.
+ */
+static struct iomem_client *held_conn_fork(struct held_conn *h, uid_t uid, gid_t gid, const gid_t *groups,
+                                           size_t ngroups)
+{
+        struct iomem_client *c = NULL;
+        char byte = 0;
+
+        ck_assert_int_eq(pipe2(h->go, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(h->ready, O_CLOEXEC), 0);
+        fflush(NULL);
+        h->pid = fork();
+        ck_assert_int_ge(h->pid, 0);
+        if (h->pid == 0) {
+                if (setgroups(ngroups, groups) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+                        _exit(CHILD_HARNESS_FAIL);
+                if (iomem_connect(daemon_.socket, &c) < 0 || iomem_ping(c) < 0)
+                        _exit(CHILD_HARNESS_FAIL);
+                if (write(h->ready[1], "r", 1) != 1 || read(h->go[0], &byte, 1) != 1)
+                        _exit(CHILD_HARNESS_FAIL);
+                return c;
+        }
+        close(h->go[0]);
+        close(h->ready[1]);
+        ck_assert_int_eq(read(h->ready[0], &byte, 1), 1);
+        return NULL;
+}
+
+/* Write @text to @conf, SIGHUP, and poll (bounded) until the reload took effect: uid 1004 is refused. */
+static void reload_until_other_refused(const char *conf, const char *text)
+{
+        struct conn_arg one = { 1 };
+        int r = 0;
+
+        write_file(conf, text);
+        ck_assert_int_eq(kill(daemon_.pid, SIGHUP), 0);
+        for (int i = 0; i < 500 && (r = run_as(&other_, child_connect_many, &one)) != -EACCES; i++)
+                it_sleep_ms(10);
+        ck_assert_int_eq(r, -EACCES);
+}
+
+/* Let the held child go on, reap it and return its wait status (a harness failure fails the test). */
+static int held_conn_finish(struct held_conn *h)
+{
+        int status;
+
+        ck_assert_int_eq(write(h->go[1], "g", 1), 1);
+        ck_assert_int_eq(waitpid(h->pid, &status, 0), h->pid);
+        close(h->go[1]);
+        close(h->ready[0]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != CHILD_HARNESS_FAIL, "child harness failure");
+        return status;
+}
+
 /*
  * A uid taken out of the allow-list by SIGHUP loses the connections it has
  * open, not only the ones it would make: they could go on creating, opening
@@ -805,50 +868,25 @@ START_TEST(test_allow_list_reload_drops_open_connections)
 {
         char conf[128];
         const char *extra[] = { "--config", conf, NULL };
-        struct conn_arg one = { 1 };
-        int go[2], ready[2], status, r = 0;
-        char byte = 0;
-        pid_t pid;
+        struct held_conn h;
+        struct iomem_client *c;
+        int status;
 
         snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-allow-%d.conf", (int)getpid());
         write_file(conf, "allow-uids = 1001, 1004\n");
         start(extra);
-        ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
-        fflush(NULL);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                struct iomem_client *c = NULL;
+        c = held_conn_fork(&h, OTHER_UID, OTHER_GID, NULL, 0);
+        if (h.pid == 0) {
                 struct iomem_region *region = NULL;
+                int r = iomem_create(c, "revoked", 4096, NULL, &region);
 
-                if (setgroups(0, NULL) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
-                    setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
-                        _exit(CHILD_HARNESS_FAIL);
-                if (iomem_connect(daemon_.socket, &c) < 0 || iomem_ping(c) < 0)
-                        _exit(CHILD_HARNESS_FAIL);
-                if (write(ready[1], "r", 1) != 1 || read(go[0], &byte, 1) != 1)
-                        _exit(CHILD_HARNESS_FAIL);
-                r = iomem_create(c, "revoked", 4096, NULL, &region);
                 iomem_region_free(region);
                 iomem_disconnect(c);
                 _exit(r == 0 ? 0 : 1);
         }
-        close(go[0]);
-        close(ready[1]);
-        ck_assert_int_eq(read(ready[0], &byte, 1), 1);
         /* uid 1004 is connected; take it out of the list */
-        write_file(conf, "allow-uids = 1001\n");
-        ck_assert_int_eq(kill(daemon_.pid, SIGHUP), 0);
-        /* bounded polling until the reload took effect: a new connection of uid 1004 is refused */
-        for (int i = 0; i < 500 && (r = run_as(&other_, child_connect_many, &one)) != -EACCES; i++)
-                it_sleep_ms(10);
-        ck_assert_int_eq(r, -EACCES);
-        ck_assert_int_eq(write(go[1], "g", 1), 1);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        close(go[1]);
-        close(ready[0]);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != CHILD_HARNESS_FAIL, "child harness failure");
+        reload_until_other_refused(conf, "allow-uids = 1001\n");
+        status = held_conn_finish(&h);
         ck_assert_msg(WEXITSTATUS(status) == 1,
                       "a connection opened before uid 1004 left the allow-list could still CREATE after the reload");
         it_daemon_stop(&daemon_);
@@ -866,32 +904,19 @@ START_TEST(test_allow_list_reload_keeps_group_members)
 {
         char conf[128];
         const char *extra[] = { "--config", conf, NULL };
-        struct conn_arg one = { 1 };
-        int go[2], ready[2], status, r = 0;
-        char byte = 0;
-        pid_t pid;
+        const gid_t groups[1] = { OWNER_GID };
+        struct held_conn h;
+        struct iomem_client *c;
+        int status;
 
         snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-allowg-%d.conf", (int)getpid());
         write_file(conf, "allow-uids = 1002, 1004\n");
         start(extra);
-        ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
-        fflush(NULL);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                gid_t groups[1] = { OWNER_GID };
-                struct iomem_client *c = NULL;
+        c = held_conn_fork(&h, MEMBER_UID, 3000, groups, 1);
+        if (h.pid == 0) {
                 struct iomem_region *region = NULL;
+                int r = iomem_create(c, "kept", 4096, NULL, &region);
 
-                if (setgroups(1, groups) < 0 || setresgid(3000, 3000, 3000) < 0 ||
-                    setresuid(MEMBER_UID, MEMBER_UID, MEMBER_UID) < 0)
-                        _exit(CHILD_HARNESS_FAIL);
-                if (iomem_connect(daemon_.socket, &c) < 0 || iomem_ping(c) < 0)
-                        _exit(CHILD_HARNESS_FAIL);
-                if (write(ready[1], "r", 1) != 1 || read(go[0], &byte, 1) != 1)
-                        _exit(CHILD_HARNESS_FAIL);
-                r = iomem_create(c, "kept", 4096, NULL, &region);
                 /* the client connects again on its own: the same connection must have served it */
                 if (r == 0 && iomem_client_reconnects(c) != 0)
                         r = -ECONNRESET;
@@ -899,20 +924,9 @@ START_TEST(test_allow_list_reload_keeps_group_members)
                 iomem_disconnect(c);
                 _exit(r == 0 ? 0 : 1);
         }
-        close(go[0]);
-        close(ready[1]);
-        ck_assert_int_eq(read(ready[0], &byte, 1), 1);
-        write_file(conf, "allow-gids = 2001\n");
-        ck_assert_int_eq(kill(daemon_.pid, SIGHUP), 0);
-        /* bounded polling until the reload took effect: uid 1004, no longer listed, is refused */
-        for (int i = 0; i < 500 && (r = run_as(&other_, child_connect_many, &one)) != -EACCES; i++)
-                it_sleep_ms(10);
-        ck_assert_int_eq(r, -EACCES);
-        ck_assert_int_eq(write(go[1], "g", 1), 1);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        close(go[1]);
-        close(ready[0]);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != CHILD_HARNESS_FAIL, "child harness failure");
+        /* uid 1004, no longer listed, is refused once the reload took effect */
+        reload_until_other_refused(conf, "allow-gids = 2001\n");
+        status = held_conn_finish(&h);
         ck_assert_msg(WEXITSTATUS(status) == 0,
                       "a connection admitted by its supplementary group was dropped by the reload");
         it_daemon_stop(&daemon_);

@@ -347,26 +347,85 @@ static void store_spawn(struct it_daemon *d, const struct fake_store *st, const 
 }
 
 /*
+ * Fork a child that drops to uid 1000 (gid 1000, supplementary @groups) and connects to @socket; in the child
+ * return the client (exit 100 if the drop fails, 101 if the connect does), in the parent *@pid the child's pid.
+ */
+static struct iomem_client *fork_uid1000(const char *socket, const gid_t *groups, size_t ngroups, pid_t *pid)
+{
+        struct iomem_client *c = NULL;
+
+        fflush(NULL);
+        *pid = fork();
+        ck_assert_int_ge(*pid, 0);
+        if (*pid != 0)
+                return NULL;
+        if (setgroups(ngroups, groups) < 0 || setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
+                _exit(100);
+        if (iomem_connect(socket, &c) < 0)
+                _exit(101);
+        return c;
+}
+
+/* Reap the child of fork_uid1000() (@what names it if it died) and return its exit status. */
+static int wait_uid1000(pid_t pid, const char *what)
+{
+        int status;
+
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status), "%s died (0x%x)", what, status);
+        return WEXITSTATUS(status);
+}
+
+/* A daemon directory uid 1000 can reach the socket (0666) in: @d's dir made, its socket path set. */
+static void restart_dir(struct it_daemon *d)
+{
+        snprintf(d->dir, sizeof(d->dir), "/tmp/iomem-it.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(d->dir));
+        ck_assert_int_eq(chmod(d->dir, 0755), 0); /* uid 1000 reaches the socket (0666) */
+        snprintf(d->socket, sizeof(d->socket), "%s/sock", d->dir);
+}
+
+/* Open the fake store in @d's directory and start iomemd under it. */
+static void store_start(struct it_daemon *d, struct fake_store *st, const char *const *extra)
+{
+        store_open(st, d->dir);
+        store_spawn(d, st, extra);
+}
+
+/* A crash, and systemd starts it again with what its store holds. */
+static void store_restart(struct it_daemon *d, const struct fake_store *st, const char *const *extra)
+{
+        it_daemon_kill(d, SIGKILL);
+        unlink(d->socket);
+        store_spawn(d, st, extra);
+}
+
+/* Kill the daemon, close the store and remove @d's directory (after @also, a file in it, if not NULL). */
+static void store_finish(struct it_daemon *d, struct fake_store *st, const char *also)
+{
+        it_daemon_kill(d, SIGKILL);
+        store_close(st);
+        unlink(d->socket);
+        if (also)
+                unlink(also);
+        rmdir(d->dir);
+}
+
+/*
  * As uid 1000: make RESIZABLE "big2" and "big" and grow each to 1 TiB (sparse) with ftruncate; STAT makes the
  * daemon see it. "big2" is then sealed SHRINK and GROW.
  */
 static int grow_as_other_uid(const char *socket)
 {
         struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE };
-        struct iomem_client *c = NULL;
+        struct iomem_client *c;
         struct iomem_region *r = NULL, *r2 = NULL;
         struct iomem_stat s;
-        int status;
         pid_t pid;
 
-        fflush(NULL);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
+        c = fork_uid1000(socket, NULL, 0, &pid);
         if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
-                        _exit(100);
-                if (iomem_connect(socket, &c) < 0 || iomem_create(c, "big2", 4096, &o, &r2) < 0 ||
-                    iomem_create(c, "big", 4096, &o, &r) < 0)
+                if (iomem_create(c, "big2", 4096, &o, &r2) < 0 || iomem_create(c, "big", 4096, &o, &r) < 0)
                         _exit(101);
                 /* sealed once grown: its size is fixed now, but it was never charged in full */
                 if (ftruncate(iomem_region_fd(r2), (off_t)(UINT64_C(1) << 40)) < 0 || iomem_stat(c, "big2", &s) < 0 ||
@@ -378,9 +437,7 @@ static int grow_as_other_uid(const char *socket)
                         _exit(104);
                 _exit(0);
         }
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status), "grower died (0x%x)", status);
-        return WEXITSTATUS(status);
+        return wait_uid1000(pid, "grower");
 }
 
 /*
@@ -401,12 +458,8 @@ START_TEST(test_growth_charged_within_limits_after_restart)
         struct iomem_stat rs;
         int k;
 
-        snprintf(d.dir, sizeof(d.dir), "/tmp/iomem-it.XXXXXX");
-        ck_assert_ptr_nonnull(mkdtemp(d.dir));
-        ck_assert_int_eq(chmod(d.dir, 0755), 0); /* uid 1000 reaches the socket (0666) */
-        snprintf(d.socket, sizeof(d.socket), "%s/sock", d.dir);
-        store_open(&st, d.dir);
-        store_spawn(&d, &st, extra);
+        restart_dir(&d);
+        store_start(&d, &st, extra);
 
         ck_assert_int_eq(grow_as_other_uid(d.socket), 0);
         ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
@@ -420,10 +473,7 @@ START_TEST(test_growth_charged_within_limits_after_restart)
         store_drain(&st);
         ck_assert_int_eq(st.n, 4); /* "meta", "big", "big2", "before" */
 
-        /* a crash, and systemd starts it again with what its store holds */
-        it_daemon_kill(&d, SIGKILL);
-        unlink(d.socket);
-        store_spawn(&d, &st, extra);
+        store_restart(&d, &st, extra);
         ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
         ck_assert_int_eq(iomem_stat(c, "big", &rs), 0);
         ck_assert_uint_eq(rs.size, UINT64_C(1) << 40); /* the region kept its real size */
@@ -434,10 +484,7 @@ START_TEST(test_growth_charged_within_limits_after_restart)
         ck_assert_uint_le(s.bytes, (UINT64_C(256) << 20) + 4096);
         iomem_region_free(r);
         iomem_disconnect(c);
-        it_daemon_kill(&d, SIGKILL);
-        store_close(&st);
-        unlink(d.socket);
-        rmdir(d.dir);
+        store_finish(&d, &st, NULL);
 }
 END_TEST
 
@@ -450,20 +497,14 @@ END_TEST
 static int charged_order_as_other_uid(const char *socket, int step)
 {
         struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE };
-        struct iomem_client *c = NULL;
+        struct iomem_client *c;
         struct iomem_region *r = NULL, *r2 = NULL;
         struct iomem_stat s;
-        int status, k;
+        int k;
         pid_t pid;
 
-        fflush(NULL);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
+        c = fork_uid1000(socket, NULL, 0, &pid);
         if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
-                        _exit(100);
-                if (iomem_connect(socket, &c) < 0)
-                        _exit(101);
                 if (step == 0) {
                         if (iomem_create(c, "grown", 4096, &o, &r) < 0 ||
                             iomem_create(c, "made", UINT64_C(128) << 20, &o, &r2) < 0)
@@ -478,9 +519,7 @@ static int charged_order_as_other_uid(const char *socket, int step)
                 k = iomem_create(c, "more", UINT64_C(200) << 20, NULL, &r);
                 _exit(k == 0 ? 0 : k == -EDQUOT ? 1 : 105);
         }
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status), "child died (0x%x)", status);
-        return WEXITSTATUS(status);
+        return wait_uid1000(pid, "child");
 }
 
 /*
@@ -498,24 +537,15 @@ START_TEST(test_restart_keeps_created_regions_charged)
         struct fake_store st;
         struct it_daemon d;
 
-        snprintf(d.dir, sizeof(d.dir), "/tmp/iomem-it.XXXXXX");
-        ck_assert_ptr_nonnull(mkdtemp(d.dir));
-        ck_assert_int_eq(chmod(d.dir, 0755), 0); /* uid 1000 reaches the socket (0666) */
-        snprintf(d.socket, sizeof(d.socket), "%s/sock", d.dir);
-        store_open(&st, d.dir);
-        store_spawn(&d, &st, extra);
+        restart_dir(&d);
+        store_start(&d, &st, extra);
         ck_assert_int_eq(charged_order_as_other_uid(d.socket, 0), 0);
         store_drain(&st);
         ck_assert_int_eq(st.n, 3); /* "meta", "grown", "made" */
 
-        it_daemon_kill(&d, SIGKILL);
-        unlink(d.socket);
-        store_spawn(&d, &st, extra);
+        store_restart(&d, &st, extra);
         ck_assert_int_eq(charged_order_as_other_uid(d.socket, 1), 1);
-        it_daemon_kill(&d, SIGKILL);
-        store_close(&st);
-        unlink(d.socket);
-        rmdir(d.dir);
+        store_finish(&d, &st, NULL);
 }
 END_TEST
 
@@ -526,20 +556,15 @@ END_TEST
 static int grow_in_other_group(const char *socket)
 {
         struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE };
-        struct iomem_client *c = NULL;
+        struct iomem_client *c;
         struct iomem_region *r = NULL;
         struct iomem_stat s;
         gid_t extra = 1005;
-        int status;
         pid_t pid;
 
-        fflush(NULL);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
+        c = fork_uid1000(socket, &extra, 1, &pid);
         if (pid == 0) {
-                if (setgroups(1, &extra) < 0 || setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
-                        _exit(100);
-                if (iomem_connect(socket, &c) < 0 || iomem_create(c, "g", 4096, &o, &r) < 0)
+                if (iomem_create(c, "g", 4096, &o, &r) < 0)
                         _exit(101);
                 if (iomem_chown(c, "g", IOMEM_ID_UNCHANGED, 1005) < 0)
                         _exit(102);
@@ -548,9 +573,7 @@ static int grow_in_other_group(const char *socket)
                         _exit(103);
                 _exit(0);
         }
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status), "grower died (0x%x)", status);
-        return WEXITSTATUS(status);
+        return wait_uid1000(pid, "grower");
 }
 
 /*
@@ -573,24 +596,18 @@ START_TEST(test_restart_growth_not_charged_by_chosen_group)
         FILE *f;
         int k;
 
-        snprintf(d.dir, sizeof(d.dir), "/tmp/iomem-it.XXXXXX");
-        ck_assert_ptr_nonnull(mkdtemp(d.dir));
-        ck_assert_int_eq(chmod(d.dir, 0755), 0); /* uid 1000 reaches the socket (0666) */
-        snprintf(d.socket, sizeof(d.socket), "%s/sock", d.dir);
+        restart_dir(&d);
         snprintf(conf, sizeof(conf), "%s/iomemd.conf", d.dir);
         f = fopen(conf, "we");
         ck_assert_ptr_nonnull(f);
         fputs("max-bytes = 1G\nquota-bytes = 256M\n[gid 1005]\nquota-bytes = 0\n", f);
         ck_assert_int_eq(fclose(f), 0);
-        store_open(&st, d.dir);
-        store_spawn(&d, &st, extra);
+        store_start(&d, &st, extra);
         ck_assert_int_eq(grow_in_other_group(d.socket), 0);
         store_drain(&st);
         ck_assert_int_eq(st.n, 2); /* "meta", "g" */
 
-        it_daemon_kill(&d, SIGKILL);
-        unlink(d.socket);
-        store_spawn(&d, &st, extra);
+        store_restart(&d, &st, extra);
         ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
         ck_assert_int_eq(iomem_status(c, &s), 0);
         k = iomem_create(c, "after", 4096, NULL, &r);
@@ -599,11 +616,7 @@ START_TEST(test_restart_growth_not_charged_by_chosen_group)
         ck_assert_uint_le(s.bytes, UINT64_C(256) << 20);
         iomem_region_free(r);
         iomem_disconnect(c);
-        it_daemon_kill(&d, SIGKILL);
-        store_close(&st);
-        unlink(d.socket);
-        unlink(conf);
-        rmdir(d.dir);
+        store_finish(&d, &st, conf);
 }
 END_TEST
 
