@@ -67,6 +67,18 @@ ctl() {
         "$IOMEMCTL" --socket "$SOCK" "$@"
 }
 
+# keeper_pid: the pid of the daemon's fd keeper, or nothing. A region is parked after its CREATE's reply is sent
+# (conn_region_announce()), so the keeper may not exist yet, or not yet be named, when iomemctl returns: a PING on a
+# new connection is served only after that (one event loop), and by then the keeper answered its PARK, so it runs
+# keeper_main() and is named iomemd-keeper.
+keeper_pid() {
+        local p
+        ctl ping >/dev/null || return 0
+        for p in $(pgrep -P "$DAEMON_PID"); do
+                [ "$(cat "/proc/$p/comm" 2>/dev/null)" != iomemd-keeper ] || { echo "$p"; return 0; }
+        done
+}
+
 # expect_ok DESCRIPTION COMMAND...: the command must exit 0
 expect_ok() {
         local what=$1

@@ -25,10 +25,7 @@ chmod a-x "$TMP/iomemd"
 # two regions that stay: one the daemon holds itself, one that starts the keeper
 ctl create keep0 4K >/dev/null
 ctl create keep1 4K >/dev/null
-keeper=
-for p in $(pgrep -P "$DAEMON_PID"); do
-        [ "$(cat "/proc/$p/comm" 2>/dev/null)" != iomemd-keeper ] || keeper=$p
-done
+keeper=$(keeper_pid)
 [ -n "$keeper" ] || { echo "FAIL: no keeper process was started" >&2; exit 1; }
 # it is the fallback: a forked copy runs with the daemon's arguments, an exec'd keeper with --internal-fd-keeper
 if tr '\0' '\n' <"/proc/$keeper/cmdline" | grep -qx -- --internal-fd-keeper; then

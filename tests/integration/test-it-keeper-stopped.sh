@@ -13,10 +13,7 @@ LOG=$TMP/iomemd.log
 start_daemon --max-region-fds 1 2>"$LOG"
 ctl create keep0 4K >/dev/null
 ctl create r1 4K >/dev/null # parked: starts keeper 0
-keeper=
-for p in $(pgrep -P "$DAEMON_PID"); do
-        [ "$(cat "/proc/$p/comm" 2>/dev/null)" != iomemd-keeper ] || keeper=$p
-done
+keeper=$(keeper_pid)
 [ -n "$keeper" ] || { echo "FAIL: no keeper process was started" >&2; exit 1; }
 
 kill -STOP "$keeper"
