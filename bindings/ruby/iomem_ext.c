@@ -558,6 +558,9 @@ struct rb_client {
         /* client_interrupted(): a call runs without the GVL (under the Mutex); what an interrupt raised in it */
         bool in_call;
         int interrupt_state;
+        /* next_event: an event read by a call an interrupt ended after it (client_call_drop()), returned first */
+        bool has_kept_ev;
+        struct iomem_event kept_ev;
 };
 
 static void client_mark(void *p)
@@ -617,8 +620,9 @@ static void client_check_usable(const struct rb_client *rc)
 /*
  * One request, run without the GVL. Fields are filled by the method, the
  * result goes to r (and the outputs). Regions land in a Region object made
- * before the call, so an exception raised afterwards (an interrupt) cannot
- * leak their fd: the object owns it and GC frees it.
+ * before the call, so an exception raised afterwards cannot leak their fd:
+ * the object owns it (an interrupt raised as the call returns closes it at
+ * once, client_call_drop()).
  */
 struct op {
         struct iomem_client *client;
@@ -922,6 +926,33 @@ static void raise_op_error(const struct op *o, const char *what, VALUE name)
         rb_syserr_fail_str(o->r < 0 ? -o->r : o->r, msg);
 }
 
+/* rb_protect()ed: raise an interrupt left pending by rb_thread_call_without_gvl2(). */
+static VALUE client_check_ints(VALUE unused)
+{
+        rb_thread_check_ints();
+        return Qnil;
+}
+
+/*
+ * An interrupt is raised after a call that ran to its end (its reply came
+ * before the interrupt, or Thread.handle_interrupt(on_blocking) deferred
+ * it): what the reply gave must not be lost with the result. A region is
+ * closed now (not left to the garbage collector), an event kept for the
+ * next next_event. What the daemon did stays done (as for an interrupted
+ * call whose request was sent).
+ */
+static void client_call_drop(struct rb_client *rc, struct op *o, void *(*fn)(void *))
+{
+        if (o->r < 0)
+                return;
+        if (o->regionp)
+                *o->regionp = iomem_region_free(*o->regionp);
+        if (fn == op_next_event) {
+                rc->kept_ev = o->ev;
+                rc->has_kept_ev = true;
+        }
+}
+
 static VALUE client_call_locked(VALUE p)
 {
         struct locked_call *lc = (struct locked_call *)p;
@@ -931,14 +962,32 @@ static VALUE client_call_locked(VALUE p)
         client_check_usable(rc);
         lc->o->client = rc->client;
         lc->o->events = rc->events;
-        rc->interrupt_state = 0;
-        rc->in_call = true;
-        rb_thread_call_without_gvl(lc->fn, lc->o, RUBY_UBF_IO, NULL);
-        rc->in_call = false;
-        state = rc->interrupt_state;
-        rc->interrupt_state = 0;
-        if (state)
-                rb_jump_tag(state); /* the interrupt that ended the wait (client_interrupted()) */
+        /*
+         * rb_thread_call_without_gvl() raised pending interrupts as the call
+         * returned, before the result below was seen (a region's fd was left
+         * to the GC, an event lost), and on entry with in_call left true.
+         * The "2" variant raises nothing: it skips the call if an interrupt
+         * is pending on entry (o->r stays 1: every op_* sets it) and leaves
+         * one that came during the call pending; both are raised here, after
+         * client_call_drop(). An interrupt that raises nothing (a trap
+         * handler) lets a skipped call run.
+         */
+        do {
+                lc->o->r = 1;
+                rc->interrupt_state = 0;
+                rc->in_call = true;
+                rb_thread_call_without_gvl2(lc->fn, lc->o, RUBY_UBF_IO, NULL);
+                rc->in_call = false;
+                state = rc->interrupt_state; /* the interrupt that ended the wait (client_interrupted()) */
+                rc->interrupt_state = 0;
+                if (!state)
+                        rb_protect(client_check_ints, Qnil, &state);
+                if (state) {
+                        if (lc->o->r != 1)
+                                client_call_drop(rc, lc->o, lc->fn);
+                        rb_jump_tag(state);
+                }
+        } while (lc->o->r == 1);
         if (lc->o->r < 0)
                 snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", iomem_client_error_message(rc->client));
         return Qnil;
@@ -948,7 +997,8 @@ static VALUE client_call_locked(VALUE p)
  * Run @fn(@o) on the client's connection without the GVL, holding the
  * client's Mutex. An interrupt (Thread#raise, Thread#kill, Timeout,
  * Ctrl-C) during the wait for the daemon ends the call and is raised
- * (client_interrupted()); the connection stays usable.
+ * (client_interrupted()); the connection stays usable. One that comes
+ * once the reply is in is raised after it (client_call_drop()).
  */
 static void client_call(VALUE self, void *(*fn)(void *), struct op *o)
 {
@@ -972,13 +1022,6 @@ static int timeout_to_ms(VALUE t)
         if (d != d || d * 1000.0 + 0.5 >= (double)INT_MAX)
                 rb_raise(rb_eRangeError, "timeout must be nil or seconds up to about 24 days");
         return d < 0 ? -1 : (int)(d * 1000.0 + 0.5);
-}
-
-/* rb_protect()ed: raise an interrupt left pending by rb_thread_call_without_gvl2(). */
-static VALUE client_check_ints(VALUE unused)
-{
-        rb_thread_check_ints();
-        return Qnil;
 }
 
 /* With the GVL, from client_interrupted(): run the pending interrupts; keep what one raised. */
@@ -1007,7 +1050,7 @@ static int client_interrupted(struct iomem_client *client, void *userdata)
         struct rb_client *rc = userdata;
 
         (void)client;
-        if (!rc->in_call) /* not inside rb_thread_call_without_gvl() (cannot happen: no other call waits) */
+        if (!rc->in_call) /* not inside rb_thread_call_without_gvl2() (cannot happen: no other call waits) */
                 return 0;
         rb_thread_call_with_gvl(client_interrupt_check, rc);
         return rc->interrupt_state != 0;
@@ -1588,6 +1631,15 @@ static VALUE client_next_event(int argc, VALUE *argv, VALUE self)
                 else
                         o.wait_ms = left <= 0 ? 0 : left * 1000.0 > WAIT_SLICE_MS ? WAIT_SLICE_MS
                                                                                : (int)(left * 1000.0) + 1;
+                if (client_get(self)->has_kept_ev) { /* read by a call an interrupt ended: first in line */
+                        struct rb_client *rc = client_get(self);
+
+                        client_check_usable(rc);
+                        o.ev = rc->kept_ev;
+                        rc->has_kept_ev = false;
+                        o.r = 0;
+                        break;
+                }
                 client_call(self, op_next_event, &o);
                 if (o.r != -EAGAIN)
                         break;

@@ -313,6 +313,34 @@ class TestClient < IOMemTest::Case
     d&.stop
   end
 
+  # An interrupt that comes too late to end a call (its reply is already in) was raised by
+  # rb_thread_call_without_gvl() as it returned, before the extension saw the result: the fd of the CREATE's or
+  # OPEN's region stayed open in an unreachable Region until a GC. Thread.handle_interrupt(:on_blocking) makes
+  # that window deterministic: the Thread#raise is queued before the call and deferred until a blocking point, the
+  # call runs to its end (no signal interrupts its wait: the raise came before it) and the interrupt is raised as
+  # the call returns. The region must be closed by then (no GC here), and the client stay in step.
+  def test_interrupt_after_the_reply_closes_the_region
+    @c.create(n("opened"), PAGE).close
+    [[:create, n("late")], [:open, n("opened")]].each do |how, name|
+      before = IOMemTest.fd_count
+      GC.disable # a leak would otherwise be hidden by a collection closing the dropped Region
+      begin
+        e = assert_raises(Interrupted) do
+          Thread.handle_interrupt(Interrupted => :on_blocking) do
+            Thread.current.raise(Interrupted) # pending: raised at the next blocking point, no earlier
+            how == :create ? @c.create(name, PAGE) : @c.open(name)
+          end
+        end
+        assert_instance_of Interrupted, e
+        assert_equal before, IOMemTest.fd_count, "#{how}: the region of the late interrupt is closed at once"
+      ensure
+        GC.enable
+      end
+      @c.ping # in step
+    end
+    @c.create(n("after"), PAGE) { |r| assert_equal PAGE, r.size } # usable
+  end
+
   def test_open_wait_is_interruptible
     t = Thread.new { @c.open(n("never"), wait: true) }
     t.report_on_exception = false

@@ -66,6 +66,28 @@ class TestEvents < IOMemTest::Case
     assert_errno(Errno::ENOENT, /unwatch/) { @c.unwatch(w) }
   end
 
+  # An interrupt raised as next_event returns (Thread.handle_interrupt(:on_blocking) defers a Thread#raise queued
+  # before the call to the end of its blocking part) dropped the event libiomem had already taken from its queue:
+  # the next next_event never saw it. It must come out of the next call.
+  class Interrupted < StandardError; end
+
+  def test_interrupt_after_an_event_keeps_it
+    w = @c.watch("late.")
+    @other.create("late.a", PAGE).close
+    @c.ping # the CREATED event is in before the PING's reply (one connection, in order)
+    assert_raises(Interrupted) do
+      Thread.handle_interrupt(Interrupted => :on_blocking) do
+        Thread.current.raise(Interrupted)
+        @c.next_event(timeout: 60)
+      end
+    end
+    ev = @c.next_event(timeout: 0)
+    refute_nil ev, "the event read under the interrupt is not lost"
+    assert_equal [:created, "late.a", w], [ev.kind, ev.name, ev.watch_id]
+    assert_nil @c.next_event(timeout: 0) # and comes once
+    @c.unwatch(w)
+  end
+
   # next_event(timeout: NaN) turned NaN into an int (undefined behaviour: INT_MIN + 1 ms here, a wait without
   # limit and without the slices that let interrupts through): it hung for good. It must raise, as timeout= does.
   def test_next_event_nan_timeout_raises
