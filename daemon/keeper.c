@@ -55,6 +55,13 @@ struct keeper_child {
          */
         uint64_t *drops;
         size_t ndrops, drops_cap;
+        /*
+         * Round trips that found it stopped, and when the last warning said so:
+         * warned at the 1st, 2nd, 4th, 8th... and at any after a minute
+         * without a line (keeper_recv_reply()), not at each of a burst.
+         */
+        unsigned long stops_found;
+        struct timespec stop_warned;
 };
 
 /* ---- the keeper process ------------------------------------------------- */
@@ -517,13 +524,33 @@ static enum keeper_state keeper_child_state(const struct keeper_child *c)
 }
 
 /*
+ * A round trip found keeper @c stopped (at @now): count it, and say whether to
+ * log it. A keeper stopped again before each request (by someone with the
+ * daemon's uid, a tool that throttles processes with SIGSTOP/SIGCONT) would
+ * otherwise log a line per round trip, up to about 100 a second (each costs a
+ * 10 ms slice): lines at the 1st, 2nd, 4th, 8th... of its round trips found
+ * stopped (each says how many), and at the first after a minute without one.
+ * Return: whether to log.
+ */
+static bool keeper_stop_warn(struct keeper_child *c, const struct timespec *now)
+{
+        unsigned long n = ++c->stops_found;
+
+        if ((n & (n - 1)) != 0 && now->tv_sec - c->stop_warned.tv_sec < 60)
+                return false;
+        c->stop_warned = *now;
+        return true;
+}
+
+/*
  * Receive keeper @index's reply, waiting up to KEEPER_TIMEOUT_SEC in slices:
  * the socket's receive timeout is KEEPER_SLICE_MS (keepers_spawn()), and each
  * slice that ends without the reply asks what the keeper is doing. One that
  * exited is given up at once. One that is stopped (SIGSTOP, SIGTSTP: by hand,
  * a tool, a job control sweep) would never answer and its regions would be
- * lost: it is continued (SIGCONT), and waited for again; one warning per
- * round trip, however many slices find it stopped. A running one, however
+ * lost: it is continued (SIGCONT), and waited for again; at most one warning
+ * a round trip, however many slices find it stopped (keeper_stop_warn() thins
+ * a burst of them). A running one, however
  * slow (a loaded machine), is waited for. Stopped or running, the wait ends
  * KEEPER_TIMEOUT_SEC after the first slice. A reply that comes within the
  * first slice (the normal case) costs the one recvmsg() it always did: no
@@ -532,7 +559,7 @@ static enum keeper_state keeper_child_state(const struct keeper_child *c)
  * Return: 1 with *m (and *fdp, -1 if none); 0 at EOF; negative errno (-EIO
  * with *@whyp set: given up).
  */
-static int keeper_recv_reply(const struct keeper_child *c, int index, struct keeper_msg *m, int *fdp,
+static int keeper_recv_reply(struct keeper_child *c, int index, struct keeper_msg *m, int *fdp,
                              const char **whyp)
 {
         struct timespec now, end;
@@ -569,15 +596,17 @@ static int keeper_recv_reply(const struct keeper_child *c, int index, struct kee
                                 /* the stop report goes with the SIGCONT: the next slice sees a new stop only */
                                 int s = keeper_child_signal(c, SIGCONT);
 
-                                if (!stops++) {
+                                if (!stops++ && keeper_stop_warn(c, &now)) {
                                         if (s < 0)
                                                 log_warning("fd keeper %d (pid %d) was found stopped, and could not "
-                                                            "be continued (%s); still waiting for its reply",
-                                                            index, (int)c->pid, strerror(-s));
+                                                            "be continued (%s); still waiting for its reply (%lu "
+                                                            "round trips found it stopped)",
+                                                            index, (int)c->pid, strerror(-s), c->stops_found);
                                         else
                                                 log_warning("fd keeper %d (pid %d) was found stopped, and was "
-                                                            "continued (SIGCONT); do not stop a keeper",
-                                                            index, (int)c->pid);
+                                                            "continued (SIGCONT); do not stop a keeper (%lu round "
+                                                            "trips found it stopped)",
+                                                            index, (int)c->pid, c->stops_found);
                                 }
                         }
                         continue;

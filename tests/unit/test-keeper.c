@@ -474,6 +474,51 @@ START_TEST(test_keeper_stopped_continued_each_round_trip)
 END_TEST
 
 /*
+ * A keeper stopped again before each of many round trips (a tool that
+ * throttles with SIGSTOP/SIGCONT, or a hand in a loop) is continued at each,
+ * but the warnings are thinned: at the 1st, 2nd, 4th and 8th of 9, each
+ * saying how many round trips found it stopped. Before (revkc): one line per
+ * round trip, 9, up to about 100 a second. No timing (the minute that lets a
+ * line through again is far beyond the test).
+ */
+START_TEST(test_keeper_stopped_warnings_thinned)
+{
+        struct keepers k;
+        int fd = make_memfd(4096), out = -1, mfd, saved;
+        pid_t pid0;
+        char *log, line[128];
+
+        keepers_init(&k, 4);
+        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
+        pid0 = keepers_pid(&k, 0);
+        mfd = stderr_capture_begin(&saved);
+        for (int i = 0; i < 9; i++) {
+                ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
+                wait_stopped(pid0);
+                ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), 0);
+                ck_assert(test_same_file(out, fd));
+                close(out);
+                out = -1;
+                ck_assert(!is_stopped(pid0));
+        }
+        log = stderr_capture_end(mfd, saved);
+        ck_assert_uint_eq(log_lines_with(log, "found stopped, and was continued"), 4); /* before: 9 */
+        ck_assert_uint_eq(log_lines_with(log, "(1 round trips found it stopped)"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "(2 round trips found it stopped)"), 1);
+        ck_assert_uint_eq(log_lines_with(log, "(4 round trips found it stopped)"), 1);
+        snprintf(line, sizeof(line), "fd keeper 0 (pid %d) was found stopped, and was continued (SIGCONT); do not stop "
+                 "a keeper (8 round trips found it stopped)", (int)pid0);
+        ck_assert_uint_eq(log_lines_with(log, line), 1);
+        ck_assert_uint_eq(log_lines_with(log, "failed"), 0);
+        free(log);
+        ck_assert_uint_eq(keepers_count(&k), 1);
+        ck_assert_uint_eq(keepers_reap(&k), 0);
+        keepers_deinit(&k);
+        close(fd);
+}
+END_TEST
+
+/*
  * Make pidfd_send_signal() refuse with EPERM (a seccomp filter, as a unit's
  * SystemCallFilter= may), so that the daemon's signals to its keepers go
  * through kill(), which this test interposes. Return: nothing.
@@ -1744,6 +1789,7 @@ int main(void)
         tcase_add_test(tc, test_keeper_stopped_pidfd_signal_refused);
         tcase_add_test(tc, test_keeper_stopped_continued_each_round_trip);
         tcase_add_test(tc, test_keeper_stopped_again_continued_each_slice);
+        tcase_add_test(tc, test_keeper_stopped_warnings_thinned);
         tcase_add_test(tc, test_keeper_stopped_for_good_given_up);
         tcase_add_test(tc, test_keeper_silent_given_up);
         tcase_add_test(tc, test_keeper_slow_not_given_up);
