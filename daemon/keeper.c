@@ -55,6 +55,13 @@ struct keeper_child {
          */
         uint64_t *drops;
         size_t ndrops, drops_cap;
+        /*
+         * Round trips that found it stopped, and when the last warning said so:
+         * warned at the 1st, 2nd, 4th, 8th... and at any after a minute
+         * without a line (keeper_recv_reply()), not at each of a burst.
+         */
+        unsigned long stops_found;
+        struct timespec stop_warned;
 };
 
 /* ---- the keeper process ------------------------------------------------- */
@@ -374,6 +381,21 @@ static bool keeper_child_reap(struct keepers *k, struct keeper_child *c, int fla
 }
 
 /*
+ * Send @sig to a keeper not yet reaped: through its pidfd (no pid reuse), or
+ * on any refusal of that (ENOSYS, a seccomp filter's EPERM) with kill(), safe
+ * on our unreaped child (keeper_child_reap() clears c->pid when it reaps).
+ * Return: 0; negative errno (kill()'s).
+ */
+static int keeper_child_signal(const struct keeper_child *c, int sig)
+{
+        if (c->pid <= 0)
+                return -ESRCH;
+        if (c->pidfd >= 0 && syscall(SYS_pidfd_send_signal, c->pidfd, sig, NULL, 0) == 0)
+                return 0;
+        return kill(c->pid, sig) < 0 ? -errno : 0;
+}
+
+/*
  * Give a keeper up: close our end and kill it. It would exit at EOF, but a
  * keeper stopped (SIGSTOP) or stuck reads nothing, and a blocking waitpid()
  * on the event loop then waited for ever; so SIGKILL (through the pidfd: no
@@ -396,9 +418,7 @@ static void keeper_child_close(struct keepers *k, struct keeper_child *c, bool w
                 c->sock = -1;
                 if (c->pid > 0) {
                         k->unreaped++;
-                        /* any refusal (ENOSYS, a seccomp filter's EPERM): kill(), safe on our unreaped child */
-                        if (c->pidfd < 0 || syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) < 0)
-                                (void)kill(c->pid, SIGKILL);
+                        (void)keeper_child_signal(c, SIGKILL);
                 }
         }
         (void)keeper_child_reap(k, c, wait ? 0 : WNOHANG);
@@ -471,57 +491,91 @@ static int keepers_spawn(struct keepers *k)
         return (int)(k->n - 1);
 }
 
+enum keeper_state {
+        KEEPER_RUNS,
+        KEEPER_STOPPED,
+        KEEPER_EXITED,
+};
+
 /*
  * Is the keeper stopped (SIGSTOP, SIGTSTP...) or gone? Asked of the kernel
  * with WNOWAIT, so nothing is reaped (keeper_child_reap() does that) and a
- * stop stays reported until a SIGCONT ends it: the daemon never waits for a
- * stop otherwise. A keeper traced by a debugger is not seen as stopped (its
- * stops go to the tracer): the round trip then waits its full timeout.
- * Return: what the keeper is ("it is stopped", "it exited"); NULL while it runs.
+ * stop report is not consumed (a SIGCONT clears it). A keeper traced by a
+ * debugger is not seen as stopped (its stops go to the tracer): the round
+ * trip then waits its full timeout.
+ * Return: what the keeper is; KEEPER_RUNS also when the kernel will not say.
  */
-static const char *keeper_child_halted(const struct keeper_child *c)
+static enum keeper_state keeper_child_state(const struct keeper_child *c)
 {
         const int flags = WSTOPPED | WEXITED | WNOHANG | WNOWAIT;
         siginfo_t info;
         int r = -1;
 
         if (c->pid <= 0)
-                return NULL;
+                return KEEPER_RUNS;
         memset(&info, 0, sizeof(info));
         if (c->pidfd >= 0)
                 r = waitid(P_PIDFD, (id_t)c->pidfd, &info, flags);
         if (r < 0) /* no pidfd, or a kernel before 5.4: the pid of our unreaped child is ours */
                 r = waitid(P_PID, (id_t)c->pid, &info, flags);
         if (r < 0 || info.si_pid == 0)
-                return NULL; /* running (or not ours to ask: the receive timeout decides) */
-        return info.si_code == CLD_STOPPED ? "it is stopped" : "it exited";
+                return KEEPER_RUNS; /* running (or not ours to ask: the receive timeout decides) */
+        return info.si_code == CLD_STOPPED ? KEEPER_STOPPED : KEEPER_EXITED;
 }
 
 /*
- * Receive a keeper's reply, waiting up to KEEPER_TIMEOUT_SEC in slices: the
- * socket's receive timeout is KEEPER_SLICE_MS (keepers_spawn()), and each
- * slice that ends without the reply asks whether the keeper still runs. A
- * stopped one would never answer, and the event loop waited its whole
- * timeout (every client with it); a running one, however slow (a loaded
- * machine), is waited for as long as before. A reply that comes within the
- * first slice (the normal case) costs the one recvmsg() it always did: no
- * poll() before it. *@haltedp says why a stopped or dead keeper was not
- * waited for.
- * Return: 1 with *m (and *fdp, -1 if none); 0 at EOF; negative errno (-EIO
- * with *@haltedp set: given up).
+ * A round trip found keeper @c stopped (at @now): count it, and say whether to
+ * log it. A keeper stopped again before each request (by someone with the
+ * daemon's uid, a tool that throttles processes with SIGSTOP/SIGCONT) would
+ * otherwise log a line per round trip, up to about 100 a second (each costs a
+ * 10 ms slice): lines at the 1st, 2nd, 4th, 8th... of its round trips found
+ * stopped (each says how many), and at the first after a minute without one.
+ * Return: whether to log.
  */
-static int keeper_recv_reply(const struct keeper_child *c, struct keeper_msg *m, int *fdp, const char **haltedp)
+static bool keeper_stop_warn(struct keeper_child *c, const struct timespec *now)
+{
+        unsigned long n = ++c->stops_found;
+
+        if ((n & (n - 1)) != 0 && now->tv_sec - c->stop_warned.tv_sec < 60)
+                return false;
+        c->stop_warned = *now;
+        return true;
+}
+
+/*
+ * Receive keeper @index's reply, waiting up to KEEPER_TIMEOUT_SEC in slices:
+ * the socket's receive timeout is KEEPER_SLICE_MS (keepers_spawn()), and each
+ * slice that ends without the reply asks what the keeper is doing. One that
+ * exited is given up at once. One that is stopped (SIGSTOP, SIGTSTP: by hand,
+ * a tool, a job control sweep) would never answer and its regions would be
+ * lost: it is continued (SIGCONT), and waited for again; at most one warning
+ * a round trip, however many slices find it stopped (keeper_stop_warn() thins
+ * a burst of them). A running one, however
+ * slow (a loaded machine), is waited for. Stopped or running, the wait ends
+ * KEEPER_TIMEOUT_SEC after the first slice. A reply that comes within the
+ * first slice (the normal case) costs the one recvmsg() it always did: no
+ * poll() before it, no waitid(), no clock.
+ * *@whyp says why a keeper was given up.
+ * Return: 1 with *m (and *fdp, -1 if none); 0 at EOF; negative errno (-EIO
+ * with *@whyp set: given up).
+ */
+static int keeper_recv_reply(struct keeper_child *c, int index, struct keeper_msg *m, int *fdp,
+                             const char **whyp)
 {
         struct timespec now, end;
         bool timing = false;
+        unsigned stops = 0; /* slices that found it stopped */
 
         for (int tries = 0;;) {
                 int r = transport_recv_fd(c->sock, m, sizeof(*m), fdp);
 
                 if (r == -EAGAIN) { /* a slice without the reply */
-                        *haltedp = keeper_child_halted(c);
-                        if (*haltedp)
+                        enum keeper_state state = keeper_child_state(c);
+
+                        if (state == KEEPER_EXITED) {
+                                *whyp = "it exited";
                                 return -EIO;
+                        }
                         clock_gettime(CLOCK_MONOTONIC, &now);
                         if (!timing) {
                                 end = now; /* the clock starts at the first slice: nothing on the normal path */
@@ -529,8 +583,31 @@ static int keeper_recv_reply(const struct keeper_child *c, struct keeper_msg *m,
                                 timing = true;
                         } else if (now.tv_sec > end.tv_sec ||
                                    (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec)) {
-                                *haltedp = "no reply within its timeout";
+                                if (state == KEEPER_STOPPED)
+                                        *whyp = stops ? "no reply within 5 s: it was stopped again and again, "
+                                                        "and continued each time"
+                                                      : "no reply within 5 s, and it is stopped";
+                                else
+                                        *whyp = stops ? "no reply within 5 s (it was stopped, and continued)"
+                                                      : "no reply within 5 s (it runs, but does not answer)";
                                 return -EIO;
+                        }
+                        if (state == KEEPER_STOPPED) {
+                                /* the stop report goes with the SIGCONT: the next slice sees a new stop only */
+                                int s = keeper_child_signal(c, SIGCONT);
+
+                                if (!stops++ && keeper_stop_warn(c, &now)) {
+                                        if (s < 0)
+                                                log_warning("fd keeper %d (pid %d) was found stopped, and could not "
+                                                            "be continued (%s); still waiting for its reply (%lu "
+                                                            "round trips found it stopped)",
+                                                            index, (int)c->pid, strerror(-s), c->stops_found);
+                                        else
+                                                log_warning("fd keeper %d (pid %d) was found stopped, and was "
+                                                            "continued (SIGCONT); do not stop a keeper (%lu round "
+                                                            "trips found it stopped)",
+                                                            index, (int)c->pid, c->stops_found);
+                                }
                         }
                         continue;
                 }
@@ -545,7 +622,8 @@ static int keeper_recv_reply(const struct keeper_child *c, struct keeper_msg *m,
  * fd. A transient failure to send fails only this request; once the request
  * is sent its reply must be read, or the stream is out of step and the keeper
  * is given up (its fds are then lost: logged loudly): at once if the keeper
- * is stopped or gone (keeper_recv_reply()), else after KEEPER_TIMEOUT_SEC.
+ * exited, else after KEEPER_TIMEOUT_SEC without a reply (a stopped keeper is
+ * continued meanwhile: keeper_recv_reply()).
  * @retries: of a send that fails on a transient error, 1 ms apart
  * (KEEPER_RETRIES; 0 when the pending DROPs' sends just failed so).
  */
@@ -554,7 +632,7 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
 {
         struct keeper_child *c;
         struct keeper_msg m = { .op = op, .id = id };
-        const char *halted = NULL;
+        const char *why = NULL;
         int r, reply_fd = -1;
 
         if (index < 0 || (size_t)index >= k->n || k->v[index].sock < 0)
@@ -569,7 +647,7 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
         if (r < 0 && keeper_transient(r))
                 return r; /* nothing was sent: the keeper is fine */
         if (r >= 0)
-                r = keeper_recv_reply(c, &m, &reply_fd, &halted);
+                r = keeper_recv_reply(c, index, &m, &reply_fd, &why);
         if (r > 0 && (m.op != op || m.id != id)) {
                 if (reply_fd >= 0)
                         close(reply_fd);
@@ -577,7 +655,7 @@ static int keepers_call_once(struct keepers *k, int index, uint32_t op, uint64_t
         }
         if (r <= 0) {
                 log_error("fd keeper %d (pid %d) failed: %s; the region fds it held are lost", index, (int)c->pid,
-                          halted ? halted : r == 0 ? "it exited" : strerror(-r));
+                          why ? why : r == 0 ? "it exited" : strerror(-r));
                 keeper_child_close(k, c, false);
                 return -EIO;
         }

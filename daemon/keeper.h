@@ -18,10 +18,11 @@
  * (one stopped or stuck would not read the EOF), and the event loop never
  * waits for its exit (keepers_reap()). Requests are synchronous round trips
  * of a few microseconds to a process that never blocks on anything else; a
- * reply not there within 5 s gives the keeper up, and one that is stopped or
- * gone is given up as soon as a 10 ms wait for its reply finds it so (the
- * socket's receive timeout is that 10 ms: a reply there in time costs one
- * recvmsg(), as before).
+ * reply not there within 5 s gives the keeper up, and one that exited is
+ * given up as soon as a 10 ms wait for its reply finds it so (the socket's
+ * receive timeout is that 10 ms: a reply there in time costs one recvmsg(),
+ * as before). One that a 10 ms wait finds stopped (SIGSTOP, SIGTSTP) is
+ * continued (SIGCONT) and waited for again, within the same 5 s.
  */
 
 #include <stdint.h>
