@@ -27,6 +27,8 @@
 #define SERVER_ACCEPT_PAUSE_MS 100
 #define SERVER_STATUS_INTERVAL_SEC 2
 #define SERVER_LIMIT_LOG_INTERVAL_NS (10ULL * 1000000000ULL)
+/* a reload logs each connection it drops up to this many, then their count in one line */
+#define SERVER_RELOAD_DROP_LOG_MAX 10
 
 struct server;
 
@@ -527,9 +529,21 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
                 service_reloading(true);
                 if (config_reload((struct config *)s->config) == 0) {
                         log_set_level(s->config->log_level);
-                        /* the allow-list holds for connections already open too, as the limits do */
+                        unsigned long dropped = 0;
+
+                        /*
+                         * The allow-list holds for connections already open too, as the limits do. A line for
+                         * each of the first few dropped, then only their count: one reload may drop thousands.
+                         */
                         for (struct server_conn *sc = s->conns; sc; sc = sc->next)
-                                conn_recheck_allowed(sc->conn);
+                                if (!conn_recheck_allowed(sc->conn, dropped < SERVER_RELOAD_DROP_LOG_MAX))
+                                        dropped++;
+                        if (dropped)
+                                log_notice("SIGHUP: %lu connection%s dropped: no longer in the allow-list (%lu "
+                                           "logged above)",
+                                           dropped, dropped == 1 ? "" : "s",
+                                           dropped < SERVER_RELOAD_DROP_LOG_MAX ? dropped
+                                                                                : (unsigned long)SERVER_RELOAD_DROP_LOG_MAX);
                         log_notice("SIGHUP: configuration reloaded%s%s", s->config->config_file ? " from " : "",
                                    s->config->config_file ? s->config->config_file : "");
                 }
