@@ -211,6 +211,8 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         /* the last step that can fail: from here on conn_free() gives the charge back */
         if (quota_hold_found(ctx->quota, found, cred.uid, &usage) < 0)
                 return -ENOMEM;
+        if (usage)
+                usage->gid = cred.gid; /* for checks of the uid's limits other uids' requests make */
         c->usage = usage;
         c->fd = sock;
         sock = -1; /* stolen */

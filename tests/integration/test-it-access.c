@@ -727,6 +727,59 @@ START_TEST(test_r2_quota_per_uid)
 }
 END_TEST
 
+/* Create RESIZABLE region @p (4 KiB) as the child's uid. Return: 0, or the error. */
+static int child_create_resizable(void *p)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE, .backend = IOMEM_BACKEND_MEMFD };
+        struct iomem_client *c = NULL;
+        struct iomem_region *region = NULL;
+        int r;
+
+        r = iomem_connect(daemon_.socket, &c);
+        if (r < 0)
+                return r;
+        r = iomem_create(c, p, 4096, &o, &region);
+        iomem_region_free(region);
+        iomem_disconnect(c);
+        return r;
+}
+
+/*
+ * A quota check for another uid than the requester's (root's RESIZE of someone else's region) reads the
+ * owner's limits as the owner's own requests would: with the [gid] section of its primary group (that of its
+ * last connection), looser or tighter than the defaults. Before, that section was ignored: root's RESIZE was
+ * checked against the defaults.
+ */
+START_TEST(test_other_uid_quota_reads_owner_group)
+{
+        char conf[128];
+        const char *extra[] = { "--config", conf, NULL };
+        struct iomem_client *root;
+
+        snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-othergid-%d.conf", (int)getpid());
+        write_file(conf, "quota-bytes = 64K\n"
+                         "[gid 2001]\nquota-bytes = 1M\n"
+                         "[gid 3004]\nquota-bytes = 16K\n");
+        start(extra);
+        /* owner_ (primary gid 2001) may hold 1M; other_ (primary gid 3004) 16K */
+        ck_assert_int_eq(run_as(&owner_, child_create_resizable, "wide"), 0);
+        ck_assert_int_eq(run_as(&other_, child_create_resizable, "narrow"), 0);
+        root = root_connect();
+        ck_assert_msg(iomem_resize(root, "wide", 512 << 10) == 0,
+                      "root's RESIZE of uid 1001's region to 512K was refused: its [gid 2001] quota-bytes (1M) "
+                      "not read");
+        ck_assert_msg(iomem_resize(root, "narrow", 32 << 10) == -EDQUOT,
+                      "root's RESIZE of uid 1004's region to 32K passed its [gid 3004] quota-bytes (16K)");
+        /* the same limits as the owners' own requests */
+        ck_assert_int_eq(iomem_resize(root, "narrow", 16 << 10), 0);
+        ck_assert_int_eq(iomem_resize(root, "wide", 1 << 20), 0);
+        ck_assert_int_eq(iomem_resize(root, "wide", (1 << 20) + 4096), -EDQUOT);
+        iomem_disconnect(root);
+        it_daemon_stop(&daemon_);
+        unlink(conf);
+}
+END_TEST
+
 /* Per-uid and per-group overrides from the configuration file; SIGHUP reloads it; a bad file is ignored. */
 START_TEST(test_config_overrides_and_reload)
 {
@@ -1125,6 +1178,7 @@ static Suite *access_suite(void)
         tcase_add_test(tc, test_register_share_readonly);
         tcase_add_test(tc, test_r2_quota_per_uid);
         tcase_add_test(tc, test_config_overrides_and_reload);
+        tcase_add_test(tc, test_other_uid_quota_reads_owner_group);
         tcase_add_test(tc, test_allow_list_reload_drops_open_connections);
         tcase_add_test(tc, test_allow_list_reload_keeps_group_members);
         tcase_add_test(tc, test_reload_drop_log_bounded);
