@@ -638,14 +638,19 @@ static void server_raise_nofile(void)
  * connections' fds, and park the rest in keeper processes (keeper.h), so
  * that the number of regions is not bounded by RLIMIT_NOFILE.
  */
-static unsigned server_fd_budget(const struct config *cfg)
+static unsigned server_fd_budget(const struct config *cfg, uint64_t open)
 {
         uint64_t budget = cfg->max_region_fds;
         struct rlimit rl;
 
         if (!budget && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
                 uint64_t limit = rl.rlim_cur;
-                uint64_t conns = cfg->max_connections < limit / 2 ? cfg->max_connections : limit / 2;
+                /*
+                 * @open: the connections open now (a reload): a lowered max-connections drops none of them, so
+                 * their fds are not room for region fds until they close
+                 */
+                uint64_t most = cfg->max_connections > open ? cfg->max_connections : open;
+                uint64_t conns = most < limit / 2 ? most : limit / 2;
 
                 budget = limit > conns + 256 + 64 ? limit - conns - 256 : 64;
         }
@@ -654,7 +659,7 @@ static unsigned server_fd_budget(const struct config *cfg)
 
 static void server_set_fd_budget(struct server *s)
 {
-        unsigned budget = server_fd_budget(s->config);
+        unsigned budget = server_fd_budget(s->config, 0);
 
         regtab_set_fd_budget(s->regtab, budget, 0);
         log_debug("keeping up to %u region fds in the daemon", budget);
@@ -686,11 +691,12 @@ static void server_park_excess(struct server *s)
  * A reload may change max-connections, so the room left for region fds:
  * the budget follows (max-region-fds, the socket and RLIMIT_NOFILE's part
  * stay as at startup, and so does each keeper's capacity, which comes from
- * RLIMIT_NOFILE alone).
+ * RLIMIT_NOFILE alone). Connections open beyond a lowered max-connections
+ * stay open, so their count is used if it is larger.
  */
 static void server_reload_fd_budget(struct server *s)
 {
-        unsigned budget = server_fd_budget(s->config);
+        unsigned budget = server_fd_budget(s->config, s->ctx.connections);
 
         if (budget == regtab_fd_budget(s->regtab))
                 return;
