@@ -227,6 +227,19 @@ int conn_access_find(struct conn *c, const char *name, enum conn_access what, co
         return 0;
 }
 
+/*
+ * The limits of @uid, another uid than @c's, as that uid's own requests have them: with the [gid] section of
+ * the primary group of its last connection (quota_usage.gid); the uid's limits without a group section if
+ * none of its connections was accepted since its entry was made (after a restart, or a region given to it by
+ * CHOWN, until it connects).
+ */
+static void conn_access_other_limits(const struct conn *c, uint32_t uid, struct config_quota *limits)
+{
+        const struct quota_usage *u = conn_usage(c, uid);
+
+        config_quota_for(c->ctx->config, uid, u ? u->gid : QUOTA_GID_UNKNOWN, limits);
+}
+
 int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds,
                             struct conn_result *res)
 {
@@ -237,7 +250,7 @@ int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, 
         if (uid == c->uid) {
                 limits = conn_limits(c);
         } else {
-                config_quota_for(c->ctx->config, uid, UINT32_MAX, &other);
+                conn_access_other_limits(c, uid, &other);
                 if (!other.fds)
                         other.fds = conn_uid_fds_default(c->ctx); /* queued fds are the daemon's: never unbounded */
                 limits = &other;
@@ -264,7 +277,7 @@ uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid)
         if (uid == c->uid)
                 limits = conn_limits(c);
         else
-                config_quota_for(c->ctx->config, uid, UINT32_MAX, &other);
+                conn_access_other_limits(c, uid, &other);
         if (!limits->bytes)
                 return UINT64_MAX;
         return used >= limits->bytes ? 0 : limits->bytes - used;

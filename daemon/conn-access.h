@@ -85,8 +85,9 @@ int conn_access_find(struct conn *c, const char *name, enum conn_access what, co
 
 /*
  * conn_access_quota_check() - may @uid (whose limits come from @c's primary gid if
- * @uid is @c's peer, else from its [uid] section and defaults) take these
- * amounts more? Return: 0; -EDQUOT with @res's message saying which quota,
+ * @uid is @c's peer, else from the primary gid of @uid's last connection,
+ * quota_usage.gid, or from its [uid] section and defaults alone if none is
+ * known) take these amounts more? Return: 0; -EDQUOT with @res's message saying which quota,
  * the numbers and what to do (quota_excess_format()).
  */
 int conn_access_quota_check(const struct conn *c, uint32_t uid, uint64_t bytes, uint64_t regions, uint64_t fds,

@@ -211,6 +211,8 @@ int conn_new(struct conn_ctx *ctx, int fd, struct conn **connp)
         /* the last step that can fail: from here on conn_free() gives the charge back */
         if (quota_hold_found(ctx->quota, found, cred.uid, &usage) < 0)
                 return -ENOMEM;
+        if (usage)
+                usage->gid = cred.gid; /* for checks of the uid's limits other uids' requests make */
         c->usage = usage;
         c->fd = sock;
         sock = -1; /* stolen */
@@ -376,7 +378,7 @@ void conn_refresh_unread(struct conn *c)
                 conn_charge_fds(c, -(int64_t)c->fds_unread);
 }
 
-bool conn_recheck_allowed(struct conn *c)
+bool conn_recheck_allowed(struct conn *c, bool log)
 {
         const struct config *cfg = c->ctx->config;
 
@@ -385,8 +387,9 @@ bool conn_recheck_allowed(struct conn *c)
         if (cfg->nallow_gids && conn_access_load_groups(c) == 0 &&
             config_allows(cfg, c->uid, c->gid, c->groups, c->ngroups))
                 return true;
-        log_notice("dropping connection of pid=%d uid=%u gid=%u: no longer in the allow-list", (int)c->pid,
-                   (unsigned)c->uid, (unsigned)c->gid);
+        if (log)
+                log_notice("dropping connection of pid=%d uid=%u gid=%u: no longer in the allow-list", (int)c->pid,
+                           (unsigned)c->uid, (unsigned)c->gid);
         conn_drop(c, -EACCES);
         conn_notify(c);
         return false;

@@ -192,10 +192,12 @@ uint64_t conn_uid_fds_default(struct conn_ctx *ctx);
  * conn_recheck_allowed() - after a reload (SIGHUP): drop @c if the allow-list
  * no longer lets its peer connect (with its supplementary groups, read now if
  * the list names groups). A dropped connection gets nothing more: no reply,
- * no parked OPEN's fd, no event; its leases end as at any departure.
+ * no parked OPEN's fd, no event; its leases end as at any departure. A
+ * line says so if @log (the caller bounds how many: a reload may drop
+ * thousands).
  * Return: true if @c stays (or was dead already), false if it was dropped.
  */
-bool conn_recheck_allowed(struct conn *c);
+bool conn_recheck_allowed(struct conn *c, bool log);
 
 /*
  * conn_sweep_unread() - have every connection's count of fds in flight

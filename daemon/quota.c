@@ -180,7 +180,7 @@ static struct quota_usage *quota_insert(struct quota *q, size_t i, uint32_t uid)
         u = malloc(sizeof(*u));
         if (!u)
                 return NULL;
-        *u = (struct quota_usage){ .uid = uid };
+        *u = (struct quota_usage){ .uid = uid, .gid = QUOTA_GID_UNKNOWN };
         memmove(&q->v[i + 1], &q->v[i], (q->n - i) * sizeof(*q->v));
         q->v[i] = u;
         q->n++;

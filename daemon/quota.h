@@ -9,9 +9,19 @@
 #include "config.h"
 #include "regtab.h"
 
+/* quota_usage.gid when no connection of the uid was accepted since its entry was made. */
+#define QUOTA_GID_UNKNOWN UINT32_MAX
+
 /* One uid's usage. */
 struct quota_usage {
         uint32_t uid;
+        /*
+         * The primary gid of the uid's last connection accepted (conn_new() sets it), kept while the entry
+         * lives (the uid has connections or owns regions): the [gid] section that a quota check for this uid
+         * made by another uid's request reads, as the uid's own requests would. QUOTA_GID_UNKNOWN until one
+         * connects (regions restored after a restart, given to it by CHOWN).
+         */
+        uint32_t gid;
         uint64_t bytes;       /* sizes of the named regions it owns */
         uint64_t regions;     /* named regions it owns */
         uint64_t connections; /* connections open */

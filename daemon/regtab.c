@@ -406,13 +406,27 @@ void regtab_set_fd_budget(struct regtab *t, unsigned hot_max, unsigned per_keepe
         keepers_init(&t->keepers, per_keeper);
 }
 
-int regtab_settle(struct regtab *t, struct region *r)
+void regtab_set_hot_max(struct regtab *t, unsigned hot_max)
 {
+        t->hot_max = hot_max;
+}
+
+unsigned regtab_fd_budget(const struct regtab *t)
+{
+        return (unsigned)t->hot_max;
+}
+
+bool regtab_over_fd_budget(const struct regtab *t)
+{
+        return t->hot_max && t->hot_fds > t->hot_max;
+}
+
+/* Park @r's own fd (@r->fd >= 0) in a keeper. Return: 1; negative errno (the fd stays here). */
+static int regtab_park(struct regtab *t, struct region *r)
+{
+        struct stat st;
         int k;
 
-        if (!t->hot_max || r->fd < 0 || t->hot_fds <= t->hot_max)
-                return 0;
-        struct stat st;
 
         if (fstat(r->fd, &st) < 0)
                 return -errno;
@@ -426,6 +440,31 @@ int regtab_settle(struct regtab *t, struct region *r)
         r->park.keeper = k;
         t->hot_fds--;
         return 1;
+}
+
+int regtab_settle(struct regtab *t, struct region *r)
+{
+        if (r->fd < 0 || !regtab_over_fd_budget(t))
+                return 0;
+        return regtab_park(t, r);
+}
+
+int regtab_park_excess(struct regtab *t, unsigned max)
+{
+        unsigned parked = 0;
+
+        /* the oldest first: a region made lately is the likeliest to be opened soon */
+        for (struct region *r = t->head; r && parked < max && regtab_over_fd_budget(t); r = r->tab.next) {
+                int k;
+
+                if (r->fd < 0)
+                        continue;
+                k = regtab_park(t, r);
+                if (k < 0)
+                        return k;
+                parked++;
+        }
+        return (int)parked;
 }
 
 int regtab_region_get_fd(struct regtab *t, struct region *r, struct regtab_fd *fdp)

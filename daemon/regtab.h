@@ -220,6 +220,27 @@ void regtab_waiter_remove(struct regtab *t, struct regtab_waiter *w);
 void regtab_set_fd_budget(struct regtab *t, unsigned hot_max, unsigned per_keeper);
 
 /*
+ * regtab_set_hot_max() - change the budget regtab_set_fd_budget() set (a
+ * reload): keepers and what they hold stay. Regions held here beyond a lowered
+ * budget stay until regtab_park_excess() parks them; parked ones stay parked
+ * under a raised one (regions made later are kept here up to it). Return: nothing.
+ */
+void regtab_set_hot_max(struct regtab *t, unsigned hot_max);
+
+/* Return: the budget of region fds held here (0 = no limit). */
+unsigned regtab_fd_budget(const struct regtab *t);
+
+/* Return: true if this process holds more region fds than its budget. */
+bool regtab_over_fd_budget(const struct regtab *t);
+
+/*
+ * regtab_park_excess() - park region fds held here, the oldest regions first,
+ * until the budget is met or @max were parked. Stops at the first failure
+ * (that fd and the rest stay here). Return: how many were parked; negative errno.
+ */
+int regtab_park_excess(struct regtab *t, unsigned max);
+
+/*
  * regtab_settle() - once @r is in the table for good (stored, acknowledged),
  * park its fd if this process is over its fd budget. On failure the fd just
  * stays here. Return: 1 if parked, 0 if not, negative errno on failure.

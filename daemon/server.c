@@ -27,8 +27,15 @@
 #define SERVER_ACCEPT_PAUSE_MS 100
 #define SERVER_STATUS_INTERVAL_SEC 2
 #define SERVER_LIMIT_LOG_INTERVAL_NS (10ULL * 1000000000ULL)
+/* a reload logs each connection it drops up to this many, then their count in one line */
+#define SERVER_RELOAD_DROP_LOG_MAX 10
+/* region fds over a lowered budget parked per turn (the reload's, then each status tick's): one round trip each */
+#define SERVER_PARK_BATCH 4096
 
 struct server;
+
+static void server_park_excess(struct server *s);
+static void server_reload_fd_budget(struct server *s);
 
 /*
  * The loop's view of one connection: its events and list links. The events
@@ -68,6 +75,7 @@ struct server {
         int spare_rev_fd; /* the socket @spare's read event is set up for (not pending), or -1 */
         bool accept_paused_logged;
         uint64_t limit_logged_ns;
+        bool park_failed_logged; /* server_park_excess(): one warning per reload */
         uint64_t status_generation;
         size_t event_size; /* event_get_struct_event_size(), rounded up for the next event's alignment */
 };
@@ -527,9 +535,22 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
                 service_reloading(true);
                 if (config_reload((struct config *)s->config) == 0) {
                         log_set_level(s->config->log_level);
-                        /* the allow-list holds for connections already open too, as the limits do */
+                        unsigned long dropped = 0;
+
+                        /*
+                         * The allow-list holds for connections already open too, as the limits do. A line for
+                         * each of the first few dropped, then only their count: one reload may drop thousands.
+                         */
                         for (struct server_conn *sc = s->conns; sc; sc = sc->next)
-                                conn_recheck_allowed(sc->conn);
+                                if (!conn_recheck_allowed(sc->conn, dropped < SERVER_RELOAD_DROP_LOG_MAX))
+                                        dropped++;
+                        if (dropped)
+                                log_notice("SIGHUP: %lu connection%s dropped: no longer in the allow-list (%lu "
+                                           "logged above)",
+                                           dropped, dropped == 1 ? "" : "s",
+                                           dropped < SERVER_RELOAD_DROP_LOG_MAX ? dropped
+                                                                                : (unsigned long)SERVER_RELOAD_DROP_LOG_MAX);
+                        server_reload_fd_budget(s);
                         log_notice("SIGHUP: configuration reloaded%s%s", s->config->config_file ? " from " : "",
                                    s->config->config_file ? s->config->config_file : "");
                 }
@@ -554,6 +575,8 @@ static void server_status_cb(evutil_socket_t fd, short what, void *arg)
         (void)regtab_send_pending_drops(s->regtab);
         /* keepers given up (killed, never waited for on the loop): reaped once they have exited */
         (void)regtab_reap_keepers(s->regtab);
+        /* region fds over a budget a reload lowered: the next batch */
+        server_park_excess(s);
         if (s->ctx.generation == s->status_generation)
                 return;
         s->status_generation = s->ctx.generation;
@@ -615,20 +638,73 @@ static void server_raise_nofile(void)
  * connections' fds, and park the rest in keeper processes (keeper.h), so
  * that the number of regions is not bounded by RLIMIT_NOFILE.
  */
-static void server_set_fd_budget(struct server *s)
+static unsigned server_fd_budget(const struct config *cfg, uint64_t open)
 {
-        const struct config *cfg = s->config;
         uint64_t budget = cfg->max_region_fds;
         struct rlimit rl;
 
         if (!budget && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
                 uint64_t limit = rl.rlim_cur;
-                uint64_t conns = cfg->max_connections < limit / 2 ? cfg->max_connections : limit / 2;
+                /*
+                 * @open: the connections open now (a reload): a lowered max-connections drops none of them, so
+                 * their fds are not room for region fds until they close
+                 */
+                uint64_t most = cfg->max_connections > open ? cfg->max_connections : open;
+                uint64_t conns = most < limit / 2 ? most : limit / 2;
 
                 budget = limit > conns + 256 + 64 ? limit - conns - 256 : 64;
         }
-        regtab_set_fd_budget(s->regtab, (unsigned)(budget > UINT32_MAX ? UINT32_MAX : budget), 0);
-        log_debug("keeping up to %llu region fds in the daemon", (unsigned long long)budget);
+        return (unsigned)(budget > UINT32_MAX ? UINT32_MAX : budget);
+}
+
+static void server_set_fd_budget(struct server *s)
+{
+        unsigned budget = server_fd_budget(s->config, 0);
+
+        regtab_set_fd_budget(s->regtab, budget, 0);
+        log_debug("keeping up to %u region fds in the daemon", budget);
+}
+
+/*
+ * Region fds held beyond the budget (a reload lowered it): park a batch now,
+ * the rest on the next status ticks, so that no turn of the loop makes
+ * thousands of round trips to the keepers. A failure leaves the fds here
+ * (nothing is lost; the daemon only has fewer fds for connections) and is
+ * tried again on the next tick, logged once per reload.
+ */
+static void server_park_excess(struct server *s)
+{
+        int k;
+
+        if (!regtab_over_fd_budget(s->regtab))
+                return;
+        k = regtab_park_excess(s->regtab, SERVER_PARK_BATCH);
+        if (k < 0 && !s->park_failed_logged) {
+                log_warning("cannot park region fds over the daemon's budget in fd keepers: %s (%llu held, "
+                            "trying again)",
+                            strerror(-k), (unsigned long long)regtab_hot_fds(s->regtab));
+                s->park_failed_logged = true;
+        }
+}
+
+/*
+ * A reload may change max-connections, so the room left for region fds:
+ * the budget follows (max-region-fds, the socket and RLIMIT_NOFILE's part
+ * stay as at startup, and so does each keeper's capacity, which comes from
+ * RLIMIT_NOFILE alone). Connections open beyond a lowered max-connections
+ * stay open, so their count is used if it is larger.
+ */
+static void server_reload_fd_budget(struct server *s)
+{
+        unsigned budget = server_fd_budget(s->config, s->ctx.connections);
+
+        if (budget == regtab_fd_budget(s->regtab))
+                return;
+        log_info("keeping up to %u region fds in the daemon (was %u; %llu held now)", budget,
+                 regtab_fd_budget(s->regtab), (unsigned long long)regtab_hot_fds(s->regtab));
+        regtab_set_hot_max(s->regtab, budget);
+        s->park_failed_logged = false;
+        server_park_excess(s);
 }
 
 /* ---- setup and teardown ------------------------------------------------- */

@@ -727,6 +727,59 @@ START_TEST(test_r2_quota_per_uid)
 }
 END_TEST
 
+/* Create RESIZABLE region @p (4 KiB) as the child's uid. Return: 0, or the error. */
+static int child_create_resizable(void *p)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE, .backend = IOMEM_BACKEND_MEMFD };
+        struct iomem_client *c = NULL;
+        struct iomem_region *region = NULL;
+        int r;
+
+        r = iomem_connect(daemon_.socket, &c);
+        if (r < 0)
+                return r;
+        r = iomem_create(c, p, 4096, &o, &region);
+        iomem_region_free(region);
+        iomem_disconnect(c);
+        return r;
+}
+
+/*
+ * A quota check for another uid than the requester's (root's RESIZE of someone else's region) reads the
+ * owner's limits as the owner's own requests would: with the [gid] section of its primary group (that of its
+ * last connection), looser or tighter than the defaults. Before, that section was ignored: root's RESIZE was
+ * checked against the defaults.
+ */
+START_TEST(test_other_uid_quota_reads_owner_group)
+{
+        char conf[128];
+        const char *extra[] = { "--config", conf, NULL };
+        struct iomem_client *root;
+
+        snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-othergid-%d.conf", (int)getpid());
+        write_file(conf, "quota-bytes = 64K\n"
+                         "[gid 2001]\nquota-bytes = 1M\n"
+                         "[gid 3004]\nquota-bytes = 16K\n");
+        start(extra);
+        /* owner_ (primary gid 2001) may hold 1M; other_ (primary gid 3004) 16K */
+        ck_assert_int_eq(run_as(&owner_, child_create_resizable, "wide"), 0);
+        ck_assert_int_eq(run_as(&other_, child_create_resizable, "narrow"), 0);
+        root = root_connect();
+        ck_assert_msg(iomem_resize(root, "wide", 512 << 10) == 0,
+                      "root's RESIZE of uid 1001's region to 512K was refused: its [gid 2001] quota-bytes (1M) "
+                      "not read");
+        ck_assert_msg(iomem_resize(root, "narrow", 32 << 10) == -EDQUOT,
+                      "root's RESIZE of uid 1004's region to 32K passed its [gid 3004] quota-bytes (16K)");
+        /* the same limits as the owners' own requests */
+        ck_assert_int_eq(iomem_resize(root, "narrow", 16 << 10), 0);
+        ck_assert_int_eq(iomem_resize(root, "wide", 1 << 20), 0);
+        ck_assert_int_eq(iomem_resize(root, "wide", (1 << 20) + 4096), -EDQUOT);
+        iomem_disconnect(root);
+        it_daemon_stop(&daemon_);
+        unlink(conf);
+}
+END_TEST
+
 /* Per-uid and per-group overrides from the configuration file; SIGHUP reloads it; a bad file is ignored. */
 START_TEST(test_config_overrides_and_reload)
 {
@@ -934,6 +987,93 @@ START_TEST(test_allow_list_reload_keeps_group_members)
 }
 END_TEST
 
+/* How many connections test_reload_drop_log_bounded holds; more than the daemon logs one by one (10). */
+#define DROP_LOG_CONNS 24
+
+/* Count the lines of @path that contain @text. */
+static int count_lines(const char *path, const char *text)
+{
+        char line[512];
+        int n = 0;
+        FILE *f = fopen(path, "re");
+
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof(line), f))
+                if (strstr(line, text))
+                        n++;
+        fclose(f);
+        return n;
+}
+
+/*
+ * A reload that drops many connections logs a bounded number of lines plus
+ * one with their count, not one line each: a hostile uid's 10,000 connections
+ * would otherwise write 10,000 lines at once. The daemon's stderr goes to a
+ * file; uid 1004 holds DROP_LOG_CONNS connections and is taken out of the list.
+ */
+START_TEST(test_reload_drop_log_bounded)
+{
+        char conf[128], log[128];
+        const char *extra[] = { "--config", conf, "--log-level", "notice", NULL };
+        int go[2], ready[2], saved, logfd, status;
+        char byte = 0;
+        pid_t pid;
+
+        snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-droplog-%d.conf", (int)getpid());
+        snprintf(log, sizeof(log), "/tmp/iomem-it-access-droplog-%d.log", (int)getpid());
+        write_file(conf, "allow-uids = 1001, 1004\n");
+        logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        ck_assert_int_ge(logfd, 0);
+        saved = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+        ck_assert_int_ge(saved, 0);
+        fflush(NULL);
+        ck_assert_int_eq(dup2(logfd, STDERR_FILENO), STDERR_FILENO); /* the daemon inherits it */
+        start(extra);
+        ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+        close(saved);
+        close(logfd);
+
+        ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct iomem_client *c[DROP_LOG_CONNS] = { NULL };
+
+                if (setgroups(0, NULL) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
+                    setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+                        _exit(CHILD_HARNESS_FAIL);
+                for (int i = 0; i < DROP_LOG_CONNS; i++)
+                        if (iomem_connect(daemon_.socket, &c[i]) < 0 || iomem_ping(c[i]) < 0)
+                                _exit(CHILD_HARNESS_FAIL);
+                if (write(ready[1], "r", 1) != 1 || read(go[0], &byte, 1) != 1)
+                        _exit(CHILD_HARNESS_FAIL);
+                for (int i = 0; i < DROP_LOG_CONNS; i++)
+                        iomem_disconnect(c[i]);
+                _exit(0);
+        }
+        close(go[0]);
+        close(ready[1]);
+        ck_assert_int_eq(read(ready[0], &byte, 1), 1);
+        /* once a new uid-1004 connection is refused, the reload (and its logging) is done */
+        reload_until_other_refused(conf, "allow-uids = 1001\n");
+        ck_assert_int_eq(write(go[1], "g", 1), 1);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        close(go[1]);
+        close(ready[0]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child harness failure");
+        it_daemon_stop(&daemon_);
+
+        ck_assert_msg(count_lines(log, "dropping connection of") == 10,
+                      "%d lines 'dropping connection of' for %d connections dropped by one reload (10 expected)",
+                      count_lines(log, "dropping connection of"), DROP_LOG_CONNS);
+        ck_assert_int_eq(count_lines(log, "SIGHUP: 24 connections dropped: no longer in the allow-list (10 logged above)"), 1);
+        unlink(log);
+        unlink(conf);
+}
+END_TEST
+
 /*
  * iomem_connect() holds HELLO back and sends it with the first request (one round trip): a refused peer's
  * connect succeeds, and its first request returns the refusal, with the daemon's message; the connection is
@@ -1038,8 +1178,10 @@ static Suite *access_suite(void)
         tcase_add_test(tc, test_register_share_readonly);
         tcase_add_test(tc, test_r2_quota_per_uid);
         tcase_add_test(tc, test_config_overrides_and_reload);
+        tcase_add_test(tc, test_other_uid_quota_reads_owner_group);
         tcase_add_test(tc, test_allow_list_reload_drops_open_connections);
         tcase_add_test(tc, test_allow_list_reload_keeps_group_members);
+        tcase_add_test(tc, test_reload_drop_log_bounded);
         tcase_add_test(tc, test_r6_connection_quota);
         tcase_add_test(tc, test_p1_allow_list);
         suite_add_tcase(s, tc);

@@ -1207,6 +1207,65 @@ START_TEST(test_regtab_budget)
 END_TEST
 
 /*
+ * A budget changed after the start (a reload's regtab_set_hot_max()): fds over a lowered one are parked by
+ * regtab_park_excess(), the oldest regions first, at most @max a call, each region still read through its fd;
+ * under a raised one parked regions stay parked and new ones are kept here.
+ */
+START_TEST(test_regtab_budget_changed)
+{
+        struct regtab *t = NULL;
+        struct region *r;
+        char name[32];
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        regtab_set_fd_budget(t, 10, 4);
+        for (int i = 0; i < 8; i++) {
+                struct regtab_fd h;
+
+                snprintf(name, sizeof(name), "r%d", i);
+                ck_assert_int_eq(regtab_region_new(name, make_memfd(4096), 4096, NULL, &r), 0);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_int_eq(regtab_settle(t, r), 0);
+                ck_assert_int_eq(regtab_region_get_fd(t, r, &h), 0);
+                ck_assert_int_eq(pwrite(h.fd, &i, sizeof(i), 0), (ssize_t)sizeof(i));
+                regtab_fd_put(&h);
+        }
+        ck_assert_int_eq(regtab_park_excess(t, 100), 0); /* within the budget: nothing */
+        regtab_set_hot_max(t, 3);
+        ck_assert(regtab_over_fd_budget(t));
+        ck_assert_int_eq(regtab_park_excess(t, 2), 2);
+        ck_assert_uint_eq(regtab_hot_fds(t), 6);
+        ck_assert_int_eq(regtab_park_excess(t, 100), 3);
+        ck_assert_uint_eq(regtab_hot_fds(t), 3);
+        ck_assert(!regtab_over_fd_budget(t));
+        for (int i = 0; i < 8; i++) {
+                struct regtab_fd h;
+                int v = -1;
+
+                snprintf(name, sizeof(name), "r%d", i);
+                r = regtab_lookup(t, name);
+                ck_assert_int_eq(r->fd < 0, i < 5); /* the oldest went */
+                ck_assert_int_eq(regtab_region_get_fd(t, r, &h), 0);
+                ck_assert_int_eq(pread(h.fd, &v, sizeof(v), 0), (ssize_t)sizeof(v));
+                ck_assert_int_eq(v, i);
+                regtab_fd_put(&h);
+        }
+        /* raised: the parked stay parked, new regions stay here up to it */
+        regtab_set_hot_max(t, 10);
+        for (int i = 8; i < 12; i++) {
+                snprintf(name, sizeof(name), "r%d", i);
+                ck_assert_int_eq(regtab_region_new(name, make_memfd(4096), 4096, NULL, &r), 0);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_int_eq(regtab_settle(t, r), 0);
+        }
+        ck_assert_uint_eq(regtab_hot_fds(t), 7);
+        ck_assert_int_eq(regtab_park_excess(t, 100), 0);
+        ck_assert_ptr_null(regtab_lookup(t, "r0")->fd >= 0 ? regtab_lookup(t, "r0") : NULL);
+        t = regtab_free(t);
+}
+END_TEST
+
+/*
  * What an OPEN's bare copy (regtab_region_get_send_fd() of a parked region
  * whose size is final: pidfd_getfd(), no dev/ino check) relies on: a DELETE
  * drops exactly its own region's fd from its keeper, and the numbers that
@@ -1816,6 +1875,7 @@ int main(void)
 #endif
         tcase_add_test(tc, test_keeper_park_behind_pending_drops_one_try);
         tcase_add_test(tc, test_regtab_budget);
+        tcase_add_test(tc, test_regtab_budget_changed);
         tcase_add_test(tc, test_regtab_dropped_numbers_reused);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
         tcase_add_test(tc, test_keeper_fallback_armed_closer_starts_no_thread);
