@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stddef.h>
 #include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "asan.h"
@@ -451,6 +454,31 @@ static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
                 log_warning("cannot set up a connection: %s", strerror(-r));
 }
 
+/*
+ * Test hook (IOMEMD_TEST_HOOKS with IOMEMD_TEST_BIND_GATE=PATH): between the bind() of the listening socket and its
+ * listen(), create PATH.taken and wait while PATH exists, so that a test sees, for as long as it needs, what a client
+ * would see at that moment of a start (no timing).
+ */
+static void server_test_bind_gate(void)
+{
+        const struct timespec tick = { 0, 5 * 1000 * 1000 };
+        const char *gate = getenv("IOMEMD_TEST_BIND_GATE");
+        char taken[PATH_MAX];
+        int fd;
+
+        if (!gate || !getenv("IOMEMD_TEST_HOOKS"))
+                return;
+        if (snprintf(taken, sizeof(taken), "%s.taken", gate) >= (int)sizeof(taken))
+                return;
+        log_warning("IOMEMD_TEST_BIND_GATE with IOMEMD_TEST_HOOKS set: the socket waits to listen while %s exists",
+                    gate);
+        fd = open(taken, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0)
+                close(fd);
+        while (access(gate, F_OK) == 0)
+                nanosleep(&tick, NULL);
+}
+
 /* Bind the configured path, replacing a stale socket file only if nobody answers on it. Return: fd or -errno. */
 static int server_bind(const char *path)
 {
@@ -497,6 +525,7 @@ static int server_bind(const char *path)
                         goto fail;
                 }
         }
+        server_test_bind_gate();
         /* access is decided by the daemon's checks (P1), not by the socket file */
         if (chmod(path, 0666) < 0 || listen(fd, SERVER_BACKLOG) < 0) {
                 r = -errno;
