@@ -5,8 +5,7 @@
     bind-watch.py SOCKET STALE PIDFILE
 
 Run as a uid other than root (the socket file's mode matters to it). As soon as SOCKET exists (and is not STALE, a
-stale socket left there before the start, named by its `stat -c %d:%i:%.9Z`, as an inode number alone may be
-reused at once; "-" for none), seen by lstat() in a tight loop, it must
+stale socket of mode 0777 left there before the start, named by its `stat -c %d:%i`; "-" for none), seen by lstat() in a tight loop, it must
 be a socket of mode 0666, and connect() to it must succeed, with no retry but on ECONNREFUSED: the one window iomemd
 documents (between its bind() and its listen()). EACCES, or any other error, fails at once. PIDFILE names the daemon
 once it is started (read when it exists), so that its death ends the wait. Exit status 0 if so, 1 (with the reason
@@ -40,7 +39,9 @@ def main():
     while True:
         try:
             st = os.lstat(path)
-            if f"{st.st_dev}:{st.st_ino}:{st.st_ctime_ns // 10**9}.{st.st_ctime_ns % 10**9:09d}" != stale:
+            # the stale socket (made 0777 by the test, a mode no iomemd gives its socket), even while it is being
+            # unlinked (its ctime then changes under lstat()); its inode number may come back at once (ext4)
+            if f"{st.st_dev}:{st.st_ino}" != stale or stat.S_IMODE(st.st_mode) != 0o777:
                 break
         except FileNotFoundError:
             pass

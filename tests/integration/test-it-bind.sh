@@ -105,7 +105,8 @@ except OSError as e:
 
 # stale PATH: leave a socket file that nobody listens on at PATH (as a daemon killed by SIGKILL does)
 stale() {
-        "$PYTHON3" -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()' "$1"
+        # mode 0777 (umask 0): bind-watch.py tells it from any socket iomemd makes, old (0755 first) or new (0666)
+        (umask 0 && "$PYTHON3" -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()' "$1")
 }
 
 # --- a start held between bind() and listen(), on a fresh path and over a stale socket: the file is there with its
@@ -150,7 +151,7 @@ for i in 1 2 3 4 5; do
                 old=-
                 if [ "$kind" = stale ]; then
                         stale "$SOCK"
-                        old=$(ident "$SOCK")
+                        old=$(stat -c %d:%i "$SOCK")
                 fi
                 rm -f "$W/ready" "$W/pid"
                 BIND_WATCH_READY=$W/ready as_other "$OPY" "$WATCH" "$SOCK" "$old" "$W/pid" >"$TMP/watch.out" &
