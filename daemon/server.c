@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stddef.h>
 #include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "asan.h"
@@ -66,7 +69,8 @@ struct server {
         struct regtab *regtab;
         struct conn_ctx ctx;
         int listen_fd;
-        bool bound; /* we bound the socket file, so we unlink it at exit */
+        bool bound;           /* we bound the socket file, so we unlink it at exit, if it is still ours: */
+        struct stat bound_st; /* the socket file, as bound */
         struct event *listen_ev, *accept_pause_ev, *status_ev, *watchdog_ev;
         struct event *reserver_ev; /* reserver_fd(): reservations done on a reserver thread */
         struct event *signal_evs[4];
@@ -459,8 +463,70 @@ static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
                 log_warning("cannot set up a connection: %s", strerror(-r));
 }
 
-/* Bind the configured path, replacing a stale socket file only if nobody answers on it. Return: fd or -errno. */
-static int server_bind(const char *path)
+/*
+ * Test hook (IOMEMD_TEST_HOOKS with IOMEMD_TEST_BIND_GATE=PATH): between the bind() of the listening socket and its
+ * listen(), create PATH.taken and wait while PATH exists, so that a test sees, for as long as it needs, what a client
+ * would see at that moment of a start (no timing).
+ */
+static void server_test_bind_gate(void)
+{
+        const struct timespec tick = { 0, 5 * 1000 * 1000 };
+        const char *gate = getenv("IOMEMD_TEST_BIND_GATE");
+        char taken[PATH_MAX];
+        int fd;
+
+        if (!gate || !getenv("IOMEMD_TEST_HOOKS"))
+                return;
+        if (snprintf(taken, sizeof(taken), "%s.taken", gate) >= (int)sizeof(taken))
+                return;
+        log_warning("IOMEMD_TEST_BIND_GATE with IOMEMD_TEST_HOOKS set: the socket waits to listen while %s exists",
+                    gate);
+        fd = open(taken, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0)
+                close(fd);
+        while (access(gate, F_OK) == 0)
+                nanosleep(&tick, NULL);
+}
+
+/*
+ * Bind @fd to @sa's path and listen, the file made with its final mode 0666 by bind() itself: a client never sees it
+ * with another mode (no EACCES for a non-root client, as when bind() made it with the umask's mode and a chmod()
+ * followed). unix_bind() gives the file the socket inode's mode (0777 for every new socket) less the umask, so the
+ * umask is 0111 for the bind() alone. The umask is the whole process's: no other thread runs here, none can create a
+ * file under it (the closer's and reserver's threads start with their first job, after the event loop runs;
+ * libevent and logging start none; keepers are forked later). listen() follows at once: connect() gets ECONNREFUSED
+ * between the two, one syscall's window (docs/daemon.md), none with socket activation. Where the directory has a
+ * default ACL, the umask is not used and the mode is the ACL's: then chmod() after listen(), as before. Return: 0
+ * (*stp: the socket file) or -errno (-EADDRINUSE: bind() found the path taken; on any failure nothing is left).
+ */
+static int server_bind_listen(int fd, const struct sockaddr_un *sa, struct stat *stp)
+{
+        mode_t old = umask(0111);
+        int r;
+
+        if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+                r = -errno;
+                umask(old);
+                return r;
+        }
+        server_test_bind_gate();
+        r = listen(fd, SERVER_BACKLOG) < 0 ? -errno : 0;
+        umask(old);
+        if (r == 0 && lstat(sa->sun_path, stp) < 0)
+                r = -errno;
+        /* access is decided by the daemon's checks (P1), not by the socket file */
+        if (r == 0 && (stp->st_mode & 07777) != 0666 && (chmod(sa->sun_path, 0666) < 0 || lstat(sa->sun_path, stp) < 0))
+                r = -errno;
+        if (r < 0)
+                unlink(sa->sun_path);
+        return r;
+}
+
+/*
+ * Bind the configured path and listen, replacing a stale socket file only if nobody answers on it.
+ * Return: fd (*stp: the socket file, for server_unlink_socket()) or -errno.
+ */
+static int server_bind(const char *path, struct stat *stp)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct stat st;
@@ -472,11 +538,8 @@ static int server_bind(const char *path)
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                if (errno != EADDRINUSE) {
-                        r = -errno;
-                        goto fail;
-                }
+        r = server_bind_listen(fd, &sa, stp);
+        if (r == -EADDRINUSE) {
                 probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
                 if (probe < 0) {
                         r = -errno;
@@ -500,21 +563,33 @@ static int server_bind(const char *path)
                         r = -errno;
                         goto fail;
                 }
-                if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                        r = -errno;
-                        goto fail;
-                }
+                r = server_bind_listen(fd, &sa, stp);
         }
-        /* access is decided by the daemon's checks (P1), not by the socket file */
-        if (chmod(path, 0666) < 0 || listen(fd, SERVER_BACKLOG) < 0) {
-                r = -errno;
-                unlink(path);
+        if (r < 0)
                 goto fail;
-        }
         return fd;
 fail:
         close(fd);
         return r;
+}
+
+/*
+ * At exit, unlink the socket file we bound at @path only if it is still ours (@ours): an administrator may have
+ * removed it and started another daemon there. Called while our listening socket is still open: the socket holds
+ * its file's inode, so no other file on that file system can have its number yet (ext4 hands a freed number out
+ * again at once), and device and inode number name it for sure; its ctime is not compared, as a chmod or chown of
+ * the socket by someone would change it and leave our socket behind.
+ */
+static void server_unlink_socket(const char *path, const struct stat *ours)
+{
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return;
+        if (st.st_dev == ours->st_dev && st.st_ino == ours->st_ino)
+                unlink(path);
+        else
+                log_info("not removing %s: it is no longer the socket this iomemd bound", path);
 }
 
 /* ---- signals and periodic work ----------------------------------------- */
@@ -731,10 +806,10 @@ static void server_deinit(struct server *s)
                 event_free(s->status_ev);
         if (s->watchdog_ev)
                 event_free(s->watchdog_ev);
+        if (s->bound) /* before the close: while our socket holds its file, its inode number is its own */
+                server_unlink_socket(s->config->socket_path, &s->bound_st);
         if (s->listen_fd >= 0)
                 close(s->listen_fd);
-        if (s->bound)
-                unlink(s->config->socket_path);
         conn_reap_orphans(&s->ctx, true);
         conn_ctx_release(&s->ctx);
         if (s->spare) {
@@ -829,7 +904,7 @@ int server_run(const struct config *config)
                 goto out;
         }
         if (r == 0) {
-                r = server_bind(config->socket_path);
+                r = server_bind(config->socket_path, &s.bound_st);
                 if (r == -ENOTSOCK)
                         goto out;
                 if (r < 0) {
