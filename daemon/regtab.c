@@ -427,7 +427,6 @@ static int regtab_park(struct regtab *t, struct region *r)
         struct stat st;
         int k;
 
-
         if (fstat(r->fd, &st) < 0)
                 return -errno;
         k = keepers_park_with_fd(&t->keepers, r->meta.id, r->fd, &r->park.fd);

@@ -38,15 +38,23 @@ echo "region 1" | ctl write r1
 echo "region $N" | ctl write "r$N"
 [ "$(region_fds)" -eq $N ] || fail "before the reload the daemon holds $(region_fds) region fds, want $N"
 
+# wait_region_fds_at_most N: wait (up to 5 s: a reload's parking is one batch in its own turn) until the daemon holds
+# at most N region fds; print the count last seen
+wait_region_fds_at_most() {
+        local n
+        for _ in $(seq 1 500); do
+                n=$(region_fds)
+                [ "$n" -gt "$1" ] || break
+                sleep 0.01
+        done
+        echo "$n"
+}
+
 # a raised max-connections lowers the budget: the oldest regions' fds are parked
 echo "max-connections = 500" >"$CONF"
 kill -HUP "$DAEMON_PID"
 n=
-for _ in $(seq 1 500); do
-        n=$(region_fds)
-        [ "$n" -gt 268 ] || break
-        sleep 0.01
-done
+n=$(wait_region_fds_at_most 268)
 [ "$n" -eq 268 ] || fail "after max-connections 50 -> 500 the daemon holds $n region fds, want 268 (1024 - 500 - 256)"
 [ "$(ctl read r1 --length 8)" = "region 1" ] || fail "read of r1, parked at the reload"
 [ "$(ctl read "r$N" --length 10)" = "region $N" ] || fail "read of r$N, kept in the daemon"
@@ -73,11 +81,7 @@ done
 # 1024 - 400 - 256 = 368, not 718 (with which the daemon would meet EMFILE before its region fds reached it)
 echo "max-connections = 500" >"$CONF"
 kill -HUP "$DAEMON_PID"
-for _ in $(seq 1 500); do
-        n=$(region_fds)
-        [ "$n" -gt 268 ] || break
-        sleep 0.01
-done
+n=$(wait_region_fds_at_most 268)
 [ "$n" -eq 268 ] || fail "after max-connections 50 -> 500 again the daemon holds $n region fds, want 268"
 HOLD_READY=$TMP/hold-ready
 # connections that said HELLO (a bare one would be dropped after the handshake timeout), held until killed
