@@ -24,6 +24,9 @@
 
 #define KEEPER_MARGIN 32 /* fds a keeper keeps free for itself */
 #define KEEPER_TIMEOUT_SEC 5
+#define KEEPER_STR_(x) #x
+#define KEEPER_STR(x) KEEPER_STR_(x)
+#define KEEPER_NO_REPLY "no reply within " KEEPER_STR(KEEPER_TIMEOUT_SEC) " s" /* for the give-up lines */
 #define KEEPER_SLICE_MS 10 /* a reply not there after this: is the keeper still running? */
 
 #ifndef P_PIDFD
@@ -584,12 +587,12 @@ static int keeper_recv_reply(struct keeper_child *c, int index, struct keeper_ms
                         } else if (now.tv_sec > end.tv_sec ||
                                    (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec)) {
                                 if (state == KEEPER_STOPPED)
-                                        *whyp = stops ? "no reply within 5 s: it was stopped again and again, "
+                                        *whyp = stops ? KEEPER_NO_REPLY ": it was stopped again and again, "
                                                         "and continued each time"
-                                                      : "no reply within 5 s, and it is stopped";
+                                                      : KEEPER_NO_REPLY ", and it is stopped";
                                 else
-                                        *whyp = stops ? "no reply within 5 s (it was stopped, and continued)"
-                                                      : "no reply within 5 s (it runs, but does not answer)";
+                                        *whyp = stops ? KEEPER_NO_REPLY " (it was stopped, and continued)"
+                                                      : KEEPER_NO_REPLY " (it runs, but does not answer)";
                                 return -EIO;
                         }
                         if (state == KEEPER_STOPPED) {
