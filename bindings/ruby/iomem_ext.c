@@ -646,6 +646,7 @@ struct op {
         struct iomem_publish_opts popts;
         struct iomem_event ev;
         int r;
+        bool ran;      /* @fn ran (op_run()): rb_thread_call_without_gvl2() skips it if an interrupt is pending */
         char msg[256]; /* the daemon's detail for a failed call, copied under the client's lock */
 };
 
@@ -926,6 +927,16 @@ static void raise_op_error(const struct op *o, const char *what, VALUE name)
         rb_syserr_fail_str(o->r < 0 ? -o->r : o->r, msg);
 }
 
+/* Without the GVL: run the op, and say it ran (rb_thread_call_without_gvl2() skips it if an interrupt is pending). */
+static void *op_run(void *p)
+{
+        struct locked_call *lc = p;
+
+        lc->fn(lc->o);
+        lc->o->ran = true;
+        return NULL;
+}
+
 /* rb_protect()ed: raise an interrupt left pending by rb_thread_call_without_gvl2(). */
 static VALUE client_check_ints(VALUE unused)
 {
@@ -967,27 +978,27 @@ static VALUE client_call_locked(VALUE p)
          * returned, before the result below was seen (a region's fd was left
          * to the GC, an event lost), and on entry with in_call left true.
          * The "2" variant raises nothing: it skips the call if an interrupt
-         * is pending on entry (o->r stays 1: every op_* sets it) and leaves
-         * one that came during the call pending; both are raised here, after
+         * is pending on entry (o->ran stays false) and leaves one that came
+         * during the call pending; both are raised here, after
          * client_call_drop(). An interrupt that raises nothing (a trap
          * handler) lets a skipped call run.
          */
         do {
-                lc->o->r = 1;
+                lc->o->ran = false;
                 rc->interrupt_state = 0;
                 rc->in_call = true;
-                rb_thread_call_without_gvl2(lc->fn, lc->o, RUBY_UBF_IO, NULL);
+                rb_thread_call_without_gvl2(op_run, lc, RUBY_UBF_IO, NULL);
                 rc->in_call = false;
                 state = rc->interrupt_state; /* the interrupt that ended the wait (client_interrupted()) */
                 rc->interrupt_state = 0;
                 if (!state)
                         rb_protect(client_check_ints, Qnil, &state);
                 if (state) {
-                        if (lc->o->r != 1)
+                        if (lc->o->ran)
                                 client_call_drop(rc, lc->o, lc->fn);
                         rb_jump_tag(state);
                 }
-        } while (lc->o->r == 1);
+        } while (!lc->o->ran);
         if (lc->o->r < 0)
                 snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", iomem_client_error_message(rc->client));
         return Qnil;
@@ -1070,6 +1081,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
         VALUE opts, vals[2] = { Qundef, Qundef }, sock = Qnil;
         char path[NAME_COPY_MAX + 1];
         struct op o = { 0 };
+        struct locked_call lc = { self, op_connect, &o };
         int state = 0;
 
         if (!kw[0]) {
@@ -1095,14 +1107,14 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
          * that raises nothing (a trap handler) lets the connect run again.
          */
         do {
-                o.r = 1; /* op_connect never sets it: still 1 if it did not run */
-                rb_thread_call_without_gvl2(op_connect, &o, RUBY_UBF_IO, NULL);
+                o.ran = false;
+                rb_thread_call_without_gvl2(op_run, &lc, RUBY_UBF_IO, NULL);
                 rb_protect(client_check_ints, Qnil, &state);
                 if (state) {
                         o.client = iomem_disconnect(o.client);
                         rb_jump_tag(state);
                 }
-        } while (o.r == 1);
+        } while (!o.ran);
         if (o.r == -ENOENT) { /* iomem_strerror() would speak of a region */
                 if (NIL_P(sock) && iomem_socket_path(path, sizeof(path)) < 0)
                         snprintf(path, sizeof(path), "(no default socket: XDG_RUNTIME_DIR unset)");
