@@ -88,6 +88,38 @@ class TestEvents < IOMemTest::Case
     @c.unwatch(w)
   end
 
+  # A WATCH whose reply came before an interrupt raised as the call returned (deferred there as above) left the
+  # daemon's watch behind, its id lost with the call: it held one of the uid's --quota-watches 4 and its events
+  # came out of next_event under an id the caller never got. It must be unwatched at once, before the interrupt
+  # is raised (another connection of the uid has the whole quota), and none of its events returned.
+  def test_interrupt_after_a_watch_reply_unwatches_it
+    assert_raises(Interrupted) do
+      Thread.handle_interrupt(Interrupted => :on_blocking) do
+        Thread.current.raise(Interrupted)
+        @c.watch("stray.")
+      end
+    end
+    ids = 4.times.map { |i| @other.watch("q#{i}.") } # no call of @c since: it was unwatched before the raise
+    ids.each { |id| @other.unwatch(id) }
+  end
+
+  def test_interrupt_after_a_watch_reply_returns_none_of_its_events
+    assert_raises(Interrupted) do
+      Thread.handle_interrupt(Interrupted => :on_blocking) do
+        Thread.current.raise(Interrupted)
+        @c.watch("stray.")
+      end
+    end
+    @other.create("stray.a", PAGE).close
+    @c.ping # an event of a watch on @c's connection is in before the PING's reply
+    assert_nil @c.next_event(timeout: 0), "no event of the watch the caller never got"
+    w = @c.watch("stray.") # usable, in step
+    @other.create("stray.b", PAGE).close
+    ev = @c.next_event(timeout: 60)
+    assert_equal [:created, "stray.b", w], [ev.kind, ev.name, ev.watch_id]
+    @c.unwatch(w)
+  end
+
   # next_event(timeout: NaN) turned NaN into an int (undefined behaviour: INT_MIN + 1 ms here, a wait without
   # limit and without the slices that let interrupts through): it hung for good. It must raise, as timeout= does.
   def test_next_event_nan_timeout_raises
