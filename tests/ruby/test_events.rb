@@ -5,6 +5,76 @@
 require_relative "helper"
 require "rbconfig"
 
+# A relay between one IOMem::Client and iomemd on a socket of its own, passing frames in both directions in order
+# (no fds: the client under test makes only calls whose frames carry none). With hold set, a client's UNWATCH is
+# kept back until release: its call waits for the reply meanwhile, deterministically. cut: the "daemon" goes away
+# (the connections closed, nothing listening there) until listen.
+class UnwatchHoldingRelay
+  attr_reader :path, :held
+  attr_accessor :hold
+
+  UNWATCH = 0x0401
+
+  def initialize(daemon_socket)
+    @daemon = daemon_socket
+    @path = "#{daemon_socket}.relay"
+    @held = Queue.new
+    @release = Queue.new
+    @socks = []
+    @threads = []
+    listen
+  end
+
+  def release
+    @release.push(true)
+  end
+
+  def listen
+    @server = UNIXServer.new(@path)
+    @threads << Thread.new do
+      while (cl = (@server.accept rescue nil))
+        d = UNIXSocket.new(@daemon)
+        @socks.push(cl, d)
+        @threads << Thread.new { requests(cl, d) } << Thread.new { replies(d, cl) }
+      end
+    end
+  end
+
+  def cut
+    @server.close
+    File.unlink(@path)
+    @socks.each { |s| s.close unless s.closed? }
+    @socks.clear
+  end
+
+  def close
+    cut unless @server.closed?
+    release
+    @threads.each(&:join)
+  end
+
+  private
+
+  def requests(cl, d)
+    while (h = cl.read(20))
+      body = cl.read(h.unpack1("@12L<")).to_s
+      if hold && h.unpack1("@6S<") == UNWATCH
+        @held.push(true)
+        @release.pop
+      end
+      d.write(h + body)
+    end
+  rescue IOError, SystemCallError
+    nil # cut
+  end
+
+  def replies(d, cl)
+    loop { cl.write(d.readpartial(65_536)) }
+  rescue IOError, SystemCallError
+    nil # cut
+  end
+end
+
 class TestEvents < IOMemTest::Case
   PAGE = IO::Buffer::PAGE_SIZE
 
@@ -118,6 +188,31 @@ class TestEvents < IOMemTest::Case
     ev = @c.next_event(timeout: 60)
     assert_equal [:created, "stray.b", w], [ev.kind, ev.name, ev.watch_id]
     @c.unwatch(w)
+  end
+
+  # An event of the stray watch that reaches the client before its UNWATCH's reply (made while the relay holds
+  # the UNWATCH back) is kept by libiomem: next_event must skip it.
+  def test_interrupt_after_a_watch_reply_skips_its_events_read_before_the_unwatch
+    relay = UnwatchHoldingRelay.new(DAEMON.socket)
+    c = IOMem::Client.new(socket: relay.path)
+    relay.hold = true
+    t = Thread.new do
+      Thread.handle_interrupt(Interrupted => :on_blocking) do
+        Thread.current.raise(Interrupted)
+        c.watch("stray.")
+      end
+    rescue Interrupted
+      :interrupted
+    end
+    relay.held.pop # the late interrupt's UNWATCH: the watch is still there
+    @other.create("stray.a", PAGE).close # its event goes out before the UNWATCH's reply
+    relay.hold = false
+    relay.release
+    assert_equal :interrupted, t.value
+    assert_nil c.next_event(timeout: 0), "no event of the watch the caller never got"
+  ensure
+    c&.close
+    relay&.close
   end
 
   # next_event(timeout: NaN) turned NaN into an int (undefined behaviour: INT_MIN + 1 ms here, a wait without
