@@ -997,10 +997,15 @@ static void client_strays_unwatch(struct rb_client *rc)
                 rc->in_call = false;
                 rc->dropping = false;
                 rc->interrupt_state = 0;
-                if (!o.ran || o.r == -EINTR)
-                        return; /* an interrupt is pending: the rest waits for the next call too */
-                /* done, or gone with the connection (-ENOTCONN, -ECONNRESET: libiomem dropped it, or will not
-                   make it again); -ENOENT: libiomem no longer has it */
+                /*
+                 * Done only once libiomem no longer holds the watch: 0 (-ENOENT is 0 there: the daemon's had
+                 * gone), -ECONNRESET (dropped with the connection). On any other error it keeps it, and its next
+                 * connection makes it again (client_rewatch()): -ENOTCONN (a daemon gone and none answering
+                 * within the reconnect window), -ETIMEDOUT, -ENOMEM... It stays pending, as after an interrupt
+                 * (-EINTR, or not run), and so does the rest: tried again before the next call.
+                 */
+                if (!o.ran || (o.r < 0 && o.r != -ECONNRESET))
+                        return;
                 rc->strays[i].pending = false;
         }
 }

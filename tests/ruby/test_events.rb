@@ -215,6 +215,38 @@ class TestEvents < IOMemTest::Case
     relay&.close
   end
 
+  # The late interrupt's UNWATCH cut short by a further interrupt stays pending; if the next call finds the
+  # daemon gone (none answers within the reconnect window: -ENOTCONN), libiomem still holds the watch and makes
+  # it again with the connection after: it must stay pending and be unwatched then, not be taken as gone.
+  def test_a_pending_stray_unwatch_outlives_a_daemon_gone_for_a_while
+    again = Class.new(StandardError)
+    relay = UnwatchHoldingRelay.new(DAEMON.socket)
+    c = IOMem::Client.new(socket: relay.path, timeout: 5) # the reconnect window: 5 s
+    relay.hold = true
+    t = Thread.new do
+      Thread.handle_interrupt(Interrupted => :on_blocking) do
+        Thread.current.raise(Interrupted)
+        c.watch("stray.")
+      end
+    rescue Interrupted, again
+      nil
+    end
+    relay.held.pop
+    t.raise(again) # ends the UNWATCH's wait: it stays pending
+    t.join
+    relay.cut # the daemon goes away (its UNWATCH never reached it)
+    relay.release
+    assert_raises(Errno::ENOTCONN) { c.ping } # the pending UNWATCH and the PING: none answers
+    relay.hold = false
+    relay.listen # back
+    c.ping # connects again: libiomem makes its watches again, the stray's too
+    ids = 4.times.map { |i| @other.watch("q#{i}.") } # the whole --quota-watches 4: the stray was unwatched
+    ids.each { |id| @other.unwatch(id) }
+  ensure
+    c&.close
+    relay&.close
+  end
+
   # next_event(timeout: NaN) turned NaN into an int (undefined behaviour: INT_MIN + 1 ms here, a wait without
   # limit and without the slices that let interrupts through): it hung for good. It must raise, as timeout= does.
   def test_next_event_nan_timeout_raises
