@@ -1221,6 +1221,12 @@ static VALUE client_close_locked(VALUE self)
         struct rb_client *rc = client_get(self);
 
         rc->client = iomem_disconnect(rc->client);
+        /*
+         * What the connection left ends with it: its watches' ids come again on a connection made again
+         * (initialize), so neither a stray's id (unwatched or skipped there) nor a kept event may outlive it.
+         */
+        rc->nstrays = 0;
+        rc->has_kept_ev = false;
         return Qnil;
 }
 

@@ -190,6 +190,43 @@ class TestEvents < IOMemTest::Case
     @c.unwatch(w)
   end
 
+  # A watch an interrupt took from the caller, then close and the same Client connected again (initialize): the
+  # new connection's watch ids start over, so the old connection's stray ids named the caller's own new watches:
+  # next_event skipped their events (and a stray still to unwatch would have unwatched them).
+  def test_close_forgets_the_watches_an_interrupt_took
+    assert_raises(Interrupted) do
+      Thread.handle_interrupt(Interrupted => :on_blocking) do
+        Thread.current.raise(Interrupted)
+        @c.watch("stray.")
+      end
+    end
+    @c.close
+    @c.send(:initialize, socket: DAEMON.socket)
+    w = @c.watch("new.")
+    @other.create("new.a", PAGE).close
+    ev = @c.next_event(timeout: 60)
+    refute_nil ev, "the new connection's watch #{w}: its event came"
+    assert_equal [:created, "new.a", w], [ev.kind, ev.name, ev.watch_id]
+    @c.unwatch(w)
+  end
+
+  # Likewise an event kept for next_event by an interrupt (test_interrupt_after_an_event_keeps_it): it was the
+  # old connection's, of a watch that ended with it, yet next_event returned it first on the new one.
+  def test_close_forgets_a_kept_event
+    w = @c.watch("late.")
+    @other.create("late.a", PAGE).close
+    @c.ping # the CREATED event is in before the PING's reply
+    assert_raises(Interrupted) do
+      Thread.handle_interrupt(Interrupted => :on_blocking) do
+        Thread.current.raise(Interrupted)
+        @c.next_event(timeout: 60)
+      end
+    end
+    @c.close
+    @c.send(:initialize, socket: DAEMON.socket)
+    assert_nil @c.next_event(timeout: 0), "no event of watch #{w} of the old connection"
+  end
+
   # An event of the stray watch that reaches the client before its UNWATCH's reply (made while the relay holds
   # the UNWATCH back) is kept by libiomem: next_event must skip it.
   def test_interrupt_after_a_watch_reply_skips_its_events_read_before_the_unwatch
