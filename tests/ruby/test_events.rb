@@ -284,6 +284,25 @@ class TestEvents < IOMemTest::Case
     relay&.close
   end
 
+  # The block form of watch made the watch, then checked for a block before its begin/ensure: an interrupt
+  # landing there (Ruby runs interrupts at a branch) left the watch behind, holding one of --quota-watches 4.
+  # A TracePoint raises at the first line of iomem.rb run after add_watch returned, as an interrupt would.
+  def test_block_watch_interrupted_as_add_watch_returns_unwatches_it
+    armed = false
+    tp = TracePoint.new(:c_return, :line) do |t|
+      if t.event == :c_return && t.method_id == :add_watch
+        armed = true
+      elsif armed && t.event == :line && t.path.end_with?("/iomem.rb")
+        armed = false
+        raise Interrupted
+      end
+    end
+    assert_raises(Interrupted) { tp.enable { @c.watch("blk.") { flunk "no event was made" } } }
+    refute armed, "the interrupt was raised"
+    ids = 4.times.map { |i| @other.watch("q#{i}.") } # the whole quota: the block's watch is gone
+    ids.each { |id| @other.unwatch(id) }
+  end
+
   # next_event(timeout: NaN) turned NaN into an int (undefined behaviour: INT_MIN + 1 ms here, a wait without
   # limit and without the slices that let interrupts through): it hung for good. It must raise, as timeout= does.
   def test_next_event_nan_timeout_raises
