@@ -998,13 +998,14 @@ static void client_strays_unwatch(struct rb_client *rc)
                 rc->dropping = false;
                 rc->interrupt_state = 0;
                 /*
-                 * Done only once libiomem no longer holds the watch: 0 (-ENOENT is 0 there: the daemon's had
-                 * gone), -ECONNRESET (dropped with the connection). On any other error it keeps it, and its next
-                 * connection makes it again (client_rewatch()): -ENOTCONN (a daemon gone and none answering
-                 * within the reconnect window), -ETIMEDOUT, -ENOMEM... It stays pending, as after an interrupt
-                 * (-EINTR, or not run), and so does the rest: tried again before the next call.
+                 * Done only once libiomem no longer holds the watch: 0 (the daemon's -ENOENT is 0 there: its
+                 * watch had gone), -ECONNRESET (dropped with the connection), -ENOENT (not in libiomem's table:
+                 * nothing to unwatch). On any other error it keeps it, and its next connection makes it again
+                 * (client_rewatch()): -ENOTCONN (a daemon gone and none answering within the reconnect window),
+                 * -ETIMEDOUT, -ENOMEM... It stays pending, as after an interrupt (-EINTR, or not run), and so
+                 * does the rest: tried again before the next call.
                  */
-                if (!o.ran || (o.r < 0 && o.r != -ECONNRESET))
+                if (!o.ran || (o.r < 0 && o.r != -ECONNRESET && o.r != -ENOENT))
                         return;
                 rc->strays[i].pending = false;
         }
