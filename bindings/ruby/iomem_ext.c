@@ -546,6 +546,9 @@ static VALUE region_yield_closing(VALUE region)
 
 /* ---- IOMem::Client ------------------------------------------------------ */
 
+/* watches an interrupt took from the caller, remembered per client (oldest forgotten first) */
+#define STRAYS_MAX 32
+
 /*
  * A Client owns one connection. libiomem's client is not thread-safe, and
  * calls run without the GVL, so each call holds the client's Mutex.
@@ -561,6 +564,17 @@ struct rb_client {
         /* next_event: an event read by a call an interrupt ended after it (client_call_drop()), returned first */
         bool has_kept_ev;
         struct iomem_event kept_ev;
+        /* client_strays_unwatch() waits: any signal ends the wait, no interrupt is run (none may raise there) */
+        bool dropping;
+        /*
+         * Watches made by a call an interrupt ended after its reply: the caller never got their ids. Unwatched at
+         * once, or (pending) at the start of the next call; their events are never returned (client_stray_p()).
+         */
+        struct {
+                uint32_t id;
+                bool pending;
+        } strays[STRAYS_MAX];
+        unsigned nstrays;
 };
 
 static void client_mark(void *p)
@@ -646,6 +660,7 @@ struct op {
         struct iomem_publish_opts popts;
         struct iomem_event ev;
         int r;
+        bool ran;      /* @fn ran (op_run()): rb_thread_call_without_gvl2() skips it if an interrupt is pending */
         char msg[256]; /* the daemon's detail for a failed call, copied under the client's lock */
 };
 
@@ -926,6 +941,76 @@ static void raise_op_error(const struct op *o, const char *what, VALUE name)
         rb_syserr_fail_str(o->r < 0 ? -o->r : o->r, msg);
 }
 
+/* Without the GVL: run the op, and say it ran (rb_thread_call_without_gvl2() skips it if an interrupt is pending). */
+static void *op_run(void *p)
+{
+        struct locked_call *lc = p;
+
+        lc->fn(lc->o);
+        lc->o->ran = true;
+        return NULL;
+}
+
+/* Return: whether @id is a watch the caller never got (client_stray_add()): its events are not returned. */
+static bool client_stray_p(const struct rb_client *rc, uint32_t id)
+{
+        for (unsigned i = 0; i < rc->nstrays; i++)
+                if (rc->strays[i].id == id)
+                        return true;
+        return false;
+}
+
+/* Remember @id, a watch made by a call an interrupt ended after its reply, to unwatch it (client_strays_unwatch()). */
+static void client_stray_add(struct rb_client *rc, uint32_t id)
+{
+        if (rc->nstrays == STRAYS_MAX) { /* forget the oldest (once unwatched, its events are long gone) */
+                memmove(&rc->strays[0], &rc->strays[1], (STRAYS_MAX - 1) * sizeof(rc->strays[0]));
+                rc->nstrays--;
+        }
+        rc->strays[rc->nstrays].id = id;
+        rc->strays[rc->nstrays].pending = true;
+        rc->nstrays++;
+}
+
+/*
+ * UNWATCH the watches an interrupt took from the caller (client_call_drop()), under the client's Mutex, with the
+ * GVL. Called with an interrupt being raised (the late one) and before each call: it must not raise, nor wait for
+ * ever inside a raise. So the wait runs without the GVL with rc->dropping set: any signal (a further Thread#raise,
+ * Thread#kill, Ctrl-C, Timeout, a trap) ends it at once, without running the interrupt (it stays pending and is
+ * raised by the call in progress, or after the one being raised); an interrupt pending on entry skips it. A watch
+ * whose UNWATCH did not complete stays pending and is tried again before the next call (libiomem keeps it in its
+ * table after an interrupted iomem_unwatch(), and answers a second one with 0 once the daemon's is gone). A reply
+ * timeout (Client.new(timeout:)) bounds the wait as any call's. The ids stay remembered after the UNWATCH: events
+ * of the watch read before it are in libiomem's queue and are skipped by next_event.
+ */
+static void client_strays_unwatch(struct rb_client *rc)
+{
+        for (unsigned i = 0; i < rc->nstrays; i++) {
+                struct op o = { .client = rc->client, .watch_id = rc->strays[i].id };
+                struct locked_call lc = { Qnil, op_unwatch, &o };
+
+                if (!rc->strays[i].pending)
+                        continue;
+                rc->dropping = true;
+                rc->in_call = true;
+                rb_thread_call_without_gvl2(op_run, &lc, RUBY_UBF_IO, NULL);
+                rc->in_call = false;
+                rc->dropping = false;
+                rc->interrupt_state = 0;
+                /*
+                 * Done only once libiomem no longer holds the watch: 0 (the daemon's -ENOENT is 0 there: its
+                 * watch had gone), -ECONNRESET (dropped with the connection), -ENOENT (not in libiomem's table:
+                 * nothing to unwatch). On any other error it keeps it, and its next connection makes it again
+                 * (client_rewatch()): -ENOTCONN (a daemon gone and none answering within the reconnect window),
+                 * -ETIMEDOUT, -ENOMEM... It stays pending, as after an interrupt (-EINTR, or not run), and so
+                 * does the rest: tried again before the next call.
+                 */
+                if (!o.ran || (o.r < 0 && o.r != -ECONNRESET && o.r != -ENOENT))
+                        return;
+                rc->strays[i].pending = false;
+        }
+}
+
 /* rb_protect()ed: raise an interrupt left pending by rb_thread_call_without_gvl2(). */
 static VALUE client_check_ints(VALUE unused)
 {
@@ -938,8 +1023,12 @@ static VALUE client_check_ints(VALUE unused)
  * before the interrupt, or Thread.handle_interrupt(on_blocking) deferred
  * it): what the reply gave must not be lost with the result. A region is
  * closed now (not left to the garbage collector), an event kept for the
- * next next_event. What the daemon did stays done (as for an interrupted
- * call whose request was sent).
+ * next next_event, a watch unwatched (the caller never gets its id: it
+ * would hold a watch of the uid's quota and send events nobody asked for;
+ * client_strays_unwatch()). What the daemon did stays done (as for an
+ * interrupted call whose request was sent): a publish's generation,
+ * register's id, seal's seals are lost with the call (docs/ruby.md: stat
+ * tells them).
  */
 static void client_call_drop(struct rb_client *rc, struct op *o, void *(*fn)(void *))
 {
@@ -950,6 +1039,10 @@ static void client_call_drop(struct rb_client *rc, struct op *o, void *(*fn)(voi
         if (fn == op_next_event) {
                 rc->kept_ev = o->ev;
                 rc->has_kept_ev = true;
+        }
+        if (fn == op_watch) {
+                client_stray_add(rc, o->watch_id);
+                client_strays_unwatch(rc);
         }
 }
 
@@ -967,27 +1060,28 @@ static VALUE client_call_locked(VALUE p)
          * returned, before the result below was seen (a region's fd was left
          * to the GC, an event lost), and on entry with in_call left true.
          * The "2" variant raises nothing: it skips the call if an interrupt
-         * is pending on entry (o->r stays 1: every op_* sets it) and leaves
-         * one that came during the call pending; both are raised here, after
+         * is pending on entry (o->ran stays false) and leaves one that came
+         * during the call pending; both are raised here, after
          * client_call_drop(). An interrupt that raises nothing (a trap
          * handler) lets a skipped call run.
          */
         do {
-                lc->o->r = 1;
+                client_strays_unwatch(rc); /* left by an earlier call: before anything else is asked */
+                lc->o->ran = false;
                 rc->interrupt_state = 0;
                 rc->in_call = true;
-                rb_thread_call_without_gvl2(lc->fn, lc->o, RUBY_UBF_IO, NULL);
+                rb_thread_call_without_gvl2(op_run, lc, RUBY_UBF_IO, NULL);
                 rc->in_call = false;
                 state = rc->interrupt_state; /* the interrupt that ended the wait (client_interrupted()) */
                 rc->interrupt_state = 0;
                 if (!state)
                         rb_protect(client_check_ints, Qnil, &state);
                 if (state) {
-                        if (lc->o->r != 1)
+                        if (lc->o->ran)
                                 client_call_drop(rc, lc->o, lc->fn);
                         rb_jump_tag(state);
                 }
-        } while (lc->o->r == 1);
+        } while (!lc->o->ran);
         if (lc->o->r < 0)
                 snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", iomem_client_error_message(rc->client));
         return Qnil;
@@ -1052,6 +1146,8 @@ static int client_interrupted(struct iomem_client *client, void *userdata)
         (void)client;
         if (!rc->in_call) /* not inside rb_thread_call_without_gvl2() (cannot happen: no other call waits) */
                 return 0;
+        if (rc->dropping) /* client_strays_unwatch(): give up, raise nothing (the interrupt stays pending) */
+                return 1;
         rb_thread_call_with_gvl(client_interrupt_check, rc);
         return rc->interrupt_state != 0;
 }
@@ -1070,6 +1166,7 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
         VALUE opts, vals[2] = { Qundef, Qundef }, sock = Qnil;
         char path[NAME_COPY_MAX + 1];
         struct op o = { 0 };
+        struct locked_call lc = { self, op_connect, &o };
         int state = 0;
 
         if (!kw[0]) {
@@ -1095,14 +1192,14 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
          * that raises nothing (a trap handler) lets the connect run again.
          */
         do {
-                o.r = 1; /* op_connect never sets it: still 1 if it did not run */
-                rb_thread_call_without_gvl2(op_connect, &o, RUBY_UBF_IO, NULL);
+                o.ran = false;
+                rb_thread_call_without_gvl2(op_run, &lc, RUBY_UBF_IO, NULL);
                 rb_protect(client_check_ints, Qnil, &state);
                 if (state) {
                         o.client = iomem_disconnect(o.client);
                         rb_jump_tag(state);
                 }
-        } while (o.r == 1);
+        } while (!o.ran);
         if (o.r == -ENOENT) { /* iomem_strerror() would speak of a region */
                 if (NIL_P(sock) && iomem_socket_path(path, sizeof(path)) < 0)
                         snprintf(path, sizeof(path), "(no default socket: XDG_RUNTIME_DIR unset)");
@@ -1125,6 +1222,12 @@ static VALUE client_close_locked(VALUE self)
         struct rb_client *rc = client_get(self);
 
         rc->client = iomem_disconnect(rc->client);
+        /*
+         * What the connection left ends with it: its watches' ids come again on a connection made again
+         * (initialize), so neither a stray's id (unwatched or skipped there) nor a kept event may outlive it.
+         */
+        rc->nstrays = 0;
+        rc->has_kept_ev = false;
         return Qnil;
 }
 
@@ -1638,9 +1741,12 @@ static VALUE client_next_event(int argc, VALUE *argv, VALUE self)
                         o.ev = rc->kept_ev;
                         rc->has_kept_ev = false;
                         o.r = 0;
-                        break;
+                } else {
+                        client_call(self, op_next_event, &o);
                 }
-                client_call(self, op_next_event, &o);
+                /* of a watch an interrupt took from the caller (client_call_drop()): read before its UNWATCH */
+                if (o.r == 0 && o.ev.kind != IOMEM_EVENT_OVERFLOW && client_stray_p(client_get(self), o.ev.watch_id))
+                        continue;
                 if (o.r != -EAGAIN)
                         break;
                 if (o.wait_ms == 0)

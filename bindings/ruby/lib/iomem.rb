@@ -43,16 +43,19 @@ module IOMem
     # waiting without limit, until the block breaks (events of other watches are skipped meanwhile: use #events
     # with several); the watch is removed when the block ends.
     def watch(prefix = nil)
-      id = add_watch(prefix)
-      return id unless block_given?
+      return add_watch(prefix) unless block_given?
 
+      id = nil
       begin
+        # made inside the begin: an interrupt run as add_watch returns (at the next branch, say) is after the
+        # id is in `id`, so the ensure removes the watch (add_watch itself unwatches one whose id it never gave)
+        id = add_watch(prefix)
         loop do
           ev = next_event
           yield ev if ev.watch_id == id || ev.kind == :overflow
         end
       ensure
-        unwatch(id) unless closed?
+        unwatch(id) if id && !closed?
       end
     end
 
