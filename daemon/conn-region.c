@@ -554,6 +554,7 @@ static int conn_region_publish(struct conn *c, struct region *r, bool lease, con
         k = regtab_add(ctx->regtab, r);
         if (k < 0)
                 return conn_fail(res, k, "cannot add the region");
+        r->store.gid = c->gid; /* its owner's limits it is charged within (below): kept for a restart */
         k = service_region_added(r);
         if (k < 0) {
                 uint64_t stored, max;
@@ -1416,6 +1417,9 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
                 /* a memfd made without RESIZABLE (or REGISTERed) is sealed against growing: say so, not "seals" */
                 if (!(r->meta.flags & PROTO_REGION_RESIZABLE) && r->meta.backend == PROTO_BACKEND_MEMFD)
                         return conn_fail(res, -EPERM, CONN_NOT_RESIZABLE_GROW);
+                /* charged in full within the limits just checked: a restart charges it within them again */
+                if (c->uid == r->meta.uid)
+                        r->store.gid = c->gid;
         }
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
@@ -1884,6 +1888,8 @@ static int conn_region_replace(struct conn *c, struct region *old, struct region
          * and a crash before the old one leaves the store keeps one of the two.
          */
         new->meta.id = regtab_next_id(ctx->regtab);
+        /* the owner's limits it was checked within: the requester's own, or those root's request read (the old's) */
+        new->store.gid = c->uid == new->meta.uid ? c->gid : old->store.gid;
         k = service_region_added(new);
         if (k < 0) {
                 log_error("cannot save region '%s' in the service manager's fd store: %s", new->name, strerror(-k));

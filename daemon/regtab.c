@@ -175,6 +175,7 @@ int regtab_region_new(const char *name, int fd, uint64_t size, const struct regi
         if (meta)
                 r->meta = *meta;
         r->store.slot = UINT32_MAX;
+        r->store.gid = REGION_STORE_GID_UNKNOWN;
         *regionp = r;
         return 0;
 }

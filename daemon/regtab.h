@@ -36,11 +36,22 @@ struct region_lease {
         struct region *prev, *next;
 };
 
+/* region_store.gid when not known (a region restored from a slot written before it was kept). */
+#define REGION_STORE_GID_UNKNOWN UINT32_MAX
+
 /* service.c's bookkeeping in the service manager's fd store. */
 struct region_store {
         uint32_t slot;       /* UINT32_MAX if none */
         bool partial;        /* restored from a slot that said: charged less than its size (a holder's growth
                               * past the owner's limits); quota_new_restored() charges these last */
+        /*
+         * The primary gid whose [gid] section the owner's limits were read with when the region was charged
+         * (the owner's connection that made it, or last grew it with RESIZE; for another uid's request, the
+         * gid that request judged the owner by), kept in the fd store: quota_new_restored() charges the
+         * region within those limits again, not within the section of the region's group, which the owner
+         * chooses (CHOWN). REGION_STORE_GID_UNKNOWN if not known.
+         */
+        uint32_t gid;
 };
 
 /* regtab's own links. */

@@ -69,7 +69,7 @@ struct meta_slot {
         uint16_t backend;
         uint16_t partial; /* 1: charged less than its size when written (a holder's growth past the limits); 0 in
                            * slots written before it was kept */
-        uint32_t pad2;
+        uint32_t charge_gid; /* region_store.gid + 1: 0 if not known (and in slots written before it was kept) */
         char name[PROTO_NAME_MAX + 1];
 };
 
@@ -292,6 +292,7 @@ static int slot_write(uint32_t slot, const struct region *reg)
         s.flags = reg->meta.flags;
         s.backend = reg->meta.backend;
         s.partial = reg->charged < reg->size;
+        s.charge_gid = reg->store.gid == REGION_STORE_GID_UNKNOWN ? 0 : reg->store.gid + 1;
         memcpy(s.name, reg->name, reg->name_len);
         if (pwrite(svc.meta_fd, &s, sizeof(s), slot_offset(slot)) != (ssize_t)sizeof(s))
                 return errno ? -errno : -EIO;
@@ -443,6 +444,7 @@ int service_restore(struct regtab *t)
                 if (r >= 0) {
                         reg->store.slot = slot;
                         reg->store.partial = s.partial != 0;
+                        reg->store.gid = s.charge_gid ? s.charge_gid - 1 : REGION_STORE_GID_UNKNOWN;
                         reg->seals = seals > 0 ? (uint32_t)seals & PROTO_SEALS_KNOWN : 0;
                         r = regtab_add(t, reg);
                         if (r < 0)

@@ -620,6 +620,135 @@ START_TEST(test_restart_growth_not_charged_by_chosen_group)
 }
 END_TEST
 
+/*
+ * As uid 1000 (primary group 1000, member of 1005 too), @step 0: "a" (200 MiB, sparse: charged in full by its
+ * CREATE, within the 256M quota of its primary group), its group changed to 1005. @step 1 (after the restart):
+ * CREATE "b" of 200 MiB. Return: 0 if that CREATE succeeded, 1 if -EDQUOT, >= 100 on a harness failure.
+ */
+static int tight_group_as_other_uid(const char *socket, int step)
+{
+        struct iomem_client *c;
+        struct iomem_region *r = NULL;
+        gid_t extra = 1005;
+        pid_t pid;
+        int k;
+
+        c = fork_uid1000(socket, &extra, 1, &pid);
+        if (pid == 0) {
+                if (step == 0) {
+                        if (iomem_create(c, "a", UINT64_C(200) << 20, NULL, &r) < 0)
+                                _exit(102);
+                        if (iomem_chown(c, "a", IOMEM_ID_UNCHANGED, 1005) < 0)
+                                _exit(103);
+                        _exit(0);
+                }
+                k = iomem_create(c, "b", UINT64_C(200) << 20, NULL, &r);
+                _exit(k == 0 ? 0 : k == -EDQUOT ? 1 : 104);
+        }
+        return wait_uid1000(pid, "child");
+}
+
+/*
+ * The region's group is the owner's choice, and the [gid] section of a group with a tighter byte quota than
+ * the owner's must not lower what its regions are charged after a restart: else the owner, connecting again
+ * with its own primary group, had room for them twice. uid 1000's limit is 256M; [gid 1005] has 1M. Before,
+ * after the restart "a" (200 MiB) was charged 1M, and uid 1000's CREATE of 200 MiB more succeeded: 400 MiB
+ * held under a 256M quota, and as much again after each restart.
+ */
+START_TEST(test_restart_charge_not_lowered_by_chosen_group)
+{
+        char conf[128];
+        const char *extra[] = { "--config", conf, NULL };
+        struct fake_store st;
+        struct it_daemon d;
+        FILE *f;
+
+        restart_dir(&d);
+        snprintf(conf, sizeof(conf), "%s/iomemd.conf", d.dir);
+        f = fopen(conf, "we");
+        ck_assert_ptr_nonnull(f);
+        fputs("quota-bytes = 256M\n[gid 1005]\nquota-bytes = 1M\n", f);
+        ck_assert_int_eq(fclose(f), 0);
+        store_start(&d, &st, extra);
+        ck_assert_int_eq(tight_group_as_other_uid(d.socket, 0), 0);
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 2); /* "meta", "a" */
+
+        store_restart(&d, &st, extra);
+        ck_assert_msg(tight_group_as_other_uid(d.socket, 1) == 1,
+                      "uid 1000 created 200 MiB more after the restart: 400 MiB held, quota-bytes 256M");
+        store_finish(&d, &st, conf);
+}
+END_TEST
+
+/*
+ * As uid 1000 (primary group 1000, member of 1005 too): RESIZABLE "g", its group changed to 1005, grown to
+ * 1 TiB with ftruncate, and never looked at since (no STAT, no OPEN: the daemon does not know it grew).
+ * Return: 0, >= 100 on a harness failure.
+ */
+static int grow_unseen_in_other_group(const char *socket)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE };
+        struct iomem_client *c;
+        struct iomem_region *r = NULL;
+        gid_t extra = 1005;
+        pid_t pid;
+
+        c = fork_uid1000(socket, &extra, 1, &pid);
+        if (pid == 0) {
+                if (iomem_create(c, "g", 4096, &o, &r) < 0)
+                        _exit(101);
+                if (iomem_chown(c, "g", IOMEM_ID_UNCHANGED, 1005) < 0)
+                        _exit(102);
+                if (ftruncate(iomem_region_fd(r), (off_t)(UINT64_C(1) << 40)) < 0)
+                        _exit(103);
+                _exit(0);
+        }
+        return wait_uid1000(pid, "grower");
+}
+
+/*
+ * test_restart_growth_not_charged_by_chosen_group, without the STAT: a growth the daemon never saw leaves the
+ * region's slot saying "charged in full", and such regions were charged within the [gid] section of the group
+ * the owner chose (1005: no byte limit), so the whole --max-bytes after the restart, and root's CREATE was
+ * -EDQUOT until the region was deleted.
+ */
+START_TEST(test_restart_unseen_growth_not_charged_by_chosen_group)
+{
+        char conf[128];
+        const char *extra[] = { "--config", conf, NULL };
+        struct fake_store st;
+        struct it_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        struct iomem_status s;
+        FILE *f;
+        int k;
+
+        restart_dir(&d);
+        snprintf(conf, sizeof(conf), "%s/iomemd.conf", d.dir);
+        f = fopen(conf, "we");
+        ck_assert_ptr_nonnull(f);
+        fputs("max-bytes = 1G\nquota-bytes = 256M\n[gid 1005]\nquota-bytes = 0\n", f);
+        ck_assert_int_eq(fclose(f), 0);
+        store_start(&d, &st, extra);
+        ck_assert_int_eq(grow_unseen_in_other_group(d.socket), 0);
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 2); /* "meta", "g" */
+
+        store_restart(&d, &st, extra);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_status(c, &s), 0);
+        k = iomem_create(c, "after", 4096, NULL, &r);
+        ck_assert_msg(k == 0, "root's CREATE after the restart: %s (the daemon counts %llu bytes)", iomem_strerror(k),
+                      (unsigned long long)s.bytes);
+        ck_assert_uint_le(s.bytes, UINT64_C(256) << 20);
+        iomem_region_free(r);
+        iomem_disconnect(c);
+        store_finish(&d, &st, conf);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-size");
@@ -634,6 +763,8 @@ int main(void)
         tcase_add_test(tc, test_growth_charged_within_limits_after_restart);
         tcase_add_test(tc, test_restart_keeps_created_regions_charged);
         tcase_add_test(tc, test_restart_growth_not_charged_by_chosen_group);
+        tcase_add_test(tc, test_restart_charge_not_lowered_by_chosen_group);
+        tcase_add_test(tc, test_restart_unseen_growth_not_charged_by_chosen_group);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
