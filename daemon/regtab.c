@@ -628,6 +628,12 @@ uint64_t regtab_next_id(const struct regtab *t)
         return t->next_id;
 }
 
+void regtab_keep_ids_below(struct regtab *t, uint64_t next_id)
+{
+        if (next_id > t->next_id)
+                t->next_id = next_id;
+}
+
 static struct regtab_waiter **regtab_waitset_bucket(struct regtab_waitset *ws, uint64_t hash)
 {
         return &ws->buckets[hash & (ws->nbuckets - 1)];

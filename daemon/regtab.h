@@ -215,6 +215,13 @@ uint64_t regtab_bytes(const struct regtab *t);
 uint64_t regtab_next_id(const struct regtab *t);
 
 /*
+ * regtab_keep_ids_below() - the ids below @next_id were handed out before (by an earlier run: regions the fd
+ * store did not keep, deleted or LEASEd): never give them again. Raises the next id to @next_id if lower.
+ * Return: nothing.
+ */
+void regtab_keep_ids_below(struct regtab *t, uint64_t next_id);
+
+/*
  * regtab_waiter_add() - register @w in its set (name, name_len, set,
  * after_generation and wake filled in). Return: nothing.
  */
