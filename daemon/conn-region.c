@@ -117,19 +117,23 @@ static void conn_region_lease_link(struct conn *c, struct region *r)
         c->leases = r;
 }
 
-static void conn_region_lease_unlink(struct region *r)
+static void conn_region_lease_unlink(struct conn_ctx *ctx, struct region *r)
 {
-        struct conn *owner = r->lease.conn;
+        struct region **head;
 
-        if (!owner)
+        if (r->lease.conn)
+                head = &r->lease.conn->leases;
+        else if (r->lease.expiring)
+                head = &ctx->expiring;
+        else
                 return;
         if (r->lease.prev)
                 r->lease.prev->lease.next = r->lease.next;
         else
-                owner->leases = r->lease.next;
+                *head = r->lease.next;
         if (r->lease.next)
                 r->lease.next->lease.prev = r->lease.prev;
-        r->lease = (struct region_lease){ NULL, NULL, NULL };
+        r->lease = (struct region_lease){ NULL, NULL, NULL, false };
 }
 
 /* Take a region out of the table and the fd store and free the daemon's copy; holders' fds stay valid. */
@@ -138,7 +142,7 @@ static void conn_region_delete(struct conn_ctx *ctx, struct region *r)
         conn_watch_notify(ctx, PROTO_EV_DELETED, r, NULL, 0);
         /* a refund never allocates */
         quota_charge(ctx->quota, r->meta.uid, -(int64_t)r->charged, -1, 0, 0);
-        conn_region_lease_unlink(r);
+        conn_region_lease_unlink(ctx, r);
         regtab_remove(ctx->regtab, r);
         service_region_removed(r);
         regtab_region_free(r);
@@ -1249,9 +1253,20 @@ void conn_region_unhook(struct conn *c)
                 regtab_waiter_remove(c->ctx->regtab, &w->waiter);
 }
 
+bool conn_region_expire(struct conn_ctx *ctx)
+{
+        for (unsigned n = 0; ctx->expiring && n < CONN_WORK_PER_TURN; n++) {
+                log_debug("deleting leased region '%s' (its connection is gone)", ctx->expiring->name);
+                conn_region_delete(ctx, ctx->expiring);
+        }
+        return ctx->expiring != NULL;
+}
+
 void conn_region_release(struct conn *c)
 {
+        struct conn_ctx *ctx = c->ctx;
         struct conn_wait *w, *next;
+        struct region *r, *tail = NULL;
 
         for (w = c->waits; w; w = next) {
                 next = w->next;
@@ -1259,10 +1274,29 @@ void conn_region_release(struct conn *c)
         }
         c->waits = NULL;
         c->nwaits = 0;
-        while (c->leases) {
+        /*
+         * A batch now, as a request's turn does; the rest at later turns of the loop: each region parked in an
+         * fd keeper costs a round trip (DROP), and a client with thousands of leased regions held every other
+         * client for all of them in one go (docs/reliability.md item 31).
+         */
+        for (unsigned n = 0; c->leases && (n < CONN_WORK_PER_TURN || !ctx->expire_later); n++) {
                 log_debug("deleting leased region '%s'", c->leases->name);
-                conn_region_delete(c->ctx, c->leases);
+                conn_region_delete(ctx, c->leases);
         }
+        if (!c->leases)
+                return;
+        for (r = c->leases; r; r = r->lease.next) {
+                r->lease.conn = NULL;
+                r->lease.expiring = true;
+                tail = r;
+        }
+        tail->lease.next = ctx->expiring;
+        if (ctx->expiring)
+                ctx->expiring->lease.prev = tail;
+        else
+                ctx->expire_later(ctx);
+        ctx->expiring = c->leases;
+        c->leases = NULL;
 }
 
 uint64_t conn_region_deadline(const struct conn *c)
@@ -1902,7 +1936,7 @@ static int conn_region_replace(struct conn *c, struct region *old, struct region
         /* the owner has an entry (it owns @old): these never allocate */
         quota_charge(ctx->quota, new->meta.uid, (int64_t)new->charged, 1, 0, 0);
         quota_charge(ctx->quota, old->meta.uid, -(int64_t)old->charged, -1, 0, 0);
-        conn_region_lease_unlink(old);
+        conn_region_lease_unlink(ctx, old);
         if (lease)
                 conn_region_lease_link(c, new);
         ctx->generation++;

@@ -32,8 +32,9 @@ struct region_park {
 
 /* The connection whose close deletes a region (conn-region.c), and the other regions leased to it. */
 struct region_lease {
-        struct conn *conn;   /* NULL if not leased */
+        struct conn *conn;   /* NULL if not leased, or if its connection is gone (@expiring) */
         struct region *prev, *next;
+        bool expiring;       /* its connection is gone: in conn_ctx.expiring, deleted at a later turn */
 };
 
 /* region_store.gid when not known (a region restored from a slot written before it was kept). */
