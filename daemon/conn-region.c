@@ -133,6 +133,8 @@ static void conn_region_lease_unlink(struct conn_ctx *ctx, struct region *r)
                 *head = r->lease.next;
         if (r->lease.next)
                 r->lease.next->lease.prev = r->lease.prev;
+        else if (r->lease.expiring)
+                ctx->expiring_tail = r->lease.prev;
         r->lease = (struct region_lease){ NULL, NULL, NULL, false };
 }
 
@@ -1290,12 +1292,19 @@ void conn_region_release(struct conn *c)
                 r->lease.expiring = true;
                 tail = r;
         }
-        tail->lease.next = ctx->expiring;
-        if (ctx->expiring)
-                ctx->expiring->lease.prev = tail;
-        else
+        /*
+         * Behind those of earlier hang-ups, not before them: a uid hanging up a connection with more than a
+         * batch to spare at every turn would otherwise keep another's leased regions (their names, their
+         * owner's charge) in the table for as long as it went on.
+         */
+        c->leases->lease.prev = ctx->expiring_tail;
+        if (ctx->expiring_tail) {
+                ctx->expiring_tail->lease.next = c->leases;
+        } else {
+                ctx->expiring = c->leases;
                 ctx->expire_later(ctx);
-        ctx->expiring = c->leases;
+        }
+        ctx->expiring_tail = tail;
         c->leases = NULL;
 }
 

@@ -91,7 +91,7 @@ struct conn_ctx {
          * expire_later is called when the list becomes non-empty: the owner calls conn_region_expire() at a
          * later turn of its loop (NULL: they are deleted at once, all of them)
          */
-        struct region *expiring;
+        struct region *expiring, *expiring_tail; /* oldest hang-up's first: each one's are appended */
         void (*expire_later)(struct conn_ctx *ctx);
         /*
          * a freed connection's block, kept for the next conn_new() (one at most; poisoned for ASan):
