@@ -828,6 +828,43 @@ START_TEST(test_restart_generations_keep_growing)
 }
 END_TEST
 
+/*
+ * As above, with nothing but leased regions before the restart: the store keeps none of them and no slot raised
+ * the header's bound, so only the leased region's own CREATE can have (service_region_added(): "leased ones too").
+ * test_restart_generations_keep_growing does not see it: its stored "keep" raises the bound 4096 past the leased
+ * "w" made after it.
+ */
+START_TEST(test_restart_leased_only_generations_keep_growing)
+{
+        struct iomem_create_opts lease = { .flags = IOMEM_CREATE_LEASE };
+        struct fake_store st;
+        struct it_daemon d;
+        struct iomem_client *c = NULL, *holder = NULL;
+        struct iomem_region *r = NULL;
+        uint64_t w_old, w_new;
+
+        restart_dir(&d);
+        store_start(&d, &st, NULL);
+        ck_assert_int_eq(iomem_connect(d.socket, &holder), 0);
+        ck_assert_int_eq(iomem_create(holder, "w", 4096, &lease, &r), 0); /* the first region: leased */
+        iomem_region_free(r);
+        w_old = generation_of(d.socket, "w");
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 1); /* "meta" */
+
+        store_restart(&d, &st, NULL);
+        iomem_disconnect(holder);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_create(c, "w", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        w_new = generation_of(d.socket, "w");
+        ck_assert_msg(w_new > w_old, "\"w\" made again after the restart at generation %llu, leased at %llu",
+                      (unsigned long long)w_new, (unsigned long long)w_old);
+        iomem_disconnect(c);
+        store_finish(&d, &st, NULL);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-size");
@@ -845,6 +882,7 @@ int main(void)
         tcase_add_test(tc, test_restart_charge_not_lowered_by_chosen_group);
         tcase_add_test(tc, test_restart_unseen_growth_not_charged_by_chosen_group);
         tcase_add_test(tc, test_restart_generations_keep_growing);
+        tcase_add_test(tc, test_restart_leased_only_generations_keep_growing);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }
