@@ -342,6 +342,9 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
                         return conn_fail(res, k, "out of memory");
                 quota_charge(c->ctx->quota, r->meta.uid, -(int64_t)r->charged, -1, 0, 0);
                 r->meta.uid = m.uid;
+                /* a restart charges it within the new owner's limits: its last connection's group, if any */
+                r->store.gid = quota_get(c->ctx->quota, m.uid) ? quota_get(c->ctx->quota, m.uid)->gid
+                                                               : REGION_STORE_GID_UNKNOWN;
         }
         if (m.gid != PROTO_ID_UNCHANGED)
                 r->meta.gid = m.gid;

@@ -117,19 +117,25 @@ static void conn_region_lease_link(struct conn *c, struct region *r)
         c->leases = r;
 }
 
-static void conn_region_lease_unlink(struct region *r)
+static void conn_region_lease_unlink(struct conn_ctx *ctx, struct region *r)
 {
-        struct conn *owner = r->lease.conn;
+        struct region **head;
 
-        if (!owner)
+        if (r->lease.conn)
+                head = &r->lease.conn->leases;
+        else if (r->lease.expiring)
+                head = &ctx->expiring;
+        else
                 return;
         if (r->lease.prev)
                 r->lease.prev->lease.next = r->lease.next;
         else
-                owner->leases = r->lease.next;
+                *head = r->lease.next;
         if (r->lease.next)
                 r->lease.next->lease.prev = r->lease.prev;
-        r->lease = (struct region_lease){ NULL, NULL, NULL };
+        else if (r->lease.expiring)
+                ctx->expiring_tail = r->lease.prev;
+        r->lease = (struct region_lease){ NULL, NULL, NULL, false };
 }
 
 /* Take a region out of the table and the fd store and free the daemon's copy; holders' fds stay valid. */
@@ -138,7 +144,7 @@ static void conn_region_delete(struct conn_ctx *ctx, struct region *r)
         conn_watch_notify(ctx, PROTO_EV_DELETED, r, NULL, 0);
         /* a refund never allocates */
         quota_charge(ctx->quota, r->meta.uid, -(int64_t)r->charged, -1, 0, 0);
-        conn_region_lease_unlink(r);
+        conn_region_lease_unlink(ctx, r);
         regtab_remove(ctx->regtab, r);
         service_region_removed(r);
         regtab_region_free(r);
@@ -554,6 +560,7 @@ static int conn_region_publish(struct conn *c, struct region *r, bool lease, con
         k = regtab_add(ctx->regtab, r);
         if (k < 0)
                 return conn_fail(res, k, "cannot add the region");
+        r->store.gid = c->gid; /* its owner's limits it is charged within (below): kept for a restart */
         k = service_region_added(r);
         if (k < 0) {
                 uint64_t stored, max;
@@ -1248,9 +1255,20 @@ void conn_region_unhook(struct conn *c)
                 regtab_waiter_remove(c->ctx->regtab, &w->waiter);
 }
 
+bool conn_region_expire(struct conn_ctx *ctx)
+{
+        for (unsigned n = 0; ctx->expiring && n < CONN_WORK_PER_TURN; n++) {
+                log_debug("deleting leased region '%s' (its connection is gone)", ctx->expiring->name);
+                conn_region_delete(ctx, ctx->expiring);
+        }
+        return ctx->expiring != NULL;
+}
+
 void conn_region_release(struct conn *c)
 {
+        struct conn_ctx *ctx = c->ctx;
         struct conn_wait *w, *next;
+        struct region *r, *tail = NULL;
 
         for (w = c->waits; w; w = next) {
                 next = w->next;
@@ -1258,10 +1276,36 @@ void conn_region_release(struct conn *c)
         }
         c->waits = NULL;
         c->nwaits = 0;
-        while (c->leases) {
+        /*
+         * A batch now, as a request's turn does; the rest at later turns of the loop: each region parked in an
+         * fd keeper costs a round trip (DROP), and a client with thousands of leased regions held every other
+         * client for all of them in one go (docs/reliability.md item 31).
+         */
+        for (unsigned n = 0; c->leases && (n < CONN_WORK_PER_TURN || !ctx->expire_later); n++) {
                 log_debug("deleting leased region '%s'", c->leases->name);
-                conn_region_delete(c->ctx, c->leases);
+                conn_region_delete(ctx, c->leases);
         }
+        if (!c->leases)
+                return;
+        for (r = c->leases; r; r = r->lease.next) {
+                r->lease.conn = NULL;
+                r->lease.expiring = true;
+                tail = r;
+        }
+        /*
+         * Behind those of earlier hang-ups, not before them: a uid hanging up a connection with more than a
+         * batch to spare at every turn would otherwise keep another's leased regions (their names, their
+         * owner's charge) in the table for as long as it went on.
+         */
+        c->leases->lease.prev = ctx->expiring_tail;
+        if (ctx->expiring_tail) {
+                ctx->expiring_tail->lease.next = c->leases;
+        } else {
+                ctx->expiring = c->leases;
+                ctx->expire_later(ctx);
+        }
+        ctx->expiring_tail = tail;
+        c->leases = NULL;
 }
 
 uint64_t conn_region_deadline(const struct conn *c)
@@ -1416,6 +1460,9 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
                 /* a memfd made without RESIZABLE (or REGISTERed) is sealed against growing: say so, not "seals" */
                 if (!(r->meta.flags & PROTO_REGION_RESIZABLE) && r->meta.backend == PROTO_BACKEND_MEMFD)
                         return conn_fail(res, -EPERM, CONN_NOT_RESIZABLE_GROW);
+                /* charged in full within the limits just checked: a restart charges it within them again */
+                if (c->uid == r->meta.uid)
+                        r->store.gid = c->gid;
         }
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
@@ -1884,6 +1931,8 @@ static int conn_region_replace(struct conn *c, struct region *old, struct region
          * and a crash before the old one leaves the store keeps one of the two.
          */
         new->meta.id = regtab_next_id(ctx->regtab);
+        /* the owner's limits it was checked within: the requester's own, or those root's request read (the old's) */
+        new->store.gid = c->uid == new->meta.uid ? c->gid : old->store.gid;
         k = service_region_added(new);
         if (k < 0) {
                 log_error("cannot save region '%s' in the service manager's fd store: %s", new->name, strerror(-k));
@@ -1896,7 +1945,7 @@ static int conn_region_replace(struct conn *c, struct region *old, struct region
         /* the owner has an entry (it owns @old): these never allocate */
         quota_charge(ctx->quota, new->meta.uid, (int64_t)new->charged, 1, 0, 0);
         quota_charge(ctx->quota, old->meta.uid, -(int64_t)old->charged, -1, 0, 0);
-        conn_region_lease_unlink(old);
+        conn_region_lease_unlink(ctx, old);
         if (lease)
                 conn_region_lease_link(c, new);
         ctx->generation++;

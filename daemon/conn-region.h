@@ -30,8 +30,18 @@ conn_handler_fn conn_region_handle_statv;
  */
 void conn_region_unhook(struct conn *c);
 
-/* conn_region_release() - free @c's parked OPENs and delete the regions leased to it. Return: nothing. */
+/*
+ * conn_region_release() - free @c's parked OPENs and delete the regions leased to it: CONN_WORK_PER_TURN of
+ * them now, the others put in ctx.expiring for conn_region_expire() (all now if ctx.expire_later is NULL).
+ * Return: nothing.
+ */
 void conn_region_release(struct conn *c);
+
+/*
+ * conn_region_expire() - delete the next CONN_WORK_PER_TURN leased regions of connections gone (ctx.expiring).
+ * Return: true if some are left (call again at a later turn).
+ */
+bool conn_region_expire(struct conn_ctx *ctx);
 
 /*
  * conn_region_reserve_hung_up() - Return: true if @c has a reservation in

@@ -372,6 +372,11 @@ void conn_reap_orphans(struct conn_ctx *ctx, bool all)
         }
 }
 
+bool conn_expire_leases(struct conn_ctx *ctx)
+{
+        return conn_region_expire(ctx);
+}
+
 void conn_refresh_unread(struct conn *c)
 {
         if (c->fds_unread && conn_peer_read_all(c))

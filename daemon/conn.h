@@ -87,6 +87,13 @@ struct conn_ctx {
         /* called when @c got output or died outside its own callbacks; may be NULL */
         void (*notify)(struct conn *c, void *userdata);
         /*
+         * leased regions of connections gone, still to delete (conn_region_expire()), linked by region.lease;
+         * expire_later is called when the list becomes non-empty: the owner calls conn_region_expire() at a
+         * later turn of its loop (NULL: they are deleted at once, all of them)
+         */
+        struct region *expiring, *expiring_tail; /* oldest hang-up's first: each one's are appended */
+        void (*expire_later)(struct conn_ctx *ctx);
+        /*
          * a freed connection's block, kept for the next conn_new() (one at most; poisoned for ASan):
          * a short-lived client then costs no malloc and free (~130 instructions); conn_ctx_release() frees it
          */
@@ -212,6 +219,13 @@ void conn_sweep_unread(struct conn_ctx *ctx);
  * @all, close them all (the daemon stops). Return: nothing.
  */
 void conn_reap_orphans(struct conn_ctx *ctx, bool all);
+
+/*
+ * conn_expire_leases() - delete the next batch of leased regions whose connection is gone (conn_ctx.expiring,
+ * conn_region_expire()): at each turn of the loop after conn_ctx.expire_later asked for it.
+ * Return: true if some are left (ask again).
+ */
+bool conn_expire_leases(struct conn_ctx *ctx);
 
 /*
  * conn_handle_input() - read what the socket has (a bounded number of

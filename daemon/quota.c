@@ -81,17 +81,29 @@ static int quota_restore_charge(struct quota *q, struct regtab *t, const struct 
         uint64_t charged, room;
 
         charged = reg->size < cfg->max_region_size ? reg->size : cfg->max_region_size;
-        config_quota_for(cfg, reg->meta.uid, reg->meta.gid, &limits);
-        if (reg->store.partial) {
-                struct config_quota own;
-
+        if (reg->store.gid != REGION_STORE_GID_UNKNOWN) {
                 /*
-                 * A holder's growth: the region's group is the owner's choice (CHOWN to any group it is in),
-                 * so its [gid] section may not raise the charge past the limits the uid has without one.
+                 * The limits it was charged within before the restart: those of the primary group its owner
+                 * connected with. Not the region's group, which the owner picks (CHOWN to any group it is in):
+                 * a tighter section there charged it less, and the owner had room for it twice; a looser one
+                 * charged a growth the daemon never saw past the owner's limits.
                  */
-                config_quota_for(cfg, reg->meta.uid, UINT32_MAX, &own);
-                if (own.bytes && (!limits.bytes || own.bytes < limits.bytes))
-                        limits.bytes = own.bytes;
+                config_quota_for(cfg, reg->meta.uid, reg->store.gid, &limits);
+        } else {
+                /* a slot written before the gid was kept: the region's group stands for it */
+                config_quota_for(cfg, reg->meta.uid, reg->meta.gid, &limits);
+                if (reg->store.partial) {
+                        struct config_quota own;
+
+                        /*
+                         * A holder's growth: the region's group is the owner's choice (CHOWN to any group it
+                         * is in), so its [gid] section may not raise the charge past the limits the uid has
+                         * without one.
+                         */
+                        config_quota_for(cfg, reg->meta.uid, UINT32_MAX, &own);
+                        if (own.bytes && (!limits.bytes || own.bytes < limits.bytes))
+                                limits.bytes = own.bytes;
+                }
         }
         if (limits.bytes) {
                 room = quota_room(limits.bytes, u ? u->bytes : 0);

@@ -11,6 +11,7 @@
 
 /* quota_usage.gid when no connection of the uid was accepted since its entry was made. */
 #define QUOTA_GID_UNKNOWN UINT32_MAX
+_Static_assert(QUOTA_GID_UNKNOWN == REGION_STORE_GID_UNKNOWN, "a gid not known is the same in both");
 
 /* One uid's usage. */
 struct quota_usage {
@@ -46,9 +47,11 @@ int quota_new(struct regtab *t, struct quota **qp);
  * quota_new_restored() - quota_new() for the regions restored from the fd
  * store, whose charges are not stored: each region is charged its size (as
  * a holder's ftruncate may have left it) as far as @cfg's max-region-size,
- * its owner's byte quota (the [gid] section of the region's group stands for
- * the owner's primary group; for a partly charged region, a holder's growth,
- * only where it is tighter than the uid's limits without a group section) and max-bytes allow, as conn-region.c charges a
+ * its owner's byte quota (with the [gid] section of region_store.gid, the
+ * primary group its charge was judged by before the restart; in a slot
+ * written before that was kept, of the region's group, and for a partly
+ * charged region, a holder's growth, only where it is tighter than the uid's
+ * limits without a group section) and max-bytes allow, as conn-region.c charges a
  * holder's growth; first the regions charged in full before the restart
  * (region_store.partial false), sealed SHRINK and GROW ones first, then the
  * partly charged ones, each in id order. Records the charges in @t. Return: 0 with *qp set; -ENOMEM.

@@ -175,6 +175,7 @@ int regtab_region_new(const char *name, int fd, uint64_t size, const struct regi
         if (meta)
                 r->meta = *meta;
         r->store.slot = UINT32_MAX;
+        r->store.gid = REGION_STORE_GID_UNKNOWN;
         *regionp = r;
         return 0;
 }
@@ -625,6 +626,12 @@ uint64_t regtab_bytes(const struct regtab *t)
 uint64_t regtab_next_id(const struct regtab *t)
 {
         return t->next_id;
+}
+
+void regtab_keep_ids_below(struct regtab *t, uint64_t next_id)
+{
+        if (next_id > t->next_id)
+                t->next_id = next_id;
 }
 
 static struct regtab_waiter **regtab_waitset_bucket(struct regtab_waitset *ws, uint64_t hash)

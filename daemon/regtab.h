@@ -32,15 +32,27 @@ struct region_park {
 
 /* The connection whose close deletes a region (conn-region.c), and the other regions leased to it. */
 struct region_lease {
-        struct conn *conn;   /* NULL if not leased */
+        struct conn *conn;   /* NULL if not leased, or if its connection is gone (@expiring) */
         struct region *prev, *next;
+        bool expiring;       /* its connection is gone: in conn_ctx.expiring, deleted at a later turn */
 };
+
+/* region_store.gid when not known (a region restored from a slot written before it was kept). */
+#define REGION_STORE_GID_UNKNOWN UINT32_MAX
 
 /* service.c's bookkeeping in the service manager's fd store. */
 struct region_store {
         uint32_t slot;       /* UINT32_MAX if none */
         bool partial;        /* restored from a slot that said: charged less than its size (a holder's growth
                               * past the owner's limits); quota_new_restored() charges these last */
+        /*
+         * The primary gid whose [gid] section the owner's limits were read with when the region was charged
+         * (the owner's connection that made it, or last grew it with RESIZE; for another uid's request, the
+         * gid that request judged the owner by), kept in the fd store: quota_new_restored() charges the
+         * region within those limits again, not within the section of the region's group, which the owner
+         * chooses (CHOWN). REGION_STORE_GID_UNKNOWN if not known.
+         */
+        uint32_t gid;
 };
 
 /* regtab's own links. */
@@ -202,6 +214,13 @@ uint64_t regtab_bytes(const struct regtab *t);
 
 /* Return: the id the next regtab_add() of an id-less region will assign. */
 uint64_t regtab_next_id(const struct regtab *t);
+
+/*
+ * regtab_keep_ids_below() - the ids below @next_id were handed out before (by an earlier run: regions the fd
+ * store did not keep, deleted or LEASEd): never give them again. Raises the next id to @next_id if lower.
+ * Return: nothing.
+ */
+void regtab_keep_ids_below(struct regtab *t, uint64_t next_id);
 
 /*
  * regtab_waiter_add() - register @w in its set (name, name_len, set,

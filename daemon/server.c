@@ -73,6 +73,7 @@ struct server {
         struct stat bound_st; /* the socket file, as bound */
         struct event *listen_ev, *accept_pause_ev, *status_ev, *watchdog_ev;
         struct event *reserver_ev; /* reserver_fd(): reservations done on a reserver thread */
+        struct event *expire_ev;   /* leased regions of connections gone: a batch per turn (conn_region_expire()) */
         struct event *signal_evs[4];
         struct server_conn *conns; /* live */
         struct server_conn *spare; /* a freed one's block, for the next connection (server_conn_block()); poisoned */
@@ -658,6 +659,26 @@ static void server_status_cb(evutil_socket_t fd, short what, void *arg)
         service_status(regtab_count(s->regtab), regtab_bytes(s->regtab), s->ctx.connections);
 }
 
+/* The next batch of leased regions of connections gone, at the next turn of the loop (after a poll). */
+static void server_expire_later(struct conn_ctx *ctx)
+{
+        struct server *s = (struct server *)((char *)ctx - offsetof(struct server, ctx));
+        struct timeval now = { 0, 0 };
+
+        if (s->expire_ev)
+                evtimer_add(s->expire_ev, &now);
+}
+
+static void server_expire_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct server *s = arg;
+
+        (void)fd;
+        (void)what;
+        if (conn_expire_leases(&s->ctx))
+                server_expire_later(&s->ctx);
+}
+
 /* Reservations are done (reserver.h): their CREATEs are answered, from here, outside any connection's callback. */
 static void server_reserver_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -804,6 +825,8 @@ static void server_deinit(struct server *s)
                 event_free(s->accept_pause_ev);
         if (s->status_ev)
                 event_free(s->status_ev);
+        if (s->expire_ev)
+                event_free(s->expire_ev);
         if (s->watchdog_ev)
                 event_free(s->watchdog_ev);
         if (s->bound) /* before the close: while our socket holds its file, its inode number is its own */
@@ -833,8 +856,10 @@ static int server_setup_events(struct server *s)
         s->listen_ev = event_new(s->base, s->listen_fd, EV_READ | EV_PERSIST, server_accept_cb, s);
         s->accept_pause_ev = evtimer_new(s->base, server_accept_resume_cb, s);
         s->status_ev = event_new(s->base, -1, EV_PERSIST, server_status_cb, s);
-        if (!s->listen_ev || !s->accept_pause_ev || !s->status_ev)
+        s->expire_ev = evtimer_new(s->base, server_expire_cb, s);
+        if (!s->listen_ev || !s->accept_pause_ev || !s->status_ev || !s->expire_ev)
                 return -ENOMEM;
+        s->ctx.expire_later = server_expire_later;
         for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
                 if (signals[i] == SIGUSR2 && !getenv("IOMEMD_TEST_HOOKS"))
                         continue;

@@ -18,6 +18,12 @@
  * At start an fd without a matching slot was being deleted (it is dropped
  * from the store), and a slot without an fd was never acknowledged (cleared).
  *
+ * Region ids are generations (regtab.h), which must grow across a restart
+ * for every name, also one whose last region the store did not keep (deleted,
+ * or LEASEd): the header keeps a bound on the ids handed out (next_id),
+ * raised in batches of META_ID_BATCH before a region with an id past it is
+ * acknowledged, and the restored table's ids start at it.
+ *
  * systemd silently ignores FDSTORE=1 once FileDescriptorStoreMax is reached,
  * so the daemon counts what it stored and refuses the create itself (L2).
  * The limit comes from $FDSTORE (systemd >= 254) or $IOMEMD_FDSTORE_MAX (set
@@ -27,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,13 +55,15 @@
 #define META_VERSION 1
 #define META_SLOT_USED 0x44455355u /* "USED" */
 #define META_FDNAME "meta"
+#define META_ID_BATCH 4096u /* ids the header's next_id is raised by at once: one pwrite() per so many regions */
 #define LISTEN_FDNAME "iomemd"
 
 struct meta_header {
         uint64_t magic;
         uint32_t version;
         uint32_t slot_size;
-        uint8_t pad[304 - 16];
+        uint64_t next_id; /* every id handed out is below it; 0 in headers written before it was kept */
+        uint8_t pad[304 - 24];
 };
 
 struct meta_slot {
@@ -69,7 +78,7 @@ struct meta_slot {
         uint16_t backend;
         uint16_t partial; /* 1: charged less than its size when written (a holder's growth past the limits); 0 in
                            * slots written before it was kept */
-        uint32_t pad2;
+        uint32_t charge_gid; /* region_store.gid + 1: 0 if not known (and in slots written before it was kept) */
         char name[PROTO_NAME_MAX + 1];
 };
 
@@ -90,6 +99,7 @@ static struct {
         size_t n_free;
         size_t free_cap;
         uint32_t n_slots; /* slots the meta file has room for */
+        uint64_t next_id; /* the header's next_id: ids below it may be handed out without writing it again */
         struct passed_fd *passed;
         size_t n_passed;
 } svc = { .meta_fd = -1 };
@@ -220,10 +230,11 @@ static int meta_create(void)
         }
         svc.meta_fd = fd;
         svc.n_slots = 0;
+        svc.next_id = 0;
         return 0;
 }
 
-static int meta_check(int fd, uint32_t *n_slotsp)
+static int meta_check(int fd, uint32_t *n_slotsp, uint64_t *next_idp)
 {
         struct meta_header h;
         struct stat st;
@@ -237,6 +248,7 @@ static int meta_check(int fd, uint32_t *n_slotsp)
         if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(h))
                 return -EBADMSG;
         *n_slotsp = (uint32_t)((uint64_t)st.st_size / sizeof(struct meta_slot) - 1);
+        *next_idp = h.next_id;
         return 0;
 }
 
@@ -292,6 +304,7 @@ static int slot_write(uint32_t slot, const struct region *reg)
         s.flags = reg->meta.flags;
         s.backend = reg->meta.backend;
         s.partial = reg->charged < reg->size;
+        s.charge_gid = reg->store.gid == REGION_STORE_GID_UNKNOWN ? 0 : reg->store.gid + 1;
         memcpy(s.name, reg->name, reg->name_len);
         if (pwrite(svc.meta_fd, &s, sizeof(s), slot_offset(slot)) != (ssize_t)sizeof(s))
                 return errno ? -errno : -EIO;
@@ -352,15 +365,17 @@ static int meta_setup(void)
         for (size_t i = 0; i < svc.n_passed; i++) {
                 struct passed_fd *p = &svc.passed[i];
                 uint32_t n = 0;
+                uint64_t next_id = 0;
 
                 if (!p->name || strcmp(p->name, META_FDNAME) != 0 || p->fd < 0)
                         continue;
-                if (svc.meta_fd >= 0 || meta_check(p->fd, &n) < 0) {
+                if (svc.meta_fd >= 0 || meta_check(p->fd, &n, &next_id) < 0) {
                         log_error("fd store: ignoring an invalid or duplicate region metadata file");
                         continue;
                 }
                 svc.meta_fd = p->fd;
                 svc.n_slots = n;
+                svc.next_id = next_id;
                 p->fd = -1;
         }
         if (svc.meta_fd >= 0) {
@@ -443,6 +458,7 @@ int service_restore(struct regtab *t)
                 if (r >= 0) {
                         reg->store.slot = slot;
                         reg->store.partial = s.partial != 0;
+                        reg->store.gid = s.charge_gid ? s.charge_gid - 1 : REGION_STORE_GID_UNKNOWN;
                         reg->seals = seals > 0 ? (uint32_t)seals & PROTO_SEALS_KNOWN : 0;
                         r = regtab_add(t, reg);
                         if (r < 0)
@@ -482,9 +498,29 @@ int service_restore(struct regtab *t)
         }
         free(claimed);
         passed_clear();
+        /* no id handed out before (a region deleted, or leased, since the store kept it) is handed out again */
+        regtab_keep_ids_below(t, svc.next_id);
         if (restored)
                 log_notice("restored %d named region(s) from the systemd fd store", restored);
         return restored;
+}
+
+/*
+ * Make the header say that @id was handed out (raise its next_id past @id, by a batch), before a region with
+ * that id is acknowledged. Return: 0 or negative errno.
+ */
+static int meta_keep_id(uint64_t id)
+{
+        uint64_t next_id;
+
+        if (id < svc.next_id)
+                return 0;
+        next_id = id > UINT64_MAX - META_ID_BATCH ? UINT64_MAX : id + META_ID_BATCH;
+        if (pwrite(svc.meta_fd, &next_id, sizeof(next_id), offsetof(struct meta_header, next_id)) !=
+            (ssize_t)sizeof(next_id))
+                return errno ? -errno : -EIO;
+        svc.next_id = next_id;
+        return 0;
 }
 
 int service_region_added(struct region *reg)
@@ -494,7 +530,15 @@ int service_region_added(struct region *reg)
         int r;
 
         reg->store.slot = UINT32_MAX;
-        if (svc.meta_fd < 0 || (reg->meta.flags & PROTO_REGION_LEASED))
+        if (svc.meta_fd < 0)
+                return 0;
+        /* leased ones too: their ids are generations as well (a name may be made again after a restart) */
+        r = meta_keep_id(reg->meta.id);
+        if (r < 0) {
+                log_error("fd store: cannot record region ids in its metadata file: %s", strerror(-r));
+                return -ENOSPC;
+        }
+        if (reg->meta.flags & PROTO_REGION_LEASED)
                 return 0;
         if (svc.stored >= svc.store_max) {
                 log_error("fd store full (%" PRIu64 " fds, FileDescriptorStoreMax): refusing region \"%s\"",

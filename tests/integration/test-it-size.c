@@ -620,6 +620,251 @@ START_TEST(test_restart_growth_not_charged_by_chosen_group)
 }
 END_TEST
 
+/*
+ * As uid 1000 (primary group 1000, member of 1005 too), @step 0: "a" (200 MiB, sparse: charged in full by its
+ * CREATE, within the 256M quota of its primary group), its group changed to 1005. @step 1 (after the restart):
+ * CREATE "b" of 200 MiB. Return: 0 if that CREATE succeeded, 1 if -EDQUOT, >= 100 on a harness failure.
+ */
+static int tight_group_as_other_uid(const char *socket, int step)
+{
+        struct iomem_client *c;
+        struct iomem_region *r = NULL;
+        gid_t extra = 1005;
+        pid_t pid;
+        int k;
+
+        c = fork_uid1000(socket, &extra, 1, &pid);
+        if (pid == 0) {
+                if (step == 0) {
+                        if (iomem_create(c, "a", UINT64_C(200) << 20, NULL, &r) < 0)
+                                _exit(102);
+                        if (iomem_chown(c, "a", IOMEM_ID_UNCHANGED, 1005) < 0)
+                                _exit(103);
+                        _exit(0);
+                }
+                k = iomem_create(c, "b", UINT64_C(200) << 20, NULL, &r);
+                _exit(k == 0 ? 0 : k == -EDQUOT ? 1 : 104);
+        }
+        return wait_uid1000(pid, "child");
+}
+
+/*
+ * The region's group is the owner's choice, and the [gid] section of a group with a tighter byte quota than
+ * the owner's must not lower what its regions are charged after a restart: else the owner, connecting again
+ * with its own primary group, had room for them twice. uid 1000's limit is 256M; [gid 1005] has 1M. Before,
+ * after the restart "a" (200 MiB) was charged 1M, and uid 1000's CREATE of 200 MiB more succeeded: 400 MiB
+ * held under a 256M quota, and as much again after each restart.
+ */
+START_TEST(test_restart_charge_not_lowered_by_chosen_group)
+{
+        char conf[128];
+        const char *extra[] = { "--config", conf, NULL };
+        struct fake_store st;
+        struct it_daemon d;
+        FILE *f;
+
+        restart_dir(&d);
+        snprintf(conf, sizeof(conf), "%s/iomemd.conf", d.dir);
+        f = fopen(conf, "we");
+        ck_assert_ptr_nonnull(f);
+        fputs("quota-bytes = 256M\n[gid 1005]\nquota-bytes = 1M\n", f);
+        ck_assert_int_eq(fclose(f), 0);
+        store_start(&d, &st, extra);
+        ck_assert_int_eq(tight_group_as_other_uid(d.socket, 0), 0);
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 2); /* "meta", "a" */
+
+        store_restart(&d, &st, extra);
+        ck_assert_msg(tight_group_as_other_uid(d.socket, 1) == 1,
+                      "uid 1000 created 200 MiB more after the restart: 400 MiB held, quota-bytes 256M");
+        store_finish(&d, &st, conf);
+}
+END_TEST
+
+/*
+ * As uid 1000 (primary group 1000, member of 1005 too): RESIZABLE "g", its group changed to 1005, grown to
+ * 1 TiB with ftruncate, and never looked at since (no STAT, no OPEN: the daemon does not know it grew).
+ * Return: 0, >= 100 on a harness failure.
+ */
+static int grow_unseen_in_other_group(const char *socket)
+{
+        struct iomem_create_opts o = { .flags = IOMEM_CREATE_RESIZABLE };
+        struct iomem_client *c;
+        struct iomem_region *r = NULL;
+        gid_t extra = 1005;
+        pid_t pid;
+
+        c = fork_uid1000(socket, &extra, 1, &pid);
+        if (pid == 0) {
+                if (iomem_create(c, "g", 4096, &o, &r) < 0)
+                        _exit(101);
+                if (iomem_chown(c, "g", IOMEM_ID_UNCHANGED, 1005) < 0)
+                        _exit(102);
+                if (ftruncate(iomem_region_fd(r), (off_t)(UINT64_C(1) << 40)) < 0)
+                        _exit(103);
+                _exit(0);
+        }
+        return wait_uid1000(pid, "grower");
+}
+
+/*
+ * test_restart_growth_not_charged_by_chosen_group, without the STAT: a growth the daemon never saw leaves the
+ * region's slot saying "charged in full", and such regions were charged within the [gid] section of the group
+ * the owner chose (1005: no byte limit), so the whole --max-bytes after the restart, and root's CREATE was
+ * -EDQUOT until the region was deleted.
+ */
+START_TEST(test_restart_unseen_growth_not_charged_by_chosen_group)
+{
+        char conf[128];
+        const char *extra[] = { "--config", conf, NULL };
+        struct fake_store st;
+        struct it_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        struct iomem_status s;
+        FILE *f;
+        int k;
+
+        restart_dir(&d);
+        snprintf(conf, sizeof(conf), "%s/iomemd.conf", d.dir);
+        f = fopen(conf, "we");
+        ck_assert_ptr_nonnull(f);
+        fputs("max-bytes = 1G\nquota-bytes = 256M\n[gid 1005]\nquota-bytes = 0\n", f);
+        ck_assert_int_eq(fclose(f), 0);
+        store_start(&d, &st, extra);
+        ck_assert_int_eq(grow_unseen_in_other_group(d.socket), 0);
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 2); /* "meta", "g" */
+
+        store_restart(&d, &st, extra);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_status(c, &s), 0);
+        k = iomem_create(c, "after", 4096, NULL, &r);
+        ck_assert_msg(k == 0, "root's CREATE after the restart: %s (the daemon counts %llu bytes)", iomem_strerror(k),
+                      (unsigned long long)s.bytes);
+        ck_assert_uint_le(s.bytes, UINT64_C(256) << 20);
+        iomem_region_free(r);
+        iomem_disconnect(c);
+        store_finish(&d, &st, conf);
+}
+END_TEST
+
+/* The generation of @name (STATV) on a connection made with EVENTS to @socket. */
+static uint64_t generation_of(const char *socket, const char *name)
+{
+        struct iomem_client *c = NULL;
+        struct iomem_stat st;
+        uint64_t gen = 0;
+
+        ck_assert_int_eq(iomem_connect_flags(socket, IOMEM_CONNECT_EVENTS, &c), 0);
+        ck_assert_int_eq(iomem_stat_version(c, name, &st, &gen), 0);
+        iomem_disconnect(c);
+        return gen;
+}
+
+/*
+ * A name's generation grows across a DELETE and a new CREATE of it (iomem.h), and a restart must not take that
+ * back: the fd store does not keep a deleted region, nor a LEASEd one, so the id counter, set past the ids
+ * restored, went back below theirs. Before: "v" deleted at generation 3 (and "w", leased, at 4 dying with the
+ * daemon) came back after the restart at generation 3, and a PUBLISH expecting generation 3 of the old "v"
+ * replaced the new one.
+ */
+START_TEST(test_restart_generations_keep_growing)
+{
+        struct iomem_publish_opts po = { 0 };
+        struct iomem_create_opts lease = { .flags = IOMEM_CREATE_LEASE };
+        struct fake_store st;
+        struct it_daemon d;
+        struct iomem_client *c = NULL, *holder = NULL;
+        struct iomem_region *r = NULL;
+        uint64_t v_old, w_old, v_new, w_new;
+        int fd, k;
+
+        restart_dir(&d);
+        store_start(&d, &st, NULL);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_create(c, "keep", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_create(c, "v", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        v_old = generation_of(d.socket, "v");
+        ck_assert_int_eq(iomem_delete(c, "v"), 0);
+        ck_assert_int_eq(iomem_connect(d.socket, &holder), 0);
+        ck_assert_int_eq(iomem_create(holder, "w", 4096, &lease, &r), 0); /* leased: not in the store */
+        iomem_region_free(r);
+        w_old = generation_of(d.socket, "w");
+        iomem_disconnect(c);
+        c = NULL;
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 2); /* "meta", "keep" */
+
+        store_restart(&d, &st, NULL);
+        iomem_disconnect(holder);
+        ck_assert_int_eq(iomem_connect_flags(d.socket, IOMEM_CONNECT_EVENTS, &c), 0);
+        ck_assert_int_eq(iomem_create(c, "v", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_create(c, "w", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        v_new = generation_of(d.socket, "v");
+        w_new = generation_of(d.socket, "w");
+        fprintf(stderr, "generations: v %llu -> %llu, w %llu -> %llu\n", (unsigned long long)v_old,
+                (unsigned long long)v_new, (unsigned long long)w_old, (unsigned long long)w_new);
+        ck_assert_msg(v_new > v_old, "\"v\" made again after the restart at generation %llu, deleted at %llu",
+                      (unsigned long long)v_new, (unsigned long long)v_old);
+        ck_assert_msg(w_new > w_old, "\"w\" made again after the restart at generation %llu, leased at %llu",
+                      (unsigned long long)w_new, (unsigned long long)w_old);
+        /* a publisher that read the old "v" must not replace the new one */
+        fd = memfd_create("v", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, 4096), 0);
+        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+        ck_assert_int_eq(iomem_region_new_consume_fd(fd, &r), 0);
+        po.expect_generation = v_old;
+        k = iomem_publish(c, "v", r, &po, NULL);
+        ck_assert_msg(k == -ESTALE, "PUBLISH expecting the deleted \"v\"'s generation: %s", iomem_strerror(k));
+        iomem_region_free(r);
+        iomem_disconnect(c);
+        store_finish(&d, &st, NULL);
+}
+END_TEST
+
+/*
+ * As above, with nothing but leased regions before the restart: the store keeps none of them and no slot raised
+ * the header's bound, so only the leased region's own CREATE can have (service_region_added(): "leased ones too").
+ * test_restart_generations_keep_growing does not see it: its stored "keep" raises the bound 4096 past the leased
+ * "w" made after it.
+ */
+START_TEST(test_restart_leased_only_generations_keep_growing)
+{
+        struct iomem_create_opts lease = { .flags = IOMEM_CREATE_LEASE };
+        struct fake_store st;
+        struct it_daemon d;
+        struct iomem_client *c = NULL, *holder = NULL;
+        struct iomem_region *r = NULL;
+        uint64_t w_old, w_new;
+
+        restart_dir(&d);
+        store_start(&d, &st, NULL);
+        ck_assert_int_eq(iomem_connect(d.socket, &holder), 0);
+        ck_assert_int_eq(iomem_create(holder, "w", 4096, &lease, &r), 0); /* the first region: leased */
+        iomem_region_free(r);
+        w_old = generation_of(d.socket, "w");
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 1); /* "meta" */
+
+        store_restart(&d, &st, NULL);
+        iomem_disconnect(holder);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(iomem_create(c, "w", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        w_new = generation_of(d.socket, "w");
+        ck_assert_msg(w_new > w_old, "\"w\" made again after the restart at generation %llu, leased at %llu",
+                      (unsigned long long)w_new, (unsigned long long)w_old);
+        iomem_disconnect(c);
+        store_finish(&d, &st, NULL);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-size");
@@ -634,6 +879,10 @@ int main(void)
         tcase_add_test(tc, test_growth_charged_within_limits_after_restart);
         tcase_add_test(tc, test_restart_keeps_created_regions_charged);
         tcase_add_test(tc, test_restart_growth_not_charged_by_chosen_group);
+        tcase_add_test(tc, test_restart_charge_not_lowered_by_chosen_group);
+        tcase_add_test(tc, test_restart_unseen_growth_not_charged_by_chosen_group);
+        tcase_add_test(tc, test_restart_generations_keep_growing);
+        tcase_add_test(tc, test_restart_leased_only_generations_keep_growing);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
 }

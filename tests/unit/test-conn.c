@@ -1344,6 +1344,97 @@ START_TEST(test_lease)
 }
 END_TEST
 
+static unsigned expire_later_calls;
+
+static void expire_later_count(struct conn_ctx *ctx)
+{
+        (void)ctx;
+        expire_later_calls++;
+}
+
+/* Return: how many of "@prefix0" .. "@prefix<n-1>" are still in the table. */
+static unsigned leased_left(struct env *e, const char *prefix, unsigned n)
+{
+        unsigned left = 0;
+        char name[32];
+
+        for (unsigned i = 0; i < n; i++) {
+                snprintf(name, sizeof(name), "%s%u", prefix, i);
+                left += regtab_lookup(e->regtab, name) != NULL;
+        }
+        return left;
+}
+
+static void lease_many(struct peer *p, const char *prefix, unsigned n)
+{
+        char name[32];
+
+        for (unsigned i = 0; i < n; i++) {
+                snprintf(name, sizeof(name), "%s%u", prefix, i);
+                close(create_ok(p, 2 + i, name, 4096, PROTO_CREATE_LEASE, NULL));
+        }
+}
+
+/*
+ * L3 with a server's batches (conn_ctx.expire_later): a hang-up deletes CONN_WORK_PER_TURN of its leased regions,
+ * the rest wait in conn_ctx.expiring; the batches take them oldest hang-up first, so another connection's
+ * hang-ups (one a turn, each with more than a batch to spare) cannot keep an earlier one's leased regions (their
+ * names, their owner's charge) in the table for ever. A DELETE of the list's last one meanwhile keeps it whole.
+ */
+START_TEST(test_lease_expiry_oldest_first)
+{
+        struct env e;
+        struct peer a, b, c, d;
+        struct transport_frame f;
+
+        env_init(&e);
+        expire_later_calls = 0;
+        e.ctx.expire_later = expire_later_count;
+        peer_open(&e, &a);
+        peer_open(&e, &b);
+        peer_open(&e, &c);
+        do_hello(&a);
+        do_hello(&b);
+        do_hello(&c);
+        lease_many(&a, "a", 100);
+        lease_many(&b, "b", 200);
+        peer_close(&a);
+        ck_assert_uint_eq(leased_left(&e, "a", 100), 100 - CONN_WORK_PER_TURN);
+        ck_assert_uint_eq(expire_later_calls, 1);
+        peer_close(&b);
+        ck_assert_uint_eq(leased_left(&e, "b", 200), 200 - CONN_WORK_PER_TURN);
+        /* b's oldest, the last to expire: its DELETE unlinks the list's last entry */
+        send_name(&c, PROTO_OP_DELETE, 2, "b0");
+        ck_assert_int_eq(pump(&c), 0);
+        expect_ok(&c, PROTO_OP_DELETE, 2, &f);
+        transport_frame_deinit(&f);
+        ck_assert_uint_eq(leased_left(&e, "b", 200), 200 - CONN_WORK_PER_TURN - 1);
+        /* one more hang-up after it: appended behind b's */
+        peer_open(&e, &d);
+        do_hello(&d);
+        lease_many(&d, "d", 70);
+        peer_close(&d);
+        ck_assert_uint_eq(leased_left(&e, "d", 70), 70 - CONN_WORK_PER_TURN);
+
+        ck_assert(conn_expire_leases(&e.ctx));
+        ck_assert_msg(leased_left(&e, "a", 100) == 0,
+                      "the first batch after three hang-ups left %u of the first one's leased regions (newest first)",
+                      leased_left(&e, "a", 100));
+        ck_assert_uint_eq(leased_left(&e, "b", 200), 200 - CONN_WORK_PER_TURN - 1 - (CONN_WORK_PER_TURN - 36));
+        ck_assert_uint_eq(leased_left(&e, "d", 70), 6);
+        while (conn_expire_leases(&e.ctx))
+                ;
+        ck_assert_uint_eq(leased_left(&e, "b", 200), 0);
+        ck_assert_uint_eq(leased_left(&e, "d", 70), 0);
+        ck_assert_uint_eq(regtab_count(e.regtab), 0);
+        ck_assert_ptr_null(e.ctx.expiring);
+        ck_assert_ptr_null(e.ctx.expiring_tail);
+        ck_assert_uint_eq(expire_later_calls, 1);
+        peer_close(&c);
+        env_deinit(&e);
+}
+END_TEST
+
 /* ---- LIST --------------------------------------------------------------- */
 
 struct list_page {
@@ -4261,6 +4352,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_seal);
         tcase_add_test(tc, test_delete);
         tcase_add_test(tc, test_lease);
+        tcase_add_test(tc, test_lease_expiry_oldest_first);
         tcase_add_test(tc, test_list_pages_and_deleted_cursor);
         tcase_add_test(tc, test_list_fills_payload);
         tcase_add_test(tc, test_ping_status);
