@@ -362,6 +362,26 @@ static void client_pending_init(struct client_pending *p, enum client_async kind
         p->kind = kind;
 }
 
+/*
+ * client_pending_new() - an entry of its own for a request of @kind (an asynchronous one's, with @cb and @userdata;
+ * or CLIENT_DISCARD's, whose reply nobody waits for), set up by client_pending_init(), its reply's fds -1 (it is
+ * deinit'd whatever came). Return: the entry (the caller's until it is linked); NULL (-ENOMEM).
+ */
+static struct client_pending *client_pending_new(enum client_async kind, uint16_t opcode, unsigned want_fds,
+                                                 void (*cb)(void), void *userdata)
+{
+        struct client_pending *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return NULL;
+        client_pending_init(p, kind, opcode, want_fds, NULL);
+        p->cb = cb;
+        p->userdata = userdata;
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                p->reply.fds[i] = -1;
+        return p;
+}
+
 static void client_pending_unlink(struct iomem_client *c, struct client_pending *p)
 {
         for (struct client_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
@@ -847,17 +867,14 @@ static int client_abandon(struct iomem_client *c, struct client_pending *p)
                 client_message_clear(c);
                 return -EINTR;
         }
-        q = calloc(1, sizeof(*q));
+        q = client_pending_new(CLIENT_DISCARD, p->opcode, p->want_fds, NULL, NULL);
         if (!q) {
                 /* nothing to match the reply with: a later reply could be taken for it */
                 client_pending_unlink(c, p);
                 client_break(c, -ENOMEM);
                 return -EINTR;
         }
-        client_pending_init(q, CLIENT_DISCARD, p->opcode, p->want_fds, NULL);
         q->id = p->id;
-        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
-                q->reply.fds[i] = -1;
         client_pending_unlink(c, p);
         q->next = c->pending;
         c->pending = q;
@@ -2309,12 +2326,9 @@ static void client_unwatch_stray(struct iomem_client *c, uint16_t opcode, const 
         len = proto_unwatch_encode(&m, buf, sizeof(buf));
         if (len < 0)
                 return;
-        q = calloc(1, sizeof(*q));
+        q = client_pending_new(CLIENT_DISCARD, PROTO_OP_UNWATCH, 0, NULL, NULL);
         if (!q)
                 return;
-        client_pending_init(q, CLIENT_DISCARD, PROTO_OP_UNWATCH, 0, NULL);
-        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
-                q->reply.fds[i] = -1;
         h.id = q->id = client_next_id(c);
         r = transport_queue(&c->t, &h, buf, (size_t)len, NULL, 0);
         if (r < 0) {
@@ -2831,23 +2845,6 @@ fail:
         client_unlock(c);
         free(p);
         return r;
-}
-
-static struct client_pending *client_pending_new(enum client_async kind, uint16_t opcode, unsigned want_fds,
-                                                 void (*cb)(void), void *userdata)
-{
-        struct client_pending *p = calloc(1, sizeof(*p));
-
-        if (!p)
-                return NULL;
-        p->kind = kind;
-        p->opcode = opcode;
-        p->want_fds = want_fds;
-        p->cb = cb;
-        p->userdata = userdata;
-        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
-                p->reply.fds[i] = -1;
-        return p;
 }
 
 /* Decode a STAT (@v false) or STATV reply into *st and *generationp. Return: 0; -EPROTO. */
