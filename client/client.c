@@ -139,7 +139,7 @@ struct iomem_client {
         unsigned waiters; /* threads in client_cond_wait(): @cond is broadcast only if one is */
         bool reading;
         bool unread;
-        unsigned send_waiters; /* threads in client_send() polling for room without the lock (not the reader) */ /* iomem_client_process() left input on the socket (its reads are bounded) */
+        unsigned send_waiters; /* threads in client_send() polling without the lock, not as the reader */ /* iomem_client_process() left input on the socket (its reads are bounded) */
         struct client_pending *pending;
         struct client_pending *done_head, *done_tail;
         iomem_event_cb event_cb;
@@ -453,7 +453,7 @@ static inline void client_hello_complete(struct iomem_client *c, int result)
  * The connection broke: end the wait of the thread reading the socket
  * without the lock (in poll() or recvmsg()), if one is, and of the senders
  * waiting for room without it (client_send(): their poll() asks for
- * POLLRDHUP), by shutting down our receiving side; the connection is not
+ * POLLIN), by shutting down our receiving side; the connection is not
  * used again. (Output queued meanwhile needs no wake-up: blocking senders
  * flush it themselves, and iomem_client_process() does for asynchronous ones.)
  */
@@ -889,7 +889,9 @@ static int client_abandon(struct iomem_client *c, struct client_pending *p)
  * waited for each other until the call's timeout, and other threads' calls, iomem_client_process() and
  * iomem_client_get_events() waited behind it. So, as sd-bus's sd_bus_call() does, the sender reads while it waits:
  * with no other reader it is the reader meanwhile (poll() for POLLIN too, and what comes is routed); with one, it
- * waits for POLLOUT alone (POLLRDHUP: client_wake_reader() ends it on a break) and the reader routes. Requests keep
+ * polls the same way without being the reader: input wakes it, and it waits for the reader to route it (a reader
+ * whose own wait ended leaves input to nobody: the sender then reads it), and client_wake_reader()'s shutdown ends
+ * its poll on a break. Requests keep
  * their order: @p went into the queue whole, under the lock, behind every request queued before it; later ones
  * queue behind it, and whoever flushes sends the queue in order. With an interrupt callback (not for HELLO nor a
  * reconnect's WATCH), a wait a signal ends asks it (without the lock, and not as the reader: it may let another
@@ -916,7 +918,7 @@ static int client_send(struct iomem_client *c, struct client_pending *p, const s
         end = c->t.out_pos + c->t.out_bytes; /* stream offsets: the request ends here, starts at @start */
         start = end - (PROTO_HEADER_SIZE + msgs[n - 1].len);
         for (;;) {
-                struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+                struct pollfd pfd = { .fd = c->fd, .events = POLLIN | POLLOUT };
                 iomem_interrupt_cb icb;
                 void *iud;
                 bool reader;
@@ -930,7 +932,7 @@ static int client_send(struct iomem_client *c, struct client_pending *p, const s
                 if (c->t.out_pos >= end)
                         return 0;
                 if (readable && !c->reading) {
-                        /* replies came while we were the reader: route them (the daemon may wait for that) */
+                        /* input came, and nobody else reads it: route it (the daemon may wait for that) */
                         readable = false;
                         client_read(c);
                         continue;
@@ -939,13 +941,10 @@ static int client_send(struct iomem_client *c, struct client_pending *p, const s
                 if (deadline >= 0 && client_left_ms(deadline) == 0)
                         return -ETIMEDOUT;
                 reader = !c->reading;
-                if (reader) {
-                        pfd.events |= POLLIN;
+                if (reader)
                         c->reading = true;
-                } else {
-                        pfd.events |= POLLRDHUP;
+                else
                         c->send_waiters++;
-                }
                 icb = interruptible ? c->interrupt_cb : NULL;
                 iud = c->interrupt_userdata;
                 client_unlock(c);
@@ -981,10 +980,21 @@ static int client_send(struct iomem_client *c, struct client_pending *p, const s
                         return k;
                 if (k > 0 && (pfd.revents & POLLNVAL))
                         return -EBADF;
-                if (k > 0 && reader && (pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+                if (k <= 0 || !(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+                        continue;
+                if (reader || !c->reading) {
                         readable = true; /* read after the flush: a daemon gone says -EPIPE there first */
-                else if (k > 0 && !reader && !(pfd.revents & POLLOUT) && !c->broken && c->reading)
-                        client_cond_wait(c, NULL); /* its end: the reader finds it, and wakes us */
+                } else if (!(pfd.revents & POLLOUT) && !c->broken) {
+                        /* the reader reads it and wakes us (or leaves, and then we read) */
+                        if (deadline < 0) {
+                                client_cond_wait(c, NULL);
+                        } else {
+                                struct timespec ts = { .tv_sec = deadline / 1000,
+                                                       .tv_nsec = (deadline % 1000) * 1000000 };
+
+                                client_cond_wait(c, &ts);
+                        }
+                }
         }
 }
 
