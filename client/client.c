@@ -59,6 +59,12 @@ struct client_pending {
         void (*cb)(void);
         void *userdata;
         uint64_t cookie; /* PING */
+        /*
+         * Once client_break() completed it: how far its connection's output had gone then (c->t.out_pos), for a
+         * blocking sender that sees it done only after another thread connected again (a new transport, whose
+         * out_pos says nothing of this request): UINT64_MAX until then.
+         */
+        uint64_t broke_at;
 };
 
 struct iomem_client {
@@ -138,8 +144,8 @@ struct iomem_client {
          */
         unsigned waiters; /* threads in client_cond_wait(): @cond is broadcast only if one is */
         bool reading;
-        bool unread;
-        unsigned send_waiters; /* threads in client_send() polling without the lock, not as the reader */ /* iomem_client_process() left input on the socket (its reads are bounded) */
+        bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
+        unsigned send_waiters; /* threads in client_send() polling without the lock, not as the reader */
         struct client_pending *pending;
         struct client_pending *done_head, *done_tail;
         iomem_event_cb event_cb;
@@ -360,6 +366,7 @@ static void client_pending_init(struct client_pending *p, enum client_async kind
         p->out = NULL;
         p->space = space;
         p->kind = kind;
+        p->broke_at = UINT64_MAX;
 }
 
 /*
@@ -490,8 +497,10 @@ static void client_break(struct iomem_client *c, int r)
                 result = c->hello_dropped ? -EPIPE : -ECONNRESET;
         else
                 result = -ENOTCONN;
-        while (c->pending)
+        while (c->pending) {
+                c->pending->broke_at = c->transport_ready ? c->t.out_pos : 0;
                 client_pending_complete(c, c->pending, result, NULL);
+        }
         client_wake_reader(c);
         client_wake(c);
 }
@@ -924,8 +933,13 @@ static int client_send(struct iomem_client *c, struct client_pending *p, const s
                 bool reader;
                 int k, stop;
 
-                if (p->done) /* broken meanwhile (client_break() completed it): unsent, it was not applied */
-                        return p->result == -ECONNRESET && c->t.out_pos <= start ? -EPIPE : 0;
+                /*
+                 * Broken meanwhile (client_break() completed it): unsent, it was not applied. Told by how far
+                 * the output had gone when it broke, not by c->t now: after a wait on @cond (not counted in
+                 * @send_waiters) another thread may have connected again, and c->t is then the new connection's.
+                 */
+                if (p->done)
+                        return p->result == -ECONNRESET && p->broke_at <= start ? -EPIPE : 0;
                 r = transport_flush(&c->t);
                 if (r != -EAGAIN)
                         return r; /* 0: the queue is empty, the request went */
