@@ -59,6 +59,12 @@ struct client_pending {
         void (*cb)(void);
         void *userdata;
         uint64_t cookie; /* PING */
+        /*
+         * Once client_break() completed it: how far its connection's output had gone then (c->t.out_pos), for a
+         * blocking sender that sees it done only after another thread connected again (a new transport, whose
+         * out_pos says nothing of this request): UINT64_MAX until then.
+         */
+        uint64_t broke_at;
 };
 
 struct iomem_client {
@@ -139,6 +145,7 @@ struct iomem_client {
         unsigned waiters; /* threads in client_cond_wait(): @cond is broadcast only if one is */
         bool reading;
         bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
+        unsigned send_waiters; /* threads in client_send() polling without the lock, not as the reader */
         struct client_pending *pending;
         struct client_pending *done_head, *done_tail;
         iomem_event_cb event_cb;
@@ -359,6 +366,27 @@ static void client_pending_init(struct client_pending *p, enum client_async kind
         p->out = NULL;
         p->space = space;
         p->kind = kind;
+        p->broke_at = UINT64_MAX;
+}
+
+/*
+ * client_pending_new() - an entry of its own for a request of @kind (an asynchronous one's, with @cb and @userdata;
+ * or CLIENT_DISCARD's, whose reply nobody waits for), set up by client_pending_init(), its reply's fds -1 (it is
+ * deinit'd whatever came). Return: the entry (the caller's until it is linked); NULL (-ENOMEM).
+ */
+static struct client_pending *client_pending_new(enum client_async kind, uint16_t opcode, unsigned want_fds,
+                                                 void (*cb)(void), void *userdata)
+{
+        struct client_pending *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return NULL;
+        client_pending_init(p, kind, opcode, want_fds, NULL);
+        p->cb = cb;
+        p->userdata = userdata;
+        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
+                p->reply.fds[i] = -1;
+        return p;
 }
 
 static void client_pending_unlink(struct iomem_client *c, struct client_pending *p)
@@ -430,14 +458,15 @@ static inline void client_hello_complete(struct iomem_client *c, int result)
 
 /*
  * The connection broke: end the wait of the thread reading the socket
- * without the lock (in poll() or recvmsg()), if one is, by shutting down our
- * receiving side; the connection is not used again. (Output queued
- * meanwhile needs no wake-up: blocking senders flush it themselves, and
- * iomem_client_process() does for asynchronous ones.)
+ * without the lock (in poll() or recvmsg()), if one is, and of the senders
+ * waiting for room without it (client_send(): their poll() asks for
+ * POLLIN), by shutting down our receiving side; the connection is not
+ * used again. (Output queued meanwhile needs no wake-up: blocking senders
+ * flush it themselves, and iomem_client_process() does for asynchronous ones.)
  */
 static void client_wake_reader(struct iomem_client *c)
 {
-        if (c->reading && c->broken && c->fd >= 0)
+        if ((c->reading || c->send_waiters) && c->broken && c->fd >= 0)
                 shutdown(c->fd, SHUT_RD);
 }
 
@@ -468,8 +497,10 @@ static void client_break(struct iomem_client *c, int r)
                 result = c->hello_dropped ? -EPIPE : -ECONNRESET;
         else
                 result = -ENOTCONN;
-        while (c->pending)
+        while (c->pending) {
+                c->pending->broke_at = c->transport_ready ? c->t.out_pos : 0;
                 client_pending_complete(c, c->pending, result, NULL);
+        }
         client_wake_reader(c);
         client_wake(c);
 }
@@ -845,17 +876,14 @@ static int client_abandon(struct iomem_client *c, struct client_pending *p)
                 client_message_clear(c);
                 return -EINTR;
         }
-        q = calloc(1, sizeof(*q));
+        q = client_pending_new(CLIENT_DISCARD, p->opcode, p->want_fds, NULL, NULL);
         if (!q) {
                 /* nothing to match the reply with: a later reply could be taken for it */
                 client_pending_unlink(c, p);
                 client_break(c, -ENOMEM);
                 return -EINTR;
         }
-        client_pending_init(q, CLIENT_DISCARD, p->opcode, p->want_fds, NULL);
         q->id = p->id;
-        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
-                q->reply.fds[i] = -1;
         client_pending_unlink(c, p);
         q->next = c->pending;
         c->pending = q;
@@ -863,68 +891,125 @@ static int client_abandon(struct iomem_client *c, struct client_pending *p)
 }
 
 /*
- * client_send_interruptible() - transport_sendv_blocking() of @msgs (the request @p last, @fds consumed) for a
- * call with an interrupt callback: a wait for room in a full socket buffer (a daemon that does not read) ends too
- * when the callback says so. A frame cannot be left half-written (the daemon would read the next one from its
- * middle), so: if nothing of the request went out, it is taken back and the call ends with nothing sent; if some
- * of it went, the rest stays queued, goes out before anything sent later (the queue's order: the next call's send
- * or wait flushes it) and its reply is dropped as an interrupted wait's (client_abandon()). Called with the lock
- * held; the callback is asked without it. Return: 0 once the request went out; -EINTR (@p is then no longer
- * outstanding); negative errno as transport_sendv_blocking().
+ * client_send() - send @msgs (the request @p last, @fds consumed) and wait until the socket took all of @p. Called
+ * with the lock held; it is let go while waiting, as for a reply (client_wait()). A daemon stops reading a
+ * client whose replies pile up unread (docs/protocol.md, section 5, "Fds in flight"): a wait for room that held the
+ * lock kept every thread from reading them (and the waiting thread itself did not), so the daemon and the client
+ * waited for each other until the call's timeout, and other threads' calls, iomem_client_process() and
+ * iomem_client_get_events() waited behind it. So, as sd-bus's sd_bus_call() does, the sender reads while it waits:
+ * with no other reader it is the reader meanwhile (poll() for POLLIN too, and what comes is routed); with one, it
+ * polls the same way without being the reader: input wakes it, and it waits for the reader to route it (a reader
+ * whose own wait ended leaves input to nobody: the sender then reads it), and client_wake_reader()'s shutdown ends
+ * its poll on a break. Requests keep
+ * their order: @p went into the queue whole, under the lock, behind every request queued before it; later ones
+ * queue behind it, and whoever flushes sends the queue in order. With an interrupt callback (not for HELLO nor a
+ * reconnect's WATCH), a wait a signal ends asks it (without the lock, and not as the reader: it may let another
+ * thread call the client): to give up, if nothing of the request went out, it is taken back and the call ends with
+ * nothing sent; if some of it went (a frame cannot be left half-written: the daemon would read the next one from its
+ * middle), the rest stays queued, goes out before anything sent later, and its reply is dropped as an interrupted
+ * wait's (client_abandon()).
+ * Return: 0 once the request went out (or @p completed meanwhile: the connection broke, client_wait() says how);
+ * -EPIPE if it broke from the daemon's side before any of @p went (not applied); -EINTR (@p is then no longer
+ * outstanding); -ETIMEDOUT; negative errno from the transport.
  */
-static int client_send_interruptible(struct iomem_client *c, struct client_pending *p,
-                                     const struct transport_msg *msgs, unsigned n, int *fds, unsigned nfds)
+static int client_send(struct iomem_client *c, struct client_pending *p, const struct transport_msg *msgs, unsigned n,
+                       int *fds, unsigned nfds)
 {
-        int64_t deadline = client_deadline(c, 0);
+        bool interruptible = c->interrupt_cb && p->opcode != PROTO_OP_HELLO && !c->rewatching, readable = false;
+        int64_t deadline;
         uint64_t end, start;
         int r;
 
         r = transport_sendv(&c->t, msgs, n, fds, nfds);
-        if (r < 0)
-                return r;
+        if (r < 0 || !c->t.out_head)
+                return r; /* usually all went at once: nothing queued */
+        deadline = client_deadline(c, 0);
         end = c->t.out_pos + c->t.out_bytes; /* stream offsets: the request ends here, starts at @start */
         start = end - (PROTO_HEADER_SIZE + msgs[n - 1].len);
-        while (c->t.out_pos < end) {
-                struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+        for (;;) {
+                struct pollfd pfd = { .fd = c->fd, .events = POLLIN | POLLOUT };
                 iomem_interrupt_cb icb;
                 void *iud;
+                bool reader;
                 int k, stop;
 
+                /*
+                 * Broken meanwhile (client_break() completed it): unsent, it was not applied. Told by how far
+                 * the output had gone when it broke, not by c->t now: after a wait on @cond (not counted in
+                 * @send_waiters) another thread may have connected again, and c->t is then the new connection's.
+                 */
+                if (p->done)
+                        return p->result == -ECONNRESET && p->broke_at <= start ? -EPIPE : 0;
                 r = transport_flush(&c->t);
                 if (r != -EAGAIN)
                         return r; /* 0: the queue is empty, the request went */
                 if (c->t.out_pos >= end)
                         return 0;
+                if (readable && !c->reading) {
+                        /* input came, and nobody else reads it: route it (the daemon may wait for that) */
+                        readable = false;
+                        client_read(c);
+                        continue;
+                }
+                readable = false;
                 if (deadline >= 0 && client_left_ms(deadline) == 0)
                         return -ETIMEDOUT;
-                k = poll(&pfd, 1, client_left_ms(deadline));
-                if (k < 0 && errno != EINTR)
-                        return -errno;
-                if (k > 0 && (pfd.revents & POLLNVAL))
-                        return -EBADF;
-                if (k >= 0 || !c->interrupt_cb)
-                        continue; /* room, POLLHUP/POLLERR (the flush says what), the deadline, or a signal */
-                icb = c->interrupt_cb;
+                reader = !c->reading;
+                if (reader)
+                        c->reading = true;
+                else
+                        c->send_waiters++;
+                icb = interruptible ? c->interrupt_cb : NULL;
                 iud = c->interrupt_userdata;
                 client_unlock(c);
-                stop = icb(c, iud);
+                k = poll(&pfd, 1, client_left_ms(deadline));
+                if (k < 0)
+                        k = -errno;
                 client_lock(c);
-                /*
-                 * Another thread sent the rest of the request meanwhile and read its reply, or broke the connection
-                 * (and may have made a new one): the call ends as a wait for the reply would, with it if the
-                 * callback says to go on (client_wait() finds it done), else given up.
-                 */
-                if (p->done)
-                        return stop ? client_abandon(c, p) : 0;
-                if (!stop)
-                        continue;
-                if (c->t.out_pos <= start && transport_unqueue_tail(&c->t, end)) {
-                        client_pending_unlink(c, p); /* never sent: nothing to drop later */
-                        return -EINTR;
+                if (reader)
+                        c->reading = false;
+                else
+                        c->send_waiters--;
+                client_wake(c); /* a reader's turn, or a reconnect that waits for the old socket's pollers */
+                if (k == -EINTR && icb) {
+                        client_unlock(c);
+                        stop = icb(c, iud);
+                        client_lock(c);
+                        /*
+                         * Another thread sent the rest of the request meanwhile and read its reply, or broke the
+                         * connection (and may have made a new one): the call ends as a wait for the reply would,
+                         * with it if the callback says to go on (client_wait() finds it done), else given up.
+                         */
+                        if (p->done)
+                                return stop ? client_abandon(c, p) : 0;
+                        if (!stop)
+                                continue;
+                        if (c->t.out_pos <= start && transport_unqueue_tail(&c->t, end)) {
+                                client_pending_unlink(c, p); /* never sent: nothing to drop later */
+                                return -EINTR;
+                        }
+                        return client_abandon(c, p);
                 }
-                return client_abandon(c, p);
+                if (k < 0 && k != -EINTR)
+                        return k;
+                if (k > 0 && (pfd.revents & POLLNVAL))
+                        return -EBADF;
+                if (k <= 0 || !(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+                        continue;
+                if (reader || !c->reading) {
+                        readable = true; /* read after the flush: a daemon gone says -EPIPE there first */
+                } else if (!(pfd.revents & POLLOUT) && !c->broken) {
+                        /* the reader reads it and wakes us (or leaves, and then we read) */
+                        if (deadline < 0) {
+                                client_cond_wait(c, NULL);
+                        } else {
+                                struct timespec ts = { .tv_sec = deadline / 1000,
+                                                       .tv_nsec = (deadline % 1000) * 1000000 };
+
+                                client_cond_wait(c, &ts);
+                        }
+                }
         }
-        return 0;
 }
 
 /*
@@ -966,13 +1051,9 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         p.next = c->pending;
         c->pending = &p;
         msgs[n++] = (struct transport_msg){ .h = &h, .payload = payload, .len = len };
-        if (c->interrupt_cb && opcode != PROTO_OP_HELLO && !c->rewatching) {
-                r = client_send_interruptible(c, &p, msgs, n, send_fds, nsend);
-                if (r == -EINTR)
-                        return r;
-        } else {
-                r = transport_sendv_blocking(&c->t, msgs, n, send_fds, nsend, c->timeout_ms);
-        }
+        r = client_send(c, &p, msgs, n, send_fds, nsend);
+        if (r == -EINTR)
+                return r;
         /*
          * A daemon refusing us at accept may have closed before HELLO went out: its
          * answer is queued, and the end of the stream after it (or only the end, after
@@ -1048,7 +1129,7 @@ static int client_open_socket(struct iomem_client *c, int timeout_ms, bool hold)
         int saved_timeout = c->timeout_ms;
         int r;
 
-        while (c->reading) /* another thread polls the old socket: let it finish */
+        while (c->reading || c->send_waiters) /* other threads poll the old socket: let them finish */
                 client_cond_wait(c, NULL);
         if (c->transport_ready || c->pending) /* else nothing to end: a new client, or one closed already */
                 client_break(c, c->broken ? c->broken : -ENOTCONN);
@@ -2269,12 +2350,9 @@ static void client_unwatch_stray(struct iomem_client *c, uint16_t opcode, const 
         len = proto_unwatch_encode(&m, buf, sizeof(buf));
         if (len < 0)
                 return;
-        q = calloc(1, sizeof(*q));
+        q = client_pending_new(CLIENT_DISCARD, PROTO_OP_UNWATCH, 0, NULL, NULL);
         if (!q)
                 return;
-        client_pending_init(q, CLIENT_DISCARD, PROTO_OP_UNWATCH, 0, NULL);
-        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
-                q->reply.fds[i] = -1;
         h.id = q->id = client_next_id(c);
         r = transport_queue(&c->t, &h, buf, (size_t)len, NULL, 0);
         if (r < 0) {
@@ -2791,23 +2869,6 @@ fail:
         client_unlock(c);
         free(p);
         return r;
-}
-
-static struct client_pending *client_pending_new(enum client_async kind, uint16_t opcode, unsigned want_fds,
-                                                 void (*cb)(void), void *userdata)
-{
-        struct client_pending *p = calloc(1, sizeof(*p));
-
-        if (!p)
-                return NULL;
-        p->kind = kind;
-        p->opcode = opcode;
-        p->want_fds = want_fds;
-        p->cb = cb;
-        p->userdata = userdata;
-        for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
-                p->reply.fds[i] = -1;
-        return p;
 }
 
 /* Decode a STAT (@v false) or STATV reply into *st and *generationp. Return: 0; -EPROTO. */

@@ -55,7 +55,9 @@
  * on it from different threads may overlap, each gets its own reply
  * (requests are sent under the client's lock and replies routed to their
  * caller by request id; one thread reads the socket at a time while the
- * others wait for it). What is shared: iomem_client_error_message() is the
+ * others wait for it; a call whose request waits for room in a full socket
+ * buffer waits without the lock and reads the replies meanwhile, so a daemon
+ * that stops reading until its replies are read never waits on it). What is shared: iomem_client_error_message() is the
  * detail of the last error reply any thread got; iomem_next_event() takes
  * the next event whichever thread asks; a reply timeout or a daemon restart
  * affects the calls of every thread (see above: calls then in flight fail

@@ -12,6 +12,10 @@
 #include <string.h>
 #include <sys/single_threaded.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <unistd.h>
 
 #include "fdutil.h"
 #include "iomem.h"
@@ -799,6 +803,192 @@ START_TEST(test_open_cache_invalidation)
 }
 END_TEST
 
+/* ---- a blocking call whose request finds the socket full ------------------- */
+
+struct tally {
+        int done, ok, enoent, other;
+};
+
+static void on_open_tally(struct iomem_client *c, int error, struct iomem_region *r, uint64_t gen, void *ud)
+{
+        struct tally *t = ud;
+
+        (void)c;
+        (void)gen;
+        iomem_region_free(r);
+        t->done++;
+        if (error == 0)
+                t->ok++;
+        else
+                t->other++;
+}
+
+static void on_stat_tally(struct iomem_client *c, int error, const struct iomem_stat *st, void *ud)
+{
+        struct tally *t = ud;
+
+        (void)c;
+        (void)st;
+        t->done++;
+        if (error == -ENOENT)
+                t->enoent++;
+        else
+                t->other++;
+}
+
+static void on_ping_tally(struct iomem_client *c, int error, void *ud)
+{
+        struct tally *t = ud;
+
+        (void)c;
+        t->done++;
+        if (error == 0)
+                t->ok++;
+        else
+                t->other++;
+}
+
+#define PIPELINED_OPENS 100 /* more than the daemon sends a connection unread (64 fds): then it stops reading it */
+
+/* Run iomem_client_process() (poll()-driven) until *@done reaches @want. */
+static void loop_until_count(struct iomem_client *c, const int *done, int want)
+{
+        while (*done < want) {
+                struct pollfd pfd = { .fd = iomem_client_fd(c) };
+                int ev = iomem_client_get_events(c), t = iomem_client_get_timeout(c), n;
+
+                ck_assert_int_gt(ev, 0);
+                pfd.events = (short)ev;
+                n = poll(&pfd, 1, t < 0 || t > WAIT_MS ? WAIT_MS : t);
+                ck_assert_int_ge(n, 0);
+                ck_assert_msg(n > 0 || t >= 0, "nothing came in %d ms", WAIT_MS);
+                ck_assert_int_ge(iomem_client_process(c), 0);
+        }
+}
+
+/*
+ * One thread pipelines OPENs (whose replies carry fds) and STATs without reading, until its socket buffer is full:
+ * the daemon stopped reading it once 64 fds it sent were unread (docs/protocol.md, section 5, "Fds in flight"),
+ * and waits for it to read them. Then a blocking call: its request waits for room, and room comes only once the
+ * replies are read. Its wait must read them (as sd-bus's sd_bus_call() does); a wait that only polled for POLLOUT,
+ * holding the client's lock, waited for ever (here: for the client's timeout, -ETIMEDOUT, the connection broken).
+ */
+START_TEST(test_blocking_send_reads_while_waiting)
+{
+        struct tally opens = { 0 }, stats = { 0 };
+        struct iomem_region *r = NULL;
+        struct iomem_client *c;
+        char name[255 + 1]; /* the longest name */
+        int nstat = 0;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS); /* a bound for the old behaviour's hang, not a timed assertion */
+        ck_assert_int_eq(iomem_create(c, "fl/a", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        for (int i = 0; i < PIPELINED_OPENS; i++)
+                ck_assert_int_eq(iomem_open_async(c, "fl/a", IOMEM_OPEN_RDONLY, 0, on_open_tally, &opens), 0);
+        /* long names that do not exist: few requests fill the buffer, and each reply says -ENOENT */
+        memset(name, 'x', sizeof(name) - 1);
+        memcpy(name, "fl/", 3);
+        name[sizeof(name) - 1] = '\0';
+        while (!(iomem_client_get_events(c) & POLLOUT)) { /* POLLOUT: the socket took not all, the rest is queued */
+                ck_assert_int_eq(iomem_stat_async(c, name, on_stat_tally, &stats), 0);
+                ck_assert_int_lt(++nstat, 100000);
+        }
+        ck_assert_int_eq(opens.done + stats.done, 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        loop_until_count(c, &stats.done, nstat);
+        ck_assert_int_eq(opens.done, PIPELINED_OPENS);
+        ck_assert_int_eq(opens.ok, PIPELINED_OPENS);
+        ck_assert_int_eq(stats.enoent, nstat);
+        ck_assert_int_eq(opens.other + stats.other, 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        fprintf(stderr, "test_blocking_send_reads_while_waiting: %d STATs filled the socket\n", nstat);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* Return: true once thread @tid waits in poll() or ppoll() (/proc: its current system call). */
+static bool thread_in_poll(pid_t tid)
+{
+        char path[64], buf[64] = "";
+        long nr;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+        f = fopen(path, "re");
+        ck_assert_ptr_nonnull(f);
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = '\0';
+        fclose(f);
+        nr = strtol(buf, NULL, 10);
+        return nr == SYS_poll || nr == SYS_ppoll;
+}
+
+struct sender {
+        struct iomem_client *c;
+        pid_t tid;
+        int r;
+        atomic_int started, finished;
+};
+
+static void *sender_main(void *arg)
+{
+        struct sender *s = arg;
+
+        atomic_store(&s->tid, (int)gettid());
+        atomic_store(&s->started, 1);
+        s->r = iomem_ping(s->c);
+        atomic_store(&s->finished, 1);
+        return NULL;
+}
+
+/*
+ * A thread's blocking call waits for room to send (the daemon stopped, SIGSTOP, with a full socket buffer); the
+ * event loop's thread meanwhile calls iomem_client_process() and iomem_client_get_events() on the same client.
+ * They must return while the other call still waits: the waiting sender does not hold the client's lock. Before,
+ * they waited for the lock until the sender's timeout (which then broke the connection).
+ */
+START_TEST(test_send_wait_lets_go_of_lock)
+{
+        struct tally pings = { 0 };
+        struct sender s = { 0 };
+        struct iomem_client *c;
+        pthread_t t;
+        int fd, one = 1, n = 0;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS); /* a bound for the old behaviour's hang, not a timed assertion */
+        ck_assert_int_eq(iomem_ping(c), 0);
+        fd = iomem_client_fd(c);
+        ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)), 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        while (!(iomem_client_get_events(c) & POLLOUT)) {
+                ck_assert_int_eq(iomem_ping_async(c, on_ping_tally, &pings), 0);
+                ck_assert_int_lt(++n, 100000);
+        }
+        s.c = c;
+        ck_assert_int_eq(pthread_create(&t, NULL, sender_main, &s), 0);
+        while (!atomic_load(&s.started))
+                it_sleep_ms(1);
+        while (!thread_in_poll(atomic_load(&s.tid)) && !atomic_load(&s.finished))
+                it_sleep_ms(1);
+        /* the sender waits for room (or, before, held the lock while it did) */
+        ck_assert_int_eq(iomem_client_process(c), 0);
+        ck_assert_int_eq(iomem_client_get_events(c), POLLIN | POLLOUT);
+        ck_assert_int_eq(atomic_load(&s.finished), 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_int_eq(s.r, 0);
+        loop_until_count(c, &pings.done, n);
+        ck_assert_int_eq(pings.ok, n);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-async");
@@ -814,6 +1004,8 @@ static Suite *suite(void)
         tcase_add_test(tc, test_threads_started_by_callback);
         tcase_add_test(tc, test_threads_started_mid_process);
         tcase_add_test(tc, test_open_cache_invalidation);
+        tcase_add_test(tc, test_blocking_send_reads_while_waiting);
+        tcase_add_test(tc, test_send_wait_lets_go_of_lock);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -33,6 +33,7 @@ static bool sendmsg_fail;
 static pid_t sendmsg_fail_pid;
 static int sendmsg_fail_fd = -1; /* fail the sends on this fd only; -1: on any */
 static unsigned sendmsg_failed;   /* the sends failed so far */
+static unsigned sendmsg_pass;     /* while failing: this many sends (counted down) go through first */
 
 /*
  * A slow keeper, at will: keepers forked while keeper_reply_delay_us is set
@@ -56,7 +57,9 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
                         pause();
         if (keeper_reply_delay_us && getpid() != keeper_delay_parent)
                 usleep(keeper_reply_delay_us);
-        if (sendmsg_fail && getpid() == sendmsg_fail_pid && (sendmsg_fail_fd < 0 || fd == sendmsg_fail_fd)) {
+        if (sendmsg_fail && getpid() == sendmsg_fail_pid && (sendmsg_fail_fd < 0 || fd == sendmsg_fail_fd) &&
+            sendmsg_pass-- == 0) {
+                sendmsg_pass = 0;
                 sendmsg_failed++;
                 errno = ENOBUFS;
                 return -1;
@@ -1265,6 +1268,79 @@ START_TEST(test_regtab_budget_changed)
 }
 END_TEST
 
+/* Every region of @t named r0..r(@n-1) reads back its own number through whatever fd it has. */
+static void regtab_check_numbers(struct regtab *t, int n)
+{
+        for (int i = 0; i < n; i++) {
+                struct regtab_fd h;
+                struct region *r;
+                char name[32];
+                int v = -1;
+
+                snprintf(name, sizeof(name), "r%d", i);
+                r = regtab_lookup(t, name);
+                ck_assert_ptr_nonnull(r);
+                ck_assert_int_eq(regtab_region_get_fd(t, r, &h), 0);
+                ck_assert_int_eq(pread(h.fd, &v, sizeof(v), 0), (ssize_t)sizeof(v));
+                ck_assert_int_eq(v, i);
+                regtab_fd_put(&h);
+        }
+}
+
+/*
+ * A park that fails in the middle of a reload's batch (regtab_park_excess(), server_park_excess(): here the send
+ * to the keeper fails on a transient error, after one park of the batch went): the batch stops with the error, the
+ * failed region keeps its fd in the daemon, the ones parked before stay parked in a keeper that is not given up,
+ * every region reads back its bytes, and the next tick's batch parks the rest.
+ */
+START_TEST(test_regtab_park_excess_fails_midway)
+{
+        struct regtab *t = NULL;
+        struct region *r;
+        char name[32];
+
+        ck_assert_int_eq(regtab_new(&t), 0);
+        regtab_set_fd_budget(t, 20, 16); /* one keeper has room for every park */
+        for (int i = 0; i < 12; i++) {
+                struct regtab_fd h;
+
+                snprintf(name, sizeof(name), "r%d", i);
+                ck_assert_int_eq(regtab_region_new(name, make_memfd(4096), 4096, NULL, &r), 0);
+                ck_assert_int_eq(regtab_add(t, r), 0);
+                ck_assert_int_eq(regtab_settle(t, r), 0);
+                ck_assert_int_eq(regtab_region_get_fd(t, r, &h), 0);
+                ck_assert_int_eq(pwrite(h.fd, &i, sizeof(i), 0), (ssize_t)sizeof(i));
+                regtab_fd_put(&h);
+        }
+        regtab_set_hot_max(t, 2); /* the reload lowered the budget: 10 over */
+        ck_assert_int_eq(regtab_park_excess(t, 3), 3);
+        ck_assert_uint_eq(regtab_hot_fds(t), 9);
+        ck_assert_uint_eq(regtab_keeper_count(t), 1);
+        /* the next batch: its first park goes, the second's send fails (every try) */
+        sendmsg_failed = 0;
+        sendmsg_pass = 1;
+        sendmsg_set_failing(true);
+        ck_assert_int_eq(regtab_park_excess(t, 100), -ENOBUFS);
+        sendmsg_set_failing(false);
+        ck_assert_uint_ge(sendmsg_failed, 1);
+        ck_assert_uint_eq(regtab_hot_fds(t), 8);
+        ck_assert(regtab_over_fd_budget(t));
+        ck_assert_uint_eq(regtab_keeper_count(t), 1);
+        for (int i = 0; i < 12; i++) {
+                snprintf(name, sizeof(name), "r%d", i);
+                ck_assert_int_eq(regtab_lookup(t, name)->fd < 0, i < 4); /* r4's park failed: its fd is here */
+        }
+        regtab_check_numbers(t, 12);
+        /* the next tick: the rest go, the keeper that saw the failure takes them */
+        ck_assert_int_eq(regtab_park_excess(t, 100), 6);
+        ck_assert_uint_eq(regtab_hot_fds(t), 2);
+        ck_assert(!regtab_over_fd_budget(t));
+        ck_assert_uint_eq(regtab_keeper_count(t), 1);
+        regtab_check_numbers(t, 12);
+        t = regtab_free(t);
+}
+END_TEST
+
 /*
  * What an OPEN's bare copy (regtab_region_get_send_fd() of a parked region
  * whose size is final: pidfd_getfd(), no dev/ino check) relies on: a DELETE
@@ -1876,6 +1952,7 @@ int main(void)
         tcase_add_test(tc, test_keeper_park_behind_pending_drops_one_try);
         tcase_add_test(tc, test_regtab_budget);
         tcase_add_test(tc, test_regtab_budget_changed);
+        tcase_add_test(tc, test_regtab_park_excess_fails_midway);
         tcase_add_test(tc, test_regtab_dropped_numbers_reused);
         tcase_add_test(tc, test_keeper_fallback_closes_drops);
         tcase_add_test(tc, test_keeper_fallback_armed_closer_starts_no_thread);
