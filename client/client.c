@@ -1332,6 +1332,25 @@ static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *p
         return client_call_fds(c, opcode, payload, len, NULL, 0, extra_ms, want_fds, replyp);
 }
 
+/*
+ * client_call() for a request that is safe to repeat, sent again for as long as client_again() says so.
+ * @triesp: counts the tries where several requests make one call (the pages of a LIST); NULL for one request.
+ * Return: as client_call().
+ */
+static int client_call_again(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len,
+                             unsigned *triesp, struct transport_frame *replyp)
+{
+        unsigned tries = 0;
+        int r;
+
+        if (!triesp)
+                triesp = &tries;
+        do
+                r = client_call(c, opcode, payload, len, 0, 0, replyp);
+        while (client_again(c, r, triesp));
+        return r;
+}
+
 /* Return: 0 if @f is a HELLO reply we can work with; -EPROTO, -EPROTONOSUPPORT. */
 static inline int client_hello_check(const struct transport_frame *f)
 {
@@ -1789,7 +1808,6 @@ IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struc
         struct proto_stat_reply rep;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
-        unsigned tries = 0;
         int r;
 
         if (!client || !st)
@@ -1797,9 +1815,7 @@ IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struc
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
-        do
-                r = client_call(client, PROTO_OP_STAT, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
-        while (client_again(client, r, &tries));
+        r = client_call_again(client, PROTO_OP_STAT, buf, proto_name_encode(&m, buf, sizeof(buf)), NULL, &f);
         if (r < 0)
                 return r;
         r = proto_stat_reply_decode(f.payload, f.hdr.length, &rep);
@@ -1841,10 +1857,7 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                 size_t off = 0;
 
                 /* a page is asked again with the same cursor: region ids survive a restart */
-                do
-                        r = client_call(client, PROTO_OP_LIST, buf, proto_list_encode(&m, buf, sizeof(buf)), 0, 0,
-                                        &f);
-                while (client_again(client, r, &tries));
+                r = client_call_again(client, PROTO_OP_LIST, buf, proto_list_encode(&m, buf, sizeof(buf)), &tries, &f);
                 if (r < 0)
                         return r;
                 r = proto_list_reply_decode(f.payload, f.hdr.length, &rep);
@@ -1963,14 +1976,11 @@ IOMEM_EXPORT int iomem_ping(struct iomem_client *client)
         struct proto_ping rep;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
-        unsigned tries = 0;
         int r;
 
         if (!client)
                 return -EINVAL;
-        do
-                r = client_call(client, PROTO_OP_PING, buf, proto_ping_encode(&m, buf, sizeof(buf)), 0, 0, &f);
-        while (client_again(client, r, &tries));
+        r = client_call_again(client, PROTO_OP_PING, buf, proto_ping_encode(&m, buf, sizeof(buf)), NULL, &f);
         if (r < 0)
                 return r;
         r = proto_ping_decode(f.payload, f.hdr.length, &rep);
@@ -1982,14 +1992,11 @@ IOMEM_EXPORT int iomem_status(struct iomem_client *client, struct iomem_status *
 {
         struct proto_status_reply rep;
         struct transport_frame f;
-        unsigned tries = 0;
         int r;
 
         if (!client || !st)
                 return client_fail_early(client, -EINVAL);
-        do
-                r = client_call(client, PROTO_OP_STATUS, NULL, 0, 0, 0, &f);
-        while (client_again(client, r, &tries));
+        r = client_call_again(client, PROTO_OP_STATUS, NULL, 0, NULL, &f);
         if (r < 0)
                 return r;
         r = proto_status_reply_decode(f.payload, f.hdr.length, &rep);
@@ -2046,14 +2053,11 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
         static const char *const label_names[] = { NULL, "request", "code", "uid" };
         struct proto_metrics_reply rep;
         struct transport_frame f;
-        unsigned tries = 0;
         int r;
 
         if (!client || !cb)
                 return client_fail_early(client, -EINVAL);
-        do /* safe to repeat: it changes nothing */
-                r = client_call(client, PROTO_OP_METRICS, NULL, 0, 0, 0, &f);
-        while (client_again(client, r, &tries));
+        r = client_call_again(client, PROTO_OP_METRICS, NULL, 0, NULL, &f); /* safe to repeat: it changes nothing */
         if (r < 0)
                 return r;
         if (proto_metrics_reply_decode(f.payload, f.hdr.length, &rep) < 0) {
@@ -2131,14 +2135,11 @@ IOMEM_EXPORT int iomem_quota(struct iomem_client *client, struct iomem_quota *q)
 {
         struct proto_quota_reply rep;
         struct transport_frame f;
-        unsigned tries = 0;
         int r;
 
         if (!client || !q)
                 return client_fail_early(client, -EINVAL);
-        do
-                r = client_call(client, PROTO_OP_QUOTA, NULL, 0, 0, 0, &f);
-        while (client_again(client, r, &tries));
+        r = client_call_again(client, PROTO_OP_QUOTA, NULL, 0, NULL, &f);
         if (r < 0)
                 return r;
         r = proto_quota_reply_decode(f.payload, f.hdr.length, &rep);
