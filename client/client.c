@@ -1802,10 +1802,36 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
         return r;
 }
 
+/* Decode a STAT (@v false) or STATV reply into *st and *generationp. Return: 0; -EPROTO. */
+static int client_stat_from_reply(const struct transport_frame *f, bool v, struct iomem_stat *st,
+                                  uint64_t *generationp)
+{
+        struct proto_stat_replyv repv = { .generation = 0 };
+        struct proto_stat_reply *rep = &repv.stat;
+
+        if (v ? proto_stat_replyv_decode(f->payload, f->hdr.length, &repv) < 0
+              : proto_stat_reply_decode(f->payload, f->hdr.length, rep) < 0)
+                return -EPROTO;
+        *st = (struct iomem_stat){
+                .id = rep->id,
+                .size = rep->size,
+                .ctime_ns = rep->ctime_ns,
+                .open_count = rep->open_count,
+                .seals = rep->seals,
+                .flags = rep->flags,
+                .uid = rep->uid,
+                .gid = rep->gid,
+                .mode = rep->mode,
+                .backend = (enum iomem_backend)rep->backend,
+        };
+        if (generationp)
+                *generationp = repv.generation;
+        return 0;
+}
+
 IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struct iomem_stat *st)
 {
         struct proto_name m = { .name = name };
-        struct proto_stat_reply rep;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
@@ -1818,23 +1844,9 @@ IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struc
         r = client_call_again(client, PROTO_OP_STAT, buf, proto_name_encode(&m, buf, sizeof(buf)), NULL, &f);
         if (r < 0)
                 return r;
-        r = proto_stat_reply_decode(f.payload, f.hdr.length, &rep);
+        r = client_stat_from_reply(&f, false, st, NULL);
         transport_frame_deinit(&f);
-        if (r < 0)
-                return -EPROTO;
-        *st = (struct iomem_stat){
-                .id = rep.id,
-                .size = rep.size,
-                .ctime_ns = rep.ctime_ns,
-                .open_count = rep.open_count,
-                .seals = rep.seals,
-                .flags = rep.flags,
-                .uid = rep.uid,
-                .gid = rep.gid,
-                .mode = rep.mode,
-                .backend = (enum iomem_backend)rep.backend,
-        };
-        return 0;
+        return r;
 }
 
 IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
@@ -2661,7 +2673,6 @@ IOMEM_EXPORT int iomem_stat_version(struct iomem_client *client, const char *nam
                                     uint64_t *generationp)
 {
         struct proto_name m = { .name = name };
-        struct proto_stat_replyv rep;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
@@ -2674,25 +2685,9 @@ IOMEM_EXPORT int iomem_stat_version(struct iomem_client *client, const char *nam
         r = client_call(client, PROTO_OP_STATV, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
         if (r < 0)
                 return r;
-        r = proto_stat_replyv_decode(f.payload, f.hdr.length, &rep);
+        r = client_stat_from_reply(&f, true, st, generationp);
         transport_frame_deinit(&f);
-        if (r < 0)
-                return -EPROTO;
-        *st = (struct iomem_stat){
-                .id = rep.stat.id,
-                .size = rep.stat.size,
-                .ctime_ns = rep.stat.ctime_ns,
-                .open_count = rep.stat.open_count,
-                .seals = rep.stat.seals,
-                .flags = rep.stat.flags,
-                .uid = rep.stat.uid,
-                .gid = rep.stat.gid,
-                .mode = rep.stat.mode,
-                .backend = (enum iomem_backend)rep.stat.backend,
-        };
-        if (generationp)
-                *generationp = rep.generation;
-        return 0;
+        return r;
 }
 
 /* ---- the asynchronous client --------------------------------------------- */
@@ -2809,33 +2804,6 @@ static struct client_pending *client_pending_new(enum client_async kind, uint16_
         for (unsigned i = 0; i < PROTO_MAX_FDS; i++)
                 p->reply.fds[i] = -1;
         return p;
-}
-
-/* Decode a STAT (@v false) or STATV reply into *st and *generationp. Return: 0; -EPROTO. */
-static int client_stat_from_reply(const struct transport_frame *f, bool v, struct iomem_stat *st,
-                                  uint64_t *generationp)
-{
-        struct proto_stat_replyv repv = { .generation = 0 };
-        struct proto_stat_reply *rep = &repv.stat;
-
-        if (v ? proto_stat_replyv_decode(f->payload, f->hdr.length, &repv) < 0
-              : proto_stat_reply_decode(f->payload, f->hdr.length, rep) < 0)
-                return -EPROTO;
-        *st = (struct iomem_stat){
-                .id = rep->id,
-                .size = rep->size,
-                .ctime_ns = rep->ctime_ns,
-                .open_count = rep->open_count,
-                .seals = rep->seals,
-                .flags = rep->flags,
-                .uid = rep->uid,
-                .gid = rep->gid,
-                .mode = rep->mode,
-                .backend = (enum iomem_backend)rep->backend,
-        };
-        if (generationp)
-                *generationp = repv.generation;
-        return 0;
 }
 
 /* Decode an OPEN (@v false) or OPENV reply into a region. Return: 0; -EPROTO; negative errno. */
