@@ -1351,6 +1351,20 @@ static int client_call_again(struct iomem_client *c, uint16_t opcode, const uint
         return r;
 }
 
+/* A request whose successful reply is empty. Return: 0 or as client_call(). */
+static int client_call_empty(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len)
+{
+        struct transport_frame f;
+        int r;
+
+        r = client_call(c, opcode, payload, len, 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = f.hdr.length == 0 ? 0 : -EPROTO;
+        transport_frame_deinit(&f);
+        return r;
+}
+
 /* Return: 0 if @f is a HELLO reply we can work with; -EPROTO, -EPROTONOSUPPORT. */
 static inline int client_hello_check(const struct transport_frame *f)
 {
@@ -1963,7 +1977,6 @@ IOMEM_EXPORT int iomem_seal(struct iomem_client *client, const char *name, uint3
 IOMEM_EXPORT int iomem_delete(struct iomem_client *client, const char *name)
 {
         struct proto_name m = { .name = name };
-        struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
@@ -1972,12 +1985,7 @@ IOMEM_EXPORT int iomem_delete(struct iomem_client *client, const char *name)
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
-        r = client_call(client, PROTO_OP_DELETE, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
-        if (r < 0)
-                return r;
-        r = f.hdr.length == 0 ? 0 : -EPROTO;
-        transport_frame_deinit(&f);
-        return r;
+        return client_call_empty(client, PROTO_OP_DELETE, buf, proto_name_encode(&m, buf, sizeof(buf)));
 }
 
 IOMEM_EXPORT int iomem_ping(struct iomem_client *client)
@@ -2097,20 +2105,6 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
                 }
                 r = cb(&m, userdata);
         }
-        transport_frame_deinit(&f);
-        return r;
-}
-
-/* A request whose successful reply is empty. Return: 0 or as client_call(). */
-static int client_call_empty(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len)
-{
-        struct transport_frame f;
-        int r;
-
-        r = client_call(c, opcode, payload, len, 0, 0, &f);
-        if (r < 0)
-                return r;
-        r = f.hdr.length == 0 ? 0 : -EPROTO;
         transport_frame_deinit(&f);
         return r;
 }
