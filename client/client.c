@@ -2168,6 +2168,21 @@ IOMEM_EXPORT int iomem_quota(struct iomem_client *client, struct iomem_quota *q)
         return 0;
 }
 
+/*
+ * The fd to send for @region with a REGISTER or PUBLISH: a copy (F_DUPFD_CLOEXEC) for the call to consume; its size,
+ * refreshed first, in *sizep. Return: the fd, or the error of iomem_region_refresh() or iomem_region_dup_fd().
+ */
+static int client_region_send_fd(const struct iomem_region *region, uint64_t *sizep)
+{
+        int r;
+
+        r = iomem_region_refresh((struct iomem_region *)region);
+        if (r < 0)
+                return r;
+        *sizep = iomem_region_size(region);
+        return iomem_region_dup_fd(region);
+}
+
 IOMEM_EXPORT int iomem_register(struct iomem_client *client, const char *name, const struct iomem_region *region,
                                 uint32_t flags, uint32_t mode, uint64_t *idp)
 {
@@ -2184,11 +2199,7 @@ IOMEM_EXPORT int iomem_register(struct iomem_client *client, const char *name, c
                 return r;
         if (flags & ~IOMEM_REGISTER_LEASE)
                 return client_fail_early(client, -EINVAL);
-        r = iomem_region_refresh((struct iomem_region *)region);
-        if (r < 0)
-                return r;
-        m.size = iomem_region_size(region);
-        fd = iomem_region_dup_fd(region);
+        fd = client_region_send_fd(region, &m.size);
         if (fd < 0)
                 return fd;
         /* fd consumed */
@@ -2606,11 +2617,7 @@ IOMEM_EXPORT int iomem_publish(struct iomem_client *client, const char *name, co
                 m.mode = opts->mode;
                 m.expect_generation = opts->expect_generation;
         }
-        r = iomem_region_refresh((struct iomem_region *)region);
-        if (r < 0)
-                return r;
-        m.size = iomem_region_size(region);
-        fd = iomem_region_dup_fd(region);
+        fd = client_region_send_fd(region, &m.size);
         if (fd < 0)
                 return fd;
         /* fd consumed */
