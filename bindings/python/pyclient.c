@@ -842,13 +842,7 @@ static PyObject *pyclient_register(PyObject *obj, PyObject *args, PyObject *kwar
 
         if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!|$pO&:register", kwlist, &nameobj, &pyregion_type, &region,
                                          &lease, pymodule_u32_converter, &mode) ||
-            !pyclient_name_converter(nameobj, &name))
-                return NULL;
-        if (!region->region) {
-                PyErr_SetString(PyExc_ValueError, "I/O operation on a closed region");
-                return NULL;
-        }
-        if (pyclient_enter(self) < 0)
+            !pyclient_name_converter(nameobj, &name) || pyregion_check_open(region) < 0 || pyclient_enter(self) < 0)
                 return NULL;
         region->exports++; /* close() and resize() wait for this call: it uses the region without the GIL */
         Py_BEGIN_ALLOW_THREADS
@@ -1069,11 +1063,7 @@ static PyObject *pyclient_publish(PyObject *obj, PyObject *args, PyObject *kwarg
                 opts.mode = (uint32_t)mode;
         }
         opts.flags = lease ? IOMEM_PUBLISH_LEASE : 0;
-        if (!region->region) {
-                PyErr_SetString(PyExc_ValueError, "I/O operation on a closed region");
-                return NULL;
-        }
-        if (pyclient_enter(self) < 0)
+        if (pyregion_check_open(region) < 0 || pyclient_enter(self) < 0)
                 return NULL;
         region->exports++; /* close() and resize() wait for this call: it uses the region without the GIL */
         Py_BEGIN_ALLOW_THREADS
