@@ -540,6 +540,26 @@ static void stop_pidfd_signals(void)
 }
 
 /*
+ * The set-up of the stopped-keeper scenarios below: @k with keeper 0 holding @fd as region 1, stopped, in a process
+ * whose pidfd_send_signal() is refused (so the daemon's SIGCONTs go through the kill() interposed here), the next
+ * @drop of them not sent. Return: keeper 0's pid.
+ */
+static pid_t park_stopped_keeper(struct keepers *k, int fd, unsigned drop)
+{
+        pid_t pid0;
+
+        keepers_init(k, 4);
+        ck_assert_int_eq(keepers_park_with_fd(k, 1, fd, NULL), 0);
+        pid0 = keepers_pid(k, 0);
+        stop_pidfd_signals();
+        ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
+        wait_stopped(pid0);
+        conts_sent = 0;
+        conts_to_drop = drop;
+        return pid0;
+}
+
+/*
  * A keeper stopped again at once after each SIGCONT (here: the daemon's
  * first two SIGCONTs are not sent, so the third slice still finds it
  * stopped) is continued at each slice that finds it so, and answers once a
@@ -555,14 +575,7 @@ START_TEST(test_keeper_stopped_again_continued_each_slice)
         pid_t pid0;
         char *log;
 
-        keepers_init(&k, 4);
-        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
-        pid0 = keepers_pid(&k, 0);
-        stop_pidfd_signals();
-        ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
-        wait_stopped(pid0);
-        conts_sent = 0;
-        conts_to_drop = 2;
+        pid0 = park_stopped_keeper(&k, fd, 2);
         mfd = stderr_capture_begin(&saved);
         ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), 0); /* before: -EIO */
         log = stderr_capture_end(mfd, saved);
@@ -595,14 +608,7 @@ START_TEST(test_keeper_stopped_for_good_given_up)
         pid_t pid0;
         char *log, line[128];
 
-        keepers_init(&k, 4);
-        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
-        pid0 = keepers_pid(&k, 0);
-        stop_pidfd_signals();
-        ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
-        wait_stopped(pid0);
-        conts_sent = 0;
-        conts_to_drop = UINT_MAX;
+        pid0 = park_stopped_keeper(&k, fd, UINT_MAX);
         mfd = stderr_capture_begin(&saved);
         ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), -EIO);
         log = stderr_capture_end(mfd, saved);
