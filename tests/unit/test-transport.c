@@ -2956,95 +2956,72 @@ static void borrowed_teardown(void)
         test_fd_teardown();
 }
 
+/*
+ * Add @tests to @s twice: as tcase @name with the copying read buffer, and as @borrowed_name through
+ * transport_next_frame_borrowed(). Return: the first tcase, for tests that only it runs.
+ */
+static TCase *add_both_buffers(Suite *s, const char *name, const char *borrowed_name, const TTest *const *tests,
+                               size_t n)
+{
+        TCase *tc = tcase_create(name), *tcb = tcase_create(borrowed_name);
+
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_checked_fixture(tcb, borrowed_setup, borrowed_teardown);
+        for (size_t i = 0; i < n; i++) {
+                tcase_add_test(tc, tests[i]);
+                tcase_add_test(tcb, tests[i]);
+        }
+        suite_add_tcase(s, tc);
+        suite_add_tcase(s, tcb);
+        return tc;
+}
+
 static Suite *transport_suite(void)
 {
+        const TTest *roundtrip[] = {
+                test_roundtrip_0_fds,
+                test_roundtrip_1_fd,
+                test_roundtrip_max_fds,
+                test_roundtrip_max_payload,
+                test_many_frames_one_write,
+                test_queue_mixed_batch,
+                test_queue_mixed_batch_in_order,
+                test_fds_in_order_rules,
+                test_in_order_fds_ahead_of_large_frame,
+                test_f4_one_byte_per_write,
+                test_f4_one_byte_per_write_fds,
+        };
+        const TTest *framing[] = {
+                test_f4_eof_mid_frame,
+                test_f4_eof_mid_header,
+                test_eof_between_frames,
+                test_f1_short_garbage_eof,
+                test_f1_garbage_header,
+                test_f2_huge_length,
+                test_f2_too_many_nfds,
+                test_f2_unknown_version_huge_length,
+                test_f3_wrapping_length,
+                test_f5_unknown_opcode_version,
+        };
+        const TTest *fds[] = {
+                test_d1_undeclared_fds,
+                test_d2_missing_fds,
+                test_d3_extra_fds,
+                test_d3_held_fds_cap,
+                test_d4_fd_on_previous_frame,
+                test_d5_two_scm_rights,
+                test_d5_too_many_fds,
+                test_d6_ctrunc_rlimit,
+                test_d9_cloexec_after_malformed_sessions,
+        };
         Suite *s = suite_create("transport");
         TCase *tc;
 
-        tc = tcase_create("roundtrip");
-        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
-        tcase_add_test(tc, test_roundtrip_0_fds);
-        tcase_add_test(tc, test_roundtrip_1_fd);
-        tcase_add_test(tc, test_roundtrip_max_fds);
-        tcase_add_test(tc, test_roundtrip_max_payload);
-        tcase_add_test(tc, test_many_frames_one_write);
-        tcase_add_test(tc, test_queue_mixed_batch);
-        tcase_add_test(tc, test_queue_mixed_batch_in_order);
-        tcase_add_test(tc, test_fds_in_order_rules);
-        tcase_add_test(tc, test_in_order_fds_ahead_of_large_frame);
-        tcase_add_test(tc, test_unqueue_tail);
-        tcase_add_test(tc, test_f4_one_byte_per_write);
-        tcase_add_test(tc, test_f4_one_byte_per_write_fds);
-        suite_add_tcase(s, tc);
-
-        tc = tcase_create("roundtrip-borrowed");
-        tcase_add_checked_fixture(tc, borrowed_setup, borrowed_teardown);
-        tcase_add_test(tc, test_roundtrip_0_fds);
-        tcase_add_test(tc, test_roundtrip_1_fd);
-        tcase_add_test(tc, test_roundtrip_max_fds);
-        tcase_add_test(tc, test_roundtrip_max_payload);
-        tcase_add_test(tc, test_many_frames_one_write);
-        tcase_add_test(tc, test_queue_mixed_batch);
-        tcase_add_test(tc, test_queue_mixed_batch_in_order);
-        tcase_add_test(tc, test_fds_in_order_rules);
-        tcase_add_test(tc, test_in_order_fds_ahead_of_large_frame);
-        tcase_add_test(tc, test_f4_one_byte_per_write);
-        tcase_add_test(tc, test_f4_one_byte_per_write_fds);
-        suite_add_tcase(s, tc);
-
-        tc = tcase_create("framing");
-        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
-        tcase_add_test(tc, test_f4_eof_mid_frame);
-        tcase_add_test(tc, test_f4_eof_mid_header);
-        tcase_add_test(tc, test_eof_between_frames);
-        tcase_add_test(tc, test_f1_short_garbage_eof);
-        tcase_add_test(tc, test_f1_garbage_header);
-        tcase_add_test(tc, test_f2_huge_length);
-        tcase_add_test(tc, test_f2_too_many_nfds);
-        tcase_add_test(tc, test_f2_unknown_version_huge_length);
-        tcase_add_test(tc, test_f3_wrapping_length);
-        tcase_add_test(tc, test_f5_unknown_opcode_version);
-        suite_add_tcase(s, tc);
-
-        tc = tcase_create("framing-borrowed");
-        tcase_add_checked_fixture(tc, borrowed_setup, borrowed_teardown);
-        tcase_add_test(tc, test_f4_eof_mid_frame);
-        tcase_add_test(tc, test_f4_eof_mid_header);
-        tcase_add_test(tc, test_eof_between_frames);
-        tcase_add_test(tc, test_f1_short_garbage_eof);
-        tcase_add_test(tc, test_f1_garbage_header);
-        tcase_add_test(tc, test_f2_huge_length);
-        tcase_add_test(tc, test_f2_too_many_nfds);
-        tcase_add_test(tc, test_f2_unknown_version_huge_length);
-        tcase_add_test(tc, test_f3_wrapping_length);
-        tcase_add_test(tc, test_f5_unknown_opcode_version);
-        suite_add_tcase(s, tc);
-
-        tc = tcase_create("fds");
-        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
-        tcase_add_test(tc, test_d1_undeclared_fds);
-        tcase_add_test(tc, test_d2_missing_fds);
-        tcase_add_test(tc, test_d3_extra_fds);
-        tcase_add_test(tc, test_d3_held_fds_cap);
-        tcase_add_test(tc, test_d4_fd_on_previous_frame);
-        tcase_add_test(tc, test_d5_two_scm_rights);
-        tcase_add_test(tc, test_d5_too_many_fds);
-        tcase_add_test(tc, test_d6_ctrunc_rlimit);
-        tcase_add_test(tc, test_d9_cloexec_after_malformed_sessions);
-        suite_add_tcase(s, tc);
-
-        tc = tcase_create("fds-borrowed");
-        tcase_add_checked_fixture(tc, borrowed_setup, borrowed_teardown);
-        tcase_add_test(tc, test_d1_undeclared_fds);
-        tcase_add_test(tc, test_d2_missing_fds);
-        tcase_add_test(tc, test_d3_extra_fds);
-        tcase_add_test(tc, test_d3_held_fds_cap);
-        tcase_add_test(tc, test_d4_fd_on_previous_frame);
-        tcase_add_test(tc, test_d5_two_scm_rights);
-        tcase_add_test(tc, test_d5_too_many_fds);
-        tcase_add_test(tc, test_d6_ctrunc_rlimit);
-        tcase_add_test(tc, test_d9_cloexec_after_malformed_sessions);
-        suite_add_tcase(s, tc);
+        tc = add_both_buffers(s, "roundtrip", "roundtrip-borrowed", roundtrip,
+                              sizeof(roundtrip) / sizeof(roundtrip[0]));
+        tcase_add_test(tc, test_unqueue_tail); /* the copying buffer only */
+        add_both_buffers(s, "framing", "framing-borrowed", framing, sizeof(framing) / sizeof(framing[0]));
+        add_both_buffers(s, "fds", "fds-borrowed", fds, sizeof(fds) / sizeof(fds[0]));
 
         tc = tcase_create("output");
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
