@@ -1710,6 +1710,12 @@ static int client_name_check(struct iomem_client *c, const char *name)
         return 0;
 }
 
+/* The checks that begin a call on region @name. Return: -EINVAL without a client, else as client_name_check(). */
+static int client_name_start(struct iomem_client *c, const char *name)
+{
+        return c ? client_name_check(c, name) : -EINVAL;
+}
+
 /*
  * Turn a CREATE/OPEN reply into a region: the fd is taken over, without a
  * syscall. Its kind and size are read with fstat at the region's first use
@@ -1936,9 +1942,7 @@ IOMEM_EXPORT int iomem_resize(struct iomem_client *client, const char *name, uin
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        if (!client)
-                return -EINVAL;
-        r = client_name_check(client, name);
+        r = client_name_start(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_RESIZE, buf, proto_resize_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -1957,9 +1961,7 @@ IOMEM_EXPORT int iomem_seal(struct iomem_client *client, const char *name, uint3
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        if (!client)
-                return -EINVAL;
-        r = client_name_check(client, name);
+        r = client_name_start(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_SEAL, buf, proto_seal_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -1980,9 +1982,7 @@ IOMEM_EXPORT int iomem_delete(struct iomem_client *client, const char *name)
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        if (!client)
-                return -EINVAL;
-        r = client_name_check(client, name);
+        r = client_name_start(client, name);
         if (r < 0)
                 return r;
         return client_call_empty(client, PROTO_OP_DELETE, buf, proto_name_encode(&m, buf, sizeof(buf)));
@@ -2115,9 +2115,7 @@ IOMEM_EXPORT int iomem_chmod(struct iomem_client *client, const char *name, uint
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        if (!client)
-                return -EINVAL;
-        r = client_name_check(client, name);
+        r = client_name_start(client, name);
         if (r < 0)
                 return r;
         return client_call_empty(client, PROTO_OP_CHMOD, buf, proto_chmod_encode(&m, buf, sizeof(buf)));
@@ -2129,9 +2127,7 @@ IOMEM_EXPORT int iomem_chown(struct iomem_client *client, const char *name, uint
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        if (!client)
-                return -EINVAL;
-        r = client_name_check(client, name);
+        r = client_name_start(client, name);
         if (r < 0)
                 return r;
         return client_call_empty(client, PROTO_OP_CHOWN, buf, proto_chown_encode(&m, buf, sizeof(buf)));
