@@ -1016,6 +1016,17 @@ START_TEST(test_keeper_fallback_armed_closer_starts_no_thread)
 }
 END_TEST
 
+/* Reap the forked child @pid of a test that exits 0, or 100 + the number of the step that failed. */
+static void wait_steps_child(pid_t pid)
+{
+        int status;
+
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d: failed step %d)",
+                      status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                      WIFEXITED(status) ? WEXITSTATUS(status) - 100 : -1);
+}
+
 /*
  * Threads that cannot start when their first job comes (closer_close(), reserver_available()): the work is done
  * inline, as when they could not start with the daemon, and no later job tries again. Run in a child whose uid
@@ -1023,7 +1034,6 @@ END_TEST
  */
 START_TEST(test_threads_cannot_start_work_inline)
 {
-        int status;
         pid_t pid;
 
         pid = fork();
@@ -1069,10 +1079,7 @@ START_TEST(test_threads_cannot_start_work_inline)
                         _exit(100 + step);
                 _exit(0);
         }
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d: failed step %d)",
-                      status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                      WIFEXITED(status) ? WEXITSTATUS(status) - 100 : -1);
+        wait_steps_child(pid);
 }
 END_TEST
 
@@ -1088,7 +1095,6 @@ END_TEST
  */
 START_TEST(test_keeper_full_table_refuses_park)
 {
-        int status;
         pid_t pid;
 
         pid = fork();
@@ -1136,10 +1142,7 @@ START_TEST(test_keeper_full_table_refuses_park)
                 keepers_deinit(&k);
                 _exit(0);
         }
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d: failed step %d)",
-                      status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                      WIFEXITED(status) ? WEXITSTATUS(status) - 100 : -1);
+        wait_steps_child(pid);
 }
 END_TEST
 
