@@ -352,7 +352,6 @@ START_TEST(test_reconnect_off_before_hello)
 {
         struct it_daemon d;
         struct iomem_client *c;
-        struct iomem_stat st;
 
         c = unsent_client_of_gone_daemon(&d, 0);
         ck_assert_int_eq(iomem_ping(c), -ENOTCONN);
