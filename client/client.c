@@ -1413,6 +1413,39 @@ static int client_call(struct iomem_client *c, uint16_t opcode, const uint8_t *p
         return client_call_fds(c, opcode, payload, len, NULL, 0, extra_ms, want_fds, replyp);
 }
 
+/*
+ * client_call() for a request that is safe to repeat, sent again for as long as client_again() says so.
+ * @triesp: counts the tries where several requests make one call (the pages of a LIST); NULL for one request.
+ * Return: as client_call().
+ */
+static int client_call_again(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len,
+                             unsigned *triesp, struct transport_frame *replyp)
+{
+        unsigned tries = 0;
+        int r;
+
+        if (!triesp)
+                triesp = &tries;
+        do
+                r = client_call(c, opcode, payload, len, 0, 0, replyp);
+        while (client_again(c, r, triesp));
+        return r;
+}
+
+/* A request whose successful reply is empty. Return: 0 or as client_call(). */
+static int client_call_empty(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len)
+{
+        struct transport_frame f;
+        int r;
+
+        r = client_call(c, opcode, payload, len, 0, 0, &f);
+        if (r < 0)
+                return r;
+        r = f.hdr.length == 0 ? 0 : -EPROTO;
+        transport_frame_deinit(&f);
+        return r;
+}
+
 /* Return: 0 if @f is a HELLO reply we can work with; -EPROTO, -EPROTONOSUPPORT. */
 static inline int client_hello_check(const struct transport_frame *f)
 {
@@ -1758,6 +1791,12 @@ static int client_name_check(struct iomem_client *c, const char *name)
         return 0;
 }
 
+/* The checks that begin a call on region @name. Return: -EINVAL without a client, else as client_name_check(). */
+static int client_name_start(struct iomem_client *c, const char *name)
+{
+        return c ? client_name_check(c, name) : -EINVAL;
+}
+
 /*
  * Turn a CREATE/OPEN reply into a region: the fd is taken over, without a
  * syscall. Its kind and size are read with fstat at the region's first use
@@ -1864,13 +1903,38 @@ IOMEM_EXPORT int iomem_open(struct iomem_client *client, const char *name, uint3
         return r;
 }
 
+/* Decode a STAT (@v false) or STATV reply into *st and *generationp. Return: 0; -EPROTO. */
+static int client_stat_from_reply(const struct transport_frame *f, bool v, struct iomem_stat *st,
+                                  uint64_t *generationp)
+{
+        struct proto_stat_replyv repv = { .generation = 0 };
+        struct proto_stat_reply *rep = &repv.stat;
+
+        if (v ? proto_stat_replyv_decode(f->payload, f->hdr.length, &repv) < 0
+              : proto_stat_reply_decode(f->payload, f->hdr.length, rep) < 0)
+                return -EPROTO;
+        *st = (struct iomem_stat){
+                .id = rep->id,
+                .size = rep->size,
+                .ctime_ns = rep->ctime_ns,
+                .open_count = rep->open_count,
+                .seals = rep->seals,
+                .flags = rep->flags,
+                .uid = rep->uid,
+                .gid = rep->gid,
+                .mode = rep->mode,
+                .backend = (enum iomem_backend)rep->backend,
+        };
+        if (generationp)
+                *generationp = repv.generation;
+        return 0;
+}
+
 IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struct iomem_stat *st)
 {
         struct proto_name m = { .name = name };
-        struct proto_stat_reply rep;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
-        unsigned tries = 0;
         int r;
 
         if (!client || !st)
@@ -1878,28 +1942,12 @@ IOMEM_EXPORT int iomem_stat(struct iomem_client *client, const char *name, struc
         r = client_name_check(client, name);
         if (r < 0)
                 return r;
-        do
-                r = client_call(client, PROTO_OP_STAT, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
-        while (client_again(client, r, &tries));
+        r = client_call_again(client, PROTO_OP_STAT, buf, proto_name_encode(&m, buf, sizeof(buf)), NULL, &f);
         if (r < 0)
                 return r;
-        r = proto_stat_reply_decode(f.payload, f.hdr.length, &rep);
+        r = client_stat_from_reply(&f, false, st, NULL);
         transport_frame_deinit(&f);
-        if (r < 0)
-                return -EPROTO;
-        *st = (struct iomem_stat){
-                .id = rep.id,
-                .size = rep.size,
-                .ctime_ns = rep.ctime_ns,
-                .open_count = rep.open_count,
-                .seals = rep.seals,
-                .flags = rep.flags,
-                .uid = rep.uid,
-                .gid = rep.gid,
-                .mode = rep.mode,
-                .backend = (enum iomem_backend)rep.backend,
-        };
-        return 0;
+        return r;
 }
 
 IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
@@ -1922,10 +1970,7 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                 size_t off = 0;
 
                 /* a page is asked again with the same cursor: region ids survive a restart */
-                do
-                        r = client_call(client, PROTO_OP_LIST, buf, proto_list_encode(&m, buf, sizeof(buf)), 0, 0,
-                                        &f);
-                while (client_again(client, r, &tries));
+                r = client_call_again(client, PROTO_OP_LIST, buf, proto_list_encode(&m, buf, sizeof(buf)), &tries, &f);
                 if (r < 0)
                         return r;
                 r = proto_list_reply_decode(f.payload, f.hdr.length, &rep);
@@ -1978,9 +2023,7 @@ IOMEM_EXPORT int iomem_resize(struct iomem_client *client, const char *name, uin
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        if (!client)
-                return -EINVAL;
-        r = client_name_check(client, name);
+        r = client_name_start(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_RESIZE, buf, proto_resize_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -1999,9 +2042,7 @@ IOMEM_EXPORT int iomem_seal(struct iomem_client *client, const char *name, uint3
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        if (!client)
-                return -EINVAL;
-        r = client_name_check(client, name);
+        r = client_name_start(client, name);
         if (r < 0)
                 return r;
         r = client_call(client, PROTO_OP_SEAL, buf, proto_seal_encode(&m, buf, sizeof(buf)), 0, 0, &f);
@@ -2019,21 +2060,13 @@ IOMEM_EXPORT int iomem_seal(struct iomem_client *client, const char *name, uint3
 IOMEM_EXPORT int iomem_delete(struct iomem_client *client, const char *name)
 {
         struct proto_name m = { .name = name };
-        struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        if (!client)
-                return -EINVAL;
-        r = client_name_check(client, name);
+        r = client_name_start(client, name);
         if (r < 0)
                 return r;
-        r = client_call(client, PROTO_OP_DELETE, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
-        if (r < 0)
-                return r;
-        r = f.hdr.length == 0 ? 0 : -EPROTO;
-        transport_frame_deinit(&f);
-        return r;
+        return client_call_empty(client, PROTO_OP_DELETE, buf, proto_name_encode(&m, buf, sizeof(buf)));
 }
 
 IOMEM_EXPORT int iomem_ping(struct iomem_client *client)
@@ -2044,14 +2077,11 @@ IOMEM_EXPORT int iomem_ping(struct iomem_client *client)
         struct proto_ping rep;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
-        unsigned tries = 0;
         int r;
 
         if (!client)
                 return -EINVAL;
-        do
-                r = client_call(client, PROTO_OP_PING, buf, proto_ping_encode(&m, buf, sizeof(buf)), 0, 0, &f);
-        while (client_again(client, r, &tries));
+        r = client_call_again(client, PROTO_OP_PING, buf, proto_ping_encode(&m, buf, sizeof(buf)), NULL, &f);
         if (r < 0)
                 return r;
         r = proto_ping_decode(f.payload, f.hdr.length, &rep);
@@ -2063,14 +2093,11 @@ IOMEM_EXPORT int iomem_status(struct iomem_client *client, struct iomem_status *
 {
         struct proto_status_reply rep;
         struct transport_frame f;
-        unsigned tries = 0;
         int r;
 
         if (!client || !st)
                 return client_fail_early(client, -EINVAL);
-        do
-                r = client_call(client, PROTO_OP_STATUS, NULL, 0, 0, 0, &f);
-        while (client_again(client, r, &tries));
+        r = client_call_again(client, PROTO_OP_STATUS, NULL, 0, NULL, &f);
         if (r < 0)
                 return r;
         r = proto_status_reply_decode(f.payload, f.hdr.length, &rep);
@@ -2127,14 +2154,11 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
         static const char *const label_names[] = { NULL, "request", "code", "uid" };
         struct proto_metrics_reply rep;
         struct transport_frame f;
-        unsigned tries = 0;
         int r;
 
         if (!client || !cb)
                 return client_fail_early(client, -EINVAL);
-        do /* safe to repeat: it changes nothing */
-                r = client_call(client, PROTO_OP_METRICS, NULL, 0, 0, 0, &f);
-        while (client_again(client, r, &tries));
+        r = client_call_again(client, PROTO_OP_METRICS, NULL, 0, NULL, &f); /* safe to repeat: it changes nothing */
         if (r < 0)
                 return r;
         if (proto_metrics_reply_decode(f.payload, f.hdr.length, &rep) < 0) {
@@ -2166,29 +2190,13 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
         return r;
 }
 
-/* A request whose successful reply is empty. Return: 0 or as client_call(). */
-static int client_call_empty(struct iomem_client *c, uint16_t opcode, const uint8_t *payload, int len)
-{
-        struct transport_frame f;
-        int r;
-
-        r = client_call(c, opcode, payload, len, 0, 0, &f);
-        if (r < 0)
-                return r;
-        r = f.hdr.length == 0 ? 0 : -EPROTO;
-        transport_frame_deinit(&f);
-        return r;
-}
-
 IOMEM_EXPORT int iomem_chmod(struct iomem_client *client, const char *name, uint32_t mode)
 {
         struct proto_chmod m = { .mode = mode, .name = name };
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        if (!client)
-                return -EINVAL;
-        r = client_name_check(client, name);
+        r = client_name_start(client, name);
         if (r < 0)
                 return r;
         return client_call_empty(client, PROTO_OP_CHMOD, buf, proto_chmod_encode(&m, buf, sizeof(buf)));
@@ -2200,9 +2208,7 @@ IOMEM_EXPORT int iomem_chown(struct iomem_client *client, const char *name, uint
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
 
-        if (!client)
-                return -EINVAL;
-        r = client_name_check(client, name);
+        r = client_name_start(client, name);
         if (r < 0)
                 return r;
         return client_call_empty(client, PROTO_OP_CHOWN, buf, proto_chown_encode(&m, buf, sizeof(buf)));
@@ -2212,14 +2218,11 @@ IOMEM_EXPORT int iomem_quota(struct iomem_client *client, struct iomem_quota *q)
 {
         struct proto_quota_reply rep;
         struct transport_frame f;
-        unsigned tries = 0;
         int r;
 
         if (!client || !q)
                 return client_fail_early(client, -EINVAL);
-        do
-                r = client_call(client, PROTO_OP_QUOTA, NULL, 0, 0, 0, &f);
-        while (client_again(client, r, &tries));
+        r = client_call_again(client, PROTO_OP_QUOTA, NULL, 0, NULL, &f);
         if (r < 0)
                 return r;
         r = proto_quota_reply_decode(f.payload, f.hdr.length, &rep);
@@ -2242,6 +2245,21 @@ IOMEM_EXPORT int iomem_quota(struct iomem_client *client, struct iomem_quota *q)
         return 0;
 }
 
+/*
+ * The fd to send for @region with a REGISTER or PUBLISH: a copy (F_DUPFD_CLOEXEC) for the call to consume; its size,
+ * refreshed first, in *sizep. Return: the fd, or the error of iomem_region_refresh() or iomem_region_dup_fd().
+ */
+static int client_region_send_fd(const struct iomem_region *region, uint64_t *sizep)
+{
+        int r;
+
+        r = iomem_region_refresh((struct iomem_region *)region);
+        if (r < 0)
+                return r;
+        *sizep = iomem_region_size(region);
+        return iomem_region_dup_fd(region);
+}
+
 IOMEM_EXPORT int iomem_register(struct iomem_client *client, const char *name, const struct iomem_region *region,
                                 uint32_t flags, uint32_t mode, uint64_t *idp)
 {
@@ -2258,11 +2276,7 @@ IOMEM_EXPORT int iomem_register(struct iomem_client *client, const char *name, c
                 return r;
         if (flags & ~IOMEM_REGISTER_LEASE)
                 return client_fail_early(client, -EINVAL);
-        r = iomem_region_refresh((struct iomem_region *)region);
-        if (r < 0)
-                return r;
-        m.size = iomem_region_size(region);
-        fd = iomem_region_dup_fd(region);
+        fd = client_region_send_fd(region, &m.size);
         if (fd < 0)
                 return fd;
         /* fd consumed */
@@ -2677,11 +2691,7 @@ IOMEM_EXPORT int iomem_publish(struct iomem_client *client, const char *name, co
                 m.mode = opts->mode;
                 m.expect_generation = opts->expect_generation;
         }
-        r = iomem_region_refresh((struct iomem_region *)region);
-        if (r < 0)
-                return r;
-        m.size = iomem_region_size(region);
-        fd = iomem_region_dup_fd(region);
+        fd = client_region_send_fd(region, &m.size);
         if (fd < 0)
                 return fd;
         /* fd consumed */
@@ -2738,7 +2748,6 @@ IOMEM_EXPORT int iomem_stat_version(struct iomem_client *client, const char *nam
                                     uint64_t *generationp)
 {
         struct proto_name m = { .name = name };
-        struct proto_stat_replyv rep;
         struct transport_frame f;
         uint8_t buf[CLIENT_REQUEST_MAX];
         int r;
@@ -2751,25 +2760,9 @@ IOMEM_EXPORT int iomem_stat_version(struct iomem_client *client, const char *nam
         r = client_call(client, PROTO_OP_STATV, buf, proto_name_encode(&m, buf, sizeof(buf)), 0, 0, &f);
         if (r < 0)
                 return r;
-        r = proto_stat_replyv_decode(f.payload, f.hdr.length, &rep);
+        r = client_stat_from_reply(&f, true, st, generationp);
         transport_frame_deinit(&f);
-        if (r < 0)
-                return -EPROTO;
-        *st = (struct iomem_stat){
-                .id = rep.stat.id,
-                .size = rep.stat.size,
-                .ctime_ns = rep.stat.ctime_ns,
-                .open_count = rep.stat.open_count,
-                .seals = rep.stat.seals,
-                .flags = rep.stat.flags,
-                .uid = rep.stat.uid,
-                .gid = rep.stat.gid,
-                .mode = rep.stat.mode,
-                .backend = (enum iomem_backend)rep.stat.backend,
-        };
-        if (generationp)
-                *generationp = rep.generation;
-        return 0;
+        return r;
 }
 
 /* ---- the asynchronous client --------------------------------------------- */
@@ -2869,33 +2862,6 @@ fail:
         client_unlock(c);
         free(p);
         return r;
-}
-
-/* Decode a STAT (@v false) or STATV reply into *st and *generationp. Return: 0; -EPROTO. */
-static int client_stat_from_reply(const struct transport_frame *f, bool v, struct iomem_stat *st,
-                                  uint64_t *generationp)
-{
-        struct proto_stat_replyv repv = { .generation = 0 };
-        struct proto_stat_reply *rep = &repv.stat;
-
-        if (v ? proto_stat_replyv_decode(f->payload, f->hdr.length, &repv) < 0
-              : proto_stat_reply_decode(f->payload, f->hdr.length, rep) < 0)
-                return -EPROTO;
-        *st = (struct iomem_stat){
-                .id = rep->id,
-                .size = rep->size,
-                .ctime_ns = rep->ctime_ns,
-                .open_count = rep->open_count,
-                .seals = rep->seals,
-                .flags = rep->flags,
-                .uid = rep->uid,
-                .gid = rep->gid,
-                .mode = rep->mode,
-                .backend = (enum iomem_backend)rep->backend,
-        };
-        if (generationp)
-                *generationp = repv.generation;
-        return 0;
 }
 
 /* Decode an OPEN (@v false) or OPENV reply into a region. Return: 0; -EPROTO; negative errno. */

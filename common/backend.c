@@ -39,18 +39,6 @@ int backend_check_size(uint64_t size, uint64_t max_size)
         return 0;
 }
 
-/* Return: 0, or -errno from ftruncate; closes @fd on error. */
-static int backend_truncate_or_close(int fd, uint64_t size)
-{
-        if (ftruncate(fd, (off_t)size) < 0) {
-                int r = -errno;
-
-                close(fd);
-                return r;
-        }
-        return 0;
-}
-
 /*
  * tmpfs and disk file systems accept a sparse ftruncate of any size below
  * their file size limit, and the missing space would only show later as
@@ -70,6 +58,25 @@ static int backend_check_space(int fd, uint64_t size)
                 return 0;
         if (size > (uint64_t)sv.f_bavail * sv.f_frsize)
                 return -ENOSPC;
+        return 0;
+}
+
+/*
+ * Give a new object @fd its @size, after checking that its file system can hold it now (backend_check_space())
+ * when @check_space, and hand it to *fdp.
+ * Return: 0, or negative errno from fstatvfs/ftruncate, -ENOSPC; closes @fd on error.
+ */
+static int backend_size_or_close(int fd, uint64_t size, bool check_space, int *fdp)
+{
+        int r = check_space ? backend_check_space(fd, size) : 0;
+
+        if (r == 0 && ftruncate(fd, (off_t)size) < 0)
+                r = -errno;
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        *fdp = fd;
         return 0;
 }
 
@@ -96,12 +103,7 @@ static int backend_create_memfd(uint64_t size, int *fdp)
                 close(fd);
                 return r;
         }
-
-        r = backend_truncate_or_close(fd, size);
-        if (r < 0)
-                return r;
-        *fdp = fd;
-        return 0;
+        return backend_size_or_close(fd, size, false, fdp);
 }
 
 static int backend_random_u64(uint64_t *valuep)
@@ -160,17 +162,7 @@ static int backend_create_shm(uint64_t size, int *fdp)
                         close(fd);
                         continue;
                 }
-
-                r = backend_check_space(fd, size);
-                if (r < 0) {
-                        close(fd);
-                        return r;
-                }
-                r = backend_truncate_or_close(fd, size);
-                if (r < 0)
-                        return r;
-                *fdp = fd;
-                return 0;
+                return backend_size_or_close(fd, size, true, fdp);
         }
         return -EEXIST;
 }
@@ -217,17 +209,7 @@ static int backend_create_file(uint64_t size, const char *tmpdir, int *fdp)
                 if (r < 0)
                         return r;
         }
-
-        r = backend_check_space(fd, size);
-        if (r < 0) {
-                close(fd);
-                return r;
-        }
-        r = backend_truncate_or_close(fd, size);
-        if (r < 0)
-                return r;
-        *fdp = fd;
-        return 0;
+        return backend_size_or_close(fd, size, true, fdp);
 }
 
 /* Return: true if @error means "this backend is not available here", so AUTO may try the next one. */

@@ -286,6 +286,16 @@ uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid)
 
 /* ---- CHMOD, CHOWN, QUOTA ------------------------------------------------ */
 
+/* After CHMOD or CHOWN changed @r's meta (it was @before): keep it in the fd store, tell watchers, answer. */
+static void conn_access_meta_changed(struct conn *c, const struct transport_frame *f, uint16_t kind, struct region *r,
+                                     const struct region_meta *before)
+{
+        service_region_changed(r);
+        c->ctx->generation++;
+        conn_watch_notify(c->ctx, kind, r, before, 0);
+        conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
+}
+
 int conn_access_handle_chmod(struct conn *c, struct transport_frame *f, struct conn_result *res)
 {
         struct region_meta before;
@@ -304,10 +314,7 @@ int conn_access_handle_chmod(struct conn *c, struct transport_frame *f, struct c
                          (unsigned)m.mode, (unsigned)c->uid);
         before = r->meta;
         r->meta.mode = m.mode;
-        service_region_changed(r);
-        c->ctx->generation++;
-        conn_watch_notify(c->ctx, PROTO_EV_CHMOD, r, &before, 0);
-        conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
+        conn_access_meta_changed(c, f, PROTO_EV_CHMOD, r, &before);
         return 0;
 }
 
@@ -351,10 +358,7 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
         if (conn_access_log_allowed(c))
                 log_info("region '%s': owner now %u:%u (by uid %u)", r->name, (unsigned)r->meta.uid,
                          (unsigned)r->meta.gid, (unsigned)c->uid);
-        service_region_changed(r);
-        c->ctx->generation++;
-        conn_watch_notify(c->ctx, PROTO_EV_CHOWN, r, &before, 0);
-        conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
+        conn_access_meta_changed(c, f, PROTO_EV_CHOWN, r, &before);
         return 0;
 }
 

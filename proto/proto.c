@@ -140,6 +140,24 @@ static int str_measure(const char *s, size_t max, size_t *lenp)
         return 0;
 }
 
+/*
+ * A message of @fixed bytes and then the string @s (at most @max bytes): its size in *totalp, the string's length in
+ * *lenp. Return: 0; as str_measure(); -ENOBUFS if it is more than @size.
+ */
+static int str_msg_measure(const char *s, size_t max, size_t fixed, size_t size, size_t *lenp, size_t *totalp)
+{
+        size_t n;
+        int r = str_measure(s, max, &n);
+
+        if (r < 0)
+                return r;
+        if (fixed + n + STRING_OVERHEAD > size)
+                return -ENOBUFS;
+        *lenp = n;
+        *totalp = fixed + n + STRING_OVERHEAD;
+        return 0;
+}
+
 /* Write a string of @len bytes at @p (room checked by the caller). Return: bytes written. */
 static size_t str_put(uint8_t *p, const char *s, size_t len)
 {
@@ -322,12 +340,9 @@ int proto_error_encode(const struct proto_error *m, uint8_t *buf, size_t size)
         size_t n, total;
         int r;
 
-        r = str_measure(m->message, PROTO_MESSAGE_MAX, &n);
+        r = str_msg_measure(m->message, PROTO_MESSAGE_MAX, ERROR_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = ERROR_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u32(buf, (uint32_t)m->error);
         str_put(buf + ERROR_FIXED, m->message, n);
         return (int)total;
@@ -391,12 +406,9 @@ int proto_hello_reply_encode(const struct proto_hello_reply *m, uint8_t *buf, si
         size_t n, total;
         int r;
 
-        r = str_measure(m->server_version, PROTO_VERSION_STRING_MAX, &n);
+        r = str_msg_measure(m->server_version, PROTO_VERSION_STRING_MAX, HELLO_REPLY_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = HELLO_REPLY_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u16(buf + 0, m->version);
         put_u16(buf + 2, m->max_fds);
         put_u32(buf + 4, m->max_payload);
@@ -466,12 +478,9 @@ int proto_status_reply_encode(const struct proto_status_reply *m, uint8_t *buf, 
         size_t n, total;
         int r;
 
-        r = str_measure(m->server_version, PROTO_VERSION_STRING_MAX, &n);
+        r = str_msg_measure(m->server_version, PROTO_VERSION_STRING_MAX, STATUS_REPLY_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = STATUS_REPLY_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u64(buf + 0, m->regions);
         put_u64(buf + 8, m->bytes);
         put_u64(buf + 16, m->connections);
@@ -523,12 +532,9 @@ int proto_create_encode(const struct proto_create *m, uint8_t *buf, size_t size)
         size_t n, total;
         int r;
 
-        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->name, PROTO_NAME_MAX, CREATE_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = CREATE_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u64(buf + 0, m->size);
         put_u32(buf + 8, m->flags);
         put_u32(buf + 12, m->seals);
@@ -623,12 +629,9 @@ inline int proto_open_encode(const struct proto_open *m, uint8_t *buf, size_t si
         size_t n, total;
         int r;
 
-        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->name, PROTO_NAME_MAX, OPEN_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = OPEN_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u32(buf + 0, m->flags);
         put_u32(buf + 4, m->timeout_ms);
         str_put(buf + OPEN_FIXED, m->name, n);
@@ -664,12 +667,9 @@ int proto_resize_encode(const struct proto_resize *m, uint8_t *buf, size_t size)
         size_t n, total;
         int r;
 
-        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->name, PROTO_NAME_MAX, RESIZE_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = RESIZE_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u64(buf + 0, m->size);
         str_put(buf + RESIZE_FIXED, m->name, n);
         return (int)total;
@@ -714,12 +714,9 @@ int proto_seal_encode(const struct proto_seal *m, uint8_t *buf, size_t size)
         size_t n, total;
         int r;
 
-        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->name, PROTO_NAME_MAX, SEAL_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = SEAL_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u32(buf + 0, m->seals);
         put_u32(buf + 4, m->reserved);
         str_put(buf + SEAL_FIXED, m->name, n);
@@ -769,12 +766,9 @@ static int u32_pair_name_encode(uint32_t a, uint32_t b, const char *name, uint8_
         size_t n, total;
         int r;
 
-        r = str_measure(name, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(name, PROTO_NAME_MAX, 8, size, &n, &total);
         if (r < 0)
                 return r;
-        total = 8 + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u32(buf + 0, a);
         put_u32(buf + 4, b);
         str_put(buf + 8, name, n);
@@ -878,12 +872,9 @@ int proto_register_encode(const struct proto_register *m, uint8_t *buf, size_t s
         size_t n, total;
         int r;
 
-        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->name, PROTO_NAME_MAX, REGISTER_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = REGISTER_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u64(buf + 0, m->size);
         put_u32(buf + 8, m->flags);
         put_u32(buf + 12, m->mode);
@@ -943,12 +934,9 @@ int proto_name_encode(const struct proto_name *m, uint8_t *buf, size_t size)
         size_t n, total;
         int r;
 
-        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->name, PROTO_NAME_MAX, 0, size, &n, &total);
         if (r < 0)
                 return r;
-        total = n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         str_put(buf, m->name, n);
         return (int)total;
 }
@@ -1019,12 +1007,9 @@ int proto_list_encode(const struct proto_list *m, uint8_t *buf, size_t size)
         size_t n, total;
         int r;
 
-        r = str_measure(m->prefix, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->prefix, PROTO_NAME_MAX, LIST_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = LIST_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u64(buf + 0, m->cursor);
         put_u32(buf + 8, m->max_entries);
         put_u32(buf + 12, m->reserved);
@@ -1331,12 +1316,9 @@ int proto_watch_encode(const struct proto_watch *m, uint8_t *buf, size_t size)
         size_t n, total;
         int r;
 
-        r = str_measure(m->prefix, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->prefix, PROTO_NAME_MAX, WATCH_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = WATCH_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u32(buf + 0, m->flags);
         put_u32(buf + 4, m->reserved);
         str_put(buf + WATCH_FIXED, m->prefix, n);
@@ -1423,12 +1405,9 @@ int proto_publish_encode(const struct proto_publish *m, uint8_t *buf, size_t siz
         size_t n, total;
         int r;
 
-        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->name, PROTO_NAME_MAX, PUBLISH_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = PUBLISH_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u64(buf + 0, m->size);
         put_u64(buf + 8, m->expect_generation);
         put_u32(buf + 16, m->flags);
@@ -1494,12 +1473,9 @@ int proto_openv_encode(const struct proto_openv *m, uint8_t *buf, size_t size)
         size_t n, total;
         int r;
 
-        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->name, PROTO_NAME_MAX, OPENV_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = OPENV_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u32(buf + 0, m->flags);
         put_u32(buf + 4, m->timeout_ms);
         put_u64(buf + 8, m->after_generation);
@@ -1594,12 +1570,9 @@ int proto_event_encode(const struct proto_event *m, uint8_t *buf, size_t size)
         size_t n, total;
         int r;
 
-        r = str_measure(m->name, PROTO_NAME_MAX, &n);
+        r = str_msg_measure(m->name, PROTO_NAME_MAX, EVENT_FIXED, size, &n, &total);
         if (r < 0)
                 return r;
-        total = EVENT_FIXED + n + STRING_OVERHEAD;
-        if (total > size)
-                return -ENOBUFS;
         put_u64(buf + 0, m->id);
         put_u64(buf + 8, m->generation);
         put_u64(buf + 16, m->size);

@@ -573,6 +573,16 @@ static PyObject *pyclient_stat(PyObject *obj, PyObject *args)
         return pyclient_stat_new(&st, generation);
 }
 
+/* Return: the struct sequence @res just filled in, or NULL (@res dropped) if making one of its items raised. */
+static PyObject *pyclient_struct_done(PyObject *res)
+{
+        if (PyErr_Occurred()) {
+                Py_DECREF(res);
+                return NULL;
+        }
+        return res;
+}
+
 PyObject *pyclient_stat_new(const struct iomem_stat *st, uint64_t generation)
 {
         PyObject *res = PyStructSequence_New(&pyclient_stat_type);
@@ -593,11 +603,7 @@ PyObject *pyclient_stat_new(const struct iomem_stat *st, uint64_t generation)
                 PyStructSequence_SET_ITEM(res, 10, PyLong_FromUnsignedLongLong(generation));
         else
                 PyStructSequence_SET_ITEM(res, 10, Py_NewRef(Py_None));
-        if (PyErr_Occurred()) {
-                Py_DECREF(res);
-                return NULL;
-        }
-        return res;
+        return pyclient_struct_done(res);
 }
 
 /* LIST entries gathered without the GIL, turned into Python objects after */
@@ -836,13 +842,7 @@ static PyObject *pyclient_register(PyObject *obj, PyObject *args, PyObject *kwar
 
         if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!|$pO&:register", kwlist, &nameobj, &pyregion_type, &region,
                                          &lease, pymodule_u32_converter, &mode) ||
-            !pyclient_name_converter(nameobj, &name))
-                return NULL;
-        if (!region->region) {
-                PyErr_SetString(PyExc_ValueError, "I/O operation on a closed region");
-                return NULL;
-        }
-        if (pyclient_enter(self) < 0)
+            !pyclient_name_converter(nameobj, &name) || pyregion_check_open(region) < 0 || pyclient_enter(self) < 0)
                 return NULL;
         region->exports++; /* close() and resize() wait for this call: it uses the region without the GIL */
         Py_BEGIN_ALLOW_THREADS
@@ -942,11 +942,7 @@ PyObject *pyclient_event_new(const struct iomem_event *ev)
         PyStructSequence_SET_ITEM(res, 9, PyLong_FromUnsignedLong(ev->watch_id));
         PyStructSequence_SET_ITEM(res, 10, PyLong_FromUnsignedLongLong(ev->replaced_id));
         PyStructSequence_SET_ITEM(res, 11, PyLong_FromUnsignedLongLong(ev->dropped));
-        if (PyErr_Occurred()) {
-                Py_DECREF(res);
-                return NULL;
-        }
-        return res;
+        return pyclient_struct_done(res);
 }
 
 PyDoc_STRVAR(pyclient_next_event_doc,
@@ -1067,11 +1063,7 @@ static PyObject *pyclient_publish(PyObject *obj, PyObject *args, PyObject *kwarg
                 opts.mode = (uint32_t)mode;
         }
         opts.flags = lease ? IOMEM_PUBLISH_LEASE : 0;
-        if (!region->region) {
-                PyErr_SetString(PyExc_ValueError, "I/O operation on a closed region");
-                return NULL;
-        }
-        if (pyclient_enter(self) < 0)
+        if (pyregion_check_open(region) < 0 || pyclient_enter(self) < 0)
                 return NULL;
         region->exports++; /* close() and resize() wait for this call: it uses the region without the GIL */
         Py_BEGIN_ALLOW_THREADS
@@ -1201,11 +1193,7 @@ static PyObject *pyclient_status(PyObject *obj, PyObject *unused)
         PyStructSequence_SET_ITEM(res, 3, PyLong_FromUnsignedLongLong(st.uptime_sec));
         PyStructSequence_SET_ITEM(res, 4, pymodule_backend_str(st.backend));
         PyStructSequence_SET_ITEM(res, 5, PyUnicode_DecodeUTF8(st.server_version, strlen(st.server_version), "replace"));
-        if (PyErr_Occurred()) {
-                Py_DECREF(res);
-                return NULL;
-        }
-        return res;
+        return pyclient_struct_done(res);
 }
 
 PyDoc_STRVAR(pyclient_quota_doc, "quota() -> Quota\n\nThis uid's usage and limits as the daemon counts them (0 = unlimited).");
@@ -1232,11 +1220,7 @@ static PyObject *pyclient_quota(PyObject *obj, PyObject *unused)
         v[6] = q.connections, v[7] = q.max_connections, v[8] = q.fds, v[9] = q.max_fds, v[10] = q.max_region_size;
         for (int i = 0; i < 11; i++)
                 PyStructSequence_SET_ITEM(res, i, PyLong_FromUnsignedLongLong(v[i]));
-        if (PyErr_Occurred()) {
-                Py_DECREF(res);
-                return NULL;
-        }
-        return res;
+        return pyclient_struct_done(res);
 }
 
 static PyMethodDef pyclient_methods[] = {

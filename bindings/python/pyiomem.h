@@ -75,6 +75,8 @@ PyObject *pyregion_new_consume(struct iomem_region *region, PyObject *name);
  */
 PyObject *pyregion_new_version_consume(struct iomem_region *region, PyObject *name, uint64_t generation);
 
+/* pyregion_check_open() - raise ValueError for a closed Region. Return: 0, or -1 with the exception set. */
+int pyregion_check_open(PyIomemRegion *self);
 /* pyregion_ready() - PyType_Ready of Region. Return: 0 or -1. */
 int pyregion_ready(PyObject *module);
 /* pyclient_ready() - PyType_Ready of Client and its result types. Return: 0 or -1. */

@@ -12,7 +12,7 @@
 /* a buffer of 0 bytes must still point somewhere */
 static char pyregion_empty[1];
 
-static int pyregion_check_open(PyIomemRegion *self)
+int pyregion_check_open(PyIomemRegion *self)
 {
         if (self->region)
                 return 0;

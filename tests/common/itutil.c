@@ -378,3 +378,26 @@ int it_run(const char *const *argv, const char *input, size_t inlen, char *out, 
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
         return status;
 }
+
+long it_hugepages(void)
+{
+        FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "re");
+        long n = -1;
+
+        if (f) {
+                if (fscanf(f, "%ld", &n) != 1)
+                        n = -1;
+                fclose(f);
+        }
+        return n;
+}
+
+bool it_set_hugepages(long n)
+{
+        FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "we");
+
+        if (!f)
+                return false;
+        fprintf(f, "%ld\n", n);
+        return fclose(f) == 0;
+}

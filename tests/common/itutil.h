@@ -105,6 +105,12 @@ int it_listen(const char *path, int backlog);
 /* Raise RLIMIT_NOFILE (soft and, if needed, hard) to at least @n. Return: 0 or -errno. */
 int it_raise_nofile(rlim_t n);
 
+/* Return: the size of the 2 MiB hugetlb pool (nr_hugepages), or -1 if it cannot be read. */
+long it_hugepages(void);
+
+/* Return: true if the 2 MiB hugetlb pool could be set to @n pages (needs root). */
+bool it_set_hugepages(long n);
+
 /*
  * it_run() - run argv (argv[0] a path), feeding @input (may be NULL) on stdin
  * and collecting up to @outsize-1 bytes of stdout into @out (NUL-terminated;

@@ -703,6 +703,16 @@ static void write_file(const char *path, const char *text)
         ck_assert_int_eq(fclose(f), 0);
 }
 
+/* Start the daemon with the configuration file @conf (@size bytes, named after @tag) holding @text. */
+static void start_with_config(char *conf, size_t size, const char *tag, const char *text)
+{
+        const char *const extra[] = { "--config", conf, NULL };
+
+        snprintf(conf, size, "/tmp/iomem-it-access-%s%d.conf", tag, (int)getpid());
+        write_file(conf, text);
+        start(extra);
+}
+
 /* R2, R3: one uid exhausts its quotas; another keeps working; the size limit is -EFBIG. */
 START_TEST(test_r2_quota_per_uid)
 {
@@ -753,14 +763,12 @@ static int child_create_resizable(void *p)
 START_TEST(test_other_uid_quota_reads_owner_group)
 {
         char conf[128];
-        const char *extra[] = { "--config", conf, NULL };
         struct iomem_client *root;
 
-        snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-othergid-%d.conf", (int)getpid());
-        write_file(conf, "quota-bytes = 64K\n"
-                         "[gid 2001]\nquota-bytes = 1M\n"
-                         "[gid 3004]\nquota-bytes = 16K\n");
-        start(extra);
+        start_with_config(conf, sizeof(conf), "othergid-",
+                          "quota-bytes = 64K\n"
+                          "[gid 2001]\nquota-bytes = 1M\n"
+                          "[gid 3004]\nquota-bytes = 16K\n");
         /* owner_ (primary gid 2001) may hold 1M; other_ (primary gid 3004) 16K */
         ck_assert_int_eq(run_as(&owner_, child_create_resizable, "wide"), 0);
         ck_assert_int_eq(run_as(&other_, child_create_resizable, "narrow"), 0);
@@ -784,17 +792,15 @@ END_TEST
 START_TEST(test_config_overrides_and_reload)
 {
         char conf[128];
-        const char *extra[] = { "--config", conf, NULL };
         struct create_arg one = { "a", 1, 4096 }, more = { "b", 2, 4096 }, bytes = { "c", 1, 64 << 10 };
         struct create_arg small = { "d", 2, 4096 }, another = { "e", 1, 4096 };
         struct iomem_client *root;
         struct iomem_quota q;
 
-        snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-%d.conf", (int)getpid());
-        write_file(conf, "quota-regions = 10\n"
-                         "[gid 2001]\nquota-regions = 1\n"
-                         "[uid 1004]\nquota-bytes = 32K\n");
-        start(extra);
+        start_with_config(conf, sizeof(conf), "",
+                          "quota-regions = 10\n"
+                          "[gid 2001]\nquota-regions = 1\n"
+                          "[uid 1004]\nquota-bytes = 32K\n");
         /* owner_ and primary_ have primary gid 2001: one region each */
         ck_assert_int_eq(run_as(&owner_, child_create_many, &one), 0);
         ck_assert_int_eq(run_as(&owner_, child_create_many, &more), -EDQUOT);
@@ -920,14 +926,11 @@ static int held_conn_finish(struct held_conn *h)
 START_TEST(test_allow_list_reload_drops_open_connections)
 {
         char conf[128];
-        const char *extra[] = { "--config", conf, NULL };
         struct held_conn h;
         struct iomem_client *c;
         int status;
 
-        snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-allow-%d.conf", (int)getpid());
-        write_file(conf, "allow-uids = 1001, 1004\n");
-        start(extra);
+        start_with_config(conf, sizeof(conf), "allow-", "allow-uids = 1001, 1004\n");
         c = held_conn_fork(&h, OTHER_UID, OTHER_GID, NULL, 0);
         if (h.pid == 0) {
                 struct iomem_region *region = NULL;
@@ -956,15 +959,12 @@ END_TEST
 START_TEST(test_allow_list_reload_keeps_group_members)
 {
         char conf[128];
-        const char *extra[] = { "--config", conf, NULL };
         const gid_t groups[1] = { OWNER_GID };
         struct held_conn h;
         struct iomem_client *c;
         int status;
 
-        snprintf(conf, sizeof(conf), "/tmp/iomem-it-access-allowg-%d.conf", (int)getpid());
-        write_file(conf, "allow-uids = 1002, 1004\n");
-        start(extra);
+        start_with_config(conf, sizeof(conf), "allowg-", "allow-uids = 1002, 1004\n");
         c = held_conn_fork(&h, MEMBER_UID, 3000, groups, 1);
         if (h.pid == 0) {
                 struct iomem_region *region = NULL;

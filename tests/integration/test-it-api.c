@@ -1259,31 +1259,6 @@ static uint64_t it_allocated(const struct iomem_region *region)
         return (uint64_t)st.st_blocks * 512u;
 }
 
-/* Return: the 2 MiB hugetlb pool's size, or -1 if it cannot be read. */
-static long it_hugepages(void)
-{
-        FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "re");
-        long n = -1;
-
-        if (f) {
-                if (fscanf(f, "%ld", &n) != 1)
-                        n = -1;
-                fclose(f);
-        }
-        return n;
-}
-
-/* Return: true if the 2 MiB hugetlb pool could be set to @n pages. */
-static bool it_set_hugepages(long n)
-{
-        FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "we");
-
-        if (!f)
-                return false;
-        fprintf(f, "%ld\n", n);
-        return fclose(f) == 0;
-}
-
 /*
  * Hostile review after the async client: an anonymous region is checked
  * against the byte quota "as if held", then nothing stays charged (the

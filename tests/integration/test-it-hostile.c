@@ -344,6 +344,16 @@ static void fake_stop(struct fake_daemon *d)
         rmdir(d->dir);
 }
 
+/* A client of the fake daemon @d with reconnecting off: each test's fake serves the connections it expects. */
+static struct iomem_client *fake_client(const struct fake_daemon *d)
+{
+        struct iomem_client *c = NULL;
+
+        ck_assert_int_eq(iomem_connect(d->path, &c), 0);
+        iomem_client_set_reconnect(c, 0);
+        return c;
+}
+
 static int count_entry(const struct iomem_list_entry *e, void *userdata)
 {
         (void)e;
@@ -360,8 +370,7 @@ START_TEST(test_list_cycling_cursors)
         int r;
 
         fake_start(&d, fake_serving_daemon);
-        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
-        iomem_client_set_reconnect(c, 0);
+        c = fake_client(&d);
         r = iomem_list(c, "", count_entry, &entries);
         ck_assert_msg(r == -EPROTO, "LIST with cycling cursors: %s", iomem_strerror(r));
         ck_assert_uint_eq(entries, 0);
@@ -422,8 +431,7 @@ START_TEST(test_refused_at_accept_hello_id_0)
         int ret;
 
         fake_start(&d, fake_refusing_daemon);
-        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
-        iomem_client_set_reconnect(c, 0);
+        c = fake_client(&d);
         ret = iomem_open(c, "x", 0, 0, &r);
         ck_assert_msg(ret == -EACCES, "OPEN on a refused connection: %s", iomem_strerror(ret));
         ck_assert_ptr_null(r);
@@ -533,8 +541,7 @@ START_TEST(test_open_answered_before_hello)
         d.open_fd = memfd_create("it-hostile", MFD_CLOEXEC);
         ck_assert_int_ge(d.open_fd, 0);
         ck_assert_int_eq(ftruncate(d.open_fd, 4096), 0);
-        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
-        iomem_client_set_reconnect(c, 0);
+        c = fake_client(&d);
         ret = iomem_open(c, "x", 0, 0, &r);
         ck_assert_msg(ret == 0, "OPEN answered before HELLO: %s", iomem_strerror(ret));
         ck_assert_int_eq(iomem_region_map(r, 0, 4096, PROT_READ | PROT_WRITE, &addr), 0);
@@ -556,8 +563,7 @@ START_TEST(test_hello_id_answered_with_other_opcode)
 
         fake_start(&d, fake_reordering_daemon);
         d.order = FAKE_HELLO_WRONG_OPCODE;
-        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
-        iomem_client_set_reconnect(c, 0);
+        c = fake_client(&d);
         ret = iomem_open(c, "x", 0, 0, &r);
         ck_assert_msg(ret == -EPROTO, "HELLO's id answered as OPEN: %s", iomem_strerror(ret));
         ck_assert_ptr_null(r);
@@ -836,8 +842,7 @@ START_TEST(test_disconnect_holding_fd)
         d.open_size = 4096;
         d.open_cut = 8;
         base = fdutil_count(0);
-        ck_assert_int_eq(iomem_connect(d.path, &c), 0);
-        iomem_client_set_reconnect(c, 0);
+        c = fake_client(&d);
         iomem_client_set_timeout(c, 300);
         ck_assert_int_eq(iomem_open(c, "any", 0, 0, &region), -ETIMEDOUT);
         ck_assert_ptr_null(region);
@@ -1032,8 +1037,7 @@ START_TEST(test_open_reply_fd_counts)
 
                 fd_case_now = &cases[i];
                 fake_start(&d, fake_fd_count_daemon);
-                ck_assert_int_eq(iomem_connect(d.path, &c), 0);
-                iomem_client_set_reconnect(c, 0);
+                c = fake_client(&d);
                 iomem_client_set_timeout(c, 2000);
                 r = iomem_open(c, "any", 0, 0, &region);
                 ck_assert_msg(r < 0 || cases[i].may_succeed, "%s: OPEN succeeded", cases[i].what);

@@ -306,6 +306,26 @@ START_TEST(test_reconnect_window)
 END_TEST
 
 /*
+ * Start @d and connect to it without a call (iomem_connect() holds HELLO back until the first), reconnecting
+ * within @ms; then the daemon goes away for good (killed, its socket removed) and the first call fails with
+ * -ENOTCONN, saying it went away. Return: the client.
+ */
+static struct iomem_client *unsent_client_of_gone_daemon(struct it_daemon *d, int ms)
+{
+        struct iomem_client *c = NULL;
+        struct iomem_stat st;
+
+        it_daemon_start(d, NULL);
+        ck_assert_int_eq(iomem_connect(d->socket, &c), 0); /* nothing sent yet */
+        iomem_client_set_reconnect(c, ms);
+        it_daemon_kill(d, SIGKILL);
+        unlink(d->socket);
+        ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOTCONN);
+        ck_assert_ptr_nonnull(strstr(iomem_client_error_message(c), "went away"));
+        return c;
+}
+
+/*
  * The same for a client that made no call yet (iomem_connect() holds HELLO back until the first): its daemon
  * went away before the first call, which is then not applied and opens the connection once more; that gets
  * the reconnect window like any reconnect, and a failure is -ENOTCONN with the reason (never -ENOENT, "no
@@ -314,16 +334,10 @@ END_TEST
 START_TEST(test_reconnect_window_before_hello)
 {
         struct it_daemon d;
-        struct iomem_client *c = NULL;
+        struct iomem_client *c;
         struct iomem_stat st;
 
-        it_daemon_start(&d, NULL);
-        ck_assert_int_eq(iomem_connect(d.socket, &c), 0); /* nothing sent yet */
-        iomem_client_set_reconnect(c, 200);
-        it_daemon_kill(&d, SIGKILL);
-        unlink(d.socket);
-        ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOTCONN);
-        ck_assert_ptr_nonnull(strstr(iomem_client_error_message(c), "went away"));
+        c = unsent_client_of_gone_daemon(&d, 200);
         ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOTCONN);
         it_daemon_spawn(&d, NULL);
         ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOENT);
@@ -337,16 +351,9 @@ END_TEST
 START_TEST(test_reconnect_off_before_hello)
 {
         struct it_daemon d;
-        struct iomem_client *c = NULL;
-        struct iomem_stat st;
+        struct iomem_client *c;
 
-        it_daemon_start(&d, NULL);
-        ck_assert_int_eq(iomem_connect(d.socket, &c), 0); /* nothing sent yet */
-        iomem_client_set_reconnect(c, 0);
-        it_daemon_kill(&d, SIGKILL);
-        unlink(d.socket);
-        ck_assert_int_eq(iomem_stat(c, "x", &st), -ENOTCONN);
-        ck_assert_ptr_nonnull(strstr(iomem_client_error_message(c), "went away"));
+        c = unsent_client_of_gone_daemon(&d, 0);
         ck_assert_int_eq(iomem_ping(c), -ENOTCONN);
         it_daemon_spawn(&d, NULL);
         ck_assert_int_eq(iomem_ping(c), -ENOTCONN);

@@ -1186,43 +1186,18 @@ START_TEST(test_abandoned_resize_keeps_its_charge)
 }
 END_TEST
 
-/* Return: the size of the 2 MiB hugetlb pool, or -1 if it cannot be read. */
-static long hugepages(void)
-{
-        FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "re");
-        long n = -1;
-
-        if (f) {
-                if (fscanf(f, "%ld", &n) != 1)
-                        n = -1;
-                fclose(f);
-        }
-        return n;
-}
-
-/* Return: true if the 2 MiB hugetlb pool could be set to @n pages. */
-static bool set_hugepages(long n)
-{
-        FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "we");
-
-        if (!f)
-                return false;
-        fprintf(f, "%ld\n", n);
-        return fclose(f) == 0;
-}
-
 static long pool_at_start = -1; /* the hugetlb pool before the tests (read and put back in the parent) */
 
 static void pool_save(void)
 {
-        pool_at_start = hugepages();
+        pool_at_start = it_hugepages();
 }
 
 /* test_hugetlb_growth_whole puts the pool back itself; a failed one cannot: put it back here. */
 static void pool_restore(void)
 {
-        if (pool_at_start >= 0 && hugepages() != pool_at_start)
-                (void)set_hugepages(pool_at_start);
+        if (pool_at_start >= 0 && it_hugepages() != pool_at_start)
+                (void)it_set_hugepages(pool_at_start);
 }
 
 /*
@@ -1240,12 +1215,12 @@ START_TEST(test_hugetlb_growth_whole)
         struct iomem_create_opts o = { .flags = IOMEM_CREATE_HUGE | IOMEM_CREATE_HUGE_2MB | IOMEM_CREATE_RESIZABLE };
         struct iomem_client *other;
         struct iomem_region *reg = NULL;
-        long total = hugepages();
+        long total = it_hugepages();
         struct stat st = { 0 };
         struct raw a;
         int fd;
 
-        if (total < 0 || !set_hugepages(total + 4)) {
+        if (total < 0 || !it_set_hugepages(total + 4)) {
                 fprintf(stderr, "test_hugetlb_growth_whole: cannot grow the hugetlb pool here, skipped\n");
                 return;
         }
@@ -1299,7 +1274,7 @@ out:
         unlink(ahead);
         unlink(ahead_taken);
         finish(); /* the daemon's copy goes: the pages can leave the pool */
-        ck_assert(set_hugepages(total));
+        ck_assert(it_set_hugepages(total));
 }
 END_TEST
 

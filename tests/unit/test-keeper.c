@@ -543,6 +543,26 @@ static void stop_pidfd_signals(void)
 }
 
 /*
+ * The set-up of the stopped-keeper scenarios below: @k with keeper 0 holding @fd as region 1, stopped, in a process
+ * whose pidfd_send_signal() is refused (so the daemon's SIGCONTs go through the kill() interposed here), the next
+ * @drop of them not sent. Return: keeper 0's pid.
+ */
+static pid_t park_stopped_keeper(struct keepers *k, int fd, unsigned drop)
+{
+        pid_t pid0;
+
+        keepers_init(k, 4);
+        ck_assert_int_eq(keepers_park_with_fd(k, 1, fd, NULL), 0);
+        pid0 = keepers_pid(k, 0);
+        stop_pidfd_signals();
+        ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
+        wait_stopped(pid0);
+        conts_sent = 0;
+        conts_to_drop = drop;
+        return pid0;
+}
+
+/*
  * A keeper stopped again at once after each SIGCONT (here: the daemon's
  * first two SIGCONTs are not sent, so the third slice still finds it
  * stopped) is continued at each slice that finds it so, and answers once a
@@ -558,14 +578,7 @@ START_TEST(test_keeper_stopped_again_continued_each_slice)
         pid_t pid0;
         char *log;
 
-        keepers_init(&k, 4);
-        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
-        pid0 = keepers_pid(&k, 0);
-        stop_pidfd_signals();
-        ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
-        wait_stopped(pid0);
-        conts_sent = 0;
-        conts_to_drop = 2;
+        pid0 = park_stopped_keeper(&k, fd, 2);
         mfd = stderr_capture_begin(&saved);
         ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), 0); /* before: -EIO */
         log = stderr_capture_end(mfd, saved);
@@ -598,14 +611,7 @@ START_TEST(test_keeper_stopped_for_good_given_up)
         pid_t pid0;
         char *log, line[128];
 
-        keepers_init(&k, 4);
-        ck_assert_int_eq(keepers_park_with_fd(&k, 1, fd, NULL), 0);
-        pid0 = keepers_pid(&k, 0);
-        stop_pidfd_signals();
-        ck_assert_int_eq(kill(pid0, SIGSTOP), 0);
-        wait_stopped(pid0);
-        conts_sent = 0;
-        conts_to_drop = UINT_MAX;
+        pid0 = park_stopped_keeper(&k, fd, UINT_MAX);
         mfd = stderr_capture_begin(&saved);
         ck_assert_int_eq(keepers_fetch(&k, 0, 1, &out), -EIO);
         log = stderr_capture_end(mfd, saved);
@@ -1013,6 +1019,17 @@ START_TEST(test_keeper_fallback_armed_closer_starts_no_thread)
 }
 END_TEST
 
+/* Reap the forked child @pid of a test that exits 0, or 100 + the number of the step that failed. */
+static void wait_steps_child(pid_t pid)
+{
+        int status;
+
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d: failed step %d)",
+                      status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                      WIFEXITED(status) ? WEXITSTATUS(status) - 100 : -1);
+}
+
 /*
  * Threads that cannot start when their first job comes (closer_close(), reserver_available()): the work is done
  * inline, as when they could not start with the daemon, and no later job tries again. Run in a child whose uid
@@ -1020,7 +1037,6 @@ END_TEST
  */
 START_TEST(test_threads_cannot_start_work_inline)
 {
-        int status;
         pid_t pid;
 
         pid = fork();
@@ -1066,10 +1082,7 @@ START_TEST(test_threads_cannot_start_work_inline)
                         _exit(100 + step);
                 _exit(0);
         }
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d: failed step %d)",
-                      status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                      WIFEXITED(status) ? WEXITSTATUS(status) - 100 : -1);
+        wait_steps_child(pid);
 }
 END_TEST
 
@@ -1085,7 +1098,6 @@ END_TEST
  */
 START_TEST(test_keeper_full_table_refuses_park)
 {
-        int status;
         pid_t pid;
 
         pid = fork();
@@ -1133,10 +1145,7 @@ START_TEST(test_keeper_full_table_refuses_park)
                 keepers_deinit(&k);
                 _exit(0);
         }
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d: failed step %d)",
-                      status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                      WIFEXITED(status) ? WEXITSTATUS(status) - 100 : -1);
+        wait_steps_child(pid);
 }
 END_TEST
 

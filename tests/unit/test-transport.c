@@ -141,6 +141,20 @@ static void tpair_close(int sv[2], struct transport *a, struct transport *b)
         pair_close(sv);
 }
 
+/* A socket pair whose sv[1] end is transport @t; the test writes raw bytes at sv[0]. */
+static void rx_new(int sv[2], struct transport *t)
+{
+        pair_new(sv);
+        ck_assert_int_eq(transport_init(t, sv[1], 0, 0), 0);
+}
+
+/* End what rx_new() made (or any pair with @t on one end). */
+static void rx_close(int sv[2], struct transport *t)
+{
+        transport_deinit(t);
+        pair_close(sv);
+}
+
 /* a fresh memfd: every one has its own inode, so fds can be told apart */
 static int memfd_new(void)
 {
@@ -337,8 +351,7 @@ START_TEST(test_many_frames_one_write)
         ck_assert_ptr_nonnull(buf);
         for (uint32_t i = 0; i < N; i++)
                 len += frame_put(buf + len, PROTO_OP_STAT, i, i % 64, 0);
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send(sv[0], buf, len, NULL, 0);
 
         for (uint32_t i = 0; i < N; i++) {
@@ -350,8 +363,7 @@ START_TEST(test_many_frames_one_write)
         }
         ck_assert_int_eq(pump(&t, &f), 0);
 
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
         free(buf);
 }
 END_TEST
@@ -456,8 +468,7 @@ START_TEST(test_fds_in_order_rules)
                 struct transport_frame f;
                 int sv[2];
 
-                pair_new(sv);
-                ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+                rx_new(sv, &t);
                 t.in_fds_in_order = in_order;
                 raw_send_new_fds(sv[0], a, alen, 1); /* B's fd, early */
                 raw_send(sv[0], bb, blen, NULL, 0);
@@ -473,8 +484,7 @@ START_TEST(test_fds_in_order_rules)
                 } else {
                         ck_assert_int_eq(pump(&t, &f), -EPROTO);
                 }
-                transport_deinit(&t);
-                pair_close(sv);
+                rx_close(sv, &t);
         }
         /* in order, B complete with no fd received: missing fds */
         {
@@ -482,13 +492,11 @@ START_TEST(test_fds_in_order_rules)
                 struct transport_frame f;
                 int sv[2];
 
-                pair_new(sv);
-                ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+                rx_new(sv, &t);
                 t.in_fds_in_order = true;
                 raw_send(sv[0], bb, blen, NULL, 0);
                 ck_assert_int_eq(pump(&t, &f), -EPROTO);
-                transport_deinit(&t);
-                pair_close(sv);
+                rx_close(sv, &t);
         }
 }
 END_TEST
@@ -634,8 +642,7 @@ static void one_byte_per_write(unsigned nfds, bool read_each)
         size_t len = frame_put(buf, PROTO_OP_CREATE, 99, 50, (uint16_t)nfds);
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         for (unsigned k = 0; k < nfds; k++) {
                 fds[k] = memfd_new();
                 orig[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
@@ -658,8 +665,7 @@ static void one_byte_per_write(unsigned nfds, bool read_each)
         transport_frame_deinit(&f);
         ck_assert_int_eq(pump(&t, &f), 0);
         fds_close(orig, nfds);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 
 START_TEST(test_f4_one_byte_per_write)
@@ -689,8 +695,7 @@ START_TEST(test_f4_eof_mid_frame)
         int sv[2];
 
         frame_put(buf, PROTO_OP_CREATE, 1, 100, 1);
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send_new_fds(sv[0], buf, PROTO_HEADER_SIZE + 40, 1);
         ck_assert_int_eq(pump(&t, &f), 0);
         close(sv[0]);
@@ -712,14 +717,12 @@ START_TEST(test_f4_eof_mid_header)
         int sv[2];
 
         hdr_put(buf, PROTO_VERSION, PROTO_OP_PING, 1, 8, 0);
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send(sv[0], buf, PROTO_HEADER_SIZE - 1, NULL, 0);
         ck_assert_int_eq(pump(&t, &f), 0);
         shutdown(sv[0], SHUT_WR);
         ck_assert_int_eq(pump(&t, &f), -EPIPE);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -731,8 +734,7 @@ START_TEST(test_eof_between_frames)
         struct transport_frame f;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send(sv[0], buf, frame_put(buf, PROTO_OP_PING, 5, 4, 0), NULL, 0);
         shutdown(sv[0], SHUT_WR);
         ck_assert_int_eq(transport_recv_blocking(&t, &f, TIMEOUT_MS), 1);
@@ -741,8 +743,7 @@ START_TEST(test_eof_between_frames)
         ck_assert(t.eof);
         ck_assert_int_eq(transport_read(&t), 0);
         ck_assert_int_eq(transport_recv_blocking(&t, &f, TIMEOUT_MS), -EPIPE);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -756,13 +757,11 @@ START_TEST(test_f1_short_garbage_eof)
         struct transport_frame f;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send(sv[0], junk, sizeof(junk), NULL, 0);
         shutdown(sv[0], SHUT_WR);
         ck_assert_int_eq(pump(&t, &f), -EPIPE);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -775,12 +774,10 @@ START_TEST(test_f1_garbage_header)
         int sv[2];
 
         memset(junk, 0x5a, sizeof(junk));
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send_new_fds(sv[0], junk, sizeof(junk), 1);
         ck_assert_int_eq(pump(&t, &f), -EBADMSG);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -794,14 +791,12 @@ START_TEST(test_f2_huge_length)
         int sv[2];
 
         for (unsigned i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
-                pair_new(sv);
-                ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+                rx_new(sv, &t);
                 hdr_put(buf, PROTO_VERSION, PROTO_OP_CREATE, 1, lengths[i], 0);
                 raw_send(sv[0], buf, sizeof(buf), NULL, 0);
                 ck_assert_int_eq(pump(&t, &f), -EMSGSIZE);
                 ck_assert_ptr_null(f.payload);
-                transport_deinit(&t);
-                pair_close(sv);
+                rx_close(sv, &t);
         }
 }
 END_TEST
@@ -814,13 +809,11 @@ START_TEST(test_f2_too_many_nfds)
         struct transport_frame f;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         hdr_put(buf, PROTO_VERSION, PROTO_OP_CREATE, 1, 0, PROTO_MAX_FDS + 1);
         raw_send(sv[0], buf, sizeof(buf), NULL, 0);
         ck_assert_int_eq(pump(&t, &f), -EMSGSIZE);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -838,14 +831,12 @@ START_TEST(test_f3_wrapping_length)
         int sv[2];
 
         for (unsigned i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
-                pair_new(sv);
-                ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+                rx_new(sv, &t);
                 hdr_put(buf, PROTO_VERSION, PROTO_OP_CREATE, 1, lengths[i], 0);
                 memset(buf + PROTO_HEADER_SIZE, 0, 32); /* what a wrapped size might "cover" */
                 raw_send(sv[0], buf, sizeof(buf), NULL, 0);
                 ck_assert_int_eq(pump(&t, &f), -EMSGSIZE);
-                transport_deinit(&t);
-                pair_close(sv);
+                rx_close(sv, &t);
         }
 }
 END_TEST
@@ -859,8 +850,7 @@ START_TEST(test_f5_unknown_opcode_version)
         size_t len;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         len = frame_put(buf, 0x7777, 3, 8, 0);
         len += hdr_put(buf + len, PROTO_VERSION + 41, PROTO_OP_HELLO, 4, 0, 0);
         raw_send(sv[0], buf, len, NULL, 0);
@@ -875,8 +865,7 @@ START_TEST(test_f5_unknown_opcode_version)
         transport_frame_deinit(&f);
         ck_assert_int_eq(pump(&t, &f), 0);
 
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -888,13 +877,11 @@ START_TEST(test_f2_unknown_version_huge_length)
         struct transport_frame f;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         hdr_put(buf, PROTO_VERSION + 1, PROTO_OP_HELLO, 1, 0xffffffffu, 0);
         raw_send(sv[0], buf, sizeof(buf), NULL, 0);
         ck_assert_int_eq(pump(&t, &f), -EMSGSIZE);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -908,14 +895,12 @@ START_TEST(test_d1_undeclared_fds)
         struct transport_frame f;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_PING, 1, 16, 0), 1);
         ck_assert_int_eq(pump(&t, &f), -EPROTO);
         ck_assert_uint_eq(t.in_fds, 0); /* closed at once, not left for deinit */
         ck_assert_uint_eq(f.nfds, 0);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -927,20 +912,16 @@ START_TEST(test_d2_missing_fds)
         struct transport_frame f;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 16, 2), 1);
         ck_assert_int_eq(pump(&t, &f), -EPROTO);
         ck_assert_uint_eq(t.in_fds, 0);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 16, 1), NULL, 0);
         ck_assert_int_eq(pump(&t, &f), -EPROTO);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -953,36 +934,30 @@ START_TEST(test_d3_extra_fds)
         int sv[2];
 
         /* whole frame with 3 fds declaring 1 */
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 100, 1), 3);
         ck_assert_int_eq(pump(&t, &f), -EPROTO);
         ck_assert_uint_eq(t.in_fds, 0);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 
         /* the frame is never finished: the extras are caught before it completes */
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         frame_put(buf, PROTO_OP_OPEN, 1, 100, 1);
         raw_send_new_fds(sv[0], buf, PROTO_HEADER_SIZE + 10, 1);
         ck_assert_int_eq(pump(&t, &f), 0);
         raw_send_new_fds(sv[0], buf + PROTO_HEADER_SIZE + 10, 1, 1);
         ck_assert_int_eq(pump(&t, &f), -EPROTO);
         ck_assert_uint_eq(t.in_fds, 0);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 
         /* before the header is even complete: at most one frame's worth */
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send_new_fds(sv[0], buf, 3, PROTO_MAX_FDS);
         ck_assert_int_eq(pump(&t, &f), 0);
         raw_send_new_fds(sv[0], buf + 3, 3, 1);
         ck_assert_int_eq(pump(&t, &f), -EPROTO);
         ck_assert_uint_eq(t.in_fds, 0);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -994,8 +969,7 @@ START_TEST(test_d3_held_fds_cap)
         int sv[2];
         int r = 0;
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         for (unsigned i = 0; i <= TRANSPORT_MAX_HELD_FDS / PROTO_MAX_FDS; i++) {
                 raw_send_new_fds(sv[0], &byte, 1, PROTO_MAX_FDS);
                 r = transport_read(&t);
@@ -1005,8 +979,7 @@ START_TEST(test_d3_held_fds_cap)
         }
         ck_assert_int_eq(r, -EPROTO);
         ck_assert_uint_eq(t.in_fds, 0);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -1018,25 +991,21 @@ START_TEST(test_d4_fd_on_previous_frame)
         struct transport_frame f;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send_new_fds(sv[0], n0, frame_put(n0, PROTO_OP_PING, 1, 8, 0), 1);
         raw_send(sv[0], n1, frame_put(n1, PROTO_OP_OPEN, 2, 8, 1), NULL, 0);
         ck_assert_int_eq(pump(&t, &f), -EPROTO);
         ck_assert_uint_eq(t.in_fds, 0);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 
         /* same, with frame N+1 already buffered when frame N is parsed */
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send_new_fds(sv[0], n0, sizeof(n0), 1);
         raw_send(sv[0], n1, sizeof(n1), NULL, 0);
         ck_assert_int_gt(transport_read(&t), 0);
         ck_assert_int_gt(transport_read(&t), 0);
         ck_assert_int_eq(transport_next_frame(&t, &f), -EPROTO);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -1050,8 +1019,7 @@ START_TEST(test_d5_two_scm_rights)
         ssize_t n;
         int sv[2], r;
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         for (unsigned k = 0; k < 2; k++) {
                 fds[k] = memfd_new();
                 orig[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
@@ -1075,8 +1043,7 @@ START_TEST(test_d5_two_scm_rights)
                 }
         }
         fds_close(orig, 2);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -1090,14 +1057,12 @@ START_TEST(test_d5_too_many_fds)
         int sv[2];
 
         for (unsigned i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
-                pair_new(sv);
-                ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+                rx_new(sv, &t);
                 raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 8, PROTO_MAX_FDS), counts[i]);
                 ck_assert_int_eq(transport_read(&t), -EPROTO);
                 ck_assert_uint_eq(t.in_fds, 0);
                 ck_assert_int_eq(pump(&t, &f), 0); /* the bytes of a violating read are not kept */
-                transport_deinit(&t);
-                pair_close(sv);
+                rx_close(sv, &t);
         }
 }
 END_TEST
@@ -1173,8 +1138,7 @@ static void malformed_session(unsigned kind)
         int sv[2], r;
         size_t len;
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         switch (kind) {
         case 0: /* D1 */
                 raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_PING, 1, 8, 0), 2);
@@ -1205,8 +1169,7 @@ static void malformed_session(unsigned kind)
         }
         r = pump(&t, &f);
         ck_assert_int_lt(r, 0);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 
 /* Collect the fds of this process that an exec'd child would inherit. */
@@ -1251,8 +1214,7 @@ START_TEST(test_d9_cloexec_after_malformed_sessions)
                 malformed_session(i % 7);
 
         /* hold fds received in a frame and fds still waiting for theirs */
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         raw_send_new_fds(sv[0], buf, frame_put(buf, PROTO_OP_OPEN, 1, 8, PROTO_MAX_FDS), PROTO_MAX_FDS);
         ck_assert_int_eq(pump(&t, &f), 1);
         raw_send_new_fds(sv[0], buf, 5, 2);
@@ -1298,8 +1260,7 @@ START_TEST(test_d9_cloexec_after_malformed_sessions)
         ck_assert_msg(extra <= 1, "the exec'd child holds %u unexpected fds: %s", extra, out);
 
         transport_frame_deinit(&f);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -1372,8 +1333,7 @@ START_TEST(test_f8_peer_never_reads)
         /* the socket is full too: nothing can be sent within a zero timeout while the peer does not read */
         ck_assert_int_eq(transport_init(&t, sv[0], 0, 0), 0);
         ck_assert_int_eq(transport_send_blocking(&t, &h, payload, 16, NULL, 0, 0), -ETIMEDOUT);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
         free(payload);
 }
 END_TEST
@@ -1536,8 +1496,7 @@ START_TEST(test_storage)
                 ck_assert_ptr_ne(t.in, storage.in); /* the 3000-byte frame did not fit */
                 ck_assert_ptr_eq(t.spare, &storage.batch);
                 ck_assert_int_eq(transport_read(&t), -EAGAIN);
-                transport_deinit(&t);
-                pair_close(sv);
+                rx_close(sv, &t);
         }
         free(buf);
 }
@@ -2301,8 +2260,7 @@ START_TEST(test_read_buffer_full)
         ck_assert_int_eq(transport_next_frame(&t, &f), 1);
         transport_frame_deinit(&f);
         ck_assert_int_gt(transport_read(&t), 0);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
         free(buf);
 }
 END_TEST
@@ -2354,8 +2312,7 @@ START_TEST(test_read_buffer_grows)
         ck_assert_uint_gt(filled, 0);
         ck_assert_uint_gt(reads, 1);
         ck_assert_int_eq(transport_read(&t), -EAGAIN);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
         free(buf);
 }
 END_TEST
@@ -2395,8 +2352,7 @@ START_TEST(test_next_frame_borrowed)
                 transport_frame_deinit(&f); /* closes the fd, leaves the payload */
                 ck_assert_ptr_null(f.payload);
         }
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -2406,15 +2362,13 @@ START_TEST(test_wait_and_timeouts)
         struct transport_frame f;
         int sv[2];
 
-        pair_new(sv);
-        ck_assert_int_eq(transport_init(&t, sv[1], 0, 0), 0);
+        rx_new(sv, &t);
         ck_assert_int_eq(transport_wait(&t, POLLIN, 0), -ETIMEDOUT);
         ck_assert_int_eq(transport_recv_blocking(&t, &f, 0), -ETIMEDOUT);
         ck_assert_int_eq(transport_wait(&t, POLLOUT, 0), 0);
         ck_assert_int_eq(write(sv[0], "x", 1), 1);
         ck_assert_int_eq(transport_wait(&t, POLLIN, -1), 0);
-        transport_deinit(&t);
-        pair_close(sv);
+        rx_close(sv, &t);
 }
 END_TEST
 
@@ -2956,95 +2910,72 @@ static void borrowed_teardown(void)
         test_fd_teardown();
 }
 
+/*
+ * Add @tests to @s twice: as tcase @name with the copying read buffer, and as @borrowed_name through
+ * transport_next_frame_borrowed(). Return: the first tcase, for tests that only it runs.
+ */
+static TCase *add_both_buffers(Suite *s, const char *name, const char *borrowed_name, const TTest *const *tests,
+                               size_t n)
+{
+        TCase *tc = tcase_create(name), *tcb = tcase_create(borrowed_name);
+
+        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
+        tcase_add_checked_fixture(tcb, borrowed_setup, borrowed_teardown);
+        for (size_t i = 0; i < n; i++) {
+                tcase_add_test(tc, tests[i]);
+                tcase_add_test(tcb, tests[i]);
+        }
+        suite_add_tcase(s, tc);
+        suite_add_tcase(s, tcb);
+        return tc;
+}
+
 static Suite *transport_suite(void)
 {
+        const TTest *roundtrip[] = {
+                test_roundtrip_0_fds,
+                test_roundtrip_1_fd,
+                test_roundtrip_max_fds,
+                test_roundtrip_max_payload,
+                test_many_frames_one_write,
+                test_queue_mixed_batch,
+                test_queue_mixed_batch_in_order,
+                test_fds_in_order_rules,
+                test_in_order_fds_ahead_of_large_frame,
+                test_f4_one_byte_per_write,
+                test_f4_one_byte_per_write_fds,
+        };
+        const TTest *framing[] = {
+                test_f4_eof_mid_frame,
+                test_f4_eof_mid_header,
+                test_eof_between_frames,
+                test_f1_short_garbage_eof,
+                test_f1_garbage_header,
+                test_f2_huge_length,
+                test_f2_too_many_nfds,
+                test_f2_unknown_version_huge_length,
+                test_f3_wrapping_length,
+                test_f5_unknown_opcode_version,
+        };
+        const TTest *fds[] = {
+                test_d1_undeclared_fds,
+                test_d2_missing_fds,
+                test_d3_extra_fds,
+                test_d3_held_fds_cap,
+                test_d4_fd_on_previous_frame,
+                test_d5_two_scm_rights,
+                test_d5_too_many_fds,
+                test_d6_ctrunc_rlimit,
+                test_d9_cloexec_after_malformed_sessions,
+        };
         Suite *s = suite_create("transport");
         TCase *tc;
 
-        tc = tcase_create("roundtrip");
-        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
-        tcase_add_test(tc, test_roundtrip_0_fds);
-        tcase_add_test(tc, test_roundtrip_1_fd);
-        tcase_add_test(tc, test_roundtrip_max_fds);
-        tcase_add_test(tc, test_roundtrip_max_payload);
-        tcase_add_test(tc, test_many_frames_one_write);
-        tcase_add_test(tc, test_queue_mixed_batch);
-        tcase_add_test(tc, test_queue_mixed_batch_in_order);
-        tcase_add_test(tc, test_fds_in_order_rules);
-        tcase_add_test(tc, test_in_order_fds_ahead_of_large_frame);
-        tcase_add_test(tc, test_unqueue_tail);
-        tcase_add_test(tc, test_f4_one_byte_per_write);
-        tcase_add_test(tc, test_f4_one_byte_per_write_fds);
-        suite_add_tcase(s, tc);
-
-        tc = tcase_create("roundtrip-borrowed");
-        tcase_add_checked_fixture(tc, borrowed_setup, borrowed_teardown);
-        tcase_add_test(tc, test_roundtrip_0_fds);
-        tcase_add_test(tc, test_roundtrip_1_fd);
-        tcase_add_test(tc, test_roundtrip_max_fds);
-        tcase_add_test(tc, test_roundtrip_max_payload);
-        tcase_add_test(tc, test_many_frames_one_write);
-        tcase_add_test(tc, test_queue_mixed_batch);
-        tcase_add_test(tc, test_queue_mixed_batch_in_order);
-        tcase_add_test(tc, test_fds_in_order_rules);
-        tcase_add_test(tc, test_in_order_fds_ahead_of_large_frame);
-        tcase_add_test(tc, test_f4_one_byte_per_write);
-        tcase_add_test(tc, test_f4_one_byte_per_write_fds);
-        suite_add_tcase(s, tc);
-
-        tc = tcase_create("framing");
-        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
-        tcase_add_test(tc, test_f4_eof_mid_frame);
-        tcase_add_test(tc, test_f4_eof_mid_header);
-        tcase_add_test(tc, test_eof_between_frames);
-        tcase_add_test(tc, test_f1_short_garbage_eof);
-        tcase_add_test(tc, test_f1_garbage_header);
-        tcase_add_test(tc, test_f2_huge_length);
-        tcase_add_test(tc, test_f2_too_many_nfds);
-        tcase_add_test(tc, test_f2_unknown_version_huge_length);
-        tcase_add_test(tc, test_f3_wrapping_length);
-        tcase_add_test(tc, test_f5_unknown_opcode_version);
-        suite_add_tcase(s, tc);
-
-        tc = tcase_create("framing-borrowed");
-        tcase_add_checked_fixture(tc, borrowed_setup, borrowed_teardown);
-        tcase_add_test(tc, test_f4_eof_mid_frame);
-        tcase_add_test(tc, test_f4_eof_mid_header);
-        tcase_add_test(tc, test_eof_between_frames);
-        tcase_add_test(tc, test_f1_short_garbage_eof);
-        tcase_add_test(tc, test_f1_garbage_header);
-        tcase_add_test(tc, test_f2_huge_length);
-        tcase_add_test(tc, test_f2_too_many_nfds);
-        tcase_add_test(tc, test_f2_unknown_version_huge_length);
-        tcase_add_test(tc, test_f3_wrapping_length);
-        tcase_add_test(tc, test_f5_unknown_opcode_version);
-        suite_add_tcase(s, tc);
-
-        tc = tcase_create("fds");
-        tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
-        tcase_add_test(tc, test_d1_undeclared_fds);
-        tcase_add_test(tc, test_d2_missing_fds);
-        tcase_add_test(tc, test_d3_extra_fds);
-        tcase_add_test(tc, test_d3_held_fds_cap);
-        tcase_add_test(tc, test_d4_fd_on_previous_frame);
-        tcase_add_test(tc, test_d5_two_scm_rights);
-        tcase_add_test(tc, test_d5_too_many_fds);
-        tcase_add_test(tc, test_d6_ctrunc_rlimit);
-        tcase_add_test(tc, test_d9_cloexec_after_malformed_sessions);
-        suite_add_tcase(s, tc);
-
-        tc = tcase_create("fds-borrowed");
-        tcase_add_checked_fixture(tc, borrowed_setup, borrowed_teardown);
-        tcase_add_test(tc, test_d1_undeclared_fds);
-        tcase_add_test(tc, test_d2_missing_fds);
-        tcase_add_test(tc, test_d3_extra_fds);
-        tcase_add_test(tc, test_d3_held_fds_cap);
-        tcase_add_test(tc, test_d4_fd_on_previous_frame);
-        tcase_add_test(tc, test_d5_two_scm_rights);
-        tcase_add_test(tc, test_d5_too_many_fds);
-        tcase_add_test(tc, test_d6_ctrunc_rlimit);
-        tcase_add_test(tc, test_d9_cloexec_after_malformed_sessions);
-        suite_add_tcase(s, tc);
+        tc = add_both_buffers(s, "roundtrip", "roundtrip-borrowed", roundtrip,
+                              sizeof(roundtrip) / sizeof(roundtrip[0]));
+        tcase_add_test(tc, test_unqueue_tail); /* the copying buffer only */
+        add_both_buffers(s, "framing", "framing-borrowed", framing, sizeof(framing) / sizeof(framing[0]));
+        add_both_buffers(s, "fds", "fds-borrowed", fds, sizeof(fds) / sizeof(fds[0]));
 
         tc = tcase_create("output");
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
