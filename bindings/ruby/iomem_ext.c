@@ -558,9 +558,9 @@ struct rb_client {
         VALUE lock;
         bool events; /* connected with IOMEM_CONNECT_EVENTS (watch, publish, generations) */
         pid_t pid;   /* the process that connected: a forked child shares the socket and must connect again */
-        /* client_interrupted(): a call runs without the GVL (under the Mutex); what an interrupt raised in it */
+        /* client_interrupted(): a call runs without the GVL (under the Mutex), for @thread (Qnil between calls) */
         bool in_call;
-        int interrupt_state;
+        VALUE thread;
         /* next_event: an event read by a call an interrupt ended after it (client_call_drop()), returned first */
         bool has_kept_ev;
         struct iomem_event kept_ev;
@@ -582,6 +582,7 @@ static void client_mark(void *p)
         struct rb_client *rc = p;
 
         rb_gc_mark(rc->lock);
+        rb_gc_mark(rc->thread);
 }
 
 static void client_free(void *p)
@@ -609,6 +610,7 @@ static VALUE client_alloc(VALUE klass)
         VALUE obj = TypedData_Make_Struct(klass, struct rb_client, &client_type, rc);
 
         rc->lock = rb_mutex_new();
+        rc->thread = Qnil;
         return obj;
 }
 
@@ -996,7 +998,6 @@ static void client_strays_unwatch(struct rb_client *rc)
                 rb_thread_call_without_gvl2(op_run, &lc, RUBY_UBF_IO, NULL);
                 rc->in_call = false;
                 rc->dropping = false;
-                rc->interrupt_state = 0;
                 /*
                  * Done only once libiomem no longer holds the watch: 0 (the daemon's -ENOENT is 0 there: its
                  * watch had gone), -ECONNRESET (dropped with the connection), -ENOENT (not in libiomem's table:
@@ -1046,45 +1047,79 @@ static void client_call_drop(struct rb_client *rc, struct op *o, void *(*fn)(voi
         }
 }
 
-static VALUE client_call_locked(VALUE p)
+/*
+ * Whether @fn may be asked again after a signal ended its wait and raised nothing (a trap handler that returned, an
+ * interrupt Thread.handle_interrupt defers): it only reads (what the daemon did for the first ask is dropped with
+ * its reply, as for any interrupted call), so asking again is the same as having waited on.
+ */
+static bool op_asks_again(void *(*fn)(void *))
+{
+        return fn == op_ping || fn == op_stat || fn == op_list || fn == op_status || fn == op_quota ||
+               fn == op_metrics || fn == op_open || fn == op_next_event;
+}
+
+/* rb_ensure()d: the call is over, no interrupt is checked for @rc's thread any more (client_interrupted()) */
+static VALUE client_call_unwatch_thread(VALUE p)
+{
+        ((struct rb_client *)p)->thread = Qnil;
+        return Qnil;
+}
+
+static VALUE client_call_locked_body(VALUE p)
 {
         struct locked_call *lc = (struct locked_call *)p;
         struct rb_client *rc = client_get(lc->self);
         int state;
 
-        client_check_usable(rc);
-        lc->o->client = rc->client;
-        lc->o->events = rc->events;
         /*
          * rb_thread_call_without_gvl() raised pending interrupts as the call
          * returned, before the result below was seen (a region's fd was left
          * to the GC, an event lost), and on entry with in_call left true.
          * The "2" variant raises nothing: it skips the call if an interrupt
          * is pending on entry (o->ran stays false) and leaves one that came
-         * during the call pending; both are raised here, after
-         * client_call_drop(). An interrupt that raises nothing (a trap
-         * handler) lets a skipped call run.
+         * during the call pending (client_interrupted() only ends the wait);
+         * both are run here, with the GVL, once libiomem's call has returned,
+         * after client_call_drop(). If none raises (a trap handler that
+         * returned, an interrupt Thread.handle_interrupt defers), a skipped
+         * call runs, a read-only call whose wait it ended is asked again
+         * (op_asks_again()), and any other returns -EINTR: its request was
+         * sent, its outcome is unknown (raised as Errno::EINTR).
          */
         do {
                 client_strays_unwatch(rc); /* left by an earlier call: before anything else is asked */
                 lc->o->ran = false;
-                rc->interrupt_state = 0;
                 rc->in_call = true;
                 rb_thread_call_without_gvl2(op_run, lc, RUBY_UBF_IO, NULL);
                 rc->in_call = false;
-                state = rc->interrupt_state; /* the interrupt that ended the wait (client_interrupted()) */
-                rc->interrupt_state = 0;
-                if (!state)
-                        rb_protect(client_check_ints, Qnil, &state);
+                state = 0;
+                rb_protect(client_check_ints, Qnil, &state);
                 if (state) {
                         if (lc->o->ran)
                                 client_call_drop(rc, lc->o, lc->fn);
                         rb_jump_tag(state);
                 }
+                if (lc->o->ran && lc->o->r == -EINTR && op_asks_again(lc->fn))
+                        lc->o->ran = false;
         } while (!lc->o->ran);
-        if (lc->o->r < 0)
+        if (lc->o->r == -EINTR)
+                snprintf(lc->o->msg, sizeof(lc->o->msg), "%s",
+                         "a signal ended the wait for the daemon's reply and its handler raised nothing (or "
+                         "Thread.handle_interrupt defers the interrupt): the request's outcome is unknown");
+        else if (lc->o->r < 0)
                 snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", iomem_client_error_message(rc->client));
         return Qnil;
+}
+
+static VALUE client_call_locked(VALUE p)
+{
+        struct locked_call *lc = (struct locked_call *)p;
+        struct rb_client *rc = client_get(lc->self);
+
+        client_check_usable(rc);
+        lc->o->client = rc->client;
+        lc->o->events = rc->events;
+        rc->thread = rb_thread_current();
+        return rb_ensure(client_call_locked_body, p, client_call_unwatch_thread, (VALUE)rc);
 }
 
 /*
@@ -1118,26 +1153,28 @@ static int timeout_to_ms(VALUE t)
         return d < 0 ? -1 : (int)(d * 1000.0 + 0.5);
 }
 
-/* With the GVL, from client_interrupted(): run the pending interrupts; keep what one raised. */
-static void *client_interrupt_check(void *p)
-{
-        struct rb_client *rc = p;
-        int state = 0;
-
-        rb_protect(client_check_ints, Qnil, &state);
-        rc->interrupt_state = state;
-        return NULL;
-}
-
 /*
  * iomem_client_set_interrupt_cb(): a signal interrupted a call's wait for
  * the daemon (Ruby wakes a thread blocked without the GVL with one for
- * Thread#raise, Thread#kill, Timeout and Ctrl-C, RUBY_UBF_IO). The pending
- * interrupts run here with the GVL, under rb_protect(): if one raised, the
- * call gives up (libiomem drops the reply still to come: the connection
- * stays in step and usable) and client_call_locked() raises it once the
- * call has returned; if none did (a trap handler that returns), the wait
- * goes on. Runs without the GVL and without libiomem's lock.
+ * Thread#raise, Thread#kill, Timeout, Ctrl-C and trap handlers,
+ * RUBY_UBF_IO). Runs without the GVL, inside libiomem's call (its reader):
+ * it must never raise. So it runs no interrupt: it only says whether Ruby
+ * has one pending for the calling thread (rb_thread_interrupted(), made to
+ * be called without the GVL), and if so the call gives up (libiomem drops
+ * the reply still to come: the connection stays in step and usable) and
+ * client_call_locked_body() runs it once the call has returned. A signal
+ * that is not Ruby's interrupt (its own retries of the wake-up, SIGCHLD
+ * without a trap) lets the wait go on.
+ *
+ * It used to run the interrupts itself with rb_thread_call_with_gvl() under
+ * rb_protect(); but rb_thread_call_with_gvl(), as it gives the GVL back,
+ * checks for interrupts once more (blocking_region_begin() ->
+ * unblock_function_set() -> RUBY_VM_CHECK_INTS(), Ruby 3.1's thread.c),
+ * outside rb_protect(): one that came meanwhile (a second signal to a
+ * trap that raises; a Thread#raise while that check gave the GVL to another
+ * thread) raised there, through libiomem's frames, leaving its reader flag
+ * set for good (the next call waited for ever) and its pending request's
+ * entry on a dead stack.
  */
 static int client_interrupted(struct iomem_client *client, void *userdata)
 {
@@ -1148,8 +1185,7 @@ static int client_interrupted(struct iomem_client *client, void *userdata)
                 return 0;
         if (rc->dropping) /* client_strays_unwatch(): give up, raise nothing (the interrupt stays pending) */
                 return 1;
-        rb_thread_call_with_gvl(client_interrupt_check, rc);
-        return rc->interrupt_state != 0;
+        return !NIL_P(rc->thread) && rb_thread_interrupted(rc->thread);
 }
 
 /*

@@ -313,6 +313,111 @@ class TestClient < IOMemTest::Case
     d&.stop
   end
 
+  # The interrupt callback ran Ruby's pending interrupts with rb_thread_call_with_gvl() under rb_protect(), but
+  # rb_thread_call_with_gvl() checks for interrupts again as it gives the GVL back, outside rb_protect(): one that
+  # came in between (a trap's second signal) raised there, through libiomem's frames, leaving libiomem's reader
+  # flag set and its pending entry on a dead stack: the next call waited for ever (or crashed). A child process
+  # (interrupt_flood_child.rb) makes ROUNDS calls to a stopped daemon while we flood it with SIGUSR1, whose trap
+  # raises; then the daemon runs again and its calls must work. The deadline only detects a hang.
+  def test_interrupts_in_a_flood_never_unwind_libiomem
+    d = IOMemTest::Daemon.new
+    child = File.join(__dir__, "interrupt_flood_child.rb")
+    IO.popen([IOMemTest.env("RUBY"), child, d.socket, "30000"], "r+") do |io|
+      assert_equal "ready\n", io.gets
+      Process.kill(:STOP, d.pid)
+      io.puts "go"
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 120 # a hang detector, not a speed check
+      line = nil
+      loop do
+        begin
+          Process.kill(:USR1, io.pid)
+        rescue Errno::ESRCH
+          break
+        end
+        if io.wait_readable(0)
+          line = io.gets
+          break
+        end
+        if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+          Process.kill(:KILL, io.pid)
+          flunk "the child hung in its calls: an interrupt unwound libiomem's frames"
+        end
+      end
+      assert_equal "rounds 30000\n", line, "the child's rounds (it died or hung otherwise)"
+      Process.kill(:CONT, d.pid)
+      io.puts "cont"
+      r = io.wait_readable(120) && io.gets
+      unless r
+        Process.kill(:KILL, io.pid)
+        flunk "the child hung once the daemon ran again: an interrupt unwound libiomem's frames"
+      end
+      assert_equal "ok\n", r
+    end
+    assert $?.success?, "child: #{$?.inspect}"
+  ensure
+    Process.kill(:CONT, d.pid) if d&.pid
+    d&.stop
+  end
+
+  # An interrupt Thread.handle_interrupt defers (:never) stays deferred: it wakes the waiting call, which runs no
+  # interrupt inside libiomem any more, so the wait ends; a call that only reads (ping) asks again and returns once
+  # the daemon answers, a call that changes something (create) cannot be asked again and raises Errno::EINTR
+  # (outcome unknown). The interrupt is raised when the mask ends, not before.
+  def test_deferred_interrupt_stays_deferred
+    d = IOMemTest::Daemon.new
+    c = IOMem::Client.new(socket: d.socket)
+    in_call = lambda do |t|
+      2000.times do # bounded: up to ~20 s
+        return true if [7, 47].include?(File.read("/proc/self/task/#{t[:tid]}/syscall").split.first.to_i)
+
+        sleep 0.01
+      end
+      false
+    end
+    Process.kill(:STOP, d.pid)
+    guard = Thread.new { sleep 60; Process.kill(:CONT, d.pid) } # a hang guard only
+    go = Queue.new
+    t = Thread.new do
+      Thread.current[:tid] = Thread.current.native_thread_id
+      Thread.handle_interrupt(Interrupted => :never) do
+        Thread.current[:ping] = c.ping
+        go.pop # the daemon is stopped again
+        Thread.current[:create] = begin
+          c.create("deferred", PAGE)
+        rescue Errno::EINTR => e
+          e
+        end
+        :masked_block_ended
+      end
+    rescue Interrupted
+      :raised_after_the_mask
+    end
+    t.report_on_exception = false
+    sleep 0.01 until t[:tid]
+    assert in_call.call(t), "ping waits for the daemon"
+    t.raise(Interrupted)
+    sleep 0.2 # not an assertion: lets the wake-up end the first ask (asked again, it waits as before)
+    Process.kill(:CONT, d.pid) # ping returns
+    sleep 0.01 until t.key?(:ping)
+    Process.kill(:STOP, d.pid)
+    go << true
+    assert in_call.call(t), "create waits for the daemon"
+    t.raise(Interrupted)
+    assert_equal :raised_after_the_mask, t.value
+    assert_same c, t[:ping]
+    assert_instance_of Errno::EINTR, t[:create]
+    assert_match(/create "deferred": .*outcome is unknown/, t[:create].message)
+    guard.kill
+    guard.join
+    Process.kill(:CONT, d.pid)
+    c.ping
+    assert_equal PAGE, c.stat("deferred").size # the daemon applied it
+    c.close
+  ensure
+    Process.kill(:CONT, d.pid) if d&.pid
+    d&.stop
+  end
+
   # An interrupt that comes too late to end a call (its reply is already in) was raised by
   # rb_thread_call_without_gvl() as it returned, before the extension saw the result: the fd of the CREATE's or
   # OPEN's region stayed open in an unreachable Region until a GC. Thread.handle_interrupt(:on_blocking) makes
