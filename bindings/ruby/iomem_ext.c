@@ -546,8 +546,11 @@ static VALUE region_yield_closing(VALUE region)
 
 /* ---- IOMem::Client ------------------------------------------------------ */
 
-/* watches an interrupt took from the caller, remembered per client (oldest forgotten first) */
-#define STRAYS_MAX 32
+/*
+ * Watches an interrupt took from the caller, remembered per client: once this many, the oldest already unwatched
+ * is forgotten first; one still to unwatch (pending) never is: the list grows instead (client_stray_add()).
+ */
+#define STRAYS_KEEP 32
 
 /*
  * A Client owns one connection. libiomem's client is not thread-safe, and
@@ -570,11 +573,11 @@ struct rb_client {
          * Watches made by a call an interrupt ended after its reply: the caller never got their ids. Unwatched at
          * once, or (pending) at the start of the next call; their events are never returned (client_stray_p()).
          */
-        struct {
+        struct client_stray {
                 uint32_t id;
                 bool pending;
-        } strays[STRAYS_MAX];
-        unsigned nstrays;
+        } *strays; /* xmalloc()ed, nstrays of cstrays used */
+        unsigned nstrays, cstrays;
 };
 
 static void client_mark(void *p)
@@ -590,12 +593,15 @@ static void client_free(void *p)
         struct rb_client *rc = p;
 
         iomem_disconnect(rc->client);
+        xfree(rc->strays);
         xfree(rc);
 }
 
 static size_t client_memsize(const void *p)
 {
-        return sizeof(struct rb_client);
+        const struct rb_client *rc = p;
+
+        return sizeof(struct rb_client) + rc->cstrays * sizeof(rc->strays[0]);
 }
 
 static const rb_data_type_t client_type = {
@@ -962,12 +968,30 @@ static bool client_stray_p(const struct rb_client *rc, uint32_t id)
         return false;
 }
 
-/* Remember @id, a watch made by a call an interrupt ended after its reply, to unwatch it (client_strays_unwatch()). */
+/*
+ * Remember @id, a watch made by a call an interrupt ended after its reply, to unwatch it (client_strays_unwatch()).
+ * Past STRAYS_KEEP the oldest entry already unwatched is forgotten (its events, read before its UNWATCH's reply,
+ * are long gone); an entry still to unwatch never is (its watch would stay, holding one of the uid's watch quota
+ * and sending events next_event would return): with none unwatched the list grows. Memory for it is made before
+ * anything changes, so that a NoMemoryError loses nothing already remembered.
+ */
 static void client_stray_add(struct rb_client *rc, uint32_t id)
 {
-        if (rc->nstrays == STRAYS_MAX) { /* forget the oldest (once unwatched, its events are long gone) */
-                memmove(&rc->strays[0], &rc->strays[1], (STRAYS_MAX - 1) * sizeof(rc->strays[0]));
-                rc->nstrays--;
+        unsigned i;
+
+        if (rc->nstrays >= STRAYS_KEEP) {
+                for (i = 0; i < rc->nstrays && rc->strays[i].pending; i++)
+                        ;
+                if (i < rc->nstrays) {
+                        memmove(&rc->strays[i], &rc->strays[i + 1], (rc->nstrays - i - 1) * sizeof(rc->strays[0]));
+                        rc->nstrays--;
+                }
+        }
+        if (rc->nstrays == rc->cstrays) {
+                unsigned n = rc->cstrays ? rc->cstrays * 2 : STRAYS_KEEP;
+
+                rc->strays = ruby_xrealloc2(rc->strays, n, sizeof(rc->strays[0]));
+                rc->cstrays = n;
         }
         rc->strays[rc->nstrays].id = id;
         rc->strays[rc->nstrays].pending = true;

@@ -8,10 +8,11 @@ require "rbconfig"
 # A relay between one IOMem::Client and iomemd on a socket of its own, passing frames in both directions in order
 # (no fds: the client under test makes only calls whose frames carry none). With hold set, a client's UNWATCH is
 # kept back until release: its call waits for the reply meanwhile, deterministically. cut: the "daemon" goes away
-# (the connections closed, nothing listening there) until listen.
+# (the connections closed, nothing listening there) until listen. With fail_unwatch set, a client's UNWATCH is
+# answered by the relay itself with -EIO (the daemon never sees it): the watch stays, on both sides.
 class UnwatchHoldingRelay
   attr_reader :path, :held
-  attr_accessor :hold
+  attr_accessor :hold, :fail_unwatch
 
   UNWATCH = 0x0401
 
@@ -22,6 +23,7 @@ class UnwatchHoldingRelay
     @release = Queue.new
     @socks = []
     @threads = []
+    @write_lock = Mutex.new
     listen
   end
 
@@ -62,6 +64,15 @@ class UnwatchHoldingRelay
         @held.push(true)
         @release.pop
       end
+      if fail_unwatch && h.unpack1("@6S<") == UNWATCH
+        msg = "relay says no"
+        payload = [-5, msg.bytesize].pack("l<S<") + msg + "\0" # -EIO (docs/protocol.md: error reply)
+        reply = h.dup
+        reply.setbyte(5, 0x03) # REPLY | ERROR
+        reply[12, 4] = [payload.bytesize].pack("L<")
+        @write_lock.synchronize { cl.write(reply + payload) }
+        next
+      end
       d.write(h + body)
     end
   rescue IOError, SystemCallError
@@ -69,7 +80,10 @@ class UnwatchHoldingRelay
   end
 
   def replies(d, cl)
-    loop { cl.write(d.readpartial(65_536)) }
+    loop do
+      data = d.readpartial(65_536)
+      @write_lock.synchronize { cl.write(data) }
+    end
   rescue IOError, SystemCallError
     nil # cut
   end
@@ -282,6 +296,37 @@ class TestEvents < IOMemTest::Case
   ensure
     c&.close
     relay&.close
+  end
+
+  # The list of watches an interrupt took from the caller (strays) kept 32 and forgot the oldest when a 33rd
+  # came, even one still to unwatch: that watch then stayed in the daemon for good (holding the uid's watch
+  # quota) and next_event returned its events. Here every UNWATCH fails (-EIO from the relay) while 33 watches
+  # are taken by a late interrupt: all 33 must still be unwatched once UNWATCH works again.
+  def test_a_pending_stray_is_never_forgotten
+    d = IOMemTest::Daemon.new("--quota-watches", "100")
+    relay = UnwatchHoldingRelay.new(d.socket)
+    c = IOMem::Client.new(socket: relay.path)
+    relay.fail_unwatch = true
+    33.times do |i|
+      assert_raises(Interrupted) do
+        Thread.handle_interrupt(Interrupted => :on_blocking) do
+          Thread.current.raise(Interrupted)
+          c.watch("s#{i}.")
+        end
+      end
+    end
+    relay.fail_unwatch = false
+    c.ping # unwatches what is left to unwatch first
+    d.client do |other|
+      33.times { |i| other.create("s#{i}.x", PAGE).close }
+    end
+    c.ping # an event of a watch on c's connection is in before the PING's reply
+    ev = c.next_event(timeout: 0)
+    assert_nil ev, "no event of a watch the caller never got: #{ev&.name}"
+  ensure
+    c&.close
+    relay&.close
+    d&.stop
   end
 
   # The block form of watch made the watch, then checked for a block before its begin/ensure: an interrupt
