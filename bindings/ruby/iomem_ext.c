@@ -28,6 +28,13 @@
 #define NAME_MAX_BYTES 255
 #define SOCKET_PATH_MAX_BYTES (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
+/*
+ * rb_thread_interrupted()'s value is Ruby's interrupt flag, whose bits say what is pending (ruby/thread.h: "if you
+ * know which bit means which"): PENDING_INTERRUPT_MASK (an exception or kill from another thread, or raised on
+ * itself) is 0x02, TRAP_INTERRUPT_MASK (a signal's trap, main thread only) 0x08 (vm_core.h, Ruby 2.x to 3.3).
+ */
+#define RB_PENDING_INTERRUPT 0x02
+
 /* OPEN with a wait asks the daemon in slices this long, so that Ctrl-C and Thread#kill get through in between */
 #define WAIT_SLICE_MS 200
 
@@ -563,6 +570,7 @@ struct rb_client {
         pid_t pid;   /* the process that connected: a forked child shares the socket and must connect again */
         /* client_interrupted(): a call runs without the GVL (under the Mutex), for @thread (Qnil between calls) */
         bool in_call;
+        bool reads_only; /* the call only reads (op_asks_again()): a signal's trap may end its wait too */
         VALUE thread;
         /* next_event: an event read by a call an interrupt ended after it (client_call_drop()), returned first */
         bool has_kept_ev;
@@ -1107,11 +1115,14 @@ static VALUE client_call_locked_body(VALUE p)
          * returned, an interrupt Thread.handle_interrupt defers), a skipped
          * call runs, a read-only call whose wait it ended is asked again
          * (op_asks_again()), and any other returns -EINTR: its request was
-         * sent, its outcome is unknown (raised as Errno::EINTR).
+         * sent, its outcome is unknown (raised as Errno::EINTR). Only an
+         * exception from a thread (not a signal's trap) ends such a call's
+         * wait: client_interrupted().
          */
         do {
                 client_strays_unwatch(rc); /* left by an earlier call: before anything else is asked */
                 lc->o->ran = false;
+                rc->reads_only = op_asks_again(lc->fn);
                 rc->in_call = true;
                 rb_thread_call_without_gvl2(op_run, lc, RUBY_UBF_IO, NULL);
                 rc->in_call = false;
@@ -1203,13 +1214,23 @@ static int timeout_to_ms(VALUE t)
 static int client_interrupted(struct iomem_client *client, void *userdata)
 {
         struct rb_client *rc = userdata;
+        int v;
 
         (void)client;
         if (!rc->in_call) /* not inside rb_thread_call_without_gvl2() (cannot happen: no other call waits) */
                 return 0;
         if (rc->dropping) /* client_strays_unwatch(): give up, raise nothing (the interrupt stays pending) */
                 return 1;
-        return !NIL_P(rc->thread) && rb_thread_interrupted(rc->thread);
+        if (NIL_P(rc->thread))
+                return 0;
+        v = rb_thread_interrupted(rc->thread);
+        /*
+         * A signal's trap (Ctrl-C's default one too) ends only a call that reads: it is asked again if the trap
+         * returns. Any other call cannot be asked again, and most traps return (Ruby's own for SIGCHLD, which a
+         * child's exit sends): it waits on, and the trap runs when the call returns. An exception another thread
+         * sent (Thread#raise, Thread#kill, Timeout) ends any call.
+         */
+        return rc->reads_only ? v != 0 : (v & RB_PENDING_INTERRUPT) != 0;
 }
 
 /*

@@ -418,6 +418,27 @@ class TestClient < IOMemTest::Case
     d&.stop
   end
 
+  # A signal whose trap returns must not fail a call that cannot be asked again: Ruby 3.1 traps SIGCHLD itself,
+  # so a child's exit while a CREATE waits (the daemon stopped) ended its wait and raised Errno::EINTR. It waits
+  # on (the trap runs when the call returns) and gets its region.
+  def test_a_childs_exit_does_not_end_a_create
+    d = IOMemTest::Daemon.new
+    c = IOMem::Client.new(socket: d.socket)
+    Process.kill(:STOP, d.pid)
+    pid = fork { sleep 0.3; exit!(0) } # not a timed assertion: the SIGCHLD should come while CREATE waits
+    resumer = Thread.new do
+      Process.wait(pid)
+      sleep 0.2
+      Process.kill(:CONT, d.pid)
+    end
+    c.create("chld", PAGE) { |r| assert_equal PAGE, r.size }
+    resumer.join
+    c.close
+  ensure
+    Process.kill(:CONT, d.pid) if d&.pid
+    d&.stop
+  end
+
   # An interrupt that comes too late to end a call (its reply is already in) was raised by
   # rb_thread_call_without_gvl() as it returned, before the extension saw the result: the fd of the CREATE's or
   # OPEN's region stayed open in an unreachable Region until a GC. Thread.handle_interrupt(:on_blocking) makes
