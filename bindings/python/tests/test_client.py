@@ -384,6 +384,32 @@ class TestClient(FdCheckedCase):
         with self.assertRaises(FileNotFoundError):
             c.seal("t.none", "write")
 
+    def test_seal_write_after_buffers_released(self):
+        # a Region keeps the mapping its first buffer made (for the next buffer) after the buffers are gone: a
+        # write seal of the name then failed with EBUSY in the process that had only filled the region, with no
+        # buffer alive and no way but close() to let go of that mapping
+        c = self.client()
+        with c.create("t.fill", 4096) as r, c.open("t.fill") as other:
+            with memoryview(r) as m:
+                m[:5] = b"hello"
+            np.frombuffer(other, dtype=np.uint8)[5] = ord("!")  # a second Region of the same memfd, released
+            now = c.seal("t.fill", "write")
+            self.assertTrue(now & iomem.SEAL_WRITE)
+            with memoryview(r) as m, memoryview(other) as o:
+                self.assertTrue(m.readonly)
+                self.assertTrue(o.readonly)
+                self.assertEqual(bytes(m[:6]), b"hello!")
+        with c.create("t.fill2", 4096) as r, memoryview(r):
+            with c.open("t.fill2") as other:
+                memoryview(other).release()
+                with self.assertRaises(OSError) as cm:  # r's buffer is alive: still EBUSY
+                    c.seal("t.fill2", "write")
+                self.assertEqual(cm.exception.errno, errno.EBUSY)
+        # Region.seal() lets go of the idle mappings of other Regions too (from_fd: the same memfd)
+        with iomem.Region(4096, backend="memfd") as r, iomem.Region.from_fd(r.fileno()) as dup:
+            memoryview(dup).release()
+            self.assertTrue(r.seal("write") & iomem.SEAL_WRITE)
+
     def test_seal_not_memfd(self):
         d = Daemon("--backend", "shm")
         try:
