@@ -93,8 +93,10 @@ static int pyregion_map_all(PyIomemRegion *self)
         /* length 0: all of it, at the size fstat reports now (iomem_region_map refreshes the size) */
         r = iomem_region_map(self->region, 0, 0, PROT_READ | (writable ? PROT_WRITE : 0), &addr);
         size = iomem_region_size(self->region);
-        if (r == -EINVAL && size == 0)
-                return 0; /* nothing to map: buffers of 0 bytes */
+        if (r == -EINVAL && size == 0) {
+                self->map_writable = writable; /* nothing to map: buffers of 0 bytes, as writable as the region */
+                return 0;
+        }
         if (r < 0)
                 goto fail;
         self->addr = addr;
