@@ -743,7 +743,12 @@ static PyObject *pyclient_seal(PyObject *obj, PyObject *args)
         int r;
 
         if (!PyArg_ParseTuple(args, "OO&:seal", &nameobj, pymodule_seals_converter, &seals) ||
-            !pyclient_name_converter(nameobj, &name) || pyclient_enter(self) < 0)
+            !pyclient_name_converter(nameobj, &name))
+                return NULL;
+        /* a mapping a Region of this process keeps for its next buffer would make this EBUSY */
+        if (seals & (IOMEM_SEAL_WRITE | IOMEM_SEAL_FUTURE_WRITE))
+                pyregion_drop_idle_maps();
+        if (pyclient_enter(self) < 0)
                 return NULL;
         Py_BEGIN_ALLOW_THREADS
         r = iomem_seal(self->client, name, seals, &now);

@@ -18,7 +18,7 @@
  * any export is alive the region refuses close, resize and seal-against-
  * writes with BufferError, so no buffer ever points to unmapped memory.
  */
-typedef struct {
+typedef struct PyIomemRegion_ {
         PyObject_HEAD
         struct iomem_region *region; /* owned; NULL once closed */
         void *addr;                  /* the mapping buffers point into, or NULL */
@@ -28,6 +28,8 @@ typedef struct {
         PyObject *name;              /* str, or None for local and anonymous regions */
         uint64_t generation;         /* the version's generation when the client knew it, else 0 */
         PyObject *weakrefs;
+        /* the list of every Region with a mapping (pyregion_drop_idle_maps()), under the GIL */
+        struct PyIomemRegion_ *mapped_prev, *mapped_next;
 } PyIomemRegion;
 
 struct pyasync_pending;
@@ -74,6 +76,13 @@ PyObject *pyregion_new_consume(struct iomem_region *region, PyObject *name);
  * None). Return: new ref or NULL.
  */
 PyObject *pyregion_new_version_consume(struct iomem_region *region, PyObject *name, uint64_t generation);
+
+/*
+ * pyregion_drop_idle_maps() - unmap every Region's mapping that no buffer
+ * (nor a call without the GIL) uses: kept for the next buffer, it would
+ * make a write seal of its memfd fail with EBUSY. The next buffer maps again.
+ */
+void pyregion_drop_idle_maps(void);
 
 /* pyregion_check_open() - raise ValueError for a closed Region. Return: 0, or -1 with the exception set. */
 int pyregion_check_open(PyIomemRegion *self);

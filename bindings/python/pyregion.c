@@ -31,11 +31,22 @@ static int pyregion_check_unexported(PyIomemRegion *self, const char *what)
         return -1;
 }
 
+/* every Region with a mapping (self->addr), newest first */
+static PyIomemRegion *pyregion_mapped;
+
 /* Drop the buffer mapping (only with no exports). */
 static void pyregion_unmap(PyIomemRegion *self)
 {
-        if (self->addr)
+        if (self->addr) {
                 iomem_unmap(self->addr, self->mapped);
+                if (self->mapped_prev)
+                        self->mapped_prev->mapped_next = self->mapped_next;
+                else
+                        pyregion_mapped = self->mapped_next;
+                if (self->mapped_next)
+                        self->mapped_next->mapped_prev = self->mapped_prev;
+                self->mapped_prev = self->mapped_next = NULL;
+        }
         self->addr = NULL;
         self->mapped = 0;
         self->map_writable = 0;
@@ -82,18 +93,36 @@ static int pyregion_map_all(PyIomemRegion *self)
         /* length 0: all of it, at the size fstat reports now (iomem_region_map refreshes the size) */
         r = iomem_region_map(self->region, 0, 0, PROT_READ | (writable ? PROT_WRITE : 0), &addr);
         size = iomem_region_size(self->region);
-        if (r == -EINVAL && size == 0)
-                return 0; /* nothing to map: buffers of 0 bytes */
+        if (r == -EINVAL && size == 0) {
+                self->map_writable = writable; /* nothing to map: buffers of 0 bytes, as writable as the region */
+                return 0;
+        }
         if (r < 0)
                 goto fail;
         self->addr = addr;
         self->mapped = (size_t)size;
         self->map_writable = writable;
+        self->mapped_prev = NULL;
+        self->mapped_next = pyregion_mapped;
+        if (pyregion_mapped)
+                pyregion_mapped->mapped_prev = self;
+        pyregion_mapped = self;
         return 0;
 
 fail:
         pymodule_set_error(r, NULL, self->name != Py_None ? self->name : NULL);
         return -1;
+}
+
+void pyregion_drop_idle_maps(void)
+{
+        PyIomemRegion *next;
+
+        for (PyIomemRegion *r = pyregion_mapped; r; r = next) {
+                next = r->mapped_next;
+                if (r->exports == 0)
+                        pyregion_unmap(r);
+        }
 }
 
 static int pyregion_getbuffer(PyObject *obj, Py_buffer *view, int flags)
@@ -147,6 +176,7 @@ PyObject *pyregion_new_version_consume(struct iomem_region *region, PyObject *na
         self->map_writable = 0;
         self->exports = 0;
         self->weakrefs = NULL;
+        self->mapped_prev = self->mapped_next = NULL;
         self->generation = generation;
         self->name = name ? name : Py_None;
         Py_INCREF(self->name);
@@ -307,7 +337,8 @@ static PyObject *pyregion_seal(PyObject *obj, PyObject *arg)
                 /* our own writable mapping would make F_SEAL_WRITE fail with EBUSY, and outlive FUTURE_WRITE */
                 if (pyregion_check_unexported(self, "seal against writes") < 0)
                         return NULL;
-                pyregion_unmap(self);
+                /* this one's and other Regions' (Region.from_fd() of the same memfd) that no buffer uses */
+                pyregion_drop_idle_maps();
         }
         r = iomem_region_seal(self->region, seals);
         if (r < 0)

@@ -384,6 +384,32 @@ class TestClient(FdCheckedCase):
         with self.assertRaises(FileNotFoundError):
             c.seal("t.none", "write")
 
+    def test_seal_write_after_buffers_released(self):
+        # a Region keeps the mapping its first buffer made (for the next buffer) after the buffers are gone: a
+        # write seal of the name then failed with EBUSY in the process that had only filled the region, with no
+        # buffer alive and no way but close() to let go of that mapping
+        c = self.client()
+        with c.create("t.fill", 4096) as r, c.open("t.fill") as other:
+            with memoryview(r) as m:
+                m[:5] = b"hello"
+            np.frombuffer(other, dtype=np.uint8)[5] = ord("!")  # a second Region of the same memfd, released
+            now = c.seal("t.fill", "write")
+            self.assertTrue(now & iomem.SEAL_WRITE)
+            with memoryview(r) as m, memoryview(other) as o:
+                self.assertTrue(m.readonly)
+                self.assertTrue(o.readonly)
+                self.assertEqual(bytes(m[:6]), b"hello!")
+        with c.create("t.fill2", 4096) as r, memoryview(r):
+            with c.open("t.fill2") as other:
+                memoryview(other).release()
+                with self.assertRaises(OSError) as cm:  # r's buffer is alive: still EBUSY
+                    c.seal("t.fill2", "write")
+                self.assertEqual(cm.exception.errno, errno.EBUSY)
+        # Region.seal() lets go of the idle mappings of other Regions too (from_fd: the same memfd)
+        with iomem.Region(4096, backend="memfd") as r, iomem.Region.from_fd(r.fileno()) as dup:
+            memoryview(dup).release()
+            self.assertTrue(r.seal("write") & iomem.SEAL_WRITE)
+
     def test_seal_not_memfd(self):
         d = Daemon("--backend", "shm")
         try:
@@ -709,6 +735,64 @@ class TestClient(FdCheckedCase):
         self.assertIsNotNone(status, "the child hung in its ping() or close()")
         self.assertEqual(os.waitstatus_to_exitcode(status), 0, "the child's ping() did not raise RuntimeError")
         self.assertEqual(result, ["ok"])  # the parent's call got its reply
+        c.ping()
+
+    def test_forked_child_close_with_async_request_pending(self):
+        # as above, with an asynchronous request of the parent pending at the fork: the child's close() ended
+        # the child's copy of it, and libiomem, finding the copy's "a thread is reading" mark (the parent's
+        # thread, not there), shut down the receiving side of the socket the parent shares: the parent's
+        # waiting call then read the end of the stream (ConnectionResetError) and its connection was gone
+        c = self.client()
+        os.kill(self.daemon.proc.pid, signal.SIGSTOP)  # the PING below waits unanswered, the lock held
+        result, done = [], []
+
+        def ping():
+            try:
+                c.ping()
+                result.append("ok")
+            except BaseException as e:  # noqa: B902 (reported below)
+                result.append(e)
+        t = threading.Thread(target=ping)
+        status = None
+        try:
+            t.start()
+            for _ in range(6000):
+                with open(f"/proc/self/task/{t.native_id}/syscall") as f:
+                    if f.read().split()[0] in ("47", "7", "271"):
+                        break
+                time.sleep(0.01)
+            else:
+                self.fail("the thread did not reach the daemon call")
+            c.ping_async(lambda err, res: done.append(err))
+            pid = os.fork()
+            if pid == 0:
+                code = 2
+                try:
+                    c.close()  # its copy of the socket; the pending request's callback gets ENOTCONN here
+                    code = 0 if c.closed else 4
+                finally:
+                    os._exit(code)
+            for _ in range(6000):
+                finished, st = os.waitpid(pid, os.WNOHANG)
+                if finished:
+                    status = st
+                    break
+                time.sleep(0.01)
+            else:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        finally:
+            os.kill(self.daemon.proc.pid, signal.SIGCONT)
+            t.join()
+        self.assertIsNotNone(status, "the child hung in its close()")
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(result, ["ok"])  # the parent's call got its reply: its socket was not shut down
+        for _ in range(6000):
+            if done:
+                break
+            c.process()
+            time.sleep(0.01)
+        self.assertEqual(done, [None])  # and so did its asynchronous request
         c.ping()
 
     def test_no_fd_leak_10000_open_close(self):

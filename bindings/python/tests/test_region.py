@@ -144,6 +144,26 @@ class TestRegion(FdCheckedCase):
             with memoryview(r) as m2:
                 self.assertEqual(m2.nbytes, PAGE)
 
+    def test_empty_region_is_writable(self):
+        # a writable region of 0 bytes gave read-only buffers: readinto()/recv_into() of it raised BufferError
+        # where a bytearray(0) reads 0 bytes, and numpy's array was not writeable
+        rfd, wfd = os.pipe()
+        try:
+            with iomem.Region(0, backend="memfd") as r:
+                with memoryview(r) as m:
+                    self.assertFalse(m.readonly)
+                a = np.frombuffer(r, dtype=np.uint8)
+                self.assertTrue(a.flags.writeable)
+                del a
+                with os.fdopen(os.dup(rfd), "rb", buffering=0) as f:
+                    self.assertEqual(f.readinto(r), 0)
+                r.seal("write")
+                with memoryview(r) as m:  # sealed: read-only, as a region with bytes
+                    self.assertTrue(m.readonly)
+        finally:
+            os.close(rfd)
+            os.close(wfd)
+
     def test_numpy_zero_copy(self):
         with iomem.Region(8 * 1024) as r:
             a = np.frombuffer(r, dtype=np.float64)
