@@ -88,7 +88,11 @@ void it_daemon_spawn(struct it_daemon *d, const char *const *extra)
                 fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
                 _exit(127);
         }
-        for (int i = 0; i < 1000; i++) {
+        /*
+         * 120 s: a hang detector, not a speed bound. Under valgrind on a loaded machine (load average 12 on two
+         * cores) iomemd took 9 to 23 s to listen: the 10 s this waited were a timed assertion there.
+         */
+        for (int i = 0; i < 12000; i++) {
                 int status;
 
                 if (it_socket_ready(d->socket) && it_sigterm_caught(d->pid))
@@ -97,7 +101,7 @@ void it_daemon_spawn(struct it_daemon *d, const char *const *extra)
                               status);
                 it_sleep_ms(10);
         }
-        ck_abort_msg("iomemd did not start listening on %s", d->socket);
+        ck_abort_msg("iomemd did not start listening on %s within 120 s", d->socket);
 }
 
 void it_daemon_kill(struct it_daemon *d, int sig)

@@ -331,8 +331,10 @@ static void sentinels_create(void)
         struct client cl;
         int e;
 
-        if (client_connect(&cl) < 0 ||
-            client_call(&cl, PROTO_OP_HELLO, buf, proto_hello_encode(&(struct proto_hello){ 1, 1, 0 }, buf, sizeof(buf)),
+        e = client_connect(&cl);
+        if (e < 0)
+                die("sentinels: connect: %s", strerror(-e));
+        if (client_call(&cl, PROTO_OP_HELLO, buf, proto_hello_encode(&(struct proto_hello){ 1, 1, 0 }, buf, sizeof(buf)),
                         "HELLO", &e, NULL) != 1)
                 die("sentinels: HELLO");
         for (unsigned k = 0; k < SENTINELS; k++) {
@@ -576,10 +578,22 @@ int main(int argc, char **argv)
                 execve(argv[1], (char *const *)args, env);
                 _exit(127);
         }
-        for (i = 0; i < 500 && access(socket_path, F_OK) < 0; i++) {
+        /*
+         * Until a connect() succeeds, not until the file exists: bind() makes the file before listen(), and on a
+         * loaded machine the first connect landed in between (ECONNREFUSED: "sentinels: HELLO"). 30 s: a hang
+         * detector, not a speed bound.
+         */
+        for (i = 0; i < 3000; i++) {
+                fd = fdutil_connect(socket_path);
+                if (fd >= 0) {
+                        close(fd);
+                        break;
+                }
                 daemon_check_alive("at start");
                 sleep_ms(10);
         }
+        if (i == 3000)
+                die("at start: the daemon did not listen on %s within 30 s", socket_path);
         sentinels_create();
         sentinels_made = true;
         /*

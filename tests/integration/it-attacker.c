@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -639,8 +640,12 @@ static uint64_t make_regions(struct iomem_client *c, const char *prefix, unsigne
         return first;
 }
 
-/* @nconns children each pipeline LISTs (never reading a reply) until killed. */
-static int list_flood(unsigned nconns, uint64_t cursor, const char *prefix, uint32_t max_entries)
+/*
+ * @nconns children each pipeline LISTs until killed, never reading a reply; with @drain a grandchild reads and
+ * drops the replies, so that the flood goes on (without it, the daemon stops a connection whose replies pile up
+ * unread: stale-cursor's one-entry replies reach that within a second, before test-it-attack's probe runs).
+ */
+static int list_flood(unsigned nconns, uint64_t cursor, const char *prefix, uint32_t max_entries, bool drain)
 {
         struct proto_list m = { .cursor = cursor, .max_entries = max_entries, .prefix = prefix };
         static uint8_t buf[64 * 1024];
@@ -659,7 +664,22 @@ static int list_flood(unsigned nconns, uint64_t cursor, const char *prefix, uint
                 if (kids[i] < 0)
                         die("fork", -errno);
                 if (kids[i] == 0) {
-                        /* never read a reply */
+                        pid_t reader = drain ? fork() : 1;
+
+                        if (reader < 0)
+                                _exit(2);
+                        if (reader == 0) {
+                                static uint8_t sink[64 * 1024];
+
+                                /* ends with its parent (SIGKILLed), which holds the socket too */
+                                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                                if (getppid() == 1)
+                                        _exit(0);
+                                while (read(s, sink, sizeof(sink)) > 0 || errno == EINTR)
+                                        ;
+                                _exit(0);
+                        }
+                        /* never read a reply here */
                         for (;;)
                                 if (send(s, buf, fill, MSG_NOSIGNAL) < 0 && errno != EINTR)
                                         _exit(0);
@@ -683,7 +703,7 @@ static int attack_pipeline(void)
         int r;
 
         make_regions(c, "pipe", 8000);
-        r = list_flood(16, 0, "nothing-matches", 0); /* each scans 8,000 regions */
+        r = list_flood(16, 0, "nothing-matches", 0, false); /* each scans 8,000 regions */
         iomem_disconnect(c);
         return r;
 }
@@ -697,7 +717,7 @@ static int attack_stale_cursor(void)
         if (r < 0)
                 die("delete", r);
         /* one entry per LIST: cheap, but for the walk to the cursor */
-        r = list_flood(4, first, "", 1);
+        r = list_flood(4, first, "", 1, true);
         iomem_disconnect(c);
         return r;
 }
