@@ -43,7 +43,9 @@ enum client_async {
 
 /* A request sent and not yet completed. */
 struct client_pending {
-        struct client_pending *next;
+        struct client_pending *next; /* in @pending, or in @done once completed */
+        struct client_pending **pprev; /* where it is linked from in @pending; NULL when not in it */
+        struct client_pending *hnext;  /* its chain in @ptab (while in @pending and @ptab exists) */
         uint32_t id;
         uint16_t opcode;
         unsigned want_fds;
@@ -147,6 +149,15 @@ struct iomem_client {
         bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
         unsigned send_waiters; /* threads in client_send() polling without the lock, not as the reader */
         struct client_pending *pending;
+        /*
+         * @pending indexed by id (client_pending_find()), made once more than CLIENT_PENDING_SCAN requests are
+         * outstanding (a short-lived connection allocates nothing for it): @ptab_mask + 1 chains (a power of
+         * two), chosen by the id's low bits; ids are handed out in sequence, so outstanding ones spread evenly.
+         * It grows (doubling) when @npending passes the number of chains, and stays until the client is freed.
+         */
+        struct client_pending **ptab;
+        unsigned ptab_mask;
+        unsigned npending;
         struct client_pending *done_head, *done_tail;
         iomem_event_cb event_cb;
         void *event_userdata;
@@ -356,6 +367,7 @@ static void client_pending_init(struct client_pending *p, enum client_async kind
                                 uint8_t *space)
 {
         p->next = NULL;
+        p->pprev = NULL;
         p->id = 0;
         p->opcode = opcode;
         p->want_fds = want_fds;
@@ -389,15 +401,86 @@ static struct client_pending *client_pending_new(enum client_async kind, uint16_
         return p;
 }
 
+/* outstanding requests found by walking @pending; past this many, through @ptab */
+#define CLIENT_PENDING_SCAN 8u
+#define CLIENT_PTAB_MIN 64u /* @ptab's first number of chains */
+
+static inline void client_ptab_insert(struct iomem_client *c, struct client_pending *p)
+{
+        struct client_pending **b = &c->ptab[p->id & c->ptab_mask];
+
+        p->hnext = *b;
+        *b = p;
+}
+
+/*
+ * client_ptab_grow() - make @ptab (CLIENT_PTAB_MIN chains) or double it, with every entry of @pending in it.
+ * Return: true; false if out of memory (the old table, or none, stays: lookups are slower, never wrong).
+ */
+static bool client_ptab_grow(struct iomem_client *c)
+{
+        unsigned n = c->ptab ? (c->ptab_mask + 1) * 2 : CLIENT_PTAB_MIN;
+        struct client_pending **t;
+
+        if (n == 0 || !(t = calloc(n, sizeof(*t))))
+                return false;
+        free(c->ptab);
+        c->ptab = t;
+        c->ptab_mask = n - 1;
+        for (struct client_pending *p = c->pending; p; p = p->next)
+                client_ptab_insert(c, p);
+        return true;
+}
+
+/* Make @p (its id set) outstanding: first in @pending, and in @ptab. Called with the lock held. */
+static void client_pending_link(struct iomem_client *c, struct client_pending *p)
+{
+        p->next = c->pending;
+        if (p->next)
+                p->next->pprev = &p->next;
+        p->pprev = &c->pending;
+        c->pending = p;
+        c->npending++;
+        if (c->ptab ? c->npending > c->ptab_mask + 1 : c->npending > CLIENT_PENDING_SCAN)
+                if (client_ptab_grow(c))
+                        return; /* @p is in it */
+        if (c->ptab)
+                client_ptab_insert(c, p);
+}
+
+/* Take @p out of @pending (nothing if it is not in it: completed, or never linked). Called with the lock held. */
 static void client_pending_unlink(struct iomem_client *c, struct client_pending *p)
 {
-        for (struct client_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
-                if (*pp == p) {
-                        *pp = p->next;
-                        p->next = NULL;
-                        return;
-                }
+        if (!p->pprev)
+                return;
+        *p->pprev = p->next;
+        if (p->next)
+                p->next->pprev = p->pprev;
+        p->pprev = NULL;
+        p->next = NULL;
+        c->npending--;
+        if (c->ptab) {
+                struct client_pending **pp = &c->ptab[p->id & c->ptab_mask];
+
+                while (*pp != p)
+                        pp = &(*pp)->hnext;
+                *pp = p->hnext;
         }
+}
+
+/* Return: the outstanding request with id @id (the newest if ids wrapped round), or NULL. */
+static struct client_pending *client_pending_find(const struct iomem_client *c, uint32_t id)
+{
+        struct client_pending *p;
+
+        if (c->ptab) {
+                for (p = c->ptab[id & c->ptab_mask]; p && p->id != id; p = p->hnext)
+                        ;
+                return p;
+        }
+        for (p = c->pending; p && p->id != id; p = p->next)
+                ;
+        return p;
 }
 
 /* Where @p's reply is (once it completed with one): its own, or its blocking caller's frame. */
@@ -601,9 +684,7 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
                 client_hello_complete(c, r);
                 return r;
         }
-        for (p = c->pending; p; p = p->next)
-                if (p->id == f->hdr.id)
-                        break;
+        p = client_pending_find(c, f->hdr.id);
         if (!p && client_frame_is_refusal(f))
                 for (p = c->pending; p; p = p->next)
                         if (p->opcode == PROTO_OP_HELLO)
@@ -885,8 +966,7 @@ static int client_abandon(struct iomem_client *c, struct client_pending *p)
         }
         q->id = p->id;
         client_pending_unlink(c, p);
-        q->next = c->pending;
-        c->pending = q;
+        client_pending_link(c, q);
         return -EINTR;
 }
 
@@ -1048,8 +1128,7 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         }
         h.id = p.id = client_next_id(c);
         p.deadline = client_deadline(c, extra_ms);
-        p.next = c->pending;
-        c->pending = &p;
+        client_pending_link(c, &p);
         msgs[n++] = (struct transport_msg){ .h = &h, .payload = payload, .len = len };
         r = client_send(c, &p, msgs, n, send_fds, nsend);
         if (r == -EINTR)
@@ -1717,6 +1796,8 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
         }
         if (client->watches)
                 free(client->watches);
+        if (client->ptab)
+                free(client->ptab);
         /*
          * No pthread_cond_destroy()/pthread_mutex_destroy(): both were made by their static initializers and hold
          * nothing (glibc's destroy calls only mark them, ~30 instructions), and no thread may use them any more.
@@ -2373,8 +2454,7 @@ static void client_unwatch_stray(struct iomem_client *c, uint16_t opcode, const 
                 free(q);
                 return;
         }
-        q->next = c->pending;
-        c->pending = q;
+        client_pending_link(c, q);
         /* a failure here shows at the next read or flush, where the connection breaks as usual */
         (void)transport_flush(&c->t);
 }
@@ -2847,8 +2927,7 @@ static int client_submit(struct iomem_client *c, struct client_pending *p, const
         r = transport_queue(&c->t, &h, payload, (size_t)len, NULL, 0);
         if (r < 0)
                 goto fail;
-        p->next = c->pending;
-        c->pending = p;
+        client_pending_link(c, p);
         r = transport_flush(&c->t);
         if (client_error_is_gone(r) && c->hello_p && !c->hello_p->done)
                 r = 0; /* a refusal may be queued before the close: iomem_client_process() reads it */
