@@ -117,6 +117,7 @@ struct iomem_client {
          * with -EINVAL (nothing applied): @no_fds_in_order, and connect again.
          */
         bool no_fds_in_order;
+        unsigned ndeadlines; /* see @deadline_min (here, it fills padding: the struct's size is bounded below) */
         /*
          * The last error reply's detail, "" otherwise: CLIENT_MESSAGE_SIZE bytes allocated apart from the client
          * (which then stays small enough for malloc's per-thread cache: one block of 1.8 KiB took ~570
@@ -158,6 +159,12 @@ struct iomem_client {
         struct client_pending **ptab;
         unsigned ptab_mask;
         unsigned npending;
+        /*
+         * No asynchronous request outstanding with a deadline (@ndeadlines of them) is due before this: a
+         * lower bound (a completion leaves it), made exact again by client_deadline_next() once it passed, so
+         * that iomem_client_process() and iomem_client_get_timeout() walk @pending only then, not at each call.
+         */
+        int64_t deadline_min;
         struct client_pending *done_head, *done_tail;
         iomem_event_cb event_cb;
         void *event_userdata;
@@ -432,9 +439,19 @@ static bool client_ptab_grow(struct iomem_client *c)
         return true;
 }
 
-/* Make @p (its id set) outstanding: first in @pending, and in @ptab. Called with the lock held. */
+/* Whether @p is an asynchronous request whose deadline iomem_client_process() enforces. */
+static inline bool client_pending_timed(const struct client_pending *p)
+{
+        return p->kind != CLIENT_SYNC && p->deadline >= 0;
+}
+
+/* Make @p (its id and deadline set) outstanding: first in @pending, and in @ptab. Called with the lock held. */
 static void client_pending_link(struct iomem_client *c, struct client_pending *p)
 {
+        if (client_pending_timed(p)) {
+                if (c->ndeadlines++ == 0 || p->deadline < c->deadline_min)
+                        c->deadline_min = p->deadline;
+        }
         p->next = c->pending;
         if (p->next)
                 p->next->pprev = &p->next;
@@ -459,6 +476,8 @@ static void client_pending_unlink(struct iomem_client *c, struct client_pending 
         p->pprev = NULL;
         p->next = NULL;
         c->npending--;
+        if (client_pending_timed(p))
+                c->ndeadlines--;
         if (c->ptab) {
                 struct client_pending **pp = &c->ptab[p->id & c->ptab_mask];
 
@@ -466,6 +485,23 @@ static void client_pending_unlink(struct iomem_client *c, struct client_pending 
                         pp = &(*pp)->hnext;
                 *pp = p->hnext;
         }
+}
+
+/*
+ * Return: a time (CLOCK_MONOTONIC ms) no outstanding asynchronous request is due before, exact if it has come (a
+ * request is due now if it is not in the future), or -1 if none has a deadline. Called with the lock held.
+ */
+static int64_t client_deadline_next(struct iomem_client *c)
+{
+        if (c->ndeadlines == 0)
+                return -1;
+        if (client_left_ms(c->deadline_min) == 0) {
+                c->deadline_min = INT64_MAX;
+                for (struct client_pending *p = c->pending; p; p = p->next)
+                        if (client_pending_timed(p) && p->deadline < c->deadline_min)
+                                c->deadline_min = p->deadline;
+        }
+        return c->deadline_min;
 }
 
 /* Return: the outstanding request with id @id (the newest if ids wrapped round), or NULL. */
@@ -2886,9 +2922,8 @@ IOMEM_EXPORT int iomem_client_get_timeout(struct iomem_client *client)
             (client->event_cb && (client->overflow_pending || client->evq_head))) {
                 r = 0;
         } else {
-                for (struct client_pending *p = client->pending; p; p = p->next)
-                        if (p->kind != CLIENT_SYNC && p->deadline >= 0 && (deadline < 0 || p->deadline < deadline))
-                                deadline = p->deadline;
+                /* a lower bound: a loop may wake before the first deadline, never after it */
+                deadline = client_deadline_next(client);
                 r = client_left_ms(deadline);
         }
         client_unlock(client);
@@ -3015,11 +3050,13 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                         client_break(client, r);
         }
         /* requests whose time is up: a later reply could be taken for another's, so the connection breaks */
-        for (struct client_pending *p = client->pending; p; p = p->next) {
-                if (p->kind != CLIENT_SYNC && p->deadline >= 0 && client_left_ms(p->deadline) == 0) {
-                        client_pending_complete(client, p, -ETIMEDOUT, NULL);
-                        client_break(client, -ETIMEDOUT);
-                        break;
+        if (client_left_ms(client_deadline_next(client)) == 0) {
+                for (struct client_pending *p = client->pending; p; p = p->next) {
+                        if (client_pending_timed(p) && client_left_ms(p->deadline) == 0) {
+                                client_pending_complete(client, p, -ETIMEDOUT, NULL);
+                                client_break(client, -ETIMEDOUT);
+                                break;
+                        }
                 }
         }
         while (client->event_cb && client_event_pop(client, &ev)) {

@@ -1110,6 +1110,64 @@ START_TEST(test_many_in_flight_routed)
 }
 END_TEST
 
+static int dl_timedout, dl_notconn, dl_other, dl_done;
+
+static void dl_on_ping(struct iomem_client *c, int error, void *ud)
+{
+        (void)c, (void)ud;
+        dl_done++;
+        if (error == -ETIMEDOUT)
+                dl_timedout++;
+        else if (error == -ENOTCONN)
+                dl_notconn++;
+        else
+                dl_other++;
+}
+
+/*
+ * Deadlines of asynchronous requests with thousands outstanding (client.c keeps a lower bound of the earliest,
+ * walking the requests only once it passed): requests answered leave no deadline behind
+ * (iomem_client_get_timeout() is -1 again), and with the daemon stopped the first request due ends with
+ * -ETIMEDOUT and breaks the connection (every other one: -ENOTCONN), through iomem_client_process() alone.
+ */
+START_TEST(test_many_in_flight_deadlines)
+{
+        struct iomem_client *c;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS);
+        for (int i = 0; i < 3000; i++)
+                ck_assert_int_eq(iomem_ping_async(c, dl_on_ping, NULL), 0);
+        loop_until_count(c, &dl_done, 3000);
+        ck_assert_int_eq(dl_other, 3000); /* answered: 0 */
+        ck_assert_int_eq(iomem_client_get_timeout(c), -1);
+        dl_done = dl_other = 0;
+        iomem_client_set_timeout(c, 200); /* short: the test waits for it to pass */
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        for (int i = 0; i < 3000; i++)
+                ck_assert_int_eq(iomem_ping_async(c, dl_on_ping, NULL), 0);
+        ck_assert_int_ge(iomem_client_get_timeout(c), 0);
+        while (dl_done < 3000) {
+                struct pollfd pfd = { .fd = iomem_client_fd(c) };
+                int ev = iomem_client_get_events(c), t = iomem_client_get_timeout(c), k;
+
+                ck_assert_int_gt(ev, 0);
+                ck_assert_int_ge(t, 0); /* a request is outstanding with a deadline */
+                pfd.events = (short)ev;
+                ck_assert_int_ge(poll(&pfd, 1, t), 0);
+                k = iomem_client_process(c);
+                ck_assert(k >= 0 || k == -ENOTCONN);
+        }
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        ck_assert_int_eq(dl_timedout, 1);
+        ck_assert_int_eq(dl_notconn, 2999);
+        ck_assert_int_eq(dl_other, 0);
+        ck_assert_int_eq(iomem_client_process(c), -ENOTCONN);
+        iomem_disconnect(c);
+}
+END_TEST
+
 /* Return: true once thread @tid waits in poll() or ppoll() (/proc: its current system call). */
 static bool thread_in_poll(pid_t tid)
 {
@@ -1208,6 +1266,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_blocking_send_reads_while_waiting);
         tcase_add_test(tc, test_send_wait_lets_go_of_lock);
         tcase_add_test(tc, test_many_in_flight_routed);
+        tcase_add_test(tc, test_many_in_flight_deadlines);
         suite_add_tcase(s, tc);
         return s;
 }
