@@ -1,6 +1,7 @@
 /* iomem-count: a fixed number of requests against iomemd, for instruction counts (valgrind --tool=callgrind). */
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <stdlib.h>
@@ -20,12 +21,16 @@
  *   publish  iomem_publish("cg/p") of one sealed 4 KiB memfd, on the setup connection (an EVENTS one); here
  *            TABLE is instead the number of OPENVs parked (WAIT, forever) on other names "cg/vK", 64 per
  *            connection over as many connections as that takes, kept open for the run
+ *   inflight iomem_ping_async() on the setup connection with TABLE of them kept in flight (a new one as each
+ *            completes; iomem_client_process() when poll() says so): the client's cost per reply as a function of
+ *            the requests outstanding (reply matching). TABLE is not a region count here; use N >= TABLE, so
+ *            that the N and 2N runs differ only in steady-state replies (the ramp up and the drain cancel out)
  * Run it twice against a daemon under callgrind, with N and 2N: the daemon's
  * instructions per operation are the difference divided by N (setup and
  * start-up cancel out).
  */
-enum { MODE_OPEN, MODE_OPEN_RO, MODE_CREATE, MODE_COLD, MODE_COLD_MAP, MODE_PUBLISH, MODE_N };
-static const char *const modes[MODE_N] = { "open", "open-ro", "create", "cold", "cold-map", "publish" };
+enum { MODE_OPEN, MODE_OPEN_RO, MODE_CREATE, MODE_COLD, MODE_COLD_MAP, MODE_PUBLISH, MODE_INFLIGHT, MODE_N };
+static const char *const modes[MODE_N] = { "open", "open-ro", "create", "cold", "cold-map", "publish", "inflight" };
 
 /* OPENVs parked per connection: the daemon's bound (CONN_MAX_WAITS) */
 #define COUNT_WAITS_PER_CONN 64ul
@@ -39,6 +44,48 @@ static void count_parked_cb(struct iomem_client *client, int error, struct iomem
         /* only when the run ends and the connection goes (-ECONNRESET), or if a name appeared */
         if (error == 0)
                 iomem_region_free(region);
+}
+
+static void count_ping_cb(struct iomem_client *client, int error, void *userdata)
+{
+        unsigned long *done = userdata;
+
+        (void)client;
+        if (error < 0) {
+                fprintf(stderr, "iomem-count: ping: %s\n", iomem_strerror(error));
+                exit(1);
+        }
+        (*done)++;
+}
+
+/* MODE_INFLIGHT: @n pings, @k kept outstanding. Return: 0; negative errno. */
+static int count_inflight(struct iomem_client *c, unsigned long n, unsigned long k)
+{
+        unsigned long sent = 0, done = 0;
+        int r = 0;
+
+        if (k == 0)
+                k = 1;
+        while (done < n) {
+                struct pollfd pfd = { .fd = iomem_client_fd(c) };
+
+                while (sent < n && sent - done < k) {
+                        r = iomem_ping_async(c, count_ping_cb, &done);
+                        if (r < 0)
+                                return r;
+                        sent++;
+                }
+                r = iomem_client_get_events(c);
+                if (r < 0)
+                        return r;
+                pfd.events = (short)r;
+                if (poll(&pfd, 1, iomem_client_get_timeout(c)) < 0)
+                        return -errno;
+                r = iomem_client_process(c);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 /*
@@ -85,7 +132,7 @@ int main(int argc, char **argv)
         int r, m;
 
         if (argc < 4) {
-                fprintf(stderr, "usage: %s SOCKET open|open-ro|create|cold|cold-map|publish N [TABLE]\n", argv[0]);
+                fprintf(stderr, "usage: %s SOCKET open|open-ro|create|cold|cold-map|publish|inflight N [TABLE]\n", argv[0]);
                 return 2;
         }
         sock = argv[1];
@@ -113,6 +160,10 @@ int main(int argc, char **argv)
                 if (r < 0)
                         goto fail;
                 table = 0; /* no regions "cg/tK" */
+        }
+        if (m == MODE_INFLIGHT) {
+                r = count_inflight(c, n, table);
+                goto fail;
         }
         for (unsigned long i = 0; i < table; i++) {
                 snprintf(name, sizeof(name), "cg/t%lu", i);

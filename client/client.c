@@ -43,7 +43,9 @@ enum client_async {
 
 /* A request sent and not yet completed. */
 struct client_pending {
-        struct client_pending *next;
+        struct client_pending *next; /* in @pending, or in @done once completed */
+        struct client_pending **pprev; /* where it is linked from in @pending; NULL when not in it */
+        struct client_pending *hnext;  /* its chain in @ptab (while in @pending and @ptab exists) */
         uint32_t id;
         uint16_t opcode;
         unsigned want_fds;
@@ -115,6 +117,7 @@ struct iomem_client {
          * with -EINVAL (nothing applied): @no_fds_in_order, and connect again.
          */
         bool no_fds_in_order;
+        unsigned ndeadlines; /* see @deadline_min (here, it fills padding: the struct's size is bounded below) */
         /*
          * The last error reply's detail, "" otherwise: CLIENT_MESSAGE_SIZE bytes allocated apart from the client
          * (which then stays small enough for malloc's per-thread cache: one block of 1.8 KiB took ~570
@@ -147,6 +150,21 @@ struct iomem_client {
         bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
         unsigned send_waiters; /* threads in client_send() polling without the lock, not as the reader */
         struct client_pending *pending;
+        /*
+         * @pending indexed by id (client_pending_find()), made once more than CLIENT_PENDING_SCAN requests are
+         * outstanding (a short-lived connection allocates nothing for it): @ptab_mask + 1 chains (a power of
+         * two), chosen by the id's low bits; ids are handed out in sequence, so outstanding ones spread evenly.
+         * It grows (doubling) when @npending passes the number of chains, and stays until the client is freed.
+         */
+        struct client_pending **ptab;
+        unsigned ptab_mask;
+        unsigned npending;
+        /*
+         * No asynchronous request outstanding with a deadline (@ndeadlines of them) is due before this: a
+         * lower bound (a completion leaves it), made exact again by client_deadline_next() once it passed, so
+         * that iomem_client_process() and iomem_client_get_timeout() walk @pending only then, not at each call.
+         */
+        int64_t deadline_min;
         struct client_pending *done_head, *done_tail;
         iomem_event_cb event_cb;
         void *event_userdata;
@@ -356,6 +374,7 @@ static void client_pending_init(struct client_pending *p, enum client_async kind
                                 uint8_t *space)
 {
         p->next = NULL;
+        p->pprev = NULL;
         p->id = 0;
         p->opcode = opcode;
         p->want_fds = want_fds;
@@ -389,15 +408,115 @@ static struct client_pending *client_pending_new(enum client_async kind, uint16_
         return p;
 }
 
+/* outstanding requests found by walking @pending; past this many, through @ptab */
+#define CLIENT_PENDING_SCAN 8u
+#define CLIENT_PTAB_MIN 64u /* @ptab's first number of chains */
+
+static inline void client_ptab_insert(struct iomem_client *c, struct client_pending *p)
+{
+        struct client_pending **b = &c->ptab[p->id & c->ptab_mask];
+
+        p->hnext = *b;
+        *b = p;
+}
+
+/*
+ * client_ptab_grow() - make @ptab (CLIENT_PTAB_MIN chains) or double it, with every entry of @pending in it.
+ * Return: true; false if out of memory (the old table, or none, stays: lookups are slower, never wrong).
+ */
+static bool client_ptab_grow(struct iomem_client *c)
+{
+        unsigned n = c->ptab ? (c->ptab_mask + 1) * 2 : CLIENT_PTAB_MIN;
+        struct client_pending **t;
+
+        if (n == 0 || !(t = calloc(n, sizeof(*t))))
+                return false;
+        free(c->ptab);
+        c->ptab = t;
+        c->ptab_mask = n - 1;
+        for (struct client_pending *p = c->pending; p; p = p->next)
+                client_ptab_insert(c, p);
+        return true;
+}
+
+/* Whether @p is an asynchronous request whose deadline iomem_client_process() enforces. */
+static inline bool client_pending_timed(const struct client_pending *p)
+{
+        return p->kind != CLIENT_SYNC && p->deadline >= 0;
+}
+
+/* Make @p (its id and deadline set) outstanding: first in @pending, and in @ptab. Called with the lock held. */
+static void client_pending_link(struct iomem_client *c, struct client_pending *p)
+{
+        if (client_pending_timed(p)) {
+                if (c->ndeadlines++ == 0 || p->deadline < c->deadline_min)
+                        c->deadline_min = p->deadline;
+        }
+        p->next = c->pending;
+        if (p->next)
+                p->next->pprev = &p->next;
+        p->pprev = &c->pending;
+        c->pending = p;
+        c->npending++;
+        if (c->ptab ? c->npending > c->ptab_mask + 1 : c->npending > CLIENT_PENDING_SCAN)
+                if (client_ptab_grow(c))
+                        return; /* @p is in it */
+        if (c->ptab)
+                client_ptab_insert(c, p);
+}
+
+/* Take @p out of @pending (nothing if it is not in it: completed, or never linked). Called with the lock held. */
 static void client_pending_unlink(struct iomem_client *c, struct client_pending *p)
 {
-        for (struct client_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
-                if (*pp == p) {
-                        *pp = p->next;
-                        p->next = NULL;
-                        return;
-                }
+        if (!p->pprev)
+                return;
+        *p->pprev = p->next;
+        if (p->next)
+                p->next->pprev = p->pprev;
+        p->pprev = NULL;
+        p->next = NULL;
+        c->npending--;
+        if (client_pending_timed(p))
+                c->ndeadlines--;
+        if (c->ptab) {
+                struct client_pending **pp = &c->ptab[p->id & c->ptab_mask];
+
+                while (*pp != p)
+                        pp = &(*pp)->hnext;
+                *pp = p->hnext;
         }
+}
+
+/*
+ * Return: a time (CLOCK_MONOTONIC ms) no outstanding asynchronous request is due before, exact if it has come (a
+ * request is due now if it is not in the future), or -1 if none has a deadline. Called with the lock held.
+ */
+static int64_t client_deadline_next(struct iomem_client *c)
+{
+        if (c->ndeadlines == 0)
+                return -1;
+        if (client_left_ms(c->deadline_min) == 0) {
+                c->deadline_min = INT64_MAX;
+                for (struct client_pending *p = c->pending; p; p = p->next)
+                        if (client_pending_timed(p) && p->deadline < c->deadline_min)
+                                c->deadline_min = p->deadline;
+        }
+        return c->deadline_min;
+}
+
+/* Return: the outstanding request with id @id (the newest if ids wrapped round), or NULL. */
+static struct client_pending *client_pending_find(const struct iomem_client *c, uint32_t id)
+{
+        struct client_pending *p;
+
+        if (c->ptab) {
+                for (p = c->ptab[id & c->ptab_mask]; p && p->id != id; p = p->hnext)
+                        ;
+                return p;
+        }
+        for (p = c->pending; p && p->id != id; p = p->next)
+                ;
+        return p;
 }
 
 /* Where @p's reply is (once it completed with one): its own, or its blocking caller's frame. */
@@ -601,9 +720,7 @@ static int client_dispatch(struct iomem_client *c, struct transport_frame *f)
                 client_hello_complete(c, r);
                 return r;
         }
-        for (p = c->pending; p; p = p->next)
-                if (p->id == f->hdr.id)
-                        break;
+        p = client_pending_find(c, f->hdr.id);
         if (!p && client_frame_is_refusal(f))
                 for (p = c->pending; p; p = p->next)
                         if (p->opcode == PROTO_OP_HELLO)
@@ -885,8 +1002,7 @@ static int client_abandon(struct iomem_client *c, struct client_pending *p)
         }
         q->id = p->id;
         client_pending_unlink(c, p);
-        q->next = c->pending;
-        c->pending = q;
+        client_pending_link(c, q);
         return -EINTR;
 }
 
@@ -1048,8 +1164,7 @@ static int client_exchange(struct iomem_client *c, uint16_t opcode, const uint8_
         }
         h.id = p.id = client_next_id(c);
         p.deadline = client_deadline(c, extra_ms);
-        p.next = c->pending;
-        c->pending = &p;
+        client_pending_link(c, &p);
         msgs[n++] = (struct transport_msg){ .h = &h, .payload = payload, .len = len };
         r = client_send(c, &p, msgs, n, send_fds, nsend);
         if (r == -EINTR)
@@ -1717,6 +1832,8 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
         }
         if (client->watches)
                 free(client->watches);
+        if (client->ptab)
+                free(client->ptab);
         /*
          * No pthread_cond_destroy()/pthread_mutex_destroy(): both were made by their static initializers and hold
          * nothing (glibc's destroy calls only mark them, ~30 instructions), and no thread may use them any more.
@@ -2373,8 +2490,7 @@ static void client_unwatch_stray(struct iomem_client *c, uint16_t opcode, const 
                 free(q);
                 return;
         }
-        q->next = c->pending;
-        c->pending = q;
+        client_pending_link(c, q);
         /* a failure here shows at the next read or flush, where the connection breaks as usual */
         (void)transport_flush(&c->t);
 }
@@ -2806,9 +2922,8 @@ IOMEM_EXPORT int iomem_client_get_timeout(struct iomem_client *client)
             (client->event_cb && (client->overflow_pending || client->evq_head))) {
                 r = 0;
         } else {
-                for (struct client_pending *p = client->pending; p; p = p->next)
-                        if (p->kind != CLIENT_SYNC && p->deadline >= 0 && (deadline < 0 || p->deadline < deadline))
-                                deadline = p->deadline;
+                /* a lower bound: a loop may wake before the first deadline, never after it */
+                deadline = client_deadline_next(client);
                 r = client_left_ms(deadline);
         }
         client_unlock(client);
@@ -2847,8 +2962,7 @@ static int client_submit(struct iomem_client *c, struct client_pending *p, const
         r = transport_queue(&c->t, &h, payload, (size_t)len, NULL, 0);
         if (r < 0)
                 goto fail;
-        p->next = c->pending;
-        c->pending = p;
+        client_pending_link(c, p);
         r = transport_flush(&c->t);
         if (client_error_is_gone(r) && c->hello_p && !c->hello_p->done)
                 r = 0; /* a refusal may be queued before the close: iomem_client_process() reads it */
@@ -2936,11 +3050,13 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                         client_break(client, r);
         }
         /* requests whose time is up: a later reply could be taken for another's, so the connection breaks */
-        for (struct client_pending *p = client->pending; p; p = p->next) {
-                if (p->kind != CLIENT_SYNC && p->deadline >= 0 && client_left_ms(p->deadline) == 0) {
-                        client_pending_complete(client, p, -ETIMEDOUT, NULL);
-                        client_break(client, -ETIMEDOUT);
-                        break;
+        if (client_left_ms(client_deadline_next(client)) == 0) {
+                for (struct client_pending *p = client->pending; p; p = p->next) {
+                        if (client_pending_timed(p) && client_left_ms(p->deadline) == 0) {
+                                client_pending_complete(client, p, -ETIMEDOUT, NULL);
+                                client_break(client, -ETIMEDOUT);
+                                break;
+                        }
                 }
         }
         while (client->event_cb && client_event_pop(client, &ev)) {

@@ -92,6 +92,9 @@ struct conn_reserve {
         /* RESIZE and SEAL */
         uint64_t region_id;
         uint64_t old_size, new_size;
+        /* a RESIZE growing its owner's region: the gid its charge was judged by, kept (store.gid) once it is done */
+        bool set_gid;
+        uint32_t gid;
         size_t name_len;
         struct conn_reserve *prev, *next; /* conn_ctx.reserves */
         char name[];
@@ -838,8 +841,11 @@ static void conn_region_job_record(struct conn_reserve *cr, struct region *r, in
 {
         if (!r || result < 0)
                 return;
-        if (cr->opcode == PROTO_OP_RESIZE)
+        if (cr->opcode == PROTO_OP_RESIZE) {
+                if (cr->set_gid)
+                        r->store.gid = cr->gid;
                 conn_region_resize_record(cr->ctx, r, cr->old_size, cr->new_size);
+        }
         else if (cr->opcode == PROTO_OP_SEAL)
                 conn_region_seal_record(cr->ctx, r, (uint32_t)result);
 }
@@ -871,6 +877,8 @@ static void conn_region_resize_done(struct conn *c, struct conn_reserve *cr, str
                 conn_reply_error(c, PROTO_OP_RESIZE, cr->request_id, result, why);
                 return;
         }
+        if (cr->set_gid)
+                r->store.gid = cr->gid; /* done: the growth is charged within that gid's limits */
         conn_region_resize_apply(c, &req, r, cr->old_size, cr->new_size);
 }
 
@@ -1029,6 +1037,9 @@ static int conn_region_resize_start(struct conn *c, uint16_t opcode, uint32_t id
         cr->region_id = r->meta.id;
         cr->old_size = r->size;
         cr->new_size = size;
+        /* as the inline RESIZE: kept only once the job succeeded (a failed one leaves the region's gid as it was) */
+        cr->set_gid = opcode == PROTO_OP_RESIZE && size > r->size && c->uid == r->meta.uid;
+        cr->gid = c->gid;
         conn_region_reserve_charge(c, cr);
         r->resizing = true;
         if (opcode == PROTO_OP_SEAL) {
@@ -1427,6 +1438,7 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         struct proto_resize m;
         struct regtab_fd h;
         struct region *r;
+        bool set_gid = false;
         int k;
 
         k = proto_resize_decode(f->payload, f->hdr.length, &m);
@@ -1460,9 +1472,12 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
                 /* a memfd made without RESIZABLE (or REGISTERed) is sealed against growing: say so, not "seals" */
                 if (!(r->meta.flags & PROTO_REGION_RESIZABLE) && r->meta.backend == PROTO_BACKEND_MEMFD)
                         return conn_fail(res, -EPERM, CONN_NOT_RESIZABLE_GROW);
-                /* charged in full within the limits just checked: a restart charges it within them again */
-                if (c->uid == r->meta.uid)
-                        r->store.gid = c->gid;
+                /*
+                 * Charged in full within the limits just checked: a restart charges it within them again. Set
+                 * once the RESIZE succeeded (below; a job's, at its completion): one that fails after this point
+                 * (no keeper, ftruncate or the reservation refused) changes nothing, its gid included.
+                 */
+                set_gid = c->uid == r->meta.uid;
         }
         k = regtab_region_get_fd(ctx->regtab, r, &h);
         if (k < 0)
@@ -1501,6 +1516,8 @@ int conn_region_handle_resize(struct conn *c, struct transport_frame *f, struct 
         regtab_fd_put(&h);
         if (k < 0)
                 return conn_fail(res, k, "cannot resize");
+        if (set_gid)
+                r->store.gid = c->gid;
         conn_region_resize_apply(c, &f->hdr, r, r->size, m.size);
         return 0;
 }

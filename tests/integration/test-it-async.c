@@ -909,6 +909,265 @@ START_TEST(test_blocking_send_reads_while_waiting)
 }
 END_TEST
 
+/* ---- many requests in flight: each reply reaches its own request ---------- */
+
+#define MF_REGIONS 64  /* "mf/kN", N * 4096 + 4096 bytes: a STAT's reply says which name it answers */
+#define MF_PARKED 24   /* WAIT-OPENs parked per set (the daemon parks at most 64 per connection) */
+#define MF_TABLE 4096  /* the client's id table once more than 2048 requests were outstanding (client.c) */
+
+struct mf_expect {
+        uint64_t size; /* what the reply must say */
+        int done, bad, order;
+};
+
+static struct mf_expect mf_stat_[MF_REGIONS], mf_a_[MF_PARKED], mf_b_[MF_PARKED];
+static int mf_pings, mf_errors, mf_done, mf_seq;
+
+static void mf_on_stat(struct iomem_client *c, int error, const struct iomem_stat *st, void *ud)
+{
+        struct mf_expect *e = ud;
+
+        (void)c;
+        e->done++;
+        mf_done++;
+        if (error < 0)
+                mf_errors++;
+        else if (st->size != e->size)
+                e->bad++;
+}
+
+static void mf_on_open(struct iomem_client *c, int error, struct iomem_region *r, uint64_t gen, void *ud)
+{
+        struct mf_expect *e = ud;
+
+        (void)c, (void)gen;
+        e->done++;
+        e->order = ++mf_seq;
+        mf_done++;
+        if (error < 0)
+                mf_errors++;
+        else if (iomem_region_size(r) != e->size)
+                e->bad++;
+        iomem_region_free(r);
+}
+
+static void mf_on_ping(struct iomem_client *c, int error, void *ud)
+{
+        (void)c, (void)ud;
+        mf_pings++;
+        mf_done++;
+        if (error < 0)
+                mf_errors++;
+}
+
+/* Queue @n requests without reading: STATs of "mf/kN" (N = i % MF_REGIONS) and PINGs, alternately. */
+static void mf_queue(struct iomem_client *c, int n)
+{
+        char name[32];
+
+        for (int i = 0; i < n; i++) {
+                if (i % 2) {
+                        ck_assert_int_eq(iomem_ping_async(c, mf_on_ping, NULL), 0);
+                        continue;
+                }
+                snprintf(name, sizeof(name), "mf/k%d", i / 2 % MF_REGIONS);
+                ck_assert_int_eq(iomem_stat_async(c, name, mf_on_stat, &mf_stat_[i / 2 % MF_REGIONS]), 0);
+        }
+}
+
+static void mf_reset(void)
+{
+        memset(mf_stat_, 0, sizeof(mf_stat_));
+        memset(mf_a_, 0, sizeof(mf_a_));
+        memset(mf_b_, 0, sizeof(mf_b_));
+        mf_pings = mf_errors = mf_done = mf_seq = 0;
+        for (int k = 0; k < MF_REGIONS; k++)
+                mf_stat_[k].size = 4096 * (uint64_t)(k + 1);
+}
+
+static void mf_check_stats(void)
+{
+        for (int k = 0; k < MF_REGIONS; k++)
+                ck_assert_msg(mf_stat_[k].bad == 0, "%d STAT replies of mf/k%d went to another name's request",
+                              mf_stat_[k].bad, k);
+}
+
+/*
+ * Thousands of requests outstanding on one connection, replies routed by id (client.c's table): STATs whose
+ * replies name their region by its size, PINGs, and two sets of parked WAIT-OPENs answered out of order (the
+ * first in reverse, while the second is still parked). The second set's ids are the first's plus MF_TABLE (the
+ * PINGs and STATs between them use up the ids in between), so each pair shares a chain of the table, the later
+ * one first: a lookup that took a chain's first entry without comparing ids gave the first set's replies to the
+ * second set's requests (a wrong size). A reconnect then ends every request still outstanding exactly once.
+ */
+START_TEST(test_many_in_flight_routed)
+{
+        struct iomem_client *c, *p;
+        struct iomem_region *r = NULL;
+        char name[32];
+        int sent = 0, want;
+
+        it_daemon_start(&daemon_, NULL);
+        mf_reset();
+        p = connect_flags(0);
+        for (int k = 0; k < MF_REGIONS; k++) {
+                snprintf(name, sizeof(name), "mf/k%d", k);
+                ck_assert_int_eq(iomem_create(p, name, mf_stat_[k].size, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        c = connect_flags(0); /* HELLO is held back: id 1; the first set gets ids 2..MF_PARKED + 1 */
+        iomem_client_set_timeout(c, WAIT_MS);
+        for (int i = 0; i < MF_PARKED; i++) {
+                snprintf(name, sizeof(name), "mf/a%d", i);
+                mf_a_[i].size = 4096 * (uint64_t)(i + 1);
+                ck_assert_int_eq(iomem_open_async(c, name, 0, WAIT_MS, mf_on_open, &mf_a_[i]), 0);
+        }
+        /* MF_TABLE - MF_PARKED requests in two halves, more than 2048 outstanding at a time */
+        for (int half = 0; half < 2; half++) {
+                int n = (MF_TABLE - MF_PARKED) / 2 + half * ((MF_TABLE - MF_PARKED) % 2);
+
+                mf_queue(c, n);
+                sent += n;
+                loop_until_count(c, &mf_done, sent);
+        }
+        ck_assert_int_eq(mf_errors, 0);
+        ck_assert_int_eq(mf_pings, (MF_TABLE - MF_PARKED) / 2);
+        mf_check_stats();
+        for (int i = 0; i < MF_PARKED; i++) {
+                snprintf(name, sizeof(name), "mf/b%d", i);
+                mf_b_[i].size = 4096 * (uint64_t)(i + 1 + MF_PARKED);
+                ck_assert_int_eq(iomem_open_async(c, name, 0, WAIT_MS, mf_on_open, &mf_b_[i]), 0);
+        }
+        mf_queue(c, 3000);
+        sent += 3000;
+        /* the first set is answered in reverse, with the second still parked and 3000 requests queued behind */
+        for (int i = MF_PARKED - 1; i >= 0; i--) {
+                snprintf(name, sizeof(name), "mf/a%d", i);
+                ck_assert_int_eq(iomem_create(p, name, mf_a_[i].size, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        loop_until_count(c, &mf_done, sent + MF_PARKED);
+        for (int i = 0; i < MF_PARKED; i++) {
+                ck_assert_int_eq(mf_b_[i].done, 0);
+                ck_assert_msg(mf_a_[i].done == 1 && mf_a_[i].bad == 0, "mf/a%d: %d replies, %d of another's", i,
+                              mf_a_[i].done, mf_a_[i].bad);
+                ck_assert_int_eq(mf_a_[i].order, MF_PARKED - i); /* out of order: as the names appeared */
+        }
+        for (int i = 0; i < MF_PARKED; i++) {
+                snprintf(name, sizeof(name), "mf/b%d", i);
+                ck_assert_int_eq(iomem_create(p, name, mf_b_[i].size, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        loop_until_count(c, &mf_done, sent + 2 * MF_PARKED);
+        for (int i = 0; i < MF_PARKED; i++)
+                ck_assert_msg(mf_b_[i].done == 1 && mf_b_[i].bad == 0, "mf/b%d: %d replies, %d of another's", i,
+                              mf_b_[i].done, mf_b_[i].bad);
+        ck_assert_int_eq(mf_errors, 0);
+        mf_check_stats();
+
+        /* a reconnect with thousands outstanding (a parked set, requests maybe not yet sent): each ends once */
+        mf_reset();
+        for (int i = 0; i < MF_PARKED; i++) {
+                snprintf(name, sizeof(name), "mf/c%d", i);
+                ck_assert_int_eq(iomem_open_async(c, name, 0, WAIT_MS, mf_on_open, &mf_a_[i]), 0);
+        }
+        mf_queue(c, 5000);
+        it_daemon_kill(&daemon_, SIGKILL);
+        want = 5000 + MF_PARKED;
+        while (mf_done < want) {
+                struct pollfd pfd = { .fd = iomem_client_fd(c), .events = POLLIN };
+                int k;
+
+                ck_assert_int_eq(poll(&pfd, 1, WAIT_MS), 1);
+                k = iomem_client_process(c);
+                ck_assert(k >= 0 || k == -ENOTCONN);
+        }
+        ck_assert_int_eq(mf_done, want);
+        /* those answered before the kill are right; the rest (the parked set at least) ended with an error */
+        ck_assert_int_ge(mf_errors, MF_PARKED);
+        mf_check_stats();
+        for (int i = 0; i < MF_PARKED; i++)
+                ck_assert_int_eq(mf_a_[i].done, 1);
+        ck_assert_int_eq(iomem_client_process(c), -ENOTCONN);
+        it_daemon_spawn(&daemon_, NULL);
+        p = iomem_disconnect(p);
+        p = connect_flags(0);
+        for (int k = 0; k < MF_REGIONS; k++) {
+                snprintf(name, sizeof(name), "mf/k%d", k);
+                (void)iomem_delete(p, name); /* kept across the restart or not: made again */
+                ck_assert_int_eq(iomem_create(p, name, mf_stat_[k].size, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        ck_assert_int_eq(iomem_ping(c), 0); /* a blocking call connects again */
+        mf_reset();
+        mf_queue(c, 5000);
+        loop_until_count(c, &mf_done, 5000);
+        ck_assert_int_eq(mf_errors, 0);
+        ck_assert_int_eq(mf_pings, 2500);
+        mf_check_stats();
+        iomem_disconnect(c);
+        iomem_disconnect(p);
+}
+END_TEST
+
+static int dl_timedout, dl_notconn, dl_other, dl_done;
+
+static void dl_on_ping(struct iomem_client *c, int error, void *ud)
+{
+        (void)c, (void)ud;
+        dl_done++;
+        if (error == -ETIMEDOUT)
+                dl_timedout++;
+        else if (error == -ENOTCONN)
+                dl_notconn++;
+        else
+                dl_other++;
+}
+
+/*
+ * Deadlines of asynchronous requests with thousands outstanding (client.c keeps a lower bound of the earliest,
+ * walking the requests only once it passed): requests answered leave no deadline behind
+ * (iomem_client_get_timeout() is -1 again), and with the daemon stopped the first request due ends with
+ * -ETIMEDOUT and breaks the connection (every other one: -ENOTCONN), through iomem_client_process() alone.
+ */
+START_TEST(test_many_in_flight_deadlines)
+{
+        struct iomem_client *c;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS);
+        for (int i = 0; i < 3000; i++)
+                ck_assert_int_eq(iomem_ping_async(c, dl_on_ping, NULL), 0);
+        loop_until_count(c, &dl_done, 3000);
+        ck_assert_int_eq(dl_other, 3000); /* answered: 0 */
+        ck_assert_int_eq(iomem_client_get_timeout(c), -1);
+        dl_done = dl_other = 0;
+        iomem_client_set_timeout(c, 200); /* short: the test waits for it to pass */
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        for (int i = 0; i < 3000; i++)
+                ck_assert_int_eq(iomem_ping_async(c, dl_on_ping, NULL), 0);
+        ck_assert_int_ge(iomem_client_get_timeout(c), 0);
+        while (dl_done < 3000) {
+                struct pollfd pfd = { .fd = iomem_client_fd(c) };
+                int ev = iomem_client_get_events(c), t = iomem_client_get_timeout(c), k;
+
+                ck_assert_int_gt(ev, 0);
+                ck_assert_int_ge(t, 0); /* a request is outstanding with a deadline */
+                pfd.events = (short)ev;
+                ck_assert_int_ge(poll(&pfd, 1, t), 0);
+                k = iomem_client_process(c);
+                ck_assert(k >= 0 || k == -ENOTCONN);
+        }
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        ck_assert_int_eq(dl_timedout, 1);
+        ck_assert_int_eq(dl_notconn, 2999);
+        ck_assert_int_eq(dl_other, 0);
+        ck_assert_int_eq(iomem_client_process(c), -ENOTCONN);
+        iomem_disconnect(c);
+}
+END_TEST
+
 /* Return: true once thread @tid waits in poll() or ppoll() (/proc: its current system call). */
 static bool thread_in_poll(pid_t tid)
 {
@@ -1006,6 +1265,8 @@ static Suite *suite(void)
         tcase_add_test(tc, test_open_cache_invalidation);
         tcase_add_test(tc, test_blocking_send_reads_while_waiting);
         tcase_add_test(tc, test_send_wait_lets_go_of_lock);
+        tcase_add_test(tc, test_many_in_flight_routed);
+        tcase_add_test(tc, test_many_in_flight_deadlines);
         suite_add_tcase(s, tc);
         return s;
 }

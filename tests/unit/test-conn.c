@@ -2021,6 +2021,91 @@ START_TEST(test_open_size_after_late_seals)
 END_TEST
 
 /*
+ * One RESIZE growing region @name of @p's uid (RESIZABLE, 4096 bytes, @fd a holder's) to 8192, asked from a
+ * connection whose gid is now 4242: with a GROW seal added by the holder, ftruncate fails (-EPERM) after every
+ * check passed, and the region's charge gid (kept for a restart) must stay what it was; without it the RESIZE
+ * succeeds and the gid is 4242. With a reserver running the ftruncate is a job's. Return: nothing.
+ */
+static void resize_fails_keeps_gid(struct env *e, struct peer *p, const char *name, int fd, bool job)
+{
+        uint32_t gid = regtab_lookup(e->regtab, name)->store.gid;
+        gid_t saved = p->conn->gid;
+        struct pollfd pfd;
+
+        ck_assert_uint_ne(gid, 4242);
+        p->conn->gid = 4242;
+        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_GROW), 0); /* a holder's seal: the daemon cannot grow it */
+        send_resize(p, 10, name, 8192);
+        ck_assert_int_eq(pump(p), 0);
+        if (job) {
+                ck_assert(!reply_pending(p)); /* on a reserver thread */
+                pfd = (struct pollfd){ .fd = reserver_fd(), .events = POLLIN };
+                ck_assert_int_eq(poll(&pfd, 1, 60000), 1);
+                ck_assert_uint_ge(reserver_collect(), 1);
+                run_turns(p->conn);
+        }
+        expect_error(p, PROTO_OP_RESIZE, 10, -EPERM);
+        ck_assert_msg(regtab_lookup(e->regtab, name)->store.gid == gid,
+                      "a failed RESIZE changed the region's charge gid from %u to %u", (unsigned)gid,
+                      (unsigned)regtab_lookup(e->regtab, name)->store.gid);
+        p->conn->gid = saved;
+}
+
+/* The same RESIZE on @name, unsealed, succeeds: the gid is then 4242. Return: nothing. */
+static void resize_sets_gid(struct env *e, struct peer *p, const char *name, bool job)
+{
+        gid_t saved = p->conn->gid;
+        struct pollfd pfd;
+
+        p->conn->gid = 4242;
+        send_resize(p, 11, name, 8192);
+        ck_assert_int_eq(pump(p), 0);
+        if (job) {
+                ck_assert(!reply_pending(p));
+                pfd = (struct pollfd){ .fd = reserver_fd(), .events = POLLIN };
+                ck_assert_int_eq(poll(&pfd, 1, 60000), 1);
+                ck_assert_uint_ge(reserver_collect(), 1);
+                run_turns(p->conn);
+        }
+        ck_assert_uint_eq(expect_resized(p, 11), 8192);
+        ck_assert_uint_eq(regtab_lookup(e->regtab, name)->store.gid, 4242);
+        p->conn->gid = saved;
+}
+
+/*
+ * A RESIZE that grows its owner's region records the owner connection's gid (store.gid: the limits a restart
+ * charges it within). It was set before the steps that can still fail (no keeper, ftruncate, the reservation),
+ * so a failed RESIZE left it changed, and a restart charged the region within the limits of a gid whose
+ * RESIZE never happened. Inline, and on a reserver thread.
+ */
+START_TEST(test_resize_failed_keeps_charge_gid)
+{
+        struct env e;
+        struct peer p;
+        int fa, fb;
+
+        for (int job = 0; job < 2; job++) {
+                if (job)
+                        ck_assert_int_eq(reserver_start(), 0);
+                env_init(&e);
+                peer_open(&e, &p);
+                do_hello(&p);
+                fa = create_ok(&p, 1, "ga", 4096, PROTO_CREATE_RESIZABLE, NULL);
+                fb = create_ok(&p, 2, "gb", 4096, PROTO_CREATE_RESIZABLE, NULL);
+                ck_assert(reserver_available() == (job == 1));
+                resize_fails_keeps_gid(&e, &p, "ga", fa, job);
+                resize_sets_gid(&e, &p, "gb", job);
+                close(fa);
+                close(fb);
+                peer_close(&p);
+                env_deinit(&e);
+                if (job)
+                        reserver_stop();
+        }
+}
+END_TEST
+
+/*
  * A RESIZE's job (on a reserver thread) grew a RESIZABLE region; before its
  * result reached the event loop a holder shrank the object and sealed its
  * size, and an OPEN found that size, final from then on. The job's record
@@ -4367,6 +4452,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_queued_reply_keeps_its_fd);
         tcase_add_test(tc, test_open_size_after_late_seals);
         tcase_add_test(tc, test_resize_job_keeps_final_size);
+        tcase_add_test(tc, test_resize_failed_keeps_charge_gid);
         tcase_add_test(tc, test_stat_parked_reads_seals);
         tcase_add_test(tc, test_seal_job_keeps_newer_seals);
         tcase_add_test(tc, test_hello_fds_in_order_one_sendmsg);
