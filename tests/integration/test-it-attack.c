@@ -1007,7 +1007,7 @@ START_TEST(test_reservations_take_turns)
          * runs), so a pacer shows that the probe's turns were turns of their own.
          */
         check_turns("reserve", PROTO_OP_RESIZE, 1, WORK_PER_TURN / 2, PROTO_OP_STATUS);
-        check_attack_moves("reserve", PROTO_OP_RESIZE, 4);
+        check_attack_moves("reserve", PROTO_OP_RESIZE, 2);
         check_served("reserve", false);
         attacker_stop(&a);
         finish(fds);
