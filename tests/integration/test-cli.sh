@@ -34,9 +34,13 @@ expect_err "no daemon" 1 "connect to $SOCK \(--socket\): no such socket, so no d
 
 # --- a --socket path that is not a socket is refused and left alone (it used to be unlinked as "stale")
 echo keep >"$TMP/not-a-socket"
-# 120 s: a hang detector (under valgrind on a loaded machine iomemd needed more than 10 s to get here)
-if timeout 120 "$IOMEMD" --socket "$TMP/not-a-socket" --log-level warning --tmpdir "$TMP" 2>"$TMP/notsock.err"; then
-        fail "iomemd started on a regular file"
+# 120 s: a hang detector (under valgrind on a loaded machine iomemd needed more than 10 s to get here). Exit 0
+# (it ran and stopped) and 124 (still running when timeout killed it: it started, or hung) both fail: an "if"
+# on the command alone took timeout's 124 for a refusal.
+rc=0
+timeout 120 "$IOMEMD" --socket "$TMP/not-a-socket" --log-level warning --tmpdir "$TMP" 2>"$TMP/notsock.err" || rc=$?
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
+        fail "iomemd started on a regular file (exit $rc; 124: still running after 120 s)"
 fi
 [ "$(cat "$TMP/not-a-socket")" = keep ] || fail "iomemd removed a regular file given as --socket"
 grep -q "not-a-socket exists and is not a socket; refusing to remove it" "$TMP/notsock.err" ||
