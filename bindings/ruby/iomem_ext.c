@@ -1142,8 +1142,20 @@ static VALUE client_call_locked_body(VALUE p)
                                 client_call_drop(rc, lc->o, lc->fn);
                         rb_jump_tag(state);
                 }
-                if (lc->o->ran && lc->o->r == -EINTR && op_asks_again(lc->fn))
+                if (lc->o->ran && lc->o->r == -EINTR && op_asks_again(lc->fn)) {
+                        /*
+                         * A slice of a wait (open's wait:, next_event's timeout:) ends here as if its time was
+                         * up: its caller's loop asks again with what is left of its deadline. Asked again here
+                         * with a whole slice, a trap every < 200 ms cut every slice short and the call never
+                         * came back to its loop: next_event(timeout: 0.5) or open(timeout: 0.5) waited for ever.
+                         */
+                        if (lc->o->wait_ms > 0 && (lc->fn == op_open || lc->fn == op_next_event)) {
+                                lc->o->r = lc->fn == op_open ? -ETIMEDOUT : -EAGAIN;
+                                snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", "no such region yet");
+                                return Qnil;
+                        }
                         lc->o->ran = false;
+                }
         } while (!lc->o->ran);
         if (lc->o->r == -EINTR)
                 snprintf(lc->o->msg, sizeof(lc->o->msg), "%s",

@@ -453,6 +453,35 @@ class TestClient < IOMemTest::Case
     d&.stop
   end
 
+  # A trap that returns ends the wait of a read-only call, which is asked again. open(wait:) and next_event wait
+  # in slices of up to 200 ms, and the slice was asked again whole: with traps coming faster than a slice (here
+  # every 20 ms) no slice ever ended and the call never came back to check its deadline: next_event(timeout:
+  # 0.5) and open(timeout: 0.5) waited as long as the signals came. The watchdog only detects that hang (it stops
+  # the signals after 30 s, and the call then returns).
+  def test_a_stream_of_traps_does_not_stretch_a_wait_past_its_timeout
+    old = trap("USR1") {}
+    stop = false
+    hung = false
+    sender = Thread.new do
+      until stop
+        Process.kill(:USR1, Process.pid)
+        sleep 0.02
+      end
+    end
+    watchdog = Thread.new { sleep 30; hung = true; stop = true }
+    assert_nil @c.next_event(timeout: 0.5)
+    refute hung, "next_event(timeout: 0.5) waited as long as traps came"
+    assert_errno(Errno::ETIMEDOUT, /open "#{n('never')}": no such region yet/) { @c.open(n("never"), timeout: 0.5) }
+    refute hung, "open(timeout: 0.5) waited as long as traps came"
+    assert_same @c, @c.ping
+  ensure
+    stop = true
+    sender&.join
+    watchdog&.kill
+    watchdog&.join
+    trap("USR1", old || "DEFAULT")
+  end
+
   # A signal whose trap returns must not fail a call that cannot be asked again: Ruby 3.1 traps SIGCHLD itself,
   # so a child's exit while a CREATE waits (the daemon stopped) ended its wait and raised Errno::EINTR. It waits
   # on (the trap runs when the call returns) and gets its region.
