@@ -35,6 +35,13 @@
  */
 #define RB_PENDING_INTERRUPT 0x02
 
+/*
+ * A signal's trap pending this long ends a call that cannot be asked again (client_interrupted()): Ctrl-C and
+ * SIGTERM must stop a process whose daemon stopped answering, while a trap that returns (Ruby's own SIGCHLD) must
+ * not fail a call a live daemon answers within this time.
+ */
+#define TRAP_GRACE_MS 2000
+
 /* OPEN with a wait asks the daemon in slices this long, so that Ctrl-C and Thread#kill get through in between */
 #define WAIT_SLICE_MS 200
 
@@ -571,6 +578,7 @@ struct rb_client {
         /* client_interrupted(): a call runs without the GVL (under the Mutex), for @thread (Qnil between calls) */
         bool in_call;
         bool reads_only; /* the call only reads (op_asks_again()): a signal's trap may end its wait too */
+        int64_t trap_since_ms; /* client_interrupted(): when a trap was first seen pending in this call (0: not) */
         VALUE thread;
         /* next_event: an event read by a call an interrupt ended after it (client_call_drop()), returned first */
         bool has_kept_ev;
@@ -1123,6 +1131,7 @@ static VALUE client_call_locked_body(VALUE p)
                 client_strays_unwatch(rc); /* left by an earlier call: before anything else is asked */
                 lc->o->ran = false;
                 rc->reads_only = op_asks_again(lc->fn);
+                rc->trap_since_ms = 0;
                 rc->in_call = true;
                 rb_thread_call_without_gvl2(op_run, lc, RUBY_UBF_IO, NULL);
                 rc->in_call = false;
@@ -1133,8 +1142,20 @@ static VALUE client_call_locked_body(VALUE p)
                                 client_call_drop(rc, lc->o, lc->fn);
                         rb_jump_tag(state);
                 }
-                if (lc->o->ran && lc->o->r == -EINTR && op_asks_again(lc->fn))
+                if (lc->o->ran && lc->o->r == -EINTR && op_asks_again(lc->fn)) {
+                        /*
+                         * A slice of a wait (open's wait:, next_event's timeout:) ends here as if its time was
+                         * up: its caller's loop asks again with what is left of its deadline. Asked again here
+                         * with a whole slice, a trap every < 200 ms cut every slice short and the call never
+                         * came back to its loop: next_event(timeout: 0.5) or open(timeout: 0.5) waited for ever.
+                         */
+                        if (lc->o->wait_ms > 0 && (lc->fn == op_open || lc->fn == op_next_event)) {
+                                lc->o->r = lc->fn == op_open ? -ETIMEDOUT : -EAGAIN;
+                                snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", "no such region yet");
+                                return Qnil;
+                        }
                         lc->o->ran = false;
+                }
         } while (!lc->o->ran);
         if (lc->o->r == -EINTR)
                 snprintf(lc->o->msg, sizeof(lc->o->msg), "%s",
@@ -1211,9 +1232,18 @@ static int timeout_to_ms(VALUE t)
  * set for good (the next call waited for ever) and its pending request's
  * entry on a dead stack.
  */
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int client_interrupted(struct iomem_client *client, void *userdata)
 {
         struct rb_client *rc = userdata;
+        int64_t now;
         int v;
 
         (void)client;
@@ -1225,12 +1255,25 @@ static int client_interrupted(struct iomem_client *client, void *userdata)
                 return 0;
         v = rb_thread_interrupted(rc->thread);
         /*
-         * A signal's trap (Ctrl-C's default one too) ends only a call that reads: it is asked again if the trap
+         * A signal's trap (Ctrl-C's default one too) ends a call that reads at once: it is asked again if the trap
          * returns. Any other call cannot be asked again, and most traps return (Ruby's own for SIGCHLD, which a
-         * child's exit sends): it waits on, and the trap runs when the call returns. An exception another thread
-         * sent (Thread#raise, Thread#kill, Timeout) ends any call.
+         * child's exit sends): it waits on, up to TRAP_GRACE_MS (below). An exception another thread sent
+         * (Thread#raise, Thread#kill, Timeout) ends any call.
          */
-        return rc->reads_only ? v != 0 : (v & RB_PENDING_INTERRUPT) != 0;
+        if (rc->reads_only || (v & RB_PENDING_INTERRUPT))
+                return v != 0;
+        if (!v)
+                return 0;
+        /*
+         * A trap pending during a call that cannot be asked again: wait on for TRAP_GRACE_MS (Ruby wakes us again
+         * every 100 ms or so while its interrupt is pending), so that a trap that returns (SIGCHLD) lets a live
+         * daemon's reply come; past it the daemon is not answering and the trap may be Ctrl-C's or SIGTERM's,
+         * which must not wait for ever: the call gives up and the trap runs (if it returns, Errno::EINTR).
+         */
+        now = mono_ms();
+        if (!rc->trap_since_ms)
+                rc->trap_since_ms = now ? now : 1;
+        return now - rc->trap_since_ms >= TRAP_GRACE_MS;
 }
 
 /*

@@ -418,6 +418,70 @@ class TestClient < IOMemTest::Case
     d&.stop
   end
 
+  # A trap that raises (Ctrl-C's default one, SIGTERM's, a user's) must end a CREATE to a daemon that stopped
+  # answering, as it did before the interrupt callback stopped running Ruby code: the trap-only check ended only
+  # read-only calls, so Ctrl-C or SIGTERM left a process stuck in a create for as long as the daemon stayed
+  # stopped. Now a trap still pending after a grace period (TRAP_GRACE_MS) ends the wait and runs. The guard
+  # only detects a hang (it lets the daemon run again, and the create then returns instead of raising).
+  def test_a_trap_that_raises_ends_a_create_to_a_stopped_daemon
+    d = IOMemTest::Daemon.new
+    c = IOMem::Client.new(socket: d.socket)
+    tid = Thread.current.native_thread_id
+    old = trap("USR2") { raise Interrupted }
+    Process.kill(:STOP, d.pid)
+    sender = Thread.new do
+      2000.times do # bounded: up to ~20 s
+        break if [7, 47].include?(File.read("/proc/self/task/#{tid}/syscall").split.first.to_i)
+
+        sleep 0.01
+      end
+      Process.kill(:USR2, Process.pid)
+    end
+    resumed = false
+    guard = Thread.new { sleep 60; resumed = true; Process.kill(:CONT, d.pid) } # a hang guard only
+    assert_raises(Interrupted) { c.create("trapped", PAGE) }
+    refute resumed, "the trap ran only once the daemon answered again: the create waited for it with Ctrl-C pending"
+    sender.join
+    guard.kill
+    guard.join
+    Process.kill(:CONT, d.pid)
+    c.ping # the client stays usable
+    c.close
+  ensure
+    trap("USR2", old || "DEFAULT")
+    Process.kill(:CONT, d.pid) if d&.pid
+    d&.stop
+  end
+
+  # A trap that returns ends the wait of a read-only call, which is asked again. open(wait:) and next_event wait
+  # in slices of up to 200 ms, and the slice was asked again whole: with traps coming faster than a slice (here
+  # every 20 ms) no slice ever ended and the call never came back to check its deadline: next_event(timeout:
+  # 0.5) and open(timeout: 0.5) waited as long as the signals came. The watchdog only detects that hang (it stops
+  # the signals after 30 s, and the call then returns).
+  def test_a_stream_of_traps_does_not_stretch_a_wait_past_its_timeout
+    old = trap("USR1") {}
+    stop = false
+    hung = false
+    sender = Thread.new do
+      until stop
+        Process.kill(:USR1, Process.pid)
+        sleep 0.02
+      end
+    end
+    watchdog = Thread.new { sleep 30; hung = true; stop = true }
+    assert_nil @c.next_event(timeout: 0.5)
+    refute hung, "next_event(timeout: 0.5) waited as long as traps came"
+    assert_errno(Errno::ETIMEDOUT, /open "#{n('never')}": no such region yet/) { @c.open(n("never"), timeout: 0.5) }
+    refute hung, "open(timeout: 0.5) waited as long as traps came"
+    assert_same @c, @c.ping
+  ensure
+    stop = true
+    sender&.join
+    watchdog&.kill
+    watchdog&.join
+    trap("USR1", old || "DEFAULT")
+  end
+
   # A signal whose trap returns must not fail a call that cannot be asked again: Ruby 3.1 traps SIGCHLD itself,
   # so a child's exit while a CREATE waits (the daemon stopped) ended its wait and raised Errno::EINTR. It waits
   # on (the trap runs when the call returns) and gets its region.
