@@ -1141,6 +1141,13 @@ START_TEST(test_many_in_flight_deadlines)
                 ck_assert_int_eq(iomem_ping_async(c, dl_on_ping, NULL), 0);
         loop_until_count(c, &dl_done, 3000);
         ck_assert_int_eq(dl_other, 3000); /* answered: 0 */
+        /*
+         * 0 may come first, by the contract (iomem.h): the last iomem_client_process()'s bounded reads each took
+         * something, so it cannot tell that nothing is left; the next call finds that out. Never > 0: that would
+         * be a deadline left behind by a request answered.
+         */
+        for (int i = 0; i < 100 && iomem_client_get_timeout(c) == 0; i++)
+                ck_assert_int_ge(iomem_client_process(c), 0);
         ck_assert_int_eq(iomem_client_get_timeout(c), -1);
         dl_done = dl_other = 0;
         iomem_client_set_timeout(c, 200); /* short: the test waits for it to pass */

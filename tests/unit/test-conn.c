@@ -2106,6 +2106,49 @@ START_TEST(test_resize_failed_keeps_charge_gid)
 END_TEST
 
 /*
+ * A RESIZE's job grew its owner's region on a reserver thread, and the asking connection was dropped before the
+ * loop collected the result (conn_region_reserve_abandon(), then conn_region_reserve_gone()): the object grew all
+ * the same, so the region is charged as for a RESIZE done, within the limits of the gid that growth was judged by
+ * (store.gid, kept for a restart), and its record has the new size.
+ */
+START_TEST(test_resize_job_abandoned_sets_charge_gid)
+{
+        struct proto_stat_reply st;
+        struct pollfd pfd;
+        struct env e;
+        struct peer p, q; /* @p asks and is dropped; @q made the region and looks at it after */
+        uint32_t gid;
+        int fd;
+
+        ck_assert_int_eq(reserver_start(), 0);
+        env_init(&e);
+        peer_open(&e, &p);
+        peer_open(&e, &q);
+        do_hello(&p);
+        do_hello(&q);
+        fd = create_ok(&q, 1, "abandoned", 4096, PROTO_CREATE_RESIZABLE, NULL);
+        ck_assert(reserver_available());
+        gid = regtab_lookup(e.regtab, "abandoned")->store.gid;
+        ck_assert_uint_ne(gid, 4242);
+        p.conn->gid = 4242;
+        send_resize(&p, 2, "abandoned", 8192);
+        ck_assert_int_eq(pump(&p), 0);
+        ck_assert(!reply_pending(&p)); /* on a reserver thread */
+        pfd = (struct pollfd){ .fd = reserver_fd(), .events = POLLIN };
+        ck_assert_int_eq(poll(&pfd, 1, 60000), 1); /* the job ran; its result waits for the loop */
+        peer_close(&p); /* its job is cancelled: the result goes to conn_region_reserve_gone() */
+        (void)reserver_collect();
+        ck_assert_uint_eq(regtab_lookup(e.regtab, "abandoned")->store.gid, 4242);
+        stat_ok(&q, 3, "abandoned", &st);
+        ck_assert_uint_eq(st.size, 8192);
+        close(fd);
+        peer_close(&q);
+        env_deinit(&e);
+        reserver_stop();
+}
+END_TEST
+
+/*
  * A RESIZE's job (on a reserver thread) grew a RESIZABLE region; before its
  * result reached the event loop a holder shrank the object and sealed its
  * size, and an OPEN found that size, final from then on. The job's record
@@ -4453,6 +4496,7 @@ static Suite *conn_suite(void)
         tcase_add_test(tc, test_open_size_after_late_seals);
         tcase_add_test(tc, test_resize_job_keeps_final_size);
         tcase_add_test(tc, test_resize_failed_keeps_charge_gid);
+        tcase_add_test(tc, test_resize_job_abandoned_sets_charge_gid);
         tcase_add_test(tc, test_stat_parked_reads_seals);
         tcase_add_test(tc, test_seal_job_keeps_newer_seals);
         tcase_add_test(tc, test_hello_fds_in_order_one_sendmsg);
