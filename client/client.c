@@ -434,8 +434,19 @@ static bool client_ptab_grow(struct iomem_client *c)
         free(c->ptab);
         c->ptab = t;
         c->ptab_mask = n - 1;
-        for (struct client_pending *p = c->pending; p; p = p->next)
-                client_ptab_insert(c, p);
+        /*
+         * Each entry goes to the end of its chain: @pending runs newest first and so must a chain, for
+         * client_pending_find() to find the newest of an id that wrapped round (client_ptab_insert() puts new ones
+         * first); inserting at the front here would reverse every chain.
+         */
+        for (struct client_pending *p = c->pending; p; p = p->next) {
+                struct client_pending **b = &t[p->id & c->ptab_mask];
+
+                while (*b)
+                        b = &(*b)->hnext;
+                p->hnext = NULL;
+                *b = p;
+        }
         return true;
 }
 
