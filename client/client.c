@@ -184,6 +184,7 @@ struct iomem_client {
         uint64_t cache_gen, reply_cache_gen, cache_hits;
         struct client_pending *hello_p; /* &hello_entry once a held-back HELLO was sent on this connection */
         bool locked; /* @lock is held by the thread inside (client_lock() took it rather than skipping it) */
+        pid_t pid; /* the process that connected: iomem_disconnect() in a forked child wakes no reader */
         /*
          * From here on, fields are written before they are read: client_connect() zeroes only what comes before
          * (a cold connection's client is allocated, zeroed and freed each time).
@@ -1743,6 +1744,7 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         /* zero all but the fields written before they are read (struct iomem_client, from @lock on) */
         memset(c, 0, offsetof(struct iomem_client, lock));
         c->fd = -1;
+        c->pid = getpid();
         c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
         /*
          * The static initializers: what pthread_mutex_init(NULL) and pthread_cond_init(NULL) make, without the
@@ -1824,8 +1826,18 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
          * Asynchronous requests still outstanding are dropped without their callbacks. Without the lock: no other
          * call may overlap this one (iomem.h), and the library runs no thread of its own.
          */
-        if (client->pending || (client->hello_p && !client->hello_p->done))
+        if (client->pending || (client->hello_p && !client->hello_p->done)) {
+                /*
+                 * A forked child's copy may say a thread reads the socket or waits to send (one of the parent's,
+                 * at the fork): none of this process does, and client_wake_reader()'s shutdown() would end the
+                 * connection of the parent, which shares the socket. (getpid() only here, where it can matter.)
+                 */
+                if ((client->reading || client->send_waiters) && client->pid != getpid()) {
+                        client->reading = false;
+                        client->send_waiters = 0;
+                }
                 client_break(client, -ENOTCONN); /* else nothing is outstanding: nothing to complete or wake */
+        }
         client_close_how(client, true);
         while (client->done_head) {
                 struct client_pending *p = client->done_head;

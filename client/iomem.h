@@ -276,7 +276,15 @@ int iomem_connect(const char *path, struct iomem_client **clientp);
  */
 int iomem_client_handshake(struct iomem_client *client);
 
-/* Close the connection (leased regions go away). NULL-safe. Return: NULL. */
+/*
+ * Close the connection (leased regions go away). NULL-safe. Fork: a child
+ * may disconnect its copy of its parent's client (any other call there
+ * would share the socket, and the replies, with the parent): that closes
+ * the child's fd only, and the parent's connection,
+ * calls in flight there included, goes on (before, a child whose parent had
+ * a thread reading the client at the fork shut the shared socket down).
+ * Return: NULL.
+ */
 struct iomem_client *iomem_disconnect(struct iomem_client *client);
 
 /*

@@ -2,9 +2,7 @@
 /* pyasync: the asynchronous half of iomem.Client (fd, events, timeout, process, requests with callbacks). */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "pyiomem.h"
@@ -202,36 +200,6 @@ static void pyasync_event(struct iomem_client *c, const struct iomem_event *ev, 
 
 /* ---- shared with pyclient.c -------------------------------------------------------------------------- */
 
-/*
- * pyasync_disconnect() - iomem_disconnect() of @self's client. In a forked
- * child the socket is the parent's too, and libiomem's copy of the client
- * may say that a thread is reading it (one of the parent's, at the fork):
- * ending the copy's outstanding requests then wakes that reader by shutting
- * down the socket's receiving side (client_wake_reader()), which ends the
- * parent's connection. So the child's fd number is first made to point to a
- * socket of its own (dup3() replaces it at once), which libiomem then shuts
- * down and closes. If no such socket can be made (EMFILE), the child's copy
- * is left as it is (its memory and fd until exit) rather than risk that.
- */
-static void pyasync_disconnect(PyIomemClient *self)
-{
-        if (self->client && self->pid != getpid()) {
-                int fd = iomem_client_fd(self->client), spare;
-
-                if (fd >= 0) {
-                        spare = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                        if (spare < 0 || dup3(spare, fd, O_CLOEXEC) < 0) {
-                                if (spare >= 0)
-                                        close(spare);
-                                self->client = NULL; /* left behind, see above */
-                                return;
-                        }
-                        close(spare);
-                }
-        }
-        self->client = iomem_disconnect(self->client);
-}
-
 void pyasync_shutdown(PyIomemClient *self, int notify)
 {
         struct pyasync_pending *list = self->pending;
@@ -240,7 +208,8 @@ void pyasync_shutdown(PyIomemClient *self, int notify)
 
         /* libiomem calls no callback of a client it frees; the records are ours to end */
         self->pending = NULL;
-        pyasync_disconnect(self);
+        /* a forked child's disconnect closes its fd only: libiomem wakes no reader of the parent's (iomem.h) */
+        self->client = iomem_disconnect(self->client);
         self->fd = -1;
         self->closing = 0;
         Py_CLEAR(self->event_cb);

@@ -745,14 +745,20 @@ static PyObject *pyclient_seal(PyObject *obj, PyObject *args)
         if (!PyArg_ParseTuple(args, "OO&:seal", &nameobj, pymodule_seals_converter, &seals) ||
             !pyclient_name_converter(nameobj, &name))
                 return NULL;
-        /* a mapping a Region of this process keeps for its next buffer would make this EBUSY */
-        if (seals & (IOMEM_SEAL_WRITE | IOMEM_SEAL_FUTURE_WRITE))
-                pyregion_drop_idle_maps();
         if (pyclient_enter(self) < 0)
                 return NULL;
         Py_BEGIN_ALLOW_THREADS
         r = iomem_seal(self->client, name, seals, &now);
         Py_END_ALLOW_THREADS
+        /*
+         * A mapping a Region of this process keeps for its next buffer makes a write seal EBUSY: let go of those
+         * no buffer uses and try once more (nothing was applied). Only then: other regions keep theirs.
+         */
+        if (r == -EBUSY && (seals & IOMEM_SEAL_WRITE) && pyregion_drop_idle_maps() > 0) {
+                Py_BEGIN_ALLOW_THREADS
+                r = iomem_seal(self->client, name, seals, &now);
+                Py_END_ALLOW_THREADS
+        }
         if (pyclient_leave(self, r, nameobj) < 0)
                 return NULL;
         return PyLong_FromUnsignedLong(now);

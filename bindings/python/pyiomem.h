@@ -81,8 +81,10 @@ PyObject *pyregion_new_version_consume(struct iomem_region *region, PyObject *na
  * pyregion_drop_idle_maps() - unmap every Region's mapping that no buffer
  * (nor a call without the GIL) uses: kept for the next buffer, it would
  * make a write seal of its memfd fail with EBUSY. The next buffer maps again.
+ * Called only after a write seal failed with EBUSY (other regions' mappings
+ * are worth keeping). Return: how many were unmapped.
  */
-void pyregion_drop_idle_maps(void);
+int pyregion_drop_idle_maps(void);
 
 /* pyregion_check_open() - raise ValueError for a closed Region. Return: 0, or -1 with the exception set. */
 int pyregion_check_open(PyIomemRegion *self);

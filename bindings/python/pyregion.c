@@ -114,15 +114,19 @@ fail:
         return -1;
 }
 
-void pyregion_drop_idle_maps(void)
+int pyregion_drop_idle_maps(void)
 {
         PyIomemRegion *next;
+        int n = 0;
 
         for (PyIomemRegion *r = pyregion_mapped; r; r = next) {
                 next = r->mapped_next;
-                if (r->exports == 0)
+                if (r->exports == 0) {
                         pyregion_unmap(r);
+                        n++;
+                }
         }
+        return n;
 }
 
 static int pyregion_getbuffer(PyObject *obj, Py_buffer *view, int flags)
@@ -337,10 +341,12 @@ static PyObject *pyregion_seal(PyObject *obj, PyObject *arg)
                 /* our own writable mapping would make F_SEAL_WRITE fail with EBUSY, and outlive FUTURE_WRITE */
                 if (pyregion_check_unexported(self, "seal against writes") < 0)
                         return NULL;
-                /* this one's and other Regions' (Region.from_fd() of the same memfd) that no buffer uses */
-                pyregion_drop_idle_maps();
+                pyregion_unmap(self);
         }
         r = iomem_region_seal(self->region, seals);
+        /* other Regions' (Region.from_fd() of the same memfd) idle mappings: let go of them only if they are why */
+        if (r == -EBUSY && (seals & IOMEM_SEAL_WRITE) && pyregion_drop_idle_maps() > 0)
+                r = iomem_region_seal(self->region, seals);
         if (r < 0)
                 return pymodule_set_error(r, NULL, NULL);
         r = iomem_region_get_seals(self->region);

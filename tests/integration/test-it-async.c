@@ -13,6 +13,7 @@
 #include <sys/single_threaded.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -1255,6 +1256,73 @@ START_TEST(test_send_wait_lets_go_of_lock)
 }
 END_TEST
 
+/* Return: true once thread @tid waits in a system call of the reader (poll(), ppoll(), recvmsg()) or a futex. */
+static bool thread_waits(pid_t tid)
+{
+        char path[64], buf[64] = "";
+        long nr;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+        f = fopen(path, "re");
+        ck_assert_ptr_nonnull(f);
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = '\0';
+        fclose(f);
+        nr = strtol(buf, NULL, 10);
+        return nr == SYS_poll || nr == SYS_ppoll || nr == SYS_recvmsg || nr == SYS_futex;
+}
+
+/*
+ * A forked child disconnects its copy of a client while threads of the parent were inside blocking calls on it at
+ * the fork (one reading the socket, one waiting for its turn) and an asynchronous request was outstanding. The
+ * child's copy said "a thread reads": before, iomem_disconnect() woke that reader by shutting down the receiving
+ * side of the socket, which the parent shares: the parent's calls then failed with -ECONNRESET and its connection
+ * was gone. The parent's calls and request must all complete, and the child's disconnect must return.
+ */
+START_TEST(test_forked_child_disconnect)
+{
+        struct tally pings = { 0 };
+        struct sender s[2] = { 0 };
+        struct iomem_client *c;
+        pthread_t t[2];
+        int status;
+        pid_t pid;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS); /* a bound for a lost reply, not a timed assertion */
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0); /* the calls below wait unanswered */
+        for (int i = 0; i < 2; i++) {
+                s[i].c = c;
+                ck_assert_int_eq(pthread_create(&t[i], NULL, sender_main, &s[i]), 0);
+                while (!atomic_load(&s[i].started))
+                        it_sleep_ms(1);
+                while (!thread_waits(atomic_load(&s[i].tid)) && !atomic_load(&s[i].finished))
+                        it_sleep_ms(1);
+        }
+        ck_assert_int_eq(iomem_ping_async(c, on_ping_tally, &pings), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                iomem_disconnect(c); /* the child's copy: its socket fd is the parent's socket too */
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        for (int i = 0; i < 2; i++) {
+                ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+                ck_assert_int_eq(s[i].r, 0);
+        }
+        loop_until_count(c, &pings.done, 1);
+        ck_assert_int_eq(pings.ok, 1);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-async");
@@ -1274,6 +1342,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_send_wait_lets_go_of_lock);
         tcase_add_test(tc, test_many_in_flight_routed);
         tcase_add_test(tc, test_many_in_flight_deadlines);
+        tcase_add_test(tc, test_forked_child_disconnect);
         suite_add_tcase(s, tc);
         return s;
 }

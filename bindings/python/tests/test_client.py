@@ -410,6 +410,26 @@ class TestClient(FdCheckedCase):
             memoryview(dup).release()
             self.assertTrue(r.seal("write") & iomem.SEAL_WRITE)
 
+    def test_seal_write_keeps_unrelated_mappings(self):
+        # a write seal let go of every idle mapping of every Region of the process, of other regions too: the
+        # next buffer of each mapped (and faulted) it again. Only an EBUSY seal needs them gone.
+        def mapped(region):  # a mapping of region's file is in /proc/self/maps (by inode)
+            ino = str(os.fstat(region.fileno()).st_ino)
+            with open("/proc/self/maps") as f:
+                return any(len(fields) > 4 and fields[4] == ino for fields in (line.split() for line in f))
+        c = self.client()
+        with c.create("t.keep", 4096) as keep, iomem.Region(4096, backend="memfd") as local:
+            memoryview(keep).release()  # maps, kept for the next buffer
+            memoryview(local).release()
+            self.assertTrue(mapped(keep))
+            self.assertTrue(mapped(local))
+            c.create("t.other", 4096).close()
+            self.assertTrue(c.seal("t.other", "write") & iomem.SEAL_WRITE)
+            with iomem.Region(4096, backend="memfd") as r:
+                self.assertTrue(r.seal("write") & iomem.SEAL_WRITE)
+            self.assertTrue(mapped(keep))
+            self.assertTrue(mapped(local))
+
     def test_seal_not_memfd(self):
         d = Daemon("--backend", "shm")
         try:
