@@ -237,39 +237,61 @@ static int probe_child(bool victim, int duration_ms, struct probe_result *res)
         return 0;
 }
 
-/* Run the probe as PROBE_UID for @duration_ms. Return: its result (max_ms = PROBE_GIVE_UP_MS+ if it hung). */
-static struct probe_result probe(bool victim, int duration_ms)
+/*
+ * Fork a child that runs as PROBE_UID, with a pipe (@p) to send its result back. Return: 0 in the child (which
+ * writes to p[1]), the child's pid in the parent (which has closed p[1]).
+ */
+static pid_t probe_fork(int p[2])
 {
-        struct probe_result res = { 0 };
-        int p[2], status;
         pid_t pid;
 
         ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
         fflush(NULL);
         pid = fork();
         ck_assert_int_ge(pid, 0);
+        if (pid == 0 && (setgroups(0, NULL) < 0 || setresgid(PROBE_UID, PROBE_UID, PROBE_UID) < 0 ||
+                         setresuid(PROBE_UID, PROBE_UID, PROBE_UID) < 0))
+                _exit(1);
+        if (pid > 0)
+                close(p[1]);
+        return pid;
+}
+
+/*
+ * Read probe_fork()'s child's result (@size bytes into @res) from @rfd, closed here, within @give_up_ms (a hang
+ * detector, not a bound), and reap the child (killed if it gave nothing). Return: whether the result came.
+ */
+static bool probe_wait(int rfd, pid_t pid, void *res, size_t size, int give_up_ms)
+{
+        struct pollfd pf = { .fd = rfd, .events = POLLIN };
+        bool got = poll(&pf, 1, give_up_ms) == 1 && read(rfd, res, size) == (ssize_t)size;
+        int status;
+
+        if (got)
+                ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        else {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+        }
+        close(rfd);
+        return got;
+}
+
+/* Run the probe as PROBE_UID for @duration_ms. Return: its result (max_ms = PROBE_GIVE_UP_MS+ if it hung). */
+static struct probe_result probe(bool victim, int duration_ms)
+{
+        struct probe_result res = { 0 };
+        int p[2];
+        pid_t pid = probe_fork(p);
+
         if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setresgid(PROBE_UID, PROBE_UID, PROBE_UID) < 0 ||
-                    setresuid(PROBE_UID, PROBE_UID, PROBE_UID) < 0)
-                        _exit(1);
                 probe_child(victim, duration_ms, &res);
                 _exit(write(p[1], &res, sizeof(res)) == (ssize_t)sizeof(res) ? 0 : 1);
         }
-        close(p[1]);
-        {
-                struct pollfd pf = { .fd = p[0], .events = POLLIN };
-
-                if (poll(&pf, 1, duration_ms + PROBE_GIVE_UP_MS + 10000) == 1 &&
-                    read(p[0], &res, sizeof(res)) == (ssize_t)sizeof(res)) {
-                        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-                } else {
-                        kill(pid, SIGKILL);
-                        waitpid(pid, &status, 0);
-                        res.max_ms = duration_ms + PROBE_GIVE_UP_MS;
-                        res.error = -ETIMEDOUT;
-                }
+        if (!probe_wait(p[0], pid, &res, sizeof(res), duration_ms + PROBE_GIVE_UP_MS + 10000)) {
+                res.max_ms = duration_ms + PROBE_GIVE_UP_MS;
+                res.error = -ETIMEDOUT;
         }
-        close(p[0]);
         return res;
 }
 
@@ -505,33 +527,15 @@ static void check_turns(const char *attack, uint16_t op, unsigned nconns, unsign
         unsigned per_turn = (WORK_PER_TURN + units - 1) / units;
         uint64_t bound = (uint64_t)TURNS_PER_GAP * nconns * per_turn;
         unsigned moved = 0;
-        int p[2], status;
-        pid_t pid;
+        int p[2];
+        pid_t pid = probe_fork(p);
 
-        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-        fflush(NULL);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
         if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setresgid(PROBE_UID, PROBE_UID, PROBE_UID) < 0 ||
-                    setresuid(PROBE_UID, PROBE_UID, PROBE_UID) < 0)
-                        _exit(1);
                 turns_child(op, pace_op, &res);
                 _exit(write(p[1], &res, sizeof(res)) == (ssize_t)sizeof(res) ? 0 : 1);
         }
-        close(p[1]);
-        {
-                struct pollfd pf = { .fd = p[0], .events = POLLIN };
-
-                if (poll(&pf, 1, 2 * PROBE_GIVE_UP_MS) == 1 && read(p[0], &res, sizeof(res)) == (ssize_t)sizeof(res)) {
-                        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-                } else {
-                        kill(pid, SIGKILL);
-                        waitpid(pid, &status, 0);
-                        res.error = -ETIMEDOUT;
-                }
-        }
-        close(p[0]);
+        if (!probe_wait(p[0], pid, &res, sizeof(res), 2 * PROBE_GIVE_UP_MS))
+                res.error = -ETIMEDOUT;
         ck_assert_msg(res.error == 0, "%s: another uid's batch was not served: %s", attack, iomem_strerror(res.error));
         fprintf(stderr, "%s: the attack's requests between the probe's turns (bound %llu):", attack,
                 (unsigned long long)bound);
