@@ -1176,11 +1176,10 @@ START_TEST(test_many_in_flight_deadlines)
 }
 END_TEST
 
-/* Return: true once thread @tid waits in poll() or ppoll() (/proc: its current system call). */
-static bool thread_in_poll(pid_t tid)
+/* Return: the system call thread @tid is in (/proc: its syscall file's first number; "running" reads as 0). */
+static long thread_syscall(pid_t tid)
 {
         char path[64], buf[64] = "";
-        long nr;
         FILE *f;
 
         snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
@@ -1189,7 +1188,14 @@ static bool thread_in_poll(pid_t tid)
         if (!fgets(buf, sizeof(buf), f))
                 buf[0] = '\0';
         fclose(f);
-        nr = strtol(buf, NULL, 10);
+        return strtol(buf, NULL, 10);
+}
+
+/* Return: true once thread @tid waits in poll() or ppoll(). */
+static bool thread_in_poll(pid_t tid)
+{
+        long nr = thread_syscall(tid);
+
         return nr == SYS_poll || nr == SYS_ppoll;
 }
 
@@ -1259,17 +1265,8 @@ END_TEST
 /* Return: true once thread @tid waits in a system call of the reader (poll(), ppoll(), recvmsg()) or a futex. */
 static bool thread_waits(pid_t tid)
 {
-        char path[64], buf[64] = "";
-        long nr;
-        FILE *f;
+        long nr = thread_syscall(tid);
 
-        snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
-        f = fopen(path, "re");
-        ck_assert_ptr_nonnull(f);
-        if (!fgets(buf, sizeof(buf), f))
-                buf[0] = '\0';
-        fclose(f);
-        nr = strtol(buf, NULL, 10);
         return nr == SYS_poll || nr == SYS_ppoll || nr == SYS_recvmsg || nr == SYS_futex;
 }
 
