@@ -184,7 +184,7 @@ struct iomem_client {
         uint64_t cache_gen, reply_cache_gen, cache_hits;
         struct client_pending *hello_p; /* &hello_entry once a held-back HELLO was sent on this connection */
         bool locked; /* @lock is held by the thread inside (client_lock() took it rather than skipping it) */
-        pid_t pid; /* the process that connected: iomem_disconnect() in a forked child wakes no reader */
+        unsigned forks; /* client_forks when it connected: iomem_disconnect() in a forked child wakes no reader */
         /*
          * From here on, fields are written before they are read: client_connect() zeroes only what comes before
          * (a cold connection's client is allocated, zeroed and freed each time).
@@ -1728,6 +1728,26 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
         return r;
 }
 
+/*
+ * The forks this process's libiomem has seen (counted in each child by a pthread_atfork() handler, registered at the
+ * first connect): a client whose count differs is a forked child's copy (iomem_disconnect()). Not getpid() at
+ * connect: a system call on every connection (a cold one makes about nine) for what only a fork changes. A child
+ * made without fork handlers (a raw clone()) is not seen; if registering fails (ENOMEM), forks are not seen either,
+ * and a child's disconnect may then end the parent's connection, as it did before forks were told apart.
+ */
+static unsigned client_forks;
+static pthread_once_t client_forks_once = PTHREAD_ONCE_INIT;
+
+static void client_forked(void)
+{
+        __atomic_add_fetch(&client_forks, 1, __ATOMIC_RELAXED);
+}
+
+static void client_forks_watch(void)
+{
+        (void)pthread_atfork(NULL, NULL, client_forked);
+}
+
 static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms, bool hold_hello,
                           struct iomem_client **clientp)
 {
@@ -1744,7 +1764,8 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         /* zero all but the fields written before they are read (struct iomem_client, from @lock on) */
         memset(c, 0, offsetof(struct iomem_client, lock));
         c->fd = -1;
-        c->pid = getpid();
+        pthread_once(&client_forks_once, client_forks_watch);
+        c->forks = __atomic_load_n(&client_forks, __ATOMIC_RELAXED);
         c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
         /*
          * The static initializers: what pthread_mutex_init(NULL) and pthread_cond_init(NULL) make, without the
@@ -1830,9 +1851,10 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
                 /*
                  * A forked child's copy may say a thread reads the socket or waits to send (one of the parent's,
                  * at the fork): none of this process does, and client_wake_reader()'s shutdown() would end the
-                 * connection of the parent, which shares the socket. (getpid() only here, where it can matter.)
+                 * connection of the parent, which shares the socket.
                  */
-                if ((client->reading || client->send_waiters) && client->pid != getpid()) {
+                if ((client->reading || client->send_waiters) &&
+                    client->forks != __atomic_load_n(&client_forks, __ATOMIC_RELAXED)) {
                         client->reading = false;
                         client->send_waiters = 0;
                 }
