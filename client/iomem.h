@@ -790,6 +790,10 @@ int iomem_client_get_events(struct iomem_client *client);
  * Return: -1 = no deadline; 0 = at once (callbacks are ready to run: replies
  * or events read by a blocking call; or the last iomem_client_process() left
  * input unread, its reads being bounded); > 0. A NULL client gives -1.
+ * A > 0 may come before the first request's deadline, never after it (the
+ * earliest is remembered as a bound and made exact once it has passed):
+ * the loop then wakes, iomem_client_process() finds nothing due, and the
+ * next call says what is left.
  */
 int iomem_client_get_timeout(struct iomem_client *client);
 
