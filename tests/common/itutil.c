@@ -2,6 +2,7 @@
 /* itutil: helpers of the integration suites (start the real iomemd, wait for it, run programs). */
 
 #include "itutil.h"
+#include "proto.h"
 
 const char *it_env(const char *name)
 {
@@ -404,4 +405,15 @@ bool it_set_hugepages(long n)
                 return false;
         fprintf(f, "%ld\n", n);
         return fclose(f) == 0;
+}
+
+size_t it_frame(uint8_t *out, uint16_t op, uint32_t id, const uint8_t *payload, int len)
+{
+        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = op, .id = id };
+
+        ck_assert_int_ge(len, 0);
+        h.length = (uint32_t)len;
+        proto_header_encode(&h, out);
+        memcpy(out + PROTO_HEADER_SIZE, payload, (size_t)len);
+        return PROTO_HEADER_SIZE + (size_t)len;
 }

@@ -38,6 +38,9 @@ struct it_daemon {
 /* Sleep @ms milliseconds (polling helpers only; no test asserts on time). */
 void it_sleep_ms(int ms);
 
+/* Write into @out a frame of @op with request @id and @len bytes of @payload (@len >= 0). Return: its size. */
+size_t it_frame(uint8_t *out, uint16_t op, uint32_t id, const uint8_t *payload, int len);
+
 /* Return: true once something accepts connections on @path. */
 bool it_socket_ready(const char *path);
 

@@ -347,17 +347,6 @@ static int raw_recv(int sock, struct proto_header *h, uint8_t *buf, size_t size)
         return h->flags & PROTO_FLAG_ERROR ? -EPROTO : 0;
 }
 
-static size_t raw_frame(uint8_t *out, uint16_t op, uint32_t id, const uint8_t *payload, int len)
-{
-        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = op, .id = id };
-
-        ck_assert_int_ge(len, 0);
-        h.length = (uint32_t)len;
-        proto_header_encode(&h, out);
-        memcpy(out + PROTO_HEADER_SIZE, payload, (size_t)len);
-        return PROTO_HEADER_SIZE + (size_t)len;
-}
-
 struct turns_result {
         int error;
         unsigned n;                   /* METRICS in the batch, at most TURN_SAMPLES */
@@ -393,14 +382,14 @@ static int pacer_open(uint16_t op)
                         close(s);
                 return r;
         }
-        fill = raw_frame(buf, PROTO_OP_HELLO, 1, p, proto_hello_encode(&hello, p, sizeof(p)));
+        fill = it_frame(buf, PROTO_OP_HELLO, 1, p, proto_hello_encode(&hello, p, sizeof(p)));
         if (send(s, buf, fill, MSG_NOSIGNAL) != (ssize_t)fill || (r = raw_recv(s, &h, reply, sizeof(reply))) < 0) {
                 close(s);
                 return -EIO;
         }
         fill = 0;
         while (fill + PROTO_HEADER_SIZE <= sizeof(buf))
-                fill += raw_frame(buf + fill, op, 3, p, 0);
+                fill += it_frame(buf + fill, op, 3, p, 0);
         /*
          * The daemon takes them 64 a turn while they are sent: most are still waiting when this returns. Not
          * waiting for room once the socket is full (it then holds hundreds of turns of them): a daemon whose
@@ -449,7 +438,7 @@ static void turns_child(uint16_t op, uint16_t pace_op, struct turns_result *res)
                 res->error = -errno;
                 return;
         }
-        fill = raw_frame(batch, PROTO_OP_HELLO, 1, p, proto_hello_encode(&hello, p, sizeof(p)));
+        fill = it_frame(batch, PROTO_OP_HELLO, 1, p, proto_hello_encode(&hello, p, sizeof(p)));
         if (send(s, batch, fill, MSG_NOSIGNAL) != (ssize_t)fill) {
                 res->error = -EIO;
                 return;
@@ -460,9 +449,9 @@ static void turns_child(uint16_t op, uint16_t pace_op, struct turns_result *res)
         }
         fill = 0;
         for (unsigned i = 0; i < res->n; i++) {
-                fill += raw_frame(batch + fill, PROTO_OP_METRICS, 1000 + i, p, 0);
+                fill += it_frame(batch + fill, PROTO_OP_METRICS, 1000 + i, p, 0);
                 for (unsigned k = 1; k < WORK_PER_TURN && i + 1 < res->n; k++)
-                        fill += raw_frame(batch + fill, PROTO_OP_PING, 2, p, proto_ping_encode(&ping, p, sizeof(p)));
+                        fill += it_frame(batch + fill, PROTO_OP_PING, 2, p, proto_ping_encode(&ping, p, sizeof(p)));
         }
         ck_assert_uint_le(fill, sizeof(batch));
         /* the pacer's backlog, then at once the batch */

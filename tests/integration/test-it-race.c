@@ -14,17 +14,6 @@ static int it_raw_connect(const char *path)
         return fd;
 }
 
-static size_t it_frame(uint8_t *out, uint16_t op, uint32_t id, const uint8_t *payload, int len)
-{
-        struct proto_header h = { .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = op, .id = id };
-
-        ck_assert_int_ge(len, 0);
-        h.length = (uint32_t)len;
-        proto_header_encode(&h, out);
-        memcpy(out + PROTO_HEADER_SIZE, payload, (size_t)len);
-        return PROTO_HEADER_SIZE + (size_t)len;
-}
-
 static void it_send_all(int fd, const uint8_t *buf, size_t len)
 {
         ck_assert_int_eq(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
