@@ -1,0 +1,94 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# test-cli-completion: cli/iomemctl.bash in a plain bash: every command of `iomemctl --help` is offered, each
+# command's options, seal and backend names, and region names asked of a real iomemd (names with ':' too).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+# shellcheck source=../../cli/iomemctl.bash
+. "$(dirname "$0")/../../cli/iomemctl.bash"
+
+# comp LINE: what completing at the end of LINE offers, sorted, one per line. COMP_WORDS is split as bash splits
+# it with the default COMP_WORDBREAKS (':' and '=' are words of their own)
+comp() {
+        local line="$1" w
+        COMP_LINE=$line
+        COMP_POINT=${#line}
+        COMP_WORDS=()
+        for w in $(sed 's/\([:=]\)/ \1 /g' <<<"$line"); do
+                COMP_WORDS+=("$w")
+        done
+        [[ $line == *[[:space:]] || $line == *[:=] ]] && COMP_WORDS+=("")
+        COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+        COMPREPLY=()
+        _iomemctl
+        printf '%s\n' "${COMPREPLY[@]}" | sort | grep . || true
+}
+
+# expect_comp WHAT LINE WORD...: completing LINE offers exactly WORDs
+expect_comp() {
+        local what=$1 line=$2 got want
+        shift 2
+        got=$(comp "$line")
+        want=$(printf '%s\n' "$@" | sort | grep . || true)
+        [ "$got" = "$want" ] || fail "$what: completing '$line' offered [$(echo $got)], expected [$(echo $want)]"
+}
+
+# expect_has WHAT LINE WORD...: completing LINE offers at least WORDs
+expect_has() {
+        local what=$1 line=$2 got w
+        shift 2
+        got=$(comp "$line")
+        for w in "$@"; do
+                grep -qxF -- "$w" <<<"$got" || fail "$what: completing '$line' did not offer $w (offered: $(echo $got))"
+        done
+}
+
+C=$IOMEMCTL
+
+# every command the help lists, and only those
+cmds=$("$C" --help | sed -n 's/^  \([a-z][a-z-]*\)\( .*\)\{0,1\}$/\1/p')
+[ "$(wc -l <<<"$cmds")" -ge 19 ] || fail "the help lists only $(wc -l <<<"$cmds") commands: its format changed?"
+# shellcheck disable=SC2086
+expect_comp "commands" "$C " $cmds
+expect_comp "one command" "$C cr" create
+expect_comp "two commands" "$C re" read register resize
+expect_comp "global options" "$C --j" --json
+expect_comp "after --socket" "$C --socket /nonexistent st" stat status
+
+# each command's options, from its lines of the help
+expect_comp "create's options" "$C create x 4K --" --backend --exclusive --huge --json --lease --mode --reserve \
+        --resizable --seal
+expect_comp "read's options" "$C read x --" --json --length --offset
+expect_comp "publish's options" "$C publish x --e" --expect
+expect_comp "backends" "$C create x 4K --backend " auto file memfd shm
+expect_comp "seal names" "$C seal x " future-write grow seal shrink write
+expect_comp "seal names, second" "$C seal x grow w" write
+expect_comp "--seal names" "$C register x 4K --seal sh" shrink
+expect_comp "an option's value is not completed" "$C create x 4K --mode " 
+expect_comp "metrics formats" "$C metrics " openmetrics prometheus
+expect_has "write's FILE" "$C write x /etc/host" /etc/hostname
+expect_has "exec's COMMAND" "$C exec x -- bas" bash
+expect_has "exec COMMAND's argument" "$C exec x -- cat /etc/host" /etc/hostname
+
+# region names, asked of a real daemon on the --socket given on the line
+start_daemon
+ctl create demo 4K >/dev/null
+ctl create demo2 4K >/dev/null
+ctl create other 4K >/dev/null
+ctl create ns:one 4K >/dev/null
+ctl create ns:two 4K >/dev/null
+expect_comp "names" "$C --socket $SOCK stat de" demo demo2
+expect_comp "names, --json after the command" "$C --socket $SOCK rm --json o" other
+expect_comp "names, every one" "$C --socket $SOCK read " demo demo2 ns:one ns:two other
+# with ':' a word break, bash replaces only what follows the last ':'
+expect_comp "names with ':'" "$C --socket $SOCK stat ns:o" one
+expect_comp "names with ':' at the ':'" "$C --socket $SOCK stat ns:" one two
+expect_comp "resize's SIZE is not a name" "$C --socket $SOCK resize demo " 
+expect_comp "names after a name with ':'" "$C --socket $SOCK seal ns:one " future-write grow seal shrink write
+# no daemon there: nothing offered, nothing printed, no error
+expect_comp "no daemon" "$C --socket $TMP/none stat de"
+out=$(comp "$C --socket $TMP/none stat de" 2>&1)
+[ -z "$out" ] || fail "completing against no daemon printed: $out"
+
+[ "$FAILURES" -eq 0 ] || exit 1
+echo "test-cli-completion: ok"
