@@ -14,14 +14,17 @@ _iomemctl_help() {
         printf '%s\n' "$_iomemctl_help_text"
 }
 
-# _iomemctl_reply WORDS CUR: COMPREPLY = the WORDS starting with CUR; with ':' in COMP_WORDBREAKS, what bash
-# takes for the word is only the part after the last ':' of CUR, so that part is taken off each match
+# _iomemctl_reply WORDS CUR: COMPREPLY = the WORDS (blank-separated) starting with CUR; with ':' in
+# COMP_WORDBREAKS, what bash takes for the word is only the part after the last ':' of CUR, so that part is
+# taken off each match. Not `compgen -W`, which expands each word ($(...) included): names come from a daemon
 _iomemctl_reply() {
         local cur=$2 w
+        local -a words
         COMPREPLY=()
-        while IFS= read -r w; do
-                [[ -n $w ]] && COMPREPLY+=("$w")
-        done < <(compgen -W "$1" -- "$cur")
+        read -r -d '' -a words <<<"$1" || true
+        for w in "${words[@]}"; do
+                [[ $w == "$cur"* ]] && COMPREPLY+=("$w")
+        done
         if [[ $cur == *:* && $COMP_WORDBREAKS == *:* ]]; then
                 local colon=${cur%"${cur##*:}"}
                 for w in "${!COMPREPLY[@]}"; do

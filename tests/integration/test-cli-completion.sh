@@ -90,5 +90,19 @@ expect_comp "no daemon" "$C --socket $TMP/none stat de"
 out=$(comp "$C --socket $TMP/none stat de" 2>&1)
 [ -z "$out" ] || fail "completing against no daemon printed: $out"
 
+# names are only offered, never expanded (compgen -W would run a $(...) that a hostile daemon sent as a name)
+cat >"$TMP/fakectl" <<FAKE
+#!/bin/bash
+case "\$*" in
+*list*) printf '%s\t4096\n' 'a\$(>$TMP/ran1)' 'a\`>$TMP/ran2\`' 'a*' 'a\$HOME' ;;
+*) exec "$C" "\$@" ;;
+esac
+FAKE
+chmod +x "$TMP/fakectl"
+cd "$TMP"
+expect_comp "names are not expanded" "$TMP/fakectl stat a" "a\$(>$TMP/ran1)" "a\`>$TMP/ran2\`" 'a*' 'a$HOME'
+cd - >/dev/null
+[ ! -e "$TMP/ran1" ] && [ ! -e "$TMP/ran2" ] || fail "completing ran a command that came as a region name"
+
 [ "$FAILURES" -eq 0 ] || exit 1
 echo "test-cli-completion: ok"
