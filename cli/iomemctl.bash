@@ -33,6 +33,14 @@ _iomemctl_reply() {
         fi
 }
 
+# _iomemctl_files -f|-c CUR: COMPREPLY = the files (-f) or commands (-c) starting with CUR, one word each even
+# with blanks in them; bash quotes them as file names
+_iomemctl_files() {
+        mapfile -t COMPREPLY < <(compgen "$1" -- "$2")
+        [[ $1 == -f ]] && compopt -o filenames 2>/dev/null
+        return 0
+}
+
 _iomemctl() {
         local prog=${COMP_WORDS[0]} cur=${COMP_WORDS[COMP_CWORD]} prev= cmd= ncmdargs=0 first=$COMP_CWORD i w
         local -a sock=()
@@ -59,9 +67,9 @@ _iomemctl() {
                 elif [[ $w == -- && $cmd == exec ]]; then
                         # exec's COMMAND, then its arguments
                         if ((i + 1 == first)); then
-                                COMPREPLY=($(compgen -c -- "$cur"))
+                                _iomemctl_files -c "$cur"
                         else
-                                COMPREPLY=($(compgen -f -- "$cur"))
+                                _iomemctl_files -f "$cur"
                         fi
                         return
                 elif [[ $w != -* && $w != : && ${COMP_WORDS[i - 1]} != : ]]; then
@@ -75,7 +83,7 @@ _iomemctl() {
         local help
         help=$(_iomemctl_help "$prog")
         case $prev in
-        --socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --socket) _iomemctl_files -f "$cur"; return ;;
         --backend) _iomemctl_reply "memfd shm file auto" "$cur"; return ;;
         --seal) _iomemctl_reply "seal shrink grow write future-write" "$cur"; return ;;
         --offset | --length | --mode | --timeout | --count | --expect) return ;;
@@ -106,7 +114,7 @@ _iomemctl() {
         # the first argument of most commands is a region name; seal's later ones are seal names; a FILE is a file
         case $cmd:$ncmdargs in
         seal:[1-9]*) _iomemctl_reply "seal shrink grow write future-write" "$cur" ;;
-        write:1 | register:2 | publish:1) COMPREPLY=($(compgen -f -- "$cur")) ;;
+        write:1 | register:2 | publish:1) _iomemctl_files -f "$cur" ;;
         metrics:0) _iomemctl_reply "openmetrics prometheus" "$cur" ;;
         stat:0 | rm:0 | resize:0 | seal:0 | read:0 | write:0 | exec:0 | chmod:0 | chown:0 | wait:0 | list:0 | \
                 watch:0 | publish:0)

@@ -67,6 +67,8 @@ expect_comp "--seal names" "$C register x 4K --seal sh" shrink
 expect_comp "an option's value is not completed" "$C create x 4K --mode " 
 expect_comp "metrics formats" "$C metrics " openmetrics prometheus
 expect_has "write's FILE" "$C write x /etc/host" /etc/hostname
+mkdir "$TMP/d i r" && : >"$TMP/d i r/a file"
+expect_comp "a FILE with blanks is one word" "$C write x $TMP/d" "$TMP/d i r"
 expect_has "exec's COMMAND" "$C exec x -- bas" bash
 expect_has "exec COMMAND's argument" "$C exec x -- cat /etc/host" /etc/hostname
 
