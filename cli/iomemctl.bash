@@ -119,7 +119,9 @@ _iomemctl() {
         stat:0 | rm:0 | resize:0 | seal:0 | read:0 | write:0 | exec:0 | chmod:0 | chown:0 | wait:0 | list:0 | \
                 watch:0 | publish:0)
                 local names
-                names=$("$prog" "${sock[@]}" list "$cur" 2>/dev/null | head -n 1000 | cut -f1)
+                # a daemon that never answers must not hang the shell: iomemctl waits for a reply for ever
+                names=$(timeout --foreground "${IOMEM_COMPLETION_TIMEOUT:-2}" "$prog" "${sock[@]}" list "$cur" \
+                        2>/dev/null | head -n 1000 | cut -f1) || true
                 _iomemctl_reply "$names" "$cur"
                 ;;
         esac

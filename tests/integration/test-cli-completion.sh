@@ -44,6 +44,8 @@ expect_has() {
 }
 
 C=$IOMEMCTL
+# a loaded machine may take long to answer: only the check of a daemon that never answers sets it short
+export IOMEM_COMPLETION_TIMEOUT=120
 
 # every command the help lists, and only those
 cmds=$("$C" --help | sed -n 's/^  \([a-z][a-z-]*\)\( .*\)\{0,1\}$/\1/p')
@@ -91,6 +93,18 @@ expect_comp "names after a name with ':'" "$C --socket $SOCK seal ns:one " futur
 expect_comp "no daemon" "$C --socket $TMP/none stat de"
 out=$(comp "$C --socket $TMP/none stat de" 2>&1)
 [ -z "$out" ] || fail "completing against no daemon printed: $out"
+
+# a daemon that accepts and never answers: completing gives up (after $IOMEM_COMPLETION_TIMEOUT s) and offers
+# nothing; the outer timeout only detects a hang
+"$PYTHON3" "$IOMEM_FAKE_DAEMON" mute "$TMP/mute.sock" "$TMP/mute.ready" &
+MUTE_PID=$!
+while [ ! -e "$TMP/mute.ready" ]; do sleep 0.01; done
+export -f comp _iomemctl _iomemctl_reply _iomemctl_files _iomemctl_help
+out=$(C=$C TMP=$TMP IOMEM_COMPLETION_TIMEOUT=1 timeout 120 bash -c 'comp "$C --socket $TMP/mute.sock stat de"' 2>&1) ||
+        fail "completing against a daemon that never answers hung (status $?): $out"
+[ -z "$out" ] || fail "completing against a daemon that never answers offered or printed: $out"
+kill "$MUTE_PID"
+wait "$MUTE_PID" 2>/dev/null || true
 
 # names are only offered, never expanded (compgen -W would run a $(...) that a hostile daemon sent as a name)
 cat >"$TMP/fakectl" <<FAKE
