@@ -5,88 +5,130 @@
 # Installed as /usr/share/bash-completion/completions/iomemctl (loaded on demand by bash-completion); works
 # when sourced in a plain bash too: it uses no bash-completion helper.
 
-# _iomemctl_help PROG: `PROG --help`, read once per PROG per shell
+# _iomemctl_help PROG: _iomemctl_help_text = `PROG --help`, read once per PROG per shell (not in a $(...): the
+# cache would be lost with the subshell)
 _iomemctl_help() {
         if [[ ${_iomemctl_help_prog-} != "$1" ]]; then
-                _iomemctl_help_text=$("$1" --help 2>/dev/null)
+                _iomemctl_help_text=$("$1" --help 2>/dev/null) || true
                 _iomemctl_help_prog=$1
         fi
-        printf '%s\n' "$_iomemctl_help_text"
 }
 
-# _iomemctl_reply WORDS CUR: COMPREPLY = the WORDS (blank-separated) starting with CUR; with ':' in
-# COMP_WORDBREAKS, what bash takes for the word is only the part after the last ':' of CUR, so that part is
-# taken off each match. Not `compgen -W`, which expands each word ($(...) included): names come from a daemon
-_iomemctl_reply() {
-        local cur=$2 w
-        local -a words
-        COMPREPLY=()
-        read -r -d '' -a words <<<"$1" || true
-        for w in "${words[@]}"; do
-                [[ $w == "$cur"* ]] && COMPREPLY+=("$w")
-        done
-        if [[ $cur == *:* && $COMP_WORDBREAKS == *:* ]]; then
-                local colon=${cur%"${cur##*:}"}
-                for w in "${!COMPREPLY[@]}"; do
-                        COMPREPLY[w]=${COMPREPLY[w]#"$colon"}
+# _iomemctl_strip VALUE: take off each COMPREPLY the part of VALUE (a suffix of the caller's $cur) that bash will
+# not replace: bash replaces only what follows the last COMP_WORDBREAKS character ('=', ':') before the cursor
+_iomemctl_strip() {
+        local n=$((keep - (${#cur} - ${#1}))) i
+        if ((n > 0)); then
+                for i in "${!COMPREPLY[@]}"; do
+                        COMPREPLY[i]=${COMPREPLY[i]:n}
                 done
         fi
+        return 0
 }
 
-# _iomemctl_files -f|-c CUR: COMPREPLY = the files (-f) or commands (-c) starting with CUR, one word each even
+# _iomemctl_reply WORDS VALUE: COMPREPLY = the WORDS (blank-separated, whatever the user's IFS) starting with
+# VALUE. Not `compgen -W`, which expands each word ($(...) included): names come from a daemon
+_iomemctl_reply() {
+        local IFS=$' \t\n' w
+        local -a list
+        COMPREPLY=()
+        read -r -d '' -a list <<<"$1" || true
+        for w in "${list[@]}"; do
+                [[ $w == "$2"* ]] && COMPREPLY+=("$w")
+        done
+        _iomemctl_strip "$2"
+}
+
+# _iomemctl_files -f|-c VALUE: COMPREPLY = the files (-f) or commands (-c) starting with VALUE, one word each even
 # with blanks in them; bash quotes them as file names
 _iomemctl_files() {
         mapfile -t COMPREPLY < <(compgen "$1" -- "$2")
+        _iomemctl_strip "$2"
         [[ $1 == -f ]] && compopt -o filenames 2>/dev/null
         return 0
 }
 
-_iomemctl() {
-        local prog=${COMP_WORDS[0]} cur=${COMP_WORDS[COMP_CWORD]} prev= cmd= ncmdargs=0 first=$COMP_CWORD i w
-        local -a sock=()
-        # bash splits "a:b" into a, :, b when ':' breaks words: the word being completed is what follows the
-        # line's last blank, and starts at the first of its pieces
-        if [[ $COMP_WORDBREAKS == *:* ]]; then
-                local line=${COMP_LINE:0:COMP_POINT}
-                cur=${line##*[[:space:]]}
-                while ((first > 1)) && [[ ${COMP_WORDS[first]} == : || ${COMP_WORDS[first - 1]} == : ]]; do
-                        ((first--))
+# _iomemctl_words: words = the line's words as typed: bash splits "--socket=PATH" and "ns:one" at the
+# COMP_WORDBREAKS characters, and the pieces no blank separates are joined again here; cword = the word at the
+# cursor, cur = that word up to the cursor, keep = how many of cur's first characters bash will not replace
+_iomemctl_words() {
+        local k pos=0 start=0 piece blank i
+        words=() cword=0 cur= keep=0
+        for ((k = 0; k < ${#COMP_WORDS[@]}; k++)); do
+                piece=${COMP_WORDS[k]}
+                blank=0
+                while [[ ${COMP_LINE:pos:1} == [[:space:]] ]]; do
+                        pos=$((pos + 1)) blank=1
                 done
-        fi
-        ((first > 0)) && prev=${COMP_WORDS[first - 1]}
+                if [[ ${COMP_LINE:pos:${#piece}} != "$piece" ]]; then
+                        # not the line as expected: bash's own words
+                        words=("${COMP_WORDS[@]}") cword=$COMP_CWORD cur=${COMP_WORDS[COMP_CWORD]-} keep=0
+                        return 0
+                fi
+                if ((k == 0 || blank)); then
+                        words+=("$piece")
+                        start=$pos
+                else
+                        words[${#words[@]} - 1]+=$piece
+                fi
+                if ((k == COMP_CWORD)); then
+                        cword=$((${#words[@]} - 1))
+                        ((COMP_POINT > start)) && cur=${COMP_LINE:start:COMP_POINT - start}
+                        i=$COMP_POINT
+                        while ((i > start)) && [[ ${COMP_WORDBREAKS-} != *"${COMP_LINE:i-1:1}"* ]]; do
+                                i=$((i - 1))
+                        done
+                        keep=$((i - start))
+                fi
+                pos=$((pos + ${#piece}))
+        done
+        return 0
+}
+
+_iomemctl() {
+        local prog=${COMP_WORDS[0]} cur prev= cmd= ncmdargs=0 cword keep i w
+        local -a words sock=()
+        _iomemctl_words
+        ((cword > 0)) && prev=${words[cword - 1]}
 
         # the command, the --socket given, and how many arguments the command has before the cursor
-        for ((i = 1; i < first; i++)); do
-                w=${COMP_WORDS[i]}
+        for ((i = 1; i < cword; i++)); do
+                w=${words[i]}
                 case $w in
-                --socket) sock=(--socket "${COMP_WORDS[i + 1]}"); ((i++)); continue ;;
+                --socket) sock=(--socket "${words[i + 1]}") i=$((i + 1)); continue ;;
                 --socket=*) sock=(--socket "${w#--socket=}"); continue ;;
                 esac
                 if [[ -z $cmd ]]; then
                         [[ $w != -* ]] && cmd=$w
                 elif [[ $w == -- && $cmd == exec ]]; then
                         # exec's COMMAND, then its arguments
-                        if ((i + 1 == first)); then
+                        if ((i + 1 == cword)); then
                                 _iomemctl_files -c "$cur"
                         else
                                 _iomemctl_files -f "$cur"
                         fi
                         return
-                elif [[ $w != -* && $w != : && ${COMP_WORDS[i - 1]} != : ]]; then
-                        case ${COMP_WORDS[i - 1]} in
+                elif [[ $w != -* ]]; then
+                        case ${words[i - 1]} in
                         --offset | --length | --mode | --backend | --seal | --timeout | --count | --expect) ;;
-                        *) ((ncmdargs++)) ;;
+                        *) ncmdargs=$((ncmdargs + 1)) ;;
                         esac
                 fi
         done
 
-        local help
-        help=$(_iomemctl_help "$prog")
+        _iomemctl_help "$prog"
+        local help=$_iomemctl_help_text
         case $prev in
         --socket) _iomemctl_files -f "$cur"; return ;;
         --backend) _iomemctl_reply "memfd shm file auto" "$cur"; return ;;
         --seal) _iomemctl_reply "seal shrink grow write future-write" "$cur"; return ;;
         --offset | --length | --mode | --timeout | --count | --expect) return ;;
+        esac
+        case $cur in
+        --socket=*) _iomemctl_files -f "${cur#*=}"; return ;;
+        --backend=*) _iomemctl_reply "memfd shm file auto" "${cur#*=}"; return ;;
+        --seal=*) _iomemctl_reply "seal shrink grow write future-write" "${cur#*=}"; return ;;
+        --*=*) return ;;
         esac
 
         if [[ -z $cmd ]]; then
@@ -125,6 +167,7 @@ _iomemctl() {
                 _iomemctl_reply "$names" "$cur"
                 ;;
         esac
+        return 0
 }
 
 complete -F _iomemctl iomemctl

@@ -8,19 +8,22 @@ set -euo pipefail
 . "$(dirname "$0")/../../cli/iomemctl.bash"
 
 # comp LINE: what completing at the end of LINE offers, sorted, one per line. COMP_WORDS is split as bash splits
-# it with the default COMP_WORDBREAKS (':' and '=' are words of their own)
+# it with the default COMP_WORDBREAKS (':' and '=' are words of their own; a line ending in one ends with it, not
+# with an empty word: bash 5.2 gives "iomemctl --socket=" as iomemctl, --socket, =). _iomemctl runs with the IFS
+# $COMP_IFS (a user's) if set
 comp() {
-        local line="$1" w
+        local line="$1" w IFS=$' \t\n'
         COMP_LINE=$line
         COMP_POINT=${#line}
+        COMP_WORDBREAKS=$' \t\n"\'><=;|&(:'
         COMP_WORDS=()
         for w in $(sed 's/\([:=]\)/ \1 /g' <<<"$line"); do
                 COMP_WORDS+=("$w")
         done
-        [[ $line == *[[:space:]] || $line == *[:=] ]] && COMP_WORDS+=("")
+        [[ $line == *[[:space:]] ]] && COMP_WORDS+=("")
         COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
         COMPREPLY=()
-        _iomemctl
+        IFS=${COMP_IFS-$IFS} _iomemctl
         printf '%s\n' "${COMPREPLY[@]}" | sort | grep . || true
 }
 
@@ -56,6 +59,8 @@ expect_comp "one command" "$C cr" create
 expect_comp "two commands" "$C re" read register resize
 expect_comp "global options" "$C --j" --json
 expect_comp "after --socket" "$C --socket /nonexistent st" stat status
+expect_comp "after --socket=PATH" "$C --socket=/nonexistent st" stat status
+COMP_IFS=, expect_comp "a user's IFS" "$C re" read register resize
 
 # each command's options, from its lines of the help
 expect_comp "create's options" "$C create x 4K --" --backend --exclusive --huge --json --lease --mode --reserve \
@@ -63,6 +68,8 @@ expect_comp "create's options" "$C create x 4K --" --backend --exclusive --huge 
 expect_comp "read's options" "$C read x --" --json --length --offset
 expect_comp "publish's options" "$C publish x --e" --expect
 expect_comp "backends" "$C create x 4K --backend " auto file memfd shm
+expect_comp "backends after --backend=" "$C create x 4K --backend=" auto file memfd shm
+expect_comp "backends after --backend=m" "$C create x 4K --backend=m" memfd
 expect_comp "seal names" "$C seal x " future-write grow seal shrink write
 expect_comp "seal names, second" "$C seal x grow w" write
 expect_comp "--seal names" "$C register x 4K --seal sh" shrink
@@ -87,6 +94,11 @@ expect_comp "names, every one" "$C --socket $SOCK read " demo demo2 ns:one ns:tw
 # with ':' a word break, bash replaces only what follows the last ':'
 expect_comp "names with ':'" "$C --socket $SOCK stat ns:o" one
 expect_comp "names with ':' at the ':'" "$C --socket $SOCK stat ns:" one two
+# '=' breaks words too: "--socket=PATH" is the socket, a name with '=' completes after it
+ctl create k=v 4K >/dev/null
+expect_comp "names, --socket=PATH" "$C --socket=$SOCK stat de" demo demo2
+expect_comp "names with '=' at the '='" "$C --socket $SOCK stat k=" v
+expect_comp "the socket after --socket=" "$C --socket=$TMP/soc" "$TMP/sock"
 expect_comp "resize's SIZE is not a name" "$C --socket $SOCK resize demo " 
 expect_comp "names after a name with ':'" "$C --socket $SOCK seal ns:one " future-write grow seal shrink write
 # no daemon there: nothing offered, nothing printed, no error
@@ -99,12 +111,27 @@ out=$(comp "$C --socket $TMP/none stat de" 2>&1)
 "$PYTHON3" "$IOMEM_FAKE_DAEMON" mute "$TMP/mute.sock" "$TMP/mute.ready" &
 MUTE_PID=$!
 while [ ! -e "$TMP/mute.ready" ]; do sleep 0.01; done
-export -f comp _iomemctl _iomemctl_reply _iomemctl_files _iomemctl_help
+# shellcheck disable=SC2046
+export -f comp $(compgen -A function _iomemctl)
 out=$(C=$C TMP=$TMP IOMEM_COMPLETION_TIMEOUT=1 timeout 120 bash -c 'comp "$C --socket $TMP/mute.sock stat de"' 2>&1) ||
         fail "completing against a daemon that never answers hung (status $?): $out"
 [ -z "$out" ] || fail "completing against a daemon that never answers offered or printed: $out"
 kill "$MUTE_PID"
 wait "$MUTE_PID" 2>/dev/null || true
+
+# a user's `set -euo pipefail` (errexit ends an interactive shell too): completing must not fail a command
+for line in "$C --socket $TMP/none stat de" "$C --socket $TMP/none seal x " "$C --socket $TMP/none read x --"; do
+        out=$(C=$C TMP=$TMP line=$line timeout 120 bash -c 'set -euo pipefail; comp "$line" >/dev/null; echo alive' 2>&1) || true
+        [ "$out" = alive ] || fail "completing '$line' under set -euo pipefail ended the shell: $out"
+done
+
+# nothing of the user's shell changes but COMPREPLY and the help's cache
+out=$(C=$C TMP=$TMP timeout 120 bash -c 'before=$(compgen -v | sort)
+        for line in "$C --socket $TMP/none stat de" "$C --socket=$TMP/none create x --backend=" "$C exec x -- ls /"; do
+                comp "$line" >/dev/null
+        done
+        comm -13 <(echo "$before") <(compgen -v | sort)' 2>&1 | grep -v '^COMP_\|^COMPREPLY$\|^before$\|^line$\|^PIPESTATUS$\|^_iomemctl_help_') || true
+[ -z "$out" ] || fail "completing set the shell's variables: $(echo $out)"
 
 # names are only offered, never expanded (compgen -W would run a $(...) that a hostile daemon sent as a name)
 cat >"$TMP/fakectl" <<FAKE
