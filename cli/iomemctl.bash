@@ -164,7 +164,13 @@ _iomemctl() {
                 # a daemon that never answers must not hang the shell: iomemctl waits for a reply for ever
                 names=$(timeout --foreground "${IOMEM_COMPLETION_TIMEOUT:-2}" "$prog" "${sock[@]}" list "$cur" \
                         2>/dev/null | head -n 1000 | cut -f1) || true
-                _iomemctl_reply "$names" "$cur"
+                # only names a daemon can have (what else came is not from iomemd, and no command would take
+                # it): no blank, quote, $, ` or glob character, nothing for the terminal (\x9b is CSI to some)
+                local n valid=
+                while IFS= read -r n; do
+                        [[ -n $n && $n != *[!A-Za-z0-9._/:@+=,-]* ]] && valid+="$n "
+                done <<<"$names"
+                _iomemctl_reply "$valid" "$cur"
                 ;;
         esac
         return 0

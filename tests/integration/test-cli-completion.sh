@@ -133,17 +133,18 @@ out=$(C=$C TMP=$TMP timeout 120 bash -c 'before=$(compgen -v | sort)
         comm -13 <(echo "$before") <(compgen -v | sort)' 2>&1 | grep -v '^COMP_\|^COMPREPLY$\|^before$\|^line$\|^PIPESTATUS$\|^_iomemctl_help_') || true
 [ -z "$out" ] || fail "completing set the shell's variables: $(echo $out)"
 
-# names are only offered, never expanded (compgen -W would run a $(...) that a hostile daemon sent as a name)
+# names are never expanded (compgen -W would run a $(...) that a hostile daemon sent as a name), and only names
+# a daemon can have are offered: not these, nor one with a blank, nor one that is a terminal's CSI (\xc2\x9b)
 cat >"$TMP/fakectl" <<FAKE
 #!/bin/bash
 case "\$*" in
-*list*) printf '%s\t4096\n' 'a\$(>$TMP/ran1)' 'a\`>$TMP/ran2\`' 'a*' 'a\$HOME' ;;
+*list*) printf '%s\t4096\n' 'a\$(>$TMP/ran1)' 'a\`>$TMP/ran2\`' 'a*' 'a\$HOME' 'a b' \$'a\xc2\x9b2J' 'a.ok' ;;
 *) exec "$C" "\$@" ;;
 esac
 FAKE
 chmod +x "$TMP/fakectl"
 cd "$TMP"
-expect_comp "names are not expanded" "$TMP/fakectl stat a" "a\$(>$TMP/ran1)" "a\`>$TMP/ran2\`" 'a*' 'a$HOME'
+expect_comp "names are not expanded, only valid ones offered" "$TMP/fakectl stat a" a.ok
 cd - >/dev/null
 [ ! -e "$TMP/ran1" ] && [ ! -e "$TMP/ran2" ] || fail "completing ran a command that came as a region name"
 
