@@ -79,6 +79,14 @@ expect_has "write's FILE" "$C write x /etc/host" /etc/hostname
 mkdir "$TMP/d i r" && : >"$TMP/d i r/a file"
 expect_comp "a FILE with blanks is one word" "$C write x $TMP/d" "$TMP/d i r"
 expect_has "exec's COMMAND" "$C exec x -- bas" bash
+expect_has "write's FILE after an option's value" "$C write x --offset 4 /etc/host" /etc/hostname
+expect_has "register's FILE" "$C register x 4K /etc/host" /etc/hostname
+expect_has "publish's FILE" "$C publish x --mode 0600 /etc/host" /etc/hostname
+# bash is told they are file names (quoted, '/' after a directory): compopt, seen through a function of its name
+compopt() { echo "$*" >>"$TMP/compopt"; }
+comp "$C write x $TMP/d" >/dev/null
+unset -f compopt
+grep -qx -- '-o filenames' "$TMP/compopt" || fail "a FILE is not completed as a file name (compopt: $(cat "$TMP/compopt" 2>/dev/null))"
 expect_has "exec COMMAND's argument" "$C exec x -- cat /etc/host" /etc/hostname
 
 # region names, asked of a real daemon on the --socket given on the line
@@ -145,6 +153,11 @@ FAKE
 chmod +x "$TMP/fakectl"
 cd "$TMP"
 expect_comp "names are not expanded, only valid ones offered" "$TMP/fakectl stat a" a.ok
+# at most the first 1,000 names
+printf '#!/bin/bash\nfor i in $(seq 1500); do printf "n%%04d\\t4096\\n" $i; done\n' >"$TMP/manyctl"
+chmod +x "$TMP/manyctl"
+n=$(comp "$TMP/manyctl stat n" | wc -l)
+[ "$n" -eq 1000 ] || fail "a list of 1500 names offered $n, expected the first 1000"
 cd - >/dev/null
 [ ! -e "$TMP/ran1" ] && [ ! -e "$TMP/ran2" ] || fail "completing ran a command that came as a region name"
 
