@@ -53,7 +53,7 @@ _iomemctl_files() {
 # cursor, cur = that word up to the cursor, keep = how many of cur's first characters bash will not replace
 _iomemctl_words() {
         local k pos=0 start=0 piece blank i
-        words=() cword=0 cur= keep=0
+        words=() cword=0 cur='' keep=0
         for ((k = 0; k < ${#COMP_WORDS[@]}; k++)); do
                 piece=${COMP_WORDS[k]}
                 blank=0
@@ -86,7 +86,7 @@ _iomemctl_words() {
 }
 
 _iomemctl() {
-        local prog=${COMP_WORDS[0]} cur prev= cmd= ncmdargs=0 cword keep i w
+        local prog=${COMP_WORDS[0]} cur prev='' cmd='' ncmdargs=0 cword keep i w
         local -a words sock=()
         _iomemctl_words
         ((cword > 0)) && prev=${words[cword - 1]}
