@@ -9,6 +9,7 @@ Usage: fake-daemon.py MODE SOCKET READY_FILE
   hello    answer HELLO properly, then close the connection on the next request, unanswered (a daemon that
            dies with the request in flight, again and again)
   gone     answer HELLO properly, then close the connection and stop listening (a daemon that never comes back)
+  mute     accept and never answer, never close (a daemon that hangs)
   slow     as hello, but every connection after the first waits $FAKE_DELAY seconds to be accepted (a daemon
            that dies on each request and takes a while to come back)
 Serves connections until killed; touches READY_FILE once listening.
@@ -35,11 +36,15 @@ def main():
     srv.listen(8)
     open(ready, "w").close()
     accepted = 0
+    kept = []
     while True:
         if mode == "slow" and accepted > 0:
             time.sleep(float(os.environ.get("FAKE_DELAY", "1")))
         conn, _ = srv.accept()
         accepted += 1
+        if mode == "mute":
+            kept.append(conn)
+            continue
         with conn:
             if mode == "close":
                 continue
