@@ -1,0 +1,300 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# test_fiber: IOMem::Client under a Fiber::Scheduler (docs/ruby.md "Fiber scheduler"): the waits that can be long
+# (open(wait:), next_event, stat, ping) yield to the other fibers of the thread instead of blocking it.
+require_relative "helper"
+
+# A small Fiber::Scheduler, IO.select based, in the manner of Ruby's own test/fiber/scheduler.rb (no gem here):
+# io_wait, kernel_sleep, block/unblock (Mutex, ConditionVariable), close (runs the fibers left).
+class SelectScheduler
+  def initialize
+    @readable = {} # IO => Fiber
+    @writable = {}
+    @waiting = {}  # Fiber => monotonic deadline (sleep, io_wait's and block's timeouts)
+    @blocked = {}  # Fiber => true
+    @ready = []    # fibers unblocked (possibly from another thread)
+    @lock = Thread::Mutex.new
+    @urgent_r, @urgent_w = IO.pipe
+  end
+
+  def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+
+  def run
+    while @readable.any? || @writable.any? || @waiting.any? || @blocked.any? || @ready.any?
+      timeout = @waiting.values.min&.then { |d| [d - now, 0].max }
+      r, w, = IO.select([*@readable.keys, @urgent_r], @writable.keys, [], timeout)
+      if r&.delete(@urgent_r)
+        @urgent_r.read_nonblock(64, exception: false)
+      end
+      r&.each { |io| resume(@readable[io]) }
+      w&.each { |io| resume(@writable[io]) }
+      t = now
+      @waiting.select { |_, d| d <= t }.each_key { |f| resume(f) }
+      ready = @lock.synchronize { @ready.slice!(0..) }
+      ready.each { |f| resume(f) }
+    end
+  end
+
+  def resume(fiber)
+    fiber.resume if fiber&.alive?
+  end
+
+  def io_wait(io, events, timeout)
+    fiber = Fiber.current
+    @readable[io] = fiber if events & IO::READABLE != 0
+    @writable[io] = fiber if events & IO::WRITABLE != 0
+    @waiting[fiber] = now + timeout if timeout
+    Fiber.yield
+    events
+  ensure
+    @readable.delete(io)
+    @writable.delete(io)
+    @waiting.delete(fiber)
+  end
+
+  def kernel_sleep(duration = nil)
+    fiber = Fiber.current
+    @waiting[fiber] = now + duration if duration
+    @blocked[fiber] = true unless duration
+    Fiber.yield
+    true
+  ensure
+    @waiting.delete(fiber)
+    @blocked.delete(fiber)
+  end
+
+  def block(_blocker, timeout = nil)
+    fiber = Fiber.current
+    if timeout
+      @waiting[fiber] = now + timeout
+    else
+      @blocked[fiber] = true
+    end
+    Fiber.yield
+  ensure
+    @waiting.delete(fiber)
+    @blocked.delete(fiber)
+  end
+
+  def unblock(_blocker, fiber)
+    @lock.synchronize { @ready << fiber }
+    @urgent_w.write_nonblock(".", exception: false)
+  end
+
+  def fiber(&block)
+    f = Fiber.new(blocking: false, &block)
+    f.resume
+    f
+  end
+
+  def close
+    run
+  ensure
+    @urgent_r.close
+    @urgent_w.close
+  end
+end
+
+class TestFiber < IOMemTest::Case
+  DAEMON = IOMemTest::Daemon.new
+  Minitest.after_run { DAEMON.stop }
+
+  class Guard < StandardError; end
+  class Stop < StandardError; end
+
+  def setup
+    super
+    @c = IOMem::Client.new(socket: DAEMON.socket)
+    @other = IOMem::Client.new(socket: DAEMON.socket)
+  end
+
+  def teardown
+    Fiber.set_scheduler(nil)
+    @c.list.each { |e| @c.delete(e.name) }
+    @c.close
+    @other.close
+    super
+  end
+
+  # Run the block under a fresh SelectScheduler, to the end of every fiber it scheduled. A guard thread raises
+  # Guard into this thread if that has not happened in 30 s: the test then fails rather than hangs (it is no
+  # timed assertion: with a yielding client it ends as soon as the daemon answers).
+  def under_scheduler
+    main = Thread.current
+    guard = Thread.new do
+      sleep 30
+      main.raise(Guard, "the fibers did not finish: a client call blocked the thread")
+    end
+    Fiber.set_scheduler(SelectScheduler.new)
+    yield
+    Fiber.set_scheduler(nil) # runs the fibers to their end (Scheduler#close)
+  ensure
+    guard.kill
+    guard.join
+  end
+
+  # (1) a fiber waits for a name; another fiber of the same thread runs meanwhile and makes it
+  def test_open_wait_lets_other_fibers_run
+    order = []
+    got = nil
+    under_scheduler do
+      Fiber.schedule do
+        @c.open("late", wait: true) { |r| got = r.size }
+        order << :opened
+      end
+      Fiber.schedule do
+        order << :other_fiber_ran
+        @other.create("late", 8192).close
+      end
+    end
+    assert_equal %i[other_fiber_ran opened], order
+    assert_equal 8192, got
+  end
+
+  def test_open_after_generation_lets_other_fibers_run
+    @other.create("v", 4096).close
+    g0 = @c.stat("v").generation
+    got = nil
+    under_scheduler do
+      Fiber.schedule { @c.open("v", after_generation: g0, wait: true) { |r| got = r.generation } }
+      Fiber.schedule do
+        snap = IOMem::Region.new(4096, backend: :memfd)
+        snap.seal(:shrink, :grow)
+        @other.publish("v", snap)
+        snap.close
+      end
+    end
+    assert_operator got, :>, g0
+  end
+
+  # (2) next_event: the same shape
+  def test_next_event_lets_other_fibers_run
+    @c.watch("ev/")
+    order = []
+    ev = nil
+    under_scheduler do
+      Fiber.schedule do
+        ev = @c.next_event
+        order << :event
+      end
+      Fiber.schedule do
+        order << :other_fiber_ran
+        @other.create("ev/x", 4096).close
+      end
+    end
+    assert_equal %i[other_fiber_ran event], order
+    assert_equal [:created, "ev/x"], [ev.kind, ev.name]
+  end
+
+  def test_events_enumerator_under_a_scheduler
+    @c.watch("en/")
+    names = nil
+    under_scheduler do
+      Fiber.schedule { names = @c.events.first(2).map(&:name) }
+      Fiber.schedule { %w[en/a en/b].each { |n| @other.create(n, 4096).close } }
+    end
+    assert_equal %w[en/a en/b], names
+  end
+
+  # (3) timeout: raises (or returns nil) as without a scheduler, and other fibers ran during the wait
+  def test_timeouts_hold_under_a_scheduler
+    ran = false
+    err = ev = :unset
+    flags = []
+    @c.watch("none/")
+    under_scheduler do
+      Fiber.schedule do
+        err = assert_raises(Errno::ETIMEDOUT) { @c.open("never", timeout: 0.3) }
+        flags << ran
+        ev = @c.next_event(timeout: 0.3)
+        flags << ran
+      end
+      Fiber.schedule { ran = true }
+    end
+    assert_match(/open "never"/, err.message)
+    assert_nil ev
+    assert_equal [true, true], flags, "the other fiber ran while the first waited"
+  end
+
+  # stat and ping go through the scheduler too; a missing name raises as it does without
+  def test_stat_and_ping_under_a_scheduler
+    @other.create("s", 8192).close
+    size = pinged = nil
+    under_scheduler do
+      Fiber.schedule do
+        size = @c.stat("s").size
+        pinged = @c.ping
+        assert_errno(Errno::ENOENT, /stat "nope"/) { @c.stat("nope") }
+      end
+    end
+    assert_equal 8192, size
+    assert_same @c, pinged
+  end
+
+  # (4) a fiber raised into while it waits leaves the client usable; the late reply's region is closed, no fd leaks
+  def test_a_waiting_fiber_raised_into_leaves_the_client_usable
+    caught = nil
+    after = nil
+    under_scheduler do
+      waiter = Fiber.schedule do
+        @c.open("gone", wait: true)
+      rescue Stop => e
+        caught = e
+      end
+      Fiber.schedule do
+        waiter.raise(Stop)
+        @c.ping
+        @other.create("gone", 4096).close # the daemon answers the abandoned OPEN now
+        @c.ping                           # its reply is read and dropped, its region closed
+        @c.open("gone") { |r| after = r.size }
+      end
+    end
+    assert_instance_of Stop, caught
+    assert_equal 4096, after
+    @c.ping # and without the scheduler
+  end
+
+  def test_a_fiber_raised_into_while_waiting_for_an_event
+    @c.watch("rv/")
+    caught = got = nil
+    under_scheduler do
+      waiter = Fiber.schedule do
+        @c.next_event
+      rescue Stop => e
+        caught = e
+      end
+      Fiber.schedule do
+        waiter.raise(Stop)
+        @other.create("rv/a", 4096).close
+        got = @c.next_event(timeout: 5)
+      end
+    end
+    assert_instance_of Stop, caught
+    assert_equal "rv/a", got.name # the event was not lost with the fiber
+  end
+
+  # several fibers waiting on one client at once: each gets its own answer, whoever reads the socket
+  def test_fibers_share_one_client
+    got = {}
+    under_scheduler do
+      %w[a b c].each do |n|
+        Fiber.schedule { @c.open("share/#{n}", wait: true, read_only: true) { |r| got[n] = r.size } }
+      end
+      Fiber.schedule do
+        3.times { @c.ping }
+        got[:stat] = @c.stat("share").size rescue got[:stat] = :enoent
+        { "c" => 3, "a" => 1, "b" => 2 }.each { |n, pages| @other.create("share/#{n}", pages * 4096).close }
+      end
+    end
+    assert_equal({ "a" => 4096, "b" => 8192, "c" => 12_288, stat: :enoent }, got)
+  end
+
+  # A blocking fiber (or no scheduler) takes the blocking path, as before: Stat#generation is there
+  def test_a_blocking_fiber_under_a_scheduler_blocks_as_before
+    @other.create("b", 4096).close
+    gen = nil
+    under_scheduler do
+      Fiber.schedule { gen = Fiber.new(blocking: true) { @c.stat("b").generation }.resume }
+    end
+    assert_kind_of Integer, gen
+  end
+end
