@@ -14,6 +14,10 @@ module IOMem
     end
   end
 
+  def self.monotonic
+    Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  end
+
   class Region
     # Region.with(size, backend: :auto) { |region| ... } - a local region closed when the block ends.
     def self.with(*args, **kw, &block)
@@ -69,6 +73,97 @@ module IOMem
         yield ev
       end
       self
+    end
+
+    # ---- under a Fiber::Scheduler (docs/ruby.md "Fiber scheduler") ----
+    # The extension calls these when the current fiber is non-blocking under a scheduler
+    # (rb_fiber_scheduler_current()): the request goes through libiomem's asynchronous API, and the fiber waits
+    # for the client's socket with the scheduler's io_wait, so the thread's other fibers run meanwhile.
+
+    # Longest io_wait: a blocking call of another thread on this client may read our reply meanwhile (libiomem
+    # keeps it for iomem_client_process() without making the socket readable), so the wait looks again this often.
+    FIBER_SLICE = 0.2
+
+    # Which fiber reads the socket, and the fibers waiting for it to say something came (fiber_wait).
+    FiberWaits = Struct.new(:reader, :waiters)
+    private_constant :FiberWaits
+
+    private
+
+    def fiber_request(kind, name, flags, wait_ms, after)
+      deadline = IOMem.monotonic + wait_ms / 1000.0 if wait_ms.positive?
+      reconnected = false
+      begin
+        req = __fiber_submit(kind, name, flags, wait_ms, after)
+        begin
+          fiber_wait { req.done? }
+        rescue Exception # rubocop:disable Lint/RescueException -- a fiber raised into, killed, timed out
+          req.abandon # libiomem cannot take the request back: a region its late reply brings is closed
+          raise
+        end
+        req.take
+      rescue Errno::ECONNRESET, Errno::ENOTCONN, Errno::EPIPE
+        # the daemon went away: OPEN, STAT and PING change nothing, so connect again (a blocking ping, as a
+        # blocking call would) and ask once more, a waiting open with what is left of its time
+        raise if reconnected
+
+        reconnected = true
+        __reconnect
+        wait_ms = [((deadline - IOMem.monotonic) * 1000).ceil, 1].max if deadline
+        retry
+      end
+    end
+
+    def fiber_next_event(timeout)
+      deadline = IOMem.monotonic + timeout if timeout
+      ev = nil
+      fiber_wait(deadline) { ev = __fiber_next_event }
+      ev
+    end
+
+    # Wait, yielding to the scheduler, until the block is true or the deadline (monotonic seconds) has passed.
+    # One fiber at a time waits on the socket (the reader) and runs iomem_client_process(), which completes
+    # every fiber's requests and keeps events for next_event; the others wait in the scheduler's block and are
+    # woken after each process to look again (one of them reads next). Return: whether the block became true.
+    def fiber_wait(deadline = nil)
+      waits = (@fiber_waits ||= FiberWaits.new(nil, []))
+      scheduler = Fiber.scheduler
+      until yield
+        left = deadline && deadline - IOMem.monotonic
+        return false if left&.<=(0)
+
+        if waits.reader
+          waits.waiters << Fiber.current
+          begin
+            scheduler.block(waits, left)
+          ensure
+            waits.waiters.delete(Fiber.current)
+          end
+          next
+        end
+        waits.reader = Fiber.current
+        begin
+          events, due = __fiber_state
+          wait = [due, left, FIBER_SLICE].compact.min
+          if wait.positive?
+            # an IO over the client's socket that never closes it (autoclose: false); a new one each time: the
+            # socket changes when the client connects again
+            io = IO.for_fd(fileno, autoclose: false)
+            begin
+              scheduler.io_wait(io, events, wait)
+            ensure
+              io.close # closes the IO only, not the socket (autoclose: false)
+            end
+          end
+          __fiber_process
+        ensure
+          waits.reader = nil
+          woken = waits.waiters
+          waits.waiters = []
+          woken.each { |f| scheduler.unblock(waits, f) }
+        end
+      end
+      true
     end
   end
 end
