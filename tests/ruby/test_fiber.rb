@@ -2,6 +2,7 @@
 # test_fiber: IOMem::Client under a Fiber::Scheduler (docs/ruby.md "Fiber scheduler"): the waits that can be long
 # (open(wait:), next_event, stat, ping) yield to the other fibers of the thread instead of blocking it.
 require_relative "helper"
+require "timeout"
 
 # A small Fiber::Scheduler, IO.select based, in the manner of Ruby's own test/fiber/scheduler.rb (no gem here):
 # io_wait, kernel_sleep, block/unblock (Mutex, ConditionVariable), close (runs the fibers left).
@@ -78,6 +79,20 @@ class SelectScheduler
   def unblock(_blocker, fiber)
     @lock.synchronize { @ready << fiber }
     @urgent_w.write_nonblock(".", exception: false)
+  end
+
+  # Timeout.timeout under a scheduler: a timer fiber raises into the caller (as Ruby's test scheduler does)
+  def timeout_after(duration, klass, message)
+    caller = Fiber.current
+    fiber do
+      sleep(duration)
+      caller.raise(klass, message) if caller&.alive?
+    end
+    begin
+      yield duration
+    ensure
+      caller = nil
+    end
   end
 
   def fiber(&block)
@@ -251,6 +266,40 @@ class TestFiber < IOMemTest::Case
     assert_instance_of Stop, caught
     assert_equal 4096, after
     @c.ping # and without the scheduler
+  end
+
+  # the scheduler's own timeout (Timeout.timeout -> timeout_after) ends a waiting open the same way
+  def test_timeout_timeout_ends_a_waiting_open
+    err = size = nil
+    under_scheduler do
+      Fiber.schedule do
+        err = assert_raises(Timeout::Error) { Timeout.timeout(0.2) { @c.open("tt", wait: true) } }
+        @other.create("tt", 4096).close
+        @c.ping
+        size = @c.open("tt", &:size)
+      end
+    end
+    assert_instance_of Timeout::Error, err
+    assert_equal 4096, size
+  end
+
+  # the late reply of an abandoned open, read by a blocking call once the scheduler is gone: its region is closed
+  # then, not kept in libiomem's queue until the client closes
+  def test_a_late_reply_read_by_a_blocking_call_is_closed
+    GC.start
+    fds = IOMemTest.fd_count
+    under_scheduler do
+      waiter = Fiber.schedule do
+        @c.open("late2", wait: true)
+      rescue Stop
+        nil
+      end
+      Fiber.schedule { waiter.raise(Stop) }
+    end
+    @other.create("late2", 4096).close
+    @c.ping # no scheduler: a blocking round trip, which reads the OPEN's late reply first
+    GC.start
+    assert_equal fds, IOMemTest.fd_count, "the abandoned OPEN's region is closed"
   end
 
   def test_a_fiber_raised_into_while_waiting_for_an_event
