@@ -98,4 +98,20 @@ module IOMemTest
       e
     end
   end
+
+  # A case with two clients of its class's DAEMON, @c and @other; every name is deleted after each test.
+  class TwoClientCase < Case
+    def setup
+      super
+      @c = IOMem::Client.new(socket: self.class::DAEMON.socket)
+      @other = IOMem::Client.new(socket: self.class::DAEMON.socket)
+    end
+
+    def teardown
+      @c.list.each { |e| @c.delete(e.name) }
+      @c.close
+      @other.close
+      super
+    end
+  end
 end

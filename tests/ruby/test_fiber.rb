@@ -109,24 +109,15 @@ class SelectScheduler
   end
 end
 
-class TestFiber < IOMemTest::Case
+class TestFiber < IOMemTest::TwoClientCase
   DAEMON = IOMemTest::Daemon.new
   Minitest.after_run { DAEMON.stop }
 
   class Guard < StandardError; end
   class Stop < StandardError; end
 
-  def setup
-    super
-    @c = IOMem::Client.new(socket: DAEMON.socket)
-    @other = IOMem::Client.new(socket: DAEMON.socket)
-  end
-
   def teardown
     Fiber.set_scheduler(nil)
-    @c.list.each { |e| @c.delete(e.name) }
-    @c.close
-    @other.close
     super
   end
 
@@ -147,22 +138,28 @@ class TestFiber < IOMemTest::Case
     guard.join
   end
 
-  # (1) a fiber waits for a name; another fiber of the same thread runs meanwhile and makes it
-  def test_open_wait_lets_other_fibers_run
+  # One fiber runs the waiting block while a second fiber of the thread says it ran and then makes @name through
+  # the other client. Return: the block's value; the order asserted (the second fiber ran before the wait ended).
+  def wait_while_another_fiber_creates(name, size = 4096)
     order = []
     got = nil
     under_scheduler do
       Fiber.schedule do
-        @c.open("late", wait: true) { |r| got = r.size }
-        order << :opened
+        got = yield
+        order << :wait_ended
       end
       Fiber.schedule do
         order << :other_fiber_ran
-        @other.create("late", 8192).close
+        @other.create(name, size).close
       end
     end
-    assert_equal %i[other_fiber_ran opened], order
-    assert_equal 8192, got
+    assert_equal %i[other_fiber_ran wait_ended], order
+    got
+  end
+
+  # (1) a fiber waits for a name; another fiber of the same thread runs meanwhile and makes it
+  def test_open_wait_lets_other_fibers_run
+    assert_equal 8192, wait_while_another_fiber_creates("late", 8192) { @c.open("late", wait: true, &:size) }
   end
 
   def test_open_after_generation_lets_other_fibers_run
@@ -184,19 +181,7 @@ class TestFiber < IOMemTest::Case
   # (2) next_event: the same shape
   def test_next_event_lets_other_fibers_run
     @c.watch("ev/")
-    order = []
-    ev = nil
-    under_scheduler do
-      Fiber.schedule do
-        ev = @c.next_event
-        order << :event
-      end
-      Fiber.schedule do
-        order << :other_fiber_ran
-        @other.create("ev/x", 4096).close
-      end
-    end
-    assert_equal %i[other_fiber_ran event], order
+    ev = wait_while_another_fiber_creates("ev/x") { @c.next_event }
     assert_equal [:created, "ev/x"], [ev.kind, ev.name]
   end
 
