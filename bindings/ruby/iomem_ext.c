@@ -1761,6 +1761,8 @@ static VALUE client_fiber_state_locked(VALUE self)
         struct rb_client *rc = client_get(self);
         int ev, ms;
 
+        if (!rc->client) /* closed by another fiber while this one waited: its request is done (fiber_reqs_end()) */
+                return rb_assoc_new(INT2FIX(RUBY_IO_READABLE), DBL2NUM(0.0));
         client_check_usable(rc);
         ev = iomem_client_get_events(rc->client);
         if (ev < 0) /* broken: iomem_client_process() ends what is outstanding at once */
@@ -1780,8 +1782,37 @@ static VALUE client_fiber_process_locked(VALUE self)
 {
         struct rb_client *rc = client_get(self);
 
+        if (!rc->client) /* as in client_fiber_state_locked() */
+                return INT2NUM(-ENOTCONN);
         client_check_usable(rc);
         return INT2NUM(iomem_client_process(rc->client)); /* the callbacks only fill their fiber_req */
+}
+
+static VALUE client_fiber_io_locked(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+        int fd, dup;
+
+        client_check_usable(rc);
+        fd = iomem_client_fd(rc->client);
+        if (fd < 0)
+                raise_error(fd, "fileno", Qnil);
+        dup = rb_cloexec_dup(fd);
+        if (dup < 0)
+                rb_sys_fail("dup of the client's socket");
+        rb_update_max_fd(dup);
+        return rb_io_fdopen(dup, O_RDWR, NULL);
+}
+
+/*
+ * Client#__fiber_io - an IO over a close-on-exec duplicate of the client's socket, for the scheduler's io_wait. A
+ * duplicate, not the socket itself: closing the IO (after each wait) never closes the client's socket, and a
+ * Client#close by another fiber during the wait leaves the scheduler an fd that is still open (the socket's own
+ * number may be closed, or reused by another file), so its select() neither fails (EBADF) nor watches a stranger.
+ */
+static VALUE client_fiber_io(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_fiber_io_locked, self);
 }
 
 /* Client#__reconnect - a blocking ping: it connects again (within the reconnect window) after the daemon went away */
@@ -2420,6 +2451,7 @@ void Init_iomem_ext(void)
         rb_define_private_method(cClient, "__fiber_process", client_fiber_process, 0);
         rb_define_private_method(cClient, "__fiber_next_event", client_fiber_next_event, 0);
         rb_define_private_method(cClient, "__reconnect", client_fiber_reconnect, 0);
+        rb_define_private_method(cClient, "__fiber_io", client_fiber_io, 0);
         cRequest = rb_define_class_under(cClient, "Request", rb_cObject);
         rb_undef_alloc_func(cRequest);
         rb_define_method(cRequest, "done?", request_done_p, 0);

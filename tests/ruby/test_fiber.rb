@@ -322,6 +322,26 @@ class TestFiber < IOMemTest::TwoClientCase
     assert_equal({ "a" => 4096, "b" => 8192, "c" => 12_288, stat: :enoent }, got)
   end
 
+  # a fiber closes the client while others wait on it: they raise ENOTCONN, the scheduler never selects a closed fd
+  def test_close_while_fibers_wait
+    c = IOMem::Client.new(socket: DAEMON.socket)
+    errs = []
+    under_scheduler do
+      2.times do
+        Fiber.schedule do
+          c.open("never3", wait: true)
+        rescue SystemCallError => e
+          errs << e
+        end
+      end
+      Fiber.schedule { c.close }
+    end
+    assert_equal [Errno::ENOTCONN] * 2, errs.map(&:class)
+    assert_match(/open "never3": the IOMem::Client was closed/, errs.first.message)
+  ensure
+    c&.close
+  end
+
   # A blocking fiber (or no scheduler) takes the blocking path, as before: Stat#generation is there
   def test_a_blocking_fiber_under_a_scheduler_blocks_as_before
     @other.create("b", 4096).close

@@ -104,8 +104,9 @@ module IOMem
         req.take
       rescue Errno::ECONNRESET, Errno::ENOTCONN, Errno::EPIPE
         # the daemon went away: OPEN, STAT and PING change nothing, so connect again (a blocking ping, as a
-        # blocking call would) and ask once more, a waiting open with what is left of its time
-        raise if reconnected
+        # blocking call would) and ask once more, a waiting open with what is left of its time; not after a
+        # close (by another fiber while this one waited)
+        raise if reconnected || closed?
 
         reconnected = true
         __reconnect
@@ -146,13 +147,14 @@ module IOMem
           events, due = __fiber_state
           wait = [due, left, FIBER_SLICE].compact.min
           if wait.positive?
-            # an IO over the client's socket that never closes it (autoclose: false); a new one each time: the
-            # socket changes when the client connects again
-            io = IO.for_fd(fileno, autoclose: false)
+            # an IO over a duplicate of the client's socket (closing it never closes the socket, and a close of
+            # the client by another fiber meanwhile leaves it open); a new one each time: the socket changes when
+            # the client connects again
+            io = __fiber_io
             begin
               scheduler.io_wait(io, events, wait)
             ensure
-              io.close # closes the IO only, not the socket (autoclose: false)
+              io.close
             end
           end
           __fiber_process
