@@ -16,9 +16,10 @@ module IOMemTest
   class Daemon
     attr_reader :socket, :pid, :dir
 
-    def initialize(*args)
-      @dir = Dir.mktmpdir("iomem-rb.")
-      @socket = File.join(@dir, "sock")
+    # socket: a path to listen on again (a daemon started after another one on it ended), else a new directory's
+    def initialize(*args, socket: nil)
+      @dir = socket ? File.dirname(socket) : Dir.mktmpdir("iomem-rb.")
+      @socket = socket || File.join(@dir, "sock")
       @pid = Process.spawn("setpriv", "--pdeathsig", "KILL", IOMemTest.env("IOMEMD"), "--socket", @socket,
                            "--log-level", "warning", "--tmpdir", @dir, *args, in: File::NULL)
       1000.times do

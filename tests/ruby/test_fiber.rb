@@ -342,6 +342,27 @@ class TestFiber < IOMemTest::TwoClientCase
     c&.close
   end
 
+  # the daemon restarts while a fiber waits: the OPEN it carried ends (ECONNRESET), the client connects again (a
+  # blocking ping) and asks again; the name made on the new daemon is what the fiber gets
+  def test_a_daemon_restart_while_a_fiber_waits
+    d1 = IOMemTest::Daemon.new
+    c = IOMem::Client.new(socket: d1.socket)
+    d2 = size = nil
+    under_scheduler do
+      Fiber.schedule { size = c.open("after-restart", wait: true, &:size) }
+      Fiber.schedule do
+        Process.kill(:TERM, d1.pid)
+        Process.wait(d1.pid)
+        d2 = IOMemTest::Daemon.new(socket: d1.socket)
+        d2.client { |o| o.create("after-restart", 8192).close }
+      end
+    end
+    assert_equal 8192, size
+  ensure
+    c&.close
+    d2 ? d2.stop : FileUtils.rm_rf(d1.dir)
+  end
+
   # A blocking fiber (or no scheduler) takes the blocking path, as before: Stat#generation is there
   def test_a_blocking_fiber_under_a_scheduler_blocks_as_before
     @other.create("b", 4096).close
