@@ -1838,7 +1838,9 @@ static VALUE client_fiber_process(VALUE self)
  * without limit or up to timeout: seconds (then Errno::ETIMEDOUT); timeout:
  * alone implies wait. after_generation: only a version newer than that
  * generation (with wait, wait for one to be published). The wait is asked
- * of the daemon in slices so interrupts get through.
+ * of the daemon in slices so interrupts get through. Under a Fiber::Scheduler
+ * (a non-blocking fiber): one asynchronous OPEN with the whole wait, the
+ * fiber yielding to the scheduler meanwhile (Client#fiber_request).
  * Return: a Region (read-only fd with read_only: true; with
  * after_generation:, 0 for any, Region#generation tells the version); with
  * a block, the block's value (closed at its end).
@@ -1907,7 +1909,10 @@ static VALUE time_from_ns(uint64_t ns)
         return rb_time_timespec_new(&ts, INT_MAX); /* local time */
 }
 
-/* Client#stat(name) - an IOMem::Stat (generation nil from a daemon without EVENTS). */
+/*
+ * Client#stat(name) - an IOMem::Stat (generation nil from a daemon without EVENTS, and under a Fiber::Scheduler:
+ * there the asynchronous STAT, which has none, lets the fiber yield while it waits).
+ */
 static VALUE client_stat(VALUE self, VALUE name)
 {
         char buf[NAME_COPY_MAX + 1];
@@ -2188,11 +2193,8 @@ static VALUE event_to_ruby(const struct iomem_event *ev)
 }
 
 /*
- * Client#next_event(timeout: nil) - the next event of this connection's
- * watches, waiting up to timeout seconds (nil = without limit, 0 = not at
- * all). The wait runs without the GVL in slices, the client's Mutex let go
- * in between: interrupts and other threads' calls get through.
- * Return: an IOMem::Event, or nil if none came in time.
+ * One try of next_event with @o->wait_ms: the event an interrupted call kept first, else libiomem's. Return: true
+ * when the event got is one of a watch the caller never got (client_stray_p()): skip it, try again.
  */
 static bool next_event_once(VALUE self, struct op *o)
 {
@@ -2224,6 +2226,14 @@ static VALUE client_fiber_next_event(VALUE self)
         return event_to_ruby(&o.ev);
 }
 
+/*
+ * Client#next_event(timeout: nil) - the next event of this connection's
+ * watches, waiting up to timeout seconds (nil = without limit, 0 = not at
+ * all). The wait runs without the GVL in slices, the client's Mutex let go
+ * in between: interrupts and other threads' calls get through.
+ * Under a Fiber::Scheduler (a non-blocking fiber) the wait yields to it (Client#fiber_next_event).
+ * Return: an IOMem::Event, or nil if none came in time.
+ */
 static VALUE client_next_event(int argc, VALUE *argv, VALUE self)
 {
         static const char *const names[] = { "timeout", NULL };
@@ -2297,7 +2307,7 @@ static VALUE client_metrics(VALUE self)
         return result;
 }
 
-/* Client#ping - one round trip. */
+/* Client#ping - one round trip (yielding to a Fiber::Scheduler meanwhile, in a non-blocking fiber). */
 static VALUE client_ping(VALUE self)
 {
         struct op o = { 0 };
