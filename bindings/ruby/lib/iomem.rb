@@ -14,10 +14,6 @@ module IOMem
     end
   end
 
-  def self.monotonic
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
-
   class Region
     # Region.with(size, backend: :auto) { |region| ... } - a local region closed when the block ends.
     def self.with(*args, **kw, &block)
@@ -91,7 +87,7 @@ module IOMem
     private
 
     def fiber_request(kind, name, flags, wait_ms, after)
-      deadline = IOMem.monotonic + wait_ms / 1000.0 if wait_ms.positive?
+      deadline = fiber_now + wait_ms / 1000.0 if wait_ms.positive?
       reconnected = false
       begin
         req = __fiber_submit(kind, name, flags, wait_ms, after)
@@ -110,13 +106,17 @@ module IOMem
 
         reconnected = true
         __reconnect
-        wait_ms = [((deadline - IOMem.monotonic) * 1000).ceil, 1].max if deadline
+        wait_ms = [((deadline - fiber_now) * 1000).ceil, 1].max if deadline
         retry
       end
     end
 
+    def fiber_now
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+
     def fiber_next_event(timeout)
-      deadline = IOMem.monotonic + timeout if timeout
+      deadline = fiber_now + timeout if timeout
       ev = nil
       fiber_wait(deadline) { ev = __fiber_next_event }
       ev
@@ -130,7 +130,7 @@ module IOMem
       waits = (@fiber_waits ||= FiberWaits.new(nil, []))
       scheduler = Fiber.scheduler
       until yield
-        left = deadline && deadline - IOMem.monotonic
+        left = deadline && deadline - fiber_now
         return false if left&.<=(0)
 
         if waits.reader
