@@ -80,7 +80,8 @@ module IOMem
     # keeps it for iomem_client_process() without making the socket readable), so the wait looks again this often.
     FIBER_SLICE = 0.2
 
-    # Which fiber reads the socket, and the fibers waiting for it to say something came (fiber_wait).
+    # Which fiber of one scheduler reads the socket, and that scheduler's fibers waiting for it to say something
+    # came (fiber_wait).
     FiberWaits = Struct.new(:reader, :waiters)
     private_constant :FiberWaits
 
@@ -123,16 +124,21 @@ module IOMem
     end
 
     # Wait, yielding to the scheduler, until the block is true or the deadline (monotonic seconds) has passed.
-    # One fiber at a time waits on the socket (the reader) and runs iomem_client_process(), which completes
-    # every fiber's requests and keeps events for next_event; the others wait in the scheduler's block and are
-    # woken after each process to look again (one of them reads next). Return: whether the block became true.
+    # One fiber of each scheduler at a time waits on the socket (the reader) and runs iomem_client_process(),
+    # which completes every fiber's requests and keeps events for next_event; the scheduler's others wait in its
+    # block and are woken after each process to look again (one of them reads next). The state is the
+    # scheduler's own: a scheduler is asked to unblock only its own fibers (unblock of another thread's fiber
+    # resumes it on the wrong thread), and a scheduler whose thread died with its reader suspended (Thread#kill)
+    # leaves no reader that other schedulers' fibers would wait for without end. Each scheduler's reader waits
+    # at most FIBER_SLICE: the other's process may read its reply. Return: whether the block became true.
     def fiber_wait(deadline = nil)
-      waits = (@fiber_waits ||= FiberWaits.new(nil, []))
       scheduler = Fiber.scheduler
+      all = (@fiber_waits ||= ObjectSpace::WeakMap.new) # a dead thread's scheduler and its fibers stay collectable
       until yield
         left = deadline && deadline - fiber_now
         return false if left&.<=(0)
 
+        waits = (all[scheduler] ||= FiberWaits.new(nil, [])) # held by the fibers using it (weakly by the map)
         if waits.reader
           waits.waiters << Fiber.current
           begin
