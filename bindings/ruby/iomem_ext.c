@@ -1502,10 +1502,10 @@ static double now_sec(void)
 /* ---- under a Fiber::Scheduler (docs/ruby.md "Fiber scheduler") --------- */
 
 /*
- * When the current fiber is non-blocking under a scheduler (rb_fiber_scheduler_current()), open, stat, ping and
- * next_event go through libiomem's asynchronous calls instead: the C methods below submit a request and run
- * iomem_client_process(), each a short step under the client's Mutex (never held across a wait), and lib/iomem.rb
- * waits between them with the scheduler's io_wait on the client's socket (Client#fiber_request, #fiber_wait).
+ * When the current fiber is non-blocking under a scheduler (rb_fiber_scheduler_current()), open, ping, next_event
+ * (and stat against a daemon without EVENTS: client_stat()) go through libiomem's asynchronous calls instead: the
+ * C methods below submit a request and run iomem_client_process(), each a short step under the client's Mutex
+ * (never held across a wait), and lib/iomem.rb waits between them with the scheduler's io_wait on the client's socket (Client#fiber_request, #fiber_wait).
  */
 enum fiber_kind { FIBER_OPEN, FIBER_STAT, FIBER_PING };
 
@@ -1910,8 +1910,9 @@ static VALUE time_from_ns(uint64_t ns)
 }
 
 /*
- * Client#stat(name) - an IOMem::Stat (generation nil from a daemon without EVENTS, and under a Fiber::Scheduler:
- * there the asynchronous STAT, which has none, lets the fiber yield while it waits).
+ * Client#stat(name) - an IOMem::Stat (generation nil from a daemon without EVENTS). Under a Fiber::Scheduler the
+ * asynchronous STAT, which lets the fiber yield, only where it loses nothing: libiomem's has no generation, so
+ * against a daemon with EVENTS stat stays the blocking round trip (one, as create's) and Stat#generation is there.
  */
 static VALUE client_stat(VALUE self, VALUE name)
 {
@@ -1919,7 +1920,7 @@ static VALUE client_stat(VALUE self, VALUE name)
         struct op o = { 0 };
 
         o.name = name_copy(name, buf, false);
-        if (rb_fiber_scheduler_current() != Qnil)
+        if (rb_fiber_scheduler_current() != Qnil && !client_get(self)->events)
                 return rb_funcall(self, rb_intern("fiber_request"), 5, INT2FIX(FIBER_STAT), name, INT2FIX(0),
                                   INT2FIX(0), Qnil);
         client_call(self, op_stat, &o);

@@ -230,6 +230,25 @@ class TestFiber < IOMemTest::TwoClientCase
     assert_same @c, pinged
   end
 
+  # Stat#generation under a scheduler is the blocking stat's, not nil: `open(after_generation: stat.generation,
+  # wait: true)` (docs/ruby.md) must wait for a newer version there too, not open the current one at once.
+  def test_stat_generation_under_a_scheduler
+    @other.create("sg", 4096).close
+    want = @c.stat("sg").generation
+    got = opened = nil
+    under_scheduler do
+      Fiber.schedule do
+        got = @c.stat("sg").generation
+        @c.open("sg", after_generation: got, timeout: 0.05) { |r| opened = r.generation }
+      rescue Errno::ETIMEDOUT
+        opened = :waited
+      end
+    end
+    assert_kind_of Integer, want
+    assert_equal want, got
+    assert_equal :waited, opened
+  end
+
   # (4) a fiber raised into while it waits leaves the client usable; the late reply's region is closed, no fd leaks
   def test_a_waiting_fiber_raised_into_leaves_the_client_usable
     caught = nil
