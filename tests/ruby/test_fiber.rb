@@ -445,12 +445,26 @@ class TestFiber < IOMemTest::TwoClientCase
   end
 
   # A blocking fiber (or no scheduler) takes the blocking path, as before: Stat#generation is there
+  # (stat keeps its generation under a scheduler too now: the open below is what tells the paths apart, the fiber
+  # that makes the name cannot run while the blocking fiber blocks the thread)
   def test_a_blocking_fiber_under_a_scheduler_blocks_as_before
     @other.create("b", 4096).close
-    gen = nil
+    gen = waited = nil
     under_scheduler do
-      Fiber.schedule { gen = Fiber.new(blocking: true) { @c.stat("b").generation }.resume }
+      Fiber.schedule do
+        sleep 0.05 # yields to the scheduler: runs within the open's wait below only if that yields too
+        @other.create("b2", 4096).close
+      end
+      Fiber.schedule do
+        gen = Fiber.new(blocking: true) { @c.stat("b").generation }.resume
+        waited = Fiber.new(blocking: true) do
+          @c.open("b2", timeout: 0.3, &:size)
+        rescue Errno::ETIMEDOUT
+          :timed_out
+        end.resume
+      end
     end
     assert_kind_of Integer, gen
+    assert_equal :timed_out, waited
   end
 end
