@@ -249,6 +249,30 @@ class TestFiber < IOMemTest::TwoClientCase
     assert_equal :waited, opened
   end
 
+  # ping yields: with the daemon stopped (SIGSTOP) a fiber's ping waits while another fiber runs and lets the
+  # daemon go on. A blocking ping would block the thread: the second fiber never ran (the guard's 30 s end it).
+  def test_ping_yields_while_the_daemon_is_stopped
+    d = IOMemTest::Daemon.new
+    c = IOMem::Client.new(socket: d.socket)
+    order = []
+    Process.kill(:STOP, d.pid)
+    under_scheduler do
+      Fiber.schedule do
+        c.ping
+        order << :pinged
+      end
+      Fiber.schedule do
+        order << :other_fiber_ran
+        Process.kill(:CONT, d.pid)
+      end
+    end
+    assert_equal %i[other_fiber_ran pinged], order
+  ensure
+    Process.kill(:CONT, d.pid) if d
+    c&.close
+    d&.stop
+  end
+
   # (4) a fiber raised into while it waits leaves the client usable; the late reply's region is closed, no fd leaks
   def test_a_waiting_fiber_raised_into_leaves_the_client_usable
     caught = nil
