@@ -597,6 +597,7 @@ struct rb_client {
         } *strays; /* xmalloc()ed, nstrays of cstrays used */
         unsigned nstrays, cstrays;
         struct fiber_req *reqs; /* asynchronous requests of fibers whose callback is still to come */
+        unsigned long fiber_ended; /* fibers' requests ended so far (Client#__fiber_ended) */
 };
 
 static void client_mark(void *p)
@@ -1539,6 +1540,7 @@ static void fiber_req_free(struct fiber_req *q)
 
 static void fiber_req_done(struct iomem_client *client, struct fiber_req *q, int error)
 {
+        q->rc->fiber_ended++;
         for (struct fiber_req **pp = &q->rc->reqs; *pp; pp = &(*pp)->next)
                 if (*pp == q) {
                         *pp = q->next;
@@ -1824,6 +1826,35 @@ static VALUE client_fiber_reconnect(VALUE self)
         if (o.r < 0)
                 raise_op_error(&o, "ping", Qnil);
         return Qnil;
+}
+
+static VALUE client_fiber_slots_locked(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+
+        return rb_assoc_new(ULONG2NUM(rc->fiber_ended), rc->reqs ? Qtrue : Qfalse);
+}
+
+/*
+ * Client#__fiber_slots - [fibers' requests ended so far, whether any is outstanding]: a waiting open that found
+ * the connection's waiting OPENs full waits for the first to change while the second is true.
+ */
+static VALUE client_fiber_slots(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_fiber_slots_locked, self);
+}
+
+static VALUE client_fiber_broken_locked(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+
+        return !rc->client || iomem_client_get_events(rc->client) < 0 ? Qtrue : Qfalse;
+}
+
+/* Client#__fiber_broken? - whether the connection is gone (a reply timeout ends it: docs/async.md) */
+static VALUE client_fiber_broken_p(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_fiber_broken_locked, self);
 }
 
 /* Client#__fiber_process - iomem_client_process(), without blocking. Return: callbacks run, or -ENOTCONN. */
@@ -2463,6 +2494,8 @@ void Init_iomem_ext(void)
         rb_define_private_method(cClient, "__fiber_next_event", client_fiber_next_event, 0);
         rb_define_private_method(cClient, "__reconnect", client_fiber_reconnect, 0);
         rb_define_private_method(cClient, "__fiber_io", client_fiber_io, 0);
+        rb_define_private_method(cClient, "__fiber_slots", client_fiber_slots, 0);
+        rb_define_private_method(cClient, "__fiber_broken?", client_fiber_broken_p, 0);
         cRequest = rb_define_class_under(cClient, "Request", rb_cObject);
         rb_undef_alloc_func(cRequest);
         rb_define_method(cRequest, "done?", request_done_p, 0);

@@ -296,6 +296,45 @@ class TestFiber < IOMemTest::TwoClientCase
     @c.ping # and without the scheduler
   end
 
+  # 64 waiting opens cancelled (each fiber raised into) leave nothing parked for good: a later open(wait: true) on
+  # the client is served. Before, each stayed parked in the daemon until its name appeared (never here), they
+  # filled the connection's 64 waiting OPENs (CONN_MAX_WAITS) and the next open(wait: true) raised EDQUOT. Now a
+  # fiber's waiting OPEN is asked in slices (FIBER_WAIT_SLICE_MS), and one that finds the slots full waits for
+  # one of the client's requests to end and asks again.
+  def test_cancelled_waiting_opens_leave_no_slot_taken
+    size = nil
+    under_scheduler do
+      waiters = Array.new(64) do |i|
+        Fiber.schedule do
+          @c.open("never/#{i}", wait: true)
+        rescue Stop
+          nil
+        end
+      end
+      Fiber.schedule do
+        waiters.each { |f| f.raise(Stop) }
+        size = @c.open("slot", wait: true, &:size)
+      end
+      Fiber.schedule { @other.create("slot", 4096).close }
+    end
+    assert_equal 4096, size
+  end
+
+  # waits longer than a slice (FIBER_WAIT_SLICE_MS): the slices' ETIMEDOUT is not the caller's; timeout: still is
+  def test_waits_longer_than_a_slice
+    size = err = nil
+    under_scheduler do
+      Fiber.schedule { size = @c.open("long", wait: true, &:size) }
+      Fiber.schedule { err = assert_raises(Errno::ETIMEDOUT) { @c.open("never-long", timeout: 1.5) } }
+      Fiber.schedule do
+        sleep 2 * IOMem::Client::FIBER_WAIT_SLICE_MS / 1000.0
+        @other.create("long", 4096).close
+      end
+    end
+    assert_equal 4096, size
+    assert_match(/open "never-long"/, err.message)
+  end
+
   # the scheduler's own timeout (Timeout.timeout -> timeout_after) ends a waiting open the same way
   def test_timeout_timeout_ends_a_waiting_open
     err = size = nil

@@ -80,6 +80,12 @@ module IOMem
     # keeps it for iomem_client_process() without making the socket readable), so the wait looks again this often.
     FIBER_SLICE = 0.2
 
+    # A fiber's waiting OPEN asks the daemon to wait at most this long (ms), then asks again with what is left: a
+    # cancelled one (libiomem cannot take it back) stays parked in the daemon, taking one of the connection's 64
+    # waiting OPENs, this long at most. The request kinds are the extension's enum fiber_kind.
+    FIBER_WAIT_SLICE_MS = 1000
+    FIBER_OPEN = 0
+
     # Which fiber of one scheduler reads the socket, and that scheduler's fibers waiting for it to say something
     # came (fiber_wait).
     FiberWaits = Struct.new(:reader, :waiters)
@@ -91,7 +97,8 @@ module IOMem
       deadline = fiber_now + wait_ms / 1000.0 if wait_ms.positive?
       reconnected = false
       begin
-        req = __fiber_submit(kind, name, flags, wait_ms, after)
+        sliced = kind == FIBER_OPEN && (wait_ms.negative? || wait_ms > FIBER_WAIT_SLICE_MS)
+        req = __fiber_submit(kind, name, flags, sliced ? FIBER_WAIT_SLICE_MS : wait_ms, after)
         begin
           fiber_wait { req.done? }
         rescue Exception # rubocop:disable Lint/RescueException -- a fiber raised into, killed, timed out
@@ -99,6 +106,23 @@ module IOMem
           raise
         end
         req.take
+      rescue Errno::ETIMEDOUT
+        # the daemon's answer to a slice, the connection intact (a reply timeout ends it): ask again
+        raise unless sliced && !__fiber_broken?
+
+        wait_ms = fiber_left_ms(deadline) if deadline
+        retry
+      rescue Errno::EDQUOT
+        # the connection's waiting OPENs are all taken (cancelled ones among them end within a slice): wait for
+        # one of the client's requests to end, then ask again
+        ended, outstanding = __fiber_slots
+        raise unless kind == FIBER_OPEN && wait_ms != 0 && outstanding
+        unless fiber_wait(deadline) { __fiber_slots[0] != ended }
+          raise Errno::ETIMEDOUT, "open \"#{name}\": the connection's waiting OPENs stayed all taken (64 at most)"
+        end
+
+        wait_ms = fiber_left_ms(deadline) if deadline
+        retry
       rescue Errno::ECONNRESET, Errno::ENOTCONN, Errno::EPIPE
         # the daemon went away: OPEN, STAT and PING change nothing, so connect again (a blocking ping, as a
         # blocking call would) and ask once more, a waiting open with what is left of its time; not after a
@@ -107,9 +131,14 @@ module IOMem
 
         reconnected = true
         __reconnect
-        wait_ms = [((deadline - fiber_now) * 1000).ceil, 1].max if deadline
+        wait_ms = fiber_left_ms(deadline) if deadline
         retry
       end
+    end
+
+    # what is left until the deadline, in ms, at least 1 (a waiting open asked again)
+    def fiber_left_ms(deadline)
+      [((deadline - fiber_now) * 1000).ceil, 1].max
     end
 
     def fiber_now
