@@ -404,11 +404,22 @@ class TestFiber < IOMemTest::TwoClientCase
     assert_equal({ "a" => 4096, "b" => 8192, "c" => 12_288, stat: :enoent }, got)
   end
 
-  # The daemon's count of parked waiting OPENs (iomemd_waiting_opens): to know the fibers below are waiting.
-  def waiting_opens = @other.metrics.find { |m| m.name == "iomemd_waiting_opens" }.value
+  # The tests below run on a daemon of their own, whose count of parked waiting OPENs (iomemd_waiting_opens) tells
+  # that their fibers wait (on DAEMON, waits of the tests before, which end when their clients close, would count).
+  def with_own_daemon
+    d = IOMemTest::Daemon.new
+    c = IOMem::Client.new(socket: d.socket)
+    o = IOMem::Client.new(socket: d.socket)
+    yield c, o
+  ensure
+    c&.close
+    o&.close
+    d&.stop
+  end
 
-  def wait_for_waiting_opens(n)
-    sleep 0.01 until waiting_opens >= n # no timed assertion: the threads' join below has the 30 s guard
+  def wait_for_waiting_opens(other, n)
+    # no timed assertion: the threads' join and under_scheduler have the 30 s guard
+    sleep 0.01 until other.metrics.find { |m| m.name == "iomemd_waiting_opens" }.value >= n
   end
 
   # Fibers of two threads, each thread with its own scheduler, wait on one client at once: each gets its answer.
@@ -416,24 +427,27 @@ class TestFiber < IOMemTest::TwoClientCase
   # `block` for the first thread's reader, which then asked its *own* scheduler to unblock it (a FiberError
   # "fiber called across threads" in that scheduler, the other fiber never woken).
   def test_fibers_of_two_threads_share_one_client
-    base = waiting_opens
+    with_own_daemon { |c, o| two_threads_share_one_client(c, o) }
+  end
+
+  def two_threads_share_one_client(c, o)
     errors = Queue.new
     got = Queue.new
     threads = [["t1", 4096], ["t2", 8192]].map do |n, _|
       t = Thread.new do
         Fiber.set_scheduler(SelectScheduler.new)
-        Fiber.schedule { got << [n, @c.open("thr/#{n}", wait: true, &:size)] }
+        Fiber.schedule { got << [n, c.open("thr/#{n}", wait: true, &:size)] }
         Fiber.set_scheduler(nil)
       rescue Exception => e # rubocop:disable Lint/RescueException -- reported below
         errors << e
       end
-      wait_for_waiting_opens(base + 1) if n == "t1" # t1's fiber reads the socket, then t2's waits
+      wait_for_waiting_opens(o, 1) if n == "t1" # t1's fiber reads the socket, then t2's waits
       t
     end
-    wait_for_waiting_opens(base + 2)
+    wait_for_waiting_opens(o, 2)
     sleep 0.3 # not asserted: lets t2's fiber go from its submit to its wait
-    @other.create("thr/t1", 4096).close
-    @other.create("thr/t2", 8192).close
+    o.create("thr/t1", 4096).close
+    o.create("thr/t2", 8192).close
     hung = threads.reject { |t| t.join(30) }
     hung.each(&:kill)
     assert_empty hung, "a thread's fiber was never woken"
@@ -444,14 +458,17 @@ class TestFiber < IOMemTest::TwoClientCase
   # The thread of a scheduler is killed while its fiber reads the client's socket (the fiber never resumed, its
   # ensure never run): fibers of another scheduler using the client later are not left waiting for it.
   def test_a_scheduler_thread_killed_while_its_fiber_reads
-    base = waiting_opens
+    with_own_daemon { |c, o| scheduler_thread_killed_while_its_fiber_reads(c, o) }
+  end
+
+  def scheduler_thread_killed_while_its_fiber_reads(c, o)
     dead = SelectScheduler.new
     t = Thread.new do
       Fiber.set_scheduler(dead)
-      Fiber.schedule { @c.open("killed", wait: true) }
+      Fiber.schedule { c.open("killed", wait: true) }
       Fiber.set_scheduler(nil)
     end
-    wait_for_waiting_opens(base + 1)
+    wait_for_waiting_opens(o, 1)
     t.kill
     t.join
     # what the dead scheduler held, its reader's IO (the dup of the socket) included, is left to the GC: close it
@@ -460,8 +477,8 @@ class TestFiber < IOMemTest::TwoClientCase
     %i[@urgent_r @urgent_w].each { |v| dead.instance_variable_get(v).close }
     size = nil
     under_scheduler do
-      Fiber.schedule { size = @c.open("after-kill", wait: true, &:size) }
-      Fiber.schedule { @other.create("after-kill", 4096).close }
+      Fiber.schedule { size = c.open("after-kill", wait: true, &:size) }
+      Fiber.schedule { o.create("after-kill", 4096).close }
     end
     assert_equal 4096, size
   end
