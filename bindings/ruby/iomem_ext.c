@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <ruby/io.h>
 #include <ruby/io/buffer.h>
 #include <ruby/thread.h>
+#include <ruby/fiber/scheduler.h>
 
 #include "iomem.h"
 
@@ -594,6 +596,8 @@ struct rb_client {
                 bool pending;
         } *strays; /* xmalloc()ed, nstrays of cstrays used */
         unsigned nstrays, cstrays;
+        struct fiber_req *reqs; /* asynchronous requests of fibers whose callback is still to come */
+        unsigned long fiber_ended; /* fibers' requests ended so far (Client#__fiber_ended) */
 };
 
 static void client_mark(void *p)
@@ -604,11 +608,14 @@ static void client_mark(void *p)
         rb_gc_mark(rc->thread);
 }
 
+static void fiber_reqs_end(struct rb_client *rc);
+
 static void client_free(void *p)
 {
         struct rb_client *rc = p;
 
         iomem_disconnect(rc->client);
+        fiber_reqs_end(rc);
         xfree(rc->strays);
         xfree(rc);
 }
@@ -1163,6 +1170,9 @@ static VALUE client_call_locked_body(VALUE p)
                          "Thread.handle_interrupt defers the interrupt): the request's outcome is unknown");
         else if (lc->o->r < 0)
                 snprintf(lc->o->msg, sizeof(lc->o->msg), "%s", iomem_client_error_message(rc->client));
+        /* replies to fibers' requests this call read are kept until iomem_client_process(): a late one's region */
+        if (rc->reqs && iomem_client_get_timeout(rc->client) == 0)
+                iomem_client_process(rc->client);
         return Qnil;
 }
 
@@ -1346,6 +1356,7 @@ static VALUE client_close_locked(VALUE self)
         struct rb_client *rc = client_get(self);
 
         rc->client = iomem_disconnect(rc->client);
+        fiber_reqs_end(rc); /* iomem_disconnect() calls no callback */
         /*
          * What the connection left ends with it: its watches' ids come again on a connection made again
          * (initialize), so neither a stray's id (unwatched or skipped there) nor a kept event may outlive it.
@@ -1489,13 +1500,378 @@ static double now_sec(void)
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* ---- under a Fiber::Scheduler (docs/ruby.md "Fiber scheduler") --------- */
+
+/*
+ * When the current fiber is non-blocking under a scheduler (rb_fiber_scheduler_current()), open, ping, next_event
+ * (and stat against a daemon without EVENTS: client_stat()) go through libiomem's asynchronous calls instead: the
+ * C methods below submit a request and run iomem_client_process(), each a short step under the client's Mutex
+ * (never held across a wait), and lib/iomem.rb waits between them with the scheduler's io_wait on the client's socket (Client#fiber_request, #fiber_wait).
+ */
+enum fiber_kind { FIBER_OPEN, FIBER_STAT, FIBER_PING };
+
+static const char *const fiber_what[] = { "open", "stat", "ping" };
+
+/*
+ * One asynchronous request of a fiber. Its callback fills it from iomem_client_process(); the
+ * IOMem::Client::Request the fiber holds points to it. Freed by whichever ends last: the request (its callback,
+ * or the client's close, which ends it without one) or the Request object (its free function). malloc()ed, not
+ * xmalloc()ed: the callbacks run inside libiomem, where nothing may start the garbage collector.
+ */
+struct fiber_req {
+        struct fiber_req *next; /* in rc->reqs while outstanding */
+        struct rb_client *rc;   /* while outstanding */
+        bool outstanding;       /* the callback is still to come */
+        bool alive;             /* the Request object exists */
+        bool abandoned;         /* the fiber gave up (an exception): a late region is closed on arrival */
+        bool done;
+        int r;
+        char msg[256];
+        struct iomem_region *region;
+        uint64_t generation;
+        struct iomem_stat st;
+};
+
+static void fiber_req_free(struct fiber_req *q)
+{
+        iomem_region_free(q->region);
+        free(q);
+}
+
+static void fiber_req_done(struct iomem_client *client, struct fiber_req *q, int error)
+{
+        q->rc->fiber_ended++;
+        for (struct fiber_req **pp = &q->rc->reqs; *pp; pp = &(*pp)->next)
+                if (*pp == q) {
+                        *pp = q->next;
+                        break;
+                }
+        q->rc = NULL;
+        q->outstanding = false;
+        q->done = true;
+        q->r = error;
+        if (error < 0 && client)
+                snprintf(q->msg, sizeof(q->msg), "%s", iomem_client_error_message(client));
+        if (!q->alive)
+                fiber_req_free(q);
+        else if (q->abandoned)
+                q->region = iomem_region_free(q->region);
+}
+
+static void fiber_open_cb(struct iomem_client *client, int error, struct iomem_region *region, uint64_t generation,
+                          void *userdata)
+{
+        struct fiber_req *q = userdata;
+
+        q->region = region;
+        q->generation = generation;
+        fiber_req_done(client, q, error);
+}
+
+static void fiber_stat_cb(struct iomem_client *client, int error, const struct iomem_stat *st, void *userdata)
+{
+        struct fiber_req *q = userdata;
+
+        if (st)
+                q->st = *st;
+        fiber_req_done(client, q, error);
+}
+
+static void fiber_done_cb(struct iomem_client *client, int error, void *userdata)
+{
+        fiber_req_done(client, userdata, error);
+}
+
+/* The connection is gone (close, or the client collected): iomem_disconnect() calls no callback, end them here. */
+static void fiber_reqs_end(struct rb_client *rc)
+{
+        while (rc->reqs) {
+                struct fiber_req *q = rc->reqs;
+
+                snprintf(q->msg, sizeof(q->msg), "%s", "the IOMem::Client was closed");
+                fiber_req_done(NULL, q, -ENOTCONN);
+        }
+}
+
+struct rb_request {
+        struct fiber_req *q;
+        VALUE client, name;
+        int kind;
+};
+
+static void request_mark(void *p)
+{
+        struct rb_request *rq = p;
+
+        rb_gc_mark(rq->client);
+        rb_gc_mark(rq->name);
+}
+
+static void request_free(void *p)
+{
+        struct rb_request *rq = p;
+
+        if (rq->q) {
+                rq->q->alive = false;
+                if (!rq->q->outstanding) {
+                        fiber_req_free(rq->q);
+                } else {
+                        rq->q->abandoned = true;
+                        rq->q->region = iomem_region_free(rq->q->region);
+                }
+        }
+        xfree(rq);
+}
+
+static const rb_data_type_t request_type = {
+        .wrap_struct_name = "IOMem::Client::Request",
+        .function = { .dmark = request_mark, .dfree = request_free },
+        .flags = RUBY_TYPED_FREE_IMMEDIATELY,
+};
+
+static VALUE cRequest;
+
+static struct rb_request *request_get(VALUE self)
+{
+        return rb_check_typeddata(self, &request_type);
+}
+
+struct fiber_submit_args {
+        VALUE self;
+        int kind;
+        const char *name;
+        uint32_t flags;
+        int wait_ms;
+        bool versioned;
+        uint64_t after;
+        struct fiber_req *q;
+        int r;
+};
+
+static VALUE fiber_submit_locked(VALUE p)
+{
+        struct fiber_submit_args *a = (struct fiber_submit_args *)p;
+        struct rb_client *rc = client_get(a->self);
+
+        client_check_usable(rc);
+        if (a->kind == FIBER_OPEN && a->versioned)
+                a->r = rc->events ? iomem_open_version_async(rc->client, a->name, a->flags, a->after, a->wait_ms,
+                                                             fiber_open_cb, a->q)
+                                  : -EOPNOTSUPP;
+        else if (a->kind == FIBER_OPEN)
+                a->r = iomem_open_async(rc->client, a->name, a->flags, a->wait_ms, fiber_open_cb, a->q);
+        else if (a->kind == FIBER_STAT)
+                a->r = iomem_stat_async(rc->client, a->name, fiber_stat_cb, a->q);
+        else
+                a->r = iomem_ping_async(rc->client, fiber_done_cb, a->q);
+        if (a->r == 0) {
+                a->q->outstanding = true;
+                a->q->rc = rc;
+                a->q->next = rc->reqs;
+                rc->reqs = a->q;
+        }
+        return Qnil;
+}
+
+/*
+ * Client#__fiber_submit(kind, name, flags, wait_ms, after_generation) - submit an OPEN (OPENV with
+ * after_generation), STAT or PING without waiting. Return: an IOMem::Client::Request (#done?, #take, #abandon).
+ */
+static VALUE client_fiber_submit(VALUE self, VALUE kind, VALUE name, VALUE flags, VALUE wait_ms, VALUE after)
+{
+        char buf[NAME_COPY_MAX + 1];
+        struct rb_request *rq;
+        struct fiber_submit_args a = { .self = self, .kind = NUM2INT(kind), .flags = NUM2UINT(flags),
+                                       .wait_ms = NUM2INT(wait_ms) };
+        VALUE obj;
+
+        if (a.kind < FIBER_OPEN || a.kind > FIBER_PING)
+                rb_raise(rb_eArgError, "unknown request kind %d", a.kind);
+        if (a.kind != FIBER_PING)
+                a.name = name_copy(name, buf, false);
+        if (!NIL_P(after)) {
+                a.after = to_u64(after, "open: negative after_generation");
+                a.versioned = true;
+        }
+        obj = TypedData_Make_Struct(cRequest, struct rb_request, &request_type, rq);
+        rq->client = self;
+        rq->name = name;
+        rq->kind = a.kind;
+        rq->q = calloc(1, sizeof(*rq->q));
+        if (!rq->q)
+                rb_memerror();
+        rq->q->alive = true;
+        a.q = rq->q;
+        rb_mutex_synchronize(client_get(self)->lock, fiber_submit_locked, (VALUE)&a);
+        if (a.r < 0)
+                raise_error(a.r, fiber_what[a.kind], a.kind == FIBER_PING ? Qnil : name);
+        return obj;
+}
+
+/* Request#done? - whether its reply came (or the connection ended) */
+static VALUE request_done_p(VALUE self)
+{
+        struct rb_request *rq = request_get(self);
+
+        return rq->q->done ? Qtrue : Qfalse;
+}
+
+/* Request#abandon - the fiber gives up waiting: a region its reply brings (or brought) is closed on arrival */
+static VALUE request_abandon(VALUE self)
+{
+        struct fiber_req *q = request_get(self)->q;
+
+        q->abandoned = true;
+        q->region = iomem_region_free(q->region);
+        return Qnil;
+}
+
+static VALUE stat_to_ruby(const struct iomem_stat *st, uint64_t generation);
+
+/* Request#take - the result of a done request: a Region (open), an IOMem::Stat (stat), true (ping); or raise. */
+static VALUE request_take(VALUE self)
+{
+        struct rb_request *rq = request_get(self);
+        struct fiber_req *q = rq->q;
+        VALUE name = rq->kind == FIBER_PING ? Qnil : rq->name, obj;
+
+        if (!q->done)
+                rb_raise(rb_eRuntimeError, "IOMem::Client::Request#take before its reply");
+        if (q->abandoned)
+                rb_raise(rb_eIOError, "IOMem::Client::Request#take after abandon");
+        if (q->r < 0) {
+                if (!q->msg[0])
+                        raise_error(q->r, fiber_what[rq->kind], name);
+                rb_syserr_fail_str(-q->r, NIL_P(name) ? rb_sprintf("%s: %s", fiber_what[rq->kind], q->msg)
+                                                       : rb_sprintf("%s \"%" PRIsVALUE "\": %s",
+                                                                    fiber_what[rq->kind], name, q->msg));
+        }
+        if (rq->kind == FIBER_STAT)
+                return stat_to_ruby(&q->st, 0); /* the asynchronous STAT has no generation: nil */
+        if (rq->kind == FIBER_PING)
+                return Qtrue;
+        obj = region_alloc(cRegion);
+        region_get(obj)->region = q->region;
+        region_get(obj)->generation = q->generation;
+        q->region = NULL;
+        q->abandoned = true; /* taken once */
+        return obj;
+}
+
+static VALUE client_fiber_state_locked(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+        int ev, ms;
+
+        if (!rc->client) /* closed by another fiber while this one waited: its request is done (fiber_reqs_end()) */
+                return rb_assoc_new(INT2FIX(RUBY_IO_READABLE), DBL2NUM(0.0));
+        client_check_usable(rc);
+        ev = iomem_client_get_events(rc->client);
+        if (ev < 0) /* broken: iomem_client_process() ends what is outstanding at once */
+                return rb_assoc_new(INT2FIX(RUBY_IO_READABLE), DBL2NUM(0.0));
+        ms = iomem_client_get_timeout(rc->client);
+        return rb_assoc_new(INT2FIX((ev & POLLIN ? RUBY_IO_READABLE : 0) | (ev & POLLOUT ? RUBY_IO_WRITABLE : 0)),
+                            ms < 0 ? Qnil : DBL2NUM(ms / 1000.0));
+}
+
+/* Client#__fiber_state - [IO::READABLE | IO::WRITABLE bits to wait for on fileno, seconds until due (nil: none)] */
+static VALUE client_fiber_state(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_fiber_state_locked, self);
+}
+
+static VALUE client_fiber_process_locked(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+
+        if (!rc->client) /* as in client_fiber_state_locked() */
+                return INT2NUM(-ENOTCONN);
+        client_check_usable(rc);
+        return INT2NUM(iomem_client_process(rc->client)); /* the callbacks only fill their fiber_req */
+}
+
+static VALUE client_fiber_io_locked(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+        int fd, dup;
+
+        client_check_usable(rc);
+        fd = iomem_client_fd(rc->client);
+        if (fd < 0)
+                raise_error(fd, "fileno", Qnil);
+        dup = rb_cloexec_dup(fd);
+        if (dup < 0)
+                rb_sys_fail("dup of the client's socket");
+        rb_update_max_fd(dup);
+        return rb_io_fdopen(dup, O_RDWR, NULL);
+}
+
+/*
+ * Client#__fiber_io - an IO over a close-on-exec duplicate of the client's socket, for the scheduler's io_wait. A
+ * duplicate, not the socket itself: closing the IO (after each wait) never closes the client's socket, and a
+ * Client#close by another fiber during the wait leaves the scheduler an fd that is still open (the socket's own
+ * number may be closed, or reused by another file), so its select() neither fails (EBADF) nor watches a stranger.
+ */
+static VALUE client_fiber_io(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_fiber_io_locked, self);
+}
+
+/* Client#__reconnect - a blocking ping: it connects again (within the reconnect window) after the daemon went away */
+static VALUE client_fiber_reconnect(VALUE self)
+{
+        struct op o = { 0 };
+
+        client_call(self, op_ping, &o);
+        if (o.r < 0)
+                raise_op_error(&o, "ping", Qnil);
+        return Qnil;
+}
+
+static VALUE client_fiber_slots_locked(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+
+        return rb_assoc_new(ULONG2NUM(rc->fiber_ended), rc->reqs ? Qtrue : Qfalse);
+}
+
+/*
+ * Client#__fiber_slots - [fibers' requests ended so far, whether any is outstanding]: a waiting open that found
+ * the connection's waiting OPENs full waits for the first to change while the second is true.
+ */
+static VALUE client_fiber_slots(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_fiber_slots_locked, self);
+}
+
+static VALUE client_fiber_broken_locked(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+
+        return !rc->client || iomem_client_get_events(rc->client) < 0 ? Qtrue : Qfalse;
+}
+
+/* Client#__fiber_broken? - whether the connection is gone (a reply timeout ends it: docs/async.md) */
+static VALUE client_fiber_broken_p(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_fiber_broken_locked, self);
+}
+
+/* Client#__fiber_process - iomem_client_process(), without blocking. Return: callbacks run, or -ENOTCONN. */
+static VALUE client_fiber_process(VALUE self)
+{
+        return rb_mutex_synchronize(client_get(self)->lock, client_fiber_process_locked, self);
+}
+
 /*
  * Client#open(name, read_only: false, wait: false, timeout: nil,
  * after_generation: nil) - wait: true waits for the name to be created,
  * without limit or up to timeout: seconds (then Errno::ETIMEDOUT); timeout:
  * alone implies wait. after_generation: only a version newer than that
  * generation (with wait, wait for one to be published). The wait is asked
- * of the daemon in slices so interrupts get through.
+ * of the daemon in slices so interrupts get through. Under a Fiber::Scheduler
+ * (a non-blocking fiber): one asynchronous OPEN with the whole wait, the
+ * fiber yielding to the scheduler meanwhile (Client#fiber_request).
  * Return: a Region (read-only fd with read_only: true; with
  * after_generation:, 0 for any, Region#generation tells the version); with
  * a block, the block's value (closed at its end).
@@ -1526,6 +1902,14 @@ static VALUE client_open(int argc, VALUE *argv, VALUE self)
                 o.versioned = true;
         }
         o.name = name_copy(name, buf, false);
+        if (rb_fiber_scheduler_current() != Qnil) { /* one waiting OPEN: the daemon waits, the fiber yields */
+                double left = forever ? -1 : wait ? (deadline - now_sec()) * 1000.0 : 0;
+                int ms = left < 0 ? (forever ? -1 : 0) : left >= INT_MAX - 1 ? INT_MAX - 1 : (int)left + 1;
+
+                obj = rb_funcall(self, rb_intern("fiber_request"), 5, INT2FIX(FIBER_OPEN), name, UINT2NUM(o.flags),
+                                 INT2NUM(wait ? ms : 0), o.versioned ? ULL2NUM(o.after) : Qnil);
+                return region_yield_closing(obj);
+        }
         obj = region_alloc(cRegion);
         o.regionp = &region_get(obj)->region;
         for (;;) {
@@ -1556,20 +1940,33 @@ static VALUE time_from_ns(uint64_t ns)
         return rb_time_timespec_new(&ts, INT_MAX); /* local time */
 }
 
-/* Client#stat(name) - an IOMem::Stat (generation nil from a daemon without EVENTS). */
+/*
+ * Client#stat(name) - an IOMem::Stat (generation nil from a daemon without EVENTS). Under a Fiber::Scheduler the
+ * asynchronous STAT, which lets the fiber yield, only where it loses nothing: libiomem's has no generation, so
+ * against a daemon with EVENTS stat stays the blocking round trip (one, as create's) and Stat#generation is there.
+ */
 static VALUE client_stat(VALUE self, VALUE name)
 {
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
 
         o.name = name_copy(name, buf, false);
+        if (rb_fiber_scheduler_current() != Qnil && !client_get(self)->events)
+                return rb_funcall(self, rb_intern("fiber_request"), 5, INT2FIX(FIBER_STAT), name, INT2FIX(0),
+                                  INT2FIX(0), Qnil);
         client_call(self, op_stat, &o);
         if (o.r < 0)
                 raise_op_error(&o, "stat", name);
-        return rb_struct_new(cStat, ULL2NUM(o.st.id), ULL2NUM(o.st.size), time_from_ns(o.st.ctime_ns),
-                             ULL2NUM(o.st.open_count), seals_to_ruby(o.st.seals), UINT2NUM(o.st.flags),
-                             UINT2NUM(o.st.uid), UINT2NUM(o.st.gid), UINT2NUM(o.st.mode),
-                             backend_to_ruby(o.st.backend), o.generation ? ULL2NUM(o.generation) : Qnil);
+        return stat_to_ruby(&o.st, o.generation);
+}
+
+/* an IOMem::Stat; generation 0 (a daemon without EVENTS, or the asynchronous STAT) is nil */
+static VALUE stat_to_ruby(const struct iomem_stat *st, uint64_t generation)
+{
+        return rb_struct_new(cStat, ULL2NUM(st->id), ULL2NUM(st->size), time_from_ns(st->ctime_ns),
+                             ULL2NUM(st->open_count), seals_to_ruby(st->seals), UINT2NUM(st->flags),
+                             UINT2NUM(st->uid), UINT2NUM(st->gid), UINT2NUM(st->mode), backend_to_ruby(st->backend),
+                             generation ? ULL2NUM(generation) : Qnil);
 }
 
 /* Client#list(prefix = nil) - IOMem::Entry for each named region (yielded with a block, else an Array). */
@@ -1828,10 +2225,45 @@ static VALUE event_to_ruby(const struct iomem_event *ev)
 }
 
 /*
+ * One try of next_event with @o->wait_ms: the event an interrupted call kept first, else libiomem's. Return: true
+ * when the event got is one of a watch the caller never got (client_stray_p()): skip it, try again.
+ */
+static bool next_event_once(VALUE self, struct op *o)
+{
+        struct rb_client *rc = client_get(self);
+
+        if (rc->has_kept_ev) { /* read by a call an interrupt ended: first in line */
+                client_check_usable(rc);
+                o->ev = rc->kept_ev;
+                rc->has_kept_ev = false;
+                o->r = 0;
+        } else {
+                client_call(self, op_next_event, o);
+        }
+        /* of a watch an interrupt took from the caller (client_call_drop()): read before its UNWATCH */
+        return o->r == 0 && o->ev.kind != IOMEM_EVENT_OVERFLOW && client_stray_p(client_get(self), o->ev.watch_id);
+}
+
+/* Client#__fiber_next_event - next_event(timeout: 0): an event already read or on the socket, else nil */
+static VALUE client_fiber_next_event(VALUE self)
+{
+        struct op o = { 0 };
+
+        while (next_event_once(self, &o))
+                ;
+        if (o.r == -EAGAIN)
+                return Qnil;
+        if (o.r < 0)
+                raise_op_error(&o, "next_event", Qnil);
+        return event_to_ruby(&o.ev);
+}
+
+/*
  * Client#next_event(timeout: nil) - the next event of this connection's
  * watches, waiting up to timeout seconds (nil = without limit, 0 = not at
  * all). The wait runs without the GVL in slices, the client's Mutex let go
  * in between: interrupts and other threads' calls get through.
+ * Under a Fiber::Scheduler (a non-blocking fiber) the wait yields to it (Client#fiber_next_event).
  * Return: an IOMem::Event, or nil if none came in time.
  */
 static VALUE client_next_event(int argc, VALUE *argv, VALUE self)
@@ -1850,6 +2282,9 @@ static VALUE client_next_event(int argc, VALUE *argv, VALUE self)
                 forever = false;
                 deadline = now_sec() + (t < 0 ? 0 : t);
         }
+        if (rb_fiber_scheduler_current() != Qnil)
+                return rb_funcall(self, rb_intern("fiber_next_event"), 1,
+                                  forever ? Qnil : DBL2NUM(deadline - now_sec()));
         for (;;) {
                 double left = forever ? 0 : deadline - now_sec();
 
@@ -1858,18 +2293,7 @@ static VALUE client_next_event(int argc, VALUE *argv, VALUE self)
                 else
                         o.wait_ms = left <= 0 ? 0 : left * 1000.0 > WAIT_SLICE_MS ? WAIT_SLICE_MS
                                                                                : (int)(left * 1000.0) + 1;
-                if (client_get(self)->has_kept_ev) { /* read by a call an interrupt ended: first in line */
-                        struct rb_client *rc = client_get(self);
-
-                        client_check_usable(rc);
-                        o.ev = rc->kept_ev;
-                        rc->has_kept_ev = false;
-                        o.r = 0;
-                } else {
-                        client_call(self, op_next_event, &o);
-                }
-                /* of a watch an interrupt took from the caller (client_call_drop()): read before its UNWATCH */
-                if (o.r == 0 && o.ev.kind != IOMEM_EVENT_OVERFLOW && client_stray_p(client_get(self), o.ev.watch_id))
+                if (next_event_once(self, &o))
                         continue;
                 if (o.r != -EAGAIN)
                         break;
@@ -1915,11 +2339,16 @@ static VALUE client_metrics(VALUE self)
         return result;
 }
 
-/* Client#ping - one round trip. */
+/* Client#ping - one round trip (yielding to a Fiber::Scheduler meanwhile, in a non-blocking fiber). */
 static VALUE client_ping(VALUE self)
 {
         struct op o = { 0 };
 
+        if (rb_fiber_scheduler_current() != Qnil) {
+                rb_funcall(self, rb_intern("fiber_request"), 5, INT2FIX(FIBER_PING), Qnil, INT2FIX(0), INT2FIX(0),
+                           Qnil);
+                return self;
+        }
         client_call(self, op_ping, &o);
         if (o.r < 0)
                 raise_op_error(&o, "ping", Qnil);
@@ -2059,4 +2488,17 @@ void Init_iomem_ext(void)
         rb_define_method(cClient, "add_watch", client_add_watch, -1);
         rb_define_method(cClient, "unwatch", client_unwatch, 1);
         rb_define_method(cClient, "next_event", client_next_event, -1);
+        rb_define_private_method(cClient, "__fiber_submit", client_fiber_submit, 5);
+        rb_define_private_method(cClient, "__fiber_state", client_fiber_state, 0);
+        rb_define_private_method(cClient, "__fiber_process", client_fiber_process, 0);
+        rb_define_private_method(cClient, "__fiber_next_event", client_fiber_next_event, 0);
+        rb_define_private_method(cClient, "__reconnect", client_fiber_reconnect, 0);
+        rb_define_private_method(cClient, "__fiber_io", client_fiber_io, 0);
+        rb_define_private_method(cClient, "__fiber_slots", client_fiber_slots, 0);
+        rb_define_private_method(cClient, "__fiber_broken?", client_fiber_broken_p, 0);
+        cRequest = rb_define_class_under(cClient, "Request", rb_cObject);
+        rb_undef_alloc_func(cRequest);
+        rb_define_method(cRequest, "done?", request_done_p, 0);
+        rb_define_method(cRequest, "take", request_take, 0);
+        rb_define_method(cRequest, "abandon", request_abandon, 0);
 }

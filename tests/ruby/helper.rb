@@ -16,9 +16,10 @@ module IOMemTest
   class Daemon
     attr_reader :socket, :pid, :dir
 
-    def initialize(*args)
-      @dir = Dir.mktmpdir("iomem-rb.")
-      @socket = File.join(@dir, "sock")
+    # socket: a path to listen on again (a daemon started after another one on it ended), else a new directory's
+    def initialize(*args, socket: nil)
+      @dir = socket ? File.dirname(socket) : Dir.mktmpdir("iomem-rb.")
+      @socket = socket || File.join(@dir, "sock")
       @pid = Process.spawn("setpriv", "--pdeathsig", "KILL", IOMemTest.env("IOMEMD"), "--socket", @socket,
                            "--log-level", "warning", "--tmpdir", @dir, *args, in: File::NULL)
       1000.times do
@@ -96,6 +97,22 @@ module IOMemTest
       assert_instance_of klass, e, "wanted #{klass}, got #{e.class}: #{e.message}"
       assert_match pattern, e.message
       e
+    end
+  end
+
+  # A case with two clients of its class's DAEMON, @c and @other; every name is deleted after each test.
+  class TwoClientCase < Case
+    def setup
+      super
+      @c = IOMem::Client.new(socket: self.class::DAEMON.socket)
+      @other = IOMem::Client.new(socket: self.class::DAEMON.socket)
+    end
+
+    def teardown
+      @c.list.each { |e| @c.delete(e.name) }
+      @c.close
+      @other.close
+      super
     end
   end
 end

@@ -89,24 +89,11 @@ class UnwatchHoldingRelay
   end
 end
 
-class TestEvents < IOMemTest::Case
+class TestEvents < IOMemTest::TwoClientCase
   PAGE = IO::Buffer::PAGE_SIZE
 
   DAEMON = IOMemTest::Daemon.new("--quota-watches", "4")
   Minitest.after_run { DAEMON.stop }
-
-  def setup
-    super
-    @c = IOMem::Client.new(socket: DAEMON.socket)
-    @other = IOMem::Client.new(socket: DAEMON.socket)
-  end
-
-  def teardown
-    @c.list.each { |e| @c.delete(e.name) }
-    @c.close
-    @other.close
-    super
-  end
 
   # a local memfd holding @data, sealed as an immutable snapshot (what publish takes)
   def snapshot(data)
