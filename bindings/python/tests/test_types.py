@@ -297,15 +297,19 @@ BUFFER_ERRORS = re.compile(r'error: (Argument 1 to "memoryview" has incompatible
                            r'No overload variant of "frombuffer" matches argument types "Region")')
 
 
-def mypy_env(package):
+def mypy_env(package, mypypath):
     """mypy reads the stub, it never loads the extension: no ASan runtime for it (the sanitizer build's)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
-    env["MYPYPATH"] = env["PYTHONPATH"] = os.path.dirname(package)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "MYPYPATH")}
+    env["PYTHONPATH"] = os.path.dirname(package)
+    if mypypath:
+        env["MYPYPATH"] = env["PYTHONPATH"]
     return env
 
 
-def run_mypy(files, package=PACKAGE):
-    """mypy --strict over @files with @package's directory on MYPYPATH, its cache in a temporary directory.
+def run_mypy(files, package=PACKAGE, mypypath=True):
+    """mypy --strict over @files with @package's directory on PYTHONPATH (and MYPYPATH unless @mypypath is False:
+    then mypy takes it as an installed package, PEP 561), its cache in a temporary directory.
     Return: (exit code, output without the expected buffer errors and their notes)."""
     cmd = mypy_command()
     if cmd is None:
@@ -314,7 +318,7 @@ def run_mypy(files, package=PACKAGE):
     try:
         r = subprocess.run(cmd + ["--strict", "--python-version", "3.11", "--cache-dir", cache,
                                   "--no-error-summary", "--show-error-codes", *files],
-                           env=mypy_env(package),
+                           env=mypy_env(package, mypypath),
                            capture_output=True, text=True, timeout=600)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
@@ -341,6 +345,28 @@ class TestMypy(FdCheckedCase):
         code, out = run_mypy(files)
         self.assertEqual(out.strip(), "", "mypy --strict found errors")
         self.assertIn(code, (0, 1))  # 1: only the expected buffer errors
+
+    def test_installed_package_needs_py_typed(self):
+        """On sys.path only, as installed: mypy uses the stub because of py.typed, and refuses the package
+        without it."""
+        tmp = tempfile.mkdtemp(prefix="iomem-site.")
+        try:
+            site = os.path.join(tmp, "site")
+            package = shutil.copytree(PACKAGE, os.path.join(site, "iomem"),
+                                      ignore=shutil.ignore_patterns("__pycache__"))
+            sample = os.path.join(tmp, "use.py")
+            with open(sample, "w") as f:
+                f.write("import iomem\nfrom iomem import Region\n"
+                        "reveal_type(iomem.Client().open('x'))\nreveal_type(Region(1).size)\n")
+            code, out = run_mypy([sample], package=package, mypypath=False)
+            self.assertIn('Revealed type is "iomem._iomem.Region"', out)
+            self.assertIn('Revealed type is "builtins.int"', out)
+            self.assertNotIn("error", out)
+            os.unlink(os.path.join(package, "py.typed"))
+            code, out = run_mypy([sample], package=package, mypypath=False)
+            self.assertIn("missing library stubs or py.typed marker", out)
+        finally:
+            shutil.rmtree(tmp)
 
     def test_broken_stub_is_caught(self):
         """The sample is strict enough: a stub whose Client.open() returns the wrong type makes mypy fail."""
