@@ -33,9 +33,12 @@ import warnings
 import weakref
 from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import iomem
+
+if TYPE_CHECKING:
+    from _typeshed import StrOrBytesPath  # what iomem.Client() takes as its socket
 
 __all__ = ["Client", "Watch", "connect"]
 
@@ -437,7 +440,7 @@ class Watch:
 class _Connect:
     """connect()'s result: awaitable (the Client) and an async context manager (closes it)."""
 
-    def __init__(self, socket: str | None, timeout: float | None) -> None:
+    def __init__(self, socket: StrOrBytesPath | None, timeout: float | None) -> None:
         self._args = (socket, timeout)
         self._client: Client | None = None
 
@@ -460,7 +463,7 @@ class _Connect:
             self._client.close()
 
 
-def connect(socket: str | None = None, *, timeout: float | None = None) -> _Connect:
+def connect(socket: StrOrBytesPath | None = None, *, timeout: float | None = None) -> _Connect:
     """Connect to iomemd without blocking the loop (iomem.Client(socket, timeout=timeout) in the executor):
     ``c = await iomem.aio.connect(...)`` or ``async with iomem.aio.connect(...) as c``."""
     return _Connect(socket, timeout)

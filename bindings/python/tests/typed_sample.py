@@ -194,6 +194,7 @@ async def aio() -> None:
     async with iomem.aio.connect("/tmp/s", timeout=2.0) as c2:
         assert_type(c2, iomem.aio.Client)
     assert_type(iomem.aio.Client(iomem.Client()), iomem.aio.Client)
+    assert_type(await iomem.aio.connect(pathlib.Path("/tmp/s")), iomem.aio.Client)
     assert_type(c.client, iomem.Client)
     assert_type(await c.open("a"), Region)
     assert_type(await c.open("a", wait=True, read_only=True, timeout=1.0), Region)
