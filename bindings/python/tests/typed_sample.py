@@ -6,7 +6,7 @@ reports as unused if the stub stops refusing it). A stub that drifts from the ex
 import asyncio
 import pathlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from typing_extensions import Literal, assert_type
@@ -14,6 +14,9 @@ from typing_extensions import Literal, assert_type
 import iomem
 import iomem.aio
 from iomem import Region
+
+if TYPE_CHECKING:
+    from _typeshed import StrOrBytesPath
 
 
 def module_level() -> None:
@@ -146,6 +149,7 @@ def client() -> None:
     assert_type(c.__exit__(None, None, None), None)
     assert_type(c.closed, bool)
     assert_type(c.timeout, float | None)
+    assert_type(c.socket, StrOrBytesPath | None)  # what Client() was given: None for the default socket
     c.timeout = 2.5
     c.timeout = None
     c.closed = True  # type: ignore[misc]  # read-only property
@@ -164,6 +168,13 @@ def asynchronous(c: iomem.Client) -> None:
         pass
 
     def pinged(error: BaseException | None, nothing: None) -> None:
+        pass
+
+    # callbacks that forget the result is None on error: the stub refuses them (Optional, contravariant)
+    def opened_no_none(error: BaseException | None, region: Region) -> None:
+        pass
+
+    def statted_no_none(error: BaseException | None, st: iomem.StatResult) -> None:
         pass
 
     def on_event(ev: iomem.Event) -> None:
@@ -186,6 +197,8 @@ def asynchronous(c: iomem.Client) -> None:
     assert_type(c.set_wakeup_callback(None), None)
     c.open_async("a", on_event)  # type: ignore[arg-type]  # callback(error, region)
     c.stat_async("a", opened)  # type: ignore[arg-type]  # callback(error, StatResult)
+    c.open_async("a", opened_no_none)  # type: ignore[arg-type]  # region is None when error is not
+    c.stat_async("a", statted_no_none)  # type: ignore[arg-type]  # StatResult is None when error is not
 
 
 async def aio() -> None:
