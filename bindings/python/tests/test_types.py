@@ -307,21 +307,27 @@ def mypy_env(package, mypypath):
     return env
 
 
-def run_mypy(files, package=PACKAGE, mypypath=True):
+def run_mypy(files, package=PACKAGE, mypypath=True, extra_env=None):
     """mypy --strict over @files with @package's directory on PYTHONPATH (and MYPYPATH unless @mypypath is False:
-    then mypy takes it as an installed package, PEP 561), its cache in a temporary directory.
-    Return: (exit code, output without the expected buffer errors and their notes)."""
+    then mypy takes it as an installed package, PEP 561), its cache in a temporary directory, and a config
+    file of its own without settings: no mypy.ini, setup.cfg or pyproject.toml of the working directory and no ~/.mypy.ini or
+    ~/.config/mypy/config of the user changes the result. Return: (exit code, output without the expected buffer
+    errors and their notes)."""
     cmd = mypy_command()
     if cmd is None:
         raise unittest.SkipTest("mypy is not installed (Debian package python3-mypy, .ci/install-deps --test)")
-    cache = tempfile.mkdtemp(prefix="iomem-mypy.")
+    tmp = tempfile.mkdtemp(prefix="iomem-mypy.")
+    config = os.path.join(tmp, "empty.ini")
+    with open(config, "w") as f:
+        f.write("[mypy]\n")  # no setting: the command line's only
     try:
-        r = subprocess.run(cmd + ["--strict", "--python-version", "3.11", "--cache-dir", cache,
+        r = subprocess.run(cmd + ["--config-file", config, "--strict", "--python-version", "3.11",
+                                  "--cache-dir", os.path.join(tmp, "cache"),
                                   "--no-error-summary", "--show-error-codes", *files],
-                           env=mypy_env(package, mypypath),
+                           env={**mypy_env(package, mypypath), **(extra_env or {})},
                            capture_output=True, text=True, timeout=600)
     finally:
-        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     lines, skip_notes = [], False
     for line in r.stdout.splitlines():
         if BUFFER_ERRORS.search(line):
@@ -345,6 +351,19 @@ class TestMypy(FdCheckedCase):
         code, out = run_mypy(files)
         self.assertEqual(out.strip(), "", "mypy --strict found errors")
         self.assertIn(code, (0, 1))  # 1: only the expected buffer errors
+
+    def test_user_config_is_ignored(self):
+        """A developer's own mypy configuration does not change the verdict (here one that makes the sample's
+        deliberate Any results errors)."""
+        home = tempfile.mkdtemp(prefix="iomem-home.")
+        try:
+            with open(os.path.join(home, ".mypy.ini"), "w") as f:
+                f.write("[mypy]\ndisallow_any_expr = True\n")
+            code, out = run_mypy([os.path.join(HERE, "typed_sample.py")],
+                                 extra_env={"HOME": home, "XDG_CONFIG_HOME": os.path.join(home, ".config")})
+            self.assertEqual(out.strip(), "", "mypy read the user's ~/.mypy.ini")
+        finally:
+            shutil.rmtree(home)
 
     def test_installed_package_needs_py_typed(self):
         """On sys.path only, as installed: mypy uses the stub because of py.typed, and refuses the package
