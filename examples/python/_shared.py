@@ -6,8 +6,10 @@ import os
 
 import iomem
 
+_clients: list[iomem.Client] = []  # the connections our leases last as long as: kept open
 
-def parse_args(description):
+
+def parse_args(description: str | None) -> argparse.Namespace:
     """--socket SOCK makes the examples use a named region in iomemd instead of a local one."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--socket", help="use a named region from the iomemd listening here (default: a local region)")
@@ -15,17 +17,17 @@ def parse_args(description):
     return p.parse_args()
 
 
-def make_region(args, size):
+def make_region(args: argparse.Namespace, size: int) -> iomem.Region:
     """A new read-write region of @size bytes: local (memfd), or named and leased to a connection we keep."""
     if not args.socket:
         return iomem.Region(size)
     client = iomem.Client(args.socket)
     region = client.create(args.name, size, exclusive=True, lease=True)
-    make_region.client = client  # the lease lasts as long as this connection: keep it open
+    _clients.append(client)  # the lease lasts as long as this connection: keep it open
     return region
 
 
-def open_region(args, region):
+def open_region(args: argparse.Namespace, region: iomem.Region) -> iomem.Region:
     """In another process: the same memory, by name through iomemd, or by the fd we inherited/received."""
     if not args.socket:
         return iomem.Region.from_fd(region.fileno())

@@ -13,6 +13,7 @@ the watch exists, and exits after snapshot LAST, or with an error after TIMEOUT 
 import asyncio
 import sys
 
+import iomem
 import iomem.aio
 
 socket_path, name = sys.argv[1], sys.argv[2]
@@ -20,34 +21,35 @@ last = int(sys.argv[3]) if len(sys.argv) > 3 else 5
 timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 60.0
 
 
-def check(snap):
-    """The snapshot's number, after checking its bytes."""
+def check(snap: iomem.Region) -> tuple[int, int]:
+    """The snapshot's generation and number, after checking its bytes."""
+    assert snap.generation is not None  # opened with after_generation
     with memoryview(snap) as m:
         n = int(bytes(m[:64]).split(b"\n")[0].split()[1])
         intact = m[64:].tobytes() == bytes([n % 251]) * (len(m) - 64)
     print(f"aio: generation {snap.generation}: snapshot {n}, {'intact' if intact else 'CORRUPT'}", flush=True)
     if not intact:
         sys.exit(1)
-    return n
+    return snap.generation, n
 
 
-async def ticker(ticks):
+async def ticker(ticks: list[int]) -> None:
     """Other work of the program: it runs while the daemon holds the waiting OPEN."""
     while True:
         await asyncio.sleep(0.01)
         ticks[0] += 1
 
 
-async def main():
+async def main() -> None:
     ticks = [0]
     other_work = asyncio.ensure_future(ticker(ticks))
-    kinds = {}
+    kinds: dict[str | int, int] = {}
     async with iomem.aio.connect(socket_path) as client, client.watch(name) as events:
         print("watching", flush=True)  # from here on no version is missed
         # the first version: wait for the name (a publisher may not have started yet)
         first = await client.open_version(name, 0, read_only=True, timeout=timeout)
         with first:
-            seen, n = first.generation, check(first)
+            seen, n = check(first)
         print(f"aio: other tasks ran meanwhile ({ticks[0]} ticks)", flush=True)
         evgen = 0  # the newest generation an event told of
         while n != last or evgen < seen:  # until snapshot LAST and its own event
@@ -63,7 +65,7 @@ async def main():
                     continue  # the version already read
             # the newest version after the one read (it may already be newer than the event's)
             with await client.open_version(name, seen, read_only=True, timeout=timeout) as snap:
-                seen, n = snap.generation, check(snap)
+                seen, n = check(snap)
     other_work.cancel()
     print("aio: events " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())), flush=True)
 

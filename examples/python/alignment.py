@@ -13,7 +13,7 @@ from _shared import make_region, parse_args
 CACHE_LINE_SIZE = 64
 
 
-def aligned_offset(offset):
+def aligned_offset(offset: int) -> int:
     return (offset + CACHE_LINE_SIZE - 1) & ~(CACHE_LINE_SIZE - 1)
 
 

@@ -16,7 +16,7 @@ pid = os.fork()
 if pid == 0:
     parent_socket.close()
     # receive the fd, wrap it (Region.from_fd works on a duplicate), map it, answer through the memory
-    _, fds, _, _ = socket.recv_fds(child_socket, 16, 1)
+    fds = socket.recv_fds(child_socket, 16, 1)[1]
     with iomem.Region.from_fd(fds[0]) as received, memoryview(received) as buffer:
         os.close(fds[0])
         print(f"child read: {bytes(buffer[0:23]).decode()}", flush=True)
@@ -34,6 +34,6 @@ with make_region(args, 2048) as handle, memoryview(handle) as buffer:
     child_data = bytes(buffer[1000:1020])
     print(f"child wrote: {child_data.decode()}")
 
-_, status = os.waitpid(pid, 0)
+status = os.waitpid(pid, 0)[1]
 parent_socket.close()
 sys.exit(0 if os.waitstatus_to_exitcode(status) == 0 and child_data == b"Data from child proc" else 1)

@@ -14,27 +14,29 @@ import os
 import sys
 
 import numpy as np
+import numpy.typing as npt
 
 import iomem
 
 ROWS, COLS = 64, 4096
-_matrix = None  # per worker: the shared matrix
+_matrix: npt.NDArray[np.float64] | None = None  # per worker: the shared matrix
 
 
-def init_worker(socket_path, name):
+def init_worker(socket_path: str, name: str) -> None:
     global _matrix
     with iomem.Client(socket_path) as client:
         region = client.open(name)  # the connection may close: the region and its mapping stay
     _matrix = np.frombuffer(region, dtype=np.float64).reshape(ROWS, COLS)
 
 
-def square_rows(rows):
+def square_rows(rows: tuple[int, int]) -> int:
     start, stop = rows
+    assert _matrix is not None  # init_worker() ran
     np.square(_matrix[start:stop], out=_matrix[start:stop])
     return os.getpid()
 
 
-def main():
+def main() -> int:
     socket_path = sys.argv[1]
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else 4
     name = f"mp_workers.{os.getpid()}"

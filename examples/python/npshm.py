@@ -9,26 +9,31 @@ weakly ordered CPUs (ARM) pair this with a real synchronisation (a pipe, a socke
 """
 
 import struct
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+import iomem
 
 MAGIC = b"NPSHM\0\0\0"
 HEADER = struct.Struct("<8sII16sQ")
 HEADER_SIZE = 64
 
 
-def array(region, dtype, count):
+def array(region: iomem.Region, dtype: npt.DTypeLike, count: int) -> npt.NDArray[Any]:
     """The data part of @region as a numpy array (read-only if the region is): no copy."""
-    return np.frombuffer(region, dtype=dtype, count=count, offset=HEADER_SIZE)
+    data: npt.NDArray[Any] = np.frombuffer(region, dtype=dtype, count=count, offset=HEADER_SIZE)
+    return data
 
 
-def publish(region, dtype, count):
+def publish(region: iomem.Region, dtype: npt.DTypeLike, count: int) -> None:
     with memoryview(region) as m:
         HEADER.pack_into(m, 0, MAGIC, 0, 0, np.dtype(dtype).str.encode(), count)
         struct.pack_into("<I", m, 8, 1)  # ready, last
 
 
-def read_header(region):
+def read_header(region: iomem.Region) -> tuple[np.dtype[Any], int] | None:
     """Return: (dtype, count) once published, else None."""
     with memoryview(region) as m:
         magic, ready, _, dtype, count = HEADER.unpack_from(m, 0)

@@ -21,7 +21,7 @@ timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 60.0
 with iomem.Client(socket_path) as client:
     client.watch(name)  # a prefix: also NAME.suffix; those are skipped below
     print("watching", flush=True)
-    kinds = {}
+    kinds: dict[str | int, int] = {}
     done = False
     while not done:
         ev = client.next_event(timeout)

@@ -3,6 +3,7 @@
 """worker_pool: the seed guide's worker pool. Workers get the region (its fd over a socket, or its name in
 iomemd with --socket), read work from it, write results back into it, and answer with offsets only."""
 
+import argparse
 import os
 import socket
 import sys
@@ -12,12 +13,12 @@ from _shared import make_region, parse_args
 
 
 class SharedMemoryWorkerPool:
-    def __init__(self, args, worker_count=4, buffer_size=1024 * 1024):
+    def __init__(self, args: argparse.Namespace, worker_count: int = 4, buffer_size: int = 1024 * 1024) -> None:
         self.args = args
         self.handle = make_region(args, buffer_size)
         self.buffer = memoryview(self.handle)
-        self.workers = []
-        self.sockets = []
+        self.workers: list[int] = []
+        self.sockets: list[socket.socket] = []
         for worker_id in range(worker_count):
             parent_socket, child_socket = socket.socketpair()
             pid = os.fork()
@@ -34,14 +35,14 @@ class SharedMemoryWorkerPool:
                 socket.send_fds(parent_socket, [b"fd"], [self.handle.fileno()])
         self.files = [s.makefile("rwb", buffering=0) for s in self.sockets]
 
-    def submit_work(self, worker, data, offset):
+    def submit_work(self, worker: int, data: bytes, offset: int) -> str:
         self.buffer[offset:offset + len(data)] = data  # work data goes into shared memory
         self.files[worker].write(f"WORK:{offset}:{len(data)}\n".encode())
-        _, result_offset, length = self.files[worker].readline().decode().strip().split(":")
-        result_offset, length = int(result_offset), int(length)
+        _, result_text, length_text = self.files[worker].readline().decode().strip().split(":")
+        result_offset, length = int(result_text), int(length_text)
         return bytes(self.buffer[result_offset:result_offset + length]).decode()
 
-    def shutdown(self):
+    def shutdown(self) -> list[int]:
         codes = []
         for f in self.files:
             f.write(b"QUIT\n")
@@ -54,12 +55,12 @@ class SharedMemoryWorkerPool:
         self.handle.close()
         return codes
 
-    def worker_process(self, sock, worker_id):
+    def worker_process(self, sock: socket.socket, worker_id: int) -> int:
         if self.args.socket:  # by name, through a connection of its own
             with iomem.Client(self.args.socket) as client:
                 shared = client.open(self.args.name)
         else:
-            _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+            fds = socket.recv_fds(sock, 16, 1)[1]
             shared = iomem.Region.from_fd(fds[0])
             os.close(fds[0])
         with shared, memoryview(shared) as buffer, sock.makefile("rwb", buffering=0) as f:
@@ -68,8 +69,8 @@ class SharedMemoryWorkerPool:
                 command = line.decode().strip()
                 if command == "QUIT":
                     break
-                _, offset, length = command.split(":")
-                offset, length = int(offset), int(length)
+                _, offset_text, length_text = command.split(":")
+                offset, length = int(offset_text), int(length_text)
                 result = bytes(buffer[offset:offset + length])[::-1]  # process: reverse it
                 result_offset = offset + 10000
                 buffer[result_offset:result_offset + len(result)] = result

@@ -55,7 +55,9 @@ for f in /lib/systemd/system/iomemd.service /lib/systemd/system/iomemd.socket /u
          /usr/include/iomem.h /usr/share/man/man3/iomem.3.gz /usr/share/man/man3/iomem_create.3.gz \
          /usr/share/man/man5/iomemd.conf.5.gz /usr/share/man/man8/iomemd.8.gz /usr/share/man/man1/iomemctl.1.gz \
          /usr/share/bash-completion/completions/iomemctl \
-         /usr/lib/python3/dist-packages/iomem/_iomem.cpython-*.so /usr/lib/python3/dist-packages/iomem/aio.py /usr/lib/*/ruby/vendor_ruby/*/iomem_ext.so; do
+         /usr/lib/python3/dist-packages/iomem/_iomem.cpython-*.so /usr/lib/python3/dist-packages/iomem/aio.py \
+         /usr/lib/python3/dist-packages/iomem/_iomem.pyi /usr/lib/python3/dist-packages/iomem/py.typed \
+         /usr/lib/*/ruby/vendor_ruby/*/iomem_ext.so; do
   [ -e "$f" ] || fail "$f not installed"
 done
 grep -qx 'ExecStart=/usr/bin/iomemd --log-level=info' /lib/systemd/system/iomemd.service || fail "ExecStart= of the unit"

@@ -6,4 +6,4 @@ iomem.aio drives a Client from an asyncio event loop.
 """
 
 from ._iomem import *  # noqa: F401,F403 (the package's API is the extension's)
-from ._iomem import __version__  # noqa: F401
+from ._iomem import __version__ as __version__  # noqa: F401 (as: re-exported, for type checkers)

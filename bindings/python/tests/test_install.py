@@ -33,7 +33,7 @@ class TestInstall(FdCheckedCase):
             subprocess.run(["cmake", "--install", build, "--prefix", prefix], check=True, capture_output=True)
             site = os.path.join(prefix, "lib", VERSION, "dist-packages")
             target = os.path.join(site, MODULE)
-            for f in (target, os.path.join(site, "iomem", "__init__.py"), os.path.join(site, "iomem", "aio.py")):
+            for f in (target, *(os.path.join(site, "iomem", f) for f in ("__init__.py", "aio.py", "_iomem.pyi", "py.typed"))):
                 self.assertTrue(os.path.exists(f), f"{f} not installed")
             out = subprocess.run(
                 [sys.executable, "-c", "import iomem, iomem.aio; r = iomem.Region(4096); memoryview(r)[0] = 1; "
