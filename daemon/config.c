@@ -455,7 +455,7 @@ static char *config_trim(char *s)
 int config_load_file(struct config *c, const char *path, char *err, size_t errsize)
 {
         struct config_quota_rule *rule = NULL;
-        const char *why = "";
+        const char *why = "", *key = NULL, *value = NULL; /* the refused line's key and value, for the error */
         unsigned lineno = 0;
         char *buf = NULL;
         size_t bufsize = 0;
@@ -469,9 +469,10 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 return r;
         }
         while (getline(&buf, &bufsize, f) >= 0) {
-                char *line, *eq, *key, *value;
+                char *line, *eq;
 
                 lineno++;
+                key = value = NULL;
                 line = buf;
                 if ((eq = strchr(line, '#')))
                         *eq = '\0';
@@ -486,6 +487,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 }
                 eq = strchr(line, '=');
                 if (!eq) {
+                        key = line;
                         why = "expected key = value";
                         r = -EINVAL;
                         break;
@@ -496,6 +498,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 if (rule) {
                         r = config_set_quota(c, rule, key, value, &why);
                         if (r == 0) {
+                                value = NULL; /* the key is at fault, not its value */
                                 why = "only quota-bytes, quota-regions, quota-connections, quota-fds and "
                                       "quota-watches belong in a [uid]/[gid] section";
                                 r = -EINVAL;
@@ -507,12 +510,14 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 }
                 if (strcmp(key, "socket") == 0 || strcmp(key, "config") == 0) {
                         why = "only on the command line";
+                        value = NULL;
                         r = -EINVAL;
                         break;
                 }
                 r = config_set(c, key, value, &why);
                 if (r == -ENOENT) {
-                        why = "unknown key";
+                        why = "unknown key (iomemd.conf(5) lists the keys)";
+                        value = NULL;
                         r = -EINVAL;
                 }
                 if (r < 0)
@@ -520,11 +525,16 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         }
         if (r == -ENOMEM)
                 snprintf(err, errsize, "%s:%u: out of memory", path, lineno);
+        else if (r < 0 && value) /* "max-regions = 'x': expected a positive number" */
+                snprintf(err, errsize, "%s:%u: %s = '%s': %s", path, lineno, key, value, why);
+        else if (r < 0 && key) /* "nope: unknown key (...)" */
+                snprintf(err, errsize, "%s:%u: %s: %s", path, lineno, key, why);
         else if (r < 0)
                 snprintf(err, errsize, "%s:%u: %s", path, lineno, why);
         else if (ferror(f)) {
-                r = -EIO;
-                snprintf(err, errsize, "%s: read error", path);
+                /* getline()'s errno: "Is a directory" for --config /etc/iomemd (it said "read error") */
+                r = errno ? -errno : -EIO;
+                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
         }
         free(buf);
         fclose(f);

@@ -108,8 +108,8 @@ START_TEST(test_file_errors)
                 const char *err;
         } bad[] = {
                 { "max-regions = 0\n", ":1:" },
-                { "\nnope = 1\n", ":2: unknown key" },
-                { "quota-bytes\n", ":1: expected key = value" },
+                { "\nnope = 1\n", ":2: nope: unknown key (iomemd.conf(5) lists the keys)" },
+                { "quota-bytes\n", ":1: quota-bytes: expected key = value" },
                 { "quota-regions = -1\n", ":1:" },
                 { "quota-regions = 12abc\n", ":1:" },
                 { "default-mode = 0800\n", ":1:" },
@@ -123,10 +123,13 @@ START_TEST(test_file_errors)
                 { "[uid 5]\nmax-regions = 3\n", ":2:" },
                 /* the reason names all five keys a section takes (it left quota-watches out) */
                 { "[gid 5]\nmax-regions = 3\n",
-                  ":2: only quota-bytes, quota-regions, quota-connections, quota-fds and quota-watches belong in a "
+                  ":2: max-regions: only quota-bytes, quota-regions, quota-connections, quota-fds and quota-watches belong in a "
                   "[uid]/[gid] section" },
-                { "socket = /tmp/x\n", ":1: only on the command line" },
-                { "backend = tape\n", ":1:" },
+                { "socket = /tmp/x\n", ":1: socket: only on the command line" },
+                { "backend = tape\n", ":1: backend = 'tape': expected auto, memfd, shm or file" },
+                /* the key and the value refused are named (the line alone said "expected a positive size") */
+                { "max-region-size = 4Q\n", ":1: max-region-size = '4Q': expected a positive size like 1G" },
+                { "[uid 5]\nquota-bytes = lots\n", ":2: quota-bytes = 'lots':" },
                 { "allowed-backends = auto\n", ":1:" },
                 { "allowed-backends = memfd,,shm\n", ":1:" },
                 { "allowed-backends =\n", ":1:" },
@@ -152,6 +155,9 @@ START_TEST(test_file_missing)
         ck_assert_int_eq(config_load_file(&c, "/nonexistent/iomemd.conf", err, sizeof(err)), -ENOENT);
         /* says what the path is: "iomemd: /x: No such file or directory" did not */
         ck_assert_str_eq(err, "cannot read the configuration file /nonexistent/iomemd.conf: No such file or directory");
+        /* a directory opens, and its read fails: that says why (it said "/: read error") */
+        ck_assert_int_eq(config_load_file(&c, "/", err, sizeof(err)), -EISDIR);
+        ck_assert_str_eq(err, "cannot read the configuration file /: Is a directory");
         config_deinit(&c);
 }
 END_TEST
