@@ -70,6 +70,8 @@ static const char usage_text[] =
         "  status                             daemon totals (--json: one object)\n"
         "  ping                               check that the daemon answers\n"
         "  metrics [openmetrics|prometheus]   counters and gauges for monitoring (--json: one object)\n"
+        "  -h, --help                         show this help\n"
+        "  -V, --version                      show the version\n"
         "\n"
         "Sizes and offsets take K, M, G, T suffixes (powers of 1024).\n"
         "A NAME that starts with '-' goes after '--': iomemctl stat -- -x\n"

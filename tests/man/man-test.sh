@@ -75,6 +75,21 @@ for c in $cmds; do
   grep -q "^\.B[IR]* \"\?$c\b" "$src/docs/man/iomemctl.1" || bad "iomemctl.1 does not document the command $c"
 done
 
+# iomemctl's options (its getopt tables) and commands in iomemctl(1), in docs/iomemctl.md and in `iomemctl --help`
+ctl_opts=$(grep -o '{ "[a-z-]*", [a-z_]*_argument' "$src/cli/iomemctl.c" | cut -d'"' -f2 | sort -u)
+[ "$(echo "$ctl_opts" | wc -w)" -ge 15 ] || bad "read only $(echo "$ctl_opts" | wc -w) options from cli/iomemctl.c"
+ctl_help=$("$build/cli/iomemctl" --help) || bad "iomemctl --help failed"
+for o in $ctl_opts; do
+  grep -qF -- "\\-\\-${o//-/\\-}" "$src/docs/man/iomemctl.1" || bad "iomemctl.1 does not document --$o"
+  grep -qF -- "--$o" "$src/docs/iomemctl.md" || bad "docs/iomemctl.md does not document --$o"
+  grep -qF -- "--$o" <<<"$ctl_help" || bad "iomemctl --help does not show --$o"
+done
+for c in $cmds; do
+  grep -q "^| \`$c\b" "$src/docs/iomemctl.md" || bad "docs/iomemctl.md's table does not document the command $c"
+  grep -q "^  $c\b" <<<"$ctl_help" || bad "iomemctl --help does not show the command $c"
+done
+
 [ $fail = 0 ] || exit 1
 echo "man test passed: ${#pages[@]} pages lint clean, ${#links[@]} links, $(echo "$funcs" | wc -w) functions," \
-     "$(echo "$opts" | wc -w) options and $(echo "$cmds" | wc -w) commands documented"
+     "$(echo "$opts" | wc -w) options, $(echo "$cmds" | wc -w) commands and $(echo "$ctl_opts" | wc -w) iomemctl" \
+     "options documented"
