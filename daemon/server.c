@@ -884,6 +884,24 @@ static int server_setup_events(struct server *s)
         return 0;
 }
 
+/* Return: why binding the socket failed, in words that say what to do. */
+static const char *server_bind_why(int r)
+{
+        switch (r) {
+        case -EADDRINUSE:
+                return "in use: another iomemd (or another program) answers there";
+        case -ENOENT:
+                return "its directory does not exist: create it, or choose another --socket path";
+        case -EACCES:
+                return "permission denied on its directory: choose a --socket path this user may create, or run "
+                       "iomemd as a user that may";
+        case -ENAMETOOLONG:
+                return "the path is too long for a socket (at most 107 bytes): choose a shorter --socket path";
+        default:
+                return strerror(-r);
+        }
+}
+
 int server_run(const struct config *config)
 {
         struct server s = { .config = config, .listen_fd = -1 };
@@ -933,9 +951,7 @@ int server_run(const struct config *config)
                 if (r == -ENOTSOCK)
                         goto out;
                 if (r < 0) {
-                        log_error("cannot listen on %s: %s", config->socket_path,
-                                  r == -EADDRINUSE ? "in use: another iomemd (or another program) answers there"
-                                                   : strerror(-r));
+                        log_error("cannot listen on %s: %s", config->socket_path, server_bind_why(r));
                         goto out;
                 }
                 s.listen_fd = r;

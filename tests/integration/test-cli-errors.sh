@@ -41,10 +41,12 @@ expect_err "unexpected argument" 2 "stat: unexpected argument 'b' \(see iomemctl
 expect_err "bad command option" 2 "stat: bad option '--frob' \(see iomemctl --help\)$" "$IOMEMCTL" stat a --frob
 expect_err "option does not apply" 2 "read: option '--lease' does not apply \(see iomemctl --help\)$" \
         "$IOMEMCTL" read a --lease
-expect_err "missing argument" 2 "resize: missing SIZE \(resize NAME SIZE\) \(see iomemctl --help\)$" "$IOMEMCTL" resize a
+expect_err "missing argument" 2 "resize: missing SIZE \(resize NAME SIZE\) \(see iomemctl --help\)$" \
+        "$IOMEMCTL" resize a
 expect_err "missing first argument" 2 "create: missing NAME \(create NAME SIZE\) \(see iomemctl --help\)$" \
         "$IOMEMCTL" create
-expect_err "missing seal" 2 "seal: missing SEAL\.\.\. \(seal NAME SEAL\.\.\.\) \(see iomemctl --help\)$" "$IOMEMCTL" seal a
+expect_err "missing seal" 2 "seal: missing SEAL\.\.\. \(seal NAME SEAL\.\.\.\) \(see iomemctl --help\)$" \
+        "$IOMEMCTL" seal a
 # an option without its value, or with one it does not take, is said so (not "bad option")
 expect_err "global option without value" 2 "option '--socket' needs a value \(see iomemctl --help\)$" \
         "$IOMEMCTL" --socket

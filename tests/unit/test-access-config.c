@@ -123,8 +123,8 @@ START_TEST(test_file_errors)
                 { "[uid 5]\nmax-regions = 3\n", ":2:" },
                 /* the reason names all five keys a section takes (it left quota-watches out) */
                 { "[gid 5]\nmax-regions = 3\n",
-                  ":2: max-regions: only quota-bytes, quota-regions, quota-connections, quota-fds and quota-watches belong in a "
-                  "[uid]/[gid] section" },
+                  ":2: max-regions: only quota-bytes, quota-regions, quota-connections, quota-fds and quota-watches "
+                  "belong in a [uid]/[gid] section" },
                 { "socket = /tmp/x\n", ":1: socket: only on the command line" },
                 { "backend = tape\n", ":1: backend = 'tape': expected auto, memfd, shm or file" },
                 /* the key and the value refused are named (the line alone said "expected a positive size") */
