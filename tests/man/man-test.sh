@@ -3,7 +3,8 @@
 # The manuals: every page (hand-written and generated) passes `mandoc -T lint` without a warning, every .so link
 # points at a page that exists, every function that iomem.h declares or libiomem.so exports has its own
 # section, with its prototype, in a generated iomem(3) page and a page of its own name (`man iomem_create`), and
-# the hand-written pages cover every option of iomemd and every command of iomemctl.
+# the hand-written pages cover every option of iomemd and every command of iomemctl, and docs/protocol.md every
+# opcode, event, flag bit and backend of proto/proto.h (protocol-doc.py).
 # Usage: man-test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1
@@ -88,6 +89,10 @@ for c in $cmds; do
   grep -q "^| \`$c\b" "$src/docs/iomemctl.md" || bad "docs/iomemctl.md's table does not document the command $c"
   grep -q "^  $c\b" <<<"$ctl_help" || bad "iomemctl --help does not show the command $c"
 done
+
+# docs/protocol.md, the wire's manual: every opcode, event, flag bit and backend of proto/proto.h in its tables
+command -v python3 >/dev/null || bad "python3 is not installed"
+python3 "$src/tests/man/protocol-doc.py" "$src" || fail=1
 
 [ $fail = 0 ] || exit 1
 echo "man test passed: ${#pages[@]} pages lint clean, ${#links[@]} links, $(echo "$funcs" | wc -w) functions," \
