@@ -100,6 +100,10 @@ START_TEST(test_file_settings)
 }
 END_TEST
 
+#define X16 "xxxxxxxxxxxxxxxx"
+#define X64 X16 X16 X16 X16
+#define X300 X64 X64 X64 X64 X16 X16 "xxxxxxxxxxxx"
+
 /* Each malformed line is refused with its line number. */
 START_TEST(test_file_errors)
 {
@@ -130,6 +134,14 @@ START_TEST(test_file_errors)
                 /* the key and the value refused are named (the line alone said "expected a positive size") */
                 { "max-region-size = 4Q\n", ":1: max-region-size = '4Q': expected a positive size like 1G" },
                 { "[uid 5]\nquota-bytes = lots\n", ":2: quota-bytes = 'lots':" },
+                /* a long value is cut, so that the reason still fits; control and non-ASCII bytes are shown as
+                 * \xHH, not sent to the terminal or the journal */
+                { "max-region-size = " X300 "\n",
+                  ":1: max-region-size = '" X64 "...': expected a positive size like 1G" },
+                { X300 " = 1\n", ":1: " X64 "...: unknown key (iomemd.conf(5) lists the keys)" },
+                { "max-region-size = \x1b[2J\xff evil\r\n",
+                  ":1: max-region-size = '\\x1b[2J\\xff evil': expected a positive size like 1G" },
+                { "\x1b]0;title\x07\n", ":1: \\x1b]0;title\\x07: expected key = value" },
                 { "allowed-backends = auto\n", ":1:" },
                 { "allowed-backends = memfd,,shm\n", ":1:" },
                 { "allowed-backends =\n", ":1:" },
