@@ -74,7 +74,7 @@ static const char usage_text[] =
         "  -V, --version                      show the version\n"
         "\n"
         "Sizes and offsets take K, M, G, T suffixes (powers of 1024).\n"
-        "A NAME that starts with '-' goes after '--': iomemctl stat -- -x\n"
+        "A NAME that starts with '-' goes after '--': iomemctl stat -- -x (not for exec)\n"
         "The socket is --socket PATH, else $IOMEM_SOCKET, else $XDG_RUNTIME_DIR/iomemd.sock\n"
         "if a per-user daemon listens there, else the system service's " PATHS_SYSTEM_SOCKET ".\n"
         "A --lease region is deleted when its creator disconnects: with iomemctl,\n"
@@ -1565,7 +1565,8 @@ static const struct ctl_command commands[] = {
         { "resize", cmd_resize, ctl_prepare_size, 0, 2, 2, 0, NULL, "NAME SIZE" },
         { "seal", cmd_seal, ctl_prepare_seal, 0, 2, 8, 0, NULL, "NAME SEAL..." },
         { "wait", cmd_wait, NULL, ALLOW(OPT_TIMEOUT), 1, 1, 0, NULL, "NAME" },
-        { "exec", cmd_exec, NULL, ALLOW(OPT_READ_ONLY), 1, 1, 0, "NAME [--read-only] -- COMMAND [ARG...]", "NAME" },
+        { "exec", cmd_exec, NULL, ALLOW(OPT_READ_ONLY), 1, 1, 0, "NAME [--read-only] -- COMMAND [ARG...]",
+          "NAME [--read-only] -- COMMAND [ARG...]" },
         { "chmod", cmd_chmod, ctl_prepare_chmod, 0, 2, 2, 0, NULL, "NAME MODE" },
         { "chown", cmd_chown, ctl_prepare_chown, 0, 2, 2, 0, NULL, "NAME [UID][:GID]" },
         { "quota", cmd_quota, NULL, 0, 0, 0, 0, NULL, "" },

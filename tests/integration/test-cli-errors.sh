@@ -86,6 +86,9 @@ expect_err "seal bad name" 2 \
         "$IOMEMCTL" seal a glue
 expect_err "exec without --" 2 "exec: expected NAME \[--read-only\] -- COMMAND \[ARG...\] \(see iomemctl --help\)$" \
         "$IOMEMCTL" exec a true
+# exec's first "--" starts COMMAND: a NAME missing before it is said with exec's whole synopsis
+expect_err "exec without NAME" 2 "exec: missing NAME \(exec NAME \[--read-only\] -- COMMAND \[ARG\.\.\.\]\) \(see \
+iomemctl --help\)$" "$IOMEMCTL" exec -- -x -- true
 expect_err "chmod bad mode" 2 "chmod: bad mode '999' \(octal, at most 0777\) \(see iomemctl --help\)$" \
         "$IOMEMCTL" chmod a 999
 expect_err "chown bad owner" 2 "chown: bad owner 'root' \(UID, UID:GID or :GID, numeric\) \(see iomemctl --help\)$" \
