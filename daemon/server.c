@@ -548,6 +548,15 @@ static int server_bind(const char *path, struct stat *stp)
                 }
                 r = connect(probe, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0;
                 close(probe);
+                if (r == EACCES || r == EPERM) {
+                        /* the socket file is there but not ours to try: "permission denied on its directory"
+                         * would send the reader to the wrong place, and whether a daemon answers is unknown */
+                        r = -ENOTSOCK; /* said here, in full: the caller adds nothing */
+                        log_error("cannot listen on %s: a socket is there that uid %u may not connect to (another "
+                                  "user's iomemd?); refusing to remove it: choose another --socket path",
+                                  path, (unsigned)geteuid());
+                        goto fail;
+                }
                 if (r != ECONNREFUSED) {
                         r = r == 0 ? -EADDRINUSE : -r; /* the caller says so, in one line */
                         goto fail;

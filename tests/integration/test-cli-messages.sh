@@ -36,10 +36,19 @@ daemon_err "socket path too long" "cannot listen on $long: the path is too long 
 choose a shorter --socket path$" "$IOMEMD" --socket "$long" --tmpdir "$TMP"
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
         stage_iomemctl # an iomemd uid 1501 can run: the build tree may be under /root (0700)
+        chmod 0711 "$TMP" # uid 1501 may pass through $TMP (mktemp's 0700 refused it before $TMP/ro was reached)
         mkdir -m 0555 "$TMP/ro"
         daemon_err "socket directory not writable" "cannot listen on $TMP/ro/s: permission denied on its directory: \
 choose a --socket path this user may create" setpriv --reuid 1501 --regid 1501 --clear-groups \
                 "$STAGE/bin/iomemd" --socket "$TMP/ro/s" --tmpdir /tmp
+        # another user's socket (mode 0600) in a directory it may write: the socket is at fault, not the directory
+        mkdir -m 0777 "$TMP/open"
+        /usr/bin/python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$TMP/open/s"
+        chmod 0600 "$TMP/open/s"
+        daemon_err "another user's socket" "cannot listen on $TMP/open/s: a socket is there that uid 1501 may not \
+connect to \(another user's iomemd\?\); refusing to remove it: choose another --socket path$" \
+                setpriv --reuid 1501 --regid 1501 --clear-groups "$STAGE/bin/iomemd" --socket "$TMP/open/s" --tmpdir /tmp
+        [ -S "$TMP/open/s" ] || fail "another user's socket: removed"
 fi
 ctl ping >/dev/null || fail "the first daemon no longer answers"
 
