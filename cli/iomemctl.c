@@ -480,10 +480,12 @@ static int ctl_size(const char *cmd, const char *what, const char *text, uint64_
 static int ctl_bad_option(const char *cmd, const char *arg)
 {
         const char *prefix = cmd ? cmd : "", *sep = cmd ? ": " : "";
+        /* getopt_long() names a known long option in optopt (OPT_*, or 'h' and 'V' for --help and --version) */
+        bool known_long = optopt != 0 && strncmp(arg, "--", 2) == 0;
 
-        if (optopt >= OPT_SOCKET && strchr(arg, '='))
+        if (known_long && strchr(arg, '='))
                 return ctl_usage("%s%soption '%.*s' takes no value", prefix, sep, (int)(strchr(arg, '=') - arg), arg);
-        if (optopt >= OPT_SOCKET)
+        if (known_long)
                 return ctl_usage("%s%soption '%s' needs a value", prefix, sep, arg);
         if (arg[0] == '-' && arg[1] >= '0' && arg[1] <= '9')
                 return ctl_usage("%s%sbad option '%s' (numbers cannot be negative; a NAME that starts with '-' goes "

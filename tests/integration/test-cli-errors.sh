@@ -52,6 +52,9 @@ expect_err "global option without value" 2 "option '--socket' needs a value \(se
         "$IOMEMCTL" --socket
 expect_err "command option without value" 2 "stat: option '--socket' needs a value \(see iomemctl --help\)$" \
         "$IOMEMCTL" stat a --socket
+expect_err "--help with a value" 2 "option '--help' takes no value \(see iomemctl --help\)$" "$IOMEMCTL" --help=1
+expect_err "--version with a value" 2 "option '--version' takes no value \(see iomemctl --help\)$" \
+        "$IOMEMCTL" --version=x
 expect_err "option with a value it does not take" 2 "stat: option '--json' takes no value \(see iomemctl --help\)$" \
         "$IOMEMCTL" stat a --json=1
 # the element at fault is named, also in a cluster of letters or after a positional argument
