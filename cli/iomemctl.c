@@ -70,8 +70,11 @@ static const char usage_text[] =
         "  status                             daemon totals (--json: one object)\n"
         "  ping                               check that the daemon answers\n"
         "  metrics [openmetrics|prometheus]   counters and gauges for monitoring (--json: one object)\n"
+        "  -h, --help                         show this help\n"
+        "  -V, --version                      show the version\n"
         "\n"
         "Sizes and offsets take K, M, G, T suffixes (powers of 1024).\n"
+        "A NAME that starts with '-' goes after '--': iomemctl stat -- -x (not for exec)\n"
         "The socket is --socket PATH, else $IOMEM_SOCKET, else $XDG_RUNTIME_DIR/iomemd.sock\n"
         "if a per-user daemon listens there, else the system service's " PATHS_SYSTEM_SOCKET ".\n"
         "A --lease region is deleted when its creator disconnects: with iomemctl,\n"
@@ -366,6 +369,9 @@ static int ctl_connect(struct ctl *c)
         else
                 return ctl_error("connect: the default socket path is too long ($IOMEM_SOCKET or $XDG_RUNTIME_DIR)");
         snprintf(where, sizeof(where), "connect to %s (%s)", path, from);
+        if (!*path) /* the kernel's EINVAL would say nothing of the cause */
+                return ctl_error("connect (%s): the socket path is empty: give the daemon's socket, such as %s", from,
+                                 PATHS_SYSTEM_SOCKET);
         r = iomem_connect_flags(path, c->connect_flags, &c->client);
         if (r == 0) {
                 /* wait for the HELLO answer here (libiomem would read it with the first reply): a refusal is
@@ -382,7 +388,13 @@ static int ctl_connect(struct ctl *c)
                                  ctl_start_hint(source));
         case -ECONNREFUSED:
                 if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
-                        return ctl_error("%s: not a socket", where);
+                        return ctl_error("%s: this is a %s, not a socket: point %s at the socket the daemon listens "
+                                         "on (`iomemd --socket PATH`)",
+                                         where,
+                                         S_ISDIR(st.st_mode)   ? "directory"
+                                         : S_ISREG(st.st_mode) ? "regular file"
+                                                               : "file",
+                                         source == PATHS_FROM_ENV ? "--socket or $IOMEM_SOCKET" : "$IOMEM_SOCKET");
                 return ctl_error("%s: nothing listens on the socket (the daemon exited): %s", where,
                                  ctl_start_hint(source));
         case -EACCES:
@@ -442,6 +454,46 @@ enum {
         OPT_EXPECT,
 };
 
+/*
+ * ctl_size() - parse @text, the @what ("size", "offset", "length") of @cmd,
+ * into *@v; a usage error says what a size looks like, or that it is too large.
+ * Return: 0, or EXIT_USAGE after printing the error.
+ */
+static int ctl_size(const char *cmd, const char *what, const char *text, uint64_t *v)
+{
+        int r = parse_size(text, v);
+
+        if (r == -ERANGE)
+                return ctl_usage("%s: bad %s '%s': too large (at most 16E - 1 bytes)", cmd, what, text);
+        if (r < 0)
+                return ctl_usage("%s: bad %s '%s' (bytes, with an optional K, M, G or T suffix: 4096, 64K, 1G)", cmd,
+                                 what, text);
+        return 0;
+}
+
+/*
+ * ctl_bad_option() - the usage error for the option at @arg that getopt_long()
+ * refused: unknown, missing its value, given one it does not take, or a
+ * negative number taken for an option.
+ * Return: EXIT_USAGE.
+ */
+static int ctl_bad_option(const char *cmd, const char *arg)
+{
+        const char *prefix = cmd ? cmd : "", *sep = cmd ? ": " : "";
+        /* getopt_long() names a known long option in optopt (OPT_*, or 'h' and 'V' for --help and --version) */
+        bool known_long = optopt != 0 && strncmp(arg, "--", 2) == 0;
+
+        if (known_long && strchr(arg, '='))
+                return ctl_usage("%s%soption '%.*s' takes no value", prefix, sep, (int)(strchr(arg, '=') - arg), arg);
+        if (known_long)
+                return ctl_usage("%s%soption '%s' needs a value", prefix, sep, arg);
+        if (arg[0] == '-' && arg[1] >= '0' && arg[1] <= '9')
+                return ctl_usage("%s%sbad option '%s' (numbers cannot be negative; a NAME that starts with '-' goes "
+                                 "after '--')",
+                                 prefix, sep, arg);
+        return ctl_usage("%s%sbad option '%s'", prefix, sep, arg);
+}
+
 struct ctl_args {
         /* positional arguments, in order */
         char *pos[8];
@@ -470,14 +522,28 @@ struct ctl_args {
         size_t len;
 };
 
+/* Return: the word @n (from 0) of @synopsis, up to its next space, in a static buffer. */
+static const char *ctl_word(const char *synopsis, int n)
+{
+        static char word[64];
+        size_t len;
+
+        for (; n > 0 && strchr(synopsis, ' '); n--)
+                synopsis = strchr(synopsis, ' ') + 1;
+        len = strcspn(synopsis, " ");
+        snprintf(word, sizeof(word), "%.*s", (int)(len < sizeof(word) ? len : sizeof(word) - 1), synopsis);
+        return word;
+}
+
 /*
  * ctl_parse_args() - parse a command's options (permuted: options may come
  * before or after positionals) and up to @max_pos positional arguments.
  * @allowed: which OPT_* the command takes (bit OPT_x - OPT_SOCKET).
+ * @synopsis: its arguments ("NAME SIZE"), to say which one is missing.
  * Return: 0, or an exit status after printing a usage error.
  */
 static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed, int min_pos, int max_pos,
-                          struct ctl_args *a)
+                          const char *synopsis, struct ctl_args *a)
 {
         static const struct option opts[] = {
                 { "socket", required_argument, NULL, OPT_SOCKET },
@@ -506,7 +572,9 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
         allowed |= 1u << (OPT_SOCKET - OPT_SOCKET) | 1u << (OPT_JSON - OPT_SOCKET) | 1u << (OPT_HELP - OPT_SOCKET);
         optind = 0; /* GNU: reinitialize */
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "-", opts, NULL)) != -1) {
+        /* every element is taken in order ("-"), and an error stops at the element's first letter: the
+         * element being looked at is the one optind pointed to before the call */
+        for (int at = 1; (o = getopt_long(argc, argv, "-", opts, NULL)) != -1; at = optind) {
                 char *end;
 
                 if (o == 1) {
@@ -516,9 +584,9 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
                         continue;
                 }
                 if (o == '?' || o == ':')
-                        return ctl_usage("%s: bad option '%s'", cmd, argv[optind - 1]);
+                        return ctl_bad_option(cmd, argv[at]);
                 if (!(allowed & (1u << (o - OPT_SOCKET))))
-                        return ctl_usage("%s: option '%s' does not apply", cmd, argv[optind - 1]);
+                        return ctl_usage("%s: option '%s' does not apply", cmd, argv[at]);
                 switch (o) {
                 case OPT_SOCKET:
                         c->socket = optarg;
@@ -566,7 +634,8 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
                         uint32_t s;
 
                         if (iomem_seals_parse(optarg, &s) < 0)
-                                return ctl_usage("%s: bad seal list '%s'", cmd, optarg);
+                                return ctl_usage("%s: bad seal list '%s' (comma-separated: " PARSE_SEAL_NAMES ")", cmd,
+                                                 optarg);
                         a->seals |= s;
                         break;
                 }
@@ -574,10 +643,9 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
                 case OPT_LENGTH: {
                         uint64_t v;
 
-                        r = parse_size(optarg, &v);
-                        if (r < 0)
-                                return ctl_usage("%s: bad %s '%s'", cmd, o == OPT_OFFSET ? "offset" : "length",
-                                                 optarg);
+                        r = ctl_size(cmd, o == OPT_OFFSET ? "offset" : "length", optarg, &v);
+                        if (r)
+                                return r;
                         if (o == OPT_OFFSET)
                                 a->offset = v;
                         else {
@@ -613,8 +681,14 @@ static int ctl_parse_args(struct ctl *c, int argc, char **argv, unsigned allowed
                 }
                 }
         }
+        /* after "--", everything is a positional argument: a NAME may start with '-' */
+        for (; optind < argc; optind++) {
+                if (a->npos >= max_pos)
+                        return ctl_usage("%s: unexpected argument '%s'", cmd, argv[optind]);
+                a->pos[a->npos++] = argv[optind];
+        }
         if (a->npos < min_pos)
-                return ctl_usage("%s: missing argument", cmd);
+                return ctl_usage("%s: missing %s (%s %s)", cmd, ctl_word(synopsis, a->npos), cmd, synopsis);
         c->name = a->npos ? a->pos[0] : NULL;
         return 0;
 }
@@ -638,15 +712,14 @@ struct ctl_command {
         int min_pos, max_pos;
         uint32_t connect_flags; /* IOMEM_CONNECT_* */
         const char *dashdash;   /* non-NULL: takes "-- COMMAND [ARG...]"; the synopsis for a usage error */
+        const char *synopsis;   /* the positional arguments, to say which one is missing */
 };
 
 /* prepare of the commands whose second argument is a SIZE. */
 static int ctl_prepare_size(struct ctl *c, struct ctl_args *a)
 {
         (void)c;
-        if (parse_size(a->pos[1], &a->size) < 0)
-                return ctl_usage("%s: bad size '%s'", a->cmd, a->pos[1]);
-        return 0;
+        return ctl_size(a->cmd, "size", a->pos[1], &a->size);
 }
 
 static int ctl_prepare_create(struct ctl *c, struct ctl_args *a)
@@ -1483,27 +1556,30 @@ static int cmd_publish(struct ctl *c, struct ctl_args *a)
 #define ALLOW_REGISTER (ALLOW(OPT_LEASE) | ALLOW(OPT_MODE) | ALLOW(OPT_SEAL))
 
 static const struct ctl_command commands[] = {
-        /* name, run, prepare, options, min and max positional arguments, connect flags, "--" synopsis */
-        { "create", cmd_create, ctl_prepare_create, ALLOW_CREATE, 2, 2, 0, NULL },
-        { "write", cmd_write, ctl_prepare_write, ALLOW(OPT_OFFSET), 1, 2, 0, NULL },
-        { "read", cmd_read, NULL, ALLOW(OPT_OFFSET) | ALLOW(OPT_LENGTH), 1, 1, 0, NULL },
-        { "stat", cmd_stat, NULL, 0, 1, 1, 0, NULL },
-        { "list", cmd_list, NULL, 0, 0, 1, 0, NULL },
-        { "rm", cmd_rm, NULL, 0, 1, 1, 0, NULL },
-        { "resize", cmd_resize, ctl_prepare_size, 0, 2, 2, 0, NULL },
-        { "seal", cmd_seal, ctl_prepare_seal, 0, 2, 8, 0, NULL },
-        { "wait", cmd_wait, NULL, ALLOW(OPT_TIMEOUT), 1, 1, 0, NULL },
-        { "exec", cmd_exec, NULL, ALLOW(OPT_READ_ONLY), 1, 1, 0, "NAME [--read-only] -- COMMAND [ARG...]" },
-        { "chmod", cmd_chmod, ctl_prepare_chmod, 0, 2, 2, 0, NULL },
-        { "chown", cmd_chown, ctl_prepare_chown, 0, 2, 2, 0, NULL },
-        { "quota", cmd_quota, NULL, 0, 0, 0, 0, NULL },
-        { "register", cmd_register, ctl_prepare_size, ALLOW_REGISTER, 2, 3, 0, NULL },
-        { "watch", cmd_watch, NULL, ALLOW(OPT_COUNT) | ALLOW(OPT_TIMEOUT), 0, 1, IOMEM_CONNECT_EVENTS, NULL },
+        /* name, run, prepare, options, min and max positional arguments, connect flags, "--" synopsis,
+         * positional arguments */
+        { "create", cmd_create, ctl_prepare_create, ALLOW_CREATE, 2, 2, 0, NULL, "NAME SIZE" },
+        { "write", cmd_write, ctl_prepare_write, ALLOW(OPT_OFFSET), 1, 2, 0, NULL, "NAME [FILE]" },
+        { "read", cmd_read, NULL, ALLOW(OPT_OFFSET) | ALLOW(OPT_LENGTH), 1, 1, 0, NULL, "NAME" },
+        { "stat", cmd_stat, NULL, 0, 1, 1, 0, NULL, "NAME" },
+        { "list", cmd_list, NULL, 0, 0, 1, 0, NULL, "[PREFIX]" },
+        { "rm", cmd_rm, NULL, 0, 1, 1, 0, NULL, "NAME" },
+        { "resize", cmd_resize, ctl_prepare_size, 0, 2, 2, 0, NULL, "NAME SIZE" },
+        { "seal", cmd_seal, ctl_prepare_seal, 0, 2, 8, 0, NULL, "NAME SEAL..." },
+        { "wait", cmd_wait, NULL, ALLOW(OPT_TIMEOUT), 1, 1, 0, NULL, "NAME" },
+        { "exec", cmd_exec, NULL, ALLOW(OPT_READ_ONLY), 1, 1, 0, "NAME [--read-only] -- COMMAND [ARG...]",
+          "NAME [--read-only] -- COMMAND [ARG...]" },
+        { "chmod", cmd_chmod, ctl_prepare_chmod, 0, 2, 2, 0, NULL, "NAME MODE" },
+        { "chown", cmd_chown, ctl_prepare_chown, 0, 2, 2, 0, NULL, "NAME [UID][:GID]" },
+        { "quota", cmd_quota, NULL, 0, 0, 0, 0, NULL, "" },
+        { "register", cmd_register, ctl_prepare_size, ALLOW_REGISTER, 2, 3, 0, NULL, "NAME SIZE [FILE]" },
+        { "watch", cmd_watch, NULL, ALLOW(OPT_COUNT) | ALLOW(OPT_TIMEOUT), 0, 1, IOMEM_CONNECT_EVENTS, NULL,
+          "[PREFIX]" },
         { "publish", cmd_publish, ctl_prepare_publish, ALLOW_REGISTER | ALLOW(OPT_EXPECT), 1, 2,
-          IOMEM_CONNECT_EVENTS, NULL },
-        { "status", cmd_status, NULL, 0, 0, 0, 0, NULL },
-        { "ping", cmd_ping, NULL, 0, 0, 0, 0, NULL },
-        { "metrics", cmd_metrics, ctl_prepare_metrics, 0, 0, 1, 0, NULL },
+          IOMEM_CONNECT_EVENTS, NULL, "NAME [FILE]" },
+        { "status", cmd_status, NULL, 0, 0, 0, 0, NULL, "" },
+        { "ping", cmd_ping, NULL, 0, 0, 0, 0, NULL, "" },
+        { "metrics", cmd_metrics, ctl_prepare_metrics, 0, 0, 1, 0, NULL, "[FORMAT]" },
 };
 
 /*
@@ -1532,7 +1608,7 @@ static int ctl_run(struct ctl *c, const struct ctl_command *cmd, int argc, char 
                 a.rest = argv + sep + 1;
                 argc = sep;
         }
-        r = ctl_parse_args(c, argc, argv, cmd->allowed, cmd->min_pos, cmd->max_pos, &a);
+        r = ctl_parse_args(c, argc, argv, cmd->allowed, cmd->min_pos, cmd->max_pos, cmd->synopsis, &a);
         if (r == 0 && cmd->prepare)
                 r = cmd->prepare(c, &a);
         if (r == 0) {
@@ -1564,7 +1640,7 @@ int main(int argc, char **argv)
         int o, r;
 
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
+        for (int at = 1; (o = getopt_long(argc, argv, "+hV", opts, NULL)) != -1; at = optind) {
                 switch (o) {
                 case OPT_SOCKET:
                         c.socket = optarg;
@@ -1579,7 +1655,7 @@ int main(int argc, char **argv)
                         printf("iomemctl %s\n", IOMEM_VERSION);
                         return EXIT_SUCCESS;
                 default:
-                        return ctl_usage("bad option '%s'", argv[optind - 1]);
+                        return ctl_bad_option(NULL, argv[at]);
                 }
         }
         if (optind >= argc)

@@ -452,10 +452,39 @@ static char *config_trim(char *s)
         return s;
 }
 
+/*
+ * config_quote() - @s as an error message shows it, in @out (@size bytes): printable ASCII as is, every other byte
+ * (a control character, an escape sequence, a byte of a non-ASCII or broken UTF-8 character) as \xHH, and cut
+ * after CONFIG_QUOTE_MAX bytes with "..." so that the reason after it fits in the message.
+ * Return: @out.
+ */
+#define CONFIG_QUOTE_MAX 64
+static const char *config_quote(char *out, size_t size, const char *s)
+{
+        size_t n = 0, in;
+
+        for (in = 0; s[in] && in < CONFIG_QUOTE_MAX && n + 5 < size; in++) {
+                unsigned char ch = (unsigned char)s[in];
+
+                if (ch >= 0x20 && ch < 0x7f)
+                        out[n++] = (char)ch;
+                else
+                        n += (size_t)snprintf(out + n, size - n, "\\x%02x", ch);
+        }
+        if (s[in] && n + 4 <= size) {
+                memcpy(out + n, "...", 3);
+                n += 3;
+        }
+        out[n] = '\0';
+        return out;
+}
+
 int config_load_file(struct config *c, const char *path, char *err, size_t errsize)
 {
         struct config_quota_rule *rule = NULL;
-        const char *why = "";
+        const char *why = "", *key = NULL, *value = NULL; /* the refused line's key and value, for the error */
+        /* ...quoted: a long one would push the reason out of @err, a control byte reach the terminal or journal */
+        char qkey[4 * CONFIG_QUOTE_MAX + 4], qvalue[4 * CONFIG_QUOTE_MAX + 4];
         unsigned lineno = 0;
         char *buf = NULL;
         size_t bufsize = 0;
@@ -469,9 +498,10 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 return r;
         }
         while (getline(&buf, &bufsize, f) >= 0) {
-                char *line, *eq, *key, *value;
+                char *line, *eq;
 
                 lineno++;
+                key = value = NULL;
                 line = buf;
                 if ((eq = strchr(line, '#')))
                         *eq = '\0';
@@ -486,6 +516,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 }
                 eq = strchr(line, '=');
                 if (!eq) {
+                        key = line;
                         why = "expected key = value";
                         r = -EINVAL;
                         break;
@@ -496,6 +527,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 if (rule) {
                         r = config_set_quota(c, rule, key, value, &why);
                         if (r == 0) {
+                                value = NULL; /* the key is at fault, not its value */
                                 why = "only quota-bytes, quota-regions, quota-connections, quota-fds and "
                                       "quota-watches belong in a [uid]/[gid] section";
                                 r = -EINVAL;
@@ -507,12 +539,14 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 }
                 if (strcmp(key, "socket") == 0 || strcmp(key, "config") == 0) {
                         why = "only on the command line";
+                        value = NULL;
                         r = -EINVAL;
                         break;
                 }
                 r = config_set(c, key, value, &why);
                 if (r == -ENOENT) {
-                        why = "unknown key";
+                        why = "unknown key (iomemd.conf(5) lists the keys)";
+                        value = NULL;
                         r = -EINVAL;
                 }
                 if (r < 0)
@@ -520,11 +554,17 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         }
         if (r == -ENOMEM)
                 snprintf(err, errsize, "%s:%u: out of memory", path, lineno);
+        else if (r < 0 && value) /* "max-regions = 'x': expected a positive number" */
+                snprintf(err, errsize, "%s:%u: %s = '%s': %s", path, lineno, config_quote(qkey, sizeof(qkey), key),
+                         config_quote(qvalue, sizeof(qvalue), value), why);
+        else if (r < 0 && key) /* "nope: unknown key (...)" */
+                snprintf(err, errsize, "%s:%u: %s: %s", path, lineno, config_quote(qkey, sizeof(qkey), key), why);
         else if (r < 0)
                 snprintf(err, errsize, "%s:%u: %s", path, lineno, why);
         else if (ferror(f)) {
-                r = -EIO;
-                snprintf(err, errsize, "%s: read error", path);
+                /* getline()'s errno: "Is a directory" for --config /etc/iomemd (it said "read error") */
+                r = errno ? -errno : -EIO;
+                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
         }
         free(buf);
         fclose(f);

@@ -548,6 +548,15 @@ static int server_bind(const char *path, struct stat *stp)
                 }
                 r = connect(probe, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0;
                 close(probe);
+                if (r == EACCES || r == EPERM) {
+                        /* the socket file is there but not ours to try: "permission denied on its directory"
+                         * would send the reader to the wrong place, and whether a daemon answers is unknown */
+                        r = -ENOTSOCK; /* said here, in full: the caller adds nothing */
+                        log_error("cannot listen on %s: a socket is there that uid %u may not connect to (another "
+                                  "user's iomemd?); refusing to remove it: choose another --socket path",
+                                  path, (unsigned)geteuid());
+                        goto fail;
+                }
                 if (r != ECONNREFUSED) {
                         r = r == 0 ? -EADDRINUSE : -r; /* the caller says so, in one line */
                         goto fail;
@@ -884,6 +893,24 @@ static int server_setup_events(struct server *s)
         return 0;
 }
 
+/* Return: why binding the socket failed, in words that say what to do. */
+static const char *server_bind_why(int r)
+{
+        switch (r) {
+        case -EADDRINUSE:
+                return "in use: another iomemd (or another program) answers there";
+        case -ENOENT:
+                return "its directory does not exist: create it, or choose another --socket path";
+        case -EACCES:
+                return "permission denied on its directory: choose a --socket path this user may create, or run "
+                       "iomemd as a user that may";
+        case -ENAMETOOLONG:
+                return "the path is too long for a socket (at most 107 bytes): choose a shorter --socket path";
+        default:
+                return strerror(-r);
+        }
+}
+
 int server_run(const struct config *config)
 {
         struct server s = { .config = config, .listen_fd = -1 };
@@ -933,9 +960,7 @@ int server_run(const struct config *config)
                 if (r == -ENOTSOCK)
                         goto out;
                 if (r < 0) {
-                        log_error("cannot listen on %s: %s", config->socket_path,
-                                  r == -EADDRINUSE ? "in use: another iomemd (or another program) answers there"
-                                                   : strerror(-r));
+                        log_error("cannot listen on %s: %s", config->socket_path, server_bind_why(r));
                         goto out;
                 }
                 s.listen_fd = r;

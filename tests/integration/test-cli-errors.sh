@@ -41,24 +41,57 @@ expect_err "unexpected argument" 2 "stat: unexpected argument 'b' \(see iomemctl
 expect_err "bad command option" 2 "stat: bad option '--frob' \(see iomemctl --help\)$" "$IOMEMCTL" stat a --frob
 expect_err "option does not apply" 2 "read: option '--lease' does not apply \(see iomemctl --help\)$" \
         "$IOMEMCTL" read a --lease
-expect_err "missing argument" 2 "resize: missing argument \(see iomemctl --help\)$" "$IOMEMCTL" resize a
+expect_err "missing argument" 2 "resize: missing SIZE \(resize NAME SIZE\) \(see iomemctl --help\)$" \
+        "$IOMEMCTL" resize a
+expect_err "missing first argument" 2 "create: missing NAME \(create NAME SIZE\) \(see iomemctl --help\)$" \
+        "$IOMEMCTL" create
+expect_err "missing seal" 2 "seal: missing SEAL\.\.\. \(seal NAME SEAL\.\.\.\) \(see iomemctl --help\)$" \
+        "$IOMEMCTL" seal a
+# an option without its value, or with one it does not take, is said so (not "bad option")
+expect_err "global option without value" 2 "option '--socket' needs a value \(see iomemctl --help\)$" \
+        "$IOMEMCTL" --socket
+expect_err "command option without value" 2 "stat: option '--socket' needs a value \(see iomemctl --help\)$" \
+        "$IOMEMCTL" stat a --socket
+expect_err "--help with a value" 2 "option '--help' takes no value \(see iomemctl --help\)$" "$IOMEMCTL" --help=1
+expect_err "--version with a value" 2 "option '--version' takes no value \(see iomemctl --help\)$" \
+        "$IOMEMCTL" --version=x
+expect_err "option with a value it does not take" 2 "stat: option '--json' takes no value \(see iomemctl --help\)$" \
+        "$IOMEMCTL" stat a --json=1
+# the element at fault is named, also in a cluster of letters or after a positional argument
+expect_err "bad short options" 2 "stat: bad option '-xy' \(see iomemctl --help\)$" "$IOMEMCTL" stat a -xy
+expect_err "bad global short options" 2 "bad option '-xy' \(see iomemctl --help\)$" "$IOMEMCTL" -xy ping
+expect_err "negative size" 2 "create: bad option '-12' \(numbers cannot be negative; a NAME that starts with '-' goes \
+after '--'\) \(see iomemctl --help\)$" "$IOMEMCTL" create a -12
+expect_err "one positional too many after --" 2 "stat: unexpected argument '-b' \(see iomemctl --help\)$" \
+        "$IOMEMCTL" stat -- -a -b
 expect_err "bad --mode" 2 "create: bad mode '8' \(octal, at most 0777\) \(see iomemctl --help\)$" \
         "$IOMEMCTL" create a 4K --mode 8
 expect_err "bad --backend" 2 "create: unknown backend 'tape' \(memfd, shm, file, auto\) \(see iomemctl --help\)$" \
         "$IOMEMCTL" create a 4K --backend tape
-expect_err "bad --seal" 2 "create: bad seal list 'glue' \(see iomemctl --help\)$" "$IOMEMCTL" create a 4K --seal glue
-expect_err "bad --offset" 2 "read: bad offset '1Q' \(see iomemctl --help\)$" "$IOMEMCTL" read a --offset 1Q
-expect_err "bad --length" 2 "read: bad length '-1' \(see iomemctl --help\)$" "$IOMEMCTL" read a --length=-1
+expect_err "bad --seal" 2 "create: bad seal list 'glue' \(comma-separated: seal, shrink, grow, write, \
+future-write\) \(see iomemctl --help\)$" "$IOMEMCTL" create a 4K --seal glue
+expect_err "bad --offset" 2 "read: bad offset '1Q' \(bytes, with an optional K, M, G or T suffix: 4096, 64K, 1G\) \
+\(see iomemctl --help\)$" "$IOMEMCTL" read a --offset 1Q
+expect_err "bad --length" 2 "read: bad length '-1' \(bytes, with an optional K, M, G or T suffix: 4096, 64K, 1G\) \
+\(see iomemctl --help\)$" "$IOMEMCTL" read a --length=-1
 expect_err "bad --timeout" 2 "wait: bad timeout 'soon' \(seconds\) \(see iomemctl --help\)$" \
         "$IOMEMCTL" wait a --timeout soon
-expect_err "create bad size" 2 "create: bad size '4X' \(see iomemctl --help\)$" "$IOMEMCTL" create a 4X
-expect_err "resize bad size" 2 "resize: bad size ' 4K' \(see iomemctl --help\)$" "$IOMEMCTL" resize a ' 4K'
-expect_err "register bad size" 2 "register: bad size '\+4K' \(see iomemctl --help\)$" "$IOMEMCTL" register a +4K
+expect_err "create bad size" 2 "create: bad size '4X' \(bytes, with an optional K, M, G or T suffix: 4096, 64K, 1G\) \
+\(see iomemctl --help\)$" "$IOMEMCTL" create a 4X
+expect_err "create size too large" 2 "create: bad size '99999999T': too large \(at most 16E - 1 bytes\) \
+\(see iomemctl --help\)$" "$IOMEMCTL" create a 99999999T
+expect_err "resize bad size" 2 "resize: bad size ' 4K' \(bytes, with an optional K, M, G or T suffix: 4096, 64K, \
+1G\) \(see iomemctl --help\)$" "$IOMEMCTL" resize a ' 4K'
+expect_err "register bad size" 2 "register: bad size '\+4K' \(bytes, with an optional K, M, G or T suffix: 4096, \
+64K, 1G\) \(see iomemctl --help\)$" "$IOMEMCTL" register a +4K
 expect_err "seal bad name" 2 \
         "seal: bad seal 'glue' \(seal, shrink, grow, write, future-write\) \(see iomemctl --help\)$" \
         "$IOMEMCTL" seal a glue
 expect_err "exec without --" 2 "exec: expected NAME \[--read-only\] -- COMMAND \[ARG...\] \(see iomemctl --help\)$" \
         "$IOMEMCTL" exec a true
+# exec's first "--" starts COMMAND: a NAME missing before it is said with exec's whole synopsis
+expect_err "exec without NAME" 2 "exec: missing NAME \(exec NAME \[--read-only\] -- COMMAND \[ARG\.\.\.\]\) \(see \
+iomemctl --help\)$" "$IOMEMCTL" exec -- -x -- true
 expect_err "chmod bad mode" 2 "chmod: bad mode '999' \(octal, at most 0777\) \(see iomemctl --help\)$" \
         "$IOMEMCTL" chmod a 999
 expect_err "chown bad owner" 2 "chown: bad owner 'root' \(UID, UID:GID or :GID, numeric\) \(see iomemctl --help\)$" \
@@ -80,7 +113,13 @@ mkdir -p "$TMP/xdg"
 expect_err "per-user socket, nobody listening" 1 "connect to $TMP/xdg/iomemd.sock \(the per-user daemon's socket\): \
 nothing listens on the socket \(the daemon exited\): start it with \`systemctl --user start iomemd.socket\`$" \
         env -u IOMEM_SOCKET XDG_RUNTIME_DIR="$TMP/xdg" "$IOMEMCTL" ping
-expect_err "not a socket" 1 "connect to /etc/passwd \(--socket\): not a socket$" "$IOMEMCTL" --socket /etc/passwd ping
+expect_err "not a socket" 1 "connect to /etc/passwd \(--socket\): this is a regular file, not a socket: point \
+--socket or \\\$IOMEM_SOCKET at the socket the daemon listens on \(\`iomemd --socket PATH\`\)$" \
+        "$IOMEMCTL" --socket /etc/passwd ping
+expect_err "a directory" 1 "connect to $TMP \(--socket\): this is a directory, not a socket: point" \
+        "$IOMEMCTL" --socket "$TMP" ping
+expect_err "empty --socket" 1 "connect \(--socket\): the socket path is empty: give the daemon's socket, such as \
+/run/iomemd/iomemd.sock$" "$IOMEMCTL" --socket "" ping
 expect_err "other connect error" 1 "connect to /etc/passwd/x \(--socket\): Not a directory$" \
         "$IOMEMCTL" --socket /etc/passwd/x ping
 long=$(printf 'a%.0s' $(seq 1 200))
@@ -135,6 +174,10 @@ start_daemon --max-region-size 64G
 chmod 0755 "$TMP"
 ctl create a 8K --mode 0644
 ctl create m 8K --backend memfd --seal grow --mode 0666
+# a NAME may start with '-' (docs/protocol.md): after '--' iomemctl takes it as one, not as an option
+ctl create -- -dash 4K >/dev/null || fail "create -- -dash failed"
+[ "$(ctl stat -- -dash | sed -n 's/^name: *//p')" = -dash ] || fail "stat -- -dash: $(ctl stat -- -dash 2>&1)"
+ctl rm -- -dash || fail "rm -- -dash failed"
 expect_err "create exists" 1 "create a: a region with this name already exists$" ctl create a 8K --exclusive
 toobig="size above the daemon's limit: 100T asked, max-region-size is 64G; ask for less, or raise max-region-size \
 in iomemd\.conf$"

@@ -14,7 +14,7 @@ wait_watching() {
 }
 
 expect_err "watch: bad count" 2 "watch: bad count 'x'" "$IOMEMCTL" watch --count x
-expect_err "publish: missing name" 2 "publish: missing argument" "$IOMEMCTL" publish
+expect_err "publish: missing name" 2 "publish: missing NAME \(publish NAME \[FILE\]\)" "$IOMEMCTL" publish
 expect_err "publish: bad expect" 2 "publish: bad generation '-1'" "$IOMEMCTL" publish n --expect -1
 
 start_daemon

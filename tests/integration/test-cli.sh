@@ -23,7 +23,7 @@ done
 expect_err "no command" 2 "no command given" "$IOMEMCTL"
 expect_err "unknown command" 2 "unknown command 'frobnicate'" "$IOMEMCTL" frobnicate
 expect_err "bad option" 2 "bad option" "$IOMEMCTL" --frob ping
-expect_err "missing argument" 2 "create: missing argument" "$IOMEMCTL" create onlyname
+expect_err "missing argument" 2 "create: missing SIZE \(create NAME SIZE\)" "$IOMEMCTL" create onlyname
 expect_err "bad size" 2 "create: bad size '12Q'" "$IOMEMCTL" create x 12Q
 expect_err "bad mode" 2 "create: bad mode '0999'" "$IOMEMCTL" create x 4K --mode 0999
 expect_err "bad backend" 2 "create: unknown backend 'tape'" "$IOMEMCTL" create x 4K --backend tape

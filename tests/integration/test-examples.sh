@@ -45,5 +45,26 @@ rc=0
 wait "$consumer" || rc=$?
 [ "$rc" -eq 0 ] || fail "frame-consumer: $(cat "$TMP/frame-consumer.out")"
 grep -q "the last 500$" "$TMP/frame-consumer.out" || fail "frame-consumer output: $(cat "$TMP/frame-consumer.out")"
+# README.md's "Examples" lines, as written, from the source tree (build/ is this build; the Python and Ruby lines
+# need their binding built), with $IOMEM_SOCKET naming a running daemon
+src=$(cd "$(dirname "$0")/../.." && pwd)
+build=$(cd "$IOMEM_EXAMPLES/.." && pwd)
+# in a sanitizer build the bindings need libasan preloaded into python3 and ruby, which a reader of README.md does
+# not do: there the lines are the normal build's, and the bindings' own suites run the examples with the preload
+bindings=true
+grep -q '^IOMEM_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null && bindings=false
+readme_lines=$(awk '/^## /{ on = ($0 == "## Examples") } on && /^    [^ ]/' "$src/README.md")
+[ "$(echo "$readme_lines" | grep -c .)" -ge 9 ] || fail "README.md's Examples section has no command lines"
+while IFS= read -r line; do
+        line=${line#    }
+        case $line in
+        *build/bindings/python*) $bindings && [ -d "$build/bindings/python/iomem" ] || continue ;;
+        *build/bindings/ruby*) $bindings && [ -e "$build/bindings/ruby/iomem_ext.so" ] || continue ;;
+        esac
+        rc=0
+        (cd "$src" && IOMEM_SOCKET=$SOCK bash -c "${line//build\//$build/}") \
+                >"$TMP/readme.out" 2>&1 </dev/null || rc=$?
+        [ "$rc" -eq 0 ] || fail "README.md's example '$line' exited $rc: $(cat "$TMP/readme.out")"
+done <<<"$readme_lines"
 stop_daemon
 finish

@@ -3,7 +3,8 @@
 # The manuals: every page (hand-written and generated) passes `mandoc -T lint` without a warning, every .so link
 # points at a page that exists, every function that iomem.h declares or libiomem.so exports has its own
 # section, with its prototype, in a generated iomem(3) page and a page of its own name (`man iomem_create`), and
-# the hand-written pages cover every option of iomemd and every command of iomemctl.
+# the hand-written pages cover every option of iomemd and every command of iomemctl, and docs/protocol.md every
+# opcode, event, flag bit and backend of proto/proto.h (protocol-doc.py).
 # Usage: man-test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1
@@ -75,6 +76,25 @@ for c in $cmds; do
   grep -q "^\.B[IR]* \"\?$c\b" "$src/docs/man/iomemctl.1" || bad "iomemctl.1 does not document the command $c"
 done
 
+# iomemctl's options (its getopt tables) and commands in iomemctl(1), in docs/iomemctl.md and in `iomemctl --help`
+ctl_opts=$(grep -o '{ "[a-z-]*", [a-z_]*_argument' "$src/cli/iomemctl.c" | cut -d'"' -f2 | sort -u)
+[ "$(echo "$ctl_opts" | wc -w)" -ge 15 ] || bad "read only $(echo "$ctl_opts" | wc -w) options from cli/iomemctl.c"
+ctl_help=$("$build/cli/iomemctl" --help) || bad "iomemctl --help failed"
+for o in $ctl_opts; do
+  grep -qF -- "\\-\\-${o//-/\\-}" "$src/docs/man/iomemctl.1" || bad "iomemctl.1 does not document --$o"
+  grep -qF -- "--$o" "$src/docs/iomemctl.md" || bad "docs/iomemctl.md does not document --$o"
+  grep -qF -- "--$o" <<<"$ctl_help" || bad "iomemctl --help does not show --$o"
+done
+for c in $cmds; do
+  grep -q "^| \`$c\b" "$src/docs/iomemctl.md" || bad "docs/iomemctl.md's table does not document the command $c"
+  grep -q "^  $c\b" <<<"$ctl_help" || bad "iomemctl --help does not show the command $c"
+done
+
+# docs/protocol.md, the wire's manual: every opcode, event, flag bit and backend of proto/proto.h in its tables
+command -v python3 >/dev/null || bad "python3 is not installed"
+python3 "$src/tests/man/protocol-doc.py" "$src" || fail=1
+
 [ $fail = 0 ] || exit 1
 echo "man test passed: ${#pages[@]} pages lint clean, ${#links[@]} links, $(echo "$funcs" | wc -w) functions," \
-     "$(echo "$opts" | wc -w) options and $(echo "$cmds" | wc -w) commands documented"
+     "$(echo "$opts" | wc -w) options, $(echo "$cmds" | wc -w) commands and $(echo "$ctl_opts" | wc -w) iomemctl" \
+     "options documented"

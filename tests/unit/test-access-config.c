@@ -100,6 +100,10 @@ START_TEST(test_file_settings)
 }
 END_TEST
 
+#define X16 "xxxxxxxxxxxxxxxx"
+#define X64 X16 X16 X16 X16
+#define X300 X64 X64 X64 X64 X16 X16 "xxxxxxxxxxxx"
+
 /* Each malformed line is refused with its line number. */
 START_TEST(test_file_errors)
 {
@@ -108,8 +112,8 @@ START_TEST(test_file_errors)
                 const char *err;
         } bad[] = {
                 { "max-regions = 0\n", ":1:" },
-                { "\nnope = 1\n", ":2: unknown key" },
-                { "quota-bytes\n", ":1: expected key = value" },
+                { "\nnope = 1\n", ":2: nope: unknown key (iomemd.conf(5) lists the keys)" },
+                { "quota-bytes\n", ":1: quota-bytes: expected key = value" },
                 { "quota-regions = -1\n", ":1:" },
                 { "quota-regions = 12abc\n", ":1:" },
                 { "default-mode = 0800\n", ":1:" },
@@ -123,10 +127,21 @@ START_TEST(test_file_errors)
                 { "[uid 5]\nmax-regions = 3\n", ":2:" },
                 /* the reason names all five keys a section takes (it left quota-watches out) */
                 { "[gid 5]\nmax-regions = 3\n",
-                  ":2: only quota-bytes, quota-regions, quota-connections, quota-fds and quota-watches belong in a "
-                  "[uid]/[gid] section" },
-                { "socket = /tmp/x\n", ":1: only on the command line" },
-                { "backend = tape\n", ":1:" },
+                  ":2: max-regions: only quota-bytes, quota-regions, quota-connections, quota-fds and quota-watches "
+                  "belong in a [uid]/[gid] section" },
+                { "socket = /tmp/x\n", ":1: socket: only on the command line" },
+                { "backend = tape\n", ":1: backend = 'tape': expected auto, memfd, shm or file" },
+                /* the key and the value refused are named (the line alone said "expected a positive size") */
+                { "max-region-size = 4Q\n", ":1: max-region-size = '4Q': expected a positive size like 1G" },
+                { "[uid 5]\nquota-bytes = lots\n", ":2: quota-bytes = 'lots':" },
+                /* a long value is cut, so that the reason still fits; control and non-ASCII bytes are shown as
+                 * \xHH, not sent to the terminal or the journal */
+                { "max-region-size = " X300 "\n",
+                  ":1: max-region-size = '" X64 "...': expected a positive size like 1G" },
+                { X300 " = 1\n", ":1: " X64 "...: unknown key (iomemd.conf(5) lists the keys)" },
+                { "max-region-size = \x1b[2J\xff evil\r\n",
+                  ":1: max-region-size = '\\x1b[2J\\xff evil': expected a positive size like 1G" },
+                { "\x1b]0;title\x07\n", ":1: \\x1b]0;title\\x07: expected key = value" },
                 { "allowed-backends = auto\n", ":1:" },
                 { "allowed-backends = memfd,,shm\n", ":1:" },
                 { "allowed-backends =\n", ":1:" },
@@ -152,6 +167,9 @@ START_TEST(test_file_missing)
         ck_assert_int_eq(config_load_file(&c, "/nonexistent/iomemd.conf", err, sizeof(err)), -ENOENT);
         /* says what the path is: "iomemd: /x: No such file or directory" did not */
         ck_assert_str_eq(err, "cannot read the configuration file /nonexistent/iomemd.conf: No such file or directory");
+        /* a directory opens, and its read fails: that says why (it said "/: read error") */
+        ck_assert_int_eq(config_load_file(&c, "/", err, sizeof(err)), -EISDIR);
+        ck_assert_str_eq(err, "cannot read the configuration file /: Is a directory");
         config_deinit(&c);
 }
 END_TEST
