@@ -465,9 +465,7 @@ struct ctl_args {
         uint32_t uid, gid;    /* chown's owner, IOMEM_ID_UNCHANGED for none */
         enum ctl_metrics_format format;
         char **rest;          /* exec: COMMAND [ARG...] after "--" */
-        int in;               /* write: the input file, -1 = stdin; closed by ctl_run() */
-        char *buf;            /* publish: the bytes read; freed by ctl_run() */
-        size_t len;
+        int in;               /* write, publish: the input file, -1 = stdin; closed by ctl_run() */
 };
 
 /*
@@ -747,30 +745,30 @@ static int ctl_map_range(struct iomem_region *region, uint64_t offset, uint64_t 
         return 0;
 }
 
-/* Return: the input file of write, NULL for stdin. */
-static const char *ctl_write_file(const struct ctl_args *a)
+/* Return: the input file of write and publish, NULL for stdin. */
+static const char *ctl_input_file(const struct ctl_args *a)
 {
         return a->npos > 1 && strcmp(a->pos[1], "-") ? a->pos[1] : NULL;
 }
 
-/* write's input is opened before connecting: a missing file is said first. */
-static int ctl_prepare_write(struct ctl *c, struct ctl_args *a)
+/* write's and publish's input is opened before connecting: a missing file is said first. */
+static int ctl_prepare_input(struct ctl *c, struct ctl_args *a)
 {
-        const char *file = ctl_write_file(a);
+        const char *file = ctl_input_file(a);
 
         (void)c;
         if (!file)
                 return 0;
         a->in = open(file, O_RDONLY | O_CLOEXEC);
         if (a->in < 0)
-                return ctl_fail_os(-errno, "write %s: open %s", a->pos[0], file);
+                return ctl_fail_os(-errno, "%s %s: open %s", a->cmd, a->pos[0], file);
         return 0;
 }
 
 static int cmd_write(struct ctl *c, struct ctl_args *a)
 {
         struct iomem_region *region = NULL;
-        const char *name = a->pos[0], *file = ctl_write_file(a);
+        const char *name = a->pos[0], *file = ctl_input_file(a);
         char *data, *buf = NULL;
         void *base;
         size_t maplen, len = 0;
@@ -1211,57 +1209,58 @@ static int cmd_quota(struct ctl *c, struct ctl_args *a)
         return 0;
 }
 
-/* Copy up to @size bytes of @path ("-" = stdin) into @fd from offset 0. Return: 0 or negative errno. */
-static int ctl_fill_fd(int fd, const char *path, uint64_t size)
+/*
+ * ctl_copy_fd() - copy what is left of @in into @fd from offset 0 through a small buffer, so the memory used does not
+ * grow with the input; a memfd not sealed against growing grows as the bytes come. One byte past @limit fails the
+ * copy as soon as it is read: an input that never ends (a pipe, /dev/zero) is refused after @limit + 1 bytes.
+ * Return: 0 with *lenp (may be NULL) = the bytes copied; -EFBIG; negative errno of read(2) or pwrite(2).
+ */
+static int ctl_copy_fd(int fd, int in, uint64_t limit, uint64_t *lenp)
 {
         char buf[65536];
         uint64_t off = 0;
-        int in = 0, r = 0;
+
+        for (;;) {
+                size_t want = limit - off < sizeof(buf) ? (size_t)(limit - off) + 1 : sizeof(buf);
+                ssize_t n = read(in, buf, want);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                if ((uint64_t)n > limit - off)
+                        return -EFBIG;
+                for (ssize_t done = 0; done < n;) {
+                        ssize_t w = pwrite(fd, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
+
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w < 0)
+                                return -errno;
+                        done += w;
+                }
+                off += (uint64_t)n;
+        }
+        if (lenp)
+                *lenp = off;
+        return 0;
+}
+
+/* Copy @path ("-" = stdin) into @fd, at most @size bytes. Return: 0; -EFBIG (more than @size); negative errno. */
+static int ctl_fill_fd(int fd, const char *path, uint64_t size)
+{
+        int in = STDIN_FILENO, r;
 
         if (strcmp(path, "-") != 0) {
                 in = open(path, O_RDONLY | O_CLOEXEC);
                 if (in < 0)
                         return -errno;
         }
-        while (off < size) {
-                size_t want = size - off < sizeof(buf) ? (size_t)(size - off) : sizeof(buf);
-                ssize_t n = read(in, buf, want);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        break;
-                }
-                if (n == 0)
-                        break;
-                for (ssize_t done = 0; done < n;) {
-                        ssize_t w = pwrite(fd, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
-
-                        if (w < 0 && errno == EINTR)
-                                continue;
-                        if (w < 0) {
-                                r = -errno;
-                                goto out;
-                        }
-                        done += w;
-                }
-                off += (uint64_t)n;
-        }
         /* more input than SIZE: refuse rather than register a silently cut copy (-EFBIG, the caller says so) */
-        while (r == 0 && off == size) {
-                ssize_t n = read(in, buf, 1);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        r = -errno;
-                else if (n > 0)
-                        r = -EFBIG;
-                break;
-        }
-out:
-        if (in > 0)
+        r = ctl_copy_fd(fd, in, size, NULL);
+        if (in != STDIN_FILENO)
                 close(in);
         return r;
 }
@@ -1409,51 +1408,45 @@ static int cmd_watch(struct ctl *c, struct ctl_args *a)
         return 0;
 }
 
-/* publish reads all its input before connecting: the version is whole or not sent. */
-static int ctl_prepare_publish(struct ctl *c, struct ctl_args *a)
-{
-        int in = STDIN_FILENO, r;
-
-        (void)c;
-        if (a->npos > 1 && strcmp(a->pos[1], "-") != 0) {
-                in = open(a->pos[1], O_RDONLY | O_CLOEXEC);
-                if (in < 0)
-                        return ctl_fail_os(-errno, "publish %s: %s", a->pos[0], a->pos[1]);
-        }
-        r = ctl_slurp(in, UINT64_C(64) << 30, &a->buf, &a->len);
-        if (in != STDIN_FILENO)
-                close(in);
-        if (r < 0)
-                return ctl_fail_os(r, "publish %s: %s", a->pos[0], a->npos > 1 ? a->pos[1] : "stdin");
-        return 0;
-}
-
+/*
+ * publish streams its input into a memfd it makes, which grows as the bytes come, and stops reading one byte past the
+ * daemon's max-region-size (from QUOTA): an endless input is refused at once and the memory used stays one buffer.
+ * The version is sent only once the input ended within that size: it is whole or not sent.
+ */
 static int cmd_publish(struct ctl *c, struct ctl_args *a)
 {
         struct iomem_publish_opts opts = { 0 };
         struct iomem_region *region = NULL;
-        uint64_t generation;
+        struct iomem_quota q;
+        const char *file = ctl_input_file(a);
+        uint64_t generation, max;
+        char num[32];
         int r;
 
-        r = iomem_region_new_local(a->len, IOMEM_BACKEND_MEMFD, 0, &region);
+        r = iomem_quota(c->client, &q);
+        if (r < 0)
+                return r;
+        max = q.max_region_size ? q.max_region_size : UINT64_MAX;
+        r = iomem_region_new_local(0, IOMEM_BACKEND_MEMFD, 0, &region);
         if (r < 0)
                 return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);
-        for (size_t done = 0; r >= 0 && done < a->len;) {
-                ssize_t w = pwrite(iomem_region_fd(region), a->buf + done, a->len - done, (off_t)done);
-
-                if (w < 0 && errno != EINTR)
-                        r = -errno;
-                else if (w > 0)
-                        done += (size_t)w;
+        r = ctl_copy_fd(iomem_region_fd(region), a->in >= 0 ? a->in : STDIN_FILENO, max, NULL);
+        if (r == -EFBIG) {
+                iomem_region_free(region);
+                return ctl_error("publish %s: %s is larger than the daemon's max-region-size (%s); nothing was "
+                                 "published: publish less, or raise max-region-size in iomemd.conf",
+                                 a->pos[0], file ? file : "the input", parse_size_format(max, num, sizeof(num)));
         }
-        free(a->buf); /* the memfd holds the bytes now */
-        a->buf = NULL;
+        if (r < 0) {
+                iomem_region_free(region);
+                return ctl_fail_os(r, "publish %s: copy %s into a memfd", a->pos[0], file ? file : "stdin");
+        }
         /*
          * The daemon, which may run as another uid (DynamicUser), reopens the memfd
          * read-only through /proc to hand it out: its inode must be readable by others.
          * Sealed against writes below, nobody can change it through that.
          */
-        if (r >= 0 && fchmod(iomem_region_fd(region), 0644) < 0)
+        if (fchmod(iomem_region_fd(region), 0644) < 0)
                 r = -errno;
         /* an immutable snapshot: readers of this generation all see these bytes */
         if (r >= 0)
@@ -1485,7 +1478,7 @@ static int cmd_publish(struct ctl *c, struct ctl_args *a)
 static const struct ctl_command commands[] = {
         /* name, run, prepare, options, min and max positional arguments, connect flags, "--" synopsis */
         { "create", cmd_create, ctl_prepare_create, ALLOW_CREATE, 2, 2, 0, NULL },
-        { "write", cmd_write, ctl_prepare_write, ALLOW(OPT_OFFSET), 1, 2, 0, NULL },
+        { "write", cmd_write, ctl_prepare_input, ALLOW(OPT_OFFSET), 1, 2, 0, NULL },
         { "read", cmd_read, NULL, ALLOW(OPT_OFFSET) | ALLOW(OPT_LENGTH), 1, 1, 0, NULL },
         { "stat", cmd_stat, NULL, 0, 1, 1, 0, NULL },
         { "list", cmd_list, NULL, 0, 0, 1, 0, NULL },
@@ -1499,7 +1492,7 @@ static const struct ctl_command commands[] = {
         { "quota", cmd_quota, NULL, 0, 0, 0, 0, NULL },
         { "register", cmd_register, ctl_prepare_size, ALLOW_REGISTER, 2, 3, 0, NULL },
         { "watch", cmd_watch, NULL, ALLOW(OPT_COUNT) | ALLOW(OPT_TIMEOUT), 0, 1, IOMEM_CONNECT_EVENTS, NULL },
-        { "publish", cmd_publish, ctl_prepare_publish, ALLOW_REGISTER | ALLOW(OPT_EXPECT), 1, 2,
+        { "publish", cmd_publish, ctl_prepare_input, ALLOW_REGISTER | ALLOW(OPT_EXPECT), 1, 2,
           IOMEM_CONNECT_EVENTS, NULL },
         { "status", cmd_status, NULL, 0, 0, 0, 0, NULL },
         { "ping", cmd_ping, NULL, 0, 0, 0, 0, NULL },
@@ -1547,7 +1540,6 @@ static int ctl_run(struct ctl *c, const struct ctl_command *cmd, int argc, char 
                 r = ctl_fail(c, r, "%s", cmd->name);
         if (a.in >= 0)
                 close(a.in);
-        free(a.buf);
         return r;
 }
 

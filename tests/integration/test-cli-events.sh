@@ -87,9 +87,64 @@ expected: another was published first; read it, then publish against $gen$" ctl 
         fail "publish --expect with the current generation"
 [ "$(ctl read ev/b)" = "first version" ] || fail "publish: new bytes"
 expect_err "publish: sealed against writes" 1 "write ev/b: " ctl write ev/b "$TMP/v1"
-expect_err "publish: missing file" 1 "publish ev/c: $TMP/nope: " ctl publish ev/c "$TMP/nope"
+expect_err "publish: missing file" 1 "publish ev/c: open $TMP/nope: " ctl publish ev/c "$TMP/nope"
 
 # --- watch --timeout ends when nothing happens
 expect_ok "watch --timeout" ctl watch nothing/ --timeout 0.2
+
+# --- publish streams its input into the memfd: a daemon with a 1M max-region-size refuses more at once, nothing is
+# published, and iomemctl's peak memory stays small whatever the input's size (a size bound against a baseline
+# measured here, not a time)
+stop_daemon
+start_daemon --max-region-size 1M
+LIMIT=$((1 << 20))
+# peak_kb FILE: the peak resident size (KiB) /usr/bin/time wrote to FILE
+peak_kb() { tail -n 1 "$1"; }
+/usr/bin/time -f %M -o "$TMP/base.kb" "$IOMEMCTL" --socket "$SOCK" ping >/dev/null
+printf 'kept' | ctl publish ev/keep >/dev/null
+# too_big INPUT: the error of publishing INPUT to ev/keep past the limit
+too_big() {
+        echo "publish ev/keep: $1 is larger than the daemon's max-region-size \\(1M\\); nothing was published: \
+publish less, or raise max-region-size in iomemd.conf\$"
+}
+# 64M through a pipe: the old code held all of it (peak > 64M) before the daemon refused the size
+expect_err "publish: 64M on stdin past a 1M limit" 1 "$(too_big "the input")" \
+        bash -c 'head -c 64M /dev/zero | /usr/bin/time -f %M -o "$0/big.kb" "$1" --socket "$2" publish ev/keep' \
+        "$TMP" "$IOMEMCTL" "$SOCK"
+base=$(peak_kb "$TMP/base.kb")
+big=$(peak_kb "$TMP/big.kb")
+if [ "$big" -gt $((base + 16384)) ]; then
+        fail "publish: peak memory ${big}K for a 64M input, ping's is ${base}K: the input is held in memory"
+else
+        # endless inputs (only once the bounded one is known to stop: the old code would read 64G of them)
+        expect_err "publish: /dev/zero through a pipe" 1 "$(too_big "the input")" \
+                bash -c 'cat /dev/zero | /usr/bin/time -f %M -o "$0/pipe.kb" "$1" --socket "$2" publish ev/keep' \
+                "$TMP" "$IOMEMCTL" "$SOCK"
+        [ "$(peak_kb "$TMP/pipe.kb")" -le $((base + 16384)) ] || fail "publish: peak memory of /dev/zero on a pipe"
+        expect_err "publish: /dev/zero as FILE" 1 "$(too_big /dev/zero)" \
+                /usr/bin/time -f %M -o "$TMP/dev.kb" "$IOMEMCTL" --socket "$SOCK" publish ev/keep /dev/zero
+        [ "$(peak_kb "$TMP/dev.kb")" -le $((base + 16384)) ] || fail "publish: peak memory of /dev/zero as FILE"
+fi
+head -c $((LIMIT + 1)) /dev/urandom >"$TMP/over"
+expect_err "publish: a file one byte past the limit" 1 "$(too_big "$TMP/over")" ctl publish ev/keep "$TMP/over"
+[ "$(ctl read ev/keep)" = "kept" ] || fail "publish: a refused input changed the published version"
+expect_err "publish: nothing published on a free name" 1 "publish ev/none: $TMP/over is larger" \
+        ctl publish ev/none "$TMP/over"
+expect_err "publish: the free name stays free" 1 "stat ev/none: " ctl stat ev/none
+# what fits still publishes, byte for byte: a file and stdin exactly at the limit, a small file, empty input
+head -c "$LIMIT" /dev/urandom >"$TMP/exact"
+ctl publish ev/exact "$TMP/exact" >/dev/null || fail "publish: a file exactly at the limit"
+ctl read ev/exact | cmp -s - "$TMP/exact" || fail "publish: the bytes of a file exactly at the limit"
+ctl publish ev/exact <"$TMP/exact" >/dev/null || fail "publish: stdin exactly at the limit"
+cat "$TMP/exact" | ctl publish ev/exact >/dev/null || fail "publish: a pipe exactly at the limit"
+ctl read ev/exact | cmp -s - "$TMP/exact" || fail "publish: the bytes of a pipe exactly at the limit"
+head -c 70000 /dev/urandom >"$TMP/small"
+ctl publish ev/small - <"$TMP/small" >/dev/null || fail "publish: a small file on stdin"
+ctl read ev/small | cmp -s - "$TMP/small" || fail "publish: the bytes of a small file"
+ctl publish ev/empty </dev/null >/dev/null || fail "publish: empty input"
+[ "$(ctl stat ev/empty | awk '$1 == "size:" { print $2 }')" = 0 ] || fail "publish: empty input's size"
+# register stops at its SIZE, however long the input
+expect_err "register: endless input" 1 "register ev/reg: /dev/zero holds more than the 4096 bytes asked" \
+        ctl register ev/reg 4K /dev/zero
 
 finish
