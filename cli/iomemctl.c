@@ -1248,6 +1248,19 @@ static int ctl_copy_fd(int fd, int in, uint64_t limit, uint64_t *lenp)
         return 0;
 }
 
+/* The daemon's max-region-size (QUOTA), in *maxp; UINT64_MAX for none. Return: 0 or iomem_quota()'s error. */
+static int ctl_max_region_size(struct ctl *c, uint64_t *maxp)
+{
+        struct iomem_quota q;
+        int r;
+
+        r = iomem_quota(c->client, &q);
+        if (r < 0)
+                return r;
+        *maxp = q.max_region_size ? q.max_region_size : UINT64_MAX;
+        return 0;
+}
+
 /* Copy @path ("-" = stdin) into @fd, at most @size bytes. Return: 0; -EFBIG (more than @size); negative errno. */
 static int ctl_fill_fd(int fd, const char *path, uint64_t size)
 {
@@ -1268,9 +1281,22 @@ static int ctl_fill_fd(int fd, const char *path, uint64_t size)
 static int cmd_register(struct ctl *c, struct ctl_args *a)
 {
         struct iomem_region *region = NULL;
-        uint64_t id;
+        uint64_t id, max;
+        char num[2][32];
         int r;
 
+        /* a SIZE the daemon refuses is said before FILE is read into it, not after */
+        if (a->npos > 2) {
+                r = ctl_max_region_size(c, &max);
+                if (r < 0)
+                        return r;
+                if (a->size > max)
+                        return ctl_error("register %s: SIZE %s is larger than the daemon's max-region-size (%s); "
+                                         "nothing was registered: give a smaller SIZE, or raise max-region-size "
+                                         "in iomemd.conf",
+                                         a->pos[0], parse_size_format(a->size, num[0], sizeof(num[0])),
+                                         parse_size_format(max, num[1], sizeof(num[1])));
+        }
         /* a memfd made here, 0600: its pages are charged to whoever first touches them, this process for FILE */
         r = iomem_region_new_local(a->size, IOMEM_BACKEND_MEMFD, 0, &region);
         if (r < 0)
@@ -1417,16 +1443,14 @@ static int cmd_publish(struct ctl *c, struct ctl_args *a)
 {
         struct iomem_publish_opts opts = { 0 };
         struct iomem_region *region = NULL;
-        struct iomem_quota q;
         const char *file = ctl_input_file(a);
         uint64_t generation, max;
         char num[32];
         int r;
 
-        r = iomem_quota(c->client, &q);
+        r = ctl_max_region_size(c, &max);
         if (r < 0)
                 return r;
-        max = q.max_region_size ? q.max_region_size : UINT64_MAX;
         r = iomem_region_new_local(0, IOMEM_BACKEND_MEMFD, 0, &region);
         if (r < 0)
                 return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);

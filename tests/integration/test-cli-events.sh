@@ -143,6 +143,21 @@ ctl publish ev/small - <"$TMP/small" >/dev/null || fail "publish: a small file o
 ctl read ev/small | cmp -s - "$TMP/small" || fail "publish: the bytes of a small file"
 ctl publish ev/empty </dev/null >/dev/null || fail "publish: empty input"
 [ "$(ctl stat ev/empty | awk '$1 == "size:" { print $2 }')" = 0 ] || fail "publish: empty input's size"
+# how far iomemctl read its stdin: a command after it in one { } <FILE shares the open file, so its offset
+{
+        ctl publish ev/keep >/dev/null 2>&1 || true
+        awk '$1 == "pos:" { print $2 }' /proc/self/fdinfo/0 >"$TMP/pos"
+} <"$TMP/over"
+[ "$(cat "$TMP/pos")" -le $((LIMIT + 1)) ] || fail "publish: read $(cat "$TMP/pos") bytes, past the limit + 1"
+# register of a SIZE past the limit reads none of its input: the daemon would refuse it once filled
+head -c $((2 * LIMIT)) /dev/zero >"$TMP/two"
+{
+        expect_err "register: SIZE past the limit" 1 "register ev/reg: SIZE 2M is larger than the daemon's \
+max-region-size \\(1M\\); nothing was registered: give a smaller SIZE, or raise max-region-size in iomemd.conf\$" \
+                ctl register ev/reg 2M -
+        awk '$1 == "pos:" { print $2 }' /proc/self/fdinfo/0 >"$TMP/pos"
+} <"$TMP/two"
+[ "$(cat "$TMP/pos")" = 0 ] || fail "register: read $(cat "$TMP/pos") bytes of input for a SIZE past the limit"
 # register stops at its SIZE, however long the input
 expect_err "register: endless input" 1 "register ev/reg: /dev/zero holds more than the 4096 bytes asked" \
         ctl register ev/reg 4K /dev/zero
