@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1210,11 +1211,35 @@ static int cmd_quota(struct ctl *c, struct ctl_args *a)
 }
 
 /*
- * ctl_copy_fd() - copy what is left of @in into @fd from offset 0 through a small buffer, so the memory used does not
- * grow with the input; a memfd not sealed against growing grows as the bytes come. One byte past @limit fails the
- * copy as soon as it is read: an input that never ends (a pipe, /dev/zero) is refused after @limit + 1 bytes.
- * Return: 0 with *lenp (may be NULL) = the bytes copied; -EFBIG; negative errno of read(2) or pwrite(2).
+ * ctl_read() - read(2) that retries EINTR and waits with poll(2) where @fd is non-blocking (-EAGAIN): a shell may hand
+ * on a stdin that another program set O_NONBLOCK, and an empty pipe then is not the end of the input.
+ * Return: the bytes read, 0 at the end, or negative errno.
  */
+static ssize_t ctl_read(int fd, void *buf, size_t len)
+{
+        for (;;) {
+                ssize_t n = read(fd, buf, len);
+
+                if (n >= 0)
+                        return n;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+                        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                                return -errno;
+                } else if (errno != EINTR)
+                        return -errno;
+        }
+}
+
+/*
+ * ctl_copy_fd() - copy what is left of @in into @fd from offset 0 through a small buffer, so the memory used does not
+ * grow with the input; a memfd not sealed against growing grows as the bytes come. One byte past @limit ends the
+ * copy as soon as it is read: an input that never ends (a pipe, /dev/zero) is refused after @limit + 1 bytes.
+ * Return: 0 with *lenp (may be NULL) = the bytes copied; CTL_COPY_OVER past @limit (positive: an -EFBIG of
+ * pwrite(2), the file size limit of `ulimit -f`, is another error); negative errno of read(2) or pwrite(2).
+ */
+#define CTL_COPY_OVER 1
 static int ctl_copy_fd(int fd, int in, uint64_t limit, uint64_t *lenp)
 {
         char buf[65536];
@@ -1222,16 +1247,14 @@ static int ctl_copy_fd(int fd, int in, uint64_t limit, uint64_t *lenp)
 
         for (;;) {
                 size_t want = limit - off < sizeof(buf) ? (size_t)(limit - off) + 1 : sizeof(buf);
-                ssize_t n = read(in, buf, want);
+                ssize_t n = ctl_read(in, buf, want);
 
-                if (n < 0 && errno == EINTR)
-                        continue;
                 if (n < 0)
-                        return -errno;
+                        return (int)n;
                 if (n == 0)
                         break;
                 if ((uint64_t)n > limit - off)
-                        return -EFBIG;
+                        return CTL_COPY_OVER;
                 for (ssize_t done = 0; done < n;) {
                         ssize_t w = pwrite(fd, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
 
@@ -1261,7 +1284,7 @@ static int ctl_max_region_size(struct ctl *c, uint64_t *maxp)
         return 0;
 }
 
-/* Copy @path ("-" = stdin) into @fd, at most @size bytes. Return: 0; -EFBIG (more than @size); negative errno. */
+/* Copy @path ("-" = stdin) into @fd, at most @size bytes. Return: 0; CTL_COPY_OVER (more than @size); negative errno. */
 static int ctl_fill_fd(int fd, const char *path, uint64_t size)
 {
         int in = STDIN_FILENO, r;
@@ -1271,7 +1294,7 @@ static int ctl_fill_fd(int fd, const char *path, uint64_t size)
                 if (in < 0)
                         return -errno;
         }
-        /* more input than SIZE: refuse rather than register a silently cut copy (-EFBIG, the caller says so) */
+        /* more input than SIZE: refuse rather than register a silently cut copy (CTL_COPY_OVER, the caller says so) */
         r = ctl_copy_fd(fd, in, size, NULL);
         if (in != STDIN_FILENO)
                 close(in);
@@ -1303,7 +1326,7 @@ static int cmd_register(struct ctl *c, struct ctl_args *a)
                 return ctl_fail(c, r, "register %s: memfd", a->pos[0]);
         if (a->npos > 2) {
                 r = ctl_fill_fd(iomem_region_fd(region), a->pos[2], a->size);
-                if (r == -EFBIG) {
+                if (r == CTL_COPY_OVER) {
                         iomem_region_free(region);
                         return ctl_error("register %s: %s holds more than the %" PRIu64 " bytes asked; nothing "
                                          "was registered: give a SIZE that fits it",
@@ -1455,7 +1478,7 @@ static int cmd_publish(struct ctl *c, struct ctl_args *a)
         if (r < 0)
                 return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);
         r = ctl_copy_fd(iomem_region_fd(region), a->in >= 0 ? a->in : STDIN_FILENO, max, NULL);
-        if (r == -EFBIG) {
+        if (r == CTL_COPY_OVER) {
                 iomem_region_free(region);
                 return ctl_error("publish %s: %s is larger than the daemon's max-region-size (%s); nothing was "
                                  "published: publish less, or raise max-region-size in iomemd.conf",

@@ -143,14 +143,15 @@ ctl publish ev/small - <"$TMP/small" >/dev/null || fail "publish: a small file o
 ctl read ev/small | cmp -s - "$TMP/small" || fail "publish: the bytes of a small file"
 ctl publish ev/empty </dev/null >/dev/null || fail "publish: empty input"
 [ "$(ctl stat ev/empty | awk '$1 == "size:" { print $2 }')" = 0 ] || fail "publish: empty input's size"
-# how far iomemctl read its stdin: a command after it in one { } <FILE shares the open file, so its offset
+# how far iomemctl read its stdin: a command after it in one { } <FILE shares the open file, so its offset (a file
+# longer than the limit + 1: $TMP/over, of just limit + 1 bytes, could not show a read past that)
+head -c $((2 * LIMIT)) /dev/zero >"$TMP/two"
 {
         ctl publish ev/keep >/dev/null 2>&1 || true
         awk '$1 == "pos:" { print $2 }' /proc/self/fdinfo/0 >"$TMP/pos"
-} <"$TMP/over"
+} <"$TMP/two"
 [ "$(cat "$TMP/pos")" -le $((LIMIT + 1)) ] || fail "publish: read $(cat "$TMP/pos") bytes, past the limit + 1"
 # register of a SIZE past the limit reads none of its input: the daemon would refuse it once filled
-head -c $((2 * LIMIT)) /dev/zero >"$TMP/two"
 {
         expect_err "register: SIZE past the limit" 1 "register ev/reg: SIZE 2M is larger than the daemon's \
 max-region-size \\(1M\\); nothing was registered: give a smaller SIZE, or raise max-region-size in iomemd.conf\$" \
@@ -161,5 +162,39 @@ max-region-size \\(1M\\); nothing was registered: give a smaller SIZE, or raise 
 # register stops at its SIZE, however long the input
 expect_err "register: endless input" 1 "register ev/reg: /dev/zero holds more than the 4096 bytes asked" \
         ctl register ev/reg 4K /dev/zero
+
+# a file-size limit (ulimit -f, SIGXFSZ ignored) makes pwrite(2) into the memfd fail with EFBIG: that is said as
+# itself, not as the daemon's max-region-size, which the 200K input is well within
+head -c 200K /dev/urandom >"$TMP/200k"
+expect_err "publish: past ulimit -f" 1 "publish ev/fsize: copy $TMP/200k into a memfd: File too large$" \
+        bash -c 'ulimit -f 100; trap "" XFSZ; exec "$0" --socket "$1" publish ev/fsize "$2"' "$IOMEMCTL" "$SOCK" "$TMP/200k"
+# a non-blocking stdin (O_NONBLOCK is on the open pipe, kept across exec): an empty pipe whose writer is still there
+# is not the end. The helper writes 'abc', waits (no clock) until iomemctl has read it and either exited or sleeps in
+# poll(2), and only then closes the pipe; without the wait iomemctl read EAGAIN and failed.
+"$PYTHON3" - "$IOMEMCTL" "$SOCK" <<'PY' >"$TMP/nb.out" 2>&1 || fail "publish: a non-blocking stdin: $(cat "$TMP/nb.out")"
+import fcntl, os, subprocess, sys, termios, array, time
+r, w = os.pipe()
+fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_NONBLOCK)
+p = subprocess.Popen([sys.argv[1], "--socket", sys.argv[2], "publish", "ev/nb"], stdin=r, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)
+os.close(r)
+os.write(w, b"abc")
+end = time.monotonic() + 120  # a hang detector only
+while p.poll() is None and time.monotonic() < end:
+    left = array.array("i", [0])
+    fcntl.ioctl(w, termios.FIONREAD, left)
+    try:
+        wchan = open("/proc/%d/wchan" % p.pid).read()
+    except OSError:
+        wchan = ""
+    if left[0] == 0 and "poll" in wchan:
+        break
+    time.sleep(0.005)
+os.close(w)
+out, err = p.communicate()
+if p.returncode != 0:
+    sys.exit("exit %d: %s" % (p.returncode, err.decode().strip()))
+PY
+[ "$(ctl read ev/nb)" = abc ] || fail "publish: the bytes of a non-blocking stdin"
 
 finish
