@@ -1313,10 +1313,10 @@ static int cmd_register(struct ctl *c, struct ctl_args *a)
                 r = ctl_max_region_size(c, &max);
                 if (r < 0)
                         return r;
+                /* in the daemon's words (daemon/conn-region.c), as register without FILE and before pubstream */
                 if (a->size > max)
-                        return ctl_error("register %s: SIZE %s is larger than the daemon's max-region-size (%s); "
-                                         "nothing was registered: give a smaller SIZE, or raise max-region-size "
-                                         "in iomemd.conf",
+                        return ctl_error("register %s: size above the daemon's limit: %s asked, max-region-size is "
+                                         "%s; ask for less, or raise max-region-size in iomemd.conf",
                                          a->pos[0], parse_size_format(a->size, num[0], sizeof(num[0])),
                                          parse_size_format(max, num[1], sizeof(num[1])));
         }
