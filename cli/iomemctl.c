@@ -678,6 +678,28 @@ static int cmd_create(struct ctl *c, struct ctl_args *a)
         return 0;
 }
 
+/*
+ * ctl_read() - read(2) that retries EINTR and waits with poll(2) where @fd is non-blocking (-EAGAIN): a shell may hand
+ * on a stdin that another program set O_NONBLOCK, and an empty pipe then is not the end of the input.
+ * Return: the bytes read, 0 at the end, or negative errno.
+ */
+static ssize_t ctl_read(int fd, void *buf, size_t len)
+{
+        for (;;) {
+                ssize_t n = read(fd, buf, len);
+
+                if (n >= 0)
+                        return n;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+                        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                                return -errno;
+                } else if (errno != EINTR)
+                        return -errno;
+        }
+}
+
 /* Read all of @fd (not a regular file) into a buffer, failing past @limit bytes. Return: 0; -EFBIG; negative errno. */
 static int ctl_slurp(int fd, uint64_t limit, char **bufp, size_t *lenp)
 {
@@ -703,14 +725,10 @@ static int ctl_slurp(int fd, uint64_t limit, char **bufp, size_t *lenp)
                         buf = nbuf;
                         cap = ncap;
                 }
-                n = read(fd, buf + len, cap - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
+                n = ctl_read(fd, buf + len, cap - len);
                 if (n < 0) {
-                        int r = -errno;
-
                         free(buf);
-                        return r;
+                        return (int)n;
                 }
                 if (n == 0)
                         break;
@@ -1208,28 +1226,6 @@ static int cmd_quota(struct ctl *c, struct ctl_args *a)
         ctl_print_quota_line("fds:", q.fds, q.max_fds);
         printf("region size: at most %" PRIu64 "\n", q.max_region_size);
         return 0;
-}
-
-/*
- * ctl_read() - read(2) that retries EINTR and waits with poll(2) where @fd is non-blocking (-EAGAIN): a shell may hand
- * on a stdin that another program set O_NONBLOCK, and an empty pipe then is not the end of the input.
- * Return: the bytes read, 0 at the end, or negative errno.
- */
-static ssize_t ctl_read(int fd, void *buf, size_t len)
-{
-        for (;;) {
-                ssize_t n = read(fd, buf, len);
-
-                if (n >= 0)
-                        return n;
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                        struct pollfd p = { .fd = fd, .events = POLLIN };
-
-                        if (poll(&p, 1, -1) < 0 && errno != EINTR)
-                                return -errno;
-                } else if (errno != EINTR)
-                        return -errno;
-        }
 }
 
 /*

@@ -180,14 +180,17 @@ head -c 200K /dev/urandom >"$TMP/200k"
 expect_err "publish: past ulimit -f" 1 "publish ev/fsize: copy $TMP/200k into a memfd: File too large$" \
         bash -c 'ulimit -f 100; trap "" XFSZ; exec "$0" --socket "$1" publish ev/fsize "$2"' "$IOMEMCTL" "$SOCK" "$TMP/200k"
 # a non-blocking stdin (O_NONBLOCK is on the open pipe, kept across exec): an empty pipe whose writer is still there
-# is not the end. The helper writes 'abc', waits (no clock) until iomemctl has read it and either exited or sleeps in
-# poll(2), and only then closes the pipe; without the wait iomemctl read EAGAIN and failed.
-"$PYTHON3" - "$IOMEMCTL" "$SOCK" <<'PY' >"$TMP/nb.out" 2>&1 || fail "publish: a non-blocking stdin: $(cat "$TMP/nb.out")"
-import fcntl, os, subprocess, sys, termios, array, time
+# is not the end. nonblocking_stdin WHAT ARGS...: run iomemctl ARGS with such a pipe, write 'abc', wait (no clock)
+# until iomemctl has read it and either exited or sleeps in poll(2), and only then close the pipe; without the wait
+# iomemctl read EAGAIN and failed.
+nonblocking_stdin() {
+        local what=$1
+        shift
+        "$PYTHON3" - "$IOMEMCTL" --socket "$SOCK" "$@" <<'PY' >"$TMP/nb.out" 2>&1 || fail "$what: $(cat "$TMP/nb.out")"
+import array, fcntl, os, subprocess, sys, termios, time
 r, w = os.pipe()
 fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_NONBLOCK)
-p = subprocess.Popen([sys.argv[1], "--socket", sys.argv[2], "publish", "ev/nb"], stdin=r, stdout=subprocess.PIPE,
-                     stderr=subprocess.PIPE)
+p = subprocess.Popen(sys.argv[1:], stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 os.close(r)
 os.write(w, b"abc")
 end = time.monotonic() + 120  # a hang detector only
@@ -206,6 +209,11 @@ out, err = p.communicate()
 if p.returncode != 0:
     sys.exit("exit %d: %s" % (p.returncode, err.decode().strip()))
 PY
+}
+nonblocking_stdin "publish: a non-blocking stdin" publish ev/nb
 [ "$(ctl read ev/nb)" = abc ] || fail "publish: the bytes of a non-blocking stdin"
+ctl create ev/nbw 4K || fail "create ev/nbw"
+nonblocking_stdin "write: a non-blocking stdin" write ev/nbw
+[ "$(ctl read ev/nbw --length 3)" = abc ] || fail "write: the bytes of a non-blocking stdin"
 
 finish
