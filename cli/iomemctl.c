@@ -1267,8 +1267,12 @@ static int ctl_copy_fd(int fd, int in, uint64_t limit, uint64_t *lenp)
         return 0;
 }
 
-/* The daemon's max-region-size (QUOTA), in *maxp; UINT64_MAX for none. Return: 0 or iomem_quota()'s error. */
-static int ctl_max_region_size(struct ctl *c, uint64_t *maxp)
+/*
+ * The daemon's max-region-size (QUOTA), in *maxp; UINT64_MAX for none. With @bytes_limit, *maxp is lowered to the
+ * uid's quota-bytes where that is smaller (a version larger than all the bytes the uid may own is never accepted),
+ * and *keyp names the iomemd.conf key of the limit that applies. Return: 0 or iomem_quota()'s error.
+ */
+static int ctl_max_region_size(struct ctl *c, uint64_t *maxp, bool bytes_limit, const char **keyp)
 {
         struct iomem_quota q;
         int r;
@@ -1277,6 +1281,13 @@ static int ctl_max_region_size(struct ctl *c, uint64_t *maxp)
         if (r < 0)
                 return r;
         *maxp = q.max_region_size ? q.max_region_size : UINT64_MAX;
+        if (keyp)
+                *keyp = "max-region-size";
+        if (bytes_limit && q.max_bytes && q.max_bytes < *maxp) {
+                *maxp = q.max_bytes;
+                if (keyp)
+                        *keyp = "quota-bytes";
+        }
         return 0;
 }
 
@@ -1306,7 +1317,7 @@ static int cmd_register(struct ctl *c, struct ctl_args *a)
 
         /* a SIZE the daemon refuses is said before FILE is read into it, not after */
         if (a->npos > 2) {
-                r = ctl_max_region_size(c, &max);
+                r = ctl_max_region_size(c, &max, false, NULL);
                 if (r < 0)
                         return r;
                 /* in the daemon's words (daemon/conn-region.c), as register without FILE and before pubstream */
@@ -1462,12 +1473,12 @@ static int cmd_publish(struct ctl *c, struct ctl_args *a)
 {
         struct iomem_publish_opts opts = { 0 };
         struct iomem_region *region = NULL;
-        const char *file = ctl_input_file(a);
+        const char *file = ctl_input_file(a), *key;
         uint64_t generation, max;
         char num[32];
         int r;
 
-        r = ctl_max_region_size(c, &max);
+        r = ctl_max_region_size(c, &max, true, &key);
         if (r < 0)
                 return r;
         r = iomem_region_new_local(0, IOMEM_BACKEND_MEMFD, 0, &region);
@@ -1476,9 +1487,11 @@ static int cmd_publish(struct ctl *c, struct ctl_args *a)
         r = ctl_copy_fd(iomem_region_fd(region), a->in >= 0 ? a->in : STDIN_FILENO, max, NULL);
         if (r == CTL_COPY_OVER) {
                 iomem_region_free(region);
-                return ctl_error("publish %s: %s is larger than the daemon's max-region-size (%s); nothing was "
-                                 "published: publish less, or raise max-region-size in iomemd.conf",
-                                 a->pos[0], file ? file : "the input", parse_size_format(max, num, sizeof(num)));
+                return ctl_error("publish %s: %s is larger than %s %s (%s); nothing was published: publish less, or "
+                                 "raise %s in iomemd.conf",
+                                 a->pos[0], file ? file : "the input",
+                                 strcmp(key, "quota-bytes") ? "the daemon's" : "your", key,
+                                 parse_size_format(max, num, sizeof(num)), key);
         }
         if (r < 0) {
                 iomem_region_free(region);

@@ -216,4 +216,29 @@ ctl create ev/nbw 4K || fail "create ev/nbw"
 nonblocking_stdin "write: a non-blocking stdin" write ev/nbw
 [ "$(ctl read ev/nbw --length 3)" = abc ] || fail "write: the bytes of a non-blocking stdin"
 
+# a uid's quota-bytes below max-region-size bounds publish's input too: a version larger than all the bytes the uid
+# may own is never accepted, so more is not read (the daemon's default max-region-size, 64G, would be read first)
+stop_daemon
+start_daemon --quota-bytes 1M
+printf 'kept' | ctl publish ev/keep >/dev/null || fail "publish: under quota-bytes"
+too_big_q() {
+        echo "publish ev/keep: $1 is larger than your quota-bytes \\(1M\\); nothing was published: publish less, or \
+raise quota-bytes in iomemd.conf\$"
+}
+{
+        expect_err "publish: 2M past a 1M quota-bytes" 1 "$(too_big_q "the input")" ctl publish ev/keep
+        awk '$1 == "pos:" { print $2 }' /proc/self/fdinfo/0 >"$TMP/pos"
+} <"$TMP/two"
+if [ "$(cat "$TMP/pos")" -le $((LIMIT + 1)) ]; then
+        # endless input, only once the bounded case stops
+        expect_err "publish: /dev/zero past a 1M quota-bytes" 1 "$(too_big_q /dev/zero)" ctl publish ev/keep /dev/zero
+else
+        fail "publish: read $(cat "$TMP/pos") bytes past a 1M quota-bytes"
+fi
+[ "$(ctl read ev/keep)" = kept ] || fail "publish: a refused input changed the version (quota-bytes)"
+# what the quota leaves (the 4 bytes of ev/keep are owned: the daemon counts them) still publishes
+head -c $((LIMIT - 4)) /dev/urandom >"$TMP/room"
+ctl publish ev/room <"$TMP/room" >/dev/null || fail "publish: a file filling quota-bytes"
+ctl read ev/room | cmp -s - "$TMP/room" || fail "publish: the bytes of a file filling quota-bytes"
+
 finish
