@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -517,9 +518,7 @@ struct ctl_args {
         uint32_t uid, gid;    /* chown's owner, IOMEM_ID_UNCHANGED for none */
         enum ctl_metrics_format format;
         char **rest;          /* exec: COMMAND [ARG...] after "--" */
-        int in;               /* write: the input file, -1 = stdin; closed by ctl_run() */
-        char *buf;            /* publish: the bytes read; freed by ctl_run() */
-        size_t len;
+        int in;               /* write, publish: the input file, -1 = stdin; closed by ctl_run() */
 };
 
 /* Return: the word @n (from 0) of @synopsis, up to its next space, in a static buffer. */
@@ -752,6 +751,28 @@ static int cmd_create(struct ctl *c, struct ctl_args *a)
         return 0;
 }
 
+/*
+ * ctl_read() - read(2) that retries EINTR and waits with poll(2) where @fd is non-blocking (-EAGAIN): a shell may hand
+ * on a stdin that another program set O_NONBLOCK, and an empty pipe then is not the end of the input.
+ * Return: the bytes read, 0 at the end, or negative errno.
+ */
+static ssize_t ctl_read(int fd, void *buf, size_t len)
+{
+        for (;;) {
+                ssize_t n = read(fd, buf, len);
+
+                if (n >= 0)
+                        return n;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+                        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                                return -errno;
+                } else if (errno != EINTR)
+                        return -errno;
+        }
+}
+
 /* Read all of @fd (not a regular file) into a buffer, failing past @limit bytes. Return: 0; -EFBIG; negative errno. */
 static int ctl_slurp(int fd, uint64_t limit, char **bufp, size_t *lenp)
 {
@@ -777,14 +798,10 @@ static int ctl_slurp(int fd, uint64_t limit, char **bufp, size_t *lenp)
                         buf = nbuf;
                         cap = ncap;
                 }
-                n = read(fd, buf + len, cap - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
+                n = ctl_read(fd, buf + len, cap - len);
                 if (n < 0) {
-                        int r = -errno;
-
                         free(buf);
-                        return r;
+                        return (int)n;
                 }
                 if (n == 0)
                         break;
@@ -820,30 +837,30 @@ static int ctl_map_range(struct iomem_region *region, uint64_t offset, uint64_t 
         return 0;
 }
 
-/* Return: the input file of write, NULL for stdin. */
-static const char *ctl_write_file(const struct ctl_args *a)
+/* Return: the input file of write and publish, NULL for stdin. */
+static const char *ctl_input_file(const struct ctl_args *a)
 {
         return a->npos > 1 && strcmp(a->pos[1], "-") ? a->pos[1] : NULL;
 }
 
-/* write's input is opened before connecting: a missing file is said first. */
-static int ctl_prepare_write(struct ctl *c, struct ctl_args *a)
+/* write's and publish's input is opened before connecting: a missing file is said first. */
+static int ctl_prepare_input(struct ctl *c, struct ctl_args *a)
 {
-        const char *file = ctl_write_file(a);
+        const char *file = ctl_input_file(a);
 
         (void)c;
         if (!file)
                 return 0;
         a->in = open(file, O_RDONLY | O_CLOEXEC);
         if (a->in < 0)
-                return ctl_fail_os(-errno, "write %s: open %s", a->pos[0], file);
+                return ctl_fail_os(-errno, "%s %s: open %s", a->cmd, a->pos[0], file);
         return 0;
 }
 
 static int cmd_write(struct ctl *c, struct ctl_args *a)
 {
         struct iomem_region *region = NULL;
-        const char *name = a->pos[0], *file = ctl_write_file(a);
+        const char *name = a->pos[0], *file = ctl_input_file(a);
         char *data, *buf = NULL;
         void *base;
         size_t maplen, len = 0;
@@ -1284,57 +1301,82 @@ static int cmd_quota(struct ctl *c, struct ctl_args *a)
         return 0;
 }
 
-/* Copy up to @size bytes of @path ("-" = stdin) into @fd from offset 0. Return: 0 or negative errno. */
-static int ctl_fill_fd(int fd, const char *path, uint64_t size)
+/*
+ * ctl_copy_fd() - copy what is left of @in into @fd from offset 0 through a small buffer, so the memory used does not
+ * grow with the input; a memfd not sealed against growing grows as the bytes come. One byte past @limit ends the
+ * copy as soon as it is read: an input that never ends (a pipe, /dev/zero) is refused after @limit + 1 bytes.
+ * Return: 0 with *lenp (may be NULL) = the bytes copied; CTL_COPY_OVER past @limit (positive: an -EFBIG of
+ * pwrite(2), the file size limit of `ulimit -f`, is another error); negative errno of read(2) or pwrite(2).
+ */
+#define CTL_COPY_OVER 1
+static int ctl_copy_fd(int fd, int in, uint64_t limit, uint64_t *lenp)
 {
         char buf[65536];
         uint64_t off = 0;
-        int in = 0, r = 0;
+
+        for (;;) {
+                size_t want = limit - off < sizeof(buf) ? (size_t)(limit - off) + 1 : sizeof(buf);
+                ssize_t n = ctl_read(in, buf, want);
+
+                if (n < 0)
+                        return (int)n;
+                if (n == 0)
+                        break;
+                if ((uint64_t)n > limit - off)
+                        return CTL_COPY_OVER;
+                for (ssize_t done = 0; done < n;) {
+                        ssize_t w = pwrite(fd, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
+
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w < 0)
+                                return -errno;
+                        done += w;
+                }
+                off += (uint64_t)n;
+        }
+        if (lenp)
+                *lenp = off;
+        return 0;
+}
+
+/*
+ * The daemon's max-region-size (QUOTA), in *maxp; UINT64_MAX for none. With @bytes_limit, *maxp is lowered to the
+ * uid's quota-bytes where that is smaller (a version larger than all the bytes the uid may own is never accepted),
+ * and *keyp names the iomemd.conf key of the limit that applies. Return: 0 or iomem_quota()'s error.
+ */
+static int ctl_max_region_size(struct ctl *c, uint64_t *maxp, bool bytes_limit, const char **keyp)
+{
+        struct iomem_quota q;
+        int r;
+
+        r = iomem_quota(c->client, &q);
+        if (r < 0)
+                return r;
+        *maxp = q.max_region_size ? q.max_region_size : UINT64_MAX;
+        if (keyp)
+                *keyp = "max-region-size";
+        if (bytes_limit && q.max_bytes && q.max_bytes < *maxp) {
+                *maxp = q.max_bytes;
+                if (keyp)
+                        *keyp = "quota-bytes";
+        }
+        return 0;
+}
+
+/* Copy @path ("-" = stdin) into @fd, at most @size bytes. Return: 0; CTL_COPY_OVER (more than @size); negative errno. */
+static int ctl_fill_fd(int fd, const char *path, uint64_t size)
+{
+        int in = STDIN_FILENO, r;
 
         if (strcmp(path, "-") != 0) {
                 in = open(path, O_RDONLY | O_CLOEXEC);
                 if (in < 0)
                         return -errno;
         }
-        while (off < size) {
-                size_t want = size - off < sizeof(buf) ? (size_t)(size - off) : sizeof(buf);
-                ssize_t n = read(in, buf, want);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        break;
-                }
-                if (n == 0)
-                        break;
-                for (ssize_t done = 0; done < n;) {
-                        ssize_t w = pwrite(fd, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
-
-                        if (w < 0 && errno == EINTR)
-                                continue;
-                        if (w < 0) {
-                                r = -errno;
-                                goto out;
-                        }
-                        done += w;
-                }
-                off += (uint64_t)n;
-        }
-        /* more input than SIZE: refuse rather than register a silently cut copy (-EFBIG, the caller says so) */
-        while (r == 0 && off == size) {
-                ssize_t n = read(in, buf, 1);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        r = -errno;
-                else if (n > 0)
-                        r = -EFBIG;
-                break;
-        }
-out:
-        if (in > 0)
+        /* more input than SIZE: refuse rather than register a silently cut copy (CTL_COPY_OVER, the caller says so) */
+        r = ctl_copy_fd(fd, in, size, NULL);
+        if (in != STDIN_FILENO)
                 close(in);
         return r;
 }
@@ -1342,16 +1384,29 @@ out:
 static int cmd_register(struct ctl *c, struct ctl_args *a)
 {
         struct iomem_region *region = NULL;
-        uint64_t id;
+        uint64_t id, max;
+        char num[2][32];
         int r;
 
+        /* a SIZE the daemon refuses is said before FILE is read into it, not after */
+        if (a->npos > 2) {
+                r = ctl_max_region_size(c, &max, false, NULL);
+                if (r < 0)
+                        return r;
+                /* in the daemon's words (daemon/conn-region.c), as register without FILE and before pubstream */
+                if (a->size > max)
+                        return ctl_error("register %s: size above the daemon's limit: %s asked, max-region-size is "
+                                         "%s; ask for less, or raise max-region-size in iomemd.conf",
+                                         a->pos[0], parse_size_format(a->size, num[0], sizeof(num[0])),
+                                         parse_size_format(max, num[1], sizeof(num[1])));
+        }
         /* a memfd made here, 0600: its pages are charged to whoever first touches them, this process for FILE */
         r = iomem_region_new_local(a->size, IOMEM_BACKEND_MEMFD, 0, &region);
         if (r < 0)
                 return ctl_fail(c, r, "register %s: memfd", a->pos[0]);
         if (a->npos > 2) {
                 r = ctl_fill_fd(iomem_region_fd(region), a->pos[2], a->size);
-                if (r == -EFBIG) {
+                if (r == CTL_COPY_OVER) {
                         iomem_region_free(region);
                         return ctl_error("register %s: %s holds more than the %" PRIu64 " bytes asked; nothing "
                                          "was registered: give a SIZE that fits it",
@@ -1482,51 +1537,45 @@ static int cmd_watch(struct ctl *c, struct ctl_args *a)
         return 0;
 }
 
-/* publish reads all its input before connecting: the version is whole or not sent. */
-static int ctl_prepare_publish(struct ctl *c, struct ctl_args *a)
-{
-        int in = STDIN_FILENO, r;
-
-        (void)c;
-        if (a->npos > 1 && strcmp(a->pos[1], "-") != 0) {
-                in = open(a->pos[1], O_RDONLY | O_CLOEXEC);
-                if (in < 0)
-                        return ctl_fail_os(-errno, "publish %s: %s", a->pos[0], a->pos[1]);
-        }
-        r = ctl_slurp(in, UINT64_C(64) << 30, &a->buf, &a->len);
-        if (in != STDIN_FILENO)
-                close(in);
-        if (r < 0)
-                return ctl_fail_os(r, "publish %s: %s", a->pos[0], a->npos > 1 ? a->pos[1] : "stdin");
-        return 0;
-}
-
+/*
+ * publish streams its input into a memfd it makes, which grows as the bytes come, and stops reading one byte past the
+ * daemon's max-region-size (from QUOTA): an endless input is refused at once and the memory used stays one buffer.
+ * The version is sent only once the input ended within that size: it is whole or not sent.
+ */
 static int cmd_publish(struct ctl *c, struct ctl_args *a)
 {
         struct iomem_publish_opts opts = { 0 };
         struct iomem_region *region = NULL;
-        uint64_t generation;
+        const char *file = ctl_input_file(a), *key;
+        uint64_t generation, max;
+        char num[32];
         int r;
 
-        r = iomem_region_new_local(a->len, IOMEM_BACKEND_MEMFD, 0, &region);
+        r = ctl_max_region_size(c, &max, true, &key);
+        if (r < 0)
+                return r;
+        r = iomem_region_new_local(0, IOMEM_BACKEND_MEMFD, 0, &region);
         if (r < 0)
                 return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);
-        for (size_t done = 0; r >= 0 && done < a->len;) {
-                ssize_t w = pwrite(iomem_region_fd(region), a->buf + done, a->len - done, (off_t)done);
-
-                if (w < 0 && errno != EINTR)
-                        r = -errno;
-                else if (w > 0)
-                        done += (size_t)w;
+        r = ctl_copy_fd(iomem_region_fd(region), a->in >= 0 ? a->in : STDIN_FILENO, max, NULL);
+        if (r == CTL_COPY_OVER) {
+                iomem_region_free(region);
+                return ctl_error("publish %s: %s is larger than %s %s (%s); nothing was published: publish less, or "
+                                 "raise %s in iomemd.conf",
+                                 a->pos[0], file ? file : "the input",
+                                 strcmp(key, "quota-bytes") ? "the daemon's" : "your", key,
+                                 parse_size_format(max, num, sizeof(num)), key);
         }
-        free(a->buf); /* the memfd holds the bytes now */
-        a->buf = NULL;
+        if (r < 0) {
+                iomem_region_free(region);
+                return ctl_fail_os(r, "publish %s: copy %s into a memfd", a->pos[0], file ? file : "stdin");
+        }
         /*
          * The daemon, which may run as another uid (DynamicUser), reopens the memfd
          * read-only through /proc to hand it out: its inode must be readable by others.
          * Sealed against writes below, nobody can change it through that.
          */
-        if (r >= 0 && fchmod(iomem_region_fd(region), 0644) < 0)
+        if (fchmod(iomem_region_fd(region), 0644) < 0)
                 r = -errno;
         /* an immutable snapshot: readers of this generation all see these bytes */
         if (r >= 0)
@@ -1559,7 +1608,7 @@ static const struct ctl_command commands[] = {
         /* name, run, prepare, options, min and max positional arguments, connect flags, "--" synopsis,
          * positional arguments */
         { "create", cmd_create, ctl_prepare_create, ALLOW_CREATE, 2, 2, 0, NULL, "NAME SIZE" },
-        { "write", cmd_write, ctl_prepare_write, ALLOW(OPT_OFFSET), 1, 2, 0, NULL, "NAME [FILE]" },
+        { "write", cmd_write, ctl_prepare_input, ALLOW(OPT_OFFSET), 1, 2, 0, NULL, "NAME [FILE]" },
         { "read", cmd_read, NULL, ALLOW(OPT_OFFSET) | ALLOW(OPT_LENGTH), 1, 1, 0, NULL, "NAME" },
         { "stat", cmd_stat, NULL, 0, 1, 1, 0, NULL, "NAME" },
         { "list", cmd_list, NULL, 0, 0, 1, 0, NULL, "[PREFIX]" },
@@ -1575,7 +1624,7 @@ static const struct ctl_command commands[] = {
         { "register", cmd_register, ctl_prepare_size, ALLOW_REGISTER, 2, 3, 0, NULL, "NAME SIZE [FILE]" },
         { "watch", cmd_watch, NULL, ALLOW(OPT_COUNT) | ALLOW(OPT_TIMEOUT), 0, 1, IOMEM_CONNECT_EVENTS, NULL,
           "[PREFIX]" },
-        { "publish", cmd_publish, ctl_prepare_publish, ALLOW_REGISTER | ALLOW(OPT_EXPECT), 1, 2,
+        { "publish", cmd_publish, ctl_prepare_input, ALLOW_REGISTER | ALLOW(OPT_EXPECT), 1, 2,
           IOMEM_CONNECT_EVENTS, NULL, "NAME [FILE]" },
         { "status", cmd_status, NULL, 0, 0, 0, 0, NULL, "" },
         { "ping", cmd_ping, NULL, 0, 0, 0, 0, NULL, "" },
@@ -1623,7 +1672,6 @@ static int ctl_run(struct ctl *c, const struct ctl_command *cmd, int argc, char 
                 r = ctl_fail(c, r, "%s", cmd->name);
         if (a.in >= 0)
                 close(a.in);
-        free(a.buf);
         return r;
 }
 
