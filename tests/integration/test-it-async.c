@@ -1111,6 +1111,102 @@ START_TEST(test_many_in_flight_routed)
 }
 END_TEST
 
+/*
+ * The id table's allocation fails (the test is linked with -Wl,--wrap=calloc): a calloc() of 64 or more
+ * pointers is client.c's client_ptab_grow() (no other calloc() linked into this program asks for that shape).
+ * With @ptab_fail_from N > 0, every such calloc() of N or more chains returns NULL (ENOMEM).
+ */
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+static atomic_int ptab_fail_from, ptab_made, ptab_failed;
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+        int from = atomic_load(&ptab_fail_from);
+
+        if (from > 0 && size == sizeof(void *) && n >= 64) {
+                if (n >= (size_t)from) {
+                        atomic_fetch_add(&ptab_failed, 1);
+                        errno = ENOMEM;
+                        return NULL;
+                }
+                atomic_fetch_add(&ptab_made, 1);
+        }
+        return __real_calloc(n, size);
+}
+
+/*
+ * mf_routed_run() - @n STATs and PINGs outstanding on one connection, with MF_PARKED WAIT-OPENs parked and
+ * answered in reverse, then 2 * @n more: each reply reaches its own request, each request completes once.
+ */
+static void mf_routed_run(int n)
+{
+        struct iomem_client *c, *p;
+        struct iomem_region *r = NULL;
+        char name[32];
+
+        it_daemon_start(&daemon_, NULL);
+        mf_reset();
+        p = connect_flags(0);
+        for (int k = 0; k < MF_REGIONS; k++) {
+                snprintf(name, sizeof(name), "mf/k%d", k);
+                ck_assert_int_eq(iomem_create(p, name, mf_stat_[k].size, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS);
+        for (int i = 0; i < MF_PARKED; i++) {
+                snprintf(name, sizeof(name), "mf/a%d", i);
+                mf_a_[i].size = 4096 * (uint64_t)(i + 1);
+                ck_assert_int_eq(iomem_open_async(c, name, 0, WAIT_MS, mf_on_open, &mf_a_[i]), 0);
+        }
+        mf_queue(c, n);
+        loop_until_count(c, &mf_done, n);
+        for (int i = MF_PARKED - 1; i >= 0; i--) {
+                snprintf(name, sizeof(name), "mf/a%d", i);
+                ck_assert_int_eq(iomem_create(p, name, mf_a_[i].size, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        mf_queue(c, 2 * n);
+        loop_until_count(c, &mf_done, 3 * n + MF_PARKED);
+        ck_assert_int_eq(mf_done, 3 * n + MF_PARKED);
+        ck_assert_int_eq(mf_errors, 0);
+        ck_assert_int_eq(mf_pings, 3 * n / 2);
+        mf_check_stats();
+        for (int i = 0; i < MF_PARKED; i++) {
+                ck_assert_msg(mf_a_[i].done == 1 && mf_a_[i].bad == 0, "mf/a%d: %d replies, %d of another's", i,
+                              mf_a_[i].done, mf_a_[i].bad);
+                ck_assert_int_eq(mf_a_[i].order, MF_PARKED - i);
+        }
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+        iomem_disconnect(p);
+}
+
+/*
+ * Past 8 outstanding requests libiomem indexes them by id in a table; when that table cannot be allocated, the
+ * requests stay findable (the pending list, or the smaller table that stays). Here no table is ever made (every
+ * allocation of one fails): 600 outstanding requests are found by walking the list.
+ */
+START_TEST(test_many_in_flight_no_table)
+{
+        atomic_store(&ptab_fail_from, 64);
+        mf_routed_run(600);
+        ck_assert_int_gt(atomic_load(&ptab_failed), 0);
+        ck_assert_int_eq(atomic_load(&ptab_made), 0);
+}
+END_TEST
+
+/* The first table (64 chains) is made, every growth of it fails: 600 outstanding requests share its 64 chains. */
+START_TEST(test_many_in_flight_table_stays)
+{
+        atomic_store(&ptab_fail_from, 128);
+        mf_routed_run(600);
+        ck_assert_int_gt(atomic_load(&ptab_failed), 0);
+        ck_assert_int_eq(atomic_load(&ptab_made), 1);
+}
+END_TEST
+
 static int dl_timedout, dl_notconn, dl_other, dl_done;
 
 static void dl_on_ping(struct iomem_client *c, int error, void *ud)
@@ -1339,6 +1435,8 @@ static Suite *suite(void)
         tcase_add_test(tc, test_send_wait_lets_go_of_lock);
         tcase_add_test(tc, test_many_in_flight_routed);
         tcase_add_test(tc, test_many_in_flight_deadlines);
+        tcase_add_test(tc, test_many_in_flight_no_table);
+        tcase_add_test(tc, test_many_in_flight_table_stays);
         tcase_add_test(tc, test_forked_child_disconnect);
         suite_add_tcase(s, tc);
         return s;
