@@ -1367,13 +1367,12 @@ static bool thread_waits(pid_t tid)
 }
 
 /*
- * A forked child disconnects its copy of a client while threads of the parent were inside blocking calls on it at
- * the fork (one reading the socket, one waiting for its turn) and an asynchronous request was outstanding. The
- * child's copy said "a thread reads": before, iomem_disconnect() woke that reader by shutting down the receiving
- * side of the socket, which the parent shares: the parent's calls then failed with -ECONNRESET and its connection
- * was gone. The parent's calls and request must all complete, and the child's disconnect must return.
+ * forked_child_disconnect_run() - a forked child disconnects its copy of a client while threads of the parent
+ * were inside blocking calls on it at the fork (one reading the socket, one waiting for its turn) and an
+ * asynchronous request was outstanding. The parent's calls and request must all complete, and the child's
+ * disconnect must return.
  */
-START_TEST(test_forked_child_disconnect)
+static void forked_child_disconnect_run(void)
 {
         struct tally pings = { 0 };
         struct sender s[2] = { 0 };
@@ -1399,20 +1398,59 @@ START_TEST(test_forked_child_disconnect)
         pid = fork();
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {
+                alarm(60); /* a hang in the child fails the test (SIGALRM) instead of hanging it */
                 iomem_disconnect(c); /* the child's copy: its socket fd is the parent's socket too */
                 _exit(0);
         }
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's disconnect: status 0x%x", status);
         ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
         for (int i = 0; i < 2; i++) {
                 ck_assert_int_eq(pthread_join(t[i], NULL), 0);
-                ck_assert_int_eq(s[i].r, 0);
+                ck_assert_msg(s[i].r == 0, "the parent's call %d after the child's disconnect: %s", i,
+                              iomem_strerror(s[i].r));
         }
         loop_until_count(c, &pings.done, 1);
         ck_assert_int_eq(pings.ok, 1);
         ck_assert_int_eq(iomem_ping(c), 0);
         iomem_disconnect(c);
+}
+
+/*
+ * The child's copy said "a thread reads": before, iomem_disconnect() woke that reader by shutting down the
+ * receiving side of the socket, which the parent shares: the parent's calls then failed with -ECONNRESET and its
+ * connection was gone.
+ */
+START_TEST(test_forked_child_disconnect)
+{
+        forked_child_disconnect_run();
+}
+END_TEST
+
+/* pthread_atfork() fails on demand (-Wl,--wrap=pthread_atfork): libiomem registers its fork count with it. */
+int __real_pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+int __wrap_pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+static atomic_int atfork_fail, atfork_calls;
+
+int __wrap_pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+        atomic_fetch_add(&atfork_calls, 1);
+        if (atomic_load(&atfork_fail))
+                return ENOMEM;
+        return __real_pthread_atfork(prepare, parent, child);
+}
+
+/*
+ * libiomem's pthread_atfork() registration failed (ENOMEM) at its first connect: a forked child's copy is still
+ * told apart (by the pid at connect, in that case only), and its disconnect leaves the parent's connection alone.
+ */
+START_TEST(test_forked_child_disconnect_no_atfork)
+{
+        atomic_store(&atfork_fail, 1);
+        forked_child_disconnect_run();
+        /* registered in this test's process, at its first connect (check runs each test in a process of its own) */
+        ck_assert_msg(atomic_load(&atfork_calls) == 1, "pthread_atfork() called %d times (CK_FORK=no?)",
+                      atomic_load(&atfork_calls));
 }
 END_TEST
 
@@ -1438,6 +1476,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_many_in_flight_no_table);
         tcase_add_test(tc, test_many_in_flight_table_stays);
         tcase_add_test(tc, test_forked_child_disconnect);
+        tcase_add_test(tc, test_forked_child_disconnect_no_atfork);
         suite_add_tcase(s, tc);
         return s;
 }
