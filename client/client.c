@@ -1864,13 +1864,17 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
          */
         if (client->pending || (client->hello_p && !client->hello_p->done)) {
                 /*
-                 * A forked child's copy may say a thread reads the socket or waits to send (one of the parent's,
-                 * at the fork): none of this process does, and client_wake_reader()'s shutdown() would end the
-                 * connection of the parent, which shares the socket.
+                 * A forked child's copy may say a thread reads the socket, waits to send or waits on @cond (the
+                 * parent's, at the fork): none of this process does. client_wake_reader()'s shutdown() would end
+                 * the connection of the parent, which shares the socket; a broadcast on the copy of @cond may wait
+                 * for ever for those waiters to leave it (glibc waits for the woken ones of a group to leave
+                 * before it wakes the next group).
                  */
-                if ((client->reading || client->send_waiters) && client->forks != client_fork_mark()) {
+                if ((client->reading || client->send_waiters || client->waiters) &&
+                    client->forks != client_fork_mark()) {
                         client->reading = false;
                         client->send_waiters = 0;
+                        client->waiters = 0;
                 }
                 client_break(client, -ENOTCONN); /* else nothing is outstanding: nothing to complete or wake */
         }

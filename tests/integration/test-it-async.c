@@ -3,6 +3,7 @@
  * shared by 8 threads, against the real iomemd (issue 12). */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1367,6 +1368,16 @@ static bool thread_waits(pid_t tid)
 }
 
 /*
+ * In a forked child of a test: a hang fails the test (the child dies of SIGALRM) instead of hanging it. SIGALRM's
+ * handler inherited from Check's runner would kill the test's whole process group: the default action instead.
+ */
+static void child_alarm(void)
+{
+        signal(SIGALRM, SIG_DFL);
+        alarm(WAIT_MS / 1000);
+}
+
+/*
  * forked_child_disconnect_run() - a forked child disconnects its copy of a client while threads of the parent
  * were inside blocking calls on it at the fork (one reading the socket, one waiting for its turn) and an
  * asynchronous request was outstanding. The parent's calls and request must all complete, and the child's
@@ -1398,7 +1409,7 @@ static void forked_child_disconnect_run(void)
         pid = fork();
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {
-                alarm(60); /* a hang in the child fails the test (SIGALRM) instead of hanging it */
+                child_alarm();
                 iomem_disconnect(c); /* the child's copy: its socket fd is the parent's socket too */
                 _exit(0);
         }
@@ -1454,6 +1465,97 @@ START_TEST(test_forked_child_disconnect_no_atfork)
 }
 END_TEST
 
+/* SIGUSR1's handler for test_forked_child_disconnect_copied_waiters: the thread it runs in waits on @hold_pipe */
+static int hold_pipe[2] = { -1, -1 };
+static atomic_int hold_in;
+
+static void hold_handler(int sig)
+{
+        int saved = errno;
+        char b;
+
+        (void)sig;
+        atomic_store(&hold_in, 1);
+        while (read(hold_pipe[0], &b, 1) < 0 && errno == EINTR)
+                ;
+        errno = saved;
+}
+
+/* Start @s's thread on @c (sender_main(): one iomem_ping()) and return once it waits (thread_waits()). */
+static void sender_start_waiting(struct sender *s, struct iomem_client *c, pthread_t *t)
+{
+        s->c = c;
+        ck_assert_int_eq(pthread_create(t, NULL, sender_main, s), 0);
+        while (!atomic_load(&s->started))
+                it_sleep_ms(1);
+        while (!thread_waits(atomic_load(&s->tid)) && !atomic_load(&s->finished))
+                it_sleep_ms(1);
+        ck_assert_int_eq(atomic_load(&s->finished), 0);
+}
+
+/*
+ * The child's copy of the client's condition variable holds waiters that exist only in the parent: thread A was
+ * woken by a broadcast but had not yet left pthread_cond_wait() (it runs a signal handler that waits, so it keeps
+ * its place in glibc's group of woken waiters), and thread B waits after it. A broadcast on that copy waits for A
+ * to leave (glibc 2.36's __condvar_quiesce_and_switch_g1()), which never happens in the child: its
+ * iomem_disconnect() must broadcast to nobody. Before, the child hung (here: killed by its alarm()).
+ */
+START_TEST(test_forked_child_disconnect_copied_waiters)
+{
+        struct sigaction sa = { .sa_handler = hold_handler }, old;
+        struct sender r = { 0 }, a = { 0 }, r2 = { 0 }, b = { 0 };
+        struct iomem_client *c;
+        pthread_t tr, ta, tr2, tb;
+        int status;
+        pid_t pid;
+
+        ck_assert_int_eq(pipe2(hold_pipe, O_CLOEXEC), 0);
+        sigemptyset(&sa.sa_mask);
+        ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS); /* a bound for a lost reply, not a timed assertion */
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        sender_start_waiting(&r, c, &tr); /* the reader */
+        sender_start_waiting(&a, c, &ta); /* waits on the condition variable */
+        ck_assert_int_eq(pthread_kill(ta, SIGUSR1), 0);
+        while (!atomic_load(&hold_in) || thread_syscall(atomic_load(&a.tid)) != SYS_read)
+                it_sleep_ms(1);
+        /* R's reply comes: R routes it and broadcasts (A counted as a waiter) before its call returns */
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        ck_assert_int_eq(pthread_join(tr, NULL), 0);
+        ck_assert_int_eq(r.r, 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        sender_start_waiting(&r2, c, &tr2); /* the reader again */
+        sender_start_waiting(&b, c, &tb);   /* a waiter after the broadcast */
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                child_alarm();
+                iomem_disconnect(c);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "the child's disconnect did not return (status 0x%x: %s)", status,
+                      WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exited");
+        ck_assert_int_eq(write(hold_pipe[1], "x", 1), 1);
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        ck_assert_int_eq(pthread_join(ta, NULL), 0);
+        ck_assert_int_eq(pthread_join(tr2, NULL), 0);
+        ck_assert_int_eq(pthread_join(tb, NULL), 0);
+        ck_assert_int_eq(a.r, 0);
+        ck_assert_int_eq(r2.r, 0);
+        ck_assert_int_eq(b.r, 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+        ck_assert_int_eq(sigaction(SIGUSR1, &old, NULL), 0);
+        close(hold_pipe[0]);
+        close(hold_pipe[1]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("integration-async");
@@ -1477,6 +1579,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_many_in_flight_table_stays);
         tcase_add_test(tc, test_forked_child_disconnect);
         tcase_add_test(tc, test_forked_child_disconnect_no_atfork);
+        tcase_add_test(tc, test_forked_child_disconnect_copied_waiters);
         suite_add_tcase(s, tc);
         return s;
 }
