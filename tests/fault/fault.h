@@ -27,6 +27,7 @@ enum fault_func {
         FAULT_RECVMSG,
         FAULT_SENDMSG,
         FAULT_DUPFD, /* fcntl(F_DUPFD_CLOEXEC) */
+        FAULT_PWRITE, /* pwrite (and pwrite64): the fd store's metadata file (test-it-size) */
         FAULT_COUNT,
 };
 
