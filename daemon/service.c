@@ -573,12 +573,21 @@ fail:
         return -ENOSPC;
 }
 
+int service_region_update(const struct region *reg)
+{
+        int r;
+
+        if (svc.meta_fd < 0 || reg->store.slot == UINT32_MAX)
+                return 0;
+        r = slot_write(reg->store.slot, reg);
+        if (r < 0)
+                log_error("fd store: cannot update metadata of region \"%s\": %s", reg->name, strerror(-r));
+        return r;
+}
+
 void service_region_changed(struct region *reg)
 {
-        if (svc.meta_fd < 0 || reg->store.slot == UINT32_MAX)
-                return;
-        if (slot_write(reg->store.slot, reg) < 0)
-                log_error("fd store: cannot update metadata of region \"%s\"", reg->name);
+        (void)service_region_update(reg);
 }
 
 void service_region_removed(struct region *reg)

@@ -974,6 +974,8 @@ END_TEST
 START_TEST(test_store_pwrite_fails)
 {
         const char *lib = getenv("IOMEM_FAULT_LIB");
+        struct iomem_stat sb, s2;
+        struct iomem_quota q;
         struct fault_ctl *ctl;
         struct fake_store st;
         struct it_daemon d;
@@ -1025,6 +1027,27 @@ START_TEST(test_store_pwrite_fails)
         check_logged(st.log, "fd store refused region \"s\": Input/output error");
         ck_assert_int_eq(iomem_open(c, "s", 0, 0, &r), -ENOENT);
         ck_assert_int_eq(create_filled(c, "s", 0x33), 0);
+        /* CHMOD and CHOWN rewrite the slot: refused if that fails (a restart would undo an acknowledged change) */
+        ck_assert_int_eq(iomem_stat(c, "keep", &sb), 0);
+        ck_assert_uint_ne(sb.mode, 0640);
+        ck_assert_uint_eq(sb.uid, 0);
+        ctl->countdown = 1;
+        k = iomem_chmod(c, "keep", 0640);
+        ck_assert_msg(k == -ENOSPC, "CHMOD whose slot write failed: %s", iomem_strerror(k));
+        ck_assert_uint_eq(ctl->injected, 3);
+        ctl->countdown = 1;
+        k = iomem_chown(c, "keep", 1000, 1000);
+        ck_assert_msg(k == -ENOSPC, "CHOWN whose slot write failed: %s", iomem_strerror(k));
+        ck_assert_uint_eq(ctl->injected, 4);
+        check_logged(st.log, "fd store: cannot update metadata of region \"keep\": Input/output error");
+        ck_assert_int_eq(iomem_stat(c, "keep", &s2), 0);
+        ck_assert_uint_eq(s2.mode, sb.mode);
+        ck_assert_uint_eq(s2.uid, 0);
+        ck_assert_uint_eq(s2.gid, sb.gid);
+        ck_assert_int_eq(iomem_quota(c, &q), 0);
+        ck_assert_uint_eq(q.regions, 3); /* root still owns (and is charged for) "keep", "h" and "s" */
+        ck_assert_int_eq(iomem_chmod(c, "keep", 0640), 0);
+        ck_assert_int_eq(iomem_chown(c, "s", 1000, 1000), 0);
         ck_assert_int_eq(iomem_ping(c), 0);
         iomem_disconnect(c);
         c = NULL;
@@ -1036,6 +1059,11 @@ START_TEST(test_store_pwrite_fails)
         check_filled(c, "keep", 0x11);
         check_filled(c, "h", 0x22);
         check_filled(c, "s", 0x33);
+        ck_assert_int_eq(iomem_stat(c, "keep", &s2), 0);
+        ck_assert_uint_eq(s2.mode, 0640);
+        ck_assert_uint_eq(s2.uid, 0);
+        ck_assert_int_eq(iomem_stat(c, "s", &s2), 0);
+        ck_assert_uint_eq(s2.uid, 1000);
         iomem_disconnect(c);
         ck_assert_int_eq(munmap(ctl, sizeof(*ctl)), 0);
         unlink(st.ctl);
