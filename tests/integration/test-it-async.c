@@ -995,6 +995,35 @@ static void mf_check_stats(void)
 }
 
 /*
+ * mf_start() - start the daemon; through *@pp (connected) make "mf/k0".."mf/kN"; return a client (timeout
+ * WAIT_MS) with the first set of WAIT-OPENs parked ("mf/a0".."mf/aN": HELLO is held back, id 1; they get ids
+ * 2..MF_PARKED + 1).
+ */
+static struct iomem_client *mf_start(struct iomem_client **pp)
+{
+        struct iomem_client *c;
+        struct iomem_region *r = NULL;
+        char name[32];
+
+        it_daemon_start(&daemon_, NULL);
+        mf_reset();
+        *pp = connect_flags(0);
+        for (int k = 0; k < MF_REGIONS; k++) {
+                snprintf(name, sizeof(name), "mf/k%d", k);
+                ck_assert_int_eq(iomem_create(*pp, name, mf_stat_[k].size, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS);
+        for (int i = 0; i < MF_PARKED; i++) {
+                snprintf(name, sizeof(name), "mf/a%d", i);
+                mf_a_[i].size = 4096 * (uint64_t)(i + 1);
+                ck_assert_int_eq(iomem_open_async(c, name, 0, WAIT_MS, mf_on_open, &mf_a_[i]), 0);
+        }
+        return c;
+}
+
+/*
  * Thousands of requests outstanding on one connection, replies routed by id (client.c's table): STATs whose
  * replies name their region by its size, PINGs, and two sets of parked WAIT-OPENs answered out of order (the
  * first in reverse, while the second is still parked). The second set's ids are the first's plus MF_TABLE (the
@@ -1009,21 +1038,7 @@ START_TEST(test_many_in_flight_routed)
         char name[32];
         int sent = 0, want;
 
-        it_daemon_start(&daemon_, NULL);
-        mf_reset();
-        p = connect_flags(0);
-        for (int k = 0; k < MF_REGIONS; k++) {
-                snprintf(name, sizeof(name), "mf/k%d", k);
-                ck_assert_int_eq(iomem_create(p, name, mf_stat_[k].size, NULL, &r), 0);
-                r = iomem_region_free(r);
-        }
-        c = connect_flags(0); /* HELLO is held back: id 1; the first set gets ids 2..MF_PARKED + 1 */
-        iomem_client_set_timeout(c, WAIT_MS);
-        for (int i = 0; i < MF_PARKED; i++) {
-                snprintf(name, sizeof(name), "mf/a%d", i);
-                mf_a_[i].size = 4096 * (uint64_t)(i + 1);
-                ck_assert_int_eq(iomem_open_async(c, name, 0, WAIT_MS, mf_on_open, &mf_a_[i]), 0);
-        }
+        c = mf_start(&p);
         /* MF_TABLE - MF_PARKED requests in two halves, more than 2048 outstanding at a time */
         for (int half = 0; half < 2; half++) {
                 int n = (MF_TABLE - MF_PARKED) / 2 + half * ((MF_TABLE - MF_PARKED) % 2);
@@ -1146,21 +1161,7 @@ static void mf_routed_run(int n)
         struct iomem_region *r = NULL;
         char name[32];
 
-        it_daemon_start(&daemon_, NULL);
-        mf_reset();
-        p = connect_flags(0);
-        for (int k = 0; k < MF_REGIONS; k++) {
-                snprintf(name, sizeof(name), "mf/k%d", k);
-                ck_assert_int_eq(iomem_create(p, name, mf_stat_[k].size, NULL, &r), 0);
-                r = iomem_region_free(r);
-        }
-        c = connect_flags(0);
-        iomem_client_set_timeout(c, WAIT_MS);
-        for (int i = 0; i < MF_PARKED; i++) {
-                snprintf(name, sizeof(name), "mf/a%d", i);
-                mf_a_[i].size = 4096 * (uint64_t)(i + 1);
-                ck_assert_int_eq(iomem_open_async(c, name, 0, WAIT_MS, mf_on_open, &mf_a_[i]), 0);
-        }
+        c = mf_start(&p);
         mf_queue(c, n);
         loop_until_count(c, &mf_done, n);
         for (int i = MF_PARKED - 1; i >= 0; i--) {
@@ -1184,6 +1185,15 @@ static void mf_routed_run(int n)
         iomem_disconnect(p);
 }
 
+/* mf_routed_run(600) with every id table of @fail_from chains or more failing to be made; @made were made. */
+static void mf_routed_failing(int fail_from, int made)
+{
+        atomic_store(&ptab_fail_from, fail_from);
+        mf_routed_run(600);
+        ck_assert_int_gt(atomic_load(&ptab_failed), 0);
+        ck_assert_int_eq(atomic_load(&ptab_made), made);
+}
+
 /*
  * Past 8 outstanding requests libiomem indexes them by id in a table; when that table cannot be allocated, the
  * requests stay findable (the pending list, or the smaller table that stays). Here no table is ever made (every
@@ -1191,20 +1201,14 @@ static void mf_routed_run(int n)
  */
 START_TEST(test_many_in_flight_no_table)
 {
-        atomic_store(&ptab_fail_from, 64);
-        mf_routed_run(600);
-        ck_assert_int_gt(atomic_load(&ptab_failed), 0);
-        ck_assert_int_eq(atomic_load(&ptab_made), 0);
+        mf_routed_failing(64, 0);
 }
 END_TEST
 
 /* The first table (64 chains) is made, every growth of it fails: 600 outstanding requests share its 64 chains. */
 START_TEST(test_many_in_flight_table_stays)
 {
-        atomic_store(&ptab_fail_from, 128);
-        mf_routed_run(600);
-        ck_assert_int_gt(atomic_load(&ptab_failed), 0);
-        ck_assert_int_eq(atomic_load(&ptab_made), 1);
+        mf_routed_failing(128, 1);
 }
 END_TEST
 

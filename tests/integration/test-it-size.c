@@ -891,6 +891,28 @@ static void check_logged(const char *path, const char *what)
 }
 
 /*
+ * meta_restart_check() - for test_store_meta_write_fails: @c (still answering) is let go, the store holds "meta",
+ * "keep" and "x" and nothing else; after a crash and a restart from it, "keep" and "x" are back with their bytes
+ * and @absent is not. Return: a client of the new daemon.
+ */
+static struct iomem_client *meta_restart_check(struct it_daemon *d, struct fake_store *st, struct iomem_client *c,
+                                               const char *absent)
+{
+        struct iomem_region *r = NULL;
+
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+        store_drain(st);
+        ck_assert_int_eq(st->n, 3);
+        store_restart(d, st, NULL);
+        ck_assert_int_eq(iomem_connect(d->socket, &c), 0);
+        check_filled(c, "keep", 0x11);
+        check_filled(c, "x", 0x22);
+        ck_assert_int_eq(iomem_open(c, absent, 0, 0, &r), -ENOENT);
+        return c;
+}
+
+/*
  * The fd store's metadata file cannot be written (its pwrite()s fail: here F_SEAL_WRITE, added through the copy
  * the store keeps; ENOSPC or EIO take the same path): a slot's write (a CREATE whose id the header already
  * covers), the header's (the first CREATE after a restart raises next_id) and a PUBLISH's slot. Each request is
@@ -934,33 +956,12 @@ START_TEST(test_store_meta_write_fails)
         check_filled(c, "keep", 0x11);
         check_filled(c, "x", 0x22);
         ck_assert_int_eq(iomem_open(c, "y", 0, 0, &r), -ENOENT);
-        ck_assert_int_eq(iomem_ping(c), 0);
-        iomem_disconnect(c);
-        c = NULL;
-        store_drain(&st);
-        ck_assert_int_eq(st.n, 3);
-
-        /* a crash, a restart from the store: the header's write fails (the first CREATE's id is past next_id) */
-        store_restart(&d, &st, NULL);
-        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
-        check_filled(c, "keep", 0x11);
-        check_filled(c, "x", 0x22);
-        ck_assert_int_eq(iomem_open(c, "y", 0, 0, &r), -ENOENT);
+        c = meta_restart_check(&d, &st, c, "y");
+        /* after the crash, the header's write fails (the first CREATE's id is past next_id) */
         k = create_filled(c, "z", 0x44);
         ck_assert_msg(k == -ENOSPC, "CREATE with the header unwritable: %s", iomem_strerror(k));
         check_logged(st.log, "fd store: cannot record region ids in its metadata file: Operation not permitted");
-        ck_assert_int_eq(iomem_ping(c), 0);
-        iomem_disconnect(c);
-        c = NULL;
-        store_drain(&st);
-        ck_assert_int_eq(st.n, 3);
-
-        store_restart(&d, &st, NULL);
-        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
-        check_filled(c, "keep", 0x11);
-        check_filled(c, "x", 0x22);
-        ck_assert_int_eq(iomem_open(c, "z", 0, 0, &r), -ENOENT);
-        iomem_disconnect(c);
+        iomem_disconnect(meta_restart_check(&d, &st, c, "z"));
         store_finish(&d, &st, st.log);
 }
 END_TEST
