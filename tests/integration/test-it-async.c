@@ -1277,7 +1277,12 @@ START_TEST(test_many_in_flight_deadlines)
 }
 END_TEST
 
-/* Return: the system call thread @tid is in (/proc: its syscall file's first number; "running" reads as 0). */
+/*
+ * Return: the system call thread @tid is in (/proc: its syscall file's first number; "running" reads as 0), or -1
+ * if the thread has exited (its task is gone, or going: ENOENT, ESRCH): it waits in none. Callers loop until the
+ * thread waits or their thread's "finished" flag is set, which the thread sets before it exits: a gone thread
+ * ends such a loop (it is finished), and the caller then sees that it did not wait.
+ */
 static long thread_syscall(pid_t tid)
 {
         char path[64], buf[64] = "";
@@ -1285,9 +1290,15 @@ static long thread_syscall(pid_t tid)
 
         snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
         f = fopen(path, "re");
-        ck_assert_ptr_nonnull(f);
-        if (!fgets(buf, sizeof(buf), f))
-                buf[0] = '\0';
+        if (!f && (errno == ENOENT || errno == ESRCH))
+                return -1;
+        ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+        if (!fgets(buf, sizeof(buf), f)) {
+                int gone = ferror(f) && errno == ESRCH;
+
+                fclose(f);
+                return gone ? -1 : 0;
+        }
         fclose(f);
         return strtol(buf, NULL, 10);
 }
@@ -1372,6 +1383,28 @@ static bool thread_waits(pid_t tid)
 }
 
 /*
+ * The waits above (thread_in_poll(), thread_waits(), loops that also end on the thread's "finished") read a thread
+ * that may have exited meanwhile: its task gone, that thread waits in nothing, and the loop ends. Before, its
+ * thread_syscall() failed the test ("Assertion 'f != NULL'", seen in test_send_wait_lets_go_of_lock and
+ * test_forked_child_disconnect when the thread's call had returned).
+ */
+START_TEST(test_thread_gone_waits_in_nothing)
+{
+        struct sender s = { .c = NULL }; /* iomem_ping(NULL): -EINVAL at once */
+        pthread_t t;
+
+        ck_assert_int_eq(pthread_create(&t, NULL, sender_main, &s), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_int_eq(s.r, -EINVAL);
+        /* its task goes away shortly after the join (the kernel releases it after waking the joiner) */
+        while (thread_syscall(atomic_load(&s.tid)) != -1)
+                it_sleep_ms(1);
+        ck_assert(!thread_waits(atomic_load(&s.tid)));
+        ck_assert(!thread_in_poll(atomic_load(&s.tid)));
+}
+END_TEST
+
+/*
  * In a forked child of a test: a hang fails the test (the child dies of SIGALRM) instead of hanging it. SIGALRM's
  * handler inherited from Check's runner would kill the test's whole process group: the default action instead.
  */
@@ -1408,6 +1441,8 @@ static void forked_child_disconnect_run(void)
                         it_sleep_ms(1);
                 while (!thread_waits(atomic_load(&s[i].tid)) && !atomic_load(&s[i].finished))
                         it_sleep_ms(1);
+                ck_assert_msg(!atomic_load(&s[i].finished), "call %d that was to wait returned: %s", i,
+                              iomem_strerror(s[i].r));
         }
         ck_assert_int_eq(iomem_ping_async(c, on_ping_tally, &pings), 0);
         pid = fork();
@@ -1494,7 +1529,7 @@ static void sender_start_waiting(struct sender *s, struct iomem_client *c, pthre
                 it_sleep_ms(1);
         while (!thread_waits(atomic_load(&s->tid)) && !atomic_load(&s->finished))
                 it_sleep_ms(1);
-        ck_assert_int_eq(atomic_load(&s->finished), 0);
+        ck_assert_msg(!atomic_load(&s->finished), "the call that was to wait returned: %s", iomem_strerror(s->r));
 }
 
 /*
@@ -1524,8 +1559,11 @@ START_TEST(test_forked_child_disconnect_copied_waiters)
         sender_start_waiting(&r, c, &tr); /* the reader */
         sender_start_waiting(&a, c, &ta); /* waits on the condition variable */
         ck_assert_int_eq(pthread_kill(ta, SIGUSR1), 0);
-        while (!atomic_load(&hold_in) || thread_syscall(atomic_load(&a.tid)) != SYS_read)
+        /* A waits in the handler's read() (thread_syscall() is -1 once it exited: then it is finished) */
+        while ((!atomic_load(&hold_in) || thread_syscall(atomic_load(&a.tid)) != SYS_read) &&
+               !atomic_load(&a.finished))
                 it_sleep_ms(1);
+        ck_assert_int_eq(atomic_load(&a.finished), 0);
         /* R's reply comes: R routes it and broadcasts (A counted as a waiter) before its call returns */
         ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
         ck_assert_int_eq(pthread_join(tr, NULL), 0);
@@ -1577,6 +1615,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_open_cache_invalidation);
         tcase_add_test(tc, test_blocking_send_reads_while_waiting);
         tcase_add_test(tc, test_send_wait_lets_go_of_lock);
+        tcase_add_test(tc, test_thread_gone_waits_in_nothing);
         tcase_add_test(tc, test_many_in_flight_routed);
         tcase_add_test(tc, test_many_in_flight_deadlines);
         tcase_add_test(tc, test_many_in_flight_no_table);
