@@ -980,8 +980,10 @@ START_TEST(test_store_pwrite_fails)
         struct fault_ctl *ctl;
         struct fake_store st;
         struct it_daemon d;
-        struct iomem_client *c = NULL;
+        struct iomem_client *c = NULL, *w = NULL, *u;
         struct iomem_region *r = NULL;
+        struct iomem_event ev;
+        pid_t pid;
         int fd, k;
 
         if (!lib) {
@@ -1029,6 +1031,8 @@ START_TEST(test_store_pwrite_fails)
         ck_assert_int_eq(iomem_open(c, "s", 0, 0, &r), -ENOENT);
         ck_assert_int_eq(create_filled(c, "s", 0x33), 0);
         /* CHMOD and CHOWN rewrite the slot: refused if that fails (a restart would undo an acknowledged change) */
+        ck_assert_int_eq(iomem_connect_flags(d.socket, IOMEM_CONNECT_EVENTS, &w), 0);
+        ck_assert_int_eq(iomem_watch(w, "", NULL), 0);
         ck_assert_int_eq(iomem_stat(c, "keep", &sb), 0);
         ck_assert_uint_ne(sb.mode, 0640);
         ck_assert_uint_eq(sb.uid, 0);
@@ -1047,9 +1051,27 @@ START_TEST(test_store_pwrite_fails)
         ck_assert_uint_eq(s2.gid, sb.gid);
         ck_assert_int_eq(iomem_quota(c, &q), 0);
         ck_assert_uint_eq(q.regions, 3); /* root still owns (and is charged for) "keep", "h" and "s" */
+        /* ... and uid 1000, whose charge CHOWN took back, is charged for nothing */
+        u = fork_uid1000(d.socket, NULL, 0, &pid);
+        if (pid == 0)
+                _exit(iomem_quota(u, &q) < 0 ? 102 : q.regions || q.bytes ? 103 : 0);
+        k = wait_uid1000(pid, "uid 1000's QUOTA");
+        ck_assert_msg(k == 0, "uid 1000's QUOTA: exit %d (103: it is charged after the refused CHOWN)", k);
         ck_assert_int_eq(iomem_chmod(c, "keep", 0640), 0);
         ck_assert_int_eq(iomem_chown(c, "s", 1000, 1000), 0);
         ck_assert_int_eq(iomem_ping(c), 0);
+        /* the watcher heard of the two changes made, not of the two refused (the daemon queued them before
+         * answering @c; the PING reads them in) */
+        ck_assert_int_eq(iomem_ping(w), 0);
+        ck_assert_int_eq(iomem_next_event(w, &ev, 0), 0);
+        ck_assert_msg(ev.kind == IOMEM_EVENT_CHMOD && !strcmp(ev.name, "keep") && ev.mode == 0640,
+                      "first event: kind %u \"%s\" mode %04o", ev.kind, ev.name, ev.mode);
+        ck_assert_int_eq(iomem_next_event(w, &ev, 0), 0);
+        ck_assert_msg(ev.kind == IOMEM_EVENT_CHOWN && !strcmp(ev.name, "s") && ev.uid == 1000,
+                      "second event: kind %u \"%s\" uid %u (an event of a refused change?)", ev.kind, ev.name,
+                      ev.uid);
+        ck_assert_int_eq(iomem_next_event(w, &ev, 0), -EAGAIN);
+        iomem_disconnect(w);
         iomem_disconnect(c);
         c = NULL;
         store_drain(&st);
