@@ -316,8 +316,15 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t offset)
 {
-        if (fault_hit(FAULT_PWRITE))
-                return -1;
+        int saved = errno;
+
+        if (fault_hit(FAULT_PWRITE)) {
+                if (fault_ctl->err)
+                        return -1;
+                /* err 0: a short write, as a full disk makes it: the first half written, errno left as it was */
+                errno = saved;
+                return FAULT_REAL(pwrite)(fd, buf, n / 2, offset);
+        }
         return FAULT_REAL(pwrite)(fd, buf, n, offset);
 }
 
