@@ -1303,12 +1303,27 @@ static long thread_syscall(pid_t tid)
         return strtol(buf, NULL, 10);
 }
 
-/* Return: true once thread @tid waits in poll() or ppoll(). */
+/*
+ * Return: true if system call @nr is poll() or ppoll(), or restart_syscall(): a poll() with a timeout that a stop
+ * and continue of the process (or a signal it ignores but that still woke it) interrupted is continued by the
+ * kernel as restart_syscall(), and /proc shows that number while it still waits. Before, the waits on a thread's
+ * system call spun until the thread's call timed out (20 s), then failed ("last seen in system call 219").
+ */
+static bool syscall_polls(long nr)
+{
+        return nr == SYS_poll || nr == SYS_ppoll || nr == SYS_restart_syscall;
+}
+
+/* Return: true once thread @tid waits in poll() or ppoll(); false once it exited. */
 static bool thread_in_poll(pid_t tid)
 {
-        long nr = thread_syscall(tid);
+        return syscall_polls(thread_syscall(tid));
+}
 
-        return nr == SYS_poll || nr == SYS_ppoll;
+/* Return: true if system call @nr is one a blocking call waits in: syscall_polls(), recvmsg(), a futex. */
+static bool syscall_waits(long nr)
+{
+        return syscall_polls(nr) || nr == SYS_recvmsg || nr == SYS_futex;
 }
 
 struct sender {
@@ -1330,6 +1345,30 @@ static void *sender_main(void *arg)
 }
 
 /*
+ * Return once @s's thread (started) waits in a system call @waits() accepts. If its call returns instead, the
+ * failure says with what, after how long, and the system call it was last seen in (-1: gone, 0: running).
+ */
+static void sender_await(struct sender *s, bool (*waits)(long nr))
+{
+        struct timespec t0, t1;
+        long nr = 0;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (!atomic_load(&s->started))
+                it_sleep_ms(1);
+        while (!atomic_load(&s->finished)) {
+                nr = thread_syscall(atomic_load(&s->tid));
+                if (waits(nr))
+                        return;
+                it_sleep_ms(1);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ck_abort_msg("the call that was to wait returned after %lld ms: %s (last seen in system call %ld)",
+                     (long long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000,
+                     iomem_strerror(s->r), nr);
+}
+
+/*
  * A thread's blocking call waits for room to send (the daemon stopped, SIGSTOP, with a full socket buffer); the
  * event loop's thread meanwhile calls iomem_client_process() and iomem_client_get_events() on the same client.
  * They must return while the other call still waits: the waiting sender does not hold the client's lock. Before,
@@ -1341,7 +1380,7 @@ START_TEST(test_send_wait_lets_go_of_lock)
         struct sender s = { 0 };
         struct iomem_client *c;
         pthread_t t;
-        int fd, one = 1, n = 0;
+        int fd, k, one = 1, n = 0;
 
         it_daemon_start(&daemon_, NULL);
         c = connect_flags(0);
@@ -1356,12 +1395,12 @@ START_TEST(test_send_wait_lets_go_of_lock)
         }
         s.c = c;
         ck_assert_int_eq(pthread_create(&t, NULL, sender_main, &s), 0);
-        while (!atomic_load(&s.started))
-                it_sleep_ms(1);
-        while (!thread_in_poll(atomic_load(&s.tid)) && !atomic_load(&s.finished))
-                it_sleep_ms(1);
+        sender_await(&s, syscall_polls);
         /* the sender waits for room (or, before, held the lock while it did) */
-        ck_assert_int_eq(iomem_client_process(c), 0);
+        k = iomem_client_process(c);
+        ck_assert_msg(k == 0, "iomem_client_process(): %s (%s); the sender %s: %s", iomem_strerror(k),
+                      iomem_client_error_message(c), atomic_load(&s.finished) ? "returned" : "waits",
+                      atomic_load(&s.finished) ? iomem_strerror(s.r) : "-");
         ck_assert_int_eq(iomem_client_get_events(c), POLLIN | POLLOUT);
         ck_assert_int_eq(atomic_load(&s.finished), 0);
         ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
@@ -1374,12 +1413,11 @@ START_TEST(test_send_wait_lets_go_of_lock)
 }
 END_TEST
 
-/* Return: true once thread @tid waits in a system call of the reader (poll(), ppoll(), recvmsg()) or a futex. */
+
+/* Return: true once thread @tid waits in one of those (syscall_waits()); false once it exited. */
 static bool thread_waits(pid_t tid)
 {
-        long nr = thread_syscall(tid);
-
-        return nr == SYS_poll || nr == SYS_ppoll || nr == SYS_recvmsg || nr == SYS_futex;
+        return syscall_waits(thread_syscall(tid));
 }
 
 /*
@@ -1401,6 +1439,74 @@ START_TEST(test_thread_gone_waits_in_nothing)
                 it_sleep_ms(1);
         ck_assert(!thread_waits(atomic_load(&s.tid)));
         ck_assert(!thread_in_poll(atomic_load(&s.tid)));
+}
+END_TEST
+
+
+/* Start @s's thread on @c (sender_main(): one iomem_ping()) and return once it waits (syscall_waits()). */
+static void sender_start_waiting(struct sender *s, struct iomem_client *c, pthread_t *t)
+{
+        s->c = c;
+        ck_assert_int_eq(pthread_create(t, NULL, sender_main, s), 0);
+        sender_await(s, syscall_waits);
+}
+
+/* In a child: stop the parent (this test's process), wait until it is stopped, continue it. */
+static void stop_and_continue_parent(void)
+{
+        pid_t parent = getppid();
+        char path[64], buf[256];
+        bool stopped = false;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)parent);
+        if (kill(parent, SIGSTOP) < 0)
+                _exit(1);
+        while (!stopped) {
+                FILE *f = fopen(path, "re");
+                char *e;
+
+                if (!f)
+                        _exit(2);
+                e = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+                fclose(f);
+                stopped = e && e[1] == ' ' && e[2] == 'T';
+                if (!stopped)
+                        usleep(1000);
+        }
+        _exit(kill(parent, SIGCONT) < 0 ? 3 : 0);
+}
+
+/*
+ * A thread waiting in poll() (its call's reply, the daemon stopped) while its process is stopped and continued:
+ * the kernel continues the poll() as restart_syscall(), and sender_await() still sees it waiting, rather than
+ * spinning until the call times out. The flake of test_forked_child_disconnect and test_send_wait_lets_go_of_lock
+ * under load ("the call that was to wait returned after 20016 ms: timed out ... (last seen in system call 219)").
+ */
+START_TEST(test_restarted_wait_still_waits)
+{
+        struct sender s = { 0 };
+        struct iomem_client *c;
+        pthread_t t;
+        int status;
+        pid_t pid;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS); /* a bound for a lost reply, not a timed assertion */
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        sender_start_waiting(&s, c, &t);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                stop_and_continue_parent();
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "stop and continue: status 0x%x", status);
+        sender_await(&s, syscall_polls); /* it waits in poll() again, or still (restart_syscall()) */
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_int_eq(s.r, 0);
+        iomem_disconnect(c);
 }
 END_TEST
 
@@ -1434,16 +1540,8 @@ static void forked_child_disconnect_run(void)
         iomem_client_set_timeout(c, WAIT_MS); /* a bound for a lost reply, not a timed assertion */
         ck_assert_int_eq(iomem_ping(c), 0);
         ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0); /* the calls below wait unanswered */
-        for (int i = 0; i < 2; i++) {
-                s[i].c = c;
-                ck_assert_int_eq(pthread_create(&t[i], NULL, sender_main, &s[i]), 0);
-                while (!atomic_load(&s[i].started))
-                        it_sleep_ms(1);
-                while (!thread_waits(atomic_load(&s[i].tid)) && !atomic_load(&s[i].finished))
-                        it_sleep_ms(1);
-                ck_assert_msg(!atomic_load(&s[i].finished), "call %d that was to wait returned: %s", i,
-                              iomem_strerror(s[i].r));
-        }
+        for (int i = 0; i < 2; i++)
+                sender_start_waiting(&s[i], c, &t[i]);
         ck_assert_int_eq(iomem_ping_async(c, on_ping_tally, &pings), 0);
         pid = fork();
         ck_assert_int_ge(pid, 0);
@@ -1518,18 +1616,6 @@ static void hold_handler(int sig)
         while (read(hold_pipe[0], &b, 1) < 0 && errno == EINTR)
                 ;
         errno = saved;
-}
-
-/* Start @s's thread on @c (sender_main(): one iomem_ping()) and return once it waits (thread_waits()). */
-static void sender_start_waiting(struct sender *s, struct iomem_client *c, pthread_t *t)
-{
-        s->c = c;
-        ck_assert_int_eq(pthread_create(t, NULL, sender_main, s), 0);
-        while (!atomic_load(&s->started))
-                it_sleep_ms(1);
-        while (!thread_waits(atomic_load(&s->tid)) && !atomic_load(&s->finished))
-                it_sleep_ms(1);
-        ck_assert_msg(!atomic_load(&s->finished), "the call that was to wait returned: %s", iomem_strerror(s->r));
 }
 
 /*
@@ -1616,6 +1702,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_blocking_send_reads_while_waiting);
         tcase_add_test(tc, test_send_wait_lets_go_of_lock);
         tcase_add_test(tc, test_thread_gone_waits_in_nothing);
+        tcase_add_test(tc, test_restarted_wait_still_waits);
         tcase_add_test(tc, test_many_in_flight_routed);
         tcase_add_test(tc, test_many_in_flight_deadlines);
         tcase_add_test(tc, test_many_in_flight_no_table);
