@@ -1451,6 +1451,22 @@ static void sender_start_waiting(struct sender *s, struct iomem_client *c, pthre
         sender_await(s, syscall_waits);
 }
 
+/*
+ * Return: a client (its timeout WAIT_MS, a bound for a lost reply, not a timed assertion) of a daemon started and
+ * then stopped (SIGSTOP): the calls made on it wait unanswered until SIGCONT.
+ */
+static struct iomem_client *stopped_daemon_client(void)
+{
+        struct iomem_client *c;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        return c;
+}
+
 /* In a child: stop the parent (this test's process), wait until it is stopped, continue it. */
 static void stop_and_continue_parent(void)
 {
@@ -1490,11 +1506,7 @@ START_TEST(test_restarted_wait_still_waits)
         int status;
         pid_t pid;
 
-        it_daemon_start(&daemon_, NULL);
-        c = connect_flags(0);
-        iomem_client_set_timeout(c, WAIT_MS); /* a bound for a lost reply, not a timed assertion */
-        ck_assert_int_eq(iomem_ping(c), 0);
-        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        c = stopped_daemon_client();
         sender_start_waiting(&s, c, &t);
         pid = fork();
         ck_assert_int_ge(pid, 0);
@@ -1535,11 +1547,7 @@ static void forked_child_disconnect_run(void)
         int status;
         pid_t pid;
 
-        it_daemon_start(&daemon_, NULL);
-        c = connect_flags(0);
-        iomem_client_set_timeout(c, WAIT_MS); /* a bound for a lost reply, not a timed assertion */
-        ck_assert_int_eq(iomem_ping(c), 0);
-        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0); /* the calls below wait unanswered */
+        c = stopped_daemon_client(); /* the calls below wait unanswered */
         for (int i = 0; i < 2; i++)
                 sender_start_waiting(&s[i], c, &t[i]);
         ck_assert_int_eq(iomem_ping_async(c, on_ping_tally, &pings), 0);
@@ -1637,11 +1645,7 @@ START_TEST(test_forked_child_disconnect_copied_waiters)
         ck_assert_int_eq(pipe2(hold_pipe, O_CLOEXEC), 0);
         sigemptyset(&sa.sa_mask);
         ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
-        it_daemon_start(&daemon_, NULL);
-        c = connect_flags(0);
-        iomem_client_set_timeout(c, WAIT_MS); /* a bound for a lost reply, not a timed assertion */
-        ck_assert_int_eq(iomem_ping(c), 0);
-        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        c = stopped_daemon_client();
         sender_start_waiting(&r, c, &tr); /* the reader */
         sender_start_waiting(&a, c, &ta); /* waits on the condition variable */
         ck_assert_int_eq(pthread_kill(ta, SIGUSR1), 0);
