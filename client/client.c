@@ -184,7 +184,7 @@ struct iomem_client {
         uint64_t cache_gen, reply_cache_gen, cache_hits;
         struct client_pending *hello_p; /* &hello_entry once a held-back HELLO was sent on this connection */
         bool locked; /* @lock is held by the thread inside (client_lock() took it rather than skipping it) */
-        unsigned forks; /* client_forks when it connected: iomem_disconnect() in a forked child wakes no reader */
+        unsigned forks; /* client_fork_mark() when it connected: iomem_disconnect() in a forked child wakes no reader */
         /*
          * From here on, fields are written before they are read: client_connect() zeroes only what comes before
          * (a cold connection's client is allocated, zeroed and freed each time).
@@ -1731,11 +1731,13 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
 /*
  * The forks this process's libiomem has seen (counted in each child by a pthread_atfork() handler, registered at the
  * first connect): a client whose count differs is a forked child's copy (iomem_disconnect()). Not getpid() at
- * connect: a system call on every connection (a cold one makes about nine) for what only a fork changes. A child
- * made without fork handlers (a raw clone()) is not seen; if registering fails (ENOMEM), forks are not seen either,
- * and a child's disconnect may then end the parent's connection, as it did before forks were told apart.
+ * connect: a system call on every connection (a cold one makes about nine) for what only a fork changes. If
+ * registering fails (ENOMEM), forks are not counted: the process's pid at connect tells a copy apart instead
+ * (client_fork_mark(); a getpid() per connect in that case only). A child made without fork handlers (a raw
+ * clone()) is not seen.
  */
 static unsigned client_forks;
+static bool client_forks_unwatched; /* pthread_atfork() failed: client_fork_mark() is the pid */
 static pthread_once_t client_forks_once = PTHREAD_ONCE_INIT;
 
 static void client_forked(void)
@@ -1745,7 +1747,20 @@ static void client_forked(void)
 
 static void client_forks_watch(void)
 {
-        (void)pthread_atfork(NULL, NULL, client_forked);
+        if (pthread_atfork(NULL, NULL, client_forked) != 0)
+                client_forks_unwatched = true;
+}
+
+/*
+ * Return: what tells this process's clients from the copies a forked child has (kept in c->forks at connect,
+ * compared in iomem_disconnect()): the fork count, or the pid if the count cannot be kept. Set by the
+ * pthread_once() of the first connect, before any client has a mark; a child inherits which one it is.
+ */
+static inline unsigned client_fork_mark(void)
+{
+        if (__builtin_expect(client_forks_unwatched, 0))
+                return (unsigned)getpid();
+        return __atomic_load_n(&client_forks, __ATOMIC_RELAXED);
 }
 
 static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms, bool hold_hello,
@@ -1765,7 +1780,7 @@ static int client_connect(const char *path, uint32_t hello_flags, int timeout_ms
         memset(c, 0, offsetof(struct iomem_client, lock));
         c->fd = -1;
         pthread_once(&client_forks_once, client_forks_watch);
-        c->forks = __atomic_load_n(&client_forks, __ATOMIC_RELAXED);
+        c->forks = client_fork_mark();
         c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
         /*
          * The static initializers: what pthread_mutex_init(NULL) and pthread_cond_init(NULL) make, without the
@@ -1849,14 +1864,17 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
          */
         if (client->pending || (client->hello_p && !client->hello_p->done)) {
                 /*
-                 * A forked child's copy may say a thread reads the socket or waits to send (one of the parent's,
-                 * at the fork): none of this process does, and client_wake_reader()'s shutdown() would end the
-                 * connection of the parent, which shares the socket.
+                 * A forked child's copy may say a thread reads the socket, waits to send or waits on @cond (the
+                 * parent's, at the fork): none of this process does. client_wake_reader()'s shutdown() would end
+                 * the connection of the parent, which shares the socket; a broadcast on the copy of @cond may wait
+                 * for ever for those waiters to leave it (glibc waits for the woken ones of a group to leave
+                 * before it wakes the next group).
                  */
-                if ((client->reading || client->send_waiters) &&
-                    client->forks != __atomic_load_n(&client_forks, __ATOMIC_RELAXED)) {
+                if ((client->reading || client->send_waiters || client->waiters) &&
+                    client->forks != client_fork_mark()) {
                         client->reading = false;
                         client->send_waiters = 0;
+                        client->waiters = 0;
                 }
                 client_break(client, -ENOTCONN); /* else nothing is outstanding: nothing to complete or wake */
         }

@@ -545,7 +545,8 @@ int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
  * iomem_chmod() - set a region's mode (0..0777; owner/group/other, read 4,
  * write 2). Fds already handed out keep the access they were given.
  * Return: 0; -ENOENT; -EINVAL (mode above 0777, bad name); -EACCES unless
- * the caller owns the region or is root.
+ * the caller owns the region or is root; -ENOSPC if the daemon could not
+ * record the mode in the service manager's fd store (nothing changed).
  */
 int iomem_chmod(struct iomem_client *client, const char *name, uint32_t mode);
 
@@ -553,7 +554,7 @@ int iomem_chmod(struct iomem_client *client, const char *name, uint32_t mode);
  * iomem_chown() - set a region's owner and/or group (IOMEM_ID_UNCHANGED
  * keeps one). Only root may change the owner (the new owner's quota is
  * charged); the owner may change the group to one it is a member of.
- * Return: 0; -ENOENT; -EINVAL; -EACCES.
+ * Return: 0; -ENOENT; -EINVAL; -EACCES; -ENOSPC as iomem_chmod().
  */
 int iomem_chown(struct iomem_client *client, const char *name, uint32_t uid, uint32_t gid);
 

@@ -286,11 +286,27 @@ uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid)
 
 /* ---- CHMOD, CHOWN, QUOTA ------------------------------------------------ */
 
-/* After CHMOD or CHOWN changed @r's meta (it was @before): keep it in the fd store, tell watchers, answer. */
+/*
+ * Keep CHMOD's or CHOWN's change of @r's meta (it was @before, its charge gid @before_gid) in the fd store. On a
+ * failure @r gets its old meta back (its slot rewritten with it, in case a short write left half of the new one).
+ * Return: 0; -ENOSPC with @res filled in.
+ */
+static int conn_access_meta_store(struct region *r, const struct region_meta *before, uint32_t before_gid,
+                                  const char *what, struct conn_result *res)
+{
+        if (service_region_update(r) == 0)
+                return 0;
+        r->meta = *before;
+        r->store.gid = before_gid;
+        (void)service_region_update(r);
+        return conn_failf(res, -ENOSPC, "cannot record the new %s in the service manager's fd store (see the "
+                          "daemon's log): nothing changed, try again", what);
+}
+
+/* After CHMOD or CHOWN changed @r's meta (it was @before; stored: conn_access_meta_store()): tell watchers, answer. */
 static void conn_access_meta_changed(struct conn *c, const struct transport_frame *f, uint16_t kind, struct region *r,
                                      const struct region_meta *before)
 {
-        service_region_changed(r);
         c->ctx->generation++;
         conn_watch_notify(c->ctx, kind, r, before, 0);
         conn_reply_raw(c, f->hdr.opcode, f->hdr.id, 0, NULL, 0, NULL, 0);
@@ -309,11 +325,14 @@ int conn_access_handle_chmod(struct conn *c, struct transport_frame *f, struct c
         k = conn_access_find(c, m.name, CONN_ACCESS_CHMOD, "only the owner may change the mode", &r, res);
         if (k < 0)
                 return k;
-        if (conn_access_log_allowed(c))
-                log_info("region '%s': mode %04o -> %04o by uid %u", r->name, (unsigned)r->meta.mode,
-                         (unsigned)m.mode, (unsigned)c->uid);
         before = r->meta;
         r->meta.mode = m.mode;
+        k = conn_access_meta_store(r, &before, r->store.gid, "mode", res);
+        if (k < 0)
+                return k;
+        if (conn_access_log_allowed(c))
+                log_info("region '%s': mode %04o -> %04o by uid %u", r->name, (unsigned)before.mode,
+                         (unsigned)m.mode, (unsigned)c->uid);
         conn_access_meta_changed(c, f, PROTO_EV_CHMOD, r, &before);
         return 0;
 }
@@ -324,6 +343,8 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
         struct region_meta before;
         struct proto_chown m;
         struct region *r;
+        uint32_t before_gid;
+        bool new_owner;
         int k;
 
         k = proto_chown_decode(f->payload, f->hdr.length, &m);
@@ -342,12 +363,13 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
                                  "one of its groups");
         }
         before = r->meta;
-        if (m.uid != PROTO_ID_UNCHANGED && m.uid != r->meta.uid) {
+        before_gid = r->store.gid;
+        new_owner = m.uid != PROTO_ID_UNCHANGED && m.uid != r->meta.uid;
+        if (new_owner) {
                 /* the new owner pays from now on; root is trusted with other users' quotas */
                 k = quota_charge(c->ctx->quota, m.uid, (int64_t)r->charged, 1, 0, 0);
                 if (k < 0)
                         return conn_fail(res, k, "out of memory");
-                quota_charge(c->ctx->quota, r->meta.uid, -(int64_t)r->charged, -1, 0, 0);
                 r->meta.uid = m.uid;
                 /* a restart charges it within the new owner's limits: its last connection's group, if any */
                 r->store.gid = quota_get(c->ctx->quota, m.uid) ? quota_get(c->ctx->quota, m.uid)->gid
@@ -355,6 +377,14 @@ int conn_access_handle_chown(struct conn *c, struct transport_frame *f, struct c
         }
         if (m.gid != PROTO_ID_UNCHANGED)
                 r->meta.gid = m.gid;
+        k = conn_access_meta_store(r, &before, before_gid, "owner", res);
+        if (k < 0) {
+                if (new_owner) /* it has an entry (charged just above): never allocates */
+                        quota_charge(c->ctx->quota, m.uid, -(int64_t)r->charged, -1, 0, 0);
+                return k;
+        }
+        if (new_owner)
+                quota_charge(c->ctx->quota, before.uid, -(int64_t)r->charged, -1, 0, 0);
         if (conn_access_log_allowed(c))
                 log_info("region '%s': owner now %u:%u (by uid %u)", r->name, (unsigned)r->meta.uid,
                          (unsigned)r->meta.gid, (unsigned)c->uid);

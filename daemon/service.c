@@ -290,6 +290,19 @@ static int slot_alloc(uint32_t *slotp)
         return 0;
 }
 
+/*
+ * Write @n bytes at @off of the metadata file. Return: 0; negative errno; -EIO for a short write (it sets no
+ * errno: the one left from an earlier call would name a wrong cause).
+ */
+static int meta_pwrite(const void *buf, size_t n, off_t off)
+{
+        ssize_t w = pwrite(svc.meta_fd, buf, n, off);
+
+        if (w == (ssize_t)n)
+                return 0;
+        return w < 0 ? -errno : -EIO;
+}
+
 static int slot_write(uint32_t slot, const struct region *reg)
 {
         struct meta_slot s = { 0 };
@@ -306,18 +319,14 @@ static int slot_write(uint32_t slot, const struct region *reg)
         s.partial = reg->charged < reg->size;
         s.charge_gid = reg->store.gid == REGION_STORE_GID_UNKNOWN ? 0 : reg->store.gid + 1;
         memcpy(s.name, reg->name, reg->name_len);
-        if (pwrite(svc.meta_fd, &s, sizeof(s), slot_offset(slot)) != (ssize_t)sizeof(s))
-                return errno ? -errno : -EIO;
-        return 0;
+        return meta_pwrite(&s, sizeof(s), slot_offset(slot));
 }
 
 static int slot_clear(uint32_t slot)
 {
         struct meta_slot s = { 0 };
 
-        if (pwrite(svc.meta_fd, &s, sizeof(s), slot_offset(slot)) != (ssize_t)sizeof(s))
-                return errno ? -errno : -EIO;
-        return 0;
+        return meta_pwrite(&s, sizeof(s), slot_offset(slot));
 }
 
 static void fdname_format(char *buf, size_t size, uint32_t slot, uint64_t id)
@@ -512,13 +521,14 @@ int service_restore(struct regtab *t)
 static int meta_keep_id(uint64_t id)
 {
         uint64_t next_id;
+        int r;
 
         if (id < svc.next_id)
                 return 0;
         next_id = id > UINT64_MAX - META_ID_BATCH ? UINT64_MAX : id + META_ID_BATCH;
-        if (pwrite(svc.meta_fd, &next_id, sizeof(next_id), offsetof(struct meta_header, next_id)) !=
-            (ssize_t)sizeof(next_id))
-                return errno ? -errno : -EIO;
+        r = meta_pwrite(&next_id, sizeof(next_id), offsetof(struct meta_header, next_id));
+        if (r < 0)
+                return r;
         svc.next_id = next_id;
         return 0;
 }
@@ -573,12 +583,21 @@ fail:
         return -ENOSPC;
 }
 
+int service_region_update(const struct region *reg)
+{
+        int r;
+
+        if (svc.meta_fd < 0 || reg->store.slot == UINT32_MAX)
+                return 0;
+        r = slot_write(reg->store.slot, reg);
+        if (r < 0)
+                log_error("fd store: cannot update metadata of region \"%s\": %s", reg->name, strerror(-r));
+        return r;
+}
+
 void service_region_changed(struct region *reg)
 {
-        if (svc.meta_fd < 0 || reg->store.slot == UINT32_MAX)
-                return;
-        if (slot_write(reg->store.slot, reg) < 0)
-                log_error("fd store: cannot update metadata of region \"%s\"", reg->name);
+        (void)service_region_update(reg);
 }
 
 void service_region_removed(struct region *reg)

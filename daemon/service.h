@@ -35,7 +35,15 @@ int service_restore(struct regtab *t);
  */
 int service_region_added(struct region *r);
 
-/* service_region_changed() - the region's size, seals, mode or owner changed. */
+/*
+ * service_region_update() - rewrite the region's slot in the fd store (its mode or owner changed: the caller
+ * refuses the change if this fails, or a restart would quietly undo it). Logs a failure.
+ * Return: 0 (also without a store, or for a region not in it); negative errno from the write.
+ */
+int service_region_update(const struct region *r);
+
+/* service_region_changed() - the region's size, seals or charge changed (already done): service_region_update(),
+ * a failure only logged (the restore reads size and seals from the fd itself). */
 void service_region_changed(struct region *r);
 
 /* service_region_removed() - the region is deleted: take it out of the store. */

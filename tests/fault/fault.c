@@ -18,7 +18,7 @@
 /*
  * Interposed: malloc/calloc/realloc (counted in live_allocs with free and
  * the aligned allocators), memfd_create, shm_open, open/openat,
- * ftruncate, fallocate, accept4, recvmsg, sendmsg, fcntl(F_DUPFD_CLOEXEC).
+ * ftruncate, fallocate, accept4, recvmsg, sendmsg, fcntl(F_DUPFD_CLOEXEC), pwrite.
  * Without $IOMEM_FAULT_CTL every call passes straight through. Helper
  * processes of the daemon (fd keepers, forked or exec'd) share the control
  * page: their calls are counted and failed like the daemon's, but only the
@@ -312,6 +312,26 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
         if (fault_hit(FAULT_SENDMSG))
                 return -1;
         return FAULT_REAL(sendmsg)(fd, msg, flags);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t offset)
+{
+        int saved = errno;
+
+        if (fault_hit(FAULT_PWRITE)) {
+                if (fault_ctl->err)
+                        return -1;
+                /* err 0: a short write, as a full disk makes it: the first half written, errno left as it was */
+                errno = saved;
+                return FAULT_REAL(pwrite)(fd, buf, n / 2, offset);
+        }
+        return FAULT_REAL(pwrite)(fd, buf, n, offset);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t offset);
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t offset)
+{
+        return pwrite(fd, buf, n, offset);
 }
 
 static int fault_fcntl(int fd, int cmd, va_list ap)

@@ -27,13 +27,14 @@ enum fault_func {
         FAULT_RECVMSG,
         FAULT_SENDMSG,
         FAULT_DUPFD, /* fcntl(F_DUPFD_CLOEXEC) */
+        FAULT_PWRITE, /* pwrite (and pwrite64): the fd store's metadata file (test-it-size) */
         FAULT_COUNT,
 };
 
 struct fault_ctl {
         uint32_t magic;
         int32_t func;      /* enum fault_func, -1 = none */
-        int32_t err;       /* errno to fail with */
+        int32_t err;       /* errno to fail with (FAULT_PWRITE: 0 = a short write instead, half written) */
         int32_t countdown; /* fail when this reaches 0 from 1; 0 = disarmed */
         int32_t sticky;    /* nonzero: every call of func fails (err) until cleared */
         uint64_t injected; /* faults injected so far */

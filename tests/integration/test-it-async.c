@@ -3,6 +3,7 @@
  * shared by 8 threads, against the real iomemd (issue 12). */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <poll.h>
 #include <pthread.h>
@@ -994,6 +995,35 @@ static void mf_check_stats(void)
 }
 
 /*
+ * mf_start() - start the daemon; through *@pp (connected) make "mf/k0".."mf/kN"; return a client (timeout
+ * WAIT_MS) with the first set of WAIT-OPENs parked ("mf/a0".."mf/aN": HELLO is held back, id 1; they get ids
+ * 2..MF_PARKED + 1).
+ */
+static struct iomem_client *mf_start(struct iomem_client **pp)
+{
+        struct iomem_client *c;
+        struct iomem_region *r = NULL;
+        char name[32];
+
+        it_daemon_start(&daemon_, NULL);
+        mf_reset();
+        *pp = connect_flags(0);
+        for (int k = 0; k < MF_REGIONS; k++) {
+                snprintf(name, sizeof(name), "mf/k%d", k);
+                ck_assert_int_eq(iomem_create(*pp, name, mf_stat_[k].size, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS);
+        for (int i = 0; i < MF_PARKED; i++) {
+                snprintf(name, sizeof(name), "mf/a%d", i);
+                mf_a_[i].size = 4096 * (uint64_t)(i + 1);
+                ck_assert_int_eq(iomem_open_async(c, name, 0, WAIT_MS, mf_on_open, &mf_a_[i]), 0);
+        }
+        return c;
+}
+
+/*
  * Thousands of requests outstanding on one connection, replies routed by id (client.c's table): STATs whose
  * replies name their region by its size, PINGs, and two sets of parked WAIT-OPENs answered out of order (the
  * first in reverse, while the second is still parked). The second set's ids are the first's plus MF_TABLE (the
@@ -1008,21 +1038,7 @@ START_TEST(test_many_in_flight_routed)
         char name[32];
         int sent = 0, want;
 
-        it_daemon_start(&daemon_, NULL);
-        mf_reset();
-        p = connect_flags(0);
-        for (int k = 0; k < MF_REGIONS; k++) {
-                snprintf(name, sizeof(name), "mf/k%d", k);
-                ck_assert_int_eq(iomem_create(p, name, mf_stat_[k].size, NULL, &r), 0);
-                r = iomem_region_free(r);
-        }
-        c = connect_flags(0); /* HELLO is held back: id 1; the first set gets ids 2..MF_PARKED + 1 */
-        iomem_client_set_timeout(c, WAIT_MS);
-        for (int i = 0; i < MF_PARKED; i++) {
-                snprintf(name, sizeof(name), "mf/a%d", i);
-                mf_a_[i].size = 4096 * (uint64_t)(i + 1);
-                ck_assert_int_eq(iomem_open_async(c, name, 0, WAIT_MS, mf_on_open, &mf_a_[i]), 0);
-        }
+        c = mf_start(&p);
         /* MF_TABLE - MF_PARKED requests in two halves, more than 2048 outstanding at a time */
         for (int half = 0; half < 2; half++) {
                 int n = (MF_TABLE - MF_PARKED) / 2 + half * ((MF_TABLE - MF_PARKED) % 2);
@@ -1111,6 +1127,91 @@ START_TEST(test_many_in_flight_routed)
 }
 END_TEST
 
+/*
+ * The id table's allocation fails (the test is linked with -Wl,--wrap=calloc): a calloc() of 64 or more
+ * pointers is client.c's client_ptab_grow() (no other calloc() linked into this program asks for that shape).
+ * With @ptab_fail_from N > 0, every such calloc() of N or more chains returns NULL (ENOMEM).
+ */
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+static atomic_int ptab_fail_from, ptab_made, ptab_failed;
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+        int from = atomic_load(&ptab_fail_from);
+
+        if (from > 0 && size == sizeof(void *) && n >= 64) {
+                if (n >= (size_t)from) {
+                        atomic_fetch_add(&ptab_failed, 1);
+                        errno = ENOMEM;
+                        return NULL;
+                }
+                atomic_fetch_add(&ptab_made, 1);
+        }
+        return __real_calloc(n, size);
+}
+
+/*
+ * mf_routed_run() - @n STATs and PINGs outstanding on one connection, with MF_PARKED WAIT-OPENs parked and
+ * answered in reverse, then 2 * @n more: each reply reaches its own request, each request completes once.
+ */
+static void mf_routed_run(int n)
+{
+        struct iomem_client *c, *p;
+        struct iomem_region *r = NULL;
+        char name[32];
+
+        c = mf_start(&p);
+        mf_queue(c, n);
+        loop_until_count(c, &mf_done, n);
+        for (int i = MF_PARKED - 1; i >= 0; i--) {
+                snprintf(name, sizeof(name), "mf/a%d", i);
+                ck_assert_int_eq(iomem_create(p, name, mf_a_[i].size, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        mf_queue(c, 2 * n);
+        loop_until_count(c, &mf_done, 3 * n + MF_PARKED);
+        ck_assert_int_eq(mf_done, 3 * n + MF_PARKED);
+        ck_assert_int_eq(mf_errors, 0);
+        ck_assert_int_eq(mf_pings, 3 * n / 2);
+        mf_check_stats();
+        for (int i = 0; i < MF_PARKED; i++) {
+                ck_assert_msg(mf_a_[i].done == 1 && mf_a_[i].bad == 0, "mf/a%d: %d replies, %d of another's", i,
+                              mf_a_[i].done, mf_a_[i].bad);
+                ck_assert_int_eq(mf_a_[i].order, MF_PARKED - i);
+        }
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+        iomem_disconnect(p);
+}
+
+/* mf_routed_run(600) with every id table of @fail_from chains or more failing to be made; @made were made. */
+static void mf_routed_failing(int fail_from, int made)
+{
+        atomic_store(&ptab_fail_from, fail_from);
+        mf_routed_run(600);
+        ck_assert_int_gt(atomic_load(&ptab_failed), 0);
+        ck_assert_int_eq(atomic_load(&ptab_made), made);
+}
+
+/*
+ * Past 8 outstanding requests libiomem indexes them by id in a table; when that table cannot be allocated, the
+ * requests stay findable (the pending list, or the smaller table that stays). Here no table is ever made (every
+ * allocation of one fails): 600 outstanding requests are found by walking the list.
+ */
+START_TEST(test_many_in_flight_no_table)
+{
+        mf_routed_failing(64, 0);
+}
+END_TEST
+
+/* The first table (64 chains) is made, every growth of it fails: 600 outstanding requests share its 64 chains. */
+START_TEST(test_many_in_flight_table_stays)
+{
+        mf_routed_failing(128, 1);
+}
+END_TEST
+
 static int dl_timedout, dl_notconn, dl_other, dl_done;
 
 static void dl_on_ping(struct iomem_client *c, int error, void *ud)
@@ -1176,7 +1277,12 @@ START_TEST(test_many_in_flight_deadlines)
 }
 END_TEST
 
-/* Return: the system call thread @tid is in (/proc: its syscall file's first number; "running" reads as 0). */
+/*
+ * Return: the system call thread @tid is in (/proc: its syscall file's first number; "running" reads as 0), or -1
+ * if the thread has exited (its task is gone, or going: ENOENT, ESRCH): it waits in none. Callers loop until the
+ * thread waits or their thread's "finished" flag is set, which the thread sets before it exits: a gone thread
+ * ends such a loop (it is finished), and the caller then sees that it did not wait.
+ */
 static long thread_syscall(pid_t tid)
 {
         char path[64], buf[64] = "";
@@ -1184,19 +1290,40 @@ static long thread_syscall(pid_t tid)
 
         snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
         f = fopen(path, "re");
-        ck_assert_ptr_nonnull(f);
-        if (!fgets(buf, sizeof(buf), f))
-                buf[0] = '\0';
+        if (!f && (errno == ENOENT || errno == ESRCH))
+                return -1;
+        ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+        if (!fgets(buf, sizeof(buf), f)) {
+                int gone = ferror(f) && errno == ESRCH;
+
+                fclose(f);
+                return gone ? -1 : 0;
+        }
         fclose(f);
         return strtol(buf, NULL, 10);
 }
 
-/* Return: true once thread @tid waits in poll() or ppoll(). */
+/*
+ * Return: true if system call @nr is poll() or ppoll(), or restart_syscall(): a poll() with a timeout that a stop
+ * and continue of the process (or a signal it ignores but that still woke it) interrupted is continued by the
+ * kernel as restart_syscall(), and /proc shows that number while it still waits. Before, the waits on a thread's
+ * system call spun until the thread's call timed out (20 s), then failed ("last seen in system call 219").
+ */
+static bool syscall_polls(long nr)
+{
+        return nr == SYS_poll || nr == SYS_ppoll || nr == SYS_restart_syscall;
+}
+
+/* Return: true once thread @tid waits in poll() or ppoll(); false once it exited. */
 static bool thread_in_poll(pid_t tid)
 {
-        long nr = thread_syscall(tid);
+        return syscall_polls(thread_syscall(tid));
+}
 
-        return nr == SYS_poll || nr == SYS_ppoll;
+/* Return: true if system call @nr is one a blocking call waits in: syscall_polls(), recvmsg(), a futex. */
+static bool syscall_waits(long nr)
+{
+        return syscall_polls(nr) || nr == SYS_recvmsg || nr == SYS_futex;
 }
 
 struct sender {
@@ -1218,6 +1345,30 @@ static void *sender_main(void *arg)
 }
 
 /*
+ * Return once @s's thread (started) waits in a system call @waits() accepts. If its call returns instead, the
+ * failure says with what, after how long, and the system call it was last seen in (-1: gone, 0: running).
+ */
+static void sender_await(struct sender *s, bool (*waits)(long nr))
+{
+        struct timespec t0, t1;
+        long nr = 0;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (!atomic_load(&s->started))
+                it_sleep_ms(1);
+        while (!atomic_load(&s->finished)) {
+                nr = thread_syscall(atomic_load(&s->tid));
+                if (waits(nr))
+                        return;
+                it_sleep_ms(1);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ck_abort_msg("the call that was to wait returned after %lld ms: %s (last seen in system call %ld)",
+                     (long long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000,
+                     iomem_strerror(s->r), nr);
+}
+
+/*
  * A thread's blocking call waits for room to send (the daemon stopped, SIGSTOP, with a full socket buffer); the
  * event loop's thread meanwhile calls iomem_client_process() and iomem_client_get_events() on the same client.
  * They must return while the other call still waits: the waiting sender does not hold the client's lock. Before,
@@ -1229,7 +1380,7 @@ START_TEST(test_send_wait_lets_go_of_lock)
         struct sender s = { 0 };
         struct iomem_client *c;
         pthread_t t;
-        int fd, one = 1, n = 0;
+        int fd, k, one = 1, n = 0;
 
         it_daemon_start(&daemon_, NULL);
         c = connect_flags(0);
@@ -1244,12 +1395,12 @@ START_TEST(test_send_wait_lets_go_of_lock)
         }
         s.c = c;
         ck_assert_int_eq(pthread_create(&t, NULL, sender_main, &s), 0);
-        while (!atomic_load(&s.started))
-                it_sleep_ms(1);
-        while (!thread_in_poll(atomic_load(&s.tid)) && !atomic_load(&s.finished))
-                it_sleep_ms(1);
+        sender_await(&s, syscall_polls);
         /* the sender waits for room (or, before, held the lock while it did) */
-        ck_assert_int_eq(iomem_client_process(c), 0);
+        k = iomem_client_process(c);
+        ck_assert_msg(k == 0, "iomem_client_process(): %s (%s); the sender %s: %s", iomem_strerror(k),
+                      iomem_client_error_message(c), atomic_load(&s.finished) ? "returned" : "waits",
+                      atomic_load(&s.finished) ? iomem_strerror(s.r) : "-");
         ck_assert_int_eq(iomem_client_get_events(c), POLLIN | POLLOUT);
         ck_assert_int_eq(atomic_load(&s.finished), 0);
         ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
@@ -1262,22 +1413,132 @@ START_TEST(test_send_wait_lets_go_of_lock)
 }
 END_TEST
 
-/* Return: true once thread @tid waits in a system call of the reader (poll(), ppoll(), recvmsg()) or a futex. */
+
+/* Return: true once thread @tid waits in one of those (syscall_waits()); false once it exited. */
 static bool thread_waits(pid_t tid)
 {
-        long nr = thread_syscall(tid);
-
-        return nr == SYS_poll || nr == SYS_ppoll || nr == SYS_recvmsg || nr == SYS_futex;
+        return syscall_waits(thread_syscall(tid));
 }
 
 /*
- * A forked child disconnects its copy of a client while threads of the parent were inside blocking calls on it at
- * the fork (one reading the socket, one waiting for its turn) and an asynchronous request was outstanding. The
- * child's copy said "a thread reads": before, iomem_disconnect() woke that reader by shutting down the receiving
- * side of the socket, which the parent shares: the parent's calls then failed with -ECONNRESET and its connection
- * was gone. The parent's calls and request must all complete, and the child's disconnect must return.
+ * The waits above (thread_in_poll(), thread_waits(), loops that also end on the thread's "finished") read a thread
+ * that may have exited meanwhile: its task gone, that thread waits in nothing, and the loop ends. Before, its
+ * thread_syscall() failed the test ("Assertion 'f != NULL'", seen in test_send_wait_lets_go_of_lock and
+ * test_forked_child_disconnect when the thread's call had returned).
  */
-START_TEST(test_forked_child_disconnect)
+START_TEST(test_thread_gone_waits_in_nothing)
+{
+        struct sender s = { .c = NULL }; /* iomem_ping(NULL): -EINVAL at once */
+        pthread_t t;
+
+        ck_assert_int_eq(pthread_create(&t, NULL, sender_main, &s), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_int_eq(s.r, -EINVAL);
+        /* its task goes away shortly after the join (the kernel releases it after waking the joiner) */
+        while (thread_syscall(atomic_load(&s.tid)) != -1)
+                it_sleep_ms(1);
+        ck_assert(!thread_waits(atomic_load(&s.tid)));
+        ck_assert(!thread_in_poll(atomic_load(&s.tid)));
+}
+END_TEST
+
+
+/* Start @s's thread on @c (sender_main(): one iomem_ping()) and return once it waits (syscall_waits()). */
+static void sender_start_waiting(struct sender *s, struct iomem_client *c, pthread_t *t)
+{
+        s->c = c;
+        ck_assert_int_eq(pthread_create(t, NULL, sender_main, s), 0);
+        sender_await(s, syscall_waits);
+}
+
+/*
+ * Return: a client (its timeout WAIT_MS, a bound for a lost reply, not a timed assertion) of a daemon started and
+ * then stopped (SIGSTOP): the calls made on it wait unanswered until SIGCONT.
+ */
+static struct iomem_client *stopped_daemon_client(void)
+{
+        struct iomem_client *c;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        iomem_client_set_timeout(c, WAIT_MS);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        return c;
+}
+
+/* In a child: stop the parent (this test's process), wait until it is stopped, continue it. */
+static void stop_and_continue_parent(void)
+{
+        pid_t parent = getppid();
+        char path[64], buf[256];
+        bool stopped = false;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)parent);
+        if (kill(parent, SIGSTOP) < 0)
+                _exit(1);
+        while (!stopped) {
+                FILE *f = fopen(path, "re");
+                char *e;
+
+                if (!f)
+                        _exit(2);
+                e = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+                fclose(f);
+                stopped = e && e[1] == ' ' && e[2] == 'T';
+                if (!stopped)
+                        usleep(1000);
+        }
+        _exit(kill(parent, SIGCONT) < 0 ? 3 : 0);
+}
+
+/*
+ * A thread waiting in poll() (its call's reply, the daemon stopped) while its process is stopped and continued:
+ * the kernel continues the poll() as restart_syscall(), and sender_await() still sees it waiting, rather than
+ * spinning until the call times out. The flake of test_forked_child_disconnect and test_send_wait_lets_go_of_lock
+ * under load ("the call that was to wait returned after 20016 ms: timed out ... (last seen in system call 219)").
+ */
+START_TEST(test_restarted_wait_still_waits)
+{
+        struct sender s = { 0 };
+        struct iomem_client *c;
+        pthread_t t;
+        int status;
+        pid_t pid;
+
+        c = stopped_daemon_client();
+        sender_start_waiting(&s, c, &t);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                stop_and_continue_parent();
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "stop and continue: status 0x%x", status);
+        sender_await(&s, syscall_polls); /* it waits in poll() again, or still (restart_syscall()) */
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_int_eq(s.r, 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/*
+ * In a forked child of a test: a hang fails the test (the child dies of SIGALRM) instead of hanging it. SIGALRM's
+ * handler inherited from Check's runner would kill the test's whole process group: the default action instead.
+ */
+static void child_alarm(void)
+{
+        signal(SIGALRM, SIG_DFL);
+        alarm(WAIT_MS / 1000);
+}
+
+/*
+ * forked_child_disconnect_run() - a forked child disconnects its copy of a client while threads of the parent
+ * were inside blocking calls on it at the fork (one reading the socket, one waiting for its turn) and an
+ * asynchronous request was outstanding. The parent's calls and request must all complete, and the child's
+ * disconnect must return.
+ */
+static void forked_child_disconnect_run(void)
 {
         struct tally pings = { 0 };
         struct sender s[2] = { 0 };
@@ -1286,37 +1547,144 @@ START_TEST(test_forked_child_disconnect)
         int status;
         pid_t pid;
 
-        it_daemon_start(&daemon_, NULL);
-        c = connect_flags(0);
-        iomem_client_set_timeout(c, WAIT_MS); /* a bound for a lost reply, not a timed assertion */
-        ck_assert_int_eq(iomem_ping(c), 0);
-        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0); /* the calls below wait unanswered */
-        for (int i = 0; i < 2; i++) {
-                s[i].c = c;
-                ck_assert_int_eq(pthread_create(&t[i], NULL, sender_main, &s[i]), 0);
-                while (!atomic_load(&s[i].started))
-                        it_sleep_ms(1);
-                while (!thread_waits(atomic_load(&s[i].tid)) && !atomic_load(&s[i].finished))
-                        it_sleep_ms(1);
-        }
+        c = stopped_daemon_client(); /* the calls below wait unanswered */
+        for (int i = 0; i < 2; i++)
+                sender_start_waiting(&s[i], c, &t[i]);
         ck_assert_int_eq(iomem_ping_async(c, on_ping_tally, &pings), 0);
         pid = fork();
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {
+                child_alarm();
                 iomem_disconnect(c); /* the child's copy: its socket fd is the parent's socket too */
                 _exit(0);
         }
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's disconnect: status 0x%x", status);
         ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
         for (int i = 0; i < 2; i++) {
                 ck_assert_int_eq(pthread_join(t[i], NULL), 0);
-                ck_assert_int_eq(s[i].r, 0);
+                ck_assert_msg(s[i].r == 0, "the parent's call %d after the child's disconnect: %s", i,
+                              iomem_strerror(s[i].r));
         }
         loop_until_count(c, &pings.done, 1);
         ck_assert_int_eq(pings.ok, 1);
         ck_assert_int_eq(iomem_ping(c), 0);
         iomem_disconnect(c);
+}
+
+/*
+ * The child's copy said "a thread reads": before, iomem_disconnect() woke that reader by shutting down the
+ * receiving side of the socket, which the parent shares: the parent's calls then failed with -ECONNRESET and its
+ * connection was gone.
+ */
+START_TEST(test_forked_child_disconnect)
+{
+        forked_child_disconnect_run();
+}
+END_TEST
+
+/* pthread_atfork() fails on demand (-Wl,--wrap=pthread_atfork): libiomem registers its fork count with it. */
+int __real_pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+int __wrap_pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+static atomic_int atfork_fail, atfork_calls;
+
+int __wrap_pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+        atomic_fetch_add(&atfork_calls, 1);
+        if (atomic_load(&atfork_fail))
+                return ENOMEM;
+        return __real_pthread_atfork(prepare, parent, child);
+}
+
+/*
+ * libiomem's pthread_atfork() registration failed (ENOMEM) at its first connect: a forked child's copy is still
+ * told apart (by the pid at connect, in that case only), and its disconnect leaves the parent's connection alone.
+ */
+START_TEST(test_forked_child_disconnect_no_atfork)
+{
+        atomic_store(&atfork_fail, 1);
+        forked_child_disconnect_run();
+        /* registered in this test's process, at its first connect (check runs each test in a process of its own) */
+        ck_assert_msg(atomic_load(&atfork_calls) == 1, "pthread_atfork() called %d times (CK_FORK=no?)",
+                      atomic_load(&atfork_calls));
+}
+END_TEST
+
+/* SIGUSR1's handler for test_forked_child_disconnect_copied_waiters: the thread it runs in waits on @hold_pipe */
+static int hold_pipe[2] = { -1, -1 };
+static atomic_int hold_in;
+
+static void hold_handler(int sig)
+{
+        int saved = errno;
+        char b;
+
+        (void)sig;
+        atomic_store(&hold_in, 1);
+        while (read(hold_pipe[0], &b, 1) < 0 && errno == EINTR)
+                ;
+        errno = saved;
+}
+
+/*
+ * The child's copy of the client's condition variable holds waiters that exist only in the parent: thread A was
+ * woken by a broadcast but had not yet left pthread_cond_wait() (it runs a signal handler that waits, so it keeps
+ * its place in glibc's group of woken waiters), and thread B waits after it. A broadcast on that copy waits for A
+ * to leave (glibc 2.36's __condvar_quiesce_and_switch_g1()), which never happens in the child: its
+ * iomem_disconnect() must broadcast to nobody. Before, the child hung (here: killed by its alarm()).
+ */
+START_TEST(test_forked_child_disconnect_copied_waiters)
+{
+        struct sigaction sa = { .sa_handler = hold_handler }, old;
+        struct sender r = { 0 }, a = { 0 }, r2 = { 0 }, b = { 0 };
+        struct iomem_client *c;
+        pthread_t tr, ta, tr2, tb;
+        int status;
+        pid_t pid;
+
+        ck_assert_int_eq(pipe2(hold_pipe, O_CLOEXEC), 0);
+        sigemptyset(&sa.sa_mask);
+        ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+        c = stopped_daemon_client();
+        sender_start_waiting(&r, c, &tr); /* the reader */
+        sender_start_waiting(&a, c, &ta); /* waits on the condition variable */
+        ck_assert_int_eq(pthread_kill(ta, SIGUSR1), 0);
+        /* A waits in the handler's read() (thread_syscall() is -1 once it exited: then it is finished) */
+        while ((!atomic_load(&hold_in) || thread_syscall(atomic_load(&a.tid)) != SYS_read) &&
+               !atomic_load(&a.finished))
+                it_sleep_ms(1);
+        ck_assert_int_eq(atomic_load(&a.finished), 0);
+        /* R's reply comes: R routes it and broadcasts (A counted as a waiter) before its call returns */
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        ck_assert_int_eq(pthread_join(tr, NULL), 0);
+        ck_assert_int_eq(r.r, 0);
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+        sender_start_waiting(&r2, c, &tr2); /* the reader again */
+        sender_start_waiting(&b, c, &tb);   /* a waiter after the broadcast */
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                child_alarm();
+                iomem_disconnect(c);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "the child's disconnect did not return (status 0x%x: %s)", status,
+                      WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exited");
+        ck_assert_int_eq(write(hold_pipe[1], "x", 1), 1);
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+        ck_assert_int_eq(pthread_join(ta, NULL), 0);
+        ck_assert_int_eq(pthread_join(tr2, NULL), 0);
+        ck_assert_int_eq(pthread_join(tb, NULL), 0);
+        ck_assert_int_eq(a.r, 0);
+        ck_assert_int_eq(r2.r, 0);
+        ck_assert_int_eq(b.r, 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+        ck_assert_int_eq(sigaction(SIGUSR1, &old, NULL), 0);
+        close(hold_pipe[0]);
+        close(hold_pipe[1]);
 }
 END_TEST
 
@@ -1337,9 +1705,15 @@ static Suite *suite(void)
         tcase_add_test(tc, test_open_cache_invalidation);
         tcase_add_test(tc, test_blocking_send_reads_while_waiting);
         tcase_add_test(tc, test_send_wait_lets_go_of_lock);
+        tcase_add_test(tc, test_thread_gone_waits_in_nothing);
+        tcase_add_test(tc, test_restarted_wait_still_waits);
         tcase_add_test(tc, test_many_in_flight_routed);
         tcase_add_test(tc, test_many_in_flight_deadlines);
+        tcase_add_test(tc, test_many_in_flight_no_table);
+        tcase_add_test(tc, test_many_in_flight_table_stays);
         tcase_add_test(tc, test_forked_child_disconnect);
+        tcase_add_test(tc, test_forked_child_disconnect_no_atfork);
+        tcase_add_test(tc, test_forked_child_disconnect_copied_waiters);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "itutil.h"
+#include "../fault/fault.h"
 
 static const enum iomem_backend backends[] = { IOMEM_BACKEND_MEMFD, IOMEM_BACKEND_SHM, IOMEM_BACKEND_FILE };
 
@@ -222,6 +223,9 @@ struct fake_store {
         int n;
         char names[STORE_MAX][64];
         int fds[STORE_MAX];
+        char log[128]; /* not empty: the daemon's stderr goes to this file (appended) */
+        const char *preload;  /* not NULL: the daemon runs under this LD_PRELOAD (tests/fault's library) ... */
+        char ctl[128];        /* ... driven through this control page ($IOMEM_FAULT_CTL) */
 };
 
 static void store_open(struct fake_store *st, const char *dir)
@@ -310,6 +314,12 @@ static void store_spawn(struct it_daemon *d, const struct fake_store *st, const 
                 char names[STORE_MAX * 65] = "", num[32];
 
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (st->log[0]) {
+                        int lfd = open(st->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+                        if (lfd < 0 || dup2(lfd, 2) < 0)
+                                _exit(126);
+                }
                 /* above every number they go to, then to 3, 4, ... without CLOEXEC */
                 for (int i = 0; i < st->n; i++)
                         if (dup2(st->fds[i], 200 + i) < 0)
@@ -319,6 +329,10 @@ static void store_spawn(struct it_daemon *d, const struct fake_store *st, const 
                                 _exit(126);
                         strcat(names, i ? ":" : "");
                         strcat(names, st->names[i]);
+                }
+                if (st->preload) {
+                        setenv("LD_PRELOAD", st->preload, 1);
+                        setenv("IOMEM_FAULT_CTL", st->ctl, 1);
                 }
                 setenv("NOTIFY_SOCKET", st->path, 1);
                 setenv("FDSTORE", "16", 1);
@@ -821,6 +835,282 @@ START_TEST(test_restart_leased_only_generations_keep_growing)
 }
 END_TEST
 
+/* Return: the fd the fake store keeps under @name (borrowed). */
+static int store_fd(const struct fake_store *st, const char *name)
+{
+        for (int i = 0; i < st->n; i++)
+                if (!strcmp(st->names[i], name))
+                        return st->fds[i];
+        ck_abort_msg("the fd store holds no \"%s\"", name);
+        return -1;
+}
+
+/* Make @name (4096 bytes, every byte @v) through @c. Return: iomem_create()'s result. */
+static int create_filled(struct iomem_client *c, const char *name, uint8_t v)
+{
+        struct iomem_region *r = NULL;
+        void *p;
+        int k = iomem_create(c, name, 4096, NULL, &r);
+
+        if (k < 0)
+                return k;
+        ck_assert_int_eq(iomem_region_map(r, 0, 4096, PROT_READ | PROT_WRITE, &p), 0);
+        memset(p, v, 4096);
+        ck_assert_int_eq(iomem_unmap(p, 4096), 0);
+        iomem_region_free(r);
+        return 0;
+}
+
+/* Assert that @name opens through @c and every byte of it is @v. */
+static void check_filled(struct iomem_client *c, const char *name, uint8_t v)
+{
+        struct iomem_region *r = NULL;
+        uint8_t *p;
+        int k = iomem_open(c, name, 0, 0, &r);
+
+        ck_assert_msg(k == 0, "\"%s\" after the fd store's failed write: %s", name, iomem_strerror(k));
+        ck_assert_int_eq(iomem_region_map(r, 0, 4096, PROT_READ, (void **)&p), 0);
+        for (int i = 0; i < 4096; i++)
+                ck_assert_msg(p[i] == v, "\"%s\" byte %d is %u, want %u", name, i, p[i], v);
+        ck_assert_int_eq(iomem_unmap(p, 4096), 0);
+        iomem_region_free(r);
+}
+
+/* Assert that @path (the daemon's log) has a line with @what in it. */
+static void check_logged(const char *path, const char *what)
+{
+        char line[512];
+        FILE *f = fopen(path, "re");
+        bool found = false;
+
+        ck_assert_ptr_nonnull(f);
+        while (!found && fgets(line, sizeof(line), f))
+                found = strstr(line, what) != NULL;
+        fclose(f);
+        ck_assert_msg(found, "the daemon's log has no line with \"%s\"", what);
+}
+
+/*
+ * meta_restart_check() - for test_store_meta_write_fails: @c (still answering) is let go, the store holds "meta",
+ * "keep" and "x" and nothing else; after a crash and a restart from it, "keep" and "x" are back with their bytes
+ * and @absent is not. Return: a client of the new daemon.
+ */
+static struct iomem_client *meta_restart_check(struct it_daemon *d, struct fake_store *st, struct iomem_client *c,
+                                               const char *absent)
+{
+        struct iomem_region *r = NULL;
+
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+        store_drain(st);
+        ck_assert_int_eq(st->n, 3);
+        store_restart(d, st, NULL);
+        ck_assert_int_eq(iomem_connect(d->socket, &c), 0);
+        check_filled(c, "keep", 0x11);
+        check_filled(c, "x", 0x22);
+        ck_assert_int_eq(iomem_open(c, absent, 0, 0, &r), -ENOENT);
+        return c;
+}
+
+/*
+ * The fd store's metadata file cannot be written (its pwrite()s fail: here F_SEAL_WRITE, added through the copy
+ * the store keeps; ENOSPC or EIO take the same path): a slot's write (a CREATE whose id the header already
+ * covers), the header's (the first CREATE after a restart raises next_id) and a PUBLISH's slot. Each request is
+ * refused with an error, the daemon logs why and stays up, and every region stored before (and its content) is
+ * there, also after two more restarts, the refused ones not.
+ */
+START_TEST(test_store_meta_write_fails)
+{
+        struct fake_store st;
+        struct it_daemon d;
+        struct iomem_client *c = NULL;
+        struct iomem_region *r = NULL;
+        int fd, k;
+
+        restart_dir(&d);
+        store_open(&st, d.dir);
+        snprintf(st.log, sizeof(st.log), "%s/log", d.dir);
+        store_spawn(&d, &st, NULL);
+        ck_assert_int_eq(iomem_connect_flags(d.socket, IOMEM_CONNECT_EVENTS, &c), 0); /* PUBLISH needs it */
+        ck_assert_int_eq(create_filled(c, "keep", 0x11), 0);
+        ck_assert_int_eq(create_filled(c, "x", 0x22), 0); /* the header already covers its id: a slot only */
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 3); /* "meta", "keep", "x" */
+        ck_assert_int_eq(fcntl(store_fd(&st, "meta"), F_ADD_SEALS, F_SEAL_WRITE), 0);
+
+        /* a slot's write fails */
+        k = create_filled(c, "y", 0x33);
+        ck_assert_msg(k == -ENOSPC, "CREATE with the metadata file unwritable: %s", iomem_strerror(k));
+        ck_assert_str_eq(iomem_client_error_message(c), "cannot save the region (fd store)");
+        check_logged(st.log, "fd store refused region \"y\": Operation not permitted");
+        /* PUBLISH of a new version: refused, the old version stays */
+        fd = memfd_create("keep", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, 4096), 0);
+        ck_assert_int_eq(fchmod(fd, 0600), 0);
+        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+        ck_assert_int_eq(iomem_region_new_consume_fd(fd, &r), 0);
+        k = iomem_publish(c, "keep", r, NULL, NULL);
+        ck_assert_msg(k == -ENOSPC, "PUBLISH with the metadata file unwritable: %s", iomem_strerror(k));
+        r = iomem_region_free(r);
+        check_filled(c, "keep", 0x11);
+        check_filled(c, "x", 0x22);
+        ck_assert_int_eq(iomem_open(c, "y", 0, 0, &r), -ENOENT);
+        c = meta_restart_check(&d, &st, c, "y");
+        /* after the crash, the header's write fails (the first CREATE's id is past next_id) */
+        k = create_filled(c, "z", 0x44);
+        ck_assert_msg(k == -ENOSPC, "CREATE with the header unwritable: %s", iomem_strerror(k));
+        check_logged(st.log, "fd store: cannot record region ids in its metadata file: Operation not permitted");
+        iomem_disconnect(meta_restart_check(&d, &st, c, "z"));
+        store_finish(&d, &st, st.log);
+}
+END_TEST
+
+/*
+ * One pwrite() of the fd store's metadata file fails with a real errno (tests/fault's preload, armed for the next
+ * pwrite(): the daemon makes no other): the header's, the first CREATE after a restart raising next_id (ENOSPC),
+ * then a slot's (EIO). Each CREATE is refused with -ENOSPC, the daemon logs why and stays up, the same CREATE
+ * then succeeds, and after a restart every region acknowledged is there with its content.
+ */
+START_TEST(test_store_pwrite_fails)
+{
+        const char *lib = getenv("IOMEM_FAULT_LIB");
+        struct iomem_stat sb, s2, hb;
+        struct iomem_quota q;
+        struct fault_ctl *ctl;
+        struct fake_store st;
+        struct it_daemon d;
+        struct iomem_client *c = NULL, *w = NULL, *u;
+        struct iomem_region *r = NULL;
+        struct iomem_event ev;
+        pid_t pid;
+        int fd, k;
+
+        if (!lib) {
+                fprintf(stderr, "test_store_pwrite_fails: skipped (no IOMEM_FAULT_LIB: a sanitizer build)\n");
+                return;
+        }
+        restart_dir(&d);
+        store_open(&st, d.dir);
+        snprintf(st.log, sizeof(st.log), "%s/log", d.dir);
+        snprintf(st.ctl, sizeof(st.ctl), "%s/ctl", d.dir);
+        st.preload = lib;
+        fd = open(st.ctl, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, sizeof(*ctl)), 0);
+        ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ck_assert_ptr_ne(ctl, MAP_FAILED);
+        close(fd);
+        ctl->magic = FAULT_MAGIC;
+        ctl->func = -1;
+        store_spawn(&d, &st, NULL);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ck_assert_int_eq(create_filled(c, "keep", 0x11), 0);
+        iomem_disconnect(c);
+        c = NULL;
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 2); /* "meta", "keep" */
+        store_restart(&d, &st, NULL); /* the restored table's ids start at the header's next_id */
+
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        ctl->err = ENOSPC;
+        ctl->func = FAULT_PWRITE;
+        ctl->countdown = 1;
+        k = create_filled(c, "h", 0x22);
+        ck_assert_msg(k == -ENOSPC, "CREATE whose header write failed: %s", iomem_strerror(k));
+        ck_assert_uint_eq(ctl->injected, 1);
+        check_logged(st.log, "fd store: cannot record region ids in its metadata file: No space left on device");
+        ck_assert_int_eq(iomem_open(c, "h", 0, 0, &r), -ENOENT);
+        ck_assert_int_eq(create_filled(c, "h", 0x22), 0);
+        ctl->err = EIO;
+        ctl->countdown = 1;
+        k = create_filled(c, "s", 0x33); /* its id is below next_id now: a slot's write only */
+        ck_assert_msg(k == -ENOSPC, "CREATE whose slot write failed: %s", iomem_strerror(k));
+        ck_assert_uint_eq(ctl->injected, 2);
+        check_logged(st.log, "fd store refused region \"s\": Input/output error");
+        ck_assert_int_eq(iomem_open(c, "s", 0, 0, &r), -ENOENT);
+        ck_assert_int_eq(create_filled(c, "s", 0x33), 0);
+        /* CHMOD and CHOWN rewrite the slot: refused if that fails (a restart would undo an acknowledged change) */
+        ck_assert_int_eq(iomem_connect_flags(d.socket, IOMEM_CONNECT_EVENTS, &w), 0);
+        ck_assert_int_eq(iomem_watch(w, "", NULL), 0);
+        ck_assert_int_eq(iomem_stat(c, "keep", &sb), 0);
+        ck_assert_uint_ne(sb.mode, 0640);
+        ck_assert_uint_eq(sb.uid, 0);
+        ctl->countdown = 1;
+        k = iomem_chmod(c, "keep", 0640);
+        ck_assert_msg(k == -ENOSPC, "CHMOD whose slot write failed: %s", iomem_strerror(k));
+        ck_assert_uint_eq(ctl->injected, 3);
+        ctl->countdown = 1;
+        k = iomem_chown(c, "keep", 1000, 1000);
+        ck_assert_msg(k == -ENOSPC, "CHOWN whose slot write failed: %s", iomem_strerror(k));
+        ck_assert_uint_eq(ctl->injected, 4);
+        check_logged(st.log, "fd store: cannot update metadata of region \"keep\": Input/output error");
+        ck_assert_int_eq(iomem_stat(c, "keep", &s2), 0);
+        ck_assert_uint_eq(s2.mode, sb.mode);
+        ck_assert_uint_eq(s2.uid, 0);
+        ck_assert_uint_eq(s2.gid, sb.gid);
+        ck_assert_int_eq(iomem_quota(c, &q), 0);
+        ck_assert_uint_eq(q.regions, 3); /* root still owns (and is charged for) "keep", "h" and "s" */
+        /* ... and uid 1000, whose charge CHOWN took back, is charged for nothing */
+        u = fork_uid1000(d.socket, NULL, 0, &pid);
+        if (pid == 0)
+                _exit(iomem_quota(u, &q) < 0 ? 102 : q.regions || q.bytes ? 103 : 0);
+        k = wait_uid1000(pid, "uid 1000's QUOTA");
+        ck_assert_msg(k == 0, "uid 1000's QUOTA: exit %d (103: it is charged after the refused CHOWN)", k);
+        /*
+         * A short write (the slot's first half, the new mode in it, then an error): refused, the slot written again
+         * with the old mode (else the restart below brings the refused one back), the cause logged as EIO (a short
+         * write sets no errno: not whatever an earlier call left in it)
+         */
+        ck_assert_int_eq(iomem_stat(c, "h", &hb), 0);
+        ck_assert_uint_ne(hb.mode, 0640);
+        ctl->err = 0;
+        ctl->countdown = 1;
+        k = iomem_chmod(c, "h", 0640);
+        ck_assert_msg(k == -ENOSPC, "CHMOD whose slot write was short: %s", iomem_strerror(k));
+        ck_assert_uint_eq(ctl->injected, 5);
+        check_logged(st.log, "fd store: cannot update metadata of region \"h\": Input/output error");
+        ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
+        ck_assert_uint_eq(s2.mode, hb.mode);
+        ck_assert_int_eq(iomem_chmod(c, "keep", 0640), 0);
+        ck_assert_int_eq(iomem_chown(c, "s", 1000, 1000), 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        /* the watcher heard of the two changes made, not of the two refused (the daemon queued them before
+         * answering @c; the PING reads them in) */
+        ck_assert_int_eq(iomem_ping(w), 0);
+        ck_assert_int_eq(iomem_next_event(w, &ev, 0), 0);
+        ck_assert_msg(ev.kind == IOMEM_EVENT_CHMOD && !strcmp(ev.name, "keep") && ev.mode == 0640,
+                      "first event: kind %u \"%s\" mode %04o", ev.kind, ev.name, ev.mode);
+        ck_assert_int_eq(iomem_next_event(w, &ev, 0), 0);
+        ck_assert_msg(ev.kind == IOMEM_EVENT_CHOWN && !strcmp(ev.name, "s") && ev.uid == 1000,
+                      "second event: kind %u \"%s\" uid %u (an event of a refused change?)", ev.kind, ev.name,
+                      ev.uid);
+        ck_assert_int_eq(iomem_next_event(w, &ev, 0), -EAGAIN);
+        iomem_disconnect(w);
+        iomem_disconnect(c);
+        c = NULL;
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 4); /* "meta", "keep", "h", "s" */
+
+        store_restart(&d, &st, NULL);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        check_filled(c, "keep", 0x11);
+        check_filled(c, "h", 0x22);
+        check_filled(c, "s", 0x33);
+        ck_assert_int_eq(iomem_stat(c, "keep", &s2), 0);
+        ck_assert_uint_eq(s2.mode, 0640);
+        ck_assert_uint_eq(s2.uid, 0);
+        ck_assert_int_eq(iomem_stat(c, "s", &s2), 0);
+        ck_assert_uint_eq(s2.uid, 1000);
+        ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
+        ck_assert_msg(s2.mode == hb.mode, "\"h\" after a restart: mode %04o, the refused CHMOD's 0640?", s2.mode);
+        iomem_disconnect(c);
+        ck_assert_int_eq(munmap(ctl, sizeof(*ctl)), 0);
+        unlink(st.ctl);
+        store_finish(&d, &st, st.log);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("it-size");
@@ -838,6 +1128,8 @@ int main(void)
         tcase_add_test(tc, test_restart_charge_not_lowered_by_chosen_group);
         tcase_add_test(tc, test_restart_unseen_growth_not_charged_by_chosen_group);
         tcase_add_test(tc, test_restart_generations_keep_growing);
+        tcase_add_test(tc, test_store_meta_write_fails);
+        tcase_add_test(tc, test_store_pwrite_fails);
         tcase_add_test(tc, test_restart_leased_only_generations_keep_growing);
         suite_add_tcase(s, tc);
         return test_run_suite(s);
