@@ -1547,17 +1547,28 @@ static int cmd_publish(struct ctl *c, struct ctl_args *a)
         struct iomem_publish_opts opts = { 0 };
         struct iomem_region *region = NULL;
         const char *file = ctl_input_file(a), *key;
+        int in = a->in >= 0 ? a->in : STDIN_FILENO, r;
         uint64_t generation, max;
+        struct stat st;
         char num[32];
-        int r;
 
         r = ctl_max_region_size(c, &max, true, &key);
         if (r < 0)
                 return r;
-        r = iomem_region_new_local(0, IOMEM_BACKEND_MEMFD, 0, &region);
-        if (r < 0)
-                return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);
-        r = ctl_copy_fd(iomem_region_fd(region), a->in >= 0 ? a->in : STDIN_FILENO, max, NULL);
+        /* a regular file whose rest is already past the limit is refused before a byte of it is read (the copy
+         * would stop one byte past it: up to max-region-size read and written into a memfd for nothing) */
+        if (fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
+                off_t pos = lseek(in, 0, SEEK_CUR);
+
+                if (pos >= 0 && st.st_size > pos && (uint64_t)(st.st_size - pos) > max)
+                        r = CTL_COPY_OVER;
+        }
+        if (r == 0) {
+                r = iomem_region_new_local(0, IOMEM_BACKEND_MEMFD, 0, &region);
+                if (r < 0)
+                        return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);
+                r = ctl_copy_fd(iomem_region_fd(region), in, max, NULL);
+        }
         if (r == CTL_COPY_OVER) {
                 iomem_region_free(region);
                 return ctl_error("publish %s: %s is larger than %s %s (%s); nothing was published: publish less, or "
