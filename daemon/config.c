@@ -16,6 +16,7 @@
 #include "log.h"
 #include "parse.h"
 #include "paths.h"
+#include "quote.h"
 
 void config_init(struct config *c)
 {
@@ -463,14 +464,8 @@ static const char *config_quote(char *out, size_t size, const char *s)
 {
         size_t n = 0, in;
 
-        for (in = 0; s[in] && in < CONFIG_QUOTE_MAX && n + 5 < size; in++) {
-                unsigned char ch = (unsigned char)s[in];
-
-                if (ch >= 0x20 && ch < 0x7f)
-                        out[n++] = (char)ch;
-                else
-                        n += (size_t)snprintf(out + n, size - n, "\\x%02x", ch);
-        }
+        for (in = 0; s[in] && in < CONFIG_QUOTE_MAX && n + QUOTE_BYTE_MAX < size; in++)
+                n += quote_byte(out + n, (unsigned char)s[in]);
         if (s[in] && n + 4 <= size) {
                 memcpy(out + n, "...", 3);
                 n += 3;
