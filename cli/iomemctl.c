@@ -25,6 +25,7 @@
 #include "parse.h"
 #include "paths.h"
 #include "proto.h"
+#include "quote.h"
 
 #define EXIT_USAGE 2
 
@@ -81,12 +82,34 @@ static const char usage_text[] =
         "A --lease region is deleted when its creator disconnects: with iomemctl,\n"
         "that is as soon as the create command exits.\n";
 
-/* Print "iomemctl: " + @fmt + @tail + newline on stderr: every line iomemctl prints about a failure. */
+/* Print @s on @f as quote_byte() shows it: a control byte or a byte >= 0x80 as \xHH (and '\' too with @backslash, so
+ * that the output reads back unambiguously). */
+static void ctl_quoted(FILE *f, const char *s, bool backslash)
+{
+        char q[QUOTE_BYTE_MAX];
+
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+                if (backslash && *p == '\\')
+                        snprintf(q, sizeof(q), "\\x%02x", *p);
+                else
+                        quote_byte(q, *p);
+                fputs(q, f);
+        }
+}
+
+/*
+ * Print "iomemctl: " + @fmt + @tail + newline on stderr: every line iomemctl prints about a failure. What it echoes
+ * (a NAME or FILE as typed, the daemon's own words) may hold an escape sequence: non-printable bytes are shown as
+ * \xHH, never sent to the terminal.
+ */
 static void ctl_vline(const char *fmt, va_list ap, const char *tail)
 {
+        char line[8192];
+
+        vsnprintf(line, sizeof(line), fmt, ap);
         fputs("iomemctl: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputs(tail, stderr);
+        ctl_quoted(stderr, line, false);
+        ctl_quoted(stderr, tail, false);
         fputc('\n', stderr);
 }
 
@@ -235,15 +258,10 @@ static void ctl_json_string(const char *s)
         putchar('"');
 }
 
-/* Print @s for a terminal: control characters are shown as \xNN. */
+/* Print @s for a terminal: control characters, bytes >= 0x80 and '\' are shown as \xNN. */
 static void ctl_text_string(const char *s)
 {
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-                if (*p < 0x20 || *p == 0x7f || *p == '\\')
-                        printf("\\x%02x", *p);
-                else
-                        putchar(*p);
-        }
+        ctl_quoted(stdout, s, true);
 }
 
 /*
@@ -1522,7 +1540,9 @@ static int cmd_watch(struct ctl *c, struct ctl_args *a)
         if (r < 0)
                 return ctl_fail(c, r, "watch %s", prefix);
         /* the watch is in place: a script may now make the changes it wants to see (stderr: stdout stays events) */
-        fprintf(stderr, "iomemctl: watching '%s'\n", prefix);
+        fputs("iomemctl: watching '", stderr);
+        ctl_quoted(stderr, prefix, false);
+        fputs("'\n", stderr);
         while (!a->count || seen < a->count) {
                 r = iomem_next_event(c->client, &ev, wait_ms);
                 if (r == -EAGAIN)
@@ -1547,17 +1567,28 @@ static int cmd_publish(struct ctl *c, struct ctl_args *a)
         struct iomem_publish_opts opts = { 0 };
         struct iomem_region *region = NULL;
         const char *file = ctl_input_file(a), *key;
+        int in = a->in >= 0 ? a->in : STDIN_FILENO, r;
         uint64_t generation, max;
+        struct stat st;
         char num[32];
-        int r;
 
         r = ctl_max_region_size(c, &max, true, &key);
         if (r < 0)
                 return r;
-        r = iomem_region_new_local(0, IOMEM_BACKEND_MEMFD, 0, &region);
-        if (r < 0)
-                return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);
-        r = ctl_copy_fd(iomem_region_fd(region), a->in >= 0 ? a->in : STDIN_FILENO, max, NULL);
+        /* a regular file whose rest is already past the limit is refused before a byte of it is read (the copy
+         * would stop one byte past it: up to max-region-size read and written into a memfd for nothing) */
+        if (fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
+                off_t pos = lseek(in, 0, SEEK_CUR);
+
+                if (pos >= 0 && st.st_size > pos && (uint64_t)(st.st_size - pos) > max)
+                        r = CTL_COPY_OVER;
+        }
+        if (r == 0) {
+                r = iomem_region_new_local(0, IOMEM_BACKEND_MEMFD, 0, &region);
+                if (r < 0)
+                        return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);
+                r = ctl_copy_fd(iomem_region_fd(region), in, max, NULL);
+        }
         if (r == CTL_COPY_OVER) {
                 iomem_region_free(region);
                 return ctl_error("publish %s: %s is larger than %s %s (%s); nothing was published: publish less, or "

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "parse.h"
 #include "paths.h"
+#include "quote.h"
 
 void config_init(struct config *c)
 {
@@ -463,14 +464,8 @@ static const char *config_quote(char *out, size_t size, const char *s)
 {
         size_t n = 0, in;
 
-        for (in = 0; s[in] && in < CONFIG_QUOTE_MAX && n + 5 < size; in++) {
-                unsigned char ch = (unsigned char)s[in];
-
-                if (ch >= 0x20 && ch < 0x7f)
-                        out[n++] = (char)ch;
-                else
-                        n += (size_t)snprintf(out + n, size - n, "\\x%02x", ch);
-        }
+        for (in = 0; s[in] && in < CONFIG_QUOTE_MAX && n + QUOTE_BYTE_MAX < size; in++)
+                n += quote_byte(out + n, (unsigned char)s[in]);
         if (s[in] && n + 4 <= size) {
                 memcpy(out + n, "...", 3);
                 n += 3;
@@ -486,6 +481,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         /* ...quoted: a long one would push the reason out of @err, a control byte reach the terminal or journal */
         char qkey[4 * CONFIG_QUOTE_MAX + 4], qvalue[4 * CONFIG_QUOTE_MAX + 4];
         unsigned lineno = 0;
+        bool readerr = false;
         char *buf = NULL;
         size_t bufsize = 0;
         FILE *f;
@@ -497,9 +493,19 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
                 return r;
         }
-        while (getline(&buf, &bufsize, f) >= 0) {
+        for (;;) {
                 char *line, *eq;
 
+                errno = 0;
+                if (getline(&buf, &bufsize, f) < 0) {
+                        /* not the end: ENOMEM partway through read the file's last lines as missing (loaded) */
+                        if (!feof(f) || ferror(f)) {
+                                r = errno ? -errno : -EIO;
+                                readerr = true;
+                                lineno++;
+                        }
+                        break;
+                }
                 lineno++;
                 key = value = NULL;
                 line = buf;
@@ -554,6 +560,8 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         }
         if (r == -ENOMEM)
                 snprintf(err, errsize, "%s:%u: out of memory", path, lineno);
+        else if (readerr) /* getline()'s errno: "Is a directory" for --config /etc/iomemd (it said "read error") */
+                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
         else if (r < 0 && value) /* "max-regions = 'x': expected a positive number" */
                 snprintf(err, errsize, "%s:%u: %s = '%s': %s", path, lineno, config_quote(qkey, sizeof(qkey), key),
                          config_quote(qvalue, sizeof(qvalue), value), why);
@@ -561,11 +569,6 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 snprintf(err, errsize, "%s:%u: %s: %s", path, lineno, config_quote(qkey, sizeof(qkey), key), why);
         else if (r < 0)
                 snprintf(err, errsize, "%s:%u: %s", path, lineno, why);
-        else if (ferror(f)) {
-                /* getline()'s errno: "Is a directory" for --config /etc/iomemd (it said "read error") */
-                r = errno ? -errno : -EIO;
-                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
-        }
         free(buf);
         fclose(f);
         return r;

@@ -12,6 +12,8 @@ Usage: fake-daemon.py MODE SOCKET READY_FILE
   mute     accept and never answer, never close (a daemon that hangs)
   slow     as hello, but every connection after the first waits $FAKE_DELAY seconds to be accepted (a daemon
            that dies on each request and takes a while to come back)
+  escape   answer HELLO properly, then refuse the next request (EOPNOTSUPP) with a message that holds escape
+           sequences, a C1 control and UTF-8 (a hostile daemon writing to the user's terminal through iomemctl)
 Serves connections until killed; touches READY_FILE once listening.
 """
 import os
@@ -23,10 +25,24 @@ import time
 
 MAGIC = 0x444D4F49
 EPROTONOSUPPORT = 93
+EOPNOTSUPP = 95
+# ESC ] 0 ; ... BEL sets a terminal's title, ESC [ 2 J clears it; 0x9b is CSI as one C1 byte; then a UTF-8 e-acute
+ESCAPE_MESSAGE = b"\x1b]0;pwned\x07\x1b[2J\x9b31m caf\xc3\xa9"
 
 
 def frame(flags, opcode, ident, payload):
     return struct.pack("<IBBHIIHH", MAGIC, 1, flags, opcode, ident, len(payload), 0, 0) + payload
+
+
+def read_request(conn):
+    """The next request's (opcode, ident), its payload read and dropped; None if the peer closed first."""
+    head = conn.recv(20)
+    if len(head) < 20:
+        return None
+    _, _, _, opcode, ident, length, _, _ = struct.unpack("<IBBHIIHH", head)
+    if length:
+        conn.recv(length)
+    return opcode, ident
 
 
 def main():
@@ -48,13 +64,11 @@ def main():
         with conn:
             if mode == "close":
                 continue
-            head = conn.recv(20)
-            if len(head) < 20:
+            req = read_request(conn)
+            if req is None:
                 continue
-            _, _, _, opcode, ident, length, _, _ = struct.unpack("<IBBHIIHH", head)
-            if length:
-                conn.recv(length)
-            if mode in ("hello", "gone", "slow"):
+            opcode, ident = req
+            if mode in ("hello", "gone", "slow", "escape"):
                 ver = b"fake"
                 payload = struct.pack("<HHIQIHHH", 1, 4, 65536, 64 << 30, 255, 0, 0, len(ver)) + ver + b"\0"
                 conn.sendall(frame(0x01, opcode, ident, payload))
@@ -64,6 +78,13 @@ def main():
                     conn.close()
                     while True:
                         signal.pause()
+                if mode == "escape":
+                    req = read_request(conn)
+                    if req is None:
+                        continue
+                    opcode, ident = req
+                    payload = struct.pack("<iH", -EOPNOTSUPP, len(ESCAPE_MESSAGE)) + ESCAPE_MESSAGE + b"\0"
+                    conn.sendall(frame(0x03, opcode, ident, payload))
                 conn.recv(100)  # the next request: never answered
                 continue
             if mode == "version":

@@ -141,6 +141,12 @@ fake close "$TMP/fake.sock"
 expect_err "closed in handshake" 1 "connect to $TMP/fake.sock \(--socket\): the daemon closed the connection during \
 the handshake \(see its log: \`journalctl -u iomemd\`\)$" "$IOMEMCTL" --socket "$TMP/fake.sock" ping
 fake_stop "$TMP/fake.sock"
+# a daemon's words go to the terminal escaped: its escape sequences, C1 controls and other bytes >= 0x80 as \xHH
+fake escape "$TMP/fake.sock"
+expect_err "daemon's message with escapes" 1 'ping: \\x1b\]0;pwned\\x07\\x1b\[2J\\x9b31m caf\\xc3\\xa9$' \
+        "$IOMEMCTL" --socket "$TMP/fake.sock" ping
+LC_ALL=C grep -q $'[\x01-\x1f\x7f\x80-\xff]' "$TMP/err" && fail "daemon's message with escapes: a raw byte went out"
+fake_stop "$TMP/fake.sock"
 
 # ---- the daemon goes away with a request in flight (it answers HELLO, then drops every request unanswered)
 fake hello "$TMP/fake.sock"
@@ -238,6 +244,11 @@ expect_err "register exists" 1 "register a: a region with this name already exis
 expect_err "create other size" 1 "create a: a region with this name already exists, of another size: \
 \`iomemctl stat a\` shows it$" ctl create a 12K
 expect_err "register bad name" 1 "register bad name: invalid region name" ctl register 'bad name' 4K
+# a NAME as typed is echoed escaped: an escape sequence, a C1 control or UTF-8 in it cannot act on the terminal
+expect_err "name with escapes" 1 'stat a\\x1b\]0;x\\x07\\x9bb\\xc3\\xa9: invalid region name \(' \
+        ctl stat $'a\e]0;x\a\x9bb\xc3\xa9'
+LC_ALL=C grep -q $'[\x01-\x1f\x7f\x80-\xff]' "$TMP/err" && fail "name with escapes: a raw byte went out"
+expect_err "watch prefix with escapes" 1 'watch \\x1b\[2J: invalid region name \(' ctl watch $'\e[2J'
 stop_daemon
 
 # the file backend's directory missing: the daemon's setting to fix, not "no region with this name" (ENOENT's words)

@@ -152,14 +152,21 @@ ctl publish ev/small - <"$TMP/small" >/dev/null || fail "publish: a small file o
 ctl read ev/small | cmp -s - "$TMP/small" || fail "publish: the bytes of a small file"
 ctl publish ev/empty </dev/null >/dev/null || fail "publish: empty input"
 [ "$(ctl stat ev/empty | awk '$1 == "size:" { print $2 }')" = 0 ] || fail "publish: empty input's size"
-# how far iomemctl read its stdin: a command after it in one { } <FILE shares the open file, so its offset (a file
-# longer than the limit + 1: $TMP/over, of just limit + 1 bytes, could not show a read past that)
+# how far iomemctl read its stdin: a command after it in one { } <FILE shares the open file, so its offset. A regular
+# file already past the limit is refused before any of it is read (fstat), with the error of a longer input
 head -c $((2 * LIMIT)) /dev/zero >"$TMP/two"
 {
-        ctl publish ev/keep >/dev/null 2>&1 || true
+        expect_err "publish: a regular file past the limit" 1 "publish ev/keep: the input is larger than the \
+daemon's max-region-size \\(1M\\); nothing was published" ctl publish ev/keep
         awk '$1 == "pos:" { print $2 }' /proc/self/fdinfo/0 >"$TMP/pos"
 } <"$TMP/two"
-[ "$(cat "$TMP/pos")" -le $((LIMIT + 1)) ] || fail "publish: read $(cat "$TMP/pos") bytes, past the limit + 1"
+[ "$(cat "$TMP/pos")" = 0 ] || fail "publish: read $(cat "$TMP/pos") bytes of a regular file past the limit"
+# what is left of it counts, not its size: 2 * LIMIT bytes with LIMIT + 1 of them read already leave LIMIT - 1
+{
+        dd of=/dev/null bs=$((LIMIT + 1)) count=1 status=none
+        ctl publish ev/rest >/dev/null || fail "publish: the rest of a regular file, within the limit"
+} <"$TMP/two"
+[ "$(ctl stat ev/rest | awk '$1 == "size:" { print $2 }')" = $((LIMIT - 1)) ] || fail "publish: the rest's size"
 # register of a SIZE past the limit reads none of its input: the daemon would refuse it once filled. The error is
 # the one register without FILE gets from the daemon (and register with FILE got before it was checked here)
 too_big_reg="register ev/reg: size above the daemon's limit: 2M asked, max-region-size is 1M; ask for less, or \
@@ -229,11 +236,11 @@ raise quota-bytes in iomemd.conf\$"
         expect_err "publish: 2M past a 1M quota-bytes" 1 "$(too_big_q "the input")" ctl publish ev/keep
         awk '$1 == "pos:" { print $2 }' /proc/self/fdinfo/0 >"$TMP/pos"
 } <"$TMP/two"
-if [ "$(cat "$TMP/pos")" -le $((LIMIT + 1)) ]; then
+if [ "$(cat "$TMP/pos")" = 0 ]; then # a regular file: none of it read
         # endless input, only once the bounded case stops
         expect_err "publish: /dev/zero past a 1M quota-bytes" 1 "$(too_big_q /dev/zero)" ctl publish ev/keep /dev/zero
 else
-        fail "publish: read $(cat "$TMP/pos") bytes past a 1M quota-bytes"
+        fail "publish: read $(cat "$TMP/pos") bytes of a regular file past a 1M quota-bytes"
 fi
 [ "$(ctl read ev/keep)" = kept ] || fail "publish: a refused input changed the version (quota-bytes)"
 # what the quota leaves (the 4 bytes of ev/keep are owned: the daemon counts them) still publishes

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-access-config: the configuration file, quota overrides, the allow-list and reloading (config.c). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -9,6 +10,33 @@
 #include "testutil.h"
 
 static char path_[64];
+
+/* getline() is wrapped (-Wl,--wrap=getline,--wrap=__getdelim, tests/CMakeLists.txt: with optimization glibc's
+ * stdio.h inlines getline() as __getdelim()): its @getline_fail_at_-th call fails with ENOMEM */
+ssize_t __real_getline(char **line, size_t *size, FILE *f);
+ssize_t __wrap_getline(char **line, size_t *size, FILE *f);
+ssize_t __real___getdelim(char **line, size_t *size, int delim, FILE *f);
+ssize_t __wrap___getdelim(char **line, size_t *size, int delim, FILE *f);
+static unsigned getline_calls_, getline_fail_at_;
+
+static bool getline_fails(void)
+{
+        if (getline_fail_at_ && ++getline_calls_ == getline_fail_at_) {
+                errno = ENOMEM;
+                return true;
+        }
+        return false;
+}
+
+ssize_t __wrap_getline(char **line, size_t *size, FILE *f)
+{
+        return getline_fails() ? -1 : __real_getline(line, size, f);
+}
+
+ssize_t __wrap___getdelim(char **line, size_t *size, int delim, FILE *f)
+{
+        return getline_fails() ? -1 : __real___getdelim(line, size, delim, f);
+}
 
 static void write_conf(const char *text)
 {
@@ -174,6 +202,28 @@ START_TEST(test_file_missing)
 }
 END_TEST
 
+/* getline() out of memory partway through: an error, not a file loaded without its last lines */
+START_TEST(test_file_getline_enomem)
+{
+        struct config c;
+        struct config_quota q;
+        char err[256] = "", want[256];
+
+        getline_calls_ = 0;
+        getline_fail_at_ = 2;
+        ck_assert_int_eq(load(&c, "quota-regions = 3\nquota-fds = 4\n", err, sizeof(err)), -ENOMEM);
+        getline_fail_at_ = 0;
+        snprintf(want, sizeof(want), "%s:2: out of memory", path_);
+        ck_assert_str_eq(err, want);
+        config_deinit(&c);
+        /* the same file without the failure loads both lines */
+        ck_assert_int_eq(load(&c, "quota-regions = 3\nquota-fds = 4\n", err, sizeof(err)), 0);
+        config_quota_for(&c, 1, 1, &q);
+        ck_assert_uint_eq(q.fds, 4);
+        config_deinit(&c);
+}
+END_TEST
+
 /* The command line wins over the file; --config names it; a bad reload keeps everything. */
 START_TEST(test_parse_and_reload)
 {
@@ -268,6 +318,7 @@ static Suite *config_suite(void)
         tcase_add_test(tc, test_file_settings);
         tcase_add_test(tc, test_file_errors);
         tcase_add_test(tc, test_file_missing);
+        tcase_add_test(tc, test_file_getline_enomem);
         tcase_add_test(tc, test_parse_and_reload);
         tcase_add_test(tc, test_allow_list);
         tcase_add_test(tc, test_allowed_backends);

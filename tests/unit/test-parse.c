@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* test-parse: common/parse.c (sizes, modes, seal names) and common/paths.c (the default socket rule). */
+/* test-parse: common/parse.c (sizes, modes, seal names), common/paths.c (the default socket rule) and common/quote.c
+ * (bytes as a terminal shows them). */
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include "parse.h"
+#include "quote.h"
 #include "paths.h"
 #include "proto.h"
 #include "testutil.h"
@@ -54,6 +57,33 @@ START_TEST(test_size)
                               (unsigned long long)v);
         }
         ck_assert_int_eq(parse_size(NULL, &(uint64_t){ 0 }), -EINVAL);
+}
+END_TEST
+
+/* Every byte: printable ASCII as itself, every other byte (controls, DEL, >= 0x80) as \xHH; names stay as they are. */
+START_TEST(test_quote_byte)
+{
+        char q[QUOTE_BYTE_MAX], want[QUOTE_BYTE_MAX];
+        const char *name = "Az09._-/:@+=,";
+
+        for (unsigned ch = 1; ch < 256; ch++) {
+                size_t n = quote_byte(q, (unsigned char)ch);
+
+                if (ch >= 0x20 && ch < 0x7f)
+                        snprintf(want, sizeof(want), "%c", (char)ch);
+                else
+                        snprintf(want, sizeof(want), "\\x%02x", ch);
+                ck_assert_str_eq(q, want);
+                ck_assert_uint_eq(n, strlen(want));
+        }
+        for (const char *p = name; *p; p++) {
+                ck_assert_uint_eq(quote_byte(q, (unsigned char)*p), 1);
+                ck_assert_int_eq(q[0], *p);
+        }
+        quote_byte(q, 0x1b);
+        ck_assert_str_eq(q, "\\x1b");
+        quote_byte(q, 0x9b);
+        ck_assert_str_eq(q, "\\x9b");
 }
 END_TEST
 
@@ -201,6 +231,7 @@ static Suite *parse_suite(void)
         tcase_add_test(tc, test_mode);
         tcase_add_test(tc, test_seals);
         tcase_add_test(tc, test_paths);
+        tcase_add_test(tc, test_quote_byte);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -315,7 +315,8 @@ def run_mypy(files, package=PACKAGE, mypypath=True, extra_env=None):
     errors and their notes)."""
     cmd = mypy_command()
     if cmd is None:
-        raise unittest.SkipTest("mypy is not installed (Debian package python3-mypy, .ci/install-deps --test)")
+        # a failure, not a skip: as a missing numpy fails the other suites (a skip let ctest report the test passed)
+        raise AssertionError("mypy is not installed: run .ci/install-deps --test (Debian package python3-mypy)")
     tmp = tempfile.mkdtemp(prefix="iomem-mypy.")
     config = os.path.join(tmp, "empty.ini")
     with open(config, "w") as f:
@@ -403,6 +404,26 @@ class TestMypy(FdCheckedCase):
             code, out = run_mypy([os.path.join(HERE, "typed_sample.py")], package=broken)
             self.assertEqual(code, 1, out)
             self.assertIn("typed_sample.py", out)
+        finally:
+            shutil.rmtree(tmp)
+
+
+class TestMypyMissing(unittest.TestCase):
+    """Without mypy the mypy tests fail and say what to install (they were skipped: ctest said passed)."""
+
+    def test_missing_mypy_fails(self):
+        tmp = tempfile.mkdtemp(prefix="iomem-nomypy.")
+        try:
+            os.mkdir(os.path.join(tmp, "mypy"))
+            with open(os.path.join(tmp, "mypy", "__init__.py"), "w") as f:
+                f.write("raise ImportError('hidden by test_missing_mypy_fails')\n")
+            path = os.pathsep.join(p for p in (tmp, os.environ.get("PYTHONPATH")) if p)
+            r = subprocess.run([sys.executable, "-m", "unittest", "test_types.TestMypy.test_broken_stub_is_caught"],
+                               cwd=HERE, env={**os.environ, "PYTHONPATH": path},
+                               capture_output=True, text=True, timeout=600)
+            self.assertNotEqual(r.returncode, 0, r.stderr)
+            self.assertIn("mypy is not installed: run .ci/install-deps --test", r.stderr)
+            self.assertNotIn("skipped", r.stderr)
         finally:
             shutil.rmtree(tmp)
 
