@@ -900,7 +900,8 @@ static int cmd_write(struct ctl *c, struct ctl_args *a)
         if (fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
                 off_t pos = lseek(in, 0, SEEK_CUR);
 
-                len = (size_t)(st.st_size - (pos > 0 ? pos : 0));
+                /* stdin may be left past the end of the file: nothing is left to write then */
+                len = pos >= 0 && pos < st.st_size ? (size_t)(st.st_size - pos) : pos < 0 ? (size_t)st.st_size : 0;
                 if ((uint64_t)len > room) {
                         r = ctl_error("write %s: %zu bytes at offset %" PRIu64 " do not fit in the region (%" PRIu64
                                       " bytes); nothing was written",

@@ -81,6 +81,11 @@ for backend in memfd shm file; do
                 "write $n: the input does not fit in the region \(8192 bytes\) at offset 0; nothing was written$" \
                 ctl write "$n"
         cmp -s "$TMP/blob" <(ctl read "$n" --offset 3000 --length 5000) || fail "failed write changed bytes $backend"
+        # stdin a regular file whose offset is past its end (a shared fd another program moved): nothing to write
+        (exec <"$TMP/blob" && "$PYTHON3" -c 'import os; os.lseek(0, 6000, os.SEEK_SET)' &&
+                expect_ok "write from stdin past its file's end $backend" ctl write "$n" && exit "$FAILURES") ||
+                fail "write from stdin past its file's end $backend"
+        cmp -s "$TMP/blob" <(ctl read "$n" --offset 3000 --length 5000) || fail "write past stdin's end changed bytes"
         expect_err "read past end $backend" 1 \
                 "read $n: offset 8192 \+ length 1 is past the end of the region \(8192 bytes\)$" \
                 ctl read "$n" --offset 8K --length 1
