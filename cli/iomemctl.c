@@ -104,13 +104,24 @@ static void ctl_quoted(FILE *f, const char *s, bool backslash)
  */
 static void ctl_vline(const char *fmt, va_list ap, const char *tail)
 {
-        char line[8192];
+        char buf[8192], *line = buf, *big = NULL;
+        va_list again;
+        int n;
 
-        vsnprintf(line, sizeof(line), fmt, ap);
+        /* an argument echoed (a SIZE or FILE as typed) may be longer than @buf: format it whole, else the end of the
+         * line (what was expected, the closing quote) would be cut off */
+        va_copy(again, ap);
+        n = vsnprintf(buf, sizeof(buf), fmt, ap);
+        if (n >= (int)sizeof(buf) && (big = malloc((size_t)n + 1))) {
+                vsnprintf(big, (size_t)n + 1, fmt, again);
+                line = big;
+        }
+        va_end(again);
         fputs("iomemctl: ", stderr);
         ctl_quoted(stderr, line, false);
         ctl_quoted(stderr, tail, false);
         fputc('\n', stderr);
+        free(big);
 }
 
 /* Print one error line, "iomemctl: <text>". Return: EXIT_FAILURE. */

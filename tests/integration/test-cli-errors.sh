@@ -84,6 +84,10 @@ expect_err "resize bad size" 2 "resize: bad size ' 4K' \(bytes, with an optional
 1G\) \(see iomemctl --help\)$" "$IOMEMCTL" resize a ' 4K'
 expect_err "register bad size" 2 "register: bad size '\+4K' \(bytes, with an optional K, M, G or T suffix: 4096, \
 64K, 1G\) \(see iomemctl --help\)$" "$IOMEMCTL" register a +4K
+# an argument longer than the 8192-byte buffer ctl_vline() formats into: the line still ends as it should
+long_size=$(printf 'x%.0s' $(seq 9000))
+expect_err "bad size longer than 8K" 2 "create: bad size '${long_size}' \(bytes, with an optional K, M, G or T suffix: \
+4096, 64K, 1G\) \(see iomemctl --help\)$" "$IOMEMCTL" create a "$long_size"
 expect_err "seal bad name" 2 \
         "seal: bad seal 'glue' \(seal, shrink, grow, write, future-write\) \(see iomemctl --help\)$" \
         "$IOMEMCTL" seal a glue
