@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pyiomem.h"
@@ -304,17 +305,52 @@ static PyObject *pyregion_refresh(PyObject *obj, PyObject *unused)
 PyDoc_STRVAR(pyregion_resize_doc,
              "resize(size)\n\n"
              "Change a local region's size (ftruncate). PermissionError if sealed against it; BufferError while\n"
-             "buffers point into the region. Named regions are resized with Client.resize().");
+             "buffers point into the region, or (shrinking) into the same file through another Region. Named regions\n"
+             "are resized with Client.resize().");
+
+/*
+ * Whether a buffer of another Region of this process (Region.from_fd() of the same fd, a Region received back
+ * through multiprocessing) points past @size into the file of @self: shrinking under it would make its next
+ * access there SIGBUS. Idle mappings do not count (the next buffer maps again at the size then). Return: the
+ * Region, or NULL if none (or the files cannot be told apart).
+ */
+static PyIomemRegion *pyregion_other_export_past(PyIomemRegion *self, uint64_t size)
+{
+        struct stat st, other;
+        int fd = iomem_region_fd(self->region);
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return NULL;
+        for (PyIomemRegion *r = pyregion_mapped; r; r = r->mapped_next) {
+                int ofd;
+
+                if (r == self || r->exports == 0 || r->mapped <= size || !r->region)
+                        continue;
+                ofd = iomem_region_fd(r->region);
+                if (ofd >= 0 && fstat(ofd, &other) == 0 && other.st_dev == st.st_dev && other.st_ino == st.st_ino)
+                        return r;
+        }
+        return NULL;
+}
 
 static PyObject *pyregion_resize(PyObject *obj, PyObject *arg)
 {
         PyIomemRegion *self = (PyIomemRegion *)obj;
+        PyIomemRegion *other;
         uint64_t size;
         int r;
 
         if (!pymodule_u64_converter(arg, &size) || pyregion_check_open(self) < 0 ||
             pyregion_check_unexported(self, "resize") < 0)
                 return NULL;
+        other = pyregion_other_export_past(self, size);
+        if (other) {
+                PyErr_Format(PyExc_BufferError,
+                             "cannot shrink the region to %llu bytes while %zd buffer(s) (memoryview, numpy array) "
+                             "of another Region of the same file (%R) map %zu bytes of it: release them first",
+                             (unsigned long long)size, other->exports, (PyObject *)other, other->mapped);
+                return NULL;
+        }
         pyregion_unmap(self);
         r = iomem_region_resize(self->region, size);
         if (r < 0)

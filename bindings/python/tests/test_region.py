@@ -275,6 +275,28 @@ class TestRegion(FdCheckedCase):
             with memoryview(r) as m:
                 self.assertEqual(m.nbytes, 2 * PAGE)
 
+    def test_resize_refuses_to_shrink_under_another_regions_buffer(self):
+        # Two Regions of one file (Region.from_fd of its fd): shrinking through one under a buffer of the other
+        # made that buffer's next access past the new end kill the interpreter with SIGBUS.
+        with iomem.Region(4 * PAGE) as r1, iomem.Region.from_fd(r1.fileno()) as r2:
+            with memoryview(r1) as m:
+                with self.assertRaisesRegex(BufferError, "another Region of the same file"):
+                    r2.resize(PAGE)
+                self.assertEqual(os.fstat(r1.fileno()).st_size, 4 * PAGE)  # nothing was cut
+                m[-1] = 3  # still mapped and backed
+                r2.resize(8 * PAGE)  # growing cuts nothing off: allowed
+                arr = np.frombuffer(r1, dtype=np.uint8)  # the mapping the buffers share: 4 pages
+                with self.assertRaises(BufferError):
+                    r2.resize(4 * PAGE - 1)
+                r2.resize(4 * PAGE)  # down to what the buffers map: allowed
+                del arr
+            r2.resize(PAGE)  # every buffer released: the idle mapping is no obstacle, the next one maps again
+            self.assertEqual(r2.size, PAGE)
+            with memoryview(r1) as m:
+                self.assertEqual(m.nbytes, PAGE)
+            with iomem.Region(PAGE) as other, memoryview(other):
+                r2.resize(0)  # a buffer of another file does not count
+
     def test_fork_parent_child(self):
         with iomem.Region(1024) as r:
             m = memoryview(r)
