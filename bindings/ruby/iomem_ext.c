@@ -216,6 +216,7 @@ struct rb_region {
         struct iomem_region *region;
         VALUE io;
         uint64_t generation; /* the version Client#open returned, 0 if unknown */
+        VALUE name;          /* the name Client#create/open was given (a frozen copy), nil for local/anonymous */
 };
 
 static void region_mark(void *p)
@@ -223,6 +224,7 @@ static void region_mark(void *p)
         struct rb_region *rr = p;
 
         rb_gc_mark(rr->io);
+        rb_gc_mark(rr->name);
 }
 
 static void region_free(void *p)
@@ -250,12 +252,21 @@ static VALUE region_alloc(VALUE klass)
         VALUE obj = TypedData_Make_Struct(klass, struct rb_region, &region_type, rr);
 
         rr->io = Qnil;
+        rr->name = Qnil;
         return obj;
 }
 
 static struct rb_region *region_get(VALUE self)
 {
         return rb_check_typeddata(self, &region_type);
+}
+
+/* Remember the name @obj was created or opened by (nil or "" is anonymous: nil), for Region#name and #inspect. */
+static void region_set_name(VALUE obj, VALUE name)
+{
+        region_get(obj)->name = RB_TYPE_P(name, T_STRING) && RSTRING_LEN(name) > 0
+                                        ? rb_obj_freeze(rb_str_dup(name))
+                                        : Qnil;
 }
 
 static struct iomem_region *region_open_get(VALUE self)
@@ -365,6 +376,31 @@ static VALUE region_generation(VALUE self)
         uint64_t g = region_get(self)->generation;
 
         return g ? ULL2NUM(g) : Qnil;
+}
+
+/* Region#name - the name Client#create or #open was given, nil for a local or anonymous region. */
+static VALUE region_name(VALUE self)
+{
+        return region_get(self)->name;
+}
+
+/* Region#inspect - what it is: name, size, backend, access, fd (or closed). */
+static VALUE region_inspect(VALUE self)
+{
+        struct rb_region *rr = region_get(self);
+        VALUE klass = rb_class_name(rb_obj_class(self));
+        const char *backend;
+        int fd;
+
+        if (!rr->region)
+                return rb_sprintf("#<%" PRIsVALUE " name=%+" PRIsVALUE " closed>", klass, rr->name);
+        backend = iomem_backend_name(iomem_region_backend(rr->region));
+        fd = iomem_region_fd(rr->region);
+        if (fd < 0) /* iomemd sent an fd that is not a regular file */
+                return rb_sprintf("#<%" PRIsVALUE " name=%+" PRIsVALUE " invalid fd>", klass, rr->name);
+        return rb_sprintf("#<%" PRIsVALUE " name=%+" PRIsVALUE " size=%llu backend=%s%s fd=%d>", klass, rr->name,
+                          (unsigned long long)iomem_region_size(rr->region), backend ? backend : "?",
+                          region_read_only(rr->region) ? " read-only" : "", fd);
 }
 
 static VALUE region_flags(VALUE self)
@@ -598,6 +634,8 @@ struct rb_client {
         unsigned nstrays, cstrays;
         struct fiber_req *reqs; /* asynchronous requests of fibers whose callback is still to come */
         unsigned long fiber_ended; /* fibers' requests ended so far (Client#__fiber_ended) */
+        VALUE socket;  /* the socket path connected to (frozen String), nil before initialize */
+        VALUE timeout; /* the reply timeout as given (seconds), nil for none */
 };
 
 static void client_mark(void *p)
@@ -606,6 +644,8 @@ static void client_mark(void *p)
 
         rb_gc_mark(rc->lock);
         rb_gc_mark(rc->thread);
+        rb_gc_mark(rc->socket);
+        rb_gc_mark(rc->timeout);
 }
 
 static void fiber_reqs_end(struct rb_client *rc);
@@ -640,6 +680,8 @@ static VALUE client_alloc(VALUE klass)
 
         rc->lock = rb_mutex_new();
         rc->thread = Qnil;
+        rc->socket = Qnil;
+        rc->timeout = Qnil;
         return obj;
 }
 
@@ -1346,8 +1388,13 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
         iomem_client_set_interrupt_cb(rc->client, client_interrupted, rc);
         rc->events = o.events;
         rc->pid = getpid();
-        if (vals[1] != Qundef)
+        if (vals[1] != Qundef) {
                 iomem_client_set_timeout(rc->client, timeout_to_ms(vals[1]));
+                rc->timeout = vals[1];
+        }
+        if (NIL_P(sock) && iomem_socket_path(path, sizeof(path)) >= 0)
+                sock = rb_str_new_cstr(path);
+        rc->socket = NIL_P(sock) ? Qnil : rb_obj_freeze(rb_str_dup(sock));
         return self;
 }
 
@@ -1403,6 +1450,7 @@ static VALUE client_fileno(VALUE self)
 struct set_timeout_args {
         VALUE self;
         int ms;
+        VALUE t;
 };
 
 static VALUE client_set_timeout_locked(VALUE p)
@@ -1412,16 +1460,38 @@ static VALUE client_set_timeout_locked(VALUE p)
 
         client_check_usable(rc);
         iomem_client_set_timeout(rc->client, a->ms); /* read by a call running without the GVL: take turns */
+        rc->timeout = a->t;
         return Qnil;
 }
 
 /* Client#timeout = seconds (nil or negative = wait forever) */
 static VALUE client_set_timeout(VALUE self, VALUE t)
 {
-        struct set_timeout_args a = { self, timeout_to_ms(t) };
+        struct set_timeout_args a = { self, timeout_to_ms(t), t };
 
         rb_mutex_synchronize(client_get(self)->lock, client_set_timeout_locked, (VALUE)&a);
         return t;
+}
+
+/* Client#timeout - the reply timeout in seconds as last given (new(timeout:), timeout=), nil for none. */
+static VALUE client_timeout(VALUE self)
+{
+        return client_get(self)->timeout;
+}
+
+/* Client#socket - the socket path the client connected to (the default one resolved), nil before it did. */
+static VALUE client_socket(VALUE self)
+{
+        return client_get(self)->socket;
+}
+
+/* Client#inspect - the socket and whether it is closed (no lock: the fd may change under a reconnect). */
+static VALUE client_inspect(VALUE self)
+{
+        struct rb_client *rc = client_get(self);
+
+        return rb_sprintf("#<%" PRIsVALUE " socket=%+" PRIsVALUE "%s>", rb_class_name(rb_obj_class(self)),
+                          rc->socket, rc->client ? "" : " closed");
 }
 
 /* kwargs helper: fetch the keywords @names (NULL-terminated) of @opts into @vals (Qundef when absent) */
@@ -1476,6 +1546,7 @@ static VALUE client_create(int argc, VALUE *argv, VALUE self)
         client_call(self, op_create, &o);
         if (o.r < 0)
                 raise_op_error(&o, "create", name);
+        region_set_name(obj, name);
         return region_yield_closing(obj);
 }
 
@@ -1753,6 +1824,7 @@ static VALUE request_take(VALUE self)
         obj = region_alloc(cRegion);
         region_get(obj)->region = q->region;
         region_get(obj)->generation = q->generation;
+        region_set_name(obj, name);
         q->region = NULL;
         q->abandoned = true; /* taken once */
         return obj;
@@ -1930,6 +2002,7 @@ static VALUE client_open(int argc, VALUE *argv, VALUE self)
         if (o.r < 0)
                 raise_op_error(&o, "open", name);
         region_get(obj)->generation = o.generation;
+        region_set_name(obj, name);
         return region_yield_closing(obj);
 }
 
@@ -2454,6 +2527,8 @@ void Init_iomem_ext(void)
         rb_define_method(cRegion, "backend", region_backend, 0);
         rb_define_method(cRegion, "flags", region_flags, 0);
         rb_define_method(cRegion, "generation", region_generation, 0);
+        rb_define_method(cRegion, "name", region_name, 0);
+        rb_define_method(cRegion, "inspect", region_inspect, 0);
         rb_define_method(cRegion, "refresh", region_refresh, 0);
         rb_define_method(cRegion, "map", region_map, -1);
         rb_define_method(cRegion, "io", region_io, 0);
@@ -2470,6 +2545,9 @@ void Init_iomem_ext(void)
         rb_define_method(cClient, "closed?", client_closed_p, 0);
         rb_define_method(cClient, "fileno", client_fileno, 0);
         rb_define_method(cClient, "timeout=", client_set_timeout, 1);
+        rb_define_method(cClient, "timeout", client_timeout, 0);
+        rb_define_method(cClient, "socket", client_socket, 0);
+        rb_define_method(cClient, "inspect", client_inspect, 0);
         rb_define_method(cClient, "create", client_create, -1);
         rb_define_method(cClient, "open", client_open, -1);
         rb_define_method(cClient, "stat", client_stat, 1);

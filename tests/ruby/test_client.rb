@@ -79,6 +79,41 @@ class TestClient < IOMemTest::Case
     assert kept.all?(&:closed?)
   end
 
+  def test_names_and_inspect_say_what_they_are
+    # Region#name, Region#inspect, Client#socket, #timeout and #inspect were missing: a region printed as
+    # #<IOMem::Region:0x...>, and a client had timeout= but no timeout.
+    @c.create(n("a"), 100) do |r|
+      assert_equal n("a"), r.name
+      assert r.name.frozen?
+      assert_match(/\A#<IOMem::Region name="#{Regexp.escape(n("a"))}" size=100 backend=memfd fd=\d+>\z/, r.inspect)
+      ro = @c.open(n("a"), read_only: true)
+      assert_equal n("a"), ro.name
+      assert_match(/ size=100 backend=memfd read-only fd=\d+>\z/, ro.inspect)
+      ro.close
+      assert_equal %(#<IOMem::Region name="#{n("a")}" closed>), ro.inspect
+      assert_equal n("a"), ro.name # kept after close, as Python's Region.name
+    end
+    @c.create(nil, 10) { |r| assert_nil r.name }
+    IOMem::Region.with(10) { |r| assert_match(/\A#<IOMem::Region name=nil size=10 backend=memfd fd=\d+>\z/, r.inspect) }
+    assert_equal DAEMON.socket, @c.socket
+    assert_nil @c.timeout
+    assert_equal %(#<IOMem::Client socket="#{DAEMON.socket}">), @c.inspect
+    IOMem::Client.connect(socket: DAEMON.socket, timeout: 2.5) do |c|
+      assert_equal 2.5, c.timeout
+      c.timeout = 1
+      assert_equal 1, c.timeout
+      c.timeout = nil
+      assert_nil c.timeout
+      c.close
+      assert_equal %(#<IOMem::Client socket="#{DAEMON.socket}" closed>), c.inspect
+    end
+    old = ENV["IOMEM_SOCKET"]
+    ENV["IOMEM_SOCKET"] = DAEMON.socket
+    IOMem::Client.connect { |c| assert_equal DAEMON.socket, c.socket } # the default resolved
+  ensure
+    ENV["IOMEM_SOCKET"] = old
+  end
+
   def test_create_options_and_errors
     @c.create(n("x"), PAGE, exclusive: true, mode: 0o640, seals: %i[write], backend: :memfd) do |r|
       assert r.map.readonly?, "sealed against writes: read-only map"

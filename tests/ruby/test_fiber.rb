@@ -159,7 +159,8 @@ class TestFiber < IOMemTest::TwoClientCase
 
   # (1) a fiber waits for a name; another fiber of the same thread runs meanwhile and makes it
   def test_open_wait_lets_other_fibers_run
-    assert_equal 8192, wait_while_another_fiber_creates("late", 8192) { @c.open("late", wait: true, &:size) }
+    got = wait_while_another_fiber_creates("late", 8192) { @c.open("late", wait: true) { |r| [r.size, r.name] } }
+    assert_equal [8192, "late"], got
   end
 
   def test_open_after_generation_lets_other_fibers_run
