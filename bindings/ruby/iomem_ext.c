@@ -466,6 +466,9 @@ static VALUE region_map(int argc, VALUE *argv, VALUE self)
                 raise_errno(-EINVAL, "map: zero length");
         if (size > SIZE_MAX)
                 raise_error(-EOVERFLOW, "map", Qnil);
+        if (offset % (uint64_t)sysconf(_SC_PAGESIZE)) /* libiomem's EINVAL would not say which argument */
+                rb_syserr_fail_str(EINVAL, rb_sprintf("map: offset %llu is not a multiple of the page size (%ld)",
+                                                      (unsigned long long)offset, sysconf(_SC_PAGESIZE)));
         prot = read_only ? PROT_READ : PROT_READ | PROT_WRITE;
         r = iomem_region_map(region, offset, (size_t)size, prot, &a.addr);
         if (r == -EPERM && guess && !read_only) {
