@@ -294,9 +294,8 @@ static const char *ctl_reason(struct ctl *c, int error, char *buf, size_t size)
                 /* the daemon names the limit, the numbers and the remedy; libiomem's own EFBIG has no text */
                 break;
         case -EINVAL:
-                if (c->name && proto_name_check(c->name, strlen(c->name)) < 0)
-                        return "invalid region name (1 to 255 bytes of A-Z a-z 0-9 . _ - / : @ + = , not starting "
-                               "with / or . and without //)";
+                if (c->name && iomem_name_check(c->name) < 0)
+                        return "invalid region name (" IOMEM_NAME_RULE ")";
                 if (*msg && strncmp(msg, "malformed", 9) != 0)
                         break;
                 return iomem_strerror(error);

@@ -1971,6 +1971,11 @@ static int client_name_check(struct iomem_client *c, const char *name)
         return 0;
 }
 
+IOMEM_EXPORT int iomem_name_check(const char *name)
+{
+        return name ? proto_name_check(name, strlen(name)) : -EINVAL;
+}
+
 /* The checks that begin a call on region @name. Return: -EINVAL without a client, else as client_name_check(). */
 static int client_name_start(struct iomem_client *c, const char *name)
 {

@@ -890,6 +890,17 @@ uint64_t iomem_client_open_cache_hits(const struct iomem_client *client);
 /* Return: a static description of a negative errno (also iomemd-specific meanings). */
 const char *iomem_strerror(int error);
 
+/* The rule iomem_name_check() checks, in words for an error message (docs/protocol.md, section 8). */
+#define IOMEM_NAME_RULE "1 to 255 bytes of A-Z a-z 0-9 . _ - / : @ + = , not starting with / or . and without //"
+
+/*
+ * iomem_name_check() - whether @name is a region name the daemon takes (IOMEM_NAME_RULE). The daemon judges:
+ * libiomem sends any name up to 255 bytes, and refuses others with -EINVAL and the text "malformed CREATE" (or
+ * OPEN...), which names neither the argument nor the rule; this tells a caller's user which one it was.
+ * Return: 0 if valid; -EINVAL (also for NULL and the empty name, which only CREATE takes: anonymous).
+ */
+int iomem_name_check(const char *name);
+
 /* Return: the seal bits for a comma- or space-separated list such as "shrink,grow", or -EINVAL. */
 int iomem_seals_parse(const char *text, uint32_t *sealsp);
 

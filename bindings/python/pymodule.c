@@ -7,10 +7,29 @@
 
 #include "pyiomem.h"
 
+/*
+ * The daemon refuses a bad region name as it refuses any payload it cannot decode: EINVAL "malformed CREATE"
+ * (OPEN, STATV...), which names neither the argument nor the rule. Return: the rule's words when @filename (the
+ * call's name) breaks it and that is what the daemon said, else @text.
+ */
+static const char *pymodule_name_detail(int e, const char *text, PyObject *filename)
+{
+        const char *name;
+
+        if (e != EINVAL || strncmp(text, "malformed ", 10) != 0 || !filename || !PyUnicode_Check(filename))
+                return text;
+        name = PyUnicode_AsUTF8(filename);
+        if (!name) {
+                PyErr_Clear();
+                return text;
+        }
+        return iomem_name_check(name) < 0 ? "invalid region name (" IOMEM_NAME_RULE ")" : text;
+}
+
 PyObject *pymodule_error_new(int r, const char *message, PyObject *filename)
 {
         int e = r < 0 ? -r : r;
-        const char *text = message && *message ? message : iomem_strerror(-e);
+        const char *text = pymodule_name_detail(e, message && *message ? message : iomem_strerror(-e), filename);
         PyObject *args, *exc;
 
         args = filename ? Py_BuildValue("(isO)", e, text, filename) : Py_BuildValue("(is)", e, text);

@@ -1004,6 +1004,19 @@ struct locked_call {
         struct op *o;
 };
 
+/*
+ * The daemon refuses a bad region name as it refuses any payload it cannot decode: EINVAL "malformed CREATE"
+ * (OPEN, STATV...), which names neither the argument nor the rule. Return: the rule's words when @name breaks it
+ * and that is what the daemon said, else @msg.
+ */
+static const char *name_detail(int r, const char *msg, VALUE name)
+{
+        if (r != -EINVAL || strncmp(msg, "malformed ", 10) != 0 || !RB_TYPE_P(name, T_STRING) ||
+            memchr(RSTRING_PTR(name), '\0', (size_t)RSTRING_LEN(name)))
+                return msg;
+        return iomem_name_check(RSTRING_PTR(name)) < 0 ? "invalid region name (" IOMEM_NAME_RULE ")" : msg;
+}
+
 static void raise_op_error(const struct op *o, const char *what, VALUE name)
 {
         VALUE msg;
@@ -1013,7 +1026,7 @@ static void raise_op_error(const struct op *o, const char *what, VALUE name)
         if (NIL_P(name))
                 msg = rb_sprintf("%s: %s", what, o->msg);
         else
-                msg = rb_sprintf("%s \"%" PRIsVALUE "\": %s", what, name, o->msg);
+                msg = rb_sprintf("%s \"%" PRIsVALUE "\": %s", what, name, name_detail(o->r, o->msg, name));
         rb_syserr_fail_str(o->r < 0 ? -o->r : o->r, msg);
 }
 
@@ -1818,7 +1831,8 @@ static VALUE request_take(VALUE self)
                         raise_error(q->r, fiber_what[rq->kind], name);
                 rb_syserr_fail_str(-q->r, NIL_P(name) ? rb_sprintf("%s: %s", fiber_what[rq->kind], q->msg)
                                                        : rb_sprintf("%s \"%" PRIsVALUE "\": %s",
-                                                                    fiber_what[rq->kind], name, q->msg));
+                                                                    fiber_what[rq->kind], name,
+                                                                    name_detail(q->r, q->msg, name)));
         }
         if (rq->kind == FIBER_STAT)
                 return stat_to_ruby(&q->st, 0); /* the asynchronous STAT has no generation: nil */

@@ -225,6 +225,7 @@ class TestFiber < IOMemTest::TwoClientCase
         size = @c.stat("s").size
         pinged = @c.ping
         assert_errno(Errno::ENOENT, /stat "nope"/) { @c.stat("nope") }
+        assert_errno(Errno::EINVAL, /open "a b": invalid region name \(1 to 255 bytes/) { @c.open("a b") }
       end
     end
     assert_equal 8192, size

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* test-region: local regions of libiomem (client/region.c), iomem_seals_parse() and iomem_strerror(). */
+/* test-region: libiomem local regions (client/region.c), iomem_seals_parse, iomem_strerror, iomem_name_check. */
 
 #include <dirent.h>
 #include <errno.h>
@@ -501,6 +501,37 @@ START_TEST(test_backend_name)
 }
 END_TEST
 
+/* iomem_name_check(): the daemon's rule (docs/protocol.md, section 8), for the bindings' error messages */
+START_TEST(test_name_check)
+{
+        char longest[256];
+
+        memset(longest, 'a', 255);
+        longest[255] = '\0';
+        ck_assert_int_eq(iomem_name_check("frames/cam-0:1@x+y=z,w_v.1"), 0);
+        ck_assert_int_eq(iomem_name_check(longest), 0);
+        ck_assert_int_eq(iomem_name_check("a/b"), 0);
+        ck_assert_int_eq(iomem_name_check(NULL), -EINVAL);
+        ck_assert_int_eq(iomem_name_check(""), -EINVAL);
+        ck_assert_int_eq(iomem_name_check("/abs"), -EINVAL);
+        ck_assert_int_eq(iomem_name_check(".hidden"), -EINVAL);
+        ck_assert_int_eq(iomem_name_check("a//b"), -EINVAL);
+        ck_assert_int_eq(iomem_name_check("a b"), -EINVAL);
+        ck_assert_int_eq(iomem_name_check("caf\xc3\xa9"), -EINVAL);
+        ck_assert_int_eq(iomem_name_check("a\nb"), -EINVAL);
+        longest[254] = 'b';
+        ck_assert_int_eq(iomem_name_check(longest), 0);
+        {
+                char toolong[257];
+
+                memset(toolong, 'a', 256);
+                toolong[256] = '\0';
+                ck_assert_int_eq(iomem_name_check(toolong), -EINVAL);
+        }
+        ck_assert_ptr_nonnull(strstr(IOMEM_NAME_RULE, "not starting with / or ."));
+}
+END_TEST
+
 START_TEST(test_seals_parse)
 {
         uint32_t seals = 0xdead;
@@ -601,6 +632,7 @@ static Suite *region_suite(void)
         tcase_add_checked_fixture(tc, test_fd_setup, test_fd_teardown);
         tcase_add_test(tc, test_backend_name);
         tcase_add_test(tc, test_seals_parse);
+        tcase_add_test(tc, test_name_check);
         tcase_add_test(tc, test_strerror);
         suite_add_tcase(s, tc);
 

@@ -4,6 +4,7 @@
 import errno
 import fcntl
 import os
+import select
 import shutil
 import signal
 import struct
@@ -224,6 +225,37 @@ class TestClient(FdCheckedCase):
         with self.assertRaises(OSError) as cm:
             c.open("x" * 5000)
         self.assertEqual(cm.exception.errno, errno.EINVAL)
+
+    def test_invalid_names_say_the_rule(self):
+        # The daemon refuses a bad name as any payload it cannot decode: "malformed CREATE" named neither the
+        # argument nor the rule. The error now says the rule (iomem_name_check()); other EINVALs keep their text.
+        c = self.client()
+
+        def stat_async(name):  # the callback's error, raised here
+            got = []
+            c.stat_async(name, lambda err, res: got.append(err))
+            while not got:
+                select.select([c.loop_state()[0]], [], [], 1)
+                c.process()
+            raise got[0]
+
+        calls = (lambda n: c.create(n, 4096), lambda n: c.open(n), lambda n: c.stat(n), lambda n: c.delete(n),
+                 lambda n: c.resize(n, 1), lambda n: c.chmod(n, 0o600), lambda n: c.open(n, after_generation=0),
+                 stat_async)
+        for bad in ("/abs", ".hidden", "a//b", "a b", "caf\u00e9"):
+            for call in calls:
+                with self.assertRaises(OSError) as cm:
+                    call(bad)
+                self.assertEqual((cm.exception.errno, cm.exception.filename), (errno.EINVAL, bad))
+                self.assertEqual(cm.exception.strerror, "invalid region name (1 to 255 bytes of A-Z a-z 0-9 . _ - / "
+                                 ": @ + = , not starting with / or . and without //)")
+        with self.assertRaises(OSError) as cm:
+            c.stat("")  # the empty name is anonymous for create() only
+        self.assertIn("invalid region name", cm.exception.strerror)
+        with c.create("t.good", 4096):
+            with self.assertRaises(OSError) as cm:
+                c.chmod("t.good", 0o1000)  # a valid name: the daemon's own words
+            self.assertEqual(cm.exception.strerror, "malformed CHMOD")
 
     def test_open_wait_releases_the_gil(self):
         # a thread blocks in open(wait=True) while this thread creates the name: only possible without the GIL
