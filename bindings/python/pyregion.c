@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -200,6 +201,18 @@ static PyObject *pyregion_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
                                          pymodule_backend_converter, &backend, pymodule_u64_converter, &max_size))
                 return NULL;
         r = iomem_region_new_local(size, backend, max_size, &region);
+        if (r == -EFBIG) { /* libiomem's words ("size above the limit") name neither the limit nor the remedy */
+                char text[160];
+
+                if (max_size)
+                        snprintf(text, sizeof(text), "size %llu is above max_size %llu: pass a larger max_size",
+                                 (unsigned long long)size, (unsigned long long)max_size);
+                else
+                        snprintf(text, sizeof(text),
+                                 "size %llu is above the default max_size (64 GiB): pass a larger max_size",
+                                 (unsigned long long)size);
+                return pymodule_set_error(r, text, NULL);
+        }
         if (r < 0)
                 return pymodule_set_error(r, NULL, NULL);
         return pyregion_new_consume(region, NULL);

@@ -288,7 +288,7 @@ static VALUE region_initialize(int argc, VALUE *argv, VALUE self)
         struct rb_region *rr = region_get(self);
         VALUE size, opts, vals[2] = { Qundef, Qundef };
         enum iomem_backend backend = IOMEM_BACKEND_AUTO;
-        uint64_t max_size = 0;
+        uint64_t max_size = 0, n;
         int r;
 
         if (!kw[0]) {
@@ -304,7 +304,15 @@ static VALUE region_initialize(int argc, VALUE *argv, VALUE self)
                 max_size = to_u64(vals[1], "new region: negative max_size");
         if (rr->region)
                 rb_raise(rb_eRuntimeError, "region already initialized");
-        r = iomem_region_new_local(to_u64(size, "new region: negative size"), backend, max_size, &rr->region);
+        n = to_u64(size, "new region: negative size");
+        r = iomem_region_new_local(n, backend, max_size, &rr->region);
+        if (r == -EFBIG) /* libiomem's words ("size above the limit") name neither the limit nor the remedy */
+                rb_syserr_fail_str(EFBIG, max_size ? rb_sprintf("new region: size %llu is above max_size %llu: pass "
+                                                                "a larger max_size:", (unsigned long long)n,
+                                                                (unsigned long long)max_size)
+                                                   : rb_sprintf("new region: size %llu is above the default "
+                                                                "max_size (64 GiB): pass a larger max_size:",
+                                                                (unsigned long long)n));
         if (r < 0)
                 raise_error(r, "new region", Qnil);
         return self;

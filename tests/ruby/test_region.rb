@@ -45,7 +45,12 @@ class TestRegion < IOMemTest::Case
   end
 
   def test_size_errors
-    assert_errno(Errno::EFBIG, /new region: size above the limit/) { IOMem::Region.new(2 * PAGE, max_size: PAGE) }
+    # the limit and the remedy, not libiomem's "size above the limit"
+    assert_errno(Errno::EFBIG, /- new region: size #{2 * PAGE} is above max_size #{PAGE}: pass a larger max_size:\z/) do
+      IOMem::Region.new(2 * PAGE, max_size: PAGE)
+    end
+    big = /- new region: size #{1 << 40} is above the default max_size \(64 GiB\): pass a larger max_size:\z/
+    assert_errno(Errno::EFBIG, big) { IOMem::Region.new(1 << 40) }
     assert_errno(Errno::EINVAL, /negative size/) { IOMem::Region.new(-1) }
     assert_raises(TypeError) { IOMem::Region.new("big") }
     # NUM2ULL wraps a negative Integer: max_size: -1 silently became 2**64 - 1, lifting the local resize cap

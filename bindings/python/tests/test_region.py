@@ -63,6 +63,12 @@ class TestRegion(FdCheckedCase):
         with self.assertRaises(OSError) as cm:
             iomem.Region(2 * PAGE, max_size=PAGE)
         self.assertEqual(cm.exception.errno, errno.EFBIG)
+        # the limit and the remedy, not libiomem's "size above the limit"
+        self.assertEqual(cm.exception.strerror, f"size {2 * PAGE} is above max_size {PAGE}: pass a larger max_size")
+        with self.assertRaises(OSError) as cm:
+            iomem.Region(1 << 40)
+        self.assertEqual((cm.exception.errno, cm.exception.strerror),
+                         (errno.EFBIG, f"size {1 << 40} is above the default max_size (64 GiB): pass a larger max_size"))
         with self.assertRaises(TypeError):
             class Sub(iomem.Region):  # noqa: F841 - not a base type
                 pass
