@@ -709,19 +709,47 @@ static PyObject *pyclient_delete(PyObject *obj, PyObject *args)
 }
 
 PyDoc_STRVAR(pyclient_resize_doc,
-             "resize(name, size)\n\nChange a named region's size (owner or root; shrinking needs resizable=True).");
+             "resize(name, size)\n\nChange a named region's size (owner or root; shrinking needs resizable=True).\n"
+             "BufferError, nothing resized, shrinking under buffers of a Region of this process of that name.");
 
 static PyObject *pyclient_resize(PyObject *obj, PyObject *args)
 {
         PyIomemClient *self = (PyIomemClient *)obj;
         PyObject *nameobj;
         const char *name;
-        uint64_t size;
-        int r;
+        uint64_t size, ids[16];
+        int r, nids;
 
         if (!PyArg_ParseTuple(args, "OO&:resize", &nameobj, pymodule_u64_converter, &size) ||
             !pyclient_name_converter(nameobj, &name) || pyclient_enter(self) < 0)
                 return NULL;
+        /*
+         * Shrinking a region under a buffer of this process kills the interpreter (SIGBUS) at the buffer's next
+         * access past the new end. A Region of the name with live buffers past @size: ask the daemon which version
+         * the name is now (one round trip, only then), and refuse if it is that Region's.
+         */
+        nids = pyregion_named_exports_past(nameobj, size, ids, (int)(sizeof(ids) / sizeof(ids[0])));
+        if (nids > 0) {
+                struct iomem_stat st;
+
+                Py_BEGIN_ALLOW_THREADS
+                r = iomem_stat(self->client, name, &st);
+                Py_END_ALLOW_THREADS
+                if (r == -EINTR) { /* a signal handler raised (or closed the client): the resize is not sent */
+                        pyclient_leave(self, r, nameobj);
+                        return NULL;
+                }
+                for (int i = 0; r == 0 && i < nids; i++) {
+                        if (ids[i] != st.id)
+                                continue;
+                        pyclient_unlock(self);
+                        PyErr_Format(PyExc_BufferError,
+                                     "cannot shrink %R to %llu bytes while buffers (memoryview, numpy array) of a "
+                                     "Region of it in this process map more: release them first",
+                                     nameobj, (unsigned long long)size);
+                        return NULL;
+                }
+        }
         Py_BEGIN_ALLOW_THREADS
         r = iomem_resize(self->client, name, size);
         Py_END_ALLOW_THREADS

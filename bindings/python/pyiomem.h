@@ -86,6 +86,13 @@ PyObject *pyregion_new_version_consume(struct iomem_region *region, PyObject *na
  */
 int pyregion_drop_idle_maps(void);
 
+/*
+ * pyregion_named_exports_past() - the daemon ids (at most @max, in @ids) of this process's Regions opened or
+ * created by @name (a str) whose live buffers map more than @size bytes: Client.resize(name, size) of one of them
+ * would make those buffers' next access past the new end SIGBUS. Return: how many.
+ */
+int pyregion_named_exports_past(PyObject *name, uint64_t size, uint64_t *ids, int max);
+
 /* pyregion_check_open() - raise ValueError for a closed Region. Return: 0, or -1 with the exception set. */
 int pyregion_check_open(PyIomemRegion *self);
 /* pyregion_ready() - PyType_Ready of Region. Return: 0 or -1. */

@@ -131,6 +131,26 @@ int pyregion_drop_idle_maps(void)
         return n;
 }
 
+int pyregion_named_exports_past(PyObject *name, uint64_t size, uint64_t *ids, int max)
+{
+        int n = 0;
+
+        for (PyIomemRegion *r = pyregion_mapped; r && n < max; r = r->mapped_next) {
+                uint64_t id;
+                int eq;
+
+                if (r->exports == 0 || r->mapped <= size || !r->region || !PyUnicode_Check(r->name))
+                        continue;
+                id = iomem_region_id(r->region);
+                eq = id ? PyUnicode_Compare(r->name, name) : 1;
+                if (eq == -1 && PyErr_Occurred())
+                        PyErr_Clear();
+                else if (eq == 0)
+                        ids[n++] = id;
+        }
+        return n;
+}
+
 static int pyregion_getbuffer(PyObject *obj, Py_buffer *view, int flags)
 {
         PyIomemRegion *self = (PyIomemRegion *)obj;

@@ -397,6 +397,34 @@ class TestClient(FdCheckedCase):
         c.resize("t.rs", PAGE)
         self.assertEqual(c.stat("t.rs").size, PAGE)
 
+    def test_resize_refuses_to_shrink_under_this_process_buffers(self):
+        # Client.resize() shrinking a name under a live buffer of one of this process's Regions of it made that
+        # buffer's next access past the new end kill the interpreter with SIGBUS. Now BufferError, nothing resized.
+        c = self.client()
+        with c.create("t.shr", 4 * PAGE, resizable=True) as r, c.open("t.shr", read_only=True) as ro:
+            m = memoryview(r)
+            arr = np.frombuffer(ro, dtype=np.uint8)
+            with self.assertRaisesRegex(BufferError, "cannot shrink 't.shr' to 4096 bytes while buffers"):
+                c.resize("t.shr", PAGE)
+            self.assertEqual(c.stat("t.shr").size, 4 * PAGE)
+            m[-1] = 1  # still backed
+            c.resize("t.shr", 8 * PAGE)  # growing cuts nothing
+            c.resize("t.shr", 4 * PAGE)  # down to what the buffers map
+            m.release()
+            with self.assertRaises(BufferError):  # the read-only Region's array still maps 4 pages
+                c.resize("t.shr", PAGE)
+            self.assertEqual(arr[-1], 1)
+            del arr
+            c.resize("t.shr", PAGE)  # no buffer left
+            self.assertEqual(c.stat("t.shr").size, PAGE)
+        # another version under the name: the buffers of the old one are no reason to refuse
+        with c.create("t.old", 4 * PAGE, resizable=True) as old, memoryview(old) as m:
+            c.delete("t.old")
+            with c.create("t.old", 4 * PAGE, resizable=True):
+                c.resize("t.old", PAGE)
+            self.assertEqual(c.stat("t.old").size, PAGE)
+            m[-1] = 2  # the old file is untouched
+
     def test_seal(self):
         c = self.client()
         with c.create("t.seal", 4096) as r:
