@@ -519,20 +519,18 @@ static VALUE region_io(VALUE self)
 }
 
 /*
- * Whether this process maps bytes of @fd's file past @size rounded up to a page (a buffer of Region#map, alive
- * or not collected yet, or any other mapping): shrinking under it would make its next access there SIGBUS.
- * Read from /proc/self/maps, only when shrinking. Return: true if so; false if not or it cannot be told.
+ * Whether this process maps bytes past @size rounded up to a page of the file @st (a buffer of Region#map, alive or
+ * not collected yet, or any other mapping), or with @st NULL of any file it maps shared: shrinking under such a
+ * mapping would make its next access there SIGBUS. Read from /proc/self/maps, only when shrinking.
+ * Return: true if so; false if not or it cannot be told.
  */
-static bool region_mapped_past(int fd, uint64_t size)
+static bool maps_past(const struct stat *st, uint64_t size)
 {
         uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), end = (size + page - 1) & ~(page - 1);
         char line[PATH_MAX + 256];
         bool busy = false;
-        struct stat st;
         FILE *f;
 
-        if (fd < 0 || fstat(fd, &st) < 0)
-                return false;
         f = fopen("/proc/self/maps", "re");
         if (!f)
                 return false;
@@ -540,15 +538,25 @@ static bool region_mapped_past(int fd, uint64_t size)
                 unsigned long lo, hi, ino;
                 unsigned long long off;
                 unsigned maj, min;
+                char perms[8];
 
-                if (sscanf(line, "%lx-%lx %*s %llx %x:%x %lu", &lo, &hi, &off, &maj, &min, &ino) != 6)
+                if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu", &lo, &hi, perms, &off, &maj, &min, &ino) != 7 ||
+                    off + (hi - lo) <= end)
                         continue;
-                if (ino == (unsigned long)st.st_ino && maj == major(st.st_dev) && min == minor(st.st_dev) &&
-                    off + (hi - lo) > end)
+                if (st ? ino == (unsigned long)st->st_ino && maj == major(st->st_dev) && min == minor(st->st_dev)
+                       : ino != 0 && perms[3] == 's')
                         busy = true;
         }
         fclose(f);
         return busy;
+}
+
+/* maps_past() of @fd's file. Return: as maps_past(); false if @fd cannot be read. */
+static bool region_mapped_past(int fd, uint64_t size)
+{
+        struct stat st;
+
+        return fd >= 0 && fstat(fd, &st) == 0 && maps_past(&st, size);
 }
 
 /*
@@ -2120,6 +2128,27 @@ static VALUE client_resize(VALUE self, VALUE name, VALUE size)
 
         o.size = to_u64(size, "resize: negative size");
         o.name = name_copy(name, buf, false);
+        /*
+         * Shrinking under a buffer of this process kills the interpreter (SIGBUS) at its next access past the new end.
+         * If the process maps any file shared past the new size, open the name (read-only, one round trip more, only
+         * then) to see whether that file is the name's, and refuse as Region#resize does.
+         */
+        if (maps_past(NULL, o.size)) {
+                struct iomem_region *probe = NULL;
+                struct op p = { 0 };
+                bool busy;
+
+                p.name = o.name;
+                p.flags = IOMEM_OPEN_RDONLY;
+                p.regionp = &probe;
+                client_call(self, op_open, &p); /* an interrupt raised here: client_call_drop() closed @probe */
+                busy = p.r == 0 && region_mapped_past(iomem_region_fd(probe), o.size);
+                iomem_region_free(probe);
+                if (busy)
+                        rb_syserr_fail_str(EBUSY, rb_sprintf("resize \"%" PRIsVALUE "\": bytes past the new size are "
+                                                             "mapped in this process (IO::Buffer#free the buffers "
+                                                             "of Region#map first)", name));
+        }
         client_call(self, op_resize, &o);
         if (o.r < 0)
                 raise_op_error(&o, "resize", name);

@@ -622,6 +622,37 @@ class TestClient < IOMemTest::Case
     assert_errno(Errno::EINVAL, /negative size/) { @c.resize(n("fixed"), -1) }
   end
 
+  # Client#resize shrinking a name under a buffer of this process made that buffer's next access past the new end
+  # kill the interpreter with SIGBUS. Now Errno::EBUSY, nothing resized (Region#resize's rule).
+  def test_resize_refuses_to_shrink_under_this_process_buffers
+    @c.create(n("shr"), 4 * PAGE, resizable: true) do |r|
+      buf = r.map
+      ro = @c.open(n("shr"), read_only: true) { |o| o.map(2 * PAGE) } # a read-only buffer of 2 pages
+      busy = /resize "#{Regexp.escape(n('shr'))}": bytes past the new size are mapped in this process/
+      assert_errno(Errno::EBUSY, busy) { @c.resize(n("shr"), PAGE) }
+      assert_equal 4 * PAGE, @c.stat(n("shr")).size
+      buf.set_value(:U8, 4 * PAGE - 1, 1) # still backed
+      @c.resize(n("shr"), 8 * PAGE) # growing cuts nothing
+      @c.resize(n("shr"), 4 * PAGE) # down to what the buffers map
+      buf.free
+      assert_errno(Errno::EBUSY, busy) { @c.resize(n("shr"), PAGE) } # the read-only buffer maps 2 pages
+      @c.resize(n("shr"), 2 * PAGE)
+      ro.free
+      @c.resize(n("shr"), PAGE)
+      assert_equal PAGE, @c.stat(n("shr")).size
+    end
+    # another version under the name: a buffer of the old one is no reason to refuse
+    @c.create(n("old"), 4 * PAGE, resizable: true) do |old|
+      buf = old.map
+      @c.delete(n("old"))
+      @c.create(n("old"), 4 * PAGE, resizable: true).close
+      @c.resize(n("old"), PAGE)
+      assert_equal PAGE, @c.stat(n("old")).size
+      buf.set_value(:U8, 4 * PAGE - 1, 2) # the old file is untouched
+      buf.free
+    end
+  end
+
   def test_seal
     @c.create(n("sl"), PAGE) do |r|
       before = @c.stat(n("sl")).seals
