@@ -290,6 +290,16 @@ static PyObject *pyregion_enter(PyObject *obj, PyObject *unused)
 
 static PyObject *pyregion_exit(PyObject *obj, PyObject *args)
 {
+        PyIomemRegion *self = (PyIomemRegion *)obj;
+
+        /*
+         * Leaving on an exception while buffers still point into the region: let that exception out. close()'s
+         * BufferError would replace it (the user's error only in __context__); the region stays open, and is
+         * closed by close() or when collected, after its buffers.
+         */
+        if (self->region && self->exports > 0 && PyTuple_Check(args) && PyTuple_GET_SIZE(args) > 0 &&
+            PyTuple_GET_ITEM(args, 0) != Py_None)
+                Py_RETURN_NONE;
         return pyregion_close(obj, NULL);
 }
 

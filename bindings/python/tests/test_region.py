@@ -267,6 +267,21 @@ class TestRegion(FdCheckedCase):
                     r.seal("grow")
                 self.assertEqual(cm.exception.errno, errno.EOPNOTSUPP)
 
+    def test_with_block_left_by_an_exception_under_a_live_buffer_keeps_the_exception(self):
+        # close()'s BufferError replaced the body's exception (KeyError only as __context__)
+        with self.assertRaises(KeyError):
+            with iomem.Region(PAGE) as r:
+                m = memoryview(r)
+                raise KeyError("the body's error")
+        self.assertFalse(r.closed)  # left open: its buffer is alive
+        m.release()
+        r.close()
+        with self.assertRaises(BufferError):  # leaving normally still refuses to close under a buffer
+            with iomem.Region(PAGE) as r:
+                m = memoryview(r)
+        m.release()
+        r.close()
+
     def test_resize_remaps(self):
         with iomem.Region(PAGE) as r:
             with memoryview(r) as m:
