@@ -110,6 +110,9 @@ int pymodule_u32_converter(PyObject *obj, void *u32p)
         return 1;
 }
 
+#define PYMODULE_SEAL_ALL \
+        (IOMEM_SEAL_SEAL | IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW | IOMEM_SEAL_WRITE | IOMEM_SEAL_FUTURE_WRITE)
+
 int pymodule_seals_converter(PyObject *obj, void *sealsp)
 {
         uint32_t seals = 0;
@@ -134,6 +137,12 @@ int pymodule_seals_converter(PyObject *obj, void *sealsp)
                         return 0;
                 }
                 seals = (uint32_t)v;
+                if (seals & ~PYMODULE_SEAL_ALL) { /* said here, not as the daemon's "malformed CREATE" */
+                        PyErr_Format(PyExc_ValueError,
+                                     "unknown seal bits 0x%x (SEAL_SEAL, SEAL_SHRINK, SEAL_GROW, SEAL_WRITE, "
+                                     "SEAL_FUTURE_WRITE)", (unsigned)(seals & ~PYMODULE_SEAL_ALL));
+                        return 0;
+                }
         } else {
                 PyErr_Format(PyExc_TypeError, "seals must be an int or a str, not %.100s", Py_TYPE(obj)->tp_name);
                 return 0;

@@ -118,6 +118,8 @@ static const struct {
         { "future_write", IOMEM_SEAL_FUTURE_WRITE },
 };
 
+#define SEAL_ALL (IOMEM_SEAL_SEAL | IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW | IOMEM_SEAL_WRITE | IOMEM_SEAL_FUTURE_WRITE)
+
 /* Return: the seal bits as an Array of Symbols (:seal, :shrink, :grow, :write, :future_write). */
 static VALUE seals_to_ruby(uint32_t seals)
 {
@@ -140,8 +142,14 @@ static uint32_t seals_from_ruby(VALUE v)
                         seals |= seals_from_ruby(RARRAY_AREF(v, i));
                 return seals;
         }
-        if (RB_INTEGER_TYPE_P(v))
-                return NUM2UINT(v);
+        if (RB_INTEGER_TYPE_P(v)) {
+                /* never wrapped (NUM2UINT takes -1 as every bit); unknown bits said here, not as "malformed" */
+                seals = to_u32(v, "seals: negative");
+                if (seals & ~SEAL_ALL)
+                        rb_raise(rb_eArgError, "unknown seal bits 0x%x (IOMem::SEAL_*: seal, shrink, grow, write, "
+                                               "future_write)", seals & ~SEAL_ALL);
+                return seals;
+        }
         if (SYMBOL_P(v))
                 v = rb_sym2str(v);
         r = iomem_seals_parse(StringValueCStr(v), &seals);

@@ -667,6 +667,7 @@ class TestClient < IOMemTest::Case
     assert_errno(Errno::EOPNOTSUPP, /seal "#{n('shm')}": only memfd can be sealed/) { @c.seal(n("shm"), :shrink) }
     assert_errno(Errno::ENOENT, /seal "#{n('nope')}"/) { @c.seal(n("nope"), :shrink) }
     assert_raises(ArgumentError) { @c.seal(n("shm"), :everything) }
+    assert_raises(ArgumentError) { @c.create(n("bits"), PAGE, seals: IOMem::SEAL_GROW | (1 << 20)) }
   end
 
   def test_chmod_chown

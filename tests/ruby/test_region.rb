@@ -196,6 +196,11 @@ class TestRegion < IOMemTest::Case
       r.seal("seal")
       assert_errno(Errno::EPERM, /seal: forbidden/) { r.seal(:future_write) }
       assert_raises(ArgumentError) { r.seal(:glue) }
+      # unknown bits: said here (it was libiomem's "invalid argument: name, flags, size, seals or file descriptor",
+      # and the daemon's "malformed CREATE"); -1 is not every bit
+      e = assert_raises(ArgumentError) { r.seal(1 << 20) }
+      assert_equal "unknown seal bits 0x100000 (IOMem::SEAL_*: seal, shrink, grow, write, future_write)", e.message
+      assert_errno(Errno::EINVAL, /seals: negative/) { r.seal(-1) }
     end
     IOMem::Region.with(PAGE, backend: :shm) do |r|
       assert_equal [], r.seals

@@ -125,6 +125,13 @@ class TestRegion(FdCheckedCase):
             with r:
                 pass
 
+    def test_unknown_seal_bits(self):
+        # said here: it was libiomem's "invalid argument: name, flags, size, seals or file descriptor"
+        with iomem.Region(PAGE) as r:
+            with self.assertRaisesRegex(ValueError, r"^unknown seal bits 0x100000 \(SEAL_SEAL, SEAL_SHRINK"):
+                r.seal(iomem.SEAL_GROW | 1 << 20)
+            self.assertEqual(r.seals, 0)
+
     def test_dealloc_unmaps_and_closes(self):
         before = self.maps_lines()
         r = iomem.Region(1 << 20)
