@@ -257,6 +257,8 @@ static PyObject *pyregion_from_fd(PyObject *cls, PyObject *arg)
                 return PyErr_SetFromErrno(PyExc_OSError);
         r = iomem_region_new_consume_fd(copy, &region);
         copy = -1; /* consumed */
+        if (r == -EINVAL) /* libiomem's words would speak of names, flags, sizes and seals */
+                return pymodule_set_error(r, "not a memory file (a memfd, shm object or regular file)", NULL);
         if (r < 0)
                 return pymodule_set_error(r, NULL, NULL);
         return pyregion_new_consume(region, NULL);

@@ -339,6 +339,8 @@ static VALUE region_s_from_io(VALUE klass, VALUE io)
                 raise_errno(-errno, "from_io: dup");
         r = iomem_region_new_consume_fd(fd, &rr->region);
         fd = -1; /* consumed */
+        if (r == -EINVAL) /* libiomem's words would speak of names, flags, sizes and seals */
+                raise_errno(r, "from_io: not a memory file (a memfd, shm object or regular file)");
         if (r < 0)
                 raise_error(r, "from_io", Qnil);
         return obj;

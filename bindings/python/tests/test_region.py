@@ -209,6 +209,8 @@ class TestRegion(FdCheckedCase):
         with self.assertRaises(OSError) as cm:
             iomem.Region.from_fd(rd)
         self.assertEqual(cm.exception.errno, errno.EINVAL)
+        # says what is wrong (it was libiomem's "invalid argument: name, flags, size, seals or file descriptor")
+        self.assertEqual(cm.exception.strerror, "not a memory file (a memfd, shm object or regular file)")
         os.close(rd)
         os.close(wr)
 
