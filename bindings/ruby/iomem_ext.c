@@ -1421,7 +1421,8 @@ static VALUE client_initialize(int argc, VALUE *argv, VALUE self)
         if (o.r == -ENOENT) { /* iomem_strerror() would speak of a region */
                 if (NIL_P(sock) && iomem_socket_path(path, sizeof(path)) < 0)
                         snprintf(path, sizeof(path), "(no default socket: XDG_RUNTIME_DIR unset)");
-                rb_syserr_fail_str(ENOENT, rb_sprintf("connect \"%s\": no daemon socket there",
+                rb_syserr_fail_str(ENOENT, rb_sprintf("connect \"%s\": no daemon socket there (is iomemd running? "
+                                                      "socket: or $IOMEM_SOCKET names another)",
                                                       NIL_P(sock) ? path : RSTRING_PTR(sock)));
         }
         if (o.r < 0)

@@ -33,7 +33,9 @@ class TestClient < IOMemTest::Case
     assert_equal DAEMON.socket, IOMem.socket_path
     IOMem::Client.connect { |c| c.ping }
     ENV["IOMEM_SOCKET"] = File.join(DAEMON.dir, "nothing")
-    assert_errno(Errno::ENOENT, /connect ".*nothing": no daemon socket there/) { IOMem::Client.new }
+    # says what to do, as Python's "(is iomemd running?)"
+    hint = Regexp.escape("no daemon socket there (is iomemd running? socket: or $IOMEM_SOCKET names another)")
+    assert_errno(Errno::ENOENT, /connect ".*nothing": #{hint}\z/) { IOMem::Client.new }
   ensure
     ENV["IOMEM_SOCKET"] = old
   end
