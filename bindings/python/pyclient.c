@@ -717,8 +717,8 @@ static PyObject *pyclient_resize(PyObject *obj, PyObject *args)
         PyIomemClient *self = (PyIomemClient *)obj;
         PyObject *nameobj;
         const char *name;
-        uint64_t size, ids[16];
-        int r, nids;
+        uint64_t size;
+        int r;
 
         if (!PyArg_ParseTuple(args, "OO&:resize", &nameobj, pymodule_u64_converter, &size) ||
             !pyclient_name_converter(nameobj, &name) || pyclient_enter(self) < 0)
@@ -726,10 +726,9 @@ static PyObject *pyclient_resize(PyObject *obj, PyObject *args)
         /*
          * Shrinking a region under a buffer of this process kills the interpreter (SIGBUS) at the buffer's next
          * access past the new end. A Region of the name with live buffers past @size: ask the daemon which version
-         * the name is now (one round trip, only then), and refuse if it is that Region's.
+         * the name is now (one round trip, only then), and refuse if a Region of that version has such buffers.
          */
-        nids = pyregion_named_exports_past(nameobj, size, ids, (int)(sizeof(ids) / sizeof(ids[0])));
-        if (nids > 0) {
+        if (pyregion_named_export_past(nameobj, size, 0)) {
                 struct iomem_stat st;
 
                 Py_BEGIN_ALLOW_THREADS
@@ -739,9 +738,7 @@ static PyObject *pyclient_resize(PyObject *obj, PyObject *args)
                         pyclient_leave(self, r, nameobj);
                         return NULL;
                 }
-                for (int i = 0; r == 0 && i < nids; i++) {
-                        if (ids[i] != st.id)
-                                continue;
+                if (r == 0 && pyregion_named_export_past(nameobj, size, st.id)) {
                         pyclient_unlock(self);
                         PyErr_Format(PyExc_BufferError,
                                      "cannot shrink %R to %llu bytes while buffers (memoryview, numpy array) of a "

@@ -4,6 +4,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -87,11 +88,11 @@ PyObject *pyregion_new_version_consume(struct iomem_region *region, PyObject *na
 int pyregion_drop_idle_maps(void);
 
 /*
- * pyregion_named_exports_past() - the daemon ids (at most @max, in @ids) of this process's Regions opened or
- * created by @name (a str) whose live buffers map more than @size bytes: Client.resize(name, size) of one of them
- * would make those buffers' next access past the new end SIGBUS. Return: how many.
+ * pyregion_named_export_past() - whether a Region of this process opened or created by @name (a str), of daemon
+ * id @id (0: any), has live buffers mapping more than @size bytes: Client.resize(name, size) of that version would
+ * make those buffers' next access past the new end SIGBUS. Every Region is looked at (no cap on how many).
  */
-int pyregion_named_exports_past(PyObject *name, uint64_t size, uint64_t *ids, int max);
+bool pyregion_named_export_past(PyObject *name, uint64_t size, uint64_t id);
 
 /* pyregion_check_open() - raise ValueError for a closed Region. Return: 0, or -1 with the exception set. */
 int pyregion_check_open(PyIomemRegion *self);

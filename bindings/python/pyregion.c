@@ -131,24 +131,24 @@ int pyregion_drop_idle_maps(void)
         return n;
 }
 
-int pyregion_named_exports_past(PyObject *name, uint64_t size, uint64_t *ids, int max)
+bool pyregion_named_export_past(PyObject *name, uint64_t size, uint64_t id)
 {
-        int n = 0;
-
-        for (PyIomemRegion *r = pyregion_mapped; r && n < max; r = r->mapped_next) {
-                uint64_t id;
+        for (PyIomemRegion *r = pyregion_mapped; r; r = r->mapped_next) {
+                uint64_t rid;
                 int eq;
 
                 if (r->exports == 0 || r->mapped <= size || !r->region || !PyUnicode_Check(r->name))
                         continue;
-                id = iomem_region_id(r->region);
-                eq = id ? PyUnicode_Compare(r->name, name) : 1;
+                rid = iomem_region_id(r->region);
+                if (!rid || (id && rid != id))
+                        continue;
+                eq = PyUnicode_Compare(r->name, name);
                 if (eq == -1 && PyErr_Occurred())
                         PyErr_Clear();
                 else if (eq == 0)
-                        ids[n++] = id;
+                        return true;
         }
-        return n;
+        return false;
 }
 
 static int pyregion_getbuffer(PyObject *obj, Py_buffer *view, int flags)

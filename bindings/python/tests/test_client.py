@@ -427,6 +427,29 @@ class TestClient(FdCheckedCase):
             self.assertEqual(c.stat("t.old").size, PAGE)
             m[-1] = 2  # the old file is untouched
 
+    def test_resize_refuses_to_shrink_under_a_buffer_behind_many_old_versions(self):
+        # Client.resize() kept the ids of at most 16 Regions of the name with live buffers: with 16 buffers of old
+        # versions mapped after the current one's, the current one was not among them and the shrink went through
+        # (SIGBUS at that buffer's next access past the new end).
+        c = self.client()
+        regions = []
+        for i in range(17):
+            if i:
+                c.delete("t.many")
+            regions.append(c.create("t.many", 4 * PAGE, resizable=True))
+        views = [memoryview(regions[-1])] + [memoryview(r) for r in regions[:-1]]  # the current one mapped first
+        try:
+            with self.assertRaisesRegex(BufferError, "cannot shrink 't.many' to 4096 bytes while buffers"):
+                c.resize("t.many", PAGE)
+            self.assertEqual(c.stat("t.many").size, 4 * PAGE)
+            views[0][-1] = 1  # still backed
+        finally:
+            for v in views:
+                v.release()
+            for r in regions:
+                r.close()
+        c.resize("t.many", PAGE)
+
     def test_seal(self):
         c = self.client()
         with c.create("t.seal", 4096) as r:
