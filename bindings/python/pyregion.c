@@ -247,7 +247,9 @@ PyDoc_STRVAR(pyregion_from_fd_doc,
 static PyObject *pyregion_from_fd(PyObject *cls, PyObject *arg)
 {
         struct iomem_region *region = NULL;
+        struct stat st;
         int fd, copy, r;
+        bool reg;
 
         fd = PyObject_AsFileDescriptor(arg);
         if (fd < 0)
@@ -255,10 +257,12 @@ static PyObject *pyregion_from_fd(PyObject *cls, PyObject *arg)
         copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (copy < 0)
                 return PyErr_SetFromErrno(PyExc_OSError);
+        reg = fstat(copy, &st) == 0 && S_ISREG(st.st_mode);
         r = iomem_region_new_consume_fd(copy, &region);
         copy = -1; /* consumed */
         if (r == -EINVAL) /* libiomem's words would speak of names, flags, sizes and seals */
-                return pymodule_set_error(r, "not a memory file (a memfd, shm object or regular file)", NULL);
+                return pymodule_set_error(r, reg ? "a memory file opened write-only (or O_PATH): open it readable"
+                                                 : "not a memory file (a memfd, shm object or regular file)", NULL);
         if (r < 0)
                 return pymodule_set_error(r, NULL, NULL);
         return pyregion_new_consume(region, NULL);

@@ -331,16 +331,20 @@ static VALUE region_s_from_io(VALUE klass, VALUE io)
 {
         VALUE obj = region_alloc(klass);
         struct rb_region *rr = region_get(obj);
+        struct stat st;
         int fd, r;
+        bool reg;
 
         io = rb_convert_type(io, T_FILE, "IO", "to_io");
         fd = fcntl(rb_io_descriptor(io), F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
                 raise_errno(-errno, "from_io: dup");
+        reg = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
         r = iomem_region_new_consume_fd(fd, &rr->region);
         fd = -1; /* consumed */
         if (r == -EINVAL) /* libiomem's words would speak of names, flags, sizes and seals */
-                raise_errno(r, "from_io: not a memory file (a memfd, shm object or regular file)");
+                raise_errno(r, reg ? "from_io: a memory file opened write-only (or O_PATH): open it readable"
+                                   : "from_io: not a memory file (a memfd, shm object or regular file)");
         if (r < 0)
                 raise_error(r, "from_io", Qnil);
         return obj;

@@ -177,6 +177,14 @@ class TestRegion < IOMemTest::Case
     assert_errno(Errno::EINVAL, /- from_io: not a memory file \(a memfd, shm object or regular file\)\z/) do
       IOMem::Region.from_io(r)
     end
+    # a memory file opened write-only is one: the error says what is wrong with it instead
+    IOMem::Region.with(PAGE) do |reg|
+      File.open("/proc/self/fd/#{reg.io.fileno}", File::WRONLY) do |wo|
+        assert_errno(Errno::EINVAL, /- from_io: a memory file opened write-only \(or O_PATH\): open it readable\z/) do
+          IOMem::Region.from_io(wo)
+        end
+      end
+    end
   ensure
     r&.close
     w&.close

@@ -211,6 +211,16 @@ class TestRegion(FdCheckedCase):
         self.assertEqual(cm.exception.errno, errno.EINVAL)
         # says what is wrong (it was libiomem's "invalid argument: name, flags, size, seals or file descriptor")
         self.assertEqual(cm.exception.strerror, "not a memory file (a memfd, shm object or regular file)")
+        # a memory file opened write-only is one: the error says what is wrong with it instead
+        with iomem.Region(PAGE) as r:
+            wo = os.open(f"/proc/self/fd/{r.fileno()}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                with self.assertRaises(OSError) as cm:
+                    iomem.Region.from_fd(wo)
+                self.assertEqual((cm.exception.errno, cm.exception.strerror),
+                                 (errno.EINVAL, "a memory file opened write-only (or O_PATH): open it readable"))
+            finally:
+                os.close(wo)
         os.close(rd)
         os.close(wr)
 
