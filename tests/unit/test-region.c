@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -532,6 +533,32 @@ START_TEST(test_name_check)
 }
 END_TEST
 
+/*
+ * IOMEM_NAME_RULE's words are what the daemon's rule (proto_name_check(), which iomem_name_check() calls) takes:
+ * every byte is taken after a first "a" exactly when the rule's list of characters names it (A-Z, a-z, 0-9 and
+ * the single characters between "of " and ", not"), so a change of either without the other fails here.
+ */
+START_TEST(test_name_rule_words)
+{
+        const char *list = strstr(IOMEM_NAME_RULE, " of "), *end = strstr(IOMEM_NAME_RULE, " , not");
+
+        ck_assert_ptr_nonnull(list);
+        ck_assert_ptr_nonnull(end);
+        for (int c = 1; c < 256; c++) {
+                char name[3] = { 'a', (char)c, '\0' };
+                bool named = (c >= 'A' && c <= 'Z' && strstr(list, "A-Z")) ||
+                             (c >= 'a' && c <= 'z' && strstr(list, "a-z")) ||
+                             (c >= '0' && c <= '9' && strstr(list, "0-9"));
+
+                for (const char *p = list + 4; !named && p <= end + 1; p++) /* single characters: " x " */
+                        if ((unsigned char)*p == c && c != ' ' && p[-1] == ' ' && p[1] == ' ')
+                                named = true;
+                ck_assert_msg((iomem_name_check(name) == 0) == named, "byte 0x%02x: iomem_name_check %d, rule says %s",
+                              c, iomem_name_check(name), named ? "taken" : "refused");
+        }
+}
+END_TEST
+
 START_TEST(test_seals_parse)
 {
         uint32_t seals = 0xdead;
@@ -633,6 +660,7 @@ static Suite *region_suite(void)
         tcase_add_test(tc, test_backend_name);
         tcase_add_test(tc, test_seals_parse);
         tcase_add_test(tc, test_name_check);
+        tcase_add_test(tc, test_name_rule_words);
         tcase_add_test(tc, test_strerror);
         suite_add_tcase(s, tc);
 
