@@ -921,6 +921,8 @@ static struct iomem_client *meta_restart_check(struct it_daemon *d, struct fake_
  */
 START_TEST(test_store_meta_write_fails)
 {
+        struct iomem_stat sb, s2;
+        struct iomem_event ev;
         struct fake_store st;
         struct it_daemon d;
         struct iomem_client *c = NULL;
@@ -956,6 +958,26 @@ START_TEST(test_store_meta_write_fails)
         check_filled(c, "keep", 0x11);
         check_filled(c, "x", 0x22);
         ck_assert_int_eq(iomem_open(c, "y", 0, 0, &r), -ENOENT);
+        /* CHMOD and CHOWN to the values "keep" has change nothing, need no write: they succeed (with their event,
+         * as with a store that works); a real change is refused */
+        ck_assert_int_eq(iomem_stat(c, "keep", &sb), 0);
+        ck_assert_int_eq(iomem_watch(c, "keep", NULL), 0);
+        k = iomem_chmod(c, "keep", sb.mode);
+        ck_assert_msg(k == 0, "CHMOD to the mode it has, the metadata file unwritable: %s", iomem_strerror(k));
+        k = iomem_chown(c, "keep", sb.uid, sb.gid);
+        ck_assert_msg(k == 0, "CHOWN to the owner it has, the metadata file unwritable: %s", iomem_strerror(k));
+        ck_assert_int_eq(iomem_chown(c, "keep", IOMEM_ID_UNCHANGED, IOMEM_ID_UNCHANGED), 0);
+        k = iomem_chmod(c, "keep", sb.mode ^ 0004);
+        ck_assert_msg(k == -ENOSPC, "CHMOD to a new mode, the metadata file unwritable: %s", iomem_strerror(k));
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), 0);
+        ck_assert_int_eq(ev.kind, IOMEM_EVENT_CHMOD);
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), 0);
+        ck_assert_int_eq(ev.kind, IOMEM_EVENT_CHOWN);
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), 0);
+        ck_assert_int_eq(ev.kind, IOMEM_EVENT_CHOWN);
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), -EAGAIN);
+        ck_assert_int_eq(iomem_stat(c, "keep", &s2), 0);
+        ck_assert_uint_eq(s2.mode, sb.mode);
         c = meta_restart_check(&d, &st, c, "y");
         /* after the crash, the header's write fails (the first CREATE's id is past next_id) */
         k = create_filled(c, "z", 0x44);
