@@ -632,6 +632,7 @@ int service_region_added(struct region *reg)
                 goto fail;
         r = slot_write(slot, reg);
         if (r < 0) {
+                (void)slot_clear(slot); /* a short write left part of it: the free slot is to be empty (slot_put()) */
                 free_push(slot);
                 goto fail;
         }
