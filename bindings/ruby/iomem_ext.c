@@ -580,14 +580,8 @@ struct rb_client {
         /* client_interrupted(): a call runs without the GVL (under the Mutex), for @thread (Qnil between calls) */
         bool in_call;
         bool reads_only; /* the call only reads (op_asks_again()): a signal's trap may end its wait too */
-        /* client_interrupted(): when an interrupt without an exception (a trap, Thread#wakeup) was first seen
-         * pending in this call (0: not) */
-        int64_t grace_since_ms;
+        int64_t trap_since_ms; /* client_interrupted(): when a trap was first seen pending in this call (0: not) */
         VALUE thread;
-        /* client_call_locked_body()'s wait without the GVL: on the list of waiting calls (calls_waiting), and
-         * whether Thread#raise or #kill sent @thread an exception meanwhile (thread_noted()) */
-        struct rb_client *wait_next, **wait_prevp;
-        bool exception_sent;
         /* next_event: an event read by a call an interrupt ended after it (client_call_drop()), returned first */
         bool has_kept_ev;
         struct iomem_event kept_ev;
@@ -1111,73 +1105,6 @@ static bool op_asks_again(void *(*fn)(void *))
                fn == op_metrics || fn == op_open || fn == op_next_event;
 }
 
-/*
- * Calls waiting for the daemon without the GVL (client_call_locked_body()), changed and read under the GVL only: an
- * exception another thread sends (Thread#raise, Thread#kill, Thread.kill, Timeout) marks the calls of its target
- * (thread_noted()), so that client_interrupted() can tell it from a Thread#wakeup or Thread#run, which sets the same
- * interrupt bit (rb_threadptr_ready() -> rb_threadptr_interrupt()) but queues nothing, and must not end a call.
- */
-static struct rb_client *calls_waiting;
-
-static void calls_waiting_add(struct rb_client *rc)
-{
-        __atomic_store_n(&rc->exception_sent, false, __ATOMIC_RELEASE);
-        rc->wait_next = calls_waiting;
-        if (calls_waiting)
-                calls_waiting->wait_prevp = &rc->wait_next;
-        rc->wait_prevp = &calls_waiting;
-        calls_waiting = rc;
-}
-
-static void calls_waiting_remove(struct rb_client *rc)
-{
-        *rc->wait_prevp = rc->wait_next;
-        if (rc->wait_next)
-                rc->wait_next->wait_prevp = rc->wait_prevp;
-        rc->wait_next = NULL;
-        rc->wait_prevp = NULL;
-}
-
-/* @thread was sent an exception (queued already): its waiting calls give up their wait (client_interrupted()) */
-static void thread_noted(VALUE thread)
-{
-        for (struct rb_client *rc = calls_waiting; rc; rc = rc->wait_next)
-                if (rc->thread == thread)
-                        __atomic_store_n(&rc->exception_sent, true, __ATOMIC_RELEASE);
-}
-
-/*
- * IOMem::ThreadInterrupts, prepended to Thread (and Thread.kill to its singleton class): Thread#raise, #kill,
- * #terminate, #exit and Thread.kill run Ruby's own, which queues the exception and wakes the thread, then note it
- * (before the target's next wake-up reads it: Ruby wakes a waiting thread again every 100 ms or so while an
- * interrupt is pending). On the calling thread itself they do not return (or the exception is deferred: nothing
- * of ours waits then).
- */
-static VALUE thread_raise_noted(int argc, VALUE *argv, VALUE self)
-{
-        VALUE r = rb_call_super(argc, argv);
-
-        thread_noted(self);
-        return r;
-}
-
-static VALUE thread_kill_noted(VALUE self)
-{
-        VALUE r = rb_call_super(0, NULL);
-
-        thread_noted(self);
-        return r;
-}
-
-static VALUE thread_s_kill_noted(VALUE self, VALUE thread)
-{
-        VALUE r = rb_call_super(1, &thread);
-
-        (void)self;
-        thread_noted(thread);
-        return r;
-}
-
 /* rb_ensure()d: the call is over, no interrupt is checked for @rc's thread any more (client_interrupted()) */
 static VALUE client_call_unwatch_thread(VALUE p)
 {
@@ -1211,11 +1138,9 @@ static VALUE client_call_locked_body(VALUE p)
                 client_strays_unwatch(rc); /* left by an earlier call: before anything else is asked */
                 lc->o->ran = false;
                 rc->reads_only = op_asks_again(lc->fn);
-                rc->grace_since_ms = 0;
+                rc->trap_since_ms = 0;
                 rc->in_call = true;
-                calls_waiting_add(rc);
                 rb_thread_call_without_gvl2(op_run, lc, RUBY_UBF_IO, NULL);
-                calls_waiting_remove(rc);
                 rc->in_call = false;
                 state = 0;
                 rb_protect(client_check_ints, Qnil, &state);
@@ -1345,24 +1270,20 @@ static int client_interrupted(struct iomem_client *client, void *userdata)
          * child's exit sends): it waits on, up to TRAP_GRACE_MS (below). An exception another thread sent
          * (Thread#raise, Thread#kill, Timeout) ends any call.
          */
-        if (rc->reads_only)
+        if (rc->reads_only || (v & RB_PENDING_INTERRUPT))
                 return v != 0;
         if (!v)
                 return 0;
-        if ((v & RB_PENDING_INTERRUPT) && __atomic_load_n(&rc->exception_sent, __ATOMIC_ACQUIRE))
-                return 1;
         /*
-         * A trap pending during a call that cannot be asked again, or the interrupt bit of a Thread#wakeup or
-         * Thread#run (no exception noted: thread_noted()): wait on for TRAP_GRACE_MS (Ruby wakes us again every
-         * 100 ms or so while its interrupt is pending), so that a trap that returns (SIGCHLD) or a wake-up lets a
-         * live daemon's reply come; past it the daemon is not answering and the trap may be Ctrl-C's or SIGTERM's,
-         * or the bit an exception Ruby queued itself (the main thread's at exit, abort_on_exception's), which must
-         * not wait for ever: the call gives up and the interrupt runs (if nothing raises, Errno::EINTR).
+         * A trap pending during a call that cannot be asked again: wait on for TRAP_GRACE_MS (Ruby wakes us again
+         * every 100 ms or so while its interrupt is pending), so that a trap that returns (SIGCHLD) lets a live
+         * daemon's reply come; past it the daemon is not answering and the trap may be Ctrl-C's or SIGTERM's,
+         * which must not wait for ever: the call gives up and the trap runs (if it returns, Errno::EINTR).
          */
         now = mono_ms();
-        if (!rc->grace_since_ms)
-                rc->grace_since_ms = now ? now : 1;
-        return now - rc->grace_since_ms >= TRAP_GRACE_MS;
+        if (!rc->trap_since_ms)
+                rc->trap_since_ms = now ? now : 1;
+        return now - rc->trap_since_ms >= TRAP_GRACE_MS;
 }
 
 /*
@@ -2506,18 +2427,6 @@ void Init_iomem_ext(void)
         rb_define_const(mIOMem, "REGION_ANONYMOUS", UINT2NUM(IOMEM_REGION_ANONYMOUS));
         rb_define_module_function(mIOMem, "socket_path", iomem_s_socket_path, 0);
         rb_define_module_function(mIOMem, "strerror", iomem_s_strerror, 1);
-        {
-                VALUE m = rb_define_module_under(mIOMem, "ThreadInterrupts");
-                VALUE ms = rb_define_module_under(mIOMem, "ThreadKillInterrupts");
-
-                rb_define_method(m, "raise", thread_raise_noted, -1);
-                rb_define_method(m, "kill", thread_kill_noted, 0);
-                rb_define_method(m, "terminate", thread_kill_noted, 0);
-                rb_define_method(m, "exit", thread_kill_noted, 0);
-                rb_prepend_module(rb_cThread, m);
-                rb_define_method(ms, "kill", thread_s_kill_noted, 1);
-                rb_prepend_module(rb_singleton_class(rb_cThread), ms);
-        }
 
         cStat = rb_struct_define_under(mIOMem, "Stat", "id", "size", "ctime", "open_count", "seals", "flags", "uid",
                                        "gid", "mode", "backend", "generation", NULL);

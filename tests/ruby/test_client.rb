@@ -412,45 +412,6 @@ class TestClient < IOMemTest::Case
     d&.stop
   end
 
-  # Thread#wakeup and Thread#run on a thread inside a call that changes something (create) set the same interrupt
-  # bit as Thread#raise, and the call gave up its wait at once and raised Errno::EINTR (outcome unknown) where it
-  # had waited on before. A wake-up queues no exception: the call waits on (as for a trap that returns) and gets
-  # its region once the daemon answers. The joins only give the wake-ups time to reach the waiting thread (no
-  # assertion on time); the guard only detects a hang.
-  def test_thread_wakeup_does_not_end_a_create
-    d = IOMemTest::Daemon.new
-    c = IOMem::Client.new(socket: d.socket)
-    Process.kill(:STOP, d.pid)
-    guard = Thread.new { sleep 60; Process.kill(:CONT, d.pid) } # a hang guard only
-    %i[wakeup run].each do |how|
-      t = Thread.new do
-        Thread.current[:tid] = Thread.current.native_thread_id
-        c.create("woken.#{how}", PAGE) { |r| r.size }
-      rescue SystemCallError => e
-        e
-      end
-      t.report_on_exception = false
-      sleep 0.01 until t[:tid]
-      assert waits_for_daemon?(t), "create waits for the daemon (#{how})"
-      t.public_send(how)
-      t.join(0.3)
-      t.public_send(how) if t.alive? # a second one, later in the wait
-      t.join(0.3)
-      Process.kill(:CONT, d.pid)
-      v = t.value
-      assert_equal PAGE, v, "create after Thread##{how}: #{v.inspect}"
-      Process.kill(:STOP, d.pid)
-    end
-    guard.kill
-    guard.join
-    Process.kill(:CONT, d.pid)
-    c.ping
-    c.close
-  ensure
-    Process.kill(:CONT, d.pid) if d&.pid
-    d&.stop
-  end
-
   # A trap that raises (Ctrl-C's default one, SIGTERM's, a user's) must end a CREATE to a daemon that stopped
   # answering, as it did before the interrupt callback stopped running Ruby code: the trap-only check ended only
   # read-only calls, so Ctrl-C or SIGTERM left a process stuck in a create for as long as the daemon stayed
