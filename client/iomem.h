@@ -547,7 +547,8 @@ int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
  * Return: 0; -ENOENT; -EINVAL (mode above 0777, bad name); -EACCES unless
  * the caller owns the region or is root; -ENOSPC if the daemon could not
  * record the mode in the service manager's fd store (nothing changed; not
- * for the mode the region already has, which needs no record).
+ * for the mode the region already has, which needs no record, unless an
+ * earlier record of the region failed to be written).
  */
 int iomem_chmod(struct iomem_client *client, const char *name, uint32_t mode);
 

@@ -668,6 +668,11 @@ int service_region_update(const struct region *reg)
         return r;
 }
 
+bool service_region_stored_whole(const struct region *reg)
+{
+        return svc.meta_fd < 0 || reg->store.slot == UINT32_MAX || !pending_find(reg->store.slot);
+}
+
 void service_region_changed(struct region *reg)
 {
         (void)service_region_update(reg);

@@ -1141,6 +1141,29 @@ START_TEST(test_store_pwrite_fails)
         ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
         ck_assert_msg(s2.mode == hb.mode, "\"h\" after a restart: mode %04o, a refused CHMOD's 0640 or 0604?",
                       s2.mode);
+        /*
+         * The same half-written slot, then a CHMOD to the mode "h" has, with the store working again: acknowledged,
+         * so it must be in the store (the slot made whole) though it changes no value; the restart straight after
+         * it (no other slot write between) must bring that mode back, not the refused 0604
+         */
+        ctl->then_err = ENOSPC;
+        ctl->sticky = 1;
+        k = iomem_chmod(c, "h", 0604);
+        ctl->sticky = 0;
+        ctl->err = 0;
+        ck_assert_msg(k == -ENOSPC, "CHMOD whose write and rollback were short (2): %s", iomem_strerror(k));
+        k = iomem_chmod(c, "h", hb.mode);
+        ck_assert_msg(k == 0, "CHMOD to the mode it has, the store working again: %s", iomem_strerror(k));
+        iomem_disconnect(c);
+        c = NULL;
+        store_drain(&st);
+        ck_assert_int_eq(st.n, 4);
+        store_restart(&d, &st, NULL);
+        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
+        check_filled(c, "h", 0x22);
+        ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
+        ck_assert_msg(s2.mode == hb.mode, "\"h\" after an acknowledged CHMOD to %04o and a restart: mode %04o",
+                      hb.mode, s2.mode);
         iomem_disconnect(c);
         ck_assert_int_eq(munmap(ctl, sizeof(*ctl)), 0);
         unlink(st.ctl);
