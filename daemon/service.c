@@ -351,6 +351,18 @@ static void pending_drop(uint32_t slot)
                 *p = svc.pending[--svc.n_pending];
 }
 
+/* Write every slot whose last write failed again (but @skip), dropping each that works. */
+static void pending_flush(uint32_t skip)
+{
+        for (size_t i = 0; i < svc.n_pending;) {
+                if (svc.pending[i].slot != skip &&
+                    meta_pwrite(&svc.pending[i].s, sizeof(svc.pending[i].s), slot_offset(svc.pending[i].slot)) == 0)
+                        svc.pending[i] = svc.pending[--svc.n_pending];
+                else
+                        i++;
+        }
+}
+
 /*
  * Write @s to @slot. First every slot whose last write failed is written again (but @slot: @s replaces what it
  * should hold), so that one a short write left half-made is made whole at the next write that works, not left for
@@ -360,13 +372,7 @@ static int slot_put(uint32_t slot, const struct meta_slot *s)
 {
         int r;
 
-        for (size_t i = 0; i < svc.n_pending;) {
-                if (svc.pending[i].slot != slot &&
-                    meta_pwrite(&svc.pending[i].s, sizeof(svc.pending[i].s), slot_offset(svc.pending[i].slot)) == 0)
-                        svc.pending[i] = svc.pending[--svc.n_pending];
-                else
-                        i++;
-        }
+        pending_flush(slot);
         r = meta_pwrite(s, sizeof(*s), slot_offset(slot));
         if (r < 0)
                 pending_set(slot, s);
@@ -707,8 +713,15 @@ void service_status(uint64_t regions, uint64_t bytes, uint64_t connections)
         notify(state);
 }
 
+void service_store_retry(void)
+{
+        if (svc.meta_fd >= 0)
+                pending_flush(UINT32_MAX);
+}
+
 void service_stopping(void)
 {
+        service_store_retry(); /* a slot a failed write left half-made, not for the next start to read */
         notify("STOPPING=1");
 }
 

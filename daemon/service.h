@@ -48,6 +48,12 @@ int service_region_update(const struct region *r);
  */
 bool service_region_stored_whole(const struct region *r);
 
+/*
+ * service_store_retry() - write again the fd store slots whose last write failed (with no request to do it, a
+ * restart would read what a short write left). Periodic, and at a stop.
+ */
+void service_store_retry(void);
+
 /* service_region_changed() - the region's size, seals or charge changed (already done): service_region_update(),
  * a failure only logged (the restore reads size and seals from the fd itself). */
 void service_region_changed(struct region *r);
