@@ -1009,6 +1009,48 @@ static uint32_t meta_slot_mode(int fd, const char *name)
 }
 
 /*
+ * chmod_half_slot() - CHMOD of @name to @mode with the fd store's disk full (tests/fault armed through @ctl: the
+ * slot's write short, the rollback's rewrite failing with ENOSPC): refused with -ENOSPC, the slot left with half of
+ * @mode in it. The store works again after it.
+ */
+static void chmod_half_slot(struct fault_ctl *ctl, struct iomem_client *c, const char *name, uint32_t mode)
+{
+        int k;
+
+        ctl->err = 0;
+        ctl->then_err = ENOSPC;
+        ctl->sticky = 1;
+        k = iomem_chmod(c, name, mode);
+        ctl->sticky = 0;
+        ctl->err = 0;
+        ck_assert_msg(k == -ENOSPC, "CHMOD of \"%s\" whose write and rollback were short: %s", name,
+                      iomem_strerror(k));
+}
+
+/*
+ * h_mode_after_start() - for test_store_pwrite_fails: @c is let go, the store holds "meta", "keep", "h" and "s";
+ * the daemon ends by @sig (SIGKILL: a crash; SIGTERM: a stop) and starts again from the store: "h" is back with
+ * its bytes and mode @mode (@what says after what). Return: a client of the new daemon.
+ */
+static struct iomem_client *h_mode_after_start(struct it_daemon *d, struct fake_store *st, struct iomem_client *c,
+                                               int sig, uint32_t mode, const char *what)
+{
+        struct iomem_stat sb;
+
+        iomem_disconnect(c);
+        store_drain(st);
+        ck_assert_int_eq(st->n, 4);
+        it_daemon_kill(d, sig);
+        unlink(d->socket);
+        store_spawn(d, st, NULL);
+        ck_assert_int_eq(iomem_connect(d->socket, &c), 0);
+        check_filled(c, "h", 0x22);
+        ck_assert_int_eq(iomem_stat(c, "h", &sb), 0);
+        ck_assert_msg(sb.mode == mode, "\"h\" after %s: mode %04o, not %04o", what, sb.mode, mode);
+        return c;
+}
+
+/*
  * One pwrite() of the fd store's metadata file fails with a real errno (tests/fault's preload, armed for the next
  * pwrite(): the daemon makes no other): the header's, the first CREATE after a restart raising next_id (ENOSPC),
  * then a slot's (EIO). Each CREATE is refused with -ENOSPC, the daemon logs why and stays up, the same CREATE
@@ -1119,12 +1161,7 @@ START_TEST(test_store_pwrite_fails)
          * half of the refused mode (0604 in it) until the next slot write that works (CHMOD of "keep" just below)
          * writes it whole again first, else the restart below brings 0604 back
          */
-        ctl->then_err = ENOSPC;
-        ctl->sticky = 1;
-        k = iomem_chmod(c, "h", 0604);
-        ctl->sticky = 0;
-        ctl->err = 0;
-        ck_assert_msg(k == -ENOSPC, "CHMOD whose write and rollback were short: %s", iomem_strerror(k));
+        chmod_half_slot(ctl, c, "h", 0604);
         ck_assert_uint_eq(ctl->injected, 7);
         ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
         ck_assert_uint_eq(s2.mode, hb.mode);
@@ -1166,35 +1203,21 @@ START_TEST(test_store_pwrite_fails)
          * so it must be in the store (the slot made whole) though it changes no value; the restart straight after
          * it (no other slot write between) must bring that mode back, not the refused 0604
          */
-        ctl->then_err = ENOSPC;
-        ctl->sticky = 1;
-        k = iomem_chmod(c, "h", 0604);
-        ctl->sticky = 0;
-        ctl->err = 0;
-        ck_assert_msg(k == -ENOSPC, "CHMOD whose write and rollback were short (2): %s", iomem_strerror(k));
+        chmod_half_slot(ctl, c, "h", 0604);
         k = iomem_chmod(c, "h", hb.mode);
         ck_assert_msg(k == 0, "CHMOD to the mode it has, the store working again: %s", iomem_strerror(k));
-        iomem_disconnect(c);
-        c = NULL;
+        /* at once (the status timer, 47, would write it too, up to 2 s later) */
         store_drain(&st);
-        ck_assert_int_eq(st.n, 4);
-        store_restart(&d, &st, NULL);
-        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
-        check_filled(c, "h", 0x22);
-        ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
-        ck_assert_msg(s2.mode == hb.mode, "\"h\" after an acknowledged CHMOD to %04o and a restart: mode %04o",
-                      hb.mode, s2.mode);
+        ck_assert_msg(meta_slot_mode(store_fd(&st, "meta"), "h") == hb.mode,
+                      "\"h\"'s slot after an acknowledged CHMOD to %04o: mode %04o", hb.mode,
+                      meta_slot_mode(store_fd(&st, "meta"), "h"));
+        c = h_mode_after_start(&d, &st, c, SIGKILL, hb.mode, "an acknowledged CHMOD to its mode and a restart");
         /*
          * The same half-written slot, the store working again, and no request after it: the daemon writes it whole
          * by itself (its 2 s status timer), else a crash then brings 0604 back. The loop waits for that write (its
          * bound, 20 s, only detects that it never comes)
          */
-        ctl->then_err = ENOSPC;
-        ctl->sticky = 1;
-        k = iomem_chmod(c, "h", 0604);
-        ctl->sticky = 0;
-        ctl->err = 0;
-        ck_assert_msg(k == -ENOSPC, "CHMOD whose write and rollback were short (2b): %s", iomem_strerror(k));
+        chmod_half_slot(ctl, c, "h", 0604);
         store_drain(&st);
         ck_assert_uint_eq(meta_slot_mode(store_fd(&st, "meta"), "h") & 0777, 0604); /* half of the refused one */
         for (int i = 0; i < 2000 && meta_slot_mode(store_fd(&st, "meta"), "h") != hb.mode; i++)
@@ -1202,34 +1225,13 @@ START_TEST(test_store_pwrite_fails)
         ck_assert_msg(meta_slot_mode(store_fd(&st, "meta"), "h") == hb.mode,
                       "\"h\"'s slot after a refused CHMOD, the store working again: mode %04o, not %04o",
                       meta_slot_mode(store_fd(&st, "meta"), "h"), hb.mode);
-        iomem_disconnect(c);
-        c = NULL;
-        store_restart(&d, &st, NULL);
-        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
-        ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
-        ck_assert_uint_eq(s2.mode, hb.mode);
+        c = h_mode_after_start(&d, &st, c, SIGKILL, hb.mode, "the timer's rewrite and a restart");
         /*
          * The same half-written slot, the store working again, and no request after it: a stop (SIGTERM, as a
          * `systemctl restart` sends) writes the slot whole before the daemon exits, else the restart brings 0604
          */
-        ctl->then_err = ENOSPC;
-        ctl->sticky = 1;
-        k = iomem_chmod(c, "h", 0604);
-        ctl->sticky = 0;
-        ctl->err = 0;
-        ck_assert_msg(k == -ENOSPC, "CHMOD whose write and rollback were short (3): %s", iomem_strerror(k));
-        iomem_disconnect(c);
-        c = NULL;
-        store_drain(&st);
-        ck_assert_int_eq(st.n, 4);
-        it_daemon_kill(&d, SIGTERM);
-        unlink(d.socket);
-        store_spawn(&d, &st, NULL);
-        ck_assert_int_eq(iomem_connect(d.socket, &c), 0);
-        check_filled(c, "h", 0x22);
-        ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
-        ck_assert_msg(s2.mode == hb.mode, "\"h\" after a refused CHMOD, a stop and a start: mode %04o, not %04o",
-                      s2.mode, hb.mode);
+        chmod_half_slot(ctl, c, "h", 0604);
+        c = h_mode_after_start(&d, &st, c, SIGTERM, hb.mode, "a refused CHMOD, a stop and a start");
         iomem_disconnect(c);
         ck_assert_int_eq(munmap(ctl, sizeof(*ctl)), 0);
         unlink(st.ctl);
