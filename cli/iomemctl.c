@@ -1334,11 +1334,11 @@ static int cmd_quota(struct ctl *c, struct ctl_args *a)
  * ctl_copy_fd() - copy what is left of @in into @fd from offset 0 through a small buffer, so the memory used does not
  * grow with the input; a memfd not sealed against growing grows as the bytes come. One byte past @limit ends the
  * copy as soon as it is read: an input that never ends (a pipe, /dev/zero) is refused after @limit + 1 bytes.
- * Return: 0 with *lenp (may be NULL) = the bytes copied; CTL_COPY_OVER past @limit (positive: an -EFBIG of
- * pwrite(2), the file size limit of `ulimit -f`, is another error); negative errno of read(2) or pwrite(2).
+ * Return: 0 once @in ended; CTL_COPY_OVER past @limit (positive: an -EFBIG of pwrite(2), the file size limit of
+ * `ulimit -f`, is another error); negative errno of read(2) or pwrite(2).
  */
 #define CTL_COPY_OVER 1
-static int ctl_copy_fd(int fd, int in, uint64_t limit, uint64_t *lenp)
+static int ctl_copy_fd(int fd, int in, uint64_t limit)
 {
         char buf[65536];
         uint64_t off = 0;
@@ -1364,8 +1364,6 @@ static int ctl_copy_fd(int fd, int in, uint64_t limit, uint64_t *lenp)
                 }
                 off += (uint64_t)n;
         }
-        if (lenp)
-                *lenp = off;
         return 0;
 }
 
@@ -1404,7 +1402,7 @@ static int ctl_fill_fd(int fd, const char *path, uint64_t size)
                         return -errno;
         }
         /* more input than SIZE: refuse rather than register a silently cut copy (CTL_COPY_OVER, the caller says so) */
-        r = ctl_copy_fd(fd, in, size, NULL);
+        r = ctl_copy_fd(fd, in, size);
         if (in != STDIN_FILENO)
                 close(in);
         return r;
@@ -1598,7 +1596,7 @@ static int cmd_publish(struct ctl *c, struct ctl_args *a)
                 r = iomem_region_new_local(0, IOMEM_BACKEND_MEMFD, 0, &region);
                 if (r < 0)
                         return ctl_fail_os(r, "publish %s: memfd", a->pos[0]);
-                r = ctl_copy_fd(iomem_region_fd(region), in, max, NULL);
+                r = ctl_copy_fd(iomem_region_fd(region), in, max);
         }
         if (r == CTL_COPY_OVER) {
                 iomem_region_free(region);

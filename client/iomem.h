@@ -546,7 +546,9 @@ int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
  * write 2). Fds already handed out keep the access they were given.
  * Return: 0; -ENOENT; -EINVAL (mode above 0777, bad name); -EACCES unless
  * the caller owns the region or is root; -ENOSPC if the daemon could not
- * record the mode in the service manager's fd store (nothing changed).
+ * record the mode in the service manager's fd store (nothing changed; not
+ * for the mode the region already has, which needs no record, unless an
+ * earlier record of the region failed to be written).
  */
 int iomem_chmod(struct iomem_client *client, const char *name, uint32_t mode);
 

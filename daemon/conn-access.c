@@ -289,11 +289,17 @@ uint64_t conn_access_quota_room(const struct conn *c, uint32_t uid)
 /*
  * Keep CHMOD's or CHOWN's change of @r's meta (it was @before, its charge gid @before_gid) in the fd store. On a
  * failure @r gets its old meta back (its slot rewritten with it, in case a short write left half of the new one).
+ * A change to the values @r already has writes nothing when its slot holds them (a store that cannot be written
+ * does not refuse it); not when an earlier write of the slot failed (half of a refused change may be there): the
+ * call is acknowledged, so the store must hold what it says.
  * Return: 0; -ENOSPC with @res filled in.
  */
 static int conn_access_meta_store(struct region *r, const struct region_meta *before, uint32_t before_gid,
                                   const char *what, struct conn_result *res)
 {
+        if (r->meta.mode == before->mode && r->meta.uid == before->uid && r->meta.gid == before->gid &&
+            r->store.gid == before_gid && service_region_stored_whole(r))
+                return 0;
         if (service_region_update(r) == 0)
                 return 0;
         r->meta = *before;

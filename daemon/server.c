@@ -658,6 +658,8 @@ static void server_status_cb(evutil_socket_t fd, short what, void *arg)
                 conn_reap_orphans(&s->ctx, false);
         /* keeper DROPs a transient error kept: sent here too, not only before the next request to a keeper */
         (void)regtab_send_pending_drops(s->regtab);
+        /* fd store slots a failed write left half-made: written whole once the store takes writes again */
+        service_store_retry();
         /* keepers given up (killed, never waited for on the loop): reaped once they have exited */
         (void)regtab_reap_keepers(s->regtab);
         /* region fds over a budget a reload lowered: the next batch */

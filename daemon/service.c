@@ -85,6 +85,12 @@ struct meta_slot {
 _Static_assert(sizeof(struct meta_slot) == 304, "slot layout");
 _Static_assert(sizeof(struct meta_header) == sizeof(struct meta_slot), "header fills slot 0");
 
+/* A slot whose last write failed (a short one may have left part of it): what it should hold, written again. */
+struct pending_slot {
+        uint32_t slot;
+        struct meta_slot s;
+};
+
 struct passed_fd {
         int fd;
         char *name;
@@ -100,6 +106,9 @@ static struct {
         size_t free_cap;
         uint32_t n_slots; /* slots the meta file has room for */
         uint64_t next_id; /* the header's next_id: ids below it may be handed out without writing it again */
+        struct pending_slot *pending; /* slots to write again before the next slot write (slot_put()) */
+        size_t n_pending;
+        size_t pending_cap;
         struct passed_fd *passed;
         size_t n_passed;
 } svc = { .meta_fd = -1 };
@@ -303,6 +312,75 @@ static int meta_pwrite(const void *buf, size_t n, off_t off)
         return w < 0 ? -errno : -EIO;
 }
 
+static struct pending_slot *pending_find(uint32_t slot)
+{
+        for (size_t i = 0; i < svc.n_pending; i++)
+                if (svc.pending[i].slot == slot)
+                        return &svc.pending[i];
+        return NULL;
+}
+
+/* @slot's write of @s failed: remember @s, to be written again (without memory, the slot stays as it is). */
+static void pending_set(uint32_t slot, const struct meta_slot *s)
+{
+        struct pending_slot *p = pending_find(slot);
+
+        if (!p) {
+                if (svc.n_pending == svc.pending_cap) {
+                        size_t cap = svc.pending_cap ? svc.pending_cap * 2 : 8;
+
+                        p = realloc(svc.pending, cap * sizeof(*p));
+                        if (!p) {
+                                log_error("fd store: no memory to remember slot %" PRIu32 " for a rewrite", slot);
+                                return;
+                        }
+                        svc.pending = p;
+                        svc.pending_cap = cap;
+                }
+                p = &svc.pending[svc.n_pending++];
+        }
+        p->slot = slot;
+        p->s = *s;
+}
+
+static void pending_drop(uint32_t slot)
+{
+        struct pending_slot *p = pending_find(slot);
+
+        if (p)
+                *p = svc.pending[--svc.n_pending];
+}
+
+/* Write every slot whose last write failed again (but @skip), dropping each that works. */
+static void pending_flush(uint32_t skip)
+{
+        for (size_t i = 0; i < svc.n_pending;) {
+                if (svc.pending[i].slot != skip &&
+                    meta_pwrite(&svc.pending[i].s, sizeof(svc.pending[i].s), slot_offset(svc.pending[i].slot)) == 0)
+                        svc.pending[i] = svc.pending[--svc.n_pending];
+                else
+                        i++;
+        }
+}
+
+/*
+ * Write @s to @slot. First every slot whose last write failed is written again (but @slot: @s replaces what it
+ * should hold), so that one a short write left half-made is made whole at the next write that works, not left for
+ * a restart to read. Return: 0; negative errno, with @s then pending for @slot.
+ */
+static int slot_put(uint32_t slot, const struct meta_slot *s)
+{
+        int r;
+
+        pending_flush(slot);
+        r = meta_pwrite(s, sizeof(*s), slot_offset(slot));
+        if (r < 0)
+                pending_set(slot, s);
+        else
+                pending_drop(slot);
+        return r;
+}
+
 static int slot_write(uint32_t slot, const struct region *reg)
 {
         struct meta_slot s = { 0 };
@@ -319,14 +397,14 @@ static int slot_write(uint32_t slot, const struct region *reg)
         s.partial = reg->charged < reg->size;
         s.charge_gid = reg->store.gid == REGION_STORE_GID_UNKNOWN ? 0 : reg->store.gid + 1;
         memcpy(s.name, reg->name, reg->name_len);
-        return meta_pwrite(&s, sizeof(s), slot_offset(slot));
+        return slot_put(slot, &s);
 }
 
 static int slot_clear(uint32_t slot)
 {
         struct meta_slot s = { 0 };
 
-        return meta_pwrite(&s, sizeof(s), slot_offset(slot));
+        return slot_put(slot, &s);
 }
 
 static void fdname_format(char *buf, size_t size, uint32_t slot, uint64_t id)
@@ -560,6 +638,7 @@ int service_region_added(struct region *reg)
                 goto fail;
         r = slot_write(slot, reg);
         if (r < 0) {
+                (void)slot_clear(slot); /* a short write left part of it: the free slot is to be empty (slot_put()) */
                 free_push(slot);
                 goto fail;
         }
@@ -593,6 +672,11 @@ int service_region_update(const struct region *reg)
         if (r < 0)
                 log_error("fd store: cannot update metadata of region \"%s\": %s", reg->name, strerror(-r));
         return r;
+}
+
+bool service_region_stored_whole(const struct region *reg)
+{
+        return svc.meta_fd < 0 || reg->store.slot == UINT32_MAX || !pending_find(reg->store.slot);
 }
 
 void service_region_changed(struct region *reg)
@@ -629,8 +713,15 @@ void service_status(uint64_t regions, uint64_t bytes, uint64_t connections)
         notify(state);
 }
 
+void service_store_retry(void)
+{
+        if (svc.meta_fd >= 0)
+                pending_flush(UINT32_MAX);
+}
+
 void service_stopping(void)
 {
+        service_store_retry(); /* a slot a failed write left half-made, not for the next start to read */
         notify("STOPPING=1");
 }
 

@@ -42,6 +42,18 @@ int service_region_added(struct region *r);
  */
 int service_region_update(const struct region *r);
 
+/*
+ * service_region_stored_whole() - whether the fd store holds the region's slot as last written (no failed write of
+ * it waits to be written again): a change to the values it has then needs no write. True with no store.
+ */
+bool service_region_stored_whole(const struct region *r);
+
+/*
+ * service_store_retry() - write again the fd store slots whose last write failed (with no request to do it, a
+ * restart would read what a short write left). Periodic, and at a stop.
+ */
+void service_store_retry(void);
+
 /* service_region_changed() - the region's size, seals or charge changed (already done): service_region_update(),
  * a failure only logged (the restore reads size and seals from the fd itself). */
 void service_region_changed(struct region *r);

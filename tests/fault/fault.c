@@ -322,6 +322,10 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t offset)
                 if (fault_ctl->err)
                         return -1;
                 /* err 0: a short write, as a full disk makes it: the first half written, errno left as it was */
+                if (fault_ctl->then_err) {
+                        fault_ctl->err = fault_ctl->then_err;
+                        fault_ctl->then_err = 0;
+                }
                 errno = saved;
                 return FAULT_REAL(pwrite)(fd, buf, n / 2, offset);
         }

@@ -37,6 +37,8 @@ struct fault_ctl {
         int32_t err;       /* errno to fail with (FAULT_PWRITE: 0 = a short write instead, half written) */
         int32_t countdown; /* fail when this reaches 0 from 1; 0 = disarmed */
         int32_t sticky;    /* nonzero: every call of func fails (err) until cleared */
+        int32_t then_err;  /* FAULT_PWRITE: nonzero, a short write sets err to it (with sticky, the next ones
+                            * then fail with it, as on a full disk; armed by countdown, none does) */
         uint64_t injected; /* faults injected so far */
         int64_t live_allocs;
         uint64_t calls[FAULT_COUNT];

@@ -921,6 +921,8 @@ static struct iomem_client *meta_restart_check(struct it_daemon *d, struct fake_
  */
 START_TEST(test_store_meta_write_fails)
 {
+        struct iomem_stat sb, s2;
+        struct iomem_event ev;
         struct fake_store st;
         struct it_daemon d;
         struct iomem_client *c = NULL;
@@ -956,6 +958,26 @@ START_TEST(test_store_meta_write_fails)
         check_filled(c, "keep", 0x11);
         check_filled(c, "x", 0x22);
         ck_assert_int_eq(iomem_open(c, "y", 0, 0, &r), -ENOENT);
+        /* CHMOD and CHOWN to the values "keep" has change nothing, need no write: they succeed (with their event,
+         * as with a store that works); a real change is refused */
+        ck_assert_int_eq(iomem_stat(c, "keep", &sb), 0);
+        ck_assert_int_eq(iomem_watch(c, "keep", NULL), 0);
+        k = iomem_chmod(c, "keep", sb.mode);
+        ck_assert_msg(k == 0, "CHMOD to the mode it has, the metadata file unwritable: %s", iomem_strerror(k));
+        k = iomem_chown(c, "keep", sb.uid, sb.gid);
+        ck_assert_msg(k == 0, "CHOWN to the owner it has, the metadata file unwritable: %s", iomem_strerror(k));
+        ck_assert_int_eq(iomem_chown(c, "keep", IOMEM_ID_UNCHANGED, IOMEM_ID_UNCHANGED), 0);
+        k = iomem_chmod(c, "keep", sb.mode ^ 0004);
+        ck_assert_msg(k == -ENOSPC, "CHMOD to a new mode, the metadata file unwritable: %s", iomem_strerror(k));
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), 0);
+        ck_assert_int_eq(ev.kind, IOMEM_EVENT_CHMOD);
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), 0);
+        ck_assert_int_eq(ev.kind, IOMEM_EVENT_CHOWN);
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), 0);
+        ck_assert_int_eq(ev.kind, IOMEM_EVENT_CHOWN);
+        ck_assert_int_eq(iomem_next_event(c, &ev, 0), -EAGAIN);
+        ck_assert_int_eq(iomem_stat(c, "keep", &s2), 0);
+        ck_assert_uint_eq(s2.mode, sb.mode);
         c = meta_restart_check(&d, &st, c, "y");
         /* after the crash, the header's write fails (the first CREATE's id is past next_id) */
         k = create_filled(c, "z", 0x44);
@@ -965,6 +987,68 @@ START_TEST(test_store_meta_write_fails)
         store_finish(&d, &st, st.log);
 }
 END_TEST
+
+/*
+ * meta_slot_mode() - the mode the fd store's metadata file (@fd) holds for region @name (the slot layout of
+ * daemon/service.c: state at 0, name_len at 4, mode at 32, name at 48, 304 bytes a slot after a header as big).
+ * Return: the mode; UINT32_MAX if no used slot names it.
+ */
+static uint32_t meta_slot_mode(int fd, const char *name)
+{
+        unsigned char s[304];
+        uint32_t state, len, mode;
+
+        for (off_t off = sizeof(s); pread(fd, s, sizeof(s), off) == (ssize_t)sizeof(s); off += sizeof(s)) {
+                memcpy(&state, s, 4);
+                memcpy(&len, s + 4, 4);
+                memcpy(&mode, s + 32, 4);
+                if (state == 0x44455355u && len == strlen(name) && !memcmp(s + 48, name, len))
+                        return mode;
+        }
+        return UINT32_MAX;
+}
+
+/*
+ * chmod_half_slot() - CHMOD of @name to @mode with the fd store's disk full (tests/fault armed through @ctl: the
+ * slot's write short, the rollback's rewrite failing with ENOSPC): refused with -ENOSPC, the slot left with half of
+ * @mode in it. The store works again after it.
+ */
+static void chmod_half_slot(struct fault_ctl *ctl, struct iomem_client *c, const char *name, uint32_t mode)
+{
+        int k;
+
+        ctl->err = 0;
+        ctl->then_err = ENOSPC;
+        ctl->sticky = 1;
+        k = iomem_chmod(c, name, mode);
+        ctl->sticky = 0;
+        ctl->err = 0;
+        ck_assert_msg(k == -ENOSPC, "CHMOD of \"%s\" whose write and rollback were short: %s", name,
+                      iomem_strerror(k));
+}
+
+/*
+ * h_mode_after_start() - for test_store_pwrite_fails: @c is let go, the store holds "meta", "keep", "h" and "s";
+ * the daemon ends by @sig (SIGKILL: a crash; SIGTERM: a stop) and starts again from the store: "h" is back with
+ * its bytes and mode @mode (@what says after what). Return: a client of the new daemon.
+ */
+static struct iomem_client *h_mode_after_start(struct it_daemon *d, struct fake_store *st, struct iomem_client *c,
+                                               int sig, uint32_t mode, const char *what)
+{
+        struct iomem_stat sb;
+
+        iomem_disconnect(c);
+        store_drain(st);
+        ck_assert_int_eq(st->n, 4);
+        it_daemon_kill(d, sig);
+        unlink(d->socket);
+        store_spawn(d, st, NULL);
+        ck_assert_int_eq(iomem_connect(d->socket, &c), 0);
+        check_filled(c, "h", 0x22);
+        ck_assert_int_eq(iomem_stat(c, "h", &sb), 0);
+        ck_assert_msg(sb.mode == mode, "\"h\" after %s: mode %04o, not %04o", what, sb.mode, mode);
+        return c;
+}
 
 /*
  * One pwrite() of the fd store's metadata file fails with a real errno (tests/fault's preload, armed for the next
@@ -1072,6 +1156,15 @@ START_TEST(test_store_pwrite_fails)
         check_logged(st.log, "fd store: cannot update metadata of region \"h\": Input/output error");
         ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
         ck_assert_uint_eq(s2.mode, hb.mode);
+        /*
+         * The write short and the rollback's rewrite failing (a full disk: what fits, then ENOSPC): the slot keeps
+         * half of the refused mode (0604 in it) until the next slot write that works (CHMOD of "keep" just below)
+         * writes it whole again first, else the restart below brings 0604 back
+         */
+        chmod_half_slot(ctl, c, "h", 0604);
+        ck_assert_uint_eq(ctl->injected, 7);
+        ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
+        ck_assert_uint_eq(s2.mode, hb.mode);
         ck_assert_int_eq(iomem_chmod(c, "keep", 0640), 0);
         ck_assert_int_eq(iomem_chown(c, "s", 1000, 1000), 0);
         ck_assert_int_eq(iomem_ping(c), 0);
@@ -1103,7 +1196,42 @@ START_TEST(test_store_pwrite_fails)
         ck_assert_int_eq(iomem_stat(c, "s", &s2), 0);
         ck_assert_uint_eq(s2.uid, 1000);
         ck_assert_int_eq(iomem_stat(c, "h", &s2), 0);
-        ck_assert_msg(s2.mode == hb.mode, "\"h\" after a restart: mode %04o, the refused CHMOD's 0640?", s2.mode);
+        ck_assert_msg(s2.mode == hb.mode, "\"h\" after a restart: mode %04o, a refused CHMOD's 0640 or 0604?",
+                      s2.mode);
+        /*
+         * The same half-written slot, then a CHMOD to the mode "h" has, with the store working again: acknowledged,
+         * so it must be in the store (the slot made whole) though it changes no value; the restart straight after
+         * it (no other slot write between) must bring that mode back, not the refused 0604
+         */
+        chmod_half_slot(ctl, c, "h", 0604);
+        k = iomem_chmod(c, "h", hb.mode);
+        ck_assert_msg(k == 0, "CHMOD to the mode it has, the store working again: %s", iomem_strerror(k));
+        /* at once (the status timer, 47, would write it too, up to 2 s later) */
+        store_drain(&st);
+        ck_assert_msg(meta_slot_mode(store_fd(&st, "meta"), "h") == hb.mode,
+                      "\"h\"'s slot after an acknowledged CHMOD to %04o: mode %04o", hb.mode,
+                      meta_slot_mode(store_fd(&st, "meta"), "h"));
+        c = h_mode_after_start(&d, &st, c, SIGKILL, hb.mode, "an acknowledged CHMOD to its mode and a restart");
+        /*
+         * The same half-written slot, the store working again, and no request after it: the daemon writes it whole
+         * by itself (its 2 s status timer), else a crash then brings 0604 back. The loop waits for that write (its
+         * bound, 20 s, only detects that it never comes)
+         */
+        chmod_half_slot(ctl, c, "h", 0604);
+        store_drain(&st);
+        ck_assert_uint_eq(meta_slot_mode(store_fd(&st, "meta"), "h") & 0777, 0604); /* half of the refused one */
+        for (int i = 0; i < 2000 && meta_slot_mode(store_fd(&st, "meta"), "h") != hb.mode; i++)
+                it_sleep_ms(10);
+        ck_assert_msg(meta_slot_mode(store_fd(&st, "meta"), "h") == hb.mode,
+                      "\"h\"'s slot after a refused CHMOD, the store working again: mode %04o, not %04o",
+                      meta_slot_mode(store_fd(&st, "meta"), "h"), hb.mode);
+        c = h_mode_after_start(&d, &st, c, SIGKILL, hb.mode, "the timer's rewrite and a restart");
+        /*
+         * The same half-written slot, the store working again, and no request after it: a stop (SIGTERM, as a
+         * `systemctl restart` sends) writes the slot whole before the daemon exits, else the restart brings 0604
+         */
+        chmod_half_slot(ctl, c, "h", 0604);
+        c = h_mode_after_start(&d, &st, c, SIGTERM, hb.mode, "a refused CHMOD, a stop and a start");
         iomem_disconnect(c);
         ck_assert_int_eq(munmap(ctl, sizeof(*ctl)), 0);
         unlink(st.ctl);

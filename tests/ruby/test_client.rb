@@ -23,6 +23,17 @@ class TestClient < IOMemTest::Case
     super
   end
 
+  # Thread @t (its native id in t[:tid]) waits in the kernel for a reply: poll(2) (7 on x86_64) or recvmsg(2) (47).
+  # Bounded: false after ~20 s.
+  def waits_for_daemon?(t)
+    2000.times do
+      return true if [7, 47].include?(File.read("/proc/self/task/#{t[:tid]}/syscall").split.first.to_i)
+
+      sleep 0.01
+    end
+    false
+  end
+
   def n(suffix)
     "#{@prefix}#{suffix}"
   end
@@ -311,15 +322,6 @@ class TestClient < IOMemTest::Case
     stopped = lambda do
       File.read("/proc/#{d.pid}/stat").split(")").last.split.first == "T"
     end
-    # the thread waits in the kernel for the reply: poll(2) (7 on x86_64) or recvmsg(2) (47)
-    in_call = lambda do |t|
-      2000.times do # bounded: up to ~20 s
-        return true if [7, 47].include?(File.read("/proc/self/task/#{t[:tid]}/syscall").split.first.to_i)
-
-        sleep 0.01
-      end
-      false
-    end
     Process.kill(:STOP, d.pid)
     guard = Thread.new { sleep 60; Process.kill(:CONT, d.pid) } # a hang guard only: the call then returns
     [[:raise, "intr"], [:kill, "intr2"]].each do |how, name|
@@ -333,7 +335,7 @@ class TestClient < IOMemTest::Case
       end
       t.report_on_exception = false
       sleep 0.01 until t[:tid]
-      assert in_call.call(t), "the thread waits for the daemon's reply"
+      assert waits_for_daemon?(t), "the thread waits for the daemon's reply"
       how == :raise ? t.raise(Interrupted) : t.kill
       t.join
       # Thread#kill leaves no result: the daemon must still be stopped when the thread is gone
@@ -406,14 +408,6 @@ class TestClient < IOMemTest::Case
   def test_deferred_interrupt_stays_deferred
     d = IOMemTest::Daemon.new
     c = IOMem::Client.new(socket: d.socket)
-    in_call = lambda do |t|
-      2000.times do # bounded: up to ~20 s
-        return true if [7, 47].include?(File.read("/proc/self/task/#{t[:tid]}/syscall").split.first.to_i)
-
-        sleep 0.01
-      end
-      false
-    end
     Process.kill(:STOP, d.pid)
     guard = Thread.new { sleep 60; Process.kill(:CONT, d.pid) } # a hang guard only
     go = Queue.new
@@ -434,14 +428,14 @@ class TestClient < IOMemTest::Case
     end
     t.report_on_exception = false
     sleep 0.01 until t[:tid]
-    assert in_call.call(t), "ping waits for the daemon"
+    assert waits_for_daemon?(t), "ping waits for the daemon"
     t.raise(Interrupted)
     sleep 0.2 # not an assertion: lets the wake-up end the first ask (asked again, it waits as before)
     Process.kill(:CONT, d.pid) # ping returns
     sleep 0.01 until t.key?(:ping)
     Process.kill(:STOP, d.pid)
     go << true
-    assert in_call.call(t), "create waits for the daemon"
+    assert waits_for_daemon?(t), "create waits for the daemon"
     t.raise(Interrupted)
     assert_equal :raised_after_the_mask, t.value
     assert_same c, t[:ping]

@@ -2020,6 +2020,34 @@ START_TEST(test_open_size_after_late_seals)
 }
 END_TEST
 
+/* @p's RESIZE was pumped and handed to a reserver thread: wait until its job ran (its result waits for the loop). */
+static void resize_job_wait(struct peer *p)
+{
+        struct pollfd pfd = { .fd = reserver_fd(), .events = POLLIN };
+
+        ck_assert(!reply_pending(p)); /* on a reserver thread */
+        ck_assert_int_eq(poll(&pfd, 1, 60000), 1);
+}
+
+/*
+ * For a RESIZE a reserver job does: a reserver running, @e with two peers @p and @q past HELLO, and a RESIZABLE
+ * region @name of 4096 bytes that @owner (@p or @q) created. Return: @owner's fd of it.
+ */
+static int resize_job_setup(struct env *e, struct peer *p, struct peer *q, struct peer *owner, const char *name)
+{
+        int fd;
+
+        ck_assert_int_eq(reserver_start(), 0);
+        env_init(e);
+        peer_open(e, p);
+        peer_open(e, q);
+        do_hello(p);
+        do_hello(q);
+        fd = create_ok(owner, 1, name, 4096, PROTO_CREATE_RESIZABLE, NULL);
+        ck_assert(reserver_available());
+        return fd;
+}
+
 /*
  * One RESIZE growing region @name of @p's uid (RESIZABLE, 4096 bytes, @fd a holder's) to 8192, asked from a
  * connection whose gid is now 4242: with a GROW seal added by the holder, ftruncate fails (-EPERM) after every
@@ -2030,7 +2058,6 @@ static void resize_fails_keeps_gid(struct env *e, struct peer *p, const char *na
 {
         uint32_t gid = regtab_lookup(e->regtab, name)->store.gid;
         gid_t saved = p->conn->gid;
-        struct pollfd pfd;
 
         ck_assert_uint_ne(gid, 4242);
         p->conn->gid = 4242;
@@ -2038,9 +2065,7 @@ static void resize_fails_keeps_gid(struct env *e, struct peer *p, const char *na
         send_resize(p, 10, name, 8192);
         ck_assert_int_eq(pump(p), 0);
         if (job) {
-                ck_assert(!reply_pending(p)); /* on a reserver thread */
-                pfd = (struct pollfd){ .fd = reserver_fd(), .events = POLLIN };
-                ck_assert_int_eq(poll(&pfd, 1, 60000), 1);
+                resize_job_wait(p);
                 ck_assert_uint_ge(reserver_collect(), 1);
                 run_turns(p->conn);
         }
@@ -2055,15 +2080,12 @@ static void resize_fails_keeps_gid(struct env *e, struct peer *p, const char *na
 static void resize_sets_gid(struct env *e, struct peer *p, const char *name, bool job)
 {
         gid_t saved = p->conn->gid;
-        struct pollfd pfd;
 
         p->conn->gid = 4242;
         send_resize(p, 11, name, 8192);
         ck_assert_int_eq(pump(p), 0);
         if (job) {
-                ck_assert(!reply_pending(p));
-                pfd = (struct pollfd){ .fd = reserver_fd(), .events = POLLIN };
-                ck_assert_int_eq(poll(&pfd, 1, 60000), 1);
+                resize_job_wait(p);
                 ck_assert_uint_ge(reserver_collect(), 1);
                 run_turns(p->conn);
         }
@@ -2114,28 +2136,18 @@ END_TEST
 START_TEST(test_resize_job_abandoned_sets_charge_gid)
 {
         struct proto_stat_reply st;
-        struct pollfd pfd;
         struct env e;
         struct peer p, q; /* @p asks and is dropped; @q made the region and looks at it after */
         uint32_t gid;
         int fd;
 
-        ck_assert_int_eq(reserver_start(), 0);
-        env_init(&e);
-        peer_open(&e, &p);
-        peer_open(&e, &q);
-        do_hello(&p);
-        do_hello(&q);
-        fd = create_ok(&q, 1, "abandoned", 4096, PROTO_CREATE_RESIZABLE, NULL);
-        ck_assert(reserver_available());
+        fd = resize_job_setup(&e, &p, &q, &q, "abandoned");
         gid = regtab_lookup(e.regtab, "abandoned")->store.gid;
         ck_assert_uint_ne(gid, 4242);
         p.conn->gid = 4242;
         send_resize(&p, 2, "abandoned", 8192);
         ck_assert_int_eq(pump(&p), 0);
-        ck_assert(!reply_pending(&p)); /* on a reserver thread */
-        pfd = (struct pollfd){ .fd = reserver_fd(), .events = POLLIN };
-        ck_assert_int_eq(poll(&pfd, 1, 60000), 1); /* the job ran; its result waits for the loop */
+        resize_job_wait(&p);
         peer_close(&p); /* its job is cancelled: the result goes to conn_region_reserve_gone() */
         (void)reserver_collect();
         ck_assert_uint_eq(regtab_lookup(e.regtab, "abandoned")->store.gid, 4242);
@@ -2160,25 +2172,15 @@ START_TEST(test_resize_job_keeps_final_size)
 {
         struct proto_region_info info;
         struct proto_stat_reply st;
-        struct pollfd pfd;
         struct stat sb;
         struct env e;
         struct peer p, q; /* @p's RESIZE holds its connection until answered: @q asks meanwhile */
         int fd;
 
-        ck_assert_int_eq(reserver_start(), 0);
-        env_init(&e);
-        peer_open(&e, &p);
-        peer_open(&e, &q);
-        do_hello(&p);
-        do_hello(&q);
-        fd = create_ok(&p, 1, "late", 4096, PROTO_CREATE_RESIZABLE, NULL);
-        ck_assert(reserver_available());
+        fd = resize_job_setup(&e, &p, &q, &p, "late");
         send_resize(&p, 2, "late", 16384);
         ck_assert_int_eq(pump(&p), 0);
-        ck_assert(!reply_pending(&p)); /* on a reserver thread */
-        pfd = (struct pollfd){ .fd = reserver_fd(), .events = POLLIN };
-        ck_assert_int_eq(poll(&pfd, 1, 60000), 1); /* the job ran; its result waits for the loop */
+        resize_job_wait(&p);
         ck_assert_int_eq(fstat(fd, &sb), 0);
         ck_assert_int_eq(sb.st_size, 16384);
         ck_assert_int_eq(ftruncate(fd, 8192), 0);
