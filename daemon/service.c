@@ -351,15 +351,27 @@ static void pending_drop(uint32_t slot)
                 *p = svc.pending[--svc.n_pending];
 }
 
-/* Write every slot whose last write failed again (but @skip), dropping each that works. */
+/*
+ * Write every slot whose last write failed again (but @skip), dropping each that works. The first write that
+ * fails ends the pass (the store is still failing: one failing write per call, not one per pending slot, which
+ * made every slot write of a start or a burst of requests against a full store cost a pwrite() per slot already
+ * pending); that slot goes to the end, so that one slot that cannot be written does not keep the others from
+ * their turn.
+ */
 static void pending_flush(uint32_t skip)
 {
         for (size_t i = 0; i < svc.n_pending;) {
-                if (svc.pending[i].slot != skip &&
-                    meta_pwrite(&svc.pending[i].s, sizeof(svc.pending[i].s), slot_offset(svc.pending[i].slot)) == 0)
-                        svc.pending[i] = svc.pending[--svc.n_pending];
-                else
+                struct pending_slot p = svc.pending[i];
+
+                if (p.slot == skip) {
                         i++;
+                        continue;
+                }
+                svc.pending[i] = svc.pending[--svc.n_pending];
+                if (meta_pwrite(&p.s, sizeof(p.s), slot_offset(p.slot)) < 0) {
+                        svc.pending[svc.n_pending++] = p;
+                        return;
+                }
         }
 }
 

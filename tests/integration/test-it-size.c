@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-it-size: a region whose holder changed its size with ftruncate is reported and charged as it is. */
 #include <grp.h>
+#include <inttypes.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -1232,6 +1233,34 @@ START_TEST(test_store_pwrite_fails)
          */
         chmod_half_slot(ctl, c, "h", 0604);
         c = h_mode_after_start(&d, &st, c, SIGTERM, hb.mode, "a refused CHMOD, a stop and a start");
+        /*
+         * Ten slots pending against a store that stays full (every pwrite() fails): a refused CHMOD tries one of
+         * them again, not all ten (each slot write used to write every pending slot first: n^2/2 failing pwrite()s
+         * for a start clearing n slots of an unwritable store). Its pwrite()s: the slot's and its rollback's, each
+         * after one pending slot's, and at most one of the status timer's pass, which tries one too.
+         */
+        for (int i = 0; i < 11; i++) {
+                char nm[8];
+
+                snprintf(nm, sizeof(nm), "p%d", i);
+                ck_assert_int_eq(create_filled(c, nm, 0x44), 0);
+                store_drain(&st); /* the store's datagram queue holds 10: a daemon's notify would wait */
+        }
+        ctl->err = ENOSPC;
+        ctl->then_err = 0;
+        ctl->sticky = 1;
+        for (int i = 0; i < 11; i++) {
+                char nm[8];
+                uint64_t n = __atomic_load_n(&ctl->calls[FAULT_PWRITE], __ATOMIC_ACQUIRE);
+
+                snprintf(nm, sizeof(nm), "p%d", i);
+                k = iomem_chmod(c, nm, 0640);
+                n = __atomic_load_n(&ctl->calls[FAULT_PWRITE], __ATOMIC_ACQUIRE) - n;
+                ck_assert_msg(k == -ENOSPC, "CHMOD of \"%s\", the store full: %s", nm, iomem_strerror(k));
+                ck_assert_msg(n <= 5, "CHMOD of \"%s\" with %d slots pending, the store full: %" PRIu64
+                              " pwrite() calls, want at most 5", nm, i, n);
+        }
+        ctl->sticky = 0;
         iomem_disconnect(c);
         ck_assert_int_eq(munmap(ctl, sizeof(*ctl)), 0);
         unlink(st.ctl);
