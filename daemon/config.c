@@ -2,6 +2,7 @@
 /* config: iomemd's settings, their defaults and the command line. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -102,6 +103,12 @@ static void config_usage(FILE *f)
                 "  --tmpdir DIR               directory for the file backend (default: $TMPDIR or /tmp)\n"
                 "  --max-region-fds N         region fds kept in the daemon itself; the others are held by\n"
                 "                             keeper processes (default: 0 = derived from the fd limit)\n"
+                "  -t, --check-config         check the configuration file and options as a start or SIGHUP\n"
+                "                             would read them, then exit: 0 valid, 1 invalid (the error on\n"
+                "                             stderr), 2 usage; nothing is bound, started or changed\n"
+                "  --pid PID                  with --check-config: check the command line of the running\n"
+                "                             iomemd PID (/proc/PID/cmdline) and the file it names, what its\n"
+                "                             SIGHUP would load; no other option with it\n"
                 "  -h, --help                 show this help\n"
                 "  -V, --version              show the version\n",
                 CONFIG_DEFAULT_MAX_REGIONS, CONFIG_DEFAULT_MAX_CONNECTIONS, CONFIG_DEFAULT_MODE,
@@ -638,6 +645,8 @@ static const struct option config_options[] = {
         { "log-level", required_argument, NULL, 0 },
         { "tmpdir", required_argument, NULL, 0 },
         { "max-region-fds", required_argument, NULL, 0 },
+        { "check-config", no_argument, NULL, 't' },
+        { "pid", required_argument, NULL, 'p' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         {},
@@ -654,11 +663,30 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
 
         optind = 0; /* full reinitialisation: this runs more than once */
         opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":hV", config_options, &idx)) >= 0) {
+        while ((opt = getopt_long(argc, argv, ":hVt", config_options, &idx)) >= 0) {
                 const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
                 const char *why = "";
 
+                if (config_only && (opt == 'c' || opt == 's' || opt == 0))
+                        c->nsettings++;
                 switch (opt) {
+                case 't':
+                        c->check = true;
+                        break;
+                case 'p': {
+                        uint64_t pid;
+
+                        if (!config_only)
+                                break;
+                        if (parse_u64(optarg, &pid, NULL) < 0 || pid == 0 || pid > INT_MAX) {
+                                if (!quiet)
+                                        fprintf(stderr, "iomemd: invalid --pid '%s': expected a process id (see "
+                                                        "--help)\n", optarg);
+                                return -EINVAL;
+                        }
+                        c->check_pid = (int)pid;
+                        break;
+                }
                 case 'c':
                         if (!config_only)
                                 break;
@@ -719,7 +747,11 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
         return 0;
 }
 
-/* The file, then the command line. Return: as config_parse(); errors go to stderr or, if @quiet, the log. */
+/*
+ * The file, then the command line. With --pid, only the command line's first pass: the file and the settings are
+ * the other process's (config_check_pid()). Return: as config_parse(), -EBADMSG for a bad file or backend (a
+ * usage error is -EINVAL); errors go to stderr or, if @quiet, the log.
+ */
 static int config_apply(struct config *c, int argc, char **argv, bool quiet)
 {
         char err[512];
@@ -730,6 +762,19 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
         r = config_parse_args(c, argc, argv, true, quiet);
         if (r != 0)
                 return r;
+        if (c->check_pid && !c->check) {
+                if (!quiet)
+                        fprintf(stderr, "iomemd: --pid goes with --check-config (see --help)\n");
+                return -EINVAL;
+        }
+        if (c->check_pid && c->nsettings) {
+                if (!quiet)
+                        fprintf(stderr, "iomemd: --check-config --pid checks the options of that process: give no "
+                                        "other option with it (see --help)\n");
+                return -EINVAL;
+        }
+        if (c->check_pid)
+                return 0;
         if (!c->config_file && access(CONFIG_DEFAULT_FILE, F_OK) == 0) {
                 r = config_replace(&c->config_file, CONFIG_DEFAULT_FILE);
                 if (r < 0)
@@ -742,7 +787,7 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
                                 log_error("configuration: %s", err);
                         else
                                 fprintf(stderr, "iomemd: %s\n", err);
-                        return r == -ENOMEM ? r : -EINVAL;
+                        return r == -ENOMEM ? r : -EBADMSG;
                 }
         }
         r = config_parse_args(c, argc, argv, false, quiet);
@@ -754,9 +799,148 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
                 else
                         fprintf(stderr, "iomemd: backend %s is not in allowed-backends (see --help)\n",
                                 backend_name(c->backend));
-                return -EINVAL;
+                return -EBADMSG;
         }
         return 0;
+}
+
+/*
+ * The running iomemd @pid's command line, as its SIGHUP reads it again (its argv: /proc/PID/cmdline), into
+ * *argcp and *argvp (one malloc'd block: argv's pointers, then the strings). Return: 0; -errno, said on stderr.
+ */
+static int config_read_cmdline(int pid, int *argcp, char ***argvp)
+{
+        char path[64], *buf = NULL, **argv;
+        size_t len = 0, size = 0;
+        int fd, argc = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                int r = -errno;
+
+                fprintf(stderr, "iomemd: cannot read the command line of pid %d (%s): %s\n", pid, path,
+                        r == -ENOENT ? "no such process" : strerror(-r));
+                return r;
+        }
+        for (;;) {
+                ssize_t n;
+
+                if (len == size) {
+                        char *grown = size >= (1u << 24) ? NULL : realloc(buf, size ? size * 2 : 4096);
+
+                        if (!grown) {
+                                free(buf);
+                                close(fd);
+                                fprintf(stderr, "iomemd: cannot read the command line of pid %d: %s\n", pid,
+                                        size >= (1u << 24) ? "longer than 16 MiB" : strerror(ENOMEM));
+                                return -ENOMEM;
+                        }
+                        buf = grown;
+                        size = size ? size * 2 : 4096;
+                }
+                n = read(fd, buf + len, size - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int r = -errno;
+
+                        free(buf);
+                        close(fd);
+                        fprintf(stderr, "iomemd: cannot read the command line of pid %d: %s\n", pid, strerror(-r));
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        close(fd);
+        if (len == 0 || buf[len - 1] != '\0') { /* a kernel thread (empty), or a process that rewrote its argv */
+                free(buf);
+                fprintf(stderr, "iomemd: pid %d has no command line to check: is it iomemd?\n", pid);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < len; i++)
+                argc += buf[i] == '\0';
+        argv = malloc((size_t)(argc + 1) * sizeof(*argv) + len);
+        if (!argv) {
+                free(buf);
+                fprintf(stderr, "iomemd: %s\n", strerror(ENOMEM));
+                return -ENOMEM;
+        }
+        memcpy(argv + argc + 1, buf, len);
+        free(buf);
+        buf = (char *)(argv + argc + 1);
+        for (int i = 0; i < argc; i++) {
+                argv[i] = buf;
+                buf += strlen(buf) + 1;
+        }
+        argv[argc] = NULL;
+        *argcp = argc;
+        *argvp = argv;
+        return 0;
+}
+
+/*
+ * --check-config --pid: check what the running iomemd @pid would load on SIGHUP: its command line and the file
+ * it names, relative paths from its working directory. Return: as config_check().
+ */
+static int config_check_pid(int pid, char *file, size_t filesize)
+{
+        struct config other;
+        char cwd[64], **argv;
+        int argc, r;
+
+        r = config_read_cmdline(pid, &argc, &argv);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EBADMSG;
+        snprintf(cwd, sizeof(cwd), "/proc/%d/cwd", pid);
+        if (chdir(cwd) < 0) {
+                r = -errno;
+                fprintf(stderr, "iomemd: cannot enter the working directory of pid %d (%s): %s: run the check as "
+                                "that process's user or root\n", pid, cwd, strerror(-r));
+                free(argv);
+                return -EBADMSG;
+        }
+        config_init(&other);
+        r = config_apply(&other, argc, argv, false);
+        if (r == 0 && other.check) {
+                fprintf(stderr, "iomemd: pid %d is not a running iomemd: its command line has --check-config\n",
+                        pid);
+                r = -EBADMSG;
+        }
+        if (r == 1 || r == -EINVAL) /* its --help or --version, or a usage error: not how that iomemd started */
+                r = -EBADMSG;
+        if (r == 0)
+                snprintf(file, filesize, "%s", other.config_file ? other.config_file : "");
+        config_deinit(&other);
+        free(argv);
+        return r;
+}
+
+/*
+ * config_check() - --check-config, after config_apply() gave @r: say whether the configuration is valid. The
+ * socket is not looked at (nor its default path: its directory would be made), nor anything a start does after
+ * reading the configuration. Return: 1 valid (one line on stdout); -EBADMSG invalid, -EINVAL a usage error, -ENOMEM
+ * (the reason on stderr, as config_apply() said it).
+ */
+static int config_check(struct config *c, int r)
+{
+        char file[PATH_MAX + 1] = "";
+
+        if (r == 0 && c->check_pid)
+                r = config_check_pid(c->check_pid, file, sizeof(file));
+        else if (r == 0 && c->config_file)
+                snprintf(file, sizeof(file), "%s", c->config_file);
+        if (r < 0)
+                return r;
+        if (c->check_pid)
+                printf("iomemd: the configuration of pid %d is valid (%s%s)\n", c->check_pid,
+                       *file ? "file " : "no configuration file", file);
+        else
+                printf("iomemd: the configuration is valid (%s%s)\n", *file ? "file " : "no configuration file",
+                       file);
+        return fflush(stdout) == 0 ? 1 : -EIO;
 }
 
 int config_parse(struct config *c, int argc, char **argv)
@@ -764,6 +948,10 @@ int config_parse(struct config *c, int argc, char **argv)
         int r;
 
         r = config_apply(c, argc, argv, false);
+        if (c->check && r <= 0)
+                return config_check(c, r);
+        if (r == -EBADMSG)
+                r = -EINVAL; /* a start with a bad file exits 2 */
         if (r != 0)
                 return r;
         if (!c->socket_path) {
@@ -792,12 +980,17 @@ int config_reload(struct config *c)
         r = config_apply(&fresh, c->argc, c->argv, true);
         if (r != 0) {
                 config_deinit(&fresh);
-                if (r > 0)
+                if (r > 0 || r == -EBADMSG)
                         r = -EINVAL;
                 log_error("configuration reload failed (%s): keeping the running configuration", strerror(-r));
                 return r;
         }
-        /* startup-only settings */
+        /* startup-only settings: kept, and said so if the file now sets another (--check-config cannot know) */
+        if (fresh.max_region_fds != c->max_region_fds)
+                log_warning("configuration: max-region-fds = %llu is read at start only: the running iomemd keeps "
+                            "%llu%s until it is restarted",
+                            (unsigned long long)fresh.max_region_fds, (unsigned long long)c->max_region_fds,
+                            c->max_region_fds ? "" : " (from the fd limit)");
         free(fresh.socket_path);
         fresh.socket_path = c->socket_path;
         fresh.max_region_fds = c->max_region_fds;
