@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -882,8 +883,70 @@ static int config_read_cmdline(int pid, int *argcp, char ***argvp)
 }
 
 /*
+ * Run as root, take on the file-access credentials of @pid (its fs uid and gid and its supplementary groups, from
+ * /proc/PID/status) before its file is read: the check then reads what that daemon's reload can read, and opens
+ * nothing a process of another user named in its command line (a FIFO, a device) that its owner could not.
+ * Not root: nothing to do (entering /proc/PID/cwd already needs the process's uid). Return: 0; -errno, said.
+ */
+static int config_become(int pid)
+{
+        char path[64], *line = NULL;
+        size_t linesize = 0;
+        long uid = -1, gid = -1;
+        gid_t *groups = NULL;
+        size_t ngroups = 0;
+        bool have_groups = false;
+        FILE *f;
+        int r = 0;
+
+        if (geteuid() != 0)
+                return 0;
+        snprintf(path, sizeof(path), "/proc/%d/status", pid);
+        f = fopen(path, "re");
+        if (!f) {
+                r = -errno;
+                fprintf(stderr, "iomemd: cannot read the credentials of pid %d (%s): %s\n", pid, path, strerror(-r));
+                return r;
+        }
+        while (r == 0 && getline(&line, &linesize, f) >= 0) {
+                unsigned long ids[4];
+
+                if (sscanf(line, "Uid: %lu %lu %lu %lu", &ids[0], &ids[1], &ids[2], &ids[3]) == 4)
+                        uid = (long)ids[3]; /* the fs uid: what file access is checked against */
+                else if (sscanf(line, "Gid: %lu %lu %lu %lu", &ids[0], &ids[1], &ids[2], &ids[3]) == 4)
+                        gid = (long)ids[3];
+                else if (strncmp(line, "Groups:", 7) == 0) {
+                        char *p = line + 7, *end;
+
+                        have_groups = true;
+                        for (unsigned long g; (g = strtoul(p, &end, 10)), end != p; p = end) {
+                                gid_t *grown = realloc(groups, (ngroups + 1) * sizeof(*groups));
+
+                                if (!grown) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                groups = grown;
+                                groups[ngroups++] = (gid_t)g;
+                        }
+                }
+        }
+        free(line);
+        fclose(f);
+        if (r == 0 && (uid < 0 || gid < 0 || !have_groups))
+                r = -EPROTO;
+        if (r == 0 && uid != 0 &&
+            (setgroups(ngroups, groups) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0))
+                r = -errno;
+        free(groups);
+        if (r < 0)
+                fprintf(stderr, "iomemd: cannot take on the credentials of pid %d: %s\n", pid, strerror(-r));
+        return r;
+}
+
+/*
  * --check-config --pid: check what the running iomemd @pid would load on SIGHUP: its command line and the file
- * it names, relative paths from its working directory. Return: as config_check().
+ * it names, relative paths from its working directory, with its credentials (config_become()). Return: as config_check().
  */
 static int config_check_pid(int pid, char *file, size_t filesize)
 {
@@ -894,6 +957,11 @@ static int config_check_pid(int pid, char *file, size_t filesize)
         r = config_read_cmdline(pid, &argc, &argv);
         if (r < 0)
                 return r == -ENOMEM ? r : -EBADMSG;
+        r = config_become(pid);
+        if (r < 0) {
+                free(argv);
+                return r == -ENOMEM ? r : -EBADMSG;
+        }
         snprintf(cwd, sizeof(cwd), "/proc/%d/cwd", pid);
         if (chdir(cwd) < 0) {
                 r = -errno;

@@ -190,6 +190,25 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
                 "$STAGE/bin/iomemd" --check-config --config "$STAGE/conf/ok.conf" 2>&1) \
                 || fail "the check as uid 4242 failed: $out"
         [ "$out" = "iomemd: the configuration is valid (file $STAGE/conf/ok.conf)" ] || fail "as uid 4242: $out"
+        # root's --pid check of uid 4242's daemon reads the file as that daemon would: a file that only root may
+        # read is invalid for it (its reload would fail), though root itself can read it
+        mkdir -m 0755 "$STAGE/run"
+        chown 4242:4242 "$STAGE/run"
+        (cd "$STAGE/conf" && exec setpriv --reuid 4242 --regid 4242 --clear-groups env -u IOMEM_SOCKET \
+                -u XDG_RUNTIME_DIR "$STAGE/bin/iomemd" --socket "$STAGE/run/s" --config ok.conf --log-level error) &
+        upid=$!
+        ALIVE+=("$upid")
+        while ! "$IOMEMCTL" --socket "$STAGE/run/s" ping >/dev/null 2>&1; do
+                kill -0 "$upid" || { fail "iomemd as uid 4242 died"; break; }
+                sleep 0.01
+        done
+        check "root, --pid of uid 4242's daemon" 0 \
+                "iomemd: the configuration of pid $upid is valid (file ok.conf)" "" --check-config --pid "$upid"
+        chmod 0600 "$STAGE/conf/ok.conf"
+        check "root, --pid of uid 4242's daemon, a file it may not read" 1 "" \
+                "iomemd: cannot read the configuration file ok.conf: Permission denied" --check-config --pid "$upid"
+        kill "$upid"
+        wait "$upid" || fail "iomemd as uid 4242 exited with $?"
 else
         echo "note: not root: the other-uid case is skipped (this test already runs as a non-root uid)"
 fi
