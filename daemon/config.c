@@ -4,12 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -946,7 +946,8 @@ static int config_become(int pid)
 
 /*
  * --check-config --pid: check what the running iomemd @pid would load on SIGHUP: its command line and the file
- * it names, relative paths from its working directory, with its credentials (config_become()). Return: as config_check().
+ * it names, relative paths from its working directory, with its credentials (config_become()).
+ * Return: as config_check().
  */
 static int config_check_pid(int pid, char *file, size_t filesize)
 {

@@ -46,7 +46,8 @@ check "valid file, -t" 0 "iomemd: the configuration is valid (file $TMP/ok.conf)
 if [ -e /etc/iomemd/iomemd.conf ]; then
         echo "note: /etc/iomemd/iomemd.conf exists here: the no-file case checks that file instead"
         "$IOMEMD" --check-config >"$TMP/out" 2>&1 || true
-        grep -q "/etc/iomemd/iomemd.conf" "$TMP/out" || fail "no --config: the default file is not named: $(cat "$TMP/out")"
+        grep -q "/etc/iomemd/iomemd.conf" "$TMP/out" \
+                || fail "no --config: the default file is not named: $(cat "$TMP/out")"
 else
         check "no file" 0 "iomemd: the configuration is valid (no configuration file)" "" --check-config --socket "$S"
 fi
@@ -125,7 +126,8 @@ DAEMON_PID=$!
 while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
 printf 'allowed-backends = shm\n' >"$TMP/shm.conf"
 cp "$TMP/shm.conf" "$TMP/ok.conf"
-check "the file alone" 0 "iomemd: the configuration is valid (file $TMP/ok.conf)" "" --check-config --config "$TMP/ok.conf"
+check "the file alone" 0 "iomemd: the configuration is valid (file $TMP/ok.conf)" "" \
+        --check-config --config "$TMP/ok.conf"
 check "--pid: the daemon's --backend memfd" 1 "" "iomemd: backend memfd is not in allowed-backends (see --help)" \
         --check-config --pid "$DAEMON_PID"
 cp "$TMP/ok.conf.orig" "$TMP/ok.conf"
@@ -169,7 +171,8 @@ printf 'max-region-fds = 7\n' >"$TMP/fds.conf"
 DAEMON_PID=$!
 while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
 printf 'max-region-fds = 9\n' >"$TMP/fds.conf"
-check "--pid, another max-region-fds" 0 "iomemd: the configuration of pid $DAEMON_PID is valid (file $TMP/fds.conf)" "" \
+check "--pid, another max-region-fds" 0 \
+        "iomemd: the configuration of pid $DAEMON_PID is valid (file $TMP/fds.conf)" "" \
         --check-config --pid "$DAEMON_PID"
 kill -HUP "$DAEMON_PID"
 while ! grep -q "configuration reloaded" "$TMP/fds.log"; do # logged after the warning
