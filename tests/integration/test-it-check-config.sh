@@ -159,6 +159,8 @@ stop_daemon
 # a process that is not iomemd, and one that is gone
 sleep 300 &
 ALIVE+=($!)
+# until the forked shell has exec'd sleep: before, its command line is this script's
+until [ "$(tr '\0' ' ' <"/proc/$!/cmdline")" = "sleep 300 " ]; do sleep 0.01; done
 check "--pid of sleep" 1 "" "iomemd: unexpected argument '300' (see --help)" --check-config --pid "$!"
 kill "$!"
 wait "$!" 2>/dev/null || true
