@@ -809,14 +809,14 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
  * The running iomemd @pid's command line, as its SIGHUP reads it again (its argv: /proc/PID/cmdline), into
  * *argcp and *argvp (one malloc'd block: argv's pointers, then the strings). Return: 0; -errno, said on stderr.
  */
-static int config_read_cmdline(int pid, int *argcp, char ***argvp)
+static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
 {
         char path[64], *buf = NULL, **argv;
         size_t len = 0, size = 0;
         int fd, argc = 0;
 
         snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        fd = procfd < 0 ? -1 : openat(procfd, "cmdline", O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
                 int r = -errno;
 
@@ -886,9 +886,10 @@ static int config_read_cmdline(int pid, int *argcp, char ***argvp)
  * Run as root, take on the file-access credentials of @pid (its fs uid and gid and its supplementary groups, from
  * /proc/PID/status) before its file is read: the check then reads what that daemon's reload can read, and opens
  * nothing a process of another user named in its command line (a FIFO, a device) that its owner could not.
- * Not root: nothing to do (entering /proc/PID/cwd already needs the process's uid). Return: 0; -errno, said.
+ * Not root: nothing to do (entering /proc/PID/cwd already needs the process's uid). @procfd: /proc/PID.
+ * Return: 0; -errno, said.
  */
-static int config_become(int pid)
+static int config_become(int procfd, int pid)
 {
         char path[64], *line = NULL;
         size_t linesize = 0;
@@ -897,14 +898,17 @@ static int config_become(int pid)
         size_t ngroups = 0;
         bool have_groups = false;
         FILE *f;
-        int r = 0;
+        int fd, r = 0;
 
         if (geteuid() != 0)
                 return 0;
         snprintf(path, sizeof(path), "/proc/%d/status", pid);
-        f = fopen(path, "re");
+        fd = openat(procfd, "status", O_RDONLY | O_CLOEXEC);
+        f = fd < 0 ? NULL : fdopen(fd, "re");
         if (!f) {
                 r = -errno;
+                if (fd >= 0)
+                        close(fd);
                 fprintf(stderr, "iomemd: cannot read the credentials of pid %d (%s): %s\n", pid, path, strerror(-r));
                 return r;
         }
@@ -938,10 +942,59 @@ static int config_become(int pid)
         if (r == 0 && uid != 0 &&
             (setgroups(ngroups, groups) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0))
                 r = -errno;
+        /* no way back: a root whose securebits keep its capabilities across setuid() (no_setuid_fixup) would
+         * still read any file */
+        if (r == 0 && uid != 0 && (geteuid() != (uid_t)uid || setuid(0) == 0))
+                r = -EPERM;
         free(groups);
         if (r < 0)
                 fprintf(stderr, "iomemd: cannot take on the credentials of pid %d: %s\n", pid, strerror(-r));
         return r;
+}
+
+/*
+ * Whether the process at @procfd (/proc/PID) runs an iomemd: its executable has the name of ours. A root check of
+ * a process of uid 0 stays root, so it must not follow the command line of another program (a setuid one that a
+ * user started with --config naming a file only root may read, whose error line would quote it); and a reused pid
+ * gets a clear error. Return: 0; -errno or -EBADMSG, said.
+ */
+static int config_check_exe(int procfd, int pid)
+{
+        char exe[PATH_MAX], self[PATH_MAX];
+        const char *name, *own;
+        ssize_t n, m;
+        char *deleted;
+
+        n = readlinkat(procfd, "exe", exe, sizeof(exe) - 1);
+        if (n < 0) {
+                int r = -errno;
+
+                fprintf(stderr, "iomemd: cannot read the executable of pid %d (/proc/%d/exe): %s: run the check as "
+                                "that process's user or root\n", pid, pid, r == -ENOENT ? "no such process" :
+                                strerror(-r));
+                return r;
+        }
+        m = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (m < 0) {
+                int r = -errno;
+
+                fprintf(stderr, "iomemd: cannot read /proc/self/exe: %s\n", strerror(-r));
+                return r;
+        }
+        exe[n] = self[m] = '\0';
+        /* a daemon whose binary was replaced since (an upgrade) */
+        if ((deleted = strstr(exe, " (deleted)")) && deleted[10] == '\0')
+                *deleted = '\0';
+        name = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+        own = strrchr(self, '/') ? strrchr(self, '/') + 1 : self;
+        if (strcmp(name, own) != 0) {
+                char q[4 * CONFIG_QUOTE_MAX + 4];
+
+                fprintf(stderr, "iomemd: pid %d is not a running iomemd: it runs %s\n", pid,
+                        config_quote(q, sizeof(q), exe));
+                return -EBADMSG;
+        }
+        return 0;
 }
 
 /*
@@ -953,24 +1006,38 @@ static int config_check_pid(int pid, char *file, size_t filesize)
 {
         struct config other;
         char cwd[64], **argv;
-        int argc, r;
+        int procfd, cwdfd, argc, r;
 
-        r = config_read_cmdline(pid, &argc, &argv);
-        if (r < 0)
-                return r == -ENOMEM ? r : -EBADMSG;
-        r = config_become(pid);
+        /* every read below is of this one process: if it ends and its pid is reused, they fail */
+        snprintf(cwd, sizeof(cwd), "/proc/%d", pid);
+        procfd = open(cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        r = config_read_cmdline(procfd, pid, &argc, &argv);
         if (r < 0) {
+                if (procfd >= 0)
+                        close(procfd);
+                return r == -ENOMEM ? r : -EBADMSG;
+        }
+        r = config_become(procfd, pid);
+        if (r == 0)
+                r = config_check_exe(procfd, pid);
+        if (r < 0) {
+                close(procfd);
                 free(argv);
                 return r == -ENOMEM ? r : -EBADMSG;
         }
         snprintf(cwd, sizeof(cwd), "/proc/%d/cwd", pid);
-        if (chdir(cwd) < 0) {
+        cwdfd = openat(procfd, "cwd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        close(procfd);
+        if (cwdfd < 0 || fchdir(cwdfd) < 0) {
                 r = -errno;
+                if (cwdfd >= 0)
+                        close(cwdfd);
                 fprintf(stderr, "iomemd: cannot enter the working directory of pid %d (%s): %s: run the check as "
                                 "that process's user or root\n", pid, cwd, strerror(-r));
                 free(argv);
                 return -EBADMSG;
         }
+        close(cwdfd);
         config_init(&other);
         r = config_apply(&other, argc, argv, false);
         if (r == 0 && other.check) {

@@ -161,7 +161,8 @@ sleep 300 &
 ALIVE+=($!)
 # until the forked shell has exec'd sleep: before, its command line is this script's
 until [ "$(tr '\0' ' ' <"/proc/$!/cmdline")" = "sleep 300 " ]; do sleep 0.01; done
-check "--pid of sleep" 1 "" "iomemd: unexpected argument '300' (see --help)" --check-config --pid "$!"
+check "--pid of sleep" 1 "" "iomemd: pid $! is not a running iomemd: it runs $(readlink "/proc/$!/exe")" \
+        --check-config --pid "$!"
 kill "$!"
 wait "$!" 2>/dev/null || true
 check "--pid of a process gone" 1 "" \
@@ -212,8 +213,41 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
         chmod 0600 "$STAGE/conf/ok.conf"
         check "root, --pid of uid 4242's daemon, a file it may not read" 1 "" \
                 "iomemd: cannot read the configuration file ok.conf: Permission denied" --check-config --pid "$upid"
+        # no way back to root: one whose securebits keep its capabilities across setuid() (no_setuid_fixup) would
+        # still read the file as root: the check refuses to go on
+        rc=0
+        setpriv --securebits +no_setuid_fixup "$IOMEMD" --check-config --pid "$upid" >"$TMP/out" 2>"$TMP/err" || rc=$?
+        [ "$rc" -eq 1 ] && [ ! -s "$TMP/out" ] && [ "$(cat "$TMP/err")" = \
+                "iomemd: cannot take on the credentials of pid $upid: Operation not permitted" ] \
+                || fail "root keeping its capabilities across setuid: exit $rc, $(cat "$TMP/out" "$TMP/err")"
         kill "$upid"
         wait "$upid" || fail "iomemd as uid 4242 exited with $?"
+
+        # a root process that is not iomemd (a setuid program a user started, with arguments of their choice),
+        # whose command line names a file only root may read: the check, which stays root for it, does not read
+        # the file (its error line would quote it). Here a root python that rewrites its own command line.
+        printf 'secret-sentinel: hunter2\n' >"$TMP/secret"
+        chmod 0600 "$TMP/secret"
+        # shellcheck disable=SC2016
+        code='import sys, time
+new = b"".join(a.encode() + b"\0" for a in sys.argv[1:])
+start, end = (int(x) for x in open("/proc/self/stat").read().rsplit(")", 1)[1].split()[45:47])
+pad = end - start - len(new) - len("--tmpdir=") - 1
+with open("/proc/self/mem", "r+b", buffering=0) as m:
+    m.seek(start)
+    m.write(new + b"--tmpdir=" + b"/" * pad + b"\0")
+time.sleep(300)'
+        "$PYTHON3" -c "$code" x --config "$TMP/secret" &
+        fpid=$!
+        ALIVE+=("$fpid")
+        until tr '\0' ' ' <"/proc/$fpid/cmdline" | grep -q "^x --config $TMP/secret --tmpdir=/"; do
+                kill -0 "$fpid" || { fail "the fake process died"; break; }
+                sleep 0.01
+        done
+        check "root, --pid of a root process that is not iomemd" 1 "" \
+                "iomemd: pid $fpid is not a running iomemd: it runs $(readlink "/proc/$fpid/exe")" \
+                --check-config --pid "$fpid"
+        kill "$fpid"
 else
         echo "note: not root: the other-uid case is skipped (this test already runs as a non-root uid)"
 fi
