@@ -482,6 +482,38 @@ static const char *config_quote(char *out, size_t size, const char *s)
         return out;
 }
 
+/*
+ * Open @path, named by another process's command line (--check-config --pid), for config_load_file(): never
+ * blocking (a FIFO), and only a regular file (or a directory, which fails the read as in a start) of at most
+ * CONFIG_UNTRUSTED_FILE_MAX bytes: not /dev/zero, nor a huge file. Return: the stream; NULL, *rp and @err set.
+ */
+#define CONFIG_UNTRUSTED_FILE_MAX (16u << 20)
+static FILE *config_open_untrusted(const char *path, char *err, size_t errsize, int *rp)
+{
+        struct stat st;
+        FILE *f = NULL;
+        int fd;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                *rp = -errno;
+                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-*rp));
+        } else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+                *rp = -EINVAL;
+                snprintf(err, errsize, "cannot read the configuration file %s: not a regular file", path);
+        } else if (st.st_size > (off_t)CONFIG_UNTRUSTED_FILE_MAX) {
+                *rp = -EFBIG;
+                snprintf(err, errsize, "cannot read the configuration file %s: larger than %u MiB", path,
+                         CONFIG_UNTRUSTED_FILE_MAX >> 20);
+        } else if (!(f = fdopen(fd, "re"))) {
+                *rp = -errno;
+                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-*rp));
+        }
+        if (!f && fd >= 0)
+                close(fd);
+        return f;
+}
+
 int config_load_file(struct config *c, const char *path, char *err, size_t errsize)
 {
         struct config_quota_rule *rule = NULL;
@@ -495,10 +527,12 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         FILE *f;
         int r = 0;
 
-        f = fopen(path, "re");
+        f = c->file_untrusted ? config_open_untrusted(path, err, errsize, &r) : fopen(path, "re");
         if (!f) {
-                r = -errno;
-                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
+                if (!c->file_untrusted) {
+                        r = -errno;
+                        snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
+                }
                 return r;
         }
         for (;;) {
@@ -1039,6 +1073,7 @@ static int config_check_pid(int pid, char *file, size_t filesize)
         }
         close(cwdfd);
         config_init(&other);
+        other.file_untrusted = true;
         r = config_apply(&other, argc, argv, false);
         if (r == 0 && other.check) {
                 fprintf(stderr, "iomemd: pid %d is not a running iomemd: its command line has --check-config\n",

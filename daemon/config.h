@@ -81,6 +81,8 @@ struct config {
         bool check;                 /* --check-config: config_parse() checks the configuration and ends */
         int check_pid;              /* --pid: the command line checked is that process's; 0 = our own */
         unsigned nsettings;         /* options other than --check-config and --pid on the command line */
+        bool file_untrusted;        /* the file is named by another process (--pid): only a regular file of at
+                                     * most CONFIG_UNTRUSTED_FILE_MAX bytes is read (no FIFO, device) */
         int argc;                   /* the command line, borrowed, for config_reload() */
         /* bumped by config_reload(): what was derived from the configuration and kept (a connection's limits,
          * conn_limits()) is derived again */

@@ -17,12 +17,13 @@ cleanup_more() {
 trap cleanup_more EXIT
 
 # check WHAT WANT_STATUS WANT_STDOUT WANT_STDERR ARGS...: run iomemd ARGS; exact status, stdout and stderr ("" =
-# nothing)
+# nothing). CHECK_TIMEOUT=S: under timeout S (against a hang only: the time is not asserted)
 check() {
         local what=$1 want=$2 out=$3 err=$4
         shift 4
-        local rc=0
-        "$IOMEMD" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+        local rc=0 pre=()
+        [ -z "${CHECK_TIMEOUT:-}" ] || pre=(timeout "$CHECK_TIMEOUT")
+        "${pre[@]}" "$IOMEMD" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
         [ "$rc" -eq "$want" ] || fail "$what: exit status $rc, want $want (stderr: $(cat "$TMP/err"))"
         [ "$(cat "$TMP/out")" = "$out" ] || fail "$what: stdout '$(cat "$TMP/out")', want '$out'"
         [ "$(cat "$TMP/err")" = "$err" ] || fail "$what: stderr '$(cat "$TMP/err")', want '$err'"
@@ -154,6 +155,28 @@ check "--pid, relative --config" 0 "iomemd: the configuration of pid $DAEMON_PID
 cp "$TMP/bad.conf" "$TMP/wd/rel.conf"
 check "--pid, relative --config broken" 1 "" "iomemd: rel.conf:2: max-regions = 'lots': expected a positive number" \
         --check-config --pid "$DAEMON_PID"
+stop_daemon
+
+# a file that its command line names but a FIFO (the check would block on it for good), a device (/dev/zero would
+# be an endless line; /dev/null here) or a huge file: the check refuses them, and does not block (timeout: only
+# against a hang, the time is not asserted)
+printf 'max-regions = 10\n' >"$TMP/swap.conf"
+"$IOMEMD" --socket "$SOCK" --config "$TMP/swap.conf" --log-level warning &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+not_regular="iomemd: cannot read the configuration file $TMP/swap.conf: not a regular file"
+rm "$TMP/swap.conf"
+mkfifo "$TMP/swap.conf"
+CHECK_TIMEOUT=60 check "--pid, the file now a FIFO" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
+rm "$TMP/swap.conf"
+ln -s /dev/null "$TMP/swap.conf"
+check "--pid, the file now a device" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
+rm "$TMP/swap.conf"
+truncate -s 17M "$TMP/swap.conf"
+check "--pid, the file now 17 MiB" 1 "" \
+        "iomemd: cannot read the configuration file $TMP/swap.conf: larger than 16 MiB" --check-config --pid "$DAEMON_PID"
+rm "$TMP/swap.conf"
+printf 'max-regions = 10\n' >"$TMP/swap.conf"
 stop_daemon
 
 # a process that is not iomemd, and one that is gone
