@@ -895,8 +895,17 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
                 fprintf(stderr, "iomemd: pid %d has no command line to check: is it iomemd?\n", pid);
                 return -EINVAL;
         }
-        for (size_t i = 0; i < len; i++)
+        for (size_t i = 0; i < len; i++) {
+                /* printed raw in its errors ("unexpected argument '%s'", the file's name): no escape sequence
+                 * written by another user reaches the terminal or journal of the one who checks */
+                if (buf[i] != '\0' && ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)) {
+                        free(buf);
+                        fprintf(stderr, "iomemd: the command line of pid %d has a control byte in argument %d: not "
+                                        "checked\n", pid, argc);
+                        return -EINVAL;
+                }
                 argc += buf[i] == '\0';
+        }
         argv = malloc((size_t)(argc + 1) * sizeof(*argv) + len);
         if (!argv) {
                 free(buf);

@@ -179,6 +179,18 @@ rm "$TMP/swap.conf"
 printf 'max-regions = 10\n' >"$TMP/swap.conf"
 stop_daemon
 
+# a command line with a control byte (here an escape sequence in the file's name; one of another user would reach
+# the checker's terminal raw in the errors and the valid line): not checked
+esc=$TMP/$'x\e[1mx'.conf
+printf 'max-regions = 10\n' >"$esc"
+"$IOMEMD" --socket "$SOCK" --config "$esc" --log-level warning &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+check "--pid, a control byte in its command line" 1 "" \
+        "iomemd: the command line of pid $DAEMON_PID has a control byte in argument 4: not checked" \
+        --check-config --pid "$DAEMON_PID"
+stop_daemon
+
 # a process that is not iomemd, and one that is gone
 sleep 300 &
 ALIVE+=($!)
