@@ -179,6 +179,18 @@ rm "$TMP/swap.conf"
 printf 'max-regions = 10\n' >"$TMP/swap.conf"
 stop_daemon
 
+# a daemon whose binary was replaced since it started (an upgrade): its /proc/PID/exe ends in " (deleted)", and it
+# is still an iomemd to the check
+mkdir "$TMP/old"
+cp "$IOMEMD" "$TMP/old/iomemd"
+"$TMP/old/iomemd" --socket "$SOCK" --config "$TMP/ok.conf" --log-level warning &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+rm "$TMP/old/iomemd"
+check "--pid, its binary deleted since" 0 "iomemd: the configuration of pid $DAEMON_PID is valid (file $TMP/ok.conf)" \
+        "" --check-config --pid "$DAEMON_PID"
+stop_daemon
+
 # a command line with a control byte (here an escape sequence in the file's name; one of another user would reach
 # the checker's terminal raw in the errors and the valid line): not checked
 esc=$TMP/$'x\e[1mx'.conf
