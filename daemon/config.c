@@ -2,7 +2,9 @@
 /* config: iomemd's settings, their defaults and the command line. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -102,6 +104,12 @@ static void config_usage(FILE *f)
                 "  --tmpdir DIR               directory for the file backend (default: $TMPDIR or /tmp)\n"
                 "  --max-region-fds N         region fds kept in the daemon itself; the others are held by\n"
                 "                             keeper processes (default: 0 = derived from the fd limit)\n"
+                "  -t, --check-config         check the configuration file and options as a start or SIGHUP\n"
+                "                             would read them, then exit: 0 valid, 1 invalid (the error on\n"
+                "                             stderr), 2 usage; nothing is bound, started or changed\n"
+                "  --pid PID                  with --check-config: check the command line of the running\n"
+                "                             iomemd PID (/proc/PID/cmdline) and the file it names, what its\n"
+                "                             SIGHUP would load; no other option with it\n"
                 "  -h, --help                 show this help\n"
                 "  -V, --version              show the version\n",
                 CONFIG_DEFAULT_MAX_REGIONS, CONFIG_DEFAULT_MAX_CONNECTIONS, CONFIG_DEFAULT_MODE,
@@ -474,6 +482,38 @@ static const char *config_quote(char *out, size_t size, const char *s)
         return out;
 }
 
+/*
+ * Open @path, named by another process's command line (--check-config --pid), for config_load_file(): never
+ * blocking (a FIFO), and only a regular file (or a directory, which fails the read as in a start) of at most
+ * CONFIG_UNTRUSTED_FILE_MAX bytes: not /dev/zero, nor a huge file. Return: the stream; NULL, *rp and @err set.
+ */
+#define CONFIG_UNTRUSTED_FILE_MAX (16u << 20)
+static FILE *config_open_untrusted(const char *path, char *err, size_t errsize, int *rp)
+{
+        struct stat st;
+        FILE *f = NULL;
+        int fd;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                *rp = -errno;
+                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-*rp));
+        } else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+                *rp = -EINVAL;
+                snprintf(err, errsize, "cannot read the configuration file %s: not a regular file", path);
+        } else if (st.st_size > (off_t)CONFIG_UNTRUSTED_FILE_MAX) {
+                *rp = -EFBIG;
+                snprintf(err, errsize, "cannot read the configuration file %s: larger than %u MiB", path,
+                         CONFIG_UNTRUSTED_FILE_MAX >> 20);
+        } else if (!(f = fdopen(fd, "re"))) {
+                *rp = -errno;
+                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-*rp));
+        }
+        if (!f && fd >= 0)
+                close(fd);
+        return f;
+}
+
 int config_load_file(struct config *c, const char *path, char *err, size_t errsize)
 {
         struct config_quota_rule *rule = NULL;
@@ -487,10 +527,12 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         FILE *f;
         int r = 0;
 
-        f = fopen(path, "re");
+        f = c->file_untrusted ? config_open_untrusted(path, err, errsize, &r) : fopen(path, "re");
         if (!f) {
-                r = -errno;
-                snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
+                if (!c->file_untrusted) {
+                        r = -errno;
+                        snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
+                }
                 return r;
         }
         for (;;) {
@@ -638,6 +680,8 @@ static const struct option config_options[] = {
         { "log-level", required_argument, NULL, 0 },
         { "tmpdir", required_argument, NULL, 0 },
         { "max-region-fds", required_argument, NULL, 0 },
+        { "check-config", no_argument, NULL, 't' },
+        { "pid", required_argument, NULL, 'p' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         {},
@@ -654,11 +698,30 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
 
         optind = 0; /* full reinitialisation: this runs more than once */
         opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":hV", config_options, &idx)) >= 0) {
+        while ((opt = getopt_long(argc, argv, ":hVt", config_options, &idx)) >= 0) {
                 const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
                 const char *why = "";
 
+                if (config_only && (opt == 'c' || opt == 's' || opt == 0))
+                        c->nsettings++;
                 switch (opt) {
+                case 't':
+                        c->check = true;
+                        break;
+                case 'p': {
+                        uint64_t pid;
+
+                        if (!config_only)
+                                break;
+                        if (parse_u64(optarg, &pid, NULL) < 0 || pid == 0 || pid > INT_MAX) {
+                                if (!quiet)
+                                        fprintf(stderr, "iomemd: invalid --pid '%s': expected a process id (see "
+                                                        "--help)\n", optarg);
+                                return -EINVAL;
+                        }
+                        c->check_pid = (int)pid;
+                        break;
+                }
                 case 'c':
                         if (!config_only)
                                 break;
@@ -719,7 +782,11 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
         return 0;
 }
 
-/* The file, then the command line. Return: as config_parse(); errors go to stderr or, if @quiet, the log. */
+/*
+ * The file, then the command line. With --pid, only the command line's first pass: the file and the settings are
+ * the other process's (config_check_pid()). Return: as config_parse(), -EBADMSG for a bad file or backend (a
+ * usage error is -EINVAL); errors go to stderr or, if @quiet, the log.
+ */
 static int config_apply(struct config *c, int argc, char **argv, bool quiet)
 {
         char err[512];
@@ -730,6 +797,19 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
         r = config_parse_args(c, argc, argv, true, quiet);
         if (r != 0)
                 return r;
+        if (c->check_pid && !c->check) {
+                if (!quiet)
+                        fprintf(stderr, "iomemd: --pid goes with --check-config (see --help)\n");
+                return -EINVAL;
+        }
+        if (c->check_pid && c->nsettings) {
+                if (!quiet)
+                        fprintf(stderr, "iomemd: --check-config --pid checks the options of that process: give no "
+                                        "other option with it (see --help)\n");
+                return -EINVAL;
+        }
+        if (c->check_pid)
+                return 0;
         if (!c->config_file && access(CONFIG_DEFAULT_FILE, F_OK) == 0) {
                 r = config_replace(&c->config_file, CONFIG_DEFAULT_FILE);
                 if (r < 0)
@@ -742,7 +822,7 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
                                 log_error("configuration: %s", err);
                         else
                                 fprintf(stderr, "iomemd: %s\n", err);
-                        return r == -ENOMEM ? r : -EINVAL;
+                        return r == -ENOMEM ? r : -EBADMSG;
                 }
         }
         r = config_parse_args(c, argc, argv, false, quiet);
@@ -754,9 +834,293 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
                 else
                         fprintf(stderr, "iomemd: backend %s is not in allowed-backends (see --help)\n",
                                 backend_name(c->backend));
-                return -EINVAL;
+                return -EBADMSG;
         }
         return 0;
+}
+
+/*
+ * The running iomemd @pid's command line, as its SIGHUP reads it again (its argv: /proc/PID/cmdline), into
+ * *argcp and *argvp (one malloc'd block: argv's pointers, then the strings). Return: 0; -errno, said on stderr.
+ */
+static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
+{
+        char path[64], *buf = NULL, **argv;
+        size_t len = 0, size = 0;
+        int fd, argc = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+        fd = procfd < 0 ? -1 : openat(procfd, "cmdline", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                int r = -errno;
+
+                fprintf(stderr, "iomemd: cannot read the command line of pid %d (%s): %s\n", pid, path,
+                        r == -ENOENT ? "no such process" : strerror(-r));
+                return r;
+        }
+        for (;;) {
+                ssize_t n;
+
+                if (len == size) {
+                        char *grown = size >= (1u << 24) ? NULL : realloc(buf, size ? size * 2 : 4096);
+
+                        if (!grown) {
+                                free(buf);
+                                close(fd);
+                                fprintf(stderr, "iomemd: cannot read the command line of pid %d: %s\n", pid,
+                                        size >= (1u << 24) ? "longer than 16 MiB" : strerror(ENOMEM));
+                                return -ENOMEM;
+                        }
+                        buf = grown;
+                        size = size ? size * 2 : 4096;
+                }
+                n = read(fd, buf + len, size - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int r = -errno;
+
+                        free(buf);
+                        close(fd);
+                        fprintf(stderr, "iomemd: cannot read the command line of pid %d: %s\n", pid, strerror(-r));
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        close(fd);
+        if (len == 0 || buf[len - 1] != '\0') { /* a kernel thread (empty), or a process that rewrote its argv */
+                free(buf);
+                fprintf(stderr, "iomemd: pid %d has no command line to check: is it iomemd?\n", pid);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < len; i++) {
+                /* printed raw in its errors ("unexpected argument '%s'", the file's name): no escape sequence
+                 * written by another user reaches the terminal or journal of the one who checks */
+                if (buf[i] != '\0' && ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)) {
+                        free(buf);
+                        fprintf(stderr, "iomemd: the command line of pid %d has a control byte in argument %d: not "
+                                        "checked\n", pid, argc);
+                        return -EINVAL;
+                }
+                argc += buf[i] == '\0';
+        }
+        argv = malloc((size_t)(argc + 1) * sizeof(*argv) + len);
+        if (!argv) {
+                free(buf);
+                fprintf(stderr, "iomemd: %s\n", strerror(ENOMEM));
+                return -ENOMEM;
+        }
+        memcpy(argv + argc + 1, buf, len);
+        free(buf);
+        buf = (char *)(argv + argc + 1);
+        for (int i = 0; i < argc; i++) {
+                argv[i] = buf;
+                buf += strlen(buf) + 1;
+        }
+        argv[argc] = NULL;
+        *argcp = argc;
+        *argvp = argv;
+        return 0;
+}
+
+/*
+ * Run as root, take on the file-access credentials of @pid (its fs uid and gid and its supplementary groups, from
+ * /proc/PID/status) before its file is read: the check then reads what that daemon's reload can read, and opens
+ * nothing a process of another user named in its command line (a FIFO, a device) that its owner could not.
+ * Not root: nothing to do (entering /proc/PID/cwd already needs the process's uid). @procfd: /proc/PID.
+ * Return: 0; -errno, said.
+ */
+static int config_become(int procfd, int pid)
+{
+        char path[64], *line = NULL;
+        size_t linesize = 0;
+        long uid = -1, gid = -1;
+        gid_t *groups = NULL;
+        size_t ngroups = 0;
+        bool have_groups = false;
+        FILE *f;
+        int fd, r = 0;
+
+        if (geteuid() != 0)
+                return 0;
+        snprintf(path, sizeof(path), "/proc/%d/status", pid);
+        fd = openat(procfd, "status", O_RDONLY | O_CLOEXEC);
+        f = fd < 0 ? NULL : fdopen(fd, "re");
+        if (!f) {
+                r = -errno;
+                if (fd >= 0)
+                        close(fd);
+                fprintf(stderr, "iomemd: cannot read the credentials of pid %d (%s): %s\n", pid, path, strerror(-r));
+                return r;
+        }
+        while (r == 0 && getline(&line, &linesize, f) >= 0) {
+                unsigned long ids[4];
+
+                if (sscanf(line, "Uid: %lu %lu %lu %lu", &ids[0], &ids[1], &ids[2], &ids[3]) == 4)
+                        uid = (long)ids[3]; /* the fs uid: what file access is checked against */
+                else if (sscanf(line, "Gid: %lu %lu %lu %lu", &ids[0], &ids[1], &ids[2], &ids[3]) == 4)
+                        gid = (long)ids[3];
+                else if (strncmp(line, "Groups:", 7) == 0) {
+                        char *p = line + 7, *end;
+
+                        have_groups = true;
+                        for (unsigned long g; (g = strtoul(p, &end, 10)), end != p; p = end) {
+                                gid_t *grown = realloc(groups, (ngroups + 1) * sizeof(*groups));
+
+                                if (!grown) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                groups = grown;
+                                groups[ngroups++] = (gid_t)g;
+                        }
+                }
+        }
+        free(line);
+        fclose(f);
+        if (r == 0 && (uid < 0 || gid < 0 || !have_groups))
+                r = -EPROTO;
+        if (r == 0 && uid != 0 &&
+            (setgroups(ngroups, groups) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0))
+                r = -errno;
+        /* no way back: a root whose securebits keep its capabilities across setuid() (no_setuid_fixup) would
+         * still read any file */
+        if (r == 0 && uid != 0 && (geteuid() != (uid_t)uid || setuid(0) == 0))
+                r = -EPERM;
+        free(groups);
+        if (r < 0)
+                fprintf(stderr, "iomemd: cannot take on the credentials of pid %d: %s\n", pid, strerror(-r));
+        return r;
+}
+
+/*
+ * Whether the process at @procfd (/proc/PID) runs an iomemd: its executable has the name of ours. A root check of
+ * a process of uid 0 stays root, so it must not follow the command line of another program (a setuid one that a
+ * user started with --config naming a file only root may read, whose error line would quote it); and a reused pid
+ * gets a clear error. Return: 0; -errno or -EBADMSG, said.
+ */
+static int config_check_exe(int procfd, int pid)
+{
+        char exe[PATH_MAX], self[PATH_MAX];
+        const char *name, *own;
+        ssize_t n, m;
+        char *deleted;
+
+        n = readlinkat(procfd, "exe", exe, sizeof(exe) - 1);
+        if (n < 0) {
+                int r = -errno;
+
+                fprintf(stderr, "iomemd: cannot read the executable of pid %d (/proc/%d/exe): %s: run the check as "
+                                "that process's user or root\n", pid, pid, r == -ENOENT ? "no such process" :
+                                strerror(-r));
+                return r;
+        }
+        m = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (m < 0) {
+                int r = -errno;
+
+                fprintf(stderr, "iomemd: cannot read /proc/self/exe: %s\n", strerror(-r));
+                return r;
+        }
+        exe[n] = self[m] = '\0';
+        /* a daemon whose binary was replaced since (an upgrade) */
+        if ((deleted = strstr(exe, " (deleted)")) && deleted[10] == '\0')
+                *deleted = '\0';
+        name = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+        own = strrchr(self, '/') ? strrchr(self, '/') + 1 : self;
+        if (strcmp(name, own) != 0) {
+                char q[4 * CONFIG_QUOTE_MAX + 4];
+
+                fprintf(stderr, "iomemd: pid %d is not a running iomemd: it runs %s\n", pid,
+                        config_quote(q, sizeof(q), exe));
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+/*
+ * --check-config --pid: check what the running iomemd @pid would load on SIGHUP: its command line and the file
+ * it names, relative paths from its working directory, with its credentials (config_become()).
+ * Return: as config_check().
+ */
+static int config_check_pid(int pid, char *file, size_t filesize)
+{
+        struct config other;
+        char cwd[64], **argv;
+        int procfd, cwdfd, argc, r;
+
+        /* every read below is of this one process: if it ends and its pid is reused, they fail */
+        snprintf(cwd, sizeof(cwd), "/proc/%d", pid);
+        procfd = open(cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        r = config_read_cmdline(procfd, pid, &argc, &argv);
+        if (r < 0) {
+                if (procfd >= 0)
+                        close(procfd);
+                return r == -ENOMEM ? r : -EBADMSG;
+        }
+        r = config_become(procfd, pid);
+        if (r == 0)
+                r = config_check_exe(procfd, pid);
+        if (r < 0) {
+                close(procfd);
+                free(argv);
+                return r == -ENOMEM ? r : -EBADMSG;
+        }
+        snprintf(cwd, sizeof(cwd), "/proc/%d/cwd", pid);
+        cwdfd = openat(procfd, "cwd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        close(procfd);
+        if (cwdfd < 0 || fchdir(cwdfd) < 0) {
+                r = -errno;
+                if (cwdfd >= 0)
+                        close(cwdfd);
+                fprintf(stderr, "iomemd: cannot enter the working directory of pid %d (%s): %s: run the check as "
+                                "that process's user or root\n", pid, cwd, strerror(-r));
+                free(argv);
+                return -EBADMSG;
+        }
+        close(cwdfd);
+        config_init(&other);
+        other.file_untrusted = true;
+        r = config_apply(&other, argc, argv, false);
+        if (r == 0 && other.check) {
+                fprintf(stderr, "iomemd: pid %d is not a running iomemd: its command line has --check-config\n",
+                        pid);
+                r = -EBADMSG;
+        }
+        if (r == 1 || r == -EINVAL) /* its --help or --version, or a usage error: not how that iomemd started */
+                r = -EBADMSG;
+        if (r == 0)
+                snprintf(file, filesize, "%s", other.config_file ? other.config_file : "");
+        config_deinit(&other);
+        free(argv);
+        return r;
+}
+
+/*
+ * config_check() - --check-config, after config_apply() gave @r: say whether the configuration is valid. The
+ * socket is not looked at (nor its default path: its directory would be made), nor anything a start does after
+ * reading the configuration. Return: 1 valid (one line on stdout); -EBADMSG invalid, -EINVAL a usage error, -ENOMEM
+ * (the reason on stderr, as config_apply() said it).
+ */
+static int config_check(struct config *c, int r)
+{
+        char file[PATH_MAX + 1] = "";
+
+        if (r == 0 && c->check_pid)
+                r = config_check_pid(c->check_pid, file, sizeof(file));
+        else if (r == 0 && c->config_file)
+                snprintf(file, sizeof(file), "%s", c->config_file);
+        if (r < 0)
+                return r;
+        if (c->check_pid)
+                printf("iomemd: the configuration of pid %d is valid (%s%s)\n", c->check_pid,
+                       *file ? "file " : "no configuration file", file);
+        else
+                printf("iomemd: the configuration is valid (%s%s)\n", *file ? "file " : "no configuration file",
+                       file);
+        return fflush(stdout) == 0 ? 1 : -EIO;
 }
 
 int config_parse(struct config *c, int argc, char **argv)
@@ -764,6 +1128,10 @@ int config_parse(struct config *c, int argc, char **argv)
         int r;
 
         r = config_apply(c, argc, argv, false);
+        if (c->check && r <= 0)
+                return config_check(c, r);
+        if (r == -EBADMSG)
+                r = -EINVAL; /* a start with a bad file exits 2 */
         if (r != 0)
                 return r;
         if (!c->socket_path) {
@@ -792,12 +1160,17 @@ int config_reload(struct config *c)
         r = config_apply(&fresh, c->argc, c->argv, true);
         if (r != 0) {
                 config_deinit(&fresh);
-                if (r > 0)
+                if (r > 0 || r == -EBADMSG)
                         r = -EINVAL;
                 log_error("configuration reload failed (%s): keeping the running configuration", strerror(-r));
                 return r;
         }
-        /* startup-only settings */
+        /* startup-only settings: kept, and said so if the file now sets another (--check-config cannot know) */
+        if (fresh.max_region_fds != c->max_region_fds)
+                log_warning("configuration: max-region-fds = %llu is read at start only: the running iomemd keeps "
+                            "%llu%s until it is restarted",
+                            (unsigned long long)fresh.max_region_fds, (unsigned long long)c->max_region_fds,
+                            c->max_region_fds ? "" : " (from the fd limit)");
         free(fresh.socket_path);
         fresh.socket_path = c->socket_path;
         fresh.max_region_fds = c->max_region_fds;

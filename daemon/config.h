@@ -78,6 +78,11 @@ struct config {
         uint32_t *allow_gids;
         size_t nallow_gids;
         bool allow_list;            /* allow-uids or allow-gids was given */
+        bool check;                 /* --check-config: config_parse() checks the configuration and ends */
+        int check_pid;              /* --pid: the command line checked is that process's; 0 = our own */
+        unsigned nsettings;         /* options other than --check-config and --pid on the command line */
+        bool file_untrusted;        /* the file is named by another process (--pid): only a regular file of at
+                                     * most CONFIG_UNTRUSTED_FILE_MAX bytes is read (no FIFO, device) */
         int argc;                   /* the command line, borrowed, for config_reload() */
         /* bumped by config_reload(): what was derived from the configuration and kept (a connection's limits,
          * conn_limits()) is derived again */
@@ -106,8 +111,12 @@ int config_default_socket(char **pathp);
  * CONFIG_DEFAULT_FILE if it exists), then apply the command line on top:
  * the command line wins.
  * Errors and --help/--version output are written here.
- * Return: 0 to run; 1 if --help or --version was handled (exit 0);
- * -EINVAL for a usage error (one line on stderr; exit 2); -ENOMEM.
+ * With --check-config (config.check) nothing is run: the configuration is
+ * checked as a start would read it, without the socket (config_check()).
+ * Return: 0 to run; 1 if --help, --version or a --check-config that found
+ * the configuration valid was handled (exit 0); -EINVAL for a usage error
+ * (one line on stderr; exit 2); -EBADMSG if --check-config found the
+ * configuration invalid (exit 1); -ENOMEM.
  */
 int config_parse(struct config *c, int argc, char **argv);
 

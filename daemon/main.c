@@ -60,8 +60,11 @@ int main(int argc, char **argv)
         config_init(&config);
         r = config_parse(&config, argc, argv);
         if (r != 0) {
+                /* 2: a usage error; with --check-config, 1: the configuration is invalid (or the check failed) */
+                int status = r > 0 ? EXIT_SUCCESS : config.check && r != -EINVAL ? EXIT_FAILURE : 2;
+
                 config_deinit(&config);
-                return r > 0 ? EXIT_SUCCESS : 2;
+                return status;
         }
         log_set_level(config.log_level);
         r = server_run(&config);

@@ -31,7 +31,7 @@ cd "$home/iomemd"
 cmake -S . -B build >build.log 2>&1 || { cat build.log; echo "FAIL: cmake"; exit 1; }
 # what the uid-switching tests run; the Python and Ruby bindings' ones where this machine builds the bindings
 targets=(iomem iomemd iomemctl test-it-access iomem-loop-client test-it-attack it-attacker)
-tests='integration/test-it-access|integration/test-it-access-cli|integration/test-cli-errors|integration/test-it-metrics|integration/test-it-attack-0|systemd/service'
+tests='integration/test-it-access|integration/test-it-check-config|integration/test-it-access-cli|integration/test-cli-errors|integration/test-it-metrics|integration/test-it-attack-0|systemd/service'
 # of the attacks, the one that runs both iomemd and the attacker as other uids (all of them take minutes), in the
 # first of test-it-attack's parts (IT_ATTACK_ONLY overrides the part's choice)
 export IT_ATTACK_ONLY=test_fds_in_flight_bounded

@@ -21,6 +21,10 @@ grep -qx "ExecStart=$prefix/bin/iomemd --log-level=info" "$prefix/lib/systemd/sy
   || { echo "FAIL: ExecStart does not point into the prefix"; grep ExecStart "$prefix/lib/systemd/system/iomemd.service"; exit 1; }
 grep -qx "ExecStart=$prefix/bin/iomemd --log-level=info" "$prefix/lib/systemd/user/iomemd.service" \
   || { echo "FAIL: the user unit's ExecStart does not point into the prefix"; exit 1; }
+for u in system user; do
+  grep -qx "ExecReload=$prefix/bin/iomemd --check-config --pid \$MAINPID" "$prefix/lib/systemd/$u/iomemd.service" \
+    || { echo "FAIL: the $u unit's reload check does not point into the prefix"; exit 1; }
+done
 grep -qx "ListenStream=%t/iomemd.sock" "$prefix/lib/systemd/user/iomemd.socket" \
   || { echo "FAIL: the user socket does not listen on \$XDG_RUNTIME_DIR/iomemd.sock"; exit 1; }
 # The installed programs run at once, with no LD_LIBRARY_PATH and no ldconfig: their RUNPATH is $ORIGIN/../lib

@@ -66,7 +66,7 @@ opts=$(grep -o '{ "[a-z-]*", required_argument' "$src/daemon/config.c" | cut -d'
 for o in $opts; do
   roff=${o//-/\\-} # max-regions -> max\-regions, as roff writes it
   grep -qF -- "\\-\\-$roff" "$src/docs/man/iomemd.8" || bad "iomemd.8 does not document --$o"
-  case $o in socket|config) continue ;; esac # command line only
+  case $o in socket|config|pid) continue ;; esac # command line only
   grep -qF -- ".BI \"$roff = " "$src/docs/man/iomemd.conf.5" || bad "iomemd.conf.5 does not document $o"
   grep -q "^#$o = " "$src/daemon/iomemd.conf" || bad "daemon/iomemd.conf does not show $o"
 done

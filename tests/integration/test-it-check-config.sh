@@ -1,0 +1,302 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# test-it-check-config: `iomemd --check-config` (-t) reads the configuration file and the options as a start or a
+# SIGHUP does, with the daemon's own parser, and says whether they are valid: exit 0 and one line on stdout, exit 1
+# and the error iomemd itself gives on stderr, exit 2 for a usage error. It binds, unlinks and creates nothing at the
+# socket path, and needs no root. --pid PID checks what the running iomemd PID's SIGHUP would load: its own command
+# line and the file it names (what systemd's ExecReload= runs before the SIGHUP).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+ALIVE=()
+cleanup_more() {
+        local p
+        for p in "${ALIVE[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+        cleanup
+}
+trap cleanup_more EXIT
+
+# check WHAT WANT_STATUS WANT_STDOUT WANT_STDERR ARGS...: run iomemd ARGS; exact status, stdout and stderr ("" =
+# nothing). CHECK_TIMEOUT=S: under timeout S (against a hang only: the time is not asserted)
+check() {
+        local what=$1 want=$2 out=$3 err=$4
+        shift 4
+        local rc=0 pre=()
+        [ -z "${CHECK_TIMEOUT:-}" ] || pre=(timeout "$CHECK_TIMEOUT")
+        "${pre[@]}" "$IOMEMD" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+        [ "$rc" -eq "$want" ] || fail "$what: exit status $rc, want $want (stderr: $(cat "$TMP/err"))"
+        [ "$(cat "$TMP/out")" = "$out" ] || fail "$what: stdout '$(cat "$TMP/out")', want '$out'"
+        [ "$(cat "$TMP/err")" = "$err" ] || fail "$what: stderr '$(cat "$TMP/err")', want '$err'"
+}
+
+# every check below also names a socket: nothing may appear there, nor at the default paths
+export IOMEM_SOCKET=$TMP/env.sock XDG_RUNTIME_DIR=$TMP/xdg
+mkdir -p "$TMP/xdg"
+S=$TMP/check.sock
+
+printf 'max-regions = 10\ndefault-mode = 0640\n[uid 1000]\nquota-bytes = 1M\n' >"$TMP/ok.conf"
+printf 'default-mode = 0640\nmax-regions = lots\n' >"$TMP/bad.conf"
+printf 'backend = file\nallowed-backends = memfd,shm\n' >"$TMP/backends.conf"
+
+# 1. a valid file, the short and the long option
+check "valid file" 0 "iomemd: the configuration is valid (file $TMP/ok.conf)" "" \
+        --check-config --config "$TMP/ok.conf" --socket "$S"
+check "valid file, -t" 0 "iomemd: the configuration is valid (file $TMP/ok.conf)" "" -t --config "$TMP/ok.conf"
+
+# 2. no file: the default one if this machine has it, else none
+if [ -e /etc/iomemd/iomemd.conf ]; then
+        echo "note: /etc/iomemd/iomemd.conf exists here: the no-file case checks that file instead"
+        "$IOMEMD" --check-config >"$TMP/out" 2>&1 || true
+        grep -q "/etc/iomemd/iomemd.conf" "$TMP/out" \
+                || fail "no --config: the default file is not named: $(cat "$TMP/out")"
+else
+        check "no file" 0 "iomemd: the configuration is valid (no configuration file)" "" --check-config --socket "$S"
+fi
+
+# 3. an invalid file: exit 1 and the very line a start gives (which exits 2) and a SIGHUP logs
+bad_line="iomemd: $TMP/bad.conf:2: max-regions = 'lots': expected a positive number"
+check "invalid file" 1 "" "$bad_line" --check-config --config "$TMP/bad.conf" --socket "$S"
+rc=0
+"$IOMEMD" --config "$TMP/bad.conf" --socket "$S" 2>"$TMP/start.err" || rc=$?
+[ "$rc" -eq 2 ] || fail "a start with the bad file exited $rc, want 2"
+[ "$(cat "$TMP/start.err")" = "$bad_line" ] || fail "the start says '$(cat "$TMP/start.err")', the check '$bad_line'"
+
+# 4. a missing file named with --config, and a directory
+check "missing file" 1 "" "iomemd: cannot read the configuration file $TMP/nope.conf: No such file or directory" \
+        --check-config --config "$TMP/nope.conf" --socket "$S"
+check "a directory" 1 "" "iomemd: cannot read the configuration file $TMP: Is a directory" \
+        --check-config --config "$TMP"
+
+# 5. the options count as in a start: they win over the file, and they are checked with it
+check "file alone: backend not allowed" 1 "" "iomemd: backend file is not in allowed-backends (see --help)" \
+        --check-config --config "$TMP/backends.conf"
+check "an option overriding the file's backend" 0 "iomemd: the configuration is valid (file $TMP/backends.conf)" "" \
+        --check-config --config "$TMP/backends.conf" --backend memfd
+check "an option overriding the file's allowed-backends" 0 \
+        "iomemd: the configuration is valid (file $TMP/backends.conf)" "" \
+        --check-config --config "$TMP/backends.conf" --allowed-backends file
+check "an option the valid file contradicts" 1 "" "iomemd: backend shm is not in allowed-backends (see --help)" \
+        --check-config --config "$TMP/ok.conf" --backend shm --allowed-backends memfd
+check "a bad option value is a usage error" 2 "" \
+        "iomemd: invalid --max-regions '0': expected a positive number (see --help)" \
+        --check-config --config "$TMP/ok.conf" --max-regions 0
+check "an unknown option" 2 "" "iomemd: unknown option '--nope' (see --help)" --check-config --nope
+check "--pid without --check-config" 2 "" "iomemd: --pid goes with --check-config (see --help)" --pid 1
+check "--pid with other options" 2 "" \
+        "iomemd: --check-config --pid checks the options of that process: give no other option with it (see --help)" \
+        --check-config --pid 1 --max-regions 5
+check "--pid not a number" 2 "" "iomemd: invalid --pid 'x': expected a process id (see --help)" -t --pid x
+"$IOMEMD" --help | grep -q -- "-t, --check-config" || fail "--help does not list --check-config"
+
+# 6. nothing was created at the socket paths (--socket, $IOMEM_SOCKET, $XDG_RUNTIME_DIR's), the start above aside
+for p in "$S" "$IOMEM_SOCKET" "$XDG_RUNTIME_DIR/iomemd.sock"; do
+        [ ! -e "$p" ] && [ ! -L "$p" ] || fail "something was created at $p: $(ls -l "$p")"
+done
+# a stale socket file at --socket is left alone (a start would replace it), and so is a live daemon's
+"$PYTHON3" -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$S"
+ino=$(stat -c %i "$S")
+check "stale socket file" 0 "iomemd: the configuration is valid (file $TMP/ok.conf)" "" \
+        --check-config --config "$TMP/ok.conf" --socket "$S"
+[ -S "$S" ] && [ "$(stat -c %i "$S")" = "$ino" ] || fail "the check touched the stale socket file at $S"
+rm -f "$S"
+
+# 7. a running daemon: the check beside it changes nothing there
+start_daemon --config "$TMP/ok.conf"
+ctl create keep 4K >/dev/null
+ino=$(stat -c %i "$SOCK")
+check "beside a running daemon" 0 "iomemd: the configuration is valid (file $TMP/ok.conf)" "" \
+        --check-config --config "$TMP/ok.conf" --socket "$SOCK"
+[ "$(stat -c %i "$SOCK")" = "$ino" ] || fail "the check replaced the running daemon's socket file"
+ctl stat keep >/dev/null || fail "the running daemon lost its region or its socket"
+
+# 8. --pid: what that daemon's SIGHUP would load: its own command line (here --config and the options start_daemon
+# gives) and the file
+check "--pid, valid" 0 "iomemd: the configuration of pid $DAEMON_PID is valid (file $TMP/ok.conf)" "" \
+        --check-config --pid "$DAEMON_PID"
+cp "$TMP/ok.conf" "$TMP/ok.conf.orig"
+sed -i '1i max-events = 0' "$TMP/ok.conf"
+check "--pid, the file broken since" 1 "" \
+        "iomemd: $TMP/ok.conf:1: max-events = '0': expected a number of events 1..1000000" \
+        --check-config --pid "$DAEMON_PID"
+cp "$TMP/ok.conf.orig" "$TMP/ok.conf"
+stop_daemon
+
+# its own options count: started with --backend memfd, a file that allows only shm is valid alone, not for it
+"$IOMEMD" --socket "$SOCK" --config "$TMP/ok.conf" --backend memfd --log-level notice 2>"$TMP/daemon.log" &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+printf 'allowed-backends = shm\n' >"$TMP/shm.conf"
+cp "$TMP/shm.conf" "$TMP/ok.conf"
+check "the file alone" 0 "iomemd: the configuration is valid (file $TMP/ok.conf)" "" \
+        --check-config --config "$TMP/ok.conf"
+check "--pid: the daemon's --backend memfd" 1 "" "iomemd: backend memfd is not in allowed-backends (see --help)" \
+        --check-config --pid "$DAEMON_PID"
+cp "$TMP/ok.conf.orig" "$TMP/ok.conf"
+# the same broken file as in step 8 through this daemon's SIGHUP: the log line is the check's error
+sed -i '1i max-events = 0' "$TMP/ok.conf"
+kill -HUP "$DAEMON_PID"
+while ! grep -q "configuration reload failed" "$TMP/daemon.log"; do
+        kill -0 "$DAEMON_PID" || { fail "iomemd died on SIGHUP"; break; }
+        sleep 0.01
+done
+grep -qxF "iomemd: error: configuration: $TMP/ok.conf:1: max-events = '0': expected a number of events 1..1000000" \
+        "$TMP/daemon.log" || fail "SIGHUP's log line differs from the check's: $(cat "$TMP/daemon.log")"
+cp "$TMP/ok.conf.orig" "$TMP/ok.conf"
+stop_daemon
+
+# a relative --config is the daemon's working directory's, not the checker's
+mkdir "$TMP/wd"
+cp "$TMP/ok.conf" "$TMP/wd/rel.conf"
+(cd "$TMP/wd" && exec "$IOMEMD" --socket "$SOCK" --config rel.conf --log-level warning) &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+check "--pid, relative --config" 0 "iomemd: the configuration of pid $DAEMON_PID is valid (file rel.conf)" "" \
+        --check-config --pid "$DAEMON_PID"
+cp "$TMP/bad.conf" "$TMP/wd/rel.conf"
+check "--pid, relative --config broken" 1 "" "iomemd: rel.conf:2: max-regions = 'lots': expected a positive number" \
+        --check-config --pid "$DAEMON_PID"
+stop_daemon
+
+# a file that its command line names but a FIFO (the check would block on it for good), a device (/dev/zero would
+# be an endless line; /dev/null here) or a huge file: the check refuses them, and does not block (timeout: only
+# against a hang, the time is not asserted)
+printf 'max-regions = 10\n' >"$TMP/swap.conf"
+"$IOMEMD" --socket "$SOCK" --config "$TMP/swap.conf" --log-level warning &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+not_regular="iomemd: cannot read the configuration file $TMP/swap.conf: not a regular file"
+rm "$TMP/swap.conf"
+mkfifo "$TMP/swap.conf"
+CHECK_TIMEOUT=60 check "--pid, the file now a FIFO" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
+rm "$TMP/swap.conf"
+ln -s /dev/null "$TMP/swap.conf"
+check "--pid, the file now a device" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
+rm "$TMP/swap.conf"
+truncate -s 17M "$TMP/swap.conf"
+check "--pid, the file now 17 MiB" 1 "" \
+        "iomemd: cannot read the configuration file $TMP/swap.conf: larger than 16 MiB" --check-config --pid "$DAEMON_PID"
+rm "$TMP/swap.conf"
+printf 'max-regions = 10\n' >"$TMP/swap.conf"
+stop_daemon
+
+# a daemon whose binary was replaced since it started (an upgrade): its /proc/PID/exe ends in " (deleted)", and it
+# is still an iomemd to the check
+mkdir "$TMP/old"
+cp "$IOMEMD" "$TMP/old/iomemd"
+"$TMP/old/iomemd" --socket "$SOCK" --config "$TMP/ok.conf" --log-level warning &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+rm "$TMP/old/iomemd"
+check "--pid, its binary deleted since" 0 "iomemd: the configuration of pid $DAEMON_PID is valid (file $TMP/ok.conf)" \
+        "" --check-config --pid "$DAEMON_PID"
+stop_daemon
+
+# a command line with a control byte (here an escape sequence in the file's name; one of another user would reach
+# the checker's terminal raw in the errors and the valid line): not checked
+esc=$TMP/$'x\e[1mx'.conf
+printf 'max-regions = 10\n' >"$esc"
+"$IOMEMD" --socket "$SOCK" --config "$esc" --log-level warning &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+check "--pid, a control byte in its command line" 1 "" \
+        "iomemd: the command line of pid $DAEMON_PID has a control byte in argument 4: not checked" \
+        --check-config --pid "$DAEMON_PID"
+stop_daemon
+
+# a process that is not iomemd, and one that is gone
+sleep 300 &
+ALIVE+=($!)
+# until the forked shell has exec'd sleep: before, its command line is this script's
+until [ "$(tr '\0' ' ' <"/proc/$!/cmdline")" = "sleep 300 " ]; do sleep 0.01; done
+check "--pid of sleep" 1 "" "iomemd: pid $! is not a running iomemd: it runs $(readlink "/proc/$!/exe")" \
+        --check-config --pid "$!"
+kill "$!"
+wait "$!" 2>/dev/null || true
+check "--pid of a process gone" 1 "" \
+        "iomemd: cannot read the command line of pid $! (/proc/$!/cmdline): no such process" --check-config --pid "$!"
+
+# 9. a reload keeps max-region-fds (read at start only) and says so; the check calls such a file valid
+printf 'max-region-fds = 7\n' >"$TMP/fds.conf"
+"$IOMEMD" --socket "$SOCK" --config "$TMP/fds.conf" --log-level notice 2>"$TMP/fds.log" &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+printf 'max-region-fds = 9\n' >"$TMP/fds.conf"
+check "--pid, another max-region-fds" 0 \
+        "iomemd: the configuration of pid $DAEMON_PID is valid (file $TMP/fds.conf)" "" \
+        --check-config --pid "$DAEMON_PID"
+kill -HUP "$DAEMON_PID"
+while ! grep -q "configuration reloaded" "$TMP/fds.log"; do # logged after the warning
+        kill -0 "$DAEMON_PID" || { fail "iomemd died on SIGHUP"; break; }
+        sleep 0.01
+done
+grep -qxF "iomemd: warning: configuration: max-region-fds = 9 is read at start only: the running iomemd keeps 7 until \
+it is restarted" "$TMP/fds.log" || fail "no warning for a max-region-fds the reload keeps: $(cat "$TMP/fds.log")"
+stop_daemon
+
+# 10. no root needed: as another uid, on a file it may read (the daemon's install staged where it may run it)
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+        stage_iomemctl
+        mkdir -m 0755 "$STAGE/conf"
+        cp "$TMP/ok.conf" "$STAGE/conf/ok.conf"
+        chmod 0644 "$STAGE/conf/ok.conf"
+        out=$(setpriv --reuid 4242 --regid 4242 --clear-groups env -u IOMEM_SOCKET -u XDG_RUNTIME_DIR \
+                "$STAGE/bin/iomemd" --check-config --config "$STAGE/conf/ok.conf" 2>&1) \
+                || fail "the check as uid 4242 failed: $out"
+        [ "$out" = "iomemd: the configuration is valid (file $STAGE/conf/ok.conf)" ] || fail "as uid 4242: $out"
+        # root's --pid check of uid 4242's daemon reads the file as that daemon would: a file that only root may
+        # read is invalid for it (its reload would fail), though root itself can read it
+        mkdir -m 0755 "$STAGE/run"
+        chown 4242:4242 "$STAGE/run"
+        (cd "$STAGE/conf" && exec setpriv --reuid 4242 --regid 4242 --clear-groups env -u IOMEM_SOCKET \
+                -u XDG_RUNTIME_DIR "$STAGE/bin/iomemd" --socket "$STAGE/run/s" --config ok.conf --log-level error) &
+        upid=$!
+        ALIVE+=("$upid")
+        while ! "$IOMEMCTL" --socket "$STAGE/run/s" ping >/dev/null 2>&1; do
+                kill -0 "$upid" || { fail "iomemd as uid 4242 died"; break; }
+                sleep 0.01
+        done
+        check "root, --pid of uid 4242's daemon" 0 \
+                "iomemd: the configuration of pid $upid is valid (file ok.conf)" "" --check-config --pid "$upid"
+        chmod 0600 "$STAGE/conf/ok.conf"
+        check "root, --pid of uid 4242's daemon, a file it may not read" 1 "" \
+                "iomemd: cannot read the configuration file ok.conf: Permission denied" --check-config --pid "$upid"
+        # no way back to root: one whose securebits keep its capabilities across setuid() (no_setuid_fixup) would
+        # still read the file as root: the check refuses to go on
+        rc=0
+        setpriv --securebits +no_setuid_fixup "$IOMEMD" --check-config --pid "$upid" >"$TMP/out" 2>"$TMP/err" || rc=$?
+        [ "$rc" -eq 1 ] && [ ! -s "$TMP/out" ] && [ "$(cat "$TMP/err")" = \
+                "iomemd: cannot take on the credentials of pid $upid: Operation not permitted" ] \
+                || fail "root keeping its capabilities across setuid: exit $rc, $(cat "$TMP/out" "$TMP/err")"
+        kill "$upid"
+        wait "$upid" || fail "iomemd as uid 4242 exited with $?"
+
+        # a root process that is not iomemd (a setuid program a user started, with arguments of their choice),
+        # whose command line names a file only root may read: the check, which stays root for it, does not read
+        # the file (its error line would quote it). Here a root python that rewrites its own command line.
+        printf 'secret-sentinel: hunter2\n' >"$TMP/secret"
+        chmod 0600 "$TMP/secret"
+        # shellcheck disable=SC2016
+        code='import sys, time
+new = b"".join(a.encode() + b"\0" for a in sys.argv[1:])
+start, end = (int(x) for x in open("/proc/self/stat").read().rsplit(")", 1)[1].split()[45:47])
+pad = end - start - len(new) - len("--tmpdir=") - 1
+with open("/proc/self/mem", "r+b", buffering=0) as m:
+    m.seek(start)
+    m.write(new + b"--tmpdir=" + b"/" * pad + b"\0")
+time.sleep(300)'
+        "$PYTHON3" -c "$code" x --config "$TMP/secret" &
+        fpid=$!
+        ALIVE+=("$fpid")
+        until tr '\0' ' ' <"/proc/$fpid/cmdline" | grep -q "^x --config $TMP/secret --tmpdir=/"; do
+                kill -0 "$fpid" || { fail "the fake process died"; break; }
+                sleep 0.01
+        done
+        check "root, --pid of a root process that is not iomemd" 1 "" \
+                "iomemd: pid $fpid is not a running iomemd: it runs $(readlink "/proc/$fpid/exe")" \
+                --check-config --pid "$fpid"
+        kill "$fpid"
+else
+        echo "note: not root: the other-uid case is skipped (this test already runs as a non-root uid)"
+fi
+
+finish
