@@ -715,8 +715,8 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
                                 break;
                         if (parse_u64(optarg, &pid, NULL) < 0 || pid == 0 || pid > INT_MAX) {
                                 if (!quiet)
-                                        fprintf(stderr, "iomemd: invalid --pid '%s': expected a process id (see "
-                                                        "--help)\n", optarg);
+                                        log_stderr_error("invalid --pid '%s': expected a process id (see "
+                                                        "--help)", optarg);
                                 return -EINVAL;
                         }
                         c->check_pid = (int)pid;
@@ -727,7 +727,7 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
                                 break;
                         if (!*optarg) {
                                 if (!quiet)
-                                        fprintf(stderr, "iomemd: invalid --config '': empty path (see --help)\n");
+                                        log_stderr_error("invalid --config '': empty path (see --help)");
                                 return -EINVAL;
                         }
                         r = config_replace(&c->config_file, optarg);
@@ -739,7 +739,7 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
                                 break;
                         if (!*optarg) {
                                 if (!quiet)
-                                        fprintf(stderr, "iomemd: invalid --socket '': empty path (see --help)\n");
+                                        log_stderr_error("invalid --socket '': empty path (see --help)");
                                 return -EINVAL;
                         }
                         r = config_replace(&c->socket_path, optarg);
@@ -751,7 +751,7 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
                                 break;
                         r = config_set(c, config_options[idx].name, optarg, &why);
                         if (r == -EINVAL && !quiet)
-                                fprintf(stderr, "iomemd: invalid --%s '%s': %s (see --help)\n",
+                                log_stderr_error("invalid --%s '%s': %s (see --help)",
                                         config_options[idx].name, optarg, why);
                         if (r < 0)
                                 return r;
@@ -766,17 +766,17 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
                         return 1;
                 case ':':
                         if (!quiet)
-                                fprintf(stderr, "iomemd: option '%s' needs an argument (see --help)\n", name);
+                                log_stderr_error("option '%s' needs an argument (see --help)", name);
                         return -EINVAL;
                 default:
                         if (!quiet)
-                                fprintf(stderr, "iomemd: unknown option '%s' (see --help)\n", name);
+                                log_stderr_error("unknown option '%s' (see --help)", name);
                         return -EINVAL;
                 }
         }
         if (optind < argc) {
                 if (!quiet)
-                        fprintf(stderr, "iomemd: unexpected argument '%s' (see --help)\n", argv[optind]);
+                        log_stderr_error("unexpected argument '%s' (see --help)", argv[optind]);
                 return -EINVAL;
         }
         return 0;
@@ -799,13 +799,13 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
                 return r;
         if (c->check_pid && !c->check) {
                 if (!quiet)
-                        fprintf(stderr, "iomemd: --pid goes with --check-config (see --help)\n");
+                        log_stderr_error("--pid goes with --check-config (see --help)");
                 return -EINVAL;
         }
         if (c->check_pid && c->nsettings) {
                 if (!quiet)
-                        fprintf(stderr, "iomemd: --check-config --pid checks the options of that process: give no "
-                                        "other option with it (see --help)\n");
+                        log_stderr_error("--check-config --pid checks the options of that process: give no "
+                                        "other option with it (see --help)");
                 return -EINVAL;
         }
         if (c->check_pid)
@@ -821,7 +821,7 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
                         if (quiet)
                                 log_error("configuration: %s", err);
                         else
-                                fprintf(stderr, "iomemd: %s\n", err);
+                                log_stderr_error("%s", err);
                         return r == -ENOMEM ? r : -EBADMSG;
                 }
         }
@@ -832,7 +832,7 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
                 if (quiet)
                         log_error("configuration: backend %s is not in allowed-backends", backend_name(c->backend));
                 else
-                        fprintf(stderr, "iomemd: backend %s is not in allowed-backends (see --help)\n",
+                        log_stderr_error("backend %s is not in allowed-backends (see --help)",
                                 backend_name(c->backend));
                 return -EBADMSG;
         }
@@ -854,7 +854,7 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
         if (fd < 0) {
                 int r = -errno;
 
-                fprintf(stderr, "iomemd: cannot read the command line of pid %d (%s): %s\n", pid, path,
+                log_stderr_error("cannot read the command line of pid %d (%s): %s", pid, path,
                         r == -ENOENT ? "no such process" : strerror(-r));
                 return r;
         }
@@ -867,7 +867,7 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
                         if (!grown) {
                                 free(buf);
                                 close(fd);
-                                fprintf(stderr, "iomemd: cannot read the command line of pid %d: %s\n", pid,
+                                log_stderr_error("cannot read the command line of pid %d: %s", pid,
                                         size >= (1u << 24) ? "longer than 16 MiB" : strerror(ENOMEM));
                                 return -ENOMEM;
                         }
@@ -882,7 +882,7 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
 
                         free(buf);
                         close(fd);
-                        fprintf(stderr, "iomemd: cannot read the command line of pid %d: %s\n", pid, strerror(-r));
+                        log_stderr_error("cannot read the command line of pid %d: %s", pid, strerror(-r));
                         return r;
                 }
                 if (n == 0)
@@ -892,7 +892,7 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
         close(fd);
         if (len == 0 || buf[len - 1] != '\0') { /* a kernel thread (empty), or a process that rewrote its argv */
                 free(buf);
-                fprintf(stderr, "iomemd: pid %d has no command line to check: is it iomemd?\n", pid);
+                log_stderr_error("pid %d has no command line to check: is it iomemd?", pid);
                 return -EINVAL;
         }
         for (size_t i = 0; i < len; i++) {
@@ -900,8 +900,8 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
                  * written by another user reaches the terminal or journal of the one who checks */
                 if (buf[i] != '\0' && ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)) {
                         free(buf);
-                        fprintf(stderr, "iomemd: the command line of pid %d has a control byte in argument %d: not "
-                                        "checked\n", pid, argc);
+                        log_stderr_error("the command line of pid %d has a control byte in argument %d: not "
+                                        "checked", pid, argc);
                         return -EINVAL;
                 }
                 argc += buf[i] == '\0';
@@ -909,7 +909,7 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
         argv = malloc((size_t)(argc + 1) * sizeof(*argv) + len);
         if (!argv) {
                 free(buf);
-                fprintf(stderr, "iomemd: %s\n", strerror(ENOMEM));
+                log_stderr_error("%s", strerror(ENOMEM));
                 return -ENOMEM;
         }
         memcpy(argv + argc + 1, buf, len);
@@ -952,7 +952,7 @@ static int config_become(int procfd, int pid)
                 r = -errno;
                 if (fd >= 0)
                         close(fd);
-                fprintf(stderr, "iomemd: cannot read the credentials of pid %d (%s): %s\n", pid, path, strerror(-r));
+                log_stderr_error("cannot read the credentials of pid %d (%s): %s", pid, path, strerror(-r));
                 return r;
         }
         while (r == 0 && getline(&line, &linesize, f) >= 0) {
@@ -991,7 +991,7 @@ static int config_become(int procfd, int pid)
                 r = -EPERM;
         free(groups);
         if (r < 0)
-                fprintf(stderr, "iomemd: cannot take on the credentials of pid %d: %s\n", pid, strerror(-r));
+                log_stderr_error("cannot take on the credentials of pid %d: %s", pid, strerror(-r));
         return r;
 }
 
@@ -1012,8 +1012,8 @@ static int config_check_exe(int procfd, int pid)
         if (n < 0) {
                 int r = -errno;
 
-                fprintf(stderr, "iomemd: cannot read the executable of pid %d (/proc/%d/exe): %s: run the check as "
-                                "that process's user or root\n", pid, pid, r == -ENOENT ? "no such process" :
+                log_stderr_error("cannot read the executable of pid %d (/proc/%d/exe): %s: run the check as "
+                                "that process's user or root", pid, pid, r == -ENOENT ? "no such process" :
                                 strerror(-r));
                 return r;
         }
@@ -1021,7 +1021,7 @@ static int config_check_exe(int procfd, int pid)
         if (m < 0) {
                 int r = -errno;
 
-                fprintf(stderr, "iomemd: cannot read /proc/self/exe: %s\n", strerror(-r));
+                log_stderr_error("cannot read /proc/self/exe: %s", strerror(-r));
                 return r;
         }
         exe[n] = self[m] = '\0';
@@ -1033,7 +1033,7 @@ static int config_check_exe(int procfd, int pid)
         if (strcmp(name, own) != 0) {
                 char q[4 * CONFIG_QUOTE_MAX + 4];
 
-                fprintf(stderr, "iomemd: pid %d is not a running iomemd: it runs %s\n", pid,
+                log_stderr_error("pid %d is not a running iomemd: it runs %s", pid,
                         config_quote(q, sizeof(q), exe));
                 return -EBADMSG;
         }
@@ -1075,8 +1075,8 @@ static int config_check_pid(int pid, char *file, size_t filesize)
                 r = -errno;
                 if (cwdfd >= 0)
                         close(cwdfd);
-                fprintf(stderr, "iomemd: cannot enter the working directory of pid %d (%s): %s: run the check as "
-                                "that process's user or root\n", pid, cwd, strerror(-r));
+                log_stderr_error("cannot enter the working directory of pid %d (%s): %s: run the check as "
+                                "that process's user or root", pid, cwd, strerror(-r));
                 free(argv);
                 return -EBADMSG;
         }
@@ -1085,7 +1085,7 @@ static int config_check_pid(int pid, char *file, size_t filesize)
         other.file_untrusted = true;
         r = config_apply(&other, argc, argv, false);
         if (r == 0 && other.check) {
-                fprintf(stderr, "iomemd: pid %d is not a running iomemd: its command line has --check-config\n",
+                log_stderr_error("pid %d is not a running iomemd: its command line has --check-config",
                         pid);
                 r = -EBADMSG;
         }
@@ -1139,12 +1139,12 @@ int config_parse(struct config *c, int argc, char **argv)
                 if (r == -ENOENT && getenv("LISTEN_FDS")) {
                         r = 0; /* socket activation: systemd passes the socket, no path needed */
                 } else if (r == -ENOENT) {
-                        fprintf(stderr, "iomemd: no socket path: pass --socket, or set $IOMEM_SOCKET or "
-                                        "$XDG_RUNTIME_DIR\n");
+                        log_stderr_error("no socket path: pass --socket, or set $IOMEM_SOCKET or "
+                                        "$XDG_RUNTIME_DIR");
                         return -EINVAL;
                 }
                 if (r < 0) {
-                        fprintf(stderr, "iomemd: cannot prepare %s: %s\n", CONFIG_SYSTEM_SOCKET_DIR, strerror(-r));
+                        log_stderr_error("cannot prepare %s: %s", CONFIG_SYSTEM_SOCKET_DIR, strerror(-r));
                         return -EINVAL;
                 }
         }

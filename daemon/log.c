@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -16,11 +18,21 @@ static const char *const log_names[] = {
         [LOG_LEVEL_INFO] = "info",     [LOG_LEVEL_DEBUG] = "debug",
 };
 
+/*
+ * systemd sets $JOURNAL_STREAM to "DEV:INO" of the stream it connected to stderr; a shell started from such a
+ * service inherits the variable with a terminal on stderr, so the prefix goes only where the numbers still match
+ * (sd-daemon(3), systemd.exec(5)).
+ */
 void log_init(void)
 {
         const char *js = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+        int n = 0;
 
-        log_journal = js && *js;
+        log_journal = js && sscanf(js, "%llu:%llu%n", &dev, &ino, &n) == 2 && js[n] == '\0' &&
+                      fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+                      (unsigned long long)st.st_ino == ino;
 }
 
 void log_set_level(enum log_level level)
@@ -64,5 +76,18 @@ void log_message(enum log_level level, const char *fmt, ...)
                 fprintf(stderr, "<%d>%s\n", (int)level, line);
         else
                 fprintf(stderr, "iomemd: %s: %s\n", log_names[level], line);
+        errno = saved;
+}
+
+void log_stderr_error(const char *fmt, ...)
+{
+        char line[2048];
+        int saved = errno;
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "%siomemd: %s\n", log_journal ? "<3>" : "", line);
         errno = saved;
 }

@@ -14,8 +14,8 @@ enum log_level {
 };
 
 /*
- * log_init() - pick the line format: "<N>" prefixes when $JOURNAL_STREAM is
- * set (stderr goes to the journal), "iomemd: <level>: " otherwise.
+ * log_init() - pick the line format: "<N>" prefixes when stderr is the journal
+ * ($JOURNAL_STREAM names stderr's device and inode), "iomemd: <level>: " otherwise.
  * Return: nothing.
  */
 void log_init(void);
@@ -52,3 +52,11 @@ void log_message(enum log_level level, const char *fmt, ...) __attribute__((form
                 if (log_enabled(LOG_LEVEL_DEBUG))                  \
                         log_message(LOG_LEVEL_DEBUG, __VA_ARGS__); \
         } while (0)
+
+/*
+ * log_stderr_error() - write "iomemd: <text>" (a newline is added) for whoever ran the command: a usage or
+ * configuration error of a start or of --check-config, at err priority ("<3>" first) when stderr is the journal
+ * (systemd's ExecReload=), bare on a terminal. Not subject to the threshold; errno is preserved.
+ * Return: nothing.
+ */
+void log_stderr_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -460,7 +460,7 @@ static PyObject *pyclient_create(PyObject *obj, PyObject *args, PyObject *kwargs
 
         if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO&|$pppO&O&O&:create", kwlist, &nameobj,
                                          pymodule_u64_converter, &size, &exclusive, &lease, &resizable,
-                                         pymodule_seals_converter, &opts.seals, pymodule_u32_converter, &mode,
+                                         pymodule_seals_converter, &opts.seals, pymodule_mode_converter, &mode,
                                          pymodule_backend_converter,
                                          &opts.backend))
                 return NULL;
@@ -799,7 +799,7 @@ static PyObject *pyclient_chmod(PyObject *obj, PyObject *args)
         uint32_t mode;
         int r;
 
-        if (!PyArg_ParseTuple(args, "OO&:chmod", &nameobj, pymodule_u32_converter, &mode) || !pyclient_name_converter(nameobj, &name) ||
+        if (!PyArg_ParseTuple(args, "OO&:chmod", &nameobj, pymodule_mode_converter, &mode) || !pyclient_name_converter(nameobj, &name) ||
             pyclient_enter(self) < 0)
                 return NULL;
         Py_BEGIN_ALLOW_THREADS
@@ -877,7 +877,7 @@ static PyObject *pyclient_register(PyObject *obj, PyObject *args, PyObject *kwar
         int lease = 0, r;
 
         if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!|$pO&:register", kwlist, &nameobj, &pyregion_type, &region,
-                                         &lease, pymodule_u32_converter, &mode) ||
+                                         &lease, pymodule_mode_converter, &mode) ||
             !pyclient_name_converter(nameobj, &name) || pyregion_check_open(region) < 0 || pyclient_enter(self) < 0)
                 return NULL;
         region->exports++; /* close() and resize() wait for this call: it uses the region without the GIL */

@@ -124,6 +124,11 @@ int pymodule_u64_converter(PyObject *obj, void *u64p);
  * ValueError; unlike PyArg's "I", never cut to its low 32 bits. Return: 1 or 0.
  */
 int pymodule_u32_converter(PyObject *obj, void *u32p);
+/*
+ * pymodule_mode_converter() - "O&" converter: a region's mode, an int from 0 to 0o777 (what the daemon accepts;
+ * 0 is "the daemon's default" where the call says so), else ValueError naming it in octal. Return: 1 or 0.
+ */
+int pymodule_mode_converter(PyObject *obj, void *modep);
 /* pymodule_backend_str() - the backend's name as str. Return: new ref or NULL. */
 PyObject *pymodule_backend_str(enum iomem_backend backend);
 

@@ -110,6 +110,27 @@ int pymodule_u32_converter(PyObject *obj, void *u32p)
         return 1;
 }
 
+int pymodule_mode_converter(PyObject *obj, void *modep)
+{
+        unsigned long long v;
+        int overflow;
+
+        if (!pymodule_to_ull(obj, &v, &overflow))
+                return 0;
+        if (overflow || v > 0777) { /* else the daemon's "malformed CREATE" (CHMOD...), which names no argument */
+                PyObject *oct = PyNumber_ToBase(obj, 8);
+
+                if (oct) {
+                        PyErr_Format(PyExc_ValueError, "mode %U: a region's mode is 0 to 0o777 (permission bits only)",
+                                     oct);
+                        Py_DECREF(oct);
+                }
+                return 0;
+        }
+        *(uint32_t *)modep = (uint32_t)v;
+        return 1;
+}
+
 #define PYMODULE_SEAL_ALL \
         (IOMEM_SEAL_SEAL | IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW | IOMEM_SEAL_WRITE | IOMEM_SEAL_FUTURE_WRITE)
 

@@ -299,4 +299,36 @@ else
         echo "note: not root: the other-uid case is skipped (this test already runs as a non-root uid)"
 fi
 
+
+# 11. under systemd (ExecReload=), stderr is the journal: $JOURNAL_STREAM is its DEV:INO. The check's errors then
+# carry the sd-daemon prefix <3> (err), so that `journalctl -p err` shows why a reload failed; a terminal that merely
+# inherited $JOURNAL_STREAM (a shell started from a service) sees the bare line
+# jcheck WHAT WANT_STATUS WANT_STDERR JOURNAL ARGS...: as check, stderr to $TMP/journal; JOURNAL=1: the variable
+# names that file, 0: another file (inherited), "": unset
+jcheck() {
+        local what=$1 want=$2 err=$3 journal=$4 rc=0 js=
+        shift 4
+        : >"$TMP/journal"
+        case $journal in
+        1) js=$(stat -c %d:%i "$TMP/journal") ;;
+        0) js=$(stat -c %d:%i "$TMP/ok.conf") ;;
+        esac
+        if [ -n "$journal" ]; then
+                JOURNAL_STREAM=$js "$IOMEMD" "$@" >"$TMP/out" 2>>"$TMP/journal" || rc=$?
+        else
+                env -u JOURNAL_STREAM "$IOMEMD" "$@" >"$TMP/out" 2>>"$TMP/journal" || rc=$?
+        fi
+        [ "$rc" -eq "$want" ] || fail "$what: exit status $rc, want $want (stderr: $(cat "$TMP/journal"))"
+        [ "$(cat "$TMP/journal")" = "$err" ] || fail "$what: stderr '$(cat "$TMP/journal")', want '$err'"
+}
+jcheck "journal: an invalid file" 1 "<3>$bad_line" 1 --check-config --config "$TMP/bad.conf" --socket "$S"
+jcheck "journal: a usage error" 2 "<3>iomemd: unknown option '--nope' (see --help)" 1 --check-config --nope
+jcheck "journal: a start with the invalid file" 2 "<3>$bad_line" 1 --config "$TMP/bad.conf" --socket "$S"
+jcheck "journal: a valid file says nothing on stderr" 0 "" 1 --check-config --config "$TMP/ok.conf" --socket "$S"
+jcheck "inherited JOURNAL_STREAM, stderr elsewhere" 1 "$bad_line" 0 --check-config --config "$TMP/bad.conf" \
+        --socket "$S"
+JOURNAL_STREAM=garbage "$IOMEMD" --check-config --config "$TMP/bad.conf" --socket "$S" 2>"$TMP/journal" && \
+        fail "the invalid file passed"
+[ "$(cat "$TMP/journal")" = "$bad_line" ] || fail "JOURNAL_STREAM=garbage: stderr '$(cat "$TMP/journal")'"
+jcheck "no JOURNAL_STREAM" 1 "$bad_line" "" --check-config --config "$TMP/bad.conf" --socket "$S"
 finish
