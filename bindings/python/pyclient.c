@@ -1087,17 +1087,8 @@ static PyObject *pyclient_publish(PyObject *obj, PyObject *args, PyObject *kwarg
                         return NULL;
                 }
         }
-        if (modeobj != Py_None) {
-                unsigned long mode = PyLong_AsUnsignedLong(modeobj);
-
-                if (mode == (unsigned long)-1 && PyErr_Occurred())
-                        return NULL;
-                if (mode > 0777) {
-                        PyErr_SetString(PyExc_ValueError, "mode must be between 0 and 0o777");
-                        return NULL;
-                }
-                opts.mode = (uint32_t)mode;
-        }
+        if (modeobj != Py_None && !pymodule_mode_converter(modeobj, &opts.mode))
+                return NULL;
         opts.flags = lease ? IOMEM_PUBLISH_LEASE : 0;
         if (pyregion_check_open(region) < 0 || pyclient_enter(self) < 0)
                 return NULL;

@@ -102,6 +102,19 @@ static uint32_t to_u32(VALUE v, const char *what)
         return NUM2UINT(v);
 }
 
+/*
+ * A region's mode: 0 to 0o777, what the daemon accepts (setuid, setgid and sticky bits included, it answers
+ * "malformed CREATE", CHMOD..., which names no argument): ArgumentError above, Errno::EINVAL @what when negative.
+ */
+static uint32_t to_mode(VALUE v, const char *what)
+{
+        v = rb_to_int(v);
+        if (FIXNUM_P(v) ? FIX2LONG(v) > 0777 : RTEST(rb_funcall(v, '>', 1, INT2FIX(0777))))
+                rb_raise(rb_eArgError, "mode 0o%" PRIsVALUE ": a region's mode is 0 to 0o777 (permission bits only)",
+                         rb_funcall(v, rb_intern("to_s"), 1, INT2FIX(8)));
+        return to_u32(v, what);
+}
+
 static bool io_closed(VALUE io)
 {
         return RTEST(rb_funcall(io, rb_intern("closed?"), 0));
@@ -1583,7 +1596,7 @@ static VALUE client_create(int argc, VALUE *argv, VALUE self)
         if (v[3] != Qundef && !NIL_P(v[3]))
                 o.opts.seals = seals_from_ruby(v[3]);
         if (v[4] != Qundef && !NIL_P(v[4]))
-                o.opts.mode = to_u32(v[4], "create: negative mode");
+                o.opts.mode = to_mode(v[4], "create: negative mode");
         if (v[5] != Qundef)
                 o.opts.backend = backend_from_ruby(v[5]);
         o.size = to_u64(size, "create: negative size");
@@ -2192,7 +2205,7 @@ static VALUE client_chmod(VALUE self, VALUE name, VALUE mode)
         char buf[NAME_COPY_MAX + 1];
         struct op o = { 0 };
 
-        o.mode = to_u32(mode, "chmod: negative mode");
+        o.mode = to_mode(mode, "chmod: negative mode");
         o.name = name_copy(name, buf, false);
         client_call(self, op_chmod, &o);
         if (o.r < 0)
@@ -2271,7 +2284,7 @@ static VALUE client_register(int argc, VALUE *argv, VALUE self)
         if (kw_true(v[0]))
                 o.flags |= IOMEM_REGISTER_LEASE;
         if (v[1] != Qundef && !NIL_P(v[1]))
-                o.mode = to_u32(v[1], "register: negative mode");
+                o.mode = to_mode(v[1], "register: negative mode");
         o.name = name_copy(name, buf, false);
         client_call_with_copy(self, op_register, &o, region, "register", name);
         if (o.r < 0)
@@ -2303,7 +2316,7 @@ static VALUE client_publish(int argc, VALUE *argv, VALUE self)
                         raise_errno(-EINVAL, "publish: expect_generation must be nil or a generation (>= 1)");
         }
         if (v[1] != Qundef && !NIL_P(v[1]))
-                o.popts.mode = to_u32(v[1], "publish: negative mode");
+                o.popts.mode = to_mode(v[1], "publish: negative mode");
         if (kw_true(v[2]))
                 o.popts.flags |= IOMEM_PUBLISH_LEASE;
         o.name = name_copy(name, buf, false);

@@ -142,7 +142,10 @@ class TestClient < IOMemTest::Case
     end
     # a bad name: the rule, not the daemon's "malformed CREATE" (which names neither the argument nor the rule)
     assert_errno(Errno::EINVAL, /create "\/bad": #{NAME_RULE}\z/) { @c.create("/bad", PAGE) }
-    assert_errno(Errno::EINVAL, /create "#{n('m')}": (malformed [A-Z]+|not a memfd)/) { @c.create(n("m"), PAGE, mode: 0o1777) }
+    # a mode past 0o777: said here (it was the daemon's "malformed CREATE")
+    e = assert_raises(ArgumentError) { @c.create(n("m"), PAGE, mode: 0o1777) }
+    assert_equal "mode 0o1777: a region's mode is 0 to 0o777 (permission bits only)", e.message
+    assert_nil @c.list(n("m")).first
     assert_errno(Errno::EFBIG, /create "#{n('big')}": size above the (daemon.s )?limit/) { @c.create(n("big"), 2 << 20) }
     assert_errno(Errno::EINVAL, /name longer than 255 bytes/) { @c.create("a" * 2000, PAGE) }
     # every length past the limit says so (256 to 1024 bytes gave libiomem's generic "invalid argument"), and a
@@ -676,7 +679,19 @@ class TestClient < IOMemTest::Case
     @c.create(n("cm"), PAGE).close
     @c.chmod(n("cm"), 0o664)
     assert_equal 0o664, @c.stat(n("cm")).mode
-    assert_errno(Errno::EINVAL, /chmod "#{n('cm')}": (malformed [A-Z]+|not a memfd)/) { @c.chmod(n("cm"), 0o1000) }
+    # past 0o777 (setuid, setgid, sticky, or beyond): ArgumentError naming the mode (was "malformed CHMOD"); 0 is
+    # a mode for chmod (no access)
+    [0o1000, 0o2644, 0o4755, 2**70].each do |bad|
+      e = assert_raises(ArgumentError) { @c.chmod(n("cm"), bad) }
+      assert_equal "mode 0o#{bad.to_s(8)}: a region's mode is 0 to 0o777 (permission bits only)", e.message
+      e = assert_raises(ArgumentError) { @c.create(n("cm2"), PAGE, mode: bad) }
+      assert_match(/\Amode 0o#{bad.to_s(8)}: /, e.message)
+    end
+    assert_errno(Errno::EINVAL, /chmod: negative mode/) { @c.chmod(n("cm"), -1) }
+    @c.chmod(n("cm"), 0)
+    assert_equal 0, @c.stat(n("cm")).mode
+    @c.chmod(n("cm"), 0o664)
+    assert_equal 0o664, @c.stat(n("cm")).mode
     assert_errno(Errno::ENOENT, /chmod "#{n('nope')}"/) { @c.chmod(n("nope"), 0o600) }
     # NUM2UINT wraps a negative Integer: uid -2 became 4294967294 (and -1 IOMEM_ID_UNCHANGED), for root a real chown
     assert_errno(Errno::EINVAL, /chown: negative uid/) { @c.chown(n("cm"), -2, nil) }
@@ -696,6 +711,8 @@ class TestClient < IOMemTest::Case
       mine.map.set_string("registered bytes", 0)
       assert_errno(Errno::EPERM, /register "#{n('rg')}": the memfd must be sealed/) { @c.register(n("rg"), mine) }
       mine.seal(:shrink, :grow)
+      e = assert_raises(ArgumentError) { @c.register(n("rg"), mine, mode: 0o1644) }
+      assert_equal "mode 0o1644: a region's mode is 0 to 0o777 (permission bits only)", e.message
       id = @c.register(n("rg"), mine, mode: 0o644)
       assert_operator id, :>, 0
       assert_equal id, @c.stat(n("rg")).id

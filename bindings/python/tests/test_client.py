@@ -180,9 +180,9 @@ class TestClient(FdCheckedCase):
         e = cm.exception
         self.assertEqual((e.errno, e.filename), (errno.EEXIST, "t.exists"))
         self.assertEqual(e.strerror, "name exists")  # the daemon's own words, not libiomem's
-        with self.assertRaises(OSError) as cm:
+        # a mode past 0o777 (setuid, setgid, sticky): said here, not as the daemon's "malformed CREATE"
+        with self.assertRaisesRegex(ValueError, r"^mode 0o1000: a region's mode is 0 to 0o777 \(permission bits only\)$"):
             c.create("t.bad", 4096, mode=0o1000)
-        self.assertEqual(cm.exception.errno, errno.EINVAL)
         # unknown seal bits: said here, not as the daemon's "malformed CREATE" (OSError(EINVAL) before)
         with self.assertRaisesRegex(ValueError, r"^unknown seal bits 0x100000 \(SEAL_SEAL, "):
             c.create("t.bad", 4096, seals=1 << 20)
@@ -255,9 +255,9 @@ class TestClient(FdCheckedCase):
             c.stat("")  # the empty name is anonymous for create() only
         self.assertIn("invalid region name", cm.exception.strerror)
         with c.create("t.good", 4096):
-            with self.assertRaises(OSError) as cm:
-                c.chmod("t.good", 0o1000)  # a valid name: the daemon's own words
-            self.assertEqual(cm.exception.strerror, "malformed CHMOD")
+            with self.assertRaises(FileExistsError) as cm:
+                c.create("t.good", 4096, exclusive=True)  # a valid name: the daemon's own words
+            self.assertEqual(cm.exception.strerror, "name exists")
 
     def test_open_wait_releases_the_gil(self):
         # a thread blocks in open(wait=True) while this thread creates the name: only possible without the GIL
@@ -532,9 +532,24 @@ class TestClient(FdCheckedCase):
         c.create("t.mode", 4096).close()
         c.chmod("t.mode", 0o644)
         self.assertEqual(c.stat("t.mode").mode, 0o644)
-        with self.assertRaises(OSError) as cm:
-            c.chmod("t.mode", 0o1777)
-        self.assertEqual(cm.exception.errno, errno.EINVAL)
+        # past 0o777: the bindings' ValueError naming the mode and the range (was the daemon's "malformed CHMOD");
+        # 0 is a mode (no access) for chmod, the daemon's default for create and register
+        msg = r"^mode 0o%o: a region's mode is 0 to 0o777 \(permission bits only\)$"
+        for bad in (0o1000, 0o1777, 0o2644, 0o4755):
+            with self.assertRaisesRegex(ValueError, msg % bad):
+                c.chmod("t.mode", bad)
+            with self.assertRaisesRegex(ValueError, msg % bad):
+                c.create("t.mode2", 4096, mode=bad)
+            with iomem.Region(4096, backend="memfd") as mine:
+                mine.seal(iomem.REGISTER_SEALS)
+                with self.assertRaisesRegex(ValueError, msg % bad):
+                    c.register("t.mode3", mine, mode=bad)
+        with self.assertRaisesRegex(ValueError, r"^mode -0o1: "):
+            c.chmod("t.mode", -1)
+        c.chmod("t.mode", 0o777)
+        c.chmod("t.mode", 0)
+        self.assertEqual(c.stat("t.mode").mode, 0)
+        c.chmod("t.mode", 0o644)
         with self.assertRaises(FileNotFoundError):
             c.chmod("t.none", 0o600)
         # a mode past 32 bits was cut to its low bits without a word ("I" does no range check): 2**32 + 0o666

@@ -106,7 +106,7 @@ class TestEvents(FdCheckedCase):
                 c.publish("err.none", s, expect_generation=gen)
             with self.assertRaises(ValueError):
                 c.publish("err.a", s, expect_generation=0)
-            with self.assertRaises(ValueError):
+            with self.assertRaisesRegex(ValueError, r"^mode 0o1000: a region's mode is 0 to 0o777 "):
                 c.publish("err.a", s, mode=0o1000)
         unsealed = iomem.Region(4096, backend="memfd")
         with unsealed, self.assertRaises(PermissionError):
