@@ -710,7 +710,19 @@ static PyObject *pyclient_delete(PyObject *obj, PyObject *args)
 
 PyDoc_STRVAR(pyclient_resize_doc,
              "resize(name, size)\n\nChange a named region's size (owner or root; shrinking needs resizable=True).\n"
-             "BufferError, nothing resized, shrinking under buffers of a Region of this process of that name.");
+             "BufferError, nothing resized, shrinking under buffers of a Region of this process of that name or of\n"
+             "its file (Region.from_fd()).");
+
+/* Client.resize()'s refusal to shrink under this process's buffers: unlock, BufferError. Return: NULL. */
+static PyObject *pyclient_resize_refuse(PyIomemClient *self, PyObject *nameobj, uint64_t size)
+{
+        pyclient_unlock(self);
+        PyErr_Format(PyExc_BufferError,
+                     "cannot shrink %R to %llu bytes while buffers (memoryview, numpy array) of a Region of it in "
+                     "this process map more: release them first",
+                     nameobj, (unsigned long long)size);
+        return NULL;
+}
 
 static PyObject *pyclient_resize(PyObject *obj, PyObject *args)
 {
@@ -738,14 +750,30 @@ static PyObject *pyclient_resize(PyObject *obj, PyObject *args)
                         pyclient_leave(self, r, nameobj);
                         return NULL;
                 }
-                if (r == 0 && pyregion_named_export_past(nameobj, size, st.id)) {
-                        pyclient_unlock(self);
-                        PyErr_Format(PyExc_BufferError,
-                                     "cannot shrink %R to %llu bytes while buffers (memoryview, numpy array) of a "
-                                     "Region of it in this process map more: release them first",
-                                     nameobj, (unsigned long long)size);
+                if (r == 0 && pyregion_named_export_past(nameobj, size, st.id))
+                        return pyclient_resize_refuse(self, nameobj, size);
+        }
+        /*
+         * A Region with no daemon id (Region.from_fd() of a name's fd, received from another process) has live
+         * buffers past @size: open the name (one round trip more, only then; not the open cache, which may hold
+         * an older version) and compare its file with theirs. If it cannot be opened (no read permission, no
+         * such name), nothing is known: the RESIZE says what it says.
+         */
+        if (pyregion_idless_export_past(size)) {
+                struct iomem_region *cur = NULL;
+                bool past;
+
+                Py_BEGIN_ALLOW_THREADS
+                r = iomem_open_version(self->client, name, IOMEM_OPEN_RDONLY, 0, 0, &cur, NULL);
+                Py_END_ALLOW_THREADS
+                if (r == -EINTR) {
+                        pyclient_leave(self, r, nameobj);
                         return NULL;
                 }
+                past = r == 0 && pyregion_file_export_past(iomem_region_fd(cur), size);
+                iomem_region_free(cur);
+                if (past)
+                        return pyclient_resize_refuse(self, nameobj, size);
         }
         Py_BEGIN_ALLOW_THREADS
         r = iomem_resize(self->client, name, size);

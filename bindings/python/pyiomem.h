@@ -94,6 +94,19 @@ int pyregion_drop_idle_maps(void);
  */
 bool pyregion_named_export_past(PyObject *name, uint64_t size, uint64_t id);
 
+/*
+ * pyregion_idless_export_past() - whether a Region of this process without a daemon id (Region.from_fd(), one
+ * received through multiprocessing, a local one) has live buffers mapping more than @size bytes: only then may
+ * Client.resize() have to find out which file a name is (pyregion_file_export_past()).
+ */
+bool pyregion_idless_export_past(uint64_t size);
+
+/*
+ * pyregion_file_export_past() - whether a Region of this process over the file @fd is (st_dev and st_ino) has
+ * live buffers mapping more than @size bytes. False if @fd cannot be fstat()ed.
+ */
+bool pyregion_file_export_past(int fd, uint64_t size);
+
 /* pyregion_check_open() - raise ValueError for a closed Region. Return: 0, or -1 with the exception set. */
 int pyregion_check_open(PyIomemRegion *self);
 /* pyregion_ready() - PyType_Ready of Region. Return: 0 or -1. */

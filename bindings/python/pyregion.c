@@ -363,23 +363,40 @@ PyDoc_STRVAR(pyregion_resize_doc,
  * access there SIGBUS. Idle mappings do not count (the next buffer maps again at the size then). Return: the
  * Region, or NULL if none (or the files cannot be told apart).
  */
-static PyIomemRegion *pyregion_other_export_past(PyIomemRegion *self, uint64_t size)
+static PyIomemRegion *pyregion_file_export_past_but(int fd, uint64_t size, const PyIomemRegion *skip)
 {
         struct stat st, other;
-        int fd = iomem_region_fd(self->region);
 
         if (fd < 0 || fstat(fd, &st) < 0)
                 return NULL;
         for (PyIomemRegion *r = pyregion_mapped; r; r = r->mapped_next) {
                 int ofd;
 
-                if (r == self || r->exports == 0 || r->mapped <= size || !r->region)
+                if (r == skip || r->exports == 0 || r->mapped <= size || !r->region)
                         continue;
                 ofd = iomem_region_fd(r->region);
                 if (ofd >= 0 && fstat(ofd, &other) == 0 && other.st_dev == st.st_dev && other.st_ino == st.st_ino)
                         return r;
         }
         return NULL;
+}
+
+static PyIomemRegion *pyregion_other_export_past(PyIomemRegion *self, uint64_t size)
+{
+        return pyregion_file_export_past_but(iomem_region_fd(self->region), size, self);
+}
+
+bool pyregion_file_export_past(int fd, uint64_t size)
+{
+        return pyregion_file_export_past_but(fd, size, NULL) != NULL;
+}
+
+bool pyregion_idless_export_past(uint64_t size)
+{
+        for (PyIomemRegion *r = pyregion_mapped; r; r = r->mapped_next)
+                if (r->exports > 0 && r->mapped > size && r->region && !iomem_region_id(r->region))
+                        return true;
+        return false;
 }
 
 static PyObject *pyregion_resize(PyObject *obj, PyObject *arg)

@@ -450,6 +450,54 @@ class TestClient(FdCheckedCase):
                 r.close()
         c.resize("t.many", PAGE)
 
+    def test_resize_refuses_to_shrink_under_a_from_fd_buffer(self):
+        # Client.resize() looked only at Regions opened or created by the name: a live buffer of Region.from_fd()
+        # over the name's fd (received from another process, or this one's fd of a Region since closed) did not
+        # count, and the shrink killed the interpreter with SIGBUS at that buffer's next access past the new end.
+        # In a child, so that the failure is its death, not this test runner's.
+        code = """if True:
+            import os, socket, sys, iomem
+            P = 4096
+            with iomem.Client(sys.argv[1]) as c:
+                # 1. the name's fd passed through a socket, as from another process; the named Region closed
+                with c.create("t.fromfd", 4 * P, resizable=True) as r:
+                    a, b = socket.socketpair()
+                    socket.send_fds(a, [b"x"], [r.fileno()])
+                    _, fds, _, _ = socket.recv_fds(b, 1, 1)
+                    a.close(); b.close()
+                got = iomem.Region.from_fd(fds[0])
+                os.close(fds[0])
+                m = memoryview(got)
+                try:
+                    c.resize("t.fromfd", P)
+                    print("shrunk under the buffer")
+                except BufferError as e:
+                    print("refused:", e)
+                print("size", c.stat("t.fromfd").size)
+                m[-1] = 7  # SIGBUS here if the file was shrunk
+                c.resize("t.fromfd", 4 * P)  # down to what the buffer maps: nothing cut
+                c.resize("t.fromfd", 8 * P)
+                m.release()
+                c.resize("t.fromfd", P)  # no buffer left
+                print("released, size", c.stat("t.fromfd").size)
+                got.close()
+                # 2. a buffer of another file (a local Region) is no reason to refuse
+                with iomem.Region(4 * P) as local, memoryview(local) as lm, c.create("t.other", 4 * P, resizable=True):
+                    c.resize("t.other", P)
+                    lm[-1] = 1
+                    print("other size", c.stat("t.other").size)
+                c.delete("t.fromfd")
+                c.delete("t.other")
+            print("ok")
+        """
+        res = self.run_python(code, self.daemon.socket)
+        self.assertEqual(res.returncode, 0, "child died (%d), stdout %r, stderr %r" % (res.returncode, res.stdout,
+                                                                                     res.stderr))
+        self.assertEqual(res.stdout.splitlines(), [
+            "refused: cannot shrink 't.fromfd' to 4096 bytes while buffers (memoryview, numpy array) of a Region of it"
+            " in this process map more: release them first",
+            "size 16384", "released, size 4096", "other size 4096", "ok"])
+
     def test_seal(self):
         c = self.client()
         with c.create("t.seal", 4096) as r:
