@@ -716,7 +716,7 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
                         if (parse_u64(optarg, &pid, NULL) < 0 || pid == 0 || pid > INT_MAX) {
                                 if (!quiet)
                                         log_stderr_error("invalid --pid '%s': expected a process id (see "
-                                                        "--help)", optarg);
+                                                         "--help)", optarg);
                                 return -EINVAL;
                         }
                         c->check_pid = (int)pid;
@@ -752,7 +752,7 @@ static int config_parse_args(struct config *c, int argc, char **argv, bool confi
                         r = config_set(c, config_options[idx].name, optarg, &why);
                         if (r == -EINVAL && !quiet)
                                 log_stderr_error("invalid --%s '%s': %s (see --help)",
-                                        config_options[idx].name, optarg, why);
+                                                 config_options[idx].name, optarg, why);
                         if (r < 0)
                                 return r;
                         break;
@@ -805,7 +805,7 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
         if (c->check_pid && c->nsettings) {
                 if (!quiet)
                         log_stderr_error("--check-config --pid checks the options of that process: give no "
-                                        "other option with it (see --help)");
+                                         "other option with it (see --help)");
                 return -EINVAL;
         }
         if (c->check_pid)
@@ -833,7 +833,7 @@ static int config_apply(struct config *c, int argc, char **argv, bool quiet)
                         log_error("configuration: backend %s is not in allowed-backends", backend_name(c->backend));
                 else
                         log_stderr_error("backend %s is not in allowed-backends (see --help)",
-                                backend_name(c->backend));
+                                         backend_name(c->backend));
                 return -EBADMSG;
         }
         return 0;
@@ -855,7 +855,7 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
                 int r = -errno;
 
                 log_stderr_error("cannot read the command line of pid %d (%s): %s", pid, path,
-                        r == -ENOENT ? "no such process" : strerror(-r));
+                                 r == -ENOENT ? "no such process" : strerror(-r));
                 return r;
         }
         for (;;) {
@@ -868,7 +868,7 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
                                 free(buf);
                                 close(fd);
                                 log_stderr_error("cannot read the command line of pid %d: %s", pid,
-                                        size >= (1u << 24) ? "longer than 16 MiB" : strerror(ENOMEM));
+                                                 size >= (1u << 24) ? "longer than 16 MiB" : strerror(ENOMEM));
                                 return -ENOMEM;
                         }
                         buf = grown;
@@ -901,7 +901,7 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
                 if (buf[i] != '\0' && ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)) {
                         free(buf);
                         log_stderr_error("the command line of pid %d has a control byte in argument %d: not "
-                                        "checked", pid, argc);
+                                         "checked", pid, argc);
                         return -EINVAL;
                 }
                 argc += buf[i] == '\0';
@@ -1013,8 +1013,8 @@ static int config_check_exe(int procfd, int pid)
                 int r = -errno;
 
                 log_stderr_error("cannot read the executable of pid %d (/proc/%d/exe): %s: run the check as "
-                                "that process's user or root", pid, pid, r == -ENOENT ? "no such process" :
-                                strerror(-r));
+                                 "that process's user or root", pid, pid, r == -ENOENT ? "no such process" :
+                                 strerror(-r));
                 return r;
         }
         m = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -1034,7 +1034,7 @@ static int config_check_exe(int procfd, int pid)
                 char q[4 * CONFIG_QUOTE_MAX + 4];
 
                 log_stderr_error("pid %d is not a running iomemd: it runs %s", pid,
-                        config_quote(q, sizeof(q), exe));
+                                 config_quote(q, sizeof(q), exe));
                 return -EBADMSG;
         }
         return 0;
@@ -1076,7 +1076,7 @@ static int config_check_pid(int pid, char *file, size_t filesize)
                 if (cwdfd >= 0)
                         close(cwdfd);
                 log_stderr_error("cannot enter the working directory of pid %d (%s): %s: run the check as "
-                                "that process's user or root", pid, cwd, strerror(-r));
+                                 "that process's user or root", pid, cwd, strerror(-r));
                 free(argv);
                 return -EBADMSG;
         }
@@ -1086,7 +1086,7 @@ static int config_check_pid(int pid, char *file, size_t filesize)
         r = config_apply(&other, argc, argv, false);
         if (r == 0 && other.check) {
                 log_stderr_error("pid %d is not a running iomemd: its command line has --check-config",
-                        pid);
+                                 pid);
                 r = -EBADMSG;
         }
         if (r == 1 || r == -EINVAL) /* its --help or --version, or a usage error: not how that iomemd started */
@@ -1140,7 +1140,7 @@ int config_parse(struct config *c, int argc, char **argv)
                         r = 0; /* socket activation: systemd passes the socket, no path needed */
                 } else if (r == -ENOENT) {
                         log_stderr_error("no socket path: pass --socket, or set $IOMEM_SOCKET or "
-                                        "$XDG_RUNTIME_DIR");
+                                         "$XDG_RUNTIME_DIR");
                         return -EINVAL;
                 }
                 if (r < 0) {

@@ -827,8 +827,8 @@ static PyObject *pyclient_chmod(PyObject *obj, PyObject *args)
         uint32_t mode;
         int r;
 
-        if (!PyArg_ParseTuple(args, "OO&:chmod", &nameobj, pymodule_mode_converter, &mode) || !pyclient_name_converter(nameobj, &name) ||
-            pyclient_enter(self) < 0)
+        if (!PyArg_ParseTuple(args, "OO&:chmod", &nameobj, pymodule_mode_converter, &mode) ||
+            !pyclient_name_converter(nameobj, &name) || pyclient_enter(self) < 0)
                 return NULL;
         Py_BEGIN_ALLOW_THREADS
         r = iomem_chmod(self->client, name, mode);

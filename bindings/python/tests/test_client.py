@@ -181,7 +181,8 @@ class TestClient(FdCheckedCase):
         self.assertEqual((e.errno, e.filename), (errno.EEXIST, "t.exists"))
         self.assertEqual(e.strerror, "name exists")  # the daemon's own words, not libiomem's
         # a mode past 0o777 (setuid, setgid, sticky): said here, not as the daemon's "malformed CREATE"
-        with self.assertRaisesRegex(ValueError, r"^mode 0o1000: a region's mode is 0 to 0o777 \(permission bits only\)$"):
+        with self.assertRaisesRegex(ValueError,
+                                    r"^mode 0o1000: a region's mode is 0 to 0o777 \(permission bits only\)$"):
             c.create("t.bad", 4096, mode=0o1000)
         # unknown seal bits: said here, not as the daemon's "malformed CREATE" (OSError(EINVAL) before)
         with self.assertRaisesRegex(ValueError, r"^unknown seal bits 0x100000 \(SEAL_SEAL, "):
