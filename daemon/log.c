@@ -81,13 +81,16 @@ void log_message(enum log_level level, const char *fmt, ...)
 
 void log_stderr_error(const char *fmt, ...)
 {
-        char line[2048];
         int saved = errno;
         va_list ap;
 
+        /* whole, however long the argument it quotes (no line buffer to cut it) */
+        flockfile(stderr);
+        fputs(log_journal ? "<3>iomemd: " : "iomemd: ", stderr);
         va_start(ap, fmt);
-        vsnprintf(line, sizeof(line), fmt, ap);
+        vfprintf(stderr, fmt, ap);
         va_end(ap);
-        fprintf(stderr, "%siomemd: %s\n", log_journal ? "<3>" : "", line);
+        fputc('\n', stderr);
+        funlockfile(stderr);
         errno = saved;
 }
