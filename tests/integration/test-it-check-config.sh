@@ -81,6 +81,9 @@ check "a bad option value is a usage error" 2 "" \
         "iomemd: invalid --max-regions '0': expected a positive number (see --help)" \
         --check-config --config "$TMP/ok.conf" --max-regions 0
 check "an unknown option" 2 "" "iomemd: unknown option '--nope' (see --help)" --check-config --nope
+long=$(printf 'x%.0s' $(seq 5000))
+check "an unknown option of 5000 bytes: the line whole, with its hint" 2 "" \
+        "iomemd: unknown option '--$long' (see --help)" --check-config "--$long"
 check "--pid without --check-config" 2 "" "iomemd: --pid goes with --check-config (see --help)" --pid 1
 check "--pid with other options" 2 "" \
         "iomemd: --check-config --pid checks the options of that process: give no other option with it (see --help)" \
