@@ -355,8 +355,8 @@ static void pending_drop(uint32_t slot)
  * Write every slot whose last write failed again (but @skip), dropping each that works. The first write that
  * fails ends the pass (the store is still failing: one failing write per call, not one per pending slot, which
  * made every slot write of a start or a burst of requests against a full store cost a pwrite() per slot already
- * pending); that slot goes to the end, so that one slot that cannot be written does not keep the others from
- * their turn.
+ * pending); that slot goes to the end, the others keeping their order, so that slots that cannot be written do
+ * not keep the others from their turn: a slot's place only moves to the front until a pass tries it.
  */
 static void pending_flush(uint32_t skip)
 {
@@ -367,11 +367,14 @@ static void pending_flush(uint32_t skip)
                         i++;
                         continue;
                 }
-                svc.pending[i] = svc.pending[--svc.n_pending];
                 if (meta_pwrite(&p.s, sizeof(p.s), slot_offset(p.slot)) < 0) {
-                        svc.pending[svc.n_pending++] = p;
+                        /* to the end, the others in their order: a swap with the last brought the slot that
+                         * failed last time to the front, so the first and the last took turns for ever */
+                        memmove(&svc.pending[i], &svc.pending[i + 1], (svc.n_pending - i - 1) * sizeof(p));
+                        svc.pending[svc.n_pending - 1] = p;
                         return;
                 }
+                svc.pending[i] = svc.pending[--svc.n_pending];
         }
 }
 

@@ -318,6 +318,14 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t offset)
 {
         int saved = errno;
 
+        if (fault_ctl) {
+                __atomic_store_n(&fault_ctl->last_offset, (int64_t)offset, __ATOMIC_RELEASE);
+                if (offset != 0 && __atomic_load_n(&fault_ctl->pass_offset, __ATOMIC_ACQUIRE) == (int64_t)offset) {
+                        __atomic_fetch_add(&fault_ctl->calls[FAULT_PWRITE], 1, __ATOMIC_RELAXED);
+                        __atomic_fetch_add(&fault_ctl->pass_hits, 1, __ATOMIC_RELEASE);
+                        return FAULT_REAL(pwrite)(fd, buf, n, offset);
+                }
+        }
         if (fault_hit(FAULT_PWRITE)) {
                 if (fault_ctl->err)
                         return -1;

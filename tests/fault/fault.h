@@ -42,4 +42,8 @@ struct fault_ctl {
         uint64_t injected; /* faults injected so far */
         int64_t live_allocs;
         uint64_t calls[FAULT_COUNT];
+        int64_t pass_offset; /* FAULT_PWRITE: nonzero, a pwrite() at this offset is never failed (one slot of the
+                              * fd store's metadata file that can be written while the others cannot) */
+        uint64_t pass_hits;  /* pwrite()s at pass_offset while it was set */
+        int64_t last_offset; /* the offset of the last pwrite() */
 };

@@ -1239,11 +1239,14 @@ START_TEST(test_store_pwrite_fails)
          * for a start clearing n slots of an unwritable store). Its pwrite()s: the slot's and its rollback's, each
          * after one pending slot's, and at most one of the status timer's pass, which tries one too.
          */
+        int64_t off[11];
+
         for (int i = 0; i < 11; i++) {
                 char nm[8];
 
                 snprintf(nm, sizeof(nm), "p%d", i);
                 ck_assert_int_eq(create_filled(c, nm, 0x44), 0);
+                off[i] = __atomic_load_n(&ctl->last_offset, __ATOMIC_ACQUIRE); /* nothing pending: its slot's */
                 store_drain(&st); /* the store's datagram queue holds 10: a daemon's notify would wait */
         }
         ctl->err = ENOSPC;
@@ -1259,6 +1262,26 @@ START_TEST(test_store_pwrite_fails)
                 ck_assert_msg(k == -ENOSPC, "CHMOD of \"%s\", the store full: %s", nm, iomem_strerror(k));
                 ck_assert_msg(n <= 5, "CHMOD of \"%s\" with %d slots pending, the store full: %" PRIu64
                               " pwrite() calls, want at most 5", nm, i, n);
+        }
+        /*
+         * One pending slot that can be written again while the others still cannot (a full tmpfs fails only writes
+         * into pages not there yet): refused CHMODs of "p0" must reach it within a few passes, whatever its place in
+         * the set. Each pass used to put its failing slot at the end and the last one first, so the first and the
+         * last took turns and the ones between were never tried again. The bound, 40 CHMODs, is a count of passes
+         * (11 pending), not a time.
+         */
+        for (int p = 1; p < 11; p++) {
+                uint64_t hits = __atomic_load_n(&ctl->pass_hits, __ATOMIC_ACQUIRE);
+                int j;
+
+                ck_assert(off[p] > 0);
+                __atomic_store_n(&ctl->pass_offset, off[p], __ATOMIC_RELEASE);
+                for (j = 0; j < 40 && __atomic_load_n(&ctl->pass_hits, __ATOMIC_ACQUIRE) == hits; j++)
+                        ck_assert_int_eq(iomem_chmod(c, "p0", 0640), -ENOSPC);
+                __atomic_store_n(&ctl->pass_offset, 0, __ATOMIC_RELEASE);
+                ck_assert_msg(__atomic_load_n(&ctl->pass_hits, __ATOMIC_ACQUIRE) != hits,
+                              "\"p%d\"'s pending slot, writable again, not written after %d refused CHMODs of "
+                              "\"p0\" (the others still failing)", p, j);
         }
         ctl->sticky = 0;
         iomem_disconnect(c);
