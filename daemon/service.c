@@ -736,7 +736,12 @@ void service_store_retry(void)
 
 void service_stopping(void)
 {
-        service_store_retry(); /* a slot a failed write left half-made, not for the next start to read */
+        /*
+         * A slot a failed write left half-made, not for the next start to read: the last chance, so every pending
+         * slot is tried (one pass per slot: a pass ends at its first failing write, which goes to the end).
+         */
+        for (size_t n = svc.n_pending; n > 0 && svc.n_pending > 0; n--)
+                service_store_retry();
         notify("STOPPING=1");
 }
 

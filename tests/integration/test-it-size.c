@@ -1283,11 +1283,32 @@ START_TEST(test_store_pwrite_fails)
                               "\"p%d\"'s pending slot, writable again, not written after %d refused CHMODs of "
                               "\"p0\" (the others still failing)", p, j);
         }
-        ctl->sticky = 0;
+        /*
+         * A stop is the last chance for a pending slot: it tries every one, not one pass that ends at the first
+         * failing write. "p10"'s slot, pending last (behind p0..p9's, which still fail), is the one writable again.
+         */
+        for (int p = 1; p < 11; p++) {
+                char nm[8];
+
+                snprintf(nm, sizeof(nm), "p%d", p);
+                ck_assert_int_eq(iomem_chmod(c, nm, 0640), -ENOSPC);
+        }
+        uint64_t hits = __atomic_load_n(&ctl->pass_hits, __ATOMIC_ACQUIRE);
+
+        __atomic_store_n(&ctl->pass_offset, off[10], __ATOMIC_RELEASE);
         iomem_disconnect(c);
+        store_drain(&st);
+        it_daemon_kill(&d, SIGTERM);
+        __atomic_store_n(&ctl->pass_offset, 0, __ATOMIC_RELEASE);
+        ck_assert_msg(__atomic_load_n(&ctl->pass_hits, __ATOMIC_ACQUIRE) != hits,
+                      "a stop with 11 slots pending, \"p10\"'s (the last) writable again: not written");
+        ctl->sticky = 0;
         ck_assert_int_eq(munmap(ctl, sizeof(*ctl)), 0);
         unlink(st.ctl);
-        store_finish(&d, &st, st.log);
+        store_close(&st);
+        unlink(d.socket);
+        unlink(st.log);
+        rmdir(d.dir);
 }
 END_TEST
 
