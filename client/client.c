@@ -846,7 +846,7 @@ static bool client_wait_done(const struct iomem_client *c, const struct client_p
  */
 static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t deadline)
 {
-        bool tried = false, use_poll = false;
+        bool tried = false;
 
         for (;;) {
                 if (client_wait_done(c, p))
@@ -882,23 +882,14 @@ static int client_wait(struct iomem_client *c, struct client_pending *p, int64_t
 
                 c->reading = true;
                 client_unlock(c);
-                /* with an interrupt callback, poll(): a signal ends it with EINTR even under SA_RESTART */
-                if (deadline < 0 && pfd.events == POLLIN && !use_poll && !icb) {
-                        /*
-                         * No time limit and nothing to send: a blocking recvmsg waits for
-                         * the reply itself, without a poll() first. A socket its owner made
-                         * non-blocking says EAGAIN: poll from then on.
-                         */
-                        n = transport_read_wait(&c->t);
-                        client_lock(c);
-                        c->reading = false;
-                        tried = true;
-                        if (n == -EAGAIN)
-                                use_poll = true;
-                        client_route(c, n);
-                        client_wake(c);
-                        continue;
-                }
+                /*
+                 * poll(), then a read that does not wait; never a blocking recvmsg(). A thread asleep in
+                 * recvmsg() on a Unix stream socket is woken by every wake-up on the socket's queue, and
+                 * the daemon's read of our request makes one (the kernel frees our sent bytes and wakes
+                 * writers waiting for room, EPOLLOUT): the reader woke, found nothing and slept again, an
+                 * extra switch pair per request on a busy CPU. poll() for POLLIN sleeps through it. With
+                 * an interrupt callback, a signal ends the poll() with EINTR even under SA_RESTART.
+                 */
                 n = poll(&pfd, 1, client_left_ms(deadline));
                 if (n < 0)
                         n = -errno;

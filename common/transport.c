@@ -477,11 +477,6 @@ int transport_read(struct transport *t)
         return transport_read_flags(t, MSG_DONTWAIT);
 }
 
-int transport_read_wait(struct transport *t)
-{
-        return transport_read_flags(t, 0);
-}
-
 void transport_frame_deinit(struct transport_frame *f)
 {
         if (!f)

@@ -187,13 +187,6 @@ static inline bool transport_read_filled(const struct transport *t)
 }
 
 /*
- * transport_read_wait() - transport_read() that waits for data on a
- * blocking socket (no MSG_DONTWAIT): for a client waiting for a reply
- * without a time limit. Return: as transport_read().
- */
-int transport_read_wait(struct transport *t);
-
-/*
  * transport_next_frame() - take the next complete frame out of the input buffer.
  * Return: 1 with *f filled (caller owns it); 0 if no complete frame is
  * buffered yet; -EBADMSG/-EMSGSIZE for a bad header (F1-F3, drop);

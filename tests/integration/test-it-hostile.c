@@ -15,16 +15,19 @@
  */
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -206,6 +209,9 @@ struct fake_daemon {
         uint64_t open_size; /* the size the OPEN replies announce */
         size_t open_cut;    /* > 0: an OPEN reply is cut after this many bytes (its fd with them), the rest never sent */
         int order;          /* fake_reordering_daemon(): FAKE_OPEN_FIRST or FAKE_HELLO_WRONG_OPCODE */
+        pid_t waiter;       /* fake_reading_daemon(): the thread that waits for the replies */
+        unsigned waits;     /* fake_reading_daemon(): the waits it saw the waiter in */
+        unsigned woken;     /* fake_reading_daemon(): those the waiter slept again in after the request was read */
 };
 
 /* Return: true once @len bytes were read into @buf. */
@@ -377,6 +383,146 @@ START_TEST(test_list_cycling_cursors)
         fprintf(stderr, "test_list_cycling_cursors: %u pages asked\n", d.pages);
         iomem_disconnect(c);
         fake_stop(&d);
+}
+END_TEST
+
+/* ---- a daemon that reads the request and waits before it answers --------------------------- */
+
+/* Return: the state letter of thread @tid of this process ('S' asleep, 'R' running, ...); 0 if unreadable. */
+static char thread_state(pid_t tid)
+{
+        char path[64], buf[512], *p;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = '\0';
+        p = strrchr(buf, ')'); /* after the name, which may hold anything */
+        return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Return: how often thread @tid of this process went to sleep (voluntary_ctxt_switches); ULONG_MAX if unreadable. */
+static unsigned long thread_sleeps(pid_t tid)
+{
+        char path[64], line[128];
+        unsigned long v = ULONG_MAX;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
+        f = fopen(path, "re");
+        if (!f)
+                return ULONG_MAX;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "voluntary_ctxt_switches: %lu", &v) == 1)
+                        break;
+        fclose(f);
+        return v;
+}
+
+/*
+ * Once the client's bytes are there and its waiting thread asleep (the same count of sleeps over 20 ms, so the
+ * sleep itself is counted), they are read, and the thread is watched for 300 ms before the answer: a thread that
+ * sleeps in recvmsg() is woken by the kernel's wake-up of its socket when the bytes it sent are read (room to
+ * write, EPOLLOUT), finds nothing and sleeps again (one more sleep); one in poll() for POLLIN is not woken.
+ * HELLO and PING are answered; anything else, or the client's close, ends it.
+ */
+static void *fake_reading_daemon(void *arg)
+{
+        struct fake_daemon *d = arg;
+        static uint8_t in[PROTO_HEADER_SIZE + PROTO_MAX_PAYLOAD];
+        uint8_t out[4096];
+        size_t have = 0;
+        int s = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+        while (s >= 0) {
+                struct pollfd pfd = { .fd = s, .events = POLLIN };
+                unsigned long before = ULONG_MAX, now = ULONG_MAX;
+                bool asleep = false;
+                struct proto_header h;
+                ssize_t n;
+
+                if (poll(&pfd, 1, 10000) != 1)
+                        break;
+                for (int i = 0; i < 1000 && !asleep; i++) { /* at most 10 s for the waiter to be asleep */
+                        usleep(10000);
+                        now = thread_sleeps(d->waiter);
+                        asleep = thread_state(d->waiter) == 'S' && now == before && now != ULONG_MAX;
+                        before = now;
+                }
+                n = recv(s, in + have, sizeof(in) - have, MSG_DONTWAIT);
+                if (n <= 0)
+                        break;
+                have += (size_t)n;
+                if (asleep) {
+                        d->waits++;
+                        for (int i = 0; i < 300; i++) {
+                                now = thread_sleeps(d->waiter);
+                                if (now != before)
+                                        break;
+                                usleep(1000);
+                        }
+                        if (now != before)
+                                d->woken++;
+                }
+                while (have >= PROTO_HEADER_SIZE && proto_header_decode(in, have, &h) == 0 &&
+                       have >= PROTO_HEADER_SIZE + h.length) {
+                        size_t used = PROTO_HEADER_SIZE + h.length;
+                        int len = -1;
+
+                        if (h.opcode == PROTO_OP_HELLO) {
+                                struct proto_hello_reply rep = { .version = PROTO_VERSION, .max_fds = PROTO_MAX_FDS,
+                                                                 .max_payload = PROTO_MAX_PAYLOAD,
+                                                                 .max_region_size = 1u << 20,
+                                                                 .name_max = PROTO_NAME_MAX, .server_version = "fake" };
+
+                                len = proto_hello_reply_encode(&rep, out, sizeof(out));
+                        } else if (h.opcode == PROTO_OP_PING) {
+                                struct proto_ping m;
+
+                                if (proto_ping_decode(in + PROTO_HEADER_SIZE, h.length, &m) == 0)
+                                        len = proto_ping_encode(&m, out, sizeof(out));
+                        }
+                        if (len < 0 || !fake_reply(s, &h, out, len)) {
+                                close(s);
+                                return NULL;
+                        }
+                        memmove(in, in + used, have - used);
+                        have -= used;
+                }
+        }
+        if (s >= 0)
+                close(s);
+        return NULL;
+}
+
+/*
+ * A synchronous call waits for its reply in poll(), not in a blocking recvmsg(): the daemon's read of the request
+ * wakes every thread asleep in recvmsg() on the client's socket (the kernel's room-to-write wake-up), which then
+ * finds nothing and sleeps again; on a CPU shared with the daemon that is a switch to the client and back in the
+ * middle of every request (docs/performance.md, "the reply waited for in poll()").
+ */
+START_TEST(test_reply_wait_sleeps_through_the_read)
+{
+        struct fake_daemon d = { .waiter = (pid_t)syscall(SYS_gettid) };
+        struct iomem_client *c;
+
+        fake_start(&d, fake_reading_daemon);
+        c = fake_client(&d);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        c = iomem_disconnect(c);
+        fake_stop(&d);
+        ck_assert_msg(d.waits >= 2, "the fake daemon saw the client asleep in %u waits, want 2 or more", d.waits);
+        ck_assert_msg(d.woken == 0,
+                      "%u of %u waits for a reply were woken when the daemon read the request (a blocking recvmsg)",
+                      d.woken, d.waits);
 }
 END_TEST
 
@@ -1099,6 +1245,7 @@ int main(void)
         tcase_add_test(tc, test_open_answered_before_hello);
         tcase_add_test(tc, test_hello_id_answered_with_other_opcode);
         tcase_add_test(tc, test_replies_in_pieces);
+        tcase_add_test(tc, test_reply_wait_sleeps_through_the_read);
         tcase_add_test(tc, test_open_reply_fd_not_regular);
         tcase_add_test(tc, test_open_reply_fd_smaller_than_announced);
         tcase_add_test(tc, test_open_reply_fd_counts);
