@@ -148,6 +148,7 @@ struct iomem_client {
         unsigned waiters; /* threads in client_cond_wait(): @cond is broadcast only if one is */
         bool reading;
         bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
+        bool disconnect_deferred; /* a callback of iomem_client_process() called iomem_disconnect(): see @dispatching */
         unsigned send_waiters; /* threads in client_send() polling without the lock, not as the reader */
         struct client_pending *pending;
         /*
@@ -178,6 +179,12 @@ struct iomem_client {
          * after it (@reply_cache_gen: the count when the last reply came).
          */
         bool cache_on;
+        /*
+         * iomem_client_process() calls (nested ones from its callbacks included) that are running: an
+         * iomem_disconnect() from one of their callbacks sets @disconnect_deferred and the outermost frees the
+         * client when it returns (it would otherwise go on with a freed client).
+         */
+        uint16_t dispatching;
         uint32_t cache_watch; /* the internal watch of "" (caller id), 0 = none */
         struct client_cache_entry *cache;
         unsigned ncache;
@@ -1858,6 +1865,12 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
 
         if (!client)
                 return NULL;
+        if (__builtin_expect(client->dispatching != 0, 0)) {
+                /* from a callback of iomem_client_process(), which frees the client when it returns */
+                client->disconnect_deferred = true;
+                errno = saved;
+                return NULL;
+        }
         /*
          * Asynchronous requests still outstanding are dropped without their callbacks. Without the lock: no other
          * call may overlap this one (iomem.h), and the library runs no thread of its own.
@@ -3105,6 +3118,12 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
         if (!client)
                 return -EINVAL;
         client_lock(client);
+        if (client->disconnect_deferred) {
+                /* a nested call after a callback disconnected the client: it is freed when the outermost returns */
+                client_unlock(client);
+                return -ESHUTDOWN;
+        }
+        client->dispatching++;
         if (!client->broken && !client->reading) {
                 /* the rest, if any, at the next call (iomem_client_get_timeout() says 0 meanwhile) */
                 client->unread = !client_read_available(client);
@@ -3127,7 +3146,7 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                         }
                 }
         }
-        while (client->event_cb && client_event_pop(client, &ev)) {
+        while (!client->disconnect_deferred && client->event_cb && client_event_pop(client, &ev)) {
                 iomem_event_cb cb = client->event_cb;
                 void *ud = client->event_userdata;
 
@@ -3136,7 +3155,7 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 n++;
                 client_lock(client);
         }
-        while (client->done_head) {
+        while (!client->disconnect_deferred && client->done_head) {
                 struct client_pending *p = client->done_head;
 
                 client->done_head = p->next;
@@ -3151,6 +3170,17 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 client_lock(client);
         }
         r = client->broken ? -ENOTCONN : n;
+        if (client->disconnect_deferred) {
+                /* the disconnect a callback asked for: by the outermost call, once no callback runs any more */
+                r = -ESHUTDOWN;
+                if (--client->dispatching == 0) {
+                        client_unlock(client);
+                        iomem_disconnect(client);
+                        return r;
+                }
+        } else {
+                client->dispatching--;
+        }
         client_unlock(client);
         return r;
 }

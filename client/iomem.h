@@ -62,7 +62,8 @@
  * the next event whichever thread asks; a reply timeout or a daemon restart
  * affects the calls of every thread (see above: calls then in flight fail
  * with -ETIMEDOUT, -ECONNRESET or -ENOTCONN, or are sent again if harmless).
- * iomem_disconnect() must not overlap any other call. Callbacks
+ * iomem_disconnect() must not overlap any other call (but a callback of
+ * iomem_client_process() may call it, see there). Callbacks
  * (iomem_list(), iomem_metrics(), the asynchronous ones) run without the
  * lock held and may call the client. Regions are independent of the client
  * that produced them and may be used from any thread; a single region must
@@ -283,6 +284,13 @@ int iomem_client_handshake(struct iomem_client *client);
  * the child's fd only, and the parent's connection,
  * calls in flight there included, goes on (before, a child whose parent had
  * a thread reading the client at the fork shut the shared socket down).
+ * From a callback of iomem_client_process() (a completion or the event
+ * callback, also of a nested iomem_client_process()) it is allowed: no
+ * further callback runs, the outstanding requests are dropped without theirs,
+ * and the client is freed when the outermost iomem_client_process() returns,
+ * which then returns -ESHUTDOWN (the client is gone: do not use it, nor
+ * after the callback's own disconnect). Not from an iomem_list() or
+ * iomem_metrics() callback, nor from another thread while a call runs.
  * Return: NULL.
  */
 struct iomem_client *iomem_disconnect(struct iomem_client *client);
@@ -806,7 +814,9 @@ int iomem_client_get_timeout(struct iomem_client *client);
  * and call their callbacks and the event callback (events read in this call
  * first, then completions, each in the order they arrived).
  * Return: how many callbacks were called (>= 0); -ENOTCONN once the
- * connection is broken (after the callbacks of what it ended); -EINVAL.
+ * connection is broken (after the callbacks of what it ended); -ESHUTDOWN
+ * if a callback called iomem_disconnect() (the client is freed: forget it);
+ * -EINVAL.
  */
 int iomem_client_process(struct iomem_client *client);
 

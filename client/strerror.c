@@ -45,6 +45,7 @@ static const struct {
                     "and did not come back" },
         { ENAMETOOLONG, "name or socket path too long" },
         { EBADF, "bad file descriptor" },
+        { ESHUTDOWN, "a callback disconnected the client: it is freed, do not use it again" },
         { ESTALE, "stale: another version was published first, or the fd no longer refers to the same object" },
 };
 

@@ -250,6 +250,100 @@ START_TEST(test_async_disconnect_outstanding)
 }
 END_TEST
 
+/* ---- iomem_disconnect() from a callback of iomem_client_process() -------------------------------------------- */
+
+struct dcb {
+        struct iomem_client *c;  /* disconnected by the first callback */
+        struct iomem_client *c2; /* connected by it: it may take the freed client's memory */
+        int first, second, c2_done;
+};
+
+static void dcb_on_c2_ping(struct iomem_client *c, int error, void *ud)
+{
+        struct dcb *d = ud;
+
+        ck_assert_ptr_eq(c, d->c2);
+        ck_assert_int_eq(error, 0);
+        d->c2_done++;
+}
+
+static void dcb_on_first(struct iomem_client *c, int error, void *ud)
+{
+        struct dcb *d = ud;
+
+        ck_assert_int_eq(error, 0);
+        d->first++;
+        d->c = iomem_disconnect(c);
+        /* a new client, with a completion kept for its own process(): the old one's must not run it */
+        d->c2 = connect_flags(0);
+        ck_assert_int_eq(iomem_ping_async(d->c2, dcb_on_c2_ping, d), 0);
+        ck_assert_int_eq(iomem_ping(d->c2), 0); /* reads the asynchronous reply ahead of its own, keeps it */
+        ck_assert_int_eq(iomem_client_get_timeout(d->c2), 0);
+}
+
+static void dcb_on_second(struct iomem_client *c, int error, void *ud)
+{
+        struct dcb *d = ud;
+
+        (void)c;
+        (void)error;
+        d->second++;
+}
+
+static void dcb_on_event(struct iomem_client *c, const struct iomem_event *ev, void *ud)
+{
+        struct dcb *d = ud;
+
+        (void)ev;
+        d->first++;
+        d->c = iomem_disconnect(c);
+        /* a nested process() of a disconnected client does nothing */
+        ck_assert_int_eq(iomem_client_process(c), -ESHUTDOWN);
+}
+
+/*
+ * A callback disconnects its client: iomem_client_process() stops calling callbacks, frees the client once it
+ * returns and says -ESHUTDOWN. Before, it went on with the freed client (a use after free; with the memory taken
+ * by a client connected in the callback, it ran that client's completions).
+ */
+START_TEST(test_async_disconnect_in_callback)
+{
+        struct dcb d = { 0 };
+        struct iomem_client *w;
+        struct iomem_region *r = NULL;
+        int n;
+
+        it_daemon_start(&daemon_, NULL);
+        d.c = connect_flags(0);
+        ck_assert_int_eq(iomem_ping_async(d.c, dcb_on_first, &d), 0);
+        ck_assert_int_eq(iomem_ping_async(d.c, dcb_on_second, &d), 0);
+        ck_assert_int_eq(iomem_ping(d.c), 0); /* both replies read and kept: one process() runs both */
+        ck_assert_int_eq(iomem_client_process(d.c), -ESHUTDOWN);
+        ck_assert_ptr_null(d.c);
+        ck_assert_int_eq(d.first, 1);
+        ck_assert_int_eq(d.second, 0); /* dropped with the client, as at any disconnect */
+        ck_assert_int_eq(d.c2_done, 0);
+        ck_assert_int_eq(iomem_client_process(d.c2), 1);
+        ck_assert_int_eq(d.c2_done, 1);
+        d.c2 = iomem_disconnect(d.c2);
+
+        /* from the event callback, with events still kept behind it */
+        memset(&d, 0, sizeof(d));
+        w = connect_flags(IOMEM_CONNECT_EVENTS);
+        iomem_client_set_event_cb(w, dcb_on_event, &d);
+        ck_assert_int_eq(iomem_watch(w, "dcb/", NULL), 0);
+        d.c = connect_flags(0);
+        ck_assert_int_eq(iomem_create(d.c, "dcb/a", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_delete(d.c, "dcb/a"), 0);
+        d.c = iomem_disconnect(d.c);
+        ck_assert_int_eq(iomem_ping(w), 0); /* reads the two events ahead of its reply */
+        n = iomem_client_process(w);
+        ck_assert_int_eq(n, -ESHUTDOWN);
+        ck_assert_int_eq(d.first, 1);
+}
+END_TEST
+
 /* The daemon goes away: outstanding requests complete with -ECONNRESET, process() says -ENOTCONN. */
 START_TEST(test_async_daemon_gone)
 {
@@ -1698,6 +1792,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_async_requests);
         tcase_add_test(tc, test_async_daemon_gone);
         tcase_add_test(tc, test_async_disconnect_outstanding);
+        tcase_add_test(tc, test_async_disconnect_in_callback);
         tcase_add_test(tc, test_libevent_consumer);
         tcase_add_test(tc, test_threads_share_blocking_client);
         tcase_add_test(tc, test_threads_started_by_callback);
