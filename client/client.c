@@ -242,6 +242,22 @@ static void client_cache_put(struct iomem_client *c, const char *name, uint32_t 
                              uint64_t gen);
 static int client_rewatch(struct iomem_client *c);
 
+/* the forks this process's libiomem has seen (see client_fork_mark() below) */
+static unsigned client_forks;
+static bool client_forks_unwatched; /* pthread_atfork() failed: client_fork_mark() is the pid */
+
+/*
+ * client_fork_copy() - whether @c is a forked child's copy of its parent's client (the fork count differs): any
+ * call on it but iomem_disconnect() would share the socket, and the replies, with the parent, so it is refused with
+ * -ECHILD. No system call: not told if pthread_atfork() failed (the pid would be needed; a copy then goes on as
+ * before).
+ */
+static inline bool client_fork_copy(const struct iomem_client *c)
+{
+        return __builtin_expect(c->forks != __atomic_load_n(&client_forks, __ATOMIC_RELAXED), 0) &&
+               !client_forks_unwatched;
+}
+
 /*
  * client_lock() - take the client's lock; in a process that runs one thread, nothing to take (glibc's
  * __libc_single_threaded, as libstdc++ skips its atomics): no other thread can want it then, and none can be made
@@ -1454,6 +1470,8 @@ static int client_call_fds_locked(struct iomem_client *c, uint16_t opcode, const
         client_message_clear(c);
         if (nsend > PROTO_MAX_FDS)
                 r = -EINVAL;
+        if (client_fork_copy(c))
+                r = -ECHILD;
         if (r < 0)
                 goto out;
         for (unsigned tries = 0;; tries++) {
@@ -1713,6 +1731,8 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
 
         if (!c)
                 return -EINVAL;
+        if (client_fork_copy(c))
+                return -ECHILD;
         client_lock(c);
         client_hello_send_now(c, true);
         if (c->hello_p && !c->hello_p->done) {
@@ -1743,8 +1763,6 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
  * (client_fork_mark(); a getpid() per connect in that case only). A child made without fork handlers (a raw
  * clone()) is not seen.
  */
-static unsigned client_forks;
-static bool client_forks_unwatched; /* pthread_atfork() failed: client_fork_mark() is the pid */
 static pthread_once_t client_forks_once = PTHREAD_ONCE_INIT;
 
 static void client_forked(void)
@@ -2747,6 +2765,8 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
                 return client_fail_early(client, -EINVAL);
         if (!client->hello_flags)
                 return client_fail_early(client, -EOPNOTSUPP);
+        if (client_fork_copy(client))
+                return -ECHILD;
         deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
         client_lock(client);
         /* a call of its own: its reconnects get a new window (client_reconnect() is called here directly) */
@@ -2980,6 +3000,8 @@ IOMEM_EXPORT int iomem_client_get_events(struct iomem_client *client)
 
         if (!client)
                 return -EINVAL;
+        if (client_fork_copy(client))
+                return -ECHILD;
         client_lock(client);
         /* driven by a loop: send the HELLO now, so that an idle loop is not closed by the handshake timeout */
         client_hello_send_now(client, false);
@@ -3027,8 +3049,8 @@ static int client_submit(struct iomem_client *c, struct client_pending *p, const
                 return r;
         }
         client_lock(c);
-        if (c->broken) {
-                r = -ENOTCONN;
+        if (c->broken || client_fork_copy(c)) {
+                r = c->broken ? -ENOTCONN : -ECHILD;
                 goto fail;
         }
         if (c->hello_held) {
@@ -3117,6 +3139,8 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
 
         if (!client)
                 return -EINVAL;
+        if (client_fork_copy(client))
+                return -ECHILD;
         client_lock(client);
         if (client->disconnect_deferred) {
                 /* a nested call after a callback disconnected the client: it is freed when the outermost returns */
@@ -3278,8 +3302,8 @@ static int client_cache_get(struct iomem_client *c, const char *name, uint32_t f
         unsigned i;
         int fd;
 
-        if (!c->cache_on)
-                return -ENOENT;
+        if (!c->cache_on || client_fork_copy(c))
+                return -ENOENT; /* a forked child's copy: iomem_open() refuses it (-ECHILD) */
         client_lock(c);
         /*
          * Events still unread may be about this name: then ask the daemon. They

@@ -280,7 +280,9 @@ int iomem_client_handshake(struct iomem_client *client);
 /*
  * Close the connection (leased regions go away). NULL-safe. Fork: a child
  * may disconnect its copy of its parent's client (any other call there
- * would share the socket, and the replies, with the parent): that closes
+ * would share the socket, and the replies, with the parent: the calls that
+ * would use the socket return -ECHILD there, unless the pthread_atfork()
+ * registration of the first connect failed): that closes
  * the child's fd only, and the parent's connection,
  * calls in flight there included, goes on (before, a child whose parent had
  * a thread reading the client at the fork shut the shared socket down).

@@ -1671,6 +1671,67 @@ static void forked_child_disconnect_run(void)
  * receiving side of the socket, which the parent shares: the parent's calls then failed with -ECONNRESET and its
  * connection was gone.
  */
+static void on_ping_child(struct iomem_client *c, int error, void *ud)
+{
+        (void)c;
+        (void)error;
+        (void)ud;
+        _exit(10); /* a completion in the child: its request went out on the parent's connection */
+}
+
+/*
+ * A forked child's copy of a client refuses every call that would use the socket it shares with the parent
+ * (-ECHILD); its disconnect still works, and the parent's connection goes on. Before, the child's requests went
+ * out on the parent's connection and the child read replies from it.
+ */
+START_TEST(test_forked_child_calls_refused)
+{
+        struct iomem_client *c, *e;
+        struct iomem_region *r = NULL;
+        struct iomem_event ev;
+        struct iomem_stat st;
+        int status;
+        pid_t pid;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        ck_assert_int_eq(iomem_create(c, "fk/a", 4096, NULL, &r), 0);
+        r = iomem_region_free(r);
+        e = connect_flags(IOMEM_CONNECT_EVENTS);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int code = 0;
+
+                child_alarm();
+                if (iomem_ping(c) != -ECHILD)
+                        code = 1;
+                else if (iomem_stat(c, "fk/a", &st) != -ECHILD)
+                        code = 2;
+                else if (iomem_open(c, "fk/a", 0, 0, &r) != -ECHILD)
+                        code = 3;
+                else if (iomem_ping_async(c, on_ping_child, NULL) != -ECHILD)
+                        code = 4;
+                else if (iomem_client_process(c) != -ECHILD || iomem_client_get_events(c) != -ECHILD)
+                        code = 5;
+                else if (iomem_client_handshake(c) != -ECHILD || iomem_next_event(e, &ev, 0) != -ECHILD)
+                        code = 6;
+                else if (strcmp(iomem_strerror(-ECHILD), "No child processes") == 0)
+                        code = 7;
+                iomem_disconnect(c);
+                iomem_disconnect(e);
+                _exit(code);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's calls: status 0x%x", status);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(iomem_stat(c, "fk/a", &st), 0);
+        ck_assert_int_eq(iomem_ping(e), 0);
+        iomem_disconnect(e);
+        iomem_disconnect(c);
+}
+END_TEST
+
 START_TEST(test_forked_child_disconnect)
 {
         forked_child_disconnect_run();
@@ -1807,6 +1868,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_many_in_flight_no_table);
         tcase_add_test(tc, test_many_in_flight_table_stays);
         tcase_add_test(tc, test_forked_child_disconnect);
+        tcase_add_test(tc, test_forked_child_calls_refused);
         tcase_add_test(tc, test_forked_child_disconnect_no_atfork);
         tcase_add_test(tc, test_forked_child_disconnect_copied_waiters);
         suite_add_tcase(s, tc);
