@@ -317,7 +317,9 @@ const char *iomem_client_error_message(const struct iomem_client *client);
 
 /*
  * Per-call timeout for replies, in milliseconds (-1 = wait forever, the
- * default). An OPEN that waits for a name adds its own timeout to this.
+ * default; any negative value is -1). 0 does not wait at all: a call whose
+ * reply is not already on the socket times out, so use a small positive
+ * value instead. An OPEN that waits for a name adds its own timeout to this.
  * A call that times out returns -ETIMEDOUT and breaks the connection:
  * later calls return -ENOTCONN.
  */
@@ -698,7 +700,9 @@ int iomem_unwatch(struct iomem_client *client, uint32_t watch_id);
  * iomem_next_event() - the next event, waiting up to @timeout_ms (0 = do not
  * wait, -1 = forever). Replies to requests of other threads, or to
  * asynchronous requests, read meanwhile go to their callers. With an event
- * callback set (iomem_client_set_event_cb()) events go there instead.
+ * callback set (iomem_client_set_event_cb()) iomem_client_process() delivers
+ * events to it; iomem_next_event() still takes the next event not yet
+ * delivered, if called.
  * Return: 0 with *ev; -EAGAIN if none came in time (the connection stays
  * usable); -EOPNOTSUPP without IOMEM_CONNECT_EVENTS; -ENOTCONN; negative errno.
  */
