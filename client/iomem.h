@@ -404,7 +404,8 @@ struct iomem_create_opts {
  * The region's fd is examined at its first use (see iomem_region_fd()).
  * Return: 0 with *regionp (read-write); -EEXIST (exclusive); -EINVAL (bad
  * name, flags, mode, seals or backend: iomem_client_error_message() says
- * which, and what is allowed); -EFBIG (size limit); -EDQUOT; -ENOSPC (file
+ * which value, and what is allowed, but for a bad name, "malformed CREATE":
+ * see iomem_name_check()); -EFBIG (size limit); -EDQUOT; -ENOSPC (file
  * system full; with IOMEM_CREATE_RESERVE, also the hugetlb pool or file
  * system could not hold the reservation); -ENOMEM (with
  * IOMEM_CREATE_RESERVE: the daemon's memory cgroup is full); -EBUSY (a
@@ -914,9 +915,8 @@ const char *iomem_strerror(int error);
 
 /*
  * iomem_name_check() - whether @name is a region name the daemon takes (IOMEM_NAME_RULE). The daemon judges:
- * libiomem sends any name up to 255 bytes, and the daemon refuses others with -EINVAL and the text "malformed OPEN"
- * (or STAT...), which names neither the argument nor the rule (CREATE's says the rule); this tells a caller's user
- * which one it was.
+ * libiomem sends any name up to 255 bytes, and refuses others with -EINVAL and the text "malformed CREATE" (or
+ * OPEN...), which names neither the argument nor the rule; this tells a caller's user which one it was.
  * Return: 0 if valid; -EINVAL (also for NULL and the empty name, which only CREATE takes: anonymous).
  */
 int iomem_name_check(const char *name);

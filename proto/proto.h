@@ -532,8 +532,9 @@ int proto_create_encode(const struct proto_create *m, uint8_t *buf, size_t size)
 int proto_create_decode(const uint8_t *buf, size_t len, struct proto_create *m);
 /*
  * proto_create_refusal() - why proto_create_decode() refused @buf with -EINVAL, in words for the error reply (the
- * name, flags, seals, mode or backend, and what is allowed); the slow path of a refusal only.
- * Return: a static string; NULL if it did not refuse a value (-EBADMSG, or nothing wrong).
+ * flags, seals, mode or backend, and what is allowed); the slow path of a refusal only.
+ * Return: a static string; NULL if it did not refuse one of those values (-EBADMSG, a bad name, nothing wrong):
+ * the reply then says "malformed CREATE", which libiomem's callers and the bindings recognise for a bad name.
  */
 const char *proto_create_refusal(const uint8_t *buf, size_t len);
 int proto_region_info_encode(const struct proto_region_info *m, uint8_t *buf, size_t size);
