@@ -259,6 +259,26 @@ static inline bool client_fork_copy(const struct iomem_client *c)
 }
 
 /*
+ * The clients whose callbacks this thread is running from iomem_client_process() (innermost first), each entry
+ * on that call's stack. A forked child's copy of a client counts the calls of every thread of the parent in
+ * @dispatching; of those, only the forking thread's come back in the child (its callback returns there), so a
+ * disconnect of the copy is deferred only if this thread runs one of them (client_dispatching_here()).
+ */
+struct client_dispatch {
+        const struct iomem_client *c;
+        struct client_dispatch *up;
+};
+static _Thread_local struct client_dispatch *client_dispatch_top;
+
+static bool client_dispatching_here(const struct iomem_client *c)
+{
+        for (const struct client_dispatch *d = client_dispatch_top; d; d = d->up)
+                if (d->c == c)
+                        return true;
+        return false;
+}
+
+/*
  * client_lock() - take the client's lock; in a process that runs one thread, nothing to take (glibc's
  * __libc_single_threaded, as libstdc++ skips its atomics): no other thread can want it then, and none can be made
  * while this one is inside, since no code of the caller's runs under the lock (callbacks are called with it let
@@ -1883,8 +1903,13 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
 
         if (!client)
                 return NULL;
-        if (__builtin_expect(client->dispatching != 0, 0)) {
-                /* from a callback of iomem_client_process(), which frees the client when it returns */
+        if (__builtin_expect(client->dispatching != 0, 0) &&
+            (!client_fork_copy(client) || client_dispatching_here(client))) {
+                /*
+                 * From a callback of iomem_client_process(), which frees the client when it returns. Not in a
+                 * forked child if no call of this thread runs: the parent's threads that did are not copied, the
+                 * client would never be freed and the child would keep the parent's socket open.
+                 */
                 client->disconnect_deferred = true;
                 errno = saved;
                 return NULL;
@@ -3134,6 +3159,7 @@ static void client_complete_async(struct iomem_client *c, struct client_pending 
 
 IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
 {
+        struct client_dispatch here = { .c = client };
         struct iomem_event ev;
         int n = 0, r;
 
@@ -3148,6 +3174,8 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 return -ESHUTDOWN;
         }
         client->dispatching++;
+        here.up = client_dispatch_top;
+        client_dispatch_top = &here;
         if (!client->broken && !client->reading) {
                 /* the rest, if any, at the next call (iomem_client_get_timeout() says 0 meanwhile) */
                 client->unread = !client_read_available(client);
@@ -3194,6 +3222,7 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 client_lock(client);
         }
         r = client->broken ? -ENOTCONN : n;
+        client_dispatch_top = here.up;
         if (client->disconnect_deferred) {
                 /* the disconnect a callback asked for: by the outermost call, once no callback runs any more */
                 r = -ESHUTDOWN;

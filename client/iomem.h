@@ -291,7 +291,10 @@ int iomem_client_handshake(struct iomem_client *client);
  * further callback runs, the outstanding requests are dropped without theirs,
  * and the client is freed when the outermost iomem_client_process() returns,
  * which then returns -ESHUTDOWN (the client is gone: do not use it, nor
- * after the callback's own disconnect). Not from an iomem_list() or
+ * after the callback's own disconnect). In a forked child, a disconnect of
+ * the copy is deferred only from a callback the child itself runs (one that
+ * forked there): threads of the parent in a callback at the fork are not in
+ * the child, so the copy is freed at once. Not from an iomem_list() or
  * iomem_metrics() callback, nor from another thread while a call runs.
  * Return: NULL.
  */

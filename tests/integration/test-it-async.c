@@ -1732,6 +1732,123 @@ START_TEST(test_forked_child_calls_refused)
 }
 END_TEST
 
+/* A thread of the parent in a completion callback of iomem_client_process() at the fork: it waits for the fork. */
+struct incb {
+        struct iomem_client *c;
+        int in[2], go[2]; /* the callback says it runs; the test lets it return */
+        int r;
+};
+
+static void incb_on_ping(struct iomem_client *c, int error, void *ud)
+{
+        struct incb *b = ud;
+        char x = 1;
+
+        (void)c;
+        (void)error;
+        ck_assert_int_eq(write(b->in[1], &x, 1), 1);
+        ck_assert_int_eq(read(b->go[0], &x, 1), 1);
+}
+
+static void *incb_main(void *arg)
+{
+        struct incb *b = arg;
+
+        b->r = iomem_client_process(b->c);
+        return NULL;
+}
+
+/*
+ * A forked child disconnects its copy of a client while a thread of the parent was in a callback of
+ * iomem_client_process() at the fork. That thread is not in the child: the disconnect must close the child's copy
+ * of the socket at once. Before, it was deferred to a process() call that never returns in the child: the client
+ * leaked, and the child kept the parent's socket open (the daemon would not see the parent go).
+ */
+START_TEST(test_forked_child_disconnect_in_callback_of_parent)
+{
+        struct incb b = { 0 };
+        pthread_t t;
+        int status, fd;
+        char x;
+        pid_t pid;
+
+        it_daemon_start(&daemon_, NULL);
+        b.c = connect_flags(0);
+        fd = iomem_client_fd(b.c);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pipe2(b.in, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(b.go, O_CLOEXEC), 0);
+        ck_assert_int_eq(iomem_ping_async(b.c, incb_on_ping, &b), 0);
+        ck_assert_int_eq(iomem_ping(b.c), 0); /* the asynchronous reply read and kept for process() */
+        ck_assert_int_eq(pthread_create(&t, NULL, incb_main, &b), 0);
+        ck_assert_int_eq(read(b.in[0], &x, 1), 1); /* the thread is in the callback */
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                child_alarm();
+                iomem_disconnect(b.c);
+                /* the child's copy of the socket is closed: fd is free again (or reused by nothing here) */
+                _exit(fcntl(fd, F_GETFD) == -1 && errno == EBADF ? 0 : 1);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        x = 1;
+        ck_assert_int_eq(write(b.go[1], &x, 1), 1);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "the child's disconnect left the parent's socket open in the child: status 0x%x", status);
+        ck_assert_int_eq(b.r, 1);
+        ck_assert_int_eq(iomem_ping(b.c), 0);
+        iomem_disconnect(b.c);
+        for (int i = 0; i < 2; i++) {
+                close(b.in[i]);
+                close(b.go[i]);
+        }
+}
+END_TEST
+
+static pid_t fkcb_parent;
+
+static void fkcb_on_ping(struct iomem_client *c, int error, void *ud)
+{
+        int *status = ud;
+        pid_t pid;
+
+        (void)error;
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                child_alarm();
+                iomem_disconnect(c); /* the child returns to its process(), which frees the copy */
+                return;
+        }
+        ck_assert_int_eq(waitpid(pid, status, 0), pid);
+}
+
+/*
+ * A callback forks and the child disconnects its copy there: the child returns to its copy of
+ * iomem_client_process(), so the disconnect is still deferred to it (freed at once, it would go on with a freed
+ * client), which says -ESHUTDOWN.
+ */
+START_TEST(test_forked_child_disconnect_in_own_callback)
+{
+        struct iomem_client *c;
+        int status = -1, r;
+
+        it_daemon_start(&daemon_, NULL);
+        fkcb_parent = getpid();
+        c = connect_flags(0);
+        ck_assert_int_eq(iomem_ping_async(c, fkcb_on_ping, &status), 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        r = iomem_client_process(c);
+        if (getpid() != fkcb_parent)
+                _exit(r == -ESHUTDOWN ? 0 : 1);
+        ck_assert_int_eq(r, 1);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's process(): status 0x%x", status);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
 START_TEST(test_forked_child_disconnect)
 {
         forked_child_disconnect_run();
@@ -1869,6 +1986,8 @@ static Suite *suite(void)
         tcase_add_test(tc, test_many_in_flight_table_stays);
         tcase_add_test(tc, test_forked_child_disconnect);
         tcase_add_test(tc, test_forked_child_calls_refused);
+        tcase_add_test(tc, test_forked_child_disconnect_in_callback_of_parent);
+        tcase_add_test(tc, test_forked_child_disconnect_in_own_callback);
         tcase_add_test(tc, test_forked_child_disconnect_no_atfork);
         tcase_add_test(tc, test_forked_child_disconnect_copied_waiters);
         suite_add_tcase(s, tc);
