@@ -180,7 +180,7 @@ struct iomem_client {
          */
         bool cache_on;
         /*
-         * iomem_client_process() calls (nested ones from its callbacks included) that are running: an
+         * iomem_client_process(), iomem_list() and iomem_metrics() calls (nested ones included) running callbacks: an
          * iomem_disconnect() from one of their callbacks sets @disconnect_deferred and the outermost frees the
          * client when it returns (it would otherwise go on with a freed client).
          */
@@ -259,9 +259,9 @@ static inline bool client_fork_copy(const struct iomem_client *c)
 }
 
 /*
- * The clients whose callbacks this thread is running from iomem_client_process() (innermost first), each entry
- * on that call's stack. A forked child's copy of a client counts the calls of every thread of the parent in
- * @dispatching; of those, only the forking thread's come back in the child (its callback returns there), so a
+ * The clients whose callbacks this thread runs (iomem_client_process(), iomem_list(), iomem_metrics(); innermost
+ * first), each entry on that call's stack. A forked child's copy of a client counts the calls of every thread of
+ * the parent in @dispatching; of those, only the forking thread's come back in the child (its callback returns there), so a
  * disconnect of the copy is deferred only if this thread runs one of them (client_dispatching_here()).
  */
 struct client_dispatch {
@@ -277,6 +277,7 @@ static bool client_dispatching_here(const struct iomem_client *c)
                         return true;
         return false;
 }
+
 
 /*
  * client_lock() - take the client's lock; in a process that runs one thread, nothing to take (glibc's
@@ -301,6 +302,37 @@ static inline void client_unlock(struct iomem_client *c)
                 return;
         c->locked = false;
         pthread_mutex_unlock(&c->lock);
+}
+
+/* client_dispatch_enter_locked() - callbacks of @c's user are about to run in this call (@here on its stack). */
+static void client_dispatch_enter_locked(struct iomem_client *c, struct client_dispatch *here)
+{
+        c->dispatching++;
+        here->c = c;
+        here->up = client_dispatch_top;
+        client_dispatch_top = here;
+}
+
+/*
+ * client_dispatch_leave_locked() - the callbacks of this call are done; unlocks @c. If one disconnected it, the
+ * outermost such call frees it. Return: @r; -ESHUTDOWN if a callback disconnected @c (then gone if outermost).
+ */
+static int client_dispatch_leave_locked(struct iomem_client *c, struct client_dispatch *here, int r)
+{
+        client_dispatch_top = here->up;
+        if (c->disconnect_deferred) {
+                /* the disconnect a callback asked for: by the outermost call, once no callback runs any more */
+                r = -ESHUTDOWN;
+                if (--c->dispatching == 0) {
+                        client_unlock(c);
+                        iomem_disconnect(c);
+                        return r;
+                }
+        } else {
+                c->dispatching--;
+        }
+        client_unlock(c);
+        return r;
 }
 
 /* Copy @src (NULL = "") into @dst of @size > 0 bytes, cut to fit, NUL-terminated: snprintf("%s") without its cost. */
@@ -1906,7 +1938,8 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
         if (__builtin_expect(client->dispatching != 0, 0) &&
             (!client_fork_copy(client) || client_dispatching_here(client))) {
                 /*
-                 * From a callback of iomem_client_process(), which frees the client when it returns. Not in a
+                 * From a callback of iomem_client_process(), iomem_list() or iomem_metrics(), which frees the
+                 * client when it returns. Not in a
                  * forked child if no call of this thread runs: the parent's threads that did are not copied, the
                  * client would never be freed and the child would keep the parent's socket open.
                  */
@@ -2207,6 +2240,7 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
         do {
                 struct proto_list_reply rep;
                 struct proto_list_entry pe;
+                struct client_dispatch here;
                 struct transport_frame f;
                 size_t off = 0;
 
@@ -2224,6 +2258,9 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                  */
                 else if (rep.next_cursor != 0 && rep.next_cursor <= m.cursor)
                         r = -EPROTO;
+                client_lock(client);
+                client_dispatch_enter_locked(client, &here); /* @cb may disconnect: see iomem_disconnect() */
+                client_unlock(client);
                 while (r >= 0) {
                         struct iomem_list_entry e;
 
@@ -2242,10 +2279,12 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                                 .name = pe.name,
                         };
                         r = cb(&e, userdata);
-                        if (r != 0)
+                        if (r != 0 || client->disconnect_deferred)
                                 break;
                 }
-                transport_frame_deinit(&f);
+                transport_frame_deinit(&f); /* before a deferred disconnect: its payload may be the client's */
+                client_lock(client);
+                r = client_dispatch_leave_locked(client, &here, r);
                 if (r != 0)
                         return r;
                 m.cursor = rep.next_cursor;
@@ -2394,6 +2433,7 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
 {
         static const char *const label_names[] = { NULL, "request", "code", "uid" };
         struct proto_metrics_reply rep;
+        struct client_dispatch here;
         struct transport_frame f;
         int r;
 
@@ -2409,7 +2449,10 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
         if (flagsp)
                 *flagsp = rep.flags;
         r = 0;
-        for (uint32_t i = 0; i < rep.count && r == 0; i++) {
+        client_lock(client);
+        client_dispatch_enter_locked(client, &here); /* @cb may disconnect: see iomem_disconnect() */
+        client_unlock(client);
+        for (uint32_t i = 0; i < rep.count && r == 0 && !client->disconnect_deferred; i++) {
                 const struct proto_metric_info *info;
                 struct proto_metric_entry e;
                 struct iomem_metric m;
@@ -2427,8 +2470,9 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
                 }
                 r = cb(&m, userdata);
         }
-        transport_frame_deinit(&f);
-        return r;
+        transport_frame_deinit(&f); /* before a deferred disconnect: its payload may be the client's */
+        client_lock(client);
+        return client_dispatch_leave_locked(client, &here, r);
 }
 
 IOMEM_EXPORT int iomem_chmod(struct iomem_client *client, const char *name, uint32_t mode)
@@ -3159,7 +3203,7 @@ static void client_complete_async(struct iomem_client *c, struct client_pending 
 
 IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
 {
-        struct client_dispatch here = { .c = client };
+        struct client_dispatch here;
         struct iomem_event ev;
         int n = 0, r;
 
@@ -3173,9 +3217,7 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 client_unlock(client);
                 return -ESHUTDOWN;
         }
-        client->dispatching++;
-        here.up = client_dispatch_top;
-        client_dispatch_top = &here;
+        client_dispatch_enter_locked(client, &here);
         if (!client->broken && !client->reading) {
                 /* the rest, if any, at the next call (iomem_client_get_timeout() says 0 meanwhile) */
                 client->unread = !client_read_available(client);
@@ -3221,21 +3263,7 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 n++;
                 client_lock(client);
         }
-        r = client->broken ? -ENOTCONN : n;
-        client_dispatch_top = here.up;
-        if (client->disconnect_deferred) {
-                /* the disconnect a callback asked for: by the outermost call, once no callback runs any more */
-                r = -ESHUTDOWN;
-                if (--client->dispatching == 0) {
-                        client_unlock(client);
-                        iomem_disconnect(client);
-                        return r;
-                }
-        } else {
-                client->dispatching--;
-        }
-        client_unlock(client);
-        return r;
+        return client_dispatch_leave_locked(client, &here, client->broken ? -ENOTCONN : n);
 }
 
 static int client_open_async(struct iomem_client *client, uint16_t opcode, const char *name, uint32_t flags,

@@ -63,7 +63,8 @@
  * affects the calls of every thread (see above: calls then in flight fail
  * with -ETIMEDOUT, -ECONNRESET or -ENOTCONN, or are sent again if harmless).
  * iomem_disconnect() must not overlap any other call (but a callback of
- * iomem_client_process() may call it, see there). Callbacks
+ * iomem_client_process(), iomem_list() or iomem_metrics() may call it, see
+ * there). Callbacks
  * (iomem_list(), iomem_metrics(), the asynchronous ones) run without the
  * lock held and may call the client. Regions are independent of the client
  * that produced them and may be used from any thread; a single region must
@@ -287,15 +288,18 @@ int iomem_client_handshake(struct iomem_client *client);
  * calls in flight there included, goes on (before, a child whose parent had
  * a thread reading the client at the fork shut the shared socket down).
  * From a callback of iomem_client_process() (a completion or the event
- * callback, also of a nested iomem_client_process()) it is allowed: no
- * further callback runs, the outstanding requests are dropped without theirs,
- * and the client is freed when the outermost iomem_client_process() returns,
- * which then returns -ESHUTDOWN (the client is gone: do not use it, nor
- * after the callback's own disconnect). In a forked child, a disconnect of
+ * callback, also of a nested iomem_client_process()), of iomem_list() or of
+ * iomem_metrics() it is allowed: no further callback runs, the outstanding
+ * requests are dropped without theirs, and the client is freed when the
+ * outermost of those calls returns, which then returns -ESHUTDOWN (the
+ * client is gone: do not use it, nor after the callback's own disconnect).
+ * A callback must return: one that leaves by longjmp() (or a C++ or Ruby
+ * exception) leaves the client's calls counted as running, and a later
+ * disconnect of that client is deferred for ever (a leak). In a forked child, a disconnect of
  * the copy is deferred only from a callback the child itself runs (one that
  * forked there): threads of the parent in a callback at the fork are not in
- * the child, so the copy is freed at once. Not from an iomem_list() or
- * iomem_metrics() callback, nor from another thread while a call runs.
+ * the child, so the copy is freed at once. Not from another thread while a
+ * call runs.
  * Return: NULL.
  */
 struct iomem_client *iomem_disconnect(struct iomem_client *client);
@@ -466,7 +470,9 @@ struct iomem_list_entry {
  * iomem_list() - call @cb for every named region whose name starts with
  * @prefix (NULL or "" = all), fetching page after page. A non-zero return
  * from @cb stops the walk and is returned.
- * Return: 0; the callback's value; negative errno.
+ * Return: 0; the callback's value; -ESHUTDOWN if @cb called
+ * iomem_disconnect() (the walk stops; the client is freed: forget it);
+ * negative errno.
  */
 int iomem_list(struct iomem_client *client, const char *prefix,
                int (*cb)(const struct iomem_list_entry *e, void *userdata), void *userdata);
@@ -550,7 +556,8 @@ struct iomem_metric {
  * every uid that holds something or was refused, any other caller only its
  * own. A non-zero return from @cb stops the walk and is returned.
  * @flagsp: if not NULL, receives IOMEM_METRICS_* flags.
- * Return: 0; the callback's value; -EOPNOTSUPP from a daemon without
+ * Return: 0; the callback's value; -ESHUTDOWN if @cb called
+ * iomem_disconnect() (as for iomem_list()); -EOPNOTSUPP from a daemon without
  * METRICS; -EPROTO for a malformed reply; negative errno.
  */
 int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,

@@ -344,6 +344,84 @@ START_TEST(test_async_disconnect_in_callback)
 }
 END_TEST
 
+struct lcb {
+        struct iomem_client *c;
+        int calls;
+};
+
+static int lcb_on_entry(const struct iomem_list_entry *e, void *ud)
+{
+        struct lcb *l = ud;
+
+        (void)e;
+        l->calls++;
+        l->c = iomem_disconnect(l->c);
+        return 0;
+}
+
+static int lcb_on_metric(const struct iomem_metric *m, void *ud)
+{
+        struct lcb *l = ud;
+
+        (void)m;
+        l->calls++;
+        l->c = iomem_disconnect(l->c);
+        return 0;
+}
+
+static int lcb_on_entry_process(const struct iomem_list_entry *e, void *ud)
+{
+        struct lcb *l = ud;
+
+        (void)e;
+        l->calls++;
+        /* a completion of the nested process() disconnects: the list call, the outermost, frees the client */
+        ck_assert_int_eq(iomem_client_process(l->c), -ESHUTDOWN);
+        return 0;
+}
+
+static void lcb_on_ping(struct iomem_client *c, int error, void *ud)
+{
+        (void)error;
+        (void)ud;
+        iomem_disconnect(c);
+}
+
+/*
+ * iomem_list() and iomem_metrics() callbacks disconnect the client: the walk stops, the call frees the client and
+ * says -ESHUTDOWN. Before, the walk went on reading entries from the freed client's input buffer and, between
+ * pages, took its lock (a use after free: ASan reports it; without ASan, more callbacks ran and 0 came back).
+ */
+START_TEST(test_list_disconnect_in_callback)
+{
+        struct iomem_region *r = NULL;
+        struct lcb l = { 0 };
+        char name[32];
+
+        it_daemon_start(&daemon_, NULL);
+        l.c = connect_flags(0);
+        for (int i = 0; i < 3; i++) {
+                snprintf(name, sizeof(name), "lcb/%d", i);
+                ck_assert_int_eq(iomem_create(l.c, name, 4096, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        ck_assert_int_eq(iomem_list(l.c, "lcb/", lcb_on_entry, &l), -ESHUTDOWN);
+        ck_assert_ptr_null(l.c);
+        ck_assert_int_eq(l.calls, 1);
+
+        l = (struct lcb){ .c = connect_flags(0) };
+        ck_assert_int_eq(iomem_metrics(l.c, NULL, lcb_on_metric, &l), -ESHUTDOWN);
+        ck_assert_ptr_null(l.c);
+        ck_assert_int_eq(l.calls, 1);
+
+        l = (struct lcb){ .c = connect_flags(0) };
+        ck_assert_int_eq(iomem_ping_async(l.c, lcb_on_ping, NULL), 0);
+        ck_assert_int_eq(iomem_ping(l.c), 0); /* the asynchronous reply read and kept for process() */
+        ck_assert_int_eq(iomem_list(l.c, "lcb/", lcb_on_entry_process, &l), -ESHUTDOWN);
+        ck_assert_int_eq(l.calls, 1);
+}
+END_TEST
+
 /* The daemon goes away: outstanding requests complete with -ECONNRESET, process() says -ENOTCONN. */
 START_TEST(test_async_daemon_gone)
 {
@@ -1971,6 +2049,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_async_daemon_gone);
         tcase_add_test(tc, test_async_disconnect_outstanding);
         tcase_add_test(tc, test_async_disconnect_in_callback);
+        tcase_add_test(tc, test_list_disconnect_in_callback);
         tcase_add_test(tc, test_libevent_consumer);
         tcase_add_test(tc, test_threads_share_blocking_client);
         tcase_add_test(tc, test_threads_started_by_callback);
