@@ -1936,7 +1936,7 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
         if (!client)
                 return NULL;
         if (__builtin_expect(client->dispatching != 0, 0) &&
-            (!client_fork_copy(client) || client_dispatching_here(client))) {
+            (client->forks == client_fork_mark() || client_dispatching_here(client))) {
                 /*
                  * From a callback of iomem_client_process(), iomem_list() or iomem_metrics(), which frees the
                  * client when it returns. Not in a

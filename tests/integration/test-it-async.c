@@ -1842,7 +1842,7 @@ static void *incb_main(void *arg)
  * of the socket at once. Before, it was deferred to a process() call that never returns in the child: the client
  * leaked, and the child kept the parent's socket open (the daemon would not see the parent go).
  */
-START_TEST(test_forked_child_disconnect_in_callback_of_parent)
+static void forked_child_disconnect_in_callback_of_parent_run(void)
 {
         struct incb b = { 0 };
         pthread_t t;
@@ -1881,6 +1881,11 @@ START_TEST(test_forked_child_disconnect_in_callback_of_parent)
                 close(b.in[i]);
                 close(b.go[i]);
         }
+}
+
+START_TEST(test_forked_child_disconnect_in_callback_of_parent)
+{
+        forked_child_disconnect_in_callback_of_parent_run();
 }
 END_TEST
 
@@ -1950,6 +1955,15 @@ int __wrap_pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*ch
  * libiomem's pthread_atfork() registration failed (ENOMEM) at its first connect: a forked child's copy is still
  * told apart (by the pid at connect, in that case only), and its disconnect leaves the parent's connection alone.
  */
+/* The same without the fork count (pthread_atfork() failed): the pid tells the copy apart. */
+START_TEST(test_forked_child_disconnect_in_callback_no_atfork)
+{
+        atomic_store(&atfork_fail, 1);
+        forked_child_disconnect_in_callback_of_parent_run();
+        ck_assert_int_eq(atomic_load(&atfork_calls), 1);
+}
+END_TEST
+
 START_TEST(test_forked_child_disconnect_no_atfork)
 {
         atomic_store(&atfork_fail, 1);
@@ -2068,6 +2082,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_forked_child_disconnect_in_callback_of_parent);
         tcase_add_test(tc, test_forked_child_disconnect_in_own_callback);
         tcase_add_test(tc, test_forked_child_disconnect_no_atfork);
+        tcase_add_test(tc, test_forked_child_disconnect_in_callback_no_atfork);
         tcase_add_test(tc, test_forked_child_disconnect_copied_waiters);
         suite_add_tcase(s, tc);
         return s;
