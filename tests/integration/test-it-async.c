@@ -349,24 +349,23 @@ struct lcb {
         int calls;
 };
 
-static int lcb_on_entry(const struct iomem_list_entry *e, void *ud)
+static int lcb_disconnect(struct lcb *l)
 {
-        struct lcb *l = ud;
-
-        (void)e;
         l->calls++;
         l->c = iomem_disconnect(l->c);
         return 0;
 }
 
+static int lcb_on_entry(const struct iomem_list_entry *e, void *ud)
+{
+        (void)e;
+        return lcb_disconnect(ud);
+}
+
 static int lcb_on_metric(const struct iomem_metric *m, void *ud)
 {
-        struct lcb *l = ud;
-
         (void)m;
-        l->calls++;
-        l->c = iomem_disconnect(l->c);
-        return 0;
+        return lcb_disconnect(ud);
 }
 
 static int lcb_on_entry_process(const struct iomem_list_entry *e, void *ud)
@@ -1749,6 +1748,12 @@ static void forked_child_disconnect_run(void)
  * receiving side of the socket, which the parent shares: the parent's calls then failed with -ECONNRESET and its
  * connection was gone.
  */
+static void on_ping_count(struct iomem_client *c, int error, void *ud)
+{
+        (void)c;
+        *(int *)ud += error == 0;
+}
+
 static void on_ping_child(struct iomem_client *c, int error, void *ud)
 {
         (void)c;
@@ -1798,6 +1803,18 @@ START_TEST(test_forked_child_calls_refused)
                         code = 7;
                 iomem_disconnect(c);
                 iomem_disconnect(e);
+                if (code == 0) {
+                        /* a client the child connects itself is its own: its calls and callbacks work */
+                        struct iomem_client *own = connect_flags(0);
+                        int pings = 0;
+
+                        if (!own || iomem_ping(own) != 0 || iomem_stat(own, "fk/a", &st) != 0)
+                                code = 8;
+                        else if (iomem_ping_async(own, on_ping_count, &pings) != 0 || iomem_ping(own) != 0 ||
+                                 iomem_client_process(own) != 1 || pings != 1)
+                                code = 9;
+                        iomem_disconnect(own);
+                }
                 _exit(code);
         }
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
