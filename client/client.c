@@ -268,7 +268,9 @@ struct client_dispatch {
         const struct iomem_client *c;
         struct client_dispatch *up;
 };
-static _Thread_local struct client_dispatch *client_dispatch_top;
+/* initial-exec: one %fs-relative load, not a __tls_get_addr() call per process() (8 bytes of static TLS, as a
+ * dlopen()ed extension module may take) */
+static _Thread_local struct client_dispatch *client_dispatch_top __attribute__((tls_model("initial-exec")));
 
 static bool client_dispatching_here(const struct iomem_client *c)
 {
@@ -305,7 +307,7 @@ static inline void client_unlock(struct iomem_client *c)
 }
 
 /* client_dispatch_enter_locked() - callbacks of @c's user are about to run in this call (@here on its stack). */
-static void client_dispatch_enter_locked(struct iomem_client *c, struct client_dispatch *here)
+static inline void client_dispatch_enter_locked(struct iomem_client *c, struct client_dispatch *here)
 {
         c->dispatching++;
         here->c = c;
@@ -313,24 +315,29 @@ static void client_dispatch_enter_locked(struct iomem_client *c, struct client_d
         client_dispatch_top = here;
 }
 
+/* The slow path of client_dispatch_leave_locked(): a callback disconnected @c. Return: -ESHUTDOWN. */
+static __attribute__((noinline, cold)) int client_dispatch_leave_deferred(struct iomem_client *c)
+{
+        /* the disconnect a callback asked for: by the outermost call, once no callback runs any more */
+        if (--c->dispatching == 0) {
+                client_unlock(c);
+                iomem_disconnect(c);
+                return -ESHUTDOWN;
+        }
+        client_unlock(c);
+        return -ESHUTDOWN;
+}
+
 /*
  * client_dispatch_leave_locked() - the callbacks of this call are done; unlocks @c. If one disconnected it, the
  * outermost such call frees it. Return: @r; -ESHUTDOWN if a callback disconnected @c (then gone if outermost).
  */
-static int client_dispatch_leave_locked(struct iomem_client *c, struct client_dispatch *here, int r)
+static inline int client_dispatch_leave_locked(struct iomem_client *c, struct client_dispatch *here, int r)
 {
         client_dispatch_top = here->up;
-        if (c->disconnect_deferred) {
-                /* the disconnect a callback asked for: by the outermost call, once no callback runs any more */
-                r = -ESHUTDOWN;
-                if (--c->dispatching == 0) {
-                        client_unlock(c);
-                        iomem_disconnect(c);
-                        return r;
-                }
-        } else {
-                c->dispatching--;
-        }
+        if (__builtin_expect(c->disconnect_deferred, 0))
+                return client_dispatch_leave_deferred(c);
+        c->dispatching--;
         client_unlock(c);
         return r;
 }
