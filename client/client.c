@@ -148,6 +148,7 @@ struct iomem_client {
         unsigned waiters; /* threads in client_cond_wait(): @cond is broadcast only if one is */
         bool reading;
         bool unread; /* iomem_client_process() left input on the socket (its reads are bounded) */
+        bool disconnect_deferred; /* a callback of iomem_client_process() called iomem_disconnect(): see @dispatching */
         unsigned send_waiters; /* threads in client_send() polling without the lock, not as the reader */
         struct client_pending *pending;
         /*
@@ -178,6 +179,12 @@ struct iomem_client {
          * after it (@reply_cache_gen: the count when the last reply came).
          */
         bool cache_on;
+        /*
+         * iomem_client_process(), iomem_list() and iomem_metrics() calls (nested ones included) running callbacks: an
+         * iomem_disconnect() from one of their callbacks sets @disconnect_deferred and the outermost frees the
+         * client when it returns (it would otherwise go on with a freed client).
+         */
+        uint16_t dispatching;
         uint32_t cache_watch; /* the internal watch of "" (caller id), 0 = none */
         struct client_cache_entry *cache;
         unsigned ncache;
@@ -235,6 +242,45 @@ static void client_cache_put(struct iomem_client *c, const char *name, uint32_t 
                              uint64_t gen);
 static int client_rewatch(struct iomem_client *c);
 
+/* the forks this process's libiomem has seen (see client_fork_mark() below) */
+static unsigned client_forks;
+static bool client_forks_unwatched; /* pthread_atfork() failed: client_fork_mark() is the pid */
+
+/*
+ * client_fork_copy() - whether @c is a forked child's copy of its parent's client (the fork count differs): any
+ * call on it but iomem_disconnect() would share the socket, and the replies, with the parent, so it is refused with
+ * -ECHILD. No system call: not told if pthread_atfork() failed (the pid would be needed; a copy then goes on as
+ * before).
+ */
+static inline bool client_fork_copy(const struct iomem_client *c)
+{
+        return __builtin_expect(c->forks != __atomic_load_n(&client_forks, __ATOMIC_RELAXED), 0) &&
+               !client_forks_unwatched;
+}
+
+/*
+ * The clients whose callbacks this thread runs (iomem_client_process(), iomem_list(), iomem_metrics(); innermost
+ * first), each entry on that call's stack. A forked child's copy of a client counts the calls of every thread of
+ * the parent in @dispatching; of those, only the forking thread's come back in the child (its callback returns there), so a
+ * disconnect of the copy is deferred only if this thread runs one of them (client_dispatching_here()).
+ */
+struct client_dispatch {
+        const struct iomem_client *c;
+        struct client_dispatch *up;
+};
+/* initial-exec: one %fs-relative load, not a __tls_get_addr() call per process() (8 bytes of static TLS, as a
+ * dlopen()ed extension module may take) */
+static _Thread_local struct client_dispatch *client_dispatch_top __attribute__((tls_model("initial-exec")));
+
+static bool client_dispatching_here(const struct iomem_client *c)
+{
+        for (const struct client_dispatch *d = client_dispatch_top; d; d = d->up)
+                if (d->c == c)
+                        return true;
+        return false;
+}
+
+
 /*
  * client_lock() - take the client's lock; in a process that runs one thread, nothing to take (glibc's
  * __libc_single_threaded, as libstdc++ skips its atomics): no other thread can want it then, and none can be made
@@ -258,6 +304,42 @@ static inline void client_unlock(struct iomem_client *c)
                 return;
         c->locked = false;
         pthread_mutex_unlock(&c->lock);
+}
+
+/* client_dispatch_enter_locked() - callbacks of @c's user are about to run in this call (@here on its stack). */
+static inline void client_dispatch_enter_locked(struct iomem_client *c, struct client_dispatch *here)
+{
+        c->dispatching++;
+        here->c = c;
+        here->up = client_dispatch_top;
+        client_dispatch_top = here;
+}
+
+/* The slow path of client_dispatch_leave_locked(): a callback disconnected @c. Return: -ESHUTDOWN. */
+static __attribute__((noinline, cold)) int client_dispatch_leave_deferred(struct iomem_client *c)
+{
+        /* the disconnect a callback asked for: by the outermost call, once no callback runs any more */
+        if (--c->dispatching == 0) {
+                client_unlock(c);
+                iomem_disconnect(c);
+                return -ESHUTDOWN;
+        }
+        client_unlock(c);
+        return -ESHUTDOWN;
+}
+
+/*
+ * client_dispatch_leave_locked() - the callbacks of this call are done; unlocks @c. If one disconnected it, the
+ * outermost such call frees it. Return: @r; -ESHUTDOWN if a callback disconnected @c (then gone if outermost).
+ */
+static inline int client_dispatch_leave_locked(struct iomem_client *c, struct client_dispatch *here, int r)
+{
+        client_dispatch_top = here->up;
+        if (__builtin_expect(c->disconnect_deferred, 0))
+                return client_dispatch_leave_deferred(c);
+        c->dispatching--;
+        client_unlock(c);
+        return r;
 }
 
 /* Copy @src (NULL = "") into @dst of @size > 0 bytes, cut to fit, NUL-terminated: snprintf("%s") without its cost. */
@@ -1438,6 +1520,8 @@ static int client_call_fds_locked(struct iomem_client *c, uint16_t opcode, const
         client_message_clear(c);
         if (nsend > PROTO_MAX_FDS)
                 r = -EINVAL;
+        if (client_fork_copy(c))
+                r = -ECHILD;
         if (r < 0)
                 goto out;
         for (unsigned tries = 0;; tries++) {
@@ -1697,6 +1781,8 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
 
         if (!c)
                 return -EINVAL;
+        if (client_fork_copy(c))
+                return -ECHILD;
         client_lock(c);
         client_hello_send_now(c, true);
         if (c->hello_p && !c->hello_p->done) {
@@ -1727,8 +1813,6 @@ IOMEM_EXPORT int iomem_client_handshake(struct iomem_client *c)
  * (client_fork_mark(); a getpid() per connect in that case only). A child made without fork handlers (a raw
  * clone()) is not seen.
  */
-static unsigned client_forks;
-static bool client_forks_unwatched; /* pthread_atfork() failed: client_fork_mark() is the pid */
 static pthread_once_t client_forks_once = PTHREAD_ONCE_INIT;
 
 static void client_forked(void)
@@ -1849,6 +1933,18 @@ IOMEM_EXPORT struct iomem_client *iomem_disconnect(struct iomem_client *client)
 
         if (!client)
                 return NULL;
+        if (__builtin_expect(client->dispatching != 0, 0) &&
+            (client->forks == client_fork_mark() || client_dispatching_here(client))) {
+                /*
+                 * From a callback of iomem_client_process(), iomem_list() or iomem_metrics(), which frees the
+                 * client when it returns. Not in a
+                 * forked child if no call of this thread runs: the parent's threads that did are not copied, the
+                 * client would never be freed and the child would keep the parent's socket open.
+                 */
+                client->disconnect_deferred = true;
+                errno = saved;
+                return NULL;
+        }
         /*
          * Asynchronous requests still outstanding are dropped without their callbacks. Without the lock: no other
          * call may overlap this one (iomem.h), and the library runs no thread of its own.
@@ -2142,6 +2238,7 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
         do {
                 struct proto_list_reply rep;
                 struct proto_list_entry pe;
+                struct client_dispatch here;
                 struct transport_frame f;
                 size_t off = 0;
 
@@ -2159,6 +2256,9 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                  */
                 else if (rep.next_cursor != 0 && rep.next_cursor <= m.cursor)
                         r = -EPROTO;
+                client_lock(client);
+                client_dispatch_enter_locked(client, &here); /* @cb may disconnect: see iomem_disconnect() */
+                client_unlock(client);
                 while (r >= 0) {
                         struct iomem_list_entry e;
 
@@ -2177,10 +2277,12 @@ IOMEM_EXPORT int iomem_list(struct iomem_client *client, const char *prefix,
                                 .name = pe.name,
                         };
                         r = cb(&e, userdata);
-                        if (r != 0)
+                        if (r != 0 || client->disconnect_deferred)
                                 break;
                 }
-                transport_frame_deinit(&f);
+                transport_frame_deinit(&f); /* before a deferred disconnect: its payload may be the client's */
+                client_lock(client);
+                r = client_dispatch_leave_locked(client, &here, r);
                 if (r != 0)
                         return r;
                 m.cursor = rep.next_cursor;
@@ -2329,6 +2431,7 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
 {
         static const char *const label_names[] = { NULL, "request", "code", "uid" };
         struct proto_metrics_reply rep;
+        struct client_dispatch here;
         struct transport_frame f;
         int r;
 
@@ -2344,7 +2447,10 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
         if (flagsp)
                 *flagsp = rep.flags;
         r = 0;
-        for (uint32_t i = 0; i < rep.count && r == 0; i++) {
+        client_lock(client);
+        client_dispatch_enter_locked(client, &here); /* @cb may disconnect: see iomem_disconnect() */
+        client_unlock(client);
+        for (uint32_t i = 0; i < rep.count && r == 0 && !client->disconnect_deferred; i++) {
                 const struct proto_metric_info *info;
                 struct proto_metric_entry e;
                 struct iomem_metric m;
@@ -2362,8 +2468,9 @@ IOMEM_EXPORT int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
                 }
                 r = cb(&m, userdata);
         }
-        transport_frame_deinit(&f);
-        return r;
+        transport_frame_deinit(&f); /* before a deferred disconnect: its payload may be the client's */
+        client_lock(client);
+        return client_dispatch_leave_locked(client, &here, r);
 }
 
 IOMEM_EXPORT int iomem_chmod(struct iomem_client *client, const char *name, uint32_t mode)
@@ -2725,6 +2832,8 @@ IOMEM_EXPORT int iomem_next_event(struct iomem_client *client, struct iomem_even
                 return client_fail_early(client, -EINVAL);
         if (!client->hello_flags)
                 return client_fail_early(client, -EOPNOTSUPP);
+        if (client_fork_copy(client))
+                return -ECHILD;
         deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
         client_lock(client);
         /* a call of its own: its reconnects get a new window (client_reconnect() is called here directly) */
@@ -2958,6 +3067,8 @@ IOMEM_EXPORT int iomem_client_get_events(struct iomem_client *client)
 
         if (!client)
                 return -EINVAL;
+        if (client_fork_copy(client))
+                return -ECHILD;
         client_lock(client);
         /* driven by a loop: send the HELLO now, so that an idle loop is not closed by the handshake timeout */
         client_hello_send_now(client, false);
@@ -3005,8 +3116,8 @@ static int client_submit(struct iomem_client *c, struct client_pending *p, const
                 return r;
         }
         client_lock(c);
-        if (c->broken) {
-                r = -ENOTCONN;
+        if (c->broken || client_fork_copy(c)) {
+                r = c->broken ? -ENOTCONN : -ECHILD;
                 goto fail;
         }
         if (c->hello_held) {
@@ -3090,12 +3201,21 @@ static void client_complete_async(struct iomem_client *c, struct client_pending 
 
 IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
 {
+        struct client_dispatch here;
         struct iomem_event ev;
         int n = 0, r;
 
         if (!client)
                 return -EINVAL;
+        if (client_fork_copy(client))
+                return -ECHILD;
         client_lock(client);
+        if (client->disconnect_deferred) {
+                /* a nested call after a callback disconnected the client: it is freed when the outermost returns */
+                client_unlock(client);
+                return -ESHUTDOWN;
+        }
+        client_dispatch_enter_locked(client, &here);
         if (!client->broken && !client->reading) {
                 /* the rest, if any, at the next call (iomem_client_get_timeout() says 0 meanwhile) */
                 client->unread = !client_read_available(client);
@@ -3118,7 +3238,7 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                         }
                 }
         }
-        while (client->event_cb && client_event_pop(client, &ev)) {
+        while (!client->disconnect_deferred && client->event_cb && client_event_pop(client, &ev)) {
                 iomem_event_cb cb = client->event_cb;
                 void *ud = client->event_userdata;
 
@@ -3127,7 +3247,7 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 n++;
                 client_lock(client);
         }
-        while (client->done_head) {
+        while (!client->disconnect_deferred && client->done_head) {
                 struct client_pending *p = client->done_head;
 
                 client->done_head = p->next;
@@ -3141,9 +3261,7 @@ IOMEM_EXPORT int iomem_client_process(struct iomem_client *client)
                 n++;
                 client_lock(client);
         }
-        r = client->broken ? -ENOTCONN : n;
-        client_unlock(client);
-        return r;
+        return client_dispatch_leave_locked(client, &here, client->broken ? -ENOTCONN : n);
 }
 
 static int client_open_async(struct iomem_client *client, uint16_t opcode, const char *name, uint32_t flags,
@@ -3239,8 +3357,8 @@ static int client_cache_get(struct iomem_client *c, const char *name, uint32_t f
         unsigned i;
         int fd;
 
-        if (!c->cache_on)
-                return -ENOENT;
+        if (!c->cache_on || client_fork_copy(c))
+                return -ENOENT; /* a forked child's copy: iomem_open() refuses it (-ECHILD) */
         client_lock(c);
         /*
          * Events still unread may be about this name: then ask the daemon. They

@@ -62,7 +62,9 @@
  * the next event whichever thread asks; a reply timeout or a daemon restart
  * affects the calls of every thread (see above: calls then in flight fail
  * with -ETIMEDOUT, -ECONNRESET or -ENOTCONN, or are sent again if harmless).
- * iomem_disconnect() must not overlap any other call. Callbacks
+ * iomem_disconnect() must not overlap any other call (but a callback of
+ * iomem_client_process(), iomem_list() or iomem_metrics() may call it, see
+ * there). Callbacks
  * (iomem_list(), iomem_metrics(), the asynchronous ones) run without the
  * lock held and may call the client. Regions are independent of the client
  * that produced them and may be used from any thread; a single region must
@@ -279,10 +281,25 @@ int iomem_client_handshake(struct iomem_client *client);
 /*
  * Close the connection (leased regions go away). NULL-safe. Fork: a child
  * may disconnect its copy of its parent's client (any other call there
- * would share the socket, and the replies, with the parent): that closes
+ * would share the socket, and the replies, with the parent: the calls that
+ * would use the socket return -ECHILD there, unless the pthread_atfork()
+ * registration of the first connect failed): that closes
  * the child's fd only, and the parent's connection,
  * calls in flight there included, goes on (before, a child whose parent had
  * a thread reading the client at the fork shut the shared socket down).
+ * From a callback of iomem_client_process() (a completion or the event
+ * callback, also of a nested iomem_client_process()), of iomem_list() or of
+ * iomem_metrics() it is allowed: no further callback runs, the outstanding
+ * requests are dropped without theirs, and the client is freed when the
+ * outermost of those calls returns, which then returns -ESHUTDOWN (the
+ * client is gone: do not use it, nor after the callback's own disconnect).
+ * A callback must return: one that leaves by longjmp() (or a C++ or Ruby
+ * exception) leaves the client's calls counted as running, and a later
+ * disconnect of that client is deferred for ever (a leak). In a forked child, a disconnect of
+ * the copy is deferred only from a callback the child itself runs (one that
+ * forked there): threads of the parent in a callback at the fork are not in
+ * the child, so the copy is freed at once. Not from another thread while a
+ * call runs.
  * Return: NULL.
  */
 struct iomem_client *iomem_disconnect(struct iomem_client *client);
@@ -307,7 +324,9 @@ const char *iomem_client_error_message(const struct iomem_client *client);
 
 /*
  * Per-call timeout for replies, in milliseconds (-1 = wait forever, the
- * default). An OPEN that waits for a name adds its own timeout to this.
+ * default; any negative value is -1). 0 does not wait at all: a call whose
+ * reply is not already on the socket times out, so use a small positive
+ * value instead. An OPEN that waits for a name adds its own timeout to this.
  * A call that times out returns -ETIMEDOUT and breaks the connection:
  * later calls return -ENOTCONN.
  */
@@ -391,7 +410,9 @@ struct iomem_create_opts {
  *        answers -EINVAL.
  * The region's fd is examined at its first use (see iomem_region_fd()).
  * Return: 0 with *regionp (read-write); -EEXIST (exclusive); -EINVAL (bad
- * name, flags, mode, seals); -EFBIG (size limit); -EDQUOT; -ENOSPC (file
+ * name, flags, mode, seals or backend: iomem_client_error_message() says
+ * which value, and what is allowed, but for a bad name, "malformed CREATE":
+ * see iomem_name_check()); -EFBIG (size limit); -EDQUOT; -ENOSPC (file
  * system full; with IOMEM_CREATE_RESERVE, also the hugetlb pool or file
  * system could not hold the reservation); -ENOMEM (with
  * IOMEM_CREATE_RESERVE: the daemon's memory cgroup is full); -EBUSY (a
@@ -449,7 +470,9 @@ struct iomem_list_entry {
  * iomem_list() - call @cb for every named region whose name starts with
  * @prefix (NULL or "" = all), fetching page after page. A non-zero return
  * from @cb stops the walk and is returned.
- * Return: 0; the callback's value; negative errno.
+ * Return: 0; the callback's value; -ESHUTDOWN if @cb called
+ * iomem_disconnect() (the walk stops; the client is freed: forget it);
+ * negative errno.
  */
 int iomem_list(struct iomem_client *client, const char *prefix,
                int (*cb)(const struct iomem_list_entry *e, void *userdata), void *userdata);
@@ -533,7 +556,8 @@ struct iomem_metric {
  * every uid that holds something or was refused, any other caller only its
  * own. A non-zero return from @cb stops the walk and is returned.
  * @flagsp: if not NULL, receives IOMEM_METRICS_* flags.
- * Return: 0; the callback's value; -EOPNOTSUPP from a daemon without
+ * Return: 0; the callback's value; -ESHUTDOWN if @cb called
+ * iomem_disconnect() (as for iomem_list()); -EOPNOTSUPP from a daemon without
  * METRICS; -EPROTO for a malformed reply; negative errno.
  */
 int iomem_metrics(struct iomem_client *client, uint32_t *flagsp,
@@ -687,7 +711,9 @@ int iomem_unwatch(struct iomem_client *client, uint32_t watch_id);
  * iomem_next_event() - the next event, waiting up to @timeout_ms (0 = do not
  * wait, -1 = forever). Replies to requests of other threads, or to
  * asynchronous requests, read meanwhile go to their callers. With an event
- * callback set (iomem_client_set_event_cb()) events go there instead.
+ * callback set (iomem_client_set_event_cb()) iomem_client_process() delivers
+ * events to it; iomem_next_event() still takes the next event not yet
+ * delivered, if called.
  * Return: 0 with *ev; -EAGAIN if none came in time (the connection stays
  * usable); -EOPNOTSUPP without IOMEM_CONNECT_EVENTS; -ENOTCONN; negative errno.
  */
@@ -806,7 +832,9 @@ int iomem_client_get_timeout(struct iomem_client *client);
  * and call their callbacks and the event callback (events read in this call
  * first, then completions, each in the order they arrived).
  * Return: how many callbacks were called (>= 0); -ENOTCONN once the
- * connection is broken (after the callbacks of what it ended); -EINVAL.
+ * connection is broken (after the callbacks of what it ended); -ESHUTDOWN
+ * if a callback called iomem_disconnect() (the client is freed: forget it);
+ * -EINVAL.
  */
 int iomem_client_process(struct iomem_client *client);
 

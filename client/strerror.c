@@ -45,6 +45,9 @@ static const struct {
                     "and did not come back" },
         { ENAMETOOLONG, "name or socket path too long" },
         { EBADF, "bad file descriptor" },
+        { ECHILD, "this client was connected by the parent process before fork(): in the child, only "
+                  "iomem_disconnect() it, and connect again" },
+        { ESHUTDOWN, "a callback disconnected the client: it is freed, do not use it again" },
         { ESTALE, "stale: another version was published first, or the fd no longer refers to the same object" },
 };
 

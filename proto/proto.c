@@ -586,6 +586,32 @@ int proto_create_decode(const uint8_t *buf, size_t len, struct proto_create *m)
         return 0;
 }
 
+const char *proto_create_refusal(const uint8_t *buf, size_t len)
+{
+        const char *s;
+        size_t n, end;
+        uint32_t flags, seals;
+
+        if (!buf || len < CREATE_FIXED || str_locate(buf, len, CREATE_FIXED, &s, &n, &end) < 0 || end != len ||
+            str_check(s, n, PROTO_NAME_MAX) < 0)
+                return NULL;
+        if (n > 0 && proto_name_check(s, n) < 0)
+                return NULL; /* "malformed CREATE", as for every request: iomem_name_check() and the bindings say more */
+        flags = get_u32(buf + 8);
+        seals = get_u32(buf + 12);
+        if (flags & ~PROTO_CREATE_KNOWN)
+                return "CREATE: unknown flags (not IOMEM_CREATE_*, or newer than this iomemd)";
+        if ((flags & PROTO_CREATE_HUGE_MASK) && !(flags & PROTO_CREATE_HUGE))
+                return "CREATE: a huge page size (IOMEM_CREATE_HUGE_2MB/1GB) needs IOMEM_CREATE_HUGE";
+        if (seals & ~PROTO_SEALS_KNOWN)
+                return "CREATE: unknown seal bits (not IOMEM_SEAL_*)";
+        if (get_u32(buf + 16) > MODE_MAX)
+                return "CREATE: mode above 0777 (owner/group/other: read 4, write 2)";
+        if (!backend_ok(get_u16(buf + 20), true))
+                return "CREATE: unknown backend (0 = the daemon's default, 1 memfd, 2 shm, 3 file)";
+        return NULL;
+}
+
 int proto_region_info_encode(const struct proto_region_info *m, uint8_t *buf, size_t size)
 {
         if (size < REGION_INFO_SIZE)

@@ -530,6 +530,13 @@ int proto_status_reply_encode(const struct proto_status_reply *m, uint8_t *buf, 
 int proto_status_reply_decode(const uint8_t *buf, size_t len, struct proto_status_reply *m);
 int proto_create_encode(const struct proto_create *m, uint8_t *buf, size_t size);
 int proto_create_decode(const uint8_t *buf, size_t len, struct proto_create *m);
+/*
+ * proto_create_refusal() - why proto_create_decode() refused @buf with -EINVAL, in words for the error reply (the
+ * flags, seals, mode or backend, and what is allowed); the slow path of a refusal only.
+ * Return: a static string; NULL if it did not refuse one of those values (-EBADMSG, a bad name, nothing wrong):
+ * the reply then says "malformed CREATE", which libiomem's callers and the bindings recognise for a bad name.
+ */
+const char *proto_create_refusal(const uint8_t *buf, size_t len);
 int proto_region_info_encode(const struct proto_region_info *m, uint8_t *buf, size_t size);
 int proto_region_info_decode(const uint8_t *buf, size_t len, struct proto_region_info *m);
 int proto_open_encode(const struct proto_open *m, uint8_t *buf, size_t size);

@@ -100,6 +100,8 @@ static void fuzz_decoders(const uint8_t *p, size_t n)
         FUZZ_ROUND_TRIP(ping);
         FUZZ_ROUND_TRIP(status_reply);
         FUZZ_ROUND_TRIP(create);
+        /* the refusal's words (the daemon's error reply) only for a CREATE its decoder refused with -EINVAL */
+        FUZZ_CHECK(!proto_create_refusal(p, n) || proto_create_decode(p, n, &m.create) == -EINVAL);
         FUZZ_ROUND_TRIP(region_info);
         FUZZ_ROUND_TRIP(open);
         FUZZ_ROUND_TRIP(resize);

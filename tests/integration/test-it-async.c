@@ -250,6 +250,177 @@ START_TEST(test_async_disconnect_outstanding)
 }
 END_TEST
 
+/* ---- iomem_disconnect() from a callback of iomem_client_process() -------------------------------------------- */
+
+struct dcb {
+        struct iomem_client *c;  /* disconnected by the first callback */
+        struct iomem_client *c2; /* connected by it: it may take the freed client's memory */
+        int first, second, c2_done;
+};
+
+static void dcb_on_c2_ping(struct iomem_client *c, int error, void *ud)
+{
+        struct dcb *d = ud;
+
+        ck_assert_ptr_eq(c, d->c2);
+        ck_assert_int_eq(error, 0);
+        d->c2_done++;
+}
+
+static void dcb_on_first(struct iomem_client *c, int error, void *ud)
+{
+        struct dcb *d = ud;
+
+        ck_assert_int_eq(error, 0);
+        d->first++;
+        d->c = iomem_disconnect(c);
+        /* a new client, with a completion kept for its own process(): the old one's must not run it */
+        d->c2 = connect_flags(0);
+        ck_assert_int_eq(iomem_ping_async(d->c2, dcb_on_c2_ping, d), 0);
+        ck_assert_int_eq(iomem_ping(d->c2), 0); /* reads the asynchronous reply ahead of its own, keeps it */
+        ck_assert_int_eq(iomem_client_get_timeout(d->c2), 0);
+}
+
+static void dcb_on_second(struct iomem_client *c, int error, void *ud)
+{
+        struct dcb *d = ud;
+
+        (void)c;
+        (void)error;
+        d->second++;
+}
+
+static void dcb_on_event(struct iomem_client *c, const struct iomem_event *ev, void *ud)
+{
+        struct dcb *d = ud;
+
+        (void)ev;
+        d->first++;
+        d->c = iomem_disconnect(c);
+        /* a nested process() of a disconnected client does nothing */
+        ck_assert_int_eq(iomem_client_process(c), -ESHUTDOWN);
+}
+
+/*
+ * A callback disconnects its client: iomem_client_process() stops calling callbacks, frees the client once it
+ * returns and says -ESHUTDOWN. Before, it went on with the freed client (a use after free; with the memory taken
+ * by a client connected in the callback, it ran that client's completions).
+ */
+START_TEST(test_async_disconnect_in_callback)
+{
+        struct dcb d = { 0 };
+        struct iomem_client *w;
+        struct iomem_region *r = NULL;
+        int n;
+
+        it_daemon_start(&daemon_, NULL);
+        d.c = connect_flags(0);
+        ck_assert_int_eq(iomem_ping_async(d.c, dcb_on_first, &d), 0);
+        ck_assert_int_eq(iomem_ping_async(d.c, dcb_on_second, &d), 0);
+        ck_assert_int_eq(iomem_ping(d.c), 0); /* both replies read and kept: one process() runs both */
+        ck_assert_int_eq(iomem_client_process(d.c), -ESHUTDOWN);
+        ck_assert_ptr_null(d.c);
+        ck_assert_int_eq(d.first, 1);
+        ck_assert_int_eq(d.second, 0); /* dropped with the client, as at any disconnect */
+        ck_assert_int_eq(d.c2_done, 0);
+        ck_assert_int_eq(iomem_client_process(d.c2), 1);
+        ck_assert_int_eq(d.c2_done, 1);
+        d.c2 = iomem_disconnect(d.c2);
+
+        /* from the event callback, with events still kept behind it */
+        memset(&d, 0, sizeof(d));
+        w = connect_flags(IOMEM_CONNECT_EVENTS);
+        iomem_client_set_event_cb(w, dcb_on_event, &d);
+        ck_assert_int_eq(iomem_watch(w, "dcb/", NULL), 0);
+        d.c = connect_flags(0);
+        ck_assert_int_eq(iomem_create(d.c, "dcb/a", 4096, NULL, &r), 0);
+        iomem_region_free(r);
+        ck_assert_int_eq(iomem_delete(d.c, "dcb/a"), 0);
+        d.c = iomem_disconnect(d.c);
+        ck_assert_int_eq(iomem_ping(w), 0); /* reads the two events ahead of its reply */
+        n = iomem_client_process(w);
+        ck_assert_int_eq(n, -ESHUTDOWN);
+        ck_assert_int_eq(d.first, 1);
+}
+END_TEST
+
+struct lcb {
+        struct iomem_client *c;
+        int calls;
+};
+
+static int lcb_disconnect(struct lcb *l)
+{
+        l->calls++;
+        l->c = iomem_disconnect(l->c);
+        return 0;
+}
+
+static int lcb_on_entry(const struct iomem_list_entry *e, void *ud)
+{
+        (void)e;
+        return lcb_disconnect(ud);
+}
+
+static int lcb_on_metric(const struct iomem_metric *m, void *ud)
+{
+        (void)m;
+        return lcb_disconnect(ud);
+}
+
+static int lcb_on_entry_process(const struct iomem_list_entry *e, void *ud)
+{
+        struct lcb *l = ud;
+
+        (void)e;
+        l->calls++;
+        /* a completion of the nested process() disconnects: the list call, the outermost, frees the client */
+        ck_assert_int_eq(iomem_client_process(l->c), -ESHUTDOWN);
+        return 0;
+}
+
+static void lcb_on_ping(struct iomem_client *c, int error, void *ud)
+{
+        (void)error;
+        (void)ud;
+        iomem_disconnect(c);
+}
+
+/*
+ * iomem_list() and iomem_metrics() callbacks disconnect the client: the walk stops, the call frees the client and
+ * says -ESHUTDOWN. Before, the walk went on reading entries from the freed client's input buffer and, between
+ * pages, took its lock (a use after free: ASan reports it; without ASan, more callbacks ran and 0 came back).
+ */
+START_TEST(test_list_disconnect_in_callback)
+{
+        struct iomem_region *r = NULL;
+        struct lcb l = { 0 };
+        char name[32];
+
+        it_daemon_start(&daemon_, NULL);
+        l.c = connect_flags(0);
+        for (int i = 0; i < 3; i++) {
+                snprintf(name, sizeof(name), "lcb/%d", i);
+                ck_assert_int_eq(iomem_create(l.c, name, 4096, NULL, &r), 0);
+                r = iomem_region_free(r);
+        }
+        ck_assert_int_eq(iomem_list(l.c, "lcb/", lcb_on_entry, &l), -ESHUTDOWN);
+        ck_assert_ptr_null(l.c);
+        ck_assert_int_eq(l.calls, 1);
+
+        l = (struct lcb){ .c = connect_flags(0) };
+        ck_assert_int_eq(iomem_metrics(l.c, NULL, lcb_on_metric, &l), -ESHUTDOWN);
+        ck_assert_ptr_null(l.c);
+        ck_assert_int_eq(l.calls, 1);
+
+        l = (struct lcb){ .c = connect_flags(0) };
+        ck_assert_int_eq(iomem_ping_async(l.c, lcb_on_ping, NULL), 0);
+        ck_assert_int_eq(iomem_ping(l.c), 0); /* the asynchronous reply read and kept for process() */
+        ck_assert_int_eq(iomem_list(l.c, "lcb/", lcb_on_entry_process, &l), -ESHUTDOWN);
+        ck_assert_int_eq(l.calls, 1);
+}
+END_TEST
+
 /* The daemon goes away: outstanding requests complete with -ECONNRESET, process() says -ENOTCONN. */
 START_TEST(test_async_daemon_gone)
 {
@@ -1577,6 +1748,207 @@ static void forked_child_disconnect_run(void)
  * receiving side of the socket, which the parent shares: the parent's calls then failed with -ECONNRESET and its
  * connection was gone.
  */
+static void on_ping_count(struct iomem_client *c, int error, void *ud)
+{
+        (void)c;
+        *(int *)ud += error == 0;
+}
+
+static void on_ping_child(struct iomem_client *c, int error, void *ud)
+{
+        (void)c;
+        (void)error;
+        (void)ud;
+        _exit(10); /* a completion in the child: its request went out on the parent's connection */
+}
+
+/*
+ * A forked child's copy of a client refuses every call that would use the socket it shares with the parent
+ * (-ECHILD); its disconnect still works, and the parent's connection goes on. Before, the child's requests went
+ * out on the parent's connection and the child read replies from it.
+ */
+START_TEST(test_forked_child_calls_refused)
+{
+        struct iomem_client *c, *e;
+        struct iomem_region *r = NULL;
+        struct iomem_event ev;
+        struct iomem_stat st;
+        int status;
+        pid_t pid;
+
+        it_daemon_start(&daemon_, NULL);
+        c = connect_flags(0);
+        ck_assert_int_eq(iomem_create(c, "fk/a", 4096, NULL, &r), 0);
+        r = iomem_region_free(r);
+        e = connect_flags(IOMEM_CONNECT_EVENTS);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int code = 0;
+
+                child_alarm();
+                if (iomem_ping(c) != -ECHILD)
+                        code = 1;
+                else if (iomem_stat(c, "fk/a", &st) != -ECHILD)
+                        code = 2;
+                else if (iomem_open(c, "fk/a", 0, 0, &r) != -ECHILD)
+                        code = 3;
+                else if (iomem_ping_async(c, on_ping_child, NULL) != -ECHILD)
+                        code = 4;
+                else if (iomem_client_process(c) != -ECHILD || iomem_client_get_events(c) != -ECHILD)
+                        code = 5;
+                else if (iomem_client_handshake(c) != -ECHILD || iomem_next_event(e, &ev, 0) != -ECHILD)
+                        code = 6;
+                else if (strcmp(iomem_strerror(-ECHILD), "No child processes") == 0)
+                        code = 7;
+                iomem_disconnect(c);
+                iomem_disconnect(e);
+                if (code == 0) {
+                        /* a client the child connects itself is its own: its calls and callbacks work */
+                        struct iomem_client *own = connect_flags(0);
+                        int pings = 0;
+
+                        if (!own || iomem_ping(own) != 0 || iomem_stat(own, "fk/a", &st) != 0)
+                                code = 8;
+                        else if (iomem_ping_async(own, on_ping_count, &pings) != 0 || iomem_ping(own) != 0 ||
+                                 iomem_client_process(own) != 1 || pings != 1)
+                                code = 9;
+                        iomem_disconnect(own);
+                }
+                _exit(code);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's calls: status 0x%x", status);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        ck_assert_int_eq(iomem_stat(c, "fk/a", &st), 0);
+        ck_assert_int_eq(iomem_ping(e), 0);
+        iomem_disconnect(e);
+        iomem_disconnect(c);
+}
+END_TEST
+
+/* A thread of the parent in a completion callback of iomem_client_process() at the fork: it waits for the fork. */
+struct incb {
+        struct iomem_client *c;
+        int in[2], go[2]; /* the callback says it runs; the test lets it return */
+        int r;
+};
+
+static void incb_on_ping(struct iomem_client *c, int error, void *ud)
+{
+        struct incb *b = ud;
+        char x = 1;
+
+        (void)c;
+        (void)error;
+        ck_assert_int_eq(write(b->in[1], &x, 1), 1);
+        ck_assert_int_eq(read(b->go[0], &x, 1), 1);
+}
+
+static void *incb_main(void *arg)
+{
+        struct incb *b = arg;
+
+        b->r = iomem_client_process(b->c);
+        return NULL;
+}
+
+/*
+ * A forked child disconnects its copy of a client while a thread of the parent was in a callback of
+ * iomem_client_process() at the fork. That thread is not in the child: the disconnect must close the child's copy
+ * of the socket at once. Before, it was deferred to a process() call that never returns in the child: the client
+ * leaked, and the child kept the parent's socket open (the daemon would not see the parent go).
+ */
+static void forked_child_disconnect_in_callback_of_parent_run(void)
+{
+        struct incb b = { 0 };
+        pthread_t t;
+        int status, fd;
+        char x;
+        pid_t pid;
+
+        it_daemon_start(&daemon_, NULL);
+        b.c = connect_flags(0);
+        fd = iomem_client_fd(b.c);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pipe2(b.in, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(b.go, O_CLOEXEC), 0);
+        ck_assert_int_eq(iomem_ping_async(b.c, incb_on_ping, &b), 0);
+        ck_assert_int_eq(iomem_ping(b.c), 0); /* the asynchronous reply read and kept for process() */
+        ck_assert_int_eq(pthread_create(&t, NULL, incb_main, &b), 0);
+        ck_assert_int_eq(read(b.in[0], &x, 1), 1); /* the thread is in the callback */
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                child_alarm();
+                iomem_disconnect(b.c);
+                /* the child's copy of the socket is closed: fd is free again (or reused by nothing here) */
+                _exit(fcntl(fd, F_GETFD) == -1 && errno == EBADF ? 0 : 1);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        x = 1;
+        ck_assert_int_eq(write(b.go[1], &x, 1), 1);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "the child's disconnect left the parent's socket open in the child: status 0x%x", status);
+        ck_assert_int_eq(b.r, 1);
+        ck_assert_int_eq(iomem_ping(b.c), 0);
+        iomem_disconnect(b.c);
+        for (int i = 0; i < 2; i++) {
+                close(b.in[i]);
+                close(b.go[i]);
+        }
+}
+
+START_TEST(test_forked_child_disconnect_in_callback_of_parent)
+{
+        forked_child_disconnect_in_callback_of_parent_run();
+}
+END_TEST
+
+static pid_t fkcb_parent;
+
+static void fkcb_on_ping(struct iomem_client *c, int error, void *ud)
+{
+        int *status = ud;
+        pid_t pid;
+
+        (void)error;
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                child_alarm();
+                iomem_disconnect(c); /* the child returns to its process(), which frees the copy */
+                return;
+        }
+        ck_assert_int_eq(waitpid(pid, status, 0), pid);
+}
+
+/*
+ * A callback forks and the child disconnects its copy there: the child returns to its copy of
+ * iomem_client_process(), so the disconnect is still deferred to it (freed at once, it would go on with a freed
+ * client), which says -ESHUTDOWN.
+ */
+START_TEST(test_forked_child_disconnect_in_own_callback)
+{
+        struct iomem_client *c;
+        int status = -1, r;
+
+        it_daemon_start(&daemon_, NULL);
+        fkcb_parent = getpid();
+        c = connect_flags(0);
+        ck_assert_int_eq(iomem_ping_async(c, fkcb_on_ping, &status), 0);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        r = iomem_client_process(c);
+        if (getpid() != fkcb_parent)
+                _exit(r == -ESHUTDOWN ? 0 : 1);
+        ck_assert_int_eq(r, 1);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's process(): status 0x%x", status);
+        ck_assert_int_eq(iomem_ping(c), 0);
+        iomem_disconnect(c);
+}
+END_TEST
+
 START_TEST(test_forked_child_disconnect)
 {
         forked_child_disconnect_run();
@@ -1600,6 +1972,15 @@ int __wrap_pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*ch
  * libiomem's pthread_atfork() registration failed (ENOMEM) at its first connect: a forked child's copy is still
  * told apart (by the pid at connect, in that case only), and its disconnect leaves the parent's connection alone.
  */
+/* The same without the fork count (pthread_atfork() failed): the pid tells the copy apart. */
+START_TEST(test_forked_child_disconnect_in_callback_no_atfork)
+{
+        atomic_store(&atfork_fail, 1);
+        forked_child_disconnect_in_callback_of_parent_run();
+        ck_assert_int_eq(atomic_load(&atfork_calls), 1);
+}
+END_TEST
+
 START_TEST(test_forked_child_disconnect_no_atfork)
 {
         atomic_store(&atfork_fail, 1);
@@ -1698,6 +2079,8 @@ static Suite *suite(void)
         tcase_add_test(tc, test_async_requests);
         tcase_add_test(tc, test_async_daemon_gone);
         tcase_add_test(tc, test_async_disconnect_outstanding);
+        tcase_add_test(tc, test_async_disconnect_in_callback);
+        tcase_add_test(tc, test_list_disconnect_in_callback);
         tcase_add_test(tc, test_libevent_consumer);
         tcase_add_test(tc, test_threads_share_blocking_client);
         tcase_add_test(tc, test_threads_started_by_callback);
@@ -1712,7 +2095,11 @@ static Suite *suite(void)
         tcase_add_test(tc, test_many_in_flight_no_table);
         tcase_add_test(tc, test_many_in_flight_table_stays);
         tcase_add_test(tc, test_forked_child_disconnect);
+        tcase_add_test(tc, test_forked_child_calls_refused);
+        tcase_add_test(tc, test_forked_child_disconnect_in_callback_of_parent);
+        tcase_add_test(tc, test_forked_child_disconnect_in_own_callback);
         tcase_add_test(tc, test_forked_child_disconnect_no_atfork);
+        tcase_add_test(tc, test_forked_child_disconnect_in_callback_no_atfork);
         tcase_add_test(tc, test_forked_child_disconnect_copied_waiters);
         suite_add_tcase(s, tc);
         return s;
