@@ -483,12 +483,13 @@ static const char *config_quote(char *out, size_t size, const char *s)
 }
 
 /*
- * Open @path, named by another process's command line (--check-config --pid), for config_load_file(): never
- * blocking (a FIFO), and only a regular file (or a directory, which fails the read as in a start) of at most
- * CONFIG_UNTRUSTED_FILE_MAX bytes: not /dev/zero, nor a huge file. Return: the stream; NULL, *rp and @err set.
+ * Open @path for config_load_file() where the file may have changed since the start (a SIGHUP's reload, which must
+ * not block the event loop) or is named by another process's command line (--check-config --pid): never blocking
+ * (a FIFO), and only a regular file (or a directory, which fails the read as in a start) of at most
+ * CONFIG_REGULAR_FILE_MAX bytes: not /dev/zero, nor a huge file. Return: the stream; NULL, *rp and @err set.
  */
-#define CONFIG_UNTRUSTED_FILE_MAX (16u << 20)
-static FILE *config_open_untrusted(const char *path, char *err, size_t errsize, int *rp)
+#define CONFIG_REGULAR_FILE_MAX (16u << 20)
+static FILE *config_open_regular(const char *path, char *err, size_t errsize, int *rp)
 {
         struct stat st;
         FILE *f = NULL;
@@ -501,10 +502,10 @@ static FILE *config_open_untrusted(const char *path, char *err, size_t errsize, 
         } else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
                 *rp = -EINVAL;
                 snprintf(err, errsize, "cannot read the configuration file %s: not a regular file", path);
-        } else if (st.st_size > (off_t)CONFIG_UNTRUSTED_FILE_MAX) {
+        } else if (st.st_size > (off_t)CONFIG_REGULAR_FILE_MAX) {
                 *rp = -EFBIG;
                 snprintf(err, errsize, "cannot read the configuration file %s: larger than %u MiB", path,
-                         CONFIG_UNTRUSTED_FILE_MAX >> 20);
+                         CONFIG_REGULAR_FILE_MAX >> 20);
         } else if (!(f = fdopen(fd, "re"))) {
                 *rp = -errno;
                 snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-*rp));
@@ -527,9 +528,9 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         FILE *f;
         int r = 0;
 
-        f = c->file_untrusted ? config_open_untrusted(path, err, errsize, &r) : fopen(path, "re");
+        f = c->file_regular_only ? config_open_regular(path, err, errsize, &r) : fopen(path, "re");
         if (!f) {
-                if (!c->file_untrusted) {
+                if (!c->file_regular_only) {
                         r = -errno;
                         snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
                 }
@@ -1082,7 +1083,7 @@ static int config_check_pid(int pid, char *file, size_t filesize)
         }
         close(cwdfd);
         config_init(&other);
-        other.file_untrusted = true;
+        other.file_regular_only = true;
         r = config_apply(&other, argc, argv, false);
         if (r == 0 && other.check) {
                 log_stderr_error("pid %d is not a running iomemd: its command line has --check-config",
@@ -1157,6 +1158,8 @@ int config_reload(struct config *c)
         int r;
 
         config_init(&fresh);
+        /* a file replaced since the start by a FIFO would block the event loop, /dev/zero fill its memory */
+        fresh.file_regular_only = true;
         r = config_apply(&fresh, c->argc, c->argv, true);
         if (r != 0) {
                 config_deinit(&fresh);

@@ -164,13 +164,38 @@ stop_daemon
 # be an endless line; /dev/null here) or a huge file: the check refuses them, and does not block (timeout: only
 # against a hang, the time is not asserted)
 printf 'max-regions = 10\n' >"$TMP/swap.conf"
-"$IOMEMD" --socket "$SOCK" --config "$TMP/swap.conf" --log-level warning &
+# (its log opened for appending: reload_refused empties it)
+"$IOMEMD" --socket "$SOCK" --config "$TMP/swap.conf" --log-level warning 2>>"$TMP/swap.log" &
 DAEMON_PID=$!
 while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
 not_regular="iomemd: cannot read the configuration file $TMP/swap.conf: not a regular file"
 rm "$TMP/swap.conf"
 mkfifo "$TMP/swap.conf"
 CHECK_TIMEOUT=60 check "--pid, the file now a FIFO" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
+# reload_refused WHAT REASON: SIGHUP the daemon, whose file is now not one to read; its reload logs REASON and keeps
+# the running configuration, and the daemon still serves (before, its blocking fopen() of a FIFO nobody writes to
+# stopped the event loop for good). The 60 s bound only turns such a hang into a failure: the time is not asserted.
+reload_refused() {
+        local what=$1 reason=$2 i
+        : >"$TMP/swap.log"
+        kill -HUP "$DAEMON_PID"
+        for ((i = 0; i < 6000; i++)); do
+                ! grep -q "configuration reload failed" "$TMP/swap.log" || break
+                kill -0 "$DAEMON_PID" || { fail "$what: iomemd died on SIGHUP"; return; }
+                sleep 0.01
+        done
+        if [ "$i" -eq 6000 ]; then
+                fail "$what: nothing logged within 60 s of SIGHUP (iomemd hangs in its reload?)"
+                # a daemon stuck opening the FIFO: a writer that closes at once lets it read an empty file
+                [ ! -p "$TMP/swap.conf" ] || timeout 10 bash -c ': >"$1"' _ "$TMP/swap.conf" || true
+        fi
+        printf 'iomemd: error: configuration: cannot read the configuration file %s: %s
+iomemd: error: configuration reload failed (Invalid argument): keeping the running configuration\n' \
+                "$TMP/swap.conf" "$reason" >"$TMP/swap.want"
+        cmp -s "$TMP/swap.log" "$TMP/swap.want" || fail "$what: the reload logged '$(cat "$TMP/swap.log")'"
+        timeout 60 "$IOMEMCTL" --socket "$SOCK" ping >/dev/null || fail "$what: iomemd no longer answers after SIGHUP"
+}
+reload_refused "SIGHUP, the file now a FIFO" "not a regular file"
 rm "$TMP/swap.conf"
 ln -s /dev/null "$TMP/swap.conf"
 check "--pid, the file now a device" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
@@ -178,6 +203,7 @@ rm "$TMP/swap.conf"
 truncate -s 17M "$TMP/swap.conf"
 check "--pid, the file now 17 MiB" 1 "" \
         "iomemd: cannot read the configuration file $TMP/swap.conf: larger than 16 MiB" --check-config --pid "$DAEMON_PID"
+reload_refused "SIGHUP, the file now 17 MiB" "larger than 16 MiB"
 rm "$TMP/swap.conf"
 printf 'max-regions = 10\n' >"$TMP/swap.conf"
 stop_daemon
