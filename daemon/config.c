@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -855,8 +856,19 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
         if (fd < 0) {
                 int r = -errno;
 
-                log_stderr_error("cannot read the command line of pid %d (%s): %s", pid, path,
-                                 r == -ENOENT ? "no such process" : strerror(-r));
+                /* /proc mounted hidepid=invisible (2) hides another user's process: no /proc/PID, yet it runs;
+                 * hidepid=noaccess (1) shows the directory, not its files */
+                if (r == -ENOENT && (kill(pid, 0) == 0 || errno == EPERM))
+                        log_stderr_error("cannot read the command line of pid %d (%s): the process exists, but "
+                                         "its /proc entry is hidden from this user (/proc mounted with hidepid=?): "
+                                         "run the check as that process's user or root", pid, path);
+                else if (r == -EPERM || r == -EACCES)
+                        log_stderr_error("cannot read the command line of pid %d (%s): %s (/proc mounted with "
+                                         "hidepid=?): run the check as that process's user or root", pid, path,
+                                         strerror(-r));
+                else
+                        log_stderr_error("cannot read the command line of pid %d (%s): %s", pid, path,
+                                         r == -ENOENT ? "no such process" : strerror(-r));
                 return r;
         }
         for (;;) {

@@ -324,6 +324,41 @@ time.sleep(300)'
                 "iomemd: pid $fpid is not a running iomemd: it runs $(readlink "/proc/$fpid/exe")" \
                 --check-config --pid "$fpid"
         kill "$fpid"
+
+        # /proc mounted with hidepid=2 (invisible): uid 4242 sees no /proc/PID for root's process, which still
+        # runs. The check says so (not "no such process"), and what to do; a pid that is gone stays "no such
+        # process". A private proc mount in a mount namespace of its own, so the host's /proc is not touched.
+        # hidepid=1 (noaccess) shows the directory but not its files: the error names hidepid too.
+        # hidden_check PID [HIDEPID]: run uid 4242's check of PID there (hidepid=2, or HIDEPID), into $TMP/out,
+        # $TMP/err and $rc
+        hidden_check() {
+                rc=0
+                unshare --mount --propagation private bash -c 'mount -t proc -o "hidepid=$3" proc /proc && exec \
+                        setpriv --reuid 4242 --regid 4242 --clear-groups "$1" --check-config --pid "$2"' _ \
+                        "$STAGE/bin/iomemd" "$1" "${2:-2}" >"$TMP/out" 2>"$TMP/err" || rc=$?
+        }
+        if unshare --mount --propagation private bash -c 'mount -t proc -o hidepid=2 proc /proc' 2>/dev/null; then
+                sleep 300 &
+                hpid=$!
+                ALIVE+=("$hpid")
+                hidden_check "$hpid"
+                [ "$rc" -eq 1 ] && [ ! -s "$TMP/out" ] && [ "$(cat "$TMP/err")" = "iomemd: cannot read the command \
+line of pid $hpid (/proc/$hpid/cmdline): the process exists, but its /proc entry is hidden from this user (/proc \
+mounted with hidepid=?): run the check as that process's user or root" ] \
+                        || fail "hidepid=2, a root process: exit $rc, $(cat "$TMP/out" "$TMP/err")"
+                hidden_check "$hpid" 1
+                [ "$rc" -eq 1 ] && [ ! -s "$TMP/out" ] && [ "$(cat "$TMP/err")" = "iomemd: cannot read the command \
+line of pid $hpid (/proc/$hpid/cmdline): Operation not permitted (/proc mounted with hidepid=?): run the check as \
+that process's user or root" ] || fail "hidepid=1, a root process: exit $rc, $(cat "$TMP/out" "$TMP/err")"
+                kill "$hpid"
+                wait "$hpid" 2>/dev/null || true
+                hidden_check "$hpid"
+                [ "$rc" -eq 1 ] && [ "$(cat "$TMP/err")" = \
+                        "iomemd: cannot read the command line of pid $hpid (/proc/$hpid/cmdline): no such process" ] \
+                        || fail "hidepid=2, a process gone: exit $rc, $(cat "$TMP/out" "$TMP/err")"
+        else
+                echo "note: cannot mount a proc with hidepid=2 in a mount namespace here: the hidepid case is skipped"
+        fi
 else
         echo "note: not root: the other-uid case is skipped (this test already runs as a non-root uid)"
 fi
