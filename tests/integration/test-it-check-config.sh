@@ -395,4 +395,33 @@ JOURNAL_STREAM=garbage "$IOMEMD" --check-config --config "$TMP/bad.conf" --socke
         fail "the invalid file passed"
 [ "$(cat "$TMP/journal")" = "$bad_line" ] || fail "JOURNAL_STREAM=garbage: stderr '$(cat "$TMP/journal")'"
 jcheck "no JOURNAL_STREAM" 1 "$bad_line" "" --check-config --config "$TMP/bad.conf" --socket "$S"
+
+# 12. a control byte of an argument or a file's name that reaches a line is escaped ("\xHH"): one call, one line.
+# A newline would start a second line, which for the journal could carry a forged priority ("<0>", emerg).
+nl=$TMP/$'n\n<0>forged'
+jcheck "journal: a missing file whose name has a newline" 1 \
+        "<3>iomemd: cannot read the configuration file $TMP/n\\x0a<0>forged: No such file or directory" 1 \
+        --check-config --config "$nl" --socket "$S"
+check "a missing file whose name has a newline and a tab" 1 "" \
+        "iomemd: cannot read the configuration file $TMP/n\\x0a<0>forged\\x09x: No such file or directory" \
+        --check-config --config "$nl"$'\tx' --socket "$S"
+long=$(printf 'y%.0s' $(seq 5000))
+check "an unknown option of 5000 bytes with an ESC: the line whole, escaped" 2 "" \
+        "iomemd: unknown option '--$long\\x1b[1m$long' (see --help)" --check-config "--$long"$'\e[1m'"$long"
+# the daemon's own log lines (log_message()): a reload's error naming its file
+printf 'max-regions = 10\n' >"$nl"
+"$IOMEMD" --socket "$SOCK" --config "$nl" --log-level warning 2>"$TMP/nl.log" &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+printf 'max-regions = lots\n' >"$nl"
+kill -HUP "$DAEMON_PID"
+while ! grep -q "configuration reload failed" "$TMP/nl.log"; do
+        kill -0 "$DAEMON_PID" || { fail "iomemd died on SIGHUP"; break; }
+        sleep 0.01
+done
+printf '%s\n' "iomemd: error: configuration: $TMP/n\x0a<0>forged:1: max-regions = 'lots': expected a positive number" \
+        "iomemd: error: configuration reload failed (Invalid argument): keeping the running configuration" \
+        >"$TMP/nl.want"
+cmp -s "$TMP/nl.log" "$TMP/nl.want" || fail "a reload's error naming a file with a newline: '$(cat "$TMP/nl.log")'"
+stop_daemon
 finish
