@@ -487,11 +487,61 @@ static const char *config_quote(char *out, size_t size, const char *s)
  * Open @path for config_load_file() where the file may have changed since the start (a SIGHUP's reload, which must
  * not block the event loop) or is named by another process's command line (--check-config --pid): never blocking
  * (a FIFO), and only a regular file (or a directory, which fails the read as in a start) of at most
- * CONFIG_REGULAR_FILE_MAX bytes: not /dev/zero, nor a huge file. Return: the stream; NULL, *rp and @err set.
+ * CONFIG_REGULAR_FILE_MAX bytes: not /dev/zero, nor a huge file. The bound holds for what is read too (struct
+ * config_capped): *@toobig is set when the stream's read fails past it. Return: the stream; NULL, *rp and @err set.
  */
 #define CONFIG_REGULAR_FILE_MAX (16u << 20)
-static FILE *config_open_regular(const char *path, char *err, size_t errsize, int *rp)
+
+/*
+ * The bound holds for the bytes read, not only for the size fstat() gave: a regular file can say less than it
+ * holds (/proc/self/pagemap says 0 and gives hundreds of GB, one endless line of zeros for getline()) or grow
+ * after the check. config_open_regular()'s stream reads through this cookie, which fails with EFBIG past the bound.
+ */
+struct config_capped {
+        int fd;
+        size_t left; /* bytes that may still be read */
+        int *toobig;  /* set past the bound (getline() does not keep the EFBIG for its caller) */
+};
+
+static ssize_t config_capped_read(void *cookie, char *buf, size_t size)
 {
+        struct config_capped *cc = cookie;
+        char probe[512]; /* at the bound: is there more? (not 1 byte: /proc's pagemap reads whole 8-byte words) */
+        ssize_t n;
+
+        if (cc->left == 0) {
+                buf = probe;
+                size = sizeof(probe);
+        } else if (size > cc->left) {
+                size = cc->left;
+        }
+        do
+                n = read(cc->fd, buf, size);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -1;
+        if (n > 0 && cc->left == 0) {
+                *cc->toobig = 1;
+                errno = EFBIG;
+                return -1;
+        }
+        cc->left -= (size_t)n;
+        return n;
+}
+
+static int config_capped_close(void *cookie)
+{
+        struct config_capped *cc = cookie;
+        int r = close(cc->fd);
+
+        free(cc);
+        return r;
+}
+
+static FILE *config_open_regular(const char *path, char *err, size_t errsize, int *rp, int *toobig)
+{
+        static const cookie_io_functions_t capped_io = { .read = config_capped_read, .close = config_capped_close };
+        struct config_capped *cc = NULL;
         struct stat st;
         FILE *f = NULL;
         int fd;
@@ -507,12 +557,19 @@ static FILE *config_open_regular(const char *path, char *err, size_t errsize, in
                 *rp = -EFBIG;
                 snprintf(err, errsize, "cannot read the configuration file %s: larger than %u MiB", path,
                          CONFIG_REGULAR_FILE_MAX >> 20);
-        } else if (!(f = fdopen(fd, "re"))) {
-                *rp = -errno;
+        } else if (!(cc = malloc(sizeof(*cc))) || !(f = fopencookie(cc, "r", capped_io))) {
+                *rp = -ENOMEM;
                 snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-*rp));
+        } else {
+                cc->fd = fd;
+                cc->left = CONFIG_REGULAR_FILE_MAX;
+                cc->toobig = toobig;
         }
-        if (!f && fd >= 0)
-                close(fd);
+        if (!f) {
+                free(cc);
+                if (fd >= 0)
+                        close(fd);
+        }
         return f;
 }
 
@@ -524,12 +581,13 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         char qkey[4 * CONFIG_QUOTE_MAX + 4], qvalue[4 * CONFIG_QUOTE_MAX + 4];
         unsigned lineno = 0;
         bool readerr = false;
+        int toobig = 0; /* config_open_regular()'s stream read past its bound */
         char *buf = NULL;
         size_t bufsize = 0;
         FILE *f;
         int r = 0;
 
-        f = c->file_regular_only ? config_open_regular(path, err, errsize, &r) : fopen(path, "re");
+        f = c->file_regular_only ? config_open_regular(path, err, errsize, &r, &toobig) : fopen(path, "re");
         if (!f) {
                 if (!c->file_regular_only) {
                         r = -errno;
@@ -544,7 +602,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 if (getline(&buf, &bufsize, f) < 0) {
                         /* not the end: ENOMEM partway through read the file's last lines as missing (loaded) */
                         if (!feof(f) || ferror(f)) {
-                                r = errno ? -errno : -EIO;
+                                r = toobig ? -EFBIG : errno ? -errno : -EIO;
                                 readerr = true;
                                 lineno++;
                         }
@@ -604,6 +662,9 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         }
         if (r == -ENOMEM)
                 snprintf(err, errsize, "%s:%u: out of memory", path, lineno);
+        else if (readerr && r == -EFBIG) /* config_capped_read(): more than fstat() said */
+                snprintf(err, errsize, "cannot read the configuration file %s: larger than %u MiB", path,
+                         CONFIG_REGULAR_FILE_MAX >> 20);
         else if (readerr) /* getline()'s errno: "Is a directory" for --config /etc/iomemd (it said "read error") */
                 snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
         else if (r < 0 && value) /* "max-regions = 'x': expected a positive number" */

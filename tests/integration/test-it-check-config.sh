@@ -17,12 +17,14 @@ cleanup_more() {
 trap cleanup_more EXIT
 
 # check WHAT WANT_STATUS WANT_STDOUT WANT_STDERR ARGS...: run iomemd ARGS; exact status, stdout and stderr ("" =
-# nothing). CHECK_TIMEOUT=S: under timeout S (against a hang only: the time is not asserted)
+# nothing). CHECK_TIMEOUT=S: under timeout S (against a hang only: the time is not asserted); CHECK_ASMAX=1: under
+# $asmax (an address space bound, where no sanitizer needs more)
 check() {
         local what=$1 want=$2 out=$3 err=$4
         shift 4
         local rc=0 pre=()
         [ -z "${CHECK_TIMEOUT:-}" ] || pre=(timeout "$CHECK_TIMEOUT")
+        [ -z "${CHECK_ASMAX:-}" ] || pre+=("${asmax[@]}")
         "${pre[@]}" "$IOMEMD" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
         [ "$rc" -eq "$want" ] || fail "$what: exit status $rc, want $want (stderr: $(cat "$TMP/err"))"
         [ "$(cat "$TMP/out")" = "$out" ] || fail "$what: stdout '$(cat "$TMP/out")', want '$out'"
@@ -164,8 +166,11 @@ stop_daemon
 # be an endless line; /dev/null here) or a huge file: the check refuses them, and does not block (timeout: only
 # against a hang, the time is not asserted)
 printf 'max-regions = 10\n' >"$TMP/swap.conf"
-# (its log opened for appending: reload_refused empties it)
-"$IOMEMD" --socket "$SOCK" --config "$TMP/swap.conf" --log-level warning 2>>"$TMP/swap.log" &
+# (its log opened for appending: reload_refused empties it). Its address space bounded, as the checks' below
+# (asmax): a read past the 16 MiB (/proc/self/pagemap) is then an error, not gigabytes of this shared machine
+asmax=()
+ldd "$IOMEMD" | grep -q libasan || asmax=(prlimit --as=1000000000 --)
+"${asmax[@]}" "$IOMEMD" --socket "$SOCK" --config "$TMP/swap.conf" --log-level warning 2>>"$TMP/swap.log" &
 DAEMON_PID=$!
 while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
 not_regular="iomemd: cannot read the configuration file $TMP/swap.conf: not a regular file"
@@ -204,6 +209,13 @@ truncate -s 17M "$TMP/swap.conf"
 check "--pid, the file now 17 MiB" 1 "" \
         "iomemd: cannot read the configuration file $TMP/swap.conf: larger than 16 MiB" --check-config --pid "$DAEMON_PID"
 reload_refused "SIGHUP, the file now 17 MiB" "larger than 16 MiB"
+# a regular file that says less than it holds: /proc/self/pagemap's size is 0, its content hundreds of GB (zeros
+# for the unmapped addresses: one endless line). The bound holds for the bytes read, not only for fstat()'s size.
+rm "$TMP/swap.conf"
+ln -s /proc/self/pagemap "$TMP/swap.conf"
+CHECK_ASMAX=1 check "--pid, the file now /proc/self/pagemap" 1 "" \
+        "iomemd: cannot read the configuration file $TMP/swap.conf: larger than 16 MiB" --check-config --pid "$DAEMON_PID"
+reload_refused "SIGHUP, the file now /proc/self/pagemap" "larger than 16 MiB"
 rm "$TMP/swap.conf"
 printf 'max-regions = 10\n' >"$TMP/swap.conf"
 stop_daemon
