@@ -538,6 +538,42 @@ static int config_capped_close(void *cookie)
         return r;
 }
 
+/*
+ * Open @path for reading only once it is known to be a regular file or a directory: an open() of anything else
+ * can act by itself (a FIFO's blocked writer goes on, a tape rewinds, /dev/watchdog is armed), even O_NONBLOCK.
+ * The inode is pinned with O_PATH, checked, and opened again through /proc/self/fd (the same inode, whatever
+ * @path names by then); without /proc, @path again (the caller checks the type of what it got). Return: the fd;
+ * -EINVAL, not a regular file nor a directory; -errno.
+ */
+static int config_open_checked(const char *path)
+{
+        char self[40];
+        struct stat st;
+        int pfd, fd;
+
+        pfd = open(path, O_PATH | O_CLOEXEC);
+        if (pfd < 0)
+                return -errno;
+        if (fstat(pfd, &st) < 0)
+                fd = -errno;
+        else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+                fd = -EINVAL;
+        else
+                fd = 0;
+        if (fd < 0) {
+                close(pfd);
+                return fd;
+        }
+        snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
+        fd = open(self, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0 && errno == ENOENT)
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0)
+                fd = -errno;
+        close(pfd);
+        return fd;
+}
+
 static FILE *config_open_regular(const char *path, char *err, size_t errsize, int *rp, int *toobig)
 {
         static const cookie_io_functions_t capped_io = { .read = config_capped_read, .close = config_capped_close };
@@ -546,11 +582,17 @@ static FILE *config_open_regular(const char *path, char *err, size_t errsize, in
         FILE *f = NULL;
         int fd;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                *rp = -errno;
+        fd = config_open_checked(path);
+        if (fd >= 0 && fstat(fd, &st) < 0) {
+                int r = -errno;
+
+                close(fd);
+                fd = r;
+        }
+        if (fd < 0 && fd != -EINVAL) {
+                *rp = fd;
                 snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-*rp));
-        } else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        } else if (fd < 0 || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
                 *rp = -EINVAL;
                 snprintf(err, errsize, "cannot read the configuration file %s: not a regular file", path);
         } else if (st.st_size > (off_t)CONFIG_REGULAR_FILE_MAX) {

@@ -201,6 +201,33 @@ iomemd: error: configuration reload failed (Invalid argument): keeping the runni
         timeout 60 "$IOMEMCTL" --socket "$SOCK" ping >/dev/null || fail "$what: iomemd no longer answers after SIGHUP"
 }
 reload_refused "SIGHUP, the file now a FIFO" "not a regular file"
+# opened_fifo WHAT CMD...: the FIFO must not even be opened (checked, then read through an O_PATH fd): an open() for
+# reading, O_NONBLOCK or not, lets a writer blocked in its open() go on (a device's open can act too: /dev/watchdog).
+# A writer blocked in open() (wchan wait_for_partner) is still blocked once CMD is done: the open woke it at once.
+opened_fifo() {
+        local what=$1 w i
+        shift
+        bash -c 'exec 3>"$1"' _ "$TMP/swap.conf" &
+        w=$!
+        ALIVE+=("$w")
+        for ((i = 0; i < 6000; i++)); do
+                [ "$(cat "/proc/$w/wchan" 2>/dev/null)" != wait_for_partner ] || break
+                sleep 0.01
+        done
+        if [ "$i" -eq 6000 ]; then
+                echo "note: no wchan wait_for_partner for a FIFO's blocked writer here: '$what' skipped"
+        else
+                "$@"
+                [ "$(cat "/proc/$w/wchan" 2>/dev/null)" = wait_for_partner ] \
+                        || fail "$what: the FIFO was opened (its blocked writer went on)"
+        fi
+        kill "$w" 2>/dev/null || true
+        wait "$w" 2>/dev/null || true
+}
+opened_fifo "--pid, the file a FIFO with a blocked writer" \
+        check "--pid, the file a FIFO with a blocked writer" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
+opened_fifo "SIGHUP, the file a FIFO with a blocked writer" \
+        reload_refused "SIGHUP, the file a FIFO with a blocked writer" "not a regular file"
 rm "$TMP/swap.conf"
 ln -s /dev/null "$TMP/swap.conf"
 check "--pid, the file now a device" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
