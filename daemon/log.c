@@ -119,6 +119,25 @@ static void log_write_line(const char *prefix, const char *line)
         funlockfile(stderr);
 }
 
+/*
+ * @s (@len bytes) was cut at the line's bound: drop a UTF-8 sequence the cut left incomplete, which would make the
+ * whole line invalid UTF-8 (the journal then keeps it as a blob: "[N B blob data]"). Return: nothing.
+ */
+static void log_cut_utf8(char *s, size_t len)
+{
+        size_t i = len, need;
+        unsigned char lead;
+
+        while (i > 0 && len - i < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+                i--;
+        if (i == 0)
+                return;
+        lead = (unsigned char)s[i - 1];
+        need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+        if (lead >= 0xc0 && len - (i - 1) < need)
+                s[i - 1] = '\0';
+}
+
 void log_message(enum log_level level, const char *fmt, ...)
 {
         char line[LOG_LINE_MAX], prefix[32];
@@ -128,7 +147,8 @@ void log_message(enum log_level level, const char *fmt, ...)
         if (!log_enabled(level))
                 return;
         va_start(ap, fmt);
-        vsnprintf(line, sizeof(line), fmt, ap);
+        if (vsnprintf(line, sizeof(line), fmt, ap) >= (int)sizeof(line))
+                log_cut_utf8(line, sizeof(line) - 1);
         va_end(ap);
         if (log_journal)
                 snprintf(prefix, sizeof(prefix), "<%d>", (int)level);

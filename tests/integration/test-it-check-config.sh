@@ -463,4 +463,32 @@ printf '%s\n' "iomemd: error: configuration: $TMP/n\x0a<0>forged:1: max-regions 
         >"$TMP/nl.want"
 cmp -s "$TMP/nl.log" "$TMP/nl.want" || fail "a reload's error naming a file with a newline: '$(cat "$TMP/nl.log")'"
 stop_daemon
+# a line cut at its 2 KiB bound keeps whole UTF-8 characters (else the journal stores it as a blob): a SIGHUP's
+# "configuration reloaded from PATH" with PATH > 2 KiB of "é" placed so that the cut falls inside one
+long=$("$PYTHON3" - "$TMP" <<'PY'
+import sys
+tmp = sys.argv[1]
+for pad in ("", "a"):
+    path = tmp + "/" + pad + "/".join(["\u00e9" * 100] * 11)
+    line = ("SIGHUP: configuration reloaded from " + path + "/u.conf").encode()
+    if len(line) > 2047 and line[2046] == 0xC3:
+        print(path)
+        break
+PY
+)
+mkdir -p "$long"
+printf 'max-regions = 10\n' >"$long/u.conf"
+"$IOMEMD" --socket "$SOCK" --config "$long/u.conf" 2>"$TMP/u.log" &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+kill -HUP "$DAEMON_PID"
+while ! grep -q "configuration reloaded" "$TMP/u.log"; do
+        kill -0 "$DAEMON_PID" || { fail "iomemd died on SIGHUP"; break; }
+        sleep 0.01
+done
+stop_daemon
+"$PYTHON3" -c 'import sys; open(sys.argv[1], "rb").read().decode("utf-8")' "$TMP/u.log" 2>/dev/null \
+        || fail "a log line cut at 2 KiB is not UTF-8: '$(tail -c 40 "$TMP/u.log" | od -c | head -2)'"
+grep -q "^iomemd: notice: SIGHUP: configuration reloaded from $TMP/" "$TMP/u.log" \
+        || fail "no reload line: '$(cat "$TMP/u.log")'"
 finish
