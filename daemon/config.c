@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,34 +484,134 @@ static const char *config_quote(char *out, size_t size, const char *s)
 }
 
 /*
- * Open @path, named by another process's command line (--check-config --pid), for config_load_file(): never
- * blocking (a FIFO), and only a regular file (or a directory, which fails the read as in a start) of at most
- * CONFIG_UNTRUSTED_FILE_MAX bytes: not /dev/zero, nor a huge file. Return: the stream; NULL, *rp and @err set.
+ * Open @path for config_load_file() where the file may have changed since the start (a SIGHUP's reload, which must
+ * not block the event loop) or is named by another process's command line (--check-config --pid): never blocking
+ * (a FIFO), and only a regular file (or a directory, which fails the read as in a start) of at most
+ * CONFIG_REGULAR_FILE_MAX bytes: not /dev/zero, nor a huge file. The bound holds for what is read too (struct
+ * config_capped): *@toobig is set when the stream's read fails past it. Return: the stream; NULL, *rp and @err set.
  */
-#define CONFIG_UNTRUSTED_FILE_MAX (16u << 20)
-static FILE *config_open_untrusted(const char *path, char *err, size_t errsize, int *rp)
+#define CONFIG_REGULAR_FILE_MAX (16u << 20)
+
+/*
+ * The bound holds for the bytes read, not only for the size fstat() gave: a regular file can say less than it
+ * holds (/proc/self/pagemap says 0 and gives hundreds of GB, one endless line of zeros for getline()) or grow
+ * after the check. config_open_regular()'s stream reads through this cookie, which fails with EFBIG past the bound.
+ */
+struct config_capped {
+        int fd;
+        size_t left; /* bytes that may still be read */
+        int *toobig;  /* set past the bound (getline() does not keep the EFBIG for its caller) */
+};
+
+static ssize_t config_capped_read(void *cookie, char *buf, size_t size)
 {
+        struct config_capped *cc = cookie;
+        char probe[512]; /* at the bound: is there more? (not 1 byte: /proc's pagemap reads whole 8-byte words) */
+        ssize_t n;
+
+        if (cc->left == 0) {
+                buf = probe;
+                size = sizeof(probe);
+        } else if (size > cc->left) {
+                size = cc->left;
+        }
+        do
+                n = read(cc->fd, buf, size);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -1;
+        if (n > 0 && cc->left == 0) {
+                *cc->toobig = 1;
+                errno = EFBIG;
+                return -1;
+        }
+        cc->left -= (size_t)n;
+        return n;
+}
+
+static int config_capped_close(void *cookie)
+{
+        struct config_capped *cc = cookie;
+        int r = close(cc->fd);
+
+        free(cc);
+        return r;
+}
+
+/*
+ * Open @path for reading only once it is known to be a regular file or a directory: an open() of anything else
+ * can act by itself (a FIFO's blocked writer goes on, a tape rewinds, /dev/watchdog is armed), even O_NONBLOCK.
+ * The inode is pinned with O_PATH, checked, and opened again through /proc/self/fd (the same inode, whatever
+ * @path names by then); without /proc, @path again (the caller checks the type of what it got). Return: the fd;
+ * -EINVAL, not a regular file nor a directory; -errno.
+ */
+static int config_open_checked(const char *path)
+{
+        char self[40];
+        struct stat st;
+        int pfd, fd;
+
+        pfd = open(path, O_PATH | O_CLOEXEC);
+        if (pfd < 0)
+                return -errno;
+        if (fstat(pfd, &st) < 0)
+                fd = -errno;
+        else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+                fd = -EINVAL;
+        else
+                fd = 0;
+        if (fd < 0) {
+                close(pfd);
+                return fd;
+        }
+        snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
+        fd = open(self, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0 && errno == ENOENT)
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0)
+                fd = -errno;
+        close(pfd);
+        return fd;
+}
+
+static FILE *config_open_regular(const char *path, char *err, size_t errsize, int *rp, int *toobig)
+{
+        static const cookie_io_functions_t capped_io = { .read = config_capped_read, .close = config_capped_close };
+        struct config_capped *cc = NULL;
         struct stat st;
         FILE *f = NULL;
         int fd;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                *rp = -errno;
+        fd = config_open_checked(path);
+        if (fd >= 0 && fstat(fd, &st) < 0) {
+                int r = -errno;
+
+                close(fd);
+                fd = r;
+        }
+        if (fd < 0 && fd != -EINVAL) {
+                *rp = fd;
                 snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-*rp));
-        } else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        } else if (fd < 0 || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
                 *rp = -EINVAL;
                 snprintf(err, errsize, "cannot read the configuration file %s: not a regular file", path);
-        } else if (st.st_size > (off_t)CONFIG_UNTRUSTED_FILE_MAX) {
+        } else if (st.st_size > (off_t)CONFIG_REGULAR_FILE_MAX) {
                 *rp = -EFBIG;
                 snprintf(err, errsize, "cannot read the configuration file %s: larger than %u MiB", path,
-                         CONFIG_UNTRUSTED_FILE_MAX >> 20);
-        } else if (!(f = fdopen(fd, "re"))) {
-                *rp = -errno;
+                         CONFIG_REGULAR_FILE_MAX >> 20);
+        } else if (!(cc = malloc(sizeof(*cc))) || !(f = fopencookie(cc, "r", capped_io))) {
+                *rp = -ENOMEM;
                 snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-*rp));
+        } else {
+                cc->fd = fd;
+                cc->left = CONFIG_REGULAR_FILE_MAX;
+                cc->toobig = toobig;
         }
-        if (!f && fd >= 0)
-                close(fd);
+        if (!f) {
+                free(cc);
+                if (fd >= 0)
+                        close(fd);
+        }
         return f;
 }
 
@@ -522,14 +623,15 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         char qkey[4 * CONFIG_QUOTE_MAX + 4], qvalue[4 * CONFIG_QUOTE_MAX + 4];
         unsigned lineno = 0;
         bool readerr = false;
+        int toobig = 0; /* config_open_regular()'s stream read past its bound */
         char *buf = NULL;
         size_t bufsize = 0;
         FILE *f;
         int r = 0;
 
-        f = c->file_untrusted ? config_open_untrusted(path, err, errsize, &r) : fopen(path, "re");
+        f = c->file_regular_only ? config_open_regular(path, err, errsize, &r, &toobig) : fopen(path, "re");
         if (!f) {
-                if (!c->file_untrusted) {
+                if (!c->file_regular_only) {
                         r = -errno;
                         snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
                 }
@@ -542,7 +644,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
                 if (getline(&buf, &bufsize, f) < 0) {
                         /* not the end: ENOMEM partway through read the file's last lines as missing (loaded) */
                         if (!feof(f) || ferror(f)) {
-                                r = errno ? -errno : -EIO;
+                                r = toobig ? -EFBIG : errno ? -errno : -EIO;
                                 readerr = true;
                                 lineno++;
                         }
@@ -602,6 +704,9 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
         }
         if (r == -ENOMEM)
                 snprintf(err, errsize, "%s:%u: out of memory", path, lineno);
+        else if (readerr && r == -EFBIG) /* config_capped_read(): more than fstat() said */
+                snprintf(err, errsize, "cannot read the configuration file %s: larger than %u MiB", path,
+                         CONFIG_REGULAR_FILE_MAX >> 20);
         else if (readerr) /* getline()'s errno: "Is a directory" for --config /etc/iomemd (it said "read error") */
                 snprintf(err, errsize, "cannot read the configuration file %s: %s", path, strerror(-r));
         else if (r < 0 && value) /* "max-regions = 'x': expected a positive number" */
@@ -854,8 +959,19 @@ static int config_read_cmdline(int procfd, int pid, int *argcp, char ***argvp)
         if (fd < 0) {
                 int r = -errno;
 
-                log_stderr_error("cannot read the command line of pid %d (%s): %s", pid, path,
-                                 r == -ENOENT ? "no such process" : strerror(-r));
+                /* /proc mounted hidepid=invisible (2) hides another user's process: no /proc/PID, yet it runs;
+                 * hidepid=noaccess (1) shows the directory, not its files */
+                if (r == -ENOENT && (kill(pid, 0) == 0 || errno == EPERM))
+                        log_stderr_error("cannot read the command line of pid %d (%s): the process exists, but "
+                                         "its /proc entry is hidden from this user (/proc mounted with hidepid=?): "
+                                         "run the check as that process's user or root", pid, path);
+                else if (r == -EPERM || r == -EACCES)
+                        log_stderr_error("cannot read the command line of pid %d (%s): %s (/proc mounted with "
+                                         "hidepid=?): run the check as that process's user or root", pid, path,
+                                         strerror(-r));
+                else
+                        log_stderr_error("cannot read the command line of pid %d (%s): %s", pid, path,
+                                         r == -ENOENT ? "no such process" : strerror(-r));
                 return r;
         }
         for (;;) {
@@ -1082,7 +1198,7 @@ static int config_check_pid(int pid, char *file, size_t filesize)
         }
         close(cwdfd);
         config_init(&other);
-        other.file_untrusted = true;
+        other.file_regular_only = true;
         r = config_apply(&other, argc, argv, false);
         if (r == 0 && other.check) {
                 log_stderr_error("pid %d is not a running iomemd: its command line has --check-config",
@@ -1157,6 +1273,8 @@ int config_reload(struct config *c)
         int r;
 
         config_init(&fresh);
+        /* a file replaced since the start by a FIFO would block the event loop, /dev/zero fill its memory */
+        fresh.file_regular_only = true;
         r = config_apply(&fresh, c->argc, c->argv, true);
         if (r != 0) {
                 config_deinit(&fresh);

@@ -81,8 +81,8 @@ struct config {
         bool check;                 /* --check-config: config_parse() checks the configuration and ends */
         int check_pid;              /* --pid: the command line checked is that process's; 0 = our own */
         unsigned nsettings;         /* options other than --check-config and --pid on the command line */
-        bool file_untrusted;        /* the file is named by another process (--pid): only a regular file of at
-                                     * most CONFIG_UNTRUSTED_FILE_MAX bytes is read (no FIFO, device) */
+        bool file_regular_only;     /* a reload's file, or one named by another process (--pid): only a regular
+                                     * file of at most 16 MiB is read, opened without blocking (no FIFO, device) */
         int argc;                   /* the command line, borrowed, for config_reload() */
         /* bumped by config_reload(): what was derived from the configuration and kept (a connection's limits,
          * conn_limits()) is derived again */
@@ -124,9 +124,11 @@ int config_parse(struct config *c, int argc, char **argv);
  * config_load_file() - apply the settings of file @path to @c. Lines are
  * "key = value" with the long option names as keys, "#" comments, and
  * "[uid N]" / "[gid N]" sections holding quota-* keys. On error, one line
- * (file:line: why) is written to @err.
+ * (file:line: why) is written to @err. With @c->file_regular_only, only a
+ * regular file of at most 16 MiB, opened without blocking.
  * Return: 0; -ENOENT and other errors from opening it; -EINVAL for a bad
- * line; -ENOMEM.
+ * line (or, file_regular_only, not a regular file); -EFBIG (larger);
+ * -ENOMEM.
  */
 int config_load_file(struct config *c, const char *path, char *err, size_t errsize);
 
@@ -134,7 +136,9 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errsi
  * config_reload() - read the configuration file and command line again
  * into a fresh configuration and, only if that succeeds, replace @c's
  * settings with it (the socket path and max_region_fds stay: they are used
- * at startup only). @c must have come from config_parse().
+ * at startup only). @c must have come from config_parse(). The file is
+ * read as for --check-config --pid: a regular file of at most 16 MiB,
+ * opened without blocking (a FIFO or a device fails the reload).
  * Return: 0; a negative errno with the old settings kept and the reason logged.
  */
 int config_reload(struct config *c);

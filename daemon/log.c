@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "quote.h"
 
 static enum log_level log_threshold = LOG_LEVEL_INFO;
 static bool log_journal;
@@ -60,37 +61,119 @@ int log_level_from_name(const char *name)
         return -EINVAL;
 }
 
+/* the longest line log_message() writes, and the piece of a longer one log_stderr_error() escapes at a time */
+#define LOG_LINE_MAX 2048
+
+/* Return: whether @s holds a control byte (below 0x20, or 0x7f); the common case, none, costs this one pass. */
+static bool log_needs_escape(const char *s)
+{
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (*p < 0x20 || *p == 0x7f)
+                        return true;
+        return false;
+}
+
+/* @len bytes of @in, a control byte as "\xHH" (quote_byte()), into @out (4 * @len + 1 bytes). Return: @out. */
+static char *log_escape(char *out, const char *in, size_t len)
+{
+        char *o = out;
+
+        for (size_t i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char)in[i];
+
+                if (ch < 0x20 || ch == 0x7f)
+                        o += quote_byte(o, ch);
+                else
+                        *o++ = (char)ch;
+        }
+        *o = '\0';
+        return out;
+}
+
+/*
+ * Write @prefix, @line and a newline, a control byte of @line escaped: one log call is one line, as a newline in
+ * an argument or a file's name would start another, which could carry a forged "<N>" priority for the journal.
+ * Other bytes (UTF-8 names among them) are kept. A line of up to LOG_LINE_MAX bytes is one fprintf (one write to
+ * the unbuffered stderr), so that lines from the daemon's processes do not interleave. Return: nothing.
+ */
+static void log_write_line(const char *prefix, const char *line)
+{
+        char escaped[4 * LOG_LINE_MAX + 1];
+        size_t len;
+
+        if (!log_needs_escape(line)) {
+                fprintf(stderr, "%s%s\n", prefix, line);
+                return;
+        }
+        len = strlen(line);
+        if (len <= LOG_LINE_MAX) {
+                fprintf(stderr, "%s%s\n", prefix, log_escape(escaped, line, len));
+                return;
+        }
+        /* longer: an error quoting a long argument, at a start or a check (one process), whole, in pieces */
+        flockfile(stderr);
+        fputs(prefix, stderr);
+        for (size_t off = 0; off < len; off += LOG_LINE_MAX)
+                fputs(log_escape(escaped, line + off, len - off < LOG_LINE_MAX ? len - off : LOG_LINE_MAX), stderr);
+        fputc('\n', stderr);
+        funlockfile(stderr);
+}
+
+/*
+ * @s (@len bytes) was cut at the line's bound: drop a UTF-8 sequence the cut left incomplete, which would make the
+ * whole line invalid UTF-8 (the journal then keeps it as a blob: "[N B blob data]"). Return: nothing.
+ */
+static void log_cut_utf8(char *s, size_t len)
+{
+        size_t i = len, need;
+        unsigned char lead;
+
+        while (i > 0 && len - i < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+                i--;
+        if (i == 0)
+                return;
+        lead = (unsigned char)s[i - 1];
+        need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+        if (lead >= 0xc0 && len - (i - 1) < need)
+                s[i - 1] = '\0';
+}
+
 void log_message(enum log_level level, const char *fmt, ...)
 {
-        char line[2048];
+        char line[LOG_LINE_MAX], prefix[32];
         int saved = errno;
         va_list ap;
 
         if (!log_enabled(level))
                 return;
         va_start(ap, fmt);
-        vsnprintf(line, sizeof(line), fmt, ap);
+        if (vsnprintf(line, sizeof(line), fmt, ap) >= (int)sizeof(line))
+                log_cut_utf8(line, sizeof(line) - 1);
         va_end(ap);
-        /* one fprintf per line so lines from a single process do not interleave */
         if (log_journal)
-                fprintf(stderr, "<%d>%s\n", (int)level, line);
+                snprintf(prefix, sizeof(prefix), "<%d>", (int)level);
         else
-                fprintf(stderr, "iomemd: %s: %s\n", log_names[level], line);
+                snprintf(prefix, sizeof(prefix), "iomemd: %s: ", log_names[level]);
+        log_write_line(prefix, line);
         errno = saved;
 }
 
 void log_stderr_error(const char *fmt, ...)
 {
+        char *line = NULL, cut[LOG_LINE_MAX];
         int saved = errno;
-        va_list ap;
+        va_list ap, aq;
 
-        /* whole, however long the argument it quotes (no line buffer to cut it) */
-        flockfile(stderr);
-        fputs(log_journal ? "<3>iomemd: " : "iomemd: ", stderr);
+        /* whole, however long the argument it quotes; out of memory, cut rather than lost */
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        va_copy(aq, ap);
+        if (vasprintf(&line, fmt, ap) < 0) {
+                line = NULL;
+                vsnprintf(cut, sizeof(cut), fmt, aq);
+        }
+        va_end(aq);
         va_end(ap);
-        fputc('\n', stderr);
-        funlockfile(stderr);
+        log_write_line(log_journal ? "<3>iomemd: " : "iomemd: ", line ? line : cut);
+        free(line);
         errno = saved;
 }

@@ -17,12 +17,14 @@ cleanup_more() {
 trap cleanup_more EXIT
 
 # check WHAT WANT_STATUS WANT_STDOUT WANT_STDERR ARGS...: run iomemd ARGS; exact status, stdout and stderr ("" =
-# nothing). CHECK_TIMEOUT=S: under timeout S (against a hang only: the time is not asserted)
+# nothing). CHECK_TIMEOUT=S: under timeout S (against a hang only: the time is not asserted); CHECK_ASMAX=1: under
+# $asmax (an address space bound, where no sanitizer needs more)
 check() {
         local what=$1 want=$2 out=$3 err=$4
         shift 4
         local rc=0 pre=()
         [ -z "${CHECK_TIMEOUT:-}" ] || pre=(timeout "$CHECK_TIMEOUT")
+        [ -z "${CHECK_ASMAX:-}" ] || pre+=("${asmax[@]}")
         "${pre[@]}" "$IOMEMD" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
         [ "$rc" -eq "$want" ] || fail "$what: exit status $rc, want $want (stderr: $(cat "$TMP/err"))"
         [ "$(cat "$TMP/out")" = "$out" ] || fail "$what: stdout '$(cat "$TMP/out")', want '$out'"
@@ -164,13 +166,68 @@ stop_daemon
 # be an endless line; /dev/null here) or a huge file: the check refuses them, and does not block (timeout: only
 # against a hang, the time is not asserted)
 printf 'max-regions = 10\n' >"$TMP/swap.conf"
-"$IOMEMD" --socket "$SOCK" --config "$TMP/swap.conf" --log-level warning &
+# (its log opened for appending: reload_refused empties it). Its address space bounded, as the checks' below
+# (asmax): a read past the 16 MiB (/proc/self/pagemap) is then an error, not gigabytes of this shared machine
+asmax=()
+ldd "$IOMEMD" | grep -q libasan || asmax=(prlimit --as=1000000000 --)
+"${asmax[@]}" "$IOMEMD" --socket "$SOCK" --config "$TMP/swap.conf" --log-level warning 2>>"$TMP/swap.log" &
 DAEMON_PID=$!
 while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
 not_regular="iomemd: cannot read the configuration file $TMP/swap.conf: not a regular file"
 rm "$TMP/swap.conf"
 mkfifo "$TMP/swap.conf"
 CHECK_TIMEOUT=60 check "--pid, the file now a FIFO" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
+# reload_refused WHAT REASON: SIGHUP the daemon, whose file is now not one to read; its reload logs REASON and keeps
+# the running configuration, and the daemon still serves (before, its blocking fopen() of a FIFO nobody writes to
+# stopped the event loop for good). The 60 s bound only turns such a hang into a failure: the time is not asserted.
+reload_refused() {
+        local what=$1 reason=$2 i
+        : >"$TMP/swap.log"
+        kill -HUP "$DAEMON_PID"
+        for ((i = 0; i < 6000; i++)); do
+                ! grep -q "configuration reload failed" "$TMP/swap.log" || break
+                kill -0 "$DAEMON_PID" || { fail "$what: iomemd died on SIGHUP"; return; }
+                sleep 0.01
+        done
+        if [ "$i" -eq 6000 ]; then
+                fail "$what: nothing logged within 60 s of SIGHUP (iomemd hangs in its reload?)"
+                # a daemon stuck opening the FIFO: a writer that closes at once lets it read an empty file
+                [ ! -p "$TMP/swap.conf" ] || timeout 10 bash -c ': >"$1"' _ "$TMP/swap.conf" || true
+        fi
+        printf 'iomemd: error: configuration: cannot read the configuration file %s: %s
+iomemd: error: configuration reload failed (Invalid argument): keeping the running configuration\n' \
+                "$TMP/swap.conf" "$reason" >"$TMP/swap.want"
+        cmp -s "$TMP/swap.log" "$TMP/swap.want" || fail "$what: the reload logged '$(cat "$TMP/swap.log")'"
+        timeout 60 "$IOMEMCTL" --socket "$SOCK" ping >/dev/null || fail "$what: iomemd no longer answers after SIGHUP"
+}
+reload_refused "SIGHUP, the file now a FIFO" "not a regular file"
+# opened_fifo WHAT CMD...: the FIFO must not even be opened (checked, then read through an O_PATH fd): an open() for
+# reading, O_NONBLOCK or not, lets a writer blocked in its open() go on (a device's open can act too: /dev/watchdog).
+# A writer blocked in open() (wchan wait_for_partner) is still blocked once CMD is done: the open woke it at once.
+opened_fifo() {
+        local what=$1 w i
+        shift
+        bash -c 'exec 3>"$1"' _ "$TMP/swap.conf" &
+        w=$!
+        ALIVE+=("$w")
+        for ((i = 0; i < 6000; i++)); do
+                [ "$(cat "/proc/$w/wchan" 2>/dev/null)" != wait_for_partner ] || break
+                sleep 0.01
+        done
+        if [ "$i" -eq 6000 ]; then
+                echo "note: no wchan wait_for_partner for a FIFO's blocked writer here: '$what' skipped"
+        else
+                "$@"
+                [ "$(cat "/proc/$w/wchan" 2>/dev/null)" = wait_for_partner ] \
+                        || fail "$what: the FIFO was opened (its blocked writer went on)"
+        fi
+        kill "$w" 2>/dev/null || true
+        wait "$w" 2>/dev/null || true
+}
+opened_fifo "--pid, the file a FIFO with a blocked writer" \
+        check "--pid, the file a FIFO with a blocked writer" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
+opened_fifo "SIGHUP, the file a FIFO with a blocked writer" \
+        reload_refused "SIGHUP, the file a FIFO with a blocked writer" "not a regular file"
 rm "$TMP/swap.conf"
 ln -s /dev/null "$TMP/swap.conf"
 check "--pid, the file now a device" 1 "" "$not_regular" --check-config --pid "$DAEMON_PID"
@@ -178,6 +235,14 @@ rm "$TMP/swap.conf"
 truncate -s 17M "$TMP/swap.conf"
 check "--pid, the file now 17 MiB" 1 "" \
         "iomemd: cannot read the configuration file $TMP/swap.conf: larger than 16 MiB" --check-config --pid "$DAEMON_PID"
+reload_refused "SIGHUP, the file now 17 MiB" "larger than 16 MiB"
+# a regular file that says less than it holds: /proc/self/pagemap's size is 0, its content hundreds of GB (zeros
+# for the unmapped addresses: one endless line). The bound holds for the bytes read, not only for fstat()'s size.
+rm "$TMP/swap.conf"
+ln -s /proc/self/pagemap "$TMP/swap.conf"
+CHECK_ASMAX=1 check "--pid, the file now /proc/self/pagemap" 1 "" \
+        "iomemd: cannot read the configuration file $TMP/swap.conf: larger than 16 MiB" --check-config --pid "$DAEMON_PID"
+reload_refused "SIGHUP, the file now /proc/self/pagemap" "larger than 16 MiB"
 rm "$TMP/swap.conf"
 printf 'max-regions = 10\n' >"$TMP/swap.conf"
 stop_daemon
@@ -298,6 +363,41 @@ time.sleep(300)'
                 "iomemd: pid $fpid is not a running iomemd: it runs $(readlink "/proc/$fpid/exe")" \
                 --check-config --pid "$fpid"
         kill "$fpid"
+
+        # /proc mounted with hidepid=2 (invisible): uid 4242 sees no /proc/PID for root's process, which still
+        # runs. The check says so (not "no such process"), and what to do; a pid that is gone stays "no such
+        # process". A private proc mount in a mount namespace of its own, so the host's /proc is not touched.
+        # hidepid=1 (noaccess) shows the directory but not its files: the error names hidepid too.
+        # hidden_check PID [HIDEPID]: run uid 4242's check of PID there (hidepid=2, or HIDEPID), into $TMP/out,
+        # $TMP/err and $rc
+        hidden_check() {
+                rc=0
+                unshare --mount --propagation private bash -c 'mount -t proc -o "hidepid=$3" proc /proc && exec \
+                        setpriv --reuid 4242 --regid 4242 --clear-groups "$1" --check-config --pid "$2"' _ \
+                        "$STAGE/bin/iomemd" "$1" "${2:-2}" >"$TMP/out" 2>"$TMP/err" || rc=$?
+        }
+        if unshare --mount --propagation private bash -c 'mount -t proc -o hidepid=2 proc /proc' 2>/dev/null; then
+                sleep 300 &
+                hpid=$!
+                ALIVE+=("$hpid")
+                hidden_check "$hpid"
+                [ "$rc" -eq 1 ] && [ ! -s "$TMP/out" ] && [ "$(cat "$TMP/err")" = "iomemd: cannot read the command \
+line of pid $hpid (/proc/$hpid/cmdline): the process exists, but its /proc entry is hidden from this user (/proc \
+mounted with hidepid=?): run the check as that process's user or root" ] \
+                        || fail "hidepid=2, a root process: exit $rc, $(cat "$TMP/out" "$TMP/err")"
+                hidden_check "$hpid" 1
+                [ "$rc" -eq 1 ] && [ ! -s "$TMP/out" ] && [ "$(cat "$TMP/err")" = "iomemd: cannot read the command \
+line of pid $hpid (/proc/$hpid/cmdline): Operation not permitted (/proc mounted with hidepid=?): run the check as \
+that process's user or root" ] || fail "hidepid=1, a root process: exit $rc, $(cat "$TMP/out" "$TMP/err")"
+                kill "$hpid"
+                wait "$hpid" 2>/dev/null || true
+                hidden_check "$hpid"
+                [ "$rc" -eq 1 ] && [ "$(cat "$TMP/err")" = \
+                        "iomemd: cannot read the command line of pid $hpid (/proc/$hpid/cmdline): no such process" ] \
+                        || fail "hidepid=2, a process gone: exit $rc, $(cat "$TMP/out" "$TMP/err")"
+        else
+                echo "note: cannot mount a proc with hidepid=2 in a mount namespace here: the hidepid case is skipped"
+        fi
 else
         echo "note: not root: the other-uid case is skipped (this test already runs as a non-root uid)"
 fi
@@ -334,4 +434,61 @@ JOURNAL_STREAM=garbage "$IOMEMD" --check-config --config "$TMP/bad.conf" --socke
         fail "the invalid file passed"
 [ "$(cat "$TMP/journal")" = "$bad_line" ] || fail "JOURNAL_STREAM=garbage: stderr '$(cat "$TMP/journal")'"
 jcheck "no JOURNAL_STREAM" 1 "$bad_line" "" --check-config --config "$TMP/bad.conf" --socket "$S"
+
+# 12. a control byte of an argument or a file's name that reaches a line is escaped ("\xHH"): one call, one line.
+# A newline would start a second line, which for the journal could carry a forged priority ("<0>", emerg).
+nl=$TMP/$'n\n<0>forged'
+jcheck "journal: a missing file whose name has a newline" 1 \
+        "<3>iomemd: cannot read the configuration file $TMP/n\\x0a<0>forged: No such file or directory" 1 \
+        --check-config --config "$nl" --socket "$S"
+check "a missing file whose name has a newline and a tab" 1 "" \
+        "iomemd: cannot read the configuration file $TMP/n\\x0a<0>forged\\x09x: No such file or directory" \
+        --check-config --config "$nl"$'\tx' --socket "$S"
+long=$(printf 'y%.0s' $(seq 5000))
+check "an unknown option of 5000 bytes with an ESC: the line whole, escaped" 2 "" \
+        "iomemd: unknown option '--$long\\x1b[1m$long' (see --help)" --check-config "--$long"$'\e[1m'"$long"
+# the daemon's own log lines (log_message()): a reload's error naming its file
+printf 'max-regions = 10\n' >"$nl"
+"$IOMEMD" --socket "$SOCK" --config "$nl" --log-level warning 2>"$TMP/nl.log" &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+printf 'max-regions = lots\n' >"$nl"
+kill -HUP "$DAEMON_PID"
+while ! grep -q "configuration reload failed" "$TMP/nl.log"; do
+        kill -0 "$DAEMON_PID" || { fail "iomemd died on SIGHUP"; break; }
+        sleep 0.01
+done
+printf '%s\n' "iomemd: error: configuration: $TMP/n\x0a<0>forged:1: max-regions = 'lots': expected a positive number" \
+        "iomemd: error: configuration reload failed (Invalid argument): keeping the running configuration" \
+        >"$TMP/nl.want"
+cmp -s "$TMP/nl.log" "$TMP/nl.want" || fail "a reload's error naming a file with a newline: '$(cat "$TMP/nl.log")'"
+stop_daemon
+# a line cut at its 2 KiB bound keeps whole UTF-8 characters (else the journal stores it as a blob): a SIGHUP's
+# "configuration reloaded from PATH" with PATH > 2 KiB of "é" placed so that the cut falls inside one
+long=$("$PYTHON3" - "$TMP" <<'PY'
+import sys
+tmp = sys.argv[1]
+for pad in ("", "a"):
+    path = tmp + "/" + pad + "/".join(["\u00e9" * 100] * 11)
+    line = ("SIGHUP: configuration reloaded from " + path + "/u.conf").encode()
+    if len(line) > 2047 and line[2046] == 0xC3:
+        print(path)
+        break
+PY
+)
+mkdir -p "$long"
+printf 'max-regions = 10\n' >"$long/u.conf"
+"$IOMEMD" --socket "$SOCK" --config "$long/u.conf" 2>"$TMP/u.log" &
+DAEMON_PID=$!
+while ! ctl ping >/dev/null 2>&1; do kill -0 "$DAEMON_PID" || { fail "iomemd died"; break; }; sleep 0.01; done
+kill -HUP "$DAEMON_PID"
+while ! grep -q "configuration reloaded" "$TMP/u.log"; do
+        kill -0 "$DAEMON_PID" || { fail "iomemd died on SIGHUP"; break; }
+        sleep 0.01
+done
+stop_daemon
+"$PYTHON3" -c 'import sys; open(sys.argv[1], "rb").read().decode("utf-8")' "$TMP/u.log" 2>/dev/null \
+        || fail "a log line cut at 2 KiB is not UTF-8: '$(tail -c 40 "$TMP/u.log" | od -c | head -2)'"
+grep -q "^iomemd: notice: SIGHUP: configuration reloaded from $TMP/" "$TMP/u.log" \
+        || fail "no reload line: '$(cat "$TMP/u.log")'"
 finish

@@ -363,15 +363,21 @@ class TestClient < IOMemTest::Case
   # came in between (a trap's second signal) raised there, through libiomem's frames, leaving libiomem's reader
   # flag set and its pending entry on a dead stack: the next call waited for ever (or crashed). A child process
   # (interrupt_flood_child.rb) makes ROUNDS calls to a stopped daemon while we flood it with SIGUSR1, whose trap
-  # raises; then the daemon runs again and its calls must work. The deadline only detects a hang.
+  # raises; then the daemon runs again and its calls must work. The child writes a byte per round to a pipe (64
+  # at a time): a hang is FLOOD_STALL seconds in which no rounds were reported (each ends at the next signal, sent
+  # every 40 us at most), however long all the rounds take on a slow machine. Not a speed check.
+  FLOOD_STALL = 20
   def test_interrupts_in_a_flood_never_unwind_libiomem
     d = IOMemTest::Daemon.new
     child = File.join(__dir__, "interrupt_flood_child.rb")
-    IO.popen([IOMemTest.env("RUBY"), child, d.socket, "30000"], "r+") do |io|
+    progress, progress_w = IO.pipe
+    IO.popen([IOMemTest.env("RUBY"), child, d.socket, "30000", "3"], "r+", 3 => progress_w) do |io|
+      progress_w.close
       assert_equal "ready\n", io.gets
       Process.kill(:STOP, d.pid)
       io.puts "go"
-      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 120 # a hang detector, not a speed check
+      rounds = 0
+      moved = look = Process.clock_gettime(Process::CLOCK_MONOTONIC) # when rounds were last seen to end
       line = nil
       loop do
         begin
@@ -389,23 +395,47 @@ class TestClient < IOMemTest::Case
           line = io.gets
           break
         end
-        if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+        now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        next if now < look # the pipe read only every 50 ms: the signals' pacing stays as it was
+        look = now + 0.05
+        if (got = progress.read_nonblock(65_536, exception: false)).is_a?(String)
+          rounds += got.bytesize
+          moved = now
+        elsif now > moved + FLOOD_STALL
           Process.kill(:KILL, io.pid)
-          flunk "the child hung in its calls: an interrupt unwound libiomem's frames"
+          flunk "the child hung in its calls after #{rounds} rounds reported (none more for #{FLOOD_STALL} s): an " \
+                "interrupt unwound libiomem's frames"
         end
       end
       assert_equal "rounds 30000\n", line, "the child's rounds (it died or hung otherwise)"
+      # the rest of the rounds' bytes, written before that line
+      while (got = progress.read_nonblock(65_536, exception: false)).is_a?(String)
+        rounds += got.bytesize
+      end
+      assert_equal 30_000, rounds, "the rounds the child reported through the pipe"
       Process.kill(:CONT, d.pid)
       io.puts "cont"
-      r = io.wait_readable(120) && io.gets
-      unless r
-        Process.kill(:KILL, io.pid)
-        flunk "the child hung once the daemon ran again: an interrupt unwound libiomem's frames"
+      # its 5 calls to the running daemon, a byte after each: a hang is FLOOD_STALL s in which none returned
+      calls = 0
+      watch = [io, progress]
+      until (ready = IO.select(watch, nil, nil, FLOOD_STALL)) && ready[0].include?(io)
+        unless ready
+          Process.kill(:KILL, io.pid)
+          flunk "the child hung once the daemon ran again, after #{calls} calls (none returned for " \
+                "#{FLOOD_STALL} s): an interrupt unwound libiomem's frames"
+        end
+        got = progress.read_nonblock(65_536, exception: false)
+        watch = [io] if got.nil? # the end: the child closed the pipe after its last call
+        calls += got.bytesize if got.is_a?(String)
       end
-      assert_equal "ok\n", r
+      assert_equal "ok\n", io.gets
+      calls += progress.read.bytesize if watch.include?(progress) # the child closed the pipe before that line
+      assert_equal 5, calls, "the calls the child reported through the pipe"
     end
     assert $?.success?, "child: #{$?.inspect}"
   ensure
+    progress&.close
+    progress_w&.close unless progress_w&.closed?
     Process.kill(:CONT, d.pid) if d&.pid
     d&.stop
   end
