@@ -1124,12 +1124,8 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         int fd, r;
 
         r = proto_create_decode(f->payload, f->hdr.length, &m);
-        if (r < 0) {
-                /* which value, and what is allowed: "malformed CREATE" named neither */
-                const char *why = r == -EINVAL ? proto_create_refusal(f->payload, f->hdr.length) : NULL;
-
-                return why ? conn_fail(res, r, why) : r;
-        }
+        if (r < 0)
+                return r; /* conn_dispatch() says which value (proto_refusal()) */
         r = conn_region_check_size(c, m.size, res);
         if (r < 0)
                 return r;
