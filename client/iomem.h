@@ -411,7 +411,8 @@ struct iomem_create_opts {
  * The region's fd is examined at its first use (see iomem_region_fd()).
  * Return: 0 with *regionp (read-write); -EEXIST (exclusive); -EINVAL (bad
  * name, flags, mode, seals or backend: iomem_client_error_message() says
- * which value, and what is allowed, but for a bad name, "malformed CREATE":
+ * which value, and what is allowed (so do OPEN, SEAL, CHMOD, REGISTER and
+ * PUBLISH), but for a bad name, "malformed CREATE":
  * see iomem_name_check()); -EFBIG (size limit); -EDQUOT; -ENOSPC (file
  * system full; with IOMEM_CREATE_RESERVE, also the hugetlb pool or file
  * system could not hold the reservation); -ENOMEM (with

@@ -83,7 +83,7 @@ struct conn {
  * What a request handler reports besides its return value. A handler returns
  * 0 when it has queued its reply (or parked the request), or a negative errno:
  * conn_dispatch() then sends the one error reply, with @message (NULL: the
- * request's "malformed ..." text, for a payload its decoder refused). Whether
+ * request's "malformed ..." text, or for -EINVAL proto_refusal()'s words, for a payload its decoder refused). Whether
  * the connection died is read from conn.dead, never from the return value.
  */
 struct conn_result {

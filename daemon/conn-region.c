@@ -1124,12 +1124,8 @@ int conn_region_handle_create(struct conn *c, struct transport_frame *f, struct 
         int fd, r;
 
         r = proto_create_decode(f->payload, f->hdr.length, &m);
-        if (r < 0) {
-                /* which value, and what is allowed: "malformed CREATE" named neither */
-                const char *why = r == -EINVAL ? proto_create_refusal(f->payload, f->hdr.length) : NULL;
-
-                return why ? conn_fail(res, r, why) : r;
-        }
+        if (r < 0)
+                return r; /* conn_dispatch() says which value (proto_refusal()) */
         r = conn_region_check_size(c, m.size, res);
         if (r < 0)
                 return r;
@@ -1780,7 +1776,15 @@ static int conn_region_register_check(int fd, uint64_t size, uint32_t *sealsp, c
         }
         /* P7: the bits we need must be set; other bits (F_SEAL_EXEC, future ones) do not matter */
         if (((uint32_t)seals & PROTO_REGISTER_SEALS_REQUIRED) != PROTO_REGISTER_SEALS_REQUIRED) {
-                *whyp = "the memfd must be sealed with F_SEAL_SHRINK and F_SEAL_GROW";
+                /* what is needed, and how to add it; F_SEAL_SEAL (or no MFD_ALLOW_SEALING) means it never can be */
+                *whyp = (uint32_t)seals & PROTO_SEAL_SEAL
+                                ? "the memfd must be sealed with F_SEAL_SHRINK and F_SEAL_GROW, and this one takes no "
+                                  "more seals (F_SEAL_SEAL, or made without MFD_ALLOW_SEALING): make one with "
+                                  "memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), fill it, then add them "
+                                  "with fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW)"
+                                : "the memfd must be sealed with F_SEAL_SHRINK and F_SEAL_GROW: add them with "
+                                  "fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), or iomem_region_seal(region, "
+                                  "IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW), once its size is final";
                 return -EPERM;
         }
         /*

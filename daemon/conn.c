@@ -922,6 +922,9 @@ static int conn_dispatch(struct conn *c, struct transport_frame *f)
                 c->in_request = true;
                 r = req->handle(c, f, &res);
                 c->in_request = false;
+                /* a decoder's refusal: which value and what is allowed if it was one; else "malformed X" */
+                if (r == -EINVAL && !res.message)
+                        res.message = proto_refusal(h->opcode, f->payload, h->length);
                 if (r < 0 && !res.message)
                         res.message = req->malformed;
         }

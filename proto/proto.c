@@ -586,6 +586,9 @@ int proto_create_decode(const uint8_t *buf, size_t len, struct proto_create *m)
         return 0;
 }
 
+/* the mode rule, as every refusal of a mode says it */
+#define REFUSAL_MODE "mode above 0777 (owner/group/other: read 4, write 2; no setuid, setgid or sticky bit)"
+
 const char *proto_create_refusal(const uint8_t *buf, size_t len)
 {
         const char *s;
@@ -606,10 +609,98 @@ const char *proto_create_refusal(const uint8_t *buf, size_t len)
         if (seals & ~PROTO_SEALS_KNOWN)
                 return "CREATE: unknown seal bits (not IOMEM_SEAL_*)";
         if (get_u32(buf + 16) > MODE_MAX)
-                return "CREATE: mode above 0777 (owner/group/other: read 4, write 2)";
+                return "CREATE: " REFUSAL_MODE;
         if (!backend_ok(get_u16(buf + 20), true))
                 return "CREATE: unknown backend (0 = the daemon's default, 1 memfd, 2 shm, 3 file)";
         return NULL;
+}
+
+/*
+ * Whether a request of @fixed bytes then a name has its shape and a name that keeps the rule: only then does a
+ * refusal say which value it was (a bad name keeps "malformed X", which the bindings recognise).
+ */
+static bool refusal_name_ok(const uint8_t *buf, size_t len, size_t fixed)
+{
+        const char *s;
+        size_t end;
+
+        return buf && len >= fixed && name_get(buf, len, fixed, &s, &end) == 0;
+}
+
+/* OPEN and OPENV (@v): their flags and timeout_ms come first, alike. */
+static const char *open_refusal(const uint8_t *buf, size_t len, bool v)
+{
+        uint32_t flags;
+
+        if (!refusal_name_ok(buf, len, v ? OPENV_FIXED : OPEN_FIXED))
+                return NULL;
+        flags = get_u32(buf + 0);
+        if (flags & ~PROTO_OPEN_KNOWN)
+                return v ? "OPENV: unknown flags (RDONLY 0x1 and WAIT 0x2 only, or newer than this iomemd)"
+                         : "OPEN: unknown flags (RDONLY 0x1 and WAIT 0x2 only, or newer than this iomemd)";
+        if (!(flags & PROTO_OPEN_WAIT) && get_u32(buf + 4) != 0)
+                return v ? "OPENV: a timeout without the WAIT flag (timeout_ms must be 0 unless WAIT is set)"
+                         : "OPEN: a timeout without the WAIT flag (timeout_ms must be 0 unless WAIT is set)";
+        return NULL;
+}
+
+static const char *seal_refusal(const uint8_t *buf, size_t len)
+{
+        if (!refusal_name_ok(buf, len, SEAL_FIXED))
+                return NULL;
+        if (get_u32(buf + 0) & ~PROTO_SEALS_KNOWN)
+                return "SEAL: unknown seal bits (not IOMEM_SEAL_*: SEAL 0x1, SHRINK 0x2, GROW 0x4, WRITE 0x8, "
+                       "FUTURE_WRITE 0x10)";
+        if (get_u32(buf + 4) != 0)
+                return "SEAL: the reserved field is not 0";
+        return NULL;
+}
+
+static const char *chmod_refusal(const uint8_t *buf, size_t len)
+{
+        if (!refusal_name_ok(buf, len, CHMOD_FIXED))
+                return NULL;
+        if (get_u32(buf + 0) > MODE_MAX)
+                return "CHMOD: " REFUSAL_MODE;
+        if (get_u32(buf + 4) != 0)
+                return "CHMOD: the reserved field is not 0";
+        return NULL;
+}
+
+/* REGISTER and PUBLISH: flags (LEASE 0x1 only) then mode, at @flags_off. */
+static const char *flags_mode_refusal(const uint8_t *buf, size_t len, size_t fixed, size_t flags_off, bool publish)
+{
+        if (!refusal_name_ok(buf, len, fixed))
+                return NULL;
+        if (get_u32(buf + flags_off) & ~(publish ? PROTO_PUBLISH_KNOWN : PROTO_REGISTER_KNOWN))
+                return publish ? "PUBLISH: unknown flags (IOMEM_PUBLISH_LEASE 0x1 only, or newer than this iomemd)"
+                               : "REGISTER: unknown flags (IOMEM_REGISTER_LEASE 0x1 only, or newer than this iomemd)";
+        if (get_u32(buf + flags_off + 4) > MODE_MAX)
+                return publish ? "PUBLISH: " REFUSAL_MODE ", or 0 to keep the replaced version's"
+                               : "REGISTER: " REFUSAL_MODE ", or 0 for the daemon's default";
+        return NULL;
+}
+
+const char *proto_refusal(uint16_t opcode, const uint8_t *buf, size_t len)
+{
+        switch (opcode) {
+        case PROTO_OP_CREATE:
+                return proto_create_refusal(buf, len);
+        case PROTO_OP_OPEN:
+                return open_refusal(buf, len, false);
+        case PROTO_OP_OPENV:
+                return open_refusal(buf, len, true);
+        case PROTO_OP_SEAL:
+                return seal_refusal(buf, len);
+        case PROTO_OP_CHMOD:
+                return chmod_refusal(buf, len);
+        case PROTO_OP_REGISTER:
+                return flags_mode_refusal(buf, len, REGISTER_FIXED, 8, false);
+        case PROTO_OP_PUBLISH:
+                return flags_mode_refusal(buf, len, PUBLISH_FIXED, 16, true);
+        default: /* STAT, DELETE, CHOWN...: their decoders refuse no value but the name (or the shape) */
+                return NULL;
+        }
 }
 
 int proto_region_info_encode(const struct proto_region_info *m, uint8_t *buf, size_t size)

@@ -537,6 +537,14 @@ int proto_create_decode(const uint8_t *buf, size_t len, struct proto_create *m);
  * the reply then says "malformed CREATE", which libiomem's callers and the bindings recognise for a bad name.
  */
 const char *proto_create_refusal(const uint8_t *buf, size_t len);
+/*
+ * proto_refusal() - why the decoder of request @opcode refused @buf with -EINVAL, in words for the error reply:
+ * which value (flags, timeout, seals, mode, reserved) and what is allowed, for CREATE (proto_create_refusal()),
+ * OPEN, OPENV, SEAL, CHMOD, REGISTER and PUBLISH. Pure (no I/O); the slow path of a refusal only.
+ * Return: a static string; NULL for a bad name (the reply stays "malformed X", which the bindings recognise), a
+ * bad shape, a request whose decoder refuses no other value (STAT, DELETE, CHOWN, RESIZE...), or nothing wrong.
+ */
+const char *proto_refusal(uint16_t opcode, const uint8_t *buf, size_t len);
 int proto_region_info_encode(const struct proto_region_info *m, uint8_t *buf, size_t size);
 int proto_region_info_decode(const uint8_t *buf, size_t len, struct proto_region_info *m);
 int proto_open_encode(const struct proto_open *m, uint8_t *buf, size_t size);

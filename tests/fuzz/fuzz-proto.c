@@ -102,6 +102,16 @@ static void fuzz_decoders(const uint8_t *p, size_t n)
         FUZZ_ROUND_TRIP(create);
         /* the refusal's words (the daemon's error reply) only for a CREATE its decoder refused with -EINVAL */
         FUZZ_CHECK(!proto_create_refusal(p, n) || proto_create_decode(p, n, &m.create) == -EINVAL);
+        FUZZ_CHECK(!proto_refusal(PROTO_OP_CREATE, p, n) || proto_create_decode(p, n, &m.create) == -EINVAL);
+        /* and so for every request proto_refusal() explains; none for those whose decoders refuse only the name */
+        FUZZ_CHECK(!proto_refusal(PROTO_OP_OPEN, p, n) || proto_open_decode(p, n, &m.open) == -EINVAL);
+        FUZZ_CHECK(!proto_refusal(PROTO_OP_OPENV, p, n) || proto_openv_decode(p, n, &m.openv) == -EINVAL);
+        FUZZ_CHECK(!proto_refusal(PROTO_OP_SEAL, p, n) || proto_seal_decode(p, n, &m.seal) == -EINVAL);
+        FUZZ_CHECK(!proto_refusal(PROTO_OP_CHMOD, p, n) || proto_chmod_decode(p, n, &m.chmod) == -EINVAL);
+        FUZZ_CHECK(!proto_refusal(PROTO_OP_REGISTER, p, n) || proto_register_decode(p, n, &m.register_) == -EINVAL);
+        FUZZ_CHECK(!proto_refusal(PROTO_OP_PUBLISH, p, n) || proto_publish_decode(p, n, &m.publish) == -EINVAL);
+        FUZZ_CHECK(!proto_refusal(PROTO_OP_CHOWN, p, n) && !proto_refusal(PROTO_OP_STAT, p, n) &&
+                   !proto_refusal(PROTO_OP_RESIZE, p, n));
         FUZZ_ROUND_TRIP(region_info);
         FUZZ_ROUND_TRIP(open);
         FUZZ_ROUND_TRIP(resize);

@@ -562,6 +562,42 @@ START_TEST(test_create_refusal_says_why)
 }
 END_TEST
 
+/*
+ * CHMOD, SEAL and REGISTER refused for a value say which, and what is allowed, as CREATE does; before, "malformed
+ * CHMOD" (SEAL, REGISTER) named neither. A bad name still says "malformed CHMOD" (the bindings recognise it).
+ */
+START_TEST(test_refusal_says_why)
+{
+        struct iomem_region *region = it_create("it.why2", 4096, 0, IOMEM_BACKEND_MEMFD), *local = NULL;
+        struct iomem_stat st;
+        uint64_t id = 0;
+        uint32_t mode;
+
+        ck_assert_int_eq(iomem_stat(client_, "it.why2", &st), 0);
+        mode = st.mode;
+#define SAYS(call, says)                                                                                            \
+        do {                                                                                                        \
+                ck_assert_int_eq(call, -EINVAL);                                                                    \
+                ck_assert_msg(strstr(iomem_client_error_message(client_), says) != NULL, "%s: '%s' does not say '%s'", \
+                              #call, iomem_client_error_message(client_), says);                                   \
+        } while (0)
+        SAYS(iomem_chmod(client_, "it.why2", 01000), "CHMOD: mode above 0777 (owner/group/other");
+        SAYS(iomem_chmod(client_, "a//b", 01000), "malformed CHMOD"); /* the name first */
+        SAYS(iomem_seal(client_, "it.why2", 0x100u, NULL), "SEAL: unknown seal bits");
+        ck_assert_int_eq(iomem_region_new_local(4096, IOMEM_BACKEND_MEMFD, 0, &local), 0);
+        ck_assert_int_eq(iomem_region_seal(local, IOMEM_SEAL_SHRINK | IOMEM_SEAL_GROW), 0);
+        SAYS(iomem_register(client_, "it.why3", local, 0, 04755, &id), "REGISTER: mode above 0777");
+#undef SAYS
+        ck_assert_int_eq(iomem_stat(client_, "it.why2", &st), 0);
+        ck_assert_uint_eq(st.mode, mode); /* unchanged by the refusal */
+        ck_assert_int_eq(iomem_stat(client_, "it.why3", &st), -ENOENT);
+        iomem_region_free(local);
+        iomem_region_free(region);
+        ck_assert_int_eq(iomem_delete(client_, "it.why2"), 0);
+        ck_assert_int_eq(iomem_ping(client_), 0);
+}
+END_TEST
+
 /* Seals: memfd regions refuse what their seals forbid (EPERM); shm and file cannot be sealed (EOPNOTSUPP). */
 START_TEST(test_seal)
 {
@@ -1393,6 +1429,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_huge);
         tcase_add_test(tc, test_recycle);
         tcase_add_test(tc, test_create_refusal_says_why);
+        tcase_add_test(tc, test_refusal_says_why);
         tcase_add_test(tc, test_anonymous_pages_bounded);
         suite_add_tcase(s, tc);
         return s;

@@ -493,6 +493,29 @@ START_TEST(test_publish_rules)
         /* the fd must be a sealed memfd, as for REGISTER */
         ck_assert_int_eq(iomem_region_new_local(4096, IOMEM_BACKEND_MEMFD, 0, &r), 0);
         ck_assert_int_eq(iomem_publish(a, "p", r, NULL, NULL), -EPERM);
+        /* which seals, and how to add them (the message used to name the seals only) */
+        ck_assert_msg(strstr(iomem_client_error_message(a), "F_SEAL_SHRINK and F_SEAL_GROW: add them with "
+                                                           "fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW)"),
+                      "unsealed: '%s'", iomem_client_error_message(a));
+        iomem_region_free(r);
+        {
+                /* a memfd made without MFD_ALLOW_SEALING (F_SEAL_SEAL) can never take them: say how to make one */
+                int fd = memfd_create("it.noseal", MFD_CLOEXEC);
+
+                ck_assert_int_ge(fd, 0);
+                ck_assert_int_eq(ftruncate(fd, 4096), 0);
+                ck_assert_int_eq(iomem_region_new_consume_fd(fd, &r), 0);
+                ck_assert_int_eq(iomem_publish(a, "p", r, NULL, NULL), -EPERM);
+                ck_assert_msg(strstr(iomem_client_error_message(a), "takes no more seals") &&
+                                      strstr(iomem_client_error_message(a), "MFD_ALLOW_SEALING"),
+                              "unsealable: '%s'", iomem_client_error_message(a));
+                iomem_region_free(r);
+        }
+        /* a value refused says which (it was "malformed PUBLISH") */
+        r = snapshot(4096, 3);
+        ck_assert_int_eq(iomem_publish(a, "p", r, &(struct iomem_publish_opts){ .mode = 01000 }, NULL), -EINVAL);
+        ck_assert_msg(strstr(iomem_client_error_message(a), "PUBLISH: mode above 0777"), "mode: '%s'",
+                      iomem_client_error_message(a));
         iomem_region_free(r);
         /* LEASE: the new version goes with its publisher; publishing over a leased version ends that lease */
         r = snapshot(4096, 3);

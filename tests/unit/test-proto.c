@@ -1046,6 +1046,66 @@ START_TEST(test_roundtrip_create)
 END_TEST
 
 /* F5/F6: bad flag, seal, mode, backend and reserved values in CREATE are -EINVAL. */
+/*
+ * proto_refusal(): a request refused for one of its values names it and what is allowed (the daemon's error reply);
+ * NULL for a bad name (the reply stays "malformed X", which the bindings recognise), and for a request it accepts.
+ */
+START_TEST(test_refusal_words)
+{
+        uint8_t buf[512];
+        int n;
+
+#define REFUSED_SAYS(op, says)                                                                                     \
+        do {                                                                                                        \
+                const char *why_ = proto_refusal(PROTO_OP_##op, buf, (size_t)n);                                    \
+                ck_assert_msg(n > 0 && why_ && strstr(why_, says), #op ": '%s' does not say '%s'",                  \
+                              why_ ? why_ : "(null)", says);                                                        \
+        } while (0)
+
+        n = proto_open_encode(&(struct proto_open){ .flags = 0x8u, .name = "ok" }, buf, sizeof(buf));
+        REFUSED_SAYS(OPEN, "OPEN: unknown flags (RDONLY 0x1 and WAIT 0x2 only");
+        n = proto_open_encode(&(struct proto_open){ .timeout_ms = 5, .name = "ok" }, buf, sizeof(buf));
+        REFUSED_SAYS(OPEN, "OPEN: a timeout without the WAIT flag");
+        n = proto_open_encode(&(struct proto_open){ .flags = PROTO_OPEN_WAIT, .timeout_ms = 5, .name = "ok" }, buf,
+                              sizeof(buf));
+        ck_assert_ptr_null(proto_refusal(PROTO_OP_OPEN, buf, (size_t)n)); /* accepted: no words */
+        n = proto_open_encode(&(struct proto_open){ .flags = 0x8u, .name = "a//b" }, buf, sizeof(buf));
+        ck_assert_ptr_null(proto_refusal(PROTO_OP_OPEN, buf, (size_t)n)); /* the name first: "malformed OPEN" */
+        n = proto_openv_encode(&(struct proto_openv){ .timeout_ms = 5, .name = "ok" }, buf, sizeof(buf));
+        REFUSED_SAYS(OPENV, "OPENV: a timeout without the WAIT flag");
+        n = proto_seal_encode(&(struct proto_seal){ .seals = 0x100u, .name = "ok" }, buf, sizeof(buf));
+        REFUSED_SAYS(SEAL, "SEAL: unknown seal bits");
+        n = proto_seal_encode(&(struct proto_seal){ .seals = PROTO_SEAL_GROW, .reserved = 1, .name = "ok" }, buf,
+                              sizeof(buf));
+        REFUSED_SAYS(SEAL, "SEAL: the reserved field is not 0");
+        n = proto_chmod_encode(&(struct proto_chmod){ .mode = 01000, .name = "ok" }, buf, sizeof(buf));
+        REFUSED_SAYS(CHMOD, "CHMOD: mode above 0777");
+        n = proto_chmod_encode(&(struct proto_chmod){ .mode = 0640, .reserved = 1, .name = "ok" }, buf, sizeof(buf));
+        REFUSED_SAYS(CHMOD, "CHMOD: the reserved field is not 0");
+        n = proto_chmod_encode(&(struct proto_chmod){ .mode = 01000, .name = ".hidden" }, buf, sizeof(buf));
+        ck_assert_ptr_null(proto_refusal(PROTO_OP_CHMOD, buf, (size_t)n));
+        n = proto_register_encode(&(struct proto_register){ .size = 4096, .flags = 2, .name = "ok" }, buf,
+                                  sizeof(buf));
+        REFUSED_SAYS(REGISTER, "REGISTER: unknown flags (IOMEM_REGISTER_LEASE");
+        n = proto_register_encode(&(struct proto_register){ .size = 4096, .mode = 04755, .name = "ok" }, buf,
+                                  sizeof(buf));
+        REFUSED_SAYS(REGISTER, "REGISTER: mode above 0777");
+        n = proto_publish_encode(&(struct proto_publish){ .size = 4096, .flags = 2, .name = "ok" }, buf, sizeof(buf));
+        REFUSED_SAYS(PUBLISH, "PUBLISH: unknown flags (IOMEM_PUBLISH_LEASE");
+        n = proto_publish_encode(&(struct proto_publish){ .size = 4096, .mode = 01000, .name = "ok" }, buf,
+                                 sizeof(buf));
+        REFUSED_SAYS(PUBLISH, "PUBLISH: mode above 0777");
+        n = proto_create_encode(&(struct proto_create){ .size = 4096, .mode = 01000, .name = "ok" }, buf, sizeof(buf));
+        REFUSED_SAYS(CREATE, "CREATE: mode above 0777");
+        /* CHOWN's and STAT's decoders refuse nothing but the name and the shape */
+        n = proto_chown_encode(&(struct proto_chown){ .uid = 7, .gid = 7, .name = "a//b" }, buf, sizeof(buf));
+        ck_assert_ptr_null(proto_refusal(PROTO_OP_CHOWN, buf, (size_t)n));
+        ck_assert_ptr_null(proto_refusal(PROTO_OP_OPEN, NULL, 0));
+        ck_assert_ptr_null(proto_refusal(PROTO_OP_OPEN, buf, 3)); /* cut short: -EBADMSG, no words */
+#undef REFUSED_SAYS
+}
+END_TEST
+
 START_TEST(test_create_bad_values)
 {
         struct proto_create base = { .size = 4096, .name = "ok" }, m, d;
@@ -2045,6 +2105,7 @@ static Suite *proto_suite(void)
         tcase_add_test(tc, test_roundtrip_ping_status);
         tcase_add_test(tc, test_roundtrip_create);
         tcase_add_test(tc, test_create_bad_values);
+        tcase_add_test(tc, test_refusal_words);
         tcase_add_test(tc, test_roundtrip_region_info);
         tcase_add_test(tc, test_roundtrip_open);
         tcase_add_test(tc, test_roundtrip_resize_seal);
