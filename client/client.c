@@ -280,7 +280,6 @@ static bool client_dispatching_here(const struct iomem_client *c)
         return false;
 }
 
-
 /*
  * client_lock() - take the client's lock; in a process that runs one thread, nothing to take (glibc's
  * __libc_single_threaded, as libstdc++ skips its atomics): no other thread can want it then, and none can be made
@@ -319,12 +318,11 @@ static inline void client_dispatch_enter_locked(struct iomem_client *c, struct c
 static __attribute__((noinline, cold)) int client_dispatch_leave_deferred(struct iomem_client *c)
 {
         /* the disconnect a callback asked for: by the outermost call, once no callback runs any more */
-        if (--c->dispatching == 0) {
-                client_unlock(c);
-                iomem_disconnect(c);
-                return -ESHUTDOWN;
-        }
+        bool last = --c->dispatching == 0;
+
         client_unlock(c);
+        if (last)
+                iomem_disconnect(c);
         return -ESHUTDOWN;
 }
 
